@@ -1,0 +1,3 @@
+from domainfm.cli import main
+
+main()

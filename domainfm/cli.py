@@ -1,0 +1,244 @@
+"""The ``domainfm`` command line: one thin command per stage over the Python API.
+
+Heavy libraries (torch, transformers, spaCy, presidio) are imported inside the commands that
+need them, so ``domainfm --help`` stays fast. User mistakes (:class:`DomainFMError`) print one
+line and exit 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from domainfm.errors import DomainFMError
+
+app = typer.Typer(
+    name="domainfm",
+    help="Adapt foundation models to clinical and legal text, privately: "
+    "import -> deid -> chunk -> pretrain -> finetune -> audit -> label.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+# Which CLI flags belong to which importer option; used to say which flags a format accepts.
+_IMPORT_FLAGS = {
+    "text_col": "--text-col", "id_col": "--id-col", "label_col": "--label-col",
+    "labels_col": "--labels-col", "labels_sep": "--labels-sep", "delimiter": "--delimiter",
+    "text_key": "--text-key", "id_key": "--id-key", "label_key": "--label-key",
+    "generate_ids": "--generate-ids", "pattern": "--pattern", "label_from_dir": "--label-from-dir",
+    "phi": "--phi", "annotator": "--annotator", "require_ann": "--require-ann",
+    "sentences_per_doc": "--sentences-per-doc", "scheme": "--scheme",
+}
+
+
+def _user_errors(command):
+    """Turn a :class:`DomainFMError` into one line on stderr and exit code 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except DomainFMError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _console(stderr: bool = True):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _version_callback(value: bool):
+    if value:
+        from domainfm import __version__
+
+        typer.echo(f"domainfm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                 help="Print the version and exit."),
+):
+    """domainfm command line."""
+
+
+@app.command("import", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@_user_errors
+def import_command(
+    ctx: typer.Context,
+    format: str = typer.Argument(..., help="jsonl | csv | textdir | physionet | tab | brat | conll"),
+    src: Path = typer.Argument(..., help="Source file or folder."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output JSONL (rejects go to <out>.rejects.jsonl)."),
+    text_col: Optional[str] = typer.Option(None, help="csv: column with the text (default 'text')."),
+    id_col: Optional[str] = typer.Option(None, help="csv: column with the id (default: <file>-<row>)."),
+    label_col: Optional[str] = typer.Option(None, help="csv: column with a single label."),
+    labels_col: Optional[str] = typer.Option(None, help="csv: column with several labels."),
+    labels_sep: Optional[str] = typer.Option(None, help="csv: separator inside --labels-col (default '|')."),
+    delimiter: Optional[str] = typer.Option(None, help="csv: field separator (default ','; 'tab' for TSV)."),
+    text_key: Optional[str] = typer.Option(None, help="jsonl: field with the text (default 'text')."),
+    id_key: Optional[str] = typer.Option(None, help="jsonl: field with the id (default 'id')."),
+    label_key: Optional[str] = typer.Option(None, help="jsonl: field with the label (default 'label')."),
+    generate_ids: Optional[bool] = typer.Option(None, "--generate-ids", help="jsonl: number records without an id."),
+    pattern: Optional[str] = typer.Option(None, help="textdir: glob of files (default '**/*.txt')."),
+    label_from_dir: Optional[bool] = typer.Option(None, "--label-from-dir", help="textdir: parent folder name is the label."),
+    phi: Optional[str] = typer.Option(None, help="physionet: gold PHI file (default id-phi.phrase beside id.text)."),
+    annotator: Optional[str] = typer.Option(None, help="tab: first | all | an annotator name (original TAB JSON)."),
+    require_ann: Optional[bool] = typer.Option(None, "--require-ann", help="brat: reject .txt files without .ann."),
+    sentences_per_doc: Optional[int] = typer.Option(None, help="conll: sentences per document without -DOCSTART- (default 10)."),
+    scheme: Optional[str] = typer.Option(None, help="conll: iob2 (strict, default) or iob1."),
+):
+    """Import a corpus into domainfm JSONL (validated; nothing is lost: bad records go to a
+    reject file and the counts reconcile). Extra '--key value' pairs set importer options."""
+    from domainfm.config import parse_overrides
+    from domainfm.corpus.importers import get_importer
+    from domainfm.corpus.importing import import_corpus
+
+    importer = get_importer(format)
+    given = {k: v for k, v in locals().items() if k in _IMPORT_FLAGS and v is not None}
+    given.update(parse_overrides(ctx.args))
+    import dataclasses
+
+    valid = {f.name for f in dataclasses.fields(importer.options_cls)}
+    wrong = sorted(set(given) - valid)
+    if wrong:
+        accepted = ", ".join(_IMPORT_FLAGS.get(n, "--" + n) for n in sorted(valid)) or "none"
+        raise DomainFMError(
+            f"{', '.join(_IMPORT_FLAGS.get(w, '--' + w) for w in wrong)} does not apply to format "
+            f"{format!r} (its options: {accepted})"
+        )
+    console = _console()
+    with _progress(console, f"importing {format}") as update:
+        result = import_corpus(format, src, out, given, on_progress=lambda c: update(c.read))
+    _print_import_result(console, result)
+
+
+def _print_import_result(console, result) -> None:
+    c = result.counts
+    console.print(f"read {c.read} = written {c.written} + rejected {c.rejected}  ->  {result.out}")
+    if result.rejects:
+        console.print(f"rejected records (with reasons): {result.rejects}")
+        for line in result.first_rejects:
+            console.print(f"  {line}")
+    console.print(f"manifest: {result.manifest}")
+
+
+class _progress:
+    """A rich spinner with a document count; shows counts only, never document text."""
+
+    def __init__(self, console, description: str):
+        self.console, self.description = console, description
+
+    def __enter__(self):
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed} records"),
+            TimeElapsedColumn(), console=self.console, transient=True,
+        )
+        self._progress.__enter__()
+        task = self._progress.add_task(self.description, total=None)
+        return lambda n: self._progress.update(task, completed=n)
+
+    def __exit__(self, *exc):
+        return self._progress.__exit__(*exc)
+
+
+@app.command("summary")
+@_user_errors
+def summary_command(
+    corpus: Path = typer.Argument(..., help="domainfm JSONL file."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+):
+    """Counts, lengths and label distributions of a corpus (never any document text)."""
+    import json
+
+    from domainfm.corpus import read_documents, summarize
+
+    rejects: list = []
+    summary = summarize(read_documents(corpus, rejects=rejects)).to_dict()
+    summary["invalid_records"] = len(rejects)
+    if json_out:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    _print_summary(_console(stderr=False), corpus.name, summary)
+    for item in rejects[:5]:
+        _console().print(f"invalid: {item.describe()}")
+
+
+def _print_summary(console, title: str, s: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    lengths = s["chars_per_doc"]
+    table.add_row("documents", str(s["documents"]))
+    table.add_row("characters", f"{s['characters']:,} (per doc min {lengths['min']:,} / median "
+                  f"{int(lengths['median']):,} / max {lengths['max']:,})")
+
+    def top(counter: dict, n: int = 8) -> str:
+        items = list(counter.items())
+        shown = ", ".join(f"{k} {v}" for k, v in items[:n])
+        return shown + (f", ... ({len(items)} in all)" if len(items) > n else "") if items else "-"
+
+    table.add_row("label", top(s["labels"]))
+    table.add_row("labels", top(s["multi_labels"]))
+    table.add_row("spans", f"{s['spans']:,}: " + top(s["span_labels"], 12))
+    table.add_row("meta keys", ", ".join(s["meta_keys"]) or "-")
+    if s.get("invalid_records"):
+        table.add_row("invalid records", str(s["invalid_records"]))
+    console.print(table)
+
+
+@app.command("synth")
+@_user_errors
+def synth_command(
+    out: Path = typer.Option(Path("corpora"), "-o", "--out", help="Folder for the corpora."),
+    seed: int = typer.Option(13, help="Random seed; the same seed gives the same corpora."),
+    clinical: int = typer.Option(320, help="Number of clinical notes."),
+    legal: int = typer.Option(120, help="Number of legal documents."),
+):
+    """Write the synthetic sample corpora (clinical notes, contracts and judgments)."""
+    from domainfm.synth import write_sample_corpora
+
+    paths = write_sample_corpora(out, seed=seed, n_clinical=clinical, n_legal=legal)
+    for path in paths:
+        _console().print(f"wrote {path}")
+
+
+@app.command("models")
+@_user_errors
+def models_command():
+    """List the embedded offline models and where they are installed."""
+    from domainfm.models import embedded_models
+
+    for name, where in embedded_models().items():
+        typer.echo(f"{name:16s} {where or 'NOT INSTALLED'}")
+
+
+@app.command("demo")
+@_user_errors
+def demo_command(
+    out: Path = typer.Option(Path("demo-output"), "-o", "--out", help="Where the demo writes its outputs."),
+    corpora: Path = typer.Option(Path("corpora"), help="Sample corpora folder (generated if missing)."),
+):
+    """Run the pipeline on the shipped synthetic corpora with the embedded offline models."""
+    from domainfm.demo import run_demo
+
+    console = _console(stderr=False)
+    run_demo(out=out, corpora=corpora, console=console)
+
+
+def main() -> None:
+    """Console-script entry point (``domainfm`` and ``python -m domainfm``)."""
+    app()

@@ -1,0 +1,243 @@
+"""YAML task files and dotted command-line overrides -> validated dataclasses.
+
+Every stage's settings are a dataclass whose field names are the YAML keys. Loading is strict:
+an unknown key is an error that suggests the nearest valid name, a value of the wrong type is an
+error naming the dotted field, and cross-field rules live in each dataclass's ``__post_init__``.
+The fully resolved config is saved beside every output (see :mod:`domainfm.manifest`).
+
+Example:
+    >>> @dataclass
+    ... class Train:
+    ...     lr: float = 1e-4
+    >>> @dataclass
+    ... class Task:
+    ...     train: Train = field(default_factory=Train)
+    >>> load_config(Task, overrides=parse_overrides(["--train.lr", "3e-4"])).train.lr
+    0.0003
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field  # noqa: F401  (re-exported for config modules)
+from pathlib import Path
+from typing import Any, Iterable, Literal, Mapping, get_args, get_origin, get_type_hints
+
+from domainfm.errors import ConfigError
+
+
+def suggest(name: str, choices: Iterable[str]) -> str:
+    """``" (did you mean 'lr'?)"`` when a close match exists, else ``""``."""
+    close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def from_dict(cls: type, data: Mapping[str, Any] | None, *, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping, checking keys and value types recursively."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config section {prefix or '<root>'!r} must be a mapping, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    kwargs = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if key not in fields:
+            raise ConfigError(
+                f"unknown config key {dotted!r}{suggest(key, fields)}; "
+                f"valid keys{' under ' + prefix.rstrip('.') if prefix else ''}: {', '.join(sorted(fields))}"
+            )
+        kwargs[key] = _coerce(value, hints[key], dotted)
+    missing = [
+        name
+        for name, f in fields.items()
+        if name not in kwargs
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
+    ]
+    if missing:
+        raise ConfigError(f"missing required config key(s): {', '.join(prefix + m for m in missing)}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, dotted: str) -> Any:
+    origin = get_origin(hint)
+    args = get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, option, dotted)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin is Literal:
+        if value in args:
+            return value
+        raise ConfigError(
+            f"config field {dotted!r} must be one of {list(args)}, got {value!r}"
+            f"{suggest(str(value), [str(a) for a in args])}"
+        )
+    if dataclasses.is_dataclass(hint):
+        if isinstance(value, hint):
+            return value
+        return from_dict(hint, value, prefix=f"{dotted}.")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config field {dotted!r} must be a list, got {_show(value)}")
+        inner = args[0] if args else Any
+        items = [_coerce(v, inner, f"{dotted}[{i}]") for i, v in enumerate(value)]
+        return items if origin is list else tuple(items)
+    if origin is dict or hint is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"config field {dotted!r} must be a mapping, got {_show(value)}")
+        return dict(value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"config field {dotted!r} must be true or false, got {_show(value)}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"config field {dotted!r} must be an integer, got {_show(value)}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            # YAML 1.1 reads "3e-4" as a string; users write learning rates that way.
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"config field {dotted!r} must be a number, got {_show(value)}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"config field {dotted!r} must be a string, got {_show(value)}")
+    if hint is Path:
+        if isinstance(value, (str, Path)):
+            return Path(value)
+        raise ConfigError(f"config field {dotted!r} must be a path, got {_show(value)}")
+    return value
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def parse_overrides(args: Iterable[str]) -> dict[str, Any]:
+    """Turn ``["--train.lr", "3e-4", "--seed=3"]`` into ``{"train.lr": "3e-4", "seed": 3}``.
+
+    Values are read as YAML scalars (so ``true``, ``3``, ``[a, b]`` and ``null`` work); the
+    dataclass field type does the final conversion.
+    """
+    import yaml
+
+    result: dict[str, Any] = {}
+    items = list(args)
+    i = 0
+    while i < len(items):
+        item = items[i]
+        if not item.startswith("--") or len(item) == 2:
+            raise ConfigError(f"expected an override like '--section.key VALUE', got {item!r}")
+        key = item[2:]
+        if "=" in key:
+            key, raw = key.split("=", 1)
+        else:
+            if i + 1 >= len(items) or items[i + 1].startswith("--"):
+                raise ConfigError(f"override '--{key}' has no value (write '--{key} VALUE')")
+            i += 1
+            raw = items[i]
+        key = key.replace("-", "_")
+        try:
+            result[key] = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            result[key] = raw
+        i += 1
+    return result
+
+
+def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Set dotted keys in a nested mapping (a copy); intermediate sections are created."""
+    import copy
+
+    merged = copy.deepcopy(dict(data))
+    for dotted, value in overrides.items():
+        node = merged
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                raise ConfigError(f"override {dotted!r}: {part!r} is a value, not a section")
+            node = child
+        node[parts[-1]] = value
+    return merged
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def load_config(cls: type, path: str | Path | None = None, overrides: Mapping[str, Any] | None = None):
+    """Read a YAML file (optional), apply dotted overrides, and validate into ``cls``."""
+    data = read_yaml(path) if path is not None else {}
+    if overrides:
+        data = apply_overrides(data, overrides)
+    return from_dict(cls, data)
+
+
+def to_dict(obj: Any) -> Any:
+    """A config dataclass as plain YAML/JSON-serialisable data (paths become strings)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {str(k): to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def save_config(obj: Any, path: str | Path) -> Path:
+    import yaml
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(to_dict(obj), sort_keys=False), encoding="utf-8")
+    return path

@@ -1,0 +1,202 @@
+"""The one document model every stage reads and writes.
+
+Offsets are Python string indices (Unicode code points), end-exclusive: ``text[start:end]`` is
+the span's text. That is what Python users slice with; byte or UTF-16 offsets from other tools
+are converted by the importers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from domainfm.errors import RecordError
+
+DOCUMENT_KEYS = ("id", "text", "meta", "label", "labels", "spans")
+SPAN_KEYS = ("start", "end", "label", "attrs")
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A labelled character range ``[start, end)`` of a document's text.
+
+    Args:
+        start: first character, 0-based.
+        end: one past the last character.
+        label: the span's type, e.g. ``"PATIENT"`` or ``"B-Disease"``'s ``"Disease"``.
+        attrs: free-form JSON-serialisable attributes (``identifier_type``, ``brat_id``...).
+    """
+
+    start: int
+    end: int
+    label: str
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end, "label": self.label, "attrs": dict(self.attrs)}
+
+    @property
+    def key(self) -> tuple[int, int, str]:
+        return (self.start, self.end, self.label)
+
+
+@dataclass(slots=True)
+class Document:
+    """A clinical note, contract, judgment... with its labels and annotated spans.
+
+    Example:
+        >>> doc = Document(id="n1", text="Seen by Dr. Lee.", spans=[Span(12, 15, "DOCTOR")])
+        >>> doc.span_text(doc.spans[0])
+        'Lee'
+    """
+
+    id: str
+    text: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    label: str | None = None
+    labels: list[str] | None = None
+    spans: list[Span] = field(default_factory=list)
+
+    def span_text(self, span: Span) -> str:
+        return self.text[span.start : span.end]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "text": self.text,
+            "meta": self.meta,
+            "label": self.label,
+            "labels": self.labels,
+            "spans": [s.to_dict() for s in self.spans],
+        }
+
+    @classmethod
+    def from_dict(cls, record: Any, *, location: str | None = None) -> Document:
+        """Build and validate a document from its JSONL form.
+
+        Raises:
+            RecordError: naming the field and what was expected; never quoting the text.
+        """
+        if not isinstance(record, dict):
+            raise RecordError(
+                f"expected a JSON object per line, got {type(record).__name__}", location=location
+            )
+        raw_id = record.get("id")
+        record_id = raw_id if isinstance(raw_id, str) else None
+
+        def fail(reason: str) -> RecordError:
+            return RecordError(reason, record_id=record_id, location=location)
+
+        unknown = sorted(set(record) - set(DOCUMENT_KEYS))
+        if unknown:
+            raise fail(
+                f"unknown field(s) {unknown}; a document has {list(DOCUMENT_KEYS)} "
+                "(put extra information under 'meta', or import with 'domainfm import jsonl')"
+            )
+        if not isinstance(raw_id, str) or not raw_id.strip():
+            raise fail(f"field 'id' must be a non-empty string, got {_describe(raw_id)}")
+        text = record.get("text")
+        if not isinstance(text, str):
+            raise fail(f"field 'text' must be a string, got {_describe(text)}")
+        meta = record.get("meta") or {}
+        if not isinstance(meta, dict):
+            raise fail(f"field 'meta' must be an object, got {_describe(meta)}")
+        label = record.get("label")
+        if label is not None and not isinstance(label, str):
+            raise fail(f"field 'label' must be a string or null, got {_describe(label)}")
+        labels = record.get("labels")
+        if labels is not None and (
+            not isinstance(labels, list) or not all(isinstance(x, str) for x in labels)
+        ):
+            raise fail("field 'labels' must be a list of strings or null")
+        raw_spans = record.get("spans") or []
+        if not isinstance(raw_spans, list):
+            raise fail(f"field 'spans' must be a list, got {_describe(raw_spans)}")
+        spans = []
+        for i, raw in enumerate(raw_spans):
+            spans.append(_span_from_dict(raw, i, fail))
+        doc = cls(id=raw_id, text=text, meta=meta, label=label, labels=labels, spans=spans)
+        doc.validate(location=location)
+        return doc
+
+    def validate(self, *, location: str | None = None) -> None:
+        """Check the invariants every stage relies on.
+
+        Spans must lie inside the text and be non-empty. Spans may nest or overlap when their
+        labels differ (several annotation layers), but two spans with the same label may not
+        cross each other, and no span may be listed twice.
+        """
+
+        def fail(reason: str) -> RecordError:
+            return RecordError(reason, record_id=self.id, location=location)
+
+        if not isinstance(self.id, str) or not self.id.strip():
+            raise fail("field 'id' must be a non-empty string")
+        if not isinstance(self.text, str):
+            raise fail(f"field 'text' must be a string, got {_describe(self.text)}")
+        if _has_lone_surrogate(self.text):
+            raise fail("field 'text' contains an unpaired UTF-16 surrogate (not valid Unicode text)")
+        n = len(self.text)
+        for i, span in enumerate(self.spans):
+            if not (0 <= span.start < span.end <= n):
+                raise fail(
+                    f"span {i} [{span.start}:{span.end}] must satisfy 0 <= start < end <= "
+                    f"len(text)={n}"
+                )
+        check_span_overlaps(self.spans, fail)
+
+
+def check_span_overlaps(spans: Iterable[Span], fail) -> None:
+    """Reject duplicated spans and crossing spans of the same label."""
+    by_label: dict[str, list[Span]] = {}
+    for span in spans:
+        by_label.setdefault(span.label, []).append(span)
+    for label, group in by_label.items():
+        group.sort(key=lambda s: (s.start, -s.end))
+        open_spans: list[Span] = []  # stack of spans that contain the current position
+        for span in group:
+            while open_spans and open_spans[-1].end <= span.start:
+                open_spans.pop()
+            if open_spans:
+                outer = open_spans[-1]
+                if outer.key == span.key:
+                    raise fail(f"span [{span.start}:{span.end}] label {label!r} is listed twice")
+                if span.end > outer.end:
+                    raise fail(
+                        f"spans [{outer.start}:{outer.end}] and [{span.start}:{span.end}] with "
+                        f"label {label!r} cross each other (same-label spans may nest, not cross)"
+                    )
+            open_spans.append(span)
+
+
+def _span_from_dict(raw: Any, index: int, fail) -> Span:
+    if not isinstance(raw, dict):
+        raise fail(f"span {index} must be an object, got {_describe(raw)}")
+    unknown = sorted(set(raw) - set(SPAN_KEYS))
+    if unknown:
+        raise fail(f"span {index} has unknown field(s) {unknown}; a span has {list(SPAN_KEYS)}")
+    start, end, label = raw.get("start"), raw.get("end"), raw.get("label")
+    for name, value in (("start", start), ("end", end)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise fail(f"span {index} field '{name}' must be an integer, got {_describe(value)}")
+    if not isinstance(label, str) or not label:
+        raise fail(f"span {index} field 'label' must be a non-empty string, got {_describe(label)}")
+    attrs = raw.get("attrs") or {}
+    if not isinstance(attrs, dict):
+        raise fail(f"span {index} field 'attrs' must be an object, got {_describe(attrs)}")
+    return Span(start, end, label, attrs)
+
+
+def _describe(value: Any) -> str:
+    """Name a bad value's type without echoing its content (it may be PHI)."""
+    if value is None:
+        return "null"
+    return type(value).__name__
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False

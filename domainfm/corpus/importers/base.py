@@ -1,0 +1,50 @@
+"""Importer registry: a format name maps to an options dataclass and a reader.
+
+A reader turns a source (file or folder) into a stream of :class:`Document` or
+:class:`Rejected` items; the shared runner (:func:`domainfm.corpus.importing.import_corpus`)
+validates, de-duplicates ids, writes output and rejects, and keeps the counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from domainfm.config import suggest
+from domainfm.corpus.document import Document
+from domainfm.corpus.io import Rejected
+from domainfm.errors import ConfigError
+
+Reader = Callable[[Path, Any], Iterator["Document | Rejected"]]
+
+
+@dataclass(frozen=True)
+class Importer:
+    name: str
+    summary: str
+    options_cls: type
+    read: Reader
+
+
+IMPORTERS: dict[str, Importer] = {}
+
+
+def register(name: str, options_cls: type, summary: str) -> Callable[[Reader], Reader]:
+    def decorate(read: Reader) -> Reader:
+        if name in IMPORTERS:
+            raise ValueError(f"importer {name!r} is registered twice")
+        IMPORTERS[name] = Importer(name, summary, options_cls, read)
+        return read
+
+    return decorate
+
+
+def get_importer(name: str) -> Importer:
+    try:
+        return IMPORTERS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown import format {name!r}{suggest(name, IMPORTERS)}; "
+            f"available: {', '.join(sorted(IMPORTERS))}"
+        ) from None

@@ -1,0 +1,128 @@
+"""``brat``: brat standoff annotations (``doc.txt`` + ``doc.ann``).
+
+Text-bound annotations (``T``) become spans; a discontinuous annotation becomes one span per
+fragment sharing ``attrs.brat_id``. Attributes (``A``/``M``) and annotator notes (``#``) are
+attached to their span; relations, events and normalisations are kept in ``meta.brat`` so
+nothing in the file is dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from domainfm.corpus.document import Document, Span
+from domainfm.corpus.importers.base import register
+from domainfm.corpus.io import Rejected
+from domainfm.errors import CorpusError, RecordError
+
+
+@dataclass
+class BratOptions:
+    """Args:
+    require_ann: reject a ``.txt`` without a ``.ann`` beside it (default: import it unannotated).
+    """
+
+    require_ann: bool = False
+
+
+@register("brat", BratOptions, "brat standoff: a folder of .txt + .ann pairs")
+def read_brat(src: Path, options: BratOptions) -> Iterator[Document | Rejected]:
+    if not src.is_dir():
+        raise CorpusError(f"{src}: not a folder (brat reads a folder of .txt/.ann pairs)")
+    for txt in sorted(src.rglob("*.txt")):
+        rel = txt.relative_to(src)
+        doc_id = rel.with_suffix("").as_posix()
+        ann = txt.with_suffix(".ann")
+        try:
+            text = _read(txt, doc_id)
+            if not ann.is_file():
+                if options.require_ann:
+                    raise RecordError("no .ann file beside the .txt", record_id=doc_id, location=rel.as_posix())
+                spans, other = [], []
+            else:
+                spans, other = _parse_ann(_read(ann, doc_id), text, doc_id, ann.relative_to(src).as_posix())
+            meta = {"source_path": rel.as_posix()}
+            if other:
+                meta["brat"] = other
+            doc = Document(doc_id, text, meta, spans=spans)
+            doc.validate(location=rel.as_posix())
+            yield doc
+        except RecordError as err:
+            yield Rejected.from_error(err)
+
+
+def _read(path: Path, doc_id: str) -> str:
+    try:
+        # newline="" keeps \r\n as two characters: brat offsets count them.
+        with open(path, encoding="utf-8", newline="") as fh:
+            return fh.read()
+    except UnicodeDecodeError as exc:
+        raise RecordError(f"{path.name} is not valid UTF-8 (byte {exc.start})", record_id=doc_id) from None
+
+
+def _parse_ann(content: str, text: str, doc_id: str, where: str) -> tuple[list[Span], list[dict]]:
+    fragments: dict[str, list[Span]] = {}
+    other: list[dict] = []
+    attributes: list[tuple[int, str, str, str | bool]] = []
+    notes: list[tuple[int, str, str]] = []
+    for number, line in enumerate(content.splitlines(), start=1):
+        if not line.strip():
+            continue
+        location = f"{where}:{number}"
+        fields = line.split("\t")
+        ann_id = fields[0]
+        try:
+            if ann_id.startswith("T"):
+                kind, _, ranges = fields[1].partition(" ")
+                pieces = []
+                for part in ranges.split(";"):
+                    start, end = (int(x) for x in part.split())
+                    pieces.append((start, end))
+                expected = fields[2] if len(fields) > 2 else None
+                if any(not (0 <= s < e <= len(text)) for s, e in pieces):
+                    raise RecordError(f"{ann_id} offsets lie outside the text", record_id=doc_id, location=location)
+                if expected is not None and " ".join(text[s:e] for s, e in pieces) != expected:
+                    raise RecordError(
+                        f"{ann_id} ({kind}) text differs from the .txt at its offsets",
+                        record_id=doc_id, location=location,
+                    )
+                fragments[ann_id] = [
+                    Span(s, e, kind, {"brat_id": ann_id, **({"fragment": i} if len(pieces) > 1 else {})})
+                    for i, (s, e) in enumerate(pieces)
+                ]
+            elif ann_id.startswith(("A", "M")):
+                name, target, *value = fields[1].split()
+                attributes.append((number, target, name, value[0] if value else True))
+            elif ann_id.startswith("#"):
+                _, target = fields[1].split()[:2]
+                notes.append((number, target, fields[2] if len(fields) > 2 else ""))
+            elif ann_id[:1] in ("R", "E", "N", "*"):
+                other.append({"id": ann_id, "annotation": fields[1], **({"text": fields[2]} if len(fields) > 2 else {})})
+            else:
+                raise RecordError(f"unknown annotation kind {ann_id!r}", record_id=doc_id, location=location)
+        except (IndexError, ValueError):
+            raise RecordError(
+                "malformed line (expected e.g. 'T1<TAB>Label START END<TAB>text')",
+                record_id=doc_id, location=location,
+            ) from None
+    for number, target, name, value in attributes:
+        _target(fragments, target, doc_id, f"{where}:{number}")
+        fragments[target] = [Span(s.start, s.end, s.label, {**s.attrs, name: value}) for s in fragments[target]]
+    for number, target, note in notes:
+        if target in fragments:
+            fragments[target] = [Span(s.start, s.end, s.label, {**s.attrs, "note": note}) for s in fragments[target]]
+        else:
+            other.append({"id": f"#{number}", "annotation": f"AnnotatorNotes {target}", "text": note})
+    spans = [span for group in fragments.values() for span in group]
+    spans.sort(key=lambda s: (s.start, s.end, s.label))
+    return spans, other
+
+
+def _target(fragments: dict, target: str, doc_id: str, location: str) -> None:
+    if target not in fragments:
+        raise RecordError(
+            f"attribute refers to {target!r}, which is not a text-bound annotation",
+            record_id=doc_id, location=location,
+        )

@@ -1,0 +1,173 @@
+"""``conll``: IOB2-tagged tokens (``token<TAB>tag``, blank line between sentences).
+
+Tokens are joined with single spaces and sentences with newlines, so every entity becomes an
+exact character span. Documents are split at ``-DOCSTART-`` lines, or every
+``sentences_per_doc`` sentences when the file has none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Literal
+
+from domainfm.corpus.document import Document, Span
+from domainfm.corpus.importers.base import register
+from domainfm.corpus.io import Rejected
+from domainfm.errors import ConfigError, CorpusError, RecordError
+
+
+@dataclass
+class ConllOptions:
+    """Args:
+    sentences_per_doc: sentences grouped into one document when there is no ``-DOCSTART-``.
+    scheme: ``iob2`` rejects an ``I-X`` that does not continue an ``X`` entity; ``iob1``
+        accepts it as the start of an entity (as conlleval does).
+    """
+
+    sentences_per_doc: int = 10
+    scheme: Literal["iob2", "iob1"] = "iob2"
+
+    def __post_init__(self):
+        if self.sentences_per_doc < 1:
+            raise ConfigError(
+                f"'sentences_per_doc' must be >= 1, got {self.sentences_per_doc}"
+            )
+
+
+@register("conll", ConllOptions, "CoNLL / IOB2 token-per-line files (a file or a folder of them)")
+def read_conll(src: Path, options: ConllOptions) -> Iterator[Document | Rejected]:
+    if src.is_dir():
+        files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix in (".tsv", ".conll", ".iob", ".txt", ".bio"))
+        if not files:
+            raise CorpusError(f"{src}: no .tsv/.conll/.iob/.bio/.txt files")
+    elif src.is_file():
+        files = [src]
+    else:
+        raise CorpusError(f"{src}: no such file or folder")
+    for path in files:
+        yield from _read_file(path, options, prefix=path.stem if len(files) == 1 else path.relative_to(src).with_suffix("").as_posix())
+
+
+def _read_file(path: Path, options: ConllOptions, prefix: str) -> Iterator[Document | Rejected]:
+    doc_index = 0
+    sentences: list[list[tuple[str, str, int]]] = []
+    sentence: list[tuple[str, str, int]] = []
+    first_line = 1
+    split_by_docstart = _has_docstart(path)
+
+    def flush():
+        nonlocal doc_index, sentences, first_line
+        if not sentences:
+            return None
+        doc_id = f"{prefix}-{doc_index:05d}"
+        doc_index += 1
+        location = f"{path.name}:{first_line}"
+        try:
+            item = _build(doc_id, sentences, options, path.name)
+        except RecordError as err:
+            err.location = err.location or location
+            item = Rejected.from_error(err, raw="\n\n".join("\n".join(f"{t}\t{g}" for t, g, _ in s) for s in sentences))
+        sentences = []
+        return item
+
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError:
+                # Marked here, rejected with its line number when the document is built.
+                sentence.append(("\ufffd", "__BAD_UTF8__", number))
+                continue
+            if line.startswith("-DOCSTART-"):
+                if sentence:
+                    sentences.append(sentence)
+                    sentence = []
+                item = flush()
+                if item is not None:
+                    yield item
+                first_line = number + 1
+                continue
+            if not line.strip():
+                if sentence:
+                    sentences.append(sentence)
+                    sentence = []
+                    if len(sentences) >= options.sentences_per_doc and not split_by_docstart:
+                        item = flush()
+                        if item is not None:
+                            yield item
+                        first_line = number + 1
+                continue
+            fields = line.split("\t") if "\t" in line else line.split()
+            if len(fields) < 2:
+                sentence.append((fields[0] if fields else "", "__NO_TAG__", number))
+            else:
+                sentence.append((fields[0], fields[-1], number))
+    if sentence:
+        sentences.append(sentence)
+    item = flush()
+    if item is not None:
+        yield item
+
+
+def _has_docstart(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return any(line.startswith(b"-DOCSTART-") for line in fh)
+
+
+def _build(doc_id: str, sentences, options: ConllOptions, filename: str) -> Document:
+    pieces: list[str] = []
+    spans: list[Span] = []
+    offset = 0
+    for s_index, sentence in enumerate(sentences):
+        if s_index:
+            pieces.append("\n")
+            offset += 1
+        current: list = []  # [label, start, end]
+        for t_index, (token, tag, number) in enumerate(sentence):
+            where = f"{filename}:{number}"
+            if tag == "__BAD_UTF8__":
+                raise RecordError("line is not valid UTF-8", record_id=doc_id, location=where)
+            if tag == "__NO_TAG__":
+                raise RecordError("expected 'token<TAB>tag' (2 or more columns)", record_id=doc_id, location=where)
+            if not token:
+                raise RecordError("empty token", record_id=doc_id, location=where)
+            if t_index:
+                pieces.append(" ")
+                offset += 1
+            start, end = offset, offset + len(token)
+            pieces.append(token)
+            offset = end
+            prefix, _, kind = tag.partition("-")
+            if tag == "O":
+                current = _close(current, spans)
+            elif prefix == "B" and kind:
+                current = _close(current, spans)
+                current = [kind, start, end]
+            elif prefix == "I" and kind:
+                if current and current[0] == kind:
+                    current[2] = end
+                elif options.scheme == "iob1":
+                    current = _close(current, spans)
+                    current = [kind, start, end]
+                else:
+                    raise RecordError(
+                        f"tag {tag!r} does not continue a {kind!r} entity (IOB2); use --scheme iob1 "
+                        "to read it as an entity start",
+                        record_id=doc_id, location=where,
+                    )
+            else:
+                raise RecordError(
+                    f"tag {tag!r} is not O, B-TYPE or I-TYPE", record_id=doc_id, location=where
+                )
+        _close(current, spans)
+    meta = {"source_file": filename, "n_sentences": len(sentences)}
+    doc = Document(doc_id, "".join(pieces), meta, spans=spans)
+    doc.validate()
+    return doc
+
+
+def _close(current: list, spans: list[Span]) -> list:
+    if current:
+        spans.append(Span(current[1], current[2], current[0]))
+    return []

@@ -1,0 +1,108 @@
+"""``physionet``: the PhysioNet deid corpus (``id.text`` + ``id-phi.phrase``).
+
+``id.text`` holds records ``START_OF_RECORD=<patient>||||<note>||||\\n<body>||||END_OF_RECORD``;
+``id-phi.phrase`` lists gold PHI as ``<patient> <note> <start> <end> <type> <text>`` with
+0-based offsets into the body. Every gold span's text is checked against the body.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from domainfm.corpus.document import Document, Span
+from domainfm.corpus.importers.base import register
+from domainfm.corpus.io import Rejected
+from domainfm.errors import CorpusError, RecordError
+
+_HEADER = re.compile(r"START_OF_RECORD=([^|\n]+)\|\|\|\|([^|\n]+)\|\|\|\|\n")
+_END = "||||END_OF_RECORD"
+
+
+@dataclass
+class PhysionetOptions:
+    """Args:
+    phi: gold annotation file; default ``id-phi.phrase`` beside ``id.text`` when present.
+    """
+
+    phi: str | None = None
+
+
+@register("physionet", PhysionetOptions, "PhysioNet deid id.text (+ id-phi.phrase gold PHI)")
+def read_physionet(src: Path, options: PhysionetOptions) -> Iterator[Document | Rejected]:
+    text_path = src / "id.text" if src.is_dir() else src
+    if not text_path.is_file():
+        raise CorpusError(f"{src}: no id.text found (give the file or the folder holding it)")
+    phi_path = Path(options.phi) if options.phi else text_path.with_name("id-phi.phrase")
+    if options.phi and not phi_path.is_file():
+        raise CorpusError(f"{phi_path}: no such PHI file (option 'phi')")
+    gold = _read_phrases(phi_path) if phi_path.is_file() else {}
+    try:
+        content = text_path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise CorpusError(f"{text_path.name}: not valid UTF-8 (byte offset {exc.start})") from None
+
+    pos = 0
+    while True:
+        match = _HEADER.search(content, pos)
+        if not match:
+            trailing = content[pos:].strip()
+            if trailing:
+                line = content.count("\n", 0, pos) + 1
+                yield Rejected("text after the last record is not a START_OF_RECORD block",
+                               location=f"{text_path.name}:{line}")
+            break
+        line = content.count("\n", 0, match.start()) + 1
+        location = f"{text_path.name}:{line}"
+        patient, note = match.group(1).strip(), match.group(2).strip()
+        doc_id = f"{patient}-{note}"
+        body_start = match.end()
+        end = content.find(_END, body_start)
+        next_header = _HEADER.search(content, body_start)
+        if end < 0 or (next_header and next_header.start() < end):
+            yield Rejected("record has no ||||END_OF_RECORD marker", location=location, record_id=doc_id)
+            pos = next_header.start() if next_header else len(content)
+            continue
+        pos = end + len(_END)
+        body = content[body_start:end]
+        phrases = gold.pop((patient, note), [])
+        try:
+            spans = []
+            for phrase_line, start, stop, kind, expected in phrases:
+                if not (0 <= start < stop <= len(body)) or body[start:stop] != expected:
+                    raise RecordError(
+                        f"gold PHI at id-phi.phrase:{phrase_line} ({kind} [{start}:{stop}]) does not "
+                        "match the note text at those offsets",
+                        record_id=doc_id, location=location,
+                    )
+                spans.append(Span(start, stop, kind))
+            meta = {"patient_id": patient, "note_id": note, "source": "physionet-deid"}
+            doc = Document(doc_id, body, meta, spans=sorted(spans, key=lambda s: (s.start, s.end)))
+            doc.validate(location=location)
+            yield doc
+        except RecordError as err:
+            yield Rejected.from_error(err)
+    for (patient, note), phrases in sorted(gold.items()):
+        yield Rejected(
+            f"{len(phrases)} gold PHI line(s) name a record that id.text does not contain",
+            location=f"{phi_path.name}:{phrases[0][0]}", record_id=f"{patient}-{note}",
+        )
+
+
+def _read_phrases(path: Path) -> dict[tuple[str, str], list[tuple[int, int, int, str, str]]]:
+    gold: dict[tuple[str, str], list[tuple[int, int, int, str, str]]] = {}
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            line = line.rstrip("\n")
+            if not line.strip():
+                continue
+            parts = line.split(" ", 5)
+            if len(parts) < 6 or not parts[2].isdigit() or not parts[3].isdigit():
+                raise CorpusError(
+                    f"{path.name}:{number}: expected '<patient> <note> <start> <end> <type> <text>'"
+                )
+            patient, note, start, stop, kind, text = parts
+            gold.setdefault((patient, note), []).append((number, int(start), int(stop), kind, text))
+    return gold

@@ -1,0 +1,134 @@
+"""``tab``: the Text Anonymization Benchmark (ECHR judgments).
+
+Two layouts are read: the original TAB release (a JSON list of documents whose
+``annotations`` hold one ``entity_mentions`` list per annotator) and the JSONL layout with
+``metadata``/``entities`` per line. Span labels are the ``entity_type``; the masking decision
+(``identifier_type``: DIRECT / QUASI / NO_MASK) and ids are kept in ``attrs``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from domainfm.corpus.document import Document, Span
+from domainfm.corpus.importers.base import register
+from domainfm.corpus.io import Rejected, iter_jsonl_objects
+from domainfm.errors import CorpusError, RecordError
+
+_SPAN_ATTRS = ("identifier_type", "entity_id", "confidential_status", "edit_type")
+
+
+@dataclass
+class TabOptions:
+    """Args:
+    annotator: original TAB layout only: whose annotations to take. ``first`` takes the first
+        annotator of each document; ``all`` writes one document per annotator
+        (id ``<doc_id>#<annotator>``); any other value names one annotator.
+    """
+
+    annotator: str = "first"
+
+
+@register("tab", TabOptions, "Text Anonymization Benchmark JSON or JSONL (ECHR judgments)")
+def read_tab(src: Path, options: TabOptions) -> Iterator[Document | Rejected]:
+    if not src.is_file():
+        raise CorpusError(f"{src}: no such file (expected TAB .json or .jsonl)")
+    with open(src, "rb") as fh:
+        first = fh.read(64).lstrip()
+    if first.startswith(b"["):
+        yield from _read_original(src, options)
+        return
+    for number, obj in iter_jsonl_objects(src):
+        if isinstance(obj, Rejected):
+            yield obj
+            continue
+        location = f"{src.name}:{number}"
+        try:
+            yield _from_jsonl_record(obj, location)
+        except RecordError as err:
+            yield Rejected.from_error(err, raw=json.dumps(obj, ensure_ascii=False))
+
+
+def _from_jsonl_record(obj: Any, location: str) -> Document:
+    if not isinstance(obj, dict):
+        raise RecordError(f"expected a JSON object, got {type(obj).__name__}", location=location)
+    metadata = obj.get("metadata") or {}
+    provenance = metadata.get("provenance") or {}
+    doc_id = metadata.get("data_id") or provenance.get("doc_id") or obj.get("doc_id")
+    if not isinstance(doc_id, str) or not doc_id:
+        raise RecordError("no 'metadata.data_id' or 'doc_id' to use as id", location=location)
+    text = obj.get("text")
+    if not isinstance(text, str):
+        raise RecordError("field 'text' must be a string", record_id=doc_id, location=location)
+    mentions = obj.get("entities")
+    if not isinstance(mentions, list):
+        raise RecordError("field 'entities' must be a list", record_id=doc_id, location=location)
+    meta = {k: v for k, v in provenance.items() if k != "task"}
+    meta.update({k: v for k, v in metadata.items() if k not in ("provenance",)})
+    meta["source"] = "tab"
+    return _document(doc_id, text, mentions, meta, location)
+
+
+def _read_original(src: Path, options: TabOptions) -> Iterator[Document | Rejected]:
+    try:
+        records = json.loads(src.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorpusError(f"{src.name}: not a valid TAB JSON file ({exc.__class__.__name__})") from None
+    for index, obj in enumerate(records):
+        location = f"{src.name}[{index}]"
+        doc_id = obj.get("doc_id") if isinstance(obj, dict) else None
+        try:
+            if not isinstance(obj, dict) or not isinstance(doc_id, str):
+                raise RecordError("expected an object with a string 'doc_id'", location=location)
+            annotations = obj.get("annotations") or {}
+            if not isinstance(annotations, dict) or not annotations:
+                raise RecordError("no 'annotations'", record_id=doc_id, location=location)
+            if options.annotator == "first":
+                chosen = [next(iter(annotations))]
+            elif options.annotator == "all":
+                chosen = list(annotations)
+            elif options.annotator in annotations:
+                chosen = [options.annotator]
+            else:
+                raise RecordError(
+                    f"no annotator {options.annotator!r} (has {sorted(annotations)})",
+                    record_id=doc_id, location=location,
+                )
+            base_meta = {k: v for k, v in obj.items() if k not in ("text", "annotations", "doc_id", "task")}
+            for name in chosen:
+                mentions = (annotations[name] or {}).get("entity_mentions", [])
+                meta = {**base_meta, "annotator": name, "source": "tab", "doc_id": doc_id}
+                out_id = f"{doc_id}#{name}" if options.annotator == "all" else doc_id
+                yield _document(out_id, obj.get("text"), mentions, meta, location)
+        except RecordError as err:
+            yield Rejected.from_error(err, raw=json.dumps(obj, ensure_ascii=False))
+
+
+def _document(doc_id: str, text: Any, mentions: list, meta: dict, location: str) -> Document:
+    if not isinstance(text, str):
+        raise RecordError("field 'text' must be a string", record_id=doc_id, location=location)
+    spans = []
+    for i, m in enumerate(mentions):
+        try:
+            start, end, kind = int(m["start_offset"]), int(m["end_offset"]), str(m["entity_type"])
+        except (KeyError, TypeError, ValueError):
+            raise RecordError(
+                f"entity {i} needs integer 'start_offset'/'end_offset' and an 'entity_type'",
+                record_id=doc_id, location=location,
+            ) from None
+        if "span_text" in m and text[start:end] != m["span_text"]:
+            raise RecordError(
+                f"entity {i} ({kind} [{start}:{end}]): 'span_text' differs from the text at those offsets",
+                record_id=doc_id, location=location,
+            )
+        attrs = {k: m[k] for k in _SPAN_ATTRS if k in m}
+        mention_id = m.get("span_id") or m.get("entity_mention_id")
+        if mention_id:
+            attrs["mention_id"] = mention_id
+        spans.append(Span(start, end, kind, attrs))
+    doc = Document(doc_id, text, meta, spans=spans)
+    doc.validate(location=location)
+    return doc

