@@ -144,6 +144,7 @@ class _progress:
         self._progress = Progress(
             SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed} records"),
             TimeElapsedColumn(), console=self.console, transient=True,
+            disable=not self.console.is_terminal,
         )
         self._progress.__enter__()
         task = self._progress.add_task(self.description, total=None)
@@ -163,6 +164,7 @@ def summary_command(
     import json
 
     from domainfm.corpus import read_documents, summarize
+    from domainfm.corpus.summary import print_summary
 
     rejects: list = []
     summary = summarize(read_documents(corpus, rejects=rejects)).to_dict()
@@ -170,34 +172,9 @@ def summary_command(
     if json_out:
         typer.echo(json.dumps(summary, indent=2))
         return
-    _print_summary(_console(stderr=False), corpus.name, summary)
+    print_summary(_console(stderr=False), corpus.name, summary)
     for item in rejects[:5]:
         _console().print(f"invalid: {item.describe()}")
-
-
-def _print_summary(console, title: str, s: dict) -> None:
-    from rich.table import Table
-
-    table = Table(title=title, show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
-    lengths = s["chars_per_doc"]
-    table.add_row("documents", str(s["documents"]))
-    table.add_row("characters", f"{s['characters']:,} (per doc min {lengths['min']:,} / median "
-                  f"{int(lengths['median']):,} / max {lengths['max']:,})")
-
-    def top(counter: dict, n: int = 8) -> str:
-        items = list(counter.items())
-        shown = ", ".join(f"{k} {v}" for k, v in items[:n])
-        return shown + (f", ... ({len(items)} in all)" if len(items) > n else "") if items else "-"
-
-    table.add_row("label", top(s["labels"]))
-    table.add_row("labels", top(s["multi_labels"]))
-    table.add_row("spans", f"{s['spans']:,}: " + top(s["span_labels"], 12))
-    table.add_row("meta keys", ", ".join(s["meta_keys"]) or "-")
-    if s.get("invalid_records"):
-        table.add_row("invalid records", str(s["invalid_records"]))
-    console.print(table)
 
 
 @app.command("synth")

@@ -31,7 +31,11 @@ from domainfm.errors import ConfigError
 
 def suggest(name: str, choices: Iterable[str]) -> str:
     """``" (did you mean 'lr'?)"`` when a close match exists, else ``""``."""
-    close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.6)
+    name, choices = str(name), list(choices)
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    if not close:
+        # "lr_rate" -> "lr", "text" -> "text_col": a valid name is a prefix of the other.
+        close = [c for c in choices if len(c) >= 2 and (name.startswith(c) or c.startswith(name))][:1]
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 

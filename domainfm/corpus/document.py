@@ -98,7 +98,8 @@ class Document:
         text = record.get("text")
         if not isinstance(text, str):
             raise fail(f"field 'text' must be a string, got {_describe(text)}")
-        meta = record.get("meta") or {}
+        meta = record.get("meta")
+        meta = {} if meta is None else meta
         if not isinstance(meta, dict):
             raise fail(f"field 'meta' must be an object, got {_describe(meta)}")
         label = record.get("label")
@@ -109,7 +110,8 @@ class Document:
             not isinstance(labels, list) or not all(isinstance(x, str) for x in labels)
         ):
             raise fail("field 'labels' must be a list of strings or null")
-        raw_spans = record.get("spans") or []
+        raw_spans = record.get("spans")
+        raw_spans = [] if raw_spans is None else raw_spans
         if not isinstance(raw_spans, list):
             raise fail(f"field 'spans' must be a list, got {_describe(raw_spans)}")
         spans = []
@@ -181,7 +183,8 @@ def _span_from_dict(raw: Any, index: int, fail) -> Span:
             raise fail(f"span {index} field '{name}' must be an integer, got {_describe(value)}")
     if not isinstance(label, str) or not label:
         raise fail(f"span {index} field 'label' must be a non-empty string, got {_describe(label)}")
-    attrs = raw.get("attrs") or {}
+    attrs = raw.get("attrs")
+    attrs = {} if attrs is None else attrs
     if not isinstance(attrs, dict):
         raise fail(f"span {index} field 'attrs' must be an object, got {_describe(attrs)}")
     return Span(start, end, label, attrs)

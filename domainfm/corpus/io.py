@@ -7,6 +7,7 @@ its line number and the reason, and every run can show ``read = written + reject
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 from dataclasses import dataclass, field
@@ -141,6 +142,8 @@ def iter_jsonl_objects(path: str | os.PathLike) -> Iterator[tuple[int, Any | Rej
     with open(path, "rb") as fh:
         for number, raw in enumerate(fh, start=1):
             location = f"{path.name}:{number}"
+            if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8):]  # files saved by Windows editors
             if not raw.strip():
                 continue
             try:

@@ -54,3 +54,29 @@ def summarize(docs: Iterable[Document]) -> CorpusSummary:
     for doc in docs:
         summary.add(doc)
     return summary
+
+
+def print_summary(console, title: str, s: dict) -> None:
+    """A rich table of :meth:`CorpusSummary.to_dict` output."""
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    lengths = s["chars_per_doc"]
+    table.add_row("documents", str(s["documents"]))
+    table.add_row("characters", f"{s['characters']:,} (per doc min {lengths['min']:,} / median "
+                  f"{int(lengths['median']):,} / max {lengths['max']:,})")
+
+    def top(counter: dict, n: int = 8) -> str:
+        items = list(counter.items())
+        shown = ", ".join(f"{k} {v}" for k, v in items[:n])
+        return shown + (f", ... ({len(items)} in all)" if len(items) > n else "") if items else "-"
+
+    table.add_row("label", top(s["labels"]))
+    table.add_row("labels", top(s["multi_labels"]))
+    table.add_row("spans", f"{s['spans']:,}: " + top(s["span_labels"], 12))
+    table.add_row("meta keys", ", ".join(s["meta_keys"]) or "-")
+    if s.get("invalid_records"):
+        table.add_row("invalid records", str(s["invalid_records"]))
+    console.print(table)

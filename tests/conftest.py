@@ -1,0 +1,138 @@
+"""Shared fixtures: tiny models built from config, spaCy pipelines, sample corpora, real data.
+
+Nothing here downloads anything: the tokenizer is trained in memory and the model is built
+from a config, so every test runs offline in seconds.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("DOMAINFM_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+TINY_TEXTS = [
+    "CHIEF COMPLAINT: chest pain radiating to the left arm.",
+    "HISTORY OF PRESENT ILLNESS: 67 year old woman with hypertension and diabetes.",
+    "ASSESSMENT AND PLAN: 1. NSTEMI - aspirin, heparin, cardiology consult.",
+    "The patient denies fever, cough or shortness of breath. Allergies: NKDA.",
+    "ARTICLE 7 - TERMINATION. 7.2 Either party may terminate this Agreement on notice.",
+    "The Court holds that there has been a violation of Article 8 of the Convention.",
+    "This Agreement shall be governed by the laws of the State of New York.",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    """A WordPiece tokenizer (BERT special tokens) trained in memory on a few sentences."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertTokenizerFast
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok.train_from_iterator(TINY_TEXTS * 4, trainers.WordPieceTrainer(vocab_size=300, special_tokens=special))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
+    )
+    return BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
+                             cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_config(tiny_tokenizer):
+    from transformers import BertConfig
+
+    return BertConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=2,
+                      num_attention_heads=2, intermediate_size=37, max_position_embeddings=128)
+
+
+@pytest.fixture()
+def tiny_bert(tiny_bert_config):
+    """A freshly initialised 2-layer BERT masked-LM (seeded)."""
+    import torch
+    from transformers import BertForMaskedLM
+
+    torch.manual_seed(0)
+    return BertForMaskedLM(tiny_bert_config)
+
+
+@pytest.fixture(scope="session")
+def blank_nlp():
+    import spacy
+
+    return spacy.blank("en")
+
+
+@pytest.fixture(scope="session")
+def packaged_nlp():
+    from domainfm.models import load_spacy
+
+    return load_spacy("default")
+
+
+@pytest.fixture(scope="session")
+def corpora_dir() -> Path:
+    return ROOT / "corpora"
+
+
+@pytest.fixture(scope="session")
+def clinical_corpus(corpora_dir) -> Path:
+    return corpora_dir / "clinical" / "notes.jsonl"
+
+
+@pytest.fixture(scope="session")
+def legal_corpus(corpora_dir) -> Path:
+    return corpora_dir / "legal" / "documents.jsonl"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data``; tests using it are skipped cleanly when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real datasets not available at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture()
+def cli():
+    """Invoke the typer app in-process: ``cli("import", "csv", ...)`` -> click Result."""
+    from typer.testing import CliRunner
+
+    from domainfm.cli import app
+
+    def invoke(*args):
+        return CliRunner().invoke(app, [str(a) for a in args])
+
+    return invoke
+
+
+NETWORK_GUARD = '''
+import socket
+ATTEMPTS = []
+def _deny(*args, **kwargs):
+    ATTEMPTS.append(repr(args[1:2] or args[:1])[:80])
+    raise OSError("network access attempted during an offline test")
+for _name in ("connect", "connect_ex"):
+    setattr(socket.socket, _name, _deny)
+socket.create_connection = _deny
+socket.getaddrinfo = _deny
+import atexit
+atexit.register(lambda: print("NETWORK_ATTEMPTS=%d %s" % (len(ATTEMPTS), ATTEMPTS[:3])))
+'''
+
+
+def run_offline(code: str, cwd: Path | None = None, timeout: int = 300):
+    """Run ``code`` in a fresh interpreter where any socket connection or DNS lookup fails and
+    is counted; the output ends with ``NETWORK_ATTEMPTS=<n>``."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
+    return subprocess.run([sys.executable, "-c", NETWORK_GUARD + code], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout, env=env)

@@ -1,0 +1,83 @@
+"""The command line through typer's runner: thin commands, one-line errors, fast --help."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from domainfm import __version__
+
+
+def test_help_lists_commands(cli):
+    result = cli("--help")
+    assert result.exit_code == 0
+    for command in ("import", "summary", "synth", "models", "demo"):
+        assert command in result.stdout
+
+
+def test_version(cli):
+    assert cli("--version").stdout.strip() == f"domainfm {__version__}"
+
+
+def test_help_imports_no_heavy_library():
+    """`domainfm --help` stays fast because torch/transformers/spaCy/presidio load lazily."""
+    code = ("import sys; from domainfm.cli import app\n"
+            "from typer.testing import CliRunner; CliRunner().invoke(app, ['--help'])\n"
+            "heavy = [m for m in ('torch', 'transformers', 'spacy', 'presidio_analyzer', 'sklearn', 'faker')"
+            " if m in sys.modules]\nprint(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_import_csv_reports_reconciled_counts_and_writes_manifest(cli, tmp_path):
+    src = tmp_path / "n.csv"
+    src.write_text("id,note,spec\na,Chest pain.,cardio\nb,too,many,cols\n")
+    out = tmp_path / "out.jsonl"
+    result = cli("import", "csv", src, "-o", out, "--text-col", "note", "--id-col", "id", "--label-col", "spec")
+    assert result.exit_code == 0, result.output
+    assert "read 2 = written 1 + rejected 1" in result.stderr
+    assert "n.csv:3: row has 4 fields" in result.stderr
+    manifest = json.loads((tmp_path / "out.manifest.json").read_text())
+    assert manifest["config"]["options"]["text_col"] == "note"
+    assert manifest["inputs"][0]["sha256"] and manifest["environment"]["packages"]["domainfm"] == __version__
+
+
+def test_import_extra_dotted_options(cli, tmp_path):
+    src = tmp_path / "n.tsv"
+    src.write_text("body\nx\n")
+    result = cli("import", "csv", src, "-o", tmp_path / "o.jsonl", "--text_col", "body", "--delimiter=tab")
+    assert result.exit_code == 0, result.output
+
+
+def test_option_for_another_format_is_a_one_line_error(cli, tmp_path):
+    result = cli("import", "tab", tmp_path / "x.json", "-o", tmp_path / "o.jsonl", "--text-col", "x")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("error: --text-col does not apply to format 'tab' "
+                                     "(its options: --annotator)")
+
+
+def test_user_errors_are_one_line_without_traceback(cli, tmp_path):
+    result = cli("import", "jsonl", tmp_path / "missing.jsonl", "-o", tmp_path / "o.jsonl")
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and "no such file" in result.stderr
+    assert "Traceback" not in result.output
+    result = cli("import", "jsnl", tmp_path, "-o", tmp_path / "o.jsonl")
+    assert "did you mean 'jsonl'" in result.stderr and result.exit_code == 2
+
+
+def test_summary_prints_counts_not_text(cli, tmp_path):
+    secret = "Patient Johanna Vandersloot seen"
+    path = tmp_path / "c.jsonl"
+    path.write_text(json.dumps({"id": "a", "text": secret, "label": "x",
+                                "spans": [{"start": 8, "end": 27, "label": "PATIENT"}]}) + "\n")
+    result = cli("summary", path, "--json")
+    summary = json.loads(result.stdout)
+    assert summary["documents"] == 1 and summary["span_labels"] == {"PATIENT": 1}
+    table = cli("summary", path)
+    assert "Vandersloot" not in table.output and "PATIENT" in table.output
+
+
+def test_python_dash_m_entry_point():
+    out = subprocess.run([sys.executable, "-m", "domainfm", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == f"domainfm {__version__}"

@@ -1,0 +1,110 @@
+"""The document model: validation table, round trips, overlap rules, property tests."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from domainfm.corpus import Document, Span, read_documents, write_documents
+from domainfm.errors import RecordError
+
+GOOD = {"id": "d1", "text": "Seen by Dr. Lee on 7/22.", "meta": {"patient_id": "p1"}, "label": "x",
+        "labels": ["a", "b"], "spans": [{"start": 12, "end": 15, "label": "DOCTOR", "attrs": {}}]}
+
+
+def with_(**changes):
+    record = {**GOOD, **changes}
+    return {k: v for k, v in record.items() if v is not ...}
+
+
+@pytest.mark.parametrize(
+    "record, message",
+    [
+        ([1, 2], "expected a JSON object"),
+        (with_(id=...), "field 'id' must be a non-empty string"),
+        (with_(id=""), "field 'id' must be a non-empty string"),
+        (with_(id=7), "field 'id' must be a non-empty string, got int"),
+        (with_(text=None), "field 'text' must be a string, got null"),
+        (with_(text=["a"]), "field 'text' must be a string, got list"),
+        (with_(meta=[1]), "field 'meta' must be an object"),
+        (with_(label=3), "field 'label' must be a string or null"),
+        (with_(labels="a"), "field 'labels' must be a list of strings"),
+        (with_(spans={}), "field 'spans' must be a list"),
+        (with_(spans=[{"start": 0, "end": 99, "label": "X"}]), "span 0 [0:99] must satisfy"),
+        (with_(spans=[{"start": 5, "end": 5, "label": "X"}]), "span 0 [5:5] must satisfy"),
+        (with_(spans=[{"start": -1, "end": 2, "label": "X"}]), "span 0 [-1:2] must satisfy"),
+        (with_(spans=[{"start": "0", "end": 2, "label": "X"}]), "span 0 field 'start' must be an integer, got str"),
+        (with_(spans=[{"start": True, "end": 2, "label": "X"}]), "must be an integer, got bool"),
+        (with_(spans=[{"start": 0, "end": 2, "label": ""}]), "span 0 field 'label' must be a non-empty string"),
+        (with_(spans=[{"start": 0, "end": 2, "label": "X", "kind": 1}]), "span 0 has unknown field(s) ['kind']"),
+        (with_(spans=[{"start": 0, "end": 4, "label": "X"}, {"start": 2, "end": 6, "label": "X"}]), "cross each other"),
+        (with_(spans=[{"start": 0, "end": 4, "label": "X"}, {"start": 0, "end": 4, "label": "X"}]), "listed twice"),
+        (with_(text="bad \ud800 surrogate", spans=[]), "unpaired UTF-16 surrogate"),
+        (with_(extra=1), "unknown field(s) ['extra']"),
+    ],
+)
+def test_invalid_records_are_named_and_explained(record, message):
+    with pytest.raises(RecordError) as info:
+        Document.from_dict(record, location="f.jsonl:3")
+    assert message in str(info.value)
+    assert str(info.value).startswith("f.jsonl:3")
+
+
+def test_error_messages_never_quote_the_text():
+    secret = "John Smith 555-12-3456"
+    with pytest.raises(RecordError) as info:
+        Document.from_dict(with_(text=secret, spans=[{"start": 0, "end": 500, "label": "X"}]))
+    assert "John" not in str(info.value) and "555" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "spans",
+    [
+        [Span(0, 10, "X"), Span(2, 5, "X")],  # nested, same label
+        [Span(0, 4, "X"), Span(2, 6, "Y")],  # crossing, different layers
+        [Span(0, 4, "X"), Span(0, 4, "Y")],  # same range, two labels
+        [Span(0, 4, "X"), Span(4, 8, "X")],  # adjacent
+        [Span(0, 10, "X"), Span(0, 10, "Y"), Span(0, 3, "X"), Span(3, 10, "X")],
+    ],
+)
+def test_allowed_overlaps(spans):
+    Document("d", "0123456789", spans=spans).validate()
+
+
+def test_round_trip_preserves_everything(tmp_path):
+    doc = Document.from_dict(GOOD)
+    path = tmp_path / "c.jsonl"
+    write_documents(path, [doc])
+    (back,) = list(read_documents(path))
+    assert back == doc and back.to_dict() == doc.to_dict()
+    assert back.span_text(back.spans[0]) == "Lee"
+
+
+@st.composite
+def documents(draw):
+    text = draw(st.text(st.characters(blacklist_categories=("Cs",)), max_size=60))
+    spans = []
+    if text:
+        for _ in range(draw(st.integers(0, 4))):
+            start = draw(st.integers(0, len(text) - 1))
+            end = draw(st.integers(start + 1, len(text)))
+            spans.append(Span(start, end, draw(st.sampled_from(["A", "B", "C"]))))
+    doc = Document(draw(st.text(min_size=1, max_size=8).filter(str.strip)), text,
+                   {"k": draw(st.integers())}, spans=spans)
+    try:
+        doc.validate()
+    except RecordError:
+        doc.spans = []  # random same-label spans may cross; the rule itself is tested above
+    return doc
+
+
+@settings(max_examples=60, deadline=None)
+@given(doc=documents())
+def test_any_valid_document_round_trips_through_jsonl(tmp_path_factory, doc):
+    path = tmp_path_factory.mktemp("rt") / "c.jsonl"
+    write_documents(path, [doc])
+    (back,) = list(read_documents(path))
+    assert back.to_dict() == doc.to_dict()
+    for span in back.spans:
+        assert back.span_text(span) == doc.text[span.start:span.end]

@@ -1,0 +1,307 @@
+"""Each importer on small hand-made fixtures (good and malformed) and on the real sets."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from domainfm.corpus import read_documents
+from domainfm.corpus.importing import import_corpus
+from domainfm.corpus.io import rejects_path_for
+from domainfm.errors import ConfigError, CorpusError
+
+
+def run(fmt, src, tmp_path, **options):
+    result = import_corpus(fmt, src, tmp_path / f"{fmt}.jsonl", options)
+    assert result.counts.reconciles
+    docs = list(read_documents(result.out))
+    rejects = []
+    if result.rejects:
+        rejects = [json.loads(x) for x in result.rejects.read_text().splitlines()]
+    return docs, rejects
+
+
+def span_texts(doc):
+    return [(doc.span_text(s), s.label) for s in doc.spans]
+
+
+# --- jsonl --------------------------------------------------------------------------------
+
+def test_jsonl_normalises_keys_and_keeps_extras_in_meta(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in [
+        {"doc_id": 1, "body": "A note.", "specialty": "cardio", "meta": {"a": 1}},
+        {"body": "No id here."},
+    ]) + "\n")
+    docs, rejects = run("jsonl", src, tmp_path, text_key="body", id_key="doc_id")
+    assert docs[0].id == "1" and docs[0].text == "A note."
+    assert docs[0].meta == {"specialty": "cardio", "a": 1}
+    assert "no 'doc_id' field" in rejects[0]["reason"] and rejects[0]["location"] == "in.jsonl:2"
+    docs, _ = run("jsonl", src, tmp_path, text_key="body", id_key="doc_id", generate_ids=True)
+    assert [d.id for d in docs] == ["1", "in-2"]
+
+
+# --- csv ----------------------------------------------------------------------------------
+
+def test_csv_columns_meta_labels_and_bad_rows(tmp_path):
+    src = tmp_path / "notes.csv"
+    src.write_bytes(
+        b'note_id,transcription,specialty,tags,extra\n'
+        b'n1,"Line one,\nline two",Cardiology,htn|dm,x\n'
+        b'n2,Short,Neurology,,y\n'
+        b'n3,too,many,fields,here,!\n'
+        b'n4,caf\xe9,Neurology,,z\n'
+        b'n1,dup,Neurology,,w\n'
+    )
+    docs, rejects = run("csv", src, tmp_path, text_col="transcription", id_col="note_id",
+                        label_col="specialty", labels_col="tags")
+    assert [d.id for d in docs] == ["n1", "n2"]
+    assert docs[0].text == "Line one,\nline two" and docs[0].label == "Cardiology"
+    assert docs[0].labels == ["htn", "dm"] and docs[0].meta == {"extra": "x"}
+    reasons = {r["location"]: r["reason"] for r in rejects}
+    assert "row has 6 fields, the header has 5" in reasons["notes.csv:5"]
+    assert "not valid UTF-8" in reasons["notes.csv:6"]
+    assert any("duplicate id" in r["reason"] and r["id"] == "n1" for r in rejects)
+
+
+def test_csv_unknown_column_suggests_the_right_one(tmp_path):
+    src = tmp_path / "c.csv"
+    src.write_text("id,transcription\n1,x\n")
+    with pytest.raises(CorpusError, match="no column 'transcripton'.*did you mean 'transcription'"):
+        import_corpus("csv", src, tmp_path / "o.jsonl", {"text_col": "transcripton"})
+
+
+def test_csv_tsv_and_generated_ids(tmp_path):
+    src = tmp_path / "c.tsv"
+    src.write_text("text\tlabel\nfirst\ta\nsecond\tb\n")
+    docs, _ = run("csv", src, tmp_path, delimiter="tab", label_col="label")
+    assert [(d.id, d.text, d.label) for d in docs] == [("c-2", "first", "a"), ("c-3", "second", "b")]
+
+
+# --- textdir ------------------------------------------------------------------------------
+
+def test_textdir_ids_labels_and_bad_files(tmp_path):
+    root = tmp_path / "docs"
+    (root / "cardio").mkdir(parents=True)
+    (root / "neuro").mkdir()
+    (root / "cardio" / "a.txt").write_bytes(b"Line 1\r\nLine 2\n")
+    (root / "neuro" / "b.txt").write_text("Headache.")
+    (root / "neuro" / "bad.txt").write_bytes(b"\xff\xfe broken")
+    docs, rejects = run("textdir", root, tmp_path, label_from_dir=True)
+    assert [(d.id, d.label) for d in docs] == [("cardio/a", "cardio"), ("neuro/b", "neuro")]
+    assert docs[0].text == "Line 1\r\nLine 2\n"  # bytes kept as written: offsets stay exact
+    assert rejects[0]["id"] == "neuro/bad" and "not valid UTF-8" in rejects[0]["reason"]
+
+
+# --- physionet ----------------------------------------------------------------------------
+
+PHYSIONET_TEXT = (
+    "START_OF_RECORD=1||||1||||\nPT SEEN BY DR. SMITH ON 7/22. CALL 301 555-1234.\n||||END_OF_RECORD\n\n"
+    "START_OF_RECORD=1||||2||||\nNO PHI HERE.\n||||END_OF_RECORD\n\n"
+    "START_OF_RECORD=2||||1||||\nDAUGHTER MARY VISITED.\n||||END_OF_RECORD\n"
+)
+
+
+def write_physionet(tmp_path, phrases: str):
+    folder = tmp_path / "deid"
+    folder.mkdir()
+    (folder / "id.text").write_text(PHYSIONET_TEXT)
+    (folder / "id-phi.phrase").write_text(phrases)
+    return folder
+
+
+def test_physionet_records_and_spans(tmp_path):
+    folder = write_physionet(tmp_path, "1 1 15 20 HCPName SMITH\n1 1 24 28 Date 7/22\n"
+                                       "1 1 35 47 Phone 301 555-1234\n2 1 9 13 RelativeProxyName MARY\n")
+    docs, rejects = run("physionet", folder, tmp_path)
+    assert not rejects
+    assert [d.id for d in docs] == ["1-1", "1-2", "2-1"]
+    assert span_texts(docs[0]) == [("SMITH", "HCPName"), ("7/22", "Date"), ("301 555-1234", "Phone")]
+    assert docs[0].meta["patient_id"] == "1" and docs[2].meta["patient_id"] == "2"
+
+
+def test_physionet_offset_mismatch_and_orphans_are_rejected(tmp_path):
+    folder = write_physionet(tmp_path, "1 1 14 19 HCPName SMITH\n9 9 0 1 Date X\n")
+    docs, rejects = run("physionet", folder, tmp_path)
+    assert [d.id for d in docs] == ["1-2", "2-1"]
+    reasons = {r["id"]: r["reason"] for r in rejects}
+    assert "does not match the note text" in reasons["1-1"]
+    assert "name a record that id.text does not contain" in reasons["9-9"]
+
+
+# --- tab ----------------------------------------------------------------------------------
+
+def test_tab_jsonl_layout(tmp_path):
+    text = "The applicant, Mr John Doe, was born in 1950 in Ankara."
+    record = {"metadata": {"data_id": "TAB-1", "provenance": {"doc_id": "001-1", "task": "t", "year": 2009}},
+              "text": text, "entities": [
+                  {"span_text": "John Doe", "entity_type": "PERSON", "start_offset": 18, "end_offset": 26,
+                   "identifier_type": "DIRECT", "entity_id": "e1", "span_id": "m1"},
+                  {"span_text": "1950", "entity_type": "DATETIME", "start_offset": 40, "end_offset": 44,
+                   "identifier_type": "QUASI"}]}
+    bad = {**record, "metadata": {"data_id": "TAB-2"},
+           "entities": [{**record["entities"][0], "start_offset": 17, "end_offset": 25}]}
+    src = tmp_path / "tab.jsonl"
+    src.write_text(json.dumps(record) + "\n" + json.dumps(bad) + "\n")
+    docs, rejects = run("tab", src, tmp_path)
+    assert docs[0].id == "TAB-1" and docs[0].meta["doc_id"] == "001-1" and "task" not in docs[0].meta
+    assert span_texts(docs[0]) == [("John Doe", "PERSON"), ("1950", "DATETIME")]
+    assert docs[0].spans[0].attrs == {"identifier_type": "DIRECT", "entity_id": "e1", "mention_id": "m1"}
+    assert rejects[0]["id"] == "TAB-2" and "span_text' differs" in rejects[0]["reason"]
+
+
+def test_tab_original_layout_with_annotators(tmp_path):
+    text = "Judge Anna Berg sat."
+    mention = {"entity_type": "PERSON", "entity_mention_id": "m1", "start_offset": 6, "end_offset": 15,
+               "span_text": "Anna Berg", "identifier_type": "DIRECT", "entity_id": "e1"}
+    data = [{"doc_id": "001-9", "text": text, "dataset_type": "test", "annotations": {
+        "annotator1": {"entity_mentions": [mention]},
+        "annotator2": {"entity_mentions": []}}}]
+    src = tmp_path / "echr_test.json"
+    src.write_text(json.dumps(data))
+    docs, _ = run("tab", src, tmp_path)
+    assert docs[0].id == "001-9" and len(docs[0].spans) == 1 and docs[0].meta["annotator"] == "annotator1"
+    docs, _ = run("tab", src, tmp_path, annotator="all")
+    assert [(d.id, len(d.spans)) for d in docs] == [("001-9#annotator1", 1), ("001-9#annotator2", 0)]
+
+
+# --- brat ---------------------------------------------------------------------------------
+
+def test_brat_spans_fragments_attributes_and_relations(tmp_path):
+    root = tmp_path / "brat"
+    root.mkdir()
+    (root / "d1.txt").write_bytes(b"Pt has chest\r\npain, no fever.\n")
+    (root / "d1.ann").write_text(
+        "T1\tSymptom 7 12;14 18\tchest pain\n"
+        "T2\tSymptom 23 28\tfever\n"
+        "A1\tNegated T2\n"
+        "A2\tSeverity T1 High\n"
+        "R1\tCooccurs Arg1:T1 Arg2:T2\n"
+        "#1\tAnnotatorNotes T1\tsplit over a line break\n"
+    )
+    (root / "d2.txt").write_text("Nothing annotated.")
+    (root / "bad.txt").write_text("short")
+    (root / "bad.ann").write_text("T1\tX 0 4\tnope\n")
+    docs, rejects = run("brat", root, tmp_path)
+    d1 = next(d for d in docs if d.id == "d1")
+    assert span_texts(d1) == [("chest", "Symptom"), ("pain", "Symptom"), ("fever", "Symptom")]
+    assert d1.spans[0].attrs == {"brat_id": "T1", "fragment": 0, "Severity": "High", "note": "split over a line break"}
+    assert d1.spans[2].attrs == {"brat_id": "T2", "Negated": True}
+    assert d1.meta["brat"] == [{"id": "R1", "annotation": "Cooccurs Arg1:T1 Arg2:T2"}]
+    assert {d.id for d in docs} == {"d1", "d2"}
+    assert rejects[0]["id"] == "bad" and "text differs" in rejects[0]["reason"]
+
+
+# --- conll --------------------------------------------------------------------------------
+
+def test_conll_builds_exact_spans_and_groups_sentences(tmp_path):
+    src = tmp_path / "ner.tsv"
+    src.write_text(
+        "Famil\tO\nadenomatous\tB-Disease\npolyposis\tI-Disease\n.\tO\n\n"
+        "Aspirin\tB-Chemical\ncauses\tO\nbleeding\tB-Disease\n\n"
+        "None\tO\n\n"
+    )
+    docs, rejects = run("conll", src, tmp_path, sentences_per_doc=2)
+    assert not rejects
+    assert [d.id for d in docs] == ["ner-00000", "ner-00001"]
+    assert docs[0].text == "Famil adenomatous polyposis .\nAspirin causes bleeding"
+    assert span_texts(docs[0]) == [("adenomatous polyposis", "Disease"), ("Aspirin", "Chemical"),
+                                   ("bleeding", "Disease")]
+
+
+def test_conll_docstart_and_malformed_tags(tmp_path):
+    src = tmp_path / "c.conll"
+    src.write_text(
+        "-DOCSTART- -X- O O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\n"
+        "-DOCSTART- -X- O O\n\nPeter NNP B-NP I-PER\n\n"
+        "-DOCSTART- -X- O O\n\nBad X-FOO\n\n"
+        "-DOCSTART- -X- O O\n\nlonely\n\n"
+    )
+    docs, rejects = run("conll", src, tmp_path)
+    assert [d.id for d in docs] == ["c-00000"] and span_texts(docs[0]) == [("EU", "ORG")]
+    reasons = sorted(r["reason"] for r in rejects)
+    assert any("does not continue a 'PER' entity" in r for r in reasons)
+    assert any("'X-FOO' is not O, B-TYPE or I-TYPE" in r for r in reasons)
+    assert any("expected 'token<TAB>tag'" in r for r in reasons)
+    docs, _ = run("conll", src, tmp_path, scheme="iob1")
+    assert ("Peter", "PER") in span_texts(next(d for d in docs if d.id == "c-00001"))
+
+
+def test_unknown_format_and_bad_option_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="unknown import format 'brats'.*did you mean 'brat'"):
+        import_corpus("brats", tmp_path, tmp_path / "o.jsonl")
+    with pytest.raises(ConfigError, match="'scheme' must be one of"):
+        import_corpus("conll", tmp_path, tmp_path / "o.jsonl", {"scheme": "bio"})
+
+
+# --- the real datasets --------------------------------------------------------------------
+
+@pytest.mark.shared_data
+def test_physionet_real_reproduces_all_gold_spans(shared_data, tmp_path):
+    folder = shared_data / "physionet-deid"
+    docs, rejects = run("physionet", folder, tmp_path)
+    assert not rejects and len(docs) == 1274
+    gold = [line.rstrip("\n").split(" ", 5) for line in open(folder / "id-phi.phrase") if line.strip()]
+    by_id = {d.id: d for d in docs}
+    assert sum(len(d.spans) for d in docs) == len(gold) == 1021
+    for patient, note, start, end, kind, text in gold:
+        doc = by_id[f"{patient}-{note}"]
+        assert doc.text[int(start):int(end)] == text
+        assert any(s.start == int(start) and s.end == int(end) and s.label == kind for s in doc.spans)
+
+
+@pytest.mark.shared_data
+def test_tab_real_reproduces_all_entity_spans(shared_data, tmp_path):
+    src = shared_data / "tab-echr" / "entity_tab.jsonl"
+    docs, rejects = run("tab", src, tmp_path)
+    raw = [json.loads(line) for line in open(src)]
+    assert not rejects and len(docs) == len(raw)
+    for doc, record in zip(docs, raw):
+        assert len(doc.spans) == len(record["entities"])
+        for span, entity in zip(doc.spans, record["entities"]):
+            assert doc.span_text(span) == entity["span_text"]
+            assert span.attrs["identifier_type"] == entity["identifier_type"]
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("dataset", ["ncbi-disease", "bc5cdr"])
+def test_iob_real_sets_reproduce_every_entity(shared_data, tmp_path, dataset):
+    for split in ("train", "devel"):
+        src = shared_data / dataset / f"{split}.tsv"
+        docs, rejects = run("conll", src, tmp_path)
+        assert not rejects
+        # Rebuild the token/tag stream from the documents and compare with the file.
+        expected_tokens, expected_entities = [], []
+        current = None
+        for line in open(src, encoding="utf-8"):
+            line = line.rstrip("\n")
+            if not line:
+                current = None
+                continue
+            token, tag = line.split("\t")
+            expected_tokens.append(token)
+            if tag.startswith("B-"):
+                current = [token]
+                expected_entities.append((current, tag[2:]))
+            elif tag.startswith("I-"):
+                current.append(token)
+            else:
+                current = None
+        tokens = [t for d in docs for t in d.text.replace("\n", " ").split(" ")]
+        assert tokens == expected_tokens
+        entities = [(doc.span_text(s), s.label) for doc in docs for s in doc.spans]
+        assert entities == [(" ".join(toks), kind) for toks, kind in expected_entities]
+
+
+@pytest.mark.shared_data
+def test_mtsamples_csv_imports_every_row(shared_data, tmp_path):
+    src = shared_data / "mtsamples" / "mtsamples.csv"
+    docs, rejects = run("csv", src, tmp_path, text_col="transcription", id_col="note_id",
+                        label_col="medical_specialty")
+    import csv as _csv
+
+    with open(src, encoding="utf-8", newline="") as fh:
+        rows = list(_csv.DictReader(fh))
+    assert len(docs) + len(rejects) == len(rows) and not rejects
+    assert docs[10].text == rows[10]["transcription"]

@@ -1,0 +1,42 @@
+"""domainfm never opens a network connection: not on import, not in the demo, not when
+loading the embedded default models."""
+
+from __future__ import annotations
+
+from conftest import ROOT, run_offline
+
+
+def attempts(output: str) -> str:
+    return output.strip().splitlines()[-1]
+
+
+def test_import_and_demo_open_no_connection(tmp_path):
+    code = (
+        "import domainfm, domainfm.cli\n"
+        "from domainfm.demo import run_demo\n"
+        f"run_demo(out={str(tmp_path / 'demo')!r}, corpora={str(ROOT / 'corpora')!r})\n"
+    )
+    result = run_offline(code, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert attempts(result.stdout) == "NETWORK_ATTEMPTS=0 []"
+    assert (tmp_path / "demo" / "demo.json").is_file()
+
+
+def test_embedded_models_load_offline(tmp_path):
+    code = (
+        "from domainfm.models import load_spacy, load_tokenizer, resolve_model\n"
+        "from transformers import AutoModel\n"
+        "import torch\n"
+        "tok = load_tokenizer('minilm')\n"
+        "model = AutoModel.from_pretrained(resolve_model('minilm'))\n"
+        "with torch.no_grad():\n"
+        "    out = model(**tok(['Chest pain since 7/22.'], return_tensors='pt'))\n"
+        "assert out.last_hidden_state.shape[-1] == 384\n"
+        "nlp = load_spacy('default')\n"
+        "assert [e.label_ for e in nlp('John Smith flew to Boston on Monday.').ents]\n"
+        "print('loaded')\n"
+    )
+    result = run_offline(code, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "loaded" in result.stdout
+    assert attempts(result.stdout) == "NETWORK_ATTEMPTS=0 []"
