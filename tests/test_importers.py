@@ -130,6 +130,26 @@ def test_physionet_offset_mismatch_and_orphans_are_rejected(tmp_path):
     assert "name a record that id.text does not contain" in reasons["9-9"]
 
 
+def test_physionet_record_without_end_marker_is_rejected_not_merged(tmp_path):
+    folder = tmp_path / "deid"
+    folder.mkdir()
+    (folder / "id.text").write_text(
+        "START_OF_RECORD=1||||1||||\nFIRST NOTE, NO END MARKER\n\n"
+        "START_OF_RECORD=1||||2||||\nSECOND.\n||||END_OF_RECORD\n"
+    )
+    docs, rejects = run("physionet", folder, tmp_path)
+    assert [d.id for d in docs] == ["1-2"] and docs[0].text == "SECOND.\n"
+    assert rejects[0]["id"] == "1-1" and "no ||||END_OF_RECORD" in rejects[0]["reason"]
+    assert rejects[0]["location"] == "id.text:1"
+
+
+def test_output_may_not_overwrite_input(tmp_path):
+    src = tmp_path / "c.jsonl"
+    src.write_text(json.dumps({"id": "a", "text": "x"}) + "\n")
+    with pytest.raises(CorpusError, match="would overwrite the input"):
+        import_corpus("jsonl", src, src)
+
+
 # --- tab ----------------------------------------------------------------------------------
 
 def test_tab_jsonl_layout(tmp_path):
@@ -142,7 +162,7 @@ def test_tab_jsonl_layout(tmp_path):
                    "identifier_type": "QUASI"}]}
     bad = {**record, "metadata": {"data_id": "TAB-2"},
            "entities": [{**record["entities"][0], "start_offset": 17, "end_offset": 25}]}
-    src = tmp_path / "tab.jsonl"
+    src = tmp_path / "entities.jsonl"
     src.write_text(json.dumps(record) + "\n" + json.dumps(bad) + "\n")
     docs, rejects = run("tab", src, tmp_path)
     assert docs[0].id == "TAB-1" and docs[0].meta["doc_id"] == "001-1" and "task" not in docs[0].meta

@@ -10,7 +10,7 @@ from typing import Any, Callable, Mapping
 from domainfm.config import from_dict, to_dict
 from domainfm.corpus.importers import get_importer
 from domainfm.corpus.io import Counts, DocumentWriter, Rejected, RejectWriter, rejects_path_for
-from domainfm.errors import RecordError
+from domainfm.errors import CorpusError, RecordError
 from domainfm.manifest import write_manifest
 
 
@@ -64,6 +64,8 @@ def import_corpus(
     else:
         opts = options
     src, out = Path(src), Path(out)
+    if src.exists() and out.exists() and src.resolve() == out.resolve():
+        raise CorpusError(f"{out}: the output would overwrite the input; choose another -o path")
     counts = Counts()
     seen: set[str] = set()
     first_rejects: list[str] = []

@@ -45,25 +45,31 @@ def read_physionet(src: Path, options: PhysionetOptions) -> Iterator[Document | 
         raise CorpusError(f"{text_path.name}: not valid UTF-8 (byte offset {exc.start})") from None
 
     pos = 0
+    line, counted_to = 1, 0  # line numbers counted incrementally: recounting from 0 is quadratic
+
+    def line_at(offset: int) -> int:
+        nonlocal line, counted_to
+        line += content.count("\n", counted_to, offset)
+        counted_to = offset
+        return line
+
     while True:
         match = _HEADER.search(content, pos)
         if not match:
             trailing = content[pos:].strip()
             if trailing:
-                line = content.count("\n", 0, pos) + 1
                 yield Rejected("text after the last record is not a START_OF_RECORD block",
-                               location=f"{text_path.name}:{line}")
+                               location=f"{text_path.name}:{line_at(pos)}")
             break
-        line = content.count("\n", 0, match.start()) + 1
-        location = f"{text_path.name}:{line}"
+        location = f"{text_path.name}:{line_at(match.start())}"
         patient, note = match.group(1).strip(), match.group(2).strip()
         doc_id = f"{patient}-{note}"
         body_start = match.end()
         end = content.find(_END, body_start)
-        next_header = _HEADER.search(content, body_start)
-        if end < 0 or (next_header and next_header.start() < end):
+        next_start = content.find("START_OF_RECORD=", body_start)
+        if end < 0 or (0 <= next_start < end):
             yield Rejected("record has no ||||END_OF_RECORD marker", location=location, record_id=doc_id)
-            pos = next_header.start() if next_header else len(content)
+            pos = next_start if next_start >= 0 else len(content)
             continue
         pos = end + len(_END)
         body = content[body_start:end]
