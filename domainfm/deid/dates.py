@@ -1,0 +1,263 @@
+"""Shift dates inside a detected DATE span by a per-patient offset, keeping their written form.
+
+One secret offset per patient moves every date of that patient by the same number of days, so
+intervals ("admitted 7/22, discharged 7/29") survive de-identification. The offset is chosen so
+that no partial date stays as it was:
+
+* ``|offset| = 365 * k + d`` days with ``k`` in 1..3 and ``d`` in 32..321 (and ``offset % 7 != 0``):
+  the year always changes, the month-and-day always changes (``d >= 32``), a month named alone
+  always changes (``d`` stays far from a whole year) and so does a weekday named alone.
+* Partial dates use the same offset on a reference date: ``7/22`` is shifted as 22 July of the
+  leap year 2000 (so 2/29 stays valid), ``July 2019`` as 15 July 2019, ``July`` as 15 July 2000.
+* A year named alone moves by the offset rounded to whole years (at least one year).
+* A day named alone ("the 3rd", "20th") has no month to shift within; it moves by
+  ``offset % 27 + 1`` days modulo 31, which keeps it a valid day and never the same day.
+* Times (``10:30``) are kept. Text that holds no recognisable date returns ``None`` and the caller
+  replaces it with a format-preserving fake instead of keeping it.
+
+Written forms kept: separators and zero padding (``07/02/19``, ``7-2-2019``, ``2019-07-02``,
+``11/21.93``), two- or four-digit years, month names full or abbreviated with their case and
+trailing dot (``JULY``, ``Jul.``, ``nov``), ordinal suffixes (``22nd``), weekday names.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from datetime import date, timedelta
+
+__all__ = ["derive_offset", "shift_date_text", "year_delta"]
+
+_MONTHS_FULL = ("january", "february", "march", "april", "may", "june", "july", "august",
+                "september", "october", "november", "december")
+_MONTH_INDEX = {name[:3]: i + 1 for i, name in enumerate(_MONTHS_FULL)}
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_WEEKDAY_INDEX = {name[:3]: i for i, name in enumerate(_WEEKDAYS)}
+
+_M = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+      r"|sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)")
+_ORD = r"(?:st|nd|rd|th)"
+_PATTERN = re.compile(
+    r"(?<![\w])(?:"
+    r"(?P<time>\d{1,2}:\d{2}(?::\d{2})?)"
+    r"|(?P<iso>(?P<iso_y>\d{4})(?P<iso_s>[-/.])(?P<iso_m>\d{1,2})(?P=iso_s)(?P<iso_d>\d{1,2}))(?!\d)"
+    r"|(?P<n3>(?P<n3_a>\d{1,2})(?P<n3_s1>[-/.])(?P<n3_b>\d{1,2})(?P<n3_s2>[-/.])(?P<n3_y>\d{4}|\d{2}))(?!\d)"
+    rf"|(?P<dmy>(?P<dmy_d>\d{{1,2}})(?P<dmy_o>{_ORD})?(?P<dmy_s1>[ -]|\s+of\s+)(?P<dmy_m>{_M})(?P<dmy_dot>\.)?(?![a-z])"
+    r"(?:(?P<dmy_s2>,?[ -]*)(?P<dmy_y>\d{4}))?)(?!\d)"
+    rf"|(?P<mdy>(?P<mdy_m>{_M})(?P<mdy_dot>\.)?(?P<mdy_s1>[ ]+|-)(?P<mdy_d>\d{{1,2}})(?P<mdy_o>{_ORD})?(?![a-z\d])"
+    r"(?:(?P<mdy_s2>,?[ ]*|-)(?P<mdy_y>\d{4}))?)(?!\d)"
+    rf"|(?P<my>(?P<my_m>{_M})(?P<my_dot>\.)?(?P<my_s>,?[ ]*|-)(?P<my_y>\d{{4}}|'\d{{2}}))(?!\d)"
+    r"|(?P<n2>(?P<n2_a>\d{1,2})(?P<n2_s>[-/.])(?P<n2_b>\d{4}|\d{1,2}))(?!\d)"
+    rf"|(?P<mon>(?P<mon_m>{_M})(?P<mon_dot>\.)?)(?![a-z])"
+    rf"|(?P<ord>(?P<ord_d>\d{{1,2}})(?P<ord_o>{_ORD}))(?![a-z])"
+    r"|(?P<year>(?:1[89]|20)\d\d)(?!\d)"
+    r"|(?P<wd>(?:mon|tue|wed|thu|fri|sat|sun)(?:day|sday|nesday|rsday|urday|s|r|rs)?)(?![a-z])"
+    r")",
+    re.IGNORECASE,
+)
+_BARE = re.compile(r"^(\W*)(\d{1,2})(\W*)$")
+_ZERO_PADDED = re.compile(r"(?<!\d)0\d")
+_REF_YEAR = 2000  # leap year: 2/29 without a year stays valid
+
+
+def derive_offset(digest: bytes) -> int:
+    """The per-patient shift in days from 8+ bytes of a keyed digest (see the module docstring)."""
+    n = int.from_bytes(digest[:8], "big")
+    sign = 1 if n & 1 else -1
+    years = 1 + (n >> 1) % 3
+    days = 32 + (n >> 3) % 290
+    total = 365 * years + days
+    if total % 7 == 0:
+        total += 1
+    return sign * total
+
+
+def year_delta(offset: int) -> int:
+    """Whole years a year named alone moves: the offset rounded, never zero."""
+    years = round(offset / 365.25)
+    return years if years else (1 if offset >= 0 else -1)
+
+
+def shift_date_text(text: str, offset: int, rng: random.Random | None = None) -> str | None:
+    """Shift every date inside ``text`` by ``offset`` days, keeping its format.
+
+    Args:
+        text: the text of one detected DATE span, e.g. ``"07/22/2019"`` or ``"July 22nd"``.
+        offset: days to add (negative moves back), from :func:`derive_offset`.
+        rng: source of digits for pieces that look like dates but are not valid ones.
+
+    Returns:
+        The shifted text, or ``None`` when no date could be recognised in ``text``.
+
+    Example:
+        >>> shift_date_text("seen 7/22/2019 and 7/29/2019", 400)
+        'seen 8/25/2020 and 9/1/2020'
+    """
+    rng = rng or random.Random(0)
+    bare = _BARE.match(text)
+    if bare:
+        lead, digits, trail = bare.groups()
+        value = int(digits)
+        if 1 <= value <= 31 and len(digits) <= 2:
+            return lead + _pad(_shift_day(value, offset), digits) + trail
+        return lead + _fmt_year((_pivot(value) + year_delta(offset)), digits) + trail
+    out: list[str] = []
+    pos = 0
+    found = False
+    for match in _PATTERN.finditer(text):
+        try:
+            replacement = _shift_match(match, offset)
+        except (ValueError, OverflowError):
+            replacement = _scramble_digits(match.group(0), rng)
+        if match.group("time") is None:
+            found = True
+        out.append(text[pos:match.start()])
+        out.append(replacement)
+        pos = match.end()
+    if not found:
+        return None
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _shift_match(m: re.Match, offset: int) -> str:
+    g = m.group
+    global_pad = _ZERO_PADDED.search(m.group(0)) is not None
+
+    def _pad(value: int, original: str) -> str:
+        return _pad_like(value, original, global_pad)
+
+    if g("time") is not None:
+        return g("time")
+    if g("iso") is not None:
+        d = _shift(int(g("iso_y")), int(g("iso_m")), int(g("iso_d")), offset)
+        s = g("iso_s")
+        return f"{_fmt_year(d.year, g('iso_y'))}{s}{_pad(d.month, g('iso_m'))}{s}{_pad(d.day, g('iso_d'))}"
+    if g("n3") is not None:
+        a, b, y = int(g("n3_a")), int(g("n3_b")), g("n3_y")
+        day_first = a > 12 and b <= 12
+        month, day = (b, a) if day_first else (a, b)
+        d = _shift(_pivot(int(y)) if len(y) == 2 else int(y), month, day, offset)
+        first, second = (d.day, d.month) if day_first else (d.month, d.day)
+        return (f"{_pad(first, g('n3_a'))}{g('n3_s1')}{_pad(second, g('n3_b'))}{g('n3_s2')}"
+                f"{_fmt_year(d.year, y)}")
+    if g("dmy") is not None:
+        year = g("dmy_y")
+        d = _shift(int(year) if year else _REF_YEAR, _month(g("dmy_m")), int(g("dmy_d")), offset)
+        out = f"{_pad(d.day, g('dmy_d'))}{_ordinal(d.day, g('dmy_o'))}{g('dmy_s1')}"
+        out += _month_name(d.month, g("dmy_m")) + (g("dmy_dot") or "")
+        if year:
+            out += g("dmy_s2") + _fmt_year(d.year, year)
+        return out
+    if g("mdy") is not None:
+        year = g("mdy_y")
+        d = _shift(int(year) if year else _REF_YEAR, _month(g("mdy_m")), int(g("mdy_d")), offset)
+        out = _month_name(d.month, g("mdy_m")) + (g("mdy_dot") or "") + g("mdy_s1")
+        out += f"{_pad(d.day, g('mdy_d'))}{_ordinal(d.day, g('mdy_o'))}"
+        if year:
+            out += g("mdy_s2") + _fmt_year(d.year, year)
+        return out
+    if g("my") is not None:
+        raw_year = g("my_y")
+        year = _pivot(int(raw_year[1:])) if raw_year.startswith("'") else int(raw_year)
+        d = _shift(year, _month(g("my_m")), 15, offset)
+        shown = "'" + f"{d.year % 100:02d}" if raw_year.startswith("'") else _fmt_year(d.year, raw_year)
+        return _month_name(d.month, g("my_m")) + (g("my_dot") or "") + g("my_s") + shown
+    if g("n2") is not None:
+        a_s, b_s = g("n2_a"), g("n2_b")
+        a, b, sep = int(a_s), int(b_s), g("n2_s")
+        if len(b_s) == 4 or (a <= 12 and b > 31):  # month/year: 7/2019, 11/92
+            d = _shift(int(b_s) if len(b_s) == 4 else _pivot(b), a, 15, offset)
+            return f"{_pad(d.month, a_s)}{sep}{_fmt_year(d.year, b_s)}"
+        if a <= 12:  # month/day
+            d = _shift(_REF_YEAR, a, b, offset)
+            return f"{_pad(d.month, a_s)}{sep}{_pad(d.day, b_s)}"
+        if b <= 12:  # day/month
+            d = _shift(_REF_YEAR, b, a, offset)
+            return f"{_pad(d.day, a_s)}{sep}{_pad(d.month, b_s)}"
+        raise ValueError("not a date")
+    if g("mon") is not None:
+        d = _shift(_REF_YEAR, _month(g("mon_m")), 15, offset)
+        return _month_name(d.month, g("mon_m")) + (g("mon_dot") or "")
+    if g("ord") is not None:
+        day = _shift_day(int(g("ord_d")), offset)
+        return f"{_pad(day, g('ord_d'))}{_ordinal(day, g('ord_o'))}"
+    if g("year") is not None:
+        return str(int(g("year")) + year_delta(offset))
+    if g("wd") is not None:
+        word = g("wd")
+        index = (_WEEKDAY_INDEX[word[:3].lower()] + offset) % 7
+        full = _WEEKDAYS[index]
+        shown = full if len(word) > 4 or word.lower() in _WEEKDAYS else full[:len(word)]
+        return _case_like(shown, word)
+    raise ValueError("unhandled date form")
+
+
+def _shift(year: int, month: int, day: int, offset: int) -> date:
+    if not 1 <= month <= 12:
+        raise ValueError("month out of range")
+    if not 1 <= day <= 31:
+        raise ValueError("day out of range")
+    last = (date(year + (month == 12), month % 12 + 1, 1) - timedelta(days=1)).day
+    return date(year, month, min(day, last)) + timedelta(days=offset)
+
+
+def _shift_day(day: int, offset: int) -> int:
+    return (day - 1 + offset % 27 + 1) % 31 + 1
+
+
+def _pivot(two_digit: int) -> int:
+    if two_digit >= 100:
+        return two_digit
+    return 2000 + two_digit if two_digit <= 30 else 1900 + two_digit
+
+
+def _fmt_year(year: int, original: str) -> str:
+    if len(original) <= 2:
+        return f"{year % 100:02d}"
+    return str(year)
+
+
+def _pad(value: int, original: str) -> str:
+    return _pad_like(value, original, False)
+
+
+def _pad_like(value: int, original: str, zero_padded: bool) -> str:
+    """Two-digit zero padding when the original number, or another in the same date, used it."""
+    if len(original) == 2 and (original.startswith("0") or zero_padded):
+        return f"{value:02d}"
+    return str(value)
+
+
+def _month(name: str) -> int:
+    return _MONTH_INDEX[name[:3].lower()]
+
+
+def _month_name(month: int, original: str) -> str:
+    full = _MONTHS_FULL[month - 1]
+    if original.lower() in _MONTHS_FULL and len(original) > 3:
+        shown = full
+    elif len(original) == 4 and original.lower() == "sept":
+        shown = full[:4] if month == 9 else full[:3]
+    else:
+        shown = full[:3]
+    return _case_like(shown, original)
+
+
+def _ordinal(day: int, original: str | None) -> str:
+    if not original:
+        return ""
+    suffix = "th" if 11 <= day % 100 <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
+    return suffix.upper() if original.isupper() else suffix
+
+
+def _case_like(word: str, original: str) -> str:
+    if original.isupper() and len(original) > 1:
+        return word.upper()
+    if original.islower():
+        return word.lower()
+    return word[:1].upper() + word[1:].lower()
+
+
+def _scramble_digits(text: str, rng: random.Random) -> str:
+    return "".join(str(rng.randrange(10)) if ch.isdigit() else ch for ch in text)

@@ -1,0 +1,474 @@
+"""Realistic, consistent replacements for detected PHI.
+
+Every surrogate is a pure function of (secret, patient scope, PHI kind, normalised original):
+a keyed HMAC of those seeds a private :class:`faker.Faker` instance (never the global random
+state), so the same original becomes the same surrogate within a document, across the
+documents of one patient and across runs. Scope is ``meta.patient_id`` when present, else the
+document id. With a :class:`~domainfm.deid.vault.Vault` the mapping is also stored, so it
+survives a change of this module, and collisions (two originals, one surrogate) are avoided
+across runs as well as within one.
+
+Per kind:
+
+* Names are mapped token by token (first, middle and last names separately), so ``John Smith``
+  and later ``Mr. Smith`` share the surrogate surname. Format is kept: titles and suffixes
+  (``Dr.``, ``Mrs``, ``Jr.``, ``MD``), initials (``J.`` -> another letter), ``Last, First``,
+  hyphens and per-token case (``SMITH``, ``smith``). A token found in Faker's first-name lists
+  becomes a first name of the same inferred gender (a title like ``Mrs.`` decides when the name
+  does not); any other token becomes a surname.
+* Dates move by the per-patient offset of :mod:`domainfm.deid.dates` in their own format.
+* Ages above 89 become ``90+`` (``90-plus`` before a hyphen: ``90-plus-year-old``); younger
+  ages move by a per-patient 1-2 years (never to 90 or above), which keeps them clinically
+  plausible while breaking exact-match linkage.
+* Phone, fax, SSN, MRN, IDs, ZIP codes, codes and quantities keep their character pattern:
+  each digit becomes a digit, each letter a letter of the same case, punctuation stays.
+* E-mails, URLs, IPs, addresses, cities, states, facilities and organisations get Faker
+  equivalents; a facility that names a hospital becomes ``<City> General Hospital``-like.
+* Unknown labels get the pattern-preserving replacement.
+
+A surrogate is never equal to its original and never contains it (case-insensitively), nor
+any word of at least 3 characters of the other PHI of the same document (``avoid``), so a
+replacement cannot re-introduce PHI that was removed elsewhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import random
+import re
+import unicodedata
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Collection
+
+from domainfm.deid.dates import derive_offset, shift_date_text
+from domainfm.errors import ConfigError
+
+if TYPE_CHECKING:
+    from domainfm.deid.vault import Vault
+
+__all__ = ["CANONICAL_LABELS", "SurrogateGenerator", "canonical_label", "normalize_value", "scope_for"]
+
+CANONICAL_LABELS = frozenset({
+    "NAME", "PATIENT", "RELATIVE", "DOCTOR", "DATE", "AGE", "PHONE", "FAX", "EMAIL", "SSN", "ID",
+    "MRN", "URL", "IP", "ADDRESS", "STREET", "CITY", "STATE", "ZIP", "FACILITY", "ORG", "LOCATION",
+    "NATIONALITY", "CODE", "QUANTITY", "MISC", "COUNTRY",
+})
+# Names other tools use for the same things (presidio, i2b2/n2c2, PhysioNet, TAB).
+_ALIASES = {
+    "PERSON": "NAME", "PER": "NAME", "PTNAME": "PATIENT", "HCPNAME": "DOCTOR",
+    "RELATIVEPROXYNAME": "RELATIVE", "USERNAME": "ID", "DATEYEAR": "DATE", "DATETIME": "DATE",
+    "DATE_TIME": "DATE", "PHONE_NUMBER": "PHONE", "TELEPHONE": "PHONE", "EMAIL_ADDRESS": "EMAIL",
+    "US_SSN": "SSN", "IP_ADDRESS": "IP", "MEDICALRECORD": "MRN", "MEDICAL_RECORD": "MRN",
+    "IDNUM": "ID", "ACCOUNT": "ID", "LICENSE": "ID", "DEVICE": "ID", "HEALTHPLAN": "ID",
+    "BIOID": "ID", "VEHICLE": "ID", "US_DRIVER_LICENSE": "ID", "US_PASSPORT": "ID",
+    "US_BANK_NUMBER": "ID", "CREDIT_CARD": "ID", "IBAN_CODE": "ID", "IBAN": "ID", "HEALTH_PLAN": "ID",
+    "US_ITIN": "ID", "MEDICAL_LICENSE": "ID", "UK_NHS": "ID", "UUID": "ID", "US_MBI": "ID", "UK_NINO": "ID",
+    "ABA_ROUTING_NUMBER": "ID", "CRYPTO": "ID", "MAC_ADDRESS": "ID", "ZIPCODE": "ZIP",
+    "ZIP_CODE": "ZIP", "HOSPITAL": "FACILITY", "ORGANIZATION": "ORG", "ORGANISATION": "ORG",
+    "COMPANY": "ORG", "LOC": "LOCATION", "GPE": "LOCATION", "NRP": "NATIONALITY",
+    "NORP": "NATIONALITY", "DEM": "MISC", "OTHER": "MISC", "PROFESSION": "MISC", "STREET_ADDRESS": "STREET",
+    "DOMAIN_NAME": "URL",
+}
+_NAME_LABELS = frozenset({"NAME", "PATIENT", "RELATIVE", "DOCTOR"})
+_PATTERN_LABELS = frozenset({"PHONE", "FAX", "SSN", "ID", "MRN", "ZIP", "CODE", "QUANTITY", "MISC"})
+
+_TITLES_MALE = {"mr", "sir", "mister"}
+_TITLES_FEMALE = {"mrs", "ms", "miss", "madam", "mme"}
+_TITLES = _TITLES_MALE | _TITLES_FEMALE | {"dr", "prof", "doctor", "rev", "nurse", "mx"}
+_SUFFIXES = {"jr", "sr", "ii", "iii", "iv", "md", "do", "rn", "np", "pa", "phd", "dds", "esq"}
+_WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*")
+_ALNUM_TOKEN = re.compile(r"[^\W_]{3,}")
+_FACILITY_KINDS = (
+    (re.compile(r"rehab", re.I), ("Rehabilitation Center", "Rehab Hospital")),
+    (re.compile(r"nursing|care home|hospice", re.I), ("Nursing Home", "Care Center")),
+    (re.compile(r"clinic", re.I), ("Clinic", "Family Clinic")),
+    (re.compile(r"medical|center|centre|health", re.I), ("Medical Center", "Health Center")),
+    (re.compile(r"hosp|general|memorial|regional|infirmary|mercy|saint|st\b|holy|sinai", re.I),
+     ("General Hospital", "Memorial Hospital", "Regional Hospital", "Community Hospital")),
+)
+_NATIONALITIES = ("American", "Canadian", "Mexican", "Brazilian", "Irish", "Scottish", "German",
+                  "Dutch", "Polish", "Italian", "Spanish", "Portuguese", "Greek", "Swedish",
+                  "Norwegian", "Kenyan", "Nigerian", "Indian", "Filipino", "Vietnamese",
+                  "Korean", "Japanese", "Australian", "Chilean", "Peruvian")
+# Parts of e-mail addresses and URLs that identify nobody; avoiding them would rule out every
+# realistic fake address.
+_TECHNICAL_TOKENS = frozenset({"com", "org", "net", "edu", "gov", "www", "http", "https", "html", "htm",
+                               "info", "biz", "mail", "email"})
+# Words of multi-word PHI that identify nobody on their own ("Holy Cross Hospital" may become
+# "Dover General Hospital"). A detection consisting of one such word is still avoided.
+_GENERIC_WORDS = frozenset({
+    "hospital", "medical", "center", "centre", "general", "memorial", "regional", "community",
+    "clinic", "health", "healthcare", "care", "rehabilitation", "rehab", "nursing", "home",
+    "university", "the", "and", "street", "avenue", "road", "suite", "apt", "drive", "lane",
+    "court", "boulevard", "saint", "family", "county", "city", "north", "south", "east", "west",
+})
+_MAX_CACHE = 200_000
+_ATTEMPTS = 12
+
+
+def canonical_label(label: str) -> str:
+    """Map a detector's label to the canonical set (``PERSON`` -> ``NAME``); unknown -> ``MISC``."""
+    key = re.sub(r"[\s-]+", "_", str(label).strip().upper())
+    key = _ALIASES.get(key, key)
+    return key if key in CANONICAL_LABELS else "MISC"
+
+
+def normalize_value(text: str) -> str:
+    """The lookup form of a PHI string: NFKC, case-folded, whitespace collapsed."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def scope_for(doc_id: str, meta: dict | None) -> str:
+    """``patient:<meta.patient_id>`` when the document names its patient, else ``doc:<id>``."""
+    patient = (meta or {}).get("patient_id")
+    if patient is not None and str(patient).strip():
+        return f"patient:{str(patient).strip()}"
+    return f"doc:{doc_id}"
+
+
+def avoid_tokens(texts: Collection[str]) -> frozenset[str]:
+    """Case-folded words (>= 3 characters) of a document's detected PHI, for ``avoid=``.
+
+    Generic words of multi-word PHI (hospital, center, street, ...) are left out so facility
+    and address surrogates can stay realistic; a one-word detection is always avoided.
+    """
+    tokens: set[str] = set()
+    for text in texts:
+        words = [t.casefold() for t in _ALNUM_TOKEN.findall(text)]
+        if len(words) == 1 and text.strip().casefold() == words[0]:
+            tokens.add(words[0])  # a detection that is one word: that word itself is PHI
+        else:
+            tokens.update(w for w in words if w not in _GENERIC_WORDS)
+    return frozenset(tokens - _TECHNICAL_TOKENS)
+
+
+class SurrogateGenerator:
+    """Deterministic, format-preserving surrogates for PHI.
+
+    Args:
+        secret: at least 16 bytes; the same secret gives the same surrogates. Keep it secret:
+            with it, anyone can test guesses of originals against surrogates.
+        vault: optional :class:`~domainfm.deid.vault.Vault` that stores the mapping and the
+            date offsets (cross-run consistency, reverse lookup).
+        locale: Faker locale for names, places and companies.
+
+    Not thread-safe (one private Faker instance is re-seeded per value): use one generator
+    per worker; outputs are identical across workers because they depend only on the seeds.
+
+    Example:
+        >>> gen = SurrogateGenerator(b"0" * 32)
+        >>> gen.surrogate("John Smith", "PATIENT", "patient:7").split()[1] == \\
+        ...     gen.surrogate("Mr. Smith", "PATIENT", "patient:7").split()[1]
+        True
+    """
+
+    def __init__(self, secret: bytes, vault: Vault | None = None, *, locale: str = "en_US"):
+        if not isinstance(secret, (bytes, bytearray)) or len(secret) < 16:
+            raise ConfigError("SurrogateGenerator secret must be at least 16 bytes (e.g. the vault key)")
+        from faker import Faker
+        from faker.providers.person.en_US import Provider as People
+
+        self._key = hmac.new(bytes(secret), b"domainfm-surrogates-v1", hashlib.sha256).digest()
+        self.vault = vault
+        self._fake = Faker(locale)
+        self._first_male = tuple(People.first_names_male)
+        self._first_female = tuple(People.first_names_female)
+        self._last = tuple(People.last_names)
+        self._male = frozenset(n.casefold() for n in self._first_male)
+        self._female = frozenset(n.casefold() for n in self._first_female)
+        self._cache: OrderedDict[tuple[str, str, str], str] = OrderedDict()
+        self._used: dict[tuple[str, str], set[str]] = {}
+        self._shifts: dict[str, int] = {}
+
+    @classmethod
+    def from_env(cls, vault: Vault | None = None, env: str = "DOMAINFM_VAULT_KEY", **kwargs) -> SurrogateGenerator:
+        """A generator keyed by the secret in ``env`` (the vault key by default)."""
+        from domainfm.deid.vault import secret_from_env
+
+        return cls(secret_from_env(env), vault, **kwargs)
+
+    # -- public ---------------------------------------------------------------------------------
+
+    def surrogate(self, text: str, label: str, scope: str, *, avoid: Collection[str] = ()) -> str:
+        """The replacement for ``text`` detected as ``label`` in patient ``scope``.
+
+        Args:
+            text: the original PHI string.
+            label: its label (canonical or an alias; unknown labels are pattern-preserved).
+            scope: ``scope_for(doc.id, doc.meta)``.
+            avoid: case-folded words that must not appear in a newly generated surrogate
+                (see :func:`avoid_tokens`).
+        """
+        kind = canonical_label(label)
+        avoid = frozenset(avoid)
+        if not any(c.isalnum() for c in text):
+            return text  # only spaces/punctuation: nothing identifying to replace
+        if kind in _NAME_LABELS:
+            out = self._name(text, scope, avoid)
+        elif kind == "DATE":
+            out = self._date(text, scope, avoid)
+        elif kind == "AGE":
+            out = self._age(text, scope, avoid)
+        else:
+            out = self._mapped(text, kind, scope, avoid)
+        if normalize_value(out) == normalize_value(text):
+            out = self._pattern(text, self._rng(scope, kind, text, 99), avoid)
+        return out
+
+    def date_offset(self, scope: str) -> int:
+        """The secret per-patient date shift in days (stored in the vault when there is one)."""
+        days = self._shifts.get(scope)
+        if days is not None:
+            return days
+        if self.vault is not None:
+            days = self.vault.get_shift(scope)
+        if days is None:
+            days = derive_offset(self._digest("date-shift", scope))
+            if self.vault is not None:
+                self.vault.put_shift(scope, days)
+        self._shifts[scope] = days
+        return days
+
+    # -- seeding ----------------------------------------------------------------------------
+
+    def _digest(self, *parts: str) -> bytes:
+        data = "\x1f".join(parts).encode("utf-8", errors="surrogatepass")
+        return hmac.new(self._key, data, hashlib.sha256).digest()
+
+    def _rng(self, scope: str, kind: str, value: str, attempt: int) -> random.Random:
+        seed = int.from_bytes(self._digest(scope, kind, normalize_value(value), str(attempt))[:16], "big")
+        return random.Random(seed)
+
+    def _faker(self, scope: str, kind: str, value: str, attempt: int):
+        seed = int.from_bytes(self._digest("faker", scope, kind, normalize_value(value), str(attempt))[:16], "big")
+        self._fake.seed_instance(seed)
+        return self._fake
+
+    # -- consistent mapping (cache -> vault -> generate) -----------------------------------------
+
+    def _lookup_or_make(self, kind: str, text: str, scope: str, avoid: frozenset[str], make) -> str:
+        norm = normalize_value(text)
+        key = (scope, kind, norm)
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+            return hit
+        if self.vault is not None:
+            hit = self.vault.get_surrogate(scope, kind, norm)
+        if hit is None:
+            used = self._used.setdefault((scope, kind), set())
+            candidate = None
+            for attempt in range(_ATTEMPTS):
+                candidate = make(attempt)
+                cand_norm = normalize_value(candidate)
+                if self._acceptable(candidate, norm, avoid) and cand_norm not in used and not (
+                    self.vault is not None and self.vault.surrogate_in_use(scope, kind, cand_norm)
+                ):
+                    break
+            else:
+                candidate = self._pattern(text, self._rng(scope, kind, text, _ATTEMPTS), avoid)
+            hit = candidate
+            used.add(normalize_value(hit))
+            if self.vault is not None:
+                self.vault.put_surrogate(scope, kind, norm, text, hit, normalize_value(hit))
+        self._remember(key, hit)
+        return hit
+
+    def _remember(self, key: tuple[str, str, str], value: str) -> None:
+        self._cache[key] = value
+        if len(self._cache) > _MAX_CACHE:
+            # Bounded memory on huge corpora; determinism (and the vault) keep consistency.
+            self._cache.clear()
+            self._used.clear()
+
+    @staticmethod
+    def _acceptable(candidate: str, norm_original: str, avoid: frozenset[str]) -> bool:
+        cand = normalize_value(candidate)
+        if not cand or cand == norm_original:
+            return False
+        if len(norm_original) >= 3 and norm_original in cand:
+            return False
+        return not any(t.casefold() in avoid for t in _ALNUM_TOKEN.findall(candidate))
+
+    # -- names ---------------------------------------------------------------------------------
+
+    def _name(self, text: str, scope: str, avoid: frozenset[str]) -> str:
+        words = list(_WORD.finditer(text))
+        lowered = [w.group(0).casefold().rstrip(".") for w in words]
+        title_gender = None
+        roles: list[str] = []
+        for i, (w, low) in enumerate(zip(words, lowered)):
+            after = text[w.end():w.end() + 1]
+            if i == 0 and low in _TITLES and (len(words) > 1):
+                roles.append("title")
+                title_gender = "M" if low in _TITLES_MALE else "F" if low in _TITLES_FEMALE else title_gender
+            elif i > 0 and low in _SUFFIXES and (len(low) > 1 or after == ".") and i == len(words) - 1:
+                roles.append("suffix")
+            elif len(w.group(0)) == 1 or (w.group(0).isupper() and len(w.group(0)) <= 2 and after == "."):
+                roles.append("initial")
+            else:
+                roles.append("word")
+        out: list[str] = []
+        pos = 0
+        for i, w in enumerate(words):
+            out.append(_scramble_non_letters(text[pos:w.start()], self._rng(scope, "NAME", text, i)))
+            token = w.group(0)
+            if roles[i] in ("title", "suffix"):
+                out.append(token)
+            elif roles[i] == "initial":
+                out.append(self._initial(token, scope))
+            else:
+                out.append(_case_like(self._name_part(token, scope, avoid, title_gender), token))
+            pos = w.end()
+        out.append(_scramble_non_letters(text[pos:], self._rng(scope, "NAME", text, len(words))))
+        return "".join(out)
+
+    def _name_part(self, token: str, scope: str, avoid: frozenset[str], title_gender: str | None) -> str:
+        low = token.casefold()
+        is_first = low in self._male or low in self._female
+        # One mapping per token whatever its role, so "Smith" is the same in every mention;
+        # the list it draws from depends only on the token (first-name list or not).
+        gender = None
+        if is_first:
+            in_m, in_f = low in self._male, low in self._female
+            gender = "M" if in_m and not in_f else "F" if in_f and not in_m else title_gender
+
+        def make(attempt: int) -> str:
+            rng = self._rng(scope, "NAME_PART", token, attempt)
+            if is_first:
+                g = gender or ("M" if rng.random() < 0.5 else "F")
+                return rng.choice(self._first_male if g == "M" else self._first_female)
+            return rng.choice(self._last)
+
+        return self._lookup_or_make("NAME_PART", token, scope, avoid, make)
+
+    def _initial(self, token: str, scope: str) -> str:
+        rng = self._rng(scope, "INITIAL", token, 0)
+        letters = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if c != token[:1].upper()]
+        out = "".join(rng.choice(letters) for _ in token)
+        return out if token.isupper() else out.lower() if token.islower() else out
+
+    # -- dates and ages -------------------------------------------------------------------------
+
+    def _date(self, text: str, scope: str, avoid: frozenset[str]) -> str:
+        rng = self._rng(scope, "DATE", text, 0)
+        shifted = shift_date_text(text, self.date_offset(scope), rng)
+        if shifted is None or normalize_value(shifted) == normalize_value(text):
+            return self._pattern(text, rng, avoid)
+        return shifted
+
+    def _age(self, text: str, scope: str, avoid: frozenset[str]) -> str:
+        match = re.search(r"\d+", text)
+        if match is None:
+            return self._pattern(text, self._rng(scope, "AGE", text, 0), avoid)
+        age = int(match.group(0))
+        if age > 89:
+            new = "90-plus" if text[match.end():match.end() + 1] == "-" else "90+"
+        else:
+            delta = 1 + self._digest("age-shift", scope)[0] % 2
+            sign = 1 if self._digest("age-shift", scope)[1] & 1 else -1
+            value = age + sign * delta
+            if value > 89 or value < 0:
+                value = age - sign * delta
+            new = str(value)
+        return text[:match.start()] + new + text[match.end():]
+
+    # -- everything else ------------------------------------------------------------------------
+
+    def _mapped(self, text: str, kind: str, scope: str, avoid: frozenset[str]) -> str:
+        if kind in _PATTERN_LABELS:
+            make = lambda attempt: self._pattern(text, self._rng(scope, kind, text, attempt), frozenset())  # noqa: E731
+        else:
+            def make(attempt: int) -> str:
+                fake = self._faker(scope, kind, text, attempt)
+                return _case_like_text(self._fake_for(kind, text, fake, attempt), text)
+        return self._lookup_or_make(kind, text, scope, avoid, make)
+
+    def _fake_for(self, kind: str, text: str, fake, attempt: int) -> str:
+        if kind == "EMAIL":
+            return f"{fake.user_name()}@{fake.free_email_domain()}"
+        if kind == "URL":
+            url = fake.url()
+            if not re.match(r"(?i)https?://", text):
+                url = re.sub(r"^https?://", "", url).rstrip("/")
+                if text.lower().startswith("www.") and not url.startswith("www."):
+                    url = "www." + url
+            return url
+        if kind == "IP":
+            return fake.ipv6() if ":" in text else fake.ipv4_public()
+        if kind == "ADDRESS":
+            if "\n" in text:
+                return fake.address()
+            if "," in text:
+                return fake.address().replace("\n", ", ")
+            return fake.street_address()
+        if kind == "STREET":
+            return fake.street_address() if text.strip()[:1].isdigit() else fake.street_name()
+        if kind == "CITY":
+            return fake.city()
+        if kind == "STATE":
+            return fake.state_abbr() if len(text.strip().rstrip(".")) <= 3 else fake.state()
+        if kind == "COUNTRY":
+            return fake.country()
+        if kind == "NATIONALITY":
+            return fake.random_element(_NATIONALITIES)
+        if kind in ("FACILITY", "LOCATION") and attempt < _ATTEMPTS // 2:
+            for pattern, suffixes in _FACILITY_KINDS:
+                if pattern.search(text):
+                    return f"{fake.city()} {fake.random_element(suffixes)}"
+        if kind == "FACILITY":
+            return f"{fake.last_name()} {fake.random_element(('Medical Center', 'Clinic', 'Health Center'))}"
+        if kind == "ORG":
+            return fake.company()
+        if kind == "LOCATION":
+            stripped = text.strip()
+            if stripped[:1].isdigit():
+                return fake.street_address()
+            if len(stripped) == 2 and stripped.isupper():
+                return fake.state_abbr()
+            return fake.city()
+        return self._pattern(text, fake.random, frozenset())
+
+    def _pattern(self, text: str, rng: random.Random, avoid: frozenset[str]) -> str:
+        """Digits -> random digits, letters -> random letters of the same case, rest kept."""
+        for _ in range(_ATTEMPTS):
+            out = _pattern_fake(text, rng)
+            if out != text and not any(t.casefold() in avoid for t in _ALNUM_TOKEN.findall(out)):
+                return out
+        return out
+
+
+def _pattern_fake(text: str, rng: random.Random) -> str:
+    chars = []
+    for ch in text:
+        if ch.isnumeric():  # digits, and also '¼', '²', 'Ⅻ'...
+            chars.append(str(rng.randrange(10)))
+        elif ch.isalpha():
+            letter = chr(ord("a") + rng.randrange(26))
+            chars.append(letter.upper() if ch.isupper() else letter)
+        else:
+            chars.append(ch)
+    return "".join(chars)
+
+
+def _scramble_non_letters(text: str, rng: random.Random) -> str:
+    """Keep separators of a name, but never digits that were inside the name span."""
+    return "".join(str(rng.randrange(10)) if ch.isnumeric() else ch for ch in text)
+
+
+def _case_like(word: str, original: str) -> str:
+    if original.isupper() and len(original) > 1:
+        return word.upper()
+    if original.islower():
+        return word.lower()
+    return word
+
+
+def _case_like_text(value: str, original: str) -> str:
+    letters = [c for c in original if c.isalpha()]
+    if len(letters) > 1 and all(c.isupper() for c in letters):
+        return value.upper()
+    if letters and all(c.islower() for c in letters):
+        return value.lower()
+    return value

@@ -1,0 +1,256 @@
+"""An encrypted, embedded store of what de-identification replaced (one SQLite file, no server).
+
+The vault keeps, for authorised re-identification and cross-run consistency:
+
+* ``mapping``: per patient scope and PHI kind, original value -> surrogate. Rows are found by
+  HMAC (``key_h`` = HMAC(scope, kind, normalised original), ``rev_h`` = HMAC(scope, kind,
+  normalised surrogate)); the original and the surrogate are stored only AES-GCM encrypted.
+* ``shifts``: the per-patient date offset, encrypted.
+* ``documents``: per de-identified document, the list of edits (output range -> original text)
+  and the original offsets of annotation spans that had to be adjusted, encrypted. This makes
+  :func:`reidentify` exact for every operator, ``redact`` and ``tag`` included.
+
+Keys: one secret (``DOMAINFM_VAULT_KEY``, >= 32 characters) is stretched with HKDF-SHA256 and a
+random per-file salt into two independent subkeys, one for HMAC lookups and one for encryption.
+Without the secret the file holds only random-looking digests and ciphertext; scope names,
+labels and document ids are never stored in clear. A wrong secret is detected on open by a key
+check value and reported as :class:`VaultKeyError`, never as garbage output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from domainfm.errors import ConfigError
+
+__all__ = ["DEFAULT_ENV", "MIN_SECRET_LENGTH", "Vault", "VaultKeyError", "reidentify", "secret_from_env"]
+
+DEFAULT_ENV = "DOMAINFM_VAULT_KEY"
+MIN_SECRET_LENGTH = 32
+_FORMAT = b"domainfm-vault-1"
+_KEY_HINT = ("set {env} to a secret of at least 32 characters, e.g. "
+             "python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS mapping (
+    key_h BLOB PRIMARY KEY, scope_h BLOB NOT NULL, rev_h BLOB NOT NULL,
+    original BLOB NOT NULL, surrogate BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS mapping_rev ON mapping (rev_h);
+CREATE INDEX IF NOT EXISTS mapping_scope ON mapping (scope_h);
+CREATE TABLE IF NOT EXISTS shifts (scope_h BLOB PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (doc_h BLOB PRIMARY KEY, value BLOB NOT NULL);
+"""
+
+
+class VaultKeyError(ConfigError):
+    """The vault key is missing, too short, or not the one the vault was created with."""
+
+
+class Vault:
+    """Encrypted SQLite mapping of originals, surrogates, date shifts and per-document edits.
+
+    Args:
+        path: the SQLite file; created (mode 0600) when absent.
+        key: the secret, at least 32 bytes. Use :meth:`from_env` to read it from the
+            environment.
+
+    Example:
+        >>> with Vault.from_env("deid.vault") as vault:  # doctest: +SKIP
+        ...     vault.put_surrogate("patient:17", "NAME_PART", "smith", "Smith", "Miller")
+    """
+
+    def __init__(self, path: str | os.PathLike, key: bytes, *, commit_every: int = 500):
+        if not isinstance(key, (bytes, bytearray)) or len(key) < MIN_SECRET_LENGTH:
+            raise VaultKeyError("the vault key must be at least 32 bytes; " + _KEY_HINT.format(env=DEFAULT_ENV))
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        created = not self.path.exists()
+        if created:
+            # Create the file private before SQLite writes anything into it.
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        try:
+            self._db = sqlite3.connect(self.path)
+            self._db.executescript(_SCHEMA)
+            row = self._db.execute("SELECT value FROM meta WHERE name = 'salt'").fetchone()
+        except sqlite3.DatabaseError:
+            raise ConfigError(f"{self.path}: not a domainfm vault (not an SQLite database)") from None
+        if row is None:
+            salt = secrets.token_bytes(16)
+            self._db.execute("INSERT INTO meta VALUES ('salt', ?)", (salt,))
+        else:
+            salt = row[0]
+        hmac_key, enc_key = _derive_keys(bytes(key), salt)
+        self._hmac_key = hmac_key
+        self._aead = AESGCM(enc_key)
+        check = self._hmac(b"key-check")
+        stored = self._db.execute("SELECT value FROM meta WHERE name = 'check'").fetchone()
+        if stored is None:
+            self._db.execute("INSERT INTO meta VALUES ('check', ?)", (check,))
+            self._db.commit()
+        elif not hmac.compare_digest(stored[0], check):
+            self._db.close()
+            raise VaultKeyError(
+                f"{self.path}: the vault key does not match the key this vault was created with "
+                f"(check {DEFAULT_ENV})"
+            )
+        self._pending = 0
+        self._commit_every = commit_every
+
+    @classmethod
+    def from_env(cls, path: str | os.PathLike, env: str = DEFAULT_ENV, **kwargs: Any) -> Vault:
+        """Open ``path`` with the secret from environment variable ``env``.
+
+        Raises:
+            VaultKeyError: the variable is unset or shorter than 32 characters.
+        """
+        return cls(path, secret_from_env(env), **kwargs)
+
+    # -- keyed digests and encryption -------------------------------------------------------
+
+    def _hmac(self, *parts: bytes | str) -> bytes:
+        data = b"\x1f".join(p.encode("utf-8") if isinstance(p, str) else p for p in parts)
+        return hmac.new(self._hmac_key, data, hashlib.sha256).digest()
+
+    def _encrypt(self, plaintext: bytes, aad: bytes) -> bytes:
+        nonce = secrets.token_bytes(12)
+        return nonce + self._aead.encrypt(nonce, plaintext, aad)
+
+    def _decrypt(self, blob: bytes, aad: bytes) -> bytes:
+        from cryptography.exceptions import InvalidTag
+
+        try:
+            return self._aead.decrypt(blob[:12], blob[12:], aad)
+        except InvalidTag:
+            raise VaultKeyError(f"{self.path}: a vault entry failed authentication "
+                                "(wrong key, or the file was modified)") from None
+
+    # -- value mapping ------------------------------------------------------------------------
+
+    def get_surrogate(self, scope: str, kind: str, normalized: str) -> str | None:
+        """The surrogate stored for a normalised original in ``scope``, or ``None``."""
+        key_h = self._hmac(b"map", scope, kind, normalized)
+        row = self._db.execute("SELECT surrogate FROM mapping WHERE key_h = ?", (key_h,)).fetchone()
+        return None if row is None else self._decrypt(row[0], key_h + b"s").decode("utf-8")
+
+    def surrogate_in_use(self, scope: str, kind: str, normalized_surrogate: str) -> bool:
+        """Whether some other original of ``scope`` already maps to this surrogate."""
+        rev_h = self._hmac(b"rev", scope, kind, normalized_surrogate)
+        return self._db.execute("SELECT 1 FROM mapping WHERE rev_h = ?", (rev_h,)).fetchone() is not None
+
+    def put_surrogate(self, scope: str, kind: str, normalized: str, original: str, surrogate: str,
+                      normalized_surrogate: str | None = None) -> None:
+        """Remember ``original -> surrogate`` for ``scope`` (first writer wins)."""
+        key_h = self._hmac(b"map", scope, kind, normalized)
+        rev_h = self._hmac(b"rev", scope, kind, normalized_surrogate or surrogate.casefold())
+        self._db.execute(
+            "INSERT OR IGNORE INTO mapping VALUES (?, ?, ?, ?, ?)",
+            (key_h, self._hmac(b"scope", scope), rev_h,
+             self._encrypt(original.encode("utf-8"), key_h + b"o"),
+             self._encrypt(surrogate.encode("utf-8"), key_h + b"s")),
+        )
+        self._wrote()
+
+    def lookup_original(self, scope: str, kind: str, normalized_surrogate: str) -> str | None:
+        """Reverse lookup: the original that became this surrogate in ``scope``, or ``None``."""
+        rev_h = self._hmac(b"rev", scope, kind, normalized_surrogate)
+        row = self._db.execute("SELECT key_h, original FROM mapping WHERE rev_h = ?", (rev_h,)).fetchone()
+        return None if row is None else self._decrypt(row[1], row[0] + b"o").decode("utf-8")
+
+    # -- date shifts ----------------------------------------------------------------------------
+
+    def get_shift(self, scope: str) -> int | None:
+        scope_h = self._hmac(b"shift", scope)
+        row = self._db.execute("SELECT value FROM shifts WHERE scope_h = ?", (scope_h,)).fetchone()
+        return None if row is None else int(self._decrypt(row[0], scope_h).decode("ascii"))
+
+    def put_shift(self, scope: str, days: int) -> None:
+        scope_h = self._hmac(b"shift", scope)
+        self._db.execute("INSERT OR IGNORE INTO shifts VALUES (?, ?)",
+                         (scope_h, self._encrypt(str(int(days)).encode("ascii"), scope_h)))
+        self._wrote()
+
+    # -- per-document edits -------------------------------------------------------------------
+
+    def put_document(self, doc_id: str, payload: dict[str, Any]) -> None:
+        """Store what re-identifying document ``doc_id`` needs (replaces an earlier run's)."""
+        doc_h = self._hmac(b"doc", doc_id)
+        blob = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        self._db.execute("INSERT OR REPLACE INTO documents VALUES (?, ?)", (doc_h, self._encrypt(blob, doc_h)))
+        self._wrote()
+
+    def get_document(self, doc_id: str) -> dict[str, Any] | None:
+        doc_h = self._hmac(b"doc", doc_id)
+        row = self._db.execute("SELECT value FROM documents WHERE doc_h = ?", (doc_h,)).fetchone()
+        return None if row is None else json.loads(self._decrypt(row[0], doc_h).decode("utf-8"))
+
+    def text_digest(self, text: str) -> str:
+        """A keyed digest of a text, to check a record was not edited since de-identification."""
+        return self._hmac(b"text", text).hex()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def _wrote(self) -> None:
+        self._pending += 1
+        if self._pending >= self._commit_every:
+            self.commit()
+
+    def commit(self) -> None:
+        self._db.commit()
+        self._pending = 0
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.commit()
+            self._db.close()
+            self._db = None
+
+    def __enter__(self) -> Vault:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Vault({str(self.path)!r})"
+
+
+def secret_from_env(env: str = DEFAULT_ENV) -> bytes:
+    """The secret in environment variable ``env`` as bytes.
+
+    Raises:
+        VaultKeyError: unset, blank or shorter than 32 characters (the value is never shown).
+    """
+    secret = os.environ.get(env)
+    if secret is None or not secret.strip():
+        raise VaultKeyError(f"{env} is not set; " + _KEY_HINT.format(env=env))
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise VaultKeyError(f"{env} is too short ({len(secret)} characters); " + _KEY_HINT.format(env=env))
+    return secret.encode("utf-8")
+
+
+def _derive_keys(secret: bytes, salt: bytes) -> tuple[bytes, bytes]:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    def derive(info: bytes) -> bytes:
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=_FORMAT + b"/" + info).derive(secret)
+
+    return derive(b"hmac"), derive(b"aes-gcm")
+
+
+def reidentify(records, vault: Vault):
+    """Alias of :func:`domainfm.deid.transform.reidentify` (kept here beside the vault)."""
+    from domainfm.deid.transform import reidentify as _reidentify
+
+    return _reidentify(records, vault)
