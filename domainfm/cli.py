@@ -177,6 +177,37 @@ def summary_command(
         _console().print(f"invalid: {item.describe()}")
 
 
+@app.command("chunk")
+@_user_errors
+def chunk_command(
+    src: Path = typer.Argument(..., help="domainfm JSONL file of documents."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output JSONL of chunks (rejects go to <out>.rejects.jsonl)."),
+    tokenizer: str = typer.Option("minilm", help="Model tokenizer: embedded name, save_pretrained folder or hub id."),
+    max_tokens: int = typer.Option(512, help="Model positions per chunk, special tokens included."),
+    overlap: int = typer.Option(64, help="Tokens repeated from the previous chunk (snapped to a sentence)."),
+    profile: str = typer.Option("generic", help="Sectionizer: clinical | legal | generic."),
+):
+    """Split documents into chunks that fit the model, follow the document's sections and map
+    back to the source character for character (spans projected, labels inherited)."""
+    from domainfm.chunk import ChunkConfig, chunk_file
+
+    config = ChunkConfig(tokenizer=tokenizer, max_tokens=max_tokens, overlap=overlap, profile=profile)
+    console = _console()
+    with _progress(console, "chunking") as update:
+        result = chunk_file(src, out, config, on_progress=lambda c: update(c.read))
+    c = result.counts
+    console.print(
+        f"read {c.read} = written {c.written} + rejected {c.rejected} documents; {result.chunks} chunks "
+        f"(max {result.max_chunk_tokens} of {max_tokens} positions, {result.empty_documents} empty documents)"
+        f"  ->  {result.out}"
+    )
+    if result.rejects:
+        console.print(f"rejected records (with reasons): {result.rejects}")
+        for line in result.first_rejects:
+            console.print(f"  {line}")
+    console.print(f"manifest: {result.manifest}")
+
+
 @app.command("synth")
 @_user_errors
 def synth_command(

@@ -1,0 +1,210 @@
+"""From chunks back to documents: spans, predictions and attributions in document coordinates.
+
+Models see chunks; users and the later stages (finetune, audit) reason about documents. These
+helpers undo the chunking:
+
+- :func:`project_spans`: spans in chunk coordinates (the chunk's own ``spans`` or a model's
+  predictions per chunk) -> spans in document coordinates, with the copies that overlapping
+  chunks produce merged and spans cut by a chunk boundary restored.
+- :func:`aggregate_predictions`: one prediction per chunk (class probabilities) -> one per
+  document: the mean weighted by chunk length, or the maximum.
+- :func:`merge_char_attributions` / :func:`merge_token_attributions`: explanation scores per
+  chunk -> per document, averaged where chunks overlap.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Iterable, Literal, Mapping, Sequence
+
+import numpy as np
+
+from domainfm.chunk.splitter import Chunk
+from domainfm.corpus.document import Span
+from domainfm.errors import ConfigError
+
+_CHUNK_ATTRS = ("cut", "doc_start", "doc_end")
+
+
+def project_spans(
+    chunks: Iterable[Chunk],
+    spans: Iterable[Sequence[Span]] | None = None,
+    *,
+    merge: Literal["exact", "union"] = "union",
+) -> dict[str, list[Span]]:
+    """Spans in chunk coordinates -> spans in document coordinates, per document id.
+
+    Args:
+        chunks: the chunks (of one or several documents).
+        spans: one list of spans per chunk (e.g. a NER model's predictions), in chunk
+            coordinates; ``None`` uses each chunk's own ``spans``.
+        merge: how copies from overlapping chunks are combined. Identical spans are always
+            kept once, and a span cut by a boundary (attrs ``cut``/``doc_start``/``doc_end``,
+            as the chunker writes them) is restored to its full extent. ``"union"`` also joins
+            same-label spans from *different* chunks that overlap or touch at a chunk edge (a
+            model's two views of one entity); ``"exact"`` keeps them apart.
+
+    Returns:
+        ``{doc_id: [Span, ...]}`` sorted by position; the chunk-only attrs are removed.
+
+    Example:
+        >>> merged = project_spans(chunks)  # doctest: +SKIP
+        >>> merged["n1"] == sorted(doc.spans, key=lambda s: (s.start, s.end))  # doctest: +SKIP
+        True
+    """
+    if merge not in ("exact", "union"):
+        raise ConfigError(f"'merge' must be 'exact' or 'union', got {merge!r}")
+    chunks = list(chunks)
+    per_chunk = [c.spans for c in chunks] if spans is None else list(spans)
+    if len(per_chunk) != len(chunks):
+        raise ConfigError(f"got spans for {len(per_chunk)} chunks but {len(chunks)} chunks")
+    pieces: dict[str, list[tuple[Span, int, bool, bool]]] = defaultdict(list)  # span, chunk no., at edges
+    for number, (chunk, chunk_spans) in enumerate(zip(chunks, per_chunk)):
+        length = chunk.end - chunk.start
+        for span in chunk_spans:
+            attrs = {k: v for k, v in span.attrs.items() if k not in _CHUNK_ATTRS}
+            if "doc_start" in span.attrs and "doc_end" in span.attrs:
+                start, end = int(span.attrs["doc_start"]), int(span.attrs["doc_end"])
+            else:
+                start, end = chunk.start + span.start, chunk.start + span.end
+            at_edge = (span.start <= 0, span.end >= length)
+            pieces[chunk.doc_id].append((Span(start, end, span.label, attrs), number, *at_edge))
+    result = {}
+    for doc_id, items in pieces.items():
+        result[doc_id] = _merge(items, union=merge == "union")
+    return result
+
+
+def _merge(items: list[tuple[Span, int, bool, bool]], *, union: bool) -> list[Span]:
+    # Identical spans from several chunks are one span: remember which chunks saw it and
+    # whether it touched a chunk's left/right edge in any of them.
+    unique: dict[tuple[int, int, str], list] = {}
+    for span, number, left_edge, right_edge in items:
+        entry = unique.setdefault(span.key, [span, set(), False, False])
+        entry[1].add(number)
+        entry[2] |= left_edge
+        entry[3] |= right_edge
+    if not union:
+        return sorted((e[0] for e in unique.values()), key=lambda s: (s.start, s.end, s.label))
+    merged: list[list] = []
+    ordered = sorted(unique.values(), key=lambda e: (e[0].label, e[0].start, -e[0].end))
+    for span, numbers, left_edge, right_edge in ordered:
+        if merged:
+            last, last_numbers, _, last_right = merged[-1]
+            overlaps = span.start < last.end or (span.start == last.end and last_right and left_edge)
+            # Only views from different chunks are joined: nested same-label spans that one
+            # chunk reports side by side stay separate.
+            if last.label == span.label and overlaps and numbers.isdisjoint(last_numbers):
+                joined = Span(last.start, max(last.end, span.end), last.label, {**span.attrs, **last.attrs})
+                merged[-1] = [joined, last_numbers | numbers, False, right_edge if span.end >= last.end else last_right]
+                continue
+        merged.append([span, set(numbers), left_edge, right_edge])
+    return sorted((m[0] for m in merged), key=lambda s: (s.start, s.end, s.label))
+
+
+def aggregate_predictions(
+    chunks: Iterable[Chunk],
+    predictions: Iterable[Mapping[str, float] | Sequence[float] | np.ndarray],
+    *,
+    how: Literal["mean", "max"] = "mean",
+    weight: Literal["chars", "tokens", "none"] = "chars",
+) -> dict[str, Any]:
+    """Chunk-level predictions -> document-level ones.
+
+    Args:
+        chunks: the chunks that were scored.
+        predictions: one per chunk: a ``{label: probability}`` mapping or a probability vector.
+        how: ``"mean"`` (weighted by chunk length: a long chunk says more about the document
+            than a short tail) or ``"max"`` (the document has the label if any chunk has it,
+            e.g. "contains a non-compete clause").
+        weight: chunk length in characters, in tokens, or equal weights (``"none"``).
+
+    Returns:
+        ``{doc_id: aggregated}`` in the type the predictions came in (mapping or ``ndarray``).
+
+    Example:
+        >>> aggregate_predictions(chunks, [{"pos": 0.9}, {"pos": 0.2}], how="max")  # doctest: +SKIP
+        {'n1': {'pos': 0.9}}
+    """
+    if how not in ("mean", "max"):
+        raise ConfigError(f"'how' must be 'mean' or 'max', got {how!r}")
+    if weight not in ("chars", "tokens", "none"):
+        raise ConfigError(f"'weight' must be 'chars', 'tokens' or 'none', got {weight!r}")
+    chunks, predictions = list(chunks), list(predictions)
+    if len(chunks) != len(predictions):
+        raise ConfigError(f"got {len(predictions)} predictions for {len(chunks)} chunks")
+    groups: dict[str, list[tuple[float, Any]]] = defaultdict(list)
+    for chunk, prediction in zip(chunks, predictions):
+        w = {"chars": max(1, chunk.end - chunk.start), "tokens": max(1, chunk.n_tokens), "none": 1}[weight]
+        groups[chunk.doc_id].append((float(w), prediction))
+    result: dict[str, Any] = {}
+    for doc_id, items in groups.items():
+        weights = np.array([w for w, _ in items])
+        first = items[0][1]
+        if isinstance(first, Mapping):
+            labels = list(dict.fromkeys(k for _, p in items for k in p))
+            matrix = np.array([[float(p.get(k, 0.0)) for k in labels] for _, p in items])
+        else:
+            labels = None
+            matrix = np.array([np.asarray(p, dtype=float) for _, p in items])
+        values = matrix.max(axis=0) if how == "max" else (weights[:, None] * matrix).sum(0) / weights.sum()
+        result[doc_id] = dict(zip(labels, values.tolist())) if labels is not None else values
+    return result
+
+
+def merge_char_attributions(
+    chunks: Iterable[Chunk],
+    attributions: Iterable[Sequence[float] | np.ndarray],
+    doc_lengths: Mapping[str, int] | None = None,
+) -> dict[str, np.ndarray]:
+    """Per-character scores of each chunk (length ``len(chunk.text)``) -> per document.
+
+    Where chunks overlap, a character's score is the mean over the chunks that contain it;
+    characters no chunk contains (whitespace between chunks) score 0.
+
+    Args:
+        doc_lengths: ``{doc_id: len(doc.text)}``; defaults to the last chunk's end.
+    """
+    chunks, attributions = list(chunks), list(attributions)
+    if len(chunks) != len(attributions):
+        raise ConfigError(f"got {len(attributions)} attributions for {len(chunks)} chunks")
+    ends: dict[str, int] = defaultdict(int)
+    for chunk in chunks:
+        ends[chunk.doc_id] = max(ends[chunk.doc_id], chunk.end)
+    totals = {d: np.zeros((doc_lengths or {}).get(d, e)) for d, e in ends.items()}
+    counts = {d: np.zeros_like(t) for d, t in totals.items()}
+    for chunk, scores in zip(chunks, attributions):
+        scores = np.asarray(scores, dtype=float)
+        if scores.shape != (chunk.end - chunk.start,):
+            raise ConfigError(
+                f"chunk {chunk.id!r}: expected {chunk.end - chunk.start} character scores, got shape {scores.shape}"
+            )
+        totals[chunk.doc_id][chunk.start:chunk.end] += scores
+        counts[chunk.doc_id][chunk.start:chunk.end] += 1
+    return {d: np.divide(totals[d], counts[d], out=np.zeros_like(totals[d]), where=counts[d] > 0) for d in totals}
+
+
+def merge_token_attributions(
+    chunks: Iterable[Chunk],
+    attributions: Iterable[Iterable[tuple[int, int, float]]],
+) -> dict[str, list[tuple[int, int, float]]]:
+    """Per-token scores ``(start, end, score)`` in chunk coordinates -> document coordinates.
+
+    A token that two overlapping chunks both scored (same document character range) gets the
+    mean of its scores. Returns ``{doc_id: [(start, end, score), ...]}`` sorted by position.
+    """
+    chunks, attributions = list(chunks), list(attributions)
+    if len(chunks) != len(attributions):
+        raise ConfigError(f"got {len(attributions)} attributions for {len(chunks)} chunks")
+    sums: dict[str, dict[tuple[int, int], list[float]]] = defaultdict(dict)
+    for chunk, tokens in zip(chunks, attributions):
+        table = sums[chunk.doc_id]
+        for start, end, score in tokens:
+            key = (chunk.start + int(start), chunk.start + int(end))
+            total = table.setdefault(key, [0.0, 0])
+            total[0] += float(score)
+            total[1] += 1
+    return {
+        d: [(s, e, total / count) for (s, e), (total, count) in sorted(table.items())]
+        for d, table in sums.items()
+    }
