@@ -1,0 +1,100 @@
+"""Settings of the ``deid`` stage: which PHI to find, with which recognizers, and how to replace it.
+
+Detection reads ``profile``, ``recognizers``, ``spacy_model``, ``score_threshold``,
+``entities``/``exclude_entities``, ``batch_size`` and ``workers``. The transformation half reads
+``operator``, ``vault`` and ``seed``; they are declared and validated here so a single task file
+configures the whole stage.
+
+Example:
+    >>> DeidConfig(profile="legal", score_threshold=0.5).batch_size
+    32
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from domainfm.config import suggest
+from domainfm.deid.labels import validate_entities
+from domainfm.errors import ConfigError
+
+
+@dataclass
+class DeidConfig:
+    """Args:
+    profile: ``clinical`` (HIPAA Safe Harbor identifiers in notes) or ``legal`` (parties, judges,
+        counsel, case numbers and quasi identifiers in judgments, as TAB defines them).
+    recognizers: name of the recognizer set in the registry; ``None`` uses the profile's set.
+    spacy_model: spaCy pipeline (``default`` is the packaged en_core_web_sm; never downloaded).
+    score_threshold: detections scoring below it are dropped, in [0, 1]. Recall comes first:
+        the default keeps every detection a recognizer was willing to make.
+    entities: canonical labels or coarse types to report (``None``: all).
+    exclude_entities: canonical labels or coarse types never to report.
+    batch_size: texts per ``nlp.pipe`` batch.
+    workers: processes for ``nlp.pipe`` (1 keeps everything in this process).
+    seed: seed of the surrogate generator (transformation half).
+    operator: ``surrogate`` (realistic fakes), ``redact`` (remove) or ``tag`` (``[PATIENT]``).
+    vault: path of the encrypted re-identification vault, or ``None`` for no vault.
+    """
+
+    profile: Literal["clinical", "legal"] = "clinical"
+    recognizers: str | None = None
+    spacy_model: str = "default"
+    score_threshold: float = 0.3
+    entities: list[str] | None = None
+    exclude_entities: list[str] = field(default_factory=list)
+    batch_size: int = 32
+    workers: int = 1
+    seed: int = 0
+    operator: Literal["surrogate", "redact", "tag"] = "surrogate"
+    vault: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.profile not in ("clinical", "legal"):
+            raise ConfigError(
+                f"config field 'profile' must be one of ['clinical', 'legal'], got {self.profile!r}"
+                f"{suggest(str(self.profile), ['clinical', 'legal'])}"
+            )
+        if self.operator not in ("surrogate", "redact", "tag"):
+            raise ConfigError(
+                f"config field 'operator' must be one of ['surrogate', 'redact', 'tag'], got "
+                f"{self.operator!r}{suggest(str(self.operator), ['surrogate', 'redact', 'tag'])}"
+            )
+        if isinstance(self.score_threshold, bool) or not isinstance(self.score_threshold, (int, float)) \
+                or not 0.0 <= float(self.score_threshold) <= 1.0:
+            raise ConfigError(
+                f"The 'score_threshold' parameter must be a float in [0, 1]. Got {self.score_threshold!r} instead."
+            )
+        self.score_threshold = float(self.score_threshold)
+        for name, low, high in (("batch_size", 1, 100_000), ("workers", 1, 256)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ConfigError(
+                    f"The {name!r} parameter must be an int in [{low}, {high}]. Got {value!r} instead."
+                )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ConfigError(f"The 'seed' parameter must be an int. Got {self.seed!r} instead.")
+        validate_entities(self.entities, "entities")
+        validate_entities(self.exclude_entities, "exclude_entities")
+        if self.entities is not None and not self.entities:
+            raise ConfigError("config field 'entities' is an empty list: give labels, or null for all")
+        if self.vault is not None and (not isinstance(self.vault, str) or not self.vault.strip()):
+            raise ConfigError("config field 'vault' must be a file path or null, got an empty value")
+        if self.vault is not None and self.operator != "surrogate":
+            raise ConfigError(
+                f"config field 'vault' is set but operator is {self.operator!r}: only the 'surrogate' "
+                "operator keeps a re-identification vault (set vault: null, or operator: surrogate)"
+            )
+        if self.recognizers is not None:
+            from domainfm.deid.recognizers import available_sets
+
+            if self.recognizers not in available_sets():
+                raise ConfigError(
+                    f"unknown recognizer set {self.recognizers!r}{suggest(self.recognizers, available_sets())}; "
+                    f"available: {', '.join(available_sets())}"
+                )
+
+    @property
+    def recognizer_set(self) -> str:
+        return self.recognizers or self.profile

@@ -1,0 +1,248 @@
+"""Find PHI in documents: one presidio ``AnalyzerEngine`` built once, spaCy run once per batch.
+
+The detector resolves the spaCy pipeline offline (``resolve_spacy_model``), hands presidio's
+``NlpEngineProvider`` an explicit model so presidio never downloads one, disables every spaCy
+component the recognizer set does not read, runs ``nlp.pipe`` over a batch of texts, and passes
+each ``Doc`` to ``AnalyzerEngine.analyze(nlp_artifacts=...)`` so no text is parsed twice.
+Overlapping detections are merged into one span (the highest-scoring label wins), so the
+transformation half gets non-overlapping spans in input coordinates.
+
+presidio logs recognizer decisions at DEBUG/INFO level; :func:`quiet_presidio_logs` keeps its
+loggers at WARNING and drops anything below it, so no note text can reach a log.
+
+Example:
+    >>> detector = PhiDetector(DeidConfig(profile="clinical"))  # doctest: +SKIP
+    >>> [(d.label, d.start, d.end) for d in detector.detect_text("Seen by Dr. Lee on 7/22.")]  # doctest: +SKIP
+    [('DOCTOR', 12, 15), ('DATE', 19, 23)]
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from functools import lru_cache
+from dataclasses import asdict, dataclass
+from typing import Iterable, Iterator
+
+from domainfm.corpus.document import Document
+from domainfm.deid.config import DeidConfig
+from domainfm.deid.labels import entity_selected
+
+_PRESIDIO_LOGGERS = ("presidio-analyzer", "presidio_analyzer", "presidio-anonymizer", "decision_process")
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """One PHI span ``text[start:end]`` with its canonical label.
+
+    Args:
+        start: first character (input coordinates).
+        end: one past the last character.
+        label: canonical label (see :mod:`domainfm.deid.labels`).
+        score: confidence in [0, 1].
+        recognizer: which recognizer (and pattern) found it.
+    """
+
+    start: int
+    end: int
+    label: str
+    score: float
+    recognizer: str = ""
+
+    def to_dict(self) -> dict:
+        """The ``phi_spans`` record form: start, end, label, score (and recognizer)."""
+        out = asdict(self)
+        out["score"] = round(self.score, 4)
+        return out
+
+
+class _BelowWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
+
+
+def quiet_presidio_logs() -> None:
+    """Keep presidio's loggers at WARNING: its DEBUG/INFO messages can quote analysed text."""
+    for name in _PRESIDIO_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.WARNING)
+        if not any(isinstance(f, _BelowWarning) for f in logger.filters):
+            logger.addFilter(_BelowWarning())
+
+
+class PhiDetector:
+    """Reusable PHI detector: builds the spaCy pipeline and presidio engine once.
+
+    Args:
+        config: the stage settings; ``profile`` (or ``recognizers``) picks the recognizer set.
+
+    Example:
+        >>> detector = PhiDetector(DeidConfig(profile="clinical"))  # doctest: +SKIP
+        >>> for doc, found in detector.detect(docs): ...  # doctest: +SKIP
+    """
+
+    def __init__(self, config: DeidConfig | None = None):
+        from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+
+        from domainfm.deid.recognizers import build_set, vocab
+        from domainfm.models import resolve_spacy_model
+
+        quiet_presidio_logs()
+        self.config = config or DeidConfig()
+        self.recognizer_set = build_set(self.config.recognizer_set)
+        model = resolve_spacy_model(self.config.spacy_model)
+        self.nlp_engine = _nlp_engine(model, tuple(sorted(self.recognizer_set.spacy_components)))
+        self.nlp = self.nlp_engine.get_nlp("en")
+        vocab.load_english(self.nlp)
+        registry = RecognizerRegistry(recognizers=list(self.recognizer_set.recognizers),
+                                      supported_languages=["en"])
+        self.analyzer = AnalyzerEngine(registry=registry, nlp_engine=self.nlp_engine,
+                                       supported_languages=["en"],
+                                       default_score_threshold=self.config.score_threshold)
+        self._entities = sorted({e for r in registry.recognizers for e in r.supported_entities})
+
+    def detect_text(self, text: str) -> list[Detection]:
+        return next(self.detect_texts([text]))
+
+    def detect_texts(self, texts: Iterable[str]) -> Iterator[list[Detection]]:
+        """Detections per text, in order; spaCy runs over ``batch_size`` texts at a time."""
+        for text, doc in self._pipe(((t, None) for t in texts)):
+            yield self._analyze(text, doc)
+
+    def detect(self, docs: Iterable[Document]) -> Iterator[tuple[Document, list[Detection]]]:
+        for (text, document), doc in self._pipe_docs(docs):
+            yield document, self._analyze(text, doc)
+
+    def _pipe_docs(self, docs: Iterable[Document]):
+        pairs = ((visible_text(d.text), d) for d in docs)
+        for doc, document in self.nlp.pipe(pairs, as_tuples=True, batch_size=self.config.batch_size,
+                                           n_process=self.config.workers):
+            yield (doc.text, document), doc
+
+    def _pipe(self, pairs):
+        pairs = ((visible_text(text), context) for text, context in pairs)
+        for doc, _ in self.nlp.pipe(pairs, as_tuples=True, batch_size=self.config.batch_size,
+                                    n_process=self.config.workers):
+            yield doc.text, doc
+
+    def _artifacts(self, doc):
+        from presidio_analyzer.nlp_engine import NlpArtifacts
+
+        # Recognizers here read doc directly; presidio's lemma-based context enhancement is not
+        # used (no recognizer declares presidio context words), so lemmas stay empty.
+        return NlpArtifacts(entities=list(doc.ents), tokens=doc, tokens_indices=[], lemmas=[],
+                            nlp_engine=self.nlp_engine, language="en",
+                            scores=[1.0] * len(doc.ents))
+
+    def _analyze(self, text: str, doc) -> list[Detection]:
+        if not text.strip():
+            return []
+        results = self.analyzer.analyze(text=text, language="en", entities=self._entities,
+                                        nlp_artifacts=self._artifacts(doc),
+                                        score_threshold=self.config.score_threshold)
+        return merge_detections(text, [
+            Detection(r.start, r.end, r.entity_type, float(r.score),
+                      (r.recognition_metadata or {}).get("recognizer_name", ""))
+            for r in results
+            if entity_selected(r.entity_type, self.config.entities, self.config.exclude_entities)
+        ])
+
+
+# Control characters (NUL, BEL, ...) glue onto neighbouring words in spaCy's tokenizer
+# ("Okonkwo.\x07" becomes one token) and hide names from token-based recognizers. They become
+# spaces for detection only; the length is unchanged, so offsets stay those of the input.
+_CONTROLS = {c: " " for c in range(32) if chr(c) not in "\t\n\r"}
+_CONTROLS.update({c: " " for c in range(0x7F, 0xA0)})
+
+
+def visible_text(text: str) -> str:
+    return text.translate(_CONTROLS)
+
+
+@lru_cache(maxsize=4)
+def _nlp_engine(model: str, components: tuple[str, ...]):
+    """presidio's spaCy engine for ``model`` with only ``components`` enabled, loaded once per
+    process: detectors with the same needs share it (it is read-only once loaded)."""
+    from presidio_analyzer.nlp_engine import NlpEngineProvider
+
+    provider = NlpEngineProvider(nlp_configuration={
+        "nlp_engine_name": "spacy",
+        "models": [{"lang_code": "en", "model_name": model}],
+    })
+    engine = provider.create_engine()
+    nlp = engine.get_nlp("en")
+    for pipe in list(nlp.pipe_names):
+        if pipe not in components:
+            nlp.disable_pipe(pipe)
+    split_glued_tokens(nlp)
+    return engine
+
+
+# Notes glue words with punctuation that spaCy's news-trained rules keep whole: "vasquez.talked",
+# "TRIGEMINY.DR.", "DAUGHTER-KRISSY---301", "(DAUGHTER)-", "Czyzewicz- 204". Splitting them lets the
+# token recognizers see the name; regex recognizers read the raw text and are not affected.
+_EXTRA_INFIXES = (
+    r"(?<=[A-Za-z]{2})\.(?=[A-Za-z]{2})",   # word.word
+    r"(?<=[A-Za-z])-+(?=\d)",                # name---301
+    r"(?<=[A-Za-z])\)(?=-)",                 # (son)-
+)
+_EXTRA_SUFFIXES = (r"(?<=[A-Za-z)])-+",)     # "Czyzewicz-"
+# only real web addresses stay one token (spaCy's default also keeps "word.word")
+_URL = r"(?i)^[\w.+%-]+@[\w-]+(?:\.[\w-]+)+$|^(?:https?://|ftp://|www\d{0,3}\.)\S+$|^[\w-]+(?:\.[\w-]+)*\.(?:com|org|net|edu|gov|mil|info|biz|io|uk|de|fr)(?:/\S*)?$"
+
+
+def split_glued_tokens(nlp) -> None:
+    """Add the note-specific infix and suffix rules above to ``nlp``'s tokenizer."""
+    import re
+
+    from spacy.util import compile_infix_regex, compile_suffix_regex
+
+    tokenizer = nlp.tokenizer
+    tokenizer.infix_finditer = compile_infix_regex(tuple(nlp.Defaults.infixes) + _EXTRA_INFIXES).finditer
+    tokenizer.suffix_search = compile_suffix_regex(tuple(nlp.Defaults.suffixes) + _EXTRA_SUFFIXES).search
+    tokenizer.url_match = re.compile(_URL).match
+
+
+_TRIM = " \t\r\n,;:()[]{}\"'"
+
+
+def merge_detections(text: str, detections: list[Detection]) -> list[Detection]:
+    """Trim spans to their content and merge overlapping ones (best score, then longest, wins
+    the label), so the output never overlaps."""
+    trimmed = []
+    for d in detections:
+        start, end = d.start, d.end
+        while start < end and text[start] in _TRIM:
+            start += 1
+        while end > start and text[end - 1] in _TRIM:
+            end -= 1
+        if end > start:
+            trimmed.append(Detection(start, end, d.label, d.score, d.recognizer))
+    trimmed.sort(key=lambda d: (d.start, -d.end))
+    merged: list[Detection] = []
+    for d in trimmed:
+        if merged and d.start < merged[-1].end:
+            prev = merged[-1]
+            best = max((prev, d), key=lambda x: (x.score, x.end - x.start))
+            merged[-1] = Detection(prev.start, max(prev.end, d.end), best.label, max(prev.score, d.score),
+                                   best.recognizer)
+        else:
+            merged.append(d)
+    return merged
+
+
+def detect(docs: Iterable[Document], config: DeidConfig | None = None) -> Iterator[tuple[Document, list[Detection]]]:
+    """Stream ``(document, detections)`` pairs; the engine is built once for the whole stream.
+
+    Example:
+        >>> for doc, found in detect(read_documents("notes.jsonl"), DeidConfig()):  # doctest: +SKIP
+        ...     print(doc.id, len(found))
+    """
+    detector = PhiDetector(config)
+    yield from detector.detect(docs)
+
+
+def batched(items: Iterable, size: int) -> Iterator[list]:
+    it = iter(items)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk

@@ -1,0 +1,289 @@
+"""Score PHI detections against gold spans: entity level (any-overlap and exact), character
+level, overall and per type, plus a list of misses for error analysis.
+
+Headline numbers are **type-agnostic**: a gold PHI span counts as found when any prediction
+overlaps it, whatever its label (a name tagged LOCATION is still hidden by de-identification).
+Typed numbers per coarse type (see :mod:`domainfm.deid.labels`) are reported beside them.
+
+Precision counts predicted spans: a prediction is correct when it overlaps a (kept) gold span.
+Gold spans can be filtered first, e.g. TAB's DIRECT identifiers only (:func:`identifier_filter`);
+a prediction overlapping only a filtered-out span then counts as a false positive.
+
+Misses are listed by document id, offsets and gold type. Their text is included only when
+``include_text=True`` and is then written to the ``misses_path`` file, never returned in the
+summary or printed: the gold text is PHI.
+
+Example:
+    >>> gold = [Document("d", "Seen by Dr Lee on 7/22.", spans=[Span(11, 14, "HCPName"), Span(18, 22, "Date")])]
+    >>> report = evaluate(gold, {"d": [(11, 14, "DOCTOR")]}, dataset="physionet")
+    >>> report.summary()["any_overlap"]["recall"]
+    0.5
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from domainfm.corpus.document import Document, Span
+from domainfm.deid.labels import coarse, to_canonical
+from domainfm.errors import CorpusError
+
+MATCHING_NOTE = ("headline scores are type-agnostic: a gold PHI span found under another label "
+                 "still counts as found; per_type holds typed scores")
+
+GoldFilter = Callable[[Span], bool]
+
+
+def identifier_filter(levels: Iterable[str] = ("DIRECT",)) -> GoldFilter:
+    """Keep gold spans whose ``attrs.identifier_type`` is in ``levels`` (TAB: DIRECT, QUASI)."""
+    wanted = {level.upper() for level in levels}
+    return lambda span: str(span.attrs.get("identifier_type", "")).upper() in wanted
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    start: int
+    end: int
+    type: str  # coarse type
+
+
+@dataclass
+class EvalReport:
+    """Counts behind the scores; :meth:`summary` gives the JSON-ready numbers."""
+
+    n_docs: int = 0
+    gold: int = 0
+    pred: int = 0
+    overlap_gold_found: int = 0
+    overlap_pred_correct: int = 0
+    exact_gold_found: int = 0
+    exact_pred_correct: int = 0
+    char_gold: int = 0
+    char_pred: int = 0
+    char_overlap: int = 0
+    per_type: dict[str, dict[str, int]] = field(default_factory=dict)
+    misses: list[dict[str, Any]] = field(default_factory=list)
+    false_positives: list[dict[str, Any]] = field(default_factory=list)
+
+    def _type(self, name: str) -> dict[str, int]:
+        return self.per_type.setdefault(name, {"gold": 0, "found_any_label": 0, "found_same_type": 0,
+                                               "pred": 0, "pred_correct_same_type": 0})
+
+    def summary(self) -> dict[str, Any]:
+        per_type = {}
+        for name, c in sorted(self.per_type.items()):
+            per_type[name] = {
+                "gold": c["gold"], "pred": c["pred"],
+                "recall_any_label": _ratio(c["found_any_label"], c["gold"]),
+                "recall": _ratio(c["found_same_type"], c["gold"]),
+                "precision": _ratio(c["pred_correct_same_type"], c["pred"]),
+            }
+        return {
+            "matching": MATCHING_NOTE,
+            "docs": self.n_docs, "gold": self.gold, "pred": self.pred,
+            "any_overlap": _scores(self.overlap_pred_correct, self.pred, self.overlap_gold_found, self.gold),
+            "exact": _scores(self.exact_pred_correct, self.pred, self.exact_gold_found, self.gold),
+            "char": _scores(self.char_overlap, self.char_pred, self.char_overlap, self.char_gold),
+            "per_type": per_type,
+            "misses": len(self.misses),
+            "false_positives": len(self.false_positives),
+        }
+
+
+def _ratio(a: int, b: int) -> float | None:
+    return round(a / b, 4) if b else None
+
+
+def _fbeta(p: float | None, r: float | None, beta: float) -> float | None:
+    if p is None or r is None:
+        return None
+    if p == 0 and r == 0:
+        return 0.0
+    b2 = beta * beta
+    return round((1 + b2) * p * r / (b2 * p + r), 4)
+
+
+def _scores(pred_ok: int, pred: int, gold_found: int, gold: int) -> dict[str, float | None]:
+    p, r = _ratio(pred_ok, pred), _ratio(gold_found, gold)
+    if p is None and gold == 0:
+        p = None
+    return {"precision": p, "recall": r, "f1": _fbeta(p, r, 1.0), "f2": _fbeta(p, r, 2.0)}
+
+
+def _as_item(span: Any, dataset: str) -> _Item | None:
+    if isinstance(span, Mapping):
+        start, end, label = span["start"], span["end"], span.get("label", "ID")
+    elif isinstance(span, (tuple, list)):
+        start, end, label = span[0], span[1], span[2] if len(span) > 2 else "ID"
+    else:  # Span, Detection
+        start, end, label = span.start, span.end, span.label
+    canonical = to_canonical(label, dataset)
+    if canonical is None:
+        return None
+    return _Item(int(start), int(end), coarse(canonical))
+
+
+def _overlaps(a: _Item, b: _Item) -> bool:
+    return a.start < b.end and b.start < a.end
+
+
+def evaluate(
+    gold_docs: Iterable[Document],
+    predicted: Mapping[str, Iterable[Any]],
+    *,
+    dataset: str = "canonical",
+    pred_dataset: str = "canonical",
+    gold_filter: GoldFilter | None = None,
+    misses_path: str | os.PathLike | None = None,
+    include_text: bool = False,
+    keep_lists: bool = True,
+) -> EvalReport:
+    """Compare predictions with the gold spans of ``gold_docs``.
+
+    Args:
+        gold_docs: documents whose ``spans`` are the gold PHI.
+        predicted: ``{doc_id: spans}``; spans are Detections, Spans, ``{start, end, label}`` dicts
+            or ``(start, end, label)`` tuples. A gold document without an entry has no predictions.
+        dataset: label table of the gold spans (``physionet``, ``tab``, ``presidio-synth``...).
+        pred_dataset: label table of the predictions (``canonical`` for domainfm, ``presidio``).
+        gold_filter: keep only gold spans it accepts (e.g. :func:`identifier_filter`).
+        misses_path: write misses and false positives here as JSONL (offsets and types; the span
+            text only with ``include_text``).
+        include_text: add the missed/false-positive text to the ``misses_path`` records. Never
+            printed; the file is as sensitive as the gold data.
+    """
+    if include_text and misses_path is None:
+        raise ValueError("include_text=True needs misses_path: missed text is only written to a file")
+    report = EvalReport()
+    texts: dict[str, str] = {}
+    for doc in gold_docs:
+        report.n_docs += 1
+        gold = [g for g in (_as_item(s, dataset) for s in doc.spans if gold_filter is None or gold_filter(s))
+                if g is not None]
+        pred = [p for p in (_as_item(s, pred_dataset) for s in predicted.get(doc.id, ())) if p is not None]
+        if include_text:
+            texts[doc.id] = doc.text
+        _score_doc(report, doc.id, gold, pred, keep_lists or misses_path is not None)
+    if misses_path is not None:
+        _write_misses(report, Path(misses_path), texts if include_text else None)
+    return report
+
+
+def _score_doc(report: EvalReport, doc_id: str, gold: list[_Item], pred: list[_Item], keep: bool) -> None:
+    report.gold += len(gold)
+    report.pred += len(pred)
+    gold_sorted = sorted(gold, key=lambda g: g.start)
+    for g in gold_sorted:
+        counts = report._type(g.type)
+        counts["gold"] += 1
+        hits = [p for p in pred if _overlaps(g, p)]
+        if hits:
+            report.overlap_gold_found += 1
+            counts["found_any_label"] += 1
+            if any(p.type == g.type for p in hits):
+                counts["found_same_type"] += 1
+        elif keep:
+            report.misses.append({"id": doc_id, "start": g.start, "end": g.end, "type": g.type})
+        if any(p.start == g.start and p.end == g.end for p in pred):
+            report.exact_gold_found += 1
+    gold_keys = {(g.start, g.end) for g in gold}
+    for p in pred:
+        counts = report._type(p.type)
+        counts["pred"] += 1
+        hits = [g for g in gold if _overlaps(g, p)]
+        if hits:
+            report.overlap_pred_correct += 1
+            if any(g.type == p.type for g in hits):
+                counts["pred_correct_same_type"] += 1
+        elif keep:
+            report.false_positives.append({"id": doc_id, "start": p.start, "end": p.end, "type": p.type})
+        if (p.start, p.end) in gold_keys:
+            report.exact_pred_correct += 1
+    gold_chars = _chars(gold)
+    pred_chars = _chars(pred)
+    report.char_gold += len(gold_chars)
+    report.char_pred += len(pred_chars)
+    report.char_overlap += len(gold_chars & pred_chars)
+
+
+def _chars(items: list[_Item]) -> set[int]:
+    out: set[int] = set()
+    for item in items:
+        out.update(range(item.start, item.end))
+    return out
+
+
+def _write_misses(report: EvalReport, path: Path, texts: dict[str, str] | None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        for kind, rows in (("miss", report.misses), ("false_positive", report.false_positives)):
+            for row in rows:
+                record = {"kind": kind, **row}
+                if texts is not None:
+                    text = texts[row["id"]]
+                    record["text"] = text[row["start"]:row["end"]]
+                    record["context"] = text[max(0, row["start"] - 40):row["end"] + 40]
+                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def read_predictions(path: str | os.PathLike) -> dict[str, list[dict[str, Any]]]:
+    """``{doc_id: phi_spans}`` from a ``deid`` output JSONL (``phi_spans`` at the top level of
+    each record, or under ``meta``), in input coordinates."""
+    from domainfm.corpus.io import Rejected, iter_jsonl_objects
+
+    out: dict[str, list[dict[str, Any]]] = {}
+    for number, obj in iter_jsonl_objects(path):
+        where = f"{Path(path).name}:{number}"
+        if isinstance(obj, Rejected):
+            raise CorpusError(f"{where}: {obj.reason}")
+        if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
+            raise CorpusError(f"{where}: expected an object with a string 'id'")
+        spans = obj.get("phi_spans")
+        if spans is None and isinstance(obj.get("meta"), dict):
+            spans = obj["meta"].get("phi_spans")
+        if not isinstance(spans, list):
+            raise CorpusError(f"{where}: id={obj['id']!r}: no 'phi_spans' list (is this a deid output file?)")
+        for i, span in enumerate(spans):
+            if not isinstance(span, dict) or not all(isinstance(span.get(k), int) for k in ("start", "end")):
+                raise CorpusError(f"{where}: id={obj['id']!r}: phi_spans[{i}] needs integer 'start' and 'end'")
+        out[obj["id"]] = spans
+    return out
+
+
+def evaluate_files(
+    gold_jsonl: str | os.PathLike,
+    pred_jsonl: str | os.PathLike,
+    *,
+    dataset: str = "canonical",
+    identifier_types: Iterable[str] | None = None,
+    misses_path: str | os.PathLike | None = None,
+    include_text: bool = False,
+) -> dict[str, Any]:
+    """Evaluate a ``deid`` output file against a gold domainfm JSONL; returns the summary.
+
+    Args:
+        gold_jsonl: documents with gold spans (e.g. from ``domainfm import physionet``).
+        pred_jsonl: ``deid`` output whose records carry ``phi_spans`` in input coordinates.
+        dataset: label table of the gold spans.
+        identifier_types: keep only gold spans with these ``attrs.identifier_type`` (TAB).
+        misses_path, include_text: see :func:`evaluate`.
+    """
+    from domainfm.corpus.io import read_documents
+
+    predicted = read_predictions(pred_jsonl)
+    gold_filter = identifier_filter(identifier_types) if identifier_types else None
+    report = evaluate(read_documents(gold_jsonl), predicted, dataset=dataset, gold_filter=gold_filter,
+                      misses_path=misses_path, include_text=include_text)
+    summary = report.summary()
+    summary["unmatched_prediction_ids"] = len(set(predicted) - _ids(gold_jsonl))
+    return summary
+
+
+def _ids(path) -> set[str]:
+    from domainfm.corpus.io import read_documents
+
+    return {doc.id for doc in read_documents(path)}

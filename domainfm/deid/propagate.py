@@ -1,0 +1,68 @@
+"""Name propagation: a name found once is found everywhere it recurs.
+
+Recognizers need context ("Dr.", "daughter", a capitalised first name) to call a word a name,
+so the same surname written bare later in the note ("Vandersloot stable.") or in the patient's
+next note slips through. Once a name token has been detected, every other whole-word
+occurrence in the same document and in later documents of the same patient is flagged too.
+Tokens that are English words, clinical vocabulary or too short are not propagated: "Will" or
+"May" found as a name once must not turn every "will" into PHI.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from typing import Iterable, Iterator
+
+from domainfm.corpus.document import Document
+from domainfm.deid.engine import Detection, merge_detections
+
+NAME_LABELS = frozenset({"NAME", "PATIENT", "RELATIVE", "DOCTOR", "PERSON"})
+PROPAGATED_SCORE = 0.6
+_TOKEN = re.compile(r"[^\W\d_][^\W\d_'\-]+", re.UNICODE)
+
+
+class NamePropagator:
+    """Remembers detected name tokens per patient scope (bounded: ``max_scopes`` most recent)."""
+
+    def __init__(self, max_scopes: int = 10_000):
+        self.max_scopes = max_scopes
+        self._memory: OrderedDict[str, dict[str, str]] = OrderedDict()
+
+    def __call__(self, doc: Document, detections: list[Detection]) -> list[Detection]:
+        from domainfm.deid.surrogates import scope_for
+
+        scope = scope_for(doc.id, doc.meta)
+        known = self._memory.pop(scope, {})
+        for det in detections:
+            if det.label in NAME_LABELS:
+                for token in _TOKEN.findall(doc.text[det.start:det.end]):
+                    if _propagatable(token):
+                        known.setdefault(token.casefold(), det.label)
+        self._memory[scope] = known
+        while len(self._memory) > self.max_scopes:
+            self._memory.popitem(last=False)
+        if not known:
+            return detections
+        covered = [(d.start, d.end) for d in detections]
+        extra = []
+        for match in _TOKEN.finditer(doc.text):
+            label = known.get(match.group().casefold())
+            if label is None or any(s <= match.start() and match.end() <= e for s, e in covered):
+                continue
+            extra.append(Detection(match.start(), match.end(), label, PROPAGATED_SCORE, "NamePropagation"))
+        return merge_detections(doc.text, detections + extra) if extra else detections
+
+
+def propagate_names(pairs: Iterable[tuple[Document, list[Detection]]]) -> Iterator[tuple[Document, list[Detection]]]:
+    """Apply :class:`NamePropagator` to a stream of ``(document, detections)`` pairs in order."""
+    propagator = NamePropagator()
+    for doc, detections in pairs:
+        yield doc, propagator(doc, list(detections))
+
+
+def _propagatable(token: str) -> bool:
+    from domainfm.deid.recognizers.vocab import is_english, stop_words
+
+    low = token.casefold()
+    return len(low) >= 3 and low not in stop_words() and not is_english(low)

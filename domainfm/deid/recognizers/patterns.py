@@ -1,0 +1,427 @@
+"""Regex pattern data per identifier family, with the validation hooks they name.
+
+Each family is a list of :class:`PatternSpec`; the registry in ``__init__`` combines families
+into recognizer sets per profile. Scores: 0.85+ for self-evident formats (SSN, e-mail, a
+labelled MRN), 0.5-0.7 for formats that need a plausibility check, <= 0.45 for weak evidence.
+"""
+
+from __future__ import annotations
+
+import re
+
+from domainfm.deid.recognizers.base import PatternSpec, validator, word_before
+from domainfm.deid.recognizers.vocab import (
+    COUNTRIES, NATIONALITIES, STATE_ABBRS, US_CITIES, US_STATES, WORLD_CITIES, gazetteer_pattern,
+    stop_words,
+)
+
+_MONTH = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+          r"|sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)")
+_ORD = r"(?:st|nd|rd|th)"
+_YEAR = r"(?:1[89]\d\d|20\d\d)"
+
+# words right before "12/5" that make it a measurement, not a date
+_NOT_DATE_BEFORE = frozenset(
+    "bp sbp dbp nbp abp nibp cuff map art aline a-line ps psv peep cpap bipap ac imv simv vent "
+    "settings setting set abg abgs vbg gas gases ratio ie i:e strength cvp pap paps pad wedge "
+    "pcwp rate hr rr tv vt fio2 fi02 o2 sat sats x of by mmhg tidal pressures pressure pressors "
+    "ps/peep peep/ps bs rsbi mdi inr bili lytes pa ra pas grade gr score scores scale "
+    "nc fm levels level k mg ca phos hct hgb ptt tid bid qid q".split()
+)
+_NOT_DATE_AFTER = re.compile(
+    r"\s*(?:%|mm|cm|ml|cc|mg|mcg|meq|units?\b|u\b|l\b|lpm|liters?|ns\b|strength|tabs?\b|amps?\b|"
+    r"normal|way\b|of\b|dose|hours?\b|hrs?\b|min\b|x\b|ratio|split|peep|ps\b|bpm|mmhg|psi|breaths?|"
+    r"beats?|sec\b|kg|lb|times)", re.IGNORECASE)
+_NEAR_DATE = re.compile(r"\d{1,2}/\d{1,2}\s*(?:-|to|or|and|thru|through|,)\s*$", re.IGNORECASE)
+_DATE_CONTEXT = frozenset(
+    "on since from until till thru through by before after of dated date dob born admitted adm "
+    "admission discharged started start started stopped placed done d/c'd dc'd changed removed "
+    "inserted drawn extubated intubated seen last next due expired died ended held for in at "
+    "and to - note".split()
+)
+
+
+@validator("slash_date")
+def _slash_date(text, match, start, end, score):
+    after = text[end:end + 12]
+    if _NOT_DATE_AFTER.match(after):
+        return None
+    if match.group("y") is None:
+        # a bare "5/5" right after a number ("PEEP 10 5/5") or inside a list of values
+        if match.group("y2") is not None:
+            return score
+        if match.group("s") == "-":
+            # "7-8" is far more often a range than a date: only with a date word before it
+            return score if word_before(text, start) in _DATE_CONTEXT else None
+        if word_before(text, start) in _DATE_CONTEXT or start == 0 or text[start - 1] == "\n" \
+                or text[max(0, start - 2):start] == ". " or _NEAR_DATE.search(text[max(0, start - 12):start]):
+            return max(score, 0.7)
+        m, d = int(match.group("m")), int(match.group("d"))
+        # fractions ("1/2 NS"), pain and strength scales ("4/10", "5/5"), PS/PEEP pairs ("10/5")
+        if (m < d and d in (2, 3, 4, 8)) or d == 10 or (d == 5 and m in (5, 10, 12)) or (m == d and m in (5, 10)):
+            return None
+    return score
+
+
+@validator("month_alone")
+def _month_alone(text, match, start, end, score):
+    word = text[start:end].rstrip(".")
+    low = word.lower()
+    if low == "may" and not word[0].isupper():
+        return None
+    if low in ("may", "dec", "mar", "aug", "jun", "jan", "march"):
+        # "DEC BS", "MAR" (medication record), "IABP aug", "may"/"march" as verbs
+        if word_before(text, start) not in ("in", "of", "since", "early", "late", "mid", "from",
+                                           "until", "through", "last", "next", "during", "this"):
+            return None
+    return score
+
+
+@validator("slash_year")
+def _slash_year(text, match, start, end, score):
+    if _NOT_DATE_AFTER.match(text[end:end + 12]):
+        return None
+    return score
+
+
+@validator("ordinal_day")
+def _ordinal_day(text, match, start, end, score):
+    after = text[end:end + 16].lower()
+    # a day named alone ends its phrase: "on the 3rd.", "the 11th of", "by the 22nd, ..."
+    if not re.match(r"\s*(?:$|[.,;:!?)\n]|of\b|and\b|or\b|at\b|in\b|" + _MONTH + ")", after):
+        return None
+    if re.match(r"\s*(?:day|time|hour|hr|week|wk|month|floor|grade|rib|ics|intercostal|degree|"
+                r"percentile|cranial|nerve|dose|attempt|episode|unit|bag|liter|try|trial|"
+                r"generation|line|toe|finger|digit|stage|level|round|cycle)", after):
+        return None
+    return score
+
+
+@validator("year4")
+def _year4(text, match, start, end, score):
+    year = int(text[start:end])
+    after = text[end:end + 8].lower()
+    if re.match(r"\s*(?:cc|ml|mg|kcal|cal|g\b|gm|units|kg|mcg|/|x\b|%|cm|mm|ms|ml/|-\s*\d{4}|:)", after):
+        return None
+    before = word_before(text, start)
+    context = before in ("in", "since", "of", "year", "yr", "born", "dob", "circa", "early", "late",
+                         "mid", "summer", "winter", "spring", "fall", "autumn", "during", "until",
+                         "from", "s/p", "sp", "dx", "dx'd", "diagnosed", "through", "by", "before",
+                         "after", "in/", "and", "mi", "cabg", "cva", "tia", "ptca", "pci", "avr", "mvr",
+                         "stent", "redo", "surgery", "repair", "transplant", "fx", "its", "it's",
+                         "year", "summer") or bool(re.search(_MONTH + r"\.?,?\s*$", text[max(0, start - 12):start], re.I))
+    if not context and 2000 <= year <= 2039 and re.match(r"[.,;)]", text[end:end + 1]) \
+            and word_before(text, start) not in ("at", "until", "till", "from", "to", "by", "@"):
+        context = True
+    if 1960 <= year <= 1999 or (year <= 2039 and context):
+        if not context and text[max(0, start - 3):start].strip()[-1:] in ("@", "-"):
+            return None
+        return score if context else score - 0.15
+    return None
+
+
+@validator("phone_context")
+def _phone_context(text, match, start, end, score):
+    window = text[max(0, start - 30):start].lower()
+    if re.search(r"(?:tel|phone|ph|cell|mobile|home|work|office|call|contact|number|#|fax|pager|"
+                 r"beeper|reached|at)\W*$", window):
+        return score
+    return None
+
+
+@validator("ssn")
+def _ssn(text, match, start, end, score):
+    digits = re.sub(r"\D", "", text[start:end])
+    if len(digits) != 9 or digits[:3] in ("000", "666") or digits[3:5] == "00" or digits[5:] == "0000":
+        return None
+    if len(set(digits)) == 1:
+        return None
+    return score
+
+
+@validator("luhn")
+def _luhn(text, match, start, end, score):
+    digits = [int(c) for c in text[start:end] if c.isdigit()]
+    if not 13 <= len(digits) <= 19:
+        return None
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        if i % 2:
+            d *= 2
+            d -= 9 if d > 9 else 0
+        total += d
+    return score if total % 10 == 0 else None
+
+
+@validator("iban")
+def _iban(text, match, start, end, score):
+    code = re.sub(r"\s", "", text[start:end]).upper()
+    if not 15 <= len(code) <= 34:
+        return None
+    moved = code[4:] + code[:4]
+    number = "".join(str(int(c, 36)) for c in moved)
+    return score if int(number) % 97 == 1 else score * 0.6
+
+
+@validator("labelled_id")
+def _labelled_id(text, match, start, end, score):
+    value = text[start:end]
+    if sum(c.isdigit() for c in value) < 3:
+        return None
+    return score
+
+
+@validator("long_number")
+def _long_number(text, match, start, end, score):
+    value = text[start:end]
+    if len(set(value)) == 1:
+        return None
+    return score
+
+
+_AMBIGUOUS_PLACES = None
+
+
+@validator("gazetteer")
+def _gazetteer(text, match, start, end, score):
+    global _AMBIGUOUS_PLACES
+    if _AMBIGUOUS_PLACES is None:
+        _AMBIGUOUS_PLACES = stop_words()
+    value = text[start:end]
+    if value.lower() in _AMBIGUOUS_PLACES:
+        if not value[:1].isupper():
+            return None
+        return score * 0.7
+    return score
+
+
+@validator("email")
+def _email(text, match, start, end, score):
+    from domainfm.deid.recognizers.offline import offline_tld_extract
+
+    return score if offline_tld_extract()(text[start:end]).fqdn else None
+
+
+@validator("bare_url")
+def _bare_url(text, match, start, end, score):
+    host = text[start:end].split("/")[0]
+    labels = host.split(".")
+    if len(labels[0]) < 3 and labels[0].lower() != "www":
+        return None
+    return score
+
+
+# --- families -----------------------------------------------------------------------------
+
+DATES = [
+    PatternSpec("numeric", r"(?<![\w./:])(?<!\d-)(?P<m>0?[1-9]|1[0-2])(?P<s>[/-])(?P<d>0?[1-9]|[12]\d|3[01])"
+                r"(?:(?P=s)(?P<y>\d{4}|\d{2})|\.(?P<y2>\d{2})(?!\d))?(?![\w/]|[.:]\d|-\d(?!\d?/))", "DATE", 0.6,
+                validate="slash_date", veto_before=_NOT_DATE_BEFORE),
+    PatternSpec("dotted", r"(?<![\w.])(?:0?[1-9]|[12]\d|3[01])\.(?:0?[1-9]|1[0-2])\.(?:\d{4}|\d{2})(?![\w.]|\.\d)"
+                r"|(?<![\w.])(?:0?[1-9]|1[0-2])\.(?:0?[1-9]|[12]\d|3[01])\.(?:\d{4})(?![\w.]|\.\d)",
+                "DATE", 0.6),
+    PatternSpec("iso", rf"\b{_YEAR}[-/.](?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12]\d|3[01])"
+                r"(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?\b", "DATE", 0.85),
+    PatternSpec("month_day", rf"\b{_MONTH}\.?\s*(?:the\s+)?\d{{1,2}}{_ORD}?(?![\d:])(?:,?\s*(?:{_YEAR}|'\d\d))?\b",
+                "DATE", 0.8),
+    PatternSpec("day_month", rf"\b\d{{1,2}}{_ORD}?(?:\s+of)?[\s-]*{_MONTH}\b\.?(?:[\s,-]*(?:{_YEAR}|\d\d\b))?",
+                "DATE", 0.8),
+    PatternSpec("month_year", rf"\b{_MONTH}\.?(?:\s+of)?[\s,-]*(?:{_YEAR}|'\d\d)\b", "DATE", 0.8),
+    PatternSpec("month", r"\b(?:january|february|march|april|may|june|july|august|september|october"
+                r"|november|december|jan|feb|mar|apr|jun|jul|aug|sept?|oct|nov|dec)\b\.?", "DATE", 0.6,
+                validate="month_alone"),
+    PatternSpec("ordinal", rf"\b(?:the|on)\s+(?P<o>\d{{1,2}}{_ORD})\b", "DATE", 0.5, group="o",
+                validate="ordinal_day"),
+    PatternSpec("year_apostrophe", r"(?<![\w'])'(?P<y>\d\d)\b(?!')|(?<![\w'])(?P<y2>\d\d)'(?![\w'])",
+                "DATE", 0.6),
+    PatternSpec("year", r"(?<![\w.:/-])(?:19|20)\d\d(?![\w:/]|\.\d|-\d)", "DATE", 0.6, validate="year4"),
+    PatternSpec("month_slash_year", r"(?<![\w./:])(?:0?[1-9]|1[0-2])/(?P<y>3[2-9]|[4-9]\d|0\d)(?![\w/]|[.:]\d)", "DATE", 0.6,
+                veto_before=_NOT_DATE_BEFORE, validate="slash_year"),
+    PatternSpec("year_after_event", r"\b(?:mi|ami|cabg|cva|tia|ptca|pci|avr|mvr|stent|redo|nstemi|stemi|chf|dx|"
+                r"dx'd|diagnosed|turp|ppm|aicd|surgery|repair|transplant)\s+(?:x\s?\d\s+)?(?P<y>[3-9]\d|0\d)"
+                r"(?![\w.%/-]|\.\d|\s*(?:%|mm|cm|ml|cc|mg|mcg|units?|min|minutes|hours?|hrs?|days?|weeks?|months?|years?|yrs?|"
+                r"sec|x\b|times|lbs?|kg|pts?|patients|mmhg|beats|bpm|degrees?|/))", "DATE", 0.5, group="y"),
+    PatternSpec("holiday", r"\b(?:christmas(?: eve| day)?|thanksgiving|easter|new year'?s(?: eve| day)?|"
+                r"independence day|memorial day|labor day|veterans day|halloween|valentine'?s day|"
+                r"hanukkah|passover|ramadan|yom kippur|rosh hashanah)\b", "DATE", 0.6),
+]
+
+_PHONE = (r"(?<![\w/.])(?:\+?1[\s.-]?)?(?:\(\s*\d\d\d\s*\)|\d\d\d)[\s.\-/]{0,2}\d{3}[\s.\-/]{1,2}"
+          r"\d{4,5}(?:\s*(?:x|ext\.?|extension)\s*\d{1,5})?(?![\w/-])")
+PHONES = [
+    PatternSpec("us", _PHONE, "PHONE", 0.7),
+    PatternSpec("fax", r"\bfax\b[\s:#.-]*(?:number|no\.?|#)?[\s:#.-]*(?P<n>" + _PHONE[len(r"(?<![\w/.])"):] + ")",
+                "FAX", 0.85, group="n"),
+    PatternSpec("local", r"(?<![\w./-])\d{3}-\d{4}(?![\w/-])", "PHONE", 0.55, validate="phone_context"),
+    PatternSpec("pager", r"\b(?:pager|beeper|pgr|pg|page|beep|p)\b\s*(?:number|no\.?|num|#)?[\s:#.]*(?P<n>\d{4,6})\b",
+                "PHONE", 0.7, group="n"),
+    PatternSpec("intl", r"(?<![\w+])\+\d{1,3}[\s.-]?(?:\(\d{1,4}\)[\s.-]?)?\d{1,4}(?:[\s.-]?\d{2,4}){1,4}(?![\w-])",
+                "PHONE", 0.7, validate="intl_phone"),
+]
+# looser phone shapes of non-US numbers ("0490 75 40 81", "(37) 788-063"), for the generic set
+PHONES_LOOSE = [
+    PatternSpec("loose", r"(?<![\w/.,:-])(?:\(\d{1,4}\)\s?|\d{2,5}[\s.-])\d{2,4}(?:[\s.-]\d{2,4}){0,3}(?![\w/.,:-]|\.\d)",
+                "PHONE", 0.4, validate="loose_phone"),
+]
+
+
+@validator("intl_phone")
+def _intl_phone(text, match, start, end, score):
+    value = text[start:end]
+    digits = sum(c.isdigit() for c in value)
+    if digits < 9 or (digits < 11 and not re.search(r"[\s.()-]", value)):
+        return None
+    return score
+
+
+@validator("loose_phone")
+def _loose_phone(text, match, start, end, score):
+    digits = sum(c.isdigit() for c in text[start:end])
+    if not 7 <= digits <= 13:
+        return None
+    return score
+
+
+CONTACT = [
+    PatternSpec("email", r"\b[\w.+%-]+@[\w-]+(?:\.[\w-]+)+\b", "EMAIL", 0.9, validate="email"),
+    PatternSpec("url", r"\b(?:https?://|ftp://|www\d{0,3}\.)[^\s<>\"'()]+[^\s<>\"'().,;:!?]", "URL", 0.85),
+    PatternSpec("bare_url", r"(?<![@\w.-])[a-z0-9][a-z0-9-]*(?:\.[a-z0-9-]+)*\.(?:com|org|net|edu|gov|mil|"
+                r"info|biz|io|co\.uk|org\.uk|ac\.uk)\b(?:/[^\s<>\"'()]*[^\s<>\"'().,;:!?])?", "URL", 0.6,
+                validate="bare_url"),
+    PatternSpec("ipv4", r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\w.]|\.\d)",
+                "IP", 0.8),
+    PatternSpec("ipv6", r"\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b|\b(?:[0-9a-f]{1,4}:){1,6}:(?:[0-9a-f]{1,4}:?){1,6}\b",
+                "IP", 0.7),
+]
+
+_ID_KEYWORDS = {
+    "MRN": r"mrn|mr\s?#|m\.r\.n\.?|medical\s+record(?:\s+(?:number|no\.?|#))?|record\s+(?:number|no\.?|#)|"
+           r"unit\s+(?:number|no\.?)|hospital\s+(?:number|no\.?|#)|patient\s+id|pt\s+id|chart\s+(?:number|no\.?|#)",
+    "ACCOUNT": r"acct\.?(?:\s+(?:number|no\.?|#))?|account(?:\s+(?:number|no\.?|#))?|billing\s+(?:number|no\.?|#)|"
+               r"routing\s+(?:number|no\.?|#)|iban",
+    "HEALTH_PLAN": r"member\s+(?:id|number|no\.?|#)|subscriber\s+(?:id|number|no\.?|#)|policy(?:\s+(?:number|no\.?|#))?|"
+                   r"(?:health\s+)?plan\s+(?:id|number|no\.?|#)|insurance\s+(?:id|number|no\.?|#)|"
+                   r"group\s+(?:number|no\.?|#)|medicaid(?:\s+(?:id|number|no\.?|#))?|"
+                   r"medicare(?:\s+(?:id|number|no\.?|#))?|beneficiary\s+(?:id|number|no\.?|#)",
+    "LICENSE": r"licen[cs]e(?:\s+(?:number|no\.?|#))?|lic\.?\s*(?:no\.?|#)|dea(?:\s+(?:number|no\.?|#))?|npi|"
+               r"driver'?s?\s+licen[cs]e(?:\s+(?:number|no\.?|#))?|certificate\s+(?:number|no\.?|#)|"
+               r"passport(?:\s+(?:number|no\.?|#))?|badge\s+(?:number|no\.?|#)",
+    "DEVICE": r"serial(?:\s+(?:number|no\.?|#))?|s/n|device\s+(?:id|number|no\.?|#)|model\s+(?:number|no\.?|#)|"
+              r"implant\s+(?:id|number|#)|udi",
+    "VEHICLE": r"vin|vehicle\s+(?:id|number|no\.?|#)|(?:license\s+)?plate(?:\s+(?:number|no\.?|#))?|tag\s+(?:number|#)",
+    "ID": r"id(?:\s+(?:number|no\.?|#))?|identification\s+(?:number|no\.?|#)?|ref(?:erence)?\s+(?:number|no\.?|#)|"
+          r"case\s+(?:number|no\.?|#)|claim\s+(?:number|no\.?|#)|employee\s+(?:id|number|no\.?|#)",
+}
+_ID_VALUE = r"(?P<id>(?=[A-Z0-9-]*\d)[A-Z0-9](?:[A-Z0-9-]|\s(?=\d)){2,24}[A-Z0-9])\b"
+IDS = [
+    PatternSpec(f"labelled_{label.lower()}", rf"\b(?:{kw})\b\s*(?:is|was|of)?[\s:#.=-]*{_ID_VALUE}", label, 0.85,
+                group="id", validate="labelled_id")
+    for label, kw in _ID_KEYWORDS.items()
+] + [
+    PatternSpec("ssn", r"(?<![\w-])\d{3}-\d{2}-\d{4}(?![\w-])", "SSN", 0.85, validate="ssn"),
+    PatternSpec("ssn_labelled", r"\b(?:ssn|ss#|social\s+security(?:\s+(?:number|no\.?|#))?)[\s:#.]*(?P<n>\d{3}[\s-]?\d{2}[\s-]?\d{4})\b",
+                "SSN", 0.9, group="n", validate="ssn"),
+    PatternSpec("long_number", r"(?<![\w.,/-])\d{7,}(?![\w/-]|[.,]\d)", "ID", 0.4, validate="long_number"),
+    PatternSpec("credit_card", r"(?<![\w-])\d{4}[ -]?\d{4}[ -]?\d{4}[ -]?\d{1,7}(?![\w-])|(?<![\w-])\d{13,19}(?![\w-])",
+                "CREDIT_CARD", 0.8, validate="luhn"),
+    PatternSpec("iban", r"\b[A-Z]{2}\d{2}(?:\s?[A-Z0-9]{4}){2,7}(?:\s?[A-Z0-9]{1,4})?\b", "IBAN", 0.7,
+                validate="iban"),
+]
+
+_AGE_UNIT = r"(?:\s*|-)(?:yo\b|y/o\b|y\.o\.?|yr?s?\.?(?:\s*|-)old\b|years?(?:\s*|-)old\b|years\s+of\s+age\b|yrs?\b|years?\b|y\b)"
+AGES_OVER_89 = [
+    PatternSpec("age_over_89", rf"\b(?P<a>9\d|1[01]\d)(?={_AGE_UNIT})", "AGE", 0.85, group="a"),
+    PatternSpec("aged_over_89", r"\b(?:age|aged|age:)\s*(?P<a>9\d|1[01]\d)\b", "AGE", 0.85, group="a"),
+    PatternSpec("age_first", r"(?:^|\n)\s*(?P<a>9\d|1[01]\d)\s+(?=s/p|w/|with|m\b|f\b|male|female|man|woman|gentleman|lady)",
+                "AGE", 0.7, group="a"),
+    PatternSpec("nonagenarian", r"\b(?:nonagenarian|centenarian)\b", "AGE", 0.7),
+]
+AGES_ANY = [
+    PatternSpec("age", rf"\b(?P<a>\d{{1,3}})(?={_AGE_UNIT})", "AGE", 0.7, group="a"),
+    PatternSpec("aged", r"\b(?:age|aged|age:|ages)\s*(?:of\s+)?(?P<a>\d{1,3})\b", "AGE", 0.75, group="a"),
+    PatternSpec("age_words", r"\b(?:i\s+am|i'm|turned|turning)\s+(?P<a>\d{1,3})\b", "AGE", 0.6, group="a"),
+]
+
+_STREET_SUFFIX = (r"(?i:street|st|avenue|ave|road|rd|boulevard|blvd|drive|dr|lane|ln|way|court|ct|place|pl|"
+                  r"terrace|ter|parkway|pkwy|highway|hwy|circle|cir|square|sq|trail|trl|alley|plaza|pike|"
+                  r"loop|crossing|ridge|heights|route|rte|row|walk|close|crescent|gardens|mews|hill)")
+ADDRESSES = [
+    PatternSpec("street", r"\b\d{1,6}[A-Z]?(?:-\d{1,4})?\s+(?:[NSEW]\.?\s+|(?i:north|south|east|west)\s+)?"
+                r"(?:[A-Z][A-Za-z'\-]*\.?\s+){1,3}" + _STREET_SUFFIX + r"\b\.?"
+                r"(?:,?\s*(?i:apt|apartment|suite|ste|unit|fl|floor|#)\.?\s*#?\s*[A-Z0-9-]+)?", "STREET", 0.75,
+                flags=0, validate="street"),
+    PatternSpec("unit", r"\b(?i:apt|apartment|suite|ste)\.?\s*#?\s*\d+[A-Z]?\b", "STREET", 0.6, flags=0),
+    PatternSpec("po_box", r"\b(?:p\.?\s?o\.?\s+box|post\s+office\s+box|box|psc|apo|fpo|dpo)\s+(?:[A-Z]{2}\s+)?\d{2,6}\b",
+                "STREET", 0.6),
+    PatternSpec("city_state", r"\b(?P<c>[A-Z][a-zA-Z.'-]+(?:[ -][A-Z][a-zA-Z.'-]+){0,2}),\s*(?:"
+                + "|".join(sorted(STATE_ABBRS)) + r")\b(?!-)", "CITY", 0.6, group="c", flags=0,
+                validate="city_state"),
+    PatternSpec("state_abbr_zip", r"\b(?P<s>" + "|".join(sorted(STATE_ABBRS)) + r")\.?,?\s+\d{5}(?:-\d{4})?\b",
+                "STATE", 0.7, group="s", flags=0),
+    PatternSpec("zip_after_state", r"\b(?:" + "|".join(sorted(STATE_ABBRS)) + "|"
+                + "|".join(s.title() for s in US_STATES) + r")\.?,?\s+(?P<z>\d{5}(?:-\d{4})?)\b", "ZIP", 0.8,
+                group="z", flags=0),
+    PatternSpec("zip_labelled", r"\b(?:zip|zipcode|zip\s+code|postal\s+code|postcode)[\s:#]*(?P<z>\d{5}(?:-\d{4})?|[A-Z0-9]{3,4}\s?[A-Z0-9]{3})\b",
+                "ZIP", 0.85, group="z"),
+]
+# non-US postcodes and streets, for the generic set (Presidio-style synthetic addresses)
+ADDRESSES_INTL = [
+    PatternSpec("street_number_after", r"\b(?:[A-Z][\w'.-]+\s+){1,3}\d{1,5}[A-Za-z]?\b(?=\s*(?:,|\n|$|Apt|Suite))",
+                "STREET", 0.35, flags=0, validate="street_after"),
+    PatternSpec("postcode_uk", r"\b[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}\b", "ZIP", 0.5, flags=0),
+]
+
+
+@validator("city_state")
+def _city_state(text, match, start, end, score):
+    words = text[start:end].replace("-", " ").split()
+    if any(w.isupper() or w.lower().strip(".") in stop_words() for w in words):
+        return None
+    return score
+
+
+@validator("street")
+def _street(text, match, start, end, score):
+    words = text[start:end].split()[1:-1]
+    if any(w.lower().strip(".,") in stop_words() - {"north", "south", "east", "west"} for w in words):
+        return None
+    return score
+
+
+@validator("street_after")
+def _street_after(text, match, start, end, score):
+    words = text[start:end].split()[:-1]
+    if all(w.lower().strip(".,") in stop_words() for w in words):
+        return None
+    return score
+
+
+GEO = [
+    PatternSpec("us_city", r"\b(?:" + gazetteer_pattern(US_CITIES) + r")\b", "CITY", 0.55,
+                validate="gazetteer"),
+    PatternSpec("us_state", r"\b(?:" + gazetteer_pattern("|".join(US_STATES)) + r")\b", "STATE", 0.45,
+                validate="gazetteer"),
+]
+GEO_WORLD = [
+    PatternSpec("world_city", r"\b(?:" + gazetteer_pattern(WORLD_CITIES) + r")\b", "CITY", 0.6,
+                validate="gazetteer"),
+    PatternSpec("country", r"\b(?:" + gazetteer_pattern(COUNTRIES) + r")\b", "COUNTRY", 0.6, flags=0),
+    PatternSpec("nationality", r"\b(?:" + "|".join(sorted(NATIONALITIES, key=len, reverse=True)) + r")s?\b",
+                "NATIONALITY", 0.55, validate="capitalised"),
+]
+
+
+@validator("capitalised")
+def _capitalised(text, match, start, end, score):
+    return score if text[start].isupper() else None
+
+
+# ECHR style case and application numbers ("no. 36042/97", "Application no. 5678/02")
+LEGAL_CODES = [
+    PatternSpec("application_no", r"\b(?:application|applications|appl\.|case|no|nos|n°)\.?\s*(?:no\.?|nos\.?|number)?\s*"
+                r"(?P<n>\d{1,6}/\d{2,4}(?:\s*(?:,|and)\s*\d{1,6}/\d{2,4})*)", "CODE", 0.9, group="n"),
+    PatternSpec("number_slash_year", r"(?<![\w/.-])\d{3,6}/(?:9\d|0\d|1\d|2\d|19\d\d|20\d\d)(?![\w/-])", "CODE", 0.6),
+    PatternSpec("docket", r"\b(?:case|file|docket|register|reg|ref|judgment|decision|appeal|complaint|"
+                r"criminal\s+case|civil\s+case)\s*(?:no\.?|number|nr\.?|#)\s*(?P<n>[A-Z0-9][\w./-]*\d[\w./-]*)",
+                "CODE", 0.85, group="n"),
+]

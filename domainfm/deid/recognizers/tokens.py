@@ -1,0 +1,402 @@
+"""Token-level recognizers: person names, facilities and places, and spaCy's own entities.
+
+They read the spaCy ``Doc`` computed once per batch. Evidence, strongest first: a trigger word
+("Dr", "Mrs", "daughter", "transferred to"), a credential after a signature ("Jane Doe, RN"),
+a reporting verb after a name ("Smith aware"), a dictionary hit (Faker's name lists), and
+finally every other mention in the same note of a name already found. Words of the clinical and
+common-English allow-lists are never names on dictionary evidence alone, which is what keeps
+"PT", "CABG" or "Will" out in ALL-CAPS nursing notes.
+"""
+
+from __future__ import annotations
+
+import re
+
+from domainfm.deid.recognizers import vocab
+from domainfm.deid.recognizers.base import DocShape, TokenRecognizer, result
+
+_NAMEY = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿĀ-ž][A-Za-zÀ-ÖØ-öø-ÿĀ-ž'\-]*[A-Za-zÀ-ÖØ-öø-ÿĀ-ž]")
+_INITIAL = re.compile(r"[A-Z]\.?")
+_GLUED_TITLE = re.compile(
+    r"(?:(?<![A-Za-z.])(?P<t>(?i:drs?|mrs?|ms))\.(?=[A-Za-z])"      # "DR.GOLINI"
+    r"|(?<=[a-z]\.)(?P<t2>(?i:drs?))\.?\s+)"                        # "ok.dr vascuez"
+    r"(?P<n>[A-Za-z][A-Za-z'\-]+)")
+_SKIP_AFTER_TRIGGER = {".", ",", ":", "-", "(", "'s", "'S", "’s", "is", "named", "=", "--"}
+
+
+class _Words:
+    """Per-document token views, computed once and shared by the token recognizers."""
+
+    def __init__(self, doc):
+        self.doc = doc
+        self.text = [t.text for t in doc]
+        self.lower = [t.lower().rstrip(".") if t not in (".",) else t for t in self.text]
+        self.n = len(self.text)
+
+    @classmethod
+    def of(cls, doc) -> "_Words":
+        cached = doc.user_data.get("deid_words")
+        if cached is None:
+            cached = doc.user_data["deid_words"] = cls(doc)
+        return cached
+
+
+def _namey(word: str) -> bool:
+    return bool(_NAMEY.fullmatch(word))
+
+
+class NameRecognizer(TokenRecognizer):
+    """Person names with their role where the context shows it (PATIENT, RELATIVE, DOCTOR)."""
+
+    labels = ("PATIENT", "RELATIVE", "DOCTOR", "NAME")
+
+    def load(self) -> None:
+        self.stop = vocab.stop_words()
+        self.function_words = _function_words()
+        self.first = vocab.first_names()
+        self.us_first = vocab.us_first_names()
+        self.names = vocab.all_names()
+        self.dictionary = self.options.get("dictionary", True)
+
+    # a token may start a name after a trigger word; ``strong`` for titles ("Dr", "Mrs"), weak
+    # for relation words ("daughter"), which verbs and clinical words follow as often as names
+    def _ok_after_trigger(self, w: _Words, k: int, shape: DocShape, strong: bool) -> bool:
+        word, low = w.text[k], w.lower[k]
+        if not _namey(word) or low in _SPACY_STOP or low in vocab.AFTER_NAME_VERBS:
+            return False
+        if strong and low not in self.function_words:
+            return not (shape.mixed and word[0].islower() and low in self.stop)
+        if low in self.function_words or low in self.stop:
+            return low in self.names and (strong or low in self.first)
+        if shape.mixed and word[0].islower() and low not in self.names:
+            return False
+        if strong or low in self.names:
+            return True
+        if shape.mixed:
+            return word[0].isupper() and not vocab.is_english(low)
+        return not vocab.is_english(low)
+
+    def _continues(self, w: _Words, k: int, shape: DocShape, first_word: str) -> bool:
+        word, low = w.text[k], w.lower[k]
+        if _INITIAL.fullmatch(word) and word != "I":
+            return k + 1 < w.n and self._continues(w, k + 1 + (w.text[k + 1] == "."), shape, first_word) \
+                if k + 1 < w.n else False
+        if not _namey(word) or low in self.stop:
+            return False
+        if shape.mixed:
+            return first_word[:1].isupper() == word[:1].isupper()
+        return low in self.names or not vocab.is_english(low)
+
+    def _take(self, w: _Words, j: int, shape: DocShape, strong: bool) -> tuple[int, int] | None:
+        """Name tokens starting at j: returns (first, last) token index or None."""
+        while j < w.n and w.text[j] in _SKIP_AFTER_TRIGGER:
+            j += 1
+        if j >= w.n:
+            return None
+        k = j
+        # an initial first: "Dr. J. Smith", "Q. LANDER"
+        if _INITIAL.fullmatch(w.text[k]) and w.text[k] != "I" and k + 1 < w.n:
+            nxt = k + 1 + (w.text[k + 1] == ".")
+            if nxt < w.n and self._ok_after_trigger(w, nxt, shape, strong):
+                k = nxt
+            else:
+                return None
+        elif not self._ok_after_trigger(w, k, shape, strong):
+            return None
+        last = k
+        while last + 1 < w.n and last - j < 3 and self._continues(w, last + 1, shape, w.text[k]):
+            last += 1
+        return j, last
+
+    def find(self, text, doc, shape):
+        w = _Words.of(doc)
+        found: list[tuple[int, int, str, float]] = []  # token spans
+        i = 0
+        while i < w.n:
+            low = w.lower[i]
+            word = w.text[i]
+            role = None
+            if low in _DOCTOR or (low in ("md", "pa", "np") and i + 1 < w.n and w.text[i + 1][:1].isupper()
+                                  and shape.mixed):
+                role, strong = "DOCTOR", True
+            elif low in _PATIENT:
+                role, strong = "PATIENT", True
+            elif low in _OTHER:
+                role, strong = "NAME", True
+                if low in ("father", "sister", "nurse", "resident", "fellow", "intern", "attending"):
+                    strong = False
+            elif low in vocab.RELATION_WORDS:
+                role, strong = "RELATIVE", False
+            if role is not None:
+                span = self._take(w, i + 1, shape, strong)
+                while span is not None:
+                    found.append((span[0], span[1], role, 0.85 if role != "RELATIVE" else 0.8))
+                    # "Drs Rakusin and Toolis", "sons Smokey, Morris and Roger"
+                    nxt = span[1] + 1
+                    if nxt + 1 < w.n and w.lower[nxt] in ("and", "&", ",", "or"):
+                        j = nxt + 1 + (w.lower[nxt + 1] == "and" and w.lower[nxt] == ",")
+                        span = self._take(w, j, shape, False) if j < w.n and w.lower[j] not in ("dr", "drs") \
+                            else None
+                        if span is not None and w.lower[span[0]] in vocab.RELATION_WORDS:
+                            span = None
+                    else:
+                        span = None
+                i += 1
+                continue
+            if word in vocab.CREDENTIALS or (word.upper() in vocab.CREDENTIALS and (word.isupper() or (
+                    shape.lower and low in ("rrt", "crt", "rn", "np", "msw") and (i + 1 == w.n or "\n" in w.text[i + 1]
+                                                                                 or w.text[i + 1] in (".", ","))))):
+                span = self._back(w, i, shape, credential=True)
+                if span is not None:
+                    found.append((span[0], span[1], "DOCTOR", 0.75))
+            elif low in ("(", "-") and i + 2 < w.n and w.lower[i + 1] in vocab.RELATION_WORDS \
+                    and w.text[i + 2] in (")", "-"):
+                # "Hank Smith (son)"
+                span = self._back(w, i, shape, credential=True)
+                if span is not None:
+                    found.append((span[0], span[1], "RELATIVE", 0.7))
+            elif _INITIAL.fullmatch(word) and word not in ("I", "A") and i + 2 < w.n and w.text[i + 1] == "." \
+                    and _namey(w.text[i + 2]) and w.text[i + 2][0].isupper() \
+                    and w.lower[i + 2] not in self.function_words \
+                    and (w.lower[i + 2] in self.names or not vocab.is_english(w.lower[i + 2])):
+                # "Z. MILLER", "J. Chang"
+                found.append((i, i + 2, "NAME", 0.6))
+                i += 2
+            elif low in vocab.AFTER_NAME_VERBS:
+                span = self._back(w, i, shape, need_evidence=True)
+                if span is not None:
+                    found.append((span[0], span[1], "DOCTOR", 0.65))
+            elif self.dictionary and low in self.names and low not in self.stop and _namey(word) \
+                    and len(word) >= 3 and (not shape.mixed or word[0].isupper()) \
+                    and (low in self.us_first or not vocab.is_english(low)):
+                last = i
+                while last + 1 < w.n and last - i < 2 and self._continues(w, last + 1, shape, word):
+                    last += 1
+                first = i
+                if i > 0 and _INITIAL.fullmatch(w.text[i - 1]) and w.text[i - 1] not in ("I", "A"):
+                    first = i - 1
+                found.append((first, last, "NAME", 0.5 if low in self.first else 0.45))
+                i = last
+            i += 1
+        out = self._propagate(text, doc, w, found, shape)
+        # titles glued to the name or to the previous word ("DR.GOLINI", "ok.dr vascuez")
+        for m in _GLUED_TITLE.finditer(text):
+            name = m.group("n")
+            if name.lower() not in self.function_words and name.lower() not in _SPACY_STOP:
+                role = "DOCTOR" if (m.group("t") or m.group("t2")).lower().startswith("d") else "PATIENT"
+                out.append(result(role, m.start("n"), m.end("n"), 0.8, f"{self.name}:glued_title"))
+        return out
+
+    def _back(self, w: _Words, i: int, shape: DocShape, need_evidence: bool = False, credential: bool = False):
+        """Name tokens right before token i ("Nancy Jones, RN", "Dr Smith aware")."""
+        k = i - 1
+        if k >= 0 and w.text[k] in (",", "-"):
+            k -= 1
+        last = k
+        first = None
+        while k >= 0 and last - k < 3:
+            word, low = w.text[k], w.lower[k]
+            if _INITIAL.fullmatch(word) and word not in ("I", "A") and first is not None:
+                first = k
+                k -= 1
+                continue
+            if word == "." and k > 0 and _INITIAL.fullmatch(w.text[k - 1]) and first is not None:
+                k -= 1
+                continue
+            if _namey(word) and low not in _SPACY_STOP and low not in vocab.CREDENTIALS_LOWER and (
+                    (low not in self.stop or low in self.names or (credential and shape.mixed))
+                    and (word[0].isupper() if shape.mixed else (low in self.names or not vocab.is_english(low)))):
+                first = k
+                k -= 1
+                continue
+            break
+        if first is None:
+            return None
+        if need_evidence:
+            tokens = [w.lower[t] for t in range(first, last + 1)]
+            initial = first > 0 and _INITIAL.fullmatch(w.text[first - 1] or "")
+            if not (any(t in self.names for t in tokens) or (shape.mixed and last > first) or initial):
+                return None
+        return first, last
+
+    def _propagate(self, text, doc, w: _Words, found, shape):
+        out = []
+        strong_words: set[str] = set()
+        for first, last, role, score in found:
+            start, end = doc[first].idx, doc[last].idx + len(doc[last].text)
+            out.append(result(role, start, end, score, f"{self.name}:{role.lower()}"))
+            if score >= 0.65:
+                for t in range(first, last + 1):
+                    if len(w.text[t]) >= 3 and w.lower[t] not in self.stop:
+                        strong_words.add(w.lower[t])
+        if strong_words:
+            for t in range(w.n):
+                if w.lower[t] in strong_words:
+                    out.append(result("NAME", doc[t].idx, doc[t].idx + len(doc[t].text), 0.6,
+                                      f"{self.name}:same_note"))
+        return out
+
+
+_DOCTOR = frozenset(t.rstrip(".") for t in vocab.DOCTOR_TITLES)
+_PATIENT = frozenset(t.rstrip(".") for t in vocab.PATIENT_TITLES)
+_OTHER = frozenset(t.rstrip(".") for t in vocab.OTHER_TITLES)
+
+
+from spacy.lang.en.stop_words import STOP_WORDS as _SPACY_STOP  # noqa: E402
+
+
+def _function_words() -> frozenset[str]:
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    return frozenset(STOP_WORDS) | vocab.CLINICAL_VOCAB | vocab.MONTH_WORDS
+
+
+class PlaceRecognizer(TokenRecognizer):
+    """Facilities ("Holy Cross Hospital", "St. Agnes") and places after movement verbs
+    ("transferred to X", "lives in X")."""
+
+    labels = ("HOSPITAL", "LOCATION")
+    # words that end a facility's name ("Holy Cross Hospital", "Baltimore Rehab")
+    heads = frozenset("hospital hospitals hosp hosp. clinic memorial regional infirmary hospice manor "
+                      "rehab rehabilitation va vamc sanatorium".split())
+    center_heads = frozenset("center ctr ctr. centre".split())
+    center_modifiers = frozenset("medical med health cancer heart rehabilitation rehab nursing care "
+                                 "surgical surgery dialysis".split())
+
+    def load(self) -> None:
+        self.stop = vocab.stop_words()
+        self.modifiers = vocab.FACILITY_MODIFIERS
+        self.function_words = _function_words()
+
+    def _placey(self, w: _Words, k: int, shape: DocShape, in_facility: bool) -> bool:
+        word, low = w.text[k], w.lower[k]
+        if not _namey(word):
+            return in_facility and low in ("st", "mt")
+        if in_facility and low in self.modifiers and (not shape.mixed or word[0].isupper()):
+            return True
+        if low in self.function_words:
+            return False
+        if shape.mixed:
+            return word[0].isupper() and (in_facility or low not in self.stop)
+        if in_facility:
+            return low in self.modifiers or (low not in self.stop and not vocab.is_english(low)) \
+                or vocab.is_place(low)
+        return low not in self.stop and (not vocab.is_english(low) or vocab.is_place(low))
+
+    def find(self, text, doc, shape):
+        w = _Words.of(doc)
+        out = []
+        for i in range(w.n):
+            low = w.lower[i]
+            is_head = low in self.heads or (low in self.center_heads and i > 0
+                                            and w.lower[i - 1] in self.center_modifiers)
+            if is_head and i > 0:
+                k = i - 1 - (low in self.center_heads)
+                first = None
+                while k >= 0 and i - k <= 4 and self._placey(w, k, shape, True):
+                    first = k
+                    k -= 1
+                if first is not None and not all(w.lower[t] in ("st", "saint", "mt") for t in range(first, i)):
+                    out.append(result("HOSPITAL", doc[first].idx, doc[i].idx + len(doc[i].text), 0.75,
+                                      f"{self.name}:facility"))
+            elif low in ("st", "saint") and i + 1 < w.n:
+                dotted = w.text[i + 1] == "." or w.text[i].endswith(".")
+                j = i + 1 + (w.text[i + 1] == ".")
+                if j < w.n and (dotted or low == "saint" or not shape.upper or not vocab.is_english(w.lower[j])) \
+                        and _namey(w.text[j]) and w.lower[j] not in self.function_words \
+                        and (w.text[j][0].isupper() or not shape.mixed) \
+                        and not (i > 0 and w.text[i - 1][:1].isdigit()):
+                    out.append(result("HOSPITAL", doc[i].idx, doc[j].idx + len(doc[j].text), 0.6,
+                                      f"{self.name}:saint"))
+            elif low in vocab.PLACE_PREPS and i + 1 < w.n:
+                if not any(w.lower[k] in vocab.PLACE_VERBS for k in range(max(0, i - 4), i)):
+                    continue
+                j = i + 1
+                if j < w.n and w.lower[j] == "the":
+                    j += 1
+                last = None
+                k = j
+                while k < w.n and k - j < 3 and self._placey(w, k, shape, False):
+                    last = k
+                    k += 1
+                if last is not None:
+                    out.append(result("LOCATION", doc[j].idx, doc[last].idx + len(doc[last].text), 0.55,
+                                      f"{self.name}:after_{low}"))
+        return out
+
+
+class GazetteerRecognizer(TokenRecognizer):
+    """Cities, states, countries and nationalities from open lists, matched on tokens (up to
+    four words); a listed place that is also an English word must be capitalised."""
+
+    labels = ("CITY", "STATE", "COUNTRY", "NATIONALITY")
+
+    def load(self) -> None:
+        self.stop = vocab.stop_words()
+        self.table = vocab.place_table(self.options.get("kinds", ("CITY", "STATE")))
+        self.longest = max((len(k) for k in self.table), default=1)
+
+    def find(self, text, doc, shape):
+        w = _Words.of(doc)
+        out = []
+        i = 0
+        lows = [t.lower() for t in w.text]
+        while i < w.n:
+            hit = None
+            for n in range(min(self.longest, w.n - i), 0, -1):
+                label = self.table.get(tuple(lows[i:i + n]))
+                if label is not None:
+                    hit = (n, label)
+                    break
+            if hit is None:
+                i += 1
+                continue
+            n, label = hit
+            words = w.text[i:i + n]
+            if n == 1 and (lows[i] in self.stop or vocab.is_english(lows[i]) and label != "NATIONALITY") \
+                    and not words[0][:1].isupper():
+                i += 1
+                continue
+            if label == "NATIONALITY" and not words[0][:1].isupper():
+                i += 1
+                continue
+            score = 0.6 if n > 1 or lows[i] not in self.stop else 0.45
+            out.append(result(label, doc[i].idx, doc[i + n - 1].idx + len(doc[i + n - 1].text), score,
+                              f"{self.name}:{label.lower()}"))
+            i += n
+        return out
+
+
+_NER_LABELS = {"PERSON": "NAME", "GPE": "LOCATION", "LOC": "LOCATION", "FAC": "LOCATION", "ORG": "ORG",
+               "NORP": "NATIONALITY", "DATE": "DATE", "TIME": "DATE", "MONEY": "QUANTITY",
+               "QUANTITY": "QUANTITY", "PERCENT": "QUANTITY", "CARDINAL": "QUANTITY"}
+
+
+class SpacyEntityRecognizer(TokenRecognizer):
+    """spaCy's named entities, mapped to canonical labels, minus allow-listed vocabulary.
+
+    Skipped in ALL-CAPS and all-lower-case notes, where a small news-trained model mostly
+    mistakes clinical abbreviations for organisations.
+    """
+
+    labels = ("NAME", "LOCATION", "ORG", "NATIONALITY", "DATE", "QUANTITY")
+
+    def load(self) -> None:
+        self.stop = vocab.stop_words()
+        self.keep = dict(self.options.get("labels") or {"PERSON": 0.6, "GPE": 0.5, "LOC": 0.5, "FAC": 0.5})
+
+    def find(self, text, doc, shape):
+        if not shape.mixed:
+            return []
+        out = []
+        for ent in doc.ents:
+            score = self.keep.get(ent.label_)
+            if score is None:
+                continue
+            words = [t.text.lower() for t in ent if t.is_alpha]
+            if ent.label_ in ("PERSON", "GPE", "LOC", "FAC", "ORG", "NORP") and (
+                    not words or all(x in self.stop for x in words)):
+                continue
+            out.append(result(_NER_LABELS[ent.label_], ent.start_char, ent.end_char, score,
+                              f"{self.name}:{ent.label_}"))
+        return out

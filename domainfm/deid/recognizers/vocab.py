@@ -1,0 +1,459 @@
+"""Word lists the recognizers read: name and place gazetteers, trigger words, and allow-lists.
+
+Name and place dictionaries come from open lists only: Faker's first/last names for several
+Latin-script locales, US states, and a hand-written gazetteer of large US and world cities. The
+allow-lists hold vocabulary that must never be taken for a name in a note (clinical
+abbreviations, drug names, ALL-CAPS section words, common English words that are also names).
+No string here was taken from an evaluation corpus.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+
+def _words(block: str) -> frozenset[str]:
+    return frozenset(w.lower() for w in block.split())
+
+
+# --- triggers -------------------------------------------------------------------------------
+
+DOCTOR_TITLES = _words("dr dr. drs drs. dr's doctor doctors dres")
+PATIENT_TITLES = _words("mr mr. mrs mrs. ms ms. miss mister mx mx.")
+OTHER_TITLES = _words(
+    "prof prof. professor judge justice sir madam lady lord rev rev. reverend father sister "
+    "nurse attending resident fellow intern counsel mme mme. mlle m. herr frau dame"
+)
+# a name usually follows these words ("daughter Mary", "HCP: John")
+RELATION_WORDS = _words(
+    "wife husband spouse son sons daughter daughters dtr dtrs dau mother mom mum father dad "
+    "brother brothers bro sister sisters sis niece nieces nephew nephews aunt uncle cousin "
+    "grandson grandsons granddaughter granddaughters grandchild grandchildren grandmother "
+    "grandfather grandma grandpa gm gf friend friends neighbor neighbour fiance fiancee partner "
+    "boyfriend girlfriend stepdaughter stepson stepmother stepfather proxy hcp guardian "
+    "significant sig caregiver roommate companion "
+    "son-in-law daughter-in-law brother-in-law sister-in-law mother-in-law father-in-law"
+)
+# "Jane Doe, RN" / "ROBERT V. SMITH RRT": credentials after a signature
+CREDENTIALS = frozenset(
+    "RN R.N. RRT CRT NP PA PA-C MSW LICSW LCSW SW MD M.D. DO PhD LPN CNA RPh PharmD RD SLP "
+    "CCRN BSN MSN APRN CNS SN NNP FNP ACNP ANP RT".split()
+)
+CREDENTIALS_LOWER = frozenset(c.lower() for c in CREDENTIALS)
+# "... Smith aware", "Jones notified"
+AFTER_NAME_VERBS = _words(
+    "aware notified paged informed called updated called. aware. notified. paged. "
+    "contacted consulted"
+)
+# "transferred to X", "sent to X", "accepted by X"
+PLACE_VERBS = _words(
+    "transfer transfered transferred transfering transferring trans tx txr tx'd txd xfer "
+    "xferred sent taken brought admitted adm readmitted came arrived return returned returning "
+    "returns go going goes went discharged d/c'd dc'd d/c dc medflight medflighted flown flew "
+    "lives lived living resides resided live stays staying visiting vacationing vacation "
+    "accepted followed seen screened evaluated rehab placement placed moved moving referred refer "
+    "come comes coming came bring flown"
+)
+PLACE_PREPS = _words("to from at @ in by into")
+
+FACILITY_HEADS = _words(
+    "hospital hospitals hosp hosp. medical med center ctr ctr. centre clinic clinics "
+    "rehab rehabilitation memorial regional infirmary hospice manor healthcare health "
+    "nursing sanatorium institute va v.a. vamc university"
+)
+# words that often open a facility's name and are not names themselves
+FACILITY_MODIFIERS = _words(
+    "st st. saint holy sacred heart good samaritan mercy general union university children's "
+    "childrens memorial regional community county city state national mount mt mt. baptist "
+    "methodist lutheran presbyterian adventist jewish deaconess brigham women's womens shriners "
+    "veterans kindred select spaulding massachusetts eye ear north south east west "
+    "northern southern eastern western central upper lower new greater valley lake river "
+    "hill park view bay shore harbor harbour cross spirit redeemer angels family"
+)
+
+# --- allow-lists ---------------------------------------------------------------------------
+
+# Clinical abbreviations, section words, units and drugs seen in notes (open medical vocabulary).
+CLINICAL_VOCAB = _words("""
+pt pts pt's patient patients pat family fam md mds dr nurse rn rrt np pa ho hos intern resident
+team attending fellow staff house social work worker sw cm case management ot pt/ot rx
+icu micu sicu ccu csru nsicu tsicu ctic cvicu picu nicu msicu vicu ew ed er or pacu cath lab
+cathlab floor unit ward bed room rm service svc team neuro resp cv gi gu id skin heme endo renal
+dispo social plan assess assessment a/p a&p impression events event hpi pmh pmhx psh hx meds
+med allergies nkda review ros exam labs lab data objective subjective s o a p npn nsg nursing
+note notes progress update addendum shift day night eve evening noc am pm
+
+aox3 aox2 aox1 a&ox3 a&o mae perrl perrla ls bs cta rhonchi crackles wheezes diminished coarse
+clear rales bases bilat bilateral rll rul rml lll lul ant post sob doe cp cpr dnr dni dnr/dni
+cmo comfort full code hr bp sbp dbp map cvp pap paps pad pcwp co ci svr svo2 sao2 spo2 o2 sats
+sat rr temp tmax tm afebrile febrile nsr st sb sr af afib aflutter svt vt vf vfib pvc pvcs pac
+pacs vea ectopy bbb lbbb rbbb stemi nstemi mi cad chf copd htn dm iddm niddm esrd arf cri ckd
+cri uti pna cva tia dvt pe gerd pud ugib lgib gib bph osa afib etoh ivdu hcv hiv hbv mrsa vre
+cdiff c.diff ards sepsis septic shock cabg avr mvr ptca pci stent iabp lvad tee tte echo ekg
+ecg cxr kub ct cta mri mra us eeg emg abg vbg abgs cbc chem lytes bmp cmp lft lfts coags pt/inr
+inr ptt pt/ptt hct hgb wbc plt plts bun cr creat na k cl co2 hco3 glu gluc mg mag ca phos
+ck cpk mb trop tropo troponin bnp lactate lipase amylase alk ast alt tbili bili alb
+vent vented intubated extubated ett trach peg ngt ogt npo po iv ivf ivp sq sc im pr sl gtt gtts
+drip tf tfs tpn ppn picc tlc cvl aline a-line art swan foley cath f/c fc ij sc fem groin pivs
+piv peripheral cordis introducer sheath chest tube ct jp hemovac dsg drsg dressing wound incision
+tan amber max tmax hickman perla perrla sys ion cocci lima raf mets warmer allegra asp vvi ddd
+lucid admin bridge fields lips french tea ale berg brady beer ir pcu baseline eval recheck
+ortho bathroom commode xray cxray derm nsurg ent eps opth ophtho ophthamology stain ceo vols
+drng sxn vss cco fick pcw rij nad aggressive
+cpap bipap peep ps psv imv simv ac prvc fio2 fi02 tv vt rsbi mdi mdis neb nebs hhn nc fm nrb
+fmask shovel tent trach mask venti ventimask abx
+ns lr d5w d5 d51/2ns kcl kphos mgso4 cagluc nahco3 prbc prbcs ffp plts cryo albumin
+heparin hep coumadin warfarin lovenox asa aspirin plavix integrilin reopro lasix furosemide
+bumex diuril lopressor metoprolol toprol atenolol labetolol labetalol esmolol diltiazem dilt
+amiodarone amio digoxin dig captopril lisinopril enalapril hydralazine nitro ntg nitroglycerin
+nipride nitroprusside dopamine dopa dobutamine dobut levophed levo neo neosynephrine
+phenylephrine vasopressin epi epinephrine milrinone propofol diprivan fentanyl fent versed
+midazolam ativan lorazepam haldol haloperidol morphine mso4 ms dilaudid percocet oxycodone
+tylenol apap motrin ibuprofen toradol insulin ssri riss nph lantus glargine humalog vanco
+vancomycin zosyn pip/tazo levofloxacin levoflox flagyl metronidazole cipro ceftriaxone
+ceftaz ceftazidime cefazolin ancef kefzol oxacillin nafcillin ampicillin gentamicin gent
+tobramycin linezolid meropenem imipenem bactrim fluconazole diflucan ambisome acyclovir
+protonix pantoprazole pepcid famotidine zantac carafate sucralfate reglan colace senna
+dulcolax lactulose kayexalate combivent albuterol atrovent ventolin flovent solumedrol
+prednisone decadron dexamethasone hydrocortisone kefzol precedex ketamine narcan flumazenil
+ambien benadryl zofran compazine phenergan dilantin keppra ativan valium klonopin zyprexa
+seroquel risperdal celexa zoloft paxil prozac nexium prilosec synthroid lipitor zocor
+pravachol norvasc cardizem imdur isordil xanax trazodone neurontin coreg aldactone
+spironolactone kcl mvi thiamine folate kefzol nystatin bacitracin silvadene duoderm xeroform
+betadine chlorhexidine heparin-flush tpa integrelin angiomax bivalirudin argatroban
+niferex epogen procrit neupogen lovenox
+
+alert oriented confused lethargic sedated agitated restless anxious calm comfortable
+responsive unresponsive follows commands moves extremities opens eyes spontaneously pain
+denies states stated reports reported complains c/o pos neg positive negative stable unstable
+improved improving worsening unchanged cont continue continues continued monitor monitoring
+check checked repeat repleted replete given held hold tol tolerated tolerating wean weaning
+weaned increase increased decrease decreased titrate titrated plan planned awaiting pending
+need needs assist encourage encouraged support supportive update updated visit visited
+call called spoke discussed aware notified paged informed tx rx dx sx s/p w/ w/o c/o d/t r/o
+yo y/o yr yrs old male female man woman gentleman lady pleasant year years month months week
+weeks hours hrs hr min mins minutes daily bid tid qid qd qod qhs prn q1h q2h q4h q6h q8h q12h
+mg mcg gm gms kg lb lbs cc ml l ml/hr cc/hr mcg/kg/min units u meq mmol mmhg cm mm
+red yellow green brown white black pink clear cloudy thick thin loose soft firm large small
+moderate mod min minimal scant copious amt amts good fair poor well better worse
+right left rt lt r l bilat upper lower mid ant post lat med
+abd abdomen chest heart lung lungs head neck back arm arms leg legs hand hands foot feet
+sacrum coccyx buttock buttocks heel heels knee knees hip hips groin face eye eyes mouth
+urine stool bm bms sputum secretions blood fluid fluids output input i/o i&o uo u/o
+""")
+
+# Common English words, several of which are also first or last names ("Will", "May", "Price").
+COMMON_WORDS = _words("""
+a about above across after again against all almost alone along already also although always
+am among an and another any anyone anything are around as at away back be became because become
+been before being below between both but by can cannot could did do does doing done down during
+each either else enough even ever every few for from further get gets got had has have having he
+her here hers herself him himself his how however i if in into is it its itself just last least
+less like made make many may me might more most much must my myself never new next no nobody none
+nor not nothing now of off often on once one only or other others our ours out over own per
+perhaps please put rather really same several she should since so some something still such
+than that the their them themselves then there these they this those though through thus to
+together too toward towards under until up upon us very via was we well were what when where
+whether which while who whom whose why will with within without would yet you your yours
+
+able add age ago air also area ask asked baby bad bank bay beach bell best big bill bird bishop
+black block blue board body bond book born boss bottom box boy branch bright brook brown build
+burn bush buy camp can cap card care carry case cash center chance change charge chase church
+city class clay close coat cold cole come cook cool corner cost court cover cross crown cry cut
+dale dark dawn day deal dean dear deep dell doctor dodge door down drew drive duke early earth east
+end even fair faith fall far farm fast father field fine fire fish fisher flag flat floor flower
+fly fold ford forest fort fox frank free fresh friend frost full game gap gate gay gene gentle
+gift glass glen gold golden good grace grand grant gray green grey gross ground grove guard
+guy hale hall hand hardy harvest hay head heart heath hill holly home honey hope horn house hunt
+hunter iris island ivy jack jade jay jewel joy judge june just keen kind king lake lamb land lane
+lark law lawn lead lee light lily lines link little long lord love low lucky major march mark marsh
+mason may mayo meadow merry middle mill miller mills moon moore moss mount nash neat new newman
+north oak ocean page paige palm park parks pat peace pearl penny person pierce pine plain poor
+pope porter power pray price pride prince rain ray read reed rich ridge ring river robin rock
+rose ross round royal ruby rush russell sage saint sale salt sand savage say scott sea shade
+sharp shaw shell shepherd shore short silver sky slate small snow soul south spring stage star
+stone storm strong summer sun swan sweet tall taylor temple terry thin thorn tower town trail
+tree true tucker vale valley victor violet wade walker wall ward warren water watts waters way
+weaver well wells west white wild will wise wolf wood woods worth wren young
+
+also april august october november december january february july june september
+monday tuesday wednesday thursday friday saturday sunday today tomorrow yesterday tonight
+morning afternoon evening night noon midnight weekend
+
+abdominal access activity admission admit admitted advanced afternoon agency anesthesia
+angio angiogram angioplasty antibiotics appetite approx arrival arrived assessment attempt
+attempted balloon bedside bleeding breakfast breath breathing called cardiac cardiology
+catheter cell clinic comfortable condition consent consult consulted contact coordinator
+cough culture cultures current currently decision diet dinner discharge doing draining dressing
+drug dry edema emergency evaluation exam extubation fever fine fingerstick flowsheet followup
+function goals grafts heme hemodynamics home hospital hosp hypertension hypotension infection
+insertion issues kidney level line lines liver lunch lytes management medication medications
+medicine meeting mental neurology neurosurgery note nutrition office oncology orders oxygen pager
+paged pain pressure primary procedure pulmonary radiology rate recovery rehab report resident
+respiratory rhythm room saturation screening sedation service settings shift status surgery
+surgical team tele telemetry test tests therapy transfer transferred transfusion treatment
+trial ultrasound urology vascular ventilator vitals vs wean work
+""")
+
+
+@lru_cache(maxsize=1)
+def first_names() -> frozenset[str]:
+    return frozenset(n.lower() for n in _faker_names("first_names"))
+
+
+@lru_cache(maxsize=1)
+def last_names() -> frozenset[str]:
+    return frozenset(n.lower() for n in _faker_names("last_names"))
+
+
+@lru_cache(maxsize=1)
+def all_names() -> frozenset[str]:
+    return first_names() | last_names()
+
+
+@lru_cache(maxsize=1)
+def stop_words() -> frozenset[str]:
+    """Words never taken for a name on dictionary evidence alone."""
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    return frozenset(STOP_WORDS) | CLINICAL_VOCAB | COMMON_WORDS | lorem_words() | MONTH_WORDS
+
+
+_ENGLISH: set[str] = set()
+_ENGLISH_SUFFIXES = (("ies", "y"), ("ied", "y"), ("ing", ""), ("ing", "e"), ("ed", ""), ("ed", "e"),
+                     ("es", ""), ("s", ""), ("ly", ""))
+
+
+def load_english(nlp) -> None:
+    """Fill the English lexicon from the spaCy pipeline's lemmatizer index (WordNet's word
+    lists, about 80k words). It tells "visiting" or "baseline" from a surname in ALL-CAPS text."""
+    if _ENGLISH:
+        return
+    try:
+        table = nlp.get_pipe("lemmatizer").lookups.get_table("lemma_index")
+    except (KeyError, ValueError):
+        return
+    for words in table.values():
+        _ENGLISH.update(w for w in words if "_" not in w)
+
+
+def english_words() -> set[str]:
+    if not _ENGLISH:
+        import spacy
+
+        from domainfm.models import resolve_spacy_model
+
+        load_english(spacy.load(resolve_spacy_model("default"), exclude=["tok2vec", "tagger", "parser", "ner",
+                                                                          "attribute_ruler", "senter"]))
+    return _ENGLISH
+
+
+def is_english(low: str) -> bool:
+    """Whether a lower-case word (or its inflected base) is an English dictionary word."""
+    words = english_words()
+    if low in words:
+        return True
+    for suffix, repl in _ENGLISH_SUFFIXES:
+        if low.endswith(suffix) and len(low) - len(suffix) >= 3 and low[: -len(suffix)] + repl in words:
+            return True
+    return False
+
+
+@lru_cache(maxsize=1)
+def us_first_names() -> frozenset[str]:
+    from faker.providers.person.en_US import Provider
+
+    return frozenset(n.lower() for n in Provider.first_names)
+
+
+@lru_cache(maxsize=1)
+def lorem_words() -> frozenset[str]:
+    from faker.providers.lorem.en_US import Provider
+
+    return frozenset(w.lower() for w in Provider.word_list)
+
+
+# Latin-script locales whose name lists are added to the US ones (names seen in US and
+# European records); each list ships inside Faker.
+_NAME_LOCALES = ("en_US", "en_GB", "en_IE", "en_CA", "de_DE", "fr_FR", "it_IT", "es_ES", "pl_PL",
+                 "nl_NL", "pt_PT", "sv_SE", "cs_CZ", "hu_HU", "ro_RO", "tr_TR", "fi_FI", "da_DK",
+                 "no_NO", "hr_HR", "sk_SK", "sl_SI", "lt_LT", "lv_LV", "et_EE")
+
+
+def _faker_names(attr: str) -> set[str]:
+    import importlib
+
+    names: set[str] = set()
+    wanted = {"first_names": ("first_names", "first_names_male", "first_names_female"),
+              "last_names": ("last_names",)}[attr]
+    for locale in _NAME_LOCALES:
+        try:
+            module = importlib.import_module(f"faker.providers.person.{locale}")
+        except ImportError:
+            continue
+        provider = module.Provider
+        for name in wanted:
+            value = getattr(provider, name, None)
+            if isinstance(value, dict):
+                value = list(value)
+            for item in value or ():
+                if isinstance(item, str) and item.isalpha() and len(item) >= 3:
+                    names.add(item)
+    return names
+
+
+MONTH_WORDS = _words(
+    "january february march april may june july august september october november december "
+    "jan feb mar apr jun jul aug sep sept oct nov dec"
+)
+
+US_STATES = {
+    "alabama": "AL", "alaska": "AK", "arizona": "AZ", "arkansas": "AR", "california": "CA",
+    "colorado": "CO", "connecticut": "CT", "delaware": "DE", "florida": "FL", "georgia": "GA",
+    "hawaii": "HI", "idaho": "ID", "illinois": "IL", "indiana": "IN", "iowa": "IA", "kansas": "KS",
+    "kentucky": "KY", "louisiana": "LA", "maine": "ME", "maryland": "MD", "massachusetts": "MA",
+    "michigan": "MI", "minnesota": "MN", "mississippi": "MS", "missouri": "MO", "montana": "MT",
+    "nebraska": "NE", "nevada": "NV", "new hampshire": "NH", "new jersey": "NJ",
+    "new mexico": "NM", "new york": "NY", "north carolina": "NC", "north dakota": "ND",
+    "ohio": "OH", "oklahoma": "OK", "oregon": "OR", "pennsylvania": "PA", "rhode island": "RI",
+    "south carolina": "SC", "south dakota": "SD", "tennessee": "TN", "texas": "TX", "utah": "UT",
+    "vermont": "VT", "virginia": "VA", "washington": "WA", "west virginia": "WV",
+    "wisconsin": "WI", "wyoming": "WY", "district of columbia": "DC", "puerto rico": "PR",
+}
+STATE_ABBRS = frozenset(US_STATES.values())
+
+# Large US cities, state capitals and well-known towns; large world cities for judgments.
+US_CITIES = """
+New York|Los Angeles|Chicago|Houston|Phoenix|Philadelphia|San Antonio|San Diego|Dallas|San Jose
+Austin|Jacksonville|Fort Worth|Columbus|Charlotte|San Francisco|Indianapolis|Seattle|Denver
+Boston|El Paso|Nashville|Detroit|Oklahoma City|Portland|Las Vegas|Memphis|Louisville|Baltimore
+Milwaukee|Albuquerque|Tucson|Fresno|Sacramento|Mesa|Kansas City|Atlanta|Omaha|Colorado Springs
+Raleigh|Miami|Long Beach|Virginia Beach|Oakland|Minneapolis|Tulsa|Tampa|Arlington|New Orleans
+Wichita|Cleveland|Bakersfield|Aurora|Anaheim|Honolulu|Santa Ana|Riverside|Corpus Christi
+Lexington|Stockton|Henderson|Saint Paul|St. Paul|St. Louis|Saint Louis|Cincinnati|Pittsburgh
+Greensboro|Anchorage|Plano|Lincoln|Orlando|Irvine|Newark|Toledo|Durham|Chula Vista|Fort Wayne
+Jersey City|St. Petersburg|Laredo|Madison|Chandler|Buffalo|Lubbock|Scottsdale|Reno|Glendale
+Gilbert|Winston-Salem|North Las Vegas|Norfolk|Chesapeake|Garland|Irving|Hialeah|Fremont|Boise
+Richmond|Baton Rouge|Spokane|Des Moines|Tacoma|San Bernardino|Modesto|Fontana|Santa Clarita
+Birmingham|Oxnard|Fayetteville|Moreno Valley|Rochester|Glendale|Huntington Beach|Salt Lake City
+Grand Rapids|Amarillo|Yonkers|Montgomery|Akron|Little Rock|Huntsville|Augusta|Columbus
+Shreveport|Knoxville|Worcester|Providence|Springfield|Hartford|New Haven|Bridgeport|Stamford
+Albany|Syracuse|Trenton|Camden|Wilmington|Dover|Annapolis|Rockville|Bethesda|Silver Spring
+Gaithersburg|Frederick|Hagerstown|Columbia|Towson|Ellicott City|Germantown|Bowie|Salisbury
+Cumberland|Westminster|Glen Burnie|Dundalk|Catonsville|Essex|Severn|Odenton|Waldorf|Laurel
+Cambridge|Somerville|Lowell|Lynn|Quincy|Brockton|Newton|Framingham|Waltham|Malden|Medford
+Brookline|Plymouth|Salem|Beverly|Peabody|Haverhill|Lawrence|Fall River|New Bedford|Taunton
+Pittsfield|Northampton|Amherst|Concord|Manchester|Nashua|Portsmouth|Burlington|Montpelier
+Bangor|Augusta|Scranton|Allentown|Harrisburg|Erie|Reading|Lancaster|Bethlehem|Camden
+Paterson|Elizabeth|Edison|Toms River|Atlantic City|Princeton|Alexandria|Fairfax|McLean
+Roanoke|Lynchburg|Charlottesville|Newport News|Hampton|Charleston|Savannah|Macon|Tallahassee
+Gainesville|Pensacola|Fort Lauderdale|West Palm Beach|Daytona Beach|Sarasota|Naples|Key West
+Mobile|Jackson|Chattanooga|Asheville|Greenville|Columbia|Charleston|Dayton|Youngstown|Canton
+Ann Arbor|Lansing|Flint|Kalamazoo|Gary|South Bend|Evansville|Peoria|Rockford|Joliet|Naperville
+Duluth|Fargo|Sioux Falls|Billings|Cheyenne|Santa Fe|Provo|Eugene|Salem|Olympia|Bellevue
+Berkeley|Pasadena|Palo Alto|Santa Barbara|Santa Monica|Santa Cruz|San Mateo|Long Island
+Brooklyn|Queens|Bronx|Staten Island|Manhattan|Hoboken|Yonkers|White Plains|Ithaca|Binghamton
+Utica|Schenectady|Poughkeepsie|Cape Cod|Nantucket|Martha's Vineyard|Juneau|Fairbanks|Hilo
+Topeka|Jefferson City|Springfield|Frankfort|Bismarck|Pierre|Helena|Carson City|Sacramento
+""".replace("\n", "|")
+
+WORLD_CITIES = """
+London|Paris|Berlin|Madrid|Rome|Vienna|Warsaw|Prague|Budapest|Bucharest|Sofia|Athens|Istanbul
+Ankara|Moscow|Kyiv|Kiev|Minsk|Vilnius|Riga|Tallinn|Helsinki|Stockholm|Oslo|Copenhagen|Dublin
+Edinburgh|Glasgow|Manchester|Liverpool|Leeds|Belfast|Cardiff|Amsterdam|Rotterdam|Brussels
+Antwerp|Luxembourg|Strasbourg|Geneva|Zurich|Bern|Milan|Naples|Turin|Venice|Florence|Lisbon
+Porto|Barcelona|Valencia|Seville|Lyon|Marseille|Nice|Toulouse|Bordeaux|Lille|Munich|Hamburg
+Frankfurt|Cologne|Stuttgart|Dresden|Leipzig|Zagreb|Ljubljana|Belgrade|Sarajevo|Skopje|Tirana
+Podgorica|Chisinau|Tbilisi|Yerevan|Baku|Bratislava|Krakow|Gdansk|Wroclaw|Lodz|Poznan|Brno
+Kosice|Cluj-Napoca|Timisoara|Iasi|Constanta|Varna|Plovdiv|Thessaloniki|Izmir|Diyarbakir|Adana
+Bursa|Antalya|Konya|Gaziantep|Sanliurfa|Van|Erzurum|Trabzon|Samsun|Malatya|Mardin|Batman
+Hakkari|Sirnak|Tunceli|Elazig|Bingol|Mus|Bitlis|Siirt|Kars|Agri|Igdir|Ardahan|St Petersburg
+Saint Petersburg|Novosibirsk|Yekaterinburg|Kazan|Nizhny Novgorod|Chelyabinsk|Samara|Omsk
+Rostov-on-Don|Ufa|Krasnoyarsk|Perm|Voronezh|Volgograd|Grozny|Nalchik|Makhachkala|Vladikavkaz
+Kharkiv|Odessa|Odesa|Dnipro|Lviv|Donetsk|Luhansk|Zaporizhzhia|Sevastopol|Simferopol|Chernihiv
+Tokyo|Beijing|Shanghai|Delhi|Mumbai|Cairo|Lagos|Nairobi|Johannesburg|Cape Town|Toronto
+Montreal|Vancouver|Ottawa|Sydney|Melbourne|Mexico City|Buenos Aires|Sao Paulo|Rio de Janeiro
+Tehran|Baghdad|Damascus|Beirut|Jerusalem|Tel Aviv|Amman|Riyadh|Dubai|Kabul|Karachi|Lahore
+Algiers|Tunis|Casablanca|Rabat|Tripoli|Khartoum|Addis Ababa|Dakar|Accra|Kinshasa|Luanda
+""".replace("\n", "|")
+
+COUNTRIES = """
+Afghanistan|Albania|Algeria|Andorra|Angola|Argentina|Armenia|Australia|Austria|Azerbaijan
+Bahamas|Bahrain|Bangladesh|Barbados|Belarus|Belgium|Belize|Benin|Bhutan|Bolivia
+Bosnia and Herzegovina|Bosnia|Herzegovina|Botswana|Brazil|Brunei|Bulgaria|Burkina Faso|Burundi
+Cambodia|Cameroon|Canada|Chad|Chile|China|Colombia|Comoros|Congo|Costa Rica|Croatia|Cuba
+Cyprus|Czech Republic|Czechia|Denmark|Djibouti|Dominica|Dominican Republic|Ecuador|Egypt
+El Salvador|Eritrea|Estonia|Eswatini|Ethiopia|Fiji|Finland|France|Gabon|Gambia|Georgia|Germany
+Ghana|Greece|Grenada|Guatemala|Guinea|Guyana|Haiti|Honduras|Hungary|Iceland|India|Indonesia
+Iran|Iraq|Ireland|Israel|Italy|Ivory Coast|Jamaica|Japan|Jordan|Kazakhstan|Kenya|Kosovo|Kuwait
+Kyrgyzstan|Laos|Latvia|Lebanon|Lesotho|Liberia|Libya|Liechtenstein|Lithuania|Luxembourg
+Madagascar|Malawi|Malaysia|Maldives|Mali|Malta|Mauritania|Mauritius|Mexico|Moldova|Monaco
+Mongolia|Montenegro|Morocco|Mozambique|Myanmar|Namibia|Nepal|Netherlands|New Zealand|Nicaragua
+Niger|Nigeria|North Korea|North Macedonia|Macedonia|Norway|Oman|Pakistan|Palestine|Panama
+Paraguay|Peru|Philippines|Poland|Portugal|Qatar|Romania|Russia|Russian Federation|Rwanda
+San Marino|Saudi Arabia|Senegal|Serbia|Sierra Leone|Singapore|Slovakia|Slovenia|Somalia
+South Africa|South Korea|Korea|Spain|Sri Lanka|Sudan|Suriname|Sweden|Switzerland|Syria|Taiwan
+Tajikistan|Tanzania|Thailand|Togo|Trinidad|Tunisia|Turkey|Türkiye|Turkmenistan|Uganda|Ukraine
+United Arab Emirates|United Kingdom|UK|United States|USA|U.S.|U.S.A.|America|Uruguay
+Uzbekistan|Venezuela|Vietnam|Yemen|Zambia|Zimbabwe|England|Scotland|Wales|Northern Ireland
+Chechnya|Chechen Republic|Dagestan|Ingushetia|Crimea|Transnistria|Abkhazia|South Ossetia
+Kurdistan|Cyprus|Great Britain|Britain|Soviet Union|USSR|Yugoslavia|Czechoslovakia
+""".replace("\n", "|")
+
+NATIONALITIES = _words("""
+afghan albanian algerian american andorran angolan argentine argentinian armenian australian
+austrian azerbaijani azeri bahraini bangladeshi belarusian belgian bolivian bosnian brazilian
+british bulgarian cambodian cameroonian canadian chadian chilean chinese colombian congolese
+croatian cuban cypriot czech danish dutch ecuadorian egyptian english eritrean estonian
+ethiopian filipino finnish french georgian german ghanaian greek guatemalan haitian honduran
+hungarian icelandic indian indonesian iranian iraqi irish israeli italian jamaican japanese
+jordanian kazakh kenyan korean kosovar kurdish kuwaiti kyrgyz lao latvian lebanese liberian
+libyan lithuanian luxembourgish macedonian malagasy malaysian maltese mexican moldovan
+monegasque mongolian montenegrin moroccan mozambican namibian nepali nepalese nigerian
+nigerien norwegian omani pakistani palestinian panamanian paraguayan peruvian polish
+portuguese qatari romanian russian rwandan saudi scottish senegalese serbian serb slovak
+slovakian slovenian slovene somali spanish sri-lankan sudanese swedish swiss syrian taiwanese
+tajik tanzanian thai tunisian turkish turkmen ugandan ukrainian uruguayan uzbek venezuelan
+vietnamese welsh yemeni zambian zimbabwean chechen ingush dagestani roma romani gypsy jewish
+muslim christian catholic orthodox protestant sunni shia shiite hindu buddhist sikh atheist
+arab arabic african asian european hispanic latino latina caucasian kurd kurds turks
+bosniak bosniaks croats serbs albanians armenians azerbaijanis georgians russians ukrainians
+moldovans romanians bulgarians greeks cypriots turks saudis iraqis iranians syrians
+""")
+
+
+def _split_places(block: str) -> list[str]:
+    return [n.strip() for n in block.split("|") if n.strip()]
+
+
+@lru_cache(maxsize=8)
+def place_table(kinds: tuple[str, ...]) -> dict[tuple[str, ...], str]:
+    """Token tuples (lower case, spaCy-like split) -> label, for the gazetteer recognizer."""
+    import re
+
+    sources = {
+        "CITY": _split_places(US_CITIES) + _split_places(WORLD_CITIES) if "WORLD" in kinds else _split_places(US_CITIES),
+        "STATE": list(US_STATES),
+        "COUNTRY": _split_places(COUNTRIES),
+        "NATIONALITY": sorted(NATIONALITIES),
+    }
+    table: dict[tuple[str, ...], str] = {}
+    for label in ("NATIONALITY", "COUNTRY", "STATE", "CITY"):
+        if label not in kinds:
+            continue
+        for name in sources[label]:
+            key = tuple(t for t in re.findall(r"[\w']+|[^\w\s]", name.lower()))
+            table.setdefault(key, label)
+    return table
+
+
+def is_place(low: str) -> bool:
+    return (low,) in place_table(("CITY", "STATE", "WORLD"))
+
+
+def gazetteer_pattern(block: str) -> str:
+    """A regex alternation of ``|``-separated place names, longest first."""
+    import re
+
+    names = sorted({n.strip() for n in block.split("|") if n.strip()}, key=len, reverse=True)
+    return "|".join(re.escape(n).replace(r"\ ", r"\s+") for n in names)

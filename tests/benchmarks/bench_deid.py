@@ -1,0 +1,147 @@
+"""Benchmark PHI detection against a vanilla presidio AnalyzerEngine, side by side.
+
+Prints one JSON object. Per dataset: our any-overlap recall/precision/F1/F2 (type-agnostic,
+see domainfm.deid.evaluate) and the vanilla engine's on the same texts, both engines' chars per
+second and the speed ratio. Timing alternates the two engines over the same chunks of texts so
+load on a shared machine hits both alike.
+
+    python tests/benchmarks/bench_deid.py [--limit N] [--data ../shared/data] [--sets physionet,tab,synth]
+
+Datasets: PhysioNet nursing notes (clinical profile), TAB judgments (legal profile; DIRECT and
+DIRECT+QUASI gold), Presidio's synthetic sentences (``generic`` recognizer set: clinical plus all
+ages, countries, nationalities and non-US phone shapes; TITLE spans are not counted as PHI).
+The vanilla engine: default recognizers, the same spaCy pipeline, default threshold; its
+tldextract is pointed at the bundled suffix list so it does not wait on the network either.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _vanilla_engine(model: str):
+    import tldextract
+    import tldextract.tldextract as tld_module
+    from presidio_analyzer import AnalyzerEngine
+    from presidio_analyzer.nlp_engine import NlpEngineProvider
+
+    tld_module.TLD_EXTRACTOR = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+    provider = NlpEngineProvider(nlp_configuration={
+        "nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": model}]})
+    return AnalyzerEngine(nlp_engine=provider.create_engine(), supported_languages=["en"])
+
+
+def _run_side_by_side(docs, detector, vanilla, chunk: int = 20):
+    ours, theirs = {}, {}
+    t_ours = t_theirs = 0.0
+    for i in range(0, len(docs), chunk):
+        part = docs[i:i + chunk]
+        t0 = time.perf_counter()
+        for doc, found in detector.detect(part):
+            ours[doc.id] = found
+        t1 = time.perf_counter()
+        for doc in part:
+            theirs[doc.id] = [(r.start, r.end, r.entity_type) for r in vanilla.analyze(doc.text, language="en")]
+        t2 = time.perf_counter()
+        t_ours += t1 - t0
+        t_theirs += t2 - t1
+    chars = sum(len(d.text) for d in docs)
+    return ours, theirs, chars / t_ours, chars / t_theirs
+
+
+def _scores(docs, pred, dataset, pred_dataset, gold_filter=None):
+    from domainfm.deid.evaluate import evaluate
+
+    s = evaluate(docs, pred, dataset=dataset, pred_dataset=pred_dataset, gold_filter=gold_filter,
+                 keep_lists=False).summary()
+    return {"gold": s["gold"], "pred": s["pred"], **s["any_overlap"],
+            "recall_by_type": {k: v["recall_any_label"] for k, v in s["per_type"].items() if v["gold"]}}
+
+
+def _load(name: str, data: Path, tmp: Path, limit: int | None):
+    from domainfm.corpus import Document, Span, import_corpus, read_documents
+
+    if name == "physionet":
+        out = tmp / "physionet.jsonl"
+        import_corpus("physionet", data / "physionet-deid", out)
+        docs = list(read_documents(out))
+    elif name == "tab":
+        out = tmp / "tab.jsonl"
+        import_corpus("tab", data / "tab-echr" / "entity_tab.jsonl", out)
+        docs = list(read_documents(out))
+    else:
+        records = json.loads((data / "presidio-synth" / "data" / "synth_dataset_v2.json").read_text())
+        docs = []
+        for i, r in enumerate(records):
+            spans = [Span(s["start_position"], s["end_position"], s["entity_type"]) for s in r["spans"]
+                     if s["end_position"] > s["start_position"]]
+            docs.append(Document(f"synth-{i}", r["full_text"], spans=spans))
+    return docs[:limit] if limit else docs
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=int, default=None, help="documents per dataset (quick runs)")
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--sets", default="physionet,tab,synth")
+    args = parser.parse_args(argv)
+    data = Path(args.data)
+    if not data.is_dir():
+        out = {"skipped": f"datasets not found at {data}"}
+        print(json.dumps(out))
+        return out
+
+    from domainfm.deid import DeidConfig, PhiDetector
+    from domainfm.deid.engine import quiet_presidio_logs
+    from domainfm.deid.evaluate import identifier_filter
+    from domainfm.models import resolve_spacy_model
+
+    quiet_presidio_logs()
+    model = resolve_spacy_model("default")
+    vanilla = _vanilla_engine(model)
+    vanilla.analyze("warm up 410-555-1234 jdoe@example.com", language="en")
+    settings = {"physionet": ("physionet", DeidConfig(profile="clinical")),
+                "tab": ("tab", DeidConfig(profile="legal")),
+                "synth": ("presidio-synth", DeidConfig(profile="clinical", recognizers="generic"))}
+    result: dict = {"spacy_model": model, "matching": "any-overlap, type-agnostic; precision per predicted span",
+                    "limit": args.limit, "datasets": {}}
+    total_ours = total_theirs = 0.0
+    total_chars = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.sets.split(","):
+            dataset, config = settings[name]
+            docs = _load(name, data, Path(tmp), args.limit)
+            detector = PhiDetector(config)
+            detector.detect_text("warm up")
+            ours, theirs, cps_ours, cps_theirs = _run_side_by_side(docs, detector, vanilla)
+            chars = sum(len(d.text) for d in docs)
+            total_chars += chars
+            total_ours += chars / cps_ours
+            total_theirs += chars / cps_theirs
+            entry = {"docs": len(docs), "chars": chars, "recognizer_set": config.recognizer_set,
+                     "chars_per_s": round(cps_ours), "vanilla_chars_per_s": round(cps_theirs),
+                     "speed_ratio": round(cps_ours / cps_theirs, 2)}
+            if name == "tab":
+                for key, levels in (("direct", ["DIRECT"]), ("direct_quasi", ["DIRECT", "QUASI"])):
+                    flt = identifier_filter(levels)
+                    entry[key] = {"ours": _scores(docs, ours, dataset, "canonical", flt),
+                                  "vanilla": _scores(docs, theirs, dataset, "presidio", flt)}
+            else:
+                entry["ours"] = _scores(docs, ours, dataset, "canonical")
+                entry["vanilla"] = _scores(docs, theirs, dataset, "presidio")
+            result["datasets"][name] = entry
+    result["overall_speed_ratio"] = round(total_theirs / total_ours, 2) if total_ours else None
+    print(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main()

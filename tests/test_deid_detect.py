@@ -1,0 +1,235 @@
+"""PHI detection: one case table per recognizer family, ALL-CAPS notes, clinical vocabulary
+that must stay untouched, config validation, offline operation and PHI-free logs."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from conftest import run_offline
+
+from domainfm.corpus import Document
+from domainfm.deid import DeidConfig, PhiDetector, detect
+from domainfm.deid.labels import coarse, to_canonical
+from domainfm.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def clinical():
+    return PhiDetector(DeidConfig(profile="clinical"))
+
+
+def _found(detector, text, needle):
+    start = text.index(needle)
+    end = start + len(needle)
+    return [d for d in detector.detect_text(text) if d.start < end and start < d.end]
+
+
+# (text, the identifier in it, its coarse type)
+CLINICAL_CASES = [
+    # names: titles, relatives, signatures, ALL-CAPS, lower case, initials, last name first
+    ("Seen by Dr. Lee this morning.", "Lee", "NAME"),
+    ("PT'S DAUGHTER MARY CALLED FOR UPDATE.", "MARY", "NAME"),
+    ("pt's daughter Mary visited, updated on plan.", "Mary", "NAME"),
+    ("K 5.9, DR SWACKHAMER AWARE.", "SWACKHAMER", "NAME"),
+    ("dr vasquez spoke with husband.", "vasquez", "NAME"),
+    ("Mr. Nicholson is unchanged from prior.", "Nicholson", "NAME"),
+    ("SMITH, JOHN was admitted overnight.", "SMITH, JOHN", "NAME"),
+    ("Will follow labs.   Nancy Jones, RN", "Jones", "NAME"),
+    ("ABG DRAWN. Z. MILLER AWARE.", "MILLER", "NAME"),
+    ("Hank Przybylo (son) cell# 450-928-6612", "Przybylo", "NAME"),
+    ("Drs Ferullo and Saeed in to see pt.", "Saeed", "NAME"),
+    # dates
+    ("Admitted 7/22 with chest pain.", "7/22", "DATE"),
+    ("CABG on 2/3/04, redo since.", "2/3/04", "DATE"),
+    ("Symptoms since July 22nd per family.", "July 22nd", "DATE"),
+    ("Echo on 22-Jul-2019 showed EF 30%.", "22-Jul-2019", "DATE"),
+    ("Last seen on the 3rd.", "3rd", "DATE"),
+    ("PMH: MI 1992, CABG '95.", "1992", "DATE"),
+    ("PMH: MI 1992, CABG '95.", "95", "DATE"),
+    ("s/p mastectomy 11/92, now stable", "11/92", "DATE"),
+    # ages over 89
+    ("98 yo gentleman admitted with CHF.", "98", "AGE"),
+    ("Patient aged 91 lives alone.", "91", "AGE"),
+    # contact details
+    ("Wife can be reached at 410-555-1234.", "410-555-1234", "PHONE"),
+    ("Fax: (617) 555-0199 to the clinic", "(617) 555-0199", "PHONE"),
+    ("Pager: #54321 for questions", "54321", "PHONE"),
+    ("Email jdoe@example.com with results.", "jdoe@example.com", "EMAIL"),
+    ("Portal https://portal.example.org/p/123 has results.", "https://portal.example.org/p/123", "URL"),
+    ("Monitor at 192.168.1.20 offline.", "192.168.1.20", "IP"),
+    # numbers
+    ("SSN 123-45-6789 on file.", "123-45-6789", "ID"),
+    ("MRN: 12345678, admitted", "12345678", "ID"),
+    ("Acct # 99887766 billing", "99887766", "ID"),
+    ("Member ID: XJ44512 (BCBS)", "XJ44512", "ID"),
+    ("Nursing license no. RN123456 verified", "RN123456", "ID"),
+    ("Pacemaker serial number 88AB1234 checked", "88AB1234", "ID"),
+    # places
+    ("Lives at 19 Clover St. with son.", "19 Clover St.", "LOCATION"),
+    ("Daughter lives in Baltimore.", "Baltimore", "LOCATION"),
+    ("Home address Towson, MD 21204.", "21204", "LOCATION"),
+    ("Transferred from Holy Cross Hospital for cath.", "Holy Cross Hospital", "LOCATION"),
+    ("TRANSFERRED TO QUARTERMAIN 2 IN AM.", "QUARTERMAIN", "LOCATION"),
+    ("Has a bed at St. Agnes for rehab.", "St. Agnes", "LOCATION"),
+]
+
+
+@pytest.mark.parametrize("text,needle,kind", CLINICAL_CASES, ids=[f"{c[2]}-{i}" for i, c in enumerate(CLINICAL_CASES)])
+def test_clinical_identifier_found(clinical, text, needle, kind):
+    hits = _found(clinical, text, needle)
+    assert hits, f"{kind} not detected"
+    assert any(coarse(h.label) == kind for h in hits), [h.label for h in hits]
+
+
+NO_PHI = [
+    "PT ALERT, MAE, FOLLOWS COMMANDS. S/P CABG X3. MD AWARE OF K 3.9.",
+    "Day 3 of antibiotics. K 3.9, MG 2.1, PHOS 3.0, HCT 31.8.",
+    "LASIX 5 MG IV GIVEN, NEO GTT WEANED, HEPARIN AT 800 UNITS/HR.",
+    "HR 70-80'S NSR, BP 120/80, PEEP 5/5, PS 10/5, FIO2 40%.",
+    "Pain 4/10 after morphine. Strength 5/5 bilat. Given 1/2 NS at 100cc/hr.",
+    "ST DEPRESSION NOTED ON EKG. CXR WITH RLL INFILTRATE. ABG 7.36/40/89.",
+    "Will continue heparin. May need lasix in am. Plan to wean vent as tol.",
+    "NEURO: AOX3, PERRLA. RESP: LS COARSE. GI: ABD SOFT, +BS. GU: FOLEY.",
+    "Team aware. Family meeting tomorrow with social work and case management.",
+    "Tan secretions, amber urine, tmax 101.2, hickman placed, vanco and zosyn.",
+]
+
+
+@pytest.mark.parametrize("text", NO_PHI, ids=[f"clean-{i}" for i in range(len(NO_PHI))])
+def test_clinical_vocabulary_is_not_phi(clinical, text):
+    found = clinical.detect_text(text)
+    assert found == [], [(d.label, d.recognizer) for d in found]
+
+
+ALL_CAPS_NOTE = """NURSING MICU NOTE 7P-7A
+NEURO: PT AOX3, MAE, FOLLOWS COMMANDS. PT DENIES PAIN.
+CV: HR 70-80'S NSR. SBP 120-150'S. PER DR.GOLINI START TO WEAN NEO. DR KLEIN AWARE.
+RESP: PT ON 4L NC. O2 SATS 94-98%.
+SOCIAL: PT'S WIFE HELEN AND SON WILLIAM IN TO VISIT. WIFE CAN BE REACHED AT 410-555-9876.
+PLAN: TRANSFER TO HOLY CROSS HOSPITAL 7/24.
+"""
+
+
+def test_all_caps_nursing_note(clinical):
+    found = clinical.detect_text(ALL_CAPS_NOTE)
+    texts = {ALL_CAPS_NOTE[d.start:d.end] for d in found}
+    for phi in ("GOLINI", "KLEIN", "HELEN", "WILLIAM", "410-555-9876", "7/24"):
+        assert any(phi in t for t in texts), f"missed a planted {phi[:1]}... identifier"
+    assert any("HOLY CROSS" in t for t in texts)
+    for clean in ("NEURO", "MAE", "NSR", "SBP", "NEO", "NC", "PT", "MICU", "RESP", "CV"):
+        assert clean not in texts
+
+
+def test_detections_do_not_overlap_and_are_in_input_coordinates(clinical):
+    text = "Dr. Lee saw Mr. John Smith on 7/22/2019 at Holy Cross Hospital, Baltimore."
+    found = clinical.detect_text(text)
+    assert found
+    for a, b in zip(found, found[1:]):
+        assert a.end <= b.start
+    for d in found:
+        assert text[d.start:d.end].strip() == text[d.start:d.end]
+        assert 0 <= d.score <= 1 and d.recognizer
+        assert set(d.to_dict()) >= {"start", "end", "label", "score"}
+
+
+def test_detect_streams_documents_and_batches_consistently(clinical):
+    docs = [Document(id=f"n{i}", text=t) for i, (t, _, _) in enumerate(CLINICAL_CASES[:12])]
+    streamed = list(detect(iter(docs), DeidConfig(batch_size=5)))
+    assert [d.id for d, _ in streamed] == [d.id for d in docs]
+    one_by_one = [clinical.detect_text(d.text) for d in docs]
+    assert [found for _, found in streamed] == one_by_one
+
+
+def test_entity_filters():
+    detector = PhiDetector(DeidConfig(entities=["DATE"]))
+    labels = {d.label for d in detector.detect_text("Dr. Lee saw him on 7/22, call 410-555-1234.")}
+    assert labels == {"DATE"}
+    detector = PhiDetector(DeidConfig(exclude_entities=["NAME"]))
+    labels = {coarse(d.label) for d in detector.detect_text("Dr. Lee saw him on 7/22.")}
+    assert "NAME" not in labels and "DATE" in labels
+
+
+def test_legal_profile_finds_case_numbers_and_parties():
+    detector = PhiDetector(DeidConfig(profile="legal"))
+    text = ("The case originated in an application (no. 36042/97) against the Republic of Turkey lodged "
+            "by a Turkish national, Mr Ahmet Yilmaz, on 3 March 1997. He lives in Diyarbakir.")
+    got = {text[d.start:d.end]: coarse(d.label) for d in detector.detect_text(text)}
+    joined = " ".join(got)
+    for phi in ("36042/97", "Yilmaz", "3 March 1997", "Diyarbakir", "Turkish"):
+        assert phi in joined, phi
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"profile": "clinic"}, "did you mean 'clinical'"),
+    ({"score_threshold": 2}, "'score_threshold' parameter must be a float in \\[0, 1\\]"),
+    ({"batch_size": 0}, "'batch_size' parameter must be an int"),
+    ({"entities": ["PATEINT"]}, "did you mean 'PATIENT'"),
+    ({"exclude_entities": ["NAMES"]}, "unknown entity 'NAMES'"),
+    ({"operator": "redact", "vault": "v.db"}, "only the 'surrogate' operator"),
+    ({"operator": "mask"}, "'operator' must be one of"),
+    ({"recognizers": "clinicl"}, "did you mean 'clinical'"),
+])
+def test_config_errors_name_the_field(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        DeidConfig(**kwargs)
+
+
+def test_config_loads_from_dict_and_round_trips():
+    from domainfm.config import from_dict, to_dict
+
+    cfg = from_dict(DeidConfig, {"profile": "legal", "entities": ["NAME", "DATE"], "workers": "2"})
+    assert cfg.workers == 2 and cfg.recognizer_set == "legal"
+    assert from_dict(DeidConfig, to_dict(cfg)) == cfg
+    with pytest.raises(ConfigError, match="did you mean 'batch_size'"):
+        from_dict(DeidConfig, {"batchsize": 3})
+
+
+def test_label_tables():
+    assert to_canonical("HCPName", "physionet") == "DOCTOR"
+    assert to_canonical("Other", "physionet") == "ID"
+    assert to_canonical("TITLE", "presidio-synth") is None
+    assert coarse(to_canonical("STREET_ADDRESS", "presidio-synth")) == "LOCATION"
+    assert coarse(to_canonical("HOSPITAL", "synthetic-clinical")) == "LOCATION"
+    assert to_canonical("DEM", "tab") == "NATIONALITY"
+    with pytest.raises(ConfigError, match="not in the 'physionet' label table"):
+        to_canonical("Doctor", "physionet")
+    with pytest.raises(ConfigError, match="unknown label dataset"):
+        to_canonical("PERSON", "tabb")
+
+
+def test_unknown_recognizer_set_lists_available():
+    from domainfm.deid.recognizers import build_set
+
+    with pytest.raises(ConfigError, match="available: clinical, generic, legal"):
+        build_set("clinicl")
+
+
+def test_detection_runs_offline(tmp_path):
+    code = (
+        "from domainfm.deid import DeidConfig, PhiDetector\n"
+        "d = PhiDetector(DeidConfig())\n"
+        "text = 'Mail jdoe@example.com or see www.example.org, Dr. Lee, 7/22.'\n"
+        "print(sorted(x.label for x in d.detect_text(text)))\n"
+    )
+    result = run_offline(code, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert "EMAIL" in lines[-2] and "URL" in lines[-2]
+    assert lines[-1] == "NETWORK_ATTEMPTS=0 []"
+
+
+def test_no_phi_in_logs(caplog):
+    planted = ["Przybylo", "410-322-1419", "jdoe@example.com", "123-45-6789", "Quartermain"]
+    text = (f"Dr. {planted[0]} aware. Call {planted[1]} or {planted[2]}. SSN {planted[3]}. "
+            f"Transferred to {planted[4]} 2.")
+    caplog.set_level(logging.DEBUG)
+    for name in ("presidio-analyzer", "presidio_analyzer", "decision_process", "domainfm"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    detector = PhiDetector(DeidConfig())
+    logging.getLogger("presidio-analyzer").setLevel(logging.DEBUG)  # as a user debugging might
+    found = detector.detect_text(text)
+    assert len(found) >= 4
+    messages = [r.getMessage() for r in caplog.records]
+    for secret in planted:
+        assert not any(secret in m for m in messages)

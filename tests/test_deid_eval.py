@@ -1,0 +1,107 @@
+"""Evaluation math on tiny hand-made examples: any-overlap vs exact, character level, typed vs
+type-agnostic, gold filters, misses files and the deid output file reader."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from domainfm.corpus import Document, Span, write_documents
+from domainfm.deid.evaluate import evaluate, evaluate_files, identifier_filter
+from domainfm.errors import CorpusError
+
+TEXT = "Dr Lee saw Mary Smith on 7/22 in Boston."
+#       0123456789012345678901234567890123456789
+
+
+def gold_doc():
+    return Document("d1", TEXT, spans=[Span(3, 6, "HCPName"), Span(11, 15, "PTName"), Span(16, 21, "PTName"),
+                                       Span(25, 29, "Date"), Span(33, 39, "Location")])
+
+
+def test_overlap_exact_and_char_level():
+    pred = {"d1": [(3, 6, "DOCTOR"), (11, 21, "PATIENT"), (26, 29, "DATE"), (0, 2, "NAME")]}
+    s = evaluate([gold_doc()], pred, dataset="physionet").summary()
+    assert s["gold"] == 5 and s["pred"] == 4
+    # overlap: Lee, Mary, Smith, 7/22 found (4/5); predictions correct: 3 of 4 ("Dr" is not PHI)
+    assert s["any_overlap"]["recall"] == 0.8
+    assert s["any_overlap"]["precision"] == 0.75
+    # exact: only "Lee" matches both offsets
+    assert s["exact"]["recall"] == 0.2
+    assert s["exact"]["precision"] == 0.25
+    # characters: gold 3+4+5+4+6 = 22; predicted 3+10+3+2 = 18; shared 3+4+5+3 = 15
+    assert s["char"]["recall"] == round(15 / 22, 4)
+    assert s["char"]["precision"] == round(15 / 18, 4)
+    p, r = 0.75, 0.8
+    assert s["any_overlap"]["f2"] == round(5 * p * r / (4 * p + r), 4)
+    assert s["any_overlap"]["f1"] == round(2 * p * r / (p + r), 4)
+
+
+def test_wrong_type_counts_for_headline_not_for_typed():
+    pred = {"d1": [(33, 39, "PATIENT")]}
+    s = evaluate([gold_doc()], pred, dataset="physionet").summary()
+    assert "type-agnostic" in s["matching"]
+    loc = s["per_type"]["LOCATION"]
+    assert loc["recall_any_label"] == 1.0 and loc["recall"] == 0.0
+    assert s["per_type"]["NAME"]["precision"] == 0.0
+    assert s["any_overlap"]["precision"] == 1.0
+
+
+def test_no_predictions_and_empty_gold():
+    s = evaluate([gold_doc()], {}, dataset="physionet").summary()
+    assert s["any_overlap"]["recall"] == 0.0 and s["any_overlap"]["precision"] is None
+    s = evaluate([Document("e", "nothing here")], {"e": [(0, 7, "NAME")]}).summary()
+    assert s["any_overlap"]["precision"] == 0.0 and s["any_overlap"]["recall"] is None
+
+
+def test_gold_filter_direct_vs_quasi():
+    doc = Document("t", "Mr Yilmaz, a Turkish national, applied on 3 March 1997 to the Court.", spans=[
+        Span(3, 9, "PERSON", {"identifier_type": "DIRECT"}),
+        Span(13, 20, "DEM", {"identifier_type": "QUASI"}),
+        Span(42, 54, "DATETIME", {"identifier_type": "QUASI"}),
+        Span(62, 67, "ORG", {"identifier_type": "NO_MASK"}),
+    ])
+    pred = {"t": [(3, 9, "NAME"), (62, 67, "ORG")]}
+    direct = evaluate([doc], pred, dataset="tab", gold_filter=identifier_filter(["DIRECT"])).summary()
+    assert direct["gold"] == 1 and direct["any_overlap"]["recall"] == 1.0
+    both = evaluate([doc], pred, dataset="tab", gold_filter=identifier_filter(["DIRECT", "QUASI"])).summary()
+    assert both["gold"] == 3 and both["any_overlap"]["recall"] == round(1 / 3, 4)
+    # the prediction on a NO_MASK span is a false positive
+    assert both["any_overlap"]["precision"] == 0.5
+
+
+def test_synthetic_titles_are_not_phi():
+    doc = Document("s", "Dr. Jane Roe", spans=[Span(0, 3, "TITLE"), Span(4, 12, "PERSON")])
+    s = evaluate([doc], {"s": [(4, 12, "NAME")]}, dataset="presidio-synth").summary()
+    assert s["gold"] == 1 and s["any_overlap"]["recall"] == 1.0
+
+
+def test_misses_file_has_text_only_when_asked(tmp_path):
+    pred = {"d1": [(3, 6, "DOCTOR"), (0, 2, "NAME")]}
+    report = evaluate([gold_doc()], pred, dataset="physionet", misses_path=tmp_path / "m.jsonl")
+    rows = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert {r["kind"] for r in rows} == {"miss", "false_positive"}
+    assert all("text" not in r for r in rows)
+    assert len(report.misses) == 4 and report.misses[0] == {"id": "d1", "start": 11, "end": 15, "type": "NAME"}
+    assert "Mary" not in json.dumps(report.summary())
+    evaluate([gold_doc()], pred, dataset="physionet", misses_path=tmp_path / "t.jsonl", include_text=True)
+    rows = [json.loads(line) for line in (tmp_path / "t.jsonl").read_text().splitlines()]
+    assert rows[0]["text"] == "Mary"
+    with pytest.raises(ValueError, match="needs misses_path"):
+        evaluate([gold_doc()], pred, dataset="physionet", include_text=True)
+
+
+def test_evaluate_files(tmp_path):
+    gold = tmp_path / "gold.jsonl"
+    write_documents(gold, [gold_doc()])
+    pred = tmp_path / "deid.jsonl"
+    pred.write_text(json.dumps({"id": "d1", "text": "[redacted]", "phi_spans": [
+        {"start": 3, "end": 6, "label": "DOCTOR", "score": 0.9},
+        {"start": 25, "end": 29, "label": "DATE", "score": 0.8}]}) + "\n")
+    s = evaluate_files(gold, pred, dataset="physionet")
+    assert s["any_overlap"]["recall"] == 0.4 and s["any_overlap"]["precision"] == 1.0
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"id": "d1", "text": "x"}) + "\n")
+    with pytest.raises(CorpusError, match="no 'phi_spans'"):
+        evaluate_files(gold, bad, dataset="physionet")

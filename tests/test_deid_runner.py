@@ -1,0 +1,116 @@
+"""``domainfm deid`` end to end: output schema, rejects, manifest, workers, vault round trip,
+and no PHI on the console."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from domainfm.deid import DeidConfig, deidentify_file
+
+NOTE = ("CHIEF COMPLAINT: chest pain.\nPt Johanna Vandersloot seen 7/22/2019 by Dr. Okonkwo at "
+        "Mercy Hospital. Call 410-555-0199. MRN 88123456.\nDAUGHTER MARY CALLED.")
+PLANTED = ["Johanna", "Vandersloot", "Okonkwo", "410-555-0199", "88123456"]
+
+
+@pytest.fixture()
+def corpus(tmp_path):
+    path = tmp_path / "notes.jsonl"
+    lines = [
+        {"id": "n1", "text": NOTE, "meta": {"patient_id": "p1"}, "label": "cardiology",
+         "spans": [{"start": 17, "end": 27, "label": "SYMPTOM", "attrs": {}}]},
+        {"id": "n2", "text": "   ", "meta": {"patient_id": "p1"}},
+        {"id": "n3", "text": "Seen again by Dr. Okonkwo.\x07\x00 Vandersloot stable.", "meta": {"patient_id": "p1"}},
+    ]
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n{broken\n")
+    return path
+
+
+def read(path):
+    return [json.loads(line) for line in open(path)]
+
+
+def test_tag_output_schema_rejects_and_manifest(corpus, tmp_path):
+    out = tmp_path / "out.jsonl"
+    result = deidentify_file(corpus, out, DeidConfig(operator="tag"))
+    c = result.counts
+    assert (c.read, c.written, c.rejected) == (4, 3, 1) and c.reconciles
+    records = read(out)
+    assert [r["id"] for r in records] == ["n1", "n2", "n3"]
+    first = records[0]
+    assert set(first) >= {"id", "text", "meta", "label", "labels", "spans", "phi_spans"}
+    assert first["meta"] == {"patient_id": "p1"} and first["label"] == "cardiology"
+    for name in PLANTED:
+        assert name not in first["text"]
+    assert "[DATE]" in first["text"]
+    # phi_spans are input offsets with no text; annotation spans follow the new text.
+    for span in first["phi_spans"]:
+        assert set(span) == {"start", "end", "label", "score"}
+        assert 0 <= span["start"] < span["end"] <= len(NOTE)
+    assert first["text"][first["spans"][0]["start"]:first["spans"][0]["end"]] == "chest pain"
+    assert records[1]["text"] == "   " and records[1]["phi_spans"] == []
+    rejects = read(result.rejects)
+    assert rejects[0]["location"] == "notes.jsonl:4" and "broken JSON" in rejects[0]["reason"]
+    manifest = json.loads(result.manifest.read_text())
+    assert manifest["stage"] == "deid" and manifest["config"]["operator"] == "tag"
+    assert manifest["counts"]["reconciles"]
+
+
+def test_surrogates_are_consistent_for_a_patient_and_reproducible_with_seed(corpus, tmp_path, monkeypatch):
+    monkeypatch.delenv("DOMAINFM_VAULT_KEY", raising=False)
+    a = deidentify_file(corpus, tmp_path / "a.jsonl", DeidConfig(), seed=7)
+    b = deidentify_file(corpus, tmp_path / "b.jsonl", DeidConfig(), seed=7)
+    assert "seed 7" in a.surrogate_key
+    ra, rb = read(a.out), read(b.out)
+    assert [r["text"] for r in ra] == [r["text"] for r in rb]
+    for name in PLANTED:
+        assert all(name not in r["text"] for r in ra)
+    # the doctor's surrogate in note 1 is reused in note 3 (same patient)
+    n1, n3 = ra[0], ra[2]
+    doctor = next(s for s in n1["phi_spans"] if NOTE[s["start"]:s["end"]] == "Okonkwo")
+    del doctor
+    surname_in_n3 = n3["text"].split("Dr. ")[1].split(".")[0]
+    assert surname_in_n3 in n1["text"]
+
+
+def test_workers_give_the_same_output(corpus, tmp_path):
+    one = deidentify_file(corpus, tmp_path / "one.jsonl", DeidConfig(operator="tag"))
+    two = deidentify_file(corpus, tmp_path / "two.jsonl", DeidConfig(operator="tag", workers=2, batch_size=1))
+    assert read(one.out) == read(two.out)
+
+
+def test_cli_deid_vault_and_reidentify_round_trip(cli, corpus, tmp_path, monkeypatch):
+    monkeypatch.setenv("DOMAINFM_VAULT_KEY", "k" * 40)
+    out, vault, back = tmp_path / "d.jsonl", tmp_path / "d.vault", tmp_path / "back.jsonl"
+    result = cli("deid", corpus, "-o", out, "--vault", vault)
+    assert result.exit_code == 0, result.output
+    assert "read 4 = written 3 + rejected 1" in result.stderr
+    for name in PLANTED:
+        assert name not in result.output
+        assert name.encode() not in vault.read_bytes()
+    result = cli("reidentify", out, "-o", back, "--vault", vault)
+    assert result.exit_code == 0, result.output
+    originals = [json.loads(x) for x in corpus.read_text().splitlines()[:3]]
+    assert [r["text"] for r in read(back)] == [o["text"] for o in originals]
+
+
+def test_cli_vault_without_key_is_a_one_line_error(cli, corpus, tmp_path, monkeypatch):
+    monkeypatch.delenv("DOMAINFM_VAULT_KEY", raising=False)
+    result = cli("deid", corpus, "-o", tmp_path / "o.jsonl", "--vault", tmp_path / "v.vault")
+    assert result.exit_code == 2 and "DOMAINFM_VAULT_KEY" in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+
+
+def test_cli_deid_eval(cli, tmp_path):
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text(json.dumps({"id": "a", "text": "Seen by Dr. Okonkwo on 7/22.",
+                                "spans": [{"start": 12, "end": 19, "label": "DOCTOR"},
+                                          {"start": 23, "end": 27, "label": "DATE"}]}) + "\n")
+    pred = tmp_path / "pred.jsonl"
+    deidentify_file(gold, pred, DeidConfig(operator="tag"))
+    result = cli("deid-eval", gold, pred, "-o", tmp_path / "m.json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "m.json").read_text())
+    assert summary["any_overlap"]["recall"] == 1.0
+    assert "Okonkwo" not in result.output
