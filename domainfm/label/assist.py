@@ -1,0 +1,296 @@
+"""``suggest_labels`` and ``check_labels``: the labeling assistant as a Python API."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from domainfm.corpus.document import Document
+from domainfm.errors import DomainFMError
+from domainfm.label.active import rank_pool
+from domainfm.label.check import confident_joint, find_label_issues, find_multilabel_issues
+from domainfm.label.config import LabelConfig
+from domainfm.label.encoders import Encoder, SentenceEncoder
+from domainfm.label import methods
+
+_ENCODERS: dict[tuple, SentenceEncoder] = {}
+
+
+def get_encoder(cfg: LabelConfig) -> SentenceEncoder:
+    """The (memoised) sentence encoder of ``cfg``: loaded once per process, and its cache of
+    vectors is kept, so embedding the same pool twice costs nothing."""
+    key = (cfg.model, cfg.max_tokens, cfg.batch_size)
+    if key not in _ENCODERS:
+        _ENCODERS[key] = SentenceEncoder(cfg.model, max_tokens=cfg.max_tokens, batch_size=cfg.batch_size,
+                                         name=cfg.model)
+    return _ENCODERS[key]
+
+
+@dataclass
+class Suggestion:
+    """The suggestion for one pool document."""
+
+    doc_id: str
+    label: str
+    confidence: float
+    alternatives: list[dict]
+    rank: int
+    labels: list[str] | None = None  # multi-label: every label with probability >= 0.5
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"label": self.label, "confidence": round(self.confidence, 4), "alternatives": self.alternatives}
+        if self.labels is not None:
+            out["labels"] = self.labels
+        return out
+
+
+@dataclass
+class Seeds:
+    """Seeds turned into a training matrix, and what could not be used."""
+
+    docs: list[Document]
+    classes: list[str]
+    Y: np.ndarray  # class indices, or a 0/1 matrix (multi-label)
+    multilabel: bool
+    counts: dict[str, int]
+    too_few: dict[str, int]  # label -> seeds, for labels left out (< 2 seeds, or on every seed)
+    skipped: dict[str, int]  # reason -> seeds not used
+
+
+@dataclass
+class LabelResult:
+    """What :func:`suggest_labels` returns.
+
+    Attributes:
+        suggestions: one per pool document that could be processed, in pool order.
+        rejected: ``(document, reason)`` for pool documents that could not be processed.
+        summary: classes, seeds per class, labels left out, cross-validated expected accuracy
+            and macro-F1, calibration, timing.
+    """
+
+    classes: list[str]
+    multilabel: bool
+    suggestions: list[Suggestion]
+    docs: list[Document]
+    rejected: list[tuple[Document, str]]
+    summary: dict[str, Any]
+    config: LabelConfig
+    probabilities: np.ndarray = field(repr=False, default=None)
+    embeddings: np.ndarray = field(repr=False, default=None)
+
+    def records(self) -> list[dict]:
+        """Pool documents with ``meta.suggestion`` and ``meta.rank`` (valid domainfm documents)."""
+        out = []
+        for doc, s in zip(self.docs, self.suggestions):
+            record = doc.to_dict()
+            record["meta"] = {**doc.meta, "suggestion": s.to_dict(), "rank": s.rank}
+            out.append(record)
+        return out
+
+
+@dataclass
+class CheckResult:
+    """What :func:`check_labels` returns: flagged likely label errors, most likely first."""
+
+    classes: list[str]
+    multilabel: bool
+    flags: list[dict]
+    docs: list[Document]
+    summary: dict[str, Any]
+    config: LabelConfig
+    probabilities: np.ndarray = field(repr=False, default=None)
+
+
+def prepare_seeds(labeled: Sequence[Document], cfg: LabelConfig) -> Seeds:
+    """Pick single/multi-label mode, drop unusable seeds and labels (reported, not fatal)."""
+    labeled = list(labeled)
+    if cfg.task == "auto":
+        multilabel = bool(labeled) and not all(d.label for d in labeled) and any(d.labels for d in labeled)
+    else:
+        multilabel = cfg.task == "multi"
+    skipped: Counter = Counter()
+    docs: list[Document] = []
+    for d in labeled:
+        if not d.text.strip():
+            skipped["empty text"] += 1
+        elif multilabel and d.labels is None:
+            skipped["no 'labels' field"] += 1
+        elif not multilabel and not d.label:
+            skipped["no 'label'"] += 1
+        else:
+            docs.append(d)
+    if multilabel:
+        counts = Counter(l for d in docs for l in set(d.labels))
+        too_few = {l: n for l, n in counts.items() if n < 2 or n == len(docs)}
+    else:
+        counts = Counter(d.label for d in docs)
+        too_few = {l: n for l, n in counts.items() if n < 2}
+    classes = sorted(l for l in counts if l not in too_few)
+    if len(classes) < (1 if multilabel else 2):
+        usable = ", ".join(f"{l}={n}" for l, n in sorted(counts.items())) or "none"
+        raise DomainFMError(
+            f"need at least {'1 label' if multilabel else '2 labels'} with 2 or more seeds each "
+            f"(seeds per label: {usable}); add seeds to the labeled file"
+        )
+    index = {c: i for i, c in enumerate(classes)}
+    if multilabel:
+        Y = np.zeros((len(docs), len(classes)), dtype=int)
+        for r, d in enumerate(docs):
+            for l in d.labels:
+                if l in index:
+                    Y[r, index[l]] = 1
+    else:
+        keep = [d for d in docs if d.label in index]
+        skipped.update({"label with fewer than 2 seeds": len(docs) - len(keep)} if len(keep) < len(docs) else {})
+        docs = keep
+        Y = np.array([index[d.label] for d in docs], dtype=int)
+    return Seeds(docs, classes, Y, multilabel, dict(counts), too_few, dict(skipped))
+
+
+def _split_pool(pool: Sequence[Document]):
+    ok, rejected = [], []
+    for d in pool:
+        if not d.text.strip():
+            rejected.append((d, "empty text (nothing to classify)"))
+        else:
+            ok.append(d)
+    return ok, rejected
+
+
+def _cv_summary(seeds: Seeds, cv: methods.CVResult) -> dict[str, Any]:
+    Y, P = seeds.Y, cv.probs
+    if seeds.multilabel:
+        pred = (P >= 0.5).astype(int)
+        from sklearn.metrics import f1_score
+
+        return {
+            "folds": cv.folds, "C": cv.C, "temperature": round(cv.temperature, 4),
+            "expected_micro_f1": round(float(f1_score(Y, pred, average="micro", zero_division=0)), 4),
+            "expected_macro_f1": round(float(f1_score(Y, pred, average="macro", zero_division=0)), 4),
+            "expected_ece": round(methods.expected_calibration_error(
+                np.maximum(P, 1 - P).ravel(), ((P >= 0.5) == (Y > 0)).ravel()), 4),
+        }
+    pred = P.argmax(1)
+    return {
+        "folds": cv.folds, "C": cv.C, "temperature": round(cv.temperature, 4),
+        "expected_accuracy": round(float((pred == Y).mean()), 4),
+        "expected_macro_f1": round(methods.macro_f1(Y, pred, len(seeds.classes)), 4),
+        "expected_ece": round(methods.expected_calibration_error(P.max(1), pred == Y), 4),
+    }
+
+
+def suggest_labels(labeled_docs: Sequence[Document], pool_docs: Sequence[Document],
+                   config: LabelConfig | None = None, *, encoder: Encoder | None = None,
+                   on_stage: Callable[[str], None] | None = None) -> LabelResult:
+    """Suggest labels for ``pool_docs`` from a few labeled seeds.
+
+    Args:
+        labeled_docs: seeds with ``label`` (or ``labels`` for multi-label tasks).
+        pool_docs: documents to label; empty ones are returned in ``rejected``.
+        config: :class:`LabelConfig` (defaults: ``embed`` on the embedded MiniLM).
+        encoder: an :class:`~domainfm.label.encoders.Encoder` to use instead of ``config.model``.
+        on_stage: called with a short stage name (progress display; never document text).
+
+    Returns:
+        :class:`LabelResult` with one calibrated :class:`Suggestion` per pool document, its
+        active-learning ``rank`` and a summary with the cross-validated expected accuracy.
+
+    Example:
+        >>> result = suggest_labels(seeds, pool, LabelConfig(method="embed"))  # doctest: +SKIP
+        >>> result.suggestions[0].to_dict()  # doctest: +SKIP
+        {'label': 'cardiology', 'confidence': 0.81, 'alternatives': [{'label': 'pulmonology', 'score': 0.1}, ...]}
+    """
+    cfg = config or LabelConfig()
+    started = time.perf_counter()
+    seeds = prepare_seeds(labeled_docs, cfg)
+    pool, rejected = _split_pool(pool_docs)
+    enc = encoder if encoder is not None else get_encoder(cfg)
+    fitted = methods.fit_and_predict(enc, [d.text for d in seeds.docs], seeds.Y, [d.text for d in pool],
+                                     seeds.classes, multilabel=seeds.multilabel, cfg=cfg, on_stage=on_stage)
+    if on_stage:
+        on_stage("ranking the pool")
+    probs = fitted.pool_probs
+    ranks = rank_pool(probs, fitted.pool_embeddings, diversity=cfg.diversity, multilabel=seeds.multilabel)
+    suggestions = [_suggestion(d.id, p, int(r), seeds, cfg) for d, p, r in zip(pool, probs, ranks)]
+    predicted = Counter(s.label for s in suggestions)
+    summary = {
+        "method": cfg.method,
+        "model": fitted.encoder_name,
+        "task": "multi" if seeds.multilabel else "single",
+        "classes": seeds.classes,
+        "seeds_per_class": {c: seeds.counts[c] for c in seeds.classes},
+        "labels_left_out": seeds.too_few,
+        "seeds_skipped": seeds.skipped,
+        "cross_validation": _cv_summary(seeds, fitted.cv),
+        "pool": {"read": len(pool_docs), "suggested": len(suggestions), "rejected": len(rejected),
+                 "predicted_labels": dict(predicted.most_common()),
+                 "mean_confidence": round(float(probs.max(1).mean()), 4) if len(probs) else None},
+        "chunked_documents": getattr(enc, "chunked_documents", None),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    return LabelResult(seeds.classes, seeds.multilabel, suggestions, pool, rejected, summary, cfg, probs,
+                       fitted.pool_embeddings)
+
+
+def _suggestion(doc_id: str, p: np.ndarray, rank: int, seeds: Seeds, cfg: LabelConfig) -> Suggestion:
+    order = np.argsort(-p, kind="stable")
+    best = int(order[0])
+    alternatives = [{"label": seeds.classes[j], "score": round(float(p[j]), 4)}
+                    for j in order[1:1 + cfg.max_alternatives]]
+    labels = [seeds.classes[j] for j in order if p[j] >= 0.5] if seeds.multilabel else None
+    return Suggestion(doc_id, seeds.classes[best], float(p[best]), alternatives, rank, labels)
+
+
+def check_labels(labeled_docs: Sequence[Document], config: LabelConfig | None = None, *,
+                 encoder: Encoder | None = None, on_stage: Callable[[str], None] | None = None) -> CheckResult:
+    """Flag likely label errors in a labeled set (confident learning on out-of-fold probabilities).
+
+    Returns:
+        :class:`CheckResult`; ``flags`` are dicts ``{id, given, suggested, confidence,
+        given_probability, margin}`` sorted with the most likely error first.
+    """
+    cfg = config or LabelConfig()
+    seeds = prepare_seeds(labeled_docs, cfg)
+    enc = encoder if encoder is not None else get_encoder(cfg)
+    texts = [d.text for d in seeds.docs]
+    if on_stage:
+        on_stage("embedding the labeled set")
+    X = enc.encode(texts)
+    fold_embed = None
+    splits = None
+    if cfg.method == "setfit":
+        splits = methods.cv_splits(seeds.Y, seeds.multilabel, cfg.cv_folds, cfg.seed)
+
+        def fold_embed(train_idx):
+            tuned = methods.finetune_encoder(enc, [texts[i] for i in train_idx], seeds.Y[train_idx],
+                                             multilabel=seeds.multilabel,
+                                             cfg=methods._scaled(cfg, len(train_idx), len(texts)))
+            return tuned.encode(texts), None
+    if on_stage:
+        on_stage("cross-validating")
+    # No pool: self-training would pseudo-label the checked items themselves.
+    cv = methods.cross_validate(X, seeds.Y, None, multilabel=seeds.multilabel, n_classes=len(seeds.classes),
+                                cfg=cfg, splits=splits, fold_embed=fold_embed)
+    if seeds.multilabel:
+        flags = find_multilabel_issues(cv.probs, seeds.Y, seeds.classes)
+        joint = None
+    else:
+        flags = find_label_issues(cv.probs, seeds.Y, seeds.classes)
+        joint = confident_joint(cv.probs, seeds.Y)[0].tolist()
+    flag_dicts = [f.to_dict(seeds.docs[f.index].id) for f in flags]
+    summary = {
+        "method": cfg.method, "task": "multi" if seeds.multilabel else "single", "classes": seeds.classes,
+        "labeled": len(labeled_docs), "checked": len(seeds.docs), "flagged": len(flag_dicts),
+        "seeds_per_class": {c: seeds.counts[c] for c in seeds.classes},
+        "labels_left_out": seeds.too_few, "seeds_skipped": seeds.skipped,
+        "cross_validation": _cv_summary(seeds, cv), "confident_joint": joint,
+    }
+    return CheckResult(seeds.classes, seeds.multilabel, flag_dicts, seeds.docs, summary, cfg, cv.probs)
+
+
+__all__ = ["CheckResult", "LabelResult", "Suggestion", "check_labels", "get_encoder", "prepare_seeds",
+           "suggest_labels"]

@@ -1,0 +1,148 @@
+"""Suggestions in the formats annotation tools import.
+
+- **Label Studio**: a JSON list of tasks ``{"data": {...}, "meta": {...}, "predictions": [...]}``;
+  each prediction carries ``model_version``, ``score`` and a ``result`` list of ``choices``
+  regions (``from_name``/``to_name`` must match the labeling config, see
+  :func:`labelstudio_config`). Imported predictions show as pre-annotations.
+- **Prodigy**: JSONL tasks in the ``choice`` interface format used by ``textcat.manual``:
+  ``{"text", "options": [{"id", "text"}], "accept": [...], "meta": {...}}`` (pre-selected
+  options); ``style="binary"`` writes the ``classification`` format ``{"text", "label", "meta"}``
+  instead (accept / reject one suggested label per task).
+- **CSV**: one row per document for a spreadsheet review.
+
+Exports list the pool in active-learning order (``rank`` 1 first).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+from xml.sax.saxutils import quoteattr
+
+from domainfm.config import suggest
+from domainfm.corpus.document import Document
+from domainfm.errors import ConfigError
+
+EXPORT_FORMATS = ("labelstudio", "prodigy", "csv")
+CSV_COLUMNS = ("id", "rank", "label", "confidence", "labels", "alternatives", "text")
+
+
+def _ordered(docs: Sequence[Document], suggestions: Sequence) -> list[tuple[Document, object]]:
+    if len(docs) != len(suggestions):
+        raise ConfigError(f"got {len(suggestions)} suggestions for {len(docs)} documents")
+    return sorted(zip(docs, suggestions), key=lambda pair: pair[1].rank)
+
+
+def labelstudio_config(classes: Iterable[str], *, multilabel: bool = False, from_name: str = "label",
+                       to_name: str = "text") -> str:
+    """The Label Studio labeling config (XML) that the exported predictions refer to."""
+    choice = "multiple" if multilabel else "single"
+    options = "\n".join(f"    <Choice value={quoteattr(c)}/>" for c in classes)
+    return (
+        f"<View>\n  <Text name={quoteattr(to_name)} value=\"$text\"/>\n"
+        f"  <Choices name={quoteattr(from_name)} toName={quoteattr(to_name)} choice=\"{choice}\">\n"
+        f"{options}\n  </Choices>\n</View>\n"
+    )
+
+
+def to_labelstudio(docs: Sequence[Document], suggestions: Sequence, *, model_version: str,
+                   from_name: str = "label", to_name: str = "text") -> list[dict]:
+    """Label Studio import tasks with the suggestions as ``predictions``."""
+    tasks = []
+    for doc, s in _ordered(docs, suggestions):
+        chosen = list(s.labels) if s.labels is not None else [s.label]
+        tasks.append({
+            "data": {to_name: doc.text, "doc_id": doc.id},
+            "meta": {"rank": s.rank},
+            "predictions": [{
+                "model_version": model_version,
+                "score": round(float(s.confidence), 4),
+                "result": [{
+                    "id": f"{doc.id}-suggestion",
+                    "from_name": from_name,
+                    "to_name": to_name,
+                    "type": "choices",
+                    "value": {"choices": chosen},
+                }],
+            }],
+        })
+    return tasks
+
+
+def to_prodigy(docs: Sequence[Document], suggestions: Sequence, classes: Sequence[str], *,
+               multilabel: bool = False, style: str = "choice") -> list[dict]:
+    """Prodigy tasks (``choice`` with pre-selected options, or ``binary`` accept/reject)."""
+    if style not in ("choice", "binary"):
+        raise ConfigError(f"prodigy style must be 'choice' or 'binary', got {style!r}{suggest(style, ['choice', 'binary'])}")
+    tasks = []
+    for doc, s in _ordered(docs, suggestions):
+        meta = {"id": doc.id, "rank": s.rank, "score": round(float(s.confidence), 4)}
+        if style == "binary":
+            tasks.append({"text": doc.text, "label": s.label, "meta": meta})
+            continue
+        task = {
+            "text": doc.text,
+            "options": [{"id": c, "text": c} for c in classes],
+            "accept": list(s.labels) if s.labels is not None else [s.label],
+            "meta": meta,
+        }
+        if multilabel:
+            task["config"] = {"choice_style": "multiple"}
+        tasks.append(task)
+    return tasks
+
+
+def csv_rows(docs: Sequence[Document], suggestions: Sequence) -> list[dict]:
+    rows = []
+    for doc, s in _ordered(docs, suggestions):
+        rows.append({
+            "id": doc.id, "rank": s.rank, "label": s.label, "confidence": f"{s.confidence:.4f}",
+            "labels": "|".join(s.labels) if s.labels is not None else "",
+            "alternatives": "|".join(f"{a['label']}:{a['score']:.4f}" for a in s.alternatives),
+            "text": doc.text,
+        })
+    return rows
+
+
+def export_path_for(out: str | os.PathLike, kind: str) -> Path:
+    """``suggestions.jsonl`` -> ``suggestions.labelstudio.json`` / ``.prodigy.jsonl`` / ``.csv``."""
+    out = Path(out)
+    stem = out.name[: -len(".jsonl")] if out.name.endswith(".jsonl") else out.stem
+    suffix = {"labelstudio": ".labelstudio.json", "prodigy": ".prodigy.jsonl", "csv": ".csv"}[kind]
+    return out.with_name(stem + suffix)
+
+
+def write_export(kind: str, path: str | os.PathLike, docs: Sequence[Document], suggestions: Sequence, *,
+                 classes: Sequence[str], multilabel: bool, model_version: str) -> Path:
+    """Write one export atomically (``path.tmp`` then rename); returns the path.
+
+    For Label Studio the labeling config is written beside it (``<path>.config.xml``).
+    """
+    if kind not in EXPORT_FORMATS:
+        raise ConfigError(f"unknown export format {kind!r}{suggest(kind, EXPORT_FORMATS)}; "
+                          f"choose one of {', '.join(EXPORT_FORMATS)}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="" if kind == "csv" else "\n") as fh:
+            if kind == "labelstudio":
+                json.dump(to_labelstudio(docs, suggestions, model_version=model_version), fh, ensure_ascii=False, indent=1)
+                fh.write("\n")
+            elif kind == "prodigy":
+                for task in to_prodigy(docs, suggestions, classes, multilabel=multilabel):
+                    fh.write(json.dumps(task, ensure_ascii=False) + "\n")
+            else:
+                writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
+                writer.writeheader()
+                writer.writerows(csv_rows(docs, suggestions))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    if kind == "labelstudio":
+        path.with_name(path.name + ".config.xml").write_text(
+            labelstudio_config(classes, multilabel=multilabel), encoding="utf-8")
+    return path

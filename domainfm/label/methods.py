@@ -1,0 +1,424 @@
+"""Few-shot classifiers on sentence embeddings, with calibration that is honest on tiny seed sets.
+
+Calibration. With 8 seeds per class, isotonic regression (or per-class Platt scaling inside
+``CalibratedClassifierCV``) fits 2 parameters per class on a handful of points and overfits. We
+fit one *temperature* (a single scalar that divides all logits) on out-of-fold logits of the
+seeds: one parameter cannot overfit 40 points, it keeps the ranking of the logistic regression,
+and it corrects the main failure of few-shot LR (probabilities far too flat or far too sharp,
+depending on the regularisation). The whole procedure - including self-training on the pool - is
+rerun inside every fold, so the out-of-fold probabilities, the expected accuracy and the label
+check all describe exactly the model that produces the suggestions (trained on a little less
+data, so the estimates lean pessimistic).
+
+Self-training. The pool is unlabeled but available: after a first fit, the ``pseudo_per_class``
+most confident pool documents of each label are added with a low weight and the head is refit.
+This moves the decision boundaries towards low-density regions of the pool, which is where most
+of the few-shot gain over plain LR comes from on topic-like labels.
+
+SetFit. The encoder is first fine-tuned contrastively (``CosineSimilarityLoss`` on seed pairs:
+target 1 for same label, 0 for different labels, Jaccard of the label sets for multi-label),
+then the same calibrated head is fitted on the tuned embeddings. Calibrating that head on
+out-of-fold seeds would be dishonest (the encoder saw every seed), so the calibration folds
+cross-fit the fine-tuning too, at the cost of extra (smaller) fine-tuning runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from domainfm.label.config import LabelConfig
+from domainfm.label.encoders import Encoder, SentenceEncoder, normalize
+
+
+# --------------------------------------------------------------------------- calibration math
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -50, 50)))
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray, *, multilabel: bool = False) -> float:
+    """The temperature T > 0 minimising the NLL of ``logits / T`` (golden-section on log T).
+
+    ``y`` holds class indices (single-label) or a 0/1 matrix (multi-label, binary NLL per cell).
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+
+    def nll(log_t: float) -> float:
+        z = logits / math.exp(log_t)
+        if multilabel:
+            p = np.clip(sigmoid(z), 1e-12, 1 - 1e-12)
+            return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
+        p = softmax(z)
+        return float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)).mean())
+
+    lo, hi = math.log(0.02), math.log(50.0)
+    ratio = (math.sqrt(5) - 1) / 2
+    a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+    fa, fb = nll(a), nll(b)
+    for _ in range(60):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - ratio * (hi - lo)
+            fa = nll(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + ratio * (hi - lo)
+            fb = nll(b)
+    return float(math.exp((lo + hi) / 2))
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 10) -> float:
+    """ECE with equal-width confidence bins: sum over bins of |accuracy - confidence| * share."""
+    confidence = np.asarray(confidence, dtype=float)
+    correct = np.asarray(correct, dtype=float)
+    if len(confidence) == 0:
+        return float("nan")
+    bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
+    ece = 0.0
+    for b in range(n_bins):
+        mask = bins == b
+        if mask.any():
+            ece += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
+    return float(ece)
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(y_true, y_pred, labels=list(range(n_classes)), average="macro", zero_division=0))
+
+
+# ------------------------------------------------------------------------------------ heads
+
+@dataclass
+class Head:
+    """A fitted calibrated head: ``predict_proba(X)`` on embeddings."""
+
+    classes: list[str]
+    multilabel: bool
+    temperature: float
+    C: float
+    models: list  # one multinomial LR, or one binary LR per label
+
+    def logits(self, X: np.ndarray) -> np.ndarray:
+        if not self.multilabel:
+            return _decision(self.models[0], X)
+        return np.stack([m.decision_function(X) for m in self.models], axis=1)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        z = self.logits(X) / self.temperature
+        return sigmoid(z) if self.multilabel else softmax(z)
+
+
+def _decision(model, X) -> np.ndarray:
+    """Multinomial logits ``(n, k)``; a binary LR's single margin becomes ``[0, z]``
+    (same softmax), so every caller sees one column per class."""
+    z = model.decision_function(X)
+    return np.stack([np.zeros_like(z), z], axis=1) if z.ndim == 1 else z
+
+
+def _fit_lr(X, y, C: float, weights=None, seed: int = 0):
+    from sklearn.linear_model import LogisticRegression
+
+    from threadpoolctl import threadpool_limits
+
+    model = LogisticRegression(C=C, max_iter=3000, random_state=seed)
+    # Tiny problems: multi-threaded BLAS only adds spin-waits (5x slower on a shared machine).
+    with warnings.catch_warnings(), threadpool_limits(1, user_api="blas"):
+        warnings.simplefilter("ignore")
+        model.fit(X, y, sample_weight=weights)
+    return model
+
+
+def _raw_logits(X_train, Y_train, X_eval, *, C, multilabel, seed, weights=None):
+    """Fit LR(s) and return (models, logits on X_eval) - uncalibrated."""
+    if not multilabel:
+        model = _fit_lr(X_train, Y_train, C, weights, seed)
+        return [model], _decision(model, X_eval)
+    models = [_fit_lr(X_train, Y_train[:, j], C, weights, seed) for j in range(Y_train.shape[1])]
+    return models, np.stack([m.decision_function(X_eval) for m in models], axis=1)
+
+
+def fit_self_trained(X, Y, X_pool, *, C, multilabel, n_classes, cfg: LabelConfig, temperature=1.0):
+    """LR on the seeds, then ``cfg.self_training`` rounds of adding confident pool documents.
+
+    Returns the fitted models (list). Pseudo-labels are chosen class-balanced (top
+    ``pseudo_per_class`` per predicted label) so a dominant class cannot swallow the pool.
+    """
+    models, _ = _raw_logits(X, Y, X[:1], C=C, multilabel=multilabel, seed=cfg.seed)
+    if multilabel or cfg.self_training == 0 or X_pool is None or len(X_pool) == 0:
+        return models
+    for _ in range(cfg.self_training):
+        probs = softmax(_decision(models[0], X_pool) / temperature)
+        pred = probs.argmax(1)
+        chosen, labels = [], []
+        for c in range(n_classes):
+            idx = np.flatnonzero(pred == c)
+            if len(idx) == 0:
+                continue
+            top = idx[np.argsort(-probs[idx, c], kind="stable")[: cfg.pseudo_per_class]]
+            chosen.extend(top.tolist())
+            labels.extend([c] * len(top))
+        if not chosen:
+            break
+        X_aug = np.vstack([X, X_pool[chosen]])
+        y_aug = np.concatenate([Y, np.asarray(labels)])
+        w = np.concatenate([np.ones(len(Y)), np.full(len(chosen), cfg.pseudo_weight)])
+        models, _ = _raw_logits(X_aug, y_aug, X[:1], C=C, multilabel=False, seed=cfg.seed, weights=w)
+    return models
+
+
+def _logits_of(models, X, multilabel):
+    if not multilabel:
+        return _decision(models[0], X)
+    return np.stack([m.decision_function(X) for m in models], axis=1)
+
+
+def cv_splits(Y: np.ndarray, multilabel: bool, folds: int, seed: int):
+    """Stratified folds (single-label) or shuffled folds (multi-label)."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if multilabel:
+        folds = max(2, min(folds, len(Y)))
+        return list(KFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(Y))))
+    smallest = int(np.bincount(Y).min())
+    folds = max(2, min(folds, smallest))
+    return list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(Y)), Y))
+
+
+@dataclass
+class CVResult:
+    """Out-of-fold view of the seeds: what ``--check`` and the summary are built from."""
+
+    logits: np.ndarray  # raw out-of-fold logits of the chosen C
+    probs: np.ndarray  # calibrated out-of-fold probabilities
+    temperature: float
+    C: float
+    folds: int
+    scores: dict = field(default_factory=dict)  # per C: calibrated NLL
+
+
+def cross_validate(X, Y, X_pool, *, multilabel, n_classes, cfg: LabelConfig,
+                   splits=None, fold_embed: Callable | None = None) -> CVResult:
+    """Out-of-fold logits for every C of the grid; C by calibrated NLL, then its temperature.
+
+    ``fold_embed(train_idx)`` (SetFit) returns ``(X, X_pool)`` from an encoder tuned on that
+    fold's seeds only; by default the given embeddings are used in every fold.
+    """
+    splits = splits if splits is not None else cv_splits(Y, multilabel, cfg.cv_folds, cfg.seed)
+    width = n_classes
+    oof = {C: np.zeros((len(Y), width)) for C in cfg.c_grid}
+    for train, test in splits:
+        Xf, Pf = (X, X_pool) if fold_embed is None else fold_embed(train)
+        for C in cfg.c_grid:
+            if not multilabel and len(np.unique(Y[train])) < n_classes:
+                # A class absent from this fold's training part: give it no mass.
+                present = np.unique(Y[train])
+                remap = {c: i for i, c in enumerate(present)}
+                models = fit_self_trained(Xf[train], np.array([remap[c] for c in Y[train]]), Pf, C=C,
+                                          multilabel=False, n_classes=len(present), cfg=cfg)
+                part = np.full((len(test), width), -30.0)
+                part[:, present] = _logits_of(models, Xf[test], False)
+                oof[C][test] = part
+                continue
+            if multilabel:
+                cols = Y[train].min(0) != Y[train].max(0)
+                part = np.zeros((len(test), width))
+                part[:, ~cols] = np.where(Y[train][0, ~cols] > 0, 30.0, -30.0)
+                if cols.any():
+                    models = [_fit_lr(Xf[train], Y[train][:, j], C, None, cfg.seed) for j in np.flatnonzero(cols)]
+                    part[:, cols] = _logits_of(models, Xf[test], True)
+                oof[C][test] = part
+            else:
+                models = fit_self_trained(Xf[train], Y[train], Pf, C=C, multilabel=False,
+                                          n_classes=n_classes, cfg=cfg)
+                oof[C][test] = _logits_of(models, Xf[test], False)
+    scores, temps = {}, {}
+    for C, logits in oof.items():
+        T = fit_temperature(logits, Y, multilabel=multilabel)
+        temps[C] = T
+        scores[C] = _nll(logits / T, Y, multilabel)
+    best = min(cfg.c_grid, key=lambda c: (round(scores[c], 6), c))
+    probs = sigmoid(oof[best] / temps[best]) if multilabel else softmax(oof[best] / temps[best])
+    return CVResult(oof[best], probs, temps[best], best, len(splits), scores)
+
+
+def _nll(z, Y, multilabel):
+    if multilabel:
+        p = np.clip(sigmoid(z), 1e-12, 1 - 1e-12)
+        return float(-(Y * np.log(p) + (1 - Y) * np.log(1 - p)).mean())
+    p = softmax(z)
+    return float(-np.log(np.clip(p[np.arange(len(Y)), Y], 1e-12, None)).mean())
+
+
+def fit_head(X, Y, X_pool, classes, *, multilabel, cv: CVResult, cfg: LabelConfig) -> Head:
+    models = fit_self_trained(X, Y, X_pool, C=cv.C, multilabel=multilabel, n_classes=len(classes),
+                              cfg=cfg, temperature=cv.temperature)
+    return Head(list(classes), multilabel, cv.temperature, cv.C, models)
+
+
+# ---------------------------------------------------------------------------------- SetFit
+
+def contrastive_pairs(Y: np.ndarray, *, multilabel: bool, pairs_per_seed: int, seed: int):
+    """SetFit pair sampling: for each seed, ``pairs_per_seed / 2`` positives (same label) and as
+    many negatives. Multi-label: target = Jaccard similarity of the two label sets.
+
+    Returns a list of ``(i, j, target)``.
+    """
+    rng = np.random.default_rng(seed)
+    n = len(Y)
+    pairs: list[tuple[int, int, float]] = []
+    if multilabel:
+        sets = [frozenset(np.flatnonzero(row)) for row in Y]
+        sim = np.array([[len(a & b) / max(1, len(a | b)) for b in sets] for a in sets])
+    else:
+        sim = (Y[:, None] == Y[None, :]).astype(float)
+    np.fill_diagonal(sim, np.nan)
+    for _ in range(max(1, pairs_per_seed // 2)):
+        for i in rng.permutation(n):
+            pos = np.flatnonzero(sim[i] >= 0.5)
+            neg = np.flatnonzero(sim[i] < 0.5)
+            if len(pos):
+                j = int(rng.choice(pos))
+                pairs.append((int(i), j, float(sim[i, j])))
+            if len(neg):
+                j = int(rng.choice(neg))
+                pairs.append((int(i), j, float(sim[i, j])))
+    order = rng.permutation(len(pairs))
+    return [pairs[k] for k in order]
+
+
+def finetune_encoder(encoder: SentenceEncoder, texts: Sequence[str], Y: np.ndarray, *, multilabel: bool,
+                     cfg: LabelConfig, seed: int | None = None,
+                     on_step: Callable[[int, int], None] | None = None) -> SentenceEncoder:
+    """A copy of ``encoder`` fine-tuned with ``CosineSimilarityLoss`` on seed pairs.
+
+    Long seeds contribute a random chunk per pair (the views inference averages), so the
+    tuning never trains on text the encoder window would cut off.
+    """
+    import torch
+    from sentence_transformers import losses
+
+    seed = cfg.seed if seed is None else seed
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = copy.deepcopy(encoder.model)
+    window = model.max_seq_length
+    model.max_seq_length = min(window, cfg.setfit_max_length)
+    pieces = encoder.chunk_texts(list(texts))
+    pairs = contrastive_pairs(Y, multilabel=multilabel, pairs_per_seed=cfg.setfit_pairs_per_seed, seed=seed)
+    bs = cfg.setfit_batch_size
+    steps_per_epoch = math.ceil(len(pairs) / bs)
+    total = min(cfg.setfit_max_steps, steps_per_epoch * cfg.setfit_epochs)
+    loss_fn = losses.CosineSimilarityLoss(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.setfit_lr)
+    warmup = max(1, total // 10)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
+    )
+    device = next(model.parameters()).device
+    model.train()
+    step = 0
+    while step < total:
+        for start in range(0, len(pairs), bs):
+            if step >= total:
+                break
+            batch = pairs[start:start + bs]
+            left = [pieces[i][rng.integers(len(pieces[i]))] for i, _, _ in batch]
+            right = [pieces[j][rng.integers(len(pieces[j]))] for _, j, _ in batch]
+            features = [_features(model, side, device) for side in (left, right)]
+            labels = torch.tensor([t for _, _, t in batch], dtype=torch.float32, device=device)
+            loss = loss_fn(features, labels)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            step += 1
+            if on_step is not None:
+                on_step(step, total)
+        rng.shuffle(pairs)
+    model.eval()
+    model.max_seq_length = window
+    return SentenceEncoder(model, max_tokens=encoder.max_tokens, batch_size=encoder.batch_size,
+                           chunk=encoder.chunk, name=f"{encoder.name}+setfit")
+
+
+def _features(model, texts: list[str], device) -> dict:
+    # sentence-transformers >= 6 renamed ``tokenize`` to ``preprocess``; both return tensors plus
+    # non-tensor entries (e.g. the modality) that must stay as they are.
+    prepare = getattr(model, "preprocess", None) or model.tokenize
+    return {k: v.to(device) if hasattr(v, "to") else v for k, v in prepare(texts).items()}
+
+
+# ------------------------------------------------------------------------- the full procedure
+
+@dataclass
+class Fitted:
+    """Everything a run produced about the seeds and the pool."""
+
+    head: Head
+    cv: CVResult
+    pool_probs: np.ndarray
+    pool_embeddings: np.ndarray
+    encoder_name: str
+
+
+def fit_and_predict(encoder: Encoder, seed_texts, Y, pool_texts, classes, *, multilabel: bool,
+                    cfg: LabelConfig, on_stage: Callable[[str], None] | None = None) -> Fitted:
+    """Run ``cfg.method`` end to end: calibrated CV on the seeds, final head, pool probabilities."""
+    say = on_stage or (lambda s: None)
+    say("embedding seeds and pool")
+    X = encoder.encode(seed_texts)
+    P = encoder.encode(pool_texts) if len(pool_texts) else np.zeros((0, X.shape[1]), np.float32)
+    if cfg.method == "embed":
+        say("cross-validating on the seeds")
+        cv = cross_validate(X, Y, P, multilabel=multilabel, n_classes=len(classes), cfg=cfg)
+        head = fit_head(X, Y, P, classes, multilabel=multilabel, cv=cv, cfg=cfg)
+        return Fitted(head, cv, head.predict_proba(P) if len(P) else np.zeros((0, len(classes))), P, encoder.name)
+    if not isinstance(encoder, SentenceEncoder):
+        raise TypeError("method 'setfit' fine-tunes the encoder and needs a SentenceEncoder")
+    # Calibration folds cross-fit the fine-tuning (see the module docstring); 2 folds keep the
+    # cost at one extra full-size tuning.
+    splits = cv_splits(Y, multilabel, 2, cfg.seed)
+
+    def fold_embed(train_idx):
+        say(f"fine-tuning a calibration fold on {len(train_idx)} seeds")
+        tuned = finetune_encoder(encoder, [seed_texts[i] for i in train_idx], Y[train_idx],
+                                 multilabel=multilabel, cfg=_scaled(cfg, len(train_idx), len(Y)))
+        return tuned.encode(seed_texts), None
+
+    cv = cross_validate(X, Y, None, multilabel=multilabel, n_classes=len(classes), cfg=cfg,
+                        splits=splits, fold_embed=fold_embed)
+    say("fine-tuning the encoder on all seeds")
+    tuned = finetune_encoder(encoder, seed_texts, Y, multilabel=multilabel, cfg=cfg)
+    say("embedding seeds and pool with the tuned encoder")
+    Xt = tuned.encode(seed_texts)
+    Pt = tuned.encode(pool_texts) if len(pool_texts) else np.zeros((0, Xt.shape[1]), np.float32)
+    head = fit_head(Xt, Y, Pt, classes, multilabel=multilabel, cv=cv, cfg=cfg)
+    return Fitted(head, cv, head.predict_proba(Pt) if len(Pt) else np.zeros((0, len(classes))), Pt, tuned.name)
+
+
+def _scaled(cfg: LabelConfig, n_part: int, n_all: int) -> LabelConfig:
+    """Same recipe on a subset: the step cap shrinks with the number of seeds (pairs do too)."""
+    scaled = copy.copy(cfg)
+    scaled.setfit_max_steps = max(1, int(round(cfg.setfit_max_steps * n_part / max(1, n_all))))
+    return scaled
+
+
+__all__ = [
+    "CVResult", "Fitted", "Head", "contrastive_pairs", "cross_validate", "expected_calibration_error",
+    "finetune_encoder", "fit_and_predict", "fit_temperature", "macro_f1", "normalize", "softmax",
+]

@@ -1,0 +1,125 @@
+"""``domainfm label``: read seeds and pool, write suggestions + rejects + exports + manifest."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from domainfm.corpus.io import Counts, Rejected, RejectWriter, _AtomicLines, read_documents, rejects_path_for
+from domainfm.errors import CorpusError
+from domainfm.label.assist import check_labels, suggest_labels
+from domainfm.label.config import LabelConfig
+from domainfm.label.export import export_path_for, write_export
+from domainfm.manifest import write_manifest
+
+
+@dataclass
+class LabelRun:
+    """Paths and counts of one ``domainfm label`` run."""
+
+    out: Path
+    rejects: Path | None
+    manifest: Path
+    counts: Counts
+    summary: dict
+    exports: list[Path] = field(default_factory=list)
+    first_rejects: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _RunConfig:
+    """Saved in the manifest: the label config plus the run's files."""
+
+    labeled: str
+    pool: str | None
+    out: str
+    check: bool
+    exports: list[str]
+    label: LabelConfig
+
+
+def _read(path: Path, counts: Counts | None, rejects: list[Rejected]):
+    docs = list(read_documents(path, rejects=rejects))
+    if counts is not None:
+        counts.read += len(docs) + len(rejects)
+    return docs
+
+
+def label_file(labeled: str | os.PathLike, pool: str | os.PathLike | None, out: str | os.PathLike,
+               config: LabelConfig | None = None, *, exports: list[str] = (), check: bool = False,
+               on_stage: Callable[[str], None] | None = None) -> LabelRun:
+    """Suggest labels for the pool file (or, with ``check``, flag label errors in the labeled
+    file) and write ``out`` atomically with ``<out>.rejects.jsonl`` and a manifest beside it.
+
+    Counts are over the documents written to ``out`` (the pool, or the labeled set for a check):
+    ``read == written + rejected``.
+    """
+    cfg = config or LabelConfig()
+    labeled, out = Path(labeled), Path(out)
+    source = labeled if check else Path(pool) if pool is not None else None
+    if source is None:
+        raise CorpusError("give --pool POOL.jsonl (documents to label), or --check to check the labeled set")
+    for given in {labeled, source}:
+        if given.exists() and out.exists() and given.resolve() == out.resolve():
+            raise CorpusError(f"{out}: the output would overwrite an input; choose another -o path")
+    counts = Counts()
+    bad: list[Rejected] = []
+    seed_bad: list[Rejected] = []
+    if check:
+        docs = _read(labeled, counts, bad)
+        result = check_labels(docs, cfg, on_stage=on_stage)
+        by_id = {f["id"]: f for f in result.flags}
+        checked = {d.id for d in result.docs}
+        records, reasons = [], []
+        for d in docs:
+            if d.id not in checked:
+                reasons.append(Rejected("not checked (empty text, no label, or a label with fewer than 2 seeds)",
+                                        record_id=d.id, raw=json.dumps(d.to_dict(), ensure_ascii=False)))
+                continue
+            flag = by_id.get(d.id)
+            record = d.to_dict()
+            record["meta"] = {**d.meta, "label_check": {"flagged": flag is not None, **(flag or {})}}
+            record["meta"]["label_check"].pop("id", None)
+            records.append(record)
+        summary = result.summary
+    else:
+        seeds = _read(labeled, None, seed_bad)
+        docs = _read(source, counts, bad)
+        result = suggest_labels(seeds, docs, cfg, on_stage=on_stage)
+        records = result.records()
+        reasons = [Rejected(reason, record_id=d.id, raw=json.dumps(d.to_dict(), ensure_ascii=False))
+                   for d, reason in result.rejected]
+        summary = result.summary
+        summary["seed_records_invalid"] = len(seed_bad)
+    rejects_file = rejects_path_for(out)
+    first: list[str] = []
+    with _AtomicLines(out) as writer, RejectWriter(rejects_file) as rejects_out:
+        for record in records:
+            writer.write_obj(record)
+            counts.written += 1
+        for item in bad + reasons:
+            rejects_out.write(item)
+            counts.rejected += 1
+            key = item.reason.split(" (")[0][:80]
+            counts.reasons[key] = counts.reasons.get(key, 0) + 1
+            if len(first) < 5:
+                first.append(item.describe())
+    assert counts.reconciles, counts
+    written_exports = []
+    if not check:
+        for kind in exports:
+            written_exports.append(write_export(
+                kind, export_path_for(out, kind), result.docs, result.suggestions, classes=result.classes,
+                multilabel=result.multilabel, model_version=f"domainfm-{cfg.method}-{summary['model']}"))
+    run_cfg = _RunConfig(str(labeled), None if pool is None else str(pool), str(out), check, list(exports), cfg)
+    inputs = [labeled] + ([Path(pool)] if pool is not None and not check else [])
+    manifest = write_manifest(
+        out, stage="label", config=run_cfg, inputs=inputs,
+        outputs=[out] + ([rejects_file] if counts.rejected else []) + written_exports,
+        counts=counts.to_dict(), extra={"summary": summary},
+    )
+    return LabelRun(out, rejects_file if counts.rejected else None, manifest, counts, summary,
+                    written_exports, first)

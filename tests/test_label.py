@@ -1,0 +1,463 @@
+"""Few-shot labeling assistant: calibration math, confident learning, ranking, exports, API, CLI.
+
+The math runs on a fake encoder (hashed bag of words); the embedded MiniLM runs end to end on
+tiny inputs only, so the file stays well under a minute.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import random
+
+import numpy as np
+import pytest
+
+from domainfm.config import from_dict, to_dict
+from domainfm.corpus.document import Document
+from domainfm.errors import ConfigError, DomainFMError
+from domainfm.label import LabelConfig, check_labels, label_file, suggest_labels, to_labelstudio, to_prodigy
+from domainfm.label.active import near_duplicate_share, rank_pool, uncertainty
+from domainfm.label.check import confident_joint, find_label_issues, find_multilabel_issues
+from domainfm.label.export import csv_rows, labelstudio_config, write_export
+from domainfm.label.methods import (
+    contrastive_pairs,
+    expected_calibration_error,
+    fit_temperature,
+    softmax,
+)
+
+# ------------------------------------------------------------------------------- fixtures
+
+TOPICS = {
+    "cardio": "heart chest angina troponin stent atrial murmur aorta".split(),
+    "neuro": "seizure stroke migraine neuron cortex tremor aphasia gait".split(),
+    "gastro": "liver colon ulcer bowel hepatic gastric pancreas reflux".split(),
+}
+FILLER = "patient presented with history of the and was seen in clinic today".split()
+
+
+class FakeEncoder:
+    """Hashed bag of words -> unit vector: deterministic, instant, topic-separable."""
+
+    name = "fake"
+
+    def __init__(self, dim: int = 64):
+        self.dim = dim
+        self.calls = 0
+
+    def _word(self, word: str) -> np.ndarray:
+        seed = int(hashlib.md5(word.encode()).hexdigest()[:8], 16)
+        return np.random.default_rng(seed).standard_normal(self.dim)
+
+    def encode(self, texts):
+        self.calls += 1
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for w in text.split():
+                out[i] += self._word(w)
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+
+
+def _make_doc(i: int, label: str, rng: random.Random, noise: float = 0.5) -> Document:
+    own = TOPICS[label]
+    other = [w for k, ws in TOPICS.items() if k != label for w in ws]
+    words = [rng.choice(own) for _ in range(6)] + [rng.choice(FILLER) for _ in range(6)]
+    words += [rng.choice(other) for _ in range(int(6 * noise))]
+    rng.shuffle(words)
+    return Document(id=f"{label}-{i}", text=" ".join(words), label=label)
+
+
+def _corpus(n_per: int, seed: int = 0, noise: float = 0.5) -> list[Document]:
+    rng = random.Random(seed)
+    return [_make_doc(i, label, rng, noise) for label in TOPICS for i in range(n_per)]
+
+
+FAST = dict(c_grid=(1.0, 8.0), cv_folds=4)
+
+
+@pytest.fixture()
+def seeds_and_pool():
+    seeds = _corpus(8, seed=1)
+    pool = _corpus(30, seed=2)
+    gold = {d.id: d.label for d in pool}
+    pool = [Document(id=d.id, text=d.text) for d in pool]
+    return seeds, pool, gold
+
+
+# --------------------------------------------------------------------------------- config
+
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [
+        ({"method": "setfitt"}, "did you mean 'setfit'"),
+        ({"task": "multilabel"}, "'task'"),
+        ({"diversity": 1.5}, "'diversity'"),
+        ({"cv_folds": 1}, "'cv_folds'"),
+        ({"c_grid": ()}, "'c_grid'"),
+        ({"setfit_lr": 0}, "'setfit_lr'"),
+        ({"pseudo_weight": 2.0}, "'pseudo_weight'"),
+        ({"max_tokens": 3}, "'max_tokens'"),
+    ],
+)
+def test_config_rejects_bad_values_naming_the_field(kwargs, needle):
+    with pytest.raises(ConfigError, match=needle):
+        LabelConfig(**kwargs)
+
+
+def test_config_round_trips_through_dict():
+    cfg = LabelConfig(method="setfit", seed=3, c_grid=(1.0, 4.0))
+    assert from_dict(LabelConfig, to_dict(cfg)) == cfg
+    with pytest.raises(ConfigError, match="did you mean 'diversity'"):
+        from_dict(LabelConfig, {"diversty": 0.3})
+
+
+# ----------------------------------------------------------------------- calibration math
+
+def test_fit_temperature_recovers_the_true_temperature():
+    rng = np.random.default_rng(0)
+    true_logits = rng.standard_normal((4000, 4)) * 2.0
+    y = np.array([rng.choice(4, p=p) for p in softmax(true_logits)])
+    for t in (0.5, 3.0):
+        assert fit_temperature(true_logits * t, y) == pytest.approx(t, rel=0.15)
+
+
+def test_expected_calibration_error():
+    assert expected_calibration_error(np.array([0.9] * 10), np.array([1] * 9 + [0])) == pytest.approx(0.0)
+    assert expected_calibration_error(np.array([1.0, 1.0]), np.array([0, 0])) == pytest.approx(1.0)
+
+
+def test_contrastive_pairs_are_balanced_and_targets_match_labels():
+    Y = np.array([0, 0, 0, 1, 1, 1, 2, 2])
+    pairs = contrastive_pairs(Y, multilabel=False, pairs_per_seed=4, seed=0)
+    assert len(pairs) == 2 * 2 * len(Y)
+    assert all((Y[i] == Y[j]) == (t == 1.0) and i != j for i, j, t in pairs)
+    assert sum(t for *_, t in pairs) == len(pairs) / 2
+    M = np.array([[1, 1, 0], [1, 0, 0], [0, 0, 1], [0, 1, 1]])
+    for i, j, t in contrastive_pairs(M, multilabel=True, pairs_per_seed=4, seed=0):
+        inter, union = (M[i] & M[j]).sum(), (M[i] | M[j]).sum()
+        assert t == pytest.approx(inter / union)
+
+
+# ---------------------------------------------------------------------- confident learning
+
+def test_confident_learning_flags_planted_errors_with_the_right_correction():
+    rng = np.random.default_rng(0)
+    n, k = 300, 3
+    true = rng.integers(0, k, n)
+    probs = np.full((n, k), 0.05)
+    probs[np.arange(n), true] = 0.9
+    probs += rng.uniform(0, 0.05, (n, k))
+    probs /= probs.sum(1, keepdims=True)
+    given = true.copy()
+    flipped = rng.choice(n, 15, replace=False)
+    given[flipped] = (true[flipped] + 1) % k
+    flags = find_label_issues(probs, given, ["a", "b", "c"])
+    assert {f.index for f in flags} == set(flipped.tolist())
+    assert all(f.suggested == "abc"[true[f.index]] for f in flags)
+    joint, thresholds, _ = confident_joint(probs, given)
+    assert joint.sum() - np.trace(joint) == 15  # items under every threshold are not counted
+    assert (thresholds > 0.7).all()
+
+
+def test_multilabel_check_suggests_adding_or_removing_a_label():
+    given = np.array([[1, 0]] * 10 + [[0, 1]] * 10)
+    probs = np.where(given == 1, 0.9, 0.1).astype(float)
+    given[0, 1] = 1  # a spurious second label
+    flags = find_multilabel_issues(probs, given, ["x", "y"])
+    assert [(f.index, f.given, f.suggested) for f in flags] == [(0, "+y", "-y")]
+
+
+# --------------------------------------------------------------------------------- ranking
+
+def test_rank_mixes_uncertainty_with_diversity():
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((1, 16))
+    dupes = base + 0.01 * rng.standard_normal((10, 16))  # ten near-copies, all uncertain
+    others = rng.standard_normal((10, 16))  # distinct, moderately uncertain
+    X = np.vstack([dupes, others])
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    probs = np.vstack([np.tile([0.5, 0.5], (10, 1)), np.tile([0.7, 0.3], (10, 1))])
+    pure = rank_pool(probs, X, diversity=0.0)
+    mixed = rank_pool(probs, X, diversity=0.5)
+    for ranks in (pure, mixed):
+        assert sorted(ranks.tolist()) == list(range(1, 21))
+    assert set(np.argsort(pure)[:10]) == set(range(10))  # uncertainty only: the duplicates first
+    assert ranks_of_top(mixed, 5) & set(range(10)) != set() and len(ranks_of_top(mixed, 5) & set(range(10))) == 1
+    assert near_duplicate_share(mixed, X, top=5) == 0.0 < near_duplicate_share(pure, X, top=5)
+    assert uncertainty(np.array([[0.5, 0.5], [1.0, 0.0]])).tolist() == [1.0, 0.0]
+
+
+def ranks_of_top(ranks, k):
+    return set(np.argsort(ranks)[:k].tolist())
+
+
+# ----------------------------------------------------------------------- API (fake encoder)
+
+def test_suggest_labels_end_to_end_with_fake_encoder(seeds_and_pool):
+    seeds, pool, gold = seeds_and_pool
+    pool = pool + [Document(id="empty", text="   ")]
+    result = suggest_labels(seeds, pool, LabelConfig(**FAST), encoder=FakeEncoder())
+    assert [d for d, _ in result.rejected][0].id == "empty"
+    assert len(result.suggestions) == len(pool) - 1
+    accuracy = np.mean([s.label == gold[s.doc_id] for s in result.suggestions])
+    assert accuracy > 0.8
+    assert sorted(s.rank for s in result.suggestions) == list(range(1, len(pool)))
+    s = result.suggestions[0]
+    assert 0 < s.confidence <= 1 and len(s.alternatives) == 2
+    assert s.confidence >= s.alternatives[0]["score"] >= s.alternatives[1]["score"]
+    cv = result.summary["cross_validation"]
+    assert 0.5 < cv["expected_accuracy"] <= 1 and cv["temperature"] > 0
+    record = result.records()[0]
+    assert Document.from_dict(record).meta["suggestion"]["label"] == s.label  # still a valid document
+    assert result.summary["pool"]["read"] == len(pool)
+
+
+def test_same_seed_same_output(seeds_and_pool):
+    seeds, pool, _ = seeds_and_pool
+    a = suggest_labels(seeds, pool, LabelConfig(**FAST), encoder=FakeEncoder())
+    b = suggest_labels(seeds, pool, LabelConfig(**FAST), encoder=FakeEncoder())
+    assert [x.to_dict() for x in a.suggestions] == [x.to_dict() for x in b.suggestions]
+    assert [x.rank for x in a.suggestions] == [x.rank for x in b.suggestions]
+
+
+def test_label_with_one_seed_is_reported_not_fatal(seeds_and_pool):
+    seeds, pool, _ = seeds_and_pool
+    seeds = seeds + [Document(id="lonely", text="kidney renal nephron", label="nephro")]
+    result = suggest_labels(seeds, pool, LabelConfig(**FAST), encoder=FakeEncoder())
+    assert result.summary["labels_left_out"] == {"nephro": 1}
+    assert "nephro" not in result.classes
+    with pytest.raises(DomainFMError, match="at least 2 labels"):
+        suggest_labels(seeds[:1] + seeds[-1:], pool, LabelConfig(**FAST), encoder=FakeEncoder())
+
+
+def test_multilabel_seeds(seeds_and_pool):
+    seeds, pool, gold = seeds_and_pool
+    multi = []
+    for i, d in enumerate(seeds):
+        labels = [d.label] + (["followup"] if i % 2 == 0 else [])
+        text = d.text + (" followup revisit" if i % 2 == 0 else "")
+        multi.append(Document(id=d.id, text=text, labels=labels))
+    multi.append(Document(id="rare", text="x", labels=["rare"]))
+    result = suggest_labels(multi, pool, LabelConfig(**FAST), encoder=FakeEncoder())
+    assert result.multilabel and result.summary["task"] == "multi"
+    assert result.summary["labels_left_out"] == {"rare": 1}
+    assert all(s.labels is not None and all(0 <= a["score"] <= 1 for a in s.alternatives) for s in result.suggestions)
+    hits = np.mean([gold[s.doc_id] == s.label for s in result.suggestions])
+    assert hits > 0.6
+    assert "expected_micro_f1" in result.summary["cross_validation"]
+
+
+def test_check_labels_finds_planted_errors():
+    docs = _corpus(20, seed=5, noise=0.3)
+    flipped = {"cardio-0": "neuro", "neuro-1": "gastro", "gastro-2": "cardio"}
+    docs = [Document(id=d.id, text=d.text, label=flipped.get(d.id, d.label)) for d in docs]
+    result = check_labels(docs, LabelConfig(**FAST), encoder=FakeEncoder())
+    found = {f["id"]: f["suggested"] for f in result.flags}
+    for doc_id, wrong in flipped.items():
+        assert found.get(doc_id) == doc_id.split("-")[0]
+    assert len(result.flags) <= 6  # few false alarms
+    assert result.summary["confident_joint"] is not None
+
+
+# --------------------------------------------------------------------------------- exports
+
+def _validate(instance, schema, path="$"):
+    """A small JSON-schema subset (type, required, properties, items, enum, minItems)."""
+    types = {"object": dict, "array": list, "string": str, "number": (int, float), "integer": int}
+    if "type" in schema:
+        assert isinstance(instance, types[schema["type"]]), f"{path}: expected {schema['type']}"
+    if "enum" in schema:
+        assert instance in schema["enum"], f"{path}: {instance!r} not in {schema['enum']}"
+    for key in schema.get("required", []):
+        assert key in instance, f"{path}: missing {key!r}"
+    for key, sub in schema.get("properties", {}).items():
+        if key in instance:
+            _validate(instance[key], sub, f"{path}.{key}")
+    if "items" in schema:
+        assert len(instance) >= schema.get("minItems", 0), f"{path}: too few items"
+        for i, item in enumerate(instance):
+            _validate(item, schema["items"], f"{path}[{i}]")
+    if schema.get("additionalProperties") is False:
+        extra = set(instance) - set(schema.get("properties", {}))
+        assert not extra, f"{path}: unexpected keys {extra}"
+
+
+# Label Studio "Import pre-annotated data": task = {data, predictions[{model_version, score,
+# result[{from_name, to_name, type, value}]}]}; choices regions carry value.choices.
+LABELSTUDIO_TASKS = {
+    "type": "array", "items": {
+        "type": "object", "required": ["data", "predictions"],
+        "properties": {
+            "data": {"type": "object", "required": ["text"]},
+            "meta": {"type": "object"},
+            "predictions": {"type": "array", "minItems": 1, "items": {
+                "type": "object", "required": ["result"],
+                "properties": {
+                    "model_version": {"type": "string"}, "score": {"type": "number"},
+                    "result": {"type": "array", "minItems": 1, "items": {
+                        "type": "object", "required": ["from_name", "to_name", "type", "value"],
+                        "properties": {
+                            "id": {"type": "string"}, "from_name": {"type": "string"},
+                            "to_name": {"type": "string"}, "type": {"enum": ["choices"]},
+                            "value": {"type": "object", "required": ["choices"], "properties": {
+                                "choices": {"type": "array", "minItems": 1, "items": {"type": "string"}}}},
+                        },
+                    }},
+                },
+            }},
+        },
+    },
+}
+# Prodigy textcat "choice" tasks: text, options[{id, text}], accept[ids], meta.
+PRODIGY_CHOICE = {
+    "type": "object", "required": ["text", "options", "accept"],
+    "properties": {
+        "text": {"type": "string"}, "meta": {"type": "object"},
+        "options": {"type": "array", "minItems": 2, "items": {
+            "type": "object", "required": ["id", "text"],
+            "properties": {"id": {"type": "string"}, "text": {"type": "string"}}}},
+        "accept": {"type": "array", "items": {"type": "string"}},
+        "config": {"type": "object", "properties": {"choice_style": {"enum": ["single", "multiple"]}}},
+    },
+    "additionalProperties": False,
+}
+PRODIGY_BINARY = {
+    "type": "object", "required": ["text", "label"],
+    "properties": {"text": {"type": "string"}, "label": {"type": "string"}, "meta": {"type": "object"}},
+    "additionalProperties": False,
+}
+
+
+def test_exports_match_the_documented_formats(seeds_and_pool, tmp_path):
+    seeds, pool, _ = seeds_and_pool
+    result = suggest_labels(seeds, pool[:12], LabelConfig(**FAST), encoder=FakeEncoder())
+    tasks = to_labelstudio(result.docs, result.suggestions, model_version="v1")
+    _validate(tasks, LABELSTUDIO_TASKS)
+    assert [t["meta"]["rank"] for t in tasks] == sorted(t["meta"]["rank"] for t in tasks)
+    config = labelstudio_config(result.classes)
+    choices = {r["value"]["choices"][0] for t in tasks for r in t["predictions"][0]["result"]}
+    assert choices <= set(result.classes) and '<Choices name="label" toName="text"' in config
+    for task in to_prodigy(result.docs, result.suggestions, result.classes):
+        _validate(task, PRODIGY_CHOICE)
+        assert set(task["accept"]) <= {o["id"] for o in task["options"]}
+    for task in to_prodigy(result.docs, result.suggestions, result.classes, style="binary"):
+        _validate(task, PRODIGY_BINARY)
+    path = write_export("csv", tmp_path / "s.csv", result.docs, result.suggestions, classes=result.classes,
+                        multilabel=False, model_version="v1")
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 12 and rows[0]["rank"] == "1" and rows == csv_rows(result.docs, result.suggestions) or \
+        [r["id"] for r in rows] == [r["id"] for r in csv_rows(result.docs, result.suggestions)]
+    with pytest.raises(ConfigError, match="did you mean 'prodigy'"):
+        write_export("prodigi", tmp_path / "x", result.docs, result.suggestions, classes=result.classes,
+                     multilabel=False, model_version="v1")
+
+
+# ------------------------------------------------------------------ real MiniLM, tiny inputs
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread(request):
+    """On a shared 2-core machine one torch thread is faster than two fighting for cores."""
+    if "clinical_corpus" not in request.fixturenames:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _tiny_clinical(path, n_per_class, skip=0):
+    from domainfm.corpus import read_documents
+
+    by = {}
+    for d in read_documents(path):
+        by.setdefault(d.label, []).append(d)
+    out = []
+    for label in sorted(by):
+        for d in by[label][skip:skip + n_per_class]:
+            # The chief complaint and the start of the HPI carry the topic; short = fast.
+            start = d.text.find("CHIEF COMPLAINT")
+            out.append(Document(id=d.id, text=d.text[max(0, start):max(0, start) + 400], label=d.label))
+    return out
+
+
+def test_file_run_with_minilm_writes_outputs_rejects_and_manifest(clinical_corpus, tmp_path):
+    from domainfm.corpus import read_documents, write_documents
+
+    seeds = _tiny_clinical(clinical_corpus, 3)
+    pool = [Document(id=d.id, text=d.text) for d in _tiny_clinical(clinical_corpus, 2, skip=5)]
+    pool.append(Document(id="blank", text=""))
+    write_documents(tmp_path / "seeds.jsonl", seeds)
+    write_documents(tmp_path / "pool.jsonl", pool)
+    run = label_file(tmp_path / "seeds.jsonl", tmp_path / "pool.jsonl", tmp_path / "out.jsonl",
+                     LabelConfig(cv_folds=3, c_grid=(4.0,)), exports=["labelstudio", "prodigy", "csv"])
+    assert run.counts.read == len(pool) and run.counts.reconciles and run.counts.rejected == 1
+    out = list(read_documents(run.out))
+    assert len(out) == len(pool) - 1 and all("suggestion" in d.meta and "rank" in d.meta for d in out)
+    rejected = [json.loads(line) for line in run.rejects.read_text().splitlines()]
+    assert rejected[0]["id"] == "blank" and "empty" in rejected[0]["reason"]
+    manifest = json.loads(run.manifest.read_text())
+    assert manifest["stage"] == "label" and manifest["counts"]["reconciles"]
+    assert manifest["summary"]["cross_validation"]["folds"] == 3
+    assert {p.suffix for p in run.exports} == {".json", ".jsonl", ".csv"}
+    _validate(json.loads(run.exports[0].read_text()), LABELSTUDIO_TASKS)
+
+
+def test_cli_label_and_check(cli, clinical_corpus, tmp_path):
+    from domainfm.corpus import write_documents
+
+    seeds = _tiny_clinical(clinical_corpus, 3)
+    pool = [Document(id=d.id, text=d.text) for d in _tiny_clinical(clinical_corpus, 1, skip=5)]
+    write_documents(tmp_path / "seeds.jsonl", seeds)
+    write_documents(tmp_path / "pool.jsonl", pool)
+    res = cli("label", "--labeled", tmp_path / "seeds.jsonl", "--pool", tmp_path / "pool.jsonl",
+              "-o", tmp_path / "out.jsonl", "--export", "prodigy", "--seed", 3)
+    assert res.exit_code == 0, res.output
+    assert "read 6 = written 6 + rejected 0" in res.output
+    assert all(d.text[:30] not in res.output for d in seeds + pool)  # no document text on the console
+    assert (tmp_path / "out.prodigy.jsonl").is_file()
+    res = cli("label", "--labeled", tmp_path / "seeds.jsonl", "-o", tmp_path / "check.jsonl", "--check")
+    assert res.exit_code == 0, res.output
+    assert "flagged" in res.output
+    res = cli("label", "--labeled", tmp_path / "seeds.jsonl", "--pool", tmp_path / "pool.jsonl",
+              "-o", tmp_path / "o.jsonl", "--method", "setfitt")
+    assert res.exit_code == 2 and "did you mean 'setfit'" in res.output
+
+
+def test_setfit_tunes_the_encoder_for_a_few_steps(tiny_bert_config, tiny_tokenizer, tmp_path):
+    """The SetFit path end to end on a 2-layer BERT built from config (seconds, offline)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from transformers import BertModel
+
+    from domainfm.label import SentenceEncoder
+
+    torch.manual_seed(0)
+    BertModel(tiny_bert_config).save_pretrained(tmp_path / "tiny")
+    tiny_tokenizer.save_pretrained(tmp_path / "tiny")
+    model = SentenceTransformer(str(tmp_path / "tiny"), device="cpu")
+    model.max_seq_length = 64
+    encoder = SentenceEncoder(model, name="tiny")
+    seeds = [Document(id=f"s{i}", text=text, label=label) for i, (text, label) in enumerate([
+        ("chest pain radiating to the left arm", "clin"), ("aspirin heparin cardiology consult", "clin"),
+        ("patient denies fever cough or shortness of breath", "clin"),
+        ("either party may terminate this agreement on notice", "legal"),
+        ("governed by the laws of the state of new york", "legal"),
+        ("the court holds that there has been a violation", "legal")])]
+    pool = [Document(id="p1", text="woman with hypertension and diabetes"),
+            Document(id="p2", text="article 7 termination of the agreement")]
+    cfg = LabelConfig(method="setfit", setfit_max_steps=4, setfit_batch_size=4, setfit_pairs_per_seed=4,
+                      c_grid=(4.0,), self_training=0)
+    before = encoder.encode([d.text for d in pool])
+    result = suggest_labels(seeds, pool, cfg, encoder=encoder)
+    assert result.summary["model"] == "tiny+setfit"
+    assert len(result.suggestions) == 2 and result.summary["cross_validation"]["folds"] == 2
+    assert not np.allclose(result.embeddings, before, atol=1e-5)  # the encoder was tuned...
+    assert np.allclose(encoder.encode([d.text for d in pool]), before)  # ...on a copy
+    check = check_labels(seeds, cfg, encoder=encoder)
+    assert check.summary["checked"] == 6
