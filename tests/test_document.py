@@ -42,6 +42,8 @@ def with_(**changes):
         (with_(spans=[{"start": 0, "end": 4, "label": "X"}, {"start": 0, "end": 4, "label": "X"}]), "listed twice"),
         (with_(text="bad \ud800 surrogate", spans=[]), "unpaired UTF-16 surrogate"),
         (with_(extra=1), "unknown field(s) ['extra']"),
+        (with_(phi_spans={}), "field 'phi_spans' must be a list or null"),
+        (with_(phi_spans=[{"start": "1", "end": 2, "label": "NAME"}]), "phi_spans 0 must be an object"),
     ],
 )
 def test_invalid_records_are_named_and_explained(record, message):
@@ -79,6 +81,13 @@ def test_round_trip_preserves_everything(tmp_path):
     (back,) = list(read_documents(path))
     assert back == doc and back.to_dict() == doc.to_dict()
     assert back.span_text(back.spans[0]) == "Lee"
+
+
+def test_deid_output_with_phi_spans_is_a_valid_document(tmp_path):
+    record = with_(phi_spans=[{"start": 12, "end": 15, "label": "DOCTOR", "score": 0.9}])
+    doc = Document.from_dict(record)
+    assert doc.phi_spans == record["phi_spans"] and doc.to_dict()["phi_spans"] == record["phi_spans"]
+    assert "phi_spans" not in Document.from_dict(GOOD).to_dict()  # only de-identified documents carry it
 
 
 @st.composite

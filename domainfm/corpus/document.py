@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 from domainfm.errors import RecordError
 
-DOCUMENT_KEYS = ("id", "text", "meta", "label", "labels", "spans")
+DOCUMENT_KEYS = ("id", "text", "meta", "label", "labels", "spans", "phi_spans")
 SPAN_KEYS = ("start", "end", "label", "attrs")
 
 
@@ -56,12 +56,16 @@ class Document:
     label: str | None = None
     labels: list[str] | None = None
     spans: list[Span] = field(default_factory=list)
+    # Written by ``domainfm deid``: what was replaced, as ``{start, end, label, score}`` in the
+    # coordinates of the text *before* de-identification (no PHI text). Kept so later stages and
+    # audits can see a document was de-identified; ``None`` for documents that never were.
+    phi_spans: list[dict[str, Any]] | None = None
 
     def span_text(self, span: Span) -> str:
         return self.text[span.start : span.end]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        record = {
             "id": self.id,
             "text": self.text,
             "meta": self.meta,
@@ -69,6 +73,9 @@ class Document:
             "labels": self.labels,
             "spans": [s.to_dict() for s in self.spans],
         }
+        if self.phi_spans is not None:
+            record["phi_spans"] = self.phi_spans
+        return record
 
     @classmethod
     def from_dict(cls, record: Any, *, location: str | None = None) -> Document:
@@ -117,7 +124,11 @@ class Document:
         spans = []
         for i, raw in enumerate(raw_spans):
             spans.append(_span_from_dict(raw, i, fail))
-        doc = cls(id=raw_id, text=text, meta=meta, label=label, labels=labels, spans=spans)
+        phi_spans = record.get("phi_spans")
+        if phi_spans is not None:
+            _check_phi_spans(phi_spans, fail)
+        doc = cls(id=raw_id, text=text, meta=meta, label=label, labels=labels, spans=spans,
+                  phi_spans=phi_spans)
         doc.validate(location=location)
         return doc
 
@@ -169,6 +180,16 @@ def check_span_overlaps(spans: Iterable[Span], fail) -> None:
                         f"label {label!r} cross each other (same-label spans may nest, not cross)"
                     )
             open_spans.append(span)
+
+
+def _check_phi_spans(phi_spans: Any, fail) -> None:
+    if not isinstance(phi_spans, list):
+        raise fail(f"field 'phi_spans' must be a list or null, got {_describe(phi_spans)}")
+    for i, raw in enumerate(phi_spans):
+        if not isinstance(raw, dict) or not all(
+            isinstance(raw.get(k), int) and not isinstance(raw.get(k), bool) for k in ("start", "end")
+        ) or not isinstance(raw.get("label"), str):
+            raise fail(f"phi_spans {i} must be an object with integer 'start'/'end' and a string 'label'")
 
 
 def _span_from_dict(raw: Any, index: int, fail) -> Span:
