@@ -1,0 +1,372 @@
+"""Pretraining input: the privacy gate, a patient-safe train/eval split, and sequence packing.
+
+- :func:`check_deidentified` follows the manifests that ``domainfm deid`` / ``domainfm chunk``
+  write beside their output and says, per input file, whether de-identification produced it.
+- :func:`build_corpus` streams the documents once, tokenizes them in batches, sends every
+  document to the train or eval side by a stable hash of its split key (``meta.patient_id``
+  when present), so all notes of one patient land on the same side on every run and machine,
+  and packs each side into blocks.
+
+Packing (``masking.packing: true``) concatenates documents with the tokenizer's separator
+(``[SEP]`` for BERT-style encoders, the end-of-text token for decoders) and cuts the stream into
+blocks of exactly ``seq_len`` tokens, so no position is padding. The last, partial training block
+is dropped; the held-out side keeps it (padded) so evaluation sees all held-out text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from domainfm.errors import ConfigError, CorpusError
+
+_TOKENIZE_BATCH = 256
+
+
+# --------------------------------------------------------------------------------------------
+# Privacy gate
+
+
+@dataclass
+class InputProvenance:
+    """Whether one input file is known to come out of ``domainfm deid``."""
+
+    path: str
+    deidentified: bool
+    evidence: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "deidentified": self.deidentified, "evidence": self.evidence}
+
+
+def check_deidentified(paths: Iterable[str | os.PathLike]) -> list[InputProvenance]:
+    """Trace every input back to a ``deid`` manifest.
+
+    A file passes when the manifest beside it (``x.jsonl`` -> ``x.manifest.json``) has
+    ``"stage": "deid"``, or ``"stage": "chunk"`` and every input listed in that manifest passes
+    in turn. When the manifest records the hash of the file, the file must still match it
+    (an edited file is no longer what de-identification wrote).
+    """
+    return [_trace(Path(p), depth=0) for p in paths]
+
+
+def _trace(path: Path, depth: int) -> InputProvenance:
+    from domainfm.manifest import manifest_path_for, sha256_file
+
+    if depth > 8:
+        return InputProvenance(str(path), False, "manifest chain deeper than 8 stages")
+    manifest_file = manifest_path_for(path)
+    if not manifest_file.is_file():
+        return InputProvenance(str(path), False, f"no manifest ({manifest_file.name}) beside it")
+    try:
+        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return InputProvenance(str(path), False, f"{manifest_file.name} is not valid JSON")
+    if not isinstance(manifest, dict):
+        return InputProvenance(str(path), False, f"{manifest_file.name} is not a JSON object")
+    stage = manifest.get("stage")
+    recorded = [o for o in manifest.get("outputs") or [] if isinstance(o, dict)
+                and Path(str(o.get("path", ""))).name == path.name and o.get("sha256")]
+    if recorded and path.is_file() and sha256_file(path) != recorded[0]["sha256"]:
+        return InputProvenance(str(path), False, f"changed since {stage or 'its'} stage wrote it (hash differs)")
+    if stage == "deid":
+        return InputProvenance(str(path), True, f"{manifest_file.name}: stage deid")
+    if stage == "chunk":
+        parents = [i for i in manifest.get("inputs") or [] if isinstance(i, dict) and i.get("path")]
+        if not parents:
+            return InputProvenance(str(path), False, f"{manifest_file.name}: chunk manifest lists no inputs")
+        for parent in parents:
+            candidate = Path(parent["path"])
+            if not candidate.is_absolute() and not candidate.exists():
+                candidate = manifest_file.parent / candidate.name
+            traced = _trace(candidate, depth + 1)
+            if not traced.deidentified:
+                return InputProvenance(str(path), False, f"chunked from {candidate}: {traced.evidence}")
+        return InputProvenance(str(path), True, f"{manifest_file.name}: chunk of de-identified input")
+    return InputProvenance(str(path), False, f"{manifest_file.name}: stage {stage!r}, not deid or chunk")
+
+
+def privacy_gate(paths: Iterable[str | os.PathLike], allow_identified_data: bool) -> dict[str, Any]:
+    """Refuse input that no deid manifest vouches for, unless explicitly allowed.
+
+    Returns the decision recorded in the output manifest.
+
+    Raises:
+        ConfigError: naming the first unverified file and how to proceed.
+    """
+    checks = check_deidentified(paths)
+    unverified = [c for c in checks if not c.deidentified]
+    if unverified and not allow_identified_data:
+        first = unverified[0]
+        raise ConfigError(
+            f"{first.path} was not produced by 'domainfm deid' ({first.evidence}); run "
+            "'domainfm deid' first, or pass --allow-identified-data (allow_identified_data: true) "
+            "if this text is already de-identified or you are permitted to train on it - the "
+            "choice is recorded in the output manifest"
+        )
+    return {
+        "allow_identified_data": bool(allow_identified_data),
+        "decision": "overridden" if unverified else "passed",
+        "inputs": [c.to_dict() for c in checks],
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Split
+
+
+def split_key_of(doc, split_key: str) -> tuple[str, str]:
+    """``(kind, value)`` of the key that decides a document's side."""
+    if split_key == "auto":
+        pid = doc.meta.get("patient_id")
+        if pid not in (None, ""):
+            return "patient_id", str(pid)
+        return "id", doc.id
+    if split_key == "id":
+        return "id", doc.id
+    key = split_key[len("meta."):]
+    value = doc.meta.get(key)
+    if value in (None, ""):
+        raise CorpusError(f"document {doc.id!r} has no meta.{key} (data.split_key is {split_key!r})")
+    return key, str(value)
+
+
+def stable_fraction(value: str) -> float:
+    """A number in [0, 1) from a string: the same on every run, machine and Python version."""
+    digest = hashlib.sha256(value.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+# --------------------------------------------------------------------------------------------
+# Corpus
+
+
+@dataclass
+class Blocks:
+    """Token sequences ready for batching (every sequence already has its special tokens)."""
+
+    ids: list[np.ndarray] = field(default_factory=list)
+    word_starts: list[np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def tokens(self) -> int:
+        return int(sum(len(x) for x in self.ids))
+
+
+@dataclass
+class PackedCorpus:
+    """Train and held-out blocks plus the counts that go into ``metrics.json``."""
+
+    train: Blocks
+    eval: Blocks
+    stats: dict[str, Any]
+
+
+@dataclass
+class _Doc:
+    ids: np.ndarray
+    starts: np.ndarray | None
+    group: str
+    fraction: float
+
+
+def _text_of(doc, text_field: str) -> str:
+    if text_field == "text":
+        return doc.text
+    value = doc.meta.get(text_field[len("meta."):])
+    return value if isinstance(value, str) else ""
+
+
+def _read(cfg_data, tokenizer, want_word_starts: bool) -> tuple[list[_Doc], dict[str, Any]]:
+    from domainfm.corpus.io import read_documents
+
+    docs: list[_Doc] = []
+    counts = {"documents": 0, "empty_documents": 0}
+    key_kinds: set[str] = set()
+    pending: list[tuple[str, str, float]] = []  # (text, group, fraction)
+
+    def flush():
+        if not pending:
+            return
+        enc = tokenizer([t for t, _, _ in pending], add_special_tokens=False,
+                        return_attention_mask=False, return_token_type_ids=False, verbose=False)
+        for i, (_, group, fraction) in enumerate(pending):
+            ids = np.asarray(enc["input_ids"][i], dtype=np.int32)
+            starts = _word_starts(enc, i, ids, tokenizer) if want_word_starts else None
+            docs.append(_Doc(ids, starts, group, fraction))
+        pending.clear()
+
+    limit = cfg_data.max_documents or None
+    for path in cfg_data.paths:
+        for doc in read_documents(path):
+            if limit is not None and counts["documents"] >= limit:
+                break
+            counts["documents"] += 1
+            text = _text_of(doc, cfg_data.text_field)
+            if not text.strip():
+                counts["empty_documents"] += 1
+                continue
+            kind, value = split_key_of(doc, cfg_data.split_key)
+            key_kinds.add(kind)
+            group = f"{kind}:{value}"
+            pending.append((text, group, stable_fraction(group)))
+            if len(pending) >= _TOKENIZE_BATCH:
+                flush()
+    flush()
+    counts["split_key"] = "+".join(sorted(key_kinds)) or cfg_data.split_key
+    return docs, counts
+
+
+def _word_starts(enc, i: int, ids: np.ndarray, tokenizer) -> np.ndarray:
+    try:
+        word_ids = enc.word_ids(i)
+    except (ValueError, AttributeError):  # slow tokenizers: fall back to WordPiece's "##"
+        tokens = tokenizer.convert_ids_to_tokens(ids.tolist())
+        return np.asarray([not t.startswith("##") for t in tokens], dtype=bool)
+    starts = np.ones(len(ids), dtype=bool)
+    for j in range(1, len(ids)):
+        starts[j] = word_ids[j] is None or word_ids[j] != word_ids[j - 1]
+    return starts
+
+
+def special_token_ids(tokenizer, objective: str) -> tuple[int | None, int]:
+    """``(start, separator)`` token ids used when packing."""
+    if objective == "causal":
+        sep = tokenizer.eos_token_id
+        if sep is None:
+            raise ConfigError("the tokenizer has no end-of-text token to separate documents (eos_token)")
+        return None, sep
+    start = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    if sep is None:
+        raise ConfigError("the tokenizer has no separator token ([SEP] or eos) to separate documents")
+    return start, sep
+
+
+def _pack(docs: list[_Doc], seq_len: int, start: int | None, sep: int, keep_tail: bool,
+          with_starts: bool) -> Blocks:
+    """Concatenate ``doc + [sep]`` and cut into ``[start] + (seq_len - 1)`` token blocks."""
+    blocks = Blocks(word_starts=[] if with_starts else None)
+    if not docs:
+        return blocks
+    body = seq_len - (1 if start is not None else 0)
+    stream = np.concatenate([np.append(d.ids, np.int32(sep)) for d in docs]).astype(np.int32)
+    starts = None
+    if with_starts:
+        starts = np.concatenate([np.append(d.starts, True) for d in docs])
+        # the token after a separator always begins a word
+    n_full = len(stream) // body
+    n = n_full + (1 if keep_tail and len(stream) % body else 0)
+    for b in range(n):
+        piece = stream[b * body:(b + 1) * body]
+        if start is not None:
+            piece = np.concatenate([np.asarray([start], dtype=np.int32), piece])
+        blocks.ids.append(piece)
+        if with_starts:
+            s = starts[b * body:(b + 1) * body]
+            if start is not None:
+                s = np.concatenate([[True], s])
+            blocks.word_starts.append(s.astype(bool))
+    return blocks
+
+
+def _per_document(docs: list[_Doc], seq_len: int, start: int | None, sep: int, with_starts: bool) -> Blocks:
+    """One or more sequences per document, each ``[start] + window + [sep]`` (unpacked mode)."""
+    blocks = Blocks(word_starts=[] if with_starts else None)
+    body = seq_len - 1 - (1 if start is not None else 0)
+    for d in docs:
+        for a in range(0, len(d.ids), body):
+            piece = [d.ids[a:a + body]]
+            s = [d.starts[a:a + body]] if with_starts else None
+            if start is not None:
+                piece.insert(0, np.asarray([start], dtype=np.int32))
+                if with_starts:
+                    s.insert(0, np.asarray([True]))
+            piece.append(np.asarray([sep], dtype=np.int32))
+            blocks.ids.append(np.concatenate(piece).astype(np.int32))
+            if with_starts:
+                s.append(np.asarray([True]))
+                blocks.word_starts.append(np.concatenate(s).astype(bool))
+    return blocks
+
+
+def build_corpus(cfg, tokenizer, objective: str) -> PackedCorpus:
+    """Read, split and pack the documents of ``cfg.data.paths``.
+
+    Args:
+        cfg: a :class:`~domainfm.pretrain.config.PretrainConfig`.
+        tokenizer: a transformers tokenizer (fast tokenizers give exact word boundaries).
+        objective: ``mlm`` or ``causal``.
+
+    Raises:
+        CorpusError: no text at all, too few groups to hold one out, or less training text
+            than one sequence.
+    """
+    if not cfg.data.paths:
+        raise ConfigError("data.paths is empty: give the de-identified JSONL file(s) to train on")
+    with_starts = objective == "mlm" and cfg.masking.whole_word_mask
+    docs, counts = _read(cfg.data, tokenizer, with_starts)
+    where = ", ".join(str(p) for p in cfg.data.paths)
+    if not docs:
+        raise CorpusError(f"no document with text in {where} (empty corpus)")
+
+    groups = {d.group: d.fraction for d in docs}
+    eval_groups: set[str] = set()
+    if cfg.data.eval_fraction > 0:
+        if len(groups) < 2:
+            raise CorpusError(
+                f"{where} holds a single {counts['split_key']} group; at least two are needed to hold "
+                "one out for evaluation (or set data.eval_fraction 0)"
+            )
+        eval_groups = {g for g, f in groups.items() if f < cfg.data.eval_fraction}
+        ordered = sorted(groups, key=lambda g: groups[g])
+        if not eval_groups:  # small corpora: hold out the group closest to the threshold
+            eval_groups = {ordered[0]}
+        if len(eval_groups) == len(groups):
+            eval_groups.discard(ordered[-1])
+    train_docs = [d for d in docs if d.group not in eval_groups]
+    eval_docs = [d for d in docs if d.group in eval_groups]
+
+    start, sep = special_token_ids(tokenizer, objective)
+    seq_len = cfg.masking.seq_len
+    if cfg.masking.packing:
+        train = _pack(train_docs, seq_len, start, sep, keep_tail=False, with_starts=with_starts)
+        held = _pack(eval_docs, seq_len, start, sep, keep_tail=True, with_starts=with_starts)
+    else:
+        train = _per_document(train_docs, seq_len, start, sep, with_starts)
+        held = _per_document(eval_docs, seq_len, start, sep, with_starts)
+    if cfg.data.max_eval_blocks and len(held) > cfg.data.max_eval_blocks:
+        held.ids = held.ids[: cfg.data.max_eval_blocks]
+        if held.word_starts is not None:
+            held.word_starts = held.word_starts[: cfg.data.max_eval_blocks]
+    train_tokens = int(sum(len(d.ids) + 1 for d in train_docs))
+    if not len(train):
+        raise CorpusError(
+            f"the training text of {where} is shorter than one sequence ({train_tokens} tokens < "
+            f"masking.seq_len {seq_len}); add text or lower masking.seq_len"
+        )
+    max_id = max((int(d.ids.max()) for d in docs if len(d.ids)), default=-1)
+    stats = {
+        **counts,
+        "train_documents": len(train_docs),
+        "eval_documents": len(eval_docs),
+        "train_groups": len({d.group for d in train_docs}),
+        "eval_groups": len(eval_groups),
+        "train_text_tokens": train_tokens,
+        "train_sequences": len(train),
+        "train_sequence_tokens": train.tokens,
+        "eval_sequences": len(held),
+        "eval_sequence_tokens": held.tokens,
+        "packing": cfg.masking.packing,
+        "max_token_id": max_id,
+    }
+    return PackedCorpus(train=train, eval=held, stats=stats)
