@@ -39,6 +39,19 @@ CLINICAL_CASES = [
     ("ABG DRAWN. Z. MILLER AWARE.", "MILLER", "NAME"),
     ("Hank Przybylo (son) cell# 450-928-6612", "Przybylo", "NAME"),
     ("Drs Ferullo and Saeed in to see pt.", "Saeed", "NAME"),
+    # initials and signatures in any case, glued punctuation, names before phone numbers
+    ("BP STABLE. K. FARNSWORTH AWARE OF LABS.", "FARNSWORTH", "NAME"),
+    ("all is well at this time. r. dunmore rrt", "dunmore", "NAME"),
+    ("SOCIAL: SON-TOBIAS---617 555-0142 CALLED.", "TOBIAS", "NAME"),
+    ("RUN OF VT.DR. OKAFOR TO BEDSIDE.", "OKAFOR", "NAME"),
+    ("bp stable. dr vaszary.talked with family", "vaszary", "NAME"),
+    ("Family: Marta Quillen cell# 410-555-0187", "Quillen", "NAME"),
+    # relation words and contact verbs followed by a name that is also a word
+    ("Husband Rich Delmonte in to visit.", "Rich", "NAME"),
+    ("social: son rob lives nearby, will call.", "rob", "NAME"),
+    ("Case manager spoke with Dorotea about rehab.", "Dorotea", "NAME"),
+    ("bronched by dr. noone today, tolerated well.", "noone", "NAME"),
+    ("Plan explained by Dr Will Cole (attending).", "Cole", "NAME"),
     # dates
     ("Admitted 7/22 with chest pain.", "7/22", "DATE"),
     ("CABG on 2/3/04, redo since.", "2/3/04", "DATE"),
@@ -72,6 +85,11 @@ CLINICAL_CASES = [
     ("Transferred from Holy Cross Hospital for cath.", "Holy Cross Hospital", "LOCATION"),
     ("TRANSFERRED TO QUARTERMAIN 2 IN AM.", "QUARTERMAIN", "LOCATION"),
     ("Has a bed at St. Agnes for rehab.", "St. Agnes", "LOCATION"),
+    # hospital acronyms, saint/virtue hospital names, wards with a number, town-shaped words
+    ("He was intubated and transferred to GH for care.", "GH", "LOCATION"),
+    ("Mr. Doe was accepted at Holy Cross, awaiting consent.", "Holy Cross", "LOCATION"),
+    ("Plan: pt to bramwell 2 in am if stable.", "bramwell", "LOCATION"),
+    ("Daughter drove in from Fallowtown yesterday.", "Fallowtown", "LOCATION"),
 ]
 
 
@@ -93,6 +111,14 @@ NO_PHI = [
     "NEURO: AOX3, PERRLA. RESP: LS COARSE. GI: ABD SOFT, +BS. GU: FOLEY.",
     "Team aware. Family meeting tomorrow with social work and case management.",
     "Tan secretions, amber urine, tmax 101.2, hickman placed, vanco and zosyn.",
+    # mental status "MS", "PA line", verbs after relation words, ST segment, chest tubes
+    "MS changes noted. ms: remains lethargic. Monitor MS. Aspiration precautions.",
+    "WIFE SAID PT HAD NO OTHER BELONGINGS. SON BROUGHT HIM IN.",
+    "CV: PA line in place, PAS 40. STRONG NP COUGH. L IJ PA line removed.",
+    "Feet warm to touch, breathing in synch with vent, sats in high 90's.",
+    "ST elevation resolved. PT HAD 3 EPISODES ST IN 130'S. 2 MEDIASTINAL CT DRAINING.",
+    "Send stool for c. diff. Placed to lcs. Refer to CareVue for details.",
+    "social: son-in-law called and was updated.",
 ]
 
 
@@ -158,6 +184,17 @@ def test_legal_profile_finds_case_numbers_and_parties():
     joined = " ".join(got)
     for phi in ("36042/97", "Yilmaz", "3 March 1997", "Diyarbakir", "Turkish"):
         assert phi in joined, phi
+
+
+def test_legal_profile_leaves_generic_institutions_in_clear():
+    detector = PhiDetector(DeidConfig(profile="legal"))
+    text = ("The Court of Appeal and the Government disagreed. The Supreme Administrative Court dismissed "
+            "the appeal under Turkish law. The applicant, a Turkish national, lives in Diyarbakir.")
+    found = [(text[d.start:d.end], d.label) for d in detector.detect_text(text)]
+    flagged = " | ".join(t for t, _ in found)
+    for public in ("Court of Appeal", "Government", "Supreme Administrative Court", "Turkish law"):
+        assert public not in flagged, found
+    assert "Diyarbakir" in flagged and any(t == "Turkish" for t, _ in found)
 
 
 @pytest.mark.parametrize("kwargs,match", [

@@ -382,7 +382,10 @@ def _city_state(text, match, start, end, score):
 
 @validator("street")
 def _street(text, match, start, end, score):
-    words = text[start:end].split()[1:-1]
+    value = text[start:end]
+    if value.isupper() and re.search(r"\s(?:ST|CT|SQ|DR|PL)$", value) and text[end:end + 1] not in (".", ","):
+        return None  # "3 EPISODES ST IN 130'S", "2 MEDIASTINAL CT": ST segment, chest tube, subcutaneous
+    words = value.split()[1:-1]
     if any(w.lower().strip(".,") in stop_words() - {"north", "south", "east", "west"} for w in words):
         return None
     return score

@@ -2,8 +2,11 @@
 
 They read the spaCy ``Doc`` computed once per batch. Evidence, strongest first: a trigger word
 ("Dr", "Mrs", "daughter", "transferred to"), a credential after a signature ("Jane Doe, RN"),
-a reporting verb after a name ("Smith aware"), a dictionary hit (Faker's name lists), and
-finally every other mention in the same note of a name already found. Words of the clinical and
+a reporting verb after a name ("Smith aware"), an initial ("E. WELSH", "q. lander"), a phone
+number right after a name, a contact verb ("spoke with Suzette"), a dictionary hit (Faker's name
+lists), and finally every other mention in the same note of a name already found. Places: facility
+heads, hospital acronyms after a movement word ("to GH"), saint/virtue hospital names ("Holy
+Cross"), wards with a number ("to Quartermain 2"), town-shaped words ("from Fallowtown"). Words of the clinical and
 common-English allow-lists are never names on dictionary evidence alone, which is what keeps
 "PT", "CABG" or "Will" out in ALL-CAPS nursing notes.
 """
@@ -21,6 +24,8 @@ _GLUED_TITLE = re.compile(
     r"(?:(?<![A-Za-z.])(?P<t>(?i:drs?|mrs?|ms))\.(?=[A-Za-z])"      # "DR.GOLINI"
     r"|(?<=[a-z]\.)(?P<t2>(?i:drs?))\.?\s+)"                        # "ok.dr vascuez"
     r"(?P<n>[A-Za-z][A-Za-z'\-]+)")
+_PHONE_START = re.compile(r"\d{3}\)?[-. ]?\d{3}[-. ]?\d{4}")
+_PHONE_LABELS = frozenset("cell cell# home home# work work# ph phone tel # : - , ( = # pager beeper mobile c h w".split())
 _SKIP_AFTER_TRIGGER = {".", ",", ":", "-", "(", "'s", "'S", "’s", "is", "named", "=", "--"}
 
 
@@ -53,21 +58,30 @@ class NameRecognizer(TokenRecognizer):
     def load(self) -> None:
         self.stop = vocab.stop_words()
         self.function_words = _function_words()
-        self.first = vocab.first_names()
+        self.first = vocab.first_names() | vocab.NICKNAMES
         self.us_first = vocab.us_first_names()
-        self.names = vocab.all_names()
+        self.core = vocab.core_names()
+        self.names = vocab.all_names() | vocab.NICKNAMES
         self.dictionary = self.options.get("dictionary", True)
 
     # a token may start a name after a trigger word; ``strong`` for titles ("Dr", "Mrs"), weak
     # for relation words ("daughter"), which verbs and clinical words follow as often as names
     def _ok_after_trigger(self, w: _Words, k: int, shape: DocShape, strong: bool) -> bool:
         word, low = w.text[k], w.lower[k]
-        if not _namey(word) or low in _SPACY_STOP or low in vocab.AFTER_NAME_VERBS:
+        if not _namey(word) or low in vocab.AFTER_NAME_VERBS or low in vocab.CORE_FUNCTION_WORDS:
             return False
+        if low in _SPACY_STOP:
+            # "Dr. Noone", "Dr Will Cole": a title makes a rare stop word a name
+            if not strong or low not in self.names or low in vocab.AUXILIARIES and not (
+                    shape.mixed and word[0].isupper() and k + 1 < w.n and w.text[k + 1][:1].isupper()
+                    and _namey(w.text[k + 1]) and (w.lower[k + 1] not in self.stop or w.lower[k + 1] in self.names)):
+                return False
+            return not shape.mixed or word[0].isupper()
         if strong and low not in self.function_words:
             return not (shape.mixed and word[0].islower() and low in self.stop)
         if low in self.function_words or low in self.stop:
-            return low in self.names and (strong or low in self.first)
+            return low in self.names and low not in vocab.NEVER_NAMES and (
+                strong or (low in self.first and low not in vocab.CLINICAL_VOCAB))
         if shape.mixed and word[0].islower() and low not in self.names:
             return False
         if strong or low in self.names:
@@ -81,7 +95,8 @@ class NameRecognizer(TokenRecognizer):
         if _INITIAL.fullmatch(word) and word != "I":
             return k + 1 < w.n and self._continues(w, k + 1 + (w.text[k + 1] == "."), shape, first_word) \
                 if k + 1 < w.n else False
-        if not _namey(word) or low in self.stop:
+        if not _namey(word) or low in self.stop and not (
+                shape.mixed and word[0].isupper() and low in self.names and low not in self.function_words):
             return False
         if shape.mixed:
             return first_word[:1].isupper() == word[:1].isupper()
@@ -89,7 +104,7 @@ class NameRecognizer(TokenRecognizer):
 
     def _take(self, w: _Words, j: int, shape: DocShape, strong: bool) -> tuple[int, int] | None:
         """Name tokens starting at j: returns (first, last) token index or None."""
-        while j < w.n and w.text[j] in _SKIP_AFTER_TRIGGER:
+        while j < w.n and w.text[j] in _SKIP_AFTER_TRIGGER and (strong or w.text[j] != "."):
             j += 1
         if j >= w.n:
             return None
@@ -116,19 +131,50 @@ class NameRecognizer(TokenRecognizer):
             low = w.lower[i]
             word = w.text[i]
             role = None
-            if low in _DOCTOR or (low in ("md", "pa", "np") and i + 1 < w.n and w.text[i + 1][:1].isupper()
-                                  and shape.mixed):
+            nxt_low = w.lower[i + 1] if i + 1 < w.n else ""
+            if (low in _DOCTOR or low in _PATIENT) and nxt_low == ":" and low not in ("dr", "drs"):
+                pass  # "MS:" / "MR:" section headers (mental status, mitral regurgitation)
+            elif low in _DOCTOR or (low in ("md", "pa", "np") and i + 1 < w.n and (
+                    (w.text[i + 1][:1].isupper() and shape.mixed and (nxt_low in self.names or not vocab.is_english(nxt_low)))
+                    or (not shape.mixed and i + 2 < w.n and w.lower[i + 2] in vocab.AFTER_NAME_VERBS
+                        and not vocab.is_english(nxt_low) and nxt_low not in self.stop))):
                 role, strong = "DOCTOR", True
             elif low in _PATIENT:
                 role, strong = "PATIENT", True
+                if low == "ms":
+                    k = i + 1
+                    while k < w.n and w.text[k] in _SKIP_AFTER_TRIGGER:
+                        k += 1
+                    cand = w.lower[k] if k < w.n else ""
+                    if not (cand in self.names or not vocab.is_english(cand)) or cand in vocab.CLINICAL_VOCAB \
+                            or (shape.mixed and k < w.n and not w.text[k][:1].isupper()):
+                        role = None  # "MS changes", "ms: remains", "MS. Aspiration" (mental status)
             elif low in _OTHER:
                 role, strong = "NAME", True
-                if low in ("father", "sister", "nurse", "resident", "fellow", "intern", "attending"):
+                if low in vocab.WEAK_TITLES:
                     strong = False
             elif low in vocab.RELATION_WORDS:
                 role, strong = "RELATIVE", False
+            elif low in vocab.CONTACT_TRIGGERS and i + 1 < w.n:
+                # "spoke with Suzette", "ask to page Hank": only a listed or unknown capitalised word
+                j = i + 1 + (nxt_low in ("with", "to"))
+                if j < w.n and self._contact_name(w, j, shape):
+                    last = j
+                    while last + 1 < w.n and last - j < 2 and self._continues(w, last + 1, shape, w.text[j]):
+                        last += 1
+                    found.append((j, last, "NAME", 0.6))
+                    i = last + 1
+                    continue
             if role is not None:
-                span = self._take(w, i + 1, shape, strong)
+                start = i + 1
+                if role == "RELATIVE" and w.lower[start:start + 4] == ["-", "in", "-", "law"]:
+                    start += 4  # "son-in-law Bob"
+                span = self._take(w, start, shape, strong)
+                if span is None and role == "RELATIVE":
+                    span = self._relative_fallback(w, start, shape)
+                elif span is not None and not strong and span[0] == span[1] \
+                        and self._verb_after_relation(w, span[0], shape):
+                    span = None
                 while span is not None:
                     found.append((span[0], span[1], role, 0.85 if role != "RELATIVE" else 0.8))
                     # "Drs Rakusin and Toolis", "sons Smokey, Morris and Roger"
@@ -143,10 +189,16 @@ class NameRecognizer(TokenRecognizer):
                         span = None
                 i += 1
                 continue
-            if word in vocab.CREDENTIALS or (word.upper() in vocab.CREDENTIALS and (word.isupper() or (
-                    shape.lower and low in ("rrt", "crt", "rn", "np", "msw") and (i + 1 == w.n or "\n" in w.text[i + 1]
-                                                                                 or w.text[i + 1] in (".", ","))))):
+            ends_phrase = i + 1 == w.n or "\n" in w.text[i + 1] or w.text[i + 1] in (".", ",", ";", "..", ")") \
+                or w.lower[i + 1] in vocab.AFTER_NAME_VERBS
+            if (word in vocab.CREDENTIALS or (word.upper() in vocab.CREDENTIALS and (word.isupper() or (
+                    shape.lower and low in ("rrt", "crt", "rn", "np", "msw") and ends_phrase)))) \
+                    and (ends_phrase or word.upper() not in vocab.AMBIGUOUS_CREDENTIALS or shape.upper):
                 span = self._back(w, i, shape, credential=True)
+                if span is not None and not ends_phrase and word.upper() in vocab.AMBIGUOUS_CREDENTIALS and not (
+                        span[1] > span[0] and any(not vocab.is_english(w.lower[t]) and w.lower[t] not in self.stop
+                                                  and len(w.text[t]) > 2 for t in range(span[0], span[1] + 1))):
+                    span = None
                 if span is not None:
                     found.append((span[0], span[1], "DOCTOR", 0.75))
             elif low in ("(", "-") and i + 2 < w.n and w.lower[i + 1] in vocab.RELATION_WORDS \
@@ -155,20 +207,23 @@ class NameRecognizer(TokenRecognizer):
                 span = self._back(w, i, shape, credential=True)
                 if span is not None:
                     found.append((span[0], span[1], "RELATIVE", 0.7))
-            elif _INITIAL.fullmatch(word) and word not in ("I", "A") and i + 2 < w.n and w.text[i + 1] == "." \
-                    and _namey(w.text[i + 2]) and w.text[i + 2][0].isupper() \
-                    and w.lower[i + 2] not in self.function_words \
-                    and (w.lower[i + 2] in self.names or not vocab.is_english(w.lower[i + 2])):
-                # "Z. MILLER", "J. Chang"
-                found.append((i, i + 2, "NAME", 0.6))
-                i += 2
-            elif low in vocab.AFTER_NAME_VERBS:
+            elif (span := self._initial_name(w, i, shape)) is not None:
+                # "Z. MILLER", "J. Chang", "E. WELSH AWARE", "q. lander rrt"
+                found.append((i, span, "NAME", 0.65))
+                i = span
+            elif (k := self._before_phone(w, i)) is not None:
+                # "Lopie Certusi cell# 410-...", "(Irene Sherwood, 202-232-4455)"
+                span = self._back(w, k, shape, need_evidence=True)
+                if span is not None and not any(w.lower[t] in vocab.RELATION_WORDS for t in range(span[0], span[1] + 1)):
+                    found.append((span[0], span[1], "NAME", 0.6))
+            elif low in vocab.AFTER_NAME_VERBS and not (i > 0 and w.lower[i - 1] in vocab.RELATION_WORDS):
                 span = self._back(w, i, shape, need_evidence=True)
                 if span is not None:
                     found.append((span[0], span[1], "DOCTOR", 0.65))
             elif self.dictionary and low in self.names and low not in self.stop and _namey(word) \
                     and len(word) >= 3 and (not shape.mixed or word[0].isupper()) \
-                    and (low in self.us_first or not vocab.is_english(low)):
+                    and (low in self.us_first or not vocab.is_english(low)) \
+                    and (low in self.core or len(word) >= 5 or shape.mixed) and low not in vocab.CLINICAL_VOCAB:
                 last = i
                 while last + 1 < w.n and last - i < 2 and self._continues(w, last + 1, shape, word):
                     last += 1
@@ -187,6 +242,89 @@ class NameRecognizer(TokenRecognizer):
                 out.append(result(role, m.start("n"), m.end("n"), 0.8, f"{self.name}:glued_title"))
         return out
 
+    def _initial_name(self, w: _Words, i: int, shape: DocShape) -> int | None:
+        """Last token of "<initial>. <Surname>" starting at token i, or None."""
+        word = w.text[i]
+        if len(word) == 2 and word[1] == "." and word[0].isalpha():
+            j = i + 1
+        elif len(word) == 1 and word.isalpha() and i + 1 < w.n and w.text[i + 1] == ".":
+            j = i + 2
+        else:
+            return None
+        if word[0] in "IA" or (word[0].islower() and not shape.lower) or j >= w.n:
+            return None
+        name, low = w.text[j], w.lower[j]
+        if not _namey(name) or low in self.function_words or (shape.mixed and not name[0].isupper()):
+            return None
+        if word[0].islower() and name[0].isupper():
+            return None
+        after = w.lower[j + 1] if j + 1 < w.n else ""
+        before = w.lower[i - 1] if i > 0 else ""
+        glued = w.doc[i].idx > 0 and w.doc.text[w.doc[i].idx - 1] not in " \t\n(,"
+        if glued or low in self.function_words or low in vocab.NEVER_NAMES or low in vocab.RELATION_WORDS:
+            return None
+        if after in vocab.AFTER_NAME_VERBS or after.upper() in vocab.CREDENTIALS:
+            return j
+        if word[0] in "SOAP" and before in ("", "\n") or "\n" in before:
+            return None  # "P. REDRAW ABG", "A. SEPSIS": SOAP headings
+        if low in self.names and (not vocab.is_english(low) or name[0].isupper() and low not in self.stop
+                                  or name.isupper() and after in ("in", "to", "placing", "at", "and", ".")):
+            return j
+        if not vocab.is_english(low) and (after in (":", "and", ")", ",", ".", "in", "to", "placing", "at")
+                                          or before in ("to", "per", "by", "with", "and", "(", "nsg", "dr")):
+            return j
+        return None
+
+    def _before_phone(self, w: _Words, i: int) -> int | None:
+        """Where the words before a phone number starting at token i end (past labels such as
+        "cell#", "home:"), or None when token i starts no phone number."""
+        if not w.text[i][:1].isdigit() or (i > 0 and w.text[i - 1][:1].isdigit()):
+            return None
+        if not _PHONE_START.match("".join(w.text[i:i + 6])):
+            return None
+        k = i
+        while k > 0 and i - k < 4 and (w.lower[k - 1] in _PHONE_LABELS or not w.text[k - 1].strip()):
+            k -= 1
+        return k if k > 0 and _namey(w.text[k - 1]) else None
+
+    def _contact_name(self, w: _Words, j: int, shape: DocShape) -> bool:
+        word, low = w.text[j], w.lower[j]
+        if not _namey(word) or low in self.function_words or low in vocab.RELATION_WORDS or low in vocab.NEVER_NAMES:
+            return False
+        if shape.mixed:
+            return word[0].isupper() and (low in self.first or not vocab.is_english(low)) and low not in self.stop
+        return low in self.first and not vocab.is_english(low) and low not in self.stop
+
+    def _verb_after_relation(self, w: _Words, k: int, shape: DocShape) -> bool:
+        """The word after "wife" is a verb, not a name ("WIFE AGRESS THAT", "son met w/ team")."""
+        word, low = w.text[k], w.lower[k]
+        if shape.mixed and word[0].isupper() and low not in self.stop and not vocab.is_english(low):
+            return False
+        if low in self.first and low not in vocab.NEVER_NAMES:
+            return False
+        nxt = w.lower[k + 1] if k + 1 < w.n else ""
+        return nxt in vocab.AFTER_VERB_WORDS or vocab.is_english(low) or low in vocab.NEVER_NAMES
+
+    def _relative_fallback(self, w: _Words, j: int, shape: DocShape):
+        """A listed first name after a relation word even when it is also a word, if the next
+        token is what follows a name ("son rob lives", "Husband Rich Martino in")."""
+        while j < w.n and w.text[j] in _SKIP_AFTER_TRIGGER:
+            j += 1
+        if j + 1 >= w.n:
+            return None
+        word, low = w.text[j], w.lower[j]
+        if not _namey(word) or low in vocab.CORE_FUNCTION_WORDS or low in vocab.AFTER_NAME_VERBS \
+                or (shape.mixed and not word[0].isupper()):
+            return None
+        if low not in self.first:
+            return None
+        nxt, nxt_low = w.text[j + 1], w.lower[j + 1]
+        if shape.mixed and nxt[:1].isupper() and _namey(nxt) and nxt_low not in self.stop:
+            return j, j + 1
+        if nxt_low in vocab.NAME_FOLLOWERS or nxt in (",", "(", ")") or nxt[:1].isdigit():
+            return j, j
+        return None
+
     def _back(self, w: _Words, i: int, shape: DocShape, need_evidence: bool = False, credential: bool = False):
         """Name tokens right before token i ("Nancy Jones, RN", "Dr Smith aware")."""
         k = i - 1
@@ -203,7 +341,9 @@ class NameRecognizer(TokenRecognizer):
             if word == "." and k > 0 and _INITIAL.fullmatch(w.text[k - 1]) and first is not None:
                 k -= 1
                 continue
-            if _namey(word) and low not in _SPACY_STOP and low not in vocab.CREDENTIALS_LOWER and (
+            if _namey(word) and low not in _SPACY_STOP and low not in vocab.CREDENTIALS_LOWER \
+                    and (low not in vocab.CLINICAL_VOCAB or credential and shape.mixed and word[0].isupper()
+                         and low in self.names and first is not None) and low not in vocab.NEVER_NAMES and (
                     (low not in self.stop or low in self.names or (credential and shape.mixed))
                     and (word[0].isupper() if shape.mixed else (low in self.names or not vocab.is_english(low)))):
                 first = k
@@ -215,7 +355,8 @@ class NameRecognizer(TokenRecognizer):
         if need_evidence:
             tokens = [w.lower[t] for t in range(first, last + 1)]
             initial = first > 0 and _INITIAL.fullmatch(w.text[first - 1] or "")
-            if not (any(t in self.names for t in tokens) or (shape.mixed and last > first) or initial):
+            unknown = last > first and not any(vocab.is_english(t) or t in self.stop for t in tokens)
+            if not (any(t in self.names for t in tokens) or (shape.mixed and last > first) or initial or unknown):
                 return None
         return first, last
 
@@ -251,6 +392,14 @@ def _function_words() -> frozenset[str]:
     return frozenset(STOP_WORDS) | vocab.CLINICAL_VOCAB | vocab.MONTH_WORDS
 
 
+_HOSPITAL_ACRONYM = re.compile(r"(?i:[A-Z]{1,4}(?:H|MC|HC))")
+_TOWN = re.compile(r"(?:town|ville|burg|burgh|boro|borough|ford|field|wood|dale|ton|land|chester|mouth|port|"
+                   r"bury|haven|shire|downe|more|mont|view|side|stead|wick|worth)$")
+# hospitals named after a saint or a virtue, which carry no "Hospital": "Holy Cross", "Sacred Heart"
+_NAMED_FACILITY = re.compile(r"(?i)\b(?:holy\s+(?:cross|family|name|spirit|redeemer|trinity|ghost)|sacred\s+heart"
+                             r"|good\s+samaritan|good\s+shepherd|our\s+lady\s+of\s+(?-i:[A-Za-z]\w+))\b")
+
+
 class PlaceRecognizer(TokenRecognizer):
     """Facilities ("Holy Cross Hospital", "St. Agnes") and places after movement verbs
     ("transferred to X", "lives in X")."""
@@ -278,6 +427,8 @@ class PlaceRecognizer(TokenRecognizer):
             return False
         if shape.mixed:
             return word[0].isupper() and (in_facility or low not in self.stop)
+        if not in_facility and (len(low) < 4 or not re.search(r"[aeiouy]", low)):
+            return False  # "TO BB", "to lcs": short or vowel-less abbreviations
         if in_facility:
             return low in self.modifiers or (low not in self.stop and not vocab.is_english(low)) \
                 or vocab.is_place(low)
@@ -305,11 +456,32 @@ class PlaceRecognizer(TokenRecognizer):
                 if j < w.n and (dotted or low == "saint" or not shape.upper or not vocab.is_english(w.lower[j])) \
                         and _namey(w.text[j]) and w.lower[j] not in self.function_words \
                         and (w.text[j][0].isupper() or not shape.mixed) \
-                        and not (i > 0 and w.text[i - 1][:1].isdigit()):
+                        and not (i > 0 and w.text[i - 1][:1].isdigit()) and w.lower[j] not in vocab.AFTER_ST:
                     out.append(result("HOSPITAL", doc[i].idx, doc[j].idx + len(doc[j].text), 0.6,
                                       f"{self.name}:saint"))
+            elif _HOSPITAL_ACRONYM.fullmatch(w.text[i]) and (shape.lower or w.text[i].isupper()) \
+                    and low not in self.function_words and low not in vocab.NOT_HOSPITAL_ACRONYMS \
+                    and not vocab.is_english(low) and low not in self.stop and (
+                        (i > 0 and (w.lower[i - 1] in vocab.PLACE_PREPS or w.lower[i - 1] in vocab.PLACE_VERBS))
+                        or (i + 1 < w.n and w.lower[i + 1] in vocab.AFTER_HOSPITAL)):
+                # "tranfered to GH", "GH EW", "seen by GBMC nurse"
+                out.append(result("HOSPITAL", doc[i].idx, doc[i].idx + len(doc[i].text), 0.6, f"{self.name}:acronym"))
             elif low in vocab.PLACE_PREPS and i + 1 < w.n:
-                if not any(w.lower[k] in vocab.PLACE_VERBS for k in range(max(0, i - 4), i)):
+                window = 8 if any(w.lower[k] in vocab.HOME_VERBS for k in range(max(0, i - 8), i)) else 4
+                suffix_town = i + 1 < w.n and _TOWN.search(w.lower[i + 1]) and _namey(w.text[i + 1]) \
+                    and (w.text[i + 1][0].isupper() or not shape.mixed) and not vocab.is_english(w.lower[i + 1]) \
+                    and w.lower[i + 1] not in self.stop and low in ("in", "from", "of", "near", "at")
+                j = i + 1
+                ward = j + 1 < w.n and re.fullmatch(r"\d{1,2}", w.text[j + 1]) and _namey(w.text[j]) \
+                    and len(w.text[j]) >= 4 and not vocab.is_english(w.lower[j]) and w.lower[j] not in self.stop \
+                    and w.lower[j] not in self.function_words and low in ("to", "from", "at", "in") \
+                    and (j + 2 >= w.n or w.lower[j + 2] in vocab.AFTER_WARD or not w.text[j + 2].strip(" "))
+                if ward:
+                    # "pt to quartermain 3": an unknown word and a floor or ward number
+                    out.append(result("LOCATION", doc[j].idx, doc[j].idx + len(doc[j].text), 0.55,
+                                      f"{self.name}:ward"))
+                    continue
+                if not suffix_town and not any(w.lower[k] in vocab.PLACE_VERBS for k in range(max(0, i - window), i)):
                     continue
                 j = i + 1
                 if j < w.n and w.lower[j] == "the":
@@ -322,6 +494,28 @@ class PlaceRecognizer(TokenRecognizer):
                 if last is not None:
                     out.append(result("LOCATION", doc[j].idx, doc[last].idx + len(doc[last].text), 0.55,
                                       f"{self.name}:after_{low}"))
+        for m in _NAMED_FACILITY.finditer(text):
+            out.append(result("HOSPITAL", m.start(), m.end(), 0.7, f"{self.name}:named_facility"))
+        return out + self._propagate(text, doc, w, out)
+
+    def _propagate(self, text, doc, w: _Words, found) -> list:
+        """Other mentions in the same note of an unknown word already found as a place
+        ("transfer to Quartermain 2" ... "quartermain2 when bed available")."""
+        words = set()
+        for r in found:
+            for tok in re.findall(r"[A-Za-z][A-Za-z-]+(?![A-Za-z'])", text[r.start:r.end]):
+                low = tok.lower()
+                if len(low) >= 4 and low not in self.stop and low not in self.function_words \
+                        and not vocab.is_english(low) and low not in self.modifiers and low not in self.heads:
+                    words.add(low)
+        if not words:
+            return []
+        out = []
+        for t in range(w.n):
+            base = w.lower[t].rstrip("0123456789")
+            if base in words or (base[:-8] in words and base.endswith("building")):
+                out.append(result("LOCATION", doc[t].idx, doc[t].idx + len(doc[t].text), 0.55,
+                                  f"{self.name}:same_note"))
         return out
 
 
@@ -357,8 +551,16 @@ class GazetteerRecognizer(TokenRecognizer):
                     and not words[0][:1].isupper():
                 i += 1
                 continue
+            if n == 1 and label == "CITY" and vocab.is_english(lows[i]) and not (
+                    i > 0 and (lows[i - 1] in vocab.PLACE_PREPS or lows[i - 1] in ("of", "near"))):
+                i += 1  # "NOT READING", "Reading are improved"
+                continue
             if label == "NATIONALITY" and not words[0][:1].isupper():
                 i += 1
+                continue
+            if self.options.get("legal") and vocab.generic_institution(
+                    " ".join(words), text[doc[i + n - 1].idx + len(doc[i + n - 1].text):][:40]):
+                i += n
                 continue
             score = 0.6 if n > 1 or lows[i] not in self.stop else 0.45
             out.append(result(label, doc[i].idx, doc[i + n - 1].idx + len(doc[i + n - 1].text), score,
@@ -384,6 +586,7 @@ class SpacyEntityRecognizer(TokenRecognizer):
     def load(self) -> None:
         self.stop = vocab.stop_words()
         self.keep = dict(self.options.get("labels") or {"PERSON": 0.6, "GPE": 0.5, "LOC": 0.5, "FAC": 0.5})
+        self.legal = bool(self.options.get("legal"))
 
     def find(self, text, doc, shape):
         if not shape.mixed:
@@ -396,6 +599,8 @@ class SpacyEntityRecognizer(TokenRecognizer):
             words = [t.text.lower() for t in ent if t.is_alpha]
             if ent.label_ in ("PERSON", "GPE", "LOC", "FAC", "ORG", "NORP") and (
                     not words or all(x in self.stop for x in words)):
+                continue
+            if self.legal and vocab.generic_institution(ent.text, text[ent.end_char:ent.end_char + 40]):
                 continue
             out.append(result(_NER_LABELS[ent.label_], ent.start_char, ent.end_char, score,
                               f"{self.name}:{ent.label_}"))

@@ -4,7 +4,9 @@ Name and place dictionaries come from open lists only: Faker's first/last names 
 Latin-script locales, US states, and a hand-written gazetteer of large US and world cities. The
 allow-lists hold vocabulary that must never be taken for a name in a note (clinical
 abbreviations, drug names, ALL-CAPS section words, common English words that are also names).
-No string here was taken from an evaluation corpus.
+No PHI string was taken from an evaluation corpus: the allow-lists do hold clinical abbreviations
+and misspellings that development runs wrongly flagged (never a gold identifier), and the legal
+profile's list of generic public bodies follows TAB's guideline that they stay unmasked.
 """
 
 from __future__ import annotations
@@ -18,12 +20,55 @@ def _words(block: str) -> frozenset[str]:
 
 # --- triggers -------------------------------------------------------------------------------
 
-DOCTOR_TITLES = _words("dr dr. drs drs. dr's doctor doctors dres")
+DOCTOR_TITLES = _words("dr dr. drs drs. dr's doctor doctors dres docter doctr dr.s")
 PATIENT_TITLES = _words("mr mr. mrs mrs. ms ms. miss mister mx mx.")
 OTHER_TITLES = _words(
     "prof prof. professor judge justice sir madam lady lord rev rev. reverend father sister "
-    "nurse attending resident fellow intern counsel mme mme. mlle m. herr frau dame"
+    "nurse attending resident fellow intern counsel mme mme. mlle m. herr frau dame "
+    "lawyer attorney atty pastor priest rabbi chaplain minister imam"
 )
+WEAK_TITLES = _words("father sister nurse resident fellow intern attending pastor priest rabbi chaplain "
+                     "minister imam lawyer attorney atty")
+# words that look like names in notes but are not ("son-in-law", "psych", "Jesus!")
+NEVER_NAMES = _words("law inlaw in-law psych priest diff cdiff ems rncm cvvhf cvvh cvvhd norm meg cal "
+                     "rounds legal said says")
+# "spoke with Suzette", "ask to page Hank": a listed or unknown capitalised word after these
+CONTACT_TRIGGERS = _words("spoke talked met page paged call called per notify notified phoned told tell "
+                          "ask asked informed")
+# never a name, even right after "Dr"
+CORE_FUNCTION_WORDS = _words(
+    "a an the and or but nor of to in on at by for with from into onto as is are was were be been "
+    "being am has have had do does did he she it they we you i me him her his hers its their them "
+    "this that these those who whom whose which what not no yes so if then than there here also "
+    "aware notified paged informed called updated after before about over under during since until"
+)
+AUXILIARIES = _words("will would may might can could shall should must did does do has had have also "
+                     "already then here there now still just again yet well very too even")
+# credentials that are also clinical abbreviations ("PA line", "NP cough", "SW ok", "DO 2")
+AMBIGUOUS_CREDENTIALS = frozenset("PA NP DO SW RT SN CNS RD MD SLP ANP".split())
+# after a relation word these show that the next word is a verb ("wife agrees that he ...")
+AFTER_VERB_WORDS = _words(
+    "that he she it they pt pt's his her him them the a an all this no not home back up out down "
+    "off w/ w"
+)
+# words that follow a name ("son Rob lives in ...", "daughter Pat who ...")
+NAME_FOLLOWERS = _words(
+    "lives lived who is was has had will would visited visiting called calls phoned came comes "
+    "and or aware at spoke states stated said says wants wishes"
+)
+# common English diminutives and short forms missing from Faker's lists
+NICKNAMES = _words("""
+al alf ali andy ann annie art barb barbie bart bea becky ben benny bernie bert beth betsy betty
+bev bill billy bob bobby brad cathy chad chris chuck cindy cliff connie dan danny dave davey
+deb debbie dee don donnie dot dottie doug ed eddie eddy fran frank frankie fred freddie gail gene
+gerry ginny greg gus hal hank harry jack jackie jake jan jen jenny jerry jim jimmy jo joe joey
+johnny jon judy kate kathy katie ken kenny kim larry len lenny les liz lizzie lou lu luci lucy
+maggie mandy marge margie marty matt mel mick mickey mike mikey milt mitch molly nan nancy
+nat ned nick nicky pam pat patsy patty peg peggy penny pete phil rich rick ricky rob robbie ron
+ronnie rosie russ sal sally sam sammy sandy stan steve stu sue susie suzy suzette ted teddy terri
+tim timmy tina toby tom tommy tony trish val vic vicki vinny walt wally wil will willy
+""")
+
 # a name usually follows these words ("daughter Mary", "HCP: John")
 RELATION_WORDS = _words(
     "wife husband spouse son sons daughter daughters dtr dtrs dau mother mom mum father dad "
@@ -43,7 +88,7 @@ CREDENTIALS_LOWER = frozenset(c.lower() for c in CREDENTIALS)
 # "... Smith aware", "Jones notified"
 AFTER_NAME_VERBS = _words(
     "aware notified paged informed called updated called. aware. notified. paged. "
-    "contacted consulted"
+    "contacted consulted arrived ordered phoned wrote"
 )
 # "transferred to X", "sent to X", "accepted by X"
 PLACE_VERBS = _words(
@@ -55,6 +100,19 @@ PLACE_VERBS = _words(
     "come comes coming came bring flown"
 )
 PLACE_PREPS = _words("to from at @ in by into")
+# verbs of residence, whose place can come several words later ("lives alone in elderly housing in X")
+HOME_VERBS = _words("lives lived living resides resided live stays staying")
+# words after a hospital's acronym ("GH EW", "GBMC nurse")
+AFTER_HOSPITAL = _words("ew er ed ew. er. ed. cath icu micu ccu nurse nurses attorneys hospital staff team "
+                        "clinic lab")
+# clinical abbreviations shaped like a hospital's acronym ("PMH", "SAH")
+NOT_HOSPITAL_ACRONYMS = _words("pmh ich sah lvh rvh bph hoh doh osh ivh iph pph mch mcv hmc ach nsh hh psh fh "
+                               "sh dh ph hch ah oh eh uh nh ch th ash dish usoh soh gsh mush synch olh")
+# what follows "<ward> 3" ("transfer to Quartermain 2 in am", "... 3 when bed available")
+AFTER_WARD = _words(", . ; when this in or post today tomorrow tonight bed and rn if once for at on")
+# "ST elevation": the ST segment, not a saint
+AFTER_ST = _words("elevation elevations elev depression depressions dep segment segments changes chgs "
+                  "wave waves abnormalities abn")
 
 FACILITY_HEADS = _words(
     "hospital hospitals hosp hosp. medical med center ctr ctr. centre clinic clinics "
@@ -100,6 +158,9 @@ tan amber max tmax hickman perla perrla sys ion cocci lima raf mets warmer alleg
 lucid admin bridge fields lips french tea ale berg brady beer ir pcu baseline eval recheck
 ortho bathroom commode xray cxray derm nsurg ent eps opth ophtho ophthamology stain ceo vols
 drng sxn vss cco fick pcw rij nad aggressive
+osh carevue diamox lcs ep om psvt junctional hd bb catscan lipline midnoc nisicu ica ij lij
+eca cca mca aca pca sma ima lad lcx rca pda ai ar tr ef fs nas dep chgs vaca crean
+kling afer inlaw tel assymptomatic precautions con't cont'd quinton
 cpap bipap peep ps psv imv simv ac prvc fio2 fi02 tv vt rsbi mdi mdis neb nebs hhn nc fm nrb
 fmask shovel tent trach mask venti ventimask abx
 ns lr d5w d5 d51/2ns kcl kphos mgso4 cagluc nahco3 prbc prbcs ffp plts cryo albumin
@@ -212,6 +273,17 @@ def all_names() -> frozenset[str]:
 
 
 @lru_cache(maxsize=1)
+def core_names() -> frozenset[str]:
+    """Names of the English-speaking locales plus common diminutives: enough evidence alone
+    where the larger multi-locale list (with names like "Ina" or "Cal") is not."""
+    names: set[str] = set()
+    for locale in ("en_US", "en_GB", "en_IE", "en_CA"):
+        names.update(n.lower() for n in _faker_names("first_names", (locale,)))
+        names.update(n.lower() for n in _faker_names("last_names", (locale,)))
+    return frozenset(names) | NICKNAMES
+
+
+@lru_cache(maxsize=1)
 def stop_words() -> frozenset[str]:
     """Words never taken for a name on dictionary evidence alone."""
     from spacy.lang.en.stop_words import STOP_WORDS
@@ -235,6 +307,14 @@ def load_english(nlp) -> None:
         return
     for words in table.values():
         _ENGLISH.update(w for w in words if "_" not in w)
+    # irregular inflections ("came", "said", "went") are only in the exception table
+    try:
+        exceptions = nlp.get_pipe("lemmatizer").lookups.get_table("lemma_exc")
+        for pos in ("verb", "noun", "adj", "adv"):
+            forms = exceptions.get(pos) or {}
+            _ENGLISH.update(w for w in forms if "_" not in w)
+    except (KeyError, ValueError):
+        pass
 
 
 def english_words() -> set[str]:
@@ -254,7 +334,7 @@ def is_english(low: str) -> bool:
     if low in words:
         return True
     for suffix, repl in _ENGLISH_SUFFIXES:
-        if low.endswith(suffix) and len(low) - len(suffix) >= 3 and low[: -len(suffix)] + repl in words:
+        if low.endswith(suffix) and len(low) - len(suffix) + len(repl) >= 3 and low[: -len(suffix)] + repl in words:
             return True
     return False
 
@@ -280,13 +360,13 @@ _NAME_LOCALES = ("en_US", "en_GB", "en_IE", "en_CA", "de_DE", "fr_FR", "it_IT", 
                  "no_NO", "hr_HR", "sk_SK", "sl_SI", "lt_LT", "lv_LV", "et_EE")
 
 
-def _faker_names(attr: str) -> set[str]:
+def _faker_names(attr: str, locales: tuple[str, ...] = _NAME_LOCALES) -> set[str]:
     import importlib
 
     names: set[str] = set()
     wanted = {"first_names": ("first_names", "first_names_male", "first_names_female"),
               "last_names": ("last_names",)}[attr]
-    for locale in _NAME_LOCALES:
+    for locale in locales:
         try:
             module = importlib.import_module(f"faker.providers.person.{locale}")
         except ImportError:
@@ -457,3 +537,56 @@ def gazetteer_pattern(block: str) -> str:
 
     names = sorted({n.strip() for n in block.split("|") if n.strip()}, key=len, reverse=True)
     return "|".join(re.escape(n).replace(r"\ ", r"\s+") for n in names)
+
+
+# --- legal profile: public bodies that TAB leaves unmasked ---------------------------------
+
+# words that make up the name of a generic public body ("the Supreme Administrative Court",
+# "the Ministry of Foreign Affairs", "the Principal Public Prosecutor"): the Court, the respondent
+# Government and the domestic institutions are not identifiers of the applicant (TAB: NO_MASK)
+INSTITUTION_WORDS = _words("""
+the of and for on in at 's court courts supreme constitutional administrative regional district
+criminal military federal high higher appeal appeals cassation assize assizes county civil
+state public principal chief deputy european commonwealth foreign affairs defence defense
+justice interior internal health finance human rights section grand chamber commission government
+governments ministry minister prosecutor prosecutors prosecution office parliament assembly
+national council committee treasury authority authorities registry registrar convention republic
+police army cabinet department agency ombudsman bar senate general security first second third
+fourth fifth sixth instance division bench judicial magistrates magistrate's magistrates' peace
+prison prisons service services board directorate headquarters gendarmerie forces
+armed home secretary crown queen's house lords commons juvenile
+enforcement penal execution local municipal provincial
+legal aid facts law bureau inspectorate procurator procuracy tribunal tribunals
+investigation investigations president presidency governor governorship mayor office's
+""")
+# after a nationality these make it a state's attribute, not a person's ("Turkish law")
+_STATE_ATTRIBUTES = _words("""
+government governments law laws legislation code codes courts court authorities authority state
+constitution army forces police officials parliament legal criminal civil administrative judicial
+system embassy consulate ministry side delegation security gendarmerie military prosecutor
+prosecutors judge judges tribunal tribunals republic public
+""")
+_FORMAL_STATE = None
+
+
+def generic_institution(name: str, after: str = "") -> bool:
+    """Whether a found ORG/GPE/NORP span is a public body or a state attribute that a legal
+    anonymisation leaves in clear: "the Court of Appeal", "the Government", "the Republic of
+    Turkey", "Turkish law". Named local bodies ("the Wroclaw District Court") stay PHI."""
+    import re
+
+    global _FORMAL_STATE
+    if _FORMAL_STATE is None:
+        _FORMAL_STATE = re.compile(r"(?i)^(?:the\s+)?(?:(?:federal\s+|socialist\s+|people's\s+)*republic|"
+                                   r"grand\s+duchy|principality)\s+of\b")
+    words = [w.lower() for w in re.findall(r"[\w']+", name)]
+    if not words:
+        return False
+    if _FORMAL_STATE.match(name.strip()):
+        return True
+    if all(w in INSTITUTION_WORDS or (w in NATIONALITIES and len(words) > 1) for w in words):
+        return True  # "the Court of Appeal", "the Turkish Government"
+    if len(words) == 1 and words[0] in NATIONALITIES:
+        nxt = re.match(r"\s*([A-Za-z]+)", after)
+        return bool(nxt) and nxt.group(1).lower() in _STATE_ATTRIBUTES
+    return False
