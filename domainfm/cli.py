@@ -208,303 +208,6 @@ def chunk_command(
     console.print(f"manifest: {result.manifest}")
 
 
-@app.command("chunk")
-@_user_errors
-def chunk_command(
-    src: Path = typer.Argument(..., help="domainfm JSONL file of documents."),
-    out: Path = typer.Option(..., "-o", "--out", help="Output JSONL of chunks (rejects go to <out>.rejects.jsonl)."),
-    tokenizer: str = typer.Option("minilm", help="Model tokenizer: embedded name, save_pretrained folder or hub id."),
-    max_tokens: int = typer.Option(512, help="Model positions per chunk, special tokens included."),
-    overlap: int = typer.Option(64, help="Tokens repeated from the previous chunk (snapped to a sentence)."),
-    profile: str = typer.Option("generic", help="Sectionizer: clinical | legal | generic."),
-):
-    """Split documents into chunks that fit the model, follow the document's sections and map
-    back to the source character for character (spans projected, labels inherited)."""
-    from domainfm.chunk import ChunkConfig, chunk_file
-
-    config = ChunkConfig(tokenizer=tokenizer, max_tokens=max_tokens, overlap=overlap, profile=profile)
-    console = _console()
-    with _progress(console, "chunking") as update:
-        result = chunk_file(src, out, config, on_progress=lambda c: update(c.read))
-    c = result.counts
-    console.print(
-        f"read {c.read} = written {c.written} + rejected {c.rejected} documents; {result.chunks} chunks "
-        f"(max {result.max_chunk_tokens} of {max_tokens} positions, {result.empty_documents} empty documents)"
-        f"  ->  {result.out}"
-    )
-    if result.rejects:
-        console.print(f"rejected records (with reasons): {result.rejects}")
-        for line in result.first_rejects:
-            console.print(f"  {line}")
-    console.print(f"manifest: {result.manifest}")
-
-
-@app.command("deid")
-@_user_errors
-def deid_command(
-    src: Path = typer.Argument(..., help="domainfm JSONL to de-identify."),
-    out: Path = typer.Option(..., "-o", "--out", help="Output JSONL (rejects go to <out>.rejects.jsonl)."),
-    profile: str = typer.Option("clinical", help="clinical (HIPAA Safe Harbor) or legal (TAB direct + quasi identifiers)."),
-    operator: str = typer.Option("surrogate", help="surrogate (realistic fakes) | redact | tag ([NAME], [DATE]...)."),
-    vault: Optional[Path] = typer.Option(None, help="Encrypted re-identification vault (key in $DOMAINFM_VAULT_KEY)."),
-    workers: int = typer.Option(1, help="Detection processes."),
-    batch_size: int = typer.Option(32, help="Documents per spaCy batch."),
-    seed: Optional[int] = typer.Option(None, help="Reproducible surrogates without a key (demos/tests only)."),
-    threshold: float = typer.Option(0.3, help="Minimum detection score in [0, 1]."),
-):
-    """Detect PHI/PII and replace it; writes phi_spans (no PHI text) and a deid manifest."""
-    from domainfm.deid.config import DeidConfig
-    from domainfm.deid.runner import deidentify_file
-
-    config = DeidConfig(profile=profile, operator=operator, vault=str(vault) if vault else None,
-                        workers=workers, batch_size=batch_size, score_threshold=threshold,
-                        seed=seed if seed is not None else 0)
-    console = _console()
-    with _progress(console, f"de-identifying ({profile}, {operator})") as update:
-        result = deidentify_file(src, out, config, seed=seed, on_progress=lambda c: update(c.read))
-    c = result.counts
-    console.print(f"read {c.read} = written {c.written} + rejected {c.rejected}  ->  {result.out}")
-    labels = ", ".join(f"{k} {v}" for k, v in list(result.detections_by_label.items())[:10])
-    console.print(f"{result.detections} detections ({labels or 'none'}); surrogate key {result.surrogate_key}")
-    if result.rejects:
-        console.print(f"rejected records (with reasons): {result.rejects}")
-        for line in result.first_rejects:
-            console.print(f"  {line}")
-    console.print(f"manifest: {result.manifest}")
-
-
-@app.command("deid-eval")
-@_user_errors
-def deid_eval_command(
-    gold: Path = typer.Argument(..., help="Documents with gold PHI spans (e.g. from 'domainfm import physionet')."),
-    pred: Path = typer.Argument(..., help="'domainfm deid' output of the same documents."),
-    dataset: str = typer.Option("canonical", help="Label table of the gold spans: physionet, tab, synthetic-clinical, ..."),
-    identifier_types: Optional[str] = typer.Option(None, help="TAB: comma-separated identifier types to keep, e.g. DIRECT,QUASI."),
-    out: Optional[Path] = typer.Option(None, "-o", "--out", help="Write the metrics JSON here."),
-    misses: Optional[Path] = typer.Option(None, help="Write missed gold spans (ids and offsets) here."),
-    misses_text: bool = typer.Option(False, "--misses-text", help="Include the missed text in --misses (sensitive)."),
-):
-    """Precision/recall/F1/F2 of de-identification against gold spans (overall and per type)."""
-    import json
-
-    from domainfm.deid.evaluate import evaluate_files
-
-    types = [t.strip() for t in identifier_types.split(",")] if identifier_types else None
-    summary = evaluate_files(gold, pred, dataset=dataset, identifier_types=types, misses_path=misses,
-                             include_text=misses_text)
-    text = json.dumps(summary, indent=2)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n", encoding="utf-8")
-    typer.echo(text)
-
-
-@app.command("reidentify")
-@_user_errors
-def reidentify_command(
-    src: Path = typer.Argument(..., help="'domainfm deid' output written with --vault."),
-    out: Path = typer.Option(..., "-o", "--out", help="Output JSONL with the original text restored."),
-    vault: Path = typer.Option(..., help="The vault written by 'domainfm deid --vault'."),
-):
-    """Restore original text for authorised users (needs the vault and $DOMAINFM_VAULT_KEY)."""
-    from domainfm.deid.runner import reidentify_file
-
-    n = reidentify_file(src, out, vault)
-    _console().print(f"restored {n} records -> {out}")
-
-
-@app.command("chunk")
-@_user_errors
-def chunk_command(
-    src: Path = typer.Argument(..., help="domainfm JSONL file of documents."),
-    out: Path = typer.Option(..., "-o", "--out", help="Output JSONL of chunks (rejects go to <out>.rejects.jsonl)."),
-    tokenizer: str = typer.Option("minilm", help="Model tokenizer: embedded name, save_pretrained folder or hub id."),
-    max_tokens: int = typer.Option(512, help="Model positions per chunk, special tokens included."),
-    overlap: int = typer.Option(64, help="Tokens repeated from the previous chunk (snapped to a sentence)."),
-    profile: str = typer.Option("generic", help="Sectionizer: clinical | legal | generic."),
-):
-    """Split documents into chunks that fit the model, follow the document's sections and map
-    back to the source character for character (spans projected, labels inherited)."""
-    from domainfm.chunk import ChunkConfig, chunk_file
-
-    config = ChunkConfig(tokenizer=tokenizer, max_tokens=max_tokens, overlap=overlap, profile=profile)
-    console = _console()
-    with _progress(console, "chunking") as update:
-        result = chunk_file(src, out, config, on_progress=lambda c: update(c.read))
-    c = result.counts
-    console.print(
-        f"read {c.read} = written {c.written} + rejected {c.rejected} documents; {result.chunks} chunks "
-        f"(max {result.max_chunk_tokens} of {max_tokens} positions, {result.empty_documents} empty documents)"
-        f"  ->  {result.out}"
-    )
-    if result.rejects:
-        console.print(f"rejected records (with reasons): {result.rejects}")
-        for line in result.first_rejects:
-            console.print(f"  {line}")
-    console.print(f"manifest: {result.manifest}")
-
-
-@app.command("label")
-@_user_errors
-def label_command(
-    labeled: Path = typer.Option(..., "--labeled", help="domainfm JSONL of seed documents with 'label' (or 'labels')."),
-    pool: Optional[Path] = typer.Option(None, "--pool", help="domainfm JSONL of documents to label."),
-    out: Path = typer.Option(..., "-o", "--out", help="Output JSONL (rejects go to <out>.rejects.jsonl)."),
-    method: str = typer.Option("embed", help="embed (frozen encoder + calibrated LR) | setfit (contrastive fine-tuning first)."),
-    model: str = typer.Option("minilm", help="Sentence encoder: embedded name, save_pretrained folder or hub id."),
-    export: list[str] = typer.Option([], "--export", help="Also write labelstudio | prodigy | csv (repeatable)."),
-    check: bool = typer.Option(False, "--check", help="Flag likely label errors in --labeled instead of labeling a pool."),
-    seed: int = typer.Option(13, help="Random seed; the same seed gives the same output."),
-    task: str = typer.Option("auto", help="single | multi | auto (multi when seeds have 'labels' but no 'label')."),
-):
-    """Suggest labels for a pool from a few labeled seeds (calibrated, ranked for annotation),
-    or with --check flag likely label errors in a labeled set. Prints counts only, never text."""
-    from domainfm.label import LabelConfig, label_file
-    from domainfm.label.export import EXPORT_FORMATS
-
-    for kind in export:
-        if kind not in EXPORT_FORMATS:
-            from domainfm.config import suggest
-
-            raise DomainFMError(f"unknown --export {kind!r}{suggest(kind, EXPORT_FORMATS)}; "
-                                f"choose from {', '.join(EXPORT_FORMATS)}")
-    if check and pool is not None:
-        raise DomainFMError("--check works on --labeled alone; run the pool without --check")
-    config = LabelConfig(method=method, model=model, seed=seed, task=task)
-    console = _console()
-    with _progress(console, "labeling") as update:
-        stages = iter(range(1, 100))
-        run = label_file(labeled, pool, out, config, exports=export, check=check,
-                         on_stage=lambda s: update(next(stages)))
-    c, s = run.counts, run.summary
-    cv = s["cross_validation"]
-    console.print(f"read {c.read} = written {c.written} + rejected {c.rejected}  ->  {run.out}")
-    seeds = ", ".join(f"{k}={v}" for k, v in s["seeds_per_class"].items())
-    console.print(f"{s['task']}-label, {len(s['classes'])} labels; seeds per label: {seeds}")
-    if s["labels_left_out"]:
-        left = ", ".join(f"{k}={v}" for k, v in s["labels_left_out"].items())
-        console.print(f"left out (fewer than 2 seeds, or on every seed): {left}")
-    expected = cv.get("expected_accuracy", cv.get("expected_micro_f1"))
-    name = "accuracy" if "expected_accuracy" in cv else "micro-F1"
-    console.print(f"expected {name} (cross-validated on the seeds, {cv['folds']} folds): {expected:.2f}; "
-                  f"macro-F1 {cv['expected_macro_f1']:.2f}; calibration error {cv['expected_ece']:.2f}")
-    if check:
-        console.print(f"flagged {s['flagged']} of {s['checked']} labeled documents as likely label errors "
-                      f"(meta.label_check in {run.out})")
-    for path in run.exports:
-        console.print(f"export: {path}")
-    if run.rejects:
-        console.print(f"rejected records (with reasons): {run.rejects}")
-        for line in run.first_rejects:
-            console.print(f"  {line}")
-    console.print(f"manifest: {run.manifest}")
-
-
-@app.command("deid")
-@_user_errors
-def deid_command(
-    src: Path = typer.Argument(..., help="domainfm JSONL to de-identify."),
-    out: Path = typer.Option(..., "-o", "--out", help="Output JSONL (rejects go to <out>.rejects.jsonl)."),
-    profile: str = typer.Option("clinical", help="clinical (HIPAA Safe Harbor) or legal (TAB direct + quasi identifiers)."),
-    operator: str = typer.Option("surrogate", help="surrogate (realistic fakes) | redact | tag ([NAME], [DATE]...)."),
-    vault: Optional[Path] = typer.Option(None, help="Encrypted re-identification vault (key in $DOMAINFM_VAULT_KEY)."),
-    workers: int = typer.Option(1, help="Detection processes."),
-    batch_size: int = typer.Option(32, help="Documents per spaCy batch."),
-    seed: Optional[int] = typer.Option(None, help="Reproducible surrogates without a key (demos/tests only)."),
-    threshold: float = typer.Option(0.3, help="Minimum detection score in [0, 1]."),
-):
-    """Detect PHI/PII and replace it; writes phi_spans (no PHI text) and a deid manifest."""
-    from domainfm.deid.config import DeidConfig
-    from domainfm.deid.runner import deidentify_file
-
-    config = DeidConfig(profile=profile, operator=operator, vault=str(vault) if vault else None,
-                        workers=workers, batch_size=batch_size, score_threshold=threshold,
-                        seed=seed if seed is not None else 0)
-    console = _console()
-    with _progress(console, f"de-identifying ({profile}, {operator})") as update:
-        result = deidentify_file(src, out, config, seed=seed, on_progress=lambda c: update(c.read))
-    c = result.counts
-    console.print(f"read {c.read} = written {c.written} + rejected {c.rejected}  ->  {result.out}")
-    labels = ", ".join(f"{k} {v}" for k, v in list(result.detections_by_label.items())[:10])
-    console.print(f"{result.detections} detections ({labels or 'none'}); surrogate key {result.surrogate_key}")
-    if result.rejects:
-        console.print(f"rejected records (with reasons): {result.rejects}")
-        for line in result.first_rejects:
-            console.print(f"  {line}")
-    console.print(f"manifest: {result.manifest}")
-
-
-@app.command("deid-eval")
-@_user_errors
-def deid_eval_command(
-    gold: Path = typer.Argument(..., help="Documents with gold PHI spans (e.g. from 'domainfm import physionet')."),
-    pred: Path = typer.Argument(..., help="'domainfm deid' output of the same documents."),
-    dataset: str = typer.Option("canonical", help="Label table of the gold spans: physionet, tab, synthetic-clinical, ..."),
-    identifier_types: Optional[str] = typer.Option(None, help="TAB: comma-separated identifier types to keep, e.g. DIRECT,QUASI."),
-    out: Optional[Path] = typer.Option(None, "-o", "--out", help="Write the metrics JSON here."),
-    misses: Optional[Path] = typer.Option(None, help="Write missed gold spans (ids and offsets) here."),
-    misses_text: bool = typer.Option(False, "--misses-text", help="Include the missed text in --misses (sensitive)."),
-):
-    """Precision/recall/F1/F2 of de-identification against gold spans (overall and per type)."""
-    import json
-
-    from domainfm.deid.evaluate import evaluate_files
-
-    types = [t.strip() for t in identifier_types.split(",")] if identifier_types else None
-    summary = evaluate_files(gold, pred, dataset=dataset, identifier_types=types, misses_path=misses,
-                             include_text=misses_text)
-    text = json.dumps(summary, indent=2)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n", encoding="utf-8")
-    typer.echo(text)
-
-
-@app.command("reidentify")
-@_user_errors
-def reidentify_command(
-    src: Path = typer.Argument(..., help="'domainfm deid' output written with --vault."),
-    out: Path = typer.Option(..., "-o", "--out", help="Output JSONL with the original text restored."),
-    vault: Path = typer.Option(..., help="The vault written by 'domainfm deid --vault'."),
-):
-    """Restore original text for authorised users (needs the vault and $DOMAINFM_VAULT_KEY)."""
-    from domainfm.deid.runner import reidentify_file
-
-    n = reidentify_file(src, out, vault)
-    _console().print(f"restored {n} records -> {out}")
-
-
-@app.command("chunk")
-@_user_errors
-def chunk_command(
-    src: Path = typer.Argument(..., help="domainfm JSONL file of documents."),
-    out: Path = typer.Option(..., "-o", "--out", help="Output JSONL of chunks (rejects go to <out>.rejects.jsonl)."),
-    tokenizer: str = typer.Option("minilm", help="Model tokenizer: embedded name, save_pretrained folder or hub id."),
-    max_tokens: int = typer.Option(512, help="Model positions per chunk, special tokens included."),
-    overlap: int = typer.Option(64, help="Tokens repeated from the previous chunk (snapped to a sentence)."),
-    profile: str = typer.Option("generic", help="Sectionizer: clinical | legal | generic."),
-):
-    """Split documents into chunks that fit the model, follow the document's sections and map
-    back to the source character for character (spans projected, labels inherited)."""
-    from domainfm.chunk import ChunkConfig, chunk_file
-
-    config = ChunkConfig(tokenizer=tokenizer, max_tokens=max_tokens, overlap=overlap, profile=profile)
-    console = _console()
-    with _progress(console, "chunking") as update:
-        result = chunk_file(src, out, config, on_progress=lambda c: update(c.read))
-    c = result.counts
-    console.print(
-        f"read {c.read} = written {c.written} + rejected {c.rejected} documents; {result.chunks} chunks "
-        f"(max {result.max_chunk_tokens} of {max_tokens} positions, {result.empty_documents} empty documents)"
-        f"  ->  {result.out}"
-    )
-    if result.rejects:
-        console.print(f"rejected records (with reasons): {result.rejects}")
-        for line in result.first_rejects:
-            console.print(f"  {line}")
-    console.print(f"manifest: {result.manifest}")
-
-
 @app.command("pretrain", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 @_user_errors
 def pretrain_command(
@@ -589,6 +292,76 @@ def label_command(
         for line in run.first_rejects:
             console.print(f"  {line}")
     console.print(f"manifest: {run.manifest}")
+
+
+@app.command("finetune", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@_user_errors
+def finetune_command(
+    ctx: typer.Context,
+    config: Path = typer.Argument(..., help="Task file (YAML), e.g. tasks/demo-clinical-classify.yaml."),
+    out: Path = typer.Option(..., "-o", "--out", help="Model folder: adapter/model, tokenizer, metrics.json, manifest.json."),
+    merge: bool = typer.Option(False, "--merge", help="LoRA: also save the adapter merged into the base model."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier finetune output in --out."),
+):
+    """Fine-tune a classification, multi-label or NER model (LoRA by default). Extra
+    '--section.key value' pairs override the task file (e.g. --train.epochs 1). Runs unchanged
+    under 'accelerate launch -m domainfm finetune ...'."""
+    import json
+
+    from domainfm.config import load_config, parse_overrides
+    from domainfm.finetune import TaskConfig, console_reporter, finetune
+
+    cfg = load_config(TaskConfig, config, parse_overrides(ctx.args))
+    console = _console()
+    result = finetune(cfg, out, resume=resume, overwrite=overwrite, merge=merge, on_event=console_reporter(console))
+    ev = result.metrics["eval"]
+    keys = [k for k in ("accuracy", "macro_f1", "micro_f1", "f1", "precision", "recall") if k in ev]
+    typer.echo(json.dumps({k: ev[k] for k in keys}))
+    typer.echo(f"model: {result.out_dir}  (metrics.json, manifest.json beside it)")
+
+
+@app.command("predict")
+@_user_errors
+def predict_command(
+    model: Path = typer.Argument(..., help="Model folder written by 'domainfm finetune'."),
+    src: Path = typer.Argument(..., help="domainfm JSONL documents (as 'domainfm import' writes them)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output JSONL: the documents with 'pred' or 'pred_spans'."),
+    batch_size: int = typer.Option(64, help="Sequences per batch."),
+):
+    """Predict documents: 'pred' (label or labels, per-class scores) or 'pred_spans'."""
+    from domainfm.corpus import read_documents
+    from domainfm.corpus.io import _AtomicLines
+    from domainfm.finetune import predict
+
+    records = predict(model, read_documents(src), batch_size=batch_size)
+    with _AtomicLines(out) as writer:
+        for record in records:
+            writer.write_obj(record)
+    _console().print(f"predicted {len(records)} documents -> {out}")
+
+
+@app.command("evaluate")
+@_user_errors
+def evaluate_command(
+    model: Path = typer.Argument(..., help="Model folder written by 'domainfm finetune'."),
+    src: Path = typer.Argument(..., help="Labelled domainfm JSONL documents."),
+    out: Optional[Path] = typer.Option(None, "-o", "--out", help="Write the metrics as JSON here."),
+    batch_size: int = typer.Option(64, help="Sequences per batch."),
+):
+    """Score a model on labelled documents: accuracy, macro/micro F1, per-class scores and
+    confusion matrix, or entity-level F1 for NER. Prints the metrics as JSON."""
+    import json
+
+    from domainfm.corpus import read_documents
+    from domainfm.finetune import evaluate
+
+    metrics = evaluate(model, read_documents(src), batch_size=batch_size)
+    text = json.dumps(metrics, indent=2)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n", encoding="utf-8")
+    typer.echo(text)
 
 
 @app.command("deid")

@@ -1,0 +1,326 @@
+"""Settings of a fine-tuning task: one dataclass per YAML section of ``tasks/*.yaml``.
+
+A task file looks like ``tasks/demo-clinical-classify.yaml``::
+
+    task: classification              # classification | multilabel | ner
+    model: {name: minilm, max_length: 128}
+    data: {train: corpora/clinical/notes.jsonl, eval_fraction: 0.2, split_key: auto}
+    lora: {r: 8, lora_alpha: 16, target_modules: [query, value]}
+    train: {lr: 1e-3, epochs: 2, batch_size: 16}
+
+and every field can be overridden on the command line (``--train.lr 3e-4``). The ``lora``
+section's field names are ``peft.LoraConfig``'s own, so ``LoraSection.to_peft()`` passes them
+straight through.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from domainfm.config import suggest
+from domainfm.errors import ConfigError
+
+TASK_TYPES = ("classification", "multilabel", "ner")
+DEFAULT_METRIC = {"classification": "macro_f1", "multilabel": "micro_f1", "ner": "f1"}
+METRICS = {
+    "classification": ("macro_f1", "micro_f1", "weighted_f1", "accuracy"),
+    "multilabel": ("micro_f1", "macro_f1", "samples_f1", "subset_accuracy"),
+    "ner": ("f1", "macro_f1", "precision", "recall"),
+}
+
+
+@dataclass
+class ModelSection:
+    """The base model and how much text one sequence holds.
+
+    Args:
+        name: hub id, local ``save_pretrained`` folder (e.g. a ``domainfm pretrain`` output),
+            or an embedded name (``minilm``).
+        tokenizer: tokenizer to use when it is not stored with the model (default: ``name``).
+            It must be a fast tokenizer (character offsets).
+        max_length: model positions per sequence, special tokens included; longer documents
+            are chunked or truncated (``long_documents.strategy``).
+    """
+
+    name: str = "minilm"
+    tokenizer: str | None = None
+    max_length: int = 256
+
+    def __post_init__(self):
+        if not 8 <= self.max_length <= 65536:
+            raise ConfigError(f"model.max_length must be an int in [8, 65536], got {self.max_length}")
+
+
+@dataclass
+class PrepareStep:
+    """Turn a source dataset into domainfm JSONL before training (skipped when ``out`` exists).
+
+    Args:
+        format: an importer of ``domainfm import`` (``csv``, ``conll``, ``textdir``...) or a
+            finetune preparer (``mtsamples``, ``unfair-tos``, ``cuad-types``; see
+            :mod:`domainfm.finetune.prepare`).
+        src: source file or folder (relative paths are read from the working directory).
+        out: JSONL file to write; a task's ``data.train``/``data.eval`` then points at it.
+        options: the importer's or preparer's options.
+    """
+
+    format: str
+    src: str
+    out: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataSection:
+    """Where the documents come from and which fields hold text and labels.
+
+    Args:
+        train: JSONL of training documents (the import stage's format).
+        eval: JSONL of evaluation documents; without it ``eval_fraction`` of the training
+            groups are held out.
+        prepare: import steps that write ``train``/``eval`` from the original dataset files.
+        text_field: ``text`` or ``meta.<key>``.
+        label_field: ``label``/``labels``/``spans`` by default for the task type; or
+            ``meta.<key>`` (classification: a string; multilabel: a list of strings).
+        eval_fraction: share of split groups held out when ``eval`` is not given.
+        split_key: ``auto`` (``meta.patient_id`` when every document has one, else the id),
+            ``id`` or ``meta.<key>``: documents sharing a key stay on the same side.
+        max_train_documents: read at most this many training documents (0 = all).
+        max_eval_documents: evaluate on at most this many documents (0 = all).
+    """
+
+    train: str | None = None
+    eval: str | None = None
+    prepare: list[PrepareStep] = field(default_factory=list)
+    text_field: str = "text"
+    label_field: str | None = None
+    eval_fraction: float = 0.15
+    split_key: str = "auto"
+    max_train_documents: int = 0
+    max_eval_documents: int = 0
+
+    def __post_init__(self):
+        if self.train is None:
+            raise ConfigError("data.train is required: a JSONL file of training documents")
+        if not 0.0 <= self.eval_fraction < 1.0:
+            raise ConfigError(f"data.eval_fraction must be in [0, 1), got {self.eval_fraction}")
+        if self.split_key not in ("auto", "id") and not self.split_key.startswith("meta."):
+            raise ConfigError(f"data.split_key must be 'auto', 'id' or 'meta.<key>', got {self.split_key!r}")
+        if self.text_field != "text" and not self.text_field.startswith("meta."):
+            raise ConfigError(
+                f"data.text_field must be 'text' or 'meta.<key>', got {self.text_field!r}"
+                f"{suggest(self.text_field, ['text'])}"
+            )
+        for name in ("max_train_documents", "max_eval_documents"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"data.{name} must be >= 0 (0 = all), got {getattr(self, name)}")
+
+
+@dataclass
+class LabelsSection:
+    """The label set.
+
+    Args:
+        names: the labels (classes, tags or entity types), in this order; inferred (sorted)
+            from the training documents when null. For ``ner`` only spans with these labels
+            are learned (the others are counted in the metrics' data section).
+        min_examples: a class with fewer training examples is an error (one example cannot be
+            both learned and checked).
+    """
+
+    names: list[str] | None = None
+    min_examples: int = 2
+
+    def __post_init__(self):
+        if self.names is not None:
+            if not self.names:
+                raise ConfigError("labels.names must list at least one label, or be null to infer them")
+            dupes = sorted({n for n in self.names if self.names.count(n) > 1})
+            if dupes:
+                raise ConfigError(f"labels.names lists {dupes} more than once")
+        if self.min_examples < 1:
+            raise ConfigError(f"labels.min_examples must be >= 1, got {self.min_examples}")
+
+
+@dataclass
+class LoraSection:
+    """LoRA adapters; every field is the ``peft.LoraConfig`` field of the same name.
+
+    Args:
+        r: adapter rank.
+        lora_alpha: scaling numerator (the update is scaled by ``lora_alpha / r``).
+        lora_dropout: dropout on the adapter input.
+        target_modules: module names to adapt; null uses peft's default for the architecture
+            (``query``, ``value`` for BERT).
+        bias: ``none``, ``all`` or ``lora_only`` biases are trained.
+        modules_to_save: modules trained in full and saved with the adapter; null = the
+            task head (``classifier``/``score``), which peft adds for these task types.
+        use_rslora: rank-stabilised scaling ``lora_alpha / sqrt(r)``.
+        layers_to_transform: only adapt these layer indices (null = all).
+    """
+
+    r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.1
+    target_modules: list[str] | None = None
+    bias: Literal["none", "all", "lora_only"] = "none"
+    modules_to_save: list[str] | None = None
+    use_rslora: bool = False
+    layers_to_transform: list[int] | None = None
+
+    def __post_init__(self):
+        if self.r < 1:
+            raise ConfigError(f"lora.r must be an int >= 1, got {self.r}")
+        if self.lora_alpha < 1:
+            raise ConfigError(f"lora.lora_alpha must be an int >= 1, got {self.lora_alpha}")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ConfigError(f"lora.lora_dropout must be in [0, 1), got {self.lora_dropout}")
+
+    def to_peft(self, task_type: str):
+        """The equivalent ``peft.LoraConfig`` (``task_type`` ``SEQ_CLS`` or ``TOKEN_CLS``)."""
+        from peft import LoraConfig
+
+        return LoraConfig(
+            task_type=task_type, r=self.r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
+            target_modules=self.target_modules, bias=self.bias, modules_to_save=self.modules_to_save,
+            use_rslora=self.use_rslora, layers_to_transform=self.layers_to_transform,
+        )
+
+
+@dataclass
+class LongDocumentsSection:
+    """Documents longer than ``model.max_length``.
+
+    Args:
+        strategy: ``chunk``: split with :mod:`domainfm.chunk` (token-exact, sections kept),
+            train on every chunk (labels inherited, spans projected) and aggregate chunk
+            logits back to the document; ``truncate``: keep the first ``max_length`` tokens
+            (spans beyond are counted as truncated).
+        overlap: tokens a chunk repeats from the previous one.
+        aggregate: how chunk logits become document logits: ``mean`` (weighted by chunk
+            length) or ``max`` (a label any chunk shows).
+        profile: the chunker's sectionizer (``clinical``, ``legal``, ``generic``).
+    """
+
+    strategy: Literal["chunk", "truncate"] = "chunk"
+    overlap: int = 32
+    aggregate: Literal["mean", "max"] = "mean"
+    profile: Literal["clinical", "legal", "generic"] = "generic"
+
+    def __post_init__(self):
+        if self.overlap < 0:
+            raise ConfigError(f"long_documents.overlap must be >= 0, got {self.overlap}")
+
+
+@dataclass
+class TrainSection:
+    """Optimisation, evaluation, early stopping and checkpoints.
+
+    Args:
+        full_finetune: train every weight instead of LoRA adapters (for comparison).
+        lr: peak learning rate (AdamW), linear warm-up then linear decay.
+        epochs: passes over the training sequences.
+        max_steps: stop after this many optimizer steps (0 = ``epochs`` decide).
+        batch_size: sequences per micro-batch (per process).
+        grad_accum: micro-batches per optimizer step.
+        eval_batch_size: sequences per batch at evaluation and prediction.
+        warmup_ratio: share of the steps spent warming up.
+        weight_decay: AdamW weight decay (not on biases and LayerNorm weights).
+        max_grad_norm: gradient clipping (0 = off).
+        class_weights: ``balanced`` weighs each class (ner: each tag) by ``n / (k * count)``
+            and, for multilabel, each label's positives by ``negatives / positives`` (clipped to
+            [1, 100]) against imbalance; ``none`` does not.
+        metric: the eval metric for model selection and early stopping (default per task:
+            macro_f1, micro_f1, entity f1).
+        eval_every: also evaluate every N optimizer steps (0 = at the end of each epoch only).
+        early_stopping_patience: stop after this many evaluations without improvement
+            (0 = never); the best evaluated weights are the ones saved.
+        checkpoint: write a resumable checkpoint at every evaluation (``--resume``).
+        seed: seeds the split, the head's initialisation, data order and dropout.
+        precision: ``auto`` = bf16 on a GPU that has it, fp32 on CPU.
+    """
+
+    full_finetune: bool = False
+    lr: float = 5e-4
+    epochs: float = 3.0
+    max_steps: int = 0
+    batch_size: int = 16
+    grad_accum: int = 1
+    eval_batch_size: int = 64
+    warmup_ratio: float = 0.06
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    class_weights: Literal["none", "balanced"] = "none"
+    metric: str | None = None
+    eval_every: int = 0
+    early_stopping_patience: int = 0
+    checkpoint: bool = True
+    seed: int = 13
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+
+    def __post_init__(self):
+        if not 0.0 < self.lr < 1.0:
+            raise ConfigError(f"train.lr must be in (0, 1), got {self.lr}")
+        if self.max_steps < 0:
+            raise ConfigError(f"train.max_steps must be >= 0 (0 = use train.epochs), got {self.max_steps}")
+        if self.max_steps == 0 and not self.epochs > 0:
+            raise ConfigError(f"train.epochs must be > 0 when train.max_steps is 0, got {self.epochs}")
+        for name in ("batch_size", "grad_accum", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be an int >= 1, got {getattr(self, name)}")
+        for name in ("eval_every", "early_stopping_patience"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} must be >= 0 (0 = off), got {getattr(self, name)}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ConfigError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.weight_decay < 0 or self.max_grad_norm < 0:
+            raise ConfigError("train.weight_decay and train.max_grad_norm must be >= 0")
+
+
+@dataclass
+class TaskConfig:
+    """Everything ``domainfm finetune`` reads from a task file.
+
+    Example:
+        >>> cfg = TaskConfig(task="classification", data=DataSection(train="notes.jsonl"))
+        >>> cfg.metric
+        'macro_f1'
+    """
+
+    task: Literal["classification", "multilabel", "ner"] = "classification"
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=lambda: DataSection(train=""))
+    labels: LabelsSection = field(default_factory=LabelsSection)
+    lora: LoraSection = field(default_factory=LoraSection)
+    long_documents: LongDocumentsSection = field(default_factory=LongDocumentsSection)
+    train: TrainSection = field(default_factory=TrainSection)
+
+    def __post_init__(self):
+        if not self.data.train:
+            raise ConfigError("data.train is required: a JSONL file of training documents")
+        if self.train.metric is not None and self.train.metric not in METRICS[self.task]:
+            raise ConfigError(
+                f"train.metric {self.train.metric!r} does not apply to task {self.task!r}"
+                f"{suggest(self.train.metric, METRICS[self.task])}; choose one of {list(METRICS[self.task])}"
+            )
+        field_name = self.label_field
+        if self.task == "ner" and field_name != "spans":
+            raise ConfigError(f"data.label_field for task 'ner' must be 'spans', got {field_name!r}")
+        allowed = {"classification": "label", "multilabel": "labels", "ner": "spans"}[self.task]
+        if field_name != allowed and not field_name.startswith("meta."):
+            raise ConfigError(f"data.label_field {field_name!r} does not fit task {self.task!r}: use "
+                              f"{allowed!r} or 'meta.<key>'")
+        if self.long_documents.strategy == "chunk" and self.long_documents.overlap >= self.model.max_length // 2:
+            raise ConfigError(
+                f"long_documents.overlap ({self.long_documents.overlap}) must be below half of "
+                f"model.max_length ({self.model.max_length}); try {self.model.max_length // 8}"
+            )
+
+    @property
+    def metric(self) -> str:
+        return self.train.metric or DEFAULT_METRIC[self.task]
+
+    @property
+    def label_field(self) -> str:
+        return self.data.label_field or {"classification": "label", "multilabel": "labels", "ner": "spans"}[self.task]

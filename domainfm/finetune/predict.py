@@ -1,0 +1,335 @@
+"""Load a fine-tuned task model, predict documents and score them.
+
+A model folder written by :func:`domainfm.finetune.finetune` holds::
+
+    domainfm_task.json    task type, labels (id2label / label2id), base model, sequence settings
+    adapter/              the LoRA adapter + trained head (peft ``save_pretrained``)   [LoRA]
+    config.json, model.safetensors   the full model (full fine-tune, or LoRA with --merge)
+    tokenizer files, finetune.yaml (resolved config), metrics.json, manifest.json
+
+Without domainfm, ``AutoModelForSequenceClassification.from_pretrained(folder)`` (or
+``...ForTokenClassification``) loads a full or merged model; an adapter loads with
+``PeftModel.from_pretrained(AutoModelFor...from_pretrained(base, num_labels=..., id2label=...,
+label2id=...), folder + "/adapter")`` using the labels and base from ``domainfm_task.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from domainfm.corpus.document import Document, Span
+from domainfm.errors import ConfigError, DomainFMError, ModelResolutionError
+from domainfm.finetune.config import LongDocumentsSection
+from domainfm.finetune.data import (
+    IGNORE_INDEX,
+    Feature,
+    LabelMap,
+    check_known_labels,
+    decode_bio,
+    document_target,
+    encode_documents,
+)
+from domainfm.finetune.metrics import classification_metrics, entity_metrics, multilabel_metrics
+
+TASK_FILE = "domainfm_task.json"
+ADAPTER_DIR = "adapter"
+
+
+@dataclass
+class TaskModel:
+    """A loaded task model with everything needed to turn documents into predictions."""
+
+    model: Any
+    tokenizer: Any
+    task: str
+    label_map: LabelMap
+    max_length: int
+    long_documents: LongDocumentsSection
+    text_field: str = "text"
+    label_field: str = "label"
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+
+def auto_model_class(task: str):
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    return AutoModelForTokenClassification if task == "ner" else AutoModelForSequenceClassification
+
+
+def task_model_config(source: str, task: str, label_map: LabelMap, hub: dict | None = None):
+    """The base model's config with the task's label maps and problem type."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(source, **(hub or {}))
+    config.num_labels = len(label_map.tags)
+    config.id2label = label_map.id2label
+    config.label2id = label_map.label2id
+    if task == "multilabel":
+        config.problem_type = "multi_label_classification"
+    elif task == "classification":
+        config.problem_type = "single_label_classification"
+    return config
+
+
+def read_task_info(model_dir: str | os.PathLike, task: str | None = None) -> dict[str, Any]:
+    """Read ``domainfm_task.json``, explaining what the folder is when it is not a task model.
+
+    Raises:
+        ConfigError: the folder is missing, is another stage's output, or holds a model of
+            another task type than ``task``.
+    """
+    folder = Path(model_dir)
+    if not folder.is_dir():
+        raise ConfigError(f"model folder {folder} does not exist")
+    path = folder / TASK_FILE
+    if not path.is_file():
+        stage = None
+        try:
+            stage = json.loads((folder / "manifest.json").read_text(encoding="utf-8")).get("stage")
+        except (OSError, ValueError, AttributeError):
+            pass
+        what = f"a '{stage}' output" if stage else "not a 'domainfm finetune' output"
+        hint = " (a base model: name it as model.name in a task file and fine-tune it)" if stage == "pretrain" else ""
+        raise ConfigError(f"{folder} is {what}, not a fine-tuned task model: it has no {TASK_FILE}{hint}")
+    info = json.loads(path.read_text(encoding="utf-8"))
+    if task is not None and info.get("task") != task:
+        raise ConfigError(f"{folder} holds a {info.get('task')!r} model, but a {task!r} model is needed here")
+    return info
+
+
+def load_task_model(model_dir: str | os.PathLike, *, task: str | None = None, device: str | None = None) -> TaskModel:
+    """Load a model folder written by :func:`domainfm.finetune.finetune`.
+
+    Args:
+        model_dir: the folder.
+        task: when given, the folder must hold a model of this task type.
+        device: ``cpu``, ``cuda``...; default: a GPU when there is one.
+
+    Example:
+        >>> tm = load_task_model("runs/demo")  # doctest: +SKIP
+        >>> tm.task, tm.label_map.labels[:2]   # doctest: +SKIP
+        ('classification', ['cardiology', 'endocrinology'])
+    """
+    import torch
+    import transformers
+    from transformers import AutoTokenizer
+
+    folder = Path(model_dir)
+    info = read_task_info(folder, task)
+    label_map = LabelMap(info["task"], list(info["labels"]))
+    cls = auto_model_class(info["task"])
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        if (folder / "config.json").is_file():
+            model = cls.from_pretrained(folder)
+        else:
+            from peft import PeftModel
+
+            base = info["base_model"]["resolved"]
+            if not Path(base).exists() and not ("/" in base and not base.startswith((".", "/"))):
+                raise ModelResolutionError(
+                    f"the adapter in {folder} needs its base model {base!r}, which is not here; copy the base "
+                    "model there or fine-tune with --merge to save a self-contained model")
+            config = task_model_config(base, info["task"], label_map)
+            model = PeftModel.from_pretrained(cls.from_pretrained(base, config=config), folder / ADAPTER_DIR)
+    except DomainFMError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise ModelResolutionError(f"cannot load the model in {folder}: {str(exc).splitlines()[0][:200]}") from None
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device).eval()
+    return TaskModel(model, tokenizer, info["task"], label_map, int(info["max_length"]),
+                     LongDocumentsSection(**info["long_documents"]), info.get("text_field", "text"),
+                     info.get("label_field", "label"), info)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batching and scoring
+
+
+def collate(features: Sequence[Feature], pad_id: int, task: str | None = None, with_labels: bool = False):
+    """Pad a batch; labels are padded with ``-100`` for ner."""
+    import torch
+
+    n = max(len(f.input_ids) for f in features)
+    ids = torch.full((len(features), n), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(features), n), dtype=torch.long)
+    for i, f in enumerate(features):
+        ids[i, : len(f.input_ids)] = torch.tensor(f.input_ids)
+        mask[i, : len(f.input_ids)] = 1
+    batch = {"input_ids": ids, "attention_mask": mask}
+    if with_labels:
+        if task == "ner":
+            labels = torch.full((len(features), n), IGNORE_INDEX, dtype=torch.long)
+            for i, f in enumerate(features):
+                labels[i, : len(f.label)] = torch.tensor(f.label)
+        elif task == "multilabel":
+            labels = torch.tensor([f.label for f in features], dtype=torch.float)
+        else:
+            labels = torch.tensor([f.label for f in features], dtype=torch.long)
+        batch["labels"] = labels
+    return batch
+
+
+def score_features(model, features: Sequence[Feature], *, pad_id: int, batch_size: int = 64) -> list[np.ndarray]:
+    """Logits per feature (``[classes]`` or ``[tokens, tags]``), in feature order; batches are
+    formed from length-sorted features so padding stays small."""
+    import torch
+
+    device = next(model.parameters()).device
+    order = sorted(range(len(features)), key=lambda i: len(features[i].input_ids))
+    out: list[np.ndarray | None] = [None] * len(features)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for a in range(0, len(order), batch_size):
+            idx = order[a:a + batch_size]
+            batch = collate([features[i] for i in idx], pad_id)
+            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu().numpy()
+            for row, i in enumerate(idx):
+                out[i] = logits[row, : len(features[i].input_ids)] if logits.ndim == 3 else logits[row]
+    if was_training:
+        model.train()
+    return out  # type: ignore[return-value]
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    z = np.exp(x - x.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def document_outputs(task: str, label_map: LabelMap, docs: Sequence[Document], features: Sequence[Feature],
+                     logits: Sequence[np.ndarray], aggregate: str = "mean") -> list[Any]:
+    """Per document: class probabilities (classification / multilabel, from chunk logits
+    aggregated with ``aggregate``) or predicted spans in document coordinates (ner)."""
+    if task == "ner":
+        id2label = label_map.id2label
+        per_feature = []
+        for f, lg in zip(features, logits):
+            probs = _softmax(lg)
+            tags = probs.argmax(-1)
+            per_feature.append(decode_bio(tags, probs.max(-1), f.offsets, id2label))
+        spans: dict[int, list[Span]] = defaultdict(list)
+        if features and features[0].chunk is not None:
+            from domainfm.chunk import project_spans
+
+            chunks = [f.chunk for f in features]
+            merged = project_spans(chunks, per_feature, merge="union")
+            index = {d.id: i for i, d in enumerate(docs)}
+            for doc_id, found in merged.items():
+                spans[index[doc_id]] = found
+        else:
+            for f, found in zip(features, per_feature):
+                spans[f.doc_index].extend(Span(s.start + f.offset, s.end + f.offset, s.label, s.attrs) for s in found)
+        return [sorted(spans[i], key=lambda s: (s.start, s.end, s.label)) for i in range(len(docs))]
+    if features and features[0].chunk is not None:
+        from domainfm.chunk import aggregate_predictions
+
+        agg = aggregate_predictions([f.chunk for f in features], list(logits), how=aggregate, weight="chars")
+        doc_logits = [np.asarray(agg[d.id]) for d in docs]
+    else:
+        doc_logits = [None] * len(docs)
+        for f, lg in zip(features, logits):
+            doc_logits[f.doc_index] = lg
+    return [(_sigmoid(lg) if task == "multilabel" else _softmax(lg)) for lg in doc_logits]
+
+
+def predict_outputs(tm: TaskModel, docs: Sequence[Document], *, batch_size: int = 64,
+                    with_labels: bool = False) -> list[Any]:
+    encoded = encode_documents(docs, task=tm.task, tokenizer=tm.tokenizer, max_length=tm.max_length,
+                               long_documents=tm.long_documents, label_map=tm.label_map,
+                               label_field=tm.label_field, text_field=tm.text_field, with_labels=with_labels)
+    pad = tm.tokenizer.pad_token_id if tm.tokenizer.pad_token_id is not None else 0
+    logits = score_features(tm.model, encoded.features, pad_id=pad, batch_size=batch_size)
+    return document_outputs(tm.task, tm.label_map, docs, encoded.features, logits, tm.long_documents.aggregate)
+
+
+def _record(tm: TaskModel, doc: Document, output: Any) -> dict[str, Any]:
+    record = doc.to_dict()
+    labels = tm.label_map.labels
+    if tm.task == "ner":
+        record["pred_spans"] = [{"start": s.start, "end": s.end, "label": s.label, "score": s.attrs.get("score")}
+                                for s in output]
+    elif tm.task == "multilabel":
+        record["pred"] = {"labels": [l for l, p in zip(labels, output) if p >= 0.5],
+                          "scores": {l: round(float(p), 4) for l, p in zip(labels, output)}}
+    else:
+        record["pred"] = {"label": labels[int(np.argmax(output))],
+                          "scores": {l: round(float(p), 4) for l, p in zip(labels, output)}}
+    return record
+
+
+def _as_task_model(model: TaskModel | str | os.PathLike, task: str | None = None) -> TaskModel:
+    return model if isinstance(model, TaskModel) else load_task_model(model, task=task)
+
+
+def predict(model: TaskModel | str | os.PathLike, docs: Iterable[Document], *, batch_size: int = 64) -> list[dict]:
+    """Predict documents; returns their JSONL records with ``pred`` (``label`` or ``labels``
+    plus per-class ``scores``) or ``pred_spans`` (``start``, ``end``, ``label``, ``score``).
+
+    Example:
+        >>> records = predict("runs/demo", read_documents("notes.jsonl"))  # doctest: +SKIP
+        >>> records[0]["pred"]["label"]                                     # doctest: +SKIP
+        'cardiology'
+    """
+    tm = _as_task_model(model)
+    docs = list(docs)
+    outputs = predict_outputs(tm, docs, batch_size=batch_size)
+    return [_record(tm, d, o) for d, o in zip(docs, outputs)]
+
+
+def compute_metrics(task: str, label_map: LabelMap, docs: Sequence[Document], outputs: Sequence[Any],
+                    label_field: str) -> dict[str, Any]:
+    """Score document outputs (from :func:`document_outputs`) against the documents' gold labels."""
+    labels = label_map.labels
+    if task == "ner":
+        gold = [[s for s in document_target(d, task, label_field) if s.label in labels] for d in docs]
+        return entity_metrics(gold, outputs, labels)
+    if task == "multilabel":
+        y_true = np.array([[1 if l in document_target(d, task, label_field) else 0 for l in labels] for d in docs])
+        y_pred = np.array([[1 if p >= 0.5 else 0 for p in o] for o in outputs])
+        return multilabel_metrics(y_true.reshape(len(docs), len(labels)), y_pred.reshape(len(docs), len(labels)), labels)
+    y_true = [document_target(d, task, label_field) for d in docs]
+    y_pred = [labels[int(np.argmax(o))] for o in outputs]
+    return classification_metrics(y_true, y_pred, labels)
+
+
+def evaluate(model: TaskModel | str | os.PathLike, docs: Iterable[Document], *, batch_size: int = 64) -> dict:
+    """Predict labelled documents and score them: accuracy, macro/micro F1, per-class scores and
+    the confusion matrix (classification, multilabel) or entity-level F1 (ner).
+
+    Raises:
+        RecordError: a document lacks the gold field, or has a label the model never saw.
+    """
+    tm = _as_task_model(model)
+    docs = list(docs)
+    if not docs:
+        raise ConfigError("no documents to evaluate")
+    for d in docs:
+        document_target(d, tm.task, tm.label_field)  # gold present and well-formed
+    check_known_labels(docs, tm.label_map, tm.label_field)
+    outputs = predict_outputs(tm, docs, batch_size=batch_size)
+    return compute_metrics(tm.task, tm.label_map, docs, outputs, tm.label_field)

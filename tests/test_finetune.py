@@ -1,0 +1,383 @@
+"""Fine-tuning: config, data checks, BIO alignment, metrics, and end-to-end runs on a tiny BERT.
+
+Every run here uses a 2-layer, 32-wide BERT saved from ``tiny_bert_config`` and the in-memory
+tokenizer, so training, predicting and reloading take seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from domainfm.config import ConfigError, load_config, parse_overrides, save_config
+from domainfm.corpus import Document, Span, read_documents, write_documents
+from domainfm.errors import RecordError
+from domainfm.finetune import (
+    LoraSection,
+    TaskConfig,
+    classification_metrics,
+    entity_metrics,
+    evaluate,
+    finetune,
+    load_task_model,
+    multilabel_metrics,
+    predict,
+)
+from domainfm.finetune.data import bio_labels, build_label_map, decode_bio, get_field
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_tokenizer, tiny_bert_config):
+    """A tiny BERT encoder + tokenizer saved like any hub model."""
+    import torch
+    from transformers import BertModel
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    BertModel(tiny_bert_config).save_pretrained(folder)
+    tiny_tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def notes(clinical_corpus):
+    return list(read_documents(clinical_corpus))[:60]
+
+
+@pytest.fixture(scope="session")
+def notes_file(tmp_path_factory, notes):
+    path = tmp_path_factory.mktemp("data") / "notes.jsonl"
+    write_documents(path, notes)
+    return path
+
+
+def _cfg(train, model_dir, task="classification", **overrides) -> TaskConfig:
+    data = {
+        "task": task,
+        "model": {"name": str(model_dir), "max_length": 64},
+        "data": {"train": str(train), "eval_fraction": 0.25},
+        "lora": {"r": 4, "lora_alpha": 8, "target_modules": ["query", "value"]},
+        "long_documents": {"strategy": "truncate"},
+        "train": {"lr": 5e-3, "max_steps": 4, "batch_size": 8, "eval_every": 2, "eval_batch_size": 32},
+    }
+    return load_config(TaskConfig, overrides={**_flatten(data), **overrides})
+
+
+def _flatten(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+# --------------------------------------------------------------------------------------- config
+
+
+def test_task_files_load():
+    tasks = sorted((ROOT / "tasks").glob("*.yaml"))
+    names = {p.name for p in tasks}
+    for expected in ("demo-clinical-classify.yaml", "medical-abstracts.yaml", "mtsamples-specialty.yaml",
+                     "unfair-tos.yaml", "ncbi-disease.yaml", "cuad-contract-type.yaml"):
+        assert expected in names
+    for path in tasks:
+        if path.name.startswith("pretrain"):
+            continue
+        cfg = load_config(TaskConfig, path)
+        assert cfg.task in ("classification", "multilabel", "ner")
+
+
+def test_config_round_trip_and_overrides(tmp_path):
+    cfg = load_config(TaskConfig, ROOT / "tasks" / "demo-clinical-classify.yaml",
+                      parse_overrides(["--train.lr", "3e-4", "--lora.r=4"]))
+    assert cfg.train.lr == 3e-4 and cfg.lora.r == 4
+    save_config(cfg, tmp_path / "c.yaml")
+    assert load_config(TaskConfig, tmp_path / "c.yaml") == cfg
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"train.lr_rate": 1e-3}, "did you mean 'lr'"),
+    ({"lora.alpha": 16}, "lora_alpha"),
+    ({"train.metric": "f1"}, "does not apply to task 'classification'"),
+    ({"task": "regression"}, "must be one of"),
+    ({"train.lr": 0}, "train.lr must be in (0, 1)"),
+    ({"data.label_field": "labels"}, "does not fit task 'classification'"),
+])
+def test_bad_config_is_named(overrides, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_config(TaskConfig, overrides={"data.train": "x.jsonl", **overrides})
+
+
+def test_lora_section_maps_onto_peft():
+    from peft import LoraConfig
+
+    peft_fields = {f.name for f in dataclasses.fields(LoraConfig)}
+    ours = {f.name for f in dataclasses.fields(LoraSection)}
+    assert ours <= peft_fields
+    lc = LoraSection(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["query"]).to_peft("SEQ_CLS")
+    assert (lc.r, lc.lora_alpha, lc.lora_dropout, set(lc.target_modules)) == (4, 8, 0.0, {"query"})
+
+
+# ------------------------------------------------------------------------------- data + labels
+
+
+@pytest.mark.parametrize("offsets, spans, expected", [
+    ([(0, 0), (0, 4), (5, 9), (0, 0)], [Span(0, 9, "X")], [-100, 1, 2, -100]),  # two-token entity
+    ([(0, 0), (0, 4), (5, 9), (10, 12), (0, 0)], [Span(5, 9, "X")], [-100, 0, 1, 0, -100]),
+    ([(0, 0), (0, 2), (2, 4), (5, 9)], [Span(0, 4, "X"), Span(5, 9, "X")], [-100, 1, 2, 1]),  # word pieces
+])
+def test_bio_alignment(offsets, spans, expected):
+    special = [1 if o == (0, 0) else 0 for o in offsets]
+    tags, placed = bio_labels(offsets, spans, {"O": 0, "B-X": 1, "I-X": 2}, special_mask=special)
+    assert tags == expected and placed == len(spans)
+    id2label = {0: "O", 1: "B-X", 2: "I-X"}
+    decoded = decode_bio(tags, np.ones(len(tags)), offsets, id2label)
+    assert [(s.start, s.end, s.label) for s in decoded] == [s.key for s in spans]
+
+
+@pytest.mark.parametrize("span, message", [
+    (Span(1, 4, "X"), "does not align to token boundaries"),  # starts inside the first token
+    (Span(4, 5, "X"), "covers no token"),  # the space between tokens
+])
+def test_misaligned_span_names_the_record(span, message):
+    with pytest.raises(RecordError, match=message) as info:
+        bio_labels([(0, 4), (5, 9)], [span], {"O": 0, "B-X": 1, "I-X": 2}, record_id="doc-7")
+    assert "doc-7" in str(info.value)
+
+
+def test_label_checks_name_the_record():
+    docs = [Document(f"d{i}", "text", label=lab) for i, lab in enumerate(["a", "a", "b", "b", "c"])]
+    with pytest.raises(ConfigError, match=r"label 'c' has 1 training example.*'d4'"):
+        build_label_map("classification", docs, "label", None)
+    with pytest.raises(RecordError, match=r"'c' .*not in labels.names"):
+        build_label_map("classification", docs, "label", ["a", "b"])
+
+
+def test_wrong_field_lists_existing_fields():
+    doc = Document("n1", "text", meta={"specialty": "x"}, label="a")
+    with pytest.raises(RecordError, match=r"'meta.speciality' does not exist.*did you mean 'specialty'.*"
+                                          r"\['id', 'text', 'label', 'meta.specialty'\]"):
+        get_field(doc, "meta.speciality")
+
+
+# ------------------------------------------------------------------------------------- metrics
+
+
+def test_classification_metrics_match_sklearn():
+    from sklearn.metrics import f1_score
+
+    y_true = ["a", "b", "c", "a", "b", "c", "a"]
+    y_pred = ["a", "c", "c", "a", "b", "b", "b"]
+    m = classification_metrics(y_true, y_pred, ["a", "b", "c"])
+    assert m["macro_f1"] == round(f1_score(y_true, y_pred, average="macro"), 4)
+    assert m["accuracy"] == round(4 / 7, 4)
+    assert m["confusion_matrix"]["matrix"] == [[2, 1, 0], [0, 1, 1], [0, 1, 1]]
+    assert m["per_class"]["a"] == {"precision": 1.0, "recall": 0.6667, "f1": 0.8, "support": 3}
+
+
+def test_multilabel_metrics():
+    m = multilabel_metrics(np.array([[1, 0], [1, 1]]), np.array([[1, 0], [0, 1]]), ["x", "y"])
+    assert m["subset_accuracy"] == 0.5 and m["micro_f1"] == 0.8
+    assert m["confusion_matrix"]["matrix"][0] == [[0, 0], [1, 1]]
+
+
+def test_entity_metrics_exact_match_like_seqeval():
+    gold = [[Span(0, 4, "D"), Span(10, 15, "D")], [Span(3, 8, "C")]]
+    pred = [[Span(0, 4, "D"), Span(10, 14, "D")], [Span(3, 8, "C"), Span(20, 22, "D")]]
+    m = entity_metrics(gold, pred)
+    assert (m["precision"], m["recall"], m["f1"]) == (0.5, 0.6667, 0.5714)
+    assert m["per_type"]["C"]["f1"] == 1.0
+    seqeval = pytest.importorskip("seqeval.metrics")  # cross-check when seqeval is installed
+    tags_gold = [["B-D", "I-D", "O", "B-D", "I-D"]]
+    tags_pred = [["B-D", "I-D", "O", "B-D", "O"]]
+    ours = entity_metrics([[Span(0, 2, "D"), Span(3, 5, "D")]], [[Span(0, 2, "D"), Span(3, 4, "D")]])
+    assert ours["f1"] == round(seqeval.f1_score(tags_gold, tags_pred), 4)
+
+
+# --------------------------------------------------------------------------------- end to end
+
+
+def test_classification_end_to_end_reproducible_and_loadable(tmp_path, notes_file, notes, tiny_model_dir):
+    cfg = _cfg(notes_file, tiny_model_dir)
+    a = finetune(cfg, tmp_path / "a", merge=True)
+    b = finetune(cfg, tmp_path / "b")
+    assert a.metrics["eval"] == b.metrics["eval"]  # same seed and data -> same metrics
+    assert a.metrics["params"]["trainable"] < a.metrics["params"]["total"] / 5
+    for name in ("domainfm_task.json", "finetune.yaml", "metrics.json", "manifest.json", "adapter/adapter_config.json",
+                 "config.json", "tokenizer.json"):
+        assert (tmp_path / "a" / name).is_file(), name
+    assert json.loads((tmp_path / "a" / "manifest.json").read_text())["stage"] == "finetune"
+    # the merged model is a plain transformers model with the label maps in its config
+    from transformers import AutoModelForSequenceClassification
+
+    merged = AutoModelForSequenceClassification.from_pretrained(tmp_path / "a")
+    assert set(merged.config.label2id) == set(a.metrics["labels"])
+    # adapter-only and merged folders predict the same
+    records_a = predict(tmp_path / "a", notes[:6])
+    records_b = predict(tmp_path / "b", notes[:6])
+    for ra, rb in zip(records_a, records_b):
+        assert ra["pred"]["label"] == rb["pred"]["label"]
+        assert set(ra["pred"]["scores"]) == set(a.metrics["labels"])
+        assert abs(sum(ra["pred"]["scores"].values()) - 1) < 1e-3
+        assert np.allclose(list(ra["pred"]["scores"].values()), list(rb["pred"]["scores"].values()), atol=2e-3)
+    metrics = evaluate(tmp_path / "b", notes[:10])
+    assert metrics["n"] == 10 and 0 <= metrics["macro_f1"] <= 1
+
+
+def test_resume_takes_the_same_steps(tmp_path, notes_file, tiny_model_dir):
+    cfg = _cfg(notes_file, tiny_model_dir)
+    whole = finetune(cfg, tmp_path / "whole")
+
+    class Stop(Exception):
+        pass
+
+    def crash(event):
+        if event["kind"] == "step" and event["step"] == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        finetune(cfg, tmp_path / "cut", on_event=crash)
+    resumed = finetune(cfg, tmp_path / "cut", resume=True)
+    assert resumed.resumed_from == 2
+    assert resumed.metrics["eval"] == whole.metrics["eval"]
+    assert resumed.metrics["history"] == whole.metrics["history"]
+    with pytest.raises(ConfigError, match="different config"):
+        finetune(_cfg(notes_file, tiny_model_dir, **{"train.lr": 1e-3}), tmp_path / "cut", resume=True)
+    with pytest.raises(ConfigError, match="already exists"):
+        finetune(cfg, tmp_path / "cut")
+
+
+def test_multilabel_and_full_finetune(tmp_path, notes_file, tiny_model_dir, notes):
+    cfg = _cfg(notes_file, tiny_model_dir, "multilabel", **{"labels.names": ["copd", "diabetes", "hypertension"],
+                                                             "train.full_finetune": True})
+    # labels outside labels.names are an error (nothing is silently dropped) ...
+    with pytest.raises(RecordError, match="not in labels.names"):
+        finetune(cfg, tmp_path / "m")
+    # ... so select the documents' labels explicitly through a meta field
+    docs = [Document(d.id, d.text, {"tags": [x for x in d.labels if x in ("copd", "diabetes", "hypertension")],
+                                    "patient_id": d.meta["patient_id"]}) for d in notes]
+    write_documents(tmp_path / "ml.jsonl", docs)
+    cfg = _cfg(tmp_path / "ml.jsonl", tiny_model_dir, "multilabel", **{"data.label_field": "meta.tags",
+                                                                       "train.full_finetune": True,
+                                                                       "train.class_weights": "balanced"})
+    result = finetune(cfg, tmp_path / "m")
+    assert result.metrics["method"] == "full" and result.metrics["params"]["trainable_pct"] == 100.0
+    assert not (tmp_path / "m" / "adapter").exists()
+    rec = predict(tmp_path / "m", docs[:3])[0]
+    assert set(rec["pred"]["scores"]) == {"copd", "diabetes", "hypertension"}
+    assert set(rec["pred"]["labels"]) <= set(rec["pred"]["scores"])
+
+
+def test_ner_long_documents_through_chunks(tmp_path, notes, tiny_model_dir):
+    labels = ["DATE", "DOCTOR", "PATIENT"]
+    write_documents(tmp_path / "ner.jsonl", notes[:40])
+    cfg = _cfg(tmp_path / "ner.jsonl", tiny_model_dir, "ner", **{
+        "labels.names": labels, "long_documents.strategy": "chunk", "long_documents.overlap": 8,
+        "long_documents.profile": "clinical", "train.max_steps": 3, "train.eval_every": 3,
+        "data.max_eval_documents": 4})
+    result = finetune(cfg, tmp_path / "ner", merge=True)
+    stats = result.metrics["data"]["train"]
+    assert stats["chunks"] > stats["documents"]  # notes are longer than 64 positions
+    assert stats["spans"] > 0 and stats["spans_other_labels"] > 0
+    assert set(result.metrics["eval"]["per_type"]) == set(labels)
+    tm = load_task_model(tmp_path / "ner", task="ner")
+    records = predict(tm, notes[:2])
+    for rec, doc in zip(records, notes[:2]):
+        for span in rec["pred_spans"]:
+            assert 0 <= span["start"] < span["end"] <= len(doc.text)  # document coordinates
+            assert span["label"] in labels and 0 <= span["score"] <= 1
+    from transformers import AutoModelForTokenClassification
+
+    assert AutoModelForTokenClassification.from_pretrained(tmp_path / "ner").config.id2label[1] == "B-DATE"
+    with pytest.raises(ConfigError, match="holds a 'ner' model, but a 'classification' model"):
+        load_task_model(tmp_path / "ner", task="classification")
+
+
+# ---------------------------------------------------------------------------------- bad input
+
+
+def test_bad_input_errors(tmp_path, notes, tiny_model_dir):
+    base = notes[:30]
+    write_documents(tmp_path / "ok.jsonl", base)
+    # an empty text names the record and the field
+    write_documents(tmp_path / "empty.jsonl", base[:-1] + [Document("blank-1", "   ", label="cardiology")])
+    with pytest.raises(RecordError, match=r"blank-1.*field 'text' is empty"):
+        finetune(_cfg(tmp_path / "empty.jsonl", tiny_model_dir), tmp_path / "o1")
+    # a wrong label field lists the fields that exist
+    with pytest.raises(RecordError, match=r"'meta.diagnosis' does not exist.*meta.patient_id"):
+        finetune(_cfg(tmp_path / "ok.jsonl", tiny_model_dir, **{"data.label_field": "meta.diagnosis"}), tmp_path / "o2")
+    # an eval label that training never saw
+    evald = [Document("e1", base[0].text, label="oncology")]
+    write_documents(tmp_path / "eval.jsonl", evald)
+    with pytest.raises(RecordError, match=r"e1.*label 'oncology'.*never seen in training"):
+        finetune(_cfg(tmp_path / "ok.jsonl", tiny_model_dir, **{"data.eval": str(tmp_path / "eval.jsonl")}),
+                 tmp_path / "o3")
+    # a model folder of another stage
+    (tmp_path / "dapt").mkdir()
+    (tmp_path / "dapt" / "manifest.json").write_text(json.dumps({"stage": "pretrain"}))
+    with pytest.raises(ConfigError, match="is a 'pretrain' output, not a fine-tuned task model"):
+        predict(tmp_path / "dapt", base[:1])
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
+def test_cli_finetune_predict_evaluate(tmp_path, cli, notes_file, notes, tiny_model_dir):
+    task = tmp_path / "task.yaml"
+    save_config(_cfg(notes_file, tiny_model_dir), task)
+    model = tmp_path / "model"
+    result = cli("finetune", task, "-o", model, "--train.max_steps", "2", "--train.eval_every", "2")
+    assert result.exit_code == 0, result.output
+    assert "macro_f1" in result.output
+    write_documents(tmp_path / "in.jsonl", notes[:5])
+    result = cli("predict", model, tmp_path / "in.jsonl", "-o", tmp_path / "out.jsonl")
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert len(lines) == 5 and all("pred" in x for x in lines)
+    result = cli("evaluate", model, tmp_path / "in.jsonl", "-o", tmp_path / "m.json")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "m.json").read_text())["n"] == 5
+    result = cli("finetune", task, "-o", model)
+    assert result.exit_code == 2 and "already exists" in result.output
+    result = cli("finetune", task, "-o", tmp_path / "x", "--train.lr_rate", "1")
+    assert result.exit_code == 2 and "did you mean 'lr'" in result.output
+
+
+# ------------------------------------------------------------------------------- data.prepare
+
+
+def test_prepare_steps_reconcile(tmp_path):
+    from domainfm.finetune import PrepareStep, run_prepare
+
+    src = tmp_path / "notes.csv"
+    src.write_text(
+        "note_id,medical_specialty,transcription\n"
+        "1,Neurology,Headache for two days.\n"
+        "2,Radiology,Headache for two days.\n"  # the same note cross-listed
+        "3,Surgery,Appendectomy performed.\n"  # no specialty of the subset
+        "4,Urology,Stone in the left ureter.\n"
+        "5,Neurology,Stone in the left ureter.\n"  # two specialties of the subset
+        "6,Urology,Hematuria workup.\n", encoding="utf-8")
+    step = PrepareStep(format="mtsamples", src=str(src), out=str(tmp_path / "out.jsonl"),
+                       options={"specialties": ["Neurology", "Urology"]})
+    counts = run_prepare(step)
+    assert counts["read"] == 4 and counts["written"] == 2 and counts["rejected"] == 2 and counts["reconciles"]
+    docs = list(read_documents(tmp_path / "out.jsonl"))
+    assert [d.label for d in docs] == ["Neurology", "Urology"]
+    reasons = [json.loads(x)["reason"] for x in (tmp_path / "out.rejects.jsonl").read_text().splitlines()]
+    assert any("not in the task's subset" in r for r in reasons) and any("ambiguous" in r for r in reasons)
+    assert run_prepare(step) is None  # already prepared
+    csv_step = PrepareStep(format="csv", src=str(src), out=str(tmp_path / "csv.jsonl"),
+                           options={"text_col": "transcription", "label_col": "medical_specialty"})
+    assert run_prepare(csv_step)["written"] == 6
+    with pytest.raises(ConfigError, match="unknown format 'cvs'.*did you mean 'csv'"):
+        run_prepare(PrepareStep(format="cvs", src=str(src), out=str(tmp_path / "x.jsonl")))
