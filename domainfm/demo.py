@@ -3,7 +3,7 @@
 Steps: import the sample corpora (validated by the same importer users run) -> de-identify them
 (surrogates; scored against the corpora's gold PHI) -> chunk the de-identified text for the
 embedded MiniLM -> a short domain-adaptive pretraining run of MiniLM on the de-identified notes
--> suggest labels for part of the clinical notes from 8 seeds per class. Every
+-> a LoRA classifier (note type) fine-tuned from that DAPT model -> suggest labels for part of the clinical notes from 8 seeds per class. Every
 step writes its output with a manifest under ``demo-output/``; the console shows counts and
 scores only, never document text.
 """
@@ -43,7 +43,7 @@ def ensure_sample_corpora(corpora: Path, console=None) -> dict[str, Path]:
 
 
 def run_demo(out: Path = Path("demo-output"), corpora: Path = Path("corpora"), console=None,
-             steps: tuple[str, ...] = ("import", "deid", "chunk", "pretrain", "label"),
+             steps: tuple[str, ...] = ("import", "deid", "chunk", "pretrain", "finetune", "label"),
              pretrain_steps: int = 20) -> dict:
     """Run the pipeline's stages on the sample corpora; returns (and saves) the demo summary."""
     from rich.console import Console
@@ -97,6 +97,18 @@ def run_demo(out: Path = Path("demo-output"), corpora: Path = Path("corpora"), c
                                         "eval_before": dapt.metrics.get("eval_before"),
                                         "eval_after": dapt.metrics.get("eval_after")}
         timings["pretrain"] = time.perf_counter() - timings["pretrain"]
+
+    if "finetune" in steps and "clinical" in deidentified:
+        step("finetune")
+        from domainfm.finetune import finetune_demo
+
+        # The LoRA classifier starts from the DAPT model when the demo made one: the pipeline's
+        # point is adapt first, then fine-tune.
+        base = {"model.name": str(out / "dapt")} if "pretrain" in results["steps"] else {}
+        model = finetune_demo(deidentified["clinical"], out / "classifier", console=console, **base)
+        results["steps"]["finetune"] = {"out": str(model.out_dir), "base_model": base.get("model.name", "minilm"),
+                                        "eval": model.metrics.get("eval")}
+        timings["finetune"] = time.perf_counter() - timings["finetune"]
 
     if "label" in steps:
         step("label")
