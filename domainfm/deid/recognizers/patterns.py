@@ -428,3 +428,80 @@ LEGAL_CODES = [
                 r"criminal\s+case|civil\s+case)\s*(?:no\.?|number|nr\.?|#)\s*(?P<n>[A-Z0-9][\w./-]*\d[\w./-]*)",
                 "CODE", 0.85, group="n"),
 ]
+
+
+# --- quasi identifiers in judgments (TAB: what could re-identify together with other facts) ----
+
+_OCCUPATIONS = (
+    r"teachers?|lecturers?|professors?|lawyers?|advocates?|barristers?|solicitors?|notar(?:y|ies)|journalists?|"
+    r"reporters?|editors?|publishers?|writers?|authors?|translators?|interpreters?|dancers?|singers?|musicians?|"
+    r"actors?|actress(?:es)?|artists?|painters?|photographers?|drivers?|escorts?|pilots?|sailors?|seam[ae]n|"
+    r"fisherm[ae]n|farmers?|labourers?|laborers?|workers?|miners?|builders?|carpenters?|electricians?|"
+    r"mechanics?|plumbers?|tailors?|bakers?|butchers?|cooks?|chefs?|waiters?|waitress(?:es)?|cleaners?|"
+    r"caretakers?|janitors?|porters?|guards?|watchm[ae]n|shopkeepers?|traders?|merchants?|businessm[ae]n|"
+    r"businesswom[ae]n|entrepreneurs?|bankers?|brokers?|accountants?|economists?|engineers?|architects?|"
+    r"technicians?|scientists?|researchers?|assistants?|secretar(?:y|ies)|clerks?|cashiers?|managers?|"
+    r"directors?|chief\s+executive\s+officers?|ceos?|chairm[ae]n|headmasters?|headmistress(?:es)?|principals?|"
+    r"doctors?|physicians?|surgeons?|dentists?|pharmacists?|psychiatrists?|psychologists?|nurses?|midwi(?:fe|ves)|"
+    r"veterinar(?:y|ians?)|police\s+officers?|policem[ae]n|officers?|soldiers?|conscripts?|gendarmes?|"
+    r"civil\s+servants?|officials?|inspectors?|bailiffs?|judges?|prosecutors?|politicians?|mayors?|activists?|"
+    r"trade\s+unionists?|imams?|priests?|monks?|nuns?|pensioners?|housewi(?:fe|ves)|students?|pupils?|consultants?|"
+    r"agents?|contractors?|employees?|servicem[ae]n|barbers?|hairdressers?|security\s+guards?|estate\s+agents?|"
+    r"administrators?|practitioners?|breadwinners?|housing\s+officers?"
+)
+# up to two lower-case modifiers before the occupation ("primary school teacher", "taxi driver")
+_OCCUPATION = rf"(?P<o>(?:[a-z][a-z-]*(?:['’]s)?\s+){{0,2}}?(?:{_OCCUPATIONS}))\b"
+_NUMBER_WORD = (r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|fifty|"
+                r"sixty|seventy|eighty|ninety|hundred|thousand|million|billion")
+_RACE_AFTER = r"(?:people|persons?|population|nationals?|m[ae]n|wom[ae]n|british|immigra\w+|citizens?|community|members?)"
+
+LEGAL_QUASI = [
+    # "worked as a taxi driver", "reinstated to the post of primary school teacher", "who is a lawyer"
+    PatternSpec("occupation", r"(?-i:(?:\b(?:[Aa]s|who\s+(?:is|was|had\s+been|has\s+been)|is|was|became|become|becoming|"
+                r"[Aa]pplicants?,|(?<=[a-z]),)\s+an?\s+|\b(?:post|position|profession|occupation)\s+of\s+(?:an?\s+)?))"
+                + _OCCUPATION + r"(?!\s+practi[sc]ing)", "NATIONALITY", 0.55, group="o", flags=0),
+    # skin colour as a protected characteristic ("membership limited to white people", "who is white British")
+    PatternSpec("race", rf"\b(?:white|black)(?=\s+{_RACE_AFTER}\b)|(?:(?<=\bis\s)|(?<=\bwas\s))(?:white|black)\b"
+                r"(?=\s*[,.;)]|\s+by\b)",
+                "NATIONALITY", 0.5, flags=0),
+    PatternSpec("chief_executive", r"(?-i:\b(?:Chief\s+Executive\s+Officer|CEO|Managing\s+Director)\b)",
+                "NATIONALITY", 0.5),
+    # amounts of money ("EUR 5,000", "PLN 159.50", "10,000 euros", "TRL 1 billion")
+    PatternSpec("money_code", r"(?-i:\b(?:EUR|USD|GBP|CHF|PLN|TRL|TRY|YTL|RUB|RUR|UAH|HRK|BGN|BGL|RON|ROL|CZK|SKK|"
+                r"HUF|SEK|NOK|DKK|DEM|FRF|ITL|ATS|BEF|NLG|ESP|PTE|GRD|FIM|IEP|LTL|LVL|EEK|SIT|MKD|RSD|BAM|GEL|AMD|"
+                r"AZN|MDL|ISK|CYP|MTL|LUF|SUR)|[€£$])\s?\d[\d,.]*(?:\d|\s+(?:million|billion|thousand)\b)",
+                "QUANTITY", 0.6),
+    PatternSpec("money_word", r"\b\d[\d,.]*(?:\s+(?:million|billion|thousand))?\s+(?:euros?|dollars?|US\s+dollars?|"
+                r"pounds(?:\s+sterling)?|(?:swiss\s+|french\s+|belgian\s+)?francs?|(?:deutsche\s+)?marks|lire|"
+                r"(?:new\s+)?(?:turkish\s+)?liras?|zlotys?|zloty|roubles?|rubles?|kunas?|hryvnias?|korun[ay]?|forints?|"
+                r"kroner|kronor|drachmas?|escudos?|pesetas?|schillings?|lei|leva|dinars?|lats|lit(?:ai|as))\b",
+                "QUANTITY", 0.6),
+    PatternSpec("money_in_words", rf"\b(?:{_NUMBER_WORD})(?:[\s-]+(?:and\s+)?(?:{_NUMBER_WORD}))*\s+(?:euros?|"
+                r"dollars?|pounds(?:\s+sterling)?|francs?|marks|liras?|zlotys?|roubles?|rubles?|kunas?|hryvnias?)\b",
+                "QUANTITY", 0.55),
+    # rates and shares ("reduced by 33%", "an inflation of 81.7%")
+    PatternSpec("percent", r"(?<![\w.,])\d{1,3}(?:[.,]\d{1,2})?\s?%", "QUANTITY", 0.5),
+]
+
+
+# --- organisations and foreign place lines in free text (generic set) ------------------------
+
+_COMPANY_SUFFIX = (r"Inc|Incorporated|LLC|L\.L\.C|LLP|Ltd|Limited|GmbH|AG|S\.A|SA|SAS|SARL|S\.p\.A|SpA|B\.V|BV|N\.V|"
+                   r"NV|Oy|AB|ASA|A/S|ApS|Pty|PLC|plc|Corp|Corporation|Company|Co|Group|Holdings|Partners|"
+                   r"Associates|Technologies|Technology|Systems|Solutions|Markets|Capital|Global|Labs|Ventures|"
+                   r"Industries|Enterprises|Consulting|International|Networks|Software|Analytics|Logistics|"
+                   r"Foundation|Bank|Insurance|Pharmaceuticals|Motors|Airlines|Media")
+_CAP_WORD = r"[A-Z][\w'&.-]*"
+ORGS = [
+    # "Shepherd Ltd.", "Asc Partners", "Enervee Corporation", "Miller and Sons", "Smith & Sons"
+    PatternSpec("company_suffix", rf"\b{_CAP_WORD}(?:\s+(?:&\s+)?{_CAP_WORD}){{0,3}}\s+"
+                rf"(?:(?:{_COMPANY_SUFFIX})\b\.?|(?:and|&)\s+Sons\b)", "ORG", 0.6, flags=0),
+    # Faker's law-firm shape: "White, Willis and Hoffman"
+    PatternSpec("partnership", r"\b[A-Z][a-z]+,\s+[A-Z][a-z]+,?\s+(?:and|&)\s+[A-Z][a-z]+\b", "ORG", 0.65,
+                flags=0),
+]
+# a capitalised place right before a country on an address line ("Wrocław  Poland", "TRONDHEIM > Norway")
+CITY_BEFORE_COUNTRY = [
+    PatternSpec("city_before_country", r"(?<![\w'])(?P<c>[A-ZÀ-ÖØ-Þ][\wÀ-ÿ'-]+(?: [A-ZÀ-ÖØ-Þ][\wÀ-ÿ'-]+){0,2})"
+                r"\s*(?:,|>|\s)\s*(?:" + gazetteer_pattern(COUNTRIES) + r")\b", "CITY", 0.5, group="c", flags=0),
+]

@@ -520,10 +520,11 @@ class PlaceRecognizer(TokenRecognizer):
 
 
 class GazetteerRecognizer(TokenRecognizer):
-    """Cities, states, countries and nationalities from open lists, matched on tokens (up to
-    four words); a listed place that is also an English word must be capitalised."""
+    """Cities, states, countries, nationalities and well-known companies from open lists, matched
+    on tokens (up to four words); a listed place that is also an English word must be capitalised,
+    and a town known only from GeoNames needs a preposition or a state after it (see ``_town``)."""
 
-    labels = ("CITY", "STATE", "COUNTRY", "NATIONALITY")
+    labels = ("CITY", "STATE", "COUNTRY", "NATIONALITY", "ORG")
 
     def load(self) -> None:
         self.stop = vocab.stop_words()
@@ -547,6 +548,15 @@ class GazetteerRecognizer(TokenRecognizer):
                 continue
             n, label = hit
             words = w.text[i:i + n]
+            if label == "TOWN":
+                if not self._town(w, lows, i, n, shape):
+                    i += 1
+                    continue
+                label = "CITY"
+            elif label == "ORG" and not (words[0].isupper() if n == 1 and len(words[0]) <= 4
+                                         else words[0][:1].isupper()):
+                i += 1  # "IBM" and "Boeing", not "ibm" or "mobil"
+                continue
             if n == 1 and (lows[i] in self.stop or vocab.is_english(lows[i]) and label != "NATIONALITY") \
                     and not words[0][:1].isupper():
                 i += 1
@@ -567,6 +577,26 @@ class GazetteerRecognizer(TokenRecognizer):
                               f"{self.name}:{label.lower()}"))
             i += n
         return out
+
+    def _town(self, w: _Words, lows: list[str], i: int, n: int, shape: DocShape) -> bool:
+        """Whether a town known only from GeoNames is meant here: capitalised in mixed-case text,
+        never a clinical word, and after "in"/"from"/"of" or before ", MD" when its words are
+        English ("Reading", "Middle River") or the note's case says nothing."""
+        words = w.text[i:i + n]
+        content = [k for k in range(i, i + n) if lows[k] not in self.stop and lows[k].isalpha()]
+        if not content or (n == 1 and (lows[i] in vocab.CLINICAL_VOCAB or lows[i] in self.stop)):
+            return False
+        if shape.mixed and not all(w.text[k][:1].isupper() for k in content):
+            return False
+        english = all(vocab.is_english(lows[k]) or lows[k] in self.stop for k in content)
+        if shape.mixed and not english:
+            return True
+        before = lows[i - 1] if i > 0 else ""
+        after = lows[i + n:i + n + 2]
+        preps = ("in", "from", "of", "near") if english else vocab.PLACE_PREPS | {"of", "near"}
+        return before in preps or (
+            len(after) == 2 and after[0] == "," and (after[1].upper() in vocab.STATE_ABBRS
+                                                       or after[1] in vocab.US_STATES))
 
 
 _NER_LABELS = {"PERSON": "NAME", "GPE": "LOCATION", "LOC": "LOCATION", "FAC": "LOCATION", "ORG": "ORG",

