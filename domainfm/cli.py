@@ -438,6 +438,25 @@ def reidentify_command(
     _console().print(f"restored {n} records -> {out}")
 
 
+@app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@_user_errors
+def run_command(
+    ctx: typer.Context,
+    pipeline: Path = typer.Argument(..., help="Pipeline file (YAML), e.g. tasks/demo-clinical.yaml."),
+    from_stage: Optional[str] = typer.Option(None, "--from", help="Re-run this stage and every later one, cached or not."),
+    until_stage: Optional[str] = typer.Option(None, "--until", help="Stop after this stage."),
+):
+    """Run the pipeline end to end (import -> deid -> chunk -> pretrain -> finetune -> label):
+    each stage writes <run_dir>/<stage>/ with its manifest; unchanged stages are cached and a
+    failed or killed run resumes. Extra '--section.key value' pairs override the pipeline file
+    (e.g. --chunk.max_tokens 128)."""
+    from domainfm.config import parse_overrides
+    from domainfm.pipeline import run_pipeline
+
+    run_pipeline(pipeline, parse_overrides(ctx.args), from_stage=from_stage, until_stage=until_stage,
+                 console=_console(stderr=False))
+
+
 @app.command("synth")
 @_user_errors
 def synth_command(

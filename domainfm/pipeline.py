@@ -1,0 +1,625 @@
+"""``domainfm run PIPELINE.yaml``: the stages end to end, cached and resumable.
+
+A pipeline file has ``run_dir``, ``seed`` and one optional section per stage, each mapping onto
+that stage's own config (``deid`` -> :class:`~domainfm.deid.DeidConfig`, ``chunk`` ->
+:class:`~domainfm.chunk.ChunkConfig`, ``pretrain`` -> :class:`~domainfm.pretrain.PretrainConfig`,
+``finetune`` -> :class:`~domainfm.finetune.TaskConfig`, ...). A missing or null section skips the
+stage. Inputs are wired automatically: each stage reads the previous stage's output under
+``run_dir/<stage>/``, so pipeline files never name intermediate paths.
+
+Every stage writes ``run_dir/<stage>/stage.json``: a cache key (sha256 of the stage name, its
+resolved config, the hashes of its input files and the domainfm version), its status, time,
+counts and key metrics. A stage whose key is unchanged and whose last run finished is skipped;
+a stage that failed or was killed runs again (pretrain and finetune continue from their last
+checkpoint). The run ends with a summary table and ``run_dir/run.json``.
+
+Example:
+    >>> result = run_pipeline("tasks/demo-legal.yaml", {"label.pool_size": 20})  # doctest: +SKIP
+    >>> [(s.name, s.status) for s in result.stages]  # doctest: +SKIP
+    [('import', 'ran'), ('deid', 'ran'), ('chunk', 'ran'), ('label', 'ran')]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Literal, Mapping
+
+from domainfm.config import apply_overrides, from_dict, read_yaml, suggest, to_dict
+from domainfm.errors import ConfigError, DomainFMError
+
+# Stages in the order they run. The audit stage slots in between finetune and label.
+STAGE_ORDER = ("import", "deid", "chunk", "pretrain", "finetune", "label")
+# The primary output of each stage, relative to run_dir/<stage>/; the next stage reads it.
+OUTPUTS = {
+    "import": "corpus.jsonl",
+    "deid": "corpus.jsonl",
+    "chunk": "chunks.jsonl",
+    "pretrain": "model",
+    "finetune": "model",
+    "label": "suggestions.jsonl",
+}
+STAGE_FILE = "stage.json"
+RUN_FILE = "run.json"
+LOCK_FILE = ".lock"
+
+
+class PipelineError(DomainFMError):
+    """A stage of ``domainfm run`` failed; the run directory records where to resume."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Config
+
+
+@dataclass
+class ImportSection:
+    """Args:
+    format: importer name (``jsonl``, ``csv``, ``textdir``, ...; see ``domainfm import --help``).
+    src: source file or folder (relative paths resolve against the current directory).
+    options: the importer's own options, e.g. ``{text_key: body}``.
+    """
+
+    src: Path
+    format: str = "jsonl"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LabelSection:
+    """Args:
+    seeds_per_class: labeled seeds drawn per ``label`` from the stage's input.
+    pool_size: other documents (labels hidden) that get suggestions, scored against the truth.
+    method: ``embed`` (frozen encoder + calibrated LR) or ``setfit``.
+    """
+
+    seeds_per_class: int = 8
+    pool_size: int = 120
+    method: Literal["embed", "setfit"] = "embed"
+
+    def __post_init__(self) -> None:
+        if self.seeds_per_class < 2:
+            raise ConfigError(f"The 'label.seeds_per_class' parameter must be an int >= 2. "
+                              f"Got {self.seeds_per_class!r} instead.")
+        if self.pool_size < 1:
+            raise ConfigError(f"The 'label.pool_size' parameter must be an int >= 1. Got {self.pool_size!r} instead.")
+
+
+@dataclass
+class PipelineConfig:
+    """A resolved pipeline: where it runs and each present stage's own config (inputs wired).
+
+    Attributes:
+        run_dir: the run directory; stage ``s`` writes to ``run_dir/s/``.
+        seed: seeds surrogates (reproducible de-identification: demos and tests only; ``null``
+            for a random secret or ``$DOMAINFM_VAULT_KEY``), labeling, and the training
+            stages' ``train.seed`` unless their section sets one.
+        stages: stage name -> its config dataclass, in run order; absent stages are skipped.
+        inputs: stage name -> the files it reads.
+    """
+
+    run_dir: Path
+    seed: int | None
+    stages: dict[str, Any]
+    inputs: dict[str, list[Path]]
+
+    def out_dir(self, stage: str) -> Path:
+        return self.run_dir / stage
+
+    def output(self, stage: str) -> Path:
+        return self.run_dir / stage / OUTPUTS[stage]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_dir": str(self.run_dir), "seed": self.seed,
+                "stages": {name: to_dict(cfg) for name, cfg in self.stages.items()}}
+
+
+def _section_builders() -> dict[str, Callable[[dict, str], Any]]:
+    def build_import(data, prefix):
+        from domainfm.corpus.importers import get_importer
+
+        section = from_dict(ImportSection, data, prefix=prefix)
+        importer = get_importer(section.format)  # unknown format -> error listing the known ones
+        from_dict(importer.options_cls, section.options, prefix=f"{prefix}options.")
+        return section
+
+    def build_deid(data, prefix):
+        from domainfm.deid import DeidConfig
+
+        return from_dict(DeidConfig, data, prefix=prefix)
+
+    def build_chunk(data, prefix):
+        from domainfm.chunk import ChunkConfig
+
+        return from_dict(ChunkConfig, data, prefix=prefix)
+
+    def build_pretrain(data, prefix):
+        from domainfm.pretrain import PretrainConfig
+
+        return from_dict(PretrainConfig, data, prefix=prefix)
+
+    def build_finetune(data, prefix):
+        from domainfm.finetune import TaskConfig
+
+        return from_dict(TaskConfig, data, prefix=prefix)
+
+    def build_label(data, prefix):
+        return from_dict(LabelSection, data, prefix=prefix)
+
+    return {"import": build_import, "deid": build_deid, "chunk": build_chunk, "pretrain": build_pretrain,
+            "finetune": build_finetune, "label": build_label}
+
+
+def _set_default(data: dict, dotted: str, value: Any) -> None:
+    node = data
+    *parents, last = dotted.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            return  # from_dict names the wrong type
+    node.setdefault(last, value)
+
+
+def _wired(section: str, data: dict, dotted: str, value: Any, source: str) -> None:
+    node = data
+    *parents, last = dotted.split(".")
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict) and node.get(last) not in (None, [], ""):
+        raise ConfigError(f"'{section}.{dotted}' is set by the pipeline ({source}); remove it from the pipeline file")
+    _set_default(data, dotted, value)
+
+
+def pipeline_from_dict(data: Mapping[str, Any]) -> PipelineConfig:
+    """Validate a pipeline mapping and wire each stage's inputs to the previous outputs."""
+    import copy
+
+    data = copy.deepcopy(dict(data))
+    valid = ("run_dir", "seed", *STAGE_ORDER)
+    for key in data:
+        if key not in valid:
+            raise ConfigError(f"unknown config key {key!r}{suggest(key, valid)}; valid keys: {', '.join(valid)}")
+    run_dir = Path(str(data.get("run_dir") or "runs/pipeline"))
+    seed = data.get("seed", 13)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ConfigError(f"config field 'seed' must be an integer or null, got {seed!r}")
+    raw = {name: data.get(name) for name in STAGE_ORDER if data.get(name) is not None}
+    for name, section in raw.items():
+        if not isinstance(section, Mapping):
+            raise ConfigError(f"config section {name!r} must be a mapping (or null to skip the stage), "
+                              f"got {type(section).__name__}")
+        raw[name] = dict(section)
+    if "import" not in raw:
+        raise ConfigError("a pipeline needs an 'import' section (format, src) that names its corpus")
+
+    def out(stage: str) -> Path:
+        return run_dir / stage / OUTPUTS[stage]
+
+    documents = out("deid") if "deid" in raw else out("import")
+    documents_source = "the deid output" if "deid" in raw else "the import output"
+    inputs: dict[str, list[Path]] = {"import": [Path(str(raw["import"].get("src", "")))]}
+    if "deid" in raw:
+        inputs["deid"] = [out("import")]
+    if "chunk" in raw:
+        inputs["chunk"] = [documents]
+    if "pretrain" in raw:
+        _wired("pretrain", raw["pretrain"], "data.paths", [str(documents)], documents_source)
+        if seed is not None:
+            _set_default(raw["pretrain"], "train.seed", seed)
+        inputs["pretrain"] = [documents]
+    if "finetune" in raw:
+        _wired("finetune", raw["finetune"], "data.train", str(documents), documents_source)
+        inputs["finetune"] = [documents]
+        if "pretrain" in raw:
+            # Adapt first, then fine-tune: the classifier starts from the DAPT model unless the
+            # section names another base.
+            _set_default(raw["finetune"], "model.name", str(out("pretrain")))
+            inputs["finetune"].append(out("pretrain"))
+        if seed is not None:
+            _set_default(raw["finetune"], "train.seed", seed)
+    if "label" in raw:
+        inputs["label"] = [documents]
+    builders = _section_builders()
+    stages = {name: builders[name](raw[name], f"{name}.") for name in STAGE_ORDER if name in raw}
+    return PipelineConfig(run_dir=run_dir, seed=seed, stages=stages, inputs=inputs)
+
+
+def load_pipeline(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> PipelineConfig:
+    """Read a pipeline YAML file (optional), apply dotted overrides, validate and wire it."""
+    data = read_yaml(path) if path is not None else {}
+    if overrides:
+        data = apply_overrides(data, overrides)
+    return pipeline_from_dict(data)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage runners: small functions the registry maps names to (tests swap in fakes).
+
+
+@dataclass
+class StageContext:
+    """What a stage runner gets: its config, input files, output folder and run settings."""
+
+    name: str
+    config: Any
+    inputs: list[Path]
+    out_dir: Path
+    output: Path
+    seed: int | None
+    resume: bool
+    console: Any = None
+
+
+@dataclass
+class StageOutput:
+    """What a stage runner returns: output paths (the primary one first), counts, key metrics."""
+
+    outputs: list[Path]
+    counts: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def _run_import(ctx: StageContext) -> StageOutput:
+    from domainfm.corpus.importing import import_corpus
+
+    cfg = ctx.config
+    result = import_corpus(cfg.format, cfg.src, ctx.output, cfg.options)
+    c = result.counts
+    return StageOutput([result.out, result.manifest], {"read": c.read, "written": c.written, "rejected": c.rejected})
+
+
+def _run_deid(ctx: StageContext) -> StageOutput:
+    from domainfm.deid import deidentify_file
+
+    result = deidentify_file(ctx.inputs[0], ctx.output, ctx.config, seed=ctx.seed)
+    c = result.counts
+    return StageOutput([result.out, result.manifest],
+                       {"read": c.read, "written": c.written, "rejected": c.rejected},
+                       {"detections": result.detections})
+
+
+def _run_chunk(ctx: StageContext) -> StageOutput:
+    from domainfm.chunk import chunk_file
+
+    result = chunk_file(ctx.inputs[0], ctx.output, ctx.config)
+    c = result.counts
+    return StageOutput([result.out, result.manifest],
+                       {"documents": c.written, "rejected": c.rejected, "chunks": result.chunks},
+                       {"max_chunk_tokens": result.max_chunk_tokens})
+
+
+def _output_mode(ctx: StageContext, list_checkpoints) -> dict[str, bool]:
+    out = ctx.output
+    if ctx.resume and list_checkpoints(out):
+        return {"resume": True}
+    return {"overwrite": out.is_dir() and any(out.iterdir())}
+
+
+def _run_pretrain(ctx: StageContext) -> StageOutput:
+    import contextlib
+
+    from domainfm.pretrain import console_reporter, pretrain
+    from domainfm.pretrain.train import list_checkpoints
+
+    mode = _output_mode(ctx, list_checkpoints)
+    reporter = console_reporter(ctx.console) if ctx.console is not None else contextlib.nullcontext(None)
+    with reporter as on_event:
+        result = pretrain(ctx.config, ctx.output, allow_identified_data=ctx.config.allow_identified_data,
+                          on_event=on_event, **mode)
+    metrics: dict[str, Any] = {}
+    before, after = result.metrics.get("eval_before"), result.metrics.get("eval_after")
+    if before and after:
+        metrics = {"perplexity_before": round(before["perplexity"], 2),
+                   "perplexity_after": round(after["perplexity"], 2)}
+    if result.resumed_from is not None:
+        metrics["resumed_from_step"] = result.resumed_from
+    return StageOutput([result.out_dir], {"steps": result.steps}, metrics)
+
+
+def _run_finetune(ctx: StageContext) -> StageOutput:
+    from domainfm.finetune import console_reporter, finetune
+    from domainfm.finetune.train import list_checkpoints
+
+    mode = _output_mode(ctx, list_checkpoints)
+    on_event = console_reporter(ctx.console) if ctx.console is not None else None
+    result = finetune(ctx.config, ctx.output, on_event=on_event, **mode)
+    ev = result.metrics.get("eval") or {}
+    keys = ("macro_f1", "accuracy", "micro_f1", "f1")
+    metrics = {k: round(ev[k], 4) for k in keys if isinstance(ev.get(k), (int, float))}
+    if result.resumed_from is not None:
+        metrics["resumed_from_step"] = result.resumed_from
+    return StageOutput([result.out_dir], {"steps": result.steps, "eval_documents": ev.get("n")}, metrics)
+
+
+def _run_label(ctx: StageContext) -> StageOutput:
+    from domainfm.label import run_label_demo
+
+    cfg = ctx.config
+    result = run_label_demo(ctx.inputs[0], ctx.out_dir, seeds_per_class=cfg.seeds_per_class, pool_size=cfg.pool_size,
+                            seed=13 if ctx.seed is None else ctx.seed, method=cfg.method)
+    cv = result["summary"].get("cross_validation", {})
+    metrics = {"accuracy_vs_held_back": result["accuracy_vs_held_back"]}
+    if "expected_accuracy" in cv:
+        metrics["expected_accuracy"] = round(cv["expected_accuracy"], 4)
+    counts = result["counts"]
+    return StageOutput([Path(result["out"]), Path(result["manifest"]), *map(Path, result["exports"])],
+                       {"read": counts.get("read"), "written": counts.get("written"),
+                        "rejected": counts.get("rejected")}, metrics)
+
+
+StageRunner = Callable[[StageContext], StageOutput]
+STAGES: dict[str, StageRunner] = {
+    "import": _run_import,
+    "deid": _run_deid,
+    "chunk": _run_chunk,
+    "pretrain": _run_pretrain,
+    "finetune": _run_finetune,
+    "label": _run_label,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+
+
+@dataclass
+class StageRecord:
+    """One stage of a run: ``status`` is ``ran``, ``cached``, ``skipped`` (no section, or past
+    ``--until``), ``failed`` or ``not run`` (after a failure)."""
+
+    name: str
+    status: str
+    seconds: float = 0.0
+    counts: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    outputs: list[str] = field(default_factory=list)
+    key: str | None = None
+    reason: str | None = None
+
+
+@dataclass
+class RunResult:
+    """What :func:`run_pipeline` did: one record per stage, in order, and ``run.json``'s path."""
+
+    run_dir: Path
+    stages: list[StageRecord]
+    summary_path: Path
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return not any(s.status == "failed" for s in self.stages)
+
+    def stage(self, name: str) -> StageRecord:
+        return next(s for s in self.stages if s.name == name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_dir": str(self.run_dir), "ok": self.ok, "seconds": round(self.seconds, 2),
+                "stages": [dataclasses.asdict(s) for s in self.stages]}
+
+
+def stage_key(name: str, config: Any, inputs: list[Path]) -> str:
+    """sha256 of the stage name, its resolved config, its input hashes and the domainfm version."""
+    from domainfm import __version__
+    from domainfm.manifest import describe_input
+
+    payload = {
+        "stage": name,
+        "config": to_dict(config),
+        "inputs": [describe_input(p).get("sha256", "missing") for p in inputs],
+        "domainfm": __version__,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+
+def _read_stage(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def _check_stage_name(option: str, name: str | None) -> None:
+    if name is not None and name not in STAGE_ORDER:
+        raise ConfigError(f"unknown stage {name!r} for {option}{suggest(name, STAGE_ORDER)}; "
+                          f"stages: {', '.join(STAGE_ORDER)}")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def run_pipeline(
+    config: PipelineConfig | str | Path | Mapping[str, Any],
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    from_stage: str | None = None,
+    until_stage: str | None = None,
+    console=None,
+) -> RunResult:
+    """Run a pipeline's stages in order, skipping those whose cache key is unchanged.
+
+    Args:
+        config: a pipeline YAML path, a mapping, or a :class:`PipelineConfig`.
+        overrides: dotted overrides (``{"chunk.max_tokens": 128}``); not with a PipelineConfig.
+        from_stage: re-run this stage and every later one even when cached.
+        until_stage: stop after this stage (later stages are ``skipped``).
+        console: a rich console for progress and the summary table (default: silent).
+
+    Returns:
+        :class:`RunResult`; ``run_dir/run.json`` holds the same summary.
+
+    Raises:
+        PipelineError: a stage failed; it is recorded ``failed`` (with the reason) and the next
+            run resumes from it.
+    """
+    _check_stage_name("--from", from_stage)
+    _check_stage_name("--until", until_stage)
+    if isinstance(config, PipelineConfig):
+        if overrides:
+            raise ConfigError("overrides apply to a pipeline file or mapping, not to a PipelineConfig")
+        pcfg = config
+    elif isinstance(config, Mapping):
+        pcfg = pipeline_from_dict(apply_overrides(dict(config), overrides or {}))
+    else:
+        pcfg = load_pipeline(config, overrides)
+    if from_stage and until_stage and STAGE_ORDER.index(from_stage) > STAGE_ORDER.index(until_stage):
+        raise ConfigError(f"--from {from_stage} comes after --until {until_stage}")
+
+    pcfg.run_dir.mkdir(parents=True, exist_ok=True)
+    with _RunLock(pcfg.run_dir / LOCK_FILE):
+        return _run_locked(pcfg, from_stage, until_stage, console)
+
+
+def _run_locked(pcfg: PipelineConfig, from_stage: str | None, until_stage: str | None, console) -> RunResult:
+    started = time.perf_counter()
+    records: list[StageRecord] = []
+    failure: tuple[str, str] | None = None
+    for name in STAGE_ORDER:
+        if name not in pcfg.stages:
+            records.append(StageRecord(name, "skipped", reason="no section in the pipeline"))
+            continue
+        if until_stage and STAGE_ORDER.index(name) > STAGE_ORDER.index(until_stage):
+            records.append(StageRecord(name, "skipped", reason=f"after --until {until_stage}"))
+            continue
+        if failure is not None:
+            records.append(StageRecord(name, "not run", reason=f"{failure[0]} failed"))
+            continue
+        forced = from_stage is not None and STAGE_ORDER.index(name) >= STAGE_ORDER.index(from_stage)
+        record = _run_stage(pcfg, name, forced=forced, console=console)
+        records.append(record)
+        if record.status == "failed":
+            failure = (name, record.reason or "failed")
+
+    result = RunResult(pcfg.run_dir, records, pcfg.run_dir / RUN_FILE, time.perf_counter() - started)
+    _write_json(result.summary_path, {**result.to_dict(), "finished": _now(), "config": pcfg.to_dict()})
+    if console is not None:
+        print_summary(console, result)
+    if failure is not None:
+        raise PipelineError(f"stage {failure[0]!r} failed: {failure[1]} (re-run the same command to resume "
+                            f"from it; details in {pcfg.run_dir / failure[0] / STAGE_FILE})")
+    return result
+
+
+class _RunLock:
+    """One run per run directory: a second concurrent run would overwrite the first's outputs.
+    A lock left by a killed run (its process is gone) is taken over."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self):
+        import os
+
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                try:
+                    pid = int(self.path.read_text(encoding="utf-8").strip() or 0)
+                except (OSError, ValueError):
+                    pid = 0
+                if pid and pid != os.getpid() and _alive(pid):
+                    raise PipelineError(f"{self.path.parent} is in use by another 'domainfm run' (pid {pid}); "
+                                        f"wait for it or choose another run_dir") from None
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(str(os.getpid()))
+            return self
+        raise PipelineError(f"cannot lock {self.path}")
+
+    def __exit__(self, *exc):
+        self.path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _run_stage(pcfg: PipelineConfig, name: str, *, forced: bool, console) -> StageRecord:
+    from domainfm import __version__
+    from domainfm.manifest import describe_input
+
+    out_dir = pcfg.out_dir(name)
+    config, inputs = pcfg.stages[name], pcfg.inputs.get(name, [])
+    key = stage_key(name, config, inputs)
+    stage_file = out_dir / STAGE_FILE
+    previous = _read_stage(stage_file)
+    if (not forced and previous is not None and previous.get("status") == "done" and previous.get("key") == key
+            and all(Path(p).exists() for p in previous.get("outputs", []))):
+        if console is not None:
+            console.print(f"[bold]{name}[/]: cached (inputs and config unchanged)")
+        return StageRecord(name, "cached", previous.get("seconds", 0.0), previous.get("counts", {}),
+                           previous.get("metrics", {}), previous.get("outputs", []), key)
+
+    # An interrupted or failed run of the same stage, inputs and config continues from its checkpoints.
+    resume = previous is not None and previous.get("key") == key and previous.get("status") != "done" and not forced
+    if console is not None:
+        console.rule(f"[bold]{name}" + (" (resuming)" if resume else ""))
+    base = {"stage": name, "key": key, "domainfm_version": __version__, "config": to_dict(config),
+            "inputs": [describe_input(p) for p in inputs]}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "error.log").unlink(missing_ok=True)
+    _write_json(stage_file, {**base, "status": "running", "started": _now()})
+    ctx = StageContext(name, config, list(inputs), out_dir, pcfg.output(name), pcfg.seed, resume, console)
+    t0 = time.perf_counter()
+    try:
+        produced = STAGES[name](ctx)
+    except Exception as exc:  # recorded, then reported as one line; the traceback goes to error.log
+        seconds = time.perf_counter() - t0
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        if not isinstance(exc, DomainFMError):
+            (out_dir / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
+            reason = f"{type(exc).__name__}: {reason} (traceback in {out_dir / 'error.log'})"
+        _write_json(stage_file, {**base, "status": "failed", "error": reason, "seconds": round(seconds, 2),
+                                 "finished": _now()})
+        return StageRecord(name, "failed", seconds, key=key, reason=reason)
+    seconds = time.perf_counter() - t0
+    outputs = [str(p) for p in produced.outputs]
+    _write_json(stage_file, {**base, "status": "done", "seconds": round(seconds, 2), "outputs": outputs,
+                             "counts": produced.counts, "metrics": produced.metrics, "finished": _now()})
+    return StageRecord(name, "ran", seconds, produced.counts, produced.metrics, outputs, key)
+
+
+def _fmt(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in values.items() if v is not None)
+
+
+def print_summary(console, result: RunResult) -> None:
+    """The run's summary as a rich table: stage, status, seconds, counts, key metrics."""
+    from rich.table import Table
+
+    styles = {"ran": "green", "cached": "cyan", "failed": "bold red", "skipped": "dim", "not run": "dim"}
+    table = Table(title=f"domainfm run: {result.run_dir}")
+    for column in ("stage", "status", "seconds", "counts", "key metrics"):
+        table.add_column(column, justify="right" if column == "seconds" else "left")
+    for s in result.stages:
+        detail = _fmt(s.metrics) if s.status != "failed" else (s.reason or "")
+        table.add_row(s.name, f"[{styles.get(s.status, '')}]{s.status}[/]",
+                      f"{s.seconds:.1f}" if s.status in ("ran", "cached", "failed") else "",
+                      _fmt(s.counts), detail)
+    console.print(table)
+    console.print(f"total {result.seconds:.1f} s; summary: {result.summary_path}")
