@@ -457,6 +457,43 @@ def run_command(
                  console=_console(stderr=False))
 
 
+@app.command("audit")
+@_user_errors
+def audit_command(
+    model: Path = typer.Argument(..., help="Model folder written by 'domainfm finetune' (classification)."),
+    src: Path = typer.Argument(..., help="Labelled domainfm JSONL documents to audit."),
+    out: Path = typer.Option(..., "-o", "--out", help="Report folder: index.html, report.json, model_card.md."),
+    group_by: str = typer.Option("meta.sex,meta.age_band,meta.race_ethnicity", "--group-by",
+                                 help="Comma-separated dotted fields; meta.age_band is derived from meta.age."),
+    explain: int = typer.Option(0, "--explain", help="Example documents explained with shap (0: none)."),
+    explain_sample: int = typer.Option(0, "--explain-sample", help="Extra documents explained for the top tokens."),
+    max_evals: int = typer.Option(200, "--max-evals", help="shap budget: model evaluations per chunk."),
+    positive_class: Optional[str] = typer.Option(None, "--positive-class",
+                                                 help="Class for the one-vs-rest fairness gaps (default: most frequent)."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the confidence intervals."),
+    min_group_size: int = typer.Option(30, "--min-group-size", help="Groups smaller than this are flagged."),
+    counterfactuals: str = typer.Option("gender,names,race", "--counterfactuals",
+                                        help="Invariance tests to run (comma-separated; '' for none)."),
+    label_field: Optional[str] = typer.Option(None, "--label-field",
+                                              help="Gold field (label or meta.<key>); default: the model's."),
+    seed: int = typer.Option(13, "--seed", help="Seed for bootstrap, splits and example choice."),
+):
+    """Audit a classifier: performance and fairness per group, calibration, explanations,
+    counterfactual robustness and privacy -> a self-contained HTML report, JSON and model card."""
+    from domainfm.audit import AuditConfig, audit
+    from domainfm.corpus import read_documents
+
+    cfg = AuditConfig(group_by=[g.strip() for g in group_by.split(",") if g.strip()], explain=explain,
+                      explain_sample=explain_sample, max_evals=max_evals, positive_class=positive_class,
+                      n_bootstrap=bootstrap, min_group_size=min_group_size, seed=seed, label_field=label_field,
+                      counterfactuals=[c.strip() for c in counterfactuals.split(",") if c.strip()])
+    result = audit(model, read_documents(src), out, cfg)
+    console = _console(stderr=False)
+    for finding in result.report["summary"]:
+        console.print(f"- {finding['text']}")
+    console.print(f"report: {result.html} (report.json, model_card.md beside it)")
+
+
 @app.command("synth")
 @_user_errors
 def synth_command(

@@ -1,0 +1,91 @@
+"""Audit settings: which groups, how many bootstrap samples, the shap budget, what to swap."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from domainfm.errors import ConfigError
+
+#: Age bands derived from ``meta.age`` for the group ``meta.age_band`` (lower bound inclusive,
+#: upper bound exclusive). Ages that are missing or not numbers fall in ``unknown``.
+AGE_BANDS: tuple[tuple[str, float, float], ...] = (
+    ("0-17", 0, 18),
+    ("18-39", 18, 40),
+    ("40-64", 40, 65),
+    ("65-79", 65, 80),
+    ("80+", 80, float("inf")),
+)
+
+UNKNOWN = "unknown"
+
+
+@dataclass
+class AuditConfig:
+    """What the audit measures.
+
+    Args:
+        group_by: dotted document fields whose values define groups, e.g. ``meta.sex``.
+            ``meta.age_band`` is derived from ``meta.age`` (see :data:`AGE_BANDS`). A document
+            without the field falls in the explicit group ``unknown``.
+        intersections: also report every pair of ``group_by`` attributes (``sex x age_band``).
+        positive_class: the class whose one-vs-rest selection rate / TPR / FPR the fairness gaps
+            headline; default: the most frequent gold label. Gaps are also given as the macro
+            (mean) over all classes.
+        min_group_size: groups with fewer documents are flagged as small (their metrics and
+            confidence intervals are unreliable); fairness gaps are reported over all groups
+            (as fairlearn computes them) and over the groups of at least this size.
+        n_bootstrap: bootstrap resamples for the 95% percentile confidence intervals.
+        n_bins: equal-width confidence bins for ECE / MCE and the reliability diagram.
+        calibration_split: fraction of the documents held out (seeded, stratified by label when
+            every label has 2+ documents) to fit the temperature; ECE before/after temperature
+            scaling is measured on the rest.
+        explain: example documents explained with shap and shown highlighted (0: no
+            explanations).
+        explain_sample: documents explained (in addition to the examples) to aggregate the
+            per-class top tokens.
+        max_evals: shap budget: model evaluations per explained chunk (Partition explainer).
+        counterfactuals: which invariance tests to run: ``gender``, ``names``, ``race``.
+        label_field: the gold field (``label`` or ``meta.<key>``); default: the model's own
+            label field (from ``domainfm_task.json``), else ``label``.
+        seed: seed for bootstrap, the calibration split, example choice and name swaps.
+        batch_size: texts scored per model call.
+    """
+
+    group_by: list[str] = field(default_factory=lambda: ["meta.sex", "meta.age_band", "meta.race_ethnicity"])
+    intersections: bool = True
+    positive_class: str | None = None
+    min_group_size: int = 30
+    n_bootstrap: int = 1000
+    n_bins: int = 10
+    calibration_split: float = 0.3
+    explain: int = 0
+    explain_sample: int = 0
+    max_evals: int = 200
+    counterfactuals: list[str] = field(default_factory=lambda: ["gender", "names", "race"])
+    label_field: str | None = None
+    seed: int = 13
+    batch_size: int = 32
+
+    def __post_init__(self):
+        if not self.group_by:
+            raise ConfigError("group_by must name at least one attribute, e.g. meta.sex")
+        for name in self.group_by:
+            if not isinstance(name, str) or not name.strip():
+                raise ConfigError(f"group_by entries must be dotted field names, got {name!r}")
+        if not isinstance(self.n_bootstrap, int) or self.n_bootstrap < 0:
+            raise ConfigError(f"The 'n_bootstrap' parameter must be an int >= 0. Got {self.n_bootstrap!r} instead.")
+        if not isinstance(self.n_bins, int) or self.n_bins < 2:
+            raise ConfigError(f"The 'n_bins' parameter must be an int >= 2. Got {self.n_bins!r} instead.")
+        if not 0.0 <= self.calibration_split < 1.0:
+            raise ConfigError(f"The 'calibration_split' parameter must be in [0, 1). Got {self.calibration_split!r} instead.")
+        if self.explain < 0 or self.explain_sample < 0:
+            raise ConfigError("explain and explain_sample must be >= 0")
+        if not isinstance(self.max_evals, int) or self.max_evals < 10:
+            raise ConfigError(f"The 'max_evals' parameter must be an int >= 10. Got {self.max_evals!r} instead.")
+        if self.min_group_size < 1:
+            raise ConfigError(f"The 'min_group_size' parameter must be >= 1. Got {self.min_group_size!r} instead.")
+        from domainfm.audit.counterfactual import PERTURBATIONS
+
+        unknown = [c for c in self.counterfactuals if c not in PERTURBATIONS]
+        if unknown:
+            raise ConfigError(f"unknown counterfactual test(s) {unknown}; available: {sorted(PERTURBATIONS)}")

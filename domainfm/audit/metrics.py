@@ -1,0 +1,240 @@
+"""Group assignment, performance per group with bootstrap CIs, fairness gaps and calibration.
+
+Definitions (the same as fairlearn's ``MetricFrame`` and metric functions on the same
+predictions; ``tests/test_audit.py`` checks it):
+
+* accuracy, macro-F1 (sklearn: mean F1 over the labels present in the group's gold or
+  predicted labels), per-class precision / recall (0 where undefined).
+* Multi-class fairness is one-vs-rest: for a class ``c``, selection rate is the share of
+  documents predicted ``c``; TPR is recall of ``c``; FPR is the share of non-``c`` documents
+  predicted ``c`` (0 when the group has no positives / negatives, as fairlearn).
+* Demographic parity difference / ratio: max - min and min / max of the selection rate over
+  groups; equalized odds difference: the larger of the TPR and FPR differences. Reported for the
+  positive class and as the macro (mean) over classes.
+* ECE: sum over equal-width confidence bins of ``|accuracy - confidence| * n_bin / n``; MCE: the
+  largest such gap over non-empty bins; confidence is the top-class probability.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from domainfm.audit.config import AGE_BANDS, UNKNOWN
+
+
+# ---------------------------------------------------------------------------------------------
+# Groups
+
+
+def age_band(age: Any) -> str:
+    """``meta.age`` -> one of :data:`AGE_BANDS` (``unknown`` if missing or not a number)."""
+    try:
+        value = float(age)
+    except (TypeError, ValueError):
+        return UNKNOWN
+    if value != value:  # NaN
+        return UNKNOWN
+    for name, lo, hi in AGE_BANDS:
+        if lo <= value < hi:
+            return name
+    return UNKNOWN
+
+
+def _lookup(record: dict[str, Any], dotted: str) -> Any:
+    value: Any = record
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def group_value(record: dict[str, Any], attribute: str) -> str:
+    """The group of a document record (``Document.to_dict()``) for a dotted attribute."""
+    if attribute.endswith(".age_band") and _lookup(record, attribute) is None:
+        return age_band(_lookup(record, attribute[: -len("_band")]))
+    value = _lookup(record, attribute)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return UNKNOWN
+    return str(value)
+
+
+def short_name(attribute: str) -> str:
+    return attribute.rsplit(".", 1)[-1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Point metrics (numpy; equal to sklearn / fairlearn)
+
+
+def _prf(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> tuple[float, float, float, int]:
+    tp = int(np.sum((y_true == k) & (y_pred == k)))
+    fp = int(np.sum((y_true != k) & (y_pred == k)))
+    fn = int(np.sum((y_true == k) & (y_pred != k)))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+    return precision, recall, f1, tp + fn
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    present = np.union1d(y_true, y_pred)
+    return float(np.mean([_prf(y_true, y_pred, k)[2] for k in present])) if len(present) else 0.0
+
+
+def ovr_rates(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> dict[str, float]:
+    """One-vs-rest selection rate, TPR and FPR of class index ``k``."""
+    t, p = y_true == k, y_pred == k
+    pos, neg = int(t.sum()), int((~t).sum())
+    return {
+        "selection_rate": float(p.mean()) if len(p) else 0.0,
+        "tpr": float((t & p).sum() / pos) if pos else 0.0,
+        "fpr": float((~t & p).sum() / neg) if neg else 0.0,
+    }
+
+
+def group_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
+    """accuracy, macro-F1, per-class precision/recall/F1 and one-vs-rest rates of one group."""
+    per_class = {}
+    for k, name in enumerate(labels):
+        precision, recall, f1, support = _prf(y_true, y_pred, k)
+        per_class[name] = {"precision": precision, "recall": recall, "f1": f1, "support": support,
+                           **ovr_rates(y_true, y_pred, k)}
+    return {"n": int(len(y_true)), "accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else 0.0,
+            "macro_f1": macro_f1(y_true, y_pred), "per_class": per_class}
+
+
+# ---------------------------------------------------------------------------------------------
+# Bootstrap
+
+
+def _boot_macro_f1(t: np.ndarray, p: np.ndarray, n_classes: int) -> np.ndarray:
+    f1s, present = [], []
+    for k in range(n_classes):
+        tp = np.sum((t == k) & (p == k), axis=1)
+        fp = np.sum((t != k) & (p == k), axis=1)
+        fn = np.sum((t == k) & (p != k), axis=1)
+        denom = 2 * tp + fp + fn
+        f1s.append(np.divide(2 * tp, denom, out=np.zeros(len(t)), where=denom > 0))
+        present.append(denom > 0)
+    f1s, present = np.array(f1s), np.array(present)
+    return np.divide((f1s * present).sum(0), present.sum(0), out=np.zeros(len(t)), where=present.sum(0) > 0)
+
+
+def bootstrap_cis(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, positive: int, *,
+                  n_boot: int, rng: np.random.Generator) -> dict[str, list[float] | None]:
+    """95% percentile intervals for accuracy, macro-F1 and the positive class's rates.
+
+    ``None`` when there are fewer than 2 documents or no resamples."""
+    keys = ("accuracy", "macro_f1", "selection_rate", "tpr", "fpr")
+    n = len(y_true)
+    if n < 2 or n_boot == 0:
+        return {k: None for k in keys}
+    idx = rng.integers(0, n, size=(n_boot, n))
+    t, p = y_true[idx], y_pred[idx]
+    tk, pk = t == positive, p == positive
+    pos, neg = tk.sum(1), (~tk).sum(1)
+    samples = {
+        "accuracy": (t == p).mean(1),
+        "macro_f1": _boot_macro_f1(t, p, n_classes),
+        "selection_rate": pk.mean(1),
+        "tpr": np.divide((tk & pk).sum(1), pos, out=np.zeros(n_boot), where=pos > 0),
+        "fpr": np.divide((~tk & pk).sum(1), neg, out=np.zeros(n_boot), where=neg > 0),
+    }
+    return {k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for k, v in samples.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Fairness gaps
+
+
+def _gaps(values: dict[str, dict[str, float]]) -> dict[str, float | None]:
+    if not values:
+        return {"demographic_parity_difference": None, "demographic_parity_ratio": None,
+                "equalized_odds_difference": None, "tpr_difference": None, "fpr_difference": None}
+    sel = [v["selection_rate"] for v in values.values()]
+    tpr = [v["tpr"] for v in values.values()]
+    fpr = [v["fpr"] for v in values.values()]
+    tpr_d, fpr_d = max(tpr) - min(tpr), max(fpr) - min(fpr)
+    return {
+        "demographic_parity_difference": max(sel) - min(sel),
+        "demographic_parity_ratio": (min(sel) / max(sel)) if max(sel) > 0 else 0.0,
+        "equalized_odds_difference": max(tpr_d, fpr_d),
+        "tpr_difference": tpr_d,
+        "fpr_difference": fpr_d,
+    }
+
+
+def fairness_gaps(groups: dict[str, dict[str, Any]], labels: Sequence[str], positive: str,
+                  min_group_size: int) -> dict[str, Any]:
+    """Gaps between the groups of one attribute, for the positive class and macro over classes,
+    over all groups and over the groups with at least ``min_group_size`` documents."""
+    out: dict[str, Any] = {}
+    for scope, keep in (("all_groups", lambda g: True), ("reliable_groups", lambda g: g["n"] >= min_group_size)):
+        chosen = {name: g for name, g in groups.items() if keep(g)}
+        per_class = {c: _gaps({name: g["per_class"][c] for name, g in chosen.items()}) for c in labels}
+        macro = {}
+        for key in ("demographic_parity_difference", "demographic_parity_ratio", "equalized_odds_difference"):
+            vals = [per_class[c][key] for c in labels if per_class[c][key] is not None]
+            macro[key] = float(np.mean(vals)) if vals else None
+        accs = [g["accuracy"] for g in chosen.values()]
+        f1s = [g["macro_f1"] for g in chosen.values()]
+        worst = min(chosen, key=lambda name: chosen[name]["accuracy"]) if chosen else None
+        out[scope] = {
+            "groups": sorted(chosen),
+            "positive_class": per_class[positive],
+            "macro_over_classes": macro,
+            "per_class": per_class,
+            "worst_group": worst,
+            "worst_group_accuracy": min(accs) if accs else None,
+            "worst_group_macro_f1": min(f1s) if f1s else None,
+            "accuracy_difference": (max(accs) - min(accs)) if accs else None,
+        }
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Calibration
+
+
+def calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 10) -> dict[str, Any]:
+    """ECE, MCE and the reliability-diagram bins of top-class confidence."""
+    if len(y_true) == 0:
+        return {"n": 0, "ece": None, "mce": None, "bins": []}
+    conf = probs.max(1)
+    correct = (probs.argmax(1) == y_true).astype(float)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
+    ece, mce, bins = 0.0, 0.0, []
+    for b in range(n_bins):
+        mask = which == b
+        if not mask.any():
+            continue
+        acc, cf, m = float(correct[mask].mean()), float(conf[mask].mean()), int(mask.sum())
+        gap = abs(acc - cf)
+        ece += gap * m / len(y_true)
+        mce = max(mce, gap)
+        bins.append({"lo": float(edges[b]), "hi": float(edges[b + 1]), "n": m, "accuracy": acc, "confidence": cf})
+    return {"n": int(len(y_true)), "ece": float(ece), "mce": float(mce), "bins": bins}
+
+
+def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
+    logits = np.log(np.clip(probs, 1e-12, 1.0)) / temperature
+    z = np.exp(logits - logits.max(1, keepdims=True))
+    return z / z.sum(1, keepdims=True)
+
+
+def fit_temperature(probs: np.ndarray, y_true: np.ndarray) -> float:
+    """Temperature minimising the negative log-likelihood (log-probabilities as logits)."""
+    from scipy.optimize import minimize_scalar
+
+    if len(y_true) == 0:
+        return 1.0
+
+    def nll(t: float) -> float:
+        p = apply_temperature(probs, t)
+        return float(-np.mean(np.log(np.clip(p[np.arange(len(y_true)), y_true], 1e-12, 1.0))))
+
+    return float(minimize_scalar(nll, bounds=(0.05, 20.0), method="bounded").x)

@@ -1,0 +1,93 @@
+"""The audit for NER models: data, entity-level performance per group (with bootstrap CIs)
+and the F1 gaps between groups. Calibration, explanations and counterfactuals are
+classification-only for now."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from domainfm.audit.config import AuditConfig
+from domainfm.audit.metrics import group_value
+
+
+def _doc_counts(gold, pred) -> tuple[int, int, int]:
+    g = {(s.start, s.end, s.label) for s in gold}
+    p = {(s.start, s.end, s.label) for s in pred}
+    return len(g & p), len(g), len(p)
+
+
+def _f1(tp, ng, npred):
+    precision = np.divide(tp, npred, out=np.zeros_like(tp, dtype=float), where=npred > 0)
+    recall = np.divide(tp, ng, out=np.zeros_like(tp, dtype=float), where=ng > 0)
+    s = precision + recall
+    return np.divide(2 * precision * recall, s, out=np.zeros_like(s), where=s > 0)
+
+
+def _ci(counts: np.ndarray, cfg: AuditConfig, rng: np.random.Generator) -> list[float] | None:
+    n = len(counts)
+    if n < 2 or cfg.n_bootstrap == 0:
+        return None
+    idx = rng.integers(0, n, size=(cfg.n_bootstrap, n))
+    sums = counts[idx].sum(1)
+    f1 = _f1(sums[:, 0].astype(float), sums[:, 1].astype(float), sums[:, 2].astype(float))
+    return [float(np.percentile(f1, 2.5)), float(np.percentile(f1, 97.5))]
+
+
+def run_ner_audit(predict_spans: Callable[[list[Any]], list[list[Any]]], types: Sequence[str], docs: list[Any],
+                  cfg: AuditConfig, source: str) -> dict[str, Any]:
+    """Audit span predictions: ``predict_spans(docs)`` -> predicted spans per document; gold
+    spans are ``doc.spans`` of the entity ``types``."""
+    from domainfm.audit.runner import _data_section
+    from domainfm.finetune.metrics import entity_metrics
+
+    types = list(types)
+    gold = [[s for s in (d.spans if not cfg.label_field or cfg.label_field == "spans" else getattr(d, cfg.label_field))
+             if s.label in types] for d in docs]
+    pred = [[s for s in p if s.label in types] for p in predict_spans(docs)]
+    counts = np.array([_doc_counts(g, p) for g, p in zip(gold, pred)]).reshape(-1, 3)
+    records = [d.to_dict() for d in docs]
+    names = {a: np.array([group_value(r, a) for r in records], dtype=object) for a in cfg.group_by}
+    base = dict(names)
+    if cfg.intersections:
+        for a, b in itertools.combinations(cfg.group_by, 2):
+            names[f"{a} x {b}"] = np.array([f"{x} | {y}" for x, y in zip(names[a], names[b])], dtype=object)
+    rng = np.random.default_rng(cfg.seed)
+    overall = entity_metrics(gold, pred, types)
+    overall.update({"n": len(docs), "ci": {"f1": _ci(counts, cfg, rng)}})
+    by_attr = {}
+    for attr, groups_of in names.items():
+        groups = {}
+        for g in sorted(set(groups_of.tolist())):
+            idx = np.flatnonzero(groups_of == g)
+            m = entity_metrics([gold[i] for i in idx], [pred[i] for i in idx], types)
+            m.update({"n": int(len(idx)), "small": bool(len(idx) < cfg.min_group_size),
+                      "ci": {"f1": _ci(counts[idx], cfg, rng)}})
+            groups[g] = m
+        gaps = {}
+        for scope, keep in (("all_groups", lambda m: True), ("reliable_groups", lambda m: m["n"] >= cfg.min_group_size)):
+            chosen = {g: m for g, m in groups.items() if keep(m)}
+            f1s = [m["f1"] for m in chosen.values()]
+            gaps[scope] = {"groups": sorted(chosen), "f1_difference": (max(f1s) - min(f1s)) if f1s else None,
+                           "worst_group": min(chosen, key=lambda g: chosen[g]["f1"]) if chosen else None,
+                           "worst_group_f1": min(f1s) if f1s else None}
+        by_attr[attr] = {"groups": groups, "gaps": gaps}
+    entity_counts = Counter(s.label for g in gold for s in g)
+    data = _data_section(docs, [], types, base, cfg, 0)
+    data["label_distribution"] = {t: int(entity_counts.get(t, 0)) for t in types}
+    data["n_classes_in_data"] = len(entity_counts)
+    from dataclasses import asdict
+
+    return {
+        "config": asdict(cfg),
+        "model": {"task": "ner", "labels": types, "has_scores": False, "source": source},
+        "data": data,
+        "performance": {"overall": overall, "by_attribute": by_attr},
+        "calibration": {"available": False, "reason": "calibration is audited for classification models only"},
+        "definitions": {"ner": overall["definition"],
+                        "ci": f"95% percentile bootstrap over documents ({cfg.n_bootstrap} resamples, seed {cfg.seed})",
+                        "unknown_group": "documents without the attribute form the group 'unknown'"},
+    }

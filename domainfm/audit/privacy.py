@@ -1,0 +1,82 @@
+"""Privacy checks: was the training data de-identified, and does the report quote PHI?"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+#: Patterns of direct identifiers searched in every report before it is written, and masked
+#: (same length, ``*``) in any document text the report quotes.
+PHI_PATTERNS: dict[str, re.Pattern] = {
+    "ssn": re.compile(r"\b\d{3}-\d{2}-\d{4}\b"),
+    "phone": re.compile(r"(?<![\w.])\(?\d{3}\)?[-. ]\d{3}[-. ]\d{4}\b"),
+    "email": re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b"),
+    "mrn": re.compile(r"\bMRN\s*[:#]?\s*\w*\d{4,}\w*", re.I),
+    "date": re.compile(r"\b\d{1,2}/\d{1,2}/\d{2,4}\b|\b\d{1,2}-[A-Z][a-z]{2}-\d{4}\b"),
+}
+
+
+def mask_phi(text: str) -> str:
+    """Replace PHI-like matches by ``*`` of the same length (offsets stay valid)."""
+    for pattern in PHI_PATTERNS.values():
+        text = pattern.sub(lambda m: "*" * len(m.group(0)), text)
+    return text
+
+
+def scan_phi(text: str) -> dict[str, int]:
+    """Number of matches per PHI pattern (only patterns that match)."""
+    hits = {name: len(p.findall(text)) for name, p in PHI_PATTERNS.items()}
+    return {k: v for k, v in hits.items() if v}
+
+
+def _stage_of(path: Path) -> str | None:
+    from domainfm.manifest import manifest_path_for
+
+    candidates = [manifest_path_for(path)]
+    if path.is_dir():
+        candidates.append(path / "manifest.json")
+    for manifest in candidates:
+        try:
+            return json.loads(manifest.read_text(encoding="utf-8")).get("stage")
+        except (OSError, ValueError, AttributeError):
+            continue
+    return None
+
+
+def _has_phi_spans(path: Path) -> bool | None:
+    try:
+        with path.open(encoding="utf-8") as fh:
+            first = json.loads(fh.readline() or "null")
+    except (OSError, ValueError):
+        return None
+    return isinstance(first, dict) and first.get("phi_spans") is not None
+
+
+def training_deid_status(model_dir: str | Path | None, docs: list[Any]) -> dict[str, Any]:
+    """Whether the model's training data manifest shows a ``deid`` stage (or records carrying
+    ``phi_spans``), and whether the audited documents were de-identified."""
+    out: dict[str, Any] = {"training_data": [], "training_deidentified": None,
+                           "audit_data_deidentified": bool(docs) and all(d.phi_spans is not None for d in docs)}
+    if model_dir is None:
+        out["statement"] = "unknown: the model was not given as a folder with a manifest"
+        return out
+    try:
+        manifest = json.loads((Path(model_dir) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        out["statement"] = "unknown: the model folder has no readable manifest.json"
+        return out
+    for item in manifest.get("inputs", []):
+        path = Path(item.get("path", ""))
+        stage = _stage_of(path)
+        deid = stage == "deid" or bool(_has_phi_spans(path))
+        out["training_data"].append({"path": path.name, "stage": stage, "deidentified": deid})
+    if not out["training_data"]:
+        out["statement"] = "unknown: the model manifest lists no training data"
+    else:
+        out["training_deidentified"] = all(t["deidentified"] for t in out["training_data"])
+        out["statement"] = ("the training data manifest shows de-identification (domainfm deid)"
+                            if out["training_deidentified"] else
+                            "NOT shown: the training data manifest does not show a de-identification stage")
+    return out

@@ -1,0 +1,317 @@
+"""The audit: data, performance and fairness per group, calibration, explanations,
+counterfactual robustness and privacy, gathered into one JSON-able report."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from domainfm.audit.config import AGE_BANDS, UNKNOWN, AuditConfig
+from domainfm.audit.metrics import (
+    bootstrap_cis,
+    calibration_error,
+    fairness_gaps,
+    fit_temperature,
+    apply_temperature,
+    group_metrics,
+    group_value,
+)
+from domainfm.audit.scorer import as_scorer
+from domainfm.errors import ConfigError, RecordError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class AuditResult:
+    """Where the report went, and the report itself (``report.json``'s content)."""
+
+    out_dir: Path
+    report: dict[str, Any]
+
+    @property
+    def html(self) -> Path:
+        return self.out_dir / "index.html"
+
+
+def _score(scorer: Any, texts: Sequence[str], batch_size: int) -> np.ndarray:
+    rows = [np.asarray(scorer.predict_proba(list(texts[a:a + batch_size])), dtype=float)
+            for a in range(0, len(texts), batch_size)]
+    probs = np.vstack(rows) if rows else np.zeros((0, len(scorer.labels)))
+    if probs.shape != (len(texts), len(scorer.labels)):
+        raise ConfigError(f"the scorer returned scores of shape {probs.shape}; expected "
+                          f"({len(texts)}, {len(scorer.labels)}) (texts x labels)")
+    return probs
+
+
+def _group_table(y_true, y_pred, labels, names: np.ndarray, positive: int, cfg: AuditConfig,
+                 rng: np.random.Generator) -> dict[str, Any]:
+    groups = {}
+    for g in sorted(set(names.tolist())):
+        mask = names == g
+        m = group_metrics(y_true[mask], y_pred[mask], labels)
+        m["ci"] = bootstrap_cis(y_true[mask], y_pred[mask], len(labels), positive, n_boot=cfg.n_bootstrap, rng=rng)
+        m["small"] = bool(m["n"] < cfg.min_group_size)
+        groups[g] = m
+    return groups
+
+
+def _data_section(docs, y_true_names, labels, group_names: dict[str, np.ndarray], cfg, n_unlabelled) -> dict:
+    from collections import Counter
+
+    attrs = {}
+    for attr, names in group_names.items():
+        counts = Counter(names.tolist())
+        attrs[attr] = {
+            "groups": {g: int(n) for g, n in sorted(counts.items())},
+            "missing": int(counts.get(UNKNOWN, 0)),
+            "small_groups": sorted(g for g, n in counts.items() if n < cfg.min_group_size),
+        }
+    dist = Counter(y_true_names)
+    return {"n_documents": len(docs) + n_unlabelled, "n_labelled": len(docs), "n_unlabelled": n_unlabelled,
+            "n_classes_in_data": len(dist), "labels": list(labels),
+            "label_distribution": {l: int(dist.get(l, 0)) for l in labels},
+            "mean_chars": float(np.mean([len(d.text) for d in docs])) if docs else 0.0,
+            "attributes": attrs, "min_group_size": cfg.min_group_size,
+            "age_bands": [{"band": b, "from": lo, "to": None if hi == float("inf") else hi} for b, lo, hi in AGE_BANDS]}
+
+
+def _calibration(probs, y_true, group_names, cfg, rng: np.random.Generator) -> dict[str, Any]:
+    out = {"overall": calibration_error(probs, y_true, cfg.n_bins),
+           "per_group": {attr: {g: calibration_error(probs[names == g], y_true[names == g], cfg.n_bins)
+                                for g in sorted(set(names.tolist()))} for attr, names in group_names.items()}}
+    n = len(y_true)
+    n_val = int(round(n * cfg.calibration_split))
+    if n_val < 2 or n - n_val < 2:
+        out["temperature"] = {"fitted": False, "reason": f"too few documents ({n}) for a validation split"}
+        return out
+    order = rng.permutation(n)
+    val, test = order[:n_val], order[n_val:]
+    t = fit_temperature(probs[val], y_true[val])
+    out["temperature"] = {
+        "fitted": True, "temperature": t, "n_validation": int(n_val), "n_test": int(len(test)),
+        "before": calibration_error(probs[test], y_true[test], cfg.n_bins),
+        "after": calibration_error(apply_temperature(probs[test], t), y_true[test], cfg.n_bins),
+    }
+    return out
+
+
+def _counterfactuals(scorer, texts, probs, group_names, cfg, has_scores) -> dict[str, Any]:
+    from domainfm.audit.counterfactual import PERTURBATIONS
+
+    pred = probs.argmax(1)
+    out = {}
+    for name in cfg.counterfactuals:
+        fn = PERTURBATIONS[name]
+        rng = random.Random(cfg.seed)
+        new_texts = [fn(t, rng) for t in texts]
+        changed = np.array([a != b for a, b in zip(texts, new_texts)])
+        idx = np.flatnonzero(changed)
+        res: dict[str, Any] = {"n_changed": int(len(idx)), "n": len(texts)}
+        if len(idx) == 0:
+            res.update({"flip_rate": None, "mean_shift": None, "mean_abs_shift": None, "per_group": {}})
+            out[name] = res
+            continue
+        new_probs = _score(scorer, [new_texts[i] for i in idx], cfg.batch_size)
+        flips = new_probs.argmax(1) != pred[idx]
+        shift = new_probs[np.arange(len(idx)), pred[idx]] - probs[idx, pred[idx]]
+
+        def summary(mask):
+            return {"n_changed": int(mask.sum()), "flip_rate": float(flips[mask].mean()),
+                    "mean_shift": float(shift[mask].mean()) if has_scores else None,
+                    "mean_abs_shift": float(np.abs(shift[mask]).mean()) if has_scores else None}
+
+        res.update(summary(np.ones(len(idx), bool)))
+        res["per_group"] = {attr: {g: summary(names[idx] == g) for g in sorted(set(names[idx].tolist()))}
+                            for attr, names in group_names.items()}
+        out[name] = res
+    return out
+
+
+def _pick_examples(y_true, y_pred, names: np.ndarray, n: int, seed: int) -> list[int]:
+    """Round-robin over (group, correct / wrong) cells so examples cover both and every group."""
+    rng = random.Random(seed)
+    cells: dict[tuple[str, bool], list[int]] = {}
+    for i in range(len(y_true)):
+        cells.setdefault((names[i], bool(y_true[i] == y_pred[i])), []).append(i)
+    for v in cells.values():
+        rng.shuffle(v)
+    order = sorted(cells, key=lambda c: (c[1], c[0]))  # wrong first
+    picked: list[int] = []
+    while len(picked) < n and any(cells.values()):
+        for c in order:
+            if cells[c] and len(picked) < n:
+                picked.append(cells[c].pop())
+    return picked
+
+
+def _explanations(scorer, docs, probs, y_true, labels, group_names, cfg) -> dict[str, Any]:
+    from domainfm.audit.explain import explain_texts, highlight_segments, top_tokens
+    from domainfm.audit.privacy import mask_phi
+
+    y_pred = probs.argmax(1)
+    first = next(iter(group_names))
+    examples = _pick_examples(y_true, y_pred, group_names[first], cfg.explain, cfg.seed)
+    rest = [i for i in random.Random(cfg.seed + 1).sample(range(len(docs)), len(docs)) if i not in examples]
+    chosen = examples + rest[: cfg.explain_sample]
+    explained = explain_texts(scorer, [(docs[i].id, docs[i].text) for i in chosen], max_evals=cfg.max_evals,
+                              seed=cfg.seed)
+    masked = {docs[i].id: mask_phi(docs[i].text) for i in chosen}
+    out_examples = []
+    for i, ex in zip(chosen, explained):
+        if i not in examples:
+            continue
+        k = int(y_pred[i])
+        out_examples.append({
+            "doc_id": docs[i].id, "group": {a: str(n[i]) for a, n in group_names.items()},
+            "gold": labels[int(y_true[i])], "pred": labels[k], "correct": bool(y_true[i] == k),
+            "confidence": float(probs[i, k]), "explained_class": labels[k],
+            "segments": highlight_segments(ex, masked[docs[i].id], k),
+        })
+        values = [abs(s["value"]) for s in out_examples[-1]["segments"] if s["value"] is not None]
+        out_examples[-1]["scale"] = max(values, default=0.0)
+    return {"method": "shap Partition explainer, Text masker, per chunk, mapped to characters",
+            "max_evals": cfg.max_evals, "n_explained": len(chosen),
+            "top_tokens": top_tokens(explained, masked, labels), "examples": out_examples}
+
+
+def _ner_report(tm: Any, docs: Iterable[Any], cfg: AuditConfig, model_dir) -> dict[str, Any]:
+    from domainfm.audit.ner import run_ner_audit
+    from domainfm.audit.privacy import training_deid_status
+    from domainfm.audit.summary import findings
+    from domainfm.finetune.predict import predict_outputs
+
+    docs = list(docs)
+    if not docs:
+        raise ConfigError("no documents to audit")
+    types = sorted({t[2:] for t in tm.label_map.tags if t[:2] in ("B-", "I-")})
+    report = run_ner_audit(lambda ds: predict_outputs(tm, ds, batch_size=cfg.batch_size), types, docs, cfg,
+                           str(model_dir) if model_dir else "TaskModel")
+    report["privacy"] = training_deid_status(model_dir, docs)
+    report["summary"] = findings(report)
+    return report
+
+
+def run_audit(model: Any, docs: Iterable[Any], config: AuditConfig | None = None, *,
+              model_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Compute the audit report (a JSON-able dict) without writing anything."""
+    cfg = config or AuditConfig()
+    if isinstance(model, (str, os.PathLike)):
+        from domainfm.finetune.predict import read_task_info
+
+        model_dir = model_dir or model
+        if read_task_info(model).get("task") == "ner":
+            from domainfm.finetune import load_task_model
+
+            model = load_task_model(model)
+    if getattr(model, "task", None) == "ner" and hasattr(model, "label_map"):
+        return _ner_report(model, docs, cfg, model_dir)
+    scorer = as_scorer(model, batch_size=cfg.batch_size)
+    labels = list(scorer.labels)
+    has_scores = bool(getattr(scorer, "has_scores", True))
+    all_docs = list(docs)
+    label_field = cfg.label_field or getattr(getattr(scorer, "tm", None), "label_field", None) or "label"
+    gold_of = {}
+    for d in all_docs:
+        value = d.meta.get(label_field[5:]) if label_field.startswith("meta.") else getattr(d, label_field, None)
+        if value is not None and value != "":
+            gold_of[d.id] = str(value)
+    labelled = [d for d in all_docs if d.id in gold_of]
+    if not labelled:
+        raise ConfigError(f"no document has a gold {label_field!r}: the audit needs labelled documents "
+                          "(set label_field to the field that holds the class)")
+    unknown_labels = sorted({gold_of[d.id] for d in labelled} - set(labels))
+    if unknown_labels:
+        bad = next(d for d in labelled if gold_of[d.id] in unknown_labels)
+        raise RecordError(f"gold {label_field!r} value(s) {unknown_labels[:5]} are not among the model's labels "
+                          f"{labels}", record_id=bad.id)
+    index = {l: i for i, l in enumerate(labels)}
+    y_true = np.array([index[gold_of[d.id]] for d in labelled])
+    texts = [d.text for d in labelled]
+    probs = _score(scorer, texts, cfg.batch_size)
+    y_pred = probs.argmax(1)
+    positive_name = cfg.positive_class or labels[int(np.bincount(y_true, minlength=len(labels)).argmax())]
+    if positive_name not in index:
+        raise ConfigError(f"positive_class {positive_name!r} is not one of the model's labels {labels}")
+    positive = index[positive_name]
+
+    records = [d.to_dict() for d in labelled]
+    group_names = {a: np.array([group_value(r, a) for r in records], dtype=object) for a in cfg.group_by}
+    if cfg.intersections:
+        for a, b in itertools.combinations(cfg.group_by, 2):
+            group_names[f"{a} x {b}"] = np.array([f"{x} | {y}" for x, y in zip(group_names[a], group_names[b])],
+                                                 dtype=object)
+    rng = np.random.default_rng(cfg.seed)
+
+    overall = group_metrics(y_true, y_pred, labels)
+    overall["ci"] = bootstrap_cis(y_true, y_pred, len(labels), positive, n_boot=cfg.n_bootstrap, rng=rng)
+    per_attr = {}
+    for attr, names in group_names.items():
+        groups = _group_table(y_true, y_pred, labels, names, positive, cfg, rng)
+        per_attr[attr] = {"groups": groups, "gaps": fairness_gaps(groups, labels, positive_name, cfg.min_group_size)}
+
+    report: dict[str, Any] = {
+        "config": asdict(cfg),
+        "model": {"task": "classification", "label_field": label_field, "labels": labels, "has_scores": has_scores,
+                  "source": str(model_dir) if model_dir else type(scorer).__name__},
+        "data": _data_section(labelled, [gold_of[d.id] for d in labelled], labels,
+                              {a: n for a, n in group_names.items() if a in cfg.group_by}, cfg,
+                              len(all_docs) - len(labelled)),
+        "performance": {"positive_class": positive_name, "overall": overall, "by_attribute": per_attr},
+        "definitions": {
+            "multiclass_fairness": "one-vs-rest per class; gaps for the positive class and the mean over classes",
+            "ci": f"95% percentile bootstrap over documents ({cfg.n_bootstrap} resamples, seed {cfg.seed})",
+            "ece": f"{cfg.n_bins} equal-width bins of top-class confidence",
+            "unknown_group": f"documents without the attribute form the group '{UNKNOWN}'",
+        },
+    }
+    if has_scores:
+        report["calibration"] = _calibration(probs, y_true, group_names, cfg, rng)
+    else:
+        report["calibration"] = {"available": False, "reason": "the model gives labels only, no scores"}
+    if cfg.explain > 0 or cfg.explain_sample > 0:
+        if has_scores:
+            report["explanations"] = _explanations(scorer, labelled, probs, y_true, labels, group_names, cfg)
+        else:
+            report["explanations"] = {"available": False, "reason": "the model gives labels only, no scores"}
+    if cfg.counterfactuals:
+        report["robustness"] = _counterfactuals(scorer, texts, probs, group_names, cfg, has_scores)
+    from domainfm.audit.privacy import training_deid_status
+
+    report["privacy"] = training_deid_status(model_dir, labelled)
+    from domainfm.audit.summary import findings
+
+    report["summary"] = findings(report)
+    return report
+
+
+def audit(model: Any, docs: Iterable[Any], out_dir: str | os.PathLike, config: AuditConfig | None = None, *,
+          model_dir: str | os.PathLike | None = None, template_dir: str | os.PathLike | None = None) -> AuditResult:
+    """Audit a classification model on labelled documents and write ``index.html``,
+    ``report.json``, ``model_card.md`` and ``manifest.json`` to ``out_dir``.
+
+    Args:
+        model: a model folder from ``domainfm finetune``, a loaded ``TaskModel``, or any scorer
+            with ``labels`` and ``predict_proba(texts)`` (see :mod:`domainfm.audit.scorer`).
+        docs: labelled documents (``domainfm.corpus.read_documents``).
+        config: :class:`AuditConfig`.
+
+    Example:
+        >>> from domainfm.corpus import read_documents
+        >>> audit("runs/demo", read_documents("notes.jsonl"), "reports/demo",
+        ...       AuditConfig(group_by=["meta.sex", "meta.age_band"], explain=4))  # doctest: +SKIP
+    """
+    from domainfm.audit.report import write_report
+
+    cfg = config or AuditConfig()
+    report = run_audit(model, docs, cfg, model_dir=model_dir)
+    out = Path(out_dir)
+    write_report(report, out, template_dir=template_dir)
+    return AuditResult(out, report)

@@ -1,0 +1,302 @@
+"""The audit stage: fairlearn-equal metrics, report rendering and escaping, awkward groups and
+data, privacy, and one end-to-end run on a tiny real model with shap explanations."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+
+import numpy as np
+import pytest
+
+from domainfm.audit import AuditConfig, LabelOnlyScorer, audit, run_audit
+from domainfm.audit.counterfactual import swap_gender, swap_names, swap_race
+from domainfm.audit.metrics import age_band, apply_temperature, calibration_error, fit_temperature
+from domainfm.audit.report import fmt_number
+from domainfm.corpus.document import Document
+from domainfm.errors import ConfigError, DomainFMError
+
+LABELS = ["cardio", "neuro", "pulm"]
+FAST = dict(n_bootstrap=50, counterfactuals=["gender", "race"], min_group_size=5)
+
+
+class FakeScorer:
+    """Deterministic scores from the text: a keyword nudges one class; otherwise a hash."""
+
+    labels = LABELS
+
+    def predict_proba(self, texts):
+        out = []
+        for t in texts:
+            h = np.random.default_rng(sum(map(ord, t[:200])) % 2**32).random(len(LABELS)) + 0.1
+            for k, word in enumerate(("heart", "seizure", "cough")):
+                if word in t.lower():
+                    h[k] += 1.0
+            if " she " in f" {t.lower()} ":
+                h[1] += 0.6
+            out.append(h / h.sum())
+        return np.array(out)
+
+
+class LabelsOnly:
+    labels = LABELS
+
+    def predict(self, texts):
+        return [LABELS[len(t) % 3] for t in texts]
+
+
+def make_docs(n=90, seed=0, single_class=False):
+    rng = random.Random(seed)
+    words = ["heart", "seizure", "cough", "pain", "fever"]
+    docs = []
+    for i in range(n):
+        sex = rng.choice(["F", "M"])
+        pron = "She" if sex == "F" else "He"
+        text = f"{pron} reports {rng.choice(words)} and {rng.choice(words)}. Black male seen by Mary."
+        meta = {"sex": sex, "age": rng.choice([25, 50, 70, 85, None]), "race_ethnicity": rng.choice(["White", "Asian", "Black"])}
+        if i % 11 == 0:
+            del meta["sex"]  # missing attribute -> "unknown"
+        label = "cardio" if single_class else rng.choice(LABELS)
+        docs.append(Document(id=f"d{i}", text=text, meta=meta, label=label))
+    return docs
+
+
+@pytest.fixture(scope="module")
+def fake_report():
+    docs = make_docs()
+    return docs, run_audit(FakeScorer(), docs, AuditConfig(group_by=["meta.sex", "meta.age_band"], **FAST))
+
+
+def test_metrics_equal_fairlearn(fake_report):
+    from functools import partial
+
+    from fairlearn.metrics import (
+        MetricFrame, demographic_parity_difference, demographic_parity_ratio, equalized_odds_difference,
+        false_positive_rate, selection_rate, true_positive_rate,
+    )
+    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+
+    docs, report = fake_report
+    probs = FakeScorer().predict_proba([d.text for d in docs])
+    y_true = np.array([d.label for d in docs])
+    y_pred = np.array(LABELS)[probs.argmax(1)]
+    perf = report["performance"]
+    assert perf["overall"]["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred))
+    assert perf["overall"]["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro"))
+    pos = perf["positive_class"]
+    for attr in ("meta.sex", "meta.age_band", "meta.sex x meta.age_band"):
+        if " x " in attr:
+            sens = [f"{a} | {b}" for a, b in zip(
+                [d.meta.get("sex", "unknown") for d in docs], [age_band(d.meta.get("age")) for d in docs])]
+        elif attr == "meta.sex":
+            sens = [d.meta.get("sex", "unknown") for d in docs]
+        else:
+            sens = [age_band(d.meta.get("age")) for d in docs]
+        groups = perf["by_attribute"][attr]["groups"]
+        mf = MetricFrame(metrics={"accuracy": accuracy_score, "macro_f1": partial(f1_score, average="macro")},
+                         y_true=y_true, y_pred=y_pred, sensitive_features=sens)
+        for g, row in mf.by_group.iterrows():
+            assert groups[g]["accuracy"] == pytest.approx(row["accuracy"])
+            assert groups[g]["macro_f1"] == pytest.approx(row["macro_f1"])
+        for c in LABELS:
+            yt, yp = (y_true == c).astype(int), (y_pred == c).astype(int)
+            rates = MetricFrame(metrics={"selection_rate": selection_rate, "tpr": true_positive_rate,
+                                         "fpr": false_positive_rate, "recall": partial(recall_score, zero_division=0),
+                                         "precision": partial(precision_score, zero_division=0)},
+                                y_true=yt, y_pred=yp, sensitive_features=sens)
+            for g, row in rates.by_group.iterrows():
+                for key in ("selection_rate", "tpr", "fpr", "recall", "precision"):
+                    assert groups[g]["per_class"][c][key] == pytest.approx(row[key]), (attr, g, c, key)
+            gaps = perf["by_attribute"][attr]["gaps"]["all_groups"]["per_class"][c]
+            assert gaps["demographic_parity_difference"] == pytest.approx(
+                demographic_parity_difference(yt, yp, sensitive_features=sens))
+            assert gaps["demographic_parity_ratio"] == pytest.approx(
+                demographic_parity_ratio(yt, yp, sensitive_features=sens))
+            assert gaps["equalized_odds_difference"] == pytest.approx(
+                equalized_odds_difference(yt, yp, sensitive_features=sens))
+        all_groups = perf["by_attribute"][attr]["gaps"]["all_groups"]
+        assert all_groups["positive_class"] == all_groups["per_class"][pos]
+        assert all_groups["worst_group_accuracy"] == pytest.approx(mf.group_min()["accuracy"])
+        assert all_groups["accuracy_difference"] == pytest.approx(mf.difference()["accuracy"])
+
+
+def test_unknown_group_small_groups_and_cis(fake_report):
+    docs, report = fake_report
+    sex = report["performance"]["by_attribute"]["meta.sex"]["groups"]
+    assert sex["unknown"]["n"] == sum(1 for d in docs if "sex" not in d.meta)
+    assert report["data"]["attributes"]["meta.sex"]["missing"] == sex["unknown"]["n"]
+    assert "unknown" in report["performance"]["by_attribute"]["meta.age_band"]["groups"]  # age None
+    lo, hi = report["performance"]["overall"]["ci"]["accuracy"]
+    assert lo <= report["performance"]["overall"]["accuracy"] <= hi
+
+
+def test_group_of_size_one_and_single_class():
+    docs = make_docs(40, seed=3, single_class=True)
+    docs[0].meta["race_ethnicity"] = "Solo"
+    report = run_audit(FakeScorer(), docs, AuditConfig(group_by=["meta.race_ethnicity"], **FAST))
+    solo = report["performance"]["by_attribute"]["meta.race_ethnicity"]["groups"]["Solo"]
+    assert solo["n"] == 1 and solo["small"] and solo["ci"]["accuracy"] is None
+    assert "Solo" in report["data"]["attributes"]["meta.race_ethnicity"]["small_groups"]
+    assert report["data"]["n_classes_in_data"] == 1
+    gaps = report["performance"]["by_attribute"]["meta.race_ethnicity"]["gaps"]
+    assert "Solo" in gaps["all_groups"]["groups"] and "Solo" not in gaps["reliable_groups"]["groups"]
+    assert report["calibration"]["overall"]["ece"] is not None
+
+
+def test_model_without_scores(tmp_path):
+    result = audit(LabelsOnly(), make_docs(30), tmp_path / "r", AuditConfig(group_by=["meta.sex"], **FAST))
+    assert result.report["calibration"]["available"] is False
+    html = result.html.read_text(encoding="utf-8")
+    assert "Not available: the model gives labels only" in html
+    assert isinstance(LabelOnlyScorer(LabelsOnly()).predict_proba(["ab"]), np.ndarray)
+
+
+def test_html_sections_escaping_and_numbers(tmp_path):
+    docs = make_docs(14, seed=5)
+    docs[0] = Document(id="evil", text="He had <script>alert('x')</script> heart pain — café naïve 心臓. SSN 123-45-6789",
+                       meta={"sex": "<b>M</b>", "age": 40}, label="cardio")
+    docs[1] = Document(id="evil2", text="She had <script>alert(2)</script> cough.", meta={"sex": "F"}, label="neuro")
+    cfg = AuditConfig(group_by=["meta.sex"], explain=len(docs), explain_sample=1, max_evals=20, **FAST)
+    result = audit(FakeScorer(), docs, tmp_path / "r", cfg)
+    html = result.html.read_text(encoding="utf-8")
+    for section in ("summary", "data", "performance", "fairness", "calibration", "explanations", "robustness", "privacy"):
+        assert f'<section id="{section}">' in html
+    assert "<script" not in html and "<b>M</b>" not in html
+    assert html.isascii() and "caf&#233;" in html  # non-ASCII text as character references
+    assert "&lt;b&gt;M&lt;/b&gt;" in html
+    assert "123-45-6789" not in html and "123-45-6789" not in (tmp_path / "r" / "report.json").read_text()
+    assert "img alt" in html and "data:image/png;base64," in html
+    examples = result.report["explanations"]["examples"]
+    assert len(examples) == len(docs) and result.report["explanations"]["max_evals"] == 20
+    evil = next(e for e in examples if e["doc_id"] == "evil")
+    assert "<script>" in "".join(s["text"] for s in evil["segments"])  # shown, but only escaped:
+    assert "&lt;" in html and "alert(" in html
+    # every number in the HTML is a number of report.json
+    report = json.loads((tmp_path / "r" / "report.json").read_text(encoding="utf-8"))
+    numbers: set[str] = set()
+
+    def walk(x):
+        if isinstance(x, dict):
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+        elif fmt_number(x) is not None:
+            numbers.add(fmt_number(x))
+
+    walk(report)
+    shown = re.findall(r'<span class="num">([^<]*)</span>', html)
+    assert len(shown) > 30
+    assert set(shown) <= numbers
+    card = (tmp_path / "r" / "model_card.md").read_text(encoding="utf-8")
+    for heading in ("Model details", "Intended use", "Factors", "Metrics", "Evaluation data", "Training data",
+                    "Quantitative analyses", "Ethical considerations", "Caveats and recommendations"):
+        assert f"## {heading}" in card
+
+
+def test_calibration_and_temperature():
+    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.6, 0.4], [0.3, 0.7]])
+    c = calibration_error(probs, np.array([0, 1, 0, 1]), n_bins=5)
+    # bins (0.4, 0.6]: 0.6 correct; (0.6, 0.8]: 0.7 correct, 0.8 wrong; (0.8, 1]: 0.9 correct
+    assert c["ece"] == pytest.approx(0.4 / 4 + 0.25 * 2 / 4 + 0.1 / 4)
+    assert c["mce"] == pytest.approx(0.4)
+    # an overconfident model (right 60% of the time at 0.99) gets a temperature > 1
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 500)
+    pred = np.where(rng.random(500) < 0.6, y, 1 - y)
+    over = np.where(pred[:, None] == np.arange(2), 0.99, 0.01)
+    t = fit_temperature(over, y)
+    assert t > 1 and calibration_error(apply_temperature(over, t), y)["ece"] < calibration_error(over, y)["ece"]
+
+
+def test_counterfactual_swaps_and_bad_config():
+    assert swap_gender("He said his wife saw Mr. X") == "She said her husband saw Ms. X"
+    assert swap_race("Black male, African American") == "White male, Caucasian"
+    assert swap_names("Mary and mary", random.Random(0)).split(" and ")[0].lower() == \
+        swap_names("Mary and mary", random.Random(0)).split(" and ")[1].lower()
+    with pytest.raises(ConfigError, match="max_evals"):
+        AuditConfig(max_evals=1)
+    with pytest.raises(ConfigError, match="available"):
+        AuditConfig(counterfactuals=["accent"])
+    with pytest.raises(DomainFMError, match="not among the model's labels"):
+        run_audit(FakeScorer(), [Document(id="x", text="t", label="other")], AuditConfig(**FAST))
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier(tmp_path_factory, tiny_tokenizer, tiny_bert_config):
+    """A 2-layer BERT classifier saved as a 'domainfm finetune' full-model folder."""
+    import torch
+    from transformers import BertForSequenceClassification
+
+    labels = ["cardiology", "endocrinology", "gastroenterology", "infectious_disease", "neurology", "pulmonology"]
+    cfg = tiny_bert_config.__class__(**{**tiny_bert_config.to_dict(), "num_labels": len(labels),
+                                        "id2label": dict(enumerate(labels)),
+                                        "label2id": {l: i for i, l in enumerate(labels)}})
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("tiny_clf")
+    BertForSequenceClassification(cfg).save_pretrained(out)
+    tiny_tokenizer.save_pretrained(out)
+    (out / "domainfm_task.json").write_text(json.dumps({
+        "task": "classification", "labels": labels, "method": "full", "merged": False,
+        "base_model": {"name": "tiny", "resolved": str(out)}, "max_length": 64,
+        "long_documents": {"strategy": "chunk", "overlap": 8, "aggregate": "mean", "profile": "clinical"},
+        "text_field": "text", "label_field": "label"}))
+    return out
+
+
+def test_end_to_end_cli_on_tiny_model(tiny_classifier, clinical_corpus, tmp_path, cli):
+    from domainfm.corpus.io import read_documents, write_documents
+
+    docs = list(read_documents(clinical_corpus))[:12]
+    for d in docs:
+        d.text = d.text[:500]
+        d.spans = [s for s in d.spans if s.end <= 500]
+    data = tmp_path / "data.jsonl"
+    write_documents(data, docs)
+    out = tmp_path / "report"
+    result = cli("audit", tiny_classifier, data, "-o", out, "--group-by", "meta.sex,meta.age_band",
+                 "--explain", 2, "--max-evals", 20, "--bootstrap", 50, "--seed", 1, "--counterfactuals", "gender")
+    assert result.exit_code == 0, result.output
+    for name in ("index.html", "report.json", "model_card.md", "manifest.json"):
+        assert (out / name).is_file()
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    examples = report["explanations"]["examples"]
+    assert len(examples) == 2
+    by_id = {d.id: d for d in docs}
+    from domainfm.audit.privacy import mask_phi
+
+    for ex in examples:  # highlighted segments are the (masked) document, character for character
+        assert "".join(s["text"] for s in ex["segments"]) == mask_phi(by_id[ex["doc_id"]].text)
+    assert report["robustness"]["gender"]["n_changed"] > 0
+    assert report["privacy"]["statement"].startswith("unknown")  # hand-made folder: no manifest
+
+
+def test_ner_performance_and_subgroups(tmp_path):
+    from domainfm.audit.ner import run_ner_audit
+    from domainfm.audit.report import write_report
+    from domainfm.audit.summary import findings
+    from domainfm.corpus.document import Span
+    from domainfm.finetune.metrics import entity_metrics
+
+    docs = []
+    for i in range(30):
+        text = "Seen by Dr Lee on Monday with Ann."
+        meta = {"sex": "F" if i % 2 else "M"} if i % 7 else {}
+        docs.append(Document(id=f"n{i}", text=text, meta=meta, spans=[Span(11, 14, "DOCTOR"), Span(30, 33, "PATIENT")]))
+
+    def predict(ds):  # finds the doctor always, the patient only in even documents
+        return [[Span(11, 14, "DOCTOR")] + ([Span(30, 33, "PATIENT")] if int(d.id[1:]) % 2 == 0 else []) for d in ds]
+
+    cfg = AuditConfig(group_by=["meta.sex"], n_bootstrap=50, min_group_size=5)
+    report = run_ner_audit(predict, ["DOCTOR", "PATIENT"], docs, cfg, "fake")
+    report["privacy"] = {"statement": "unknown", "audit_data_deidentified": False}
+    report["summary"] = findings(report)
+    groups = report["performance"]["by_attribute"]["meta.sex"]["groups"]
+    male = [d for d in docs if d.meta.get("sex") == "M"]
+    assert groups["M"]["f1"] == entity_metrics([d.spans for d in male], predict(male))["f1"]
+    assert "unknown" in groups and report["performance"]["by_attribute"]["meta.sex"]["gaps"]["all_groups"]["f1_difference"] > 0
+    write_report(report, tmp_path / "ner")
+    html = (tmp_path / "ner" / "index.html").read_text(encoding="utf-8")
+    assert "Entity-level" in html and '<section id="fairness">' in html
