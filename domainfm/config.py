@@ -245,3 +245,23 @@ def save_config(obj: Any, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(to_dict(obj), sort_keys=False), encoding="utf-8")
     return path
+
+
+def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any], *,
+                       may_change: Iterable[str] = (), prefix: str = "") -> list[str]:
+    """Dotted ``key: old -> new`` lines where two resolved configs differ.
+
+    Used to refuse resuming a run under a different config; ``may_change`` names the dotted
+    keys (checkpoint cadence, logging...) that a resumed run is allowed to change.
+    """
+    allowed = set(may_change)
+    diffs = []
+    for key in sorted(set(saved) | set(current)):
+        dotted = f"{prefix}{key}"
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            diffs += config_differences(a, b, may_change=allowed, prefix=f"{dotted}.")
+        elif a != b and dotted not in allowed:
+            diffs.append(f"{dotted}: {a!r} -> {b!r}")
+    return diffs
+

@@ -21,7 +21,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from domainfm.config import save_config, to_dict
+from domainfm.config import config_differences, save_config, to_dict
+from domainfm.manifest import write_json_atomic
 from domainfm.errors import ConfigError, ModelResolutionError
 from domainfm.finetune.config import TaskConfig
 from domainfm.finetune.data import (
@@ -134,24 +135,6 @@ def _save_checkpoint(out: Path, step: int, payload: dict, state: dict) -> None:
     os.replace(tmp, final)
     for _, old in list_checkpoints(out)[:-1]:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def _config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
-    diffs = []
-    for key in sorted(set(saved) | set(current)):
-        dotted = f"{prefix}{key}"
-        a, b = saved.get(key), current.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            diffs += _config_differences(a, b, f"{dotted}.")
-        elif a != b and dotted not in _RESUME_MAY_CHANGE:
-            diffs.append(f"{dotted}: {a!r} -> {b!r}")
-    return diffs
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -443,7 +426,7 @@ def finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool = F
         if found:
             resumed_from, path = found[-1]
             state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
-            diffs = _config_differences(state["config"], to_dict(cfg))
+            diffs = config_differences(state["config"], to_dict(cfg), may_change=_RESUME_MAY_CHANGE)
             if diffs:
                 raise ConfigError(f"cannot resume {out} with a different config ({'; '.join(diffs[:5])})")
             payload = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
@@ -542,7 +525,7 @@ def finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool = F
     if main:
         _save_model(raw, tokenizer, cfg, label_map, source, out, merge)
         metrics["total_seconds"] = round(time.perf_counter() - t_start, 2)
-        _write_json(out / "metrics.json", metrics)
+        write_json_atomic(out / "metrics.json", metrics)
         from importlib import metadata
 
         from domainfm.manifest import write_manifest
@@ -585,7 +568,7 @@ def _save_model(model, tokenizer, cfg: TaskConfig, label_map: LabelMap, source: 
         "max_length": cfg.model.max_length, "long_documents": dataclasses.asdict(cfg.long_documents),
         "text_field": cfg.data.text_field, "label_field": cfg.label_field, "domainfm_version": __version__,
     }
-    _write_json(out / TASK_FILE, info)
+    write_json_atomic(out / TASK_FILE, info)
 
 
 # ---------------------------------------------------------------------------------------------

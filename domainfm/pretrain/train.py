@@ -35,7 +35,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from domainfm.config import save_config, to_dict
+from domainfm.config import config_differences, save_config, to_dict
+from domainfm.manifest import write_json_atomic
 from domainfm.errors import ConfigError, CorpusError, DomainFMError, ModelResolutionError
 from domainfm.pretrain.config import PretrainConfig
 from domainfm.pretrain.data import PackedCorpus, build_corpus, privacy_gate
@@ -410,24 +411,6 @@ def _save_checkpoint(out: Path, step: int, payload: dict[str, Any], state: dict[
     return final
 
 
-def _config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
-    diffs = []
-    for key in sorted(set(saved) | set(current)):
-        dotted = f"{prefix}{key}"
-        a, b = saved.get(key), current.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            diffs += _config_differences(a, b, f"{dotted}.")
-        elif a != b and dotted not in _RESUME_MAY_CHANGE:
-            diffs.append(f"{dotted}: {a!r} -> {b!r}")
-    return diffs
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 # --------------------------------------------------------------------------------------------
 # Accelerator, optimizer, evaluation
 
@@ -617,7 +600,7 @@ def pretrain(
         if checkpoints:
             resumed_from, path = checkpoints[-1]
             state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
-            diffs = _config_differences(state["config"], to_dict(cfg))
+            diffs = config_differences(state["config"], to_dict(cfg), may_change=_RESUME_MAY_CHANGE)
             if diffs:
                 raise ConfigError(f"cannot resume {out} with a different config ({'; '.join(diffs[:5])})")
             payload = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
@@ -742,7 +725,7 @@ def pretrain(
     if main:
         _save_final(accelerator, module, loaded, cfg, out)
         metrics["total_seconds"] = round(time.perf_counter() - t_start, 2)
-        _write_json(out / "metrics.json", metrics)
+        write_json_atomic(out / "metrics.json", metrics)
         from importlib import metadata
 
         from domainfm.manifest import write_manifest
