@@ -37,7 +37,7 @@ CLINICAL_CASES = [
     ("SMITH, JOHN was admitted overnight.", "SMITH, JOHN", "NAME"),
     ("Will follow labs.   Nancy Jones, RN", "Jones", "NAME"),
     ("ABG DRAWN. Z. MILLER AWARE.", "MILLER", "NAME"),
-    ("Hank Przybylo (son) cell# 450-928-6612", "Przybylo", "NAME"),
+    ("Hank Wojtasik (son) cell# 450-928-6612", "Wojtasik", "NAME"),
     ("Drs Ferullo and Saeed in to see pt.", "Saeed", "NAME"),
     # initials and signatures in any case, glued punctuation, names before phone numbers
     ("BP STABLE. K. FARNSWORTH AWARE OF LABS.", "FARNSWORTH", "NAME"),
@@ -83,7 +83,7 @@ CLINICAL_CASES = [
     ("Daughter lives in Baltimore.", "Baltimore", "LOCATION"),
     ("Home address Towson, MD 21204.", "21204", "LOCATION"),
     ("Transferred from Holy Cross Hospital for cath.", "Holy Cross Hospital", "LOCATION"),
-    ("TRANSFERRED TO QUARTERMAIN 2 IN AM.", "QUARTERMAIN", "LOCATION"),
+    ("TRANSFERRED TO WENTMORE 2 IN AM.", "WENTMORE", "LOCATION"),
     ("Has a bed at St. Agnes for rehab.", "St. Agnes", "LOCATION"),
     # hospital acronyms, saint/virtue hospital names, wards with a number, town-shaped words
     ("He was intubated and transferred to GH for care.", "GH", "LOCATION"),
@@ -257,7 +257,7 @@ def test_detection_runs_offline(tmp_path):
 
 
 def test_no_phi_in_logs(caplog):
-    planted = ["Przybylo", "410-322-1419", "jdoe@example.com", "123-45-6789", "Quartermain"]
+    planted = ["Wojtasik", "410-322-1419", "jdoe@example.com", "123-45-6789", "Wentmore"]
     text = (f"Dr. {planted[0]} aware. Call {planted[1]} or {planted[2]}. SSN {planted[3]}. "
             f"Transferred to {planted[4]} 2.")
     caplog.set_level(logging.DEBUG)

@@ -179,14 +179,14 @@ def _nlp_engine(model: str, components: tuple[str, ...]):
 
 
 # Notes glue words with punctuation that spaCy's news-trained rules keep whole: "vasquez.talked",
-# "TRIGEMINY.DR.", "DAUGHTER-KRISSY---301", "(DAUGHTER)-", "Czyzewicz- 204". Splitting them lets the
+# "TRIGEMINY.DR.", "DAUGHTER-MARLA---301", "(DAUGHTER)-", "Kowalczuk- 204". Splitting them lets the
 # token recognizers see the name; regex recognizers read the raw text and are not affected.
 _EXTRA_INFIXES = (
     r"(?<=[A-Za-z]{2})\.(?=[A-Za-z]{2})",   # word.word
     r"(?<=[A-Za-z])-+(?=\d)",                # name---301
     r"(?<=[A-Za-z])\)(?=-)",                 # (son)-
 )
-_EXTRA_SUFFIXES = (r"(?<=[A-Za-z)])-+",)     # "Czyzewicz-"
+_EXTRA_SUFFIXES = (r"(?<=[A-Za-z)])-+",)     # "Kowalczuk-"
 # only real web addresses stay one token (spaCy's default also keeps "word.word")
 _URL = r"(?i)^[\w.+%-]+@[\w-]+(?:\.[\w-]+)+$|^(?:https?://|ftp://|www\d{0,3}\.)\S+$|^[\w-]+(?:\.[\w-]+)*\.(?:com|org|net|edu|gov|mil|info|biz|io|uk|de|fr)(?:/\S*)?$"
 

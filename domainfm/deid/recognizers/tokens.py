@@ -2,11 +2,11 @@
 
 They read the spaCy ``Doc`` computed once per batch. Evidence, strongest first: a trigger word
 ("Dr", "Mrs", "daughter", "transferred to"), a credential after a signature ("Jane Doe, RN"),
-a reporting verb after a name ("Smith aware"), an initial ("E. WELSH", "q. lander"), a phone
-number right after a name, a contact verb ("spoke with Suzette"), a dictionary hit (Faker's name
+a reporting verb after a name ("Smith aware"), an initial ("E. DARBY", "k. fenwick"), a phone
+number right after a name, a contact verb ("spoke with Marisol"), a dictionary hit (Faker's name
 lists), and finally every other mention in the same note of a name already found. Places: facility
 heads, hospital acronyms after a movement word ("to GH"), saint/virtue hospital names ("Holy
-Cross"), wards with a number ("to Quartermain 2"), town-shaped words ("from Fallowtown"). Words of the clinical and
+Cross"), wards with a number ("to Wentmore 2"), town-shaped words ("from Fallowtown"). Words of the clinical and
 common-English allow-lists are never names on dictionary evidence alone, which is what keeps
 "PT", "CABG" or "Will" out in ALL-CAPS nursing notes.
 """
@@ -109,7 +109,7 @@ class NameRecognizer(TokenRecognizer):
         if j >= w.n:
             return None
         k = j
-        # an initial first: "Dr. J. Smith", "Q. LANDER"
+        # an initial first: "Dr. J. Smith", "K. FENWICK"
         if _INITIAL.fullmatch(w.text[k]) and w.text[k] != "I" and k + 1 < w.n:
             nxt = k + 1 + (w.text[k + 1] == ".")
             if nxt < w.n and self._ok_after_trigger(w, nxt, shape, strong):
@@ -156,7 +156,7 @@ class NameRecognizer(TokenRecognizer):
             elif low in vocab.RELATION_WORDS:
                 role, strong = "RELATIVE", False
             elif low in vocab.CONTACT_TRIGGERS and i + 1 < w.n:
-                # "spoke with Suzette", "ask to page Hank": only a listed or unknown capitalised word
+                # "spoke with Marisol", "ask to page Hank": only a listed or unknown capitalised word
                 j = i + 1 + (nxt_low in ("with", "to"))
                 if j < w.n and self._contact_name(w, j, shape):
                     last = j
@@ -208,11 +208,11 @@ class NameRecognizer(TokenRecognizer):
                 if span is not None:
                     found.append((span[0], span[1], "RELATIVE", 0.7))
             elif (span := self._initial_name(w, i, shape)) is not None:
-                # "Z. MILLER", "J. Chang", "E. WELSH AWARE", "q. lander rrt"
+                # "Z. MILLER", "J. Chang", "E. DARBY AWARE", "k. fenwick rrt"
                 found.append((i, span, "NAME", 0.65))
                 i = span
             elif (k := self._before_phone(w, i)) is not None:
-                # "Lopie Certusi cell# 410-...", "(Irene Sherwood, 202-232-4455)"
+                # "Odile Brankova cell# 410-...", "(Irene Sherwood, 202-232-4455)"
                 span = self._back(w, k, shape, need_evidence=True)
                 if span is not None and not any(w.lower[t] in vocab.RELATION_WORDS for t in range(span[0], span[1] + 1)):
                     found.append((span[0], span[1], "NAME", 0.6))
@@ -307,7 +307,7 @@ class NameRecognizer(TokenRecognizer):
 
     def _relative_fallback(self, w: _Words, j: int, shape: DocShape):
         """A listed first name after a relation word even when it is also a word, if the next
-        token is what follows a name ("son rob lives", "Husband Rich Martino in")."""
+        token is what follows a name ("son rob lives", "Husband Rich Delacroix in")."""
         while j < w.n and w.text[j] in _SKIP_AFTER_TRIGGER:
             j += 1
         if j + 1 >= w.n:
@@ -477,7 +477,7 @@ class PlaceRecognizer(TokenRecognizer):
                     and w.lower[j] not in self.function_words and low in ("to", "from", "at", "in") \
                     and (j + 2 >= w.n or w.lower[j + 2] in vocab.AFTER_WARD or not w.text[j + 2].strip(" "))
                 if ward:
-                    # "pt to quartermain 3": an unknown word and a floor or ward number
+                    # "pt to wentmore 3": an unknown word and a floor or ward number
                     out.append(result("LOCATION", doc[j].idx, doc[j].idx + len(doc[j].text), 0.55,
                                       f"{self.name}:ward"))
                     continue
@@ -500,7 +500,7 @@ class PlaceRecognizer(TokenRecognizer):
 
     def _propagate(self, text, doc, w: _Words, found) -> list:
         """Other mentions in the same note of an unknown word already found as a place
-        ("transfer to Quartermain 2" ... "quartermain2 when bed available")."""
+        ("transfer to Wentmore 2" ... "wentmore2 when bed available")."""
         words = set()
         for r in found:
             for tok in re.findall(r"[A-Za-z][A-Za-z-]+(?![A-Za-z'])", text[r.start:r.end]):

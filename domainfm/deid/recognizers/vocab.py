@@ -33,7 +33,7 @@ WEAK_TITLES = _words("father sister nurse resident fellow intern attending pasto
 # words that look like names in notes but are not ("son-in-law", "psych", "Jesus!")
 NEVER_NAMES = _words("law inlaw in-law psych priest diff cdiff ems rncm cvvhf cvvh cvvhd norm meg cal "
                      "rounds legal said says")
-# "spoke with Suzette", "ask to page Hank": a listed or unknown capitalised word after these
+# "spoke with Marisol", "ask to page Hank": a listed or unknown capitalised word after these
 CONTACT_TRIGGERS = _words("spoke talked met page paged call called per notify notified phoned told tell "
                           "ask asked informed")
 # never a name, even right after "Dr"
@@ -109,7 +109,7 @@ AFTER_HOSPITAL = _words("ew er ed ew. er. ed. cath icu micu ccu nurse nurses att
 # clinical abbreviations shaped like a hospital's acronym ("PMH", "SAH")
 NOT_HOSPITAL_ACRONYMS = _words("pmh ich sah lvh rvh bph hoh doh osh ivh iph pph mch mcv hmc ach nsh hh psh fh "
                                "sh dh ph hch ah oh eh uh nh ch th ash dish usoh soh gsh mush synch olh")
-# what follows "<ward> 3" ("transfer to Quartermain 2 in am", "... 3 when bed available")
+# what follows "<ward> 3" ("transfer to Wentmore 2 in am", "... 3 when bed available")
 AFTER_WARD = _words(", . ; when this in or post today tomorrow tonight bed and rn if once for at on")
 # "ST elevation": the ST segment, not a saint
 AFTER_ST = _words("elevation elevations elev depression depressions dep segment segments changes chgs "
