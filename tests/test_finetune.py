@@ -384,3 +384,13 @@ def test_prepare_steps_reconcile(tmp_path):
     assert run_prepare(csv_step)["written"] == 6
     with pytest.raises(ConfigError, match="unknown format 'cvs'.*did you mean 'csv'"):
         run_prepare(PrepareStep(format="cvs", src=str(src), out=str(tmp_path / "x.jsonl")))
+
+
+def test_new_modules_of_a_base_without_them_are_saved_with_the_adapter():
+    """A DAPT masked-LM output has no pooler: it is initialised fresh, so under LoRA it must be
+    trained and saved with the adapter, or a reloaded model predicts differently."""
+    from domainfm.finetune.train import new_modules
+
+    missing = ["bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.weight", "classifier.bias"]
+    assert new_modules(missing, "bert") == ["classifier", "pooler"]
+    assert new_modules([], "bert") == []

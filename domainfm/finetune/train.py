@@ -205,7 +205,13 @@ def _load_model(cfg: TaskConfig, label_map: LabelMap):
         tokenizer = AutoTokenizer.from_pretrained(tok_source)
         config = task_model_config(source, cfg.task, label_map)
         torch.manual_seed(cfg.train.seed)  # the new head's initialisation
-        model = auto_model_class(cfg.task).from_pretrained(source, config=config)
+        model, loading = auto_model_class(cfg.task).from_pretrained(source, config=config,
+                                                                    output_loading_info=True)
+        # Modules the checkpoint lacks are freshly initialised (a DAPT masked-LM output has no
+        # pooler). Under LoRA they must be trained and saved with the adapter, or a reloaded
+        # model would get different random weights there and different predictions.
+        model._domainfm_new_modules = new_modules(loading.get("missing_keys", ()),
+                                                  getattr(model, "base_model_prefix", ""))
     except (OSError, ValueError) as exc:
         raise ModelResolutionError(f"cannot load model {cfg.model.name!r} ({source}): "
                                    f"{str(exc).splitlines()[0][:200]}") from None
@@ -225,13 +231,33 @@ def _load_model(cfg: TaskConfig, label_map: LabelMap):
     return model, tokenizer, source
 
 
+_HEAD_MODULES = ("classifier", "score")  # what peft saves by default for SEQ_CLS / TOKEN_CLS
+
+
+def new_modules(missing_keys, prefix: str) -> list[str]:
+    """Top-level module names of the weights a checkpoint did not provide
+    (``bert.pooler.dense.weight`` -> ``pooler``)."""
+    names = set()
+    for key in missing_keys:
+        parts = key.split(".")
+        if prefix and parts[0] == prefix:
+            parts = parts[1:]
+        if len(parts) > 1:
+            names.add(parts[0])
+    return sorted(names)
+
+
 def _wrap(model, cfg: TaskConfig):
     if cfg.train.full_finetune:
         return model
     from peft import get_peft_model
 
+    peft_config = cfg.lora.to_peft("TOKEN_CLS" if cfg.task == "ner" else "SEQ_CLS")
+    extra = [m for m in getattr(model, "_domainfm_new_modules", ()) if m not in _HEAD_MODULES]
+    if extra:
+        peft_config.modules_to_save = sorted(set(peft_config.modules_to_save or _HEAD_MODULES) | set(extra))
     try:
-        return get_peft_model(model, cfg.lora.to_peft("TOKEN_CLS" if cfg.task == "ner" else "SEQ_CLS"))
+        return get_peft_model(model, peft_config)
     except ValueError as exc:
         raise ConfigError(f"lora: {str(exc).splitlines()[0][:300]} (set lora.target_modules)") from None
 
