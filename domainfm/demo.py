@@ -3,7 +3,8 @@
 Steps: import the sample corpora (validated by the same importer users run) -> de-identify them
 (surrogates; scored against the corpora's gold PHI) -> chunk the de-identified text for the
 embedded MiniLM -> a short domain-adaptive pretraining run of MiniLM on the de-identified notes
--> a LoRA classifier (note type) fine-tuned from that DAPT model -> suggest labels for part of the clinical notes from 8 seeds per class. Every
+-> a LoRA classifier (note type) fine-tuned from that DAPT model -> an audit report of that
+classifier -> suggest labels for part of the clinical notes from 8 seeds per class. Every
 step writes its output with a manifest under ``demo-output/``; the console shows counts and
 scores only, never document text.
 """
@@ -43,7 +44,7 @@ def ensure_sample_corpora(corpora: Path, console=None) -> dict[str, Path]:
 
 
 def run_demo(out: Path = Path("demo-output"), corpora: Path = Path("corpora"), console=None,
-             steps: tuple[str, ...] = ("import", "deid", "chunk", "pretrain", "finetune", "label"),
+             steps: tuple[str, ...] = ("import", "deid", "chunk", "pretrain", "finetune", "audit", "label"),
              pretrain_steps: int = 20) -> dict:
     """Run the pipeline's stages on the sample corpora; returns (and saves) the demo summary."""
     from rich.console import Console
@@ -109,6 +110,19 @@ def run_demo(out: Path = Path("demo-output"), corpora: Path = Path("corpora"), c
         results["steps"]["finetune"] = {"out": str(model.out_dir), "base_model": base.get("model.name", "minilm"),
                                         "eval": model.metrics.get("eval")}
         timings["finetune"] = time.perf_counter() - timings["finetune"]
+
+    if "audit" in steps and "finetune" in results["steps"]:
+        step("audit")
+        from domainfm.audit import AuditConfig, audit
+
+        # The demo audits the classifier on the whole de-identified sample corpus (training notes
+        # included: a demo of the report, not an estimate of generalisation).
+        report = audit(out / "classifier", read_documents(deidentified["clinical"]), out / "audit",
+                       AuditConfig(group_by=["meta.sex", "meta.age_band"], label_field="meta.note_type",
+                                   explain=2, max_evals=60, n_bootstrap=200, seed=DEMO_SEED))
+        console.print(f"audit report: {report.out_dir / 'index.html'}")
+        results["steps"]["audit"] = {"out": str(report.out_dir)}
+        timings["audit"] = time.perf_counter() - timings["audit"]
 
     if "label" in steps:
         step("label")
