@@ -99,3 +99,17 @@ def test_reading_is_streaming(tmp_path):
     assert next(docs).id == "first"  # no error yet: line 2 has not been read
     with pytest.raises(RecordError):
         next(docs)
+
+
+def test_counts_group_reject_reasons_and_merge():
+    from domainfm.corpus.io import Counts
+
+    a = Counts(read=3, written=1)
+    a.add_reject("line is not valid UTF-8 (bad byte at position 3)")
+    a.add_reject("line is not valid UTF-8 (bad byte at position 9)")
+    assert a.rejected == 2 and a.reasons == {"line is not valid UTF-8": 2} and a.reconciles
+    b = Counts(read=2, written=1)
+    b.add_reject("broken JSON (Expecting value at column 1)")
+    total = a.merge(b)
+    assert (total.read, total.written, total.rejected) == (5, 2, 3) and total.reconciles
+    assert total.reasons == {"line is not valid UTF-8": 2, "broken JSON": 1}

@@ -70,9 +70,7 @@ def chunk_file(
 
         def reject(item: Rejected) -> None:
             counts.read += 1
-            counts.rejected += 1
-            key = item.reason.split(" [")[0].split(" (")[0][:80]
-            counts.reasons[key] = counts.reasons.get(key, 0) + 1
+            counts.add_reject(item.reason)
             if len(result.first_rejects) < 5:
                 result.first_rejects.append(item.describe())
             rejects_out.write(item)

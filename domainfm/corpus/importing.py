@@ -72,8 +72,7 @@ def import_corpus(
     rejects_file = rejects_path_for(out)
 
     def reject(writer: RejectWriter, item: Rejected) -> None:
-        counts.rejected += 1
-        counts.reasons[_reason_key(item.reason)] = counts.reasons.get(_reason_key(item.reason), 0) + 1
+        counts.add_reject(item.reason)
         if len(first_rejects) < 5:
             first_rejects.append(item.describe())
         writer.write(item)
@@ -105,7 +104,3 @@ def import_corpus(
     )
     return ImportResult(out, rejects_file if counts.rejected else None, manifest, counts, first_rejects)
 
-
-def _reason_key(reason: str) -> str:
-    """Group reasons for the summary: the text before the first offset/number detail."""
-    return reason.split(" [")[0].split(" (")[0][:80]

@@ -55,6 +55,20 @@ class Counts:
     rejected: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
 
+    def add_reject(self, reason: str) -> None:
+        """Count one rejected record under its reason, grouped by the text before any offsets
+        or details (``span 3 [10:99] ...`` and ``span 4 [2:80] ...`` count as one reason)."""
+        self.rejected += 1
+        key = reason.split(" [")[0].split(" (")[0][:80]
+        self.reasons[key] = self.reasons.get(key, 0) + 1
+
+    def merge(self, other: Counts) -> Counts:
+        """The sum of two runs' counts (e.g. bad input lines + records rejected later)."""
+        reasons = dict(self.reasons)
+        for key, n in other.reasons.items():
+            reasons[key] = reasons.get(key, 0) + n
+        return Counts(self.read + other.read, self.written + other.written, self.rejected + other.rejected, reasons)
+
     @property
     def reconciles(self) -> bool:
         return self.read == self.written + self.rejected

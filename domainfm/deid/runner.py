@@ -144,9 +144,7 @@ class _CountingRejects:
 
     def write(self, item: Rejected) -> None:
         self.counts.read += 1
-        self.counts.rejected += 1
-        key = item.reason.split(" (")[0][:80]
-        self.counts.reasons[key] = self.counts.reasons.get(key, 0) + 1
+        self.counts.add_reject(item.reason)
         if len(self.first) < 5:
             self.first.append(item.describe())
         # Invalid input lines keep their raw text: the reject file is as sensitive as the input.
@@ -197,11 +195,11 @@ def deidentify_file(
                         first_rejects.append(item.describe())
                     rejects.write(item)
                 if on_progress is not None and transform_counts.read % 50 == 0:
-                    on_progress(_total(input_counts, transform_counts))
+                    on_progress(input_counts.merge(transform_counts))
     finally:
         if vault is not None:
             vault.close()
-    counts = _total(input_counts, transform_counts)
+    counts = input_counts.merge(transform_counts)
     assert counts.reconciles, counts
     manifest = write_manifest(
         out_path, stage="deid", config=config, inputs=[in_path],
@@ -212,13 +210,6 @@ def deidentify_file(
     return DeidResult(out_path, reject_file if counts.rejected else None, manifest, counts,
                       sum(by_label.values()), dict(sorted(by_label.items(), key=lambda kv: -kv[1])),
                       key_source, first_rejects)
-
-
-def _total(a: Counts, b: Counts) -> Counts:
-    reasons = dict(a.reasons)
-    for key, n in b.reasons.items():
-        reasons[key] = reasons.get(key, 0) + n
-    return Counts(a.read + b.read, a.written + b.written, a.rejected + b.rejected, reasons)
 
 
 def reidentify_file(in_path: str | os.PathLike, out_path: str | os.PathLike, vault_path: str | os.PathLike) -> int:

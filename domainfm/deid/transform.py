@@ -145,18 +145,11 @@ class TransformedRecord:
     offset_map: OffsetMap = field(repr=False, default_factory=OffsetMap)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "text": self.text,
-            "meta": self.meta,
-            "label": self.label,
-            "labels": self.labels,
-            "spans": [s.to_dict() for s in self.spans],
-            "phi_spans": list(self.phi_spans),
-        }
+        return self.to_document().to_dict()
 
     def to_document(self) -> Document:
-        return Document(self.id, self.text, self.meta, self.label, self.labels, list(self.spans))
+        return Document(self.id, self.text, self.meta, self.label, self.labels, list(self.spans),
+                        phi_spans=list(self.phi_spans))
 
 
 def apply_operator(
@@ -335,8 +328,7 @@ def transform_documents(
             result = Rejected(reason=f"internal error ({type(exc).__name__}) while de-identifying",
                               record_id=record_id)
         if isinstance(result, Rejected):
-            counts.rejected += 1
-            counts.reasons[result.reason] = counts.reasons.get(result.reason, 0) + 1
+            counts.add_reject(result.reason)
         if on_progress is not None:
             on_progress(counts)
         yield result

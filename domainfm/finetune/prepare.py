@@ -207,9 +207,7 @@ def run_prepare(step, *, force: bool = False) -> dict | None:
                 else:
                     seen.add(item.id)
             if isinstance(item, Rejected):
-                counts.rejected += 1
-                key = item.reason.split(" [")[0].split(" (")[0][:60]
-                counts.reasons[key] = counts.reasons.get(key, 0) + 1
+                counts.add_reject(item.reason)
                 rejects.write(item)
             else:
                 docs.write(item)

@@ -102,9 +102,7 @@ def label_file(labeled: str | os.PathLike, pool: str | os.PathLike | None, out: 
             counts.written += 1
         for item in bad + reasons:
             rejects_out.write(item)
-            counts.rejected += 1
-            key = item.reason.split(" (")[0][:80]
-            counts.reasons[key] = counts.reasons.get(key, 0) + 1
+            counts.add_reject(item.reason)
             if len(first) < 5:
                 first.append(item.describe())
     assert counts.reconciles, counts
