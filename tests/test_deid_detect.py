@@ -332,3 +332,122 @@ def test_geonames_towns_load_offline():
     towns = vocab.geo_towns(False)
     assert "Glen Burnie" in towns and len(towns) > 3000
     assert ("glen", "burnie") in vocab.place_table(("CITY", "TOWNS"))
+
+
+# Rules from the error analysis on the development parts (made-up text in the shapes found there):
+# wards and units, emergency departments after a hospital's name, listed cities inside a sentence,
+# and identifiers said in a sentence ("my name is ...", "I work for ...") for the generic set.
+CUE_CASES = [
+    ("clinical", "PT IS 80 YO WOMAN ADMITTED TO WENTMORE7 W/ CHF.", "WENTMORE7", "LOCATION"),
+    ("clinical", "ASSESS: STABLE DAY.    PLAN: WENTMORE 2 WHEN BED AVAIL.", "WENTMORE", "LOCATION"),
+    ("clinical", "Was sent to Harlan Pryce EW where EKG showed no change.", "Harlan Pryce", "LOCATION"),
+    ("clinical", "no seizure activity noted, Baltimore reconsult for transfer.", "Baltimore", "LOCATION"),
+    ("clinical", "updated son, who drove from Silver Spring, MD today.", "Silver Spring", "LOCATION"),
+    ("clinical", "Plan to go to rehab (good samaritan Memorial) tomorrow.", "Memorial", "LOCATION"),
+    ("clinical", "Husband just started a new job in Bel Air and visits daily.", "Bel Air", "LOCATION"),
+    ("clinical", "CASE MGR TO MEET WITH KORVALD NURSING AGENCY IN AM.", "KORVALD", "LOCATION"),
+    ("generic", "Hi, my name is Oksana Wirth and I need help.", "Oksana Wirth", "NAME"),
+    ("generic", "Sometimes people call me Vesna.", "Vesna", "NAME"),
+    ("generic", "Zuzanna: \"Who are you?\" Thaler: \"A friend.\"", "Zuzanna", "NAME"),
+    ("generic", "The song was written by Ilkka P Vaaranen in 1994.", "Ilkka P Vaaranen", "NAME"),
+    ("generic", "I work for Veltrano since last spring.", "Veltrano", "ORG"),
+    ("generic", "The Quillory office is at the end of the road.", "Quillory", "ORG"),
+    ("generic", "Brendlemark is a German multinational investment bank.", "Brendlemark", "ORG"),
+    ("generic", "Billing address: Ida Lund\n    28245 Puruntie 82 Apt. 595\n   KOKKOLA", "28245", "LOCATION"),
+    ("generic", "Billing address: Ida Lund\n    28245 Puruntie 82 Apt. 595\n   KOKKOLA", "KOKKOLA", "LOCATION"),
+    ("generic", "Kevin had given Alma his address: 5049 Harjukuja 54, KUOPIO", "KUOPIO", "LOCATION"),
+    ("generic", "My zip code is 3520", "3520", "LOCATION"),
+    ("generic", "I'm Abel Trask, originally from PORT O' WARREN, and I'm 58.", "PORT O' WARREN", "LOCATION"),
+    ("generic", "I am belizian but I live in Belgium.", "belizian", "DEM"),
+]
+CUE_CLEAN = [
+    ("clinical", "GU: OOB to commodex3 voiding with stool."),
+    ("clinical", "Went to the ED this am, then back to the unit."),
+    ("clinical", "Reading improved after the dose, bp stable."),
+    ("generic", "Call me tomorrow if the order is late."),
+    ("generic", "I'm in love with this phone."),
+    ("generic", "Answer: yes, the package arrived."),
+    ("generic", "Page 214 has 3 figures and 2 tables."),
+    ("generic", "I am happy but I live far away."),
+    ("generic", "See you next week, the weekend is busy."),
+]
+
+
+@pytest.mark.parametrize("name,text,needle,kind", CUE_CASES, ids=[f"{c[0]}-{c[3]}-{i}" for i, c in enumerate(CUE_CASES)])
+def test_cue_rules_find(detectors, name, text, needle, kind):
+    found = _found(detectors[name], text, needle)
+    assert found, f"{needle!r} not found"
+    assert any(coarse(d.label) == kind for d in found), [(d.label, d.recognizer) for d in found]
+
+
+@pytest.mark.parametrize("name,text", CUE_CLEAN, ids=[f"{c[0]}-clean-{i}" for i, c in enumerate(CUE_CLEAN)])
+def test_cue_rules_stay_silent(detectors, name, text):
+    # spaCy's own entities ("tomorrow", "2014") are not what these rules are about
+    hits = [(text[d.start:d.end], d.recognizer) for d in detectors[name].detect_text(text)
+            if not d.recognizer.startswith("spacy:")]
+    assert not hits
+
+
+# TAB leaves the respondent state, citations, the Government's agent's seat, legal instruments and
+# Latin in clear; where the applicant lives stays PHI.
+LEGAL_PROCEDURAL = [
+    ("The case originated in an application (no. 12345/06) against the Republic of Poland lodged with "
+     "the Court.", "Poland"),
+    ("The case originated in an application against the United Kingdom of Great Britain and Northern "
+     "Ireland.", "Northern Ireland"),
+    ("No such benefit was payable to widowers under United Kingdom law.", "United Kingdom"),
+    ("The applicant relied on Saunders v. the United Kingdom in his observations.", "United Kingdom"),
+    ("The Government were represented by their Agent, of the Foreign and Commonwealth Office, London.",
+     "London"),
+]
+
+
+@pytest.mark.parametrize("text,public", LEGAL_PROCEDURAL, ids=[f"procedural-{i}" for i in range(len(LEGAL_PROCEDURAL))])
+def test_legal_procedural_places_stay_in_clear(detectors, text, public):
+    assert not _found(detectors["legal"], text, public)
+
+
+@pytest.mark.parametrize("name,after,before,public", [
+    ("inter alia", ", on the evidence", "The court relied, ", True),
+    ("the German Unification Treaty", " of 1990", "examined under ", True),
+    ("the Brussels I Regulation", " applied", "", True),
+    ("Turkish", " law", "under ", True),
+    ("Poland", " lodged with", "against the Republic of ", True),
+    ("London", ".", "of the Foreign and Commonwealth Office, ", True),
+    ("Poland", ".", "lives in Gdynia, ", False),
+    ("Turkish", " national", "by a ", False),
+    ("the Wroclaw District Court", " held", "", False),
+    ("London", ".", "a lawyer practising in ", False),
+])
+def test_generic_institution(name, after, before, public):
+    from domainfm.deid.recognizers.vocab import generic_institution
+
+    assert generic_institution(name, after, before) is public
+
+
+def test_occupations_have_their_own_label(detectors):
+    text = "The applicant, who is a taxi driver, was stopped by the police."
+    assert [d.label for d in _found(detectors["legal"], text, "taxi driver")] == ["OCCUPATION"]
+    assert coarse("OCCUPATION") == "DEM" == coarse(to_canonical("DEM", "tab"))
+
+
+def test_legal_applicant_residence_stays_phi(detectors):
+    text = "The applicant was born in 1961 and lives in Gdynia, Poland."
+    assert _found(detectors["legal"], text, "Poland") and _found(detectors["legal"], text, "Gdynia")
+
+
+@pytest.mark.parametrize("text,span,duration", [
+    ("He did not pay the fine within ten days of the order.", "ten days", True),
+    ("On the same day the court dismissed the appeal.", "the same day", True),
+    ("The allowance was paid monthly.", "monthly", True),
+    ("It dates from the late 19th century.", "the late 19th century", True),
+    ("He was sentenced to five years' imprisonment.", "five years", False),
+    ("She served two years’ imprisonment.", "two years", False),
+    ("The hearing took place on 3 May 2001.", "3 May 2001", False),
+    ("We met on Tuesday.", "Tuesday", False),
+])
+def test_durations_are_not_dates(text, span, duration):
+    from domainfm.deid.recognizers.tokens import _duration
+
+    start = text.index(span)
+    assert _duration(text, start, start + len(span)) is duration

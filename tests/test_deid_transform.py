@@ -273,12 +273,21 @@ def test_surrogate_never_equals_or_contains_original(gen):
 @settings(max_examples=100, deadline=None)
 @given(st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF), min_size=1, max_size=25),
        st.sampled_from(sorted(["NAME", "DATE", "AGE", "PHONE", "EMAIL", "URL", "IP", "CITY", "FACILITY",
-                               "ZIP", "MISC", "STATE", "ADDRESS", "NATIONALITY", "unknown"])))
+                               "ZIP", "MISC", "STATE", "ADDRESS", "NATIONALITY", "OCCUPATION", "unknown"])))
 def test_property_surrogate_differs(text, label):
     assume(any(c.isalnum() for c in text))
     gen = SurrogateGenerator(SECRET)
     out = gen.surrogate(text, label, "doc:p")
     assert out and out.casefold() != text.casefold()
+
+
+def test_occupation_surrogate_is_a_job_in_the_same_case(gen):
+    from faker.providers.job import Provider
+
+    jobs = {j.split(",")[0].lower() for j in Provider.jobs}
+    out = gen.surrogate("taxi driver", "OCCUPATION", "doc:o")
+    assert out in jobs and out == out.lower() and out != "taxi driver"
+    assert gen.surrogate("Taxi driver", "OCCUPATION", "doc:o2")[:1].isupper()
 
 
 def test_label_aliases():

@@ -85,6 +85,7 @@ class PhiDetector:
         from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
 
         from domainfm.deid.recognizers import build_set, vocab
+        from domainfm.deid.recognizers.base import NoContextEnhancer
         from domainfm.models import resolve_spacy_model
 
         quiet_presidio_logs()
@@ -98,7 +99,8 @@ class PhiDetector:
                                       supported_languages=["en"])
         self.analyzer = AnalyzerEngine(registry=registry, nlp_engine=self.nlp_engine,
                                        supported_languages=["en"],
-                                       default_score_threshold=self.config.score_threshold)
+                                       default_score_threshold=self.config.score_threshold,
+                                       context_aware_enhancer=NoContextEnhancer())
         self._entities = sorted({e for r in registry.recognizers for e in r.supported_entities})
 
     def detect_text(self, text: str) -> list[Detection]:
@@ -128,11 +130,11 @@ class PhiDetector:
     def _artifacts(self, doc):
         from presidio_analyzer.nlp_engine import NlpArtifacts
 
-        # Recognizers here read doc directly; presidio's lemma-based context enhancement is not
-        # used (no recognizer declares presidio context words), so lemmas stay empty.
-        return NlpArtifacts(entities=list(doc.ents), tokens=doc, tokens_indices=[], lemmas=[],
-                            nlp_engine=self.nlp_engine, language="en",
-                            scores=[1.0] * len(doc.ents))
+        # Recognizers here read doc directly (``doc.ents`` too, once: building that list walks
+        # every token); presidio's lemma-based context enhancement is not used (no recognizer
+        # declares presidio context words), so lemmas and entities stay empty.
+        return NlpArtifacts(entities=[], tokens=doc, tokens_indices=[], lemmas=[],
+                            nlp_engine=self.nlp_engine, language="en", scores=[])
 
     def _analyze(self, text: str, doc) -> list[Detection]:
         if not text.strip():

@@ -36,6 +36,8 @@ CANONICAL: dict[str, str] = {
     "COUNTRY": "LOCATION", "LOCATION": "LOCATION", "HOSPITAL": "LOCATION",
     "ORG": "ORG",
     "NATIONALITY": "DEM",
+    # a job or trade: a quasi identifier in judgments (TAB files it under DEM)
+    "OCCUPATION": "DEM",
     "CODE": "CODE",
     "QUANTITY": "QUANTITY",
     "MISC": "MISC",

@@ -40,7 +40,7 @@ TAGS: dict[str, str] = {
     "SSN": "[SSN]", "ID": "[ID]", "MRN": "[MRN]", "URL": "[URL]", "IP": "[IP]",
     "ADDRESS": "[ADDRESS]", "STREET": "[STREET]", "CITY": "[CITY]", "STATE": "[STATE]",
     "ZIP": "[ZIP]", "FACILITY": "[FACILITY]", "ORG": "[ORG]", "LOCATION": "[LOCATION]",
-    "COUNTRY": "[COUNTRY]", "NATIONALITY": "[NATIONALITY]", "CODE": "[CODE]",
+    "COUNTRY": "[COUNTRY]", "NATIONALITY": "[NATIONALITY]", "OCCUPATION": "[OCCUPATION]", "CODE": "[CODE]",
     "QUANTITY": "[QUANTITY]", "MISC": "[PHI]",
 }
 
@@ -48,7 +48,7 @@ TAGS: dict[str, str] = {
 LABEL_PRIORITY: tuple[str, ...] = (
     "SSN", "MRN", "ID", "PHONE", "FAX", "EMAIL", "URL", "IP", "PATIENT", "RELATIVE", "DOCTOR",
     "NAME", "ADDRESS", "STREET", "ZIP", "CITY", "STATE", "DATE", "AGE", "FACILITY", "ORG",
-    "LOCATION", "COUNTRY", "NATIONALITY", "CODE", "QUANTITY", "MISC",
+    "LOCATION", "COUNTRY", "NATIONALITY", "OCCUPATION", "CODE", "QUANTITY", "MISC",
 )
 _RANK = {label: i for i, label in enumerate(LABEL_PRIORITY)}
 

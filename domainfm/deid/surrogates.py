@@ -52,7 +52,7 @@ __all__ = ["CANONICAL_LABELS", "SurrogateGenerator", "canonical_label", "normali
 CANONICAL_LABELS = frozenset({
     "NAME", "PATIENT", "RELATIVE", "DOCTOR", "DATE", "AGE", "PHONE", "FAX", "EMAIL", "SSN", "ID",
     "MRN", "URL", "IP", "ADDRESS", "STREET", "CITY", "STATE", "ZIP", "FACILITY", "ORG", "LOCATION",
-    "NATIONALITY", "CODE", "QUANTITY", "MISC", "COUNTRY",
+    "NATIONALITY", "OCCUPATION", "CODE", "QUANTITY", "MISC", "COUNTRY",
 })
 # Names other tools use for the same things (presidio, i2b2/n2c2, PhysioNet, TAB).
 _ALIASES = {
@@ -67,7 +67,7 @@ _ALIASES = {
     "ABA_ROUTING_NUMBER": "ID", "CRYPTO": "ID", "MAC_ADDRESS": "ID", "ZIPCODE": "ZIP",
     "ZIP_CODE": "ZIP", "HOSPITAL": "FACILITY", "ORGANIZATION": "ORG", "ORGANISATION": "ORG",
     "COMPANY": "ORG", "LOC": "LOCATION", "GPE": "LOCATION", "NRP": "NATIONALITY",
-    "NORP": "NATIONALITY", "DEM": "MISC", "OTHER": "MISC", "PROFESSION": "MISC", "STREET_ADDRESS": "STREET",
+    "NORP": "NATIONALITY", "DEM": "MISC", "OTHER": "MISC", "PROFESSION": "OCCUPATION", "STREET_ADDRESS": "STREET",
     "DOMAIN_NAME": "URL",
 }
 _NAME_LABELS = frozenset({"NAME", "PATIENT", "RELATIVE", "DOCTOR"})
@@ -413,6 +413,9 @@ class SurrogateGenerator:
             return fake.country()
         if kind == "NATIONALITY":
             return fake.random_element(_NATIONALITIES)
+        if kind == "OCCUPATION":
+            job = fake.job().split(",")[0].lower()  # "taxi driver" -> "lighting technician"
+            return job[:1].upper() + job[1:] if text[:1].isupper() else job
         if kind in ("FACILITY", "LOCATION") and attempt < _ATTEMPTS // 2:
             for pattern, suffixes in _FACILITY_KINDS:
                 if pattern.search(text):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from presidio_analyzer import EntityRecognizer, RecognizerResult
+from presidio_analyzer.context_aware_enhancers import ContextAwareEnhancer
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
 # validation hook: (text, match, start, end, score) -> score, or None to drop the match
@@ -75,6 +76,19 @@ def result(label: str, start: int, end: int, score: float, recognizer: str) -> R
     )
 
 
+class NoContextEnhancer(ContextAwareEnhancer):
+    """Returns the recognizers' results unchanged. None of ours declares presidio context words
+    (context is part of each recognizer's own rules), and presidio's default enhancer deep-copies
+    every result of every document to find that out."""
+
+    def __init__(self):
+        super().__init__(context_similarity_factor=0.0, min_score_with_context_similarity=0.0,
+                         context_prefix_count=0, context_suffix_count=0)
+
+    def enhance_using_context(self, text, raw_results, nlp_artifacts, recognizers, context=None):
+        return raw_results
+
+
 class RegexRecognizer(EntityRecognizer):
     """Runs a list of :class:`PatternSpec` over the raw text."""
 
@@ -128,6 +142,15 @@ class TokenRecognizer(EntityRecognizer):
         raise NotImplementedError
 
 
+def token_texts(doc) -> list[str]:
+    """The texts of ``doc``'s tokens, listed once per document: walking a ``Doc`` builds a Python
+    object per token, and every token recognizer needs the texts."""
+    texts = doc.user_data.get("deid_texts")
+    if texts is None:
+        texts = doc.user_data["deid_texts"] = [t.text for t in doc]
+    return texts
+
+
 @dataclass(frozen=True)
 class DocShape:
     """How a note is cased: nursing notes are often ALL CAPS or all lower case, where
@@ -146,8 +169,7 @@ class DocShape:
         if cached is not None:
             return cached
         upper = lower = title = 0
-        for tok in doc:
-            t = tok.text
+        for t in token_texts(doc):
             if len(t) < 2 or not t.isalpha():
                 continue
             if t.isupper():

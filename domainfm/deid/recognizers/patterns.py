@@ -361,7 +361,8 @@ ADDRESSES = [
     PatternSpec("zip_after_state", r"\b(?:" + "|".join(sorted(STATE_ABBRS)) + "|"
                 + "|".join(s.title() for s in US_STATES) + r")\.?,?\s+(?P<z>\d{5}(?:-\d{4})?)\b", "ZIP", 0.8,
                 group="z", flags=0),
-    PatternSpec("zip_labelled", r"\b(?:zip|zipcode|zip\s+code|postal\s+code|postcode)[\s:#]*(?P<z>\d{5}(?:-\d{4})?|[A-Z0-9]{3,4}\s?[A-Z0-9]{3})\b",
+    PatternSpec("zip_labelled", r"\b(?:zip|zipcode|zip\s+code|postal\s+code|postcode)(?:\s+is)?[\s:#]*"
+                r"(?P<z>\d{5}(?:-\d{4})?|\d{3,4}(?:[\s-]\d{2,3})?(?:\s(?-i:[A-Z]{2})\b)?|[A-Z0-9]{3,4}\s?[A-Z0-9]{3})\b",
                 "ZIP", 0.85, group="z"),
 ]
 # non-US postcodes and streets, for the generic set (Presidio-style synthetic addresses)
@@ -459,13 +460,13 @@ LEGAL_QUASI = [
     # "worked as a taxi driver", "reinstated to the post of primary school teacher", "who is a lawyer"
     PatternSpec("occupation", r"(?-i:(?:\b(?:[Aa]s|who\s+(?:is|was|had\s+been|has\s+been)|is|was|became|become|becoming|"
                 r"[Aa]pplicants?,|(?<=[a-z]),)\s+an?\s+|\b(?:post|position|profession|occupation)\s+of\s+(?:an?\s+)?))"
-                + _OCCUPATION + r"(?!\s+practi[sc]ing)", "NATIONALITY", 0.55, group="o", flags=0),
+                + _OCCUPATION + r"(?!\s+practi[sc]ing)", "OCCUPATION", 0.55, group="o", flags=0),
     # skin colour as a protected characteristic ("membership limited to white people", "who is white British")
     PatternSpec("race", rf"\b(?:white|black)(?=\s+{_RACE_AFTER}\b)|(?:(?<=\bis\s)|(?<=\bwas\s))(?:white|black)\b"
                 r"(?=\s*[,.;)]|\s+by\b)",
                 "NATIONALITY", 0.5, flags=0),
     PatternSpec("chief_executive", r"(?-i:\b(?:Chief\s+Executive\s+Officer|CEO|Managing\s+Director)\b)",
-                "NATIONALITY", 0.5),
+                "OCCUPATION", 0.5),
     # amounts of money ("EUR 5,000", "PLN 159.50", "10,000 euros", "TRL 1 billion")
     PatternSpec("money_code", r"(?-i:\b(?:EUR|USD|GBP|CHF|PLN|TRL|TRY|YTL|RUB|RUR|UAH|HRK|BGN|BGL|RON|ROL|CZK|SKK|"
                 r"HUF|SEK|NOK|DKK|DEM|FRF|ITL|ATS|BEF|NLG|ESP|PTE|GRD|FIM|IEP|LTL|LVL|EEK|SIT|MKD|RSD|BAM|GEL|AMD|"
@@ -503,5 +504,154 @@ ORGS = [
 # a capitalised place right before a country on an address line ("Wrocław  Poland", "TRONDHEIM > Norway")
 CITY_BEFORE_COUNTRY = [
     PatternSpec("city_before_country", r"(?<![\w'])(?P<c>[A-ZÀ-ÖØ-Þ][\wÀ-ÿ'-]+(?: [A-ZÀ-ÖØ-Þ][\wÀ-ÿ'-]+){0,2})"
-                r"\s*(?:,|>|\s)\s*(?:" + gazetteer_pattern(COUNTRIES) + r")\b", "CITY", 0.5, group="c", flags=0),
+                r"\s*(?:,|>|\s)\s*(?:" + gazetteer_pattern(COUNTRIES) + r")\b", "CITY", 0.5, group="c", flags=0,
+                validate="no_stop_start"),  # not "In United States", "Carry Me Back To Canada"
 ]
+
+
+# --- identifiers said in a sentence (generic set): "my name is ...", "I work for ...", ---------
+# "originally from ...", and the pieces of non-US address lines. Every cue is a phrase of
+# ordinary English, never a list of names; validators drop function words and dictionary
+# words in lower-case text.
+
+_WORD = r"[^\W\d_][\w'’.-]*"  # a word in any script ("Gelencsér", "ΛΕΥΚΩΣΙΑ")
+# words that end a name or place said after a cue ("call me Aantje but ...", "from Ankara for ...")
+_STOP_NEXT = (r"(?:and|but|or|from|the|is|was|are|were|i|im|i'm|to|at|in|on|for|with|of|a|an|he|she|it|we|"
+              r"they|you|not|have|has|had|will|would|can|could|please|who|what|how|why|since|when|where|"
+              r"so|too|also|as|by|then|there|here|if|that|this|speak|talking|began|spent|lives|is)\b")
+_NEXT_WORD = rf"(?:\s+(?!(?i:{_STOP_NEXT})){_WORD})"
+_ROMANCE = frozenset("de del della dei di da das dos do du des la le les el al van von der den ten ter y i e "
+                     "u ul. ul rue via calle avda. avda av. str. út utca".split())
+
+NAME_CUES = [
+    PatternSpec("name_said", rf"\b(?:my\s+name\s+is|my\s+name's|(?:please\s+)?call\s+me|calls\s+me|called\s+me|"
+                rf"(?:maiden|first|last|middle|given|family|sur)\s*name(?:\s+is|\s*[?:])|named\s+(?:him|her)|"
+                rf"my\s+(?:kid|son|daughter|wife|husband|child|brother|sister|friend|boss|mother|father|mom|dad|"
+                rf"partner|colleague|neighbou?r))\s+(?P<n>{_WORD}{_NEXT_WORD}{{0,2}})", "NAME", 0.6, group="n",
+                validate="said_name"),
+    PatternSpec("greeting", rf"(?:^|(?<=\n))\s*(?i:hi|hello|dear|hey)\s+(?P<n>[^\W\d_a-z][\w'-]+(?:\s+[^\W\d_a-z][\w'-]+)?)"
+                r"\s*[,!:]", "NAME", 0.6, group="n", flags=0, validate="said_name"),
+    # a dialogue speaker: "Ubul: What a wife.", "Zuzana: \"Who are you?\""
+    PatternSpec("speaker", r"(?:^|(?<=[\n.!?\"”]\s)|(?<=[\n.!?\"”]))(?P<n>[^\W\d_a-z][\w'-]+):\s*(?=[\"“]|[^\W\d_a-z])",
+                "NAME", 0.62, group="n", flags=0, validate="name_shape"),
+    # "Szabina J Gelencsér", "Sari J. Paavolainen": a middle initial between two capitalised words
+    PatternSpec("middle_initial", r"(?<![\w.])(?P<n>[^\W\d_a-z][^\W\d_]+\s+[A-Z]\.?\s+[^\W\d_a-z][^\W\d_'’-]+(?:-[^\W\d_]+)?)"
+                r"(?![\w.]|\.\w)", "NAME", 0.5, group="n", flags=0, validate="name_shape"),
+]
+
+_ORG_NAME = r"(?P<o>[A-Z][\w'&.-]*(?:\s+(?:&\s+|and\s+)?[A-Z][\w'&.-]*){0,3})"
+ORG_CUES = [
+    # "the Propublica office", "according to the Uber website", "The Symcat Orchestra"
+    PatternSpec("org_before_noun", rf"\b(?i:the)\s+{_ORG_NAME}\s+(?i:office|offices|website|web\s+site|headquarters|"
+                r"orchestra|foundation|app|platform|staff|team)\b", "ORG", 0.5, group="o", flags=0,
+                validate="no_stop_start"),
+    PatternSpec("org_after_verb", rf"\b(?i:work(?:s|ed|ing)?\s+(?:for|at)|employed\s+(?:by|at)|(?:a|one|two|the)\s+years?"
+                rf"\s+at|joined|ceo\s+of|founder\s+of|founded|(?:is|am|was)\s+from|recorded\s+for|resign(?:ed)?\s+from)"
+                rf"\s+(?:the\s+)?{_ORG_NAME}", "ORG", 0.45, group="o", flags=0, validate="no_stop_start"),
+    PatternSpec("org_is_a", rf"(?:^|(?<=[\n.!?]\s)|(?<=[,:]\s)){_ORG_NAME}\s+is\s+(?:the\s+brainchild|a\s+501|an?\s+"
+                r"(?:[\w-]+\s+){0,3}(?:company|corporation|firm|start-?up|multinational|organi[sz]ation|"
+                r"non-?profit|charity|bank|agency|business|provider|platform))", "ORG", 0.5, group="o", flags=0,
+                validate="no_stop_start"),
+    PatternSpec("org_role", rf"\b(?i:of|from|at)\s+{_ORG_NAME}\s+(?i:is|was)\s+(?i:the|our|a|an)\s+(?i:ceo|founder|"
+                r"president|chair\w*|keynote|director|head|manager|owner)", "ORG", 0.5, group="o", flags=0,
+                validate="no_stop_start"),
+]
+
+PLACE_CUES = [
+    PatternSpec("place_said", rf"\b(?:originally\s+from|grew\s+up\s+in|(?:moved|came|relocated)\s+(?:here\s+)?from|"
+                rf"i\s+am\s+in|i'm\s+in|home\s+(?:city|town)(?:\s+of|\s+is)?|born\s+in|(?:live|lives|living|reside|"
+                rf"resides)\s+in)\s+(?P<c>{_WORD}{_NEXT_WORD}{{0,2}})(?=\s*(?:[,.:;!?)]|$|\s(?i:{_STOP_NEXT})))",
+                "LOCATION", 0.5, group="c", validate="said_place"),
+    # a building number before a street that carries its own number: "28245 Puruntie 82",
+    # "74678 midtvollen 130 st.", "8116 56 rue La Boétie"
+    PatternSpec("house_number_street", r"(?<![\w.,/:-])\d{1,5}\s+(?:\d{1,5}\s+)?(?P<s>[^\W\d_][\w'’.-]*(?:\s+[^\W\d_][\w'’.-]*){0,4})"
+                r"(?:\s+\d{1,5}[A-Za-z]?\b\.?)?(?=\s*(?:,|\n|$|>|\?|\s\s|(?i:\s+(?:apt|suite|unit|st\b|street\b))))",
+                "STREET", 0.65, validate="intl_street"),
+    # the place after a flat or suite number on an address line: "Apt. 595    LAPPEENRANTA"
+    PatternSpec("place_after_unit", r"\b(?i:apt|apartment|suite|unit)\.?\s*#?\s*\d+[A-Z]?\s*(?:,\s*|\s*>\s*|\s*\?{2,}\s*|\s{2,})"
+                r"(?P<c>[^\W\d_][\w'’.()-]*(?:[ -][^\W\d_(][\w'’.()-]*){0,3})", "CITY", 0.55, group="c", flags=0,
+                validate="said_place"),
+    # the place after a numbered street and a comma: "5049 Harjukuja 54, SEINÄJOKI"
+    PatternSpec("place_after_street", r"(?<![\w.,/:-])\d{1,5}\s+(?:\d{1,5}\s+)?[^\W\d_][\w'’.-]*(?:\s+[^\W\d_][\w'’.-]*){0,4}?"
+                r"(?:\s+\d{1,5}[A-Za-z]?)?,\s+(?P<c>[^\W\d_][\w'’.-]*(?:\s+[^\W\d_][\w'’.-]*){0,2})(?=\s*(?:$|\n|[,.!?;]))",
+                "CITY", 0.45, group="c", validate="said_place"),
+    PatternSpec("nationality_said", r"\b(?:i\s+am|i'm|we\s+are|we're|they\s+are|he\s+is|she\s+is)\s+(?:a\s+|an\s+|proud\s+|"
+                r"very\s+)*(?P<n>[^\W\d_]+)(?=\s+but\b|\s*[.,!]|$)", "NATIONALITY", 0.5, group="n",
+                validate="said_nationality"),
+]
+
+
+def _said_words(value: str) -> list[str]:
+    return [w.strip(".,'’").lower() for w in value.split()]
+
+
+def _name_words(text: str, start: int, end: int, strong: bool) -> bool:
+    from domainfm.deid.recognizers.vocab import all_names, is_english
+
+    words = [w for w in _said_words(text[start:end]) if len(w) > 1]
+    if not words or any(w in stop_words() for w in words):
+        return False
+    if strong and text[start].isupper():
+        return True  # "my name is Key": the cue makes a capitalised word a name
+    return not all(is_english(w) and w not in all_names() for w in words)
+
+
+@validator("said_name")
+def _said_name(text, match, start, end, score):
+    return score if _name_words(text, start, end, strong=True) else None
+
+
+@validator("name_shape")
+def _name_shape(text, match, start, end, score):
+    # a speaker label or a middle initial: "Answer:" or "Vitamin B Complex" are not names
+    return score if _name_words(text, start, end, strong=False) else None
+
+
+@validator("no_stop_start")
+def _no_stop_start(text, match, start, end, score):
+    words = _said_words(text[start:end])
+    if not words or words[0] in stop_words() or all(w in stop_words() for w in words):
+        return None
+    return score
+
+
+@validator("said_place")
+def _said_place(text, match, start, end, score):
+    from domainfm.deid.recognizers.vocab import COUNTRIES, is_english
+
+    value = text[start:end]
+    words = _said_words(value)
+    stop = stop_words()
+    if not words or words[0] in stop or words[0] == "nan":
+        return None
+    if not value[:1].isupper() and all(is_english(w) or w in stop for w in words) \
+            and value.lower() not in {c.lower() for c in COUNTRIES.split("|")}:
+        return None  # "I'm in love", "lives in hope"; "we moved here from tunisia" stays
+    return score
+
+
+@validator("intl_street")
+def _intl_street(text, match, start, end, score):
+    from domainfm.deid.recognizers.vocab import MONTH_WORDS
+
+    words = _said_words(match.group("s"))
+    stop = stop_words()
+    if not words or any((w in stop or w in MONTH_WORDS) and w not in _ROMANCE for w in words):
+        return None  # "2014 we had 3", "12 May 2004"
+    if not re.search(r"\d[A-Za-z]?\.?\s*$", text[start:end]) and not re.match(
+            r"\s*(?:,|\s\s|>|\?|(?i:apt|suite|unit|st\b|street\b))", text[end:end + 8]):
+        return None
+    return score
+
+
+@validator("said_nationality")
+def _said_nationality(text, match, start, end, score):
+    from domainfm.deid.recognizers.vocab import NATIONALITIES, is_english
+
+    low = text[start:end].lower()
+    base = re.sub(r"(?:es|s)$", "", low)
+    if low in NATIONALITIES or base in NATIONALITIES or base + "s" in NATIONALITIES:
+        return score
+    if re.search(r"(?:ian|ean|ese|ish|an|i)(?:s|es)?$", low) and not is_english(low) and not is_english(base):
+        return score  # "belizian", "bruneians"
+    return None

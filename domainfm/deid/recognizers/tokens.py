@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 
 from domainfm.deid.recognizers import vocab
-from domainfm.deid.recognizers.base import DocShape, TokenRecognizer, result
+from domainfm.deid.recognizers.base import DocShape, TokenRecognizer, result, token_texts
 
 _NAMEY = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿĀ-ž][A-Za-zÀ-ÖØ-öø-ÿĀ-ž'\-]*[A-Za-zÀ-ÖØ-öø-ÿĀ-ž]")
 _INITIAL = re.compile(r"[A-Z]\.?")
@@ -34,7 +34,9 @@ class _Words:
 
     def __init__(self, doc):
         self.doc = doc
-        self.text = [t.text for t in doc]
+        self.text = token_texts(doc)
+        if "deid_raw" not in doc.user_data:  # Doc.text joins every token on each access
+            doc.user_data["deid_raw"] = doc.text
         self.lower = [t.lower().rstrip(".") if t not in (".",) else t for t in self.text]
         self.n = len(self.text)
 
@@ -260,7 +262,8 @@ class NameRecognizer(TokenRecognizer):
             return None
         after = w.lower[j + 1] if j + 1 < w.n else ""
         before = w.lower[i - 1] if i > 0 else ""
-        glued = w.doc[i].idx > 0 and w.doc.text[w.doc[i].idx - 1] not in " \t\n(,"
+        start = w.doc[i].idx
+        glued = start > 0 and w.doc.user_data["deid_raw"][start - 1] not in " \t\n(,"
         if glued or low in self.function_words or low in vocab.NEVER_NAMES or low in vocab.RELATION_WORDS:
             return None
         if after in vocab.AFTER_NAME_VERBS or after.upper() in vocab.CREDENTIALS:
@@ -368,7 +371,8 @@ class NameRecognizer(TokenRecognizer):
             out.append(result(role, start, end, score, f"{self.name}:{role.lower()}"))
             if score >= 0.65:
                 for t in range(first, last + 1):
-                    if len(w.text[t]) >= 3 and w.lower[t] not in self.stop:
+                    # "Regional Governor" found once must not make every "Regional" a name
+                    if len(w.text[t]) >= 3 and w.lower[t] not in self.stop and w.lower[t] not in vocab.INSTITUTION_WORDS:
                         strong_words.add(w.lower[t])
         if strong_words:
             for t in range(w.n):
@@ -392,12 +396,14 @@ def _function_words() -> frozenset[str]:
     return frozenset(STOP_WORDS) | vocab.CLINICAL_VOCAB | vocab.MONTH_WORDS
 
 
+_GLUED_WARD = re.compile(r"([A-Za-z]{4,})\d{1,2}")
 _HOSPITAL_ACRONYM = re.compile(r"(?i:[A-Z]{1,4}(?:H|MC|HC))")
 _TOWN = re.compile(r"(?:town|ville|burg|burgh|boro|borough|ford|field|wood|dale|ton|land|chester|mouth|port|"
                    r"bury|haven|shire|downe|more|mont|view|side|stead|wick|worth)$")
 # hospitals named after a saint or a virtue, which carry no "Hospital": "Holy Cross", "Sacred Heart"
 _NAMED_FACILITY = re.compile(r"(?i)\b(?:holy\s+(?:cross|family|name|spirit|redeemer|trinity|ghost)|sacred\s+heart"
-                             r"|good\s+samaritan|good\s+shepherd|our\s+lady\s+of\s+(?-i:[A-Za-z]\w+))\b")
+                             r"|good\s+samaritan|good\s+shepherd|our\s+lady\s+of\s+(?-i:[A-Za-z]\w+))\b"
+                             r"(?:\s+(?:memorial|hospital|medical\s+center|rehab|hospice|nursing\s+home)\b)?")
 
 
 class PlaceRecognizer(TokenRecognizer):
@@ -407,8 +413,8 @@ class PlaceRecognizer(TokenRecognizer):
     labels = ("HOSPITAL", "LOCATION")
     # words that end a facility's name ("Holy Cross Hospital", "Baltimore Rehab")
     heads = frozenset("hospital hospitals hosp hosp. clinic memorial regional infirmary hospice manor "
-                      "rehab rehabilitation va vamc sanatorium".split())
-    center_heads = frozenset("center ctr ctr. centre".split())
+                      "rehab rehabilitation va vamc sanatorium nh snf".split())
+    center_heads = frozenset("center ctr ctr. centre agency".split())  # "... Nursing Agency"
     center_modifiers = frozenset("medical med health cancer heart rehabilitation rehab nursing care "
                                  "surgical surgery dialysis".split())
 
@@ -466,6 +472,26 @@ class PlaceRecognizer(TokenRecognizer):
                         or (i + 1 < w.n and w.lower[i + 1] in vocab.AFTER_HOSPITAL)):
                 # "tranfered to GH", "GH EW", "seen by GBMC nurse"
                 out.append(result("HOSPITAL", doc[i].idx, doc[i].idx + len(doc[i].text), 0.6, f"{self.name}:acronym"))
+            elif (ward := self._bare_ward(w, i, shape)) is not None:
+                out.append(result("LOCATION", doc[i].idx, doc[ward].idx + len(doc[ward].text), 0.55,
+                                  f"{self.name}:ward"))
+            elif low in vocab.ER_WORDS and i > 0 and shape.mixed and w.text[i - 1][:1].isupper():
+                # "sent to Warren Grant EW": capitalised words before an emergency department
+                k, first = i - 1, None
+                while k >= 0 and i - k <= 3 and _namey(w.text[k]) and w.text[k][:1].isupper() \
+                        and w.lower[k] not in self.function_words and w.lower[k] not in vocab.ER_WORDS:
+                    first = k
+                    k -= 1
+                if first is not None and k >= 0 and w.lower[k] in vocab.PLACE_PREPS | {"the"}:
+                    out.append(result("HOSPITAL", doc[first].idx, doc[i - 1].idx + len(doc[i - 1].text), 0.6,
+                                      f"{self.name}:before_er"))
+            elif low in vocab.PLACE_PREPS and i + 1 < w.n and (glued := _GLUED_WARD.fullmatch(w.text[i + 1])) \
+                    and not vocab.is_english(glued.group(1).lower()) and glued.group(1).lower() not in self.stop \
+                    and glued.group(1).lower() not in self.function_words \
+                    and not (glued.group(1)[-1] in "xX" and vocab.is_english(glued.group(1)[:-1].lower())):
+                # "admitted to QUARTERMAIN7", "transfer to wentmore2": a ward glued to its floor
+                out.append(result("LOCATION", doc[i + 1].idx, doc[i + 1].idx + len(doc[i + 1].text), 0.55,
+                                  f"{self.name}:ward"))
             elif low in vocab.PLACE_PREPS and i + 1 < w.n:
                 window = 8 if any(w.lower[k] in vocab.HOME_VERBS for k in range(max(0, i - 8), i)) else 4
                 suffix_town = i + 1 < w.n and _TOWN.search(w.lower[i + 1]) and _namey(w.text[i + 1]) \
@@ -497,6 +523,17 @@ class PlaceRecognizer(TokenRecognizer):
         for m in _NAMED_FACILITY.finditer(text):
             out.append(result("HOSPITAL", m.start(), m.end(), 0.7, f"{self.name}:named_facility"))
         return out + self._propagate(text, doc, w, out)
+
+    def _bare_ward(self, w: _Words, i: int, shape: DocShape) -> int | None:
+        """"PLAN: WENTMORE 2 WHEN BED AVAIL": an unknown word, a floor number and a bed phrase,
+        with no preposition before; returns the number's token index."""
+        if i + 2 >= w.n or not re.fullmatch(r"\d{1,2}", w.text[i + 1]) or w.lower[i + 2] not in ("when", "once", "bed"):
+            return None
+        word, low = w.text[i], w.lower[i]
+        if len(word) < 5 or not _namey(word) or low in self.stop or low in self.function_words \
+                or vocab.is_english(low) or (shape.mixed and not word[0].isupper()):
+            return None
+        return i + 1
 
     def _propagate(self, text, doc, w: _Words, found) -> list:
         """Other mentions in the same note of an unknown word already found as a place
@@ -562,14 +599,16 @@ class GazetteerRecognizer(TokenRecognizer):
                 i += 1
                 continue
             if n == 1 and label == "CITY" and vocab.is_english(lows[i]) and not (
-                    i > 0 and (lows[i - 1] in vocab.PLACE_PREPS or lows[i - 1] in ("of", "near"))):
+                    i > 0 and (lows[i - 1] in vocab.PLACE_PREPS or lows[i - 1] in ("of", "near"))) \
+                    and not self._proper_city(w, lows, i, shape):
                 i += 1  # "NOT READING", "Reading are improved"
                 continue
             if label == "NATIONALITY" and not words[0][:1].isupper():
                 i += 1
                 continue
             if self.options.get("legal") and vocab.generic_institution(
-                    " ".join(words), text[doc[i + n - 1].idx + len(doc[i + n - 1].text):][:40]):
+                    " ".join(words), text[doc[i + n - 1].idx + len(doc[i + n - 1].text):][:40],
+                    text[max(0, doc[i].idx - 40):doc[i].idx]):
                 i += n
                 continue
             score = 0.6 if n > 1 or lows[i] not in self.stop else 0.45
@@ -578,12 +617,22 @@ class GazetteerRecognizer(TokenRecognizer):
             i += n
         return out
 
+    def _proper_city(self, w: _Words, lows: list[str], i: int, shape: DocShape) -> bool:
+        """A listed city that WordNet also knows only as a proper noun ("Baltimore", "Boston"):
+        capitalised inside a sentence of mixed-case or lower-case text is enough, unless it is a
+        common word too."""
+        return not shape.upper and w.text[i][:1].isupper() and lows[i] not in self.stop \
+            and lows[i] not in vocab.COMMON_WORD_CITIES and i > 0 and w.text[i - 1] not in (".", "!", "?", ":") \
+            and "\n" not in w.text[i - 1]
+
     def _town(self, w: _Words, lows: list[str], i: int, n: int, shape: DocShape) -> bool:
         """Whether a town known only from GeoNames is meant here: capitalised in mixed-case text,
         never a clinical word, and after "in"/"from"/"of" or before ", MD" when its words are
-        English ("Reading", "Middle River") or the note's case says nothing."""
-        words = w.text[i:i + n]
-        content = [k for k in range(i, i + n) if lows[k] not in self.stop and lows[k].isalpha()]
+        English ("Reading", "Silver Spring") or the note's case says nothing."""
+        alpha = [k for k in range(i, i + n) if lows[k].isalpha()]
+        content = [k for k in alpha if lows[k] not in self.stop]
+        if not content and n > 1 and alpha and all(w.text[k][:1].isupper() for k in alpha):
+            content = alpha  # "Silver Spring": common words, so it needs "from" or ", MD" below
         if not content or (n == 1 and (lows[i] in vocab.CLINICAL_VOCAB or lows[i] in self.stop)):
             return False
         if shape.mixed and not all(w.text[k][:1].isupper() for k in content):
@@ -597,6 +646,36 @@ class GazetteerRecognizer(TokenRecognizer):
         return before in preps or (
             len(after) == 2 and after[0] == "," and (after[1].upper() in vocab.STATE_ABBRS
                                                        or after[1] in vocab.US_STATES))
+
+
+_PLACE_LABELS = frozenset({"GPE", "LOC", "FAC", "ORG", "NORP"})
+_NUMBER_WORDS = (r"(?:\d+\+?|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|"
+                 r"forty|fifty|a|an|several|(?:a\s+)?few|(?:a\s+)?couple\s+of|many)")
+_WEEKDAY = r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)"
+# what spaCy calls DATE but identifies no one: durations ("ten years", "a two-month period"),
+# frequencies ("monthly"), anaphora ("the same day", "the following months") and centuries
+_DURATION = re.compile(
+    rf"(?i)^(?:(?:about|almost|at\s+least|less\s+than|more\s+than|over|some|up\s+to|nearly|the\s+last|the\s+first|"
+    rf"another|a\s+further)\s+)?{_NUMBER_WORDS}(?:[\s-]+and\s+a\s+half)?[\s-]+(?:days?|weeks?|months?|years?|hours?|"
+    rf"minutes?)(?:[\s-]+(?:long|ago))?$"
+    r"|^(?:daily|weekly|monthly|yearly|annually|annual|quarterly)$"
+    r"|^(?:the\s+|that\s+|this\s+|those\s+|next\s+|last\s+|every\s+|each\s+)?(?:same\s+|following\s+|next\s+|"
+    r"previous\s+|preceding\s+|subsequent\s+|last\s+|first\s+|present\s+|\d+(?:st|nd|rd|th)\s+)?(?:day|days|week|"
+    r"weeks|weekend|weekends|month|months|year|years|time)$"
+    rf"|^the\s+(?:last|first|following|next|previous)\s+{_WEEKDAY}$"
+    r"|^(?:the\s+)?(?:early\s+|late\s+|mid-?)?\d{1,2}(?:st|nd|rd|th)\s+century$|^the\s+age\s+of$"
+    r"|^(?:the\s+)?(?:early\s+|late\s+|mid-?)?(?:'|19|20)?\d0['’]?s$")  # "the 60s"
+# acronyms spaCy's news model calls organisations that name a kind of thing, not an organisation
+_NOT_ORG = frozenset("iban ssn atm asap pin dob id faq ok tv dvd usb gps url pdf sms pc ceo cfo cto vip".split())
+
+
+# a sentence's length is part of what identifies a case ("sentenced to five years' imprisonment")
+_SENTENCE_AFTER = re.compile(r"(?i)^['’]?s?['’]?\s+(?:imprisonment|prison|detention|custody|suspended|probation)")
+
+
+def _duration(text: str, start: int, end: int) -> bool:
+    return bool(_DURATION.match(text[start:end].strip())) and not _SENTENCE_AFTER.match(text[end:end + 30]) \
+        and not text[max(0, start - 16):start].rstrip().lower().endswith(("sentenced to", "sentence of"))
 
 
 _NER_LABELS = {"PERSON": "NAME", "GPE": "LOCATION", "LOC": "LOCATION", "FAC": "LOCATION", "ORG": "ORG",
@@ -630,7 +709,11 @@ class SpacyEntityRecognizer(TokenRecognizer):
             if ent.label_ in ("PERSON", "GPE", "LOC", "FAC", "ORG", "NORP") and (
                     not words or all(x in self.stop for x in words)):
                 continue
-            if self.legal and vocab.generic_institution(ent.text, text[ent.end_char:ent.end_char + 40]):
+            if ent.label_ in ("DATE", "TIME") and _duration(text, ent.start_char, ent.end_char) \
+                    or ent.label_ == "ORG" and ent.text.lower() in _NOT_ORG:
+                continue
+            before = text[max(0, ent.start_char - 40):ent.start_char] if ent.label_ in _PLACE_LABELS else ""
+            if self.legal and vocab.generic_institution(ent.text, text[ent.end_char:ent.end_char + 40], before):
                 continue
             out.append(result(_NER_LABELS[ent.label_], ent.start_char, ent.end_char, score,
                               f"{self.name}:{ent.label_}"))
