@@ -505,7 +505,7 @@ ORGS = [
 CITY_BEFORE_COUNTRY = [
     PatternSpec("city_before_country", r"(?<![\w'])(?P<c>[A-ZÀ-ÖØ-Þ][\wÀ-ÿ'-]+(?: [A-ZÀ-ÖØ-Þ][\wÀ-ÿ'-]+){0,2})"
                 r"\s*(?:,|>|\s)\s*(?:" + gazetteer_pattern(COUNTRIES) + r")\b", "CITY", 0.5, group="c", flags=0,
-                validate="no_stop_start"),  # not "In United States", "Carry Me Back To Canada"
+                validate="no_stop_start"),  # not "In United States", "Take Me Home To Ohio"
 ]
 
 
@@ -531,17 +531,17 @@ NAME_CUES = [
                 validate="said_name"),
     PatternSpec("greeting", rf"(?:^|(?<=\n))\s*(?i:hi|hello|dear|hey)\s+(?P<n>[^\W\d_a-z][\w'-]+(?:\s+[^\W\d_a-z][\w'-]+)?)"
                 r"\s*[,!:]", "NAME", 0.6, group="n", flags=0, validate="said_name"),
-    # a dialogue speaker: "Ubul: What a wife.", "Zuzana: \"Who are you?\""
+    # a dialogue speaker: "Marta: Where were you?", "Olli: \"Not now.\""
     PatternSpec("speaker", r"(?:^|(?<=[\n.!?\"”]\s)|(?<=[\n.!?\"”]))(?P<n>[^\W\d_a-z][\w'-]+):\s*(?=[\"“]|[^\W\d_a-z])",
                 "NAME", 0.62, group="n", flags=0, validate="name_shape"),
-    # "Szabina J Gelencsér", "Sari J. Paavolainen": a middle initial between two capitalised words
+    # "Edda J Marlowe", "Tove K. Lindqvist": a middle initial between two capitalised words
     PatternSpec("middle_initial", r"(?<![\w.])(?P<n>[^\W\d_a-z][^\W\d_]+\s+[A-Z]\.?\s+[^\W\d_a-z][^\W\d_'’-]+(?:-[^\W\d_]+)?)"
                 r"(?![\w.]|\.\w)", "NAME", 0.5, group="n", flags=0, validate="name_shape"),
 ]
 
 _ORG_NAME = r"(?P<o>[A-Z][\w'&.-]*(?:\s+(?:&\s+|and\s+)?[A-Z][\w'&.-]*){0,3})"
 ORG_CUES = [
-    # "the Propublica office", "according to the Uber website", "The Symcat Orchestra"
+    # "the Brightwell office", "according to the Tandro website", "The Kelmor Quartet"
     PatternSpec("org_before_noun", rf"\b(?i:the)\s+{_ORG_NAME}\s+(?i:office|offices|website|web\s+site|headquarters|"
                 r"orchestra|foundation|app|platform|staff|team)\b", "ORG", 0.5, group="o", flags=0,
                 validate="no_stop_start"),
@@ -562,16 +562,16 @@ PLACE_CUES = [
                 rf"i\s+am\s+in|i'm\s+in|home\s+(?:city|town)(?:\s+of|\s+is)?|born\s+in|(?:live|lives|living|reside|"
                 rf"resides)\s+in)\s+(?P<c>{_WORD}{_NEXT_WORD}{{0,2}})(?=\s*(?:[,.:;!?)]|$|\s(?i:{_STOP_NEXT})))",
                 "LOCATION", 0.5, group="c", validate="said_place"),
-    # a building number before a street that carries its own number: "28245 Puruntie 82",
-    # "74678 midtvollen 130 st.", "8116 56 rue La Boétie"
+    # a building number before a street that carries its own number: "40100 Kalliokatu 9",
+    # "2210 fjordveien 14 st.", "31 12 rue des Lilas"
     PatternSpec("house_number_street", r"(?<![\w.,/:-])\d{1,5}\s+(?:\d{1,5}\s+)?(?P<s>[^\W\d_][\w'’.-]*(?:\s+[^\W\d_][\w'’.-]*){0,4})"
                 r"(?:\s+\d{1,5}[A-Za-z]?\b\.?)?(?=\s*(?:,|\n|$|>|\?|\s\s|(?i:\s+(?:apt|suite|unit|st\b|street\b))))",
                 "STREET", 0.65, validate="intl_street"),
-    # the place after a flat or suite number on an address line: "Apt. 595    LAPPEENRANTA"
+    # the place after a flat or suite number on an address line: "Apt. 31    TAMPERE"
     PatternSpec("place_after_unit", r"\b(?i:apt|apartment|suite|unit)\.?\s*#?\s*\d+[A-Z]?\s*(?:,\s*|\s*>\s*|\s*\?{2,}\s*|\s{2,})"
                 r"(?P<c>[^\W\d_][\w'’.()-]*(?:[ -][^\W\d_(][\w'’.()-]*){0,3})", "CITY", 0.55, group="c", flags=0,
                 validate="said_place"),
-    # the place after a numbered street and a comma: "5049 Harjukuja 54, SEINÄJOKI"
+    # the place after a numbered street and a comma: "118 Koivutie 7, OULU"
     PatternSpec("place_after_street", r"(?<![\w.,/:-])\d{1,5}\s+(?:\d{1,5}\s+)?[^\W\d_][\w'’.-]*(?:\s+[^\W\d_][\w'’.-]*){0,4}?"
                 r"(?:\s+\d{1,5}[A-Za-z]?)?,\s+(?P<c>[^\W\d_][\w'’.-]*(?:\s+[^\W\d_][\w'’.-]*){0,2})(?=\s*(?:$|\n|[,.!?;]))",
                 "CITY", 0.45, group="c", validate="said_place"),
@@ -626,7 +626,7 @@ def _said_place(text, match, start, end, score):
         return None
     if not value[:1].isupper() and all(is_english(w) or w in stop for w in words) \
             and value.lower() not in {c.lower() for c in COUNTRIES.split("|")}:
-        return None  # "I'm in love", "lives in hope"; "we moved here from tunisia" stays
+        return None  # "I'm in love", "lives in hope"; "we moved here from chile" stays
     return score
 
 
@@ -653,5 +653,5 @@ def _said_nationality(text, match, start, end, score):
     if low in NATIONALITIES or base in NATIONALITIES or base + "s" in NATIONALITIES:
         return score
     if re.search(r"(?:ian|ean|ese|ish|an|i)(?:s|es)?$", low) and not is_english(low) and not is_english(base):
-        return score  # "belizian", "bruneians"
+        return score  # lower-case demonyms: "peruvian", "ghanaians"
     return None

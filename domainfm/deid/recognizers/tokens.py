@@ -476,7 +476,7 @@ class PlaceRecognizer(TokenRecognizer):
                 out.append(result("LOCATION", doc[i].idx, doc[ward].idx + len(doc[ward].text), 0.55,
                                   f"{self.name}:ward"))
             elif low in vocab.ER_WORDS and i > 0 and shape.mixed and w.text[i - 1][:1].isupper():
-                # "sent to Warren Grant EW": capitalised words before an emergency department
+                # "sent to Ashby Reed EW": capitalised words before an emergency department
                 k, first = i - 1, None
                 while k >= 0 and i - k <= 3 and _namey(w.text[k]) and w.text[k][:1].isupper() \
                         and w.lower[k] not in self.function_words and w.lower[k] not in vocab.ER_WORDS:

@@ -106,7 +106,7 @@ HOME_VERBS = _words("lives lived living resides resided live stays staying")
 # words after a hospital's acronym ("GH EW", "GBMC nurse")
 AFTER_HOSPITAL = _words("ew er ed ew. er. ed. cath icu micu ccu nurse nurses attorneys hospital staff team "
                         "clinic lab")
-# an emergency department after a hospital's name ("sent to Warren Grant EW")
+# an emergency department after a hospital's name ("sent to Ashby Reed EW")
 ER_WORDS = _words("ew er ed")
 # clinical abbreviations shaped like a hospital's acronym ("PMH", "SAH")
 NOT_HOSPITAL_ACRONYMS = _words("pmh ich sah lvh rvh bph hoh doh osh ivh iph pph mch mcv hmc ach nsh hh psh fh "
