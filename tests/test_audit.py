@@ -300,3 +300,80 @@ def test_ner_performance_and_subgroups(tmp_path):
     write_report(report, tmp_path / "ner")
     html = (tmp_path / "ner" / "index.html").read_text(encoding="utf-8")
     assert "Entity-level" in html and '<section id="fairness">' in html
+
+
+def test_score_sequences_equals_predict_proba_and_explainer_batches(tiny_classifier):
+    """The explainer's fast path scores masked chunk texts exactly as the document path does, and
+    the shap values do not depend on how many masked samples go into one model call."""
+    from domainfm.audit.explain import explain_texts
+    from domainfm.audit.scorer import as_scorer
+
+    scorer = as_scorer(tiny_classifier, batch_size=3)
+    texts = ["chest pain and dyspnea", "seizure [MASK] [MASK] headache", "", "café naïve 心臓 cough " * 3,
+             "the patient denies fever, cough or shortness of breath."]
+    np.testing.assert_allclose(scorer.score_sequences(texts), scorer.predict_proba(texts), atol=1e-5)
+    text = "The patient denies fever, cough or shortness of breath. ASSESSMENT: NSTEMI, aspirin."
+    items = [("a", text), ("b", "Seizure with headache; MRI brain ordered. " * 12), ("c", "cough")]
+    alone = explain_texts(scorer, items, max_evals=40, batch_size=1, parallel=1)
+    joined = explain_texts(scorer, items, max_evals=40, batch_size=64, parallel=4)
+    assert len(alone[1].tokens) > 40  # the long one is explained in several chunks
+    for x, y in zip(alone, joined):
+        assert [t[:2] for t in x.tokens] == [t[:2] for t in y.tokens]
+        np.testing.assert_allclose([t[2] for t in x.tokens], [t[2] for t in y.tokens], atol=1e-6)
+    many = joined[0]
+    # local accuracy per class: the values of the document's tokens sum to f(x) - f(all masked)
+    import shap
+
+    masker = shap.maskers.Text(scorer.tokenizer)
+    n_segments = len(masker.data_transform(text)[0])
+    masked = str(masker(np.zeros(n_segments, dtype=bool), text)[0][0])
+    expected = scorer.predict_proba([text])[0] - scorer.score_sequences([masked])[0]
+    np.testing.assert_allclose(np.sum([v for _, _, v in many.tokens], axis=0), expected, atol=1e-4)
+    with pytest.raises(ConfigError, match="batch_size"):
+        explain_texts(scorer, [("a", text)], max_evals=40, batch_size=0)
+    with pytest.raises(ConfigError, match="parallel"):
+        explain_texts(scorer, [("a", text)], max_evals=40, parallel=0)
+
+
+def test_attribute_missing_everywhere_bad_scores_and_data_note(tmp_path):
+    docs = make_docs(20, seed=7)
+    cfg = AuditConfig(group_by=["meta.ward"], data_note="ward <unknown> for all (régime test)", **FAST)
+    result = audit(FakeScorer(), docs, tmp_path / "r", cfg)
+    groups = result.report["performance"]["by_attribute"]["meta.ward"]["groups"]
+    assert list(groups) == ["unknown"] and groups["unknown"]["n"] == 20
+    assert result.report["data"]["attributes"]["meta.ward"]["missing"] == 20
+    html = result.html.read_text(encoding="utf-8")
+    assert "ward &lt;unknown&gt; for all (r&#233;gime test)" in html
+    assert "ward <unknown> for all (régime test)" in (tmp_path / "r" / "model_card.md").read_text(encoding="utf-8")
+
+    class WrongShape(FakeScorer):
+        def predict_proba(self, texts):
+            return super().predict_proba(texts)[:, :2]
+
+    with pytest.raises(ConfigError, match="shape"):
+        run_audit(WrongShape(), docs, AuditConfig(group_by=["meta.sex"], **FAST))
+    with pytest.raises(ConfigError, match="no document has a gold"):
+        run_audit(FakeScorer(), [], AuditConfig(group_by=["meta.sex"], **FAST))
+    with pytest.raises(ConfigError, match="batch_size"):
+        AuditConfig(batch_size=0)
+    with pytest.raises(ConfigError, match="data_note"):
+        AuditConfig(data_note=3)
+
+
+def test_truncating_model_explains_only_what_it_sees(tiny_classifier):
+    """A model with ``strategy: truncate`` sees its first max_length tokens: only they are
+    explained, and the rest of the document keeps the value 0 (it cannot change the output)."""
+    from dataclasses import replace
+
+    from domainfm.audit.explain import explain_texts, highlight_segments
+    from domainfm.audit.scorer import as_scorer
+
+    scorer = as_scorer(tiny_classifier)
+    scorer.tm = replace(scorer.tm, long_documents=replace(scorer.tm.long_documents, strategy="truncate"))
+    text = "The patient denies fever, cough or shortness of breath. " * 20
+    ex = explain_texts(scorer, [("t", text)], max_evals=30)[0]
+    seen = len(scorer.tokenizer(text, truncation=True, max_length=scorer.max_length)["input_ids"]) - 2
+    assert len(ex.tokens) == seen < len(scorer.tokenizer(text)["input_ids"]) - 2
+    last = ex.tokens[-1][1]
+    assert last < len(text) and not ex.char_values[last:].any()
+    assert "".join(s["text"] for s in highlight_segments(ex, text, 0)) == text

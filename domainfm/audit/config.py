@@ -48,7 +48,10 @@ class AuditConfig:
         label_field: the gold field (``label`` or ``meta.<key>``); default: the model's own
             label field (from ``domainfm_task.json``), else ``label``.
         seed: seed for bootstrap, the calibration split, example choice and name swaps.
-        batch_size: texts scored per model call.
+        batch_size: texts scored per model call (also shap's masked samples per call).
+        data_note: free text shown in the report's data section and the model card, e.g. where
+            the group attributes come from ("gender and age band derived by regex from the note
+            text; heuristic, not ground truth").
     """
 
     group_by: list[str] = field(default_factory=lambda: ["meta.sex", "meta.age_band", "meta.race_ethnicity"])
@@ -65,6 +68,7 @@ class AuditConfig:
     label_field: str | None = None
     seed: int = 13
     batch_size: int = 32
+    data_note: str | None = None
 
     def __post_init__(self):
         if not self.group_by:
@@ -82,6 +86,10 @@ class AuditConfig:
             raise ConfigError("explain and explain_sample must be >= 0")
         if not isinstance(self.max_evals, int) or self.max_evals < 10:
             raise ConfigError(f"The 'max_evals' parameter must be an int >= 10. Got {self.max_evals!r} instead.")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"The 'batch_size' parameter must be an int >= 1. Got {self.batch_size!r} instead.")
+        if self.data_note is not None and not isinstance(self.data_note, str):
+            raise ConfigError(f"The 'data_note' parameter must be text. Got {type(self.data_note).__name__} instead.")
         if self.min_group_size < 1:
             raise ConfigError(f"The 'min_group_size' parameter must be >= 1. Got {self.min_group_size!r} instead.")
         from domainfm.audit.counterfactual import PERTURBATIONS

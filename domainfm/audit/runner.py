@@ -7,6 +7,8 @@ import itertools
 import logging
 import os
 import random
+import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -39,6 +41,18 @@ class AuditResult:
     @property
     def html(self) -> Path:
         return self.out_dir / "index.html"
+
+
+@contextmanager
+def _timed(timings: dict[str, float] | None, name: str):
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds = time.perf_counter() - start
+        logger.info("audit: %s took %.1f s", name, seconds)
+        if timings is not None:
+            timings[name] = timings.get(name, 0.0) + seconds
 
 
 def _score(scorer: Any, texts: Sequence[str], batch_size: int) -> np.ndarray:
@@ -79,7 +93,7 @@ def _data_section(docs, y_true_names, labels, group_names: dict[str, np.ndarray]
             "n_classes_in_data": len(dist), "labels": list(labels),
             "label_distribution": {l: int(dist.get(l, 0)) for l in labels},
             "mean_chars": float(np.mean([len(d.text) for d in docs])) if docs else 0.0,
-            "attributes": attrs, "min_group_size": cfg.min_group_size,
+            "attributes": attrs, "min_group_size": cfg.min_group_size, "note": cfg.data_note or None,
             "age_bands": [{"band": b, "from": lo, "to": None if hi == float("inf") else hi} for b, lo, hi in AGE_BANDS]}
 
 
@@ -162,7 +176,7 @@ def _explanations(scorer, docs, probs, y_true, labels, group_names, cfg) -> dict
     rest = [i for i in random.Random(cfg.seed + 1).sample(range(len(docs)), len(docs)) if i not in examples]
     chosen = examples + rest[: cfg.explain_sample]
     explained = explain_texts(scorer, [(docs[i].id, docs[i].text) for i in chosen], max_evals=cfg.max_evals,
-                              seed=cfg.seed)
+                              seed=cfg.seed, batch_size=cfg.batch_size)
     masked = {docs[i].id: mask_phi(docs[i].text) for i in chosen}
     out_examples = []
     for i, ex in zip(chosen, explained):
@@ -178,7 +192,7 @@ def _explanations(scorer, docs, probs, y_true, labels, group_names, cfg) -> dict
         values = [abs(s["value"]) for s in out_examples[-1]["segments"] if s["value"] is not None]
         out_examples[-1]["scale"] = max(values, default=0.0)
     return {"method": "shap Partition explainer, Text masker, per chunk, mapped to characters",
-            "max_evals": cfg.max_evals, "n_explained": len(chosen),
+            "max_evals": cfg.max_evals, "batch_size": cfg.batch_size, "n_explained": len(chosen),
             "top_tokens": top_tokens(explained, masked, labels), "examples": out_examples}
 
 
@@ -200,9 +214,24 @@ def _ner_report(tm: Any, docs: Iterable[Any], cfg: AuditConfig, model_dir) -> di
 
 
 def run_audit(model: Any, docs: Iterable[Any], config: AuditConfig | None = None, *,
-              model_dir: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Compute the audit report (a JSON-able dict) without writing anything."""
+              model_dir: str | os.PathLike | None = None, timings: dict[str, float] | None = None) -> dict[str, Any]:
+    """Compute the audit report (a JSON-able dict) without writing anything.
+
+    Args:
+        timings: when given, filled with the seconds each stage took (``load``, ``score``,
+            ``performance``, ``calibration``, ``explanations``, ``robustness``, ``privacy``);
+            they stay out of the report so that the same seed gives the same report.
+    """
     cfg = config or AuditConfig()
+    with _timed(timings, "load"):
+        scorer, model_dir = _load(model, model_dir, cfg)
+    if getattr(scorer, "task", None) == "ner" and hasattr(scorer, "label_map"):
+        return _ner_report(scorer, docs, cfg, model_dir)
+    return _classification_report(scorer, docs, cfg, model_dir, timings)
+
+
+def _load(model: Any, model_dir, cfg: AuditConfig):
+    """``(scorer or NER TaskModel, model_dir)``."""
     if isinstance(model, (str, os.PathLike)):
         from domainfm.finetune.predict import read_task_info
 
@@ -212,8 +241,11 @@ def run_audit(model: Any, docs: Iterable[Any], config: AuditConfig | None = None
 
             model = load_task_model(model)
     if getattr(model, "task", None) == "ner" and hasattr(model, "label_map"):
-        return _ner_report(model, docs, cfg, model_dir)
-    scorer = as_scorer(model, batch_size=cfg.batch_size)
+        return model, model_dir
+    return as_scorer(model, batch_size=cfg.batch_size), model_dir
+
+
+def _classification_report(scorer, docs, cfg: AuditConfig, model_dir, timings) -> dict[str, Any]:
     labels = list(scorer.labels)
     has_scores = bool(getattr(scorer, "has_scores", True))
     all_docs = list(docs)
@@ -235,7 +267,8 @@ def run_audit(model: Any, docs: Iterable[Any], config: AuditConfig | None = None
     index = {l: i for i, l in enumerate(labels)}
     y_true = np.array([index[gold_of[d.id]] for d in labelled])
     texts = [d.text for d in labelled]
-    probs = _score(scorer, texts, cfg.batch_size)
+    with _timed(timings, "score"):
+        probs = _score(scorer, texts, cfg.batch_size)
     y_pred = probs.argmax(1)
     positive_name = cfg.positive_class or labels[int(np.bincount(y_true, minlength=len(labels)).argmax())]
     if positive_name not in index:
@@ -250,12 +283,13 @@ def run_audit(model: Any, docs: Iterable[Any], config: AuditConfig | None = None
                                                  dtype=object)
     rng = np.random.default_rng(cfg.seed)
 
-    overall = group_metrics(y_true, y_pred, labels)
-    overall["ci"] = bootstrap_cis(y_true, y_pred, len(labels), positive, n_boot=cfg.n_bootstrap, rng=rng)
-    per_attr = {}
-    for attr, names in group_names.items():
-        groups = _group_table(y_true, y_pred, labels, names, positive, cfg, rng)
-        per_attr[attr] = {"groups": groups, "gaps": fairness_gaps(groups, labels, positive_name, cfg.min_group_size)}
+    with _timed(timings, "performance"):
+        overall = group_metrics(y_true, y_pred, labels)
+        overall["ci"] = bootstrap_cis(y_true, y_pred, len(labels), positive, n_boot=cfg.n_bootstrap, rng=rng)
+        per_attr = {}
+        for attr, names in group_names.items():
+            groups = _group_table(y_true, y_pred, labels, names, positive, cfg, rng)
+            per_attr[attr] = {"groups": groups, "gaps": fairness_gaps(groups, labels, positive_name, cfg.min_group_size)}
 
     report: dict[str, Any] = {
         "config": asdict(cfg),
@@ -273,19 +307,23 @@ def run_audit(model: Any, docs: Iterable[Any], config: AuditConfig | None = None
         },
     }
     if has_scores:
-        report["calibration"] = _calibration(probs, y_true, group_names, cfg, rng)
+        with _timed(timings, "calibration"):
+            report["calibration"] = _calibration(probs, y_true, group_names, cfg, rng)
     else:
         report["calibration"] = {"available": False, "reason": "the model gives labels only, no scores"}
     if cfg.explain > 0 or cfg.explain_sample > 0:
         if has_scores:
-            report["explanations"] = _explanations(scorer, labelled, probs, y_true, labels, group_names, cfg)
+            with _timed(timings, "explanations"):
+                report["explanations"] = _explanations(scorer, labelled, probs, y_true, labels, group_names, cfg)
         else:
             report["explanations"] = {"available": False, "reason": "the model gives labels only, no scores"}
     if cfg.counterfactuals:
-        report["robustness"] = _counterfactuals(scorer, texts, probs, group_names, cfg, has_scores)
+        with _timed(timings, "robustness"):
+            report["robustness"] = _counterfactuals(scorer, texts, probs, group_names, cfg, has_scores)
     from domainfm.audit.privacy import training_deid_status
 
-    report["privacy"] = training_deid_status(model_dir, labelled)
+    with _timed(timings, "privacy"):
+        report["privacy"] = training_deid_status(model_dir, labelled)
     from domainfm.audit.summary import findings
 
     report["summary"] = findings(report)
@@ -293,7 +331,8 @@ def run_audit(model: Any, docs: Iterable[Any], config: AuditConfig | None = None
 
 
 def audit(model: Any, docs: Iterable[Any], out_dir: str | os.PathLike, config: AuditConfig | None = None, *,
-          model_dir: str | os.PathLike | None = None, template_dir: str | os.PathLike | None = None) -> AuditResult:
+          model_dir: str | os.PathLike | None = None, template_dir: str | os.PathLike | None = None,
+          timings: dict[str, float] | None = None) -> AuditResult:
     """Audit a classification model on labelled documents and write ``index.html``,
     ``report.json``, ``model_card.md`` and ``manifest.json`` to ``out_dir``.
 
@@ -302,6 +341,7 @@ def audit(model: Any, docs: Iterable[Any], out_dir: str | os.PathLike, config: A
             with ``labels`` and ``predict_proba(texts)`` (see :mod:`domainfm.audit.scorer`).
         docs: labelled documents (``domainfm.corpus.read_documents``).
         config: :class:`AuditConfig`.
+        timings: filled with the seconds per stage, as in :func:`run_audit`, plus ``render``.
 
     Example:
         >>> from domainfm.corpus import read_documents
@@ -311,7 +351,8 @@ def audit(model: Any, docs: Iterable[Any], out_dir: str | os.PathLike, config: A
     from domainfm.audit.report import write_report
 
     cfg = config or AuditConfig()
-    report = run_audit(model, docs, cfg, model_dir=model_dir)
+    report = run_audit(model, docs, cfg, model_dir=model_dir, timings=timings)
     out = Path(out_dir)
-    write_report(report, out, template_dir=template_dir)
+    with _timed(timings, "render"):
+        write_report(report, out, template_dir=template_dir)
     return AuditResult(out, report)

@@ -66,6 +66,40 @@ class TaskModelScorer:
 
         return cls(load_task_model(model_dir), batch_size=batch_size)
 
+    def score_sequences(self, texts: Sequence[str]) -> np.ndarray:
+        """Probabilities for texts that each fit one model sequence (longer ones are truncated
+        at ``max_length``), as :meth:`predict_proba` gives for them, without chunking: one
+        tokenizer call, length-sorted batches padded to their longest member, inference mode.
+        shap's masked samples of a chunk are such texts."""
+        import torch
+
+        texts = [str(t) for t in texts]
+        out = np.zeros((len(texts), len(self.labels)))
+        if not texts:
+            return out
+        enc = self.tokenizer(texts, truncation=True, max_length=self.max_length, return_attention_mask=False,
+                             return_token_type_ids=False, verbose=False)["input_ids"]
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        model = self.tm.model
+        device = next(model.parameters()).device
+        order = sorted(range(len(enc)), key=lambda i: len(enc[i]))
+        was_training = model.training
+        model.eval()
+        with torch.inference_mode():
+            for a in range(0, len(order), self.batch_size):
+                idx = order[a:a + self.batch_size]
+                n = max(len(enc[i]) for i in idx)
+                ids = torch.full((len(idx), n), pad, dtype=torch.long)
+                mask = torch.zeros((len(idx), n), dtype=torch.long)
+                for row, i in enumerate(idx):
+                    ids[row, : len(enc[i])] = torch.tensor(enc[i])
+                    mask[row, : len(enc[i])] = 1
+                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+                out[idx] = torch.softmax(logits, -1).cpu().numpy()
+        if was_training:
+            model.train()
+        return out
+
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         from domainfm.corpus.document import Document
         from domainfm.finetune.predict import predict_outputs
@@ -73,10 +107,17 @@ class TaskModelScorer:
         texts = [str(t) for t in texts]
         if not texts:
             return np.zeros((0, len(self.labels)))
-        # empty texts (a fully masked shap sample) still need a row: score a single space
-        docs = [Document(id=f"t{i}", text=t if t.strip() else " ") for i, t in enumerate(texts)]
-        outputs = predict_outputs(self.tm, docs, batch_size=self.batch_size)
-        return np.vstack([np.asarray(o, dtype=float) for o in outputs])
+        # blank texts (a fully masked shap sample) still need a row: the model's score for an
+        # empty sequence ([CLS] [SEP]); the document path rejects documents without text
+        out = np.zeros((len(texts), len(self.labels)))
+        blank = [i for i, t in enumerate(texts) if not t.strip()]
+        if blank:
+            out[blank] = self.score_sequences([""] * len(blank))
+        docs = [Document(id=f"t{i}", text=t) for i, t in enumerate(texts) if t.strip()]
+        if docs:
+            outputs = predict_outputs(self.tm, docs, batch_size=self.batch_size)
+            out[[i for i, t in enumerate(texts) if t.strip()]] = np.vstack([np.asarray(o, dtype=float) for o in outputs])
+        return out
 
 
 def as_scorer(model: Any, batch_size: int = 32) -> Any:
