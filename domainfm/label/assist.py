@@ -259,7 +259,8 @@ def check_labels(labeled_docs: Sequence[Document], config: LabelConfig | None = 
     texts = [d.text for d in seeds.docs]
     if on_stage:
         on_stage("embedding the labeled set")
-    X = enc.encode(texts)
+    X = None if cfg.method == "setfit" else enc.encode(texts)  # setfit folds embed with their own encoder
+    anchors = None if cfg.method == "setfit" else methods._anchors(enc, seeds.classes, seeds.multilabel, cfg)
     fold_embed = None
     splits = None
     if cfg.method == "setfit":
@@ -269,12 +270,12 @@ def check_labels(labeled_docs: Sequence[Document], config: LabelConfig | None = 
             tuned = methods.finetune_encoder(enc, [texts[i] for i in train_idx], seeds.Y[train_idx],
                                              multilabel=seeds.multilabel,
                                              cfg=methods._scaled(cfg, len(train_idx), len(texts)))
-            return tuned.encode(texts), None
+            return tuned.encode(texts), None, methods._anchors(tuned, seeds.classes, seeds.multilabel, cfg)
     if on_stage:
         on_stage("cross-validating")
     # No pool: self-training would pseudo-label the checked items themselves.
     cv = methods.cross_validate(X, seeds.Y, None, multilabel=seeds.multilabel, n_classes=len(seeds.classes),
-                                cfg=cfg, splits=splits, fold_embed=fold_embed)
+                                cfg=cfg, splits=splits, fold_embed=fold_embed, anchors=anchors)
     if seeds.multilabel:
         flags = find_multilabel_issues(cv.probs, seeds.Y, seeds.classes)
         joint = None

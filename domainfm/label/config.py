@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Optional
 
 from domainfm.config import suggest
 from domainfm.errors import ConfigError
@@ -30,11 +30,12 @@ class LabelConfig:
             expected accuracy and the out-of-fold probabilities of ``--check`` (lowered to the
             smallest class size when a class has fewer seeds).
         c_grid: inverse regularisation strengths of the logistic regression, picked by
-            out-of-fold log loss.
-        self_training: rounds of transductive self-training on the pool: the most confident pool
-            predictions (``pseudo_per_class`` per label, weighted ``pseudo_weight``) are added to
-            the seeds and the head refit. 0 turns it off.
-        pseudo_per_class: pool documents per label added in each self-training round.
+            out-of-fold log loss (0.5 is left out by default: so flat a head lets self-training
+            swallow a catch-all label).
+        self_training: rounds of transductive self-training on the pool: round r adds the most
+            confident ``r * pseudo_share`` of the pool documents predicted as each label
+            (weighted ``pseudo_weight``) to the seeds and refits the head. 0 turns it off.
+        pseudo_share: share of each predicted label's pool documents added per round.
         pseudo_weight: sample weight of a pseudo-labelled document (a seed weighs 1).
         setfit_epochs: passes over the contrastive pairs (``setfit`` only).
         setfit_pairs_per_seed: positive + negative pairs generated per seed and epoch (the
@@ -50,6 +51,11 @@ class LabelConfig:
         diversity: weight of diversity against uncertainty in the active-learning rank
             (0 = pure uncertainty order, 1 = pure coverage of the embedding space).
         max_alternatives: alternatives listed after the suggested label.
+        label_descriptions: optional ``{label: short description}`` (``{"ltd": "limitation of
+            liability"}``): each description is embedded and added as one training row of its
+            label, weighted ``description_weight``. Helps most when labels are codes and seeds
+            are few; labels without a description are learned from the seeds alone.
+        description_weight: sample weight of a description row (a seed weighs 1).
     """
 
     method: Literal["embed", "setfit"] = "embed"
@@ -57,9 +63,9 @@ class LabelConfig:
     task: Literal["auto", "single", "multi"] = "auto"
     seed: int = 13
     cv_folds: int = 5
-    c_grid: tuple[float, ...] = (0.5, 2.0, 8.0, 32.0)
-    self_training: int = 1
-    pseudo_per_class: int = 8
+    c_grid: tuple[float, ...] = (2.0, 8.0, 32.0)
+    self_training: int = 5
+    pseudo_share: float = 0.2
     pseudo_weight: float = 0.5
     setfit_epochs: int = 1
     setfit_pairs_per_seed: int = 20
@@ -71,6 +77,8 @@ class LabelConfig:
     batch_size: int = 32
     diversity: float = 0.5
     max_alternatives: int = 3
+    label_descriptions: Optional[dict[str, str]] = None
+    description_weight: float = 3.0
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -89,7 +97,6 @@ class LabelConfig:
         _int_in("seed", self.seed, 0, 2**32 - 1)
         _int_in("cv_folds", self.cv_folds, 2, 20, "use 5 (lowered automatically for small classes)")
         _int_in("self_training", self.self_training, 0, 10, "use 0 to turn it off")
-        _int_in("pseudo_per_class", self.pseudo_per_class, 1, 10_000)
         _int_in("setfit_epochs", self.setfit_epochs, 1, 100)
         _int_in("setfit_pairs_per_seed", self.setfit_pairs_per_seed, 2, 1000)
         _int_in("setfit_max_steps", self.setfit_max_steps, 1, 1_000_000)
@@ -100,6 +107,8 @@ class LabelConfig:
         _int_in("max_alternatives", self.max_alternatives, 0, 1000)
         if not self.c_grid or not all(_num(c) and c > 0 for c in self.c_grid):
             raise ConfigError(f"The 'c_grid' parameter must be a non-empty list of numbers > 0. Got {self.c_grid!r}.")
+        if not _num(self.pseudo_share) or not 0 < self.pseudo_share <= 1:
+            raise ConfigError(f"The 'pseudo_share' parameter must be a number in (0, 1]. Got {self.pseudo_share!r}.")
         if not _num(self.pseudo_weight) or not 0 < self.pseudo_weight <= 1:
             raise ConfigError(f"The 'pseudo_weight' parameter must be a number in (0, 1]. Got {self.pseudo_weight!r}.")
         if not _num(self.setfit_lr) or not 0 < self.setfit_lr < 1:
@@ -109,6 +118,15 @@ class LabelConfig:
                 f"The 'diversity' parameter must be a number in [0, 1]. Got {self.diversity!r} "
                 "(0 = uncertainty only, 1 = diversity only; 0.5 mixes them)."
             )
+        if self.label_descriptions is not None:
+            if not isinstance(self.label_descriptions, dict) or not all(
+                    isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in self.label_descriptions.items()):
+                raise ConfigError("The 'label_descriptions' parameter must map each label to a non-empty "
+                                  "description string, e.g. {\"ltd\": \"limitation of liability\"}.")
+            self.label_descriptions = dict(self.label_descriptions) or None
+        if not _num(self.description_weight) or not 0 < self.description_weight <= 100:
+            raise ConfigError(f"The 'description_weight' parameter must be a number in (0, 100]. "
+                              f"Got {self.description_weight!r}.")
         if 0 < self.max_tokens < 8:
             raise ConfigError(f"The 'max_tokens' parameter must be 0 or >= 8. Got {self.max_tokens}.")
 

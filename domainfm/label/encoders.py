@@ -116,6 +116,25 @@ class SentenceEncoder:
     def clear_cache(self) -> None:
         self._cache.clear()
 
+    def save_cache(self, path) -> None:
+        """Write the cached vectors (keyed by text hash, no text) to an ``.npz`` file."""
+        keys = sorted(self._cache)
+        vectors = np.stack([self._cache[k] for k in keys]) if keys else np.zeros((0, self.dimension), np.float32)
+        np.savez(path, keys=np.array(keys), vectors=vectors, name=np.array(self.name),
+                 max_tokens=np.array(self.max_tokens), chunk=np.array(self.chunk))
+
+    def load_cache(self, path) -> int:
+        """Add the vectors of :meth:`save_cache` to the cache; returns how many were added.
+        A file written with another encoder name or window is refused (its vectors differ)."""
+        with np.load(path) as data:
+            saved = (str(data["name"]), int(data["max_tokens"]), bool(data["chunk"]))
+            if saved != (self.name, self.max_tokens, self.chunk):
+                raise DomainFMError(f"{path}: embeddings of encoder {saved}, not of {(self.name, self.max_tokens, self.chunk)}")
+            keys, vectors = data["keys"].tolist(), data["vectors"]
+        added = sum(k not in self._cache for k in keys)
+        self._cache.update(zip(keys, vectors))
+        return added
+
     def _forward(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
