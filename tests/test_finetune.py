@@ -28,6 +28,7 @@ from domainfm.finetune import (
     predict,
 )
 from domainfm.finetune.data import bio_labels, build_label_map, decode_bio, get_field
+from domainfm.finetune.train import load_task_data
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -208,11 +209,32 @@ def test_entity_metrics_exact_match_like_seqeval():
     assert ours["f1"] == round(seqeval.f1_score(tags_gold, tags_pred), 4)
 
 
+def test_entity_metrics_agree_with_seqeval_on_random_tag_sequences():
+    seqeval = pytest.importorskip("seqeval.metrics")
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    rng = np.random.default_rng(0)
+    tags = ["O", "O", "B-D", "I-D", "B-C", "I-C"]
+    gold_tags = [[tags[i] for i in rng.integers(0, len(tags), rng.integers(1, 30))] for _ in range(40)]
+    pred_tags = [[t if rng.random() < 0.7 else tags[rng.integers(0, len(tags))] for t in seq] for seq in gold_tags]
+
+    def spans(seq):  # token i is character i: seqeval's entities become character spans
+        return [Span(start, end + 1, label) for label, start, end in get_entities(seq)]
+
+    ours = entity_metrics([spans(s) for s in gold_tags], [spans(s) for s in pred_tags], ["C", "D"])
+    assert ours["f1"] == round(seqeval.f1_score(gold_tags, pred_tags), 4)
+    assert ours["precision"] == round(seqeval.precision_score(gold_tags, pred_tags), 4)
+    assert ours["recall"] == round(seqeval.recall_score(gold_tags, pred_tags), 4)
+    report = seqeval.classification_report(gold_tags, pred_tags, output_dict=True)
+    for label in ("C", "D"):
+        assert ours["per_type"][label]["f1"] == round(report[label]["f1-score"], 4)
+
+
 # --------------------------------------------------------------------------------- end to end
 
 
 def test_classification_end_to_end_reproducible_and_loadable(tmp_path, notes_file, notes, tiny_model_dir):
-    cfg = _cfg(notes_file, tiny_model_dir)
+    cfg = _cfg(notes_file, tiny_model_dir, **{"model.pooling": "cls"})  # the head --merge can express
     a = finetune(cfg, tmp_path / "a", merge=True)
     b = finetune(cfg, tmp_path / "b")
     assert a.metrics["eval"] == b.metrics["eval"]  # same seed and data -> same metrics
@@ -273,10 +295,14 @@ def test_multilabel_and_full_finetune(tmp_path, notes_file, tiny_model_dir, note
     write_documents(tmp_path / "ml.jsonl", docs)
     cfg = _cfg(tmp_path / "ml.jsonl", tiny_model_dir, "multilabel", **{"data.label_field": "meta.tags",
                                                                        "train.full_finetune": True,
-                                                                       "train.class_weights": "balanced"})
+                                                                       "train.class_weights": "balanced",
+                                                                       "model.pooling": "mean"})
     result = finetune(cfg, tmp_path / "m")
     assert result.metrics["method"] == "full" and result.metrics["params"]["trainable_pct"] == 100.0
     assert not (tmp_path / "m" / "adapter").exists()
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["domainfm_pooling"] == "mean"
+    _, held, _, _ = load_task_data(cfg)
+    assert evaluate(tmp_path / "m", held) == result.metrics["eval"]  # reloads with its mean pooling
     rec = predict(tmp_path / "m", docs[:3])[0]
     assert set(rec["pred"]["scores"]) == {"copd", "diabetes", "hypertension"}
     assert set(rec["pred"]["labels"]) <= set(rec["pred"]["scores"])
@@ -305,6 +331,91 @@ def test_ner_long_documents_through_chunks(tmp_path, notes, tiny_model_dir):
     assert AutoModelForTokenClassification.from_pretrained(tmp_path / "ner").config.id2label[1] == "B-DATE"
     with pytest.raises(ConfigError, match="holds a 'ner' model, but a 'classification' model"):
         load_task_model(tmp_path / "ner", task="classification")
+
+
+def _masked_mean_probs(model_dir, adapter_dir, texts, label_map, max_length=64):
+    """Class probabilities computed by hand, without domainfm's loader: plain transformers + peft,
+    masked mean of the last hidden states, the trained classifier."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(adapter_dir.parent)
+    base = AutoModelForSequenceClassification.from_pretrained(
+        model_dir, num_labels=len(label_map), id2label=dict(enumerate(label_map)),
+        label2id={l: i for i, l in enumerate(label_map)})
+    model = PeftModel.from_pretrained(base, adapter_dir).eval()
+    enc = tok(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        inner = model.base_model.model
+        hidden = inner.bert(**enc).last_hidden_state
+        mask = enc["attention_mask"].unsqueeze(-1).float()
+        mean_probs = inner.classifier((hidden * mask).sum(1) / mask.sum(1)).softmax(-1).numpy()
+        cls_probs = model(**enc).logits.softmax(-1).numpy()  # plain transformers' [CLS] pooler head
+    return mean_probs, cls_probs
+
+
+def test_mean_pooling_saves_reloads_and_predicts_the_same(tmp_path, notes_file, notes, tiny_model_dir):
+    import subprocess
+    import sys
+
+    cfg = _cfg(notes_file, tiny_model_dir, **{"model.pooling": "mean"})
+    result = finetune(cfg, tmp_path / "m")
+    info = json.loads((tmp_path / "m" / "domainfm_task.json").read_text())
+    assert info["pooling"] == "mean"
+    # the in-memory model's final evaluation == the reloaded folder's, on the same held-out docs
+    _, held, _, _ = load_task_data(cfg)
+    tm = load_task_model(tmp_path / "m")
+    assert evaluate(tm, held) == result.metrics["eval"]
+    # reloaded scores are the masked mean + classifier computed by hand, not the [CLS] head
+    docs = notes[:8]
+    scores = np.array([list(r["pred"]["scores"].values()) for r in predict(tm, docs)])
+    mean_probs, cls_probs = _masked_mean_probs(tiny_model_dir, tmp_path / "m" / "adapter", [d.text for d in docs],
+                                               info["labels"])
+    assert np.allclose(scores, mean_probs, atol=1e-4)
+    assert not np.allclose(scores, cls_probs, atol=1e-3)
+    # padding does not leak into the mean: alone or in a padded batch, the same scores
+    alone = np.array([list(predict(tm, [d], batch_size=1)[0]["pred"]["scores"].values()) for d in docs])
+    assert np.allclose(alone, scores, atol=1e-4)
+    # a fresh process predicts the same
+    write_documents(tmp_path / "in.jsonl", docs)
+    proc = subprocess.run([sys.executable, "-m", "domainfm", "predict", str(tmp_path / "m"), str(tmp_path / "in.jsonl"),
+                           "-o", str(tmp_path / "out.jsonl")], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    fresh = [json.loads(x)["pred"] for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert np.allclose([list(p["scores"].values()) for p in fresh], scores, atol=1e-4)
+
+
+def test_merge_refuses_mean_pooling_before_training(tmp_path, notes_file, tiny_model_dir):
+    cfg = _cfg(notes_file, tiny_model_dir, **{"model.pooling": "mean"})
+    with pytest.raises(ConfigError, match="--merge cannot express model.pooling 'mean'"):
+        finetune(cfg, tmp_path / "m", merge=True)
+    assert not (tmp_path / "m").exists()
+    with pytest.raises(ConfigError, match="model.pooling.*must be one of"):
+        _cfg(notes_file, tiny_model_dir, **{"model.pooling": "max"})
+
+
+def test_mean_pooling_names_the_architecture_it_cannot_serve():
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    from domainfm.finetune.pooling import apply_pooling
+
+    model = DistilBertForSequenceClassification(DistilBertConfig(vocab_size=50, dim=16, n_layers=1, n_heads=2,
+                                                                 hidden_dim=20))
+    assert apply_pooling(model, "cls") is model
+    with pytest.raises(ConfigError, match=r"needs a BERT-style encoder.*distilbert.*model.pooling: cls"):
+        apply_pooling(model, "mean")
+
+
+def test_folders_without_a_pooling_entry_load_with_the_cls_head(tmp_path, notes_file, notes, tiny_model_dir):
+    """Model folders written before model.pooling existed hold a [CLS]-head classifier."""
+    finetune(_cfg(notes_file, tiny_model_dir, **{"model.pooling": "cls"}), tmp_path / "c")
+    before = predict(tmp_path / "c", notes[:4])
+    path = tmp_path / "c" / "domainfm_task.json"
+    info = json.loads(path.read_text())
+    del info["pooling"]
+    path.write_text(json.dumps(info))
+    assert [r["pred"] for r in predict(tmp_path / "c", notes[:4])] == [r["pred"] for r in before]
 
 
 # ---------------------------------------------------------------------------------- bad input

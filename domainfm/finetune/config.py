@@ -41,15 +41,23 @@ class ModelSection:
             It must be a fast tokenizer (character offsets).
         max_length: model positions per sequence, special tokens included; longer documents
             are chunked or truncated (``long_documents.strategy``).
+        pooling: sequence vector of a classification / multilabel head: ``cls`` (the
+            architecture's own [CLS] pooler head; what plain transformers loads after ``--merge``)
+            or ``mean`` (masked mean of the token states, how sentence encoders such as MiniLM
+            were trained; BERT-style encoders only, no ``--merge``). See
+            :mod:`domainfm.finetune.pooling`. Ignored for ``ner``.
     """
 
     name: str = "minilm"
     tokenizer: str | None = None
     max_length: int = 256
+    pooling: Literal["cls", "mean"] = "cls"
 
     def __post_init__(self):
         if not 8 <= self.max_length <= 65536:
             raise ConfigError(f"model.max_length must be an int in [8, 65536], got {self.max_length}")
+        if self.pooling not in ("cls", "mean"):
+            raise ConfigError(f"model.pooling must be 'cls' or 'mean', got {self.pooling!r}")
 
 
 @dataclass

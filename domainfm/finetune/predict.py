@@ -11,6 +11,9 @@ Without domainfm, ``AutoModelForSequenceClassification.from_pretrained(folder)``
 ``...ForTokenClassification``) loads a full or merged model; an adapter loads with
 ``PeftModel.from_pretrained(AutoModelFor...from_pretrained(base, num_labels=..., id2label=...,
 label2id=...), folder + "/adapter")`` using the labels and base from ``domainfm_task.json``.
+A classifier trained with ``model.pooling: mean`` (``"pooling"`` in ``domainfm_task.json``) also
+needs :func:`domainfm.finetune.pooling.apply_pooling` on that base model, before the adapter is
+attached; :func:`load_task_model` does it.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from domainfm.finetune.data import (
     encode_documents,
 )
 from domainfm.finetune.metrics import classification_metrics, entity_metrics, multilabel_metrics
+from domainfm.finetune.pooling import apply_pooling
 
 TASK_FILE = "domainfm_task.json"
 ADAPTER_DIR = "adapter"
@@ -135,8 +139,9 @@ def load_task_model(model_dir: str | os.PathLike, *, task: str | None = None, de
     transformers.utils.logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
+        pooling = info.get("pooling") or "cls"  # folders from before model.pooling: the [CLS] head
         if (folder / "config.json").is_file():
-            model = cls.from_pretrained(folder)
+            model = apply_pooling(cls.from_pretrained(folder), pooling)
         else:
             from peft import PeftModel
 
@@ -146,7 +151,8 @@ def load_task_model(model_dir: str | os.PathLike, *, task: str | None = None, de
                     f"the adapter in {folder} needs its base model {base!r}, which is not here; copy the base "
                     "model there or fine-tune with --merge to save a self-contained model")
             config = task_model_config(base, info["task"], label_map)
-            model = PeftModel.from_pretrained(cls.from_pretrained(base, config=config), folder / ADAPTER_DIR)
+            base_model = apply_pooling(cls.from_pretrained(base, config=config), pooling)
+            model = PeftModel.from_pretrained(base_model, folder / ADAPTER_DIR)
     except DomainFMError:
         raise
     except (OSError, ValueError) as exc:

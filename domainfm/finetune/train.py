@@ -35,6 +35,7 @@ from domainfm.finetune.data import (
     load_documents,
     split_documents,
 )
+from domainfm.finetune.pooling import apply_pooling, check_mergeable
 from domainfm.finetune.predict import (
     ADAPTER_DIR,
     TASK_FILE,
@@ -210,8 +211,11 @@ def _load_model(cfg: TaskConfig, label_map: LabelMap):
         # Modules the checkpoint lacks are freshly initialised (a DAPT masked-LM output has no
         # pooler). Under LoRA they must be trained and saved with the adapter, or a reloaded
         # model would get different random weights there and different predictions.
-        model._domainfm_new_modules = new_modules(loading.get("missing_keys", ()),
-                                                  getattr(model, "base_model_prefix", ""))
+        fresh = new_modules(loading.get("missing_keys", ()), getattr(model, "base_model_prefix", ""))
+        if cfg.task != "ner" and cfg.model.pooling == "mean":
+            apply_pooling(model, "mean")
+            fresh = [m for m in fresh if m != "pooler"]  # replaced by a parameter-free mean
+        model._domainfm_new_modules = fresh
     except (OSError, ValueError) as exc:
         raise ModelResolutionError(f"cannot load model {cfg.model.name!r} ({source}): "
                                    f"{str(exc).splitlines()[0][:200]}") from None
@@ -388,6 +392,8 @@ def finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool = F
     out = Path(out_dir)
     if merge and cfg.train.full_finetune:
         raise ConfigError("--merge applies to LoRA adapters; a full fine-tune is saved as a full model already")
+    if merge:
+        check_mergeable(cfg.model.pooling, cfg.task)
     action = _output_action(out, resume, overwrite, cfg.task)
     accelerator = _accelerator(cfg.train.precision)
     main, rank, world = accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
@@ -572,6 +578,10 @@ def finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool = F
     return FinetuneResult(out, metrics, manifest, step, resumed_from)
 
 
+def _pooling(cfg: TaskConfig) -> str | None:
+    return None if cfg.task == "ner" else cfg.model.pooling
+
+
 def _save_model(model, tokenizer, cfg: TaskConfig, label_map: LabelMap, source: str, out: Path, merge: bool) -> None:
     from domainfm import __version__
 
@@ -591,7 +601,7 @@ def _save_model(model, tokenizer, cfg: TaskConfig, label_map: LabelMap, source: 
         "task": cfg.task, "labels": label_map.labels, "id2label": {str(k): v for k, v in label_map.id2label.items()},
         "label2id": label_map.label2id, "method": "full" if cfg.train.full_finetune else "lora",
         "merged": merge, "base_model": {"name": cfg.model.name, "resolved": source},
-        "max_length": cfg.model.max_length, "long_documents": dataclasses.asdict(cfg.long_documents),
+        "max_length": cfg.model.max_length, "pooling": _pooling(cfg), "long_documents": dataclasses.asdict(cfg.long_documents),
         "text_field": cfg.data.text_field, "label_field": cfg.label_field, "domainfm_version": __version__,
     }
     write_json_atomic(out / TASK_FILE, info)

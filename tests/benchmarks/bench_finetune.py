@@ -8,12 +8,18 @@ Runs (each training run in its own process, so time and peak memory are its own)
 - NCBI-disease NER (``tasks/ncbi-disease.yaml``): train on train.tsv, entity-level F1 on
   devel.tsv. Target >= 0.80.
 - with ``--dapt DIR``: the same LoRA runs on a ``domainfm pretrain`` output as base model.
+- with ``--pooling``: medical-abstracts LoRA also with ``model.pooling`` ``cls`` (the task file
+  uses ``mean``), the same split, seed and steps.
+
+Every run reports wall and CPU seconds per optimizer step and the 1-minute load average before and
+after it: on a shared machine the wall time is inflated by the load, and CPU seconds / threads
+estimates the wall time on an idle machine.
 
 Data is read from ``<repo>/../shared/data`` (prepared into ``runs/data`` by the task files'
 ``data.prepare`` steps); without it the benchmark prints ``{"skipped": reason}``.
 
 Usage: ``python tests/benchmarks/bench_finetune.py [--quick] [--full] [--max-steps N]
-[--tasks medical-abstracts ncbi-disease] [--dapt runs/dapt-mtsamples] [--model NAME]``. ``--quick`` bounds
+[--tasks medical-abstracts ncbi-disease] [--dapt runs/dapt-mtsamples] [--model NAME] [--pooling]``. ``--quick`` bounds
 every run to a few dozen steps on a subset (a smoke run, not a score); ``--max-steps`` bounds
 each training run's optimizer steps (the JSON says what was run).
 """
@@ -23,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -39,9 +46,13 @@ def run_finetune(task: str, out: Path, overrides: dict) -> dict:
     args = [sys.executable, "-m", "domainfm", "finetune", f"tasks/{task}.yaml", "-o", str(out), "--overwrite"]
     for key, value in overrides.items():
         args += [f"--{key}", str(value)]
+    load_before = os.getloadavg()[0]
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     if proc.returncode != 0:
         return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:], "overrides": overrides}
     m = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
@@ -54,7 +65,11 @@ def run_finetune(task: str, out: Path, overrides: dict) -> dict:
         "trainable_params": m["params"]["trainable"],
         "total_params": m["params"]["total"],
         "train_seconds": m["train"]["train_seconds"],
+        "seconds_per_step": round(m["train"]["train_seconds"] / max(1, m["train"]["steps"]), 3),
         "wall_seconds": round(wall, 1),
+        "cpu_seconds": round(cpu, 1),
+        "threads": int(os.environ.get("OMP_NUM_THREADS", 0)) or os.cpu_count(),
+        "load_avg_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
         "peak_rss_mb": m["peak_rss_mb"],
         "steps": m["train"]["steps"],
         "epochs": m["train"]["epochs"],
@@ -95,6 +110,7 @@ def main() -> int:
     parser.add_argument("--tasks", nargs="+", default=list(TARGETS), choices=list(TARGETS))
     parser.add_argument("--dapt", default=None, help="a 'domainfm pretrain' output to compare as base model")
     parser.add_argument("--model", default="minilm", help="base model (default: the embedded MiniLM)")
+    parser.add_argument("--pooling", action="store_true", help="medical-abstracts: also LoRA with [CLS] pooling")
     args = parser.parse_args()
     if not DATA.is_dir():
         print(json.dumps({"benchmark": "finetune", "skipped": f"shared data not found at {DATA}"}))
@@ -118,6 +134,8 @@ def main() -> int:
         runs["lora"] = run_finetune(task, out / f"{task}-lora", overrides)
         if task == "medical-abstracts":
             runs["tfidf_lr_anchor"] = tfidf_anchor(task, overrides)
+            if args.pooling:
+                runs["lora_cls_pooling"] = run_finetune(task, out / f"{task}-lora-cls", {**overrides, "model.pooling": "cls"})
         if args.full:
             runs["full_finetune"] = run_finetune(task, out / f"{task}-full",
                                                  {**overrides, "train.full_finetune": "true", "train.lr": 5e-5})
