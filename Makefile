@@ -36,4 +36,4 @@ corpora: install
 	$(BIN)/domainfm synth -o corpora
 
 clean:
-	rm -rf demo-output .pytest_cache
+	rm -rf demo-output runs/demo-clinical runs/demo-legal .pytest_cache

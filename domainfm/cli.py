@@ -250,6 +250,10 @@ def label_command(
     check: bool = typer.Option(False, "--check", help="Flag likely label errors in --labeled instead of labeling a pool."),
     seed: int = typer.Option(13, help="Random seed; the same seed gives the same output."),
     task: str = typer.Option("auto", help="single | multi | auto (multi when seeds have 'labels' but no 'label')."),
+    label_descriptions: Optional[Path] = typer.Option(
+        None, "--label-descriptions",
+        help='JSON object {label: short description}, e.g. {"ltd": "limitation of liability"}: '
+             "each description is one extra training example of its label."),
 ):
     """Suggest labels for a pool from a few labeled seeds (calibrated, ranked for annotation),
     or with --check flag likely label errors in a labeled set. Prints counts only, never text."""
@@ -264,7 +268,15 @@ def label_command(
                                 f"choose from {', '.join(EXPORT_FORMATS)}")
     if check and pool is not None:
         raise DomainFMError("--check works on --labeled alone; run the pool without --check")
-    config = LabelConfig(method=method, model=model, seed=seed, task=task)
+    descriptions = None
+    if label_descriptions is not None:
+        import json
+
+        try:
+            descriptions = json.loads(label_descriptions.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DomainFMError(f"--label-descriptions {label_descriptions}: cannot read a JSON object ({exc})") from None
+    config = LabelConfig(method=method, model=model, seed=seed, task=task, label_descriptions=descriptions)
     console = _console()
     with _progress(console, "labeling") as update:
         stages = iter(range(1, 100))
@@ -300,7 +312,8 @@ def finetune_command(
     ctx: typer.Context,
     config: Path = typer.Argument(..., help="Task file (YAML), e.g. tasks/demo-clinical-classify.yaml."),
     out: Path = typer.Option(..., "-o", "--out", help="Model folder: adapter/model, tokenizer, metrics.json, manifest.json."),
-    merge: bool = typer.Option(False, "--merge", help="LoRA: also save the adapter merged into the base model."),
+    merge: bool = typer.Option(False, "--merge", help="LoRA: also save the adapter merged into the base model "
+                               "(ner, or model.pooling cls: plain transformers has no mean-pooling classifier)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier finetune output in --out."),
 ):
@@ -446,7 +459,7 @@ def run_command(
     from_stage: Optional[str] = typer.Option(None, "--from", help="Re-run this stage and every later one, cached or not."),
     until_stage: Optional[str] = typer.Option(None, "--until", help="Stop after this stage."),
 ):
-    """Run the pipeline end to end (import -> deid -> chunk -> pretrain -> finetune -> label):
+    """Run the pipeline end to end (import -> deid -> chunk -> pretrain -> finetune -> audit -> label):
     each stage writes <run_dir>/<stage>/ with its manifest; unchanged stages are cached and a
     failed or killed run resumes. Extra '--section.key value' pairs override the pipeline file
     (e.g. --chunk.max_tokens 128)."""
@@ -477,6 +490,9 @@ def audit_command(
     label_field: Optional[str] = typer.Option(None, "--label-field",
                                               help="Gold field (label or meta.<key>); default: the model's."),
     seed: int = typer.Option(13, "--seed", help="Seed for bootstrap, splits and example choice."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Texts (and shap masked samples) scored per model call."),
+    data_note: Optional[str] = typer.Option(None, "--data-note",
+                                            help="Free text for the report's data section, e.g. how the groups were derived."),
 ):
     """Audit a classifier: performance and fairness per group, calibration, explanations,
     counterfactual robustness and privacy -> a self-contained HTML report, JSON and model card."""
@@ -486,7 +502,8 @@ def audit_command(
     cfg = AuditConfig(group_by=[g.strip() for g in group_by.split(",") if g.strip()], explain=explain,
                       explain_sample=explain_sample, max_evals=max_evals, positive_class=positive_class,
                       n_bootstrap=bootstrap, min_group_size=min_group_size, seed=seed, label_field=label_field,
-                      counterfactuals=[c.strip() for c in counterfactuals.split(",") if c.strip()])
+                      counterfactuals=[c.strip() for c in counterfactuals.split(",") if c.strip()],
+                      batch_size=batch_size, data_note=data_note)
     result = audit(model, read_documents(src), out, cfg)
     console = _console(stderr=False)
     for finding in result.report["summary"]:
@@ -525,12 +542,16 @@ def models_command():
 def demo_command(
     out: Path = typer.Option(Path("demo-output"), "-o", "--out", help="Where the demo writes its outputs."),
     corpora: Path = typer.Option(Path("corpora"), help="Sample corpora folder (generated if missing)."),
+    report_dir: Path = typer.Option(Path("reports/demo"), "--report-dir",
+                                    help="Where the clinical audit report (index.html, report.json, "
+                                    "model_card.md) is copied."),
 ):
-    """Run the pipeline on the shipped synthetic corpora with the embedded offline models."""
+    """Run the shipped pipelines tasks/demo-clinical.yaml and tasks/demo-legal.yaml on the
+    synthetic corpora with the embedded offline models (unchanged stages are reused)."""
     from domainfm.demo import run_demo
 
     console = _console(stderr=False)
-    run_demo(out=out, corpora=corpora, console=console)
+    run_demo(out=out, corpora=corpora, console=console, report_dir=report_dir)
 
 
 def main() -> None:

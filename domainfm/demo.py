@@ -1,31 +1,34 @@
-"""``domainfm demo``: the pipeline on the shipped synthetic corpora, offline.
+"""``domainfm demo``: the shipped pipelines on the synthetic sample corpora, offline.
 
-Steps: import the sample corpora (validated by the same importer users run) -> de-identify them
-(surrogates; scored against the corpora's gold PHI) -> chunk the de-identified text for the
-embedded MiniLM -> a short domain-adaptive pretraining run of MiniLM on the de-identified notes
--> a LoRA classifier (note type) fine-tuned from that DAPT model -> an audit report of that
-classifier -> suggest labels for part of the clinical notes from 8 seeds per class. Every
-step writes its output with a manifest under ``demo-output/``; the console shows counts and
-scores only, never document text.
+The demo is ``domainfm run`` on ``tasks/demo-clinical.yaml`` (import -> deid -> chunk -> a short
+DAPT run of MiniLM -> a LoRA note-type classifier from the DAPT model -> an audit of that
+classifier on its held-out notes -> label suggestions) and ``tasks/demo-legal.yaml`` (import ->
+deid -> chunk -> label suggestions), with each run directory under ``demo-output/`` and the
+corpora from ``corpora/`` (generated, seeded, when missing). On top of the pipelines it scores
+the de-identification against the corpora's gold PHI and copies the clinical audit report to
+``reports/demo/``. The console shows counts and scores only, never document text. Because it
+is a pipeline run, a second ``domainfm demo`` reuses every unchanged stage, and a killed demo
+resumes (the DAPT run from its last checkpoint).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
-
-from domainfm.corpus import read_documents, summarize
-from domainfm.corpus.importing import import_corpus
-from domainfm.corpus.summary import print_summary
+from typing import Any
 
 SAMPLE_CORPORA = {
     "clinical": Path("clinical") / "notes.jsonl",
     "legal": Path("legal") / "documents.jsonl",
 }
-# Which recognizer profile and gold label table each sample corpus uses.
-PROFILES = {"clinical": ("clinical", "synthetic-clinical"), "legal": ("legal", "synthetic-legal")}
+# Which gold label table each sample corpus uses; the legal gold keeps TAB's identifier types.
+GOLD = {"clinical": ("synthetic-clinical", None), "legal": ("synthetic-legal", ["DIRECT", "QUASI"])}
 DEMO_SEED = 13
+TASKS = Path(__file__).resolve().parents[1] / "tasks"
+PIPELINE_FILES = {"clinical": "demo-clinical.yaml", "legal": "demo-legal.yaml"}
+REPORT_FILES = ("index.html", "report.json", "model_card.md")
 
 
 def ensure_sample_corpora(corpora: Path, console=None) -> dict[str, Path]:
@@ -43,135 +46,144 @@ def ensure_sample_corpora(corpora: Path, console=None) -> dict[str, Path]:
     return paths
 
 
+def demo_pipeline(name: str) -> dict[str, Any]:
+    """The shipped pipeline ``tasks/demo-<name>.yaml`` as a mapping.
+
+    Read from ``./tasks/`` or the source tree's ``tasks/``; a wheel install has neither, so the
+    same settings are kept here too (a test checks that both agree).
+    """
+    from domainfm.config import read_yaml
+
+    for folder in (Path("tasks"), TASKS):
+        path = folder / PIPELINE_FILES[name]
+        if path.is_file():
+            return read_yaml(path)
+    return json.loads(json.dumps(EMBEDDED_PIPELINES[name]))
+
+
 def run_demo(out: Path = Path("demo-output"), corpora: Path = Path("corpora"), console=None,
-             steps: tuple[str, ...] = ("import", "deid", "chunk", "pretrain", "finetune", "audit", "label"),
-             pretrain_steps: int = 20) -> dict:
-    """Run the pipeline's stages on the sample corpora; returns (and saves) the demo summary."""
+             steps: tuple[str, ...] | None = None, report_dir: Path | None = Path("reports/demo")) -> dict:
+    """Run the demo pipelines; returns (and saves as ``out/demo.json``) the demo summary.
+
+    Args:
+        out: the run directories go to ``out/clinical/`` and ``out/legal/``.
+        corpora: the sample corpora folder (generated when missing).
+        steps: run the stages up to the last of these (default: every stage).
+        report_dir: where the clinical audit report is copied (None: not copied).
+    """
     from rich.console import Console
 
+    from domainfm.corpus import read_documents, summarize
+    from domainfm.corpus.summary import print_summary
+    from domainfm.pipeline import STAGE_ORDER, run_pipeline
+
     console = console or Console()
-    out = Path(out)
-    results: dict = {"steps": {}}
-    timings: dict[str, float] = {}
-
-    def step(name: str):
-        timings[name] = time.perf_counter()
-        console.rule(f"[bold]{name}")
-
-    imported = {}
-    step("import")
-    for name, src in ensure_sample_corpora(Path(corpora), console).items():
-        target = out / "corpus" / f"{name}.jsonl"
-        result = import_corpus("jsonl", src, target)
-        c = result.counts
-        console.print(f"{name}: read {c.read} = written {c.written} + rejected {c.rejected} -> {target}")
-        summary = summarize(read_documents(target)).to_dict()
-        print_summary(console, f"{name} corpus", summary)
-        imported[name] = target
-        results["steps"].setdefault("import", {})[name] = {"path": str(target), "counts": c.to_dict()}
-    timings["import"] = time.perf_counter() - timings["import"]
-
-    deidentified = {}
-    if "deid" in steps:
-        step("deid")
-        results["steps"]["deid"] = {}
-        for name, src in imported.items():
-            deidentified[name], results["steps"]["deid"][name] = _deid(name, src, out, console)
-        timings["deid"] = time.perf_counter() - timings["deid"]
-
-    if "chunk" in steps and deidentified:
-        step("chunk")
-        results["steps"]["chunk"] = {}
-        for name, src in deidentified.items():
-            results["steps"]["chunk"][name] = _chunk(name, src, out, console)
-        timings["chunk"] = time.perf_counter() - timings["chunk"]
-
-    if "pretrain" in steps and "clinical" in deidentified:
-        step("pretrain")
-        from domainfm.pretrain import pretrain_demo
-
-        # A short DAPT run on the de-identified notes: it passes the privacy gate because the
-        # input's manifest says stage "deid".
-        dapt = pretrain_demo([deidentified["clinical"]], out / "dapt", console=console,
-                             **{"train.max_steps": pretrain_steps})
-        results["steps"]["pretrain"] = {"out": str(dapt.out_dir), "steps": dapt.steps,
-                                        "eval_before": dapt.metrics.get("eval_before"),
-                                        "eval_after": dapt.metrics.get("eval_after")}
-        timings["pretrain"] = time.perf_counter() - timings["pretrain"]
-
-    if "finetune" in steps and "clinical" in deidentified:
-        step("finetune")
-        from domainfm.finetune import finetune_demo
-
-        # The LoRA classifier starts from the DAPT model when the demo made one: the pipeline's
-        # point is adapt first, then fine-tune.
-        base = {"model.name": str(out / "dapt")} if "pretrain" in results["steps"] else {}
-        model = finetune_demo(deidentified["clinical"], out / "classifier", console=console, **base)
-        results["steps"]["finetune"] = {"out": str(model.out_dir), "base_model": base.get("model.name", "minilm"),
-                                        "eval": model.metrics.get("eval")}
-        timings["finetune"] = time.perf_counter() - timings["finetune"]
-
-    if "audit" in steps and "finetune" in results["steps"]:
-        step("audit")
-        from domainfm.audit import AuditConfig, audit
-
-        # The demo audits the classifier on the whole de-identified sample corpus (training notes
-        # included: a demo of the report, not an estimate of generalisation).
-        report = audit(out / "classifier", read_documents(deidentified["clinical"]), out / "audit",
-                       AuditConfig(group_by=["meta.sex", "meta.age_band"], label_field="meta.note_type",
-                                   explain=2, max_evals=60, n_bootstrap=200, seed=DEMO_SEED))
-        console.print(f"audit report: {report.out_dir / 'index.html'}")
-        results["steps"]["audit"] = {"out": str(report.out_dir)}
-        timings["audit"] = time.perf_counter() - timings["audit"]
-
-    if "label" in steps:
-        step("label")
-        from domainfm.label import run_label_demo
-
-        source = deidentified.get("clinical", imported["clinical"])
-        label = run_label_demo(source, out / "label", seeds_per_class=8, pool_size=120, seed=DEMO_SEED,
-                               console=console)
-        results["steps"]["label"] = {k: label[k] for k in ("out", "exports", "counts", "accuracy_vs_held_back")}
-        timings["label"] = time.perf_counter() - timings["label"]
-
-    results["seconds"] = {k: round(v, 1) for k, v in timings.items()}
-    (out / "demo.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    out, corpora = Path(out), Path(corpora)
+    until = max(steps, key=STAGE_ORDER.index) if steps else None
+    started = time.perf_counter()
+    summary: dict[str, Any] = {"pipelines": {}}
+    for name, src in ensure_sample_corpora(corpora, console).items():
+        console.rule(f"[bold]{name} pipeline ({PIPELINE_FILES[name]})")
+        overrides = {"run_dir": str(out / name), "import.src": str(src), "seed": DEMO_SEED}
+        result = run_pipeline(demo_pipeline(name), overrides, until_stage=until, console=console)
+        record: dict[str, Any] = {"run": str(result.summary_path), "seconds": round(result.seconds, 1),
+                                  "stages": {s.name: {"status": s.status, "seconds": round(s.seconds, 1),
+                                                      "counts": s.counts, "metrics": s.metrics}
+                                             for s in result.stages if s.status in ("ran", "cached")}}
+        imported = out / name / "import" / "corpus.jsonl"
+        print_summary(console, f"{name} corpus", summarize(read_documents(imported)).to_dict())
+        deidentified = out / name / "deid" / "corpus.jsonl"
+        if "deid" in record["stages"]:
+            record["deid_vs_gold"] = _score_deid(name, imported, deidentified, console)
+        audit_dir = out / name / "audit"
+        if "audit" in record["stages"]:
+            record["audit"] = _show_audit(audit_dir, console)
+            if report_dir is not None and name == "clinical":
+                report_dir = Path(report_dir)
+                report_dir.mkdir(parents=True, exist_ok=True)
+                for file in REPORT_FILES:
+                    shutil.copyfile(audit_dir / file, report_dir / file)
+                record["report_copy"] = str(report_dir)
+                console.print(f"audit report copied to {report_dir / 'index.html'}")
+        summary["pipelines"][name] = record
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "demo.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     console.rule()
-    console.print(f"demo outputs in {out}/ (summary: {out / 'demo.json'}); seconds per step: {results['seconds']}")
-    return results
+    console.print(f"demo finished in {summary['seconds']:.0f} s; outputs in {out}/ (summary {out / 'demo.json'})")
+    for line in _what_to_open(out, summary, report_dir):
+        console.print(f"  {line}")
+    return summary
 
 
-def _deid(name: str, src: Path, out: Path, console) -> tuple[Path, dict]:
-    from domainfm.deid import DeidConfig, deidentify_file
+def _score_deid(name: str, gold: Path, deidentified: Path, console) -> dict:
     from domainfm.deid.evaluate import evaluate_files
 
-    profile, gold_labels = PROFILES[name]
-    target = out / "deid" / f"{name}.jsonl"
-    # An explicit seed makes the demo reproducible; real runs key surrogates with
-    # $DOMAINFM_VAULT_KEY (or a random per-run secret).
-    result = deidentify_file(src, target, DeidConfig(profile=profile), seed=DEMO_SEED)
-    c = result.counts
-    identifier_types = ["DIRECT", "QUASI"] if name == "legal" else None
-    scores = evaluate_files(src, target, dataset=gold_labels, identifier_types=identifier_types)
+    labels, identifier_types = GOLD[name]
+    scores = evaluate_files(gold, deidentified, dataset=labels, identifier_types=identifier_types)
     overlap = scores["any_overlap"]
-    console.print(
-        f"{name}: read {c.read} = written {c.written} + rejected {c.rejected}; {result.detections} PHI "
-        f"replaced with surrogates; against the gold PHI: recall {overlap['recall']:.3f}, precision "
-        f"{overlap['precision']:.3f} -> {target}"
-    )
-    return target, {"path": str(target), "counts": c.to_dict(), "detections": result.detections,
-                    "any_overlap": overlap}
+    console.print(f"{name} de-identification against the gold PHI: recall {overlap['recall']:.3f}, "
+                  f"precision {overlap['precision']:.3f}")
+    return {"any_overlap": overlap}
 
 
-def _chunk(name: str, src: Path, out: Path, console) -> dict:
-    from domainfm.chunk import ChunkConfig, chunk_file
+def _show_audit(audit_dir: Path, console) -> dict:
+    report = json.loads((audit_dir / "report.json").read_text(encoding="utf-8"))
+    findings = [f.get("text", "") for f in report.get("summary", [])]
+    console.print("audit findings:")
+    for text in findings:
+        console.print(f"- {text}")
+    return {"out": str(audit_dir), "findings": findings}
 
-    profile = PROFILES[name][0]
-    target = out / "chunks" / f"{name}.jsonl"
-    result = chunk_file(src, target, ChunkConfig(tokenizer="minilm", max_tokens=256, overlap=32, profile=profile))
-    console.print(
-        f"{name}: {result.counts.written} documents -> {result.chunks} chunks of at most 256 MiniLM "
-        f"positions (largest {result.max_chunk_tokens}) -> {target}"
-    )
-    return {"path": str(target), "documents": result.counts.written, "chunks": result.chunks,
-            "max_chunk_tokens": result.max_chunk_tokens}
+
+def _what_to_open(out: Path, summary: dict, report_dir: Path | None) -> list[str]:
+    lines = []
+    clinical = summary["pipelines"].get("clinical", {}).get("stages", {})
+    if "audit" in clinical:
+        where = report_dir / "index.html" if report_dir is not None else out / "clinical" / "audit" / "index.html"
+        lines.append(f"audit report: {where}")
+    if "label" in clinical:
+        lines.append(f"label suggestions (Label Studio): {out / 'clinical' / 'label' / 'suggestions.labelstudio.json'}")
+    for name in summary["pipelines"]:
+        lines.append(f"{name} run summary: {out / name / 'run.json'}")
+    return lines
+
+
+# The shipped pipelines, for installs without the tasks/ folder (kept equal to the YAML files
+# by tests/test_pipeline.py).
+EMBEDDED_PIPELINES: dict[str, dict[str, Any]] = {
+    "clinical": {
+        "run_dir": "runs/demo-clinical",
+        "seed": 13,
+        "import": {"format": "jsonl", "src": "corpora/clinical/notes.jsonl"},
+        "deid": {"profile": "clinical"},
+        "chunk": {"tokenizer": "minilm", "max_tokens": 256, "overlap": 32, "profile": "clinical"},
+        "pretrain": {
+            "model": {"name": "minilm"},
+            "data": {"eval_fraction": 0.1, "max_eval_blocks": 64},
+            "masking": {"seq_len": 128, "whole_word_mask": True},
+            "train": {"max_steps": 20, "batch_size": 16, "lr": 1.0e-4, "warmup_ratio": 0.1,
+                      "checkpoint_every": 10, "keep_checkpoints": 1, "log_every": 10},
+        },
+        "finetune": {
+            "task": "classification",
+            "model": {"max_length": 64},
+            "data": {"label_field": "meta.note_type", "eval_fraction": 0.2, "split_key": "auto"},
+            "lora": {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1,
+                     "target_modules": ["query", "key", "value", "dense"]},
+            "long_documents": {"strategy": "truncate"},
+            "train": {"lr": 3.0e-3, "epochs": 2, "batch_size": 16, "warmup_ratio": 0.1, "checkpoint": False},
+        },
+        "audit": {"data": "eval", "group_by": ["meta.sex", "meta.age_band"], "min_group_size": 10,
+                  "n_bootstrap": 200, "explain": 2, "max_evals": 60},
+        "label": {"seeds_per_class": 8, "pool_size": 120},
+    },
+    "legal": {
+        "run_dir": "runs/demo-legal",
+        "seed": 13,
+        "import": {"format": "jsonl", "src": "corpora/legal/documents.jsonl"},
+        "deid": {"profile": "legal"},
+        "chunk": {"tokenizer": "minilm", "max_tokens": 256, "overlap": 32, "profile": "legal"},
+        "label": {"seeds_per_class": 4, "pool_size": 40},
+    },
+}

@@ -3,9 +3,11 @@
 A pipeline file has ``run_dir``, ``seed`` and one optional section per stage, each mapping onto
 that stage's own config (``deid`` -> :class:`~domainfm.deid.DeidConfig`, ``chunk`` ->
 :class:`~domainfm.chunk.ChunkConfig`, ``pretrain`` -> :class:`~domainfm.pretrain.PretrainConfig`,
-``finetune`` -> :class:`~domainfm.finetune.TaskConfig`, ...). A missing or null section skips the
-stage. Inputs are wired automatically: each stage reads the previous stage's output under
-``run_dir/<stage>/``, so pipeline files never name intermediate paths.
+``finetune`` -> :class:`~domainfm.finetune.TaskConfig`, ``audit`` -> :class:`AuditSection` (an
+:class:`~domainfm.audit.AuditConfig` plus which documents), ...). A missing or null section skips
+the stage. Inputs are wired automatically: each stage reads the previous stage's output under
+``run_dir/<stage>/``, so pipeline files never name intermediate paths. The audit reads the
+fine-tuned model and, by default, the documents fine-tuning held out for evaluation.
 
 Every stage writes ``run_dir/<stage>/stage.json``: a cache key (sha256 of the stage name, its
 resolved config, the hashes of its input files and the domainfm version), its status, time,
@@ -16,7 +18,7 @@ checkpoint). The run ends with a summary table and ``run_dir/run.json``.
 Example:
     >>> result = run_pipeline("tasks/demo-legal.yaml", {"label.pool_size": 20})  # doctest: +SKIP
     >>> [(s.name, s.status) for s in result.stages]  # doctest: +SKIP
-    [('import', 'ran'), ('deid', 'ran'), ('chunk', 'ran'), ('label', 'ran')]
+    [('import', 'ran'), ('deid', 'ran'), ('chunk', 'ran'), ('pretrain', 'skipped'), ...]
 """
 
 from __future__ import annotations
@@ -31,11 +33,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
 
+from domainfm.audit.config import AuditConfig
 from domainfm.config import apply_overrides, from_dict, read_yaml, suggest, to_dict
 from domainfm.errors import ConfigError, DomainFMError
 
-# Stages in the order they run. The audit stage slots in between finetune and label.
-STAGE_ORDER = ("import", "deid", "chunk", "pretrain", "finetune", "label")
+# Stages in the order they run.
+STAGE_ORDER = ("import", "deid", "chunk", "pretrain", "finetune", "audit", "label")
 # The primary output of each stage, relative to run_dir/<stage>/; the next stage reads it.
 OUTPUTS = {
     "import": "corpus.jsonl",
@@ -43,6 +46,7 @@ OUTPUTS = {
     "chunk": "chunks.jsonl",
     "pretrain": "model",
     "finetune": "model",
+    "audit": "index.html",
     "label": "suggestions.jsonl",
 }
 STAGE_FILE = "stage.json"
@@ -59,16 +63,75 @@ class PipelineError(DomainFMError):
 
 
 @dataclass
+class MetaJoin:
+    """Add per-document attributes (e.g. the audit's groups) from a CSV beside the corpus.
+
+    Args:
+        src: CSV file with one row per source record.
+        key_col: the column that identifies the record.
+        columns: CSV column -> ``meta`` key, e.g. ``{gender_combined: sex, age_regex: age}``.
+            Numbers become numbers; empty cells are left out (the audit's ``unknown`` group).
+        id_format: the document id made from ``key_col`` (``{}`` is the value), e.g.
+            ``mtsamples-{}`` for the ``mtsamples`` preparer's ids.
+    """
+
+    src: Path
+    key_col: str
+    columns: dict[str, str]
+    id_format: str = "{}"
+
+    def __post_init__(self) -> None:
+        if not self.columns:
+            raise ConfigError("'import.meta_join.columns' must map at least one CSV column to a meta key")
+        if "{}" not in self.id_format:
+            raise ConfigError(f"'import.meta_join.id_format' must contain '{{}}' (the key value). "
+                              f"Got {self.id_format!r} instead.")
+
+
+@dataclass
 class ImportSection:
     """Args:
-    format: importer name (``jsonl``, ``csv``, ``textdir``, ...; see ``domainfm import --help``).
+    format: importer name (``jsonl``, ``csv``, ``textdir``, ...; see ``domainfm import --help``)
+        or a dataset preparer of :mod:`domainfm.finetune.prepare` (``mtsamples``,
+        ``unfair-tos``, ``cuad-types``), which also sets each document's label.
     src: source file or folder (relative paths resolve against the current directory).
-    options: the importer's own options, e.g. ``{text_key: body}``.
+    options: the importer's (or preparer's) own options, e.g. ``{text_key: body}``.
+    meta_join: attributes joined from a CSV by document id (:class:`MetaJoin`).
+    max_documents: keep a seeded random sample of N documents, in their input order (to size
+        a run; sources are often sorted by label, so not simply the first N). Null keeps all.
     """
 
     src: Path
     format: str = "jsonl"
     options: dict[str, Any] = field(default_factory=dict)
+    meta_join: MetaJoin | None = None
+    max_documents: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_documents is not None and self.max_documents < 1:
+            raise ConfigError(f"The 'import.max_documents' parameter must be an int >= 1 or null. "
+                              f"Got {self.max_documents!r} instead.")
+
+
+@dataclass
+class AuditSection(AuditConfig):
+    """The ``audit:`` section: every :class:`~domainfm.audit.AuditConfig` key, plus which
+    documents the fine-tuned model is audited on.
+
+    Args:
+        data: ``eval``: the documents fine-tuning held out (the same seeded split, recomputed);
+            ``all``: every document fine-tuning read (training documents included: in-sample).
+        max_documents: audit at most this many of them (null: all).
+    """
+
+    data: Literal["eval", "all"] = "eval"
+    max_documents: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_documents is not None and self.max_documents < 2:
+            raise ConfigError(f"The 'audit.max_documents' parameter must be an int >= 2 or null. "
+                              f"Got {self.max_documents!r} instead.")
 
 
 @dataclass
@@ -102,12 +165,16 @@ class PipelineConfig:
             stages' ``train.seed`` unless their section sets one.
         stages: stage name -> its config dataclass, in run order; absent stages are skipped.
         inputs: stage name -> the files it reads.
+        launch: the launcher the training stages run under, as a subprocess, e.g.
+            ``accelerate launch --num_processes 8`` (``-m domainfm pretrain|finetune ...`` is
+            appended); None runs them in this process.
     """
 
     run_dir: Path
     seed: int | None
     stages: dict[str, Any]
     inputs: dict[str, list[Path]]
+    launch: list[str] | None = None
 
     def out_dir(self, stage: str) -> Path:
         return self.run_dir / stage
@@ -116,17 +183,25 @@ class PipelineConfig:
         return self.run_dir / stage / OUTPUTS[stage]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"run_dir": str(self.run_dir), "seed": self.seed,
+        return {"run_dir": str(self.run_dir), "seed": self.seed, "launch": self.launch,
                 "stages": {name: to_dict(cfg) for name, cfg in self.stages.items()}}
 
 
 def _section_builders() -> dict[str, Callable[[dict, str], Any]]:
     def build_import(data, prefix):
-        from domainfm.corpus.importers import get_importer
+        from domainfm.corpus.importers import IMPORTERS, get_importer
+        from domainfm.finetune.prepare import PREPARERS
 
         section = from_dict(ImportSection, data, prefix=prefix)
-        importer = get_importer(section.format)  # unknown format -> error listing the known ones
-        from_dict(importer.options_cls, section.options, prefix=f"{prefix}options.")
+        if section.format in PREPARERS:
+            options_cls = PREPARERS[section.format][0]
+        elif section.format in IMPORTERS:
+            options_cls = get_importer(section.format).options_cls
+        else:
+            names = sorted(IMPORTERS) + sorted(PREPARERS)
+            raise ConfigError(f"unknown import format {section.format!r}{suggest(section.format, names)}; "
+                              f"available: {', '.join(names)}")
+        from_dict(options_cls, section.options, prefix=f"{prefix}options.")
         return section
 
     def build_deid(data, prefix):
@@ -149,11 +224,14 @@ def _section_builders() -> dict[str, Callable[[dict, str], Any]]:
 
         return from_dict(TaskConfig, data, prefix=prefix)
 
+    def build_audit(data, prefix):
+        return from_dict(AuditSection, data, prefix=prefix)
+
     def build_label(data, prefix):
         return from_dict(LabelSection, data, prefix=prefix)
 
     return {"import": build_import, "deid": build_deid, "chunk": build_chunk, "pretrain": build_pretrain,
-            "finetune": build_finetune, "label": build_label}
+            "finetune": build_finetune, "audit": build_audit, "label": build_label}
 
 
 def _set_default(data: dict, dotted: str, value: Any) -> None:
@@ -181,7 +259,7 @@ def pipeline_from_dict(data: Mapping[str, Any]) -> PipelineConfig:
     import copy
 
     data = copy.deepcopy(dict(data))
-    valid = ("run_dir", "seed", *STAGE_ORDER)
+    valid = ("run_dir", "seed", "launch", *STAGE_ORDER)
     for key in data:
         if key not in valid:
             raise ConfigError(f"unknown config key {key!r}{suggest(key, valid)}; valid keys: {', '.join(valid)}")
@@ -189,6 +267,15 @@ def pipeline_from_dict(data: Mapping[str, Any]) -> PipelineConfig:
     seed = data.get("seed", 13)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ConfigError(f"config field 'seed' must be an integer or null, got {seed!r}")
+    launch = data.get("launch")
+    if isinstance(launch, str):
+        import shlex
+
+        launch = shlex.split(launch)
+    if launch is not None and (not isinstance(launch, list) or not launch
+                               or not all(isinstance(x, str) for x in launch)):
+        raise ConfigError(f"config field 'launch' must be a command (e.g. 'accelerate launch --num_processes 8') "
+                          f"or null, got {launch!r}")
     raw = {name: data.get(name) for name in STAGE_ORDER if data.get(name) is not None}
     for name, section in raw.items():
         if not isinstance(section, Mapping):
@@ -223,11 +310,23 @@ def pipeline_from_dict(data: Mapping[str, Any]) -> PipelineConfig:
             inputs["finetune"].append(out("pretrain"))
         if seed is not None:
             _set_default(raw["finetune"], "train.seed", seed)
+    if "audit" in raw:
+        if "finetune" not in raw:
+            raise ConfigError("the 'audit' section audits the fine-tuned model: add a 'finetune' section "
+                              "(or run 'domainfm audit MODEL DATA' on a model trained elsewhere)")
+        # The documents come from fine-tuning's own data (its held-out split by default), so
+        # they are the finetune section's data files.
+        inputs["audit"] = [out("finetune")]
     if "label" in raw:
         inputs["label"] = [documents]
     builders = _section_builders()
     stages = {name: builders[name](raw[name], f"{name}.") for name in STAGE_ORDER if name in raw}
-    return PipelineConfig(run_dir=run_dir, seed=seed, stages=stages, inputs=inputs)
+    if stages["import"].meta_join is not None:
+        inputs["import"].append(stages["import"].meta_join.src)  # an edited table re-runs the import
+    if "audit" in stages:
+        data = stages["finetune"].data
+        inputs["audit"] += [Path(str(data.train))] + ([Path(str(data.eval))] if data.eval else [])
+    return PipelineConfig(run_dir=run_dir, seed=seed, stages=stages, inputs=inputs, launch=launch)
 
 
 def load_pipeline(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> PipelineConfig:
@@ -254,6 +353,7 @@ class StageContext:
     seed: int | None
     resume: bool
     console: Any = None
+    pipeline: PipelineConfig | None = None  # the whole run (the audit reads the finetune section)
 
 
 @dataclass
@@ -267,11 +367,96 @@ class StageOutput:
 
 def _run_import(ctx: StageContext) -> StageOutput:
     from domainfm.corpus.importing import import_corpus
+    from domainfm.finetune.prepare import PREPARERS
+    from domainfm.manifest import manifest_path_for
 
     cfg = ctx.config
-    result = import_corpus(cfg.format, cfg.src, ctx.output, cfg.options)
-    c = result.counts
-    return StageOutput([result.out, result.manifest], {"read": c.read, "written": c.written, "rejected": c.rejected})
+    reshaped = cfg.meta_join is not None or cfg.max_documents is not None
+    target = ctx.out_dir / "source.jsonl" if reshaped else ctx.output
+    if cfg.format in PREPARERS:
+        from domainfm.finetune.config import PrepareStep
+        from domainfm.finetune.prepare import run_prepare
+
+        c = run_prepare(PrepareStep(cfg.format, str(cfg.src), str(target), dict(cfg.options)), force=True)
+        counts = {"read": c["read"], "written": c["written"], "rejected": c["rejected"]}
+    else:
+        result = import_corpus(cfg.format, cfg.src, target, cfg.options)
+        counts = {"read": result.counts.read, "written": result.counts.written, "rejected": result.counts.rejected}
+    if not reshaped:
+        return StageOutput([ctx.output, manifest_path_for(ctx.output)], counts)
+    counts.update(_reshape(target, ctx.output, cfg, seed=13 if ctx.seed is None else ctx.seed))
+    return StageOutput([ctx.output, manifest_path_for(ctx.output)], counts)
+
+
+def _read_meta_table(join: MetaJoin) -> dict[str, dict[str, Any]]:
+    import csv
+
+    from domainfm.errors import CorpusError
+
+    if not join.src.is_file():
+        raise CorpusError(f"import.meta_join.src: {join.src}: no such file")
+    table: dict[str, dict[str, Any]] = {}
+    with open(join.src, encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        header = reader.fieldnames or []
+        for col in (join.key_col, *join.columns):
+            if col not in header:
+                raise CorpusError(f"{join.src.name}: no column {col!r}{suggest(col, header)}; columns are {header}")
+        for row in reader:
+            meta = {}
+            for col, key in join.columns.items():
+                value = (row[col] or "").strip()
+                if not value:
+                    continue
+                try:
+                    number = float(value)
+                    meta[key] = int(number) if number.is_integer() else number
+                except ValueError:
+                    meta[key] = value
+            table.setdefault(join.id_format.format(row[join.key_col]), meta)
+    return table
+
+
+def _sample(docs, n: int, seed: int) -> list:
+    """A uniform sample of ``n`` items of a stream (reservoir sampling), in stream order."""
+    import random
+
+    rng = random.Random(seed)
+    reservoir: list = []
+    for i, doc in enumerate(docs):
+        if i < n:
+            reservoir.append((i, doc))
+        else:
+            j = rng.randint(0, i)
+            if j < n:
+                reservoir[j] = (i, doc)
+    return [doc for _, doc in sorted(reservoir, key=lambda pair: pair[0])]
+
+
+def _reshape(src: Path, out: Path, cfg: ImportSection, *, seed: int) -> dict[str, int]:
+    """Join attributes and apply ``max_documents``: ``src`` (the importer's output) -> ``out``."""
+    from domainfm.corpus import read_documents
+    from domainfm.corpus.io import DocumentWriter
+    from domainfm.manifest import write_manifest
+
+    table = _read_meta_table(cfg.meta_join) if cfg.meta_join is not None else None
+    docs = read_documents(src)
+    if cfg.max_documents is not None:
+        docs = _sample(docs, cfg.max_documents, seed)
+    kept = joined = 0
+    with DocumentWriter(out) as writer:
+        for doc in docs:
+            if table is not None and doc.id in table:
+                doc.meta.update(table[doc.id])
+                joined += 1
+            writer.write(doc)
+            kept += 1
+    counts = {"kept": kept}
+    if table is not None:
+        counts["with_joined_meta"] = joined
+    inputs = [src] + ([cfg.meta_join.src] if cfg.meta_join is not None else [])
+    write_manifest(out, stage="import", config=cfg, inputs=inputs, outputs=[out], counts=counts)
+    return counts
 
 
 def _run_deid(ctx: StageContext) -> StageOutput:
@@ -301,40 +486,110 @@ def _output_mode(ctx: StageContext, list_checkpoints) -> dict[str, bool]:
     return {"overwrite": out.is_dir() and any(out.iterdir())}
 
 
+def _launched(ctx: StageContext, command: str, mode: dict[str, bool], extra: list[str]) -> tuple[dict, dict]:
+    """Run a training stage as ``<launch> -m domainfm <command> CONFIG -o OUT`` (e.g. under
+    ``accelerate launch`` on several GPUs); returns its ``metrics.json`` and ``manifest.json``."""
+    import shlex
+    import subprocess
+
+    import yaml
+
+    config_file = ctx.out_dir / f"{command}.stage.yaml"  # the resolved stage config, inputs wired
+    config_file.write_text(yaml.safe_dump(to_dict(ctx.config), sort_keys=False), encoding="utf-8")
+    argv = [*ctx.pipeline.launch, "-m", "domainfm", command, str(config_file), "-o", str(ctx.output), *extra]
+    argv += ["--resume"] if mode.get("resume") else (["--overwrite"] if mode.get("overwrite") else [])
+    (ctx.out_dir / "command.txt").write_text(shlex.join(argv) + "\n", encoding="utf-8")
+    if ctx.console is not None:
+        ctx.console.print(f"launching: {shlex.join(argv)}")
+    code = subprocess.run(argv).returncode
+    if code != 0:
+        raise PipelineError(f"'{shlex.join(argv)}' exited with code {code} (its output is above)")
+    read = lambda name: json.loads((ctx.output / name).read_text(encoding="utf-8"))  # noqa: E731
+    return read("metrics.json"), read("manifest.json")
+
+
 def _run_pretrain(ctx: StageContext) -> StageOutput:
     import contextlib
 
-    from domainfm.pretrain import console_reporter, pretrain
     from domainfm.pretrain.train import list_checkpoints
 
     mode = _output_mode(ctx, list_checkpoints)
-    reporter = console_reporter(ctx.console) if ctx.console is not None else contextlib.nullcontext(None)
-    with reporter as on_event:
-        result = pretrain(ctx.config, ctx.output, allow_identified_data=ctx.config.allow_identified_data,
-                          on_event=on_event, **mode)
+    if ctx.pipeline is not None and ctx.pipeline.launch:
+        extra = ["--allow-identified-data"] if ctx.config.allow_identified_data else []
+        raw, manifest = _launched(ctx, "pretrain", mode, extra)
+        steps, resumed_from = manifest.get("steps"), manifest.get("resumed_from_step")
+    else:
+        from domainfm.pretrain import console_reporter, pretrain
+
+        reporter = console_reporter(ctx.console) if ctx.console is not None else contextlib.nullcontext(None)
+        with reporter as on_event:
+            result = pretrain(ctx.config, ctx.output, allow_identified_data=ctx.config.allow_identified_data,
+                              on_event=on_event, **mode)
+        raw, steps, resumed_from = result.metrics, result.steps, result.resumed_from
     metrics: dict[str, Any] = {}
-    before, after = result.metrics.get("eval_before"), result.metrics.get("eval_after")
+    before, after = raw.get("eval_before"), raw.get("eval_after")
     if before and after:
         metrics = {"perplexity_before": round(before["perplexity"], 2),
                    "perplexity_after": round(after["perplexity"], 2)}
-    if result.resumed_from is not None:
-        metrics["resumed_from_step"] = result.resumed_from
-    return StageOutput([result.out_dir], {"steps": result.steps}, metrics)
+    if resumed_from is not None:
+        metrics["resumed_from_step"] = resumed_from
+    return StageOutput([ctx.output], {"steps": steps}, metrics)
 
 
 def _run_finetune(ctx: StageContext) -> StageOutput:
-    from domainfm.finetune import console_reporter, finetune
     from domainfm.finetune.train import list_checkpoints
 
     mode = _output_mode(ctx, list_checkpoints)
-    on_event = console_reporter(ctx.console) if ctx.console is not None else None
-    result = finetune(ctx.config, ctx.output, on_event=on_event, **mode)
-    ev = result.metrics.get("eval") or {}
+    if ctx.pipeline is not None and ctx.pipeline.launch:
+        raw, manifest = _launched(ctx, "finetune", mode, [])
+        steps, resumed_from = manifest.get("steps"), manifest.get("resumed_from_step")
+    else:
+        from domainfm.finetune import console_reporter, finetune
+
+        on_event = console_reporter(ctx.console) if ctx.console is not None else None
+        result = finetune(ctx.config, ctx.output, on_event=on_event, **mode)
+        raw, steps, resumed_from = result.metrics, result.steps, result.resumed_from
+    ev = raw.get("eval") or {}
     keys = ("macro_f1", "accuracy", "micro_f1", "f1")
     metrics = {k: round(ev[k], 4) for k in keys if isinstance(ev.get(k), (int, float))}
-    if result.resumed_from is not None:
-        metrics["resumed_from_step"] = result.resumed_from
-    return StageOutput([result.out_dir], {"steps": result.steps, "eval_documents": ev.get("n")}, metrics)
+    if resumed_from is not None:
+        metrics["resumed_from_step"] = resumed_from
+    return StageOutput([ctx.output], {"steps": steps, "eval_documents": ev.get("n")}, metrics)
+
+
+def _run_audit(ctx: StageContext) -> StageOutput:
+    from domainfm.audit import audit
+    from domainfm.finetune.train import load_task_data
+
+    section = ctx.config
+    task = ctx.pipeline.stages["finetune"]
+    train_docs, eval_docs, _, _ = load_task_data(task)
+    if section.data == "eval":
+        docs = eval_docs
+        if not docs:
+            raise ConfigError("audit.data is 'eval' but fine-tuning held out no documents: set "
+                              "finetune.data.eval_fraction > 0, finetune.data.eval, or audit.data: all")
+    else:
+        docs = train_docs + eval_docs
+    if section.max_documents is not None:
+        docs = docs[: section.max_documents]
+    cfg = AuditConfig(**{f.name: getattr(section, f.name) for f in dataclasses.fields(AuditConfig)})
+    result = audit(ctx.inputs[0], docs, ctx.out_dir, cfg)
+    report = result.report
+    perf = report.get("performance", {})
+    overall = perf.get("overall", {})
+    metrics: dict[str, Any] = {k: round(v, 4) for k, v in overall.items()
+                               if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "n"}
+    ece = ((report.get("calibration") or {}).get("overall") or {}).get("ece")
+    if isinstance(ece, (int, float)):
+        metrics["ece"] = round(ece, 4)
+    for attr, part in (perf.get("by_attribute") or {}).items():
+        gap = ((part.get("gaps") or {}).get("all_groups") or {}).get("accuracy_difference")
+        if " x " not in attr and isinstance(gap, (int, float)):
+            metrics[f"accuracy_gap_{attr.rsplit('.', 1)[-1]}"] = round(gap, 4)
+    counts = {"documents": len(docs), "data": section.data}
+    outputs = [result.html, ctx.out_dir / "report.json", ctx.out_dir / "model_card.md"]
+    return StageOutput(outputs, counts, metrics)
 
 
 def _run_label(ctx: StageContext) -> StageOutput:
@@ -360,6 +615,7 @@ STAGES: dict[str, StageRunner] = {
     "chunk": _run_chunk,
     "pretrain": _run_pretrain,
     "finetune": _run_finetune,
+    "audit": _run_audit,
     "label": _run_label,
 }
 
@@ -584,7 +840,7 @@ def _run_stage(pcfg: PipelineConfig, name: str, *, forced: bool, console) -> Sta
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "error.log").unlink(missing_ok=True)
     _write_json(stage_file, {**base, "status": "running", "started": _now()})
-    ctx = StageContext(name, config, list(inputs), out_dir, pcfg.output(name), pcfg.seed, resume, console)
+    ctx = StageContext(name, config, list(inputs), out_dir, pcfg.output(name), pcfg.seed, resume, console, pcfg)
     t0 = time.perf_counter()
     try:
         produced = STAGES[name](ctx)

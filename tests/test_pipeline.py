@@ -50,7 +50,7 @@ def statuses(result):
 def test_first_run_runs_then_caches_and_writes_run_json(pipeline, tmp_path):
     first = pl.run_pipeline(pipeline)
     assert statuses(first) == {"import": "ran", "deid": "ran", "chunk": "ran", "pretrain": "skipped",
-                               "finetune": "skipped", "label": "skipped"}
+                               "finetune": "skipped", "audit": "skipped", "label": "skipped"}
     run = tmp_path / "run"
     for stage, output in (("import", "corpus.jsonl"), ("deid", "corpus.jsonl"), ("chunk", "chunks.jsonl")):
         assert (run / stage / output).is_file()
@@ -179,9 +179,17 @@ def test_bad_keys_are_named_with_a_suggestion(pipeline, overrides, message):
 
 def test_shipped_pipelines_validate():
     clinical = pl.load_pipeline(ROOT / "tasks" / "demo-clinical.yaml")
-    assert list(clinical.stages) == ["import", "deid", "chunk", "pretrain", "finetune", "label"]
+    assert list(clinical.stages) == ["import", "deid", "chunk", "pretrain", "finetune", "audit", "label"]
     legal = pl.load_pipeline(ROOT / "tasks" / "demo-legal.yaml")
     assert list(legal.stages) == ["import", "deid", "chunk", "label"]
+    from domainfm.config import read_yaml
+    from domainfm.demo import EMBEDDED_PIPELINES, PIPELINE_FILES
+
+    for name, file in PIPELINE_FILES.items():  # what a wheel install without tasks/ runs
+        assert EMBEDDED_PIPELINES[name] == read_yaml(ROOT / "tasks" / file), file
+    for name in ("mtsamples-pipeline.yaml", "unfair-tos-pipeline.yaml"):
+        real = pl.load_pipeline(ROOT / "tasks" / name)
+        assert {"import", "deid", "finetune", "audit"} <= set(real.stages), name
 
 
 def test_cli_run(cli, pipeline, tmp_path):
@@ -238,3 +246,207 @@ def test_a_killed_stage_resumes_and_training_stages_resume_only_from_checkpoints
     assert pl._output_mode(ctx, lambda path: [(10, out / "checkpoints" / "checkpoint-10")]) == {"resume": True}
     ctx.resume = False  # config or inputs changed: the old checkpoints belong to another run
     assert pl._output_mode(ctx, lambda path: [(10, out)]) == {"overwrite": True}
+
+
+# ------------------------------------------------------------------ audit stage, tiny finetune
+
+# Made-up notes: two note types, with sex and age for the audit's groups (one note lacks both:
+# the explicit "unknown" group).
+CARDIO = ["chest pain on exertion, troponin negative", "palpitations and atrial fibrillation on ECG",
+          "shortness of breath, reduced ejection fraction", "hypertension follow up, amlodipine"]
+ORTHO = ["knee pain after a fall, x-ray shows no fracture", "lower back pain radiating to the leg",
+         "shoulder stiffness, rotator cuff tear on MRI", "ankle sprain, weight bearing as tolerated"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory, tiny_tokenizer, tiny_bert_config):
+    import torch
+    from transformers import BertModel
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    BertModel(tiny_bert_config).save_pretrained(folder)
+    tiny_tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture()
+def labelled(tmp_path):
+    path = tmp_path / "labelled.jsonl"
+    rows = []
+    for i in range(40):
+        kind, texts = ("cardiology", CARDIO) if i % 2 else ("orthopedics", ORTHO)
+        meta = {} if i == 0 else {"sex": "female" if i % 4 < 2 else "male", "age": 20 + (i * 7) % 70}
+        rows.append({"id": f"d{i}", "text": f"Note {i}: {texts[i % 4]}.", "label": kind, "meta": meta})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture()
+def audited(tmp_path, labelled, tiny_model_dir):
+    return {
+        "run_dir": str(tmp_path / "run"),
+        "seed": 13,
+        "import": {"format": "jsonl", "src": str(labelled)},
+        "finetune": {
+            "model": {"name": str(tiny_model_dir), "max_length": 32},
+            "data": {"eval_fraction": 0.5},
+            "lora": {"r": 4, "lora_alpha": 8, "target_modules": ["query", "value"]},
+            "long_documents": {"strategy": "truncate"},
+            "train": {"lr": 5e-3, "max_steps": 2, "batch_size": 8, "checkpoint": False},
+        },
+        "audit": {"group_by": ["meta.sex", "meta.age_band"], "n_bootstrap": 20, "counterfactuals": [],
+                  "min_group_size": 5},
+    }
+
+
+def test_audit_stage_reports_on_the_held_out_split_and_reruns_alone(audited, tmp_path):
+    first = pl.run_pipeline(audited)
+    assert [statuses(first)[s] for s in ("import", "finetune", "audit")] == ["ran"] * 3
+    out = tmp_path / "run" / "audit"
+    for name in ("index.html", "report.json", "model_card.md"):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "report.json").read_text())
+    held_out = first.stage("finetune").counts["eval_documents"]
+    assert 0 < held_out < 40
+    assert report["data"]["n_documents"] == held_out == first.stage("audit").counts["documents"]
+    metrics = first.stage("audit").metrics
+    assert metrics["accuracy"] == pytest.approx(report["performance"]["overall"]["accuracy"], abs=1e-4)
+    assert "accuracy_gap_sex" in metrics and "ece" in metrics
+    summary = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert next(s for s in summary["stages"] if s["name"] == "audit")["metrics"] == metrics
+
+    again = pl.run_pipeline(audited, {"audit.n_bootstrap": 30})
+    assert statuses(again) == {"import": "cached", "deid": "skipped", "chunk": "skipped", "pretrain": "skipped",
+                               "finetune": "cached", "audit": "ran", "label": "skipped"}
+    assert json.loads((out / "report.json").read_text())["config"]["n_bootstrap"] == 30
+    in_sample = pl.run_pipeline(audited, {"audit.data": "all"})
+    assert in_sample.stage("audit").counts["documents"] == 40
+    groups = json.loads((out / "report.json").read_text())["data"]["attributes"]["meta.sex"]["groups"]
+    assert groups["unknown"] == 1  # d0 has no sex: an explicit group, not dropped
+    assert pl.run_pipeline(audited, {"audit.data": "all"}).stage("audit").status == "cached"
+
+
+def test_training_stages_under_a_launcher_match_the_in_process_run(audited, tmp_path):
+    """``launch:`` runs finetune as ``<launch> -m domainfm finetune CONFIG -o OUT`` (here plain
+    python: one process; ``accelerate launch --num_processes N`` in production)."""
+    import sys
+
+    in_process = pl.run_pipeline(audited, until_stage="finetune")
+    launched = pl.run_pipeline({**audited, "run_dir": str(tmp_path / "launched"), "launch": [sys.executable]},
+                               until_stage="finetune")
+    assert launched.stage("finetune").status == "ran"
+    assert launched.stage("finetune").metrics == in_process.stage("finetune").metrics  # same seed, same model
+    assert launched.stage("finetune").counts == in_process.stage("finetune").counts
+    command = (tmp_path / "launched" / "finetune" / "command.txt").read_text()
+    assert command.startswith(sys.executable) and "-m domainfm finetune" in command
+    with pytest.raises(ConfigError, match="'launch' must be a command"):
+        pl.pipeline_from_dict({**audited, "launch": []})
+    assert pl.pipeline_from_dict({**audited, "launch": "accelerate launch --num_processes 2"}).launch == [
+        "accelerate", "launch", "--num_processes", "2"]
+
+
+def test_audit_section_errors(audited):
+    with pytest.raises(ConfigError, match="add a 'finetune' section"):
+        pl.pipeline_from_dict({k: v for k, v in audited.items() if k != "finetune"})
+    with pytest.raises(ConfigError, match="did you mean 'n_bootstrap'"):
+        pl.pipeline_from_dict({**audited, "audit": {"n_bootstrapp": 10}})
+    with pytest.raises(ConfigError, match="n_bootstrap"):
+        pl.pipeline_from_dict({**audited, "audit": {"n_bootstrap": -1}})
+    with pytest.raises(ConfigError, match="'audit.data' must be one of"):
+        pl.pipeline_from_dict({**audited, "audit": {"data": "test"}})
+    cfg = pl.pipeline_from_dict(audited)
+    assert [p.name for p in cfg.inputs["audit"]] == ["model", "corpus.jsonl"]
+
+
+def test_import_joins_attributes_and_caps_documents(tmp_path, labelled):
+    table = tmp_path / "attrs.csv"
+    table.write_text("note,gender,age\n1,female,34\n2,,71.0\n99,male,50\n", encoding="utf-8")
+    run = {"run_dir": str(tmp_path / "run"),
+           "import": {"format": "jsonl", "src": str(labelled), "max_documents": 3,
+                      "meta_join": {"src": str(table), "key_col": "note", "id_format": "d{}",
+                                    "columns": {"gender": "sex", "age": "age"}}}}
+    result = pl.run_pipeline(run)
+    counts = result.stage("import").counts
+    assert {k: counts[k] for k in ("read", "written", "rejected", "kept")} == {"read": 40, "written": 40,
+                                                                           "rejected": 0, "kept": 3}
+    docs = [json.loads(line) for line in (tmp_path / "run" / "import" / "corpus.jsonl").read_text().splitlines()]
+    ids = [int(d["id"][1:]) for d in docs]
+    assert ids == sorted(ids) and ids != [0, 1, 2]  # a seeded sample in input order, not the first three
+    assert pl._sample(range(40), 3, 13) == pl._sample(range(40), 3, 13) != pl._sample(range(40), 3, 14)
+
+    everything = {**run, "import": {**run["import"], "max_documents": None}}
+    full = pl.run_pipeline(everything)
+    assert full.stage("import").counts["with_joined_meta"] == 2
+    docs = [json.loads(line) for line in (tmp_path / "run" / "import" / "corpus.jsonl").read_text().splitlines()]
+    assert docs[0]["meta"] == {} and docs[1]["meta"]["sex"] == "female" and docs[1]["meta"]["age"] == 34
+    assert docs[2]["meta"]["age"] == 71 and docs[2]["meta"]["sex"] == "male"  # empty cell keeps the old value
+    manifest = json.loads((tmp_path / "run" / "import" / "corpus.manifest.json").read_text())
+    assert manifest["counts"]["kept"] == 40 and len(manifest["inputs"]) == 2
+    with table.open("a", encoding="utf-8") as fh:
+        fh.write("3,female,40\n")
+    assert pl.run_pipeline(everything).stage("import").status == "ran"  # the table is an input of the stage
+    bad = {**run["import"], "meta_join": {**run["import"]["meta_join"], "key_col": "nte"}}
+    with pytest.raises(DomainFMError, match="no column 'nte'.*did you mean 'note'"):
+        pl.run_pipeline({**run, "import": bad})
+
+
+# ------------------------------------------------------------------------------------ the demo
+
+
+def test_demo_runs_the_shipped_pipelines_and_copies_the_audit_report(tmp_path, monkeypatch):
+    """Small generated corpora, the real import, fakes for the other stages (tested above); the
+    fake de-identification finds exactly the gold PHI, so the demo's gold scoring must say 1.0."""
+    from rich.console import Console
+
+    from domainfm.demo import run_demo
+    from domainfm.synth import write_sample_corpora
+
+    write_sample_corpora(tmp_path / "corpora", seed=13, n_clinical=16, n_legal=6)
+    ran = []
+
+    def fake(ctx):
+        ran.append(ctx.name)
+        target = ctx.out_dir if ctx.name == "audit" else ctx.output
+        if ctx.name == "deid":
+            rows = [json.loads(line) for line in ctx.inputs[0].read_text().splitlines()]
+            found = [[{**span, "label": "NAME"} for span in r["spans"]] for r in rows]  # a canonical label
+            ctx.output.write_text("".join(json.dumps({**r, "phi_spans": f}) + "\n" for r, f in zip(rows, found)))
+            return pl.StageOutput([ctx.output], {"written": len(rows)})
+        if ctx.name in ("pretrain", "finetune"):
+            target.mkdir(parents=True, exist_ok=True)
+            (target / "weights.bin").write_text(ctx.name)
+            return pl.StageOutput([target], {"steps": 1})
+        if ctx.name == "audit":
+            report = {"summary": [{"text": "Overall accuracy is 50.0% on 4 documents."}]}
+            (target / "report.json").write_text(json.dumps(report))
+            for name in ("index.html", "model_card.md"):
+                (target / name).write_text(name)
+            return pl.StageOutput([target / "index.html"], {"documents": 4}, {"accuracy": 0.5})
+        target.write_text("{}\n")
+        return pl.StageOutput([target], {"written": 1})
+
+    for stage in ("deid", "chunk", "pretrain", "finetune", "audit", "label"):
+        monkeypatch.setitem(pl.STAGES, stage, fake)
+    console = Console(record=True, width=120)
+    summary = run_demo(out=tmp_path / "out", corpora=tmp_path / "corpora", console=console,
+                       report_dir=tmp_path / "reports" / "demo")
+    assert ran == ["deid", "chunk", "pretrain", "finetune", "audit", "label", "deid", "chunk", "label"]
+    clinical, legal = summary["pipelines"]["clinical"], summary["pipelines"]["legal"]
+    assert list(clinical["stages"]) == ["import", "deid", "chunk", "pretrain", "finetune", "audit", "label"]
+    assert list(legal["stages"]) == ["import", "deid", "chunk", "label"]
+    assert clinical["stages"]["import"]["counts"]["written"] == 16
+    assert clinical["deid_vs_gold"]["any_overlap"]["recall"] == 1.0
+    assert legal["deid_vs_gold"]["any_overlap"]["recall"] == 1.0
+    for name in ("index.html", "report.json", "model_card.md"):
+        assert (tmp_path / "reports" / "demo" / name).is_file()
+    assert json.loads((tmp_path / "out" / "demo.json").read_text()) == summary
+    shown = console.export_text()
+    assert "Overall accuracy is 50.0%" in shown and str(tmp_path / "reports" / "demo" / "index.html") in shown
+    corpus = [json.loads(line) for line in (tmp_path / "corpora" / "clinical" / "notes.jsonl").read_text().splitlines()]
+    assert not any(doc["text"][:40] in shown for doc in corpus)  # counts and scores, no document text
+
+    again = run_demo(out=tmp_path / "out", corpora=tmp_path / "corpora", console=Console(record=True),
+                     report_dir=None)
+    assert {s["status"] for p in again["pipelines"].values() for s in p["stages"].values()} == {"cached"}
+    assert len(ran) == 9
