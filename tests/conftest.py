@@ -136,3 +136,16 @@ def run_offline(code: str, cwd: Path | None = None, timeout: int = 300):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
     return subprocess.run([sys.executable, "-c", NETWORK_GUARD + code], capture_output=True, text=True,
                           cwd=cwd, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_tokenizer, tiny_bert_config):
+    """A tiny BERT encoder + tokenizer saved like any hub model."""
+    import torch
+    from transformers import BertModel
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    BertModel(tiny_bert_config).save_pretrained(folder)
+    tiny_tokenizer.save_pretrained(folder)
+    return folder

@@ -37,19 +37,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory, tiny_tokenizer, tiny_bert_config):
-    """A tiny BERT encoder + tokenizer saved like any hub model."""
-    import torch
-    from transformers import BertModel
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    torch.manual_seed(0)
-    BertModel(tiny_bert_config).save_pretrained(folder)
-    tiny_tokenizer.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="session")
 def notes(clinical_corpus):
     return list(read_documents(clinical_corpus))[:60]
 

@@ -258,18 +258,6 @@ ORTHO = ["knee pain after a fall, x-ray shows no fracture", "lower back pain rad
          "shoulder stiffness, rotator cuff tear on MRI", "ankle sprain, weight bearing as tolerated"]
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory, tiny_tokenizer, tiny_bert_config):
-    import torch
-    from transformers import BertModel
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    torch.manual_seed(0)
-    BertModel(tiny_bert_config).save_pretrained(folder)
-    tiny_tokenizer.save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture()
 def labelled(tmp_path):
     path = tmp_path / "labelled.jsonl"

@@ -71,6 +71,69 @@ class TaskModelScorer:
         at ``max_length``), as :meth:`predict_proba` gives for them, without chunking: one
         tokenizer call, length-sorted batches padded to their longest member, inference mode.
         shap's masked samples of a chunk are such texts."""
+        from domainfm.finetune.data import Feature
+        from domainfm.finetune.predict import _softmax, score_features
+
+        texts = [str(t) for t in texts]
+        if not texts:
+            return np.zeros((0, len(self.labels)))
+        enc = self.tokenizer(texts, truncation=True, max_length=self.max_length, return_attention_mask=False,
+                             return_token_type_ids=False, verbose=False)["input_ids"]
+        features = [Feature(doc_index=i, input_ids=ids, offset=0, length=len(t))
+                    for i, (ids, t) in enumerate(zip(enc, texts))]
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        logits = score_features(self.tm.model, features, pad_id=pad, batch_size=self.batch_size)
+        return _softmax(np.stack(logits))
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class LabelOnlyScorer:
+    """Wrap a model with ``labels`` and ``predict(texts) -> list of labels`` (no scores)."""
+
+    has_scores = False
+
+    def __init__(self, model: Any):
+        self.model = model
+        self.labels = list(model.labels)
+        self.tokenizer = getattr(model, "tokenizer", None)
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        index = {l: i for i, l in enumerate(self.labels)}
+        out = np.zeros((len(texts), len(self.labels)))
+        for row, label in enumerate(self.model.predict(list(texts))):
+            if label not in index:
+                raise ConfigError(f"the model predicted {label!r}, which is not one of its labels {self.labels}")
+            out[row, index[label]] = 1.0
+        return out
+
+
+class TaskModelScorer:
+    """A classification model from ``domainfm finetune``; long texts are chunked and their chunk
+    logits aggregated exactly as :func:`domainfm.finetune.predict` does."""
+
+    has_scores = True
+
+    def __init__(self, task_model: Any, batch_size: int = 32):
+        if task_model.task != "classification":
+            raise ConfigError(f"the audit scores classification models; this one is a {task_model.task!r} model")
+        self.tm = task_model
+        self.labels = list(task_model.label_map.labels)
+        self.tokenizer = task_model.tokenizer
+        self.max_length = task_model.max_length
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_dir(cls, model_dir: str | os.PathLike, batch_size: int = 32) -> "TaskModelScorer":
+        from domainfm.finetune import load_task_model
+
+        return cls(load_task_model(model_dir), batch_size=batch_size)
+
+    def score_sequences(self, texts: Sequence[str]) -> np.ndarray:
+        """Probabilities for texts that each fit one model sequence (longer ones are truncated
+        at ``max_length``), as :meth:`predict_proba` gives for them, without chunking: one
+        tokenizer call, length-sorted batches padded to their longest member, inference mode.
+        shap's masked samples of a chunk are such texts."""
         import torch
 
         texts = [str(t) for t in texts]
