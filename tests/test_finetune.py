@@ -27,7 +27,8 @@ from domainfm.finetune import (
     multilabel_metrics,
     predict,
 )
-from domainfm.finetune.data import bio_labels, build_label_map, decode_bio, get_field
+from domainfm.finetune.data import bio_labels, build_label_map, decode_bio, decode_words, get_field
+from domainfm.finetune.predict import read_task_info
 from domainfm.finetune.train import load_task_data
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,6 +136,54 @@ def test_bio_alignment(offsets, spans, expected):
     id2label = {0: "O", 1: "B-X", 2: "I-X"}
     decoded = decode_bio(tags, np.ones(len(tags)), offsets, id2label)
     assert [(s.start, s.end, s.label) for s in decoded] == [s.key for s in spans]
+
+
+WORD_TAGS = {0: "O", 1: "B-X", 2: "I-X", 3: "B-Y", 4: "I-Y"}
+
+
+def _log_probs(rows):
+    """Per-token log-probabilities with the given tag most likely (0.6, the rest sharing 0.4)."""
+    out = np.full((len(rows), len(WORD_TAGS)), 0.4 / (len(WORD_TAGS) - 1))
+    for i, tag in enumerate(rows):
+        out[i, tag] = 0.6
+    return np.log(out)
+
+
+@pytest.mark.parametrize("token_tags, word_ids, expected", [
+    # "I-X" after "O": the word-level BIO constraint starts the entity with B-X, it is not dropped
+    ([0, 2, 2], [0, 1, 2], [(5, 17, "X")]),
+    # the second piece of a word tagged O: the word takes its first piece's tag, span covers the word
+    ([1, 0, 0], [0, 0, 1], [(0, 9, "X")]),
+    # a word's first piece outside, later piece inside: the word stays outside
+    ([0, 1, 0], [0, 0, 1], []),
+    # special tokens (no word id) are skipped
+    ([0, 1, 2, 0], [None, 0, 1, None], [(0, 9, "X")]),
+])
+def test_word_level_decoding_obeys_bio(token_tags, word_ids, expected):
+    offsets = [(0, 4), (5, 9), (10, 17), (0, 0)][:len(token_tags)]
+    if word_ids[0] is None:  # [CLS] w0 w1 [SEP]
+        offsets = [(0, 0), (0, 4), (5, 9), (0, 0)]
+    elif word_ids[:2] == [0, 0]:  # one word in two pieces, then a word
+        offsets = [(0, 4), (4, 9), (10, 17)]
+    spans = decode_words(_log_probs(token_tags), word_ids, offsets, WORD_TAGS)
+    assert [(s.start, s.end, s.label) for s in spans] == expected
+    assert all(0 < s.attrs["score"] <= 1 for s in spans)
+
+
+def test_word_level_decoding_is_the_best_valid_path():
+    # token argmax says O, I-X, I-X; the valid paths are O B-X I-X (first word unlikely as B-X)
+    # or B-X I-X I-X: Viterbi must pick the more probable one, not patch tags one by one
+    lp = np.log(np.array([[0.50, 0.45, 0.01, 0.02, 0.02],
+                          [0.10, 0.30, 0.56, 0.02, 0.02],
+                          [0.10, 0.05, 0.81, 0.02, 0.02]]))
+    spans = decode_words(lp, [0, 1, 2], [(0, 4), (5, 9), (10, 17)], WORD_TAGS)
+    # O B-X I-X: .50*.30*.81 = .1215 ; B-X I-X I-X: .45*.56*.81 = .2041 -> the whole run
+    assert [(s.start, s.end, s.label) for s in spans] == [(0, 17, "X")]
+    # "I-Y" right after an X entity cannot continue it; B-Y, the next best, starts a new entity
+    lp = np.log(np.array([[0.1, 0.8, 0.04, 0.03, 0.03],
+                          [0.05, 0.05, 0.05, 0.25, 0.60]]))
+    spans = decode_words(lp, [0, 1], [(0, 4), (5, 9)], WORD_TAGS)
+    assert [(s.start, s.end, s.label) for s in spans] == [(0, 4, "X"), (5, 9, "Y")]
 
 
 @pytest.mark.parametrize("span, message", [
@@ -313,6 +362,13 @@ def test_ner_long_documents_through_chunks(tmp_path, notes, tiny_model_dir):
         for span in rec["pred_spans"]:
             assert 0 <= span["start"] < span["end"] <= len(doc.text)  # document coordinates
             assert span["label"] in labels and 0 <= span["score"] <= 1
+    assert tm.ner_decoding == "words" and read_task_info(tmp_path / "ner")["ner_decoding"] == "words"
+    for rec, doc in zip(records, notes[:2]):  # word-level decoding: no span starts or ends inside a word
+        for span in rec["pred_spans"]:
+            assert not (span["start"] > 0 and doc.text[span["start"] - 1].isalnum() and doc.text[span["start"]].isalnum())
+            assert not (span["end"] < len(doc.text) and doc.text[span["end"] - 1].isalnum() and doc.text[span["end"]].isalnum())
+    tm.info["ner_decoding"] = "tokens"  # the token-level reading is still available on the same model
+    assert evaluate(tm, notes[:4])["definition"].startswith("exact match")
     from transformers import AutoModelForTokenClassification
 
     assert AutoModelForTokenClassification.from_pretrained(tmp_path / "ner").config.id2label[1] == "B-DATE"
@@ -380,6 +436,8 @@ def test_merge_refuses_mean_pooling_before_training(tmp_path, notes_file, tiny_m
     assert not (tmp_path / "m").exists()
     with pytest.raises(ConfigError, match="model.pooling.*must be one of"):
         _cfg(notes_file, tiny_model_dir, **{"model.pooling": "max"})
+    with pytest.raises(ConfigError, match="model.ner_decoding.*must be one of"):
+        _cfg(notes_file, tiny_model_dir, **{"model.ner_decoding": "crf"})
 
 
 def test_mean_pooling_names_the_architecture_it_cannot_serve():

@@ -23,6 +23,7 @@ from domainfm.errors import ConfigError
 
 TASK_TYPES = ("classification", "multilabel", "ner")
 DEFAULT_METRIC = {"classification": "macro_f1", "multilabel": "micro_f1", "ner": "f1"}
+NER_DECODINGS = ("words", "tokens")
 METRICS = {
     "classification": ("macro_f1", "micro_f1", "weighted_f1", "accuracy"),
     "multilabel": ("micro_f1", "macro_f1", "samples_f1", "subset_accuracy"),
@@ -46,18 +47,27 @@ class ModelSection:
             or ``mean`` (masked mean of the token states, how sentence encoders such as MiniLM
             were trained; BERT-style encoders only, no ``--merge``). See
             :mod:`domainfm.finetune.pooling`. Ignored for ``ner``.
+        ner_decoding: how ``ner`` tag scores become spans: ``words`` (each word -- a
+            pre-tokenizer word of the fast tokenizer -- takes the tag of its first sub-token,
+            and the most probable tag sequence that obeys BIO, no ``I-X`` without ``B-X``
+            before it, is found by Viterbi; spans always cover whole words) or ``tokens``
+            (per-token argmax, read leniently as conlleval does; spans can end inside a word).
+            Decoding only: it can be changed on a trained model (``domainfm_task.json``).
     """
 
     name: str = "minilm"
     tokenizer: str | None = None
     max_length: int = 256
     pooling: Literal["cls", "mean"] = "cls"
+    ner_decoding: Literal["words", "tokens"] = "words"
 
     def __post_init__(self):
         if not 8 <= self.max_length <= 65536:
             raise ConfigError(f"model.max_length must be an int in [8, 65536], got {self.max_length}")
         if self.pooling not in ("cls", "mean"):
             raise ConfigError(f"model.pooling must be 'cls' or 'mean', got {self.pooling!r}")
+        if self.ner_decoding not in NER_DECODINGS:
+            raise ConfigError(f"model.ner_decoding must be one of {', '.join(NER_DECODINGS)}, got {self.ner_decoding!r}")
 
 
 @dataclass

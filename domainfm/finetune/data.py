@@ -299,6 +299,68 @@ def decode_bio(tag_ids: Sequence[int], probs: np.ndarray, offsets: Sequence[tupl
     return spans
 
 
+def decode_words(log_probs: np.ndarray, word_ids: Sequence[int | None], offsets: Sequence[tuple[int, int]],
+                 id2label: dict[int, str]) -> list[Span]:
+    """Tag log-probabilities -> character spans, one tag per word, BIO obeyed.
+
+    Each word (tokens sharing a ``word_ids`` entry) takes the scores of its first sub-token, as
+    word-level taggers are usually read; Viterbi then finds the most probable tag sequence in
+    which ``I-X`` only follows ``B-X`` or ``I-X``, so an entity never starts in the middle and
+    never covers part of a word. Score of a span: mean probability of its words' tags.
+
+    Example:
+        >>> lp = np.log(np.array([[.1, .8, .1], [.2, .1, .7], [.6, .1, .3], [.5, .1, .4]]))
+        >>> decode_words(lp, [0, 1, 1, 2], [(0, 3), (4, 8), (8, 10), (11, 13)],
+        ...              {0: "O", 1: "B-X", 2: "I-X"})  # the second word's second piece does not split it
+        [Span(start=0, end=10, label='X', attrs={'score': 0.75})]
+    """
+    words: list[list[int]] = []
+    last = None
+    for i, w in enumerate(word_ids):
+        if w is None or offsets[i][1] <= offsets[i][0]:
+            continue
+        if w != last:
+            words.append([])
+            last = w
+        words[-1].append(i)
+    if not words:
+        return []
+    names = [id2label[i] for i in range(len(id2label))]
+    entity = [n.split("-", 1)[1] if n != OUTSIDE else None for n in names]
+    inside = np.array([n.startswith("I-") for n in names])
+    # transition[a, b]: 0 when tag b may follow tag a, -inf when BIO forbids it
+    allowed = np.array([[not inside[b] or (entity[a] is not None and entity[a] == entity[b])
+                         for b in range(len(names))] for a in range(len(names))])
+    transition = np.where(allowed, 0.0, -np.inf)
+    emissions = np.asarray(log_probs)[[w[0] for w in words]]
+    score = np.where(inside, -np.inf, emissions[0])
+    back = []
+    for t in range(1, len(words)):
+        candidates = score[:, None] + transition
+        back.append(candidates.argmax(0))
+        score = candidates.max(0) + emissions[t]
+    path = [int(score.argmax())]
+    for pointers in reversed(back):
+        path.append(int(pointers[path[-1]]))
+    path.reverse()
+    spans: list[Span] = []
+    current: list | None = None  # [label, start, end, [probs]]
+    for w, (tokens, tag) in enumerate(zip(words, path)):
+        p = float(np.exp(emissions[w, tag]))
+        if names[tag] == OUTSIDE or not inside[tag]:
+            if current is not None:
+                spans.append(Span(current[1], current[2], current[0], {"score": round(float(np.mean(current[3])), 4)}))
+                current = None
+            if names[tag] != OUTSIDE:
+                current = [entity[tag], offsets[tokens[0]][0], offsets[tokens[-1]][1], [p]]
+        else:
+            current[2] = offsets[tokens[-1]][1]
+            current[3].append(p)
+    if current is not None:
+        spans.append(Span(current[1], current[2], current[0], {"score": round(float(np.mean(current[3])), 4)}))
+    return spans
+
+
 # ---------------------------------------------------------------------------------------------
 # Features
 
@@ -312,6 +374,7 @@ class Feature:
     offset: int  # character offset of the sequence's text in the document
     length: int  # characters of the sequence's text
     offsets: list[tuple[int, int]] = field(default_factory=list)  # per token, sequence coordinates
+    word_ids: list[int | None] = field(default_factory=list)  # per token, the fast tokenizer's word index
     label: Any = None  # class id, multi-hot list, or tag ids
     chunk: Any = None
 
@@ -372,6 +435,8 @@ def encode_documents(docs: Sequence[Document], *, task: str, tokenizer, max_leng
         offsets = [tuple(o) for o in enc["offset_mapping"][k]]
         special = enc["special_tokens_mask"][k]
         feature = Feature(i, list(enc["input_ids"][k]), s, e - s, offsets, chunk=chunk)
+        if task == "ner":
+            feature.word_ids = enc.word_ids(k)
         if long_documents.strategy == "truncate":
             covered = max((o[1] for o, m in zip(offsets, special) if not m), default=0)
             feature.length = covered

@@ -36,6 +36,7 @@ from domainfm.finetune.data import (
     LabelMap,
     check_known_labels,
     decode_bio,
+    decode_words,
     document_target,
     encode_documents,
 )
@@ -59,6 +60,11 @@ class TaskModel:
     text_field: str = "text"
     label_field: str = "label"
     info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ner_decoding(self) -> str:
+        # folders from before model.ner_decoding get the current default: it is decoding, not training
+        return self.info.get("ner_decoding") or "words"
 
     @property
     def device(self):
@@ -228,16 +234,19 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def document_outputs(task: str, label_map: LabelMap, docs: Sequence[Document], features: Sequence[Feature],
-                     logits: Sequence[np.ndarray], aggregate: str = "mean") -> list[Any]:
+                     logits: Sequence[np.ndarray], aggregate: str = "mean", ner_decoding: str = "words") -> list[Any]:
     """Per document: class probabilities (classification / multilabel, from chunk logits
-    aggregated with ``aggregate``) or predicted spans in document coordinates (ner)."""
+    aggregated with ``aggregate``) or predicted spans in document coordinates (ner, decoded as
+    ``ner_decoding`` says: ``words`` or ``tokens``, see ``ModelSection``)."""
     if task == "ner":
         id2label = label_map.id2label
         per_feature = []
         for f, lg in zip(features, logits):
             probs = _softmax(lg)
-            tags = probs.argmax(-1)
-            per_feature.append(decode_bio(tags, probs.max(-1), f.offsets, id2label))
+            if ner_decoding == "words" and f.word_ids:
+                per_feature.append(decode_words(np.log(np.clip(probs, 1e-12, None)), f.word_ids, f.offsets, id2label))
+            else:
+                per_feature.append(decode_bio(probs.argmax(-1), probs.max(-1), f.offsets, id2label))
         spans: dict[int, list[Span]] = defaultdict(list)
         if features and features[0].chunk is not None:
             from domainfm.chunk import project_spans
@@ -270,7 +279,8 @@ def predict_outputs(tm: TaskModel, docs: Sequence[Document], *, batch_size: int 
                                label_field=tm.label_field, text_field=tm.text_field, with_labels=with_labels)
     pad = tm.tokenizer.pad_token_id if tm.tokenizer.pad_token_id is not None else 0
     logits = score_features(tm.model, encoded.features, pad_id=pad, batch_size=batch_size)
-    return document_outputs(tm.task, tm.label_map, docs, encoded.features, logits, tm.long_documents.aggregate)
+    return document_outputs(tm.task, tm.label_map, docs, encoded.features, logits, tm.long_documents.aggregate,
+                            tm.ner_decoding)
 
 
 def _record(tm: TaskModel, doc: Document, output: Any) -> dict[str, Any]:

@@ -449,7 +449,7 @@ def finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool = F
     def run_eval() -> dict[str, Any]:
         logits = score_features(raw, eval_enc.features, pad_id=pad_id, batch_size=cfg.train.eval_batch_size)
         outputs = document_outputs(cfg.task, label_map, eval_docs, eval_enc.features, logits,
-                                   cfg.long_documents.aggregate)
+                                   cfg.long_documents.aggregate, cfg.model.ner_decoding)
         return compute_metrics(cfg.task, label_map, eval_docs, outputs, cfg.label_field)
 
     start_step, history, best, best_params, bad_evals, resumed_from = 0, [], None, None, 0, None
@@ -601,7 +601,8 @@ def _save_model(model, tokenizer, cfg: TaskConfig, label_map: LabelMap, source: 
         "task": cfg.task, "labels": label_map.labels, "id2label": {str(k): v for k, v in label_map.id2label.items()},
         "label2id": label_map.label2id, "method": "full" if cfg.train.full_finetune else "lora",
         "merged": merge, "base_model": {"name": cfg.model.name, "resolved": source},
-        "max_length": cfg.model.max_length, "pooling": _pooling(cfg), "long_documents": dataclasses.asdict(cfg.long_documents),
+        "max_length": cfg.model.max_length, "pooling": _pooling(cfg),
+        "ner_decoding": cfg.model.ner_decoding if cfg.task == "ner" else None, "long_documents": dataclasses.asdict(cfg.long_documents),
         "text_field": cfg.data.text_field, "label_field": cfg.label_field, "domainfm_version": __version__,
     }
     write_json_atomic(out / TASK_FILE, info)
