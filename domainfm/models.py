@@ -11,7 +11,9 @@ demo and the tests never touch a model hub:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import warnings
 from pathlib import Path
 
 from domainfm.config import suggest
@@ -102,3 +104,15 @@ def _minilm_path() -> str | None:
 
 def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
+
+
+@contextlib.contextmanager
+def quiet_peft_wrap():
+    """Wrap a model with peft without transformers' ``is_gradient_checkpointing`` FutureWarning.
+
+    peft reads that deprecated attribute on every wrap, so the warning points at peft's code, not at
+    anything a user can change; every other warning still shows.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield

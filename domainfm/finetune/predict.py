@@ -42,6 +42,7 @@ from domainfm.finetune.data import (
 )
 from domainfm.finetune.metrics import classification_metrics, entity_metrics, multilabel_metrics
 from domainfm.finetune.pooling import apply_pooling
+from domainfm.models import quiet_peft_wrap
 
 TASK_FILE = "domainfm_task.json"
 ADAPTER_DIR = "adapter"
@@ -158,7 +159,8 @@ def load_task_model(model_dir: str | os.PathLike, *, task: str | None = None, de
                     "model there or fine-tune with --merge to save a self-contained model")
             config = task_model_config(base, info["task"], label_map)
             base_model = apply_pooling(cls.from_pretrained(base, config=config), pooling)
-            model = PeftModel.from_pretrained(base_model, folder / ADAPTER_DIR)
+            with quiet_peft_wrap():
+                model = PeftModel.from_pretrained(base_model, folder / ADAPTER_DIR)
     except DomainFMError:
         raise
     except (OSError, ValueError) as exc:

@@ -23,6 +23,7 @@ import numpy as np
 
 from domainfm.config import config_differences, save_config, to_dict
 from domainfm.manifest import write_json_atomic
+from domainfm.models import quiet_peft_wrap
 from domainfm.errors import ConfigError, ModelResolutionError
 from domainfm.finetune.config import TaskConfig
 from domainfm.finetune.data import (
@@ -261,7 +262,8 @@ def _wrap(model, cfg: TaskConfig):
     if extra:
         peft_config.modules_to_save = sorted(set(peft_config.modules_to_save or _HEAD_MODULES) | set(extra))
     try:
-        return get_peft_model(model, peft_config)
+        with quiet_peft_wrap():
+            return get_peft_model(model, peft_config)
     except ValueError as exc:
         raise ConfigError(f"lora: {str(exc).splitlines()[0][:300]} (set lora.target_modules)") from None
 

@@ -37,6 +37,7 @@ import torch
 
 from domainfm.config import config_differences, save_config, to_dict
 from domainfm.manifest import write_json_atomic
+from domainfm.models import quiet_peft_wrap
 from domainfm.errors import ConfigError, CorpusError, DomainFMError, ModelResolutionError
 from domainfm.pretrain.config import PretrainConfig
 from domainfm.pretrain.data import PackedCorpus, build_corpus, privacy_gate
@@ -757,7 +758,8 @@ def _wrap_lora(loaded: LoadedModel, cfg: PretrainConfig):
     from peft import get_peft_model
 
     try:
-        model = get_peft_model(loaded.model, cfg.lora.to_peft("CAUSAL_LM" if loaded.objective == "causal" else None))
+        with quiet_peft_wrap():
+            model = get_peft_model(loaded.model, cfg.lora.to_peft("CAUSAL_LM" if loaded.objective == "causal" else None))
     except ValueError as exc:
         raise ConfigError(f"lora: {str(exc).splitlines()[0][:300]} (set lora.target_modules)") from None
     if loaded.objective == "mlm" and loaded.mlm_head != "loaded from the checkpoint" and loaded.head:
