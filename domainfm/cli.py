@@ -334,6 +334,10 @@ def finetune_command(
     typer.echo(f"model: {result.out_dir}  (metrics.json, manifest.json beside it)")
 
 
+NER_DECODING_HELP = ("NER models: 'words' (one BIO-valid tag per word, Viterbi) or 'tokens' (per-token argmax); "
+                     "default: the model's own (model.ner_decoding).")
+
+
 @app.command("predict")
 @_user_errors
 def predict_command(
@@ -341,13 +345,14 @@ def predict_command(
     src: Path = typer.Argument(..., help="domainfm JSONL documents (as 'domainfm import' writes them)."),
     out: Path = typer.Option(..., "-o", "--out", help="Output JSONL: the documents with 'pred' or 'pred_spans'."),
     batch_size: int = typer.Option(64, help="Sequences per batch."),
+    ner_decoding: Optional[str] = typer.Option(None, help=NER_DECODING_HELP),
 ):
     """Predict documents: 'pred' (label or labels, per-class scores) or 'pred_spans'."""
     from domainfm.corpus import read_documents
     from domainfm.corpus.io import _AtomicLines
-    from domainfm.finetune import predict
+    from domainfm.finetune import load_task_model, predict
 
-    records = predict(model, read_documents(src), batch_size=batch_size)
+    records = predict(load_task_model(model, ner_decoding=ner_decoding), read_documents(src), batch_size=batch_size)
     with _AtomicLines(out) as writer:
         for record in records:
             writer.write_obj(record)
@@ -361,15 +366,16 @@ def evaluate_command(
     src: Path = typer.Argument(..., help="Labelled domainfm JSONL documents."),
     out: Optional[Path] = typer.Option(None, "-o", "--out", help="Write the metrics as JSON here."),
     batch_size: int = typer.Option(64, help="Sequences per batch."),
+    ner_decoding: Optional[str] = typer.Option(None, help=NER_DECODING_HELP),
 ):
     """Score a model on labelled documents: accuracy, macro/micro F1, per-class scores and
     confusion matrix, or entity-level F1 for NER. Prints the metrics as JSON."""
     import json
 
     from domainfm.corpus import read_documents
-    from domainfm.finetune import evaluate
+    from domainfm.finetune import evaluate, load_task_model
 
-    metrics = evaluate(model, read_documents(src), batch_size=batch_size)
+    metrics = evaluate(load_task_model(model, ner_decoding=ner_decoding), read_documents(src), batch_size=batch_size)
     text = json.dumps(metrics, indent=2)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -372,8 +372,10 @@ def test_ner_long_documents_through_chunks(tmp_path, notes, tiny_model_dir):
         for span in rec["pred_spans"]:
             assert not (span["start"] > 0 and doc.text[span["start"] - 1].isalnum() and doc.text[span["start"]].isalnum())
             assert not (span["end"] < len(doc.text) and doc.text[span["end"] - 1].isalnum() and doc.text[span["end"]].isalnum())
-    tm.info["ner_decoding"] = "tokens"  # the token-level reading is still available on the same model
-    assert evaluate(tm, notes[:4])["definition"].startswith("exact match")
+    by_tokens = load_task_model(tmp_path / "ner", ner_decoding="tokens")  # the per-token reading, same model
+    assert by_tokens.ner_decoding == "tokens" and evaluate(by_tokens, notes[:4])["definition"].startswith("exact")
+    with pytest.raises(ConfigError, match="ner_decoding must be one of words, tokens"):
+        load_task_model(tmp_path / "ner", ner_decoding="crf")
     from transformers import AutoModelForTokenClassification
 
     assert AutoModelForTokenClassification.from_pretrained(tmp_path / "ner").config.id2label[1] == "B-DATE"
@@ -510,6 +512,8 @@ def test_cli_finetune_predict_evaluate(tmp_path, cli, notes_file, notes, tiny_mo
     result = cli("evaluate", model, tmp_path / "in.jsonl", "-o", tmp_path / "m.json")
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "m.json").read_text())["n"] == 5
+    result = cli("evaluate", model, tmp_path / "in.jsonl", "--ner-decoding", "tokens")
+    assert result.exit_code == 2 and "ner_decoding applies to ner models" in result.output
     result = cli("finetune", task, "-o", model)
     assert result.exit_code == 2 and "already exists" in result.output
     result = cli("finetune", task, "-o", tmp_path / "x", "--train.lr_rate", "1")

@@ -29,7 +29,7 @@ import numpy as np
 
 from domainfm.corpus.document import Document, Span
 from domainfm.errors import ConfigError, DomainFMError, ModelResolutionError
-from domainfm.finetune.config import LongDocumentsSection
+from domainfm.finetune.config import NER_DECODINGS, LongDocumentsSection
 from domainfm.finetune.data import (
     IGNORE_INDEX,
     Feature,
@@ -119,13 +119,15 @@ def read_task_info(model_dir: str | os.PathLike, task: str | None = None) -> dic
     return info
 
 
-def load_task_model(model_dir: str | os.PathLike, *, task: str | None = None, device: str | None = None) -> TaskModel:
+def load_task_model(model_dir: str | os.PathLike, *, task: str | None = None, device: str | None = None,
+                    ner_decoding: str | None = None) -> TaskModel:
     """Load a model folder written by :func:`domainfm.finetune.finetune`.
 
     Args:
         model_dir: the folder.
         task: when given, the folder must hold a model of this task type.
         device: ``cpu``, ``cuda``...; default: a GPU when there is one.
+        ner_decoding: ``words`` or ``tokens`` instead of the folder's own (ner models only).
 
     Example:
         >>> tm = load_task_model("runs/demo")  # doctest: +SKIP
@@ -138,6 +140,12 @@ def load_task_model(model_dir: str | os.PathLike, *, task: str | None = None, de
 
     folder = Path(model_dir)
     info = read_task_info(folder, task)
+    if ner_decoding is not None:
+        if info.get("task") != "ner":
+            raise ConfigError(f"ner_decoding applies to ner models; {folder} holds a {info.get('task')!r} model")
+        if ner_decoding not in NER_DECODINGS:
+            raise ConfigError(f"ner_decoding must be one of {', '.join(NER_DECODINGS)}, got {ner_decoding!r}")
+        info["ner_decoding"] = ner_decoding
     label_map = LabelMap(info["task"], list(info["labels"]))
     cls = auto_model_class(info["task"])
     verbosity = transformers.logging.get_verbosity()
