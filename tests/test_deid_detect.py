@@ -451,3 +451,78 @@ def test_durations_are_not_dates(text, span, duration):
 
     start = text.index(span)
     assert _duration(text, start, start + len(span)) is duration
+
+
+# general shapes behind PhysioNet misses (made-up text): a name only known from an initial,
+# from an apostrophe, from two capitals in a lower-case note or from being joined to another
+# name; dates right after words that veto measurements; regions and call-outs to a ward
+SHAPE_CASES = [
+    ("valuables sent to security, witnessed by nsg (t. bellweather and k. o'casey).", "o'casey", "NAME"),
+    ("SW TO CALL FAMILY TOMORROW (PHOEBE IS OFF TODAY).", "PHOEBE", "NAME"),
+    ("pt resting, turned q2h, skin intact, lungs clear, foley draining well, tolerating diet, "
+     "health care proxies: marisol and dvorek\n", "dvorek", "NAME"),
+    ("pt disoriented, believes he is at mabry quellwood's house, reoriented x2.", "quellwood", "NAME"),
+    ("20G PIV IN L AC 5/14 FLUSHES WELL.", "5/14", "DATE"),
+    ("Breathing comfortably s/p extubation 2/3, on 2L NC.", "2/3", "DATE"),
+    ("CXR of 9/27 showed RLL infiltrate.", "9/27", "DATE"),
+    ("ECHO 3/4: EF 30%. FAMILY MTG TUES 2/4.", "3/4", "DATE"),
+    ("FAMILY MTG TUES 2/4 AT 1400.", "2/4", "DATE"),
+    ("vanco 12/3/01-12/9/01, then po.", "12/9/01", "DATE"),
+    ("dc'd home 4.5.03.", "4.5.03", "DATE"),
+    ("Chest pain started while fishing on the Western Shore last week.", "Western Shore", "LOCATION"),
+    ("plan: c/o to dunsmore in am, bed requested.", "dunsmore", "LOCATION"),
+    ("Pt is a 67 yo woman from Glenmorris with hx of CHF.", "Glenmorris", "LOCATION"),
+]
+# the same rules must stay silent here: capitalised clinical words before "IS"/"WAS", measurements
+# after a ventilator mode or "of", anatomy with a compass word, "c/o" meaning "complains of"
+SHAPE_CLEAN = [
+    "HOPE IS TO EXTUBATE. MD IS AWARE. ART LINE IS PATENT. RN WILL FOLLOW. CXR IS PENDING. ABG WAS OK.",
+    "(GOAL IS TO DIURESE) AND (SBP WAS 90S). GRACE PERIOD OVER. MARK WAS MADE ON THE SKIN.",
+    "VENT AC 14/5 PEEP 5. GIVEN A TOTAL OF 1/2 AMP. PAIN 3/10. STRENGTH 5/5.",
+    "RLL and upper lobe infiltrate; turned to left side; upper end of normal range.",
+    "pt c/o pain to back, medicated with good effect. c/o nausea to rn.",
+    "54 yo male from home with cough. 60 yo woman from rehab.",
+    "went to her daughter's house for the weekend. stays at the patient's home.",
+    "lasix and zosyn given.\n",
+]
+
+
+@pytest.mark.parametrize("text,needle,kind", SHAPE_CASES, ids=[f"{c[2]}-{i}" for i, c in enumerate(SHAPE_CASES)])
+def test_shape_rules_find(clinical, text, needle, kind):
+    hits = _found(clinical, text, needle)
+    assert hits, f"{kind} not detected"
+    assert any(coarse(h.label) == kind for h in hits), [h.label for h in hits]
+
+
+@pytest.mark.parametrize("text", SHAPE_CLEAN, ids=[f"shape-clean-{i}" for i in range(len(SHAPE_CLEAN))])
+def test_shape_rules_stay_silent(clinical, text):
+    found = clinical.detect_text(text)
+    assert found == [], [(text[d.start:d.end], d.recognizer) for d in found]
+
+
+def test_initial_joins_a_name_found_elsewhere(clinical):
+    # the second mention is only known from the first; its initial belongs to it too
+    text = "H. CARVER AWARE OF PTT 90. HEPARIN HELD PER H. CARVER, RECHECK AT 2200."
+    second = text.rindex("H. CARVER")
+    assert any(d.start == second and coarse(d.label) == "NAME" for d in clinical.detect_text(text))
+
+
+def test_two_capitals_in_a_lower_case_note_are_one_name(clinical):
+    # lower-case note, a name whose surname is also an English word
+    text = ("pt resting comfortably in bed, no c/o pain or sob, turned and repositioned q2h, skin intact, "
+            "lungs clear, foley draining clear yellow urine, tolerating diet, ambulated in hall with pt. "
+            "abd soft, nontender, + bowel sounds, voiding without difficulty, iv site clean and dry, "
+            "afebrile overnight, sats mid to high nineties on two liters nasal cannula. "
+            "social: her partner (Orla Dryden, 555-0143) visited this evening, questions answered. will cont to "
+            "monitor closely overnight and update team prn.")
+    start = text.index("Dryden")
+    assert any(d.start <= start and start + 6 <= d.end for d in clinical.detect_text(text))
+
+
+def test_apostrophe_surnames_are_not_english_words():
+    from domainfm.deid.recognizers import vocab
+
+    assert not vocab.is_english("o'casey") and not vocab.is_english("o'toole")
+    assert vocab.is_english("o'clock") and vocab.is_english("o'er")
+    assert "phoebe" in vocab.noun_first_names()
+    assert not {"grace", "mark", "will", "hope"} & vocab.noun_first_names()

@@ -9,6 +9,11 @@ once is flagged wherever it recurs in the note and in the same patient's later n
 with it, so ``speed_ratio_propagated`` is the whole detection step of ``domainfm deid``.
 
     python tests/benchmarks/bench_deid.py [--limit N] [--data ../shared/data] [--sets physionet,tab,synth]
+                                          [--split A|B|all]
+
+``--split`` keeps one half of the PhysioNet notes, chosen by patient (a hash of the patient id, so
+every note of a patient falls in the same half): tune rules while reading misses of half A only,
+then check on half B, whose misses were never read, that a change generalises.
 
 Datasets: PhysioNet nursing notes (clinical profile), TAB judgments (legal profile; DIRECT and
 DIRECT+QUASI gold), Presidio's synthetic sentences (``generic`` recognizer set: clinical plus all
@@ -20,6 +25,7 @@ tldextract is pointed at the bundled suffix list so it does not wait on the netw
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import tempfile
@@ -75,13 +81,20 @@ def _scores(docs, pred, dataset, pred_dataset, gold_filter=None):
             "recall_by_type": {k: v["recall_any_label"] for k, v in s["per_type"].items() if v["gold"]}}
 
 
-def _load(name: str, data: Path, tmp: Path, limit: int | None):
+def patient_half(patient_id: str) -> str:
+    """``"A"`` or ``"B"``: a fixed half per patient (SHA-1 of the id, even or odd)."""
+    return "AB"[int(hashlib.sha1(patient_id.encode("utf-8")).hexdigest(), 16) % 2]
+
+
+def _load(name: str, data: Path, tmp: Path, limit: int | None, split: str = "all"):
     from domainfm.corpus import Document, Span, import_corpus, read_documents
 
     if name == "physionet":
         out = tmp / "physionet.jsonl"
         import_corpus("physionet", data / "physionet-deid", out)
         docs = list(read_documents(out))
+        if split != "all":
+            docs = [d for d in docs if patient_half(str(d.meta.get("patient_id", d.id))) == split]
     elif name == "tab":
         out = tmp / "tab.jsonl"
         import_corpus("tab", data / "tab-echr" / "entity_tab.jsonl", out)
@@ -101,6 +114,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--limit", type=int, default=None, help="documents per dataset (quick runs)")
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--sets", default="physionet,tab,synth")
+    parser.add_argument("--split", choices=("A", "B", "all"), default="all",
+                        help="PhysioNet half by patient (A: for error analysis, B: held back)")
     args = parser.parse_args(argv)
     data = Path(args.data)
     if not data.is_dir():
@@ -121,13 +136,13 @@ def main(argv=None) -> dict:
                 "tab": ("tab", DeidConfig(profile="legal")),
                 "synth": ("presidio-synth", DeidConfig(profile="clinical", recognizers="generic"))}
     result: dict = {"spacy_model": model, "matching": "any-overlap, type-agnostic; precision per predicted span",
-                    "limit": args.limit, "datasets": {}}
+                    "limit": args.limit, "physionet_split": args.split, "datasets": {}}
     total_ours = total_theirs = 0.0
     total_chars = 0
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.sets.split(","):
             dataset, config = settings[name]
-            docs = _load(name, data, Path(tmp), args.limit)
+            docs = _load(name, data, Path(tmp), args.limit, args.split)
             detector = PhiDetector(config)
             detector.detect_text("warm up")
             ours, propagated, theirs, cps_ours, cps_prop, cps_theirs = _run_side_by_side(docs, detector, vanilla)

@@ -34,6 +34,8 @@ class PatternSpec:
         validate: name of a hook in :data:`VALIDATORS` that may drop or rescore a match.
         veto_before: lower-case words that, as the word just before the match, drop it
             ("BP 120/80" is not a date).
+        keep_before: regex on the text just before the match that lifts the veto ("L AC 5/14":
+            the antecubital site, where "AC 14/5" alone is a ventilator setting).
         flags: regex flags (case-insensitive by default).
     """
 
@@ -44,6 +46,7 @@ class PatternSpec:
     group: int | str = 0
     validate: str | None = None
     veto_before: frozenset[str] = frozenset()
+    keep_before: str | None = None
     flags: int = re.IGNORECASE
 
 
@@ -95,6 +98,7 @@ class RegexRecognizer(EntityRecognizer):
     def __init__(self, name: str, specs: Iterable[PatternSpec]):
         self.specs = list(specs)
         self._compiled = [(spec, re.compile(spec.regex, spec.flags)) for spec in self.specs]
+        self._keep = {spec.name: re.compile(spec.keep_before, spec.flags) for spec in self.specs if spec.keep_before}
         labels = sorted({spec.label for spec in self.specs})
         super().__init__(supported_entities=labels, name=name, supported_language="en")
 
@@ -109,7 +113,9 @@ class RegexRecognizer(EntityRecognizer):
                 start, end = match.span(spec.group)
                 if start < 0 or start == end:
                     continue
-                if spec.veto_before and word_before(text, match.start()) in spec.veto_before:
+                if spec.veto_before and word_before(text, match.start()) in spec.veto_before and not (
+                        spec.name in self._keep
+                        and self._keep[spec.name].search(text[max(0, match.start() - 24):match.start()])):
                     continue
                 score = spec.score
                 if hook is not None:

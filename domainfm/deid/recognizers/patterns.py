@@ -24,7 +24,7 @@ _YEAR = r"(?:1[89]\d\d|20\d\d)"
 _NOT_DATE_BEFORE = frozenset(
     "bp sbp dbp nbp abp nibp cuff map art aline a-line ps psv peep cpap bipap ac imv simv vent "
     "settings setting set abg abgs vbg gas gases ratio ie i:e strength cvp pap paps pad wedge "
-    "pcwp rate hr rr tv vt fio2 fi02 o2 sat sats x of by mmhg tidal pressures pressure pressors "
+    "pcwp rate hr rr tv vt fio2 fi02 o2 sat sats x mmhg tidal pressures pressure pressors "
     "ps/peep peep/ps bs rsbi mdi inr bili lytes pa ra pas grade gr score scores scale "
     "nc fm levels level k mg ca phos hct hgb ptt tid bid qid q".split()
 )
@@ -34,11 +34,19 @@ _NOT_DATE_AFTER = re.compile(
     r"beats?|sec\b|kg|lb|times)", re.IGNORECASE)
 _NEAR_DATE = re.compile(r"\d{1,2}/\d{1,2}\s*(?:-|to|or|and|thru|through|,)\s*$", re.IGNORECASE)
 _DATE_CONTEXT = frozenset(
-    "on since from until till thru through by before after of dated date dob born admitted adm "
+    "on since from until till thru through before after dated date dob born admitted adm "
     "admission discharged started start started stopped placed done d/c'd dc'd changed removed "
     "inserted drawn extubated intubated seen last next due expired died ended held for in at "
     "and to - note".split()
+    # events named as nouns ("s/p extubation 2/3", "since admission 7/2")
+    + "extubation intubation reintubation insertion placement removal surgery op procedure cath "
+    "transfer discharge onset arrival".split()
+    # a weekday ("Tues 3/4") and imaging studies ("CXR 3/4 showed", "echo 3/4: EF 30%")
+    + "mon tue tues wed weds thu thur thurs fri sat sun monday tuesday wednesday thursday friday "
+    "saturday sunday cxr xray x-ray film films ct cta mri mra echo tte tee eeg ekg ecg kub egd scan".split()
 )
+# "L AC 5/14": the antecubital site after a side, not the ventilator mode that vetoes a date
+_SIDE_BEFORE_AC = r"(?:^|[^\w/])(?:r|l|rt|lt|right|left)\.?\s+a\.?c\.?\s*$"
 
 
 @validator("slash_date")
@@ -214,11 +222,13 @@ def _bare_url(text, match, start, end, score):
 # --- families -----------------------------------------------------------------------------
 
 DATES = [
-    PatternSpec("numeric", r"(?<![\w./:])(?<!\d-)(?P<m>0?[1-9]|1[0-2])(?P<s>[/-])(?P<d>0?[1-9]|[12]\d|3[01])"
+    # not after "3-" (a range of numbers), but after a full date ("12/3/01-12/9/01")
+    PatternSpec("numeric", r"(?<![\w./:])(?:(?<!\d-)|(?<=/\d\d-)|(?<=/\d{4}-))"
+                r"(?P<m>0?[1-9]|1[0-2])(?P<s>[/-])(?P<d>0?[1-9]|[12]\d|3[01])"
                 r"(?:(?P=s)(?P<y>\d{4}|\d{2})|\.(?P<y2>\d{2})(?!\d))?(?![\w/]|[.:]\d|-\d(?!\d?/))", "DATE", 0.6,
-                validate="slash_date", veto_before=_NOT_DATE_BEFORE),
-    PatternSpec("dotted", r"(?<![\w.])(?:0?[1-9]|[12]\d|3[01])\.(?:0?[1-9]|1[0-2])\.(?:\d{4}|\d{2})(?![\w.]|\.\d)"
-                r"|(?<![\w.])(?:0?[1-9]|1[0-2])\.(?:0?[1-9]|[12]\d|3[01])\.(?:\d{4})(?![\w.]|\.\d)",
+                validate="slash_date", veto_before=_NOT_DATE_BEFORE, keep_before=_SIDE_BEFORE_AC),
+    PatternSpec("dotted", r"(?<![\w.])(?:0?[1-9]|[12]\d|3[01])\.(?:0?[1-9]|1[0-2])\.(?:\d{4}|\d{2})(?!\w|\.\w)"
+                r"|(?<![\w.])(?:0?[1-9]|1[0-2])\.(?:0?[1-9]|[12]\d|3[01])\.(?:\d{4})(?!\w|\.\w)",
                 "DATE", 0.6),
     PatternSpec("iso", rf"\b{_YEAR}[-/.](?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12]\d|3[01])"
                 r"(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?\b", "DATE", 0.85),
@@ -365,6 +375,24 @@ ADDRESSES = [
                 r"(?P<z>\d{5}(?:-\d{4})?|\d{3,4}(?:[\s-]\d{2,3})?(?:\s(?-i:[A-Z]{2})\b)?|[A-Z0-9]{3,4}\s?[A-Z0-9]{3})\b",
                 "ZIP", 0.85, group="z"),
 ]
+# a region named by a compass word and a landform ("the South Shore", "WESTERN HILLS"), in title case
+# or capitals only: "the lower lobe", "left side" are anatomy
+_COMPASS = r"(?:North|South|East|West|Northern|Southern|Eastern|Western|Upper|Central|Mid)"
+_LANDFORM = r"(?:Shore|Coast|Cape|Valley|Hills|Mountains|Islands?|Plains|Woods|Lakes|Highlands|Peninsula|Side|End)"
+REGIONS = [
+    PatternSpec("compass_region", rf"\b{_COMPASS}[ -]{_LANDFORM}\b|\b{_COMPASS.upper()}[ -]{_LANDFORM.upper()}\b",
+                "LOCATION", 0.55, flags=0, validate="region"),
+]
+
+
+@validator("region")
+def _region(text, match, start, end, score):
+    words = text[start:end].split()
+    if words[0].lower() == "upper" and words[-1].lower() in ("side", "end"):
+        return None  # "upper end of normal"
+    return score
+
+
 # non-US postcodes and streets, for the generic set (Presidio-style synthetic addresses)
 ADDRESSES_INTL = [
     PatternSpec("street_number_after", r"\b(?:[A-Z][\w'.-]+\s+){1,3}\d{1,5}[A-Za-z]?\b(?=\s*(?:,|\n|$|Apt|Suite))",

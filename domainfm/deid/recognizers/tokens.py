@@ -15,17 +15,25 @@ from __future__ import annotations
 
 import re
 
+from presidio_analyzer import RecognizerResult
+
 from domainfm.deid.recognizers import vocab
 from domainfm.deid.recognizers.base import DocShape, TokenRecognizer, result, token_texts
 
 _NAMEY = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿĀ-ž][A-Za-zÀ-ÖØ-öø-ÿĀ-ž'\-]*[A-Za-zÀ-ÖØ-öø-ÿĀ-ž]")
 _INITIAL = re.compile(r"[A-Z]\.?")
+_TITLE_CASE = re.compile(r"[A-Z][a-z]+(?:['-][A-Za-z][a-z]+)?")
+# an initial right before a name already found ("PER H. CARVER", "k. o'casey")
+_INITIAL_BEFORE = re.compile(r"(?:^|(?<=[\s(,;:/]))(?P<i>[A-Za-z])\.\s?$")
 _GLUED_TITLE = re.compile(
     r"(?:(?<![A-Za-z.])(?P<t>(?i:drs?|mrs?|ms))\.(?=[A-Za-z])"      # "DR.GOLINI"
     r"|(?<=[a-z]\.)(?P<t2>(?i:drs?))\.?\s+)"                        # "ok.dr vascuez"
     r"(?P<n>[A-Za-z][A-Za-z'\-]+)")
 _PHONE_START = re.compile(r"\d{3}\)?[-. ]?\d{3}[-. ]?\d{4}")
 _PHONE_LABELS = frozenset("cell cell# home home# work work# ph phone tel # : - , ( = # pager beeper mobile c h w".split())
+_NAME_VERBS_AFTER = vocab.NAME_FOLLOWERS - {"and", "or", "at"}
+_HOMES = frozenset("house home apartment apt place condo farm residence".split())
+_CLAUSE_START = {"(", ".", ",", ";", ":", "-", "--"}
 _SKIP_AFTER_TRIGGER = {".", ",", ":", "-", "(", "'s", "'S", "’s", "is", "named", "=", "--"}
 
 
@@ -65,6 +73,7 @@ class NameRecognizer(TokenRecognizer):
         self.core = vocab.core_names()
         self.names = vocab.all_names() | vocab.NICKNAMES
         self.dictionary = self.options.get("dictionary", True)
+        self.noun_first = vocab.noun_first_names()
 
     # a token may start a name after a trigger word; ``strong`` for titles ("Dr", "Mrs"), weak
     # for relation words ("daughter"), which verbs and clinical words follow as often as names
@@ -102,6 +111,8 @@ class NameRecognizer(TokenRecognizer):
             return False
         if shape.mixed:
             return first_word[:1].isupper() == word[:1].isupper()
+        if shape.lower and _TITLE_CASE.fullmatch(first_word) and _TITLE_CASE.fullmatch(word):
+            return True  # "wife (Orla Dryden, ...)": capitals are rare, so two in a row are a name
         return low in self.names or not vocab.is_english(low)
 
     def _take(self, w: _Words, j: int, shape: DocShape, strong: bool) -> tuple[int, int] | None:
@@ -214,7 +225,7 @@ class NameRecognizer(TokenRecognizer):
                 found.append((i, span, "NAME", 0.65))
                 i = span
             elif (k := self._before_phone(w, i)) is not None:
-                # "Odile Brankova cell# 410-...", "(Irene Sherwood, 202-232-4455)"
+                # "Odile Brankova cell# 410-...", "(Ines Dalloway, 301-555-0134)"
                 span = self._back(w, k, shape, need_evidence=True)
                 if span is not None and not any(w.lower[t] in vocab.RELATION_WORDS for t in range(span[0], span[1] + 1)):
                     found.append((span[0], span[1], "NAME", 0.6))
@@ -234,7 +245,15 @@ class NameRecognizer(TokenRecognizer):
                     first = i - 1
                 found.append((first, last, "NAME", 0.5 if low in self.first else 0.45))
                 i = last
+            elif self.dictionary and low in self.noun_first and (not shape.mixed or word[0].isupper()) \
+                    and i + 1 < w.n and w.lower[i + 1] in _NAME_VERBS_AFTER \
+                    and (i == 0 or w.text[i - 1] in _CLAUSE_START or "\n" in w.text[i - 1]
+                         or w.lower[i - 1] in ("and", "with", "per")):
+                # "(PHOEBE IS OFF TODAY)": a first name that is also a noun, starting a clause
+                found.append((i, i, "NAME", 0.45))
             i += 1
+        found += self._coordinated(w, found, shape)
+        found += self._home_owner(w, shape)
         out = self._propagate(text, doc, w, found, shape)
         # titles glued to the name or to the previous word ("DR.GOLINI", "ok.dr vascuez")
         for m in _GLUED_TITLE.finditer(text):
@@ -242,6 +261,59 @@ class NameRecognizer(TokenRecognizer):
             if name.lower() not in self.function_words and name.lower() not in _SPACY_STOP:
                 role = "DOCTOR" if (m.group("t") or m.group("t2")).lower().startswith("d") else "PATIENT"
                 out.append(result(role, m.start("n"), m.end("n"), 0.8, f"{self.name}:glued_title"))
+        return [self._with_initial(text, r, shape) for r in out]
+
+    @staticmethod
+    def _with_initial(text: str, found, shape: DocShape):
+        """The name widened to an initial right before it ("H. CARVER" where "CARVER" is known)."""
+        window = text[max(0, found.start - 4):found.start]
+        m = _INITIAL_BEFORE.search(window)
+        if m is None or m.group("i") in "IA" or (m.group("i").islower() and not shape.lower):
+            return found
+        return result(found.entity_type, found.start - len(window) + m.start("i"), found.end, found.score,
+                      found.recognition_metadata[RecognizerResult.RECOGNIZER_NAME_KEY])
+
+    def _coordinated(self, w: _Words, found, shape: DocShape) -> list[tuple[int, int, str, float]]:
+        """A second name joined to a found one ("sons Smokey and Dale.", "proxies: marisol and
+        dvorek"): a listed or unknown word that ends the phrase."""
+        out = []
+        starts = {first for first, *_ in found}
+        for first, last, role, score in found:
+            k = last + 2
+            if k >= w.n or w.lower[last + 1] not in ("and", "&") or k in starts:
+                continue
+            word, low = w.text[k], w.lower[k]
+            if not _namey(word) or low in self.stop or low in self.function_words or low in vocab.RELATION_WORDS \
+                    or low in vocab.NEVER_NAMES or (shape.mixed and not word[0].isupper()) \
+                    or vocab.is_english(low) and low not in self.first:
+                continue
+            ends = k + 1 == w.n or "\n" in w.text[k + 1] or w.text[k + 1] in (".", ",", ";", ":", ")") \
+                or w.lower[k + 1] in _NAME_VERBS_AFTER
+            if ends:
+                out.append((k, k, role, min(score, 0.6)))
+        return out
+
+    def _home_owner(self, w: _Words, shape: DocShape) -> list[tuple[int, int, str, float]]:
+        """Whose home a place is ("stays at Nell Varga's house"): up to two words before "'s
+        house" when one of them is a listed name or an unknown word, and none is a relation
+        ("her daughter's house") or a function word."""
+        out = []
+        for i in range(2, w.n - 1):
+            if w.lower[i] not in ("'s", "’s") or w.lower[i + 1] not in _HOMES:
+                continue
+            first = None
+            k = i - 1
+            while k >= 0 and i - k <= 2:
+                word, low = w.text[k], w.lower[k]
+                if not _namey(word) or low in _SPACY_STOP or low in self.stop and low not in self.names \
+                        or low in vocab.RELATION_WORDS or (shape.mixed and not word[0].isupper()):
+                    break
+                first = k
+                k -= 1
+            if first is None or not any(w.lower[t] in self.names or not vocab.is_english(w.lower[t])
+                                        for t in range(first, i)):
+                continue
+            out.append((first, i - 1, "NAME", 0.55))
         return out
 
     def _initial_name(self, w: _Words, i: int, shape: DocShape) -> int | None:
@@ -501,13 +573,16 @@ class PlaceRecognizer(TokenRecognizer):
                 ward = j + 1 < w.n and re.fullmatch(r"\d{1,2}", w.text[j + 1]) and _namey(w.text[j]) \
                     and len(w.text[j]) >= 4 and not vocab.is_english(w.lower[j]) and w.lower[j] not in self.stop \
                     and w.lower[j] not in self.function_words and low in ("to", "from", "at", "in") \
-                    and (j + 2 >= w.n or w.lower[j + 2] in vocab.AFTER_WARD or not w.text[j + 2].strip(" "))
+                    and (j + 2 >= w.n or w.lower[j + 2] in vocab.AFTER_WARD or not w.text[j + 2].strip())
                 if ward:
                     # "pt to wentmore 3": an unknown word and a floor or ward number
                     out.append(result("LOCATION", doc[j].idx, doc[j].idx + len(doc[j].text), 0.55,
                                       f"{self.name}:ward"))
                     continue
-                if not suffix_town and not any(w.lower[k] in vocab.PLACE_VERBS for k in range(max(0, i - window), i)):
+                # "c/o to X": call out to a ward (spaCy splits "c/o" into three tokens)
+                call_out = low == "to" and "".join(w.lower[max(0, i - 3):i]).endswith("c/o")
+                if not suffix_town and not call_out \
+                        and not any(w.lower[k] in vocab.PLACE_VERBS for k in range(max(0, i - window), i)):
                     continue
                 j = i + 1
                 if j < w.n and w.lower[j] == "the":

@@ -12,6 +12,7 @@ profile's list of generic public bodies follows TAB's guideline that they stay u
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 
@@ -99,6 +100,8 @@ PLACE_VERBS = _words(
     "lives lived living resides resided live stays staying visiting vacationing vacation "
     "accepted followed seen screened evaluated rehab placement placed moved moving referred refer "
     "come comes coming came bring flown"
+    # who someone is, then where from ("67 yo woman from X", "a native of X")
+    " yo y/o y.o. yr-old year-old male female man woman gentleman lady native originally resident"
 )
 PLACE_PREPS = _words("to from at @ in by into")
 # verbs of residence, whose place can come several words later ("lives alone in elderly housing in X")
@@ -295,6 +298,7 @@ def stop_words() -> frozenset[str]:
 
 
 _ENGLISH: set[str] = set()
+_NOT_ONLY_NOUN: set[str] = set()  # WordNet verbs, adjectives and adverbs ("grace", "mark", "sandy")
 _ENGLISH_SUFFIXES = (("ies", "y"), ("ied", "y"), ("ing", ""), ("ing", "e"), ("ed", ""), ("ed", "e"),
                      ("es", ""), ("s", ""), ("ly", ""))
 
@@ -310,6 +314,8 @@ def load_english(nlp) -> None:
         return
     for words in table.values():
         _ENGLISH.update(w for w in words if "_" not in w)
+    for pos in ("verb", "adj", "adv"):
+        _NOT_ONLY_NOUN.update(w for w in table.get(pos) or () if "_" not in w)
     # irregular inflections ("came", "said", "went") are only in the exception table
     try:
         exceptions = nlp.get_pipe("lemmatizer").lookups.get_table("lemma_exc")
@@ -331,8 +337,29 @@ def english_words() -> set[str]:
     return _ENGLISH
 
 
+@lru_cache(maxsize=1)
+def noun_first_names() -> frozenset[str]:
+    """First names of the English-speaking locales that WordNet knows only as nouns: mostly
+    people it lists ("phoebe", "duncan"), with a few things ("jasmine"); never a verb or an
+    adjective ("grace", "mark", "sandy", "will"). Enough for a name with a verb after it."""
+    english_words()
+    names: set[str] = set()
+    for locale in ("en_US", "en_GB", "en_IE", "en_CA"):
+        names.update(n.lower() for n in _faker_names("first_names", (locale,)))
+    return frozenset(n for n in names if n not in _NOT_ONLY_NOUN and n not in stop_words()
+                     and n not in CLINICAL_VOCAB and is_english(n))
+
+
+_APOSTROPHE_SURNAME = re.compile(r"[od]'[a-z]{3,}")
+
+
 def is_english(low: str) -> bool:
-    """Whether a lower-case word (or its inflected base) is an English dictionary word."""
+    """Whether a lower-case word (or its inflected base) is an English dictionary word.
+
+    Irish and Romance surnames with an apostrophe ("o'casey", "d'amato") are in WordNet as
+    people, not as words, and never count."""
+    if _APOSTROPHE_SURNAME.fullmatch(low) and low != "o'clock":
+        return False
     words = english_words()
     if low in words:
         return True
