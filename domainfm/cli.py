@@ -254,6 +254,8 @@ def label_command(
         None, "--label-descriptions",
         help='JSON object {label: short description}, e.g. {"ltd": "limitation of liability"}: '
              "each description is one extra training example of its label."),
+    lsa_dims: int = typer.Option(200, "--lsa-dims", help="embed: append this many TF-IDF/SVD word dimensions fitted on "
+                                                         "seeds + pool, without labels (0 = sentence embeddings only)."),
 ):
     """Suggest labels for a pool from a few labeled seeds (calibrated, ranked for annotation),
     or with --check flag likely label errors in a labeled set. Prints counts only, never text."""
@@ -276,7 +278,8 @@ def label_command(
             descriptions = json.loads(label_descriptions.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise DomainFMError(f"--label-descriptions {label_descriptions}: cannot read a JSON object ({exc})") from None
-    config = LabelConfig(method=method, model=model, seed=seed, task=task, label_descriptions=descriptions)
+    config = LabelConfig(method=method, model=model, seed=seed, task=task, label_descriptions=descriptions,
+                         lsa_dims=lsa_dims)
     console = _console()
     with _progress(console, "labeling") as update:
         stages = iter(range(1, 100))

@@ -22,6 +22,7 @@ from domainfm.label.active import near_duplicate_share, rank_pool, uncertainty
 from domainfm.label.check import confident_joint, find_label_issues, find_multilabel_issues
 from domainfm.label.export import csv_rows, labelstudio_config, write_export
 from domainfm.label.methods import (
+    LSA,
     contrastive_pairs,
     expected_calibration_error,
     fit_temperature,
@@ -103,6 +104,8 @@ def seeds_and_pool():
         ({"label_descriptions": {"cardio": "  "}}, "'label_descriptions'"),
         ({"label_descriptions": ["cardio"]}, "'label_descriptions'"),
         ({"description_weight": 0}, "'description_weight'"),
+        ({"lsa_dims": -1}, "'lsa_dims'"),
+        ({"lsa_weight": 0}, "'lsa_weight'"),
     ],
 )
 def test_config_rejects_bad_values_naming_the_field(kwargs, needle):
@@ -253,6 +256,22 @@ def test_label_descriptions_steer_the_head_when_seeds_are_few():
     assert gold_probability(described) > gold_probability(plain) + 0.05
     assert accuracy(described) > accuracy(plain) + 0.05
     assert described.summary["cross_validation"]["folds"] == 2  # 2 seeds per label, anchors not held out
+
+
+def test_lsa_is_fitted_without_labels_and_reaches_the_head(seeds_and_pool):
+    seeds, pool, gold = seeds_and_pool
+    texts = [d.text for d in seeds + pool]
+    lsa = LSA(8, seed=0).fit(texts)
+    vectors = lsa.transform(texts[:5])
+    assert vectors.shape == (5, 8) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    assert lsa.transform([]).shape == (0, 8)
+    assert LSA(8).fit(["the and of", "the of"]) is None  # stop words only: nothing to reduce
+    desc = {label: " ".join(words) for label, words in TOPICS.items()}
+    with_words = suggest_labels(seeds, pool, LabelConfig(**FAST, lsa_dims=8, label_descriptions=desc), encoder=FakeEncoder())
+    without = suggest_labels(seeds, pool, LabelConfig(**FAST, lsa_dims=0, label_descriptions=desc), encoder=FakeEncoder())
+    assert not np.allclose(with_words.probabilities, without.probabilities)
+    assert np.mean([s.label == gold[s.doc_id] for s in with_words.suggestions]) > 0.8
+    assert np.allclose(with_words.embeddings, without.embeddings)  # ranking keeps the sentence vectors
 
 
 def test_same_seed_same_output(seeds_and_pool):

@@ -21,6 +21,13 @@ Label descriptions. A short description per label (its name in an annotation gui
 embedded with the same encoder and added as one weighted training row of that label
 (:func:`label_anchors`).
 
+Word features (``lsa_dims``, on by default). ``embed`` appends to every sentence embedding a
+latent-semantic-analysis vector (TF-IDF of the words, truncated SVD) fitted on the seed and pool
+texts without their labels (:class:`LSA`): the pool is available anyway, and a small sentence
+encoder blurs the rare domain terms (clause wording) that the TF-IDF keeps. At 8 seeds per label
+with 200 dimensions: UNFAIR-ToS +0.07 macro-F1, medical abstracts unchanged (+-0.001), calibration
+kept (tests/benchmarks/bench_label.py); ``lsa_dims: 0`` turns it off.
+
 SetFit. The encoder is first fine-tuned contrastively (``CosineSimilarityLoss`` on seed pairs:
 target 1 for same label, 0 for different labels, Jaccard of the label sets for multi-label),
 then the same calibrated head is fitted on the tuned embeddings. Calibrating that head on
@@ -235,6 +242,52 @@ def label_anchors(encoder: Encoder, classes: Sequence[str], descriptions: dict |
     else:
         targets = np.array([i for i, _ in described], dtype=int)
     return vectors, targets, weight
+
+
+class LSA:
+    """TF-IDF (sublinear, English stop words) -> truncated SVD -> unit vectors.
+
+    Fitted on texts without labels (the seeds and the pool together: what the head is trained
+    and evaluated on, so cross-validation folds see the same features); :meth:`transform`
+    embeds further texts (label descriptions) in the same space.
+    """
+
+    def __init__(self, dims: int, seed: int = 0):
+        self.dims = dims
+        self.seed = seed
+        self.vectorizer = None
+        self.svd = None
+
+    def fit(self, texts: Sequence[str]) -> "LSA | None":
+        """Fit on ``texts``; None when they hold too few distinct words to reduce."""
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        texts = list(texts)
+        vectorizer = TfidfVectorizer(sublinear_tf=True, stop_words="english", max_features=50_000,
+                                     min_df=2 if len(texts) >= 50 else 1, dtype=np.float32)
+        try:
+            tfidf = vectorizer.fit_transform(texts)
+        except ValueError:  # empty vocabulary (only stop words or numbers)
+            return None
+        dims = min(self.dims, tfidf.shape[1] - 1, len(texts) - 1)
+        if dims < 2:
+            return None
+        self.svd = TruncatedSVD(dims, random_state=self.seed).fit(tfidf)
+        self.vectorizer = vectorizer
+        return self
+
+    def transform(self, texts: Sequence[str]) -> np.ndarray:
+        if not len(texts):
+            return np.zeros((0, self.svd.n_components), dtype=np.float32)
+        return normalize(self.svd.transform(self.vectorizer.transform(list(texts))))
+
+
+def with_lsa(X: np.ndarray, texts: Sequence[str], lsa: LSA | None, weight: float) -> np.ndarray:
+    """``X`` with the weighted LSA vectors of ``texts`` appended (``X`` itself when no LSA)."""
+    if lsa is None:
+        return X
+    return np.hstack([X, weight * lsa.transform(texts)]).astype(np.float32)
 
 
 def _logits_of(models, X, multilabel):
@@ -464,11 +517,14 @@ def fit_and_predict(encoder: Encoder, seed_texts, Y, pool_texts, classes, *, mul
         say("embedding seeds and pool")
         X = encoder.encode(seed_texts)
         P = encoder.encode(pool_texts) if len(pool_texts) else np.zeros((0, X.shape[1]), np.float32)
-        anchors = _anchors(encoder, classes, multilabel, cfg)
+        lsa = LSA(cfg.lsa_dims, cfg.seed).fit(list(seed_texts) + list(pool_texts)) if cfg.lsa_dims else None
+        anchors = _anchors(encoder, classes, multilabel, cfg, lsa)
+        # The ranking's diversity term keeps the sentence embeddings; the head sees both.
+        Xh, Ph = with_lsa(X, seed_texts, lsa, cfg.lsa_weight), with_lsa(P, pool_texts, lsa, cfg.lsa_weight)
         say("cross-validating on the seeds")
-        cv = cross_validate(X, Y, P, multilabel=multilabel, n_classes=len(classes), cfg=cfg, anchors=anchors)
-        head = fit_head(X, Y, P, classes, multilabel=multilabel, cv=cv, cfg=cfg, anchors=anchors)
-        return Fitted(head, cv, head.predict_proba(P) if len(P) else np.zeros((0, len(classes))), P, encoder.name)
+        cv = cross_validate(Xh, Y, Ph, multilabel=multilabel, n_classes=len(classes), cfg=cfg, anchors=anchors)
+        head = fit_head(Xh, Y, Ph, classes, multilabel=multilabel, cv=cv, cfg=cfg, anchors=anchors)
+        return Fitted(head, cv, head.predict_proba(Ph) if len(Ph) else np.zeros((0, len(classes))), P, encoder.name)
     if not isinstance(encoder, SentenceEncoder):
         raise TypeError("method 'setfit' fine-tunes the encoder and needs a SentenceEncoder")
     # Calibration folds cross-fit the fine-tuning (see the module docstring); 2 folds keep the
@@ -494,9 +550,13 @@ def fit_and_predict(encoder: Encoder, seed_texts, Y, pool_texts, classes, *, mul
     return Fitted(head, cv, head.predict_proba(Pt) if len(Pt) else np.zeros((0, len(classes))), Pt, tuned.name)
 
 
-def _anchors(encoder, classes, multilabel, cfg: LabelConfig):
-    return label_anchors(encoder, classes, cfg.label_descriptions, multilabel=multilabel,
-                         weight=cfg.description_weight)
+def _anchors(encoder, classes, multilabel, cfg: LabelConfig, lsa: LSA | None = None):
+    anchors = label_anchors(encoder, classes, cfg.label_descriptions, multilabel=multilabel,
+                            weight=cfg.description_weight)
+    if anchors is None or lsa is None:
+        return anchors
+    texts = [cfg.label_descriptions[c] for c in classes if c in cfg.label_descriptions]  # label_anchors' order
+    return with_lsa(anchors[0], texts, lsa, cfg.lsa_weight), anchors[1], anchors[2]
 
 
 def _scaled(cfg: LabelConfig, n_part: int, n_all: int) -> LabelConfig:
@@ -507,6 +567,6 @@ def _scaled(cfg: LabelConfig, n_part: int, n_all: int) -> LabelConfig:
 
 
 __all__ = [
-    "CVResult", "Fitted", "Head", "contrastive_pairs", "cross_validate", "expected_calibration_error",
+    "CVResult", "Fitted", "Head", "LSA", "contrastive_pairs", "cross_validate", "expected_calibration_error",
     "finetune_encoder", "fit_and_predict", "fit_temperature", "label_anchors", "macro_f1", "normalize", "softmax",
 ]

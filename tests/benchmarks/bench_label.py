@@ -12,12 +12,17 @@ twice):
 
 - ``baseline_frozen_lr``: frozen MiniLM vectors + scikit-learn's default logistic regression
   (the reference of the issue), no calibration;
-- ``embed``: the assistant's default (chunk-mean embeddings, C picked and temperature fitted on
-  out-of-fold seeds, one round of self-training on the pool);
+- ``embed``: the assistant's default (chunk-mean embeddings with 200 TF-IDF/SVD word dimensions
+  fitted on the seed and pool texts appended, ``lsa_dims: 200``; C picked and temperature fitted
+  on out-of-fold seeds, self-training on the pool);
+- ``embed_no_lsa``: the same on the sentence embeddings alone (``lsa_dims: 0``);
 - ``embed_described``: the same plus the label descriptions (``LabelConfig.label_descriptions``:
   the class names the datasets document, e.g. "neoplasms", "limitation of liability");
 - ``setfit``: contrastive fine-tuning of MiniLM (``--setfit-draws`` draws; CPU-costly, so
-  scored on a ``--setfit-pool`` subset of the pool, next to ``embed`` on the same subset).
+  scored on a ``--setfit-pool`` subset of the pool, next to ``embed`` on the same subset). The
+  SetFit recipe's scale (20 pair iterations per seed, one epoch) is ``--setfit-pairs 40
+  --setfit-steps 1000000 --setfit-pool 0``: about 1,600 CPU-seconds per 8-shot run here, so
+  meant for a GPU.
 
 Per method: each draw's macro-F1, accuracy, expected calibration error of the suggestions,
 cross-validated expected accuracy and seconds, then mean and sd over draws. Timing: one cold
@@ -27,6 +32,7 @@ machine the wall time mostly measures the other jobs.
 
 Usage:
     python tests/benchmarks/bench_label.py [--quick] [--draws 5] [--setfit-draws 1]
+        [--setfit-pairs 40 --setfit-steps 1000000 --setfit-pool 0 --setfit-shots 8,16]
         [--embedding-cache /tmp/label/cache] [--tasks abstracts,unfair_tos]
 """
 
@@ -132,7 +138,7 @@ def summarize(runs: list[dict]) -> dict:
 
 
 def run_task(name, dev, test, *, shots_list, draws, setfit_draws, setfit_pool, setfit_steps, encoder, log,
-             save_cache=None):
+             save_cache=None, setfit_extra=None, setfit_shots=None):
     from domainfm.corpus.document import Document
     from domainfm.label import LabelConfig, suggest_labels
 
@@ -145,9 +151,11 @@ def run_task(name, dev, test, *, shots_list, draws, setfit_draws, setfit_pool, s
     if save_cache:
         save_cache()
     described = DESCRIPTIONS[name]
-    configs = {"embed": {}, "embed_described": {"label_descriptions": described}}
-    sub = sorted(np.random.default_rng(5).permutation(len(pool))[:setfit_pool].tolist())
+    configs = {"embed": {}, "embed_no_lsa": {"lsa_dims": 0}, "embed_described": {"label_descriptions": described}}
+    sub = sorted(np.random.default_rng(5).permutation(len(pool))[:setfit_pool or len(pool)].tolist())
     small = [pool[i] for i in sub]
+    setfit_extra = {"setfit_max_steps": setfit_steps, **(setfit_extra or {})}
+    setfit_shots = shots_list[:1] if setfit_shots is None else setfit_shots
     report: dict = {"dev": len(dev), "pool": len(pool), "classes": sorted({d.label for d in dev}),
                     "label_descriptions": described}
     for shots in shots_list:
@@ -160,12 +168,12 @@ def run_task(name, dev, test, *, shots_list, draws, setfit_draws, setfit_pool, s
                 res = suggest_labels(seeds, pool, LabelConfig(method="embed", seed=draw, **extra), encoder=encoder)
                 rows[key].append(score(res, gold))
             log(f"{name} {shots}-shot draw {draw}: " + ", ".join(f"{k} F1 {v[-1]['macro_f1']:.3f}" for k, v in rows.items()))
-            if draw < setfit_draws and shots == shots_list[0]:
+            if draw < setfit_draws and shots in setfit_shots:
                 for key, extra in (("", {}),):
                     res = suggest_labels(seeds, small, LabelConfig(method="embed", seed=draw, **extra), encoder=encoder)
                     setfit_rows[f"embed{key}_on_subset"].append(score(res, gold))
-                    res = suggest_labels(seeds, small, LabelConfig(method="setfit", seed=draw, setfit_max_steps=setfit_steps,
-                                                                   **extra), encoder=encoder)
+                    res = suggest_labels(seeds, small, LabelConfig(method="setfit", seed=draw, **setfit_extra, **extra),
+                                         encoder=encoder)
                     setfit_rows[f"setfit{key}"].append(score(res, gold))
                     log(f"{name} {shots}-shot draw {draw} setfit{key}: F1 {setfit_rows[f'setfit{key}'][-1]['macro_f1']:.3f} "
                         f"vs embed{key} {setfit_rows[f'embed{key}_on_subset'][-1]['macro_f1']:.3f} on {len(small)} "
@@ -173,7 +181,7 @@ def run_task(name, dev, test, *, shots_list, draws, setfit_draws, setfit_pool, s
         report[f"{shots}_shot"] = {k: summarize(v) for k, v in rows.items() if v}
         if any(setfit_rows.values()):
             report[f"{shots}_shot"]["setfit_side_by_side"] = {
-                "pool_subset": len(small), "setfit_max_steps": setfit_steps,
+                "pool_subset": len(small), **setfit_extra,
                 **{k: summarize(v) for k, v in setfit_rows.items() if v}}
     return report
 
@@ -210,8 +218,12 @@ def main(argv=None) -> int:
     parser.add_argument("--shots", default="8,16", help="seeds per class, comma-separated (legal: the first only)")
     parser.add_argument("--tasks", default="abstracts,unfair_tos")
     parser.add_argument("--setfit-draws", type=int, default=1, help="setfit is costly on CPU")
-    parser.add_argument("--setfit-pool", type=int, default=200, help="pool documents setfit is scored on")
+    parser.add_argument("--setfit-pool", type=int, default=200, help="pool documents setfit is scored on (0 = all)")
     parser.add_argument("--setfit-steps", type=int, default=60, help="setfit_max_steps of the benchmark runs")
+    parser.add_argument("--setfit-pairs", type=int, default=0,
+                        help="setfit_pairs_per_seed (0 = the LabelConfig default; 40 = the SetFit recipe's 20 iterations)")
+    parser.add_argument("--setfit-max-length", type=int, default=0, help="setfit_max_length (0 = the LabelConfig default)")
+    parser.add_argument("--setfit-shots", default="", help="shot levels setfit runs at (default: the first of --shots)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     parser.add_argument("--timing", default="embed", help="methods to time cold, comma-separated ('' = none)")
     parser.add_argument("--embedding-cache", default="", help="folder: reuse/save frozen vectors between runs")
@@ -257,7 +269,10 @@ def main(argv=None) -> int:
             save_cache = lambda p=path, e=encoder: e.save_cache(p)  # noqa: E731
         report[task] = run_task(task, dev, test, shots_list=shots if task == "abstracts" else shots[:1],
                                 draws=args.draws, setfit_draws=args.setfit_draws, setfit_pool=args.setfit_pool,
-                                setfit_steps=args.setfit_steps, encoder=encoder, log=log, save_cache=save_cache)
+                                setfit_steps=args.setfit_steps, encoder=encoder, log=log, save_cache=save_cache,
+                                setfit_extra={k: v for k, v in (("setfit_pairs_per_seed", args.setfit_pairs),
+                                                                ("setfit_max_length", args.setfit_max_length)) if v},
+                                setfit_shots=[int(s) for s in args.setfit_shots.split(",") if s] or None)
         _dump(report, args.out)
     timing = [m for m in args.timing.split(",") if m]
     if timing and (DATA / "medical-abstracts").is_dir():
