@@ -171,6 +171,18 @@ def test_word_level_decoding_obeys_bio(token_tags, word_ids, expected):
     assert all(0 < s.attrs["score"] <= 1 for s in spans)
 
 
+def test_spans_cut_by_a_chunk_edge_are_widened_to_whole_words():
+    from domainfm.finetune.predict import _whole_words
+
+    text = "no fever; hypokalemia noted"
+    # a chunk starting inside "hypokalemia" saw only "kalemia"; another chunk saw the whole word
+    spans = [Span(14, 21, "X", {"score": 0.7}), Span(10, 21, "X", {"score": 0.9}), Span(3, 8, "Y", {"score": 0.5})]
+    out = _whole_words(text, spans)
+    assert [(s.start, s.end, s.label) for s in out] == [(10, 21, "X"), (3, 8, "Y")]
+    assert out[0].attrs["score"] == 0.9
+    assert _whole_words(text, [Span(0, 2, "X", {})])[0].end == 2  # already whole: unchanged
+
+
 def test_word_level_decoding_is_the_best_valid_path():
     # token argmax says O, I-X, I-X; the valid paths are O B-X I-X (first word unlikely as B-X)
     # or B-X I-X I-X: Viterbi must pick the more probable one, not patch tags one by one

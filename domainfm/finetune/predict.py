@@ -38,6 +38,7 @@ from domainfm.finetune.data import (
     decode_bio,
     decode_words,
     document_target,
+    document_text,
     encode_documents,
 )
 from domainfm.finetune.metrics import classification_metrics, entity_metrics, multilabel_metrics
@@ -243,11 +244,38 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def _whole_words(text: str, spans: list[Span]) -> list[Span]:
+    """Spans widened to the letters and digits around their edges, overlapping ones of a label merged.
+
+    Word-level decoding already gives whole words inside one sequence; a chunk that starts or
+    ends inside a word (token-exact chunking can cut between sub-tokens) sees only part of it.
+    """
+    widened = []
+    for s in spans:
+        start, end = s.start, s.end
+        while 0 < start < len(text) and text[start - 1].isalnum() and text[start].isalnum():
+            start -= 1
+        while 0 < end < len(text) and text[end - 1].isalnum() and text[end].isalnum():
+            end += 1
+        widened.append(Span(start, end, s.label, s.attrs))
+    merged: list[Span] = []
+    for s in sorted(widened, key=lambda x: (x.label, x.start, x.end)):
+        last = merged[-1] if merged else None
+        if last is not None and last.label == s.label and s.start < last.end:
+            score = max(last.attrs.get("score", 0), s.attrs.get("score", 0))
+            merged[-1] = Span(last.start, max(last.end, s.end), last.label, {**last.attrs, "score": score})
+        else:
+            merged.append(s)
+    return merged
+
+
 def document_outputs(task: str, label_map: LabelMap, docs: Sequence[Document], features: Sequence[Feature],
-                     logits: Sequence[np.ndarray], aggregate: str = "mean", ner_decoding: str = "words") -> list[Any]:
+                     logits: Sequence[np.ndarray], aggregate: str = "mean", ner_decoding: str = "words",
+                     texts: Sequence[str] | None = None) -> list[Any]:
     """Per document: class probabilities (classification / multilabel, from chunk logits
     aggregated with ``aggregate``) or predicted spans in document coordinates (ner, decoded as
-    ``ner_decoding`` says: ``words`` or ``tokens``, see ``ModelSection``)."""
+    ``ner_decoding`` says: ``words`` or ``tokens``, see ``ModelSection``; with ``words`` and the
+    documents' ``texts``, spans cut by a chunk edge are widened to whole words)."""
     if task == "ner":
         id2label = label_map.id2label
         per_feature = []
@@ -269,7 +297,9 @@ def document_outputs(task: str, label_map: LabelMap, docs: Sequence[Document], f
         else:
             for f, found in zip(features, per_feature):
                 spans[f.doc_index].extend(Span(s.start + f.offset, s.end + f.offset, s.label, s.attrs) for s in found)
-        return [sorted(spans[i], key=lambda s: (s.start, s.end, s.label)) for i in range(len(docs))]
+        if ner_decoding == "words" and texts is not None:
+            spans = {i: _whole_words(texts[i], found) for i, found in spans.items()}
+        return [sorted(spans.get(i, []), key=lambda s: (s.start, s.end, s.label)) for i in range(len(docs))]
     if features and features[0].chunk is not None:
         from domainfm.chunk import aggregate_predictions
 
@@ -289,8 +319,9 @@ def predict_outputs(tm: TaskModel, docs: Sequence[Document], *, batch_size: int 
                                label_field=tm.label_field, text_field=tm.text_field, with_labels=with_labels)
     pad = tm.tokenizer.pad_token_id if tm.tokenizer.pad_token_id is not None else 0
     logits = score_features(tm.model, encoded.features, pad_id=pad, batch_size=batch_size)
+    texts = [document_text(d, tm.text_field) for d in docs] if tm.task == "ner" else None
     return document_outputs(tm.task, tm.label_map, docs, encoded.features, logits, tm.long_documents.aggregate,
-                            tm.ner_decoding)
+                            tm.ner_decoding, texts)
 
 
 def _record(tm: TaskModel, doc: Document, output: Any) -> dict[str, Any]:

@@ -448,10 +448,12 @@ def finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool = F
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     metric = cfg.metric
 
+    eval_texts = [document_text(d, cfg.data.text_field) for d in eval_docs] if cfg.task == "ner" else None
+
     def run_eval() -> dict[str, Any]:
         logits = score_features(raw, eval_enc.features, pad_id=pad_id, batch_size=cfg.train.eval_batch_size)
         outputs = document_outputs(cfg.task, label_map, eval_docs, eval_enc.features, logits,
-                                   cfg.long_documents.aggregate, cfg.model.ner_decoding)
+                                   cfg.long_documents.aggregate, cfg.model.ner_decoding, eval_texts)
         return compute_metrics(cfg.task, label_map, eval_docs, outputs, cfg.label_field)
 
     start_step, history, best, best_params, bad_evals, resumed_from = 0, [], None, None, 0, None
