@@ -531,6 +531,27 @@ def test_setfit_tunes_the_encoder_for_a_few_steps(tiny_bert_config, tiny_tokeniz
     assert np.allclose(encoder.encode([d.text for d in pool]), before)  # ...on a copy
     check = check_labels(seeds, cfg, encoder=encoder)
     assert check.summary["checked"] == 6
+    # With self-training, each calibration fold embeds the pool with its own tuned encoder and
+    # self-trains like the final head (a plain fold head left the suggestions overconfident).
+    from domainfm.label import methods
+
+    stages, pools = [], []
+    real = methods.fit_self_trained
+
+    def spy(X, Y, X_pool, **kw):
+        pools.append(None if X_pool is None else len(X_pool))
+        return real(X, Y, X_pool, **kw)
+
+    methods.fit_self_trained = spy
+    try:
+        suggest_labels(seeds, pool, LabelConfig(method="setfit", setfit_max_steps=2, setfit_batch_size=4,
+                                                setfit_pairs_per_seed=4, c_grid=(4.0,), self_training=2),
+                       encoder=encoder, on_stage=stages.append)
+    finally:
+        methods.fit_self_trained = real
+    assert stages.count("embedding the pool with the fold's encoder") == 2
+    # calibration folds: the pool plus that fold's held-out seeds; the final head: the pool
+    assert pools and all(n is not None for n in pools) and pools[-1] == 2 and max(pools) == 2 + 3
     # The frozen vectors persist between runs (text hashes only, no text in the file).
     encoder.save_cache(tmp_path / "vectors.npz")
     fresh = SentenceEncoder(model, name="tiny")
