@@ -398,6 +398,11 @@ def deid_command(
     batch_size: int = typer.Option(32, help="Documents per spaCy batch."),
     seed: Optional[int] = typer.Option(None, help="Reproducible surrogates without a key (demos/tests only)."),
     threshold: float = typer.Option(0.3, help="Minimum detection score in [0, 1]."),
+    ner_model: Optional[Path] = typer.Option(
+        None, "--ner-model",
+        help="A 'domainfm finetune' NER model trained on annotated notes; its spans are added to the rules'."),
+    ner_threshold: Optional[float] = typer.Option(
+        None, "--ner-threshold", help="Minimum score of the learned model's spans (default: --threshold)."),
 ):
     """Detect PHI/PII and replace it; writes phi_spans (no PHI text) and a deid manifest."""
     from domainfm.deid.config import DeidConfig
@@ -405,7 +410,8 @@ def deid_command(
 
     config = DeidConfig(profile=profile, operator=operator, vault=str(vault) if vault else None,
                         workers=workers, batch_size=batch_size, score_threshold=threshold,
-                        seed=seed if seed is not None else 0)
+                        seed=seed if seed is not None else 0, ner_model=str(ner_model) if ner_model else None,
+                        ner_threshold=ner_threshold)
     console = _console()
     with _progress(console, f"de-identifying ({profile}, {operator})") as update:
         result = deidentify_file(src, out, config, seed=seed, on_progress=lambda c: update(c.read))

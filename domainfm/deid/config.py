@@ -36,6 +36,9 @@ class DeidConfig:
     seed: seed of the surrogate generator (transformation half).
     operator: ``surrogate`` (realistic fakes), ``redact`` (remove) or ``tag`` (``[PATIENT]``).
     vault: path of the encrypted re-identification vault, or ``None`` for no vault.
+    ner_model: folder of a ``domainfm finetune`` NER model trained on annotated notes, whose spans
+        are added to the rule detections (see :mod:`domainfm.deid.learned`); ``None``: rules only.
+    ner_threshold: minimum score of the learned model's spans, in [0, 1]; ``None``: ``score_threshold``.
     """
 
     profile: Literal["clinical", "legal"] = "clinical"
@@ -49,6 +52,8 @@ class DeidConfig:
     seed: int = 0
     operator: Literal["surrogate", "redact", "tag"] = "surrogate"
     vault: str | None = None
+    ner_model: str | None = None
+    ner_threshold: float | None = None
 
     def __post_init__(self) -> None:
         if self.profile not in ("clinical", "legal"):
@@ -67,6 +72,14 @@ class DeidConfig:
                 f"The 'score_threshold' parameter must be a float in [0, 1]. Got {self.score_threshold!r} instead."
             )
         self.score_threshold = float(self.score_threshold)
+        if self.ner_threshold is not None:
+            if isinstance(self.ner_threshold, bool) or not isinstance(self.ner_threshold, (int, float)) \
+                    or not 0.0 <= float(self.ner_threshold) <= 1.0:
+                raise ConfigError(
+                    f"config field 'ner_threshold' must be a number in [0, 1] or null (= score_threshold), "
+                    f"got {self.ner_threshold!r}"
+                )
+            self.ner_threshold = float(self.ner_threshold)
         for name, low, high in (("batch_size", 1, 100_000), ("workers", 1, 256)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -86,6 +99,14 @@ class DeidConfig:
                 f"config field 'vault' is set but operator is {self.operator!r}: only the 'surrogate' "
                 "operator keeps a re-identification vault (set vault: null, or operator: surrogate)"
             )
+        if self.ner_model is not None:
+            from pathlib import Path
+
+            if not isinstance(self.ner_model, str) or not (Path(self.ner_model) / "domainfm_task.json").is_file():
+                raise ConfigError(
+                    f"config field 'ner_model' must be a model folder written by 'domainfm finetune' (task: ner), "
+                    f"got {self.ner_model!r}: no domainfm_task.json there (or set ner_model: null for rules only)"
+                )
         if self.recognizers is not None:
             from domainfm.deid.recognizers import available_sets
 

@@ -102,18 +102,31 @@ class PhiDetector:
                                        default_score_threshold=self.config.score_threshold,
                                        context_aware_enhancer=NoContextEnhancer())
         self._entities = sorted({e for r in registry.recognizers for e in r.supported_entities})
+        self.learned = None
+        if self.config.ner_model:
+            from domainfm.deid.learned import LearnedPhiTagger
+
+            self.learned = LearnedPhiTagger(self.config.ner_model, batch_size=self.config.batch_size)
 
     def detect_text(self, text: str) -> list[Detection]:
         return next(self.detect_texts([text]))
 
     def detect_texts(self, texts: Iterable[str]) -> Iterator[list[Detection]]:
         """Detections per text, in order; spaCy runs over ``batch_size`` texts at a time."""
-        for text, doc in self._pipe(((t, None) for t in texts)):
-            yield self._analyze(text, doc)
+        for batch in batched(self._pipe(((t, None) for t in texts)), self.config.batch_size):
+            for (text, doc), learned in zip(batch, self._learned([text for text, _ in batch])):
+                yield self._analyze(text, doc, learned)
 
     def detect(self, docs: Iterable[Document]) -> Iterator[tuple[Document, list[Detection]]]:
-        for (text, document), doc in self._pipe_docs(docs):
-            yield document, self._analyze(text, doc)
+        for batch in batched(self._pipe_docs(docs), self.config.batch_size):
+            for ((text, document), doc), learned in zip(batch, self._learned([t for (t, _), _ in batch])):
+                yield document, self._analyze(text, doc, learned)
+
+    def _learned(self, texts: list[str]) -> list[list[Detection]]:
+        """The learned model's spans of a batch (none without ``ner_model``)."""
+        if self.learned is None:
+            return [[] for _ in texts]
+        return self.learned.detect(texts)
 
     def _pipe_docs(self, docs: Iterable[Document]):
         pairs = ((visible_text(d.text), d) for d in docs)
@@ -136,17 +149,18 @@ class PhiDetector:
         return NlpArtifacts(entities=[], tokens=doc, tokens_indices=[], lemmas=[],
                             nlp_engine=self.nlp_engine, language="en", scores=[])
 
-    def _analyze(self, text: str, doc) -> list[Detection]:
+    def _analyze(self, text: str, doc, learned: list[Detection] = ()) -> list[Detection]:
         if not text.strip():
             return []
         results = self.analyzer.analyze(text=text, language="en", entities=self._entities,
                                         nlp_artifacts=self._artifacts(doc),
                                         score_threshold=self.config.score_threshold)
+        found = [Detection(r.start, r.end, r.entity_type, float(r.score),
+                           (r.recognition_metadata or {}).get("recognizer_name", "")) for r in results]
+        floor = self.config.score_threshold if self.config.ner_threshold is None else self.config.ner_threshold
+        found += [d for d in learned if d.score >= floor]
         return merge_detections(text, [
-            Detection(r.start, r.end, r.entity_type, float(r.score),
-                      (r.recognition_metadata or {}).get("recognizer_name", ""))
-            for r in results
-            if entity_selected(r.entity_type, self.config.entities, self.config.exclude_entities)
+            d for d in found if entity_selected(d.label, self.config.entities, self.config.exclude_entities)
         ])
 
 
@@ -209,8 +223,10 @@ _TRIM = " \t\r\n,;:()[]{}\"'"
 
 
 def merge_detections(text: str, detections: list[Detection]) -> list[Detection]:
-    """Trim spans to their content and merge overlapping ones (best score, then longest, wins
-    the label), so the output never overlaps."""
+    """Trim spans to their content and merge overlapping ones (a rule's label before a learned
+    model's, then the best score, then the longest wins), so the output never overlaps."""
+    from domainfm.deid.learned import LEARNED
+
     trimmed = []
     for d in detections:
         start, end = d.start, d.end
@@ -225,7 +241,7 @@ def merge_detections(text: str, detections: list[Detection]) -> list[Detection]:
     for d in trimmed:
         if merged and d.start < merged[-1].end:
             prev = merged[-1]
-            best = max((prev, d), key=lambda x: (x.score, x.end - x.start))
+            best = max((prev, d), key=lambda x: (x.recognizer != LEARNED, x.score, x.end - x.start))
             merged[-1] = Detection(prev.start, max(prev.end, d.end), best.label, max(prev.score, d.score),
                                    best.recognizer)
         else:

@@ -81,6 +81,31 @@ def _scores(docs, pred, dataset, pred_dataset, gold_filter=None):
             "recall_by_type": {k: v["recall_any_label"] for k, v in s["per_type"].items() if v["gold"]}}
 
 
+def _learned_scores(docs, config, ner_model: str, dataset: str, cps_rules: float) -> dict:
+    """Rules + the learned model (``DeidConfig.ner_model``), the model's spans alone, and speed."""
+    from dataclasses import replace
+
+    from domainfm.deid import PhiDetector
+    from domainfm.deid.learned import LEARNED
+    from domainfm.deid.propagate import NamePropagator
+
+    detector = PhiDetector(replace(config, ner_model=ner_model))
+    detector.detect_text("warm up")
+    t0 = time.perf_counter()
+    found = {doc.id: spans for doc, spans in detector.detect(docs)}
+    seconds = time.perf_counter() - t0
+    propagator = NamePropagator()
+    propagated = {doc.id: propagator(doc, list(found[doc.id])) for doc in docs}
+    alone = {doc.id: [(s.start, s.end, s.label) for s in spans]
+             for doc, spans in zip(docs, detector.learned.detect([d.text for d in docs]))}
+    chars = sum(len(d.text) for d in docs)
+    return {"model": ner_model, "rules_and_model": _scores(docs, found, dataset, "canonical"),
+            "rules_and_model_propagated": _scores(docs, propagated, dataset, "canonical"),
+            "model_alone": _scores(docs, alone, dataset, "canonical"),
+            "spans_from_the_model": sum(d.recognizer == LEARNED for v in found.values() for d in v),
+            "chars_per_s": round(chars / seconds), "slowdown_vs_rules": round(cps_rules * seconds / chars, 2)}
+
+
 def patient_half(patient_id: str) -> str:
     """``"A"`` or ``"B"``: a fixed half per patient (SHA-1 of the id, even or odd)."""
     return "AB"[int(hashlib.sha1(patient_id.encode("utf-8")).hexdigest(), 16) % 2]
@@ -116,6 +141,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--sets", default="physionet,tab,synth")
     parser.add_argument("--split", choices=("A", "B", "all"), default="all",
                         help="PhysioNet half by patient (A: for error analysis, B: held back)")
+    parser.add_argument("--ner-model", default="",
+                        help="also score the PhysioNet notes with this learned NER model added to the rules "
+                             "(DeidConfig.ner_model; train it on the other half, see the README)")
     args = parser.parse_args(argv)
     data = Path(args.data)
     if not data.is_dir():
@@ -164,6 +192,8 @@ def main(argv=None) -> dict:
                 entry["ours"] = _scores(docs, ours, dataset, "canonical")
                 entry["ours_propagated"] = _scores(docs, propagated, dataset, "canonical")
                 entry["vanilla"] = _scores(docs, theirs, dataset, "presidio")
+            if args.ner_model and name == "physionet":
+                entry["learned"] = _learned_scores(docs, config, args.ner_model, dataset, cps_ours)
             result["datasets"][name] = entry
     result["overall_speed_ratio"] = round(total_theirs / total_ours, 2) if total_ours else None
     print(json.dumps(result, indent=1))
