@@ -27,6 +27,7 @@ from typing import Iterable, Iterator
 from domainfm.corpus.document import Document
 from domainfm.deid.config import DeidConfig
 from domainfm.deid.labels import entity_selected
+from domainfm.deid.learned import LEARNED
 
 _PRESIDIO_LOGGERS = ("presidio-analyzer", "presidio_analyzer", "presidio-anonymizer", "decision_process")
 
@@ -225,8 +226,6 @@ _TRIM = " \t\r\n,;:()[]{}\"'"
 def merge_detections(text: str, detections: list[Detection]) -> list[Detection]:
     """Trim spans to their content and merge overlapping ones (a rule's label before a learned
     model's, then the best score, then the longest wins), so the output never overlaps."""
-    from domainfm.deid.learned import LEARNED
-
     trimmed = []
     for d in detections:
         start, end = d.start, d.end
