@@ -17,7 +17,7 @@ from domainfm.deid.learned import LEARNED, canonical_for
 from domainfm.errors import ConfigError
 
 TEXTS = [
-    "Seen by Dr. Lee on 7/22 at Calvert ward.",
+    "Seen by Dr. Lee on 7/22 at Thornbury ward.",
     "Pt resting comfortably, no complaints overnight.",
     "   ",
 ]

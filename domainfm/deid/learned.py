@@ -13,7 +13,7 @@ The model's entity names are mapped onto the canonical PHI labels: canonical nam
 
 Example:
     >>> tagger = LearnedPhiTagger("runs/deid-ner")           # doctest: +SKIP
-    >>> tagger.detect(["Seen on CALVERT 4 by Dr. Noone."])   # doctest: +SKIP
+    >>> tagger.detect(["Seen on THORNBURY 4 by Dr. Okafor."])  # doctest: +SKIP
     [[Detection(start=8, end=15, label='LOCATION', score=0.97, recognizer='learned_ner'), ...]]
 """
 
