@@ -42,10 +42,11 @@ def _train_tiny_ner(folder, clinical_corpus, tiny_model_dir, labels):
 
 def _answer_always(folder, tag: str):
     """Rewrite the saved classifier so that every token gets ``tag`` (scores ~ 0.99)."""
+    import torch
     from transformers import AutoModelForTokenClassification
 
     model = AutoModelForTokenClassification.from_pretrained(folder)
-    with __import__("torch").no_grad():
+    with torch.no_grad():
         model.classifier.weight.zero_()
         model.classifier.bias.fill_(-5.0)
         model.classifier.bias[model.config.label2id[tag]] = 5.0
@@ -135,6 +136,10 @@ def test_bad_model_folders_are_config_errors(tmp_path, learned_models):
     (odd / "domainfm_task.json").write_text(json.dumps({**info, "labels": ["Disease"]}))
     with pytest.raises(ConfigError, match="no PHI label"):
         PhiDetector(DeidConfig(ner_model=str(odd)))
+    # a model of another task type is refused when the config is read, before any model loads
+    (odd / "domainfm_task.json").write_text(json.dumps({**info, "task": "classification"}))
+    with pytest.raises(ConfigError, match="'ner_model'.*holds a 'classification' model, but a 'ner' model"):
+        DeidConfig(ner_model=str(odd))
 
 
 def test_cli_deid_with_a_learned_model(learned_models, tmp_path, cli):

@@ -100,13 +100,17 @@ class DeidConfig:
                 "operator keeps a re-identification vault (set vault: null, or operator: surrogate)"
             )
         if self.ner_model is not None:
-            from pathlib import Path
+            from domainfm.finetune.predict import read_task_info
 
-            if not isinstance(self.ner_model, str) or not (Path(self.ner_model) / "domainfm_task.json").is_file():
+            try:
+                if not isinstance(self.ner_model, str):
+                    raise ConfigError(f"got {self.ner_model!r}")
+                read_task_info(self.ner_model, task="ner")
+            except ConfigError as exc:
                 raise ConfigError(
                     f"config field 'ner_model' must be a model folder written by 'domainfm finetune' (task: ner), "
-                    f"got {self.ner_model!r}: no domainfm_task.json there (or set ner_model: null for rules only)"
-                )
+                    f"or null for rules only: {exc}"
+                ) from None
         if self.recognizers is not None:
             from domainfm.deid.recognizers import available_sets
 

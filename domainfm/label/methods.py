@@ -221,8 +221,9 @@ def fit_self_trained(X, Y, X_pool, *, C, multilabel, n_classes, cfg: LabelConfig
 
 
 def label_anchors(encoder: Encoder, classes: Sequence[str], descriptions: dict | None, *,
-                  multilabel: bool, weight: float):
-    """Embedded label descriptions as training rows ``(vectors, targets, weight)``, or None.
+                  multilabel: bool, weight: float, lsa: "LSA | None" = None, lsa_weight: float = 0.0):
+    """Embedded label descriptions as training rows ``(vectors, targets, weight)``, or None;
+    with ``lsa``, their LSA vectors are appended as :func:`with_lsa` does for the texts.
 
     A description (``"neoplasms"``, ``"limitation of liability"``) is what an annotation
     guideline says about a label; as one extra weighted training row per label it tells the head
@@ -235,7 +236,8 @@ def label_anchors(encoder: Encoder, classes: Sequence[str], descriptions: dict |
     described = [(i, descriptions[c]) for i, c in enumerate(classes) if c in descriptions]
     if not described:
         return None
-    vectors = encoder.encode([text for _, text in described])
+    texts = [text for _, text in described]
+    vectors = with_lsa(encoder.encode(texts), texts, lsa, lsa_weight)
     if multilabel:
         targets = np.zeros((len(described), len(classes)), dtype=int)
         targets[np.arange(len(described)), [i for i, _ in described]] = 1
@@ -558,12 +560,8 @@ def fit_and_predict(encoder: Encoder, seed_texts, Y, pool_texts, classes, *, mul
 
 
 def _anchors(encoder, classes, multilabel, cfg: LabelConfig, lsa: LSA | None = None):
-    anchors = label_anchors(encoder, classes, cfg.label_descriptions, multilabel=multilabel,
-                            weight=cfg.description_weight)
-    if anchors is None or lsa is None:
-        return anchors
-    texts = [cfg.label_descriptions[c] for c in classes if c in cfg.label_descriptions]  # label_anchors' order
-    return with_lsa(anchors[0], texts, lsa, cfg.lsa_weight), anchors[1], anchors[2]
+    return label_anchors(encoder, classes, cfg.label_descriptions, multilabel=multilabel,
+                         weight=cfg.description_weight, lsa=lsa, lsa_weight=cfg.lsa_weight)
 
 
 def _scaled(cfg: LabelConfig, n_part: int, n_all: int) -> LabelConfig:
