@@ -106,6 +106,7 @@ def test_config_round_trip_and_overrides(tmp_path):
     ({"task": "regression"}, "must be one of"),
     ({"train.lr": 0}, "train.lr must be in (0, 1)"),
     ({"data.label_field": "labels"}, "does not fit task 'classification'"),
+    ({"model.num_layers": -1}, "model.num_layers must be an int >= 0"),
 ])
 def test_bad_config_is_named(overrides, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -393,6 +394,29 @@ def test_ner_long_documents_through_chunks(tmp_path, notes, tiny_model_dir):
     assert AutoModelForTokenClassification.from_pretrained(tmp_path / "ner").config.id2label[1] == "B-DATE"
     with pytest.raises(ConfigError, match="holds a 'ner' model, but a 'classification' model"):
         load_task_model(tmp_path / "ner", task="classification")
+
+
+def test_num_layers_keeps_the_base_models_lower_layers(tmp_path, notes, tiny_model_dir):
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForTokenClassification, BertModel
+
+    write_documents(tmp_path / "ner.jsonl", notes[:20])
+    cfg = _cfg(tmp_path / "ner.jsonl", tiny_model_dir, "ner", **{
+        "labels.names": ["DATE", "DOCTOR"], "model.num_layers": 1, "train.full_finetune": True, "train.lr": 1e-12,
+        "train.max_steps": 1, "train.eval_every": 1})
+    finetune(cfg, tmp_path / "shallow")
+    reloaded = AutoModelForTokenClassification.from_pretrained(tmp_path / "shallow")  # plain transformers
+    assert reloaded.config.num_hidden_layers == 1 and len(reloaded.bert.encoder.layer) == 1
+    base = BertModel.from_pretrained(tiny_model_dir)
+    saved = load_file(tmp_path / "shallow" / "model.safetensors")
+    name = "encoder.layer.0.attention.self.query.weight"
+    assert torch.allclose(saved[f"bert.{name}"], base.state_dict()[name], atol=1e-6)  # started from the base's layer 0
+    assert not any(k.startswith("bert.encoder.layer.1.") for k in saved)
+    assert predict(tmp_path / "shallow", notes[:2])[0]["id"] == notes[0].id
+    with pytest.raises(ConfigError, match="model.num_layers is 3, but .* has 2 layers; use 1 to 2"):
+        finetune(_cfg(tmp_path / "ner.jsonl", tiny_model_dir, "ner", **{"labels.names": ["DATE"], "model.num_layers": 3}),
+                 tmp_path / "deep")
 
 
 def _masked_mean_probs(model_dir, adapter_dir, texts, label_map, max_length=64):

@@ -53,6 +53,10 @@ class ModelSection:
             before it, is found by Viterbi; spans always cover whole words) or ``tokens``
             (per-token argmax, read leniently as conlleval does; spans can end inside a word).
             Decoding only: it can be changed on a trained model (``domainfm_task.json``).
+        num_layers: keep only the first N transformer layers of the base model (0: all). A
+            shallower model runs proportionally faster (a 2-layer MiniLM does a third of the
+            work), which is what a model run beside other detectors on CPU needs; the saved
+            config says N, so plain transformers reloads it as it is.
     """
 
     name: str = "minilm"
@@ -60,6 +64,7 @@ class ModelSection:
     max_length: int = 256
     pooling: Literal["cls", "mean"] = "cls"
     ner_decoding: Literal["words", "tokens"] = "words"
+    num_layers: int = 0
 
     def __post_init__(self):
         if not 8 <= self.max_length <= 65536:
@@ -68,6 +73,8 @@ class ModelSection:
             raise ConfigError(f"model.pooling must be 'cls' or 'mean', got {self.pooling!r}")
         if self.ner_decoding not in NER_DECODINGS:
             raise ConfigError(f"model.ner_decoding must be one of {', '.join(NER_DECODINGS)}, got {self.ner_decoding!r}")
+        if isinstance(self.num_layers, bool) or not isinstance(self.num_layers, int) or self.num_layers < 0:
+            raise ConfigError(f"model.num_layers must be an int >= 0 (0 keeps every layer), got {self.num_layers!r}")
 
 
 @dataclass

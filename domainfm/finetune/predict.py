@@ -94,6 +94,28 @@ def task_model_config(source: str, task: str, label_map: LabelMap, hub: dict | N
     return config
 
 
+def keep_first_layers(config, num_layers: int, model_name: str) -> None:
+    """Make ``config`` describe only the first ``num_layers`` transformer layers.
+
+    ``from_pretrained`` with such a config loads those layers and leaves the rest of the
+    checkpoint unread, so the shallow model starts from the base model's own lower layers.
+
+    Raises:
+        ConfigError: the model has no layer count, or fewer layers than asked for.
+    """
+    total = getattr(config, "num_hidden_layers", None)
+    if not isinstance(total, int):
+        raise ConfigError(f"model.num_layers: {model_name!r} does not say how many layers it has "
+                          "(no num_hidden_layers in its config); leave model.num_layers at 0")
+    if num_layers > total:
+        raise ConfigError(f"model.num_layers is {num_layers}, but {model_name!r} has {total} layers; "
+                          f"use 1 to {total} (0 keeps them all)")
+    config.num_hidden_layers = num_layers
+    per_layer = getattr(config, "layer_types", None)  # per-layer attention kinds (newer encoders)
+    if isinstance(per_layer, list) and len(per_layer) > num_layers:
+        config.layer_types = per_layer[:num_layers]
+
+
 def read_task_info(model_dir: str | os.PathLike, task: str | None = None) -> dict[str, Any]:
     """Read ``domainfm_task.json``, explaining what the folder is when it is not a task model.
 

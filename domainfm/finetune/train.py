@@ -44,6 +44,7 @@ from domainfm.finetune.predict import (
     collate,
     compute_metrics,
     document_outputs,
+    keep_first_layers,
     score_features,
     task_model_config,
 )
@@ -206,6 +207,8 @@ def _load_model(cfg: TaskConfig, label_map: LabelMap):
     try:
         tokenizer = AutoTokenizer.from_pretrained(tok_source)
         config = task_model_config(source, cfg.task, label_map)
+        if cfg.model.num_layers:
+            keep_first_layers(config, cfg.model.num_layers, cfg.model.name)
         torch.manual_seed(cfg.train.seed)  # the new head's initialisation
         model, loading = auto_model_class(cfg.task).from_pretrained(source, config=config,
                                                                     output_loading_info=True)
