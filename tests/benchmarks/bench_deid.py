@@ -9,11 +9,16 @@ once is flagged wherever it recurs in the note and in the same patient's later n
 with it, so ``speed_ratio_propagated`` is the whole detection step of ``domainfm deid``.
 
     python tests/benchmarks/bench_deid.py [--limit N] [--data ../shared/data] [--sets physionet,tab,synth]
-                                          [--split A|B|all]
+                                          [--split A|B|all] [--ner-model DIR ...]
 
 ``--split`` keeps one half of the PhysioNet notes, chosen by patient (a hash of the patient id, so
 every note of a patient falls in the same half): tune rules while reading misses of half A only,
 then check on half B, whose misses were never read, that a change generalises.
+
+``--ner-model DIR`` (repeatable) adds, per model, rules + that learned model (``DeidConfig.ner_model``)
+on the PhysioNet notes: scores, the model's spans alone, and its speed against the vanilla
+engine, timed alternating over the same chunks like the rules alone (on the GPU when the machine
+has one). Train it on the other half (``train_deid_ner.py``).
 
 Datasets: PhysioNet nursing notes (clinical profile), TAB judgments (legal profile; DIRECT and
 DIRECT+QUASI gold), Presidio's synthetic sentences (``generic`` recognizer set: clinical plus all
@@ -81,29 +86,27 @@ def _scores(docs, pred, dataset, pred_dataset, gold_filter=None):
             "recall_by_type": {k: v["recall_any_label"] for k, v in s["per_type"].items() if v["gold"]}}
 
 
-def _learned_scores(docs, config, ner_model: str, dataset: str, cps_rules: float) -> dict:
-    """Rules + the learned model (``DeidConfig.ner_model``), the model's spans alone, and speed."""
+def _learned_scores(docs, config, ner_model: str, dataset: str, vanilla, cps_rules: float) -> dict:
+    """Rules + the learned model (``DeidConfig.ner_model``), the model's spans alone, and speed:
+    timed against the vanilla engine on the same chunks, alternating, like the rules alone."""
     from dataclasses import replace
 
     from domainfm.deid import PhiDetector
     from domainfm.deid.learned import LEARNED
-    from domainfm.deid.propagate import NamePropagator
 
     detector = PhiDetector(replace(config, ner_model=ner_model))
     detector.detect_text("warm up")
-    t0 = time.perf_counter()
-    found = {doc.id: spans for doc, spans in detector.detect(docs)}
-    seconds = time.perf_counter() - t0
-    propagator = NamePropagator()
-    propagated = {doc.id: propagator(doc, list(found[doc.id])) for doc in docs}
+    found, propagated, _, cps, cps_prop, cps_theirs = _run_side_by_side(docs, detector, vanilla)
     alone = {doc.id: [(s.start, s.end, s.label) for s in spans]
              for doc, spans in zip(docs, detector.learned.detect([d.text for d in docs]))}
-    chars = sum(len(d.text) for d in docs)
-    return {"model": ner_model, "rules_and_model": _scores(docs, found, dataset, "canonical"),
+    return {"model": ner_model, "device": str(next(detector.learned.task_model.model.parameters()).device),
+            "rules_and_model": _scores(docs, found, dataset, "canonical"),
             "rules_and_model_propagated": _scores(docs, propagated, dataset, "canonical"),
             "model_alone": _scores(docs, alone, dataset, "canonical"),
             "spans_from_the_model": sum(d.recognizer == LEARNED for v in found.values() for d in v),
-            "chars_per_s": round(chars / seconds), "slowdown_vs_rules": round(cps_rules * seconds / chars, 2)}
+            "chars_per_s": round(cps), "vanilla_chars_per_s": round(cps_theirs),
+            "speed_ratio": round(cps / cps_theirs, 2), "speed_ratio_propagated": round(cps_prop / cps_theirs, 2),
+            "slowdown_vs_rules": round(cps_rules / cps, 2)}
 
 
 def patient_half(patient_id: str) -> str:
@@ -141,9 +144,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--sets", default="physionet,tab,synth")
     parser.add_argument("--split", choices=("A", "B", "all"), default="all",
                         help="PhysioNet half by patient (A: for error analysis, B: held back)")
-    parser.add_argument("--ner-model", default="",
+    parser.add_argument("--ner-model", action="append", default=[],
                         help="also score the PhysioNet notes with this learned NER model added to the rules "
-                             "(DeidConfig.ner_model; train it on the other half, see the README)")
+                             "(DeidConfig.ner_model; train it on the other half, see the README); repeatable")
     args = parser.parse_args(argv)
     data = Path(args.data)
     if not data.is_dir():
@@ -193,7 +196,7 @@ def main(argv=None) -> dict:
                 entry["ours_propagated"] = _scores(docs, propagated, dataset, "canonical")
                 entry["vanilla"] = _scores(docs, theirs, dataset, "presidio")
             if args.ner_model and name == "physionet":
-                entry["learned"] = _learned_scores(docs, config, args.ner_model, dataset, cps_ours)
+                entry["learned"] = [_learned_scores(docs, config, m, dataset, vanilla, cps_ours) for m in args.ner_model]
             result["datasets"][name] = entry
     result["overall_speed_ratio"] = round(total_theirs / total_ours, 2) if total_ours else None
     print(json.dumps(result, indent=1))

@@ -6,7 +6,7 @@ the canonical coarse ones the recipe trains on (HCPName/PTName/RelativeProxyName
 Date/DateYear -> DATE, Location -> LOCATION; phones, ages and IDs stay with the rules) and runs
 ``domainfm finetune`` with ``tasks/deid-physionet-ner.yaml``. Prints the finetune metrics as JSON.
 
-    python tests/benchmarks/train_deid_ner.py --split A -o runs/deid-ner-A [--epochs 6]
+    python tests/benchmarks/train_deid_ner.py --split A -o runs/deid-ner-A [--epochs 6] [--layers 2] [--set train.lr=3e-4]
     python tests/benchmarks/bench_deid.py --sets physionet --split B --ner-model runs/deid-ner-A
 """
 
@@ -61,12 +61,16 @@ def main(argv=None) -> int:
     parser.add_argument("-o", "--out", required=True, help="model folder")
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--epochs", type=float, default=0, help="override train.epochs")
+    parser.add_argument("--layers", type=int, default=0,
+                        help="override model.num_layers: keep the first N layers (a faster, shallower model)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="any other recipe override, e.g. --set train.lr=3e-4 (repeatable)")
     args = parser.parse_args(argv)
     data = Path(args.data)
     if not (data / "physionet-deid").is_dir():
         print(json.dumps({"skipped": f"{data / 'physionet-deid'} not found"}))
         return 0
-    from domainfm.config import load_config
+    from domainfm.config import load_config, parse_overrides
     from domainfm.finetune import finetune
     from domainfm.finetune.config import TaskConfig
 
@@ -75,6 +79,9 @@ def main(argv=None) -> int:
     overrides = {"data.train": str(train)}
     if args.epochs:
         overrides["train.epochs"] = args.epochs
+    if args.layers:
+        overrides["model.num_layers"] = args.layers
+    overrides.update(parse_overrides([f"--{item}" for item in args.set]))
     cfg = load_config(TaskConfig, ROOT / "tasks" / "deid-physionet-ner.yaml", overrides)
     result = finetune(cfg, args.out, overwrite=True)
     print(json.dumps({"split": args.split, **counts, "model": args.out, "eval": result.metrics.get("eval")},
