@@ -472,6 +472,12 @@ SHAPE_CASES = [
     ("Chest pain started while fishing on the Western Shore last week.", "Western Shore", "LOCATION"),
     ("plan: c/o to dunsmore in am, bed requested.", "dunsmore", "LOCATION"),
     ("Pt is a 67 yo woman from Glenmorris with hx of CHF.", "Glenmorris", "LOCATION"),
+    # transcribed visits: who a greeting speaks to, who is described by age, dictated introductions
+    ("[doctor] hey hunter good to see you today", "hunter", "NAME"),
+    ("[doctor] hello , ms. gray .\n[patient] hi .", "gray", "NAME"),
+    ("HISTORY OF PRESENT ILLNESS\n\nHunter Lane is a pleasant 72-year-old male who presents today.", "Lane", "NAME"),
+    ("[doctor] carter booker is a 58 -year-old male with diabetes", "carter", "NAME"),
+    ("[doctor] next patient is dorothy fields . date of birth is 2/3/1950 .", "fields", "NAME"),
 ]
 # the same rules must stay silent here: capitalised clinical words before "IS"/"WAS", measurements
 # after a ventilator mode or "of", anatomy with a compass word, "c/o" meaning "complains of"
@@ -484,6 +490,9 @@ SHAPE_CLEAN = [
     "54 yo male from home with cough. 60 yo woman from rehab.",
     "went to her daughter's house for the weekend. stays at the patient's home.",
     "lasix and zosyn given.\n",
+    "[doctor] hi there , how are you ? thank you so much . hello everyone . hey , good morning .",
+    "Pt is a pleasant 80-year-old. This is a 45 year old man. Patient is a 60 year old. The patient is a 3 yo.",
+    "[doctor] the patient is stable . patient is alert . our patient is comfortable .",
 ]
 
 
@@ -498,6 +507,14 @@ def test_shape_rules_find(clinical, text, needle, kind):
 def test_shape_rules_stay_silent(clinical, text):
     found = clinical.detect_text(text)
     assert found == [], [(text[d.start:d.end], d.recognizer) for d in found]
+
+
+def test_a_first_name_named_by_a_strong_cue_is_found_where_it_recurs(clinical):
+    # "hunter" is also an English word, so only the age description settles it; then it counts
+    # wherever the note says it again
+    text = "[doctor] hunter booker is a 58 -year-old male . okay hunter , your labs look fine ."
+    again = text.rindex("hunter")
+    assert any(d.start == again and coarse(d.label) == "NAME" for d in clinical.detect_text(text))
 
 
 def test_initial_joins_a_name_found_elsewhere(clinical):

@@ -34,6 +34,11 @@ _PHONE_LABELS = frozenset("cell cell# home home# work work# ph phone tel # : - ,
 _NAME_VERBS_AFTER = vocab.NAME_FOLLOWERS - {"and", "or", "at"}
 _HOMES = frozenset("house home apartment apt place condo farm residence".split())
 _CLAUSE_START = {"(", ".", ",", ";", ":", "-", "--"}
+# who is spoken to ("hi, martha", "thanks gabriel", "hello, ms. x"): transcribed visits
+_GREETINGS = frozenset("hi hey hello bye goodbye thanks welcome".split())
+# who is described by age ("Mason Ward is a pleasant 80-year-old", "russell x is a 45 -year-old")
+_AGED = re.compile(r"(?i)is\s+an?\s+(?:[a-z]+\s+){0,2}?(?:\d{1,3}|[a-z]+(?:[- ][a-z]+)?)\s*-?\s*"
+                   r"(?:years?|yrs?)\s*-?\s*old\b|is\s+an?\s+(?:[a-z]+\s+){0,2}?\d{1,3}\s*(?:y\.?o\b|y/o\b)")
 _SKIP_AFTER_TRIGGER = {".", ",", ":", "-", "(", "'s", "'S", "’s", "is", "named", "=", "--"}
 
 
@@ -254,6 +259,8 @@ class NameRecognizer(TokenRecognizer):
             i += 1
         found += self._coordinated(w, found, shape)
         found += self._home_owner(w, shape)
+        found += self._addressed(w, shape)
+        found += self._described(w, shape)
         out = self._propagate(text, doc, w, found, shape)
         # titles glued to the name or to the previous word ("DR.GOLINI", "ok.dr vascuez")
         for m in _GLUED_TITLE.finditer(text):
@@ -315,6 +322,89 @@ class NameRecognizer(TokenRecognizer):
                 continue
             out.append((first, i - 1, "NAME", 0.55))
         return out
+
+    def _addressed(self, w: _Words, shape: DocShape) -> list[tuple[int, int, str, float]]:
+        """Who a greeting speaks to, as transcribed visits write it ("hi, martha.", "hey mason good
+        to see you", "thanks gabriel", "hello, ms. brown"): after a title the title's rules take the
+        name (the greeting settles "ms." as a title, not mental status); otherwise a listed or
+        unknown word, with a surname that continues it."""
+        out = []
+        for i in range(w.n - 1):
+            low = w.lower[i]
+            if low == "thank" and w.lower[i + 1] == "you":
+                k = i + 2
+            elif low in _GREETINGS:
+                k = i + 1
+            else:
+                continue
+            k += k < w.n and w.text[k] == ","
+            if k >= w.n:
+                continue
+            title = w.lower[k]
+            if title in _PATIENT or title in _DOCTOR or title in _OTHER:
+                span = self._take(w, k + 1, shape, True)
+                if span is not None:
+                    role = "DOCTOR" if title in _DOCTOR else "PATIENT" if title in _PATIENT else "NAME"
+                    out.append((span[0], span[1], role, 0.85))
+                continue
+            word = w.text[k]
+            if not self._could_lead(w, k, shape):
+                continue
+            last = k
+            while last + 1 < w.n and last - k < 2 and self._continues(w, last + 1, shape, word):
+                last += 1
+            out.append((k, last, "NAME", 0.6))
+        return out
+
+    def _described(self, w: _Words, shape: DocShape) -> list[tuple[int, int, str, float]]:
+        """Who is described by age at the start of a clause ("Mason Ward is a pleasant 80-year-old
+        male", "russell ramirez is a 45 -year-old"): up to three words before "is a ... year-old",
+        the first a listed first name or an unknown word; the age settles the rest as the surname
+        even when it is also a word ("Ward", "Brown")."""
+        out = []
+        raw = w.doc.user_data["deid_raw"]
+        for i in range(1, w.n - 1):
+            if w.lower[i] == "is" and w.lower[i - 1] in ("patient", "name") and not (
+                    i > 1 and w.lower[i - 2] in ("this", "the", "a", "our")):
+                # dictated introductions: "next patient is nicole miller.", "patient's name is ..."
+                run = []
+                k = i + 1
+                while k < w.n and k - i <= 3 and self._could_follow(w, k, shape):
+                    run.append(k)
+                    k += 1
+                ends = k == w.n or "\n" in w.text[k] or w.text[k] in (".", ",", ";")
+                if run and ends and self._could_lead(w, run[0], shape):
+                    out.append((run[0], run[-1], "NAME", 0.7))
+                continue
+            if w.lower[i] != "is" or i > w.n - 4 or not _AGED.match(raw, w.doc[i].idx):
+                continue
+            run = []  # the words right before "is", nearest first
+            k = i - 1
+            while k >= 0 and i - k <= 3 and self._could_follow(w, k, shape):
+                run.append(k)
+                k -= 1
+            for first in reversed(run):  # the longest run that starts a clause with a name
+                before, before_low = (w.text[first - 1], w.lower[first - 1]) if first > 0 else ("\n", "\n")
+                starts = before in _CLAUSE_START or before in ("]", "is") or not before.strip() or "\n" in before \
+                    or before_low in vocab.CLINICAL_VOCAB or before_low in _PATIENT or before_low in _DOCTOR
+                if starts and self._could_lead(w, first, shape):
+                    out.append((first, i - 1, "NAME", 0.7))
+                    break
+        return out
+
+    def _could_lead(self, w: _Words, k: int, shape: DocShape) -> bool:
+        """Token k can start a name that a strong cue points at: a listed first name even when it
+        is also a word ("mason", "russell"), or an unknown word."""
+        word, low = w.text[k], w.lower[k]
+        return self._could_follow(w, k, shape) and low not in vocab.CLINICAL_VOCAB and low not in vocab.AUXILIARIES \
+            and (low in self.first or (not vocab.is_english(low) and low not in self.stop))
+
+    def _could_follow(self, w: _Words, k: int, shape: DocShape) -> bool:
+        """Token k can be part of a name that a strong cue points at, even an English word ("Ward")."""
+        word, low = w.text[k], w.lower[k]
+        return _namey(word) and low not in _SPACY_STOP and low not in vocab.CORE_FUNCTION_WORDS \
+            and low not in vocab.RELATION_WORDS and low not in vocab.NEVER_NAMES \
+            and low not in ("is", "was", "patient", "pt") and not (shape.mixed and not word[0].isupper())
 
     def _initial_name(self, w: _Words, i: int, shape: DocShape) -> int | None:
         """Last token of "<initial>. <Surname>" starting at token i, or None."""
@@ -444,8 +534,12 @@ class NameRecognizer(TokenRecognizer):
             if score >= 0.65:
                 for t in range(first, last + 1):
                     # "Regional Governor" found once must not make every "Regional" a name
-                    if len(w.text[t]) >= 3 and w.lower[t] not in self.stop and w.lower[t] not in vocab.INSTITUTION_WORDS:
-                        strong_words.add(w.lower[t])
+                    low = w.lower[t]
+                    # a listed first name that is also a word ("russell", "mason") once a strong cue named it
+                    listed = low in self.first and low not in _SPACY_STOP and low not in vocab.AUXILIARIES \
+                        and low not in vocab.CLINICAL_VOCAB and low not in vocab.CORE_FUNCTION_WORDS
+                    if len(w.text[t]) >= 3 and (low not in self.stop or listed) and low not in vocab.INSTITUTION_WORDS:
+                        strong_words.add(low)
         if strong_words:
             for t in range(w.n):
                 if w.lower[t] in strong_words:
