@@ -478,6 +478,7 @@ SHAPE_CASES = [
     ("HISTORY OF PRESENT ILLNESS\n\nHunter Lane is a pleasant 72-year-old male who presents today.", "Lane", "NAME"),
     ("[doctor] carter booker is a 58 -year-old male with diabetes", "carter", "NAME"),
     ("[doctor] next patient is dorothy fields . date of birth is 2/3/1950 .", "fields", "NAME"),
+    ("[doctor] carter lane , n- date of birth 4/14/1961 . he's here for", "lane", "NAME"),
 ]
 # the same rules must stay silent here: capitalised clinical words before "IS"/"WAS", measurements
 # after a ventilator mode or "of", anatomy with a compass word, "c/o" meaning "complains of"
@@ -493,6 +494,7 @@ SHAPE_CLEAN = [
     "[doctor] hi there , how are you ? thank you so much . hello everyone . hey , good morning .",
     "Pt is a pleasant 80-year-old. This is a 45 year old man. Patient is a 60 year old. The patient is a 3 yo.",
     "[doctor] the patient is stable . patient is alert . our patient is comfortable .",
+    "Alert, oriented, knows date of birth. Verified name and date of birth with two identifiers. ID band: name, DOB, MRN.",
 ]
 
 

@@ -35,6 +35,7 @@ _NAME_VERBS_AFTER = vocab.NAME_FOLLOWERS - {"and", "or", "at"}
 _HOMES = frozenset("house home apartment apt place condo farm residence".split())
 _CLAUSE_START = {"(", ".", ",", ";", ":", "-", "--"}
 # who is spoken to ("hi, martha", "thanks gabriel", "hello, ms. x"): transcribed visits
+_CUT_OFF = re.compile(r"[a-z]{1,3}-")  # a word broken off in a transcript ("n-", "th-")
 _GREETINGS = frozenset("hi hey hello bye goodbye thanks welcome".split())
 # who is described by age ("Mason Ward is a pleasant 80-year-old", "russell x is a 45 -year-old")
 _AGED = re.compile(r"(?i)is\s+an?\s+(?:[a-z]+\s+){0,2}?(?:\d{1,3}|[a-z]+(?:[- ][a-z]+)?)\s*-?\s*"
@@ -376,6 +377,20 @@ class NameRecognizer(TokenRecognizer):
                 if run and ends and self._could_lead(w, run[0], shape):
                     out.append((run[0], run[-1], "NAME", 0.7))
                 continue
+            if self._record_cue(w, i):
+                # a dictation opens with who it is about: "eugene walker , n- date of birth ..."
+                k = i - 1
+                while k >= 0 and (w.text[k] in (",", ".", ":", "-") or _CUT_OFF.fullmatch(w.text[k])
+                                  or (w.text[k + 1] == "-" and _CUT_OFF.fullmatch(w.text[k] + "-"))):
+                    k -= 1
+                run = []
+                while k >= 0 and len(run) < 3 and self._could_follow(w, k, shape):
+                    run.append(k)
+                    k -= 1
+                opens = k < 0 or w.text[k] in ("]", ":") or "\n" in w.text[k] or not w.text[k].strip()
+                if run and opens and self._could_lead(w, run[-1], shape):
+                    out.append((run[-1], run[0], "NAME", 0.7))
+                continue
             if w.lower[i] != "is" or i > w.n - 4 or not _AGED.match(raw, w.doc[i].idx):
                 continue
             run = []  # the words right before "is", nearest first
@@ -391,6 +406,14 @@ class NameRecognizer(TokenRecognizer):
                     out.append((first, i - 1, "NAME", 0.7))
                     break
         return out
+
+    @staticmethod
+    def _record_cue(w: _Words, i: int) -> bool:
+        """Token i starts "date of birth", "DOB" or "medical record" (what a dictation says after
+        the name)."""
+        low = w.lower[i]
+        return low in ("dob", "d.o.b") or (low == "date" and w.lower[i + 1:i + 3] == ["of", "birth"]) \
+            or (low == "medical" and i + 1 < w.n and w.lower[i + 1] == "record")
 
     def _could_lead(self, w: _Words, k: int, shape: DocShape) -> bool:
         """Token k can start a name that a strong cue points at: a listed first name even when it
