@@ -34,8 +34,8 @@ _PHONE_LABELS = frozenset("cell cell# home home# work work# ph phone tel # : - ,
 _NAME_VERBS_AFTER = vocab.NAME_FOLLOWERS - {"and", "or", "at"}
 _HOMES = frozenset("house home apartment apt place condo farm residence".split())
 _CLAUSE_START = {"(", ".", ",", ";", ":", "-", "--"}
-# who is spoken to ("hi, martha", "thanks gabriel", "hello, ms. x"): transcribed visits
 _CUT_OFF = re.compile(r"[a-z]{1,3}-")  # a word broken off in a transcript ("n-", "th-")
+# who is spoken to ("hi, martha", "thanks gabriel", "hello, ms. x"): transcribed visits
 _GREETINGS = frozenset("hi hey hello bye goodbye thanks welcome".split())
 # who is described by age ("Mason Ward is a pleasant 80-year-old", "russell x is a 45 -year-old")
 _AGED = re.compile(r"(?i)is\s+an?\s+(?:[a-z]+\s+){0,2}?(?:\d{1,3}|[a-z]+(?:[- ][a-z]+)?)\s*-?\s*"
@@ -261,6 +261,8 @@ class NameRecognizer(TokenRecognizer):
         found += self._coordinated(w, found, shape)
         found += self._home_owner(w, shape)
         found += self._addressed(w, shape)
+        found += self._introduced(w, shape)
+        found += self._dictation_opening(w, shape)
         found += self._described(w, shape)
         out = self._propagate(text, doc, w, found, shape)
         # titles glued to the name or to the previous word ("DR.GOLINI", "ok.dr vascuez")
@@ -357,6 +359,45 @@ class NameRecognizer(TokenRecognizer):
             out.append((k, last, "NAME", 0.6))
         return out
 
+    def _introduced(self, w: _Words, shape: DocShape) -> list[tuple[int, int, str, float]]:
+        """Dictated introductions: "next patient is nicole miller.", "patient's name is ..." (a
+        name that ends the phrase)."""
+        out = []
+        for i in range(1, w.n - 1):
+            if w.lower[i] != "is" or w.lower[i - 1] not in ("patient", "name") \
+                    or (i > 1 and w.lower[i - 2] in ("this", "the", "a", "our")):
+                continue
+            run = []
+            k = i + 1
+            while k < w.n and k - i <= 3 and self._could_follow(w, k, shape):
+                run.append(k)
+                k += 1
+            ends = k == w.n or "\n" in w.text[k] or w.text[k] in (".", ",", ";")
+            if run and ends and self._could_lead(w, run[0], shape):
+                out.append((run[0], run[-1], "NAME", 0.7))
+        return out
+
+    def _dictation_opening(self, w: _Words, shape: DocShape) -> list[tuple[int, int, str, float]]:
+        """A dictation opens with who it is about: the name at the start of a line right before
+        "date of birth", "DOB" or "medical record" ("eugene walker , n- date of birth ..."), past
+        a word the transcript broke off."""
+        out = []
+        for i in range(1, w.n):
+            if not self._record_cue(w, i):
+                continue
+            k = i - 1
+            while k >= 0 and (w.text[k] in (",", ".", ":", "-") or _CUT_OFF.fullmatch(w.text[k])
+                              or (w.text[k + 1] == "-" and _CUT_OFF.fullmatch(w.text[k] + "-"))):
+                k -= 1
+            run = []  # nearest first
+            while k >= 0 and len(run) < 3 and self._could_follow(w, k, shape):
+                run.append(k)
+                k -= 1
+            opens = k < 0 or w.text[k] in ("]", ":") or "\n" in w.text[k] or not w.text[k].strip()
+            if run and opens and self._could_lead(w, run[-1], shape):
+                out.append((run[-1], run[0], "NAME", 0.7))
+        return out
+
     def _described(self, w: _Words, shape: DocShape) -> list[tuple[int, int, str, float]]:
         """Who is described by age at the start of a clause ("Mason Ward is a pleasant 80-year-old
         male", "russell ramirez is a 45 -year-old"): up to three words before "is a ... year-old",
@@ -364,34 +405,8 @@ class NameRecognizer(TokenRecognizer):
         even when it is also a word ("Ward", "Brown")."""
         out = []
         raw = w.doc.user_data["deid_raw"]
-        for i in range(1, w.n - 1):
-            if w.lower[i] == "is" and w.lower[i - 1] in ("patient", "name") and not (
-                    i > 1 and w.lower[i - 2] in ("this", "the", "a", "our")):
-                # dictated introductions: "next patient is nicole miller.", "patient's name is ..."
-                run = []
-                k = i + 1
-                while k < w.n and k - i <= 3 and self._could_follow(w, k, shape):
-                    run.append(k)
-                    k += 1
-                ends = k == w.n or "\n" in w.text[k] or w.text[k] in (".", ",", ";")
-                if run and ends and self._could_lead(w, run[0], shape):
-                    out.append((run[0], run[-1], "NAME", 0.7))
-                continue
-            if self._record_cue(w, i):
-                # a dictation opens with who it is about: "eugene walker , n- date of birth ..."
-                k = i - 1
-                while k >= 0 and (w.text[k] in (",", ".", ":", "-") or _CUT_OFF.fullmatch(w.text[k])
-                                  or (w.text[k + 1] == "-" and _CUT_OFF.fullmatch(w.text[k] + "-"))):
-                    k -= 1
-                run = []
-                while k >= 0 and len(run) < 3 and self._could_follow(w, k, shape):
-                    run.append(k)
-                    k -= 1
-                opens = k < 0 or w.text[k] in ("]", ":") or "\n" in w.text[k] or not w.text[k].strip()
-                if run and opens and self._could_lead(w, run[-1], shape):
-                    out.append((run[-1], run[0], "NAME", 0.7))
-                continue
-            if w.lower[i] != "is" or i > w.n - 4 or not _AGED.match(raw, w.doc[i].idx):
+        for i in range(1, w.n - 3):
+            if w.lower[i] != "is" or not _AGED.match(raw, w.doc[i].idx):
                 continue
             run = []  # the words right before "is", nearest first
             k = i - 1
@@ -418,7 +433,7 @@ class NameRecognizer(TokenRecognizer):
     def _could_lead(self, w: _Words, k: int, shape: DocShape) -> bool:
         """Token k can start a name that a strong cue points at: a listed first name even when it
         is also a word ("mason", "russell"), or an unknown word."""
-        word, low = w.text[k], w.lower[k]
+        low = w.lower[k]
         return self._could_follow(w, k, shape) and low not in vocab.CLINICAL_VOCAB and low not in vocab.AUXILIARIES \
             and (low in self.first or (not vocab.is_english(low) and low not in self.stop))
 
