@@ -8,7 +8,7 @@ load on a shared machine hits both alike. ``ours`` is the detector alone (``PhiD
 once is flagged wherever it recurs in the note and in the same patient's later notes), timed
 with it, so ``speed_ratio_propagated`` is the whole detection step of ``domainfm deid``.
 
-    python tests/benchmarks/bench_deid.py [--limit N] [--data ../shared/data] [--sets physionet,tab,synth]
+    python tests/benchmarks/bench_deid.py [--limit N] [--data ../shared/data] [--sets physionet,tab,synth,aci]
                                           [--split A|B|all] [--ner-model DIR ...]
 
 ``--split`` keeps one half of the PhysioNet notes, chosen by patient (a hash of the patient id, so
@@ -23,8 +23,9 @@ has one). Train it on the other half (``train_deid_ner.py``).
 Datasets: PhysioNet nursing notes (clinical profile), TAB judgments (legal profile; DIRECT and
 DIRECT+QUASI gold), ACI-Bench transcribed visits and their notes (``aci``: ``aci_train``, whose
 misses were read while writing the dialogue rules, and ``aci_valid``, never read; clinical
-profile; recall of the patient's names only), Presidio's synthetic sentences (``generic`` recognizer set: clinical plus all
-ages, countries, nationalities and non-US phone shapes; TITLE spans are not counted as PHI).
+profile; recall of the patient's names only), Presidio's synthetic sentences (``generic``
+recognizer set: clinical plus all ages, countries, nationalities and non-US phone shapes; TITLE
+spans are not counted as PHI).
 The vanilla engine: default recognizers, the same spaCy pipeline, default threshold; its
 tldextract is pointed at the bundled suffix list so it does not wait on the network either.
 """
