@@ -479,6 +479,7 @@ SHAPE_CASES = [
     ("[doctor] carter booker is a 58 -year-old male with diabetes", "carter", "NAME"),
     ("[doctor] next patient is dorothy fields . date of birth is 2/3/1950 .", "fields", "NAME"),
     ("[doctor] carter lane , n- date of birth 4/14/1961 . he's here for", "lane", "NAME"),
+    ("Nell Thornbury\nDOB: 3/4/1950\nAdmitted for CHF.", "Thornbury", "NAME"),  # a town's name, a person here
 ]
 # the same rules must stay silent here: capitalised clinical words before "IS"/"WAS", measurements
 # after a ventilator mode or "of", anatomy with a compass word, "c/o" meaning "complains of"

@@ -378,15 +378,16 @@ class NameRecognizer(TokenRecognizer):
         return out
 
     def _dictation_opening(self, w: _Words, shape: DocShape) -> list[tuple[int, int, str, float]]:
-        """A dictation opens with who it is about: the name at the start of a line right before
-        "date of birth", "DOB" or "medical record" ("eugene walker , n- date of birth ..."), past
-        a word the transcript broke off."""
+        """A dictation or a note header opens with who it is about: the name at the start of a
+        line right before "date of birth", "DOB" or "medical record" ("eugene walker , n- date of
+        birth ...", "Jane Doe\nDOB: ..."), past a line break or a word the transcript broke off."""
         out = []
         for i in range(1, w.n):
             if not self._record_cue(w, i):
                 continue
             k = i - 1
-            while k >= 0 and (w.text[k] in (",", ".", ":", "-") or _CUT_OFF.fullmatch(w.text[k])
+            while k >= 0 and (w.text[k] in (",", ".", ":", "-") or not w.text[k].strip()
+                              or _CUT_OFF.fullmatch(w.text[k])
                               or (w.text[k + 1] == "-" and _CUT_OFF.fullmatch(w.text[k] + "-"))):
                 k -= 1
             run = []  # nearest first
