@@ -37,6 +37,10 @@ _CLAUSE_START = {"(", ".", ",", ";", ":", "-", "--"}
 _CUT_OFF = re.compile(r"[a-z]{1,3}-")  # a word broken off in a transcript ("n-", "th-")
 # who is spoken to ("hi, martha", "thanks gabriel", "hello, ms. x"): transcribed visits
 _GREETINGS = frozenset("hi hey hello bye goodbye thanks welcome".split())
+# what follows a greeting but is no one: interjections, and the dictation assistants that a
+# clinician addresses in ambient notes ("hey dragon, order ...", "tell dax about you")
+_NOT_ADDRESSED = frozenset("yep yeah yup yes nope ok okay um uh uhm hmm mhm alright sure great cool wow oh ah huh "
+                           "dragon dax".split())
 # who is described by age ("Mason Ward is a pleasant 80-year-old", "russell x is a 45 -year-old")
 _AGED = re.compile(r"(?i)is\s+an?\s+(?:[a-z]+\s+){0,2}?(?:\d{1,3}|[a-z]+(?:[- ][a-z]+)?)\s*-?\s*"
                    r"(?:years?|yrs?)\s*-?\s*old\b|is\s+an?\s+(?:[a-z]+\s+){0,2}?\d{1,3}\s*(?:y\.?o\b|y/o\b)")
@@ -351,7 +355,7 @@ class NameRecognizer(TokenRecognizer):
                     out.append((span[0], span[1], role, 0.85))
                 continue
             word = w.text[k]
-            if not self._could_lead(w, k, shape):
+            if title in _NOT_ADDRESSED or title in _GREETINGS or not self._could_lead(w, k, shape):
                 continue
             last = k
             while last + 1 < w.n and last - k < 2 and self._continues(w, last + 1, shape, word):
