@@ -496,7 +496,7 @@ SHAPE_CLEAN = [
     "Pt is a pleasant 80-year-old. This is a 45 year old man. Patient is a 60 year old. The patient is a 3 yo.",
     "[doctor] the patient is stable . patient is alert . our patient is comfortable .",
     "Alert, oriented, knows date of birth. Verified name and date of birth with two identifiers. ID band: name, DOB, MRN.",
-    "[doctor] hey , hey , dragon , order an x-ray . thank you yep . hi okay .",
+    "[doctor] hello , hello , dax , add a note . thank you yup . hi okay .",
 ]
 
 

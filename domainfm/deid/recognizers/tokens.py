@@ -35,13 +35,13 @@ _NAME_VERBS_AFTER = vocab.NAME_FOLLOWERS - {"and", "or", "at"}
 _HOMES = frozenset("house home apartment apt place condo farm residence".split())
 _CLAUSE_START = {"(", ".", ",", ";", ":", "-", "--"}
 _CUT_OFF = re.compile(r"[a-z]{1,3}-")  # a word broken off in a transcript ("n-", "th-")
-# who is spoken to ("hi, martha", "thanks gabriel", "hello, ms. x"): transcribed visits
+# who is spoken to ("hi, thea", "thanks hunter", "hello, ms. x"): transcribed visits
 _GREETINGS = frozenset("hi hey hello bye goodbye thanks welcome".split())
 # what follows a greeting but is no one: interjections, and the dictation assistants that a
-# clinician addresses in ambient notes ("hey dragon, order ...", "tell dax about you")
+# clinician addresses in ambient notes (Dragon, DAX)
 _NOT_ADDRESSED = frozenset("yep yeah yup yes nope ok okay um uh uhm hmm mhm alright sure great cool wow oh ah huh "
                            "dragon dax".split())
-# who is described by age ("Mason Ward is a pleasant 80-year-old", "russell x is a 45 -year-old")
+# who is described by age ("Hunter Lane is a pleasant 72-year-old", "carter x is a 58 -year-old")
 _AGED = re.compile(r"(?i)is\s+an?\s+(?:[a-z]+\s+){0,2}?(?:\d{1,3}|[a-z]+(?:[- ][a-z]+)?)\s*-?\s*"
                    r"(?:years?|yrs?)\s*-?\s*old\b|is\s+an?\s+(?:[a-z]+\s+){0,2}?\d{1,3}\s*(?:y\.?o\b|y/o\b)")
 _SKIP_AFTER_TRIGGER = {".", ",", ":", "-", "(", "'s", "'S", "’s", "is", "named", "=", "--"}
@@ -331,8 +331,8 @@ class NameRecognizer(TokenRecognizer):
         return out
 
     def _addressed(self, w: _Words, shape: DocShape) -> list[tuple[int, int, str, float]]:
-        """Who a greeting speaks to, as transcribed visits write it ("hi, martha.", "hey mason good
-        to see you", "thanks gabriel", "hello, ms. brown"): after a title the title's rules take the
+        """Who a greeting speaks to, as transcribed visits write it ("hi, thea.", "hey hunter good
+        to see you", "thanks hunter", "hello, ms. gray"): after a title the title's rules take the
         name (the greeting settles "ms." as a title, not mental status); otherwise a listed or
         unknown word, with a surname that continues it."""
         out = []
@@ -364,7 +364,7 @@ class NameRecognizer(TokenRecognizer):
         return out
 
     def _introduced(self, w: _Words, shape: DocShape) -> list[tuple[int, int, str, float]]:
-        """Dictated introductions: "next patient is nicole miller.", "patient's name is ..." (a
+        """Dictated introductions: "next patient is dorothy fields .", "patient's name is ..." (a
         name that ends the phrase)."""
         out = []
         for i in range(1, w.n - 1):
@@ -383,7 +383,7 @@ class NameRecognizer(TokenRecognizer):
 
     def _dictation_opening(self, w: _Words, shape: DocShape) -> list[tuple[int, int, str, float]]:
         """A dictation or a note header opens with who it is about: the name at the start of a
-        line right before "date of birth", "DOB" or "medical record" ("eugene walker , n- date of
+        line right before "date of birth", "DOB" or "medical record" ("carter lane , n- date of
         birth ...", "Jane Doe\nDOB: ..."), past a line break or a word the transcript broke off."""
         out = []
         for i in range(1, w.n):
@@ -404,10 +404,10 @@ class NameRecognizer(TokenRecognizer):
         return out
 
     def _described(self, w: _Words, shape: DocShape) -> list[tuple[int, int, str, float]]:
-        """Who is described by age at the start of a clause ("Mason Ward is a pleasant 80-year-old
-        male", "russell ramirez is a 45 -year-old"): up to three words before "is a ... year-old",
+        """Who is described by age at the start of a clause ("Hunter Lane is a pleasant 72-year-old
+        male", "carter booker is a 58 -year-old"): up to three words before "is a ... year-old",
         the first a listed first name or an unknown word; the age settles the rest as the surname
-        even when it is also a word ("Ward", "Brown")."""
+        even when it is also a word ("Lane", "Gray")."""
         out = []
         raw = w.doc.user_data["deid_raw"]
         for i in range(1, w.n - 3):
@@ -437,13 +437,13 @@ class NameRecognizer(TokenRecognizer):
 
     def _could_lead(self, w: _Words, k: int, shape: DocShape) -> bool:
         """Token k can start a name that a strong cue points at: a listed first name even when it
-        is also a word ("mason", "russell"), or an unknown word."""
+        is also a word ("hunter", "carter"), or an unknown word."""
         low = w.lower[k]
         return self._could_follow(w, k, shape) and low not in vocab.CLINICAL_VOCAB and low not in vocab.AUXILIARIES \
             and (low in self.first or (not vocab.is_english(low) and low not in self.stop))
 
     def _could_follow(self, w: _Words, k: int, shape: DocShape) -> bool:
-        """Token k can be part of a name that a strong cue points at, even an English word ("Ward")."""
+        """Token k can be part of a name that a strong cue points at, even an English word ("Lane")."""
         word, low = w.text[k], w.lower[k]
         return _namey(word) and low not in _SPACY_STOP and low not in vocab.CORE_FUNCTION_WORDS \
             and low not in vocab.RELATION_WORDS and low not in vocab.NEVER_NAMES \
@@ -578,7 +578,7 @@ class NameRecognizer(TokenRecognizer):
                 for t in range(first, last + 1):
                     # "Regional Governor" found once must not make every "Regional" a name
                     low = w.lower[t]
-                    # a listed first name that is also a word ("russell", "mason") once a strong cue named it
+                    # a listed first name that is also a word ("hunter", "carter") once a strong cue named it
                     listed = low in self.first and low not in _SPACY_STOP and low not in vocab.AUXILIARIES \
                         and low not in vocab.CLINICAL_VOCAB and low not in vocab.CORE_FUNCTION_WORDS
                     if len(w.text[t]) >= 3 and (low not in self.stop or listed) and low not in vocab.INSTITUTION_WORDS:
