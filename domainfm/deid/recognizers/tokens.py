@@ -182,9 +182,7 @@ class NameRecognizer(TokenRecognizer):
                 # "spoke with Marisol", "ask to page Hank": only a listed or unknown capitalised word
                 j = i + 1 + (nxt_low in ("with", "to"))
                 if j < w.n and self._contact_name(w, j, shape):
-                    last = j
-                    while last + 1 < w.n and last - j < 2 and self._continues(w, last + 1, shape, w.text[j]):
-                        last += 1
+                    last = self._name_end(w, j, shape)
                     found.append((j, last, "NAME", 0.6))
                     i = last + 1
                     continue
@@ -247,9 +245,7 @@ class NameRecognizer(TokenRecognizer):
                     and len(word) >= 3 and (not shape.mixed or word[0].isupper()) \
                     and (low in self.us_first or not vocab.is_english(low)) \
                     and (low in self.core or len(word) >= 5 or shape.mixed) and low not in vocab.CLINICAL_VOCAB:
-                last = i
-                while last + 1 < w.n and last - i < 2 and self._continues(w, last + 1, shape, word):
-                    last += 1
+                last = self._name_end(w, i, shape)
                 first = i
                 if i > 0 and _INITIAL.fullmatch(w.text[i - 1]) and w.text[i - 1] not in ("I", "A"):
                     first = i - 1
@@ -354,13 +350,9 @@ class NameRecognizer(TokenRecognizer):
                     role = "DOCTOR" if title in _DOCTOR else "PATIENT" if title in _PATIENT else "NAME"
                     out.append((span[0], span[1], role, 0.85))
                 continue
-            word = w.text[k]
             if title in _NOT_ADDRESSED or title in _GREETINGS or not self._could_lead(w, k, shape):
                 continue
-            last = k
-            while last + 1 < w.n and last - k < 2 and self._continues(w, last + 1, shape, word):
-                last += 1
-            out.append((k, last, "NAME", 0.6))
+            out.append((k, self._name_end(w, k, shape), "NAME", 0.6))
         return out
 
     def _introduced(self, w: _Words, shape: DocShape) -> list[tuple[int, int, str, float]]:
@@ -394,10 +386,8 @@ class NameRecognizer(TokenRecognizer):
                               or _CUT_OFF.fullmatch(w.text[k])
                               or (w.text[k + 1] == "-" and _CUT_OFF.fullmatch(w.text[k] + "-"))):
                 k -= 1
-            run = []  # nearest first
-            while k >= 0 and len(run) < 3 and self._could_follow(w, k, shape):
-                run.append(k)
-                k -= 1
+            run = self._run_before(w, k, shape)
+            k -= len(run)
             opens = k < 0 or w.text[k] in ("]", ":") or "\n" in w.text[k] or not w.text[k].strip()
             if run and opens and self._could_lead(w, run[-1], shape):
                 out.append((run[-1], run[0], "NAME", 0.7))
@@ -413,11 +403,7 @@ class NameRecognizer(TokenRecognizer):
         for i in range(1, w.n - 3):
             if w.lower[i] != "is" or not _AGED.match(raw, w.doc[i].idx):
                 continue
-            run = []  # the words right before "is", nearest first
-            k = i - 1
-            while k >= 0 and i - k <= 3 and self._could_follow(w, k, shape):
-                run.append(k)
-                k -= 1
+            run = self._run_before(w, i - 1, shape)
             for first in reversed(run):  # the longest run that starts a clause with a name
                 before, before_low = (w.text[first - 1], w.lower[first - 1]) if first > 0 else ("\n", "\n")
                 starts = before in _CLAUSE_START or before in ("]", "is") or not before.strip() or "\n" in before \
@@ -426,6 +412,23 @@ class NameRecognizer(TokenRecognizer):
                     out.append((first, i - 1, "NAME", 0.7))
                     break
         return out
+
+    def _name_end(self, w: _Words, start: int, shape: DocShape) -> int:
+        """Last token of a name that starts at ``start``: up to two more words that continue it."""
+        last = start
+        while last + 1 < w.n and last - start < 2 and self._continues(w, last + 1, shape, w.text[start]):
+            last += 1
+        return last
+
+    def _run_before(self, w: _Words, end: int, shape: DocShape) -> list[int]:
+        """Up to three tokens ending at ``end`` that could be a name a strong cue points at,
+        nearest first."""
+        run = []
+        k = end
+        while k >= 0 and len(run) < 3 and self._could_follow(w, k, shape):
+            run.append(k)
+            k -= 1
+        return run
 
     @staticmethod
     def _record_cue(w: _Words, i: int) -> bool:
