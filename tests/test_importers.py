@@ -121,6 +121,19 @@ def test_physionet_records_and_spans(tmp_path):
     assert docs[0].meta["patient_id"] == "1" and docs[2].meta["patient_id"] == "2"
 
 
+def test_physionet_crossing_gold_spans_are_merged_not_rejected(tmp_path):
+    # two Location phrases sharing a word ("BY DR. SMITH" / "SMITH ON"): the note is kept with
+    # their union, the originals in attrs, and the repair counted in the manifest
+    folder = write_physionet(tmp_path, "1 1 8 20 Location BY DR. SMITH\n1 1 15 23 Location SMITH ON\n"
+                                       "1 1 24 28 Date 7/22\n1 1 24 28 Date 7/22\n")
+    result = import_corpus("physionet", folder, tmp_path / "p.jsonl")
+    assert result.counts.rejected == 0 and result.counts.written == 3
+    doc = next(read_documents(result.out))
+    assert [(s.start, s.end, s.label) for s in doc.spans] == [(8, 23, "Location"), (24, 28, "Date")]
+    assert doc.spans[0].attrs["merged_from"] == [[8, 20], [15, 23]]
+    assert json.loads(result.manifest.read_text())["counts"]["repaired_spans"] == 1
+
+
 def test_physionet_offset_mismatch_and_orphans_are_rejected(tmp_path):
     folder = write_physionet(tmp_path, "1 1 14 19 HCPName SMITH\n9 9 0 1 Date X\n")
     docs, rejects = run("physionet", folder, tmp_path)

@@ -159,6 +159,39 @@ class Document:
         check_span_overlaps(self.spans, fail)
 
 
+def merge_crossing_spans(spans: Iterable[Span]) -> list[Span]:
+    """Repair what :func:`check_span_overlaps` would reject: same-label spans that cross are
+    merged into their union, and a span listed twice is kept once. A merged span keeps the
+    originals in ``attrs["merged_from"]`` (``[[start, end], ...]``) so the repair can be counted
+    and undone; nested spans and spans of different labels are left as they are.
+
+    Example:
+        >>> [(s.start, s.end, s.attrs) for s in merge_crossing_spans([Span(0, 5, "LOC"), Span(3, 9, "LOC")])]
+        [(0, 9, {'merged_from': [[0, 5], [3, 9]]})]
+    """
+    out: list[Span] = []
+    by_label: dict[str, list[Span]] = {}
+    for span in spans:
+        by_label.setdefault(span.label, []).append(span)
+    for group in by_label.values():
+        group.sort(key=lambda s: (s.start, -s.end))
+        kept: list[Span] = []
+        for span in group:
+            crossing = [k for k in kept if k.start < span.start < k.end < span.end]
+            if any(k.key == span.key for k in kept):
+                continue
+            if not crossing:
+                kept.append(span)
+                continue
+            first = min(crossing, key=lambda k: k.start)
+            merged_from = [list(pair) for k in crossing for pair in k.attrs.get("merged_from", [[k.start, k.end]])]
+            kept = [k for k in kept if k not in crossing]
+            attrs = {**first.attrs, **span.attrs, "merged_from": merged_from + [[span.start, span.end]]}
+            kept.append(Span(first.start, span.end, span.label, attrs))
+        out.extend(kept)
+    return sorted(out, key=lambda s: (s.start, s.end, s.label))
+
+
 def check_span_overlaps(spans: Iterable[Span], fail) -> None:
     """Reject duplicated spans and crossing spans of the same label."""
     by_label: dict[str, list[Span]] = {}

@@ -67,6 +67,7 @@ def import_corpus(
     if src.exists() and out.exists() and src.resolve() == out.resolve():
         raise CorpusError(f"{out}: the output would overwrite the input; choose another -o path")
     counts = Counts()
+    repaired = 0  # spans an importer repaired (crossing same-label spans merged) instead of rejecting
     seen: set[str] = set()
     first_rejects: list[str] = []
     rejects_file = rejects_path_for(out)
@@ -92,6 +93,7 @@ def import_corpus(
             else:
                 docs_out.write(item)
                 counts.written += 1
+                repaired += sum(1 for span in item.spans if "merged_from" in span.attrs)
             if on_progress is not None and counts.read % 200 == 0:
                 on_progress(counts)
     if on_progress is not None:
@@ -100,7 +102,7 @@ def import_corpus(
     config = ImportConfig(format=format, src=str(src), out=str(out), options=to_dict(opts))
     manifest = write_manifest(
         out, stage="import", config=config, inputs=[src],
-        outputs=[out] + ([rejects_file] if counts.rejected else []), counts=counts.to_dict(),
+        outputs=[out] + ([rejects_file] if counts.rejected else []), counts={**counts.to_dict(), "repaired_spans": repaired},
     )
     return ImportResult(out, rejects_file if counts.rejected else None, manifest, counts, first_rejects)
 
