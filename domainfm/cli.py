@@ -386,6 +386,19 @@ def evaluate_command(
     typer.echo(text)
 
 
+def _key_values(items: list[str], option: str) -> dict[str, str]:
+    """``["a=b", ...]`` -> ``{"a": "b"}``; a malformed item is a one-line error naming the option."""
+    from domainfm.errors import ConfigError
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ConfigError(f"{option} expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
 @app.command("deid")
 @_user_errors
 def deid_command(
@@ -403,6 +416,10 @@ def deid_command(
         help="A 'domainfm finetune' NER model trained on annotated notes; its spans are added to the rules'."),
     ner_threshold: Optional[float] = typer.Option(
         None, "--ner-threshold", help="Minimum score of the learned model's spans (default: --threshold)."),
+    meta: Optional[list[str]] = typer.Option(
+        None, "--meta", help="KEY=ACTION for a meta field: keep, drop, deid (free text) or a PHI label such as NAME "
+                             "or DATE (repeatable; known PHI keys such as patient_name, dob, comment are de-identified)."),
+    meta_default: str = typer.Option("keep", "--meta-default", help="Action for other meta keys: keep, drop or deid."),
 ):
     """Detect PHI/PII and replace it; writes phi_spans (no PHI text) and a deid manifest."""
     from domainfm.deid.config import DeidConfig
@@ -411,7 +428,7 @@ def deid_command(
     config = DeidConfig(profile=profile, operator=operator, vault=str(vault) if vault else None,
                         workers=workers, batch_size=batch_size, score_threshold=threshold,
                         seed=seed if seed is not None else 0, ner_model=str(ner_model) if ner_model else None,
-                        ner_threshold=ner_threshold)
+                        ner_threshold=ner_threshold, meta=_key_values(meta or [], "--meta"), meta_default=meta_default)
     console = _console()
     with _progress(console, f"de-identifying ({profile}, {operator})") as update:
         result = deidentify_file(src, out, config, seed=seed, on_progress=lambda c: update(c.read))

@@ -101,7 +101,25 @@ def test_evaluate_files(tmp_path):
         {"start": 25, "end": 29, "label": "DATE", "score": 0.8}]}) + "\n")
     s = evaluate_files(gold, pred, dataset="physionet")
     assert s["any_overlap"]["recall"] == 0.4 and s["any_overlap"]["precision"] == 1.0
+    assert s["leakage"]["leaked"] == 0 and s["leakage"]["documents_without_output"] == 0
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"id": "d1", "text": "x"}) + "\n")
     with pytest.raises(CorpusError, match="no 'phi_spans'"):
         evaluate_files(gold, bad, dataset="physionet")
+
+
+def test_leakage_counts_gold_strings_left_in_the_output():
+    from domainfm.deid.evaluate import leakage
+
+    gold = Document("n", "Dr. Okafor saw Ann on 7/22 at Ridgeview Hospital.",
+                    spans=[Span(4, 10, "HCPName"), Span(15, 18, "PTName"), Span(22, 26, "Date"), Span(30, 48, "Location")])
+    # the doctor replaced, "Ann" left, the date replaced, the hospital half replaced
+    out = "Dr. Vance saw Ann on 9/01 at Ridgeview Medical."
+    report = leakage([gold], {"n": out}, dataset="physionet")
+    assert (report["gold_strings"], report["leaked"], report["rate"]) == (4, 1, 0.25)
+    assert report["per_type"]["NAME"] == {"gold_strings": 2, "leaked": 1, "rate": 0.5}
+    assert "Ann" not in json.dumps(report)  # counts only
+    # strings under three characters are not counted; a missing output is counted, not scored
+    short = Document("m", "Al ok", spans=[Span(0, 2, "PTName")])
+    report = leakage([gold, short], {"m": "Al ok"}, dataset="physionet")
+    assert report["gold_strings"] == 0 and report["documents_without_output"] == 1

@@ -113,4 +113,56 @@ def test_cli_deid_eval(cli, tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "m.json").read_text())
     assert summary["any_overlap"]["recall"] == 1.0
+    assert summary["leakage"] == {**summary["leakage"], "gold_strings": 2, "leaked": 0, "rate": 0.0}
     assert "Okonkwo" not in result.output
+
+
+def test_cli_deid_meta_option(cli, tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"id": "a", "text": "Seen today.", "meta": {"bed": "seen by Dr. Okonkwo", "site": "x"}}) + "\n")
+    result = cli("deid", src, "-o", tmp_path / "o.jsonl", "--operator", "tag", "--meta", "bed=deid",
+                 "--meta", "site=drop")
+    assert result.exit_code == 0, result.output
+    assert read(tmp_path / "o.jsonl")[0]["meta"] == {"bed": "seen by Dr. [DOCTOR]"}
+    result = cli("deid", src, "-o", tmp_path / "p.jsonl", "--meta", "bed")
+    assert result.exit_code == 2 and "--meta expects KEY=VALUE" in result.stderr
+
+
+def test_meta_fields_follow_the_policy(tmp_path):
+    # a name in meta is replaced with the same surrogate as in the text, a date of birth moves by
+    # the patient's shift, free text is de-identified with the names the note revealed, listed
+    # keys are dropped or kept, and unknown keys are kept
+    from domainfm.corpus import Document, read_documents, write_documents
+
+    src = tmp_path / "notes.jsonl"
+    write_documents(src, [Document("n1", "Mr. Quintavius seen today. Zorblax reports feeling better.", meta={
+        "patient_id": "p1", "patient_name": "Zorblax Quintavius", "DOB": "3/4/1950",
+        "comment": "called Zorblax at home", "ward_code": "7B", "pager": 4471, "nested": {"email": "zq@example.org"}})])
+    config = DeidConfig(operator="surrogate", meta={"ward_code": "drop"})
+    deidentify_file(src, tmp_path / "out.jsonl", config, seed=1)
+    record = next(read_documents(tmp_path / "out.jsonl"))
+    meta = record.meta
+    assert "ward_code" not in meta and meta["patient_id"] == "p1"
+    kept = json.dumps({k: meta[k] for k in ("patient_name", "DOB", "comment", "pager", "nested")})
+    assert not [s for s in ("Zorblax", "Quintavius", "3/4/1950", "4471", "zq@example.org") if s in kept], kept
+    first, last = meta["patient_name"].split()
+    assert last in record.text and first in record.text and first in meta["comment"]  # one surrogate everywhere
+    assert meta["DOB"] != "3/4/1950" and meta["DOB"].count("/") == 2
+
+    tagged = tmp_path / "tag.jsonl"
+    deidentify_file(src, tagged, DeidConfig(operator="tag", meta_default="drop", meta={"patient_id": "keep"}), seed=1)
+    meta = next(read_documents(tagged)).meta
+    assert meta["patient_name"] == "[NAME]" and meta["comment"] == "called [NAME] at home"
+    assert "ward_code" not in meta and meta["patient_id"] == "p1"
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"meta": {"dob": "shred"}}, "meta.dob"),
+    ({"meta_default": "erase"}, "meta_default"),
+    ({"meta": ["dob"]}, "'meta' must be a mapping"),
+])
+def test_meta_policy_errors_name_the_key(kwargs, match):
+    from domainfm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        DeidConfig(**kwargs)

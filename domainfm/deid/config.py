@@ -39,6 +39,11 @@ class DeidConfig:
     ner_model: folder of a ``domainfm finetune`` NER model trained on annotated notes, whose spans
         are added to the rule detections (see :mod:`domainfm.deid.learned`); ``None``: rules only.
     ner_threshold: minimum score of the learned model's spans, in [0, 1]; ``None``: ``score_threshold``.
+    meta: what to do with ``meta`` fields, by key: ``keep``, ``drop``, ``deid`` (free text,
+        de-identified like the note) or a PHI label (``NAME``, ``DATE``, ``MRN``...: the whole
+        value is replaced). Known PHI-bearing keys (``patient_name``, ``dob``, ``phone``,
+        ``comment``...) are de-identified without being listed; see :mod:`domainfm.deid.meta`.
+    meta_default: the action for keys neither listed nor known (``keep``, ``drop`` or ``deid``).
     """
 
     profile: Literal["clinical", "legal"] = "clinical"
@@ -54,6 +59,8 @@ class DeidConfig:
     vault: str | None = None
     ner_model: str | None = None
     ner_threshold: float | None = None
+    meta: dict[str, str] = field(default_factory=dict)
+    meta_default: str = "keep"
 
     def __post_init__(self) -> None:
         if self.profile not in ("clinical", "legal"):
@@ -111,6 +118,10 @@ class DeidConfig:
                     f"config field 'ner_model' must be a model folder written by 'domainfm finetune' (task: ner), "
                     f"or null for rules only: {exc}"
                 ) from None
+        if not isinstance(self.meta, dict):
+            raise ConfigError(f"config field 'meta' must be a mapping of meta keys to actions, got {self.meta!r}")
+        self.meta_policy  # checks every action and meta_default, naming the key
+
         if self.recognizers is not None:
             from domainfm.deid.recognizers import available_sets
 
@@ -119,6 +130,12 @@ class DeidConfig:
                     f"unknown recognizer set {self.recognizers!r}{suggest(self.recognizers, available_sets())}; "
                     f"available: {', '.join(available_sets())}"
                 )
+
+    @property
+    def meta_policy(self):
+        from domainfm.deid.meta import MetaPolicy
+
+        return MetaPolicy(self.meta, self.meta_default)
 
     @property
     def recognizer_set(self) -> str:

@@ -230,12 +230,65 @@ def _write_misses(report: EvalReport, path: Path, texts: dict[str, str] | None) 
                 fh.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
+LEAK_MIN_CHARS = 3
+
+
+def leakage(gold_docs: Iterable[Document], output_texts: Mapping[str, str], *, dataset: str = "canonical",
+            gold_filter: GoldFilter | None = None, min_chars: int = LEAK_MIN_CHARS) -> dict[str, Any]:
+    """Share of gold PHI strings that survive verbatim in the de-identified output.
+
+    Recall counts spans a detector touched; leakage counts what a reader of the output can still
+    see: a gold string (at least ``min_chars`` characters after stripping) that occurs anywhere in
+    its document's output text, case-sensitive, counts as leaked. A partly replaced name, an
+    unannotated repeat of a found name and a surrogate that equals the original all leak.
+    Documents with no output text are skipped (and counted). Only counts are returned, never text.
+
+    Example:
+        >>> gold = [Document("d", "Seen by Dr Okafor.", spans=[Span(11, 17, "HCPName")])]
+        >>> leakage(gold, {"d": "Seen by Dr Okafor."}, dataset="physionet")["rate"]
+        1.0
+    """
+    total = leaked = 0
+    per_type: dict[str, list[int]] = {}
+    missing_output = 0
+    for doc in gold_docs:
+        out = output_texts.get(doc.id)
+        if out is None:
+            missing_output += 1
+            continue
+        for span in doc.spans:
+            if gold_filter is not None and not gold_filter(span):
+                continue
+            item = _as_item(span, dataset)
+            original = doc.text[span.start:span.end].strip()
+            if item is None or len(original) < min_chars:
+                continue
+            total += 1
+            counts = per_type.setdefault(item.type, [0, 0])
+            counts[0] += 1
+            if original in out:
+                leaked += 1
+                counts[1] += 1
+    return {"definition": f"gold PHI strings of >= {min_chars} characters found verbatim (case-sensitive) "
+                          "in the document's output text",
+            "gold_strings": total, "leaked": leaked, "rate": _ratio(leaked, total),
+            "per_type": {k: {"gold_strings": v[0], "leaked": v[1], "rate": _ratio(v[1], v[0])}
+                         for k, v in sorted(per_type.items())},
+            "documents_without_output": missing_output}
+
+
 def read_predictions(path: str | os.PathLike) -> dict[str, list[dict[str, Any]]]:
     """``{doc_id: phi_spans}`` from a ``deid`` output JSONL (``phi_spans`` at the top level of
     each record, or under ``meta``), in input coordinates."""
+    return read_deid_output(path)[0]
+
+
+def read_deid_output(path: str | os.PathLike) -> tuple[dict[str, list[dict[str, Any]]], dict[str, str]]:
+    """``({doc_id: phi_spans}, {doc_id: output text})`` from a ``deid`` output JSONL."""
     from domainfm.corpus.io import Rejected, iter_jsonl_objects
 
     out: dict[str, list[dict[str, Any]]] = {}
+    texts: dict[str, str] = {}
     for number, obj in iter_jsonl_objects(path):
         where = f"{Path(path).name}:{number}"
         if isinstance(obj, Rejected):
@@ -251,7 +304,9 @@ def read_predictions(path: str | os.PathLike) -> dict[str, list[dict[str, Any]]]
             if not isinstance(span, dict) or not all(isinstance(span.get(k), int) for k in ("start", "end")):
                 raise CorpusError(f"{where}: id={obj['id']!r}: phi_spans[{i}] needs integer 'start' and 'end'")
         out[obj["id"]] = spans
-    return out
+        if isinstance(obj.get("text"), str):
+            texts[obj["id"]] = obj["text"]
+    return out, texts
 
 
 def evaluate_files(
@@ -274,16 +329,12 @@ def evaluate_files(
     """
     from domainfm.corpus.io import read_documents
 
-    predicted = read_predictions(pred_jsonl)
+    predicted, output_texts = read_deid_output(pred_jsonl)
     gold_filter = identifier_filter(identifier_types) if identifier_types else None
-    report = evaluate(read_documents(gold_jsonl), predicted, dataset=dataset, gold_filter=gold_filter,
+    gold_docs = list(read_documents(gold_jsonl))
+    report = evaluate(gold_docs, predicted, dataset=dataset, gold_filter=gold_filter,
                       misses_path=misses_path, include_text=include_text)
     summary = report.summary()
-    summary["unmatched_prediction_ids"] = len(set(predicted) - _ids(gold_jsonl))
+    summary["leakage"] = leakage(gold_docs, output_texts, dataset=dataset, gold_filter=gold_filter)
+    summary["unmatched_prediction_ids"] = len(set(predicted) - {doc.id for doc in gold_docs})
     return summary
-
-
-def _ids(path) -> set[str]:
-    from domainfm.corpus.io import read_documents
-
-    return {doc.id for doc in read_documents(path)}

@@ -69,23 +69,61 @@ def deidentify(
     Example:
         >>> records = deidentify(read_documents("notes.jsonl"), DeidConfig(operator="tag"))  # doctest: +SKIP
     """
+    from domainfm.deid.propagate import NamePropagator
     from domainfm.deid.surrogates import SurrogateGenerator
-    from domainfm.deid.transform import transform_documents
+    from domainfm.deid.transform import TransformedRecord, transform_documents
 
     surrogates = None
     if config.operator == "surrogate":
         surrogates = SurrogateGenerator(secret or secrets.token_bytes(32), vault)
-    from domainfm.deid.propagate import propagate_names
+    detectors: list = []  # built once, here or on first use by a meta value
+    if config.workers > 1:
+        pairs = detect_parallel(docs, config)
+    else:
+        detectors.append(_detector(config))
+        pairs = detectors[0].detect(docs)
+    propagator = NamePropagator()
+    pairs = ((doc, propagator(doc, list(found))) for doc, found in pairs)
+    policy = config.meta_policy
+    for record in transform_documents(pairs, config.operator, surrogates, vault=vault, counts=counts):
+        if isinstance(record, TransformedRecord) and record.meta:
+            record.meta = _deidentify_meta(record, policy, config, surrogates, propagator, detectors)
+        yield record
 
-    pairs = detect_parallel(docs, config) if config.workers > 1 else _detect_serial(docs, config)
-    pairs = propagate_names(pairs)
-    yield from transform_documents(pairs, config.operator, surrogates, vault=vault, counts=counts)
 
-
-def _detect_serial(docs: Iterable[Document], config: DeidConfig):
+def _detector(config: DeidConfig):
     from domainfm.deid.engine import PhiDetector
 
-    return PhiDetector(config).detect(docs)
+    return PhiDetector(config)
+
+
+def _deidentify_meta(record, policy, config: DeidConfig, surrogates, propagator, detectors: list) -> dict:
+    """``record.meta`` with :class:`~domainfm.deid.meta.MetaPolicy` applied: whole values replaced
+    as their label, free text de-identified like the note (with the names the note revealed)."""
+    from domainfm.deid.operators import redact_text, tag_for
+    from domainfm.deid.surrogates import scope_for
+    from domainfm.deid.transform import apply_operator
+
+    scope = scope_for(record.id, record.meta)
+
+    def replace(value: str, action: str) -> str:
+        if action != "deid":
+            if config.operator == "surrogate":
+                return surrogates.surrogate(value, action, scope)
+            return tag_for(action) if config.operator == "tag" else redact_text(value)
+        if not detectors:
+            detectors.append(_detector(_one_worker(config)))
+        doc = Document(record.id, value, meta=record.meta)
+        found = propagator(doc, detectors[0].detect_text(value))
+        return apply_operator(doc, found, config.operator, surrogates, record=False).text
+
+    return policy.apply(record.meta, replace)
+
+
+def _one_worker(config: DeidConfig) -> DeidConfig:
+    from dataclasses import replace
+
+    return replace(config, workers=1)
 
 
 # --- parallel detection: one detector per worker process, results in input order -------------
@@ -95,11 +133,8 @@ _WORKER_DETECTOR = None
 
 def _init_worker(config: DeidConfig) -> None:
     global _WORKER_DETECTOR
-    from dataclasses import replace
 
-    from domainfm.deid.engine import PhiDetector
-
-    _WORKER_DETECTOR = PhiDetector(replace(config, workers=1))
+    _WORKER_DETECTOR = _detector(_one_worker(config))
 
 
 def _detect_batch(texts: list[str]):

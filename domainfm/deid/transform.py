@@ -160,6 +160,7 @@ def apply_operator(
     *,
     vault: Vault | None = None,
     mask: str = MASK_CHAR,
+    record: bool = True,
 ) -> TransformedRecord:
     """De-identify one document given its detections.
 
@@ -172,6 +173,8 @@ def apply_operator(
             not given.
         vault: where the per-document edits go for :func:`reidentify`.
         mask: the single character ``redact`` writes.
+        record: write the edits to the vault (``False`` for text that is not the document's
+            own, such as a ``meta`` value).
 
     Raises:
         RecordError: invalid document or detection (message names id and offsets only).
@@ -188,7 +191,7 @@ def apply_operator(
         raise ConfigError("operator 'surrogate' needs a SurrogateGenerator (surrogates=...)")
     if not isinstance(mask, str) or len(mask) != 1:
         raise ConfigError("mask must be a single character (redaction keeps the text length)")
-    if vault is None and surrogates is not None:
+    if vault is None and surrogates is not None and record:
         vault = surrogates.vault
     if not isinstance(doc, Document):
         raise RecordError(f"expected a Document, got {type(doc).__name__}")
