@@ -480,6 +480,18 @@ SHAPE_CASES = [
     ("[doctor] next patient is dorothy fields . date of birth is 2/3/1950 .", "fields", "NAME"),
     ("[doctor] carter lane , n- date of birth 4/14/1961 . he's here for", "lane", "NAME"),
     ("Nell Thornbury\nDOB: 3/4/1950\nAdmitted for CHF.", "Thornbury", "NAME"),  # a town's name, a person here
+    # names from context alone, with made-up words no list holds
+    ("Seen by cardiologist Pemberwick, who agrees with the plan.", "Pemberwick", "NAME"),
+    ("Discussed with attending Quorvell this am.", "Quorvell", "NAME"),
+    ("Gastroenterologist Dravinsky to scope tomorrow.", "Dravinsky", "NAME"),
+    ("Patient Zorblax Quintavius seen on 3/4/2019.", "Zorblax Quintavius", "NAME"),
+    ("Pt Ann Brellow resting comfortably.", "Ann Brellow", "NAME"),
+    ("Vital signs stable.\nZorblax reports feeling better.", "Zorblax", "NAME"),
+    ("Afebrile overnight. Quintavia states her pain is 3/10.", "Quintavia", "NAME"),
+    ("ZORBLAX QUINTAVIUS, seen today for follow up.\nBP stable.", "ZORBLAX QUINTAVIUS", "NAME"),
+    # dates: decades, a range of partial dates
+    ("Smoked in the 1990s, quit in the '80s?", "1990s", "DATE"),
+    ("Vanco 12/3-12/9, then po.", "12/9", "DATE"),
 ]
 # the same rules must stay silent here: capitalised clinical words before "IS"/"WAS", measurements
 # after a ventilator mode or "of", anatomy with a compass word, "c/o" meaning "complains of"
@@ -497,6 +509,12 @@ SHAPE_CLEAN = [
     "[doctor] the patient is stable . patient is alert . our patient is comfortable .",
     "Alert, oriented, knows date of birth. Verified name and date of birth with two identifiers. ID band: name, DOB, MRN.",
     "[doctor] hello , hello , dax , add a note . thank you yup . hi okay .",
+    # role words, "patient" and person verbs before ordinary or clinical words
+    "Cardiologist consulted. Attending aware. Neurologist to follow. Physician notified.",
+    "Patient denies pain. Patient Controlled Analgesia running. Pt Lasix given.",
+    "Lasix given. Tylenol reports no effect.\nFamily states understanding. Wife reports he slept.",
+    "SBP 80s-90s overnight, HR in the 70s. Pain 3-4/10.",
+    "CHEST PAIN, resolved. NEURO EXAM, unchanged.\nCXR, clear.",
 ]
 
 
@@ -567,3 +585,31 @@ def test_patient_names_in_real_transcribed_visits(clinical, shared_data):
             found += any(d.start < span.end and span.start < d.end for d in detections)
     assert gold > 80
     assert found / gold >= 0.96, f"{found} of {gold} patient names found"
+
+
+@pytest.mark.parametrize("text,planted", [
+    ("ZORBLAX QUINTAVIUS, seen today.\nAfebrile.", ["ZORBLAX", "QUINTAVIUS"]),
+    ("Mr. Quintavius was admitted for CHF.\nZorblax reports feeling better.", ["Quintavius", "Zorblax"]),
+    ("Patient Zorblax Quintavius seen on 3/4/2019.", ["Zorblax", "Quintavius", "3/4/2019"]),
+    ("Seen by Dr. Okon\u200bkwo today.", ["Okon\u200bkwo"]),
+    ("MRN: 4471\x1b[0m2290, admitted.", ["4471", "2290"]),
+])
+def test_planted_identifiers_do_not_survive_any_operator(text, planted):
+    # identifiers planted as an abuser would: each must be gone from the output of every operator
+    from domainfm.deid.runner import deidentify
+
+    for operator in ("surrogate", "redact", "tag"):
+        record = next(deidentify([Document("n", text)], DeidConfig(operator=operator), secret=b"k" * 32))
+        leaked = [p for p in planted if p in record.text]
+        assert not leaked, (operator, leaked)
+
+
+def test_invisible_characters_are_cut_for_detection_and_mapped_back(clinical):
+    from domainfm.deid.engine import visible_text
+
+    text = "Seen by Dr. Okon\u200bkwo; MRN 4471\x1b[0m2290."
+    clean, positions = visible_text(text)
+    assert clean == "Seen by Dr. Okonkwo; MRN 44712290." and len(positions) == len(clean) + 1
+    assert visible_text("no invisible characters\x07") == ("no invisible characters ", None)
+    spans = {text[d.start:d.end] for d in clinical.detect_text(text)}
+    assert "Okon\u200bkwo" in spans and "4471\x1b[0m2290" in spans

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 from functools import lru_cache
 from dataclasses import asdict, dataclass
 from typing import Iterable, Iterator
@@ -115,13 +116,17 @@ class PhiDetector:
     def detect_texts(self, texts: Iterable[str]) -> Iterator[list[Detection]]:
         """Detections per text, in order; spaCy runs over ``batch_size`` texts at a time."""
         for batch in batched(self._pipe(((t, None) for t in texts)), self.config.batch_size):
-            for (text, doc), learned in zip(batch, self._learned([text for text, _ in batch])):
-                yield self._analyze(text, doc, learned)
+            yield from self._analyze_batch(batch)
 
     def detect(self, docs: Iterable[Document]) -> Iterator[tuple[Document, list[Detection]]]:
-        for batch in batched(self._pipe_docs(docs), self.config.batch_size):
-            for ((text, document), doc), learned in zip(batch, self._learned([t for (t, _), _ in batch])):
-                yield document, self._analyze(text, doc, learned)
+        for batch in batched(self._pipe(((d.text, d) for d in docs)), self.config.batch_size):
+            yield from zip((document for _, _, document, _ in batch), self._analyze_batch(batch))
+
+    def _analyze_batch(self, batch) -> Iterator[list[Detection]]:
+        """Rules (+ the learned model) over a batch from :meth:`_pipe`, mapped back onto the input."""
+        for (text, doc, _, positions), learned in zip(batch, self._learned([text for text, *_ in batch])):
+            found = self._analyze(text, doc, learned)
+            yield found if positions is None else map_back(found, positions)
 
     def _learned(self, texts: list[str]) -> list[list[Detection]]:
         """The learned model's spans of a batch (none without ``ner_model``)."""
@@ -129,17 +134,21 @@ class PhiDetector:
             return [[] for _ in texts]
         return self.learned.detect(texts)
 
-    def _pipe_docs(self, docs: Iterable[Document]):
-        pairs = ((visible_text(d.text), d) for d in docs)
-        for doc, document in self.nlp.pipe(pairs, as_tuples=True, batch_size=self.config.batch_size,
-                                           n_process=self.config.workers):
-            yield (doc.text, document), doc
-
     def _pipe(self, pairs):
-        pairs = ((visible_text(text), context) for text, context in pairs)
-        for doc, _ in self.nlp.pipe(pairs, as_tuples=True, batch_size=self.config.batch_size,
-                                    n_process=self.config.workers):
-            yield doc.text, doc
+        """``(detection text, spaCy doc, context, positions)`` per ``(input text, context)`` pair:
+        the detection text is the input without invisible characters (:func:`visible_text`),
+        ``positions`` maps it back (``None`` when nothing was cut)."""
+        cut = {}
+
+        def prepared():
+            for i, (text, context) in enumerate(pairs):
+                clean, positions = visible_text(text)
+                cut[i] = positions
+                yield clean, (i, context)
+
+        for doc, (i, context) in self.nlp.pipe(prepared(), as_tuples=True, batch_size=self.config.batch_size,
+                                               n_process=self.config.workers):
+            yield doc.text, doc, context, cut.pop(i)
 
     def _artifacts(self, doc):
         from presidio_analyzer.nlp_engine import NlpArtifacts
@@ -166,14 +175,35 @@ class PhiDetector:
 
 
 # Control characters (NUL, BEL, ...) glue onto neighbouring words in spaCy's tokenizer
-# ("Okonkwo.\x07" becomes one token) and hide names from token-based recognizers. They become
-# spaces for detection only; the length is unchanged, so offsets stay those of the input.
+# ("Okonkwo.\x07" becomes one token) and hide names from token-based recognizers: they become
+# spaces for detection. Invisible characters inside a word (zero-width space and joiners, soft
+# hyphen, bidi marks, BOM) and ANSI escape sequences split a name or an MRN in two without
+# showing on screen ("Okon\u200bkwo", "MRN 4471\x1b[0m2290"): they are cut out for detection and
+# every detection is mapped back onto the input, covering what was cut inside it.
 _CONTROLS = {c: " " for c in range(32) if chr(c) not in "\t\n\r"}
 _CONTROLS.update({c: " " for c in range(0x7F, 0xA0)})
+_INVISIBLE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]|[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 
 
-def visible_text(text: str) -> str:
-    return text.translate(_CONTROLS)
+def visible_text(text: str) -> tuple[str, list[int] | None]:
+    """The text detection reads and, when characters were cut, each of its characters' offset in
+    ``text`` (plus ``len(text)`` at the end); ``None`` when offsets are unchanged."""
+    if _INVISIBLE.search(text) is None:
+        return text.translate(_CONTROLS), None
+    kept, positions, cursor = [], [], 0
+    for match in _INVISIBLE.finditer(text):
+        kept.append(text[cursor:match.start()])
+        positions.extend(range(cursor, match.start()))
+        cursor = match.end()
+    kept.append(text[cursor:])
+    positions.extend(range(cursor, len(text)))
+    positions.append(len(text))
+    return "".join(kept).translate(_CONTROLS), positions
+
+
+def map_back(found: list[Detection], positions: list[int]) -> list[Detection]:
+    """Detections on a :func:`visible_text` text, in the input's offsets."""
+    return [Detection(positions[d.start], positions[d.end - 1] + 1, d.label, d.score, d.recognizer) for d in found]
 
 
 @lru_cache(maxsize=4)

@@ -222,8 +222,8 @@ def _bare_url(text, match, start, end, score):
 # --- families -----------------------------------------------------------------------------
 
 DATES = [
-    # not after "3-" (a range of numbers), but after a full date ("12/3/01-12/9/01")
-    PatternSpec("numeric", r"(?<![\w./:])(?:(?<!\d-)|(?<=/\d\d-)|(?<=/\d{4}-))"
+    # not after "3-" (a range of numbers), but after a date ("12/3-12/9", "12/3/01-12/9/01")
+    PatternSpec("numeric", r"(?<![\w./:])(?:(?<!\d-)|(?<=/\d-)|(?<=/\d\d-)|(?<=/\d{4}-))"
                 r"(?P<m>0?[1-9]|1[0-2])(?P<s>[/-])(?P<d>0?[1-9]|[12]\d|3[01])"
                 r"(?:(?P=s)(?P<y>\d{4}|\d{2})|\.(?P<y2>\d{2})(?!\d))?(?![\w/]|[.:]\d|-\d(?!\d?/))", "DATE", 0.6,
                 validate="slash_date", veto_before=_NOT_DATE_BEFORE, keep_before=_SIDE_BEFORE_AC),
@@ -245,6 +245,8 @@ DATES = [
     PatternSpec("year_apostrophe", r"(?<![\w'])'(?P<y>\d\d)\b(?!')|(?<![\w'])(?P<y2>\d\d)'(?![\w'])",
                 "DATE", 0.6),
     PatternSpec("year", r"(?<![\w.:/-])(?:19|20)\d\d(?![\w:/]|\.\d|-\d)", "DATE", 0.6, validate="year4"),
+    # decades ("the 1990s", "'80s"); a bare "80s" is left alone: "SBP 80s", "sats in the 90s"
+    PatternSpec("decade", r"(?<![\w.:/-])(?:19|20)\d0'?s\b|(?<![\w'])'\d0s\b", "DATE", 0.6),
     PatternSpec("month_slash_year", r"(?<![\w./:])(?:0?[1-9]|1[0-2])/(?P<y>3[2-9]|[4-9]\d|0\d)(?![\w/]|[.:]\d)", "DATE", 0.6,
                 veto_before=_NOT_DATE_BEFORE, validate="slash_year"),
     PatternSpec("year_after_event", r"\b(?:mi|ami|cabg|cva|tia|ptca|pci|avr|mvr|stent|redo|nstemi|stemi|chf|dx|"

@@ -44,7 +44,7 @@ _NOT_ADDRESSED = frozenset("yep yeah yup yes nope ok okay um uh uhm hmm mhm alri
 # who is described by age ("Hunter Lane is a pleasant 72-year-old", "carter x is a 58 -year-old")
 _AGED = re.compile(r"(?i)is\s+an?\s+(?:[a-z]+\s+){0,2}?(?:\d{1,3}|[a-z]+(?:[- ][a-z]+)?)\s*-?\s*"
                    r"(?:years?|yrs?)\s*-?\s*old\b|is\s+an?\s+(?:[a-z]+\s+){0,2}?\d{1,3}\s*(?:y\.?o\b|y/o\b)")
-_SKIP_AFTER_TRIGGER = {".", ",", ":", "-", "(", "'s", "'S", "’s", "is", "named", "=", "--"}
+_SKIP_AFTER_TRIGGER = {".", ",", ":", "-", "(", "'s", "'S", "’s", "is", "named", "=", "--", '"'}
 
 
 class _Words:
@@ -178,9 +178,13 @@ class NameRecognizer(TokenRecognizer):
                     strong = False
             elif low in vocab.RELATION_WORDS:
                 role, strong = "RELATIVE", False
+            elif vocab.is_role_noun(low) and i + 1 < w.n and w.text[i + 1] not in (":", "-"):
+                role, strong = "DOCTOR", False  # "cardiologist Pemberton", "attending Okafor aware"
             elif low in vocab.CONTACT_TRIGGERS and i + 1 < w.n:
-                # "spoke with Marisol", "ask to page Hank": only a listed or unknown capitalised word
-                j = i + 1 + (nxt_low in ("with", "to"))
+                # "spoke with Marisol", "ask to page Hank", "spoken extensively with Bre Murtaka":
+                # a listed or unknown word (capitalised where the note uses capitals)
+                j = i + 1 + (nxt_low.endswith("ly") and i + 2 < w.n and w.lower[i + 2] in ("with", "to"))
+                j += j < w.n and w.lower[j] in ("with", "to")
                 if j < w.n and self._contact_name(w, j, shape):
                     last = self._name_end(w, j, shape)
                     found.append((j, last, "NAME", 0.6))
@@ -264,6 +268,9 @@ class NameRecognizer(TokenRecognizer):
         found += self._introduced(w, shape)
         found += self._dictation_opening(w, shape)
         found += self._described(w, shape)
+        found += self._patient_named(w, shape)
+        found += self._experiencer(w, shape)
+        found += self._caps_line_opening(w, shape)
         out = self._propagate(text, doc, w, found, shape)
         # titles glued to the name or to the previous word ("DR.GOLINI", "ok.dr vascuez")
         for m in _GLUED_TITLE.finditer(text):
@@ -301,6 +308,22 @@ class NameRecognizer(TokenRecognizer):
                 or w.lower[k + 1] in _NAME_VERBS_AFTER
             if ends:
                 out.append((k, k, role, min(score, 0.6)))
+        # before it: "Both Yorvel and Hank are his proxies", "KAZ BRE AND DRS DADAKA AWARE"
+        for first, last, role, score in found:
+            title = first > 0 and (w.lower[first - 1] in _DOCTOR or w.lower[first - 1] in _PATIENT)
+            conj = first - 1 - title
+            if conj < 2 or w.lower[conj] not in ("and", "&"):
+                continue
+            run = [k for k in range(conj - 1, max(-1, conj - 3), -1) if self._unknown_word(w, k)
+                   and not (shape.mixed and not w.text[k][0].isupper())]
+            run = run[:next((n for n, k in enumerate(run) if k != conj - 1 - n), len(run))]  # contiguous
+            if not run:
+                continue
+            before = w.text[run[-1] - 1] if run[-1] > 0 else "\n"
+            if before in _CLAUSE_START or "\n" in before or not before.strip() \
+                    or w.lower[run[-1] - 1] in ("both", "with", "by", "per", "and"):
+                out.append((run[-1], run[0], "DOCTOR" if title and w.lower[first - 1] in _DOCTOR else role,
+                            min(score, 0.6)))
         return out
 
     def _home_owner(self, w: _Words, shape: DocShape) -> list[tuple[int, int, str, float]]:
@@ -368,7 +391,8 @@ class NameRecognizer(TokenRecognizer):
             while k < w.n and k - i <= 3 and self._could_follow(w, k, shape):
                 run.append(k)
                 k += 1
-            ends = k == w.n or "\n" in w.text[k] or w.text[k] in (".", ",", ";")
+            ends = k == w.n or "\n" in w.text[k] or w.text[k] in (".", ",", ";", "(", "#") \
+                or w.lower[k] in _PHONE_LABELS or w.text[k][:1].isdigit()
             if run and ends and self._could_lead(w, run[0], shape):
                 out.append((run[0], run[-1], "NAME", 0.7))
         return out
@@ -411,6 +435,66 @@ class NameRecognizer(TokenRecognizer):
                 if starts and self._could_lead(w, first, shape):
                     out.append((first, i - 1, "NAME", 0.7))
                     break
+        return out
+
+    def _unknown_word(self, w: _Words, k: int) -> bool:
+        """Token k is a word no list knows: not English, not a stop word, not clinical vocabulary,
+        no relation or role ("Zorblax", "QUINTAVIUS")."""
+        word, low = w.text[k], w.lower[k]
+        return len(word) >= 3 and _namey(word) and low not in self.stop and low not in self.function_words \
+            and low not in vocab.RELATION_WORDS and low not in vocab.NEVER_NAMES \
+            and low.upper() not in vocab.CREDENTIALS and not vocab.is_english(low) and not vocab.is_role_noun(low)
+
+    def _patient_named(self, w: _Words, shape: DocShape) -> list[tuple[int, int, str, float]]:
+        """"Patient Zorblax Quintavius seen on ...": "patient" used as a title. Nursing notes
+        follow "pt"/"PATIENT" with abbreviations and misspellings as often as with a name, so
+        only a note written in mixed case counts it: a capitalised unknown word, or two
+        capitalised words the first of which is a listed first name ("Pt Ann Brellow")."""
+        out = []
+        if not shape.mixed:
+            return out
+        for i in range(w.n - 1):
+            if w.lower[i] not in ("patient", "pt") or (i > 0 and w.lower[i - 1] in ("the", "this", "a", "our", "your")):
+                continue
+            k = i + 1 + (w.text[i + 1] in (":", "-", ","))
+            if k >= w.n or not w.text[k][:1].isupper() or w.text[k].isupper():
+                continue
+            second = k + 1 < w.n and w.text[k + 1][:1].isupper() and self._could_follow(w, k + 1, shape) and (
+                self._unknown_word(w, k + 1) or w.lower[k + 1] in self.names)
+            if (self._unknown_word(w, k) and (second or w.lower[i] == "patient")) \
+                    or (w.lower[k] in self.first and second and w.lower[k] not in vocab.CLINICAL_VOCAB):
+                out.append((k, self._name_end(w, k, shape), "PATIENT", 0.7))
+        return out
+
+    def _experiencer(self, w: _Words, shape: DocShape) -> list[tuple[int, int, str, float]]:
+        """"Zorblax reports feeling better": an unknown word starting a clause before a verb whose
+        subject is a person (:data:`vocab.EXPERIENCER_VERBS`)."""
+        out = []
+        for i in range(w.n - 1):
+            if w.lower[i + 1] not in vocab.EXPERIENCER_VERBS or (shape.mixed and not w.text[i][:1].isupper()):
+                continue
+            before = w.text[i - 1] if i > 0 else "\n"
+            if (before in _CLAUSE_START or before in ('"', "'") or "\n" in before or not before.strip()) \
+                    and self._unknown_word(w, i):
+                out.append((i, i, "NAME", 0.65))
+        return out
+
+    def _caps_line_opening(self, w: _Words, shape: DocShape) -> list[tuple[int, int, str, float]]:
+        """"ZORBLAX QUINTAVIUS, seen today.": in a note written in mixed case, two or three ALL-CAPS
+        words that open a line before a comma, each a listed name or an unknown word."""
+        if not shape.mixed:
+            return []
+        out = []
+        for i in range(w.n):
+            if i > 0 and "\n" not in w.text[i - 1] and w.text[i - 1].strip():
+                continue
+            k = i
+            while k < w.n and k - i < 3 and w.text[k].isupper() and len(w.text[k]) >= 2 and _namey(w.text[k]) \
+                    and w.lower[k] not in vocab.CLINICAL_VOCAB and w.lower[k] not in self.stop \
+                    and (w.lower[k] in self.names or self._unknown_word(w, k)):
+                k += 1
+            if k - i >= 2 and k < w.n and w.text[k] == ",":
+                out.append((i, k - 1, "NAME", 0.7))
         return out
 
     def _name_end(self, w: _Words, start: int, shape: DocShape) -> int:
@@ -504,7 +588,12 @@ class NameRecognizer(TokenRecognizer):
             return False
         if shape.mixed:
             return word[0].isupper() and (low in self.first or not vocab.is_english(low)) and low not in self.stop
-        return low in self.first and not vocab.is_english(low) and low not in self.stop
+        if low in self.names and not vocab.is_english(low) and low not in self.stop:
+            return True
+        # in a note without capitals an unknown word after "spoke with" is a name unless it is
+        # short (an abbreviation) or a typo of a word ("wtih", "protocall"); "per" reads as
+        # "according to" far more often than it introduces a person
+        return w.lower[j - 1] != "per" and len(word) >= 5 and self._unknown_word(w, j) and not vocab.near_english(low)
 
     def _verb_after_relation(self, w: _Words, k: int, shape: DocShape) -> bool:
         """The word after "wife" is a verb, not a name ("WIFE AGRESS THAT", "son met w/ team")."""
@@ -564,9 +653,10 @@ class NameRecognizer(TokenRecognizer):
         if first is None:
             return None
         if need_evidence:
-            tokens = [w.lower[t] for t in range(first, last + 1)]
-            initial = first > 0 and _INITIAL.fullmatch(w.text[first - 1] or "")
-            unknown = last > first and not any(vocab.is_english(t) or t in self.stop for t in tokens)
+            tokens = [w.lower[t] for t in range(first, last + 1) if not _INITIAL.fullmatch(w.text[t])]
+            initial = (first > 0 and _INITIAL.fullmatch(w.text[first - 1] or "")) \
+                or (len(tokens) < last - first + 1 and bool(tokens))  # "J DROQU ORDERED"
+            unknown = last > first and bool(tokens) and not any(vocab.is_english(t) or t in self.stop for t in tokens)
             if not (any(t in self.names for t in tokens) or (shape.mixed and last > first) or initial or unknown):
                 return None
         return first, last
@@ -635,7 +725,9 @@ class PlaceRecognizer(TokenRecognizer):
         self.modifiers = vocab.FACILITY_MODIFIERS
         self.function_words = _function_words()
 
-    def _placey(self, w: _Words, k: int, shape: DocShape, in_facility: bool) -> bool:
+    def _placey(self, w: _Words, k: int, shape: DocShape, in_facility: bool, moved: bool = False) -> bool:
+        """Token k can be part of a place's name; ``moved``: right after "transferred to" and the
+        like, where a short unknown word (an acronym: "to BMC", "at NEH") is a place too."""
         word, low = w.text[k], w.lower[k]
         if not _namey(word):
             return in_facility and low in ("st", "mt")
@@ -645,6 +737,9 @@ class PlaceRecognizer(TokenRecognizer):
             return False
         if shape.mixed:
             return word[0].isupper() and (in_facility or low not in self.stop)
+        if moved and not in_facility and len(low) >= 2 and low not in self.stop and not vocab.is_english(low) \
+                and (word.isupper() or not shape.mixed):
+            return True
         if not in_facility and (len(low) < 4 or not re.search(r"[aeiouy]", low)):
             return False  # "TO BB", "to lcs": short or vowel-less abbreviations
         if in_facility:
@@ -687,6 +782,13 @@ class PlaceRecognizer(TokenRecognizer):
             elif (ward := self._bare_ward(w, i, shape)) is not None:
                 out.append(result("LOCATION", doc[i].idx, doc[ward].idx + len(doc[ward].text), 0.55,
                                   f"{self.name}:ward"))
+            elif low in vocab.ER_WORDS and i > 0 and w.text[i].isupper() and 2 <= len(w.text[i - 1]) <= 5 \
+                    and w.text[i - 1].isupper() and w.text[i - 1].isalpha() and w.lower[i - 1] not in self.stop \
+                    and w.lower[i - 1] not in self.function_words and not vocab.is_english(w.lower[i - 1]) \
+                    and w.lower[i - 1] not in vocab.NOT_HOSPITAL_ACRONYMS:
+                # "found unresponsive -> QUI EW": an unknown acronym before an emergency department
+                out.append(result("HOSPITAL", doc[i - 1].idx, doc[i - 1].idx + len(doc[i - 1].text), 0.6,
+                                  f"{self.name}:acronym_er"))
             elif low in vocab.ER_WORDS and i > 0 and shape.mixed and w.text[i - 1][:1].isupper():
                 # "sent to Ashby Reed EW": capitalised words before an emergency department
                 k, first = i - 1, None
@@ -729,7 +831,8 @@ class PlaceRecognizer(TokenRecognizer):
                     j += 1
                 last = None
                 k = j
-                while k < w.n and k - j < 3 and self._placey(w, k, shape, False):
+                moved = i > 0 and w.lower[i - 1] in vocab.PLACE_VERBS and low in ("to", "at", "from")
+                while k < w.n and k - j < 3 and self._placey(w, k, shape, False, moved and k == j):
                     last = k
                     k += 1
                 if last is not None:

@@ -35,8 +35,9 @@ WEAK_TITLES = _words("father sister nurse resident fellow intern attending pasto
 NEVER_NAMES = _words("law inlaw in-law psych priest diff cdiff ems rncm cvvhf cvvh cvvhd norm meg cal "
                      "rounds legal said says")
 # "spoke with Marisol", "ask to page Hank": a listed or unknown capitalised word after these
-CONTACT_TRIGGERS = _words("spoke talked met page paged call called per notify notified phoned told tell "
-                          "ask asked informed")
+CONTACT_TRIGGERS = _words("spoke spoken speak speaking talk talked talking met meet page paged call called per notify "
+                          "notified phoned told tell "
+                          "ask asked informed explained discussed updated reassured instructed educated")
 # never a name, even right after "Dr"
 CORE_FUNCTION_WORDS = _words(
     "a an the and or but nor of to in on at by for with from into onto as is are was were be been "
@@ -71,13 +72,40 @@ ronnie rosie russ sal sally sam sammy sandy stan steve stu sue susie suzy suzett
 tim timmy tina toby tom tommy tony trish val vic vicki vinny walt wally wil will willy
 """)
 
+# clinicians named by their role ("attending Okafor", "PCP Lindqvist", "covering intern Abara"); words
+# ending like a specialist ("cardiologist", "physician", "psychiatrist", "therapist") count too
+# (:func:`is_role_noun`)
+ROLE_NOUNS = _words(
+    "attending attendings resident residents intern interns fellow fellows ho hos pcp pcps hospitalist surgeon "
+    "surgeons anesthesia housestaff house-officer practitioner practitioners provider providers "
+    "covering moonlighter nocturnist consultant consultants midwife dietician nutritionist chaplain "
+    "clergy reverend rev deacon"
+)
+_ROLE_ENDINGS = ("ologist", "ologists", "iatrist", "iatrists", "ician", "icians", "ist", "ists")
+_NOT_ROLES = _words("against persist insist consist assist resist exist twist wrist list checklist "
+                    "amidst midst whilst")
+
+
+def is_role_noun(low: str) -> bool:
+    """Whether a lower-case word names a clinician's role ("attending", "cardiologist")."""
+    return low in ROLE_NOUNS or (len(low) >= 7 and low.endswith(_ROLE_ENDINGS) and low not in _NOT_ROLES)
+
+
+# verbs whose subject is a person ("Zorblax reports feeling better"): an unknown capitalised word
+# starting a clause before one of these is a name
+EXPERIENCER_VERBS = _words(
+    "reports reported states stated denies denied complains complained feels felt says endorses endorsed "
+    "admits notes agrees agreed understands understood wants wanted wishes wished refuses refused asks "
+    "asked tells told believes remembers prefers preferred verbalizes verbalized expresses expressed "
+    "voices voiced c/o"
+)
 # a name usually follows these words ("daughter Mary", "HCP: John")
 RELATION_WORDS = _words(
     "wife husband spouse son sons daughter daughters dtr dtrs dau mother mom mum father dad "
     "brother brothers bro sister sisters sis niece nieces nephew nephews aunt uncle cousin "
     "grandson grandsons granddaughter granddaughters grandchild grandchildren grandmother "
     "grandfather grandma grandpa gm gf friend friends neighbor neighbour fiance fiancee partner "
-    "boyfriend girlfriend stepdaughter stepson stepmother stepfather proxy hcp guardian "
+    "boyfriend girlfriend stepdaughter stepson stepmother stepfather proxy proxys proxies hcp guardian "
     "significant sig caregiver roommate companion "
     "son-in-law daughter-in-law brother-in-law sister-in-law mother-in-law father-in-law"
 )
@@ -100,6 +128,8 @@ PLACE_VERBS = _words(
     "lives lived living resides resided live stays staying visiting vacationing vacation "
     "accepted followed seen screened evaluated rehab placement placed moved moving referred refer "
     "come comes coming came bring flown"
+    # where someone was found or lives ("found in his home in X")
+    " home house apartment"
     # who someone is, then where from ("67 yo woman from X", "a native of X")
     " yo y/o y.o. yr-old year-old male female man woman gentleman lady native originally resident"
 )
@@ -140,6 +170,7 @@ FACILITY_MODIFIERS = _words(
 # Clinical abbreviations, section words, units and drugs seen in notes (open medical vocabulary).
 CLINICAL_VOCAB = _words("""
 pt pts pt's patient patients pat family fam md mds dr nurse rn rrt np pa ho hos intern resident
+overnoc noc snf ltac ltach alf vna tele stepdown
 team attending fellow staff house social work worker sw cm case management ot pt/ot rx
 icu micu sicu ccu csru nsicu tsicu ctic cvicu picu nicu msicu vicu ew ed er or pacu cath lab
 cathlab floor unit ward bed room rm service svc team neuro resp cv gi gu id skin heme endo renal
@@ -351,6 +382,26 @@ def noun_first_names() -> frozenset[str]:
 
 
 _APOSTROPHE_SURNAME = re.compile(r"[od]'[a-z]{3,}")
+
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def near_english(low: str) -> bool:
+    """Whether one typo away (a letter dropped, added, changed or two swapped) there is an English
+    word: "protocall", "descision", "wtih". Nursing notes misspell as often as they name; an
+    unknown word that is a near miss of a word is no evidence of a name."""
+    words = english_words()
+    splits = [(low[:i], low[i:]) for i in range(len(low) + 1)]
+    for a, b in splits:
+        if b and a + b[1:] in words:
+            return True
+        if len(b) > 1 and a + b[1] + b[0] + b[2:] in words:
+            return True
+        for c in _LETTERS:
+            if (b and a + c + b[1:] in words) or a + c + b in words:
+                return True
+    return False
 
 
 def is_english(low: str) -> bool:
