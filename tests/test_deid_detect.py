@@ -482,6 +482,7 @@ SHAPE_CASES = [
     ("Nell Thornbury\nDOB: 3/4/1950\nAdmitted for CHF.", "Thornbury", "NAME"),  # a town's name, a person here
     # names from context alone, with made-up words no list holds
     ("Seen by cardiologist Pemberwick, who agrees with the plan.", "Pemberwick", "NAME"),
+    ("Spoke with Baker about the plan.", "Baker", "NAME"),
     ("Discussed with attending Quorvell this am.", "Quorvell", "NAME"),
     ("Gastroenterologist Dravinsky to scope tomorrow.", "Dravinsky", "NAME"),
     ("Patient Zorblax Quintavius seen on 3/4/2019.", "Zorblax Quintavius", "NAME"),

@@ -586,8 +586,9 @@ class NameRecognizer(TokenRecognizer):
         word, low = w.text[j], w.lower[j]
         if not _namey(word) or low in self.function_words or low in vocab.RELATION_WORDS or low in vocab.NEVER_NAMES:
             return False
-        if shape.mixed:
-            return word[0].isupper() and (low in self.first or not vocab.is_english(low)) and low not in self.stop
+        if shape.mixed:  # "spoke with Baker": a common surname, even when it is a word
+            return word[0].isupper() and (low in self.first or not vocab.is_english(low) or vocab.likely_surname(low)) \
+                and low not in self.stop
         if low in self.names and not vocab.is_english(low) and low not in self.stop:
             return True
         # in a note without capitals an unknown word after "spoke with" is a name unless it is

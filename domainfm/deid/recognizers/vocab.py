@@ -421,6 +421,24 @@ def is_english(low: str) -> bool:
 
 
 @lru_cache(maxsize=1)
+def surname_frequency() -> dict[str, float]:
+    """Share of the US population with each of the 1,000 commonest surnames (US Census, as Faker's
+    en_US provider ships it): how likely a word that is also English ("Baker", "Young") is a
+    surname."""
+    from faker.providers.person.en_US import Provider
+
+    return {n.lower(): float(f) for n, f in Provider.last_names.items()}
+
+
+def likely_surname(low: str, floor: float = 0.0) -> bool:
+    """One of the 1,000 commonest US surnames (with at least ``floor`` of the population), so that
+    a capitalised mention after a contact verb is a person even when it is an English word
+    ("spoke with Baker"); spaCy and clinical stop words are excluded by the caller."""
+    share = surname_frequency().get(low)
+    return share is not None and share >= floor
+
+
+@lru_cache(maxsize=1)
 def us_first_names() -> frozenset[str]:
     from faker.providers.person.en_US import Provider
 
