@@ -493,6 +493,8 @@ SHAPE_CASES = [
     # dates: decades, a range of partial dates
     ("Smoked in the 1990s, quit in the '80s?", "1990s", "DATE"),
     ("Vanco 12/3-12/9, then po.", "12/9", "DATE"),
+    ("Plan to get OOB. Transfer to bellmoorvane.\n", "bellmoorvane", "LOCATION"),
+    ("Will transfer to Quinstovel 2 or Baxawoyorqu 3.\n", "Baxawoyorqu", "LOCATION"),
 ]
 # the same rules must stay silent here: capitalised clinical words before "IS"/"WAS", measurements
 # after a ventilator mode or "of", anatomy with a compass word, "c/o" meaning "complains of"
@@ -516,6 +518,7 @@ SHAPE_CLEAN = [
     "Lasix given. Tylenol reports no effect.\nFamily states understanding. Wife reports he slept.",
     "SBP 80s-90s overnight, HR in the 70s. Pain 3-4/10.",
     "CHEST PAIN, resolved. NEURO EXAM, unchanged.\nCXR, clear.",
+    "Pt to floor 2 or 3 when bed avail. Transfer to rehab. transfer to the unit.",
 ]
 
 

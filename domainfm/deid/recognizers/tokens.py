@@ -736,11 +736,11 @@ class PlaceRecognizer(TokenRecognizer):
             return True
         if low in self.function_words:
             return False
+        if moved and not in_facility and len(low) >= 2 and low not in self.stop and not vocab.is_english(low) \
+                and (word.isupper() or not shape.mixed or (len(low) >= 6 and not vocab.near_english(low))):
+            return True  # "to BMC", "to NEH"; "transfer to bellmoor." written in lower case too
         if shape.mixed:
             return word[0].isupper() and (in_facility or low not in self.stop)
-        if moved and not in_facility and len(low) >= 2 and low not in self.stop and not vocab.is_english(low) \
-                and (word.isupper() or not shape.mixed):
-            return True
         if not in_facility and (len(low) < 4 or not re.search(r"[aeiouy]", low)):
             return False  # "TO BB", "to lcs": short or vowel-less abbreviations
         if in_facility:
@@ -818,9 +818,15 @@ class PlaceRecognizer(TokenRecognizer):
                     and w.lower[j] not in self.function_words and low in ("to", "from", "at", "in") \
                     and (j + 2 >= w.n or w.lower[j + 2] in vocab.AFTER_WARD or not w.text[j + 2].strip())
                 if ward:
-                    # "pt to wentmore 3": an unknown word and a floor or ward number
-                    out.append(result("LOCATION", doc[j].idx, doc[j].idx + len(doc[j].text), 0.55,
-                                      f"{self.name}:ward"))
+                    # "pt to wentmore 3": an unknown word and a floor or ward number; "... or fellsway 4"
+                    while ward:
+                        out.append(result("LOCATION", doc[j].idx, doc[j].idx + len(doc[j].text), 0.55,
+                                          f"{self.name}:ward"))
+                        ward = j + 4 < w.n and w.lower[j + 2] in ("or", "and", "/") \
+                            and re.fullmatch(r"\d{1,2}", w.text[j + 4]) and _namey(w.text[j + 3]) \
+                            and len(w.text[j + 3]) >= 4 and not vocab.is_english(w.lower[j + 3]) \
+                            and w.lower[j + 3] not in self.stop and w.lower[j + 3] not in self.function_words
+                        j += 3
                     continue
                 # "c/o to X": call out to a ward (spaCy splits "c/o" into three tokens)
                 call_out = low == "to" and "".join(w.lower[max(0, i - 3):i]).endswith("c/o")
