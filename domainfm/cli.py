@@ -7,7 +7,10 @@ line and exit 2; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import errno
 import functools
+import signal
+import threading
 from pathlib import Path
 from typing import Optional
 
@@ -36,18 +39,46 @@ _IMPORT_FLAGS = {
 }
 
 
+# File-system refusals the user can fix (permissions, a folder where a file is expected, a full
+# or read-only disk): reported like a DomainFMError instead of a traceback.
+_USER_OS_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENOTDIR, errno.ENOSPC,
+                   errno.EDQUOT, errno.ENAMETOOLONG, errno.EEXIST, errno.ENOENT, errno.EINVAL}
+
+
 def _user_errors(command):
-    """Turn a :class:`DomainFMError` into one line on stderr and exit code 2."""
+    """Turn a :class:`DomainFMError` (or a file-system refusal) into one line on stderr and exit
+    code 2. SIGTERM unwinds like Ctrl-C, so temporary files are removed on the way out."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        previous = _on_sigterm()
         try:
             return command(*args, **kwargs)
         except DomainFMError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
+        except OSError as exc:
+            if exc.errno not in _USER_OS_ERRORS:
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            typer.echo(f"error: {where}{exc.strerror or exc}", err=True)
+            raise typer.Exit(2) from None
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+def _terminated(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def _on_sigterm():
+    """Raise SystemExit on SIGTERM (main thread only); returns the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _terminated)
 
 
 def _console(stderr: bool = True):
@@ -352,13 +383,16 @@ def predict_command(
 ):
     """Predict documents: 'pred' (label or labels, per-class scores) or 'pred_spans'."""
     from domainfm.corpus import read_documents
-    from domainfm.corpus.io import _AtomicLines
+    from domainfm.corpus.io import OutputLock, _AtomicLines, check_output_path
     from domainfm.finetune import load_task_model, predict
 
-    records = predict(load_task_model(model, ner_decoding=ner_decoding), read_documents(src), batch_size=batch_size)
-    with _AtomicLines(out) as writer:
-        for record in records:
-            writer.write_obj(record)
+    check_output_path(out, inputs=[src])
+    with OutputLock(out):
+        records = predict(load_task_model(model, ner_decoding=ner_decoding), read_documents(src),
+                          batch_size=batch_size)
+        with _AtomicLines(out) as writer:
+            for record in records:
+                writer.write_obj(record)
     _console().print(f"predicted {len(records)} documents -> {out}")
 
 
@@ -378,11 +412,14 @@ def evaluate_command(
     from domainfm.corpus import read_documents
     from domainfm.finetune import evaluate, load_task_model
 
+    from domainfm.corpus.io import check_output_path, write_text_atomic
+
+    if out is not None:
+        check_output_path(out, inputs=[src])
     metrics = evaluate(load_task_model(model, ner_decoding=ner_decoding), read_documents(src), batch_size=batch_size)
     text = json.dumps(metrics, indent=2)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n", encoding="utf-8")
+        write_text_atomic(out, text + "\n")
     typer.echo(text)
 
 
@@ -442,14 +479,23 @@ def deid_eval_command(
 
     from domainfm.deid.evaluate import evaluate_files
 
+    from domainfm.corpus.io import check_output_path, write_text_atomic
+
+    for path in (out, misses):
+        if path is not None:
+            check_output_path(path, inputs=[gold, pred])
     types = [t.strip() for t in identifier_types.split(",")] if identifier_types else None
     summary = evaluate_files(gold, pred, dataset=dataset, identifier_types=types, misses_path=misses,
                              include_text=misses_text)
     text = json.dumps(summary, indent=2)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n", encoding="utf-8")
-    typer.echo(text)
+    if out is None:
+        typer.echo(text)
+        return
+    write_text_atomic(out, text + "\n")
+    overlap = summary.get("any_overlap") or {}
+    scores = "  ".join(f"{k} {overlap[k]:.3f}" for k in ("precision", "recall", "f1", "f2")
+                       if isinstance(overlap.get(k), (int, float)))
+    typer.echo(f"any-overlap {scores or 'n/a'}  ({summary.get('docs')} documents)  metrics: {out}")
 
 
 @app.command("reidentify")
@@ -519,7 +565,12 @@ def audit_command(
                       n_bootstrap=bootstrap, min_group_size=min_group_size, seed=seed, label_field=label_field,
                       counterfactuals=[c.strip() for c in counterfactuals.split(",") if c.strip()],
                       batch_size=batch_size, data_note=data_note)
+    from domainfm.corpus.io import check_output_path
+
+    check_output_path(out, inputs=[src, model], folder=True)
     result = audit(model, read_documents(src), out, cfg)
+    for warning in result.report.get("warnings", []):
+        _console().print(f"warning: {warning}")
     console = _console(stderr=False)
     for finding in result.report["summary"]:
         console.print(f"- {finding['text']}")

@@ -214,14 +214,18 @@ def test_a_second_concurrent_run_is_refused_and_a_stale_lock_is_taken_over(pipel
 
     run = tmp_path / "run"
     run.mkdir()
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    holder = ("import sys, time\nfrom domainfm.corpus.io import OutputLock\n"
+              "with OutputLock(sys.argv[1], lock_file=sys.argv[2]):\n    print('LOCKED', flush=True)\n    time.sleep(60)\n")
+    sleeper = subprocess.Popen([sys.executable, "-c", holder, str(run), str(run / pl.LOCK_FILE)],
+                               stdout=subprocess.PIPE, text=True)
     try:
-        (run / pl.LOCK_FILE).write_text(str(sleeper.pid))
-        with pytest.raises(DomainFMError, match="in use by another 'domainfm run'"):
+        assert sleeper.stdout.readline().strip() == "LOCKED"
+        with pytest.raises(DomainFMError, match="being written by another 'domainfm run'"):
             pl.run_pipeline(pipeline, until_stage="import")
     finally:
-        sleeper.kill()
+        sleeper.kill()  # SIGKILL: the lock file stays behind, the kernel frees the lock
         sleeper.wait()
+    assert (run / pl.LOCK_FILE).exists()
     result = pl.run_pipeline(pipeline, until_stage="import")  # the holder is gone: lock taken over
     assert statuses(result)["import"] == "ran"
     assert not (run / pl.LOCK_FILE).exists()

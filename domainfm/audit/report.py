@@ -158,12 +158,13 @@ def write_report(report: dict[str, Any], out_dir: str | Path, template_dir: str 
     if hits:
         raise DomainFMError(f"the report would contain PHI-like text {hits}; nothing was written "
                             "(de-identify the documents or run without --explain)")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    from domainfm.corpus.io import check_output_path, write_text_atomic
+
+    out = check_output_path(out_dir, folder=True)
     paths = {"json": out / "report.json", "html": out / "index.html", "card": out / "model_card.md"}
-    paths["json"].write_text(text_json + "\n", encoding="utf-8")
-    paths["html"].write_text(html, encoding="utf-8")
-    paths["card"].write_text(card, encoding="utf-8")
+    write_text_atomic(paths["json"], text_json + "\n")
+    write_text_atomic(paths["html"], html)
+    write_text_atomic(paths["card"], card)
     write_manifest(out, stage="audit", config=report["config"], outputs=list(paths.values()),
                    counts={"documents": report["data"]["n_documents"]})
     return paths

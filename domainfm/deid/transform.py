@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import logging
 from bisect import bisect_right
 from dataclasses import dataclass, field
@@ -320,8 +321,8 @@ def transform_documents(
             counts.written += 1
         except RecordError as err:
             result = Rejected(reason=err.reason, location=err.location, record_id=err.record_id or record_id)
-        except ConfigError:
-            raise
+        except (ConfigError, sqlite3.Error):
+            raise  # the vault is shared by every record: a vault failure stops the run
         except Exception as exc:  # one broken record must not stop the corpus; no message: may hold PHI
             logger.error("deid %s: internal error (%s) while transforming; record rejected",
                          record_id, type(exc).__name__)
