@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import errno
 import functools
+import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Optional
@@ -51,6 +53,7 @@ def _user_errors(command):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        _quiet_progress_bars()
         previous = _on_sigterm()
         try:
             return command(*args, **kwargs)
@@ -68,6 +71,17 @@ def _user_errors(command):
                 signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+def _quiet_progress_bars() -> None:
+    """transformers' own tqdm bars ("Loading weights", "Writing model shards") would interleave
+    with domainfm's progress output; they are off unless HF_HUB_DISABLE_PROGRESS_BARS says
+    otherwise."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules and os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] not in ("0", "false", ""):
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
 
 def _terminated(signum, frame):
@@ -153,13 +167,21 @@ def import_command(
     _print_import_result(console, result)
 
 
+def _print_rejects(console, path, first: list[str], total: int) -> None:
+    """The reject file, its first few reasons (no text) and how many more it holds."""
+    if not path:
+        return
+    console.print(f"rejected records (with reasons): {path}")
+    for line in first:
+        console.print(f"  {line}")
+    if total > len(first):
+        console.print(f"  ... and {total - len(first)} more in {path}")
+
+
 def _print_import_result(console, result) -> None:
     c = result.counts
     console.print(f"read {c.read} = written {c.written} + rejected {c.rejected}  ->  {result.out}")
-    if result.rejects:
-        console.print(f"rejected records (with reasons): {result.rejects}")
-        for line in result.first_rejects:
-            console.print(f"  {line}")
+    _print_rejects(console, result.rejects, result.first_rejects, result.counts.rejected)
     console.print(f"manifest: {result.manifest}")
 
 
@@ -206,6 +228,8 @@ def summary_command(
     print_summary(_console(stderr=False), corpus.name, summary)
     for item in rejects[:5]:
         _console().print(f"invalid: {item.describe()}")
+    if len(rejects) > 5:
+        _console().print(f"invalid: ... and {len(rejects) - 5} more")
 
 
 @app.command("chunk")
@@ -232,10 +256,7 @@ def chunk_command(
         f"(max {result.max_chunk_tokens} of {max_tokens} positions, {result.empty_documents} empty documents)"
         f"  ->  {result.out}"
     )
-    if result.rejects:
-        console.print(f"rejected records (with reasons): {result.rejects}")
-        for line in result.first_rejects:
-            console.print(f"  {line}")
+    _print_rejects(console, result.rejects, result.first_rejects, result.counts.rejected)
     console.print(f"manifest: {result.manifest}")
 
 
@@ -333,10 +354,7 @@ def label_command(
                       f"(meta.label_check in {run.out})")
     for path in run.exports:
         console.print(f"export: {path}")
-    if run.rejects:
-        console.print(f"rejected records (with reasons): {run.rejects}")
-        for line in run.first_rejects:
-            console.print(f"  {line}")
+    _print_rejects(console, run.rejects, run.first_rejects, c.rejected)
     console.print(f"manifest: {run.manifest}")
 
 
@@ -350,6 +368,9 @@ def finetune_command(
                                "(ner, or model.pooling cls: plain transformers has no mean-pooling classifier)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier finetune output in --out."),
+    allow_identified_data: bool = typer.Option(
+        False, "--allow-identified-data",
+        help="Train on input that 'domainfm deid' did not produce (recorded in the manifest)."),
 ):
     """Fine-tune a classification, multi-label or NER model (LoRA by default). Extra
     '--section.key value' pairs override the task file (e.g. --train.epochs 1). Runs unchanged
@@ -361,7 +382,8 @@ def finetune_command(
 
     cfg = load_config(TaskConfig, config, parse_overrides(ctx.args))
     console = _console()
-    result = finetune(cfg, out, resume=resume, overwrite=overwrite, merge=merge, on_event=console_reporter(console))
+    result = finetune(cfg, out, resume=resume, overwrite=overwrite, merge=merge,
+                      allow_identified_data=allow_identified_data, on_event=console_reporter(console))
     ev = result.metrics["eval"]
     keys = [k for k in ("accuracy", "macro_f1", "micro_f1", "f1", "precision", "recall") if k in ev]
     typer.echo(json.dumps({k: ev[k] for k in keys}))
@@ -456,10 +478,7 @@ def deid_command(
     console.print(f"read {c.read} = written {c.written} + rejected {c.rejected}  ->  {result.out}")
     labels = ", ".join(f"{k} {v}" for k, v in list(result.detections_by_label.items())[:10])
     console.print(f"{result.detections} detections ({labels or 'none'}); surrogate key {result.surrogate_key}")
-    if result.rejects:
-        console.print(f"rejected records (with reasons): {result.rejects}")
-        for line in result.first_rejects:
-            console.print(f"  {line}")
+    _print_rejects(console, result.rejects, result.first_rejects, result.counts.rejected)
     console.print(f"manifest: {result.manifest}")
 
 

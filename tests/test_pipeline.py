@@ -286,6 +286,7 @@ def audited(tmp_path, labelled, tiny_model_dir):
             "lora": {"r": 4, "lora_alpha": 8, "target_modules": ["query", "value"]},
             "long_documents": {"strategy": "truncate"},
             "train": {"lr": 5e-3, "max_steps": 2, "batch_size": 8, "checkpoint": False},
+            "allow_identified_data": True,
         },
         "audit": {"group_by": ["meta.sex", "meta.age_band"], "n_bootstrap": 20, "counterfactuals": [],
                   "min_group_size": 5},

@@ -6,7 +6,6 @@ know are kept under ``meta`` rather than dropped.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -21,7 +20,7 @@ from domainfm.errors import RecordError
 class JsonlOptions:
     """Args:
     text_key: field holding the document text.
-    id_key: field holding the id; ints are turned into strings.
+    id_key: field holding the id; integers become strings (as in every stage).
     label_key: field holding the single label (optional).
     generate_ids: give records without an id the id ``<file stem>-<line>``.
     """
@@ -44,8 +43,6 @@ def read_jsonl(src: Path, options: JsonlOptions) -> Iterator[Document | Rejected
             if not isinstance(obj, dict):
                 raise RecordError(f"expected a JSON object, got {type(obj).__name__}", location=location)
             record = {renames.get(k, k): v for k, v in obj.items()}
-            if isinstance(record.get("id"), int) and not isinstance(record.get("id"), bool):
-                record["id"] = str(record["id"])
             if record.get("id") is None and options.generate_ids:
                 record["id"] = f"{src.stem}-{number}"
             if record.get("id") is None:
