@@ -219,30 +219,34 @@ def temp_path_for(path: str | os.PathLike) -> Path:
 
 
 def remove_stale_temps(path: str | os.PathLike) -> int:
-    """Remove temporary files of ``path`` (and of its rejects and manifest files) left by
-    processes that no longer run; returns how many were removed."""
-    path = Path(path)
-    names = {path.name, rejects_path_for(path).name}
-    stem = path.name.rsplit(".", 1)[0] if "." in path.name else path.name
-    names.add(f"{stem}.manifest.json")
-    removed = 0
-    if not path.parent.is_dir():
-        return 0
-    for name in names:
-        for tmp in path.parent.glob(f"{glob_escape(name)}.*.tmp"):
-            parts = tmp.name[len(name) + 1:].split(".")
-            if len(parts) != 3 or not parts[0].isdigit() or _process_alive(int(parts[0])):
-                continue
-            try:
-                if tmp.is_dir():
-                    import shutil
+    """Remove temporary files that killed processes left for ``path`` (its own, its rejects' and
+    its manifest's; inside it too when it is a folder); returns how many were removed.
 
-                    shutil.rmtree(tmp)
-                else:
-                    tmp.unlink()
-                removed += 1
-            except OSError:
-                pass
+    A temporary file is ``<name>.<pid>.<random>.tmp``; one whose process still runs is kept."""
+    path = Path(path)
+    stem = path.name.rsplit(".", 1)[0] if "." in path.name else path.name
+    names = {path.name, rejects_path_for(path).name, f"{stem}.manifest.json"}
+    candidates: list[Path] = []
+    if path.parent.is_dir():
+        for name in names:
+            candidates += path.parent.glob(f"{glob_escape(name)}.*.tmp")
+    if path.is_dir():
+        candidates += path.glob("*.tmp")
+    removed = 0
+    for tmp in candidates:
+        parts = tmp.name.split(".")
+        if len(parts) < 4 or not parts[-3].isdigit() or len(parts[-2]) != 8 or _process_alive(int(parts[-3])):
+            continue
+        try:
+            if tmp.is_dir():
+                import shutil
+
+                shutil.rmtree(tmp)
+            else:
+                tmp.unlink()
+            removed += 1
+        except OSError:
+            pass
     return removed
 
 

@@ -79,7 +79,11 @@ def deidentify(
         surrogates = SurrogateGenerator(secret or secrets.token_bytes(32), vault)
     from domainfm.deid.propagate import propagate_names
 
-    pairs = detect_parallel(docs, config) if config.workers > 1 else _detect_serial(docs, config)
+    from domainfm.deid.windows import detect_windowed
+
+    # Documents over spaCy's limit are detected in overlapping windows (deid/windows.py).
+    pairs = detect_windowed(
+        (lambda d: detect_parallel(d, config)) if config.workers > 1 else (lambda d: _detect_serial(d, config)), docs)
     pairs = propagate_names(pairs)
     yield from transform_documents(pairs, config.operator, surrogates, vault=vault, counts=counts)
 
