@@ -158,13 +158,17 @@ def write_report(report: dict[str, Any], out_dir: str | Path, template_dir: str 
     if hits:
         raise DomainFMError(f"the report would contain PHI-like text {hits}; nothing was written "
                             "(de-identify the documents or run without --explain)")
-    from domainfm.corpus.io import check_output_path, write_text_atomic
+    from contextlib import ExitStack
+
+    from domainfm.corpus.io import atomic_file, check_output_path
 
     out = check_output_path(out_dir, folder=True)
     paths = {"json": out / "report.json", "html": out / "index.html", "card": out / "model_card.md"}
-    write_text_atomic(paths["json"], text_json + "\n")
-    write_text_atomic(paths["html"], html)
-    write_text_atomic(paths["card"], card)
+    # All three are written in full before any is renamed into place: a run killed while writing
+    # leaves the previous report whole, never half old and half new.
+    with ExitStack() as stack:
+        for key, text in (("json", text_json + "\n"), ("html", html), ("card", card)):
+            stack.enter_context(atomic_file(paths[key])).write(text)
     write_manifest(out, stage="audit", config=report["config"], outputs=list(paths.values()),
                    counts={"documents": report["data"]["n_documents"]})
     return paths
