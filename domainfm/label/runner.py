@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from domainfm.corpus.io import (Counts, OutputLock, Rejected, RejectWriter, _AtomicLines, check_output_path,
-                                read_documents, rejects_path_for)
+                                read_located_documents, rejects_path_for)
 from domainfm.errors import CorpusError
 from domainfm.label.assist import check_labels, suggest_labels
 from domainfm.label.config import LabelConfig
@@ -42,8 +42,12 @@ class _RunConfig:
     label: LabelConfig
 
 
-def _read(path: Path, counts: Counts | None, rejects: list[Rejected]):
-    docs = list(read_documents(path, rejects=rejects))
+def _read(path: Path, counts: Counts | None, rejects: list[Rejected], locations: dict[str, str] | None = None):
+    docs = []
+    for location, doc in read_located_documents(path, rejects=rejects):
+        docs.append(doc)
+        if locations is not None:
+            locations[doc.id] = location
     if counts is not None:
         counts.read += len(docs) + len(rejects)
     return docs
@@ -69,8 +73,9 @@ def label_file(labeled: str | os.PathLike, pool: str | os.PathLike | None, out: 
         counts = Counts()
         bad: list[Rejected] = []
         seed_bad: list[Rejected] = []
+        where: dict[str, str] = {}  # id -> file:line of the documents written or rejected
         if check:
-            docs = _read(labeled, counts, bad)
+            docs = _read(labeled, counts, bad, where)
             result = check_labels(docs, cfg, on_stage=on_stage)
             by_id = {f["id"]: f for f in result.flags}
             checked = {d.id for d in result.docs}
@@ -78,7 +83,8 @@ def label_file(labeled: str | os.PathLike, pool: str | os.PathLike | None, out: 
             for d in docs:
                 if d.id not in checked:
                     reasons.append(Rejected("not checked (empty text, no label, or a label with fewer than 2 seeds)",
-                                            record_id=d.id, raw=json.dumps(d.to_dict(), ensure_ascii=False)))
+                                            location=where.get(d.id), record_id=d.id,
+                                            raw=json.dumps(d.to_dict(), ensure_ascii=False)))
                     continue
                 flag = by_id.get(d.id)
                 record = d.to_dict()
@@ -88,10 +94,11 @@ def label_file(labeled: str | os.PathLike, pool: str | os.PathLike | None, out: 
             summary = result.summary
         else:
             seeds = _read(labeled, None, seed_bad)
-            docs = _read(source, counts, bad)
+            docs = _read(source, counts, bad, where)
             result = suggest_labels(seeds, docs, cfg, on_stage=on_stage)
             records = result.records()
-            reasons = [Rejected(reason, record_id=d.id, raw=json.dumps(d.to_dict(), ensure_ascii=False))
+            reasons = [Rejected(reason, location=where.get(d.id), record_id=d.id,
+                                raw=json.dumps(d.to_dict(), ensure_ascii=False))
                        for d, reason in result.rejected]
             summary = result.summary
             summary["seed_records_invalid"] = len(seed_bad)
