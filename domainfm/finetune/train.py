@@ -682,7 +682,7 @@ def finetune_demo(corpus: str | os.PathLike, out_dir: str | os.PathLike, *, cons
         overrides: dotted config overrides, e.g. ``**{"train.epochs": 1}``.
 
     Example:
-        >>> result = finetune_demo("demo-output/deid/clinical.jsonl", "demo-output/classifier")  # doctest: +SKIP
+        >>> result = finetune_demo("demo-output/clinical/deid/corpus.jsonl", "demo-output/classifier")  # doctest: +SKIP
         >>> result.metrics["eval"]["macro_f1"]  # doctest: +SKIP
     """
     cfg = demo_config(corpus, **overrides)
