@@ -330,3 +330,30 @@ def tiny_classifier_dir(tmp_path_factory, tiny_tokenizer, tiny_bert_config):
         "base_model": {"name": "tiny", "resolved": str(out)}, "max_length": 64,
         "long_documents": {"strategy": "truncate"}, "text_field": "text", "label_field": "label"}))
     return out
+
+
+def test_model_and_report_folders_take_one_writer(tmp_path):
+    """pretrain, finetune and audit refuse a folder another process is writing, before they
+    read or load anything."""
+    from domainfm.audit import AuditConfig, audit
+    from domainfm.config import from_dict
+    from domainfm.finetune import TaskConfig, finetune
+    from domainfm.pretrain import PretrainConfig, pretrain
+
+    folder = tmp_path / "model"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom domainfm.corpus.io import OutputLock\n"
+         "with OutputLock(sys.argv[1]):\n    print('LOCKED', flush=True)\n    time.sleep(60)\n", str(folder)],
+        env=_env(), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "LOCKED"
+        runs = [lambda: pretrain(from_dict(PretrainConfig, {"data": {"paths": ["missing.jsonl"]}}), folder),
+                lambda: finetune(from_dict(TaskConfig, {"data": {"train": "missing.jsonl"}}), folder),
+                lambda: audit("missing-model", [], folder, AuditConfig())]
+        for run in runs:
+            with pytest.raises(OutputError, match="is being written by another domainfm run"):
+                run()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not folder.exists()

@@ -211,6 +211,16 @@ class OutputLock:
             self._fd = None
 
 
+def main_process_lock(path: str | os.PathLike):
+    """:class:`OutputLock` on ``path`` in the main process of a run (``RANK`` 0, or no
+    ``accelerate launch``); a no-op in the other ranks, which write into the same folder."""
+    from contextlib import nullcontext
+
+    if os.environ.get("RANK", "0") not in ("", "0"):
+        return nullcontext()
+    return OutputLock(path)
+
+
 def temp_path_for(path: str | os.PathLike) -> Path:
     """A temporary name for ``path`` in the same folder (so the final rename is atomic), unique
     to this process: ``<name>.<pid>.<random>.tmp``."""

@@ -398,6 +398,15 @@ def finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool = F
         >>> cfg = load_config(TaskConfig, "tasks/demo-clinical-classify.yaml")  # doctest: +SKIP
         >>> finetune(cfg, "runs/demo").metrics["eval"]["macro_f1"]             # doctest: +SKIP
     """
+    from domainfm.corpus.io import main_process_lock
+
+    with main_process_lock(out_dir):  # a second run into the same folder is refused
+        return _finetune(config, out_dir, resume=resume, overwrite=overwrite, merge=merge,
+                         allow_identified_data=allow_identified_data, on_event=on_event)
+
+
+def _finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool, overwrite: bool, merge: bool,
+              allow_identified_data: bool, on_event: Event | None) -> FinetuneResult:
     import torch
 
     from domainfm.pretrain.data import privacy_gate
