@@ -357,3 +357,35 @@ def test_model_and_report_folders_take_one_writer(tmp_path):
         holder.kill()
         holder.wait()
     assert not folder.exists()
+
+
+def test_sigterm_mid_write_removes_the_temporary_files(cli, tmp_path):
+    src = _write(tmp_path / "in.jsonl", NOTES)
+    out = tmp_path / "o.jsonl"
+    proc = _start(["import", "jsonl", src, "-o", out], "lines:2")
+    assert any(p.name.startswith("o.jsonl.") and p.name.endswith(".tmp") for p in tmp_path.iterdir())
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert _leftovers(tmp_path) == [] and not out.exists()
+
+
+def test_audit_output_path_problems_are_one_error_line(cli, tmp_path):
+    src = _write(tmp_path / "in.jsonl", NOTES)
+    for out in (src, tmp_path / "in.jsonl" / "sub", Path("/proc/domainfm-test/report")):
+        result = cli("audit", tmp_path / "no-model", src, "-o", out)
+        assert result.exit_code == 2 and result.output.startswith("error: ") and "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
+
+
+def test_reject_reasons_read_once_and_deid_eval_o_prints_one_line(cli, tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"id": "a", "text": "Seen by Dr. Lee."}\n{"id": "b", "text": \n{"id": "c\x01"}\n')
+    cli("import", "jsonl", src, "-o", tmp_path / "imp.jsonl")
+    reasons = [json.loads(line)["reason"] for line in (tmp_path / "imp.rejects.jsonl").read_text().splitlines()]
+    assert reasons == ["broken JSON (Expecting value at column 21)",
+                       "broken JSON (Invalid control character at column 10)"]
+    cli("deid", tmp_path / "imp.jsonl", "-o", tmp_path / "deid.jsonl", "--seed", "1")
+    result = cli("deid-eval", tmp_path / "imp.jsonl", tmp_path / "deid.jsonl", "-o", tmp_path / "m.json")
+    assert result.exit_code == 0 and len(result.output.strip().splitlines()) == 1, result.output
+    assert "metrics: " in result.output and json.loads((tmp_path / "m.json").read_text())["docs"] == 1

@@ -416,7 +416,9 @@ def iter_jsonl_lines(path: str | os.PathLike) -> Iterator[tuple[int, str, Any | 
             try:
                 yield number, line, json.loads(line, parse_constant=_no_constant)
             except json.JSONDecodeError as exc:
-                yield number, line, Rejected(f"broken JSON ({exc.msg}, column {exc.colno})",
+                # json's messages may end in "at" ("Invalid control character at")
+                message = exc.msg[: -len(" at")] if exc.msg.endswith(" at") else exc.msg
+                yield number, line, Rejected(f"broken JSON ({message} at column {exc.colno})",
                                              location=location, raw=line)
             except (ValueError, RecursionError) as exc:
                 reason = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
