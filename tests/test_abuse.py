@@ -219,3 +219,29 @@ def test_hostile_input_to_training_commands_is_an_error_line(cli, tmp_path, tiny
         _check_clean(result, tmp_path, args[0])
         assert result.exit_code == 2, result.output
         assert not (tmp_path / "ft" / "manifest.json").exists() and not (tmp_path / "pt" / "manifest.json").exists()
+
+
+def test_an_internal_error_rejects_the_record_with_its_location_and_raw_record(tmp_path, monkeypatch, caplog):
+    from domainfm.deid import transform
+    from domainfm.deid.config import DeidConfig
+    from domainfm.deid.runner import deidentify_file
+
+    original = transform.apply_operator
+
+    def flaky(doc, *args, **kwargs):
+        if doc.id.startswith("bad"):
+            raise ValueError("a bug")
+        return original(doc, *args, **kwargs)
+
+    monkeypatch.setattr(transform, "apply_operator", flaky)
+    rows = [{"id": f"{'bad' if i % 3 == 0 else 'ok'}{i}", "text": f"Seen by Dr. Lee on visit {i}."} for i in range(9)]
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with caplog.at_level("ERROR", logger="domainfm.deid"):
+        result = deidentify_file(src, tmp_path / "out.jsonl", DeidConfig(operator="tag"), seed=1)
+    assert (result.counts.read, result.counts.written, result.counts.rejected) == (9, 6, 3)
+    rejects = [json.loads(x) for x in (tmp_path / "out.rejects.jsonl").read_text().splitlines()]
+    assert [r["location"] for r in rejects] == ["in.jsonl:1", "in.jsonl:4", "in.jsonl:7"]
+    assert all(json.loads(r["raw"])["text"] == rows[int(r["id"][3:])]["text"] for r in rejects)
+    assert all(r["reason"] == "internal error (ValueError) while de-identifying" for r in rejects)
+    assert len([r for r in caplog.records if "internal error" in r.getMessage()]) == 1  # not one line per record
