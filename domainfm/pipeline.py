@@ -412,9 +412,12 @@ def _read_meta_table(join: MetaJoin) -> dict[str, dict[str, Any]]:
                     continue
                 try:
                     number = float(value)
-                    meta[key] = int(number) if number.is_integer() else number
                 except ValueError:
-                    meta[key] = value
+                    number = None
+                if number is None or number != number or number in (float("inf"), float("-inf")):
+                    meta[key] = value  # text, or "nan"/"inf" kept as written (not JSON numbers)
+                else:
+                    meta[key] = int(number) if number.is_integer() else number
             table.setdefault(join.id_format.format(row[join.key_col]), meta)
     return table
 

@@ -377,8 +377,10 @@ def test_import_joins_attributes_and_caps_documents(tmp_path, labelled):
     manifest = json.loads((tmp_path / "run" / "import" / "corpus.manifest.json").read_text())
     assert manifest["counts"]["kept"] == 40 and len(manifest["inputs"]) == 2
     with table.open("a", encoding="utf-8") as fh:
-        fh.write("3,female,40\n")
+        fh.write("3,female,40\n4,male,NaN\n")
     assert pl.run_pipeline(everything).stage("import").status == "ran"  # the table is an input of the stage
+    docs = [json.loads(line) for line in (tmp_path / "run" / "import" / "corpus.jsonl").read_text().splitlines()]
+    assert docs[4]["meta"]["age"] == "NaN"  # kept as written: NaN is not a JSON number
     bad = {**run["import"], "meta_join": {**run["import"]["meta_join"], "key_col": "nte"}}
     with pytest.raises(DomainFMError, match="no column 'nte'.*did you mean 'note'"):
         pl.run_pipeline({**run, "import": bad})

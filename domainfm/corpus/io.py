@@ -336,18 +336,18 @@ class _AtomicLines:
         return self
 
     def write_obj(self, obj: Any) -> None:
-        line = json.dumps(obj, ensure_ascii=False, allow_nan=False, default=_json_default)
+        try:
+            line = json.dumps(obj, ensure_ascii=False, allow_nan=False)
+        except ValueError:  # NaN or infinity: not JSON, and no reader could take the line back
+            raise RecordError("a value is NaN or infinite, which JSON cannot hold; nothing was written",
+                              record_id=obj.get("id") if isinstance(obj, dict) else None) from None
         try:
             self._fh.write(line + "\n")
         except UnicodeEncodeError:
-            self._fh.write(json.dumps(obj, ensure_ascii=True, allow_nan=False, default=_json_default) + "\n")
+            self._fh.write(json.dumps(obj, ensure_ascii=True, allow_nan=False) + "\n")
 
     def __exit__(self, exc_type, exc, tb):
         return self._cm.__exit__(exc_type, exc, tb)
-
-
-def _json_default(value: Any) -> Any:
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 class DocumentWriter(_AtomicLines):
