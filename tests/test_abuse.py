@@ -245,3 +245,17 @@ def test_an_internal_error_rejects_the_record_with_its_location_and_raw_record(t
     assert all(json.loads(r["raw"])["text"] == rows[int(r["id"][3:])]["text"] for r in rejects)
     assert all(r["reason"] == "internal error (ValueError) while de-identifying" for r in rejects)
     assert len([r for r in caplog.records if "internal error" in r.getMessage()]) == 1  # not one line per record
+
+
+def test_predict_on_an_empty_file_writes_an_empty_output(cli, tmp_path, tiny_classifier):
+    (tmp_path / "empty.jsonl").write_text("")
+    result = cli("predict", tiny_classifier, tmp_path / "empty.jsonl", "-o", tmp_path / "pred.jsonl")
+    assert result.exit_code == 0 and "predicted 0 documents" in result.output, result.output
+    assert (tmp_path / "pred.jsonl").read_text() == ""
+
+
+def test_the_console_says_how_many_more_rejects_the_file_holds(cli, tmp_path):
+    (tmp_path / "in.jsonl").write_text("".join(f"broken {i}\n" for i in range(8)) + '{"id": "a", "text": "x"}\n')
+    result = cli("import", "jsonl", tmp_path / "in.jsonl", "-o", tmp_path / "o.jsonl")
+    assert result.exit_code == 0 and "read 9 = written 1 + rejected 8" in result.output
+    assert "... and 3 more in" in result.output
