@@ -259,3 +259,22 @@ def test_the_console_says_how_many_more_rejects_the_file_holds(cli, tmp_path):
     result = cli("import", "jsonl", tmp_path / "in.jsonl", "-o", tmp_path / "o.jsonl")
     assert result.exit_code == 0 and "read 9 = written 1 + rejected 8" in result.output
     assert "... and 3 more in" in result.output
+
+
+def test_a_pipeline_on_hostile_input_reconciles_every_stage(cli, tmp_path, tiny_model_dir):
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b'\xef\xbb\xbf{"id": "a", "text": "Seen by Dr. Lee."}\r\n{"id": "a", "text": "dup"}\r\n'
+                    b'{"id": "b", "text": "\\ud800"}\r\nnot json\r\n{"id": 7, "text": "bell\\u0007 Okafor"}\r\n\xff\xfe\r\n')
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text(f"run_dir: {tmp_path / 'run'}\nimport: {{format: jsonl, src: {src}}}\n"
+                        "deid: {profile: clinical, operator: tag}\n"
+                        f"chunk: {{tokenizer: {tiny_model_dir}, max_tokens: 32, overlap: 4}}\n")
+    result = cli("run", pipeline)
+    _check_clean(result, tmp_path, "run")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "run" / "run.json").read_text())
+    counts = {s["name"]: s["counts"] for s in summary["stages"] if s["status"] == "ran"}
+    assert {k: counts["import"][k] for k in ("read", "written", "rejected")} == {"read": 6, "written": 2, "rejected": 4}
+    for stage, name in (("deid", "corpus"), ("chunk", "chunks")):
+        stage_counts = json.loads((tmp_path / "run" / stage / f"{name}.manifest.json").read_text())["counts"]
+        assert stage_counts["read"] == 2 and stage_counts["reconciles"], (stage, stage_counts)
