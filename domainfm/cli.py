@@ -44,7 +44,7 @@ _IMPORT_FLAGS = {
 # File-system refusals the user can fix (permissions, a folder where a file is expected, a full
 # or read-only disk): reported like a DomainFMError instead of a traceback.
 _USER_OS_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENOTDIR, errno.ENOSPC,
-                   errno.EDQUOT, errno.ENAMETOOLONG, errno.EEXIST, errno.ENOENT, errno.EINVAL}
+                   errno.EDQUOT, errno.ENAMETOOLONG, errno.EEXIST, errno.ENOENT}
 
 
 def _user_errors(command):
