@@ -7,7 +7,12 @@ line and exit 2; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import errno
 import functools
+import os
+import signal
+import sys
+import threading
 from pathlib import Path
 from typing import Optional
 
@@ -36,18 +41,58 @@ _IMPORT_FLAGS = {
 }
 
 
+# File-system refusals the user can fix (permissions, a folder where a file is expected, a full
+# or read-only disk): reported like a DomainFMError instead of a traceback.
+_USER_OS_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENOTDIR, errno.ENOSPC,
+                   errno.EDQUOT, errno.ENAMETOOLONG, errno.EEXIST, errno.ENOENT}
+
+
 def _user_errors(command):
-    """Turn a :class:`DomainFMError` into one line on stderr and exit code 2."""
+    """Turn a :class:`DomainFMError` (or a file-system refusal) into one line on stderr and exit
+    code 2. SIGTERM unwinds like Ctrl-C, so temporary files are removed on the way out."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        _quiet_progress_bars()
+        previous = _on_sigterm()
         try:
             return command(*args, **kwargs)
         except DomainFMError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
+        except OSError as exc:
+            if exc.errno not in _USER_OS_ERRORS:
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            typer.echo(f"error: {where}{exc.strerror or exc}", err=True)
+            raise typer.Exit(2) from None
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+def _quiet_progress_bars() -> None:
+    """transformers' own tqdm bars ("Loading weights", "Writing model shards") would interleave
+    with domainfm's progress output; they are off unless HF_HUB_DISABLE_PROGRESS_BARS says
+    otherwise."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules and os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] not in ("0", "false", ""):
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+
+def _terminated(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def _on_sigterm():
+    """Raise SystemExit on SIGTERM (main thread only); returns the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _terminated)
 
 
 def _console(stderr: bool = True):
@@ -122,13 +167,21 @@ def import_command(
     _print_import_result(console, result)
 
 
+def _print_rejects(console, path, first: list[str], total: int) -> None:
+    """The reject file, its first few reasons (no text) and how many more it holds."""
+    if not path:
+        return
+    console.print(f"rejected records (with reasons): {path}")
+    for line in first:
+        console.print(f"  {line}")
+    if total > len(first):
+        console.print(f"  ... and {total - len(first)} more in {path}")
+
+
 def _print_import_result(console, result) -> None:
     c = result.counts
     console.print(f"read {c.read} = written {c.written} + rejected {c.rejected}  ->  {result.out}")
-    if result.rejects:
-        console.print(f"rejected records (with reasons): {result.rejects}")
-        for line in result.first_rejects:
-            console.print(f"  {line}")
+    _print_rejects(console, result.rejects, result.first_rejects, result.counts.rejected)
     console.print(f"manifest: {result.manifest}")
 
 
@@ -175,6 +228,8 @@ def summary_command(
     print_summary(_console(stderr=False), corpus.name, summary)
     for item in rejects[:5]:
         _console().print(f"invalid: {item.describe()}")
+    if len(rejects) > 5:
+        _console().print(f"invalid: ... and {len(rejects) - 5} more")
 
 
 @app.command("chunk")
@@ -201,10 +256,7 @@ def chunk_command(
         f"(max {result.max_chunk_tokens} of {max_tokens} positions, {result.empty_documents} empty documents)"
         f"  ->  {result.out}"
     )
-    if result.rejects:
-        console.print(f"rejected records (with reasons): {result.rejects}")
-        for line in result.first_rejects:
-            console.print(f"  {line}")
+    _print_rejects(console, result.rejects, result.first_rejects, result.counts.rejected)
     console.print(f"manifest: {result.manifest}")
 
 
@@ -302,10 +354,7 @@ def label_command(
                       f"(meta.label_check in {run.out})")
     for path in run.exports:
         console.print(f"export: {path}")
-    if run.rejects:
-        console.print(f"rejected records (with reasons): {run.rejects}")
-        for line in run.first_rejects:
-            console.print(f"  {line}")
+    _print_rejects(console, run.rejects, run.first_rejects, c.rejected)
     console.print(f"manifest: {run.manifest}")
 
 
@@ -319,6 +368,9 @@ def finetune_command(
                                "(ner, or model.pooling cls: plain transformers has no mean-pooling classifier)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier finetune output in --out."),
+    allow_identified_data: bool = typer.Option(
+        False, "--allow-identified-data",
+        help="Train on input that 'domainfm deid' did not produce (recorded in the manifest)."),
 ):
     """Fine-tune a classification, multi-label or NER model (LoRA by default). Extra
     '--section.key value' pairs override the task file (e.g. --train.epochs 1). Runs unchanged
@@ -330,7 +382,8 @@ def finetune_command(
 
     cfg = load_config(TaskConfig, config, parse_overrides(ctx.args))
     console = _console()
-    result = finetune(cfg, out, resume=resume, overwrite=overwrite, merge=merge, on_event=console_reporter(console))
+    result = finetune(cfg, out, resume=resume, overwrite=overwrite, merge=merge,
+                      allow_identified_data=allow_identified_data, on_event=console_reporter(console))
     ev = result.metrics["eval"]
     keys = [k for k in ("accuracy", "macro_f1", "micro_f1", "f1", "precision", "recall") if k in ev]
     typer.echo(json.dumps({k: ev[k] for k in keys}))
@@ -352,13 +405,16 @@ def predict_command(
 ):
     """Predict documents: 'pred' (label or labels, per-class scores) or 'pred_spans'."""
     from domainfm.corpus import read_documents
-    from domainfm.corpus.io import _AtomicLines
+    from domainfm.corpus.io import OutputLock, _AtomicLines, check_output_path
     from domainfm.finetune import load_task_model, predict
 
-    records = predict(load_task_model(model, ner_decoding=ner_decoding), read_documents(src), batch_size=batch_size)
-    with _AtomicLines(out) as writer:
-        for record in records:
-            writer.write_obj(record)
+    check_output_path(out, inputs=[src])
+    with OutputLock(out):
+        records = predict(load_task_model(model, ner_decoding=ner_decoding), read_documents(src),
+                          batch_size=batch_size)
+        with _AtomicLines(out) as writer:
+            for record in records:
+                writer.write_obj(record)
     _console().print(f"predicted {len(records)} documents -> {out}")
 
 
@@ -378,11 +434,14 @@ def evaluate_command(
     from domainfm.corpus import read_documents
     from domainfm.finetune import evaluate, load_task_model
 
+    from domainfm.corpus.io import check_output_path, write_text_atomic
+
+    if out is not None:
+        check_output_path(out, inputs=[src])
     metrics = evaluate(load_task_model(model, ner_decoding=ner_decoding), read_documents(src), batch_size=batch_size)
     text = json.dumps(metrics, indent=2)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n", encoding="utf-8")
+        write_text_atomic(out, text + "\n")
     typer.echo(text)
 
 
@@ -436,10 +495,7 @@ def deid_command(
     console.print(f"read {c.read} = written {c.written} + rejected {c.rejected}  ->  {result.out}")
     labels = ", ".join(f"{k} {v}" for k, v in list(result.detections_by_label.items())[:10])
     console.print(f"{result.detections} detections ({labels or 'none'}); surrogate key {result.surrogate_key}")
-    if result.rejects:
-        console.print(f"rejected records (with reasons): {result.rejects}")
-        for line in result.first_rejects:
-            console.print(f"  {line}")
+    _print_rejects(console, result.rejects, result.first_rejects, result.counts.rejected)
     console.print(f"manifest: {result.manifest}")
 
 
@@ -459,14 +515,25 @@ def deid_eval_command(
 
     from domainfm.deid.evaluate import evaluate_files
 
+    from domainfm.corpus.io import check_output_path, write_text_atomic
+
+    for path in (out, misses):
+        if path is not None:
+            check_output_path(path, inputs=[gold, pred])
     types = [t.strip() for t in identifier_types.split(",")] if identifier_types else None
     summary = evaluate_files(gold, pred, dataset=dataset, identifier_types=types, misses_path=misses,
                              include_text=misses_text)
     text = json.dumps(summary, indent=2)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n", encoding="utf-8")
-    typer.echo(text)
+    if out is None:
+        typer.echo(text)
+        return
+    write_text_atomic(out, text + "\n")
+    overlap = summary.get("any_overlap") or {}
+    scores = "  ".join(f"{k} {overlap[k]:.3f}" for k in ("precision", "recall", "f1", "f2")
+                       if isinstance(overlap.get(k), (int, float)))
+    leak = (summary.get("leakage") or {}).get("rate")
+    leaked = f"  leakage {leak:.3f}" if isinstance(leak, (int, float)) else ""
+    typer.echo(f"any-overlap {scores or 'n/a'}{leaked}  ({summary.get('docs')} documents)  metrics: {out}")
 
 
 @app.command("reidentify")
@@ -536,7 +603,12 @@ def audit_command(
                       n_bootstrap=bootstrap, min_group_size=min_group_size, seed=seed, label_field=label_field,
                       counterfactuals=[c.strip() for c in counterfactuals.split(",") if c.strip()],
                       batch_size=batch_size, data_note=data_note)
+    from domainfm.corpus.io import check_output_path
+
+    check_output_path(out, inputs=[src, model], folder=True)
     result = audit(model, read_documents(src), out, cfg)
+    for warning in result.report.get("warnings", []):
+        _console().print(f"warning: {warning}")
     console = _console(stderr=False)
     for finding in result.report["summary"]:
         console.print(f"- {finding['text']}")

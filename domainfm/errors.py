@@ -37,5 +37,9 @@ class RecordError(CorpusError):
         super().__init__(f"{where}: {reason}" if where else reason)
 
 
+class OutputError(DomainFMError):
+    """An output path cannot be written: another run holds it, it is a folder, read-only, ..."""
+
+
 class ModelResolutionError(DomainFMError):
     """A model name or path cannot be resolved to something loadable offline."""

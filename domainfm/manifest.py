@@ -99,15 +99,14 @@ def write_manifest(
         **(extra or {}),
     }
     path = manifest_path_for(output)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_json_atomic(path, manifest)
     return path
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Write JSON to ``path.tmp`` and rename it into place: readers never see half a file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+def write_json_atomic(path: str | os.PathLike, obj: Any, **dumps: Any) -> None:
+    """Write JSON under a temporary name and rename it into place: readers never see half a
+    file (:func:`domainfm.corpus.io.atomic_file`)."""
+    from domainfm.corpus.io import write_text_atomic
+
+    write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False, **dumps) + "\n")
 

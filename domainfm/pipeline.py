@@ -36,6 +36,8 @@ from typing import Any, Callable, Literal, Mapping
 from domainfm.audit.config import AuditConfig
 from domainfm.config import apply_overrides, from_dict, read_yaml, suggest, to_dict
 from domainfm.errors import ConfigError, DomainFMError
+from domainfm.corpus.io import OutputLock
+from domainfm.manifest import write_json_atomic
 
 # Stages in the order they run.
 STAGE_ORDER = ("import", "deid", "chunk", "pretrain", "finetune", "audit", "label")
@@ -410,9 +412,12 @@ def _read_meta_table(join: MetaJoin) -> dict[str, dict[str, Any]]:
                     continue
                 try:
                     number = float(value)
-                    meta[key] = int(number) if number.is_integer() else number
                 except ValueError:
-                    meta[key] = value
+                    number = None
+                if number is None or number != number or number in (float("inf"), float("-inf")):
+                    meta[key] = value  # text, or "nan"/"inf" kept as written (not JSON numbers)
+                else:
+                    meta[key] = int(number) if number.is_integer() else number
             table.setdefault(join.id_format.format(row[join.key_col]), meta)
     return table
 
@@ -683,10 +688,7 @@ def _read_stage(path: Path) -> dict[str, Any] | None:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_json_atomic(path, obj, default=str)
 
 
 def _check_stage_name(option: str, name: str | None) -> None:
@@ -737,7 +739,9 @@ def run_pipeline(
         raise ConfigError(f"--from {from_stage} comes after --until {until_stage}")
 
     pcfg.run_dir.mkdir(parents=True, exist_ok=True)
-    with _RunLock(pcfg.run_dir / LOCK_FILE):
+    # One run per run directory: a second concurrent run would overwrite the first's outputs. A
+    # lock left by a killed run is free again (the kernel drops it with the process).
+    with OutputLock(pcfg.run_dir, lock_file=pcfg.run_dir / LOCK_FILE, what="another 'domainfm run'"):
         return _run_locked(pcfg, from_stage, until_stage, console)
 
 
@@ -769,50 +773,6 @@ def _run_locked(pcfg: PipelineConfig, from_stage: str | None, until_stage: str |
         raise PipelineError(f"stage {failure[0]!r} failed: {failure[1]} (re-run the same command to resume "
                             f"from it; details in {pcfg.run_dir / failure[0] / STAGE_FILE})")
     return result
-
-
-class _RunLock:
-    """One run per run directory: a second concurrent run would overwrite the first's outputs.
-    A lock left by a killed run (its process is gone) is taken over."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __enter__(self):
-        import os
-
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                try:
-                    pid = int(self.path.read_text(encoding="utf-8").strip() or 0)
-                except (OSError, ValueError):
-                    pid = 0
-                if pid and pid != os.getpid() and _alive(pid):
-                    raise PipelineError(f"{self.path.parent} is in use by another 'domainfm run' (pid {pid}); "
-                                        f"wait for it or choose another run_dir") from None
-                self.path.unlink(missing_ok=True)
-                continue
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(str(os.getpid()))
-            return self
-        raise PipelineError(f"cannot lock {self.path}")
-
-    def __exit__(self, *exc):
-        self.path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    import os
-
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _run_stage(pcfg: PipelineConfig, name: str, *, forced: bool, console) -> StageRecord:

@@ -337,10 +337,13 @@ def test_score_sequences_equals_predict_proba_and_explainer_batches(tiny_classif
 
 def test_attribute_missing_everywhere_bad_scores_and_data_note(tmp_path):
     docs = make_docs(20, seed=7)
-    cfg = AuditConfig(group_by=["meta.ward"], data_note="ward <unknown> for all (régime test)", **FAST)
+    cfg = AuditConfig(group_by=["meta.sex", "meta.ward"], data_note="ward <unknown> for all (régime test)", **FAST)
     result = audit(FakeScorer(), docs, tmp_path / "r", cfg)
     groups = result.report["performance"]["by_attribute"]["meta.ward"]["groups"]
     assert list(groups) == ["unknown"] and groups["unknown"]["n"] == 20
+    assert result.report["warnings"] == ["group_by field 'meta.ward' is absent from every document (one 'unknown' group)"]
+    with pytest.raises(ConfigError, match=r"no document has any of the group_by fields \['meta.ward'\]"):
+        run_audit(FakeScorer(), docs, AuditConfig(group_by=["meta.ward"], **FAST))
     assert result.report["data"]["attributes"]["meta.ward"]["missing"] == 20
     html = result.html.read_text(encoding="utf-8")
     assert "ward &lt;unknown&gt; for all (r&#233;gime test)" in html

@@ -85,3 +85,15 @@ def test_bad_yaml_names_file_and_line(tmp_path):
     path.write_text("name: x\ntrain:\n  lr: [1\n")
     with pytest.raises(ConfigError, match=r"bad.yaml:\d+: not valid YAML"):
         load_config(Task, path)
+
+
+def test_a_key_given_twice_is_refused_with_its_line(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("name: x\ntrain:\n  lr: 0.1\n  lr: 0.2\n")
+    with pytest.raises(ConfigError, match=r"twice.yaml:4: not valid YAML \(key 'lr' is given twice in one mapping\)"):
+        load_config(Task, path)
+    merged = tmp_path / "merged.yaml"
+    merged.write_text("base: &b {lr: 0.1}\nname: x\ntrain:\n  <<: *b\n  lr: 0.2\n")
+    from domainfm.config import read_yaml
+
+    assert read_yaml(merged)["train"] == {"lr": 0.2}  # a merge key may be overridden: not a duplicate

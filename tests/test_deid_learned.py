@@ -35,7 +35,8 @@ def _train_tiny_ner(folder, clinical_corpus, tiny_model_dir, labels):
         "data.train": str(train), "data.eval_fraction": 0.25, "labels.names": labels,
         "lora.r": 4, "lora.lora_alpha": 8, "lora.target_modules": ["query", "value"],
         "long_documents.overlap": 8, "long_documents.profile": "clinical",
-        "train.max_steps": 1, "train.batch_size": 4, "train.eval_every": 1})
+        "train.max_steps": 1, "train.batch_size": 4, "train.eval_every": 1,
+        "allow_identified_data": True})  # a PHI model learns from identified notes
     finetune(cfg, folder, merge=True)
     return folder
 

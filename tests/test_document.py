@@ -24,7 +24,8 @@ def with_(**changes):
         ([1, 2], "expected a JSON object"),
         (with_(id=...), "field 'id' must be a non-empty string"),
         (with_(id=""), "field 'id' must be a non-empty string"),
-        (with_(id=7), "field 'id' must be a non-empty string, got int"),
+        (with_(id=7.0), "field 'id' must be a non-empty string, got float"),
+        (with_(id=True), "field 'id' must be a non-empty string, got bool"),
         (with_(text=None), "field 'text' must be a string, got null"),
         (with_(text=["a"]), "field 'text' must be a string, got list"),
         (with_(meta=[1]), "field 'meta' must be an object"),
@@ -51,6 +52,10 @@ def test_invalid_records_are_named_and_explained(record, message):
         Document.from_dict(record, location="f.jsonl:3")
     assert message in str(info.value)
     assert str(info.value).startswith("f.jsonl:3")
+
+
+def test_an_integer_id_is_its_decimal_string_in_every_stage():
+    assert Document.from_dict(with_(id=7)).id == "7"
 
 
 def test_error_messages_never_quote_the_text():

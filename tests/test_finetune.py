@@ -59,7 +59,7 @@ def _cfg(train, model_dir, task="classification", **overrides) -> TaskConfig:
         "long_documents": {"strategy": "truncate"},
         "train": {"lr": 5e-3, "max_steps": 4, "batch_size": 8, "eval_every": 2, "eval_batch_size": 32},
     }
-    return load_config(TaskConfig, overrides={**_flatten(data), **overrides})
+    return load_config(TaskConfig, overrides={**_flatten(data), "allow_identified_data": True, **overrides})
 
 
 def _flatten(d, prefix=""):
@@ -280,6 +280,16 @@ def test_entity_metrics_agree_with_seqeval_on_random_tag_sequences():
         assert ours["per_type"][label]["f1"] == round(report[label]["f1-score"], 4)
 
 
+# --------------------------------------------------------------------------------- privacy gate
+
+
+def test_finetune_refuses_text_that_never_went_through_deid(tmp_path, notes_file, tiny_model_dir):
+    cfg = _cfg(notes_file, tiny_model_dir, allow_identified_data=False)
+    with pytest.raises(ConfigError, match="was not produced by 'domainfm deid'.*--allow-identified-data"):
+        finetune(cfg, tmp_path / "m")
+    assert not (tmp_path / "m" / "manifest.json").exists()
+
+
 # --------------------------------------------------------------------------------- end to end
 
 
@@ -296,7 +306,9 @@ def test_classification_end_to_end_reproducible_and_loadable(tmp_path, notes_fil
     for name in ("domainfm_task.json", "finetune.yaml", "metrics.json", "manifest.json", "adapter/adapter_config.json",
                  "config.json", "tokenizer.json"):
         assert (tmp_path / "a" / name).is_file(), name
-    assert json.loads((tmp_path / "a" / "manifest.json").read_text())["stage"] == "finetune"
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["stage"] == "finetune"
+    assert manifest["allow_identified_data"] is True and manifest["privacy_gate"]["decision"] == "overridden"
     # the merged model is a plain transformers model with the label maps in its config
     from transformers import AutoModelForSequenceClassification
 

@@ -62,7 +62,17 @@ def test_csv_columns_meta_labels_and_bad_rows(tmp_path):
     reasons = {r["location"]: r["reason"] for r in rejects}
     assert "row has 6 fields, the header has 5" in reasons["notes.csv:5"]
     assert "not valid UTF-8" in reasons["notes.csv:6"]
-    assert any("duplicate id" in r["reason"] and r["id"] == "n1" for r in rejects)
+    duplicate = next(r for r in rejects if "duplicate id" in r["reason"])
+    assert duplicate["id"] == "n1" and duplicate["location"] == "notes.csv:7" and duplicate["raw"] == "n1,dup,Neurology,,w"
+
+
+def test_jsonl_duplicate_id_reject_keeps_location_and_the_line_as_read(tmp_path):
+    src = tmp_path / "d.jsonl"
+    src.write_text('{"id": "a", "text": "one"}\n{"id":"a",  "text": "two"}\n')
+    docs, rejects = run("jsonl", src, tmp_path)
+    assert [d.id for d in docs] == ["a"]
+    assert rejects == [{"location": "d.jsonl:2", "id": "a", "reason": "duplicate id (already used by an earlier record)",
+                        "raw": '{"id":"a",  "text": "two"}'}]
 
 
 def test_csv_unknown_column_suggests_the_right_one(tmp_path):
@@ -257,6 +267,8 @@ def test_conll_docstart_and_malformed_tags(tmp_path):
     assert any("does not continue a 'PER' entity" in r for r in reasons)
     assert any("'X-FOO' is not O, B-TYPE or I-TYPE" in r for r in reasons)
     assert any("expected 'token<TAB>tag'" in r for r in reasons)
+    bad = next(r for r in rejects if "X-FOO" in r["reason"])
+    assert bad["raw"] == "Bad X-FOO" and bad["location"] == "c.conll:12"  # the lines as read, not rebuilt
     docs, _ = run("conll", src, tmp_path, scheme="iob1")
     assert ("Peter", "PER") in span_texts(next(d for d in docs if d.id == "c-00001"))
 

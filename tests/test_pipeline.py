@@ -214,14 +214,18 @@ def test_a_second_concurrent_run_is_refused_and_a_stale_lock_is_taken_over(pipel
 
     run = tmp_path / "run"
     run.mkdir()
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    holder = ("import sys, time\nfrom domainfm.corpus.io import OutputLock\n"
+              "with OutputLock(sys.argv[1], lock_file=sys.argv[2]):\n    print('LOCKED', flush=True)\n    time.sleep(60)\n")
+    sleeper = subprocess.Popen([sys.executable, "-c", holder, str(run), str(run / pl.LOCK_FILE)],
+                               stdout=subprocess.PIPE, text=True)
     try:
-        (run / pl.LOCK_FILE).write_text(str(sleeper.pid))
-        with pytest.raises(DomainFMError, match="in use by another 'domainfm run'"):
+        assert sleeper.stdout.readline().strip() == "LOCKED"
+        with pytest.raises(DomainFMError, match="being written by another 'domainfm run'"):
             pl.run_pipeline(pipeline, until_stage="import")
     finally:
-        sleeper.kill()
+        sleeper.kill()  # SIGKILL: the lock file stays behind, the kernel frees the lock
         sleeper.wait()
+    assert (run / pl.LOCK_FILE).exists()
     result = pl.run_pipeline(pipeline, until_stage="import")  # the holder is gone: lock taken over
     assert statuses(result)["import"] == "ran"
     assert not (run / pl.LOCK_FILE).exists()
@@ -282,6 +286,7 @@ def audited(tmp_path, labelled, tiny_model_dir):
             "lora": {"r": 4, "lora_alpha": 8, "target_modules": ["query", "value"]},
             "long_documents": {"strategy": "truncate"},
             "train": {"lr": 5e-3, "max_steps": 2, "batch_size": 8, "checkpoint": False},
+            "allow_identified_data": True,
         },
         "audit": {"group_by": ["meta.sex", "meta.age_band"], "n_bootstrap": 20, "counterfactuals": [],
                   "min_group_size": 5},
@@ -372,8 +377,10 @@ def test_import_joins_attributes_and_caps_documents(tmp_path, labelled):
     manifest = json.loads((tmp_path / "run" / "import" / "corpus.manifest.json").read_text())
     assert manifest["counts"]["kept"] == 40 and len(manifest["inputs"]) == 2
     with table.open("a", encoding="utf-8") as fh:
-        fh.write("3,female,40\n")
+        fh.write("3,female,40\n4,male,NaN\n")
     assert pl.run_pipeline(everything).stage("import").status == "ran"  # the table is an input of the stage
+    docs = [json.loads(line) for line in (tmp_path / "run" / "import" / "corpus.jsonl").read_text().splitlines()]
+    assert docs[4]["meta"]["age"] == "NaN"  # kept as written: NaN is not a JSON number
     bad = {**run["import"], "meta_join": {**run["import"]["meta_join"], "key_col": "nte"}}
     with pytest.raises(DomainFMError, match="no column 'nte'.*did you mean 'note'"):
         pl.run_pipeline({**run, "import": bad})

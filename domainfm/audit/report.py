@@ -158,12 +158,17 @@ def write_report(report: dict[str, Any], out_dir: str | Path, template_dir: str 
     if hits:
         raise DomainFMError(f"the report would contain PHI-like text {hits}; nothing was written "
                             "(de-identify the documents or run without --explain)")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    from contextlib import ExitStack
+
+    from domainfm.corpus.io import atomic_file, check_output_path
+
+    out = check_output_path(out_dir, folder=True)
     paths = {"json": out / "report.json", "html": out / "index.html", "card": out / "model_card.md"}
-    paths["json"].write_text(text_json + "\n", encoding="utf-8")
-    paths["html"].write_text(html, encoding="utf-8")
-    paths["card"].write_text(card, encoding="utf-8")
+    # All three are written in full before any is renamed into place: a run killed while writing
+    # leaves the previous report whole, never half old and half new.
+    with ExitStack() as stack:
+        for key, text in (("json", text_json + "\n"), ("html", html), ("card", card)):
+            stack.enter_context(atomic_file(paths[key])).write(text)
     write_manifest(out, stage="audit", config=report["config"], outputs=list(paths.values()),
                    counts={"documents": report["data"]["n_documents"]})
     return paths

@@ -277,6 +277,11 @@ def _classification_report(scorer, docs, cfg: AuditConfig, model_dir, timings) -
 
     records = [d.to_dict() for d in labelled]
     group_names = {a: np.array([group_value(r, a) for r in records], dtype=object) for a in cfg.group_by}
+    absent = [a for a in cfg.group_by if all(v == UNKNOWN for v in group_names[a])]
+    if absent and len(absent) == len(cfg.group_by):
+        keys = sorted({k for d in labelled for k in d.meta})[:20]
+        raise ConfigError(f"no document has any of the group_by fields {absent}; the documents' meta fields "
+                          f"are {keys} (set --group-by to some of them)")
     if cfg.intersections:
         for a, b in itertools.combinations(cfg.group_by, 2):
             group_names[f"{a} x {b}"] = np.array([f"{x} | {y}" for x, y in zip(group_names[a], group_names[b])],
@@ -299,6 +304,8 @@ def _classification_report(scorer, docs, cfg: AuditConfig, model_dir, timings) -
                               {a: n for a, n in group_names.items() if a in cfg.group_by}, cfg,
                               len(all_docs) - len(labelled)),
         "performance": {"positive_class": positive_name, "overall": overall, "by_attribute": per_attr},
+        "warnings": [f"group_by field {a!r} is absent from every document (one '{UNKNOWN}' group)"
+                     for a in absent],
         "definitions": {
             "multiclass_fairness": "one-vs-rest per class; gaps for the positive class and the mean over classes",
             "ci": f"95% percentile bootstrap over documents ({cfg.n_bootstrap} resamples, seed {cfg.seed})",
@@ -350,9 +357,12 @@ def audit(model: Any, docs: Iterable[Any], out_dir: str | os.PathLike, config: A
     """
     from domainfm.audit.report import write_report
 
+    from domainfm.corpus.io import OutputLock, check_output_path
+
     cfg = config or AuditConfig()
-    report = run_audit(model, docs, cfg, model_dir=model_dir, timings=timings)
-    out = Path(out_dir)
-    with _timed(timings, "render"):
-        write_report(report, out, template_dir=template_dir)
+    out = check_output_path(out_dir, folder=True)
+    with OutputLock(out):
+        report = run_audit(model, docs, cfg, model_dir=model_dir, timings=timings)
+        with _timed(timings, "render"):
+            write_report(report, out, template_dir=template_dir)
     return AuditResult(out, report)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from domainfm.chunk.config import ChunkConfig
 from domainfm.chunk.splitter import Chunk, Chunker
-from domainfm.corpus.io import Counts, Rejected, RejectWriter, _AtomicLines, read_documents, rejects_path_for
+from domainfm.corpus.io import (Counts, OutputLock, Rejected, RejectWriter, _AtomicLines, check_output_path,
+                                read_located_documents, rejects_path_for)
 from domainfm.manifest import write_manifest
 
 
@@ -61,50 +63,64 @@ def chunk_file(
         True
     """
     in_path, out_path = Path(in_path), Path(out_path)
+    check_output_path(out_path, inputs=[in_path])
+    check_output_path(rejects_path_for(out_path), inputs=[in_path])
     chunker = Chunker(config, tokenizer)  # tokenizer and budget errors before any file is opened
     counts = Counts()
     result = ChunkResult(out_path, None, out_path, counts)
     rejects_file = rejects_path_for(out_path)
 
-    with ChunkWriter(out_path) as chunks_out, RejectWriter(rejects_file) as rejects_out:
+    with OutputLock(out_path):
+        with ChunkWriter(out_path) as chunks_out, RejectWriter(rejects_file) as rejects_out:
 
-        def reject(item: Rejected) -> None:
-            counts.read += 1
-            counts.add_reject(item.reason)
-            if len(result.first_rejects) < 5:
-                result.first_rejects.append(item.describe())
-            rejects_out.write(item)
+            def reject(item: Rejected) -> None:
+                counts.read += 1
+                counts.add_reject(item.reason)
+                if len(result.first_rejects) < 5:
+                    result.first_rejects.append(item.describe())
+                rejects_out.write(item)
 
-        class _Rejects:  # read_documents hands invalid records to .write()
-            write = staticmethod(reject)
+            class _Rejects:  # read_documents hands invalid records to .write()
+                write = staticmethod(reject)
 
-        for doc_result in chunker.iter_documents(read_documents(in_path, rejects=_Rejects())):
-            if doc_result.error is not None:
-                err = doc_result.error
-                raw = json.dumps(doc_result.doc.to_dict(), ensure_ascii=False)
-                reject(Rejected(err.reason, location=err.location, record_id=doc_result.doc.id, raw=raw))
-                continue
-            counts.read += 1
-            counts.written += 1
-            if not doc_result.chunks:
-                result.empty_documents += 1
-            for chunk in doc_result.chunks:
-                chunks_out.write(chunk)
-                result.max_chunk_tokens = max(result.max_chunk_tokens, chunk.n_tokens)
-            result.spans_outside_chunks += doc_result.spans_outside
-            if on_progress is not None and counts.read % 100 == 0:
-                on_progress(counts)
-    if on_progress is not None:
-        on_progress(counts)
-    assert counts.reconciles, counts  # every record read is either chunked or rejected
-    result.chunks = chunks_out.count
-    result.rejects = rejects_file if counts.rejected else None
-    manifest_counts = {
-        **counts.to_dict(), "chunks": result.chunks, "empty_documents": result.empty_documents,
-        "spans_outside_chunks": result.spans_outside_chunks, "max_chunk_tokens": result.max_chunk_tokens,
-    }
-    result.manifest = write_manifest(
-        out_path, stage="chunk", config=config, inputs=[in_path],
-        outputs=[out_path] + ([rejects_file] if counts.rejected else []), counts=manifest_counts,
-    )
-    return result
+            located = deque()  # (id, file:line) of the documents the chunker has been given
+
+            def docs():
+                for location, doc in read_located_documents(in_path, rejects=_Rejects()):
+                    located.append((doc.id, location))
+                    yield doc
+
+            for doc_result in chunker.iter_documents(docs()):
+                while located and located[0][0] != doc_result.doc.id:
+                    located.popleft()
+                location = located.popleft()[1] if located else None
+                if doc_result.error is not None:
+                    err = doc_result.error
+                    raw = json.dumps(doc_result.doc.to_dict(), ensure_ascii=False)
+                    reject(Rejected(err.reason, location=err.location or location, record_id=doc_result.doc.id,
+                                    raw=raw))
+                    continue
+                counts.read += 1
+                counts.written += 1
+                if not doc_result.chunks:
+                    result.empty_documents += 1
+                for chunk in doc_result.chunks:
+                    chunks_out.write(chunk)
+                    result.max_chunk_tokens = max(result.max_chunk_tokens, chunk.n_tokens)
+                result.spans_outside_chunks += doc_result.spans_outside
+                if on_progress is not None and counts.read % 100 == 0:
+                    on_progress(counts)
+        if on_progress is not None:
+            on_progress(counts)
+        assert counts.reconciles, counts  # every record read is either chunked or rejected
+        result.chunks = chunks_out.count
+        result.rejects = rejects_file if counts.rejected else None
+        manifest_counts = {
+            **counts.to_dict(), "chunks": result.chunks, "empty_documents": result.empty_documents,
+            "spans_outside_chunks": result.spans_outside_chunks, "max_chunk_tokens": result.max_chunk_tokens,
+        }
+        result.manifest = write_manifest(
+            out_path, stage="chunk", config=config, inputs=[in_path],
+            outputs=[out_path] + ([rejects_file] if counts.rejected else []), counts=manifest_counts,
+        )
+        return result

@@ -89,6 +89,8 @@ class Document:
                 f"expected a JSON object per line, got {type(record).__name__}", location=location
             )
         raw_id = record.get("id")
+        if isinstance(raw_id, int) and not isinstance(raw_id, bool):
+            raw_id = str(raw_id)  # one rule for every stage: an integer id is its decimal string
         record_id = raw_id if isinstance(raw_id, str) else None
 
         def fail(reason: str) -> RecordError:

@@ -9,8 +9,10 @@ from typing import Any, Callable, Mapping
 
 from domainfm.config import from_dict, to_dict
 from domainfm.corpus.importers import get_importer
-from domainfm.corpus.io import Counts, DocumentWriter, Rejected, RejectWriter, rejects_path_for
-from domainfm.errors import CorpusError, RecordError
+from domainfm.corpus.importers.base import Sourced
+from domainfm.corpus.io import (Counts, DocumentWriter, OutputLock, Rejected, RejectWriter, check_output_path,
+                                rejects_path_for)
+from domainfm.errors import RecordError
 from domainfm.manifest import write_manifest
 
 
@@ -64,8 +66,14 @@ def import_corpus(
     else:
         opts = options
     src, out = Path(src), Path(out)
-    if src.exists() and out.exists() and src.resolve() == out.resolve():
-        raise CorpusError(f"{out}: the output would overwrite the input; choose another -o path")
+    rejects_file = rejects_path_for(out)
+    check_output_path(out, inputs=[src])
+    check_output_path(rejects_file, inputs=[src])
+    with OutputLock(out):
+        return _import_locked(importer, opts, format, src, out, on_progress)
+
+
+def _import_locked(importer, opts, format: str, src: Path, out: Path, on_progress) -> ImportResult:
     counts = Counts()
     repaired = 0  # spans an importer repaired (crossing same-label spans merged) instead of rejecting
     seen: set[str] = set()
@@ -81,10 +89,15 @@ def import_corpus(
     with DocumentWriter(out) as docs_out, RejectWriter(rejects_file) as rejects_out:
         for item in importer.read(src, opts):
             counts.read += 1
+            location = raw = None
+            if isinstance(item, Sourced):
+                item, location, raw = item
             if not isinstance(item, Rejected):
                 if item.id in seen:
                     item = Rejected.from_error(
-                        RecordError("duplicate id (already used by an earlier record)", record_id=item.id)
+                        RecordError("duplicate id (already used by an earlier record)", record_id=item.id,
+                                    location=location),
+                        raw=raw if raw is not None else _as_json(item),
                     )
                 else:
                     seen.add(item.id)
@@ -106,3 +119,9 @@ def import_corpus(
     )
     return ImportResult(out, rejects_file if counts.rejected else None, manifest, counts, first_rejects)
 
+
+
+def _as_json(doc) -> str:
+    import json
+
+    return json.dumps(doc.to_dict(), ensure_ascii=False)

@@ -10,12 +10,14 @@ from __future__ import annotations
 import codecs
 import json
 import os
+import secrets
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import IO, Any, Iterable, Iterator
 
 from domainfm.corpus.document import Document
-from domainfm.errors import CorpusError, RecordError
+from domainfm.errors import CorpusError, OutputError, RecordError
 
 
 @dataclass(slots=True)
@@ -90,30 +92,262 @@ def rejects_path_for(out: str | os.PathLike) -> Path:
     return out.with_name(f"{stem}.rejects.jsonl")
 
 
+# --- safe outputs: one writer per path, temporary files renamed into place --------------------
+#
+# Every file domainfm writes goes through :func:`atomic_file`: it is written under a temporary
+# name unique to this process (``<name>.<pid>.<random>.tmp`` in the same folder) and renamed over
+# the final name only once complete, so a crash or a kill never leaves a truncated file that
+# looks finished, and two processes never share a temporary file. A command holds an
+# :class:`OutputLock` on its output for the whole run (output, rejects and manifest), so a second
+# run writing the same path is refused up front instead of interleaving with the first, and the
+# manifest's hash is the hash of the file that stays on disk.
+
+_HELD_LOCKS: dict[Path, int] = {}
+
+
+def _output_error(path: Path, exc: OSError, doing: str = "cannot write") -> OutputError:
+    reason = exc.strerror or type(exc).__name__
+    return OutputError(f"{path}: {doing} ({reason})")
+
+
+def check_output_path(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike] = (),
+                      folder: bool = False) -> Path:
+    """Refuse an output path that cannot work, before anything is read or written.
+
+    Args:
+        path: the output file (or folder when ``folder``).
+        inputs: paths the command reads; the output may not be one of them (same file after
+            resolving links and ``..``).
+        folder: the output is a folder (``audit -o``, model folders): an existing file is refused.
+
+    Raises:
+        OutputError: the output is an input, an existing folder (file outputs), an existing file
+            (folder outputs), or its folder cannot be created.
+    """
+    path = Path(path)
+    resolved = path.resolve()
+    for src in inputs:
+        if Path(src).resolve() == resolved:
+            raise CorpusError(f"{path}: the output would overwrite the input; choose another -o path")
+    if not folder and path.is_dir():
+        raise OutputError(f"{path}: is a folder; -o takes a file path here (e.g. {path / 'out.jsonl'})")
+    if folder and path.exists() and not path.is_dir():
+        raise OutputError(f"{path}: is a file; -o takes a folder here")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _output_error(path.parent, exc, "cannot create the output folder") from None
+    return path
+
+
+class OutputLock:
+    """An advisory lock (``fcntl.flock``) on an output path for the duration of a run.
+
+    The lock file is ``<path>.lock`` beside the output (``lock_file`` overrides it); it holds the
+    owner's pid, is removed on release, and a lock left by a killed process is free again (the
+    kernel drops the flock with the process). Re-entrant within one process. On entry, the
+    temporary files that killed runs left for this output are removed.
+
+    Raises:
+        OutputError: another process holds the lock, or the lock cannot be created there.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, lock_file: str | os.PathLike | None = None,
+                 what: str = "another domainfm run"):
+        self.path = Path(path)
+        self.lock_file = Path(lock_file) if lock_file is not None else self.path.with_name(self.path.name + ".lock")
+        self.what = what
+        self._fd: int | None = None
+
+    def __enter__(self) -> OutputLock:
+        key = self.lock_file.resolve()
+        if key in _HELD_LOCKS:
+            _HELD_LOCKS[key] += 1
+            return self
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): unique temporary names still keep files whole
+            _HELD_LOCKS[key] = 1
+            return self
+        try:
+            self.lock_file.parent.mkdir(parents=True, exist_ok=True)
+            while True:
+                fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    owner = os.read(fd, 32).decode("ascii", "replace").strip()
+                    os.close(fd)
+                    raise OutputError(
+                        f"{self.path} is being written by {self.what}"
+                        f"{f' (pid {owner})' if owner.isdigit() else ''}; wait for it to finish or "
+                        f"choose another output (lock: {self.lock_file})") from None
+                # The previous holder may have removed the file between our open and flock.
+                try:
+                    same = os.fstat(fd).st_ino == os.stat(self.lock_file).st_ino
+                except FileNotFoundError:
+                    same = False
+                if same:
+                    break
+                os.close(fd)
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode("ascii"))
+        except OSError as exc:
+            raise _output_error(self.lock_file, exc, "cannot create the lock file") from None
+        self._fd = fd
+        _HELD_LOCKS[key] = 1
+        remove_stale_temps(self.path)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        key = self.lock_file.resolve()
+        _HELD_LOCKS[key] -= 1
+        if _HELD_LOCKS[key]:
+            return
+        del _HELD_LOCKS[key]
+        if self._fd is not None:
+            self.lock_file.unlink(missing_ok=True)  # still ours: unlinked before the flock is dropped
+            os.close(self._fd)
+            self._fd = None
+
+
+def main_process_lock(path: str | os.PathLike):
+    """:class:`OutputLock` on ``path`` in the main process of a run (``RANK`` 0, or no
+    ``accelerate launch``); a no-op in the other ranks, which write into the same folder."""
+    from contextlib import nullcontext
+
+    if os.environ.get("RANK", "0") not in ("", "0"):
+        return nullcontext()
+    return OutputLock(path)
+
+
+def temp_path_for(path: str | os.PathLike) -> Path:
+    """A temporary name for ``path`` in the same folder (so the final rename is atomic), unique
+    to this process: ``<name>.<pid>.<random>.tmp``."""
+    path = Path(path)
+    return path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def remove_stale_temps(path: str | os.PathLike) -> int:
+    """Remove temporary files that killed processes left for ``path`` (its own, its rejects' and
+    its manifest's; inside it too when it is a folder); returns how many were removed.
+
+    A temporary file is ``<name>.<pid>.<random>.tmp``; one whose process still runs is kept."""
+    path = Path(path)
+    stem = path.name.rsplit(".", 1)[0] if "." in path.name else path.name
+    names = {path.name, rejects_path_for(path).name, f"{stem}.manifest.json"}
+    candidates: list[Path] = []
+    if path.parent.is_dir():
+        for name in names:
+            candidates += path.parent.glob(f"{glob_escape(name)}.*.tmp")
+    if path.is_dir():
+        candidates += path.glob("*.tmp")
+    removed = 0
+    for tmp in candidates:
+        parts = tmp.name.split(".")
+        if len(parts) < 4 or not parts[-3].isdigit() or len(parts[-2]) != 8 or _process_alive(int(parts[-3])):
+            continue
+        try:
+            if tmp.is_dir():
+                import shutil
+
+                shutil.rmtree(tmp)
+            else:
+                tmp.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike, mode: str = "w", *, encoding: str | None = "utf-8",
+                newline: str | None = "\n") -> Iterator[IO]:
+    """Open a temporary file for ``path``; on success it is synced and renamed over ``path``, on
+    error (or interrupt) removed. Unwritable paths raise :class:`OutputError`, never a traceback.
+
+    Example:
+        >>> with atomic_file("report.json") as fh:  # doctest: +SKIP
+        ...     fh.write("{}")
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder; give a file path")
+    tmp = temp_path_for(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if "b" in mode:
+            fh = open(tmp, mode)
+        else:
+            fh = open(tmp, mode, encoding=encoding, newline=newline)
+    except OSError as exc:
+        raise _output_error(path, exc) from None
+    try:
+        try:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        finally:
+            fh.close()
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not isinstance(exc, (BlockingIOError, InterruptedError)):
+            raise _output_error(path, exc) from None
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write a whole text file atomically (see :func:`atomic_file`)."""
+    with atomic_file(path) as fh:
+        fh.write(text)
+
+
 class _AtomicLines:
-    """Write lines to ``path.tmp`` and move it into place only on success, so a crashed or
-    interrupted run never leaves a truncated file that looks complete."""
+    """JSONL lines written through :func:`atomic_file`: the file appears only complete.
+
+    Strings that are not valid Unicode (a lone UTF-16 surrogate read from ``"\\ud800"``) are
+    written escaped as JSON allows, never raising while a reject is written."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self._tmp = self.path.with_name(self.path.name + ".tmp")
+        self._cm = None
         self._fh = None
 
     def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self._tmp, "w", encoding="utf-8", newline="\n")
+        self._cm = atomic_file(self.path)
+        self._fh = self._cm.__enter__()
         return self
 
     def write_obj(self, obj: Any) -> None:
-        self._fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        try:
+            line = json.dumps(obj, ensure_ascii=False, allow_nan=False)
+        except ValueError:  # NaN or infinity: not JSON, and no reader could take the line back
+            raise RecordError("a value is NaN or infinite, which JSON cannot hold; nothing was written",
+                              record_id=obj.get("id") if isinstance(obj, dict) else None) from None
+        try:
+            self._fh.write(line + "\n")
+        except UnicodeEncodeError:
+            self._fh.write(json.dumps(obj, ensure_ascii=True, allow_nan=False) + "\n")
 
     def __exit__(self, exc_type, exc, tb):
-        self._fh.close()
-        if exc_type is None:
-            os.replace(self._tmp, self.path)
-        else:
-            self._tmp.unlink(missing_ok=True)
-        return False
+        return self._cm.__exit__(exc_type, exc, tb)
 
 
 class DocumentWriter(_AtomicLines):
@@ -150,6 +384,18 @@ def iter_jsonl_objects(path: str | os.PathLike) -> Iterator[tuple[int, Any | Rej
     """Yield ``(line_number, parsed_object)`` per non-blank line, or a :class:`Rejected`
     for lines that are not UTF-8 or not JSON. Reads in binary so one bad byte costs one line,
     not the file."""
+    for number, _, obj in iter_jsonl_lines(path):
+        yield number, obj
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def iter_jsonl_lines(path: str | os.PathLike) -> Iterator[tuple[int, str, Any | Rejected]]:
+    """Like :func:`iter_jsonl_objects`, with the line as read (without its line break), for
+    reject files: ``(line_number, line, parsed_object | Rejected)``. ``NaN``/``Infinity``
+    (which Python's json accepts but JSON does not) reject the line."""
     path = Path(path)
     if not path.is_file():
         raise CorpusError(f"{path}: no such file (expected a JSONL file, one document per line)")
@@ -161,22 +407,22 @@ def iter_jsonl_objects(path: str | os.PathLike) -> Iterator[tuple[int, Any | Rej
             if not raw.strip():
                 continue
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError as exc:
-                yield number, Rejected(
-                    f"line is not valid UTF-8 (bad byte at position {exc.start})",
-                    location=location,
-                    raw=raw.decode("utf-8", errors="backslashreplace").rstrip("\n"),
-                )
+                text = raw.decode("utf-8", errors="backslashreplace").rstrip("\r\n")
+                yield number, text, Rejected(
+                    f"line is not valid UTF-8 (bad byte at position {exc.start})", location=location, raw=text)
                 continue
             try:
-                yield number, json.loads(line)
+                yield number, line, json.loads(line, parse_constant=_no_constant)
             except json.JSONDecodeError as exc:
-                yield number, Rejected(
-                    f"broken JSON ({exc.msg} at column {exc.colno})",
-                    location=location,
-                    raw=line.rstrip("\n"),
-                )
+                # json's messages may end in "at" ("Invalid control character at")
+                message = exc.msg[: -len(" at")] if exc.msg.endswith(" at") else exc.msg
+                yield number, line, Rejected(f"broken JSON ({message} at column {exc.colno})",
+                                             location=location, raw=line)
+            except (ValueError, RecursionError) as exc:
+                reason = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
+                yield number, line, Rejected(f"broken JSON ({reason})", location=location, raw=line)
 
 
 def read_documents(
@@ -192,9 +438,18 @@ def read_documents(
 
     Duplicate ids are rejected (the second occurrence), since every later stage keys on ids.
     """
+    for _, doc in read_located_documents(path, rejects=rejects):
+        yield doc
+
+
+def read_located_documents(
+    path: str | os.PathLike, *, rejects: list[Rejected] | RejectWriter | None = None
+) -> Iterator[tuple[str, Document]]:
+    """:func:`read_documents` yielding ``(location, document)``; ``location`` is ``file:line``,
+    for reject records written later in a stage."""
     seen: set[str] = set()
     path = Path(path)
-    for number, obj in iter_jsonl_objects(path):
+    for number, line, obj in iter_jsonl_lines(path):
         location = f"{path.name}:{number}"
         if isinstance(obj, Rejected):
             item: Document | Rejected = obj
@@ -206,7 +461,7 @@ def read_documents(
                                       record_id=item.id, location=location)
                 seen.add(item.id)
             except RecordError as err:
-                item = Rejected.from_error(err, raw=json.dumps(obj, ensure_ascii=False))
+                item = Rejected.from_error(err, raw=line)
         if isinstance(item, Rejected):
             if rejects is None:
                 raise RecordError(item.reason, record_id=item.record_id, location=item.location)
@@ -215,7 +470,7 @@ def read_documents(
             else:
                 rejects.write(item)
             continue
-        yield item
+        yield location, item
 
 
 def write_documents(path: str | os.PathLike, docs: Iterable[Document]) -> int:

@@ -218,8 +218,9 @@ def _chars(items: list[_Item]) -> set[int]:
 
 
 def _write_misses(report: EvalReport, path: Path, texts: dict[str, str] | None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
+    from domainfm.corpus.io import atomic_file
+
+    with atomic_file(path) as fh:
         for kind, rows in (("miss", report.misses), ("false_positive", report.false_positives)):
             for row in rows:
                 record = {"kind": kind, **row}

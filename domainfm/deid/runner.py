@@ -12,14 +12,16 @@ import hashlib
 import os
 import secrets
 from collections import deque
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from domainfm.corpus.document import Document
-from domainfm.corpus.io import Counts, Rejected, RejectWriter, _AtomicLines, read_documents, rejects_path_for
+from domainfm.corpus.io import (Counts, OutputLock, Rejected, RejectWriter, _AtomicLines, check_output_path,
+                                read_located_documents, rejects_path_for)
 from domainfm.deid.config import DeidConfig
-from domainfm.errors import CorpusError
+from domainfm.errors import CorpusError, OutputError
 from domainfm.manifest import write_manifest
 
 KEY_ENV = "DOMAINFM_VAULT_KEY"
@@ -76,12 +78,16 @@ def deidentify(
     surrogates = None
     if config.operator == "surrogate":
         surrogates = SurrogateGenerator(secret or secrets.token_bytes(32), vault)
+    from domainfm.deid.windows import detect_windowed
+
     detectors: list = []  # built once, here or on first use by a meta value
     if config.workers > 1:
-        pairs = detect_parallel(docs, config)
+        detect = lambda part: detect_parallel(part, config)  # noqa: E731
     else:
         detectors.append(_detector(config))
-        pairs = detectors[0].detect(docs)
+        detect = detectors[0].detect
+    # Documents over spaCy's limit are detected in overlapping windows (deid/windows.py).
+    pairs = detect_windowed(detect, docs)
     propagator = NamePropagator()
     pairs = ((doc, propagator(doc, list(found))) for doc, found in pairs)
     policy = config.meta_policy
@@ -203,37 +209,68 @@ def deidentify_file(
     from domainfm.deid.transform import TransformedRecord
 
     in_path, out_path = Path(in_path), Path(out_path)
-    if in_path.exists() and out_path.exists() and in_path.resolve() == out_path.resolve():
-        raise CorpusError(f"{out_path}: the output would overwrite the input; choose another -o path")
-    secret, key_source = surrogate_secret(config, seed)
-    vault = None
+    reject_file = rejects_path_for(out_path)
+    check_output_path(out_path, inputs=[in_path])
+    check_output_path(reject_file, inputs=[in_path])
     if config.vault is not None:
-        from domainfm.deid.vault import Vault
+        check_output_path(config.vault, inputs=[in_path, out_path])
+    secret, key_source = surrogate_secret(config, seed)
+    with ExitStack() as stack:
+        stack.enter_context(OutputLock(out_path))
+        vault = None
+        if config.vault is not None:
+            from domainfm.deid.vault import Vault
 
-        vault = Vault(config.vault, secret)
+            # One writer per vault: a second run would interleave its mappings with this one's.
+            stack.enter_context(OutputLock(config.vault, what="another 'domainfm deid' run (the vault)"))
+            vault = stack.enter_context(Vault(config.vault, secret))
+        return _deidentify_locked(in_path, out_path, reject_file, config, secret, key_source, vault, on_progress)
+
+
+def _deidentify_locked(in_path: Path, out_path: Path, reject_file: Path, config: DeidConfig, secret: bytes,
+                       key_source: str, vault, on_progress) -> DeidResult:
+    import json
+    import sqlite3
+
+    from domainfm.deid.transform import TransformedRecord
+
     input_counts, transform_counts = Counts(), Counts()
     first_rejects: list[str] = []
     by_label: dict[str, int] = {}
-    reject_file = rejects_path_for(out_path)
+    # Documents handed to detection, in order, until their result comes back: a record rejected
+    # while transforming keeps its file:line and the record as read (the reject file promises both).
+    in_flight: deque = deque()
+
+    def docs(sink):
+        for location, doc in read_located_documents(in_path, rejects=sink):
+            in_flight.append((location, doc))
+            yield doc
+
     try:
         with _AtomicLines(out_path) as out, RejectWriter(reject_file) as rejects:
             sink = _CountingRejects(rejects, input_counts, first_rejects)
-            docs = read_documents(in_path, rejects=sink)
-            for item in deidentify(docs, config, secret=secret, vault=vault, counts=transform_counts):
+            for item in deidentify(docs(sink), config, secret=secret, vault=vault, counts=transform_counts):
+                record_id = item.id if isinstance(item, TransformedRecord) else item.record_id
+                while in_flight and in_flight[0][1].id != record_id:
+                    in_flight.popleft()
+                location, doc = in_flight.popleft() if in_flight else (None, None)
                 if isinstance(item, TransformedRecord):
                     out.write_obj(item.to_dict())
                     for span in item.phi_spans:
                         label = span["label"] if isinstance(span, dict) else span.label
                         by_label[label] = by_label.get(label, 0) + 1
                 else:
+                    item.location = item.location or location
+                    if item.raw is None and doc is not None:
+                        item.raw = json.dumps(doc.to_dict(), ensure_ascii=False)
                     if len(first_rejects) < 5:
                         first_rejects.append(item.describe())
                     rejects.write(item)
                 if on_progress is not None and transform_counts.read % 50 == 0:
                     on_progress(input_counts.merge(transform_counts))
-    finally:
-        if vault is not None:
-            vault.close()
+    except sqlite3.Error as exc:
+        raise OutputError(f"{config.vault}: the vault could not be written ({type(exc).__name__}); "
+                          "nothing was written, re-run when the vault is free") from None
     counts = input_counts.merge(transform_counts)
     assert counts.reconciles, counts
     manifest = write_manifest(
@@ -268,11 +305,13 @@ def reidentify_file(in_path: str | os.PathLike, out_path: str | os.PathLike, vau
                 raise RecordError(obj.reason, location=obj.location)
             yield obj
 
+    check_output_path(out_path, inputs=[in_path, vault_path])
     n = 0
-    with Vault.from_env(vault_path, KEY_ENV) as vault, _AtomicLines(out_path) as out:
-        for record in reidentify(records(), vault):
-            out.write_obj(record)
-            n += 1
-    write_manifest(out_path, stage="reidentify", config={"vault": str(vault_path)}, inputs=[in_path],
-                   outputs=[out_path], counts={"restored": n})
+    with OutputLock(out_path):
+        with Vault.from_env(vault_path, KEY_ENV) as vault, _AtomicLines(out_path) as out:
+            for record in reidentify(records(), vault):
+                out.write_obj(record)
+                n += 1
+        write_manifest(out_path, stage="reidentify", config={"vault": str(vault_path)}, inputs=[in_path],
+                       outputs=[out_path], counts={"restored": n})
     return n

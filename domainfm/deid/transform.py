@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import logging
 from bisect import bisect_right
 from dataclasses import dataclass, field
@@ -313,6 +314,7 @@ def transform_documents(
     counts = counts if counts is not None else Counts()
     if operator not in OPERATORS:
         raise ConfigError(f"unknown de-identification operator {operator!r}; choose one of {list(OPERATORS)}")
+    logged: set[str] = set()
     for doc, detections in items:
         counts.read += 1
         record_id = _safe_id(doc)
@@ -323,11 +325,13 @@ def transform_documents(
             counts.written += 1
         except RecordError as err:
             result = Rejected(reason=err.reason, location=err.location, record_id=err.record_id or record_id)
-        except ConfigError:
-            raise
+        except (ConfigError, sqlite3.Error):
+            raise  # the vault is shared by every record: a vault failure stops the run
         except Exception as exc:  # one broken record must not stop the corpus; no message: may hold PHI
-            logger.error("deid %s: internal error (%s) while transforming; record rejected",
-                         record_id, type(exc).__name__)
+            if type(exc).__name__ not in logged:  # once per kind: the reject file lists every record
+                logged.add(type(exc).__name__)
+                logger.error("deid %s: internal error (%s) while transforming; record rejected (further "
+                             "records with this error are only in the reject file)", record_id, type(exc).__name__)
             result = Rejected(reason=f"internal error ({type(exc).__name__}) while de-identifying",
                               record_id=record_id)
         if isinstance(result, Rejected):

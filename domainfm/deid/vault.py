@@ -80,7 +80,8 @@ class Vault:
             # Create the file private before SQLite writes anything into it.
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         try:
-            self._db = sqlite3.connect(self.path)
+            # Readers (reidentify) may meet a writer: wait for its transaction instead of failing.
+            self._db = sqlite3.connect(self.path, timeout=30)
             self._db.executescript(_SCHEMA)
             row = self._db.execute("SELECT value FROM meta WHERE name = 'salt'").fetchone()
         except sqlite3.DatabaseError:

@@ -320,6 +320,9 @@ class TaskConfig:
     lora: LoraSection = field(default_factory=LoraSection)
     long_documents: LongDocumentsSection = field(default_factory=LongDocumentsSection)
     train: TrainSection = field(default_factory=TrainSection)
+    # Train on data no ``domainfm deid`` manifest vouches for (public corpora, synthetic notes, a
+    # de-identification model's annotated notes); the choice is recorded in the manifest.
+    allow_identified_data: bool = False
 
     def __post_init__(self):
         if not self.data.train:

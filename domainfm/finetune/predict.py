@@ -376,6 +376,8 @@ def predict(model: TaskModel | str | os.PathLike, docs: Iterable[Document], *, b
     """
     tm = _as_task_model(model)
     docs = list(docs)
+    if not docs:
+        return []
     outputs = predict_outputs(tm, docs, batch_size=batch_size)
     return [_record(tm, d, o) for d, o in zip(docs, outputs)]
 

@@ -372,7 +372,8 @@ def _peak_memory() -> dict[str, float]:
 
 
 def finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool = False, overwrite: bool = False,
-             merge: bool = False, on_event: Event | None = None) -> FinetuneResult:
+             merge: bool = False, allow_identified_data: bool = False,
+             on_event: Event | None = None) -> FinetuneResult:
     """Fine-tune a task model (LoRA by default) and save it with its metrics and manifest.
 
     Runs as one process or under ``accelerate launch`` (DDP): each process takes a slice of
@@ -385,15 +386,32 @@ def finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool = F
         overwrite: replace an earlier finetune output in ``out_dir``.
         merge: LoRA only: also save the adapter merged into the base as a plain transformers
             model (``AutoModelFor...from_pretrained(out_dir)`` loads it).
+        allow_identified_data: train on data that no ``domainfm deid`` manifest vouches for (the
+            same privacy gate as ``pretrain``; recorded in the manifest); also settable as
+            ``config.allow_identified_data``.
         on_event: receives progress events (``{"kind": "info" | "step" | "eval", ...}``).
+
+    Raises:
+        ConfigError: an input was not produced by ``domainfm deid`` and no override was given.
 
     Example:
         >>> cfg = load_config(TaskConfig, "tasks/demo-clinical-classify.yaml")  # doctest: +SKIP
         >>> finetune(cfg, "runs/demo").metrics["eval"]["macro_f1"]             # doctest: +SKIP
     """
+    from domainfm.corpus.io import main_process_lock
+
+    with main_process_lock(out_dir):  # a second run into the same folder is refused
+        return _finetune(config, out_dir, resume=resume, overwrite=overwrite, merge=merge,
+                         allow_identified_data=allow_identified_data, on_event=on_event)
+
+
+def _finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool, overwrite: bool, merge: bool,
+              allow_identified_data: bool, on_event: Event | None) -> FinetuneResult:
     import torch
 
-    cfg = config
+    from domainfm.pretrain.data import privacy_gate
+
+    cfg = dataclasses.replace(config, allow_identified_data=config.allow_identified_data or allow_identified_data)
     out = Path(out_dir)
     if merge and cfg.train.full_finetune:
         raise ConfigError("--merge applies to LoRA adapters; a full fine-tune is saved as a full model already")
@@ -412,6 +430,7 @@ def finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool = F
     if main:
         prepared = prepare_data(cfg, lambda e: emit(e["kind"], message=e["message"]))
     accelerator.wait_for_everyone()
+    gate = privacy_gate([p for p in (cfg.data.train, cfg.data.eval) if p], cfg.allow_identified_data)
     train_docs, eval_docs, label_map, data_stats = load_task_data(cfg)
     if not eval_docs:
         raise ConfigError("no evaluation documents: set data.eval or data.eval_fraction > 0")
@@ -579,6 +598,7 @@ def finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool = F
             extra={"seed": cfg.train.seed, "task": cfg.task, "method": metrics["method"],
                    "base_model": {"name": cfg.model.name, "resolved": source}, "merged": merge,
                    "prepared": prepared, "resumed_from_step": resumed_from, "steps": step,
+                   "allow_identified_data": cfg.allow_identified_data, "privacy_gate": gate,
                    "accelerate_version": metadata.version("accelerate"), "peft_version": metadata.version("peft")},
         )
     accelerator.wait_for_everyone()
@@ -671,7 +691,7 @@ def finetune_demo(corpus: str | os.PathLike, out_dir: str | os.PathLike, *, cons
         overrides: dotted config overrides, e.g. ``**{"train.epochs": 1}``.
 
     Example:
-        >>> result = finetune_demo("demo-output/deid/clinical.jsonl", "demo-output/classifier")  # doctest: +SKIP
+        >>> result = finetune_demo("demo-output/clinical/deid/corpus.jsonl", "demo-output/classifier")  # doctest: +SKIP
         >>> result.metrics["eval"]["macro_f1"]  # doctest: +SKIP
     """
     cfg = demo_config(corpus, **overrides)

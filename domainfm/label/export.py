@@ -117,32 +117,27 @@ def export_path_for(out: str | os.PathLike, kind: str) -> Path:
 
 def write_export(kind: str, path: str | os.PathLike, docs: Sequence[Document], suggestions: Sequence, *,
                  classes: Sequence[str], multilabel: bool, model_version: str) -> Path:
-    """Write one export atomically (``path.tmp`` then rename); returns the path.
+    """Write one export atomically (a temporary file renamed into place); returns the path.
 
     For Label Studio the labeling config is written beside it (``<path>.config.xml``).
     """
     if kind not in EXPORT_FORMATS:
         raise ConfigError(f"unknown export format {kind!r}{suggest(kind, EXPORT_FORMATS)}; "
                           f"choose one of {', '.join(EXPORT_FORMATS)}")
+    from domainfm.corpus.io import atomic_file, write_text_atomic
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="" if kind == "csv" else "\n") as fh:
-            if kind == "labelstudio":
-                json.dump(to_labelstudio(docs, suggestions, model_version=model_version), fh, ensure_ascii=False, indent=1)
-                fh.write("\n")
-            elif kind == "prodigy":
-                for task in to_prodigy(docs, suggestions, classes, multilabel=multilabel):
-                    fh.write(json.dumps(task, ensure_ascii=False) + "\n")
-            else:
-                writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
-                writer.writeheader()
-                writer.writerows(csv_rows(docs, suggestions))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_file(path, newline="" if kind == "csv" else "\n") as fh:
+        if kind == "labelstudio":
+            json.dump(to_labelstudio(docs, suggestions, model_version=model_version), fh, ensure_ascii=False, indent=1)
+            fh.write("\n")
+        elif kind == "prodigy":
+            for task in to_prodigy(docs, suggestions, classes, multilabel=multilabel):
+                fh.write(json.dumps(task, ensure_ascii=False) + "\n")
+        else:
+            writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
+            writer.writeheader()
+            writer.writerows(csv_rows(docs, suggestions))
     if kind == "labelstudio":
-        path.with_name(path.name + ".config.xml").write_text(
-            labelstudio_config(classes, multilabel=multilabel), encoding="utf-8")
+        write_text_atomic(path.with_name(path.name + ".config.xml"), labelstudio_config(classes, multilabel=multilabel))
     return path

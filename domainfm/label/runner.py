@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from domainfm.corpus.io import Counts, Rejected, RejectWriter, _AtomicLines, read_documents, rejects_path_for
+from domainfm.corpus.io import (Counts, OutputLock, Rejected, RejectWriter, _AtomicLines, check_output_path,
+                                read_located_documents, rejects_path_for)
 from domainfm.errors import CorpusError
 from domainfm.label.assist import check_labels, suggest_labels
 from domainfm.label.config import LabelConfig
@@ -41,8 +42,12 @@ class _RunConfig:
     label: LabelConfig
 
 
-def _read(path: Path, counts: Counts | None, rejects: list[Rejected]):
-    docs = list(read_documents(path, rejects=rejects))
+def _read(path: Path, counts: Counts | None, rejects: list[Rejected], locations: dict[str, str] | None = None):
+    docs = []
+    for location, doc in read_located_documents(path, rejects=rejects):
+        docs.append(doc)
+        if locations is not None:
+            locations[doc.id] = location
     if counts is not None:
         counts.read += len(docs) + len(rejects)
     return docs
@@ -62,62 +67,65 @@ def label_file(labeled: str | os.PathLike, pool: str | os.PathLike | None, out: 
     source = labeled if check else Path(pool) if pool is not None else None
     if source is None:
         raise CorpusError("give --pool POOL.jsonl (documents to label), or --check to check the labeled set")
-    for given in {labeled, source}:
-        if given.exists() and out.exists() and given.resolve() == out.resolve():
-            raise CorpusError(f"{out}: the output would overwrite an input; choose another -o path")
-    counts = Counts()
-    bad: list[Rejected] = []
-    seed_bad: list[Rejected] = []
-    if check:
-        docs = _read(labeled, counts, bad)
-        result = check_labels(docs, cfg, on_stage=on_stage)
-        by_id = {f["id"]: f for f in result.flags}
-        checked = {d.id for d in result.docs}
-        records, reasons = [], []
-        for d in docs:
-            if d.id not in checked:
-                reasons.append(Rejected("not checked (empty text, no label, or a label with fewer than 2 seeds)",
-                                        record_id=d.id, raw=json.dumps(d.to_dict(), ensure_ascii=False)))
-                continue
-            flag = by_id.get(d.id)
-            record = d.to_dict()
-            record["meta"] = {**d.meta, "label_check": {"flagged": flag is not None, **(flag or {})}}
-            record["meta"]["label_check"].pop("id", None)
-            records.append(record)
-        summary = result.summary
-    else:
-        seeds = _read(labeled, None, seed_bad)
-        docs = _read(source, counts, bad)
-        result = suggest_labels(seeds, docs, cfg, on_stage=on_stage)
-        records = result.records()
-        reasons = [Rejected(reason, record_id=d.id, raw=json.dumps(d.to_dict(), ensure_ascii=False))
-                   for d, reason in result.rejected]
-        summary = result.summary
-        summary["seed_records_invalid"] = len(seed_bad)
-    rejects_file = rejects_path_for(out)
-    first: list[str] = []
-    with _AtomicLines(out) as writer, RejectWriter(rejects_file) as rejects_out:
-        for record in records:
-            writer.write_obj(record)
-            counts.written += 1
-        for item in bad + reasons:
-            rejects_out.write(item)
-            counts.add_reject(item.reason)
-            if len(first) < 5:
-                first.append(item.describe())
-    assert counts.reconciles, counts
-    written_exports = []
-    if not check:
-        for kind in exports:
-            written_exports.append(write_export(
-                kind, export_path_for(out, kind), result.docs, result.suggestions, classes=result.classes,
-                multilabel=result.multilabel, model_version=f"domainfm-{cfg.method}-{summary['model']}"))
-    run_cfg = _RunConfig(str(labeled), None if pool is None else str(pool), str(out), check, list(exports), cfg)
-    inputs = [labeled] + ([Path(pool)] if pool is not None and not check else [])
-    manifest = write_manifest(
-        out, stage="label", config=run_cfg, inputs=inputs,
-        outputs=[out] + ([rejects_file] if counts.rejected else []) + written_exports,
-        counts=counts.to_dict(), extra={"summary": summary},
-    )
-    return LabelRun(out, rejects_file if counts.rejected else None, manifest, counts, summary,
-                    written_exports, first)
+    check_output_path(out, inputs=[labeled, source])
+    check_output_path(rejects_path_for(out), inputs=[labeled, source])
+    with OutputLock(out):
+        counts = Counts()
+        bad: list[Rejected] = []
+        seed_bad: list[Rejected] = []
+        where: dict[str, str] = {}  # id -> file:line of the documents written or rejected
+        if check:
+            docs = _read(labeled, counts, bad, where)
+            result = check_labels(docs, cfg, on_stage=on_stage)
+            by_id = {f["id"]: f for f in result.flags}
+            checked = {d.id for d in result.docs}
+            records, reasons = [], []
+            for d in docs:
+                if d.id not in checked:
+                    reasons.append(Rejected("not checked (empty text, no label, or a label with fewer than 2 seeds)",
+                                            location=where.get(d.id), record_id=d.id,
+                                            raw=json.dumps(d.to_dict(), ensure_ascii=False)))
+                    continue
+                flag = by_id.get(d.id)
+                record = d.to_dict()
+                record["meta"] = {**d.meta, "label_check": {"flagged": flag is not None, **(flag or {})}}
+                record["meta"]["label_check"].pop("id", None)
+                records.append(record)
+            summary = result.summary
+        else:
+            seeds = _read(labeled, None, seed_bad)
+            docs = _read(source, counts, bad, where)
+            result = suggest_labels(seeds, docs, cfg, on_stage=on_stage)
+            records = result.records()
+            reasons = [Rejected(reason, location=where.get(d.id), record_id=d.id,
+                                raw=json.dumps(d.to_dict(), ensure_ascii=False))
+                       for d, reason in result.rejected]
+            summary = result.summary
+            summary["seed_records_invalid"] = len(seed_bad)
+        rejects_file = rejects_path_for(out)
+        first: list[str] = []
+        with _AtomicLines(out) as writer, RejectWriter(rejects_file) as rejects_out:
+            for record in records:
+                writer.write_obj(record)
+                counts.written += 1
+            for item in bad + reasons:
+                rejects_out.write(item)
+                counts.add_reject(item.reason)
+                if len(first) < 5:
+                    first.append(item.describe())
+        assert counts.reconciles, counts
+        written_exports = []
+        if not check:
+            for kind in exports:
+                written_exports.append(write_export(
+                    kind, export_path_for(out, kind), result.docs, result.suggestions, classes=result.classes,
+                    multilabel=result.multilabel, model_version=f"domainfm-{cfg.method}-{summary['model']}"))
+        run_cfg = _RunConfig(str(labeled), None if pool is None else str(pool), str(out), check, list(exports), cfg)
+        inputs = [labeled] + ([Path(pool)] if pool is not None and not check else [])
+        manifest = write_manifest(
+            out, stage="label", config=run_cfg, inputs=inputs,
+            outputs=[out] + ([rejects_file] if counts.rejected else []) + written_exports,
+            counts=counts.to_dict(), extra={"summary": summary},
+        )
+        return LabelRun(out, rejects_file if counts.rejected else None, manifest, counts, summary,
+                        written_exports, first)

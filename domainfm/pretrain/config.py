@@ -3,7 +3,7 @@
 A task file looks like ``tasks/pretrain-demo.yaml``::
 
     model: {name: minilm}
-    data: {paths: [demo-output/deid/clinical.jsonl], eval_fraction: 0.1}
+    data: {paths: [demo-output/clinical/deid/corpus.jsonl], eval_fraction: 0.1}
     masking: {seq_len: 128, mlm_probability: 0.15, whole_word_mask: true}
     train: {max_steps: 60, batch_size: 16, lr: 1e-4, checkpoint_every: 20}
     lora: {enabled: false}

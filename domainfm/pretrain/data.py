@@ -98,8 +98,14 @@ def privacy_gate(paths: Iterable[str | os.PathLike], allow_identified_data: bool
     Returns the decision recorded in the output manifest.
 
     Raises:
+        CorpusError: an input file does not exist.
         ConfigError: naming the first unverified file and how to proceed.
     """
+    paths = list(paths)
+    for path in paths:
+        if not Path(path).is_file():
+            raise CorpusError(f"{path}: no such file (the training data; for the demo's files run 'domainfm demo' "
+                              "first)" if "demo-output" in str(path) else f"{path}: no such file (the training data)")
     checks = check_deidentified(paths)
     unverified = [c for c in checks if not c.deidentified]
     if unverified and not allow_identified_data:

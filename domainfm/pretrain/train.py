@@ -546,6 +546,15 @@ def pretrain(
         >>> result = pretrain(cfg, "runs/dapt")                             # doctest: +SKIP
         >>> result.metrics["eval_after"]["perplexity"]                      # doctest: +SKIP
     """
+    from domainfm.corpus.io import main_process_lock
+
+    with main_process_lock(out_dir):  # a second run into the same folder is refused
+        return _pretrain(config, out_dir, resume=resume, overwrite=overwrite,
+                         allow_identified_data=allow_identified_data, on_event=on_event)
+
+
+def _pretrain(config: PretrainConfig, out_dir: str | os.PathLike, *, resume: bool, overwrite: bool,
+              allow_identified_data: bool, on_event: Event | None) -> PretrainResult:
     cfg = dataclasses.replace(config, allow_identified_data=config.allow_identified_data or allow_identified_data)
     out = Path(out_dir)
     gate = privacy_gate(cfg.data.paths, cfg.allow_identified_data)

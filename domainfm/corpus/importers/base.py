@@ -9,14 +9,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 from domainfm.config import suggest
 from domainfm.corpus.document import Document
 from domainfm.corpus.io import Rejected
 from domainfm.errors import ConfigError
 
-Reader = Callable[[Path, Any], Iterator["Document | Rejected"]]
+
+
+class Sourced(NamedTuple):
+    """A document with where it came from, so a later reject (a duplicate id) can name the
+    location and keep the source record as read. Readers may yield it instead of a bare
+    :class:`Document`."""
+
+    doc: Document
+    location: str | None = None
+    raw: str | None = None
+
+
+Reader = Callable[[Path, Any], Iterator["Document | Sourced | Rejected"]]
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterator, Literal
 
 from domainfm.corpus.document import Document, Span
-from domainfm.corpus.importers.base import register
+from domainfm.corpus.importers.base import Sourced, register
 from domainfm.corpus.io import Rejected
 from domainfm.errors import ConfigError, CorpusError, RecordError
 
@@ -55,19 +55,22 @@ def _read_file(path: Path, options: ConllOptions, prefix: str) -> Iterator[Docum
     sentence: list[tuple[str, str, int]] = []
     first_line = 1
     split_by_docstart = _has_docstart(path)
+    lines_read: list[str] = []  # the document's lines as read, for its reject record
 
     def flush():
-        nonlocal doc_index, sentences, first_line
+        nonlocal doc_index, sentences, first_line, lines_read
         if not sentences:
             return None
         doc_id = f"{prefix}-{doc_index:05d}"
         doc_index += 1
         location = f"{path.name}:{first_line}"
+        raw = "\n".join(lines_read).strip("\n")
+        lines_read = []
         try:
-            item = _build(doc_id, sentences, options, path.name)
+            item = Sourced(_build(doc_id, sentences, options, path.name), location, raw)
         except RecordError as err:
             err.location = err.location or location
-            item = Rejected.from_error(err, raw="\n\n".join("\n".join(f"{t}\t{g}" for t, g, _ in s) for s in sentences))
+            item = Rejected.from_error(err, raw=raw)
         sentences = []
         return item
 
@@ -77,6 +80,7 @@ def _read_file(path: Path, options: ConllOptions, prefix: str) -> Iterator[Docum
                 line = raw.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError:
                 # Marked here, rejected with its line number when the document is built.
+                lines_read.append(raw.decode("utf-8", "backslashreplace").rstrip("\r\n"))
                 sentence.append(("\ufffd", "__BAD_UTF8__", number))
                 continue
             if line.startswith("-DOCSTART-"):
@@ -86,8 +90,10 @@ def _read_file(path: Path, options: ConllOptions, prefix: str) -> Iterator[Docum
                 item = flush()
                 if item is not None:
                     yield item
+                lines_read = []
                 first_line = number + 1
                 continue
+            lines_read.append(line)
             if not line.strip():
                 if sentence:
                     sentences.append(sentence)

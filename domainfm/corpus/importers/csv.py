@@ -10,7 +10,7 @@ from typing import Iterator
 
 from domainfm.config import suggest
 from domainfm.corpus.document import Document
-from domainfm.corpus.importers.base import register
+from domainfm.corpus.importers.base import Sourced, register
 from domainfm.corpus.io import Rejected
 from domainfm.errors import CorpusError, RecordError
 
@@ -60,7 +60,7 @@ def read_csv(src: Path, options: CsvOptions) -> Iterator[Document | Rejected]:
                 )
         for row in reader:
             location = f"{src.name}:{reader.line_num}"
-            raw = options.delimiter.join(row)
+            raw = _as_read(options.delimiter.join(row))
             if not row or all(not cell for cell in row):
                 continue
             try:
@@ -80,10 +80,15 @@ def read_csv(src: Path, options: CsvOptions) -> Iterator[Document | Rejected]:
                 meta = {k: v for k, v in cells.items() if k not in used}
                 doc = Document(doc_id, cells[options.text_col], meta, label, labels)
                 doc.validate(location=location)
-                yield doc
+                yield Sourced(doc, location, raw)
             except RecordError as err:
-                yield Rejected.from_error(err, raw=raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
+                yield Rejected.from_error(err, raw=raw)
 
 
 def _undecodable(cell: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in cell)
+
+
+def _as_read(text: str) -> str:
+    """A row as it was read, undecodable bytes shown as ``\\xNN`` (valid text for the reject file)."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

@@ -6,14 +6,13 @@ know are kept under ``meta`` rather than dropped.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 from domainfm.corpus.document import DOCUMENT_KEYS, Document
-from domainfm.corpus.importers.base import register
-from domainfm.corpus.io import Rejected, iter_jsonl_objects
+from domainfm.corpus.importers.base import Sourced, register
+from domainfm.corpus.io import Rejected, iter_jsonl_lines
 from domainfm.errors import RecordError
 
 
@@ -21,7 +20,7 @@ from domainfm.errors import RecordError
 class JsonlOptions:
     """Args:
     text_key: field holding the document text.
-    id_key: field holding the id; ints are turned into strings.
+    id_key: field holding the id; integers become strings (as in every stage).
     label_key: field holding the single label (optional).
     generate_ids: give records without an id the id ``<file stem>-<line>``.
     """
@@ -35,18 +34,15 @@ class JsonlOptions:
 @register("jsonl", JsonlOptions, "JSONL, one JSON object per line (validated and normalised)")
 def read_jsonl(src: Path, options: JsonlOptions) -> Iterator[Document | Rejected]:
     renames = {options.text_key: "text", options.id_key: "id", options.label_key: "label"}
-    for number, obj in iter_jsonl_objects(src):
+    for number, line, obj in iter_jsonl_lines(src):
         if isinstance(obj, Rejected):
             yield obj
             continue
         location = f"{src.name}:{number}"
-        raw = None
         try:
             if not isinstance(obj, dict):
                 raise RecordError(f"expected a JSON object, got {type(obj).__name__}", location=location)
             record = {renames.get(k, k): v for k, v in obj.items()}
-            if isinstance(record.get("id"), int) and not isinstance(record.get("id"), bool):
-                record["id"] = str(record["id"])
             if record.get("id") is None and options.generate_ids:
                 record["id"] = f"{src.stem}-{number}"
             if record.get("id") is None:
@@ -58,7 +54,6 @@ def read_jsonl(src: Path, options: JsonlOptions) -> Iterator[Document | Rejected
             if extra:
                 meta = record.get("meta")
                 record["meta"] = {**extra, **meta} if isinstance(meta, dict) else {**extra, "meta": meta}
-            yield Document.from_dict(record, location=location)
+            yield Sourced(Document.from_dict(record, location=location), location, line)
         except RecordError as err:
-            raw = json.dumps(obj, ensure_ascii=False)
-            yield Rejected.from_error(err, raw=raw)
+            yield Rejected.from_error(err, raw=line)
