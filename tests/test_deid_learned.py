@@ -118,12 +118,12 @@ def test_label_mapping():
     assert canonical_for("HCPName") == "DOCTOR"  # PhysioNet's own labels
     assert canonical_for("LOC") == "LOCATION"    # TAB's
     assert canonical_for("TITLE") is None        # not PHI (Presidio's synthetic set)
-    with pytest.raises(ConfigError, match="'Disease', which is no PHI label"):
+    with pytest.raises(ConfigError, match="'Disease' maps to no PHI label"):
         canonical_for("Disease")
 
 
 def test_bad_model_folders_are_config_errors(tmp_path, learned_models):
-    with pytest.raises(ConfigError, match="'ner_model' must be a model folder written by 'domainfm finetune'"):
+    with pytest.raises(ConfigError, match="'ner_model' must be a token-classification model.*does not exist"):
         DeidConfig(ner_model=str(tmp_path / "missing"))
     # a NER model whose entities are not PHI labels
     _, loud = learned_models
