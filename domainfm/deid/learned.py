@@ -271,6 +271,10 @@ class LearnedPhiTagger:
     def model_dir(self) -> Path:
         return Path(self.source)
 
+    @property
+    def device(self) -> str:
+        return str(next(self._tagger.model.parameters()).device)
+
     def detect(self, texts: Sequence[str]):
         """Detections per text (input coordinates), in order; blank texts get none."""
         from domainfm.deid.engine import Detection

@@ -9,7 +9,7 @@ once is flagged wherever it recurs in the note and in the same patient's later n
 with it, so ``speed_ratio_propagated`` is the whole detection step of ``domainfm deid``.
 
     python tests/benchmarks/bench_deid.py [--limit N] [--data ../shared/data] [--sets physionet,tab,synth,aci]
-                                          [--split A|B|all] [--ner-model DIR ...]
+                                          [--split A|B|all] [--ner-model DIR ...] [--ner-quantize none,int8]
 
 ``--split`` keeps one half of the PhysioNet notes, chosen by patient (a hash of the patient id, so
 every note of a patient falls in the same half): tune rules while reading misses of half A only,
@@ -18,7 +18,8 @@ then check on half B, whose misses were never read, that a change generalises.
 ``--ner-model DIR`` (repeatable) adds, per model, rules + that learned model (``DeidConfig.ner_model``)
 on the PhysioNet notes: scores, the model's spans alone, and its speed against the vanilla
 engine, timed alternating over the same chunks like the rules alone (on the GPU when the machine
-has one). Train it on the other half (``train_deid_ner.py``).
+has one). Train it on the other half (``train_deid_ner.py``). ``--ner-quantize none,int8`` runs
+each model once per variant (``DeidConfig.ner_quantize``), all in this one run.
 
 Datasets: PhysioNet nursing notes (clinical profile), TAB judgments (legal profile; DIRECT and
 DIRECT+QUASI gold), ACI-Bench transcribed visits and their notes (``aci``: ``aci_train``, whose
@@ -89,20 +90,28 @@ def _scores(docs, pred, dataset, pred_dataset, gold_filter=None):
             "recall_by_type": {k: v["recall_any_label"] for k, v in s["per_type"].items() if v["gold"]}}
 
 
-def _learned_scores(docs, config, ner_model: str, dataset: str, vanilla, cps_rules: float) -> dict:
-    """Rules + the learned model (``DeidConfig.ner_model``), the model's spans alone, and speed:
-    timed against the vanilla engine on the same chunks, alternating, like the rules alone."""
+def _learned_scores(docs, config, ner_model: str, dataset: str, vanilla, cps_rules: float,
+                    quantize: str = "none") -> dict:
+    """Rules + the learned model (``DeidConfig.ner_model``, ``ner_quantize``), the model's spans
+    alone, and speed: timed against the vanilla engine on the same chunks, alternating, like the
+    rules alone."""
     from dataclasses import replace
+
+    import torch
 
     from domainfm.deid import PhiDetector
     from domainfm.deid.learned import LEARNED
 
-    detector = PhiDetector(replace(config, ner_model=ner_model))
+    detector = PhiDetector(replace(config, ner_model=ner_model, ner_quantize=quantize))
     detector.detect_text("warm up")
     found, propagated, _, cps, cps_prop, cps_theirs = _run_side_by_side(docs, detector, vanilla)
+    t0 = time.perf_counter()
     alone = {doc.id: [(s.start, s.end, s.label) for s in spans]
              for doc, spans in zip(docs, detector.learned.detect([d.text for d in docs]))}
-    return {"model": ner_model, "device": str(next(detector.learned.task_model.model.parameters()).device),
+    cps_alone = sum(len(d.text) for d in docs) / (time.perf_counter() - t0)
+    return {"model": ner_model, "device": detector.learned.device, "quantize": quantize,
+            "int8": detector.learned.quantized, "torch_threads": torch.get_num_threads(),
+            "model_alone_chars_per_s": round(cps_alone),
             "rules_and_model": _scores(docs, found, dataset, "canonical"),
             "rules_and_model_propagated": _scores(docs, propagated, dataset, "canonical"),
             "model_alone": _scores(docs, alone, dataset, "canonical"),
@@ -177,6 +186,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--ner-model", action="append", default=[],
                         help="also score the PhysioNet notes with this learned NER model added to the rules "
                              "(DeidConfig.ner_model; train it on the other half, see the README); repeatable")
+    parser.add_argument("--ner-quantize", default="none",
+                        help="comma-separated DeidConfig.ner_quantize variants to run each --ner-model with, "
+                             "each timed against the vanilla engine in this run, e.g. none,int8")
     args = parser.parse_args(argv)
     data = Path(args.data)
     if not data.is_dir():
@@ -232,7 +244,8 @@ def main(argv=None) -> dict:
                     entry[key] = {k: entry[key][k] for k in ("gold", "recall")}
                 entry["gold_is"] = "the patient's first and family names from the metadata, wherever they occur"
             if args.ner_model and name == "physionet":
-                entry["learned"] = [_learned_scores(docs, config, m, dataset, vanilla, cps_ours) for m in args.ner_model]
+                entry["learned"] = [_learned_scores(docs, config, m, dataset, vanilla, cps_ours, q)
+                                    for m in args.ner_model for q in args.ner_quantize.split(",")]
             result["datasets"][name] = entry
     result["overall_speed_ratio"] = round(total_theirs / total_ours, 2) if total_ours else None
     print(json.dumps(result, indent=1))
