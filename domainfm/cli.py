@@ -483,7 +483,7 @@ def run_command(
     from_stage: Optional[str] = typer.Option(None, "--from", help="Re-run this stage and every later one, cached or not."),
     until_stage: Optional[str] = typer.Option(None, "--until", help="Stop after this stage."),
 ):
-    """Run the pipeline end to end (import -> deid -> chunk -> pretrain -> finetune -> audit -> label):
+    """Run the pipeline end to end (import -> deid -> chunk -> pretrain -> finetune -> deid_eval -> audit -> label):
     each stage writes <run_dir>/<stage>/ with its manifest; unchanged stages are cached and a
     failed or killed run resumes. Extra '--section.key value' pairs override the pipeline file
     (e.g. --chunk.max_tokens 128)."""
