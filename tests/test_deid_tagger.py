@@ -214,3 +214,20 @@ def test_cli_deid_with_a_hf_model_and_a_label_map(tmp_path, tiny_tokenizer, cli)
     text = (tmp_path / "out.jsonl").read_text()
     assert "court agreement" not in text and "[PATIENT]" in text and "york" in text
     assert not re.search(r"court|agreement", text)
+
+
+def test_detection_workers_split_the_cores_between_their_torch_thread_pools(scheme_models, monkeypatch):
+    import torch
+
+    from domainfm.deid import runner
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    try:
+        runner._init_worker(DeidConfig(ner_model=str(scheme_models["io"]), workers=4))
+        assert torch.get_num_threads() == 2 and runner._WORKER_DETECTOR.learned is not None
+        runner._init_worker(DeidConfig(ner_model=str(scheme_models["io"]), workers=16))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+        runner._WORKER_DETECTOR = None

@@ -99,6 +99,12 @@ def _init_worker(config: DeidConfig) -> None:
 
     from domainfm.deid.engine import PhiDetector
 
+    if config.ner_model:  # the workers share the cores: one torch thread pool each would oversubscribe them
+        import os
+
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.workers))
     _WORKER_DETECTOR = PhiDetector(replace(config, workers=1))
 
 
