@@ -307,7 +307,7 @@ def test_audit_stage_reports_on_the_held_out_split_and_reruns_alone(audited, tmp
 
     again = pl.run_pipeline(audited, {"audit.n_bootstrap": 30})
     assert statuses(again) == {"import": "cached", "deid": "skipped", "chunk": "skipped", "pretrain": "skipped",
-                               "finetune": "cached", "audit": "ran", "label": "skipped"}
+                               "finetune": "cached", "deid_eval": "skipped", "audit": "ran", "label": "skipped"}
     assert json.loads((out / "report.json").read_text())["config"]["n_bootstrap"] == 30
     in_sample = pl.run_pipeline(audited, {"audit.data": "all"})
     assert in_sample.stage("audit").counts["documents"] == 40
