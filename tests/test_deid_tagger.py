@@ -182,7 +182,7 @@ def test_shipped_maps_and_tag_parsing():
         parse_label_map_option("STAFF=DOCTOR,MISC")
 
 
-def test_model_sources(tmp_path, scheme_models):
+def test_model_sources(tmp_path, scheme_models, monkeypatch):
     assert model_kind(scheme_models["io"]) == "hf-folder"
     assert model_kind("some-org/deid-tagger") == "hub"  # checked when loaded, not when configured
     assert DeidConfig(ner_model="some-org/deid-tagger").ner_model == "some-org/deid-tagger"
@@ -193,6 +193,10 @@ def test_model_sources(tmp_path, scheme_models):
         DeidConfig(ner_model=str(tmp_path / "empty"))
     with pytest.raises(ConfigError, match="does not exist"):
         DeidConfig(ner_model=str(tmp_path / "missing"))
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="does not exist"):  # a typo in a local path is not sent to the Hub
+        model_kind("runs/deid-nerr")
     seq = tmp_path / "seq"
     seq.mkdir()
     (seq / "config.json").write_text('{"architectures": ["BertForSequenceClassification"], "id2label": {"0": "a", "1": "b"}}')

@@ -72,7 +72,8 @@ def model_kind(source: str | os.PathLike) -> Literal["domainfm", "hf-folder", "h
         if len(data.get("id2label") or {}) < 2:
             raise ConfigError(f"{path}/config.json has no id2label with the model's tags")
         return "hf-folder"
-    if _HUB_ID.match(str(source)) and not str(source).startswith((".", "/", "~")):
+    # "runs/deid-ner" with a "runs" folder here is a local path with a typo, not a Hub id
+    if _HUB_ID.match(str(source)) and not str(source).startswith((".", "/", "~")) and not path.parent.is_dir():
         return "hub"
     raise ConfigError(f"model folder {path} does not exist (nor is it a Hub id like 'owner/name')")
 
