@@ -23,7 +23,7 @@ TEXTS = [
 ]
 
 
-def _train_tiny_ner(folder, clinical_corpus, tiny_model_dir, labels):
+def _train_tiny_ner(folder, clinical_corpus, tiny_model_dir, labels, merge=True):
     from domainfm.config import load_config
     from domainfm.finetune import finetune
     from domainfm.finetune.config import TaskConfig
@@ -36,7 +36,7 @@ def _train_tiny_ner(folder, clinical_corpus, tiny_model_dir, labels):
         "lora.r": 4, "lora.lora_alpha": 8, "lora.target_modules": ["query", "value"],
         "long_documents.overlap": 8, "long_documents.profile": "clinical",
         "train.max_steps": 1, "train.batch_size": 4, "train.eval_every": 1})
-    finetune(cfg, folder, merge=True)
+    finetune(cfg, folder, merge=merge)
     return folder
 
 
@@ -154,3 +154,15 @@ def test_cli_deid_with_a_learned_model(learned_models, tmp_path, cli):
     assert str(loud) in json.dumps(manifest)
     bad = cli("deid", tmp_path / "in.jsonl", "-o", tmp_path / "x.jsonl", "--ner-model", tmp_path)
     assert bad.exit_code == 2 and "ner_model" in bad.output
+
+
+def test_an_unmerged_lora_folder_is_merged_once_and_can_be_quantised(tmp_path, clinical_corpus, tiny_model_dir):
+    from domainfm.deid.learned import LearnedPhiTagger
+
+    folder = _train_tiny_ner(tmp_path / "adapter", clinical_corpus, tiny_model_dir, ["PATIENT"], merge=False)
+    assert not (folder / "config.json").exists() and (folder / "adapter").is_dir()
+    full = LearnedPhiTagger(folder, device="cpu")
+    small = LearnedPhiTagger(folder, device="cpu", quantize="int8")
+    assert not hasattr(full._tagger.model, "peft_config") and small.quantized
+    found = full.detect(TEXTS)
+    assert len(found) == len(TEXTS) and len(small.detect(TEXTS)) == len(TEXTS) and found[2] == []

@@ -206,6 +206,8 @@ class _TaskTagger:
         from domainfm.finetune.predict import load_task_model
 
         self.task_model = load_task_model(source, task="ner", device=device)
+        if hasattr(self.task_model.model, "merge_and_unload"):  # a LoRA adapter: one Linear per layer again
+            self.task_model.model = self.task_model.model.merge_and_unload()
 
     @property
     def model(self):
