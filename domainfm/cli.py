@@ -472,22 +472,32 @@ def deid_command(
     threshold: float = typer.Option(0.3, help="Minimum detection score in [0, 1]."),
     ner_model: Optional[Path] = typer.Option(
         None, "--ner-model",
-        help="A 'domainfm finetune' NER model trained on annotated notes; its spans are added to the rules'."),
+        help="A token-classification model whose spans are added to the rules': a 'domainfm finetune' NER "
+             "folder, a Hugging Face save_pretrained folder or a Hub id."),
     ner_threshold: Optional[float] = typer.Option(
         None, "--ner-threshold", help="Minimum score of the learned model's spans (default: --threshold)."),
     meta: Optional[list[str]] = typer.Option(
         None, "--meta", help="KEY=ACTION for a meta field: keep, drop, deid (free text) or a PHI label such as NAME "
                              "or DATE (repeatable; known PHI keys such as patient_name, dob, comment are de-identified)."),
     meta_default: str = typer.Option("keep", "--meta-default", help="Action for other meta keys: keep, drop or deid."),
+    ner_label_map: Optional[str] = typer.Option(
+        None, "--ner-label-map",
+        help="Model entity types -> PHI labels: a shipped map (i2b2, obi, stanford, conll, ontonotes), a JSON/YAML "
+             "file, or TYPE=LABEL,TYPE=null."),
+    ner_quantize: str = typer.Option(
+        "none", "--ner-quantize", help="int8: dynamic int8 Linear layers on CPU; none; auto (int8 on CPU only)."),
 ):
     """Detect PHI/PII and replace it; writes phi_spans (no PHI text) and a deid manifest."""
     from domainfm.deid.config import DeidConfig
     from domainfm.deid.runner import deidentify_file
+    from domainfm.deid.tagger_labels import parse_label_map_option
 
     config = DeidConfig(profile=profile, operator=operator, vault=str(vault) if vault else None,
                         workers=workers, batch_size=batch_size, score_threshold=threshold,
                         seed=seed if seed is not None else 0, ner_model=str(ner_model) if ner_model else None,
-                        ner_threshold=ner_threshold, meta=_key_values(meta or [], "--meta"), meta_default=meta_default)
+                        ner_threshold=ner_threshold, meta=_key_values(meta or [], "--meta"), meta_default=meta_default,
+                        ner_quantize=ner_quantize,
+                        ner_label_map=parse_label_map_option(ner_label_map) if ner_label_map else None)
     console = _console()
     with _progress(console, f"de-identifying ({profile}, {operator})") as update:
         result = deidentify_file(src, out, config, seed=seed, on_progress=lambda c: update(c.read))
@@ -558,7 +568,7 @@ def run_command(
     from_stage: Optional[str] = typer.Option(None, "--from", help="Re-run this stage and every later one, cached or not."),
     until_stage: Optional[str] = typer.Option(None, "--until", help="Stop after this stage."),
 ):
-    """Run the pipeline end to end (import -> deid -> chunk -> pretrain -> finetune -> audit -> label):
+    """Run the pipeline end to end (import -> deid -> chunk -> pretrain -> finetune -> deid_eval -> audit -> label):
     each stage writes <run_dir>/<stage>/ with its manifest; unchanged stages are cached and a
     failed or killed run resumes. Extra '--section.key value' pairs override the pipeline file
     (e.g. --chunk.max_tokens 128)."""

@@ -34,13 +34,14 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
 
 from domainfm.audit.config import AuditConfig
+from domainfm.deid.config import DeidConfig
 from domainfm.config import apply_overrides, from_dict, read_yaml, suggest, to_dict
 from domainfm.errors import ConfigError, DomainFMError
 from domainfm.corpus.io import OutputLock
 from domainfm.manifest import write_json_atomic
 
 # Stages in the order they run.
-STAGE_ORDER = ("import", "deid", "chunk", "pretrain", "finetune", "audit", "label")
+STAGE_ORDER = ("import", "deid", "chunk", "pretrain", "finetune", "deid_eval", "audit", "label")
 # The primary output of each stage, relative to run_dir/<stage>/; the next stage reads it.
 OUTPUTS = {
     "import": "corpus.jsonl",
@@ -48,6 +49,7 @@ OUTPUTS = {
     "chunk": "chunks.jsonl",
     "pretrain": "model",
     "finetune": "model",
+    "deid_eval": "report.json",
     "audit": "index.html",
     "label": "suggestions.jsonl",
 }
@@ -133,6 +135,36 @@ class AuditSection(AuditConfig):
         super().__post_init__()
         if self.max_documents is not None and self.max_documents < 2:
             raise ConfigError(f"The 'audit.max_documents' parameter must be an int >= 2 or null. "
+                              f"Got {self.max_documents!r} instead.")
+
+
+@dataclass
+class DeidEvalSection(DeidConfig):
+    """The ``deid_eval:`` section: every :class:`~domainfm.deid.DeidConfig` key (the rules'
+    settings and ``ner_threshold``, ``ner_label_map``, ``ner_quantize``), plus how to score.
+
+    The stage de-identifies the documents fine-tuning held out (whole patients with
+    ``data.split_key: auto``) twice, with the rules alone and with the rules plus the fine-tuned
+    model (``ner_model``, wired by the pipeline), name propagation included as in
+    ``domainfm deid``, and scores both against the documents' own gold spans (all PHI types,
+    not only those the model learned).
+
+    Args:
+        dataset: label table of the gold spans (:mod:`domainfm.deid.labels`: ``physionet``,
+            ``synthetic-clinical``, ``canonical``...).
+        max_documents: score at most this many held-out documents (null: all).
+    """
+
+    dataset: str = "physionet"
+    max_documents: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        from domainfm.deid.labels import dataset_table
+
+        dataset_table(self.dataset)
+        if self.max_documents is not None and self.max_documents < 1:
+            raise ConfigError(f"The 'deid_eval.max_documents' parameter must be an int >= 1 or null. "
                               f"Got {self.max_documents!r} instead.")
 
 
@@ -229,11 +261,14 @@ def _section_builders() -> dict[str, Callable[[dict, str], Any]]:
     def build_audit(data, prefix):
         return from_dict(AuditSection, data, prefix=prefix)
 
+    def build_deid_eval(data, prefix):
+        return from_dict(DeidEvalSection, data, prefix=prefix)
+
     def build_label(data, prefix):
         return from_dict(LabelSection, data, prefix=prefix)
 
     return {"import": build_import, "deid": build_deid, "chunk": build_chunk, "pretrain": build_pretrain,
-            "finetune": build_finetune, "audit": build_audit, "label": build_label}
+            "finetune": build_finetune, "deid_eval": build_deid_eval, "audit": build_audit, "label": build_label}
 
 
 def _set_default(data: dict, dotted: str, value: Any) -> None:
@@ -312,6 +347,15 @@ def pipeline_from_dict(data: Mapping[str, Any]) -> PipelineConfig:
             inputs["finetune"].append(out("pretrain"))
         if seed is not None:
             _set_default(raw["finetune"], "train.seed", seed)
+    if "deid_eval" in raw:
+        if "finetune" not in raw or "deid" in raw:
+            raise ConfigError("the 'deid_eval' section scores the rules with and without the fine-tuned PHI model on "
+                              "the annotated notes fine-tuning held out: it needs a 'finetune' section (task: ner) "
+                              "and no 'deid' section (fine-tuning must read the notes with their PHI and gold spans)")
+        if raw["deid_eval"].get("ner_model") is not None:
+            raise ConfigError("'deid_eval.ner_model' is set by the pipeline (the fine-tuned model); remove it "
+                              "from the pipeline file")
+        inputs["deid_eval"] = [out("finetune"), documents]
     if "audit" in raw:
         if "finetune" not in raw:
             raise ConfigError("the 'audit' section audits the fine-tuned model: add a 'finetune' section "
@@ -325,6 +369,9 @@ def pipeline_from_dict(data: Mapping[str, Any]) -> PipelineConfig:
     stages = {name: builders[name](raw[name], f"{name}.") for name in STAGE_ORDER if name in raw}
     if stages["import"].meta_join is not None:
         inputs["import"].append(stages["import"].meta_join.src)  # an edited table re-runs the import
+    if "deid_eval" in stages and stages["finetune"].task != "ner":
+        raise ConfigError(f"the 'deid_eval' section needs a NER model: set finetune.task to 'ner' "
+                          f"(it is {stages['finetune'].task!r})")
     if "audit" in stages:
         data = stages["finetune"].data
         inputs["audit"] += [Path(str(data.train))] + ([Path(str(data.eval))] if data.eval else [])
@@ -562,6 +609,57 @@ def _run_finetune(ctx: StageContext) -> StageOutput:
     return StageOutput([ctx.output], {"steps": steps, "eval_documents": ev.get("n")}, metrics)
 
 
+def _run_deid_eval(ctx: StageContext) -> StageOutput:
+    from domainfm.corpus import read_documents
+    from domainfm.deid import PhiDetector
+    from domainfm.deid.evaluate import evaluate
+    from domainfm.deid.propagate import propagate_names
+    from domainfm.finetune.train import load_task_data
+
+    section = ctx.config
+    task = ctx.pipeline.stages["finetune"]
+    _, eval_docs, _, stats = load_task_data(task)
+    if not eval_docs:
+        raise ConfigError("deid_eval scores the documents fine-tuning held out, and there are none: set "
+                          "finetune.data.eval_fraction > 0 or finetune.data.eval")
+    held = {d.id for d in eval_docs}
+    # the gold as imported: every PHI type, not only the labels the model was trained on
+    source = task.data.eval or task.data.train
+    gold = [d for d in read_documents(source) if d.id in held]
+    if section.max_documents is not None:
+        gold = gold[: section.max_documents]
+    base = DeidConfig(**{f.name: getattr(section, f.name) for f in dataclasses.fields(DeidConfig)})
+    model = ctx.inputs[0]
+    chars = sum(len(d.text) for d in gold)
+    report: dict[str, Any] = {
+        "held_out": {"documents": len(gold), "patients": len({str(d.meta.get("patient_id", d.id)) for d in gold}),
+                     "split_key": stats.get("split_key"), "source": stats.get("eval_source")},
+        "model": str(model),
+        "note": "the held-out patients also chose fine-tuning's best checkpoint (train.metric at each "
+                "evaluation), so rules_and_model is slightly optimistic; the rules never saw them",
+        "matching": "any-overlap, type-agnostic; precision per predicted span; name propagation included",
+    }
+    for name, cfg in (("rules", base), ("rules_and_model", dataclasses.replace(base, ner_model=str(model)))):
+        detector = PhiDetector(cfg)
+        t0 = time.perf_counter()
+        predicted = {doc.id: found for doc, found in propagate_names(detector.detect(gold))}
+        seconds = time.perf_counter() - t0
+        s = evaluate(gold, predicted, dataset=section.dataset, keep_lists=False).summary()
+        report[name] = {"gold": s["gold"], "pred": s["pred"], **s["any_overlap"],
+                        "recall_by_type": {k: v["recall_any_label"] for k, v in s["per_type"].items() if v["gold"]},
+                        "chars_per_s": round(chars / seconds) if seconds > 0 else None}
+    report["use"] = f"domainfm deid NOTES.jsonl -o OUT.jsonl --ner-model {model}"
+    _write_json(ctx.output, report)
+    if ctx.console is not None:
+        for name in ("rules", "rules_and_model"):
+            r = report[name]
+            ctx.console.print(f"held-out patients, {name}: recall {r['recall']:.3f}, precision {r['precision']:.3f}")
+        ctx.console.print(f"the model for 'domainfm deid --ner-model': {model}")
+    metrics = {f"{key}_{name}": round(report[name][key], 4) for name in ("rules", "rules_and_model")
+               for key in ("recall", "precision") if isinstance(report[name].get(key), (int, float))}
+    return StageOutput([ctx.output], {"documents": len(gold), "patients": report["held_out"]["patients"]}, metrics)
+
+
 def _run_audit(ctx: StageContext) -> StageOutput:
     from domainfm.audit import audit
     from domainfm.finetune.train import load_task_data
@@ -620,6 +718,7 @@ STAGES: dict[str, StageRunner] = {
     "chunk": _run_chunk,
     "pretrain": _run_pretrain,
     "finetune": _run_finetune,
+    "deid_eval": _run_deid_eval,
     "audit": _run_audit,
     "label": _run_label,
 }

@@ -23,7 +23,7 @@ TEXTS = [
 ]
 
 
-def _train_tiny_ner(folder, clinical_corpus, tiny_model_dir, labels):
+def _train_tiny_ner(folder, clinical_corpus, tiny_model_dir, labels, merge=True):
     from domainfm.config import load_config
     from domainfm.finetune import finetune
     from domainfm.finetune.config import TaskConfig
@@ -37,7 +37,7 @@ def _train_tiny_ner(folder, clinical_corpus, tiny_model_dir, labels):
         "long_documents.overlap": 8, "long_documents.profile": "clinical",
         "train.max_steps": 1, "train.batch_size": 4, "train.eval_every": 1,
         "allow_identified_data": True})  # a PHI model learns from identified notes
-    finetune(cfg, folder, merge=True)
+    finetune(cfg, folder, merge=merge)
     return folder
 
 
@@ -119,12 +119,12 @@ def test_label_mapping():
     assert canonical_for("HCPName") == "DOCTOR"  # PhysioNet's own labels
     assert canonical_for("LOC") == "LOCATION"    # TAB's
     assert canonical_for("TITLE") is None        # not PHI (Presidio's synthetic set)
-    with pytest.raises(ConfigError, match="'Disease', which is no PHI label"):
+    with pytest.raises(ConfigError, match="'Disease' maps to no PHI label"):
         canonical_for("Disease")
 
 
 def test_bad_model_folders_are_config_errors(tmp_path, learned_models):
-    with pytest.raises(ConfigError, match="'ner_model' must be a model folder written by 'domainfm finetune'"):
+    with pytest.raises(ConfigError, match="'ner_model' must be a token-classification model.*does not exist"):
         DeidConfig(ner_model=str(tmp_path / "missing"))
     # a NER model whose entities are not PHI labels
     _, loud = learned_models
@@ -155,3 +155,15 @@ def test_cli_deid_with_a_learned_model(learned_models, tmp_path, cli):
     assert str(loud) in json.dumps(manifest)
     bad = cli("deid", tmp_path / "in.jsonl", "-o", tmp_path / "x.jsonl", "--ner-model", tmp_path)
     assert bad.exit_code == 2 and "ner_model" in bad.output
+
+
+def test_an_unmerged_lora_folder_is_merged_once_and_can_be_quantised(tmp_path, clinical_corpus, tiny_model_dir):
+    from domainfm.deid.learned import LearnedPhiTagger
+
+    folder = _train_tiny_ner(tmp_path / "adapter", clinical_corpus, tiny_model_dir, ["PATIENT"], merge=False)
+    assert not (folder / "config.json").exists() and (folder / "adapter").is_dir()
+    full = LearnedPhiTagger(folder, device="cpu")
+    small = LearnedPhiTagger(folder, device="cpu", quantize="int8")
+    assert not hasattr(full._tagger.model, "peft_config") and small.quantized
+    found = full.detect(TEXTS)
+    assert len(found) == len(TEXTS) and len(small.detect(TEXTS)) == len(TEXTS) and found[2] == []

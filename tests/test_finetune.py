@@ -607,3 +607,25 @@ def test_new_modules_of_a_base_without_them_are_saved_with_the_adapter():
     missing = ["bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.weight", "classifier.bias"]
     assert new_modules(missing, "bert") == ["classifier", "pooler"]
     assert new_modules([], "bert") == []
+
+
+def test_labels_map_renames_and_drops_span_labels_before_training(tmp_path):
+    from domainfm.config import load_config
+    from domainfm.corpus import Document, Span, write_documents
+    from domainfm.finetune.config import TaskConfig
+
+    docs = [Document(f"d{i}", "Seen by Lee on 7/22, call 555-0100.", meta={"patient_id": f"p{i}"},
+                     spans=[Span(8, 11, "HCPName"), Span(15, 19, "Date"), Span(26, 34, "Phone")]) for i in range(6)]
+    write_documents(tmp_path / "t.jsonl", docs)
+    cfg = load_config(TaskConfig, overrides={
+        "task": "ner", "data.train": str(tmp_path / "t.jsonl"), "data.eval_fraction": 0.34,
+        "labels.map": {"HCPName": "NAME", "Phone": None}})
+    train, held, label_map, stats = load_task_data(cfg)
+    assert label_map.labels == ["Date", "NAME"] and stats["label_counts"]
+    for doc in train + held:
+        assert [(s.start, s.end, s.label) for s in doc.spans] == [(8, 11, "NAME"), (15, 19, "Date")]
+    with pytest.raises(ConfigError, match="labels.map renames span labels"):
+        load_config(TaskConfig, overrides={"task": "classification", "data.train": "x.jsonl",
+                                           "labels.map": {"a": "b"}})
+    with pytest.raises(ConfigError, match="labels.map: 'a' must map to a label name or null"):
+        load_config(TaskConfig, overrides={"task": "ner", "data.train": "x.jsonl", "labels.map": {"a": ""}})

@@ -50,7 +50,8 @@ def statuses(result):
 def test_first_run_runs_then_caches_and_writes_run_json(pipeline, tmp_path):
     first = pl.run_pipeline(pipeline)
     assert statuses(first) == {"import": "ran", "deid": "ran", "chunk": "ran", "pretrain": "skipped",
-                               "finetune": "skipped", "audit": "skipped", "label": "skipped"}
+                               "finetune": "skipped", "deid_eval": "skipped", "audit": "skipped",
+                               "label": "skipped"}
     run = tmp_path / "run"
     for stage, output in (("import", "corpus.jsonl"), ("deid", "corpus.jsonl"), ("chunk", "chunks.jsonl")):
         assert (run / stage / output).is_file()
@@ -311,7 +312,7 @@ def test_audit_stage_reports_on_the_held_out_split_and_reruns_alone(audited, tmp
 
     again = pl.run_pipeline(audited, {"audit.n_bootstrap": 30})
     assert statuses(again) == {"import": "cached", "deid": "skipped", "chunk": "skipped", "pretrain": "skipped",
-                               "finetune": "cached", "audit": "ran", "label": "skipped"}
+                               "finetune": "cached", "deid_eval": "skipped", "audit": "ran", "label": "skipped"}
     assert json.loads((out / "report.json").read_text())["config"]["n_bootstrap"] == 30
     in_sample = pl.run_pipeline(audited, {"audit.data": "all"})
     assert in_sample.stage("audit").counts["documents"] == 40
@@ -445,3 +446,60 @@ def test_demo_runs_the_shipped_pipelines_and_copies_the_audit_report(tmp_path, m
                      report_dir=None)
     assert {s["status"] for p in again["pipelines"].values() for s in p["stages"].values()} == {"cached"}
     assert len(ran) == 9
+
+
+def test_site_recipe_trains_scores_rules_vs_model_on_held_out_patients_and_the_model_deidentifies(
+        tmp_path, clinical_corpus, tiny_model_dir, cli):
+    """tasks/deid-site.yaml as shipped, on 16 synthetic annotated notes with a tiny model: import ->
+    finetune (labels mapped, patients split) -> deid_eval (rules vs rules + model on the held-out
+    patients, every gold type) -> the model works with `domainfm deid --ner-model`."""
+    from domainfm.config import read_yaml
+    from domainfm.corpus import read_documents, write_documents
+
+    notes = tmp_path / "site.jsonl"
+    write_documents(notes, list(read_documents(clinical_corpus))[:16])
+    recipe = read_yaml(ROOT / "tasks" / "deid-site.yaml")
+    overrides = {"run_dir": str(tmp_path / "run"), "import.format": "jsonl", "import.src": str(notes),
+                 "finetune.model.name": str(tiny_model_dir), "finetune.model.max_length": 64,
+                 "finetune.long_documents.overlap": 8, "finetune.data.eval_fraction": 0.3,
+                 "finetune.labels.map": {"PATIENT": "NAME", "DOCTOR": "NAME", "RELATIVE": "NAME",
+                                         "DATE": "DATE", "HOSPITAL": "LOCATION", "CITY": "LOCATION"},
+                 "finetune.train.max_steps": 2, "finetune.train.batch_size": 8,
+                 "deid_eval.dataset": "synthetic-clinical"}
+    result = pl.run_pipeline(recipe, overrides)
+    assert statuses(result)["deid_eval"] == "ran" and statuses(result)["deid"] == "skipped"
+    report = json.loads((tmp_path / "run" / "deid_eval" / "report.json").read_text())
+    model = tmp_path / "run" / "finetune" / "model"
+    info = json.loads((model / "domainfm_task.json").read_text())
+    assert info["labels"] == ["NAME", "DATE", "LOCATION"]
+    assert 0 < report["held_out"]["documents"] == result.stage("deid_eval").counts["documents"] < 16
+    assert report["held_out"]["split_key"] == "meta.patient_id"
+    assert 0 < report["held_out"]["patients"] < len({d.meta["patient_id"] for d in read_documents(notes)})
+    for name in ("rules", "rules_and_model"):
+        # scored against every gold type of the held-out notes (phones, MRNs...), not only the trained ones
+        assert report[name]["gold"] > 0 and "PHONE" in report[name]["recall_by_type"]
+        assert 0 <= report[name]["recall"] <= 1
+    assert report["rules_and_model"]["recall"] >= report["rules"]["recall"]  # a union: never fewer spans
+    assert result.stage("deid_eval").metrics["recall_rules"] == round(report["rules"]["recall"], 4)
+    assert str(model) in report["use"]
+    # unchanged: cached; the model is what `domainfm deid --ner-model` takes
+    assert statuses(pl.run_pipeline(recipe, overrides))["deid_eval"] == "cached"
+    out = cli("deid", notes, "-o", tmp_path / "deid.jsonl", "--ner-model", model, "--operator", "tag")
+    assert out.exit_code == 0, out.output
+
+
+def test_site_recipe_errors():
+    base = {"run_dir": "r", "import": {"src": "x.jsonl"}, "finetune": {"task": "ner"}, "deid_eval": {}}
+    assert pl.pipeline_from_dict(base).inputs["deid_eval"] == [Path("r/finetune/model"), Path("r/import/corpus.jsonl")]
+    with pytest.raises(ConfigError, match="'deid_eval.ner_model' is set by the pipeline"):
+        pl.pipeline_from_dict({**base, "deid_eval": {"ner_model": "m"}})
+    with pytest.raises(ConfigError, match="needs a 'finetune' section.*and no 'deid' section"):
+        pl.pipeline_from_dict({**base, "deid": {}})
+    with pytest.raises(ConfigError, match="needs a NER model"):
+        pl.pipeline_from_dict({**base, "finetune": {"task": "classification"}})
+    with pytest.raises(ConfigError, match="unknown label dataset 'physionett'"):
+        pl.pipeline_from_dict({**base, "deid_eval": {"dataset": "physionett"}})
+    with pytest.raises(ConfigError, match="labels.map renames span labels"):
+        pl.pipeline_from_dict({**base, "finetune": {"task": "classification", "labels": {"map": {"a": "b"}}}})
+    site = pl.load_pipeline(ROOT / "tasks" / "deid-site.yaml", {"import.src": "elsewhere"})
+    assert list(site.stages) == ["import", "finetune", "deid_eval"] and str(site.stages["import"].src) == "elsewhere"

@@ -36,14 +36,21 @@ class DeidConfig:
     seed: seed of the surrogate generator (transformation half).
     operator: ``surrogate`` (realistic fakes), ``redact`` (remove) or ``tag`` (``[PATIENT]``).
     vault: path of the encrypted re-identification vault, or ``None`` for no vault.
-    ner_model: folder of a ``domainfm finetune`` NER model trained on annotated notes, whose spans
-        are added to the rule detections (see :mod:`domainfm.deid.learned`); ``None``: rules only.
+    ner_model: a token-classification model whose spans are added to the rule detections (see
+        :mod:`domainfm.deid.learned`): a ``domainfm finetune`` NER folder, a Hugging Face
+        ``save_pretrained`` folder or a Hub id; ``None``: rules only.
     ner_threshold: minimum score of the learned model's spans, in [0, 1]; ``None``: ``score_threshold``.
     meta: what to do with ``meta`` fields, by key: ``keep``, ``drop``, ``deid`` (free text,
         de-identified like the note) or a PHI label (``NAME``, ``DATE``, ``MRN``...: the whole
         value is replaced). Known PHI-bearing keys (``patient_name``, ``dob``, ``phone``,
         ``comment``...) are de-identified without being listed; see :mod:`domainfm.deid.meta`.
     meta_default: the action for keys neither listed nor known (``keep``, ``drop`` or ``deid``).
+    ner_label_map: how the model's entity types map onto canonical PHI labels: a shipped map's
+        name (``i2b2``, ``obi``, ``stanford``, ``conll``, ``ontonotes``) consulted first, or
+        ``{TYPE: LABEL}`` (``null`` ignores the type); types it leaves out are looked up in the
+        shipped maps, and a type none knows is an error (:mod:`domainfm.deid.tagger_labels`).
+    ner_quantize: ``int8``: the model's Linear layers dynamically quantised to int8 (CPU only;
+        ignored on a GPU); ``none``: as saved; ``auto``: int8 on CPU, as saved on a GPU.
     """
 
     profile: Literal["clinical", "legal"] = "clinical"
@@ -61,6 +68,8 @@ class DeidConfig:
     ner_threshold: float | None = None
     meta: dict[str, str] = field(default_factory=dict)
     meta_default: str = "keep"
+    ner_label_map: str | dict[str, str | None] | None = None
+    ner_quantize: Literal["none", "int8", "auto"] = "none"
 
     def __post_init__(self) -> None:
         if self.profile not in ("clinical", "legal"):
@@ -107,21 +116,27 @@ class DeidConfig:
                 "operator keeps a re-identification vault (set vault: null, or operator: surrogate)"
             )
         if self.ner_model is not None:
-            from domainfm.finetune.predict import read_task_info
+            from domainfm.deid.learned import model_kind
 
             try:
                 if not isinstance(self.ner_model, str):
                     raise ConfigError(f"got {self.ner_model!r}")
-                read_task_info(self.ner_model, task="ner")
+                model_kind(self.ner_model)
             except ConfigError as exc:
                 raise ConfigError(
-                    f"config field 'ner_model' must be a model folder written by 'domainfm finetune' (task: ner), "
-                    f"or null for rules only: {exc}"
+                    f"config field 'ner_model' must be a token-classification model ('domainfm finetune' folder with "
+                    f"task ner, 'save_pretrained' folder or Hub id), or null for rules only: {exc}"
                 ) from None
         if not isinstance(self.meta, dict):
             raise ConfigError(f"config field 'meta' must be a mapping of meta keys to actions, got {self.meta!r}")
         self.meta_policy  # checks every action and meta_default, naming the key
 
+        from domainfm.deid.tagger_labels import check_label_map
+
+        check_label_map(self.ner_label_map)
+        if self.ner_quantize not in ("none", "int8", "auto"):
+            raise ConfigError(f"config field 'ner_quantize' must be one of ['none', 'int8', 'auto'], got "
+                              f"{self.ner_quantize!r}{suggest(str(self.ner_quantize), ['none', 'int8', 'auto'])}")
         if self.recognizers is not None:
             from domainfm.deid.recognizers import available_sets
 

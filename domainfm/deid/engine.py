@@ -108,7 +108,8 @@ class PhiDetector:
         if self.config.ner_model:
             from domainfm.deid.learned import LearnedPhiTagger
 
-            self.learned = LearnedPhiTagger(self.config.ner_model, batch_size=self.config.batch_size)
+            self.learned = LearnedPhiTagger(self.config.ner_model, label_map=self.config.ner_label_map,
+                                            batch_size=self.config.batch_size, quantize=self.config.ner_quantize)
 
     def detect_text(self, text: str) -> list[Detection]:
         return next(self.detect_texts([text]))

@@ -140,6 +140,12 @@ _WORKER_DETECTOR = None
 def _init_worker(config: DeidConfig) -> None:
     global _WORKER_DETECTOR
 
+    if config.ner_model:  # the workers share the cores: one torch thread pool each would oversubscribe them
+        import os
+
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.workers))
     _WORKER_DETECTOR = _detector(_one_worker(config))
 
 

@@ -152,10 +152,14 @@ class LabelsSection:
             are learned (the others are counted in the metrics' data section).
         min_examples: a class with fewer training examples is an error (one example cannot be
             both learned and checked).
+        map: ``ner`` only: rename the documents' span labels before anything else reads them,
+            ``{source label: trained label or null}`` (null drops the span; labels left out stay
+            as they are), e.g. ``{HCPName: NAME, PTName: NAME, Phone: null}``.
     """
 
     names: list[str] | None = None
     min_examples: int = 2
+    map: dict[str, str | None] | None = None
 
     def __post_init__(self):
         if self.names is not None:
@@ -166,6 +170,9 @@ class LabelsSection:
                 raise ConfigError(f"labels.names lists {dupes} more than once")
         if self.min_examples < 1:
             raise ConfigError(f"labels.min_examples must be >= 1, got {self.min_examples}")
+        for source, target in (self.map or {}).items():
+            if target is not None and (not isinstance(target, str) or not target.strip()):
+                raise ConfigError(f"labels.map: {source!r} must map to a label name or null, got {target!r}")
 
 
 @dataclass
@@ -339,6 +346,8 @@ class TaskConfig:
         if field_name != allowed and not field_name.startswith("meta."):
             raise ConfigError(f"data.label_field {field_name!r} does not fit task {self.task!r}: use "
                               f"{allowed!r} or 'meta.<key>'")
+        if self.labels.map and self.task != "ner":
+            raise ConfigError(f"labels.map renames span labels (task 'ner'); task {self.task!r} has none")
         if self.long_documents.strategy == "chunk" and self.long_documents.overlap >= self.model.max_length // 2:
             raise ConfigError(
                 f"long_documents.overlap ({self.long_documents.overlap}) must be below half of "

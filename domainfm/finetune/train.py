@@ -163,17 +163,26 @@ def prepare_data(cfg: TaskConfig, on_event: Event | None = None) -> dict[str, An
     return done
 
 
+def rename_spans(docs: list, mapping: dict[str, str | None] | None) -> list:
+    """``labels.map`` applied to the documents' spans, in place (null drops a span)."""
+    if mapping:
+        for doc in docs:
+            doc.spans = [dataclasses.replace(s, label=mapping.get(s.label, s.label)) for s in doc.spans
+                         if mapping.get(s.label, s.label) is not None]
+    return docs
+
+
 def load_task_data(cfg: TaskConfig):
     """Training and evaluation documents, the label map and data statistics."""
     d = cfg.data
-    docs = load_documents(d.train, d.max_train_documents)
+    docs = rename_spans(load_documents(d.train, d.max_train_documents), cfg.labels.map)
     if not docs:
         raise ConfigError(f"{d.train}: no training documents")
     for doc in docs:
         document_text(doc, d.text_field)
     if d.eval:
         train_docs = docs
-        eval_docs = load_documents(d.eval, d.max_eval_documents)
+        eval_docs = rename_spans(load_documents(d.eval, d.max_eval_documents), cfg.labels.map)
         split = {"split_key": None, "eval_source": d.eval}
     else:
         train_docs, eval_docs, split = split_documents(

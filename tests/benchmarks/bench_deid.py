@@ -10,6 +10,7 @@ with it, so ``speed_ratio_propagated`` is the whole detection step of ``domainfm
 
     python tests/benchmarks/bench_deid.py [--limit N] [--data ../shared/data] [--sets physionet,tab,synth,aci,corpus]
                                           [--split A|B|all] [--folds K] [--sealed 3,4] [--ner-model DIR ...]
+                                          [--ner-quantize none,int8]
 
 The protocol (what a number may be called). PhysioNet's development notes are cut into ``--folds``
 patient-disjoint folds (SHA-1 of the patient id modulo K, so a patient's notes stay together).
@@ -35,7 +36,8 @@ then check on half B, whose misses were never read, that a change generalises.
 ``--ner-model DIR`` (repeatable) adds, per model, rules + that learned model (``DeidConfig.ner_model``)
 on the PhysioNet notes: scores, the model's spans alone, and its speed against the vanilla
 engine, timed alternating over the same chunks like the rules alone (on the GPU when the machine
-has one). Train it on the other half (``train_deid_ner.py``).
+has one). Train it on the other half (``train_deid_ner.py``). ``--ner-quantize none,int8`` runs
+each model once per variant (``DeidConfig.ner_quantize``), all in this one run.
 
 Datasets: PhysioNet nursing notes (clinical profile), TAB judgments (legal profile; DIRECT and
 DIRECT+QUASI gold), ACI-Bench transcribed visits and their notes (``aci``: ``aci_train``, whose
@@ -106,20 +108,41 @@ def _scores(docs, pred, dataset, pred_dataset, gold_filter=None):
             "recall_by_type": {k: v["recall_any_label"] for k, v in s["per_type"].items() if v["gold"]}}
 
 
-def _learned_scores(docs, config, ner_model: str, dataset: str, vanilla, cps_rules: float) -> dict:
-    """Rules + the learned model (``DeidConfig.ner_model``), the model's spans alone, and speed:
-    timed against the vanilla engine on the same chunks, alternating, like the rules alone."""
+def _learned_scores(docs, config, ner_model: str, dataset: str, vanilla, cps_rules: float,
+                    quantize: str = "none") -> dict:
+    """Rules + the learned model (``DeidConfig.ner_model``, ``ner_quantize``), the model's spans
+    alone, and speed: timed against the vanilla engine on the same chunks, alternating, like the
+    rules alone."""
     from dataclasses import replace
 
+    import torch
+
     from domainfm.deid import PhiDetector
+    from domainfm.deid.engine import visible_text
     from domainfm.deid.learned import LEARNED
 
-    detector = PhiDetector(replace(config, ner_model=ner_model))
+    detector = PhiDetector(replace(config, ner_model=ner_model, ner_quantize=quantize))
     detector.detect_text("warm up")
+    # the model's own spans and time, recorded as the detector calls it (no second pass)
+    model_spans: dict[str, list] = {}
+    model_seconds = [0.0]
+    detect_batch = detector.learned.detect
+
+    def recorded(texts):
+        t0 = time.perf_counter()
+        out = detect_batch(texts)
+        model_seconds[0] += time.perf_counter() - t0
+        for text, spans in zip(texts, out):
+            model_spans[text] = [(s.start, s.end, s.label) for s in spans]
+        return out
+
+    detector.learned.detect = recorded
     found, propagated, _, cps, cps_prop, cps_theirs = _run_side_by_side(docs, detector, vanilla)
-    alone = {doc.id: [(s.start, s.end, s.label) for s in spans]
-             for doc, spans in zip(docs, detector.learned.detect([d.text for d in docs]))}
-    return {"model": ner_model, "device": str(next(detector.learned.task_model.model.parameters()).device),
+    alone = {doc.id: model_spans.get(visible_text(doc.text)[0], []) for doc in docs}
+    cps_alone = sum(len(d.text) for d in docs) / model_seconds[0]
+    return {"model": ner_model, "device": detector.learned.device, "quantize": quantize,
+            "int8": detector.learned.quantized, "torch_threads": torch.get_num_threads(),
+            "model_alone_chars_per_s": round(cps_alone),
             "rules_and_model": _scores(docs, found, dataset, "canonical"),
             "rules_and_model_propagated": _scores(docs, propagated, dataset, "canonical"),
             "model_alone": _scores(docs, alone, dataset, "canonical"),
@@ -311,6 +334,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--ner-model", action="append", default=[],
                         help="also score the PhysioNet notes with this learned NER model added to the rules "
                              "(DeidConfig.ner_model; train it on the other half, see the README); repeatable")
+    parser.add_argument("--ner-quantize", default="none",
+                        help="comma-separated DeidConfig.ner_quantize variants to run each --ner-model with, "
+                             "each timed against the vanilla engine in this run, e.g. none,int8")
     args = parser.parse_args(argv)
     data = Path(args.data)
     if not data.is_dir():
@@ -378,7 +404,8 @@ def main(argv=None) -> dict:
                 entry["folds"] = _fold_scores(docs, propagated, dataset, args.folds, sealed)
                 entry["fresh_strings"] = _fresh_scores(docs, detector, dataset, args.folds, sealed, args.fresh_seeds)
             if args.ner_model and name == "physionet":
-                entry["learned"] = [_learned_scores(docs, config, m, dataset, vanilla, cps_ours) for m in args.ner_model]
+                entry["learned"] = [_learned_scores(docs, config, m, dataset, vanilla, cps_ours, q)
+                                    for m in args.ner_model for q in args.ner_quantize.split(",")]
             result["datasets"][name] = entry
     result["overall_speed_ratio"] = round(total_theirs / total_ours, 2) if total_ours else None
     print(json.dumps(result, indent=1))
