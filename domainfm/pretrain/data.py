@@ -169,6 +169,7 @@ class PackedCorpus:
     train: Blocks
     eval: Blocks
     stats: dict[str, Any]
+    canaries: list = field(default_factory=list)
 
 
 @dataclass
@@ -335,6 +336,9 @@ def build_corpus(cfg, tokenizer, objective: str) -> PackedCorpus:
             eval_groups.discard(ordered[-1])
     train_docs = [d for d in docs if d.group not in eval_groups]
     eval_docs = [d for d in docs if d.group in eval_groups]
+    canaries = []
+    if cfg.canaries.enabled:
+        canaries, train_docs = _with_canaries(cfg, train_docs, tokenizer, with_starts)
 
     start, sep = special_token_ids(tokenizer, objective)
     seq_len = cfg.masking.seq_len
@@ -348,7 +352,7 @@ def build_corpus(cfg, tokenizer, objective: str) -> PackedCorpus:
         held.ids = held.ids[: cfg.data.max_eval_blocks]
         if held.word_starts is not None:
             held.word_starts = held.word_starts[: cfg.data.max_eval_blocks]
-    train_tokens = int(sum(len(d.ids) + 1 for d in train_docs))
+    train_tokens = int(sum(len(d.ids) + 1 for d in train_docs if d.group != _CANARY_GROUP))
     if not len(train):
         raise CorpusError(
             f"the training text of {where} is shorter than one sequence ({train_tokens} tokens < "
@@ -357,9 +361,10 @@ def build_corpus(cfg, tokenizer, objective: str) -> PackedCorpus:
     max_id = max((int(d.ids.max()) for d in docs if len(d.ids)), default=-1)
     stats = {
         **counts,
-        "train_documents": len(train_docs),
+        "train_documents": len(train_docs) - sum(c.repeats for c in canaries),
+        "canary_insertions": sum(c.repeats for c in canaries),
         "eval_documents": len(eval_docs),
-        "train_groups": len({d.group for d in train_docs}),
+        "train_groups": len({d.group for d in train_docs if d.group != _CANARY_GROUP}),
         "eval_groups": len(eval_groups),
         "train_text_tokens": train_tokens,
         "train_sequences": len(train),
@@ -369,4 +374,34 @@ def build_corpus(cfg, tokenizer, objective: str) -> PackedCorpus:
         "packing": cfg.masking.packing,
         "max_token_id": max_id,
     }
-    return PackedCorpus(train=train, eval=held, stats=stats)
+    return PackedCorpus(train=train, eval=held, stats=stats, canaries=canaries)
+
+
+_CANARY_GROUP = "canary"
+
+
+def _with_canaries(cfg, train_docs: list[_Doc], tokenizer, with_starts: bool) -> tuple[list, list[_Doc]]:
+    """Make the run's canaries and insert every copy at a seeded random place among the
+    training documents (packing then cuts the stream into blocks as usual)."""
+    from domainfm.privacy_audit.canaries import insertion_texts, make_canaries
+
+    canaries = make_canaries(cfg.canaries, cfg.train.seed)
+    texts = insertion_texts(canaries, cfg.train.seed)
+    enc = tokenizer(texts, add_special_tokens=False, return_attention_mask=False,
+                    return_token_type_ids=False, verbose=False)
+    inserted = []
+    for i in range(len(texts)):
+        ids = np.asarray(enc["input_ids"][i], dtype=np.int32)
+        starts = _word_starts(enc, i, ids, tokenizer) if with_starts else None
+        inserted.append(_Doc(ids, starts, _CANARY_GROUP, 1.0))
+    rng = np.random.default_rng([cfg.train.seed, 7_919])
+    slots = np.sort(rng.integers(0, len(train_docs) + 1, size=len(inserted)))
+    merged: list[_Doc] = []
+    j = 0
+    for pos, doc in enumerate(train_docs + [None]):
+        while j < len(slots) and slots[j] == pos:
+            merged.append(inserted[j])
+            j += 1
+        if doc is not None:
+            merged.append(doc)
+    return canaries, merged
