@@ -300,6 +300,49 @@ def _per_document(docs: list[_Doc], seq_len: int, start: int | None, sep: int, w
     return blocks
 
 
+def held_out_groups(groups: dict[str, float], eval_fraction: float, where: str, kind: str) -> set[str]:
+    """The split groups held out: those whose stable fraction is below ``eval_fraction`` (at
+    least one, never all)."""
+    if eval_fraction <= 0:
+        return set()
+    if len(groups) < 2:
+        raise CorpusError(
+            f"{where} holds a single {kind} group; at least two are needed to hold "
+            "one out for evaluation (or set data.eval_fraction 0)"
+        )
+    held = {g for g, f in groups.items() if f < eval_fraction}
+    ordered = sorted(groups, key=lambda g: groups[g])
+    if not held:  # small corpora: hold out the group closest to the threshold
+        held = {ordered[0]}
+    if len(held) == len(groups):
+        held.discard(ordered[-1])
+    return held
+
+
+def split_documents(cfg_data) -> tuple[list, list]:
+    """The documents (not the packed blocks) pretraining trains on and holds out, by the same
+    rules as :func:`build_corpus`: the membership-inference sets of the privacy audit."""
+    from domainfm.corpus.io import read_documents
+
+    docs, kinds = [], set()
+    limit = cfg_data.max_documents or None
+    read = 0
+    for path in cfg_data.paths:
+        for doc in read_documents(path):
+            if limit is not None and read >= limit:
+                break
+            read += 1
+            if not _text_of(doc, cfg_data.text_field).strip():
+                continue
+            kind, value = split_key_of(doc, cfg_data.split_key)
+            kinds.add(kind)
+            docs.append((doc, f"{kind}:{value}"))
+    groups = {g: stable_fraction(g) for _, g in docs}
+    where = ", ".join(str(p) for p in cfg_data.paths)
+    held = held_out_groups(groups, cfg_data.eval_fraction, where, "+".join(sorted(kinds)) or cfg_data.split_key)
+    return [d for d, g in docs if g not in held], [d for d, g in docs if g in held]
+
+
 def build_corpus(cfg, tokenizer, objective: str) -> PackedCorpus:
     """Read, split and pack the documents of ``cfg.data.paths``.
 
@@ -321,19 +364,7 @@ def build_corpus(cfg, tokenizer, objective: str) -> PackedCorpus:
         raise CorpusError(f"no document with text in {where} (empty corpus)")
 
     groups = {d.group: d.fraction for d in docs}
-    eval_groups: set[str] = set()
-    if cfg.data.eval_fraction > 0:
-        if len(groups) < 2:
-            raise CorpusError(
-                f"{where} holds a single {counts['split_key']} group; at least two are needed to hold "
-                "one out for evaluation (or set data.eval_fraction 0)"
-            )
-        eval_groups = {g for g, f in groups.items() if f < cfg.data.eval_fraction}
-        ordered = sorted(groups, key=lambda g: groups[g])
-        if not eval_groups:  # small corpora: hold out the group closest to the threshold
-            eval_groups = {ordered[0]}
-        if len(eval_groups) == len(groups):
-            eval_groups.discard(ordered[-1])
+    eval_groups = held_out_groups(groups, cfg.data.eval_fraction, where, counts["split_key"])
     train_docs = [d for d in docs if d.group not in eval_groups]
     eval_docs = [d for d in docs if d.group in eval_groups]
     canaries = []

@@ -55,7 +55,8 @@ class PrivacyGateConfig:
         max_exposure: the highest canary exposure allowed (bits). With ``n_candidates`` 999 the
             largest possible value is log2(1000) = 9.97 (the canary ranked first); a model that
             learned nothing gives about 1.4 on average and exceeds 9 for a given canary with
-            probability 1/1000.
+            probability 1/1000. When no canary could exceed the threshold (too few
+            ``n_candidates``) the check is inconclusive and the gate fails.
         max_mia_auc: the highest membership-inference AUC allowed (the strongest attack's point
             estimate).
         max_regurgitated: how many originals (or planted identifiers) may be ranked first among

@@ -26,11 +26,23 @@ def canary_exposure(scorer, canary: Canary, n_candidates: int, seed: int) -> dic
     start, end = canary.span
     n_tokens = int(scorer.span_token_counts([canary.text], [canary.span])[0])
     rng = random.Random(f"domainfm-exposure:{seed}:{canary.id}")
-    pool = reference_secrets(canary, _POOL_FACTOR * n_candidates, rng, accept=lambda s: True)
-    texts = [canary.prefix + s + canary.suffix for s in pool]
-    spans = [(start, start + len(s)) for s in pool]
-    counts = scorer.span_token_counts(texts, spans)
-    keep = [i for i, k in enumerate(counts) if k == n_tokens][:n_candidates]
+    texts: list[str] = []
+    spans: list[tuple[int, int]] = []
+    drawn: set[str] = set()
+    # draw in rounds until enough have the canary's token count (tokenizing is the cost here)
+    for _ in range(_POOL_FACTOR // 2):
+        pool = [s for s in reference_secrets(canary, 2 * n_candidates, rng, accept=lambda s: s not in drawn)]
+        drawn.update(pool)
+        round_texts = [canary.prefix + s + canary.suffix for s in pool]
+        round_spans = [(start, start + len(s)) for s in pool]
+        counts = scorer.span_token_counts(round_texts, round_spans)
+        for t, sp, k in zip(round_texts, round_spans, counts):
+            if k == n_tokens and len(texts) < n_candidates:
+                texts.append(t)
+                spans.append(sp)
+        if len(texts) >= n_candidates or not pool:
+            break
+    keep = range(len(texts))
     scores = scorer.span_logprobs([canary.text] + [texts[i] for i in keep], [canary.span] + [spans[i] for i in keep])
     own, others = scores[0], scores[1:]
     rank = 1 + int(np.sum(others > own))

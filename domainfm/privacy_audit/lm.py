@@ -102,6 +102,8 @@ class ScoringModel:
 
         ids, offsets = self._encode(texts, self.max_length)
         positions = [self._positions(o, s, e) for o, (s, e) in zip(offsets, spans)]
+        if self.objective == "mlm":
+            return self._fill_in_logprobs(ids, positions)
         out = np.full(len(texts), np.nan)
         order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
@@ -122,6 +124,65 @@ class ScoringModel:
                 out[rows] = sums
         return out
 
+    def _fill_in_logprobs(self, ids: list[list[int]], positions: list[list[int]]) -> np.ndarray:
+        """MLM: texts that differ only inside their (masked) spans share one masked input, so
+        each distinct masked input is encoded once and every candidate is read off its
+        log-probabilities (ranking 1,000 candidates costs one forward pass)."""
+        import torch
+
+        masked_inputs: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}
+        which = []
+        for row, pos in zip(ids, positions):
+            if not pos:
+                which.append(-1)
+                continue
+            masked = list(row)
+            for j in pos:
+                masked[j] = self.tokenizer.mask_token_id
+            key = (tuple(masked), tuple(pos))
+            which.append(masked_inputs.setdefault(key, len(masked_inputs)))
+        keys = list(masked_inputs)
+        logprobs: list[Any] = [None] * len(keys)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        order = sorted(range(len(keys)), key=lambda k: len(keys[k][0]))
+        with torch.inference_mode():
+            for a in range(0, len(order), self.batch_size):
+                chunk = order[a:a + self.batch_size]
+                width = max(len(keys[k][0]) for k in chunk)
+                input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+                attention = torch.zeros((len(chunk), width), dtype=torch.long)
+                selected = torch.zeros((len(chunk), width), dtype=torch.bool)
+                for r, k in enumerate(chunk):
+                    masked, pos = keys[k]
+                    input_ids[r, : len(masked)] = torch.tensor(masked)
+                    attention[r, : len(masked)] = 1
+                    selected[r, list(pos)] = True
+                rows = self._masked_logprobs(input_ids.to(self.device), attention.to(self.device),
+                                             selected.to(self.device)).cpu()
+                counts = selected.sum(1).tolist()
+                start = 0
+                for r, k in enumerate(chunk):
+                    logprobs[k] = rows[start:start + counts[r]]
+                    start += counts[r]
+        out = np.full(len(ids), np.nan)
+        for i, (row, pos) in enumerate(zip(ids, positions)):
+            if which[i] >= 0:
+                table = logprobs[which[i]]
+                out[i] = float(table[torch.arange(len(pos)), torch.tensor([row[j] for j in pos])].double().sum())
+        return out
+
+    def _masked_logprobs(self, masked, attention, selected):
+        """MLM: log-softmax over the vocabulary at the selected (already masked) positions."""
+        import torch
+
+        if self.head is not None:
+            encoder = getattr(self.model, self.model.base_model_prefix)
+            hidden = encoder(input_ids=masked, attention_mask=attention)[0]
+            logits = getattr(self.model, self.head)(hidden[selected])
+        else:
+            logits = self.model(input_ids=masked, attention_mask=attention).logits[selected]
+        return torch.log_softmax(logits.float(), dim=-1)
+
     def _selected_logprob_sums(self, input_ids, attention, selected) -> np.ndarray:
         """Per row: sum of log p(true token) at the selected positions (MLM: masked first)."""
         import torch
@@ -132,21 +193,17 @@ class ScoringModel:
         selected = selected.to(device)
         if self.objective == "mlm":
             masked = targets.masked_fill(selected, self.tokenizer.mask_token_id)
-            if self.head is not None:
-                encoder = getattr(self.model, self.model.base_model_prefix)
-                hidden = encoder(input_ids=masked, attention_mask=attention)[0]
-                logits = getattr(self.model, self.head)(hidden[selected])
-            else:
-                logits = self.model(input_ids=masked, attention_mask=attention).logits[selected]
+            logp_all = self._masked_logprobs(masked, attention, selected)
             chosen = targets[selected]
             row = selected.nonzero()[:, 0]
+            logp = logp_all.gather(1, chosen[:, None])[:, 0]
         else:
             logits_all = self.model(input_ids=targets, attention_mask=attention).logits
             shifted = selected[:, 1:]
             logits = logits_all[:, :-1][shifted]
             chosen = targets[:, 1:][shifted]
             row = shifted.nonzero()[:, 0]
-        logp = torch.log_softmax(logits.float(), dim=-1).gather(1, chosen[:, None])[:, 0]
+            logp = torch.log_softmax(logits.float(), dim=-1).gather(1, chosen[:, None])[:, 0]
         sums = torch.zeros(input_ids.shape[0], dtype=torch.float64, device=device)
         sums.index_add_(0, row, logp.double())
         return sums.cpu().numpy()

@@ -13,10 +13,11 @@ the count chance exceeds in only 1% of audits. Nothing here returns or prints an
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -36,7 +37,14 @@ class Probe:
 
 
 def _window(text: str, start: int, end: int, chars: int) -> tuple[str, int, int]:
+    """About ``chars`` characters each side, cut at white space (never inside a word)."""
     a, b = max(0, start - chars), min(len(text), end + chars)
+    if a > 0:
+        cut = [i for i in range(a, start) if text[i].isspace()]
+        a = cut[0] + 1 if cut else start
+    if b < len(text):
+        cut = [i for i in range(end, b) if text[i].isspace()]
+        b = cut[-1] if cut else end
     return text[a:b], start - a, end - a
 
 
@@ -101,38 +109,51 @@ def chance_quantile(probabilities: Sequence[float], q: float = 0.99) -> int:
     return int(np.searchsorted(np.cumsum(dist), q - 1e-12))
 
 
+def surrogate_alternatives(seed: int) -> Callable[[Probe, int], list[str]]:
+    """Alternatives made by the de-identification surrogate generator under a throwaway key:
+    format-preserving fakes of the probe's PHI type (names, shifted dates, phone and record
+    numbers with the same pattern...) that the model has never seen."""
+    from domainfm.deid.surrogates import SurrogateGenerator
+
+    gen = SurrogateGenerator(hashlib.sha256(f"domainfm-privacy-audit:{seed}".encode()).digest())
+
+    def make(probe: Probe, n: int) -> list[str]:
+        seen, out = {probe.value.casefold()}, []
+        for k in range(n):
+            value = gen.surrogate(probe.value, probe.label, f"privacy-audit:{k}")
+            if value.casefold() not in seen:
+                seen.add(value.casefold())
+                out.append(value)
+        return out
+
+    return make
+
+
 def regurgitation_scan(scorer, probes: Sequence[Probe], *, n_candidates: int, max_probes: int,
-                       seed: int, min_candidates: int = 4) -> dict[str, Any]:
+                       seed: int, min_candidates: int = 4,
+                       alternatives: Callable[[Probe, int], list[str]] | None = None) -> dict[str, Any]:
     """Rank every probed identifier against same-type alternatives in its own context.
 
-    Alternatives: the other distinct identifiers of the same type among the probes (compared
-    case-insensitively) with the same number of tokens in this context, at most
-    ``n_candidates``. A probe with fewer than ``min_candidates`` alternatives is not scored.
+    Alternatives: by default :func:`surrogate_alternatives` (up to ``3 * n_candidates`` drawn),
+    those with the identifier's number of tokens in this context, at most ``n_candidates``. A
+    probe with fewer than ``min_candidates`` such alternatives is not scored.
     """
     rng = random.Random(f"domainfm-regurgitation:{seed}")
+    alternatives = alternatives or surrogate_alternatives(seed)
     chosen = list(probes)
     if len(chosen) > max_probes:
         chosen = rng.sample(chosen, max_probes)
-    values_by_label: dict[str, list[str]] = defaultdict(list)
-    seen: set[tuple[str, str]] = set()
-    for p in probes:
-        key = (p.label, p.value.casefold())
-        if key not in seen:
-            seen.add(key)
-            values_by_label[p.label].append(p.value)
     per_label: dict[str, dict[str, Any]] = defaultdict(lambda: {"probes": 0, "scored": 0, "regurgitated": 0,
                                                                 "expected_by_chance": 0.0, "_p": []})
     for probe in chosen:
         stats = per_label[probe.label]
         stats["probes"] += 1
-        own = probe.value.casefold()
-        others = [v for v in values_by_label[probe.label] if v.casefold() != own]
-        rng.shuffle(others)
         n_tok = int(scorer.span_token_counts([probe.text], [(probe.start, probe.end)])[0])
-        texts = [probe.text[:probe.start] + v + probe.text[probe.end:] for v in others]
-        spans = [(probe.start, probe.start + len(v)) for v in others]
         if not n_tok:
             continue
+        others = alternatives(probe, 3 * n_candidates)
+        texts = [probe.text[:probe.start] + v + probe.text[probe.end:] for v in others]
+        spans = [(probe.start, probe.start + len(v)) for v in others]
         counts = scorer.span_token_counts(texts, spans) if texts else []
         keep = [i for i, k in enumerate(counts) if k == n_tok][:n_candidates]
         if len(keep) < min_candidates:

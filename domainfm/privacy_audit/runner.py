@@ -87,14 +87,19 @@ def gate_checks(report: dict[str, Any], gate: PrivacyGateConfig) -> dict[str, An
     checks = []
     for name, value in measured.items():
         threshold = getattr(gate, name)
+        top = (report.get("exposure") or {}).get("max_possible")
         if threshold is None:
             status = "not checked"
         elif value is None:
             status = "not measured"
+        elif value > threshold:
+            status = "failed"
+        elif name == "max_exposure" and top is not None and top <= threshold:
+            status = "inconclusive"  # no canary could exceed it: too few reference secrets
         else:
-            status = "failed" if value > threshold else "passed"
+            status = "passed"
         checks.append({"check": name, "what": what[name], "value": value, "threshold": threshold, "status": status})
-    return {"passed": all(c["status"] != "failed" for c in checks), "checks": checks}
+    return {"passed": all(c["status"] not in ("failed", "inconclusive") for c in checks), "checks": checks}
 
 
 def _fmt(value: Any) -> str:
@@ -103,8 +108,14 @@ def _fmt(value: Any) -> str:
 
 def gate_message(report: dict[str, Any]) -> str:
     """One line: which thresholds the model exceeds, with the numbers."""
-    failed = [c for c in report["gate"]["checks"] if c["status"] == "failed"]
-    parts = [f"{c['what']} {_fmt(c['value'])} > {c['check']} {_fmt(c['threshold'])}" for c in failed]
+    parts = []
+    for c in report["gate"]["checks"]:
+        if c["status"] == "failed":
+            parts.append(f"{c['what']} {_fmt(c['value'])} > {c['check']} {_fmt(c['threshold'])}")
+        elif c["status"] == "inconclusive":
+            parts.append(f"{c['check']} {_fmt(c['threshold'])} cannot be exceeded with "
+                         f"{report['config']['n_candidates']} reference secrets (at most "
+                         f"{_fmt(report['exposure']['max_possible'])} bits): raise n_candidates")
     return "privacy gate failed: " + "; ".join(parts) if parts else "privacy gate passed"
 
 
