@@ -625,6 +625,39 @@ def audit_command(
     console.print(f"report: {result.html} (report.json, model_card.md beside it)")
 
 
+@app.command("audit-privacy", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@_user_errors
+def audit_privacy_command(
+    ctx: typer.Context,
+    model: Path = typer.Argument(..., help="Language model folder written by 'domainfm pretrain' (MLM or causal LM)."),
+    train: Path = typer.Option(..., "--train", help="domainfm JSONL: the documents the model was trained on."),
+    holdout: Path = typer.Option(..., "--holdout",
+                                 help="domainfm JSONL: documents of the same distribution it never saw (patient-disjoint)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Report folder: report.json, summary.md, manifest.json."),
+    vault: Optional[Path] = typer.Option(None, "--vault",
+                                         help="The deid vault of the training data (key in $DOMAINFM_VAULT_KEY)."),
+    planted: Optional[Path] = typer.Option(None, "--planted",
+                                           help="Without a vault: JSONL whose spans mark gold or planted identifiers."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML of PrivacyAuditConfig settings (gate: ...)."),
+):
+    """Measure what a language model memorised: canary exposure, membership inference and
+    regurgitation of the vault's originals, against the release gate. Extra '--key value' pairs
+    override the config (e.g. --n_candidates 255 --gate.max_mia_auc 0.55). Exit code 1 when
+    the gate fails."""
+    from domainfm.config import load_config, parse_overrides
+    from domainfm.privacy_audit import PrivacyAuditConfig, audit_privacy, gate_message
+
+    cfg = load_config(PrivacyAuditConfig, config, parse_overrides(ctx.args))
+    console = _console()
+    result = audit_privacy(model, train, holdout, out, cfg, vault=vault, planted=planted,
+                           on_event=lambda message: console.print(message))
+    typer.echo(result.statement)
+    typer.echo(f"report: {out / 'summary.md'} (report.json, manifest.json beside it)")
+    if not result.passed:
+        typer.echo(f"error: {gate_message(result.report)}", err=True)
+        raise typer.Exit(1)
+
+
 @app.command("synth")
 @_user_errors
 def synth_command(

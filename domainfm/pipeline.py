@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -39,15 +40,17 @@ from domainfm.config import apply_overrides, from_dict, read_yaml, suggest, to_d
 from domainfm.errors import ConfigError, DomainFMError
 from domainfm.corpus.io import OutputLock
 from domainfm.manifest import write_json_atomic
+from domainfm.privacy_audit.config import PrivacyAuditConfig
 
 # Stages in the order they run.
-STAGE_ORDER = ("import", "deid", "chunk", "pretrain", "finetune", "deid_eval", "audit", "label")
+STAGE_ORDER = ("import", "deid", "chunk", "pretrain", "privacy", "finetune", "deid_eval", "audit", "label")
 # The primary output of each stage, relative to run_dir/<stage>/; the next stage reads it.
 OUTPUTS = {
     "import": "corpus.jsonl",
     "deid": "corpus.jsonl",
     "chunk": "chunks.jsonl",
     "pretrain": "model",
+    "privacy": "report.json",
     "finetune": "model",
     "deid_eval": "report.json",
     "audit": "index.html",
@@ -168,6 +171,24 @@ class DeidEvalSection(DeidConfig):
                               f"Got {self.max_documents!r} instead.")
 
 
+class PrivacySection(PrivacyAuditConfig):
+    """The ``privacy:`` section: every :class:`~domainfm.privacy_audit.PrivacyAuditConfig` key
+    (``gate:`` thresholds included). It audits the pretrained model on pretraining's own split
+    (the documents it trained on vs the patients it held out) and fails the run, with the
+    numbers, when the model exceeds a gate threshold; fine-tuning does not start.
+
+    Args:
+        holdout: held-out documents to use instead of pretraining's held-out side.
+        vault: the deid vault to probe (default: the deid section's ``vault``; its key in
+            ``$DOMAINFM_VAULT_KEY``).
+        planted: without a vault, a JSONL whose spans mark planted identifiers to probe.
+    """
+
+    holdout: Path | None = None
+    vault: Path | None = None
+    planted: Path | None = None
+
+
 @dataclass
 class LabelSection:
     """Args:
@@ -258,6 +279,9 @@ def _section_builders() -> dict[str, Callable[[dict, str], Any]]:
 
         return from_dict(TaskConfig, data, prefix=prefix)
 
+    def build_privacy(data, prefix):
+        return from_dict(PrivacySection, data, prefix=prefix)
+
     def build_audit(data, prefix):
         return from_dict(AuditSection, data, prefix=prefix)
 
@@ -268,7 +292,8 @@ def _section_builders() -> dict[str, Callable[[dict, str], Any]]:
         return from_dict(LabelSection, data, prefix=prefix)
 
     return {"import": build_import, "deid": build_deid, "chunk": build_chunk, "pretrain": build_pretrain,
-            "finetune": build_finetune, "deid_eval": build_deid_eval, "audit": build_audit, "label": build_label}
+            "privacy": build_privacy, "finetune": build_finetune, "deid_eval": build_deid_eval, "audit": build_audit,
+            "label": build_label}
 
 
 def _set_default(data: dict, dotted: str, value: Any) -> None:
@@ -337,6 +362,14 @@ def pipeline_from_dict(data: Mapping[str, Any]) -> PipelineConfig:
         if seed is not None:
             _set_default(raw["pretrain"], "train.seed", seed)
         inputs["pretrain"] = [documents]
+    if "privacy" in raw:
+        if "pretrain" not in raw:
+            raise ConfigError("the 'privacy' section audits the pretrained model: add a 'pretrain' section "
+                              "(or run 'domainfm audit-privacy MODEL --train ... --holdout ...')")
+        inputs["privacy"] = [out("pretrain"), documents]
+        vault = (raw.get("deid") or {}).get("vault")
+        if vault and not raw["privacy"].get("planted"):
+            _set_default(raw["privacy"], "vault", vault)
     if "finetune" in raw:
         _wired("finetune", raw["finetune"], "data.train", str(documents), documents_source)
         inputs["finetune"] = [documents]
@@ -367,6 +400,9 @@ def pipeline_from_dict(data: Mapping[str, Any]) -> PipelineConfig:
         inputs["label"] = [documents]
     builders = _section_builders()
     stages = {name: builders[name](raw[name], f"{name}.") for name in STAGE_ORDER if name in raw}
+    if "privacy" in stages:
+        extra = [getattr(stages["privacy"], k) for k in ("holdout", "vault", "planted")]
+        inputs["privacy"] += [Path(str(p)) for p in extra if p is not None]
     if stages["import"].meta_join is not None:
         inputs["import"].append(stages["import"].meta_join.src)  # an edited table re-runs the import
     if "deid_eval" in stages and stages["finetune"].task != "ner":
@@ -677,7 +713,11 @@ def _run_audit(ctx: StageContext) -> StageOutput:
     if section.max_documents is not None:
         docs = docs[: section.max_documents]
     cfg = AuditConfig(**{f.name: getattr(section, f.name) for f in dataclasses.fields(AuditConfig)})
-    result = audit(ctx.inputs[0], docs, ctx.out_dir, cfg)
+    privacy_report = None
+    if "privacy" in ctx.pipeline.stages:  # the model card states the memorisation audit of the DAPT model
+        with contextlib.suppress(OSError, ValueError):
+            privacy_report = json.loads(ctx.pipeline.output("privacy").read_text(encoding="utf-8"))
+    result = audit(ctx.inputs[0], docs, ctx.out_dir, cfg, privacy_audit=privacy_report)
     report = result.report
     perf = report.get("performance", {})
     overall = perf.get("overall", {})
@@ -693,6 +733,31 @@ def _run_audit(ctx: StageContext) -> StageOutput:
     counts = {"documents": len(docs), "data": section.data}
     outputs = [result.html, ctx.out_dir / "report.json", ctx.out_dir / "model_card.md"]
     return StageOutput(outputs, counts, metrics)
+
+
+def _run_privacy(ctx: StageContext) -> StageOutput:
+    from domainfm.pretrain.data import split_documents
+    from domainfm.privacy_audit import PrivacyGateError, audit_privacy, gate_message
+
+    section = ctx.config
+    train_docs, held_docs = split_documents(ctx.pipeline.stages["pretrain"].data)
+    holdout = section.holdout if section.holdout is not None else held_docs
+    if section.holdout is None and not held_docs:
+        raise ConfigError("the privacy stage needs held-out documents: set pretrain.data.eval_fraction > 0 "
+                          "or privacy.holdout")
+    cfg = PrivacyAuditConfig(**{f.name: getattr(section, f.name) for f in dataclasses.fields(PrivacyAuditConfig)})
+    on_event = (lambda message: ctx.console.print(message)) if ctx.console is not None else None
+    result = audit_privacy(ctx.inputs[0], train_docs, holdout, ctx.out_dir, cfg, vault=section.vault,
+                           planted=section.planted, on_event=on_event)
+    report = result.report
+    if not result.passed:
+        raise PrivacyGateError(f"{gate_message(report)} (report: {ctx.out_dir / 'summary.md'})")
+    metrics = {"max_exposure": (report.get("exposure") or {}).get("max_exposure"),
+               "mia_auc": round(report["membership"]["auc"], 4) if report["membership"].get("auc") is not None
+               else None,
+               "regurgitated": (report.get("regurgitation") or {}).get("regurgitated")}
+    counts = {"members": report["data"]["members_scored"], "nonmembers": report["data"]["nonmembers_scored"]}
+    return StageOutput([ctx.out_dir / "report.json", ctx.out_dir / "summary.md"], counts, metrics)
 
 
 def _run_label(ctx: StageContext) -> StageOutput:
@@ -717,6 +782,7 @@ STAGES: dict[str, StageRunner] = {
     "deid": _run_deid,
     "chunk": _run_chunk,
     "pretrain": _run_pretrain,
+    "privacy": _run_privacy,
     "finetune": _run_finetune,
     "deid_eval": _run_deid_eval,
     "audit": _run_audit,

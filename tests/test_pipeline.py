@@ -50,7 +50,7 @@ def statuses(result):
 def test_first_run_runs_then_caches_and_writes_run_json(pipeline, tmp_path):
     first = pl.run_pipeline(pipeline)
     assert statuses(first) == {"import": "ran", "deid": "ran", "chunk": "ran", "pretrain": "skipped",
-                               "finetune": "skipped", "deid_eval": "skipped", "audit": "skipped",
+                               "privacy": "skipped", "finetune": "skipped", "deid_eval": "skipped", "audit": "skipped",
                                "label": "skipped"}
     run = tmp_path / "run"
     for stage, output in (("import", "corpus.jsonl"), ("deid", "corpus.jsonl"), ("chunk", "chunks.jsonl")):
@@ -312,7 +312,7 @@ def test_audit_stage_reports_on_the_held_out_split_and_reruns_alone(audited, tmp
 
     again = pl.run_pipeline(audited, {"audit.n_bootstrap": 30})
     assert statuses(again) == {"import": "cached", "deid": "skipped", "chunk": "skipped", "pretrain": "skipped",
-                               "finetune": "cached", "deid_eval": "skipped", "audit": "ran", "label": "skipped"}
+                               "privacy": "skipped", "finetune": "cached", "deid_eval": "skipped", "audit": "ran", "label": "skipped"}
     assert json.loads((out / "report.json").read_text())["config"]["n_bootstrap"] == 30
     in_sample = pl.run_pipeline(audited, {"audit.data": "all"})
     assert in_sample.stage("audit").counts["documents"] == 40

@@ -339,7 +339,7 @@ def _classification_report(scorer, docs, cfg: AuditConfig, model_dir, timings) -
 
 def audit(model: Any, docs: Iterable[Any], out_dir: str | os.PathLike, config: AuditConfig | None = None, *,
           model_dir: str | os.PathLike | None = None, template_dir: str | os.PathLike | None = None,
-          timings: dict[str, float] | None = None) -> AuditResult:
+          timings: dict[str, float] | None = None, privacy_audit: dict[str, Any] | None = None) -> AuditResult:
     """Audit a classification model on labelled documents and write ``index.html``,
     ``report.json``, ``model_card.md`` and ``manifest.json`` to ``out_dir``.
 
@@ -349,6 +349,8 @@ def audit(model: Any, docs: Iterable[Any], out_dir: str | os.PathLike, config: A
         docs: labelled documents (``domainfm.corpus.read_documents``).
         config: :class:`AuditConfig`.
         timings: filled with the seconds per stage, as in :func:`run_audit`, plus ``render``.
+        privacy_audit: a ``domainfm audit-privacy`` report (of this model or the model it was
+            fine-tuned from); its statement goes to the report's privacy section and the model card.
 
     Example:
         >>> from domainfm.corpus import read_documents
@@ -363,6 +365,9 @@ def audit(model: Any, docs: Iterable[Any], out_dir: str | os.PathLike, config: A
     out = check_output_path(out_dir, folder=True)
     with OutputLock(out):
         report = run_audit(model, docs, cfg, model_dir=model_dir, timings=timings)
+        if privacy_audit is not None:
+            report.setdefault("privacy", {})["memorization"] = {
+                "statement": privacy_audit.get("statement"), "passed": (privacy_audit.get("gate") or {}).get("passed")}
         with _timed(timings, "render"):
             write_report(report, out, template_dir=template_dir)
     return AuditResult(out, report)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from domainfm.errors import ConfigError
+from domainfm.privacy_audit.config import CanaryConfig
 
 
 @dataclass
@@ -210,6 +211,8 @@ class PretrainConfig:
     """Everything ``domainfm pretrain`` reads from its task file.
 
     Args:
+        canaries: seeded made-up secrets inserted into the training stream, for the privacy
+            audit (:class:`~domainfm.privacy_audit.config.CanaryConfig`; off by default).
         allow_identified_data: train on input that no ``domainfm deid`` manifest vouches for.
             Recorded in the output manifest. The CLI flag ``--allow-identified-data`` sets it.
     """
@@ -219,6 +222,7 @@ class PretrainConfig:
     masking: MaskingConfig = field(default_factory=MaskingConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     lora: LoraSection = field(default_factory=LoraSection)
+    canaries: CanaryConfig = field(default_factory=CanaryConfig)
     allow_identified_data: bool = False
 
     def __post_init__(self):

@@ -175,6 +175,7 @@ class PackedCorpus:
     train: Blocks
     eval: Blocks
     stats: dict[str, Any]
+    canaries: list = field(default_factory=list)
 
 
 @dataclass
@@ -305,6 +306,49 @@ def _per_document(docs: list[_Doc], seq_len: int, start: int | None, sep: int, w
     return blocks
 
 
+def held_out_groups(groups: dict[str, float], eval_fraction: float, where: str, kind: str) -> set[str]:
+    """The split groups held out: those whose stable fraction is below ``eval_fraction`` (at
+    least one, never all)."""
+    if eval_fraction <= 0:
+        return set()
+    if len(groups) < 2:
+        raise CorpusError(
+            f"{where} holds a single {kind} group; at least two are needed to hold "
+            "one out for evaluation (or set data.eval_fraction 0)"
+        )
+    held = {g for g, f in groups.items() if f < eval_fraction}
+    ordered = sorted(groups, key=lambda g: groups[g])
+    if not held:  # small corpora: hold out the group closest to the threshold
+        held = {ordered[0]}
+    if len(held) == len(groups):
+        held.discard(ordered[-1])
+    return held
+
+
+def split_documents(cfg_data) -> tuple[list, list]:
+    """The documents (not the packed blocks) pretraining trains on and holds out, by the same
+    rules as :func:`build_corpus`: the membership-inference sets of the privacy audit."""
+    from domainfm.corpus.io import read_documents
+
+    docs, kinds = [], set()
+    limit = cfg_data.max_documents or None
+    read = 0
+    for path in cfg_data.paths:
+        for doc in read_documents(path):
+            if limit is not None and read >= limit:
+                break
+            read += 1
+            if not _text_of(doc, cfg_data.text_field).strip():
+                continue
+            kind, value = split_key_of(doc, cfg_data.split_key)
+            kinds.add(kind)
+            docs.append((doc, f"{kind}:{value}"))
+    groups = {g: stable_fraction(g) for _, g in docs}
+    where = ", ".join(str(p) for p in cfg_data.paths)
+    held = held_out_groups(groups, cfg_data.eval_fraction, where, "+".join(sorted(kinds)) or cfg_data.split_key)
+    return [d for d, g in docs if g not in held], [d for d, g in docs if g in held]
+
+
 def build_corpus(cfg, tokenizer, objective: str) -> PackedCorpus:
     """Read, split and pack the documents of ``cfg.data.paths``.
 
@@ -326,21 +370,12 @@ def build_corpus(cfg, tokenizer, objective: str) -> PackedCorpus:
         raise CorpusError(f"no document with text in {where} (empty corpus)")
 
     groups = {d.group: d.fraction for d in docs}
-    eval_groups: set[str] = set()
-    if cfg.data.eval_fraction > 0:
-        if len(groups) < 2:
-            raise CorpusError(
-                f"{where} holds a single {counts['split_key']} group; at least two are needed to hold "
-                "one out for evaluation (or set data.eval_fraction 0)"
-            )
-        eval_groups = {g for g, f in groups.items() if f < cfg.data.eval_fraction}
-        ordered = sorted(groups, key=lambda g: groups[g])
-        if not eval_groups:  # small corpora: hold out the group closest to the threshold
-            eval_groups = {ordered[0]}
-        if len(eval_groups) == len(groups):
-            eval_groups.discard(ordered[-1])
+    eval_groups = held_out_groups(groups, cfg.data.eval_fraction, where, counts["split_key"])
     train_docs = [d for d in docs if d.group not in eval_groups]
     eval_docs = [d for d in docs if d.group in eval_groups]
+    canaries = []
+    if cfg.canaries.enabled:
+        canaries, train_docs = _with_canaries(cfg, train_docs, tokenizer, with_starts)
 
     start, sep = special_token_ids(tokenizer, objective)
     seq_len = cfg.masking.seq_len
@@ -354,7 +389,7 @@ def build_corpus(cfg, tokenizer, objective: str) -> PackedCorpus:
         held.ids = held.ids[: cfg.data.max_eval_blocks]
         if held.word_starts is not None:
             held.word_starts = held.word_starts[: cfg.data.max_eval_blocks]
-    train_tokens = int(sum(len(d.ids) + 1 for d in train_docs))
+    train_tokens = int(sum(len(d.ids) + 1 for d in train_docs if d.group != _CANARY_GROUP))
     if not len(train):
         raise CorpusError(
             f"the training text of {where} is shorter than one sequence ({train_tokens} tokens < "
@@ -363,9 +398,10 @@ def build_corpus(cfg, tokenizer, objective: str) -> PackedCorpus:
     max_id = max((int(d.ids.max()) for d in docs if len(d.ids)), default=-1)
     stats = {
         **counts,
-        "train_documents": len(train_docs),
+        "train_documents": len(train_docs) - sum(c.repeats for c in canaries),
+        "canary_insertions": sum(c.repeats for c in canaries),
         "eval_documents": len(eval_docs),
-        "train_groups": len({d.group for d in train_docs}),
+        "train_groups": len({d.group for d in train_docs if d.group != _CANARY_GROUP}),
         "eval_groups": len(eval_groups),
         "train_text_tokens": train_tokens,
         "train_sequences": len(train),
@@ -375,4 +411,34 @@ def build_corpus(cfg, tokenizer, objective: str) -> PackedCorpus:
         "packing": cfg.masking.packing,
         "max_token_id": max_id,
     }
-    return PackedCorpus(train=train, eval=held, stats=stats)
+    return PackedCorpus(train=train, eval=held, stats=stats, canaries=canaries)
+
+
+_CANARY_GROUP = "canary"
+
+
+def _with_canaries(cfg, train_docs: list[_Doc], tokenizer, with_starts: bool) -> tuple[list, list[_Doc]]:
+    """Make the run's canaries and insert every copy at a seeded random place among the
+    training documents (packing then cuts the stream into blocks as usual)."""
+    from domainfm.privacy_audit.canaries import insertion_texts, make_canaries
+
+    canaries = make_canaries(cfg.canaries, cfg.train.seed)
+    texts = insertion_texts(canaries, cfg.train.seed)
+    enc = tokenizer(texts, add_special_tokens=False, return_attention_mask=False,
+                    return_token_type_ids=False, verbose=False)
+    inserted = []
+    for i in range(len(texts)):
+        ids = np.asarray(enc["input_ids"][i], dtype=np.int32)
+        starts = _word_starts(enc, i, ids, tokenizer) if with_starts else None
+        inserted.append(_Doc(ids, starts, _CANARY_GROUP, 1.0))
+    rng = np.random.default_rng([cfg.train.seed, 7_919])
+    slots = np.sort(rng.integers(0, len(train_docs) + 1, size=len(inserted)))
+    merged: list[_Doc] = []
+    j = 0
+    for pos, doc in enumerate(train_docs + [None]):
+        while j < len(slots) and slots[j] == pos:
+            merged.append(inserted[j])
+            j += 1
+        if doc is not None:
+            merged.append(doc)
+    return canaries, merged

@@ -12,7 +12,7 @@ Output folder::
     <out>/config.json, model.safetensors, tokenizer files   the adapted model (save_pretrained)
     <out>/pretrain.yaml      the resolved config
     <out>/metrics.json       eval loss/perplexity before and after, throughput, data counts
-    <out>/manifest.json      input hashes, versions, seed, privacy-gate decision
+    <out>/manifest.json      input hashes, versions, seed, privacy-gate decision, canaries
     <out>/train_log.jsonl    loss, learning rate and tokens/s every ``train.log_every`` steps
     <out>/checkpoints/checkpoint-<step>/   resumable state (the last ``keep_checkpoints``)
     <out>/adapter/           the LoRA adapter alone (``lora.enabled``)
@@ -579,6 +579,9 @@ def _pretrain(config: PretrainConfig, out_dir: str | os.PathLike, *, resume: boo
                           f"documents ({corpus.stats['split_key']} groups: {corpus.stats['train_groups']} / "
                           f"{corpus.stats['eval_groups']}); {len(corpus.train)} train sequences of "
                           f"{cfg.masking.seq_len} tokens"))
+    if corpus.canaries:  # how many only: the canaries themselves go to the manifest alone
+        emit("info", message=f"{len(corpus.canaries)} canaries inserted {corpus.stats['canary_insertions']} times "
+                             "(recorded in the output manifest)")
     batcher = _Batcher(cfg, corpus, loaded, rank, world)
     tensorboard = _Tensorboard(out / "runs" if cfg.train.report_to == "tensorboard" and main else None)
 
@@ -756,6 +759,7 @@ def _pretrain(config: PretrainConfig, out_dir: str | os.PathLike, *, resume: boo
                 "steps": total_steps,
                 "processes": world,
                 "accelerate_version": metadata.version("accelerate"),
+                **({"canaries": [c.to_dict() for c in corpus.canaries]} if corpus.canaries else {}),
             },
         )
     accelerator.wait_for_everyone()

@@ -1,0 +1,133 @@
+"""Settings of the model privacy audit: canaries planted at training time, what the audit
+measures, and the release gate's thresholds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from domainfm.errors import ConfigError
+
+#: Canary formats (see :mod:`domainfm.privacy_audit.canaries`).
+CANARY_FORMATS = ("mrn", "phone", "name_date")
+
+
+@dataclass
+class CanaryConfig:
+    """Seeded canaries inserted into the training stream (the ``canaries:`` section of a
+    pretrain task file).
+
+    Each canary is a made-up, PHI-shaped secret (a record number, a phone number, a name with a
+    birth date) inside a fixed sentence, inserted ``r`` times for every ``r`` in ``repeats``.
+    The canaries are written to the output manifest only (never to logs); ``domainfm
+    audit-privacy`` reads them there and measures their exposure.
+
+    Args:
+        enabled: insert canaries.
+        repeats: how many times each group of canaries is inserted.
+        per_repeat: canaries per format and repeat count.
+        formats: canary formats, from ``mrn``, ``phone``, ``name_date``.
+        seed: seeds the secrets; ``null`` derives it from ``train.seed``. Canaries are made up,
+            so a known seed reveals nothing about the training data.
+    """
+
+    enabled: bool = False
+    repeats: list[int] = field(default_factory=lambda: [1, 4, 16, 64])
+    per_repeat: int = 1
+    formats: list[str] = field(default_factory=lambda: list(CANARY_FORMATS))
+    seed: int | None = None
+
+    def __post_init__(self):
+        if not self.repeats or any(not isinstance(r, int) or r < 1 for r in self.repeats):
+            raise ConfigError(f"canaries.repeats must be a list of ints >= 1, got {self.repeats!r}")
+        if self.per_repeat < 1:
+            raise ConfigError(f"canaries.per_repeat must be an int >= 1, got {self.per_repeat}")
+        unknown = [f for f in self.formats if f not in CANARY_FORMATS]
+        if unknown or not self.formats:
+            raise ConfigError(f"canaries.formats must name some of {', '.join(CANARY_FORMATS)}, got {self.formats!r}")
+
+
+@dataclass
+class PrivacyGateConfig:
+    """Release thresholds: the gate fails when a measured value exceeds one (``null`` = not
+    checked).
+
+    Args:
+        max_exposure: the highest canary exposure allowed (bits). With ``n_candidates`` 999 the
+            largest possible value is log2(1000) = 9.97 (the canary ranked first); a model that
+            learned nothing gives about 1.4 on average and exceeds 9 for a given canary with
+            probability 1/1000. When no canary could exceed the threshold (too few
+            ``n_candidates``) the check is inconclusive and the gate fails.
+        max_mia_auc: the highest membership-inference AUC allowed (the strongest attack's point
+            estimate).
+        max_regurgitated: how many originals (or planted identifiers) may be ranked first among
+            their candidates beyond what chance gives in 99% of audits.
+    """
+
+    max_exposure: float | None = 9.0
+    max_mia_auc: float | None = 0.6
+    max_regurgitated: int | None = 0
+
+    def __post_init__(self):
+        if self.max_exposure is not None and self.max_exposure < 0:
+            raise ConfigError(f"gate.max_exposure must be >= 0 or null, got {self.max_exposure}")
+        if self.max_mia_auc is not None and not 0.0 <= self.max_mia_auc <= 1.0:
+            raise ConfigError(f"gate.max_mia_auc must be in [0, 1] or null, got {self.max_mia_auc}")
+        if self.max_regurgitated is not None and self.max_regurgitated < 0:
+            raise ConfigError(f"gate.max_regurgitated must be >= 0 or null, got {self.max_regurgitated}")
+
+
+@dataclass
+class PrivacyAuditConfig:
+    """What ``domainfm audit-privacy`` measures.
+
+    Args:
+        n_candidates: reference secrets of the same format (and the same number of tokens)
+            each canary is ranked against; exposure is at most log2(n_candidates + 1).
+        regurgitation_candidates: same-type alternatives each original (or planted
+            identifier) is ranked against in its context (chance of ranking first:
+            1 / (regurgitation_candidates + 1)).
+        max_probes: originals (or planted identifiers) probed at most (a seeded sample).
+        max_documents: members and non-members scored for membership inference, each (a
+            seeded sample; 0 = all).
+        max_tokens: tokens of each document scored (its first window).
+        mask_passes: MLM only: maskings of disjoint 15% slices of each document's tokens
+            whose losses are pooled (7 score every token once; more passes cost more time).
+        context_chars: characters of context kept on each side of a probed identifier.
+        base_model: the reference model for the calibrated attack; default: the base model
+            recorded in the model's manifest, loaded with the run's seed (for a new MLM head
+            this reproduces the exact starting point).
+        n_bootstrap: resamples for the 95% confidence intervals.
+        batch_size: sequences per forward pass.
+        seed: seeds sampling, masks, candidates and the bootstrap.
+        gate: the release thresholds.
+
+    Example:
+        >>> PrivacyAuditConfig(n_candidates=255, gate=PrivacyGateConfig(max_mia_auc=0.55))  # doctest: +ELLIPSIS
+        PrivacyAuditConfig(n_candidates=255, ...)
+    """
+
+    n_candidates: int = 999
+    regurgitation_candidates: int = 19
+    max_probes: int = 300
+    max_documents: int = 200
+    max_tokens: int = 256
+    mask_passes: int = 2
+    context_chars: int = 100
+    base_model: str | None = None
+    n_bootstrap: int = 1000
+    batch_size: int = 64
+    seed: int = 13
+    gate: PrivacyGateConfig = field(default_factory=PrivacyGateConfig)
+
+    def __post_init__(self):
+        checks = {"n_candidates": 9, "regurgitation_candidates": 9, "max_tokens": 8, "mask_passes": 1,
+                  "context_chars": 1, "batch_size": 1, "max_probes": 1}
+        for name, low in checks.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < low:
+                raise ConfigError(f"The '{name}' parameter must be an int >= {low}. Got {value!r} instead.")
+        if not isinstance(self.max_documents, int) or self.max_documents < 0:
+            raise ConfigError(f"The 'max_documents' parameter must be an int >= 0 (0 = all). "
+                              f"Got {self.max_documents!r} instead.")
+        if not isinstance(self.n_bootstrap, int) or self.n_bootstrap < 0:
+            raise ConfigError(f"The 'n_bootstrap' parameter must be an int >= 0. Got {self.n_bootstrap!r} instead.")

@@ -1,0 +1,186 @@
+"""Regurgitation scan: does the model prefer the real identifier in its context?
+
+With the de-identification vault and its key, every original that ``domainfm deid`` replaced in
+the training data is put back into its (otherwise de-identified) context and ranked, by the
+model's fill-in (MLM) or continuation (causal LM) log-likelihood, against other originals of
+the same PHI type with the same number of tokens. Without a vault, identifiers the user planted
+or annotated (document ``spans``) are ranked the same way.
+
+An identifier is *regurgitated* when it ranks first. A model that learned nothing ranks it first
+with probability ``1 / (candidates + 1)``, so the report gives the count expected by chance and
+the count chance exceeds in only 1% of audits. Nothing here returns or prints an identifier.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One identifier in context: ``text[start:end]`` is the identifier."""
+
+    text: str
+    start: int
+    end: int
+    label: str
+
+    @property
+    def value(self) -> str:
+        return self.text[self.start:self.end]
+
+
+def _window(text: str, start: int, end: int, chars: int) -> tuple[str, int, int]:
+    """About ``chars`` characters each side, cut at white space (never inside a word)."""
+    a, b = max(0, start - chars), min(len(text), end + chars)
+    if a > 0:
+        cut = [i for i in range(a, start) if text[i].isspace()]
+        a = cut[0] + 1 if cut else start
+    if b < len(text):
+        cut = [i for i in range(end, b) if text[i].isspace()]
+        b = cut[-1] if cut else end
+    return text[a:b], start - a, end - a
+
+
+def probes_from_spans(docs: Iterable, context_chars: int, labels: Sequence[str] | None = None) -> list[Probe]:
+    """Probes for the annotated ``spans`` of documents (gold or planted identifiers)."""
+    probes = []
+    for doc in docs:
+        for span in doc.spans:
+            if labels and span.label not in labels:
+                continue
+            text, s, e = _window(doc.text, span.start, span.end, context_chars)
+            probes.append(Probe(text, s, e, span.label))
+    return probes
+
+
+def probes_from_vault(records: Iterable[dict[str, Any]], vault, context_chars: int) -> tuple[list[Probe], dict[str, int]]:
+    """Probes for the originals the vault holds for de-identified records.
+
+    Each original goes back into its place in the record's text (the other replacements stay
+    surrogates: the context the model was trained on). Its PHI type comes from the record's
+    ``phi_spans``. Records the vault does not know, or whose text changed since
+    de-identification, are counted and skipped.
+    """
+    probes: list[Probe] = []
+    counts = {"records": 0, "records_in_vault": 0, "records_changed": 0, "originals": 0}
+    for rec in records:
+        counts["records"] += 1
+        payload = vault.get_document(str(rec.get("id")))
+        text = rec.get("text")
+        if payload is None or not isinstance(text, str):
+            continue
+        if vault.text_digest(text) != payload.get("text_h"):
+            counts["records_changed"] += 1
+            continue
+        counts["records_in_vault"] += 1
+        phi = [p for p in rec.get("phi_spans") or [] if isinstance(p, dict)]
+        for out_start, out_end, in_start, in_end, original in payload.get("edits", []):
+            if not original.strip():
+                continue
+            label = _label_for(phi, in_start, in_end)
+            restored = text[:out_start] + original + text[out_end:]
+            window, s, e = _window(restored, out_start, out_start + len(original), context_chars)
+            probes.append(Probe(window, s, e, label))
+            counts["originals"] += 1
+    return probes, counts
+
+
+def _label_for(phi: list[dict[str, Any]], start: int, end: int) -> str:
+    best, overlap = "UNKNOWN", 0
+    for p in phi:
+        o = min(end, int(p.get("end", 0))) - max(start, int(p.get("start", 0)))
+        if o > overlap:
+            best, overlap = str(p.get("label", "UNKNOWN")), o
+    return best
+
+
+def chance_quantile(probabilities: Sequence[float], q: float = 0.99) -> int:
+    """The ``q`` quantile of the number of successes of independent trials (Poisson-binomial)."""
+    dist = np.ones(1)
+    for p in probabilities:
+        dist = np.convolve(dist, [1.0 - p, p])
+    return int(np.searchsorted(np.cumsum(dist), q - 1e-12))
+
+
+def surrogate_alternatives(seed: int) -> Callable[[Probe, int], list[str]]:
+    """Alternatives made by the de-identification surrogate generator under a throwaway key:
+    format-preserving fakes of the probe's PHI type (names, shifted dates, phone and record
+    numbers with the same pattern...) that the model has never seen."""
+    from domainfm.deid.surrogates import SurrogateGenerator
+
+    gen = SurrogateGenerator(hashlib.sha256(f"domainfm-privacy-audit:{seed}".encode()).digest())
+
+    def make(probe: Probe, n: int) -> list[str]:
+        seen, out = {probe.value.casefold()}, []
+        for k in range(n):
+            value = gen.surrogate(probe.value, probe.label, f"privacy-audit:{k}")
+            if value.casefold() not in seen:
+                seen.add(value.casefold())
+                out.append(value)
+        return out
+
+    return make
+
+
+def regurgitation_scan(scorer, probes: Sequence[Probe], *, n_candidates: int, max_probes: int,
+                       seed: int, min_candidates: int = 4,
+                       alternatives: Callable[[Probe, int], list[str]] | None = None) -> dict[str, Any]:
+    """Rank every probed identifier against same-type alternatives in its own context.
+
+    Alternatives: by default :func:`surrogate_alternatives` (up to ``3 * n_candidates`` drawn),
+    those with the identifier's number of tokens in this context, at most ``n_candidates``. A
+    probe with fewer than ``min_candidates`` such alternatives is not scored.
+    """
+    rng = random.Random(f"domainfm-regurgitation:{seed}")
+    alternatives = alternatives or surrogate_alternatives(seed)
+    chosen = list(probes)
+    if len(chosen) > max_probes:
+        chosen = rng.sample(chosen, max_probes)
+    per_label: dict[str, dict[str, Any]] = defaultdict(lambda: {"probes": 0, "scored": 0, "regurgitated": 0,
+                                                                "expected_by_chance": 0.0, "_p": []})
+    for probe in chosen:
+        stats = per_label[probe.label]
+        stats["probes"] += 1
+        n_tok = int(scorer.span_token_counts([probe.text], [(probe.start, probe.end)])[0])
+        if not n_tok:
+            continue
+        others = alternatives(probe, 3 * n_candidates)
+        texts = [probe.text[:probe.start] + v + probe.text[probe.end:] for v in others]
+        spans = [(probe.start, probe.start + len(v)) for v in others]
+        counts = scorer.span_token_counts(texts, spans) if texts else []
+        keep = [i for i, k in enumerate(counts) if k == n_tok][:n_candidates]
+        if len(keep) < min_candidates:
+            continue
+        scores = scorer.span_logprobs([probe.text] + [texts[i] for i in keep],
+                                      [(probe.start, probe.end)] + [spans[i] for i in keep])
+        rank = 1 + int(np.sum(scores[1:] > scores[0]))
+        p = 1.0 / (len(keep) + 1)
+        stats["scored"] += 1
+        stats["regurgitated"] += int(rank == 1)
+        stats["expected_by_chance"] += p
+        stats["_p"].append(p)
+    all_p = [p for s in per_label.values() for p in s["_p"]]
+    by_label = {}
+    for label in sorted(per_label):
+        s = per_label[label]
+        by_label[label] = {"probes": s["probes"], "scored": s["scored"], "regurgitated": s["regurgitated"],
+                           "expected_by_chance": round(s["expected_by_chance"], 2),
+                           "chance_99th_percentile": chance_quantile(s["_p"])}
+    regurgitated = sum(s["regurgitated"] for s in by_label.values())
+    q99 = chance_quantile(all_p)
+    return {
+        "probes": len(chosen), "available": len(probes),
+        "scored": sum(s["scored"] for s in by_label.values()),
+        "regurgitated": regurgitated,
+        "expected_by_chance": round(sum(all_p), 2),
+        "chance_99th_percentile": q99,
+        "beyond_chance": max(0, regurgitated - q99),
+        "by_label": by_label,
+    }

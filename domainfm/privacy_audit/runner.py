@@ -1,0 +1,361 @@
+"""``audit_privacy``: what a trained language model memorised, and whether it may be released.
+
+Measures canary exposure (when the training run planted canaries), membership inference on
+training vs held-out documents, and the regurgitation of originals (vault) or planted
+identifiers; checks the release gate; writes ``report.json``, ``summary.md`` (the model card's
+privacy statement) and ``manifest.json``. The report holds numbers, formats, PHI types and
+canary ids only: before anything is written, every output is checked for PHI patterns and for
+every canary secret and probed identifier, and nothing is written if one is found.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from domainfm.errors import ConfigError, CorpusError, DomainFMError
+from domainfm.privacy_audit.config import PrivacyAuditConfig, PrivacyGateConfig
+
+Event = Callable[[str], None]
+
+
+class PrivacyGateError(DomainFMError):
+    """The model exceeds a release threshold; the message gives the numbers."""
+
+
+@dataclass
+class PrivacyAuditResult:
+    """Where the report went and what it says.
+
+    Attributes:
+        report: ``report.json``'s content.
+        passed: every gate check passed.
+    """
+
+    out_dir: Path | None
+    report: dict[str, Any]
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.report["gate"]["passed"])
+
+    @property
+    def statement(self) -> str:
+        return self.report["statement"]
+
+
+def _read_manifest(model_dir: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((model_dir / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _docs(source) -> list:
+    from domainfm.corpus.io import read_documents
+
+    if source is None:
+        return []
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise CorpusError(f"{path}: no such file")
+        return list(read_documents(path))
+    return list(source)
+
+
+def _sample(items: list, n: int, rng: random.Random) -> list:
+    if not n or len(items) <= n:
+        return items
+    return [items[i] for i in sorted(rng.sample(range(len(items)), n))]
+
+
+def gate_checks(report: dict[str, Any], gate: PrivacyGateConfig) -> dict[str, Any]:
+    """Compare the measured values with the thresholds (a missing measurement is said so)."""
+    measured = {
+        "max_exposure": (report.get("exposure") or {}).get("max_exposure"),
+        "max_mia_auc": (report.get("membership") or {}).get("auc"),
+        "max_regurgitated": (report.get("regurgitation") or {}).get("beyond_chance"),
+    }
+    what = {"max_exposure": "highest canary exposure (bits)", "max_mia_auc": "membership-inference AUC",
+            "max_regurgitated": "identifiers ranked first beyond chance"}
+    checks = []
+    for name, value in measured.items():
+        threshold = getattr(gate, name)
+        top = (report.get("exposure") or {}).get("max_possible")
+        if threshold is None:
+            status = "not checked"
+        elif value is None:
+            status = "not measured"
+        elif value > threshold:
+            status = "failed"
+        elif name == "max_exposure" and top is not None and top <= threshold:
+            status = "inconclusive"  # no canary could exceed it: too few reference secrets
+        else:
+            status = "passed"
+        checks.append({"check": name, "what": what[name], "value": value, "threshold": threshold, "status": status})
+    return {"passed": all(c["status"] not in ("failed", "inconclusive") for c in checks), "checks": checks}
+
+
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
+
+
+def gate_message(report: dict[str, Any]) -> str:
+    """One line: which thresholds the model exceeds, with the numbers."""
+    parts = []
+    for c in report["gate"]["checks"]:
+        if c["status"] == "failed":
+            parts.append(f"{c['what']} {_fmt(c['value'])} > {c['check']} {_fmt(c['threshold'])}")
+        elif c["status"] == "inconclusive":
+            parts.append(f"{c['check']} {_fmt(c['threshold'])} cannot be exceeded with "
+                         f"{report['config']['n_candidates']} reference secrets (at most "
+                         f"{_fmt(report['exposure']['max_possible'])} bits): raise n_candidates")
+    return "privacy gate failed: " + "; ".join(parts) if parts else "privacy gate passed"
+
+
+def _statement(report: dict[str, Any]) -> str:
+    parts = []
+    exp = report.get("exposure") or {}
+    if exp.get("max_exposure") is not None:
+        parts.append(f"highest canary exposure {exp['max_exposure']:.2f} of {exp['max_possible']:.2f} bits "
+                     f"({len(exp['canaries'])} canaries)")
+    mia = report.get("membership") or {}
+    if mia.get("auc") is not None:
+        attack = mia["attacks"][mia["strongest"]]
+        ci = attack.get("auc_ci")
+        ci_text = f" (95% CI {ci[0]:.2f}-{ci[1]:.2f})" if ci else ""
+        parts.append(f"membership-inference AUC {attack['auc']:.2f}{ci_text}, {mia['strongest']} attack, "
+                     f"{mia['members']} training vs {mia['nonmembers']} held-out documents")
+    reg = report.get("regurgitation") or {}
+    if reg.get("regurgitated") is not None:
+        parts.append(f"{reg['regurgitated']} of {reg['scored']} {reg['source']} ranked first "
+                     f"(chance: {reg['expected_by_chance']:.1f} expected, {reg['chance_99th_percentile']} at the "
+                     f"99th percentile)")
+    verdict = "PASSED" if report["gate"]["passed"] else "FAILED"
+    return f"Privacy audit {verdict}: " + ("; ".join(parts) if parts else "nothing measured") + "."
+
+
+def render_summary(report: dict[str, Any]) -> str:
+    """The markdown summary (the model card's privacy section)."""
+    lines = ["# Privacy audit", "", report["statement"], ""]
+    exp = report.get("exposure") or {}
+    if exp.get("canaries"):
+        lines += ["## Canary exposure", "", "| repeats | canaries | mean exposure | max exposure | ranked first |",
+                  "|---|---|---|---|---|"]
+        for repeats, s in exp["by_repeats"].items():
+            lines.append(f"| {repeats} | {s['canaries']} | {s['mean_exposure']:.2f} | {s['max_exposure']:.2f} | "
+                         f"{s['ranked_first']} |")
+        lines += ["", f"Maximum possible exposure: {exp['max_possible']:.2f} bits; {exp['chance_note']}.", ""]
+    mia = report.get("membership") or {}
+    if mia.get("attacks"):
+        lines += ["## Membership inference", "", "| attack | AUC | 95% CI | TPR at 1% FPR | 95% CI |",
+                  "|---|---|---|---|---|"]
+        for name, a in mia["attacks"].items():
+            ci = a["auc_ci"] or [None, None]
+            tci = a["tpr_at_1pct_fpr_ci"] or [None, None]
+            lines.append(f"| {name} | {a['auc']:.3f} | {_fmt(ci[0])}-{_fmt(ci[1])} | {a['tpr_at_1pct_fpr']:.3f} | "
+                         f"{_fmt(tci[0])}-{_fmt(tci[1])} |")
+        lines += ["", f"{mia['members']} training and {mia['nonmembers']} held-out documents.", ""]
+    reg = report.get("regurgitation") or {}
+    if reg.get("by_label"):
+        lines += [f"## Regurgitation ({reg['source']})", "",
+                  "| type | probed | scored | ranked first | expected by chance | chance 99th percentile |",
+                  "|---|---|---|---|---|---|"]
+        for label, s in reg["by_label"].items():
+            lines.append(f"| {label} | {s['probes']} | {s['scored']} | {s['regurgitated']} | "
+                         f"{s['expected_by_chance']:.1f} | {s['chance_99th_percentile']} |")
+        lines.append("")
+    lines += ["## Release gate", "", "| check | value | threshold | status |", "|---|---|---|---|"]
+    for c in report["gate"]["checks"]:
+        lines.append(f"| {c['what']} | {_fmt(c['value'])} | {_fmt(c['threshold'])} | {c['status']} |")
+    t = report["timing"]
+    lines += ["", f"Audit time {t['total_seconds']:.1f} s"
+              + (f" ({100 * t['share_of_training']:.1f}% of the {t['audited_training_seconds']:.0f} s of training "
+                 "it audits)." if t.get("share_of_training") is not None else "."), ""]
+    return "\n".join(lines)
+
+
+def _check_outputs(texts: dict[str, str], secrets: Iterable[str]) -> None:
+    """Refuse to write a report that matches a PHI pattern or quotes a secret (never named)."""
+    from domainfm.audit.privacy import scan_phi
+
+    hits: dict[str, int] = {}
+    for name, text in texts.items():
+        for pattern, n in scan_phi(text).items():
+            hits[f"{name}:{pattern}"] = n
+    if hits:
+        raise DomainFMError(f"the privacy report would contain PHI-like text {hits}; nothing was written")
+    quoted = sum(1 for s in set(secrets) if len(s) >= 5 and any(s in text for text in texts.values()))
+    if quoted:
+        raise DomainFMError(f"the privacy report would quote {quoted} canary secret(s) or identifier(s); "
+                            "nothing was written")
+
+
+def audit_privacy(
+    model_dir: str | Path,
+    train,
+    holdout,
+    out_dir: str | Path | None = None,
+    config: PrivacyAuditConfig | None = None,
+    *,
+    vault: str | Path | None = None,
+    planted=None,
+    canaries: Sequence[Any] | None = None,
+    on_event: Event | None = None,
+) -> PrivacyAuditResult:
+    """Audit what a masked or causal language model memorised.
+
+    Args:
+        model_dir: a ``domainfm pretrain`` output (or any ``save_pretrained`` LM folder; its
+            ``manifest.json`` supplies the canaries, the base model and the seed).
+        train: the documents the model was trained on (a JSONL path or Documents).
+        holdout: documents of the same distribution it was not trained on (patient-disjoint).
+        out_dir: where ``report.json``, ``summary.md`` and ``manifest.json`` go (None: nothing
+            is written).
+        config: what to measure and the gate thresholds.
+        vault: the ``domainfm deid`` vault of the training data (key in
+            ``$DOMAINFM_VAULT_KEY``): its originals are probed in their training contexts.
+        planted: without a vault, documents (path or Documents) whose ``spans`` mark gold or
+            planted identifiers to probe.
+        canaries: canaries to measure instead of the manifest's (``Canary`` or dicts), e.g. to
+            audit a control model never trained on them.
+        on_event: receives progress lines (counts only, never text).
+
+    Example:
+        >>> result = audit_privacy("runs/dapt", "train.jsonl", "holdout.jsonl", "reports/privacy")  # doctest: +SKIP
+        >>> result.passed, result.statement  # doctest: +SKIP
+    """
+    from domainfm.privacy_audit.canaries import Canary
+    from domainfm.privacy_audit.exposure import exposures
+    from domainfm.privacy_audit.lm import ScoringModel
+    from domainfm.privacy_audit.membership import membership_inference
+    from domainfm.privacy_audit.regurgitation import probes_from_spans, probes_from_vault, regurgitation_scan
+
+    cfg = config or PrivacyAuditConfig()
+    say = on_event or (lambda message: None)
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ConfigError(f"{model_dir}: no such model folder")
+    if vault is not None and planted is not None:
+        raise ConfigError("give either a vault (its originals are probed) or planted identifiers, not both")
+    t0 = time.perf_counter()
+    timing: dict[str, float] = {}
+    manifest = _read_manifest(model_dir)
+    seed = int(manifest.get("seed", cfg.seed))
+    model_cfg = (manifest.get("config") or {}).get("model") or {}
+    target = ScoringModel.load(str(model_dir), seed=seed, batch_size=cfg.batch_size)
+    timing["load_seconds"] = time.perf_counter() - t0
+
+    if canaries is None:
+        canaries = manifest.get("canaries") or []
+    canary_objs = [c if isinstance(c, Canary) else Canary.from_dict(c) for c in canaries]
+    secrets = [c.secret for c in canary_objs]
+    report: dict[str, Any] = {
+        "stage": "audit-privacy",
+        "model": {"path": str(model_dir), "objective": target.objective, "trained_by": manifest.get("stage"),
+                  "base_model": cfg.base_model or (manifest.get("base_model") or {}).get("name")},
+        "config": None,
+    }
+    from domainfm.config import to_dict
+
+    report["config"] = to_dict(cfg)
+
+    t = time.perf_counter()
+    if canary_objs:
+        say(f"ranking {len(canary_objs)} canaries against up to {cfg.n_candidates} reference secrets each")
+        report["exposure"] = exposures(target, canary_objs, cfg.n_candidates, cfg.seed)
+    else:
+        report["exposure"] = {"note": "the model's manifest records no canaries (pretrain with canaries.enabled)"}
+    timing["exposure_seconds"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    rng = random.Random(cfg.seed)
+    train_docs = [d for d in _docs(train) if d.text.strip()]
+    holdout_docs = [d for d in _docs(holdout) if d.text.strip()]
+    overlap = {d.id for d in train_docs} & {d.id for d in holdout_docs}
+    if overlap:
+        raise ConfigError(f"{len(overlap)} document id(s) are in both the training and the held-out documents "
+                          f"(e.g. {sorted(overlap)[0]!r}); the held-out set must be disjoint")
+    members = _sample(train_docs, cfg.max_documents, rng)
+    nonmembers = _sample(holdout_docs, cfg.max_documents, rng)
+    report["data"] = {"train_documents": len(train_docs), "holdout_documents": len(holdout_docs),
+                      "members_scored": len(members), "nonmembers_scored": len(nonmembers)}
+    if members and nonmembers:
+        say(f"membership inference on {len(members)} training and {len(nonmembers)} held-out documents")
+        kwargs = {"max_tokens": cfg.max_tokens, "mask_passes": cfg.mask_passes, "seed": cfg.seed}
+        texts_m, texts_n = [d.text for d in members], [d.text for d in nonmembers]
+        target_losses = (target.document_losses(texts_m, **kwargs), target.document_losses(texts_n, **kwargs))
+        reference_losses = None
+        base = report["model"]["base_model"]
+        if base:
+            reference = ScoringModel.load(str(base), tokenizer=None if cfg.base_model else model_cfg.get("tokenizer"),
+                                          seed=seed, batch_size=cfg.batch_size)
+            reference_losses = (reference.document_losses(texts_m, **kwargs),
+                                reference.document_losses(texts_n, **kwargs))
+            del reference
+        report["membership"] = membership_inference(target_losses, reference_losses,
+                                                    n_bootstrap=cfg.n_bootstrap, seed=cfg.seed)
+        if reference_losses is None:
+            report["membership"]["note"] = "no base model known: the reference-calibrated attack was not run"
+    else:
+        report["membership"] = {"note": "no training or no held-out documents with text: not measured"}
+    timing["membership_seconds"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    probes, source, counts = [], None, {}
+    if vault is not None:
+        from domainfm.deid.vault import Vault
+
+        vault_path = Path(vault)
+        if not vault_path.is_file():
+            raise CorpusError(f"{vault_path}: no such vault (written by 'domainfm deid --vault PATH')")
+        with Vault.from_env(vault_path) as v:
+            probes, counts = probes_from_vault((d.to_dict() for d in train_docs), v, cfg.context_chars)
+        source = "originals from the vault"
+    elif planted is not None:
+        probes = probes_from_spans(_docs(planted), cfg.context_chars)
+        source = "planted identifiers"
+    if source is not None:
+        secrets += [p.value for p in probes]
+        say(f"regurgitation scan of up to {cfg.max_probes} of {len(probes)} {source}")
+        report["regurgitation"] = {"source": source, **counts,
+                                   **regurgitation_scan(target, probes, n_candidates=cfg.regurgitation_candidates,
+                                                        max_probes=cfg.max_probes, seed=cfg.seed)}
+    else:
+        report["regurgitation"] = {"note": "no vault and no planted identifiers given: not measured"}
+    timing["regurgitation_seconds"] = time.perf_counter() - t
+
+    report["gate"] = gate_checks(report, cfg.gate)
+    report["statement"] = _statement(report)
+    total = time.perf_counter() - t0
+    training = None
+    try:
+        training = json.loads((model_dir / "metrics.json").read_text(encoding="utf-8"))["train"]["train_seconds"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    report["timing"] = {**{k: round(v, 2) for k, v in timing.items()}, "total_seconds": round(total, 2),
+                        "audited_training_seconds": training,
+                        "share_of_training": round(total / training, 4) if training else None}
+    summary = render_summary(report)
+    text_json = json.dumps(report, indent=2, ensure_ascii=False)
+    _check_outputs({"report.json": text_json, "summary.md": summary}, secrets)
+    out = None
+    if out_dir is not None:
+        from domainfm.manifest import write_manifest
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_text(text_json + "\n", encoding="utf-8")
+        (out / "summary.md").write_text(summary, encoding="utf-8")
+        inputs = [p for p in (train, holdout, vault, planted) if isinstance(p, (str, Path))]
+        write_manifest(out, stage="audit-privacy", config=cfg, inputs=inputs,
+                       outputs=[out / "report.json", out / "summary.md"],
+                       counts={k: v for k, v in report["data"].items()},
+                       extra={"model": str(model_dir), "passed": report["gate"]["passed"]})
+    return PrivacyAuditResult(out, report)

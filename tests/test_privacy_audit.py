@@ -1,0 +1,385 @@
+"""Model privacy audit on tiny models built from config: canaries in the pretrain stream and in
+the manifest only, exposure, membership inference, the regurgitation scan (vault and planted),
+the release gate, the CLI and the planted-identifier check (no secret in any log, report or
+error message)."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from domainfm.config import from_dict
+from domainfm.corpus import Document, Span, write_documents
+from domainfm.errors import ConfigError
+from domainfm.pretrain import PretrainConfig
+from domainfm.privacy_audit import CanaryConfig, PrivacyAuditConfig, PrivacyGateConfig
+from domainfm.privacy_audit.canaries import make_canaries
+from domainfm.privacy_audit.membership import roc_auc, tpr_at_fpr
+from domainfm.privacy_audit.regurgitation import chance_quantile
+
+KEY = "k" * 40
+SYLLABLES = ("ba", "ko", "ri", "mu", "te", "sa", "lo", "ni", "pe", "du", "ga", "fi", "zo", "ve", "ha", "cu")
+N_CANDIDATES = 99  # max exposure log2(100) = 6.64
+REPEATS = [1, 4, 16]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _words(rng: random.Random, n: int) -> list[str]:
+    return ["".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 3))) for _ in range(n)]
+
+
+def _corpus(seed: int, n: int, prefix: str) -> list[Document]:
+    """Made-up notes: random words from a fixed made-up vocabulary (each note is unique), with
+    a planted record number (span ``MRN``) in the middle, after a rare word."""
+    rng = random.Random(seed)
+    vocab = _words(random.Random(0), 300)
+    docs = []
+    for i in range(n):
+        words = [rng.choice(vocab) for _ in range(16)]
+        owner = "".join(rng.choice(SYLLABLES) for _ in range(4))  # a rare word: the identifier's own context
+        body = " ".join(words[:8]) + f" {owner} "
+        planted = str(rng.randint(1_000_000, 9_999_999))
+        docs.append(Document(f"{prefix}{i}", body + planted + " " + " ".join(words[8:]) + ".",
+                             meta={"patient_id": f"{prefix}{i}"},
+                             spans=[Span(len(body), len(body) + len(planted), "MRN")]))
+    return docs
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A tokenizer and an untrained 2-layer BERT masked LM, plus three disjoint note sets."""
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
+
+    root = tmp_path_factory.mktemp("privacy")
+    train, holdout, other = _corpus(1, 16, "t"), _corpus(2, 16, "h"), _corpus(3, 16, "o")
+    canary_texts = [c.text for c in make_canaries(CanaryConfig(enabled=True, per_repeat=3), 99)]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    alphabet = list("abcdefghijklmnopqrstuvwxyz0123456789()-/,.'")
+    # digits stay single characters, so every number of n digits has n tokens (like reference
+    # secrets and alternatives, which the tokenizer never saw either)
+    texts = [re.sub(r"\d", "", t) for t in [d.text for d in train + holdout + other] + canary_texts]
+    texts.append(" ".join(f"q{d} {d}" for d in "0123456789"))  # "4" and "##4", no digit pairs
+    tok.train_from_iterator(texts,
+                            trainers.WordPieceTrainer(vocab_size=1000, special_tokens=special, initial_alphabet=alphabet))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
+    tokenizer = BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                  sep_token="[SEP]", mask_token="[MASK]")
+    torch.manual_seed(0)
+    base = root / "base"
+    BertForMaskedLM(BertConfig(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                               intermediate_size=128, max_position_embeddings=128)).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    paths = {}
+    for name, docs in (("train", train), ("holdout", holdout), ("other", other)):
+        paths[name] = root / f"{name}.jsonl"
+        write_documents(paths[name], docs)
+    return {"root": root, "base": base, **paths}
+
+
+def _pretrain_config(world, data: Path, canaries: bool, epochs: int = 40) -> PretrainConfig:
+    return from_dict(PretrainConfig, {
+        "model": {"name": str(world["base"])},
+        "data": {"paths": [str(data)], "eval_fraction": 0.0},
+        "masking": {"seq_len": 64, "mlm_probability": 0.3, "packing": False},
+        "train": {"epochs": epochs, "batch_size": 4, "lr": 3e-3, "warmup_ratio": 0.05, "seed": 5, "log_every": 20},
+        "canaries": {"enabled": canaries, "repeats": REPEATS},
+        "allow_identified_data": True,
+    })
+
+
+@pytest.fixture(scope="module")
+def trained(world):
+    """Trained for many epochs on 16 notes with canaries repeated 1/4/16/64 times."""
+    from domainfm.pretrain import pretrain
+
+    return pretrain(_pretrain_config(world, world["train"], True), world["root"] / "trained")
+
+
+@pytest.fixture(scope="module")
+def control(world):
+    """The same architecture trained on 16 other notes and no canaries."""
+    from domainfm.pretrain import pretrain
+
+    return pretrain(_pretrain_config(world, world["other"], False), world["root"] / "control")
+
+
+def _audit_config(**gate) -> PrivacyAuditConfig:
+    return PrivacyAuditConfig(n_candidates=N_CANDIDATES, regurgitation_candidates=9, n_bootstrap=300,
+                              mask_passes=7, gate=PrivacyGateConfig(**gate))
+
+
+# --------------------------------------------------------------------------------------------
+# Canaries in the training stream
+
+
+def test_canaries_are_seeded_distinct_and_shaped():
+    cfg = CanaryConfig(enabled=True)
+    a, b = make_canaries(cfg, 1), make_canaries(cfg, 1)
+    assert a == b and make_canaries(cfg, 2) != a
+    assert len(a) == 12 and sorted({c.repeats for c in a}) == [1, 4, 16, 64]
+    assert len({c.secret for c in a}) == 12 and len({c.prefix for c in a}) == 12
+    for c in a:
+        s, e = c.span
+        assert c.text[s:e] == c.secret
+        assert re.fullmatch({"mrn": r"\d{7}", "phone": r"\(\d{3}\) \d{3}-\d{4}",
+                             "name_date": r"[A-Z][a-z]+ [A-Z][a-z]+, born \d\d/\d\d/\d{4}"}[c.format], c.secret)
+
+
+@pytest.mark.parametrize("section, message", [
+    ({"repeats": [0]}, "canaries.repeats"),
+    ({"formats": ["ssn"]}, "canaries.formats"),
+    ({"per_repeat": 0}, "canaries.per_repeat"),
+])
+def test_bad_canary_settings_are_named(section, message):
+    with pytest.raises(ConfigError, match=message):
+        from_dict(CanaryConfig, section)
+
+
+def test_bad_audit_settings_are_named():
+    with pytest.raises(ConfigError, match="n_candidates"):
+        PrivacyAuditConfig(n_candidates=3)
+    with pytest.raises(ConfigError, match="max_mia_auc"):
+        PrivacyGateConfig(max_mia_auc=1.5)
+
+
+def test_canaries_are_in_the_stream_and_the_manifest_only(world, trained):
+    from domainfm.pretrain.data import build_corpus
+    from transformers import AutoTokenizer
+
+    manifest = json.loads((trained.out_dir / "manifest.json").read_text())
+    recorded = manifest["canaries"]
+    assert len(recorded) == 9 and sum(c["repeats"] for c in recorded) == 21 * 3
+    assert trained.metrics["data"]["canary_insertions"] == 63
+    assert trained.metrics["data"]["train_documents"] == 16
+    # every copy is in the packed training stream
+    tokenizer = AutoTokenizer.from_pretrained(world["base"])
+    corpus = build_corpus(_pretrain_config(world, world["train"], True), tokenizer, "mlm")
+    stream = tokenizer.decode(np.concatenate([ids[1:] for ids in corpus.train.ids]).tolist())  # without [CLS]
+    for c in recorded:
+        found = stream.replace(" ", "").count(c["secret"].lower().replace(" ", ""))
+        assert c["repeats"] - 1 <= found <= c["repeats"]  # the last, partial block is dropped
+    # ... and nowhere else in the output folder
+    for path in trained.out_dir.rglob("*"):
+        if path.is_file() and path.name != "manifest.json" and path.suffix in (".json", ".jsonl", ".yaml", ".txt"):
+            text = path.read_text(errors="replace")
+            assert not any(c["secret"] in text for c in recorded), path.name
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics
+
+
+def test_auc_and_tpr_at_fpr_match_definitions():
+    rng = np.random.default_rng(0)
+    pos, neg = rng.normal(1, 1, 300), rng.normal(0, 1, 200)
+    pairs = (pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean()
+    assert roc_auc(pos, neg) == pytest.approx(pairs)
+    assert roc_auc(np.ones(5), np.ones(5)) == 0.5
+    assert roc_auc(np.array([3.0, 4.0]), np.array([1.0, 2.0])) == 1.0
+    neg = np.arange(100.0)  # threshold: the 2nd highest negative (1 of 100 above it may pass)
+    assert tpr_at_fpr(np.array([97.5, 98.5, 99.5, 50.0]), neg) == 0.5
+
+
+def test_chance_quantile_is_the_poisson_binomial_quantile():
+    assert chance_quantile([0.5] * 10, 0.5) == 5
+    from scipy.stats import binom
+
+    assert chance_quantile([0.05] * 200) == int(binom.ppf(0.99, 200, 0.05))
+
+
+# --------------------------------------------------------------------------------------------
+# The audit: trained vs never trained
+
+
+def test_memorising_model_is_flagged(world, trained, tmp_path):
+    from domainfm.privacy_audit import audit_privacy
+
+    result = audit_privacy(trained.out_dir, world["train"], world["holdout"], tmp_path / "report",
+                           _audit_config(max_exposure=5.0, max_mia_auc=0.6))
+    report = result.report
+    top = math.log2(N_CANDIDATES + 1)
+    heavy = [c for c in report["exposure"]["canaries"] if c["repeats"] == max(REPEATS)]
+    assert len(heavy) == 3 and all(c["exposure"] >= top - 1.0 for c in heavy), heavy  # first or second of 100
+    assert report["exposure"]["max_possible"] == pytest.approx(top, abs=1e-3)
+    mia = report["membership"]
+    assert mia["attacks"]["loss"]["auc"] > 0.9 and mia["attacks"]["reference"]["auc"] > 0.9
+    assert mia["attacks"]["reference"]["auc_ci"][0] > 0.75
+    assert not result.passed
+    failed = {c["check"] for c in report["gate"]["checks"] if c["status"] == "failed"}
+    assert failed == {"max_exposure", "max_mia_auc"}
+    assert result.statement.startswith("Privacy audit FAILED")
+    assert (tmp_path / "report" / "summary.md").read_text().startswith("# Privacy audit")
+
+
+def test_model_never_trained_on_them_is_not_flagged(world, trained, control, tmp_path):
+    from domainfm.privacy_audit import audit_privacy
+
+    canaries = json.loads((trained.out_dir / "manifest.json").read_text())["canaries"]
+    result = audit_privacy(control.out_dir, world["train"], world["holdout"], tmp_path / "report",
+                           _audit_config(max_exposure=None, max_mia_auc=0.75), canaries=canaries)
+    report = result.report
+    exposures = [c["exposure"] for c in report["exposure"]["canaries"]]
+    assert np.mean(exposures) < 3.0  # chance: about 1.4
+    for attack in report["membership"]["attacks"].values():
+        lo, hi = attack["auc_ci"]
+        assert lo <= 0.5 <= hi, attack
+    assert result.passed, report["gate"]
+
+
+# --------------------------------------------------------------------------------------------
+# Regurgitation
+
+
+def test_planted_identifiers_are_regurgitated_by_the_trained_model_only(world, trained, control):
+    from domainfm.privacy_audit import audit_privacy
+
+    flagged = audit_privacy(trained.out_dir, world["train"], world["holdout"], None, _audit_config(),
+                            planted=world["train"]).report["regurgitation"]
+    assert flagged["source"] == "planted identifiers" and flagged["probes"] == 16
+    assert flagged["scored"] >= 12 and flagged["regurgitated"] >= 0.5 * flagged["scored"]  # chance: 1 in 10
+    assert flagged["beyond_chance"] > 0 and flagged["by_label"]["MRN"]["regurgitated"] == flagged["regurgitated"]
+    clean = audit_privacy(control.out_dir, world["train"], world["holdout"], None, _audit_config(),
+                          planted=world["train"], canaries=[]).report
+    assert clean["regurgitation"]["beyond_chance"] == 0
+    assert clean["regurgitation"]["regurgitated"] <= clean["regurgitation"]["chance_99th_percentile"]
+    assert "note" in clean["exposure"]
+
+
+def test_vault_probes_put_each_original_back_with_its_type(tmp_path, monkeypatch):
+    from domainfm.deid.surrogates import SurrogateGenerator
+    from domainfm.deid.transform import apply_operator
+    from domainfm.deid.vault import Vault
+    from domainfm.privacy_audit.regurgitation import probes_from_vault
+
+    monkeypatch.setenv("DOMAINFM_VAULT_KEY", KEY)
+    text = "Seen by Dr. Ambrose Vance on 03/14/2021 in clinic; call 555-201-3344 later."
+    doc = Document("n1", text)
+    dets = [(text.index(v), text.index(v) + len(v), label, 1.0)
+            for v, label in (("Ambrose Vance", "DOCTOR"), ("03/14/2021", "DATE"), ("555-201-3344", "PHONE"))]
+    with Vault(tmp_path / "v.db", KEY.encode()) as vault:
+        record = apply_operator(doc, dets, "surrogate", SurrogateGenerator(KEY.encode(), vault), vault=vault).to_dict()
+        edited = {**record, "id": "n1", "text": record["text"] + " "}
+        unknown = {**record, "id": "n2"}
+        probes, counts = probes_from_vault([record, edited, unknown], vault, context_chars=10)
+    assert counts == {"records": 3, "records_in_vault": 1, "records_changed": 1, "originals": 3}
+    assert [(p.label, p.value) for p in probes] == [("DOCTOR", "Ambrose Vance"), ("DATE", "03/14/2021"),
+                                                    ("PHONE", "555-201-3344")]
+    assert "Ambrose" not in record["text"]  # the context around each original stays de-identified
+    assert all(len(p.text) <= len(p.value) + 20 for p in probes)
+
+
+# --------------------------------------------------------------------------------------------
+# CLI, gate and the planted-identifier check
+
+
+def _secrets(world, trained) -> list[str]:
+    from domainfm.corpus import read_documents
+
+    canaries = json.loads((trained.out_dir / "manifest.json").read_text())["canaries"]
+    planted = [d.text[s.start:s.end] for d in read_documents(world["train"]) for s in d.spans]
+    return [c["secret"] for c in canaries] + planted
+
+
+def test_cli_fails_the_gate_with_numbers_and_never_shows_a_secret(cli, world, trained, tmp_path):
+    out = tmp_path / "report"
+    result = cli("audit-privacy", trained.out_dir, "--train", world["train"], "--holdout", world["holdout"],
+                 "--planted", world["train"], "-o", out, "--n_candidates", N_CANDIDATES,
+                 "--regurgitation_candidates", 9, "--mask_passes", 7, "--gate.max_mia_auc", 0.6)
+    assert result.exit_code == 1, result.output
+    assert "Privacy audit FAILED" in result.output
+    error = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert len(error) == 1
+    assert re.search(r"max_exposure 9\.000 cannot be exceeded with 99 reference secrets \(at most 6\.644 bits\)",
+                     error[0])  # the default threshold needs more candidates than the 99 given here
+    assert re.search(r"membership-inference AUC [01]\.\d{3} > max_mia_auc 0\.600", error[0])
+    assert re.search(r"identifiers ranked first beyond chance \d+ > max_regurgitated 0", error[0])
+    texts = {"console": result.output}
+    files = list(out.iterdir()) + [p for p in trained.out_dir.rglob("*") if p.name != "manifest.json"]
+    for path in files:
+        if path.is_file() and path.suffix in (".json", ".jsonl", ".md", ".yaml", ".txt"):
+            texts[str(path)] = path.read_text(errors="replace")
+    assert str(out / "manifest.json") in texts
+    from domainfm.audit.privacy import scan_phi
+
+    assert not scan_phi(texts[str(out / "report.json")]) and not scan_phi(texts[str(out / "summary.md")])
+    for secret in _secrets(world, trained):
+        for where, text in texts.items():
+            assert secret not in text, f"a secret appears in {where}"
+    # user errors: one line, exit 2, no secret
+    both = cli("audit-privacy", trained.out_dir, "--train", world["train"], "--holdout", world["holdout"],
+               "--planted", world["train"], "--vault", tmp_path / "v.db", "-o", tmp_path / "x")
+    assert both.exit_code == 2 and both.output.startswith("error: give either a vault")
+    same = cli("audit-privacy", trained.out_dir, "--train", world["train"], "--holdout", world["train"], "-o",
+               tmp_path / "y")
+    assert same.exit_code == 2 and "held-out set must be disjoint" in same.output
+    assert not any(secret in both.output + same.output for secret in _secrets(world, trained))
+
+
+def test_pretrain_cli_output_never_shows_a_canary(cli, world, tmp_path):
+    import yaml
+
+    from domainfm.config import to_dict
+
+    cfg = to_dict(_pretrain_config(world, world["train"], True, epochs=1))
+    (tmp_path / "task.yaml").write_text(yaml.safe_dump(cfg))
+    result = cli("pretrain", tmp_path / "task.yaml", "-o", tmp_path / "m")
+    assert result.exit_code == 0, result.output
+    assert "9 canaries inserted 63 times" in result.output
+    canaries = json.loads((tmp_path / "m" / "manifest.json").read_text())["canaries"]
+    logs = result.output + (tmp_path / "m" / "train_log.jsonl").read_text() + (tmp_path / "m" / "metrics.json").read_text()
+    assert not any(c["secret"] in logs or c["prefix"] in logs for c in canaries)
+
+
+def test_pipeline_privacy_stage_fails_the_run_and_stops_finetuning(world, tmp_path):
+    from domainfm import pipeline as pl
+    from domainfm.corpus import read_documents
+    from domainfm.errors import DomainFMError
+
+    both = tmp_path / "notes.jsonl"
+    write_documents(both, list(read_documents(world["train"])) + list(read_documents(world["holdout"])))
+    pretrain = to_pipeline(_pretrain_config(world, both, True))
+    pretrain["data"] = {"eval_fraction": 0.5}
+    data = {"run_dir": str(tmp_path / "run"), "import": {"format": "jsonl", "src": str(both)},
+            "pretrain": pretrain,
+            "privacy": {"n_candidates": N_CANDIDATES, "mask_passes": 7, "n_bootstrap": 200,
+                        "gate": {"max_mia_auc": 0.6, "max_exposure": None}},
+            "finetune": {"task": "classification", "model": {"name": str(world["base"])}}}
+    with pytest.raises(DomainFMError, match=r"stage 'privacy' failed: privacy gate failed: membership-inference "
+                                            r"AUC [01]\.\d{3} > max_mia_auc 0\.600"):
+        pl.run_pipeline(pl.pipeline_from_dict(data))
+    record = json.loads((tmp_path / "run" / "privacy" / "stage.json").read_text())
+    assert record["status"] == "failed"
+    report = json.loads((tmp_path / "run" / "privacy" / "report.json").read_text())
+    members, nonmembers = report["data"]["train_documents"], report["data"]["holdout_documents"]
+    assert members + nonmembers == 32 and min(members, nonmembers) >= 8
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert {s["name"]: s["status"] for s in run["stages"]}["finetune"] == "not run"
+
+
+def to_pipeline(cfg) -> dict:
+    from domainfm.config import to_dict
+
+    data = to_dict(cfg)
+    data.pop("data")
+    return data
