@@ -26,7 +26,6 @@ SAMPLE_CORPORA = {
 # Which gold label table each sample corpus uses; the legal gold keeps TAB's identifier types.
 GOLD = {"clinical": ("synthetic-clinical", None), "legal": ("synthetic-legal", ["DIRECT", "QUASI"])}
 DEMO_SEED = 13
-TASKS = Path(__file__).resolve().parents[1] / "tasks"
 PIPELINE_FILES = {"clinical": "demo-clinical.yaml", "legal": "demo-legal.yaml"}
 REPORT_FILES = ("index.html", "report.json", "model_card.md")
 
@@ -49,16 +48,14 @@ def ensure_sample_corpora(corpora: Path, console=None) -> dict[str, Path]:
 def demo_pipeline(name: str) -> dict[str, Any]:
     """The shipped pipeline ``tasks/demo-<name>.yaml`` as a mapping.
 
-    Read from ``./tasks/`` or the source tree's ``tasks/``; a wheel install has neither, so the
-    same settings are kept here too (a test checks that both agree).
+    A ``tasks/`` folder in the working directory wins (a user may edit the demo there); otherwise
+    the copy shipped inside the package (``domainfm/tasks/``) is read, so a wheel install works.
     """
     from domainfm.config import read_yaml
+    from domainfm.resources import packaged_task
 
-    for folder in (Path("tasks"), TASKS):
-        path = folder / PIPELINE_FILES[name]
-        if path.is_file():
-            return read_yaml(path)
-    return json.loads(json.dumps(EMBEDDED_PIPELINES[name]))
+    local = Path("tasks") / PIPELINE_FILES[name]
+    return read_yaml(local if local.is_file() else packaged_task(PIPELINE_FILES[name]))
 
 
 def run_demo(out: Path = Path("demo-output"), corpora: Path = Path("corpora"), console=None,
@@ -147,43 +144,3 @@ def _what_to_open(out: Path, summary: dict, report_dir: Path | None) -> list[str
     for name in summary["pipelines"]:
         lines.append(f"{name} run summary: {out / name / 'run.json'}")
     return lines
-
-
-# The shipped pipelines, for installs without the tasks/ folder (kept equal to the YAML files
-# by tests/test_pipeline.py).
-EMBEDDED_PIPELINES: dict[str, dict[str, Any]] = {
-    "clinical": {
-        "run_dir": "runs/demo-clinical",
-        "seed": 13,
-        "import": {"format": "jsonl", "src": "corpora/clinical/notes.jsonl"},
-        "deid": {"profile": "clinical"},
-        "chunk": {"tokenizer": "minilm", "max_tokens": 256, "overlap": 32, "profile": "clinical"},
-        "pretrain": {
-            "model": {"name": "minilm"},
-            "data": {"eval_fraction": 0.1, "max_eval_blocks": 64},
-            "masking": {"seq_len": 128, "whole_word_mask": True},
-            "train": {"max_steps": 20, "batch_size": 16, "lr": 1.0e-4, "warmup_ratio": 0.1,
-                      "checkpoint_every": 10, "keep_checkpoints": 1, "log_every": 10},
-        },
-        "finetune": {
-            "task": "classification",
-            "model": {"max_length": 64},
-            "data": {"label_field": "meta.note_type", "eval_fraction": 0.2, "split_key": "auto"},
-            "lora": {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1,
-                     "target_modules": ["query", "key", "value", "dense"]},
-            "long_documents": {"strategy": "truncate"},
-            "train": {"lr": 3.0e-3, "epochs": 2, "batch_size": 16, "warmup_ratio": 0.1, "checkpoint": False},
-        },
-        "audit": {"data": "eval", "group_by": ["meta.sex", "meta.age_band"], "min_group_size": 10,
-                  "n_bootstrap": 200, "explain": 2, "max_evals": 60},
-        "label": {"seeds_per_class": 8, "pool_size": 120},
-    },
-    "legal": {
-        "run_dir": "runs/demo-legal",
-        "seed": 13,
-        "import": {"format": "jsonl", "src": "corpora/legal/documents.jsonl"},
-        "deid": {"profile": "legal"},
-        "chunk": {"tokenizer": "minilm", "max_tokens": 256, "overlap": 32, "profile": "legal"},
-        "label": {"seeds_per_class": 4, "pool_size": 40},
-    },
-}

@@ -184,10 +184,12 @@ def test_shipped_pipelines_validate():
     legal = pl.load_pipeline(ROOT / "tasks" / "demo-legal.yaml")
     assert list(legal.stages) == ["import", "deid", "chunk", "label"]
     from domainfm.config import read_yaml
-    from domainfm.demo import EMBEDDED_PIPELINES, PIPELINE_FILES
+    from domainfm.demo import PIPELINE_FILES, demo_pipeline
+    from domainfm.resources import packaged_task
 
-    for name, file in PIPELINE_FILES.items():  # what a wheel install without tasks/ runs
-        assert EMBEDDED_PIPELINES[name] == read_yaml(ROOT / "tasks" / file), file
+    for name, file in PIPELINE_FILES.items():  # the checkout's tasks/ file is the packaged one
+        assert (ROOT / "tasks" / file).resolve() == packaged_task(file).resolve(), file
+        assert demo_pipeline(name) == read_yaml(packaged_task(file))
     for name in ("mtsamples-pipeline.yaml", "unfair-tos-pipeline.yaml"):
         real = pl.load_pipeline(ROOT / "tasks" / name)
         assert {"import", "deid", "finetune", "audit"} <= set(real.stages), name

@@ -1,5 +1,5 @@
 """Render the audit: ``index.html`` (self-contained, plots as base64 PNG), ``report.json`` and
-``model_card.md`` from jinja2 templates in ``reports/templates/`` (HTML autoescaped)."""
+``model_card.md`` from jinja2 templates in ``domainfm/audit/templates/`` (package data) (HTML autoescaped)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from markupsafe import Markup
 
 from domainfm.errors import DomainFMError
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "reports" / "templates"
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"  # package data
 HTML_TEMPLATE = "audit_report.html.j2"
 CARD_TEMPLATE = "model_card.md.j2"
 

@@ -857,23 +857,15 @@ def console_reporter(console):
         yield on_event
 
 
-DEMO_STEPS = 40
-
-
 def demo_config(paths, **overrides: Any) -> PretrainConfig:
-    """The short CPU DAPT step of ``domainfm demo`` (same settings as ``tasks/pretrain-demo.yaml``):
-    embedded MiniLM, packed 128-token blocks, whole-word masking, 40 steps of 16 sequences."""
-    from domainfm.config import from_dict
+    """The short CPU DAPT step of ``domainfm demo``, ``tasks/pretrain-demo.yaml`` as shipped in the
+    package: embedded MiniLM, packed 128-token blocks, whole-word masking, 40 steps of 16
+    sequences; ``paths`` replaces the file's ``data.paths``."""
+    from domainfm.config import apply_overrides, from_dict
+    from domainfm.resources import read_packaged_task
 
-    data = {
-        "model": {"name": "minilm"},
-        "data": {"paths": [str(p) for p in paths], "eval_fraction": 0.1, "max_eval_blocks": 64},
-        "masking": {"seq_len": 128, "whole_word_mask": True},
-        "train": {"max_steps": DEMO_STEPS, "batch_size": 16, "lr": 1e-4, "warmup_ratio": 0.1,
-                  "checkpoint_every": 20, "keep_checkpoints": 1, "log_every": 10},
-    }
-    from domainfm.config import apply_overrides
-
+    data = read_packaged_task("pretrain-demo.yaml")
+    data["data"]["paths"] = [str(p) for p in paths]
     return from_dict(PretrainConfig, apply_overrides(data, overrides))
 
 
