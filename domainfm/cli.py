@@ -406,7 +406,7 @@ def predict_command(
     """Predict documents: 'pred' (label or labels, per-class scores) or 'pred_spans'."""
     from domainfm.corpus import read_documents
     from domainfm.corpus.io import OutputLock, _AtomicLines, check_output_path
-    from domainfm.finetune import load_task_model, predict
+    from domainfm.inference import load_task_model, predict
 
     check_output_path(out, inputs=[src])
     with OutputLock(out):
@@ -432,7 +432,7 @@ def evaluate_command(
     import json
 
     from domainfm.corpus import read_documents
-    from domainfm.finetune import evaluate, load_task_model
+    from domainfm.inference import evaluate, load_task_model
 
     from domainfm.corpus.io import check_output_path, write_text_atomic
 

@@ -116,3 +116,28 @@ def quiet_peft_wrap():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
         yield
+
+
+@contextlib.contextmanager
+def quiet_hf_loading(what: str):
+    """Load Hugging Face models and tokenizers quietly, with errors a user can act on.
+
+    transformers' load report (which lists a new task head as "newly initialized") and its
+    download progress bars are off inside the block and restored after it; an ``OSError`` or
+    ``ValueError`` from a load (missing folder, unknown hub id, bad config) becomes a
+    ``ModelResolutionError`` naming ``what`` and the first line of the cause.
+    """
+    import transformers
+
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        yield
+    except (OSError, ValueError) as exc:
+        raise ModelResolutionError(f"cannot load {what}: {str(exc).splitlines()[0][:200]}") from None
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+        if bars:
+            transformers.utils.logging.enable_progress_bar()

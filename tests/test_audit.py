@@ -12,7 +12,8 @@ import pytest
 
 from domainfm.audit import AuditConfig, LabelOnlyScorer, audit, run_audit
 from domainfm.audit.counterfactual import swap_gender, swap_names, swap_race
-from domainfm.audit.metrics import age_band, apply_temperature, calibration_error, fit_temperature
+from domainfm.audit.metrics import age_band
+from domainfm.metrics import apply_temperature, fit_temperature_to_probs, top_class_reliability
 from domainfm.audit.report import fmt_number
 from domainfm.corpus.document import Document
 from domainfm.errors import ConfigError, DomainFMError
@@ -198,7 +199,7 @@ def test_html_sections_escaping_and_numbers(tmp_path):
 
 def test_calibration_and_temperature():
     probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.6, 0.4], [0.3, 0.7]])
-    c = calibration_error(probs, np.array([0, 1, 0, 1]), n_bins=5)
+    c = top_class_reliability(probs, np.array([0, 1, 0, 1]), n_bins=5)
     # bins (0.4, 0.6]: 0.6 correct; (0.6, 0.8]: 0.7 correct, 0.8 wrong; (0.8, 1]: 0.9 correct
     assert c["ece"] == pytest.approx(0.4 / 4 + 0.25 * 2 / 4 + 0.1 / 4)
     assert c["mce"] == pytest.approx(0.4)
@@ -207,8 +208,8 @@ def test_calibration_and_temperature():
     y = rng.integers(0, 2, 500)
     pred = np.where(rng.random(500) < 0.6, y, 1 - y)
     over = np.where(pred[:, None] == np.arange(2), 0.99, 0.01)
-    t = fit_temperature(over, y)
-    assert t > 1 and calibration_error(apply_temperature(over, t), y)["ece"] < calibration_error(over, y)["ece"]
+    t = fit_temperature_to_probs(over, y)
+    assert t > 1 and top_class_reliability(apply_temperature(over, t), y)["ece"] < top_class_reliability(over, y)["ece"]
 
 
 def test_counterfactual_swaps_and_bad_config():
@@ -278,7 +279,7 @@ def test_ner_performance_and_subgroups(tmp_path):
     from domainfm.audit.report import write_report
     from domainfm.audit.summary import findings
     from domainfm.corpus.document import Span
-    from domainfm.finetune.metrics import entity_metrics
+    from domainfm.metrics import entity_metrics
 
     docs = []
     for i in range(30):

@@ -43,7 +43,7 @@ def tiny_task_model(tiny_tokenizer, tiny_bert_config):
 
     from domainfm.finetune.config import LongDocumentsSection
     from domainfm.finetune.data import LabelMap
-    from domainfm.finetune.predict import TaskModel
+    from domainfm.inference.predict import TaskModel
 
     labels = ["cardiology", "neurology", "pulmonology"]
     cfg = tiny_bert_config.__class__(**{**tiny_bert_config.to_dict(), "num_labels": len(labels),

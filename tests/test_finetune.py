@@ -29,7 +29,7 @@ from domainfm.finetune import (
     predict,
 )
 from domainfm.finetune.data import bio_labels, build_label_map, decode_bio, decode_words, get_field
-from domainfm.finetune.predict import read_task_info
+from domainfm.inference.predict import read_task_info
 from domainfm.finetune.train import load_task_data
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,7 +173,7 @@ def test_word_level_decoding_obeys_bio(token_tags, word_ids, expected):
 
 
 def test_spans_cut_by_a_chunk_edge_are_widened_to_whole_words():
-    from domainfm.finetune.predict import _whole_words
+    from domainfm.inference.predict import _whole_words
 
     text = "no fever; hypokalemia noted"
     # a chunk starting inside "hypokalemia" saw only "kalemia"; another chunk saw the whole word
@@ -498,7 +498,7 @@ def test_merge_refuses_mean_pooling_before_training(tmp_path, notes_file, tiny_m
 def test_mean_pooling_names_the_architecture_it_cannot_serve():
     from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
-    from domainfm.finetune.pooling import apply_pooling
+    from domainfm.inference.pooling import apply_pooling
 
     model = DistilBertForSequenceClassification(DistilBertConfig(vocab_size=50, dim=16, n_layers=1, n_heads=2,
                                                                  hidden_dim=20))

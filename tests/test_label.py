@@ -21,14 +21,8 @@ from domainfm.label import LabelConfig, check_labels, label_file, suggest_labels
 from domainfm.label.active import near_duplicate_share, rank_pool, uncertainty
 from domainfm.label.check import confident_joint, find_label_issues, find_multilabel_issues
 from domainfm.label.export import csv_rows, labelstudio_config, write_export
-from domainfm.label.methods import (
-    LSA,
-    contrastive_pairs,
-    expected_calibration_error,
-    fit_temperature,
-    label_anchors,
-    softmax,
-)
+from domainfm.label.methods import LSA, contrastive_pairs, label_anchors
+from domainfm.metrics import expected_calibration_error, fit_temperature, softmax
 
 # ------------------------------------------------------------------------------- fixtures
 

@@ -21,6 +21,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from domainfm.metrics import macro_f1
+
 from domainfm.audit.config import AGE_BANDS, UNKNOWN
 
 
@@ -77,11 +79,6 @@ def _prf(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> tuple[float, float, 
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
     return precision, recall, f1, tp + fn
-
-
-def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    present = np.union1d(y_true, y_pred)
-    return float(np.mean([_prf(y_true, y_pred, k)[2] for k in present])) if len(present) else 0.0
 
 
 def ovr_rates(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> dict[str, float]:
@@ -193,48 +190,3 @@ def fairness_gaps(groups: dict[str, dict[str, Any]], labels: Sequence[str], posi
             "accuracy_difference": (max(accs) - min(accs)) if accs else None,
         }
     return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Calibration
-
-
-def calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 10) -> dict[str, Any]:
-    """ECE, MCE and the reliability-diagram bins of top-class confidence."""
-    if len(y_true) == 0:
-        return {"n": 0, "ece": None, "mce": None, "bins": []}
-    conf = probs.max(1)
-    correct = (probs.argmax(1) == y_true).astype(float)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
-    ece, mce, bins = 0.0, 0.0, []
-    for b in range(n_bins):
-        mask = which == b
-        if not mask.any():
-            continue
-        acc, cf, m = float(correct[mask].mean()), float(conf[mask].mean()), int(mask.sum())
-        gap = abs(acc - cf)
-        ece += gap * m / len(y_true)
-        mce = max(mce, gap)
-        bins.append({"lo": float(edges[b]), "hi": float(edges[b + 1]), "n": m, "accuracy": acc, "confidence": cf})
-    return {"n": int(len(y_true)), "ece": float(ece), "mce": float(mce), "bins": bins}
-
-
-def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
-    logits = np.log(np.clip(probs, 1e-12, 1.0)) / temperature
-    z = np.exp(logits - logits.max(1, keepdims=True))
-    return z / z.sum(1, keepdims=True)
-
-
-def fit_temperature(probs: np.ndarray, y_true: np.ndarray) -> float:
-    """Temperature minimising the negative log-likelihood (log-probabilities as logits)."""
-    from scipy.optimize import minimize_scalar
-
-    if len(y_true) == 0:
-        return 1.0
-
-    def nll(t: float) -> float:
-        p = apply_temperature(probs, t)
-        return float(-np.mean(np.log(np.clip(p[np.arange(len(y_true)), y_true], 1e-12, 1.0))))
-
-    return float(minimize_scalar(nll, bounds=(0.05, 20.0), method="bounded").x)

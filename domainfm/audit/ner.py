@@ -42,7 +42,7 @@ def run_ner_audit(predict_spans: Callable[[list[Any]], list[list[Any]]], types: 
     """Audit span predictions: ``predict_spans(docs)`` -> predicted spans per document; gold
     spans are ``doc.spans`` of the entity ``types``."""
     from domainfm.audit.runner import _data_section
-    from domainfm.finetune.metrics import entity_metrics
+    from domainfm.metrics import entity_metrics
 
     types = list(types)
     gold = [[s for s in (d.spans if not cfg.label_field or cfg.label_field == "spans" else getattr(d, cfg.label_field))

@@ -16,15 +16,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from domainfm.audit.config import AGE_BANDS, UNKNOWN, AuditConfig
-from domainfm.audit.metrics import (
-    bootstrap_cis,
-    calibration_error,
-    fairness_gaps,
-    fit_temperature,
-    apply_temperature,
-    group_metrics,
-    group_value,
-)
+from domainfm.audit.metrics import bootstrap_cis, fairness_gaps, group_metrics, group_value
+from domainfm.metrics import apply_temperature, fit_temperature_to_probs, top_class_reliability
 from domainfm.audit.scorer import as_scorer
 from domainfm.errors import ConfigError, RecordError
 
@@ -98,8 +91,8 @@ def _data_section(docs, y_true_names, labels, group_names: dict[str, np.ndarray]
 
 
 def _calibration(probs, y_true, group_names, cfg, rng: np.random.Generator) -> dict[str, Any]:
-    out = {"overall": calibration_error(probs, y_true, cfg.n_bins),
-           "per_group": {attr: {g: calibration_error(probs[names == g], y_true[names == g], cfg.n_bins)
+    out = {"overall": top_class_reliability(probs, y_true, cfg.n_bins),
+           "per_group": {attr: {g: top_class_reliability(probs[names == g], y_true[names == g], cfg.n_bins)
                                 for g in sorted(set(names.tolist()))} for attr, names in group_names.items()}}
     n = len(y_true)
     n_val = int(round(n * cfg.calibration_split))
@@ -108,11 +101,11 @@ def _calibration(probs, y_true, group_names, cfg, rng: np.random.Generator) -> d
         return out
     order = rng.permutation(n)
     val, test = order[:n_val], order[n_val:]
-    t = fit_temperature(probs[val], y_true[val])
+    t = fit_temperature_to_probs(probs[val], y_true[val])
     out["temperature"] = {
         "fitted": True, "temperature": t, "n_validation": int(n_val), "n_test": int(len(test)),
-        "before": calibration_error(probs[test], y_true[test], cfg.n_bins),
-        "after": calibration_error(apply_temperature(probs[test], t), y_true[test], cfg.n_bins),
+        "before": top_class_reliability(probs[test], y_true[test], cfg.n_bins),
+        "after": top_class_reliability(apply_temperature(probs[test], t), y_true[test], cfg.n_bins),
     }
     return out
 
@@ -200,7 +193,7 @@ def _ner_report(tm: Any, docs: Iterable[Any], cfg: AuditConfig, model_dir) -> di
     from domainfm.audit.ner import run_ner_audit
     from domainfm.audit.privacy import training_deid_status
     from domainfm.audit.summary import findings
-    from domainfm.finetune.predict import predict_outputs
+    from domainfm.inference.predict import predict_outputs
 
     docs = list(docs)
     if not docs:
@@ -233,11 +226,11 @@ def run_audit(model: Any, docs: Iterable[Any], config: AuditConfig | None = None
 def _load(model: Any, model_dir, cfg: AuditConfig):
     """``(scorer or NER TaskModel, model_dir)``."""
     if isinstance(model, (str, os.PathLike)):
-        from domainfm.finetune.predict import read_task_info
+        from domainfm.inference.predict import read_task_info
 
         model_dir = model_dir or model
         if read_task_info(model).get("task") == "ner":
-            from domainfm.finetune import load_task_model
+            from domainfm.inference import load_task_model
 
             model = load_task_model(model)
     if getattr(model, "task", None) == "ner" and hasattr(model, "label_map"):

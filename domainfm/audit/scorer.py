@@ -47,7 +47,7 @@ class LabelOnlyScorer:
 
 class TaskModelScorer:
     """A classification model from ``domainfm finetune``; long texts are chunked and their chunk
-    logits aggregated exactly as :func:`domainfm.finetune.predict` does."""
+    logits aggregated exactly as :func:`domainfm.inference.predict` does."""
 
     has_scores = True
 
@@ -62,7 +62,7 @@ class TaskModelScorer:
 
     @classmethod
     def from_dir(cls, model_dir: str | os.PathLike, batch_size: int = 32) -> "TaskModelScorer":
-        from domainfm.finetune import load_task_model
+        from domainfm.inference import load_task_model
 
         return cls(load_task_model(model_dir), batch_size=batch_size)
 
@@ -72,7 +72,8 @@ class TaskModelScorer:
         tokenizer call, length-sorted batches padded to their longest member, inference mode.
         shap's masked samples of a chunk are such texts."""
         from domainfm.finetune.data import Feature
-        from domainfm.finetune.predict import _softmax, score_features
+        from domainfm.inference.predict import score_features
+        from domainfm.metrics import softmax
 
         texts = [str(t) for t in texts]
         if not texts:
@@ -83,11 +84,11 @@ class TaskModelScorer:
                     for i, (ids, t) in enumerate(zip(enc, texts))]
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         logits = score_features(self.tm.model, features, pad_id=pad, batch_size=self.batch_size)
-        return _softmax(np.stack(logits))
+        return softmax(np.stack(logits))
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         from domainfm.corpus.document import Document
-        from domainfm.finetune.predict import predict_outputs
+        from domainfm.inference.predict import predict_outputs
 
         texts = [str(t) for t in texts]
         if not texts:

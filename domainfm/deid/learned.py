@@ -51,7 +51,7 @@ def model_kind(source: str | os.PathLike) -> Literal["domainfm", "hf-folder", "h
     Raises:
         ConfigError: a folder that is neither, a missing path, or a finetune folder of another task.
     """
-    from domainfm.finetune.predict import TASK_FILE, read_task_info
+    from domainfm.inference.predict import TASK_FILE, read_task_info
 
     path = Path(source)
     if path.is_dir():
@@ -105,23 +105,13 @@ class _HFTagger:
     """A Hugging Face token-classification model and its fast tokenizer, as word-tag spans."""
 
     def __init__(self, source: str, device: str, hub: dict[str, Any] | None = None):
-        import transformers
         from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-        verbosity = transformers.logging.get_verbosity()
-        transformers.logging.set_verbosity_error()
-        bars = transformers.utils.logging.is_progress_bar_enabled()
-        transformers.utils.logging.disable_progress_bar()
-        try:
+        from domainfm.models import quiet_hf_loading
+
+        with quiet_hf_loading(f"the token-classification model {source!r}"):
             self.tokenizer = AutoTokenizer.from_pretrained(source, **(hub or {}))
             self.model = AutoModelForTokenClassification.from_pretrained(source, **(hub or {}))
-        except (OSError, ValueError) as exc:
-            raise ModelResolutionError(f"cannot load the token-classification model {source!r}: "
-                                       f"{str(exc).splitlines()[0][:200]}") from None
-        finally:
-            transformers.logging.set_verbosity(verbosity)
-            if bars:
-                transformers.utils.logging.enable_progress_bar()
         if not getattr(self.tokenizer, "is_fast", False):
             raise ModelResolutionError(f"{source!r} has no fast tokenizer (tokenizer.json): word offsets need one")
         config = self.model.config
@@ -200,10 +190,10 @@ class _HFTagger:
 
 
 class _TaskTagger:
-    """A ``domainfm finetune`` NER folder, decoded as :func:`domainfm.finetune.predict.predict_outputs` does."""
+    """A ``domainfm finetune`` NER folder, decoded as :func:`domainfm.inference.predict.predict_outputs` does."""
 
     def __init__(self, source: str, device: str):
-        from domainfm.finetune.predict import load_task_model
+        from domainfm.inference.predict import load_task_model
 
         self.task_model = load_task_model(source, task="ner", device=device)
         if hasattr(self.task_model.model, "merge_and_unload"):  # a LoRA adapter: one Linear per layer again
@@ -222,7 +212,7 @@ class _TaskTagger:
 
     def spans(self, texts: Sequence[str], batch_size: int) -> list[list[tuple[int, int, str, float]]]:
         from domainfm.corpus.document import Document
-        from domainfm.finetune.predict import predict_outputs
+        from domainfm.inference.predict import predict_outputs
 
         docs = [Document(f"text-{i}", t) for i, t in enumerate(texts)]
         outputs = predict_outputs(self.task_model, docs, batch_size=batch_size)

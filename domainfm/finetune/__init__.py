@@ -9,6 +9,8 @@ Importing this package is cheap: torch and transformers load on first use.
 
 from __future__ import annotations
 
+from typing import Any
+
 from domainfm.finetune.config import (
     DataSection,
     LabelsSection,
@@ -19,31 +21,25 @@ from domainfm.finetune.config import (
     TaskConfig,
     TrainSection,
 )
-from domainfm.finetune.metrics import classification_metrics, entity_metrics, multilabel_metrics
-from domainfm.finetune.predict import TaskModel, evaluate, load_task_model, predict
-from domainfm.finetune.prepare import run_prepare
-from domainfm.finetune.train import FinetuneResult, console_reporter, demo_config, finetune, finetune_demo
 
-__all__ = [
-    "DataSection",
-    "FinetuneResult",
-    "LabelsSection",
-    "LongDocumentsSection",
-    "LoraSection",
-    "ModelSection",
-    "PrepareStep",
-    "TaskConfig",
-    "TaskModel",
-    "TrainSection",
-    "classification_metrics",
-    "console_reporter",
-    "demo_config",
-    "entity_metrics",
-    "evaluate",
-    "finetune",
-    "finetune_demo",
-    "load_task_model",
-    "multilabel_metrics",
-    "predict",
-    "run_prepare",
-]
+# Resolved on first use: training pulls in torch, and inference (domainfm.inference, shared with
+# the audit, the labeler and the de-id tagger) imports this package's config and data modules.
+_LAZY = {
+    "FinetuneResult": "domainfm.finetune.train", "console_reporter": "domainfm.finetune.train",
+    "demo_config": "domainfm.finetune.train", "finetune": "domainfm.finetune.train",
+    "finetune_demo": "domainfm.finetune.train", "run_prepare": "domainfm.finetune.prepare",
+    "TaskModel": "domainfm.inference", "evaluate": "domainfm.inference", "load_task_model": "domainfm.inference",
+    "predict": "domainfm.inference", "classification_metrics": "domainfm.metrics",
+    "entity_metrics": "domainfm.metrics", "multilabel_metrics": "domainfm.metrics",
+}
+
+__all__ = sorted(["DataSection", "LabelsSection", "LongDocumentsSection", "LoraSection", "ModelSection",
+                  "PrepareStep", "TaskConfig", "TrainSection", *_LAZY])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'domainfm.finetune' has no attribute {name!r}")

@@ -46,7 +46,7 @@ class ModelSection:
             architecture's own [CLS] pooler head; what plain transformers loads after ``--merge``)
             or ``mean`` (masked mean of the token states, how sentence encoders such as MiniLM
             were trained; BERT-style encoders only, no ``--merge``). See
-            :mod:`domainfm.finetune.pooling`. Ignored for ``ner``.
+            :mod:`domainfm.inference.pooling`. Ignored for ``ner``.
         ner_decoding: how ``ner`` tag scores become spans: ``words`` (each word -- a
             pre-tokenizer word of the fast tokenizer -- takes the tag of its first sub-token,
             and the most probable tag sequence that obeys BIO, no ``I-X`` without ``B-X``

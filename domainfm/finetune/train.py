@@ -23,8 +23,8 @@ import numpy as np
 
 from domainfm.config import config_differences, save_config, to_dict
 from domainfm.manifest import write_json_atomic
-from domainfm.models import quiet_peft_wrap
-from domainfm.errors import ConfigError, ModelResolutionError
+from domainfm.models import quiet_hf_loading, quiet_peft_wrap
+from domainfm.errors import ConfigError
 from domainfm.finetune.config import TaskConfig
 from domainfm.finetune.data import (
     IGNORE_INDEX,
@@ -36,8 +36,8 @@ from domainfm.finetune.data import (
     load_documents,
     split_documents,
 )
-from domainfm.finetune.pooling import apply_pooling, check_mergeable
-from domainfm.finetune.predict import (
+from domainfm.inference.pooling import apply_pooling, check_mergeable
+from domainfm.inference.predict import (
     ADAPTER_DIR,
     TASK_FILE,
     auto_model_class,
@@ -202,18 +202,14 @@ def load_task_data(cfg: TaskConfig):
 
 def _load_model(cfg: TaskConfig, label_map: LabelMap):
     import torch
-    import transformers
     from transformers import AutoTokenizer
 
     from domainfm.models import resolve_model
 
     source = resolve_model(cfg.model.name)
     tok_source = resolve_model(cfg.model.tokenizer) if cfg.model.tokenizer else source
-    verbosity = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()  # the load report lists the new head
-    bars = transformers.utils.logging.is_progress_bar_enabled()
-    transformers.utils.logging.disable_progress_bar()
-    try:
+    # quiet: the load report lists the new head as newly initialised
+    with quiet_hf_loading(f"model {cfg.model.name!r} ({source})"):
         tokenizer = AutoTokenizer.from_pretrained(tok_source)
         config = task_model_config(source, cfg.task, label_map)
         if cfg.model.num_layers:
@@ -229,13 +225,6 @@ def _load_model(cfg: TaskConfig, label_map: LabelMap):
             apply_pooling(model, "mean")
             fresh = [m for m in fresh if m != "pooler"]  # replaced by a parameter-free mean
         model._domainfm_new_modules = fresh
-    except (OSError, ValueError) as exc:
-        raise ModelResolutionError(f"cannot load model {cfg.model.name!r} ({source}): "
-                                   f"{str(exc).splitlines()[0][:200]}") from None
-    finally:
-        transformers.logging.set_verbosity(verbosity)
-        if bars:
-            transformers.utils.logging.enable_progress_bar()
     if not getattr(tokenizer, "is_fast", False):
         raise ConfigError(f"tokenizer of {cfg.model.tokenizer or cfg.model.name!r} is not a fast tokenizer; "
                           "character offsets are needed")

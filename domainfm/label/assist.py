@@ -16,6 +16,7 @@ from domainfm.label.check import confident_joint, find_label_issues, find_multil
 from domainfm.label.config import LabelConfig
 from domainfm.label.encoders import Encoder, SentenceEncoder
 from domainfm.label import methods
+from domainfm.metrics import expected_calibration_error, macro_f1
 
 _ENCODERS: dict[tuple, SentenceEncoder] = {}
 
@@ -171,15 +172,15 @@ def _cv_summary(seeds: Seeds, cv: methods.CVResult) -> dict[str, Any]:
             "folds": cv.folds, "C": cv.C, "temperature": round(cv.temperature, 4),
             "expected_micro_f1": round(float(f1_score(Y, pred, average="micro", zero_division=0)), 4),
             "expected_macro_f1": round(float(f1_score(Y, pred, average="macro", zero_division=0)), 4),
-            "expected_ece": round(methods.expected_calibration_error(
+            "expected_ece": round(expected_calibration_error(
                 np.maximum(P, 1 - P).ravel(), ((P >= 0.5) == (Y > 0)).ravel()), 4),
         }
     pred = P.argmax(1)
     return {
         "folds": cv.folds, "C": cv.C, "temperature": round(cv.temperature, 4),
         "expected_accuracy": round(float((pred == Y).mean()), 4),
-        "expected_macro_f1": round(methods.macro_f1(Y, pred, len(seeds.classes)), 4),
-        "expected_ece": round(methods.expected_calibration_error(P.max(1), pred == Y), 4),
+        "expected_macro_f1": round(macro_f1(Y, pred, labels=range(len(seeds.classes))), 4),
+        "expected_ece": round(expected_calibration_error(P.max(1), pred == Y), 4),
     }
 
 

@@ -47,71 +47,10 @@ import numpy as np
 
 from domainfm.label.config import LabelConfig
 from domainfm.label.encoders import Encoder, SentenceEncoder, normalize
+from domainfm.metrics import fit_temperature, sigmoid, softmax
 
 
 # --------------------------------------------------------------------------- calibration math
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(x, -50, 50)))
-
-
-def fit_temperature(logits: np.ndarray, y: np.ndarray, *, multilabel: bool = False) -> float:
-    """The temperature T > 0 minimising the NLL of ``logits / T`` (golden-section on log T).
-
-    ``y`` holds class indices (single-label) or a 0/1 matrix (multi-label, binary NLL per cell).
-    """
-    logits = np.asarray(logits, dtype=np.float64)
-
-    def nll(log_t: float) -> float:
-        z = logits / math.exp(log_t)
-        if multilabel:
-            p = np.clip(sigmoid(z), 1e-12, 1 - 1e-12)
-            return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
-        p = softmax(z)
-        return float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)).mean())
-
-    lo, hi = math.log(0.02), math.log(50.0)
-    ratio = (math.sqrt(5) - 1) / 2
-    a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-    fa, fb = nll(a), nll(b)
-    for _ in range(60):
-        if fa < fb:
-            hi, b, fb = b, a, fa
-            a = hi - ratio * (hi - lo)
-            fa = nll(a)
-        else:
-            lo, a, fa = a, b, fb
-            b = lo + ratio * (hi - lo)
-            fb = nll(b)
-    return float(math.exp((lo + hi) / 2))
-
-
-def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 10) -> float:
-    """ECE with equal-width confidence bins: sum over bins of |accuracy - confidence| * share."""
-    confidence = np.asarray(confidence, dtype=float)
-    correct = np.asarray(correct, dtype=float)
-    if len(confidence) == 0:
-        return float("nan")
-    bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
-    ece = 0.0
-    for b in range(n_bins):
-        mask = bins == b
-        if mask.any():
-            ece += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
-    return float(ece)
-
-
-def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
-    from sklearn.metrics import f1_score
-
-    return float(f1_score(y_true, y_pred, labels=list(range(n_classes)), average="macro", zero_division=0))
-
 
 # ------------------------------------------------------------------------------------ heads
 
@@ -572,6 +511,6 @@ def _scaled(cfg: LabelConfig, n_part: int, n_all: int) -> LabelConfig:
 
 
 __all__ = [
-    "CVResult", "Fitted", "Head", "LSA", "contrastive_pairs", "cross_validate", "expected_calibration_error",
-    "finetune_encoder", "fit_and_predict", "fit_temperature", "label_anchors", "macro_f1", "normalize", "softmax",
+    "CVResult", "Fitted", "Head", "LSA", "contrastive_pairs", "cross_validate", "finetune_encoder",
+    "fit_and_predict", "label_anchors", "normalize",
 ]

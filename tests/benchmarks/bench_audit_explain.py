@@ -82,7 +82,7 @@ def build_model(model_dir: str | None):
 
     from domainfm.finetune.config import LongDocumentsSection
     from domainfm.finetune.data import LabelMap
-    from domainfm.finetune.predict import TaskModel, load_task_model
+    from domainfm.inference.predict import TaskModel, load_task_model
     from domainfm.models import resolve_model
 
     if model_dir:

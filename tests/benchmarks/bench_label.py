@@ -102,11 +102,11 @@ def draw_seeds(dev, shots: int, draw: int):
 
 
 def _scores(classes, docs, probs, gold) -> dict:
-    from domainfm.label.methods import expected_calibration_error, macro_f1
+    from domainfm.metrics import expected_calibration_error, macro_f1
 
     y = np.array([classes.index(gold[d.id]) if gold[d.id] in classes else -1 for d in docs])
     pred = probs.argmax(1)
-    return {"macro_f1": round(macro_f1(y, pred, len(classes)), 4), "accuracy": round(float((pred == y).mean()), 4),
+    return {"macro_f1": round(macro_f1(y, pred, labels=range(len(classes))), 4), "accuracy": round(float((pred == y).mean()), 4),
             "ece": round(expected_calibration_error(probs.max(1), pred == y), 4)}
 
 

@@ -1,4 +1,4 @@
-"""Task metrics from scikit-learn: accuracy, micro/macro F1, per-class scores, confusion matrix,
+"""Task metrics (scikit-learn underneath): accuracy, micro/macro F1, per-class scores, confusion matrix,
 and entity-level (exact span) F1 for NER, as seqeval computes it on IOB2 tags."""
 
 from __future__ import annotations
@@ -13,6 +13,23 @@ from domainfm.corpus.document import Span
 
 def _r(x: float) -> float:
     return round(float(x), 4)
+
+
+def macro_f1(y_true: Sequence, y_pred: Sequence, labels: Sequence | None = None) -> float:
+    """Macro-averaged F1 over ``labels`` (a label never gold nor predicted scores 0), or, with
+    ``labels=None``, over the labels that occur in either sequence (0.0 when both are empty).
+
+    The audit scores a group over the classes present in it; the labeler and the task metrics
+    over every class of the task. One function, the choice made explicit by the caller.
+    """
+    from sklearn.metrics import f1_score
+
+    if labels is None:
+        labels = sorted(set(np.asarray(y_true).tolist()) | set(np.asarray(y_pred).tolist()))
+    labels = list(labels)
+    if not labels:
+        return 0.0
+    return float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0))
 
 
 def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]) -> dict:
@@ -30,7 +47,7 @@ def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], labels:
     return {
         "n": len(y_true),
         "accuracy": _r(accuracy_score(y_true, y_pred)),
-        "macro_f1": _r(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "macro_f1": _r(macro_f1(y_true, y_pred, labels)),
         "micro_f1": _r(f1_score(y_true, y_pred, labels=labels, average="micro", zero_division=0)),
         "weighted_f1": _r(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)),
         "per_class": {lab: {"precision": _r(p[i]), "recall": _r(r[i]), "f1": _r(f[i]), "support": int(s[i])}

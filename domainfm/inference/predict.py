@@ -12,7 +12,7 @@ Without domainfm, ``AutoModelForSequenceClassification.from_pretrained(folder)``
 ``PeftModel.from_pretrained(AutoModelFor...from_pretrained(base, num_labels=..., id2label=...,
 label2id=...), folder + "/adapter")`` using the labels and base from ``domainfm_task.json``.
 A classifier trained with ``model.pooling: mean`` (``"pooling"`` in ``domainfm_task.json``) also
-needs :func:`domainfm.finetune.pooling.apply_pooling` on that base model, before the adapter is
+needs :func:`domainfm.inference.pooling.apply_pooling` on that base model, before the adapter is
 attached; :func:`load_task_model` does it.
 """
 
@@ -28,7 +28,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from domainfm.corpus.document import Document, Span
-from domainfm.errors import ConfigError, DomainFMError, ModelResolutionError
+from domainfm.errors import ConfigError, ModelResolutionError
 from domainfm.finetune.config import NER_DECODINGS, LongDocumentsSection
 from domainfm.finetune.data import (
     IGNORE_INDEX,
@@ -41,9 +41,9 @@ from domainfm.finetune.data import (
     document_text,
     encode_documents,
 )
-from domainfm.finetune.metrics import classification_metrics, entity_metrics, multilabel_metrics
-from domainfm.finetune.pooling import apply_pooling
-from domainfm.models import quiet_peft_wrap
+from domainfm.metrics import classification_metrics, entity_metrics, multilabel_metrics, sigmoid, softmax
+from domainfm.inference.pooling import apply_pooling
+from domainfm.models import quiet_hf_loading, quiet_peft_wrap
 
 TASK_FILE = "domainfm_task.json"
 ADAPTER_DIR = "adapter"
@@ -158,7 +158,6 @@ def load_task_model(model_dir: str | os.PathLike, *, task: str | None = None, de
         ('classification', ['cardiology', 'endocrinology'])
     """
     import torch
-    import transformers
     from transformers import AutoTokenizer
 
     folder = Path(model_dir)
@@ -171,11 +170,7 @@ def load_task_model(model_dir: str | os.PathLike, *, task: str | None = None, de
         info["ner_decoding"] = ner_decoding
     label_map = LabelMap(info["task"], list(info["labels"]))
     cls = auto_model_class(info["task"])
-    verbosity = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()
-    bars = transformers.utils.logging.is_progress_bar_enabled()
-    transformers.utils.logging.disable_progress_bar()
-    try:
+    with quiet_hf_loading(f"the model in {folder}"):
         tokenizer = AutoTokenizer.from_pretrained(folder)
         pooling = info.get("pooling") or "cls"  # folders from before model.pooling: the [CLS] head
         if (folder / "config.json").is_file():
@@ -192,14 +187,6 @@ def load_task_model(model_dir: str | os.PathLike, *, task: str | None = None, de
             base_model = apply_pooling(cls.from_pretrained(base, config=config), pooling)
             with quiet_peft_wrap():
                 model = PeftModel.from_pretrained(base_model, folder / ADAPTER_DIR)
-    except DomainFMError:
-        raise
-    except (OSError, ValueError) as exc:
-        raise ModelResolutionError(f"cannot load the model in {folder}: {str(exc).splitlines()[0][:200]}") from None
-    finally:
-        transformers.logging.set_verbosity(verbosity)
-        if bars:
-            transformers.utils.logging.enable_progress_bar()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).eval()
     return TaskModel(model, tokenizer, info["task"], label_map, int(info["max_length"]),
@@ -257,15 +244,6 @@ def score_features(model, features: Sequence[Feature], *, pad_id: int, batch_siz
     return out  # type: ignore[return-value]
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
-    z = np.exp(x - x.max(axis=-1, keepdims=True))
-    return z / z.sum(axis=-1, keepdims=True)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
 def _whole_words(text: str, spans: list[Span]) -> list[Span]:
     """Spans widened to the letters and digits around their edges, overlapping ones of a label merged.
 
@@ -302,7 +280,7 @@ def document_outputs(task: str, label_map: LabelMap, docs: Sequence[Document], f
         id2label = label_map.id2label
         per_feature = []
         for f, lg in zip(features, logits):
-            probs = _softmax(lg)
+            probs = softmax(lg)
             if ner_decoding == "words" and f.word_ids:
                 per_feature.append(decode_words(np.log(np.clip(probs, 1e-12, None)), f.word_ids, f.offsets, id2label))
             else:
@@ -331,7 +309,7 @@ def document_outputs(task: str, label_map: LabelMap, docs: Sequence[Document], f
         doc_logits = [None] * len(docs)
         for f, lg in zip(features, logits):
             doc_logits[f.doc_index] = lg
-    return [(_sigmoid(lg) if task == "multilabel" else _softmax(lg)) for lg in doc_logits]
+    return [(sigmoid(lg) if task == "multilabel" else softmax(lg)) for lg in doc_logits]
 
 
 def predict_outputs(tm: TaskModel, docs: Sequence[Document], *, batch_size: int = 64,
