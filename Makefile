@@ -25,9 +25,9 @@ test: install
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; fi; exit $$rc
 
-# Real models and the real datasets in ../shared/data (skipped when absent).
+# End-to-end runs and the real datasets in ../shared/data (skipped when absent); CI runs both tiers.
 test-slow: install
-	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "slow or shared_data" $(PYTEST_ARGS)
 
 bench: install
 	@for script in tests/benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

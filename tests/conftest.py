@@ -91,6 +91,13 @@ def legal_corpus(corpora_dir) -> Path:
     return corpora_dir / "legal" / "documents.jsonl"
 
 
+def pytest_collection_modifyitems(config, items):
+    """A test that reads the real datasets belongs to the ``shared_data`` tier, marked or not."""
+    for item in items:
+        if "shared_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.shared_data)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data``; tests using it are skipped cleanly when it is absent."""

@@ -242,6 +242,7 @@ def test_unknown_recognizer_set_lists_available():
         build_set("clinicl")
 
 
+@pytest.mark.slow
 def test_detection_runs_offline(tmp_path):
     code = (
         "from domainfm.deid import DeidConfig, PhiDetector\n"

@@ -20,6 +20,7 @@ def demo_code(tmp_path, steps=None) -> str:
     )
 
 
+@pytest.mark.slow
 def test_import_and_demo_open_no_connection(tmp_path):
     """The demo's data stages (the model stages load the embedded models tested below)."""
     result = run_offline(demo_code(tmp_path, ("import", "deid", "chunk")), cwd=tmp_path)
@@ -35,6 +36,7 @@ def test_full_demo_opens_no_connection(tmp_path):
     assert attempts(result.stdout) == "NETWORK_ATTEMPTS=0 []"
 
 
+@pytest.mark.slow
 def test_embedded_models_load_offline(tmp_path):
     code = (
         "from domainfm.models import load_spacy, load_tokenizer, resolve_model\n"

@@ -267,6 +267,7 @@ def _kill_then_rerun(cli, tmp_path, first_args, second_args, outputs, stop_at):
     return rerun
 
 
+@pytest.mark.slow
 def test_sigkill_mid_write_deid_with_vault_and_chunk(cli, tmp_path, tiny_model_dir, monkeypatch):
     monkeypatch.setenv("DOMAINFM_VAULT_KEY", "v" * 40)
     a = _write(tmp_path / "a.jsonl", NOTES[:3])
@@ -286,6 +287,7 @@ def test_sigkill_mid_write_deid_with_vault_and_chunk(cli, tmp_path, tiny_model_d
     assert "read 7 = written 6 + rejected 1" in rerun.output
 
 
+@pytest.mark.slow
 def test_sigkill_mid_write_label(cli, tmp_path, tiny_model_dir):
     seeds = _write(tmp_path / "seeds.jsonl", NOTES)
     pool_a = _write(tmp_path / "pa.jsonl", [{"id": f"p{i}", "text": f"chest pain {i}"} for i in range(3)])
@@ -298,6 +300,7 @@ def test_sigkill_mid_write_label(cli, tmp_path, tiny_model_dir):
     assert "read 5 = written 5 + rejected 0" in rerun.output
 
 
+@pytest.mark.slow
 def test_sigkill_mid_write_audit(cli, tmp_path, tiny_classifier_dir):
     rows = [{"id": f"a{i}", "text": f"chest pain note {i}", "label": "cardio" if i % 2 else "ortho",
              "meta": {"sex": "female" if i % 3 else "male"}} for i in range(12)]

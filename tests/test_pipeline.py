@@ -323,6 +323,7 @@ def test_audit_stage_reports_on_the_held_out_split_and_reruns_alone(audited, tmp
     assert pl.run_pipeline(audited, {"audit.data": "all"}).stage("audit").status == "cached"
 
 
+@pytest.mark.slow
 def test_training_stages_under_a_launcher_match_the_in_process_run(audited, tmp_path):
     """``launch:`` runs finetune as ``<launch> -m domainfm finetune CONFIG -o OUT`` (here plain
     python: one process; ``accelerate launch --num_processes N`` in production)."""

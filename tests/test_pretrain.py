@@ -399,6 +399,7 @@ train.pretrain(load_config(PretrainConfig, sys.argv[1]), sys.argv[2])
 """
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_mlm_dir, corpus):
     from domainfm.pretrain import pretrain
 
