@@ -22,6 +22,7 @@ import dataclasses
 import difflib
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field  # noqa: F401  (re-exported for config modules)
 from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping, get_args, get_origin, get_type_hints
@@ -48,6 +49,7 @@ def from_dict(cls: type, data: Mapping[str, Any] | None, *, prefix: str = "") ->
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     kwargs = {}
+    data = _renamed_keys(cls, data, prefix)
     for key, value in data.items():
         dotted = f"{prefix}{key}"
         if key not in fields:
@@ -66,6 +68,24 @@ def from_dict(cls: type, data: Mapping[str, Any] | None, *, prefix: str = "") ->
     if missing:
         raise ConfigError(f"missing required config key(s): {', '.join(prefix + m for m in missing)}")
     return cls(**kwargs)
+
+
+def _renamed_keys(cls: type, data: Mapping[str, Any], prefix: str) -> Mapping[str, Any]:
+    """Keys a section renamed (``cls.RENAMED``: old -> new) are read under their new name, with a
+    message saying what to write instead; both names at once is an error."""
+    renamed = getattr(cls, "RENAMED", None)
+    if not renamed or not any(old in data for old in renamed):
+        return data
+    out = dict(data)
+    for old, new in renamed.items():
+        if old not in out:
+            continue
+        if new in out:
+            raise ConfigError(f"{prefix}{old} and {prefix}{new} are the same setting; keep only {prefix}{new}")
+        warnings.warn(f"config key {prefix}{old!s} is deprecated; write {prefix}{new} (peft.LoraConfig's name)",
+                      FutureWarning, stacklevel=3)
+        out[new] = out.pop(old)
+    return out
 
 
 def _coerce(value: Any, hint: Any, dotted: str) -> Any:

@@ -602,3 +602,25 @@ def test_ddp_two_cpu_processes(tmp_path, tiny_mlm_dir, corpus):
     assert (out / "checkpoints" / "checkpoint-4").is_dir()
     assert run.stdout.count("model: ") == 1  # only the main process reports
     assert time.perf_counter() - start < 240
+
+
+def test_lora_section_uses_peft_names_and_reads_the_old_keys_with_a_message():
+    import warnings
+
+    from domainfm.config import from_dict
+    from domainfm.errors import ConfigError
+    from domainfm.finetune.config import LoraSection as FinetuneLora
+    from domainfm.pretrain.config import LoraSection
+
+    assert issubclass(LoraSection, FinetuneLora)  # one section, plus `enabled`
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        old = from_dict(LoraSection, {"enabled": True, "alpha": 32, "dropout": 0.2}, prefix="lora.")
+    assert (old.lora_alpha, old.lora_dropout) == (32, 0.2)
+    assert any("lora.alpha is deprecated; write lora.lora_alpha" in str(w.message) for w in caught)
+    peft_config = old.to_peft()
+    assert (peft_config.r, peft_config.lora_alpha, peft_config.lora_dropout) == (8, 32, 0.2)
+    with pytest.raises(ConfigError, match="same setting"):
+        from_dict(LoraSection, {"alpha": 32, "lora_alpha": 16}, prefix="lora.")
+    with pytest.raises(ConfigError, match="lora.lora_dropout must be in"):
+        from_dict(LoraSection, {"lora_dropout": 1.5}, prefix="lora.")

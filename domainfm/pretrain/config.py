@@ -6,7 +6,7 @@ A task file looks like ``tasks/pretrain-demo.yaml``::
     data: {paths: [demo-output/clinical/deid/corpus.jsonl], eval_fraction: 0.1}
     masking: {seq_len: 128, mlm_probability: 0.15, whole_word_mask: true}
     train: {max_steps: 60, batch_size: 16, lr: 1e-4, checkpoint_every: 20}
-    lora: {enabled: false}
+    lora: {enabled: false, r: 8, lora_alpha: 16}
 
 and every field can be overridden on the command line (``--train.lr 3e-4``).
 """
@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from domainfm.errors import ConfigError
+from domainfm.lora import LoraSection as SharedLoraSection
 from domainfm.privacy_audit.config import CanaryConfig
 
 
@@ -172,38 +173,24 @@ class TrainConfig:
 
 
 @dataclass
-class LoraSection:
-    """LoRA-DAPT: train low-rank adapters instead of all weights (maps onto ``peft.LoraConfig``).
+class LoraSection(SharedLoraSection):
+    """LoRA-DAPT: train low-rank adapters instead of all weights. The fields are
+    ``peft.LoraConfig``'s (the same section as finetune's), plus ``enabled``.
 
     The saved model has the adapters merged in, so it loads with plain transformers; the
-    adapter alone is saved too, under ``<out>/adapter``.
+    adapter alone is saved too, under ``<out>/adapter``. The keys of earlier releases,
+    ``alpha`` and ``dropout``, are still read (with a deprecation message).
 
     Args:
         enabled: train adapters instead of the full model.
-        r: adapter rank.
-        alpha: scaling numerator (``lora_alpha``).
-        dropout: dropout on the adapter input (``lora_dropout``).
-        target_modules: module names to adapt; ``null`` uses peft's default for the architecture.
+        lora_dropout: dropout on the adapter input (0.05 here: DAPT sees far more tokens than a
+            task fine-tune).
     """
 
+    RENAMED: ClassVar[dict[str, str]] = {"alpha": "lora_alpha", "dropout": "lora_dropout"}
+
     enabled: bool = False
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.05
-    target_modules: list[str] | None = None
-
-    def __post_init__(self):
-        if self.r < 1:
-            raise ConfigError(f"lora.r must be an int >= 1, got {self.r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"lora.dropout must be in [0, 1), got {self.dropout}")
-
-    def to_peft(self, task_type: str | None = None):
-        """The equivalent ``peft.LoraConfig``."""
-        from peft import LoraConfig
-
-        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
-                          target_modules=self.target_modules, task_type=task_type)
+    lora_dropout: float = 0.05
 
 
 @dataclass
