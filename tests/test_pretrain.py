@@ -208,7 +208,8 @@ def test_causal_packing_uses_eos_separators(tmp_path, tiny_gpt2_dir):
 
 
 def _mask(tokenizer, texts, whole_word, seed=0, prob=0.15):
-    from domainfm.pretrain.masking import collate, mask_tokens, seeded_generator
+    from domainfm.pretrain.masking import collate, mask_tokens
+    from domainfm.seeding import seeded_generator
 
     enc = tokenizer(texts)
     import numpy as np

@@ -24,6 +24,7 @@ import numpy as np
 from domainfm.config import config_differences, save_config, to_dict
 from domainfm.manifest import write_json_atomic
 from domainfm.models import quiet_hf_loading, quiet_peft_wrap
+from domainfm.seeding import mix_seed
 from domainfm.errors import ConfigError
 from domainfm.finetune.config import TaskConfig
 from domainfm.finetune.data import (
@@ -142,10 +143,6 @@ def _save_checkpoint(out: Path, step: int, payload: dict, state: dict) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Data and model
-
-
-def _mix(*keys: int) -> int:
-    return int(np.random.SeedSequence([int(k) & 0xFFFFFFFF for k in keys]).generate_state(1)[0])
 
 
 def prepare_data(cfg: TaskConfig, on_event: Event | None = None) -> dict[str, Any]:
@@ -504,7 +501,7 @@ def _finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool, o
     emit("step", step=start_step, total_steps=total_steps, loss=None)
     step = start_step
     while step < total_steps and not stopped_early:
-        torch.manual_seed(_mix(cfg.train.seed, step, rank, 1))  # dropout
+        torch.manual_seed(mix_seed(cfg.train.seed, step, rank, 1))  # dropout
         step_loss = 0.0
         for a in range(accum):
             idx = batches.get(step * accum + a)

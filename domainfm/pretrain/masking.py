@@ -14,23 +14,6 @@ import numpy as np
 IGNORE_INDEX = -100
 
 
-def mix_seed(*keys: int) -> int:
-    """One seed from several integers (stable across runs, machines and Python versions)."""
-    seed = 0
-    for key in keys:
-        seed = (seed * 1_000_003 + int(key) + 7919) % (2**63 - 1)
-    return seed
-
-
-def seeded_generator(*keys: int):
-    """A CPU ``torch.Generator`` seeded from several integers."""
-    import torch
-
-    gen = torch.Generator()
-    gen.manual_seed(mix_seed(*keys))
-    return gen
-
-
 def collate(ids: Sequence[np.ndarray], word_starts: Sequence[np.ndarray] | None, pad_id: int):
     """Stack sequences into ``input_ids``/``attention_mask`` (padding only to the longest one;
     packed blocks all have the same length, so they carry no padding at all)."""

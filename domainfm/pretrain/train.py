@@ -41,7 +41,8 @@ from domainfm.models import quiet_peft_wrap
 from domainfm.errors import ConfigError, CorpusError, DomainFMError, ModelResolutionError
 from domainfm.pretrain.config import PretrainConfig
 from domainfm.pretrain.data import PackedCorpus, build_corpus, privacy_gate
-from domainfm.pretrain.masking import IGNORE_INDEX, causal_labels, collate, mask_tokens, mix_seed, seeded_generator
+from domainfm.pretrain.masking import IGNORE_INDEX, causal_labels, collate, mask_tokens
+from domainfm.seeding import mix_seed, seeded_generator
 
 MLM_HEAD_NEW = "newly initialised, decoder tied to input embeddings"
 CHECKPOINTS = "checkpoints"

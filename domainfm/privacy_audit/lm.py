@@ -219,7 +219,7 @@ class ScoringModel:
         """
         import torch
 
-        from domainfm.pretrain.masking import seeded_generator
+        from domainfm.seeding import seeded_generator
 
         ids, _ = self._encode(texts, min(max_tokens, self.max_length))
         special = set(i for i in self.tokenizer.all_special_ids if i is not None)
