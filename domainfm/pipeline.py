@@ -650,11 +650,11 @@ def _run_deid_eval(ctx: StageContext) -> StageOutput:
     from domainfm.deid import PhiDetector
     from domainfm.deid.evaluate import evaluate
     from domainfm.deid.propagate import propagate_names
-    from domainfm.finetune.train import load_task_data
+    from domainfm.finetune.split import recorded_documents
 
     section = ctx.config
     task = ctx.pipeline.stages["finetune"]
-    _, eval_docs, _, stats = load_task_data(task)
+    _, eval_docs, stats = recorded_documents(ctx.inputs[0], task)
     if not eval_docs:
         raise ConfigError("deid_eval scores the documents fine-tuning held out, and there are none: set "
                           "finetune.data.eval_fraction > 0 or finetune.data.eval")
@@ -698,11 +698,11 @@ def _run_deid_eval(ctx: StageContext) -> StageOutput:
 
 def _run_audit(ctx: StageContext) -> StageOutput:
     from domainfm.audit import audit
-    from domainfm.finetune.train import load_task_data
+    from domainfm.finetune.split import recorded_documents
 
     section = ctx.config
     task = ctx.pipeline.stages["finetune"]
-    train_docs, eval_docs, _, _ = load_task_data(task)
+    train_docs, eval_docs, _ = recorded_documents(ctx.inputs[0], task)  # the split finetune recorded
     if section.data == "eval":
         docs = eval_docs
         if not docs:

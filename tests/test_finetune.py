@@ -629,3 +629,21 @@ def test_labels_map_renames_and_drops_span_labels_before_training(tmp_path):
                                            "labels.map": {"a": "b"}})
     with pytest.raises(ConfigError, match="labels.map: 'a' must map to a label name or null"):
         load_config(TaskConfig, overrides={"task": "ner", "data.train": "x.jsonl", "labels.map": {"a": ""}})
+
+
+def test_the_split_is_recorded_as_digests_and_read_back(tmp_path, notes_file, tiny_model_dir):
+    """The audit and the de-id site evaluation read the documents finetune held out from
+    ``split.json`` (salted digests: document ids never sit in the model folder)."""
+    from domainfm.finetune.split import SPLIT_FILE, read_split, recorded_documents
+
+    cfg = _cfg(notes_file, tiny_model_dir, **{"train.max_steps": 1})
+    result = finetune(cfg, tmp_path / "model")
+    record = (tmp_path / "model" / SPLIT_FILE).read_text(encoding="utf-8")
+    train_docs, eval_docs, _, _ = load_task_data(cfg)
+    assert not any(f'"{d.id}"' in record for d in train_docs + eval_docs)
+    split = read_split(result.out_dir)
+    assert {split.side(d.id) for d in eval_docs} == {"eval"} and {split.side(d.id) for d in train_docs} == {"train"}
+    assert split.side("never-seen") is None
+    got_train, got_eval, stats = recorded_documents(result.out_dir, cfg)
+    assert [d.id for d in got_eval] == [d.id for d in eval_docs] and stats["recorded"]
+    assert [d.id for d in got_train] == [d.id for d in train_docs]

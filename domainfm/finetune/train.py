@@ -27,6 +27,7 @@ from domainfm.models import quiet_hf_loading, quiet_peft_wrap
 from domainfm.seeding import mix_seed
 from domainfm.errors import ConfigError
 from domainfm.finetune.config import TaskConfig
+from domainfm.finetune.split import record_split
 from domainfm.finetune.data import (
     IGNORE_INDEX,
     LabelMap,
@@ -579,6 +580,7 @@ def _finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool, o
         _save_model(raw, tokenizer, cfg, label_map, source, out, merge)
         metrics["total_seconds"] = round(time.perf_counter() - t_start, 2)
         write_json_atomic(out / "metrics.json", metrics)
+        record_split(out, train_docs, eval_docs, data_stats)  # the audit reads it instead of re-splitting
         from importlib import metadata
 
         from domainfm.manifest import write_manifest
