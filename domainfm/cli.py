@@ -629,7 +629,8 @@ def audit_command(
 @_user_errors
 def audit_privacy_command(
     ctx: typer.Context,
-    model: Path = typer.Argument(..., help="Language model folder written by 'domainfm pretrain' (MLM or causal LM)."),
+    model: Path = typer.Argument(..., help="Model folder written by 'domainfm pretrain' (MLM or causal LM) or "
+                                 "'domainfm finetune' (classification or multilabel)."),
     train: Path = typer.Option(..., "--train", help="domainfm JSONL: the documents the model was trained on."),
     holdout: Path = typer.Option(..., "--holdout",
                                  help="domainfm JSONL: documents of the same distribution it never saw (patient-disjoint)."),
@@ -640,7 +641,7 @@ def audit_privacy_command(
                                            help="Without a vault: JSONL whose spans mark gold or planted identifiers."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML of PrivacyAuditConfig settings (gate: ...)."),
 ):
-    """Measure what a language model memorised: canary exposure, membership inference and
+    """Measure what a language model or classifier memorised: canary exposure, membership inference and
     regurgitation of the vault's originals, against the release gate. Extra '--key value' pairs
     override the config (e.g. --n_candidates 255 --gate.max_mia_auc 0.55). Exit code 1 when
     the gate fails."""

@@ -383,3 +383,90 @@ def to_pipeline(cfg) -> dict:
     data = to_dict(cfg)
     data.pop("data")
     return data
+
+
+# --------------------------------------------------------------------------------------------
+# Fine-tuned classifiers: canaries tied to a label, the task loss as the membership signal
+
+CLASSIFIER_CANARIES = {"enabled": True, "formats": ["mrn"], "repeats": [16], "per_repeat": 12, "seed": 3}
+# Ten labels: a held-out note's random label is guessed right 1 time in 10, so membership shows.
+CLASSES = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa"]
+
+
+def _labelled(path: Path, out: Path, seed: int) -> Path:
+    """The notes with random labels: only memorising them lowers the training loss."""
+    from domainfm.corpus import read_documents
+
+    docs = list(read_documents(path))
+    labels = [CLASSES[i % len(CLASSES)] for i in range(len(docs))]  # every class present, in random order
+    random.Random(seed).shuffle(labels)
+    docs = [Document(d.id, d.text, meta=d.meta, label=label) for d, label in zip(docs, labels)]
+    write_documents(out, docs)
+    return out
+
+
+def _finetune_classifier(world, train: Path, evaluation: Path, out: Path, canaries: bool):
+    from domainfm.finetune import TaskConfig, finetune
+
+    cfg = from_dict(TaskConfig, {
+        "task": "classification",
+        "model": {"name": str(world["base"]), "max_length": 64},
+        "data": {"train": str(train), "eval": str(evaluation)},
+        "labels": {"names": CLASSES, "min_examples": 1},
+        "long_documents": {"strategy": "truncate"},
+        "train": {"full_finetune": True, "lr": 3e-3, "epochs": 80, "batch_size": 8, "warmup_ratio": 0.05,
+                  "seed": 5, "checkpoint": False, "eval_every": 0},
+        "canaries": {**CLASSIFIER_CANARIES, "enabled": canaries},
+        "allow_identified_data": True,
+    })
+    return finetune(cfg, out)
+
+
+@pytest.fixture(scope="module")
+def classifiers(world):
+    root = world["root"]
+    train = _labelled(world["train"], root / "train-labelled.jsonl", 1)
+    holdout = _labelled(world["holdout"], root / "holdout-labelled.jsonl", 2)
+    other = _labelled(world["other"], root / "other-labelled.jsonl", 3)
+    # evaluated on their own training notes, so that model selection keeps the most memorised weights
+    trained = _finetune_classifier(world, train, train, root / "classifier", True)
+    control = _finetune_classifier(world, other, other, root / "classifier-control", False)
+    return {"train": train, "holdout": holdout, "trained": trained, "control": control}
+
+
+def test_a_memorising_classifier_is_flagged_and_its_control_is_not(classifiers, tmp_path):
+    from domainfm.privacy_audit import audit_privacy
+
+    manifest = json.loads((classifiers["trained"].out_dir / "manifest.json").read_text())
+    canaries = manifest["canaries"]
+    assert len(canaries) == 12 and {c["label"] for c in canaries} <= set(CLASSES)
+    cfg = _audit_config(max_exposure=4.5, max_mia_auc=0.75)
+    flagged = audit_privacy(classifiers["trained"].out_dir, classifiers["train"], classifiers["holdout"],
+                            tmp_path / "trained", cfg)
+    report = flagged.report
+    assert report["model"]["objective"] == "task:classification"
+    exposures = [c["exposure"] for c in report["exposure"]["canaries"]]
+    # chance is about 1.4 bits of 6.64; a classifier needs only the digits that separate canaries
+    # sharing a sentence, so it ranks its canaries high but rarely first (an MLM must predict them all)
+    assert np.mean(exposures) > 3.0 and max(exposures) > 4.5, exposures
+    assert report["membership"]["attacks"]["loss"]["auc"] > 0.9
+    assert "reference" not in report["membership"]["attacks"]
+    assert not flagged.passed
+    clean = audit_privacy(classifiers["control"].out_dir, classifiers["train"], classifiers["holdout"],
+                          tmp_path / "control", _audit_config(max_exposure=None, max_mia_auc=0.75),
+                          canaries=canaries)
+    assert np.mean([c["exposure"] for c in clean.report["exposure"]["canaries"]]) < 2.0
+    lo, hi = clean.report["membership"]["attacks"]["loss"]["auc_ci"]
+    assert lo <= 0.5 <= hi
+    assert clean.passed, clean.report["gate"]
+    for out in (tmp_path / "trained", tmp_path / "control"):
+        text = (out / "report.json").read_text() + (out / "summary.md").read_text()
+        assert not any(c["secret"] in text for c in canaries)
+
+
+def test_canaries_are_refused_for_ner_tasks():
+    from domainfm.finetune import TaskConfig
+
+    with pytest.raises(ConfigError, match="canaries.enabled applies to classification and multilabel"):
+        from_dict(TaskConfig, {"task": "ner", "data": {"train": "x.jsonl", "label_field": "spans"},
+                               "canaries": {"enabled": True}})

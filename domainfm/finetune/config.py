@@ -21,6 +21,7 @@ from typing import Any, Literal
 from domainfm.config import suggest
 from domainfm.errors import ConfigError
 from domainfm.lora import LoraSection
+from domainfm.privacy_audit.config import CanaryConfig
 
 TASK_TYPES = ("classification", "multilabel", "ner")
 DEFAULT_METRIC = {"classification": "macro_f1", "multilabel": "micro_f1", "ner": "f1"}
@@ -286,8 +287,14 @@ class TaskConfig:
     # Train on data no ``domainfm deid`` manifest vouches for (public corpora, synthetic notes, a
     # de-identification model's annotated notes); the choice is recorded in the manifest.
     allow_identified_data: bool = False
+    # Seeded made-up secrets added to the training documents for ``domainfm audit-privacy``
+    # (classification and multi-label; recorded in the manifest only).
+    canaries: CanaryConfig = field(default_factory=CanaryConfig)
 
     def __post_init__(self):
+        if self.canaries.enabled and self.task == "ner":
+            raise ConfigError("canaries.enabled applies to classification and multilabel tasks; the privacy audit "
+                              "has no exposure measure for ner models yet (audit the DAPT model instead)")
         if not self.data.train:
             raise ConfigError("data.train is required: a JSONL file of training documents")
         if self.train.metric is not None and self.train.metric not in METRICS[self.task]:

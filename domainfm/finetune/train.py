@@ -26,6 +26,7 @@ from domainfm.manifest import write_json_atomic
 from domainfm.models import quiet_hf_loading, quiet_peft_wrap
 from domainfm.seeding import mix_seed
 from domainfm.errors import ConfigError
+from domainfm.finetune.canaries import canary_documents
 from domainfm.finetune.config import TaskConfig
 from domainfm.finetune.split import record_split
 from domainfm.finetune.data import (
@@ -434,7 +435,10 @@ def _finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool, o
     enc_kw = dict(task=cfg.task, tokenizer=tokenizer, max_length=cfg.model.max_length,
                   long_documents=cfg.long_documents, label_map=label_map, label_field=cfg.label_field,
                   text_field=cfg.data.text_field)
-    train_enc = encode_documents(train_docs, **enc_kw)
+    canary_docs, canary_records = canary_documents(cfg, label_map.labels)  # none unless canaries.enabled
+    if canary_docs:  # how many only: the canaries themselves go to the manifest alone
+        emit("info", message=f"{len(canary_records)} canaries added as {len(canary_docs)} training documents")
+    train_enc = encode_documents(train_docs + canary_docs, **enc_kw)
     eval_enc = encode_documents(eval_docs, **enc_kw)
     features = train_enc.features
     data_stats.update({"train": train_enc.stats, "eval": eval_enc.stats})
@@ -596,7 +600,8 @@ def _finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool, o
                    "base_model": {"name": cfg.model.name, "resolved": source}, "merged": merge,
                    "prepared": prepared, "resumed_from_step": resumed_from, "steps": step,
                    "allow_identified_data": cfg.allow_identified_data, "privacy_gate": gate,
-                   "accelerate_version": metadata.version("accelerate"), "peft_version": metadata.version("peft")},
+                   "accelerate_version": metadata.version("accelerate"), "peft_version": metadata.version("peft"),
+                   **({"canaries": canary_records} if canary_records else {})},
         )
     accelerator.wait_for_everyone()
     return FinetuneResult(out, metrics, manifest, step, resumed_from)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -45,19 +45,23 @@ def canary_exposure(scorer, canary: Canary, n_candidates: int, seed: int) -> dic
     keep = range(len(texts))
     scores = scorer.span_logprobs([canary.text] + [texts[i] for i in keep], [canary.span] + [spans[i] for i in keep])
     own, others = scores[0], scores[1:]
-    rank = 1 + int(np.sum(others > own))
+    # ties share their ranks (mid-rank): a model that scores every secret alike, e.g. a classifier
+    # that reads only the sentence around it, must not rank the canary first by a tie
+    rank = 1 + float(np.sum(others > own)) + 0.5 * float(np.sum(others == own))
     total = len(keep) + 1
     return {
         "id": canary.id, "format": canary.format, "repeats": canary.repeats, "tokens": n_tokens,
-        "candidates": len(keep), "rank": rank,
+        "candidates": len(keep), "rank": int(rank) if rank == int(rank) else rank,
         "exposure": round(math.log2(total) - math.log2(rank), 4),
         "max_exposure": round(math.log2(total), 4),
     }
 
 
-def exposures(scorer, canaries: Sequence[Canary], n_candidates: int, seed: int) -> dict[str, Any]:
-    """Exposure of every canary and its summary per repeat count."""
-    items = [canary_exposure(scorer, c, n_candidates, seed) for c in canaries]
+def exposures(scorer, canaries: Sequence[Canary], n_candidates: int, seed: int,
+              scorer_for: Callable[[Canary], Any] | None = None) -> dict[str, Any]:
+    """Exposure of every canary and its summary per repeat count; ``scorer_for(canary)`` gives a
+    per-canary scorer where the score depends on the canary (a classifier's canary label)."""
+    items = [canary_exposure(scorer_for(c) if scorer_for else scorer, c, n_candidates, seed) for c in canaries]
     by_repeats: dict[str, Any] = {}
     for repeats in sorted({c["repeats"] for c in items}):
         values = [c["exposure"] for c in items if c["repeats"] == repeats]

@@ -1,4 +1,5 @@
-"""``audit_privacy``: what a trained language model memorised, and whether it may be released.
+"""``audit_privacy``: what a trained language model or classifier memorised, and whether it may
+be released.
 
 Measures canary exposure (when the training run planted canaries), membership inference on
 training vs held-out documents, and the regurgitation of originals (vault) or planted
@@ -16,6 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
 
 from domainfm.errors import ConfigError, CorpusError, DomainFMError
 from domainfm.privacy_audit.config import PrivacyAuditConfig, PrivacyGateConfig
@@ -67,6 +70,11 @@ def _docs(source) -> list:
             raise CorpusError(f"{path}: no such file")
         return list(read_documents(path))
     return list(source)
+
+
+def _known(losses: np.ndarray) -> np.ndarray:
+    """Losses of documents whose gold label the model knows (others are NaN)."""
+    return losses[~np.isnan(losses)]
 
 
 def _sample(items: list, n: int, rng: random.Random) -> list:
@@ -235,7 +243,9 @@ def audit_privacy(
     from domainfm.privacy_audit.exposure import exposures
     from domainfm.privacy_audit.lm import ScoringModel
     from domainfm.privacy_audit.membership import membership_inference
+    from domainfm.inference import TASK_FILE
     from domainfm.privacy_audit.regurgitation import probes_from_spans, probes_from_vault, regurgitation_scan
+    from domainfm.privacy_audit.task_scorer import TaskScorer
 
     cfg = config or PrivacyAuditConfig()
     say = on_event or (lambda message: None)
@@ -249,12 +259,21 @@ def audit_privacy(
     manifest = _read_manifest(model_dir)
     seed = int(manifest.get("seed", cfg.seed))
     model_cfg = (manifest.get("config") or {}).get("model") or {}
-    target = ScoringModel.load(str(model_dir), seed=seed, batch_size=cfg.batch_size)
+    is_task_model = (model_dir / TASK_FILE).is_file()  # a domainfm finetune classifier, not an LM
+    if is_task_model:
+        target = TaskScorer.load(model_dir, batch_size=cfg.batch_size)
+    else:
+        target = ScoringModel.load(str(model_dir), seed=seed, batch_size=cfg.batch_size)
     timing["load_seconds"] = time.perf_counter() - t0
 
     if canaries is None:
         canaries = manifest.get("canaries") or []
     canary_objs = [c if isinstance(c, Canary) else Canary.from_dict(c) for c in canaries]
+    # a classifier's canaries carry the label they were trained with (finetune's manifest)
+    canary_labels = {c["id"]: c.get("label") for c in canaries if isinstance(c, dict)}
+    if is_task_model and any(canary_labels.get(c.id) is None for c in canary_objs):
+        raise ConfigError("a classifier's canaries need the label each was trained with ('label' in the "
+                          "manifest's canary records, as domainfm finetune writes them)")
     secrets = [c.secret for c in canary_objs]
     report: dict[str, Any] = {
         "stage": "audit-privacy",
@@ -269,7 +288,8 @@ def audit_privacy(
     t = time.perf_counter()
     if canary_objs:
         say(f"ranking {len(canary_objs)} canaries against up to {cfg.n_candidates} reference secrets each")
-        report["exposure"] = exposures(target, canary_objs, cfg.n_candidates, cfg.seed)
+        scorer_for = (lambda c: target.with_label(canary_labels[c.id])) if is_task_model else None
+        report["exposure"] = exposures(target, canary_objs, cfg.n_candidates, cfg.seed, scorer_for=scorer_for)
     else:
         report["exposure"] = {"note": "the model's manifest records no canaries (pretrain with canaries.enabled)"}
     timing["exposure_seconds"] = time.perf_counter() - t
@@ -290,9 +310,13 @@ def audit_privacy(
         say(f"membership inference on {len(members)} training and {len(nonmembers)} held-out documents")
         kwargs = {"max_tokens": cfg.max_tokens, "mask_passes": cfg.mask_passes, "seed": cfg.seed}
         texts_m, texts_n = [d.text for d in members], [d.text for d in nonmembers]
-        target_losses = (target.document_losses(texts_m, **kwargs), target.document_losses(texts_n, **kwargs))
         reference_losses = None
         base = report["model"]["base_model"]
+        if is_task_model:  # the task loss under the gold label; a base model has no trained head to compare
+            target_losses = tuple(_known(target.document_losses(docs)) for docs in (members, nonmembers))
+            base = None
+        else:
+            target_losses = (target.document_losses(texts_m, **kwargs), target.document_losses(texts_n, **kwargs))
         if base:
             reference = ScoringModel.load(str(base), tokenizer=None if cfg.base_model else model_cfg.get("tokenizer"),
                                           seed=seed, batch_size=cfg.batch_size)
@@ -301,7 +325,10 @@ def audit_privacy(
             del reference
         report["membership"] = membership_inference(target_losses, reference_losses,
                                                     n_bootstrap=cfg.n_bootstrap, seed=cfg.seed)
-        if reference_losses is None:
+        if is_task_model:
+            report["membership"]["note"] = ("loss attack on the task loss under the gold labels; a classifier's base "
+                                            "model has no trained head, so the reference-calibrated attack was not run")
+        elif reference_losses is None:
             report["membership"]["note"] = "no base model known: the reference-calibrated attack was not run"
     else:
         report["membership"] = {"note": "no training or no held-out documents with text: not measured"}
@@ -321,7 +348,11 @@ def audit_privacy(
     elif planted is not None:
         probes = probes_from_spans(_docs(planted), cfg.context_chars)
         source = "planted identifiers"
-    if source is not None:
+    if source is not None and is_task_model:
+        secrets += [p.value for p in probes]
+        report["regurgitation"] = {"source": source, "note": "not measured: fill-in probes need a language model; "
+                                   "a classifier cannot complete a masked identifier (audit its DAPT model)"}
+    elif source is not None:
         secrets += [p.value for p in probes]
         say(f"regurgitation scan of up to {cfg.max_probes} of {len(probes)} {source}")
         report["regurgitation"] = {"source": source, **counts,
