@@ -470,3 +470,67 @@ def test_canaries_are_refused_for_ner_tasks():
     with pytest.raises(ConfigError, match="canaries.enabled applies to classification and multilabel"):
         from_dict(TaskConfig, {"task": "ner", "data": {"train": "x.jsonl", "label_field": "spans"},
                                "canaries": {"enabled": True}})
+
+
+# --------------------------------------------------------------------------------------------
+# Causal language models: the secret's log-likelihood given its prefix
+
+
+@pytest.fixture(scope="module")
+def gpt2_base(world):
+    """A 2-layer GPT-2 whose byte-level BPE tokenizer was trained on the notes and canary
+    sentences without their digits (each digit stays one token, as for the MLM)."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    from domainfm.corpus import read_documents
+
+    texts = [re.sub(r"\d", "", d.text) for name in ("train", "holdout", "other") for d in read_documents(world[name])]
+    texts += [re.sub(r"\d", "", c.text) for c in make_canaries(CanaryConfig(enabled=True, per_repeat=3), 99)]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=600, special_tokens=["<|endoftext|>"],
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
+    torch.manual_seed(0)
+    folder = world["root"] / "gpt2-base"
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=64, n_layer=2, n_head=2, n_positions=128,
+                               bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _causal_config(world, base: Path, data: Path, canaries: bool) -> PretrainConfig:
+    return from_dict(PretrainConfig, {
+        "model": {"name": str(base), "objective": "causal"},
+        "data": {"paths": [str(data)], "eval_fraction": 0.0},
+        "masking": {"seq_len": 64, "packing": False},
+        "train": {"epochs": 40, "batch_size": 4, "lr": 3e-3, "warmup_ratio": 0.05, "seed": 5, "log_every": 50},
+        "canaries": {"enabled": canaries, "repeats": REPEATS},
+        "allow_identified_data": True,
+    })
+
+
+def test_a_memorising_causal_lm_is_flagged_and_its_control_is_not(world, gpt2_base, tmp_path):
+    from domainfm.pretrain import pretrain
+    from domainfm.privacy_audit import audit_privacy
+
+    trained = pretrain(_causal_config(world, gpt2_base, world["train"], True), tmp_path / "trained")
+    control = pretrain(_causal_config(world, gpt2_base, world["other"], False), tmp_path / "control")
+    flagged = audit_privacy(trained.out_dir, world["train"], world["holdout"], tmp_path / "report",
+                            _audit_config(max_exposure=5.0, max_mia_auc=0.6))
+    report = flagged.report
+    assert report["model"]["objective"] == "causal"
+    top = math.log2(N_CANDIDATES + 1)
+    heavy = [c["exposure"] for c in report["exposure"]["canaries"] if c["repeats"] == max(REPEATS)]
+    assert np.mean(heavy) >= top - 1.5, heavy
+    assert report["membership"]["attacks"]["loss"]["auc"] > 0.9
+    assert not flagged.passed
+    canaries = json.loads((trained.out_dir / "manifest.json").read_text())["canaries"]
+    clean = audit_privacy(control.out_dir, world["train"], world["holdout"], tmp_path / "control-report",
+                          _audit_config(max_exposure=None, max_mia_auc=0.75), canaries=canaries)
+    assert np.mean([c["exposure"] for c in clean.report["exposure"]["canaries"]]) < 3.0
+    lo, hi = clean.report["membership"]["attacks"]["loss"]["auc_ci"]
+    assert lo <= 0.5 <= hi
