@@ -584,7 +584,7 @@ def _finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool, o
         _save_model(raw, tokenizer, cfg, label_map, source, out, merge)
         metrics["total_seconds"] = round(time.perf_counter() - t_start, 2)
         write_json_atomic(out / "metrics.json", metrics)
-        record_split(out, train_docs, eval_docs, data_stats)  # the audit reads it instead of re-splitting
+        record_split(out, train_docs, eval_docs, data_stats, seed=cfg.train.seed)  # the audit reads it instead of re-splitting
         from importlib import metadata
 
         from domainfm.manifest import write_manifest
