@@ -244,19 +244,10 @@ class PipelineConfig:
 
 def _section_builders() -> dict[str, Callable[[dict, str], Any]]:
     def build_import(data, prefix):
-        from domainfm.corpus.importers import IMPORTERS, get_importer
-        from domainfm.finetune.prepare import PREPARERS
+        from domainfm.corpus.importers import get_importer
 
         section = from_dict(ImportSection, data, prefix=prefix)
-        if section.format in PREPARERS:
-            options_cls = PREPARERS[section.format][0]
-        elif section.format in IMPORTERS:
-            options_cls = get_importer(section.format).options_cls
-        else:
-            names = sorted(IMPORTERS) + sorted(PREPARERS)
-            raise ConfigError(f"unknown import format {section.format!r}{suggest(section.format, names)}; "
-                              f"available: {', '.join(names)}")
-        from_dict(options_cls, section.options, prefix=f"{prefix}options.")
+        from_dict(get_importer(section.format).options_cls, section.options, prefix=f"{prefix}options.")
         return section
 
     def build_deid(data, prefix):
@@ -452,21 +443,13 @@ class StageOutput:
 
 def _run_import(ctx: StageContext) -> StageOutput:
     from domainfm.corpus.importing import import_corpus
-    from domainfm.finetune.prepare import PREPARERS
     from domainfm.manifest import manifest_path_for
 
     cfg = ctx.config
     reshaped = cfg.meta_join is not None or cfg.max_documents is not None
     target = ctx.out_dir / "source.jsonl" if reshaped else ctx.output
-    if cfg.format in PREPARERS:
-        from domainfm.finetune.config import PrepareStep
-        from domainfm.finetune.prepare import run_prepare
-
-        c = run_prepare(PrepareStep(cfg.format, str(cfg.src), str(target), dict(cfg.options)), force=True)
-        counts = {"read": c["read"], "written": c["written"], "rejected": c["rejected"]}
-    else:
-        result = import_corpus(cfg.format, cfg.src, target, cfg.options)
-        counts = {"read": result.counts.read, "written": result.counts.written, "rejected": result.counts.rejected}
+    result = import_corpus(cfg.format, cfg.src, target, cfg.options)
+    counts = {"read": result.counts.read, "written": result.counts.written, "rejected": result.counts.rejected}
     if not reshaped:
         return StageOutput([ctx.output, manifest_path_for(ctx.output)], counts)
     counts.update(_reshape(target, ctx.output, cfg, seed=13 if ctx.seed is None else ctx.seed))

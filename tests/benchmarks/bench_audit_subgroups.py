@@ -71,13 +71,13 @@ def _in_audit_part(doc_id: str) -> bool:
 def prepare_mtsamples() -> dict:
     from domainfm.corpus.document import Document
     from domainfm.corpus.io import write_documents
-    from domainfm.finetune.prepare import MtsamplesOptions, _read_mtsamples
+    from domainfm.corpus.importers.datasets import MtsamplesOptions, read_mtsamples
 
     csv.field_size_limit(sys.maxsize)
     with open(DATA / "mtsamples" / "mtsamples_demographics_heuristic.csv", newline="", encoding="utf-8") as fh:
         demo = {r["note_id"]: r for r in csv.DictReader(fh)}
     train, audit = [], []
-    for doc in _read_mtsamples(DATA / "mtsamples" / "mtsamples.csv", MtsamplesOptions(specialties=SPECIALTIES)):
+    for doc in read_mtsamples(DATA / "mtsamples" / "mtsamples.csv", MtsamplesOptions(specialties=SPECIALTIES)):
         if not isinstance(doc, Document):
             continue
         row = demo.get(doc.meta["note_ids"][0], {})
