@@ -258,12 +258,54 @@ def test_planted_identifiers_are_regurgitated_by_the_trained_model_only(world, t
                             planted=world["train"]).report["regurgitation"]
     assert flagged["source"] == "planted identifiers" and flagged["probes"] == 16
     assert flagged["scored"] >= 12 and flagged["regurgitated"] >= 0.5 * flagged["scored"]  # chance: 1 in 10
-    assert flagged["beyond_chance"] > 0 and flagged["by_label"]["MRN"]["regurgitated"] == flagged["regurgitated"]
+    # the base model (random weights here) ranks them first about as often as chance; the sign test
+    # over the probes only one of the two ranks first is what the gate reads
+    assert flagged["target_only"] - flagged["reference_only"] >= 5, flagged
+    assert flagged["beyond_chance"] == max(0, flagged["target_only"] - flagged["sign_test_99th_percentile"])
+    assert flagged["by_label"]["MRN"]["regurgitated"] == flagged["regurgitated"]
     clean = audit_privacy(control.out_dir, world["train"], world["holdout"], None, _audit_config(),
                           planted=world["train"], canaries=[]).report
-    assert clean["regurgitation"]["beyond_chance"] == 0
+    assert clean["regurgitation"]["beyond_chance"] == 0 and clean["regurgitation"]["target_only"] <= 3
     assert clean["regurgitation"]["regurgitated"] <= clean["regurgitation"]["chance_99th_percentile"]
     assert "note" in clean["exposure"]
+
+
+class _PrefersReal:
+    """A stand-in scorer that prefers every real identifier (as any LM prefers a real town to a
+    made-up one), with ``memorised`` ones ranked first by a wider margin."""
+
+    def __init__(self, real: set[str], memorised: set[str] = frozenset()):
+        self.real, self.memorised = real, memorised
+
+    def span_token_counts(self, texts, spans):
+        return np.ones(len(texts), dtype=int)
+
+    def span_logprobs(self, texts, spans):
+        values = [t[a:b] for t, (a, b) in zip(texts, spans)]
+        # an identifier it neither knows nor memorised lands mid-field among the alternatives
+        return np.array([2.0 if v in self.memorised else 1.0 if v in self.real else -4.5 if i == 0 else -float(i)
+                         for i, v in enumerate(values)])
+
+
+def test_regurgitation_is_calibrated_against_the_base_model():
+    """Real identifiers outrank made-up alternatives for any model: uniform chance would call that
+    memorisation, the base model's ranking does not."""
+    from domainfm.privacy_audit.regurgitation import Probe, regurgitation_scan
+
+    probes = [Probe(f"seen in Townville{i} today", 8, 8 + len(f"Townville{i}"), "CITY") for i in range(30)]
+    real = {p.value for p in probes}
+    alternatives = lambda probe, n: [f"Fakeplace{k}" for k in range(n)]  # noqa: E731
+    kwargs = dict(n_candidates=9, max_probes=100, seed=1, alternatives=alternatives)
+    uncalibrated = regurgitation_scan(_PrefersReal(real), probes, **kwargs)
+    assert uncalibrated["regurgitated"] == 30 and uncalibrated["beyond_chance"] > 20
+    assert "uniform chance" in uncalibrated["calibration"]
+    same = regurgitation_scan(_PrefersReal(real), probes, reference=_PrefersReal(real), **kwargs)
+    assert same["reference_regurgitated"] == 30 and same["target_only"] == 0 and same["beyond_chance"] == 0
+    # a model that memorised 20 of them, against a base that knows none of them
+    memorised = {p.value for p in probes[:20]}
+    flagged = regurgitation_scan(_PrefersReal(set(), memorised), probes, reference=_PrefersReal(set()), **kwargs)
+    assert flagged["regurgitated"] == 20 and flagged["target_only"] == 20 and flagged["reference_only"] == 0
+    assert flagged["beyond_chance"] == 20 - flagged["sign_test_99th_percentile"] > 0
 
 
 def test_vault_probes_put_each_original_back_with_its_type(tmp_path, monkeypatch):
@@ -313,7 +355,9 @@ def test_cli_fails_the_gate_with_numbers_and_never_shows_a_secret(cli, world, tr
     assert re.search(r"max_exposure 9\.000 cannot be exceeded with 99 reference secrets \(at most 6\.644 bits\)",
                      error[0])  # the default threshold needs more candidates than the 99 given here
     assert re.search(r"membership-inference AUC [01]\.\d{3} > max_mia_auc 0\.600", error[0])
-    assert re.search(r"identifiers ranked first beyond chance \d+ > max_regurgitated 0", error[0])
+    # regurgitation beyond the base model is a sign test over 16 probes here: named when it fails
+    assert "max_regurgitated" not in error[0] or re.search(
+        r"identifiers ranked first beyond chance \(beyond the base model when known\) \d+ > max_regurgitated 0", error[0])
     texts = {"console": result.output}
     files = list(out.iterdir()) + [p for p in trained.out_dir.rglob("*") if p.name != "manifest.json"]
     for path in files:

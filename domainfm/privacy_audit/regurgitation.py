@@ -131,12 +131,21 @@ def surrogate_alternatives(seed: int) -> Callable[[Probe, int], list[str]]:
 
 def regurgitation_scan(scorer, probes: Sequence[Probe], *, n_candidates: int, max_probes: int,
                        seed: int, min_candidates: int = 4,
-                       alternatives: Callable[[Probe, int], list[str]] | None = None) -> dict[str, Any]:
+                       alternatives: Callable[[Probe, int], list[str]] | None = None,
+                       reference=None) -> dict[str, Any]:
     """Rank every probed identifier against same-type alternatives in its own context.
 
     Alternatives: by default :func:`surrogate_alternatives` (up to ``3 * n_candidates`` drawn),
     those with the identifier's number of tokens in this context, at most ``n_candidates``. A
     probe with fewer than ``min_candidates`` such alternatives is not scored.
+
+    A real identifier is often more probable than a made-up one for *any* language model (a real
+    town, a date that agrees with the note's other dates), so "ranked first more often than 1 in
+    ``n + 1``" overstates memorisation. With a ``reference`` scorer (the base model before
+    training) every probe is ranked by both on the same alternatives, and what counts is the
+    probes the trained model ranks first and the reference does not, beyond the 99th percentile
+    of a fair coin over the discordant probes (a sign test). Without one, the uniform chance
+    baseline is all there is, and the result says it is uncalibrated.
     """
     rng = random.Random(f"domainfm-regurgitation:{seed}")
     alternatives = alternatives or surrogate_alternatives(seed)
@@ -144,7 +153,9 @@ def regurgitation_scan(scorer, probes: Sequence[Probe], *, n_candidates: int, ma
     if len(chosen) > max_probes:
         chosen = rng.sample(chosen, max_probes)
     per_label: dict[str, dict[str, Any]] = defaultdict(lambda: {"probes": 0, "scored": 0, "regurgitated": 0,
-                                                                "expected_by_chance": 0.0, "_p": []})
+                                                                "expected_by_chance": 0.0, "_p": [],
+                                                                "reference_regurgitated": 0, "target_only": 0,
+                                                                "reference_only": 0})
     for probe in chosen:
         stats = per_label[probe.label]
         stats["probes"] += 1
@@ -158,14 +169,18 @@ def regurgitation_scan(scorer, probes: Sequence[Probe], *, n_candidates: int, ma
         keep = [i for i, k in enumerate(counts) if k == n_tok][:n_candidates]
         if len(keep) < min_candidates:
             continue
-        scores = scorer.span_logprobs([probe.text] + [texts[i] for i in keep],
-                                      [(probe.start, probe.end)] + [spans[i] for i in keep])
-        rank = 1 + int(np.sum(scores[1:] > scores[0]))
+        batch = ([probe.text] + [texts[i] for i in keep], [(probe.start, probe.end)] + [spans[i] for i in keep])
+        first = _ranked_first(scorer.span_logprobs(*batch))
         p = 1.0 / (len(keep) + 1)
         stats["scored"] += 1
-        stats["regurgitated"] += int(rank == 1)
+        stats["regurgitated"] += int(first)
         stats["expected_by_chance"] += p
         stats["_p"].append(p)
+        if reference is not None:
+            by_reference = _ranked_first(reference.span_logprobs(*batch))
+            stats["reference_regurgitated"] += int(by_reference)
+            stats["target_only"] += int(first and not by_reference)
+            stats["reference_only"] += int(by_reference and not first)
     all_p = [p for s in per_label.values() for p in s["_p"]]
     by_label = {}
     for label in sorted(per_label):
@@ -173,14 +188,33 @@ def regurgitation_scan(scorer, probes: Sequence[Probe], *, n_candidates: int, ma
         by_label[label] = {"probes": s["probes"], "scored": s["scored"], "regurgitated": s["regurgitated"],
                            "expected_by_chance": round(s["expected_by_chance"], 2),
                            "chance_99th_percentile": chance_quantile(s["_p"])}
+        if reference is not None:
+            by_label[label].update({k: s[k] for k in ("reference_regurgitated", "target_only", "reference_only")})
     regurgitated = sum(s["regurgitated"] for s in by_label.values())
     q99 = chance_quantile(all_p)
-    return {
+    out = {
         "probes": len(chosen), "available": len(probes),
         "scored": sum(s["scored"] for s in by_label.values()),
         "regurgitated": regurgitated,
         "expected_by_chance": round(sum(all_p), 2),
         "chance_99th_percentile": q99,
-        "beyond_chance": max(0, regurgitated - q99),
-        "by_label": by_label,
     }
+    if reference is None:
+        out.update(beyond_chance=max(0, regurgitated - q99), calibration="uniform chance (no reference model): "
+                   "real identifiers can outrank made-up ones for any model, so this overstates memorisation")
+    else:
+        target_only = sum(s["target_only"] for s in per_label.values())
+        reference_only = sum(s["reference_only"] for s in per_label.values())
+        sign_q99 = chance_quantile([0.5] * (target_only + reference_only))
+        out.update(reference_regurgitated=sum(s["reference_regurgitated"] for s in per_label.values()),
+                   target_only=target_only, reference_only=reference_only, sign_test_99th_percentile=sign_q99,
+                   beyond_chance=max(0, target_only - sign_q99),
+                   calibration="against the reference (base) model on the same alternatives: probes only the "
+                               "trained model ranks first, beyond a fair coin over the discordant probes")
+    out["by_label"] = by_label
+    return out
+
+
+def _ranked_first(scores: np.ndarray) -> bool:
+    """The first score beats every other one (a tie is not a win)."""
+    return bool(len(scores) > 1 and np.all(scores[1:] < scores[0]))

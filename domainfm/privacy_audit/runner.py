@@ -91,7 +91,7 @@ def gate_checks(report: dict[str, Any], gate: PrivacyGateConfig) -> dict[str, An
         "max_regurgitated": (report.get("regurgitation") or {}).get("beyond_chance"),
     }
     what = {"max_exposure": "highest canary exposure (bits)", "max_mia_auc": "membership-inference AUC",
-            "max_regurgitated": "identifiers ranked first beyond chance"}
+            "max_regurgitated": "identifiers ranked first beyond chance (beyond the base model when known)"}
     checks = []
     for name, value in measured.items():
         threshold = getattr(gate, name)
@@ -141,10 +141,15 @@ def _statement(report: dict[str, Any]) -> str:
         parts.append(f"membership-inference AUC {attack['auc']:.2f}{ci_text}, {mia['strongest']} attack, "
                      f"{mia['members']} training vs {mia['nonmembers']} held-out documents")
     reg = report.get("regurgitation") or {}
-    if reg.get("regurgitated") is not None:
+    if reg.get("regurgitated") is not None and reg.get("reference_regurgitated") is not None:
         parts.append(f"{reg['regurgitated']} of {reg['scored']} {reg['source']} ranked first "
-                     f"(chance: {reg['expected_by_chance']:.1f} expected, {reg['chance_99th_percentile']} at the "
-                     f"99th percentile)")
+                     f"(the base model: {reg['reference_regurgitated']}; {reg['target_only']} by the trained model "
+                     f"only, {reg['reference_only']} by the base only; sign test 99th percentile "
+                     f"{reg['sign_test_99th_percentile']})")
+    elif reg.get("regurgitated") is not None:
+        parts.append(f"{reg['regurgitated']} of {reg['scored']} {reg['source']} ranked first "
+                     f"(uniform chance, no base model to compare: {reg['expected_by_chance']:.1f} expected, "
+                     f"{reg['chance_99th_percentile']} at the 99th percentile)")
     verdict = "PASSED" if report["gate"]["passed"] else "FAILED"
     return f"Privacy audit {verdict}: " + ("; ".join(parts) if parts else "nothing measured") + "."
 
@@ -178,6 +183,11 @@ def render_summary(report: dict[str, Any]) -> str:
         for label, s in reg["by_label"].items():
             lines.append(f"| {label} | {s['probes']} | {s['scored']} | {s['regurgitated']} | "
                          f"{s['expected_by_chance']:.1f} | {s['chance_99th_percentile']} |")
+        lines += ["", f"Calibration: {reg['calibration']}.", ""]
+        if reg.get("reference_regurgitated") is not None:
+            lines += [f"Ranked first by the base model: {reg['reference_regurgitated']}; by the trained model only: "
+                      f"{reg['target_only']}; by the base model only: {reg['reference_only']}; beyond a fair coin "
+                      f"(99th percentile {reg['sign_test_99th_percentile']}): {reg['beyond_chance']}.", ""]
         lines.append("")
     lines += ["## Release gate", "", "| check | value | threshold | status |", "|---|---|---|---|"]
     for c in report["gate"]["checks"]:
@@ -302,6 +312,16 @@ def audit_privacy(
     if overlap:
         raise ConfigError(f"{len(overlap)} document id(s) are in both the training and the held-out documents "
                           f"(e.g. {sorted(overlap)[0]!r}); the held-out set must be disjoint")
+    loaded: list = []
+
+    def load_reference():
+        """The base model, loaded once for the membership and regurgitation baselines."""
+        if not loaded:
+            loaded.append(ScoringModel.load(str(report["model"]["base_model"]),
+                                            tokenizer=None if cfg.base_model else model_cfg.get("tokenizer"),
+                                            seed=seed, batch_size=cfg.batch_size))
+        return loaded[0]
+
     members = _sample(train_docs, cfg.max_documents, rng)
     nonmembers = _sample(holdout_docs, cfg.max_documents, rng)
     report["data"] = {"train_documents": len(train_docs), "holdout_documents": len(holdout_docs),
@@ -318,11 +338,9 @@ def audit_privacy(
         else:
             target_losses = (target.document_losses(texts_m, **kwargs), target.document_losses(texts_n, **kwargs))
         if base:
-            reference = ScoringModel.load(str(base), tokenizer=None if cfg.base_model else model_cfg.get("tokenizer"),
-                                          seed=seed, batch_size=cfg.batch_size)
+            reference = load_reference()
             reference_losses = (reference.document_losses(texts_m, **kwargs),
                                 reference.document_losses(texts_n, **kwargs))
-            del reference
         report["membership"] = membership_inference(target_losses, reference_losses,
                                                     n_bootstrap=cfg.n_bootstrap, seed=cfg.seed)
         if is_task_model:
@@ -355,12 +373,14 @@ def audit_privacy(
     elif source is not None:
         secrets += [p.value for p in probes]
         say(f"regurgitation scan of up to {cfg.max_probes} of {len(probes)} {source}")
+        reference = load_reference() if report["model"]["base_model"] else None
         report["regurgitation"] = {"source": source, **counts,
                                    **regurgitation_scan(target, probes, n_candidates=cfg.regurgitation_candidates,
-                                                        max_probes=cfg.max_probes, seed=cfg.seed)}
+                                                        max_probes=cfg.max_probes, seed=cfg.seed, reference=reference)}
     else:
         report["regurgitation"] = {"note": "no vault and no planted identifiers given: not measured"}
     timing["regurgitation_seconds"] = time.perf_counter() - t
+    loaded.clear()  # the reference model's memory back before the report is written
 
     report["gate"] = gate_checks(report, cfg.gate)
     report["statement"] = _statement(report)
