@@ -405,14 +405,14 @@ def predict_command(
 ):
     """Predict documents: 'pred' (label or labels, per-class scores) or 'pred_spans'."""
     from domainfm.corpus import read_documents
-    from domainfm.corpus.io import OutputLock, _AtomicLines, check_output_path
+    from domainfm.corpus.io import OutputLock, JsonlWriter, check_output_path
     from domainfm.inference import load_task_model, predict
 
     check_output_path(out, inputs=[src])
     with OutputLock(out):
         records = predict(load_task_model(model, ner_decoding=ner_decoding), read_documents(src),
                           batch_size=batch_size)
-        with _AtomicLines(out) as writer:
+        with JsonlWriter(out) as writer:
             for record in records:
                 writer.write_obj(record)
     _console().print(f"predicted {len(records)} documents -> {out}")

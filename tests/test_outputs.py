@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from domainfm.corpus.io import (OutputLock, _AtomicLines, atomic_file, check_output_path, remove_stale_temps,
+from domainfm.corpus.io import (OutputLock, JsonlWriter, atomic_file, check_output_path, remove_stale_temps,
                                 temp_path_for)
 from domainfm.errors import CorpusError, OutputError
 
@@ -53,14 +53,14 @@ def stop():
         time.sleep(0.05)
 
 if mode == "lines":
-    original = io._AtomicLines.write_obj
+    original = io.JsonlWriter.write_obj
     def write_obj(self, obj):
         original(self, obj)
         count[0] += 1
         if count[0] == n:
             self._fh.flush()
             stop()
-    io._AtomicLines.write_obj = write_obj
+    io.JsonlWriter.write_obj = write_obj
 else:
     original_file = io.atomic_file
     @contextmanager
@@ -120,7 +120,7 @@ def test_atomic_file_appears_only_complete_and_temporaries_are_unique(tmp_path):
 
 
 def test_lines_that_are_not_valid_unicode_are_written_escaped(tmp_path):
-    with _AtomicLines(tmp_path / "r.jsonl") as out:
+    with JsonlWriter(tmp_path / "r.jsonl") as out:
         out.write_obj({"id": "\ud800", "raw": "x"})
     assert json.loads((tmp_path / "r.jsonl").read_text()) == {"id": "\ud800", "raw": "x"}
 

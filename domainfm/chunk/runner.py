@@ -11,12 +11,12 @@ from typing import Callable
 
 from domainfm.chunk.config import ChunkConfig
 from domainfm.chunk.splitter import Chunk, Chunker
-from domainfm.corpus.io import (Counts, OutputLock, Rejected, RejectWriter, _AtomicLines, check_output_path,
+from domainfm.corpus.io import (Counts, OutputLock, Rejected, RejectWriter, JsonlWriter, check_output_path,
                                 read_located_documents, rejects_path_for)
 from domainfm.manifest import write_manifest
 
 
-class ChunkWriter(_AtomicLines):
+class ChunkWriter(JsonlWriter):
     """Write chunks as JSONL; the file appears only once writing finished."""
 
     def __init__(self, path: str | os.PathLike):

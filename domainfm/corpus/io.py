@@ -319,8 +319,9 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
         fh.write(text)
 
 
-class _AtomicLines:
-    """JSONL lines written through :func:`atomic_file`: the file appears only complete.
+class JsonlWriter:
+    """The one JSONL writer: objects written as lines through :func:`atomic_file`, so the file
+    appears only complete (``with JsonlWriter(path) as out: out.write_obj({...})``).
 
     Strings that are not valid Unicode (a lone UTF-16 surrogate read from ``"\\ud800"``) are
     written escaped as JSON allows, never raising while a reject is written."""
@@ -350,7 +351,7 @@ class _AtomicLines:
         return self._cm.__exit__(exc_type, exc, tb)
 
 
-class DocumentWriter(_AtomicLines):
+class DocumentWriter(JsonlWriter):
     """Write documents as JSONL; the file appears only once writing finished."""
 
     def __init__(self, path: str | os.PathLike):
@@ -362,7 +363,7 @@ class DocumentWriter(_AtomicLines):
         self.count += 1
 
 
-class RejectWriter(_AtomicLines):
+class RejectWriter(JsonlWriter):
     """Reject file; removed again when nothing was rejected so a clean run leaves no noise."""
 
     def __init__(self, path: str | os.PathLike):

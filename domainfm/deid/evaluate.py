@@ -22,7 +22,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,9 +217,9 @@ def _chars(items: list[_Item]) -> set[int]:
 
 
 def _write_misses(report: EvalReport, path: Path, texts: dict[str, str] | None) -> None:
-    from domainfm.corpus.io import atomic_file
+    from domainfm.corpus.io import JsonlWriter
 
-    with atomic_file(path) as fh:
+    with JsonlWriter(path) as out:
         for kind, rows in (("miss", report.misses), ("false_positive", report.false_positives)):
             for row in rows:
                 record = {"kind": kind, **row}
@@ -228,7 +227,7 @@ def _write_misses(report: EvalReport, path: Path, texts: dict[str, str] | None) 
                     text = texts[row["id"]]
                     record["text"] = text[row["start"]:row["end"]]
                     record["context"] = text[max(0, row["start"] - 40):row["end"] + 40]
-                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+                out.write_obj(record)
 
 
 LEAK_MIN_CHARS = 3

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from domainfm.corpus.document import Document
-from domainfm.corpus.io import (Counts, OutputLock, Rejected, RejectWriter, _AtomicLines, check_output_path,
+from domainfm.corpus.io import (Counts, OutputLock, Rejected, RejectWriter, JsonlWriter, check_output_path,
                                 read_located_documents, rejects_path_for)
 from domainfm.deid.config import DeidConfig
 from domainfm.errors import CorpusError, OutputError
@@ -253,7 +253,7 @@ def _deidentify_locked(in_path: Path, out_path: Path, reject_file: Path, config:
             yield doc
 
     try:
-        with _AtomicLines(out_path) as out, RejectWriter(reject_file) as rejects:
+        with JsonlWriter(out_path) as out, RejectWriter(reject_file) as rejects:
             sink = _CountingRejects(rejects, input_counts, first_rejects)
             for item in deidentify(docs(sink), config, secret=secret, vault=vault, counts=transform_counts):
                 record_id = item.id if isinstance(item, TransformedRecord) else item.record_id
@@ -314,7 +314,7 @@ def reidentify_file(in_path: str | os.PathLike, out_path: str | os.PathLike, vau
     check_output_path(out_path, inputs=[in_path, vault_path])
     n = 0
     with OutputLock(out_path):
-        with Vault.from_env(vault_path, KEY_ENV) as vault, _AtomicLines(out_path) as out:
+        with Vault.from_env(vault_path, KEY_ENV) as vault, JsonlWriter(out_path) as out:
             for record in reidentify(records(), vault):
                 out.write_obj(record)
                 n += 1

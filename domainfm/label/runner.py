@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from domainfm.corpus.io import (Counts, OutputLock, Rejected, RejectWriter, _AtomicLines, check_output_path,
+from domainfm.corpus.io import (Counts, OutputLock, Rejected, RejectWriter, JsonlWriter, check_output_path,
                                 read_located_documents, rejects_path_for)
 from domainfm.errors import CorpusError
 from domainfm.label.assist import check_labels, suggest_labels
@@ -104,7 +104,7 @@ def label_file(labeled: str | os.PathLike, pool: str | os.PathLike | None, out: 
             summary["seed_records_invalid"] = len(seed_bad)
         rejects_file = rejects_path_for(out)
         first: list[str] = []
-        with _AtomicLines(out) as writer, RejectWriter(rejects_file) as rejects_out:
+        with JsonlWriter(out) as writer, RejectWriter(rejects_file) as rejects_out:
             for record in records:
                 writer.write_obj(record)
                 counts.written += 1
