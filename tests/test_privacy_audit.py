@@ -357,7 +357,8 @@ def test_cli_fails_the_gate_with_numbers_and_never_shows_a_secret(cli, world, tr
     assert re.search(r"membership-inference AUC [01]\.\d{3} > max_mia_auc 0\.600", error[0])
     # regurgitation beyond the base model is a sign test over 16 probes here: named when it fails
     assert "max_regurgitated" not in error[0] or re.search(
-        r"identifiers ranked first beyond chance \(beyond the base model when known\) \d+ > max_regurgitated 0", error[0])
+        r"identifiers ranked first beyond their baseline \(held-out originals, else the base model, else chance\) "
+        r"\d+ > max_regurgitated 0", error[0])
     texts = {"console": result.output}
     files = list(out.iterdir()) + [p for p in trained.out_dir.rglob("*") if p.name != "manifest.json"]
     for path in files:
@@ -578,3 +579,23 @@ def test_a_memorising_causal_lm_is_flagged_and_its_control_is_not(world, gpt2_ba
     assert np.mean([c["exposure"] for c in clean.report["exposure"]["canaries"]]) < 3.0
     lo, hi = clean.report["membership"]["attacks"]["loss"]["auc_ci"]
     assert lo <= 0.5 <= hi
+
+
+def test_regurgitation_of_training_originals_is_judged_against_held_out_originals():
+    """A model that ranks real identifiers first in notes it never saw (it learned the language
+    and the town names) is not memorising; one that does so only for its training notes is."""
+    from domainfm.privacy_audit.regurgitation import Probe, calibrate_with_holdout, regurgitation_scan
+
+    def probes(prefix):
+        return [Probe(f"seen in {prefix}ville{i} today", 8, 8 + len(f"{prefix}ville{i}"), "CITY") for i in range(30)]
+
+    train, held = probes("Train"), probes("Held")
+    kwargs = dict(n_candidates=9, max_probes=100, seed=1, alternatives=lambda probe, n: [f"Fakeplace{k}" for k in range(n)])
+    fluent = _PrefersReal({p.value for p in train + held})
+    calibrated = calibrate_with_holdout(regurgitation_scan(fluent, train, **kwargs), regurgitation_scan(fluent, held, **kwargs))
+    assert calibrated["regurgitated"] == 30 and calibrated["held_out"]["regurgitated"] == 30
+    assert calibrated["beyond_chance"] == 0 and "held-out originals" in calibrated["calibration"]
+    memorising = _PrefersReal(set(), {p.value for p in train})
+    flagged = calibrate_with_holdout(regurgitation_scan(memorising, train, **kwargs),
+                                     regurgitation_scan(memorising, held, **kwargs))
+    assert flagged["held_out"]["regurgitated"] == 0 and flagged["beyond_chance"] >= 25

@@ -218,3 +218,28 @@ def regurgitation_scan(scorer, probes: Sequence[Probe], *, n_candidates: int, ma
 def _ranked_first(scores: np.ndarray) -> bool:
     """The first score beats every other one (a tie is not a win)."""
     return bool(len(scores) > 1 and np.all(scores[1:] < scores[0]))
+
+
+#: held-out originals needed before their ranking is trusted as the baseline
+MIN_HOLDOUT_SCORED = 20
+
+
+def calibrate_with_holdout(trained: dict[str, Any], held_out: dict[str, Any]) -> dict[str, Any]:
+    """Compare the regurgitation of training originals with the same model's on originals of
+    held-out notes (same source, never trained on).
+
+    A model that learned the language, the hospital's towns and its doctors' names ranks such
+    identifiers first in notes it never saw, too; only what it does more often for the notes it
+    trained on is memorisation. The baseline is the held-out rate; the count beyond the 99th
+    percentile of a binomial at that rate over the training probes is what the gate reads.
+    """
+    n_h, r_h = held_out["scored"], held_out["regurgitated"]
+    rate = (r_h + 0.5) / (n_h + 1)  # never exactly 0: one more held-out original would move it
+    q99 = chance_quantile([rate] * trained["scored"])
+    out = dict(trained)
+    out.update(
+        held_out={"probes": held_out["probes"], "scored": n_h, "regurgitated": r_h, "rate": round(r_h / n_h, 4)},
+        held_out_99th_percentile=q99, beyond_chance=max(0, trained["regurgitated"] - q99),
+        calibration=f"against held-out originals ({n_h} scored, ranked first {r_h} times): training originals "
+                    "ranked first beyond the 99th percentile of a binomial at the held-out rate")
+    return out

@@ -91,7 +91,7 @@ def gate_checks(report: dict[str, Any], gate: PrivacyGateConfig) -> dict[str, An
         "max_regurgitated": (report.get("regurgitation") or {}).get("beyond_chance"),
     }
     what = {"max_exposure": "highest canary exposure (bits)", "max_mia_auc": "membership-inference AUC",
-            "max_regurgitated": "identifiers ranked first beyond chance (beyond the base model when known)"}
+            "max_regurgitated": "identifiers ranked first beyond their baseline (held-out originals, else the base model, else chance)"}
     checks = []
     for name, value in measured.items():
         threshold = getattr(gate, name)
@@ -141,7 +141,12 @@ def _statement(report: dict[str, Any]) -> str:
         parts.append(f"membership-inference AUC {attack['auc']:.2f}{ci_text}, {mia['strongest']} attack, "
                      f"{mia['members']} training vs {mia['nonmembers']} held-out documents")
     reg = report.get("regurgitation") or {}
-    if reg.get("regurgitated") is not None and reg.get("reference_regurgitated") is not None:
+    if reg.get("regurgitated") is not None and reg.get("held_out") is not None:
+        h = reg["held_out"]
+        parts.append(f"{reg['regurgitated']} of {reg['scored']} {reg['source']} ranked first, against "
+                     f"{h['regurgitated']} of {h['scored']} originals of held-out notes (99th percentile at that "
+                     f"rate: {reg['held_out_99th_percentile']})")
+    elif reg.get("regurgitated") is not None and reg.get("reference_regurgitated") is not None:
         parts.append(f"{reg['regurgitated']} of {reg['scored']} {reg['source']} ranked first "
                      f"(the base model: {reg['reference_regurgitated']}; {reg['target_only']} by the trained model "
                      f"only, {reg['reference_only']} by the base only; sign test 99th percentile "
@@ -184,6 +189,11 @@ def render_summary(report: dict[str, Any]) -> str:
             lines.append(f"| {label} | {s['probes']} | {s['scored']} | {s['regurgitated']} | "
                          f"{s['expected_by_chance']:.1f} | {s['chance_99th_percentile']} |")
         lines += ["", f"Calibration: {reg['calibration']}.", ""]
+        if reg.get("held_out") is not None:
+            h = reg["held_out"]
+            lines += [f"Held-out originals: {h['scored']} scored, {h['regurgitated']} ranked first; training originals "
+                      f"beyond the 99th percentile at that rate ({reg['held_out_99th_percentile']}): "
+                      f"{reg['beyond_chance']}.", ""]
         if reg.get("reference_regurgitated") is not None:
             lines += [f"Ranked first by the base model: {reg['reference_regurgitated']}; by the trained model only: "
                       f"{reg['target_only']}; by the base model only: {reg['reference_only']}; beyond a fair coin "
@@ -254,7 +264,13 @@ def audit_privacy(
     from domainfm.privacy_audit.lm import ScoringModel
     from domainfm.privacy_audit.membership import membership_inference
     from domainfm.inference import TASK_FILE
-    from domainfm.privacy_audit.regurgitation import probes_from_spans, probes_from_vault, regurgitation_scan
+    from domainfm.privacy_audit.regurgitation import (
+        MIN_HOLDOUT_SCORED,
+        calibrate_with_holdout,
+        probes_from_spans,
+        probes_from_vault,
+        regurgitation_scan,
+    )
     from domainfm.privacy_audit.task_scorer import TaskScorer
 
     cfg = config or PrivacyAuditConfig()
@@ -353,7 +369,7 @@ def audit_privacy(
     timing["membership_seconds"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    probes, source, counts = [], None, {}
+    probes, holdout_probes, source, counts = [], [], None, {}
     if vault is not None:
         from domainfm.deid.vault import Vault
 
@@ -362,6 +378,9 @@ def audit_privacy(
             raise CorpusError(f"{vault_path}: no such vault (written by 'domainfm deid --vault PATH')")
         with Vault.from_env(vault_path) as v:
             probes, counts = probes_from_vault((d.to_dict() for d in train_docs), v, cfg.context_chars)
+            # the same vault usually holds the held-out notes too: the model's rate on originals it
+            # never trained on is the baseline (see calibrate_with_holdout)
+            holdout_probes, _ = probes_from_vault((d.to_dict() for d in holdout_docs), v, cfg.context_chars)
         source = "originals from the vault"
     elif planted is not None:
         probes = probes_from_spans(_docs(planted), cfg.context_chars)
@@ -373,10 +392,15 @@ def audit_privacy(
     elif source is not None:
         secrets += [p.value for p in probes]
         say(f"regurgitation scan of up to {cfg.max_probes} of {len(probes)} {source}")
+        scan = dict(n_candidates=cfg.regurgitation_candidates, max_probes=cfg.max_probes, seed=cfg.seed)
+        secrets += [p.value for p in holdout_probes]
         reference = load_reference() if report["model"]["base_model"] else None
-        report["regurgitation"] = {"source": source, **counts,
-                                   **regurgitation_scan(target, probes, n_candidates=cfg.regurgitation_candidates,
-                                                        max_probes=cfg.max_probes, seed=cfg.seed, reference=reference)}
+        result = regurgitation_scan(target, probes, reference=reference, **scan)
+        if holdout_probes:
+            held = regurgitation_scan(target, holdout_probes, **scan)
+            if held["scored"] >= MIN_HOLDOUT_SCORED:
+                result = calibrate_with_holdout(result, held)
+        report["regurgitation"] = {"source": source, **counts, **result}
     else:
         report["regurgitation"] = {"note": "no vault and no planted identifiers given: not measured"}
     timing["regurgitation_seconds"] = time.perf_counter() - t
