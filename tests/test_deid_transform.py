@@ -66,14 +66,32 @@ def test_redact_keeps_length_and_line_breaks():
     assert rec.spans == [Span(12, 16, "W")]
 
 
-def test_overlapping_detections_merge_and_keep_priority_label():
+def test_overlapping_detections_merge_by_the_one_overlap_rule():
     text = "call John Smith at 410-555-1234 now"
     dets = [(5, 15, "NAME", 0.6), (10, 15, "PATIENT", 0.9), (19, 31, "PHONE", 0.9), (22, 31, "ID", 0.5)]
     rec = apply_operator(Document("o", text), dets, "tag")
-    assert rec.text == "call [NAME] at [PHONE] now"  # covering detection's label wins
+    assert rec.text == "call [PATIENT] at [PHONE] now"  # the higher score wins the union
     regions = resolve_overlaps([Detection(0, 5, "DATE"), Detection(3, 9, "SSN"), Detection(9, 12, "AGE")])
-    assert [(r.start, r.end, r.label) for r in regions] == [(0, 9, "SSN"), (9, 12, "AGE")]
+    assert [(r.start, r.end, r.label) for r in regions] == [(0, 9, "SSN"), (9, 12, "AGE")]  # equal scores: longer
     assert len(rec.phi_spans) == 4  # every detection reported, in input coordinates
+    # a rule's label beats the learned model's whatever the scores; a full tie keeps the first
+    ruled = resolve_overlaps([Detection(0, 8, "LOCATION", 0.99, "learned_ner"), Detection(2, 6, "DOCTOR", 0.5, "title")])
+    assert [(r.start, r.end, r.label) for r in ruled] == [(0, 8, "DOCTOR")]
+    tie = resolve_overlaps([Detection(0, 4, "CITY", 0.8), Detection(0, 4, "NAME", 0.8)])
+    assert [r.label for r in tie] == ["CITY"]
+
+
+def test_the_detector_and_the_operators_share_one_overlap_rule():
+    from domainfm.deid.detection import merge_detections
+
+    text = "Seen by Dr. Jo Lee at Bay Clinic"
+    dets = [Detection(8, 18, "NAME", 0.6, "title"), Detection(12, 18, "DOCTOR", 0.85, "title"),
+            Detection(22, 32, "FACILITY", 0.7, "org"), Detection(22, 25, "CITY", 0.9, "learned_ner")]
+    merged = merge_detections(text, dets)
+    regions = resolve_overlaps(dets)
+    assert [(d.start, d.end, d.label) for d in merged] == [(r.start, r.end, r.label) for r in regions]
+    assert [d.label for d in merged] == ["DOCTOR", "FACILITY"]
+    assert apply_operator(Document("d", text), dets, "tag").text == "Seen by [DOCTOR] at [FACILITY]"
 
 
 def test_detection_objects_are_accepted():
@@ -87,7 +105,7 @@ def test_detection_objects_are_accepted():
         score: float
 
     @dataclass
-    class EngineLike:  # the shape of domainfm.deid.engine.Detection
+    class EngineLike:  # a Detection-like object of another library
         start: int
         end: int
         label: str

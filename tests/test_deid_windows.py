@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from domainfm.corpus.document import Document
 from domainfm.deid import windows
-from domainfm.deid.engine import Detection
+from domainfm.deid.detection import Detection
 from domainfm.deid.windows import Windowed, detect_windowed, plan_windows
 
 

@@ -9,7 +9,8 @@
 """
 
 from domainfm.deid.config import DeidConfig
-from domainfm.deid.engine import Detection, PhiDetector, detect
+from domainfm.deid.detection import Detection
+from domainfm.deid.engine import PhiDetector, detect
 from domainfm.deid.runner import DeidResult, deidentify, deidentify_file, reidentify_file
 from domainfm.deid.surrogates import SurrogateGenerator
 from domainfm.deid.transform import TransformedRecord, apply_operator, reidentify

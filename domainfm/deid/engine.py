@@ -4,8 +4,9 @@ The detector resolves the spaCy pipeline offline (``resolve_spacy_model``), hand
 ``NlpEngineProvider`` an explicit model so presidio never downloads one, disables every spaCy
 component the recognizer set does not read, runs ``nlp.pipe`` over a batch of texts, and passes
 each ``Doc`` to ``AnalyzerEngine.analyze(nlp_artifacts=...)`` so no text is parsed twice.
-Overlapping detections are merged into one span (the highest-scoring label wins), so the
-transformation half gets non-overlapping spans in input coordinates.
+Overlapping detections are merged into one span by the one overlap rule
+(:mod:`domainfm.deid.detection`), so the transformation half gets non-overlapping spans in input
+coordinates.
 
 presidio logs recognizer decisions at DEBUG/INFO level; :func:`quiet_presidio_logs` keeps its
 loggers at WARNING and drops anything below it, so no note text can reach a log.
@@ -22,40 +23,14 @@ import itertools
 import logging
 import re
 from functools import lru_cache
-from dataclasses import asdict, dataclass
 from typing import Iterable, Iterator
 
 from domainfm.corpus.document import Document
 from domainfm.deid.config import DeidConfig
 from domainfm.deid.labels import entity_selected
-from domainfm.deid.learned import LEARNED
+from domainfm.deid.detection import Detection, merge_detections  # noqa: F401 (re-exported)
 
 _PRESIDIO_LOGGERS = ("presidio-analyzer", "presidio_analyzer", "presidio-anonymizer", "decision_process")
-
-
-@dataclass(frozen=True, slots=True)
-class Detection:
-    """One PHI span ``text[start:end]`` with its canonical label.
-
-    Args:
-        start: first character (input coordinates).
-        end: one past the last character.
-        label: canonical label (see :mod:`domainfm.deid.labels`).
-        score: confidence in [0, 1].
-        recognizer: which recognizer (and pattern) found it.
-    """
-
-    start: int
-    end: int
-    label: str
-    score: float
-    recognizer: str = ""
-
-    def to_dict(self) -> dict:
-        """The ``phi_spans`` record form: start, end, label, score (and recognizer)."""
-        out = asdict(self)
-        out["score"] = round(self.score, 4)
-        return out
 
 
 class _BelowWarning(logging.Filter):
@@ -249,34 +224,6 @@ def split_glued_tokens(nlp) -> None:
     tokenizer.infix_finditer = compile_infix_regex(tuple(nlp.Defaults.infixes) + _EXTRA_INFIXES).finditer
     tokenizer.suffix_search = compile_suffix_regex(tuple(nlp.Defaults.suffixes) + _EXTRA_SUFFIXES).search
     tokenizer.url_match = re.compile(_URL).match
-
-
-_TRIM = " \t\r\n,;:()[]{}\"'"
-
-
-def merge_detections(text: str, detections: list[Detection]) -> list[Detection]:
-    """Trim spans to their content and merge overlapping ones (a rule's label before a learned
-    model's, then the best score, then the longest wins), so the output never overlaps."""
-    trimmed = []
-    for d in detections:
-        start, end = d.start, d.end
-        while start < end and text[start] in _TRIM:
-            start += 1
-        while end > start and text[end - 1] in _TRIM:
-            end -= 1
-        if end > start:
-            trimmed.append(Detection(start, end, d.label, d.score, d.recognizer))
-    trimmed.sort(key=lambda d: (d.start, -d.end))
-    merged: list[Detection] = []
-    for d in trimmed:
-        if merged and d.start < merged[-1].end:
-            prev = merged[-1]
-            best = max((prev, d), key=lambda x: (x.recognizer != LEARNED, x.score, x.end - x.start))
-            merged[-1] = Detection(prev.start, max(prev.end, d.end), best.label, max(prev.score, d.score),
-                                   best.recognizer)
-        else:
-            merged.append(d)
-    return merged
 
 
 def detect(docs: Iterable[Document], config: DeidConfig | None = None) -> Iterator[tuple[Document, list[Detection]]]:

@@ -38,9 +38,9 @@ from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 
+from domainfm.deid.detection import LEARNED
 from domainfm.errors import ConfigError, ModelResolutionError
 
-LEARNED = "learned_ner"
 QUANTIZE = ("none", "int8", "auto")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -270,7 +270,7 @@ class LearnedPhiTagger:
 
     def detect(self, texts: Sequence[str]):
         """Detections per text (input coordinates), in order; blank texts get none."""
-        from domainfm.deid.engine import Detection
+        from domainfm.deid.detection import Detection
 
         found: list[list] = [[] for _ in texts]
         todo = [i for i, t in enumerate(texts) if t.strip()]

@@ -10,23 +10,20 @@ Operators (what replaces a detected span):
   keeps its length and line structure: annotation spans keep their exact offsets and line-based
   chunkers still work. The length of the PHI is visible, but ``phi_spans`` reports it anyway.
 
-Overlap rule (:func:`resolve_overlaps`): detections that overlap (share at least one character)
-are merged into one replacement region covering their union. Its label is the label of a
-detection covering the whole region when there is one (ties: the higher rank in
-:data:`LABEL_PRIORITY`, then the higher score); otherwise the highest-ranked label. Touching but
-not overlapping detections stay separate replacements.
+Overlapping detections become one replacement region by the one overlap rule of
+:mod:`domainfm.deid.detection` (the same rule the detector applies to its own detections).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Iterable, Literal
 
+from domainfm.deid.detection import Detection, Region, resolve_overlaps
 from domainfm.deid.surrogates import canonical_label
 from domainfm.errors import RecordError
 
 __all__ = [
-    "LABEL_PRIORITY", "MASK_CHAR", "OPERATORS", "TAGS", "Detection", "Operator", "Region",
+    "MASK_CHAR", "OPERATORS", "TAGS", "Detection", "Operator", "Region",
     "coerce_detections", "redact_text", "resolve_overlaps", "tag_for",
 ]
 
@@ -44,38 +41,6 @@ TAGS: dict[str, str] = {
     "QUANTITY": "[QUANTITY]", "MISC": "[PHI]",
 }
 
-# Most specific / most directly identifying first: the label that wins a merged region.
-LABEL_PRIORITY: tuple[str, ...] = (
-    "SSN", "MRN", "ID", "PHONE", "FAX", "EMAIL", "URL", "IP", "PATIENT", "RELATIVE", "DOCTOR",
-    "NAME", "ADDRESS", "STREET", "ZIP", "CITY", "STATE", "DATE", "AGE", "FACILITY", "ORG",
-    "LOCATION", "COUNTRY", "NATIONALITY", "OCCUPATION", "CODE", "QUANTITY", "MISC",
-)
-_RANK = {label: i for i, label in enumerate(LABEL_PRIORITY)}
-
-
-@dataclass(frozen=True, slots=True)
-class Detection:
-    """One detected PHI span ``[start, end)`` in input coordinates."""
-
-    start: int
-    end: int
-    label: str
-    score: float = 1.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"start": self.start, "end": self.end, "label": self.label, "score": self.score}
-
-
-@dataclass(frozen=True, slots=True)
-class Region:
-    """A replacement region: the union of overlapping detections and the label that won."""
-
-    start: int
-    end: int
-    label: str
-    members: tuple[Detection, ...]
-
-
 def coerce_detections(detections: Iterable[Any] | None, text_length: int, *, record_id: str | None = None
                       ) -> list[Detection]:
     """Accept ``(start, end, label[, score])`` tuples, dicts, objects with ``start``, ``end``,
@@ -87,16 +52,17 @@ def coerce_detections(detections: Iterable[Any] | None, text_length: int, *, rec
     """
     out: list[Detection] = []
     for i, item in enumerate(detections or ()):
+        recognizer = getattr(item, "recognizer", "") if not isinstance(item, (dict, tuple, list)) else ""
         try:
             if isinstance(item, Detection):
-                start, end, label, score = item.start, item.end, item.label, item.score
+                start, end, label, score, recognizer = item.start, item.end, item.label, item.score, item.recognizer
             elif isinstance(item, dict):
                 start, end = item["start"], item["end"]
                 label = item.get("label", item.get("entity_type"))
                 score = item.get("score", 1.0)
             elif hasattr(item, "entity_type"):  # presidio RecognizerResult
                 start, end, label, score = item.start, item.end, item.entity_type, getattr(item, "score", 1.0)
-            elif hasattr(item, "start") and hasattr(item, "label"):  # domainfm.deid.engine.Detection
+            elif hasattr(item, "start") and hasattr(item, "label"):  # a Detection-like object
                 start, end, label, score = item.start, item.end, item.label, getattr(item, "score", 1.0)
             else:
                 start, end, label, *rest = item
@@ -116,34 +82,9 @@ def coerce_detections(detections: Iterable[Any] | None, text_length: int, *, rec
             score = float(score) if score is not None else 1.0
         except (TypeError, ValueError):
             raise RecordError(f"detection {i} [{start}:{end}] score must be a number", record_id=record_id) from None
-        out.append(Detection(int(start), int(end), label, score))
+        out.append(Detection(int(start), int(end), label, score, recognizer))
     out.sort(key=lambda d: (d.start, -d.end, d.label))
     return out
-
-
-def resolve_overlaps(detections: Iterable[Detection]) -> list[Region]:
-    """Merge overlapping detections into disjoint, sorted replacement regions (rule above)."""
-    regions: list[Region] = []
-    group: list[Detection] = []
-    group_end = -1
-    for det in sorted(detections, key=lambda d: (d.start, -d.end)):
-        if group and det.start >= group_end:
-            regions.append(_region(group))
-            group = []
-        group_end = max(group_end, det.end) if group else det.end
-        group.append(det)
-    if group:
-        regions.append(_region(group))
-    return regions
-
-
-def _region(group: list[Detection]) -> Region:
-    start = min(d.start for d in group)
-    end = max(d.end for d in group)
-    covering = [d for d in group if d.start == start and d.end == end]
-    pool = covering or group
-    best = min(pool, key=lambda d: (_RANK.get(canonical_label(d.label), len(_RANK)), -d.score))
-    return Region(start, end, best.label, tuple(group))
 
 
 def tag_for(label: str) -> str:

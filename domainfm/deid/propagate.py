@@ -15,7 +15,7 @@ from collections import OrderedDict
 from typing import Iterable, Iterator
 
 from domainfm.corpus.document import Document
-from domainfm.deid.engine import Detection, merge_detections
+from domainfm.deid.detection import Detection, merge_detections
 
 NAME_LABELS = frozenset({"NAME", "PATIENT", "RELATIVE", "DOCTOR", "PERSON"})
 PROPAGATED_SCORE = 0.6

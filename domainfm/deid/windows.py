@@ -105,7 +105,7 @@ class Windowed:
                 yield Document(id=doc.id, text=doc.text[w.start:w.end], meta=doc.meta)
 
     def join(self, pairs: Iterable[tuple[Document, list]]) -> Iterator[tuple[Document, list]]:
-        from domainfm.deid.engine import merge_detections
+        from domainfm.deid.detection import merge_detections
 
         pairs = iter(pairs)
         for _, found in pairs:
