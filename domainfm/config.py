@@ -40,6 +40,28 @@ def suggest(name: str, choices: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def check_document_fields(section: Any, name: str = "data", *, limits: Iterable[str] = (),
+                          zero_means: str = "no limit") -> None:
+    """The checks every stage's data section shares: which text to read (``text_field``), the
+    held-out share (``eval_fraction``), what keeps a patient on one side of the split
+    (``split_key``), and document limits that must be >= 0.
+
+    Raises:
+        ConfigError: naming ``<name>.<field>``, what it got and what it accepts.
+    """
+    if not 0.0 <= section.eval_fraction < 1.0:
+        raise ConfigError(f"{name}.eval_fraction must be in [0, 1), got {section.eval_fraction} "
+                          "(0 disables evaluation)")
+    if section.split_key not in ("auto", "id") and not section.split_key.startswith("meta."):
+        raise ConfigError(f"{name}.split_key must be 'auto', 'id' or 'meta.<key>', got {section.split_key!r}")
+    if section.text_field != "text" and not section.text_field.startswith("meta."):
+        raise ConfigError(f"{name}.text_field must be 'text' or 'meta.<key>', got {section.text_field!r}"
+                          f"{suggest(section.text_field, ['text'])}")
+    for limit in limits:
+        if getattr(section, limit) < 0:
+            raise ConfigError(f"{name}.{limit} must be >= 0 (0 = {zero_means}), got {getattr(section, limit)}")
+
+
 def from_dict(cls: type, data: Mapping[str, Any] | None, *, prefix: str = "") -> Any:
     """Build dataclass ``cls`` from a mapping, checking keys and value types recursively."""
     if data is None:

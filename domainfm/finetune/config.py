@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from domainfm.config import suggest
+from domainfm.config import check_document_fields, suggest
 from domainfm.errors import ConfigError
 from domainfm.lora import LoraSection
 from domainfm.privacy_audit.config import CanaryConfig
@@ -130,18 +130,7 @@ class DataSection:
     def __post_init__(self):
         if self.train is None:
             raise ConfigError("data.train is required: a JSONL file of training documents")
-        if not 0.0 <= self.eval_fraction < 1.0:
-            raise ConfigError(f"data.eval_fraction must be in [0, 1), got {self.eval_fraction}")
-        if self.split_key not in ("auto", "id") and not self.split_key.startswith("meta."):
-            raise ConfigError(f"data.split_key must be 'auto', 'id' or 'meta.<key>', got {self.split_key!r}")
-        if self.text_field != "text" and not self.text_field.startswith("meta."):
-            raise ConfigError(
-                f"data.text_field must be 'text' or 'meta.<key>', got {self.text_field!r}"
-                f"{suggest(self.text_field, ['text'])}"
-            )
-        for name in ("max_train_documents", "max_eval_documents"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"data.{name} must be >= 0 (0 = all), got {getattr(self, name)}")
+        check_document_fields(self, limits=("max_train_documents", "max_eval_documents"), zero_means="all")
 
 
 @dataclass

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from domainfm.config import check_document_fields
 from domainfm.errors import ConfigError
 from domainfm.lora import LoraSection as SharedLoraSection
 from domainfm.privacy_audit.config import CanaryConfig
@@ -60,19 +61,7 @@ class DataConfig:
     max_eval_blocks: int = 0
 
     def __post_init__(self):
-        if not 0.0 <= self.eval_fraction < 1.0:
-            raise ConfigError(
-                f"data.eval_fraction must be in [0, 1), got {self.eval_fraction} (0 disables evaluation)"
-            )
-        if self.split_key not in ("auto", "id") and not self.split_key.startswith("meta."):
-            raise ConfigError(
-                f"data.split_key must be 'auto', 'id' or 'meta.<key>', got {self.split_key!r}"
-            )
-        if self.text_field != "text" and not self.text_field.startswith("meta."):
-            raise ConfigError(f"data.text_field must be 'text' or 'meta.<key>', got {self.text_field!r}")
-        for name in ("max_documents", "max_eval_blocks"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"data.{name} must be >= 0 (0 = no limit), got {getattr(self, name)}")
+        check_document_fields(self, limits=("max_documents", "max_eval_blocks"))
 
 
 @dataclass
