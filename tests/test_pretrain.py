@@ -143,7 +143,8 @@ def test_batch_tokens_sets_sequences_per_batch(tiny_mlm_dir, corpus):
 
 
 def test_split_keeps_each_patient_on_one_side_and_is_deterministic(tmp_path, tiny_tokenizer):
-    from domainfm.pretrain.data import _read, stable_fraction
+    from domainfm.corpus.grouping import stable_fraction
+    from domainfm.pretrain.data import _read
 
     corpus = write_corpus(tmp_path / "c.jsonl", n=300)
     cfg = make_config(tmp_path, corpus, **{"data.eval_fraction": 0.2})

@@ -18,6 +18,7 @@ import numpy as np
 
 from domainfm.config import suggest
 from domainfm.corpus.document import DOCUMENT_KEYS, Document, Span
+from domainfm.corpus.grouping import group_of, has_patient
 from domainfm.corpus.io import read_documents
 from domainfm.errors import ConfigError, RecordError
 
@@ -165,16 +166,6 @@ def check_known_labels(docs: Iterable[Document], label_map: LabelMap, label_fiel
                     f"knows {sorted(known)}{suggest(label, known)}", record_id=doc.id)
 
 
-def split_key_of(doc: Document, split_key: str, auto_patient: bool) -> str:
-    if split_key == "id" or (split_key == "auto" and not auto_patient):
-        return doc.id
-    key = "patient_id" if split_key == "auto" else split_key[5:]
-    if key not in doc.meta:
-        raise RecordError(f"data.split_key: field 'meta.{key}' does not exist{suggest(key, doc.meta)}; "
-                          f"this record has {available_fields(doc)}", record_id=doc.id)
-    return str(doc.meta[key])
-
-
 def split_documents(docs: Sequence[Document], *, eval_fraction: float, split_key: str, seed: int,
                     task: str, label_field: str) -> tuple[list[Document], list[Document], dict[str, Any]]:
     """Hold out ``eval_fraction`` of the groups (patients or documents), seeded.
@@ -182,8 +173,11 @@ def split_documents(docs: Sequence[Document], *, eval_fraction: float, split_key
     Classification splits are stratified by label over groups (scikit-learn's
     ``StratifiedGroupKFold``) so that every class appears on both sides where it can.
     """
-    auto_patient = split_key == "auto" and bool(docs) and all("patient_id" in d.meta for d in docs)
-    groups = [split_key_of(d, split_key, auto_patient) for d in docs]
+    # "auto" groups by patient only when every document names one: a corpus with a few ids
+    # among patients is more likely a mistake than a mix to honour, so it falls back to ids
+    auto_patient = split_key == "auto" and bool(docs) and all(has_patient(d) for d in docs)
+    key = ("meta.patient_id" if auto_patient else "id") if split_key == "auto" else split_key
+    groups = [group_of(d, key)[1] for d in docs]
     used = "meta.patient_id" if auto_patient else ("id" if split_key == "auto" else split_key)
     info = {"split_key": used, "groups": len(set(groups))}
     if eval_fraction <= 0 or len(docs) < 2:

@@ -15,7 +15,6 @@ is dropped; the held-out side keeps it (padded) so evaluation sees all held-out 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from domainfm.corpus.grouping import group_of, stable_fraction
 from domainfm.errors import ConfigError, CorpusError
 
 _TOKENIZE_BATCH = 256
@@ -127,28 +127,6 @@ def privacy_gate(paths: Iterable[str | os.PathLike], allow_identified_data: bool
 # Split
 
 
-def split_key_of(doc, split_key: str) -> tuple[str, str]:
-    """``(kind, value)`` of the key that decides a document's side."""
-    if split_key == "auto":
-        pid = doc.meta.get("patient_id")
-        if pid not in (None, ""):
-            return "patient_id", str(pid)
-        return "id", doc.id
-    if split_key == "id":
-        return "id", doc.id
-    key = split_key[len("meta."):]
-    value = doc.meta.get(key)
-    if value in (None, ""):
-        raise CorpusError(f"document {doc.id!r} has no meta.{key} (data.split_key is {split_key!r})")
-    return key, str(value)
-
-
-def stable_fraction(value: str) -> float:
-    """A number in [0, 1) from a string: the same on every run, machine and Python version."""
-    digest = hashlib.sha256(value.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0**64
-
-
 # --------------------------------------------------------------------------------------------
 # Corpus
 
@@ -222,7 +200,7 @@ def _read(cfg_data, tokenizer, want_word_starts: bool) -> tuple[list[_Doc], dict
             if not text.strip():
                 counts["empty_documents"] += 1
                 continue
-            kind, value = split_key_of(doc, cfg_data.split_key)
+            kind, value = group_of(doc, cfg_data.split_key)
             key_kinds.add(kind)
             group = f"{kind}:{value}"
             pending.append((text, group, stable_fraction(group)))
@@ -340,7 +318,7 @@ def split_documents(cfg_data) -> tuple[list, list]:
             read += 1
             if not _text_of(doc, cfg_data.text_field).strip():
                 continue
-            kind, value = split_key_of(doc, cfg_data.split_key)
+            kind, value = group_of(doc, cfg_data.split_key)
             kinds.add(kind)
             docs.append((doc, f"{kind}:{value}"))
     groups = {g: stable_fraction(g) for _, g in docs}

@@ -112,14 +112,14 @@ def phase_baseline(corpus: Path, steps: int, out: Path) -> dict:
 
     from domainfm.corpus import read_documents
     from domainfm.pretrain import ModelConfig, load_model
-    from domainfm.pretrain.data import split_key_of, stable_fraction
+    from domainfm.corpus.grouping import group_of, stable_fraction
 
     cfg = config(corpus, steps)
     loaded = load_model(ModelConfig(name=MODEL), seed=13)  # the same new tied head
     tok = loaded.tokenizer
     # the same training documents as ours (same split), one truncated+padded sequence each
     texts = [d.text for d in read_documents(corpus) if d.text.strip()
-             and stable_fraction(":".join(split_key_of(d, "auto"))) >= cfg.data.eval_fraction]
+             and stable_fraction(":".join(group_of(d, "auto"))) >= cfg.data.eval_fraction]
     enc = tok(texts, truncation=True, max_length=SEQ_LEN, padding="max_length")
     dataset = [{"input_ids": i, "attention_mask": a} for i, a in zip(enc["input_ids"], enc["attention_mask"])]
     collator = DataCollatorForLanguageModeling(tok, mlm=True, mlm_probability=0.15, seed=13)
