@@ -2,11 +2,12 @@
 
 The demo is ``domainfm run`` on ``tasks/demo-clinical.yaml`` (import -> deid -> chunk -> a short
 DAPT run of MiniLM -> a LoRA note-type classifier from the DAPT model -> an audit of that
-classifier on its held-out notes -> label suggestions) and ``tasks/demo-legal.yaml`` (import ->
-deid -> chunk -> label suggestions), with each run directory under ``demo-output/`` and the
-corpora from ``corpora/`` (generated, seeded, when missing). On top of the pipelines it scores
-the de-identification against the corpora's gold PHI and copies the clinical audit report to
-``reports/demo/``. The console shows counts and scores only, never document text. Because it
+classifier on its held-out notes) and ``tasks/demo-legal.yaml`` (import -> deid -> chunk), with
+each run directory under ``demo-output/`` and the corpora from ``corpora/`` (generated, seeded,
+when missing). On top of the pipelines it scores the de-identification against the corpora's
+gold PHI, evaluates label suggestions (seeds drawn from the de-identified documents, the rest
+labelled with their labels hidden and scored: :func:`domainfm.label.run_label_demo`) and copies
+the clinical audit report to ``reports/demo/``. The console shows counts and scores only, never document text. Because it
 is a pipeline run, a second ``domainfm demo`` reuses every unchanged stage, and a killed demo
 resumes (the DAPT run from its last checkpoint).
 """
@@ -28,6 +29,8 @@ GOLD = {"clinical": ("synthetic-clinical", None), "legal": ("synthetic-legal", [
 DEMO_SEED = 13
 PIPELINE_FILES = {"clinical": "demo-clinical.yaml", "legal": "demo-legal.yaml"}
 REPORT_FILES = ("index.html", "report.json", "model_card.md")
+# The label-suggestion evaluation after each pipeline: (seeds per class, pool size)
+LABEL_DRAWS = {"clinical": (8, 120), "legal": (4, 40)}
 
 
 def ensure_sample_corpora(corpora: Path, console=None) -> dict[str, Path]:
@@ -92,6 +95,14 @@ def run_demo(out: Path = Path("demo-output"), corpora: Path = Path("corpora"), c
         deidentified = out / name / "deid" / "corpus.jsonl"
         if "deid" in record["stages"]:
             record["deid_vs_gold"] = _score_deid(name, imported, deidentified, console)
+        if until is None or until == "label":
+            from domainfm.label import run_label_demo
+
+            seeds_per_class, pool_size = LABEL_DRAWS[name]
+            console.rule(f"[bold]{name} label suggestions")
+            labelled = run_label_demo(deidentified, out / name / "label", seeds_per_class=seeds_per_class,
+                                      pool_size=pool_size, seed=DEMO_SEED, console=console)
+            record["label"] = {k: labelled[k] for k in ("out", "exports", "counts", "accuracy_vs_held_back")}
         audit_dir = out / name / "audit"
         if "audit" in record["stages"]:
             record["audit"] = _show_audit(audit_dir, console)
@@ -139,7 +150,7 @@ def _what_to_open(out: Path, summary: dict, report_dir: Path | None) -> list[str
     if "audit" in clinical:
         where = report_dir / "index.html" if report_dir is not None else out / "clinical" / "audit" / "index.html"
         lines.append(f"audit report: {where}")
-    if "label" in clinical:
+    if "label" in summary["pipelines"].get("clinical", {}):
         lines.append(f"label suggestions (Label Studio): {out / 'clinical' / 'label' / 'suggestions.labelstudio.json'}")
     for name in summary["pipelines"]:
         lines.append(f"{name} run summary: {out / name / 'run.json'}")

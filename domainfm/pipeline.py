@@ -32,7 +32,7 @@ import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Callable, ClassVar, Literal, Mapping
 
 from domainfm.audit.config import AuditConfig
 from domainfm.deid.config import DeidConfig
@@ -191,22 +191,39 @@ class PrivacySection(PrivacyAuditConfig):
 
 @dataclass
 class LabelSection:
-    """Args:
-    seeds_per_class: labeled seeds drawn per ``label`` from the stage's input.
-    pool_size: other documents (labels hidden) that get suggestions, scored against the truth.
-    method: ``embed`` (frozen encoder + calibrated LR) or ``setfit``.
+    """Label suggestions for a real pool (``domainfm label`` inside a pipeline).
+
+    Args:
+        labeled: JSONL of labeled seed documents (a ``label`` or ``labels`` each); default: the
+            stage's documents that carry a label.
+        pool: JSONL of the documents to suggest labels for; default: the stage's documents
+            without a label.
+        method: ``embed`` (frozen encoder + calibrated LR) or ``setfit``.
+        model: the sentence encoder (``minilm``, a folder, a hub id, or a ``domainfm pretrain``
+            output).
+        exports: annotation-tool files written beside the suggestions (``labelstudio``,
+            ``prodigy``, ``csv``).
+
+    The evaluation harness that hides the labels of labeled documents and scores the
+    suggestions against them is ``domainfm.label.run_label_demo`` (run by ``domainfm demo``).
     """
 
-    seeds_per_class: int = 8
-    pool_size: int = 120
+    labeled: Path | None = None
+    pool: Path | None = None
     method: Literal["embed", "setfit"] = "embed"
+    model: str = "minilm"
+    exports: list[str] = field(default_factory=lambda: ["labelstudio"])
+
+    #: keys of the evaluation harness the label section used to run
+    HARNESS_KEYS: ClassVar[tuple[str, ...]] = ("seeds_per_class", "pool_size")
 
     def __post_init__(self) -> None:
-        if self.seeds_per_class < 2:
-            raise ConfigError(f"The 'label.seeds_per_class' parameter must be an int >= 2. "
-                              f"Got {self.seeds_per_class!r} instead.")
-        if self.pool_size < 1:
-            raise ConfigError(f"The 'label.pool_size' parameter must be an int >= 1. Got {self.pool_size!r} instead.")
+        from domainfm.label.export import EXPORT_FORMATS
+
+        for kind in self.exports:
+            if kind not in EXPORT_FORMATS:
+                raise ConfigError(f"label.exports: unknown format {kind!r}{suggest(kind, EXPORT_FORMATS)}; "
+                                  f"choose from {list(EXPORT_FORMATS)}")
 
 
 @dataclass
@@ -280,6 +297,12 @@ def _section_builders() -> dict[str, Callable[[dict, str], Any]]:
         return from_dict(DeidEvalSection, data, prefix=prefix)
 
     def build_label(data, prefix):
+        old = [k for k in LabelSection.HARNESS_KEYS if isinstance(data, dict) and k in data]
+        if old:
+            raise ConfigError(f"{prefix}{old[0]}: the label stage now suggests labels for a real pool (the documents "
+                              "without a label, or label.pool) seeded by label.labeled (default: the documents with "
+                              "one); the evaluation draw it used to make is domainfm.label.run_label_demo, run by "
+                              f"'domainfm demo'. Remove {', '.join(prefix + k for k in old)}")
         return from_dict(LabelSection, data, prefix=prefix)
 
     return {"import": build_import, "deid": build_deid, "chunk": build_chunk, "pretrain": build_pretrain,
@@ -389,6 +412,9 @@ def pipeline_from_dict(data: Mapping[str, Any]) -> PipelineConfig:
         inputs["audit"] = [out("finetune")]
     if "label" in raw:
         inputs["label"] = [documents]
+        for key in ("labeled", "pool"):
+            if isinstance(raw["label"], dict) and raw["label"].get(key):
+                inputs["label"].append(Path(str(raw["label"][key])))
     builders = _section_builders()
     stages = {name: builders[name](raw[name], f"{name}.") for name in STAGE_ORDER if name in raw}
     if "privacy" in stages:
@@ -744,19 +770,34 @@ def _run_privacy(ctx: StageContext) -> StageOutput:
 
 
 def _run_label(ctx: StageContext) -> StageOutput:
-    from domainfm.label import run_label_demo
+    from domainfm.corpus import read_documents, write_documents
+    from domainfm.label import LabelConfig, label_file
 
     cfg = ctx.config
-    result = run_label_demo(ctx.inputs[0], ctx.out_dir, seeds_per_class=cfg.seeds_per_class, pool_size=cfg.pool_size,
-                            seed=13 if ctx.seed is None else ctx.seed, method=cfg.method)
-    cv = result["summary"].get("cross_validation", {})
-    metrics = {"accuracy_vs_held_back": result["accuracy_vs_held_back"]}
-    if "expected_accuracy" in cv:
-        metrics["expected_accuracy"] = round(cv["expected_accuracy"], 4)
-    counts = result["counts"]
-    return StageOutput([Path(result["out"]), Path(result["manifest"]), *map(Path, result["exports"])],
-                       {"read": counts.get("read"), "written": counts.get("written"),
-                        "rejected": counts.get("rejected")}, metrics)
+    labeled, pool = cfg.labeled, cfg.pool
+    if labeled is None or pool is None:
+        # one pass over the stage's documents: those with a label seed, the others are the pool
+        docs = list(read_documents(ctx.inputs[0]))
+        has_label = [bool(d.label or d.labels) for d in docs]
+        if labeled is None:
+            labeled = ctx.out_dir / "seeds.jsonl"
+            write_documents(labeled, [d for d, y in zip(docs, has_label) if y])
+        if pool is None:
+            pool = ctx.out_dir / "pool.jsonl"
+            unlabeled = [d for d, y in zip(docs, has_label) if not y]
+            if not unlabeled:
+                raise ConfigError(f"label: every one of the {len(docs)} documents of {ctx.inputs[0].name} carries a "
+                                  "label, so there is nothing to suggest for; give label.pool (documents to label)")
+            write_documents(pool, unlabeled)
+    run = label_file(labeled, pool, ctx.output, LabelConfig(method=cfg.method, model=cfg.model,
+                                                          seed=13 if ctx.seed is None else ctx.seed),
+                     exports=list(cfg.exports))
+    cv = run.summary.get("cross_validation", {})
+    metrics = {k: round(cv[k], 4) for k in ("expected_accuracy", "expected_micro_f1", "expected_macro_f1",
+                                            "expected_ece") if k in cv}
+    return StageOutput([run.out, run.manifest, *run.exports],
+                       {"read": run.counts.read, "written": run.counts.written, "rejected": run.counts.rejected},
+                       metrics)
 
 
 StageRunner = Callable[[StageContext], StageOutput]

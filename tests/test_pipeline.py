@@ -143,14 +143,42 @@ def test_downstream_stage_consumes_upstream_output_through_the_registry(pipeline
     def fake_label(ctx):
         seen["inputs"] = ctx.inputs
         ctx.output.write_text("{}\n")
-        return pl.StageOutput([ctx.output], {"written": 1}, {"accuracy_vs_held_back": 1.0})
+        return pl.StageOutput([ctx.output], {"written": 1}, {"expected_accuracy": 1.0})
 
     monkeypatch.setitem(pl.STAGES, "label", fake_label)
-    result = pl.run_pipeline({**pipeline, "label": {"seeds_per_class": 2, "pool_size": 3}})
+    result = pl.run_pipeline({**pipeline, "label": {"exports": ["labelstudio"]}})
     assert statuses(result)["label"] == "ran"
     assert seen["inputs"][0].as_posix().endswith("run/deid/corpus.jsonl")
-    again = pl.run_pipeline({**pipeline, "label": {"seeds_per_class": 2, "pool_size": 4}})
+    again = pl.run_pipeline({**pipeline, "label": {"exports": ["prodigy"]}})
     assert [statuses(again)[s] for s in ("import", "deid", "chunk", "label")] == ["cached"] * 3 + ["ran"]
+
+
+def test_label_stage_suggests_labels_for_the_documents_without_one(tmp_path):
+    """The seeds are the documents that carry a label, the pool the ones that do not (a real pool:
+    nothing is hidden or scored); the old evaluation keys are refused with directions."""
+    from domainfm.corpus import read_documents
+
+    topics = {"cardio": "chest pain troponin angiogram stent", "renal": "creatinine dialysis kidney nephrology"}
+    rows = []
+    for i in range(16):
+        topic = "cardio" if i % 2 else "renal"
+        rows.append({"id": f"d{i}", "text": f"Note {i}: {topics[topic]} follow-up.", **({"label": topic} if i < 10 else {})})
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    run = pl.run_pipeline({"run_dir": str(tmp_path / "run"), "seed": 13, "import": {"format": "jsonl", "src": str(notes)},
+                           "label": {"exports": ["labelstudio"]}})
+    label = next(s for s in run.stages if s.name == "label")
+    assert label.status == "ran" and label.counts == {"read": 6, "written": 6, "rejected": 0}
+    suggested = {d.id: d.meta["suggestion"]["label"] for d in read_documents(tmp_path / "run" / "label" / "suggestions.jsonl")}
+    assert set(suggested) == {f"d{i}" for i in range(10, 16)}
+    assert (tmp_path / "run" / "label" / "suggestions.labelstudio.json").is_file()
+    with pytest.raises(ConfigError, match="label.seeds_per_class: the label stage now suggests labels for a real pool"):
+        pl.pipeline_from_dict({"import": {"src": "x"}, "label": {"seeds_per_class": 8}})
+    labelled_only = tmp_path / "labelled.jsonl"
+    labelled_only.write_text("".join(json.dumps(r) + "\n" for r in rows[:10]), encoding="utf-8")
+    with pytest.raises(DomainFMError, match="nothing to suggest for; give label.pool"):
+        pl.run_pipeline({"run_dir": str(tmp_path / "run2"), "import": {"format": "jsonl", "src": str(labelled_only)},
+                         "label": {}})
 
 
 def test_training_sections_are_wired():
@@ -180,9 +208,9 @@ def test_bad_keys_are_named_with_a_suggestion(pipeline, overrides, message):
 
 def test_shipped_pipelines_validate():
     clinical = pl.load_pipeline(ROOT / "tasks" / "demo-clinical.yaml")
-    assert list(clinical.stages) == ["import", "deid", "chunk", "pretrain", "finetune", "audit", "label"]
+    assert list(clinical.stages) == ["import", "deid", "chunk", "pretrain", "finetune", "audit"]
     legal = pl.load_pipeline(ROOT / "tasks" / "demo-legal.yaml")
-    assert list(legal.stages) == ["import", "deid", "chunk", "label"]
+    assert list(legal.stages) == ["import", "deid", "chunk"]
     from domainfm.config import read_yaml
     from domainfm.demo import PIPELINE_FILES, demo_pipeline
     from domainfm.resources import packaged_task
@@ -425,15 +453,26 @@ def test_demo_runs_the_shipped_pipelines_and_copies_the_audit_report(tmp_path, m
         target.write_text("{}\n")
         return pl.StageOutput([target], {"written": 1})
 
-    for stage in ("deid", "chunk", "pretrain", "finetune", "audit", "label"):
+    for stage in ("deid", "chunk", "pretrain", "finetune", "audit"):
         monkeypatch.setitem(pl.STAGES, stage, fake)
+    drawn = []
+
+    def fake_label_demo(corpus, out, *, seeds_per_class, pool_size, seed, console):
+        drawn.append((Path(corpus).parent.parent.name, seeds_per_class, pool_size))
+        return {"out": str(out), "exports": [], "counts": {"written": pool_size}, "accuracy_vs_held_back": 1.0}
+
+    import domainfm.label
+
+    monkeypatch.setattr(domainfm.label, "run_label_demo", fake_label_demo)
     console = Console(record=True, width=120)
     summary = run_demo(out=tmp_path / "out", corpora=tmp_path / "corpora", console=console,
                        report_dir=tmp_path / "reports" / "demo")
-    assert ran == ["deid", "chunk", "pretrain", "finetune", "audit", "label", "deid", "chunk", "label"]
+    assert ran == ["deid", "chunk", "pretrain", "finetune", "audit", "deid", "chunk"]
+    assert drawn == [("clinical", 8, 120), ("legal", 4, 40)]  # the evaluation draw runs on the deid output
     clinical, legal = summary["pipelines"]["clinical"], summary["pipelines"]["legal"]
-    assert list(clinical["stages"]) == ["import", "deid", "chunk", "pretrain", "finetune", "audit", "label"]
-    assert list(legal["stages"]) == ["import", "deid", "chunk", "label"]
+    assert list(clinical["stages"]) == ["import", "deid", "chunk", "pretrain", "finetune", "audit"]
+    assert list(legal["stages"]) == ["import", "deid", "chunk"]
+    assert clinical["label"]["accuracy_vs_held_back"] == 1.0
     assert clinical["stages"]["import"]["counts"]["written"] == 16
     assert clinical["deid_vs_gold"]["any_overlap"]["recall"] == 1.0
     assert legal["deid_vs_gold"]["any_overlap"]["recall"] == 1.0
@@ -448,7 +487,7 @@ def test_demo_runs_the_shipped_pipelines_and_copies_the_audit_report(tmp_path, m
     again = run_demo(out=tmp_path / "out", corpora=tmp_path / "corpora", console=Console(record=True),
                      report_dir=None)
     assert {s["status"] for p in again["pipelines"].values() for s in p["stages"].values()} == {"cached"}
-    assert len(ran) == 9
+    assert len(ran) == 7
 
 
 def test_site_recipe_trains_scores_rules_vs_model_on_held_out_patients_and_the_model_deidentifies(
