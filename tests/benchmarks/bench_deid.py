@@ -109,10 +109,12 @@ def _scores(docs, pred, dataset, pred_dataset, gold_filter=None):
 
 
 def _learned_scores(docs, config, ner_model: str, dataset: str, vanilla, cps_rules: float,
-                    quantize: str = "none") -> dict:
+                    quantize: str = "none", folds: int = 5, sealed: list[int] = (), fresh_seeds: int = 5) -> dict:
     """Rules + the learned model (``DeidConfig.ner_model``, ``ner_quantize``), the model's spans
     alone, and speed: timed against the vanilla engine on the same chunks, alternating, like the
-    rules alone."""
+    rules alone. With ``sealed`` folds: rules + model + propagation per fold and on the sealed
+    folds with fresh strings (untimed), the unseen estimate when the model was trained on the
+    other folds only (``train_deid_ner.py --train-folds``)."""
     from dataclasses import replace
 
     import torch
@@ -149,7 +151,10 @@ def _learned_scores(docs, config, ner_model: str, dataset: str, vanilla, cps_rul
             "spans_from_the_model": sum(d.recognizer == LEARNED for v in found.values() for d in v),
             "chars_per_s": round(cps), "vanilla_chars_per_s": round(cps_theirs),
             "speed_ratio": round(cps / cps_theirs, 2), "speed_ratio_propagated": round(cps_prop / cps_theirs, 2),
-            "slowdown_vs_rules": round(cps_rules / cps, 2)}
+            "slowdown_vs_rules": round(cps_rules / cps, 2),
+            **({"folds": _fold_scores(docs, propagated, dataset, folds, list(sealed)),
+                "fresh_strings": _fresh_scores(docs, detector, dataset, folds, list(sealed), fresh_seeds)}
+               if sealed else {})}
 
 
 def _fold_scores(docs, propagated, dataset: str, folds: int, sealed: list[int]) -> dict:
@@ -404,7 +409,9 @@ def main(argv=None) -> dict:
                 entry["folds"] = _fold_scores(docs, propagated, dataset, args.folds, sealed)
                 entry["fresh_strings"] = _fresh_scores(docs, detector, dataset, args.folds, sealed, args.fresh_seeds)
             if args.ner_model and name == "physionet":
-                entry["learned"] = [_learned_scores(docs, config, m, dataset, vanilla, cps_ours, q)
+                entry["learned"] = [_learned_scores(docs, config, m, dataset, vanilla, cps_ours, q,
+                                                    args.folds, sealed if args.split == "all" else [],
+                                                    args.fresh_seeds)
                                     for m in args.ner_model for q in args.ner_quantize.split(",")]
             result["datasets"][name] = entry
     result["overall_speed_ratio"] = round(total_theirs / total_ours, 2) if total_ours else None
