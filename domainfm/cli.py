@@ -38,6 +38,7 @@ _IMPORT_FLAGS = {
     "generate_ids": "--generate-ids", "pattern": "--pattern", "label_from_dir": "--label-from-dir",
     "phi": "--phi", "annotator": "--annotator", "require_ann": "--require-ann",
     "sentences_per_doc": "--sentences-per-doc", "scheme": "--scheme",
+    "resolve": "--resolve", "choices": "--choices", "use_predictions": "--use-predictions",
 }
 
 
@@ -121,7 +122,7 @@ def _root(
 @_user_errors
 def import_command(
     ctx: typer.Context,
-    format: str = typer.Argument(..., help="jsonl | csv | textdir | physionet | tab | brat | conll"),
+    format: str = typer.Argument(..., help="jsonl | csv | textdir | physionet | tab | brat | conll | labelstudio | prodigy"),
     src: Path = typer.Argument(..., help="Source file or folder."),
     out: Path = typer.Option(..., "-o", "--out", help="Output JSONL (rejects go to <out>.rejects.jsonl)."),
     text_col: Optional[str] = typer.Option(None, help="csv: column with the text (default 'text')."),
@@ -141,6 +142,9 @@ def import_command(
     require_ann: Optional[bool] = typer.Option(None, "--require-ann", help="brat: reject .txt files without .ann."),
     sentences_per_doc: Optional[int] = typer.Option(None, help="conll: sentences per document without -DOCSTART- (default 10)."),
     scheme: Optional[str] = typer.Option(None, help="conll: iob2 (strict, default) or iob1."),
+    resolve: Optional[str] = typer.Option(None, help="labelstudio/prodigy: several annotators -> majority (default) | union | first."),
+    choices: Optional[str] = typer.Option(None, help="labelstudio: auto (default) | single | multi."),
+    use_predictions: Optional[bool] = typer.Option(None, "--use-predictions", help="labelstudio: import unannotated tasks from their prediction."),
 ):
     """Import a corpus into domainfm JSONL (validated; nothing is lost: bad records go to a
     reject file and the counts reconcile). Extra '--key value' pairs set importer options."""
@@ -182,6 +186,14 @@ def _print_import_result(console, result) -> None:
     c = result.counts
     console.print(f"read {c.read} = written {c.written} + rejected {c.rejected}  ->  {result.out}")
     _print_rejects(console, result.rejects, result.first_rejects, result.counts.rejected)
+    agreement = getattr(result, "agreement", None)
+    if agreement:
+        parts = [f"{agreement['documents_with_several_annotators']} documents with several annotators"]
+        if "span_pairwise_f1" in agreement:
+            parts.append(f"pairwise span F1 {agreement['span_pairwise_f1']:.2f}")
+        if agreement.get("choice_mean_pairwise_kappa") is not None:
+            parts.append(f"mean pairwise Cohen's kappa {agreement['choice_mean_pairwise_kappa']:.2f}")
+        console.print("agreement: " + ", ".join(parts))
     console.print(f"manifest: {result.manifest}")
 
 

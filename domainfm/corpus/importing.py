@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from domainfm.config import from_dict, to_dict
+from domainfm.corpus.agreement import AgreementTally, annotations_of
 from domainfm.corpus.importers import get_importer
 from domainfm.corpus.importers.base import Sourced
 from domainfm.corpus.io import (Counts, DocumentWriter, OutputLock, Rejected, RejectWriter, check_output_path,
@@ -21,7 +22,8 @@ class ImportConfig:
     """What ``domainfm import`` ran with; saved in the output's manifest.
 
     Args:
-        format: importer name (``jsonl``, ``csv``, ``textdir``, ``physionet``, ``tab``, ``brat``, ``conll``).
+        format: importer name (``jsonl``, ``csv``, ``textdir``, ``physionet``, ``tab``, ``brat``, ``conll``,
+            ``labelstudio``, ``prodigy``).
         src: source file or folder.
         out: output JSONL path.
         options: the importer's own options (see ``domainfm import FORMAT --help``).
@@ -40,6 +42,7 @@ class ImportResult:
     manifest: Path
     counts: Counts
     first_rejects: list[str]
+    agreement: dict | None = None
 
 
 def import_corpus(
@@ -75,6 +78,7 @@ def import_corpus(
 
 def _import_locked(importer, opts, format: str, src: Path, out: Path, on_progress) -> ImportResult:
     counts = Counts()
+    agreement = AgreementTally()  # several annotators' versions in meta.annotations (labelstudio, prodigy)
     repaired = 0  # spans an importer repaired (crossing same-label spans merged) instead of rejecting
     seen: set[str] = set()
     first_rejects: list[str] = []
@@ -107,6 +111,8 @@ def _import_locked(importer, opts, format: str, src: Path, out: Path, on_progres
                 docs_out.write(item)
                 counts.written += 1
                 repaired += sum(1 for span in item.spans if "merged_from" in span.attrs)
+                if isinstance(item.meta.get("annotations"), list):
+                    agreement.add(annotations_of(item), item.meta.get("annotation_conflicts") or ())
             if on_progress is not None and counts.read % 200 == 0:
                 on_progress(counts)
     if on_progress is not None:
@@ -116,8 +122,10 @@ def _import_locked(importer, opts, format: str, src: Path, out: Path, on_progres
     manifest = write_manifest(
         out, stage="import", config=config, inputs=[src],
         outputs=[out] + ([rejects_file] if counts.rejected else []), counts={**counts.to_dict(), "repaired_spans": repaired},
+        extra={"agreement": report} if (report := agreement.report()) is not None else None,
     )
-    return ImportResult(out, rejects_file if counts.rejected else None, manifest, counts, first_rejects)
+    return ImportResult(out, rejects_file if counts.rejected else None, manifest, counts, first_rejects,
+                        agreement.report())
 
 
 

@@ -141,3 +141,106 @@ def write_export(kind: str, path: str | os.PathLike, docs: Sequence[Document], s
     if kind == "labelstudio":
         write_text_atomic(path.with_name(path.name + ".config.xml"), labelstudio_config(classes, multilabel=multilabel))
     return path
+
+
+# ---------------------------------------------------------------------------------------- spans
+
+def labelstudio_span_config(labels: Iterable[str], *, from_name: str = "label", to_name: str = "text") -> str:
+    """The Label Studio labeling config (XML) for span annotation with ``labels``."""
+    options = "\n".join(f"    <Label value={quoteattr(lab)}/>" for lab in labels)
+    return (
+        f"<View>\n  <Labels name={quoteattr(from_name)} toName={quoteattr(to_name)}>\n{options}\n  </Labels>\n"
+        f"  <Text name={quoteattr(to_name)} value=\"$text\"/>\n</View>\n"
+    )
+
+
+def span_regions(doc: Document, spans: Sequence, *, from_name: str = "label", to_name: str = "text") -> list[dict]:
+    """Label Studio ``labels`` regions of ``spans`` (code-point offsets, as current Label Studio
+    stores them); a span's ``attrs.confidence`` becomes the region's ``score``."""
+    regions = []
+    for i, s in enumerate(spans):
+        region = {
+            "id": f"r{i}",  # region ids need only be unique within one annotation
+            "from_name": from_name, "to_name": to_name, "type": "labels",
+            "value": {"start": s.start, "end": s.end, "text": doc.text[s.start:s.end], "labels": [s.label]},
+        }
+        if "confidence" in s.attrs:
+            region["score"] = round(float(s.attrs["confidence"]), 4)
+        regions.append(region)
+    return regions
+
+
+def spans_to_labelstudio(docs: Sequence[Document], *, predicted: Sequence[Sequence] | None = None,
+                         ranks: Sequence[int] | None = None, scores: Sequence[float] | None = None,
+                         model_version: str = "domainfm", as_annotations: bool = False) -> list[dict]:
+    """Label Studio import tasks for span annotation, in ``ranks`` order when given.
+
+    ``predicted`` (spans per document) become ``predictions`` (pre-annotations); with
+    ``as_annotations`` the documents' own spans are written as a finished annotation instead
+    (moving gold data between projects, and the export -> import round trip)."""
+    order = sorted(range(len(docs)), key=lambda i: ranks[i]) if ranks is not None else range(len(docs))
+    tasks = []
+    for i in order:
+        doc = docs[i]
+        task: dict = {"data": {"text": doc.text, "doc_id": doc.id}}
+        if ranks is not None:
+            task["meta"] = {"rank": int(ranks[i])}
+        if as_annotations:
+            task["annotations"] = [{"result": span_regions(doc, doc.spans), "was_cancelled": False}]
+        if predicted is not None:
+            task["predictions"] = [{
+                "model_version": model_version,
+                "score": round(float(scores[i]), 4) if scores is not None else None,
+                "result": span_regions(doc, predicted[i]),
+            }]
+        tasks.append(task)
+    return tasks
+
+
+def spans_to_prodigy(docs: Sequence[Document], *, predicted: Sequence[Sequence] | None = None,
+                     ranks: Sequence[int] | None = None, scores: Sequence[float] | None = None) -> list[dict]:
+    """Prodigy ``ner.manual`` tasks: pre-highlighted ``spans`` (the predictions, else the
+    documents' own spans) and ``meta.id`` (read back by ``domainfm import prodigy``)."""
+    order = sorted(range(len(docs)), key=lambda i: ranks[i]) if ranks is not None else range(len(docs))
+    tasks = []
+    for i in order:
+        doc = docs[i]
+        spans = predicted[i] if predicted is not None else doc.spans
+        meta: dict = {"id": doc.id}
+        if ranks is not None:
+            meta["rank"] = int(ranks[i])
+        if scores is not None:
+            meta["score"] = round(float(scores[i]), 4)
+        tasks.append({
+            "text": doc.text,
+            "spans": [{"start": s.start, "end": s.end, "label": s.label,
+                       **({"score": round(float(s.attrs["confidence"]), 4)} if "confidence" in s.attrs else {})}
+                      for s in spans],
+            "meta": meta,
+        })
+    return tasks
+
+
+def write_span_export(kind: str, path: str | os.PathLike, docs: Sequence[Document], *, labels: Sequence[str],
+                      predicted: Sequence[Sequence] | None = None, ranks: Sequence[int] | None = None,
+                      scores: Sequence[float] | None = None, model_version: str = "domainfm",
+                      as_annotations: bool = False) -> Path:
+    """Write a span export (``labelstudio`` with its ``.config.xml``, or ``prodigy``) atomically."""
+    if kind not in ("labelstudio", "prodigy"):
+        raise ConfigError(f"span exports are labelstudio or prodigy, got {kind!r}"
+                          f"{suggest(kind, ['labelstudio', 'prodigy'])}")
+    from domainfm.corpus.io import atomic_file, write_text_atomic
+
+    path = Path(path)
+    with atomic_file(path) as fh:
+        if kind == "labelstudio":
+            json.dump(spans_to_labelstudio(docs, predicted=predicted, ranks=ranks, scores=scores,
+                                           model_version=model_version, as_annotations=as_annotations),
+                      fh, ensure_ascii=False, indent=1)
+            fh.write("\n")
+        else:
+            for task in spans_to_prodigy(docs, predicted=predicted, ranks=ranks, scores=scores):
+                fh.write(json.dumps(task, ensure_ascii=False) + "\n")
+    if kind == "labelstudio":
+        write_text_atomic(path.with_name(path.name + ".config.xml"), labelstudio_span_config(labels))
+    return path

@@ -1,0 +1,221 @@
+"""``labelstudio``: a Label Studio JSON export (``Export -> JSON``) becomes documents.
+
+A task is ``{"id", "data": {"text": ..., "doc_id": ...}, "annotations": [{"completed_by",
+"result": [...], "was_cancelled"}], "predictions": [...]}``. In a result, ``labels`` regions
+(``value: {start, end, text, labels}``) become spans (one per label of the region) and
+``choices`` (``value: {choices}``) become ``label`` (one choice) or ``labels`` (several, or
+``choices="multi"``). Other result types (text areas, ratings...) are kept in
+``meta.labelstudio.other``.
+
+Several annotators of one task: each version is kept in ``meta.annotations`` and the document's
+own spans/label are resolved (``resolve``: majority, union or first; see
+:mod:`domainfm.corpus.agreement`); the import manifest reports their agreement.
+
+Offsets: current Label Studio stores code points (Python string indices); versions before the
+2021 fix stored JavaScript (UTF-16) offsets, which differ after an emoji or other astral
+character. A region whose ``value.text`` does not match the text at its offsets is read as
+UTF-16 offsets; if that does not match either, the task is rejected with the region named.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from domainfm.config import suggest
+from domainfm.corpus.agreement import Annotation, check_resolve, resolve
+from domainfm.corpus.document import Document, Span
+from domainfm.corpus.importers.base import Sourced, register
+from domainfm.corpus.io import Rejected
+from domainfm.errors import ConfigError, CorpusError, RecordError
+
+CHOICES = ("auto", "single", "multi")
+
+
+@dataclass
+class LabelStudioOptions:
+    """Args:
+    text_key: key of the text in each task's ``data``.
+    id_key: key of the document id in ``data`` (``domainfm label`` exports write ``doc_id``);
+        tasks without it get ``ls-<task id>``.
+    resolve: how several annotators' versions become the document's spans and label:
+        ``majority`` | ``union`` | ``first``.
+    choices: ``auto`` (one choice -> ``label``, several -> ``labels``), ``single`` or ``multi``.
+    use_predictions: import a task that has no (non-skipped) annotation from its latest
+        prediction instead of rejecting it (marked ``meta.labelstudio.from_prediction``).
+    """
+
+    text_key: str = "text"
+    id_key: str = "doc_id"
+    resolve: str = "majority"
+    choices: str = "auto"
+    use_predictions: bool = False
+
+    def __post_init__(self) -> None:
+        check_resolve(self.resolve)
+        if self.choices not in CHOICES:
+            raise ConfigError(f"The 'choices' parameter must be one of {list(CHOICES)}. Got {self.choices!r} "
+                              f"instead{suggest(self.choices, CHOICES)}.")
+
+
+@register("labelstudio", LabelStudioOptions, "Label Studio JSON export (span and choice annotations)")
+def read_labelstudio(src: Path, options: LabelStudioOptions) -> Iterator[Document | Sourced | Rejected]:
+    try:
+        with open(src, encoding="utf-8") as fh:
+            tasks = json.load(fh)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorpusError(f"{src}: not a Label Studio JSON export ({type(exc).__name__}: "
+                          f"{getattr(exc, 'msg', exc)}); export the project as JSON (not JSON-MIN or CSV)") from None
+    if isinstance(tasks, dict):
+        tasks = [tasks]  # one task exported on its own
+    if not isinstance(tasks, list):
+        raise CorpusError(f"{src}: expected a JSON list of tasks, got {type(tasks).__name__}")
+    for number, task in enumerate(tasks, start=1):
+        location = f"{src.name}:task {number}"
+        raw = json.dumps(task, ensure_ascii=False)
+        try:
+            yield Sourced(task_to_document(task, options, location), location, raw)
+        except RecordError as err:
+            yield Rejected.from_error(err, raw=raw)
+
+
+def task_to_document(task: Any, options: LabelStudioOptions | None = None, location: str | None = None) -> Document:
+    """One Label Studio task (export or webhook payload) as a document.
+
+    Raises:
+        RecordError: naming the task and the region; never quoting the text.
+    """
+    options = options or LabelStudioOptions()
+    if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
+        raise RecordError("expected a task object with a 'data' object", location=location)
+    data = task["data"]
+    task_id = task.get("id")
+    doc_id = data.get(options.id_key)
+    if isinstance(doc_id, int) and not isinstance(doc_id, bool):
+        doc_id = str(doc_id)
+    if not isinstance(doc_id, str) or not doc_id.strip():
+        if task_id is None:
+            raise RecordError(f"task has neither data.{options.id_key} nor an 'id'", location=location)
+        doc_id = f"ls-{task_id}"
+    text = data.get(options.text_key)
+    if not isinstance(text, str):
+        raise RecordError(f"data.{options.text_key} must be a string (set --text-key to the task's text field)",
+                          record_id=doc_id, location=location)
+    done = [a for a in task.get("annotations") or [] if isinstance(a, dict) and not a.get("was_cancelled")]
+    source = "annotations"
+    if not done:
+        predictions = [p for p in task.get("predictions") or [] if isinstance(p, dict)]
+        if options.use_predictions and predictions:
+            done, source = predictions[-1:], "prediction"
+        else:
+            skipped = any(isinstance(a, dict) and a.get("was_cancelled") for a in task.get("annotations") or [])
+            raise RecordError("task was skipped by every annotator" if skipped else
+                              "task has no annotation (use --use-predictions to import its prediction instead)",
+                              record_id=doc_id, location=location)
+    versions, other = [], []
+    for i, ann in enumerate(done):
+        versions.append(_annotation(ann, i, text, options, doc_id, location, other, source))
+    spans, label, labels, conflicts = resolve(versions, options.resolve)
+    meta: dict[str, Any] = {k: v for k, v in data.items() if k not in (options.text_key, options.id_key)}
+    ls_meta: dict[str, Any] = {"task_id": task_id}
+    if source == "prediction":
+        ls_meta["from_prediction"] = True
+    if other:
+        ls_meta["other"] = other
+    meta["labelstudio"] = ls_meta
+    if len(versions) > 1:
+        meta["annotations"] = [v.to_dict() for v in versions]
+        if conflicts:
+            meta["annotation_conflicts"] = conflicts
+    doc = Document(doc_id, text, meta, label=label, labels=labels, spans=spans)
+    doc.validate(location=location)
+    return doc
+
+
+def _annotator(ann: dict, index: int, source: str) -> str:
+    who = ann.get("completed_by")
+    if isinstance(who, dict):
+        who = who.get("id", who.get("email"))
+    if who is None:
+        return f"{source}-{index + 1}" if source == "prediction" else f"annotation-{ann.get('id', index + 1)}"
+    return f"ls-user-{who}"
+
+
+def _annotation(ann: dict, index: int, text: str, options: LabelStudioOptions, doc_id: str, location: str | None,
+                other: list, source: str) -> Annotation:
+    result = ann.get("result")
+    if not isinstance(result, list):
+        raise RecordError(f"annotation {index + 1}: 'result' must be a list", record_id=doc_id, location=location)
+    spans: list[Span] = []
+    choices: list[str] = []
+    for j, region in enumerate(result):
+        where = f"annotation {index + 1} region {j + 1}"
+        if not isinstance(region, dict) or not isinstance(region.get("value"), dict):
+            raise RecordError(f"{where}: expected an object with a 'value' object", record_id=doc_id, location=location)
+        kind, value = region.get("type"), region["value"]
+        if kind == "labels" or (kind is None and "labels" in value):
+            start, end = _offsets(value, text, where, doc_id, location)
+            for lab in value.get("labels") or []:
+                if not isinstance(lab, str) or not lab:
+                    raise RecordError(f"{where}: labels must be non-empty strings", record_id=doc_id, location=location)
+                attrs = {"ls_id": region["id"]} if isinstance(region.get("id"), str) else {}
+                if isinstance(region.get("score"), (int, float)):
+                    attrs["score"] = float(region["score"])
+                spans.append(Span(start, end, lab, attrs))
+        elif kind == "choices" or (kind is None and "choices" in value):
+            for c in value.get("choices") or []:
+                if not isinstance(c, str):
+                    raise RecordError(f"{where}: choices must be strings", record_id=doc_id, location=location)
+                if c not in choices:
+                    choices.append(c)
+        else:
+            other.append({"annotation": index + 1, "type": kind, "from_name": region.get("from_name")})
+    label = labels = None
+    if options.choices == "multi" or (options.choices == "auto" and len(choices) > 1):
+        labels = choices if choices or options.choices == "multi" else None
+    elif choices:
+        if len(choices) > 1:
+            raise RecordError(f"annotation {index + 1}: {len(choices)} choices but --choices single",
+                              record_id=doc_id, location=location)
+        label = choices[0]
+    return Annotation(_annotator(ann, index, source), spans, label, labels)
+
+
+def _offsets(value: dict, text: str, where: str, doc_id: str, location: str | None) -> tuple[int, int]:
+    start, end = value.get("start"), value.get("end")
+    if not all(isinstance(x, int) and not isinstance(x, bool) for x in (start, end)):
+        raise RecordError(f"{where}: 'start'/'end' must be integers (a Text region; HyperText regions "
+                          "with XPath offsets are not supported)", record_id=doc_id, location=location)
+    expected = value.get("text")
+    if expected is None or text[start:end] == expected:
+        return start, end
+    converted = utf16_to_codepoints(text, start, end)
+    if converted is not None and text[converted[0]:converted[1]] == expected:
+        return converted
+    raise RecordError(f"{where} [{start}:{end}]: the region's text differs from the task text at its offsets "
+                      "(as code points and as UTF-16 units)", record_id=doc_id, location=location)
+
+
+def utf16_to_codepoints(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """Code-point offsets of a ``[start, end)`` range given in UTF-16 code units (JavaScript string
+    indices); None when an offset falls inside a surrogate pair or past the text."""
+    units = 0
+    out = {}
+    for i, ch in enumerate(text):
+        for target in (start, end):
+            if units == target:
+                out.setdefault(target, i)
+        units += 2 if ord(ch) > 0xFFFF else 1
+    for target in (start, end):
+        if units == target:
+            out.setdefault(target, len(text))
+    if start not in out or end not in out:
+        return None
+    return out[start], out[end]
+
+
+def codepoints_to_utf16(text: str, offset: int) -> int:
+    """UTF-16 code units before code point ``offset`` (for tools that count like JavaScript)."""
+    return offset + sum(1 for ch in text[:offset] if ord(ch) > 0xFFFF)

@@ -1,0 +1,142 @@
+"""``prodigy``: Prodigy annotations (``prodigy db-out DATASET > FILE.jsonl``) become documents.
+
+Each line is one annotator's answer to one task: ``{"text", "spans": [{start, end, label}],
+"answer": "accept" | "reject" | "ignore", "_input_hash", "_annotator_id", "meta": {...}}``.
+Spans become spans (Prodigy offsets are Python string indices, as in domainfm); a choice task's
+``accept`` list becomes ``label`` (one option) or ``labels`` (several, or ``choice_style:
+multiple``); a binary classification task's accepted ``label`` becomes ``label``.
+
+Lines for the same input (same ``meta.id``, else the same ``_input_hash``) from several
+annotators are one document: each version is kept in ``meta.annotations``, the document's own
+spans/label are resolved (``resolve``), and the import manifest reports agreement. ``reject``
+and ``ignore`` answers carry no annotation: they are counted in ``meta.prodigy``, and an input
+that no annotator accepted is rejected with that reason.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from domainfm.corpus.agreement import Annotation, check_resolve, resolve
+from domainfm.corpus.document import Document, Span
+from domainfm.corpus.importers.base import Sourced, register
+from domainfm.corpus.io import Rejected, iter_jsonl_lines
+from domainfm.errors import RecordError
+
+_PRODIGY_KEYS = ("text", "spans", "tokens", "answer", "accept", "options", "label", "meta", "config",
+                 "_input_hash", "_task_hash", "_annotator_id", "_session_id", "_view_id", "_timestamp",
+                 "_is_binary", "html")
+
+
+@dataclass
+class ProdigyOptions:
+    """Args:
+    id_key: key in each task's ``meta`` holding the document id (``domainfm label`` exports
+        write ``id``); inputs without it get ``prodigy-<_input_hash>``.
+    resolve: how several annotators' versions become the document's spans and label:
+        ``majority`` | ``union`` | ``first``.
+    """
+
+    id_key: str = "id"
+    resolve: str = "majority"
+
+    def __post_init__(self) -> None:
+        check_resolve(self.resolve)
+
+
+@register("prodigy", ProdigyOptions, "Prodigy JSONL (db-out): span, choice and binary annotations")
+def read_prodigy(src: Path, options: ProdigyOptions) -> Iterator[Document | Sourced | Rejected]:
+    groups: dict[str, list[tuple[str, str, dict]]] = {}
+    for number, line, obj in iter_jsonl_lines(src):
+        if isinstance(obj, Rejected):
+            yield obj
+            continue
+        location = f"{src.name}:{number}"
+        if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+            yield Rejected.from_error(RecordError("expected a Prodigy task object with a string 'text'",
+                                                  location=location), raw=line)
+            continue
+        meta = obj.get("meta") if isinstance(obj.get("meta"), dict) else {}
+        doc_id = meta.get(options.id_key)
+        if isinstance(doc_id, int) and not isinstance(doc_id, bool):
+            doc_id = str(doc_id)
+        if not isinstance(doc_id, str) or not doc_id.strip():
+            doc_id = f"prodigy-{obj['_input_hash']}" if "_input_hash" in obj else f"{src.stem}-{number}"
+        groups.setdefault(doc_id, []).append((location, line, obj))
+    for doc_id, lines in groups.items():
+        location = lines[0][0] if len(lines) == 1 else f"{lines[0][0]} (+{len(lines) - 1} more lines)"
+        raw = "\n".join(line for _, line, _ in lines)
+        try:
+            yield Sourced(_document(doc_id, lines, options, location), location, raw)
+        except RecordError as err:
+            yield Rejected.from_error(err, raw=raw)
+
+
+def _document(doc_id: str, lines: list[tuple[str, str, dict]], options: ProdigyOptions, location: str) -> Document:
+    text = lines[0][2]["text"]
+    versions: list[Annotation] = []
+    answers = {"accept": 0, "reject": 0, "ignore": 0}
+    for i, (where, _, obj) in enumerate(lines):
+        if obj["text"] != text:
+            raise RecordError(f"{where}: same id as {lines[0][0]} but a different text", record_id=doc_id,
+                              location=location)
+        answer = obj.get("answer", "accept")
+        if answer not in answers:
+            raise RecordError(f"{where}: 'answer' must be accept, reject or ignore", record_id=doc_id,
+                              location=location)
+        answers[answer] += 1
+        if answer != "accept":
+            continue
+        versions.append(_annotation(obj, i, where, doc_id, location))
+    if not versions:
+        raise RecordError(f"no annotator accepted this input ({answers['reject']} reject, {answers['ignore']} ignore)",
+                          record_id=doc_id, location=location)
+    spans, label, labels, conflicts = resolve(versions, options.resolve)
+    first = lines[0][2]
+    meta = {k: v for k, v in (first.get("meta") or {}).items() if k != options.id_key}
+    meta["prodigy"] = {"answers": answers, **({"input_hash": first["_input_hash"]} if "_input_hash" in first else {})}
+    extra = {k: v for k, v in first.items() if k not in _PRODIGY_KEYS}
+    if extra:
+        meta["prodigy"]["fields"] = extra
+    if len(versions) > 1:
+        meta["annotations"] = [v.to_dict() for v in versions]
+        if conflicts:
+            meta["annotation_conflicts"] = conflicts
+    doc = Document(doc_id, text, meta, label=label, labels=labels, spans=spans)
+    doc.validate(location=location)
+    return doc
+
+
+def _annotation(obj: dict, index: int, where: str, doc_id: str, location: str) -> Annotation:
+    who = obj.get("_annotator_id") or obj.get("_session_id") or f"annotator-{index + 1}"
+    spans = []
+    raw_spans = obj.get("spans") or []
+    if not isinstance(raw_spans, list):
+        raise RecordError(f"{where}: 'spans' must be a list", record_id=doc_id, location=location)
+    text = obj["text"]
+    for j, s in enumerate(raw_spans):
+        if not isinstance(s, dict) or not all(isinstance(s.get(k), int) and not isinstance(s.get(k), bool)
+                                              for k in ("start", "end")) or not isinstance(s.get("label"), str):
+            raise RecordError(f"{where}: span {j} needs integer 'start'/'end' and a string 'label'",
+                              record_id=doc_id, location=location)
+        if not 0 <= s["start"] < s["end"] <= len(text):
+            raise RecordError(f"{where}: span {j} [{s['start']}:{s['end']}] lies outside the text",
+                              record_id=doc_id, location=location)
+        attrs: dict[str, Any] = {}
+        if isinstance(s.get("score"), (int, float)):
+            attrs["score"] = float(s["score"])
+        spans.append(Span(s["start"], s["end"], s["label"], attrs))
+    label = labels = None
+    if isinstance(obj.get("accept"), list) and "options" in obj:
+        chosen = [str(c) for c in obj["accept"]]
+        multiple = (obj.get("config") or {}).get("choice_style") == "multiple"
+        if multiple or len(chosen) > 1:
+            labels = chosen
+        elif chosen:
+            label = chosen[0]
+    elif isinstance(obj.get("label"), str) and not raw_spans:
+        label = obj["label"]  # binary classification: the accepted label holds
+    return Annotation(str(who), spans, label, labels)

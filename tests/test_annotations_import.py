@@ -1,0 +1,180 @@
+"""Annotations back in: Label Studio and Prodigy exports become documents; round trips keep spans
+and labels; several annotators are kept and their agreement reported in the manifest."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from domainfm.corpus import read_documents
+from domainfm.corpus.agreement import Annotation, cohen_kappa, resolve
+from domainfm.corpus.document import Document, Span
+from domainfm.corpus.importers.labelstudio import codepoints_to_utf16, utf16_to_codepoints
+from domainfm.corpus.importing import import_corpus
+from domainfm.errors import ConfigError
+from domainfm.label.export import write_span_export
+
+DOCS = [
+    Document("a1", "Patient Ann Lee seen at Mercy Hospital on 3 May.",
+             spans=[Span(8, 15, "PATIENT"), Span(24, 38, "HOSPITAL"), Span(42, 47, "DATE")]),
+    Document("a2", "No identifiers here.", spans=[]),
+    # an astral character before the span: code points and UTF-16 units differ from here on
+    Document("a3", "\U0001F600 Dr. Kim called.", spans=[Span(6, 9, "DOCTOR")]),
+]
+
+
+def _import(fmt, src, tmp_path, **options):
+    result = import_corpus(fmt, src, tmp_path / f"{fmt}.jsonl", options)
+    assert result.counts.reconciles
+    rejects = [json.loads(x) for x in result.rejects.read_text().splitlines()] if result.rejects else []
+    return list(read_documents(result.out)), rejects, result
+
+
+def _keys(doc):
+    return sorted((s.start, s.end, s.label) for s in doc.spans)
+
+
+@pytest.mark.parametrize("kind", ["labelstudio", "prodigy"])
+def test_export_then_import_gives_the_same_spans(kind, tmp_path):
+    path = write_span_export(kind, tmp_path / f"export.{kind}", DOCS, labels=["PATIENT", "HOSPITAL", "DATE", "DOCTOR"],
+                             as_annotations=True)
+    docs, rejects, _ = _import(kind, path, tmp_path)
+    assert not rejects
+    assert [d.id for d in docs] == [d.id for d in DOCS]
+    for got, want in zip(docs, DOCS):
+        assert got.text == want.text and _keys(got) == _keys(want)
+    if kind == "labelstudio":
+        assert (tmp_path / "export.labelstudio.config.xml").read_text().count("<Label ") == 4
+
+
+def test_prodigy_round_trip_of_predictions_keeps_scores(tmp_path):
+    predicted = [[Span(8, 15, "PATIENT", {"confidence": 0.9})], [], []]
+    path = write_span_export("prodigy", tmp_path / "p.jsonl", DOCS, labels=["PATIENT"], predicted=predicted,
+                             ranks=[2, 3, 1])
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    assert [x["meta"]["id"] for x in lines] == ["a3", "a1", "a2"]  # active-learning order
+    docs, _, _ = _import("prodigy", path, tmp_path)
+    a1 = next(d for d in docs if d.id == "a1")
+    assert _keys(a1) == [(8, 15, "PATIENT")] and a1.spans[0].attrs["score"] == 0.9
+
+
+def _ls_task(task_id, text, versions, **data):
+    return {"id": task_id, "data": {"text": text, **data}, "annotations": [
+        {"id": 100 + i, "completed_by": who, "was_cancelled": cancelled, "result": result}
+        for i, (who, result, cancelled) in enumerate(versions)]}
+
+
+def _region(start, end, text, label):
+    return {"type": "labels", "from_name": "label", "to_name": "text",
+            "value": {"start": start, "end": end, "text": text[start:end], "labels": [label]}}
+
+
+def _choice(*choices):
+    return {"type": "choices", "from_name": "c", "to_name": "text", "value": {"choices": list(choices)}}
+
+
+def test_labelstudio_annotators_resolved_by_majority_and_agreement_in_manifest(tmp_path):
+    t = "Ann Lee went to Oslo with Bob."
+    ann, oslo, bob = _region(0, 7, t, "NAME"), _region(16, 20, t, "CITY"), _region(26, 29, t, "NAME")
+    tasks = [
+        _ls_task(1, t, [(1, [ann, oslo, _choice("travel")], False), (2, [ann, bob, _choice("travel")], False),
+                        (3, [ann, oslo, _choice("other")], False)]),
+        _ls_task(2, "Quiet day.", [(1, [_choice("other")], False), (2, [_choice("other")], False)]),
+        _ls_task(3, "Skipped.", [(1, [], True)]),
+        _ls_task(4, "Nobody yet.", []),
+        {"id": 5, "data": {"body": "wrong key"}, "annotations": []},
+    ]
+    src = tmp_path / "export.json"
+    src.write_text(json.dumps(tasks))
+    docs, rejects, result = _import("labelstudio", src, tmp_path)
+    assert [d.id for d in docs] == ["ls-1", "ls-2"]
+    d1 = docs[0]
+    assert _keys(d1) == [(0, 7, "NAME"), (16, 20, "CITY")]  # Bob: one of three annotators
+    assert d1.label == "travel" and len(d1.meta["annotations"]) == 3
+    assert d1.spans[0].attrs["annotators"] == ["ls-user-1", "ls-user-2", "ls-user-3"]
+    assert d1.meta["annotation_conflicts"] == ["1 span(s) marked by half of the annotators or fewer"]
+    reasons = [r["reason"] for r in rejects]
+    assert reasons[0] == "task was skipped by every annotator"
+    assert reasons[1].startswith("task has no annotation")
+    assert "data.text must be a string" in reasons[2]
+    manifest = json.loads(result.manifest.read_text())
+    agreement = manifest["agreement"]
+    # pairs (1,2): 1 of 2+2 spans; (1,3): 2 of 2+2; (2,3): 1 of 2+2 -> 2*4/12
+    assert agreement["span_pairwise_f1"] == pytest.approx(2 * 4 / 12, abs=1e-4)
+    assert agreement["documents_with_several_annotators"] == 2
+    assert set(agreement["choice_cohen_kappa"]) == {"ls-user-1 | ls-user-2", "ls-user-1 | ls-user-3",
+                                                     "ls-user-2 | ls-user-3"}
+    assert agreement["choice_cohen_kappa"]["ls-user-1 | ls-user-2"]["kappa"] == 1.0
+    # union keeps Bob; first keeps annotator 1 alone
+    (tmp_path / "union").mkdir()
+    docs, _, _ = _import("labelstudio", src, tmp_path / "union", resolve="union")
+    assert (26, 29, "NAME") in _keys(docs[0])
+    with pytest.raises(ConfigError, match="'resolve'.*majority"):
+        import_corpus("labelstudio", src, tmp_path / "x.jsonl", {"resolve": "majorty"})
+
+
+def test_labelstudio_utf16_offsets_from_old_versions_are_converted_and_bad_ones_rejected(tmp_path):
+    text = "\U0001F600 Dr. Kim called."
+    start, end = codepoints_to_utf16(text, 6), codepoints_to_utf16(text, 9)
+    assert (start, end) == (7, 10) and utf16_to_codepoints(text, start, end) == (6, 9)
+    good = {"type": "labels", "value": {"start": start, "end": end, "text": "Kim", "labels": ["DOCTOR"]}}
+    bad = {"type": "labels", "value": {"start": 0, "end": 3, "text": "Kim", "labels": ["DOCTOR"]}}
+    src = tmp_path / "e.json"
+    src.write_text(json.dumps([_ls_task(1, text, [(1, [good], False)], doc_id="d1"),
+                               _ls_task(2, text, [(1, [bad], False)], doc_id="d2")]))
+    docs, rejects, _ = _import("labelstudio", src, tmp_path)
+    assert _keys(docs[0]) == [(6, 9, "DOCTOR")]
+    assert "region 1 [0:3]: the region's text differs" in rejects[0]["reason"]
+    assert "Kim" not in rejects[0]["reason"]  # no text in reasons
+
+
+def test_labelstudio_predictions_only_when_asked(tmp_path):
+    t = "Ann Lee."
+    src = tmp_path / "e.json"
+    src.write_text(json.dumps([{"id": 7, "data": {"text": t}, "annotations": [],
+                                "predictions": [{"model_version": "m", "result": [_region(0, 7, t, "NAME")]}]}]))
+    docs, rejects, _ = _import("labelstudio", src, tmp_path)
+    assert not docs and len(rejects) == 1
+    docs, _, _ = _import("labelstudio", src, tmp_path, use_predictions=True)
+    assert _keys(docs[0]) == [(0, 7, "NAME")] and docs[0].meta["labelstudio"]["from_prediction"] is True
+
+
+def test_prodigy_groups_annotators_choices_and_rejects(tmp_path):
+    rows = [
+        {"text": "Chest pain.", "options": [{"id": "cardio"}, {"id": "neuro"}], "accept": ["cardio"],
+         "answer": "accept", "_input_hash": 11, "_annotator_id": "s-ann"},
+        {"text": "Chest pain.", "options": [{"id": "cardio"}, {"id": "neuro"}], "accept": ["neuro"],
+         "answer": "accept", "_input_hash": 11, "_annotator_id": "s-bob"},
+        {"text": "Headache.", "options": [{"id": "cardio"}, {"id": "neuro"}], "accept": ["neuro"],
+         "answer": "accept", "_input_hash": 12, "_annotator_id": "s-ann"},
+        {"text": "Headache.", "options": [{"id": "cardio"}, {"id": "neuro"}], "accept": ["neuro"],
+         "answer": "accept", "_input_hash": 12, "_annotator_id": "s-bob"},
+        {"text": "Bad task.", "answer": "reject", "_input_hash": 13, "_annotator_id": "s-ann"},
+        {"text": "Mr Smith.", "spans": [{"start": 3, "end": 99, "label": "NAME"}], "_input_hash": 14},
+    ]
+    src = tmp_path / "db.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in rows) + "\nnot json\n")
+    docs, rejects, result = _import("prodigy", src, tmp_path)
+    assert [d.id for d in docs] == ["prodigy-11", "prodigy-12"]
+    assert docs[0].label is None and docs[0].meta["annotation_conflicts"]  # 1 vs 1: no majority
+    assert docs[1].label == "neuro"
+    reasons = " | ".join(r["reason"] for r in rejects)
+    assert "no annotator accepted this input (1 reject, 0 ignore)" in reasons
+    assert "span 0 [3:99] lies outside the text" in reasons
+    assert result.counts.read == 5 and result.counts.rejected == 3
+    kappa = json.loads(result.manifest.read_text())["agreement"]["choice_cohen_kappa"]["s-ann | s-bob"]
+    assert kappa["documents"] == 2 and kappa["kappa"] == pytest.approx(cohen_kappa(["cardio", "neuro"],
+                                                                                  ["neuro", "neuro"]))
+
+
+def test_resolve_and_kappa_units():
+    a = Annotation("x", [Span(0, 3, "A")], "p")
+    b = Annotation("y", [Span(0, 3, "A"), Span(5, 7, "B")], "p")
+    spans, label, _, conflicts = resolve([a, b], "majority")
+    assert [s.key for s in spans] == [(0, 3, "A")] and label == "p" and conflicts
+    spans, _, _, _ = resolve([a, b], "first")
+    assert [s.key for s in spans] == [(0, 3, "A")]
+    assert cohen_kappa(["a", "b", "a", "b"], ["a", "b", "a", "b"]) == 1.0
+    assert cohen_kappa(["a", "a"], ["a", "a"]) is None  # chance agreement is 1: undefined
+    assert cohen_kappa(["a", "b", "a", "b"], ["b", "a", "b", "a"]) == -1.0
