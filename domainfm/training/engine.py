@@ -74,7 +74,9 @@ class StageTrainer(Trainer):
         self.checkpoint_state = checkpoint_state or dict
         self.progress = _Progress(self, on_event, log_file)
         self.last_eval: dict[str, Any] | None = None
+        # evaluation is the stage's evaluator; the empty eval set only tells Trainer there is one
         super().__init__(model=model, args=args, train_dataset=BatchDataset(make_batch, micro_batches),
+                         eval_dataset=BatchDataset(make_batch, 0) if evaluator is not None else None,
                          callbacks=[self.progress, *callbacks])
         self.model_accepts_loss_kwargs = False
         self.remove_callback(PrinterCallback)  # stdout belongs to the CLI; logs go through on_event
