@@ -19,31 +19,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 
 from domainfm.config import config_differences, save_config, to_dict
 from domainfm.errors import ConfigError
 from domainfm.finetune.canaries import canary_documents
 from domainfm.finetune.config import TaskConfig
-from domainfm.finetune.data import (
-    IGNORE_INDEX,
-    LabelMap,
-    build_label_map,
-    check_known_labels,
-    document_text,
-    encode_documents,
-    load_documents,
-    split_documents,
-)
+from domainfm.finetune.data import LabelMap, document_text, encode_documents
+from domainfm.finetune.inputs import load_task_data, prepare_data, rename_spans
 from domainfm.finetune.model import load_model, new_modules, wrap
+from domainfm.finetune.objective import _Batches, _loss_fn
 from domainfm.finetune.split import record_split
 from domainfm.inference.pooling import check_mergeable
 from domainfm.inference.predict import ADAPTER_DIR, TASK_FILE, collate, compute_metrics, document_outputs, score_features
 from domainfm.manifest import write_json_atomic
 from domainfm.training.checkpoints import CHECKPOINTS, list_checkpoints, output_action, prepare_output, read_state
 
-__all__ = ["FinetuneResult", "console_reporter", "demo_config", "finetune", "finetune_demo", "list_checkpoints",
-           "load_task_data", "new_modules", "prepare_data", "rename_spans"]
+__all__ = ["FinetuneResult", "finetune", "list_checkpoints", "load_task_data", "new_modules", "prepare_data",
+           "rename_spans"]
 
 CONFIG_NAME = "finetune.yaml"
 _RESUME_MAY_CHANGE = {"train.checkpoint", "train.eval_batch_size"}
@@ -74,7 +66,7 @@ class FinetuneResult:
 
 
 # ---------------------------------------------------------------------------------------------
-# Output folder, data, loss and batches
+# Output folder
 
 
 def _finetune_task_of(out: Path) -> str | None:
@@ -95,112 +87,6 @@ def _output_action(out: Path, resume: bool, overwrite: bool, task: str) -> str:
     if earlier is not None and earlier != task:
         raise ConfigError(f"{out} holds a {earlier!r} run; cannot resume it as a {task!r} task")
     return action
-
-
-def prepare_data(cfg: TaskConfig, on_event: Event | None = None) -> dict[str, Any]:
-    """Run the task's ``data.prepare`` steps whose outputs do not exist yet."""
-    from domainfm.finetune.prepare import run_prepare
-
-    done = {}
-    for step in cfg.data.prepare:
-        counts = run_prepare(step)
-        if counts is not None:
-            done[step.out] = counts
-            if on_event:
-                on_event({"kind": "info", "message": f"prepared {step.out}: read {counts['read']} = written "
-                          f"{counts['written']} + rejected {counts['rejected']}"})
-    return done
-
-
-def rename_spans(docs: list, mapping: dict[str, str | None] | None) -> list:
-    """``labels.map`` applied to the documents' spans, in place (null drops a span)."""
-    if mapping:
-        for doc in docs:
-            doc.spans = [dataclasses.replace(s, label=mapping.get(s.label, s.label)) for s in doc.spans
-                         if mapping.get(s.label, s.label) is not None]
-    return docs
-
-
-def load_task_data(cfg: TaskConfig):
-    """Training and evaluation documents, the label map and data statistics."""
-    d = cfg.data
-    docs = rename_spans(load_documents(d.train, d.max_train_documents), cfg.labels.map)
-    if not docs:
-        raise ConfigError(f"{d.train}: no training documents")
-    for doc in docs:
-        document_text(doc, d.text_field)
-    if d.eval:
-        train_docs = docs
-        eval_docs = rename_spans(load_documents(d.eval, d.max_eval_documents), cfg.labels.map)
-        split = {"split_key": None, "eval_source": d.eval}
-    else:
-        train_docs, eval_docs, split = split_documents(
-            docs, eval_fraction=d.eval_fraction, split_key=d.split_key, seed=cfg.train.seed, task=cfg.task,
-            label_field=cfg.label_field)
-        if d.max_eval_documents:
-            eval_docs = eval_docs[: d.max_eval_documents]
-        split["eval_source"] = f"{d.eval_fraction:g} of {d.train}"
-    label_map, counts = build_label_map(cfg.task, train_docs, cfg.label_field, cfg.labels.names,
-                                        cfg.labels.min_examples)
-    for doc in eval_docs:
-        document_text(doc, d.text_field)
-    check_known_labels(eval_docs, label_map, cfg.label_field)
-    stats = {"train_documents": len(train_docs), "eval_documents": len(eval_docs), "label_counts": counts, **split}
-    return train_docs, eval_docs, label_map, stats
-
-
-def _loss_fn(cfg: TaskConfig, features, n_out: int):
-    import torch
-
-    weights = None
-    if cfg.train.class_weights == "balanced":
-        if cfg.task == "multilabel":
-            pos = np.sum([f.label for f in features], axis=0)
-            weights = torch.tensor(np.clip((len(features) - pos) / np.maximum(pos, 1), 1.0, 100.0), dtype=torch.float)
-        else:
-            ids = np.concatenate([np.atleast_1d(np.asarray(f.label)) for f in features])
-            counts = np.bincount(ids[ids != IGNORE_INDEX], minlength=n_out).astype(float)
-            weights = torch.tensor(counts.sum() / (n_out * np.maximum(counts, 1)), dtype=torch.float)
-
-    def loss(logits, labels):
-        w = weights.to(logits.device) if weights is not None else None
-        if cfg.task == "multilabel":
-            return torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), labels, pos_weight=w)
-        return torch.nn.functional.cross_entropy(logits.float().reshape(-1, n_out), labels.reshape(-1), weight=w,
-                                                 ignore_index=IGNORE_INDEX)
-
-    return loss, (weights.tolist() if weights is not None else None)
-
-
-class _Batches:
-    """Batch ``b`` of epoch ``e``: seeded order, length-grouped (little padding), rank slice."""
-
-    def __init__(self, lengths: list[int], batch_size: int, seed: int, rank: int, world: int):
-        self.lengths, self.bs, self.seed, self.rank, self.world = np.asarray(lengths), batch_size, seed, rank, world
-        self.global_bs = batch_size * world
-        self.per_epoch = max(1, math.ceil(len(lengths) / self.global_bs))
-        self._cache: tuple[int, list] | None = None
-
-    def epoch(self, e: int) -> list[np.ndarray]:
-        if self._cache is None or self._cache[0] != e:
-            rng = np.random.default_rng([self.seed, e])
-            perm = rng.permutation(len(self.lengths))
-            window = self.global_bs * 50
-            batches = []
-            for a in range(0, len(perm), window):
-                part = perm[a:a + window]
-                part = part[np.argsort(-self.lengths[part], kind="stable")]
-                batches += [part[i:i + self.global_bs] for i in range(0, len(part), self.global_bs)]
-            order = rng.permutation(len(batches))
-            self._cache = (e, [batches[i] for i in order])
-        return self._cache[1]
-
-    def get(self, k: int) -> np.ndarray:
-        e, b = divmod(k, self.per_epoch)
-        batch = self.epoch(e)[b]
-        if self.world > 1:
-            batch = np.resize(batch, max(len(batch), self.world))  # every rank gets a sequence
-        return batch[self.rank::self.world]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -451,67 +337,3 @@ def _save_model(model, tokenizer, cfg: TaskConfig, label_map: LabelMap, source: 
         "text_field": cfg.data.text_field, "label_field": cfg.label_field, "domainfm_version": __version__,
     }
     write_json_atomic(out / TASK_FILE, info)
-
-
-# ---------------------------------------------------------------------------------------------
-# Console rendering and the demo step
-
-
-def console_reporter(console):
-    """An ``on_event`` callback printing progress lines (steps every 10%, evaluations, info)."""
-    state = {"last": -1}
-
-    def on_event(event: dict[str, Any]) -> None:
-        kind = event["kind"]
-        if kind == "info":
-            console.print(event["message"])
-        elif kind == "eval":
-            console.print(f"eval at step {event['step']}: {event['metric']} {event['value']:.4f} "
-                          f"(best {event['best']:.4f})")
-        elif kind == "step" and event.get("loss") is not None:
-            tenth = int(10 * event["step"] / max(event["total_steps"], 1))
-            if tenth != state["last"]:
-                state["last"] = tenth
-                console.print(f"step {event['step']}/{event['total_steps']}: loss {event['loss']:.4f}")
-
-    return on_event
-
-
-def demo_config(corpus: str | os.PathLike, **overrides: Any) -> TaskConfig:
-    """The demo task, ``tasks/demo-clinical-classify.yaml`` as shipped in the package: a LoRA
-    classifier of the note type (``meta.note_type``) of the sample clinical notes on the embedded
-    MiniLM, 2 epochs, about 2 minutes on 2 CPU cores. ``corpus`` is the notes JSONL (e.g. the
-    demo's de-identified output) and replaces the file's ``data.train``."""
-    from domainfm.config import apply_overrides, from_dict
-    from domainfm.resources import read_packaged_task
-
-    data = read_packaged_task("demo-clinical-classify.yaml")
-    data.pop("allow_identified_data", None)  # the file trains on the synthetic corpus; the demo on its deid output
-    data["data"]["train"] = str(corpus)
-    return from_dict(TaskConfig, apply_overrides(data, overrides))
-
-
-def finetune_demo(corpus: str | os.PathLike, out_dir: str | os.PathLike, *, console=None,
-                  **overrides: Any) -> FinetuneResult:
-    """Fine-tune the demo's LoRA note-type classifier on the (de-identified) sample clinical notes.
-
-    Args:
-        corpus: the clinical notes JSONL (``corpora/clinical/notes.jsonl`` or its deid output).
-        out_dir: model folder (replaced when it holds an earlier run).
-        console: a rich console for progress lines (default: silent).
-        overrides: dotted config overrides, e.g. ``**{"train.epochs": 1}``.
-
-    Example:
-        >>> result = finetune_demo("demo-output/clinical/deid/corpus.jsonl", "demo-output/classifier")  # doctest: +SKIP
-        >>> result.metrics["eval"]["macro_f1"]  # doctest: +SKIP
-    """
-    cfg = demo_config(corpus, **overrides)
-    out = Path(out_dir)
-    result = finetune(cfg, out, overwrite=out.exists() and any(out.iterdir()) if out.is_dir() else False,
-                      on_event=console_reporter(console) if console is not None else None)
-    if console is not None:
-        ev = result.metrics["eval"]
-        console.print(f"classifier: macro-F1 {ev['macro_f1']:.3f}, accuracy {ev['accuracy']:.3f} on "
-                      f"{ev['n']} held-out notes ({result.metrics['train']['train_seconds']:.0f} s training) "
-                      f"-> {result.out_dir}")
-    return result
