@@ -634,7 +634,7 @@ def _run_pretrain(ctx: StageContext) -> StageOutput:
 
 
 def _run_finetune(ctx: StageContext) -> StageOutput:
-    from domainfm.finetune.train import list_checkpoints
+    from domainfm.training import list_checkpoints
 
     mode = _output_mode(ctx, list_checkpoints)
     if ctx.pipeline is not None and ctx.pipeline.launch:

@@ -442,12 +442,14 @@ def test_disk_full_during_checkpoint_keeps_the_last_good_one(tmp_path, tiny_mlm_
     from domainfm.pretrain import CheckpointError, pretrain
 
     cfg = make_config(tiny_mlm_dir, corpus, **{"train.max_steps": 6, "train.checkpoint_every": 2})
-    real_save, calls = torch.save, []
+    from domainfm.training import list_checkpoints
+
+    real_save = torch.save
 
     def failing_save(obj, f, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            f.write(b"partial")
+        # the disk fills up while the second checkpoint is written
+        if list_checkpoints(tmp_path / "out"):
+            Path(f).write_bytes(b"partial")
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_save(obj, f, *args, **kwargs)
 
@@ -491,9 +493,9 @@ def test_single_patient_cannot_be_held_out(tmp_path, tiny_mlm_dir):
 
 
 def test_unknown_model_offline_says_to_give_a_local_path(tmp_path, corpus, monkeypatch):
-    from domainfm.pretrain import pretrain, train
+    from domainfm.pretrain import model, pretrain
 
-    monkeypatch.setattr(train, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(model, "_hub_reachable", lambda timeout=3.0: False)
     with pytest.raises(ModelResolutionError, match="no network access.*local folder"):
         pretrain(make_config(Path("someorg/no-such-model"), corpus), tmp_path / "out")
     with pytest.raises(ModelResolutionError, match="unknown model 'bert-tiny-typo'"):

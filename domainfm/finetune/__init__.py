@@ -25,9 +25,9 @@ from domainfm.finetune.config import (
 # Resolved on first use: training pulls in torch, and inference (domainfm.inference, shared with
 # the audit, the labeler and the de-id tagger) imports this package's config and data modules.
 _LAZY = {
-    "FinetuneResult": "domainfm.finetune.train", "console_reporter": "domainfm.finetune.train",
-    "demo_config": "domainfm.finetune.train", "finetune": "domainfm.finetune.train",
-    "finetune_demo": "domainfm.finetune.train", "run_prepare": "domainfm.finetune.prepare",
+    "FinetuneResult": "domainfm.finetune.train", "console_reporter": "domainfm.finetune.demo",
+    "demo_config": "domainfm.finetune.demo", "finetune": "domainfm.finetune.train",
+    "finetune_demo": "domainfm.finetune.demo", "run_prepare": "domainfm.finetune.prepare",
     "TaskModel": "domainfm.inference", "evaluate": "domainfm.inference", "load_task_model": "domainfm.inference",
     "predict": "domainfm.inference", "classification_metrics": "domainfm.metrics",
     "entity_metrics": "domainfm.metrics", "multilabel_metrics": "domainfm.metrics",

@@ -86,7 +86,7 @@ def recorded_documents(model_dir: str | os.PathLike, cfg) -> tuple[list, list, d
     same sides for the same data and seed.
     """
     from domainfm.finetune.data import load_documents
-    from domainfm.finetune.train import load_task_data, rename_spans
+    from domainfm.finetune.inputs import load_task_data, rename_spans
 
     split = read_split(model_dir)
     if split is None:

@@ -31,7 +31,8 @@ __all__ = sorted([
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from domainfm.pretrain import train
+        import importlib
 
-        return getattr(train, name)
+        where = "demo" if name in ("pretrain_demo", "demo_config", "console_reporter") else "train"
+        return getattr(importlib.import_module(f"domainfm.pretrain.{where}"), name)
     raise AttributeError(f"module 'domainfm.pretrain' has no attribute {name!r}")

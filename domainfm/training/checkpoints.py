@@ -1,0 +1,111 @@
+"""Checkpoint folders and output folders shared by the training stages.
+
+A checkpoint is ``transformers.Trainer``'s own folder (weights, optimizer, scheduler, RNG state,
+``trainer_state.json``) plus ``domainfm_state.json``, written last, after every file has been
+fsync'd: a folder without it (a process killed mid-write, a full disk) is not a checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+from domainfm.errors import ConfigError, DomainFMError
+
+CHECKPOINTS = "checkpoints"
+STATE_FILE = "domainfm_state.json"
+
+
+class CheckpointError(DomainFMError):
+    """A checkpoint could not be written (disk full...); the previous one is intact."""
+
+
+def list_checkpoints(out: str | os.PathLike) -> list[tuple[int, Path]]:
+    """Complete checkpoints under ``<out>/checkpoints``, oldest first."""
+    folder = Path(out) / CHECKPOINTS
+    found = []
+    if folder.is_dir():
+        for path in folder.iterdir():
+            match = re.fullmatch(r"checkpoint-(\d+)", path.name)
+            if match and (path / STATE_FILE).is_file():
+                found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def read_state(checkpoint: Path) -> dict[str, Any]:
+    return json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
+
+
+def _fsync(path: Path, directory: bool = False) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def commit_checkpoint(folder: Path, state: dict[str, Any]) -> None:
+    """Make ``folder`` durable, then mark it complete: fsync every file and the folder, write
+    ``domainfm_state.json`` through a temporary file, rename it into place, fsync again."""
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            with open(path, "rb+") as fh:
+                os.fsync(fh.fileno())
+    tmp = folder / (STATE_FILE + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(state, indent=2) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, folder / STATE_FILE)
+    _fsync(folder)
+    _fsync(folder.parent)
+
+
+def checkpoint_failed(out: Path, step: int, exc: OSError) -> CheckpointError:
+    complete = list_checkpoints(out)
+    last = complete[-1][1].name if complete else "none"
+    return CheckpointError(
+        f"could not write checkpoint-{step} ({exc.strerror or exc}); the last complete checkpoint "
+        f"({last}) is intact: free disk space and rerun with --resume"
+    )
+
+
+def output_action(out: Path, resume: bool, overwrite: bool, *, stage: str, config_name: str,
+                  earlier_run: Callable[[Path], bool]) -> str:
+    """``create``, ``resume`` or ``overwrite``: what a run may do with its output folder.
+
+    ``earlier_run(out)`` says whether ``out`` holds this stage's output (never delete or resume
+    in anything else).
+    """
+    if resume and overwrite:
+        raise ConfigError("--resume continues the run in the output folder and --overwrite deletes it: give one")
+    if not out.exists():
+        return "create"
+    if not out.is_dir():
+        raise ConfigError(f"output {out} exists and is not a folder")
+    if not any(out.iterdir()):
+        return "create"
+    if resume or overwrite:
+        if not earlier_run(out):
+            raise ConfigError(
+                f"{out} is not the output of 'domainfm {stage}' (no {config_name}, {CHECKPOINTS}/ or "
+                f"{stage} manifest); refusing to {'resume in' if resume else 'delete'} it"
+            )
+        return "resume" if resume else "overwrite"
+    raise ConfigError(
+        f"output folder {out} already exists: pass --overwrite to replace it or --resume to continue its run"
+    )
+
+
+def prepare_output(out: Path, action: str, main: bool) -> None:
+    """Only once every check passed: clear an overwritten folder, create the folder."""
+    if main:
+        if action == "overwrite":
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
