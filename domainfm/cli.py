@@ -387,6 +387,38 @@ def label_command(
     console.print(f"manifest: {run.manifest}")
 
 
+@label_app.command("serve")
+@_user_errors
+def label_serve_command(
+    project: Path = typer.Option(..., "--project", help="Folder with pool.jsonl (from 'domainfm deid'), seeds.jsonl (optional)."),
+    port: int = typer.Option(9090, "--port", help="Port on 127.0.0.1 (Label Studio's ML backend URL)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (loopback by default)."),
+    encoder: str = typer.Option("minilm", "--encoder", help="Token encoder: minilm, or a 'domainfm pretrain' output folder."),
+    deid_prior: str = typer.Option("auto", "--deid-prior", help="De-id detector spans as a prior for PHI labels: auto | on | off."),
+    allow_identified_data: bool = typer.Option(
+        False, "--allow-identified-data",
+        help="Serve text that does not trace back to 'domainfm deid' (recorded in <project>/backend.json)."),
+):
+    """Run a Label Studio ML backend: span pre-annotations from the current model (/predict),
+    retraining on submitted annotations (/webhook, /train), annotation order (/rank)."""
+    from domainfm.label.serve import Backend, serve
+    from domainfm.label.span_config import SpanLabelConfig
+
+    backend = Backend(project, SpanLabelConfig(encoder=encoder, deid_prior=deid_prior),
+                      allow_identified_data=allow_identified_data)
+    if backend.training_docs():
+        backend.retrain()
+    server = serve(backend, host, port)
+    typer.echo(f"Label Studio ML backend on http://{host}:{server.server_address[1]}  ({backend.model_version}; "
+               f"privacy: {backend.privacy['decision']}); Ctrl-C stops it")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 def _label_spans(labeled: Path, pool: Optional[Path], out: Path, export: list[str], seed: int, encoder: str,
                  deid_prior: str, check: bool) -> None:
     from domainfm.label.span_config import SpanLabelConfig

@@ -21,8 +21,10 @@ class SpanLabelConfig:
         train_layers: top encoder layers fine-tuned; the layers below stay frozen, their output
             is computed once and cached (strong regularisation for a handful of documents, and
             most of the CPU time saved). 0 (the default, measured: see the README) freezes the
-            whole encoder and trains a small BiLSTM head over its last two layers.
-        lstm_size: hidden units per direction of that head (``train_layers: 0``).
+            whole encoder: each word is tagged by a multinomial logistic regression on its vector
+            (last two layers) beside its neighbours' (seconds on a CPU).
+        c: inverse L2 strength of that logistic regression (smaller = stronger regularisation).
+        max_iter: L-BFGS iterations of that logistic regression.
         epochs: passes over the seed chunks (bounded by ``min_steps``/``max_steps``).
         min_steps: optimiser steps at least, so 4 seed documents still train.
         max_steps: optimiser steps at most, which bounds the CPU time for many seeds.
@@ -47,7 +49,8 @@ class SpanLabelConfig:
 
     encoder: str = "minilm"
     train_layers: int = 0
-    lstm_size: int = 128
+    c: float = 0.5
+    max_iter: int = 300
     epochs: int = 12
     min_steps: int = 60
     max_steps: int = 240
@@ -68,7 +71,9 @@ class SpanLabelConfig:
         if not isinstance(self.encoder, str) or not self.encoder.strip():
             raise ConfigError("The 'encoder' parameter must be a model name or folder, e.g. 'minilm' or runs/pretrain.")
         _int_in("train_layers", self.train_layers, 0, 48, "use 0 to train the head alone")
-        _int_in("lstm_size", self.lstm_size, 8, 4096)
+        _int_in("max_iter", self.max_iter, 10, 100_000)
+        if not isinstance(self.c, (int, float)) or isinstance(self.c, bool) or self.c <= 0:
+            raise ConfigError(f"The 'c' parameter must be a number > 0 (e.g. 0.5). Got {self.c!r}.")
         _int_in("epochs", self.epochs, 1, 1000)
         _int_in("min_steps", self.min_steps, 1, 1_000_000)
         _int_in("max_steps", self.max_steps, 1, 1_000_000)

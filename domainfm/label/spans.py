@@ -151,6 +151,8 @@ class SpanTagger:
             # output of the last frozen layer, which the trained top layers continue from
             hidden = (torch.cat(out.hidden_states[-2:], dim=-1) if self.train_layers == 0
                       else out.hidden_states[self.frozen])
+            if self.train_layers == 0:
+                hidden = hidden.to(torch.float32)
             for b, (doc_index, ch) in enumerate(batch):
                 word_ids = enc.word_ids(b)
                 n = int(enc["attention_mask"][b].sum())
@@ -181,30 +183,23 @@ class SpanTagger:
         torch = self.torch
 
         class Head(torch.nn.Module):
-            """Trained top layers + linear tags; or, with every layer frozen, a small BiLSTM over
-            the last two layers' vectors (context across words at a cost of milliseconds)."""
+            """The trained top encoder layers and a linear layer over the tags."""
 
-            def __init__(inner, layers, width, dropout, lstm):
+            def __init__(inner, layers, width, dropout):
                 super().__init__()
                 inner.layers = torch.nn.ModuleList(layers)
                 inner.dropout = torch.nn.Dropout(dropout)
-                inner.lstm = torch.nn.LSTM(width, lstm, batch_first=True, bidirectional=True) if lstm else None
-                inner.out = torch.nn.Linear(2 * lstm if lstm else width, n_tags)
+                inner.out = torch.nn.Linear(width, n_tags)
 
             def forward(inner, h, mask):
                 ext = (1.0 - mask[:, None, None, :].to(h.dtype)) * torch.finfo(h.dtype).min
                 for layer in inner.layers:
                     r = layer(h, attention_mask=ext)
                     h = r[0] if isinstance(r, tuple) else r
-                h = inner.dropout(h)
-                if inner.lstm is not None:
-                    h, _ = inner.lstm(h)
-                    h = inner.dropout(h)
-                return inner.out(h), h
+                return inner.out(inner.dropout(h)), h
 
         top = [copy.deepcopy(layer) for layer in self.encoder.encoder.layer[self.frozen:]]
-        width = self.hidden_size * (2 if self.train_layers == 0 else 1)
-        return Head(top, width, self.cfg.dropout, self.cfg.lstm_size if self.train_layers == 0 else 0)
+        return Head(top, self.hidden_size, self.cfg.dropout)
 
     def _batch(self, chunks: Sequence[_Chunk]):
         torch = self.torch
@@ -216,14 +211,34 @@ class SpanTagger:
             mask[i, :c.n_tokens] = 1
         return h, mask
 
+    def word_features(self, chunks: Sequence[_Chunk]) -> list[np.ndarray]:
+        """Per chunk, each word's first sub-word vector beside its neighbours' (previous, next):
+        what the frozen-encoder head reads."""
+        out = []
+        for c in chunks:
+            x = c.hidden.numpy()[c.first_token]
+            pad = np.zeros((1, x.shape[1]), dtype=x.dtype)
+            out.append(np.hstack([x, np.vstack([pad, x[:-1]]), np.vstack([x[1:], pad])]))
+        return out
+
     def fit(self, chunks: Sequence[_Chunk], tags: Sequence[np.ndarray], n_tags: int, seed: int):
-        """Train a head (top layers + linear) on chunks with word tags; returns it in eval mode."""
-        torch = self.torch
+        """Train a head on chunks with word tags: a regularised multinomial logistic regression on
+        the frozen encoder's word vectors (``train_layers: 0``), else top layers + a linear layer."""
         cfg = self.cfg
+        if self.train_layers == 0:
+            from sklearn.linear_model import LogisticRegression
+
+            X = np.vstack(self.word_features(chunks))
+            y = np.concatenate(list(tags))
+            if len(np.unique(y)) < 2:
+                raise DomainFMError("the seed documents' spans cover no word, or every word: cannot learn tags")
+            head = LogisticRegression(C=cfg.c, max_iter=cfg.max_iter, random_state=seed).fit(X, y)
+            return _LinearHead(head, n_tags), 0
+        torch = self.torch
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
         head = self.new_head(n_tags)
-        head_params = list(head.out.parameters()) + (list(head.lstm.parameters()) if head.lstm is not None else [])
+        head_params = list(head.out.parameters())
         layer_params = [p for p in head.layers.parameters()]
         groups = [{"params": head_params, "lr": cfg.lr * 10}]
         if layer_params:
@@ -255,6 +270,9 @@ class SpanTagger:
 
     def score(self, head, chunks: Sequence[_Chunk]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Word logits per chunk, and each chunk's mean word vector (for diversity)."""
+        if isinstance(head, _LinearHead):
+            feats = self.word_features(chunks)
+            return [head.logits(f) for f in feats], [f[:, :f.shape[1] // 3].mean(0) for f in feats]
         torch = self.torch
         logits_out, vectors = [], []
         order = sorted(range(len(chunks)), key=lambda i: chunks[i].n_tokens)
@@ -272,6 +290,20 @@ class SpanTagger:
             logits_out.append(results[i][0])
             vectors.append(results[i][1])
         return logits_out, vectors
+
+
+class _LinearHead:
+    """A fitted logistic regression giving log-probabilities over every tag (tags absent from
+    the seeds get a very low score)."""
+
+    def __init__(self, model, n_tags: int):
+        self.model, self.n_tags = model, n_tags
+
+    def logits(self, X: np.ndarray) -> np.ndarray:
+        out = np.full((len(X), self.n_tags), -30.0)
+        if len(X):
+            out[:, self.model.classes_] = self.model.predict_log_proba(X)
+        return out
 
 
 # ---------------------------------------------------------------------- tags and decoding
