@@ -121,11 +121,13 @@ def label_studio(tmp_path_factory):
     token = "d0" * 20
     env = {**os.environ, "LABEL_STUDIO_BASE_DATA_DIR": str(data), "DJANGO_DB": "sqlite",
            "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true", "ML_TIMEOUT_PREDICT": "300",
-           "ML_TIMEOUT_SETUP": "120", "ML_TIMEOUT_TRAIN": "300"}
+           "ML_TIMEOUT_SETUP": "120", "ML_TIMEOUT_TRAIN": "300", "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+           # the backend listens on loopback, which Label Studio blocks by default (SSRF protection)
+           "SSRF_PROTECTION_ENABLED": "false", "ML_BLOCK_LOCAL_IP": "false"}
     log = open(data / "ls.log", "w")
     proc = subprocess.Popen([str(exe), "start", "--port", str(port), "--no-browser", "--host", "",
                              "--username", "annotator@example.org", "--password", "test-password-1",
-                             "--user-token", token], cwd=data, env=env, stdout=log, stderr=subprocess.STDOUT,
+                             "--user-token", token, "--enable-legacy-api-token"], cwd=data, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 900  # first start migrates a fresh SQLite database
