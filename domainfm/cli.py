@@ -302,18 +302,27 @@ def pretrain_command(
         typer.echo(f"model: {result.out_dir}  (metrics.json, manifest.json beside it)")
 
 
-@app.command("label")
+label_app = typer.Typer(help="Suggest labels or spans from a few seeds, check labels, or serve Label Studio.",
+                        rich_markup_mode=None)
+app.add_typer(label_app, name="label")
+
+
+@label_app.callback(invoke_without_command=True)
 @_user_errors
 def label_command(
-    labeled: Path = typer.Option(..., "--labeled", help="domainfm JSONL of seed documents with 'label' (or 'labels')."),
+    ctx: typer.Context,
+    labeled: Optional[Path] = typer.Option(None, "--labeled", help="domainfm JSONL of seed documents with 'label' (or 'labels'; 'spans' for --task ner)."),
     pool: Optional[Path] = typer.Option(None, "--pool", help="domainfm JSONL of documents to label."),
-    out: Path = typer.Option(..., "-o", "--out", help="Output JSONL (rejects go to <out>.rejects.jsonl)."),
+    out: Optional[Path] = typer.Option(None, "-o", "--out", help="Output JSONL (rejects go to <out>.rejects.jsonl)."),
     method: str = typer.Option("embed", help="embed (frozen encoder + calibrated LR) | setfit (contrastive fine-tuning first)."),
     model: str = typer.Option("minilm", help="Sentence encoder: embedded name, save_pretrained folder or hub id."),
     export: list[str] = typer.Option([], "--export", help="Also write labelstudio | prodigy | csv (repeatable)."),
     check: bool = typer.Option(False, "--check", help="Flag likely label errors in --labeled instead of labeling a pool."),
     seed: int = typer.Option(13, help="Random seed; the same seed gives the same output."),
-    task: str = typer.Option("auto", help="single | multi | auto (multi when seeds have 'labels' but no 'label')."),
+    task: str = typer.Option("auto", help="single | multi | auto (multi when seeds have 'labels' but no 'label') | "
+                                          "ner (suggest spans from span-annotated seeds)."),
+    encoder: str = typer.Option("minilm", "--encoder", help="ner: token encoder: minilm, or a 'domainfm pretrain' output folder."),
+    deid_prior: str = typer.Option("auto", "--deid-prior", help="ner: de-id detector spans as a prior for PHI labels: auto | on | off."),
     label_descriptions: Optional[Path] = typer.Option(
         None, "--label-descriptions",
         help='JSON object {label: short description}, e.g. {"ltd": "limitation of liability"}: '
@@ -321,8 +330,16 @@ def label_command(
     lsa_dims: int = typer.Option(200, "--lsa-dims", help="embed: append this many TF-IDF/SVD word dimensions fitted on "
                                                          "seeds + pool, without labels (0 = sentence embeddings only)."),
 ):
-    """Suggest labels for a pool from a few labeled seeds (calibrated, ranked for annotation),
-    or with --check flag likely label errors in a labeled set. Prints counts only, never text."""
+    """Suggest labels (or with --task ner, spans) for a pool from a few labeled seeds (calibrated,
+    ranked for annotation), or with --check flag likely label errors in a labeled set. Prints
+    counts only, never text. 'domainfm label serve' runs the Label Studio ML backend."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if labeled is None or out is None:
+        raise DomainFMError("give --labeled SEEDS.jsonl and -o OUT.jsonl (or 'domainfm label serve --project DIR')")
+    if task == "ner":
+        _label_spans(labeled, pool, out, export, seed, encoder, deid_prior, check)
+        return
     from domainfm.label import LabelConfig, label_file
     from domainfm.label.export import EXPORT_FORMATS
 
@@ -364,6 +381,72 @@ def label_command(
     if check:
         console.print(f"flagged {s['flagged']} of {s['checked']} labeled documents as likely label errors "
                       f"(meta.label_check in {run.out})")
+    for path in run.exports:
+        console.print(f"export: {path}")
+    _print_rejects(console, run.rejects, run.first_rejects, c.rejected)
+    console.print(f"manifest: {run.manifest}")
+
+
+@label_app.command("serve")
+@_user_errors
+def label_serve_command(
+    project: Path = typer.Option(..., "--project", help="Folder with pool.jsonl (from 'domainfm deid'), seeds.jsonl (optional)."),
+    port: int = typer.Option(9090, "--port", help="Port on 127.0.0.1 (Label Studio's ML backend URL)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (loopback by default)."),
+    encoder: str = typer.Option("minilm", "--encoder", help="Token encoder: minilm, or a 'domainfm pretrain' output folder."),
+    deid_prior: str = typer.Option("auto", "--deid-prior", help="De-id detector spans as a prior for PHI labels: auto | on | off."),
+    allow_identified_data: bool = typer.Option(
+        False, "--allow-identified-data",
+        help="Serve text that does not trace back to 'domainfm deid' (recorded in <project>/backend.json)."),
+):
+    """Run a Label Studio ML backend: span pre-annotations from the current model (/predict),
+    retraining on submitted annotations (/webhook, /train), annotation order (/rank)."""
+    from domainfm.label.serve import Backend, serve
+    from domainfm.label.span_config import SpanLabelConfig
+
+    backend = Backend(project, SpanLabelConfig(encoder=encoder, deid_prior=deid_prior),
+                      allow_identified_data=allow_identified_data)
+    if backend.training_docs():
+        backend.retrain()
+    server = serve(backend, host, port)
+    typer.echo(f"Label Studio ML backend on http://{host}:{server.server_address[1]}  ({backend.model_version}; "
+               f"privacy: {backend.privacy['decision']}); Ctrl-C stops it")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def _label_spans(labeled: Path, pool: Optional[Path], out: Path, export: list[str], seed: int, encoder: str,
+                 deid_prior: str, check: bool) -> None:
+    from domainfm.label.span_config import SpanLabelConfig
+    from domainfm.label.span_runner import SPAN_EXPORTS, label_spans_file
+
+    if check:
+        raise DomainFMError("--check flags document-label errors; it does not apply to --task ner")
+    if pool is None:
+        raise DomainFMError("--task ner needs --pool POOL.jsonl (the documents to suggest spans for)")
+    for kind in export:
+        if kind not in SPAN_EXPORTS:
+            raise DomainFMError(f"--export {kind!r} does not apply to --task ner; choose from {', '.join(SPAN_EXPORTS)}")
+    cfg = SpanLabelConfig(encoder=encoder, deid_prior=deid_prior, seed=seed)
+    console = _console()
+    with _progress(console, "suggesting spans") as update:
+        stages = iter(range(1, 100))
+        run = label_spans_file(labeled, pool, out, cfg, exports=export, on_stage=lambda s: update(next(stages)))
+    c, s = run.counts, run.summary
+    console.print(f"read {c.read} = written {c.written} + rejected {c.rejected}  ->  {run.out}")
+    console.print(f"labels: {', '.join(s['labels'])}; {s['seed_documents']} seed documents with {s['seed_spans']} spans; "
+                  f"{s['suggested_spans']} spans suggested")
+    cal = s["calibration"]
+    if cal.get("folds"):
+        precision = cal.get("oof_span_precision")
+        console.print(f"calibrated on {cal['folds']} seed folds: temperature {cal['temperature']:.2f}, "
+                      f"{cal['oof_spans']} held-out spans" + (f", {precision:.0%} exactly right" if precision is not None else ""))
+    if s.get("deid_prior"):
+        console.print(f"de-id prior for: {', '.join(s['deid_prior']['labels'])}")
     for path in run.exports:
         console.print(f"export: {path}")
     _print_rejects(console, run.rejects, run.first_rejects, c.rejected)

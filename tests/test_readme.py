@@ -63,6 +63,8 @@ def test_readme_command_line_matches_the_cli(line):
     for alternative in name.split("|"):
         command = _click_command(alternative)
         assert command is not None, f"{line}: no command {alternative!r}"
+        if hasattr(command, "commands") and len(words) > 2 and words[2] in command.commands:
+            command = command.commands[words[2]]  # a sub-command: 'domainfm label serve ...'
         accepted = {opt for p in command.params for opt in p.opts + p.secondary_opts}
         extra_args = command.context_settings.get("allow_extra_args", False)
         for word in words[2:]:

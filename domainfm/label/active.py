@@ -90,3 +90,12 @@ def near_duplicate_share(ranks: np.ndarray, embeddings: np.ndarray, top: int = 2
     sims = X @ X.T
     dup = [bool((sims[i, :i] >= threshold).any()) for i in range(1, len(X))]
     return float(np.mean(dup))
+
+
+def rank_scores(u: np.ndarray, embeddings: np.ndarray, *, diversity: float = 0.5, greedy_top: int = 2000) -> np.ndarray:
+    """``rank_pool`` for items whose uncertainty in [0, 1] is already known (e.g. a document's
+    span uncertainty aggregated over its chunks)."""
+    u = np.clip(np.asarray(u, dtype=float), 0.0, 1.0)
+    # two-column "probabilities" whose margin-uncertainty is exactly u
+    probs = np.stack([1.0 - u / 2.0, u / 2.0], axis=1)
+    return rank_pool(probs, embeddings, diversity=diversity, greedy_top=greedy_top)

@@ -1,0 +1,105 @@
+"""What ``domainfm label --task ner`` runs with; saved in the output's manifest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from domainfm.config import suggest
+from domainfm.errors import ConfigError
+
+PRIORS = ("auto", "on", "off")
+
+
+@dataclass
+class SpanLabelConfig:
+    """Settings of few-shot span suggestion (see :mod:`domainfm.label.spans`).
+
+    Args:
+        encoder: the token encoder: an embedded name (``minilm``), a ``domainfm pretrain``
+            output folder (domain-adapted encoder) or any ``save_pretrained`` BERT-style folder.
+        train_layers: top encoder layers fine-tuned; the layers below stay frozen, their output
+            is computed once and cached (strong regularisation for a handful of documents, and
+            most of the CPU time saved). 0 (the default, measured: see the README) freezes the
+            whole encoder: each word is tagged by a multinomial logistic regression on its vector
+            (last two layers) beside its neighbours' (seconds on a CPU).
+        c: inverse L2 strength of that logistic regression (smaller = stronger regularisation).
+        max_iter: L-BFGS iterations of that logistic regression.
+        epochs: passes over the seed chunks (bounded by ``min_steps``/``max_steps``).
+        min_steps: optimiser steps at least, so 4 seed documents still train.
+        max_steps: optimiser steps at most, which bounds the CPU time for many seeds.
+        lr: learning rate of the fine-tuned layers; the head uses ``10 * lr``.
+        weight_decay: AdamW weight decay (regularisation towards small weights).
+        dropout: dropout on the features fed to the head.
+        batch_size: chunks per optimiser step.
+        max_tokens: encoder positions per chunk; longer documents are cut by ``domainfm chunk``
+            (sentence boundaries first) with ``overlap`` tokens repeated.
+        overlap: tokens a chunk repeats from the previous one.
+        calibration_folds: the seeds are split into this many folds; a model per fold scores the
+            held-out seeds, and those out-of-fold scores fit the temperature (word tags) and the
+            span-confidence map. 0 turns calibration off (raw confidences).
+        deid_prior: ``auto`` uses the de-id detectors' spans as a prior for labels that are PHI
+            labels (``PATIENT``, ``DATE``... see :mod:`domainfm.deid.labels`); ``on`` requires it,
+            ``off`` never runs the detectors.
+        deid_profile: recognizer profile of the prior (``clinical`` or ``legal``).
+        diversity: weight of diversity against uncertainty in the annotation order (0 = uncertainty).
+        min_confidence: suggested spans below this calibrated confidence are left out.
+        seed: random seed (initialisation, batch order, folds).
+    """
+
+    encoder: str = "minilm"
+    train_layers: int = 0
+    c: float = 0.5
+    max_iter: int = 300
+    epochs: int = 12
+    min_steps: int = 60
+    max_steps: int = 240
+    lr: float = 1e-4
+    weight_decay: float = 0.05
+    dropout: float = 0.2
+    batch_size: int = 8
+    max_tokens: int = 256
+    overlap: int = 32
+    calibration_folds: int = 2
+    deid_prior: Literal["auto", "on", "off"] = "auto"
+    deid_profile: Literal["clinical", "legal"] = "clinical"
+    diversity: float = 0.3
+    min_confidence: float = 0.0
+    seed: int = 13
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.encoder, str) or not self.encoder.strip():
+            raise ConfigError("The 'encoder' parameter must be a model name or folder, e.g. 'minilm' or runs/pretrain.")
+        _int_in("train_layers", self.train_layers, 0, 48, "use 0 to train the head alone")
+        _int_in("max_iter", self.max_iter, 10, 100_000)
+        if not isinstance(self.c, (int, float)) or isinstance(self.c, bool) or self.c <= 0:
+            raise ConfigError(f"The 'c' parameter must be a number > 0 (e.g. 0.5). Got {self.c!r}.")
+        _int_in("epochs", self.epochs, 1, 1000)
+        _int_in("min_steps", self.min_steps, 1, 1_000_000)
+        _int_in("max_steps", self.max_steps, 1, 1_000_000)
+        if self.min_steps > self.max_steps:
+            raise ConfigError(f"'min_steps' ({self.min_steps}) must not exceed 'max_steps' ({self.max_steps}).")
+        _int_in("batch_size", self.batch_size, 1, 4096)
+        _int_in("max_tokens", self.max_tokens, 16, 8192, "use the encoder's limit or less, e.g. 256")
+        _int_in("overlap", self.overlap, 0, self.max_tokens // 2, f"try {self.max_tokens // 8}")
+        _int_in("calibration_folds", self.calibration_folds, 0, 10, "use 0 to turn calibration off")
+        if self.calibration_folds == 1:
+            raise ConfigError("The 'calibration_folds' parameter must be 0 (off) or >= 2; got 1.")
+        _int_in("seed", self.seed, 0, 2**32 - 1)
+        for name, lo, hi in (("lr", 0.0, 1.0), ("weight_decay", -1e-12, 10.0), ("dropout", -1e-12, 0.9),
+                             ("diversity", -1e-12, 1.0), ("min_confidence", -1e-12, 1.0)):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not lo < value <= hi:
+                raise ConfigError(f"The {name!r} parameter must be a number in ({max(lo, 0)}, {hi}]. Got {value!r}.")
+        if self.deid_prior not in PRIORS:
+            raise ConfigError(f"The 'deid_prior' parameter must be one of {list(PRIORS)}. Got {self.deid_prior!r}"
+                              f"{suggest(str(self.deid_prior), PRIORS)}.")
+        if self.deid_profile not in ("clinical", "legal"):
+            raise ConfigError(f"The 'deid_profile' parameter must be 'clinical' or 'legal'. Got {self.deid_profile!r}"
+                              f"{suggest(str(self.deid_profile), ['clinical', 'legal'])}.")
+
+
+def _int_in(name: str, value, lo: int, hi: int, hint: str = "") -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise ConfigError(f"The {name!r} parameter must be an int in [{lo}, {hi}]. Got {value!r} instead"
+                          f"{'; ' + hint if hint else ''}.")

@@ -1,0 +1,81 @@
+"""``domainfm label --task ner``: read span seeds and a pool, write span suggestions + rejects +
+exports + manifest."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from domainfm.corpus.io import (Counts, JsonlWriter, OutputLock, Rejected, RejectWriter, check_output_path,
+                                read_located_documents, rejects_path_for)
+from domainfm.label.export import export_path_for, write_span_export
+from domainfm.label.runner import LabelRun
+from domainfm.label.span_config import SpanLabelConfig
+from domainfm.manifest import write_manifest
+
+SPAN_EXPORTS = ("labelstudio", "prodigy")
+
+
+@dataclass
+class _SpanRunConfig:
+    """Saved in the manifest: the span config plus the run's files."""
+
+    labeled: str
+    pool: str
+    out: str
+    exports: list[str]
+    spans: SpanLabelConfig
+
+
+def label_spans_file(labeled: str | os.PathLike, pool: str | os.PathLike, out: str | os.PathLike,
+                     config: SpanLabelConfig | None = None, *, exports: list[str] = (),
+                     on_stage: Callable[[str], None] | None = None) -> LabelRun:
+    """Suggest spans for the pool from span-annotated seeds; ``read == written + rejected`` over
+    the pool. Exports list the pool in annotation order with the suggestions as pre-annotations."""
+    from domainfm.label.spans import suggest_spans
+
+    cfg = config or SpanLabelConfig()
+    labeled, pool, out = Path(labeled), Path(pool), Path(out)
+    check_output_path(out, inputs=[labeled, pool])
+    check_output_path(rejects_path_for(out), inputs=[labeled, pool])
+    with OutputLock(out):
+        counts = Counts()
+        seed_bad: list[Rejected] = []
+        bad: list[Rejected] = []
+        seeds = [d for _, d in read_located_documents(labeled, rejects=seed_bad)]
+        where: dict[str, str] = {}
+        docs = []
+        for location, d in read_located_documents(pool, rejects=bad):
+            docs.append(d)
+            where[d.id] = location
+        counts.read = len(docs) + len(bad)
+        result = suggest_spans(seeds, docs, cfg, on_stage=on_stage)
+        reasons = [Rejected(reason, location=where.get(d.id), record_id=d.id,
+                            raw=json.dumps(d.to_dict(), ensure_ascii=False)) for d, reason in result.rejected]
+        rejects_file = rejects_path_for(out)
+        first: list[str] = []
+        with JsonlWriter(out) as writer, RejectWriter(rejects_file) as rejects_out:
+            for record in result.records():
+                writer.write_obj(record)
+                counts.written += 1
+            for item in bad + reasons:
+                rejects_out.write(item)
+                counts.add_reject(item.reason)
+                if len(first) < 5:
+                    first.append(item.describe())
+        assert counts.reconciles, counts
+        written = []
+        for kind in exports:
+            written.append(write_span_export(kind, export_path_for(out, kind), result.docs, labels=result.labels,
+                                             predicted=result.spans, ranks=result.ranks, scores=result.scores,
+                                             model_version=f"domainfm-spans-{Path(cfg.encoder).name}"))
+        summary = {**result.summary, "task": "ner", "seed_records_invalid": len(seed_bad)}
+        manifest = write_manifest(
+            out, stage="label", config=_SpanRunConfig(str(labeled), str(pool), str(out), list(exports), cfg),
+            inputs=[labeled, pool], outputs=[out] + ([rejects_file] if counts.rejected else []) + written,
+            counts=counts.to_dict(), extra={"summary": summary},
+        )
+        return LabelRun(out, rejects_file if counts.rejected else None, manifest, counts, summary, written, first)

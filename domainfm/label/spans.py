@@ -1,0 +1,600 @@
+"""Few-shot span suggestions: from a handful of documents annotated with spans, suggest spans
+with calibrated confidences for a pool, and order the pool for annotation.
+
+How it works (and why):
+
+- **Chunks.** Documents are cut by :class:`domainfm.chunk.Chunker` (sentence boundaries first,
+  ``overlap`` tokens repeated), so a long note or contract is tagged whole; spans from the
+  overlapping parts of two chunks are merged, the more confident one winning a conflict.
+- **Model.** A word-level BIO tagger on the encoder (the embedded MiniLM, or a ``domainfm
+  pretrain`` output). With eight documents, fine-tuning all layers overfits and costs minutes of
+  CPU; the bottom layers stay frozen, their output is computed once and cached, and only the
+  top ``train_layers`` layers plus a linear head are trained (AdamW with weight decay, dropout).
+  A word is tagged by its first sub-word, so suggested spans always cover whole words.
+- **Calibration.** The seeds are split into ``calibration_folds`` folds; a model per fold tags
+  the held-out seeds. Those out-of-fold word logits fit a temperature
+  (:func:`domainfm.metrics.fit_temperature`), and the out-of-fold spans (confidence = mean
+  probability of its tags, right or wrong by exact match) fit a Platt map from that raw score to
+  the probability that the span is exactly right. The final model is trained on all seeds.
+- **PHI prior.** For PHI labels (``PATIENT``, ``DATE``, ``HOSPITAL``... the de-id label set), the
+  de-id detectors run on the pool; a detector span of a requested label that no model span
+  overlaps is suggested with the detectors' precision on the seeds for that label
+  (``(hits + 1) / (found + 2)``) as its confidence (``source: "deid"``); a model span the
+  detectors also found is marked ``deid_agrees``.
+- **Annotation order.** A document's uncertainty is the largest, over its chunks, of the mean of
+  the three most uncertain items in the chunk, an item being a suggested span (``1 - |2c - 1|``)
+  or a word (``1 - |2e - 1|``, ``e`` its probability of being inside any span: a likely missed
+  span). Documents are then ordered by :func:`domainfm.label.active.rank_scores`: uncertain
+  first, mixed with novelty (cosine distance of the document's mean word vector to those ranked
+  before it), so the top of the queue is not ten copies of one template.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from domainfm.corpus.document import Document, Span
+from domainfm.errors import DomainFMError
+from domainfm.label.span_config import SpanLabelConfig
+
+_FEATURE_CACHE: dict[tuple, Any] = {}
+
+
+@dataclass
+class _Chunk:
+    doc: int  # index of the document in its list
+    word_start: np.ndarray  # (W,) char offsets in the document of each word
+    word_end: np.ndarray
+    first_token: np.ndarray  # (W,) position of each word's first sub-word
+    hidden: Any  # torch tensor (T, H): output of the frozen layers
+    n_tokens: int
+
+
+@dataclass
+class SpanSuggestions:
+    """What :func:`suggest_spans` returns."""
+
+    docs: list[Document]
+    spans: list[list[Span]]  # suggested spans per pool document (attrs: confidence, source)
+    ranks: list[int]
+    uncertainty: list[float]
+    labels: list[str]
+    summary: dict[str, Any]
+    rejected: list[tuple[Document, str]] = field(default_factory=list)
+
+    def records(self) -> list[dict]:
+        """Pool documents with ``meta.suggestion.spans`` and ``meta.rank`` (their own spans kept)."""
+        out = []
+        for doc, spans, rank, u in zip(self.docs, self.spans, self.ranks, self.uncertainty):
+            record = doc.to_dict()
+            record["meta"] = {**doc.meta, "rank": rank, "suggestion": {
+                "spans": [{"start": s.start, "end": s.end, "label": s.label, **s.attrs} for s in spans],
+                "uncertainty": round(float(u), 4)}}
+            out.append(record)
+        return out
+
+    @property
+    def scores(self) -> list[float]:
+        """Per document, the mean confidence of its suggestions (1 with none): Label Studio's
+        prediction score."""
+        return [float(np.mean([s.attrs["confidence"] for s in spans])) if spans else 1.0 for spans in self.spans]
+
+
+class SpanTagger:
+    """The encoder split into a frozen, cached bottom and a trainable top, with chunking and
+    word alignment. One instance serves several fits (folds, the final model, refreshes)."""
+
+    def __init__(self, cfg: SpanLabelConfig):
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        from domainfm.chunk import ChunkConfig
+        from domainfm.chunk.splitter import Chunker
+        from domainfm.models import quiet_hf_loading, resolve_model
+
+        self.cfg = cfg
+        path = resolve_model(cfg.encoder)
+        try:
+            with quiet_hf_loading(f"encoder {cfg.encoder!r}"):
+                self.tokenizer = AutoTokenizer.from_pretrained(path)
+                self.encoder = AutoModel.from_pretrained(path, attn_implementation="sdpa").eval()
+        except DomainFMError:
+            raise
+        except Exception as exc:  # OSError / ValueError from transformers
+            raise DomainFMError(f"cannot load encoder {cfg.encoder!r} ({type(exc).__name__}); give 'minilm', a "
+                                "'domainfm pretrain' output folder or a save_pretrained folder") from None
+        layers = getattr(getattr(self.encoder, "encoder", None), "layer", None)
+        if layers is None:
+            raise DomainFMError(f"encoder {cfg.encoder!r} is not a BERT-style encoder (no encoder.layer list); "
+                                "span suggestions need one (minilm, BERT, RoBERTa...)")
+        self.n_layers = len(layers)
+        self.train_layers = min(cfg.train_layers, self.n_layers)
+        self.frozen = self.n_layers - self.train_layers
+        self.hidden_size = int(self.encoder.config.hidden_size)
+        limit = getattr(self.tokenizer, "model_max_length", 512)
+        max_tokens = min(cfg.max_tokens, limit if isinstance(limit, int) and 0 < limit < 100_000 else cfg.max_tokens)
+        self.chunker = Chunker(ChunkConfig(tokenizer=path, max_tokens=max_tokens, overlap=min(cfg.overlap, max_tokens // 4)),
+                               tokenizer=self.tokenizer)
+        self.torch = torch
+        torch.manual_seed(cfg.seed)
+
+    # ------------------------------------------------------------------ features
+
+    def featurize(self, docs: Sequence[Document]) -> tuple[list[_Chunk], list[tuple[int, str]]]:
+        """Chunks of ``docs`` with the frozen layers' output; documents that cannot be chunked
+        come back as ``(index, reason)``."""
+        torch = self.torch
+        chunks: list[_Chunk] = []
+        bad: list[tuple[int, str]] = []
+        pending = []
+        for i, result in enumerate(self.chunker.iter_documents(docs)):
+            if result.error is not None:
+                bad.append((i, result.error.reason))
+                continue
+            for ch in result.chunks:
+                pending.append((i, ch))
+        texts = [ch.text for _, ch in pending]
+        for lo in range(0, len(texts), 32):
+            batch = pending[lo:lo + 32]
+            enc = self.tokenizer([ch.text for _, ch in batch], return_offsets_mapping=True, padding=True,
+                                 truncation=True, max_length=self.chunker.max_tokens, return_tensors="pt")
+            offsets = enc.pop("offset_mapping").numpy()
+            with torch.no_grad():
+                out = self.encoder(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                                   output_hidden_states=True)
+            # frozen top: the last two layers side by side (the head reads both); otherwise the
+            # output of the last frozen layer, which the trained top layers continue from
+            hidden = (torch.cat(out.hidden_states[-2:], dim=-1) if self.train_layers == 0
+                      else out.hidden_states[self.frozen])
+            if self.train_layers == 0:
+                hidden = hidden.to(torch.float32)
+            for b, (doc_index, ch) in enumerate(batch):
+                word_ids = enc.word_ids(b)
+                n = int(enc["attention_mask"][b].sum())
+                starts, ends, firsts = [], [], []
+                previous = None
+                for t, w in enumerate(word_ids[:n]):
+                    if w is None:
+                        continue
+                    s, e = int(offsets[b, t, 0]), int(offsets[b, t, 1])
+                    if e <= s:
+                        continue
+                    if w != previous:
+                        firsts.append(t)
+                        starts.append(ch.start + s)
+                        ends.append(ch.start + e)
+                    else:
+                        ends[-1] = ch.start + e
+                    previous = w
+                if not firsts:
+                    continue
+                chunks.append(_Chunk(doc_index, np.array(starts), np.array(ends), np.array(firsts),
+                                     hidden[b, :n].clone(), n))
+        return chunks, bad
+
+    # ------------------------------------------------------------------ model
+
+    def new_head(self, n_tags: int):
+        torch = self.torch
+
+        class Head(torch.nn.Module):
+            """The trained top encoder layers and a linear layer over the tags."""
+
+            def __init__(inner, layers, width, dropout):
+                super().__init__()
+                inner.layers = torch.nn.ModuleList(layers)
+                inner.dropout = torch.nn.Dropout(dropout)
+                inner.out = torch.nn.Linear(width, n_tags)
+
+            def forward(inner, h, mask):
+                ext = (1.0 - mask[:, None, None, :].to(h.dtype)) * torch.finfo(h.dtype).min
+                for layer in inner.layers:
+                    r = layer(h, attention_mask=ext)
+                    h = r[0] if isinstance(r, tuple) else r
+                return inner.out(inner.dropout(h)), h
+
+        top = [copy.deepcopy(layer) for layer in self.encoder.encoder.layer[self.frozen:]]
+        return Head(top, self.hidden_size, self.cfg.dropout)
+
+    def _batch(self, chunks: Sequence[_Chunk]):
+        torch = self.torch
+        T = max(c.n_tokens for c in chunks)
+        h = torch.zeros(len(chunks), T, chunks[0].hidden.shape[-1])
+        mask = torch.zeros(len(chunks), T)
+        for i, c in enumerate(chunks):
+            h[i, :c.n_tokens] = c.hidden
+            mask[i, :c.n_tokens] = 1
+        return h, mask
+
+    def word_features(self, chunks: Sequence[_Chunk]) -> list[np.ndarray]:
+        """Per chunk, each word's first sub-word vector beside its neighbours' (previous, next):
+        what the frozen-encoder head reads."""
+        out = []
+        for c in chunks:
+            x = c.hidden.numpy()[c.first_token]
+            pad = np.zeros((1, x.shape[1]), dtype=x.dtype)
+            out.append(np.hstack([x, np.vstack([pad, x[:-1]]), np.vstack([x[1:], pad])]))
+        return out
+
+    def fit(self, chunks: Sequence[_Chunk], tags: Sequence[np.ndarray], n_tags: int, seed: int):
+        """Train a head on chunks with word tags: a regularised multinomial logistic regression on
+        the frozen encoder's word vectors (``train_layers: 0``), else top layers + a linear layer."""
+        cfg = self.cfg
+        if self.train_layers == 0:
+            from sklearn.linear_model import LogisticRegression
+
+            X = np.vstack(self.word_features(chunks))
+            y = np.concatenate(list(tags))
+            if len(np.unique(y)) < 2:
+                raise DomainFMError("the seed documents' spans cover no word, or every word: cannot learn tags")
+            head = LogisticRegression(C=cfg.c, max_iter=cfg.max_iter, random_state=seed).fit(X, y)
+            return _LinearHead(head, n_tags), 0
+        torch = self.torch
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        head = self.new_head(n_tags)
+        head_params = list(head.out.parameters())
+        layer_params = [p for p in head.layers.parameters()]
+        groups = [{"params": head_params, "lr": cfg.lr * 10}]
+        if layer_params:
+            groups.append({"params": layer_params, "lr": cfg.lr})
+        opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+        n_batches = max(1, -(-len(chunks) // cfg.batch_size))
+        steps = int(min(cfg.max_steps, max(cfg.min_steps, cfg.epochs * n_batches)))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, steps // 10))
+                                                  * max(0.0, 1 - s / steps))
+        head.train()
+        order: list[int] = []
+        for _ in range(steps):
+            if len(order) < cfg.batch_size:
+                order += list(rng.permutation(len(chunks)))
+            pick, order = order[:cfg.batch_size], order[cfg.batch_size:]
+            batch = [chunks[i] for i in pick]
+            h, mask = self._batch(batch)
+            logits, _ = head(h, mask)
+            rows = torch.cat([logits[b, torch.as_tensor(c.first_token)] for b, c in enumerate(batch)])
+            gold = torch.as_tensor(np.concatenate([tags[i] for i in pick]), dtype=torch.long)
+            loss = torch.nn.functional.cross_entropy(rows, gold)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
+            opt.step()
+            sched.step()
+        head.eval()
+        return head, steps
+
+    def score(self, head, chunks: Sequence[_Chunk]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Word logits per chunk, and each chunk's mean word vector (for diversity)."""
+        if isinstance(head, _LinearHead):
+            feats = self.word_features(chunks)
+            return [head.logits(f) for f in feats], [f[:, :f.shape[1] // 3].mean(0) for f in feats]
+        torch = self.torch
+        logits_out, vectors = [], []
+        order = sorted(range(len(chunks)), key=lambda i: chunks[i].n_tokens)
+        results: dict[int, tuple] = {}
+        with torch.no_grad():
+            for lo in range(0, len(order), 32):
+                idx = order[lo:lo + 32]
+                batch = [chunks[i] for i in idx]
+                h, mask = self._batch(batch)
+                logits, top = head(h, mask)
+                for b, (i, c) in enumerate(zip(idx, batch)):
+                    ft = torch.as_tensor(c.first_token)
+                    results[i] = (logits[b, ft].double().numpy(), top[b, ft].mean(0).numpy())
+        for i in range(len(chunks)):
+            logits_out.append(results[i][0])
+            vectors.append(results[i][1])
+        return logits_out, vectors
+
+
+class _LinearHead:
+    """A fitted logistic regression giving log-probabilities over every tag (tags absent from
+    the seeds get a very low score)."""
+
+    def __init__(self, model, n_tags: int):
+        self.model, self.n_tags = model, n_tags
+
+    def logits(self, X: np.ndarray) -> np.ndarray:
+        out = np.full((len(X), self.n_tags), -30.0)
+        if len(X):
+            out[:, self.model.classes_] = self.model.predict_log_proba(X)
+        return out
+
+
+# ---------------------------------------------------------------------- tags and decoding
+
+def tag_names(labels: Sequence[str]) -> list[str]:
+    return ["O"] + [f"{p}-{lab}" for lab in labels for p in ("B", "I")]
+
+
+def word_tags(chunk: _Chunk, spans: Sequence[Span], label_index: dict[str, int]) -> np.ndarray:
+    """BIO tag per word of a chunk from the document's gold spans (a word belongs to a span when
+    it overlaps it; a span's first word in the chunk is B)."""
+    tags = np.zeros(len(chunk.first_token), dtype=np.int64)
+    for s in spans:
+        if s.label not in label_index:
+            continue
+        inside = np.flatnonzero((chunk.word_start < s.end) & (chunk.word_end > s.start))
+        if len(inside) == 0:
+            continue
+        k = label_index[s.label]
+        tags[inside] = 2 + 2 * k  # I
+        tags[inside[0]] = 1 + 2 * k  # B
+    return tags
+
+
+def decode(chunk: _Chunk, probs: np.ndarray, labels: Sequence[str]) -> list[tuple[int, int, str, float]]:
+    """Spans from word tag probabilities: a run starts at a B (or a stray I) and continues over
+    I of the same label; its raw confidence is the mean probability of its words' tags."""
+    best = probs.argmax(1)
+    out = []
+    w = 0
+    n = len(best)
+    while w < n:
+        tag = int(best[w])
+        if tag == 0:
+            w += 1
+            continue
+        k = (tag - 1) // 2
+        run = [w]
+        w += 1
+        while w < n and int(best[w]) == 2 + 2 * k:
+            run.append(w)
+            w += 1
+        conf = float(np.mean([probs[j, best[j]] for j in run]))
+        out.append((int(chunk.word_start[run[0]]), int(chunk.word_end[run[-1]]), labels[k], conf))
+    return out
+
+
+def _platt(raw: np.ndarray, correct: np.ndarray) -> tuple[float, float] | None:
+    """(a, b) of ``sigmoid(a * logit(raw) + b)`` fitted by logistic regression; None with too few
+    out-of-fold spans or only one outcome."""
+    if len(raw) < 8 or correct.min() == correct.max():
+        return None
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.log(np.clip(raw, 1e-6, 1 - 1e-6) / np.clip(1 - raw, 1e-6, 1)).reshape(-1, 1)
+    lr = LogisticRegression(C=1.0).fit(x, correct.astype(int))
+    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
+
+
+def _apply_platt(raw: float, ab: tuple[float, float] | None) -> float:
+    if ab is None:
+        return raw
+    x = np.log(np.clip(raw, 1e-6, 1 - 1e-6) / max(1e-6, 1 - raw))
+    return float(1.0 / (1.0 + np.exp(-(ab[0] * x + ab[1]))))
+
+
+def _merge_chunk_spans(found: list[tuple[int, int, str, float]]) -> list[tuple[int, int, str, float]]:
+    """Spans of one document from its chunks: duplicates (overlap regions) keep the higher
+    confidence; of two overlapping different spans the more confident one stays."""
+    kept: list[tuple[int, int, str, float]] = []
+    for s in sorted(found, key=lambda x: -x[3]):
+        if any(k[0] < s[1] and s[0] < k[1] for k in kept):
+            continue
+        kept.append(s)
+    return sorted(kept)
+
+
+# ---------------------------------------------------------------------- the API
+
+@dataclass
+class _Fitted:
+    """A trained tagger with its calibration: what the live backend keeps between requests."""
+
+    tagger: SpanTagger
+    head: Any
+    labels: list[str]
+    temperature: float
+    platt: tuple[float, float] | None
+    summary: dict[str, Any]
+
+
+def seed_labels(seeds: Sequence[Document]) -> list[str]:
+    return sorted({s.label for d in seeds for s in d.spans})
+
+
+def _tags_for(chunks, docs, label_index):
+    return [word_tags(c, docs[c.doc].spans, label_index) for c in chunks]
+
+
+def _spans_from_logits(chunks, logits, labels, temperature, platt, n_docs):
+    from domainfm.metrics import softmax
+
+    per_doc: list[list] = [[] for _ in range(n_docs)]
+    word_u: list[list[float]] = [[] for _ in range(n_docs)]
+    chunk_items: list[list[float]] = []
+    for c, lg in zip(chunks, logits):
+        p = softmax(lg / temperature)
+        found = [(s, e, lab, _apply_platt(conf, platt)) for s, e, lab, conf in decode(c, p, labels)]
+        per_doc[c.doc].extend(found)
+        e_inside = 1.0 - p[:, 0]
+        items = sorted([1 - abs(2 * x[3] - 1) for x in found] + list(1 - np.abs(2 * e_inside - 1)), reverse=True)
+        chunk_items.append(float(np.mean(items[:3])) if items else 0.0)
+        word_u[c.doc].append(chunk_items[-1])
+    return [_merge_chunk_spans(x) for x in per_doc], [max(u) if u else 0.0 for u in word_u]
+
+
+def train_span_model(seeds: Sequence[Document], cfg: SpanLabelConfig | None = None, *,
+                     tagger: SpanTagger | None = None, on_stage: Callable[[str], None] | None = None) -> _Fitted:
+    """Fit the calibrated span tagger on seed documents (see the module docstring)."""
+    from domainfm.metrics import fit_temperature, softmax
+
+    cfg = cfg or SpanLabelConfig()
+    seeds = [d for d in seeds if d.text.strip()]
+    labels = seed_labels(seeds)
+    if not labels:
+        raise DomainFMError("no seed document has spans: give --labeled documents annotated with spans "
+                            "(e.g. from 'domainfm import labelstudio' or 'domainfm import brat')")
+    t0 = time.perf_counter()
+    tagger = tagger or SpanTagger(cfg)
+    label_index = {lab: i for i, lab in enumerate(labels)}
+    stage = on_stage or (lambda s: None)
+    stage("encoding seeds")
+    key = (cfg.encoder, tagger.frozen, cfg.max_tokens, tuple(d.id for d in seeds), tuple(len(d.text) for d in seeds))
+    if key not in _FEATURE_CACHE:
+        _FEATURE_CACHE.clear()
+        _FEATURE_CACHE[key] = tagger.featurize(seeds)
+    chunks, _ = _FEATURE_CACHE[key]
+    tags = _tags_for(chunks, seeds, label_index)
+    n_tags = 1 + 2 * len(labels)
+    temperature, platt = 1.0, None
+    calibration: dict[str, Any] = {"folds": 0}
+    folds = min(cfg.calibration_folds, len(seeds))
+    if folds >= 2:
+        rng = np.random.default_rng(cfg.seed)
+        fold_of = rng.permutation(len(seeds)) % folds
+        oof_chunks, oof_logits = [], []
+        for f in range(folds):
+            stage(f"calibration fold {f + 1}/{folds}")
+            train_idx = [i for i, c in enumerate(chunks) if fold_of[c.doc] != f]
+            test_idx = [i for i, c in enumerate(chunks) if fold_of[c.doc] == f]
+            if not train_idx or not test_idx:
+                continue
+            head, _ = tagger.fit([chunks[i] for i in train_idx], [tags[i] for i in train_idx], n_tags,
+                                 cfg.seed + 1 + f)
+            logits, _ = tagger.score(head, [chunks[i] for i in test_idx])
+            oof_chunks.extend(test_idx)
+            oof_logits.extend(logits)
+        if oof_logits:
+            temperature = fit_temperature(np.concatenate(oof_logits), np.concatenate([tags[i] for i in oof_chunks]))
+            # the out-of-fold spans under the fitted temperature: raw confidence, right or wrong
+            raws, corrects, seen = [], [], set()
+            for i, lg in zip(oof_chunks, oof_logits):
+                c = chunks[i]
+                gold = {s.key for s in seeds[c.doc].spans}
+                for s, e, lab, conf in decode(c, softmax(lg / temperature), labels):
+                    if (c.doc, s, e, lab) in seen:  # the same span from two overlapping chunks
+                        continue
+                    seen.add((c.doc, s, e, lab))
+                    raws.append(conf)
+                    corrects.append((s, e, lab) in gold)
+            raws, corrects = np.array(raws), np.array(corrects, dtype=float)
+            platt = _platt(raws, corrects)
+            calibration = {"folds": folds, "temperature": round(temperature, 4),
+                           "platt": None if platt is None else [round(x, 4) for x in platt],
+                           "oof_spans": int(len(raws)),
+                           "oof_span_precision": round(float(corrects.mean()), 4) if len(raws) else None}
+    stage("training on all seeds")
+    head, steps = tagger.fit(chunks, tags, n_tags, cfg.seed)
+    summary = {"labels": labels, "seed_documents": len(seeds), "seed_chunks": len(chunks),
+               "seed_spans": sum(len(d.spans) for d in seeds), "steps": steps,
+               "encoder": cfg.encoder, "frozen_layers": tagger.frozen, "trained_layers": tagger.train_layers,
+               "calibration": calibration, "train_seconds": round(time.perf_counter() - t0, 2)}
+    return _Fitted(tagger, head, labels, temperature, platt, summary)
+
+
+def predict_spans(model: _Fitted, docs: Sequence[Document], cfg: SpanLabelConfig | None = None, *,
+                  seeds: Sequence[Document] = (), on_stage: Callable[[str], None] | None = None) -> SpanSuggestions:
+    """Suggest spans for ``docs`` with a trained model, add the PHI prior, and rank the documents."""
+    from domainfm.label.active import rank_scores
+
+    cfg = cfg or model.tagger.cfg
+    stage = on_stage or (lambda s: None)
+    t0 = time.perf_counter()
+    stage("encoding pool")
+    usable = [i for i, d in enumerate(docs) if d.text.strip()]
+    rejected = [(docs[i], "empty text: nothing to tag") for i in range(len(docs)) if not docs[i].text.strip()]
+    pool = [docs[i] for i in usable]
+    chunks, bad = model.tagger.featurize(pool)
+    bad_idx = {i for i, _ in bad}
+    rejected += [(pool[i], f"cannot be chunked: {reason}") for i, reason in bad]
+    stage("tagging pool")
+    logits, vectors = model.tagger.score(model.head, chunks)
+    found, uncertainty = _spans_from_logits(chunks, logits, model.labels, model.temperature, model.platt, len(pool))
+    prior = _deid_prior(model.labels, pool, seeds, cfg)
+    kept_idx = [i for i in range(len(pool)) if i not in bad_idx]
+    out_spans: list[list[Span]] = []
+    for i in kept_idx:
+        spans = [Span(s, e, lab, {"confidence": round(c, 4), "source": "model"}) for s, e, lab, c in found[i]
+                 if c >= cfg.min_confidence]
+        if prior is not None:
+            spans = prior.combine(i, spans)
+        out_spans.append(sorted(spans, key=lambda s: (s.start, s.end, s.label)))
+    emb = np.zeros((len(pool), len(vectors[0]) if vectors else 1))
+    weight = np.zeros(len(pool))
+    for c, v in zip(chunks, vectors):
+        emb[c.doc] += v * len(c.first_token)
+        weight[c.doc] += len(c.first_token)
+    emb = emb[kept_idx] / np.maximum(weight[kept_idx], 1)[:, None]
+    emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    u = np.array([uncertainty[i] for i in kept_idx])
+    ranks = rank_scores(u, emb, diversity=cfg.diversity) if len(u) else np.zeros(0, dtype=int)
+    summary = {**model.summary, "pool_documents": len(docs), "pool_chunks": len(chunks),
+               "suggested_spans": sum(len(s) for s in out_spans),
+               "deid_prior": None if prior is None else prior.summary,
+               "predict_seconds": round(time.perf_counter() - t0, 2)}
+    return SpanSuggestions([pool[i] for i in kept_idx], out_spans, [int(r) for r in ranks], [float(x) for x in u],
+                           list(model.labels), summary, rejected)
+
+
+def suggest_spans(seeds: Sequence[Document], pool: Sequence[Document], cfg: SpanLabelConfig | None = None, *,
+                  on_stage: Callable[[str], None] | None = None) -> SpanSuggestions:
+    """Train on ``seeds`` (documents with spans) and suggest spans for ``pool``.
+
+    Example:
+        >>> result = suggest_spans(seeds, pool, SpanLabelConfig())  # doctest: +SKIP
+        >>> result.records()[0]["meta"]["suggestion"]["spans"][0]["confidence"]  # doctest: +SKIP
+        0.83
+    """
+    cfg = cfg or SpanLabelConfig()
+    model = train_span_model(seeds, cfg, on_stage=on_stage)
+    return predict_spans(model, pool, cfg, seeds=seeds, on_stage=on_stage)
+
+
+# ---------------------------------------------------------------------- PHI prior
+
+class _DeidPrior:
+    """De-id detector spans of the requested PHI labels, with per-label precision on the seeds."""
+
+    def __init__(self, labels: list[str], detected: list[list], precision: dict[str, float], summary: dict):
+        self.labels, self.detected, self.precision, self.summary = labels, detected, precision, summary
+
+    def combine(self, i: int, spans: list[Span]) -> list[Span]:
+        out = list(spans)
+        dets = [d for d in self.detected[i] if d.label in self.precision]
+        for k, s in enumerate(out):
+            if any(d.start == s.start and d.end == s.end and d.label == s.label for d in dets):
+                out[k] = Span(s.start, s.end, s.label, {**s.attrs, "deid_agrees": True})
+        for d in dets:
+            if any(s.start < d.end and d.start < s.end for s in out):
+                continue
+            out.append(Span(d.start, d.end, d.label, {"confidence": round(self.precision[d.label], 4),
+                                                      "source": "deid"}))
+        return out
+
+
+def _deid_prior(labels: list[str], pool: Sequence[Document], seeds: Sequence[Document],
+                cfg: SpanLabelConfig) -> _DeidPrior | None:
+    from domainfm.deid.labels import CANONICAL
+
+    phi = [lab for lab in labels if lab in CANONICAL]
+    if cfg.deid_prior == "off" or (cfg.deid_prior == "auto" and not phi):
+        return None
+    if not phi:
+        raise DomainFMError(f"--deid-prior on, but none of the labels {labels} is a PHI label of the de-id "
+                            f"detectors ({', '.join(sorted(CANONICAL))})")
+    from domainfm.deid.config import DeidConfig
+    from domainfm.deid.engine import PhiDetector
+
+    detector = PhiDetector(DeidConfig(profile=cfg.deid_profile))
+    on_seeds = list(detector.detect_texts(d.text for d in seeds))
+    precision = {}
+    per_label = {}
+    for lab in phi:
+        found = hits = 0
+        for d, dets in zip(seeds, on_seeds):
+            gold = {s.key for s in d.spans}
+            for x in dets:
+                if x.label == lab:
+                    found += 1
+                    hits += (x.start, x.end, x.label) in gold
+        precision[lab] = (hits + 1) / (found + 2)
+        per_label[lab] = {"found_on_seeds": found, "exact_hits": hits, "prior_confidence": round(precision[lab], 4)}
+    detected = list(detector.detect_texts(d.text for d in pool))
+    return _DeidPrior(phi, detected, precision, {"profile": cfg.deid_profile, "labels": per_label})

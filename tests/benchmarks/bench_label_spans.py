@@ -1,0 +1,115 @@
+"""Few-shot span suggestions on NCBI-disease (issue 22), printing JSON.
+
+Seeds are drawn from train.tsv, scores are measured on devel.tsv (never seen in training or
+calibration). The IOB2 files have no abstract boundaries, so an "abstract" here is a run of 10
+consecutive sentences (the corpus averages ~9.5 sentences per abstract: 5,424 train sentences
+over 593 abstracts); entity F1 is exact (start, end, label) over character spans.
+
+Measured:
+- entity F1 and ECE of the suggested spans' confidences (equal-width 10 bins, a span is right
+  when it matches a gold span exactly) with 8 and 32 seed abstracts, over ``--draws`` draws;
+- the wall time of one ``suggest_spans`` call with 32 seeds on a 200-document pool (train
+  abstracts not among the seeds), against the baseline of encoding the same pool once with the
+  frozen encoder (the floor any encoder-based method pays).
+
+    PYTHONPATH=. python tests/benchmarks/bench_label_spans.py --draws 2 > bench_label_spans.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from domainfm.corpus import read_documents  # noqa: E402
+from domainfm.corpus.importing import import_corpus  # noqa: E402
+from domainfm.label.span_config import SpanLabelConfig  # noqa: E402
+from domainfm.label.spans import SpanTagger, predict_spans, train_span_model  # noqa: E402
+from domainfm.metrics import entity_metrics, reliability  # noqa: E402
+
+
+def load(split: str, data: Path, tmp: Path):
+    out = tmp / f"{split}.jsonl"
+    import_corpus("conll", data / f"{split}.tsv", out, {"sentences_per_doc": 10})
+    return list(read_documents(out))
+
+
+def score(result, gold_docs):
+    by_id = {d.id: d for d in gold_docs}
+    gold = [by_id[d.id].spans for d in result.docs]
+    pred = result.spans
+    m = entity_metrics(gold, pred)
+    conf, correct = [], []
+    for g, p in zip(gold, pred):
+        keys = {s.key for s in g}
+        for s in p:
+            conf.append(s.attrs["confidence"])
+            correct.append(s.key in keys)
+    rel = reliability(np.array(conf), np.array(correct, dtype=float))
+    return {"f1": m["f1"], "precision": m["precision"], "recall": m["recall"], "ece": round(rel["ece"], 4)
+            if rel["ece"] is not None else None, "spans": len(conf)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "ncbi-disease"))
+    ap.add_argument("--draws", type=int, default=2)
+    ap.add_argument("--seeds", default="8,32")
+    ap.add_argument("--encoder", default="minilm")
+    ap.add_argument("--pool", type=int, default=200)
+    ap.add_argument("--no-timing", action="store_true")
+    args = ap.parse_args()
+    data = Path(args.data)
+    if not (data / "train.tsv").is_file():
+        data = Path("/work/shared/data/ncbi-disease")
+    with tempfile.TemporaryDirectory() as tmp:
+        train, test = load("train", data, Path(tmp)), load("devel", data, Path(tmp))
+    cfg = SpanLabelConfig(encoder=args.encoder)
+    tagger = SpanTagger(cfg)
+    out: dict = {"data": "NCBI-disease: seeds from train.tsv, scored on devel.tsv (10-sentence abstracts)",
+                 "test_documents": len(test), "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+                 "targets": {"f1_8": 0.50, "f1_32": 0.70, "ece_max": 0.10, "seconds_200_pool_32_seeds": 120},
+                 "results": {}}
+    test_chunks = None
+    for n in [int(x) for x in args.seeds.split(",")]:
+        rows = []
+        for draw in range(args.draws):
+            rng = np.random.default_rng(1000 + draw)
+            seeds = [train[i] for i in rng.choice(len(train), n, replace=False)]
+            t0 = time.perf_counter()
+            model = train_span_model(seeds, cfg, tagger=tagger)
+            result = predict_spans(model, test, cfg, seeds=seeds)
+            row = {"draw": draw, **score(result, test), "seconds": round(time.perf_counter() - t0, 1),
+                   "calibration": model.summary["calibration"]}
+            rows.append(row)
+            print(json.dumps({"seeds": n, **row}), file=sys.stderr)
+        out["results"][str(n)] = {"draws": rows, "mean_f1": round(float(np.mean([r["f1"] for r in rows])), 4),
+                                  "worst_ece": max(r["ece"] for r in rows if r["ece"] is not None)}
+    if not args.no_timing:
+        rng = np.random.default_rng(7)
+        idx = rng.permutation(len(train))
+        seeds, pool = [train[i] for i in idx[:32]], [train[i] for i in idx[32:32 + args.pool]]
+        fresh = SpanTagger(cfg)  # nothing cached: the time a user waits, model loading included
+        t0 = time.perf_counter()
+        fresh.featurize(pool)
+        baseline = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        model = train_span_model(seeds, cfg, tagger=SpanTagger(cfg))
+        predict_spans(model, pool, cfg, seeds=seeds)
+        seconds = time.perf_counter() - t0
+        out["timing"] = {"pool": len(pool), "seeds": 32, "seconds": round(seconds, 1),
+                         "baseline_encode_pool_seconds": round(baseline, 1),
+                         "ratio_to_baseline": round(seconds / baseline, 2)}
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""Drive a running Label Studio through label-studio-sdk (run with Label Studio's own Python:
+the SDK's pins live in that environment). Prints one JSON object with what it observed.
+
+    python ls_client.py LS_URL TOKEN BACKEND_URL TASKS.json
+"""
+
+import json
+import sys
+import time
+
+from label_studio_sdk import LabelStudio
+
+url, token, backend_url, tasks_file = sys.argv[1:5]
+tasks = json.load(open(tasks_file, encoding="utf-8"))
+config = open(tasks_file + ".config.xml", encoding="utf-8").read()
+ls = LabelStudio(base_url=url, api_key=token)
+project = ls.projects.create(title="domainfm-test", label_config=config)
+ls.projects.import_tasks(id=project.id, request=[{"data": t["data"]} for t in tasks])
+ml = ls.ml.create(url=backend_url, project=project.id, title="domainfm", is_interactive=False)
+listed = list(ls.tasks.list(project=project.id))
+ls.actions.create(id="retrieve_tasks_predictions", project=project.id)
+predictions = []
+for task in listed:
+    predictions.extend(p.dict() if hasattr(p, "dict") else dict(p) for p in ls.predictions.list(task=task.id))
+# the annotator marks the first span of the first task, as the tests' data says
+first = tasks[0]
+region = first["annotations"][0]["result"]
+ann = ls.annotations.create(id=listed[0].id, result=region, was_cancelled=False)
+time.sleep(2)  # the webhook to the backend is sent after the annotation is saved
+out = {"project": project.id, "ml_backend": ml.id, "tasks": len(listed),
+       "predictions": [{"task": p.get("task"), "model_version": p.get("model_version"), "score": p.get("score"),
+                        "result": p.get("result")} for p in predictions],
+       "annotation": ann.id}
+print(json.dumps(out, default=str))
