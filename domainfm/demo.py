@@ -128,8 +128,12 @@ def _write_demo_cards(audit_dir: Path, report_dir: Path, deid_scores: Path, cons
     from domainfm.audit.cards import write_cards
     from domainfm.audit.cards.config import DEMO_CARDS_CONFIG
 
+    deid_eval = None
+    if deid_scores.is_file():  # rates and counts only, no text: copied so reports/demo is self-contained
+        deid_eval = report_dir / deid_scores.name
+        shutil.copyfile(deid_scores, deid_eval)
     result = write_cards(audit_dir, "all", out_dir=report_dir, cards_config=DEMO_CARDS_CONFIG,
-                         deid_eval=deid_scores if deid_scores.is_file() else None, audit_scope="eval")
+                         deid_eval=deid_eval, audit_scope="eval")
     console.print(f"cards (CHAI XML, EU AI Act Annex IV, FDA-style) written to {report_dir}")
     return {name: card["completeness"] for name, card in result.summary["cards"].items()}
 

@@ -44,8 +44,9 @@ def build(ev: Evidence, d: DeployerFields) -> CardDocument:
     development.add("Cybersecurity measures (2(h))", facts.joined(facts.privacy(ev), deployer_addition=d.get("security")))
 
     data = Section("2d", "2(d). Data and data governance (Article 10)")
-    data.add("Collection and origin (10(2)(b))", facts.input_data_source(ev),
-             "origin of the training data (the model manifest lists none)")
+    data.add("Collection and origin (10(2)(b))", facts.input_data_source(ev) or pick(
+        d, "training_data", "origin of the training data", hint="the model manifest lists none; cards.yaml: "
+        "training_data"))
     data.add("Preparation: annotation, labelling, cleaning, de-identification (10(2)(c))", facts.preparation(ev))
     data.add("Availability, quantity and suitability (10(2)(e))", facts.development_data(ev))
     data.add("Examination for possible biases (10(2)(f))", facts.bias_examination(ev))

@@ -153,8 +153,9 @@ def build(ev: Evidence, deployer: DeployerFields) -> tuple[bytes, dict[str, Fill
     foundation = facts.foundation_models(ev)
     if foundation is not None:
         el(sysfacts, "FoundationModels", foundation)
-    el(sysfacts, "InputDataSource", facts.input_data_source(ev) or Filled.missing(
-        "where the training data came from", "the model manifest lists no training data"))
+    el(sysfacts, "InputDataSource", facts.input_data_source(ev) or pick(
+        d, "training_data", "where the training data came from",
+        hint="the model manifest lists no training data; cards.yaml: training_data"))
     el(sysfacts, "OutputAndInputDataTypes", facts.io_types(ev))
     el(sysfacts, "DevelopmentDataCharacterization", facts.joined(facts.development_data(ev), facts.preparation(ev)))
     el(sysfacts, "BiasMitigationApproaches", _bias_mitigation(ev, d))

@@ -67,7 +67,8 @@ class DeployerFields:
         known_risks (added to the measured limitations), ongoing_maintenance, security, funding_source,
         third_party, stakeholders_consulted, bias_mitigation (added to the recorded measures),
         human_oversight, risk_management, changes, standards_applied, declaration_of_conformity,
-        post_market_plan, hardware.
+        post_market_plan, hardware, training_data (where the training data came from, used when the
+        model's manifest does not record it).
     Resources:
         peer_reviewed_publications, patient_consent, clinical_trial, reimbursement_status,
         evaluation_references, bibliography.
@@ -102,6 +103,7 @@ class DeployerFields:
     declaration_of_conformity: str | None = None
     post_market_plan: str | None = None
     hardware: str | None = None
+    training_data: str | None = None
     peer_reviewed_publications: str | None = None
     patient_consent: str | None = None
     clinical_trial: str | None = None
@@ -115,6 +117,9 @@ class DeployerFields:
     def __post_init__(self) -> None:
         from domainfm.audit.privacy import scan_phi
 
+        if self.release_date is not None and not (isinstance(self.release_date, str) and _DATE.match(self.release_date)):
+            raise ConfigError(f"cards.yaml: 'release_date' must be an ISO date YYYY-MM-DD (e.g. 2025-06-30); "
+                              f"got {self.release_date!r}")
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name == "ehr_compatibility":
@@ -137,9 +142,6 @@ class DeployerFields:
                     raise ConfigError(f"cards.yaml: {f.name!r} matches the PHI patterns {sorted(hits)}; cards must "
                                       f"carry no identifiers: rewrite it without them (dates as YYYY-MM-DD; "
                                       f"contact details only in 'developer_contact')")
-        if self.release_date is not None and not _DATE.match(self.release_date):
-            raise ConfigError(f"cards.yaml: 'release_date' must be an ISO date YYYY-MM-DD (e.g. 2025-06-30); "
-                              f"got {self.release_date!r}")
 
     def get(self, name: str) -> str | None:
         value = getattr(self, name)
@@ -156,6 +158,10 @@ def load_deployer_fields(path: str | Path | None) -> DeployerFields:
     data = read_yaml(path)
     if set(data) == {"cards"} and isinstance(data["cards"], dict):  # fields nested under a 'cards:' key
         data = data["cards"]
+    import datetime
+
+    # YAML reads an unquoted 2026-01-15 as a date: it is the form asked for, so take it as text
+    data = {k: v.isoformat() if isinstance(v, datetime.date) else v for k, v in data.items()}
     try:
         return from_dict(DeployerFields, data)
     except ConfigError as exc:

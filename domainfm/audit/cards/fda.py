@@ -41,7 +41,8 @@ def build(ev: Evidence, d: DeployerFields) -> CardDocument:
     model.add("Software versions", facts.versions(ev))
 
     data = Section("data", "Data")
-    data.add("Training data sources", facts.input_data_source(ev), "training data sources (none recorded)")
+    data.add("Training data sources", facts.input_data_source(ev) or pick(
+        d, "training_data", "training data sources", hint="none recorded; cards.yaml: training_data"))
     data.add("Data preparation and de-identification", facts.preparation(ev))
     data.add("Training and test data size", facts.development_data(ev))
     data.add("Reference standard", Filled(
