@@ -104,6 +104,18 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
+def _shown(path: Path) -> str:
+    """A path as the card shows it: relative to the working directory when inside it (a card
+    committed beside a run names the files the same way on every machine), else as given."""
+    import os
+
+    try:
+        rel = Path(os.path.relpath(path.resolve(), Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+    return str(path) if rel.parts[:1] == ("..",) else rel.as_posix()
+
+
 def _read_json(path: Path) -> Any | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -173,7 +185,7 @@ class Evidence:
     def _add(self, role: str, path: Path, what: str) -> bool:
         if not path.is_file():
             return False
-        self.sources[role] = Source(role, str(path), self._sha(path), what)
+        self.sources[role] = Source(role, _shown(path), self._sha(path), what)
         return True
 
     def _json(self, role: str, path: Path | None, what: str) -> Any | None:
