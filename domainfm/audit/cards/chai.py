@@ -216,11 +216,13 @@ def _interpretation(group: str, chosen: list[Metric]) -> str:
     if not chosen:
         return "Not measured."
     if group == "fairness":
-        gaps = [m for m in chosen if " gap across " in m.label or " difference " in m.label]
+        gaps = [m for m in chosen if " gap across " in m.label]
         worst = max(gaps, key=lambda m: m.value or 0, default=None)
         if worst is not None:
-            return (f"Largest gap: {worst.label} = {fmt(worst.value)}; an interval that includes 0 means the audit "
-                    f"data cannot tell the groups apart.")
+            ci = f" (95% CI {fmt(worst.ci[0])}-{fmt(worst.ci[1])})" if worst.ci else ""
+            return (f"Largest {worst.label}: {fmt(worst.value)}{ci}. Gaps are max - min over the groups, never "
+                    f"negative; with few documents per group even equal performance shows a gap, so read them "
+                    f"with the per-group intervals.")
     head = chosen[0]
     ci = f" (95% CI {fmt(head.ci[0])}-{fmt(head.ci[1])})" if head.ci else ""
     return f"{head.label}: {fmt(head.value)}{ci}. Each result's ValueJson names its source file and path."

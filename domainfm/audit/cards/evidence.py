@@ -302,7 +302,8 @@ class Evidence:
                       "ECE", n=lookup(self.report, (*cal, "temperature", "n_test")))
         for name in (self.report.get("robustness") or {}):
             rob = ("robustness", name)
-            yield self._m("safety", f"prediction flip rate when swapping {name} terms", (*rob, "flip_rate"),
+            what = {"gender": "gendered words", "names": "first names", "race": "race descriptors"}.get(name, name)
+            yield self._m("safety", f"prediction flip rate when swapping {what}", (*rob, "flip_rate"),
                           "share of changed documents whose prediction flips",
                           n=lookup(self.report, (*rob, "n_changed")))
         yield from self._deid_metrics()
