@@ -391,3 +391,45 @@ def test_gap_intervals_of_the_identity_resample_are_the_gaps(monkeypatch):
     real = gap_cis(y_true, y_pred, names, ["F", "M", "X"], 1, n_boot=200, rng=np.random.default_rng(1))
     assert real["accuracy_difference"][0] <= real["accuracy_difference"][1]
     assert gap_cis(y_true, y_pred, names, ["F"], 1, n_boot=10, rng=rng)["accuracy_difference"] is None
+
+
+def test_ner_audit_cards(tmp_path):
+    """A NER audit: entity F1 for usefulness, per-group entity F1 and the F1 gap for fairness."""
+    from domainfm.audit import AuditConfig
+    from domainfm.audit.ner import run_ner_audit
+    from domainfm.audit.report import write_report
+    from domainfm.audit.summary import findings
+    from domainfm.corpus.document import Document, Span
+
+    docs = [Document(id=f"n{i}", text="Seen by Dr Lee on Monday with Ann.", meta={"sex": "F" if i % 2 else "M"},
+                     spans=[Span(11, 14, "DOCTOR"), Span(30, 33, "PATIENT")]) for i in range(30)]
+
+    def predict(ds):
+        return [[Span(11, 14, "DOCTOR")] + ([Span(30, 33, "PATIENT")] if int(d.id[1:]) % 2 == 0 else []) for d in ds]
+
+    report = run_ner_audit(predict, ["DOCTOR", "PATIENT"], docs,
+                           AuditConfig(group_by=["meta.sex"], n_bootstrap=30, min_group_size=5), "fake")
+    report["privacy"] = {"statement": "unknown", "audit_data_deidentified": False}
+    report["summary"] = findings(report)
+    write_report(report, tmp_path / "ner")
+    write_cards(tmp_path / "ner", "all")
+    chai.validate((tmp_path / "ner" / "chai_model_card.xml").read_bytes())
+    labels = dict(_value_jsons((tmp_path / "ner" / "chai_model_card.xml").read_bytes()))
+    assert "overall entity micro-F1" in labels and "F1 gap across meta.sex, groups of adequate size" in labels
+    assert check_numbers(tmp_path / "ner", {"report.json": tmp_path / "ner" / "report.json"}) > 5
+
+
+def test_cli_audit_writes_cards_after_the_audit(tiny_run, tmp_path, cli):
+    tmp, _ = tiny_run
+    model = tmp / "run" / "finetune" / "model"
+    out = tmp_path / "report"
+    result = cli("audit", model, tmp / "run" / "deid" / "corpus.jsonl", "-o", out, "--group-by", "meta.sex",
+                 "--bootstrap", 20, "--counterfactuals", "", "--min-group-size", 5, "--card", "chai,fda",
+                 "--cards-config", tmp / "cards.yaml")
+    assert result.exit_code == 0, result.output
+    assert "chai: chai_model_card.xml" in result.output and "fda: fda_model_card.md" in result.output
+    chai.validate((out / "chai_model_card.xml").read_bytes())
+    assert not (out / "annex_iv.md").exists()
+    assert check_numbers(out, {"report.json": out / "report.json"}) > 10
+    manifest = json.loads((out / "cards.manifest.json").read_text())
+    assert manifest["stage"] == "audit-cards" and manifest["config"]["cards"] == ["chai", "fda"]
