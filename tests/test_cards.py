@@ -423,13 +423,20 @@ def test_cli_audit_writes_cards_after_the_audit(tiny_run, tmp_path, cli):
     tmp, _ = tiny_run
     model = tmp / "run" / "finetune" / "model"
     out = tmp_path / "report"
+    privacy = tmp_path / "privacy.json"
+    privacy.write_text(json.dumps({"statement": "membership-inference AUC 0.51", "gate": {"passed": True},
+                                   "membership": {"strongest": "loss", "attacks": {"loss": {"auc": 0.51}}}}))
     result = cli("audit", model, tmp / "run" / "deid" / "corpus.jsonl", "-o", out, "--group-by", "meta.sex",
                  "--bootstrap", 20, "--counterfactuals", "", "--min-group-size", 5, "--card", "chai,fda",
-                 "--cards-config", tmp / "cards.yaml")
+                 "--cards-config", tmp / "cards.yaml", "--privacy-audit", privacy)
     assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["privacy"]["memorization"] == {"statement": "membership-inference AUC 0.51", "passed": True}
+    assert dict(_value_jsons((out / "chai_model_card.xml").read_bytes()))[
+        "membership-inference AUC (loss attack)"]["value"] == 0.51
     assert "chai: chai_model_card.xml" in result.output and "fda: fda_model_card.md" in result.output
     chai.validate((out / "chai_model_card.xml").read_bytes())
     assert not (out / "annex_iv.md").exists()
-    assert check_numbers(out, {"report.json": out / "report.json"}) > 10
+    assert check_numbers(out, {"report.json": out / "report.json", "privacy.json": privacy}) > 10
     manifest = json.loads((out / "cards.manifest.json").read_text())
     assert manifest["stage"] == "audit-cards" and manifest["config"]["cards"] == ["chai", "fda"]
