@@ -142,6 +142,7 @@ class Evidence:
         from domainfm.manifest import sha256_file
 
         self.audit_scope = audit_scope
+        self._metrics: list[Metric] | None = None
         self._sha = sha256_file
         self.sources: dict[str, Source] = {}
         self.audit_dir = Path(audit_dir)
@@ -247,9 +248,10 @@ class Evidence:
         return Metric(group, label, value, unit, source, tuple(path), ci, tuple(ci_path) if ci_path else None, n, note)
 
     def metrics(self) -> list[Metric]:
-        """Every number the cards report, grouped as CHAI's key metrics."""
-        found = [m for m in (*self.usefulness(), *self.fairness(), *self.safety()) if m is not None]
-        return found
+        """Every number the cards report, grouped as CHAI's key metrics (computed once)."""
+        if self._metrics is None:
+            self._metrics = [m for m in (*self.usefulness(), *self.fairness(), *self.safety()) if m is not None]
+        return list(self._metrics)
 
     def usefulness(self) -> Iterable[Metric | None]:
         ov = ("performance", "overall")
