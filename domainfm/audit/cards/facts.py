@@ -185,11 +185,17 @@ def data_gaps(ev: Evidence) -> Filled:
                          f"have wide intervals")
         if a.get("missing"):
             parts.append(f"{attr}: {a['missing']} documents without the attribute")
+    for attr, section in (ev.report["performance"].get("by_attribute") or {}).items():
+        small = [g for g, m in (section.get("groups") or {}).items() if m.get("small")]
+        if " x " in attr and small:  # the attributes' own groups are listed above from the data section
+            parts.append(f"{attr}: {len(small)} of {len(section['groups'])} intersection groups under "
+                         f"{data.get('min_group_size')} documents")
     parts += list(ev.report.get("warnings") or [])
     if ev.audit_scope == "all":
         parts.append("the audit includes training documents (in-sample): numbers are optimistic")
     text = ("; ".join(parts) + ".") if parts else "No small or missing groups among the audited attributes."
-    return Filled(text[0].upper() + text[1:], "evidence", ["audit_report"])
+    text = text.replace("..", ".")
+    return Filled(text, "evidence", ["audit_report"])
 
 
 def limitations(ev: Evidence) -> Filled:
