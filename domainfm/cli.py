@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -697,11 +697,40 @@ def audit_command(
     batch_size: int = typer.Option(32, "--batch-size", help="Texts (and shap masked samples) scored per model call."),
     data_note: Optional[str] = typer.Option(None, "--data-note",
                                             help="Free text for the report's data section, e.g. how the groups were derived."),
+    card: Optional[List[str]] = typer.Option(None, "--card", help="Also write a reviewer's card: chai, annex-iv, fda or "
+                                             "all (repeatable or comma-separated)."),
+    cards_config: Optional[Path] = typer.Option(None, "--cards-config",
+                                                help="cards.yaml: the deployer's fields (intended use, contact, release...)."),
+    chai_schema: Optional[Path] = typer.Option(None, "--chai-schema",
+                                               help="CHAI v0.2 schema.xsd to validate against (default: the shipped copy)."),
+    deid_eval: Optional[Path] = typer.Option(None, "--deid-eval",
+                                             help="De-id scores of the training data ('domainfm deid-eval -o' JSON) for the cards."),
+    privacy_audit: Optional[Path] = typer.Option(None, "--privacy-audit",
+                                                 help="'domainfm audit-privacy' report.json of this model (or its base)."),
 ):
     """Audit a classifier: performance and fairness per group, calibration, explanations,
-    counterfactual robustness and privacy -> a self-contained HTML report, JSON and model card."""
+    counterfactual robustness and privacy -> a self-contained HTML report, JSON and model card
+    (and, with --card, the CHAI / EU AI Act Annex IV / FDA-style cards)."""
+    import json
+
     from domainfm.audit import AuditConfig, audit
+    from domainfm.audit.cards import load_deployer_fields, parse_cards
     from domainfm.corpus import read_documents
+
+    cards = parse_cards(card)  # a bad card name or cards.yaml fails before the audit runs
+    deployer = load_deployer_fields(cards_config) if cards or cards_config else None
+    if cards and "chai" in cards:
+        from domainfm.audit.cards.chai import load_schema
+
+        load_schema(chai_schema)
+    privacy_report = None
+    if privacy_audit is not None:
+        try:
+            privacy_report = json.loads(privacy_audit.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            from domainfm.errors import ConfigError
+
+            raise ConfigError(f"--privacy-audit {privacy_audit}: not a readable JSON report") from None
 
     cfg = AuditConfig(group_by=[g.strip() for g in group_by.split(",") if g.strip()], explain=explain,
                       explain_sample=explain_sample, max_evals=max_evals, positive_class=positive_class,
@@ -711,13 +740,44 @@ def audit_command(
     from domainfm.corpus.io import check_output_path
 
     check_output_path(out, inputs=[src, model], folder=True)
-    result = audit(model, read_documents(src), out, cfg)
+    result = audit(model, read_documents(src), out, cfg, privacy_audit=privacy_report)
     for warning in result.report.get("warnings", []):
         _console().print(f"warning: {warning}")
     console = _console(stderr=False)
     for finding in result.report["summary"]:
         console.print(f"- {finding['text']}")
     console.print(f"report: {result.html} (report.json, model_card.md beside it)")
+    if cards:
+        _write_cards(console, out, cards, deployer=deployer, cards_config=cards_config, deid_eval=deid_eval,
+                     privacy_audit=privacy_audit, chai_schema=chai_schema)
+
+
+def _write_cards(console, audit_dir: Path, cards, **kwargs) -> None:
+    from domainfm.audit.cards import write_cards
+
+    result = write_cards(audit_dir, cards, **kwargs)
+    for name, card in result.summary["cards"].items():
+        c = card["completeness"]
+        console.print(f"{name}: {', '.join(card['files'])}: {c['evidence']} fields from evidence, {c['config']} from "
+                      f"configs, {c['deployer']} from the deployer, {c['missing']} to be completed by the deployer")
+    console.print(f"sources and completeness: {result.out_dir / 'cards.json'}")
+
+
+@app.command("audit-cards")
+@_user_errors
+def audit_cards_command(
+    report: Path = typer.Argument(..., help="An audit folder (report.json from 'domainfm audit' or a pipeline run)."),
+    card: List[str] = typer.Option(["all"], "--card", help="chai, annex-iv, fda or all (repeatable or comma-separated)."),
+    cards_config: Optional[Path] = typer.Option(None, "--cards-config", help="cards.yaml: the deployer's fields."),
+    out: Optional[Path] = typer.Option(None, "-o", "--out", help="Folder for the cards (default: the audit folder)."),
+    chai_schema: Optional[Path] = typer.Option(None, "--chai-schema", help="CHAI v0.2 schema.xsd (default: shipped)."),
+    deid_eval: Optional[Path] = typer.Option(None, "--deid-eval", help="'domainfm deid-eval -o' JSON of the training data."),
+    privacy_audit: Optional[Path] = typer.Option(None, "--privacy-audit", help="'domainfm audit-privacy' report.json."),
+):
+    """Write (or rewrite, e.g. after filling cards.yaml) the reviewer's cards of an existing audit,
+    without re-running it."""
+    _write_cards(_console(stderr=False), report, card, out_dir=out, cards_config=cards_config, deid_eval=deid_eval,
+                 privacy_audit=privacy_audit, chai_schema=chai_schema)
 
 
 @app.command("audit-privacy", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

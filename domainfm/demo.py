@@ -85,7 +85,19 @@ def run_demo(out: Path = Path("demo-output"), corpora: Path = Path("corpora"), c
     for name, src in ensure_sample_corpora(corpora, console).items():
         console.rule(f"[bold]{name} pipeline ({PIPELINE_FILES[name]})")
         overrides = {"run_dir": str(out / name), "import.src": str(src), "seed": DEMO_SEED}
-        result = run_pipeline(demo_pipeline(name), overrides, until_stage=until, console=console)
+        pipeline = demo_pipeline(name)
+        if (pipeline.get("audit") or {}).get("cards"):
+            from importlib.util import find_spec
+
+            from domainfm.audit.cards.config import DEMO_CARDS_CONFIG
+
+            if find_spec("lxml") is None:  # a plain wheel install: the demo still runs, and says what it left out
+                overrides["audit.cards"] = []
+                console.print("reviewer's cards skipped: pip install 'domainfm[cards]' adds lxml, which validates "
+                              "the CHAI card")
+            else:
+                overrides["audit.cards_config"] = str(DEMO_CARDS_CONFIG)
+        result = run_pipeline(pipeline, overrides, until_stage=until, console=console)
         record: dict[str, Any] = {"run": str(result.summary_path), "seconds": round(result.seconds, 1),
                                   "stages": {s.name: {"status": s.status, "seconds": round(s.seconds, 1),
                                                       "counts": s.counts, "metrics": s.metrics}
@@ -93,8 +105,9 @@ def run_demo(out: Path = Path("demo-output"), corpora: Path = Path("corpora"), c
         imported = out / name / "import" / "corpus.jsonl"
         print_summary(console, f"{name} corpus", summarize(read_documents(imported)).to_dict())
         deidentified = out / name / "deid" / "corpus.jsonl"
+        deid_scores = out / name / "deid_vs_gold.json"
         if "deid" in record["stages"]:
-            record["deid_vs_gold"] = _score_deid(name, imported, deidentified, console)
+            record["deid_vs_gold"] = _score_deid(name, imported, deidentified, console, deid_scores)
         if until is None or until == "label":
             from domainfm.label import run_label_demo
 
@@ -113,6 +126,8 @@ def run_demo(out: Path = Path("demo-output"), corpora: Path = Path("corpora"), c
                     shutil.copyfile(audit_dir / file, report_dir / file)
                 record["report_copy"] = str(report_dir)
                 console.print(f"audit report copied to {report_dir / 'index.html'}")
+                if (audit_dir / "cards.json").is_file():
+                    record["cards"] = _write_demo_cards(audit_dir, report_dir, deid_scores, console)
         summary["pipelines"][name] = record
     summary["seconds"] = round(time.perf_counter() - started, 1)
     out.mkdir(parents=True, exist_ok=True)
@@ -124,11 +139,31 @@ def run_demo(out: Path = Path("demo-output"), corpora: Path = Path("corpora"), c
     return summary
 
 
-def _score_deid(name: str, gold: Path, deidentified: Path, console) -> dict:
+def _write_demo_cards(audit_dir: Path, report_dir: Path, deid_scores: Path, console) -> dict:
+    """The pipeline wrote the cards beside the audit; the copies in ``report_dir`` also carry
+    the de-identification recall of the training data against the corpus's gold PHI, which the
+    demo measures after the pipeline."""
+    from domainfm.audit.cards import write_cards
+    from domainfm.audit.cards.config import DEMO_CARDS_CONFIG
+
+    deid_eval = None
+    if deid_scores.is_file():  # rates and counts only, no text: copied so reports/demo is self-contained
+        deid_eval = report_dir / deid_scores.name
+        shutil.copyfile(deid_scores, deid_eval)
+    result = write_cards(audit_dir, "all", out_dir=report_dir, cards_config=DEMO_CARDS_CONFIG,
+                         deid_eval=deid_eval, audit_scope="eval")
+    console.print(f"cards (CHAI XML, EU AI Act Annex IV, FDA-style) written to {report_dir}")
+    return {name: card["completeness"] for name, card in result.summary["cards"].items()}
+
+
+def _score_deid(name: str, gold: Path, deidentified: Path, console, save: Path | None = None) -> dict:
     from domainfm.deid.evaluate import evaluate_files
+    from domainfm.manifest import write_json_atomic
 
     labels, identifier_types = GOLD[name]
     scores = evaluate_files(gold, deidentified, dataset=labels, identifier_types=identifier_types)
+    if save is not None:  # counts and rates only (no misses listed): evidence for the cards
+        write_json_atomic(save, scores)
     overlap = scores["any_overlap"]
     console.print(f"{name} de-identification against the gold PHI: recall {overlap['recall']:.3f}, "
                   f"precision {overlap['precision']:.3f}")

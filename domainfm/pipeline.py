@@ -129,16 +129,36 @@ class AuditSection(AuditConfig):
         data: ``eval``: the documents fine-tuning held out (the same seeded split, recomputed);
             ``all``: every document fine-tuning read (training documents included: in-sample).
         max_documents: audit at most this many of them (null: all).
+        cards: reviewer's cards to write beside the report: ``chai``, ``annex-iv``, ``fda`` or
+            ``all`` (:mod:`domainfm.audit.cards`).
+        cards_config: the deployer's ``cards.yaml`` (intended use, contact, release...).
+        chai_schema: the CHAI v0.2 ``schema.xsd`` to validate against (null: the shipped copy).
     """
 
     data: Literal["eval", "all"] = "eval"
     max_documents: int | None = None
+    cards: list[str] = field(default_factory=list)
+    cards_config: str | None = None
+    chai_schema: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.max_documents is not None and self.max_documents < 2:
             raise ConfigError(f"The 'audit.max_documents' parameter must be an int >= 2 or null. "
                               f"Got {self.max_documents!r} instead.")
+        from domainfm.audit.cards.config import load_deployer_fields, parse_cards
+
+        try:
+            self.cards = parse_cards(self.cards)
+        except ConfigError as exc:
+            raise ConfigError(f"audit.cards: {exc}") from None
+        if self.cards_config is not None:
+            if not self.cards:
+                raise ConfigError("audit.cards_config is set but audit.cards names no card: add e.g. 'cards: [all]'")
+            load_deployer_fields(self.cards_config)  # its errors name the file and the field
+        if self.chai_schema is not None and not Path(self.chai_schema).is_file():
+            raise ConfigError(f"audit.chai_schema {self.chai_schema} does not exist (leave it out to use the shipped "
+                              "CHAI v0.2 schema)")
 
 
 @dataclass
@@ -428,6 +448,8 @@ def pipeline_from_dict(data: Mapping[str, Any]) -> PipelineConfig:
     if "audit" in stages:
         data = stages["finetune"].data
         inputs["audit"] += [Path(str(data.train))] + ([Path(str(data.eval))] if data.eval else [])
+        # an edited cards.yaml or schema re-runs the audit stage (it writes the cards)
+        inputs["audit"] += [Path(p) for p in (stages["audit"].cards_config, stages["audit"].chai_schema) if p]
     return PipelineConfig(run_dir=run_dir, seed=seed, stages=stages, inputs=inputs, launch=launch)
 
 
@@ -741,6 +763,17 @@ def _run_audit(ctx: StageContext) -> StageOutput:
             metrics[f"accuracy_gap_{attr.rsplit('.', 1)[-1]}"] = round(gap, 4)
     counts = {"documents": len(docs), "data": section.data}
     outputs = [result.html, ctx.out_dir / "report.json", ctx.out_dir / "model_card.md"]
+    if section.cards:
+        from domainfm.audit.cards import write_cards
+
+        evidence = {stage: ctx.pipeline.output(stage) for stage in ("privacy", "deid_eval")
+                    if stage in ctx.pipeline.stages and ctx.pipeline.output(stage).is_file()}
+        cards = write_cards(ctx.out_dir, section.cards, cards_config=section.cards_config,
+                            chai_schema=section.chai_schema, privacy_audit=evidence.get("privacy"),
+                            deid_eval=evidence.get("deid_eval"), audit_scope=section.data)
+        outputs += cards.files
+        for name, card in cards.summary["cards"].items():
+            counts[f"card_{name}_open_fields"] = card["completeness"]["missing"]
     return StageOutput(outputs, counts, metrics)
 
 

@@ -20,7 +20,10 @@ pytestmark = pytest.mark.slow
 
 SHIPPED = ("domainfm/tasks/demo-clinical.yaml", "domainfm/tasks/demo-legal.yaml",
            "domainfm/tasks/demo-clinical-classify.yaml", "domainfm/tasks/pretrain-demo.yaml",
-           "domainfm/audit/templates/audit_report.html.j2", "domainfm/audit/templates/model_card.md.j2")
+           "domainfm/audit/templates/audit_report.html.j2", "domainfm/audit/templates/model_card.md.j2",
+           "domainfm/audit/templates/card.md.j2", "domainfm/audit/cards/demo-cards.yaml",
+           "domainfm/audit/cards/schemas/chai-applied-model-card-v0.2.xsd",
+           "domainfm/audit/cards/schemas/xmldsig-core-stub.xsd", "domainfm/audit/cards/schemas/CHAI-LICENSE.txt")
 
 
 @pytest.fixture(scope="module")

@@ -190,3 +190,45 @@ def fairness_gaps(groups: dict[str, dict[str, Any]], labels: Sequence[str], posi
             "accuracy_difference": (max(accs) - min(accs)) if accs else None,
         }
     return out
+
+
+def gap_cis(y_true: np.ndarray, y_pred: np.ndarray, names: np.ndarray, groups: Sequence[str], positive: int, *,
+            n_boot: int, rng: np.random.Generator) -> dict[str, list[float] | None]:
+    """95% percentile intervals of the gaps between ``groups`` (documents resampled with
+    replacement, as :func:`bootstrap_cis`): accuracy difference, and the positive class's
+    demographic parity and equalized odds differences.
+
+    A resample in which fewer than two of the groups occur has no gap and is left out; ``None``
+    when there are fewer than two groups, no resamples, or no resample kept two groups."""
+    keys = ("accuracy_difference", "demographic_parity_difference", "equalized_odds_difference")
+    n = len(y_true)
+    if len(groups) < 2 or n < 2 or n_boot == 0:
+        return {k: None for k in keys}
+    idx = rng.integers(0, n, size=(n_boot, n))
+    t, p, g = y_true[idx], y_pred[idx], names[idx]
+    correct, tk, pk = t == p, t == positive, p == positive
+
+    def rate(hit: np.ndarray, within: np.ndarray) -> np.ndarray:
+        # NaN where a resample holds none of the group (or none of its positives/negatives)
+        den = within.sum(1).astype(float)
+        return np.divide((hit & within).sum(1), den, out=np.full(n_boot, np.nan), where=den > 0)
+
+    acc, sel, tpr, fpr = [], [], [], []
+    for name in groups:
+        m = g == name
+        acc.append(rate(correct, m))
+        sel.append(rate(pk, m))
+        # fairlearn's convention (as ovr_rates): a group without positives has TPR 0
+        tpr.append(np.where(np.isnan(acc[-1]), np.nan, np.nan_to_num(rate(pk, m & tk))))
+        fpr.append(np.where(np.isnan(acc[-1]), np.nan, np.nan_to_num(rate(pk, m & ~tk))))
+    acc, sel, tpr, fpr = map(np.array, (acc, sel, tpr, fpr))
+    present = (~np.isnan(acc)).sum(0) >= 2
+    if not present.any():
+        return {k: None for k in keys}
+
+    def spread(v: np.ndarray) -> np.ndarray:
+        return np.nanmax(v[:, present], 0) - np.nanmin(v[:, present], 0)
+
+    samples = {"accuracy_difference": spread(acc), "demographic_parity_difference": spread(sel),
+               "equalized_odds_difference": np.maximum(spread(tpr), spread(fpr))}
+    return {k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for k, v in samples.items()}

@@ -1,0 +1,342 @@
+"""What the cards are filled from: the audit's ``report.json`` and the lineage files around it
+(manifests, the model's task info and fine-tuning config, the training data's de-identification
+manifest, a de-id evaluation and a privacy audit when given), each with its path and sha256.
+
+Every number a card shows is a :class:`Metric` that names the path of its value (and of its
+confidence interval) inside ``report.json`` or another source file, so a reviewer, and the tests,
+can check the card against the file it came from. Every text field is a :class:`Filled` value
+that says whether it came from evidence, from a config, from the deployer's ``cards.yaml``, or is
+left to the deployer.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Literal, Sequence
+
+from domainfm.errors import ConfigError
+
+Origin = Literal["evidence", "config", "deployer", "missing"]
+ORIGINS: tuple[Origin, ...] = ("evidence", "config", "deployer", "missing")
+TO_COMPLETE = "To be completed by the deployer"
+
+
+@dataclass
+class Source:
+    """One file a card was filled from."""
+
+    role: str
+    path: str
+    sha256: str
+    what: str
+
+
+@dataclass
+class Filled:
+    """A card field's text and where it came from (``missing``: left to the deployer)."""
+
+    text: str
+    origin: Origin
+    sources: list[str] = field(default_factory=list)  # Source roles
+
+    @classmethod
+    def missing(cls, what: str, hint: str | None = None) -> "Filled":
+        note = f" ({hint})" if hint else ""
+        return cls(f"{TO_COMPLETE}: {what}{note}.", "missing")
+
+
+@dataclass
+class Metric:
+    """One number from a source file: ``path`` (keys from the file's root) locates the value,
+    ``ci_path`` its 95% interval ``[lower, upper]`` when there is one."""
+
+    group: Literal["usefulness", "fairness", "safety"]
+    label: str
+    value: float | int | bool | None
+    unit: str
+    source: str  # Source role (audit_report, deid_eval, privacy_audit)
+    path: tuple[str, ...]
+    ci: list[float] | None = None
+    ci_path: tuple[str, ...] | None = None
+    n: int | None = None
+    note: str | None = None
+
+    def value_json(self, sources: dict[str, "Source"] | None = None) -> dict[str, Any]:
+        """CHAI ``ValueJson`` content: the value, its interval and unit, and where both live
+        (the source file's name and sha256, and the keys from its root)."""
+        out: dict[str, Any] = {"kind": "single", "value": self.value, "unit": self.unit}
+        if self.ci is not None:
+            out["ci"] = {"level": 0.95, "lower": self.ci[0], "upper": self.ci[1]}
+        if self.n is not None:
+            out["n"] = self.n
+        src = (sources or {}).get(self.source)
+        out["source"] = {"file": Path(src.path).name if src else self.source, "role": self.source,
+                         "sha256": src.sha256 if src else None, "path": list(self.path)}
+        if self.ci_path is not None and self.ci is not None:
+            out["source"]["ci_path"] = list(self.ci_path)
+        return out
+
+
+def lookup(obj: Any, path: Sequence[str]) -> Any:
+    """The value at ``path`` (mapping keys, or list indexes as digit strings); None if absent."""
+    for key in path:
+        if isinstance(obj, dict):
+            obj = obj.get(key)
+        elif isinstance(obj, list) and str(key).isdigit() and int(key) < len(obj):
+            obj = obj[int(key)]
+        else:
+            return None
+    return obj
+
+
+def fmt(value: Any) -> str:
+    """How a card writes a number (the JSON ``ValueJson`` keeps full precision)."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def _shown(path: Path) -> str:
+    """A path as the card shows it: relative to the working directory when inside it (a card
+    committed beside a run names the files the same way on every machine), else as given."""
+    import os
+
+    try:
+        rel = Path(os.path.relpath(path.resolve(), Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+    return str(path) if rel.parts[:1] == ("..",) else rel.as_posix()
+
+
+def _read_json(path: Path) -> Any | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+class Evidence:
+    """The audit report and every lineage file found around it.
+
+    Args:
+        audit_dir: the folder ``domainfm audit`` wrote (``report.json``, ``manifest.json``).
+        deid_eval: a ``domainfm deid-eval -o`` metrics file, or the pipeline's ``deid_eval``
+            report (rules vs rules and model), scoring the de-identification of the training data.
+        privacy_audit: a ``domainfm audit-privacy`` ``report.json``.
+        cards_config: the deployer's ``cards.yaml`` (hashed into the appendix).
+        audit_scope: which documents the audit read, when known (the pipeline's ``audit.data``):
+            ``eval`` (held out by fine-tuning) or ``all`` (training documents included).
+    """
+
+    def __init__(self, audit_dir: str | Path, *, deid_eval: str | Path | None = None,
+                 privacy_audit: str | Path | None = None, cards_config: str | Path | None = None,
+                 audit_scope: str | None = None):
+        from domainfm.manifest import sha256_file
+
+        self.audit_scope = audit_scope
+        self._metrics: list[Metric] | None = None
+        self._sha = sha256_file
+        self.sources: dict[str, Source] = {}
+        self.audit_dir = Path(audit_dir)
+        report_path = self.audit_dir / "report.json"
+        report = _read_json(report_path)
+        if not isinstance(report, dict) or "performance" not in report or "model" not in report:
+            raise ConfigError(f"{report_path} is not an audit report.json (run 'domainfm audit' first; the cards "
+                              "are filled from its numbers)")
+        self.report: dict[str, Any] = report
+        self._add("audit_report", report_path, "audit results (report.json)")
+        self._add("audit_manifest", self.audit_dir / "manifest.json", "audit manifest")
+        self.model_dir = Path(report["model"]["source"]) if report["model"].get("source") else None
+        self.task_info = self._json("task_info", self.model_dir / "domainfm_task.json" if self.model_dir else None,
+                                    "model task info (domainfm_task.json)")
+        self.model_manifest = self._json("model_manifest", self.model_dir / "manifest.json" if self.model_dir else None,
+                                         "model manifest (fine-tuning run)")
+        self.finetune_config = (self.model_manifest or {}).get("config") if self.model_manifest else None
+        if self.model_dir is not None:
+            self._add("finetune_config", self.model_dir / "finetune.yaml", "fine-tuning config")
+            self.finetune_metrics = self._json("finetune_metrics", self.model_dir / "metrics.json",
+                                               "fine-tuning evaluation metrics")
+        else:
+            self.finetune_metrics = None
+        self.training_data = self._training_data()
+        self.pretrain_manifest = self._pretrain_manifest()
+        self.deid_eval = self._json("deid_eval", Path(deid_eval), "de-identification evaluation") \
+            if deid_eval is not None else None
+        if deid_eval is not None and self.deid_eval is None:
+            raise ConfigError(f"--deid-eval {deid_eval}: not a readable JSON file (a 'domainfm deid-eval -o' "
+                              "metrics file or a pipeline deid_eval report.json)")
+        self.privacy = self._json("privacy_audit", Path(privacy_audit), "privacy audit (domainfm audit-privacy)") \
+            if privacy_audit is not None else None
+        if privacy_audit is not None and (not isinstance(self.privacy, dict) or "gate" not in self.privacy):
+            raise ConfigError(f"--privacy-audit {privacy_audit}: not a 'domainfm audit-privacy' report.json "
+                              "(it has no 'gate')")
+        if cards_config is not None:
+            self._add("cards_config", Path(cards_config), "deployer fields (cards.yaml)")
+
+    # -- files ------------------------------------------------------------------------------
+
+    def _add(self, role: str, path: Path, what: str) -> bool:
+        if not path.is_file():
+            return False
+        self.sources[role] = Source(role, _shown(path), self._sha(path), what)
+        return True
+
+    def _json(self, role: str, path: Path | None, what: str) -> Any | None:
+        if path is None or not self._add(role, path, what):
+            return None
+        return _read_json(path)
+
+    def _training_data(self) -> list[dict[str, Any]]:
+        """The model's training inputs (from its manifest) with the stage that wrote each."""
+        out = []
+        for i, item in enumerate((self.model_manifest or {}).get("inputs", [])):
+            path = Path(item.get("path", ""))
+            entry = {"name": path.name, "sha256": item.get("sha256"), "bytes": item.get("bytes"), "stage": None,
+                     "counts": {}, "config": None}
+            from domainfm.manifest import manifest_path_for
+
+            manifest = self._json(f"training_data_{i}_manifest", manifest_path_for(path),
+                                  f"manifest of training input {path.name}")
+            if isinstance(manifest, dict):
+                entry.update(stage=manifest.get("stage"), counts=manifest.get("counts") or {},
+                             config=manifest.get("config"), role=f"training_data_{i}_manifest")
+            out.append(entry)
+        return out
+
+    def _pretrain_manifest(self) -> dict[str, Any] | None:
+        """The domain-adapted base model's manifest when fine-tuning started from a ``domainfm
+        pretrain`` output."""
+        base = ((self.task_info or {}).get("base_model") or {}).get("name")
+        if not base:
+            return None
+        manifest = self._json("pretrain_manifest", Path(str(base)) / "manifest.json", "base model manifest (pretraining)")
+        return manifest if isinstance(manifest, dict) and manifest.get("stage") == "pretrain" else None
+
+    # -- facts ------------------------------------------------------------------------------
+
+    @property
+    def task(self) -> str:
+        return self.report["model"].get("task", "classification")
+
+    @property
+    def model_name(self) -> str:
+        return self.model_dir.name if self.model_dir else str(self.report["model"].get("source"))
+
+    def base_model(self) -> str | None:
+        return ((self.task_info or {}).get("base_model") or {}).get("name")
+
+    def deidentified(self) -> bool | None:
+        return (self.report.get("privacy") or {}).get("training_deidentified")
+
+    # -- numbers ----------------------------------------------------------------------------
+
+    def _m(self, group, label, path, unit, *, ci_path=None, n=None, note=None, source="audit_report") -> Metric | None:
+        doc = {"audit_report": self.report, "deid_eval": self.deid_eval, "privacy_audit": self.privacy}[source]
+        value = lookup(doc, path)
+        if not isinstance(value, (int, float)):
+            return None
+        ci = lookup(doc, ci_path) if ci_path else None
+        ci = ci if isinstance(ci, list) and len(ci) == 2 and all(isinstance(c, (int, float)) for c in ci) else None
+        return Metric(group, label, value, unit, source, tuple(path), ci, tuple(ci_path) if ci_path else None, n, note)
+
+    def metrics(self) -> list[Metric]:
+        """Every number the cards report, grouped as CHAI's key metrics (computed once)."""
+        if self._metrics is None:
+            self._metrics = [m for m in (*self.usefulness(), *self.fairness(), *self.safety()) if m is not None]
+        return list(self._metrics)
+
+    def usefulness(self) -> Iterable[Metric | None]:
+        ov = ("performance", "overall")
+        n = lookup(self.report, (*ov, "n"))
+        if self.task == "ner":
+            for key, unit in (("f1", "entity micro-F1"), ("precision", "entity precision"), ("recall", "entity recall")):
+                yield self._m("usefulness", f"overall {unit}", (*ov, key), unit, ci_path=(*ov, "ci", key), n=n)
+            return
+        yield self._m("usefulness", "overall accuracy", (*ov, "accuracy"), "accuracy", ci_path=(*ov, "ci", "accuracy"), n=n)
+        yield self._m("usefulness", "overall macro-F1", (*ov, "macro_f1"), "macro-F1", ci_path=(*ov, "ci", "macro_f1"), n=n)
+        for label in self.report["model"].get("labels", []):
+            pc = (*ov, "per_class", label)
+            support = lookup(self.report, (*pc, "support"))
+            yield self._m("usefulness", f"F1 of class {label}", (*pc, "f1"), "F1", n=support)
+
+    def fairness(self) -> Iterable[Metric | None]:
+        perf = self.report["performance"]
+        for attr, section in perf.get("by_attribute", {}).items():
+            base = ("performance", "by_attribute", attr)
+            for name, group in section.get("groups", {}).items():
+                key = "f1" if self.task == "ner" else "accuracy"
+                small = " (small group)" if group.get("small") else ""
+                yield self._m("fairness", f"{key} of group {attr}={name}{small}", (*base, "groups", name, key), key,
+                              ci_path=(*base, "groups", name, "ci", key), n=group.get("n"))
+            gaps = ("gaps", "reliable_groups") if len(section["gaps"]["reliable_groups"]["groups"]) >= 2 \
+                else ("gaps", "all_groups")
+            scope = "groups of adequate size" if gaps[1] == "reliable_groups" else "all groups (some small)"
+            if self.task == "ner":
+                yield self._m("fairness", f"F1 gap across {attr}, {scope}", (*base, *gaps, "f1_difference"),
+                              "F1 difference (max - min)")
+                continue
+            yield self._m("fairness", f"accuracy gap across {attr}, {scope}", (*base, *gaps, "accuracy_difference"),
+                          "accuracy difference (max - min)", ci_path=(*base, *gaps, "ci", "accuracy_difference"))
+            pos = perf.get("positive_class")
+            yield self._m("fairness", f"demographic parity difference for {pos} across {attr}, {scope}",
+                          (*base, *gaps, "positive_class", "demographic_parity_difference"),
+                          "selection-rate difference (max - min)",
+                          ci_path=(*base, *gaps, "ci", "demographic_parity_difference"))
+            yield self._m("fairness", f"equalized odds difference for {pos} across {attr}, {scope}",
+                          (*base, *gaps, "positive_class", "equalized_odds_difference"),
+                          "max of TPR and FPR differences",
+                          ci_path=(*base, *gaps, "ci", "equalized_odds_difference"))
+
+    def safety(self) -> Iterable[Metric | None]:
+        cal = ("calibration",)
+        yield self._m("safety", "expected calibration error", (*cal, "overall", "ece"), "ECE (top-class, equal-width bins)",
+                      n=lookup(self.report, (*cal, "overall", "n")))
+        yield self._m("safety", "maximum calibration error", (*cal, "overall", "mce"), "MCE")
+        yield self._m("safety", "ECE after temperature scaling (held-out part)", (*cal, "temperature", "after", "ece"),
+                      "ECE", n=lookup(self.report, (*cal, "temperature", "n_test")))
+        for name in (self.report.get("robustness") or {}):
+            rob = ("robustness", name)
+            what = {"gender": "gendered words", "names": "first names", "race": "race descriptors"}.get(name, name)
+            yield self._m("safety", f"prediction flip rate when swapping {what}", (*rob, "flip_rate"),
+                          "share of changed documents whose prediction flips",
+                          n=lookup(self.report, (*rob, "n_changed")))
+        yield from self._deid_metrics()
+        yield from self._privacy_metrics()
+
+    def _deid_metrics(self) -> Iterable[Metric | None]:
+        if not isinstance(self.deid_eval, dict):
+            return
+        if "any_overlap" in self.deid_eval:  # domainfm deid-eval -o
+            for key in ("recall", "precision"):
+                yield self._m("safety", f"de-identification {key} on the training data's gold PHI (any overlap)",
+                              ("any_overlap", key), key, n=self.deid_eval.get("gold") if key == "recall" else None,
+                              source="deid_eval")
+            yield self._m("safety", "PHI leakage rate of the de-identified text", ("leakage", "rate"), "share",
+                          source="deid_eval")
+        for variant in ("rules", "rules_and_model"):  # the pipeline's deid_eval stage
+            if isinstance(self.deid_eval.get(variant), dict):
+                yield self._m("safety", f"de-identification recall ({variant.replace('_', ' ')}), held-out patients",
+                              (variant, "recall"), "recall (any overlap)", n=self.deid_eval[variant].get("gold"),
+                              source="deid_eval")
+
+    def _privacy_metrics(self) -> Iterable[Metric | None]:
+        if not isinstance(self.privacy, dict):
+            return
+        p = self.privacy
+        yield self._m("safety", "highest canary exposure (bits)", ("exposure", "max_exposure"), "bits",
+                      source="privacy_audit")
+        strongest = lookup(p, ("membership", "strongest"))
+        if strongest:
+            att = ("membership", "attacks", strongest)
+            yield self._m("safety", f"membership-inference AUC ({strongest} attack)", (*att, "auc"), "AUC",
+                          ci_path=(*att, "auc_ci"), source="privacy_audit")
+        yield self._m("safety", "identifiers regurgitated beyond chance", ("regurgitation", "beyond_chance"), "count",
+                      source="privacy_audit")
