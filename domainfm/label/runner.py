@@ -6,7 +6,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from domainfm.corpus.io import (Counts, OutputLock, Rejected, RejectWriter, JsonlWriter, check_output_path,
                                 read_located_documents, rejects_path_for)
@@ -102,18 +102,7 @@ def label_file(labeled: str | os.PathLike, pool: str | os.PathLike | None, out: 
                        for d, reason in result.rejected]
             summary = result.summary
             summary["seed_records_invalid"] = len(seed_bad)
-        rejects_file = rejects_path_for(out)
-        first: list[str] = []
-        with JsonlWriter(out) as writer, RejectWriter(rejects_file) as rejects_out:
-            for record in records:
-                writer.write_obj(record)
-                counts.written += 1
-            for item in bad + reasons:
-                rejects_out.write(item)
-                counts.add_reject(item.reason)
-                if len(first) < 5:
-                    first.append(item.describe())
-        assert counts.reconciles, counts
+        rejects_file, first = write_outputs(out, records, bad + reasons, counts)
         written_exports = []
         if not check:
             for kind in exports:
@@ -129,3 +118,22 @@ def label_file(labeled: str | os.PathLike, pool: str | os.PathLike | None, out: 
         )
         return LabelRun(out, rejects_file if counts.rejected else None, manifest, counts, summary,
                         written_exports, first)
+
+
+def write_outputs(out: Path, records: Iterable[dict], rejected: list[Rejected], counts: Counts
+                  ) -> tuple[Path, list[str]]:
+    """Write ``records`` to ``out`` and ``rejected`` to its reject file (both atomically), count
+    them, and return the reject file with the first five reasons for the console."""
+    rejects_file = rejects_path_for(out)
+    first: list[str] = []
+    with JsonlWriter(out) as writer, RejectWriter(rejects_file) as rejects_out:
+        for record in records:
+            writer.write_obj(record)
+            counts.written += 1
+        for item in rejected:
+            rejects_out.write(item)
+            counts.add_reject(item.reason)
+            if len(first) < 5:
+                first.append(item.describe())
+    assert counts.reconciles, counts
+    return rejects_file, first

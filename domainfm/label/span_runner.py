@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from domainfm.corpus.io import (Counts, JsonlWriter, OutputLock, Rejected, RejectWriter, check_output_path,
-                                read_located_documents, rejects_path_for)
+from domainfm.corpus.io import (Counts, OutputLock, Rejected, check_output_path, read_located_documents,
+                                rejects_path_for)
 from domainfm.label.export import export_path_for, write_span_export
-from domainfm.label.runner import LabelRun
+from domainfm.label.runner import LabelRun, write_outputs
 from domainfm.label.span_config import SpanLabelConfig
 from domainfm.manifest import write_manifest
 
@@ -55,18 +55,7 @@ def label_spans_file(labeled: str | os.PathLike, pool: str | os.PathLike, out: s
         result = suggest_spans(seeds, docs, cfg, on_stage=on_stage)
         reasons = [Rejected(reason, location=where.get(d.id), record_id=d.id,
                             raw=json.dumps(d.to_dict(), ensure_ascii=False)) for d, reason in result.rejected]
-        rejects_file = rejects_path_for(out)
-        first: list[str] = []
-        with JsonlWriter(out) as writer, RejectWriter(rejects_file) as rejects_out:
-            for record in result.records():
-                writer.write_obj(record)
-                counts.written += 1
-            for item in bad + reasons:
-                rejects_out.write(item)
-                counts.add_reject(item.reason)
-                if len(first) < 5:
-                    first.append(item.describe())
-        assert counts.reconciles, counts
+        rejects_file, first = write_outputs(out, result.records(), bad + reasons, counts)
         written = []
         for kind in exports:
             written.append(write_span_export(kind, export_path_for(out, kind), result.docs, labels=result.labels,
