@@ -27,7 +27,7 @@ from itertools import combinations
 from typing import Any, Sequence
 
 from domainfm.config import suggest
-from domainfm.corpus.document import Span, merge_crossing_spans
+from domainfm.corpus.document import Document, Span, merge_crossing_spans
 from domainfm.errors import ConfigError
 
 RESOLVE = ("majority", "union", "first")
@@ -184,3 +184,18 @@ def annotations_of(doc) -> list[Annotation]:
         spans = [Span(s["start"], s["end"], s["label"], dict(s.get("attrs") or {})) for s in a.get("spans") or []]
         out.append(Annotation(str(a.get("annotator")), spans, a.get("label"), a.get("labels")))
     return out
+
+
+def annotated_document(doc_id: str, text: str, meta: dict[str, Any], versions: Sequence[Annotation],
+                       resolved: tuple, location: str | None) -> Document:
+    """The document an annotation tool's task becomes: the resolved spans and labels, and, when
+    several annotators worked on it, every version (``meta.annotations``) and what they disagreed
+    on (``meta.annotation_conflicts``); validated, so an error names the record's location."""
+    spans, label, labels, conflicts = resolved
+    if len(versions) > 1:
+        meta["annotations"] = [v.to_dict() for v in versions]
+        if conflicts:
+            meta["annotation_conflicts"] = conflicts
+    doc = Document(doc_id, text, meta, label=label, labels=labels, spans=spans)
+    doc.validate(location=location)
+    return doc

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from domainfm.config import suggest
-from domainfm.corpus.agreement import Annotation, check_resolve, resolve
+from domainfm.corpus.agreement import Annotation, annotated_document, check_resolve, resolve
 from domainfm.corpus.document import Document, Span
 from domainfm.corpus.importers.base import Sourced, register
 from domainfm.corpus.io import Rejected
@@ -125,13 +125,7 @@ def task_to_document(task: Any, options: LabelStudioOptions | None = None, locat
     if other:
         ls_meta["other"] = other
     meta["labelstudio"] = ls_meta
-    if len(versions) > 1:
-        meta["annotations"] = [v.to_dict() for v in versions]
-        if conflicts:
-            meta["annotation_conflicts"] = conflicts
-    doc = Document(doc_id, text, meta, label=label, labels=labels, spans=spans)
-    doc.validate(location=location)
-    return doc
+    return annotated_document(doc_id, text, meta, versions, (spans, label, labels, conflicts), location)
 
 
 def _annotator(ann: dict, index: int, source: str) -> str:

@@ -15,12 +15,11 @@ that no annotator accepted is rejected with that reason.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from domainfm.corpus.agreement import Annotation, check_resolve, resolve
+from domainfm.corpus.agreement import Annotation, annotated_document, check_resolve, resolve
 from domainfm.corpus.document import Document, Span
 from domainfm.corpus.importers.base import Sourced, register
 from domainfm.corpus.io import Rejected, iter_jsonl_lines
@@ -101,13 +100,7 @@ def _document(doc_id: str, lines: list[tuple[str, str, dict]], options: ProdigyO
     extra = {k: v for k, v in first.items() if k not in _PRODIGY_KEYS}
     if extra:
         meta["prodigy"]["fields"] = extra
-    if len(versions) > 1:
-        meta["annotations"] = [v.to_dict() for v in versions]
-        if conflicts:
-            meta["annotation_conflicts"] = conflicts
-    doc = Document(doc_id, text, meta, label=label, labels=labels, spans=spans)
-    doc.validate(location=location)
-    return doc
+    return annotated_document(doc_id, text, meta, versions, (spans, label, labels, conflicts), location)
 
 
 def _annotation(obj: dict, index: int, where: str, doc_id: str, location: str) -> Annotation:
