@@ -140,3 +140,30 @@ def tiny_mlm_folder(tmp_path_factory, tiny_tokenizer, tiny_bert_config):
     BertForMaskedLM(tiny_bert_config).save_pretrained(folder)
     tiny_tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.mark.slow
+def test_the_ten_minute_walkthrough_runs_as_written(tmp_path):
+    """The walkthrough block is run by bash as it stands (only its output folder moved to tmp):
+    every command must succeed, the vault must restore the exact originals, and the files the
+    text tells the reader to open must exist."""
+    import os
+    import subprocess
+    import sys
+
+    section = README.split("## A ten-minute walkthrough", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    assert "W=walk;" in block
+    out = tmp_path / "walk"
+    script = "set -euo pipefail\n" + block.replace("W=walk;", f"W={out};")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    done = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (out / "audit" / "index.html").is_file()
+    restored = [json.loads(line)["text"] for line in (out / "restored.jsonl").open()]
+    originals = [json.loads(line)["text"] for line in (ROOT / "corpora/clinical/notes.jsonl").open()]
+    assert restored == originals
+    recall = json.loads((out / "deid-eval.json").read_text())["any_overlap"]["recall"]
+    assert recall >= 0.9
+    for name in ("chunks.manifest.json", "suggestions.labelstudio.json", "classifier/manifest.json"):
+        assert (out / name).is_file(), name
