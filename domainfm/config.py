@@ -62,6 +62,32 @@ def check_document_fields(section: Any, name: str = "data", *, limits: Iterable[
             raise ConfigError(f"{name}.{limit} must be >= 0 (0 = {zero_means}), got {getattr(section, limit)}")
 
 
+def check_train_section(section: Any, *, at_least_one: Iterable[str], zero_means_off: Iterable[str]) -> None:
+    """The checks pretrain's and finetune's ``train`` sections share: the learning rate, the
+    length of training (``max_steps``, else ``epochs``), counts that must be >= 1, counts where 0
+    means off, and the optimiser's warm-up share, weight decay and clipping.
+
+    Raises:
+        ConfigError: naming ``train.<field>``, what it got and what it accepts.
+    """
+    if not 0.0 < section.lr < 1.0:
+        raise ConfigError(f"train.lr must be in (0, 1), got {section.lr}")
+    if section.max_steps < 0:
+        raise ConfigError(f"train.max_steps must be >= 0 (0 = use train.epochs), got {section.max_steps}")
+    if section.max_steps == 0 and not section.epochs > 0:
+        raise ConfigError(f"train.epochs must be > 0 when train.max_steps is 0, got {section.epochs}")
+    for name in at_least_one:
+        if getattr(section, name) < 1:
+            raise ConfigError(f"train.{name} must be an int >= 1, got {getattr(section, name)}")
+    for name in zero_means_off:
+        if getattr(section, name) < 0:
+            raise ConfigError(f"train.{name} must be >= 0 (0 = off), got {getattr(section, name)}")
+    if not 0.0 <= section.warmup_ratio < 1.0:
+        raise ConfigError(f"train.warmup_ratio must be in [0, 1), got {section.warmup_ratio}")
+    if section.weight_decay < 0 or section.max_grad_norm < 0:
+        raise ConfigError("train.weight_decay and train.max_grad_norm must be >= 0")
+
+
 def from_dict(cls: type, data: Mapping[str, Any] | None, *, prefix: str = "") -> Any:
     """Build dataclass ``cls`` from a mapping, checking keys and value types recursively."""
     if data is None:

@@ -6,7 +6,9 @@ classifier on its held-out notes) and ``tasks/demo-legal.yaml`` (import -> deid 
 each run directory under ``demo-output/`` and the corpora from ``corpora/`` (generated, seeded,
 when missing). On top of the pipelines it scores the de-identification against the corpora's
 gold PHI, evaluates label suggestions (seeds drawn from the de-identified documents, the rest
-labelled with their labels hidden and scored: :func:`domainfm.label.run_label_demo`) and copies
+labelled with their labels hidden and scored: :func:`domainfm.label.run_label_demo`), shows the
+annotation loop's first step (PHI span pre-annotations for de-identified notes from 8 annotated
+ones, exported for Label Studio and scored: :func:`domainfm.label.run_span_demo`) and copies
 the clinical audit report to ``reports/demo/``. The console shows counts and scores only, never document text. Because it
 is a pipeline run, a second ``domainfm demo`` reuses every unchanged stage, and a killed demo
 resumes (the DAPT run from its last checkpoint).
@@ -116,6 +118,12 @@ def run_demo(out: Path = Path("demo-output"), corpora: Path = Path("corpora"), c
             labelled = run_label_demo(deidentified, out / name / "label", seeds_per_class=seeds_per_class,
                                       pool_size=pool_size, seed=DEMO_SEED, console=console)
             record["label"] = {k: labelled[k] for k in ("out", "exports", "counts", "accuracy_vs_held_back")}
+            if name == "clinical":  # the annotation loop's first step: PHI pre-annotations on de-identified notes
+                from domainfm.label import run_span_demo
+
+                console.rule("[bold]clinical span suggestions (the annotation loop)")
+                record["label_spans"] = run_span_demo(deidentified, out / name / "label-spans", seed=DEMO_SEED,
+                                                      console=console)
         audit_dir = out / name / "audit"
         if "audit" in record["stages"]:
             record["audit"] = _show_audit(audit_dir, console)
@@ -187,6 +195,8 @@ def _what_to_open(out: Path, summary: dict, report_dir: Path | None) -> list[str
         lines.append(f"audit report: {where}")
     if "label" in summary["pipelines"].get("clinical", {}):
         lines.append(f"label suggestions (Label Studio): {out / 'clinical' / 'label' / 'suggestions.labelstudio.json'}")
+    if "label_spans" in summary["pipelines"].get("clinical", {}):
+        lines.append(f"PHI span pre-annotations (Label Studio): {summary['pipelines']['clinical']['label_spans']['exports'][0]}")
     for name in summary["pipelines"]:
         lines.append(f"{name} run summary: {out / name / 'run.json'}")
     return lines

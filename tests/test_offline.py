@@ -3,6 +3,9 @@ loading the embedded default models."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from conftest import ROOT, run_offline
 
@@ -34,6 +37,9 @@ def test_full_demo_opens_no_connection(tmp_path):
     result = run_offline(demo_code(tmp_path), cwd=tmp_path, timeout=1800)
     assert result.returncode == 0, result.stderr[-2000:]
     assert attempts(result.stdout) == "NETWORK_ATTEMPTS=0 []"
+    spans = json.loads((tmp_path / "demo" / "demo.json").read_text())["pipelines"]["clinical"]["label_spans"]
+    assert spans["counts"]["reconciles"] and spans["counts"]["written"] == 40
+    assert Path(spans["exports"][0]).is_file() and spans["entity_f1_vs_held_back"] > 0.2
 
 
 @pytest.mark.slow

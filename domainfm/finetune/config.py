@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from domainfm.config import check_document_fields, suggest
+from domainfm.config import check_document_fields, check_train_section, suggest
 from domainfm.errors import ConfigError
 from domainfm.lora import LoraSection
 from domainfm.privacy_audit.config import CanaryConfig
@@ -238,22 +238,8 @@ class TrainSection:
     precision: Literal["auto", "fp32", "bf16"] = "auto"
 
     def __post_init__(self):
-        if not 0.0 < self.lr < 1.0:
-            raise ConfigError(f"train.lr must be in (0, 1), got {self.lr}")
-        if self.max_steps < 0:
-            raise ConfigError(f"train.max_steps must be >= 0 (0 = use train.epochs), got {self.max_steps}")
-        if self.max_steps == 0 and not self.epochs > 0:
-            raise ConfigError(f"train.epochs must be > 0 when train.max_steps is 0, got {self.epochs}")
-        for name in ("batch_size", "grad_accum", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"train.{name} must be an int >= 1, got {getattr(self, name)}")
-        for name in ("eval_every", "early_stopping_patience"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"train.{name} must be >= 0 (0 = off), got {getattr(self, name)}")
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            raise ConfigError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.weight_decay < 0 or self.max_grad_norm < 0:
-            raise ConfigError("train.weight_decay and train.max_grad_norm must be >= 0")
+        check_train_section(self, at_least_one=("batch_size", "grad_accum", "eval_batch_size"),
+                            zero_means_off=("eval_every", "early_stopping_patience"))
 
 
 @dataclass

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-from domainfm.config import config_differences, save_config, to_dict
+from domainfm.config import save_config, to_dict
 from domainfm.errors import ConfigError
 from domainfm.finetune.canaries import canary_documents
 from domainfm.finetune.config import TaskConfig
@@ -32,7 +32,13 @@ from domainfm.finetune.split import record_split
 from domainfm.inference.pooling import check_mergeable
 from domainfm.inference.predict import ADAPTER_DIR, TASK_FILE, collate, compute_metrics, document_outputs, score_features
 from domainfm.manifest import write_json_atomic
-from domainfm.training.checkpoints import CHECKPOINTS, list_checkpoints, output_action, prepare_output, read_state
+from domainfm.training.checkpoints import (
+    CHECKPOINTS,
+    latest_resumable,
+    list_checkpoints,
+    output_action,
+    prepare_output,
+)
 
 __all__ = ["FinetuneResult", "finetune", "list_checkpoints", "load_task_data", "new_modules", "prepare_data",
            "rename_spans"]
@@ -235,13 +241,9 @@ def _finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool, o
 
     resumed_from, checkpoint = None, None
     if action == "resume":
-        found = list_checkpoints(out)
+        found = latest_resumable(out, to_dict(cfg), _RESUME_MAY_CHANGE)
         if found:
-            resumed_from, checkpoint = found[-1]
-            saved = read_state(checkpoint)
-            diffs = config_differences(saved["config"], to_dict(cfg), may_change=_RESUME_MAY_CHANGE)
-            if diffs:
-                raise ConfigError(f"cannot resume {out} with a different config ({'; '.join(diffs[:5])})")
+            resumed_from, checkpoint, saved = found
             history[:] = saved["history"]
             emit("info", message=f"resuming from {checkpoint.name} (step {resumed_from} of {total_steps})")
         else:

@@ -11,7 +11,7 @@ Example:
 
 from domainfm.label.assist import CheckResult, LabelResult, Suggestion, check_labels, suggest_labels
 from domainfm.label.config import LabelConfig
-from domainfm.label.demo import run_label_demo
+from domainfm.label.demo import run_label_demo, run_span_demo
 from domainfm.label.encoders import Encoder, SentenceEncoder
 from domainfm.label.export import labelstudio_config, to_labelstudio, to_prodigy, write_export
 from domainfm.label.runner import LabelRun, label_file
@@ -28,6 +28,7 @@ __all__ = [
     "label_file",
     "labelstudio_config",
     "run_label_demo",
+    "run_span_demo",
     "suggest_labels",
     "to_labelstudio",
     "to_prodigy",

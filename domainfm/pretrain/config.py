@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from domainfm.config import check_document_fields
+from domainfm.config import check_document_fields, check_train_section
 from domainfm.errors import ConfigError
 from domainfm.lora import LoraSection as SharedLoraSection
 from domainfm.privacy_audit.config import CanaryConfig
@@ -143,22 +143,8 @@ class TrainConfig:
     report_to: Literal["none", "tensorboard"] = "none"
 
     def __post_init__(self):
-        if not 0.0 < self.lr < 1.0:
-            raise ConfigError(f"train.lr must be in (0, 1), got {self.lr}")
-        if self.max_steps < 0:
-            raise ConfigError(f"train.max_steps must be >= 0 (0 = use train.epochs), got {self.max_steps}")
-        if self.max_steps == 0 and not self.epochs > 0:
-            raise ConfigError(f"train.epochs must be > 0 when train.max_steps is 0, got {self.epochs}")
-        for name in ("batch_size", "grad_accum", "keep_checkpoints", "log_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"train.{name} must be an int >= 1, got {getattr(self, name)}")
-        for name in ("batch_tokens", "checkpoint_every", "eval_every"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"train.{name} must be >= 0 (0 = off), got {getattr(self, name)}")
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            raise ConfigError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.weight_decay < 0 or self.max_grad_norm < 0:
-            raise ConfigError("train.weight_decay and train.max_grad_norm must be >= 0")
+        check_train_section(self, at_least_one=("batch_size", "grad_accum", "keep_checkpoints", "log_every"),
+                            zero_means_off=("batch_tokens", "checkpoint_every", "eval_every"))
 
 
 @dataclass

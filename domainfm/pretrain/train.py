@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-from domainfm.config import config_differences, save_config, to_dict
+from domainfm.config import save_config, to_dict
 from domainfm.errors import ConfigError
 from domainfm.manifest import write_json_atomic
 from domainfm.pretrain.config import PretrainConfig
@@ -39,10 +39,10 @@ from domainfm.pretrain.objective import MaskedPositionsLoss, _Batcher, causal_lo
 from domainfm.training.checkpoints import (
     CHECKPOINTS,
     CheckpointError,
+    latest_resumable,
     list_checkpoints,
     output_action,
     prepare_output,
-    read_state,
 )
 
 __all__ = ["CheckpointError", "MLM_HEAD_NEW", "PretrainResult", "list_checkpoints", "load_model", "pretrain",
@@ -223,13 +223,9 @@ def _pretrain(config: PretrainConfig, out_dir: str | os.PathLike, *, resume: boo
 
     resumed_from, checkpoint = None, None
     if action == "resume":
-        found = list_checkpoints(out)
+        found = latest_resumable(out, to_dict(cfg), _RESUME_MAY_CHANGE)
         if found:
-            resumed_from, checkpoint = found[-1]
-            saved = read_state(checkpoint)
-            diffs = config_differences(saved["config"], to_dict(cfg), may_change=_RESUME_MAY_CHANGE)
-            if diffs:
-                raise ConfigError(f"cannot resume {out} with a different config ({'; '.join(diffs[:5])})")
+            resumed_from, checkpoint, saved = found
             state.update(eval_before=saved["eval_before"], eval_history=saved["eval_history"])
             progress.tokens_before = saved["tokens_seen"]
             emit("info", message=f"resuming from {checkpoint.name} (step {resumed_from} of {total_steps})")

@@ -41,6 +41,26 @@ def read_state(checkpoint: Path) -> dict[str, Any]:
     return json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
 
 
+def latest_resumable(out: Path, config: dict[str, Any], may_change: Any) -> tuple[int, Path, dict[str, Any]] | None:
+    """The newest complete checkpoint under ``out`` as ``(step, folder, saved state)``, or None
+    when there is none. A checkpoint written under another config cannot be continued.
+
+    Raises:
+        ConfigError: the saved config differs from ``config`` in a field outside ``may_change``.
+    """
+    from domainfm.config import config_differences
+
+    found = list_checkpoints(out)
+    if not found:
+        return None
+    step, checkpoint = found[-1]
+    saved = read_state(checkpoint)
+    diffs = config_differences(saved["config"], config, may_change=may_change)
+    if diffs:
+        raise ConfigError(f"cannot resume {out} with a different config ({'; '.join(diffs[:5])})")
+    return step, checkpoint, saved
+
+
 def _fsync(path: Path, directory: bool = False) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
