@@ -11,8 +11,12 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from langchain_core.documents import Document as LCDocument
-from langchain_text_splitters import TextSplitter
+try:
+    from langchain_core.documents import Document as LCDocument
+    from langchain_text_splitters import TextSplitter
+except ImportError as missing:  # an optional integration: the core package does not pull LangChain in
+    raise ImportError("the LangChain splitter needs langchain-text-splitters: pip install 'domainfm[langchain]'") \
+        from missing
 
 from domainfm.chunk.config import ChunkConfig
 from domainfm.chunk.splitter import Chunker
