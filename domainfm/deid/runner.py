@@ -65,8 +65,12 @@ def deidentify(
     secret: bytes | None = None,
     vault=None,
     counts: Counts | None = None,
+    detector=None,
 ) -> Iterator:
     """De-identify a stream of documents; yields ``TransformedRecord`` or ``Rejected`` items.
+
+    ``detector`` is a ready :class:`~domainfm.deid.engine.PhiDetector` built from ``config``
+    (an engine's worker reuses one across batches); by default one is built here.
 
     Example:
         >>> records = deidentify(read_documents("notes.jsonl"), DeidConfig(operator="tag"))  # doctest: +SKIP
@@ -84,7 +88,7 @@ def deidentify(
     if config.workers > 1:
         detect = lambda part: detect_parallel(part, config)  # noqa: E731
     else:
-        detectors.append(_detector(config))
+        detectors.append(detector or _detector(config))
         detect = detectors[0].detect
     # Documents over spaCy's limit are detected in overlapping windows (deid/windows.py).
     pairs = detect_windowed(detect, docs)

@@ -199,6 +199,53 @@ class Vault:
         """A keyed digest of a text, to check a record was not edited since de-identification."""
         return self._hmac(b"text", text).hex()
 
+    # -- rows, for engines that de-identify in many processes ------------------------------------
+
+    TABLES = ("mapping", "shifts", "documents")
+
+    def header(self) -> tuple[bytes, bytes]:
+        """The file's salt and key check: a staging vault opened with them (:meth:`staging`)
+        derives the same subkeys, so its rows can be merged into this file as they are."""
+        salt = self._db.execute("SELECT value FROM meta WHERE name = 'salt'").fetchone()[0]
+        check = self._db.execute("SELECT value FROM meta WHERE name = 'check'").fetchone()[0]
+        return bytes(salt), bytes(check)
+
+    @classmethod
+    def staging(cls, path: str | os.PathLike, key: bytes, header: tuple[bytes, bytes], **kwargs: Any) -> Vault:
+        """A new vault file at ``path`` that shares another vault's salt and key check (a
+        worker's scratch vault: every row it holds is already encrypted for the target file)."""
+        path = Path(path)
+        if path.exists():
+            raise ConfigError(f"{path}: a staging vault must be a new file")
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        with sqlite3.connect(path) as db:
+            db.executescript(_SCHEMA)
+            db.executemany("INSERT INTO meta VALUES (?, ?)", [("salt", header[0]), ("check", header[1])])
+        return cls(path, key, **kwargs)
+
+    def rows(self):
+        """Every stored row as ``(table, columns)``: digests and ciphertext only, no clear text."""
+        self.commit()
+        for table in self.TABLES:
+            for row in self._db.execute(f"SELECT * FROM {table}"):  # noqa: S608 (fixed table names)
+                yield table, tuple(bytes(v) for v in row)
+
+    def merge_rows(self, rows) -> int:
+        """Add rows from :meth:`rows` of a staging vault with this file's header. Idempotent:
+        mappings and shifts keep the first row for a key (they are pure functions of the key, so
+        a retried task writes the same), a document's edits are replaced by the latest."""
+        n = 0
+        for table, columns in rows:
+            if table not in self.TABLES:
+                raise ConfigError(f"{self.path}: unknown vault table {table!r} in merged rows")
+            verb = "INSERT OR REPLACE" if table == "documents" else "INSERT OR IGNORE"
+            marks = ", ".join("?" * len(columns))
+            self._db.execute(f"{verb} INTO {table} VALUES ({marks})", columns)  # noqa: S608
+            n += 1
+            self._wrote()
+        self.commit()
+        return n
+
     # -- lifecycle --------------------------------------------------------------------------
 
     def _wrote(self) -> None:

@@ -1,0 +1,211 @@
+"""The engine-neutral core: de-identify or chunk one partition of documents, as a pure function.
+
+An engine (Spark, Ray) hands a worker the documents of one partition; the worker returns plain
+rows. Nothing here knows the engine, so every engine gives the same output:
+
+* **records** (``kind="record"``): the output document as JSON, with its input ``order``;
+* **rejects** (``kind="reject"``): the reason, the record's id and location and the raw record
+  (the reject file is as sensitive as the input; the reason never quotes text);
+* **vault rows** (``kind="vault"``): digests and AES-GCM ciphertext only, already encrypted for
+  the target vault file (the worker's scratch vault shares its salt), merged by the driver.
+
+Why the output equals one process's: surrogates and date shifts are pure functions of (key,
+patient scope, PHI kind, original). What depends on order is kept inside a patient: name
+propagation carries a name to the patient's later notes, and a surrogate that collides with
+another original of the same patient is re-drawn. The engines therefore partition by patient
+scope (``scope_for``: ``meta.patient_id``, else the document id) and keep input order within a
+partition, which is exactly what one process sees of each patient.
+
+The detector (spaCy, the recognizers, an optional learned model) is built once per worker
+process and reused across partitions and batches (:func:`detector_for`); it is never shipped
+from the driver, so engines that cannot broadcast (Spark Connect) work the same.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from domainfm.corpus.document import Document
+from domainfm.corpus.io import Counts
+from domainfm.deid.config import DeidConfig
+from domainfm.errors import RecordError
+
+# Payloads are JSON with non-ASCII escaped: a lone surrogate ("\\ud800") is valid there and
+# survives Arrow, which takes only valid UTF-8.
+RECORD, REJECT, VAULT, DOCUMENT = "record", "reject", "vault", "document"
+# The row every partition function returns; engines turn it into their own schema.
+ROW_FIELDS = ("kind", "order", "seq", "location", "record_id", "payload", "vault_table", "c1", "c2", "c3", "c4", "c5")
+
+_DETECTORS: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class DeidJob:
+    """What every worker of one distributed de-identification needs (picklable, small).
+
+    Args:
+        config: the de-identification settings (``workers`` and ``vault`` are the engine's
+            business and are ignored here).
+        secret: the surrogate key, chosen once by the driver (:func:`domainfm.deid.runner.surrogate_secret`).
+        vault_header: the target vault's salt and key check, or None without a vault.
+    """
+
+    config: DeidConfig
+    secret: bytes
+    vault_header: tuple[bytes, bytes] | None = None
+
+    def worker_config(self) -> DeidConfig:
+        return replace(self.config, workers=1, vault=None)
+
+
+def detector_for(config: DeidConfig):
+    """This process's detector for ``config``, built on first use (one per worker process)."""
+    from domainfm.config import to_dict
+
+    key = json.dumps(to_dict(config), sort_keys=True, default=str)
+    detector = _DETECTORS.get(key)
+    if detector is None:
+        from domainfm.deid.engine import PhiDetector
+
+        detector = _DETECTORS[key] = PhiDetector(config)
+    return detector
+
+
+def _row(kind: str, order: int, **values: Any) -> dict[str, Any]:
+    row = dict.fromkeys(ROW_FIELDS)
+    row.update(kind=kind, order=order, seq=0, **values)
+    return row
+
+
+def _reject_row(order: int, location: str | None, record_id: str | None, reason: str, raw: str | None) -> dict:
+    return _row(REJECT, order, location=location, record_id=record_id,
+                payload=json.dumps({"reason": reason, "raw": raw}, ensure_ascii=True))
+
+
+def parse_input(rows: Iterable[dict[str, Any]]) -> Iterator[tuple[int, str | None, Document | dict]]:
+    """``(order, location, Document)`` for each input row ``{"order", "location", "doc"}`` whose
+    ``doc`` (the document as JSON) is valid, else ``(order, location, reject row)``."""
+    for row in rows:
+        order, location, raw = int(row["order"]), row.get("location"), row["doc"]
+        try:
+            obj = json.loads(raw)
+            yield order, location, Document.from_dict(obj, location=location)
+        except RecordError as err:
+            yield order, location, _reject_row(order, location, err.record_id, err.reason, raw)
+        except (TypeError, ValueError):
+            yield order, location, _reject_row(order, location, None, "not a JSON document record", raw)
+
+
+def deidentify_partition(rows: Iterable[dict[str, Any]], job: DeidJob) -> Iterator[dict[str, Any]]:
+    """De-identify one partition (rows in input order, whole patients); yields output rows.
+
+    The rows of one partition are consumed lazily, so a partition of any size streams; the
+    scratch vault (when the job has one) is read out after the last document.
+    """
+    from domainfm.deid.runner import deidentify
+    from domainfm.deid.transform import TransformedRecord
+
+    config = job.worker_config()
+    where: dict[str, tuple[int, str | None, str]] = {}
+    pending_rejects: list[dict] = []
+
+    def documents():
+        for order, location, item in parse_input(rows):
+            if isinstance(item, dict):
+                pending_rejects.append(item)
+                continue
+            where[item.id] = (order, location, json.dumps(item.to_dict(), ensure_ascii=True))
+            yield item
+
+    with tempfile.TemporaryDirectory(prefix="domainfm-vault-") as scratch:
+        vault = None
+        if job.vault_header is not None:
+            from domainfm.deid.vault import Vault
+
+            vault = Vault.staging(Path(scratch) / "staging.vault", job.secret, job.vault_header)
+        try:
+            for item in deidentify(documents(), config, secret=job.secret, vault=vault, counts=Counts(),
+                                   detector=detector_for(config)):
+                yield from pending_rejects
+                pending_rejects.clear()
+                if isinstance(item, TransformedRecord):
+                    order, location, _ = where.pop(item.id)
+                    yield _row(RECORD, order, record_id=item.id,
+                               payload=json.dumps(item.to_dict(), ensure_ascii=True))
+                else:
+                    order, location, raw = where.pop(item.record_id, (-1, item.location, item.raw))
+                    yield _reject_row(order, item.location or location, item.record_id, item.reason,
+                                      item.raw or raw)
+            yield from pending_rejects
+            if vault is not None:
+                for table, columns in vault.rows():
+                    values = dict(zip(("c1", "c2", "c3", "c4", "c5"), columns))
+                    yield _row(VAULT, -1, vault_table=table, **values)
+        finally:
+            if vault is not None:
+                vault.close()
+
+
+def chunk_partition(rows: Iterable[dict[str, Any]], config) -> Iterator[dict[str, Any]]:
+    """Chunk one partition (any partitioning: chunking reads one document at a time). Yields a
+    ``record`` row per chunk, then a ``document`` row per chunked document (its chunk count,
+    largest chunk and spans outside chunks: documents, not chunks, are what counts reconcile),
+    and reject rows."""
+    where: dict[str, tuple[int, str | None]] = {}
+    pending_rejects: list[dict] = []
+
+    def documents():
+        for order, location, item in parse_input(rows):
+            if isinstance(item, dict):
+                pending_rejects.append(item)
+                continue
+            where[item.id] = (order, location)
+            yield item
+
+    for result in _chunker_for(config).iter_documents(documents()):
+        yield from pending_rejects
+        pending_rejects.clear()
+        order, location = where.pop(result.doc.id)
+        if result.error is not None:
+            yield _reject_row(order, result.error.location or location, result.doc.id, result.error.reason,
+                              json.dumps(result.doc.to_dict(), ensure_ascii=True))
+            continue
+        for seq, chunk in enumerate(result.chunks):  # (order, seq): the chunks of a document in their order
+            yield _row(RECORD, order, seq=seq, record_id=result.doc.id,
+                       payload=json.dumps(chunk.to_dict(), ensure_ascii=True))
+        yield _row(DOCUMENT, order, record_id=result.doc.id, payload=json.dumps({
+            "chunks": len(result.chunks), "max_chunk_tokens": max((c.n_tokens for c in result.chunks), default=0),
+            "spans_outside_chunks": result.spans_outside}))
+    yield from pending_rejects
+
+
+_CHUNKERS: dict[str, Any] = {}
+
+
+def _chunker_for(config):
+    from domainfm.chunk.splitter import Chunker
+    from domainfm.config import to_dict
+
+    key = json.dumps(to_dict(config), sort_keys=True, default=str)
+    if key not in _CHUNKERS:
+        _CHUNKERS[key] = Chunker(config)
+    return _CHUNKERS[key]
+
+
+def input_rows(docs: Iterable[tuple[str, Document]], start: int = 0) -> Iterator[dict[str, Any]]:
+    """Rows for an engine from ``(location, Document)`` pairs (e.g. ``read_located_documents``):
+    input order, location, patient scope (the partitioning key) and the document as JSON."""
+    from domainfm.deid.surrogates import scope_for
+
+    for order, (location, doc) in enumerate(docs, start):
+        yield {"order": order, "location": location, "scope": scope_for(doc.id, doc.meta),
+               "doc": json.dumps(doc.to_dict(), ensure_ascii=True)}
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
