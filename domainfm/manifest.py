@@ -62,8 +62,12 @@ def describe_input(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def manifest_path_for(output: str | os.PathLike) -> Path:
-    """``out/`` -> ``out/manifest.json``; ``corpus.jsonl`` -> ``corpus.manifest.json``."""
+    """``out/`` -> ``out/manifest.json``; ``corpus.jsonl`` -> ``corpus.manifest.json``; a Parquet
+    dataset folder ``notes.parquet/`` -> ``notes.parquet.manifest.json`` beside it (Parquet
+    readers read every file inside the folder)."""
     output = Path(output)
+    if output.is_dir() and output.suffix == ".parquet":
+        return output.with_name(f"{output.name}.manifest.json")
     if output.is_dir():
         return output / "manifest.json"
     stem = output.name.rsplit(".", 1)[0] if "." in output.name else output.name

@@ -76,9 +76,9 @@ def detector_for(config: DeidConfig):
     return detector
 
 
-def _row(kind: str, order: int, **values: Any) -> dict[str, Any]:
+def _row(kind: str, order: int, seq: int = 0, **values: Any) -> dict[str, Any]:
     row = dict.fromkeys(ROW_FIELDS)
-    row.update(kind=kind, order=order, seq=0, **values)
+    row.update(kind=kind, order=order, seq=seq, **values)
     return row
 
 
@@ -209,3 +209,41 @@ def input_rows(docs: Iterable[tuple[str, Document]], start: int = 0) -> Iterator
 
 def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+DOCUMENT_COLUMNS = ("id", "text", "meta", "label", "labels", "spans", "phi_spans")
+
+
+def record_from_columns(columns: dict[str, Any], patient_col: str | None = None) -> dict[str, Any]:
+    """A document record from a table row: ``meta``, ``labels``, ``spans`` and ``phi_spans`` may
+    be JSON text (as domainfm writes Parquet) or already objects; any other column goes to
+    ``meta`` (as ``domainfm import csv`` does), ``patient_col`` as ``meta.patient_id``. Values
+    that do not parse are left for :meth:`Document.from_dict` to reject with the field named."""
+    record: dict[str, Any] = {"id": columns.get("id"), "text": columns.get("text")}
+    for key in ("meta", "label", "labels", "spans", "phi_spans"):
+        value = columns.get(key)
+        if key != "label" and isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass
+        if hasattr(value, "tolist"):  # numpy arrays from pandas
+            value = value.tolist()
+        if value is not None or key in ("label", "labels"):
+            record[key] = value
+    meta = record.get("meta")
+    record["meta"] = meta = {} if meta is None else meta
+    if isinstance(meta, dict):
+        for key, value in columns.items():
+            if key not in DOCUMENT_COLUMNS and key not in ("order", "location", "scope"):
+                meta["patient_id" if key == patient_col else key] = value.item() if hasattr(value, "item") else value
+    if isinstance(record["id"], int) and not isinstance(record["id"], bool):
+        record["id"] = str(record["id"])
+    return record
+
+
+def bucket_of(scope: str, buckets: int) -> int:
+    """A stable bucket for a patient scope (the same in every process, unlike ``hash``)."""
+    import zlib
+
+    return zlib.crc32(scope.encode("utf-8", errors="surrogatepass")) % buckets

@@ -23,19 +23,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from domainfm.distributed.core import (DOCUMENT, RECORD, REJECT, ROW_FIELDS, VAULT, DeidJob, chunk_partition,
-                                       deidentify_partition)
+from domainfm.distributed.core import (RECORD, ROW_FIELDS, VAULT, DeidJob, chunk_partition, deidentify_partition,
+                                       record_from_columns)
 from domainfm.errors import ConfigError
 
 RESULT_SCHEMA = ("kind string, order long, seq long, location string, record_id string, payload string, vault_table string, "
                  "c1 binary, c2 binary, c3 binary, c4 binary, c5 binary")
-# The document model as Parquet columns: JSON objects (meta, spans, phi_spans) stay JSON text.
-DOCUMENT_COLUMNS = ("id", "text", "meta", "label", "labels", "spans", "phi_spans")
 _ARROW_ROWS = 1000
 
 
@@ -110,32 +106,8 @@ def document_rows(df, *, text_col: str = "text", id_col: str = "id", patient_col
 def _unpack(doc: str, patient_col: str | None) -> str:
     """The ``doc`` JSON that :func:`document_rows` packed, as a domainfm document record."""
     packed = json.loads(doc)
-    record: dict[str, Any] = {"id": packed.get("_id"), "text": packed.get("_text")}
-    meta = packed.get("_meta")
-    if isinstance(meta, str):
-        try:
-            meta = json.loads(meta)
-        except ValueError:
-            pass  # Document.from_dict names the field and rejects the record
-    record["meta"] = meta if meta is not None else {}
-    for key in ("label", "labels", "spans", "phi_spans"):
-        value = packed.get(f"_{key}")
-        if key == "phi_spans" and value is None:
-            continue
-        if key in ("labels", "spans", "phi_spans") and isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except ValueError:
-                pass
-        record[key] = value
-    if isinstance(record["meta"], dict):
-        for key, value in packed.items():
-            if key.startswith("_x_"):
-                name = key[3:]
-                record["meta"][("patient_id" if name == patient_col else name)] = value
-    if isinstance(record["id"], int):
-        record["id"] = str(record["id"])
-    return json.dumps(record, ensure_ascii=False)
+    columns = {(key[3:] if key.startswith("_x_") else key[1:]): value for key, value in packed.items()}
+    return json.dumps(record_from_columns(columns, patient_col), ensure_ascii=True)
 
 
 def _partition_fn(process: Callable[[Iterator[dict]], Iterator[dict]], unpack: str | None):
@@ -244,249 +216,72 @@ def merge_vault_rows(result, vault) -> int:
     return vault.merge_rows(tuples())
 
 
-# --- files ----------------------------------------------------------------------------------------
+# --- the engine for files (``domainfm deid|chunk --engine spark``) -------------------------------
 
-def _is_parquet(path: Path) -> bool:
-    return path.suffix == ".parquet" or (path.is_dir() and any(path.glob("*.parquet")))
+class SparkOutputs:
+    """Result rows staged as Parquet by Spark (its commit protocol: a task's files appear only
+    when it succeeds, and a retried task's replace them), read back in input order."""
 
+    def __init__(self, session, staged: Path):
+        self.frame = session.read.parquet(str(staged))
 
-def _stage_input(spark, in_path: Path, staging: Path, reject) -> tuple[Any, int, str | None]:
-    """The input as engine rows. JSONL is parsed on the driver, as one process parses it (same
-    rejects with ``file:line``, ids checked for duplicates), and staged as Parquet; Parquet
-    input is read by Spark and validated in the workers."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from domainfm.corpus.io import read_located_documents
-    from domainfm.distributed.core import input_rows
-
-    if _is_parquet(in_path):
-        df = spark.read.parquet(str(in_path))
-        return document_rows(df, order_col="order" if "order" in df.columns else None), df.count(), ""
-    schema = pa.schema([("order", pa.int64()), ("location", pa.string()), ("scope", pa.string()), ("doc", pa.string())])
-    staging.mkdir(parents=True)
-    sent, batch, part = 0, [], 0
-
-    class _Sink:
-        write = staticmethod(reject)
-
-    def flush():
-        nonlocal batch, part
-        if batch:
-            pq.write_table(pa.Table.from_pylist(batch, schema=schema), staging / f"part-{part:05d}.parquet")
-            part, batch = part + 1, []
-
-    for row in input_rows(read_located_documents(in_path, rejects=_Sink())):
-        batch.append(row)
-        sent += 1
-        if len(batch) >= 20_000:
-            flush()
-    flush()
-    if not sent:
-        pq.write_table(pa.Table.from_pylist([], schema=schema), staging / "part-00000.parquet")
-    return spark.read.parquet(str(staging)), sent, None
-
-
-def _replace_dir(tmp: Path, final: Path) -> None:
-    """Put a finished output folder in place of ``final``: a re-run never leaves a mix."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-class _Outputs:
-    """The results staged by Spark, read back on the driver into the final files."""
-
-    def __init__(self, spark, staged: Path):
+    def ordered(self, kind: str) -> Iterator[dict[str, Any]]:
         from pyspark.sql import functions as F
 
-        self.F = F
-        self.frame = spark.read.parquet(str(staged))
+        for row in self.frame.where(F.col("kind") == kind).orderBy("order", "seq").toLocalIterator():
+            yield row.asDict()
 
-    def count(self, kind: str) -> int:
-        return self.frame.where(self.F.col("kind") == kind).count()
+    def vault_rows(self) -> Iterator[tuple[str, tuple[bytes, ...]]]:
+        from pyspark.sql import functions as F
 
-    def ordered(self, kind: str) -> Iterator[Any]:
-        return self.frame.where(self.F.col("kind") == kind).orderBy("order", "seq").toLocalIterator()
-
-
-def _run_staged(result, spark, work: Path) -> _Outputs:
-    staged = work / "results"
-    # Spark's commit protocol: a task's files appear only when it succeeds (a retry replaces them).
-    result.write.mode("overwrite").parquet(str(staged))
-    return _Outputs(spark, staged)
+        rows = self.frame.where(F.col("kind") == VAULT).select("vault_table", "c1", "c2", "c3", "c4", "c5")
+        for row in rows.toLocalIterator():
+            yield row[0], tuple(bytes(v) for v in row[1:] if v is not None)
 
 
-def _write_records(outputs: _Outputs, out_path: Path, work: Path, parquet: bool) -> int:
-    from domainfm.corpus.io import JsonlWriter
+class SparkEngine:
+    """Runs the partition functions on a Spark session (``local[N]`` started here by default)."""
 
-    if parquet:
-        tmp = out_path.with_name(f".{out_path.name}.tmp-{uuid.uuid4().hex[:8]}")
-        records = records_frame(outputs.frame).orderBy("order").drop("order")  # input order, like JSONL
-        records.write.parquet(str(tmp))
-        _replace_dir(tmp, out_path)
-        return outputs.count(RECORD)
-    n = 0
-    with JsonlWriter(out_path) as out:
-        for row in outputs.ordered(RECORD):
-            out.write_obj(json.loads(row["payload"]))  # re-serialised exactly as one process writes it
-            n += 1
-    return n
+    name = "spark"
 
+    def __init__(self, master: str = "local[2]", partitions: int | None = None, session=None):
+        self.master, self.partitions = master, partitions
+        self.session = session or spark_session(master)
 
-def _write_rejects(outputs: _Outputs, writer, counts, first: list[str]) -> None:
-    from domainfm.corpus.io import Rejected
+    def _rows(self, staged: Path):
+        return self.session.read.parquet(str(staged))
 
-    for row in outputs.ordered(REJECT):
-        payload = json.loads(row["payload"])
-        item = Rejected(payload["reason"], location=row["location"], record_id=row["record_id"], raw=payload["raw"])
-        counts.add_reject(item.reason)
-        if len(first) < 5:
-            first.append(item.describe())
-        writer.write(item)
+    def _run(self, result, work: Path) -> SparkOutputs:
+        staged = work / "results"
+        result.write.mode("overwrite").parquet(str(staged))
+        return SparkOutputs(self.session, staged)
+
+    def deidentify(self, staged: Path, job: DeidJob, work: Path) -> SparkOutputs:
+        return self._run(_deidentify_rows(self._rows(staged), job, self.partitions, unpack=None), work)
+
+    def chunk(self, staged: Path, config, work: Path) -> SparkOutputs:
+        return self._run(_chunk_rows(self._rows(staged), config, self.partitions, unpack=None), work)
+
+    def describe(self) -> dict[str, Any]:
+        import pyspark
+
+        context = self.session.sparkContext
+        return {"name": "spark", "spark": self.session.version, "pyspark": pyspark.__version__,
+                "master": context.master, "partitions": self.partitions or context.defaultParallelism}
 
 
 def deidentify_with_spark(in_path: str | os.PathLike, out_path: str | os.PathLike, config, *, seed: int | None = None,
                           master: str = "local[2]", partitions: int | None = None, spark=None,
                           on_stage: Callable[[str], None] | None = None):
-    """``domainfm deid --engine spark``: the same result as :func:`~domainfm.deid.runner.deidentify_file`
-    (a :class:`~domainfm.deid.runner.DeidResult`), computed by Spark. A ``.parquet`` output (or
-    input) is a Parquet folder of the document model's columns; anything else is JSONL."""
-    from contextlib import ExitStack
+    """``domainfm deid --engine spark``: see :func:`domainfm.distributed.jobs.run_deid`."""
+    from domainfm.distributed.jobs import run_deid
 
-    from domainfm.corpus.io import Counts, OutputLock, RejectWriter, check_output_path, rejects_path_for
-    from domainfm.deid.runner import DeidResult, surrogate_secret
-    from domainfm.manifest import write_manifest
-
-    in_path, out_path = Path(in_path), Path(out_path)
-    reject_file = rejects_path_for(out_path)
-    check_output_path(out_path, inputs=[in_path])
-    check_output_path(reject_file, inputs=[in_path])
-    if config.vault is not None:
-        check_output_path(config.vault, inputs=[in_path, out_path])
-    secret, key_source = surrogate_secret(config, seed)
-    stage = on_stage or (lambda message: None)
-    counts, first = Counts(), []
-    work = out_path.with_name(f".{out_path.name}.spark-{uuid.uuid4().hex[:8]}")
-    with ExitStack() as stack:
-        stack.enter_context(OutputLock(out_path))
-        stack.callback(shutil.rmtree, work, ignore_errors=True)
-        vault = None
-        if config.vault is not None:
-            from domainfm.deid.vault import Vault
-
-            stack.enter_context(OutputLock(config.vault, what="another 'domainfm deid' run (the vault)"))
-            vault = stack.enter_context(Vault(config.vault, secret))
-        session = spark or spark_session(master)
-        with RejectWriter(reject_file) as rejects:
-            def reject(item):
-                counts.read += 1
-                counts.add_reject(item.reason)
-                if len(first) < 5:
-                    first.append(item.describe())
-                rejects.write(item)
-
-            stage("reading the input")
-            rows, sent, unpack = _stage_input(session, in_path, work / "input", reject)
-            counts.read += sent
-            stage(f"de-identifying {sent} documents on Spark")
-            job = DeidJob(config=config, secret=secret, vault_header=vault.header() if vault is not None else None)
-            result = _deidentify_rows(rows, job, partitions, unpack=unpack)
-            outputs = _run_staged(result, session, work)
-            stage("writing the output")
-            counts.written = _write_records(outputs, out_path, work, parquet=out_path.suffix == ".parquet")
-            _write_rejects(outputs, rejects, counts, first)
-        if vault is not None:
-            stage("merging the vault")
-            merge_vault_rows(outputs.frame, vault)
-        by_label = _detections_by_label(outputs)
-        if not counts.reconciles:
-            raise ConfigError(f"internal error: counts do not reconcile ({counts.to_dict()}); output not trusted")
-        manifest = write_manifest(
-            out_path, stage="deid", config=config, inputs=[in_path],
-            outputs=[out_path] + ([reject_file] if counts.rejected else []),
-            counts={**counts.to_dict(), "detections": sum(by_label.values()), "detections_by_label": by_label},
-            extra={"surrogate_key": key_source, "engine": _engine_record(session, master, partitions)},
-        )
-    return DeidResult(out_path, reject_file if counts.rejected else None, manifest, counts,
-                      sum(by_label.values()), by_label, key_source, first)
-
-
-def _detections_by_label(outputs: _Outputs) -> dict[str, int]:
-    from pyspark.sql import functions as F
-
-    labels = (outputs.frame.where(F.col("kind") == RECORD)
-              .select(F.explode(F.from_json(F.get_json_object("payload", "$.phi_spans"),
-                                            "array<struct<label:string>>")).alias("span"))
-              .groupBy("span.label").count().collect())
-    return dict(sorted(((row["label"], row["count"]) for row in labels), key=lambda kv: (-kv[1], kv[0])))
-
-
-def _engine_record(session, master: str, partitions: int | None) -> dict[str, Any]:
-    import pyspark
-
-    return {"name": "spark", "pyspark": pyspark.__version__, "spark": session.version,
-            "master": session.sparkContext.master if session is not None else master,
-            "partitions": partitions or session.sparkContext.defaultParallelism}
+    return run_deid(in_path, out_path, config, SparkEngine(master, partitions, spark), seed=seed, on_stage=on_stage)
 
 
 def chunk_with_spark(in_path: str | os.PathLike, out_path: str | os.PathLike, config, *, master: str = "local[2]",
                      partitions: int | None = None, spark=None, on_stage: Callable[[str], None] | None = None):
-    """``domainfm chunk --engine spark``: the chunks :func:`~domainfm.chunk.runner.chunk_file`
-    writes, in the same order (a :class:`~domainfm.chunk.runner.ChunkResult`)."""
-    from domainfm.chunk.runner import ChunkResult
-    from domainfm.chunk.splitter import Chunker
-    from domainfm.corpus.io import Counts, OutputLock, RejectWriter, check_output_path, rejects_path_for
-    from domainfm.manifest import write_manifest
+    """``domainfm chunk --engine spark``: see :func:`domainfm.distributed.jobs.run_chunk`."""
+    from domainfm.distributed.jobs import run_chunk
 
-    in_path, out_path = Path(in_path), Path(out_path)
-    reject_file = rejects_path_for(out_path)
-    check_output_path(out_path, inputs=[in_path])
-    check_output_path(reject_file, inputs=[in_path])
-    Chunker(config)  # tokenizer and budget errors on the driver, before Spark starts
-    stage = on_stage or (lambda message: None)
-    counts = Counts()
-    result = ChunkResult(out_path, None, out_path, counts)
-    work = out_path.with_name(f".{out_path.name}.spark-{uuid.uuid4().hex[:8]}")
-    with OutputLock(out_path):
-        try:
-            session = spark or spark_session(master)
-            with RejectWriter(reject_file) as rejects:
-                def reject(item):
-                    counts.read += 1
-                    counts.add_reject(item.reason)
-                    if len(result.first_rejects) < 5:
-                        result.first_rejects.append(item.describe())
-                    rejects.write(item)
-
-                stage("reading the input")
-                rows, sent, unpack = _stage_input(session, in_path, work / "input", reject)
-                counts.read += sent
-                stage(f"chunking {sent} documents on Spark")
-                outputs = _run_staged(_chunk_rows(rows, config, partitions, unpack=unpack), session, work)
-                stage("writing the output")
-                result.chunks = _write_records(outputs, out_path, work, parquet=False)
-                _write_rejects(outputs, rejects, counts, result.first_rejects)
-                for row in outputs.frame.where(outputs.F.col("kind") == DOCUMENT).select("payload").toLocalIterator():
-                    info = json.loads(row["payload"])
-                    counts.written += 1
-                    result.empty_documents += info["chunks"] == 0
-                    result.max_chunk_tokens = max(result.max_chunk_tokens, info["max_chunk_tokens"])
-                    result.spans_outside_chunks += info["spans_outside_chunks"]
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        if not counts.reconciles:
-            raise ConfigError(f"internal error: counts do not reconcile ({counts.to_dict()}); output not trusted")
-        result.rejects = reject_file if counts.rejected else None
-        result.manifest = write_manifest(
-            out_path, stage="chunk", config=config, inputs=[in_path],
-            outputs=[out_path] + ([reject_file] if counts.rejected else []),
-            counts={**counts.to_dict(), "chunks": result.chunks, "empty_documents": result.empty_documents,
-                    "spans_outside_chunks": result.spans_outside_chunks, "max_chunk_tokens": result.max_chunk_tokens},
-            extra={"engine": _engine_record(session, master, partitions)},
-        )
-    return result
+    return run_chunk(in_path, out_path, config, SparkEngine(master, partitions, spark), on_stage=on_stage)

@@ -1,0 +1,298 @@
+"""The driver's half of a distributed de-identification or chunking job, shared by the engines.
+
+The driver reads and validates the input exactly as one process does (the same rejects with
+``file:line``, duplicate ids caught), stages it as Parquet rows for the engine, lets the engine
+run the partition functions of :mod:`domainfm.distributed.core`, then writes what one process
+writes: the output in input order (JSONL, or a Parquet folder of the document model's columns),
+the reject file, the vault (merged from the workers' encrypted rows) and a manifest that names
+the engine and its version. Counts must reconcile across partitions or nothing is trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol
+
+from domainfm.corpus.io import Counts, JsonlWriter, OutputLock, Rejected, RejectWriter, check_output_path, rejects_path_for
+from domainfm.distributed.core import DOCUMENT, RECORD, REJECT, DeidJob, input_rows, record_from_columns
+from domainfm.errors import ConfigError, RecordError
+from domainfm.manifest import write_manifest
+
+ENGINES = ("local", "spark", "ray")
+_STAGE_ROWS = 20_000
+
+
+class Outputs(Protocol):
+    """An engine's results, read back on the driver."""
+
+    def ordered(self, kind: str) -> Iterator[dict[str, Any]]:
+        """Rows of one kind in input order (``order``, then ``seq``)."""
+
+    def vault_rows(self) -> Iterator[tuple[str, tuple[bytes, ...]]]:
+        """The workers' encrypted vault rows as ``(table, columns)``."""
+
+
+class Engine(Protocol):
+    name: str
+
+    def deidentify(self, staged: Path, job: DeidJob, work: Path) -> Outputs: ...
+
+    def chunk(self, staged: Path, config, work: Path) -> Outputs: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+def is_parquet(path: Path) -> bool:
+    return path.suffix == ".parquet" or (path.is_dir() and any(path.glob("*.parquet")))
+
+
+def parquet_documents(path: Path, rejects) -> Iterator[tuple[str, Any]]:
+    """``(location, Document)`` for each row of a Parquet file or folder (the document model's
+    columns; other columns go to ``meta``); invalid rows and duplicate ids go to ``rejects``
+    with ``file:row N``, as JSONL lines do."""
+    import pyarrow.parquet as pq
+
+    from domainfm.corpus.document import Document
+
+    files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+    seen: set[str] = set()
+    for file in files:
+        number = 0
+        for batch in pq.ParquetFile(file).iter_batches(batch_size=4096):
+            for columns in batch.to_pylist():
+                number += 1
+                location = f"{file.name}:row {number}"
+                record = record_from_columns(columns)
+                try:
+                    doc = Document.from_dict(record, location=location)
+                    if doc.id in seen:
+                        raise RecordError("duplicate id (already used by an earlier record)",
+                                          record_id=doc.id, location=location)
+                except RecordError as err:
+                    rejects.write(Rejected.from_error(err, raw=json.dumps(record, ensure_ascii=False, default=str)))
+                    continue
+                seen.add(doc.id)
+                yield location, doc
+
+
+def stage_input(in_path: Path, staging: Path, rejects) -> int:
+    """Validate the input on the driver and stage it as engine rows (Parquet parts under
+    ``staging``): ``order``, ``location``, ``scope``, ``doc``. Returns the documents staged."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from domainfm.corpus.io import read_located_documents
+
+    schema = pa.schema([("order", pa.int64()), ("location", pa.string()), ("scope", pa.string()),
+                        ("doc", pa.string())])
+    staging.mkdir(parents=True)
+    located = parquet_documents(in_path, rejects) if is_parquet(in_path) else \
+        read_located_documents(in_path, rejects=rejects)
+    sent, batch, part = 0, [], 0
+
+    def flush():
+        nonlocal batch, part
+        pq.write_table(pa.Table.from_pylist(batch, schema=schema), staging / f"part-{part:05d}.parquet")
+        part, batch = part + 1, []
+
+    for row in input_rows(located):
+        batch.append(row)
+        sent += 1
+        if len(batch) >= _STAGE_ROWS:
+            flush()
+    if batch or not part:
+        flush()
+    return sent
+
+
+class _CountingRejects:
+    def __init__(self, writer: RejectWriter, counts: Counts, first: list[str], read: bool):
+        self.writer, self.counts, self.first, self.read = writer, counts, first, read
+
+    def write(self, item: Rejected) -> None:
+        self.counts.read += self.read  # input rejects were never sent; worker rejects were
+        self.counts.add_reject(item.reason)
+        if len(self.first) < 5:
+            self.first.append(item.describe())
+        self.writer.write(item)
+
+
+def _worker_rejects(outputs: Outputs, sink: _CountingRejects) -> None:
+    for row in outputs.ordered(REJECT):
+        payload = json.loads(row["payload"])
+        sink.write(Rejected(payload["reason"], location=row["location"], record_id=row["record_id"],
+                            raw=payload["raw"]))
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    """Put a finished output folder in place of ``final``: a re-run never leaves a mix."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def write_records(outputs: Outputs, out_path: Path, *, parquet: bool) -> int:
+    """The ``record`` rows in input order: JSONL re-serialised exactly as one process writes it,
+    or a Parquet folder of the document model's columns (JSON objects as JSON text)."""
+    if not parquet:
+        n = 0
+        with JsonlWriter(out_path) as out:
+            for row in outputs.ordered(RECORD):
+                out.write_obj(json.loads(row["payload"]))
+                n += 1
+        return n
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([("id", pa.string()), ("text", pa.string()), ("meta", pa.string()), ("label", pa.string()),
+                        ("labels", pa.list_(pa.string())), ("spans", pa.string()), ("phi_spans", pa.string())])
+    tmp = out_path.with_name(f".{out_path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    n, part, batch = 0, 0, []
+
+    def flush():
+        nonlocal part, batch
+        pq.write_table(pa.Table.from_pylist(batch, schema=schema), tmp / f"part-{part:05d}.parquet")
+        part, batch = part + 1, []
+
+    try:
+        for row in outputs.ordered(RECORD):
+            record = json.loads(row["payload"])
+            batch.append({"id": record["id"], "text": record["text"], "label": record.get("label"),
+                          "labels": record.get("labels"),
+                          **{k: json.dumps(record.get(k) or ({} if k == "meta" else []), ensure_ascii=False)
+                             for k in ("meta", "spans", "phi_spans")}})
+            n += 1
+            if len(batch) >= _STAGE_ROWS:
+                flush()
+        if batch or not part:
+            flush()
+        _replace_dir(tmp, out_path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return n
+
+
+def _work_dir(out_path: Path) -> Path:
+    return out_path.with_name(f".{out_path.name}.{uuid.uuid4().hex[:8]}.work")
+
+
+def run_deid(in_path: str | os.PathLike, out_path: str | os.PathLike, config, engine: Engine, *,
+             seed: int | None = None, on_stage: Callable[[str], None] | None = None):
+    """``domainfm deid --engine spark|ray``: what :func:`~domainfm.deid.runner.deidentify_file`
+    returns, computed by ``engine``."""
+    from domainfm.deid.runner import DeidResult, surrogate_secret
+
+    in_path, out_path = Path(in_path), Path(out_path)
+    reject_file = rejects_path_for(out_path)
+    check_output_path(out_path, inputs=[in_path], folder=out_path.suffix == ".parquet")
+    check_output_path(reject_file, inputs=[in_path])
+    if config.vault is not None:
+        check_output_path(config.vault, inputs=[in_path, out_path])
+    secret, key_source = surrogate_secret(config, seed)
+    stage = on_stage or (lambda message: None)
+    counts, first = Counts(), []
+    work = _work_dir(out_path)
+    with ExitStack() as stack:
+        stack.enter_context(OutputLock(out_path))
+        stack.callback(shutil.rmtree, work, ignore_errors=True)
+        vault = None
+        if config.vault is not None:
+            from domainfm.deid.vault import Vault
+
+            stack.enter_context(OutputLock(config.vault, what="another 'domainfm deid' run (the vault)"))
+            vault = stack.enter_context(Vault(config.vault, secret))
+        with RejectWriter(reject_file) as rejects:
+            stage("reading and checking the input")
+            sent = stage_input(in_path, work / "input", _CountingRejects(rejects, counts, first, read=True))
+            counts.read += sent
+            stage(f"de-identifying {sent} documents ({engine.name})")
+            job = DeidJob(config=config, secret=secret, vault_header=vault.header() if vault is not None else None)
+            outputs = engine.deidentify(work / "input", job, work)
+            stage("writing the output")
+            counts.written = write_records(outputs, out_path, parquet=out_path.suffix == ".parquet")
+            _worker_rejects(outputs, _CountingRejects(rejects, counts, first, read=False))
+        if vault is not None:
+            stage("merging the vault")
+            vault.merge_rows(outputs.vault_rows())
+        by_label = _labels_of(outputs)
+        _check_reconciles(counts)
+        manifest = write_manifest(
+            out_path, stage="deid", config=config, inputs=[in_path],
+            outputs=[out_path] + ([reject_file] if counts.rejected else []),
+            counts={**counts.to_dict(), "detections": sum(by_label.values()), "detections_by_label": by_label},
+            extra={"surrogate_key": key_source, "engine": engine.describe()},
+        )
+    return DeidResult(out_path, reject_file if counts.rejected else None, manifest, counts,
+                      sum(by_label.values()), by_label, key_source, first)
+
+
+def _labels_of(outputs: Outputs) -> dict[str, int]:
+    by_label: dict[str, int] = {}
+    for row in outputs.ordered(RECORD):
+        for span in json.loads(row["payload"]).get("phi_spans") or []:
+            by_label[span["label"]] = by_label.get(span["label"], 0) + 1
+    return dict(sorted(by_label.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _check_reconciles(counts: Counts) -> None:
+    if not counts.reconciles:
+        raise ConfigError(f"internal error: read {counts.read} != written {counts.written} + rejected "
+                          f"{counts.rejected} across partitions; the output is not trusted (re-run)")
+
+
+def run_chunk(in_path: str | os.PathLike, out_path: str | os.PathLike, config, engine: Engine, *,
+              on_stage: Callable[[str], None] | None = None):
+    """``domainfm chunk --engine spark|ray``: the chunks :func:`~domainfm.chunk.runner.chunk_file`
+    writes, in the same order (a :class:`~domainfm.chunk.runner.ChunkResult`)."""
+    from domainfm.chunk.runner import ChunkResult
+    from domainfm.chunk.splitter import Chunker
+
+    in_path, out_path = Path(in_path), Path(out_path)
+    reject_file = rejects_path_for(out_path)
+    check_output_path(out_path, inputs=[in_path])
+    check_output_path(reject_file, inputs=[in_path])
+    Chunker(config)  # tokenizer and budget errors on the driver, before the engine starts
+    stage = on_stage or (lambda message: None)
+    counts = Counts()
+    result = ChunkResult(out_path, None, out_path, counts)
+    work = _work_dir(out_path)
+    with OutputLock(out_path):
+        try:
+            with RejectWriter(reject_file) as rejects:
+                stage("reading and checking the input")
+                sent = stage_input(in_path, work / "input",
+                                   _CountingRejects(rejects, counts, result.first_rejects, read=True))
+                counts.read += sent
+                stage(f"chunking {sent} documents ({engine.name})")
+                outputs = engine.chunk(work / "input", config, work)
+                stage("writing the output")
+                result.chunks = write_records(outputs, out_path, parquet=False)
+                _worker_rejects(outputs, _CountingRejects(rejects, counts, result.first_rejects, read=False))
+            for row in outputs.ordered(DOCUMENT):
+                info = json.loads(row["payload"])
+                counts.written += 1
+                result.empty_documents += info["chunks"] == 0
+                result.max_chunk_tokens = max(result.max_chunk_tokens, info["max_chunk_tokens"])
+                result.spans_outside_chunks += info["spans_outside_chunks"]
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        _check_reconciles(counts)
+        result.rejects = reject_file if counts.rejected else None
+        result.manifest = write_manifest(
+            out_path, stage="chunk", config=config, inputs=[in_path],
+            outputs=[out_path] + ([reject_file] if counts.rejected else []),
+            counts={**counts.to_dict(), "chunks": result.chunks, "empty_documents": result.empty_documents,
+                    "spans_outside_chunks": result.spans_outside_chunks, "max_chunk_tokens": result.max_chunk_tokens},
+            extra={"engine": engine.describe()},
+        )
+    return result
