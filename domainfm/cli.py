@@ -253,6 +253,11 @@ def chunk_command(
     max_tokens: int = typer.Option(512, help="Model positions per chunk, special tokens included."),
     overlap: int = typer.Option(64, help="Tokens repeated from the previous chunk (snapped to a sentence)."),
     profile: str = typer.Option("generic", help="Sectionizer: clinical | legal | generic."),
+    engine: str = typer.Option("local", help="local (this machine) | spark | ray: the same output, computed by that engine."),
+    master: str = typer.Option("local[2]", help="spark: the master URL (local[N], local[N,retries], spark://..., yarn)."),
+    partitions: Optional[int] = typer.Option(None, help="spark: partitions; ray: groups (default: from the cores)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="ray: a running cluster (default: start a local Ray)."),
+    workers: int = typer.Option(1, help="ray: actors (default: one per core)."),
 ):
     """Split documents into chunks that fit the model, follow the document's sections and map
     back to the source character for character (spans projected, labels inherited)."""
@@ -260,8 +265,15 @@ def chunk_command(
 
     config = ChunkConfig(tokenizer=tokenizer, max_tokens=max_tokens, overlap=overlap, profile=profile)
     console = _console()
-    with _progress(console, "chunking") as update:
-        result = chunk_file(src, out, config, on_progress=lambda c: update(c.read))
+    if engine != "local":
+        from domainfm.distributed.config import EngineConfig
+        from domainfm.distributed.jobs import make_engine, run_chunk
+
+        runner = make_engine(EngineConfig(engine, master, partitions, workers, ray_address))
+        result = run_chunk(src, out, config, runner, on_stage=lambda message: console.print(f"{engine}: {message}"))
+    else:
+        with _progress(console, "chunking") as update:
+            result = chunk_file(src, out, config, on_progress=lambda c: update(c.read))
     c = result.counts
     console.print(
         f"read {c.read} = written {c.written} + rejected {c.rejected} documents; {result.chunks} chunks "
@@ -556,12 +568,12 @@ def _key_values(items: list[str], option: str) -> dict[str, str]:
 @app.command("deid")
 @_user_errors
 def deid_command(
-    src: Path = typer.Argument(..., help="domainfm JSONL to de-identify."),
-    out: Path = typer.Option(..., "-o", "--out", help="Output JSONL (rejects go to <out>.rejects.jsonl)."),
+    src: Path = typer.Argument(..., help="domainfm JSONL to de-identify (spark/ray: also a .parquet dataset)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output JSONL, or a .parquet folder with spark/ray (rejects go to <out>.rejects.jsonl)."),
     profile: str = typer.Option("clinical", help="clinical (HIPAA Safe Harbor) or legal (TAB direct + quasi identifiers)."),
     operator: str = typer.Option("surrogate", help="surrogate (realistic fakes) | redact | tag ([NAME], [DATE]...)."),
     vault: Optional[Path] = typer.Option(None, help="Encrypted re-identification vault (key in $DOMAINFM_VAULT_KEY)."),
-    workers: int = typer.Option(1, help="Detection processes."),
+    workers: int = typer.Option(1, help="Detection processes (ray: actors)."),
     batch_size: int = typer.Option(32, help="Documents per spaCy batch."),
     seed: Optional[int] = typer.Option(None, help="Reproducible surrogates without a key (demos/tests only)."),
     threshold: float = typer.Option(0.3, help="Minimum detection score in [0, 1]."),
@@ -581,6 +593,10 @@ def deid_command(
              "file, or TYPE=LABEL,TYPE=null."),
     ner_quantize: str = typer.Option(
         "none", "--ner-quantize", help="int8: dynamic int8 Linear layers on CPU; none; auto (int8 on CPU only)."),
+    engine: str = typer.Option("local", help="local (this machine) | spark | ray: the same output, computed by that engine."),
+    master: str = typer.Option("local[2]", help="spark: the master URL (local[N], local[N,retries], spark://..., yarn)."),
+    partitions: Optional[int] = typer.Option(None, help="spark: partitions; ray: groups (default: from the cores)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="ray: a running cluster (default: start a local Ray)."),
 ):
     """Detect PHI/PII and replace it; writes phi_spans (no PHI text) and a deid manifest."""
     from domainfm.deid.config import DeidConfig
@@ -594,8 +610,16 @@ def deid_command(
                         ner_quantize=ner_quantize,
                         ner_label_map=parse_label_map_option(ner_label_map) if ner_label_map else None)
     console = _console()
-    with _progress(console, f"de-identifying ({profile}, {operator})") as update:
-        result = deidentify_file(src, out, config, seed=seed, on_progress=lambda c: update(c.read))
+    if engine != "local":
+        from domainfm.distributed.config import EngineConfig
+        from domainfm.distributed.jobs import make_engine, run_deid
+
+        runner = make_engine(EngineConfig(engine, master, partitions, workers, ray_address))
+        result = run_deid(src, out, config, runner, seed=seed,
+                          on_stage=lambda message: console.print(f"{engine}: {message}"))
+    else:
+        with _progress(console, f"de-identifying ({profile}, {operator})") as update:
+            result = deidentify_file(src, out, config, seed=seed, on_progress=lambda c: update(c.read))
     c = result.counts
     console.print(f"read {c.read} = written {c.written} + rejected {c.rejected}  ->  {result.out}")
     labels = ", ".join(f"{k} {v}" for k, v in list(result.detections_by_label.items())[:10])

@@ -260,6 +260,9 @@ class PipelineConfig:
         launch: the launcher the training stages run under, as a subprocess, e.g.
             ``accelerate launch --num_processes 8`` (``-m domainfm pretrain|finetune ...`` is
             appended); None runs them in this process.
+        engine: the :class:`~domainfm.distributed.config.EngineConfig` that computes ``deid``
+            and ``chunk`` (``engine: spark`` or ``{name: ray, workers: 8}``); None: this process.
+            Like ``launch``, not part of the cache key: every engine writes the same output.
     """
 
     run_dir: Path
@@ -267,6 +270,7 @@ class PipelineConfig:
     stages: dict[str, Any]
     inputs: dict[str, list[Path]]
     launch: list[str] | None = None
+    engine: Any = None
 
     def out_dir(self, stage: str) -> Path:
         return self.run_dir / stage
@@ -276,6 +280,7 @@ class PipelineConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {"run_dir": str(self.run_dir), "seed": self.seed, "launch": self.launch,
+                "engine": to_dict(self.engine) if self.engine is not None else None,
                 "stages": {name: to_dict(cfg) for name, cfg in self.stages.items()}}
 
 
@@ -355,7 +360,7 @@ def pipeline_from_dict(data: Mapping[str, Any]) -> PipelineConfig:
     import copy
 
     data = copy.deepcopy(dict(data))
-    valid = ("run_dir", "seed", "launch", *STAGE_ORDER)
+    valid = ("run_dir", "seed", "launch", "engine", *STAGE_ORDER)
     for key in data:
         if key not in valid:
             raise ConfigError(f"unknown config key {key!r}{suggest(key, valid)}; valid keys: {', '.join(valid)}")
@@ -372,6 +377,11 @@ def pipeline_from_dict(data: Mapping[str, Any]) -> PipelineConfig:
                                or not all(isinstance(x, str) for x in launch)):
         raise ConfigError(f"config field 'launch' must be a command (e.g. 'accelerate launch --num_processes 8') "
                           f"or null, got {launch!r}")
+    engine = data.get("engine")
+    if engine is not None:
+        from domainfm.distributed.config import EngineConfig
+
+        engine = from_dict(EngineConfig, {"name": engine} if isinstance(engine, str) else engine, prefix="engine.")
     raw = {name: data.get(name) for name in STAGE_ORDER if data.get(name) is not None}
     for name, section in raw.items():
         if not isinstance(section, Mapping):
@@ -450,7 +460,7 @@ def pipeline_from_dict(data: Mapping[str, Any]) -> PipelineConfig:
         inputs["audit"] += [Path(str(data.train))] + ([Path(str(data.eval))] if data.eval else [])
         # an edited cards.yaml or schema re-runs the audit stage (it writes the cards)
         inputs["audit"] += [Path(p) for p in (stages["audit"].cards_config, stages["audit"].chai_schema) if p]
-    return PipelineConfig(run_dir=run_dir, seed=seed, stages=stages, inputs=inputs, launch=launch)
+    return PipelineConfig(run_dir=run_dir, seed=seed, stages=stages, inputs=inputs, launch=launch, engine=engine)
 
 
 def load_pipeline(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> PipelineConfig:
@@ -579,9 +589,15 @@ def _reshape(src: Path, out: Path, cfg: ImportSection, *, seed: int) -> dict[str
 
 
 def _run_deid(ctx: StageContext) -> StageOutput:
-    from domainfm.deid import deidentify_file
+    engine = _engine(ctx)
+    if engine is not None:
+        from domainfm.distributed.jobs import run_deid
 
-    result = deidentify_file(ctx.inputs[0], ctx.output, ctx.config, seed=ctx.seed)
+        result = run_deid(ctx.inputs[0], ctx.output, ctx.config, engine, seed=ctx.seed)
+    else:
+        from domainfm.deid import deidentify_file
+
+        result = deidentify_file(ctx.inputs[0], ctx.output, ctx.config, seed=ctx.seed)
     c = result.counts
     return StageOutput([result.out, result.manifest],
                        {"read": c.read, "written": c.written, "rejected": c.rejected},
@@ -589,13 +605,29 @@ def _run_deid(ctx: StageContext) -> StageOutput:
 
 
 def _run_chunk(ctx: StageContext) -> StageOutput:
-    from domainfm.chunk import chunk_file
+    engine = _engine(ctx)
+    if engine is not None:
+        from domainfm.distributed.jobs import run_chunk
 
-    result = chunk_file(ctx.inputs[0], ctx.output, ctx.config)
+        result = run_chunk(ctx.inputs[0], ctx.output, ctx.config, engine)
+    else:
+        from domainfm.chunk import chunk_file
+
+        result = chunk_file(ctx.inputs[0], ctx.output, ctx.config)
     c = result.counts
     return StageOutput([result.out, result.manifest],
                        {"documents": c.written, "rejected": c.rejected, "chunks": result.chunks},
                        {"max_chunk_tokens": result.max_chunk_tokens})
+
+
+def _engine(ctx: StageContext):
+    """The pipeline's distributed engine for deid/chunk, or None to run in this process."""
+    config = ctx.pipeline.engine if ctx.pipeline is not None else None
+    if config is None or not config.distributed:
+        return None
+    from domainfm.distributed.jobs import make_engine
+
+    return make_engine(config)
 
 
 def _output_mode(ctx: StageContext, list_checkpoints) -> dict[str, bool]:

@@ -23,7 +23,6 @@ from domainfm.distributed.core import DOCUMENT, RECORD, REJECT, DeidJob, input_r
 from domainfm.errors import ConfigError, RecordError
 from domainfm.manifest import write_manifest
 
-ENGINES = ("local", "spark", "ray")
 _STAGE_ROWS = 20_000
 
 
@@ -296,3 +295,17 @@ def run_chunk(in_path: str | os.PathLike, out_path: str | os.PathLike, config, e
             extra={"engine": engine.describe()},
         )
     return result
+
+
+def make_engine(config) -> Engine:
+    """The engine an :class:`~domainfm.distributed.config.EngineConfig` names (``spark`` or ``ray``)."""
+    if config.name == "spark":
+        from domainfm.distributed.spark import SparkEngine
+
+        return SparkEngine(config.master, config.partitions)
+    if config.name == "ray":
+        from domainfm.distributed.ray import RayEngine
+
+        return RayEngine(config.workers if config.workers > 1 else None, buckets=config.partitions,
+                         address=config.ray_address)
+    raise ConfigError(f"engine {config.name!r} runs in this process; use deidentify_file / chunk_file")

@@ -1,0 +1,329 @@
+"""Distributed de-identification and chunking give one process's output.
+
+The default tier checks the engine-neutral partition functions directly (any patient-scoped
+partitioning, scratch vaults merged into one); the slow tier runs a real local Spark
+(``local[2]``, Java 17) and a real local Ray (2 CPUs), kills a Spark Python worker mid-job, and
+greps Spark's logs for planted identifiers. Nothing is mocked."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from domainfm.chunk import ChunkConfig, chunk_file
+from domainfm.corpus import read_documents, write_documents
+from domainfm.deid.config import DeidConfig
+from domainfm.deid.runner import deidentify_file, reidentify_file
+from domainfm.distributed.core import (RECORD, REJECT, VAULT, DeidJob, bucket_of, chunk_partition,
+                                       deidentify_partition, input_rows, record_from_columns)
+from domainfm.errors import ConfigError
+
+KEY = "distributed-test-key-" + "x" * 24
+
+
+@pytest.fixture()
+def vault_key(monkeypatch):
+    monkeypatch.setenv("DOMAINFM_VAULT_KEY", KEY)
+    return KEY.encode()
+
+
+@pytest.fixture(scope="module")
+def notes(tmp_path_factory, clinical_corpus) -> Path:
+    """36 notes of 12 patients (several notes each, so propagation and collisions cross notes),
+    plus one broken record and one duplicate id for the reject path."""
+    docs = list(read_documents(clinical_corpus))
+    patients = sorted({d.meta["patient_id"] for d in docs})[:12]
+    chosen = [d for d in docs if d.meta["patient_id"] in patients]
+    path = tmp_path_factory.mktemp("notes") / "notes.jsonl"
+    write_documents(path, chosen)
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write('{"id": "broken", "text": 7}\n')
+        fh.write(json.dumps(chosen[0].to_dict()) + "\n")
+    return path
+
+
+def _partitions(path: Path, n: int, seed: int) -> list[list[dict]]:
+    """Engine rows split into ``n`` patient-scoped partitions, shuffled across partitions but in
+    input order inside each, as Spark's ``repartition(scope).sortWithinPartitions(order)`` does."""
+    from domainfm.corpus.io import read_located_documents
+
+    rows = list(input_rows(read_located_documents(path, rejects=[])))
+    salt = random.Random(seed).random()
+    parts: list[list[dict]] = [[] for _ in range(n)]
+    for row in rows:
+        parts[bucket_of(f"{salt}:{row['scope']}", n)].append(row)
+    random.Random(seed).shuffle(parts)
+    return parts
+
+
+def _run_partitions(parts, job) -> list[dict]:
+    out = []
+    for part in parts:
+        out.extend(deidentify_partition(iter(part), job))
+    return out
+
+
+@pytest.mark.parametrize("n_partitions", [1, 3, 5])
+def test_any_patient_partitioning_gives_one_process_output(tmp_path, notes, vault_key, n_partitions):
+    single = deidentify_file(notes, tmp_path / "one.jsonl", DeidConfig(vault=str(tmp_path / "one.db")))
+    expected = [json.loads(line) for line in (tmp_path / "one.jsonl").open()]
+
+    from domainfm.deid.vault import Vault
+
+    with Vault(tmp_path / "merged.db", vault_key) as vault:
+        job = DeidJob(DeidConfig(), vault_key, vault.header())
+        rows = _run_partitions(_partitions(notes, n_partitions, seed=n_partitions), job)
+        records = sorted((r for r in rows if r["kind"] == RECORD), key=lambda r: r["order"])
+        assert [json.loads(r["payload"]) for r in records] == expected
+        assert single.counts.written == len(records)
+        merged = vault.merge_rows((r["vault_table"], tuple(r[c] for c in ("c1", "c2", "c3", "c4", "c5") if r[c]))
+                                  for r in rows if r["kind"] == VAULT)
+        assert merged > 0
+        # a retried task sends its rows again: nothing changes
+        again = vault.merge_rows((r["vault_table"], tuple(r[c] for c in ("c1", "c2", "c3", "c4", "c5") if r[c]))
+                                 for r in rows if r["kind"] == VAULT)
+        assert again == merged
+    (tmp_path / "dist.jsonl").write_text("".join(r["payload"] + "\n" for r in records), encoding="utf-8")
+    reidentify_file(tmp_path / "dist.jsonl", tmp_path / "back.jsonl", tmp_path / "merged.db")
+    originals = {d.id: d.text for d in read_documents(notes, rejects=[])}
+    assert {d.id: d.text for d in read_documents(tmp_path / "back.jsonl")} == originals
+
+
+def test_partition_rejects_name_the_record_and_keep_it(tmp_path):
+    rows = [{"order": 0, "location": "x.jsonl:1", "doc": json.dumps({"id": "a", "text": "Seen by Dr. Quill."})},
+            {"order": 1, "location": "x.jsonl:2", "doc": json.dumps({"id": "b", "text": 5})},
+            {"order": 2, "location": "x.jsonl:3", "doc": "{not json"}]
+    out = list(deidentify_partition(iter(rows), DeidJob(DeidConfig(operator="tag"), b"s" * 32)))
+    kinds = sorted((r["order"], r["kind"]) for r in out)
+    assert kinds == [(0, RECORD), (1, REJECT), (2, REJECT)]
+    reject = next(r for r in out if r["order"] == 1)
+    assert reject["location"] == "x.jsonl:2" and reject["record_id"] == "b"
+    assert "'text' must be a string" in json.loads(reject["payload"])["reason"]
+    assert "[DOCTOR]" in json.loads(next(r for r in out if r["kind"] == RECORD)["payload"])["text"] or \
+        "[NAME]" in json.loads(next(r for r in out if r["kind"] == RECORD)["payload"])["text"]
+
+
+def test_chunk_partitions_give_the_chunk_file(tmp_path, notes):
+    config = ChunkConfig(max_tokens=128, overlap=16, profile="clinical")
+    chunk_file(notes, tmp_path / "one.jsonl", config)
+    from domainfm.corpus.io import read_located_documents
+
+    rows = list(input_rows(read_located_documents(notes, rejects=[])))
+    out = list(chunk_partition(iter(rows[1::2]), config)) + list(chunk_partition(iter(rows[::2]), config))
+    records = sorted((r for r in out if r["kind"] == RECORD), key=lambda r: (r["order"], r["seq"]))
+    assert [json.loads(r["payload"]) for r in records] == [json.loads(line) for line in (tmp_path / "one.jsonl").open()]
+
+
+def test_table_rows_become_documents():
+    record = record_from_columns({"id": 7, "text": "x", "meta": '{"a": 1}', "labels": None, "spans": "[]",
+                                  "mrn": "123", "ward": "B"}, patient_col="mrn")
+    assert record["id"] == "7" and record["meta"] == {"a": 1, "patient_id": "123", "ward": "B"}
+    assert record["spans"] == []
+
+
+def test_engine_config_errors_name_the_field():
+    from domainfm.distributed.config import EngineConfig
+
+    with pytest.raises(ConfigError, match="engine.name"):
+        EngineConfig("sparc")
+    with pytest.raises(ConfigError, match="engine.partitions"):
+        EngineConfig("spark", partitions=0)
+
+
+def test_pipeline_engine_is_read_and_not_in_the_cache_key(tmp_path):
+    from domainfm.pipeline import pipeline_from_dict as load_pipeline
+
+    base = {"run_dir": str(tmp_path / "run"), "import": {"format": "jsonl", "src": "corpora/clinical/notes.jsonl"},
+            "deid": {"profile": "clinical"}}
+    local = load_pipeline(base)
+    spark = load_pipeline({**base, "engine": {"name": "spark", "master": "local[3]"}})
+    assert spark.engine.name == "spark" and spark.engine.master == "local[3]" and local.engine is None
+    assert spark.stages["deid"] == local.stages["deid"]
+    with pytest.raises(ConfigError, match="engine.name"):
+        load_pipeline({**base, "engine": "flink"})
+
+
+# --- real engines (slow) ------------------------------------------------------------------------
+
+def _java() -> str | None:
+    return shutil.which("java") or (os.environ.get("JAVA_HOME") and str(Path(os.environ["JAVA_HOME"]) / "bin/java"))
+
+
+@pytest.fixture(scope="module")
+def spark():
+    pytest.importorskip("pyspark", reason="pip install 'domainfm[spark]' (.ci/run installs it)")
+    if not _java():
+        pytest.skip("Java 17 is not installed (.ci/run installs openjdk-17-jre-headless)")
+    from domainfm.distributed.spark import spark_session
+
+    # local[2,4]: two cores, and a failed task is retried up to 3 times (the worker-kill test)
+    session = spark_session("local[2,4]")
+    yield session
+    session.stop()
+
+
+def _same_files(a: Path, b: Path) -> bool:
+    return a.read_text(encoding="utf-8") == b.read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_spark_gives_one_process_output_and_the_vault_restores_it(tmp_path, spark, clinical_corpus, vault_key):
+    from domainfm.distributed.jobs import run_chunk, run_deid
+    from domainfm.distributed.spark import SparkEngine
+
+    engine = SparkEngine("local[2,4]", partitions=4, session=spark)
+    one = deidentify_file(clinical_corpus, tmp_path / "one.jsonl", DeidConfig(vault=str(tmp_path / "one.db")))
+    dist = run_deid(clinical_corpus, tmp_path / "spark.jsonl", DeidConfig(vault=str(tmp_path / "spark.db")), engine)
+    assert _same_files(tmp_path / "one.jsonl", tmp_path / "spark.jsonl")
+    assert dist.counts.to_dict() == one.counts.to_dict() and dist.detections_by_label == one.detections_by_label
+    manifest = json.loads(dist.manifest.read_text())
+    assert manifest["engine"]["name"] == "spark" and manifest["engine"]["spark"]
+    reidentify_file(tmp_path / "spark.jsonl", tmp_path / "back.jsonl", tmp_path / "spark.db")
+    originals = [d.text for d in read_documents(clinical_corpus)]
+    assert [d.text for d in read_documents(tmp_path / "back.jsonl")] == originals
+    # a second run on the same output and vault: the same bytes, the vault unchanged in meaning
+    run_deid(clinical_corpus, tmp_path / "spark.jsonl", DeidConfig(vault=str(tmp_path / "spark.db")),
+             SparkEngine("local[2,4]", partitions=3, session=spark))
+    assert _same_files(tmp_path / "one.jsonl", tmp_path / "spark.jsonl")
+    # Parquet out and back in; chunks equal chunk_file's
+    run_deid(clinical_corpus, tmp_path / "notes.parquet", DeidConfig(), engine)
+    back = run_deid(tmp_path / "notes.parquet", tmp_path / "again.jsonl", DeidConfig(operator="tag"), engine)
+    assert back.counts.read == back.counts.written == one.counts.written
+    assert (tmp_path / "notes.parquet.manifest.json").is_file()
+    config = ChunkConfig(max_tokens=128, overlap=16, profile="clinical")
+    chunk_file(tmp_path / "one.jsonl", tmp_path / "one.chunks.jsonl", config)
+    chunks = run_chunk(tmp_path / "one.jsonl", tmp_path / "spark.chunks.jsonl", config, engine)
+    assert _same_files(tmp_path / "one.chunks.jsonl", tmp_path / "spark.chunks.jsonl")
+    assert chunks.counts.reconciles and chunks.chunks > chunks.counts.written
+
+
+@pytest.mark.slow
+def test_spark_rejects_reconcile(tmp_path, spark, notes, vault_key):
+    from domainfm.distributed.jobs import run_deid
+    from domainfm.distributed.spark import SparkEngine
+
+    one = deidentify_file(notes, tmp_path / "one.jsonl", DeidConfig())
+    dist = run_deid(notes, tmp_path / "spark.jsonl", DeidConfig(), SparkEngine(session=spark, partitions=2))
+    assert dist.counts.to_dict() == one.counts.to_dict()
+    assert dist.counts.rejected == 2 and dist.counts.reconciles
+    assert _same_files(tmp_path / "one.jsonl", tmp_path / "spark.jsonl")
+    rejects = [json.loads(line) for line in dist.rejects.open()]
+    assert {r["reason"].split(" (")[0] for r in rejects} >= {"duplicate id"}
+
+
+def _python_workers() -> list:
+    """Spark's Python worker processes (children of pyspark.daemon)."""
+    import psutil
+
+    workers = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if "pyspark.daemon" in " ".join(proc.info["cmdline"] or []):
+            workers += proc.children()
+    return workers
+
+
+@pytest.mark.slow
+def test_a_killed_python_worker_loses_and_duplicates_nothing(tmp_path, spark, clinical_corpus, vault_key):
+    """SIGKILL one Spark Python worker while it de-identifies; Spark retries the task and the
+    output is still one process's, with every record once."""
+    from domainfm.distributed.jobs import run_deid
+    from domainfm.distributed.spark import SparkEngine
+
+    deidentify_file(clinical_corpus, tmp_path / "one.jsonl", DeidConfig())
+    killed: list[int] = []
+    stop = threading.Event()
+
+    def killer():
+        seen: dict[int, float] = {}
+        while not stop.is_set() and not killed:
+            for proc in _python_workers():
+                first = seen.setdefault(proc.pid, time.monotonic())
+                if time.monotonic() - first > 2.0:  # busy in a task for a while: mid-partition
+                    proc.kill()
+                    killed.append(proc.pid)
+                    break
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    try:
+        run_deid(clinical_corpus, tmp_path / "spark.jsonl", DeidConfig(), SparkEngine(session=spark, partitions=4))
+    finally:
+        stop.set()
+        thread.join()
+    assert killed, "no Python worker was running long enough to be killed"
+    ids = [json.loads(line)["id"] for line in (tmp_path / "spark.jsonl").open()]
+    assert len(ids) == len(set(ids)) == sum(1 for _ in read_documents(clinical_corpus))
+    assert _same_files(tmp_path / "one.jsonl", tmp_path / "spark.jsonl")
+
+
+@pytest.mark.slow
+def test_spark_logs_carry_no_phi(tmp_path, clinical_corpus):
+    """Planted identifiers go through ``domainfm deid --engine spark`` in a child process with
+    Spark's event log on; neither its output nor the event log holds any of them."""
+    if not _java():
+        pytest.skip("Java 17 is not installed")
+    pytest.importorskip("pyspark")
+    planted = ["Zorblax Quintavius", "Quellmora Vantris", "778-41-9023", "MRN 55501234"]
+    docs = list(read_documents(clinical_corpus))[:6]
+    for doc, phi in zip(docs, planted + planted):
+        doc.text = f"Patient {phi} seen today. {doc.text}" if "MRN" not in phi else f"{phi}. {doc.text}"
+        doc.spans = []
+    src = tmp_path / "planted.jsonl"
+    write_documents(src, docs)
+    events = tmp_path / "events"
+    events.mkdir()
+    code = (
+        "import sys\nfrom domainfm.cli import main\n"
+        f"sys.argv = ['domainfm', 'deid', {str(src)!r}, '-o', {str(tmp_path / 'out.jsonl')!r}, '--engine', 'spark',"
+        f" '--partitions', '2', '--seed', '5']\n"
+        "import domainfm.distributed.spark as s\n"
+        "orig = s.spark_session\n"
+        f"s.spark_session = lambda master, **k: orig(master, conf={{'spark.eventLog.enabled': 'true', "
+        f"'spark.eventLog.dir': {str(events)!r}, 'spark.log.level': 'INFO'}})\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert done.returncode == 0, done.stderr[-3000:]
+    logs = done.stdout + done.stderr + "".join(p.read_text(errors="replace") for p in events.rglob("*") if p.is_file())
+    assert "read 6 = written 6" in logs
+    assert any(p.is_file() for p in events.rglob("*")), "Spark wrote no event log"
+    for phi in planted:
+        assert phi not in logs and phi.split()[-1] not in logs
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = pytest.importorskip("ray", reason="pip install 'domainfm[ray]' (.ci/run installs it)")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_gives_one_process_output(tmp_path, ray_local, clinical_corpus, vault_key):
+    from domainfm.distributed.jobs import run_chunk, run_deid
+    from domainfm.distributed.ray import RayEngine
+
+    engine = RayEngine(2)
+    one = deidentify_file(clinical_corpus, tmp_path / "one.jsonl", DeidConfig(vault=str(tmp_path / "one.db")))
+    dist = run_deid(clinical_corpus, tmp_path / "ray.jsonl", DeidConfig(vault=str(tmp_path / "ray.db")), engine)
+    assert _same_files(tmp_path / "one.jsonl", tmp_path / "ray.jsonl")
+    assert dist.counts.to_dict() == one.counts.to_dict()
+    assert json.loads(dist.manifest.read_text())["engine"]["name"] == "ray"
+    reidentify_file(tmp_path / "ray.jsonl", tmp_path / "back.jsonl", tmp_path / "ray.db")
+    assert [d.text for d in read_documents(tmp_path / "back.jsonl")] == [d.text for d in read_documents(clinical_corpus)]
+    config = ChunkConfig(max_tokens=128, overlap=16, profile="clinical")
+    chunk_file(tmp_path / "one.jsonl", tmp_path / "one.chunks.jsonl", config)
+    run_chunk(tmp_path / "one.jsonl", tmp_path / "ray.chunks.jsonl", config, engine)
+    assert _same_files(tmp_path / "one.chunks.jsonl", tmp_path / "ray.chunks.jsonl")
