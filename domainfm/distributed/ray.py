@@ -102,7 +102,7 @@ class RayEngine:
         dataset = ray.data.from_pandas(groups) if groups else ray.data.from_pandas([table])
         results = dataset.map_batches(
             _PartitionActor, fn_constructor_args=(kind, payload), batch_format="pandas", batch_size=None,
-            concurrency=self.actors, num_cpus=1, num_gpus=self.num_gpus or None)
+            compute=ray.data.ActorPoolStrategy(size=self.actors), num_cpus=1, num_gpus=self.num_gpus or None)
         frames = list(results.iter_batches(batch_format="pandas", batch_size=None))
         frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(ROW_FIELDS))
         return RayOutputs(frame)
