@@ -101,6 +101,25 @@ def parse_input(rows: Iterable[dict[str, Any]]) -> Iterator[tuple[int, str | Non
             yield order, location, _reject_row(order, location, None, "not a JSON document record", raw)
 
 
+class _Intake:
+    """A partition's input rows as a stream of valid documents for a stage; invalid rows wait in
+    ``rejects`` (reject rows) and ``where`` maps a document id to its (order, location, record
+    as read) until the stage's result for it comes back."""
+
+    def __init__(self, rows: Iterable[dict[str, Any]]):
+        self.rows = rows
+        self.where: dict[str, tuple[int, str | None, str]] = {}
+        self.rejects: list[dict] = []
+
+    def documents(self) -> Iterator[Document]:
+        for order, location, item in parse_input(self.rows):
+            if isinstance(item, dict):
+                self.rejects.append(item)
+                continue
+            self.where[item.id] = (order, location, json.dumps(item.to_dict(), ensure_ascii=True))
+            yield item
+
+
 def deidentify_partition(rows: Iterable[dict[str, Any]], job: DeidJob) -> Iterator[dict[str, Any]]:
     """De-identify one partition (rows in input order, whole patients); yields output rows.
 
@@ -111,16 +130,8 @@ def deidentify_partition(rows: Iterable[dict[str, Any]], job: DeidJob) -> Iterat
     from domainfm.deid.transform import TransformedRecord
 
     config = job.worker_config()
-    where: dict[str, tuple[int, str | None, str]] = {}
-    pending_rejects: list[dict] = []
-
-    def documents():
-        for order, location, item in parse_input(rows):
-            if isinstance(item, dict):
-                pending_rejects.append(item)
-                continue
-            where[item.id] = (order, location, json.dumps(item.to_dict(), ensure_ascii=True))
-            yield item
+    intake = _Intake(rows)
+    where, pending_rejects = intake.where, intake.rejects
 
     with tempfile.TemporaryDirectory(prefix="domainfm-vault-") as scratch:
         vault = None
@@ -129,7 +140,7 @@ def deidentify_partition(rows: Iterable[dict[str, Any]], job: DeidJob) -> Iterat
 
             vault = Vault.staging(Path(scratch) / "staging.vault", job.secret, job.vault_header)
         try:
-            for item in deidentify(documents(), config, secret=job.secret, vault=vault, counts=Counts(),
+            for item in deidentify(intake.documents(), config, secret=job.secret, vault=vault, counts=Counts(),
                                    detector=detector_for(config)):
                 yield from pending_rejects
                 pending_rejects.clear()
@@ -156,21 +167,11 @@ def chunk_partition(rows: Iterable[dict[str, Any]], config) -> Iterator[dict[str
     ``record`` row per chunk, then a ``document`` row per chunked document (its chunk count,
     largest chunk and spans outside chunks: documents, not chunks, are what counts reconcile),
     and reject rows."""
-    where: dict[str, tuple[int, str | None]] = {}
-    pending_rejects: list[dict] = []
-
-    def documents():
-        for order, location, item in parse_input(rows):
-            if isinstance(item, dict):
-                pending_rejects.append(item)
-                continue
-            where[item.id] = (order, location)
-            yield item
-
-    for result in _chunker_for(config).iter_documents(documents()):
-        yield from pending_rejects
-        pending_rejects.clear()
-        order, location = where.pop(result.doc.id)
+    intake = _Intake(rows)
+    for result in _chunker_for(config).iter_documents(intake.documents()):
+        yield from intake.rejects
+        intake.rejects.clear()
+        order, location, _ = intake.where.pop(result.doc.id)
         if result.error is not None:
             yield _reject_row(order, result.error.location or location, result.doc.id, result.error.reason,
                               json.dumps(result.doc.to_dict(), ensure_ascii=True))
@@ -181,7 +182,7 @@ def chunk_partition(rows: Iterable[dict[str, Any]], config) -> Iterator[dict[str
         yield _row(DOCUMENT, order, record_id=result.doc.id, payload=json.dumps({
             "chunks": len(result.chunks), "max_chunk_tokens": max((c.n_tokens for c in result.chunks), default=0),
             "spans_outside_chunks": result.spans_outside}))
-    yield from pending_rejects
+    yield from intake.rejects
 
 
 _CHUNKERS: dict[str, Any] = {}
