@@ -24,7 +24,6 @@ import os
 import random
 import secrets
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
