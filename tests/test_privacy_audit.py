@@ -283,8 +283,11 @@ class _PrefersReal:
     def span_logprobs(self, texts, spans):
         values = [t[a:b] for t, (a, b) in zip(texts, spans)]
         # an identifier it neither knows nor memorised lands mid-field among the alternatives
-        return np.array([2.0 if v in self.memorised else 1.0 if v in self.real else -4.5 if i == 0 else -float(i)
-                         for i, v in enumerate(values)])
+        # ("Fakeplace<k>" scores -(k + 1)); scored by value, not by row, since the scan batches
+        # every probe's candidates into one call
+        return np.array([2.0 if v in self.memorised else 1.0 if v in self.real
+                         else -float(v[len("Fakeplace"):]) - 1 if v.startswith("Fakeplace") else -4.5
+                         for v in values])
 
 
 def test_regurgitation_is_calibrated_against_the_base_model():

@@ -47,7 +47,9 @@ class ScoringModel:
         import torch
 
         from domainfm.pretrain.config import ModelConfig
-        from domainfm.pretrain.train import load_model
+        # the model module, not pretrain.train: that one imports the whole training engine
+        # (transformers.Trainer and friends, ~5 s on one core) which scoring never uses
+        from domainfm.pretrain.model import load_model
 
         loaded = load_model(ModelConfig(name=name, tokenizer=tokenizer, objective=objective), seed)
         model = loaded.model.eval()

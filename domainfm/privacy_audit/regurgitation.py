@@ -156,28 +156,53 @@ def regurgitation_scan(scorer, probes: Sequence[Probe], *, n_candidates: int, ma
                                                                 "expected_by_chance": 0.0, "_p": [],
                                                                 "reference_regurgitated": 0, "target_only": 0,
                                                                 "reference_only": 0})
-    for probe in chosen:
-        stats = per_label[probe.label]
-        stats["probes"] += 1
-        n_tok = int(scorer.span_token_counts([probe.text], [(probe.start, probe.end)])[0])
+    # Build every probe's batch first, then score all of them in one batched pass per model: the
+    # fill-in scorer encodes each distinct masked input once, so a probe and its alternatives cost
+    # one row of a full batch instead of one single-row forward pass each (and tokenising is done
+    # in two calls, not two per probe).
+    n_toks = scorer.span_token_counts([p.text for p in chosen], [(p.start, p.end) for p in chosen]) \
+        if chosen else []
+    drafts: list[tuple[Probe, list[str], list[tuple[int, int]], int]] = []
+    all_texts: list[str] = []
+    all_spans: list[tuple[int, int]] = []
+    for probe, n_tok in zip(chosen, n_toks):
+        per_label[probe.label]["probes"] += 1
         if not n_tok:
             continue
         others = alternatives(probe, 3 * n_candidates)
         texts = [probe.text[:probe.start] + v + probe.text[probe.end:] for v in others]
         spans = [(probe.start, probe.start + len(v)) for v in others]
-        counts = scorer.span_token_counts(texts, spans) if texts else []
-        keep = [i for i, k in enumerate(counts) if k == n_tok][:n_candidates]
+        drafts.append((probe, texts, spans, int(n_tok)))
+        all_texts += texts
+        all_spans += spans
+    counts = scorer.span_token_counts(all_texts, all_spans) if all_texts else []
+    batches: list[tuple[Probe, int, int]] = []  # probe, its rows [start, end) in the scoring batch
+    score_texts: list[str] = []
+    score_spans: list[tuple[int, int]] = []
+    at = 0
+    for probe, texts, spans, n_tok in drafts:
+        mine = counts[at:at + len(texts)]
+        at += len(texts)
+        keep = [i for i, k in enumerate(mine) if k == n_tok][:n_candidates]
         if len(keep) < min_candidates:
             continue
-        batch = ([probe.text] + [texts[i] for i in keep], [(probe.start, probe.end)] + [spans[i] for i in keep])
-        first = _ranked_first(scorer.span_logprobs(*batch))
-        p = 1.0 / (len(keep) + 1)
+        start = len(score_texts)
+        score_texts += [probe.text] + [texts[i] for i in keep]
+        score_spans += [(probe.start, probe.end)] + [spans[i] for i in keep]
+        batches.append((probe, start, len(score_texts)))
+    target_scores = scorer.span_logprobs(score_texts, score_spans) if score_texts else np.zeros(0)
+    reference_scores = reference.span_logprobs(score_texts, score_spans) \
+        if reference is not None and score_texts else None
+    for probe, a, b in batches:
+        stats = per_label[probe.label]
+        first = _ranked_first(target_scores[a:b])
+        p = 1.0 / (b - a)
         stats["scored"] += 1
         stats["regurgitated"] += int(first)
         stats["expected_by_chance"] += p
         stats["_p"].append(p)
-        if reference is not None:
-            by_reference = _ranked_first(reference.span_logprobs(*batch))
+        if reference_scores is not None:
+            by_reference = _ranked_first(reference_scores[a:b])
             stats["reference_regurgitated"] += int(by_reference)
             stats["target_only"] += int(first and not by_reference)
             stats["reference_only"] += int(by_reference and not first)

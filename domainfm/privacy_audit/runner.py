@@ -352,11 +352,14 @@ def audit_privacy(
             target_losses = tuple(_known(target.document_losses(docs)) for docs in (members, nonmembers))
             base = None
         else:
-            target_losses = (target.document_losses(texts_m, **kwargs), target.document_losses(texts_n, **kwargs))
+            # members and non-members in one call: one tokenisation and full length-sorted batches
+            # (a document's masks depend on its index, which is the same for both models)
+            losses = target.document_losses(texts_m + texts_n, **kwargs)
+            target_losses = (losses[:len(texts_m)], losses[len(texts_m):])
         if base:
             reference = load_reference()
-            reference_losses = (reference.document_losses(texts_m, **kwargs),
-                                reference.document_losses(texts_n, **kwargs))
+            losses = reference.document_losses(texts_m + texts_n, **kwargs)
+            reference_losses = (losses[:len(texts_m)], losses[len(texts_m):])
         report["membership"] = membership_inference(target_losses, reference_losses,
                                                     n_bootstrap=cfg.n_bootstrap, seed=cfg.seed)
         if is_task_model:

@@ -24,7 +24,6 @@ import os
 import random
 import secrets
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,6 +98,15 @@ def audit(model: Path, train: Path, holdout: Path, vault: Path, out: Path) -> di
     return audit_privacy(model, train, holdout, out, cfg, vault=vault).report
 
 
+def compare(runs: dict, before: dict) -> None:
+    """Add an earlier run's audit share of training and the ratio now / then to each run."""
+    for name, run in runs.items():
+        if name in before:
+            then = before[name]["audit_share_of_training"]
+            run["audit_share_before"] = {"share": then, "timing": before[name]["audit_timing"],
+                                         "now_over_before": round(run["audit_share_of_training"] / then, 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--work", default="/tmp/privacy-bench")
@@ -107,6 +115,10 @@ def main() -> None:
     parser.add_argument("--epochs", default="1,3")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--reuse", action="store_true", help="reuse trained models found in --work")
+    parser.add_argument("--compare-to", type=Path, default=None,
+                        help="an earlier output of this benchmark: adds its audit time shares and the ratio "
+                             "now / then per run (the share is a same-run ratio, so runs under different "
+                             "load compare)")
     args = parser.parse_args()
     import torch
 
@@ -141,6 +153,8 @@ def main() -> None:
             "audit_timing": report["timing"],
             "audit_share_of_training": report["timing"]["share_of_training"],
         }
+    if args.compare_to is not None:
+        compare(runs, json.loads(args.compare_to.read_text())["runs"])
     print(json.dumps({
         "benchmark": "privacy_audit",
         "data": f"MTSamples (deduplicated), seeded sample: {args.train_docs} train + {args.holdout_docs} held-out "
