@@ -36,6 +36,7 @@ class StageResult:
             holding its own ``manifest.json``).
         rejects: the reject file (None when nothing was rejected) and its first reasons (no text).
         notes: extra lines for the CLI (counts only, never document text).
+        detail: text the CLI appends to the count line (e.g. ``" documents; 40 chunks"``).
     """
 
     outputs: list[Path]
@@ -45,6 +46,7 @@ class StageResult:
     rejects: Path | None = None
     first_rejects: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    detail: str = ""
 
     @property
     def out(self) -> Path:

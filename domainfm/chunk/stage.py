@@ -18,5 +18,5 @@ def run(config: ChunkConfig, inputs: list[Path], out: Path, context: StageContex
     return StageResult([result.out, result.manifest], record_counts(result.counts, chunks=result.chunks),
                        {"max_chunk_tokens": result.max_chunk_tokens}, manifest=result.manifest,
                        rejects=result.rejects, first_rejects=result.first_rejects,
-                       notes=[f"{result.chunks} chunks (max {result.max_chunk_tokens} of {config.max_tokens} "
-                              f"positions, {result.empty_documents} empty documents)"])
+                       detail=f" documents; {result.chunks} chunks (max {result.max_chunk_tokens} of "
+                              f"{config.max_tokens} positions, {result.empty_documents} empty documents)")

@@ -85,8 +85,45 @@ def run(config: LabelSection, inputs: list[Path], out: Path, context: StageConte
     run = label_file(labeled, pool, out, LabelConfig(method=cfg.method, model=cfg.model,
                                                      seed=13 if context.seed is None else context.seed),
                      exports=list(cfg.exports))
-    cv = run.summary.get("cross_validation", {})
+    return result_of(run)
+
+
+def result_of(run, *, check: bool = False) -> StageResult:
+    """The StageResult of a :func:`~domainfm.label.label_file` run (``domainfm label`` prints it)."""
+    s = run.summary
+    cv = s.get("cross_validation", {})
     metrics = {k: round(cv[k], 4) for k in ("expected_accuracy", "expected_micro_f1", "expected_macro_f1",
                                             "expected_ece") if k in cv}
+    seeds = ", ".join(f"{k}={v}" for k, v in s["seeds_per_class"].items())
+    notes = [f"{s['task']}-label, {len(s['classes'])} labels; seeds per label: {seeds}"]
+    if s["labels_left_out"]:
+        left = ", ".join(f"{k}={v}" for k, v in s["labels_left_out"].items())
+        notes.append(f"left out (fewer than 2 seeds, or on every seed): {left}")
+    expected = cv.get("expected_accuracy", cv.get("expected_micro_f1"))
+    name = "accuracy" if "expected_accuracy" in cv else "micro-F1"
+    notes.append(f"expected {name} (cross-validated on the seeds, {cv['folds']} folds): {expected:.2f}; "
+                 f"macro-F1 {cv['expected_macro_f1']:.2f}; calibration error {cv['expected_ece']:.2f}")
+    if check:
+        notes.append(f"flagged {s['flagged']} of {s['checked']} labeled documents as likely label errors "
+                     f"(meta.label_check in {run.out})")
+    notes += [f"export: {path}" for path in run.exports]
     return StageResult([run.out, run.manifest, *run.exports], record_counts(run.counts), metrics,
-                       manifest=run.manifest, rejects=run.rejects, first_rejects=run.first_rejects)
+                       manifest=run.manifest, rejects=run.rejects, first_rejects=run.first_rejects, notes=notes)
+
+
+def span_result_of(run) -> StageResult:
+    """The StageResult of a :func:`~domainfm.label.span_runner.label_spans_file` run."""
+    s = run.summary
+    notes = [f"labels: {', '.join(s['labels'])}; {s['seed_documents']} seed documents with {s['seed_spans']} "
+             f"spans; {s['suggested_spans']} spans suggested"]
+    cal = s["calibration"]
+    if cal.get("folds"):
+        precision = cal.get("oof_span_precision")
+        notes.append(f"calibrated on {cal['folds']} seed folds: temperature {cal['temperature']:.2f}, "
+                     f"{cal['oof_spans']} held-out spans"
+                     + (f", {precision:.0%} exactly right" if precision is not None else ""))
+    if s.get("deid_prior"):
+        notes.append(f"de-id prior for: {', '.join(s['deid_prior']['labels'])}")
+    notes += [f"export: {path}" for path in run.exports]
+    return StageResult([run.out, run.manifest, *run.exports], record_counts(run.counts), {},
+                       manifest=run.manifest, rejects=run.rejects, first_rejects=run.first_rejects, notes=notes)
