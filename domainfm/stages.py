@@ -52,21 +52,10 @@ class StageResult:
     def out(self) -> Path:
         return Path(self.outputs[0])
 
-    @property
-    def read(self) -> int | None:
-        return self.counts.get("read")
-
-    @property
-    def written(self) -> int | None:
-        return self.counts.get("written")
-
-    @property
-    def rejected(self) -> int | None:
-        return self.counts.get("rejected")
-
-    @property
-    def repaired(self) -> int | None:
-        return self.counts.get("repaired")
+    read = property(lambda self: self.counts.get("read"), doc="records read (None: the stage counts none)")
+    written = property(lambda self: self.counts.get("written"), doc="records written")
+    rejected = property(lambda self: self.counts.get("rejected"), doc="records rejected (to the reject file)")
+    repaired = property(lambda self: self.counts.get("repaired"), doc="records repaired instead of rejected")
 
     def reconciles(self) -> bool:
         """``read = written + rejected`` (true for stages that do not count records)."""

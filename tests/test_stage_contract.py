@@ -14,8 +14,6 @@ model and a gold-annotated corpus: their runs are covered end to end by the slow
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -26,6 +24,7 @@ from domainfm.config import from_dict, load_config, save_config
 from domainfm.corpus import read_documents, write_documents
 from domainfm.errors import ConfigError
 from domainfm.stages import REGISTRY, StageContext, StageResult
+from test_conformance import _digest  # one notion of "the same output" for both batteries
 
 
 @dataclass
@@ -121,30 +120,6 @@ def test_config_round_trips_and_bad_parameters_name_the_field(name, ctx, tmp_pat
         from_dict(cls, data, prefix=f"{name}.")
     with pytest.raises(ConfigError, match="unknown config key 'seeed'"):
         from_dict(cls, {**CASES[name].data(ctx), "seeed": 1})
-
-
-def _digest(folder: Path) -> dict[str, str]:
-    """Hashes of a stage's outputs, provenance (times, versions, host) and checkpoints aside."""
-    skip = {"stage.json", "train_log.jsonl", "cards.json"}
-    out = {}
-    for path in sorted(folder.rglob("*")):
-        if (path.is_file() and path.name not in skip and not path.name.endswith("manifest.json")
-                and "checkpoints" not in path.parts and path.suffix != ".html"):
-            data = path.read_bytes()
-            if path.suffix == ".json":  # wall-clock fields differ between runs
-                data = json.dumps(_without_timings(json.loads(data)), sort_keys=True).encode()
-            out[str(path.relative_to(folder))] = hashlib.sha256(data).hexdigest()
-    return out
-
-
-def _without_timings(value):
-    if isinstance(value, dict):
-        return {k: _without_timings(v) for k, v in value.items()
-                if not any(t in k for t in ("seconds", "per_s", "_s", "memory", "rss", "time", "generated",
-                                            "created", "version", "host"))}
-    if isinstance(value, list):
-        return [_without_timings(v) for v in value]
-    return value
 
 
 # Training twice takes tens of seconds on CPU: the training stages (and the audit, which needs a

@@ -61,10 +61,15 @@ class ImportSection:
         if self.max_documents is not None and self.max_documents < 1:
             raise ConfigError(f"The 'import.max_documents' parameter must be an int >= 1 or null. "
                               f"Got {self.max_documents!r} instead.")
+
+    @classmethod
+    def check_section(cls, data: Any, prefix: str) -> None:
+        """A pipeline checks the importer's own options with the section, before any stage runs."""
         from domainfm.corpus.importers import get_importer
 
-        # the importer's own options are checked with the section, before any stage runs
-        from_dict(get_importer(self.format).options_cls, self.options, prefix="import.options.")
+        options = data.get("options") or {} if isinstance(data, dict) else None
+        if isinstance(options, dict) and isinstance(data.get("format", "jsonl"), str):
+            from_dict(get_importer(data.get("format", "jsonl")).options_cls, options, prefix=f"{prefix}options.")
 
 
 def run(config: ImportSection, inputs: list[Path], out: Path, context: StageContext | None = None) -> StageResult:
