@@ -176,23 +176,28 @@ def import_command(
 def _print_result(console, result) -> None:
     """One printer of a :class:`~domainfm.stages.StageResult` for every stage command: the
     reconciling counts and the output, the stage's notes, the reject file with its first reasons
-    (no text) and how many more it holds, and the manifest."""
+    (no text) and how many more it holds, and the manifest. Lines are not wrapped and paths are
+    not read as markup, so they can be copied and parsed."""
+
+    def say(line: str) -> None:
+        console.print(line, markup=False, soft_wrap=True)
+
     if result.read is not None:
-        console.print(f"read {result.read} = written {result.written} + rejected {result.rejected}{result.detail}"
-                      f"  ->  {result.out}")
+        say(f"read {result.read} = written {result.written} + rejected {result.rejected}{result.detail}"
+            f"  ->  {result.out}")
     for line in result.notes:
-        console.print(line)
+        say(line)
     if result.rejects:
         first = result.first_rejects
-        console.print(f"rejected records (with reasons): {result.rejects}")
+        say(f"rejected records (with reasons): {result.rejects}")
         for line in first:
-            console.print(f"  {line}")
+            say(f"  {line}")
         if (result.rejected or 0) > len(first):
-            console.print(f"  ... and {result.rejected - len(first)} more in {result.rejects}")
+            say(f"  ... and {result.rejected - len(first)} more in {result.rejects}")
     if result.manifest is not None:
-        console.print(f"manifest: {result.manifest}")
+        say(f"manifest: {result.manifest}")
     elif result.read is None:  # a model folder: its metrics and manifest are inside
-        console.print(f"model: {result.out}  (metrics.json, manifest.json beside it)")
+        say(f"model: {result.out}  (metrics.json, manifest.json beside it)")
 
 
 class _progress:
