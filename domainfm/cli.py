@@ -150,7 +150,8 @@ def import_command(
     reject file and the counts reconcile). Extra '--key value' pairs set importer options."""
     from domainfm.config import parse_overrides
     from domainfm.corpus.importers import get_importer
-    from domainfm.corpus.importing import import_corpus
+    from domainfm.corpus.stage import ImportSection, run
+    from domainfm.stages import StageContext
 
     importer = get_importer(format)
     given = {k: v for k, v in locals().items() if k in _IMPORT_FLAGS and v is not None}
@@ -167,34 +168,36 @@ def import_command(
         )
     console = _console()
     with _progress(console, f"importing {format}") as update:
-        result = import_corpus(format, src, out, given, on_progress=lambda c: update(c.read))
-    _print_import_result(console, result)
+        result = run(ImportSection(src=src, format=format, options=given), [src], out,
+                     StageContext(on_progress=lambda c: update(c.read)))
+    _print_result(console, result)
 
 
-def _print_rejects(console, path, first: list[str], total: int) -> None:
-    """The reject file, its first few reasons (no text) and how many more it holds."""
-    if not path:
-        return
-    console.print(f"rejected records (with reasons): {path}")
-    for line in first:
-        console.print(f"  {line}")
-    if total > len(first):
-        console.print(f"  ... and {total - len(first)} more in {path}")
+def _print_result(console, result) -> None:
+    """One printer of a :class:`~domainfm.stages.StageResult` for every stage command: the
+    reconciling counts and the output, the stage's notes, the reject file with its first reasons
+    (no text) and how many more it holds, and the manifest. Lines are not wrapped and paths are
+    not read as markup, so they can be copied and parsed."""
 
+    def say(line: str) -> None:
+        console.print(line, markup=False, soft_wrap=True)
 
-def _print_import_result(console, result) -> None:
-    c = result.counts
-    console.print(f"read {c.read} = written {c.written} + rejected {c.rejected}  ->  {result.out}")
-    _print_rejects(console, result.rejects, result.first_rejects, result.counts.rejected)
-    agreement = getattr(result, "agreement", None)
-    if agreement:
-        parts = [f"{agreement['documents_with_several_annotators']} documents with several annotators"]
-        if "span_pairwise_f1" in agreement:
-            parts.append(f"pairwise span F1 {agreement['span_pairwise_f1']:.2f}")
-        if agreement.get("choice_mean_pairwise_kappa") is not None:
-            parts.append(f"mean pairwise Cohen's kappa {agreement['choice_mean_pairwise_kappa']:.2f}")
-        console.print("agreement: " + ", ".join(parts))
-    console.print(f"manifest: {result.manifest}")
+    if result.read is not None:
+        say(f"read {result.read} = written {result.written} + rejected {result.rejected}{result.detail}"
+            f"  ->  {result.out}")
+    for line in result.notes:
+        say(line)
+    if result.rejects:
+        first = result.first_rejects
+        say(f"rejected records (with reasons): {result.rejects}")
+        for line in first:
+            say(f"  {line}")
+        if (result.rejected or 0) > len(first):
+            say(f"  ... and {result.rejected - len(first)} more in {result.rejects}")
+    if result.manifest is not None:
+        say(f"manifest: {result.manifest}")
+    elif result.read is None:  # a model folder: its metrics and manifest are inside
+        say(f"model: {result.out}  (metrics.json, manifest.json beside it)")
 
 
 class _progress:
@@ -244,6 +247,15 @@ def summary_command(
         _console().print(f"invalid: ... and {len(rejects) - 5} more")
 
 
+def _engine_option(name: str, master: str, partitions: int | None, workers: int, ray_address: str | None):
+    """``--engine`` and its options as an EngineConfig, or None for this process."""
+    if name == "local":
+        return None
+    from domainfm.distributed.config import EngineConfig
+
+    return EngineConfig(name, master, partitions, workers, ray_address)
+
+
 @app.command("chunk")
 @_user_errors
 def chunk_command(
@@ -261,27 +273,19 @@ def chunk_command(
 ):
     """Split documents into chunks that fit the model, follow the document's sections and map
     back to the source character for character (spans projected, labels inherited)."""
-    from domainfm.chunk import ChunkConfig, chunk_file
+    from domainfm.chunk import ChunkConfig
+    from domainfm.chunk.stage import run
+    from domainfm.stages import StageContext
 
     config = ChunkConfig(tokenizer=tokenizer, max_tokens=max_tokens, overlap=overlap, profile=profile)
     console = _console()
-    if engine != "local":
-        from domainfm.distributed.config import EngineConfig
-        from domainfm.distributed.jobs import make_engine, run_chunk
-
-        runner = make_engine(EngineConfig(engine, master, partitions, workers, ray_address))
-        result = run_chunk(src, out, config, runner, on_stage=lambda message: console.print(f"{engine}: {message}"))
+    engine_config = _engine_option(engine, master, partitions, workers, ray_address)
+    if engine_config is not None:
+        result = run(config, [src], out, StageContext(engine=engine_config, on_stage=lambda m: console.print(f"{engine}: {m}")))
     else:
         with _progress(console, "chunking") as update:
-            result = chunk_file(src, out, config, on_progress=lambda c: update(c.read))
-    c = result.counts
-    console.print(
-        f"read {c.read} = written {c.written} + rejected {c.rejected} documents; {result.chunks} chunks "
-        f"(max {result.max_chunk_tokens} of {max_tokens} positions, {result.empty_documents} empty documents)"
-        f"  ->  {result.out}"
-    )
-    _print_rejects(console, result.rejects, result.first_rejects, result.counts.rejected)
-    console.print(f"manifest: {result.manifest}")
+            result = run(config, [src], out, StageContext(on_progress=lambda c: update(c.read)))
+    _print_result(console, result)
 
 
 @app.command("pretrain", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -301,17 +305,16 @@ def pretrain_command(
     unchanged under 'accelerate launch -m domainfm pretrain ...'."""
     from domainfm.config import load_config, parse_overrides
     from domainfm.pretrain import PretrainConfig, console_reporter, pretrain
+    from domainfm.pretrain.stage import summarize
 
     cfg = load_config(PretrainConfig, config, parse_overrides(ctx.args))
     console = _console()
     with console_reporter(console) as on_event:
         result = pretrain(cfg, out, resume=resume, overwrite=overwrite,
                           allow_identified_data=allow_identified_data, on_event=on_event)
-    before, after = result.metrics.get("eval_before"), result.metrics.get("eval_after")
-    if result.main_process and before and after:
-        console.print(f"held-out perplexity {before['perplexity']:.2f} -> {after['perplexity']:.2f}")
-    if result.main_process:
-        typer.echo(f"model: {result.out_dir}  (metrics.json, manifest.json beside it)")
+    if result.main_process:  # only the main process reports under 'accelerate launch'
+        _print_result(_console(stderr=False), summarize(result.out_dir, result.metrics, result.steps,
+                                                        result.resumed_from))
 
 
 label_app = typer.Typer(help="Suggest labels or spans from a few seeds, check labels, or serve Label Studio.",
@@ -378,25 +381,9 @@ def label_command(
         stages = iter(range(1, 100))
         run = label_file(labeled, pool, out, config, exports=export, check=check,
                          on_stage=lambda s: update(next(stages)))
-    c, s = run.counts, run.summary
-    cv = s["cross_validation"]
-    console.print(f"read {c.read} = written {c.written} + rejected {c.rejected}  ->  {run.out}")
-    seeds = ", ".join(f"{k}={v}" for k, v in s["seeds_per_class"].items())
-    console.print(f"{s['task']}-label, {len(s['classes'])} labels; seeds per label: {seeds}")
-    if s["labels_left_out"]:
-        left = ", ".join(f"{k}={v}" for k, v in s["labels_left_out"].items())
-        console.print(f"left out (fewer than 2 seeds, or on every seed): {left}")
-    expected = cv.get("expected_accuracy", cv.get("expected_micro_f1"))
-    name = "accuracy" if "expected_accuracy" in cv else "micro-F1"
-    console.print(f"expected {name} (cross-validated on the seeds, {cv['folds']} folds): {expected:.2f}; "
-                  f"macro-F1 {cv['expected_macro_f1']:.2f}; calibration error {cv['expected_ece']:.2f}")
-    if check:
-        console.print(f"flagged {s['flagged']} of {s['checked']} labeled documents as likely label errors "
-                      f"(meta.label_check in {run.out})")
-    for path in run.exports:
-        console.print(f"export: {path}")
-    _print_rejects(console, run.rejects, run.first_rejects, c.rejected)
-    console.print(f"manifest: {run.manifest}")
+    from domainfm.label.stage import result_of
+
+    _print_result(console, result_of(run, check=check))
 
 
 @label_app.command("serve")
@@ -448,21 +435,9 @@ def _label_spans(labeled: Path, pool: Optional[Path], out: Path, export: list[st
     with _progress(console, "suggesting spans") as update:
         stages = iter(range(1, 100))
         run = label_spans_file(labeled, pool, out, cfg, exports=export, on_stage=lambda s: update(next(stages)))
-    c, s = run.counts, run.summary
-    console.print(f"read {c.read} = written {c.written} + rejected {c.rejected}  ->  {run.out}")
-    console.print(f"labels: {', '.join(s['labels'])}; {s['seed_documents']} seed documents with {s['seed_spans']} spans; "
-                  f"{s['suggested_spans']} spans suggested")
-    cal = s["calibration"]
-    if cal.get("folds"):
-        precision = cal.get("oof_span_precision")
-        console.print(f"calibrated on {cal['folds']} seed folds: temperature {cal['temperature']:.2f}, "
-                      f"{cal['oof_spans']} held-out spans" + (f", {precision:.0%} exactly right" if precision is not None else ""))
-    if s.get("deid_prior"):
-        console.print(f"de-id prior for: {', '.join(s['deid_prior']['labels'])}")
-    for path in run.exports:
-        console.print(f"export: {path}")
-    _print_rejects(console, run.rejects, run.first_rejects, c.rejected)
-    console.print(f"manifest: {run.manifest}")
+    from domainfm.label.stage import span_result_of
+
+    _print_result(console, span_result_of(run))
 
 
 @app.command("finetune", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -486,6 +461,7 @@ def finetune_command(
 
     from domainfm.config import load_config, parse_overrides
     from domainfm.finetune import TaskConfig, console_reporter, finetune
+    from domainfm.finetune.stage import summarize
 
     cfg = load_config(TaskConfig, config, parse_overrides(ctx.args))
     console = _console()
@@ -493,8 +469,9 @@ def finetune_command(
                       allow_identified_data=allow_identified_data, on_event=console_reporter(console))
     ev = result.metrics["eval"]
     keys = [k for k in ("accuracy", "macro_f1", "micro_f1", "f1", "precision", "recall") if k in ev]
-    typer.echo(json.dumps({k: ev[k] for k in keys}))
-    typer.echo(f"model: {result.out_dir}  (metrics.json, manifest.json beside it)")
+    typer.echo(json.dumps({k: ev[k] for k in keys}))  # the evaluation as JSON on stdout, for scripts
+    _print_result(_console(stderr=False), summarize(result.out_dir, result.metrics, result.steps,
+                                                    result.resumed_from))
 
 
 NER_DECODING_HELP = ("NER models: 'words' (one BIO-valid tag per word, Viterbi) or 'tokens' (per-token argmax); "
@@ -600,8 +577,9 @@ def deid_command(
 ):
     """Detect PHI/PII and replace it; writes phi_spans (no PHI text) and a deid manifest."""
     from domainfm.deid.config import DeidConfig
-    from domainfm.deid.runner import deidentify_file
+    from domainfm.deid.stage import run
     from domainfm.deid.tagger_labels import parse_label_map_option
+    from domainfm.stages import StageContext
 
     config = DeidConfig(profile=profile, operator=operator, vault=str(vault) if vault else None,
                         workers=workers, batch_size=batch_size, score_threshold=threshold,
@@ -610,22 +588,14 @@ def deid_command(
                         ner_quantize=ner_quantize,
                         ner_label_map=parse_label_map_option(ner_label_map) if ner_label_map else None)
     console = _console()
-    if engine != "local":
-        from domainfm.distributed.config import EngineConfig
-        from domainfm.distributed.jobs import make_engine, run_deid
-
-        runner = make_engine(EngineConfig(engine, master, partitions, workers, ray_address))
-        result = run_deid(src, out, config, runner, seed=seed,
-                          on_stage=lambda message: console.print(f"{engine}: {message}"))
+    engine_config = _engine_option(engine, master, partitions, workers, ray_address)
+    if engine_config is not None:
+        result = run(config, [src], out, StageContext(seed=seed, engine=engine_config,
+                                                      on_stage=lambda m: console.print(f"{engine}: {m}")))
     else:
         with _progress(console, f"de-identifying ({profile}, {operator})") as update:
-            result = deidentify_file(src, out, config, seed=seed, on_progress=lambda c: update(c.read))
-    c = result.counts
-    console.print(f"read {c.read} = written {c.written} + rejected {c.rejected}  ->  {result.out}")
-    labels = ", ".join(f"{k} {v}" for k, v in list(result.detections_by_label.items())[:10])
-    console.print(f"{result.detections} detections ({labels or 'none'}); surrogate key {result.surrogate_key}")
-    _print_rejects(console, result.rejects, result.first_rejects, result.counts.rejected)
-    console.print(f"manifest: {result.manifest}")
+            result = run(config, [src], out, StageContext(seed=seed, on_progress=lambda c: update(c.read)))
+    _print_result(console, result)
 
 
 @app.command("deid-eval")

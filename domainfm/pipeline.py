@@ -1,13 +1,14 @@
 """``domainfm run PIPELINE.yaml``: the stages end to end, cached and resumable.
 
-A pipeline file has ``run_dir``, ``seed`` and one optional section per stage, each mapping onto
-that stage's own config (``deid`` -> :class:`~domainfm.deid.DeidConfig`, ``chunk`` ->
-:class:`~domainfm.chunk.ChunkConfig`, ``pretrain`` -> :class:`~domainfm.pretrain.PretrainConfig`,
-``finetune`` -> :class:`~domainfm.finetune.TaskConfig`, ``audit`` -> :class:`AuditSection` (an
-:class:`~domainfm.audit.AuditConfig` plus which documents), ...). A missing or null section skips
-the stage. Inputs are wired automatically: each stage reads the previous stage's output under
-``run_dir/<stage>/``, so pipeline files never name intermediate paths. The audit reads the
-fine-tuned model and, by default, the documents fine-tuning held out for evaluation.
+A pipeline file has ``run_dir``, ``seed`` and one optional section per stage of the registry
+(:data:`domainfm.stages.REGISTRY`), each read into that stage's registered config class
+(``deid`` -> :class:`~domainfm.deid.DeidConfig`, ``audit`` ->
+:class:`~domainfm.audit.stage.AuditSection`, ...). A missing or null section skips the stage.
+Inputs are wired automatically: each stage reads the previous stage's output under
+``run_dir/<stage>/``, so pipeline files never name intermediate paths. The runner knows no
+stage's internals: it calls each registered ``run(config, inputs, out, context)`` and records
+the :class:`~domainfm.stages.StageResult`. The audit reads the fine-tuned model and, by
+default, the documents fine-tuning recorded as held out for evaluation.
 
 Every stage writes ``run_dir/<stage>/stage.json``: a cache key (sha256 of the stage name, its
 resolved config, the hashes of its input files and the domainfm version), its status, time,
@@ -16,14 +17,13 @@ a stage that failed or was killed runs again (pretrain and finetune continue fro
 checkpoint). The run ends with a summary table and ``run_dir/run.json``.
 
 Example:
-    >>> result = run_pipeline("tasks/demo-legal.yaml", {"label.pool_size": 20})  # doctest: +SKIP
+    >>> result = run_pipeline("tasks/demo-legal.yaml", {"chunk.max_tokens": 128})  # doctest: +SKIP
     >>> [(s.name, s.status) for s in result.stages]  # doctest: +SKIP
     [('import', 'ran'), ('deid', 'ran'), ('chunk', 'ran'), ('pretrain', 'skipped'), ...]
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -32,30 +32,18 @@ import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Literal, Mapping
+from typing import Any, Mapping
 
-from domainfm.audit.config import AuditConfig
-from domainfm.deid.config import DeidConfig
 from domainfm.config import apply_overrides, from_dict, read_yaml, suggest, to_dict
-from domainfm.errors import ConfigError, DomainFMError
 from domainfm.corpus.io import OutputLock
+from domainfm.errors import ConfigError, DomainFMError
 from domainfm.manifest import write_json_atomic
-from domainfm.privacy_audit.config import PrivacyAuditConfig
+from domainfm.stages import REGISTRY, StageContext, StageResult
 
-# Stages in the order they run.
-STAGE_ORDER = ("import", "deid", "chunk", "pretrain", "privacy", "finetune", "deid_eval", "audit", "label")
+# Stages in the order they run (the registry's order).
+STAGE_ORDER = tuple(REGISTRY)
 # The primary output of each stage, relative to run_dir/<stage>/; the next stage reads it.
-OUTPUTS = {
-    "import": "corpus.jsonl",
-    "deid": "corpus.jsonl",
-    "chunk": "chunks.jsonl",
-    "pretrain": "model",
-    "privacy": "report.json",
-    "finetune": "model",
-    "deid_eval": "report.json",
-    "audit": "index.html",
-    "label": "suggestions.jsonl",
-}
+OUTPUTS = {name: spec.output for name, spec in REGISTRY.items()}
 STAGE_FILE = "stage.json"
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
@@ -67,183 +55,6 @@ class PipelineError(DomainFMError):
 
 # ---------------------------------------------------------------------------------------------
 # Config
-
-
-@dataclass
-class MetaJoin:
-    """Add per-document attributes (e.g. the audit's groups) from a CSV beside the corpus.
-
-    Args:
-        src: CSV file with one row per source record.
-        key_col: the column that identifies the record.
-        columns: CSV column -> ``meta`` key, e.g. ``{gender_combined: sex, age_regex: age}``.
-            Numbers become numbers; empty cells are left out (the audit's ``unknown`` group).
-        id_format: the document id made from ``key_col`` (``{}`` is the value), e.g.
-            ``mtsamples-{}`` for the ``mtsamples`` preparer's ids.
-    """
-
-    src: Path
-    key_col: str
-    columns: dict[str, str]
-    id_format: str = "{}"
-
-    def __post_init__(self) -> None:
-        if not self.columns:
-            raise ConfigError("'import.meta_join.columns' must map at least one CSV column to a meta key")
-        if "{}" not in self.id_format:
-            raise ConfigError(f"'import.meta_join.id_format' must contain '{{}}' (the key value). "
-                              f"Got {self.id_format!r} instead.")
-
-
-@dataclass
-class ImportSection:
-    """Args:
-    format: importer name (``jsonl``, ``csv``, ``textdir``, ...; see ``domainfm import --help``)
-        or a dataset preparer of :mod:`domainfm.finetune.prepare` (``mtsamples``,
-        ``unfair-tos``, ``cuad-types``), which also sets each document's label.
-    src: source file or folder (relative paths resolve against the current directory).
-    options: the importer's (or preparer's) own options, e.g. ``{text_key: body}``.
-    meta_join: attributes joined from a CSV by document id (:class:`MetaJoin`).
-    max_documents: keep a seeded random sample of N documents, in their input order (to size
-        a run; sources are often sorted by label, so not simply the first N). Null keeps all.
-    """
-
-    src: Path
-    format: str = "jsonl"
-    options: dict[str, Any] = field(default_factory=dict)
-    meta_join: MetaJoin | None = None
-    max_documents: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.max_documents is not None and self.max_documents < 1:
-            raise ConfigError(f"The 'import.max_documents' parameter must be an int >= 1 or null. "
-                              f"Got {self.max_documents!r} instead.")
-
-
-@dataclass
-class AuditSection(AuditConfig):
-    """The ``audit:`` section: every :class:`~domainfm.audit.AuditConfig` key, plus which
-    documents the fine-tuned model is audited on.
-
-    Args:
-        data: ``eval``: the documents fine-tuning held out (the same seeded split, recomputed);
-            ``all``: every document fine-tuning read (training documents included: in-sample).
-        max_documents: audit at most this many of them (null: all).
-        cards: reviewer's cards to write beside the report: ``chai``, ``annex-iv``, ``fda`` or
-            ``all`` (:mod:`domainfm.audit.cards`).
-        cards_config: the deployer's ``cards.yaml`` (intended use, contact, release...).
-        chai_schema: the CHAI v0.2 ``schema.xsd`` to validate against (null: the shipped copy).
-    """
-
-    data: Literal["eval", "all"] = "eval"
-    max_documents: int | None = None
-    cards: list[str] = field(default_factory=list)
-    cards_config: str | None = None
-    chai_schema: str | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.max_documents is not None and self.max_documents < 2:
-            raise ConfigError(f"The 'audit.max_documents' parameter must be an int >= 2 or null. "
-                              f"Got {self.max_documents!r} instead.")
-        from domainfm.audit.cards.config import load_deployer_fields, parse_cards
-
-        try:
-            self.cards = parse_cards(self.cards)
-        except ConfigError as exc:
-            raise ConfigError(f"audit.cards: {exc}") from None
-        if self.cards_config is not None:
-            if not self.cards:
-                raise ConfigError("audit.cards_config is set but audit.cards names no card: add e.g. 'cards: [all]'")
-            load_deployer_fields(self.cards_config)  # its errors name the file and the field
-        if self.chai_schema is not None and not Path(self.chai_schema).is_file():
-            raise ConfigError(f"audit.chai_schema {self.chai_schema} does not exist (leave it out to use the shipped "
-                              "CHAI v0.2 schema)")
-
-
-@dataclass
-class DeidEvalSection(DeidConfig):
-    """The ``deid_eval:`` section: every :class:`~domainfm.deid.DeidConfig` key (the rules'
-    settings and ``ner_threshold``, ``ner_label_map``, ``ner_quantize``), plus how to score.
-
-    The stage de-identifies the documents fine-tuning held out (whole patients with
-    ``data.split_key: auto``) twice, with the rules alone and with the rules plus the fine-tuned
-    model (``ner_model``, wired by the pipeline), name propagation included as in
-    ``domainfm deid``, and scores both against the documents' own gold spans (all PHI types,
-    not only those the model learned).
-
-    Args:
-        dataset: label table of the gold spans (:mod:`domainfm.deid.labels`: ``physionet``,
-            ``synthetic-clinical``, ``canonical``...).
-        max_documents: score at most this many held-out documents (null: all).
-    """
-
-    dataset: str = "physionet"
-    max_documents: int | None = None
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        from domainfm.deid.labels import dataset_table
-
-        dataset_table(self.dataset)
-        if self.max_documents is not None and self.max_documents < 1:
-            raise ConfigError(f"The 'deid_eval.max_documents' parameter must be an int >= 1 or null. "
-                              f"Got {self.max_documents!r} instead.")
-
-
-class PrivacySection(PrivacyAuditConfig):
-    """The ``privacy:`` section: every :class:`~domainfm.privacy_audit.PrivacyAuditConfig` key
-    (``gate:`` thresholds included). It audits the pretrained model on pretraining's own split
-    (the documents it trained on vs the patients it held out) and fails the run, with the
-    numbers, when the model exceeds a gate threshold; fine-tuning does not start.
-
-    Args:
-        holdout: held-out documents to use instead of pretraining's held-out side.
-        vault: the deid vault to probe (default: the deid section's ``vault``; its key in
-            ``$DOMAINFM_VAULT_KEY``).
-        planted: without a vault, a JSONL whose spans mark planted identifiers to probe.
-    """
-
-    holdout: Path | None = None
-    vault: Path | None = None
-    planted: Path | None = None
-
-
-@dataclass
-class LabelSection:
-    """Label suggestions for a real pool (``domainfm label`` inside a pipeline).
-
-    Args:
-        labeled: JSONL of labeled seed documents (a ``label`` or ``labels`` each); default: the
-            stage's documents that carry a label.
-        pool: JSONL of the documents to suggest labels for; default: the stage's documents
-            without a label.
-        method: ``embed`` (frozen encoder + calibrated LR) or ``setfit``.
-        model: the sentence encoder (``minilm``, a folder, a hub id, or a ``domainfm pretrain``
-            output).
-        exports: annotation-tool files written beside the suggestions (``labelstudio``,
-            ``prodigy``, ``csv``).
-
-    The evaluation harness that hides the labels of labeled documents and scores the
-    suggestions against them is ``domainfm.label.run_label_demo`` (run by ``domainfm demo``).
-    """
-
-    labeled: Path | None = None
-    pool: Path | None = None
-    method: Literal["embed", "setfit"] = "embed"
-    model: str = "minilm"
-    exports: list[str] = field(default_factory=lambda: ["labelstudio"])
-
-    #: keys of the evaluation harness the label section used to run
-    HARNESS_KEYS: ClassVar[tuple[str, ...]] = ("seeds_per_class", "pool_size")
-
-    def __post_init__(self) -> None:
-        from domainfm.label.export import EXPORT_FORMATS
-
-        for kind in self.exports:
-            if kind not in EXPORT_FORMATS:
-                raise ConfigError(f"label.exports: unknown format {kind!r}{suggest(kind, EXPORT_FORMATS)}; "
-                                  f"choose from {list(EXPORT_FORMATS)}")
 
 
 @dataclass
@@ -284,55 +95,13 @@ class PipelineConfig:
                 "stages": {name: to_dict(cfg) for name, cfg in self.stages.items()}}
 
 
-def _section_builders() -> dict[str, Callable[[dict, str], Any]]:
-    def build_import(data, prefix):
-        from domainfm.corpus.importers import get_importer
-
-        section = from_dict(ImportSection, data, prefix=prefix)
-        from_dict(get_importer(section.format).options_cls, section.options, prefix=f"{prefix}options.")
-        return section
-
-    def build_deid(data, prefix):
-        from domainfm.deid import DeidConfig
-
-        return from_dict(DeidConfig, data, prefix=prefix)
-
-    def build_chunk(data, prefix):
-        from domainfm.chunk import ChunkConfig
-
-        return from_dict(ChunkConfig, data, prefix=prefix)
-
-    def build_pretrain(data, prefix):
-        from domainfm.pretrain import PretrainConfig
-
-        return from_dict(PretrainConfig, data, prefix=prefix)
-
-    def build_finetune(data, prefix):
-        from domainfm.finetune import TaskConfig
-
-        return from_dict(TaskConfig, data, prefix=prefix)
-
-    def build_privacy(data, prefix):
-        return from_dict(PrivacySection, data, prefix=prefix)
-
-    def build_audit(data, prefix):
-        return from_dict(AuditSection, data, prefix=prefix)
-
-    def build_deid_eval(data, prefix):
-        return from_dict(DeidEvalSection, data, prefix=prefix)
-
-    def build_label(data, prefix):
-        old = [k for k in LabelSection.HARNESS_KEYS if isinstance(data, dict) and k in data]
-        if old:
-            raise ConfigError(f"{prefix}{old[0]}: the label stage now suggests labels for a real pool (the documents "
-                              "without a label, or label.pool) seeded by label.labeled (default: the documents with "
-                              "one); the evaluation draw it used to make is domainfm.label.run_label_demo, run by "
-                              f"'domainfm demo'. Remove {', '.join(prefix + k for k in old)}")
-        return from_dict(LabelSection, data, prefix=prefix)
-
-    return {"import": build_import, "deid": build_deid, "chunk": build_chunk, "pretrain": build_pretrain,
-            "privacy": build_privacy, "finetune": build_finetune, "deid_eval": build_deid_eval, "audit": build_audit,
-            "label": build_label}
+def _build_section(name: str, data: Any, prefix: str) -> Any:
+    """A stage's section -> its registered config class (errors name ``<stage>.<field>``)."""
+    cls = REGISTRY[name].config_class()
+    check = getattr(cls, "check_section", None)  # a class may refuse retired keys with directions
+    if check is not None:
+        check(data, prefix)
+    return from_dict(cls, data, prefix=prefix)
 
 
 def _set_default(data: dict, dotted: str, value: Any) -> None:
@@ -445,8 +214,7 @@ def pipeline_from_dict(data: Mapping[str, Any]) -> PipelineConfig:
         for key in ("labeled", "pool"):
             if isinstance(raw["label"], dict) and raw["label"].get(key):
                 inputs["label"].append(Path(str(raw["label"][key])))
-    builders = _section_builders()
-    stages = {name: builders[name](raw[name], f"{name}.") for name in STAGE_ORDER if name in raw}
+    stages = {name: _build_section(name, raw[name], f"{name}.") for name in STAGE_ORDER if name in raw}
     if "privacy" in stages:
         extra = [getattr(stages["privacy"], k) for k in ("holdout", "vault", "planted")]
         inputs["privacy"] += [Path(str(p)) for p in extra if p is not None]
@@ -469,414 +237,6 @@ def load_pipeline(path: str | Path | None = None, overrides: Mapping[str, Any] |
     if overrides:
         data = apply_overrides(data, overrides)
     return pipeline_from_dict(data)
-
-
-# ---------------------------------------------------------------------------------------------
-# Stage runners: small functions the registry maps names to (tests swap in fakes).
-
-
-@dataclass
-class StageContext:
-    """What a stage runner gets: its config, input files, output folder and run settings."""
-
-    name: str
-    config: Any
-    inputs: list[Path]
-    out_dir: Path
-    output: Path
-    seed: int | None
-    resume: bool
-    console: Any = None
-    pipeline: PipelineConfig | None = None  # the whole run (the audit reads the finetune section)
-
-
-@dataclass
-class StageOutput:
-    """What a stage runner returns: output paths (the primary one first), counts, key metrics."""
-
-    outputs: list[Path]
-    counts: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
-
-
-def _run_import(ctx: StageContext) -> StageOutput:
-    from domainfm.corpus.importing import import_corpus
-    from domainfm.manifest import manifest_path_for
-
-    cfg = ctx.config
-    reshaped = cfg.meta_join is not None or cfg.max_documents is not None
-    target = ctx.out_dir / "source.jsonl" if reshaped else ctx.output
-    result = import_corpus(cfg.format, cfg.src, target, cfg.options)
-    counts = {"read": result.counts.read, "written": result.counts.written, "rejected": result.counts.rejected}
-    if not reshaped:
-        return StageOutput([ctx.output, manifest_path_for(ctx.output)], counts)
-    counts.update(_reshape(target, ctx.output, cfg, seed=13 if ctx.seed is None else ctx.seed))
-    return StageOutput([ctx.output, manifest_path_for(ctx.output)], counts)
-
-
-def _read_meta_table(join: MetaJoin) -> dict[str, dict[str, Any]]:
-    import csv
-
-    from domainfm.errors import CorpusError
-
-    if not join.src.is_file():
-        raise CorpusError(f"import.meta_join.src: {join.src}: no such file")
-    table: dict[str, dict[str, Any]] = {}
-    with open(join.src, encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        header = reader.fieldnames or []
-        for col in (join.key_col, *join.columns):
-            if col not in header:
-                raise CorpusError(f"{join.src.name}: no column {col!r}{suggest(col, header)}; columns are {header}")
-        for row in reader:
-            meta = {}
-            for col, key in join.columns.items():
-                value = (row[col] or "").strip()
-                if not value:
-                    continue
-                try:
-                    number = float(value)
-                except ValueError:
-                    number = None
-                if number is None or number != number or number in (float("inf"), float("-inf")):
-                    meta[key] = value  # text, or "nan"/"inf" kept as written (not JSON numbers)
-                else:
-                    meta[key] = int(number) if number.is_integer() else number
-            table.setdefault(join.id_format.format(row[join.key_col]), meta)
-    return table
-
-
-def _sample(docs, n: int, seed: int) -> list:
-    """A uniform sample of ``n`` items of a stream (reservoir sampling), in stream order."""
-    import random
-
-    rng = random.Random(seed)
-    reservoir: list = []
-    for i, doc in enumerate(docs):
-        if i < n:
-            reservoir.append((i, doc))
-        else:
-            j = rng.randint(0, i)
-            if j < n:
-                reservoir[j] = (i, doc)
-    return [doc for _, doc in sorted(reservoir, key=lambda pair: pair[0])]
-
-
-def _reshape(src: Path, out: Path, cfg: ImportSection, *, seed: int) -> dict[str, int]:
-    """Join attributes and apply ``max_documents``: ``src`` (the importer's output) -> ``out``."""
-    from domainfm.corpus import read_documents
-    from domainfm.corpus.io import DocumentWriter
-    from domainfm.manifest import write_manifest
-
-    table = _read_meta_table(cfg.meta_join) if cfg.meta_join is not None else None
-    docs = read_documents(src)
-    if cfg.max_documents is not None:
-        docs = _sample(docs, cfg.max_documents, seed)
-    kept = joined = 0
-    with DocumentWriter(out) as writer:
-        for doc in docs:
-            if table is not None and doc.id in table:
-                doc.meta.update(table[doc.id])
-                joined += 1
-            writer.write(doc)
-            kept += 1
-    counts = {"kept": kept}
-    if table is not None:
-        counts["with_joined_meta"] = joined
-    inputs = [src] + ([cfg.meta_join.src] if cfg.meta_join is not None else [])
-    write_manifest(out, stage="import", config=cfg, inputs=inputs, outputs=[out], counts=counts)
-    return counts
-
-
-def _run_deid(ctx: StageContext) -> StageOutput:
-    engine = _engine(ctx)
-    if engine is not None:
-        from domainfm.distributed.jobs import run_deid
-
-        result = run_deid(ctx.inputs[0], ctx.output, ctx.config, engine, seed=ctx.seed)
-    else:
-        from domainfm.deid import deidentify_file
-
-        result = deidentify_file(ctx.inputs[0], ctx.output, ctx.config, seed=ctx.seed)
-    c = result.counts
-    return StageOutput([result.out, result.manifest],
-                       {"read": c.read, "written": c.written, "rejected": c.rejected},
-                       {"detections": result.detections})
-
-
-def _run_chunk(ctx: StageContext) -> StageOutput:
-    engine = _engine(ctx)
-    if engine is not None:
-        from domainfm.distributed.jobs import run_chunk
-
-        result = run_chunk(ctx.inputs[0], ctx.output, ctx.config, engine)
-    else:
-        from domainfm.chunk import chunk_file
-
-        result = chunk_file(ctx.inputs[0], ctx.output, ctx.config)
-    c = result.counts
-    return StageOutput([result.out, result.manifest],
-                       {"documents": c.written, "rejected": c.rejected, "chunks": result.chunks},
-                       {"max_chunk_tokens": result.max_chunk_tokens})
-
-
-def _engine(ctx: StageContext):
-    """The pipeline's distributed engine for deid/chunk, or None to run in this process."""
-    config = ctx.pipeline.engine if ctx.pipeline is not None else None
-    if config is None or not config.distributed:
-        return None
-    from domainfm.distributed.jobs import make_engine
-
-    return make_engine(config)
-
-
-def _output_mode(ctx: StageContext, list_checkpoints) -> dict[str, bool]:
-    out = ctx.output
-    if ctx.resume and list_checkpoints(out):
-        return {"resume": True}
-    return {"overwrite": out.is_dir() and any(out.iterdir())}
-
-
-def _launched(ctx: StageContext, command: str, mode: dict[str, bool], extra: list[str]) -> tuple[dict, dict]:
-    """Run a training stage as ``<launch> -m domainfm <command> CONFIG -o OUT`` (e.g. under
-    ``accelerate launch`` on several GPUs); returns its ``metrics.json`` and ``manifest.json``."""
-    import shlex
-    import subprocess
-
-    import yaml
-
-    config_file = ctx.out_dir / f"{command}.stage.yaml"  # the resolved stage config, inputs wired
-    config_file.write_text(yaml.safe_dump(to_dict(ctx.config), sort_keys=False), encoding="utf-8")
-    argv = [*ctx.pipeline.launch, "-m", "domainfm", command, str(config_file), "-o", str(ctx.output), *extra]
-    argv += ["--resume"] if mode.get("resume") else (["--overwrite"] if mode.get("overwrite") else [])
-    (ctx.out_dir / "command.txt").write_text(shlex.join(argv) + "\n", encoding="utf-8")
-    if ctx.console is not None:
-        ctx.console.print(f"launching: {shlex.join(argv)}")
-    code = subprocess.run(argv).returncode
-    if code != 0:
-        raise PipelineError(f"'{shlex.join(argv)}' exited with code {code} (its output is above)")
-    read = lambda name: json.loads((ctx.output / name).read_text(encoding="utf-8"))  # noqa: E731
-    return read("metrics.json"), read("manifest.json")
-
-
-def _run_pretrain(ctx: StageContext) -> StageOutput:
-    import contextlib
-
-    from domainfm.pretrain.train import list_checkpoints
-
-    mode = _output_mode(ctx, list_checkpoints)
-    if ctx.pipeline is not None and ctx.pipeline.launch:
-        extra = ["--allow-identified-data"] if ctx.config.allow_identified_data else []
-        raw, manifest = _launched(ctx, "pretrain", mode, extra)
-        steps, resumed_from = manifest.get("steps"), manifest.get("resumed_from_step")
-    else:
-        from domainfm.pretrain import console_reporter, pretrain
-
-        reporter = console_reporter(ctx.console) if ctx.console is not None else contextlib.nullcontext(None)
-        with reporter as on_event:
-            result = pretrain(ctx.config, ctx.output, allow_identified_data=ctx.config.allow_identified_data,
-                              on_event=on_event, **mode)
-        raw, steps, resumed_from = result.metrics, result.steps, result.resumed_from
-    metrics: dict[str, Any] = {}
-    before, after = raw.get("eval_before"), raw.get("eval_after")
-    if before and after:
-        metrics = {"perplexity_before": round(before["perplexity"], 2),
-                   "perplexity_after": round(after["perplexity"], 2)}
-    if resumed_from is not None:
-        metrics["resumed_from_step"] = resumed_from
-    return StageOutput([ctx.output], {"steps": steps}, metrics)
-
-
-def _run_finetune(ctx: StageContext) -> StageOutput:
-    from domainfm.training import list_checkpoints
-
-    mode = _output_mode(ctx, list_checkpoints)
-    if ctx.pipeline is not None and ctx.pipeline.launch:
-        raw, manifest = _launched(ctx, "finetune", mode, [])
-        steps, resumed_from = manifest.get("steps"), manifest.get("resumed_from_step")
-    else:
-        from domainfm.finetune import console_reporter, finetune
-
-        on_event = console_reporter(ctx.console) if ctx.console is not None else None
-        result = finetune(ctx.config, ctx.output, on_event=on_event, **mode)
-        raw, steps, resumed_from = result.metrics, result.steps, result.resumed_from
-    ev = raw.get("eval") or {}
-    keys = ("macro_f1", "accuracy", "micro_f1", "f1")
-    metrics = {k: round(ev[k], 4) for k in keys if isinstance(ev.get(k), (int, float))}
-    if resumed_from is not None:
-        metrics["resumed_from_step"] = resumed_from
-    return StageOutput([ctx.output], {"steps": steps, "eval_documents": ev.get("n")}, metrics)
-
-
-def _run_deid_eval(ctx: StageContext) -> StageOutput:
-    from domainfm.corpus import read_documents
-    from domainfm.deid import PhiDetector
-    from domainfm.deid.evaluate import evaluate
-    from domainfm.deid.propagate import propagate_names
-    from domainfm.finetune.split import recorded_documents
-
-    section = ctx.config
-    task = ctx.pipeline.stages["finetune"]
-    _, eval_docs, stats = recorded_documents(ctx.inputs[0], task)
-    if not eval_docs:
-        raise ConfigError("deid_eval scores the documents fine-tuning held out, and there are none: set "
-                          "finetune.data.eval_fraction > 0 or finetune.data.eval")
-    held = {d.id for d in eval_docs}
-    # the gold as imported: every PHI type, not only the labels the model was trained on
-    source = task.data.eval or task.data.train
-    gold = [d for d in read_documents(source) if d.id in held]
-    if section.max_documents is not None:
-        gold = gold[: section.max_documents]
-    base = DeidConfig(**{f.name: getattr(section, f.name) for f in dataclasses.fields(DeidConfig)})
-    model = ctx.inputs[0]
-    chars = sum(len(d.text) for d in gold)
-    report: dict[str, Any] = {
-        "held_out": {"documents": len(gold), "patients": len({str(d.meta.get("patient_id", d.id)) for d in gold}),
-                     "split_key": stats.get("split_key"), "source": stats.get("eval_source")},
-        "model": str(model),
-        "note": "the held-out patients also chose fine-tuning's best checkpoint (train.metric at each "
-                "evaluation), so rules_and_model is slightly optimistic; the rules never saw them",
-        "matching": "any-overlap, type-agnostic; precision per predicted span; name propagation included",
-    }
-    for name, cfg in (("rules", base), ("rules_and_model", dataclasses.replace(base, ner_model=str(model)))):
-        detector = PhiDetector(cfg)
-        t0 = time.perf_counter()
-        predicted = {doc.id: found for doc, found in propagate_names(detector.detect(gold))}
-        seconds = time.perf_counter() - t0
-        s = evaluate(gold, predicted, dataset=section.dataset, keep_lists=False).summary()
-        report[name] = {"gold": s["gold"], "pred": s["pred"], **s["any_overlap"],
-                        "recall_by_type": {k: v["recall_any_label"] for k, v in s["per_type"].items() if v["gold"]},
-                        "chars_per_s": round(chars / seconds) if seconds > 0 else None}
-    report["use"] = f"domainfm deid NOTES.jsonl -o OUT.jsonl --ner-model {model}"
-    _write_json(ctx.output, report)
-    if ctx.console is not None:
-        for name in ("rules", "rules_and_model"):
-            r = report[name]
-            ctx.console.print(f"held-out patients, {name}: recall {r['recall']:.3f}, precision {r['precision']:.3f}")
-        ctx.console.print(f"the model for 'domainfm deid --ner-model': {model}")
-    metrics = {f"{key}_{name}": round(report[name][key], 4) for name in ("rules", "rules_and_model")
-               for key in ("recall", "precision") if isinstance(report[name].get(key), (int, float))}
-    return StageOutput([ctx.output], {"documents": len(gold), "patients": report["held_out"]["patients"]}, metrics)
-
-
-def _run_audit(ctx: StageContext) -> StageOutput:
-    from domainfm.audit import audit
-    from domainfm.finetune.split import recorded_documents
-
-    section = ctx.config
-    task = ctx.pipeline.stages["finetune"]
-    train_docs, eval_docs, _ = recorded_documents(ctx.inputs[0], task)  # the split finetune recorded
-    if section.data == "eval":
-        docs = eval_docs
-        if not docs:
-            raise ConfigError("audit.data is 'eval' but fine-tuning held out no documents: set "
-                              "finetune.data.eval_fraction > 0, finetune.data.eval, or audit.data: all")
-    else:
-        docs = train_docs + eval_docs
-    if section.max_documents is not None:
-        docs = docs[: section.max_documents]
-    cfg = AuditConfig(**{f.name: getattr(section, f.name) for f in dataclasses.fields(AuditConfig)})
-    privacy_report = None
-    if "privacy" in ctx.pipeline.stages:  # the model card states the memorisation audit of the DAPT model
-        with contextlib.suppress(OSError, ValueError):
-            privacy_report = json.loads(ctx.pipeline.output("privacy").read_text(encoding="utf-8"))
-    result = audit(ctx.inputs[0], docs, ctx.out_dir, cfg, privacy_audit=privacy_report)
-    report = result.report
-    perf = report.get("performance", {})
-    overall = perf.get("overall", {})
-    metrics: dict[str, Any] = {k: round(v, 4) for k, v in overall.items()
-                               if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "n"}
-    ece = ((report.get("calibration") or {}).get("overall") or {}).get("ece")
-    if isinstance(ece, (int, float)):
-        metrics["ece"] = round(ece, 4)
-    for attr, part in (perf.get("by_attribute") or {}).items():
-        gap = ((part.get("gaps") or {}).get("all_groups") or {}).get("accuracy_difference")
-        if " x " not in attr and isinstance(gap, (int, float)):
-            metrics[f"accuracy_gap_{attr.rsplit('.', 1)[-1]}"] = round(gap, 4)
-    counts = {"documents": len(docs), "data": section.data}
-    outputs = [result.html, ctx.out_dir / "report.json", ctx.out_dir / "model_card.md"]
-    if section.cards:
-        from domainfm.audit.cards import write_cards
-
-        evidence = {stage: ctx.pipeline.output(stage) for stage in ("privacy", "deid_eval")
-                    if stage in ctx.pipeline.stages and ctx.pipeline.output(stage).is_file()}
-        cards = write_cards(ctx.out_dir, section.cards, cards_config=section.cards_config,
-                            chai_schema=section.chai_schema, privacy_audit=evidence.get("privacy"),
-                            deid_eval=evidence.get("deid_eval"), audit_scope=section.data)
-        outputs += cards.files
-        for name, card in cards.summary["cards"].items():
-            counts[f"card_{name}_open_fields"] = card["completeness"]["missing"]
-    return StageOutput(outputs, counts, metrics)
-
-
-def _run_privacy(ctx: StageContext) -> StageOutput:
-    from domainfm.pretrain.data import split_documents
-    from domainfm.privacy_audit import PrivacyGateError, audit_privacy, gate_message
-
-    section = ctx.config
-    train_docs, held_docs = split_documents(ctx.pipeline.stages["pretrain"].data)
-    holdout = section.holdout if section.holdout is not None else held_docs
-    if section.holdout is None and not held_docs:
-        raise ConfigError("the privacy stage needs held-out documents: set pretrain.data.eval_fraction > 0 "
-                          "or privacy.holdout")
-    cfg = PrivacyAuditConfig(**{f.name: getattr(section, f.name) for f in dataclasses.fields(PrivacyAuditConfig)})
-    on_event = (lambda message: ctx.console.print(message)) if ctx.console is not None else None
-    result = audit_privacy(ctx.inputs[0], train_docs, holdout, ctx.out_dir, cfg, vault=section.vault,
-                           planted=section.planted, on_event=on_event)
-    report = result.report
-    if not result.passed:
-        raise PrivacyGateError(f"{gate_message(report)} (report: {ctx.out_dir / 'summary.md'})")
-    metrics = {"max_exposure": (report.get("exposure") or {}).get("max_exposure"),
-               "mia_auc": round(report["membership"]["auc"], 4) if report["membership"].get("auc") is not None
-               else None,
-               "regurgitated": (report.get("regurgitation") or {}).get("regurgitated")}
-    counts = {"members": report["data"]["members_scored"], "nonmembers": report["data"]["nonmembers_scored"]}
-    return StageOutput([ctx.out_dir / "report.json", ctx.out_dir / "summary.md"], counts, metrics)
-
-
-def _run_label(ctx: StageContext) -> StageOutput:
-    from domainfm.corpus import read_documents, write_documents
-    from domainfm.label import LabelConfig, label_file
-
-    cfg = ctx.config
-    labeled, pool = cfg.labeled, cfg.pool
-    if labeled is None or pool is None:
-        # one pass over the stage's documents: those with a label seed, the others are the pool
-        docs = list(read_documents(ctx.inputs[0]))
-        has_label = [bool(d.label or d.labels) for d in docs]
-        if labeled is None:
-            labeled = ctx.out_dir / "seeds.jsonl"
-            write_documents(labeled, [d for d, y in zip(docs, has_label) if y])
-        if pool is None:
-            pool = ctx.out_dir / "pool.jsonl"
-            unlabeled = [d for d, y in zip(docs, has_label) if not y]
-            if not unlabeled:
-                raise ConfigError(f"label: every one of the {len(docs)} documents of {ctx.inputs[0].name} carries a "
-                                  "label, so there is nothing to suggest for; give label.pool (documents to label)")
-            write_documents(pool, unlabeled)
-    run = label_file(labeled, pool, ctx.output, LabelConfig(method=cfg.method, model=cfg.model,
-                                                          seed=13 if ctx.seed is None else ctx.seed),
-                     exports=list(cfg.exports))
-    cv = run.summary.get("cross_validation", {})
-    metrics = {k: round(cv[k], 4) for k in ("expected_accuracy", "expected_micro_f1", "expected_macro_f1",
-                                            "expected_ece") if k in cv}
-    return StageOutput([run.out, run.manifest, *run.exports],
-                       {"read": run.counts.read, "written": run.counts.written, "rejected": run.counts.rejected},
-                       metrics)
-
-
-StageRunner = Callable[[StageContext], StageOutput]
-STAGES: dict[str, StageRunner] = {
-    "import": _run_import,
-    "deid": _run_deid,
-    "chunk": _run_chunk,
-    "pretrain": _run_pretrain,
-    "privacy": _run_privacy,
-    "finetune": _run_finetune,
-    "deid_eval": _run_deid_eval,
-    "audit": _run_audit,
-    "label": _run_label,
-}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1054,10 +414,12 @@ def _run_stage(pcfg: PipelineConfig, name: str, *, forced: bool, console) -> Sta
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "error.log").unlink(missing_ok=True)
     _write_json(stage_file, {**base, "status": "running", "started": _now()})
-    ctx = StageContext(name, config, list(inputs), out_dir, pcfg.output(name), pcfg.seed, resume, console, pcfg)
+    context = StageContext(seed=pcfg.seed, resume=resume, console=console, launch=pcfg.launch, engine=pcfg.engine,
+                           stages=pcfg.stages,
+                           outputs={stage: pcfg.output(stage) for stage in pcfg.stages})
     t0 = time.perf_counter()
     try:
-        produced = STAGES[name](ctx)
+        produced: StageResult = REGISTRY[name].runner()(config, list(inputs), pcfg.output(name), context)
     except Exception as exc:  # recorded, then reported as one line; the traceback goes to error.log
         seconds = time.perf_counter() - t0
         reason = " ".join(str(exc).split()) or type(exc).__name__

@@ -155,14 +155,15 @@ def test_bad_parameters_name_the_field(name, ctx):
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    """Hashes of a stage's outputs, provenance (times, versions, host) and checkpoints aside."""
-    skip = {"manifest.json", "stage.json", "train_log.jsonl"}
+    """Hashes of a stage's outputs; provenance (times, versions, host), checkpoints and the HTML
+    report (it embeds the time) aside."""
+    skip = {"stage.json", "train_log.jsonl", "cards.json"}
     out = {}
     for path in sorted(folder.rglob("*")):
         if (path.is_file() and path.name not in skip and not path.name.endswith("manifest.json")
-                and "checkpoints" not in path.parts):
+                and "checkpoints" not in path.parts and path.suffix != ".html"):
             data = path.read_bytes()
-            if path.name == "metrics.json":  # wall-clock fields differ between runs
+            if path.suffix == ".json":  # wall-clock fields differ between runs
                 data = json.dumps(_without_timings(json.loads(data)), sort_keys=True).encode()
             out[str(path.relative_to(folder))] = hashlib.sha256(data).hexdigest()
     return out
@@ -171,7 +172,8 @@ def _digest(folder: Path) -> dict[str, str]:
 def _without_timings(value):
     if isinstance(value, dict):
         return {k: _without_timings(v) for k, v in value.items()
-                if not any(t in k for t in ("seconds", "per_s", "_s", "memory", "rss", "time"))}
+                if not any(t in k for t in ("seconds", "per_s", "_s", "memory", "rss", "time", "generated",
+                                            "created", "version", "host"))}
     if isinstance(value, list):
         return [_without_timings(v) for v in value]
     return value

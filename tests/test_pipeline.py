@@ -1,11 +1,14 @@
 """``domainfm run``: wiring, cache keys, --from/--until, failure and resume, run.json, CLI.
 
 Real import/deid/chunk stages run on a 5-document corpus written here; the slow stages are
-absent or replaced by fakes through the ``STAGES`` registry, so the file runs in seconds.
+absent or replaced by fakes through the stage registry (``domainfm.stages.REGISTRY``), so the
+file runs in seconds.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 from pathlib import Path
 
@@ -13,6 +16,8 @@ import pytest
 
 from domainfm import pipeline as pl
 from domainfm.errors import ConfigError, DomainFMError
+from domainfm.corpus import stage as _import_stage
+from domainfm.stages import REGISTRY, StageResult
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTES = [
@@ -22,6 +27,11 @@ NOTES = [
     "MEDICATIONS: metformin 500 mg twice daily. The patient denies fever or cough.",
     "DISCHARGE SUMMARY: discharged home on 12/01/2020 in stable condition.",
 ]
+
+
+def _swap(monkeypatch, name: str, run) -> None:
+    """Replace a registered stage's run function for one test."""
+    monkeypatch.setitem(REGISTRY, name, dataclasses.replace(REGISTRY[name], run=run))
 
 
 @pytest.fixture()
@@ -100,14 +110,14 @@ def test_from_and_until(pipeline):
 
 
 def test_failing_stage_is_recorded_and_the_rerun_resumes_from_it(pipeline, monkeypatch, tmp_path):
-    real_chunk = pl.STAGES["chunk"]
+    real_chunk = REGISTRY["chunk"].runner()
     calls = []
 
-    def broken(ctx):
-        calls.append(ctx.resume)
+    def broken(config, inputs, out, context):
+        calls.append(context.resume)
         raise ConfigError("tokenizer exploded")
 
-    monkeypatch.setitem(pl.STAGES, "chunk", broken)
+    _swap(monkeypatch, "chunk", broken)
     with pytest.raises(DomainFMError, match="stage 'chunk' failed: tokenizer exploded"):
         pl.run_pipeline(pipeline)
     record = json.loads((tmp_path / "run" / "chunk" / "stage.json").read_text())
@@ -121,17 +131,18 @@ def test_failing_stage_is_recorded_and_the_rerun_resumes_from_it(pipeline, monke
     assert calls == [False, True]  # the second run resumes the failed stage (same key)
 
     seen = []
-    monkeypatch.setitem(pl.STAGES, "chunk", lambda ctx: seen.append(ctx.resume) or real_chunk(ctx))
+    _swap(monkeypatch, "chunk", lambda config, inputs, out, context: seen.append(context.resume)
+          or real_chunk(config, inputs, out, context))
     result = pl.run_pipeline(pipeline)
     assert [statuses(result)[s] for s in ("import", "deid", "chunk")] == ["cached", "cached", "ran"]
     assert seen == [True]
 
 
 def test_unexpected_error_is_one_line_with_a_traceback_file(pipeline, monkeypatch, tmp_path):
-    def bug(ctx):
+    def bug(config, inputs, out, context):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setitem(pl.STAGES, "deid", bug)
+    _swap(monkeypatch, "deid", bug)
     with pytest.raises(DomainFMError, match="ZeroDivisionError"):
         pl.run_pipeline(pipeline)
     assert "Traceback" in (tmp_path / "run" / "deid" / "error.log").read_text()
@@ -140,12 +151,12 @@ def test_unexpected_error_is_one_line_with_a_traceback_file(pipeline, monkeypatc
 def test_downstream_stage_consumes_upstream_output_through_the_registry(pipeline, monkeypatch):
     seen = {}
 
-    def fake_label(ctx):
-        seen["inputs"] = ctx.inputs
-        ctx.output.write_text("{}\n")
-        return pl.StageOutput([ctx.output], {"written": 1}, {"expected_accuracy": 1.0})
+    def fake_label(config, inputs, out, context):
+        seen["inputs"] = inputs
+        out.write_text("{}\n")
+        return StageResult([out], {"written": 1}, {"expected_accuracy": 1.0})
 
-    monkeypatch.setitem(pl.STAGES, "label", fake_label)
+    _swap(monkeypatch, "label", fake_label)
     result = pl.run_pipeline({**pipeline, "label": {"exports": ["labelstudio"]}})
     assert statuses(result)["label"] == "ran"
     assert seen["inputs"][0].as_posix().endswith("run/deid/corpus.jsonl")
@@ -268,19 +279,20 @@ def test_a_killed_stage_resumes_and_training_stages_resume_only_from_checkpoints
     record = json.loads(record_file.read_text())
     record_file.write_text(json.dumps({**record, "status": "running"}))  # what a kill leaves behind
     seen = []
-    monkeypatch.setitem(pl.STAGES, "chunk", lambda ctx: seen.append(ctx.resume) or pl.StageOutput([ctx.output]))
+    _swap(monkeypatch, "chunk", lambda config, inputs, out, context: seen.append(context.resume) or StageResult([out]))
     result = pl.run_pipeline(pipeline)
     assert statuses(result)["chunk"] == "ran" and seen == [True]
 
+    from domainfm.training.launch import output_mode
+
     out = tmp_path / "model"
-    ctx = pl.StageContext("pretrain", None, [], tmp_path, out, 13, resume=True)
-    assert pl._output_mode(ctx, lambda path: []) == {"overwrite": False}
+    assert output_mode(out, True, lambda path: []) == {"overwrite": False}
     out.mkdir()
     (out / "pretrain.yaml").write_text("{}")
-    assert pl._output_mode(ctx, lambda path: []) == {"overwrite": True}
-    assert pl._output_mode(ctx, lambda path: [(10, out / "checkpoints" / "checkpoint-10")]) == {"resume": True}
-    ctx.resume = False  # config or inputs changed: the old checkpoints belong to another run
-    assert pl._output_mode(ctx, lambda path: [(10, out)]) == {"overwrite": True}
+    assert output_mode(out, True, lambda path: []) == {"overwrite": True}
+    assert output_mode(out, True, lambda path: [(10, out / "checkpoints" / "checkpoint-10")]) == {"resume": True}
+    # config or inputs changed (no resume): the old checkpoints belong to another run
+    assert output_mode(out, False, lambda path: [(10, out)]) == {"overwrite": True}
 
 
 # ------------------------------------------------------------------ audit stage, tiny finetune
@@ -398,7 +410,7 @@ def test_import_joins_attributes_and_caps_documents(tmp_path, labelled):
     docs = [json.loads(line) for line in (tmp_path / "run" / "import" / "corpus.jsonl").read_text().splitlines()]
     ids = [int(d["id"][1:]) for d in docs]
     assert ids == sorted(ids) and ids != [0, 1, 2]  # a seeded sample in input order, not the first three
-    assert pl._sample(range(40), 3, 13) == pl._sample(range(40), 3, 13) != pl._sample(range(40), 3, 14)
+    assert _import_stage._sample(range(40), 3, 13) == _import_stage._sample(range(40), 3, 13) != _import_stage._sample(range(40), 3, 14)
 
     everything = {**run, "import": {**run["import"], "max_documents": None}}
     full = pl.run_pipeline(everything)
@@ -432,29 +444,29 @@ def test_demo_runs_the_shipped_pipelines_and_copies_the_audit_report(tmp_path, m
     write_sample_corpora(tmp_path / "corpora", seed=13, n_clinical=16, n_legal=6)
     ran = []
 
-    def fake(ctx):
-        ran.append(ctx.name)
-        target = ctx.out_dir if ctx.name == "audit" else ctx.output
-        if ctx.name == "deid":
-            rows = [json.loads(line) for line in ctx.inputs[0].read_text().splitlines()]
+    def fake(name, config, inputs, out, context):
+        ran.append(name)
+        target = out.parent if name == "audit" else out
+        if name == "deid":
+            rows = [json.loads(line) for line in inputs[0].read_text().splitlines()]
             found = [[{**span, "label": "NAME"} for span in r["spans"]] for r in rows]  # a canonical label
-            ctx.output.write_text("".join(json.dumps({**r, "phi_spans": f}) + "\n" for r, f in zip(rows, found)))
-            return pl.StageOutput([ctx.output], {"written": len(rows)})
-        if ctx.name in ("pretrain", "finetune"):
+            out.write_text("".join(json.dumps({**r, "phi_spans": f}) + "\n" for r, f in zip(rows, found)))
+            return StageResult([out], {"written": len(rows)})
+        if name in ("pretrain", "finetune"):
             target.mkdir(parents=True, exist_ok=True)
-            (target / "weights.bin").write_text(ctx.name)
-            return pl.StageOutput([target], {"steps": 1})
-        if ctx.name == "audit":
+            (target / "weights.bin").write_text(name)
+            return StageResult([target], {"steps": 1})
+        if name == "audit":
             report = {"summary": [{"text": "Overall accuracy is 50.0% on 4 documents."}]}
             (target / "report.json").write_text(json.dumps(report))
             for name in ("index.html", "model_card.md"):
                 (target / name).write_text(name)
-            return pl.StageOutput([target / "index.html"], {"documents": 4}, {"accuracy": 0.5})
+            return StageResult([target / "index.html"], {"documents": 4}, {"accuracy": 0.5})
         target.write_text("{}\n")
-        return pl.StageOutput([target], {"written": 1})
+        return StageResult([target], {"written": 1})
 
     for stage in ("deid", "chunk", "pretrain", "finetune", "audit"):
-        monkeypatch.setitem(pl.STAGES, stage, fake)
+        _swap(monkeypatch, stage, functools.partial(fake, stage))
     drawn = []
 
     def fake_label_demo(corpus, out, *, seeds_per_class, pool_size, seed, console):

@@ -1,0 +1,174 @@
+"""The ``import`` stage: an importer (or a dataset preparer) -> domainfm JSONL, then optionally
+per-document attributes joined from a CSV and a seeded sample (``max_documents``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from domainfm.config import from_dict, suggest
+from domainfm.errors import ConfigError
+from domainfm.stages import StageContext, StageResult, record_counts
+
+
+@dataclass
+class MetaJoin:
+    """Add per-document attributes (e.g. the audit's groups) from a CSV beside the corpus.
+
+    Args:
+        src: CSV file with one row per source record.
+        key_col: the column that identifies the record.
+        columns: CSV column -> ``meta`` key, e.g. ``{gender_combined: sex, age_regex: age}``.
+            Numbers become numbers; empty cells are left out (the audit's ``unknown`` group).
+        id_format: the document id made from ``key_col`` (``{}`` is the value), e.g.
+            ``mtsamples-{}`` for the ``mtsamples`` preparer's ids.
+    """
+
+    src: Path
+    key_col: str
+    columns: dict[str, str]
+    id_format: str = "{}"
+
+    def __post_init__(self) -> None:
+        if not self.columns:
+            raise ConfigError("'import.meta_join.columns' must map at least one CSV column to a meta key")
+        if "{}" not in self.id_format:
+            raise ConfigError(f"'import.meta_join.id_format' must contain '{{}}' (the key value). "
+                              f"Got {self.id_format!r} instead.")
+
+
+@dataclass
+class ImportSection:
+    """Args:
+    format: importer name (``jsonl``, ``csv``, ``textdir``, ...; see ``domainfm import --help``)
+        or a dataset preparer of :mod:`domainfm.finetune.prepare` (``mtsamples``,
+        ``unfair-tos``, ``cuad-types``), which also sets each document's label.
+    src: source file or folder (relative paths resolve against the current directory).
+    options: the importer's (or preparer's) own options, e.g. ``{text_key: body}``.
+    meta_join: attributes joined from a CSV by document id (:class:`MetaJoin`).
+    max_documents: keep a seeded random sample of N documents, in their input order (to size
+        a run; sources are often sorted by label, so not simply the first N). Null keeps all.
+    """
+
+    src: Path
+    format: str = "jsonl"
+    options: dict[str, Any] = field(default_factory=dict)
+    meta_join: MetaJoin | None = None
+    max_documents: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_documents is not None and self.max_documents < 1:
+            raise ConfigError(f"The 'import.max_documents' parameter must be an int >= 1 or null. "
+                              f"Got {self.max_documents!r} instead.")
+
+    @classmethod
+    def check_section(cls, data: Any, prefix: str) -> None:
+        """A pipeline checks the importer's own options with the section, before any stage runs."""
+        from domainfm.corpus.importers import get_importer
+
+        options = data.get("options") or {} if isinstance(data, dict) else None
+        if isinstance(options, dict) and isinstance(data.get("format", "jsonl"), str):
+            from_dict(get_importer(data.get("format", "jsonl")).options_cls, options, prefix=f"{prefix}options.")
+
+
+def run(config: ImportSection, inputs: list[Path], out: Path, context: StageContext | None = None) -> StageResult:
+    """Import ``config.src`` (``inputs[0]``) to ``out``; with ``meta_join`` or ``max_documents``
+    the importer writes ``source.jsonl`` beside ``out`` and the reshaped corpus goes to ``out``."""
+    from domainfm.corpus.importing import import_corpus
+    from domainfm.manifest import manifest_path_for
+
+    context = context or StageContext()
+    cfg = config
+    reshaped = cfg.meta_join is not None or cfg.max_documents is not None
+    target = out.parent / "source.jsonl" if reshaped else out
+    result = import_corpus(cfg.format, cfg.src, target, cfg.options, on_progress=context.on_progress)
+    counts = record_counts(result.counts)
+    notes = []
+    agreement = getattr(result, "agreement", None)
+    if agreement:
+        parts = [f"{agreement['documents_with_several_annotators']} documents with several annotators"]
+        if "span_pairwise_f1" in agreement:
+            parts.append(f"pairwise span F1 {agreement['span_pairwise_f1']:.2f}")
+        if agreement.get("choice_mean_pairwise_kappa") is not None:
+            parts.append(f"mean pairwise Cohen's kappa {agreement['choice_mean_pairwise_kappa']:.2f}")
+        notes.append("agreement: " + ", ".join(parts))
+    if reshaped:
+        counts.update(_reshape(target, out, cfg, seed=13 if context.seed is None else context.seed))
+    manifest = manifest_path_for(out)
+    return StageResult([out, manifest], counts, manifest=manifest, rejects=result.rejects,
+                       first_rejects=result.first_rejects, notes=notes)
+
+
+def _read_meta_table(join: MetaJoin) -> dict[str, dict[str, Any]]:
+    import csv
+
+    from domainfm.errors import CorpusError
+
+    if not join.src.is_file():
+        raise CorpusError(f"import.meta_join.src: {join.src}: no such file")
+    table: dict[str, dict[str, Any]] = {}
+    with open(join.src, encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        header = reader.fieldnames or []
+        for col in (join.key_col, *join.columns):
+            if col not in header:
+                raise CorpusError(f"{join.src.name}: no column {col!r}{suggest(col, header)}; columns are {header}")
+        for row in reader:
+            meta = {}
+            for col, key in join.columns.items():
+                value = (row[col] or "").strip()
+                if not value:
+                    continue
+                try:
+                    number = float(value)
+                except ValueError:
+                    number = None
+                if number is None or number != number or number in (float("inf"), float("-inf")):
+                    meta[key] = value  # text, or "nan"/"inf" kept as written (not JSON numbers)
+                else:
+                    meta[key] = int(number) if number.is_integer() else number
+            table.setdefault(join.id_format.format(row[join.key_col]), meta)
+    return table
+
+
+def _sample(docs, n: int, seed: int) -> list:
+    """A uniform sample of ``n`` items of a stream (reservoir sampling), in stream order."""
+    import random
+
+    rng = random.Random(seed)
+    reservoir: list = []
+    for i, doc in enumerate(docs):
+        if i < n:
+            reservoir.append((i, doc))
+        else:
+            j = rng.randint(0, i)
+            if j < n:
+                reservoir[j] = (i, doc)
+    return [doc for _, doc in sorted(reservoir, key=lambda pair: pair[0])]
+
+
+def _reshape(src: Path, out: Path, cfg: ImportSection, *, seed: int) -> dict[str, int]:
+    """Join attributes and apply ``max_documents``: ``src`` (the importer's output) -> ``out``."""
+    from domainfm.corpus import read_documents
+    from domainfm.corpus.io import DocumentWriter
+    from domainfm.manifest import write_manifest
+
+    table = _read_meta_table(cfg.meta_join) if cfg.meta_join is not None else None
+    docs = read_documents(src)
+    if cfg.max_documents is not None:
+        docs = _sample(docs, cfg.max_documents, seed)
+    kept = joined = 0
+    with DocumentWriter(out) as writer:
+        for doc in docs:
+            if table is not None and doc.id in table:
+                doc.meta.update(table[doc.id])
+                joined += 1
+            writer.write(doc)
+            kept += 1
+    counts = {"kept": kept}
+    if table is not None:
+        counts["with_joined_meta"] = joined
+    inputs = [src] + ([cfg.meta_join.src] if cfg.meta_join is not None else [])
+    write_manifest(out, stage="import", config=cfg, inputs=inputs, outputs=[out], counts=counts)
+    return counts

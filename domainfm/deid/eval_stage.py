@@ -1,0 +1,98 @@
+"""The ``deid_eval`` stage: the rules with and without the fine-tuned PHI model, scored on the
+annotated notes fine-tuning held out (as the model folder recorded them)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from domainfm.deid.config import DeidConfig
+from domainfm.errors import ConfigError
+from domainfm.manifest import write_json_atomic
+from domainfm.stages import StageContext, StageResult
+
+
+@dataclass
+class DeidEvalSection(DeidConfig):
+    """The ``deid_eval:`` section: every :class:`~domainfm.deid.DeidConfig` key (the rules'
+    settings and ``ner_threshold``, ``ner_label_map``, ``ner_quantize``), plus how to score.
+
+    The stage de-identifies the documents fine-tuning held out (whole patients with
+    ``data.split_key: auto``) twice, with the rules alone and with the rules plus the fine-tuned
+    model (``ner_model``, wired by the pipeline), name propagation included as in
+    ``domainfm deid``, and scores both against the documents' own gold spans (all PHI types,
+    not only those the model learned).
+
+    Args:
+        dataset: label table of the gold spans (:mod:`domainfm.deid.labels`: ``physionet``,
+            ``synthetic-clinical``, ``canonical``...).
+        max_documents: score at most this many held-out documents (null: all).
+    """
+
+    dataset: str = "physionet"
+    max_documents: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        from domainfm.deid.labels import dataset_table
+
+        dataset_table(self.dataset)
+        if self.max_documents is not None and self.max_documents < 1:
+            raise ConfigError(f"The 'deid_eval.max_documents' parameter must be an int >= 1 or null. "
+                              f"Got {self.max_documents!r} instead.")
+
+
+def run(config: DeidEvalSection, inputs: list[Path], out: Path, context: StageContext) -> StageResult:
+    """Score the held-out notes of the fine-tuned model ``inputs[0]`` (``context.stages`` holds
+    the finetune section); writes the report to ``out``."""
+    from domainfm.corpus import read_documents
+    from domainfm.deid import PhiDetector
+    from domainfm.deid.evaluate import evaluate
+    from domainfm.deid.propagate import propagate_names
+    from domainfm.finetune.split import recorded_documents
+
+    section = config
+    task = context.stages["finetune"]
+    _, eval_docs, stats = recorded_documents(inputs[0], task)
+    if not eval_docs:
+        raise ConfigError("deid_eval scores the documents fine-tuning held out, and there are none: set "
+                          "finetune.data.eval_fraction > 0 or finetune.data.eval")
+    held = {d.id for d in eval_docs}
+    # the gold as imported: every PHI type, not only the labels the model was trained on
+    source = task.data.eval or task.data.train
+    gold = [d for d in read_documents(source) if d.id in held]
+    if section.max_documents is not None:
+        gold = gold[: section.max_documents]
+    base = DeidConfig(**{f.name: getattr(section, f.name) for f in dataclasses.fields(DeidConfig)})
+    model = inputs[0]
+    chars = sum(len(d.text) for d in gold)
+    report: dict[str, Any] = {
+        "held_out": {"documents": len(gold), "patients": len({str(d.meta.get("patient_id", d.id)) for d in gold}),
+                     "split_key": stats.get("split_key"), "source": stats.get("eval_source")},
+        "model": str(model),
+        "note": "the held-out patients also chose fine-tuning's best checkpoint (train.metric at each "
+                "evaluation), so rules_and_model is slightly optimistic; the rules never saw them",
+        "matching": "any-overlap, type-agnostic; precision per predicted span; name propagation included",
+    }
+    for name, cfg in (("rules", base), ("rules_and_model", dataclasses.replace(base, ner_model=str(model)))):
+        detector = PhiDetector(cfg)
+        t0 = time.perf_counter()
+        predicted = {doc.id: found for doc, found in propagate_names(detector.detect(gold))}
+        seconds = time.perf_counter() - t0
+        s = evaluate(gold, predicted, dataset=section.dataset, keep_lists=False).summary()
+        report[name] = {"gold": s["gold"], "pred": s["pred"], **s["any_overlap"],
+                        "recall_by_type": {k: v["recall_any_label"] for k, v in s["per_type"].items() if v["gold"]},
+                        "chars_per_s": round(chars / seconds) if seconds > 0 else None}
+    report["use"] = f"domainfm deid NOTES.jsonl -o OUT.jsonl --ner-model {model}"
+    write_json_atomic(out, report, default=str)
+    if context.console is not None:
+        for name in ("rules", "rules_and_model"):
+            r = report[name]
+            context.console.print(f"held-out patients, {name}: recall {r['recall']:.3f}, precision {r['precision']:.3f}")
+        context.console.print(f"the model for 'domainfm deid --ner-model': {model}")
+    metrics = {f"{key}_{name}": round(report[name][key], 4) for name in ("rules", "rules_and_model")
+               for key in ("recall", "precision") if isinstance(report[name].get(key), (int, float))}
+    return StageResult([out], {"documents": len(gold), "patients": report["held_out"]["patients"]}, metrics)

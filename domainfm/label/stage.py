@@ -1,0 +1,129 @@
+"""The ``label`` stage: label suggestions for a real pool (the documents without a label, or
+``label.pool``), seeded by the labeled ones, under the stage contract."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from domainfm.config import suggest
+from domainfm.errors import ConfigError
+from domainfm.stages import StageContext, StageResult, record_counts
+
+
+@dataclass
+class LabelSection:
+    """Label suggestions for a real pool (``domainfm label`` inside a pipeline).
+
+    Args:
+        labeled: JSONL of labeled seed documents (a ``label`` or ``labels`` each); default: the
+            stage's documents that carry a label.
+        pool: JSONL of the documents to suggest labels for; default: the stage's documents
+            without a label.
+        method: ``embed`` (frozen encoder + calibrated LR) or ``setfit``.
+        model: the sentence encoder (``minilm``, a folder, a hub id, or a ``domainfm pretrain``
+            output).
+        exports: annotation-tool files written beside the suggestions (``labelstudio``,
+            ``prodigy``, ``csv``).
+
+    The evaluation harness that hides the labels of labeled documents and scores the
+    suggestions against them is ``domainfm.label.run_label_demo`` (run by ``domainfm demo``).
+    """
+
+    labeled: Path | None = None
+    pool: Path | None = None
+    method: Literal["embed", "setfit"] = "embed"
+    model: str = "minilm"
+    exports: list[str] = field(default_factory=lambda: ["labelstudio"])
+
+    #: keys of the evaluation harness the label section used to run
+    HARNESS_KEYS: ClassVar[tuple[str, ...]] = ("seeds_per_class", "pool_size")
+
+    def __post_init__(self) -> None:
+        from domainfm.label.export import EXPORT_FORMATS
+
+        for kind in self.exports:
+            if kind not in EXPORT_FORMATS:
+                raise ConfigError(f"label.exports: unknown format {kind!r}{suggest(kind, EXPORT_FORMATS)}; "
+                                  f"choose from {list(EXPORT_FORMATS)}")
+
+    @classmethod
+    def check_section(cls, data: Any, prefix: str) -> None:
+        """Refuse the evaluation harness's keys with directions (before unknown-key errors)."""
+        old = [k for k in cls.HARNESS_KEYS if isinstance(data, dict) and k in data]
+        if old:
+            raise ConfigError(f"{prefix}{old[0]}: the label stage now suggests labels for a real pool (the documents "
+                              "without a label, or label.pool) seeded by label.labeled (default: the documents with "
+                              "one); the evaluation draw it used to make is domainfm.label.run_label_demo, run by "
+                              f"'domainfm demo'. Remove {', '.join(prefix + k for k in old)}")
+
+
+def run(config: LabelSection, inputs: list[Path], out: Path, context: StageContext | None = None) -> StageResult:
+    """Suggest labels into ``out``: the seeds are ``config.labeled`` (default: the documents of
+    ``inputs[0]`` with a label), the pool ``config.pool`` (default: those without one)."""
+    from domainfm.corpus import read_documents, write_documents
+    from domainfm.label import LabelConfig, label_file
+
+    context = context or StageContext()
+    cfg, out_dir = config, out.parent
+    labeled, pool = cfg.labeled, cfg.pool
+    if labeled is None or pool is None:
+        # one pass over the stage's documents: those with a label seed, the others are the pool
+        docs = list(read_documents(inputs[0]))
+        has_label = [bool(d.label or d.labels) for d in docs]
+        if labeled is None:
+            labeled = out_dir / "seeds.jsonl"
+            write_documents(labeled, [d for d, y in zip(docs, has_label) if y])
+        if pool is None:
+            pool = out_dir / "pool.jsonl"
+            unlabeled = [d for d, y in zip(docs, has_label) if not y]
+            if not unlabeled:
+                raise ConfigError(f"label: every one of the {len(docs)} documents of {inputs[0].name} carries a "
+                                  "label, so there is nothing to suggest for; give label.pool (documents to label)")
+            write_documents(pool, unlabeled)
+    run = label_file(labeled, pool, out, LabelConfig(method=cfg.method, model=cfg.model,
+                                                     seed=13 if context.seed is None else context.seed),
+                     exports=list(cfg.exports))
+    return result_of(run)
+
+
+def result_of(run, *, check: bool = False) -> StageResult:
+    """The StageResult of a :func:`~domainfm.label.label_file` run (``domainfm label`` prints it)."""
+    s = run.summary
+    cv = s.get("cross_validation", {})
+    metrics = {k: round(cv[k], 4) for k in ("expected_accuracy", "expected_micro_f1", "expected_macro_f1",
+                                            "expected_ece") if k in cv}
+    seeds = ", ".join(f"{k}={v}" for k, v in s["seeds_per_class"].items())
+    notes = [f"{s['task']}-label, {len(s['classes'])} labels; seeds per label: {seeds}"]
+    if s["labels_left_out"]:
+        left = ", ".join(f"{k}={v}" for k, v in s["labels_left_out"].items())
+        notes.append(f"left out (fewer than 2 seeds, or on every seed): {left}")
+    expected = cv.get("expected_accuracy", cv.get("expected_micro_f1"))
+    name = "accuracy" if "expected_accuracy" in cv else "micro-F1"
+    notes.append(f"expected {name} (cross-validated on the seeds, {cv['folds']} folds): {expected:.2f}; "
+                 f"macro-F1 {cv['expected_macro_f1']:.2f}; calibration error {cv['expected_ece']:.2f}")
+    if check:
+        notes.append(f"flagged {s['flagged']} of {s['checked']} labeled documents as likely label errors "
+                     f"(meta.label_check in {run.out})")
+    notes += [f"export: {path}" for path in run.exports]
+    return StageResult([run.out, run.manifest, *run.exports], record_counts(run.counts), metrics,
+                       manifest=run.manifest, rejects=run.rejects, first_rejects=run.first_rejects, notes=notes)
+
+
+def span_result_of(run) -> StageResult:
+    """The StageResult of a :func:`~domainfm.label.span_runner.label_spans_file` run."""
+    s = run.summary
+    notes = [f"labels: {', '.join(s['labels'])}; {s['seed_documents']} seed documents with {s['seed_spans']} "
+             f"spans; {s['suggested_spans']} spans suggested"]
+    cal = s["calibration"]
+    if cal.get("folds"):
+        precision = cal.get("oof_span_precision")
+        notes.append(f"calibrated on {cal['folds']} seed folds: temperature {cal['temperature']:.2f}, "
+                     f"{cal['oof_spans']} held-out spans"
+                     + (f", {precision:.0%} exactly right" if precision is not None else ""))
+    if s.get("deid_prior"):
+        notes.append(f"de-id prior for: {', '.join(s['deid_prior']['labels'])}")
+    notes += [f"export: {path}" for path in run.exports]
+    return StageResult([run.out, run.manifest, *run.exports], record_counts(run.counts), {},
+                       manifest=run.manifest, rejects=run.rejects, first_rejects=run.first_rejects, notes=notes)
