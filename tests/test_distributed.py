@@ -327,3 +327,19 @@ def test_ray_gives_one_process_output(tmp_path, ray_local, clinical_corpus, vaul
     chunk_file(tmp_path / "one.jsonl", tmp_path / "one.chunks.jsonl", config)
     run_chunk(tmp_path / "one.jsonl", tmp_path / "ray.chunks.jsonl", config, engine)
     assert _same_files(tmp_path / "one.chunks.jsonl", tmp_path / "ray.chunks.jsonl")
+
+
+@pytest.mark.slow
+def test_a_pipeline_with_engine_spark_writes_what_a_local_pipeline_writes(tmp_path, spark, notes):
+    from domainfm.pipeline import pipeline_from_dict, run_pipeline
+
+    sections = {"import": {"format": "jsonl", "src": str(notes)}, "deid": {"profile": "clinical"},
+                "chunk": {"max_tokens": 128, "overlap": 16, "profile": "clinical"}, "seed": 3}
+    local = run_pipeline(pipeline_from_dict({**sections, "run_dir": str(tmp_path / "local")}))
+    dist = run_pipeline(pipeline_from_dict({**sections, "run_dir": str(tmp_path / "spark"),
+                                            "engine": {"name": "spark", "master": "local[2,4]", "partitions": 3}}))
+    for stage in ("deid", "chunk"):
+        a = next((tmp_path / "local" / stage).glob("*.jsonl"))
+        assert _same_files(a, tmp_path / "spark" / stage / a.name), stage
+    assert json.loads((tmp_path / "spark" / "deid" / "corpus.manifest.json").read_text())["engine"]["name"] == "spark"
+    assert [s.status for s in dist.stages] == [s.status for s in local.stages]
