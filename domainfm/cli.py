@@ -247,6 +247,15 @@ def summary_command(
         _console().print(f"invalid: ... and {len(rejects) - 5} more")
 
 
+# The options of --engine, shared by the commands that can run on Spark or Ray (deid, chunk).
+ENGINE_OPTIONS = {
+    "engine": typer.Option("local", help="local (this machine) | spark | ray: the same output, computed by that engine."),
+    "master": typer.Option("local[2]", help="spark: the master URL (local[N], local[N,retries], spark://..., yarn)."),
+    "partitions": typer.Option(None, help="spark: partitions; ray: groups (default: from the cores)."),
+    "ray_address": typer.Option(None, "--ray-address", help="ray: a running cluster (default: start a local Ray)."),
+}
+
+
 def _engine_option(name: str, master: str, partitions: int | None, workers: int, ray_address: str | None):
     """``--engine`` and its options as an EngineConfig, or None for this process."""
     if name == "local":
@@ -265,10 +274,10 @@ def chunk_command(
     max_tokens: int = typer.Option(512, help="Model positions per chunk, special tokens included."),
     overlap: int = typer.Option(64, help="Tokens repeated from the previous chunk (snapped to a sentence)."),
     profile: str = typer.Option("generic", help="Sectionizer: clinical | legal | generic."),
-    engine: str = typer.Option("local", help="local (this machine) | spark | ray: the same output, computed by that engine."),
-    master: str = typer.Option("local[2]", help="spark: the master URL (local[N], local[N,retries], spark://..., yarn)."),
-    partitions: Optional[int] = typer.Option(None, help="spark: partitions; ray: groups (default: from the cores)."),
-    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="ray: a running cluster (default: start a local Ray)."),
+    engine: str = ENGINE_OPTIONS["engine"],
+    master: str = ENGINE_OPTIONS["master"],
+    partitions: Optional[int] = ENGINE_OPTIONS["partitions"],
+    ray_address: Optional[str] = ENGINE_OPTIONS["ray_address"],
     workers: int = typer.Option(1, help="ray: actors (default: one per core)."),
 ):
     """Split documents into chunks that fit the model, follow the document's sections and map
@@ -570,10 +579,10 @@ def deid_command(
              "file, or TYPE=LABEL,TYPE=null."),
     ner_quantize: str = typer.Option(
         "none", "--ner-quantize", help="int8: dynamic int8 Linear layers on CPU; none; auto (int8 on CPU only)."),
-    engine: str = typer.Option("local", help="local (this machine) | spark | ray: the same output, computed by that engine."),
-    master: str = typer.Option("local[2]", help="spark: the master URL (local[N], local[N,retries], spark://..., yarn)."),
-    partitions: Optional[int] = typer.Option(None, help="spark: partitions; ray: groups (default: from the cores)."),
-    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="ray: a running cluster (default: start a local Ray)."),
+    engine: str = ENGINE_OPTIONS["engine"],
+    master: str = ENGINE_OPTIONS["master"],
+    partitions: Optional[int] = ENGINE_OPTIONS["partitions"],
+    ray_address: Optional[str] = ENGINE_OPTIONS["ray_address"],
 ):
     """Detect PHI/PII and replace it; writes phi_spans (no PHI text) and a deid manifest."""
     from domainfm.deid.config import DeidConfig
