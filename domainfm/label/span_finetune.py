@@ -90,7 +90,7 @@ def _train(cfg: SpanLabelConfig, train: Sequence[Document], eval_: Sequence[Docu
     result = finetune(tcfg, folder / "model")
     tm = load_task_model(folder / "model", task="ner", device="cpu")
     shutil.rmtree(folder, ignore_errors=True)
-    return tm, result.steps
+    return tm, result.steps, (result.metrics.get("eval") or {}).get("f1")
 
 
 def _score(tm, docs: Sequence[Document]):
@@ -137,7 +137,7 @@ def train_finetuned(seeds: Sequence[Document], labels: list[str], cfg: SpanLabel
                 held = [d for d, k in zip(seeds, fold_of) if k == f]
                 if not any(d.spans for d in train) or not held:
                     continue
-                tm, _ = _train(cfg, train, held, labels, cfg.seed + 1 + f, work, f"fold{f}")
+                tm, _, _ = _train(cfg, train, held, labels, cfg.seed + 1 + f, work, f"fold{f}")
                 found, _ = _score(tm, held)
                 for d, spans in zip(held, found):
                     gold = {s.key for s in d.spans}
@@ -150,10 +150,11 @@ def train_finetuned(seeds: Sequence[Document], labels: list[str], cfg: SpanLabel
                            "oof_spans": int(len(raws_a)),
                            "oof_span_precision": round(float(corrects_a.mean()), 4) if len(raws_a) else None}
         stage("fine-tuning on all seeds")
-        tm, steps = _train(cfg, seeds, seeds, labels, cfg.seed, work, "final")
+        tm, steps, fit = _train(cfg, seeds, seeds, labels, cfg.seed, work, "final")
     summary = {"method": "finetune", "labels": labels, "seed_documents": len(seeds),
                "seed_spans": sum(len(d.spans) for d in seeds), "steps": steps, "encoder": cfg.encoder,
                "lora_r": cfg.lora_r, "calibration": calibration,
+               "seed_fit_f1": fit,  # entity F1 of the final model on (up to 8 of) its own seeds
                "train_seconds": round(time.perf_counter() - t0, 2)}
     return FinetunedSpans(tm, labels, platt, summary)
 
