@@ -52,6 +52,8 @@ class SpanLabelConfig:
         seed: random seed (initialisation, batch order, folds).
         finetune_lr: ``finetune`` only: learning rate of the LoRA adapters and the head.
         lora_r: ``finetune`` only: LoRA rank (alpha = 2 r) on query/key/value/dense.
+        class_weights: ``finetune`` only: ``balanced`` weighs each BIO tag by ``n / (k * count)``
+            (a few seeds are mostly ``O`` words) or ``none``.
     """
 
     method: Literal["finetune", "probe"] = "probe"
@@ -77,12 +79,15 @@ class SpanLabelConfig:
     seed: int = 13
     finetune_lr: float = 2e-3
     lora_r: int = 16
+    class_weights: Literal["none", "balanced"] = "none"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ConfigError(f"The 'method' parameter must be one of {list(METHODS)}. Got {self.method!r}"
                               f"{suggest(str(self.method), METHODS)}.")
         _int_in("lora_r", self.lora_r, 1, 512, "e.g. 16")
+        if self.class_weights not in ("none", "balanced"):
+            raise ConfigError(f"The 'class_weights' parameter must be 'none' or 'balanced'. Got {self.class_weights!r}.")
         if not isinstance(self.encoder, str) or not self.encoder.strip():
             raise ConfigError("The 'encoder' parameter must be a model name or folder, e.g. 'minilm' or runs/pretrain.")
         _int_in("train_layers", self.train_layers, 0, 48, "use 0 to train the head alone")

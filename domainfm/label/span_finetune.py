@@ -62,7 +62,8 @@ def _task_config(cfg: SpanLabelConfig, train: Path, eval_: Path, labels: list[st
                          target_modules=["query", "key", "value", "dense"]),
         long_documents=LongDocumentsSection(strategy="chunk", overlap=cfg.overlap),
         train=TrainSection(lr=cfg.finetune_lr, max_steps=steps, batch_size=cfg.batch_size,
-                           weight_decay=cfg.weight_decay, warmup_ratio=0.1, checkpoint=False, seed=seed,
+                           weight_decay=cfg.weight_decay, warmup_ratio=0.1, class_weights=cfg.class_weights,
+                           checkpoint=False, seed=seed,
                            eval_batch_size=32),
         # the seeds are what the user hands the labeler; the label stage's own gate (serve) decides
         # what annotators see, so the finetune stage's de-id gate is not the one that applies here
