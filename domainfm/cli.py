@@ -347,6 +347,8 @@ def label_command(
                                           "ner (suggest spans from span-annotated seeds)."),
     encoder: str = typer.Option("minilm", "--encoder", help="ner: token encoder: minilm, or a 'domainfm pretrain' output folder."),
     deid_prior: str = typer.Option("auto", "--deid-prior", help="ner: de-id detector spans as a prior for PHI labels: auto | on | off."),
+    span_method: str = typer.Option("probe", "--span-method", help="ner: probe (frozen encoder, seconds) | finetune "
+                                                                  "(LoRA token classifier via domainfm finetune, minutes on CPU)."),
     label_descriptions: Optional[Path] = typer.Option(
         None, "--label-descriptions",
         help='JSON object {label: short description}, e.g. {"ltd": "limitation of liability"}: '
@@ -362,7 +364,7 @@ def label_command(
     if labeled is None or out is None:
         raise DomainFMError("give --labeled SEEDS.jsonl and -o OUT.jsonl (or 'domainfm label serve --project DIR')")
     if task == "ner":
-        _label_spans(labeled, pool, out, export, seed, encoder, deid_prior, check)
+        _label_spans(labeled, pool, out, export, seed, encoder, deid_prior, check, span_method)
         return
     from domainfm.label import LabelConfig, label_file
     from domainfm.label.export import EXPORT_FORMATS
@@ -403,6 +405,8 @@ def label_serve_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (loopback by default)."),
     encoder: str = typer.Option("minilm", "--encoder", help="Token encoder: minilm, or a 'domainfm pretrain' output folder."),
     deid_prior: str = typer.Option("auto", "--deid-prior", help="De-id detector spans as a prior for PHI labels: auto | on | off."),
+    span_method: str = typer.Option("probe", "--span-method", help="probe (frozen encoder, seconds) | finetune (LoRA "
+                                                                  "token classifier via domainfm finetune, minutes on CPU)."),
     allow_identified_data: bool = typer.Option(
         False, "--allow-identified-data",
         help="Serve text that does not trace back to 'domainfm deid' (recorded in <project>/backend.json)."),
@@ -412,7 +416,7 @@ def label_serve_command(
     from domainfm.label.serve import Backend, serve
     from domainfm.label.span_config import SpanLabelConfig
 
-    backend = Backend(project, SpanLabelConfig(encoder=encoder, deid_prior=deid_prior),
+    backend = Backend(project, SpanLabelConfig(encoder=encoder, deid_prior=deid_prior, method=span_method),
                       allow_identified_data=allow_identified_data)
     if backend.training_docs():
         backend.retrain()
@@ -428,7 +432,7 @@ def label_serve_command(
 
 
 def _label_spans(labeled: Path, pool: Optional[Path], out: Path, export: list[str], seed: int, encoder: str,
-                 deid_prior: str, check: bool) -> None:
+                 deid_prior: str, check: bool, span_method: str = "probe") -> None:
     from domainfm.label.span_config import SpanLabelConfig
     from domainfm.label.span_runner import SPAN_EXPORTS, label_spans_file
 
@@ -439,7 +443,7 @@ def _label_spans(labeled: Path, pool: Optional[Path], out: Path, export: list[st
     for kind in export:
         if kind not in SPAN_EXPORTS:
             raise DomainFMError(f"--export {kind!r} does not apply to --task ner; choose from {', '.join(SPAN_EXPORTS)}")
-    cfg = SpanLabelConfig(encoder=encoder, deid_prior=deid_prior, seed=seed)
+    cfg = SpanLabelConfig(encoder=encoder, deid_prior=deid_prior, seed=seed, method=span_method)
     console = _console()
     with _progress(console, "suggesting spans") as update:
         stages = iter(range(1, 100))

@@ -108,3 +108,34 @@ def test_label_task_ner_command_writes_suggestions_exports_and_manifest(tmp_path
     assert back.counts.written == 2
     bad = cli("label", "--task", "ner", "--labeled", tmp_path / "seeds.jsonl", "-o", tmp_path / "x.jsonl")
     assert bad.exit_code == 2 and "--task ner needs --pool" in bad.output
+
+
+def _pattern_docs(n: int, offset: int = 0) -> list[Document]:
+    """'fever' and 'cough' are always the span, whatever words come around them: learnable by
+    any working tagger, invisible to an untrained one."""
+    fillers = ["the patient", "arm pain", "chest", "notice", "court", "agreement", "party", "state"]
+    docs = []
+    for i in range(offset, offset + n):
+        a, b = fillers[i % len(fillers)], fillers[(3 * i + 1) % len(fillers)]
+        word = "fever" if i % 2 else "cough"
+        text = f"{a} with {word} and {b}"
+        start = text.index(word)
+        docs.append(Document(f"d{i}", text, spans=[Span(start, start + len(word), "Disease")]))
+    return docs
+
+
+@pytest.mark.slow  # 60 training steps: about a minute on a loaded 2-core machine
+def test_finetune_method_learns_a_trivial_span_pattern(tiny_model_dir):
+    from domainfm.label.spans import suggest_spans
+
+    seeds, pool = _pattern_docs(12), _pattern_docs(6, offset=40)
+    cfg = SpanLabelConfig(method="finetune", encoder=str(tiny_model_dir), max_tokens=32, overlap=4, epochs=40,
+                          min_steps=60, max_steps=60, batch_size=4, finetune_lr=5e-3, lora_r=4,
+                          calibration_folds=0, deid_prior="off")  # one training: keeps the test short
+    result = suggest_spans(seeds, [Document(d.id, d.text) for d in pool], cfg)
+    gold = {(d.id, s.start, s.end) for d in pool for s in d.spans}
+    found = {(d.id, s.start, s.end) for d, spans in zip(result.docs, result.spans) for s in spans}
+    assert len(gold & found) >= 4, (gold, found)  # an untrained head finds none of them
+    assert result.summary["method"] == "finetune" and result.summary["steps"] == 60
+    assert sorted(result.ranks) == list(range(1, len(pool) + 1))
+    assert all(0 <= s.attrs["confidence"] <= 1 for spans in result.spans for s in spans)

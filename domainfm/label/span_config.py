@@ -9,6 +9,7 @@ from domainfm.config import suggest
 from domainfm.errors import ConfigError
 
 PRIORS = ("auto", "on", "off")
+METHODS = ("finetune", "probe")
 
 
 @dataclass
@@ -16,6 +17,10 @@ class SpanLabelConfig:
     """Settings of few-shot span suggestion (see :mod:`domainfm.label.spans`).
 
     Args:
+        method: ``probe`` (the default) keeps the encoder frozen and fits a word tagger on its
+            vectors (seconds on a CPU); ``finetune`` trains LoRA adapters and a
+            token-classification head on the seeds through ``domainfm finetune``'s NER path
+            (:mod:`domainfm.label.span_finetune`; minutes on a CPU; see the README).
         encoder: the token encoder: an embedded name (``minilm``), a ``domainfm pretrain``
             output folder (domain-adapted encoder) or any ``save_pretrained`` BERT-style folder.
         train_layers: top encoder layers fine-tuned; the layers below stay frozen, their output
@@ -45,7 +50,13 @@ class SpanLabelConfig:
         diversity: weight of diversity against uncertainty in the annotation order (0 = uncertainty).
         min_confidence: suggested spans below this calibrated confidence are left out.
         seed: random seed (initialisation, batch order, folds).
+        finetune_lr: ``finetune`` only: learning rate of the LoRA adapters and the head.
+        lora_r: ``finetune`` only: LoRA rank (alpha = 2 r) on query/key/value/dense.
+        class_weights: ``finetune`` only: ``balanced`` weighs each BIO tag by ``n / (k * count)``
+            (a few seeds are mostly ``O`` words) or ``none``.
     """
+
+    method: Literal["finetune", "probe"] = "probe"
 
     encoder: str = "minilm"
     train_layers: int = 0
@@ -66,8 +77,17 @@ class SpanLabelConfig:
     diversity: float = 0.3
     min_confidence: float = 0.0
     seed: int = 13
+    finetune_lr: float = 2e-3
+    lora_r: int = 16
+    class_weights: Literal["none", "balanced"] = "none"
 
     def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"The 'method' parameter must be one of {list(METHODS)}. Got {self.method!r}"
+                              f"{suggest(str(self.method), METHODS)}.")
+        _int_in("lora_r", self.lora_r, 1, 512, "e.g. 16")
+        if self.class_weights not in ("none", "balanced"):
+            raise ConfigError(f"The 'class_weights' parameter must be 'none' or 'balanced'. Got {self.class_weights!r}.")
         if not isinstance(self.encoder, str) or not self.encoder.strip():
             raise ConfigError("The 'encoder' parameter must be a model name or folder, e.g. 'minilm' or runs/pretrain.")
         _int_in("train_layers", self.train_layers, 0, 48, "use 0 to train the head alone")
@@ -86,7 +106,7 @@ class SpanLabelConfig:
         if self.calibration_folds == 1:
             raise ConfigError("The 'calibration_folds' parameter must be 0 (off) or >= 2; got 1.")
         _int_in("seed", self.seed, 0, 2**32 - 1)
-        for name, lo, hi in (("lr", 0.0, 1.0), ("weight_decay", -1e-12, 10.0), ("dropout", -1e-12, 0.9),
+        for name, lo, hi in (("lr", 0.0, 1.0), ("finetune_lr", 0.0, 1.0), ("weight_decay", -1e-12, 10.0), ("dropout", -1e-12, 0.9),
                              ("diversity", -1e-12, 1.0), ("min_confidence", -1e-12, 1.0)):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not lo < value <= hi:

@@ -431,6 +431,10 @@ def train_span_model(seeds: Sequence[Document], cfg: SpanLabelConfig | None = No
     if not labels:
         raise DomainFMError("no seed document has spans: give --labeled documents annotated with spans "
                             "(e.g. from 'domainfm import labelstudio' or 'domainfm import brat')")
+    if cfg.method == "finetune":
+        from domainfm.label.span_finetune import train_finetuned
+
+        return train_finetuned(seeds, labels, cfg, on_stage=on_stage)
     t0 = time.perf_counter()
     tagger = tagger or SpanTagger(cfg)
     label_index = {lab: i for i, lab in enumerate(labels)}
@@ -494,13 +498,18 @@ def predict_spans(model: _Fitted, docs: Sequence[Document], cfg: SpanLabelConfig
     """Suggest spans for ``docs`` with a trained model, add the PHI prior, and rank the documents."""
     from domainfm.label.active import rank_scores
 
-    cfg = cfg or model.tagger.cfg
+    from domainfm.label.span_finetune import FinetunedSpans
+
+    tuned = isinstance(model, FinetunedSpans)
+    cfg = cfg or (SpanLabelConfig() if tuned else model.tagger.cfg)
     stage = on_stage or (lambda s: None)
     t0 = time.perf_counter()
-    stage("encoding pool")
     usable = [i for i, d in enumerate(docs) if d.text.strip()]
     rejected = [(docs[i], "empty text: nothing to tag") for i in range(len(docs)) if not docs[i].text.strip()]
     pool = [docs[i] for i in usable]
+    if tuned:
+        return _predict_tuned(model, pool, rejected, cfg, seeds, len(docs), stage, t0)
+    stage("encoding pool")
     chunks, bad = model.tagger.featurize(pool)
     bad_idx = {i for i, _ in bad}
     rejected += [(pool[i], f"cannot be chunked: {reason}") for i, reason in bad]
@@ -530,6 +539,29 @@ def predict_spans(model: _Fitted, docs: Sequence[Document], cfg: SpanLabelConfig
                "deid_prior": None if prior is None else prior.summary,
                "predict_seconds": round(time.perf_counter() - t0, 2)}
     return SpanSuggestions([pool[i] for i in kept_idx], out_spans, [int(r) for r in ranks], [float(x) for x in u],
+                           list(model.labels), summary, rejected)
+
+
+def _predict_tuned(model, pool, rejected, cfg, seeds, n_docs, stage, t0) -> SpanSuggestions:
+    """:func:`predict_spans` for ``method: finetune`` (chunking is the finetune encoder's own)."""
+    from domainfm.label.active import rank_scores
+    from domainfm.label.span_finetune import predict_finetuned, to_spans
+
+    stage("tagging pool")
+    found, uncertainty, emb = predict_finetuned(model, pool)
+    prior = _deid_prior(model.labels, pool, seeds, cfg)
+    out_spans: list[list[Span]] = []
+    for i in range(len(pool)):
+        spans = to_spans(found[i], cfg.min_confidence)
+        if prior is not None:
+            spans = prior.combine(i, spans)
+        out_spans.append(sorted(spans, key=lambda s: (s.start, s.end, s.label)))
+    u = np.array(uncertainty, dtype=float)
+    ranks = rank_scores(u, emb, diversity=cfg.diversity) if len(u) else np.zeros(0, dtype=int)
+    summary = {**model.summary, "pool_documents": n_docs, "suggested_spans": sum(len(s) for s in out_spans),
+               "deid_prior": None if prior is None else prior.summary,
+               "predict_seconds": round(time.perf_counter() - t0, 2)}
+    return SpanSuggestions(list(pool), out_spans, [int(r) for r in ranks], [float(x) for x in u],
                            list(model.labels), summary, rejected)
 
 

@@ -119,7 +119,8 @@ def span_result_of(run) -> StageResult:
     cal = s["calibration"]
     if cal.get("folds"):
         precision = cal.get("oof_span_precision")
-        notes.append(f"calibrated on {cal['folds']} seed folds: temperature {cal['temperature']:.2f}, "
+        temperature = f"temperature {cal['temperature']:.2f}, " if "temperature" in cal else ""  # finetune: Platt only
+        notes.append(f"calibrated on {cal['folds']} seed folds: {temperature}"
                      f"{cal['oof_spans']} held-out spans"
                      + (f", {precision:.0%} exactly right" if precision is not None else ""))
     if s.get("deid_prior"):

@@ -66,19 +66,32 @@ def main() -> None:
     ap.add_argument("--encoder", default="minilm")
     ap.add_argument("--pool", type=int, default=200)
     ap.add_argument("--no-timing", action="store_true")
+    ap.add_argument("--methods", default="probe,finetune", help="span methods to compare (SpanLabelConfig.method)")
+    ap.add_argument("--out", default="", help="also write the JSON here (e.g. reports/benchmarks/label_spans_cpu.json)")
     args = ap.parse_args()
     data = Path(args.data)
     if not (data / "train.tsv").is_file():
         data = Path("/work/shared/data/ncbi-disease")
     with tempfile.TemporaryDirectory() as tmp:
         train, test = load("train", data, Path(tmp)), load("devel", data, Path(tmp))
-    cfg = SpanLabelConfig(encoder=args.encoder)
-    tagger = SpanTagger(cfg)
+    report: dict = {"data": "NCBI-disease: seeds from train.tsv, scored on devel.tsv (10-sentence abstracts)",
+                    "targets": {"f1_8": 0.50, "f1_32": 0.70, "ece_max": 0.10, "seconds_200_pool_32_seeds": 120},
+                    "methods": {}}
+    for method in args.methods.split(","):
+        report["methods"][method] = run_method(args, SpanLabelConfig(encoder=args.encoder, method=method), train, test)
+    text = json.dumps(report, indent=1)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+    print(text)
+
+
+def run_method(args, cfg: SpanLabelConfig, train, test) -> dict:
+    tagger = SpanTagger(cfg) if cfg.method == "probe" else None
     out: dict = {"data": "NCBI-disease: seeds from train.tsv, scored on devel.tsv (10-sentence abstracts)",
                  "test_documents": len(test), "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
                  "targets": {"f1_8": 0.50, "f1_32": 0.70, "ece_max": 0.10, "seconds_200_pool_32_seeds": 120},
                  "results": {}}
-    test_chunks = None
     for n in [int(x) for x in args.seeds.split(",")]:
         rows = []
         for draw in range(args.draws):
@@ -90,7 +103,7 @@ def main() -> None:
             row = {"draw": draw, **score(result, test), "seconds": round(time.perf_counter() - t0, 1),
                    "calibration": model.summary["calibration"]}
             rows.append(row)
-            print(json.dumps({"seeds": n, **row}), file=sys.stderr)
+            print(json.dumps({"method": cfg.method, "seeds": n, **row}), file=sys.stderr)
         out["results"][str(n)] = {"draws": rows, "mean_f1": round(float(np.mean([r["f1"] for r in rows])), 4),
                                   "worst_ece": max(r["ece"] for r in rows if r["ece"] is not None)}
     if not args.no_timing:
@@ -102,13 +115,13 @@ def main() -> None:
         fresh.featurize(pool)
         baseline = time.perf_counter() - t0
         t0 = time.perf_counter()
-        model = train_span_model(seeds, cfg, tagger=SpanTagger(cfg))
+        model = train_span_model(seeds, cfg, tagger=SpanTagger(cfg) if cfg.method == "probe" else None)
         predict_spans(model, pool, cfg, seeds=seeds)
         seconds = time.perf_counter() - t0
         out["timing"] = {"pool": len(pool), "seeds": 32, "seconds": round(seconds, 1),
                          "baseline_encode_pool_seconds": round(baseline, 1),
                          "ratio_to_baseline": round(seconds / baseline, 2)}
-    print(json.dumps(out, indent=1))
+    return out
 
 
 if __name__ == "__main__":
