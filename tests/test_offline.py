@@ -33,6 +33,7 @@ def test_import_and_demo_open_no_connection(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the whole demo: about 5 minutes alone, much longer beside other jobs
 def test_full_demo_opens_no_connection(tmp_path):
     result = run_offline(demo_code(tmp_path), cwd=tmp_path, timeout=1800)
     assert result.returncode == 0, result.stderr[-2000:]
