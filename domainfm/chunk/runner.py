@@ -11,7 +11,7 @@ from typing import Callable
 
 from domainfm.chunk.config import ChunkConfig
 from domainfm.chunk.splitter import Chunk, Chunker
-from domainfm.corpus.io import (Counts, OutputLock, Rejected, RejectWriter, JsonlWriter, check_output_path,
+from domainfm.corpus.io import (Counts, CountingRejects, OutputLock, Rejected, RejectWriter, JsonlWriter, check_output_path,
                                 read_located_documents, rejects_path_for)
 from domainfm.manifest import write_manifest
 
@@ -73,20 +73,13 @@ def chunk_file(
     with OutputLock(out_path):
         with ChunkWriter(out_path) as chunks_out, RejectWriter(rejects_file) as rejects_out:
 
-            def reject(item: Rejected) -> None:
-                counts.read += 1
-                counts.add_reject(item.reason)
-                if len(result.first_rejects) < 5:
-                    result.first_rejects.append(item.describe())
-                rejects_out.write(item)
-
-            class _Rejects:  # read_documents hands invalid records to .write()
-                write = staticmethod(reject)
+            sink = CountingRejects(rejects_out, counts, result.first_rejects)
+            reject = sink.write
 
             located = deque()  # (id, file:line) of the documents the chunker has been given
 
             def docs():
-                for location, doc in read_located_documents(in_path, rejects=_Rejects()):
+                for location, doc in read_located_documents(in_path, rejects=sink):
                     located.append((doc.id, location))
                     yield doc
 

@@ -381,6 +381,27 @@ class RejectWriter(JsonlWriter):
         return False
 
 
+class CountingRejects:
+    """A reject sink (``read_documents(rejects=...)`` and stages): counts each reject under its
+    reason, keeps the first five PHI-free descriptions for the console and writes the record
+    (raw text kept: the reject file is as sensitive as the input).
+
+    Args:
+        count_read: also count the record as read (input lines that never reached the stage);
+            False for records a stage read and then rejected.
+    """
+
+    def __init__(self, writer: RejectWriter, counts: Counts, first: list[str], *, count_read: bool = True):
+        self.writer, self.counts, self.first, self.count_read = writer, counts, first, count_read
+
+    def write(self, item: Rejected) -> None:
+        self.counts.read += self.count_read
+        self.counts.add_reject(item.reason)
+        if len(self.first) < 5:
+            self.first.append(item.describe())
+        self.writer.write(item)
+
+
 def iter_jsonl_objects(path: str | os.PathLike) -> Iterator[tuple[int, Any | Rejected]]:
     """Yield ``(line_number, parsed_object)`` per non-blank line, or a :class:`Rejected`
     for lines that are not UTF-8 or not JSON. Reads in binary so one bad byte costs one line,

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from domainfm.corpus.document import Document
-from domainfm.corpus.io import (Counts, OutputLock, Rejected, RejectWriter, JsonlWriter, check_output_path,
+from domainfm.corpus.io import (Counts, CountingRejects, OutputLock, Rejected, RejectWriter, JsonlWriter, check_output_path,
                                 read_located_documents, rejects_path_for)
 from domainfm.deid.config import DeidConfig
 from domainfm.errors import CorpusError, OutputError
@@ -187,21 +187,6 @@ def detect_parallel(docs: Iterable[Document], config: DeidConfig) -> Iterator[tu
         yield from drain(0)
 
 
-class _CountingRejects:
-    """Reject sink for invalid input lines: counts them and writes them to the reject file."""
-
-    def __init__(self, writer: RejectWriter, counts: Counts, first: list[str]):
-        self.writer, self.counts, self.first = writer, counts, first
-
-    def write(self, item: Rejected) -> None:
-        self.counts.read += 1
-        self.counts.add_reject(item.reason)
-        if len(self.first) < 5:
-            self.first.append(item.describe())
-        # Invalid input lines keep their raw text: the reject file is as sensitive as the input.
-        self.writer.write(item)
-
-
 def deidentify_file(
     in_path: str | os.PathLike,
     out_path: str | os.PathLike,
@@ -216,8 +201,6 @@ def deidentify_file(
     annotation ``spans`` and ``phi_spans`` (``start, end, label, score`` in input coordinates,
     no PHI text). ``read == written + rejected`` always holds.
     """
-    from domainfm.deid.transform import TransformedRecord
-
     in_path, out_path = Path(in_path), Path(out_path)
     reject_file = rejects_path_for(out_path)
     check_output_path(out_path, inputs=[in_path])
@@ -258,7 +241,7 @@ def _deidentify_locked(in_path: Path, out_path: Path, reject_file: Path, config:
 
     try:
         with JsonlWriter(out_path) as out, RejectWriter(reject_file) as rejects:
-            sink = _CountingRejects(rejects, input_counts, first_rejects)
+            sink = CountingRejects(rejects, input_counts, first_rejects)
             for item in deidentify(docs(sink), config, secret=secret, vault=vault, counts=transform_counts):
                 record_id = item.id if isinstance(item, TransformedRecord) else item.record_id
                 while in_flight and in_flight[0][1].id != record_id:

@@ -63,11 +63,15 @@ class DeidJob:
         return replace(self.config, workers=1, vault=None)
 
 
-def detector_for(config: DeidConfig):
-    """This process's detector for ``config``, built on first use (one per worker process)."""
+def _config_key(config) -> str:
     from domainfm.config import to_dict
 
-    key = json.dumps(to_dict(config), sort_keys=True, default=str)
+    return json.dumps(to_dict(config), sort_keys=True, default=str)
+
+
+def detector_for(config: DeidConfig):
+    """This process's detector for ``config``, built on first use (one per worker process)."""
+    key = _config_key(config)
     detector = _DETECTORS.get(key)
     if detector is None:
         from domainfm.deid.engine import PhiDetector
@@ -190,9 +194,8 @@ _CHUNKERS: dict[str, Any] = {}
 
 def _chunker_for(config):
     from domainfm.chunk.splitter import Chunker
-    from domainfm.config import to_dict
 
-    key = json.dumps(to_dict(config), sort_keys=True, default=str)
+    key = _config_key(config)
     if key not in _CHUNKERS:
         _CHUNKERS[key] = Chunker(config)
     return _CHUNKERS[key]

@@ -18,7 +18,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
-from domainfm.corpus.io import Counts, JsonlWriter, OutputLock, Rejected, RejectWriter, check_output_path, rejects_path_for
+from domainfm.corpus.io import (Counts, CountingRejects, JsonlWriter, OutputLock, Rejected, RejectWriter,
+                                check_output_path, rejects_path_for)
 from domainfm.distributed.core import DOCUMENT, RECORD, REJECT, DeidJob, input_rows, record_from_columns
 from domainfm.errors import ConfigError, RecordError
 from domainfm.manifest import write_manifest
@@ -109,19 +110,7 @@ def stage_input(in_path: Path, staging: Path, rejects) -> int:
     return sent
 
 
-class _CountingRejects:
-    def __init__(self, writer: RejectWriter, counts: Counts, first: list[str], read: bool):
-        self.writer, self.counts, self.first, self.read = writer, counts, first, read
-
-    def write(self, item: Rejected) -> None:
-        self.counts.read += self.read  # input rejects were never sent; worker rejects were
-        self.counts.add_reject(item.reason)
-        if len(self.first) < 5:
-            self.first.append(item.describe())
-        self.writer.write(item)
-
-
-def _worker_rejects(outputs: Outputs, sink: _CountingRejects) -> None:
+def _worker_rejects(outputs: Outputs, sink: CountingRejects) -> None:
     for row in outputs.ordered(REJECT):
         payload = json.loads(row["payload"])
         sink.write(Rejected(payload["reason"], location=row["location"], record_id=row["record_id"],
@@ -139,14 +128,24 @@ def _replace_dir(tmp: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def write_records(outputs: Outputs, out_path: Path, *, parquet: bool) -> int:
+def write_records(outputs: Outputs, out_path: Path, *, parquet: bool, labels: dict[str, int] | None = None) -> int:
     """The ``record`` rows in input order: JSONL re-serialised exactly as one process writes it,
-    or a Parquet folder of the document model's columns (JSON objects as JSON text)."""
+    or a Parquet folder of the document model's columns (JSON objects as JSON text). ``labels``
+    (when given) counts the records' ``phi_spans`` by label in the same pass."""
+
+    def records():
+        for row in outputs.ordered(RECORD):
+            record = json.loads(row["payload"])
+            if labels is not None:
+                for span in record.get("phi_spans") or []:
+                    labels[span["label"]] = labels.get(span["label"], 0) + 1
+            yield record
+
     if not parquet:
         n = 0
         with JsonlWriter(out_path) as out:
-            for row in outputs.ordered(RECORD):
-                out.write_obj(json.loads(row["payload"]))
+            for record in records():
+                out.write_obj(record)
                 n += 1
         return n
     import pyarrow as pa
@@ -164,8 +163,7 @@ def write_records(outputs: Outputs, out_path: Path, *, parquet: bool) -> int:
         part, batch = part + 1, []
 
     try:
-        for row in outputs.ordered(RECORD):
-            record = json.loads(row["payload"])
+        for record in records():
             batch.append({"id": record["id"], "text": record["text"], "label": record.get("label"),
                           "labels": record.get("labels"),
                           **{k: json.dumps(record.get(k) or ({} if k == "meta" else []), ensure_ascii=False)
@@ -212,18 +210,19 @@ def run_deid(in_path: str | os.PathLike, out_path: str | os.PathLike, config, en
             vault = stack.enter_context(Vault(config.vault, secret))
         with RejectWriter(reject_file) as rejects:
             stage("reading and checking the input")
-            sent = stage_input(in_path, work / "input", _CountingRejects(rejects, counts, first, read=True))
+            sent = stage_input(in_path, work / "input", CountingRejects(rejects, counts, first))
             counts.read += sent
             stage(f"de-identifying {sent} documents ({engine.name})")
             job = DeidJob(config=config, secret=secret, vault_header=vault.header() if vault is not None else None)
             outputs = engine.deidentify(work / "input", job, work)
             stage("writing the output")
-            counts.written = write_records(outputs, out_path, parquet=out_path.suffix == ".parquet")
-            _worker_rejects(outputs, _CountingRejects(rejects, counts, first, read=False))
+            found: dict[str, int] = {}
+            counts.written = write_records(outputs, out_path, parquet=out_path.suffix == ".parquet", labels=found)
+            _worker_rejects(outputs, CountingRejects(rejects, counts, first, count_read=False))
         if vault is not None:
             stage("merging the vault")
             vault.merge_rows(outputs.vault_rows())
-        by_label = _labels_of(outputs)
+        by_label = dict(sorted(found.items(), key=lambda kv: (-kv[1], kv[0])))
         _check_reconciles(counts)
         manifest = write_manifest(
             out_path, stage="deid", config=config, inputs=[in_path],
@@ -233,14 +232,6 @@ def run_deid(in_path: str | os.PathLike, out_path: str | os.PathLike, config, en
         )
     return DeidResult(out_path, reject_file if counts.rejected else None, manifest, counts,
                       sum(by_label.values()), by_label, key_source, first)
-
-
-def _labels_of(outputs: Outputs) -> dict[str, int]:
-    by_label: dict[str, int] = {}
-    for row in outputs.ordered(RECORD):
-        for span in json.loads(row["payload"]).get("phi_spans") or []:
-            by_label[span["label"]] = by_label.get(span["label"], 0) + 1
-    return dict(sorted(by_label.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def _check_reconciles(counts: Counts) -> None:
@@ -270,13 +261,13 @@ def run_chunk(in_path: str | os.PathLike, out_path: str | os.PathLike, config, e
             with RejectWriter(reject_file) as rejects:
                 stage("reading and checking the input")
                 sent = stage_input(in_path, work / "input",
-                                   _CountingRejects(rejects, counts, result.first_rejects, read=True))
+                                   CountingRejects(rejects, counts, result.first_rejects))
                 counts.read += sent
                 stage(f"chunking {sent} documents ({engine.name})")
                 outputs = engine.chunk(work / "input", config, work)
                 stage("writing the output")
                 result.chunks = write_records(outputs, out_path, parquet=False)
-                _worker_rejects(outputs, _CountingRejects(rejects, counts, result.first_rejects, read=False))
+                _worker_rejects(outputs, CountingRejects(rejects, counts, result.first_rejects, count_read=False))
             for row in outputs.ordered(DOCUMENT):
                 info = json.loads(row["payload"])
                 counts.written += 1

@@ -204,16 +204,15 @@ def records_frame(result):
 def merge_vault_rows(result, vault) -> int:
     """Write the encrypted vault rows of a result into ``vault`` (an open
     :class:`~domainfm.deid.vault.Vault` whose header the job used) on the driver. Idempotent."""
+    return vault.merge_rows(_vault_tuples(result))
+
+
+def _vault_tuples(result) -> Iterator[tuple[str, tuple[bytes, ...]]]:
     from pyspark.sql import functions as F
 
     rows = result.where(F.col("kind") == VAULT).select("vault_table", "c1", "c2", "c3", "c4", "c5")
-
-    def tuples():
-        for row in rows.toLocalIterator():
-            columns = tuple(bytes(v) for v in row[1:] if v is not None)
-            yield row[0], columns
-
-    return vault.merge_rows(tuples())
+    for row in rows.toLocalIterator():
+        yield row[0], tuple(bytes(v) for v in row[1:] if v is not None)
 
 
 # --- the engine for files (``domainfm deid|chunk --engine spark``) -------------------------------
@@ -232,11 +231,7 @@ class SparkOutputs:
             yield row.asDict()
 
     def vault_rows(self) -> Iterator[tuple[str, tuple[bytes, ...]]]:
-        from pyspark.sql import functions as F
-
-        rows = self.frame.where(F.col("kind") == VAULT).select("vault_table", "c1", "c2", "c3", "c4", "c5")
-        for row in rows.toLocalIterator():
-            yield row[0], tuple(bytes(v) for v in row[1:] if v is not None)
+        return _vault_tuples(self.frame)
 
 
 class SparkEngine:

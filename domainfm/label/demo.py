@@ -7,7 +7,7 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
-from domainfm.corpus.document import Document
+from domainfm.corpus.document import Document, Span
 from domainfm.corpus.io import read_documents, write_documents
 from domainfm.label.config import LabelConfig
 from domainfm.label.runner import label_file
@@ -82,8 +82,6 @@ def run_span_demo(corpus: str | Path, out: str | Path, *, n_seeds: int = 8, pool
     run = label_spans_file(out / "seeds.jsonl", out / "pool.jsonl", out / "suggestions.jsonl",
                            SpanLabelConfig(seed=seed), exports=["labelstudio"])
     suggested = {r.id: r.meta["suggestion"]["spans"] for r in read_documents(run.out)}
-    from domainfm.corpus.document import Span
-
     predicted = [[Span(s["start"], s["end"], s["label"]) for s in suggested.get(i, [])] for i in gold]
     scores = entity_metrics(list(gold.values()), predicted, labels=list(labels))
     if console is not None:
