@@ -107,6 +107,9 @@ def test_config_round_trip_and_overrides(tmp_path):
     ({"train.lr": 0}, "train.lr must be in (0, 1)"),
     ({"data.label_field": "labels"}, "does not fit task 'classification'"),
     ({"model.num_layers": -1}, "model.num_layers must be an int >= 0"),
+    ({"augment.copies": 2}, "augment.copies replaces entity strings (task 'ner')"),
+    ({"augment.copies": -1}, "augment.copies must be an int >= 0"),
+    ({"task": "ner", "labels.names": ["DATE"], "augment.copies": 1}, "are not in labels.names"),
 ])
 def test_bad_config_is_named(overrides, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):

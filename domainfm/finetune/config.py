@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from domainfm.config import check_document_fields, check_train_section, suggest
 from domainfm.errors import ConfigError
+from domainfm.finetune.augment import AugmentConfig
 from domainfm.lora import LoraSection
 from domainfm.privacy_audit.config import CanaryConfig
 
@@ -265,6 +266,9 @@ class TaskConfig:
     # Seeded made-up secrets added to the training documents for ``domainfm audit-privacy``
     # (classification and multi-label; recorded in the manifest only).
     canaries: CanaryConfig = field(default_factory=CanaryConfig)
+    # ``ner``: extra training copies whose names/places are replaced by surrogates, so the model
+    # learns contexts rather than one site's names (:mod:`domainfm.finetune.augment`).
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self):
         if self.canaries.enabled and self.task == "ner":
@@ -284,6 +288,14 @@ class TaskConfig:
         if field_name != allowed and not field_name.startswith("meta."):
             raise ConfigError(f"data.label_field {field_name!r} does not fit task {self.task!r}: use "
                               f"{allowed!r} or 'meta.<key>'")
+        if self.augment.copies and self.task != "ner":
+            raise ConfigError(f"augment.copies replaces entity strings (task 'ner'); task {self.task!r} has no spans: "
+                              "set augment.copies: 0")
+        if self.augment.copies and self.labels.names is not None:
+            unknown = [x for x in self.augment.labels if x not in self.labels.names]
+            if unknown:
+                raise ConfigError(f"augment.labels {unknown} are not in labels.names {self.labels.names}: "
+                                  "name trained labels (after labels.map)")
         if self.labels.map and self.task != "ner":
             raise ConfigError(f"labels.map renames span labels (task 'ner'); task {self.task!r} has none")
         if self.long_documents.strategy == "chunk" and self.long_documents.overlap >= self.model.max_length // 2:

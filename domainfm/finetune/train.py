@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from domainfm.config import save_config, to_dict
 from domainfm.errors import ConfigError
+from domainfm.finetune.augment import augment_documents
 from domainfm.finetune.canaries import canary_documents
 from domainfm.finetune.config import TaskConfig
 from domainfm.finetune.data import LabelMap, document_text, encode_documents
@@ -168,10 +169,14 @@ def _finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool, o
     enc_kw = dict(task=cfg.task, tokenizer=tokenizer, max_length=cfg.model.max_length,
                   long_documents=cfg.long_documents, label_map=label_map, label_field=cfg.label_field,
                   text_field=cfg.data.text_field)
+    augmented_docs, data_stats["augment"] = augment_documents(train_docs, cfg.augment, cfg.train.seed)
+    if augmented_docs:
+        emit("info", message=f"augment: {len(augmented_docs)} training copies with "
+                             f"{data_stats['augment']['spans_replaced']} replaced spans")
     canary_docs, canary_records = canary_documents(cfg, label_map.labels)  # none unless canaries.enabled
     if canary_docs:  # how many only: the canaries themselves go to the manifest alone
         emit("info", message=f"{len(canary_records)} canaries added as {len(canary_docs)} training documents")
-    train_enc = encode_documents(train_docs + canary_docs, **enc_kw)
+    train_enc = encode_documents(train_docs + augmented_docs + canary_docs, **enc_kw)
     eval_enc = encode_documents(eval_docs, **enc_kw)
     features = train_enc.features
     data_stats.update({"train": train_enc.stats, "eval": eval_enc.stats})

@@ -12,7 +12,11 @@ of the vault's originals, and the audit's wall time against the training time it
 baseline of the ratio). One thread for both. Prints one JSON object (numbers only: no secret and
 no text).
 
-Usage: python tests/benchmarks/bench_privacy_audit.py [--work DIR] [--train-docs 100] [--holdout-docs 100]
+The audit scores a fixed sample (``--mia-documents`` members and as many non-members, up to 100
+probed originals of each side, 12 canaries), so its cost does not grow with the training corpus
+while training's does: ``--train-docs`` sets how much DAPT it audits.
+
+Usage: python tests/benchmarks/bench_privacy_audit.py [--work DIR] [--train-docs 100] [--holdout-docs 100] [--mia-documents 100]
 """
 
 from __future__ import annotations
@@ -90,11 +94,11 @@ def train_model(train: Path, out: Path, epochs: int, reuse: bool) -> dict:
     return pretrain(cfg, out, overwrite=True).metrics
 
 
-def audit(model: Path, train: Path, holdout: Path, vault: Path, out: Path) -> dict:
+def audit(model: Path, train: Path, holdout: Path, vault: Path, out: Path, mia_documents: int) -> dict:
     from domainfm.privacy_audit import PrivacyAuditConfig, audit_privacy
 
     cfg = PrivacyAuditConfig(n_candidates=255, max_tokens=128, mask_passes=1, max_probes=100,
-                             context_chars=50, regurgitation_candidates=19)
+                             context_chars=50, regurgitation_candidates=19, max_documents=mia_documents)
     return audit_privacy(model, train, holdout, out, cfg, vault=vault).report
 
 
@@ -113,6 +117,9 @@ def main() -> None:
     parser.add_argument("--train-docs", type=int, default=100)
     parser.add_argument("--holdout-docs", type=int, default=100)
     parser.add_argument("--epochs", default="1,3")
+    parser.add_argument("--mia-documents", type=int, default=100,
+                        help="members and non-members scored by membership inference, each (a seeded sample): the "
+                             "audit's cost is set by this, not by the size of the training corpus")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--reuse", action="store_true", help="reuse trained models found in --work")
     parser.add_argument("--compare-to", type=Path, default=None,
@@ -131,7 +138,8 @@ def main() -> None:
     for epochs in (int(e) for e in args.epochs.split(",")):
         model = work / f"dapt-{epochs}ep"
         metrics = train_model(train, model, epochs, args.reuse)
-        report = audit(model, train, holdout, work / "deid.vault", work / f"audit-{epochs}ep")
+        report = audit(model, train, holdout, work / "deid.vault", work / f"audit-{epochs}ep",
+                       args.mia_documents)
         mia = report["membership"]
         reg = report["regurgitation"]
         runs[f"{epochs}_epochs"] = {
@@ -162,7 +170,8 @@ def main() -> None:
         "model": "minilm (all-MiniLM-L6-v2 encoder, new MLM head tied to the embeddings), seq_len 128, "
                  "16 sequences per step, lr 1e-4, fp32",
         "canaries": "3 formats (mrn, phone, name_date) x repeats 1/4/16/64; 255 reference secrets each",
-        "audit": "MIA on the first 128 tokens of each note, one 15% masking pass; regurgitation: up to 100 "
+        "audit": f"MIA on the first 128 tokens of up to {args.mia_documents} + {args.mia_documents} notes, one 15% "
+                 "masking pass; regurgitation: up to 100 "
                  "originals, 19 same-type alternatives, 50 characters of context each side",
         "device": f"cpu ({os.cpu_count()} cores), {args.threads} thread(s)",
         "load_average": [round(x, 2) for x in os.getloadavg()],
