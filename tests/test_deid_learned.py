@@ -167,3 +167,22 @@ def test_an_unmerged_lora_folder_is_merged_once_and_can_be_quantised(tmp_path, c
     assert not hasattr(full._tagger.model, "peft_config") and small.quantized
     found = full.detect(TEXTS)
     assert len(found) == len(TEXTS) and len(small.detect(TEXTS)) == len(TEXTS) and found[2] == []
+
+
+def test_threshold_sweep_rows_are_what_a_detector_with_that_floor_finds(learned_models):
+    from domainfm.deid.eval_stage import threshold_sweep
+
+    _, loud = learned_models  # its spans score ~0.99: floors below keep them, 0.999 drops them
+    docs = [Document(f"n{i}", text) for i, text in enumerate(TEXTS)]
+    config = DeidConfig(profile="clinical", ner_model=str(loud))
+
+    def spans(detected):
+        return {"spans": [[(d.start, d.end, d.label, d.recognizer) for d in found] for _, found in detected]}
+
+    rows = threshold_sweep(config, docs, [0.3, 0.9, 0.999], spans)
+    assert [r["ner_threshold"] for r in rows] == [0.3, 0.9, 0.999]
+    for row in rows:
+        direct = PhiDetector(DeidConfig(profile="clinical", ner_model=str(loud), ner_threshold=row["ner_threshold"]))
+        assert row["spans"] == spans(direct.detect(docs))["spans"]
+    learned = [sum(r == LEARNED for found in row["spans"] for *_, r in found) for row in rows]
+    assert learned[0] == learned[1] > 0 == learned[2]

@@ -536,6 +536,12 @@ def test_site_recipe_trains_scores_rules_vs_model_on_held_out_patients_and_the_m
     assert report["rules_and_model"]["recall"] >= report["rules"]["recall"]  # a union: never fewer spans
     assert result.stage("deid_eval").metrics["recall_rules"] == round(report["rules"]["recall"], 4)
     assert str(model) in report["use"]
+    # the learned-span floors scored on the held-out patients (exactness: test_deid_learned.py)
+    rows = report["rules_and_model_by_threshold"]
+    assert [r["ner_threshold"] for r in rows] == [0.3, 0.5, 0.7, 0.8, 0.9]
+    best = report["recommended_ner_threshold"]
+    assert all(r["recall"] < rows[0]["recall"] for r in rows if r["ner_threshold"] > best)
+    assert (f"--ner-threshold {best:g}" in report["use"]) == (best != 0.3)
     # unchanged: cached; the model is what `domainfm deid --ner-model` takes
     assert statuses(pl.run_pipeline(recipe, overrides))["deid_eval"] == "cached"
     out = cli("deid", notes, "-o", tmp_path / "deid.jsonl", "--ner-model", model, "--operator", "tag")

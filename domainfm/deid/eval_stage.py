@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +30,14 @@ class DeidEvalSection(DeidConfig):
         dataset: label table of the gold spans (:mod:`domainfm.deid.labels`: ``physionet``,
             ``synthetic-clinical``, ``canonical``...).
         max_documents: score at most this many held-out documents (null: all).
+        threshold_sweep: learned-span score floors (``ner_threshold``) also scored on the
+            held-out patients; the report recommends the highest one that loses no recall there
+            (recall first), and its ``use`` line passes it. ``[]``: no sweep.
     """
 
     dataset: str = "physionet"
     max_documents: int | None = None
+    threshold_sweep: list[float] = field(default_factory=lambda: [0.5, 0.7, 0.8, 0.9])
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -43,6 +47,10 @@ class DeidEvalSection(DeidConfig):
         if self.max_documents is not None and self.max_documents < 1:
             raise ConfigError(f"The 'deid_eval.max_documents' parameter must be an int >= 1 or null. "
                               f"Got {self.max_documents!r} instead.")
+        bad = [t for t in self.threshold_sweep if not isinstance(t, (int, float)) or not 0 <= t <= 1]
+        if bad:
+            raise ConfigError(f"The 'deid_eval.threshold_sweep' parameter must list scores in [0, 1], e.g. "
+                              f"[0.5, 0.7, 0.9]. Got {bad!r}.")
 
 
 def run(config: DeidEvalSection, inputs: list[Path], out: Path, context: StageContext) -> StageResult:
@@ -77,16 +85,32 @@ def run(config: DeidEvalSection, inputs: list[Path], out: Path, context: StageCo
                 "evaluation), so rules_and_model is slightly optimistic; the rules never saw them",
         "matching": "any-overlap, type-agnostic; precision per predicted span; name propagation included",
     }
-    for name, cfg in (("rules", base), ("rules_and_model", dataclasses.replace(base, ner_model=str(model)))):
-        detector = PhiDetector(cfg)
-        t0 = time.perf_counter()
-        predicted = {doc.id: found for doc, found in propagate_names(detector.detect(gold))}
-        seconds = time.perf_counter() - t0
+    def scored(detected) -> dict[str, Any]:
+        predicted = {doc.id: found for doc, found in propagate_names(detected)}
         s = evaluate(gold, predicted, dataset=section.dataset, keep_lists=False).summary()
-        report[name] = {"gold": s["gold"], "pred": s["pred"], **s["any_overlap"],
-                        "recall_by_type": {k: v["recall_any_label"] for k, v in s["per_type"].items() if v["gold"]},
-                        "chars_per_s": round(chars / seconds) if seconds > 0 else None}
-    report["use"] = f"domainfm deid NOTES.jsonl -o OUT.jsonl --ner-model {model}"
+        return {"gold": s["gold"], "pred": s["pred"], **s["any_overlap"],
+                "recall_by_type": {k: v["recall_any_label"] for k, v in s["per_type"].items() if v["gold"]}}
+
+    t0 = time.perf_counter()
+    report["rules"] = scored(PhiDetector(base).detect(gold))
+    report["rules"]["chars_per_s"] = round(chars / (time.perf_counter() - t0))
+    floor = base.ner_threshold if base.ner_threshold is not None else base.score_threshold
+    floors = [floor] + sorted({float(t) for t in section.threshold_sweep if t > floor})
+    t0 = time.perf_counter()
+    rows = threshold_sweep(dataclasses.replace(base, ner_model=str(model)), gold, floors, scored)
+    report["rules_and_model"] = {k: v for k, v in rows[0].items() if k != "ner_threshold"}
+    report["rules_and_model"]["chars_per_s"] = round(chars / (time.perf_counter() - t0))  # with the sweep's rule passes
+    recommended = floor
+    if len(rows) > 1:
+        recommended = max((r for r in rows if r["recall"] >= rows[0]["recall"]), key=lambda r: r["ner_threshold"])[
+            "ner_threshold"]
+        report["rules_and_model_by_threshold"] = [{k: r[k] for k in ("ner_threshold", "recall", "precision")}
+                                                  for r in rows]
+        report["recommended_ner_threshold"] = recommended
+        report["recommended_because"] = ("the highest learned-span floor that loses no recall on the held-out "
+                                         "patients (they also chose the checkpoint: confirm on notes neither saw)")
+    report["use"] = f"domainfm deid NOTES.jsonl -o OUT.jsonl --ner-model {model}" + (
+        f" --ner-threshold {recommended:g}" if recommended != floor else "")
     write_json_atomic(out, report, default=str)
     if context.console is not None:
         for name in ("rules", "rules_and_model"):
@@ -96,3 +120,30 @@ def run(config: DeidEvalSection, inputs: list[Path], out: Path, context: StageCo
     metrics = {f"{key}_{name}": round(report[name][key], 4) for name in ("rules", "rules_and_model")
                for key in ("recall", "precision") if isinstance(report[name].get(key), (int, float))}
     return StageResult([out], {"documents": len(gold), "patients": report["held_out"]["patients"]}, metrics)
+
+
+
+def threshold_sweep(config: DeidConfig, docs: list, floors: list[float], score) -> list[dict[str, Any]]:
+    """Rules + the learned model (``config.ner_model``) at each learned-span floor
+    (``ner_threshold``), each row ``{"ner_threshold": floor, **score(detections)}`` where
+    ``score`` receives ``(document, detections)`` pairs as ``PhiDetector.detect`` yields them.
+    The model tags each note once (its spans are kept); only the rules and the merge run per
+    floor, so every row is exactly what ``domainfm deid --ner-threshold floor`` detects."""
+    from domainfm.deid import PhiDetector
+
+    detector = PhiDetector(config)
+    if detector.learned is not None:
+        tag, seen = detector.learned.detect, {}
+
+        def tag_once(texts: list[str]) -> list:
+            missing = [t for t in dict.fromkeys(texts) if t not in seen]
+            if missing:
+                seen.update(zip(missing, tag(missing)))
+            return [seen[t] for t in texts]
+
+        detector.learned.detect = tag_once
+    rows = []
+    for floor in floors:
+        detector.config = dataclasses.replace(config, ner_threshold=floor)
+        rows.append({"ner_threshold": floor, **score(detector.detect(docs))})
+    return rows

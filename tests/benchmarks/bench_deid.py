@@ -339,6 +339,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--ner-model", action="append", default=[],
                         help="also score the PhysioNet notes with this learned NER model added to the rules "
                              "(DeidConfig.ner_model; train it on the other half, see the README); repeatable")
+    parser.add_argument("--ner-threshold", type=float, default=None,
+                        help="DeidConfig.ner_threshold for --ner-model (choose it on the model's own held-out "
+                             "patients, never on the sealed folds)")
     parser.add_argument("--ner-quantize", default="none",
                         help="comma-separated DeidConfig.ner_quantize variants to run each --ner-model with, "
                              "each timed against the vanilla engine in this run, e.g. none,int8")
@@ -358,7 +361,7 @@ def main(argv=None) -> dict:
     model = resolve_spacy_model("default")
     vanilla = _vanilla_engine(model)
     vanilla.analyze("warm up 410-555-1234 jdoe@example.com", language="en")
-    settings = {"physionet": ("physionet", DeidConfig(profile="clinical")),
+    settings = {"physionet": ("physionet", DeidConfig(profile="clinical", ner_threshold=args.ner_threshold)),
                 "tab": ("tab", DeidConfig(profile="legal")),
                 "synth": ("presidio-synth", DeidConfig(profile="clinical", recognizers="generic")),
                 "aci_train": ("canonical", DeidConfig(profile="clinical")),
