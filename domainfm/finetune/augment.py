@@ -35,8 +35,8 @@ class AugmentConfig:
     Args:
         copies: augmented copies per training document, besides the original (0 = off).
             Training time grows with ``1 + copies`` at the same ``train.epochs``.
-        labels: span labels (after ``labels.map``) whose text is replaced; labels a surrogate
-            cannot shape (codes, numbers) are better left to ``null`` so they keep their text.
+        labels: span labels (after ``labels.map``) whose text is replaced; leave out labels
+            whose strings a context does not reveal (dates, codes, numbers): they keep their text.
         seed: seeds the replacements; ``null`` uses ``train.seed``.
     """
 
@@ -87,7 +87,7 @@ def _replaced(doc: Document, wanted: set[str], generator, scope: str) -> tuple[D
     cuts: dict[tuple[int, int], str] = {}
     last_end = -1
     for s in sorted(doc.spans, key=lambda x: (x.start, -x.end)):
-        if s.label in wanted and s.start >= last_end and (s.start, s.end) not in cuts:
+        if s.label in wanted and s.start >= last_end:
             cuts[(s.start, s.end)] = generator.surrogate(doc.text[s.start:s.end], s.label, scope)
             last_end = s.end
     pieces, cursor, ends = [], 0, []  # ends: (old end of a cut, total length change up to it)

@@ -19,7 +19,6 @@ model, objective, training engine, chunking of long documents) and scored by
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import tempfile
@@ -71,23 +70,18 @@ def _task_config(cfg: SpanLabelConfig, train: Path, eval_: Path, labels: list[st
     )
 
 
-def _write(docs: Sequence[Document], path: Path) -> Path:
-    with path.open("w", encoding="utf-8") as fh:
-        for d in docs:
-            fh.write(json.dumps(d.to_dict(), ensure_ascii=False) + "\n")
-    return path
-
-
 def _train(cfg: SpanLabelConfig, train: Sequence[Document], eval_: Sequence[Document], labels: list[str],
            seed: int, work: Path, name: str):
     """One fine-tune through :func:`domainfm.finetune.finetune`; returns the loaded task model."""
+    from domainfm.corpus import write_documents
     from domainfm.finetune import finetune
     from domainfm.inference import load_task_model
 
     folder = work / name
     folder.mkdir()
-    tcfg = _task_config(cfg, _write(train, folder / "train.jsonl"), _write(eval_, folder / "eval.jsonl"), labels,
-                        len(train), seed)
+    write_documents(folder / "train.jsonl", train)
+    write_documents(folder / "eval.jsonl", eval_)
+    tcfg = _task_config(cfg, folder / "train.jsonl", folder / "eval.jsonl", labels, len(train), seed)
     result = finetune(tcfg, folder / "model")
     tm = load_task_model(folder / "model", task="ner", device="cpu")
     shutil.rmtree(folder, ignore_errors=True)
@@ -111,10 +105,10 @@ def _score(tm, docs: Sequence[Document]):
                              "words", [d.text for d in docs])
     index = {d.id: i for i, d in enumerate(docs)}
     inside: list[list[np.ndarray]] = [[] for _ in docs]
+    o = tm.label_map.tags.index("O") if "O" in tm.label_map.tags else 0
     for f, lg in zip(enc.features, logits):
         i = index[f.chunk.doc_id] if f.chunk is not None else f.doc_index
         p = softmax(np.asarray(lg, dtype=float))
-        o = tm.label_map.tags.index("O") if "O" in tm.label_map.tags else 0
         inside[i].append(1.0 - p[1:-1, o] if len(p) > 2 else 1.0 - p[:, o])  # without [CLS]/[SEP]
     return spans, inside
 
