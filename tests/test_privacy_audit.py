@@ -504,8 +504,11 @@ def test_a_memorising_classifier_is_flagged_and_its_control_is_not(classifiers, 
                           tmp_path / "control", _audit_config(max_exposure=None, max_mia_auc=0.75),
                           canaries=canaries)
     assert np.mean([c["exposure"] for c in clean.report["exposure"]["canaries"]]) < 2.0
-    lo, hi = clean.report["membership"]["attacks"]["loss"]["auc_ci"]
-    assert lo <= 0.5 <= hi
+    # One-sided: the question is whether the control shows membership. Its training never saw either
+    # side, so its AUC is chance up to how its guesses meet two sets of random labels; a two-sided
+    # check failed about one run in twenty on an AUC significantly *below* 0.5, which leaks nothing.
+    lo, _ = clean.report["membership"]["attacks"]["loss"]["auc_ci"]
+    assert lo <= 0.5
     assert clean.passed, clean.report["gate"]
     for out in (tmp_path / "trained", tmp_path / "control"):
         text = (out / "report.json").read_text() + (out / "summary.md").read_text()
@@ -580,8 +583,11 @@ def test_a_memorising_causal_lm_is_flagged_and_its_control_is_not(world, gpt2_ba
     clean = audit_privacy(control.out_dir, world["train"], world["holdout"], tmp_path / "control-report",
                           _audit_config(max_exposure=None, max_mia_auc=0.75), canaries=canaries)
     assert np.mean([c["exposure"] for c in clean.report["exposure"]["canaries"]]) < 3.0
-    lo, hi = clean.report["membership"]["attacks"]["loss"]["auc_ci"]
-    assert lo <= 0.5 <= hi
+    # One-sided: the question is whether the control shows membership. Its training never saw either
+    # side, so its AUC is chance up to how its guesses meet two sets of random labels; a two-sided
+    # check failed about one run in twenty on an AUC significantly *below* 0.5, which leaks nothing.
+    lo, _ = clean.report["membership"]["attacks"]["loss"]["auc_ci"]
+    assert lo <= 0.5
 
 
 def test_regurgitation_of_training_originals_is_judged_against_held_out_originals():
