@@ -152,10 +152,20 @@ def quiet_hf_loading(what: str):
     """Load Hugging Face models and tokenizers quietly, with errors a user can act on.
 
     transformers' load report (which lists a new task head as "newly initialized") and its
-    download progress bars are off inside the block and restored after it; an ``OSError`` or
-    ``ValueError`` from a load (missing folder, unknown hub id, bad config) becomes a
+    download progress bars are off inside the block (:func:`quiet_transformers`); an ``OSError``
+    or ``ValueError`` from a load (missing folder, unknown hub id, bad config) becomes a
     ``ModelResolutionError`` naming ``what`` and the first line of the cause.
     """
+    with quiet_transformers():
+        try:
+            yield
+        except (OSError, ValueError) as exc:
+            raise ModelResolutionError(f"cannot load {what}: {str(exc).splitlines()[0][:200]}") from None
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """transformers' load report and progress bars off inside the block, restored after it."""
     import transformers
 
     verbosity = transformers.logging.get_verbosity()
@@ -164,8 +174,6 @@ def quiet_hf_loading(what: str):
     transformers.utils.logging.disable_progress_bar()
     try:
         yield
-    except (OSError, ValueError) as exc:
-        raise ModelResolutionError(f"cannot load {what}: {str(exc).splitlines()[0][:200]}") from None
     finally:
         transformers.logging.set_verbosity(verbosity)
         if bars:

@@ -40,13 +40,16 @@ def text_key(text: str) -> str:
 
 def load_sentence_model(name_or_path: str):
     """A ``SentenceTransformer`` on CPU (or the available GPU), offline for embedded names."""
-    from domainfm.models import resolve_model
+    from domainfm.models import quiet_transformers, resolve_model
 
     path = resolve_model(name_or_path)
     try:
         from sentence_transformers import SentenceTransformer
 
-        return SentenceTransformer(path, device=_device())
+        # transformers' load report would list a DAPT output's masked-LM head as "unexpected":
+        # true and harmless (the encoder is all a sentence model uses), so not shown.
+        with quiet_transformers():
+            return SentenceTransformer(path, device=_device())
     except DomainFMError:
         raise
     except Exception as exc:  # OSError / ValueError / hub errors from transformers
