@@ -124,6 +124,14 @@ def control(world):
     return pretrain(_pretrain_config(world, world["other"], False), world["root"] / "control")
 
 
+def assert_no_membership_evidence(attack: dict) -> None:
+    """A control model (never trained on either side) must show no membership: the lower end of
+    its AUC interval at or below chance. One-sided on purpose: a control's AUC is chance only up
+    to how its errors happen to fall on the two sets, and a two-sided 95% check failed CI about
+    one run in twenty on an AUC significantly *below* 0.5, which leaks nothing."""
+    assert attack["auc_ci"][0] <= 0.5, attack
+
+
 def _audit_config(**gate) -> PrivacyAuditConfig:
     return PrivacyAuditConfig(n_candidates=N_CANDIDATES, regurgitation_candidates=9, n_bootstrap=300,
                               mask_passes=7, gate=PrivacyGateConfig(**gate))
@@ -242,8 +250,7 @@ def test_model_never_trained_on_them_is_not_flagged(world, trained, control, tmp
     exposures = [c["exposure"] for c in report["exposure"]["canaries"]]
     assert np.mean(exposures) < 3.0  # chance: about 1.4
     for attack in report["membership"]["attacks"].values():
-        lo, hi = attack["auc_ci"]
-        assert lo <= 0.5 <= hi, attack
+        assert_no_membership_evidence(attack)
     assert result.passed, report["gate"]
 
 
@@ -504,11 +511,7 @@ def test_a_memorising_classifier_is_flagged_and_its_control_is_not(classifiers, 
                           tmp_path / "control", _audit_config(max_exposure=None, max_mia_auc=0.75),
                           canaries=canaries)
     assert np.mean([c["exposure"] for c in clean.report["exposure"]["canaries"]]) < 2.0
-    # One-sided: the question is whether the control shows membership. Its training never saw either
-    # side, so its AUC is chance up to how its guesses meet two sets of random labels; a two-sided
-    # check failed about one run in twenty on an AUC significantly *below* 0.5, which leaks nothing.
-    lo, _ = clean.report["membership"]["attacks"]["loss"]["auc_ci"]
-    assert lo <= 0.5
+    assert_no_membership_evidence(clean.report["membership"]["attacks"]["loss"])
     assert clean.passed, clean.report["gate"]
     for out in (tmp_path / "trained", tmp_path / "control"):
         text = (out / "report.json").read_text() + (out / "summary.md").read_text()
@@ -583,11 +586,7 @@ def test_a_memorising_causal_lm_is_flagged_and_its_control_is_not(world, gpt2_ba
     clean = audit_privacy(control.out_dir, world["train"], world["holdout"], tmp_path / "control-report",
                           _audit_config(max_exposure=None, max_mia_auc=0.75), canaries=canaries)
     assert np.mean([c["exposure"] for c in clean.report["exposure"]["canaries"]]) < 3.0
-    # One-sided: the question is whether the control shows membership. Its training never saw either
-    # side, so its AUC is chance up to how its guesses meet two sets of random labels; a two-sided
-    # check failed about one run in twenty on an AUC significantly *below* 0.5, which leaks nothing.
-    lo, _ = clean.report["membership"]["attacks"]["loss"]["auc_ci"]
-    assert lo <= 0.5
+    assert_no_membership_evidence(clean.report["membership"]["attacks"]["loss"])
 
 
 def test_regurgitation_of_training_originals_is_judged_against_held_out_originals():
