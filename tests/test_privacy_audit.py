@@ -505,9 +505,10 @@ def test_a_memorising_classifier_is_flagged_and_its_control_is_not(classifiers, 
     # sharing a sentence, so it ranks its canaries high but rarely first (an MLM must predict them all)
     assert np.mean(exposures) > 3.0 and max(exposures) > 4.5, exposures
     loss = report["membership"]["attacks"]["loss"]
-    # Above the gate, with evidence. The same seeded run memorised its 16 notes to AUC 1.0 alone
-    # and 0.891 inside the full suite (not explained: the module pins one torch thread), so the
-    # bar is the gate's, not a value one run happened to reach.
+    # Above the gate, with evidence. The seeded run is not reproducible across interpreter runs:
+    # with PYTHONHASHSEED 0 / 1 / 2 it memorised its 16 notes to AUC 1.0 / 0.957 / 0.984, and
+    # 0.891 once inside the full suite (the source, some hash-ordered step between fine-tuning
+    # and scoring, is not found yet), so the bar is the gate's, not a value one run reached.
     assert loss["auc"] > 0.75 and loss["auc_ci"][0] > 0.5, loss
     assert "reference" not in report["membership"]["attacks"]
     assert not flagged.passed
@@ -584,8 +585,7 @@ def test_a_memorising_causal_lm_is_flagged_and_its_control_is_not(world, gpt2_ba
     top = math.log2(N_CANDIDATES + 1)
     heavy = [c["exposure"] for c in report["exposure"]["canaries"] if c["repeats"] == max(REPEATS)]
     assert np.mean(heavy) >= top - 1.5, heavy
-    loss = report["membership"]["attacks"]["loss"]
-    assert loss["auc"] > 0.75 and loss["auc_ci"][0] > 0.5, loss  # above the gate, with evidence (see above)
+    assert report["membership"]["attacks"]["loss"]["auc"] > 0.9
     assert not flagged.passed
     canaries = json.loads((trained.out_dir / "manifest.json").read_text())["canaries"]
     clean = audit_privacy(control.out_dir, world["train"], world["holdout"], tmp_path / "control-report",

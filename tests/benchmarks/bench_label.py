@@ -257,13 +257,14 @@ def main(argv=None) -> int:
                     "note": "the held-out part of the medical abstracts is not available here; dev/test are "
                             "carved from the released file (seed 0); seeds drawn from dev, scored on test"}
     shots = [int(s) for s in args.shots.split(",")]
+    encoder_kw = {"model": args.encoder} if args.encoder else {}  # LabelConfig's encoder, else its default
     for task in tasks:
         loader, folder = LOADERS[task]
         if not (DATA / folder).is_dir():
             report[task] = {"skipped": f"{DATA / folder} not found"}
             continue
         dev, test = loader()
-        cfg = LabelConfig(**({"model": args.encoder} if args.encoder else {}))
+        cfg = LabelConfig(**encoder_kw)
         encoder = SentenceEncoder(cfg.model, max_tokens=cfg.max_tokens, batch_size=cfg.batch_size, name=cfg.model)
         save_cache = None
         if args.embedding_cache:
@@ -286,8 +287,7 @@ def main(argv=None) -> int:
         dev, test = load_abstracts()
         report["timing_8shot_cold"] = []
         for method in timing:
-            report["timing_8shot_cold"].append(cold_timing(dev, test, 8, method,
-                                                           **({"model": args.encoder} if args.encoder else {})))
+            report["timing_8shot_cold"].append(cold_timing(dev, test, 8, method, **encoder_kw))
             log(f"timing: {report['timing_8shot_cold'][-1]}")
             _dump(report, args.out)
     report["targets"] = {"8_shot_macro_f1": 0.60, "16_shot_macro_f1": 0.63, "ece": 0.10, "8_shot_seconds": 300}
