@@ -1,6 +1,6 @@
 """Shared fixtures: tiny models built from config, spaCy pipelines, sample corpora, real data.
 
-Nothing here downloads anything: the tokenizer is trained in memory and the model is built
+Nothing here downloads anything: the tokenizer is built in memory and the model is built
 from a config, so every test runs offline in seconds.
 """
 
@@ -25,23 +25,76 @@ TINY_TEXTS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def tiny_tokenizer():
-    """A WordPiece tokenizer (BERT special tokens) trained in memory on a few sentences."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+BERT_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def wordpiece_tokenizer(texts, alphabet: str = "", whole_words: bool = True):
+    """A lower-casing BERT WordPiece tokenizer whose vocabulary is built, not trained.
+
+    ``tokenizers``' WordPiece trainer breaks count ties in hash-map order, so the same texts give
+    a different vocabulary in every interpreter (huggingface/tokenizers#1794), and a test's tiny
+    model then trains differently from run to run. Here the vocabulary is the special tokens,
+    every character seen (plus ``alphabet``) both word-initial and as a ``##`` continuation, and,
+    sorted, every word without a digit: each such word is one token, anything else is spelled out
+    (digits always one token each). Same texts, same ids, in any process.
+    """
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import BertTokenizerFast
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok.train_from_iterator(TINY_TEXTS * 4, trainers.WordPieceTrainer(vocab_size=300, special_tokens=special))
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    words = {w for text in texts for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))}
+    chars = sorted(set("".join(words)) | set(alphabet))
+    whole = sorted(w for w in words if len(w) > 1 and not any(c.isdigit() for c in w)) if whole_words else []
+    vocab = {}
+    for token in BERT_SPECIAL_TOKENS + chars + [f"##{c}" for c in chars] + whole:
+        vocab.setdefault(token, len(vocab))
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre_tokenizer
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
-        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
     )
     return BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
                              cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+
+
+def byte_level_bpe(texts, special_tokens: list[str]):
+    """A GPT-2 style byte-level BPE ``tokenizers.Tokenizer`` whose merges are built, not trained.
+
+    The BPE trainer has the WordPiece trainer's hash-order ties (see ``wordpiece_tokenizer``).
+    Here the vocabulary is the special tokens, the 256 byte symbols and, for every word without a
+    digit (sorted), its left-to-right prefixes, each one merge: the words of ``texts`` come out
+    whole or nearly so, digits always one token each.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    words = sorted({w for text in texts for w, _ in pre_tokenizer.pre_tokenize_str(text)})
+    vocab: dict[str, int] = {}
+    for token in list(special_tokens) + sorted(pre_tokenizers.ByteLevel.alphabet()):
+        vocab.setdefault(token, len(vocab))
+    merges = []
+    for word in words:
+        if any(c.isdigit() for c in word):
+            continue
+        piece = word[0]
+        for char in word[1:]:
+            if piece + char not in vocab:
+                vocab[piece + char] = len(vocab)
+                merges.append((piece, char))
+            piece += char
+    tok = Tokenizer(models.BPE(vocab, merges))
+    tok.pre_tokenizer = pre_tokenizer
+    tok.decoder = decoders.ByteLevel()
+    return tok
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    """A WordPiece tokenizer (BERT special tokens) over the words of a few sentences."""
+    return wordpiece_tokenizer(TINY_TEXTS)
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from conftest import byte_level_bpe
 
 from domainfm.chunk import (
     Chunk,
@@ -106,15 +107,10 @@ def minilm():
 @pytest.fixture(scope="module")
 def bytelevel_tokenizer():
     """A byte-level BPE tokenizer (GPT-2 style): an emoji is 4 tokens that share one character."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import processors
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "</s>"], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(["the patient was seen", "either party may terminate"] * 5, trainer)
+    tok = byte_level_bpe(["the patient was seen", "either party may terminate"], ["<s>", "</s>"])
     tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 1)])
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>")
 

@@ -8,7 +8,6 @@ import errno
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from domainfm.errors import CorpusError, ModelResolutionError
 from domainfm.manifest import write_manifest
 from domainfm.pretrain import PretrainConfig
 
-from conftest import ROOT, TINY_TEXTS
+from conftest import ROOT, TINY_TEXTS, byte_level_bpe
 
 THREADS_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -52,16 +51,11 @@ def tiny_mlm_dir(tmp_path_factory, tiny_tokenizer, tiny_bert_config):
 
 @pytest.fixture(scope="module")
 def tiny_gpt2_dir(tmp_path_factory):
-    """A 2-layer GPT-2 with a byte-level BPE tokenizer trained in memory."""
+    """A 2-layer GPT-2 with a byte-level BPE tokenizer built in memory."""
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(TINY_TEXTS * 4, trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>"],
-                                                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = byte_level_bpe(TINY_TEXTS, ["<|endoftext|>"])
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=128,
