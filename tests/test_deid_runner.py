@@ -156,6 +156,27 @@ def test_meta_fields_follow_the_policy(tmp_path):
     assert "ward_code" not in meta and meta["patient_id"] == "p1"
 
 
+def test_a_value_under_a_phi_key_is_phi_at_any_depth(tmp_path):
+    # objects under a PHI key, and objects inside lists, were kept when their own keys were unknown
+    from domainfm.corpus import Document, read_documents, write_documents
+
+    src = tmp_path / "notes.jsonl"
+    write_documents(src, [Document("n1", "Seen today.", meta={
+        "patient_id": "p1", "patient_name": {"first": "Zorblax", "last": "Quintavius"},
+        "next_of_kin": [{"given": "Zorblax"}], "mrn": {"value": "8675309"},
+        "contacts": [{"name": "Zorblax Quintavius", "phone": "555-867-5309", "role": "son"}],
+        "site": {"ward": "7B"}})])
+    deidentify_file(src, tmp_path / "tag.jsonl", DeidConfig(operator="tag"), seed=1)
+    meta = next(read_documents(tmp_path / "tag.jsonl")).meta
+    assert meta["patient_name"] == {"first": "[NAME]", "last": "[NAME]"}
+    assert meta["next_of_kin"] == [{"given": "[NAME]"}] and meta["mrn"] == {"value": "[MRN]"}
+    assert meta["contacts"] == [{"name": "[NAME]", "phone": "[PHONE]", "role": "son"}]
+    assert meta["site"] == {"ward": "7B"} and meta["patient_id"] == "p1"  # unknown keys under kept keys stay
+    deidentify_file(src, tmp_path / "sur.jsonl", DeidConfig(operator="surrogate"), seed=1)
+    text = (tmp_path / "sur.jsonl").read_text()
+    assert not [s for s in ("Zorblax", "Quintavius", "8675309", "867-5309") if s in text]
+
+
 @pytest.mark.parametrize("kwargs,match", [
     ({"meta": {"dob": "shred"}}, "meta.dob"),
     ({"meta_default": "erase"}, "meta_default"),

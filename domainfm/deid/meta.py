@@ -16,8 +16,11 @@ Keys are matched case-insensitively with ``-``/space as ``_``. Known PHI-bearing
 de-identified by default; every other key gets ``default`` (``keep`` unless configured).
 ``patient_id`` is kept by default: it scopes surrogates and date shifts across a patient's notes.
 Give it an action of its own (``drop``, ``MRN``) when it is a real record number. Strings,
-numbers and lists of them are replaced; a nested object is walked key by key (its own keys
-decide), unless its key is dropped.
+numbers and lists of them are replaced. A nested object, also one inside a list, is walked key
+by key: a key with an action of its own (known or configured) follows it, any other key takes
+the action of the object's key when that is not ``keep``, so a value under a PHI key is PHI at
+any depth (``patient_name: {first: .., last: ..}`` is two names, ``mrn: {value: ..}`` a record
+number), and ``default`` otherwise (``contacts: [{name: .., phone: ..}]`` is a name and a phone).
 
 Example:
     >>> policy = MetaPolicy({"ward_note": "deid"})
@@ -89,29 +92,31 @@ class MetaPolicy:
         for key, action in (actions or {}).items():
             self.actions[_normal(key)] = check_action(key, action)
 
-    def action(self, key: str) -> str:
-        return self.actions.get(_normal(key), self.default)
+    def action(self, key: str, inherited: str | None = None) -> str:
+        """The action for ``key``: its own, else ``inherited`` (the enclosing PHI key's), else
+        the default."""
+        own = self.actions.get(_normal(key))
+        if own is not None:
+            return own
+        return inherited if inherited is not None else self.default
 
-    def apply(self, meta: Mapping[str, Any], replace: Callable[[str, str], str]) -> dict[str, Any]:
+    def apply(self, meta: Mapping[str, Any], replace: Callable[[str, str], str],
+              inherited: str | None = None) -> dict[str, Any]:
         """A copy of ``meta`` with every action applied; ``replace(value, action)`` de-identifies
         one string (``action`` is ``deid`` or a canonical label)."""
         out: dict[str, Any] = {}
         for key, value in meta.items():
-            action = self.action(key)
-            if action == "drop":
-                continue
-            if isinstance(value, Mapping):  # an object is walked key by key whatever its own key says
-                out[key] = self.apply(value, replace)
-            else:
-                out[key] = value if action == "keep" else self._value(value, action, replace)
+            action = self.action(key, inherited)
+            if action != "drop":
+                out[key] = self._value(value, action, replace)
         return out
 
     def _value(self, value: Any, action: str, replace: Callable[[str, str], str]) -> Any:
         if isinstance(value, Mapping):
-            return self.apply(value, replace)
+            return self.apply(value, replace, None if action == "keep" else action)
         if isinstance(value, list):
             return [self._value(v, action, replace) for v in value]
-        if isinstance(value, bool) or value is None:
+        if action == "keep" or isinstance(value, bool) or value is None:
             return value
         if isinstance(value, (int, float)):  # an MRN or a phone number stored as a number
             return replace(str(value), action)
