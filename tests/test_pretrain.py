@@ -8,6 +8,7 @@ import errno
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -280,6 +281,11 @@ def test_privacy_gate_follows_deid_and_chunk_manifests(tmp_path):
     with open(deid, "a", encoding="utf-8") as fh:
         fh.write(json.dumps({"id": "extra", "text": "Seen by Dr. Real Name."}) + "\n")
     assert "hash differs" in check_deidentified([deid])[0].evidence
+    # and a manifest copied beside other text vouches for nothing
+    other = write_corpus(tmp_path / "other.jsonl", n=6, deid=False, seed=1)
+    shutil.copy(tmp_path / "chunks.manifest.json", tmp_path / "other.manifest.json")
+    copied = check_deidentified([other])[0]
+    assert not copied.deidentified and "no recorded hash matches" in copied.evidence, copied
 
 
 def test_privacy_gate_refuses_then_records_the_override(tmp_path, tiny_mlm_dir):

@@ -50,8 +50,9 @@ def check_deidentified(paths: Iterable[str | os.PathLike]) -> list[InputProvenan
 
     A file passes when the manifest beside it (``x.jsonl`` -> ``x.manifest.json``) has
     ``"stage": "deid"``, or ``"stage": "chunk"`` and every input listed in that manifest passes
-    in turn. When the manifest records the hash of the file, the file must still match it
-    (an edited file is no longer what de-identification wrote).
+    in turn. When the manifest records hashes of its outputs, the file must match one of them
+    (an edited file, or another file the manifest was copied beside, is not what
+    de-identification wrote).
     """
     return [_trace(Path(p), depth=0) for p in paths]
 
@@ -71,10 +72,16 @@ def _trace(path: Path, depth: int) -> InputProvenance:
     if not isinstance(manifest, dict):
         return InputProvenance(str(path), False, f"{manifest_file.name} is not a JSON object")
     stage = manifest.get("stage")
-    recorded = [o for o in manifest.get("outputs") or [] if isinstance(o, dict)
-                and Path(str(o.get("path", ""))).name == path.name and o.get("sha256")]
-    if recorded and path.is_file() and sha256_file(path) != recorded[0]["sha256"]:
-        return InputProvenance(str(path), False, f"changed since {stage or 'its'} stage wrote it (hash differs)")
+    hashed = [o for o in manifest.get("outputs") or [] if isinstance(o, dict) and o.get("sha256")]
+    if hashed and path.is_file():
+        # By content, not by name: a manifest copied beside another file (or beside an edited
+        # one) vouches for nothing the stage did not write.
+        digest = sha256_file(path)
+        if not any(o["sha256"] == digest for o in hashed):
+            if any(Path(str(o.get("path", ""))).name == path.name for o in hashed):
+                return InputProvenance(str(path), False, f"changed since {stage or 'its'} stage wrote it (hash differs)")
+            return InputProvenance(str(path), False, f"{manifest_file.name} records other outputs (no recorded "
+                                                     "hash matches this file)")
     if stage == "deid":
         return InputProvenance(str(path), True, f"{manifest_file.name}: stage deid")
     if stage == "chunk":
