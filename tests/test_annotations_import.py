@@ -4,15 +4,17 @@ and labels; several annotators are kept and their agreement reported in the mani
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import pytest
 
 from domainfm.corpus import read_documents
 from domainfm.corpus.agreement import Annotation, cohen_kappa, resolve
 from domainfm.corpus.document import Document, Span
+from domainfm.corpus.importers import IMPORTERS, Importer
 from domainfm.corpus.importers.labelstudio import codepoints_to_utf16, utf16_to_codepoints
 from domainfm.corpus.importing import import_corpus
-from domainfm.errors import ConfigError
+from domainfm.errors import ConfigError, CorpusError
 from domainfm.label.export import write_span_export
 
 DOCS = [
@@ -178,3 +180,117 @@ def test_resolve_and_kappa_units():
     assert cohen_kappa(["a", "b", "a", "b"], ["a", "b", "a", "b"]) == 1.0
     assert cohen_kappa(["a", "a"], ["a", "a"]) is None  # chance agreement is 1: undefined
     assert cohen_kappa(["a", "b", "a", "b"], ["b", "a", "b", "a"]) == -1.0
+
+
+# --- malformed exports: one bad task is rejected with the field named, the rest imported --------
+
+LS_TEXT = "Patient Ann Lee seen."
+LS_NAME = {"type": "labels", "value": {"start": 8, "end": 15, "text": "Ann Lee", "labels": ["NAME"]}}
+
+
+def _ls_with(region=None, task=None, **data):
+    base = _ls_task(9, LS_TEXT, [(1, [region or LS_NAME], False)], doc_id="bad", **data)
+    return {**base, **(task or {})}
+
+
+def _value(**value):
+    return {"type": value.pop("type", "labels"), "value": {"start": 8, "end": 15, "text": "Ann Lee", **value}}
+
+
+@pytest.mark.parametrize("bad, reason", [
+    (_ls_with(_value(labels="NAME")), "region 1: 'labels' must be a list of non-empty strings, got a string"),
+    (_ls_with(_value(labels=5)), "region 1: 'labels' must be a list of non-empty strings, got a number"),
+    (_ls_with(_value(labels=None)), "'labels' must be a list of non-empty strings, got null"),
+    (_ls_with(_value(labels=["NAME", 3])), "'labels' must be a list of non-empty strings, got a list with other"),
+    (_ls_with({"type": "choices", "value": {"choices": "pos"}}),
+     "region 1: 'choices' must be a list of non-empty strings, got a string"),
+    (_ls_with({"type": "choices", "value": {"choices": 5}}), "'choices' must be a list of non-empty strings"),
+    (_ls_with({**LS_NAME, "score": float("nan")}), "annotations[0].result[0].score is NaN or infinite"),
+    (_ls_with(extra=float("inf")), "data.extra is NaN or infinite"),
+    (_ls_with(task={"annotations": "oops"}), "'annotations' must be a list, got a string"),
+    (_ls_with(task={"annotations": ["oops"]}), "annotations 1 must be an object, got a string"),
+    (_ls_with(task={"annotations": [{"completed_by": ["x"], "result": []}]}),
+     "annotation 1: 'completed_by' must be a user id or a user object, got a list"),
+], ids=["labels-str", "labels-int", "labels-null", "labels-mixed", "choices-str", "choices-int", "score-nan",
+        "data-inf", "annotations-str", "annotation-str", "completed-by-list"])
+def test_labelstudio_malformed_task_is_rejected_alone(bad, reason, tmp_path):
+    good = _ls_task(1, LS_TEXT, [(1, [LS_NAME], False)], doc_id="good")
+    src = tmp_path / "e.json"
+    src.write_text(json.dumps([good, bad]))  # json.dumps writes NaN/Infinity, which json.load reads back
+    docs, rejects, result = _import("labelstudio", src, tmp_path)
+    assert [d.id for d in docs] == ["good"] and _keys(docs[0]) == [(8, 15, "NAME")]
+    assert result.counts.read == 2 and len(rejects) == 1
+    assert reason in rejects[0]["reason"] and rejects[0]["location"] == "e.json:task 2"
+    assert "Ann" not in rejects[0]["reason"] and "oops" not in rejects[0]["reason"]  # no data in reasons
+
+
+@pytest.mark.parametrize("doc_id, want", [
+    (["Ann Lee"], "data.doc_id must be a non-empty string or an integer, got a list"),
+    ({"name": "Ann"}, "got an object"),
+    ("  ", "got an empty string"),
+    (True, "got a boolean"),
+    (4.5, "got a number"),
+], ids=["list", "object", "blank", "bool", "float"])
+def test_labelstudio_non_string_doc_id_is_rejected_not_replaced(doc_id, want, tmp_path):
+    src = tmp_path / "e.json"
+    src.write_text(json.dumps([_ls_task(9, LS_TEXT, [(1, [LS_NAME], False)], doc_id=doc_id),
+                               _ls_task(10, LS_TEXT, [(1, [LS_NAME], False)], doc_id=12),
+                               _ls_task(11, LS_TEXT, [(1, [LS_NAME], False)])]))
+    docs, rejects, _ = _import("labelstudio", src, tmp_path)
+    assert [d.id for d in docs] == ["12", "ls-11"]  # an integer is written as text; no id: the task id
+    assert len(rejects) == 1 and want in rejects[0]["reason"] and "Ann" not in rejects[0]["reason"]
+
+
+def _pd(**fields):
+    return {"text": "Chest pain.", "answer": "accept", **fields}
+
+
+@pytest.mark.parametrize("bad, reason", [
+    (_pd(answer=["accept"], meta={"id": "b"}), "'answer' must be accept, reject or ignore"),
+    (_pd(meta="Ann Lee"), "'meta' must be an object, got a string"),
+    (_pd(meta={"id": ["Ann"]}), "'meta.id' must be a non-empty string or an integer, got a list"),
+    (_pd(_input_hash=["x"]), "'_input_hash' must be a non-empty string or an integer, got a list"),
+    (_pd(options=[{"id": "a"}], accept=["a"], config="multiple", meta={"id": "b"}),
+     "'config' must be an object, got a string"),
+    (_pd(options=[], accept=[None], meta={"id": "b"}),
+     "'accept' must be a list of option ids (strings or integers), got a list with other values"),
+    (_pd(options=[{"id": "a"}], accept="a", meta={"id": "b"}), "'accept' must be a list of option ids"),
+    (_pd(label=["cardio"], meta={"id": "b"}), "'label' must be a string, got a list"),
+    (_pd(_annotator_id={"n": 1}, meta={"id": "b"}), "'_annotator_id'/'_session_id' must be a string or an integer"),
+], ids=["answer-list", "meta-str", "id-list", "hash-list", "config-str", "accept-null", "accept-str", "label-list",
+        "annotator-object"])
+def test_prodigy_malformed_line_is_rejected_alone(bad, reason, tmp_path):
+    good = _pd(options=[{"id": 1}, {"id": 2}], accept=[2], meta={"id": "good"})
+    src = tmp_path / "db.jsonl"
+    src.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+    docs, rejects, result = _import("prodigy", src, tmp_path)
+    assert [(d.id, d.label) for d in docs] == [("good", "2")]  # integer option ids are read as text
+    assert result.counts.read == 2 and len(rejects) == 1
+    assert rejects[0]["reason"] == reason or rejects[0]["reason"].startswith(reason)
+    assert rejects[0]["location"] == "db.jsonl:2" and "Ann" not in rejects[0]["reason"]
+
+
+@pytest.mark.parametrize("kind", ["missing", "folder"])
+def test_labelstudio_missing_or_folder_source_is_named_not_the_reject_file(kind, tmp_path):
+    src = tmp_path / "export.json"
+    if kind == "folder":
+        src.mkdir()
+    with pytest.raises(CorpusError, match=r"export\.json: (no such file|is a folder) \(expected a Label Studio"):
+        import_corpus("labelstudio", src, tmp_path / "out" / "x.jsonl")
+    assert not list((tmp_path / "out").iterdir())  # nothing left behind
+
+
+@dataclass
+class _NoOptions:
+    pass
+
+
+def test_an_os_error_while_reading_names_the_source_not_an_output(tmp_path, monkeypatch):
+    def read(src, options):
+        yield Document("d1", "text")
+        raise PermissionError(13, "Permission denied", str(src / "note.txt"))
+
+    monkeypatch.setitem(IMPORTERS, "fake", Importer("fake", "test reader", _NoOptions, read))
+    with pytest.raises(CorpusError, match=r"note\.txt: cannot read \(Permission denied\)") as err:
+        import_corpus("fake", tmp_path, tmp_path / "out.jsonl")
+    assert "rejects" not in str(err.value) and not (tmp_path / "out.jsonl").exists()

@@ -13,7 +13,7 @@ from domainfm.corpus.importers import get_importer
 from domainfm.corpus.importers.base import Sourced
 from domainfm.corpus.io import (Counts, DocumentWriter, OutputLock, Rejected, RejectWriter, check_output_path,
                                 rejects_path_for)
-from domainfm.errors import RecordError
+from domainfm.errors import CorpusError, RecordError
 from domainfm.manifest import write_manifest
 
 
@@ -91,7 +91,7 @@ def _import_locked(importer, opts, format: str, src: Path, out: Path, on_progres
         writer.write(item)
 
     with DocumentWriter(out) as docs_out, RejectWriter(rejects_file) as rejects_out:
-        for item in importer.read(src, opts):
+        for item in _reading(importer.read(src, opts), src):
             counts.read += 1
             location = raw = None
             if isinstance(item, Sourced):
@@ -127,6 +127,15 @@ def _import_locked(importer, opts, format: str, src: Path, out: Path, on_progres
     return ImportResult(out, rejects_file if counts.rejected else None, manifest, counts, first_rejects,
                         agreement.report())
 
+
+
+def _reading(items, src: Path):
+    """The reader's items; an OS error while reading names the source. Without this it would
+    surface inside the output writers, whose error handling blames the output file."""
+    try:
+        yield from items
+    except OSError as exc:
+        raise CorpusError(f"{exc.filename or src}: cannot read ({exc.strerror or type(exc).__name__})") from None
 
 
 def _as_json(doc) -> str:

@@ -15,11 +15,17 @@ Offsets: current Label Studio stores code points (Python string indices); versio
 2021 fix stored JavaScript (UTF-16) offsets, which differ after an emoji or other astral
 character. A region whose ``value.text`` does not match the text at its offsets is read as
 UTF-16 offsets; if that does not match either, the task is rejected with the region named.
+
+Malformed tasks are rejected one by one with the field named, never guessed at: ``labels`` and
+``choices`` must be lists of strings (a bare string is not read as a one-element list), a
+``data.<id_key>`` must be a non-empty string or an integer, and a NaN or infinite number anywhere
+in a task (Python's ``json`` reads them, JSON has none) rejects that task.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -39,7 +45,8 @@ class LabelStudioOptions:
     """Args:
     text_key: key of the text in each task's ``data``.
     id_key: key of the document id in ``data`` (``domainfm label`` exports write ``doc_id``);
-        tasks without it get ``ls-<task id>``.
+        tasks without it get ``ls-<task id>``; an integer is written as a string, any other
+        value rejects the task.
     resolve: how several annotators' versions become the document's spans and label:
         ``majority`` | ``union`` | ``first``.
     choices: ``auto`` (one choice -> ``label``, several -> ``labels``), ``single`` or ``multi``.
@@ -62,6 +69,9 @@ class LabelStudioOptions:
 
 @register("labelstudio", LabelStudioOptions, "Label Studio JSON export (span and choice annotations)")
 def read_labelstudio(src: Path, options: LabelStudioOptions) -> Iterator[Document | Sourced | Rejected]:
+    if not src.is_file():
+        problem = "is a folder" if src.is_dir() else "no such file"
+        raise CorpusError(f"{src}: {problem} (expected a Label Studio JSON export file)")
     try:
         with open(src, encoding="utf-8") as fh:
             tasks = json.load(fh)
@@ -92,25 +102,24 @@ def task_to_document(task: Any, options: LabelStudioOptions | None = None, locat
         raise RecordError("expected a task object with a 'data' object", location=location)
     data = task["data"]
     task_id = task.get("id")
-    doc_id = data.get(options.id_key)
-    if isinstance(doc_id, int) and not isinstance(doc_id, bool):
-        doc_id = str(doc_id)
-    if not isinstance(doc_id, str) or not doc_id.strip():
-        if task_id is None:
-            raise RecordError(f"task has neither data.{options.id_key} nor an 'id'", location=location)
-        doc_id = f"ls-{task_id}"
+    doc_id = _doc_id(data.get(options.id_key), task_id, options.id_key, location)
+    bad_number = non_finite_field(task)
+    if bad_number is not None:
+        raise RecordError(f"{bad_number} is NaN or infinite, which JSON cannot hold", record_id=doc_id,
+                          location=location)
     text = data.get(options.text_key)
     if not isinstance(text, str):
         raise RecordError(f"data.{options.text_key} must be a string (set --text-key to the task's text field)",
                           record_id=doc_id, location=location)
-    done = [a for a in task.get("annotations") or [] if isinstance(a, dict) and not a.get("was_cancelled")]
+    annotations = _objects(task, "annotations", doc_id, location)
+    done = [a for a in annotations if not a.get("was_cancelled")]
     source = "annotations"
     if not done:
-        predictions = [p for p in task.get("predictions") or [] if isinstance(p, dict)]
-        if options.use_predictions and predictions:
+        predictions = _objects(task, "predictions", doc_id, location) if options.use_predictions else []
+        if predictions:
             done, source = predictions[-1:], "prediction"
         else:
-            skipped = any(isinstance(a, dict) and a.get("was_cancelled") for a in task.get("annotations") or [])
+            skipped = any(a.get("was_cancelled") for a in annotations)
             raise RecordError("task was skipped by every annotator" if skipped else
                               "task has no annotation (use --use-predictions to import its prediction instead)",
                               record_id=doc_id, location=location)
@@ -128,12 +137,79 @@ def task_to_document(task: Any, options: LabelStudioOptions | None = None, locat
     return annotated_document(doc_id, text, meta, versions, (spans, label, labels, conflicts), location)
 
 
-def _annotator(ann: dict, index: int, source: str) -> str:
+def _doc_id(value: Any, task_id: Any, id_key: str, location: str | None) -> str:
+    """``data.<id_key>`` as the document id, else ``ls-<task id>``; a value of another type
+    rejects the task rather than being replaced."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value
+    if value is not None:
+        raise RecordError(f"data.{id_key} must be a non-empty string or an integer, got {describe_type(value)}",
+                          location=location)
+    if isinstance(task_id, bool) or not isinstance(task_id, (int, str)) or not str(task_id).strip():
+        what = "" if task_id is None else f" ('id' is {describe_type(task_id)}, expected an integer)"
+        raise RecordError(f"task has neither data.{id_key} nor an 'id'{what}", location=location)
+    return f"ls-{task_id}"
+
+
+def _objects(task: dict, key: str, doc_id: str, location: str | None) -> list[dict]:
+    """``task[key]`` as a list of objects (absent or null: empty)."""
+    items = task.get(key)
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise RecordError(f"'{key}' must be a list, got {describe_type(items)}", record_id=doc_id, location=location)
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise RecordError(f"{key} {i + 1} must be an object, got {describe_type(item)}", record_id=doc_id,
+                              location=location)
+    return items
+
+
+def describe_type(value: Any) -> str:
+    """A value's JSON type for a message; never the value itself (it may be PHI)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "an empty string" if not value.strip() else "a string"
+    return "a list" if isinstance(value, list) else "an object" if isinstance(value, dict) else type(value).__name__
+
+
+def non_finite_field(obj: Any, path: str = "") -> str | None:
+    """Where the first NaN or infinite number in a parsed JSON value is (``data.extra``,
+    ``annotations[0].result[1].score``), or None. Python's ``json`` reads ``NaN`` and
+    ``Infinity``; JSON has no such values, so no output line could hold them.
+
+    Example:
+        >>> non_finite_field({"data": {"n": [1, float("nan")]}})
+        'data.n[1]'
+    """
+    stack = [(obj, path)]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            return where or "the value"
+        if isinstance(value, dict):
+            stack.extend((v, f"{where}.{k}" if where else str(k)) for k, v in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend((v, f"{where}[{i}]") for i, v in reversed(list(enumerate(value))))
+    return None
+
+
+def _annotator(ann: dict, index: int, source: str, doc_id: str, location: str | None) -> str:
     who = ann.get("completed_by")
     if isinstance(who, dict):
         who = who.get("id", who.get("email"))
     if who is None:
         return f"{source}-{index + 1}" if source == "prediction" else f"annotation-{ann.get('id', index + 1)}"
+    if isinstance(who, bool) or not isinstance(who, (int, str)):
+        raise RecordError(f"annotation {index + 1}: 'completed_by' must be a user id or a user object, got "
+                          f"{describe_type(who)}", record_id=doc_id, location=location)
     return f"ls-user-{who}"
 
 
@@ -151,17 +227,14 @@ def _annotation(ann: dict, index: int, text: str, options: LabelStudioOptions, d
         kind, value = region.get("type"), region["value"]
         if kind == "labels" or (kind is None and "labels" in value):
             start, end = _offsets(value, text, where, doc_id, location)
-            for lab in value.get("labels") or []:
-                if not isinstance(lab, str) or not lab:
-                    raise RecordError(f"{where}: labels must be non-empty strings", record_id=doc_id, location=location)
+            for lab in _strings(value, "labels", where, doc_id, location):
                 attrs = {"ls_id": region["id"]} if isinstance(region.get("id"), str) else {}
-                if isinstance(region.get("score"), (int, float)):
-                    attrs["score"] = float(region["score"])
+                score = region.get("score")
+                if isinstance(score, (int, float)) and not isinstance(score, bool):
+                    attrs["score"] = float(score)
                 spans.append(Span(start, end, lab, attrs))
         elif kind == "choices" or (kind is None and "choices" in value):
-            for c in value.get("choices") or []:
-                if not isinstance(c, str):
-                    raise RecordError(f"{where}: choices must be strings", record_id=doc_id, location=location)
+            for c in _strings(value, "choices", where, doc_id, location):
                 if c not in choices:
                     choices.append(c)
         else:
@@ -174,7 +247,18 @@ def _annotation(ann: dict, index: int, text: str, options: LabelStudioOptions, d
             raise RecordError(f"annotation {index + 1}: {len(choices)} choices but --choices single",
                               record_id=doc_id, location=location)
         label = choices[0]
-    return Annotation(_annotator(ann, index, source), spans, label, labels)
+    return Annotation(_annotator(ann, index, source, doc_id, location), spans, label, labels)
+
+
+def _strings(value: dict, key: str, where: str, doc_id: str, location: str | None) -> list[str]:
+    """``value[key]`` as a list of non-empty strings. A bare string is refused rather than read
+    as a list of its characters or guessed to be a one-element list."""
+    items = value.get(key)
+    if not isinstance(items, list) or not all(isinstance(x, str) and x for x in items):
+        got = describe_type(items) if not isinstance(items, list) else "a list with other values"
+        raise RecordError(f"{where}: '{key}' must be a list of non-empty strings, got {got}", record_id=doc_id,
+                          location=location)
+    return items
 
 
 def _offsets(value: dict, text: str, where: str, doc_id: str, location: str | None) -> tuple[int, int]:

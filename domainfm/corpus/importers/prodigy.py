@@ -11,6 +11,11 @@ annotators are one document: each version is kept in ``meta.annotations``, the d
 spans/label are resolved (``resolve``), and the import manifest reports agreement. ``reject``
 and ``ignore`` answers carry no annotation: they are counted in ``meta.prodigy``, and an input
 that no annotator accepted is rejected with that reason.
+
+A line whose fields have the wrong type (``answer`` not one of the three words, ``meta`` or
+``config`` not an object, an ``accept`` option id that is not a string or integer, a ``meta.id``
+that is not a string or integer) is rejected with the field named; only integers are written
+as strings, nothing else is turned into text.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any, Iterator
 from domainfm.corpus.agreement import Annotation, annotated_document, check_resolve, resolve
 from domainfm.corpus.document import Document, Span
 from domainfm.corpus.importers.base import Sourced, register
+from domainfm.corpus.importers.labelstudio import describe_type
 from domainfm.corpus.io import Rejected, iter_jsonl_lines
 from domainfm.errors import RecordError
 
@@ -34,7 +40,8 @@ _PRODIGY_KEYS = ("text", "spans", "tokens", "answer", "accept", "options", "labe
 class ProdigyOptions:
     """Args:
     id_key: key in each task's ``meta`` holding the document id (``domainfm label`` exports
-        write ``id``); inputs without it get ``prodigy-<_input_hash>``.
+        write ``id``); inputs without it get ``prodigy-<_input_hash>``. An integer is written as
+        a string; any other value rejects the line.
     resolve: how several annotators' versions become the document's spans and label:
         ``majority`` | ``union`` | ``first``.
     """
@@ -58,12 +65,11 @@ def read_prodigy(src: Path, options: ProdigyOptions) -> Iterator[Document | Sour
             yield Rejected.from_error(RecordError("expected a Prodigy task object with a string 'text'",
                                                   location=location), raw=line)
             continue
-        meta = obj.get("meta") if isinstance(obj.get("meta"), dict) else {}
-        doc_id = meta.get(options.id_key)
-        if isinstance(doc_id, int) and not isinstance(doc_id, bool):
-            doc_id = str(doc_id)
-        if not isinstance(doc_id, str) or not doc_id.strip():
-            doc_id = f"prodigy-{obj['_input_hash']}" if "_input_hash" in obj else f"{src.stem}-{number}"
+        try:
+            doc_id = _doc_id(obj, options.id_key, f"{src.stem}-{number}", location)
+        except RecordError as err:
+            yield Rejected.from_error(err, raw=line)
+            continue
         groups.setdefault(doc_id, []).append((location, line, obj))
     for doc_id, lines in groups.items():
         location = lines[0][0] if len(lines) == 1 else f"{lines[0][0]} (+{len(lines) - 1} more lines)"
@@ -78,13 +84,14 @@ def _document(doc_id: str, lines: list[tuple[str, str, dict]], options: ProdigyO
     text = lines[0][2]["text"]
     versions: list[Annotation] = []
     answers = {"accept": 0, "reject": 0, "ignore": 0}
-    for i, (where, _, obj) in enumerate(lines):
+    for i, (line_location, _, obj) in enumerate(lines):
+        where = f"{line_location}: " if len(lines) > 1 else ""  # which line of the group, when several
         if obj["text"] != text:
-            raise RecordError(f"{where}: same id as {lines[0][0]} but a different text", record_id=doc_id,
+            raise RecordError(f"{where}same id as {lines[0][0]} but a different text", record_id=doc_id,
                               location=location)
         answer = obj.get("answer", "accept")
-        if answer not in answers:
-            raise RecordError(f"{where}: 'answer' must be accept, reject or ignore", record_id=doc_id,
+        if not isinstance(answer, str) or answer not in answers:
+            raise RecordError(f"{where}'answer' must be accept, reject or ignore", record_id=doc_id,
                               location=location)
         answers[answer] += 1
         if answer != "accept":
@@ -103,29 +110,64 @@ def _document(doc_id: str, lines: list[tuple[str, str, dict]], options: ProdigyO
     return annotated_document(doc_id, text, meta, versions, (spans, label, labels, conflicts), location)
 
 
+def _doc_id(obj: dict, id_key: str, fallback: str, location: str) -> str:
+    """The line's document id: ``meta.<id_key>``, else ``prodigy-<_input_hash>``, else ``fallback``;
+    a value of another type rejects the line rather than being replaced or turned into text."""
+    meta = obj.get("meta")
+    if meta is not None and not isinstance(meta, dict):
+        raise RecordError(f"'meta' must be an object, got {describe_type(meta)}", location=location)
+    for field, value in ((f"meta.{id_key}", (meta or {}).get(id_key)), ("_input_hash", obj.get("_input_hash"))):
+        if value is None:
+            continue
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str) or not value.strip():
+            raise RecordError(f"'{field}' must be a non-empty string or an integer, got {describe_type(value)}",
+                              location=location)
+        return value if field != "_input_hash" else f"prodigy-{value}"
+    return fallback
+
+
 def _annotation(obj: dict, index: int, where: str, doc_id: str, location: str) -> Annotation:
+    """One accepted line as an annotator's version; ``where`` prefixes messages with the line."""
     who = obj.get("_annotator_id") or obj.get("_session_id") or f"annotator-{index + 1}"
+    if isinstance(who, bool) or not isinstance(who, (str, int)):
+        raise RecordError(f"{where}'_annotator_id'/'_session_id' must be a string or an integer, got "
+                          f"{describe_type(who)}", record_id=doc_id, location=location)
     spans = []
     raw_spans = obj.get("spans") or []
     if not isinstance(raw_spans, list):
-        raise RecordError(f"{where}: 'spans' must be a list", record_id=doc_id, location=location)
+        raise RecordError(f"{where}'spans' must be a list", record_id=doc_id, location=location)
     text = obj["text"]
     for j, s in enumerate(raw_spans):
         if not isinstance(s, dict) or not all(isinstance(s.get(k), int) and not isinstance(s.get(k), bool)
                                               for k in ("start", "end")) or not isinstance(s.get("label"), str):
-            raise RecordError(f"{where}: span {j} needs integer 'start'/'end' and a string 'label'",
+            raise RecordError(f"{where}span {j} needs integer 'start'/'end' and a string 'label'",
                               record_id=doc_id, location=location)
         if not 0 <= s["start"] < s["end"] <= len(text):
-            raise RecordError(f"{where}: span {j} [{s['start']}:{s['end']}] lies outside the text",
+            raise RecordError(f"{where}span {j} [{s['start']}:{s['end']}] lies outside the text",
                               record_id=doc_id, location=location)
         attrs: dict[str, Any] = {}
-        if isinstance(s.get("score"), (int, float)):
+        if isinstance(s.get("score"), (int, float)) and not isinstance(s["score"], bool):
             attrs["score"] = float(s["score"])
         spans.append(Span(s["start"], s["end"], s["label"], attrs))
     label = labels = None
-    if isinstance(obj.get("accept"), list) and "options" in obj:
-        chosen = [str(c) for c in obj["accept"]]
-        multiple = (obj.get("config") or {}).get("choice_style") == "multiple"
+    config = obj.get("config")
+    if config is not None and not isinstance(config, dict):
+        raise RecordError(f"{where}'config' must be an object, got {describe_type(config)}", record_id=doc_id,
+                          location=location)
+    if obj.get("label") is not None and not isinstance(obj["label"], str):
+        raise RecordError(f"{where}'label' must be a string, got {describe_type(obj['label'])}", record_id=doc_id,
+                          location=location)
+    if "options" in obj and obj.get("accept") is not None:
+        accepted = obj["accept"]
+        if not isinstance(accepted, list) or not all(
+                isinstance(c, (str, int)) and not isinstance(c, bool) and str(c).strip() for c in accepted):
+            got = describe_type(accepted) if not isinstance(accepted, list) else "a list with other values"
+            raise RecordError(f"{where}'accept' must be a list of option ids (strings or integers), got {got}",
+                              record_id=doc_id, location=location)
+        chosen = [str(c) for c in accepted]
+        multiple = (config or {}).get("choice_style") == "multiple"
         if multiple or len(chosen) > 1:
             labels = chosen
         elif chosen:

@@ -4,6 +4,11 @@ Two layouts are read: the original TAB release (a JSON list of documents whose
 ``annotations`` hold one ``entity_mentions`` list per annotator) and the JSONL layout with
 ``metadata``/``entities`` per line. Span labels are the ``entity_type``; the masking decision
 (``identifier_type``: DIRECT / QUASI / NO_MASK) and ids are kept in ``attrs``.
+
+A record with a field of the wrong type is rejected with the field named: offsets must be JSON
+integers (``true``, ``"32"`` or ``14.9`` are refused, not converted), ``entity_type`` a string,
+``metadata``/``provenance`` and each annotator's entry objects, ``entity_mentions`` a list, and a
+NaN or infinite number (which Python's ``json`` reads in the original layout) rejects its record.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any, Iterator
 
 from domainfm.corpus.document import Document, Span
 from domainfm.corpus.importers.base import register
+from domainfm.corpus.importers.labelstudio import describe_type, non_finite_field
 from domainfm.corpus.io import Rejected, iter_jsonl_objects
 from domainfm.errors import CorpusError, RecordError
 
@@ -55,11 +61,12 @@ def read_tab(src: Path, options: TabOptions) -> Iterator[Document | Rejected]:
 def _from_jsonl_record(obj: Any, location: str) -> Document:
     if not isinstance(obj, dict):
         raise RecordError(f"expected a JSON object, got {type(obj).__name__}", location=location)
-    metadata = obj.get("metadata") or {}
-    provenance = metadata.get("provenance") or {}
+    metadata = _object(obj, "metadata", "metadata", location)
+    provenance = _object(metadata, "provenance", "metadata.provenance", location)
     doc_id = metadata.get("data_id") or provenance.get("doc_id") or obj.get("doc_id")
     if not isinstance(doc_id, str) or not doc_id:
-        raise RecordError("no 'metadata.data_id' or 'doc_id' to use as id", location=location)
+        raise RecordError("no string 'metadata.data_id', 'metadata.provenance.doc_id' or 'doc_id' to use as id",
+                          location=location)
     text = obj.get("text")
     if not isinstance(text, str):
         raise RecordError("field 'text' must be a string", record_id=doc_id, location=location)
@@ -72,6 +79,16 @@ def _from_jsonl_record(obj: Any, location: str) -> Document:
     return _document(doc_id, text, mentions, meta, location)
 
 
+def _object(parent: dict, key: str, name: str, location: str) -> dict:
+    """``parent[key]`` as an object; absent or null is empty, any other type rejects the record."""
+    value = parent.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise RecordError(f"'{name}' must be an object, got {describe_type(value)}", location=location)
+    return value
+
+
 def _read_original(src: Path, options: TabOptions) -> Iterator[Document | Rejected]:
     try:
         records = json.loads(src.read_text(encoding="utf-8"))
@@ -79,10 +96,15 @@ def _read_original(src: Path, options: TabOptions) -> Iterator[Document | Reject
         raise CorpusError(f"{src.name}: not a valid TAB JSON file ({exc.__class__.__name__})") from None
     for index, obj in enumerate(records):
         location = f"{src.name}[{index}]"
+        raw = json.dumps(obj, ensure_ascii=False)
         doc_id = obj.get("doc_id") if isinstance(obj, dict) else None
         try:
             if not isinstance(obj, dict) or not isinstance(doc_id, str):
                 raise RecordError("expected an object with a string 'doc_id'", location=location)
+            bad_number = non_finite_field(obj)
+            if bad_number is not None:
+                raise RecordError(f"{bad_number} is NaN or infinite, which JSON cannot hold", record_id=doc_id,
+                                  location=location)
             annotations = obj.get("annotations") or {}
             if not isinstance(annotations, dict) or not annotations:
                 raise RecordError("no 'annotations'", record_id=doc_id, location=location)
@@ -97,14 +119,25 @@ def _read_original(src: Path, options: TabOptions) -> Iterator[Document | Reject
                     f"no annotator {options.annotator!r} (has {sorted(annotations)})",
                     record_id=doc_id, location=location,
                 )
-            base_meta = {k: v for k, v in obj.items() if k not in ("text", "annotations", "doc_id", "task")}
-            for name in chosen:
-                mentions = (annotations[name] or {}).get("entity_mentions", [])
-                meta = {**base_meta, "annotator": name, "source": "tab", "doc_id": doc_id}
-                out_id = f"{doc_id}#{name}" if options.annotator == "all" else doc_id
-                yield _document(out_id, obj.get("text"), mentions, meta, location)
         except RecordError as err:
-            yield Rejected.from_error(err, raw=json.dumps(obj, ensure_ascii=False))
+            yield Rejected.from_error(err, raw=raw)
+            continue
+        base_meta = {k: v for k, v in obj.items() if k not in ("text", "annotations", "doc_id", "task")}
+        for name in chosen:
+            out_id = f"{doc_id}#{name}" if options.annotator == "all" else doc_id
+            try:  # one annotator's bad entry rejects that version only (--annotator all)
+                entry = annotations[name]
+                if not isinstance(entry, dict):
+                    raise RecordError(f"annotations.{name} must be an object with an 'entity_mentions' list, got "
+                                      f"{describe_type(entry)}", record_id=out_id, location=location)
+                mentions = entry.get("entity_mentions")
+                if not isinstance(mentions, list):
+                    raise RecordError(f"annotations.{name}.entity_mentions must be a list, got "
+                                      f"{describe_type(mentions)}", record_id=out_id, location=location)
+                meta = {**base_meta, "annotator": name, "source": "tab", "doc_id": doc_id}
+                yield _document(out_id, obj.get("text"), mentions, meta, location)
+            except RecordError as err:
+                yield Rejected.from_error(err, raw=raw)
 
 
 def _document(doc_id: str, text: Any, mentions: list, meta: dict, location: str) -> Document:
@@ -112,13 +145,15 @@ def _document(doc_id: str, text: Any, mentions: list, meta: dict, location: str)
         raise RecordError("field 'text' must be a string", record_id=doc_id, location=location)
     spans = []
     for i, m in enumerate(mentions):
-        try:
-            start, end, kind = int(m["start_offset"]), int(m["end_offset"]), str(m["entity_type"])
-        except (KeyError, TypeError, ValueError):
+        fields = m if isinstance(m, dict) else {}
+        start, end, kind = fields.get("start_offset"), fields.get("end_offset"), fields.get("entity_type")
+        # bool is an int in Python, and int() would turn "32" or 14.9 into an offset: refuse both
+        offsets_ok = all(isinstance(x, int) and not isinstance(x, bool) for x in (start, end))
+        if not offsets_ok or not isinstance(kind, str) or not kind:
             raise RecordError(
-                f"entity {i} needs integer 'start_offset'/'end_offset' and an 'entity_type'",
+                f"entity {i} needs integer 'start_offset'/'end_offset' and a string 'entity_type'",
                 record_id=doc_id, location=location,
-            ) from None
+            )
         if "span_text" in m and text[start:end] != m["span_text"]:
             raise RecordError(
                 f"entity {i} ({kind} [{start}:{end}]): 'span_text' differs from the text at those offsets",

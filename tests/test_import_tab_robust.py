@@ -1,0 +1,75 @@
+"""``import tab`` on malformed records: a field of the wrong type rejects that record (or that
+annotator's version) with the field named; nothing is coerced, the rest is imported."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from domainfm.corpus import read_documents
+from domainfm.corpus.importing import import_corpus
+
+TEXT = "The applicant Ann Lee was born in 1961."
+PERSON = {"entity_type": "PERSON", "start_offset": 14, "end_offset": 21, "span_text": "Ann Lee"}
+
+
+def _run(src, tmp_path, **options):
+    result = import_corpus("tab", src, tmp_path / "out.jsonl", options)
+    assert result.counts.reconciles
+    rejects = [json.loads(x) for x in result.rejects.read_text().splitlines()] if result.rejects else []
+    return list(read_documents(result.out)), rejects
+
+
+def _line(doc_id, **fields):
+    return {"doc_id": doc_id, "text": TEXT, "entities": [PERSON], **fields}
+
+
+@pytest.mark.parametrize("bad, reason", [
+    (_line("b", metadata="Ann Lee"), "'metadata' must be an object, got a string"),
+    (_line("b", metadata={"provenance": ["x"]}), "'metadata.provenance' must be an object, got a list"),
+    (_line("b", entities=[{**PERSON, "start_offset": True}]), "entity 0 needs integer 'start_offset'/'end_offset'"),
+    (_line("b", entities=[{**PERSON, "end_offset": "21"}]), "entity 0 needs integer 'start_offset'/'end_offset'"),
+    (_line("b", entities=[{**PERSON, "start_offset": 14.9}]), "entity 0 needs integer 'start_offset'/'end_offset'"),
+    (_line("b", entities=[{**PERSON, "entity_type": None}]), "and a string 'entity_type'"),
+    (_line("b", entities=["Ann Lee"]), "entity 0 needs integer"),
+], ids=["metadata-str", "provenance-list", "offset-bool", "offset-str", "offset-float", "type-null",
+        "entity-str"])
+def test_jsonl_record_with_a_wrong_type_is_rejected_alone(bad, reason, tmp_path):
+    src = tmp_path / "tab.jsonl"
+    src.write_text(json.dumps(_line("good")) + "\n" + json.dumps(bad) + "\n")
+    docs, rejects = _run(src, tmp_path)
+    assert [d.id for d in docs] == ["good"] and [(s.start, s.end) for s in docs[0].spans] == [(14, 21)]
+    assert len(rejects) == 1 and reason in rejects[0]["reason"] and rejects[0]["location"] == "tab.jsonl:2"
+    assert "Ann" not in rejects[0]["reason"]
+
+
+def _original(doc_id, annotations, **fields):
+    return {"doc_id": doc_id, "text": TEXT, "annotations": annotations, **fields}
+
+
+@pytest.mark.parametrize("bad, reason", [
+    (_original("b", {"ann1": ["x"]}), "annotations.ann1 must be an object with an 'entity_mentions' list, got a list"),
+    (_original("b", {"ann1": {"entity_mentions": None}}), "annotations.ann1.entity_mentions must be a list, got null"),
+    (_original("b", {"ann1": {}}), "annotations.ann1.entity_mentions must be a list, got null"),
+    (_original("b", {"ann1": {"entity_mentions": [{**PERSON, "start_offset": 14.0}]}}),
+     "entity 0 needs integer 'start_offset'/'end_offset'"),
+    (_original("b", {"ann1": {"entity_mentions": []}}, score=float("nan")), "score is NaN or infinite"),
+], ids=["entry-list", "mentions-null", "mentions-missing", "offset-float", "nan"])
+def test_original_record_with_a_wrong_type_is_rejected_alone(bad, reason, tmp_path):
+    src = tmp_path / "echr.json"
+    src.write_text(json.dumps([_original("good", {"ann1": {"entity_mentions": [PERSON]}}), bad]))
+    docs, rejects = _run(src, tmp_path)
+    assert [d.id for d in docs] == ["good"] and len(docs[0].spans) == 1
+    assert len(rejects) == 1 and reason in rejects[0]["reason"] and rejects[0]["location"] == "echr.json[1]"
+    assert "Ann" not in rejects[0]["reason"]
+
+
+def test_annotator_all_rejects_only_the_bad_annotators_version(tmp_path):
+    src = tmp_path / "echr.json"
+    src.write_text(json.dumps([_original("d", {"ann1": {"entity_mentions": [PERSON]}, "ann2": {"entity_mentions": None},
+                                               "ann3": {"entity_mentions": []}})]))
+    docs, rejects = _run(src, tmp_path, annotator="all")
+    assert [(d.id, len(d.spans)) for d in docs] == [("d#ann1", 1), ("d#ann3", 0)]
+    assert [(r["id"], r["reason"]) for r in rejects] == [
+        ("d#ann2", "annotations.ann2.entity_mentions must be a list, got null")]
