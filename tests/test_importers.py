@@ -75,6 +75,50 @@ def test_jsonl_duplicate_id_reject_keeps_location_and_the_line_as_read(tmp_path)
                         "raw": '{"id":"a",  "text": "two"}'}]
 
 
+def test_jsonl_text_key_never_falls_back_to_another_field(tmp_path):
+    src = tmp_path / "k.jsonl"
+    src.write_text('{"id": "c1", "note": "kept", "text": "other"}\n{"id": "c2", "note": "only note"}\n'
+                   '{"id": "c3", "text": "only text"}\n{"id": "c4", "note": 5}\n')
+    docs, rejects = run("jsonl", src, tmp_path, text_key="note")
+    assert [(d.id, d.text) for d in docs] == [("c2", "only note")]
+    reasons = {r["location"]: r["reason"] for r in rejects}
+    assert reasons["k.jsonl:1"].startswith("has a 'text' field but the text is read from 'note' (--text-key)")
+    assert reasons["k.jsonl:3"].startswith("has a 'text' field but the text is read from 'note'")
+    assert reasons["k.jsonl:4"] == "field 'note' (the text) must be a string, got int"
+    _, rejects = run("jsonl", src, tmp_path, text_key="nosuch")
+    reasons = {r["location"]: r["reason"] for r in rejects}
+    assert reasons["k.jsonl:2"] == "no 'nosuch' field for the text (set --text-key)"
+
+
+def test_jsonl_meta_collisions_and_non_object_meta_are_rejected(tmp_path):
+    src = tmp_path / "m.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in [
+        {"id": "g1", "text": "t", "site": "A", "meta": {"site": "B"}},
+        {"id": "g2", "text": "t", "site": "A", "meta": "not an object"},
+        {"id": "g3", "text": "t", "meta": ["list"]},
+        {"id": "g4", "text": "t", "site": "A"},
+        {"id": "g5", "text": "t", "site": "A", "meta": None},
+    ]) + "\n")
+    docs, rejects = run("jsonl", src, tmp_path)
+    assert [(d.id, d.meta) for d in docs] == [("g4", {"site": "A"}), ("g5", {"site": "A"})]
+    reasons = {r["location"]: r["reason"] for r in rejects}
+    assert "field(s) ['site'] are both top-level and in 'meta'" in reasons["m.jsonl:1"]
+    assert reasons["m.jsonl:2"] == "field 'meta' must be an object, got str"
+    assert reasons["m.jsonl:3"] == "field 'meta' must be an object, got list"
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"text_key": "id"}, "'text_key' may not be 'id'"),
+    ({"text_key": "note", "label_key": "note"}, "must name different fields"),
+    ({"id_key": ""}, "'id_key' must be a non-empty field name"),
+])
+def test_jsonl_bad_key_options_are_config_errors(tmp_path, options, message):
+    src = tmp_path / "k.jsonl"
+    src.write_text('{"id": "a", "text": "x"}\n')
+    with pytest.raises(ConfigError, match=message):
+        import_corpus("jsonl", src, tmp_path / "o.jsonl", options)
+
+
 def test_csv_unknown_column_suggests_the_right_one(tmp_path):
     src = tmp_path / "c.csv"
     src.write_text("id,transcription\n1,x\n")
@@ -87,6 +131,49 @@ def test_csv_tsv_and_generated_ids(tmp_path):
     src.write_text("text\tlabel\nfirst\ta\nsecond\tb\n")
     docs, _ = run("csv", src, tmp_path, delimiter="tab", label_col="label")
     assert [(d.id, d.text, d.label) for d in docs] == [("c-2", "first", "a"), ("c-3", "second", "b")]
+
+
+def test_csv_missing_column_error_never_quotes_the_first_row(tmp_path):
+    src = tmp_path / "noheader.csv"
+    src.write_text("8675309,Zorblax Quintavius,chest pain\n1234567,Other Person,knee\n")
+    for options in ({}, {"text_col": "2"}, {"text_col": "8"}, {"text_col": "Zorblax"}):
+        with pytest.raises(CorpusError, match="the first row has 3 column") as err:
+            import_corpus("csv", src, tmp_path / "o.jsonl", options)
+        assert "8675309" not in str(err.value) and "Zorblax Quintavius" not in str(err.value)
+        assert "no header row" in str(err.value)
+
+
+def test_csv_duplicate_header_name_is_refused(tmp_path):
+    src = tmp_path / "dup.csv"
+    src.write_text("id,text,id\nd1,hello,d2\n")
+    with pytest.raises(CorpusError, match="names column 'id' twice \\(columns 1 and 3\\)"):
+        import_corpus("csv", src, tmp_path / "o.jsonl")
+
+
+def test_csv_unterminated_quote_is_rejected_not_merged_into_the_next_row(tmp_path):
+    src = tmp_path / "q.csv"
+    src.write_text('id,text,label\nd1,"fine",pos\nd4,"never closed\nd5,"x",pos\nd6,y,neg\n')
+    docs, rejects = run("csv", src, tmp_path, id_col="id")
+    assert [d.id for d in docs] == ["d1", "d6"]
+    assert len(rejects) == 1 and rejects[0]["location"] == "q.csv:3"
+    assert "lines 3-4 read as one row: check its quotes" in rejects[0]["reason"]
+    assert rejects[0]["raw"] == 'd4,"never closed\nd5,"x",pos'
+    src.write_text('id,text\nd1,fine\nd2,"open to the end\nd3,x\n')
+    with pytest.raises(CorpusError, match="q.csv:3: a quoted field opened on this line is never closed"):
+        import_corpus("csv", src, tmp_path / "o.jsonl", {"id_col": "id"})
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"delimiter": ";;"}, "'delimiter' must be one character"),
+    ({"delimiter": ""}, "'delimiter' must be one character"),
+    ({"delimiter": '"'}, "'delimiter' must be one character other than a quote"),
+    ({"labels_sep": ""}, "'labels_sep' must be a non-empty string"),
+])
+def test_csv_bad_delimiter_or_labels_sep_is_a_config_error(tmp_path, options, message):
+    src = tmp_path / "c.csv"
+    src.write_text("text,tags\nx,a|b\n")
+    with pytest.raises(ConfigError, match=message):
+        import_corpus("csv", src, tmp_path / "o.jsonl", {"labels_col": "tags", **options})
 
 
 # --- textdir ------------------------------------------------------------------------------
@@ -102,6 +189,21 @@ def test_textdir_ids_labels_and_bad_files(tmp_path):
     assert [(d.id, d.label) for d in docs] == [("cardio/a", "cardio"), ("neuro/b", "neuro")]
     assert docs[0].text == "Line 1\r\nLine 2\n"  # bytes kept as written: offsets stay exact
     assert rejects[0]["id"] == "neuro/bad" and "not valid UTF-8" in rejects[0]["reason"]
+
+
+@pytest.mark.parametrize("pattern, message", [
+    ("/etc/*", "must be relative to the source folder"),
+    ("../*", "may not contain '..'"),
+    ("sub/../../*.txt", "may not contain '..'"),
+    ("", "must be a non-empty glob"),
+    ("**a/*.txt", "is not a valid glob"),
+])
+def test_textdir_pattern_may_not_leave_the_folder(tmp_path, pattern, message):
+    root = tmp_path / "docs" / "inner"
+    root.mkdir(parents=True)
+    (tmp_path / "docs" / "outside.txt").write_text("outside the source folder")
+    with pytest.raises(ConfigError, match=message):
+        import_corpus("textdir", root, tmp_path / "o.jsonl", {"pattern": pattern})
 
 
 # --- physionet ----------------------------------------------------------------------------
@@ -164,6 +266,30 @@ def test_physionet_record_without_end_marker_is_rejected_not_merged(tmp_path):
     assert [d.id for d in docs] == ["1-2"] and docs[0].text == "SECOND.\n"
     assert rejects[0]["id"] == "1-1" and "no ||||END_OF_RECORD" in rejects[0]["reason"]
     assert rejects[0]["location"] == "id.text:1"
+
+
+def test_physionet_malformed_header_and_stray_text_are_rejected_with_their_line(tmp_path):
+    folder = tmp_path / "deid"
+    folder.mkdir()
+    (folder / "id.text").write_text(
+        "START_OF_RECORD=1||||1||||\nFIRST.\n||||END_OF_RECORD\n"
+        "START_OF_RECORD=2|||1||||\nLOST NOTE\n||||END_OF_RECORD\n"
+        "stray text\n"
+        "START_OF_RECORD=3||||1||||\nTHIRD.\n||||END_OF_RECORD\n"
+    )
+    docs, rejects = run("physionet", folder, tmp_path)
+    assert [d.id for d in docs] == ["1-1", "3-1"]
+    assert [r["location"] for r in rejects] == ["id.text:4", "id.text:7"]
+    assert "record header is not 'START_OF_RECORD=<patient>||||<note>||||'" in rejects[0]["reason"]
+    assert rejects[0]["raw"] == "START_OF_RECORD=2|||1||||\nLOST NOTE\n||||END_OF_RECORD"
+    assert rejects[1]["reason"] == "text between records is not a START_OF_RECORD block"
+
+
+def test_physionet_phrase_file_not_utf8_is_a_clear_error(tmp_path):
+    folder = write_physionet(tmp_path, "")
+    (folder / "id-phi.phrase").write_bytes(b"1 1 15 20 HCPName SMITH\n2 1 9 13 RelativeProxyName M\xffRY\n")
+    with pytest.raises(CorpusError, match="id-phi.phrase:2: not valid UTF-8"):
+        import_corpus("physionet", folder, tmp_path / "p.jsonl")
 
 
 def test_output_may_not_overwrite_input(tmp_path):
@@ -264,13 +390,28 @@ def test_conll_docstart_and_malformed_tags(tmp_path):
     docs, rejects = run("conll", src, tmp_path)
     assert [d.id for d in docs] == ["c-00000"] and span_texts(docs[0]) == [("EU", "ORG")]
     reasons = sorted(r["reason"] for r in rejects)
-    assert any("does not continue a 'PER' entity" in r for r in reasons)
-    assert any("'X-FOO' is not O, B-TYPE or I-TYPE" in r for r in reasons)
+    assert any("I- tag does not continue an entity of its type (column 4" in r for r in reasons)
+    assert any("tag is not O, B-TYPE or I-TYPE (column 2" in r for r in reasons)
     assert any("expected 'token<TAB>tag'" in r for r in reasons)
-    bad = next(r for r in rejects if "X-FOO" in r["reason"])
+    bad = next(r for r in rejects if "is not O, B-TYPE" in r["reason"])
     assert bad["raw"] == "Bad X-FOO" and bad["location"] == "c.conll:12"  # the lines as read, not rebuilt
     docs, _ = run("conll", src, tmp_path, scheme="iob1")
     assert ("Peter", "PER") in span_texts(next(d for d in docs if d.id == "c-00001"))
+
+
+def test_conll_reject_reasons_never_quote_an_invalid_tag(tmp_path):
+    src = tmp_path / "swapped.conll"
+    src.write_text("Patient\tO\nB-NAME\tZorblax\n\nPatient\tO\tO\nZorblax\tB-NAME\tI-Quintavius\n\n"
+                   "Aspirin\tB-Chemical\n\nbleeding\tI-Chemical\n")
+    result = import_corpus("conll", src, tmp_path / "c.jsonl", {"sentences_per_doc": 1})
+    rejects = [json.loads(x) for x in result.rejects.read_text().splitlines()]
+    reasons = {r["location"]: r["reason"] for r in rejects}
+    assert reasons["swapped.conll:2"].startswith("tag is not O, B-TYPE or I-TYPE (column 2")
+    assert reasons["swapped.conll:5"].startswith("I- tag does not continue an entity of its type (column 3")
+    assert reasons["swapped.conll:9"].startswith("I- tag does not continue a 'Chemical' entity")  # a known type
+    manifest = result.manifest.read_text()
+    assert "Zorblax" not in manifest and "Quintavius" not in manifest
+    assert not any("Zorblax" in r or "Quintavius" in r for r in reasons.values())
 
 
 def test_unknown_format_and_bad_option_are_config_errors(tmp_path):

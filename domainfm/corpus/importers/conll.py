@@ -51,10 +51,10 @@ def read_conll(src: Path, options: ConllOptions) -> Iterator[Document | Rejected
 
 def _read_file(path: Path, options: ConllOptions, prefix: str) -> Iterator[Document | Rejected]:
     doc_index = 0
-    sentences: list[list[tuple[str, str, int]]] = []
-    sentence: list[tuple[str, str, int]] = []
+    sentences: list[list[tuple[str, str, int, int]]] = []
+    sentence: list[tuple[str, str, int, int]] = []  # (token, tag, line number, column of the tag)
     first_line = 1
-    split_by_docstart = _has_docstart(path)
+    split_by_docstart, entity_types = _scan(path)
     lines_read: list[str] = []  # the document's lines as read, for its reject record
 
     def flush():
@@ -67,7 +67,7 @@ def _read_file(path: Path, options: ConllOptions, prefix: str) -> Iterator[Docum
         raw = "\n".join(lines_read).strip("\n")
         lines_read = []
         try:
-            item = Sourced(_build(doc_id, sentences, options, path.name), location, raw)
+            item = Sourced(_build(doc_id, sentences, options, path.name, entity_types), location, raw)
         except RecordError as err:
             err.location = err.location or location
             item = Rejected.from_error(err, raw=raw)
@@ -81,7 +81,7 @@ def _read_file(path: Path, options: ConllOptions, prefix: str) -> Iterator[Docum
             except UnicodeDecodeError:
                 # Marked here, rejected with its line number when the document is built.
                 lines_read.append(raw.decode("utf-8", "backslashreplace").rstrip("\r\n"))
-                sentence.append(("\ufffd", "__BAD_UTF8__", number))
+                sentence.append(("\ufffd", "__BAD_UTF8__", number, 0))
                 continue
             if line.startswith("-DOCSTART-"):
                 if sentence:
@@ -106,9 +106,9 @@ def _read_file(path: Path, options: ConllOptions, prefix: str) -> Iterator[Docum
                 continue
             fields = line.split("\t") if "\t" in line else line.split()
             if len(fields) < 2:
-                sentence.append((fields[0] if fields else "", "__NO_TAG__", number))
+                sentence.append((fields[0] if fields else "", "__NO_TAG__", number, 0))
             else:
-                sentence.append((fields[0], fields[-1], number))
+                sentence.append((fields[0], fields[-1], number, len(fields)))
     if sentence:
         sentences.append(sentence)
     item = flush()
@@ -116,12 +116,22 @@ def _read_file(path: Path, options: ConllOptions, prefix: str) -> Iterator[Docum
         yield item
 
 
-def _has_docstart(path: Path) -> bool:
+def _scan(path: Path) -> tuple[bool, set[str]]:
+    """Whether the file has ``-DOCSTART-`` lines, and the entity types its ``B-`` tags use
+    (types an error may name: an unknown tag may be a token, i.e. PHI, and is never quoted)."""
+    has_docstart, types = False, set()
     with open(path, "rb") as fh:
-        return any(line.startswith(b"-DOCSTART-") for line in fh)
+        for line in fh:
+            if line.startswith(b"-DOCSTART-"):
+                has_docstart = True
+                continue
+            fields = line.split()
+            if len(fields) >= 2 and fields[-1].startswith(b"B-"):
+                types.add(fields[-1][2:].decode("utf-8", "replace"))
+    return has_docstart, types
 
 
-def _build(doc_id: str, sentences, options: ConllOptions, filename: str) -> Document:
+def _build(doc_id: str, sentences, options: ConllOptions, filename: str, entity_types: set[str]) -> Document:
     pieces: list[str] = []
     spans: list[Span] = []
     offset = 0
@@ -130,7 +140,7 @@ def _build(doc_id: str, sentences, options: ConllOptions, filename: str) -> Docu
             pieces.append("\n")
             offset += 1
         current: list = []  # [label, start, end]
-        for t_index, (token, tag, number) in enumerate(sentence):
+        for t_index, (token, tag, number, column) in enumerate(sentence):
             where = f"{filename}:{number}"
             if tag == "__BAD_UTF8__":
                 raise RecordError("line is not valid UTF-8", record_id=doc_id, location=where)
@@ -157,14 +167,17 @@ def _build(doc_id: str, sentences, options: ConllOptions, filename: str) -> Docu
                     current = _close(current, spans)
                     current = [kind, start, end]
                 else:
+                    kind_named = f"a {kind!r} entity" if kind in entity_types else "an entity of its type"
                     raise RecordError(
-                        f"tag {tag!r} does not continue a {kind!r} entity (IOB2); use --scheme iob1 "
-                        "to read it as an entity start",
+                        f"I- tag does not continue {kind_named} (column {column}; IOB2: use --scheme iob1 "
+                        "to read it as an entity start)",
                         record_id=doc_id, location=where,
                     )
             else:
                 raise RecordError(
-                    f"tag {tag!r} is not O, B-TYPE or I-TYPE", record_id=doc_id, location=where
+                    f"tag is not O, B-TYPE or I-TYPE (column {column}, the last; is the tag the last "
+                    "column?)",
+                    record_id=doc_id, location=where,
                 )
         _close(current, spans)
     meta = {"source_file": filename, "n_sentences": len(sentences)}

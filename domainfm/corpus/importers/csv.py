@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import csv
+import difflib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from domainfm.config import suggest
 from domainfm.corpus.document import Document
 from domainfm.corpus.importers.base import Sourced, register
 from domainfm.corpus.io import Rejected
-from domainfm.errors import CorpusError, RecordError
+from domainfm.errors import ConfigError, CorpusError, RecordError
 
 # Clinical transcriptions and contracts exceed csv's 128 KiB default field limit.
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
@@ -25,6 +25,7 @@ class CsvOptions:
     id_col: column holding the id; without it the id is ``<file stem>-<row number>``.
     label_col: column holding a single label.
     labels_col: column holding several labels separated by ``labels_sep``.
+    labels_sep: separator of the labels in ``labels_col`` (non-empty; ``|``).
     delimiter: field separator (``,``; use ``\\t`` for TSV).
     """
 
@@ -38,6 +39,13 @@ class CsvOptions:
     def __post_init__(self):
         if self.delimiter in ("\\t", "tab"):
             self.delimiter = "\t"
+        if not isinstance(self.delimiter, str) or len(self.delimiter) != 1 or self.delimiter in '"\r\n':
+            raise ConfigError(
+                f"'delimiter' must be one character other than a quote or a line break "
+                f"(',', ';', '|', or 'tab' for TSV), got {self.delimiter!r}"
+            )
+        if not isinstance(self.labels_sep, str) or not self.labels_sep:
+            raise ConfigError(f"'labels_sep' must be a non-empty string (e.g. '|'), got {self.labels_sep!r}")
 
 
 @register("csv", CsvOptions, "CSV/TSV with a header row; one document per row")
@@ -46,19 +54,26 @@ def read_csv(src: Path, options: CsvOptions) -> Iterator[Document | Rejected]:
         raise CorpusError(f"{src}: no such file (expected a CSV file with a header row)")
     # surrogateescape keeps undecodable bytes visible per row instead of failing the file.
     with open(src, encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
-        reader = csv.reader(fh, delimiter=options.delimiter)
+        lines = _Lines(fh)
+        # strict: a quote left open ends in an error instead of silently swallowing later rows
+        reader = csv.reader(lines, delimiter=options.delimiter, strict=True)
         try:
             header = next(reader)
         except StopIteration:
             return
-        for role, col in (("text", options.text_col), ("id", options.id_col),
-                          ("label", options.label_col), ("labels", options.labels_col)):
-            if col is not None and col not in header:
-                raise CorpusError(
-                    f"{src.name}: no column {col!r} for the {role}{suggest(col, header)}; "
-                    f"columns are {header} (set --{role}-col)"
-                )
-        for row in reader:
+        except csv.Error as exc:
+            raise CorpusError(f"{src.name}:{reader.line_num}: the header row cannot be read ({exc})") from None
+        _check_header(src, header, options)
+        while True:
+            first_line = reader.line_num + 1
+            lines.taken.clear()
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                yield _unreadable_row(src, lines, first_line, reader.line_num, exc)
+                continue
             location = f"{src.name}:{reader.line_num}"
             raw = _as_read(options.delimiter.join(row))
             if not row or all(not cell for cell in row):
@@ -83,6 +98,73 @@ def read_csv(src: Path, options: CsvOptions) -> Iterator[Document | Rejected]:
                 yield Sourced(doc, location, raw)
             except RecordError as err:
                 yield Rejected.from_error(err, raw=raw)
+
+
+class _Lines:
+    """The file's lines, remembering those the csv reader took for the current row, so a row
+    it cannot parse goes to the reject file as it was written."""
+
+    def __init__(self, fh):
+        self.fh = fh
+        self.taken: list[str] = []
+        self.exhausted = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        line = next(self.fh, None)
+        if line is None:
+            self.exhausted = True
+            raise StopIteration
+        self.taken.append(line)
+        return line
+
+
+def _check_header(src: Path, header: list[str], options: CsvOptions) -> None:
+    """Refuse a header that lacks a chosen column or names a column twice. The message never
+    lists the header's cells: in a file without a header row they are the first record."""
+    for role, col in (("text", options.text_col), ("id", options.id_col),
+                      ("label", options.label_col), ("labels", options.labels_col)):
+        if col is not None and col not in header:
+            hint = " or --delimiter" if len(header) == 1 else ""
+            raise CorpusError(
+                f"{src.name}: no column {col!r} for the {role}{_near_miss(col, header)}; the first row has "
+                f"{len(header)} column(s) and none is named {col!r} (set --{role}-col{hint}; if the file "
+                "has no header row, add one)"
+            )
+    seen: dict[str, int] = {}
+    for number, name in enumerate(header, start=1):
+        if name in seen:
+            raise CorpusError(
+                f"{src.name}: the header names column {name!r} twice (columns {seen[name]} and {number}); "
+                "rename one so neither column's values are lost"
+            )
+        seen[name] = number
+
+
+def _near_miss(name: str, header: list[str]) -> str:
+    """``" (did you mean 'x'?)"`` for a header name only a typo away: a looser match could
+    quote a cell of the first record when the file has no header row."""
+    close = difflib.get_close_matches(name, header, n=1, cutoff=0.8)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _unreadable_row(src: Path, lines: _Lines, first: int, last: int, exc: csv.Error) -> Rejected:
+    """A row the csv reader refused (a quote left open or misplaced). All lines it took are
+    rejected together with their range; a quote open until the end of the file is an error,
+    since every later row would be lost inside it."""
+    span = f"line {first}" if first == last else f"lines {first}-{last}"
+    if lines.exhausted and first < last:
+        raise CorpusError(
+            f"{src.name}:{first}: a quoted field opened on this line is never closed, so the rest of "
+            f"the file ({span}) would read as one row; fix the quotes in that row"
+        )
+    raw = _as_read("".join(lines.taken)).rstrip("\r\n")
+    return Rejected(
+        f"row cannot be parsed as CSV ({exc}); {span} read as one row: check its quotes",
+        location=f"{src.name}:{first}", raw=raw,
+    )
 
 
 def _undecodable(cell: str) -> bool:

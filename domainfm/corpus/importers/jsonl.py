@@ -13,7 +13,10 @@ from typing import Iterator
 from domainfm.corpus.document import DOCUMENT_KEYS, Document
 from domainfm.corpus.importers.base import Sourced, register
 from domainfm.corpus.io import Rejected, iter_jsonl_lines
-from domainfm.errors import RecordError
+from domainfm.errors import ConfigError, RecordError
+
+
+_FLAGS = {"text": "--text-key", "id": "--id-key", "label": "--label-key"}
 
 
 @dataclass
@@ -23,6 +26,9 @@ class JsonlOptions:
     id_key: field holding the id; integers become strings (as in every stage).
     label_key: field holding the single label (optional).
     generate_ids: give records without an id the id ``<file stem>-<line>``.
+
+    A record that also has the standard field a key replaces (``text`` beside ``--text-key
+    note``) is rejected: which of the two holds the text cannot be told.
     """
 
     text_key: str = "text"
@@ -30,10 +36,26 @@ class JsonlOptions:
     label_key: str = "label"
     generate_ids: bool = False
 
+    def __post_init__(self):
+        keys = {"text": self.text_key, "id": self.id_key, "label": self.label_key}
+        for role, key in keys.items():
+            if not isinstance(key, str) or not key:
+                raise ConfigError(f"'{role}_key' must be a non-empty field name, got {key!r}")
+            if key != role and key in DOCUMENT_KEYS:
+                raise ConfigError(
+                    f"'{role}_key' may not be {key!r}: that is the document's own {key!r} field"
+                )
+        if len(set(keys.values())) < len(keys):
+            raise ConfigError(
+                f"'text_key', 'id_key' and 'label_key' must name different fields, got "
+                f"{self.text_key!r}, {self.id_key!r} and {self.label_key!r}"
+            )
+
 
 @register("jsonl", JsonlOptions, "JSONL, one JSON object per line (validated and normalised)")
 def read_jsonl(src: Path, options: JsonlOptions) -> Iterator[Document | Rejected]:
-    renames = {options.text_key: "text", options.id_key: "id", options.label_key: "label"}
+    keys = {"text": options.text_key, "id": options.id_key, "label": options.label_key}
+    renames = {key: role for role, key in keys.items()}
     for number, line, obj in iter_jsonl_lines(src):
         if isinstance(obj, Rejected):
             yield obj
@@ -42,6 +64,14 @@ def read_jsonl(src: Path, options: JsonlOptions) -> Iterator[Document | Rejected
         try:
             if not isinstance(obj, dict):
                 raise RecordError(f"expected a JSON object, got {type(obj).__name__}", location=location)
+            for role, key in keys.items():
+                if key != role and role in obj:
+                    # without this one of the two values would silently win
+                    raise RecordError(
+                        f"has a {role!r} field but the {role} is read from {key!r} ({_FLAGS[role]}); "
+                        f"rename or remove one",
+                        location=location,
+                    )
             record = {renames.get(k, k): v for k, v in obj.items()}
             if record.get("id") is None and options.generate_ids:
                 record["id"] = f"{src.stem}-{number}"
@@ -50,10 +80,30 @@ def read_jsonl(src: Path, options: JsonlOptions) -> Iterator[Document | Rejected
                     f"no {options.id_key!r} field (set --id-key, or --generate-ids to number lines)",
                     location=location,
                 )
+            if "text" not in record:
+                raise RecordError(f"no {options.text_key!r} field for the text (set --text-key)", location=location)
+            if not isinstance(record["text"], str):
+                raise RecordError(
+                    f"field {options.text_key!r} (the text) must be a string, got {_describe(record['text'])}",
+                    location=location,
+                )
+            meta = record.get("meta")
+            if meta is not None and not isinstance(meta, dict):
+                raise RecordError(f"field 'meta' must be an object, got {_describe(meta)}", location=location)
             extra = {k: record.pop(k) for k in list(record) if k not in DOCUMENT_KEYS}
             if extra:
-                meta = record.get("meta")
-                record["meta"] = {**extra, **meta} if isinstance(meta, dict) else {**extra, "meta": meta}
+                both = sorted(set(extra) & set(meta or {}))
+                if both:
+                    raise RecordError(
+                        f"field(s) {both} are both top-level and in 'meta'; rename one so neither value is lost",
+                        location=location,
+                    )
+                record["meta"] = {**extra, **(meta or {})}
             yield Sourced(Document.from_dict(record, location=location), location, line)
         except RecordError as err:
             yield Rejected.from_error(err, raw=line)
+
+
+def _describe(value) -> str:
+    """A bad value's type, never its content (it may be PHI)."""
+    return "null" if value is None else type(value).__name__

@@ -54,14 +54,33 @@ def read_physionet(src: Path, options: PhysionetOptions) -> Iterator[Document | 
         counted_to = offset
         return line
 
+    def between(start: int, stop: int, last: bool) -> Iterator[Rejected]:
+        """Reject what lies between two records: a record whose header does not parse, or text
+        outside any record. Skipping it would lose a note without a trace."""
+        while True:
+            while start < stop and content[start].isspace():
+                start += 1
+            if start >= stop:
+                return
+            if content.startswith("START_OF_RECORD=", start):
+                end = content.find(_END, start, stop)
+                end = stop if end < 0 else end + len(_END)
+                reason = "record header is not 'START_OF_RECORD=<patient>||||<note>||||' on a line of its own"
+            else:
+                end = content.find("START_OF_RECORD=", start, stop)
+                end = stop if end < 0 else end
+                reason = ("text after the last record is not a START_OF_RECORD block" if last and end == stop
+                          else "text between records is not a START_OF_RECORD block")
+            yield Rejected(reason, location=f"{text_path.name}:{line_at(start)}",
+                           raw=content[start:end].strip("\n"))
+            start = end
+
     while True:
         match = _HEADER.search(content, pos)
         if not match:
-            trailing = content[pos:].strip()
-            if trailing:
-                yield Rejected("text after the last record is not a START_OF_RECORD block",
-                               location=f"{text_path.name}:{line_at(pos)}")
+            yield from between(pos, len(content), last=True)
             break
+        yield from between(pos, match.start(), last=False)
         location = f"{text_path.name}:{line_at(match.start())}"
         patient, note = match.group(1).strip(), match.group(2).strip()
         doc_id = f"{patient}-{note}"
@@ -102,9 +121,12 @@ def read_physionet(src: Path, options: PhysionetOptions) -> Iterator[Document | 
 
 def _read_phrases(path: Path) -> dict[tuple[str, str], list[tuple[int, int, int, str, str]]]:
     gold: dict[tuple[str, str], list[tuple[int, int, int, str, str]]] = {}
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            line = line.rstrip("\n")
+    with open(path, "rb") as fh:
+        for number, data in enumerate(fh, start=1):
+            try:
+                line = data.decode("utf-8").rstrip("\n")
+            except UnicodeDecodeError as exc:
+                raise CorpusError(f"{path.name}:{number}: not valid UTF-8 (byte {exc.start} of the line)") from None
             if not line.strip():
                 continue
             parts = line.split(" ", 5)

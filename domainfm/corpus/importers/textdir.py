@@ -3,31 +3,48 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Iterator
 
 from domainfm.corpus.document import Document
 from domainfm.corpus.importers.base import register
 from domainfm.corpus.io import Rejected
-from domainfm.errors import CorpusError, RecordError
+from domainfm.errors import ConfigError, CorpusError, RecordError
 
 
 @dataclass
 class TextdirOptions:
     """Args:
-    pattern: glob of files to read, relative to the folder.
+    pattern: glob of files to read, relative to the folder (no absolute path, no ``..``).
     label_from_dir: use each file's parent folder name as its label (``class/doc.txt``).
     """
 
     pattern: str = "**/*.txt"
     label_from_dir: bool = False
 
+    def __post_init__(self):
+        pattern = self.pattern
+        if not isinstance(pattern, str) or not pattern.strip():
+            raise ConfigError(f"'pattern' must be a non-empty glob such as '**/*.txt', got {pattern!r}")
+        if PurePosixPath(pattern).is_absolute() or PureWindowsPath(pattern).anchor:
+            raise ConfigError(
+                f"'pattern' must be relative to the source folder (e.g. '**/*.txt'), got the absolute {pattern!r}"
+            )
+        if ".." in PureWindowsPath(pattern).parts:
+            raise ConfigError(
+                f"'pattern' may not contain '..' (it would read files outside the source folder), got {pattern!r}"
+            )
+
 
 @register("textdir", TextdirOptions, "a folder of .txt files, one document per file")
 def read_textdir(src: Path, options: TextdirOptions) -> Iterator[Document | Rejected]:
     if not src.is_dir():
         raise CorpusError(f"{src}: not a folder (textdir reads a folder of .txt files)")
-    for path in sorted(p for p in src.glob(options.pattern) if p.is_file()):
+    try:
+        paths = sorted(p for p in src.glob(options.pattern) if p.is_file())
+    except ValueError as exc:  # pathlib's "'**' can only be an entire path component"
+        raise ConfigError(f"'pattern' {options.pattern!r} is not a valid glob ({exc})") from None
+    for path in paths:
         rel = path.relative_to(src)
         doc_id = rel.with_suffix("").as_posix()
         try:
