@@ -7,6 +7,7 @@ validates, de-duplicates ids, writes output and rejects, and keeps the counts.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple
@@ -60,3 +61,37 @@ def get_importer(name: str) -> Importer:
             f"unknown import format {name!r}{suggest(name, IMPORTERS)}; "
             f"available: {', '.join(sorted(IMPORTERS))}"
         ) from None
+
+
+def describe_type(value: Any) -> str:
+    """A value's JSON type for a message; never the value itself (it may be PHI)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "an empty string" if not value.strip() else "a string"
+    return "a list" if isinstance(value, list) else "an object" if isinstance(value, dict) else type(value).__name__
+
+
+def non_finite_field(obj: Any, path: str = "") -> str | None:
+    """Where the first NaN or infinite number in a parsed JSON value is (``data.extra``,
+    ``annotations[0].result[1].score``), or None. Python's ``json`` reads ``NaN`` and
+    ``Infinity``; JSON has no such values, so no output line could hold them.
+
+    Example:
+        >>> non_finite_field({"data": {"n": [1, float("nan")]}})
+        'data.n[1]'
+    """
+    stack = [(obj, path)]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            return where or "the value"
+        if isinstance(value, dict):
+            stack.extend((v, f"{where}.{k}" if where else str(k)) for k, v in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend((v, f"{where}[{i}]") for i, v in reversed(list(enumerate(value))))
+    return None

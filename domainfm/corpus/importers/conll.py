@@ -58,7 +58,7 @@ def _read_file(path: Path, options: ConllOptions, prefix: str) -> Iterator[Docum
     lines_read: list[str] = []  # the document's lines as read, for its reject record
 
     def flush():
-        nonlocal doc_index, sentences, first_line, lines_read
+        nonlocal doc_index, sentences, lines_read
         if not sentences:
             return None
         doc_id = f"{prefix}-{doc_index:05d}"

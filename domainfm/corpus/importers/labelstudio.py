@@ -25,7 +25,6 @@ in a task (Python's ``json`` reads them, JSON has none) rejects that task.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -33,7 +32,7 @@ from typing import Any, Iterator
 from domainfm.config import suggest
 from domainfm.corpus.agreement import Annotation, annotated_document, check_resolve, resolve
 from domainfm.corpus.document import Document, Span
-from domainfm.corpus.importers.base import Sourced, register
+from domainfm.corpus.importers.base import Sourced, describe_type, non_finite_field, register
 from domainfm.corpus.io import Rejected
 from domainfm.errors import ConfigError, CorpusError, RecordError
 
@@ -165,40 +164,6 @@ def _objects(task: dict, key: str, doc_id: str, location: str | None) -> list[di
             raise RecordError(f"{key} {i + 1} must be an object, got {describe_type(item)}", record_id=doc_id,
                               location=location)
     return items
-
-
-def describe_type(value: Any) -> str:
-    """A value's JSON type for a message; never the value itself (it may be PHI)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "an empty string" if not value.strip() else "a string"
-    return "a list" if isinstance(value, list) else "an object" if isinstance(value, dict) else type(value).__name__
-
-
-def non_finite_field(obj: Any, path: str = "") -> str | None:
-    """Where the first NaN or infinite number in a parsed JSON value is (``data.extra``,
-    ``annotations[0].result[1].score``), or None. Python's ``json`` reads ``NaN`` and
-    ``Infinity``; JSON has no such values, so no output line could hold them.
-
-    Example:
-        >>> non_finite_field({"data": {"n": [1, float("nan")]}})
-        'data.n[1]'
-    """
-    stack = [(obj, path)]
-    while stack:
-        value, where = stack.pop()
-        if isinstance(value, float) and not math.isfinite(value):
-            return where or "the value"
-        if isinstance(value, dict):
-            stack.extend((v, f"{where}.{k}" if where else str(k)) for k, v in reversed(value.items()))
-        elif isinstance(value, list):
-            stack.extend((v, f"{where}[{i}]") for i, v in reversed(list(enumerate(value))))
-    return None
 
 
 def _annotator(ann: dict, index: int, source: str, doc_id: str, location: str | None) -> str:

@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from domainfm.corpus.document import Document, Span
-from domainfm.corpus.importers.base import register
-from domainfm.corpus.importers.labelstudio import describe_type, non_finite_field
+from domainfm.corpus.importers.base import describe_type, non_finite_field, register
 from domainfm.corpus.io import Rejected, iter_jsonl_objects
 from domainfm.errors import CorpusError, RecordError
 
