@@ -9,7 +9,7 @@ import pytest
 
 from domainfm.corpus import Document, Span, write_documents
 from domainfm.deid.evaluate import evaluate, evaluate_files, identifier_filter
-from domainfm.errors import CorpusError
+from domainfm.errors import ConfigError, CorpusError
 
 TEXT = "Dr Lee saw Mary Smith on 7/22 in Boston."
 #       0123456789012345678901234567890123456789
@@ -88,7 +88,7 @@ def test_misses_file_has_text_only_when_asked(tmp_path):
     evaluate([gold_doc()], pred, dataset="physionet", misses_path=tmp_path / "t.jsonl", include_text=True)
     rows = [json.loads(line) for line in (tmp_path / "t.jsonl").read_text().splitlines()]
     assert rows[0]["text"] == "Mary"
-    with pytest.raises(ValueError, match="needs misses_path"):
+    with pytest.raises(ConfigError, match="needs --misses FILE"):
         evaluate([gold_doc()], pred, dataset="physionet", include_text=True)
 
 
@@ -106,6 +106,54 @@ def test_evaluate_files(tmp_path):
     bad.write_text(json.dumps({"id": "d1", "text": "x"}) + "\n")
     with pytest.raises(CorpusError, match="no 'phi_spans'"):
         evaluate_files(gold, bad, dataset="physionet")
+
+
+def _pred_file(path, *records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+@pytest.mark.parametrize("records, message", [
+    ([{"id": "d1", "phi_spans": [{"start": 999, "end": -5, "label": "NAME"}]}],
+     r"deid\.jsonl:1: id='d1': phi_spans\[0\] \[999:-5\] is not a span"),
+    ([{"id": "d1", "phi_spans": [{"start": 3, "end": 3, "label": "NAME"}]}], r"phi_spans\[0\] \[3:3\] is not a span"),
+    ([{"id": "d1", "phi_spans": [{"start": True, "end": 3, "label": "NAME"}]}], r"phi_spans\[0\] needs integer"),
+    ([{"id": "d1", "phi_spans": []}, {"id": "d1", "phi_spans": []}], r"deid\.jsonl:2: id='d1': duplicate id"),
+    ([{"id": "d1", "phi_spans": [{"start": 3, "end": 6, "label": "NAME"}, {"start": 30, "end": 99, "label": "NAME"}]}],
+     r"deid\.jsonl:1: id='d1': phi_spans\[1\] \[30:99\] ends past the gold document's text \(40 characters\)"),
+    ([{"id": "other", "phi_spans": []}], r"none of the 1 records of deid\.jsonl has the id of one of the 1 documents"),
+    ([], r"none of the 0 records"),
+])
+def test_predictions_that_do_not_fit_the_gold_are_errors(tmp_path, records, message):
+    gold = tmp_path / "gold.jsonl"
+    write_documents(gold, [gold_doc()])
+    with pytest.raises(CorpusError, match=message) as info:
+        evaluate_files(gold, _pred_file(tmp_path / "deid.jsonl", *records), dataset="physionet")
+    assert "Mary" not in str(info.value) and "Boston" not in str(info.value)
+
+
+def test_identifier_types_are_checked(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown identifier type 'QUASY' \(did you mean 'QUASI'\?\).*DIRECT, QUASI, "
+                                          r"NO_MASK"):
+        identifier_filter(["direct", "quasy"])
+    assert identifier_filter([" direct "])(Span(0, 1, "PERSON", {"identifier_type": "DIRECT"}))
+    gold = tmp_path / "gold.jsonl"
+    write_documents(gold, [gold_doc()])  # PhysioNet-style gold: no identifier types at all
+    pred = _pred_file(tmp_path / "deid.jsonl", {"id": "d1", "phi_spans": []})
+    with pytest.raises(ConfigError, match="no gold span of gold.jsonl has one"):
+        evaluate_files(gold, pred, dataset="physionet", identifier_types=["DIRECT"])
+
+
+def test_cli_deid_eval_usage_and_data_errors_are_one_line(tmp_path, cli):
+    gold = tmp_path / "gold.jsonl"
+    write_documents(gold, [gold_doc()])
+    ok = _pred_file(tmp_path / "ok.jsonl", {"id": "d1", "phi_spans": [{"start": 3, "end": 6, "label": "DOCTOR"}]})
+    other = _pred_file(tmp_path / "other.jsonl", {"id": "x", "phi_spans": []})
+    for args, needle in (((gold, ok, "--misses-text"), "--misses-text (include_text) needs --misses FILE"),
+                         ((gold, ok, "--identifier-types", "FOO"), "unknown identifier type 'FOO'"),
+                         ((gold, other), "the predictions are not of these documents")):
+        res = cli("deid-eval", *args, "--dataset", "physionet")
+        assert res.exit_code == 2 and needle in res.output and "Traceback" not in res.output, res.output
 
 
 def test_leakage_counts_gold_strings_left_in_the_output():

@@ -221,6 +221,54 @@ def test_label_checks_name_the_record():
         build_label_map("classification", docs, "label", ["a", "b"])
 
 
+def test_a_stratified_split_too_small_for_its_classes_is_named():
+    """4 documents, 2 per class, eval_fraction 0.15: no class fills the 4 folds the split needs."""
+    from domainfm.finetune.data import split_documents
+
+    docs = [Document(f"d{i}", "text", label=lab) for i, lab in enumerate(["a", "a", "b", "b"])]
+    with pytest.raises(ConfigError, match=r"data.eval_fraction 0.15 of 4 training documents.*4 folds.*a class with "
+                                          r"at least 4 documents.*per class are a=2, b=2.*data.eval"):
+        split_documents(docs, eval_fraction=0.15, split_key="auto", seed=0, task="classification", label_field="label")
+    # half held out: 2 folds, which every class fills
+    train, held, _ = split_documents(docs, eval_fraction=0.5, split_key="auto", seed=0, task="classification",
+                                     label_field="label")
+    assert sorted(d.label for d in held) == ["a", "b"] and len(train) == 2
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{bad", r"is not valid JSON \(Expecting property name .* at line 1 column 2\)"),
+    ("[]", r"holds an array \(0 items\), not an object"),
+    ("{}", r"'task' must be one of classification, multilabel, ner, but it is missing"),
+    ('{"task": "classify", "labels": ["a"]}', r"'task' must be one of .*got \"classify\""),
+    ('{"task": "classification", "labels": "a,b"}', r"'labels' must be a non-empty list"),
+    ('{"task": "classification", "labels": []}', r"'labels' must be a non-empty list"),
+    (b"\xff\xfe{", r"is not UTF-8 text"),
+])
+def test_a_damaged_task_file_is_named(tmp_path, content, message):
+    (tmp_path / "m").mkdir()
+    path = tmp_path / "m" / "domainfm_task.json"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(ConfigError, match=rf"domainfm_task.json: .*{message}.*fine-tune again"):
+        read_task_info(tmp_path / "m")
+
+
+@pytest.mark.parametrize("info, message", [
+    ({}, r"'max_length' must be a positive integer, but it is missing"),
+    ({"max_length": "64"}, r"'max_length' must be a positive integer, got \"64\""),
+    ({"max_length": 64}, r"'long_documents' must be an object, but it is missing"),
+    ({"max_length": 64, "long_documents": {"strategy": "truncate", "stride": 3}}, r"unknown keys \['stride'\]"),
+    ({"max_length": 64, "long_documents": {"overlap": -1}}, r"long_documents.overlap must be >= 0"),
+])
+def test_load_task_model_names_a_missing_sequence_setting(tmp_path, info, message):
+    from domainfm.inference import load_task_model
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "domainfm_task.json").write_text(json.dumps({"task": "classification", "labels": ["a", "b"],
+                                                                   **info}))
+    with pytest.raises(ConfigError, match=rf"domainfm_task.json: .*{message}"):
+        load_task_model(tmp_path / "m")
+
+
 def test_wrong_field_lists_existing_fields():
     doc = Document("n1", "text", meta={"specialty": "x"}, label="a")
     with pytest.raises(RecordError, match=r"'meta.speciality' does not exist.*did you mean 'specialty'.*"

@@ -409,6 +409,80 @@ def test_exports_match_the_documented_formats(seeds_and_pool, tmp_path):
                      multilabel=False, model_version="v1")
 
 
+# ------------------------------------------------------------- seed file: rejects and counts
+
+def _write_lines(path, lines):
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+
+
+def test_bad_and_unlabelled_seeds_are_rejected_counted_and_reported(seeds_and_pool, tmp_path, monkeypatch):
+    """Seed records are read like the pool: invalid ones and ones that cannot train go to the
+    reject file tagged 'seed:', and the seed counts reconcile (read = used + rejected)."""
+    from domainfm.label import assist
+    from domainfm.label.stage import result_of
+
+    monkeypatch.setattr(assist, "get_encoder", lambda cfg: FakeEncoder())
+    seeds, pool, _ = seeds_and_pool
+    lines = [json.dumps(d.to_dict()) for d in seeds]
+    lines += [json.dumps({"id": "nolab", "text": "Zorblax heart stent"}),
+              json.dumps({"id": "intlab", "text": "Zorblax liver", "label": 5}),
+              json.dumps({"id": seeds[0].id, "text": "Zorblax again", "label": "cardio"}),
+              "{broken Zorblax",
+              json.dumps({"id": "lonely", "text": "kidney renal", "label": "nephro"})]
+    _write_lines(tmp_path / "seeds.jsonl", lines)
+    _write_lines(tmp_path / "pool.jsonl", [json.dumps(d.to_dict()) for d in pool[:10]])
+    run = label_file(tmp_path / "seeds.jsonl", tmp_path / "pool.jsonl", tmp_path / "out.jsonl", LabelConfig(**FAST))
+    assert (run.counts.read, run.counts.written, run.counts.rejected) == (10, 10, 0)  # the pool's counts
+    assert (run.seeds.read, run.seeds.written, run.seeds.rejected) == (len(seeds) + 5, len(seeds), 5)
+    rejected = [json.loads(line) for line in run.rejects.read_text().splitlines()]
+    assert all(r["reason"].startswith("seed: ") for r in rejected)
+    by_id = {r["id"]: r for r in rejected}
+    assert "no 'label'" in by_id["nolab"]["reason"] and by_id["nolab"]["location"] == f"seeds.jsonl:{len(seeds) + 1}"
+    assert "'label'" in by_id["intlab"]["reason"]
+    assert "duplicate id" in by_id[seeds[0].id]["reason"]
+    assert "fewer than 2 seeds" in by_id["lonely"]["reason"]
+    assert any(r["id"] is None and "broken JSON" in r["reason"] for r in rejected)
+    counts = json.loads(run.manifest.read_text())["counts"]
+    assert counts["seeds"]["read"] == counts["seeds"]["used"] + counts["seeds"]["rejected"] == len(seeds) + 5
+    assert counts["seeds"]["reject_reasons"]["no 'label'"] == 1 and counts["reconciles"]
+    notes = "\n".join(result_of(run).notes)
+    assert f"seeds: read {len(seeds) + 5} = used {len(seeds)} + rejected 5" in notes and "no 'label': 1" in notes
+    assert "Zorblax" not in notes
+    # seeds that cannot train at all: the error says how many were invalid or unlabelled
+    _write_lines(tmp_path / "nolab.jsonl", [json.dumps({"id": "a", "text": "heart"}), "{broken"])
+    with pytest.raises(DomainFMError, match="nolab.jsonl: 2 records, 1 invalid, 1 without a label"):
+        label_file(tmp_path / "nolab.jsonl", tmp_path / "pool.jsonl", tmp_path / "o2.jsonl", LabelConfig(**FAST))
+
+
+def test_span_seed_records_that_are_invalid_are_rejected_and_counted(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from domainfm.label import spans
+    from domainfm.label.span_runner import label_spans_file
+    from domainfm.label.stage import span_result_of
+
+    def fake_suggest(seeds, pool, cfg, on_stage=None):
+        return SimpleNamespace(rejected=[], records=lambda: [d.to_dict() for d in pool], docs=pool, labels=["X"],
+                               spans=[[] for _ in pool], ranks=list(range(len(pool))), scores=[[] for _ in pool],
+                               summary={"labels": ["X"], "seed_documents": len(seeds), "seed_spans": 1,
+                                        "suggested_spans": 0, "calibration": {}})
+
+    monkeypatch.setattr(spans, "suggest_spans", fake_suggest)
+    _write_lines(tmp_path / "seeds.jsonl", [
+        json.dumps({"id": "s1", "text": "Dr Lee", "spans": [{"start": 3, "end": 6, "label": "X"}]}),
+        json.dumps({"id": "s2", "text": "Dr Lee", "spans": [{"start": 3, "end": 99, "label": "X"}]}),
+        "not json"])
+    _write_lines(tmp_path / "pool.jsonl", [json.dumps({"id": "p1", "text": "Dr Roe"})])
+    run = label_spans_file(tmp_path / "seeds.jsonl", tmp_path / "pool.jsonl", tmp_path / "out.jsonl")
+    assert (run.seeds.read, run.seeds.written, run.seeds.rejected) == (3, 1, 2)
+    assert run.counts.reconciles and run.counts.rejected == 0
+    rejected = [json.loads(line) for line in run.rejects.read_text().splitlines()]
+    assert [r["location"] for r in rejected] == ["seeds.jsonl:2", "seeds.jsonl:3"]
+    assert all(r["reason"].startswith("seed: ") for r in rejected)
+    assert json.loads(run.manifest.read_text())["counts"]["seeds"]["used"] == 1
+    assert any(line.startswith("seeds: read 3 = used 1 + rejected 2") for line in span_result_of(run).notes)
+
+
 # ------------------------------------------------------------------ real MiniLM, tiny inputs
 
 @pytest.fixture(autouse=True)

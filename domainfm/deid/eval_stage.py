@@ -74,6 +74,9 @@ def run(config: DeidEvalSection, inputs: list[Path], out: Path, context: StageCo
     gold = [d for d in read_documents(source) if d.id in held]
     if section.max_documents is not None:
         gold = gold[: section.max_documents]
+    if not any(d.spans for d in gold):
+        raise ConfigError(f"deid_eval: the {len(gold)} held-out notes have no gold PHI spans, so there is no "
+                          "recall to measure: import annotated notes (spans) or hold out other patients")
     base = DeidConfig(**{f.name: getattr(section, f.name) for f in dataclasses.fields(DeidConfig)})
     model = inputs[0]
     chars = sum(len(d.text) for d in gold)

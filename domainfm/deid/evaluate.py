@@ -27,19 +27,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from domainfm.config import suggest
 from domainfm.corpus.document import Document, Span
 from domainfm.deid.labels import coarse, to_canonical
-from domainfm.errors import CorpusError
+from domainfm.errors import ConfigError, CorpusError
 
 MATCHING_NOTE = ("headline scores are type-agnostic: a gold PHI span found under another label "
                  "still counts as found; per_type holds typed scores")
 
 GoldFilter = Callable[[Span], bool]
 
+#: the values of a gold span's ``attrs.identifier_type`` (TAB's annotation levels)
+IDENTIFIER_TYPES = ("DIRECT", "QUASI", "NO_MASK")
+
 
 def identifier_filter(levels: Iterable[str] = ("DIRECT",)) -> GoldFilter:
-    """Keep gold spans whose ``attrs.identifier_type`` is in ``levels`` (TAB: DIRECT, QUASI)."""
-    wanted = {level.upper() for level in levels}
+    """Keep gold spans whose ``attrs.identifier_type`` is in ``levels`` (TAB: DIRECT, QUASI).
+
+    Raises:
+        ConfigError: a level is not one of :data:`IDENTIFIER_TYPES`, or none is given.
+    """
+    wanted = {str(level).strip().upper() for level in levels}
+    for level in sorted(wanted):
+        if level not in IDENTIFIER_TYPES:
+            raise ConfigError(f"unknown identifier type {level!r}{suggest(level, IDENTIFIER_TYPES)}; the gold spans' "
+                              f"attrs.identifier_type is one of {', '.join(IDENTIFIER_TYPES)}")
+    if not wanted:
+        raise ConfigError(f"no identifier type given; choose from {', '.join(IDENTIFIER_TYPES)}")
     return lambda span: str(span.attrs.get("identifier_type", "")).upper() in wanted
 
 
@@ -155,8 +169,7 @@ def evaluate(
         include_text: add the missed/false-positive text to the ``misses_path`` records. Never
             printed; the file is as sensitive as the gold data.
     """
-    if include_text and misses_path is None:
-        raise ValueError("include_text=True needs misses_path: missed text is only written to a file")
+    _check_misses_options(misses_path, include_text)
     report = EvalReport()
     texts: dict[str, str] = {}
     for doc in gold_docs:
@@ -170,6 +183,12 @@ def evaluate(
     if misses_path is not None:
         _write_misses(report, Path(misses_path), texts if include_text else None)
     return report
+
+
+def _check_misses_options(misses_path, include_text: bool) -> None:
+    if include_text and misses_path is None:
+        raise ConfigError("--misses-text (include_text) needs --misses FILE (misses_path): the missed text is "
+                          "only ever written to that file, never printed")
 
 
 def _score_doc(report: EvalReport, doc_id: str, gold: list[_Item], pred: list[_Item], keep: bool) -> None:
@@ -284,29 +303,48 @@ def read_predictions(path: str | os.PathLike) -> dict[str, list[dict[str, Any]]]
 
 
 def read_deid_output(path: str | os.PathLike) -> tuple[dict[str, list[dict[str, Any]]], dict[str, str]]:
-    """``({doc_id: phi_spans}, {doc_id: output text})`` from a ``deid`` output JSONL."""
+    """``({doc_id: phi_spans}, {doc_id: output text})`` from a ``deid`` output JSONL.
+
+    Raises:
+        CorpusError: naming ``file:line`` and the field, for a record that is not a deid output
+            record, a repeated id, or a span that is not ``0 <= start < end``.
+    """
+    spans, texts, _ = _read_deid_output(path)
+    return spans, texts
+
+
+def _read_deid_output(path: str | os.PathLike):
+    """:func:`read_deid_output` plus ``{doc_id: file:line}`` for later errors."""
     from domainfm.corpus.io import Rejected, iter_jsonl_objects
 
     out: dict[str, list[dict[str, Any]]] = {}
     texts: dict[str, str] = {}
+    where_of: dict[str, str] = {}
     for number, obj in iter_jsonl_objects(path):
         where = f"{Path(path).name}:{number}"
         if isinstance(obj, Rejected):
             raise CorpusError(f"{where}: {obj.reason}")
         if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
             raise CorpusError(f"{where}: expected an object with a string 'id'")
+        doc_id = obj["id"]
+        if doc_id in where_of:
+            raise CorpusError(f"{where}: id={doc_id!r}: duplicate id (already on {where_of[doc_id]})")
         spans = obj.get("phi_spans")
         if spans is None and isinstance(obj.get("meta"), dict):
             spans = obj["meta"].get("phi_spans")
         if not isinstance(spans, list):
-            raise CorpusError(f"{where}: id={obj['id']!r}: no 'phi_spans' list (is this a deid output file?)")
+            raise CorpusError(f"{where}: id={doc_id!r}: no 'phi_spans' list (is this a deid output file?)")
         for i, span in enumerate(spans):
-            if not isinstance(span, dict) or not all(isinstance(span.get(k), int) for k in ("start", "end")):
-                raise CorpusError(f"{where}: id={obj['id']!r}: phi_spans[{i}] needs integer 'start' and 'end'")
-        out[obj["id"]] = spans
+            if not isinstance(span, dict) or not all(type(span.get(k)) is int for k in ("start", "end")):
+                raise CorpusError(f"{where}: id={doc_id!r}: phi_spans[{i}] needs integer 'start' and 'end'")
+            if not 0 <= span["start"] < span["end"]:
+                raise CorpusError(f"{where}: id={doc_id!r}: phi_spans[{i}] [{span['start']}:{span['end']}] is not a "
+                                  "span: 'start' must be >= 0 and 'end' greater than 'start'")
+        out[doc_id] = spans
+        where_of[doc_id] = where
         if isinstance(obj.get("text"), str):
-            texts[obj["id"]] = obj["text"]
-    return out, texts
+            texts[doc_id] = obj["text"]
+    return out, texts, where_of
 
 
 def evaluate_files(
@@ -326,15 +364,41 @@ def evaluate_files(
         dataset: label table of the gold spans.
         identifier_types: keep only gold spans with these ``attrs.identifier_type`` (TAB).
         misses_path, include_text: see :func:`evaluate`.
+
+    Raises:
+        CorpusError: a prediction record or span is invalid, a span ends past its gold text, or no
+            prediction id is a gold id (the files are not of the same documents).
+        ConfigError: an unknown identifier type, or ``include_text`` without ``misses_path``.
     """
     from domainfm.corpus.io import read_documents
 
-    predicted, output_texts = read_deid_output(pred_jsonl)
-    gold_filter = identifier_filter(identifier_types) if identifier_types else None
+    _check_misses_options(misses_path, include_text)
+    gold_filter = identifier_filter(identifier_types) if identifier_types is not None else None
+    predicted, output_texts, where = _read_deid_output(pred_jsonl)
     gold_docs = list(read_documents(gold_jsonl))
+    _check_belongs(gold_docs, predicted, where, Path(gold_jsonl).name, Path(pred_jsonl).name)
+    if gold_filter is not None and not any("identifier_type" in s.attrs for d in gold_docs for s in d.spans):
+        raise ConfigError(f"--identifier-types keeps gold spans by attrs.identifier_type (TAB), and no gold span "
+                          f"of {Path(gold_jsonl).name} has one; leave it out for this dataset")
     report = evaluate(gold_docs, predicted, dataset=dataset, gold_filter=gold_filter,
                       misses_path=misses_path, include_text=include_text)
     summary = report.summary()
     summary["leakage"] = leakage(gold_docs, output_texts, dataset=dataset, gold_filter=gold_filter)
     summary["unmatched_prediction_ids"] = len(set(predicted) - {doc.id for doc in gold_docs})
     return summary
+
+
+def _check_belongs(gold_docs: list[Document], predicted: Mapping[str, list[dict[str, Any]]], where: Mapping[str, str],
+                   gold_name: str, pred_name: str) -> None:
+    """The predictions are of these gold documents: some ids match and every span is inside its
+    gold text (a gold document without predictions is scored as having none)."""
+    if gold_docs and not any(d.id in predicted for d in gold_docs):
+        raise CorpusError(f"none of the {len(predicted)} records of {pred_name} has the id of one of the "
+                          f"{len(gold_docs)} documents of {gold_name}: the predictions are not of these documents "
+                          f"(give the 'domainfm deid' output of {gold_name})")
+    for doc in gold_docs:
+        for i, span in enumerate(predicted.get(doc.id, ())):
+            if span["end"] > len(doc.text):
+                raise CorpusError(f"{where[doc.id]}: id={doc.id!r}: phi_spans[{i}] [{span['start']}:{span['end']}] "
+                                  f"ends past the gold document's text ({len(doc.text)} characters): are these "
+                                  f"predictions of {gold_name}?")

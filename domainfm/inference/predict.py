@@ -18,6 +18,7 @@ attached; :func:`load_task_model` does it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections import defaultdict
@@ -29,7 +30,7 @@ import numpy as np
 
 from domainfm.corpus.document import Document, Span
 from domainfm.errors import ConfigError, ModelResolutionError
-from domainfm.finetune.config import NER_DECODINGS, LongDocumentsSection
+from domainfm.finetune.config import NER_DECODINGS, TASK_TYPES, LongDocumentsSection
 from domainfm.finetune.data import (
     IGNORE_INDEX,
     Feature,
@@ -136,10 +137,56 @@ def read_task_info(model_dir: str | os.PathLike, task: str | None = None) -> dic
         what = f"a '{stage}' output" if stage else "not a 'domainfm finetune' output"
         hint = " (a base model: name it as model.name in a task file and fine-tune it)" if stage == "pretrain" else ""
         raise ConfigError(f"{folder} is {what}, not a fine-tuned task model: it has no {TASK_FILE}{hint}")
-    info = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise _damaged(path, "it is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise _damaged(path, f"it is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    if not isinstance(info, dict):
+        raise _damaged(path, f"it holds {_describe(info)}, not an object")
+    if info.get("task") not in TASK_TYPES:
+        raise _damaged(path, f"'task' must be one of {', '.join(TASK_TYPES)}, {_got(info, 'task')}")
+    labels = info.get("labels")
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels):
+        raise _damaged(path, f"'labels' must be a non-empty list of label names, {_got(info, 'labels')}")
     if task is not None and info.get("task") != task:
         raise ConfigError(f"{folder} holds a {info.get('task')!r} model, but a {task!r} model is needed here")
     return info
+
+
+def _damaged(path: Path, what: str) -> ConfigError:
+    return ConfigError(f"{path}: {what}; this file is written by 'domainfm finetune' with the model: restore it "
+                       "or fine-tune again")
+
+
+def _got(info: dict[str, Any], key: str) -> str:
+    return f"got {_describe(info[key])}" if key in info else "but it is missing"
+
+
+def _describe(value: Any) -> str:
+    """A short scalar as it is, anything else by its JSON type (never a long string)."""
+    if value is None or isinstance(value, (bool, int, float)) or (isinstance(value, str) and len(value) <= 40):
+        return json.dumps(value)
+    kind = {dict: "an object", list: "an array", str: "a long string"}.get(type(value), type(value).__name__)
+    return f"{kind} ({len(value)} items)" if isinstance(value, (dict, list)) else kind
+
+
+def _sequence_settings(info: dict[str, Any], path: Path) -> tuple[int, LongDocumentsSection]:
+    """``max_length`` and ``long_documents`` of a task file, checked."""
+    max_length = info.get("max_length")
+    if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 1:
+        raise _damaged(path, f"'max_length' must be a positive integer, {_got(info, 'max_length')}")
+    long_documents = info.get("long_documents")
+    if not isinstance(long_documents, dict):
+        raise _damaged(path, f"'long_documents' must be an object, {_got(info, 'long_documents')}")
+    unknown = sorted(set(long_documents) - {f.name for f in dataclasses.fields(LongDocumentsSection)})
+    if unknown:
+        raise _damaged(path, f"'long_documents' has unknown keys {unknown}")
+    try:
+        return max_length, LongDocumentsSection(**long_documents)
+    except ConfigError as exc:
+        raise _damaged(path, str(exc)) from None
 
 
 def load_task_model(model_dir: str | os.PathLike, *, task: str | None = None, device: str | None = None,
@@ -168,6 +215,7 @@ def load_task_model(model_dir: str | os.PathLike, *, task: str | None = None, de
         if ner_decoding not in NER_DECODINGS:
             raise ConfigError(f"ner_decoding must be one of {', '.join(NER_DECODINGS)}, got {ner_decoding!r}")
         info["ner_decoding"] = ner_decoding
+    max_length, long_documents = _sequence_settings(info, folder / TASK_FILE)
     label_map = LabelMap(info["task"], list(info["labels"]))
     cls = auto_model_class(info["task"])
     with quiet_hf_loading(f"the model in {folder}"):
@@ -178,7 +226,10 @@ def load_task_model(model_dir: str | os.PathLike, *, task: str | None = None, de
         else:
             from peft import PeftModel
 
-            base = info["base_model"]["resolved"]
+            base = info["base_model"].get("resolved") if isinstance(info.get("base_model"), dict) else None
+            if not isinstance(base, str) or not base:
+                raise _damaged(folder / TASK_FILE, "'base_model.resolved' (the base model the adapter needs) is "
+                                                   "missing")
             if not Path(base).exists() and not ("/" in base and not base.startswith((".", "/"))):
                 raise ModelResolutionError(
                     f"the adapter in {folder} needs its base model {base!r}, which is not here; copy the base "
@@ -189,9 +240,8 @@ def load_task_model(model_dir: str | os.PathLike, *, task: str | None = None, de
                 model = PeftModel.from_pretrained(base_model, folder / ADAPTER_DIR)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).eval()
-    return TaskModel(model, tokenizer, info["task"], label_map, int(info["max_length"]),
-                     LongDocumentsSection(**info["long_documents"]), info.get("text_field", "text"),
-                     info.get("label_field", "label"), info)
+    return TaskModel(model, tokenizer, info["task"], label_map, max_length, long_documents,
+                     info.get("text_field", "text"), info.get("label_field", "label"), info)
 
 
 # ---------------------------------------------------------------------------------------------

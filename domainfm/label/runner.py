@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from domainfm.corpus.document import Document
 from domainfm.corpus.io import (Counts, OutputLock, Rejected, RejectWriter, JsonlWriter, check_output_path,
                                 read_located_documents, rejects_path_for)
-from domainfm.errors import CorpusError
-from domainfm.label.assist import check_labels, suggest_labels
+from domainfm.errors import CorpusError, DomainFMError
+from domainfm.label.assist import check_labels, prepare_seeds, suggest_labels
 from domainfm.label.config import LabelConfig
 from domainfm.label.export import export_path_for, write_export
 from domainfm.manifest import write_manifest
@@ -28,6 +29,7 @@ class LabelRun:
     summary: dict
     exports: list[Path] = field(default_factory=list)
     first_rejects: list[str] = field(default_factory=list)
+    seeds: Counts | None = None  # seed records: read = used (``written``) + rejected
 
 
 @dataclass
@@ -53,6 +55,74 @@ def _read(path: Path, counts: Counts | None, rejects: list[Rejected], locations:
     return docs
 
 
+SEED_TAG = "seed: "  # reject reasons of seed records start with it (pool rejects do not)
+
+
+@dataclass
+class SeedFile:
+    """The seed file as read: its documents with their ``file:line``, and its invalid records."""
+
+    path: Path
+    located: list[tuple[str, Document]]
+    invalid: list[Rejected]
+
+    @classmethod
+    def read(cls, path: Path) -> SeedFile:
+        invalid: list[Rejected] = []
+        return cls(path, list(read_located_documents(path, rejects=invalid)), invalid)
+
+    @property
+    def docs(self) -> list[Document]:
+        return [d for _, d in self.located]
+
+    def account(self, unused: dict[int, str] | None = None) -> tuple[Counts, list[Rejected]]:
+        """Seed counts (``written`` = used) and the tagged reject records: the invalid records,
+        then the documents ``unused`` names (``id(document) -> why``)."""
+        counts, rejects, unused = Counts(read=len(self.located) + len(self.invalid)), [], unused or {}
+        for item in self.invalid:
+            counts.add_reject(item.reason)
+            rejects.append(Rejected(SEED_TAG + item.reason, item.location, item.record_id, item.raw))
+        for location, doc in self.located:
+            why = unused.get(id(doc))
+            if why is None:
+                counts.written += 1
+                continue
+            counts.add_reject(why)
+            rejects.append(Rejected(f"{SEED_TAG}{why} (not used to train)", location, doc.id,
+                                    json.dumps(doc.to_dict(), ensure_ascii=False)))
+        return counts, rejects
+
+    def describe(self) -> str:
+        """Counts only, for an error about the seeds: how many records, invalid, unlabelled."""
+        unlabelled = sum(1 for d in self.docs if not (d.label or d.labels))
+        return (f"{self.path.name}: {len(self.located) + len(self.invalid)} records, {len(self.invalid)} invalid, "
+                f"{unlabelled} without a label")
+
+
+def _unused_seeds(seeds: SeedFile, cfg: LabelConfig) -> dict[int, str]:
+    """``id(document) -> why`` for the valid seed documents :func:`prepare_seeds` leaves out (the
+    reasons are its ``skipped`` keys); a seed set that cannot train raises, naming the counts."""
+    docs = seeds.docs
+    try:
+        prepared = prepare_seeds(docs, cfg)
+    except DomainFMError as err:
+        raise DomainFMError(f"{err} ({seeds.describe()})") from None
+    used = {id(d) for d in prepared.docs}
+    unused = {}
+    for d in docs:
+        if id(d) in used:
+            continue
+        if not d.text.strip():
+            unused[id(d)] = "empty text"
+        elif prepared.multilabel and d.labels is None:
+            unused[id(d)] = "no 'labels' field"
+        elif not prepared.multilabel and not d.label:
+            unused[id(d)] = "no 'label'"
+        else:
+            unused[id(d)] = "label with fewer than 2 seeds"
+    return unused
+
+
 def label_file(labeled: str | os.PathLike, pool: str | os.PathLike | None, out: str | os.PathLike,
                config: LabelConfig | None = None, *, exports: list[str] = (), check: bool = False,
                on_stage: Callable[[str], None] | None = None) -> LabelRun:
@@ -60,7 +130,10 @@ def label_file(labeled: str | os.PathLike, pool: str | os.PathLike | None, out: 
     file) and write ``out`` atomically with ``<out>.rejects.jsonl`` and a manifest beside it.
 
     Counts are over the documents written to ``out`` (the pool, or the labeled set for a check):
-    ``read == written + rejected``.
+    ``read == written + rejected``. Seed records that cannot be used (invalid, without a label,
+    of a label with fewer than 2 seeds) go to the same reject file with reasons starting
+    ``seed:``, and ``LabelRun.seeds`` (``counts.seeds`` in the manifest) reconciles them:
+    ``read == used + rejected``.
     """
     cfg = config or LabelConfig()
     labeled, out = Path(labeled), Path(out)
@@ -72,7 +145,7 @@ def label_file(labeled: str | os.PathLike, pool: str | os.PathLike | None, out: 
     with OutputLock(out):
         counts = Counts()
         bad: list[Rejected] = []
-        seed_bad: list[Rejected] = []
+        seed_counts, seed_rejects = None, []
         where: dict[str, str] = {}  # id -> file:line of the documents written or rejected
         if check:
             docs = _read(labeled, counts, bad, where)
@@ -93,16 +166,18 @@ def label_file(labeled: str | os.PathLike, pool: str | os.PathLike | None, out: 
                 records.append(record)
             summary = result.summary
         else:
-            seeds = _read(labeled, None, seed_bad)
+            seeds = SeedFile.read(labeled)
+            seed_counts, seed_rejects = seeds.account(_unused_seeds(seeds, cfg))
             docs = _read(source, counts, bad, where)
-            result = suggest_labels(seeds, docs, cfg, on_stage=on_stage)
+            result = suggest_labels(seeds.docs, docs, cfg, on_stage=on_stage)
             records = result.records()
             reasons = [Rejected(reason, location=where.get(d.id), record_id=d.id,
                                 raw=json.dumps(d.to_dict(), ensure_ascii=False))
                        for d, reason in result.rejected]
             summary = result.summary
-            summary["seed_records_invalid"] = len(seed_bad)
-        rejects_file, first = write_outputs(out, records, bad + reasons, counts)
+            summary["seed_records_invalid"] = len(seeds.invalid)
+        rejects_file, first = write_outputs(out, records, bad + reasons, counts, seed_rejects)
+        any_rejects = bool(counts.rejected or seed_rejects)
         written_exports = []
         if not check:
             for kind in exports:
@@ -113,20 +188,33 @@ def label_file(labeled: str | os.PathLike, pool: str | os.PathLike | None, out: 
         inputs = [labeled] + ([Path(pool)] if pool is not None and not check else [])
         manifest = write_manifest(
             out, stage="label", config=run_cfg, inputs=inputs,
-            outputs=[out] + ([rejects_file] if counts.rejected else []) + written_exports,
-            counts=counts.to_dict(), extra={"summary": summary},
+            outputs=[out] + ([rejects_file] if any_rejects else []) + written_exports,
+            counts=with_seed_counts(counts, seed_counts), extra={"summary": summary},
         )
-        return LabelRun(out, rejects_file if counts.rejected else None, manifest, counts, summary,
-                        written_exports, first)
+        return LabelRun(out, rejects_file if any_rejects else None, manifest, counts, summary,
+                        written_exports, first, seed_counts)
 
 
-def write_outputs(out: Path, records: Iterable[dict], rejected: list[Rejected], counts: Counts
-                  ) -> tuple[Path, list[str]]:
+def with_seed_counts(counts: Counts, seeds: Counts | None) -> dict:
+    """The manifest's counts: the written documents', plus ``seeds`` (``used`` for written)."""
+    out = counts.to_dict()
+    if seeds is not None:
+        seed = seeds.to_dict()
+        out["seeds"] = {"read": seed["read"], "used": seed["written"],
+                        **{k: v for k, v in seed.items() if k not in ("read", "written")}}
+    return out
+
+
+def write_outputs(out: Path, records: Iterable[dict], rejected: list[Rejected], counts: Counts,
+                  seed_rejected: Iterable[Rejected] = ()) -> tuple[Path, list[str]]:
     """Write ``records`` to ``out`` and ``rejected`` to its reject file (both atomically), count
-    them, and return the reject file with the first five reasons for the console."""
+    them, and return the reject file with the first five reasons for the console.
+    ``seed_rejected`` go to the same reject file first; the caller counts them (seed counts)."""
     rejects_file = rejects_path_for(out)
     first: list[str] = []
     with JsonlWriter(out) as writer, RejectWriter(rejects_file) as rejects_out:
+        for item in seed_rejected:
+            rejects_out.write(item)
         for record in records:
             writer.write_obj(record)
             counts.written += 1

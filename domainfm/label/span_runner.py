@@ -12,7 +12,7 @@ from typing import Callable
 from domainfm.corpus.io import (Counts, OutputLock, Rejected, check_output_path, read_located_documents,
                                 rejects_path_for)
 from domainfm.label.export import export_path_for, write_span_export
-from domainfm.label.runner import LabelRun, write_outputs
+from domainfm.label.runner import LabelRun, SeedFile, with_seed_counts, write_outputs
 from domainfm.label.span_config import SpanLabelConfig
 from domainfm.manifest import write_manifest
 
@@ -34,7 +34,9 @@ def label_spans_file(labeled: str | os.PathLike, pool: str | os.PathLike, out: s
                      config: SpanLabelConfig | None = None, *, exports: list[str] = (),
                      on_stage: Callable[[str], None] | None = None) -> LabelRun:
     """Suggest spans for the pool from span-annotated seeds; ``read == written + rejected`` over
-    the pool. Exports list the pool in annotation order with the suggestions as pre-annotations."""
+    the pool. Exports list the pool in annotation order with the suggestions as pre-annotations.
+    Invalid seed records go to the same reject file (reasons starting ``seed:``) and
+    ``LabelRun.seeds`` reconciles the seeds: ``read == used + rejected``."""
     from domainfm.label.spans import suggest_spans
 
     cfg = config or SpanLabelConfig()
@@ -43,9 +45,10 @@ def label_spans_file(labeled: str | os.PathLike, pool: str | os.PathLike, out: s
     check_output_path(rejects_path_for(out), inputs=[labeled, pool])
     with OutputLock(out):
         counts = Counts()
-        seed_bad: list[Rejected] = []
         bad: list[Rejected] = []
-        seeds = [d for _, d in read_located_documents(labeled, rejects=seed_bad)]
+        seed_file = SeedFile.read(labeled)
+        seeds = seed_file.docs
+        seed_counts, seed_rejects = seed_file.account()
         where: dict[str, str] = {}
         docs = []
         for location, d in read_located_documents(pool, rejects=bad):
@@ -55,16 +58,18 @@ def label_spans_file(labeled: str | os.PathLike, pool: str | os.PathLike, out: s
         result = suggest_spans(seeds, docs, cfg, on_stage=on_stage)
         reasons = [Rejected(reason, location=where.get(d.id), record_id=d.id,
                             raw=json.dumps(d.to_dict(), ensure_ascii=False)) for d, reason in result.rejected]
-        rejects_file, first = write_outputs(out, result.records(), bad + reasons, counts)
+        rejects_file, first = write_outputs(out, result.records(), bad + reasons, counts, seed_rejects)
+        any_rejects = bool(counts.rejected or seed_rejects)
         written = []
         for kind in exports:
             written.append(write_span_export(kind, export_path_for(out, kind), result.docs, labels=result.labels,
                                              predicted=result.spans, ranks=result.ranks, scores=result.scores,
                                              model_version=f"domainfm-spans-{Path(cfg.encoder).name}"))
-        summary = {**result.summary, "task": "ner", "seed_records_invalid": len(seed_bad)}
+        summary = {**result.summary, "task": "ner", "seed_records_invalid": len(seed_file.invalid)}
         manifest = write_manifest(
             out, stage="label", config=_SpanRunConfig(str(labeled), str(pool), str(out), list(exports), cfg),
-            inputs=[labeled, pool], outputs=[out] + ([rejects_file] if counts.rejected else []) + written,
-            counts=counts.to_dict(), extra={"summary": summary},
+            inputs=[labeled, pool], outputs=[out] + ([rejects_file] if any_rejects else []) + written,
+            counts=with_seed_counts(counts, seed_counts), extra={"summary": summary},
         )
-        return LabelRun(out, rejects_file if counts.rejected else None, manifest, counts, summary, written, first)
+        return LabelRun(out, rejects_file if any_rejects else None, manifest, counts, summary, written, first,
+                        seed_counts)

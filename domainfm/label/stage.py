@@ -96,6 +96,7 @@ def result_of(run, *, check: bool = False) -> StageResult:
                                             "expected_ece") if k in cv}
     seeds = ", ".join(f"{k}={v}" for k, v in s["seeds_per_class"].items())
     notes = [f"{s['task']}-label, {len(s['classes'])} labels; seeds per label: {seeds}"]
+    notes += seed_notes(run)
     if s["labels_left_out"]:
         left = ", ".join(f"{k}={v}" for k, v in s["labels_left_out"].items())
         notes.append(f"left out (fewer than 2 seeds, or on every seed): {left}")
@@ -111,11 +112,21 @@ def result_of(run, *, check: bool = False) -> StageResult:
                        manifest=run.manifest, rejects=run.rejects, first_rejects=run.first_rejects, notes=notes)
 
 
+def seed_notes(run) -> list[str]:
+    """The seed line for the console when seed records were rejected (counts and reasons only)."""
+    seeds = run.seeds
+    if seeds is None or not seeds.rejected:
+        return []
+    why = ", ".join(f"{reason}: {n}" for reason, n in seeds.reasons.items())
+    return [f"seeds: read {seeds.read} = used {seeds.written} + rejected {seeds.rejected} ({why}; "
+            f"in {run.rejects}, reasons starting 'seed:')"]
+
+
 def span_result_of(run) -> StageResult:
     """The StageResult of a :func:`~domainfm.label.span_runner.label_spans_file` run."""
     s = run.summary
     notes = [f"labels: {', '.join(s['labels'])}; {s['seed_documents']} seed documents with {s['seed_spans']} "
-             f"spans; {s['suggested_spans']} spans suggested"]
+             f"spans; {s['suggested_spans']} spans suggested"] + seed_notes(run)
     cal = s["calibration"]
     if cal.get("folds"):
         precision = cal.get("oof_span_precision")
