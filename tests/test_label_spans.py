@@ -99,7 +99,7 @@ def test_label_task_ner_command_writes_suggestions_exports_and_manifest(tmp_path
     assert [t["meta"]["rank"] for t in tasks] == [1, 2]
     assert "<Label value=\"Disease\"/>" in (tmp_path / "out.labelstudio.json.config.xml").read_text()
     manifest = json.loads((tmp_path / "out.manifest.json").read_text())
-    assert manifest["summary"]["labels"] == ["Disease"] and manifest["summary"]["calibration"]["folds"] == 2
+    assert manifest["summary"]["labels"] == ["Disease"] and manifest["summary"]["calibration"]["folds"] == 4  # the probe's
     # the exported suggestions come back in with the importer: same spans
     from domainfm.corpus.importing import import_corpus
 
