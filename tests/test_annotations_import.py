@@ -199,7 +199,7 @@ def _value(**value):
 
 @pytest.mark.parametrize("bad, reason", [
     (_ls_with(_value(labels="NAME")), "region 1: 'labels' must be a list of non-empty strings, got a string"),
-    (_ls_with(_value(labels=5)), "region 1: 'labels' must be a list of non-empty strings, got a number"),
+    (_ls_with(_value(labels=5)), "region 1: 'labels' must be a list of non-empty strings, got an integer"),
     (_ls_with(_value(labels=None)), "'labels' must be a list of non-empty strings, got null"),
     (_ls_with(_value(labels=["NAME", 3])), "'labels' must be a list of non-empty strings, got a list with other"),
     (_ls_with({"type": "choices", "value": {"choices": "pos"}}),

@@ -256,7 +256,7 @@ def test_a_damaged_task_file_is_named(tmp_path, content, message):
     ({}, r"'max_length' must be a positive integer, but it is missing"),
     ({"max_length": "64"}, r"'max_length' must be a positive integer, got \"64\""),
     ({"max_length": 64}, r"'long_documents' must be an object, but it is missing"),
-    ({"max_length": 64, "long_documents": {"strategy": "truncate", "stride": 3}}, r"unknown keys \['stride'\]"),
+    ({"max_length": 64, "long_documents": {"strategy": "truncate", "stride": 3}}, r"unknown config key 'long_documents.stride'"),
     ({"max_length": 64, "long_documents": {"overlap": -1}}, r"long_documents.overlap must be >= 0"),
 ])
 def test_load_task_model_names_a_missing_sequence_setting(tmp_path, info, message):

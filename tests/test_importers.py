@@ -8,7 +8,6 @@ import pytest
 
 from domainfm.corpus import read_documents
 from domainfm.corpus.importing import import_corpus
-from domainfm.corpus.io import rejects_path_for
 from domainfm.errors import ConfigError, CorpusError
 
 
@@ -84,7 +83,7 @@ def test_jsonl_text_key_never_falls_back_to_another_field(tmp_path):
     reasons = {r["location"]: r["reason"] for r in rejects}
     assert reasons["k.jsonl:1"].startswith("has a 'text' field but the text is read from 'note' (--text-key)")
     assert reasons["k.jsonl:3"].startswith("has a 'text' field but the text is read from 'note'")
-    assert reasons["k.jsonl:4"] == "field 'note' (the text) must be a string, got int"
+    assert reasons["k.jsonl:4"] == "field 'note' (the text) must be a string, got an integer"
     _, rejects = run("jsonl", src, tmp_path, text_key="nosuch")
     reasons = {r["location"]: r["reason"] for r in rejects}
     assert reasons["k.jsonl:2"] == "no 'nosuch' field for the text (set --text-key)"
@@ -103,8 +102,8 @@ def test_jsonl_meta_collisions_and_non_object_meta_are_rejected(tmp_path):
     assert [(d.id, d.meta) for d in docs] == [("g4", {"site": "A"}), ("g5", {"site": "A"})]
     reasons = {r["location"]: r["reason"] for r in rejects}
     assert "field(s) ['site'] are both top-level and in 'meta'" in reasons["m.jsonl:1"]
-    assert reasons["m.jsonl:2"] == "field 'meta' must be an object, got str"
-    assert reasons["m.jsonl:3"] == "field 'meta' must be an object, got list"
+    assert reasons["m.jsonl:2"] == "field 'meta' must be an object, got a string"
+    assert reasons["m.jsonl:3"] == "field 'meta' must be an object, got a list"
 
 
 @pytest.mark.parametrize("options, message", [
@@ -215,10 +214,10 @@ PHYSIONET_TEXT = (
 )
 
 
-def write_physionet(tmp_path, phrases: str):
+def write_physionet(tmp_path, phrases: str = "", text: str = PHYSIONET_TEXT):
     folder = tmp_path / "deid"
     folder.mkdir()
-    (folder / "id.text").write_text(PHYSIONET_TEXT)
+    (folder / "id.text").write_text(text)
     (folder / "id-phi.phrase").write_text(phrases)
     return folder
 
@@ -256,12 +255,8 @@ def test_physionet_offset_mismatch_and_orphans_are_rejected(tmp_path):
 
 
 def test_physionet_record_without_end_marker_is_rejected_not_merged(tmp_path):
-    folder = tmp_path / "deid"
-    folder.mkdir()
-    (folder / "id.text").write_text(
-        "START_OF_RECORD=1||||1||||\nFIRST NOTE, NO END MARKER\n\n"
-        "START_OF_RECORD=1||||2||||\nSECOND.\n||||END_OF_RECORD\n"
-    )
+    folder = write_physionet(tmp_path, text="START_OF_RECORD=1||||1||||\nFIRST NOTE, NO END MARKER\n\n"
+                                            "START_OF_RECORD=1||||2||||\nSECOND.\n||||END_OF_RECORD\n")
     docs, rejects = run("physionet", folder, tmp_path)
     assert [d.id for d in docs] == ["1-2"] and docs[0].text == "SECOND.\n"
     assert rejects[0]["id"] == "1-1" and "no ||||END_OF_RECORD" in rejects[0]["reason"]
@@ -269,14 +264,10 @@ def test_physionet_record_without_end_marker_is_rejected_not_merged(tmp_path):
 
 
 def test_physionet_malformed_header_and_stray_text_are_rejected_with_their_line(tmp_path):
-    folder = tmp_path / "deid"
-    folder.mkdir()
-    (folder / "id.text").write_text(
-        "START_OF_RECORD=1||||1||||\nFIRST.\n||||END_OF_RECORD\n"
-        "START_OF_RECORD=2|||1||||\nLOST NOTE\n||||END_OF_RECORD\n"
-        "stray text\n"
-        "START_OF_RECORD=3||||1||||\nTHIRD.\n||||END_OF_RECORD\n"
-    )
+    folder = write_physionet(tmp_path, text="START_OF_RECORD=1||||1||||\nFIRST.\n||||END_OF_RECORD\n"
+                                            "START_OF_RECORD=2|||1||||\nLOST NOTE\n||||END_OF_RECORD\n"
+                                            "stray text\n"
+                                            "START_OF_RECORD=3||||1||||\nTHIRD.\n||||END_OF_RECORD\n")
     docs, rejects = run("physionet", folder, tmp_path)
     assert [d.id for d in docs] == ["1-1", "3-1"]
     assert [r["location"] for r in rejects] == ["id.text:4", "id.text:7"]
@@ -286,7 +277,7 @@ def test_physionet_malformed_header_and_stray_text_are_rejected_with_their_line(
 
 
 def test_physionet_phrase_file_not_utf8_is_a_clear_error(tmp_path):
-    folder = write_physionet(tmp_path, "")
+    folder = write_physionet(tmp_path)
     (folder / "id-phi.phrase").write_bytes(b"1 1 15 20 HCPName SMITH\n2 1 9 13 RelativeProxyName M\xffRY\n")
     with pytest.raises(CorpusError, match="id-phi.phrase:2: not valid UTF-8"):
         import_corpus("physionet", folder, tmp_path / "p.jsonl")

@@ -103,17 +103,17 @@ class Document:
                 "(put extra information under 'meta', or import with 'domainfm import jsonl')"
             )
         if not isinstance(raw_id, str) or not raw_id.strip():
-            raise fail(f"field 'id' must be a non-empty string, got {_describe(raw_id)}")
+            raise fail(f"field 'id' must be a non-empty string, got {describe_type(raw_id)}")
         text = record.get("text")
         if not isinstance(text, str):
-            raise fail(f"field 'text' must be a string, got {_describe(text)}")
+            raise fail(f"field 'text' must be a string, got {describe_type(text)}")
         meta = record.get("meta")
         meta = {} if meta is None else meta
         if not isinstance(meta, dict):
-            raise fail(f"field 'meta' must be an object, got {_describe(meta)}")
+            raise fail(f"field 'meta' must be an object, got {describe_type(meta)}")
         label = record.get("label")
         if label is not None and not isinstance(label, str):
-            raise fail(f"field 'label' must be a string or null, got {_describe(label)}")
+            raise fail(f"field 'label' must be a string or null, got {describe_type(label)}")
         labels = record.get("labels")
         if labels is not None and (
             not isinstance(labels, list) or not all(isinstance(x, str) for x in labels)
@@ -122,7 +122,7 @@ class Document:
         raw_spans = record.get("spans")
         raw_spans = [] if raw_spans is None else raw_spans
         if not isinstance(raw_spans, list):
-            raise fail(f"field 'spans' must be a list, got {_describe(raw_spans)}")
+            raise fail(f"field 'spans' must be a list, got {describe_type(raw_spans)}")
         spans = []
         for i, raw in enumerate(raw_spans):
             spans.append(_span_from_dict(raw, i, fail))
@@ -148,7 +148,7 @@ class Document:
         if not isinstance(self.id, str) or not self.id.strip():
             raise fail("field 'id' must be a non-empty string")
         if not isinstance(self.text, str):
-            raise fail(f"field 'text' must be a string, got {_describe(self.text)}")
+            raise fail(f"field 'text' must be a string, got {describe_type(self.text)}")
         if _has_lone_surrogate(self.text):
             raise fail("field 'text' contains an unpaired UTF-16 surrogate (not valid Unicode text)")
         n = len(self.text)
@@ -219,7 +219,7 @@ def check_span_overlaps(spans: Iterable[Span], fail) -> None:
 
 def _check_phi_spans(phi_spans: Any, fail) -> None:
     if not isinstance(phi_spans, list):
-        raise fail(f"field 'phi_spans' must be a list or null, got {_describe(phi_spans)}")
+        raise fail(f"field 'phi_spans' must be a list or null, got {describe_type(phi_spans)}")
     for i, raw in enumerate(phi_spans):
         if not isinstance(raw, dict) or not all(
             isinstance(raw.get(k), int) and not isinstance(raw.get(k), bool) for k in ("start", "end")
@@ -229,28 +229,41 @@ def _check_phi_spans(phi_spans: Any, fail) -> None:
 
 def _span_from_dict(raw: Any, index: int, fail) -> Span:
     if not isinstance(raw, dict):
-        raise fail(f"span {index} must be an object, got {_describe(raw)}")
+        raise fail(f"span {index} must be an object, got {describe_type(raw)}")
     unknown = sorted(set(raw) - set(SPAN_KEYS))
     if unknown:
         raise fail(f"span {index} has unknown field(s) {unknown}; a span has {list(SPAN_KEYS)}")
     start, end, label = raw.get("start"), raw.get("end"), raw.get("label")
     for name, value in (("start", start), ("end", end)):
         if not isinstance(value, int) or isinstance(value, bool):
-            raise fail(f"span {index} field '{name}' must be an integer, got {_describe(value)}")
+            raise fail(f"span {index} field '{name}' must be an integer, got {describe_type(value)}")
     if not isinstance(label, str) or not label:
-        raise fail(f"span {index} field 'label' must be a non-empty string, got {_describe(label)}")
+        raise fail(f"span {index} field 'label' must be a non-empty string, got {describe_type(label)}")
     attrs = raw.get("attrs")
     attrs = {} if attrs is None else attrs
     if not isinstance(attrs, dict):
-        raise fail(f"span {index} field 'attrs' must be an object, got {_describe(attrs)}")
+        raise fail(f"span {index} field 'attrs' must be an object, got {describe_type(attrs)}")
     return Span(start, end, label, attrs)
 
 
-def _describe(value: Any) -> str:
-    """Name a bad value's type without echoing its content (it may be PHI)."""
+def describe_type(value: Any) -> str:
+    """A bad value's JSON type for a message, never its content (it may be PHI).
+
+    Example:
+        >>> describe_type(None), describe_type(7), describe_type(7.5), describe_type("  "), describe_type([1])
+        ('null', 'an integer', 'a number', 'an empty string', 'a list')
+    """
     if value is None:
         return "null"
-    return type(value).__name__
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "an empty string" if not value.strip() else "a string"
+    return "a list" if isinstance(value, list) else "an object" if isinstance(value, dict) else type(value).__name__
 
 
 def _has_lone_surrogate(text: str) -> bool:

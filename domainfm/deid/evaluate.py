@@ -302,19 +302,15 @@ def read_predictions(path: str | os.PathLike) -> dict[str, list[dict[str, Any]]]
     return read_deid_output(path)[0]
 
 
-def read_deid_output(path: str | os.PathLike) -> tuple[dict[str, list[dict[str, Any]]], dict[str, str]]:
-    """``({doc_id: phi_spans}, {doc_id: output text})`` from a ``deid`` output JSONL.
+def read_deid_output(path: str | os.PathLike
+                     ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, str], dict[str, str]]:
+    """``({doc_id: phi_spans}, {doc_id: output text}, {doc_id: file:line})`` from a ``deid``
+    output JSONL; the locations name the record in later errors.
 
     Raises:
         CorpusError: naming ``file:line`` and the field, for a record that is not a deid output
             record, a repeated id, or a span that is not ``0 <= start < end``.
     """
-    spans, texts, _ = _read_deid_output(path)
-    return spans, texts
-
-
-def _read_deid_output(path: str | os.PathLike):
-    """:func:`read_deid_output` plus ``{doc_id: file:line}`` for later errors."""
     from domainfm.corpus.io import Rejected, iter_jsonl_objects
 
     out: dict[str, list[dict[str, Any]]] = {}
@@ -374,7 +370,7 @@ def evaluate_files(
 
     _check_misses_options(misses_path, include_text)
     gold_filter = identifier_filter(identifier_types) if identifier_types is not None else None
-    predicted, output_texts, where = _read_deid_output(pred_jsonl)
+    predicted, output_texts, where = read_deid_output(pred_jsonl)
     gold_docs = list(read_documents(gold_jsonl))
     _check_belongs(gold_docs, predicted, where, Path(gold_jsonl).name, Path(pred_jsonl).name)
     if gold_filter is not None and not any("identifier_type" in s.attrs for d in gold_docs for s in d.spans):

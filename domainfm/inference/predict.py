@@ -18,7 +18,6 @@ attached; :func:`load_task_model` does it.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from collections import defaultdict
@@ -29,6 +28,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from domainfm.corpus.document import Document, Span
+from domainfm.config import from_dict
 from domainfm.errors import ConfigError, ModelResolutionError
 from domainfm.finetune.config import NER_DECODINGS, TASK_TYPES, LongDocumentsSection
 from domainfm.finetune.data import (
@@ -180,11 +180,8 @@ def _sequence_settings(info: dict[str, Any], path: Path) -> tuple[int, LongDocum
     long_documents = info.get("long_documents")
     if not isinstance(long_documents, dict):
         raise _damaged(path, f"'long_documents' must be an object, {_got(info, 'long_documents')}")
-    unknown = sorted(set(long_documents) - {f.name for f in dataclasses.fields(LongDocumentsSection)})
-    if unknown:
-        raise _damaged(path, f"'long_documents' has unknown keys {unknown}")
-    try:
-        return max_length, LongDocumentsSection(**long_documents)
+    try:  # unknown keys and bad values, named as in a task file
+        return max_length, from_dict(LongDocumentsSection, long_documents, prefix="long_documents.")
     except ConfigError as exc:
         raise _damaged(path, str(exc)) from None
 

@@ -59,7 +59,12 @@ class Seeds:
     multilabel: bool
     counts: dict[str, int]
     too_few: dict[str, int]  # label -> seeds, for labels left out (< 2 seeds, or on every seed)
-    skipped: dict[str, int]  # reason -> seeds not used
+    left_out: list[tuple[Document, str]]  # the seeds not used, each with the reason
+
+    @property
+    def skipped(self) -> dict[str, int]:
+        """reason -> seeds not used."""
+        return dict(Counter(why for _, why in self.left_out))
 
 
 @dataclass
@@ -113,15 +118,15 @@ def prepare_seeds(labeled: Sequence[Document], cfg: LabelConfig) -> Seeds:
         multilabel = bool(labeled) and not all(d.label for d in labeled) and any(d.labels for d in labeled)
     else:
         multilabel = cfg.task == "multi"
-    skipped: Counter = Counter()
+    left_out: list[tuple[Document, str]] = []
     docs: list[Document] = []
     for d in labeled:
         if not d.text.strip():
-            skipped["empty text"] += 1
+            left_out.append((d, "empty text"))
         elif multilabel and d.labels is None:
-            skipped["no 'labels' field"] += 1
+            left_out.append((d, "no 'labels' field"))
         elif not multilabel and not d.label:
-            skipped["no 'label'"] += 1
+            left_out.append((d, "no 'label'"))
         else:
             docs.append(d)
     if multilabel:
@@ -145,11 +150,10 @@ def prepare_seeds(labeled: Sequence[Document], cfg: LabelConfig) -> Seeds:
                 if l in index:
                     Y[r, index[l]] = 1
     else:
-        keep = [d for d in docs if d.label in index]
-        skipped.update({"label with fewer than 2 seeds": len(docs) - len(keep)} if len(keep) < len(docs) else {})
-        docs = keep
+        left_out += [(d, "label with fewer than 2 seeds") for d in docs if d.label not in index]
+        docs = [d for d in docs if d.label in index]
         Y = np.array([index[d.label] for d in docs], dtype=int)
-    return Seeds(docs, classes, Y, multilabel, dict(counts), too_few, dict(skipped))
+    return Seeds(docs, classes, Y, multilabel, dict(counts), too_few, left_out)
 
 
 def _split_pool(pool: Sequence[Document]):

@@ -100,27 +100,13 @@ class SeedFile:
 
 
 def _unused_seeds(seeds: SeedFile, cfg: LabelConfig) -> dict[int, str]:
-    """``id(document) -> why`` for the valid seed documents :func:`prepare_seeds` leaves out (the
-    reasons are its ``skipped`` keys); a seed set that cannot train raises, naming the counts."""
-    docs = seeds.docs
+    """``id(document) -> why`` for the valid seed documents :func:`prepare_seeds` leaves out; a
+    seed set that cannot train raises, naming the counts."""
     try:
-        prepared = prepare_seeds(docs, cfg)
+        prepared = prepare_seeds(seeds.docs, cfg)
     except DomainFMError as err:
         raise DomainFMError(f"{err} ({seeds.describe()})") from None
-    used = {id(d) for d in prepared.docs}
-    unused = {}
-    for d in docs:
-        if id(d) in used:
-            continue
-        if not d.text.strip():
-            unused[id(d)] = "empty text"
-        elif prepared.multilabel and d.labels is None:
-            unused[id(d)] = "no 'labels' field"
-        elif not prepared.multilabel and not d.label:
-            unused[id(d)] = "no 'label'"
-        else:
-            unused[id(d)] = "label with fewer than 2 seeds"
-    return unused
+    return {id(d): why for d, why in prepared.left_out}
 
 
 def label_file(labeled: str | os.PathLike, pool: str | os.PathLike | None, out: str | os.PathLike,

@@ -63,19 +63,6 @@ def get_importer(name: str) -> Importer:
         ) from None
 
 
-def describe_type(value: Any) -> str:
-    """A value's JSON type for a message; never the value itself (it may be PHI)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "an empty string" if not value.strip() else "a string"
-    return "a list" if isinstance(value, list) else "an object" if isinstance(value, dict) else type(value).__name__
-
-
 def non_finite_field(obj: Any, path: str = "") -> str | None:
     """Where the first NaN or infinite number in a parsed JSON value is (``data.extra``,
     ``annotations[0].result[1].score``), or None. Python's ``json`` reads ``NaN`` and

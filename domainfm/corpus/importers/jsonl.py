@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from domainfm.corpus.document import DOCUMENT_KEYS, Document
+from domainfm.corpus.document import DOCUMENT_KEYS, Document, describe_type
 from domainfm.corpus.importers.base import Sourced, register
 from domainfm.corpus.io import Rejected, iter_jsonl_lines
 from domainfm.errors import ConfigError, RecordError
@@ -84,12 +84,12 @@ def read_jsonl(src: Path, options: JsonlOptions) -> Iterator[Document | Rejected
                 raise RecordError(f"no {options.text_key!r} field for the text (set --text-key)", location=location)
             if not isinstance(record["text"], str):
                 raise RecordError(
-                    f"field {options.text_key!r} (the text) must be a string, got {_describe(record['text'])}",
+                    f"field {options.text_key!r} (the text) must be a string, got {describe_type(record['text'])}",
                     location=location,
                 )
             meta = record.get("meta")
             if meta is not None and not isinstance(meta, dict):
-                raise RecordError(f"field 'meta' must be an object, got {_describe(meta)}", location=location)
+                raise RecordError(f"field 'meta' must be an object, got {describe_type(meta)}", location=location)
             extra = {k: record.pop(k) for k in list(record) if k not in DOCUMENT_KEYS}
             if extra:
                 both = sorted(set(extra) & set(meta or {}))
@@ -102,8 +102,3 @@ def read_jsonl(src: Path, options: JsonlOptions) -> Iterator[Document | Rejected
             yield Sourced(Document.from_dict(record, location=location), location, line)
         except RecordError as err:
             yield Rejected.from_error(err, raw=line)
-
-
-def _describe(value) -> str:
-    """A bad value's type, never its content (it may be PHI)."""
-    return "null" if value is None else type(value).__name__

@@ -31,8 +31,8 @@ from typing import Any, Iterator
 
 from domainfm.config import suggest
 from domainfm.corpus.agreement import Annotation, annotated_document, check_resolve, resolve
-from domainfm.corpus.document import Document, Span
-from domainfm.corpus.importers.base import Sourced, describe_type, non_finite_field, register
+from domainfm.corpus.document import Document, Span, describe_type
+from domainfm.corpus.importers.base import Sourced, non_finite_field, register
 from domainfm.corpus.io import Rejected
 from domainfm.errors import ConfigError, CorpusError, RecordError
 

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from domainfm.corpus.agreement import Annotation, annotated_document, check_resolve, resolve
-from domainfm.corpus.document import Document, Span
-from domainfm.corpus.importers.base import Sourced, describe_type, register
+from domainfm.corpus.document import Document, Span, describe_type
+from domainfm.corpus.importers.base import Sourced, register
 from domainfm.corpus.io import Rejected, iter_jsonl_lines
 from domainfm.errors import RecordError
 

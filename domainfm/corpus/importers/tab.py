@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from domainfm.corpus.document import Document, Span
-from domainfm.corpus.importers.base import describe_type, non_finite_field, register
+from domainfm.corpus.document import Document, Span, describe_type
+from domainfm.corpus.importers.base import non_finite_field, register
 from domainfm.corpus.io import Rejected, iter_jsonl_objects
 from domainfm.errors import CorpusError, RecordError
 
