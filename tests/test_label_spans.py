@@ -38,6 +38,25 @@ def test_word_tags_and_decode_round_trip():
     assert all(0 < conf <= 1 for *_, conf in found)
 
 
+def test_decoding_obeys_bio_so_a_stray_inside_tag_does_not_start_a_cut_span():
+    c = _chunk("acute renal failure today")
+    # per word argmax: O, I, I, O -- read alone, a span would start at "renal" and cut "acute"
+    probs = np.array([[0.5, 0.45, 0.05], [0.1, 0.2, 0.7], [0.1, 0.1, 0.8], [0.9, 0.05, 0.05]])
+    assert [(s, e) for s, e, _, _ in decode(c, probs, ["Disease"])] == [(0, 19)]
+
+
+def test_a_word_is_read_as_the_mean_of_its_sub_words_beside_its_neighbours():
+    import torch
+
+    from domainfm.label.spans import SpanTagger
+
+    # [CLS] ad ##reno ##leuko ill [SEP]: word 0 has pieces 1..3, word 1 is piece 4
+    hidden = torch.tensor([[9.0, 9.0], [1.0, 0.0], [2.0, 3.0], [3.0, 6.0], [5.0, 5.0], [9.0, 9.0]])
+    c = _Chunk(0, np.array([0, 16]), np.array([15, 19]), np.array([1, 4]), hidden, 6, np.array([3, 4]))
+    (x,) = SpanTagger.word_features([c])
+    assert x.tolist() == [[2.0, 3.0, 0.0, 0.0, 5.0, 5.0], [5.0, 5.0, 2.0, 3.0, 0.0, 0.0]]
+
+
 def test_merge_of_overlapping_chunk_spans_keeps_the_more_confident():
     merged = _merge_chunk_spans([(0, 5, "A", 0.6), (0, 5, "A", 0.9), (3, 8, "B", 0.7), (10, 12, "A", 0.5)])
     assert merged == [(0, 5, "A", 0.9), (10, 12, "A", 0.5)]
@@ -53,6 +72,72 @@ def test_rank_scores_puts_uncertain_first_and_skips_near_duplicates():
     assert np.allclose(uncertainty(np.stack([1 - u / 2, u / 2], 1)), u)
 
 
+def _seed(text: str, *marked: str, label: str = "Disease") -> Document:
+    spans, at = [], 0
+    for m in marked:
+        i = text.index(m, at)
+        spans.append(Span(i, i + len(m), label))
+        at = i + len(m)
+    return Document(f"s{abs(hash(text)) % 10_000}", text, spans=spans)
+
+
+def test_seed_lexicon_matches_whole_words_in_any_case_but_acronyms_only_as_written():
+    from domainfm.label.lexicon import SeedLexicon
+
+    lex = SeedLexicon.from_documents([_seed("Breast cancer and AT in the family.", "Breast cancer", "AT"),
+                                      _seed("A case of non-Hodgkin lymphoma.", "non-Hodgkin lymphoma")])
+    text = "breast cancer at home; AT carriers; breast cancers; non - Hodgkin lymphoma"
+    found = [text[s:e] for s, e, _, _ in lex.find(text)]
+    assert found == ["breast cancer", "AT", "non - Hodgkin lymphoma"]  # not "at", not inside "cancers"
+    assert lex.summary == {"entries": 3, "dropped_inconsistent": 0, "min_share": 0.5}
+
+
+def test_seed_lexicon_drops_strings_the_seeds_mostly_leave_unmarked_and_takes_the_majority_label():
+    from domainfm.label.lexicon import SeedLexicon
+
+    seeds = [_seed("Mild fever with cold hands; cold, then cold again.", "cold"),  # marked once, left twice
+             _seed("Lyme disease here.", "Lyme disease", label="Infection"),
+             _seed("Lyme disease again.", "Lyme disease", label="Infection"),
+             _seed("Lyme disease once more.", "Lyme disease")]
+    lex = SeedLexicon.from_documents(seeds)
+    assert lex.find("a cold morning") == []
+    assert [lab for *_, lab, _ in lex.find("Lyme disease")] == ["Infection"]
+    assert lex.summary["dropped_inconsistent"] == 1
+    # only the labels asked for vote: "Lyme disease" as Disease is marked in 1 of its 3 places
+    assert SeedLexicon.from_documents(seeds, labels=["Disease"]).find("Lyme disease") == []
+
+
+def test_seed_lexicon_replaces_the_model_spans_it_contains_and_defers_to_longer_ones():
+    from domainfm.label.lexicon import SeedLexicon
+
+    lex = SeedLexicon.from_documents([_seed("History of breast cancer and asthma.", "breast cancer", "asthma")])
+    text = "breast cancer, severe asthma, asthma attack, eczema"
+    asthma_attack = text.index("asthma attack")
+    model = [(7, 13, "Disease", 0.6),  # "cancer", cut out of a known name
+             (text.index("severe"), text.index("severe") + 13, "Disease", 0.7),  # "severe asthma": longer
+             (asthma_attack, asthma_attack + 6, "Disease", 0.4),  # "asthma", equal to an entry
+             (text.index("eczema"), len(text), "Disease", 0.3)]  # the model alone
+    combined = {text[s:e]: (round(c, 2), src) for s, e, _, c, src in lex.combine(text, model)}
+    assert combined == {"breast cancer": (1.0, "lexicon"), "severe asthma": (0.7, "model"),
+                        "asthma": (0.4, "both"), "eczema": (0.3, "model")}
+
+
+def test_span_calibration_reads_each_source_from_out_of_fold_spans():
+    from domainfm.label.spans import SpanCalibration
+
+    rng = np.random.default_rng(0)
+    rows = [("model", float(r), bool(rng.random() < r)) for r in rng.uniform(0.05, 0.95, 200)]
+    rows += [("model+lexicon", 0.5, bool(i % 10 != 0)) for i in range(60)]  # confirmed: right 90%
+    rows += [("lexicon", 1.0, i < 6) for i in range(8)]
+    cal, summary = SpanCalibration.fit(rows)
+    assert cal.confidence(0.5, "model+lexicon") > cal.confidence(0.5, "model") + 0.2
+    assert cal.confidence(0.9, "model") > cal.confidence(0.1, "model")
+    assert cal.confidence(1.0, "lexicon") == pytest.approx(7 / 10)  # (hits + 1) / (found + 2)
+    assert summary["sources"]["lexicon"] == {"oof_spans": 8, "oof_precision": 0.75}
+    # no out-of-fold lexicon spans: the entry's share on the seeds stands
+    assert SpanCalibration.fit(rows[:200])[0].confidence(0.8, "lexicon") == 0.8
+
+
 def test_span_config_errors_name_the_field():
     with pytest.raises(ConfigError, match="'calibration_folds'.*0 \\(off\\) or >= 2"):
         SpanLabelConfig(calibration_folds=1)
@@ -60,6 +145,11 @@ def test_span_config_errors_name_the_field():
         SpanLabelConfig(deid_prior="maybe")
     with pytest.raises(ConfigError, match="'min_steps'.*'max_steps'"):
         SpanLabelConfig(min_steps=10, max_steps=5)
+    with pytest.raises(ConfigError, match="'seed_lexicon' parameter must be true or false"):
+        SpanLabelConfig(seed_lexicon="yes")
+    with pytest.raises(ConfigError, match="'calibration_repeats'.*\\[1, 20\\]"):
+        SpanLabelConfig(calibration_repeats=0)
+    assert (SpanLabelConfig().repeats, SpanLabelConfig(method="finetune").repeats) == (3, 1)
 
 
 NOTES = [
@@ -93,13 +183,15 @@ def test_label_task_ner_command_writes_suggestions_exports_and_manifest(tmp_path
     assert sorted(r["meta"]["rank"] for r in records) == [1, 2]
     for r in records:
         for s in r["meta"]["suggestion"]["spans"]:
-            assert 0 <= s["confidence"] <= 1 and s["source"] == "model"
+            assert 0 <= s["confidence"] <= 1 and s["source"] in ("model", "lexicon", "model+lexicon")
             assert r["text"][s["start"]:s["end"]].strip() == r["text"][s["start"]:s["end"]]
     tasks = json.loads((tmp_path / "out.labelstudio.json").read_text())
     assert [t["meta"]["rank"] for t in tasks] == [1, 2]
     assert "<Label value=\"Disease\"/>" in (tmp_path / "out.labelstudio.json.config.xml").read_text()
     manifest = json.loads((tmp_path / "out.manifest.json").read_text())
     assert manifest["summary"]["labels"] == ["Disease"] and manifest["summary"]["calibration"]["folds"] == 4  # the probe's
+    assert manifest["summary"]["seed_lexicon"]["entries"] == 4  # counts only: no seed string in the manifest
+    assert "eczema" not in (tmp_path / "out.manifest.json").read_text().lower()
     # the exported suggestions come back in with the importer: same spans
     from domainfm.corpus.importing import import_corpus
 
@@ -131,7 +223,8 @@ def test_finetune_method_learns_a_trivial_span_pattern(tiny_model_dir):
     seeds, pool = _pattern_docs(12), _pattern_docs(6, offset=40)
     cfg = SpanLabelConfig(method="finetune", encoder=str(tiny_model_dir), max_tokens=32, overlap=4, epochs=40,
                           min_steps=60, max_steps=60, batch_size=4, finetune_lr=5e-3, lora_r=4,
-                          calibration_folds=0, deid_prior="off")  # one training: keeps the test short
+                          calibration_folds=0, deid_prior="off",  # one training: keeps the test short
+                          seed_lexicon=False)  # the seeds' own strings would find every span without a model
     result = suggest_spans(seeds, [Document(d.id, d.text) for d in pool], cfg)
     gold = {(d.id, s.start, s.end) for d in pool for s in d.spans}
     found = {(d.id, s.start, s.end) for d, spans in zip(result.docs, result.spans) for s in spans}

@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from domainfm.corpus.document import Document, Span
+from domainfm.corpus.document import Document
 from domainfm.label.span_config import SpanLabelConfig
 
 
@@ -41,8 +41,9 @@ class FinetunedSpans:
 
     task_model: Any  # domainfm.inference.TaskModel
     labels: list[str]
-    platt: tuple[float, float] | None
+    calibration: Any  # domainfm.label.spans.SpanCalibration
     summary: dict[str, Any]
+    lexicon: Any = None  # domainfm.label.lexicon.SeedLexicon, or None when turned off
     tagger: None = None  # the probe's cached encoder; the live backend passes it back on refresh
 
 
@@ -117,59 +118,56 @@ def _score(tm, docs: Sequence[Document]):
 
 def train_finetuned(seeds: Sequence[Document], labels: list[str], cfg: SpanLabelConfig, *,
                     on_stage: Callable[[str], None] | None = None) -> FinetunedSpans:
-    from domainfm.label.spans import _platt
+    from domainfm.label.spans import SpanCalibration, oof_rows, seed_lexicon
 
     stage = on_stage or (lambda s: None)
     t0 = time.perf_counter()
-    platt, calibration = None, {"folds": 0}
+    fitted, calibration = SpanCalibration(), {"folds": 0}
     with tempfile.TemporaryDirectory(prefix="domainfm-spans-") as tmp:
         work = Path(tmp)
         folds = min(cfg.folds, len(seeds))
         if folds >= 2:
-            fold_of = np.random.default_rng(cfg.seed).permutation(len(seeds)) % folds
-            raws, corrects = [], []
-            for f in range(folds):
-                stage(f"calibration fold {f + 1}/{folds}")
-                train = [d for d, k in zip(seeds, fold_of) if k != f]
-                held = [d for d, k in zip(seeds, fold_of) if k == f]
-                if not any(d.spans for d in train) or not held:
-                    continue
-                tm, _, _ = _train(cfg, train, held, labels, cfg.seed + 1 + f, work, f"fold{f}")
-                found, _ = _score(tm, held)
-                for d, spans in zip(held, found):
-                    gold = {s.key for s in d.spans}
-                    for s in spans:
-                        raws.append(float(s.attrs.get("score", 0.5)))
-                        corrects.append(s.key in gold)
-            raws_a, corrects_a = np.array(raws), np.array(corrects, dtype=float)
-            platt = _platt(raws_a, corrects_a)
-            calibration = {"folds": folds, "platt": None if platt is None else [round(x, 4) for x in platt],
-                           "oof_spans": int(len(raws_a)),
-                           "oof_span_precision": round(float(corrects_a.mean()), 4) if len(raws_a) else None}
+            rng = np.random.default_rng(cfg.seed)
+            rows = []
+            for r in range(cfg.repeats):
+                fold_of = rng.permutation(len(seeds)) % folds
+                for f in range(folds):
+                    stage(f"calibration fold {f + 1}/{folds}" + (f" of split {r + 1}/{cfg.repeats}"
+                                                                 if cfg.repeats > 1 else ""))
+                    train = [d for d, k in zip(seeds, fold_of) if k != f]
+                    held = [d for d, k in zip(seeds, fold_of) if k == f]
+                    if not any(d.spans for d in train) or not held:
+                        continue
+                    tm, _, _ = _train(cfg, train, held, labels, cfg.seed + 1 + f + r * folds, work, f"fold{r}-{f}")
+                    found, _ = _score(tm, held)
+                    raw = [[(s.start, s.end, s.label, float(s.attrs.get("score", 0.5))) for s in spans]
+                           for spans in found]
+                    rows += oof_rows(held, raw, seed_lexicon(train, labels, cfg))
+            fitted, fit_summary = SpanCalibration.fit(rows)
+            calibration = {"folds": folds, "repeats": cfg.repeats, **fit_summary}
         stage("fine-tuning on all seeds")
         tm, steps, fit = _train(cfg, seeds, seeds, labels, cfg.seed, work, "final")
+    lexicon = seed_lexicon(seeds, labels, cfg)
     summary = {"method": "finetune", "labels": labels, "seed_documents": len(seeds),
                "seed_spans": sum(len(d.spans) for d in seeds), "steps": steps, "encoder": cfg.encoder,
                "lora_r": cfg.lora_r, "calibration": calibration,
+               "seed_lexicon": None if lexicon is None else lexicon.summary,
                "seed_fit_f1": fit,  # entity F1 of the final model on (up to 8 of) its own seeds
                "train_seconds": round(time.perf_counter() - t0, 2)}
-    return FinetunedSpans(tm, labels, platt, summary)
+    return FinetunedSpans(tm, labels, fitted, summary, lexicon)
 
 
 def predict_finetuned(model: FinetunedSpans, pool: Sequence[Document]):
-    """Per document: ``(start, end, label, calibrated confidence)`` spans, the uncertainty, and a
-    text vector for diversity."""
+    """Per document: ``(start, end, label, raw confidence)`` spans, the uncertainty, and a text
+    vector for diversity."""
     from sklearn.feature_extraction.text import HashingVectorizer
-
-    from domainfm.label.spans import _apply_platt
 
     spans, inside = _score(model.task_model, pool)
     found, uncertainty = [], []
     for doc_spans, chunks in zip(spans, inside):
-        conf = [(s.start, s.end, s.label, _apply_platt(float(s.attrs.get("score", 0.5)), model.platt))
-                for s in doc_spans]
-        found.append(conf)
-        span_items = [1 - abs(2 * c - 1) for *_, c in conf]
+        raw = [(s.start, s.end, s.label, float(s.attrs.get("score", 0.5))) for s in doc_spans]
+        found.append(raw)
+        span_items = [1 - abs(2 * model.calibration.model(c) - 1) for *_, c in raw]
         best = 0.0
         for e in chunks:  # the chunk's own tokens plus the document's spans (offsets differ per chunk)
             items = sorted(span_items + list(1 - np.abs(2 * e - 1)), reverse=True)
@@ -179,7 +177,3 @@ def predict_finetuned(model: FinetunedSpans, pool: Sequence[Document]):
         [d.text for d in pool]).toarray() if pool else np.zeros((0, 1))
     return found, uncertainty, vectors
 
-
-def to_spans(found: list[tuple[int, int, str, float]], min_confidence: float) -> list[Span]:
-    return [Span(s, e, lab, {"confidence": round(c, 4), "source": "model"}) for s, e, lab, c in found
-            if c >= min_confidence]

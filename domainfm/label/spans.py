@@ -10,15 +10,24 @@ How it works (and why):
   pretrain`` output). With eight documents, fine-tuning all layers overfits and costs minutes of
   CPU; the bottom layers stay frozen, their output is computed once and cached, and only the
   top ``train_layers`` layers plus a linear head are trained (AdamW with weight decay, dropout).
-  A word is tagged by its first sub-word, so suggested spans always cover whole words.
+  With the whole encoder frozen (the default) a word is read as the mean of its sub-word
+  vectors beside its neighbours'; tags are per word, so suggested spans always cover whole words.
+- **Decoding.** The most probable BIO-valid tag sequence (Viterbi), as the fine-tuned taggers
+  decode: a stray ``I`` does not start a span that cuts a name.
+- **Seed lexicon** (:mod:`domainfm.label.lexicon`). The strings the seeds annotate are suggested
+  where they occur again; a match replaces the model spans it contains and confirms an equal
+  one (``source``: ``model``, ``lexicon`` or ``model+lexicon``).
 - **Calibration.** The seeds are split into ``calibration_folds`` folds; a model per fold tags
-  the held-out seeds. Those out-of-fold word logits fit a temperature
-  (:func:`domainfm.metrics.fit_temperature`), and the out-of-fold spans (confidence = mean
-  probability of its tags, right or wrong by exact match) fit a Platt map from that raw score to
-  the probability that the span is exactly right. The final model is trained on all seeds, so
-  fold models trained on fewer seeds are weaker than the one that makes the suggestions; the
-  probe's folds are cheap, so it uses 4 (NCBI, 4 draws: worst span ECE 0.092 -> 0.075 at 8
-  seeds, 0.072 -> 0.053 at 32, against 2 folds; 8 folds overshot at 8 seeds, 0.14).
+  the held-out seeds, with a lexicon of the fold's training seeds. Those out-of-fold word logits
+  fit a temperature (:func:`domainfm.metrics.fit_temperature`), and the out-of-fold spans
+  (confidence = mean probability of its tags, right or wrong by exact match) fit a Platt map
+  from that raw score to the probability that the span is exactly right, shifted for spans the
+  lexicon confirms; lexicon spans the model did not find get their out-of-fold precision
+  (:class:`SpanCalibration`). The final model is trained on all seeds, so fold models trained
+  on fewer seeds are weaker than the one that makes the suggestions; the probe's folds are
+  cheap, so it uses 4 (NCBI, 4 draws: worst span ECE 0.092 -> 0.075 at 8 seeds, 0.072 -> 0.053
+  at 32, against 2 folds; 8 folds overshot at 8 seeds, 0.14) and draws the split 3 times
+  (``calibration_repeats``), so the map does not hang on which seeds were held out together.
 - **PHI prior.** For PHI labels (``PATIENT``, ``DATE``, ``HOSPITAL``... the de-id label set), the
   de-id detectors run on the pool; a detector span of a requested label that no model span
   overlaps is suggested with the detectors' precision on the seeds for that label
@@ -56,6 +65,7 @@ class _Chunk:
     first_token: np.ndarray  # (W,) position of each word's first sub-word
     hidden: Any  # torch tensor (T, H): output of the frozen layers
     n_tokens: int
+    last_token: np.ndarray | None = None  # (W,) position of each word's last sub-word (None: = first)
 
 
 @dataclass
@@ -159,7 +169,7 @@ class SpanTagger:
             for b, (doc_index, ch) in enumerate(batch):
                 word_ids = enc.word_ids(b)
                 n = int(enc["attention_mask"][b].sum())
-                starts, ends, firsts = [], [], []
+                starts, ends, firsts, lasts = [], [], [], []
                 previous = None
                 for t, w in enumerate(word_ids[:n]):
                     if w is None:
@@ -169,15 +179,17 @@ class SpanTagger:
                         continue
                     if w != previous:
                         firsts.append(t)
+                        lasts.append(t)
                         starts.append(ch.start + s)
                         ends.append(ch.start + e)
                     else:
                         ends[-1] = ch.start + e
+                        lasts[-1] = t
                     previous = w
                 if not firsts:
                     continue
                 chunks.append(_Chunk(doc_index, np.array(starts), np.array(ends), np.array(firsts),
-                                     hidden[b, :n].clone(), n))
+                                     hidden[b, :n].clone(), n, np.array(lasts)))
         return chunks, bad
 
     # ------------------------------------------------------------------ model
@@ -214,12 +226,22 @@ class SpanTagger:
             mask[i, :c.n_tokens] = 1
         return h, mask
 
-    def word_features(self, chunks: Sequence[_Chunk]) -> list[np.ndarray]:
-        """Per chunk, each word's first sub-word vector beside its neighbours' (previous, next):
-        what the frozen-encoder head reads."""
+    @staticmethod
+    def word_features(chunks: Sequence[_Chunk]) -> list[np.ndarray]:
+        """Per chunk, each word's vector (the mean of its sub-words) beside its neighbours'
+        (previous, next): what the frozen-encoder head reads. The mean, not the first sub-word
+        alone: a rare clinical term is split into many pieces and its first ("ad" of
+        "adrenoleukodystrophy") says little (NCBI, 2 draws: entity F1 0.347 / 0.501 with the
+        first sub-word, 0.397 / 0.541 with the mean, at 8 / 32 seed abstracts)."""
         out = []
         for c in chunks:
-            x = c.hidden.numpy()[c.first_token]
+            h = c.hidden.numpy()
+            if c.last_token is None:
+                x = h[c.first_token]
+            else:  # cumulative sums: the mean of each word's sub-word run in one pass
+                csum = np.vstack([np.zeros((1, h.shape[1]), dtype=np.float64), np.cumsum(h, axis=0, dtype=np.float64)])
+                x = ((csum[c.last_token + 1] - csum[c.first_token])
+                     / (c.last_token - c.first_token + 1)[:, None]).astype(h.dtype)
             pad = np.zeros((1, x.shape[1]), dtype=x.dtype)
             out.append(np.hstack([x, np.vstack([pad, x[:-1]]), np.vstack([x[1:], pad])]))
         return out
@@ -332,45 +354,48 @@ def word_tags(chunk: _Chunk, spans: Sequence[Span], label_index: dict[str, int])
 
 
 def decode(chunk: _Chunk, probs: np.ndarray, labels: Sequence[str]) -> list[tuple[int, int, str, float]]:
-    """Spans from word tag probabilities: a run starts at a B (or a stray I) and continues over
-    I of the same label; its raw confidence is the mean probability of its words' tags."""
-    best = probs.argmax(1)
-    out = []
-    w = 0
-    n = len(best)
-    while w < n:
-        tag = int(best[w])
-        if tag == 0:
-            w += 1
-            continue
-        k = (tag - 1) // 2
-        run = [w]
-        w += 1
-        while w < n and int(best[w]) == 2 + 2 * k:
-            run.append(w)
-            w += 1
-        conf = float(np.mean([probs[j, best[j]] for j in run]))
-        out.append((int(chunk.word_start[run[0]]), int(chunk.word_end[run[-1]]), labels[k], conf))
-    return out
+    """Spans from word tag probabilities: the most probable tag sequence in which ``I-X`` only
+    follows ``B-X`` or ``I-X`` (Viterbi, :func:`domainfm.finetune.data.decode_words`, the
+    fine-tuned taggers' decoder); a span's raw confidence is the mean probability of its words'
+    tags. Against reading each word's most probable tag alone, this lifted NCBI entity F1 from
+    0.314 / 0.396 to 0.334 / 0.444 at 8 / 32 seed abstracts (2 draws): a stray ``I`` no longer
+    starts a cut-off span."""
+    from domainfm.finetune.data import decode_words
+
+    n = len(probs)
+    id2label = dict(enumerate(tag_names(labels)))
+    offsets = list(zip(chunk.word_start.tolist(), chunk.word_end.tolist()))
+    found = decode_words(np.log(np.clip(probs, 1e-12, 1.0)), list(range(n)), offsets, id2label)
+    return [(int(x.start), int(x.end), x.label, float(x.attrs["score"])) for x in found]
 
 
-def _platt(raw: np.ndarray, correct: np.ndarray) -> tuple[float, float] | None:
-    """(a, b) of ``sigmoid(a * logit(raw) + b)`` fitted by logistic regression; None with too few
-    out-of-fold spans or only one outcome."""
+def _logit(raw) -> np.ndarray:
+    raw = np.clip(np.asarray(raw, dtype=float), 1e-6, 1 - 1e-6)
+    return np.log(raw / (1 - raw))
+
+
+def _platt(raw: np.ndarray, correct: np.ndarray, confirmed: np.ndarray | None = None) -> tuple[float, ...] | None:
+    """``(a, b, c)`` of ``sigmoid(a * logit(raw) + b + c * confirmed)`` fitted by L2-regularised
+    logistic regression (``c`` 0 without ``confirmed``); None with too few out-of-fold spans or
+    only one outcome. The penalty shrinks ``c`` towards 0, so with few confirmed spans they are
+    read like the others."""
     if len(raw) < 8 or correct.min() == correct.max():
         return None
     from sklearn.linear_model import LogisticRegression
 
-    x = np.log(np.clip(raw, 1e-6, 1 - 1e-6) / np.clip(1 - raw, 1e-6, 1)).reshape(-1, 1)
+    x = _logit(raw).reshape(-1, 1)
+    if confirmed is not None:
+        x = np.hstack([x, np.asarray(confirmed, dtype=float).reshape(-1, 1)])
     lr = LogisticRegression(C=1.0).fit(x, correct.astype(int))
-    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
+    c = float(lr.coef_[0, 1]) if confirmed is not None else 0.0
+    return float(lr.coef_[0, 0]), float(lr.intercept_[0]), c
 
 
-def _apply_platt(raw: float, ab: tuple[float, float] | None) -> float:
-    if ab is None:
+def _apply_platt(raw: float, params: tuple[float, ...] | None, confirmed: bool = False) -> float:
+    if params is None:
         return raw
-    x = np.log(np.clip(raw, 1e-6, 1 - 1e-6) / max(1e-6, 1 - raw))
-    return float(1.0 / (1.0 + np.exp(-(ab[0] * x + ab[1]))))
+    z = params[0] * float(_logit(raw)) + params[1] + (params[2] if confirmed and len(params) > 2 else 0.0)
+    return float(1.0 / (1.0 + np.exp(-z)))
 
 
 def _merge_chunk_spans(found: list[tuple[int, int, str, float]]) -> list[tuple[int, int, str, float]]:
@@ -384,6 +409,89 @@ def _merge_chunk_spans(found: list[tuple[int, int, str, float]]) -> list[tuple[i
     return sorted(kept)
 
 
+class SpanCalibration:
+    """Calibrated confidence of a suggested span by its source. Model spans (``model``, and
+    ``model+lexicon`` where the seed lexicon confirms one) go through one Platt map of the raw
+    score with a shift for confirmed spans (:func:`_platt`: one map fitted on all of them, so a
+    handful of out-of-fold spans of either kind do not each get a map of their own);
+    seed-lexicon spans the model did not find (``lexicon``) get the out-of-fold precision
+    ``(hits + 1) / (found + 2)`` of such spans."""
+
+    def __init__(self, platt: tuple[float, ...] | None = None, precision: dict[str, float] | None = None):
+        self.platt, self.precision = platt, dict(precision or {})
+
+    @classmethod
+    def fit(cls, rows: Sequence[tuple[str, float, bool]]) -> tuple["SpanCalibration", dict[str, Any]]:
+        """From out-of-fold ``(source, raw confidence, exactly right)`` rows; with the summary
+        the manifest records (counts and rates only)."""
+        scored = [(raw, ok, src == "model+lexicon") for src, raw, ok in rows if src != "lexicon"]
+        platt = _platt(np.array([r for r, _, _ in scored]), np.array([ok for _, ok, _ in scored], dtype=float),
+                       np.array([c for *_, c in scored]) if any(c for *_, c in scored) else None) if scored else None
+        precision, sources = {}, {}
+        for src in sorted({src for src, _, _ in rows}):
+            oks = [ok for s_, _, ok in rows if s_ == src]
+            sources[src] = {"oof_spans": len(oks), "oof_precision": round(float(np.mean(oks)), 4)}
+        lexicon = [ok for src, _, ok in rows if src == "lexicon"]
+        if lexicon:
+            precision["lexicon"] = (sum(lexicon) + 1) / (len(lexicon) + 2)
+        oks = [ok for *_, ok in rows]
+        summary = {"platt": None if platt is None else [round(x, 4) for x in platt], "oof_spans": len(rows),
+                   "oof_span_precision": round(float(np.mean(oks)), 4) if oks else None, "sources": sources}
+        return cls(platt, precision), summary
+
+    def model(self, raw: float) -> float:
+        """A model span's calibrated confidence (what the annotation order reads)."""
+        return _apply_platt(raw, self.platt)
+
+    def confidence(self, raw: float, source: str) -> float:
+        """A suggested span's calibrated confidence from its raw one (the model's score, or for
+        ``lexicon`` the entry's share on the seeds, kept when the folds saw no such span)."""
+        if source == "lexicon":
+            return self.precision.get("lexicon", raw)
+        return _apply_platt(raw, self.platt, confirmed=source == "model+lexicon")
+
+
+def oof_rows(docs: Sequence[Document], found: Sequence[Sequence[tuple[int, int, str, float]]],
+             lexicon) -> list[tuple[str, float, bool]]:
+    """Out-of-fold calibration rows of held-out seeds: their spans as the suggestions would be
+    (model spans with raw confidence, combined with the fold's seed lexicon), right or wrong."""
+    rows = []
+    for d, spans in zip(docs, found):
+        gold = {s.key for s in d.spans}
+        for s, e, lab, raw, src in with_lexicon(d.text, spans, lexicon):
+            rows.append((src, raw, (s, e, lab) in gold))
+    return rows
+
+
+def with_lexicon(text: str, spans: Sequence[tuple[int, int, str, float]], lexicon
+                 ) -> list[tuple[int, int, str, float, str]]:
+    """Model spans with the seed lexicon's matches (:meth:`SeedLexicon.combine`), or alone."""
+    if lexicon is None:
+        return [(s, e, lab, c, "model") for s, e, lab, c in spans]
+    return [(s, e, lab, c, "model+lexicon" if src == "both" else src)
+            for s, e, lab, c, src in lexicon.combine(text, spans)]
+
+
+def suggested(text: str, spans: Sequence[tuple[int, int, str, float]], lexicon, calibration: SpanCalibration,
+              min_confidence: float) -> list[Span]:
+    """A document's suggestions from its model spans (raw confidence) and the seed lexicon."""
+    out = []
+    for s, e, lab, raw, src in with_lexicon(text, spans, lexicon):
+        conf = calibration.confidence(raw, src)
+        if conf >= min_confidence:
+            out.append(Span(s, e, lab, {"confidence": round(conf, 4), "source": src}))
+    return out
+
+
+def seed_lexicon(seeds: Sequence[Document], labels: Sequence[str], cfg: SpanLabelConfig):
+    """The seeds' lexicon (:mod:`domainfm.label.lexicon`), or None when ``seed_lexicon`` is off."""
+    if not cfg.seed_lexicon:
+        return None
+    from domainfm.label.lexicon import SeedLexicon
+
+    return SeedLexicon.from_documents(seeds, labels)
+
+
 # ---------------------------------------------------------------------- the API
 
 @dataclass
@@ -394,8 +502,9 @@ class _Fitted:
     head: Any
     labels: list[str]
     temperature: float
-    platt: tuple[float, float] | None
+    calibration: SpanCalibration
     summary: dict[str, Any]
+    lexicon: Any = None  # domainfm.label.lexicon.SeedLexicon, or None when turned off
 
 
 def seed_labels(seeds: Sequence[Document]) -> list[str]:
@@ -406,7 +515,9 @@ def _tags_for(chunks, docs, label_index):
     return [word_tags(c, docs[c.doc].spans, label_index) for c in chunks]
 
 
-def _spans_from_logits(chunks, logits, labels, temperature, platt, n_docs):
+def _spans_from_logits(chunks, logits, labels, temperature, calibrate, n_docs):
+    """Per document, the merged spans of its chunks with raw confidence, and its uncertainty for
+    the annotation order (read from ``calibrate(raw)``)."""
     from domainfm.metrics import softmax
 
     per_doc: list[list] = [[] for _ in range(n_docs)]
@@ -414,10 +525,11 @@ def _spans_from_logits(chunks, logits, labels, temperature, platt, n_docs):
     chunk_items: list[list[float]] = []
     for c, lg in zip(chunks, logits):
         p = softmax(lg / temperature)
-        found = [(s, e, lab, _apply_platt(conf, platt)) for s, e, lab, conf in decode(c, p, labels)]
+        found = decode(c, p, labels)
         per_doc[c.doc].extend(found)
         e_inside = 1.0 - p[:, 0]
-        items = sorted([1 - abs(2 * x[3] - 1) for x in found] + list(1 - np.abs(2 * e_inside - 1)), reverse=True)
+        items = sorted([1 - abs(2 * calibrate(x[3]) - 1) for x in found] + list(1 - np.abs(2 * e_inside - 1)),
+                       reverse=True)
         chunk_items.append(float(np.mean(items[:3])) if items else 0.0)
         word_u[c.doc].append(chunk_items[-1])
     return [_merge_chunk_spans(x) for x in per_doc], [max(u) if u else 0.0 for u in word_u]
@@ -426,7 +538,7 @@ def _spans_from_logits(chunks, logits, labels, temperature, platt, n_docs):
 def train_span_model(seeds: Sequence[Document], cfg: SpanLabelConfig | None = None, *,
                      tagger: SpanTagger | None = None, on_stage: Callable[[str], None] | None = None) -> _Fitted:
     """Fit the calibrated span tagger on seed documents (see the module docstring)."""
-    from domainfm.metrics import fit_temperature, softmax
+    from domainfm.metrics import fit_temperature
 
     cfg = cfg or SpanLabelConfig()
     seeds = [d for d in seeds if d.text.strip()]
@@ -450,50 +562,51 @@ def train_span_model(seeds: Sequence[Document], cfg: SpanLabelConfig | None = No
     chunks, _ = _FEATURE_CACHE[key]
     tags = _tags_for(chunks, seeds, label_index)
     n_tags = 1 + 2 * len(labels)
-    temperature, platt = 1.0, None
+    temperature, fitted = 1.0, SpanCalibration()
     calibration: dict[str, Any] = {"folds": 0}
     folds = min(cfg.folds, len(seeds))
     if folds >= 2:
         rng = np.random.default_rng(cfg.seed)
-        fold_of = rng.permutation(len(seeds)) % folds
-        oof_chunks, oof_logits = [], []
-        for f in range(folds):
-            stage(f"calibration fold {f + 1}/{folds}")
-            train_idx = [i for i, c in enumerate(chunks) if fold_of[c.doc] != f]
-            test_idx = [i for i, c in enumerate(chunks) if fold_of[c.doc] == f]
-            if not train_idx or not test_idx:
-                continue
-            head, _ = tagger.fit([chunks[i] for i in train_idx], [tags[i] for i in train_idx], n_tags,
-                                 cfg.seed + 1 + f)
-            logits, _ = tagger.score(head, [chunks[i] for i in test_idx])
-            oof_chunks.extend(test_idx)
-            oof_logits.extend(logits)
-        if oof_logits:
-            temperature = fit_temperature(np.concatenate(oof_logits), np.concatenate([tags[i] for i in oof_chunks]))
-            # the out-of-fold spans under the fitted temperature: raw confidence, right or wrong
-            raws, corrects, seen = [], [], set()
-            for i, lg in zip(oof_chunks, oof_logits):
-                c = chunks[i]
-                gold = {s.key for s in seeds[c.doc].spans}
-                for s, e, lab, conf in decode(c, softmax(lg / temperature), labels):
-                    if (c.doc, s, e, lab) in seen:  # the same span from two overlapping chunks
-                        continue
-                    seen.add((c.doc, s, e, lab))
-                    raws.append(conf)
-                    corrects.append((s, e, lab) in gold)
-            raws, corrects = np.array(raws), np.array(corrects, dtype=float)
-            platt = _platt(raws, corrects)
-            calibration = {"folds": folds, "temperature": round(temperature, 4),
-                           "platt": None if platt is None else [round(x, 4) for x in platt],
-                           "oof_spans": int(len(raws)),
-                           "oof_span_precision": round(float(corrects.mean()), 4) if len(raws) else None}
+        repeats = cfg.repeats
+        splits = [rng.permutation(len(seeds)) % folds for _ in range(repeats)]
+        oof: list[tuple[int, list[int], list[np.ndarray]]] = []  # (repeat, chunk indices, logits)
+        for r, fold_of in enumerate(splits):
+            for f in range(folds):
+                stage(f"calibration fold {f + 1}/{folds}" + (f" of split {r + 1}/{repeats}" if repeats > 1 else ""))
+                train_idx = [i for i, c in enumerate(chunks) if fold_of[c.doc] != f]
+                test_idx = [i for i, c in enumerate(chunks) if fold_of[c.doc] == f]
+                if not train_idx or not test_idx:
+                    continue
+                head, _ = tagger.fit([chunks[i] for i in train_idx], [tags[i] for i in train_idx], n_tags,
+                                     cfg.seed + 1 + f + r * folds)
+                logits, _ = tagger.score(head, [chunks[i] for i in test_idx])
+                oof.append((r, test_idx, logits))
+        if oof:
+            temperature = fit_temperature(np.concatenate([lg for _, _, logits in oof for lg in logits]),
+                                          np.concatenate([tags[i] for _, idx, _ in oof for i in idx]))
+            # the out-of-fold spans under the fitted temperature, merged per document as the
+            # suggestions are, with each fold's own seed lexicon: raw confidence, right or wrong
+            rows = []
+            for r, fold_of in enumerate(splits):
+                idx = [i for r_, part, _ in oof if r_ == r for i in part]
+                logits = [lg for r_, _, part in oof if r_ == r for lg in part]
+                found, _ = _spans_from_logits([chunks[i] for i in idx], logits, labels, temperature,
+                                              lambda raw: raw, len(seeds))
+                for f in range(folds):
+                    held = [i for i in range(len(seeds)) if fold_of[i] == f]
+                    lexicon = seed_lexicon([seeds[i] for i in range(len(seeds)) if fold_of[i] != f], labels, cfg)
+                    rows += oof_rows([seeds[i] for i in held], [found[i] for i in held], lexicon)
+            fitted, fit_summary = SpanCalibration.fit(rows)
+            calibration = {"folds": folds, "repeats": repeats, "temperature": round(temperature, 4), **fit_summary}
     stage("training on all seeds")
     head, steps = tagger.fit(chunks, tags, n_tags, cfg.seed)
+    lexicon = seed_lexicon(seeds, labels, cfg)
     summary = {"labels": labels, "seed_documents": len(seeds), "seed_chunks": len(chunks),
                "seed_spans": sum(len(d.spans) for d in seeds), "steps": steps,
                "encoder": cfg.encoder, "frozen_layers": tagger.frozen, "trained_layers": tagger.train_layers,
-               "calibration": calibration, "train_seconds": round(time.perf_counter() - t0, 2)}
-    return _Fitted(tagger, head, labels, temperature, platt, summary)
+               "calibration": calibration, "seed_lexicon": None if lexicon is None else lexicon.summary,
+               "train_seconds": round(time.perf_counter() - t0, 2)}
+    return _Fitted(tagger, head, labels, temperature, fitted, summary, lexicon)
 
 
 def predict_spans(model: _Fitted, docs: Sequence[Document], cfg: SpanLabelConfig | None = None, *,
@@ -518,13 +631,13 @@ def predict_spans(model: _Fitted, docs: Sequence[Document], cfg: SpanLabelConfig
     rejected += [(pool[i], f"cannot be chunked: {reason}") for i, reason in bad]
     stage("tagging pool")
     logits, vectors = model.tagger.score(model.head, chunks)
-    found, uncertainty = _spans_from_logits(chunks, logits, model.labels, model.temperature, model.platt, len(pool))
+    found, uncertainty = _spans_from_logits(chunks, logits, model.labels, model.temperature,
+                                            model.calibration.model, len(pool))
     prior = _deid_prior(model.labels, pool, seeds, cfg)
     kept_idx = [i for i in range(len(pool)) if i not in bad_idx]
     out_spans: list[list[Span]] = []
     for i in kept_idx:
-        spans = [Span(s, e, lab, {"confidence": round(c, 4), "source": "model"}) for s, e, lab, c in found[i]
-                 if c >= cfg.min_confidence]
+        spans = suggested(pool[i].text, found[i], model.lexicon, model.calibration, cfg.min_confidence)
         if prior is not None:
             spans = prior.combine(i, spans)
         out_spans.append(sorted(spans, key=lambda s: (s.start, s.end, s.label)))
@@ -548,14 +661,14 @@ def predict_spans(model: _Fitted, docs: Sequence[Document], cfg: SpanLabelConfig
 def _predict_tuned(model, pool, rejected, cfg, seeds, n_docs, stage, t0) -> SpanSuggestions:
     """:func:`predict_spans` for ``method: finetune`` (chunking is the finetune encoder's own)."""
     from domainfm.label.active import rank_scores
-    from domainfm.label.span_finetune import predict_finetuned, to_spans
+    from domainfm.label.span_finetune import predict_finetuned
 
     stage("tagging pool")
     found, uncertainty, emb = predict_finetuned(model, pool)
     prior = _deid_prior(model.labels, pool, seeds, cfg)
     out_spans: list[list[Span]] = []
     for i in range(len(pool)):
-        spans = to_spans(found[i], cfg.min_confidence)
+        spans = suggested(pool[i].text, found[i], model.lexicon, model.calibration, cfg.min_confidence)
         if prior is not None:
             spans = prior.combine(i, spans)
         out_spans.append(sorted(spans, key=lambda s: (s.start, s.end, s.label)))

@@ -47,15 +47,21 @@ def score(result, gold_docs):
     gold = [by_id[d.id].spans for d in result.docs]
     pred = result.spans
     m = entity_metrics(gold, pred)
-    conf, correct = [], []
+    conf, correct, source = [], [], []
     for g, p in zip(gold, pred):
         keys = {s.key for s in g}
         for s in p:
             conf.append(s.attrs["confidence"])
             correct.append(s.key in keys)
+            source.append(s.attrs.get("source", "model"))
     rel = reliability(np.array(conf), np.array(correct, dtype=float))
+    # per source (model, lexicon, model+lexicon, deid): how many, how often right, how confident
+    by_source = {src: {"spans": int(sum(x == src for x in source)),
+                       "precision": round(float(np.mean([c for c, x in zip(correct, source) if x == src])), 4),
+                       "mean_confidence": round(float(np.mean([c for c, x in zip(conf, source) if x == src])), 4)}
+                 for src in sorted(set(source))}
     return {"f1": m["f1"], "precision": m["precision"], "recall": m["recall"], "ece": round(rel["ece"], 4)
-            if rel["ece"] is not None else None, "spans": len(conf)}
+            if rel["ece"] is not None else None, "spans": len(conf), "by_source": by_source}
 
 
 def main() -> None:
