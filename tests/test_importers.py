@@ -190,6 +190,29 @@ def test_textdir_ids_labels_and_bad_files(tmp_path):
     assert rejects[0]["id"] == "neuro/bad" and "not valid UTF-8" in rejects[0]["reason"]
 
 
+def test_textdir_and_brat_reject_broken_links_and_orphan_annotations_instead_of_skipping(tmp_path):
+    root = tmp_path / "docs"
+    root.mkdir()
+    (root / "a.txt").write_text("Seen today.")
+    (root / "gone.txt").symlink_to(tmp_path / "nowhere.txt")
+    (tmp_path / "t").mkdir()
+    docs, rejects = run("textdir", root, tmp_path / "t")
+    assert [d.id for d in docs] == ["a"]
+    assert [(r["id"], r["reason"]) for r in rejects] == [
+        ("gone", "file cannot be read (a broken symbolic link: the file it points to does not exist)")]
+    brat = tmp_path / "brat"
+    brat.mkdir()
+    (brat / "a.txt").write_text("Seen today.")
+    (brat / "lost.ann").write_text("T1\tX 0 4\tSeen\n")
+    (brat / "gone.txt").symlink_to(tmp_path / "nowhere.txt")
+    (tmp_path / "b").mkdir()
+    docs, rejects = run("brat", brat, tmp_path / "b")
+    assert [d.id for d in docs] == ["a"]
+    reasons = {r["id"]: r["reason"] for r in rejects}
+    assert reasons == {"gone": "gone.txt cannot be read (a broken symbolic link: the file it points to does not exist)",
+                       "lost": "no .txt file beside the .ann: its annotations have no text"}
+
+
 @pytest.mark.parametrize("pattern, message", [
     ("/etc/*", "must be relative to the source folder"),
     ("../*", "may not contain '..'"),

@@ -31,7 +31,8 @@ class BratOptions:
 def read_brat(src: Path, options: BratOptions) -> Iterator[Document | Rejected]:
     if not src.is_dir():
         raise CorpusError(f"{src}: not a folder (brat reads a folder of .txt/.ann pairs)")
-    for txt in sorted(src.rglob("*.txt")):
+    texts = sorted(src.rglob("*.txt"))
+    for txt in texts:
         rel = txt.relative_to(src)
         doc_id = rel.with_suffix("").as_posix()
         ann = txt.with_suffix(".ann")
@@ -51,6 +52,13 @@ def read_brat(src: Path, options: BratOptions) -> Iterator[Document | Rejected]:
             yield doc
         except RecordError as err:
             yield Rejected.from_error(err)
+    # annotations whose text is missing are data too: they are counted as rejects, not skipped
+    with_text = {t.with_suffix(".ann") for t in texts}
+    for ann in sorted(src.rglob("*.ann")):
+        if ann not in with_text:
+            rel = ann.relative_to(src)
+            yield Rejected.from_error(RecordError("no .txt file beside the .ann: its annotations have no text",
+                                                  record_id=rel.with_suffix("").as_posix(), location=rel.as_posix()))
 
 
 def _read(path: Path, doc_id: str) -> str:
@@ -60,6 +68,14 @@ def _read(path: Path, doc_id: str) -> str:
             return fh.read()
     except UnicodeDecodeError as exc:
         raise RecordError(f"{path.name} is not valid UTF-8 (byte {exc.start})", record_id=doc_id) from None
+    except OSError as exc:  # a broken link, a file without read permission, a folder named x.txt
+        raise RecordError(f"{path.name} cannot be read ({_os_reason(path, exc)})", record_id=doc_id) from None
+
+
+def _os_reason(path: Path, exc: OSError) -> str:
+    if path.is_symlink() and not path.exists():
+        return "a broken symbolic link: the file it points to does not exist"
+    return type(exc).__name__
 
 
 def _parse_ann(content: str, text: str, doc_id: str, where: str) -> tuple[list[Span], list[dict]]:

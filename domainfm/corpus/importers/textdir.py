@@ -41,14 +41,22 @@ def read_textdir(src: Path, options: TextdirOptions) -> Iterator[Document | Reje
     if not src.is_dir():
         raise CorpusError(f"{src}: not a folder (textdir reads a folder of .txt files)")
     try:
-        paths = sorted(p for p in src.glob(options.pattern) if p.is_file())
+        # a broken link matched by the pattern is a file the user meant to import: it is rejected
+        # with its reason below, not skipped
+        paths = sorted(p for p in src.glob(options.pattern) if p.is_file() or (p.is_symlink() and not p.exists()))
     except ValueError as exc:  # pathlib's "'**' can only be an entire path component"
         raise ConfigError(f"'pattern' {options.pattern!r} is not a valid glob ({exc})") from None
     for path in paths:
         rel = path.relative_to(src)
         doc_id = rel.with_suffix("").as_posix()
         try:
-            data = path.read_bytes()
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                reason = ("a broken symbolic link: the file it points to does not exist"
+                          if path.is_symlink() and not path.exists() else type(exc).__name__)
+                raise RecordError(f"file cannot be read ({reason})", record_id=doc_id,
+                                  location=rel.as_posix()) from None
             try:
                 # newline-preserving decode: offsets must match the file as written.
                 text = data.decode("utf-8-sig")
