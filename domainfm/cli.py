@@ -257,12 +257,12 @@ ENGINE_OPTIONS = {
 
 
 def _engine_option(name: str, master: str, partitions: int | None, workers: int, ray_address: str | None):
-    """``--engine`` and its options as an EngineConfig, or None for this process."""
-    if name == "local":
-        return None
+    """``--engine`` and its options as an EngineConfig, or None for this process. The options
+    are checked with any engine, so a typo is an error even where it would be unused."""
     from domainfm.distributed.config import EngineConfig
 
-    return EngineConfig(name, master, partitions, workers, ray_address)
+    config = EngineConfig(name, master, partitions, workers, ray_address)
+    return None if name == "local" else config
 
 
 @app.command("chunk")

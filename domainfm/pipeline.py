@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from domainfm.config import apply_overrides, from_dict, read_yaml, suggest, to_dict
+from domainfm.corpus.document import describe_type
 from domainfm.corpus.io import OutputLock
 from domainfm.errors import ConfigError, DomainFMError
 from domainfm.manifest import write_json_atomic
@@ -133,7 +134,11 @@ def pipeline_from_dict(data: Mapping[str, Any]) -> PipelineConfig:
     for key in data:
         if key not in valid:
             raise ConfigError(f"unknown config key {key!r}{suggest(key, valid)}; valid keys: {', '.join(valid)}")
-    run_dir = Path(str(data.get("run_dir") or "runs/pipeline"))
+    run_dir = data.get("run_dir") or "runs/pipeline"
+    if not isinstance(run_dir, (str, Path)):
+        raise ConfigError(f"config field 'run_dir' must be a folder path (a string), got {describe_type(run_dir)}; "
+                          "e.g. run_dir: runs/pipeline")
+    run_dir = Path(run_dir)
     seed = data.get("seed", 13)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ConfigError(f"config field 'seed' must be an integer or null, got {seed!r}")

@@ -118,6 +118,8 @@ def _pred_file(path, *records):
      r"deid\.jsonl:1: id='d1': phi_spans\[0\] \[999:-5\] is not a span"),
     ([{"id": "d1", "phi_spans": [{"start": 3, "end": 3, "label": "NAME"}]}], r"phi_spans\[0\] \[3:3\] is not a span"),
     ([{"id": "d1", "phi_spans": [{"start": True, "end": 3, "label": "NAME"}]}], r"phi_spans\[0\] needs integer"),
+    ([{"id": "d1", "phi_spans": [{"start": 3, "end": 6, "label": None}]}],
+     r"deid\.jsonl:1: id='d1': phi_spans\[0\] 'label' must be a label name such as 'PATIENT', got null"),
     ([{"id": "d1", "phi_spans": []}, {"id": "d1", "phi_spans": []}], r"deid\.jsonl:2: id='d1': duplicate id"),
     ([{"id": "d1", "phi_spans": [{"start": 3, "end": 6, "label": "NAME"}, {"start": 30, "end": 99, "label": "NAME"}]}],
      r"deid\.jsonl:1: id='d1': phi_spans\[1\] \[30:99\] ends past the gold document's text \(40 characters\)"),

@@ -137,6 +137,12 @@ def test_engine_config_errors_name_the_field():
         EngineConfig("sparc")
     with pytest.raises(ConfigError, match="engine.partitions"):
         EngineConfig("spark", partitions=0)
+    # the command line checks engine options with the local engine too: a typo is not ignored
+    from domainfm.cli import _engine_option
+
+    with pytest.raises(ConfigError, match="engine.partitions must be an int >= 1"):
+        _engine_option("local", "local[2]", -1, 1, None)
+    assert _engine_option("local", "local[2]", None, 1, None) is None
 
 
 def test_pipeline_engine_is_read_and_not_in_the_cache_key(tmp_path):

@@ -206,6 +206,11 @@ def test_training_sections_are_wired():
         pl.pipeline_from_dict({"import": {"src": "x"}, "finetune": {"data": {"train": "y.jsonl"}}})
 
 
+def test_run_dir_must_be_a_path():
+    with pytest.raises(ConfigError, match="'run_dir' must be a folder path \\(a string\\), got an integer"):
+        pl.pipeline_from_dict({"run_dir": 5, "import": {"src": "x"}})
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({"chunk.max_tokenz": 12}, "unknown config key 'chunk.max_tokenz' (did you mean 'max_tokens'?)"),
     ({"chunck": {"max_tokens": 12}}, "unknown config key 'chunck' (did you mean 'chunk'?)"),

@@ -311,6 +311,7 @@ def read_deid_output(path: str | os.PathLike
         CorpusError: naming ``file:line`` and the field, for a record that is not a deid output
             record, a repeated id, or a span that is not ``0 <= start < end``.
     """
+    from domainfm.corpus.document import describe_type
     from domainfm.corpus.io import Rejected, iter_jsonl_objects
 
     out: dict[str, list[dict[str, Any]]] = {}
@@ -336,6 +337,9 @@ def read_deid_output(path: str | os.PathLike
             if not 0 <= span["start"] < span["end"]:
                 raise CorpusError(f"{where}: id={doc_id!r}: phi_spans[{i}] [{span['start']}:{span['end']}] is not a "
                                   "span: 'start' must be >= 0 and 'end' greater than 'start'")
+            if "label" in span and (not isinstance(span["label"], str) or not span["label"].strip()):
+                raise CorpusError(f"{where}: id={doc_id!r}: phi_spans[{i}] 'label' must be a label name such as "
+                                  f"'PATIENT', got {describe_type(span['label'])}")
         out[doc_id] = spans
         where_of[doc_id] = where
         if isinstance(obj.get("text"), str):
