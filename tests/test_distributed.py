@@ -72,15 +72,20 @@ def _run_partitions(parts, job) -> list[dict]:
     return out
 
 
-@pytest.mark.parametrize("n_partitions", [1, 3, 5])
-def test_any_patient_partitioning_gives_one_process_output(tmp_path, notes, vault_key, n_partitions):
-    single = deidentify_file(notes, tmp_path / "one.jsonl", DeidConfig(vault=str(tmp_path / "one.db")))
+@pytest.mark.parametrize("n_partitions, pseudonymize_ids", [(1, False), (3, False), (5, False), (3, True)])
+def test_any_patient_partitioning_gives_one_process_output(tmp_path, notes, vault_key, n_partitions,
+                                                           pseudonymize_ids):
+    single = deidentify_file(notes, tmp_path / "one.jsonl", DeidConfig(vault=str(tmp_path / "one.db"),
+                                                                       pseudonymize_ids=pseudonymize_ids))
     expected = [json.loads(line) for line in (tmp_path / "one.jsonl").open()]
+    originals = {d.id for d in read_documents(notes, rejects=[])}
+    assert all((r["id"] in originals) != pseudonymize_ids for r in expected)
 
     from domainfm.deid.vault import Vault
 
     with Vault(tmp_path / "merged.db", vault_key) as vault:
-        job = DeidJob(DeidConfig(), vault_key, vault.header())
+        job = DeidJob(DeidConfig(vault=str(tmp_path / "merged.db"), pseudonymize_ids=pseudonymize_ids),
+                      vault_key, vault.header())
         rows = _run_partitions(_partitions(notes, n_partitions, seed=n_partitions), job)
         records = sorted((r for r in rows if r["kind"] == RECORD), key=lambda r: r["order"])
         assert [json.loads(r["payload"]) for r in records] == expected

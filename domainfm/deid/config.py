@@ -51,6 +51,11 @@ class DeidConfig:
         shipped maps, and a type none knows is an error (:mod:`domainfm.deid.tagger_labels`).
     ner_quantize: ``int8``: the model's Linear layers dynamically quantised to int8 (CPU only;
         ignored on a GPU); ``none``: as saved; ``auto``: int8 on CPU, as saved on a GPU.
+    pseudonymize_ids: replace each record's ``id`` in the output by a keyed pseudonym
+        (``doc-`` + 20 hex digits of an HMAC under the vault's key): record ids are often
+        record or accession numbers, which Safe Harbor counts as identifiers. The same id gets
+        the same pseudonym in every run under the same key, so outputs still join; the vault
+        keeps the way back (``domainfm reidentify`` restores the original ids). Needs ``vault``.
     """
 
     profile: Literal["clinical", "legal"] = "clinical"
@@ -70,6 +75,7 @@ class DeidConfig:
     meta_default: str = "keep"
     ner_label_map: str | dict[str, str | None] | None = None
     ner_quantize: Literal["none", "int8", "auto"] = "none"
+    pseudonymize_ids: bool = False
 
     def __post_init__(self) -> None:
         if self.profile not in ("clinical", "legal"):
@@ -110,6 +116,11 @@ class DeidConfig:
             raise ConfigError("config field 'entities' is an empty list: give labels, or null for all")
         if self.vault is not None and (not isinstance(self.vault, str) or not self.vault.strip()):
             raise ConfigError("config field 'vault' must be a file path or null, got an empty value")
+        if not isinstance(self.pseudonymize_ids, bool):
+            raise ConfigError(f"config field 'pseudonymize_ids' must be true or false, got {self.pseudonymize_ids!r}")
+        if self.pseudonymize_ids and self.vault is None:
+            raise ConfigError("config field 'pseudonymize_ids' needs a vault: the pseudonyms are keyed by it and it "
+                              "keeps the way back to the original ids (set vault: PATH, with $DOMAINFM_VAULT_KEY)")
         if self.vault is not None and self.operator != "surrogate":
             raise ConfigError(
                 f"config field 'vault' is set but operator is {self.operator!r}: only the 'surrogate' "

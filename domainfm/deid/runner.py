@@ -225,7 +225,7 @@ def _deidentify_locked(in_path: Path, out_path: Path, reject_file: Path, config:
     import json
     import sqlite3
 
-    from domainfm.deid.transform import TransformedRecord
+    from domainfm.deid.transform import TransformedRecord, output_record
 
     input_counts, transform_counts = Counts(), Counts()
     first_rejects: list[str] = []
@@ -248,7 +248,7 @@ def _deidentify_locked(in_path: Path, out_path: Path, reject_file: Path, config:
                     in_flight.popleft()
                 location, doc = in_flight.popleft() if in_flight else (None, None)
                 if isinstance(item, TransformedRecord):
-                    out.write_obj(item.to_dict())
+                    out.write_obj(output_record(item, vault, config.pseudonymize_ids))
                     for span in item.phi_spans:
                         label = span["label"] if isinstance(span, dict) else span.label
                         by_label[label] = by_label.get(label, 0) + 1

@@ -363,7 +363,8 @@ def reidentify(records: Iterable[dict[str, Any] | TransformedRecord], vault: Vau
         record_id = _safe_id(rec)
         if not isinstance(rec, dict) or not isinstance(rec.get("text"), str) or record_id is None:
             raise RecordError("expected a de-identified record with 'id' and 'text'", record_id=record_id)
-        payload = vault.get_document(record_id)
+        original_id = vault.original_id(record_id) if record_id.startswith("doc-") else None
+        payload = vault.get_document(original_id if original_id is not None else record_id)
         if payload is None:
             raise RecordError("this vault holds no de-identification entry for the record "
                               "(de-identified with another vault, or without one)", record_id=record_id)
@@ -390,8 +391,19 @@ def reidentify(records: Iterable[dict[str, Any] | TransformedRecord], vault: Vau
                 start, end, _ = back.map_span(s.start, s.end)
                 attrs = {k: v for k, v in s.attrs.items() if k not in ("deid_adjusted", "deid_merged")}
                 spans.append(Span(start, end, s.label, attrs).to_dict())
-        yield {"id": record_id, "text": "".join(pieces), "meta": rec.get("meta") or {},
+        yield {"id": original_id or record_id, "text": "".join(pieces), "meta": rec.get("meta") or {},
                "label": rec.get("label"), "labels": rec.get("labels"), "spans": spans}
+
+
+def output_record(record: TransformedRecord, vault: Vault | None, pseudonymize_ids: bool) -> dict[str, Any]:
+    """The record as written to a deid output: its ``id`` replaced by the vault's keyed pseudonym
+    when ``pseudonymize_ids`` (both writers, one process and the engines, go through here)."""
+    out = record.to_dict()
+    if pseudonymize_ids:
+        if vault is None:
+            raise ConfigError("pseudonymize_ids needs a vault: the pseudonyms are keyed by it")
+        out["id"] = vault.pseudonym(record.id)
+    return out
 
 
 def _span_of(raw: Any) -> Span:

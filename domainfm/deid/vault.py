@@ -48,6 +48,7 @@ CREATE INDEX IF NOT EXISTS mapping_rev ON mapping (rev_h);
 CREATE INDEX IF NOT EXISTS mapping_scope ON mapping (scope_h);
 CREATE TABLE IF NOT EXISTS shifts (scope_h BLOB PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS documents (doc_h BLOB PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS ids (id_h BLOB PRIMARY KEY, value BLOB NOT NULL);
 """
 
 
@@ -93,6 +94,9 @@ class Vault:
             salt = row[0]
         hmac_key, enc_key = _derive_keys(bytes(key), salt)
         self._hmac_key = hmac_key
+        # record-id pseudonyms depend on the key alone, not on this file's salt: outputs written
+        # with different vault files under one key still join on their ids
+        self._id_key = _derive_keys(bytes(key), b"domainfm-record-ids")[0]
         self._aead = AESGCM(enc_key)
         check = self._hmac(b"key-check")
         stored = self._db.execute("SELECT value FROM meta WHERE name = 'check'").fetchone()
@@ -195,13 +199,32 @@ class Vault:
         row = self._db.execute("SELECT value FROM documents WHERE doc_h = ?", (doc_h,)).fetchone()
         return None if row is None else json.loads(self._decrypt(row[0], doc_h).decode("utf-8"))
 
+    # -- record ids ------------------------------------------------------------------------------
+
+    def pseudonym(self, doc_id: str) -> str:
+        """A keyed pseudonym of a record id, stored with its original (``deid --pseudonymize-ids``):
+        the same id always gets the same pseudonym under the same key (whatever the vault file),
+        and nobody without the key can compute or invert it (record numbers are short: a plain
+        hash would be reversed by trying them all)."""
+        pseudonym = "doc-" + hmac.new(self._id_key, doc_id.encode("utf-8"), hashlib.sha256).hexdigest()[:20]
+        id_h = self._hmac(b"id", pseudonym)
+        self._db.execute("INSERT OR IGNORE INTO ids VALUES (?, ?)", (id_h, self._encrypt(doc_id.encode("utf-8"), id_h)))
+        self._wrote()
+        return pseudonym
+
+    def original_id(self, pseudonym: str) -> str | None:
+        """The record id behind a pseudonym of :meth:`pseudonym`, or None."""
+        id_h = self._hmac(b"id", pseudonym)
+        row = self._db.execute("SELECT value FROM ids WHERE id_h = ?", (id_h,)).fetchone()
+        return None if row is None else self._decrypt(row[0], id_h).decode("utf-8")
+
     def text_digest(self, text: str) -> str:
         """A keyed digest of a text, to check a record was not edited since de-identification."""
         return self._hmac(b"text", text).hex()
 
     # -- rows, for engines that de-identify in many processes ------------------------------------
 
-    TABLES = ("mapping", "shifts", "documents")
+    TABLES = ("mapping", "shifts", "documents", "ids")
 
     def header(self) -> tuple[bytes, bytes]:
         """The file's salt and key check: a staging vault opened with them (:meth:`staging`)

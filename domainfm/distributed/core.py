@@ -60,7 +60,9 @@ class DeidJob:
     vault_header: tuple[bytes, bytes] | None = None
 
     def worker_config(self) -> DeidConfig:
-        return replace(self.config, workers=1, vault=None)
+        # the worker's vault is a staging file of the job's, so its config names none; ids are
+        # pseudonymised here with that staging vault (same salt and key: the same pseudonyms)
+        return replace(self.config, workers=1, vault=None, pseudonymize_ids=False)
 
 
 def _config_key(config) -> str:
@@ -131,7 +133,7 @@ def deidentify_partition(rows: Iterable[dict[str, Any]], job: DeidJob) -> Iterat
     scratch vault (when the job has one) is read out after the last document.
     """
     from domainfm.deid.runner import deidentify
-    from domainfm.deid.transform import TransformedRecord
+    from domainfm.deid.transform import TransformedRecord, output_record
 
     config = job.worker_config()
     intake = _Intake(rows)
@@ -151,7 +153,8 @@ def deidentify_partition(rows: Iterable[dict[str, Any]], job: DeidJob) -> Iterat
                 if isinstance(item, TransformedRecord):
                     order, location, _ = where.pop(item.id)
                     yield _row(RECORD, order, record_id=item.id,
-                               payload=json.dumps(item.to_dict(), ensure_ascii=True))
+                               payload=json.dumps(output_record(item, vault, job.config.pseudonymize_ids),
+                                                  ensure_ascii=True))
                 else:
                     order, location, raw = where.pop(item.record_id, (-1, item.location, item.raw))
                     yield _reject_row(order, item.location or location, item.record_id, item.reason,
