@@ -624,6 +624,8 @@ def deid_eval_command(
     out: Optional[Path] = typer.Option(None, "-o", "--out", help="Write the metrics JSON here."),
     misses: Optional[Path] = typer.Option(None, help="Write missed gold spans (ids and offsets) here."),
     misses_text: bool = typer.Option(False, "--misses-text", help="Include the missed text in --misses (sensitive)."),
+    vault: Optional[Path] = typer.Option(
+        None, help="The vault of a 'deid --pseudonymize-ids' run (key in $DOMAINFM_VAULT_KEY): reads its ids back."),
 ):
     """Precision/recall/F1/F2 of de-identification against gold spans (overall and per type)."""
     import json
@@ -636,8 +638,17 @@ def deid_eval_command(
         if path is not None:
             check_output_path(path, inputs=[gold, pred])
     types = [t.strip() for t in identifier_types.split(",")] if identifier_types else None
-    summary = evaluate_files(gold, pred, dataset=dataset, identifier_types=types, misses_path=misses,
-                             include_text=misses_text)
+    if vault is not None:
+        from domainfm.deid.vault import Vault
+
+        if not vault.is_file():
+            raise DomainFMError(f"{vault}: no such vault file (give the --vault of the 'deid --pseudonymize-ids' run)")
+        with Vault.from_env(vault) as opened:
+            summary = evaluate_files(gold, pred, dataset=dataset, identifier_types=types, misses_path=misses,
+                                     include_text=misses_text, vault=opened)
+    else:
+        summary = evaluate_files(gold, pred, dataset=dataset, identifier_types=types, misses_path=misses,
+                                 include_text=misses_text)
     text = json.dumps(summary, indent=2)
     if out is None:
         typer.echo(text)

@@ -123,6 +123,14 @@ def test_pseudonymized_ids_are_keyed_stable_and_restored_by_reidentify(cli, corp
     assert [(r["id"], r["text"]) for r in read(tmp_path / "back.jsonl")] == [(o["id"], o["text"]) for o in originals]
     result = cli("deid", corpus, "-o", tmp_path / "x.jsonl", "--pseudonymize-ids")
     assert result.exit_code == 2 and "'pseudonymize_ids' needs a vault" in result.stderr
+    # deid-eval reads the pseudonyms back through the vault, and says so when it is not given
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text("".join(json.dumps({"id": o["id"], "text": o["text"], "spans": []}) + "\n" for o in originals))
+    result = cli("deid-eval", gold, tmp_path / "a.jsonl")
+    assert result.exit_code == 2 and "'deid --pseudonymize-ids' pseudonyms: give its --vault" in result.stderr
+    result = cli("deid-eval", gold, tmp_path / "a.jsonl", "--vault", vault, "-o", tmp_path / "m.json")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "m.json").read_text())["unmatched_prediction_ids"] == 0
 
 
 def test_cli_vault_without_key_is_a_one_line_error(cli, corpus, tmp_path, monkeypatch):

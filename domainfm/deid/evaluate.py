@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -355,6 +356,7 @@ def evaluate_files(
     identifier_types: Iterable[str] | None = None,
     misses_path: str | os.PathLike | None = None,
     include_text: bool = False,
+    vault=None,
 ) -> dict[str, Any]:
     """Evaluate a ``deid`` output file against a gold domainfm JSONL; returns the summary.
 
@@ -364,6 +366,8 @@ def evaluate_files(
         dataset: label table of the gold spans.
         identifier_types: keep only gold spans with these ``attrs.identifier_type`` (TAB).
         misses_path, include_text: see :func:`evaluate`.
+        vault: the :class:`~domainfm.deid.vault.Vault` of a ``deid --pseudonymize-ids`` run: its
+            records' pseudonyms are read back as the gold ids.
 
     Raises:
         CorpusError: a prediction record or span is invalid, a span ends past its gold text, or no
@@ -375,6 +379,10 @@ def evaluate_files(
     _check_misses_options(misses_path, include_text)
     gold_filter = identifier_filter(identifier_types) if identifier_types is not None else None
     predicted, output_texts, where = read_deid_output(pred_jsonl)
+    if vault is not None:
+        original = {k: vault.original_id(k) or k for k in predicted}
+        predicted, output_texts, where = ({original[k]: v for k, v in table.items()}
+                                          for table in (predicted, output_texts, where))
     gold_docs = list(read_documents(gold_jsonl))
     _check_belongs(gold_docs, predicted, where, Path(gold_jsonl).name, Path(pred_jsonl).name)
     if gold_filter is not None and not any("identifier_type" in s.attrs for d in gold_docs for s in d.spans):
@@ -393,9 +401,12 @@ def _check_belongs(gold_docs: list[Document], predicted: Mapping[str, list[dict[
     """The predictions are of these gold documents: some ids match and every span is inside its
     gold text (a gold document without predictions is scored as having none)."""
     if gold_docs and not any(d.id in predicted for d in gold_docs):
+        pseudonyms = predicted and all(re.fullmatch(r"doc-[0-9a-f]{20}", k) for k in predicted)
         raise CorpusError(f"none of the {len(predicted)} records of {pred_name} has the id of one of the "
                           f"{len(gold_docs)} documents of {gold_name}: the predictions are not of these documents "
-                          f"(give the 'domainfm deid' output of {gold_name})")
+                          + ("(their ids are 'deid --pseudonymize-ids' pseudonyms: give its --vault, with "
+                             "$DOMAINFM_VAULT_KEY, to read them back)" if pseudonyms else
+                             f"(give the 'domainfm deid' output of {gold_name})"))
     for doc in gold_docs:
         for i, span in enumerate(predicted.get(doc.id, ())):
             if span["end"] > len(doc.text):
