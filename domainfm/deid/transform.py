@@ -234,7 +234,7 @@ def apply_operator(
             "edits": [[e.out_start, e.out_end, e.in_start, e.in_end, text[e.in_start:e.in_end]] for e in edits],
             "spans": [s.to_dict() for s in doc.spans],
         })
-    logger.debug("deid %s: operator=%s detections=%d regions=%d adjusted_spans=%d", doc.id, operator,
+    logger.debug("deid: operator=%s detections=%d regions=%d adjusted_spans=%d", operator,
                  len(dets), len(regions), sum(1 for s in spans if s.attrs.get("deid_adjusted")))
     return TransformedRecord(
         id=doc.id, text=new_text, meta=doc.meta, label=doc.label, labels=doc.labels, spans=spans,
@@ -330,8 +330,9 @@ def transform_documents(
         except Exception as exc:  # one broken record must not stop the corpus; no message: may hold PHI
             if type(exc).__name__ not in logged:  # once per kind: the reject file lists every record
                 logged.add(type(exc).__name__)
-                logger.error("deid %s: internal error (%s) while transforming; record rejected (further "
-                             "records with this error are only in the reject file)", record_id, type(exc).__name__)
+                # no id either: record ids are often record numbers, and the reject file names them
+                logger.error("deid: internal error (%s) while transforming a record: it is rejected, as are further "
+                             "records with this error (ids and locations in the reject file)", type(exc).__name__)
             result = Rejected(reason=f"internal error ({type(exc).__name__}) while de-identifying",
                               record_id=record_id)
         if isinstance(result, Rejected):
