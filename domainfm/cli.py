@@ -641,9 +641,7 @@ def deid_eval_command(
     if vault is not None:
         from domainfm.deid.vault import Vault
 
-        if not vault.is_file():
-            raise DomainFMError(f"{vault}: no such vault file (give the --vault of the 'deid --pseudonymize-ids' run)")
-        with Vault.from_env(vault) as opened:
+        with Vault.open_existing(vault) as opened:
             summary = evaluate_files(gold, pred, dataset=dataset, identifier_types=types, misses_path=misses,
                                      include_text=misses_text, vault=opened)
     else:

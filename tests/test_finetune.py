@@ -237,7 +237,7 @@ def test_a_stratified_split_too_small_for_its_classes_is_named():
 
 @pytest.mark.parametrize("content, message", [
     ("{bad", r"is not valid JSON \(Expecting property name .* at line 1 column 2\)"),
-    ("[]", r"holds an array \(0 items\), not an object"),
+    ("[]", r"holds a list, not an object"),
     ("{}", r"'task' must be one of classification, multilabel, ner, but it is missing"),
     ('{"task": "classify", "labels": ["a"]}', r"'task' must be one of .*got \"classify\""),
     ('{"task": "classification", "labels": "a,b"}', r"'labels' must be a non-empty list"),

@@ -119,7 +119,7 @@ def test_seed_lexicon_replaces_the_model_spans_it_contains_and_defers_to_longer_
              (text.index("eczema"), len(text), "Disease", 0.3)]  # the model alone
     combined = {text[s:e]: (round(c, 2), src) for s, e, _, c, src in lex.combine(text, model)}
     assert combined == {"breast cancer": (1.0, "lexicon"), "severe asthma": (0.7, "model"),
-                        "asthma": (0.4, "both"), "eczema": (0.3, "model")}
+                        "asthma": (0.4, "model+lexicon"), "eczema": (0.3, "model")}
 
 
 def test_span_calibration_reads_each_source_from_out_of_fold_spans():

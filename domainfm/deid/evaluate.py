@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -380,7 +379,9 @@ def evaluate_files(
     gold_filter = identifier_filter(identifier_types) if identifier_types is not None else None
     predicted, output_texts, where = read_deid_output(pred_jsonl)
     if vault is not None:
-        original = {k: vault.original_id(k) or k for k in predicted}
+        from domainfm.deid.vault import is_pseudonym
+
+        original = {k: (vault.original_id(k) if is_pseudonym(k) else None) or k for k in predicted}
         predicted, output_texts, where = ({original[k]: v for k, v in table.items()}
                                           for table in (predicted, output_texts, where))
     gold_docs = list(read_documents(gold_jsonl))
@@ -401,7 +402,9 @@ def _check_belongs(gold_docs: list[Document], predicted: Mapping[str, list[dict[
     """The predictions are of these gold documents: some ids match and every span is inside its
     gold text (a gold document without predictions is scored as having none)."""
     if gold_docs and not any(d.id in predicted for d in gold_docs):
-        pseudonyms = predicted and all(re.fullmatch(r"doc-[0-9a-f]{20}", k) for k in predicted)
+        from domainfm.deid.vault import is_pseudonym
+
+        pseudonyms = predicted and all(is_pseudonym(k) for k in predicted)
         raise CorpusError(f"none of the {len(predicted)} records of {pred_name} has the id of one of the "
                           f"{len(gold_docs)} documents of {gold_name}: the predictions are not of these documents "
                           + ("(their ids are 'deid --pseudonymize-ids' pseudonyms: give its --vault, with "

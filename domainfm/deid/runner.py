@@ -21,7 +21,7 @@ from domainfm.corpus.document import Document
 from domainfm.corpus.io import (Counts, CountingRejects, OutputLock, Rejected, RejectWriter, JsonlWriter, check_output_path,
                                 read_located_documents, rejects_path_for)
 from domainfm.deid.config import DeidConfig
-from domainfm.errors import CorpusError, OutputError
+from domainfm.errors import OutputError
 from domainfm.manifest import write_manifest
 
 KEY_ENV = "DOMAINFM_VAULT_KEY"
@@ -289,8 +289,6 @@ def reidentify_file(in_path: str | os.PathLike, out_path: str | os.PathLike, vau
     from domainfm.errors import RecordError
 
     vault_path = Path(vault_path)
-    if not vault_path.is_file():
-        raise CorpusError(f"{vault_path}: no such vault (written by 'domainfm deid --vault PATH')")
 
     def records():
         for number, obj in iter_jsonl_objects(in_path):
@@ -301,7 +299,7 @@ def reidentify_file(in_path: str | os.PathLike, out_path: str | os.PathLike, vau
     check_output_path(out_path, inputs=[in_path, vault_path])
     n = 0
     with OutputLock(out_path):
-        with Vault.from_env(vault_path, KEY_ENV) as vault, JsonlWriter(out_path) as out:
+        with Vault.open_existing(vault_path, KEY_ENV) as vault, JsonlWriter(out_path) as out:
             for record in reidentify(records(), vault):
                 out.write_obj(record)
                 n += 1

@@ -359,12 +359,14 @@ def reidentify(records: Iterable[dict[str, Any] | TransformedRecord], vault: Vau
         RecordError: no vault entry for the record, or its text changed since de-identification.
         VaultKeyError: the vault key is wrong.
     """
+    from domainfm.deid.vault import is_pseudonym
+
     for record in records:
         rec = record.to_dict() if isinstance(record, TransformedRecord) else record
         record_id = _safe_id(rec)
         if not isinstance(rec, dict) or not isinstance(rec.get("text"), str) or record_id is None:
             raise RecordError("expected a de-identified record with 'id' and 'text'", record_id=record_id)
-        original_id = vault.original_id(record_id) if record_id.startswith("doc-") else None
+        original_id = vault.original_id(record_id) if is_pseudonym(record_id) else None
         payload = vault.get_document(original_id if original_id is not None else record_id)
         if payload is None:
             raise RecordError("this vault holds no de-identification entry for the record "

@@ -23,12 +23,13 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import sqlite3
 from pathlib import Path
 from typing import Any
 
-from domainfm.errors import ConfigError
+from domainfm.errors import ConfigError, CorpusError
 
 __all__ = ["DEFAULT_ENV", "MIN_SECRET_LENGTH", "Vault", "VaultKeyError", "reidentify", "secret_from_env"]
 
@@ -50,6 +51,15 @@ CREATE TABLE IF NOT EXISTS shifts (scope_h BLOB PRIMARY KEY, value BLOB NOT NULL
 CREATE TABLE IF NOT EXISTS documents (doc_h BLOB PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS ids (id_h BLOB PRIMARY KEY, value BLOB NOT NULL);
 """
+
+
+PSEUDONYM_PREFIX = "doc-"
+_PSEUDONYM = re.compile(r"doc-[0-9a-f]{20}")
+
+
+def is_pseudonym(record_id: str) -> bool:
+    """Whether ``record_id`` has the shape of :meth:`Vault.pseudonym`'s output."""
+    return bool(_PSEUDONYM.fullmatch(record_id))
 
 
 class VaultKeyError(ConfigError):
@@ -111,6 +121,14 @@ class Vault:
             )
         self._pending = 0
         self._commit_every = commit_every
+
+    @classmethod
+    def open_existing(cls, path: str | os.PathLike, env: str = DEFAULT_ENV) -> Vault:
+        """An existing vault, for reading it back (``reidentify``, ``deid-eval --vault``, the
+        privacy audit): a missing file is an error, never a new empty vault."""
+        if not Path(path).is_file():
+            raise CorpusError(f"{path}: no such vault (written by 'domainfm deid --vault PATH')")
+        return cls.from_env(path, env)
 
     @classmethod
     def from_env(cls, path: str | os.PathLike, env: str = DEFAULT_ENV, **kwargs: Any) -> Vault:
@@ -206,7 +224,7 @@ class Vault:
         the same id always gets the same pseudonym under the same key (whatever the vault file),
         and nobody without the key can compute or invert it (record numbers are short: a plain
         hash would be reversed by trying them all)."""
-        pseudonym = "doc-" + hmac.new(self._id_key, doc_id.encode("utf-8"), hashlib.sha256).hexdigest()[:20]
+        pseudonym = PSEUDONYM_PREFIX + hmac.new(self._id_key, doc_id.encode("utf-8"), hashlib.sha256).hexdigest()[:20]
         id_h = self._hmac(b"id", pseudonym)
         self._db.execute("INSERT OR IGNORE INTO ids VALUES (?, ?)", (id_h, self._encrypt(doc_id.encode("utf-8"), id_h)))
         self._wrote()

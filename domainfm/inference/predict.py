@@ -165,11 +165,13 @@ def _got(info: dict[str, Any], key: str) -> str:
 
 
 def _describe(value: Any) -> str:
-    """A short scalar as it is, anything else by its JSON type (never a long string)."""
+    """A short scalar of the task file as it is (model settings, not document text), anything
+    else by its JSON type (:func:`domainfm.corpus.document.describe_type`)."""
+    from domainfm.corpus.document import describe_type
+
     if value is None or isinstance(value, (bool, int, float)) or (isinstance(value, str) and len(value) <= 40):
         return json.dumps(value)
-    kind = {dict: "an object", list: "an array", str: "a long string"}.get(type(value), type(value).__name__)
-    return f"{kind} ({len(value)} items)" if isinstance(value, (dict, list)) else kind
+    return describe_type(value)
 
 
 def _sequence_settings(info: dict[str, Any], path: Path) -> tuple[int, LongDocumentsSection]:

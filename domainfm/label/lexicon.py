@@ -17,11 +17,12 @@ The lexicon is what the annotator taught, used literally, beside the model:
 - **Combining with the model** (:meth:`SeedLexicon.combine`). A lexicon match replaces the model
   spans it contains (the model cut or missed part of a known name) and is added where the model
   found nothing; where a model span reaches outside it, the model's span stays (the annotator's
-  string may be part of a longer name). A model span equal to a match is kept as ``both``.
+  string may be part of a longer name). A model span equal to a match is kept as
+  ``model+lexicon``.
 
 Confidences are not set here: the span methods calibrate each source (``model``, ``lexicon``,
-``both``) on out-of-fold seeds, where every fold builds its own lexicon from its training seeds
-(:func:`domainfm.label.spans.fit_span_calibration`).
+``model+lexicon``) on out-of-fold seeds, where every fold builds its own lexicon from its
+training seeds (:class:`domainfm.label.spans.SpanCalibration`).
 
 Measured on NCBI-disease with the frozen probe (first sub-word features, BIO-constrained
 decoding; 2 draws, devel): entity F1 0.347 / 0.501 at 8 / 32 seed abstracts with the lexicon
@@ -39,7 +40,7 @@ from domainfm.corpus.document import Document
 
 WORD = re.compile(r"\w+|[^\w\s]")
 MAX_WORDS = 12  # longer annotated strings do not recur verbatim
-SOURCES = ("model", "lexicon", "both")
+SOURCES = ("model", "lexicon", "model+lexicon")
 
 
 def words(text: str) -> list[tuple[int, int]]:
@@ -138,9 +139,9 @@ class SeedLexicon:
     def combine(self, text: str, spans: Sequence[tuple[int, int, str, float]]
                 ) -> list[tuple[int, int, str, float, str]]:
         """Model spans ``(start, end, label, confidence)`` and lexicon matches as
-        ``(start, end, label, confidence, source)``, source one of ``model``, ``both`` (a model
-        span the lexicon confirms; the model's confidence) and ``lexicon`` (confidence: the
-        entry's share on the seeds). The span methods calibrate each source."""
+        ``(start, end, label, confidence, source)``, source one of ``model``, ``model+lexicon``
+        (a model span the lexicon confirms; the model's confidence) and ``lexicon``
+        (confidence: the entry's share on the seeds). The span methods calibrate each source."""
         out = [(s, e, lab, c, "model") for s, e, lab, c in spans]
         for s, e, lab, share in self.find(text):
             overlapping = [x for x in out if x[0] < e and s < x[1]]
@@ -148,5 +149,5 @@ class SeedLexicon:
                 continue  # a model span reaches beyond the known string: keep the model's
             same = [x for x in overlapping if (x[0], x[1], x[2]) == (s, e, lab)]
             out = [x for x in out if x not in overlapping]
-            out.append((s, e, lab, same[0][3], "both") if same else (s, e, lab, share, "lexicon"))
+            out.append((s, e, lab, same[0][3], "model+lexicon") if same else (s, e, lab, share, "lexicon"))
         return sorted(out)

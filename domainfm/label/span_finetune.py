@@ -167,7 +167,7 @@ def predict_finetuned(model: FinetunedSpans, pool: Sequence[Document]):
     for doc_spans, chunks in zip(spans, inside):
         raw = [(s.start, s.end, s.label, float(s.attrs.get("score", 0.5))) for s in doc_spans]
         found.append(raw)
-        span_items = [1 - abs(2 * model.calibration.model(c) - 1) for *_, c in raw]
+        span_items = [1 - abs(2 * model.calibration.confidence(c, "model") - 1) for *_, c in raw]
         best = 0.0
         for e in chunks:  # the chunk's own tokens plus the document's spans (offsets differ per chunk)
             items = sorted(span_items + list(1 - np.abs(2 * e - 1)), reverse=True)

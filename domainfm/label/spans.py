@@ -236,12 +236,10 @@ class SpanTagger:
         out = []
         for c in chunks:
             h = c.hidden.numpy()
-            if c.last_token is None:
-                x = h[c.first_token]
-            else:  # cumulative sums: the mean of each word's sub-word run in one pass
-                csum = np.vstack([np.zeros((1, h.shape[1]), dtype=np.float64), np.cumsum(h, axis=0, dtype=np.float64)])
-                x = ((csum[c.last_token + 1] - csum[c.first_token])
-                     / (c.last_token - c.first_token + 1)[:, None]).astype(h.dtype)
+            last = c.first_token if c.last_token is None else c.last_token
+            # cumulative sums: the mean of each word's sub-word run in one pass
+            csum = np.vstack([np.zeros((1, h.shape[1]), dtype=np.float64), np.cumsum(h, axis=0, dtype=np.float64)])
+            x = ((csum[last + 1] - csum[c.first_token]) / (last - c.first_token + 1)[:, None]).astype(h.dtype)
             pad = np.zeros((1, x.shape[1]), dtype=x.dtype)
             out.append(np.hstack([x, np.vstack([pad, x[:-1]]), np.vstack([x[1:], pad])]))
         return out
@@ -394,7 +392,7 @@ def _platt(raw: np.ndarray, correct: np.ndarray, confirmed: np.ndarray | None = 
 def _apply_platt(raw: float, params: tuple[float, ...] | None, confirmed: bool = False) -> float:
     if params is None:
         return raw
-    z = params[0] * float(_logit(raw)) + params[1] + (params[2] if confirmed and len(params) > 2 else 0.0)
+    z = params[0] * float(_logit(raw)) + params[1] + (params[2] if confirmed else 0.0)
     return float(1.0 / (1.0 + np.exp(-z)))
 
 
@@ -439,10 +437,6 @@ class SpanCalibration:
                    "oof_span_precision": round(float(np.mean(oks)), 4) if oks else None, "sources": sources}
         return cls(platt, precision), summary
 
-    def model(self, raw: float) -> float:
-        """A model span's calibrated confidence (what the annotation order reads)."""
-        return _apply_platt(raw, self.platt)
-
     def confidence(self, raw: float, source: str) -> float:
         """A suggested span's calibrated confidence from its raw one (the model's score, or for
         ``lexicon`` the entry's share on the seeds, kept when the folds saw no such span)."""
@@ -468,8 +462,7 @@ def with_lexicon(text: str, spans: Sequence[tuple[int, int, str, float]], lexico
     """Model spans with the seed lexicon's matches (:meth:`SeedLexicon.combine`), or alone."""
     if lexicon is None:
         return [(s, e, lab, c, "model") for s, e, lab, c in spans]
-    return [(s, e, lab, c, "model+lexicon" if src == "both" else src)
-            for s, e, lab, c, src in lexicon.combine(text, spans)]
+    return lexicon.combine(text, spans)
 
 
 def suggested(text: str, spans: Sequence[tuple[int, int, str, float]], lexicon, calibration: SpanCalibration,
@@ -632,7 +625,7 @@ def predict_spans(model: _Fitted, docs: Sequence[Document], cfg: SpanLabelConfig
     stage("tagging pool")
     logits, vectors = model.tagger.score(model.head, chunks)
     found, uncertainty = _spans_from_logits(chunks, logits, model.labels, model.temperature,
-                                            model.calibration.model, len(pool))
+                                            lambda raw: model.calibration.confidence(raw, "model"), len(pool))
     prior = _deid_prior(model.labels, pool, seeds, cfg)
     kept_idx = [i for i in range(len(pool)) if i not in bad_idx]
     out_spans: list[list[Span]] = []

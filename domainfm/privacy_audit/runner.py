@@ -376,10 +376,7 @@ def audit_privacy(
     if vault is not None:
         from domainfm.deid.vault import Vault
 
-        vault_path = Path(vault)
-        if not vault_path.is_file():
-            raise CorpusError(f"{vault_path}: no such vault (written by 'domainfm deid --vault PATH')")
-        with Vault.from_env(vault_path) as v:
+        with Vault.open_existing(vault) as v:
             probes, counts = probes_from_vault((d.to_dict() for d in train_docs), v, cfg.context_chars)
             # the same vault usually holds the held-out notes too: the model's rate on originals it
             # never trained on is the baseline (see calibrate_with_holdout)
