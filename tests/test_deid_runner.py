@@ -131,6 +131,10 @@ def test_pseudonymized_ids_are_keyed_stable_and_restored_by_reidentify(cli, corp
     result = cli("deid-eval", gold, tmp_path / "a.jsonl", "--vault", vault, "-o", tmp_path / "m.json")
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "m.json").read_text())["unmatched_prediction_ids"] == 0
+    for command in (("deid-eval", gold, tmp_path / "a.jsonl"), ("reidentify", tmp_path / "a.jsonl", "-o", tmp_path / "r.jsonl")):
+        result = cli(*command, "--vault", tmp_path / "missing.vault")
+        assert result.exit_code == 2 and "no such vault" in result.stderr
+        assert not (tmp_path / "missing.vault").exists()  # never a new empty vault
 
 
 def test_cli_vault_without_key_is_a_one_line_error(cli, corpus, tmp_path, monkeypatch):
