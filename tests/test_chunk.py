@@ -540,3 +540,17 @@ def test_all_cuad_contracts(shared_data, minilm):
     for f in sorted((shared_data / "cuad" / "full_contract_txt").glob("*.txt")):
         doc = Document(id=f.stem, text=f.read_text(encoding="utf-8"))
         check_invariants(doc, list(chunk_documents([doc], config, minilm)), minilm, config)
+
+
+def test_whitespace_span_between_chunks_is_counted_and_the_warning_names_no_document(minilm, caplog):
+    para = "The patient was seen today. She reports mild pain in the knee. " * 3
+    text = "\n\n".join(para.strip() for _ in range(8))
+    probe = Chunker(ChunkConfig(max_tokens=80, overlap=0), minilm)
+    first = next(iter(probe.iter_documents([Document(id="x", text=text)]))).chunks[0]
+    gap = Span(first.end, first.end + 2, "GAP")
+    assert text[gap.start:gap.end] == "\n\n"
+    doc = Document(id="MRN-0042", text=text, spans=[gap])
+    with caplog.at_level("WARNING", logger="domainfm"):
+        result = next(iter(probe.iter_documents([doc])))
+    assert result.spans_outside == 1
+    assert "between chunks" in caplog.text and "MRN-0042" not in caplog.text

@@ -290,7 +290,10 @@ class Chunker:
             ))
         outside = len(ordered) - len(touched)
         if outside:
-            logger.warning("document %r: %d whitespace-only span(s) lie between chunks", doc.id, outside)
+            # no document id: after 'deid --pseudonymize-ids' ids are safe, before it they are often
+            # record numbers; the manifest counts these (spans_outside_chunks)
+            logger.warning("%d whitespace-only span(s) of a document lie between chunks (counted in the "
+                           "manifest as spans_outside_chunks)", outside)
         return DocumentChunks(doc, chunks, None, outside)
 
     def _levels(self, text: str, starts: np.ndarray, ends: np.ndarray, sections) -> tuple[np.ndarray, list[int]]:
