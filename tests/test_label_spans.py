@@ -57,6 +57,56 @@ def test_a_word_is_read_as_the_mean_of_its_sub_words_beside_its_neighbours():
     assert x.tolist() == [[2.0, 3.0, 0.0, 0.0, 5.0, 5.0], [5.0, 5.0, 2.0, 3.0, 0.0, 0.0]]
 
 
+@pytest.mark.parametrize("text, kept", [
+    ("oral cleft ,", "oral cleft"),          # trailing punctuation
+    ("the disease", "disease"),              # leading function word
+    ("odontoma and", "odontoma"),
+    ("disease of the", "disease"),           # several, from the end
+    ("colon or lung cancer", "colon or lung cancer"),  # inside: untouched
+    ("( G6PD )", "( G6PD )"),                # a bracket whose partner is inside stays
+    ("deficiency (", "deficiency"),          # one whose partner is not goes
+    ("ALL", "ALL"),                          # ALL CAPS: an acronym, never a function word
+    ("A - T", "A - T"),                      # a single capital stays
+    ("The", None), (" , .", None),           # nothing left: no span
+])
+def test_span_edges_are_content_words(text, kept):
+    from domainfm.label.span_edges import trim_span
+
+    cut = trim_span(text, 0, len(text))
+    assert (None if cut is None else text[cut[0]:cut[1]]) == kept
+
+
+def test_trimmed_spans_that_coincide_keep_the_higher_score():
+    from domainfm.label.span_edges import trimmed
+
+    text = "the asthma , and more"
+    assert trimmed(text, [(0, 10, "D", 0.4), (4, 12, "D", 0.9), (13, 16, "D", 0.5)]) == [(4, 10, "D", 0.9)]
+
+
+def test_spelling_features_share_columns_across_words_with_a_suffix():
+    from domainfm.label.spans import spelling_features
+
+    x = spelling_features(["nephritis", "arthritis", "Nephritis", "BRCA1", ""], 1024)
+    assert x.shape == (5, 1024) and set(np.unique(x)) <= {0.0, 1.0}
+    shared = (x[0] * x[1]).sum()
+    assert shared >= 3  # "is", "tis", "itis" (suffixes); the prefixes and shapes differ
+    assert (x[0] * x[2]).sum() == x[0].sum() - 1  # case changes only the shape column
+    assert x[3].sum() >= 1 and x[4].sum() == 1  # an empty word still has a shape
+    assert (spelling_features(["nephritis"], 1024) == x[:1]).all()  # the same columns every time
+
+
+def test_word_features_append_the_spelling_columns():
+    import torch
+
+    from domainfm.label.spans import SpanTagger
+
+    hidden = torch.tensor([[9.0, 9.0], [1.0, 0.0], [5.0, 5.0], [9.0, 9.0]])
+    c = _Chunk(0, np.array([0, 6]), np.array([5, 10]), np.array([1, 2]), hidden, 4, np.array([1, 2]), ["colitis", "ill"])
+    (plain,) = SpanTagger.word_features([c])
+    (spelled,) = SpanTagger.word_features([c], 64)
+    assert spelled.shape == (2, 6 + 64) and (spelled[:, :6] == plain).all()
+
+
 def test_merge_of_overlapping_chunk_spans_keeps_the_more_confident():
     merged = _merge_chunk_spans([(0, 5, "A", 0.6), (0, 5, "A", 0.9), (3, 8, "B", 0.7), (10, 12, "A", 0.5)])
     assert merged == [(0, 5, "A", 0.9), (10, 12, "A", 0.5)]

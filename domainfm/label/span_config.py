@@ -29,6 +29,9 @@ class SpanLabelConfig:
             whole encoder: each word is tagged by a multinomial logistic regression on its vector
             (last two layers) beside its neighbours' (seconds on a CPU).
         c: inverse L2 strength of that logistic regression (smaller = stronger regularisation).
+        spelling_dims: columns of each word's hashed spelling (suffixes, prefixes, shape) that
+            the logistic regression reads beside the encoder vectors (0 turns them off; the
+            probe only). "-itis" in one seed then counts in every word that ends so.
         max_iter: L-BFGS iterations of that logistic regression.
         epochs: passes over the seed chunks (bounded by ``min_steps``/``max_steps``).
         min_steps: optimiser steps at least, so 4 seed documents still train.
@@ -74,6 +77,7 @@ class SpanLabelConfig:
     encoder: str = "minilm"
     train_layers: int = 0
     c: float = 0.5
+    spelling_dims: int = 1024
     max_iter: int = 300
     epochs: int = 12
     min_steps: int = 60
@@ -109,6 +113,7 @@ class SpanLabelConfig:
             raise ConfigError("The 'encoder' parameter must be a model name or folder, e.g. 'minilm' or runs/pretrain.")
         _int_in("train_layers", self.train_layers, 0, 48, "use 0 to train the head alone")
         _int_in("max_iter", self.max_iter, 10, 100_000)
+        _int_in("spelling_dims", self.spelling_dims, 0, 1 << 20, "e.g. 1024, or 0 to turn spelling features off")
         if not isinstance(self.c, (int, float)) or isinstance(self.c, bool) or self.c <= 0:
             raise ConfigError(f"The 'c' parameter must be a number > 0 (e.g. 0.5). Got {self.c!r}.")
         _int_in("epochs", self.epochs, 1, 1000)
