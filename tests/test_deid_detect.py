@@ -496,6 +496,15 @@ SHAPE_CASES = [
     ("Vanco 12/3-12/9, then po.", "12/9", "DATE"),
     ("Plan to get OOB. Transfer to bellmoorvane.\n", "bellmoorvane", "LOCATION"),
     ("Will transfer to Quinstovel 2 or Baxawoyorqu 3.\n", "Baxawoyorqu", "LOCATION"),
+    # places with no verb of movement, facilities named by an everyday head, streets without a number
+    ("Had CABG at Quintara 3 years ago.", "Quintara", "LOCATION"),
+    ("Retired teacher, originally from Kavelstan.", "Kavelstan", "LOCATION"),
+    ("Resident of Glavera Nursing Home.", "Glavera", "LOCATION"),
+    ("Pt lives at Blaxzo House with her sister.", "Blaxzo", "LOCATION"),
+    ("EMS called to his home on Zorvale St. this morning.", "Zorvale", "LOCATION"),
+    # a role in brackets after a name; "pt" as a title before a person verb
+    ("Blaxo (SW) following for placement.", "Blaxo", "NAME"),
+    ("Pt Kexford states pain is 4/10.", "Kexford", "NAME"),
 ]
 # the same rules must stay silent here: capitalised clinical words before "IS"/"WAS", measurements
 # after a ventilator mode or "of", anatomy with a compass word, "c/o" meaning "complains of"
@@ -520,6 +529,10 @@ SHAPE_CLEAN = [
     "SBP 80s-90s overnight, HR in the 70s. Pain 3-4/10.",
     "CHEST PAIN, resolved. NEURO EXAM, unchanged.\nCXR, clear.",
     "Pt to floor 2 or 3 when bed avail. Transfer to rehab. transfer to the unit.",
+    # at/in/from before clinical words, everyday heads with no name, services and drugs in brackets
+    "Pt in Afib at Baseline, from Zosyn to Cefepime. Sats in Low 90s.",
+    "Went home today. Back to Nursing Home. Pt went Home with wife. The House staff aware.",
+    "Lasix (RN) given. Seen by Cardiology (attending) today. Heparin (NP) held.",
 ]
 
 

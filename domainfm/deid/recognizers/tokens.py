@@ -226,12 +226,18 @@ class NameRecognizer(TokenRecognizer):
                     span = None
                 if span is not None:
                     found.append((span[0], span[1], "DOCTOR", 0.75))
-            elif low in ("(", "-") and i + 2 < w.n and w.lower[i + 1] in vocab.RELATION_WORDS \
-                    and w.text[i + 2] in (")", "-"):
-                # "Hank Smith (son)"
+            elif low in ("(", "-") and i + 2 < w.n and w.text[i + 2] in (")", "-") and (
+                    w.lower[i + 1] in vocab.RELATION_WORDS or w.text[i + 1] in vocab.CREDENTIALS
+                    or vocab.is_role_noun(w.lower[i + 1])):
+                # "Hank Smith (son)", "Blaxo (SW) following", "Zorvale (attending)"
+                relative = w.lower[i + 1] in vocab.RELATION_WORDS
                 span = self._back(w, i, shape, credential=True)
+                if span is not None and not relative and not all(
+                        self._unknown_word(w, t) or (w.lower[t] in self.names and w.lower[t] not in self.stop)
+                        for t in range(span[0], span[1] + 1) if not _INITIAL.fullmatch(w.text[t])):
+                    span = None  # "Vanc (PA)", "Cardiology (attending)": a drug or a service
                 if span is not None:
-                    found.append((span[0], span[1], "RELATIVE", 0.7))
+                    found.append((span[0], span[1], "RELATIVE" if relative else "DOCTOR", 0.7))
             elif (span := self._initial_name(w, i, shape)) is not None:
                 # "Z. MILLER", "J. Chang", "E. DARBY AWARE", "k. fenwick rrt"
                 found.append((i, span, "NAME", 0.65))
@@ -474,6 +480,8 @@ class NameRecognizer(TokenRecognizer):
             if w.lower[i + 1] not in vocab.EXPERIENCER_VERBS or (shape.mixed and not w.text[i][:1].isupper()):
                 continue
             before = w.text[i - 1] if i > 0 else "\n"
+            if shape.mixed and i > 0 and w.lower[i - 1] in ("pt", "patient"):
+                before = w.text[i - 2] if i > 1 else "\n"  # "Pt Kexford states ...": "pt" as a title
             if (before in _CLAUSE_START or before in ('"', "'") or "\n" in before or not before.strip()) \
                     and self._unknown_word(w, i):
                 out.append((i, i, "NAME", 0.65))
@@ -720,6 +728,11 @@ class PlaceRecognizer(TokenRecognizer):
     center_heads = frozenset("center ctr ctr. centre agency".split())  # "... Nursing Agency"
     center_modifiers = frozenset("medical med health cancer heart rehabilitation rehab nursing care "
                                  "surgical surgery dialysis".split())
+    # heads that are everyday words too ("went home", "the house"): a facility only when a word
+    # before them is no English word ("Blaxzo House", "Glavera Nursing Home")
+    weak_heads = frozenset("house home".split())
+    # street types after a street's name with no house number ("on Zorvale St.")
+    street_types = frozenset("st street ave avenue rd road blvd boulevard lane ln".split())
 
     def load(self) -> None:
         self.stop = vocab.stop_words()
@@ -755,15 +768,24 @@ class PlaceRecognizer(TokenRecognizer):
             low = w.lower[i]
             is_head = low in self.heads or (low in self.center_heads and i > 0
                                             and w.lower[i - 1] in self.center_modifiers)
-            if is_head and i > 0:
+            weak = low in self.weak_heads and (w.text[i][0].isupper() or not shape.mixed)
+            if (is_head or weak) and i > 0:
                 k = i - 1 - (low in self.center_heads)
                 first = None
-                while k >= 0 and i - k <= 4 and self._placey(w, k, shape, True):
-                    first = k
+                while k >= 0 and i - k <= 4 and (self._placey(w, k, shape, True) or (
+                        weak and w.lower[k] in self.center_modifiers and (w.text[k][0].isupper() or not shape.mixed))):
+                    first = k  # ("Glavera Nursing Home": "nursing" is a clinical word elsewhere)
                     k -= 1
+                if weak and first is not None and not any(
+                        _namey(w.text[t]) and not vocab.is_english(w.lower[t]) and w.lower[t] not in self.stop
+                        and w.lower[t] not in self.modifiers for t in range(first, i)):
+                    first = None
                 if first is not None and not all(w.lower[t] in ("st", "saint", "mt") for t in range(first, i)):
-                    out.append(result("HOSPITAL", doc[first].idx, doc[i].idx + len(doc[i].text), 0.75,
+                    out.append(result("HOSPITAL", doc[first].idx, doc[i].idx + len(doc[i].text), 0.75 if is_head else 0.6,
                                       f"{self.name}:facility"))
+            elif (street := self._street_name(w, i, shape)) is not None:
+                out.append(result("LOCATION", doc[street].idx, doc[i].idx + len(doc[i].text), 0.6,
+                                  f"{self.name}:street_name"))
             elif low in ("st", "saint") and i + 1 < w.n:
                 dotted = w.text[i + 1] == "." or w.text[i].endswith(".")
                 j = i + 1 + (w.text[i + 1] == ".")
@@ -830,8 +852,12 @@ class PlaceRecognizer(TokenRecognizer):
                     continue
                 # "c/o to X": call out to a ward (spaCy splits "c/o" into three tokens)
                 call_out = low == "to" and "".join(w.lower[max(0, i - 3):i]).endswith("c/o")
-                if not suffix_town and not call_out \
-                        and not any(w.lower[k] in vocab.PLACE_VERBS for k in range(max(0, i - window), i)):
+                verb = any(w.lower[k] in vocab.PLACE_VERBS for k in range(max(0, i - window), i))
+                # "CABG at Quintara", "moved here from Kavelstan": no verb of movement, but in a
+                # mixed-case note an unknown capitalised word right after at/in/from
+                bare = not (suffix_town or call_out or verb) and shape.mixed and low in ("at", "in", "from") \
+                    and self._unknown_capitalised(w, i + 1)
+                if not suffix_town and not call_out and not verb and not bare:
                     continue
                 j = i + 1
                 if j < w.n and w.lower[j] == "the":
@@ -843,11 +869,39 @@ class PlaceRecognizer(TokenRecognizer):
                     last = k
                     k += 1
                 if last is not None:
-                    out.append(result("LOCATION", doc[j].idx, doc[last].idx + len(doc[last].text), 0.55,
-                                      f"{self.name}:after_{low}"))
+                    out.append(result("LOCATION", doc[j].idx, doc[last].idx + len(doc[last].text),
+                                      0.45 if bare else 0.55, f"{self.name}:after_{low}" + ("_bare" if bare else "")))
         for m in _NAMED_FACILITY.finditer(text):
             out.append(result("HOSPITAL", m.start(), m.end(), 0.7, f"{self.name}:named_facility"))
         return out + self._propagate(text, doc, w, out)
+
+    def _unknown_capitalised(self, w: _Words, k: int) -> bool:
+        """Token k is a capitalised word no list knows: not English, not one typo from it, no
+        clinical word or drug ("Quintara", not "Lasix", "Afib" or "Mornig")."""
+        if k >= w.n:
+            return False
+        word, low = w.text[k], w.lower[k]
+        return len(word) >= 4 and word[0].isupper() and word[1:].islower() and _namey(word) \
+            and low not in self.stop and low not in self.function_words and not vocab.is_english(low) \
+            and not vocab.near_english(low)
+
+    def _street_name(self, w: _Words, i: int, shape: DocShape) -> int | None:
+        """"on Zorvale St.", "off Main Street": up to two capitalised words and a street type after
+        on/off/at/near, with no house number (numbered streets are a pattern); returns the first
+        name token's index."""
+        if w.lower[i].rstrip(".") not in self.street_types or i < 2:
+            return None
+        if shape.mixed and not w.text[i][0].isupper():
+            return None
+        first = None
+        k = i - 1
+        while k >= 0 and i - k <= 2 and _namey(w.text[k]) and w.lower[k] not in self.function_words \
+                and (w.text[k][0].isupper() if shape.mixed else not vocab.is_english(w.lower[k])):
+            first = k
+            k -= 1
+        if first is None or k < 0 or w.lower[k] not in ("on", "off", "at", "near"):
+            return None
+        return first
 
     def _bare_ward(self, w: _Words, i: int, shape: DocShape) -> int | None:
         """"PLAN: WENTMORE 2 WHEN BED AVAIL": an unknown word, a floor number and a bed phrase,
