@@ -26,7 +26,7 @@ def test_copies_replace_the_chosen_labels_and_keep_every_span_aligned():
     copies, counts = augment_documents([doc], AugmentConfig(copies=3), seed=13)
     assert [c.id for c in copies] == ["n1#aug1", "n1#aug2", "n1#aug3"]
     assert counts == {"copies": 3, "documents": 3, "spans_replaced": 15, "spans_dropped": 0,
-                      "labels": ["LOCATION", "NAME"]}
+                      "labels": ["LOCATION", "NAME"], "name_locales": ["en_US"]}
     originals = {doc.span_text(s) for s in doc.spans if s.label != "DATE"}
     texts = set()
     for copy in copies:
@@ -44,6 +44,29 @@ def test_copies_replace_the_chosen_labels_and_keep_every_span_aligned():
     assert len(texts) == 3  # every copy draws other strings
     assert [c.text for c in augment_documents([doc], AugmentConfig(copies=3), seed=13)[0]] == [c.text for c in copies]
     assert augment_documents([doc], AugmentConfig(copies=1), seed=14)[0][0].text != copies[0].text
+
+
+def test_name_locales_draw_names_from_those_lists_and_unknown_ones_are_named():
+    import pytest
+
+    from domainfm.deid.surrogates import name_lists
+    from domainfm.errors import ConfigError
+
+    doc = _doc()
+    cfg = AugmentConfig(copies=6, name_locales=["fi_FI", "pl_PL"])
+    copies, counts = augment_documents([doc], cfg, seed=13)
+    assert counts["name_locales"] == ["fi_FI", "pl_PL"]
+    male, female, last = name_lists(("fi_FI", "pl_PL"))
+    known = {n.casefold() for n in male + female + last}
+    drawn = [w for c in copies for s in c.spans if s.label == "NAME" for w in c.span_text(s).split()
+             if w not in ("Dr.",)]
+    assert drawn and all(w.casefold() in known for w in drawn)
+    us = {n.casefold() for lists in name_lists(("en_US",)) for n in lists}
+    assert any(w.casefold() not in us for w in drawn)  # not the US lists
+    with pytest.raises(ConfigError, match="augment.name_locales.*xx_XX"):
+        AugmentConfig(copies=1, name_locales=["xx_XX"])
+    with pytest.raises(ConfigError, match="augment.name_locales"):
+        AugmentConfig(copies=1, name_locales=[])
 
 
 def test_spans_inside_a_replaced_span_are_dropped_and_counted():

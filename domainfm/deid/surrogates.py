@@ -39,7 +39,7 @@ import random
 import re
 import unicodedata
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Collection
+from typing import TYPE_CHECKING, Collection, Sequence
 
 from domainfm.deid.dates import derive_offset, shift_date_text
 from domainfm.errors import ConfigError
@@ -143,6 +143,37 @@ def avoid_tokens(texts: Collection[str]) -> frozenset[str]:
     return frozenset(tokens - _TECHNICAL_TOKENS)
 
 
+def name_lists(locales: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """Male first names, female first names and last names of Faker's ``locales`` (in that
+    order, duplicates once; a locale without gendered lists gives its first names to both)."""
+    import importlib
+
+    if not locales or not all(isinstance(x, str) for x in locales):
+        raise ConfigError(f"name_locales must list Faker locales, e.g. [en_US, pl_PL]; got {list(locales)!r}")
+    male: dict[str, None] = {}
+    female: dict[str, None] = {}
+    last: dict[str, None] = {}
+    for locale in locales:
+        try:
+            people = importlib.import_module(f"faker.providers.person.{locale}").Provider
+        except ImportError:
+            raise ConfigError(f"name_locales: Faker has no person names for locale {locale!r} "
+                              "(e.g. en_US, de_DE, pl_PL, fi_FI)") from None
+
+        def names(attr: str) -> list[str]:
+            value = getattr(people, attr, None) or ()
+            return [n for n in (list(value) if isinstance(value, dict) else value)
+                    if isinstance(n, str) and n.replace("-", "").replace("'", "").isalpha()]
+
+        first = names("first_names")
+        male.update(dict.fromkeys(names("first_names_male") or first))
+        female.update(dict.fromkeys(names("first_names_female") or first))
+        last.update(dict.fromkeys(names("last_names")))
+    if not (male and female and last):
+        raise ConfigError(f"name_locales {list(locales)!r} hold no first and last names")
+    return tuple(male), tuple(female), tuple(last)
+
+
 class SurrogateGenerator:
     """Deterministic, format-preserving surrogates for PHI.
 
@@ -151,7 +182,10 @@ class SurrogateGenerator:
             with it, anyone can test guesses of originals against surrogates.
         vault: optional :class:`~domainfm.deid.vault.Vault` that stores the mapping and the
             date offsets (cross-run consistency, reverse lookup).
-        locale: Faker locale for names, places and companies.
+        locale: Faker locale for places and companies.
+        name_locales: Faker locales whose first- and last-name lists replace names (default
+            the US lists). Several locales give names of many origins: mention replacement
+            (``augment.name_locales``) uses this so a tagger meets names it has never seen.
 
     Not thread-safe (one private Faker instance is re-seeded per value): use one generator
     per worker; outputs are identical across workers because they depend only on the seeds.
@@ -163,18 +197,16 @@ class SurrogateGenerator:
         True
     """
 
-    def __init__(self, secret: bytes, vault: Vault | None = None, *, locale: str = "en_US"):
+    def __init__(self, secret: bytes, vault: Vault | None = None, *, locale: str = "en_US",
+                 name_locales: Sequence[str] = ("en_US",)):
         if not isinstance(secret, (bytes, bytearray)) or len(secret) < 16:
             raise ConfigError("SurrogateGenerator secret must be at least 16 bytes (e.g. the vault key)")
         from faker import Faker
-        from faker.providers.person.en_US import Provider as People
 
         self._key = hmac.new(bytes(secret), b"domainfm-surrogates-v1", hashlib.sha256).digest()
         self.vault = vault
         self._fake = Faker(locale)
-        self._first_male = tuple(People.first_names_male)
-        self._first_female = tuple(People.first_names_female)
-        self._last = tuple(People.last_names)
+        self._first_male, self._first_female, self._last = name_lists(tuple(name_locales))
         self._male = frozenset(n.casefold() for n in self._first_male)
         self._female = frozenset(n.casefold() for n in self._first_female)
         self._cache: OrderedDict[tuple[str, str, str], str] = OrderedDict()

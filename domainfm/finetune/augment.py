@@ -38,11 +38,15 @@ class AugmentConfig:
         labels: span labels (after ``labels.map``) whose text is replaced; leave out labels
             whose strings a context does not reveal (dates, codes, numbers): they keep their text.
         seed: seeds the replacements; ``null`` uses ``train.seed``.
+        name_locales: Faker locales whose name lists the replacement names come from (default
+            the US lists; e.g. ``[en_US, de_DE, pl_PL, fi_FI, tr_TR, vi_VN]`` for names of many
+            origins, which a site's own notes may rarely show).
     """
 
     copies: int = 0
     labels: list[str] = field(default_factory=lambda: ["NAME", "LOCATION"])
     seed: int | None = None
+    name_locales: list[str] = field(default_factory=lambda: ["en_US"])
 
     def __post_init__(self):
         if not isinstance(self.copies, int) or isinstance(self.copies, bool) or self.copies < 0:
@@ -50,6 +54,15 @@ class AugmentConfig:
         if not self.labels or not all(isinstance(x, str) and x.strip() for x in self.labels):
             raise ConfigError(f"augment.labels must list span labels to replace, e.g. [NAME, LOCATION]; "
                               f"got {self.labels!r}")
+        if not isinstance(self.name_locales, (list, tuple)) or not self.name_locales:
+            raise ConfigError(f"augment.name_locales must list Faker locales, e.g. [en_US, pl_PL]; "
+                              f"got {self.name_locales!r}")
+        from domainfm.deid.surrogates import name_lists
+
+        try:
+            name_lists(tuple(self.name_locales))
+        except ConfigError as exc:
+            raise ConfigError(f"augment.{exc}") from None
 
 
 def augment_documents(docs: list[Document], cfg: AugmentConfig, seed: int) -> tuple[list[Document], dict]:
@@ -69,7 +82,7 @@ def augment_documents(docs: list[Document], cfg: AugmentConfig, seed: int) -> tu
     replaced = dropped = 0
     for k in range(1, cfg.copies + 1):
         secret = hashlib.sha256(f"domainfm-augment\x1f{base}\x1f{k}".encode()).digest()
-        generator = SurrogateGenerator(secret)
+        generator = SurrogateGenerator(secret, name_locales=tuple(cfg.name_locales))
         for doc in docs:
             if not any(s.label in wanted for s in doc.spans):
                 continue
@@ -79,7 +92,7 @@ def augment_documents(docs: list[Document], cfg: AugmentConfig, seed: int) -> tu
             replaced += n_replaced
             dropped += n_dropped
     return out, {"copies": cfg.copies, "documents": len(out), "spans_replaced": replaced,
-                 "spans_dropped": dropped, "labels": sorted(wanted)}
+                 "spans_dropped": dropped, "labels": sorted(wanted), "name_locales": list(cfg.name_locales)}
 
 
 def _replaced(doc: Document, wanted: set[str], generator, scope: str) -> tuple[Document, int, int]:
