@@ -39,6 +39,7 @@ import random
 import re
 import unicodedata
 from collections import OrderedDict
+from functools import lru_cache
 from typing import TYPE_CHECKING, Collection, Sequence
 
 from domainfm.deid.dates import derive_offset, shift_date_text
@@ -143,10 +144,12 @@ def avoid_tokens(texts: Collection[str]) -> frozenset[str]:
     return frozenset(tokens - _TECHNICAL_TOKENS)
 
 
+@lru_cache(maxsize=8)
 def name_lists(locales: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
     """Male first names, female first names and last names of Faker's ``locales`` (in that
-    order, duplicates once; a locale without gendered lists gives its first names to both)."""
-    import importlib
+    order, duplicates once; a locale without gendered lists gives its first names to both).
+    Cached: every generator (one per augmented copy, one per worker) reads the same lists."""
+    from domainfm.deid.recognizers.vocab import faker_person_names
 
     if not locales or not all(isinstance(x, str) for x in locales):
         raise ConfigError(f"name_locales must list Faker locales, e.g. [en_US, pl_PL]; got {list(locales)!r}")
@@ -155,20 +158,14 @@ def name_lists(locales: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ..
     last: dict[str, None] = {}
     for locale in locales:
         try:
-            people = importlib.import_module(f"faker.providers.person.{locale}").Provider
+            lists = {attr: [n for n in faker_person_names(locale, attr) if n.replace("-", "").replace("'", "").isalpha()]
+                     for attr in ("first_names", "first_names_male", "first_names_female", "last_names")}
         except ImportError:
             raise ConfigError(f"name_locales: Faker has no person names for locale {locale!r} "
                               "(e.g. en_US, de_DE, pl_PL, fi_FI)") from None
-
-        def names(attr: str) -> list[str]:
-            value = getattr(people, attr, None) or ()
-            return [n for n in (list(value) if isinstance(value, dict) else value)
-                    if isinstance(n, str) and n.replace("-", "").replace("'", "").isalpha()]
-
-        first = names("first_names")
-        male.update(dict.fromkeys(names("first_names_male") or first))
-        female.update(dict.fromkeys(names("first_names_female") or first))
-        last.update(dict.fromkeys(names("last_names")))
+        male.update(dict.fromkeys(lists["first_names_male"] or lists["first_names"]))
+        female.update(dict.fromkeys(lists["first_names_female"] or lists["first_names"]))
+        last.update(dict.fromkeys(lists["last_names"]))
     if not (male and female and last):
         raise ConfigError(f"name_locales {list(locales)!r} hold no first and last names")
     return tuple(male), tuple(female), tuple(last)

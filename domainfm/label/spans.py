@@ -46,6 +46,7 @@ from __future__ import annotations
 import copy
 import re
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -54,6 +55,7 @@ import numpy as np
 from domainfm.corpus.document import Document, Span
 from domainfm.errors import DomainFMError
 from domainfm.label.span_config import SpanLabelConfig
+from domainfm.label.span_edges import trimmed
 
 _FEATURE_CACHE: dict[tuple, Any] = {}
 
@@ -334,8 +336,6 @@ def spelling_features(words: Sequence[str], dims: int) -> np.ndarray:
     only through sub-word pieces; here a suffix one seed shows is read in every word that has it
     (NCBI, 2 draws, with edge trimming: entity F1 0.398 / 0.541 -> 0.403 / 0.558 at 8 / 32
     seed abstracts; 1,024 columns did as well as 4,096, the neighbours' spelling added nothing)."""
-    import zlib
-
     out = np.zeros((len(words), dims), dtype=np.float32)
     for i, word in enumerate(words):
         low = word.lower()
@@ -485,17 +485,16 @@ def oof_rows(docs: Sequence[Document], found: Sequence[Sequence[tuple[int, int, 
     rows = []
     for d, spans in zip(docs, found):
         gold = {s.key for s in d.spans}
-        for s, e, lab, raw, src in with_lexicon(d.text, spans, lexicon):
+        for s, e, lab, raw, src in final_spans(d.text, spans, lexicon):
             rows.append((src, raw, (s, e, lab) in gold))
     return rows
 
 
-def with_lexicon(text: str, spans: Sequence[tuple[int, int, str, float]], lexicon
-                 ) -> list[tuple[int, int, str, float, str]]:
-    """Model spans, their edges trimmed (:mod:`domainfm.label.span_edges`), with the seed
-    lexicon's matches (:meth:`SeedLexicon.combine`), or alone."""
-    from domainfm.label.span_edges import trimmed
-
+def final_spans(text: str, spans: Sequence[tuple[int, int, str, float]], lexicon
+                ) -> list[tuple[int, int, str, float, str]]:
+    """A document's model spans as they are suggested and calibrated: edges trimmed
+    (:mod:`domainfm.label.span_edges`), then combined with the seed lexicon's matches
+    (:meth:`SeedLexicon.combine`) when there is one."""
     spans = trimmed(text, spans)
     if lexicon is None:
         return [(s, e, lab, c, "model") for s, e, lab, c in spans]
@@ -506,7 +505,7 @@ def suggested(text: str, spans: Sequence[tuple[int, int, str, float]], lexicon, 
               min_confidence: float) -> list[Span]:
     """A document's suggestions from its model spans (raw confidence) and the seed lexicon."""
     out = []
-    for s, e, lab, raw, src in with_lexicon(text, spans, lexicon):
+    for s, e, lab, raw, src in final_spans(text, spans, lexicon):
         conf = calibration.confidence(raw, src)
         if conf >= min_confidence:
             out.append(Span(s, e, lab, {"confidence": round(conf, 4), "source": src}))

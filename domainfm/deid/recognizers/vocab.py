@@ -459,25 +459,28 @@ _NAME_LOCALES = ("en_US", "en_GB", "en_IE", "en_CA", "de_DE", "fr_FR", "it_IT", 
                  "no_NO", "hr_HR", "sk_SK", "sl_SI", "lt_LT", "lv_LV", "et_EE")
 
 
-def _faker_names(attr: str, locales: tuple[str, ...] = _NAME_LOCALES) -> set[str]:
+def faker_person_names(locale: str, attr: str) -> list[str]:
+    """One list of Faker's person provider for ``locale`` (``first_names``, ``first_names_male``,
+    ``first_names_female``, ``last_names``; weighted dicts read as their keys; empty when the
+    locale lacks it). Raises ImportError for a locale Faker has no person names for. Shared by
+    the name lists here and the surrogate generator's (``name_locales``)."""
     import importlib
 
+    value = getattr(importlib.import_module(f"faker.providers.person.{locale}").Provider, attr, None) or ()
+    return [n for n in (list(value) if isinstance(value, dict) else value) if isinstance(n, str)]
+
+
+def _faker_names(attr: str, locales: tuple[str, ...] = _NAME_LOCALES) -> set[str]:
     names: set[str] = set()
     wanted = {"first_names": ("first_names", "first_names_male", "first_names_female"),
               "last_names": ("last_names",)}[attr]
     for locale in locales:
-        try:
-            module = importlib.import_module(f"faker.providers.person.{locale}")
-        except ImportError:
-            continue
-        provider = module.Provider
         for name in wanted:
-            value = getattr(provider, name, None)
-            if isinstance(value, dict):
-                value = list(value)
-            for item in value or ():
-                if isinstance(item, str) and item.isalpha() and len(item) >= 3:
-                    names.add(item)
+            try:
+                found = faker_person_names(locale, name)
+            except ImportError:
+                break
+            names.update(item for item in found if item.isalpha() and len(item) >= 3)
     return names
 
 
