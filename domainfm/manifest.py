@@ -6,6 +6,7 @@ settings?" months later, and lets the pipeline skip a stage whose inputs did not
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -41,6 +42,26 @@ def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     with open(path, "rb") as fh:
         while chunk := fh.read(chunk_size):
             digest.update(chunk)
+    return digest.hexdigest()
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """sha256 of domainfm's own files (code, templates, word lists) and the tracked libraries'
+    versions: what a result was computed by. The version string stays the same through a
+    development cycle, so it alone cannot tell a pipeline that its cached de-id output came from
+    older rules; this changes with any source edit or library upgrade."""
+    return source_fingerprint(Path(__file__).resolve().parent, package_versions())
+
+
+def source_fingerprint(root: Path, versions: dict[str, Any]) -> str:
+    """sha256 of a source tree's files (bytecode caches left out) and a mapping of versions."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in root.rglob("*")
+                       if p.is_file() and "__pycache__" not in p.relative_to(root).parts and p.suffix != ".pyc"):
+        digest.update(file.relative_to(root).as_posix().encode("utf-8") + b"\0")
+        digest.update(sha256_file(file).encode("ascii") + b"\n")
+    digest.update(json.dumps(versions, sort_keys=True, default=str).encode("utf-8"))
     return digest.hexdigest()
 
 
@@ -99,6 +120,7 @@ def write_manifest(
             "python": sys.version.split()[0],
             "platform": platform.platform(),
             "packages": package_versions(),
+            "domainfm_code": code_fingerprint(),
         },
         **(extra or {}),
     }

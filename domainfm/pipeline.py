@@ -11,10 +11,12 @@ the :class:`~domainfm.stages.StageResult`. The audit reads the fine-tuned model 
 default, the documents fine-tuning recorded as held out for evaluation.
 
 Every stage writes ``run_dir/<stage>/stage.json``: a cache key (sha256 of the stage name, its
-resolved config, the hashes of its input files and the domainfm version), its status, time,
-counts and key metrics. A stage whose key is unchanged and whose last run finished is skipped;
-a stage that failed or was killed runs again (pretrain and finetune continue from their last
-checkpoint). The run ends with a summary table and ``run_dir/run.json``.
+resolved config, the hashes of its input files and the domainfm version), the fingerprint of
+the code that ran it (:func:`~domainfm.manifest.code_fingerprint`: domainfm's files and the
+libraries' versions), its status, time, counts and key metrics. A stage whose key and code are
+unchanged and whose last run finished is skipped; a stage that failed or was killed runs again
+(pretrain and finetune continue from their last checkpoint, also after a code change, since a
+checkpoint outlives the code that wrote it; a finished stage is never reused by other code). The run ends with a summary table and ``run_dir/run.json``.
 
 Example:
     >>> result = run_pipeline("tasks/demo-legal.yaml", {"chunk.max_tokens": 128})  # doctest: +SKIP
@@ -396,25 +398,28 @@ def _run_locked(pcfg: PipelineConfig, from_stage: str | None, until_stage: str |
 
 def _run_stage(pcfg: PipelineConfig, name: str, *, forced: bool, console) -> StageRecord:
     from domainfm import __version__
-    from domainfm.manifest import describe_input
+    from domainfm.manifest import code_fingerprint, describe_input
 
     out_dir = pcfg.out_dir(name)
     config, inputs = pcfg.stages[name], pcfg.inputs.get(name, [])
-    key = stage_key(name, config, inputs)
+    key, code = stage_key(name, config, inputs), code_fingerprint()
     stage_file = out_dir / STAGE_FILE
     previous = _read_stage(stage_file)
-    if (not forced and previous is not None and previous.get("status") == "done" and previous.get("key") == key
-            and all(Path(p).exists() for p in previous.get("outputs", []))):
+    finished_same_key = (not forced and previous is not None and previous.get("status") == "done"
+                         and previous.get("key") == key and all(Path(p).exists() for p in previous.get("outputs", [])))
+    if finished_same_key and previous.get("code") == code:
         if console is not None:
-            console.print(f"[bold]{name}[/]: cached (inputs and config unchanged)")
+            console.print(f"[bold]{name}[/]: cached (inputs, config and code unchanged)")
         return StageRecord(name, "cached", previous.get("seconds", 0.0), previous.get("counts", {}),
                            previous.get("metrics", {}), previous.get("outputs", []), key)
+    if finished_same_key and console is not None:
+        console.print(f"[bold]{name}[/]: domainfm's code or its libraries changed since the cached run; running again")
 
     # An interrupted or failed run of the same stage, inputs and config continues from its checkpoints.
     resume = previous is not None and previous.get("key") == key and previous.get("status") != "done" and not forced
     if console is not None:
         console.rule(f"[bold]{name}" + (" (resuming)" if resume else ""))
-    base = {"stage": name, "key": key, "domainfm_version": __version__, "config": to_dict(config),
+    base = {"stage": name, "key": key, "code": code, "domainfm_version": __version__, "config": to_dict(config),
             "inputs": [describe_input(p) for p in inputs]}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "error.log").unlink(missing_ok=True)

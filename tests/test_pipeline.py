@@ -568,3 +568,50 @@ def test_site_recipe_errors():
         pl.pipeline_from_dict({**base, "finetune": {"task": "classification", "labels": {"map": {"a": "b"}}}})
     site = pl.load_pipeline(ROOT / "tasks" / "deid-site.yaml", {"import.src": "elsewhere"})
     assert list(site.stages) == ["import", "finetune", "deid_eval"] and str(site.stages["import"].src) == "elsewhere"
+
+
+def test_a_code_or_library_change_reruns_a_finished_stage(pipeline, monkeypatch):
+    # The version string stays the same through development: a cached de-id result computed by
+    # older rules must not be reused once the code that computes it has changed.
+    import domainfm.manifest as manifest
+
+    pl.run_pipeline(pipeline)
+    assert [statuses(pl.run_pipeline(pipeline))[s] for s in ("import", "deid", "chunk")] == ["cached"] * 3
+    monkeypatch.setattr(manifest, "code_fingerprint", lambda: "0" * 64)
+    result = pl.run_pipeline(pipeline)
+    assert [statuses(result)[s] for s in ("import", "deid", "chunk")] == ["ran"] * 3
+    record = json.loads((Path(pipeline["run_dir"]) / "deid" / "stage.json").read_text())
+    assert record["code"] == "0" * 64
+    assert [statuses(pl.run_pipeline(pipeline))[s] for s in ("import", "deid", "chunk")] == ["cached"] * 3
+
+
+def test_source_fingerprint_follows_files_and_versions_but_not_bytecode(tmp_path):
+    from domainfm.manifest import code_fingerprint, source_fingerprint
+
+    (tmp_path / "rules.py").write_text("SCORE = 0.45\n")
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "rules.cpython-311.pyc").write_bytes(b"\0")
+    before = source_fingerprint(tmp_path, {"spacy": "3.8.18"})
+    (tmp_path / "__pycache__" / "rules.cpython-311.pyc").write_bytes(b"\1")
+    assert source_fingerprint(tmp_path, {"spacy": "3.8.18"}) == before
+    assert source_fingerprint(tmp_path, {"spacy": "3.8.19"}) != before
+    (tmp_path / "rules.py").write_text("SCORE = 0.5\n")
+    assert source_fingerprint(tmp_path, {"spacy": "3.8.18"}) != before
+    assert len(code_fingerprint()) == 64
+
+
+def test_a_failed_stage_still_resumes_after_a_code_change(pipeline, monkeypatch):
+    # The usual fix for a crash is new code; its checkpoints stay usable, so the failed stage resumes.
+    import domainfm.manifest as manifest
+
+    real_chunk = REGISTRY["chunk"].runner()
+    _swap(monkeypatch, "chunk", lambda config, inputs, out, context: (_ for _ in ()).throw(ConfigError("crash")))
+    with pytest.raises(DomainFMError):
+        pl.run_pipeline(pipeline)
+    monkeypatch.setattr(manifest, "code_fingerprint", lambda: "1" * 64)
+    seen = []
+    _swap(monkeypatch, "chunk", lambda config, inputs, out, context: seen.append(context.resume)
+          or real_chunk(config, inputs, out, context))
+    result = pl.run_pipeline(pipeline)
+    assert [statuses(result)[s] for s in ("import", "deid", "chunk")] == ["ran", "ran", "ran"]
+    assert seen == [True]
