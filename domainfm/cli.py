@@ -583,6 +583,9 @@ def deid_command(
              "file, or TYPE=LABEL,TYPE=null."),
     ner_quantize: str = typer.Option(
         "none", "--ner-quantize", help="int8: dynamic int8 Linear layers on CPU; none; auto (int8 on CPU only)."),
+    ner_shape_checks: bool = typer.Option(
+        True, "--ner-shape-checks/--no-ner-shape-checks",
+        help="Keep a learned span no rule found only if its shape fits its label (a DATE is a date...)."),
     pseudonymize_ids: bool = typer.Option(
         False, "--pseudonymize-ids",
         help="Write keyed pseudonyms (doc-...) instead of record ids; needs --vault, reidentify restores them."),
@@ -601,7 +604,7 @@ def deid_command(
                         workers=workers, batch_size=batch_size, score_threshold=threshold,
                         seed=seed if seed is not None else 0, ner_model=str(ner_model) if ner_model else None,
                         ner_threshold=ner_threshold, meta=_key_values(meta or [], "--meta"), meta_default=meta_default,
-                        ner_quantize=ner_quantize, pseudonymize_ids=pseudonymize_ids,
+                        ner_quantize=ner_quantize, pseudonymize_ids=pseudonymize_ids, ner_shape_checks=ner_shape_checks,
                         ner_label_map=parse_label_map_option(ner_label_map) if ner_label_map else None)
     console = _console()
     engine_config = _engine_option(engine, master, partitions, workers, ray_address)

@@ -78,7 +78,7 @@ def test_a_silent_model_changes_nothing(learned_models, rules_only):
 
 def test_learned_spans_are_added_and_rule_labels_win(learned_models, rules_only):
     _, loud = learned_models
-    detector = PhiDetector(DeidConfig(profile="clinical", ner_model=str(loud)))
+    detector = PhiDetector(DeidConfig(profile="clinical", ner_model=str(loud), ner_shape_checks=False))
     found = list(detector.detect_texts(TEXTS))
     rules = list(rules_only.detect_texts(TEXTS))
     assert found[2] == [] == rules[2]  # blank text: nothing from either
@@ -93,6 +93,27 @@ def test_learned_spans_are_added_and_rule_labels_win(learned_models, rules_only)
             over = [d for d in spans if d.start < r.end and r.start < d.end]
             assert over and over[0].label == r.label and over[0].recognizer != LEARNED
     assert any(d.recognizer == LEARNED and d.label == "PATIENT" for d in found[1])
+
+
+def test_shape_checks_drop_learned_names_a_dictionary_explains(learned_models, rules_only):
+    # The loud model calls every word a PATIENT. With the shape checks (the default) a learned
+    # span no rule found stays only if it can be a name: in this mixed-case note the capitalised
+    # words stay, the lower-case English ones and their typos go; rule spans are untouched.
+    _, loud = learned_models
+    text = "Pt Zorvack was resting comfortabley, recieved meds."
+    checked = PhiDetector(DeidConfig(profile="clinical", ner_model=str(loud))).detect_text(text)
+    learned = {text[d.start:d.end] for d in checked if d.recognizer == LEARNED}
+    assert learned >= {"Pt"} and not learned & {"was", "resting", "comfortabley", "recieved", "meds"}
+    assert any(d.start <= text.index("Zorvack") < d.end for d in checked)
+    unchecked = PhiDetector(DeidConfig(profile="clinical", ner_model=str(loud), ner_shape_checks=False))
+    everything = {text[d.start:d.end] for d in unchecked.detect_text(text) if d.recognizer == LEARNED}
+    assert {"resting", "recieved"} <= everything
+    # ALL-CAPS notes say nothing by case: there the lower-case test does not apply
+    shout = "PT WAS RESTING."
+    assert any(d.recognizer == LEARNED for d in
+               PhiDetector(DeidConfig(profile="clinical", ner_model=str(loud))).detect_text(shout))
+    with pytest.raises(ConfigError, match="'ner_shape_checks' must be true or false"):
+        DeidConfig(ner_shape_checks="yes")
 
 
 def test_threshold_and_entity_filters_apply_to_learned_spans(learned_models):
@@ -150,6 +171,12 @@ def test_cli_deid_with_a_learned_model(learned_models, tmp_path, cli):
                  "--ner-model", loud)
     assert result.exit_code == 0, result.output
     out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    # shape checks on by default: "Pt" (capitalised) is tagged, the English "resting" is not
+    assert "resting" in out[1]["text"] and out[1]["text"].startswith("[PATIENT]")
+    result = cli("deid", tmp_path / "in.jsonl", "-o", tmp_path / "all.jsonl", "--operator", "tag",
+                 "--ner-model", loud, "--no-ner-shape-checks")
+    assert result.exit_code == 0, result.output
+    out = [json.loads(line) for line in (tmp_path / "all.jsonl").read_text().splitlines()]
     assert "resting" not in out[1]["text"] and "[PATIENT]" in out[1]["text"]
     manifest = json.loads((tmp_path / "out.manifest.json").read_text())
     assert str(loud) in json.dumps(manifest)

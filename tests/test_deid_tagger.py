@@ -138,8 +138,10 @@ def test_int8_quantisation_keeps_the_spans(scheme_models):
 
 
 def test_a_hf_model_beside_the_rules(scheme_models):
+    # the shape checks would drop "court agreement" (lower-case English called a name): this test
+    # is about the label maps, so every learned span is kept
     detector = PhiDetector(DeidConfig(profile="clinical", ner_model=str(scheme_models["bilou"]),
-                                      ner_quantize="auto"))
+                                      ner_quantize="auto", ner_shape_checks=False))
     found = detector.detect_text(SENTENCE)
     learned = [(SENTENCE[d.start:d.end], d.label) for d in found if d.recognizer == LEARNED]
     assert ("court agreement", "PATIENT") in learned and ("convention", "ID") in learned
@@ -213,7 +215,8 @@ def test_cli_deid_with_a_hf_model_and_a_label_map(tmp_path, tiny_tokenizer, cli)
     bad = cli("deid", tmp_path / "in.jsonl", "-o", tmp_path / "x.jsonl", "--ner-model", folder)
     assert bad.exit_code == 2 and "DISEASE" in bad.output and "ner_label_map" in bad.output
     ok = cli("deid", tmp_path / "in.jsonl", "-o", tmp_path / "out.jsonl", "--operator", "tag", "--ner-model", folder,
-             "--ner-label-map", "DISEASE=null", "--ner-quantize", "int8")
+             "--ner-label-map", "DISEASE=null", "--ner-quantize", "int8",
+             "--no-ner-shape-checks")  # "court agreement" is lower-case English: the checks would drop it
     assert ok.exit_code == 0, ok.output
     text = (tmp_path / "out.jsonl").read_text()
     assert "court agreement" not in text and "[PATIENT]" in text and "york" in text

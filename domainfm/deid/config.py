@@ -51,6 +51,10 @@ class DeidConfig:
         shipped maps, and a type none knows is an error (:mod:`domainfm.deid.tagger_labels`).
     ner_quantize: ``int8``: the model's Linear layers dynamically quantised to int8 (CPU only;
         ignored on a GPU); ``none``: as saved; ``auto``: int8 on CPU, as saved on a GPU.
+    ner_shape_checks: keep a learned span that no rule found only if its shape fits its label
+        (:mod:`domainfm.deid.learned_vetting`: a DATE is a date and cuts no number, a NAME or
+        LOCATION cuts no word and, outside ALL-CAPS notes, is not a lower-case dictionary word or
+        typo); ``False`` adds every learned span above ``ner_threshold``.
     pseudonymize_ids: replace each record's ``id`` in the output by a keyed pseudonym
         (``doc-`` + 20 hex digits of an HMAC under the vault's key): record ids are often
         record or accession numbers, which Safe Harbor counts as identifiers. The same id gets
@@ -76,6 +80,7 @@ class DeidConfig:
     ner_label_map: str | dict[str, str | None] | None = None
     ner_quantize: Literal["none", "int8", "auto"] = "none"
     pseudonymize_ids: bool = False
+    ner_shape_checks: bool = True
 
     def __post_init__(self) -> None:
         if self.profile not in ("clinical", "legal"):
@@ -102,6 +107,8 @@ class DeidConfig:
                     f"got {self.ner_threshold!r}"
                 )
             self.ner_threshold = float(self.ner_threshold)
+        if not isinstance(self.ner_shape_checks, bool):
+            raise ConfigError(f"config field 'ner_shape_checks' must be true or false, got {self.ner_shape_checks!r}")
         for name, low, high in (("batch_size", 1, 100_000), ("workers", 1, 256)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:

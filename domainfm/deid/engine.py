@@ -144,7 +144,16 @@ class PhiDetector:
         found = [Detection(r.start, r.end, r.entity_type, float(r.score),
                            (r.recognition_metadata or {}).get("recognizer_name", "")) for r in results]
         floor = self.config.score_threshold if self.config.ner_threshold is None else self.config.ner_threshold
-        found += [d for d in learned if d.score >= floor]
+        learned = [d for d in learned if d.score >= floor]
+        if learned and self.config.ner_shape_checks:
+            from domainfm.deid.learned_vetting import plausible
+            from domainfm.deid.recognizers.base import DocShape
+
+            all_caps = DocShape.of(doc).upper
+            learned = [d for d in learned
+                       if any(d.start < r.end and r.start < d.end for r in found)
+                       or plausible(text, d.start, d.end, d.label, all_caps=all_caps)]
+        found += learned
         return merge_detections(text, [
             d for d in found if entity_selected(d.label, self.config.entities, self.config.exclude_entities)
         ])

@@ -10,7 +10,7 @@ with it, so ``speed_ratio_propagated`` is the whole detection step of ``domainfm
 
     python tests/benchmarks/bench_deid.py [--limit N] [--data ../shared/data] [--sets physionet,tab,synth,aci,corpus]
                                           [--split A|B|all] [--folds K] [--sealed 3,4] [--ner-model DIR ...]
-                                          [--ner-quantize none,int8]
+                                          [--ner-quantize none,int8] [--ner-shape-checks on,off]
 
 The protocol (what a number may be called). PhysioNet's development notes are cut into ``--folds``
 patient-disjoint folds (SHA-1 of the patient id modulo K, so a patient's notes stay together).
@@ -109,7 +109,8 @@ def _scores(docs, pred, dataset, pred_dataset, gold_filter=None):
 
 
 def _learned_scores(docs, config, ner_model: str, dataset: str, vanilla, cps_rules: float,
-                    quantize: str = "none", folds: int = 5, sealed: list[int] = (), fresh_seeds: int = 5) -> dict:
+                    quantize: str = "none", folds: int = 5, sealed: list[int] = (), fresh_seeds: int = 5,
+                    shape_checks: bool = True) -> dict:
     """Rules + the learned model (``DeidConfig.ner_model``, ``ner_quantize``), the model's spans
     alone, and speed: timed against the vanilla engine on the same chunks, alternating, like the
     rules alone. With ``sealed`` folds: rules + model + propagation per fold and on the sealed
@@ -123,7 +124,7 @@ def _learned_scores(docs, config, ner_model: str, dataset: str, vanilla, cps_rul
     from domainfm.deid.engine import visible_text
     from domainfm.deid.learned import LEARNED
 
-    detector = PhiDetector(replace(config, ner_model=ner_model, ner_quantize=quantize))
+    detector = PhiDetector(replace(config, ner_model=ner_model, ner_quantize=quantize, ner_shape_checks=shape_checks))
     detector.detect_text("warm up")
     # the model's own spans and time, recorded as the detector calls it (no second pass)
     model_spans: dict[str, list] = {}
@@ -142,7 +143,7 @@ def _learned_scores(docs, config, ner_model: str, dataset: str, vanilla, cps_rul
     found, propagated, _, cps, cps_prop, cps_theirs = _run_side_by_side(docs, detector, vanilla)
     alone = {doc.id: model_spans.get(visible_text(doc.text)[0], []) for doc in docs}
     cps_alone = sum(len(d.text) for d in docs) / model_seconds[0]
-    return {"model": ner_model, "device": detector.learned.device, "quantize": quantize,
+    return {"model": ner_model, "device": detector.learned.device, "quantize": quantize, "shape_checks": shape_checks,
             "int8": detector.learned.quantized, "torch_threads": torch.get_num_threads(),
             "model_alone_chars_per_s": round(cps_alone),
             "rules_and_model": _scores(docs, found, dataset, "canonical"),
@@ -342,6 +343,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--ner-threshold", type=float, default=None,
                         help="DeidConfig.ner_threshold for --ner-model (choose it on the model's own held-out "
                              "patients, never on the sealed folds)")
+    parser.add_argument("--ner-shape-checks", default="on",
+                        help="comma-separated on/off variants of DeidConfig.ner_shape_checks to run each --ner-model with")
     parser.add_argument("--ner-quantize", default="none",
                         help="comma-separated DeidConfig.ner_quantize variants to run each --ner-model with, "
                              "each timed against the vanilla engine in this run, e.g. none,int8")
@@ -414,8 +417,9 @@ def main(argv=None) -> dict:
             if args.ner_model and name == "physionet":
                 entry["learned"] = [_learned_scores(docs, config, m, dataset, vanilla, cps_ours, q,
                                                     args.folds, sealed if args.split == "all" else [],
-                                                    args.fresh_seeds)
-                                    for m in args.ner_model for q in args.ner_quantize.split(",")]
+                                                    args.fresh_seeds, checks == "on")
+                                    for m in args.ner_model for q in args.ner_quantize.split(",")
+                                    for checks in args.ner_shape_checks.split(",")]
             result["datasets"][name] = entry
     result["overall_speed_ratio"] = round(total_theirs / total_ours, 2) if total_ours else None
     print(json.dumps(result, indent=1))

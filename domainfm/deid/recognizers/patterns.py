@@ -15,13 +15,13 @@ from domainfm.deid.recognizers.vocab import (
     stop_words,
 )
 
-_MONTH = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+MONTH = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
           r"|sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)")
 _ORD = r"(?:st|nd|rd|th)"
 _YEAR = r"(?:1[89]\d\d|20\d\d)"
 
 # words right before "12/5" that make it a measurement, not a date
-_NOT_DATE_BEFORE = frozenset(
+NOT_DATE_BEFORE = frozenset(
     "bp sbp dbp nbp abp nibp cuff map art aline a-line ps psv peep cpap bipap ac imv simv vent "
     "settings setting set abg abgs vbg gas gases ratio ie i:e strength cvp pap paps pad wedge "
     "pcwp rate hr rr tv vt fio2 fi02 o2 sat sats x mmhg tidal pressures pressure pressors "
@@ -96,7 +96,7 @@ def _slash_year(text, match, start, end, score):
 def _ordinal_day(text, match, start, end, score):
     after = text[end:end + 16].lower()
     # a day named alone ends its phrase: "on the 3rd.", "the 11th of", "by the 22nd, ..."
-    if not re.match(r"\s*(?:$|[.,;:!?)\n]|of\b|and\b|or\b|at\b|in\b|" + _MONTH + ")", after):
+    if not re.match(r"\s*(?:$|[.,;:!?)\n]|of\b|and\b|or\b|at\b|in\b|" + MONTH + ")", after):
         return None
     if re.match(r"\s*(?:day|time|hour|hr|week|wk|month|floor|grade|rib|ics|intercostal|degree|"
                 r"percentile|cranial|nerve|dose|attempt|episode|unit|bag|liter|try|trial|"
@@ -117,7 +117,7 @@ def _year4(text, match, start, end, score):
                          "from", "s/p", "sp", "dx", "dx'd", "diagnosed", "through", "by", "before",
                          "after", "in/", "and", "mi", "cabg", "cva", "tia", "ptca", "pci", "avr", "mvr",
                          "stent", "redo", "surgery", "repair", "transplant", "fx", "its", "it's",
-                         "year", "summer") or bool(re.search(_MONTH + r"\.?,?\s*$", text[max(0, start - 12):start], re.I))
+                         "year", "summer") or bool(re.search(MONTH + r"\.?,?\s*$", text[max(0, start - 12):start], re.I))
     if not context and 2000 <= year <= 2039 and re.match(r"[.,;)]", text[end:end + 1]) \
             and word_before(text, start) not in ("at", "until", "till", "from", "to", "by", "@"):
         context = True
@@ -226,17 +226,17 @@ DATES = [
     PatternSpec("numeric", r"(?<![\w./:])(?:(?<!\d-)|(?<=/\d-)|(?<=/\d\d-)|(?<=/\d{4}-))"
                 r"(?P<m>0?[1-9]|1[0-2])(?P<s>[/-])(?P<d>0?[1-9]|[12]\d|3[01])"
                 r"(?:(?P=s)(?P<y>\d{4}|\d{2})|\.(?P<y2>\d{2})(?!\d))?(?![\w/]|[.:]\d|-\d(?!\d?/))", "DATE", 0.6,
-                validate="slash_date", veto_before=_NOT_DATE_BEFORE, keep_before=_SIDE_BEFORE_AC),
+                validate="slash_date", veto_before=NOT_DATE_BEFORE, keep_before=_SIDE_BEFORE_AC),
     PatternSpec("dotted", r"(?<![\w.])(?:0?[1-9]|[12]\d|3[01])\.(?:0?[1-9]|1[0-2])\.(?:\d{4}|\d{2})(?!\w|\.\w)"
                 r"|(?<![\w.])(?:0?[1-9]|1[0-2])\.(?:0?[1-9]|[12]\d|3[01])\.(?:\d{4})(?!\w|\.\w)",
                 "DATE", 0.6),
     PatternSpec("iso", rf"\b{_YEAR}[-/.](?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12]\d|3[01])"
                 r"(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?\b", "DATE", 0.85),
-    PatternSpec("month_day", rf"\b{_MONTH}\.?\s*(?:the\s+)?\d{{1,2}}{_ORD}?(?![\d:])(?:,?\s*(?:{_YEAR}|'\d\d))?\b",
+    PatternSpec("month_day", rf"\b{MONTH}\.?\s*(?:the\s+)?\d{{1,2}}{_ORD}?(?![\d:])(?:,?\s*(?:{_YEAR}|'\d\d))?\b",
                 "DATE", 0.8),
-    PatternSpec("day_month", rf"\b\d{{1,2}}{_ORD}?(?:\s+of)?[\s-]*{_MONTH}\b\.?(?:[\s,-]*(?:{_YEAR}|\d\d\b))?",
+    PatternSpec("day_month", rf"\b\d{{1,2}}{_ORD}?(?:\s+of)?[\s-]*{MONTH}\b\.?(?:[\s,-]*(?:{_YEAR}|\d\d\b))?",
                 "DATE", 0.8),
-    PatternSpec("month_year", rf"\b{_MONTH}\.?(?:\s+of)?[\s,-]*(?:{_YEAR}|'\d\d)\b", "DATE", 0.8),
+    PatternSpec("month_year", rf"\b{MONTH}\.?(?:\s+of)?[\s,-]*(?:{_YEAR}|'\d\d)\b", "DATE", 0.8),
     PatternSpec("month", r"\b(?:january|february|march|april|may|june|july|august|september|october"
                 r"|november|december|jan|feb|mar|apr|jun|jul|aug|sept?|oct|nov|dec)\b\.?", "DATE", 0.6,
                 validate="month_alone"),
@@ -248,7 +248,7 @@ DATES = [
     # decades ("the 1990s", "'80s"); a bare "80s" is left alone: "SBP 80s", "sats in the 90s"
     PatternSpec("decade", r"(?<![\w.:/-])(?:19|20)\d0'?s\b|(?<![\w'])'\d0s\b", "DATE", 0.6),
     PatternSpec("month_slash_year", r"(?<![\w./:])(?:0?[1-9]|1[0-2])/(?P<y>3[2-9]|[4-9]\d|0\d)(?![\w/]|[.:]\d)", "DATE", 0.6,
-                veto_before=_NOT_DATE_BEFORE, validate="slash_year"),
+                veto_before=NOT_DATE_BEFORE, validate="slash_year"),
     PatternSpec("year_after_event", r"\b(?:mi|ami|cabg|cva|tia|ptca|pci|avr|mvr|stent|redo|nstemi|stemi|chf|dx|"
                 r"dx'd|diagnosed|turp|ppm|aicd|surgery|repair|transplant)\s+(?:x\s?\d\s+)?(?P<y>[3-9]\d|0\d)"
                 r"(?![\w.%/-]|\.\d|\s*(?:%|mm|cm|ml|cc|mg|mcg|units?|min|minutes|hours?|hrs?|days?|weeks?|months?|years?|yrs?|"
