@@ -34,6 +34,14 @@ def _swap(monkeypatch, name: str, run) -> None:
     monkeypatch.setitem(REGISTRY, name, dataclasses.replace(REGISTRY[name], run=run))
 
 
+def _chunk_recording_resume(monkeypatch, real_chunk) -> list[bool]:
+    """Run the real chunk stage from now on, recording whether each call was told to resume."""
+    seen: list[bool] = []
+    _swap(monkeypatch, "chunk", lambda config, inputs, out, context: seen.append(context.resume)
+          or real_chunk(config, inputs, out, context))
+    return seen
+
+
 @pytest.fixture()
 def corpus(tmp_path):
     path = tmp_path / "notes.jsonl"
@@ -130,9 +138,7 @@ def test_failing_stage_is_recorded_and_the_rerun_resumes_from_it(pipeline, monke
         pl.run_pipeline(pipeline)
     assert calls == [False, True]  # the second run resumes the failed stage (same key)
 
-    seen = []
-    _swap(monkeypatch, "chunk", lambda config, inputs, out, context: seen.append(context.resume)
-          or real_chunk(config, inputs, out, context))
+    seen = _chunk_recording_resume(monkeypatch, real_chunk)
     result = pl.run_pipeline(pipeline)
     assert [statuses(result)[s] for s in ("import", "deid", "chunk")] == ["cached", "cached", "ran"]
     assert seen == [True]
@@ -609,9 +615,7 @@ def test_a_failed_stage_still_resumes_after_a_code_change(pipeline, monkeypatch)
     with pytest.raises(DomainFMError):
         pl.run_pipeline(pipeline)
     monkeypatch.setattr(manifest, "code_fingerprint", lambda: "1" * 64)
-    seen = []
-    _swap(monkeypatch, "chunk", lambda config, inputs, out, context: seen.append(context.resume)
-          or real_chunk(config, inputs, out, context))
+    seen = _chunk_recording_resume(monkeypatch, real_chunk)
     result = pl.run_pipeline(pipeline)
     assert [statuses(result)[s] for s in ("import", "deid", "chunk")] == ["ran", "ran", "ran"]
     assert seen == [True]
