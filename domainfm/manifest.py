@@ -56,13 +56,23 @@ def code_fingerprint() -> str:
 
 def source_fingerprint(root: Path, versions: dict[str, Any]) -> str:
     """sha256 of a source tree's files (bytecode caches left out) and a mapping of versions."""
-    digest = hashlib.sha256()
-    for file in sorted(p for p in root.rglob("*")
-                       if p.is_file() and "__pycache__" not in p.relative_to(root).parts and p.suffix != ".pyc"):
-        digest.update(file.relative_to(root).as_posix().encode("utf-8") + b"\0")
-        digest.update(sha256_file(file).encode("ascii") + b"\n")
+    digest, _, _ = _folder_digest(
+        root, lambda rel: "__pycache__" not in rel.parts and rel.suffix != ".pyc")
     digest.update(json.dumps(versions, sort_keys=True, default=str).encode("utf-8"))
     return digest.hexdigest()
+
+
+def _folder_digest(path: Path, keep=lambda rel: True) -> tuple[Any, int, int]:
+    """sha256 over the sorted (relative path, file hash) of a folder's files that ``keep``
+    accepts (by relative path); returns the running digest, the file count and the bytes."""
+    digest = hashlib.sha256()
+    n_files = n_bytes = 0
+    for file in sorted(p for p in path.rglob("*") if p.is_file() and keep(p.relative_to(path))):
+        digest.update(file.relative_to(path).as_posix().encode("utf-8") + b"\0")
+        digest.update(sha256_file(file).encode("ascii") + b"\n")
+        n_files += 1
+        n_bytes += file.stat().st_size
+    return digest, n_files, n_bytes
 
 
 def describe_input(path: str | os.PathLike) -> dict[str, Any]:
@@ -71,13 +81,7 @@ def describe_input(path: str | os.PathLike) -> dict[str, Any]:
     if path.is_file():
         return {"path": str(path), "kind": "file", "bytes": path.stat().st_size, "sha256": sha256_file(path)}
     if path.is_dir():
-        digest = hashlib.sha256()
-        n_files = n_bytes = 0
-        for file in sorted(p for p in path.rglob("*") if p.is_file()):
-            digest.update(file.relative_to(path).as_posix().encode("utf-8") + b"\0")
-            digest.update(sha256_file(file).encode("ascii") + b"\n")
-            n_files += 1
-            n_bytes += file.stat().st_size
+        digest, n_files, n_bytes = _folder_digest(path)
         return {"path": str(path), "kind": "folder", "files": n_files, "bytes": n_bytes, "sha256": digest.hexdigest()}
     return {"path": str(path), "kind": "missing"}
 

@@ -80,6 +80,12 @@ class PhiDetector:
                                        context_aware_enhancer=NoContextEnhancer())
         self._entities = sorted({e for r in registry.recognizers for e in r.supported_entities})
         self.learned = None
+        self._plausible = None  # the shape checks of learned spans, when there is a model to check
+        if self.config.ner_model and self.config.ner_shape_checks:
+            from domainfm.deid.learned_vetting import plausible
+            from domainfm.deid.recognizers.base import DocShape
+
+            self._plausible, self._doc_shape = plausible, DocShape.of
         if self.config.ner_model:
             from domainfm.deid.learned import LearnedPhiTagger
 
@@ -145,14 +151,11 @@ class PhiDetector:
                            (r.recognition_metadata or {}).get("recognizer_name", "")) for r in results]
         floor = self.config.score_threshold if self.config.ner_threshold is None else self.config.ner_threshold
         learned = [d for d in learned if d.score >= floor]
-        if learned and self.config.ner_shape_checks:
-            from domainfm.deid.learned_vetting import plausible
-            from domainfm.deid.recognizers.base import DocShape
-
-            all_caps = DocShape.of(doc).upper
+        if learned and self._plausible is not None:
+            all_caps = self._doc_shape(doc).upper
             learned = [d for d in learned
                        if any(d.start < r.end and r.start < d.end for r in found)
-                       or plausible(text, d.start, d.end, d.label, all_caps=all_caps)]
+                       or self._plausible(text, d.start, d.end, d.label, all_caps=all_caps)]
         found += learned
         return merge_detections(text, [
             d for d in found if entity_selected(d.label, self.config.entities, self.config.exclude_entities)

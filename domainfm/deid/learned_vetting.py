@@ -29,10 +29,8 @@ import re
 
 from domainfm.deid.labels import coarse
 from domainfm.deid.recognizers import vocab
-from domainfm.deid.recognizers.patterns import MONTH, NOT_DATE_BEFORE
+from domainfm.deid.recognizers.patterns import HOLIDAY, MONTH, NOT_DATE_BEFORE
 
-_HOLIDAY = (r"(?:christmas|thanksgiving|easter|new\s+year'?s?|independence\s+day|memorial\s+day|labor\s+day"
-            r"|veterans\s+day|halloween|valentine'?s|hanukkah|passover|ramadan|yom\s+kippur|rosh\s+hashanah)")
 _NUMERIC_DATE = re.compile(
     r"(?:\d{1,2}[/-]\d{1,2}(?:[/-](?:\d{2}|\d{4}))?"       # 3/4, 03-04-2019
     r"|\d{4}[-/.]\d{1,2}[-/.]\d{1,2}"                    # 2019-03-04
@@ -41,27 +39,19 @@ _NUMERIC_DATE = re.compile(
     r"|'\d\d"                                             # '98
     r"|(?:(?:1[89]|20)\d|')?\d0'?s)",                     # 1990s, '90s, 90s
     re.IGNORECASE)
-_WORDY_DATE = re.compile(rf"\b(?:{MONTH}|{_HOLIDAY})\b", re.IGNORECASE)
+_WORDY_DATE = re.compile(rf"\b(?:{MONTH}|{HOLIDAY})\b", re.IGNORECASE)
 # a number continues across these when a digit follows: 11.8, 6/10, 11:30, 7-11
 _NUMBER_JOINERS = "./:-"
 
 
 def _cuts_a_number(text: str, start: int, end: int) -> bool:
     """Whether [start, end) begins or ends inside a number ("10.[[4]]", "[[7/]]10", "[[9]]:30")."""
-    before = text[start - 1] if start > 0 else ""
-    before2 = text[start - 2] if start > 1 else ""
-    after = text[end] if end < len(text) else ""
-    after2 = text[end + 1] if end + 1 < len(text) else ""
-    first, last = text[start], text[end - 1]
-    if before.isalnum() and first.isalnum():
+    if _cuts_a_word(text, start, end):
         return True
-    if after.isalnum() and last.isalnum():
-        return True
-    if before and before in _NUMBER_JOINERS and before2.isdigit():
-        return True
-    if after and after in _NUMBER_JOINERS and after2.isdigit():
-        return True
-    return last in _NUMBER_JOINERS and after.isdigit()
+    before, after = text[max(0, start - 2):start], text[end:end + 2]
+    return (len(before) == 2 and before[1] in _NUMBER_JOINERS and before[0].isdigit()) \
+        or (len(after) == 2 and after[0] in _NUMBER_JOINERS and after[1].isdigit()) \
+        or (text[end - 1] in _NUMBER_JOINERS and after[:1].isdigit())
 
 
 def _is_date(span: str) -> bool:
@@ -75,20 +65,9 @@ def _cuts_a_word(text: str, start: int, end: int) -> bool:
 
 
 def _explained_lower_case(span: str) -> bool:
-    """Every word of a lower-case span is English, clinical, a drug, or one typo from English."""
+    """A lower-case span every word of which a dictionary explains (:func:`vocab.explained`)."""
     words = re.findall(r"[a-z]+", span)
-    if not words or span != span.lower():
-        return False
-    stop = vocab.stop_words()
-    return all(w in stop or vocab.is_english(w) or w in vocab.CLINICAL_VOCAB or _typo_of_english(w)
-               for w in words)
-
-
-def _typo_of_english(low: str) -> bool:
-    """One typo from an English word, also in the plural ("blokers")."""
-    if len(low) < 4:
-        return False
-    return vocab.near_english(low) or (low.endswith("s") and len(low) > 4 and vocab.near_english(low[:-1]))
+    return bool(words) and span == span.lower() and all(vocab.explained(w) for w in words)
 
 
 def plausible(text: str, start: int, end: int, label: str, *, all_caps: bool) -> bool:
@@ -127,10 +106,11 @@ def _after_a_cue(text: str, start: int, kind: str) -> bool:
     before = re.findall(r"[a-z@/.']+", text[max(0, start - 20):start].lower())
     if not before:
         return False
-    word = before[-1].rstrip(".") if before[-1] != "." else before[-1]
+    last = before[-1]
+    word = last.rstrip(".") or last  # "dr." and "dr" alike
     if kind == "LOCATION":
-        return word in _PLACE_CUES or before[-1] in _PLACE_CUES
-    return word in _NAME_CUES or before[-1] in _NAME_CUES or vocab.is_role_noun(word)
+        return word in _PLACE_CUES or last in _PLACE_CUES
+    return word in _NAME_CUES or last in _NAME_CUES or vocab.is_role_noun(word)
 
 
 def _after_a_measure(text: str, start: int) -> bool:

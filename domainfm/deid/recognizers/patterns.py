@@ -17,6 +17,9 @@ from domainfm.deid.recognizers.vocab import (
 
 MONTH = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
           r"|sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)")
+HOLIDAY = (r"(?:christmas(?: eve| day)?|thanksgiving|easter|new year'?s(?: eve| day)?|"
+           r"independence day|memorial day|labor day|veterans day|halloween|valentine'?s day|"
+           r"hanukkah|passover|ramadan|yom kippur|rosh hashanah)")
 _ORD = r"(?:st|nd|rd|th)"
 _YEAR = r"(?:1[89]\d\d|20\d\d)"
 
@@ -253,9 +256,7 @@ DATES = [
                 r"dx'd|diagnosed|turp|ppm|aicd|surgery|repair|transplant)\s+(?:x\s?\d\s+)?(?P<y>[3-9]\d|0\d)"
                 r"(?![\w.%/-]|\.\d|\s*(?:%|mm|cm|ml|cc|mg|mcg|units?|min|minutes|hours?|hrs?|days?|weeks?|months?|years?|yrs?|"
                 r"sec|x\b|times|lbs?|kg|pts?|patients|mmhg|beats|bpm|degrees?|/))", "DATE", 0.5, group="y"),
-    PatternSpec("holiday", r"\b(?:christmas(?: eve| day)?|thanksgiving|easter|new year'?s(?: eve| day)?|"
-                r"independence day|memorial day|labor day|veterans day|halloween|valentine'?s day|"
-                r"hanukkah|passover|ramadan|yom kippur|rosh hashanah)\b", "DATE", 0.6),
+    PatternSpec("holiday", rf"\b{HOLIDAY}\b", "DATE", 0.6),
 ]
 
 _PHONE = (r"(?<![\w/.])(?:\+?1[\s.-]?)?(?:\(\s*\d\d\d\s*\)|\d\d\d)[\s.\-/]{0,2}\d{3}[\s.\-/]{1,2}"

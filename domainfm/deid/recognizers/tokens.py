@@ -882,8 +882,7 @@ class PlaceRecognizer(TokenRecognizer):
             return False
         word, low = w.text[k], w.lower[k]
         return len(word) >= 4 and word[0].isupper() and word[1:].islower() and _namey(word) \
-            and low not in self.stop and low not in self.function_words and not vocab.is_english(low) \
-            and not vocab.near_english(low)
+            and low not in self.stop and low not in self.function_words and not vocab.explained(low)
 
     def _street_name(self, w: _Words, i: int, shape: DocShape) -> int | None:
         """"on Zorvale St.", "off Main Street": up to two capitalised words and a street type after

@@ -420,6 +420,17 @@ def is_english(low: str) -> bool:
     return False
 
 
+def explained(low: str) -> bool:
+    """Whether a dictionary explains a lower-case word: a stop word, English, a clinical word or
+    drug, or one typo from English (4+ letters, also in the plural: "protocall", "blokers").
+    What is left is a word no list knows, the kind a name or a place is written in."""
+    if low in stop_words() or is_english(low) or low in CLINICAL_VOCAB:
+        return True
+    if len(low) < 4:
+        return False
+    return near_english(low) or (low.endswith("s") and len(low) > 4 and near_english(low[:-1]))
+
+
 @lru_cache(maxsize=1)
 def surname_frequency() -> dict[str, float]:
     """Share of the US population with each of the 1,000 commonest surnames (US Census, as Faker's
