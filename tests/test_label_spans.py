@@ -186,6 +186,10 @@ def test_span_calibration_reads_each_source_from_out_of_fold_spans():
     assert summary["sources"]["lexicon"] == {"oof_spans": 8, "oof_precision": 0.75}
     # no out-of-fold lexicon spans: the entry's share on the seeds stands
     assert SpanCalibration.fit(rows[:200])[0].confidence(0.8, "lexicon") == 0.8
+    # carried short forms: their own out-of-fold precision, or without any, the long form's map
+    with_short = SpanCalibration.fit(rows + [("abbreviation", 0.9, i < 2) for i in range(8)])[0]
+    assert with_short.confidence(0.9, "abbreviation") == pytest.approx(3 / 10)
+    assert cal.confidence(0.9, "abbreviation") == cal.confidence(0.9, "model")
 
 
 def test_span_config_errors_name_the_field():
@@ -200,6 +204,30 @@ def test_span_config_errors_name_the_field():
     with pytest.raises(ConfigError, match="'calibration_repeats'.*\\[1, 20\\]"):
         SpanLabelConfig(calibration_repeats=0)
     assert (SpanLabelConfig().repeats, SpanLabelConfig(method="finetune").repeats) == (3, 1)
+    with pytest.raises(ConfigError, match="'probe_layers'.*layer numbers >= 1"):
+        SpanLabelConfig(probe_layers=[0, 1])
+    assert SpanLabelConfig(probe_layers=[3, 4]).probe_layers == (3, 4)  # YAML lists become tuples
+
+
+def test_probe_reads_the_chosen_layers_and_runs_none_above_them(tiny_model_dir):
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from domainfm.errors import DomainFMError
+    from domainfm.label.spans import SpanTagger
+
+    middle = SpanTagger(SpanLabelConfig(encoder=str(tiny_model_dir), max_tokens=32, overlap=4))
+    assert middle.probe_layers == (1, 2)  # the middle of a 2-layer encoder
+    first = SpanTagger(SpanLabelConfig(encoder=str(tiny_model_dir), max_tokens=32, overlap=4, probe_layers=[1]))
+    assert len(first.encoder.encoder.layer) == 1  # the layer above is never run
+    (chunk,), _ = first.featurize([Document("d", "fever and cough")])
+    full = AutoModel.from_pretrained(tiny_model_dir).eval()
+    enc = AutoTokenizer.from_pretrained(tiny_model_dir)("fever and cough", return_tensors="pt")
+    with torch.no_grad():
+        expected = full(**enc, output_hidden_states=True).hidden_states[1][0]
+    assert torch.allclose(chunk.hidden, expected, atol=1e-5)
+    with pytest.raises(DomainFMError, match="has 2 layers; give numbers from 1 to 2"):
+        SpanTagger(SpanLabelConfig(encoder=str(tiny_model_dir), probe_layers=[3]))
 
 
 NOTES = [

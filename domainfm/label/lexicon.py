@@ -40,7 +40,6 @@ from domainfm.corpus.document import Document
 
 WORD = re.compile(r"\w+|[^\w\s]")
 MAX_WORDS = 12  # longer annotated strings do not recur verbatim
-SOURCES = ("model", "lexicon", "model+lexicon")
 
 
 def words(text: str) -> list[tuple[int, int]]:

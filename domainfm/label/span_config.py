@@ -27,7 +27,14 @@ class SpanLabelConfig:
             is computed once and cached (strong regularisation for a handful of documents, and
             most of the CPU time saved). 0 (the default, measured: see the README) freezes the
             whole encoder: each word is tagged by a multinomial logistic regression on its vector
-            (last two layers) beside its neighbours' (seconds on a CPU).
+            (``probe_layers``) beside its neighbours' (seconds on a CPU).
+        probe_layers: the encoder layers (1 = the first layer above the embeddings) whose word
+            vectors the probe reads, side by side. Unset: the two middle layers (3 and 4 of
+            MiniLM's 6; n/2 and n/2 + 1 of n). Middle layers carry more of a word's own identity
+            than the top ones, which a sentence encoder's training pulls towards the sentence
+            (NCBI, seeds and scoring both from train abstracts, never devel, 3 draws: entity
+            F1 0.465 / 0.569 at 8 / 32 seeds with layers 5-6, 0.502 / 0.603 with 3-4). Layers
+            above the highest one read are not run.
         c: inverse L2 strength of that logistic regression (smaller = stronger regularisation).
         spelling_dims: columns of each word's hashed spelling (suffixes, prefixes, shape) that
             the logistic regression reads beside the encoder vectors (0 turns them off; the
@@ -70,12 +77,17 @@ class SpanLabelConfig:
         seed_lexicon: also suggest the strings the seeds annotate where they occur again
             (:mod:`domainfm.label.lexicon`; a match replaces the model spans it contains),
             calibrated on out-of-fold seeds like the model's spans. ``False`` leaves the model alone.
+        abbreviations: a suggested long form also marks the short form the text defines after it
+            ("Duchenne muscular dystrophy (DMD)"), there and where it recurs in the document
+            (:mod:`domainfm.label.abbreviations`; Schwartz & Hearst's definitions), calibrated by
+            their out-of-fold precision. ``False`` turns it off.
     """
 
     method: Literal["finetune", "probe"] = "probe"
 
     encoder: str = "minilm"
     train_layers: int = 0
+    probe_layers: Optional[tuple[int, ...]] = None
     c: float = 0.5
     spelling_dims: int = 1024
     max_iter: int = 300
@@ -99,19 +111,29 @@ class SpanLabelConfig:
     lora_r: int = 16
     class_weights: Literal["none", "balanced"] = "balanced"
     seed_lexicon: bool = True
+    abbreviations: bool = True
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ConfigError(f"The 'method' parameter must be one of {list(METHODS)}. Got {self.method!r}"
                               f"{suggest(str(self.method), METHODS)}.")
         _int_in("lora_r", self.lora_r, 1, 512, "e.g. 16")
-        if not isinstance(self.seed_lexicon, bool):
-            raise ConfigError(f"The 'seed_lexicon' parameter must be true or false. Got {self.seed_lexicon!r}.")
+        for flag in ("seed_lexicon", "abbreviations"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(f"The {flag!r} parameter must be true or false. Got {getattr(self, flag)!r}.")
         if self.class_weights not in ("none", "balanced"):
             raise ConfigError(f"The 'class_weights' parameter must be 'none' or 'balanced'. Got {self.class_weights!r}.")
         if not isinstance(self.encoder, str) or not self.encoder.strip():
             raise ConfigError("The 'encoder' parameter must be a model name or folder, e.g. 'minilm' or runs/pretrain.")
         _int_in("train_layers", self.train_layers, 0, 48, "use 0 to train the head alone")
+        if self.probe_layers is not None:
+            if isinstance(self.probe_layers, int) and not isinstance(self.probe_layers, bool):
+                self.probe_layers = (self.probe_layers,)
+            if (not isinstance(self.probe_layers, (list, tuple)) or not self.probe_layers
+                    or any(not isinstance(x, int) or isinstance(x, bool) or x < 1 for x in self.probe_layers)):
+                raise ConfigError(f"The 'probe_layers' parameter must be a list of encoder layer numbers >= 1 "
+                                  f"(e.g. [3, 4]), or unset for the two middle layers. Got {self.probe_layers!r}.")
+            self.probe_layers = tuple(self.probe_layers)
         _int_in("max_iter", self.max_iter, 10, 100_000)
         _int_in("spelling_dims", self.spelling_dims, 0, 1 << 20, "e.g. 1024, or 0 to turn spelling features off")
         if not isinstance(self.c, (int, float)) or isinstance(self.c, bool) or self.c <= 0:

@@ -142,7 +142,7 @@ def train_finetuned(seeds: Sequence[Document], labels: list[str], cfg: SpanLabel
                     found, _ = _score(tm, held)
                     raw = [[(s.start, s.end, s.label, float(s.attrs.get("score", 0.5))) for s in spans]
                            for spans in found]
-                    rows += oof_rows(held, raw, seed_lexicon(train, labels, cfg))
+                    rows += oof_rows(held, raw, seed_lexicon(train, labels, cfg), cfg.abbreviations)
             fitted, fit_summary = SpanCalibration.fit(rows)
             calibration = {"folds": folds, "repeats": cfg.repeats, **fit_summary}
         stage("fine-tuning on all seeds")

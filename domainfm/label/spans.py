@@ -11,19 +11,23 @@ How it works (and why):
   CPU; the bottom layers stay frozen, their output is computed once and cached, and only the
   top ``train_layers`` layers plus a linear head are trained (AdamW with weight decay, dropout).
   With the whole encoder frozen (the default) a word is read as the mean of its sub-word
-  vectors beside its neighbours'; tags are per word, so suggested spans always cover whole words.
+  vectors (from the encoder's middle layers, ``probe_layers``) beside its neighbours'; tags are
+  per word, so suggested spans always cover whole words.
 - **Decoding.** The most probable BIO-valid tag sequence (Viterbi), as the fine-tuned taggers
   decode: a stray ``I`` does not start a span that cuts a name.
 - **Seed lexicon** (:mod:`domainfm.label.lexicon`). The strings the seeds annotate are suggested
   where they occur again; a match replaces the model spans it contains and confirms an equal
   one (``source``: ``model``, ``lexicon`` or ``model+lexicon``).
+- **Abbreviations** (:mod:`domainfm.label.abbreviations`). A suggested long form gives its label
+  to the short form the text defines after it, there and where it recurs (``source``:
+  ``abbreviation``).
 - **Calibration.** The seeds are split into ``calibration_folds`` folds; a model per fold tags
   the held-out seeds, with a lexicon of the fold's training seeds. Those out-of-fold word logits
   fit a temperature (:func:`domainfm.metrics.fit_temperature`), and the out-of-fold spans
   (confidence = mean probability of its tags, right or wrong by exact match) fit a Platt map
   from that raw score to the probability that the span is exactly right, shifted for spans the
-  lexicon confirms; lexicon spans the model did not find get their out-of-fold precision
-  (:class:`SpanCalibration`). The final model is trained on all seeds, so fold models trained
+  lexicon confirms; lexicon spans the model did not find, and carried short forms, get their
+  out-of-fold precision (:class:`SpanCalibration`). The final model is trained on all seeds, so fold models trained
   on fewer seeds are weaker than the one that makes the suggestions; the probe's folds are
   cheap, so it uses 4 (NCBI, 4 draws: worst span ECE 0.092 -> 0.075 at 8 seeds, 0.072 -> 0.053
   at 32, against 2 folds; 8 folds overshot at 8 seeds, 0.14) and draws the split 3 times
@@ -132,6 +136,15 @@ class SpanTagger:
         self.n_layers = len(layers)
         self.train_layers = min(cfg.train_layers, self.n_layers)
         self.frozen = self.n_layers - self.train_layers
+        self.probe_layers: tuple[int, ...] = ()
+        if self.train_layers == 0:
+            middle = sorted({max(1, self.n_layers // 2), min(self.n_layers, self.n_layers // 2 + 1)})
+            self.probe_layers = tuple(cfg.probe_layers or middle)
+            if max(self.probe_layers) > self.n_layers:
+                raise DomainFMError(f"probe_layers {list(self.probe_layers)}: encoder {cfg.encoder!r} has "
+                                    f"{self.n_layers} layers; give numbers from 1 to {self.n_layers}")
+            # the layers above the highest one the probe reads would only cost time
+            self.encoder.encoder.layer = layers[:max(self.probe_layers)]
         self.hidden_size = int(self.encoder.config.hidden_size)
         limit = getattr(self.tokenizer, "model_max_length", 512)
         max_tokens = min(cfg.max_tokens, limit if isinstance(limit, int) and 0 < limit < 100_000 else cfg.max_tokens)
@@ -164,10 +177,10 @@ class SpanTagger:
             with torch.no_grad():
                 out = self.encoder(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
                                    output_hidden_states=True)
-            # frozen top: the last two layers side by side (the head reads both); otherwise the
-            # output of the last frozen layer, which the trained top layers continue from
-            hidden = (torch.cat(out.hidden_states[-2:], dim=-1) if self.train_layers == 0
-                      else out.hidden_states[self.frozen])
+            # frozen encoder: the probe's layers side by side (the head reads them all); otherwise
+            # the output of the last frozen layer, which the trained top layers continue from
+            hidden = (torch.cat([out.hidden_states[i] for i in self.probe_layers], dim=-1)
+                      if self.train_layers == 0 else out.hidden_states[self.frozen])
             if self.train_layers == 0:
                 hidden = hidden.to(torch.float32)
             for b, (doc_index, ch) in enumerate(batch):
@@ -440,6 +453,10 @@ def _merge_chunk_spans(found: list[tuple[int, int, str, float]]) -> list[tuple[i
     return sorted(kept)
 
 
+# sources calibrated by their out-of-fold precision, not by the model's score
+_BY_PRECISION = ("lexicon", "abbreviation")
+
+
 class SpanCalibration:
     """Calibrated confidence of a suggested span by its source. Model spans (``model``, and
     ``model+lexicon`` where the seed lexicon confirms one) go through one Platt map of the raw
@@ -455,16 +472,17 @@ class SpanCalibration:
     def fit(cls, rows: Sequence[tuple[str, float, bool]]) -> tuple["SpanCalibration", dict[str, Any]]:
         """From out-of-fold ``(source, raw confidence, exactly right)`` rows; with the summary
         the manifest records (counts and rates only)."""
-        scored = [(raw, ok, src == "model+lexicon") for src, raw, ok in rows if src != "lexicon"]
+        scored = [(raw, ok, src == "model+lexicon") for src, raw, ok in rows if src not in _BY_PRECISION]
         platt = _platt(np.array([r for r, _, _ in scored]), np.array([ok for _, ok, _ in scored], dtype=float),
                        np.array([c for *_, c in scored]) if any(c for *_, c in scored) else None) if scored else None
         precision, sources = {}, {}
         for src in sorted({src for src, _, _ in rows}):
             oks = [ok for s_, _, ok in rows if s_ == src]
             sources[src] = {"oof_spans": len(oks), "oof_precision": round(float(np.mean(oks)), 4)}
-        lexicon = [ok for src, _, ok in rows if src == "lexicon"]
-        if lexicon:
-            precision["lexicon"] = (sum(lexicon) + 1) / (len(lexicon) + 2)
+        for src in _BY_PRECISION:
+            oks = [ok for s_, _, ok in rows if s_ == src]
+            if oks:
+                precision[src] = (sum(oks) + 1) / (len(oks) + 2)
         oks = [ok for *_, ok in rows]
         summary = {"platt": None if platt is None else [round(x, 4) for x in platt], "oof_spans": len(rows),
                    "oof_span_precision": round(float(np.mean(oks)), 4) if oks else None, "sources": sources}
@@ -472,40 +490,49 @@ class SpanCalibration:
 
     def confidence(self, raw: float, source: str) -> float:
         """A suggested span's calibrated confidence from its raw one (the model's score, or for
-        ``lexicon`` the entry's share on the seeds, kept when the folds saw no such span)."""
+        ``lexicon`` the entry's share on the seeds, kept when the folds saw no such span; an
+        ``abbreviation`` the folds never saw takes its long form's calibrated confidence)."""
         if source == "lexicon":
             return self.precision.get("lexicon", raw)
+        if source == "abbreviation" and source in self.precision:
+            return self.precision[source]
         return _apply_platt(raw, self.platt, confirmed=source == "model+lexicon")
 
 
 def oof_rows(docs: Sequence[Document], found: Sequence[Sequence[tuple[int, int, str, float]]],
-             lexicon) -> list[tuple[str, float, bool]]:
+             lexicon, abbreviations: bool = False) -> list[tuple[str, float, bool]]:
     """Out-of-fold calibration rows of held-out seeds: their spans as the suggestions would be
     (model spans with raw confidence, combined with the fold's seed lexicon), right or wrong."""
     rows = []
     for d, spans in zip(docs, found):
         gold = {s.key for s in d.spans}
-        for s, e, lab, raw, src in final_spans(d.text, spans, lexicon):
+        for s, e, lab, raw, src in final_spans(d.text, spans, lexicon, abbreviations):
             rows.append((src, raw, (s, e, lab) in gold))
     return rows
 
 
-def final_spans(text: str, spans: Sequence[tuple[int, int, str, float]], lexicon
+def final_spans(text: str, spans: Sequence[tuple[int, int, str, float]], lexicon, abbreviations: bool = False
                 ) -> list[tuple[int, int, str, float, str]]:
     """A document's model spans as they are suggested and calibrated: edges trimmed
-    (:mod:`domainfm.label.span_edges`), then combined with the seed lexicon's matches
-    (:meth:`SeedLexicon.combine`) when there is one."""
+    (:mod:`domainfm.label.span_edges`), combined with the seed lexicon's matches
+    (:meth:`SeedLexicon.combine`) when there is one, then with ``abbreviations`` the short forms
+    of the long forms they end on (:func:`domainfm.label.abbreviations.carry`)."""
     spans = trimmed(text, spans)
-    if lexicon is None:
-        return [(s, e, lab, c, "model") for s, e, lab, c in spans]
-    return lexicon.combine(text, spans)
+    out = ([(s, e, lab, c, "model") for s, e, lab, c in spans] if lexicon is None
+           else lexicon.combine(text, spans))
+    if abbreviations:
+        from domainfm.label.abbreviations import carry
+
+        out = carry(text, out)
+    return out
 
 
 def suggested(text: str, spans: Sequence[tuple[int, int, str, float]], lexicon, calibration: SpanCalibration,
-              min_confidence: float) -> list[Span]:
-    """A document's suggestions from its model spans (raw confidence) and the seed lexicon."""
+              min_confidence: float, abbreviations: bool = False) -> list[Span]:
+    """A document's suggestions from its model spans (raw confidence), the seed lexicon and the
+    abbreviations the text defines."""
     out = []
-    for s, e, lab, raw, src in final_spans(text, spans, lexicon):
+    for s, e, lab, raw, src in final_spans(text, spans, lexicon, abbreviations):
         conf = calibration.confidence(raw, src)
         if conf >= min_confidence:
             out.append(Span(s, e, lab, {"confidence": round(conf, 4), "source": src}))
@@ -584,7 +611,7 @@ def train_span_model(seeds: Sequence[Document], cfg: SpanLabelConfig | None = No
     label_index = {lab: i for i, lab in enumerate(labels)}
     stage = on_stage or (lambda s: None)
     stage("encoding seeds")
-    key = (cfg.encoder, tagger.frozen, cfg.max_tokens, tuple(d.id for d in seeds), tuple(len(d.text) for d in seeds))
+    key = (cfg.encoder, tagger.frozen, tagger.probe_layers, cfg.max_tokens, tuple(d.id for d in seeds), tuple(len(d.text) for d in seeds))
     if key not in _FEATURE_CACHE:
         _FEATURE_CACHE.clear()
         _FEATURE_CACHE[key] = tagger.featurize(seeds)
@@ -624,7 +651,8 @@ def train_span_model(seeds: Sequence[Document], cfg: SpanLabelConfig | None = No
                 for f in range(folds):
                     held = [i for i in range(len(seeds)) if fold_of[i] == f]
                     lexicon = seed_lexicon([seeds[i] for i in range(len(seeds)) if fold_of[i] != f], labels, cfg)
-                    rows += oof_rows([seeds[i] for i in held], [found[i] for i in held], lexicon)
+                    rows += oof_rows([seeds[i] for i in held], [found[i] for i in held], lexicon,
+                                     cfg.abbreviations)
             fitted, fit_summary = SpanCalibration.fit(rows)
             calibration = {"folds": folds, "repeats": repeats, "temperature": round(temperature, 4), **fit_summary}
     stage("training on all seeds")
@@ -633,6 +661,7 @@ def train_span_model(seeds: Sequence[Document], cfg: SpanLabelConfig | None = No
     summary = {"labels": labels, "seed_documents": len(seeds), "seed_chunks": len(chunks),
                "seed_spans": sum(len(d.spans) for d in seeds), "steps": steps,
                "encoder": cfg.encoder, "frozen_layers": tagger.frozen, "trained_layers": tagger.train_layers,
+               "probe_layers": list(tagger.probe_layers),
                "calibration": calibration, "seed_lexicon": None if lexicon is None else lexicon.summary,
                "train_seconds": round(time.perf_counter() - t0, 2)}
     return _Fitted(tagger, head, labels, temperature, fitted, summary, lexicon)
@@ -666,7 +695,8 @@ def predict_spans(model: _Fitted, docs: Sequence[Document], cfg: SpanLabelConfig
     kept_idx = [i for i in range(len(pool)) if i not in bad_idx]
     out_spans: list[list[Span]] = []
     for i in kept_idx:
-        spans = suggested(pool[i].text, found[i], model.lexicon, model.calibration, cfg.min_confidence)
+        spans = suggested(pool[i].text, found[i], model.lexicon, model.calibration, cfg.min_confidence,
+                          cfg.abbreviations)
         if prior is not None:
             spans = prior.combine(i, spans)
         out_spans.append(sorted(spans, key=lambda s: (s.start, s.end, s.label)))
@@ -697,7 +727,8 @@ def _predict_tuned(model, pool, rejected, cfg, seeds, n_docs, stage, t0) -> Span
     prior = _deid_prior(model.labels, pool, seeds, cfg)
     out_spans: list[list[Span]] = []
     for i in range(len(pool)):
-        spans = suggested(pool[i].text, found[i], model.lexicon, model.calibration, cfg.min_confidence)
+        spans = suggested(pool[i].text, found[i], model.lexicon, model.calibration, cfg.min_confidence,
+                          cfg.abbreviations)
         if prior is not None:
             spans = prior.combine(i, spans)
         out_spans.append(sorted(spans, key=lambda s: (s.start, s.end, s.label)))
