@@ -81,6 +81,10 @@ class SpanLabelConfig:
             ("Duchenne muscular dystrophy (DMD)"), there and where it recurs in the document
             (:mod:`domainfm.label.abbreviations`; Schwartz & Hearst's definitions), calibrated by
             their out-of-fold precision. ``False`` turns it off.
+        span_heads: ``probe`` only: a model span whose last word's part of speech ends fewer than
+            5% of the seeds' spans of its label (a disease ending in an adjective, "hereditary")
+            is left out (:mod:`domainfm.label.span_heads`; labels with under 20 seed spans get no
+            rule). ``False`` keeps every span.
     """
 
     method: Literal["finetune", "probe"] = "probe"
@@ -112,13 +116,14 @@ class SpanLabelConfig:
     class_weights: Literal["none", "balanced"] = "balanced"
     seed_lexicon: bool = True
     abbreviations: bool = True
+    span_heads: bool = True
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ConfigError(f"The 'method' parameter must be one of {list(METHODS)}. Got {self.method!r}"
                               f"{suggest(str(self.method), METHODS)}.")
         _int_in("lora_r", self.lora_r, 1, 512, "e.g. 16")
-        for flag in ("seed_lexicon", "abbreviations"):
+        for flag in ("seed_lexicon", "abbreviations", "span_heads"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(f"The {flag!r} parameter must be true or false. Got {getattr(self, flag)!r}.")
         if self.class_weights not in ("none", "balanced"):

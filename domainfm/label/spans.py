@@ -500,24 +500,27 @@ class SpanCalibration:
 
 
 def oof_rows(docs: Sequence[Document], found: Sequence[Sequence[tuple[int, int, str, float]]],
-             lexicon, abbreviations: bool = False) -> list[tuple[str, float, bool]]:
+             lexicon, abbreviations: bool = False, heads=None) -> list[tuple[str, float, bool]]:
     """Out-of-fold calibration rows of held-out seeds: their spans as the suggestions would be
     (model spans with raw confidence, combined with the fold's seed lexicon), right or wrong."""
     rows = []
     for d, spans in zip(docs, found):
         gold = {s.key for s in d.spans}
-        for s, e, lab, raw, src in final_spans(d.text, spans, lexicon, abbreviations):
+        for s, e, lab, raw, src in final_spans(d.text, spans, lexicon, abbreviations, heads):
             rows.append((src, raw, (s, e, lab) in gold))
     return rows
 
 
-def final_spans(text: str, spans: Sequence[tuple[int, int, str, float]], lexicon, abbreviations: bool = False
-                ) -> list[tuple[int, int, str, float, str]]:
+def final_spans(text: str, spans: Sequence[tuple[int, int, str, float]], lexicon, abbreviations: bool = False,
+                heads=None) -> list[tuple[int, int, str, float, str]]:
     """A document's model spans as they are suggested and calibrated: edges trimmed
-    (:mod:`domainfm.label.span_edges`), combined with the seed lexicon's matches
+    (:mod:`domainfm.label.span_edges`), those not ending in their label's head left out when
+    there is a ``heads`` rule (:class:`domainfm.label.span_heads.HeadRule`), combined with the seed lexicon's matches
     (:meth:`SeedLexicon.combine`) when there is one, then with ``abbreviations`` the short forms
     of the long forms they end on (:func:`domainfm.label.abbreviations.carry`)."""
     spans = trimmed(text, spans)
+    if heads is not None:
+        spans = heads.keep(text, spans)
     out = ([(s, e, lab, c, "model") for s, e, lab, c in spans] if lexicon is None
            else lexicon.combine(text, spans))
     if abbreviations:
@@ -528,11 +531,11 @@ def final_spans(text: str, spans: Sequence[tuple[int, int, str, float]], lexicon
 
 
 def suggested(text: str, spans: Sequence[tuple[int, int, str, float]], lexicon, calibration: SpanCalibration,
-              min_confidence: float, abbreviations: bool = False) -> list[Span]:
+              min_confidence: float, abbreviations: bool = False, heads=None) -> list[Span]:
     """A document's suggestions from its model spans (raw confidence), the seed lexicon and the
     abbreviations the text defines."""
     out = []
-    for s, e, lab, raw, src in final_spans(text, spans, lexicon, abbreviations):
+    for s, e, lab, raw, src in final_spans(text, spans, lexicon, abbreviations, heads):
         conf = calibration.confidence(raw, src)
         if conf >= min_confidence:
             out.append(Span(s, e, lab, {"confidence": round(conf, 4), "source": src}))
@@ -561,6 +564,7 @@ class _Fitted:
     calibration: SpanCalibration
     summary: dict[str, Any]
     lexicon: Any = None  # domainfm.label.lexicon.SeedLexicon, or None when turned off
+    heads: Any = None  # domainfm.label.span_heads.HeadRule, or None (turned off, or too few seed spans)
 
 
 def seed_labels(seeds: Sequence[Document]) -> list[str]:
@@ -618,6 +622,12 @@ def train_span_model(seeds: Sequence[Document], cfg: SpanLabelConfig | None = No
     chunks, _ = _FEATURE_CACHE[key]
     tags = _tags_for(chunks, seeds, label_index)
     n_tags = 1 + 2 * len(labels)
+    pos = None
+    if cfg.span_heads:
+        from domainfm.label.span_heads import HeadRule, PartsOfSpeech
+
+        stage("tagging the seeds' parts of speech")
+        pos = PartsOfSpeech()
     temperature, fitted = 1.0, SpanCalibration()
     calibration: dict[str, Any] = {"folds": 0}
     folds = min(cfg.folds, len(seeds))
@@ -650,21 +660,25 @@ def train_span_model(seeds: Sequence[Document], cfg: SpanLabelConfig | None = No
                                               lambda raw: raw, len(seeds))
                 for f in range(folds):
                     held = [i for i in range(len(seeds)) if fold_of[i] == f]
-                    lexicon = seed_lexicon([seeds[i] for i in range(len(seeds)) if fold_of[i] != f], labels, cfg)
+                    kept = [seeds[i] for i in range(len(seeds)) if fold_of[i] != f]
+                    lexicon = seed_lexicon(kept, labels, cfg)
+                    heads = HeadRule.fit(kept, labels, pos) if pos is not None else None
                     rows += oof_rows([seeds[i] for i in held], [found[i] for i in held], lexicon,
-                                     cfg.abbreviations)
+                                     cfg.abbreviations, heads)
             fitted, fit_summary = SpanCalibration.fit(rows)
             calibration = {"folds": folds, "repeats": repeats, "temperature": round(temperature, 4), **fit_summary}
     stage("training on all seeds")
     head, steps = tagger.fit(chunks, tags, n_tags, cfg.seed)
     lexicon = seed_lexicon(seeds, labels, cfg)
+    heads = HeadRule.fit(seeds, labels, pos) if pos is not None else None
     summary = {"labels": labels, "seed_documents": len(seeds), "seed_chunks": len(chunks),
                "seed_spans": sum(len(d.spans) for d in seeds), "steps": steps,
                "encoder": cfg.encoder, "frozen_layers": tagger.frozen, "trained_layers": tagger.train_layers,
                "probe_layers": list(tagger.probe_layers),
                "calibration": calibration, "seed_lexicon": None if lexicon is None else lexicon.summary,
+               "span_heads": None if heads is None else heads.summary,
                "train_seconds": round(time.perf_counter() - t0, 2)}
-    return _Fitted(tagger, head, labels, temperature, fitted, summary, lexicon)
+    return _Fitted(tagger, head, labels, temperature, fitted, summary, lexicon, heads)
 
 
 def predict_spans(model: _Fitted, docs: Sequence[Document], cfg: SpanLabelConfig | None = None, *,
@@ -696,7 +710,7 @@ def predict_spans(model: _Fitted, docs: Sequence[Document], cfg: SpanLabelConfig
     out_spans: list[list[Span]] = []
     for i in kept_idx:
         spans = suggested(pool[i].text, found[i], model.lexicon, model.calibration, cfg.min_confidence,
-                          cfg.abbreviations)
+                          cfg.abbreviations, getattr(model, "heads", None))
         if prior is not None:
             spans = prior.combine(i, spans)
         out_spans.append(sorted(spans, key=lambda s: (s.start, s.end, s.label)))
@@ -728,7 +742,7 @@ def _predict_tuned(model, pool, rejected, cfg, seeds, n_docs, stage, t0) -> Span
     out_spans: list[list[Span]] = []
     for i in range(len(pool)):
         spans = suggested(pool[i].text, found[i], model.lexicon, model.calibration, cfg.min_confidence,
-                          cfg.abbreviations)
+                          cfg.abbreviations, getattr(model, "heads", None))
         if prior is not None:
             spans = prior.combine(i, spans)
         out_spans.append(sorted(spans, key=lambda s: (s.start, s.end, s.label)))
