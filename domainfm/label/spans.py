@@ -27,8 +27,8 @@ How it works (and why):
   (confidence = mean probability of its tags, right or wrong by exact match) fit a Platt map
   from that raw score to the probability that the span is exactly right, shifted for spans the
   lexicon confirms; lexicon spans the model did not find, and carried short forms, get their
-  out-of-fold precision (:class:`SpanCalibration`). The final model is trained on all seeds, so fold models trained
-  on fewer seeds are weaker than the one that makes the suggestions; the probe's folds are
+  out-of-fold precision (:class:`SpanCalibration`). The final model is trained on all seeds, so
+  fold models trained on fewer seeds are weaker than the one that makes the suggestions; the probe's folds are
   cheap, so it uses 4 (NCBI, 4 draws: worst span ECE 0.092 -> 0.075 at 8 seeds, 0.072 -> 0.053
   at 32, against 2 folds; 8 folds overshot at 8 seeds, 0.14) and draws the split 3 times
   (``calibration_repeats``), so the map does not hang on which seeds were held out together.
@@ -515,9 +515,10 @@ def final_spans(text: str, spans: Sequence[tuple[int, int, str, float]], lexicon
                 heads=None) -> list[tuple[int, int, str, float, str]]:
     """A document's model spans as they are suggested and calibrated: edges trimmed
     (:mod:`domainfm.label.span_edges`), those not ending in their label's head left out when
-    there is a ``heads`` rule (:class:`domainfm.label.span_heads.HeadRule`), combined with the seed lexicon's matches
-    (:meth:`SeedLexicon.combine`) when there is one, then with ``abbreviations`` the short forms
-    of the long forms they end on (:func:`domainfm.label.abbreviations.carry`)."""
+    there is a ``heads`` rule (:class:`domainfm.label.span_heads.HeadRule`), combined with the
+    seed lexicon's matches (:meth:`SeedLexicon.combine`) when there is one, then with
+    ``abbreviations`` the short forms of the long forms they end on
+    (:func:`domainfm.label.abbreviations.carry`)."""
     spans = trimmed(text, spans)
     if heads is not None:
         spans = heads.keep(text, spans)
@@ -615,7 +616,8 @@ def train_span_model(seeds: Sequence[Document], cfg: SpanLabelConfig | None = No
     label_index = {lab: i for i, lab in enumerate(labels)}
     stage = on_stage or (lambda s: None)
     stage("encoding seeds")
-    key = (cfg.encoder, tagger.frozen, tagger.probe_layers, cfg.max_tokens, tuple(d.id for d in seeds), tuple(len(d.text) for d in seeds))
+    key = (cfg.encoder, tagger.frozen, tagger.probe_layers, cfg.max_tokens, tuple(d.id for d in seeds),
+           tuple(len(d.text) for d in seeds))
     if key not in _FEATURE_CACHE:
         _FEATURE_CACHE.clear()
         _FEATURE_CACHE[key] = tagger.featurize(seeds)
@@ -710,7 +712,7 @@ def predict_spans(model: _Fitted, docs: Sequence[Document], cfg: SpanLabelConfig
     out_spans: list[list[Span]] = []
     for i in kept_idx:
         spans = suggested(pool[i].text, found[i], model.lexicon, model.calibration, cfg.min_confidence,
-                          cfg.abbreviations, getattr(model, "heads", None))
+                          cfg.abbreviations, model.heads)
         if prior is not None:
             spans = prior.combine(i, spans)
         out_spans.append(sorted(spans, key=lambda s: (s.start, s.end, s.label)))
@@ -742,7 +744,7 @@ def _predict_tuned(model, pool, rejected, cfg, seeds, n_docs, stage, t0) -> Span
     out_spans: list[list[Span]] = []
     for i in range(len(pool)):
         spans = suggested(pool[i].text, found[i], model.lexicon, model.calibration, cfg.min_confidence,
-                          cfg.abbreviations, getattr(model, "heads", None))
+                          cfg.abbreviations)  # span heads are the probe's
         if prior is not None:
             spans = prior.combine(i, spans)
         out_spans.append(sorted(spans, key=lambda s: (s.start, s.end, s.label)))
