@@ -25,10 +25,15 @@ def _seeds(n: int) -> list[Document]:
                   (f"March {i + 1}", "Date")) for i in range(n)]
 
 
-def test_last_part_of_speech_of_a_span(pos):
+def test_last_part_of_speech_of_a_span(pos, monkeypatch):
     text = "The child had hereditary kidney disease."
     assert pos.last(text, text.index("hereditary"), text.index("hereditary") + len("hereditary")) == "ADJ"
     assert pos.last(text, text.index("kidney"), text.index(".")) == "NOUN"
+    # a long-running backend tags many pool texts: only the most recent are kept
+    monkeypatch.setattr("domainfm.label.span_heads.CACHED_TEXTS", 2)
+    for i in range(4):
+        pos.tokens(f"Case {i} was seen.")
+    assert len(pos._cache) == 2
 
 
 def test_heads_are_learned_per_label_and_filter_only_that_label(pos):

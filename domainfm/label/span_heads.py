@@ -21,31 +21,36 @@ from __future__ import annotations
 
 import bisect
 import zlib
-from collections import Counter
+from collections import Counter, OrderedDict
 from typing import Any, Sequence
 
 from domainfm.corpus.document import Document
 
 MIN_SHARE = 0.05  # a part of speech ending fewer of a label's seed spans is not a head
 MIN_SPANS = 20  # seed spans of a label needed before its heads are trusted
+CACHED_TEXTS = 4096  # the seeds are read once per fold; a serving backend's pool must not pile up
 
 
 class PartsOfSpeech:
     """spaCy's tagger over texts, each text tagged once (folds, repeats and the final model
-    share it)."""
+    share it); the ``CACHED_TEXTS`` most recently read are kept."""
 
     def __init__(self) -> None:
         from domainfm.models import load_spacy
 
         self.nlp = load_spacy(disable=["parser", "ner", "lemmatizer"])
-        self._cache: dict[tuple[int, int], tuple[list[int], list[int], list[str]]] = {}
+        self._cache: OrderedDict[tuple[int, int], tuple[list[int], list[int], list[str]]] = OrderedDict()
 
     def tokens(self, text: str) -> tuple[list[int], list[int], list[str]]:
         """Start and end offsets and the part of speech of each token of ``text``."""
         key = (zlib.crc32(text.encode("utf-8")), len(text))
-        if key not in self._cache:
-            doc = self.nlp(text)
-            self._cache[key] = ([t.idx for t in doc], [t.idx + len(t.text) for t in doc], [t.pos_ for t in doc])
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        doc = self.nlp(text)
+        self._cache[key] = ([t.idx for t in doc], [t.idx + len(t.text) for t in doc], [t.pos_ for t in doc])
+        if len(self._cache) > CACHED_TEXTS:
+            self._cache.popitem(last=False)
         return self._cache[key]
 
     def last(self, text: str, start: int, end: int) -> str | None:
