@@ -41,3 +41,12 @@ def test_nothing_is_carried_without_a_suggested_long_form_or_over_another_span()
     out = carry(TEXT, [long_span, taken])
     assert [(TEXT[s:e], lab) for s, e, lab, _, src in out if src == "abbreviation"] == [("MQA", "Clause")]
     assert taken in out  # the later "MQA" keeps the span already there
+
+
+def test_a_short_form_defined_twice_takes_the_nearer_definitions_label():
+    text = ("The Zorbel Anomaly (ZA) is rare. ZA again. "
+            "Later the Zonal Agreement (ZA) applies. ZA binds.")
+    spans = [(*_at(text, "Zorbel Anomaly"), "Disease", 0.7, "model"),
+             (*_at(text, "Zonal Agreement"), "Clause", 0.6, "model")]
+    carried = [lab for _, _, lab, _, src in carry(text, spans) if src == "abbreviation"]
+    assert carried == ["Disease", "Disease", "Clause", "Clause"]

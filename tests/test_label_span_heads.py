@@ -47,5 +47,12 @@ def test_heads_are_learned_per_label_and_filter_only_that_label(pos):
     assert [sp[3] for sp in rule.keep(text, spans)] == [0.6, 0.7, 0.4]
 
 
+def test_a_long_text_is_tagged_in_blocks_with_its_own_offsets(monkeypatch):
+    text = "The child had hereditary kidney disease.\nShe was seen twice.\n" * 3
+    whole = PartsOfSpeech().tokens(text)
+    monkeypatch.setattr("domainfm.label.span_heads.BLOCK_CHARS", 45)
+    assert PartsOfSpeech().tokens(text) == whole  # cut at line ends, offsets into the whole text
+
+
 def test_too_few_seed_spans_give_no_rule(pos):
     assert HeadRule.fit(_seeds(MIN_SPANS - 1), ["Disease", "Date"], pos) is None

@@ -22,6 +22,7 @@ Measured on NCBI-disease (the README has the benchmark); the rule reads no corpu
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 from typing import Sequence
@@ -29,6 +30,7 @@ from typing import Sequence
 # "( DMD )" as the corpus tokenises it, "(DMD)" as people write it; a short form never spans a line
 _PAREN = re.compile(r"\(\s*([^\s()][^()\n]{0,9}?)\s*\)")
 _WORD = re.compile(r"\S+")
+_LOOKBACK_PER_WORD = 40  # characters searched back per word of a long form's window
 
 
 @dataclass(frozen=True)
@@ -72,11 +74,12 @@ def definitions(text: str) -> list[Definition]:
         short = m.group(1)
         if not _short_form_ok(short):
             continue
-        # the words before the parenthesis, within the sentence and the window
-        before = text[:m.start()]
-        cut = max(before.rfind(". "), before.rfind("\n"), before.rfind("; "))
+        # the words before the parenthesis, within the sentence and the window; the search
+        # looks back a bounded stretch, so a long contract full of parentheses stays linear
         window = min(len(short) + 5, 2 * len(short))
-        words = list(_WORD.finditer(before, cut + 1))[-window:]
+        lo = max(0, m.start() - _LOOKBACK_PER_WORD * window)
+        cut = max(text.rfind(". ", lo, m.start()), text.rfind("\n", lo, m.start()), text.rfind("; ", lo, m.start()))
+        words = list(_WORD.finditer(text, max(lo, cut + 1), m.start()))[-window:]
         if not words:
             continue
         base = words[0].start()
@@ -94,26 +97,35 @@ def definitions(text: str) -> list[Definition]:
 def carry(text: str, spans: Sequence[tuple[int, int, str, float, str]]
           ) -> list[tuple[int, int, str, float, str]]:
     """``spans`` (start, end, label, raw confidence, source) with the short forms of the long
-    forms they end on added (see the module docstring); the raw confidence is the long form's."""
+    forms they end on added (see the module docstring); the raw confidence is the long form's.
+    A later use of a short form defined twice takes the nearer definition's label."""
     found = definitions(text)
     if not found or not spans:
         return list(spans)
-    out = list(spans)
-    taken = sorted((s, e) for s, e, *_ in out)
-
-    def free(a: int, b: int) -> bool:
-        return not any(s < b and a < e for s, e in taken)
-
+    ending_at: dict[int, tuple[int, int, str, float, str]] = {}
+    for sp in spans:
+        if sp[0] < sp[1] and (sp[1] not in ending_at or sp[3] > ending_at[sp[1]][3]):
+            ending_at[sp[1]] = sp  # the most confident span ending there
+    carried: dict[str, list[tuple[int, str, float]]] = {}
     for d in found:
-        ending = [sp for sp in spans if sp[1] == d.long_end and sp[0] < d.long_end]
-        if not ending:
-            continue
-        _, _, label, raw, _ = max(ending, key=lambda sp: sp[3])
-        pattern = re.compile(r"(?<![\w-])" + re.escape(d.short) + r"(?![\w-])")
-        for m in pattern.finditer(text, d.short_start):
-            if free(m.start(), m.end()):
-                out.append((m.start(), m.end(), label, raw, "abbreviation"))
-                taken.append((m.start(), m.end()))
+        if d.long_end in ending_at:
+            _, _, label, raw, _ = ending_at[d.long_end]
+            carried.setdefault(d.short, []).append((d.short_start, label, raw))
+    if not carried:
+        return list(spans)
+    covered = bytearray(len(text) + 1)  # characters already in a span: linear in the text
+    for s, e, *_ in spans:
+        covered[s:e] = b"\x01" * (e - s)
+    out = list(spans)
+    for short, defs in carried.items():
+        starts = [start for start, _, _ in defs]
+        pattern = re.compile(r"(?<![\w-])" + re.escape(short) + r"(?![\w-])")
+        for m in pattern.finditer(text, starts[0]):
+            if any(covered[m.start():m.end()]):
+                continue
+            _, label, raw = defs[bisect.bisect_right(starts, m.start()) - 1]
+            out.append((m.start(), m.end(), label, raw, "abbreviation"))
+            covered[m.start():m.end()] = b"\x01" * (m.end() - m.start())
     return sorted(out, key=lambda sp: (sp[0], sp[1]))
 
 

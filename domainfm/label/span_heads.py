@@ -29,6 +29,7 @@ from domainfm.corpus.document import Document
 MIN_SHARE = 0.05  # a part of speech ending fewer of a label's seed spans is not a head
 MIN_SPANS = 20  # seed spans of a label needed before its heads are trusted
 CACHED_TEXTS = 4096  # the seeds are read once per fold; a serving backend's pool must not pile up
+BLOCK_CHARS = 100_000  # a long contract is tagged in blocks of lines (spaCy refuses texts over 1M characters)
 
 
 class PartsOfSpeech:
@@ -47,8 +48,13 @@ class PartsOfSpeech:
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        doc = self.nlp(text)
-        self._cache[key] = ([t.idx for t in doc], [t.idx + len(t.text) for t in doc], [t.pos_ for t in doc])
+        starts, ends, tags = [], [], []
+        for offset, block in _blocks(text, BLOCK_CHARS):
+            for t in self.nlp(block):
+                starts.append(offset + t.idx)
+                ends.append(offset + t.idx + len(t.text))
+                tags.append(t.pos_)
+        self._cache[key] = (starts, ends, tags)
         if len(self._cache) > CACHED_TEXTS:
             self._cache.popitem(last=False)
         return self._cache[key]
@@ -59,6 +65,20 @@ class PartsOfSpeech:
         starts, ends, pos = self.tokens(text)
         k = bisect.bisect_left(starts, end) - 1
         return pos[k] if k >= 0 and ends[k] > start else None
+
+
+def _blocks(text: str, size: int):
+    """``(offset, block)`` pieces of ``text`` of about ``size`` characters, cut after a newline
+    where there is one (else after a space, else anywhere)."""
+    start = 0
+    while len(text) - start > size:
+        cut = text.rfind("\n", start, start + size)
+        if cut <= start:
+            cut = text.rfind(" ", start, start + size)
+        end = cut + 1 if cut > start else start + size
+        yield start, text[start:end]
+        start = end
+    yield start, text[start:]
 
 
 class HeadRule:
