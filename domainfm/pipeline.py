@@ -16,7 +16,8 @@ the code that ran it (:func:`~domainfm.manifest.code_fingerprint`: domainfm's fi
 libraries' versions), its status, time, counts and key metrics. A stage whose key and code are
 unchanged and whose last run finished is skipped; a stage that failed or was killed runs again
 (pretrain and finetune continue from their last checkpoint, also after a code change, since a
-checkpoint outlives the code that wrote it; a finished stage is never reused by other code). The run ends with a summary table and ``run_dir/run.json``.
+checkpoint outlives the code that wrote it; a finished stage is never reused by other code).
+The run ends with a summary table and ``run_dir/run.json``.
 
 Example:
     >>> result = run_pipeline("tasks/demo-legal.yaml", {"chunk.max_tokens": 128})  # doctest: +SKIP

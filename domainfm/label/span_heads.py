@@ -20,11 +20,11 @@ NCBI-disease: README, span suggestions.
 from __future__ import annotations
 
 import bisect
-import zlib
 from collections import Counter, OrderedDict
 from typing import Any, Sequence
 
 from domainfm.corpus.document import Document
+from domainfm.label.encoders import text_key
 
 MIN_SHARE = 0.05  # a part of speech ending fewer of a label's seed spans is not a head
 MIN_SPANS = 20  # seed spans of a label needed before its heads are trusted
@@ -40,11 +40,11 @@ class PartsOfSpeech:
         from domainfm.models import load_spacy
 
         self.nlp = load_spacy(disable=["parser", "ner", "lemmatizer"])
-        self._cache: OrderedDict[tuple[int, int], tuple[list[int], list[int], list[str]]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[list[int], list[int], list[str]]] = OrderedDict()
 
     def tokens(self, text: str) -> tuple[list[int], list[int], list[str]]:
         """Start and end offsets and the part of speech of each token of ``text``."""
-        key = (zlib.crc32(text.encode("utf-8")), len(text))
+        key = text_key(text)
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]

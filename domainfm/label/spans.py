@@ -58,8 +58,10 @@ import numpy as np
 
 from domainfm.corpus.document import Document, Span
 from domainfm.errors import DomainFMError
+from domainfm.label.abbreviations import carry
 from domainfm.label.span_config import SpanLabelConfig
 from domainfm.label.span_edges import trimmed
+from domainfm.label.span_heads import HeadRule, PartsOfSpeech
 
 _FEATURE_CACHE: dict[tuple, Any] = {}
 
@@ -492,10 +494,10 @@ class SpanCalibration:
         """A suggested span's calibrated confidence from its raw one (the model's score, or for
         ``lexicon`` the entry's share on the seeds, kept when the folds saw no such span; an
         ``abbreviation`` the folds never saw takes its long form's calibrated confidence)."""
-        if source == "lexicon":
-            return self.precision.get("lexicon", raw)
-        if source == "abbreviation" and source in self.precision:
+        if source in self.precision:
             return self.precision[source]
+        if source == "lexicon":
+            return raw
         return _apply_platt(raw, self.platt, confirmed=source == "model+lexicon")
 
 
@@ -524,11 +526,7 @@ def final_spans(text: str, spans: Sequence[tuple[int, int, str, float]], lexicon
         spans = heads.keep(text, spans)
     out = ([(s, e, lab, c, "model") for s, e, lab, c in spans] if lexicon is None
            else lexicon.combine(text, spans))
-    if abbreviations:
-        from domainfm.label.abbreviations import carry
-
-        out = carry(text, out)
-    return out
+    return carry(text, out) if abbreviations else out
 
 
 def suggested(text: str, spans: Sequence[tuple[int, int, str, float]], lexicon, calibration: SpanCalibration,
@@ -626,8 +624,6 @@ def train_span_model(seeds: Sequence[Document], cfg: SpanLabelConfig | None = No
     n_tags = 1 + 2 * len(labels)
     pos = None
     if cfg.span_heads:
-        from domainfm.label.span_heads import HeadRule, PartsOfSpeech
-
         stage("tagging the seeds' parts of speech")
         pos = PartsOfSpeech()
     temperature, fitted = 1.0, SpanCalibration()
