@@ -605,6 +605,37 @@ def test_patient_names_in_real_transcribed_visits(clinical, shared_data):
     assert found / gold >= 0.96, f"{found} of {gold} patient names found"
 
 
+def test_fresh_strings_positions_map_back_onto_the_original(clinical):
+    # the benchmark's split-credit estimate maps the rules' detections on pseudo-word texts back
+    # onto the real notes: gold spans, the text between them and the ends of the text line up
+    import sys
+    from pathlib import Path
+
+    from domainfm.corpus import Span
+
+    sys.path.insert(0, str(Path(__file__).parent / "benchmarks"))
+    from bench_deid import fresh_strings, to_original
+
+    text = "Seen by Dr. Quintavius Ok at Blaxmoor General Hospital on 3/4, called Jo."
+    spans = [Span(text.index("Quintavius"), text.index(" at"), "HCPName"),
+             Span(text.index("Blaxmoor"), text.index(" on"), "Location"),
+             Span(text.index("3/4"), text.index(", called"), "Date"),
+             Span(text.index("Jo."), text.index("Jo.") + 2, "RelativeProxyName")]
+    doc = Document("n", text, {}, spans=spans)
+    moves: dict = {}
+    fresh, = fresh_strings([doc], seed=3, moves=moves)
+    assert fresh.text != text
+    for old, new in zip(doc.spans, fresh.spans):
+        assert (to_original(new.start, moves["n"]), to_original(new.end, moves["n"], end=True)) == (old.start, old.end)
+    for word in ("Seen", "at", "on", "called"):  # outside every replaced stretch: the same word
+        at = fresh.text.index(f" {word} " if word != "Seen" else word) + (word != "Seen")
+        assert text[to_original(at, moves["n"]):].startswith(word)
+    assert to_original(len(fresh.text), moves["n"], end=True) == len(text)
+    # a detection covering part of a pseudo-word covers the same part of the real word, no more
+    inside = fresh.spans[0].start + 2
+    assert doc.spans[0].start < to_original(inside, moves["n"]) < doc.spans[0].end
+
+
 @pytest.mark.parametrize("text,planted", [
     ("ZORBLAX QUINTAVIUS, seen today.\nAfebrile.", ["ZORBLAX", "QUINTAVIUS"]),
     ("Mr. Quintavius was admitted for CHF.\nZorblax reports feeling better.", ["Quintavius", "Zorblax"]),

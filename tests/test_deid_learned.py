@@ -116,6 +116,24 @@ def test_shape_checks_drop_learned_names_a_dictionary_explains(learned_models, r
         DeidConfig(ner_shape_checks="yes")
 
 
+def test_detect_learned_gives_the_model_spans_alone_vetted_as_detect_keeps_them(learned_models):
+    # the model's own contribution, without the rules: every word of the loud model, less what
+    # the shape checks drop, all marked as learned; the rules' DATE is not among them
+    _, loud = learned_models
+    text = "Pt Zorvack was resting comfortabley on 7/22."
+    detector = PhiDetector(DeidConfig(profile="clinical", ner_model=str(loud)))
+    (doc, alone), = detector.detect_learned([Document("n1", text)])
+    assert doc.id == "n1" and alone and all(d.recognizer == LEARNED for d in alone)
+    words = {text[d.start:d.end] for d in alone}
+    assert "Zorvack" in " ".join(words) and not words & {"was", "resting", "comfortabley"}
+    assert not any(d.label == "DATE" for d in alone)
+    # the same spans detect() adds where no rule found anything
+    both = detector.detect_text(text)
+    assert {(d.start, d.end) for d in both if d.recognizer == LEARNED} <= {(d.start, d.end) for d in alone}
+    with pytest.raises(ValueError, match="needs a detector built with DeidConfig.ner_model"):
+        next(PhiDetector(DeidConfig(profile="clinical")).detect_learned([Document("n2", text)]))
+
+
 def test_threshold_and_entity_filters_apply_to_learned_spans(learned_models):
     _, loud = learned_models
     strict = PhiDetector(DeidConfig(profile="clinical", ner_model=str(loud), exclude_entities=["NAME"]))

@@ -149,6 +149,12 @@ class PhiDetector:
                                         score_threshold=self.config.score_threshold)
         found = [Detection(r.start, r.end, r.entity_type, float(r.score),
                            (r.recognition_metadata or {}).get("recognizer_name", "")) for r in results]
+        found += self._vetted(text, doc, learned, found)
+        return self._selected(text, found)
+
+    def _vetted(self, text: str, doc, learned: list[Detection], found: list[Detection]) -> list[Detection]:
+        """The learned spans kept: above the floor and, with shape checks, either overlapping a
+        rule's detection in ``found`` or of a shape their label allows."""
         floor = self.config.score_threshold if self.config.ner_threshold is None else self.config.ner_threshold
         learned = [d for d in learned if d.score >= floor]
         if learned and self._plausible is not None:
@@ -156,10 +162,24 @@ class PhiDetector:
             learned = [d for d in learned
                        if any(d.start < r.end and r.start < d.end for r in found)
                        or self._plausible(text, d.start, d.end, d.label, all_caps=all_caps)]
-        found += learned
+        return learned
+
+    def _selected(self, text: str, found: list[Detection]) -> list[Detection]:
         return merge_detections(text, [
             d for d in found if entity_selected(d.label, self.config.entities, self.config.exclude_entities)
         ])
+
+    def detect_learned(self, docs: Iterable[Document]) -> Iterator[tuple[Document, list[Detection]]]:
+        """The learned model's spans alone, kept as :meth:`detect` keeps a span no rule found
+        (floor, shape checks, entity selection), without running the rules. What the model adds
+        on its own, for measurements that credit the rules and the model on different texts
+        (the de-id benchmark's split-credit estimate)."""
+        if self.learned is None:
+            raise ValueError("detect_learned needs a detector built with DeidConfig.ner_model")
+        for batch in batched(self._pipe(((d.text, d) for d in docs)), self.config.batch_size):
+            for (text, doc, document, positions), learned in zip(batch, self._learned([t for t, *_ in batch])):
+                kept = self._selected(text, self._vetted(text, doc, learned, []))
+                yield document, kept if positions is None else map_back(kept, positions)
 
 
 # Control characters (NUL, BEL, ...) glue onto neighbouring words in spaCy's tokenizer

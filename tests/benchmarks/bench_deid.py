@@ -28,6 +28,13 @@ half B said 0.968). Three checks no rule was written against sit beside them:
   judgments (``tab``) and the project's own generated clinical corpus (``corpus``).
 * ``leakage``: the share of gold PHI strings (>= 3 characters) still found verbatim in the
   ``--operator surrogate`` output (rules + propagation + surrogates, as ``domainfm deid`` writes).
+* ``split_credit`` (with ``--ner-model`` trained on the other folds): rules + model on the sealed
+  folds with each part credited only where it has not seen the strings. The rules' detections
+  come from the fresh-string texts (their lists were written reading every fold), mapped back
+  onto the real notes; the model's come from the real notes (it never saw these patients, as it
+  will not have seen a site's next patients). Propagation and scores then run on the real notes.
+  The real-string rules + model score credits the rules with strings they were written on; the
+  fresh-string one denies the model the staff and places a site's notes share.
 
 ``--split`` keeps one half of the PhysioNet notes, chosen by patient (a hash of the patient id, so
 every note of a patient falls in the same half): tune rules while reading misses of half A only,
@@ -110,12 +117,13 @@ def _scores(docs, pred, dataset, pred_dataset, gold_filter=None):
 
 def _learned_scores(docs, config, ner_model: str, dataset: str, vanilla, cps_rules: float,
                     quantize: str = "none", folds: int = 5, sealed: list[int] = (), fresh_seeds: int = 5,
-                    shape_checks: bool = True) -> dict:
+                    shape_checks: bool = True, rules=None) -> dict:
     """Rules + the learned model (``DeidConfig.ner_model``, ``ner_quantize``), the model's spans
     alone, and speed: timed against the vanilla engine on the same chunks, alternating, like the
     rules alone. With ``sealed`` folds: rules + model + propagation per fold and on the sealed
     folds with fresh strings (untimed), the unseen estimate when the model was trained on the
-    other folds only (``train_deid_ner.py --train-folds``)."""
+    other folds only (``train_deid_ner.py --train-folds``), and the split-credit estimate
+    (:func:`_split_credit_scores`; ``rules`` is the rules-only detector)."""
     from dataclasses import replace
 
     import torch
@@ -154,7 +162,9 @@ def _learned_scores(docs, config, ner_model: str, dataset: str, vanilla, cps_rul
             "speed_ratio": round(cps / cps_theirs, 2), "speed_ratio_propagated": round(cps_prop / cps_theirs, 2),
             "slowdown_vs_rules": round(cps_rules / cps, 2),
             **({"folds": _fold_scores(docs, propagated, dataset, folds, list(sealed)),
-                "fresh_strings": _fresh_scores(docs, detector, dataset, folds, list(sealed), fresh_seeds)}
+                "fresh_strings": _fresh_scores(docs, detector, dataset, folds, list(sealed), fresh_seeds),
+                **({"split_credit": _split_credit_scores(docs, rules, detector, dataset, folds, list(sealed),
+                                                          fresh_seeds)} if rules is not None else {})}
                if sealed else {})}
 
 
@@ -208,12 +218,13 @@ _SYLLABLES = ("ba", "bre", "cu", "da", "dro", "fen", "gla", "ho", "jix", "ka", "
               "quin", "ra", "sto", "ta", "ux", "vel", "wo", "xa", "yor", "za", "zor", "blax", "tav", "ius")
 
 
-def fresh_strings(docs: list, seed: int = 13) -> list:
+def fresh_strings(docs: list, seed: int = 13, moves: dict | None = None) -> list:
     """The documents with every gold name and place replaced by a seeded pseudo-word of the same
     shape (ALL CAPS, Title or lower case, about the same length, the same number of words), spans
     moved to match; generic words inside a name ("Hospital", "St.", "of") and numbers stay. No
     list can know these strings: recall on them is recall from context. Needs the English
-    lexicon loaded (build a ``PhiDetector`` first)."""
+    lexicon loaded (build a ``PhiDetector`` first). ``moves``, when given, receives per document
+    id the replaced stretches as ``(start, end, fresh_start, fresh_end)``, for :func:`to_original`."""
     import random
 
     from domainfm.corpus import Document, Span
@@ -253,6 +264,8 @@ def fresh_strings(docs: list, seed: int = 13) -> list:
                 new = original
             pieces.append(doc.text[cursor:span.start])
             start = span.start + shift
+            if moves is not None:
+                moves.setdefault(doc.id, []).append((span.start, span.end, start, start + len(new)))
             pieces.append(new)
             shift += len(new) - len(original)
             spans.append(Span(start, start + len(new), span.label))
@@ -260,6 +273,57 @@ def fresh_strings(docs: list, seed: int = 13) -> list:
         pieces.append(doc.text[cursor:])
         fresh.append(Document(doc.id, "".join(pieces), dict(doc.meta), spans=spans))
     return fresh
+
+
+def to_original(pos: int, moved: list, end: bool = False) -> int:
+    """A position in a :func:`fresh_strings` text mapped back onto the original text: shifted past
+    the replaced stretches before it; inside a replaced stretch, the same distance from its start
+    (an ``end`` position at most its end), since the pseudo-word keeps the words' shape."""
+    shift = 0
+    for start, stop, fresh_start, fresh_stop in moved:
+        if pos < fresh_start or (end and pos == fresh_start):
+            break
+        if pos <= fresh_stop:
+            return min(start + (pos - fresh_start), stop) if pos < fresh_stop else stop
+        shift = fresh_stop - stop
+    return pos - shift
+
+
+def _split_credit_scores(docs, rules, detector, dataset: str, folds: int, sealed: list[int], seeds: int = 5) -> dict:
+    """The sealed folds credited to each part where it has not seen the strings: what the rules
+    find with fresh strings (their lists were written reading every fold, so only the pseudo-word
+    texts show what they find from context), mapped back onto the real notes, together with what
+    the model alone finds on the real notes (it was trained on other patients: these strings are
+    as new to it as an unseen patient's; staff and places shared across patients are shared at
+    the site too); then propagation and scores on the real notes. Rules' draws as in
+    :func:`_fresh_scores`."""
+    from dataclasses import replace
+
+    from domainfm.deid.detection import merge_detections
+    from domainfm.deid.propagate import propagate_names
+
+    part = [d for d in docs if patient_fold(str(d.meta.get("patient_id", d.id)), folds) in sealed]
+    learned = {doc.id: dets for doc, dets in detector.detect_learned(part)}
+    recalls, leaks, first = [], [], None
+    for seed in range(13, 13 + seeds):
+        moves: dict = {}
+        fresh = fresh_strings(part, seed=seed, moves=moves)
+        from_rules = {}
+        for doc, dets in rules.detect(fresh):
+            moved = moves.get(doc.id, [])
+            from_rules[doc.id] = [replace(d, start=to_original(d.start, moved), end=to_original(d.end, moved, end=True))
+                                  for d in dets]
+        combined = ((doc, merge_detections(doc.text, [d for d in from_rules[doc.id] + learned[doc.id] if d.end > d.start]))
+                    for doc in part)
+        found = {doc.id: dets for doc, dets in propagate_names(combined)}
+        scores = _scores(part, found, dataset, "canonical")
+        leakage = _leakage(part, found, dataset)
+        recalls.append(scores["recall"])
+        leaks.append(leakage["rate"])
+        if first is None:
+            first = {"folds": sealed, "docs": len(part), **scores, "leakage": leakage}
+    return {**first, "recall_mean_over_seeds": round(sum(recalls) / len(recalls), 4), "recall_per_seed": recalls,
+            "leakage_mean_over_seeds": round(sum(leaks) / len(leaks), 4)}
 
 
 def _leakage(docs, detections, dataset: str, gold_filter=None) -> dict:
@@ -417,7 +481,7 @@ def main(argv=None) -> dict:
             if args.ner_model and name == "physionet":
                 entry["learned"] = [_learned_scores(docs, config, m, dataset, vanilla, cps_ours, q,
                                                     args.folds, sealed if args.split == "all" else [],
-                                                    args.fresh_seeds, checks == "on")
+                                                    args.fresh_seeds, checks == "on", rules=detector)
                                     for m in args.ner_model for q in args.ner_quantize.split(",")
                                     for checks in args.ner_shape_checks.split(",")]
             result["datasets"][name] = entry
