@@ -26,7 +26,7 @@ def test_copies_replace_the_chosen_labels_and_keep_every_span_aligned():
     copies, counts = augment_documents([doc], AugmentConfig(copies=3), seed=13)
     assert [c.id for c in copies] == ["n1#aug1", "n1#aug2", "n1#aug3"]
     assert counts == {"copies": 3, "documents": 3, "spans_replaced": 15, "spans_dropped": 0,
-                      "labels": ["LOCATION", "NAME"], "name_locales": ["en_US"]}
+                      "labels": ["LOCATION", "NAME"], "name_locales": ["en_US"], "place_locales": ["en_US"]}
     originals = {doc.span_text(s) for s in doc.spans if s.label != "DATE"}
     texts = set()
     for copy in copies:
@@ -67,6 +67,53 @@ def test_name_locales_draw_names_from_those_lists_and_unknown_ones_are_named():
         AugmentConfig(copies=1, name_locales=["xx_XX"])
     with pytest.raises(ConfigError, match="augment.name_locales"):
         AugmentConfig(copies=1, name_locales=[])
+
+
+def test_place_locales_draw_places_of_those_countries_and_unknown_ones_are_named():
+    import pytest
+
+    from domainfm.deid.surrogates import SurrogateGenerator
+    from domainfm.errors import ConfigError
+
+    doc = _doc()  # "Lives in Boston.": a city
+    us = augment_documents([doc], AugmentConfig(copies=8), seed=13)[0]
+    many, counts = augment_documents([doc], AugmentConfig(copies=8, place_locales=["pl_PL", "de_DE", "fi_FI"]), seed=13)
+    assert counts["place_locales"] == ["pl_PL", "de_DE", "fi_FI"]
+    city = lambda c: c.span_text(c.spans[-1])  # noqa: E731
+    assert [city(c) for c in many] != [city(c) for c in us]
+    # the cities Faker's lists of those countries hold, one locale drawn per place
+    import importlib
+
+    known = {name for loc in ("pl_PL", "de_DE", "fi_FI")
+             for name in importlib.import_module(f"faker.providers.address.{loc}").Provider.cities}
+    assert all(city(c) in known for c in many)
+    assert len({city(c) for c in many}) > 3
+    assert all(c.text.endswith(".") and "\n" not in c.text for c in many)
+    # one generator per worker: the same value gives the same place in two generators
+    a = SurrogateGenerator(b"k" * 32, place_locales=("en_IN", "de_DE"))
+    b = SurrogateGenerator(b"k" * 32, place_locales=("en_IN", "de_DE"))
+    assert a.surrogate("Boston", "CITY", "s") == b.surrogate("Boston", "CITY", "s")
+    assert "\n" not in a.surrogate("12 Elm Street", "LOCATION", "s")  # two-line streets become one line
+    # a locale without a list the value needs (Germany's Faker has no state abbreviations)
+    # falls back to ``locale``'s
+    assert len(SurrogateGenerator(b"k" * 32, place_locales=("de_DE",)).surrogate("MA", "LOCATION", "s")) == 2
+    with pytest.raises(ConfigError, match="augment.place_locales.*xx_XX"):
+        AugmentConfig(copies=1, place_locales=["xx_XX"])
+    with pytest.raises(ConfigError, match="augment.place_locales"):
+        AugmentConfig(copies=1, place_locales="de_DE")
+
+
+def test_a_span_glued_to_a_word_gets_a_space_so_no_word_crosses_its_edge():
+    text = "Lives inBostonBuilding 4 and sees DrSmith."
+    spans = [Span(8, 14, "LOCATION"), Span(14, 22, "LOCATION"), Span(36, 41, "NAME")]
+    doc = Document("g", text, spans=spans)
+    for copy in augment_documents([doc], AugmentConfig(copies=4), seed=5)[0]:
+        for s in copy.spans:
+            got = copy.span_text(s)
+            assert got == got.strip() and got
+            before, after = copy.text[s.start - 1], copy.text[s.end:s.end + 1]
+            assert not (before.isalnum() and got[0].isalnum()) and not (after.isalnum() and got[-1].isalnum())
+        assert copy.text.startswith("Lives in") and copy.text.endswith(".")
 
 
 def test_spans_inside_a_replaced_span_are_dropped_and_counted():

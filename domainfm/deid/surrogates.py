@@ -171,6 +171,26 @@ def name_lists(locales: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ..
     return tuple(male), tuple(female), tuple(last)
 
 
+# the kinds whose surrogates come from Faker's place lists (``place_locales``)
+_PLACE_KINDS = frozenset({"LOCATION", "CITY", "STREET", "ADDRESS", "FACILITY"})
+
+
+def place_fakers(locales: tuple[str, ...]) -> tuple:
+    """One Faker per locale, for place surrogates of many countries (``place_locales``). Not
+    cached: a Faker is re-seeded per value, so generators (one per worker) must not share one."""
+    from faker import Faker
+
+    if not locales or not all(isinstance(x, str) and x for x in locales):
+        raise ConfigError(f"place_locales must list Faker locales, e.g. [en_US, de_DE]; got {list(locales)!r}")
+    fakers = []
+    for locale in locales:
+        try:
+            fakers.append(Faker(locale))
+        except AttributeError:
+            raise ConfigError(f"place_locales: Faker has no locale {locale!r} (e.g. en_US, de_DE, pl_PL, fi_FI)") from None
+    return tuple(fakers)
+
+
 class SurrogateGenerator:
     """Deterministic, format-preserving surrogates for PHI.
 
@@ -183,6 +203,9 @@ class SurrogateGenerator:
         name_locales: Faker locales whose first- and last-name lists replace names (default
             the US lists). Several locales give names of many origins: mention replacement
             (``augment.name_locales``) uses this so a tagger meets names it has never seen.
+        place_locales: Faker locales whose cities and streets replace places, one locale drawn
+            per value (default: ``locale`` alone). Mention replacement
+            (``augment.place_locales``) uses it as it uses ``name_locales``.
 
     Not thread-safe (one private Faker instance is re-seeded per value): use one generator
     per worker; outputs are identical across workers because they depend only on the seeds.
@@ -195,7 +218,7 @@ class SurrogateGenerator:
     """
 
     def __init__(self, secret: bytes, vault: Vault | None = None, *, locale: str = "en_US",
-                 name_locales: Sequence[str] = ("en_US",)):
+                 name_locales: Sequence[str] = ("en_US",), place_locales: Sequence[str] | None = None):
         if not isinstance(secret, (bytes, bytearray)) or len(secret) < 16:
             raise ConfigError("SurrogateGenerator secret must be at least 16 bytes (e.g. the vault key)")
         from faker import Faker
@@ -204,6 +227,7 @@ class SurrogateGenerator:
         self.vault = vault
         self._fake = Faker(locale)
         self._first_male, self._first_female, self._last = name_lists(tuple(name_locales))
+        self._place_fakers = place_fakers(tuple(place_locales)) if place_locales else ()
         self._male = frozenset(n.casefold() for n in self._first_male)
         self._female = frozenset(n.casefold() for n in self._first_female)
         self._cache: OrderedDict[tuple[str, str, str], str] = OrderedDict()
@@ -269,10 +293,13 @@ class SurrogateGenerator:
         seed = int.from_bytes(self._digest(scope, kind, normalize_value(value), str(attempt))[:16], "big")
         return random.Random(seed)
 
-    def _faker(self, scope: str, kind: str, value: str, attempt: int):
-        seed = int.from_bytes(self._digest("faker", scope, kind, normalize_value(value), str(attempt))[:16], "big")
-        self._fake.seed_instance(seed)
-        return self._fake
+    def _faker(self, scope: str, kind: str, value: str, attempt: int, places: bool = True):
+        digest = self._digest("faker", scope, kind, normalize_value(value), str(attempt))
+        fake = self._fake
+        if places and self._place_fakers and kind in _PLACE_KINDS:
+            fake = self._place_fakers[digest[16] % len(self._place_fakers)]
+        fake.seed_instance(int.from_bytes(digest[:16], "big"))
+        return fake
 
     # -- consistent mapping (cache -> vault -> generate) -----------------------------------------
 
@@ -410,8 +437,13 @@ class SurrogateGenerator:
             make = lambda attempt: self._pattern(text, self._rng(scope, kind, text, attempt), frozenset())  # noqa: E731
         else:
             def make(attempt: int) -> str:
-                fake = self._faker(scope, kind, text, attempt)
-                return _case_like_text(self._fake_for(kind, text, fake, attempt), text)
+                try:
+                    out = self._fake_for(kind, text, self._faker(scope, kind, text, attempt), attempt)
+                except AttributeError:  # a place locale without this list (state_abbr...): ``locale``'s
+                    out = self._fake_for(kind, text, self._faker(scope, kind, text, attempt, places=False), attempt)
+                if "\n" not in text:  # some locales write a street on two lines
+                    out = out.replace("\n", " ")
+                return _case_like_text(out, text)
         return self._lookup_or_make(kind, text, scope, avoid, make)
 
     def _fake_for(self, kind: str, text: str, fake, attempt: int) -> str:

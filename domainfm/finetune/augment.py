@@ -41,12 +41,16 @@ class AugmentConfig:
         name_locales: Faker locales whose name lists the replacement names come from (default
             the US lists; e.g. ``[en_US, de_DE, pl_PL, fi_FI, tr_TR, vi_VN]`` for names of many
             origins, which a site's own notes may rarely show).
+        place_locales: Faker locales whose city and street lists the replacement places come
+            from, one drawn per place (default the US lists; the same list as ``name_locales``
+            gives places of many countries).
     """
 
     copies: int = 0
     labels: list[str] = field(default_factory=lambda: ["NAME", "LOCATION"])
     seed: int | None = None
     name_locales: list[str] = field(default_factory=lambda: ["en_US"])
+    place_locales: list[str] = field(default_factory=lambda: ["en_US"])
 
     def __post_init__(self):
         if not isinstance(self.copies, int) or isinstance(self.copies, bool) or self.copies < 0:
@@ -57,10 +61,14 @@ class AugmentConfig:
         if not isinstance(self.name_locales, (list, tuple)) or not self.name_locales:
             raise ConfigError(f"augment.name_locales must list Faker locales, e.g. [en_US, pl_PL]; "
                               f"got {self.name_locales!r}")
-        from domainfm.deid.surrogates import name_lists
+        if not isinstance(self.place_locales, (list, tuple)) or not self.place_locales:
+            raise ConfigError(f"augment.place_locales must list Faker locales, e.g. [en_US, de_DE]; "
+                              f"got {self.place_locales!r}")
+        from domainfm.deid.surrogates import name_lists, place_fakers
 
         try:
             name_lists(tuple(self.name_locales))
+            place_fakers(tuple(self.place_locales))
         except ConfigError as exc:
             raise ConfigError(f"augment.{exc}") from None
 
@@ -82,7 +90,9 @@ def augment_documents(docs: list[Document], cfg: AugmentConfig, seed: int) -> tu
     replaced = dropped = 0
     for k in range(1, cfg.copies + 1):
         secret = hashlib.sha256(f"domainfm-augment\x1f{base}\x1f{k}".encode()).digest()
-        generator = SurrogateGenerator(secret, name_locales=tuple(cfg.name_locales))
+        generator = SurrogateGenerator(secret, name_locales=tuple(cfg.name_locales),
+                                       place_locales=None if list(cfg.place_locales) == ["en_US"]
+                                       else tuple(cfg.place_locales))
         for doc in docs:
             if not any(s.label in wanted for s in doc.spans):
                 continue
@@ -92,22 +102,29 @@ def augment_documents(docs: list[Document], cfg: AugmentConfig, seed: int) -> tu
             replaced += n_replaced
             dropped += n_dropped
     return out, {"copies": cfg.copies, "documents": len(out), "spans_replaced": replaced,
-                 "spans_dropped": dropped, "labels": sorted(wanted), "name_locales": list(cfg.name_locales)}
+                 "spans_dropped": dropped, "labels": sorted(wanted), "name_locales": list(cfg.name_locales),
+                 "place_locales": list(cfg.place_locales)}
 
 
 def _replaced(doc: Document, wanted: set[str], generator, scope: str) -> tuple[Document, int, int]:
     # the replaced ranges, outermost first: a wanted span inside another replaced one goes with it
-    cuts: dict[tuple[int, int], str] = {}
+    # Where a span is glued to a word ("...inBuilding"), a replacement ending in a letter would
+    # make one new word whose sub-words cross the span's edge: a space keeps them apart.
+    text = doc.text
+    cuts: dict[tuple[int, int], tuple[str, str, str]] = {}  # (space before, replacement, space after)
     last_end = -1
     for s in sorted(doc.spans, key=lambda x: (x.start, -x.end)):
         if s.label in wanted and s.start >= last_end:
-            cuts[(s.start, s.end)] = generator.surrogate(doc.text[s.start:s.end], s.label, scope)
+            new = generator.surrogate(text[s.start:s.end], s.label, scope)
+            lead = " " if s.start > 0 and text[s.start - 1].isalnum() and new[:1].isalnum() else ""
+            trail = " " if s.end < len(text) and text[s.end].isalnum() and new[-1:].isalnum() else ""
+            cuts[(s.start, s.end)] = (lead, new, trail)
             last_end = s.end
     pieces, cursor, ends = [], 0, []  # ends: (old end of a cut, total length change up to it)
     change = 0
-    for (start, end), new in cuts.items():
-        pieces += [doc.text[cursor:start], new]
-        change += len(new) - (end - start)
+    for (start, end), parts in cuts.items():
+        pieces += [text[cursor:start], "".join(parts)]
+        change += len("".join(parts)) - (end - start)
         ends.append((end, change))
         cursor = end
     pieces.append(doc.text[cursor:])
@@ -119,8 +136,9 @@ def _replaced(doc: Document, wanted: set[str], generator, scope: str) -> tuple[D
     kept, dropped = [], 0
     for s in doc.spans:
         if (s.start, s.end) in cuts and s.label in wanted:
-            start = moved(s.start)
-            kept.append(Span(start, start + len(cuts[(s.start, s.end)]), s.label, attrs=dict(s.attrs)))
+            lead, new, _ = cuts[(s.start, s.end)]
+            start = moved(s.start) + len(lead)
+            kept.append(Span(start, start + len(new), s.label, attrs=dict(s.attrs)))
         elif any(a < s.end and s.start < b for a, b in cuts):
             dropped += 1  # overlaps replaced text: its own text is gone
         else:
