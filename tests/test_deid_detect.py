@@ -494,6 +494,13 @@ SHAPE_CASES = [
     # dates: decades, a range of partial dates
     ("Smoked in the 1990s, quit in the '80s?", "1990s", "DATE"),
     ("Vanco 12/3-12/9, then po.", "12/9", "DATE"),
+    # dates in forms no development note had: month and four-digit year, a hyphenated month and
+    # year, a date printed as one word, a holiday's short name
+    ("Last colonoscopy 10/2017, normal.", "10/2017", "DATE"),
+    ("CABG Dec-89, redo 2/1998.", "Dec-89", "DATE"),
+    ("CABG Dec-89, redo 2/1998.", "2/1998", "DATE"),
+    ("ADMITTED 23OCT89 FROM ER.", "23OCT89", "DATE"),
+    ("Home for Xmas with family.", "Xmas", "DATE"),
     ("Plan to get OOB. Transfer to bellmoorvane.\n", "bellmoorvane", "LOCATION"),
     ("Will transfer to Quinstovel 2 or Baxawoyorqu 3.\n", "Baxawoyorqu", "LOCATION"),
     # places with no verb of movement, facilities named by an everyday head, streets without a number
@@ -527,6 +534,7 @@ SHAPE_CLEAN = [
     "Patient denies pain. Patient Controlled Analgesia running. Pt Lasix given.",
     "Lasix given. Tylenol reports no effect.\nFamily states understanding. Wife reports he slept.",
     "SBP 80s-90s overnight, HR in the 70s. Pain 3-4/10.",
+    "Started decadron-10 today. Octreotide-50 mcg sc. Ratio 1/2000. Heparin 1/1000 dilution.",
     "CHEST PAIN, resolved. NEURO EXAM, unchanged.\nCXR, clear.",
     "Pt to floor 2 or 3 when bed avail. Transfer to rehab. transfer to the unit.",
     # at/in/from before clinical words, everyday heads with no name, services and drugs in brackets

@@ -17,7 +17,7 @@ from domainfm.deid.recognizers.vocab import (
 
 MONTH = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
           r"|sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)")
-HOLIDAY = (r"(?:christmas(?: eve| day)?|thanksgiving|easter|new year'?s(?: eve| day)?|"
+HOLIDAY = (r"(?:(?:christmas|x-?mas)(?: eve| day)?|thanksgiving|easter|new year'?s(?: eve| day)?|"
            r"independence day|memorial day|labor day|veterans day|halloween|valentine'?s day|"
            r"hanukkah|passover|ramadan|yom kippur|rosh hashanah)")
 _ORD = r"(?:st|nd|rd|th)"
@@ -250,8 +250,14 @@ DATES = [
     PatternSpec("year", r"(?<![\w.:/-])(?:19|20)\d\d(?![\w:/]|\.\d|-\d)", "DATE", 0.6, validate="year4"),
     # decades ("the 1990s", "'80s"); a bare "80s" is left alone: "SBP 80s", "sats in the 90s"
     PatternSpec("decade", r"(?<![\w.:/-])(?:19|20)\d0'?s\b|(?<![\w'])'\d0s\b", "DATE", 0.6),
-    PatternSpec("month_slash_year", r"(?<![\w./:])(?:0?[1-9]|1[0-2])/(?P<y>3[2-9]|[4-9]\d|0\d)(?![\w/]|[.:]\d)", "DATE", 0.6,
-                veto_before=NOT_DATE_BEFORE, validate="slash_year"),
+    PatternSpec("month_slash_year", r"(?<![\w./:])(?:0?[1-9]|1[0-2])/(?P<y>3[2-9]|[4-9]\d|0\d|(?:19|20)\d\d)"
+                r"(?![\w/]|[.:]\d)", "DATE", 0.6, veto_before=NOT_DATE_BEFORE, validate="slash_year"),
+    # a month and a two-digit year joined by a hyphen ("Dec-89"; "may" is left out: a verb too)
+    PatternSpec("month_hyphen_year", r"\b(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|june?|july?|aug(?:ust)?"
+                r"|sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?-(?P<y>\d\d)(?![\w/-]|[.:]\d)",
+                "DATE", 0.6),
+    # day, month and year written as one word ("23OCT89", "3Dec2019"), as some systems print them
+    PatternSpec("day_month_year_glued", rf"\b(?:0?[1-9]|[12]\d|3[01]){MONTH}(?:{_YEAR}|\d\d)\b", "DATE", 0.8),
     PatternSpec("year_after_event", r"\b(?:mi|ami|cabg|cva|tia|ptca|pci|avr|mvr|stent|redo|nstemi|stemi|chf|dx|"
                 r"dx'd|diagnosed|turp|ppm|aicd|surgery|repair|transplant)\s+(?:x\s?\d\s+)?(?P<y>[3-9]\d|0\d)"
                 r"(?![\w.%/-]|\.\d|\s*(?:%|mm|cm|ml|cc|mg|mcg|units?|min|minutes|hours?|hrs?|days?|weeks?|months?|years?|yrs?|"
