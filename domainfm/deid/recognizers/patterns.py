@@ -566,7 +566,7 @@ NAME_CUES = [
                 rf"my\s+(?:kid|son|daughter|wife|husband|child|brother|sister|friend|boss|mother|father|mom|dad|"
                 rf"partner|colleague|neighbou?r))\s+(?P<n>{_WORD}{_NEXT_WORD}{{0,2}})", "NAME", 0.6, group="n",
                 validate="said_name"),
-    PatternSpec("greeting", rf"(?:^|(?<=\n))\s*(?i:hi|hello|dear|hey)\s+(?P<n>[^\W\d_a-z][\w'-]+(?:\s+[^\W\d_a-z][\w'-]+)?)"
+    PatternSpec("greeting", r"(?:^|(?<=\n))\s*(?i:hi|hello|dear|hey)\s+(?P<n>[^\W\d_a-z][\w'-]+(?:\s+[^\W\d_a-z][\w'-]+)?)"
                 r"\s*[,!:]", "NAME", 0.6, group="n", flags=0, validate="said_name"),
     # a dialogue speaker: "Marta: Where were you?", "Olli: \"Not now.\""
     PatternSpec("speaker", r"(?:^|(?<=[\n.!?\"”]\s)|(?<=[\n.!?\"”]))(?P<n>[^\W\d_a-z][\w'-]+):\s*(?=[\"“]|[^\W\d_a-z])",
