@@ -134,6 +134,21 @@ def test_detect_learned_gives_the_model_spans_alone_vetted_as_detect_keeps_them(
         next(PhiDetector(DeidConfig(profile="clinical")).detect_learned([Document("n2", text)]))
 
 
+def test_tag_once_tags_each_distinct_text_once_and_answers_repeats_from_memory():
+    from domainfm.deid.learned import tag_once
+
+    calls = []
+
+    def detect(texts):
+        calls.append(list(texts))
+        return [[len(t)] for t in texts]
+
+    tagged = tag_once(detect, {"known": ["from before"]})
+    assert tagged(["a", "bb", "a", "known"]) == [[1], [2], [1], ["from before"]]
+    assert tagged(["bb", "ccc"]) == [[2], [3]]
+    assert calls == [["a", "bb"], ["ccc"]]  # "a" once, "known" never, "bb" not again
+
+
 def test_threshold_and_entity_filters_apply_to_learned_spans(learned_models):
     _, loud = learned_models
     strict = PhiDetector(DeidConfig(profile="clinical", ner_model=str(loud), exclude_entities=["NAME"]))

@@ -133,18 +133,11 @@ def threshold_sweep(config: DeidConfig, docs: list, floors: list[float], score) 
     run only the rules and the merge, so every row is exactly what ``domainfm deid
     --ner-threshold floor`` detects, and the first row's seconds are rules + model."""
     from domainfm.deid import PhiDetector
+    from domainfm.deid.learned import tag_once
 
     detector = PhiDetector(config)
     if detector.learned is not None:
-        tag, seen = detector.learned.detect, {}
-
-        def tag_once(texts: list[str]) -> list:
-            missing = [t for t in dict.fromkeys(texts) if t not in seen]
-            if missing:
-                seen.update(zip(missing, tag(missing)))
-            return [seen[t] for t in texts]
-
-        detector.learned.detect = tag_once
+        detector.learned.detect = tag_once(detector.learned.detect)
     rows = []
     for floor in floors:
         detector.config = dataclasses.replace(config, ner_threshold=floor)

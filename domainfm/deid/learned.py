@@ -219,6 +219,22 @@ class _TaskTagger:
         return [[(s.start, s.end, s.label, float(s.attrs.get("score", 1.0))) for s in spans] for spans in outputs]
 
 
+def tag_once(detect, seen: dict[str, list] | None = None):
+    """``detect`` (a tagger's ``texts -> spans per text``) that tags each distinct text once and
+    answers repeats from memory (``seen``, text -> spans, may start filled): for measurements
+    that run the same notes through a detector several times (floors, split credit). The same
+    span lists are returned again; callers must not change them."""
+    seen = {} if seen is None else seen
+
+    def tagged(texts: list[str]) -> list:
+        missing = [t for t in dict.fromkeys(texts) if t not in seen]
+        if missing:
+            seen.update(zip(missing, detect(missing)))
+        return [seen[t] for t in texts]
+
+    return tagged
+
+
 class LearnedPhiTagger:
     """A token-classification model as a PHI detector; built once, then called per batch of texts.
 

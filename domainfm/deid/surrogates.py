@@ -175,20 +175,25 @@ def name_lists(locales: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ..
 _PLACE_KINDS = frozenset({"LOCATION", "CITY", "STREET", "ADDRESS", "FACILITY"})
 
 
+def check_place_locales(locales: tuple[str, ...]) -> None:
+    """A config error unless ``locales`` are locales Faker knows (checked by name: building the
+    Fakers is left to the generators that use them)."""
+    from faker.config import AVAILABLE_LOCALES
+
+    if not locales or not all(isinstance(x, str) and x for x in locales):
+        raise ConfigError(f"place_locales must list Faker locales, e.g. [en_US, de_DE]; got {list(locales)!r}")
+    for locale in locales:
+        if locale not in AVAILABLE_LOCALES:
+            raise ConfigError(f"place_locales: Faker has no locale {locale!r} (e.g. en_US, de_DE, pl_PL, fi_FI)")
+
+
 def place_fakers(locales: tuple[str, ...]) -> tuple:
     """One Faker per locale, for place surrogates of many countries (``place_locales``). Not
     cached: a Faker is re-seeded per value, so generators (one per worker) must not share one."""
     from faker import Faker
 
-    if not locales or not all(isinstance(x, str) and x for x in locales):
-        raise ConfigError(f"place_locales must list Faker locales, e.g. [en_US, de_DE]; got {list(locales)!r}")
-    fakers = []
-    for locale in locales:
-        try:
-            fakers.append(Faker(locale))
-        except AttributeError:
-            raise ConfigError(f"place_locales: Faker has no locale {locale!r} (e.g. en_US, de_DE, pl_PL, fi_FI)") from None
-    return tuple(fakers)
+    check_place_locales(locales)
+    return tuple(Faker(locale) for locale in locales)
 
 
 class SurrogateGenerator:
@@ -437,9 +442,12 @@ class SurrogateGenerator:
             make = lambda attempt: self._pattern(text, self._rng(scope, kind, text, attempt), frozenset())  # noqa: E731
         else:
             def make(attempt: int) -> str:
+                fake = self._faker(scope, kind, text, attempt)
                 try:
-                    out = self._fake_for(kind, text, self._faker(scope, kind, text, attempt), attempt)
+                    out = self._fake_for(kind, text, fake, attempt)
                 except AttributeError:  # a place locale without this list (state_abbr...): ``locale``'s
+                    if fake is self._fake:
+                        raise
                     out = self._fake_for(kind, text, self._faker(scope, kind, text, attempt, places=False), attempt)
                 if "\n" not in text:  # some locales write a street on two lines
                     out = out.replace("\n", " ")

@@ -64,11 +64,11 @@ class AugmentConfig:
         if not isinstance(self.place_locales, (list, tuple)) or not self.place_locales:
             raise ConfigError(f"augment.place_locales must list Faker locales, e.g. [en_US, de_DE]; "
                               f"got {self.place_locales!r}")
-        from domainfm.deid.surrogates import name_lists, place_fakers
+        from domainfm.deid.surrogates import check_place_locales, name_lists
 
         try:
             name_lists(tuple(self.name_locales))
-            place_fakers(tuple(self.place_locales))
+            check_place_locales(tuple(self.place_locales))
         except ConfigError as exc:
             raise ConfigError(f"augment.{exc}") from None
 
@@ -91,8 +91,7 @@ def augment_documents(docs: list[Document], cfg: AugmentConfig, seed: int) -> tu
     for k in range(1, cfg.copies + 1):
         secret = hashlib.sha256(f"domainfm-augment\x1f{base}\x1f{k}".encode()).digest()
         generator = SurrogateGenerator(secret, name_locales=tuple(cfg.name_locales),
-                                       place_locales=None if list(cfg.place_locales) == ["en_US"]
-                                       else tuple(cfg.place_locales))
+                                       place_locales=tuple(cfg.place_locales))
         for doc in docs:
             if not any(s.label in wanted for s in doc.spans):
                 continue
