@@ -242,7 +242,7 @@ def fresh_strings(docs: list, seed: int = 13, moves: dict | None = None) -> list
         low = word.lower().strip(".,")
         # digits and the generic words of a name stay ("Hospital", "St.", "of", "4"): only what a
         # list could know is replaced
-        if not any(c.isalpha() for c in word) or low in generic or (vocab.is_english(low) and low not in names):
+        if not any(c.isalpha() for c in word) or low in generic or (vocab.in_lexicon(low) and low not in names):
             return word
         out = ""
         while len(out) < max(3, len(word) - 1):

@@ -404,8 +404,8 @@ def near_english(low: str) -> bool:
     return False
 
 
-def is_english(low: str) -> bool:
-    """Whether a lower-case word (or its inflected base) is an English dictionary word.
+def in_lexicon(low: str) -> bool:
+    """Whether a lower-case word (or its inflected base) is in WordNet's word lists, however rare.
 
     Irish and Romance surnames with an apostrophe ("o'casey", "d'amato") are in WordNet as
     people, not as words, and never count."""
@@ -420,11 +420,43 @@ def is_english(low: str) -> bool:
     return False
 
 
+# Zipf 3: once per million words of running English (wordfreq's scale)
+RARE_ZIPF = 3.0
+
+
+@lru_cache(maxsize=1)
+def rare_nouns() -> frozenset[str]:
+    """WordNet words that are only nouns and rarer than :data:`RARE_ZIPF` in running English
+    (wordfreq): "fen", "nave", "brest", "bata". WordNet lists places and people among its nouns,
+    so a rare noun-only word is as likely a surname or a town as a word; it blocks no name."""
+    from wordfreq import get_frequency_dict
+
+    frequency = get_frequency_dict("en", wordlist="best")
+    floor = 10 ** (RARE_ZIPF - 9)  # Zipf = log10(frequency per billion words)
+    keep = stop_words()
+    return frozenset(w for w in english_words() if w not in _NOT_ONLY_NOUN and frequency.get(w, 0.0) < floor
+                     and w not in keep and w not in CLINICAL_VOCAB)
+
+
+def is_english(low: str) -> bool:
+    """Whether a lower-case word (or its inflected base) is an English word in the sense that
+    counts against a name: in WordNet (:func:`in_lexicon`) and not a rare noun (:func:`rare_nouns`).
+    "staying", "baseline" and "white" are English; "fen" and "nave" can be names."""
+    if not in_lexicon(low):
+        return False
+    words, rare = english_words(), rare_nouns()
+    if low in words and low not in rare:
+        return True
+    return any(low.endswith(suffix) and len(low) - len(suffix) + len(repl) >= 3
+               and (base := low[: -len(suffix)] + repl) in words and base not in rare
+               for suffix, repl in _ENGLISH_SUFFIXES)
+
+
 def explained(low: str) -> bool:
     """Whether a dictionary explains a lower-case word: a stop word, English, a clinical word or
     drug, or one typo from English (4+ letters, also in the plural: "protocall", "blokers").
     What is left is a word no list knows, the kind a name or a place is written in."""
-    if low in stop_words() or is_english(low) or low in CLINICAL_VOCAB:
+    if low in stop_words() or in_lexicon(low) or low in CLINICAL_VOCAB:
         return True
     if len(low) < 4:
         return False
