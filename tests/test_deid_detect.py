@@ -660,6 +660,37 @@ def test_fresh_strings_positions_map_back_onto_the_original(clinical):
     assert doc.spans[0].start < to_original(inside, moves["n"]) < doc.spans[0].end
 
 
+def test_fresh_strings_keep_a_patients_word_the_same_and_never_draw_text_of_the_notes(clinical):
+    # a real name is the same string in every note of its patient (propagation relies on it), and
+    # a pseudo-word inside an ordinary word of the note would read as leaked though it was replaced
+    import sys
+    from pathlib import Path
+
+    from domainfm.corpus import Span
+
+    sys.path.insert(0, str(Path(__file__).parent / "benchmarks"))
+    from bench_deid import fresh_strings
+
+    def note(doc_id, patient, text, *names):
+        return Document(doc_id, text, {"patient_id": patient},
+                        spans=[Span(text.index(n), text.index(n) + len(n), "HCPName") for n in names])
+
+    docs = [note("a1", "p1", "Seen by Dr Quintavius. QUINTAVIUS aware.", "Quintavius", "QUINTAVIUS"),
+            note("a2", "p1", "Dr quintavius called back.", "quintavius"),
+            note("b1", "p2", "Seen by Dr Quintavius today.", "Quintavius")]
+    for seed in range(20):
+        fresh = fresh_strings(docs, seed=seed)
+        words = [[d.text[s.start:s.end] for s in d.spans] for d in fresh]
+        first = words[0][0]
+        assert words[0][1] == first.upper() and words[1][0] == first.lower() and first[0].isupper()
+        assert all(first.lower() not in d.text.lower() for d in docs)
+    drawn = {fresh_strings(docs, seed=seed)[2].text for seed in range(20)}
+    assert len(drawn) > 5  # the other patient's word is drawn anew
+    # the protocol before: every mention drawn anew
+    mentions = [fresh_strings(docs, seed=seed, mapping="mention")[0] for seed in range(20)]
+    assert any(len({d.text[s.start:s.end].lower() for s in d.spans}) == 2 for d in mentions)
+
+
 @pytest.mark.parametrize("text,planted", [
     ("ZORBLAX QUINTAVIUS, seen today.\nAfebrile.", ["ZORBLAX", "QUINTAVIUS"]),
     ("Mr. Quintavius was admitted for CHF.\nZorblax reports feeling better.", ["Quintavius", "Zorblax"]),

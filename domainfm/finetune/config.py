@@ -21,6 +21,7 @@ from typing import Any, Literal
 from domainfm.config import check_document_fields, check_train_section, suggest
 from domainfm.errors import ConfigError
 from domainfm.finetune.augment import AugmentConfig
+from domainfm.finetune.distill import DistillConfig
 from domainfm.lora import LoraSection
 from domainfm.privacy_audit.config import CanaryConfig
 
@@ -269,6 +270,9 @@ class TaskConfig:
     # ``ner``: extra training copies whose names/places are replaced by surrogates, so the model
     # learns contexts rather than one site's names (:mod:`domainfm.finetune.augment`).
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # A trained teacher whose softened outputs the model learns from too
+    # (:mod:`domainfm.finetune.distill`; a shallower student of a deeper model).
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def __post_init__(self):
         if self.canaries.enabled and self.task == "ner":

@@ -26,6 +26,7 @@ from domainfm.finetune.augment import augment_documents
 from domainfm.finetune.canaries import canary_documents
 from domainfm.finetune.config import TaskConfig
 from domainfm.finetune.data import LabelMap, document_text, encode_documents
+from domainfm.finetune.distill import mixed_loss, padded, teacher_scores
 from domainfm.finetune.inputs import load_task_data, prepare_data, rename_spans
 from domainfm.finetune.model import load_model, new_modules, wrap
 from domainfm.finetune.objective import _Batches, _loss_fn
@@ -206,6 +207,12 @@ def _finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool, o
     rank, world = args.process_index, args.world_size
     batches = _Batches([len(f.input_ids) for f in features], cfg.train.batch_size, cfg.train.seed, rank, world)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    teacher_logits = None
+    if cfg.distill.enabled:  # before the output folder is touched: a mismatched teacher stops here
+        emit("info", message=f"distill: the teacher scores {len(features)} training sequences")
+        teacher_logits, data_stats["distill"] = teacher_scores(
+            cfg.distill, cfg.task, label_map.labels, tokenizer, features, pad_id=pad_id,
+            batch_size=cfg.train.eval_batch_size)
     eval_texts = [document_text(d, cfg.data.text_field) for d in eval_docs] if cfg.task == "ner" else None
 
     prepare_output(out, action, main)  # every check passed: only now touch the output folder
@@ -213,11 +220,19 @@ def _finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool, o
         save_config(cfg, out / CONFIG_NAME)
 
     def make_batch(k: int) -> dict:
-        return collate([features[i] for i in batches.get(k)], pad_id, cfg.task, with_labels=True)
+        idx = batches.get(k)
+        batch = collate([features[i] for i in idx], pad_id, cfg.task, with_labels=True)
+        if teacher_logits is not None:
+            batch["teacher_logits"] = padded([teacher_logits[i] for i in idx], batch["input_ids"].shape[1])
+        return batch
 
     def loss_fn(m, batch) -> Any:
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
-        return loss(m(**inputs).logits, batch["labels"])
+        inputs = {k: v for k, v in batch.items() if k not in ("labels", "teacher_logits")}
+        logits = m(**inputs).logits
+        gold = loss(logits, batch["labels"])
+        if teacher_logits is None:
+            return gold
+        return mixed_loss(gold, logits, batch["teacher_logits"], batch["labels"], cfg.task, cfg.distill)
 
     def run_eval() -> dict[str, Any]:
         logits = score_features(trainer.model, eval_enc.features, pad_id=pad_id, batch_size=cfg.train.eval_batch_size)
@@ -310,7 +325,8 @@ def _finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool, o
                    "allow_identified_data": cfg.allow_identified_data, "privacy_gate": gate,
                    "accelerate_version": metadata.version("accelerate"), "peft_version": metadata.version("peft"),
                    "transformers_version": metadata.version("transformers"),
-                   **({"canaries": canary_records} if canary_records else {})},
+                   **({"canaries": canary_records} if canary_records else {}),
+                   **({"distill": data_stats["distill"]} if "distill" in data_stats else {})},
         )
     trainer.accelerator.wait_for_everyone()
     return FinetuneResult(out, metrics, manifest, step, resumed_from)

@@ -23,7 +23,9 @@ half B said 0.968). Three checks no rule was written against sit beside them:
 * ``fresh_strings``: the sealed folds again, with every gold name and place replaced by a seeded
   pseudo-word of the same shape (case, length, word count; "ZORBLAX QUINTAVIUS"), so no name or
   place list can know it: what the rules find from context alone. Dates, phones and ids stay.
-  Recall is averaged over ``--fresh-seeds`` draws (the other scores are the first draw's).
+  A word keeps its pseudo-word in all of its patient's notes (``--fresh-mapping patient``), as a
+  real name does. Recall, precision and leakage are averaged over ``--fresh-seeds`` draws (the
+  other scores are the first draw's).
 * cross-source sets: ACI-Bench names (``aci``), Presidio's synthetic sentences (``synth``), TAB
   judgments (``tab``) and the project's own generated clinical corpus (``corpus``).
 * ``leakage``: the share of gold PHI strings (>= 3 characters) still found verbatim in the
@@ -117,7 +119,7 @@ def _scores(docs, pred, dataset, pred_dataset, gold_filter=None):
 
 def _learned_scores(docs, config, ner_model: str, dataset: str, vanilla, cps_rules: float,
                     quantize: str = "none", folds: int = 5, sealed: list[int] = (), fresh_seeds: int = 5,
-                    shape_checks: bool = True, rules=None) -> dict:
+                    shape_checks: bool = True, rules=None, fresh_mapping: str = "patient") -> dict:
     """Rules + the learned model (``DeidConfig.ner_model``, ``ner_quantize``), the model's spans
     alone, and speed: timed against the vanilla engine on the same chunks, alternating, like the
     rules alone. With ``sealed`` folds: rules + model + propagation per fold and on the sealed
@@ -164,9 +166,10 @@ def _learned_scores(docs, config, ner_model: str, dataset: str, vanilla, cps_rul
             "speed_ratio": round(cps / cps_theirs, 2), "speed_ratio_propagated": round(cps_prop / cps_theirs, 2),
             "slowdown_vs_rules": round(cps_rules / cps, 2),
             **({"folds": _fold_scores(docs, propagated, dataset, folds, list(sealed)),
-                "fresh_strings": _fresh_scores(docs, detector, dataset, folds, list(sealed), fresh_seeds),
+                "fresh_strings": _fresh_scores(docs, detector, dataset, folds, list(sealed), fresh_seeds,
+                                               fresh_mapping),
                 **({"split_credit": _split_credit_scores(docs, rules, detector, dataset, folds, list(sealed),
-                                                          fresh_seeds)} if rules is not None else {})}
+                                                          fresh_seeds, fresh_mapping)} if rules is not None else {})}
                if sealed else {})}
 
 
@@ -187,23 +190,28 @@ def _fold_scores(docs, propagated, dataset: str, folds: int, sealed: list[int]) 
     return out
 
 
-def _fresh_scores(docs, detector, dataset: str, folds: int, sealed: list[int], seeds: int = 5) -> dict:
+def _fresh_scores(docs, detector, dataset: str, folds: int, sealed: list[int], seeds: int = 5,
+                  mapping: str = "patient") -> dict:
     """The sealed folds with pseudo-word names and places (``fresh_strings``), detector +
     propagation, untimed; one draw of pseudo-words per seed, scores of the first draw and the
-    mean and range of recall over all draws."""
+    mean and range of recall, precision and leakage over all draws."""
     from domainfm.deid.propagate import propagate_names
 
     part = [d for d in docs if patient_fold(str(d.meta.get("patient_id", d.id)), folds) in sealed]
-    recalls, first = [], None
+    recalls, precisions, leaks, first = [], [], [], None
     for seed in range(13, 13 + seeds):
-        fresh = fresh_strings(part, seed=seed)
+        fresh = fresh_strings(part, seed=seed, mapping=mapping)
         found = {doc.id: dets for doc, dets in propagate_names(detector.detect(fresh))}
         scores = _scores(fresh, found, dataset, "canonical")
+        leakage = _leakage(fresh, found, dataset)
         recalls.append(scores["recall"])
+        precisions.append(scores["precision"])
+        leaks.append(leakage["rate"])
         if first is None:
-            first = {"folds": sealed, "docs": len(fresh), **scores, "leakage": _leakage(fresh, found, dataset)}
-    return {**first, "recall_mean_over_seeds": round(sum(recalls) / len(recalls), 4),
-            "recall_per_seed": recalls}
+            first = {"folds": sealed, "docs": len(fresh), **scores, "leakage": leakage}
+    return {**first, "mapping": mapping, "recall_mean_over_seeds": round(sum(recalls) / len(recalls), 4),
+            "recall_per_seed": recalls, "precision_mean_over_seeds": round(sum(precisions) / len(precisions), 4),
+            "leakage_mean_over_seeds": round(sum(leaks) / len(leaks), 4), "leakage_per_seed": leaks}
 
 
 def patient_half(patient_id: str) -> str:
@@ -220,13 +228,19 @@ _SYLLABLES = ("ba", "bre", "cu", "da", "dro", "fen", "gla", "ho", "jix", "ka", "
               "quin", "ra", "sto", "ta", "ux", "vel", "wo", "xa", "yor", "za", "zor", "blax", "tav", "ius")
 
 
-def fresh_strings(docs: list, seed: int = 13, moves: dict | None = None) -> list:
+def fresh_strings(docs: list, seed: int = 13, moves: dict | None = None, mapping: str = "patient") -> list:
     """The documents with every gold name and place replaced by a seeded pseudo-word of the same
     shape (ALL CAPS, Title or lower case, about the same length, the same number of words), spans
     moved to match; generic words inside a name ("Hospital", "St.", "of") and numbers stay. No
     list can know these strings: recall on them is recall from context. Needs the English
     lexicon loaded (build a ``PhiDetector`` first). ``moves``, when given, receives per document
-    id the replaced stretches as ``(start, end, fresh_start, fresh_end)``, for :func:`to_original`."""
+    id the replaced stretches as ``(start, end, fresh_start, fresh_end)``, for :func:`to_original`.
+
+    ``mapping="patient"`` (the protocol since the tenth session) gives a word the same pseudo-word
+    in every note of its patient, as a real name is the same string wherever it recurs (name
+    propagation can then work as on real notes), and never a pseudo-word that occurs in that
+    patient's notes ("dro" inside "hydro" would read as leaked though replaced). ``"mention"``:
+    a new draw for every mention, with no such check (the protocol before)."""
     import random
 
     from domainfm.corpus import Document, Span
@@ -234,26 +248,42 @@ def fresh_strings(docs: list, seed: int = 13, moves: dict | None = None) -> list
 
     from domainfm.deid.recognizers import vocab
 
+    if mapping not in ("patient", "mention"):
+        raise ValueError(f"mapping must be 'patient' or 'mention', got {mapping!r}")
     rng = random.Random(seed)
     generic = vocab.stop_words() | vocab.FACILITY_HEADS | vocab.FACILITY_MODIFIERS
     names = vocab.all_names()
+    drawn: dict[tuple[str, str], str] = {}
+    patient_text: dict[str, str] = {}  # a patient's notes, lower-cased: where a draw must not occur
+    for doc in docs:
+        scope = str(doc.meta.get("patient_id", doc.id))
+        patient_text[scope] = patient_text.get(scope, "") + "\n" + doc.text.lower()
 
-    def pseudo(word: str) -> str:
+    def pseudo(word: str, scope: str, text: str) -> str:
         low = word.lower().strip(".,")
         # digits and the generic words of a name stay ("Hospital", "St.", "of", "4"): only what a
         # list could know is replaced
         if not any(c.isalpha() for c in word) or low in generic or (vocab.in_lexicon(low) and low not in names):
             return word
-        out = ""
-        while len(out) < max(3, len(word) - 1):
-            out += rng.choice(_SYLLABLES)
-        out = out[:max(3, len(word))]
+        out = drawn.get((scope, low)) if mapping == "patient" else None
+        if out is None:
+            for _ in range(50):
+                out = ""
+                while len(out) < max(3, len(word) - 1):
+                    out += rng.choice(_SYLLABLES)
+                out = out[:max(3, len(word))]
+                if mapping == "mention" or out not in text:
+                    break
+            if mapping == "patient":
+                drawn[(scope, low)] = out
         if word.isupper():
             return out.upper()
         return out.capitalize() if word[:1].isupper() else out
 
     fresh = []
     for doc in docs:
+        scope = str(doc.meta.get("patient_id", doc.id))
+        text = patient_text[scope] if mapping == "patient" else ""
         pieces, spans, cursor, shift = [], [], 0, 0
         for span in sorted(doc.spans, key=lambda x: (x.start, -x.end)):
             if span.start < cursor:  # nested or crossing gold span: keep it where it is
@@ -261,7 +291,7 @@ def fresh_strings(docs: list, seed: int = 13, moves: dict | None = None) -> list
             canonical = to_canonical(span.label, "physionet")
             original = doc.text[span.start:span.end]
             if canonical is not None and coarse(canonical) in ("NAME", "LOCATION"):
-                new = " ".join(pseudo(w) for w in original.split(" "))
+                new = " ".join(pseudo(w, scope, text) for w in original.split(" "))
             else:
                 new = original
             pieces.append(doc.text[cursor:span.start])
@@ -291,7 +321,8 @@ def to_original(pos: int, moved: list, end: bool = False) -> int:
     return pos - shift
 
 
-def _split_credit_scores(docs, rules, detector, dataset: str, folds: int, sealed: list[int], seeds: int = 5) -> dict:
+def _split_credit_scores(docs, rules, detector, dataset: str, folds: int, sealed: list[int], seeds: int = 5,
+                         mapping: str = "patient") -> dict:
     """The sealed folds credited to each part where it has not seen the strings: what the rules
     find with fresh strings (their lists were written reading every fold, so only the pseudo-word
     texts show what they find from context), mapped back onto the real notes, together with what
@@ -309,7 +340,7 @@ def _split_credit_scores(docs, rules, detector, dataset: str, folds: int, sealed
     recalls, leaks, first = [], [], None
     for seed in range(13, 13 + seeds):
         moves: dict = {}
-        fresh = fresh_strings(part, seed=seed, moves=moves)
+        fresh = fresh_strings(part, seed=seed, moves=moves, mapping=mapping)
         from_rules = {}
         for doc, dets in rules.detect(fresh):
             moved = moves.get(doc.id, [])
@@ -324,8 +355,8 @@ def _split_credit_scores(docs, rules, detector, dataset: str, folds: int, sealed
         leaks.append(leakage["rate"])
         if first is None:
             first = {"folds": sealed, "docs": len(part), **scores, "leakage": leakage}
-    return {**first, "recall_mean_over_seeds": round(sum(recalls) / len(recalls), 4), "recall_per_seed": recalls,
-            "leakage_mean_over_seeds": round(sum(leaks) / len(leaks), 4)}
+    return {**first, "mapping": mapping, "recall_mean_over_seeds": round(sum(recalls) / len(recalls), 4),
+            "recall_per_seed": recalls, "leakage_mean_over_seeds": round(sum(leaks) / len(leaks), 4)}
 
 
 def _leakage(docs, detections, dataset: str, gold_filter=None) -> dict:
@@ -403,6 +434,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--folds", type=int, default=5, help="PhysioNet patient-disjoint folds (protocol above)")
     parser.add_argument("--sealed", default="3,4", help="folds whose misses are never read (comma-separated)")
     parser.add_argument("--fresh-seeds", type=int, default=5, help="pseudo-word draws for fresh_strings (mean reported)")
+    parser.add_argument("--fresh-mapping", choices=("patient", "mention"), default="patient",
+                        help="fresh_strings: one pseudo-word per word and patient, never one found in the patient's "
+                             "notes (the protocol), or a new draw per mention (the protocol before the tenth session)")
     parser.add_argument("--ner-model", action="append", default=[],
                         help="also score the PhysioNet notes with this learned NER model added to the rules "
                              "(DeidConfig.ner_model; train it on the other half, see the README); repeatable")
@@ -479,11 +513,13 @@ def main(argv=None) -> dict:
                 entry["leakage"] = _leakage(docs, propagated, dataset, flt)
             if name == "physionet":
                 entry["folds"] = _fold_scores(docs, propagated, dataset, args.folds, sealed)
-                entry["fresh_strings"] = _fresh_scores(docs, detector, dataset, args.folds, sealed, args.fresh_seeds)
+                entry["fresh_strings"] = _fresh_scores(docs, detector, dataset, args.folds, sealed, args.fresh_seeds,
+                                                       args.fresh_mapping)
             if args.ner_model and name == "physionet":
                 entry["learned"] = [_learned_scores(docs, config, m, dataset, vanilla, cps_ours, q,
                                                     args.folds, sealed if args.split == "all" else [],
-                                                    args.fresh_seeds, checks == "on", rules=detector)
+                                                    args.fresh_seeds, checks == "on", rules=detector,
+                                                    fresh_mapping=args.fresh_mapping)
                                     for m in args.ner_model for q in args.ner_quantize.split(",")
                                     for checks in args.ner_shape_checks.split(",")]
             result["datasets"][name] = entry
