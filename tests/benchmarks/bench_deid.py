@@ -255,7 +255,7 @@ def fresh_strings(docs: list, seed: int = 13, moves: dict | None = None, mapping
     names = vocab.all_names()
     drawn: dict[tuple[str, str], str] = {}
     patient_text: dict[str, str] = {}  # a patient's notes, lower-cased: where a draw must not occur
-    for doc in docs:
+    for doc in docs if mapping == "patient" else ():
         scope = str(doc.meta.get("patient_id", doc.id))
         patient_text[scope] = patient_text.get(scope, "") + "\n" + doc.text.lower()
 

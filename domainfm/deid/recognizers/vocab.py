@@ -404,6 +404,14 @@ def near_english(low: str) -> bool:
     return False
 
 
+def _forms(low: str):
+    """The word itself, then each base its English inflection could come from ("staying" -> "stay")."""
+    yield low
+    for suffix, repl in _ENGLISH_SUFFIXES:
+        if low.endswith(suffix) and len(low) - len(suffix) + len(repl) >= 3:
+            yield low[: -len(suffix)] + repl
+
+
 def in_lexicon(low: str) -> bool:
     """Whether a lower-case word (or its inflected base) is in WordNet's word lists, however rare.
 
@@ -412,12 +420,7 @@ def in_lexicon(low: str) -> bool:
     if _APOSTROPHE_SURNAME.fullmatch(low) and low != "o'clock":
         return False
     words = english_words()
-    if low in words:
-        return True
-    for suffix, repl in _ENGLISH_SUFFIXES:
-        if low.endswith(suffix) and len(low) - len(suffix) + len(repl) >= 3 and low[: -len(suffix)] + repl in words:
-            return True
-    return False
+    return any(form in words for form in _forms(low))
 
 
 # Zipf 3: once per million words of running English (wordfreq's scale)
@@ -442,14 +445,10 @@ def is_english(low: str) -> bool:
     """Whether a lower-case word (or its inflected base) is an English word in the sense that
     counts against a name: in WordNet (:func:`in_lexicon`) and not a rare noun (:func:`rare_nouns`).
     "staying", "baseline" and "white" are English; "fen" and "nave" can be names."""
-    if not in_lexicon(low):
+    if _APOSTROPHE_SURNAME.fullmatch(low) and low != "o'clock":
         return False
     words, rare = english_words(), rare_nouns()
-    if low in words and low not in rare:
-        return True
-    return any(low.endswith(suffix) and len(low) - len(suffix) + len(repl) >= 3
-               and (base := low[: -len(suffix)] + repl) in words and base not in rare
-               for suffix, repl in _ENGLISH_SUFFIXES)
+    return any(form in words and form not in rare for form in _forms(low))
 
 
 def explained(low: str) -> bool:
