@@ -83,6 +83,33 @@ def test_trimmed_spans_that_coincide_keep_the_higher_score():
     assert trimmed(text, [(0, 10, "D", 0.4), (4, 12, "D", 0.9), (13, 16, "D", 0.5)]) == [(4, 10, "D", 0.9)]
 
 
+@pytest.mark.parametrize("text, start, end, widened", [
+    ("an X - linked disorder", 3, 4, "X - linked"),                 # spaced hyphen (pre-tokenised text)
+    ("Tay-Sachs disease", 4, 17, "Tay-Sachs disease"),               # a piece cut on the left
+    ("alpha - beta - gamma deficiency", 15, 31, "alpha - beta - gamma deficiency"),  # piece by piece
+    ("Glucose 6 - phosphate", 12, 21, "6 - phosphate"),
+    ("asthma - the first sign", 0, 6, "asthma"),                    # a dash before a function word
+    ("asthma , and more", 0, 6, "asthma"),                           # no hyphen: untouched
+])
+def test_span_edges_take_in_the_hyphenated_compound_they_cut(text, start, end, widened):
+    from domainfm.label.span_edges import snap_compound
+
+    s, e = snap_compound(text, start, end)
+    assert text[s:e] == widened
+
+
+def test_compound_edges_join_spans_of_one_label_that_meet():
+    from domainfm.label.span_edges import compound_edges
+
+    text = "X - linked disorder ; Glucose 6 - phosphate deficiency ; gout , asthma"
+    spans = [(0, 1, "D", 0.4), (4, 19, "D", 0.8), (22, 29, "D", 0.6), (34, 54, "D", 0.8),
+             (57, 61, "D", 0.9), (64, 70, "D", 0.5)]
+    assert [(text[s:e], round(c, 2)) for s, e, _, c in compound_edges(text, spans)] == [
+        ("X - linked disorder", 0.6), ("Glucose 6 - phosphate deficiency", 0.7), ("gout", 0.9), ("asthma", 0.5)]
+    # another label's span is never joined to it
+    assert len(compound_edges("X - linked", [(0, 1, "A", 0.5), (4, 10, "B", 0.5)])) == 2
+
+
 def test_spelling_features_share_columns_across_words_with_a_suffix():
     from domainfm.label.spans import spelling_features
 

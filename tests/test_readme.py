@@ -143,6 +143,7 @@ def tiny_mlm_folder(tmp_path_factory, tiny_tokenizer, tiny_bert_config):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # the walkthrough's own limit below: minutes alone, far more beside other jobs
 def test_the_ten_minute_walkthrough_runs_as_written(tmp_path):
     """The walkthrough block is run by bash as it stands (only its output folder moved to tmp):
     every command must succeed, the vault must restore the exact originals, and the files the

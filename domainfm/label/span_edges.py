@@ -5,14 +5,28 @@ one word too far: "oral cleft ,", "odontoma and", "infertility of", "the disease
 mentions of the kinds people annotate (diseases, drugs, names, places, clauses' key terms) are
 noun phrases whose edges are content words, so trimming those edges is a rule of English, not a
 list of what some corpus contained. Inside a span nothing is touched ("colon or lung cancer").
-Measured on NCBI-disease (devel, 2 seed draws): README, span suggestions.
+
+The other edge error is the opposite one: a hyphenated compound is one word to a reader but
+three to the tagger (the tokenizer splits "X-linked" into "X", "-", "linked"), and the hyphen,
+read alone, looks like punctuation, so the tagger cuts "X | linked disorder" or stops at
+"Tay - Sachs" before "disease"'s compound partner. :func:`compound_edges` widens a span over
+any compound it cuts and joins spans of one label that then overlap or touch.
+Measured on NCBI-disease: README, span suggestions.
 """
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 _OPENERS, _CLOSERS = "([{", ")]}"
+# a hyphen (ASCII, Unicode hyphen, non-breaking hyphen; never a dash) joining two word pieces,
+# with at most one space on each side: pre-tokenised corpora write "X - linked"
+_HYPHENS = "-\u2010\u2011"
+_PIECE = r"[^\W_][\w']*"
+_AFTER = re.compile(rf" ?[{_HYPHENS}] ?({_PIECE})")
+_BEFORE = re.compile(rf"(?<![\w'])({_PIECE}) ?[{_HYPHENS}] ?$")
+_LOOK_BACK = 80  # characters searched before a span for the compound piece it cuts
 
 
 @lru_cache(maxsize=1)
@@ -74,3 +88,29 @@ def trimmed(text: str, spans):
         if cut is not None and score > best.get((cut[0], cut[1], label), float("-inf")):
             best[(cut[0], cut[1], label)] = score
     return sorted((s, e, label, score) for (s, e, label), score in best.items())
+
+
+def snap_compound(text: str, start: int, end: int) -> tuple[int, int]:
+    """``(start, end)`` widened over the hyphenated compounds it cuts ("X" of "X - linked",
+    "Sachs" of "Tay-Sachs"), piece by piece; a function word is never taken in, so a dash
+    written as a spaced hyphen ("cancer - the first") stays outside."""
+    while (m := _AFTER.match(text, end)) and not _is_function_word(m.group(1)):
+        end = m.end()
+    while (m := _BEFORE.search(text, max(0, start - _LOOK_BACK), start)) and not _is_function_word(m.group(1)):
+        start = m.start()
+    return start, end
+
+
+def compound_edges(text: str, spans):
+    """``(start, end, label, score)`` spans widened over the compounds they cut
+    (:func:`snap_compound`); spans of one label that then overlap, or that only whitespace
+    separates, become one with the mean of their scores. NCBI-disease tuning split, 3 draws:
+    entity F1 0.545 -> 0.562 at 8 seed abstracts, 0.638 -> 0.650 at 32, better on every draw."""
+    out: list[tuple[int, int, str, float]] = []
+    for s, e, label, score in sorted((*snap_compound(text, s, e), label, score) for s, e, label, score in spans):
+        if out and out[-1][2] == label and (s <= out[-1][1] or not text[out[-1][1]:s].strip()):
+            ps, pe, _, pscore = out[-1]
+            out[-1] = (ps, max(pe, e), label, (pscore + score) / 2)
+            continue
+        out.append((s, e, label, score))
+    return out

@@ -60,7 +60,7 @@ from domainfm.corpus.document import Document, Span
 from domainfm.errors import DomainFMError
 from domainfm.label.abbreviations import carry
 from domainfm.label.span_config import SpanLabelConfig
-from domainfm.label.span_edges import trimmed
+from domainfm.label.span_edges import compound_edges, trimmed
 from domainfm.label.span_heads import HeadRule, PartsOfSpeech
 
 _FEATURE_CACHE: dict[tuple, Any] = {}
@@ -515,13 +515,13 @@ def oof_rows(docs: Sequence[Document], found: Sequence[Sequence[tuple[int, int, 
 
 def final_spans(text: str, spans: Sequence[tuple[int, int, str, float]], lexicon, abbreviations: bool = False,
                 heads=None) -> list[tuple[int, int, str, float, str]]:
-    """A document's model spans as they are suggested and calibrated: edges trimmed
-    (:mod:`domainfm.label.span_edges`), those not ending in their label's head left out when
+    """A document's model spans as they are suggested and calibrated: edges trimmed and widened
+    over the hyphenated compounds they cut (:mod:`domainfm.label.span_edges`), those not ending in their label's head left out when
     there is a ``heads`` rule (:class:`domainfm.label.span_heads.HeadRule`), combined with the
     seed lexicon's matches (:meth:`SeedLexicon.combine`) when there is one, then with
     ``abbreviations`` the short forms of the long forms they end on
     (:func:`domainfm.label.abbreviations.carry`)."""
-    spans = trimmed(text, spans)
+    spans = compound_edges(text, trimmed(text, spans))
     if heads is not None:
         spans = heads.keep(text, spans)
     out = ([(s, e, lab, c, "model") for s, e, lab, c in spans] if lexicon is None
