@@ -106,8 +106,9 @@ def test_compound_edges_join_spans_of_one_label_that_meet():
              (57, 61, "D", 0.9), (64, 70, "D", 0.5)]
     assert [(text[s:e], round(c, 2)) for s, e, _, c in compound_edges(text, spans)] == [
         ("X - linked disorder", 0.6), ("Glucose 6 - phosphate deficiency", 0.7), ("gout", 0.9), ("asthma", 0.5)]
-    # another label's span is never joined to it
-    assert len(compound_edges("X - linked", [(0, 1, "A", 0.5), (4, 10, "B", 0.5)])) == 2
+    # another label's span is never joined to it, nor widened into
+    assert compound_edges("X - linked", [(0, 1, "A", 0.5), (4, 10, "B", 0.7)]) == [
+        (0, 1, "A", 0.5), (4, 10, "B", 0.7)]
 
 
 def test_spelling_features_share_columns_across_words_with_a_suffix():

@@ -104,10 +104,18 @@ def snap_compound(text: str, start: int, end: int) -> tuple[int, int]:
 def compound_edges(text: str, spans):
     """``(start, end, label, score)`` spans widened over the compounds they cut
     (:func:`snap_compound`); spans of one label that then overlap, or that only whitespace
-    separates, become one with the mean of their scores. NCBI-disease tuning split, 3 draws:
-    entity F1 0.545 -> 0.562 at 8 seed abstracts, 0.638 -> 0.650 at 32, better on every draw."""
+    separates, become one with the mean of their scores. A span is not widened into another
+    label's span. NCBI-disease tuning split, 3 draws: entity F1 0.545 -> 0.562 at 8 seed
+    abstracts, 0.638 -> 0.650 at 32, better on every draw."""
+    spans = list(spans)
+    widened = []
+    for s, e, label, score in spans:
+        ws, we = snap_compound(text, s, e)
+        if any(lab != label and a < we and ws < z for a, z, lab, _ in spans):
+            ws, we = s, e
+        widened.append((ws, we, label, score))
     out: list[tuple[int, int, str, float]] = []
-    for s, e, label, score in sorted((*snap_compound(text, s, e), label, score) for s, e, label, score in spans):
+    for s, e, label, score in sorted(widened):
         if out and out[-1][2] == label and (s <= out[-1][1] or not text[out[-1][1]:s].strip()):
             ps, pe, _, pscore = out[-1]
             out[-1] = (ps, max(pe, e), label, (pscore + score) / 2)

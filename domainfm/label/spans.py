@@ -516,11 +516,11 @@ def oof_rows(docs: Sequence[Document], found: Sequence[Sequence[tuple[int, int, 
 def final_spans(text: str, spans: Sequence[tuple[int, int, str, float]], lexicon, abbreviations: bool = False,
                 heads=None) -> list[tuple[int, int, str, float, str]]:
     """A document's model spans as they are suggested and calibrated: edges trimmed and widened
-    over the hyphenated compounds they cut (:mod:`domainfm.label.span_edges`), those not ending in their label's head left out when
-    there is a ``heads`` rule (:class:`domainfm.label.span_heads.HeadRule`), combined with the
-    seed lexicon's matches (:meth:`SeedLexicon.combine`) when there is one, then with
-    ``abbreviations`` the short forms of the long forms they end on
-    (:func:`domainfm.label.abbreviations.carry`)."""
+    over the hyphenated compounds they cut (:mod:`domainfm.label.span_edges`), those not ending
+    in their label's head left out when there is a ``heads`` rule
+    (:class:`domainfm.label.span_heads.HeadRule`), combined with the seed lexicon's matches
+    (:meth:`SeedLexicon.combine`) when there is one, then with ``abbreviations`` the short forms
+    of the long forms they end on (:func:`domainfm.label.abbreviations.carry`)."""
     spans = compound_edges(text, trimmed(text, spans))
     if heads is not None:
         spans = heads.keep(text, spans)
