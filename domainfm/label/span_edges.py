@@ -111,7 +111,7 @@ def compound_edges(text: str, spans):
     widened = []
     for s, e, label, score in spans:
         ws, we = snap_compound(text, s, e)
-        if any(lab != label and a < we and ws < z for a, z, lab, _ in spans):
+        if (ws, we) != (s, e) and any(lab != label and a < we and ws < z for a, z, lab, _ in spans):
             ws, we = s, e
         widened.append((ws, we, label, score))
     out: list[tuple[int, int, str, float]] = []

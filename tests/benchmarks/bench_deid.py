@@ -254,10 +254,11 @@ def fresh_strings(docs: list, seed: int = 13, moves: dict | None = None, mapping
     generic = vocab.stop_words() | vocab.FACILITY_HEADS | vocab.FACILITY_MODIFIERS
     names = vocab.all_names()
     drawn: dict[tuple[str, str], str] = {}
-    patient_text: dict[str, str] = {}  # a patient's notes, lower-cased: where a draw must not occur
+    notes_of: dict[str, list[str]] = {}
     for doc in docs if mapping == "patient" else ():
-        scope = str(doc.meta.get("patient_id", doc.id))
-        patient_text[scope] = patient_text.get(scope, "") + "\n" + doc.text.lower()
+        notes_of.setdefault(str(doc.meta.get("patient_id", doc.id)), []).append(doc.text.lower())
+    # a patient's notes, lower-cased and joined once: where a draw must not occur
+    patient_text = {scope: "\n" + "\n".join(notes) for scope, notes in notes_of.items()}
 
     def pseudo(word: str, scope: str, text: str) -> str:
         low = word.lower().strip(".,")
