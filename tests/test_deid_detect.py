@@ -448,7 +448,7 @@ def test_legal_applicant_residence_stays_phi(detectors):
     ("We met on Tuesday.", "Tuesday", False),
 ])
 def test_durations_are_not_dates(text, span, duration):
-    from domainfm.deid.recognizers.tokens import _duration
+    from domainfm.deid.recognizers.entities import _duration
 
     start = text.index(span)
     assert _duration(text, start, start + len(span)) is duration

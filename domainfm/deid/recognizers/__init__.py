@@ -66,7 +66,8 @@ def _regex(name, *families):
 @register_set("clinical", "HIPAA Safe Harbor identifiers in clinical notes (mixed, ALL-CAPS or lower case)")
 def _clinical() -> RecognizerSet:
     from domainfm.deid.recognizers import patterns as p
-    from domainfm.deid.recognizers.tokens import GazetteerRecognizer, NameRecognizer, PlaceRecognizer
+    from domainfm.deid.recognizers.names import NameRecognizer
+    from domainfm.deid.recognizers.places import GazetteerRecognizer, PlaceRecognizer
 
     # spaCy's small news-trained NER is left out: on nursing notes it found 1 name per 20
     # false alarms (PhysioNet dev part), and without it spaCy only tokenizes.
@@ -88,9 +89,9 @@ def _clinical() -> RecognizerSet:
 @register_set("legal", "parties, judges, counsel, case numbers and quasi identifiers in judgments (TAB)")
 def _legal() -> RecognizerSet:
     from domainfm.deid.recognizers import patterns as p
-    from domainfm.deid.recognizers.tokens import (
-        GazetteerRecognizer, NameRecognizer, PlaceRecognizer, SpacyEntityRecognizer,
-    )
+    from domainfm.deid.recognizers.entities import SpacyEntityRecognizer
+    from domainfm.deid.recognizers.names import NameRecognizer
+    from domainfm.deid.recognizers.places import GazetteerRecognizer, PlaceRecognizer
 
     return RecognizerSet(
         recognizers=[
@@ -117,9 +118,9 @@ def _legal() -> RecognizerSet:
 @register_set("generic", "generic PII in free text (Presidio's entity set): all ages, countries, foreign phones")
 def _generic() -> RecognizerSet:
     from domainfm.deid.recognizers import patterns as p
-    from domainfm.deid.recognizers.tokens import (
-        GazetteerRecognizer, NameRecognizer, PlaceRecognizer, SpacyEntityRecognizer,
-    )
+    from domainfm.deid.recognizers.entities import SpacyEntityRecognizer
+    from domainfm.deid.recognizers.names import NameRecognizer
+    from domainfm.deid.recognizers.places import GazetteerRecognizer, PlaceRecognizer
 
     return RecognizerSet(
         recognizers=[
