@@ -201,7 +201,7 @@ def test_seed_lexicon_replaces_the_model_spans_it_contains_and_defers_to_longer_
 
 
 def test_span_calibration_reads_each_source_from_out_of_fold_spans():
-    from domainfm.label.spans import SpanCalibration
+    from domainfm.label.span_calibration import SpanCalibration
 
     rng = np.random.default_rng(0)
     rows = [("model", float(r), bool(rng.random() < r)) for r in rng.uniform(0.05, 0.95, 200)]

@@ -266,16 +266,16 @@ def check_labels(labeled_docs: Sequence[Document], config: LabelConfig | None = 
         on_stage("embedding the labeled set")
     X = None if cfg.method == "setfit" else enc.encode(texts)  # setfit folds embed with their own encoder
     anchors = None if cfg.method == "setfit" else methods._anchors(enc, seeds.classes, seeds.multilabel, cfg)
-    fold_embed = None
-    splits = None
+    def tuned_fold(train_idx):
+        tuned = methods.finetune_encoder(enc, [texts[i] for i in train_idx], seeds.Y[train_idx],
+                                         multilabel=seeds.multilabel,
+                                         cfg=methods._scaled(cfg, len(train_idx), len(texts)))
+        return tuned.encode(texts), None, methods._anchors(tuned, seeds.classes, seeds.multilabel, cfg)
+
+    fold_embed, splits = None, None
     if cfg.method == "setfit":
         splits = methods.cv_splits(seeds.Y, seeds.multilabel, cfg.cv_folds, cfg.seed)
-
-        def fold_embed(train_idx):
-            tuned = methods.finetune_encoder(enc, [texts[i] for i in train_idx], seeds.Y[train_idx],
-                                             multilabel=seeds.multilabel,
-                                             cfg=methods._scaled(cfg, len(train_idx), len(texts)))
-            return tuned.encode(texts), None, methods._anchors(tuned, seeds.classes, seeds.multilabel, cfg)
+        fold_embed = tuned_fold
     if on_stage:
         on_stage("cross-validating")
     # No pool: self-training would pseudo-label the checked items themselves.

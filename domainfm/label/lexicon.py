@@ -22,7 +22,7 @@ The lexicon is what the annotator taught, used literally, beside the model:
 
 Confidences are not set here: the span methods calibrate each source (``model``, ``lexicon``,
 ``model+lexicon``) on out-of-fold seeds, where every fold builds its own lexicon from its
-training seeds (:class:`domainfm.label.spans.SpanCalibration`).
+training seeds (:class:`domainfm.label.span_calibration.SpanCalibration`).
 
 Measured on NCBI-disease with the frozen probe (first sub-word features, BIO-constrained
 decoding; 2 draws, devel): entity F1 0.347 / 0.501 at 8 / 32 seed abstracts with the lexicon

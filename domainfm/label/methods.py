@@ -132,7 +132,7 @@ def fit_self_trained(X, Y, X_pool, *, C, multilabel, n_classes, cfg: LabelConfig
     models, _ = _raw_logits(Xt, Yt, X[:1], C=C, multilabel=multilabel, seed=cfg.seed, weights=wt)
     if multilabel or cfg.self_training == 0 or X_pool is None or len(X_pool) == 0:
         return models
-    first = None
+    first, previous = None, models
     for r in range(1, cfg.self_training + 1):
         probs = softmax(_decision(models[0], X_pool) / temperature)
         pred = probs.argmax(1)

@@ -41,7 +41,7 @@ class FinetunedSpans:
 
     task_model: Any  # domainfm.inference.TaskModel
     labels: list[str]
-    calibration: Any  # domainfm.label.spans.SpanCalibration
+    calibration: Any  # domainfm.label.span_calibration.SpanCalibration
     summary: dict[str, Any]
     lexicon: Any = None  # domainfm.label.lexicon.SeedLexicon, or None when turned off
     tagger: None = None  # the probe's cached encoder; the live backend passes it back on refresh
@@ -118,7 +118,8 @@ def _score(tm, docs: Sequence[Document]):
 
 def train_finetuned(seeds: Sequence[Document], labels: list[str], cfg: SpanLabelConfig, *,
                     on_stage: Callable[[str], None] | None = None) -> FinetunedSpans:
-    from domainfm.label.spans import SpanCalibration, oof_rows, seed_lexicon
+    from domainfm.label.span_calibration import SpanCalibration
+    from domainfm.label.spans import oof_rows, seed_lexicon
 
     stage = on_stage or (lambda s: None)
     t0 = time.perf_counter()

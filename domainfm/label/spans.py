@@ -59,6 +59,7 @@ import numpy as np
 from domainfm.corpus.document import Document, Span
 from domainfm.errors import DomainFMError
 from domainfm.label.abbreviations import carry
+from domainfm.label.span_calibration import SpanCalibration
 from domainfm.label.span_config import SpanLabelConfig
 from domainfm.label.span_edges import compound_edges, trimmed
 from domainfm.label.span_heads import HeadRule, PartsOfSpeech
@@ -415,35 +416,6 @@ def decode(chunk: _Chunk, probs: np.ndarray, labels: Sequence[str]) -> list[tupl
     return [(int(x.start), int(x.end), x.label, float(x.attrs["score"])) for x in found]
 
 
-def _logit(raw) -> np.ndarray:
-    raw = np.clip(np.asarray(raw, dtype=float), 1e-6, 1 - 1e-6)
-    return np.log(raw / (1 - raw))
-
-
-def _platt(raw: np.ndarray, correct: np.ndarray, confirmed: np.ndarray | None = None) -> tuple[float, ...] | None:
-    """``(a, b, c)`` of ``sigmoid(a * logit(raw) + b + c * confirmed)`` fitted by L2-regularised
-    logistic regression (``c`` 0 without ``confirmed``); None with too few out-of-fold spans or
-    only one outcome. The penalty shrinks ``c`` towards 0, so with few confirmed spans they are
-    read like the others."""
-    if len(raw) < 8 or correct.min() == correct.max():
-        return None
-    from sklearn.linear_model import LogisticRegression
-
-    x = _logit(raw).reshape(-1, 1)
-    if confirmed is not None:
-        x = np.hstack([x, np.asarray(confirmed, dtype=float).reshape(-1, 1)])
-    lr = LogisticRegression(C=1.0).fit(x, correct.astype(int))
-    c = float(lr.coef_[0, 1]) if confirmed is not None else 0.0
-    return float(lr.coef_[0, 0]), float(lr.intercept_[0]), c
-
-
-def _apply_platt(raw: float, params: tuple[float, ...] | None, confirmed: bool = False) -> float:
-    if params is None:
-        return raw
-    z = params[0] * float(_logit(raw)) + params[1] + (params[2] if confirmed else 0.0)
-    return float(1.0 / (1.0 + np.exp(-z)))
-
-
 def _merge_chunk_spans(found: list[tuple[int, int, str, float]]) -> list[tuple[int, int, str, float]]:
     """Spans of one document from its chunks: duplicates (overlap regions) keep the higher
     confidence; of two overlapping different spans the more confident one stays."""
@@ -453,52 +425,6 @@ def _merge_chunk_spans(found: list[tuple[int, int, str, float]]) -> list[tuple[i
             continue
         kept.append(s)
     return sorted(kept)
-
-
-# sources calibrated by their out-of-fold precision, not by the model's score
-_BY_PRECISION = ("lexicon", "abbreviation")
-
-
-class SpanCalibration:
-    """Calibrated confidence of a suggested span by its source. Model spans (``model``, and
-    ``model+lexicon`` where the seed lexicon confirms one) go through one Platt map of the raw
-    score with a shift for confirmed spans (:func:`_platt`: one map fitted on all of them, so a
-    handful of out-of-fold spans of either kind do not each get a map of their own);
-    seed-lexicon spans the model did not find (``lexicon``) get the out-of-fold precision
-    ``(hits + 1) / (found + 2)`` of such spans."""
-
-    def __init__(self, platt: tuple[float, ...] | None = None, precision: dict[str, float] | None = None):
-        self.platt, self.precision = platt, dict(precision or {})
-
-    @classmethod
-    def fit(cls, rows: Sequence[tuple[str, float, bool]]) -> tuple["SpanCalibration", dict[str, Any]]:
-        """From out-of-fold ``(source, raw confidence, exactly right)`` rows; with the summary
-        the manifest records (counts and rates only)."""
-        scored = [(raw, ok, src == "model+lexicon") for src, raw, ok in rows if src not in _BY_PRECISION]
-        platt = _platt(np.array([r for r, _, _ in scored]), np.array([ok for _, ok, _ in scored], dtype=float),
-                       np.array([c for *_, c in scored]) if any(c for *_, c in scored) else None) if scored else None
-        precision, sources = {}, {}
-        for src in sorted({src for src, _, _ in rows}):
-            oks = [ok for s_, _, ok in rows if s_ == src]
-            sources[src] = {"oof_spans": len(oks), "oof_precision": round(float(np.mean(oks)), 4)}
-        for src in _BY_PRECISION:
-            oks = [ok for s_, _, ok in rows if s_ == src]
-            if oks:
-                precision[src] = (sum(oks) + 1) / (len(oks) + 2)
-        oks = [ok for *_, ok in rows]
-        summary = {"platt": None if platt is None else [round(x, 4) for x in platt], "oof_spans": len(rows),
-                   "oof_span_precision": round(float(np.mean(oks)), 4) if oks else None, "sources": sources}
-        return cls(platt, precision), summary
-
-    def confidence(self, raw: float, source: str) -> float:
-        """A suggested span's calibrated confidence from its raw one (the model's score, or for
-        ``lexicon`` the entry's share on the seeds, kept when the folds saw no such span; an
-        ``abbreviation`` the folds never saw takes its long form's calibrated confidence)."""
-        if source in self.precision:
-            return self.precision[source]
-        if source == "lexicon":
-            return raw
-        return _apply_platt(raw, self.platt, confirmed=source == "model+lexicon")
 
 
 def oof_rows(docs: Sequence[Document], found: Sequence[Sequence[tuple[int, int, str, float]]],
