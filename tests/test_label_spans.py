@@ -235,6 +235,42 @@ def test_span_config_errors_name_the_field():
     with pytest.raises(ConfigError, match="'probe_layers'.*layer numbers >= 1"):
         SpanLabelConfig(probe_layers=[0, 1])
     assert SpanLabelConfig(probe_layers=[3, 4]).probe_layers == (3, 4)  # YAML lists become tuples
+    with pytest.raises(ConfigError, match="'decision_shift'.*\\[-5, 5\\] or unset"):
+        SpanLabelConfig(decision_shift=9)
+    with pytest.raises(ConfigError, match="'decision_shift'"):
+        SpanLabelConfig(decision_shift="high")
+
+
+def test_decision_shift_is_chosen_on_out_of_fold_seeds_and_moves_the_decoding(tiny_model_dir):
+    from domainfm.label.spans import DECISION_SHIFTS, predict_spans, train_span_model
+
+    seeds, pool = _pattern_docs(16), [Document(d.id, d.text) for d in _pattern_docs(8, offset=16)]
+    base = dict(encoder=str(tiny_model_dir), max_tokens=32, overlap=4, span_heads=False, seed_lexicon=False,
+                abbreviations=False, deid_prior="off")
+    chosen = train_span_model(seeds, SpanLabelConfig(**base))
+    cal = chosen.summary["calibration"]
+    assert cal["decision_shift"] == chosen.shift and chosen.shift in DECISION_SHIFTS
+    assert set(cal["oof_f1_by_shift"]) == {str(x) for x in DECISION_SHIFTS}
+    assert cal["oof_f1_by_shift"][str(chosen.shift)] == max(cal["oof_f1_by_shift"].values())
+
+    fixed = SpanLabelConfig(**base, decision_shift=1.0)
+    model = train_span_model(seeds, fixed)
+    assert model.shift == 1.0 and list(model.summary["calibration"]["oof_f1_by_shift"]) == ["1.0"]
+    assert len(predict_spans(model, pool, fixed).spans) == len(pool)
+
+
+def test_decision_shift_trades_doubtful_spans_for_none():
+    from domainfm.label.spans import _spans_from_logits
+
+    c = _chunk("mild renal failure today")
+    # "renal failure" is a span at 0.6 against 0.4: kept as it is, gone with a shift of 1 towards O
+    logits = np.log(np.array([[0.9, 0.05, 0.05], [0.4, 0.55, 0.05], [0.4, 0.05, 0.55], [0.9, 0.05, 0.05]]))
+
+    def spans(shift):
+        found, _ = _spans_from_logits([c], [logits], ["Disease"], 1.0, lambda raw: raw, 1, shift)
+        return [(s, e) for s, e, _, _ in found[0]]
+
+    assert spans(0.0) == [(5, 18)] and spans(1.0) == [] and spans(-3.0)[0][0] == 0  # "mild" joins
 
 
 def test_probe_reads_the_chosen_layers_and_runs_none_above_them(tiny_model_dir):

@@ -65,6 +65,11 @@ from domainfm.label.span_edges import compound_edges, trimmed
 from domainfm.label.span_heads import HeadRule, PartsOfSpeech
 
 _FEATURE_CACHE: dict[tuple, Any] = {}
+# decision shifts tried on the out-of-fold seeds when SpanLabelConfig.decision_shift is unset.
+# None is negative: the fold models see fewer seeds than the final one and find fewer spans, so
+# a recall boost that helps them overshoots for the final model (NCBI tuning split, 8 seeds: the
+# folds chose -0.5 on all 3 draws, and F1 fell 0.562 -> 0.557).
+DECISION_SHIFTS = (0.0, 0.5, 1.0)
 
 
 @dataclass
@@ -490,6 +495,7 @@ class _Fitted:
     summary: dict[str, Any]
     lexicon: Any = None  # domainfm.label.lexicon.SeedLexicon, or None when turned off
     heads: Any = None  # domainfm.label.span_heads.HeadRule, or None (turned off, or too few seed spans)
+    shift: float = 0.0  # log-odds added to the no-span tag before decoding (SpanLabelConfig.decision_shift)
 
 
 def seed_labels(seeds: Sequence[Document]) -> list[str]:
@@ -500,9 +506,10 @@ def _tags_for(chunks, docs, label_index):
     return [word_tags(c, docs[c.doc].spans, label_index) for c in chunks]
 
 
-def _spans_from_logits(chunks, logits, labels, temperature, calibrate, n_docs):
+def _spans_from_logits(chunks, logits, labels, temperature, calibrate, n_docs, shift: float = 0.0):
     """Per document, the merged spans of its chunks with raw confidence, and its uncertainty for
-    the annotation order (read from ``calibrate(raw)``)."""
+    the annotation order (read from ``calibrate(raw)``). ``shift`` is added to the log-odds of
+    the no-span tag before decoding (positive: fewer, surer spans)."""
     from domainfm.metrics import softmax
 
     per_doc: list[list] = [[] for _ in range(n_docs)]
@@ -510,6 +517,10 @@ def _spans_from_logits(chunks, logits, labels, temperature, calibrate, n_docs):
     chunk_items: list[list[float]] = []
     for c, lg in zip(chunks, logits):
         p = softmax(lg / temperature)
+        if shift:
+            p = p.copy()
+            p[:, 0] *= np.exp(shift)
+            p /= p.sum(1, keepdims=True)
         found = decode(c, p, labels)
         per_doc[c.doc].extend(found)
         e_inside = 1.0 - p[:, 0]
@@ -552,7 +563,7 @@ def train_span_model(seeds: Sequence[Document], cfg: SpanLabelConfig | None = No
     if cfg.span_heads:
         stage("tagging the seeds' parts of speech")
         pos = PartsOfSpeech()
-    temperature, fitted = 1.0, SpanCalibration()
+    temperature, fitted, shift = 1.0, SpanCalibration(), cfg.decision_shift or 0.0
     calibration: dict[str, Any] = {"folds": 0}
     folds = min(cfg.folds, len(seeds))
     if folds >= 2:
@@ -576,21 +587,36 @@ def train_span_model(seeds: Sequence[Document], cfg: SpanLabelConfig | None = No
                                           np.concatenate([tags[i] for _, idx, _ in oof for i in idx]))
             # the out-of-fold spans under the fitted temperature, merged per document as the
             # suggestions are, with each fold's own seed lexicon: raw confidence, right or wrong
-            rows = []
+            fold_parts = []
             for r, fold_of in enumerate(splits):
-                idx = [i for r_, part, _ in oof if r_ == r for i in part]
-                logits = [lg for r_, _, part in oof if r_ == r for lg in part]
-                found, _ = _spans_from_logits([chunks[i] for i in idx], logits, labels, temperature,
-                                              lambda raw: raw, len(seeds))
                 for f in range(folds):
-                    held = [i for i in range(len(seeds)) if fold_of[i] == f]
                     kept = [seeds[i] for i in range(len(seeds)) if fold_of[i] != f]
-                    lexicon = seed_lexicon(kept, labels, cfg)
-                    heads = HeadRule.fit(kept, labels, pos) if pos is not None else None
-                    rows += oof_rows([seeds[i] for i in held], [found[i] for i in held], lexicon,
-                                     cfg.abbreviations, heads)
-            fitted, fit_summary = SpanCalibration.fit(rows)
-            calibration = {"folds": folds, "repeats": repeats, "temperature": round(temperature, 4), **fit_summary}
+                    fold_parts.append(([i for i in range(len(seeds)) if fold_of[i] == f],
+                                       seed_lexicon(kept, labels, cfg),
+                                       HeadRule.fit(kept, labels, pos) if pos is not None else None))
+
+            def rows_at(shift: float) -> list[tuple[str, float, bool]]:
+                rows = []
+                for r in range(len(splits)):
+                    idx = [i for r_, part, _ in oof if r_ == r for i in part]
+                    logits = [lg for r_, _, part in oof if r_ == r for lg in part]
+                    found, _ = _spans_from_logits([chunks[i] for i in idx], logits, labels, temperature,
+                                                  lambda raw: raw, len(seeds), shift)
+                    for held, lexicon, heads in fold_parts[r * folds:(r + 1) * folds]:
+                        rows += oof_rows([seeds[i] for i in held], [found[i] for i in held], lexicon,
+                                         cfg.abbreviations, heads)
+                return rows
+
+            gold = len(splits) * sum(len(d.spans) for d in seeds)
+            by_shift = {x: rows_at(x) for x in ((cfg.decision_shift,) if cfg.decision_shift is not None
+                                                else DECISION_SHIFTS)}
+            f1 = {x: 2 * sum(ok for *_, ok in rows) / max(1, len(rows) + gold) for x, rows in by_shift.items()}
+            # the best out-of-fold entity F1; a tie keeps the shift nearest 0
+            shift = max(f1, key=lambda x: (round(f1[x], 6), -abs(x)))
+            fitted, fit_summary = SpanCalibration.fit(by_shift[shift])
+            calibration = {"folds": folds, "repeats": repeats, "temperature": round(temperature, 4),
+                           "decision_shift": shift, "oof_f1_by_shift": {str(x): round(v, 4) for x, v in f1.items()},
+                           **fit_summary}
     stage("training on all seeds")
     head, steps = tagger.fit(chunks, tags, n_tags, cfg.seed)
     lexicon = seed_lexicon(seeds, labels, cfg)
@@ -602,7 +628,7 @@ def train_span_model(seeds: Sequence[Document], cfg: SpanLabelConfig | None = No
                "calibration": calibration, "seed_lexicon": None if lexicon is None else lexicon.summary,
                "span_heads": None if heads is None else heads.summary,
                "train_seconds": round(time.perf_counter() - t0, 2)}
-    return _Fitted(tagger, head, labels, temperature, fitted, summary, lexicon, heads)
+    return _Fitted(tagger, head, labels, temperature, fitted, summary, lexicon, heads, shift)
 
 
 def predict_spans(model: _Fitted, docs: Sequence[Document], cfg: SpanLabelConfig | None = None, *,
@@ -628,7 +654,8 @@ def predict_spans(model: _Fitted, docs: Sequence[Document], cfg: SpanLabelConfig
     stage("tagging pool")
     logits, vectors = model.tagger.score(model.head, chunks)
     found, uncertainty = _spans_from_logits(chunks, logits, model.labels, model.temperature,
-                                            lambda raw: model.calibration.confidence(raw, "model"), len(pool))
+                                            lambda raw: model.calibration.confidence(raw, "model"), len(pool),
+                                            model.shift)
     prior = _deid_prior(model.labels, pool, seeds, cfg)
     kept_idx = [i for i in range(len(pool)) if i not in bad_idx]
     out_spans: list[list[Span]] = []
