@@ -257,8 +257,10 @@ def _pd(**fields):
     (_pd(options=[{"id": "a"}], accept="a", meta={"id": "b"}), "'accept' must be a list of option ids"),
     (_pd(label=["cardio"], meta={"id": "b"}), "'label' must be a string, got a list"),
     (_pd(_annotator_id={"n": 1}, meta={"id": "b"}), "'_annotator_id'/'_session_id' must be a string or an integer"),
+    (_pd(spans=[{"start": 0, "end": 5, "label": "SYMPTOM", "text": "Ann L"}], meta={"id": "b"}),
+     "span 0 [0:5]: its 'text' differs from the text at its offsets"),
 ], ids=["answer-list", "meta-str", "id-list", "hash-list", "config-str", "accept-null", "accept-str", "label-list",
-        "annotator-object"])
+        "annotator-object", "span-text-differs"])
 def test_prodigy_malformed_line_is_rejected_alone(bad, reason, tmp_path):
     good = _pd(options=[{"id": 1}, {"id": 2}], accept=[2], meta={"id": "good"})
     src = tmp_path / "db.jsonl"

@@ -376,7 +376,43 @@ def test_brat_spans_fragments_attributes_and_relations(tmp_path):
     assert rejects[0]["id"] == "bad" and "text differs" in rejects[0]["reason"]
 
 
+@pytest.mark.parametrize("ann, reason", [
+    ("T1\tNAME 0 4\tJohn\nT1\tNAME 5 10\tSmith\n", "T1 is given twice"),
+    ("T1\t 0 4\tJohn\n", "T1 has no label"),
+    ("T1\tNAME 0 4\tJohn\nA2\tNegated\n", "A2: an attribute needs a name and a target"),
+], ids=["repeated-id", "no-label", "attribute-without-target"])
+def test_brat_annotation_lines_that_would_lose_or_invent_data_reject_the_document(ann, reason, tmp_path):
+    root = tmp_path / "brat"
+    root.mkdir()
+    (root / "d.txt").write_text("John Smith was seen.")
+    (root / "d.ann").write_text(ann)
+    docs, rejects = run("brat", root, tmp_path)
+    assert docs == [] and len(rejects) == 1
+    assert reason in rejects[0]["reason"] and rejects[0]["location"].startswith("d.ann:")
+    assert "John" not in rejects[0]["reason"] and "Smith" not in rejects[0]["reason"]
+
+
+def test_jsonl_record_with_a_repeated_key_is_rejected_not_overwritten(tmp_path):
+    src = tmp_path / "d.jsonl"
+    src.write_text('{"id": "a", "text": "kept"}\n{"id": "b", "text": "first", "text": "Jane Roe"}\n')
+    docs, rejects = run("jsonl", src, tmp_path)
+    assert [d.id for d in docs] == ["a"] and len(rejects) == 1
+    assert "key 'text' is given twice" in rejects[0]["reason"] and rejects[0]["location"] == "d.jsonl:2"
+    assert "Jane" not in rejects[0]["reason"]
+
+
 # --- conll --------------------------------------------------------------------------------
+
+def test_conll_byte_order_mark_is_not_text(tmp_path):
+    src = tmp_path / "bom.conll"
+    src.write_bytes(b"\xef\xbb\xbf-DOCSTART- -X- O O\n\nJohn\tB-PER\n\n-DOCSTART- -X- O O\n\nMary\tB-PER\n")
+    docs, rejects = run("conll", src, tmp_path)
+    assert not rejects and [d.text for d in docs] == ["John", "Mary"]
+    assert [span_texts(d) for d in docs] == [[("John", "PER")], [("Mary", "PER")]]
+    (tmp_path / "plain.conll").write_bytes(b"\xef\xbb\xbfJohn\tB-PER\nsaw\tO\n")
+    docs, _ = run("conll", tmp_path / "plain.conll", tmp_path)
+    assert docs[0].text == "John saw" and span_texts(docs[0]) == [("John", "PER")]
+
 
 def test_conll_builds_exact_spans_and_groups_sentences(tmp_path):
     src = tmp_path / "ner.tsv"

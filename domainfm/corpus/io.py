@@ -436,7 +436,7 @@ def iter_jsonl_lines(path: str | os.PathLike) -> Iterator[tuple[int, str, Any | 
                     f"line is not valid UTF-8 (bad byte at position {exc.start})", location=location, raw=text)
                 continue
             try:
-                yield number, line, json.loads(line, parse_constant=_no_constant)
+                yield number, line, json.loads(line, parse_constant=_no_constant, object_pairs_hook=_unique_keys)
             except json.JSONDecodeError as exc:
                 # json's messages may end in "at" ("Invalid control character at")
                 message = exc.msg[: -len(" at")] if exc.msg.endswith(" at") else exc.msg
@@ -445,6 +445,17 @@ def iter_jsonl_lines(path: str | os.PathLike) -> Iterator[tuple[int, str, Any | 
             except (ValueError, RecursionError) as exc:
                 reason = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
                 yield number, line, Rejected(f"broken JSON ({reason})", location=location, raw=line)
+
+
+def _unique_keys(pairs: list) -> dict:
+    """A JSON object whose keys are all distinct: json keeps the last of a repeated key, which
+    would silently drop the first value (a record's text, say)."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ValueError(f"key {twice!r} is given twice in one object")
+    return out
 
 
 def read_documents(

@@ -91,7 +91,13 @@ def _parse_ann(content: str, text: str, doc_id: str, where: str) -> tuple[list[S
         ann_id = fields[0]
         try:
             if ann_id.startswith("T"):
+                if ann_id in fragments:
+                    raise RecordError(f"{ann_id} is given twice (each text-bound annotation needs its own id)",
+                                      record_id=doc_id, location=location)
                 kind, _, ranges = fields[1].partition(" ")
+                if not kind.strip():
+                    raise RecordError(f"{ann_id} has no label (expected e.g. 'T1<TAB>Label START END<TAB>text')",
+                                      record_id=doc_id, location=location)
                 pieces = []
                 for part in ranges.split(";"):
                     start, end = (int(x) for x in part.split())
@@ -109,6 +115,9 @@ def _parse_ann(content: str, text: str, doc_id: str, where: str) -> tuple[list[S
                     for i, (s, e) in enumerate(pieces)
                 ]
             elif ann_id.startswith(("A", "M")):
+                if len(fields[1].split()) < 2:
+                    raise RecordError(f"{ann_id}: an attribute needs a name and a target "
+                                      "(expected e.g. 'A1<TAB>Negated T1')", record_id=doc_id, location=location)
                 name, target, *value = fields[1].split()
                 attributes.append((number, target, name, value[0] if value else True))
             elif ann_id.startswith("#"):

@@ -7,6 +7,8 @@ exact character span. Documents are split at ``-DOCSTART-`` lines, or every
 
 from __future__ import annotations
 
+import codecs
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal
@@ -76,6 +78,8 @@ def _read_file(path: Path, options: ConllOptions, prefix: str) -> Iterator[Docum
 
     with open(path, "rb") as fh:
         for number, raw in enumerate(fh, start=1):
+            if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8):]  # files saved by Windows editors
             try:
                 line = raw.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError:
@@ -121,7 +125,9 @@ def _scan(path: Path) -> tuple[bool, set[str]]:
     (types an error may name: an unknown tag may be a token, i.e. PHI, and is never quoted)."""
     has_docstart, types = False, set()
     with open(path, "rb") as fh:
-        for line in fh:
+        for number, line in enumerate(fh, start=1):
+            if number == 1 and line.startswith(codecs.BOM_UTF8):
+                line = line[len(codecs.BOM_UTF8):]
             if line.startswith(b"-DOCSTART-"):
                 has_docstart = True
                 continue

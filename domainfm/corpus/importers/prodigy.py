@@ -146,6 +146,9 @@ def _annotation(obj: dict, index: int, where: str, doc_id: str, location: str) -
         if not 0 <= s["start"] < s["end"] <= len(text):
             raise RecordError(f"{where}span {j} [{s['start']}:{s['end']}] lies outside the text",
                               record_id=doc_id, location=location)
+        if isinstance(s.get("text"), str) and s["text"] != text[s["start"]:s["end"]]:
+            raise RecordError(f"{where}span {j} [{s['start']}:{s['end']}]: its 'text' differs from the text at "
+                              "its offsets", record_id=doc_id, location=location)
         attrs: dict[str, Any] = {}
         if isinstance(s.get("score"), (int, float)) and not isinstance(s["score"], bool):
             attrs["score"] = float(s["score"])
