@@ -56,12 +56,28 @@ def resolve_model(name_or_path: str) -> str:
                 "(expected a folder written by save_pretrained)"
             )
         return str(local)
-    if "/" in name_or_path and not name_or_path.startswith((".", "/", "~")):
+    if _hub_id_shaped(name_or_path):
         return name_or_path  # a hub id: transformers resolves (and caches) it for users online
+    if "/" in name_or_path or "\\" in name_or_path:
+        # a path that is not there: never sent to the hub as if it were an id
+        raise ModelResolutionError(
+            f"no such model folder: {name_or_path} (expected a folder written by save_pretrained, e.g. "
+            "a 'domainfm pretrain' or 'finetune' output; check the path)"
+        )
     raise ModelResolutionError(
         f"unknown model {name_or_path!r}{suggest(name_or_path, ['minilm'])}: give a local folder, "
         "a hub id such as 'org/name', or an embedded name (minilm)"
     )
+
+
+def _hub_id_shaped(name: str) -> bool:
+    """``org/name`` as the hub spells ids: one slash, neither part empty, no path prefix, and no
+    local folder named like the ``org`` part (``runs/my-model`` with a ``runs`` folder here is a
+    mistyped output folder, not a hub id)."""
+    if name.startswith((".", "/", "~")) or "\\" in name or name.count("/") != 1:
+        return False
+    org, repo = name.split("/")
+    return bool(org) and bool(repo) and not Path(org).expanduser().is_dir()
 
 
 def resolve_spacy_model(name: str = DEFAULT_SPACY) -> str:

@@ -27,11 +27,20 @@ def test_hub_ids_and_local_folders_pass_through(tmp_path):
 
 @pytest.mark.parametrize("name, message", [
     ("minlm", "unknown model 'minlm' (did you mean 'minilm'?)"),
-    ("./no/such/dir", "unknown model './no/such/dir'"),
+    ("./no/such/dir", "no such model folder: ./no/such/dir"),
+    ("runs/dapt/checkpoint-9", "no such model folder: runs/dapt/checkpoint-9"),
 ])
 def test_unknown_models_are_clear_errors(name, message):
     with pytest.raises(ModelResolutionError, match=re.escape(message)):
         resolve_model(name)
+
+
+def test_a_mistyped_output_folder_is_not_sent_to_the_hub(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(ModelResolutionError, match="no such model folder: runs/my-dapt-typo"):
+        resolve_model("runs/my-dapt-typo")  # "runs" is a folder here: a path, not the hub org "runs"
+    assert resolve_model("bert-org/clinical-bert") == "bert-org/clinical-bert"
 
 
 def test_folder_without_config_is_rejected(tmp_path):
