@@ -150,6 +150,24 @@ def test_engine_config_errors_name_the_field():
     assert _engine_option("local", "local[2]", None, 1, None) is None
 
 
+def test_a_ray_address_nobody_listens_at_fails_fast_with_a_named_error():
+    import socket
+
+    from domainfm.distributed.ray import _check_reachable
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        _check_reachable(f"127.0.0.1:{port}")  # someone listens: no error
+        _check_reachable(f"ray://127.0.0.1:{port}")
+    with pytest.raises(ConfigError, match=f"cannot reach the Ray cluster at 127.0.0.1:{port}.*--ray-address"):
+        _check_reachable(f"127.0.0.1:{port}", timeout=2)  # closed now: refused at once
+    with pytest.raises(ConfigError, match="HOST:PORT, ray://HOST:PORT or auto"):
+        _check_reachable("my-cluster")
+    _check_reachable("auto")  # left to Ray
+
+
 def test_pipeline_engine_is_read_and_not_in_the_cache_key(tmp_path):
     from domainfm.pipeline import pipeline_from_dict as load_pipeline
 

@@ -62,6 +62,23 @@ class RayOutputs:
             yield row[0], tuple(bytes(v) for v in row[1:] if isinstance(v, (bytes, bytearray, memoryview)))
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a cluster address nobody listens at: ``ray.init`` would retry for minutes
+    (and may rewrite the host) before it gives up with a traceback."""
+    import socket
+
+    if address == "auto":
+        return  # RAY_ADDRESS or a local head: Ray finds it itself
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"the Ray address must be HOST:PORT, ray://HOST:PORT or auto. Got {address!r}.")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ConfigError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc.__class__.__name__}); "
+                          "check --ray-address / engine.ray_address, and that 'ray start --head' runs there") from None
+
+
 class RayEngine:
     """Runs the partition functions in a Ray actor pool of ``actors`` actors."""
 
@@ -72,7 +89,12 @@ class RayEngine:
         ray = _ray()
         if not ray.is_initialized():
             if address:
-                ray.init(address=address, log_to_driver=False)
+                _check_reachable(address)
+                try:
+                    ray.init(address=address, log_to_driver=False)
+                except ConnectionError as exc:
+                    raise ConfigError(f"cannot connect to the Ray cluster at {address} ({exc.__class__.__name__}); "
+                                      "check --ray-address / engine.ray_address") from None
             else:
                 ray.init(num_cpus=actors or cpu_count(), include_dashboard=False, log_to_driver=False,
                          logging_level="WARNING")
