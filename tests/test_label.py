@@ -286,6 +286,17 @@ def test_label_with_one_seed_is_reported_not_fatal(seeds_and_pool):
         suggest_labels(seeds[:1] + seeds[-1:], pool, LabelConfig(**FAST), encoder=FakeEncoder())
 
 
+def test_labels_that_look_like_identifiers_are_counted_not_printed(seeds_and_pool):
+    from domainfm.corpus.summary import label_counts
+
+    _, pool, _ = seeds_and_pool
+    seeds = [Document(id=f"s{i}", text=f"note {i}", label=f"MRN-{1000 + i}") for i in range(20)]
+    with pytest.raises(DomainFMError, match="20 distinct values, 20 of them on one document only") as err:
+        suggest_labels(seeds, pool, LabelConfig(**FAST), encoder=FakeEncoder())
+    assert "MRN" not in str(err.value)
+    assert label_counts({"cardio": 3, "neuro": 1}) == "cardio=3, neuro=1"  # classes are still named
+
+
 def test_multilabel_seeds(seeds_and_pool):
     seeds, pool, gold = seeds_and_pool
     multi = []

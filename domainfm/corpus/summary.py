@@ -5,9 +5,20 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from statistics import median
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from domainfm.corpus.document import Document
+
+
+def label_counts(counts: Mapping[str, int], most: int = 12) -> str:
+    """``a=3, b=4`` for a message, or only counts when the values look like identifiers rather
+    than classes (more than ``most`` values, at least half of them on one document: a label
+    field that points at an id or a name by mistake must not print those values)."""
+    singletons = sum(1 for n in counts.values() if n == 1)
+    if len(counts) > most and 2 * singletons >= len(counts):
+        return (f"{len(counts)} distinct values, {singletons} of them on one document only (not shown: a field "
+                "this varied may hold identifiers; check the label field)")
+    return ", ".join(f"{label}={n}" for label, n in sorted(counts.items())) or "none"
 
 
 @dataclass

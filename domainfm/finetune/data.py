@@ -188,6 +188,8 @@ def split_documents(docs: Sequence[Document], *, eval_fraction: float, split_key
     if task == "classification":
         from sklearn.model_selection import StratifiedGroupKFold
 
+        from domainfm.corpus.summary import label_counts
+
         n_splits = max(2, min(int(round(1 / eval_fraction)), n_groups))
         y = [document_target(d, task, label_field) for d in docs]
         per_class = Counter(y)
@@ -198,7 +200,7 @@ def split_documents(docs: Sequence[Document], *, eval_fraction: float, split_key
                 f"data.eval_fraction {eval_fraction:g} of {len(docs)} training documents: the stratified "
                 f"hold-out cuts them into {n_splits} folds and holds one out, which needs a class with at least "
                 f"{n_splits} documents, but the documents per class are "
-                f"{', '.join(f'{c}={n}' for c, n in sorted(per_class.items()))}; add documents, or give "
+                f"{label_counts(per_class)}; add documents, or give "
                 "data.eval (a separate evaluation file)")
         folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
         train_idx, eval_idx = next(folds.split(np.zeros(len(docs)), y, groups))

@@ -137,7 +137,9 @@ def prepare_seeds(labeled: Sequence[Document], cfg: LabelConfig) -> Seeds:
         too_few = {l: n for l, n in counts.items() if n < 2}
     classes = sorted(l for l in counts if l not in too_few)
     if len(classes) < (1 if multilabel else 2):
-        usable = ", ".join(f"{l}={n}" for l, n in sorted(counts.items())) or "none"
+        from domainfm.corpus.summary import label_counts
+
+        usable = label_counts(counts)
         raise DomainFMError(
             f"need at least {'1 label' if multilabel else '2 labels'} with 2 or more seeds each "
             f"(seeds per label: {usable}); add seeds to the labeled file"
