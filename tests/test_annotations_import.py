@@ -224,6 +224,18 @@ def test_labelstudio_malformed_task_is_rejected_alone(bad, reason, tmp_path):
     assert "Ann" not in rejects[0]["reason"] and "oops" not in rejects[0]["reason"]  # no data in reasons
 
 
+def test_labelstudio_relations_are_kept_beside_the_spans_they_link(tmp_path):
+    name = {**LS_NAME, "id": "a"}
+    place = {"id": "b", "type": "labels", "value": {"start": 16, "end": 20, "text": "seen", "labels": ["EVENT"]}}
+    relation = {"from_id": "a", "to_id": "b", "type": "relation", "direction": "right", "labels": []}
+    src = tmp_path / "e.json"
+    src.write_text(json.dumps([_ls_task(1, LS_TEXT, [(1, [name, place, relation], False)], doc_id="r")]))
+    docs, rejects, _ = _import("labelstudio", src, tmp_path)
+    assert not rejects and _keys(docs[0]) == [(8, 15, "NAME"), (16, 20, "EVENT")]
+    assert docs[0].meta["labelstudio"]["other"] == [{"annotation": 1, "type": "relation", "from_id": "a",
+                                                     "to_id": "b", "direction": "right", "labels": []}]
+
+
 @pytest.mark.parametrize("doc_id, want", [
     (["Ann Lee"], "data.doc_id must be a non-empty string or an integer, got a list"),
     ({"name": "Ann"}, "got an object"),

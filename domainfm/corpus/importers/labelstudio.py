@@ -187,6 +187,12 @@ def _annotation(ann: dict, index: int, text: str, options: LabelStudioOptions, d
     choices: list[str] = []
     for j, region in enumerate(result):
         where = f"annotation {index + 1} region {j + 1}"
+        if isinstance(region, dict) and region.get("type") == "relation":
+            # a relation between two regions has no 'value': kept by the ids it links
+            other.append({"annotation": index + 1, "type": "relation",
+                          **{k: region[k] for k in ("from_id", "to_id", "direction", "labels")
+                             if isinstance(region.get(k), (str, list))}})
+            continue
         if not isinstance(region, dict) or not isinstance(region.get("value"), dict):
             raise RecordError(f"{where}: expected an object with a 'value' object", record_id=doc_id, location=location)
         kind, value = region.get("type"), region["value"]
