@@ -255,6 +255,12 @@ def test_physionet_records_and_spans(tmp_path):
     assert docs[0].meta["patient_id"] == "1" and docs[2].meta["patient_id"] == "2"
 
 
+def test_physionet_gold_with_windows_line_ends_is_read_as_it_is_meant(tmp_path):
+    folder = write_physionet(tmp_path, "1 1 15 20 HCPName SMITH\r\n1 1 24 28 Date 7/22\r\n")
+    docs, rejects = run("physionet", folder, tmp_path)
+    assert not rejects and span_texts(docs[0]) == [("SMITH", "HCPName"), ("7/22", "Date")]
+
+
 def test_physionet_crossing_gold_spans_are_merged_not_rejected(tmp_path):
     # two Location phrases sharing a word ("BY DR. SMITH" / "SMITH ON"): the note is kept with
     # their union, the originals in attrs, and the repair counted in the manifest

@@ -78,6 +78,8 @@ def test_utf8_bom_is_accepted(tmp_path):
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(CorpusError, match="no such file"):
         list(read_documents(tmp_path / "nope.jsonl"))
+    with pytest.raises(CorpusError, match="is a folder, not a file"):
+        list(read_documents(tmp_path))
 
 
 def test_interrupted_write_leaves_no_partial_output(tmp_path):

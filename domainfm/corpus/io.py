@@ -420,7 +420,7 @@ def iter_jsonl_lines(path: str | os.PathLike) -> Iterator[tuple[int, str, Any | 
     (which Python's json accepts but JSON does not) reject the line."""
     path = Path(path)
     if not path.is_file():
-        raise CorpusError(f"{path}: no such file (expected a JSONL file, one document per line)")
+        raise CorpusError(f"{path}: {not_a_file(path)} (expected a JSONL file, one document per line)")
     with open(path, "rb") as fh:
         for number, raw in enumerate(fh, start=1):
             location = f"{path.name}:{number}"
@@ -445,6 +445,11 @@ def iter_jsonl_lines(path: str | os.PathLike) -> Iterator[tuple[int, str, Any | 
             except (ValueError, RecursionError) as exc:
                 reason = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
                 yield number, line, Rejected(f"broken JSON ({reason})", location=location, raw=line)
+
+
+def not_a_file(path: Path) -> str:
+    """Why an input path is not a readable file, for an error message."""
+    return "is a folder, not a file" if Path(path).is_dir() else "no such file"
 
 
 def _unique_keys(pairs: list) -> dict:

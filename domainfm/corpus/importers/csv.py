@@ -11,7 +11,7 @@ from typing import Iterator
 
 from domainfm.corpus.document import Document
 from domainfm.corpus.importers.base import Sourced, register
-from domainfm.corpus.io import Rejected
+from domainfm.corpus.io import Rejected, not_a_file
 from domainfm.errors import ConfigError, CorpusError, RecordError
 
 # Clinical transcriptions and contracts exceed csv's 128 KiB default field limit.
@@ -51,7 +51,7 @@ class CsvOptions:
 @register("csv", CsvOptions, "CSV/TSV with a header row; one document per row")
 def read_csv(src: Path, options: CsvOptions) -> Iterator[Document | Rejected]:
     if not src.is_file():
-        raise CorpusError(f"{src}: no such file (expected a CSV file with a header row)")
+        raise CorpusError(f"{src}: {not_a_file(src)} (expected a CSV file with a header row)")
     # surrogateescape keeps undecodable bytes visible per row instead of failing the file.
     with open(src, encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
         lines = _Lines(fh)

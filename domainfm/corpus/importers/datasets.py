@@ -23,7 +23,7 @@ from typing import Iterator
 from domainfm.config import suggest
 from domainfm.corpus.document import Document
 from domainfm.corpus.importers.base import register
-from domainfm.corpus.io import Rejected
+from domainfm.corpus.io import Rejected, not_a_file
 from domainfm.errors import ConfigError, CorpusError, RecordError
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
@@ -72,7 +72,7 @@ def read_mtsamples(src: Path, opts: MtsamplesOptions) -> Iterator[Document | Rej
     if not opts.specialties:
         raise ConfigError("mtsamples: options.specialties must list the specialties to classify")
     if not src.is_file():
-        raise CorpusError(f"{src}: no such file (expected mtsamples.csv)")
+        raise CorpusError(f"{src}: {not_a_file(src)} (expected mtsamples.csv)")
     with open(src, encoding="utf-8", newline="") as fh:
         reader = csv.DictReader(fh)
         header = reader.fieldnames or []

@@ -124,7 +124,7 @@ def _read_phrases(path: Path) -> dict[tuple[str, str], list[tuple[int, int, int,
     with open(path, "rb") as fh:
         for number, data in enumerate(fh, start=1):
             try:
-                line = data.decode("utf-8").rstrip("\n")
+                line = data.decode("utf-8").rstrip("\r\n")  # Windows line ends too
             except UnicodeDecodeError as exc:
                 raise CorpusError(f"{path.name}:{number}: not valid UTF-8 (byte {exc.start} of the line)") from None
             if not line.strip():

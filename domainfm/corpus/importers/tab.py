@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 from domainfm.corpus.document import Document, Span, describe_type
 from domainfm.corpus.importers.base import non_finite_field, register
-from domainfm.corpus.io import Rejected, iter_jsonl_objects
+from domainfm.corpus.io import Rejected, iter_jsonl_objects, not_a_file
 from domainfm.errors import CorpusError, RecordError
 
 _SPAN_ATTRS = ("identifier_type", "entity_id", "confidential_status", "edit_type")
@@ -40,7 +40,7 @@ class TabOptions:
 @register("tab", TabOptions, "Text Anonymization Benchmark JSON or JSONL (ECHR judgments)")
 def read_tab(src: Path, options: TabOptions) -> Iterator[Document | Rejected]:
     if not src.is_file():
-        raise CorpusError(f"{src}: no such file (expected TAB .json or .jsonl)")
+        raise CorpusError(f"{src}: {not_a_file(src)} (expected TAB .json or .jsonl)")
     with open(src, "rb") as fh:
         first = fh.read(64).lstrip()
     if first.startswith(b"["):
