@@ -366,6 +366,11 @@ def label_command(
     if task == "ner":
         _label_spans(labeled, pool, out, export, seed, encoder, deid_prior, check, span_method)
         return
+    from domainfm.config import suggest
+    from domainfm.label.config import TASKS
+
+    if task not in TASKS:
+        raise DomainFMError(f"--task must be one of {[*TASKS, 'ner']}. Got {task!r}{suggest(task, [*TASKS, 'ner'])}.")
     from domainfm.label import LabelConfig, label_file
     from domainfm.label.export import EXPORT_FORMATS
 

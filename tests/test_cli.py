@@ -64,6 +64,8 @@ def test_user_errors_are_one_line_without_traceback(cli, tmp_path):
     assert "Traceback" not in result.output
     result = cli("import", "jsnl", tmp_path, "-o", tmp_path / "o.jsonl")
     assert "did you mean 'jsonl'" in result.stderr and result.exit_code == 2
+    result = cli("label", "--task", "nerr", "--labeled", tmp_path / "s.jsonl", "-o", tmp_path / "o.jsonl")
+    assert result.exit_code == 2 and "'ner'" in result.stderr and "did you mean 'ner'" in result.stderr
 
 
 def test_summary_prints_counts_not_text(cli, tmp_path):
