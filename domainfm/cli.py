@@ -678,8 +678,7 @@ def reidentify_command(
     """Restore original text for authorised users (needs the vault and $DOMAINFM_VAULT_KEY)."""
     from domainfm.deid.runner import reidentify_file
 
-    n = reidentify_file(src, out, vault)
-    _console().print(f"restored {n} records -> {out}")
+    _print_result(_console(), reidentify_file(src, out, vault))
 
 
 @app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

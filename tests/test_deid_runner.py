@@ -96,6 +96,32 @@ def test_cli_deid_vault_and_reidentify_round_trip(cli, corpus, tmp_path, monkeyp
     assert [r["text"] for r in read(back)] == [o["text"] for o in originals]
 
 
+def test_reidentify_rejects_records_it_cannot_restore_and_restores_the_rest(cli, corpus, tmp_path, monkeypatch):
+    monkeypatch.setenv("DOMAINFM_VAULT_KEY", "k" * 40)
+    out, vault = tmp_path / "d.jsonl", tmp_path / "d.vault"
+    assert cli("deid", corpus, "-o", out, "--vault", vault).exit_code == 0
+    records = read(out)
+    edited = {**records[1], "text": records[1]["text"] + " edited"}
+    stranger = {"id": "not-in-vault", "text": "anything"}
+    lines = [json.dumps(records[0]), json.dumps(edited), json.dumps(stranger), '{"id": "x", "text": "broken',
+             json.dumps(records[2])]
+    (tmp_path / "mixed.jsonl").write_text("\n".join(lines) + "\n")
+    result = cli("reidentify", tmp_path / "mixed.jsonl", "-o", tmp_path / "back.jsonl", "--vault", vault)
+    assert result.exit_code == 0, result.output
+    assert "read 5 = written 2 + rejected 3" in result.output
+    originals = [json.loads(x) for x in corpus.read_text().splitlines()[:3]]
+    assert [r["text"] for r in read(tmp_path / "back.jsonl")] == [originals[0]["text"], originals[2]["text"]]
+    rejects = read(tmp_path / "back.rejects.jsonl")
+    assert [r["location"] for r in rejects] == ["mixed.jsonl:2", "mixed.jsonl:3", "mixed.jsonl:4"]
+    assert "text changed since de-identification" in rejects[0]["reason"]
+    assert "no de-identification entry" in rejects[1]["reason"] and "broken JSON" in rejects[2]["reason"]
+    assert rejects[0]["raw"] == lines[1]  # the record as read, to repair
+    for name in PLANTED:
+        assert name not in result.output
+    manifest = json.loads((tmp_path / "back.manifest.json").read_text())
+    assert manifest["counts"]["restored"] == 2 and manifest["counts"]["rejected"] == 3
+
+
 def test_pseudonymized_ids_are_keyed_stable_and_restored_by_reidentify(cli, corpus, tmp_path, monkeypatch):
     monkeypatch.setenv("DOMAINFM_VAULT_KEY", "k" * 40)
     # record ids long enough that finding one in the encrypted vault is no chance match (a 2-byte

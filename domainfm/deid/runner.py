@@ -15,7 +15,7 @@ from collections import deque
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from domainfm.corpus.document import Document
 from domainfm.corpus.io import (Counts, CountingRejects, OutputLock, Rejected, RejectWriter, JsonlWriter, check_output_path,
@@ -23,6 +23,9 @@ from domainfm.corpus.io import (Counts, CountingRejects, OutputLock, Rejected, R
 from domainfm.deid.config import DeidConfig
 from domainfm.errors import OutputError
 from domainfm.manifest import write_manifest
+
+if TYPE_CHECKING:
+    from domainfm.stages import StageResult
 
 KEY_ENV = "DOMAINFM_VAULT_KEY"
 
@@ -277,32 +280,45 @@ def _deidentify_locked(in_path: Path, out_path: Path, reject_file: Path, config:
                       key_source, first_rejects)
 
 
-def reidentify_file(in_path: str | os.PathLike, out_path: str | os.PathLike, vault_path: str | os.PathLike) -> int:
+def reidentify_file(in_path: str | os.PathLike, out_path: str | os.PathLike, vault_path: str | os.PathLike) -> StageResult:
     """``domainfm reidentify``: restore the original text of ``deid`` output (authorised users).
 
-    Needs the vault written by ``deid --vault`` and its key in ``DOMAINFM_VAULT_KEY``.
-    Returns the number of records restored.
+    Needs the vault written by ``deid --vault`` and its key in ``DOMAINFM_VAULT_KEY``. A record
+    that cannot be restored (broken line, no entry in this vault, text edited since) goes to
+    ``<out>.rejects.jsonl`` with the reason; a wrong key or a broken vault stops the run.
+    Returns what the command prints: the counts (``read == written + rejected``) and the files.
     """
-    from domainfm.corpus.io import iter_jsonl_objects
+    from domainfm.corpus.io import iter_jsonl_lines
     from domainfm.deid.transform import reidentify
+    from domainfm.stages import StageResult
     from domainfm.deid.vault import Vault
     from domainfm.errors import RecordError
 
-    vault_path = Path(vault_path)
-
-    def records():
-        for number, obj in iter_jsonl_objects(in_path):
-            if isinstance(obj, Rejected):
-                raise RecordError(obj.reason, location=obj.location)
-            yield obj
-
+    vault_path, out_path = Path(vault_path), Path(out_path)
+    reject_file = rejects_path_for(out_path)
     check_output_path(out_path, inputs=[in_path, vault_path])
-    n = 0
+    check_output_path(reject_file, inputs=[in_path, vault_path])
+    counts, first = Counts(), []
     with OutputLock(out_path):
-        with Vault.open_existing(vault_path, KEY_ENV) as vault, JsonlWriter(out_path) as out:
-            for record in reidentify(records(), vault):
+        with Vault.open_existing(vault_path, KEY_ENV) as vault, JsonlWriter(out_path) as out, \
+                RejectWriter(reject_file) as reject_writer:
+            rejects = CountingRejects(reject_writer, counts, first)
+            for number, line, obj in iter_jsonl_lines(in_path):
+                location = f"{Path(in_path).name}:{number}"
+                if isinstance(obj, Rejected):
+                    rejects.write(obj)
+                    continue
+                try:
+                    (record,) = reidentify([obj], vault)
+                except RecordError as err:
+                    err.location = err.location or location
+                    rejects.write(Rejected.from_error(err, raw=line))
+                    continue
+                counts.read += 1
                 out.write_obj(record)
-                n += 1
-        write_manifest(out_path, stage="reidentify", config={"vault": str(vault_path)}, inputs=[in_path],
-                       outputs=[out_path], counts={"restored": n})
-    return n
+                counts.written += 1
+        manifest = write_manifest(out_path, stage="reidentify", config={"vault": str(vault_path)},
+                                  inputs=[in_path], outputs=[out_path] + ([reject_file] if counts.rejected else []),
+                                  counts={**counts.to_dict(), "restored": counts.written})
+    return StageResult([out_path], counts.to_dict(), manifest=manifest,
+                       rejects=reject_file if counts.rejected else None, first_rejects=first)
