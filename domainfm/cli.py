@@ -656,6 +656,12 @@ def deid_eval_command(
         summary = evaluate_files(gold, pred, dataset=dataset, identifier_types=types, misses_path=misses,
                                  include_text=misses_text)
     text = json.dumps(summary, indent=2)
+    # ids that do not match score as documents with nothing found: say so where it is seen
+    unmatched = summary.get("unmatched_prediction_ids") or 0
+    without = (summary.get("leakage") or {}).get("documents_without_output") or 0
+    if unmatched or without:
+        typer.echo(f"warning: {without} gold document(s) have no record in {pred.name} (scored as finding "
+                   f"nothing) and {unmatched} record(s) of it match no gold id", err=True)
     if out is None:
         typer.echo(text)
         return

@@ -173,3 +173,18 @@ def test_leakage_counts_gold_strings_left_in_the_output():
     short = Document("m", "Al ok", spans=[Span(0, 2, "PTName")])
     report = leakage([gold, short], {"m": "Al ok"}, dataset="physionet")
     assert report["gold_strings"] == 0 and report["documents_without_output"] == 1
+
+
+def test_cli_deid_eval_warns_when_ids_only_partly_match(tmp_path, cli):
+    gold = tmp_path / "gold.jsonl"
+    write_documents(gold, [gold_doc(), Document("d2", "Seen by Dr. Vale today.")])
+    pred = _pred_file(tmp_path / "deid.jsonl", {"id": "d1", "text": "x", "phi_spans": []},
+                      {"id": "stray", "text": "y", "phi_spans": []})
+    res = cli("deid-eval", gold, pred, "--dataset", "physionet", "-o", tmp_path / "m.json")
+    assert res.exit_code == 0, res.output
+    assert ("warning: 1 gold document(s) have no record in deid.jsonl (scored as finding nothing) and 1 record(s) "
+            "of it match no gold id") in res.stderr
+    clean = cli("deid-eval", gold, _pred_file(tmp_path / "all.jsonl", {"id": "d1", "text": "x", "phi_spans": []},
+                                             {"id": "d2", "text": "y", "phi_spans": []}),
+                "--dataset", "physionet", "-o", tmp_path / "m2.json")
+    assert clean.exit_code == 0 and "warning" not in clean.stderr
