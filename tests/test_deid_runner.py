@@ -113,7 +113,7 @@ def test_reidentify_rejects_records_it_cannot_restore_and_restores_the_rest(cli,
     assert [r["text"] for r in read(tmp_path / "back.jsonl")] == [originals[0]["text"], originals[2]["text"]]
     rejects = read(tmp_path / "back.rejects.jsonl")
     assert [r["location"] for r in rejects] == ["mixed.jsonl:2", "mixed.jsonl:3", "mixed.jsonl:4"]
-    assert "text changed since de-identification" in rejects[0]["reason"]
+    assert "not the text this vault de-identified" in rejects[0]["reason"]
     assert "no de-identification entry" in rejects[1]["reason"] and "broken JSON" in rejects[2]["reason"]
     assert rejects[0]["raw"] == lines[1]  # the record as read, to repair
     for name in PLANTED:

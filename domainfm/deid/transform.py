@@ -373,8 +373,9 @@ def reidentify(records: Iterable[dict[str, Any] | TransformedRecord], vault: Vau
                               "(de-identified with another vault, or without one)", record_id=record_id)
         text = rec["text"]
         if vault.text_digest(text) != payload["text_h"]:
-            raise RecordError("the record's text changed since de-identification; it cannot be "
-                              "re-identified exactly", record_id=record_id)
+            raise RecordError("the record's text is not the text this vault de-identified (edited since, or "
+                              "de-identified in another run or with another vault); it cannot be re-identified "
+                              "exactly", record_id=record_id)
         pieces: list[str] = []
         cursor = 0
         edits = []
