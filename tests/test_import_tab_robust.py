@@ -73,3 +73,20 @@ def test_annotator_all_rejects_only_the_bad_annotators_version(tmp_path):
     assert [(d.id, len(d.spans)) for d in docs] == [("d#ann1", 1), ("d#ann3", 0)]
     assert [(r["id"], r["reason"]) for r in rejects] == [
         ("d#ann2", "annotations.ann2.entity_mentions must be a list, got null")]
+
+
+def test_a_pretty_printed_object_and_truncated_json_are_one_clear_error(tmp_path):
+    from domainfm.errors import CorpusError
+
+    pretty = tmp_path / "one.json"
+    pretty.write_text(json.dumps(_line("d1"), indent=2))
+    with pytest.raises(CorpusError, match=r"one\.json: a JSON object written over several lines.*JSON list"):
+        _run(pretty, tmp_path)
+    cut = tmp_path / "cut.json"
+    cut.write_text('[{"doc_id": "d1", "text": "Applicant')
+    with pytest.raises(CorpusError, match=r"cut\.json:1: not a valid TAB JSON file \(Unterminated string.* column"):
+        _run(cut, tmp_path)
+    jsonl = tmp_path / "lines.jsonl"
+    jsonl.write_text("{\"broken\n" + json.dumps(_line("d2")) + "\n")  # a broken first line is rejected alone
+    docs, rejects = _run(jsonl, tmp_path)
+    assert [d.id for d in docs] == ["d2"] and len(rejects) == 1

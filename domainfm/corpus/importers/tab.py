@@ -13,6 +13,7 @@ NaN or infinite number (which Python's ``json`` reads in the original layout) re
 
 from __future__ import annotations
 
+import codecs
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,9 @@ def read_tab(src: Path, options: TabOptions) -> Iterator[Document | Rejected]:
     if first.startswith(b"["):
         yield from _read_original(src, options)
         return
+    if first.startswith(b"{") and _pretty_printed_object(src):
+        raise CorpusError(f"{src.name}: a JSON object written over several lines: TAB files are a JSON list of "
+                          "documents ('[{...}, ...]') or JSONL, one document per line")
     for number, obj in iter_jsonl_objects(src):
         if isinstance(obj, Rejected):
             yield obj
@@ -55,6 +59,22 @@ def read_tab(src: Path, options: TabOptions) -> Iterator[Document | Rejected]:
             yield _from_jsonl_record(obj, location)
         except RecordError as err:
             yield Rejected.from_error(err, raw=json.dumps(obj, ensure_ascii=False))
+
+
+def _pretty_printed_object(src: Path) -> bool:
+    """Whether the file is one JSON object over several lines (not JSONL, where the first line
+    holds a whole value; a broken first line of a JSONL file is rejected alone, not the file)."""
+    with open(src, "rb") as fh:
+        line = fh.readline().strip().lstrip(codecs.BOM_UTF8)
+    try:
+        json.loads(line)
+        return False
+    except (UnicodeDecodeError, ValueError):
+        pass
+    try:
+        return isinstance(json.loads(src.read_bytes().lstrip(codecs.BOM_UTF8)), dict)
+    except (UnicodeDecodeError, ValueError):
+        return False
 
 
 def _from_jsonl_record(obj: Any, location: str) -> Document:
@@ -91,8 +111,11 @@ def _object(parent: dict, key: str, name: str, location: str) -> dict:
 def _read_original(src: Path, options: TabOptions) -> Iterator[Document | Rejected]:
     try:
         records = json.loads(src.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorpusError(f"{src.name}: not a valid TAB JSON file ({exc.__class__.__name__})") from None
+    except UnicodeDecodeError as exc:
+        raise CorpusError(f"{src.name}: not a valid TAB JSON file (not UTF-8 at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise CorpusError(f"{src.name}:{exc.lineno}: not a valid TAB JSON file ({exc.msg} at column {exc.colno})") \
+            from None
     for index, obj in enumerate(records):
         location = f"{src.name}[{index}]"
         raw = json.dumps(obj, ensure_ascii=False)
