@@ -83,3 +83,10 @@ def test_summary_prints_counts_not_text(cli, tmp_path):
 def test_python_dash_m_entry_point():
     out = subprocess.run([sys.executable, "-m", "domainfm", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == f"domainfm {__version__}"
+
+
+def test_an_empty_input_is_imported_with_a_warning(cli, tmp_path):
+    (tmp_path / "empty.jsonl").write_text("")
+    result = cli("import", "jsonl", tmp_path / "empty.jsonl", "-o", tmp_path / "o.jsonl")
+    assert result.exit_code == 0 and "read 0 = written 0 + rejected 0" in result.output
+    assert "warning: the input held no records" in result.output
