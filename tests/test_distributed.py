@@ -168,6 +168,15 @@ def test_a_ray_address_nobody_listens_at_fails_fast_with_a_named_error():
     _check_reachable("auto")  # left to Ray
 
 
+@pytest.mark.parametrize("master", ["bogus://x", "local[two]", "spark:/host"])
+def test_a_spark_master_spark_cannot_read_is_refused_before_a_jvm_starts(master):
+    pytest.importorskip("pyspark", reason="pip install 'domainfm[spark]' (.ci/run installs it)")
+    from domainfm.distributed.spark import spark_session
+
+    with pytest.raises(ConfigError, match="--master must be local, local\\[N\\]"):
+        spark_session(master)
+
+
 def test_pipeline_engine_is_read_and_not_in_the_cache_key(tmp_path):
     from domainfm.pipeline import pipeline_from_dict as load_pipeline
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -45,6 +46,10 @@ def spark_session(master: str = "local[2]", *, app_name: str = "domainfm", conf:
         from pyspark.sql import SparkSession
     except ImportError:
         raise ConfigError("--engine spark needs pyspark: pip install 'domainfm[spark]' (and Java 17)") from None
+    if not re.fullmatch(r"local(\[(\*|\d+)(,\d+)?\])?|local-cluster\[[\d, ]+\]|yarn|(spark|k8s|mesos)://\S+", master):
+        # Spark would start a JVM, print its stack trace and only then refuse the master
+        raise ConfigError(f"--master must be local, local[N], local[N,F], spark://HOST:PORT, k8s://..., or yarn. "
+                          f"Got {master!r}.")
     builder = SparkSession.builder.appName(app_name).master(master)
     settings = {"spark.sql.execution.arrow.pyspark.enabled": "true", "spark.python.worker.reuse": "true",
                 "spark.sql.shuffle.partitions": "8", "spark.ui.showConsoleProgress": "false"}
