@@ -95,7 +95,7 @@ def seeds_and_pool():
         ({"setfit_lr": 0}, "'setfit_lr'"),
         ({"pseudo_weight": 2.0}, "'pseudo_weight'"),
         ({"max_tokens": 3}, "'max_tokens'"),
-        ({"label_descriptions": {"cardio": "  "}}, "'label_descriptions'"),
+        ({"label_descriptions": {"cardio": "  "}}, "the description of 'cardio' is not one"),
         ({"label_descriptions": ["cardio"]}, "'label_descriptions'"),
         ({"description_weight": 0}, "'description_weight'"),
         ({"lsa_dims": -1}, "'lsa_dims'"),
@@ -284,6 +284,13 @@ def test_label_with_one_seed_is_reported_not_fatal(seeds_and_pool):
     assert "nephro" not in result.classes
     with pytest.raises(DomainFMError, match="at least 2 labels"):
         suggest_labels(seeds[:1] + seeds[-1:], pool, LabelConfig(**FAST), encoder=FakeEncoder())
+
+
+def test_descriptions_of_labels_no_seed_has_are_reported(seeds_and_pool):
+    seeds, pool, _ = seeds_and_pool
+    desc = {seeds[0].label: "what it is", "cardiology": "heart"}
+    result = suggest_labels(seeds, pool, LabelConfig(**FAST, label_descriptions=desc), encoder=FakeEncoder())
+    assert result.summary["descriptions_unused"] == ["cardiology"]
 
 
 def test_labels_that_look_like_identifiers_are_counted_not_printed(seeds_and_pool):

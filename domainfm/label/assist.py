@@ -232,6 +232,7 @@ def suggest_labels(labeled_docs: Sequence[Document], pool_docs: Sequence[Documen
         "seeds_per_class": {c: seeds.counts[c] for c in seeds.classes},
         "labels_left_out": seeds.too_few,
         "seeds_skipped": seeds.skipped,
+        "descriptions_unused": sorted(set(cfg.label_descriptions or ()) - set(seeds.classes)),
         "cross_validation": _cv_summary(seeds, fitted.cv),
         "pool": {"read": len(pool_docs), "suggested": len(suggestions), "rejected": len(rejected),
                  "predicted_labels": dict(predicted.most_common()),

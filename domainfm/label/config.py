@@ -132,10 +132,15 @@ class LabelConfig:
                 "(0 = uncertainty only, 1 = diversity only; 0.5 mixes them)."
             )
         if self.label_descriptions is not None:
-            if not isinstance(self.label_descriptions, dict) or not all(
-                    isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in self.label_descriptions.items()):
+            if not isinstance(self.label_descriptions, dict):
                 raise ConfigError("The 'label_descriptions' parameter must map each label to a non-empty "
                                   "description string, e.g. {\"ltd\": \"limitation of liability\"}.")
+            bad = [k for k, v in self.label_descriptions.items()
+                   if not (isinstance(k, str) and isinstance(v, str) and v.strip())]
+            if bad:
+                raise ConfigError(f"The 'label_descriptions' parameter must map each label to a non-empty "
+                                  f"description string; the description of {bad[0]!r} is not one, e.g. "
+                                  "{\"ltd\": \"limitation of liability\"}.")
             self.label_descriptions = dict(self.label_descriptions) or None
         if not _num(self.description_weight) or not 0 < self.description_weight <= 100:
             raise ConfigError(f"The 'description_weight' parameter must be a number in (0, 100]. "

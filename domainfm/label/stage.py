@@ -98,8 +98,12 @@ def result_of(run, *, check: bool = False) -> StageResult:
     notes = [f"{s['task']}-label, {len(s['classes'])} labels; seeds per label: {seeds}"]
     notes += seed_notes(run)
     if s["labels_left_out"]:
-        left = ", ".join(f"{k}={v}" for k, v in s["labels_left_out"].items())
-        notes.append(f"left out (fewer than 2 seeds, or on every seed): {left}")
+        from domainfm.corpus.summary import label_counts
+
+        notes.append(f"left out (fewer than 2 seeds, or on every seed): {label_counts(s['labels_left_out'])}")
+    if s.get("descriptions_unused"):
+        notes.append(f"label descriptions not used (no label of these names among the seeds' labels): "
+                     f"{', '.join(s['descriptions_unused'])}")
     expected = cv.get("expected_accuracy", cv.get("expected_micro_f1"))
     name = "accuracy" if "expected_accuracy" in cv else "micro-F1"
     notes.append(f"expected {name} (cross-validated on the seeds, {cv['folds']} folds): {expected:.2f}; "
