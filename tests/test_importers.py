@@ -386,7 +386,8 @@ def test_brat_spans_fragments_attributes_and_relations(tmp_path):
     ("T1\tNAME 0 4\tJohn\nT1\tNAME 5 10\tSmith\n", "T1 is given twice"),
     ("T1\t 0 4\tJohn\n", "T1 has no label"),
     ("T1\tNAME 0 4\tJohn\nA2\tNegated\n", "A2: an attribute needs a name and a target"),
-], ids=["repeated-id", "no-label", "attribute-without-target"])
+    ("T1\tNAME 0 4\tJohn\nR1\tRel Arg1:T1 Arg2:T99\n", "R1 links 'T99', which no T or E line of this file defines"),
+], ids=["repeated-id", "no-label", "attribute-without-target", "relation-to-nothing"])
 def test_brat_annotation_lines_that_would_lose_or_invent_data_reject_the_document(ann, reason, tmp_path):
     root = tmp_path / "brat"
     root.mkdir()

@@ -83,6 +83,7 @@ def _parse_ann(content: str, text: str, doc_id: str, where: str) -> tuple[list[S
     other: list[dict] = []
     attributes: list[tuple[int, str, str, str | bool]] = []
     notes: list[tuple[int, str, str]] = []
+    relations: list[tuple[int, dict]] = []
     for number, line in enumerate(content.splitlines(), start=1):
         if not line.strip():
             continue
@@ -125,6 +126,8 @@ def _parse_ann(content: str, text: str, doc_id: str, where: str) -> tuple[list[S
                 notes.append((number, target, fields[2] if len(fields) > 2 else ""))
             elif ann_id[:1] in ("R", "E", "N", "*"):
                 other.append({"id": ann_id, "annotation": fields[1], **({"text": fields[2]} if len(fields) > 2 else {})})
+                if ann_id.startswith("R"):
+                    relations.append((number, other[-1]))
             else:
                 raise RecordError(f"unknown annotation kind {ann_id!r}", record_id=doc_id, location=location)
         except (IndexError, ValueError):
@@ -132,6 +135,13 @@ def _parse_ann(content: str, text: str, doc_id: str, where: str) -> tuple[list[S
                 "malformed line (expected e.g. 'T1<TAB>Label START END<TAB>text')",
                 record_id=doc_id, location=location,
             ) from None
+    known = set(fragments) | {o["id"] for o in other if o["id"].startswith("E")}
+    for number, relation in relations:
+        for arg in relation["annotation"].split()[1:]:
+            target = arg.partition(":")[2]
+            if target not in known:
+                raise RecordError(f"{relation['id']} links {target or arg!r}, which no T or E line of this file "
+                                  "defines", record_id=doc_id, location=f"{where}:{number}")
     for number, target, name, value in attributes:
         _target(fragments, target, doc_id, f"{where}:{number}")
         fragments[target] = [Span(s.start, s.end, s.label, {**s.attrs, name: value}) for s in fragments[target]]
