@@ -14,7 +14,9 @@ How it works (and why):
   vectors (from the encoder's middle layers, ``probe_layers``) beside its neighbours'; tags are
   per word, so suggested spans always cover whole words.
 - **Decoding.** The most probable BIO-valid tag sequence (Viterbi), as the fine-tuned taggers
-  decode: a stray ``I`` does not start a span that cuts a name.
+  decode: a stray ``I`` does not start a span that cuts a name. A decision shift on the no-span
+  tag's log-odds (``decision_shift``; chosen by the calibration folds' out-of-fold F1 unless
+  given) trades doubtful spans for precision where more seeds make the probe over-eager.
 - **Seed lexicon** (:mod:`domainfm.label.lexicon`). The strings the seeds annotate are suggested
   where they occur again; a match replaces the model spans it contains and confirms an equal
   one (``source``: ``model``, ``lexicon`` or ``model+lexicon``).
