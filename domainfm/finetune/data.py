@@ -137,7 +137,9 @@ def build_label_map(task: str, docs: Sequence[Document], label_field: str, names
                 raise RecordError(f"label {label!r} (field {label_field!r}) is not in labels.names {labels}",
                                   record_id=first_seen[label])
     if task == "classification" and len(labels) < 2:
-        raise ConfigError(f"a classification task needs at least 2 classes; the training data has {labels}")
+        raise ConfigError(f"a classification task needs at least 2 classes; the training part has {labels} (after "
+                          "the evaluation hold-out, if data.eval is not given: a class with very few documents may "
+                          "have gone to the hold-out; add documents or give data.eval)")
     if not labels:
         raise ConfigError(f"no labels found in field {label_field!r} of the training documents")
     for label in labels:
