@@ -346,7 +346,7 @@ def label_command(
     export: list[str] = typer.Option([], "--export", help="Also write labelstudio | prodigy | csv (repeatable)."),
     check: bool = typer.Option(False, "--check", help="Flag likely label errors in --labeled instead of labeling a pool."),
     seed: int = typer.Option(13, help="Random seed; the same seed gives the same output."),
-    task: str = typer.Option("auto", help="single | multi | auto (multi when seeds have 'labels' but no 'label') | "
+    task: str = typer.Option("auto", help="single | multi | auto (multi when more seeds have 'labels' than 'label') | "
                                           "ner (suggest spans from span-annotated seeds)."),
     encoder: str = typer.Option("minilm", "--encoder", help="ner: token encoder: minilm, or a 'domainfm pretrain' output folder."),
     deid_prior: str = typer.Option("auto", "--deid-prior", help="ner: de-id detector spans as a prior for PHI labels: auto | on | off."),

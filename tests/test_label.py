@@ -304,6 +304,14 @@ def test_labels_that_look_like_identifiers_are_counted_not_printed(seeds_and_poo
     assert label_counts({"cardio": 3, "neuro": 1}) == "cardio=3, neuro=1"  # classes are still named
 
 
+def test_auto_task_follows_the_field_most_seeds_use(seeds_and_pool):
+    seeds, pool, _ = seeds_and_pool
+    odd = Document(id="odd", text="kidney renal nephron", labels=["nephro", "renal"])
+    result = suggest_labels(seeds + [odd], pool, LabelConfig(**FAST), encoder=FakeEncoder())
+    assert not result.multilabel and result.summary["task"] == "single"  # one odd seed is left out
+    assert result.summary["seeds_skipped"]
+
+
 def test_multilabel_seeds(seeds_and_pool):
     seeds, pool, gold = seeds_and_pool
     multi = []

@@ -115,7 +115,9 @@ def prepare_seeds(labeled: Sequence[Document], cfg: LabelConfig) -> Seeds:
     """Pick single/multi-label mode, drop unusable seeds and labels (reported, not fatal)."""
     labeled = list(labeled)
     if cfg.task == "auto":
-        multilabel = bool(labeled) and not all(d.label for d in labeled) and any(d.labels for d in labeled)
+        # the field most seeds use: one seed with a 'labels' list among single-label seeds is
+        # left out (reported), it does not turn the whole run multi-label
+        multilabel = sum(d.labels is not None for d in labeled) > sum(bool(d.label) for d in labeled)
     else:
         multilabel = cfg.task == "multi"
     left_out: list[tuple[Document, str]] = []

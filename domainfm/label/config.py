@@ -24,7 +24,8 @@ class LabelConfig:
         model: sentence-transformers encoder: an embedded name (``minilm``), a folder written
             by ``save_pretrained`` or a hub id.
         task: ``single`` (one label per document, from ``label``), ``multi`` (several, from
-            ``labels``) or ``auto`` (``single`` when every seed has ``label``, else ``multi``).
+            ``labels``) or ``auto`` (``multi`` when more seeds have ``labels`` than ``label``, else
+            ``single``; seeds without the chosen field are left out and counted).
         seed: random seed; the same seed, inputs and machine give the same output.
         cv_folds: folds of the cross-validation on the seeds that gives the calibration, the
             expected accuracy and the out-of-fold probabilities of ``--check`` (lowered to the
