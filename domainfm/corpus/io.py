@@ -424,8 +424,8 @@ def iter_jsonl_lines(path: str | os.PathLike) -> Iterator[tuple[int, str, Any | 
     with open(path, "rb") as fh:
         for number, raw in enumerate(fh, start=1):
             location = f"{path.name}:{number}"
-            if number == 1 and raw.startswith(codecs.BOM_UTF8):
-                raw = raw[len(codecs.BOM_UTF8):]  # files saved by Windows editors
+            if number == 1:
+                raw = strip_bom(raw)
             if not raw.strip():
                 continue
             try:
@@ -445,6 +445,11 @@ def iter_jsonl_lines(path: str | os.PathLike) -> Iterator[tuple[int, str, Any | 
             except (ValueError, RecursionError) as exc:
                 reason = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
                 yield number, line, Rejected(f"broken JSON ({reason})", location=location, raw=line)
+
+
+def strip_bom(data: bytes) -> bytes:
+    """A file's first bytes without the UTF-8 byte-order mark that Windows editors write."""
+    return data[len(codecs.BOM_UTF8):] if data.startswith(codecs.BOM_UTF8) else data
 
 
 def not_a_file(path: Path) -> str:

@@ -597,12 +597,14 @@ def train_span_model(seeds: Sequence[Document], cfg: SpanLabelConfig | None = No
                                        seed_lexicon(kept, labels, cfg),
                                        HeadRule.fit(kept, labels, pos) if pos is not None else None))
 
+            # each split's held-out chunks and their logits, gathered once for every shift tried
+            by_split = [([chunks[i] for r_, part, _ in oof if r_ == r for i in part],
+                         [lg for r_, _, part in oof if r_ == r for lg in part]) for r in range(len(splits))]
+
             def rows_at(shift: float) -> list[tuple[str, float, bool]]:
                 rows = []
-                for r in range(len(splits)):
-                    idx = [i for r_, part, _ in oof if r_ == r for i in part]
-                    logits = [lg for r_, _, part in oof if r_ == r for lg in part]
-                    found, _ = _spans_from_logits([chunks[i] for i in idx], logits, labels, temperature,
+                for r, (held_chunks, logits) in enumerate(by_split):
+                    found, _ = _spans_from_logits(held_chunks, logits, labels, temperature,
                                                   lambda raw: raw, len(seeds), shift)
                     for held, lexicon, heads in fold_parts[r * folds:(r + 1) * folds]:
                         rows += oof_rows([seeds[i] for i in held], [found[i] for i in held], lexicon,

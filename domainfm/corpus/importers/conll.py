@@ -7,15 +7,13 @@ exact character span. Documents are split at ``-DOCSTART-`` lines, or every
 
 from __future__ import annotations
 
-import codecs
-
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal
 
 from domainfm.corpus.document import Document, Span
 from domainfm.corpus.importers.base import Sourced, register
-from domainfm.corpus.io import Rejected
+from domainfm.corpus.io import Rejected, strip_bom
 from domainfm.errors import ConfigError, CorpusError, RecordError
 
 
@@ -78,8 +76,8 @@ def _read_file(path: Path, options: ConllOptions, prefix: str) -> Iterator[Docum
 
     with open(path, "rb") as fh:
         for number, raw in enumerate(fh, start=1):
-            if number == 1 and raw.startswith(codecs.BOM_UTF8):
-                raw = raw[len(codecs.BOM_UTF8):]  # files saved by Windows editors
+            if number == 1:
+                raw = strip_bom(raw)
             try:
                 line = raw.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError:
@@ -126,8 +124,8 @@ def _scan(path: Path) -> tuple[bool, set[str]]:
     has_docstart, types = False, set()
     with open(path, "rb") as fh:
         for number, line in enumerate(fh, start=1):
-            if number == 1 and line.startswith(codecs.BOM_UTF8):
-                line = line[len(codecs.BOM_UTF8):]
+            if number == 1:
+                line = strip_bom(line)
             if line.startswith(b"-DOCSTART-"):
                 has_docstart = True
                 continue

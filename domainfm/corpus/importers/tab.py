@@ -13,7 +13,6 @@ NaN or infinite number (which Python's ``json`` reads in the original layout) re
 
 from __future__ import annotations
 
-import codecs
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any, Iterator
 
 from domainfm.corpus.document import Document, Span, describe_type
 from domainfm.corpus.importers.base import non_finite_field, register
-from domainfm.corpus.io import Rejected, iter_jsonl_objects, not_a_file
+from domainfm.corpus.io import Rejected, iter_jsonl_objects, not_a_file, strip_bom
 from domainfm.errors import CorpusError, RecordError
 
 _SPAN_ATTRS = ("identifier_type", "entity_id", "confidential_status", "edit_type")
@@ -65,14 +64,14 @@ def _pretty_printed_object(src: Path) -> bool:
     """Whether the file is one JSON object over several lines (not JSONL, where the first line
     holds a whole value; a broken first line of a JSONL file is rejected alone, not the file)."""
     with open(src, "rb") as fh:
-        line = fh.readline().strip().lstrip(codecs.BOM_UTF8)
+        line = strip_bom(fh.readline()).strip()
     try:
         json.loads(line)
         return False
     except (UnicodeDecodeError, ValueError):
         pass
     try:
-        return isinstance(json.loads(src.read_bytes().lstrip(codecs.BOM_UTF8)), dict)
+        return isinstance(json.loads(strip_bom(src.read_bytes())), dict)
     except (UnicodeDecodeError, ValueError):
         return False
 
