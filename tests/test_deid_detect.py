@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 
+import re
+
 import pytest
 from conftest import run_offline
 
@@ -512,6 +514,11 @@ SHAPE_CASES = [
     # a role in brackets after a name; "pt" as a title before a person verb
     ("Blaxo (SW) following for placement.", "Blaxo", "NAME"),
     ("Pt Kexford states pain is 4/10.", "Kexford", "NAME"),
+    # staff introduced by their service; where someone lives, named with an everyday word
+    ("afebrile overnight. vorlanda quispet from speech therapy in to eval swallow.", "vorlanda quispet", "NAME"),
+    ("Seen today. Brelwyn from the Geriatrics team stopped by.", "Brelwyn", "NAME"),
+    ("social: retired, lives with wife in north fennimark, sons nearby.", "north fennimark", "LOCATION"),
+    ("FOUND ON FLOOR AT HIS HOME IN QUORBY GRAVEL BY DAUGHTER.", "QUORBY GRAVEL", "LOCATION"),
 ]
 # the same rules must stay silent here: capitalised clinical words before "IS"/"WAS", measurements
 # after a ventilator mode or "of", anatomy with a compass word, "c/o" meaning "complains of"
@@ -541,6 +548,9 @@ SHAPE_CLEAN = [
     "Pt in Afib at Baseline, from Zosyn to Cefepime. Sats in Low 90s.",
     "Went home today. Back to Nursing Home. Pt went Home with wife. The House staff aware.",
     "Lasix (RN) given. Seen by Cardiology (attending) today. Heparin (NP) held.",
+    # services after "from" with no name before; everyday places where someone lives
+    "labs from pharmacy pending. consult from cardiology in am. Meds from Pharmacy.",
+    "lives alone in senior housing, has vna. lives in assisted living with wife. found at home in bed by wife.",
 ]
 
 
@@ -549,6 +559,10 @@ def test_shape_rules_find(clinical, text, needle, kind):
     hits = _found(clinical, text, needle)
     assert hits, f"{kind} not detected"
     assert any(coarse(h.label) == kind for h in hits), [h.label for h in hits]
+    # every word of a multi-word name or place is covered, not only the one that gave it away
+    start = text.index(needle)
+    for m in re.finditer(r"\w+", needle):
+        assert any(h.start <= start + m.start() and start + m.end() <= h.end for h in hits), m.group()
 
 
 @pytest.mark.parametrize("text", SHAPE_CLEAN, ids=[f"shape-clean-{i}" for i in range(len(SHAPE_CLEAN))])

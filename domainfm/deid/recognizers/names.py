@@ -256,6 +256,7 @@ class NameRecognizer(TokenRecognizer):
         found += self._described(w, shape)
         found += self._patient_named(w, shape)
         found += self._experiencer(w, shape)
+        found += self._from_service(w, shape)
         found += self._caps_line_opening(w, shape)
         out = self._propagate(text, doc, w, found, shape)
         # titles glued to the name or to the previous word ("DR.GOLINI", "ok.dr vascuez")
@@ -465,6 +466,27 @@ class NameRecognizer(TokenRecognizer):
             if (before in _CLAUSE_START or before in ('"', "'") or "\n" in before or not before.strip()) \
                     and self._unknown_word(w, i):
                 out.append((i, i, "NAME", 0.65))
+        return out
+
+    def _from_service(self, w: Words, shape: DocShape) -> list[tuple[int, int, str, float]]:
+        """Staff introduced by their service: "vorlanda quispet from speech therapy in to eval",
+        "Rhonda from the palliative care team": up to three words starting a clause right before
+        "from" and a service or department (:func:`vocab.is_service`), the first a listed first name
+        or an unknown word."""
+        out = []
+        for i in range(1, w.n - 1):
+            if w.lower[i] != "from":
+                continue
+            j = i + 1 + (w.lower[i + 1] == "the" and i + 2 < w.n)
+            if not vocab.is_service(w.lower[j]):
+                continue
+            run = self._run_before(w, i - 1, shape)
+            for first in reversed(run):  # the longest run that starts a clause with a name
+                before = w.text[first - 1] if first > 0 else "\n"
+                if (before in _CLAUSE_START or "\n" in before or not before.strip()) and self._could_lead(w, first, shape) \
+                        and all(self._unknown_word(w, k) or w.lower[k] in self.names for k in range(first, i)):
+                    out.append((first, i - 1, "NAME", 0.6))
+                    break
         return out
 
     def _caps_line_opening(self, w: Words, shape: DocShape) -> list[tuple[int, int, str, float]]:

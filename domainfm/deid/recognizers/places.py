@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from spacy.lang.en.stop_words import STOP_WORDS as _SPACY_STOP
+
 from domainfm.deid.recognizers import vocab
 from domainfm.deid.recognizers.base import DocShape, TokenRecognizer, result
 from domainfm.deid.recognizers.words import Words, function_words, namey
@@ -175,12 +177,38 @@ class PlaceRecognizer(TokenRecognizer):
                 while k < w.n and k - j < 3 and self._placey(w, k, shape, False, moved and k == j):
                     last = k
                     k += 1
+                home = any(w.lower[t] in vocab.HOME_VERBS or w.lower[t] in vocab.HOME_WORDS for t in range(max(0, i - 6), i))
+                if not shape.mixed and home and (worded := self._place_with_words(w, j, shape)) is not None:
+                    last = max(worded, last if last is not None else worded)
                 if last is not None:
                     out.append(result("LOCATION", doc[j].idx, doc[last].idx + len(doc[last].text),
                                       0.45 if bare else 0.55, f"{self.name}:after_{low}" + ("_bare" if bare else "")))
         for m in _NAMED_FACILITY.finditer(text):
             out.append(result("HOSPITAL", m.start(), m.end(), 0.7, f"{self.name}:named_facility"))
         return out + self._propagate(text, doc, w, out)
+
+    # what may follow a place's name in a note without capitals ("... in quorby gravel by daughter")
+    _AFTER_PLACE = frozenset("by and with for on at to in from of where who when until".split())
+
+    def _place_with_words(self, w: Words, j: int, shape: DocShape) -> int | None:
+        """In a note without capitals, where someone lives (after "lives", "home" and the like): up
+        to three words that end the phrase, English words among them, at least one word no list
+        knows ("lives with wife in north fennimark,", "found at his home in QUORBY GRAVEL BY
+        DAUGHTER"). Places are often named with everyday words ("White Plains", "Glen Burnie"),
+        which only capitals mark in a mixed-case note. Returns the last token, or None."""
+        last, unknown, k = None, False, j
+        while k < w.n and k - j < 3:
+            word, low = w.text[k], w.lower[k]
+            if not namey(word) or low in _SPACY_STOP or low in vocab.CORE_FUNCTION_WORDS or low in vocab.MONTH_WORDS:
+                break
+            if self._placey(w, k, shape, False):
+                unknown = True
+            elif not vocab.is_english(low):
+                break  # an abbreviation or a typo, not a word of a name
+            last, k = k, k + 1
+        ends = k >= w.n or not w.text[k].strip() or "\n" in w.text[k] or w.text[k] in (",", ".", ";", ":", "(", ")") \
+            or w.lower[k] in self._AFTER_PLACE
+        return last if last is not None and unknown and ends else None
 
     def _unknown_capitalised(self, w: Words, k: int) -> bool:
         """Token k is a capitalised word no list knows: not English, not one typo from it, no

@@ -109,6 +109,22 @@ RELATION_WORDS = _words(
     "significant sig caregiver roommate companion "
     "son-in-law daughter-in-law brother-in-law sister-in-law mother-in-law father-in-law"
 )
+# hospital services and departments that staff come "from" ("Vorlanda Quispet from speech therapy",
+# "Rhonda from case management"); any "-ology", "-iatry" or "-ics" word counts too (:func:`is_service`)
+SERVICE_WORDS = _words(
+    "speech swallow pt ot pt/ot social sw case cm nutrition dietary pharmacy rehab hospice palliative "
+    "pastoral chaplaincy psych admitting transplant wound respiratory rt ep ir ct mri radiology "
+    "anesthesia surgery medicine lab phlebotomy transport security billing housekeeping infection "
+    "ethics interpreter interpreters vna elder protective"
+)
+_SERVICE_ENDINGS = ("ology", "iatry", "ics", "ology's")
+
+
+def is_service(low: str) -> bool:
+    """A hospital service or department ("speech", "cardiology", "geriatrics")."""
+    return low in SERVICE_WORDS or (len(low) > 6 and low.endswith(_SERVICE_ENDINGS))
+
+
 # "Jane Doe, RN" / "ROBERT V. SMITH RRT": credentials after a signature
 CREDENTIALS = frozenset(
     "RN R.N. RRT CRT NP PA PA-C MSW LICSW LCSW SW MD M.D. DO PhD LPN CNA RPh PharmD RD SLP "
@@ -136,6 +152,7 @@ PLACE_VERBS = _words(
 PLACE_PREPS = _words("to from at @ in by into")
 # verbs of residence, whose place can come several words later ("lives alone in elderly housing in X")
 HOME_VERBS = _words("lives lived living resides resided live stays staying")
+HOME_WORDS = _words("home house apartment apt condo residence")  # "found in his home in X"
 # words after a hospital's acronym ("GH EW", "GBMC nurse")
 AFTER_HOSPITAL = _words("ew er ed ew. er. ed. cath icu micu ccu nurse nurses attorneys hospital staff team "
                         "clinic lab")
