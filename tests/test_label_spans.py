@@ -211,13 +211,28 @@ def test_span_calibration_reads_each_source_from_out_of_fold_spans():
     assert cal.confidence(0.5, "model+lexicon") > cal.confidence(0.5, "model") + 0.2
     assert cal.confidence(0.9, "model") > cal.confidence(0.1, "model")
     assert cal.confidence(1.0, "lexicon") == pytest.approx(7 / 10)  # (hits + 1) / (found + 2)
-    assert summary["sources"]["lexicon"] == {"oof_spans": 8, "oof_precision": 0.75}
+    assert summary["sources"]["lexicon"] == {"oof_spans": 8, "oof_documents": 8, "oof_precision": 0.75}
     # no out-of-fold lexicon spans: the entry's share on the seeds stands
     assert SpanCalibration.fit(rows[:200])[0].confidence(0.8, "lexicon") == 0.8
     # carried short forms: their own out-of-fold precision, or without any, the long form's map
     with_short = SpanCalibration.fit(rows + [("abbreviation", 0.9, i < 2) for i in range(8)])[0]
     assert with_short.confidence(0.9, "abbreviation") == pytest.approx(3 / 10)
     assert cal.confidence(0.9, "abbreviation") == cal.confidence(0.9, "model")
+
+
+def test_span_calibration_counts_repeated_short_forms_by_document():
+    from domainfm.label.span_calibration import SpanCalibration
+
+    rng = np.random.default_rng(1)
+    rows = [("model", float(r), bool(rng.random() < r), f"d{i % 8}") for i, r in enumerate(rng.uniform(0.05, 0.95, 100))]
+    # 21 carried short forms, all right, but from 3 seed documents: 3 pieces of evidence, not 21
+    short = [("abbreviation", 0.9, True, f"d{i % 3}") for i in range(21)]
+    cal, summary = SpanCalibration.fit(rows + short)
+    assert cal.confidence(0.9, "abbreviation") == pytest.approx((3 * 1.0 + 1) / (3 + 2))
+    assert summary["sources"]["abbreviation"] == {"oof_spans": 21, "oof_documents": 3, "oof_precision": 1.0}
+    # one row a document: the plain (hits + 1) / (found + 2)
+    spread = [("abbreviation", 0.9, True, f"e{i}") for i in range(21)]
+    assert SpanCalibration.fit(rows + spread)[0].confidence(0.9, "abbreviation") == pytest.approx(22 / 23)
 
 
 def test_span_config_errors_name_the_field():

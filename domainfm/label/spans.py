@@ -435,14 +435,15 @@ def _merge_chunk_spans(found: list[tuple[int, int, str, float]]) -> list[tuple[i
 
 
 def oof_rows(docs: Sequence[Document], found: Sequence[Sequence[tuple[int, int, str, float]]],
-             lexicon, abbreviations: bool = False, heads=None) -> list[tuple[str, float, bool]]:
+             lexicon, abbreviations: bool = False, heads=None) -> list[tuple[str, float, bool, str]]:
     """Out-of-fold calibration rows of held-out seeds: their spans as the suggestions would be
-    (model spans with raw confidence, combined with the fold's seed lexicon), right or wrong."""
+    (model spans with raw confidence, combined with the fold's seed lexicon), right or wrong,
+    and the seed document each comes from (a document's spans are not independent evidence)."""
     rows = []
     for d, spans in zip(docs, found):
         gold = {s.key for s in d.spans}
         for s, e, lab, raw, src in final_spans(d.text, spans, lexicon, abbreviations, heads):
-            rows.append((src, raw, (s, e, lab) in gold))
+            rows.append((src, raw, (s, e, lab) in gold, d.id))
     return rows
 
 
@@ -601,7 +602,7 @@ def train_span_model(seeds: Sequence[Document], cfg: SpanLabelConfig | None = No
             by_split = [([chunks[i] for r_, part, _ in oof if r_ == r for i in part],
                          [lg for r_, _, part in oof if r_ == r for lg in part]) for r in range(len(splits))]
 
-            def rows_at(shift: float) -> list[tuple[str, float, bool]]:
+            def rows_at(shift: float) -> list[tuple[str, float, bool, str]]:
                 rows = []
                 for r, (held_chunks, logits) in enumerate(by_split):
                     found, _ = _spans_from_logits(held_chunks, logits, labels, temperature,
@@ -614,7 +615,7 @@ def train_span_model(seeds: Sequence[Document], cfg: SpanLabelConfig | None = No
             gold = len(splits) * sum(len(d.spans) for d in seeds)
             by_shift = {x: rows_at(x) for x in ((cfg.decision_shift,) if cfg.decision_shift is not None
                                                 else DECISION_SHIFTS)}
-            f1 = {x: 2 * sum(ok for *_, ok in rows) / max(1, len(rows) + gold) for x, rows in by_shift.items()}
+            f1 = {x: 2 * sum(row[2] for row in rows) / max(1, len(rows) + gold) for x, rows in by_shift.items()}
             # the best out-of-fold entity F1; a tie keeps the shift nearest 0
             shift = max(f1, key=lambda x: (round(f1[x], 6), -abs(x)))
             fitted, fit_summary = SpanCalibration.fit(by_shift[shift])
