@@ -549,7 +549,7 @@ SHAPE_CLEAN = [
     "Went home today. Back to Nursing Home. Pt went Home with wife. The House staff aware.",
     "Lasix (RN) given. Seen by Cardiology (attending) today. Heparin (NP) held.",
     # services after "from" with no name before; everyday places where someone lives
-    "labs from pharmacy pending. consult from cardiology in am. Meds from Pharmacy.",
+    "labs from pharmacy pending. consult from cardiology in am. Meds from Pharmacy. Zorvexin from antibiotics?",
     "lives alone in senior housing, has vna. lives in assisted living with wife. found at home in bed by wife.",
 ]
 

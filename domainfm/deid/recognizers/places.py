@@ -177,8 +177,10 @@ class PlaceRecognizer(TokenRecognizer):
                 while k < w.n and k - j < 3 and self._placey(w, k, shape, False, moved and k == j):
                     last = k
                     k += 1
-                home = any(w.lower[t] in vocab.HOME_VERBS or w.lower[t] in vocab.HOME_WORDS for t in range(max(0, i - 6), i))
-                if not shape.mixed and home and (worded := self._place_with_words(w, j, shape)) is not None:
+                # where someone lives: everyday words may name the place ("lives in north fennimark")
+                home = not shape.mixed and any(w.lower[t] in vocab.HOME_VERBS or w.lower[t] in vocab.HOME_WORDS
+                                               for t in range(max(0, i - 6), i))
+                if home and (worded := self._place_with_words(w, j, shape)) is not None:
                     last = max(worded, last if last is not None else worded)
                 if last is not None:
                     out.append(result("LOCATION", doc[j].idx, doc[last].idx + len(doc[last].text),

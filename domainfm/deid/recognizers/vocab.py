@@ -110,18 +110,19 @@ RELATION_WORDS = _words(
     "son-in-law daughter-in-law brother-in-law sister-in-law mother-in-law father-in-law"
 )
 # hospital services and departments that staff come "from" ("Vorlanda Quispet from speech therapy",
-# "Rhonda from case management"); any "-ology", "-iatry" or "-ics" word counts too (:func:`is_service`)
+# "Rhonda from case management"); any "-ology", "-iatry", "-iatrics" or "-pedics" word counts too
+# (:func:`is_service`), but not every "-ics" word ("from antibiotics", "from diuretics")
 SERVICE_WORDS = _words(
-    "speech swallow pt ot pt/ot social sw case cm nutrition dietary pharmacy rehab hospice palliative "
+    "speech pt ot pt/ot social sw case cm nutrition dietary pharmacy rehab hospice palliative "
     "pastoral chaplaincy psych admitting transplant wound respiratory rt ep ir ct mri radiology "
     "anesthesia surgery medicine lab phlebotomy transport security billing housekeeping infection "
-    "ethics interpreter interpreters vna elder protective"
+    "ethics interpreter interpreters vna elder protective obstetrics genetics"
 )
-_SERVICE_ENDINGS = ("ology", "iatry", "ics", "ology's")
+_SERVICE_ENDINGS = ("ology", "iatry", "iatrics", "pedics", "ology's")
 
 
 def is_service(low: str) -> bool:
-    """A hospital service or department ("speech", "cardiology", "geriatrics")."""
+    """A hospital service or department ("speech", "cardiology", "geriatrics"; not "antibiotics")."""
     return low in SERVICE_WORDS or (len(low) > 6 and low.endswith(_SERVICE_ENDINGS))
 
 
