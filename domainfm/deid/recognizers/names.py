@@ -33,6 +33,12 @@ _PHONE_LABELS = frozenset("cell cell# home home# work work# ph phone tel # : - ,
 _NAME_VERBS_AFTER = vocab.NAME_FOLLOWERS - {"and", "or", "at"}
 _HOMES = frozenset("house home apartment apt place condo farm residence".split())
 _CLAUSE_START = {"(", ".", ",", ";", ":", "-", "--"}
+
+
+def _opens_clause(before: str) -> bool:
+    """Whether a clause starts after this token: punctuation, a line break, or none at all."""
+    return before in _CLAUSE_START or "\n" in before or not before.strip()
+
 _CUT_OFF = re.compile(r"[a-z]{1,3}-")  # a word broken off in a transcript ("n-", "th-")
 # who is spoken to ("hi, thea", "thanks hunter", "hello, ms. x"): transcribed visits
 _GREETINGS = frozenset("hi hey hello bye goodbye thanks welcome".split())
@@ -307,8 +313,7 @@ class NameRecognizer(TokenRecognizer):
             if not run:
                 continue
             before = w.text[run[-1] - 1] if run[-1] > 0 else "\n"
-            if before in _CLAUSE_START or "\n" in before or not before.strip() \
-                    or w.lower[run[-1] - 1] in ("both", "with", "by", "per", "and"):
+            if _opens_clause(before) or w.lower[run[-1] - 1] in ("both", "with", "by", "per", "and"):
                 out.append((run[-1], run[0], "DOCTOR" if title and w.lower[first - 1] in _DOCTOR else role,
                             min(score, 0.6)))
         return out
@@ -417,7 +422,7 @@ class NameRecognizer(TokenRecognizer):
             run = self._run_before(w, i - 1, shape)
             for first in reversed(run):  # the longest run that starts a clause with a name
                 before, before_low = (w.text[first - 1], w.lower[first - 1]) if first > 0 else ("\n", "\n")
-                starts = before in _CLAUSE_START or before in ("]", "is") or not before.strip() or "\n" in before \
+                starts = _opens_clause(before) or before in ("]", "is") \
                     or before_low in vocab.CLINICAL_VOCAB or before_low in _PATIENT or before_low in _DOCTOR
                 if starts and self._could_lead(w, first, shape):
                     out.append((first, i - 1, "NAME", 0.7))
@@ -463,8 +468,7 @@ class NameRecognizer(TokenRecognizer):
             before = w.text[i - 1] if i > 0 else "\n"
             if shape.mixed and i > 0 and w.lower[i - 1] in ("pt", "patient"):
                 before = w.text[i - 2] if i > 1 else "\n"  # "Pt Kexford states ...": "pt" as a title
-            if (before in _CLAUSE_START or before in ('"', "'") or "\n" in before or not before.strip()) \
-                    and self._unknown_word(w, i):
+            if (_opens_clause(before) or before in ('"', "'")) and self._unknown_word(w, i):
                 out.append((i, i, "NAME", 0.65))
         return out
 
@@ -483,7 +487,7 @@ class NameRecognizer(TokenRecognizer):
             run = self._run_before(w, i - 1, shape)
             for first in reversed(run):  # the longest run that starts a clause with a name
                 before = w.text[first - 1] if first > 0 else "\n"
-                if (before in _CLAUSE_START or "\n" in before or not before.strip()) and self._could_lead(w, first, shape) \
+                if _opens_clause(before) and self._could_lead(w, first, shape) \
                         and all(self._unknown_word(w, k) or w.lower[k] in self.names for k in range(first, i)):
                     out.append((first, i - 1, "NAME", 0.6))
                     break
