@@ -50,6 +50,15 @@ def test_export_then_import_gives_the_same_spans(kind, tmp_path):
         assert (tmp_path / "export.labelstudio.config.xml").read_text().count("<Label ") == 4
 
 
+@pytest.mark.parametrize("kind", ["labelstudio", "prodigy"])
+def test_an_export_saved_with_a_byte_order_mark_imports_the_same(kind, tmp_path):
+    path = write_span_export(kind, tmp_path / f"export.{kind}", DOCS, labels=["PATIENT", "HOSPITAL", "DATE", "DOCTOR"],
+                             as_annotations=True)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # re-saved by a Windows editor
+    docs, rejects, _ = _import(kind, path, tmp_path)
+    assert not rejects and [(d.id, d.text, _keys(d)) for d in docs] == [(d.id, d.text, _keys(d)) for d in DOCS]
+
+
 def test_prodigy_round_trip_of_predictions_keeps_scores(tmp_path):
     predicted = [[Span(8, 15, "PATIENT", {"confidence": 0.9})], [], []]
     path = write_span_export("prodigy", tmp_path / "p.jsonl", DOCS, labels=["PATIENT"], predicted=predicted,
@@ -289,7 +298,7 @@ def test_labelstudio_missing_or_folder_source_is_named_not_the_reject_file(kind,
     src = tmp_path / "export.json"
     if kind == "folder":
         src.mkdir()
-    with pytest.raises(CorpusError, match=r"export\.json: (no such file|is a folder) \(expected a Label Studio"):
+    with pytest.raises(CorpusError, match=r"export\.json: (no such file|is a folder, not a file) \(expected a Label Studio"):
         import_corpus("labelstudio", src, tmp_path / "out" / "x.jsonl")
     assert not list((tmp_path / "out").iterdir())  # nothing left behind
 

@@ -90,3 +90,16 @@ def test_a_pretty_printed_object_and_truncated_json_are_one_clear_error(tmp_path
     jsonl.write_text("{\"broken\n" + json.dumps(_line("d2")) + "\n")  # a broken first line is rejected alone
     docs, rejects = _run(jsonl, tmp_path)
     assert [d.id for d in docs] == ["d2"] and len(rejects) == 1
+
+
+@pytest.mark.parametrize("name, body", [
+    ("echr.json", json.dumps([_original("d", {"ann1": {"entity_mentions": [PERSON]}})])),
+    ("pretty.json", json.dumps([_original("d", {"ann1": {"entity_mentions": [PERSON]}})], indent=2)),
+    ("tab.jsonl", json.dumps(_line("d")) + "\n"),
+], ids=["original", "original-indented", "jsonl"])
+def test_a_byte_order_mark_is_read_past_in_every_layout(name, body, tmp_path):
+    src = tmp_path / name
+    src.write_bytes(b"\xef\xbb\xbf" + body.encode("utf-8"))  # saved by a Windows editor
+    docs, rejects = _run(src, tmp_path)
+    assert [(d.id, [(s.start, s.end) for s in d.spans]) for d in docs] == [("d", [(14, 21)])] and not rejects
+    assert docs[0].text == TEXT

@@ -33,7 +33,7 @@ from domainfm.config import suggest
 from domainfm.corpus.agreement import Annotation, annotated_document, check_resolve, resolve
 from domainfm.corpus.document import Document, Span, describe_type
 from domainfm.corpus.importers.base import Sourced, non_finite_field, register
-from domainfm.corpus.io import Rejected
+from domainfm.corpus.io import Rejected, not_a_file, strip_bom
 from domainfm.errors import ConfigError, CorpusError, RecordError
 
 CHOICES = ("auto", "single", "multi")
@@ -69,11 +69,9 @@ class LabelStudioOptions:
 @register("labelstudio", LabelStudioOptions, "Label Studio JSON export (span and choice annotations)")
 def read_labelstudio(src: Path, options: LabelStudioOptions) -> Iterator[Document | Sourced | Rejected]:
     if not src.is_file():
-        problem = "is a folder" if src.is_dir() else "no such file"
-        raise CorpusError(f"{src}: {problem} (expected a Label Studio JSON export file)")
+        raise CorpusError(f"{src}: {not_a_file(src)} (expected a Label Studio JSON export file)")
     try:
-        with open(src, encoding="utf-8") as fh:
-            tasks = json.load(fh)
+        tasks = json.loads(strip_bom(src.read_bytes()).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CorpusError(f"{src}: not a Label Studio JSON export ({type(exc).__name__}: "
                           f"{getattr(exc, 'msg', exc)}); export the project as JSON (not JSON-MIN or CSV)") from None

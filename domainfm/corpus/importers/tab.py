@@ -42,7 +42,7 @@ def read_tab(src: Path, options: TabOptions) -> Iterator[Document | Rejected]:
     if not src.is_file():
         raise CorpusError(f"{src}: {not_a_file(src)} (expected TAB .json or .jsonl)")
     with open(src, "rb") as fh:
-        first = fh.read(64).lstrip()
+        first = strip_bom(fh.read(64)).lstrip()
     if first.startswith(b"["):
         yield from _read_original(src, options)
         return
@@ -109,7 +109,7 @@ def _object(parent: dict, key: str, name: str, location: str) -> dict:
 
 def _read_original(src: Path, options: TabOptions) -> Iterator[Document | Rejected]:
     try:
-        records = json.loads(src.read_text(encoding="utf-8"))
+        records = json.loads(strip_bom(src.read_bytes()).decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise CorpusError(f"{src.name}: not a valid TAB JSON file (not UTF-8 at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
