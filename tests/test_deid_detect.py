@@ -705,6 +705,69 @@ def test_fresh_strings_keep_a_patients_word_the_same_and_never_draw_text_of_the_
     assert any(len({d.text[s.start:s.end].lower() for s in d.spans}) == 2 for d in mentions)
 
 
+def test_leave_fold_out_hand_lists_take_out_the_rare_listed_words_only_one_fold_has():
+    # the benchmark scores a sealed fold with the hand lists a reader of the other folds could have
+    # written: a listed word that only this fold's notes have, and that is rare in English, is out
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "benchmarks"))
+    from hand_lists import fold_only_words
+
+    texts = {0: ["Flowsheet in carevue, quinton line out. Patient calm, zorblax."],
+             1: ["Quinton line in. Patient on tele."]}
+    out = fold_only_words(texts, [0, 1])
+    assert "carevue" in out[0]          # listed, rare, fold 0 only
+    assert "quinton" not in out[0]      # fold 1 has it too
+    assert "patient" not in out[0]      # common English: any list would have it
+    assert "zorblax" not in out[0]      # in no list
+    assert out[1] <= {"tele"} and "carevue" not in out[1]
+
+
+def test_hand_lists_without_changes_what_a_detector_made_inside_finds_and_restores_the_lists():
+    import sys
+    from pathlib import Path
+
+    from domainfm.deid.recognizers import vocab
+
+    sys.path.insert(0, str(Path(__file__).parent / "benchmarks"))
+    from hand_lists import hand_lists_without
+
+    text = "Asked Kling about dsg. Pt seen by Crean team today."
+    assert PhiDetector(DeidConfig(profile="clinical")).detect_text(text) == []
+    with hand_lists_without({"kling", "crean"}) as removed:
+        assert removed >= 2
+        assert "kling" not in vocab.CLINICAL_VOCAB and "kling" not in vocab.stop_words()
+        found = {text[d.start:d.end] for d in PhiDetector(DeidConfig(profile="clinical")).detect_text(text)}
+        assert found == {"Kling", "Crean"}
+    assert "kling" in vocab.CLINICAL_VOCAB and "kling" in vocab.stop_words()
+    assert PhiDetector(DeidConfig(profile="clinical")).detect_text(text) == []
+
+
+def test_patient_bootstrap_resamples_patients_not_notes():
+    import sys
+    from pathlib import Path
+
+    from domainfm.corpus import Span
+
+    sys.path.insert(0, str(Path(__file__).parent / "benchmarks"))
+    from bench_deid import patient_intervals
+    from domainfm.deid.detection import Detection
+
+    def note(doc_id, patient):
+        text = "Seen by Dr Quintavius."
+        return Document(doc_id, text, {"patient_id": patient}, spans=[Span(11, 21, "HCPName")])
+
+    hit = [Detection(11, 21, "NAME", 1.0, "test")]
+    one = [note(f"a{i}", "p1") for i in range(3)] + [note("b1", "p1")]
+    found = {"a0": hit, "a1": hit, "a2": hit, "b1": []}
+    # one patient: nothing to resample, whatever the number of notes
+    assert patient_intervals([(one, found)], "physionet")["recall"] == [0.75, 0.75]
+    two = [note("a0", "p1"), note("b1", "p2")]
+    out = patient_intervals([(two, found)], "physionet")
+    assert out["patients"] == 2 and out["recall"] == [0.0, 1.0] and out["leakage"] == [0.0, 1.0]
+
+
 @pytest.mark.parametrize("text,planted", [
     ("ZORBLAX QUINTAVIUS, seen today.\nAfebrile.", ["ZORBLAX", "QUINTAVIUS"]),
     ("Mr. Quintavius was admitted for CHF.\nZorblax reports feeling better.", ["Quintavius", "Zorblax"]),

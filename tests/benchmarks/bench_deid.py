@@ -25,7 +25,14 @@ half B said 0.968). Three checks no rule was written against sit beside them:
   place list can know it: what the rules find from context alone. Dates, phones and ids stay.
   A word keeps its pseudo-word in all of its patient's notes (``--fresh-mapping patient``), as a
   real name does. Recall, precision and leakage are averaged over ``--fresh-seeds`` draws (the
-  other scores are the first draw's).
+  other scores are the first draw's), with 90% intervals from resampling the sealed folds'
+  patients (``patient_bootstrap_90``).
+* leave-fold-out hand lists (``--hand-lists leave-fold-out``, the default): fresh strings replace
+  the PHI, not the words around it, and the rules' hand-typed lists were written reading every
+  fold, so they know each sealed fold's rare words (a typo, a unit's abbreviation) and block the
+  false positives a new site's own rare words would cause. Each sealed fold is therefore scored
+  with the listed words only its notes have, rarer than Zipf 3, taken out (``hand_lists.py``);
+  ``split_credit`` does the same for the rules' part.
 * cross-source sets: ACI-Bench names (``aci``), Presidio's synthetic sentences (``synth``), TAB
   judgments (``tab``) and the project's own generated clinical corpus (``corpus``).
 * ``leakage``: the share of gold PHI strings (>= 3 characters) still found verbatim in the
@@ -119,13 +126,15 @@ def _scores(docs, pred, dataset, pred_dataset, gold_filter=None):
 
 def _learned_scores(docs, config, ner_model: str, dataset: str, vanilla, cps_rules: float,
                     quantize: str = "none", folds: int = 5, sealed: list[int] = (), fresh_seeds: int = 5,
-                    shape_checks: bool = True, rules=None, fresh_mapping: str = "patient") -> dict:
+                    shape_checks: bool = True, rules=None, fresh_mapping: str = "patient",
+                    without: dict | None = None) -> dict:
     """Rules + the learned model (``DeidConfig.ner_model``, ``ner_quantize``), the model's spans
     alone, and speed: timed against the vanilla engine on the same chunks, alternating, like the
     rules alone. With ``sealed`` folds: rules + model + propagation per fold and on the sealed
     folds with fresh strings (untimed), the unseen estimate when the model was trained on the
     other folds only (``train_deid_ner.py --train-folds``), and the split-credit estimate
-    (:func:`_split_credit_scores`; ``rules`` is the rules-only detector)."""
+    (:func:`_split_credit_scores`; ``rules`` is the rules-only detector; ``without`` as in
+    :func:`_fresh_scores`)."""
     from dataclasses import replace
 
     import torch
@@ -167,9 +176,10 @@ def _learned_scores(docs, config, ner_model: str, dataset: str, vanilla, cps_rul
             "slowdown_vs_rules": round(cps_rules / cps, 2),
             **({"folds": _fold_scores(docs, propagated, dataset, folds, list(sealed)),
                 "fresh_strings": _fresh_scores(docs, detector, dataset, folds, list(sealed), fresh_seeds,
-                                               fresh_mapping),
+                                               fresh_mapping, without),
                 **({"split_credit": _split_credit_scores(docs, rules, detector, dataset, folds, list(sealed),
-                                                          fresh_seeds, fresh_mapping)} if rules is not None else {})}
+                                                          fresh_seeds, fresh_mapping, without)}
+                   if rules is not None else {})}
                if sealed else {})}
 
 
@@ -191,17 +201,22 @@ def _fold_scores(docs, propagated, dataset: str, folds: int, sealed: list[int]) 
 
 
 def _fresh_scores(docs, detector, dataset: str, folds: int, sealed: list[int], seeds: int = 5,
-                  mapping: str = "patient") -> dict:
+                  mapping: str = "patient", without: dict | None = None) -> dict:
     """The sealed folds with pseudo-word names and places (``fresh_strings``), detector +
-    propagation, untimed; one draw of pseudo-words per seed, scores of the first draw and the
-    mean and range of recall, precision and leakage over all draws."""
-    from domainfm.deid.propagate import propagate_names
-
+    propagation, untimed; one draw of pseudo-words per seed, scores of the first draw, the mean
+    and range of recall, precision and leakage over all draws, and patient-bootstrap intervals.
+    ``without``: per sealed fold, the words taken out of the hand lists while it is scored
+    (:func:`hand_lists.fold_only_words`); None scores with the lists as written."""
     part = [d for d in docs if patient_fold(str(d.meta.get("patient_id", d.id)), folds) in sealed]
+    draws = [fresh_strings(part, seed=seed, mapping=mapping) for seed in range(13, 13 + seeds)]
+    found_per_draw = [{} for _ in draws]
+    for fold, block in _fold_blocks(sealed, without):
+        with block:
+            det = _remade(detector, without)
+            for found, fresh in zip(found_per_draw, draws):
+                found.update(_propagated(det, _in_fold(fresh, folds, fold)))
     recalls, precisions, leaks, first = [], [], [], None
-    for seed in range(13, 13 + seeds):
-        fresh = fresh_strings(part, seed=seed, mapping=mapping)
-        found = {doc.id: dets for doc, dets in propagate_names(detector.detect(fresh))}
+    for fresh, found in zip(draws, found_per_draw):
         scores = _scores(fresh, found, dataset, "canonical")
         leakage = _leakage(fresh, found, dataset)
         recalls.append(scores["recall"])
@@ -209,9 +224,83 @@ def _fresh_scores(docs, detector, dataset: str, folds: int, sealed: list[int], s
         leaks.append(leakage["rate"])
         if first is None:
             first = {"folds": sealed, "docs": len(fresh), **scores, "leakage": leakage}
-    return {**first, "mapping": mapping, "recall_mean_over_seeds": round(sum(recalls) / len(recalls), 4),
+    return {**first, "mapping": mapping, "hand_lists": _hand_lists_note(without),
+            "recall_mean_over_seeds": round(sum(recalls) / len(recalls), 4),
             "recall_per_seed": recalls, "precision_mean_over_seeds": round(sum(precisions) / len(precisions), 4),
-            "leakage_mean_over_seeds": round(sum(leaks) / len(leaks), 4), "leakage_per_seed": leaks}
+            "leakage_mean_over_seeds": round(sum(leaks) / len(leaks), 4), "leakage_per_seed": leaks,
+            "patient_bootstrap_90": patient_intervals(list(zip(draws, found_per_draw)), dataset)}
+
+
+def _fold_blocks(sealed: list[int], without: dict | None):
+    """``(fold, context)`` pairs: each sealed fold with its words out of the hand lists, or all
+    sealed folds at once (fold None) with the lists as written."""
+    from contextlib import nullcontext
+
+    from hand_lists import hand_lists_without
+
+    if without is None:
+        return [(None, nullcontext())]
+    return [(fold, hand_lists_without(without.get(fold, ()))) for fold in sealed]
+
+
+def _remade(detector, without: dict | None):
+    """The detector itself with the lists as written; else a new one with its configuration,
+    made inside the hand-list block (a recognizer may copy a list when it is made)."""
+    from domainfm.deid import PhiDetector
+
+    if without is None:
+        return detector
+    det = PhiDetector(detector.config)
+    det.detect_text("warm up")
+    return det
+
+
+def _in_fold(docs: list, folds: int, fold: int | None) -> list:
+    return docs if fold is None else [d for d in docs if patient_fold(str(d.meta.get("patient_id", d.id)), folds) == fold]
+
+
+def _propagated(detector, docs: list) -> dict:
+    from domainfm.deid.propagate import propagate_names
+
+    return {doc.id: dets for doc, dets in propagate_names(detector.detect(docs))}
+
+
+def _hand_lists_note(without: dict | None) -> dict:
+    if without is None:
+        return {"protocol": "as written (every fold was read while they were written)"}
+    return {"protocol": "leave-fold-out: each sealed fold scored without the hand-list words only its notes have "
+                        "(rarer than Zipf 3); see tests/benchmarks/hand_lists.py",
+            "words_taken_out_per_fold": {str(k): len(v) for k, v in sorted(without.items())}}
+
+
+def patient_intervals(draws: list, dataset: str, resamples: int = 2000, seed: int = 0) -> dict:
+    """90% intervals of recall, precision and leakage with patients resampled (the unit the folds
+    are cut by): per patient the counts of all draws ``(documents, found)`` are summed, patients
+    are drawn with replacement, and the 5th and 95th percentiles of the pooled ratios kept. How
+    far another set of patients of the same site may land from the estimate."""
+    import numpy as np
+
+    from domainfm.deid.evaluate import evaluate
+
+    counts: dict[str, np.ndarray] = {}
+    for docs, found in draws:
+        by_patient: dict[str, list] = {}
+        for doc in docs:
+            by_patient.setdefault(str(doc.meta.get("patient_id", doc.id)), []).append(doc)
+        for patient, mine in by_patient.items():
+            report = evaluate(mine, found, dataset=dataset, pred_dataset="canonical", keep_lists=False)
+            leak = _leakage(mine, found, dataset)
+            row = np.array([report.overlap_gold_found, report.gold, report.overlap_pred_correct, report.pred,
+                            leak["leaked"], leak["gold_strings"]], dtype=float)
+            counts[patient] = counts.get(patient, 0) + row
+    table = np.stack([counts[p] for p in sorted(counts)])
+    rng = np.random.default_rng(seed)
+    sums = table[rng.integers(0, len(table), size=(resamples, len(table)))].sum(axis=1)
+    out = {"patients": len(table), "resamples": resamples}
+    for name, (hit, total) in {"recall": (0, 1), "precision": (2, 3), "leakage": (4, 5)}.items():
+        ratio = sums[:, hit] / np.maximum(sums[:, total], 1)
+        out[name] = [round(float(np.percentile(ratio, 5)), 4), round(float(np.percentile(ratio, 95)), 4)]
+    return out
 
 
 def patient_half(patient_id: str) -> str:
@@ -323,14 +412,14 @@ def to_original(pos: int, moved: list, end: bool = False) -> int:
 
 
 def _split_credit_scores(docs, rules, detector, dataset: str, folds: int, sealed: list[int], seeds: int = 5,
-                         mapping: str = "patient") -> dict:
+                         mapping: str = "patient", without: dict | None = None) -> dict:
     """The sealed folds credited to each part where it has not seen the strings: what the rules
     find with fresh strings (their lists were written reading every fold, so only the pseudo-word
     texts show what they find from context), mapped back onto the real notes, together with what
     the model alone finds on the real notes (it was trained on other patients: these strings are
     as new to it as an unseen patient's; staff and places shared across patients are shared at
-    the site too); then propagation and scores on the real notes. Rules' draws as in
-    :func:`_fresh_scores`."""
+    the site too); then propagation and scores on the real notes. Rules' draws and ``without``
+    as in :func:`_fresh_scores`."""
     from dataclasses import replace
 
     from domainfm.deid.detection import merge_detections
@@ -338,26 +427,39 @@ def _split_credit_scores(docs, rules, detector, dataset: str, folds: int, sealed
 
     part = [d for d in docs if patient_fold(str(d.meta.get("patient_id", d.id)), folds) in sealed]
     learned = {doc.id: dets for doc, dets in detector.detect_learned(part)}
-    recalls, leaks, first = [], [], None
+    draws = []
     for seed in range(13, 13 + seeds):
         moves: dict = {}
-        fresh = fresh_strings(part, seed=seed, moves=moves, mapping=mapping)
-        from_rules = {}
-        for doc, dets in rules.detect(fresh):
-            moved = moves.get(doc.id, [])
-            from_rules[doc.id] = [replace(d, start=to_original(d.start, moved), end=to_original(d.end, moved, end=True))
-                                  for d in dets]
-        combined = ((doc, merge_detections(doc.text, [d for d in from_rules[doc.id] + learned[doc.id] if d.end > d.start]))
-                    for doc in part)
-        found = {doc.id: dets for doc, dets in propagate_names(combined)}
+        draws.append((fresh_strings(part, seed=seed, moves=moves, mapping=mapping), moves))
+    found_per_draw = [{} for _ in draws]
+    for fold, block in _fold_blocks(sealed, without):
+        with block:
+            det = _remade(rules, without)
+            real = _in_fold(part, folds, fold)
+            for found, (fresh, moves) in zip(found_per_draw, draws):
+                from_rules = {}
+                for doc, dets in det.detect(_in_fold(fresh, folds, fold)):
+                    moved = moves.get(doc.id, [])
+                    from_rules[doc.id] = [replace(d, start=to_original(d.start, moved),
+                                                  end=to_original(d.end, moved, end=True)) for d in dets]
+                combined = ((doc, merge_detections(doc.text, [d for d in from_rules[doc.id] + learned[doc.id]
+                                                              if d.end > d.start]))
+                            for doc in real)
+                found.update({doc.id: dets for doc, dets in propagate_names(combined)})
+    recalls, precisions, leaks, first = [], [], [], None
+    for found in found_per_draw:
         scores = _scores(part, found, dataset, "canonical")
         leakage = _leakage(part, found, dataset)
         recalls.append(scores["recall"])
+        precisions.append(scores["precision"])
         leaks.append(leakage["rate"])
         if first is None:
             first = {"folds": sealed, "docs": len(part), **scores, "leakage": leakage}
-    return {**first, "mapping": mapping, "recall_mean_over_seeds": round(sum(recalls) / len(recalls), 4),
-            "recall_per_seed": recalls, "leakage_mean_over_seeds": round(sum(leaks) / len(leaks), 4)}
+    return {**first, "mapping": mapping, "hand_lists": _hand_lists_note(without),
+            "recall_mean_over_seeds": round(sum(recalls) / len(recalls), 4),
+            "recall_per_seed": recalls, "precision_mean_over_seeds": round(sum(precisions) / len(precisions), 4),
+            "leakage_mean_over_seeds": round(sum(leaks) / len(leaks), 4),
+            "patient_bootstrap_90": patient_intervals([(part, found) for found in found_per_draw], dataset)}
 
 
 def _leakage(docs, detections, dataset: str, gold_filter=None) -> dict:
@@ -438,6 +540,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--fresh-mapping", choices=("patient", "mention"), default="patient",
                         help="fresh_strings: one pseudo-word per word and patient, never one found in the patient's "
                              "notes (the protocol), or a new draw per mention (the protocol before the tenth session)")
+    parser.add_argument("--hand-lists", choices=("leave-fold-out", "as-written"), default="leave-fold-out",
+                        help="fresh_strings and split_credit: score each sealed fold without the hand-list words only "
+                             "its notes have (the protocol since the fourteenth session; hand_lists.py), or with the "
+                             "lists as written")
     parser.add_argument("--ner-model", action="append", default=[],
                         help="also score the PhysioNet notes with this learned NER model added to the rules "
                              "(DeidConfig.ner_model; train it on the other half, see the README); repeatable")
@@ -512,15 +618,24 @@ def main(argv=None) -> dict:
             flt = identifier_filter(["DIRECT"]) if name == "tab" else None
             if not name.startswith("aci"):
                 entry["leakage"] = _leakage(docs, propagated, dataset, flt)
+            without = None
+            if name == "physionet" and args.hand_lists == "leave-fold-out":
+                from hand_lists import fold_only_words
+
+                by_fold: dict = {}
+                for doc in docs:
+                    by_fold.setdefault(patient_fold(str(doc.meta.get("patient_id", doc.id)), args.folds),
+                                       []).append(doc.text)
+                without = fold_only_words(by_fold, sealed)
             if name == "physionet":
                 entry["folds"] = _fold_scores(docs, propagated, dataset, args.folds, sealed)
                 entry["fresh_strings"] = _fresh_scores(docs, detector, dataset, args.folds, sealed, args.fresh_seeds,
-                                                       args.fresh_mapping)
+                                                       args.fresh_mapping, without)
             if args.ner_model and name == "physionet":
                 entry["learned"] = [_learned_scores(docs, config, m, dataset, vanilla, cps_ours, q,
                                                     args.folds, sealed if args.split == "all" else [],
                                                     args.fresh_seeds, checks == "on", rules=detector,
-                                                    fresh_mapping=args.fresh_mapping)
+                                                    fresh_mapping=args.fresh_mapping, without=without)
                                     for m in args.ner_model for q in args.ner_quantize.split(",")
                                     for checks in args.ner_shape_checks.split(",")]
             result["datasets"][name] = entry
