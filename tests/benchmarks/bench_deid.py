@@ -215,20 +215,26 @@ def _fresh_scores(docs, detector, dataset: str, folds: int, sealed: list[int], s
             det = _remade(detector, without)
             for found, fresh in zip(found_per_draw, draws):
                 found.update(_propagated(det, _in_fold(fresh, folds, fold)))
+    return {**_over_draws(list(zip(draws, found_per_draw)), dataset, sealed), "mapping": mapping,
+            "hand_lists": _hand_lists_note(without)}
+
+
+def _over_draws(scored: list, dataset: str, sealed: list[int]) -> dict:
+    """Scores of the first ``(documents, found)`` draw, the mean of recall, precision and leakage
+    over all draws with their per-draw values, and patient-bootstrap intervals."""
     recalls, precisions, leaks, first = [], [], [], None
-    for fresh, found in zip(draws, found_per_draw):
-        scores = _scores(fresh, found, dataset, "canonical")
-        leakage = _leakage(fresh, found, dataset)
+    for docs, found in scored:
+        scores = _scores(docs, found, dataset, "canonical")
+        leakage = _leakage(docs, found, dataset)
         recalls.append(scores["recall"])
         precisions.append(scores["precision"])
         leaks.append(leakage["rate"])
         if first is None:
-            first = {"folds": sealed, "docs": len(fresh), **scores, "leakage": leakage}
-    return {**first, "mapping": mapping, "hand_lists": _hand_lists_note(without),
-            "recall_mean_over_seeds": round(sum(recalls) / len(recalls), 4),
-            "recall_per_seed": recalls, "precision_mean_over_seeds": round(sum(precisions) / len(precisions), 4),
+            first = {"folds": sealed, "docs": len(docs), **scores, "leakage": leakage}
+    return {**first, "recall_mean_over_seeds": round(sum(recalls) / len(recalls), 4), "recall_per_seed": recalls,
+            "precision_mean_over_seeds": round(sum(precisions) / len(precisions), 4),
             "leakage_mean_over_seeds": round(sum(leaks) / len(leaks), 4), "leakage_per_seed": leaks,
-            "patient_bootstrap_90": patient_intervals(list(zip(draws, found_per_draw)), dataset)}
+            "patient_bootstrap_90": patient_intervals(scored, dataset)}
 
 
 def _fold_blocks(sealed: list[int], without: dict | None):
@@ -447,20 +453,8 @@ def _split_credit_scores(docs, rules, detector, dataset: str, folds: int, sealed
                                                               if d.end > d.start]))
                             for doc in real)
                 found.update({doc.id: dets for doc, dets in propagate_names(combined)})
-    recalls, precisions, leaks, first = [], [], [], None
-    for found in found_per_draw:
-        scores = _scores(part, found, dataset, "canonical")
-        leakage = _leakage(part, found, dataset)
-        recalls.append(scores["recall"])
-        precisions.append(scores["precision"])
-        leaks.append(leakage["rate"])
-        if first is None:
-            first = {"folds": sealed, "docs": len(part), **scores, "leakage": leakage}
-    return {**first, "mapping": mapping, "hand_lists": _hand_lists_note(without),
-            "recall_mean_over_seeds": round(sum(recalls) / len(recalls), 4),
-            "recall_per_seed": recalls, "precision_mean_over_seeds": round(sum(precisions) / len(precisions), 4),
-            "leakage_mean_over_seeds": round(sum(leaks) / len(leaks), 4),
-            "patient_bootstrap_90": patient_intervals([(part, found) for found in found_per_draw], dataset)}
+    return {**_over_draws([(part, found) for found in found_per_draw], dataset, sealed), "mapping": mapping,
+            "hand_lists": _hand_lists_note(without)}
 
 
 def _leakage(docs, detections, dataset: str, gold_filter=None) -> dict:
