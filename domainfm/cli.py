@@ -637,6 +637,9 @@ def deid_eval_command(
     misses_text: bool = typer.Option(False, "--misses-text", help="Include the missed text in --misses (sensitive)."),
     vault: Optional[Path] = typer.Option(
         None, help="The vault of a 'deid --pseudonymize-ids' run (key in $DOMAINFM_VAULT_KEY): reads its ids back."),
+    intervals: bool = typer.Option(
+        False, "--intervals", help="Add 90% bootstrap intervals of recall, precision and leakage, resampling "
+                                   "patients (meta.patient_id) or else documents."),
 ):
     """Precision/recall/F1/F2 of de-identification against gold spans (overall and per type)."""
     import json
@@ -654,10 +657,10 @@ def deid_eval_command(
 
         with Vault.open_existing(vault) as opened:
             summary = evaluate_files(gold, pred, dataset=dataset, identifier_types=types, misses_path=misses,
-                                     include_text=misses_text, vault=opened)
+                                     include_text=misses_text, vault=opened, intervals=intervals)
     else:
         summary = evaluate_files(gold, pred, dataset=dataset, identifier_types=types, misses_path=misses,
-                                 include_text=misses_text)
+                                 include_text=misses_text, intervals=intervals)
     text = json.dumps(summary, indent=2)
     # ids that do not match score as documents with nothing found: say so where it is seen
     unmatched = summary.get("unmatched_prediction_ids") or 0
@@ -675,6 +678,11 @@ def deid_eval_command(
     leak = (summary.get("leakage") or {}).get("rate")
     leaked = f"  leakage {leak:.3f}" if isinstance(leak, (int, float)) else ""
     typer.echo(f"any-overlap {scores or 'n/a'}{leaked}  ({summary.get('docs')} documents)  metrics: {out}")
+    spread = summary.get("intervals")
+    if spread:
+        parts = [f"{k} {v[0]:.3f}-{v[1]:.3f}" for k in ("recall", "precision", "leakage") if (v := spread.get(k))]
+        typer.echo(f"{round(100 * spread['level'])}% intervals over {spread['units']} {spread['unit']}s: "
+                   + ("  ".join(parts) or "n/a"))
 
 
 @app.command("reidentify")

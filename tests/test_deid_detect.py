@@ -765,7 +765,7 @@ def test_patient_bootstrap_resamples_patients_not_notes():
     assert patient_intervals([(one, found)], "physionet")["recall"] == [0.75, 0.75]
     two = [note("a0", "p1"), note("b1", "p2")]
     out = patient_intervals([(two, found)], "physionet")
-    assert out["patients"] == 2 and out["recall"] == [0.0, 1.0] and out["leakage"] == [0.0, 1.0]
+    assert out["units"] == 2 and out["recall"] == [0.0, 1.0] and out["leakage"] == [0.0, 1.0]
 
 
 @pytest.mark.parametrize("text,planted", [

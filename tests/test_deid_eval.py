@@ -188,3 +188,44 @@ def test_cli_deid_eval_warns_when_ids_only_partly_match(tmp_path, cli):
                                              {"id": "d2", "text": "y", "phi_spans": []}),
                 "--dataset", "physionet", "-o", tmp_path / "m2.json")
     assert clean.exit_code == 0 and "warning" not in clean.stderr
+
+
+def test_bootstrap_intervals_resample_units():
+    from domainfm.deid.evaluate import bootstrap_intervals
+
+    # one unit: nothing to resample, however many notes it has
+    one = bootstrap_intervals({"p1": [3, 4, 3, 3, 1, 4]})
+    assert one["units"] == 1 and one["recall"] == [0.75, 0.75] and one["leakage"] == [0.25, 0.25]
+    # a patient with everything found and one with nothing: anything between the two
+    two = bootstrap_intervals({"p1": [2, 2, 2, 2, 0, 2], "p2": [0, 2, 0, 1, 2, 2]})
+    assert two["recall"] == [0.0, 1.0] and two["leakage"] == [0.0, 1.0] and two["precision"] == [0.0, 1.0]
+    narrow = bootstrap_intervals({f"p{i}": ([1, 1, 1, 1, 0, 1] if i % 2 else [0, 1, 0, 0, 1, 1]) for i in range(200)})
+    assert 0.42 < narrow["recall"][0] < 0.47 and 0.53 < narrow["recall"][1] < 0.58  # 0.5 ± 1.645 * 0.035
+    # nothing to count: no interval rather than a made-up one
+    assert bootstrap_intervals({"p1": [0, 0, 0, 0, 0, 0]})["recall"] is None
+    assert bootstrap_intervals({})["units"] == 0
+    with pytest.raises(ConfigError, match="level must be in"):
+        bootstrap_intervals({"p1": [1, 1, 1, 1, 0, 1]}, level=90)
+
+
+def test_evaluate_files_intervals_resample_patients_when_every_document_has_one(tmp_path, cli):
+    from domainfm.deid.evaluate import resampling_unit
+
+    docs = [Document(f"n{i}", TEXT, {"patient_id": f"p{i // 2}"}, spans=gold_doc().spans) for i in range(4)]
+    gold = tmp_path / "gold.jsonl"
+    write_documents(gold, docs)
+    # patient p0's two notes fully found and replaced, p1's found in part with the names left
+    found = [{"start": s.start, "end": s.end, "label": "NAME"} for s in gold_doc().spans]
+    pred = _pred_file(tmp_path / "deid.jsonl",
+                      *({"id": f"n{i}", "text": "[x] saw [x] on [x] in [x].", "phi_spans": found} for i in (0, 1)),
+                      *({"id": f"n{i}", "text": TEXT, "phi_spans": found[:1]} for i in (2, 3)))
+    s = evaluate_files(gold, pred, dataset="physionet", intervals=True)
+    spread = s["intervals"]
+    assert spread["unit"] == "patient" and spread["units"] == 2 and spread["level"] == 0.9
+    assert spread["recall"] == [0.2, 1.0] and spread["leakage"][0] == 0.0
+    assert "intervals" not in evaluate_files(gold, pred, dataset="physionet")
+    assert resampling_unit([gold_doc()]) == "document"
+    res = cli("deid-eval", gold, pred, "--dataset", "physionet", "--intervals", "-o", tmp_path / "m.json")
+    assert res.exit_code == 0, res.output
+    assert "90% intervals over 2 patients: recall 0.200-1.000" in res.output
+    assert json.loads((tmp_path / "m.json").read_text())["intervals"]["units"] == 2

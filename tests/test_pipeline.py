@@ -544,6 +544,9 @@ def test_site_recipe_trains_scores_rules_vs_model_on_held_out_patients_and_the_m
         # scored against every gold type of the held-out notes (phones, MRNs...), not only the trained ones
         assert report[name]["gold"] > 0 and "PHONE" in report[name]["recall_by_type"]
         assert 0 <= report[name]["recall"] <= 1
+        spread = report[name]["interval_90"]  # resampling the held-out patients
+        assert spread["unit"] == "patient" and spread["units"] == report["held_out"]["patients"]
+        assert spread["recall"][0] <= report[name]["recall"] <= spread["recall"][1]
     assert report["rules_and_model"]["recall"] >= report["rules"]["recall"]  # a union: never fewer spans
     assert result.stage("deid_eval").metrics["recall_rules"] == round(report["rules"]["recall"], 4)
     assert str(model) in report["use"]

@@ -58,7 +58,7 @@ def run(config: DeidEvalSection, inputs: list[Path], out: Path, context: StageCo
     the finetune section); writes the report to ``out``."""
     from domainfm.corpus import read_documents
     from domainfm.deid import PhiDetector
-    from domainfm.deid.evaluate import evaluate
+    from domainfm.deid.evaluate import bootstrap_intervals, evaluate, resampling_unit, unit_counts
     from domainfm.deid.propagate import propagate_names
     from domainfm.finetune.split import recorded_documents
 
@@ -79,6 +79,7 @@ def run(config: DeidEvalSection, inputs: list[Path], out: Path, context: StageCo
                           "recall to measure: import annotated notes (spans) or hold out other patients")
     base = DeidConfig(**{f.name: getattr(section, f.name) for f in dataclasses.fields(DeidConfig)})
     model = inputs[0]
+    unit = resampling_unit(gold)
     chars = sum(len(d.text) for d in gold)
     report: dict[str, Any] = {
         "held_out": {"documents": len(gold), "patients": len({str(d.meta.get("patient_id", d.id)) for d in gold}),
@@ -92,8 +93,12 @@ def run(config: DeidEvalSection, inputs: list[Path], out: Path, context: StageCo
     def scored(detected) -> dict[str, Any]:
         predicted = {doc.id: found for doc, found in propagate_names(detected)}
         s = evaluate(gold, predicted, dataset=section.dataset, keep_lists=False).summary()
+        # a few dozen held-out patients: how far the next ones may land (resampling patients)
+        spread = bootstrap_intervals(unit_counts(gold, predicted, dataset=section.dataset, unit=unit))
         return {"gold": s["gold"], "pred": s["pred"], **s["any_overlap"],
-                "recall_by_type": {k: v["recall_any_label"] for k, v in s["per_type"].items() if v["gold"]}}
+                "recall_by_type": {k: v["recall_any_label"] for k, v in s["per_type"].items() if v["gold"]},
+                "interval_90": {"unit": unit, "units": spread["units"], "recall": spread["recall"],
+                                "precision": spread["precision"]}}
 
     t0 = time.perf_counter()
     report["rules"] = scored(PhiDetector(base).detect(gold))

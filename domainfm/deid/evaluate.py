@@ -347,6 +347,65 @@ def read_deid_output(path: str | os.PathLike
     return out, texts, where_of
 
 
+# ---------------------------------------------------------------------- intervals
+
+INTERVAL_LEVEL = 0.9
+
+
+def resampling_unit(docs: Iterable[Document]) -> str:
+    """``"patient"`` when every document has ``meta.patient_id`` (a patient's notes share names,
+    so they are not independent draws), else ``"document"``."""
+    docs = list(docs)
+    return "patient" if docs and all(d.meta.get("patient_id") not in (None, "") for d in docs) else "document"
+
+
+def unit_counts(gold_docs: Iterable[Document], predicted: Mapping[str, Iterable[Any]], *,
+                output_texts: Mapping[str, str] | None = None, dataset: str = "canonical",
+                pred_dataset: str = "canonical", gold_filter: GoldFilter | None = None,
+                unit: str | None = None) -> dict[str, list[int]]:
+    """Per patient (or document, see :func:`resampling_unit`): ``[gold found, gold, predictions
+    right, predictions, gold strings leaked, gold strings]``, any-overlap as :func:`evaluate`
+    counts them, leakage as :func:`leakage` does (zeros without ``output_texts``). Counts only."""
+    docs = list(gold_docs)
+    unit = unit or resampling_unit(docs)
+    groups: dict[str, list[Document]] = {}
+    for doc in docs:
+        groups.setdefault(str(doc.meta.get("patient_id")) if unit == "patient" else doc.id, []).append(doc)
+    out = {}
+    for key, mine in groups.items():
+        report = evaluate(mine, predicted, dataset=dataset, pred_dataset=pred_dataset, gold_filter=gold_filter,
+                          keep_lists=False)
+        leaked = (leakage(mine, output_texts, dataset=dataset, gold_filter=gold_filter)
+                  if output_texts is not None else {"leaked": 0, "gold_strings": 0})
+        out[key] = [report.overlap_gold_found, report.gold, report.overlap_pred_correct, report.pred,
+                    leaked["leaked"], leaked["gold_strings"]]
+    return out
+
+
+def bootstrap_intervals(counts: Mapping[str, Iterable[float]], *, level: float = INTERVAL_LEVEL,
+                        resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Percentile intervals of recall, precision and leakage with the units of
+    :func:`unit_counts` drawn with replacement: how far another sample of patients like these
+    may land. Rows of several runs over the same units may be summed first."""
+    import numpy as np
+
+    if not 0 < level < 1:
+        raise ConfigError(f"level must be in (0, 1), e.g. 0.9; got {level!r}")
+    out: dict[str, Any] = {"level": level, "units": len(counts), "resamples": resamples}
+    if not counts:
+        return {**out, "recall": None, "precision": None, "leakage": None}
+    table = np.array([list(row) for row in counts.values()], dtype=float)
+    sums = table[np.random.default_rng(seed).integers(0, len(table), size=(resamples, len(table)))].sum(axis=1)
+    tail = 100 * (1 - level) / 2
+    for name, (hit, total) in {"recall": (0, 1), "precision": (2, 3), "leakage": (4, 5)}.items():
+        if not table[:, total].any():
+            out[name] = None
+            continue
+        ratio = sums[:, hit] / np.maximum(sums[:, total], 1)
+        out[name] = [round(float(np.percentile(ratio, tail)), 4), round(float(np.percentile(ratio, 100 - tail)), 4)]
+    return out
+
+
 def evaluate_files(
     gold_jsonl: str | os.PathLike,
     pred_jsonl: str | os.PathLike,
@@ -356,6 +415,7 @@ def evaluate_files(
     misses_path: str | os.PathLike | None = None,
     include_text: bool = False,
     vault=None,
+    intervals: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a ``deid`` output file against a gold domainfm JSONL; returns the summary.
 
@@ -367,6 +427,8 @@ def evaluate_files(
         misses_path, include_text: see :func:`evaluate`.
         vault: the :class:`~domainfm.deid.vault.Vault` of a ``deid --pseudonymize-ids`` run: its
             records' pseudonyms are read back as the gold ids.
+        intervals: add 90% bootstrap intervals of recall, precision and leakage, resampling
+            patients (``meta.patient_id``) or else documents (:func:`bootstrap_intervals`).
 
     Raises:
         CorpusError: a prediction record or span is invalid, a span ends past its gold text, or no
@@ -394,6 +456,11 @@ def evaluate_files(
     summary = report.summary()
     summary["leakage"] = leakage(gold_docs, output_texts, dataset=dataset, gold_filter=gold_filter)
     summary["unmatched_prediction_ids"] = len(set(predicted) - {doc.id for doc in gold_docs})
+    if intervals:
+        unit = resampling_unit(gold_docs)
+        counts = unit_counts(gold_docs, predicted, output_texts=output_texts, dataset=dataset,
+                             gold_filter=gold_filter, unit=unit)
+        summary["intervals"] = {"unit": unit, **bootstrap_intervals(counts)}
     return summary
 
 

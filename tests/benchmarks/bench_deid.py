@@ -32,7 +32,7 @@ half B said 0.968). Three checks no rule was written against sit beside them:
   fold, so they know each sealed fold's rare words (a typo, a unit's abbreviation) and block the
   false positives a new site's own rare words would cause. Each sealed fold is therefore scored
   with the listed words only its notes have, rarer than Zipf 3, taken out (``hand_lists.py``);
-  ``split_credit`` does the same for the rules' part.
+  ``split_credit`` does the same for the rules and the model's shape checks.
 * cross-source sets: ACI-Bench names (``aci``), Presidio's synthetic sentences (``synth``), TAB
   judgments (``tab``) and the project's own generated clinical corpus (``corpus``).
 * ``leakage``: the share of gold PHI strings (>= 3 characters) still found verbatim in the
@@ -281,32 +281,18 @@ def _hand_lists_note(without: dict | None) -> dict:
 
 def patient_intervals(draws: list, dataset: str, resamples: int = 2000, seed: int = 0) -> dict:
     """90% intervals of recall, precision and leakage with patients resampled (the unit the folds
-    are cut by): per patient the counts of all draws ``(documents, found)`` are summed, patients
-    are drawn with replacement, and the 5th and 95th percentiles of the pooled ratios kept. How
-    far another set of patients of the same site may land from the estimate."""
-    import numpy as np
+    are cut by; ``domainfm.deid.evaluate.bootstrap_intervals``): per patient the counts of all
+    draws ``(documents, found)`` are summed first. How far another set of patients of the same
+    site may land from the estimate."""
+    from domainfm.deid.evaluate import bootstrap_intervals, unit_counts
 
-    from domainfm.deid.evaluate import evaluate
-
-    counts: dict[str, np.ndarray] = {}
+    summed: dict[str, list[int]] = {}
     for docs, found in draws:
-        by_patient: dict[str, list] = {}
-        for doc in docs:
-            by_patient.setdefault(str(doc.meta.get("patient_id", doc.id)), []).append(doc)
-        for patient, mine in by_patient.items():
-            report = evaluate(mine, found, dataset=dataset, pred_dataset="canonical", keep_lists=False)
-            leak = _leakage(mine, found, dataset)
-            row = np.array([report.overlap_gold_found, report.gold, report.overlap_pred_correct, report.pred,
-                            leak["leaked"], leak["gold_strings"]], dtype=float)
-            counts[patient] = counts.get(patient, 0) + row
-    table = np.stack([counts[p] for p in sorted(counts)])
-    rng = np.random.default_rng(seed)
-    sums = table[rng.integers(0, len(table), size=(resamples, len(table)))].sum(axis=1)
-    out = {"patients": len(table), "resamples": resamples}
-    for name, (hit, total) in {"recall": (0, 1), "precision": (2, 3), "leakage": (4, 5)}.items():
-        ratio = sums[:, hit] / np.maximum(sums[:, total], 1)
-        out[name] = [round(float(np.percentile(ratio, 5)), 4), round(float(np.percentile(ratio, 95)), 4)]
-    return out
+        counts = unit_counts(docs, found, output_texts=_surrogate_outputs(docs, found), dataset=dataset,
+                             unit="patient")
+        for patient, row in counts.items():
+            summed[patient] = [a + b for a, b in zip(summed.get(patient, [0] * len(row)), row)]
+    return {"unit": "patient", **bootstrap_intervals(summed, resamples=resamples, seed=seed)}
 
 
 def patient_half(patient_id: str) -> str:
@@ -461,13 +447,17 @@ def _leakage(docs, detections, dataset: str, gold_filter=None) -> dict:
     """Leakage of the ``surrogate`` output written from these detections (``domainfm deid``'s
     transformation, with a fixed benchmark key)."""
     from domainfm.deid.evaluate import leakage
+
+    report = leakage(docs, _surrogate_outputs(docs, detections), dataset=dataset, gold_filter=gold_filter)
+    return {k: report[k] for k in ("gold_strings", "leaked", "rate", "per_type")}
+
+
+def _surrogate_outputs(docs, detections) -> dict[str, str]:
     from domainfm.deid.surrogates import SurrogateGenerator
     from domainfm.deid.transform import apply_operator
 
     gen = SurrogateGenerator(b"benchmark-secret-not-for-production-use!")
-    outputs = {doc.id: apply_operator(doc, detections.get(doc.id, []), "surrogate", gen).text for doc in docs}
-    report = leakage(docs, outputs, dataset=dataset, gold_filter=gold_filter)
-    return {k: report[k] for k in ("gold_strings", "leaked", "rate", "per_type")}
+    return {doc.id: apply_operator(doc, detections.get(doc.id, []), "surrogate", gen).text for doc in docs}
 
 
 def aci_patient_names(folder: Path, part: str) -> list:
