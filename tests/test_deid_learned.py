@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from domainfm.corpus import Document, read_documents, write_documents
+from domainfm.corpus import Document, Span, read_documents, write_documents
 from domainfm.deid import DeidConfig, PhiDetector
 from domainfm.deid.learned import LEARNED, canonical_for
 from domainfm.errors import ConfigError
@@ -246,3 +246,9 @@ def test_threshold_sweep_rows_are_what_a_detector_with_that_floor_finds(learned_
         assert row["spans"] == spans(direct.detect(docs))["spans"]
     learned = [sum(r == LEARNED for found in row["spans"] for *_, r in found) for row in rows]
     assert learned[0] == learned[1] > 0 == learned[2]
+    assert all("model_alone_recall" not in row for row in rows)  # no gold named: nothing to score
+    # with the gold's label table, each floor also scores the model's own spans
+    text = TEXTS[0]
+    gold = [Document("g", text, spans=[Span(text.index("Lee"), text.index("Lee") + 3, "DOCTOR")])]
+    rows = threshold_sweep(config, gold, [0.3, 0.999], spans, "canonical")
+    assert rows[0]["model_alone_recall"] == 1.0 and rows[1]["model_alone_recall"] == 0.0
