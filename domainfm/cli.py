@@ -902,4 +902,17 @@ def demo_command(
 
 def main() -> None:
     """Console-script entry point (``domainfm`` and ``python -m domainfm``)."""
-    app()
+    try:
+        app()
+    finally:
+        _close_process_group()
+
+
+def _close_process_group() -> None:
+    """Leave torch.distributed's process group before the interpreter exits. Under ``accelerate
+    launch`` or torchrun, training joins one; left to the exit, its gloo threads are torn down
+    unjoined and a rank can abort after a run that succeeded ("terminate called without an
+    active exception", exit -6; seen once in a slow-tier run of the two-process test)."""
+    torch = sys.modules.get("torch")  # never imported just for this
+    if torch is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
