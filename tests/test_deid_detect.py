@@ -733,13 +733,14 @@ def test_hand_lists_without_changes_what_a_detector_made_inside_finds_and_restor
     sys.path.insert(0, str(Path(__file__).parent / "benchmarks"))
     from hand_lists import hand_lists_without
 
-    text = "Asked Kling about dsg. Pt seen by Crean team today."
+    # two listed supply brands: taken out of the lists, they look like names after a contact verb
+    text = "Asked Kling about dsg. Spoke with Quinton re: line."
     assert PhiDetector(DeidConfig(profile="clinical")).detect_text(text) == []
-    with hand_lists_without({"kling", "crean"}) as removed:
+    with hand_lists_without({"kling", "quinton"}) as removed:
         assert removed >= 2
         assert "kling" not in vocab.CLINICAL_VOCAB and "kling" not in vocab.stop_words()
         found = {text[d.start:d.end] for d in PhiDetector(DeidConfig(profile="clinical")).detect_text(text)}
-        assert found == {"Kling", "Crean"}
+        assert found == {"Kling", "Quinton"}
     assert "kling" in vocab.CLINICAL_VOCAB and "kling" in vocab.stop_words()
     assert PhiDetector(DeidConfig(profile="clinical")).detect_text(text) == []
 
