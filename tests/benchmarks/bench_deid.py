@@ -11,6 +11,7 @@ with it, so ``speed_ratio_propagated`` is the whole detection step of ``domainfm
     python tests/benchmarks/bench_deid.py [--limit N] [--data ../shared/data] [--sets physionet,tab,synth,aci,corpus]
                                           [--split A|B|all] [--folds K] [--sealed 3,4] [--ner-model DIR ...]
                                           [--ner-quantize none,int8] [--ner-shape-checks on,off]
+                                          [--hand-lists leave-fold-out|as-written] [--ner-threshold F]
 
 The protocol (what a number may be called). PhysioNet's development notes are cut into ``--folds``
 patient-disjoint folds (SHA-1 of the patient id modulo K, so a patient's notes stay together).
