@@ -225,6 +225,11 @@ def test_evaluate_files_intervals_resample_patients_when_every_document_has_one(
     assert spread["recall"] == [0.2, 1.0] and spread["leakage"][0] == 0.0
     assert "intervals" not in evaluate_files(gold, pred, dataset="physionet")
     assert resampling_unit([gold_doc()]) == "document"
+    # asked for patients, a document without one is its own unit, not pooled with others
+    from domainfm.deid.evaluate import unit_counts
+
+    loose = [Document("a", TEXT, spans=gold_doc().spans), Document("b", TEXT, spans=gold_doc().spans), docs[0]]
+    assert len(unit_counts(loose, {}, dataset="physionet", unit="patient")) == 3
     res = cli("deid-eval", gold, pred, "--dataset", "physionet", "--intervals", "-o", tmp_path / "m.json")
     assert res.exit_code == 0, res.output
     assert "90% intervals over 2 patients: recall 0.200-1.000" in res.output

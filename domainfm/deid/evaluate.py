@@ -370,7 +370,9 @@ def unit_counts(gold_docs: Iterable[Document], predicted: Mapping[str, Iterable[
     unit = unit or resampling_unit(docs)
     groups: dict[str, list[Document]] = {}
     for doc in docs:
-        groups.setdefault(str(doc.meta.get("patient_id")) if unit == "patient" else doc.id, []).append(doc)
+        # a document without a patient is its own unit, never pooled with others under "None"
+        key = doc.meta.get("patient_id") if unit == "patient" else None
+        groups.setdefault(str(key) if key not in (None, "") else f"document:{doc.id}", []).append(doc)
     out = {}
     for key, mine in groups.items():
         report = evaluate(mine, predicted, dataset=dataset, pred_dataset=pred_dataset, gold_filter=gold_filter,

@@ -224,9 +224,11 @@ def _over_draws(scored: list, dataset: str, sealed: list[int]) -> dict:
     """Scores of the first ``(documents, found)`` draw, the mean of recall, precision and leakage
     over all draws with their per-draw values, and patient-bootstrap intervals."""
     recalls, precisions, leaks, first = [], [], [], None
-    for docs, found in scored:
+    # each draw's surrogate output is written once: for leakage here and in the intervals
+    outputs = [_surrogate_outputs(docs, found) for docs, found in scored]
+    for (docs, found), written in zip(scored, outputs):
         scores = _scores(docs, found, dataset, "canonical")
-        leakage = _leakage(docs, found, dataset)
+        leakage = _leakage(docs, found, dataset, outputs=written)
         recalls.append(scores["recall"])
         precisions.append(scores["precision"])
         leaks.append(leakage["rate"])
@@ -235,7 +237,7 @@ def _over_draws(scored: list, dataset: str, sealed: list[int]) -> dict:
     return {**first, "recall_mean_over_seeds": round(sum(recalls) / len(recalls), 4), "recall_per_seed": recalls,
             "precision_mean_over_seeds": round(sum(precisions) / len(precisions), 4),
             "leakage_mean_over_seeds": round(sum(leaks) / len(leaks), 4), "leakage_per_seed": leaks,
-            "patient_bootstrap_90": patient_intervals(scored, dataset)}
+            "patient_bootstrap_90": patient_intervals(scored, dataset, outputs)}
 
 
 def _fold_blocks(sealed: list[int], without: dict | None):
@@ -280,17 +282,18 @@ def _hand_lists_note(without: dict | None) -> dict:
             "words_taken_out_per_fold": {str(k): len(v) for k, v in sorted(without.items())}}
 
 
-def patient_intervals(draws: list, dataset: str, resamples: int = 2000, seed: int = 0) -> dict:
+def patient_intervals(draws: list, dataset: str, outputs: list | None = None, resamples: int = 2000,
+                      seed: int = 0) -> dict:
     """90% intervals of recall, precision and leakage with patients resampled (the unit the folds
     are cut by; ``domainfm.deid.evaluate.bootstrap_intervals``): per patient the counts of all
-    draws ``(documents, found)`` are summed first. How far another set of patients of the same
-    site may land from the estimate."""
+    draws ``(documents, found)`` are summed first. ``outputs``: each draw's surrogate output
+    when already written. How far another set of patients of the same site may land."""
     from domainfm.deid.evaluate import bootstrap_intervals, unit_counts
 
     summed: dict[str, list[int]] = {}
-    for docs, found in draws:
-        counts = unit_counts(docs, found, output_texts=_surrogate_outputs(docs, found), dataset=dataset,
-                             unit="patient")
+    for n, (docs, found) in enumerate(draws):
+        written = outputs[n] if outputs is not None else _surrogate_outputs(docs, found)
+        counts = unit_counts(docs, found, output_texts=written, dataset=dataset, unit="patient")
         for patient, row in counts.items():
             summed[patient] = [a + b for a, b in zip(summed.get(patient, [0] * len(row)), row)]
     return {"unit": "patient", **bootstrap_intervals(summed, resamples=resamples, seed=seed)}
@@ -444,12 +447,13 @@ def _split_credit_scores(docs, rules, detector, dataset: str, folds: int, sealed
             "hand_lists": _hand_lists_note(without)}
 
 
-def _leakage(docs, detections, dataset: str, gold_filter=None) -> dict:
+def _leakage(docs, detections, dataset: str, gold_filter=None, outputs: dict | None = None) -> dict:
     """Leakage of the ``surrogate`` output written from these detections (``domainfm deid``'s
-    transformation, with a fixed benchmark key)."""
+    transformation, with a fixed benchmark key; ``outputs`` when already written)."""
     from domainfm.deid.evaluate import leakage
 
-    report = leakage(docs, _surrogate_outputs(docs, detections), dataset=dataset, gold_filter=gold_filter)
+    written = outputs if outputs is not None else _surrogate_outputs(docs, detections)
+    report = leakage(docs, written, dataset=dataset, gold_filter=gold_filter)
     return {k: report[k] for k in ("gold_strings", "leaked", "rate", "per_type")}
 
 
