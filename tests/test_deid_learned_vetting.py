@@ -56,3 +56,22 @@ def test_names_and_places():
     # labels the checks do not know about pass (phones, ids: their shapes are the rules' business)
     assert check("9pm", "PHONE")
     assert not plausible(LINE, 5, 5, "NAME", all_caps=False)
+
+
+def test_drugs_no_hand_list_holds_are_explained_by_the_open_drug_dictionary():
+    # generic and brand names of an open drug dictionary (vocab.drug_names), in lower case
+    line = "started neratinib and multaq today; seen by zyqvo"
+    for drug in ("neratinib", "multaq"):
+        at = line.index(drug)
+        assert not plausible(line, at, at + len(drug), "NAME", all_caps=False), drug
+    assert plausible(line, line.index("zyqvo"), line.index("zyqvo") + 5, "NAME", all_caps=False)
+
+
+def test_the_drug_dictionary_leaves_out_every_name_a_locale_lists():
+    from domainfm.deid.recognizers import vocab
+
+    drugs = vocab.drug_names()
+    assert len(drugs) > 20_000 and {"fexofenadine", "neratinib", "heparin"} <= drugs
+    # brand names that are also people's names in Faker's lists stay possible names
+    assert not {"allegra", "camila", "kendrick"} & drugs
+

@@ -12,7 +12,8 @@ can be what its label says; the model's own errors on notes it never saw are mos
 - a DATE right after a measurement's name ("map [[10-15]]"; the rules' own list of them);
 - a NAME or LOCATION that starts or ends inside a word, or has no letter;
 - outside ALL-CAPS notes, a NAME or LOCATION written in lower case whose every word is English,
-  a clinical word or drug, or one typo from an English word ("[[recieved]]", "[[stoool]]",
+  a clinical word or drug (the rules' list, or an open drug dictionary of some 30,000 generic
+  and brand names: :func:`vocab.drug_names`), or one typo from an English word ("[[recieved]]", "[[stoool]]",
   "beta [[blokers]]", "she [[called]] Ann"), unless a title, relation or role stands right
   before a name ("dr. [[hope]]", "daughter [[may]]"), a place's preposition or verb right before
   a place ("sent to [[heartwood]]"), or a word no dictionary explains stands beside
@@ -67,7 +68,8 @@ def _cuts_a_word(text: str, start: int, end: int) -> bool:
 def _explained_lower_case(span: str) -> bool:
     """A lower-case span every word of which a dictionary explains (:func:`vocab.explained`)."""
     words = re.findall(r"[a-z]+", span)
-    return bool(words) and span == span.lower() and all(vocab.explained(w) for w in words)
+    return bool(words) and span == span.lower() \
+        and all(vocab.explained(w) or w in vocab.drug_names() for w in words)
 
 
 def plausible(text: str, start: int, end: int, label: str, *, all_caps: bool) -> bool:

@@ -480,6 +480,60 @@ def explained(low: str) -> bool:
     return near_english(low) or (low.endswith("s") and len(low) > 4 and near_english(low[:-1]))
 
 
+# shorter drug names ("ddi", "inh") are mostly abbreviations that a name rule may also meet
+_DRUG_MIN_LENGTH = 4
+_DRUG_WORD = re.compile(r"[a-z][a-z-]*[a-z]")
+
+
+@lru_cache(maxsize=1)
+def drug_names() -> frozenset[str]:
+    """One-word drug names, generic and brand, in lower case, from an open dictionary: the
+    drug-named-entity-recognition package (MIT) ships DrugBank's open vocabulary (CC0) with
+    synonyms from MeSH, MedlinePlus, the NHS and Wikipedia (CC BY-SA). About 30,000 words.
+
+    Nurses write the drugs they give; a hand list holds the ones its writer happened to read, and
+    a new site's notes name others ("ceftazidime", "precedex"). A drug name is never a name in the
+    rules' sense, except where it is also a person's name: every first name and surname that
+    Faker lists for any locale is taken out ("allegra", "camila", "kendrick"), so the list never
+    vetoes a name a surrogate generator could write. Read from the package's data file, without
+    importing the package (its import opens a cache in the home folder)."""
+    import bz2
+    import importlib.util
+    import pickle
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("drug_named_entity_recognition")
+    data = None
+    if spec is not None and spec.submodule_search_locations:
+        data = Path(list(spec.submodule_search_locations)[0]) / "drug_ner_dictionary.pkl.bz2"
+    if data is None or not data.is_file():
+        # a dependency of domainfm: without it the rules would quietly take drugs for names
+        raise ImportError("the de-id rules need the drug dictionary of drug-named-entity-recognition: "
+                          "pip install 'drug-named-entity-recognition>=2,<3'")
+    with bz2.open(data, "rb") as f:
+        variants = pickle.load(f).get("drug_variant_to_canonical", {})
+    words = {v for v in variants if len(v) >= _DRUG_MIN_LENGTH and _DRUG_WORD.fullmatch(v)}
+    return frozenset(words - _every_locale_name())
+
+
+@lru_cache(maxsize=1)
+def _every_locale_name() -> frozenset[str]:
+    """Every first name and surname of every locale Faker has person names for, lower case."""
+    import importlib
+    import pkgutil
+
+    import faker.providers.person as person
+
+    names: set[str] = set()
+    for info in pkgutil.iter_modules(person.__path__):
+        for attr in ("first_names", "first_names_male", "first_names_female", "last_names"):
+            try:
+                names.update(n.lower() for n in faker_person_names(info.name, attr))
+            except ImportError:
+                break
+    return frozenset(names) | NICKNAMES
+
+
 @lru_cache(maxsize=1)
 def surname_frequency() -> dict[str, float]:
     """Share of the US population with each of the 1,000 commonest surnames (US Census, as Faker's
@@ -527,7 +581,9 @@ def faker_person_names(locale: str, attr: str) -> list[str]:
     import importlib
 
     value = getattr(importlib.import_module(f"faker.providers.person.{locale}").Provider, attr, None) or ()
-    return [n for n in (list(value) if isinstance(value, dict) else value) if isinstance(n, str)]
+    if not isinstance(value, (list, tuple, dict, set, frozenset)):
+        return []  # a locale that computes the list (a property) has no static names to read
+    return [n for n in value if isinstance(n, str)]
 
 
 def _faker_names(attr: str, locales: tuple[str, ...] = _NAME_LOCALES) -> set[str]:
