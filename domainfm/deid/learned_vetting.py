@@ -12,11 +12,11 @@ can be what its label says; the model's own errors on notes it never saw are mos
 - a DATE right after a measurement's name ("map [[10-15]]"; the rules' own list of them);
 - a NAME or LOCATION that starts or ends inside a word, or has no letter;
 - outside ALL-CAPS notes, a NAME or LOCATION written in lower case whose every word is English,
-  a clinical word or drug (the rules' list, or an open drug dictionary of some 30,000 generic
-  and brand names: :func:`vocab.drug_names`), or one typo from an English word ("[[recieved]]", "[[stoool]]",
-  "beta [[blokers]]", "she [[called]] Ann"), unless a title, relation or role stands right
-  before a name ("dr. [[hope]]", "daughter [[may]]"), a place's preposition or verb right before
-  a place ("sent to [[heartwood]]"), or a word no dictionary explains stands beside
+  a clinical word or drug (the rules' list, or an open drug dictionary of some 29,000 generic
+  and brand names: :func:`vocab.drug_names`), or one typo from an English word ("[[recieved]]",
+  "[[stoool]]", "beta [[blokers]]", "she [[called]] Ann"), unless a title, relation or role
+  stands right before a name ("dr. [[hope]]", "daughter [[may]]"), a place's preposition or verb
+  right before a place ("sent to [[heartwood]]"), or a word no dictionary explains stands beside
   it ("zyqvo [[maris]]", the other half of a name): a lower-case word the model calls a name,
   with no rule and no cue seeing a name there, is a name only if no dictionary explains it.
 

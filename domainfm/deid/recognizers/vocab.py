@@ -489,14 +489,16 @@ _DRUG_WORD = re.compile(r"[a-z][a-z-]*[a-z]")
 def drug_names() -> frozenset[str]:
     """One-word drug names, generic and brand, in lower case, from an open dictionary: the
     drug-named-entity-recognition package (MIT) ships DrugBank's open vocabulary (CC0) with
-    synonyms from MeSH, MedlinePlus, the NHS and Wikipedia (CC BY-SA). About 30,000 words.
+    synonyms from MeSH, MedlinePlus, the NHS and Wikipedia (CC BY-SA). About 29,000 words.
 
     Nurses write the drugs they give; a hand list holds the ones its writer happened to read, and
-    a new site's notes name others ("ceftazidime", "precedex"). A drug name is never a name in the
-    rules' sense, except where it is also a person's name: every first name and surname that
-    Faker lists for any locale is taken out ("allegra", "camila", "kendrick"), so the list never
-    vetoes a name a surrogate generator could write. Read from the package's data file, without
-    importing the package (its import opens a cache in the home folder)."""
+    a new site's notes name others ("ceftazidime", "precedex"). The learned model's shape checks
+    read it (``learned_vetting``): a lower-case drug the model alone calls a name is no name. A
+    brand can also be a person's name, so every first name and surname that Faker lists for any
+    locale is taken out ("allegra", "camila", "kendrick"). The rules do not read it: there a
+    capitalised brand-like word may well be a rare surname (tried: recall fell on the sealed
+    folds). Read from the package's data file without importing the package (its import opens a
+    cache in the home folder); the pickle is the installed package's own file."""
     import bz2
     import importlib.util
     import pickle
@@ -507,8 +509,8 @@ def drug_names() -> frozenset[str]:
     if spec is not None and spec.submodule_search_locations:
         data = Path(list(spec.submodule_search_locations)[0]) / "drug_ner_dictionary.pkl.bz2"
     if data is None or not data.is_file():
-        # a dependency of domainfm: without it the rules would quietly take drugs for names
-        raise ImportError("the de-id rules need the drug dictionary of drug-named-entity-recognition: "
+        # a dependency of domainfm: without it the shape checks would quietly keep drugs as names
+        raise ImportError("the de-id shape checks need the drug dictionary of drug-named-entity-recognition: "
                           "pip install 'drug-named-entity-recognition>=2,<3'")
     with bz2.open(data, "rb") as f:
         variants = pickle.load(f).get("drug_variant_to_canonical", {})
