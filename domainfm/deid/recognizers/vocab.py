@@ -521,7 +521,6 @@ def drug_names() -> frozenset[str]:
 @lru_cache(maxsize=1)
 def _every_locale_name() -> frozenset[str]:
     """Every first name and surname of every locale Faker has person names for, lower case."""
-    import importlib
     import pkgutil
 
     import faker.providers.person as person
