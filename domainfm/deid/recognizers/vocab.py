@@ -495,10 +495,17 @@ def drug_names() -> frozenset[str]:
     a new site's notes name others ("ceftazidime", "precedex"). The learned model's shape checks
     read it (``learned_vetting``): a lower-case drug the model alone calls a name is no name. A
     brand can also be a person's name, so every first name and surname that Faker lists for any
-    locale is taken out ("allegra", "camila", "kendrick"). The rules do not read it: there a
+    locale is taken out ("corwin", "laurine", "mareen"). The rules do not read it: there a
     capitalised brand-like word may well be a rare surname (tried: recall fell on the sealed
     folds). Read from the package's data file without importing the package (its import opens a
     cache in the home folder); the pickle is the installed package's own file."""
+    return frozenset(drug_dictionary_words() - _every_locale_name())
+
+
+@lru_cache(maxsize=1)
+def drug_dictionary_words() -> frozenset[str]:
+    """Every one-word entry of the drug dictionary (:func:`drug_names` before the names are taken
+    out), lower case, four letters or more."""
     import bz2
     import importlib.util
     import pickle
@@ -514,8 +521,7 @@ def drug_names() -> frozenset[str]:
                           "pip install 'drug-named-entity-recognition>=2,<3'")
     with bz2.open(data, "rb") as f:
         variants = pickle.load(f).get("drug_variant_to_canonical", {})
-    words = {v for v in variants if len(v) >= _DRUG_MIN_LENGTH and _DRUG_WORD.fullmatch(v)}
-    return frozenset(words - _every_locale_name())
+    return frozenset(v for v in variants if len(v) >= _DRUG_MIN_LENGTH and _DRUG_WORD.fullmatch(v))
 
 
 @lru_cache(maxsize=1)
