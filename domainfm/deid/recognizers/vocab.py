@@ -531,14 +531,9 @@ def _every_locale_name() -> frozenset[str]:
 
     import faker.providers.person as person
 
-    names: set[str] = set()
-    for info in pkgutil.iter_modules(person.__path__):
-        for attr in ("first_names", "first_names_male", "first_names_female", "last_names"):
-            try:
-                names.update(n.lower() for n in faker_person_names(info.name, attr))
-            except ImportError:
-                break
-    return frozenset(names) | NICKNAMES
+    locales = tuple(info.name for info in pkgutil.iter_modules(person.__path__))
+    names = _faker_names("first_names", locales) | _faker_names("last_names", locales)
+    return frozenset(n.lower() for n in names) | NICKNAMES
 
 
 @lru_cache(maxsize=1)
