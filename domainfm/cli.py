@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import typer
 
@@ -352,6 +352,8 @@ def label_command(
     deid_prior: str = typer.Option("auto", "--deid-prior", help="ner: de-id detector spans as a prior for PHI labels: auto | on | off."),
     span_method: str = typer.Option("probe", "--span-method", help="ner: probe (frozen encoder, seconds) | finetune "
                                                                   "(LoRA token classifier via domainfm finetune, minutes on CPU)."),
+    dictionary: list[str] = typer.Option([], "--dictionary", help="ner, probe: a term dictionary the probe reads "
+                                         "(diseases | drugs | a text file, one term per line; repeatable)."),
     label_descriptions: Optional[Path] = typer.Option(
         None, "--label-descriptions",
         help='JSON object {label: short description}, e.g. {"ltd": "limitation of liability"}: '
@@ -367,7 +369,7 @@ def label_command(
     if labeled is None or out is None:
         raise DomainFMError("give --labeled SEEDS.jsonl and -o OUT.jsonl (or 'domainfm label serve --project DIR')")
     if task == "ner":
-        _label_spans(labeled, pool, out, export, seed, encoder, deid_prior, check, span_method)
+        _label_spans(labeled, pool, out, export, seed, encoder, deid_prior, check, span_method, dictionary)
         return
     from domainfm.config import suggest
     from domainfm.label.config import TASKS
@@ -415,6 +417,8 @@ def label_serve_command(
     deid_prior: str = typer.Option("auto", "--deid-prior", help="De-id detector spans as a prior for PHI labels: auto | on | off."),
     span_method: str = typer.Option("probe", "--span-method", help="probe (frozen encoder, seconds) | finetune (LoRA "
                                                                   "token classifier via domainfm finetune, minutes on CPU)."),
+    dictionary: list[str] = typer.Option([], "--dictionary", help="probe: a term dictionary the probe reads "
+                                         "(diseases | drugs | a text file, one term per line; repeatable)."),
     allow_identified_data: bool = typer.Option(
         False, "--allow-identified-data",
         help="Serve text that does not trace back to 'domainfm deid' (recorded in <project>/backend.json)."),
@@ -424,7 +428,8 @@ def label_serve_command(
     from domainfm.label.serve import Backend, serve
     from domainfm.label.span_config import SpanLabelConfig
 
-    backend = Backend(project, SpanLabelConfig(encoder=encoder, deid_prior=deid_prior, method=span_method),
+    backend = Backend(project, SpanLabelConfig(encoder=encoder, deid_prior=deid_prior, method=span_method,
+                                               dictionaries=tuple(dictionary)),
                       allow_identified_data=allow_identified_data)
     if backend.training_docs():
         backend.retrain()
@@ -440,7 +445,7 @@ def label_serve_command(
 
 
 def _label_spans(labeled: Path, pool: Optional[Path], out: Path, export: list[str], seed: int, encoder: str,
-                 deid_prior: str, check: bool, span_method: str = "probe") -> None:
+                 deid_prior: str, check: bool, span_method: str = "probe", dictionary: Sequence[str] = ()) -> None:
     from domainfm.label.span_config import SpanLabelConfig
     from domainfm.label.span_runner import SPAN_EXPORTS, label_spans_file
 
@@ -451,7 +456,8 @@ def _label_spans(labeled: Path, pool: Optional[Path], out: Path, export: list[st
     for kind in export:
         if kind not in SPAN_EXPORTS:
             raise DomainFMError(f"--export {kind!r} does not apply to --task ner; choose from {', '.join(SPAN_EXPORTS)}")
-    cfg = SpanLabelConfig(encoder=encoder, deid_prior=deid_prior, seed=seed, method=span_method)
+    cfg = SpanLabelConfig(encoder=encoder, deid_prior=deid_prior, seed=seed, method=span_method,
+                          dictionaries=tuple(dictionary))
     console = _console()
     with _progress(console, "suggesting spans") as update:
         stages = iter(range(1, 100))

@@ -77,6 +77,10 @@ def main() -> None:
     ap.add_argument("--methods", default="probe,finetune", help="span methods to compare (SpanLabelConfig.method)")
     ap.add_argument("--probe-layers", default="",
                     help="';'-separated probe layer choices to compare, e.g. '5,6;3,4' (unset: the default)")
+    ap.add_argument("--dictionaries", default="",
+                    help="';'-separated dictionary choices for the probe to compare, each a ','-list or 'none', "
+                         "e.g. 'none;diseases' (unset: the default, none)")
+    ap.add_argument("--dictionary-scales", default="", help="','-separated dictionary_scale values to compare")
     ap.add_argument("--score-on", choices=["devel", "train-holdout"], default="devel",
                     help="train-holdout: seeds from train, scored on 150 train abstracts never drawn as "
                          "seeds (the split to tune on; devel stays for the reported numbers)")
@@ -96,11 +100,20 @@ def main() -> None:
                     "targets": {"f1_8": 0.50, "f1_32": 0.70, "ece_max": 0.10, "seconds_200_pool_32_seeds": 120},
                     "methods": {}}
     for method in args.methods.split(","):
-        for layers in (args.probe_layers.split(";") if args.probe_layers and method == "probe" else [""]):
-            pick = tuple(int(x) for x in layers.split(",")) if layers else None
-            cfg = SpanLabelConfig(encoder=args.encoder, method=method, probe_layers=pick)
-            name = f"{method}_layers_{layers.replace(',', '-')}" if layers else method
-            report["methods"][name] = run_method(args, cfg, train, test, scored)
+        probe = method == "probe"
+        for layers in (args.probe_layers.split(";") if args.probe_layers and probe else [""]):
+            for books in (args.dictionaries.split(";") if args.dictionaries and probe else [""]):
+                for scale in (args.dictionary_scales.split(",") if args.dictionary_scales and probe else [""]):
+                    pick = tuple(int(x) for x in layers.split(",")) if layers else None
+                    chosen = () if books in ("", "none") else tuple(books.split(","))
+                    if not chosen and scale not in ("", args.dictionary_scales.split(",")[0]):
+                        continue  # without a dictionary the scale changes nothing
+                    cfg = SpanLabelConfig(encoder=args.encoder, method=method, probe_layers=pick, dictionaries=chosen,
+                                          **({"dictionary_scale": float(scale)} if scale else {}))
+                    name = method + (f"_layers_{layers.replace(',', '-')}" if layers else "") + (
+                        f"_dictionaries_{books.replace(',', '-')}" if books else "") + (
+                        f"_scale_{scale}" if scale and chosen else "")
+                    report["methods"][name] = run_method(args, cfg, train, test, scored)
     text = json.dumps(report, indent=1)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

