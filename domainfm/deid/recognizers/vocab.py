@@ -497,8 +497,7 @@ def drug_names() -> frozenset[str]:
     brand can also be a person's name, so every first name and surname that Faker lists for any
     locale is taken out ("corwin", "laurine", "mareen"). The rules do not read it: there a
     capitalised brand-like word may well be a rare surname (tried: recall fell on the sealed
-    folds). Read from the package's data file without importing the package (its import opens a
-    cache in the home folder); the pickle is the installed package's own file."""
+    folds). Read through :func:`domainfm.resources.package_vocabulary`."""
     return frozenset(drug_dictionary_words() - _every_locale_name())
 
 
@@ -506,21 +505,9 @@ def drug_names() -> frozenset[str]:
 def drug_dictionary_words() -> frozenset[str]:
     """Every one-word entry of the drug dictionary (:func:`drug_names` before the names are taken
     out), lower case, four letters or more."""
-    import bz2
-    import importlib.util
-    import pickle
-    from pathlib import Path
+    from domainfm.resources import package_vocabulary
 
-    spec = importlib.util.find_spec("drug_named_entity_recognition")
-    data = None
-    if spec is not None and spec.submodule_search_locations:
-        data = Path(list(spec.submodule_search_locations)[0]) / "drug_ner_dictionary.pkl.bz2"
-    if data is None or not data.is_file():
-        # a dependency of domainfm: without it the shape checks would quietly keep drugs as names
-        raise ImportError("the de-id shape checks need the drug dictionary of drug-named-entity-recognition: "
-                          "pip install 'drug-named-entity-recognition>=2,<3'")
-    with bz2.open(data, "rb") as f:
-        variants = pickle.load(f).get("drug_variant_to_canonical", {})
+    variants, _ = package_vocabulary("drugs")
     return frozenset(v for v in variants if len(v) >= _DRUG_MIN_LENGTH and _DRUG_WORD.fullmatch(v))
 
 
