@@ -34,6 +34,23 @@ def test_matches_whole_words_longest_first_in_any_case(term_file):
     assert book.flags(["dravoma", "dravoma"]).tolist() == [[1, 0], [1, 0]]
 
 
+def test_entries_the_seeds_leave_unmarked_are_dropped_for_that_run(term_file):
+    import numpy as np
+
+    book = load_dictionary(str(term_file))
+    # tags: 0 O, 1 B, 2 I. "dravoma" occurs three times, marked once; "tessalgia" twice, marked
+    # both times; "zorbitis" once, unmarked (too little evidence to drop); "ombrian fever"
+    # marked twice, but once only its first word (not exactly the entry)
+    chunks = [(["dravoma", "and", "tessalgia"], np.array([1, 0, 1])),
+              (["dravoma", "dravoma", "zorbitis"], np.array([0, 0, 0])),
+              (["tessalgia", "ombrian", "fever"], np.array([1, 1, 0])),
+              (["ombrian", "fever", "today"], np.array([1, 2, 0]))]
+    kept = book.consistent_with(chunks)
+    assert ("dravoma",) not in kept.entries and ("ombrian", "fever") in kept.entries
+    assert {("tessalgia",), ("zorbitis",)} <= kept.entries and len(kept) == len(book) - 1
+    assert book.consistent_with(chunks[:1]) is book  # nothing contradicted: the same dictionary
+
+
 def test_probe_columns_are_two_per_dictionary_times_the_scale(term_file):
     book = load_dictionary(str(term_file))
     cols = dictionary_columns([book, book], ["tessalgia", "today"], 3.0)

@@ -285,9 +285,10 @@ class SpanTagger:
             out.append(np.hstack(parts))
         return out
 
-    def features(self, chunks: Sequence[_Chunk]) -> list[np.ndarray]:
-        """:meth:`word_features` with this tagger's settings and dictionaries."""
-        return self.word_features(chunks, self.cfg.spelling_dims, self.dictionaries, self.cfg.dictionary_scale)
+    def features(self, chunks: Sequence[_Chunk], dictionaries: Sequence | None = None) -> list[np.ndarray]:
+        """:meth:`word_features` with this tagger's settings and dictionaries (or ``dictionaries``)."""
+        books = self.dictionaries if dictionaries is None else dictionaries
+        return self.word_features(chunks, self.cfg.spelling_dims, books, self.cfg.dictionary_scale)
 
     def fit(self, chunks: Sequence[_Chunk], tags: Sequence[np.ndarray], n_tags: int, seed: int):
         """Train a head on chunks with word tags: a regularised multinomial logistic regression on
@@ -296,12 +297,16 @@ class SpanTagger:
         if self.train_layers == 0:
             from sklearn.linear_model import LogisticRegression
 
-            X = np.vstack(self.features(chunks))
+            # each head reads the dictionaries less the entries its own seeds contradict, so a
+            # calibration fold never learns from the held-out seeds' annotations
+            books = tuple(book.consistent_with([(c.words or [], t) for c, t in zip(chunks, tags)])
+                          for book in self.dictionaries)
+            X = np.vstack(self.features(chunks, books))
             y = np.concatenate(list(tags))
             if len(np.unique(y)) < 2:
                 raise DomainFMError("the seed documents' spans cover no word, or every word: cannot learn tags")
             head = LogisticRegression(C=cfg.c, max_iter=cfg.max_iter, random_state=seed).fit(X, y)
-            return _LinearHead(head, n_tags), 0
+            return _LinearHead(head, n_tags, books), 0
         torch = self.torch
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
@@ -341,7 +346,7 @@ class SpanTagger:
         if isinstance(head, _LinearHead):
             logits, vectors = [], []
             for c in chunks:  # one chunk at a time: a pool's features would not fit at once
-                (f,) = self.features([c])
+                (f,) = self.features([c], head.dictionaries)
                 logits.append(head.logits(f))
                 vectors.append(f[:, :c.hidden.shape[-1]].mean(0))
             return logits, vectors
@@ -387,8 +392,8 @@ class _LinearHead:
     """A fitted logistic regression giving log-probabilities over every tag (tags absent from
     the seeds get a very low score)."""
 
-    def __init__(self, model, n_tags: int):
-        self.model, self.n_tags = model, n_tags
+    def __init__(self, model, n_tags: int, dictionaries: tuple = ()):
+        self.model, self.n_tags, self.dictionaries = model, n_tags, dictionaries
 
     def logits(self, X: np.ndarray) -> np.ndarray:
         out = np.full((len(X), self.n_tags), -30.0)
