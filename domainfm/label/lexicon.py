@@ -34,7 +34,7 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from domainfm.corpus.document import Document
 
@@ -45,6 +45,24 @@ MAX_WORDS = 12  # longer annotated strings do not recur verbatim
 def words(text: str) -> list[tuple[int, int]]:
     """Character offsets of the lexicon's words in ``text``."""
     return [(m.start(), m.end()) for m in WORD.finditer(text)]
+
+
+def longest_matches(count: int, max_words: int, lookup: Callable[[int, int], Any]) -> list[tuple[int, int, Any]]:
+    """``(first word, number of words, what lookup said)`` of each match among ``count`` words,
+    left to right, the longest run first: ``lookup(i, n)`` says what words ``i .. i + n - 1``
+    match, or None. Shared by the seed lexicon and the term dictionaries."""
+    out = []
+    i = 0
+    while i < count:
+        for n in range(min(max_words, count - i), 0, -1):
+            hit = lookup(i, n)
+            if hit is not None:
+                out.append((i, n, hit))
+                i += n
+                break
+        else:
+            i += 1
+    return out
 
 
 def _case_free(surface: str) -> bool:
@@ -112,23 +130,15 @@ class SeedLexicon:
         spans = words(text)
         raw = [text[a:z] for a, z in spans]
         low = [t.casefold() for t in raw]
-        out = []
-        i = 0
-        while i < len(spans):
-            for n in range(min(self.max_words, len(spans) - i), 0, -1):
-                key = tuple(raw[i:i + n])
-                if key in self.exact:
-                    out.append((spans[i][0], spans[i + n - 1][1], *self.exact[key], (False, key)))
-                    break
-                key = tuple(low[i:i + n])
-                if key in self.folded:
-                    out.append((spans[i][0], spans[i + n - 1][1], *self.folded[key], (True, key)))
-                    break
-            else:
-                i += 1
-                continue
-            i += n
-        return out
+
+        def lookup(i: int, n: int):
+            key = tuple(raw[i:i + n])
+            if key in self.exact:
+                return (*self.exact[key], (False, key))
+            key = tuple(low[i:i + n])
+            return (*self.folded[key], (True, key)) if key in self.folded else None
+
+        return [(spans[i][0], spans[i + n - 1][1], *hit) for i, n, hit in longest_matches(len(spans), self.max_words, lookup)]
 
     def find(self, text: str) -> list[tuple[int, int, str, float]]:
         """Lexicon matches in ``text``: ``(start, end, label, share)``, ``share`` being how often the

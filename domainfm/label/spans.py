@@ -61,7 +61,7 @@ import numpy as np
 from domainfm.corpus.document import Document, Span
 from domainfm.errors import DomainFMError
 from domainfm.label.abbreviations import carry
-from domainfm.label.dictionaries import dictionary_columns
+from domainfm.label.dictionaries import dictionary_columns, load_dictionary
 from domainfm.label.span_calibration import SpanCalibration
 from domainfm.label.span_config import SpanLabelConfig
 from domainfm.label.span_edges import compound_edges, trimmed
@@ -157,8 +157,6 @@ class SpanTagger:
             # the layers above the highest one the probe reads would only cost time
             self.encoder.encoder.layer = layers[:max(self.probe_layers)]
         self.hidden_size = int(self.encoder.config.hidden_size)
-        from domainfm.label.dictionaries import load_dictionary
-
         self.dictionaries = tuple(load_dictionary(source) for source in cfg.dictionaries)
         limit = getattr(self.tokenizer, "model_max_length", 512)
         max_tokens = min(cfg.max_tokens, limit if isinstance(limit, int) and 0 < limit < 100_000 else cfg.max_tokens)
@@ -285,10 +283,9 @@ class SpanTagger:
             out.append(np.hstack(parts))
         return out
 
-    def features(self, chunks: Sequence[_Chunk], dictionaries: Sequence | None = None) -> list[np.ndarray]:
-        """:meth:`word_features` with this tagger's settings and dictionaries (or ``dictionaries``)."""
-        books = self.dictionaries if dictionaries is None else dictionaries
-        return self.word_features(chunks, self.cfg.spelling_dims, books, self.cfg.dictionary_scale)
+    def features(self, chunks: Sequence[_Chunk], dictionaries: Sequence) -> list[np.ndarray]:
+        """:meth:`word_features` with this tagger's settings and a head's ``dictionaries``."""
+        return self.word_features(chunks, self.cfg.spelling_dims, dictionaries, self.cfg.dictionary_scale)
 
     def fit(self, chunks: Sequence[_Chunk], tags: Sequence[np.ndarray], n_tags: int, seed: int):
         """Train a head on chunks with word tags: a regularised multinomial logistic regression on
