@@ -155,3 +155,48 @@ def test_label_command_takes_dictionaries_and_records_their_origin(tmp_path, cli
     tuned = cli(*args, "-o", tmp_path / "y.jsonl", "--dictionary", "diseases", "--span-method", "finetune")
     assert tuned.exit_code != 0 and "method 'probe' only" in tuned.output
 
+
+
+def _doc(i: int, text: str, *marked: tuple[str, str]) -> Document:
+    spans = []
+    for surface, label in marked:
+        start = text.index(surface)
+        spans.append(Span(start, start + len(surface), label))
+    return Document(f"d{i}", text, spans=spans)
+
+
+def test_a_span_cut_short_inside_a_dictionary_name_takes_the_names_edges(term_file):
+    from domainfm.label.dictionary_edges import MIN_AGREE, DictionaryEdges
+
+    book = load_dictionary(str(term_file))
+    # the seeds mark whole dictionary names as Disease (and once only part of one), and mark
+    # Symptom spans inside names, which the rule must then never widen
+    seeds = [_doc(i, f"Seen with {t} and {o}.", (t, "Disease"), (o.split()[0], "Symptom"))
+             for i, (t, o) in enumerate(zip(TERMS[:4], ["ombrian fever", "ombrian fever", "furnox palsy",
+                                                        "furnox palsy"]))]
+    seeds.append(_doc(9, "Then quellar vantrosis again.", ("vantrosis", "Disease")))
+    rule = DictionaryEdges.fit(seeds, ["Disease", "Symptom"], [book])
+    summary = rule.summary["site-terms.txt"]
+    assert summary["Disease"] == {"seed_spans_equal": 4, "seed_spans_inside": 1, "widens": True}
+    assert summary["Symptom"] == {"seed_spans_equal": 0, "seed_spans_inside": 4, "widens": False}
+    assert "zorbitis" not in str(rule.summary)  # counts, not terms
+
+    text = "Quellar vantrosis; plinx-related merodemia and furnox palsy, zorbitis."
+    at = {w: (text.index(w), text.index(w) + len(w)) for w in ("vantrosis", "plinx", "merodemia", "furnox",
+                                                                 "zorbitis", "Quellar vantrosis")}
+    spans = [(*at["vantrosis"], "Disease", 0.6), (*at["plinx"], "Disease", 0.4), (*at["merodemia"], "Disease", 0.7),
+             (*at["furnox"], "Symptom", 0.5), (*at["zorbitis"], "Disease", 0.9)]
+    widened = rule.widen(text, spans)
+    name = text.index("plinx-related merodemia")
+    assert widened == sorted([(*at["Quellar vantrosis"], "Disease", 0.6),  # widened to the name
+                              (name, name + len("plinx-related merodemia"), "Disease", 0.7),  # two parts: one span
+                              (*at["furnox"], "Symptom", 0.5),  # Symptom: the seeds never agreed
+                              (*at["zorbitis"], "Disease", 0.9)])  # already the whole name
+    # a span that crosses the name's edge, or one of another label inside it, keeps it as it is
+    crossing = [(at["vantrosis"][0], at["vantrosis"][1] + 1, "Disease", 0.5)]
+    assert rule.widen(text, crossing) == crossing
+    mixed = [(*at["plinx"], "Disease", 0.4), (*at["merodemia"], "Symptom", 0.7)]
+    assert rule.widen(text, mixed) == mixed
+    # too few seeds agreeing, or no dictionary: no rule
+    assert DictionaryEdges.fit(seeds[:MIN_AGREE - 1], ["Disease"], [book]) is None
+    assert DictionaryEdges.fit(seeds, ["Disease"], []) is None

@@ -10,7 +10,9 @@ Per entry the seeds can say more: an entry found at least twice in a head's trai
 marked as exactly one span in fewer than half of those places is left out for that head
 (:meth:`TermDictionary.consistent_with`), as the seed lexicon leaves out strings the annotator
 mostly left unmarked; each calibration fold decides from its own training seeds (NCBI tuning
-split, 3 draws: entity F1 at 32 seeds 0.706 -> 0.713, at 8 unchanged, 0.649).
+split, 3 draws: entity F1 at 32 seeds 0.706 -> 0.713, at 8 unchanged, 0.649). Where the seeds
+agree with a dictionary's edges, a model span cut short inside a longer name is widened to it
+(:mod:`domainfm.label.dictionary_edges`).
 
 Sources (:func:`load_dictionary`):
 

@@ -42,7 +42,9 @@ class SpanLabelConfig:
         dictionaries: ``probe`` only: term dictionaries whose matches the probe reads beside the
             encoder, two columns per dictionary per word ("a match starts here", "inside a
             match"; :mod:`domainfm.label.dictionaries`): ``diseases`` (MeSH), ``drugs``, or a
-            text file with one term per line. The seeds teach how far each is trusted.
+            text file with one term per line. The seeds teach how far each is trusted. A model
+            span that lies inside a longer dictionary name is widened to it, for the labels whose
+            seed spans agree with the dictionary's edges (:mod:`domainfm.label.dictionary_edges`).
         dictionary_scale: the value of a dictionary column where it is set. The probe is
             L2-regularised over about 2,200 columns; at 1 a dictionary barely moves it, larger
             lets it lean on a dictionary with small weights (NCBI tuning split, MeSH diseases, 3

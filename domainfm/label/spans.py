@@ -17,6 +17,9 @@ How it works (and why):
   decode: a stray ``I`` does not start a span that cuts a name. A decision shift on the no-span
   tag's log-odds (``decision_shift``; chosen by the calibration folds' out-of-fold F1 unless
   given) trades doubtful spans for precision where more seeds make the probe over-eager.
+- **Term dictionaries** (:mod:`domainfm.label.dictionaries`, opt-in). Their matches are probe
+  columns beside the encoder; a model span cut short inside a longer name is widened to it where
+  the seeds agree with the dictionary's edges (:mod:`domainfm.label.dictionary_edges`).
 - **Seed lexicon** (:mod:`domainfm.label.lexicon`). The strings the seeds annotate are suggested
   where they occur again; a match replaces the model spans it contains and confirms an equal
   one (``source``: ``model``, ``lexicon`` or ``model+lexicon``).
@@ -62,6 +65,7 @@ from domainfm.corpus.document import Document, Span
 from domainfm.errors import DomainFMError
 from domainfm.label.abbreviations import carry
 from domainfm.label.dictionaries import dictionary_columns, load_dictionary
+from domainfm.label.dictionary_edges import DictionaryEdges
 from domainfm.label.span_calibration import SpanCalibration
 from domainfm.label.span_config import SpanLabelConfig
 from domainfm.label.span_edges import compound_edges, trimmed
@@ -449,27 +453,31 @@ def _merge_chunk_spans(found: list[tuple[int, int, str, float]]) -> list[tuple[i
 
 
 def oof_rows(docs: Sequence[Document], found: Sequence[Sequence[tuple[int, int, str, float]]],
-             lexicon, abbreviations: bool = False, heads=None) -> list[tuple[str, float, bool, str]]:
+             lexicon, abbreviations: bool = False, heads=None, edges=None) -> list[tuple[str, float, bool, str]]:
     """Out-of-fold calibration rows of held-out seeds: their spans as the suggestions would be
     (model spans with raw confidence, combined with the fold's seed lexicon), right or wrong,
     and the seed document each comes from (a document's spans are not independent evidence)."""
     rows = []
     for d, spans in zip(docs, found):
         gold = {s.key for s in d.spans}
-        for s, e, lab, raw, src in final_spans(d.text, spans, lexicon, abbreviations, heads):
+        for s, e, lab, raw, src in final_spans(d.text, spans, lexicon, abbreviations, heads, edges):
             rows.append((src, raw, (s, e, lab) in gold, d.id))
     return rows
 
 
 def final_spans(text: str, spans: Sequence[tuple[int, int, str, float]], lexicon, abbreviations: bool = False,
-                heads=None) -> list[tuple[int, int, str, float, str]]:
+                heads=None, edges=None) -> list[tuple[int, int, str, float, str]]:
     """A document's model spans as they are suggested and calibrated: edges trimmed and widened
-    over the hyphenated compounds they cut (:mod:`domainfm.label.span_edges`), those not ending
+    over the hyphenated compounds they cut (:mod:`domainfm.label.span_edges`), widened to a
+    dictionary name they lie inside when there is an ``edges`` rule
+    (:class:`domainfm.label.dictionary_edges.DictionaryEdges`), those not ending
     in their label's head left out when there is a ``heads`` rule
     (:class:`domainfm.label.span_heads.HeadRule`), combined with the seed lexicon's matches
     (:meth:`SeedLexicon.combine`) when there is one, then with ``abbreviations`` the short forms
     of the long forms they end on (:func:`domainfm.label.abbreviations.carry`)."""
     spans = compound_edges(text, trimmed(text, spans))
+    if edges is not None:
+        spans = edges.widen(text, spans)
     if heads is not None:
         spans = heads.keep(text, spans)
     out = ([(s, e, lab, c, "model") for s, e, lab, c in spans] if lexicon is None
@@ -478,11 +486,11 @@ def final_spans(text: str, spans: Sequence[tuple[int, int, str, float]], lexicon
 
 
 def suggested(text: str, spans: Sequence[tuple[int, int, str, float]], lexicon, calibration: SpanCalibration,
-              min_confidence: float, abbreviations: bool = False, heads=None) -> list[Span]:
+              min_confidence: float, abbreviations: bool = False, heads=None, edges=None) -> list[Span]:
     """A document's suggestions from its model spans (raw confidence), the seed lexicon and the
     abbreviations the text defines."""
     out = []
-    for s, e, lab, raw, src in final_spans(text, spans, lexicon, abbreviations, heads):
+    for s, e, lab, raw, src in final_spans(text, spans, lexicon, abbreviations, heads, edges):
         conf = calibration.confidence(raw, src)
         if conf >= min_confidence:
             out.append(Span(s, e, lab, {"confidence": round(conf, 4), "source": src}))
@@ -513,6 +521,7 @@ class _Fitted:
     lexicon: Any = None  # domainfm.label.lexicon.SeedLexicon, or None when turned off
     heads: Any = None  # domainfm.label.span_heads.HeadRule, or None (turned off, or too few seed spans)
     shift: float = 0.0  # log-odds added to the no-span tag before decoding (SpanLabelConfig.decision_shift)
+    edges: Any = None  # domainfm.label.dictionary_edges.DictionaryEdges, or None (no dictionary, or none earned)
 
 
 def seed_labels(seeds: Sequence[Document]) -> list[str]:
@@ -588,6 +597,7 @@ def train_span_model(seeds: Sequence[Document], cfg: SpanLabelConfig | None = No
         repeats = cfg.repeats
         splits = [rng.permutation(len(seeds)) % folds for _ in range(repeats)]
         oof: list[tuple[int, list[int], list[np.ndarray]]] = []  # (repeat, chunk indices, logits)
+        fold_books: dict[tuple[int, int], tuple] = {}  # each fold head's dictionaries (less what its seeds contradict)
         for r, fold_of in enumerate(splits):
             for f in range(folds):
                 stage(f"calibration fold {f + 1}/{folds}" + (f" of split {r + 1}/{repeats}" if repeats > 1 else ""))
@@ -599,6 +609,7 @@ def train_span_model(seeds: Sequence[Document], cfg: SpanLabelConfig | None = No
                                      cfg.seed + 1 + f + r * folds)
                 logits, _ = tagger.score(head, [chunks[i] for i in test_idx])
                 oof.append((r, test_idx, logits))
+                fold_books[r, f] = getattr(head, "dictionaries", ())
         if oof:
             temperature = fit_temperature(np.concatenate([lg for _, _, logits in oof for lg in logits]),
                                           np.concatenate([tags[i] for _, idx, _ in oof for i in idx]))
@@ -610,7 +621,8 @@ def train_span_model(seeds: Sequence[Document], cfg: SpanLabelConfig | None = No
                     kept = [seeds[i] for i in range(len(seeds)) if fold_of[i] != f]
                     fold_parts.append(([i for i in range(len(seeds)) if fold_of[i] == f],
                                        seed_lexicon(kept, labels, cfg),
-                                       HeadRule.fit(kept, labels, pos) if pos is not None else None))
+                                       HeadRule.fit(kept, labels, pos) if pos is not None else None,
+                                       DictionaryEdges.fit(kept, labels, fold_books.get((r, f), ()))))
 
             # each split's held-out chunks and their logits, gathered once for every shift tried
             by_split = [([chunks[i] for r_, part, _ in oof if r_ == r for i in part],
@@ -621,9 +633,9 @@ def train_span_model(seeds: Sequence[Document], cfg: SpanLabelConfig | None = No
                 for r, (held_chunks, logits) in enumerate(by_split):
                     found, _ = _spans_from_logits(held_chunks, logits, labels, temperature,
                                                   lambda raw: raw, len(seeds), shift)
-                    for held, lexicon, heads in fold_parts[r * folds:(r + 1) * folds]:
+                    for held, lexicon, heads, edges in fold_parts[r * folds:(r + 1) * folds]:
                         rows += oof_rows([seeds[i] for i in held], [found[i] for i in held], lexicon,
-                                         cfg.abbreviations, heads)
+                                         cfg.abbreviations, heads, edges)
                 return rows
 
             gold = len(splits) * sum(len(d.spans) for d in seeds)
@@ -640,6 +652,7 @@ def train_span_model(seeds: Sequence[Document], cfg: SpanLabelConfig | None = No
     head, steps = tagger.fit(chunks, tags, n_tags, cfg.seed)
     lexicon = seed_lexicon(seeds, labels, cfg)
     heads = HeadRule.fit(seeds, labels, pos) if pos is not None else None
+    edges = DictionaryEdges.fit(seeds, labels, getattr(head, "dictionaries", ()))
     summary = {"labels": labels, "seed_documents": len(seeds), "seed_chunks": len(chunks),
                "seed_spans": sum(len(d.spans) for d in seeds), "steps": steps,
                "encoder": cfg.encoder, "frozen_layers": tagger.frozen, "trained_layers": tagger.train_layers,
@@ -647,8 +660,9 @@ def train_span_model(seeds: Sequence[Document], cfg: SpanLabelConfig | None = No
                "dictionaries": [d.summary for d in tagger.dictionaries],
                "calibration": calibration, "seed_lexicon": None if lexicon is None else lexicon.summary,
                "span_heads": None if heads is None else heads.summary,
+               "dictionary_edges": None if edges is None else edges.summary,
                "train_seconds": round(time.perf_counter() - t0, 2)}
-    return _Fitted(tagger, head, labels, temperature, fitted, summary, lexicon, heads, shift)
+    return _Fitted(tagger, head, labels, temperature, fitted, summary, lexicon, heads, shift, edges)
 
 
 def predict_spans(model: _Fitted, docs: Sequence[Document], cfg: SpanLabelConfig | None = None, *,
@@ -681,7 +695,7 @@ def predict_spans(model: _Fitted, docs: Sequence[Document], cfg: SpanLabelConfig
     out_spans: list[list[Span]] = []
     for i in kept_idx:
         spans = suggested(pool[i].text, found[i], model.lexicon, model.calibration, cfg.min_confidence,
-                          cfg.abbreviations, model.heads)
+                          cfg.abbreviations, model.heads, model.edges)
         if prior is not None:
             spans = prior.combine(i, spans)
         out_spans.append(sorted(spans, key=lambda s: (s.start, s.end, s.label)))
