@@ -147,6 +147,8 @@ def test_label_command_takes_dictionaries_and_records_their_origin(tmp_path, cli
     assert manifest["config"]["spans"]["dictionaries"] == [str(term_file)]
     (book,) = manifest["summary"]["dictionaries"]
     assert book["name"] == "site-terms.txt" and book["entries"] == len(TERMS) and book["origin"].startswith("sha256:")
+    (edges,) = manifest["summary"]["dictionary_edges"]  # the seeds mark whole names: their edges are trusted
+    assert edges["labels"]["Disease"]["widens"] and edges["labels"]["Disease"]["seed_spans_equal"] == 12
     assert "zorbitis" not in (tmp_path / "out.manifest.json").read_text()  # counts, not terms
 
     missing = cli(*args, "-o", tmp_path / "x.jsonl", "--dictionary", tmp_path / "nowhere.txt")
@@ -176,7 +178,9 @@ def test_a_span_cut_short_inside_a_dictionary_name_takes_the_names_edges(term_fi
                                                         "furnox palsy"]))]
     seeds.append(_doc(9, "Then quellar vantrosis again.", ("vantrosis", "Disease")))
     rule = DictionaryEdges.fit(seeds, ["Disease", "Symptom"], [book])
-    summary = rule.summary["site-terms.txt"]
+    (entry,) = rule.summary
+    assert entry["dictionary"] == "site-terms.txt"
+    summary = entry["labels"]
     assert summary["Disease"] == {"seed_spans_equal": 4, "seed_spans_inside": 1, "widens": True}
     assert summary["Symptom"] == {"seed_spans_equal": 0, "seed_spans_inside": 4, "widens": False}
     assert "zorbitis" not in str(rule.summary)  # counts, not terms

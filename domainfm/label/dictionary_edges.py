@@ -37,7 +37,7 @@ def _matches(text: str, book) -> list[tuple[int, int]]:
 class DictionaryEdges:
     """Per label, the dictionaries whose matches the seeds agree with (see the module docstring)."""
 
-    def __init__(self, books: dict[str, tuple], summary: dict[str, Any]):
+    def __init__(self, books: dict[str, tuple], summary: list[dict[str, Any]]):
         self.books, self.summary = books, summary
 
     @classmethod
@@ -46,7 +46,7 @@ class DictionaryEdges:
         if not dictionaries:
             return None
         books: dict[str, list] = {}
-        summary: dict[str, Any] = {}
+        summary: list[dict[str, Any]] = []  # one entry per dictionary, in the order given
         for book in dictionaries:
             agree = dict.fromkeys(labels, 0)
             inside = dict.fromkeys(labels, 0)
@@ -60,12 +60,13 @@ class DictionaryEdges:
                             agree[s.label] += 1
                         elif a <= s.start and s.end <= z:
                             inside[s.label] += 1
+            counts = {}
             for label in labels:
                 used = agree[label] >= MIN_AGREE and agree[label] >= 2 * inside[label]
                 if used:
                     books.setdefault(label, []).append(book)
-                summary.setdefault(book.name, {})[label] = {"seed_spans_equal": agree[label],
-                                                            "seed_spans_inside": inside[label], "widens": used}
+                counts[label] = {"seed_spans_equal": agree[label], "seed_spans_inside": inside[label], "widens": used}
+            summary.append({"dictionary": book.name, "labels": counts})
         if not books:
             return None
         return cls({label: tuple(b) for label, b in books.items()}, summary)
@@ -73,9 +74,12 @@ class DictionaryEdges:
     def widen(self, text: str, spans: Sequence[tuple[int, int, str, float]]) -> list[tuple[int, int, str, float]]:
         """``spans`` ``(start, end, label, confidence)`` with those inside a longer match widened to it."""
         out = sorted(spans)
+        found: dict[int, list[tuple[int, int]]] = {}  # a dictionary serving two labels is matched once
         for label, books in self.books.items():
             for book in books:
-                for a, z in _matches(text, book):
+                if id(book) not in found:
+                    found[id(book)] = _matches(text, book)
+                for a, z in found[id(book)]:
                     touching = [x for x in out if x[0] < z and a < x[1]]
                     if not touching or any(x[0] < a or x[1] > z or x[2] != label for x in touching):
                         continue  # nothing to widen, or a span crosses the name or is of another label
