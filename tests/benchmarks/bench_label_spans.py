@@ -68,7 +68,8 @@ def score(result, gold_docs):
                        "mean_confidence": round(float(np.mean([c for c, x in zip(conf, source) if x == src])), 4)}
                  for src in sorted(set(source))}
     return {"f1": m["f1"], "precision": m["precision"], "recall": m["recall"], "ece": round(rel["ece"], 4)
-            if rel["ece"] is not None else None, "spans": len(conf), "by_source": by_source}
+            if rel["ece"] is not None else None, "spans": len(conf), "by_source": by_source,
+            **({"f1_by_label": {lab: v["f1"] for lab, v in m["per_type"].items()}} if len(m["per_type"]) > 1 else {})}
 
 
 def main() -> None:
@@ -142,7 +143,7 @@ def run_method(args, cfg: SpanLabelConfig, train, test, scored: str = "NCBI-dise
             model = train_span_model(seeds, cfg, tagger=tagger)
             result = predict_spans(model, test, cfg, seeds=seeds)
             row = {"draw": draw, **score(result, test), "seconds": round(time.perf_counter() - t0, 1),
-                   "calibration": model.summary["calibration"]}
+                   "calibration": model.summary["calibration"], "dictionary_edges": model.summary["dictionary_edges"]}
             rows.append(row)
             print(json.dumps({"method": cfg.method, "seeds": n, **row}), file=sys.stderr)
         out["results"][str(n)] = {"draws": rows, "mean_f1": round(float(np.mean([r["f1"] for r in rows])), 4),
