@@ -13,16 +13,17 @@ from domainfm.corpus.io import write_documents
 from domainfm.errors import ConfigError
 from domainfm.label.active import rank_scores, uncertainty
 from domainfm.label.span_config import SpanLabelConfig
-from domainfm.label.spans import _Chunk, _merge_chunk_spans, decode, tag_names, word_tags
+from domainfm.label.span_tagger import WordChunk
+from domainfm.label.spans import _merge_chunk_spans, decode, tag_names, word_tags
 
 
-def _chunk(text: str) -> _Chunk:
+def _chunk(text: str) -> WordChunk:
     starts, ends, pos = [], [], 0
     for w in text.split(" "):
         starts.append(pos)
         ends.append(pos + len(w))
         pos += len(w) + 1
-    return _Chunk(0, np.array(starts), np.array(ends), np.arange(len(starts)), None, len(starts))
+    return WordChunk(0, np.array(starts), np.array(ends), np.arange(len(starts)), None, len(starts))
 
 
 def test_word_tags_and_decode_round_trip():
@@ -48,11 +49,11 @@ def test_decoding_obeys_bio_so_a_stray_inside_tag_does_not_start_a_cut_span():
 def test_a_word_is_read_as_the_mean_of_its_sub_words_beside_its_neighbours():
     import torch
 
-    from domainfm.label.spans import SpanTagger
+    from domainfm.label.span_tagger import SpanTagger
 
     # [CLS] ad ##reno ##leuko ill [SEP]: word 0 has pieces 1..3, word 1 is piece 4
     hidden = torch.tensor([[9.0, 9.0], [1.0, 0.0], [2.0, 3.0], [3.0, 6.0], [5.0, 5.0], [9.0, 9.0]])
-    c = _Chunk(0, np.array([0, 16]), np.array([15, 19]), np.array([1, 4]), hidden, 6, np.array([3, 4]))
+    c = WordChunk(0, np.array([0, 16]), np.array([15, 19]), np.array([1, 4]), hidden, 6, np.array([3, 4]))
     (x,) = SpanTagger.word_features([c])
     assert x.tolist() == [[2.0, 3.0, 0.0, 0.0, 5.0, 5.0], [5.0, 5.0, 2.0, 3.0, 0.0, 0.0]]
 
@@ -112,7 +113,7 @@ def test_compound_edges_join_spans_of_one_label_that_meet():
 
 
 def test_spelling_features_share_columns_across_words_with_a_suffix():
-    from domainfm.label.spans import spelling_features
+    from domainfm.label.span_tagger import spelling_features
 
     x = spelling_features(["nephritis", "arthritis", "Nephritis", "BRCA1", ""], 1024)
     assert x.shape == (5, 1024) and set(np.unique(x)) <= {0.0, 1.0}
@@ -126,10 +127,10 @@ def test_spelling_features_share_columns_across_words_with_a_suffix():
 def test_word_features_append_the_spelling_columns():
     import torch
 
-    from domainfm.label.spans import SpanTagger
+    from domainfm.label.span_tagger import SpanTagger
 
     hidden = torch.tensor([[9.0, 9.0], [1.0, 0.0], [5.0, 5.0], [9.0, 9.0]])
-    c = _Chunk(0, np.array([0, 6]), np.array([5, 10]), np.array([1, 2]), hidden, 4, np.array([1, 2]), ["colitis", "ill"])
+    c = WordChunk(0, np.array([0, 6]), np.array([5, 10]), np.array([1, 2]), hidden, 4, np.array([1, 2]), ["colitis", "ill"])
     (plain,) = SpanTagger.word_features([c])
     (spelled,) = SpanTagger.word_features([c], 64)
     assert spelled.shape == (2, 6 + 64) and (spelled[:, :6] == plain).all()
@@ -293,7 +294,7 @@ def test_probe_reads_the_chosen_layers_and_runs_none_above_them(tiny_model_dir):
     from transformers import AutoModel, AutoTokenizer
 
     from domainfm.errors import DomainFMError
-    from domainfm.label.spans import SpanTagger
+    from domainfm.label.span_tagger import SpanTagger
 
     middle = SpanTagger(SpanLabelConfig(encoder=str(tiny_model_dir), max_tokens=32, overlap=4))
     assert middle.probe_layers == (1, 2)  # the middle of a 2-layer encoder

@@ -36,7 +36,8 @@ sys.path.insert(0, str(ROOT))
 from domainfm.corpus import read_documents  # noqa: E402
 from domainfm.corpus.importing import import_corpus  # noqa: E402
 from domainfm.label.span_config import SpanLabelConfig  # noqa: E402
-from domainfm.label.spans import SpanTagger, predict_spans, train_span_model  # noqa: E402
+from domainfm.label.span_tagger import SpanTagger  # noqa: E402
+from domainfm.label.spans import predict_spans, train_span_model  # noqa: E402
 from domainfm.metrics import entity_metrics, reliability  # noqa: E402
 
 
