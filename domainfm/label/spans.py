@@ -7,12 +7,13 @@ How it works (and why):
   ``overlap`` tokens repeated), so a long note or contract is tagged whole; spans from the
   overlapping parts of two chunks are merged, the more confident one winning a conflict.
 - **Model** (:mod:`domainfm.label.span_tagger`). A word-level BIO tagger on the encoder (the
-  embedded MiniLM, or a ``domainfm pretrain`` output). With eight documents, fine-tuning all layers overfits and costs minutes of
-  CPU; the bottom layers stay frozen, their output is computed once and cached, and only the
-  top ``train_layers`` layers plus a linear head are trained (AdamW with weight decay, dropout).
-  With the whole encoder frozen (the default) a word is read as the mean of its sub-word
-  vectors (from the encoder's middle layers, ``probe_layers``) beside its neighbours'; tags are
-  per word, so suggested spans always cover whole words.
+  embedded MiniLM, or a ``domainfm pretrain`` output). With eight documents, fine-tuning all
+  layers overfits and costs minutes of CPU; the bottom layers stay frozen, their output is
+  computed once and cached, and only the top ``train_layers`` layers plus a linear head are
+  trained (AdamW with weight decay, dropout). With the whole encoder frozen (the default) a word
+  is read as the mean of its sub-word vectors (from the encoder's middle layers,
+  ``probe_layers``) beside its neighbours'; tags are per word, so suggested spans always cover
+  whole words.
 - **Decoding.** The most probable BIO-valid tag sequence (Viterbi), as the fine-tuned taggers
   decode: a stray ``I`` does not start a span that cuts a name. A decision shift on the no-span
   tag's log-odds (``decision_shift``; chosen by the calibration folds' out-of-fold F1 unless
