@@ -95,8 +95,10 @@ def main() -> None:
     args = ap.parse_args()
     data = Path(args.data)
     if not (data / "train.tsv").is_file():
-        sys.exit(f"{data}/train.tsv not found: give --data the folder of an IOB2 set with train.tsv and devel.tsv "
-                 "(../shared/data/ncbi-disease or ../shared/data/bc5cdr)")
+        # as the other benchmarks do when ../shared is absent: say why, print JSON, no traceback
+        print(json.dumps({"skipped": f"{data}/train.tsv not found: give --data the folder of an IOB2 set with "
+                                     "train.tsv and devel.tsv (../shared/data/ncbi-disease or ../shared/data/bc5cdr)"}))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         train, test = load("train", data, Path(tmp)), load("devel", data, Path(tmp))
     scored = "devel.tsv"
