@@ -1,13 +1,13 @@
 """Dictionary edges: a model span cut short inside a name the dictionary knows takes the name's edges.
 
-A few-shot word tagger finds the head of a mention and loses a modifier: "adenomatous polyposis"
-for "adenomatous polyposis coli", "cleft" for "cleft lip", "growth" for "intrauterine growth
-retardation". Where a term dictionary (:mod:`domainfm.label.dictionaries`) matches a longer run
-of words around a model span, the dictionary says where the name ends; the span is widened to
-the match, keeping its label and confidence (the model found the mention, the dictionary fixes
-its edges, as :mod:`domainfm.label.span_edges` fixes punctuation). Model spans of the same label
-inside one match become one span; a match another span crosses, or one holding a span of
-another label, is left alone.
+A few-shot word tagger finds part of a name and loses the rest (made-up examples): "Zorbel
+muscular" for "Zorbel muscular dystrophy", "dravoma" for "juvenile dravoma". Where a term
+dictionary (:mod:`domainfm.label.dictionaries`) matches a longer run of words around a model span,
+the dictionary says where the name ends; the span is widened to the match, keeping its label and
+confidence (the model found the mention, the dictionary fixes its edges, as
+:mod:`domainfm.label.span_edges` fixes punctuation). Model spans of the same label inside one match
+become one span; a match another span crosses, or one holding a span of another label, is left
+alone.
 
 Whether a dictionary's edges are a label's edges is the annotation guideline's call, so the
 seeds decide, per label and dictionary: of the seed spans of the label that a match covers, those
