@@ -28,9 +28,10 @@ def test_matches_whole_words_longest_first_in_any_case(term_file):
     book = load_dictionary(str(term_file))
     assert book.name == "site-terms.txt" and len(book) == len(TERMS)  # "qv" is too short to be an entry
     text = "Quellar vantrosis, then Plinx-related merodemia; no zorbitisx and no quellar."
-    spans = words(text)
-    found = [text[spans[i][0]:spans[i + n - 1][1]] for i, n in book.matches([text[a:z] for a, z in spans])]
+    found = [text[a:z] for a, z in book.find(text)]
     assert found == ["Quellar vantrosis", "Plinx-related merodemia"]
+    spans = words(text)  # find() reports what matches() finds on the same words
+    assert [(spans[i][0], spans[i + n - 1][1]) for i, n in book.matches([text[a:z] for a, z in spans])] == book.find(text)
     flags = book.flags(["plinx", "-", "related", "merodemia", "and", "dravoma"])
     assert flags.tolist() == [[1, 0], [0, 1], [0, 1], [0, 1], [0, 0], [1, 0]]
     # two matches side by side stay two matches: each start is marked

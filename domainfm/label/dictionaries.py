@@ -70,6 +70,11 @@ class TermDictionary:
         return [(i, n) for i, n, _ in longest_matches(len(low), self.max_words,
                                                       lambda i, n: True if tuple(low[i:i + n]) in self.entries else None)]
 
+    def find(self, text: str) -> list[tuple[int, int]]:
+        """Character offsets of the matches in ``text``, on the words :func:`domainfm.label.lexicon.words` cuts."""
+        spans = words(text)
+        return [(spans[i][0], spans[i + n - 1][1]) for i, n in self.matches([text[a:z] for a, z in spans])]
+
     def flags(self, tokens: Sequence[str]) -> np.ndarray:
         """``(len(tokens), 2)``: column 0 is 1 where a match starts, column 1 where a word
         continues one."""

@@ -23,15 +23,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from domainfm.corpus.document import Document
-from domainfm.label.lexicon import words
 
 MIN_AGREE = 3  # seed spans equal to a match before a dictionary's edges are trusted for a label
-
-
-def _matches(text: str, book) -> list[tuple[int, int]]:
-    """Character offsets of ``book``'s matches in ``text`` (the dictionary's own word split)."""
-    spans = words(text)
-    return [(spans[i][0], spans[i + n - 1][1]) for i, n in book.matches([text[a:z] for a, z in spans])]
 
 
 class DictionaryEdges:
@@ -51,7 +44,7 @@ class DictionaryEdges:
             agree = dict.fromkeys(labels, 0)
             inside = dict.fromkeys(labels, 0)
             for d in seeds:
-                found = _matches(d.text, book)
+                found = book.find(d.text)
                 for s in d.spans:
                     if s.label not in agree:
                         continue
@@ -78,7 +71,7 @@ class DictionaryEdges:
         for label, books in self.books.items():
             for book in books:
                 if id(book) not in found:
-                    found[id(book)] = _matches(text, book)
+                    found[id(book)] = book.find(text)
                 for a, z in found[id(book)]:
                     touching = [x for x in out if x[0] < z and a < x[1]]
                     if not touching or any(x[0] < a or x[1] > z or x[2] != label for x in touching):
