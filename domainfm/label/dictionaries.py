@@ -105,6 +105,7 @@ class TermDictionary:
             return self
         return TermDictionary(self.name, self.entries - dropped, self.max_words, self.origin)
 
+
 def _entries(terms) -> tuple[frozenset[tuple[str, ...]], int]:
     keys = set()
     for term in terms:
