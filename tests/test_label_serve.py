@@ -54,7 +54,7 @@ def test_backend_refuses_a_pool_that_does_not_trace_back_to_deid(tmp_path):
     _pool(tmp_path, deid_manifest=False)
     with pytest.raises(ConfigError, match="does not trace back to 'domainfm deid'.*--allow-identified-data"):
         Backend(tmp_path)
-    backend = Backend(tmp_path, allow_identified_data=True)
+    Backend(tmp_path, allow_identified_data=True)
     state = json.loads((tmp_path / "backend.json").read_text())
     assert state["privacy"]["decision"] == "overridden" and state["privacy"]["allow_identified_data"] is True
 
@@ -81,6 +81,53 @@ def test_routes_health_setup_predict_and_refusal_of_unknown_text(tmp_path):
         assert json.loads((tmp_path / "backend.json").read_text())["refused_requests"] == 1
         status, body = _post(base + "/webhook", {"action": "PROJECT_UPDATED"})
         assert status == 200 and body["status"] == "ignored"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _post_raw(url: str, raw: bytes) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=raw, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_malformed_requests_get_a_clear_400_and_a_bug_a_500_that_quotes_nothing(tmp_path, capsys):
+    _pool(tmp_path, deid_manifest=True)
+    backend = Backend(tmp_path)
+    server = serve(backend, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    note = json.dumps(NOTES[0])
+    cases = [  # (route, body, what the error must say): each of these once dropped the connection
+        ("/predict", b"[1, 2]", "body must be a JSON object"),
+        ("/predict", b"{not json", "body is not JSON"),
+        ("/predict", b'{"tasks": "abc"}', "'tasks' must be a list"),
+        ("/webhook", b'{"action": "ANNOTATION_CREATED", "task": [1]}', "'data' object holding data.text"),
+        ("/webhook", b'{"action": "ANNOTATION_CREATED", "task": {"data": "x"}}', "'data' object"),
+        ("/webhook", b'{"action": "ANNOTATION_CREATED", "task": {"id": 7, "data": {"text": %s}}, "annotation": [1]}'
+         % note.encode(), "'annotation' must be an object"),
+        ("/train", b'{"annotations": "x"}', "'annotations' must be a list"),
+        ("/train", b'{"annotations": [{"task": "x"}]}', "'data' object"),
+        ("/setup", b'{"schema": 5}', "'schema' must be the project's labeling config"),
+    ]
+    try:
+        for route, raw, says in cases:
+            status, body = _post_raw(base + route, raw)
+            assert status == 400 and says in body["error"], (route, raw, status, body)
+
+        def broken():
+            raise KeyError("Ann Lee, 12 Elm St")  # a bug whose message quotes a note
+        backend.rank = broken
+        status, body = _post(base + "/rank", {})
+        assert status == 500 and body["error"] == "internal error (KeyError); the backend's log says where"
+        err = capsys.readouterr().err
+        assert "internal error on /rank: KeyError at test_label_serve.py:" in err and "Ann" not in err
+        with urllib.request.urlopen(base + "/health", timeout=10) as r:  # still serving
+            assert json.loads(r.read())["status"] == "UP"
     finally:
         server.shutdown()
         server.server_close()

@@ -38,8 +38,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -199,11 +201,15 @@ class Backend:
         """Import one webhook/``/train`` payload's annotation and retrain."""
         from domainfm.corpus.importers.labelstudio import LabelStudioOptions, task_to_document
 
-        task = dict(payload.get("task") or {})
-        annotation = payload.get("annotation")
-        if isinstance(annotation, dict):
+        task, annotation = payload.get("task"), payload.get("annotation")
+        if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
+            raise RecordError(f"the annotated task must be an object with a 'data' object holding data.{self.text_key}")
+        if annotation is not None and not isinstance(annotation, dict):
+            raise RecordError("'annotation' must be an object (Label Studio's annotation with its 'result' list)")
+        task = dict(task)
+        if annotation is not None:
             task["annotations"] = [annotation]
-        if not self.check_text(str((task.get("data") or {}).get(self.text_key, ""))):
+        if not self.check_text(str(task["data"].get(self.text_key, ""))):
             self.refused += 1
             raise PermissionError("annotated task's text is not in the de-identified pool of this project")
         doc = task_to_document(task, LabelStudioOptions(text_key=self.text_key), location="webhook")
@@ -217,7 +223,10 @@ class Backend:
         return self.retrain()
 
     def setup(self, payload: dict) -> dict[str, Any]:
-        parsed = parse_schema(payload.get("schema") or payload.get("label_config"))
+        schema = payload.get("schema") or payload.get("label_config")
+        if schema is not None and not isinstance(schema, str):
+            raise RecordError("'schema' must be the project's labeling config, an XML string")
+        parsed = parse_schema(schema)
         if parsed is not None:
             self.from_name, self.to_name, _ = parsed
         if self.model is None and self.training_docs():
@@ -256,9 +265,24 @@ def make_handler(backend: Backend):
 
         def _body(self) -> dict:
             n = int(self.headers.get("Content-Length") or 0)
+            if n < 0:  # read(-1) would wait for the client to close the connection
+                raise RecordError("Content-Length must not be negative")
             raw = self.rfile.read(n) if n else b"{}"
-            body = json.loads(raw or b"{}")
-            return body if isinstance(body, dict) else {}
+            try:
+                body = json.loads(raw or b"{}")
+            except ValueError as exc:  # JSONDecodeError and undecodable bytes alike
+                raise RecordError(f"the request body is not JSON ({getattr(exc, 'msg', None) or type(exc).__name__})") from None
+            if not isinstance(body, dict):
+                raise RecordError("the request body must be a JSON object")
+            return body
+
+        def _internal_error(self, route: str, exc: Exception) -> None:
+            """A bug, not the caller's mistake: 500 and one log line with the exception's type and
+            where it was raised, never its message or the request (either may quote note text)."""
+            frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+            where = f" at {Path(frame.filename).name}:{frame.lineno}" if frame else ""
+            print(f"domainfm label serve: internal error on {route}: {type(exc).__name__}{where}", file=sys.stderr)
+            self._send(500, {"error": f"internal error ({type(exc).__name__}); the backend's log says where"})
 
         def do_GET(self):
             if self.path.split("?")[0] in ("/", "/health"):
@@ -276,6 +300,8 @@ def make_handler(backend: Backend):
                     self._send(200, backend.setup(body))
                 elif route == "/predict":
                     tasks = body.get("tasks") or []
+                    if not isinstance(tasks, list):
+                        raise RecordError("'tasks' must be a list of Label Studio tasks")
                     self._send(200, {"results": backend.predict(tasks), "model_version": backend.model_version})
                 elif route == "/webhook":
                     action = body.get("action")
@@ -286,8 +312,10 @@ def make_handler(backend: Backend):
                     else:
                         self._send(200, {"status": "ignored", "action": action})
                 elif route == "/train":
-                    results = [backend.add_annotation({"task": a.get("task") or {}, "annotation": a})
-                               for a in body.get("annotations") or [] if isinstance(a, dict)]
+                    annotations = body.get("annotations") or []
+                    if not isinstance(annotations, list) or not all(isinstance(a, dict) for a in annotations):
+                        raise RecordError("'annotations' must be a list of annotation objects, each with its 'task'")
+                    results = [backend.add_annotation({"task": a.get("task"), "annotation": a}) for a in annotations]
                     self._send(201, results[-1] if results else backend.retrain())
                 elif route == "/rank":
                     self._send(200, {"order": backend.rank()})
@@ -297,6 +325,8 @@ def make_handler(backend: Backend):
                 self._send(403, {"error": str(exc)})
             except (DomainFMError, ValueError) as exc:
                 self._send(400, {"error": str(exc)})
+            except Exception as exc:  # noqa: BLE001 - answer the request instead of dropping it
+                self._internal_error(route, exc)
 
     return Handler
 
