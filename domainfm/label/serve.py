@@ -271,7 +271,8 @@ def make_handler(backend: Backend):
             try:
                 body = json.loads(raw or b"{}")
             except ValueError as exc:  # JSONDecodeError and undecodable bytes alike
-                raise RecordError(f"the request body is not JSON ({getattr(exc, 'msg', None) or type(exc).__name__})") from None
+                why = getattr(exc, "msg", None) or type(exc).__name__
+                raise RecordError(f"the request body is not JSON ({why})") from None
             if not isinstance(body, dict):
                 raise RecordError("the request body must be a JSON object")
             return body
