@@ -141,7 +141,7 @@ def import_command(
     annotator: Optional[str] = typer.Option(None, help="tab: first | all | an annotator name (original TAB JSON)."),
     require_ann: Optional[bool] = typer.Option(None, "--require-ann", help="brat: reject .txt files without .ann."),
     sentences_per_doc: Optional[int] = typer.Option(None, help="conll: sentences per document without -DOCSTART- (default 10)."),
-    scheme: Optional[str] = typer.Option(None, help="conll: iob2 (strict, default) or iob1."),
+    scheme: Optional[str] = typer.Option(None, help="conll: iob2 (default; a stray I- of a known type starts an entity, counted as repaired), iob1 or iob2-strict."),
     resolve: Optional[str] = typer.Option(None, help="labelstudio/prodigy: several annotators -> majority (default) | union | first."),
     choices: Optional[str] = typer.Option(None, help="labelstudio: auto (default) | single | multi."),
     use_predictions: Optional[bool] = typer.Option(None, "--use-predictions", help="labelstudio: import unannotated tasks from their prediction."),

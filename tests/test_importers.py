@@ -464,11 +464,33 @@ def test_conll_reject_reasons_never_quote_an_invalid_tag(tmp_path):
     rejects = [json.loads(x) for x in result.rejects.read_text().splitlines()]
     reasons = {r["location"]: r["reason"] for r in rejects}
     assert reasons["swapped.conll:2"].startswith("tag is not O, B-TYPE or I-TYPE (column 2")
-    assert reasons["swapped.conll:5"].startswith("I- tag does not continue an entity of its type (column 3")
-    assert reasons["swapped.conll:9"].startswith("I- tag does not continue a 'Chemical' entity")  # a known type
+    # an I- of a type no B- tag has may be a token in the tag column: rejected, never a label
+    assert reasons["swapped.conll:5"] == ("I- tag does not continue an entity of its type (column 3; no B- tag of "
+                                          "the file has its type: a swapped column?)")
+    assert "swapped.conll:9" not in reasons  # a stray I- of a known type is repaired (next test)
     manifest = result.manifest.read_text()
     assert "Zorblax" not in manifest and "Quintavius" not in manifest
     assert not any("Zorblax" in r or "Quintavius" in r for r in reasons.values())
+
+
+def test_conll_repairs_a_stray_i_tag_of_a_known_type_and_counts_it(tmp_path):
+    src = tmp_path / "stray.conll"
+    src.write_text("Zorbel\tB-Disease\n\nthe\tO\nVentrax\tI-Disease\nsyndrome\tI-Disease\nrecurs\tO\n"
+                   "\nKelvane\tB-Chemical\n")
+    result = import_corpus("conll", src, tmp_path / "c.jsonl", {"sentences_per_doc": 2})
+    docs = list(read_documents(result.out))
+    assert result.counts.rejected == 0 and result.repaired_spans == 1
+    assert [(docs[0].text[s.start:s.end], s.label, s.attrs) for s in docs[0].spans] == [
+        ("Zorbel", "Disease", {}),
+        ("Ventrax syndrome", "Disease", {"repaired": "started by an I- tag at stray.conll:4 (IOB2 expects B-)"})]
+    assert json.loads(result.manifest.read_text())["counts"]["repaired_spans"] == 1
+    # iob1 reads it the same way as that scheme's rule, not as a repair; iob2-strict rejects the document
+    result = import_corpus("conll", src, tmp_path / "c1.jsonl", {"sentences_per_doc": 2, "scheme": "iob1"})
+    assert result.repaired_spans == 0 and [s.attrs for s in next(read_documents(result.out)).spans] == [{}, {}]
+    result = import_corpus("conll", src, tmp_path / "c2.jsonl", {"sentences_per_doc": 2, "scheme": "iob2-strict"})
+    (reject,) = [json.loads(x) for x in result.rejects.read_text().splitlines()]
+    assert reject["location"] == "stray.conll:4" and "use --scheme iob2 to repair it or iob1" in reject["reason"]
+    assert result.counts.written == 1  # the Chemical document
 
 
 def test_unknown_format_and_bad_option_are_config_errors(tmp_path):

@@ -16,6 +16,10 @@ from domainfm.corpus.io import (Counts, DocumentWriter, OutputLock, Rejected, Re
 from domainfm.errors import CorpusError, RecordError
 from domainfm.manifest import write_manifest
 
+# span attributes an importer sets where it repaired a record instead of rejecting it: crossing
+# same-label spans merged (physionet), a stray I- tag read as an entity start (conll)
+REPAIR_ATTRS = frozenset({"merged_from", "repaired"})
+
 
 @dataclass
 class ImportConfig:
@@ -43,6 +47,7 @@ class ImportResult:
     counts: Counts
     first_rejects: list[str]
     agreement: dict | None = None
+    repaired_spans: int = 0
 
 
 def import_corpus(
@@ -79,7 +84,7 @@ def import_corpus(
 def _import_locked(importer, opts, format: str, src: Path, out: Path, on_progress) -> ImportResult:
     counts = Counts()
     agreement = AgreementTally()  # several annotators' versions in meta.annotations (labelstudio, prodigy)
-    repaired = 0  # spans an importer repaired (crossing same-label spans merged) instead of rejecting
+    repaired = 0  # spans an importer repaired instead of rejecting the record (see REPAIR_ATTRS)
     seen: set[str] = set()
     first_rejects: list[str] = []
     rejects_file = rejects_path_for(out)
@@ -110,7 +115,7 @@ def _import_locked(importer, opts, format: str, src: Path, out: Path, on_progres
             else:
                 docs_out.write(item)
                 counts.written += 1
-                repaired += sum(1 for span in item.spans if "merged_from" in span.attrs)
+                repaired += sum(1 for span in item.spans if REPAIR_ATTRS & span.attrs.keys())
                 if isinstance(item.meta.get("annotations"), list):
                     agreement.add(annotations_of(item), item.meta.get("annotation_conflicts") or ())
             if on_progress is not None and counts.read % 200 == 0:
@@ -125,7 +130,7 @@ def _import_locked(importer, opts, format: str, src: Path, out: Path, on_progres
         extra={"agreement": report} if (report := agreement.report()) is not None else None,
     )
     return ImportResult(out, rejects_file if counts.rejected else None, manifest, counts, first_rejects,
-                        agreement.report())
+                        agreement.report(), repaired)
 
 
 

@@ -3,6 +3,12 @@
 Tokens are joined with single spaces and sentences with newlines, so every entity becomes an
 exact character span. Documents are split at ``-DOCSTART-`` lines, or every
 ``sentences_per_doc`` sentences when the file has none.
+
+A stray ``I-X`` (after ``O`` or another type) is an IOB2 slip that annotation tools and format
+conversions make; it is repaired, not the whole document dropped: it starts an ``X`` entity, as
+conlleval reads it, and the span says so in ``attrs["repaired"]`` (counted as ``repaired_spans``
+in the manifest). Only for a type the file's ``B-`` tags use: an ``I-`` of a type no ``B-`` tag
+has is more likely a swapped column (a token read as the tag) and rejects the document.
 """
 
 from __future__ import annotations
@@ -21,12 +27,14 @@ from domainfm.errors import ConfigError, CorpusError, RecordError
 class ConllOptions:
     """Args:
     sentences_per_doc: sentences grouped into one document when there is no ``-DOCSTART-``.
-    scheme: ``iob2`` rejects an ``I-X`` that does not continue an ``X`` entity; ``iob1``
-        accepts it as the start of an entity (as conlleval does).
+    scheme: ``iob2`` repairs an ``I-X`` that does not continue an ``X`` entity into an entity
+        start when ``X`` is a type of the file (counted, see above); ``iob1`` reads every such
+        tag as an entity start (that scheme's rule, not a repair); ``iob2-strict`` rejects the
+        document instead.
     """
 
     sentences_per_doc: int = 10
-    scheme: Literal["iob2", "iob1"] = "iob2"
+    scheme: Literal["iob2", "iob1", "iob2-strict"] = "iob2"
 
     def __post_init__(self):
         if self.sentences_per_doc < 1:
@@ -170,13 +178,15 @@ def _build(doc_id: str, sentences, options: ConllOptions, filename: str, entity_
                 elif options.scheme == "iob1":
                     current = _close(current, spans)
                     current = [kind, start, end]
+                elif options.scheme == "iob2" and kind in entity_types:
+                    current = _close(current, spans)
+                    current = [kind, start, end, {"repaired": f"started by an I- tag at {where} (IOB2 expects B-)"}]
                 else:
                     kind_named = f"a {kind!r} entity" if kind in entity_types else "an entity of its type"
-                    raise RecordError(
-                        f"I- tag does not continue {kind_named} (column {column}; IOB2: use --scheme iob1 "
-                        "to read it as an entity start)",
-                        record_id=doc_id, location=where,
-                    )
+                    why = ("no B- tag of the file has its type: a swapped column?" if options.scheme == "iob2"
+                           else "IOB2: use --scheme iob2 to repair it or iob1 to read it as an entity start")
+                    raise RecordError(f"I- tag does not continue {kind_named} (column {column}; {why})",
+                                      record_id=doc_id, location=where)
             else:
                 raise RecordError(
                     f"tag is not O, B-TYPE or I-TYPE (column {column}, the last; is the tag the last "
@@ -192,5 +202,5 @@ def _build(doc_id: str, sentences, options: ConllOptions, filename: str, entity_
 
 def _close(current: list, spans: list[Span]) -> list:
     if current:
-        spans.append(Span(current[1], current[2], current[0]))
+        spans.append(Span(current[1], current[2], current[0], dict(current[3]) if len(current) > 3 else {}))
     return []
