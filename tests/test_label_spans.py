@@ -14,7 +14,7 @@ from domainfm.errors import ConfigError
 from domainfm.label.active import rank_scores, uncertainty
 from domainfm.label.span_config import SpanLabelConfig
 from domainfm.label.span_tagger import WordChunk
-from domainfm.label.spans import _merge_chunk_spans, decode, tag_names, word_tags
+from domainfm.label.spans import _merge_chunk_spans, decode, one_layer, overlapped_spans, tag_names, word_tags
 
 
 def _chunk(text: str) -> WordChunk:
@@ -37,6 +37,22 @@ def test_word_tags_and_decode_round_trip():
     found = decode(c, probs, ["Disease"])
     assert [(s, e, lab) for s, e, lab, _ in found] == [(11, 24, "Disease"), (28, 34, "Disease")]
     assert all(0 < conf <= 1 for *_, conf in found)
+
+
+def test_overlapping_seed_spans_train_one_layer_the_outer_span_in_any_listed_order():
+    text = "Kelvane toxicity and Zorbel syndrome seen"
+    c = _chunk(text)
+    drug, problem = Span(0, 7, "Drug"), Span(0, 16, "Problem")  # a drug inside a longer problem
+    crossing, disease = Span(21, 36, "Problem"), Span(28, 41, "Disease")  # two layers that cross
+    index = {"Drug": 0, "Problem": 1, "Disease": 2}
+    spans = [drug, problem, crossing, disease]
+    assert one_layer(spans) == one_layer(spans[::-1]) == [problem, crossing]
+    # the tags no longer depend on which of two overlapping spans the file listed last
+    assert word_tags(c, spans, index).tolist() == word_tags(c, spans[::-1], index).tolist() == [3, 4, 0, 3, 4, 0]
+    assert one_layer([Span(0, 7, "Drug"), Span(8, 16, "Problem")]) == [Span(0, 7, "Drug"), Span(8, 16, "Problem")]
+    seeds = [Document("a", text, spans=spans), Document("b", text, spans=[problem])]
+    assert overlapped_spans(seeds, ["Drug", "Problem", "Disease"]) == 2
+    assert overlapped_spans(seeds, ["Drug", "Disease"]) == 0  # only the labels the tagger learns
 
 
 def test_decoding_obeys_bio_so_a_stray_inside_tag_does_not_start_a_cut_span():

@@ -21,6 +21,7 @@ model, objective, training engine, chunking of long documents) and scored by
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import tempfile
@@ -33,6 +34,7 @@ import numpy as np
 
 from domainfm.corpus.document import Document
 from domainfm.label.span_config import SpanLabelConfig
+from domainfm.label.spans import one_layer, overlapped_spans
 
 
 @dataclass
@@ -73,6 +75,10 @@ def _task_config(cfg: SpanLabelConfig, train: Path, eval_: Path, labels: list[st
     )
 
 
+def _one_layer(doc: Document, labels: Sequence[str]) -> Document:
+    return dataclasses.replace(doc, spans=one_layer([s for s in doc.spans if s.label in labels]))
+
+
 def _train(cfg: SpanLabelConfig, train: Sequence[Document], eval_: Sequence[Document], labels: list[str],
            seed: int, work: Path, name: str):
     """One fine-tune through :func:`domainfm.finetune.finetune`; returns the loaded task model."""
@@ -82,8 +88,9 @@ def _train(cfg: SpanLabelConfig, train: Sequence[Document], eval_: Sequence[Docu
 
     folder = work / name
     folder.mkdir()
-    write_documents(folder / "train.jsonl", train)
-    write_documents(folder / "eval.jsonl", eval_)
+    # one annotation layer, as the probe learns: finetune would reject a seed whose spans overlap
+    write_documents(folder / "train.jsonl", [_one_layer(d, labels) for d in train])
+    write_documents(folder / "eval.jsonl", [_one_layer(d, labels) for d in eval_])
     tcfg = _task_config(cfg, folder / "train.jsonl", folder / "eval.jsonl", labels, len(train), seed)
     result = finetune(tcfg, folder / "model")
     tm = load_task_model(folder / "model", task="ner", device="cpu")
@@ -150,7 +157,8 @@ def train_finetuned(seeds: Sequence[Document], labels: list[str], cfg: SpanLabel
         tm, steps, fit = _train(cfg, seeds, seeds, labels, cfg.seed, work, "final")
     lexicon = seed_lexicon(seeds, labels, cfg)
     summary = {"method": "finetune", "labels": labels, "seed_documents": len(seeds),
-               "seed_spans": sum(len(d.spans) for d in seeds), "steps": steps, "encoder": cfg.encoder,
+               "seed_spans": sum(len(d.spans) for d in seeds),
+               "seed_spans_overlapped": overlapped_spans(seeds, labels), "steps": steps, "encoder": cfg.encoder,
                "lora_r": cfg.lora_r, "calibration": calibration,
                "seed_lexicon": None if lexicon is None else lexicon.summary,
                "seed_fit_f1": fit,  # entity F1 of the final model on (up to 8 of) its own seeds

@@ -113,13 +113,32 @@ def tag_names(labels: Sequence[str]) -> list[str]:
     return ["O"] + [f"{p}-{lab}" for lab in labels for p in ("B", "I")]
 
 
+def one_layer(spans: Sequence[Span]) -> list[Span]:
+    """The spans a one-layer BIO tagger learns from a document whose annotations overlap (a drug
+    inside a longer problem, two annotation layers of one note): longest first, each span kept
+    unless it overlaps one already kept, so the outer span wins whatever order the file listed
+    them in. The probe and ``--span-method finetune`` both train on these."""
+    kept: list[Span] = []
+    for s in sorted(spans, key=lambda s: (-(s.end - s.start), s.start)):
+        if not any(k.start < s.end and s.start < k.end for k in kept):
+            kept.append(s)
+    return sorted(kept, key=lambda s: (s.start, s.end))
+
+
+def overlapped_spans(docs: Sequence[Document], labels: Sequence[str]) -> int:
+    """How many seed spans of ``labels`` :func:`one_layer` leaves out (counted in the summary)."""
+    n = 0
+    for doc in docs:
+        mine = [s for s in doc.spans if s.label in labels]
+        n += len(mine) - len(one_layer(mine))
+    return n
+
+
 def word_tags(chunk: WordChunk, spans: Sequence[Span], label_index: dict[str, int]) -> np.ndarray:
     """BIO tag per word of a chunk from the document's gold spans (a word belongs to a span when
-    it overlaps it; a span's first word in the chunk is B)."""
+    it overlaps it; a span's first word in the chunk is B; of overlapping spans, :func:`one_layer`)."""
     tags = np.zeros(len(chunk.first_token), dtype=np.int64)
-    for s in spans:
-        if s.label not in label_index:
-            continue
+    for s in one_layer([s for s in spans if s.label in label_index]):
         inside = np.flatnonzero((chunk.word_start < s.end) & (chunk.word_end > s.start))
         if len(inside) == 0:
             continue
@@ -358,7 +377,8 @@ def train_span_model(seeds: Sequence[Document], cfg: SpanLabelConfig | None = No
     heads = HeadRule.fit(seeds, labels, pos) if pos is not None else None
     edges = DictionaryEdges.fit(seeds, labels, getattr(head, "dictionaries", ()))
     summary = {"labels": labels, "seed_documents": len(seeds), "seed_chunks": len(chunks),
-               "seed_spans": sum(len(d.spans) for d in seeds), "steps": steps,
+               "seed_spans": sum(len(d.spans) for d in seeds),
+               "seed_spans_overlapped": overlapped_spans(seeds, labels), "steps": steps,
                "encoder": cfg.encoder, "frozen_layers": tagger.frozen, "trained_layers": tagger.train_layers,
                "probe_layers": list(tagger.probe_layers),
                "dictionaries": [d.summary for d in tagger.dictionaries],

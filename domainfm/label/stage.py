@@ -131,6 +131,10 @@ def span_result_of(run) -> StageResult:
     s = run.summary
     notes = [f"labels: {', '.join(s['labels'])}; {s['seed_documents']} seed documents with {s['seed_spans']} "
              f"spans; {s['suggested_spans']} spans suggested"] + seed_notes(run)
+    if s.get("seed_spans_overlapped"):
+        n = s["seed_spans_overlapped"]
+        notes.append(f"seed spans left out of training: {n}, each overlapping a longer one (the tagger reads one "
+                     "layer: the longer, outer span)")
     cal = s["calibration"]
     if cal.get("folds"):
         precision = cal.get("oof_span_precision")
