@@ -94,8 +94,7 @@ def run(config: ImportSection, inputs: list[Path], out: Path, context: StageCont
             parts.append(f"mean pairwise Cohen's kappa {agreement['choice_mean_pairwise_kappa']:.2f}")
         notes.append("agreement: " + ", ".join(parts))
     if result.repaired_spans:
-        counts["repaired_spans"] = result.repaired_spans
-        n = result.repaired_spans
+        n = counts["repaired_spans"] = result.repaired_spans
         notes.append(f"repaired {n} span{'s' if n != 1 else ''} instead of rejecting a document "
                      "(each says how in attrs.repaired or attrs.merged_from; manifest: repaired_spans)")
     if reshaped:

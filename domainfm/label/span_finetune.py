@@ -76,7 +76,7 @@ def _task_config(cfg: SpanLabelConfig, train: Path, eval_: Path, labels: list[st
 
 
 def _one_layer(doc: Document, labels: Sequence[str]) -> Document:
-    return dataclasses.replace(doc, spans=one_layer([s for s in doc.spans if s.label in labels]))
+    return dataclasses.replace(doc, spans=one_layer(doc.spans, labels))
 
 
 def _train(cfg: SpanLabelConfig, train: Sequence[Document], eval_: Sequence[Document], labels: list[str],

@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 import numpy as np
 
@@ -113,13 +113,13 @@ def tag_names(labels: Sequence[str]) -> list[str]:
     return ["O"] + [f"{p}-{lab}" for lab in labels for p in ("B", "I")]
 
 
-def one_layer(spans: Sequence[Span]) -> list[Span]:
-    """The spans a one-layer BIO tagger learns from a document whose annotations overlap (a drug
-    inside a longer problem, two annotation layers of one note): longest first, each span kept
-    unless it overlaps one already kept, so the outer span wins whatever order the file listed
-    them in. The probe and ``--span-method finetune`` both train on these."""
+def one_layer(spans: Sequence[Span], labels: Collection[str]) -> list[Span]:
+    """The spans of ``labels`` a one-layer BIO tagger learns from a document whose annotations
+    overlap (a drug inside a longer problem, two annotation layers of one note): longest first,
+    each span kept unless it overlaps one already kept, so the outer span wins whatever order the
+    file listed them in. The probe and ``--span-method finetune`` both train on these."""
     kept: list[Span] = []
-    for s in sorted(spans, key=lambda s: (-(s.end - s.start), s.start)):
+    for s in sorted((s for s in spans if s.label in labels), key=lambda s: (-(s.end - s.start), s.start)):
         if not any(k.start < s.end and s.start < k.end for k in kept):
             kept.append(s)
     return sorted(kept, key=lambda s: (s.start, s.end))
@@ -127,18 +127,14 @@ def one_layer(spans: Sequence[Span]) -> list[Span]:
 
 def overlapped_spans(docs: Sequence[Document], labels: Sequence[str]) -> int:
     """How many seed spans of ``labels`` :func:`one_layer` leaves out (counted in the summary)."""
-    n = 0
-    for doc in docs:
-        mine = [s for s in doc.spans if s.label in labels]
-        n += len(mine) - len(one_layer(mine))
-    return n
+    return sum(sum(s.label in labels for s in doc.spans) - len(one_layer(doc.spans, labels)) for doc in docs)
 
 
 def word_tags(chunk: WordChunk, spans: Sequence[Span], label_index: dict[str, int]) -> np.ndarray:
     """BIO tag per word of a chunk from the document's gold spans (a word belongs to a span when
     it overlaps it; a span's first word in the chunk is B; of overlapping spans, :func:`one_layer`)."""
     tags = np.zeros(len(chunk.first_token), dtype=np.int64)
-    for s in one_layer([s for s in spans if s.label in label_index]):
+    for s in one_layer(spans, label_index):
         inside = np.flatnonzero((chunk.word_start < s.end) & (chunk.word_end > s.start))
         if len(inside) == 0:
             continue
