@@ -185,6 +185,9 @@ def _print_result(console, result) -> None:
     if result.read is not None:
         say(f"read {result.read} = written {result.written} + rejected {result.rejected}{result.detail}"
             f"  ->  {result.out}")
+        if result.repaired:
+            say(f"repaired instead of rejected: {result.repaired} of the written records (each says how; the "
+                "manifest counts them)")
         if result.read == 0:
             say("warning: the input held no records (an empty file, a header only, or a pattern that matches "
                 "no file?)")

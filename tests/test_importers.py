@@ -473,17 +473,20 @@ def test_conll_reject_reasons_never_quote_an_invalid_tag(tmp_path):
     assert not any("Zorblax" in r or "Quintavius" in r for r in reasons.values())
 
 
-def test_conll_repairs_a_stray_i_tag_of_a_known_type_and_counts_it(tmp_path):
+def test_conll_repairs_a_stray_i_tag_of_a_known_type_and_counts_it(tmp_path, cli):
     src = tmp_path / "stray.conll"
     src.write_text("Zorbel\tB-Disease\n\nthe\tO\nVentrax\tI-Disease\nsyndrome\tI-Disease\nrecurs\tO\n"
                    "\nKelvane\tB-Chemical\n")
     result = import_corpus("conll", src, tmp_path / "c.jsonl", {"sentences_per_doc": 2})
     docs = list(read_documents(result.out))
-    assert result.counts.rejected == 0 and result.repaired_spans == 1
+    assert result.counts.rejected == 0 and result.repaired_spans == 1 and result.repaired == 1
     assert [(docs[0].text[s.start:s.end], s.label, s.attrs) for s in docs[0].spans] == [
         ("Zorbel", "Disease", {}),
         ("Ventrax syndrome", "Disease", {"repaired": "started by an I- tag at stray.conll:4 (IOB2 expects B-)"})]
-    assert json.loads(result.manifest.read_text())["counts"]["repaired_spans"] == 1
+    counts = json.loads(result.manifest.read_text())["counts"]
+    assert counts["repaired_spans"] == 1 and counts["repaired"] == 1
+    out = cli("import", "conll", str(src), "-o", str(tmp_path / "cli.jsonl"), "--sentences-per-doc", "2")
+    assert out.exit_code == 0 and "repaired instead of rejected: 1 of the written records" in out.output
     # iob1 reads it the same way as that scheme's rule, not as a repair; iob2-strict rejects the document
     result = import_corpus("conll", src, tmp_path / "c1.jsonl", {"sentences_per_doc": 2, "scheme": "iob1"})
     assert result.repaired_spans == 0 and [s.attrs for s in next(read_documents(result.out)).spans] == [{}, {}]

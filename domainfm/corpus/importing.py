@@ -47,6 +47,7 @@ class ImportResult:
     counts: Counts
     first_rejects: list[str]
     agreement: dict | None = None
+    repaired: int = 0  # documents written with a repair (StageResult.repaired)
     repaired_spans: int = 0
 
 
@@ -84,7 +85,7 @@ def import_corpus(
 def _import_locked(importer, opts, format: str, src: Path, out: Path, on_progress) -> ImportResult:
     counts = Counts()
     agreement = AgreementTally()  # several annotators' versions in meta.annotations (labelstudio, prodigy)
-    repaired = 0  # spans an importer repaired instead of rejecting the record (see REPAIR_ATTRS)
+    repaired = repaired_docs = 0  # spans an importer repaired instead of rejecting, and their documents
     seen: set[str] = set()
     first_rejects: list[str] = []
     rejects_file = rejects_path_for(out)
@@ -115,7 +116,9 @@ def _import_locked(importer, opts, format: str, src: Path, out: Path, on_progres
             else:
                 docs_out.write(item)
                 counts.written += 1
-                repaired += sum(1 for span in item.spans if REPAIR_ATTRS & span.attrs.keys())
+                fixed = sum(1 for span in item.spans if REPAIR_ATTRS & span.attrs.keys())
+                repaired += fixed
+                repaired_docs += fixed > 0
                 if isinstance(item.meta.get("annotations"), list):
                     agreement.add(annotations_of(item), item.meta.get("annotation_conflicts") or ())
             if on_progress is not None and counts.read % 200 == 0:
@@ -126,11 +129,11 @@ def _import_locked(importer, opts, format: str, src: Path, out: Path, on_progres
     config = ImportConfig(format=format, src=str(src), out=str(out), options=to_dict(opts))
     manifest = write_manifest(
         out, stage="import", config=config, inputs=[src],
-        outputs=[out] + ([rejects_file] if counts.rejected else []), counts={**counts.to_dict(), "repaired_spans": repaired},
+        outputs=[out] + ([rejects_file] if counts.rejected else []), counts={**counts.to_dict(), "repaired": repaired_docs, "repaired_spans": repaired},
         extra={"agreement": report} if (report := agreement.report()) is not None else None,
     )
     return ImportResult(out, rejects_file if counts.rejected else None, manifest, counts, first_rejects,
-                        agreement.report(), repaired)
+                        agreement.report(), repaired_docs, repaired)
 
 
 

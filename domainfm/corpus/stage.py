@@ -93,10 +93,8 @@ def run(config: ImportSection, inputs: list[Path], out: Path, context: StageCont
         if agreement.get("choice_mean_pairwise_kappa") is not None:
             parts.append(f"mean pairwise Cohen's kappa {agreement['choice_mean_pairwise_kappa']:.2f}")
         notes.append("agreement: " + ", ".join(parts))
-    if result.repaired_spans:
-        n = counts["repaired_spans"] = result.repaired_spans
-        notes.append(f"repaired {n} span{'s' if n != 1 else ''} instead of rejecting a document "
-                     "(each says how in attrs.repaired or attrs.merged_from; manifest: repaired_spans)")
+    if result.repaired:
+        counts.update(repaired=result.repaired, repaired_spans=result.repaired_spans)
     if reshaped:
         counts.update(_reshape(target, out, cfg, seed=13 if context.seed is None else context.seed))
     manifest = manifest_path_for(out)

@@ -19,6 +19,7 @@ from domainfm.errors import DomainFMError
 from domainfm.label.dictionaries import dictionary_columns, load_dictionary
 from domainfm.label.span_config import SpanLabelConfig
 
+
 @dataclass
 class WordChunk:
     """A chunk of a document as the tagger reads it: its words and the frozen layers' output."""

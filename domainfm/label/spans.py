@@ -53,6 +53,7 @@ How it works (and why):
 
 from __future__ import annotations
 
+import bisect
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Collection, Sequence
@@ -118,11 +119,14 @@ def one_layer(spans: Sequence[Span], labels: Collection[str]) -> list[Span]:
     overlap (a drug inside a longer problem, two annotation layers of one note): longest first,
     each span kept unless it overlaps one already kept, so the outer span wins whatever order the
     file listed them in. The probe and ``--span-method finetune`` both train on these."""
-    kept: list[Span] = []
+    kept: list[Span] = []  # disjoint, by start: only the last one starting before a span's end can overlap it
+    starts: list[int] = []
     for s in sorted((s for s in spans if s.label in labels), key=lambda s: (-(s.end - s.start), s.start)):
-        if not any(k.start < s.end and s.start < k.end for k in kept):
-            kept.append(s)
-    return sorted(kept, key=lambda s: (s.start, s.end))
+        k = bisect.bisect_left(starts, s.end)
+        if k == 0 or kept[k - 1].end <= s.start:
+            kept.insert(k, s)
+            starts.insert(k, s.start)
+    return kept
 
 
 def overlapped_spans(docs: Sequence[Document], labels: Sequence[str]) -> int:
