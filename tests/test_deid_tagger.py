@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import torch
 
 from domainfm.deid import DeidConfig, PhiDetector
 from domainfm.deid.learned import LEARNED, LearnedPhiTagger, model_kind
@@ -130,9 +131,15 @@ def test_int8_quantisation_keeps_the_spans(scheme_models):
     small = LearnedPhiTagger(scheme_models["iob2"], device="cpu", quantize="int8")
     assert small.quantized and not full.quantized
     assert "quantized" in type(small._tagger.model.classifier).__module__
+    # one scale per output row: one per matrix let a matrix's largest weight coarsen every row
+    assert small._tagger.model.classifier.weight().qscheme() == torch.per_channel_affine
     texts = [SENTENCE, "nothing here .", " ".join([SENTENCE] * 3)]
     a, b = full.detect(texts), small.detect(texts)
     assert [[(d.start, d.end, d.label) for d in x] for x in a] == [[(d.start, d.end, d.label) for d in x] for x in b]
+    # one window a forward pass: int8 activations are quantised per pass, so a note's spans
+    # would otherwise depend on the notes batched with it
+    assert small.batch_size == 1 and full.batch_size == 32
+    assert [small.detect([t])[0] for t in texts] == b
     with pytest.raises(ConfigError, match="ner_quantize must be one of"):
         LearnedPhiTagger(scheme_models["iob2"], quantize="int4")
 

@@ -29,7 +29,7 @@ from domainfm.finetune import (
     predict,
 )
 from domainfm.finetune.data import bio_labels, build_label_map, decode_bio, decode_words, get_field
-from domainfm.inference.predict import read_task_info
+from domainfm.inference.predict import length_batches, padding_cap, read_task_info
 from domainfm.finetune.train import load_task_data
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -201,6 +201,26 @@ def test_word_level_decoding_is_the_best_valid_path():
                           [0.05, 0.05, 0.05, 0.25, 0.60]]))
     spans = decode_words(lp, [0, 1], [(0, 4), (5, 9)], WORD_TAGS)
     assert [(s.start, s.end, s.label) for s in spans] == [(0, 4, "X"), (5, 9, "Y")]
+
+
+def test_length_batches_cover_every_feature_once_and_cap_the_padding():
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        lengths = [int(n) for n in rng.integers(1, 300, size=int(rng.integers(0, 80)))]
+        batch_size, cap = int(rng.integers(1, 40)), float(rng.choice([0.1, 0.25, 1.0]))
+        batches = length_batches(lengths, batch_size, cap)
+        assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+        flat = [lengths[i] for b in batches for i in b]
+        assert flat == sorted(lengths)  # batches are runs of the sorted order
+        for b in batches:
+            cells = len(b) * max(lengths[i] for i in b)
+            assert len(b) <= batch_size
+            assert len(b) == 1 or cells - sum(lengths[i] for i in b) <= cap * cells
+        if cap == 1.0:  # rows only: full batches of batch_size but the last
+            assert all(len(b) == batch_size for b in batches[:-1])
+    # a short and a long window are not padded together on a CPU; on a GPU they are
+    assert length_batches([20, 256], 32, padding_cap("cpu")) == [[0], [1]]
+    assert length_batches([20, 256], 32, padding_cap("cuda:0")) == [[0, 1]]
 
 
 @pytest.mark.parametrize("span, message", [

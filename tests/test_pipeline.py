@@ -549,7 +549,7 @@ def test_site_recipe_trains_scores_rules_vs_model_on_held_out_patients_and_the_m
         assert spread["recall"][0] <= report[name]["recall"] <= spread["recall"][1]
     assert report["rules_and_model"]["recall"] >= report["rules"]["recall"]  # a union: never fewer spans
     assert result.stage("deid_eval").metrics["recall_rules"] == round(report["rules"]["recall"], 4)
-    assert str(model) in report["use"]
+    assert str(model) in report["use"] and "--ner-quantize auto" in report["use"]  # the recipe's setting
     # the learned-span floors scored on the held-out patients (exactness: test_deid_learned.py)
     rows = report["rules_and_model_by_threshold"]
     assert [r["ner_threshold"] for r in rows] == [0.3, 0.5, 0.7, 0.8, 0.9]

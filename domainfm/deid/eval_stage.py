@@ -126,8 +126,10 @@ def run(config: DeidEvalSection, inputs: list[Path], out: Path, context: StageCo
         report["recommended_because"] = ("the highest learned-span floor that loses no recall on the held-out "
                                          "patients, with the rules and with the model alone (they also chose the "
                                          "checkpoint: confirm on notes neither saw)")
-    report["use"] = f"domainfm deid NOTES.jsonl -o OUT.jsonl --ner-model {model}" + (
-        f" --ner-threshold {recommended:g}" if recommended != floor else "")
+    # the settings this stage scored with, so that deid runs the model as measured here
+    report["use"] = (f"domainfm deid NOTES.jsonl -o OUT.jsonl --ner-model {model}"
+                     + (f" --ner-quantize {base.ner_quantize}" if base.ner_quantize != "none" else "")
+                     + (f" --ner-threshold {recommended:g}" if recommended != floor else ""))
     write_json_atomic(out, report, default=str)
     if context.console is not None:
         for name in ("rules", "rules_and_model"):

@@ -107,23 +107,10 @@ class ScoringModel:
         if self.objective == "mlm":
             return self._fill_in_logprobs(ids, positions)
         out = np.full(len(texts), np.nan)
-        order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        scored = [i for i in range(len(texts)) if positions[i]]
         with torch.inference_mode():
-            for a in range(0, len(order), self.batch_size):
-                rows = [i for i in order[a:a + self.batch_size] if positions[i]]
-                if not rows:
-                    continue
-                width = max(len(ids[i]) for i in rows)
-                input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-                attention = torch.zeros((len(rows), width), dtype=torch.long)
-                selected = torch.zeros((len(rows), width), dtype=torch.bool)
-                for r, i in enumerate(rows):
-                    input_ids[r, : len(ids[i])] = torch.tensor(ids[i])
-                    attention[r, : len(ids[i])] = 1
-                    selected[r, positions[i]] = True
-                sums = self._selected_logprob_sums(input_ids, attention, selected)
-                out[rows] = sums
+            for rows, tensors in self._padded_batches([ids[i] for i in scored], [positions[i] for i in scored]):
+                out[[scored[r] for r in rows]] = self._selected_logprob_sums(*tensors)
         return out
 
     def _fill_in_logprobs(self, ids: list[list[int]], positions: list[list[int]]) -> np.ndarray:
@@ -145,20 +132,9 @@ class ScoringModel:
             which.append(masked_inputs.setdefault(key, len(masked_inputs)))
         keys = list(masked_inputs)
         logprobs: list[Any] = [None] * len(keys)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        order = sorted(range(len(keys)), key=lambda k: len(keys[k][0]))
         with torch.inference_mode():
-            for a in range(0, len(order), self.batch_size):
-                chunk = order[a:a + self.batch_size]
-                width = max(len(keys[k][0]) for k in chunk)
-                input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-                attention = torch.zeros((len(chunk), width), dtype=torch.long)
-                selected = torch.zeros((len(chunk), width), dtype=torch.bool)
-                for r, k in enumerate(chunk):
-                    masked, pos = keys[k]
-                    input_ids[r, : len(masked)] = torch.tensor(masked)
-                    attention[r, : len(masked)] = 1
-                    selected[r, list(pos)] = True
+            for chunk, (input_ids, attention, selected) in self._padded_batches([k[0] for k in keys],
+                                                                                [list(k[1]) for k in keys]):
                 rows = self._masked_logprobs(input_ids.to(self.device), attention.to(self.device),
                                              selected.to(self.device)).cpu()
                 counts = selected.sum(1).tolist()
@@ -172,6 +148,26 @@ class ScoringModel:
                 table = logprobs[which[i]]
                 out[i] = float(table[torch.arange(len(pos)), torch.tensor([row[j] for j in pos])].double().sum())
         return out
+
+    def _padded_batches(self, ids: list[list[int]], selected: list[list[int]]):
+        """``(rows, (input_ids, attention, selected))`` per batch of rows of similar length
+        (:func:`domainfm.inference.predict.length_batches`), ``selected`` marking the given
+        positions of each row."""
+        import torch
+
+        from domainfm.inference.predict import length_batches, padding_cap
+
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        for rows in length_batches([len(x) for x in ids], self.batch_size, padding_cap(self.device)):
+            width = max(len(ids[r]) for r in rows)
+            input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+            attention = torch.zeros((len(rows), width), dtype=torch.long)
+            chosen = torch.zeros((len(rows), width), dtype=torch.bool)
+            for b, r in enumerate(rows):
+                input_ids[b, : len(ids[r])] = torch.tensor(ids[r])
+                attention[b, : len(ids[r])] = 1
+                chosen[b, selected[r]] = True
+            yield rows, (input_ids, attention, chosen)
 
     def _masked_logprobs(self, masked, attention, selected):
         """MLM: log-softmax over the vocabulary at the selected (already masked) positions."""
@@ -244,24 +240,12 @@ class ScoringModel:
                 rows.append((i, doc_ids, chosen))
         totals = np.zeros(len(texts))
         counts = np.zeros(len(texts))
-        order = sorted(range(len(rows)), key=lambda r: len(rows[r][1]))
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        rows = [row for row in rows if row[2]]
         with torch.inference_mode():
-            for a in range(0, len(order), self.batch_size):
-                batch = [rows[r] for r in order[a:a + self.batch_size] if rows[r][2]]
-                if not batch:
-                    continue
-                width = max(len(b[1]) for b in batch)
-                input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-                attention = torch.zeros((len(batch), width), dtype=torch.long)
-                selected = torch.zeros((len(batch), width), dtype=torch.bool)
-                for r, (_, doc_ids, chosen) in enumerate(batch):
-                    input_ids[r, : len(doc_ids)] = torch.tensor(doc_ids)
-                    attention[r, : len(doc_ids)] = 1
-                    selected[r, chosen] = True
-                sums = self._selected_logprob_sums(input_ids, attention, selected)
-                for r, (i, _, chosen) in enumerate(batch):
-                    totals[i] -= sums[r]
+            for batch, tensors in self._padded_batches([row[1] for row in rows], [row[2] for row in rows]):
+                sums = self._selected_logprob_sums(*tensors)
+                for total, (i, _, chosen) in zip(sums, (rows[b] for b in batch)):
+                    totals[i] -= total
                     counts[i] += len(chosen)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(counts > 0, totals / np.maximum(counts, 1), np.nan)
