@@ -196,6 +196,18 @@ def test_surrogates_are_deterministic_per_secret():
     assert [a.surrogate(v, l, "doc:1") for v, l in values] != [c.surrogate(v, l, "doc:1") for v, l in values]
 
 
+def test_invisible_characters_inside_a_value_take_the_visible_value_surrogate():
+    # a zero-width space split the name's surrogate in two ("Alvarado<ZWSP>sawyer") and an ANSI
+    # escape inside an MRN came out with its parameters rewritten ("\x1b[0m" -> "\x1b[3y")
+    gen = SurrogateGenerator(SECRET)
+    assert gen.surrogate("Dr. Okon\u200bkwo", "DOCTOR", "doc:1") == gen.surrogate("Dr. Okonkwo", "DOCTOR", "doc:1")
+    mrn = gen.surrogate("4471\x1b[0m2290", "MRN", "doc:1")
+    assert mrn == gen.surrogate("44712290", "MRN", "doc:1") and "\x1b" not in mrn
+    assert gen.surrogate("\u200b\u200d", "NAME", "doc:1") == "\u200b\u200d"  # nothing visible to replace
+    record = apply_operator(Document("1", "MRN 4471\x1b[0m2290 seen"), [(4, 16, "MRN")], "surrogate", gen)
+    assert record.text == f"MRN {mrn} seen" and "4471" not in record.text
+
+
 def _first_names():
     from faker.providers.person.en_US import Provider
 

@@ -258,10 +258,17 @@ class SurrogateGenerator:
             avoid: case-folded words that must not appear in a newly generated surrogate
                 (see :func:`avoid_tokens`).
         """
+        from domainfm.deid.engine import visible_text
+
         kind = canonical_label(label)
         avoid = frozenset(avoid)
-        if not any(c.isalnum() for c in text):
+        # A zero-width space or an ANSI escape inside a name or an MRN is not part of the value:
+        # "Okon<ZWSP>kwo" takes the surrogate "Okonkwo" takes, and no escape sequence survives with
+        # its parameters rewritten as if they were letters and digits.
+        visible = visible_text(text)[0]
+        if not any(c.isalnum() for c in visible):
             return text  # only spaces/punctuation: nothing identifying to replace
+        text = visible
         if kind in _NAME_LABELS:
             out = self._name(text, scope, avoid)
         elif kind == "DATE":
