@@ -206,6 +206,13 @@ def test_invisible_characters_inside_a_value_take_the_visible_value_surrogate():
     assert gen.surrogate("\u200b\u200d", "NAME", "doc:1") == "\u200b\u200d"  # nothing visible to replace
     record = apply_operator(Document("1", "MRN 4471\x1b[0m2290 seen"), [(4, 16, "MRN")], "surrogate", gen)
     assert record.text == f"MRN {mrn} seen" and "4471" not in record.text
+    with tempfile.TemporaryDirectory() as tmp:  # the vault still restores the exact input
+        vault = Vault(Path(tmp) / "v.db", b"k" * 32)
+        text = "Dr. Okon\u200bkwo; MRN 4471\x1b[0m2290."
+        out = apply_operator(Document("1", text), [(4, 13, "DOCTOR"), (19, 31, "MRN")], "surrogate",
+                             SurrogateGenerator(SECRET, vault=vault), vault=vault)
+        assert "\u200b" not in out.text and "\x1b" not in out.text
+        assert next(reidentify([out], vault))["text"] == text
 
 
 def _first_names():
