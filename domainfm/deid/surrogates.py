@@ -43,6 +43,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Collection, Sequence
 
 from domainfm.deid.dates import derive_offset, shift_date_text
+from domainfm.deid.engine import visible_text
 from domainfm.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -258,8 +259,6 @@ class SurrogateGenerator:
             avoid: case-folded words that must not appear in a newly generated surrogate
                 (see :func:`avoid_tokens`).
         """
-        from domainfm.deid.engine import visible_text
-
         kind = canonical_label(label)
         avoid = frozenset(avoid)
         # A zero-width space or an ANSI escape inside a name or an MRN is not part of the value:

@@ -258,13 +258,14 @@ def _fold_blocks(sealed: list[int], without: dict | None):
 
 
 def _remade(detector, without: dict | None):
-    """The detector itself with the lists as written; else a new one with its configuration,
-    made inside the hand-list block (a recognizer may copy a list when it is made)."""
+    """The detector itself with the lists as written; else a new one with its configuration (or
+    ``detector`` is that ``DeidConfig``), made inside the hand-list block (a recognizer may copy a
+    list when it is made)."""
     from domainfm.deid import PhiDetector
 
     if without is None:
         return detector
-    det = PhiDetector(detector.config)
+    det = PhiDetector(getattr(detector, "config", detector))
     det.detect_text("warm up")
     return det
 
@@ -420,9 +421,10 @@ def _split_credit_scores(docs, rules, detector, dataset: str, folds: int, sealed
     the model alone finds on the real notes (it was trained on other patients: these strings are
     as new to it as an unseen patient's; staff and places shared across patients are shared at
     the site too); then propagation and scores on the real notes. Rules' draws and ``without``
-    as in :func:`_fresh_scores`. ``detector`` may be a dict of one detector per sealed fold (each
-    with the model trained on every other fold, :func:`_fold_model_scores`); ``model_alone``, when
-    given, receives the model's own spans per document."""
+    as in :func:`_fresh_scores`. ``detector`` may be a dict of one ``DeidConfig`` per sealed fold
+    (each naming the model trained on every other fold, :func:`_fold_model_scores`; the detector is
+    made once, in the fold's hand-list block); ``model_alone``, when given, receives the model's
+    own spans per document."""
     from dataclasses import replace
 
     from domainfm.deid.detection import merge_detections
@@ -467,18 +469,15 @@ def _fold_model_scores(docs, config, fold_models: dict[int, str], dataset: str, 
     :func:`_split_credit_scores`; the model's spans alone are scored on the real notes too."""
     from dataclasses import replace
 
-    from domainfm.deid import PhiDetector
-
     if without is None:
         raise SystemExit("--fold-model needs --hand-lists leave-fold-out (each fold is scored in its own block)")
     missing = sorted(set(sealed) - set(fold_models))
     if missing:
         raise SystemExit(f"--fold-model: no model for sealed fold(s) {missing}; give FOLD=DIR for each of {sealed}")
-    detectors = {fold: PhiDetector(replace(config, ner_model=fold_models[fold], ner_quantize=quantize))
-                 for fold in sealed}
+    configs = {fold: replace(config, ner_model=fold_models[fold], ner_quantize=quantize) for fold in sealed}
     part = [d for d in docs if patient_fold(str(d.meta.get("patient_id", d.id)), folds) in sealed]
     alone: dict = {}
-    split = _split_credit_scores(docs, rules, detectors, dataset, folds, sealed, seeds, mapping, without, alone)
+    split = _split_credit_scores(docs, rules, configs, dataset, folds, sealed, seeds, mapping, without, alone)
     return {"models": {str(fold): fold_models[fold] for fold in sealed}, "quantize": quantize,
             "split_credit": split,
             "model_alone": _scores(part, {k: [(d.start, d.end, d.label) for d in v] for k, v in alone.items()},
