@@ -86,16 +86,26 @@ def describe_input(path: str | os.PathLike) -> dict[str, Any]:
     return {"path": str(path), "kind": "missing"}
 
 
+# suffixes a manifest's name replaces; any other ending is kept whole (``c.v1`` -> ``c.v1.manifest.json``)
+DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".txt", ".parquet")
+
+
 def manifest_path_for(output: str | os.PathLike) -> Path:
-    """``out/`` -> ``out/manifest.json``; ``corpus.jsonl`` -> ``corpus.manifest.json``; a Parquet
-    dataset folder ``notes.parquet/`` -> ``notes.parquet.manifest.json`` beside it (Parquet
-    readers read every file inside the folder)."""
+    """``out/`` -> ``out/manifest.json``; ``corpus.jsonl`` -> ``corpus.manifest.json``;
+    ``chunks.v1`` -> ``chunks.v1.manifest.json``; a Parquet dataset folder ``notes.parquet/`` ->
+    ``notes.parquet.manifest.json`` beside it (Parquet readers read every file inside the folder)."""
     output = Path(output)
     if output.is_dir() and output.suffix == ".parquet":
         return output.with_name(f"{output.name}.manifest.json")
     if output.is_dir():
         return output / "manifest.json"
-    stem = output.name.rsplit(".", 1)[0] if "." in output.name else output.name
+    # Only a data file's own suffix is replaced: 'chunks.v1' and 'chunks.v2' cut at the last dot
+    # would share one 'chunks.manifest.json', each run overwriting the other's provenance.
+    stem = output.name
+    for suffix in DATA_SUFFIXES:
+        if stem.endswith(suffix) and len(stem) > len(suffix):
+            stem = stem[: -len(suffix)]
+            break
     return output.with_name(f"{stem}.manifest.json")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import tempfile
@@ -461,12 +462,14 @@ def documents_with_detections(draw):
 
 
 _VAULT_DIR = Path(tempfile.mkdtemp(prefix="deid-prop-"))
+_CASE_NUMBERS = itertools.count()
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(documents_with_detections(), st.sampled_from(["surrogate", "redact", "tag"]))
 def test_property_offsets_removal_and_round_trip(case, operator):
     doc, detections = case
+    doc.id = f"prop-{next(_CASE_NUMBERS)}"  # one vault for every example: a vault keeps one document per id
     with Vault(_VAULT_DIR / "prop.db", KEY) as vault:
         gen = SurrogateGenerator(SECRET, vault)
         rec = apply_operator(doc, detections, operator, gen)

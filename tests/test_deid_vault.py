@@ -126,6 +126,62 @@ def test_not_a_vault_file(tmp_path):
         Vault(path, KEY)
 
 
+def test_another_database_or_an_empty_file_is_refused_and_left_unchanged(tmp_path):
+    import sqlite3
+
+    app = tmp_path / "app.db"
+    with sqlite3.connect(app) as db:
+        db.execute("CREATE TABLE users (name TEXT)")
+    before = app.read_bytes()
+    for must_exist in (False, True):  # deid --vault as much as reidentify
+        with pytest.raises(ConfigError, match="not a domainfm vault .*'meta' table"):
+            Vault(app, KEY, must_exist=must_exist)
+    assert app.read_bytes() == before
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    with pytest.raises(ConfigError, match="not a domainfm vault \\(an empty file\\)"):
+        Vault(empty, KEY, must_exist=True)
+    assert empty.stat().st_size == 0
+    with Vault(empty, KEY) as vault:  # a writer may be given a new, empty file
+        vault.put_shift("patient:1", 3)
+    with sqlite3.connect(empty) as db:
+        db.execute("DROP TABLE documents")
+        db.execute("CREATE TABLE documents (doc_h BLOB, other BLOB)")
+    with pytest.raises(ConfigError, match="another layout of the 'documents' table"):
+        Vault(empty, KEY)
+
+
+@pytest.mark.parametrize("value", [b"\x00\x11\x22\x33", "text", 7])
+def test_a_cut_or_retyped_entry_is_a_vault_error_not_a_crash(tmp_path, value):
+    import sqlite3
+
+    path = tmp_path / "v.db"
+    doc, dets = planted_doc()
+    with Vault(path, KEY) as vault:
+        rec = apply_operator(doc, dets, "surrogate", SurrogateGenerator(SECRET, vault))
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE documents SET value = ?", (value,))
+    with Vault(path, KEY) as vault, pytest.raises(VaultKeyError, match="failed authentication"):
+        list(reidentify([rec], vault))
+
+
+def test_a_vault_keeps_the_first_document_of_an_id_and_rejects_another_text(tmp_path):
+    path = tmp_path / "v.db"
+    doc, dets = planted_doc()
+    with Vault(path, KEY) as vault:
+        first = apply_operator(doc, dets, "surrogate", SurrogateGenerator(SECRET, vault))
+    with Vault(path, KEY) as vault:  # the same document again (a re-run) may replace its entry
+        again = apply_operator(doc, dets, "tag", vault=vault)
+        assert list(reidentify([again], vault))[0]["text"] == doc.text
+        first = apply_operator(doc, dets, "surrogate", SurrogateGenerator(SECRET, vault))
+        other = Document(doc.id, "Seen by Dr. Quillon Farthingale today.", {"patient_id": "p9"})
+        out = list(transform_documents([(other, [(12, 30, "DOCTOR", 0.9)])], "surrogate",
+                                       SurrogateGenerator(SECRET, vault), vault=vault))
+        assert len(out) == 1 and "already holds another document" in out[0].reason
+        assert out[0].record_id == doc.id and "Farthingale" not in out[0].reason
+        assert list(reidentify([first], vault))[0]["text"] == doc.text  # the first is still restorable
+
+
 @pytest.mark.parametrize("operator", ["surrogate", "redact", "tag"])
 def test_reidentify_is_exact_for_every_operator(tmp_path, operator):
     doc, dets = planted_doc()

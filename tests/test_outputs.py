@@ -215,6 +215,35 @@ def test_chunk_and_predict_refuse_to_replace_their_input(cli, tmp_path, tiny_mod
     assert src.read_bytes() == before
 
 
+def test_an_input_or_vault_named_like_the_outputs_manifest_or_rejects_is_never_overwritten(cli, tmp_path,
+                                                                                        tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("DOMAINFM_VAULT_KEY", "k" * 40)
+    src = _write(tmp_path / "d.manifest.json", NOTES)  # the manifest 'chunk -o d.jsonl' would write
+    before = src.read_bytes()
+    result = cli("chunk", src, "-o", tmp_path / "d.jsonl", "--tokenizer", tiny_model_dir)
+    assert result.exit_code == 2 and "manifest (d.manifest.json) would overwrite an input" in result.output
+    assert src.read_bytes() == before and not (tmp_path / "d.jsonl").exists()
+    notes = _write(tmp_path / "in.jsonl", NOTES)
+    for vault in ("x.manifest.json", "x.rejects.jsonl"):  # a vault the run's own files would replace
+        result = cli("deid", notes, "-o", tmp_path / "x.jsonl", "--vault", tmp_path / vault)
+        assert result.exit_code == 2 and "would overwrite the input" in result.output, result.output
+    assert cli("deid", notes, "-o", tmp_path / "y.jsonl", "--vault", tmp_path / "v.db").exit_code == 0
+    kept = (tmp_path / "v.db").read_bytes()
+    (tmp_path / "r.manifest.json").write_bytes(kept)  # a vault that happens to be named like reidentify's manifest
+    result = cli("reidentify", tmp_path / "y.jsonl", "-o", tmp_path / "r.jsonl", "--vault", tmp_path / "r.manifest.json")
+    assert result.exit_code == 2 and "manifest (r.manifest.json) would overwrite an input" in result.output
+    assert (tmp_path / "r.manifest.json").read_bytes() == kept
+
+
+def test_outputs_that_differ_after_the_last_dot_keep_their_own_manifests(tmp_path):
+    from domainfm.manifest import manifest_path_for
+
+    assert manifest_path_for(tmp_path / "c.v1") != manifest_path_for(tmp_path / "c.v2")
+    assert manifest_path_for(tmp_path / "c.v1") == tmp_path / "c.v1.manifest.json"
+    assert manifest_path_for(tmp_path / "corpus.jsonl") == tmp_path / "corpus.manifest.json"
+    assert manifest_path_for(tmp_path / "cards.json") == tmp_path / "cards.manifest.json"
+
+
 # --------------------------------------------------------------------- two processes, one output
 
 def test_a_second_deid_on_the_same_output_or_vault_is_refused_and_the_first_is_intact(cli, tmp_path, monkeypatch):

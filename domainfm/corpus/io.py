@@ -117,18 +117,24 @@ def check_output_path(path: str | os.PathLike, *, inputs: Iterable[str | os.Path
     Args:
         path: the output file (or folder when ``folder``).
         inputs: paths the command reads; the output may not be one of them (same file after
-            resolving links and ``..``).
+            resolving links and ``..``), nor may the reject file and manifest written beside it.
         folder: the output is a folder (``audit -o``, model folders): an existing file is refused.
 
     Raises:
         OutputError: the output is an input, an existing folder (file outputs), an existing file
             (folder outputs), or its folder cannot be created.
     """
+    from domainfm.manifest import manifest_path_for
+
     path = Path(path)
-    resolved = path.resolve()
-    for src in inputs:
-        if Path(src).resolve() == resolved:
-            raise CorpusError(f"{path}: the output would overwrite the input; choose another -o path")
+    sources = {Path(src).resolve() for src in inputs}
+    if path.resolve() in sources:
+        raise CorpusError(f"{path}: the output would overwrite the input; choose another -o path")
+    if not folder:  # the files written beside the output must not be inputs either
+        for companion, what in ((rejects_path_for(path), "reject file"), (manifest_path_for(path), "manifest")):
+            if companion.resolve() in sources:
+                raise CorpusError(f"{path}: the output's {what} ({companion.name}) would overwrite an input; "
+                                  "choose another -o path")
     if not folder and path.is_dir():
         raise OutputError(f"{path}: is a folder; -o takes a file path here (e.g. {path / 'out.jsonl'})")
     if folder and path.exists() and not path.is_dir():
@@ -233,9 +239,11 @@ def remove_stale_temps(path: str | os.PathLike) -> int:
     its manifest's; inside it too when it is a folder); returns how many were removed.
 
     A temporary file is ``<name>.<pid>.<random>.tmp``; one whose process still runs is kept."""
+    from domainfm.manifest import manifest_path_for
+
     path = Path(path)
-    stem = path.name.rsplit(".", 1)[0] if "." in path.name else path.name
-    names = {path.name, rejects_path_for(path).name, f"{stem}.manifest.json"}
+    manifest = manifest_path_for(path)  # inside a folder output, found by the folder's glob below
+    names = {path.name, rejects_path_for(path).name} | ({manifest.name} if manifest.parent == path.parent else set())
     candidates: list[Path] = []
     if path.parent.is_dir():
         for name in names:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import sqlite3
 from collections import deque
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -21,8 +22,8 @@ from domainfm.corpus.document import Document
 from domainfm.corpus.io import (Counts, CountingRejects, OutputLock, Rejected, RejectWriter, JsonlWriter, check_output_path,
                                 read_located_documents, rejects_path_for)
 from domainfm.deid.config import DeidConfig
-from domainfm.errors import OutputError
-from domainfm.manifest import write_manifest
+from domainfm.errors import ConfigError, OutputError
+from domainfm.manifest import manifest_path_for, write_manifest
 
 if TYPE_CHECKING:
     from domainfm.stages import StageResult
@@ -209,7 +210,9 @@ def deidentify_file(
     check_output_path(out_path, inputs=[in_path])
     check_output_path(reject_file, inputs=[in_path])
     if config.vault is not None:
-        check_output_path(config.vault, inputs=[in_path, out_path])
+        # nor the files this run writes: a vault named like the output's manifest or reject file would be
+        # overwritten by it
+        check_output_path(config.vault, inputs=[in_path, out_path, reject_file, manifest_path_for(out_path)])
     secret, key_source = surrogate_secret(config, seed)
     with ExitStack() as stack:
         stack.enter_context(OutputLock(out_path))
@@ -226,7 +229,6 @@ def deidentify_file(
 def _deidentify_locked(in_path: Path, out_path: Path, reject_file: Path, config: DeidConfig, secret: bytes,
                        key_source: str, vault, on_progress) -> DeidResult:
     import json
-    import sqlite3
 
     from domainfm.deid.transform import TransformedRecord, output_record
 
@@ -300,23 +302,27 @@ def reidentify_file(in_path: str | os.PathLike, out_path: str | os.PathLike, vau
     check_output_path(reject_file, inputs=[in_path, vault_path])
     counts, first = Counts(), []
     with OutputLock(out_path):
-        with Vault.open_existing(vault_path, KEY_ENV) as vault, JsonlWriter(out_path) as out, \
-                RejectWriter(reject_file) as reject_writer:
-            rejects = CountingRejects(reject_writer, counts, first)
-            for number, line, obj in iter_jsonl_lines(in_path):
-                location = f"{Path(in_path).name}:{number}"
-                if isinstance(obj, Rejected):
-                    rejects.write(obj)
-                    continue
-                try:
-                    (record,) = reidentify([obj], vault)
-                except RecordError as err:
-                    err.location = err.location or location
-                    rejects.write(Rejected.from_error(err, raw=line))
-                    continue
-                counts.read += 1
-                out.write_obj(record)
-                counts.written += 1
+        try:
+            with Vault.open_existing(vault_path, KEY_ENV) as vault, JsonlWriter(out_path) as out, \
+                    RejectWriter(reject_file) as reject_writer:
+                rejects = CountingRejects(reject_writer, counts, first)
+                for number, line, obj in iter_jsonl_lines(in_path):
+                    location = f"{Path(in_path).name}:{number}"
+                    if isinstance(obj, Rejected):
+                        rejects.write(obj)
+                        continue
+                    try:
+                        (record,) = reidentify([obj], vault)
+                    except RecordError as err:
+                        err.location = err.location or location
+                        rejects.write(Rejected.from_error(err, raw=line))
+                        continue
+                    counts.read += 1
+                    out.write_obj(record)
+                    counts.written += 1
+        except sqlite3.Error as exc:  # a damaged file: nothing is written
+            raise ConfigError(f"{vault_path}: the vault could not be read ({type(exc).__name__}); "
+                              "nothing was written") from None
         manifest = write_manifest(out_path, stage="reidentify", config={"vault": str(vault_path)},
                                   inputs=[in_path], outputs=[out_path] + ([reject_file] if counts.rejected else []),
                                   counts={**counts.to_dict(), "restored": counts.written})

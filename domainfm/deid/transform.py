@@ -200,6 +200,9 @@ def apply_operator(
     text = doc.text
     dets = coerce_detections(detections, len(text), record_id=doc.id)
     regions = resolve_overlaps(dets)
+    conflict = vault_conflict(vault, doc) if vault is not None else None
+    if conflict is not None:
+        raise conflict
     scope = scope_for(doc.id, doc.meta)
     avoid = avoid_tokens([text[r.start:r.end] for r in regions]) if operator == "surrogate" else frozenset()
 
@@ -229,6 +232,7 @@ def apply_operator(
 
     if vault is not None:
         vault.put_document(doc.id, {
+            "source_h": vault.text_digest(text),
             "text_h": vault.text_digest(new_text),
             "spans_h": _spans_digest(spans),
             "edits": [[e.out_start, e.out_end, e.in_start, e.in_end, text[e.in_start:e.in_end]] for e in edits],
@@ -240,6 +244,15 @@ def apply_operator(
         id=doc.id, text=new_text, meta=doc.meta, label=doc.label, labels=doc.labels, spans=spans,
         phi_spans=[d.to_dict() for d in dets], offset_map=offset_map,
     )
+
+
+def vault_conflict(vault: Vault, doc: Document) -> RecordError | None:
+    """The error for a document whose id ``vault`` already holds for another text, else None."""
+    if not vault.holds_other_document(doc.id, doc.text):
+        return None
+    return RecordError("this vault already holds another document (another text) under this id; storing this one "
+                       "would make that one impossible to re-identify: give records unique ids, or use another "
+                       "vault", record_id=doc.id)
 
 
 def remap_spans(spans: Sequence[Span], offset_map: OffsetMap) -> list[Span]:

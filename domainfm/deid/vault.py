@@ -53,6 +53,10 @@ CREATE TABLE IF NOT EXISTS ids (id_h BLOB PRIMARY KEY, value BLOB NOT NULL);
 """
 
 
+# the columns of each table, as _SCHEMA creates them (an existing file must match to be opened)
+_COLUMNS = {"meta": ["name", "value"], "mapping": ["key_h", "scope_h", "rev_h", "original", "surrogate"],
+            "shifts": ["scope_h", "value"], "documents": ["doc_h", "value"], "ids": ["id_h", "value"]}
+
 PSEUDONYM_PREFIX = "doc-"
 _PSEUDONYM = re.compile(r"doc-[0-9a-f]{20}")
 
@@ -73,27 +77,40 @@ class Vault:
         path: the SQLite file; created (mode 0600) when absent.
         key: the secret, at least 32 bytes. Use :meth:`from_env` to read it from the
             environment.
+        must_exist: refuse an empty file instead of making it a new vault (readers).
+
+    Raises:
+        ConfigError: the file is not a domainfm vault (another SQLite database is left unchanged).
+        VaultKeyError: the key is not the one the vault was created with.
 
     Example:
         >>> with Vault.from_env("deid.vault") as vault:  # doctest: +SKIP
         ...     vault.put_surrogate("patient:17", "NAME_PART", "smith", "Smith", "Miller")
     """
 
-    def __init__(self, path: str | os.PathLike, key: bytes, *, commit_every: int = 500):
+    def __init__(self, path: str | os.PathLike, key: bytes, *, commit_every: int = 500, must_exist: bool = False):
         if not isinstance(key, (bytes, bytearray)) or len(key) < MIN_SECRET_LENGTH:
             raise VaultKeyError("the vault key must be at least 32 bytes; " + _KEY_HINT.format(env=DEFAULT_ENV))
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        created = not self.path.exists()
-        if created:
+        if not self.path.exists():
             # Create the file private before SQLite writes anything into it.
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        new = self.path.stat().st_size == 0
+        if new and must_exist:
+            raise ConfigError(f"{self.path}: not a domainfm vault (an empty file)")
         try:
             # Readers (reidentify) may meet a writer: wait for its transaction instead of failing.
             self._db = sqlite3.connect(self.path, timeout=30)
-            self._db.executescript(_SCHEMA)
+            if not new:  # another application's database must come out as it went in
+                try:
+                    _check_layout(self._db, self.path)
+                except ConfigError:
+                    self._db.close()
+                    raise
+            self._db.executescript(_SCHEMA)  # (tables a vault of an earlier version lacks)
             row = self._db.execute("SELECT value FROM meta WHERE name = 'salt'").fetchone()
         except sqlite3.DatabaseError:
             raise ConfigError(f"{self.path}: not a domainfm vault (not an SQLite database)") from None
@@ -126,9 +143,11 @@ class Vault:
     def open_existing(cls, path: str | os.PathLike, env: str = DEFAULT_ENV) -> Vault:
         """An existing vault, for reading it back (``reidentify``, ``deid-eval --vault``, the
         privacy audit): a missing file is an error, never a new empty vault."""
+        if Path(path).is_dir():
+            raise CorpusError(f"{path}: is a folder, not a vault (written by 'domainfm deid --vault PATH')")
         if not Path(path).is_file():
             raise CorpusError(f"{path}: no such vault (written by 'domainfm deid --vault PATH')")
-        return cls.from_env(path, env)
+        return cls.from_env(path, env, must_exist=True)
 
     @classmethod
     def from_env(cls, path: str | os.PathLike, env: str = DEFAULT_ENV, **kwargs: Any) -> Vault:
@@ -153,8 +172,8 @@ class Vault:
         from cryptography.exceptions import InvalidTag
 
         try:
-            return self._aead.decrypt(blob[:12], blob[12:], aad)
-        except InvalidTag:
+            return self._aead.decrypt(bytes(blob[:12]), bytes(blob[12:]), aad)
+        except (InvalidTag, ValueError, TypeError):  # a changed, cut or retyped value
             raise VaultKeyError(f"{self.path}: a vault entry failed authentication "
                                 "(wrong key, or the file was modified)") from None
 
@@ -216,6 +235,14 @@ class Vault:
         doc_h = self._hmac(b"doc", doc_id)
         row = self._db.execute("SELECT value FROM documents WHERE doc_h = ?", (doc_h,)).fetchone()
         return None if row is None else json.loads(self._decrypt(row[0], doc_h).decode("utf-8"))
+
+    def holds_other_document(self, doc_id: str, text: str) -> bool:
+        """Whether the vault already holds the edits of another document (another original text)
+        under ``doc_id``: storing this one would make that one impossible to re-identify. A re-run
+        of the same document may replace its entry. (Entries written before the original's digest
+        was stored cannot tell and are replaced.)"""
+        payload = self.get_document(doc_id)
+        return payload is not None and "source_h" in payload and payload["source_h"] != self.text_digest(text)
 
     # -- record ids ------------------------------------------------------------------------------
 
@@ -312,6 +339,22 @@ class Vault:
 
     def __repr__(self) -> str:
         return f"Vault({str(self.path)!r})"
+
+
+def _check_layout(db: sqlite3.Connection, path: Path) -> None:
+    """Refuse a database that is not a vault before anything is written into it."""
+    tables = {name: [c[1] for c in db.execute(f"PRAGMA table_info({name})")]  # noqa: S608 (names from the file)
+              for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    for name, columns in _COLUMNS.items():
+        if name == "ids" and name not in tables:
+            continue  # vaults written before --pseudonymize-ids; created on open
+        if tables.get(name) != columns:
+            what = "has no" if name not in tables else "has another layout of the"
+            raise ConfigError(f"{path}: not a domainfm vault (it {what} {name!r} table); "
+                              "choose another --vault path")
+    names = {n for (n,) in db.execute("SELECT name FROM meta")}
+    if not {"salt", "check"} <= names:
+        raise ConfigError(f"{path}: not a domainfm vault (its salt or key check is missing)")
 
 
 def secret_from_env(env: str = DEFAULT_ENV) -> bytes:

@@ -22,7 +22,7 @@ from domainfm.corpus.io import (Counts, CountingRejects, JsonlWriter, OutputLock
                                 check_output_path, rejects_path_for)
 from domainfm.distributed.core import DOCUMENT, RECORD, REJECT, DeidJob, input_rows, record_from_columns
 from domainfm.errors import ConfigError, RecordError
-from domainfm.manifest import write_manifest
+from domainfm.manifest import manifest_path_for, write_manifest
 
 _STAGE_ROWS = 20_000
 
@@ -80,9 +80,12 @@ def parquet_documents(path: Path, rejects) -> Iterator[tuple[str, Any]]:
                 yield location, doc
 
 
-def stage_input(in_path: Path, staging: Path, rejects) -> int:
+def stage_input(in_path: Path, staging: Path, rejects, vault=None) -> int:
     """Validate the input on the driver and stage it as engine rows (Parquet parts under
-    ``staging``): ``order``, ``location``, ``scope``, ``doc``. Returns the documents staged."""
+    ``staging``): ``order``, ``location``, ``scope``, ``doc``. Returns the documents staged.
+
+    With the job's ``vault``, a document whose id the vault already holds for another text is
+    rejected here, as one process rejects it: workers write to staging vaults that cannot see it."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -93,6 +96,8 @@ def stage_input(in_path: Path, staging: Path, rejects) -> int:
     staging.mkdir(parents=True)
     located = parquet_documents(in_path, rejects) if is_parquet(in_path) else \
         read_located_documents(in_path, rejects=rejects)
+    if vault is not None:
+        located = _not_held_for_another_text(located, vault, rejects)
     sent, batch, part = 0, [], 0
 
     def flush():
@@ -108,6 +113,18 @@ def stage_input(in_path: Path, staging: Path, rejects) -> int:
     if batch or not part:
         flush()
     return sent
+
+
+def _not_held_for_another_text(located, vault, rejects):
+    from domainfm.deid.transform import vault_conflict
+
+    for location, doc in located:
+        conflict = vault_conflict(vault, doc)
+        if conflict is None:
+            yield location, doc
+        else:
+            conflict.location = location
+            rejects.write(Rejected.from_error(conflict, raw=json.dumps(doc.to_dict(), ensure_ascii=False)))
 
 
 def _worker_rejects(outputs: Outputs, sink: CountingRejects) -> None:
@@ -194,7 +211,9 @@ def run_deid(in_path: str | os.PathLike, out_path: str | os.PathLike, config, en
     check_output_path(out_path, inputs=[in_path], folder=out_path.suffix == ".parquet")
     check_output_path(reject_file, inputs=[in_path])
     if config.vault is not None:
-        check_output_path(config.vault, inputs=[in_path, out_path])
+        # nor the files this run writes: a vault named like the output's manifest or reject file would be
+        # overwritten by it
+        check_output_path(config.vault, inputs=[in_path, out_path, reject_file, manifest_path_for(out_path)])
     secret, key_source = surrogate_secret(config, seed)
     stage = on_stage or (lambda message: None)
     counts, first = Counts(), []
@@ -210,7 +229,7 @@ def run_deid(in_path: str | os.PathLike, out_path: str | os.PathLike, config, en
             vault = stack.enter_context(Vault(config.vault, secret))
         with RejectWriter(reject_file) as rejects:
             stage("reading and checking the input")
-            sent = stage_input(in_path, work / "input", CountingRejects(rejects, counts, first))
+            sent = stage_input(in_path, work / "input", CountingRejects(rejects, counts, first), vault)
             counts.read += sent
             stage(f"de-identifying {sent} documents ({engine.name})")
             job = DeidJob(config=config, secret=secret, vault_header=vault.header() if vault is not None else None)
