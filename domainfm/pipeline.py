@@ -174,6 +174,10 @@ def pipeline_from_dict(data: Mapping[str, Any]) -> PipelineConfig:
     documents = out("deid") if "deid" in raw else out("import")
     documents_source = "the deid output" if "deid" in raw else "the import output"
     inputs: dict[str, list[Path]] = {"import": [Path(str(raw["import"].get("src", "")))]}
+    if raw["import"].get("src") and run_dir.resolve() in inputs["import"][0].resolve().parents:
+        # the run would write over what it reads (a stage's output re-imported), and never be cached
+        raise ConfigError(f"config field 'import.src' ({raw['import']['src']}) is inside the pipeline's run_dir "
+                          f"({run_dir}), which the run writes: copy it elsewhere or choose another run_dir")
     if "deid" in raw:
         inputs["deid"] = [out("import")]
     if "chunk" in raw:
@@ -236,7 +240,34 @@ def pipeline_from_dict(data: Mapping[str, Any]) -> PipelineConfig:
         inputs["audit"] += [Path(str(data.train))] + ([Path(str(data.eval))] if data.eval else [])
         # an edited cards.yaml or schema re-runs the audit stage (it writes the cards)
         inputs["audit"] += [Path(p) for p in (stages["audit"].cards_config, stages["audit"].chai_schema) if p]
+    for name, stage in stages.items():  # a tokenizer, model or data folder a section names is an input too
+        known = {p.resolve() for p in inputs.get(name, [])}
+        for path in _named_paths(to_dict(stage), WRITTEN_PATHS.get(name, ())):
+            if path.resolve() not in known:
+                known.add(path.resolve())
+                inputs.setdefault(name, []).append(path)
     return PipelineConfig(run_dir=run_dir, seed=seed, stages=stages, inputs=inputs, launch=launch, engine=engine)
+
+
+# config keys naming files a stage writes: never hashed as its inputs (the key would change with every run)
+WRITTEN_PATHS = {"deid": ("vault",)}
+
+
+def _named_paths(config: Any, written: tuple[str, ...], key: str = "") -> list[Path]:
+    """Existing files and folders a stage's resolved config names (a tokenizer folder, a model, an
+    evaluation file): hashed with its inputs, so an edited one re-runs the stage."""
+    if isinstance(config, Mapping):
+        return [p for k, v in config.items() if k not in written
+                for p in _named_paths(v, written, f"{key}.{k}" if key else str(k))]
+    if isinstance(config, (list, tuple)):
+        return [p for v in config for p in _named_paths(v, written, key)]
+    if isinstance(config, str) and config.strip() not in ("", ".", "..") and "\n" not in config:
+        try:
+            path = Path(config)
+            return [path] if path.exists() else []
+        except (OSError, ValueError):  # not a path at all (too long, a NUL)
+            return []
+    return []
 
 
 def load_pipeline(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> PipelineConfig:
@@ -287,14 +318,17 @@ class RunResult:
                 "stages": [dataclasses.asdict(s) for s in self.stages]}
 
 
-def stage_key(name: str, config: Any, inputs: list[Path]) -> str:
-    """sha256 of the stage name, its resolved config, its input hashes and the domainfm version."""
+def stage_key(name: str, config: Any, inputs: list[Path], seed: int | None = None) -> str:
+    """sha256 of the stage name, its resolved config, its input hashes, the run's seed (stages read
+    it through their context: de-identification's surrogates, import and label sampling) and the
+    domainfm version."""
     from domainfm import __version__
     from domainfm.manifest import describe_input
 
     payload = {
         "stage": name,
         "config": to_dict(config),
+        "seed": seed,
         "inputs": [describe_input(p).get("sha256", "missing") for p in inputs],
         "domainfm": __version__,
     }
@@ -403,7 +437,7 @@ def _run_stage(pcfg: PipelineConfig, name: str, *, forced: bool, console) -> Sta
 
     out_dir = pcfg.out_dir(name)
     config, inputs = pcfg.stages[name], pcfg.inputs.get(name, [])
-    key, code = stage_key(name, config, inputs), code_fingerprint()
+    key, code = stage_key(name, config, inputs, pcfg.seed), code_fingerprint()
     stage_file = out_dir / STAGE_FILE
     previous = _read_stage(stage_file)
     finished_same_key = (not forced and previous is not None and previous.get("status") == "done"

@@ -99,6 +99,37 @@ def test_changing_only_chunk_config_reruns_only_chunk(pipeline):
     assert [statuses(result)[s] for s in ("import", "deid", "chunk")] == ["cached", "cached", "ran"]
 
 
+def test_changing_the_seed_reruns_what_reads_it(pipeline, tmp_path):
+    pl.run_pipeline(pipeline)
+    first = (tmp_path / "run" / "deid" / "corpus.jsonl").read_text()
+    for seed in (99, None):  # seed: null is the real-runs setting: surrogates from a secret, not seed 13
+        result = pl.run_pipeline(pipeline, {"seed": seed})
+        assert [statuses(result)[s] for s in ("import", "deid", "chunk")] == ["ran"] * 3
+        manifest = json.loads((tmp_path / "run" / "deid" / "corpus.manifest.json").read_text())
+        assert ("seed 99" in manifest["surrogate_key"]) == (seed == 99)
+        assert (tmp_path / "run" / "deid" / "corpus.jsonl").read_text() != first
+
+
+def test_an_edited_folder_a_section_names_reruns_its_stage(pipeline, tmp_path):
+    from transformers import AutoTokenizer
+
+    from domainfm.models import resolve_model
+
+    tokenizer = tmp_path / "tok"
+    AutoTokenizer.from_pretrained(resolve_model("minilm")).save_pretrained(tokenizer)
+    overrides = {"chunk.tokenizer": str(tokenizer)}
+    pl.run_pipeline(pipeline, overrides)
+    assert statuses(pl.run_pipeline(pipeline, overrides))["chunk"] == "cached"
+    config = tokenizer / "tokenizer_config.json"
+    config.write_text(config.read_text().replace('"model_max_length"', '"padding_side": "right", "model_max_length"'))
+    result = pl.run_pipeline(pipeline, overrides)
+    assert [statuses(result)[s] for s in ("import", "deid", "chunk")] == ["cached", "cached", "ran"]
+    # a vault the deid section writes is not one of its inputs: it changes with every run
+    (tmp_path / "v.db").write_bytes(b"")
+    wired = pl.pipeline_from_dict({**pipeline, "deid": {"vault": str(tmp_path / "v.db")}})
+    assert wired.inputs["deid"] == [tmp_path / "run" / "import" / "corpus.jsonl"]
+
+
 def test_changing_the_input_reruns_everything_downstream(pipeline, corpus):
     pl.run_pipeline(pipeline)
     with corpus.open("a", encoding="utf-8") as fh:
@@ -210,6 +241,13 @@ def test_training_sections_are_wired():
     assert cfg.stages["pretrain"].train.seed == 13
     with pytest.raises(ConfigError, match="'finetune.data.train' is set by the pipeline"):
         pl.pipeline_from_dict({"import": {"src": "x"}, "finetune": {"data": {"train": "y.jsonl"}}})
+
+
+def test_an_import_source_inside_the_run_dir_is_refused(pipeline, tmp_path):
+    pl.run_pipeline(pipeline)
+    for src in ("run/deid/corpus.jsonl", "run/import/corpus.jsonl"):
+        with pytest.raises(ConfigError, match="'import.src' .* is inside the pipeline's run_dir"):
+            pl.run_pipeline(pipeline, {"import.src": str(tmp_path / src)})
 
 
 def test_run_dir_must_be_a_path():
