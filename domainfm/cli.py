@@ -866,13 +866,17 @@ def audit_privacy_command(
         raise typer.Exit(1)
 
 
+# sample corpora are for demos and tests; a million documents is already hours of generation
+MAX_SYNTH_DOCUMENTS = 1_000_000
+
+
 @app.command("synth")
 @_user_errors
 def synth_command(
     out: Path = typer.Option(Path("corpora"), "-o", "--out", help="Folder for the corpora."),
     seed: int = typer.Option(13, help="Random seed; the same seed gives the same corpora."),
-    clinical: int = typer.Option(320, help="Number of clinical notes."),
-    legal: int = typer.Option(120, help="Number of legal documents."),
+    clinical: int = typer.Option(320, min=0, max=MAX_SYNTH_DOCUMENTS, help="Number of clinical notes."),
+    legal: int = typer.Option(120, min=0, max=MAX_SYNTH_DOCUMENTS, help="Number of legal documents."),
 ):
     """Write the synthetic sample corpora (clinical notes, contracts and judgments)."""
     from domainfm.synth import write_sample_corpora
@@ -910,11 +914,25 @@ def demo_command(
 
 
 def main() -> None:
-    """Console-script entry point (``domainfm`` and ``python -m domainfm``)."""
+    """Console-script entry point (``domainfm`` and ``python -m domainfm``). A mistake on the
+    command line (an unknown option, a value of the wrong type or out of range) is one ``error:``
+    line and exit code 2, like every other user mistake, instead of Click's usage block."""
     try:
-        app()
+        code = app(standalone_mode=False)
+    except typer.TyperException as exc:  # Click's errors (typer vendors Click: its classes are private)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a command given nothing: its help, as before
+            exc.show()
+        else:
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            typer.echo(f"error: {exc.format_message()}{hint}", err=True)
+        code = exc.exit_code
+    except typer.Abort:  # Ctrl-C while Click itself was still reading the arguments
+        typer.echo("aborted", err=True)
+        code = 130
     finally:
         _close_process_group()
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def _close_process_group() -> None:

@@ -239,6 +239,8 @@ def parse_overrides(args: Iterable[str]) -> dict[str, Any]:
             i += 1
             raw = items[i]
         key = key.replace("-", "_")
+        if key in result:  # as a key given twice in a YAML mapping: which one was meant?
+            raise ConfigError(f"override '--{key}' is given twice; give it once")
         try:
             result[key] = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError:
@@ -270,6 +272,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     import yaml
 
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder; give the YAML file (e.g. tasks/demo-clinical.yaml)")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from domainfm import __version__
 
 
@@ -83,6 +85,20 @@ def test_summary_prints_counts_not_text(cli, tmp_path):
 def test_python_dash_m_entry_point():
     out = subprocess.run([sys.executable, "-m", "domainfm", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == f"domainfm {__version__}"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["synth", "--clinical", "abc"], "Invalid value for '--clinical'"),
+    (["synth", "--clinical", "-3"], "greater than or equal to 0"),
+    (["synth", "--clinical", "100000000000"], "less than or equal to 1000000"),  # was a MemoryError traceback
+    (["chunk", "--bogus"], "No such option: --bogus"),
+    (["deid"], "Missing argument 'src'"),
+])
+def test_command_line_mistakes_are_one_error_line(args, message, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "domainfm", *args], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.startswith("error: ") and message in out.stderr and len(out.stderr.splitlines()) == 1
+    assert f"(see 'python -m domainfm {args[0]} --help')" in out.stderr and list(tmp_path.iterdir()) == []
 
 
 def test_an_empty_input_is_imported_with_a_warning(cli, tmp_path):

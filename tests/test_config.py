@@ -74,6 +74,7 @@ def test_save_and_reload_round_trip(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["train.lr", "1"], "expected an override like '--section.key VALUE'"),
     (["--train.lr"], "override '--train.lr' has no value"),
+    (["--train.lr", "1", "--train.lr=2"], "override '--train.lr' is given twice"),
 ])
 def test_bad_override_syntax(args, message):
     with pytest.raises(ConfigError, match=message):
