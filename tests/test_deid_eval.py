@@ -96,12 +96,19 @@ def test_evaluate_files(tmp_path):
     gold = tmp_path / "gold.jsonl"
     write_documents(gold, [gold_doc()])
     pred = tmp_path / "deid.jsonl"
-    pred.write_text(json.dumps({"id": "d1", "text": "[redacted]", "phi_spans": [
+    pred.write_text(json.dumps({"id": "d1", "text": "Dr [DOCTOR] saw Mary Smith on [DATE] in Boston.", "phi_spans": [
         {"start": 3, "end": 6, "label": "DOCTOR", "score": 0.9},
         {"start": 25, "end": 29, "label": "DATE", "score": 0.8}]}) + "\n")
     s = evaluate_files(gold, pred, dataset="physionet")
     assert s["any_overlap"]["recall"] == 0.4 and s["any_overlap"]["precision"] == 1.0
-    assert s["leakage"]["leaked"] == 0 and s["leakage"]["documents_without_output"] == 0
+    assert s["leakage"]["leaked"] == 3 and s["leakage"]["documents_without_output"] == 0
+    # another text under the gold id (another document, or one edited since): leakage would read the wrong text
+    other = _pred_file(tmp_path / "other.jsonl", {"id": "d1", "text": "totally different text of other length",
+                                                 "phi_spans": []})
+    with pytest.raises(CorpusError, match=r"other\.jsonl:1: id='d1': the record's text is not the gold document's "
+                                          r"text with its phi_spans replaced") as info:
+        evaluate_files(gold, other, dataset="physionet")
+    assert "Mary" not in str(info.value)
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"id": "d1", "text": "x"}) + "\n")
     with pytest.raises(CorpusError, match="no 'phi_spans'"):
@@ -178,14 +185,15 @@ def test_leakage_counts_gold_strings_left_in_the_output():
 def test_cli_deid_eval_warns_when_ids_only_partly_match(tmp_path, cli):
     gold = tmp_path / "gold.jsonl"
     write_documents(gold, [gold_doc(), Document("d2", "Seen by Dr. Vale today.")])
-    pred = _pred_file(tmp_path / "deid.jsonl", {"id": "d1", "text": "x", "phi_spans": []},
+    pred = _pred_file(tmp_path / "deid.jsonl", {"id": "d1", "text": TEXT, "phi_spans": []},
                       {"id": "stray", "text": "y", "phi_spans": []})
     res = cli("deid-eval", gold, pred, "--dataset", "physionet", "-o", tmp_path / "m.json")
     assert res.exit_code == 0, res.output
     assert ("warning: 1 gold document(s) have no record in deid.jsonl (scored as finding nothing) and 1 record(s) "
             "of it match no gold id") in res.stderr
-    clean = cli("deid-eval", gold, _pred_file(tmp_path / "all.jsonl", {"id": "d1", "text": "x", "phi_spans": []},
-                                             {"id": "d2", "text": "y", "phi_spans": []}),
+    clean = cli("deid-eval", gold, _pred_file(tmp_path / "all.jsonl", {"id": "d1", "text": TEXT, "phi_spans": []},
+                                             {"id": "d2", "text": "Seen by Dr. [x] today.",
+                                              "phi_spans": [{"start": 12, "end": 16, "label": "NAME"}]}),
                 "--dataset", "physionet", "-o", tmp_path / "m2.json")
     assert clean.exit_code == 0 and "warning" not in clean.stderr
 
@@ -217,7 +225,7 @@ def test_evaluate_files_intervals_resample_patients_when_every_document_has_one(
     # patient p0's two notes fully found and replaced, p1's found in part with the names left
     found = [{"start": s.start, "end": s.end, "label": "NAME"} for s in gold_doc().spans]
     pred = _pred_file(tmp_path / "deid.jsonl",
-                      *({"id": f"n{i}", "text": "[x] saw [x] on [x] in [x].", "phi_spans": found} for i in (0, 1)),
+                      *({"id": f"n{i}", "text": "Dr [x] saw [x] [x] on [x] in [x].", "phi_spans": found} for i in (0, 1)),
                       *({"id": f"n{i}", "text": TEXT, "phi_spans": found[:1]} for i in (2, 3)))
     s = evaluate_files(gold, pred, dataset="physionet", intervals=True)
     spread = s["intervals"]

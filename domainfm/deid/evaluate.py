@@ -449,7 +449,7 @@ def evaluate_files(
         predicted, output_texts, where = ({original[k]: v for k, v in table.items()}
                                           for table in (predicted, output_texts, where))
     gold_docs = list(read_documents(gold_jsonl))
-    _check_belongs(gold_docs, predicted, where, Path(gold_jsonl).name, Path(pred_jsonl).name)
+    _check_belongs(gold_docs, predicted, where, Path(gold_jsonl).name, Path(pred_jsonl).name, output_texts)
     if gold_filter is not None and not any("identifier_type" in s.attrs for d in gold_docs for s in d.spans):
         raise ConfigError(f"--identifier-types keeps gold spans by attrs.identifier_type (TAB), and no gold span "
                           f"of {Path(gold_jsonl).name} has one; leave it out for this dataset")
@@ -467,9 +467,10 @@ def evaluate_files(
 
 
 def _check_belongs(gold_docs: list[Document], predicted: Mapping[str, list[dict[str, Any]]], where: Mapping[str, str],
-                   gold_name: str, pred_name: str) -> None:
-    """The predictions are of these gold documents: some ids match and every span is inside its
-    gold text (a gold document without predictions is scored as having none)."""
+                   gold_name: str, pred_name: str, output_texts: Mapping[str, str] | None = None) -> None:
+    """The predictions are of these gold documents: some ids match, every span is inside its gold
+    text, and an output text is its gold text outside the spans (leakage is read from it; a gold
+    document without predictions is scored as having none)."""
     if gold_docs and not any(d.id in predicted for d in gold_docs):
         from domainfm.deid.vault import is_pseudonym
 
@@ -485,3 +486,33 @@ def _check_belongs(gold_docs: list[Document], predicted: Mapping[str, list[dict[
                 raise CorpusError(f"{where[doc.id]}: id={doc.id!r}: phi_spans[{i}] [{span['start']}:{span['end']}] "
                                   f"ends past the gold document's text ({len(doc.text)} characters): are these "
                                   f"predictions of {gold_name}?")
+        out = (output_texts or {}).get(doc.id)
+        if out is not None and not keeps_text_outside(doc.text, predicted.get(doc.id, ()), out):
+            raise CorpusError(f"{where[doc.id]}: id={doc.id!r}: the record's text is not the gold document's text "
+                              f"with its phi_spans replaced (another document under this id, or a text edited since "
+                              f"de-identification): are these predictions of {gold_name}? Leakage would be read "
+                              f"from the wrong text")
+
+
+def keeps_text_outside(text: str, spans: Iterable[Mapping[str, Any]], out: str) -> bool:
+    """Whether ``out`` is ``text`` with only the regions of ``spans`` replaced (by anything): the
+    text between the regions appears in ``out`` in order, the first part as its start and the
+    last as its end. Leftmost matching finds an alignment whenever one exists."""
+    regions: list[list[int]] = []
+    for start, end in sorted((s["start"], s["end"]) for s in spans):
+        if regions and start <= regions[-1][1]:
+            regions[-1][1] = max(regions[-1][1], end)
+        else:
+            regions.append([start, end])
+    if not regions:
+        return out == text
+    kept = [text[:regions[0][0]]] + [text[a[1]:b[0]] for a, b in zip(regions, regions[1:])] + [text[regions[-1][1]:]]
+    if not out.startswith(kept[0]):
+        return False
+    cursor = len(kept[0])
+    for piece in kept[1:-1]:
+        found = out.find(piece, cursor)
+        if found < 0:
+            return False
+        cursor = found + len(piece)
+    return len(out) - len(kept[-1]) >= cursor and out.endswith(kept[-1])
