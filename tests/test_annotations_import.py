@@ -179,6 +179,34 @@ def test_prodigy_groups_annotators_choices_and_rejects(tmp_path):
                                                                                   ["neuro", "neuro"]))
 
 
+def test_importers_never_replace_the_users_fields_or_merge_unrelated_lines(tmp_path):
+    t = "Ann Lee called."
+    ls = tmp_path / "ls.json"
+    ls.write_text(json.dumps([
+        _ls_task(5, t, [("ann", [_region(0, 7, t, "NAME")], False), ("bob", [_region(0, 7, t, "NAME")], False)],
+                 labelstudio="keep me", annotations="theirs"),
+        # one annotator who submitted twice is one annotator: the later version counts
+        _ls_task(6, t, [("ann", [], False), ("ann", [_region(0, 7, t, "NAME")], False)])]))
+    docs, rejects, result = _import("labelstudio", ls, tmp_path)
+    assert not rejects
+    assert docs[0].meta["labelstudio"] == "keep me" and docs[0].meta["labelstudio_import"]["task_id"] == 5
+    assert docs[0].meta["annotations"] == "theirs" and len(docs[0].meta["annotations_import"]) == 2
+    assert _keys(docs[1]) == [(0, 7, "NAME")] and docs[1].meta["labelstudio"]["superseded_versions"] == 1
+    assert "annotations" not in docs[1].meta  # one annotator left: no agreement to report
+    pd = tmp_path / "pd.jsonl"
+    pd.write_text("\n".join(json.dumps(r) for r in [
+        {"text": t, "meta": {"id": "pd-2", "prodigy": "keep me"}, "spans": [], "answer": "accept"},
+        {"text": "Completely other doc", "spans": [], "answer": "accept"},  # line 2: 'pd-2' is taken
+        {"text": "Same again", "spans": [], "answer": "accept", "_annotator_id": "s-ann", "_input_hash": 9},
+        {"text": "Same again", "spans": [{"start": 0, "end": 4, "label": "X"}], "answer": "accept",
+         "_annotator_id": "s-ann", "_input_hash": 9}]) + "\n")
+    docs, rejects, result = _import("prodigy", pd, tmp_path)
+    assert not rejects and [d.id for d in docs] == ["pd-2", "pd-2-1", "prodigy-9"]
+    assert docs[0].meta["prodigy"] == "keep me" and docs[0].meta["prodigy_import"]["answers"]["accept"] == 1
+    assert docs[2].meta["prodigy"]["superseded_versions"] == 1 and _keys(docs[2]) == [(0, 4, "X")]
+    assert result.counts.read == 3 and result.counts.written == 3
+
+
 def test_resolve_and_kappa_units():
     a = Annotation("x", [Span(0, 3, "A")], "p")
     b = Annotation("y", [Span(0, 3, "A"), Span(5, 7, "B")], "p")

@@ -59,6 +59,25 @@ class Annotation:
         return None if self.label is None else (self.label,)
 
 
+def latest_per_annotator(annotations: Sequence[Annotation]) -> tuple[list[Annotation], int]:
+    """Each annotator's last version (in export order), and how many earlier ones it replaced: an
+    annotator who submitted a task twice is one annotator, not two who agree with each other."""
+    last = {a.annotator: i for i, a in enumerate(annotations)}
+    kept = [a for i, a in enumerate(annotations) if last[a.annotator] == i]
+    return kept, len(annotations) - len(kept)
+
+
+def free_key(meta: dict[str, Any], name: str) -> str:
+    """``name``, or ``name_import`` (``name_import_2``, ...) when the record's own data already uses
+    it: what an importer adds never replaces a field of the user's data."""
+    if name not in meta:
+        return name
+    key, n = f"{name}_import", 2
+    while key in meta:
+        key, n = f"{name}_import_{n}", n + 1
+    return key
+
+
 def resolve(annotations: Sequence[Annotation], how: str = "majority") -> tuple[list[Span], str | None,
                                                                             list[str] | None, list[str]]:
     """The document's spans, label and labels from several annotators, plus a list of the
@@ -193,9 +212,9 @@ def annotated_document(doc_id: str, text: str, meta: dict[str, Any], versions: S
     on (``meta.annotation_conflicts``); validated, so an error names the record's location."""
     spans, label, labels, conflicts = resolved
     if len(versions) > 1:
-        meta["annotations"] = [v.to_dict() for v in versions]
+        meta[free_key(meta, "annotations")] = [v.to_dict() for v in versions]
         if conflicts:
-            meta["annotation_conflicts"] = conflicts
+            meta[free_key(meta, "annotation_conflicts")] = conflicts
     doc = Document(doc_id, text, meta, label=label, labels=labels, spans=spans)
     doc.validate(location=location)
     return doc

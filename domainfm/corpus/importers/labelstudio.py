@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from domainfm.config import suggest
-from domainfm.corpus.agreement import Annotation, annotated_document, check_resolve, resolve
+from domainfm.corpus.agreement import (Annotation, annotated_document, check_resolve, free_key,
+                                       latest_per_annotator, resolve)
 from domainfm.corpus.document import Document, Span, describe_type
 from domainfm.corpus.importers.base import Sourced, non_finite_field, register
 from domainfm.corpus.io import Rejected, not_a_file, strip_bom
@@ -123,6 +124,7 @@ def task_to_document(task: Any, options: LabelStudioOptions | None = None, locat
     versions, other = [], []
     for i, ann in enumerate(done):
         versions.append(_annotation(ann, i, text, options, doc_id, location, other, source))
+    versions, superseded = latest_per_annotator(versions)
     spans, label, labels, conflicts = resolve(versions, options.resolve)
     meta: dict[str, Any] = {k: v for k, v in data.items() if k not in (options.text_key, options.id_key)}
     ls_meta: dict[str, Any] = {"task_id": task_id}
@@ -130,7 +132,9 @@ def task_to_document(task: Any, options: LabelStudioOptions | None = None, locat
         ls_meta["from_prediction"] = True
     if other:
         ls_meta["other"] = other
-    meta["labelstudio"] = ls_meta
+    if superseded:
+        ls_meta["superseded_versions"] = superseded
+    meta[free_key(meta, "labelstudio")] = ls_meta
     return annotated_document(doc_id, text, meta, versions, (spans, label, labels, conflicts), location)
 
 

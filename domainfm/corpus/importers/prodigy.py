@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from domainfm.corpus.agreement import Annotation, annotated_document, check_resolve, resolve
+from domainfm.corpus.agreement import (Annotation, annotated_document, check_resolve, free_key,
+                                       latest_per_annotator, resolve)
 from domainfm.corpus.document import Document, Span, describe_type
 from domainfm.corpus.importers.base import Sourced, register
 from domainfm.corpus.io import Rejected, iter_jsonl_lines
@@ -54,7 +55,7 @@ class ProdigyOptions:
 
 @register("prodigy", ProdigyOptions, "Prodigy JSONL (db-out): span, choice and binary annotations")
 def read_prodigy(src: Path, options: ProdigyOptions) -> Iterator[Document | Sourced | Rejected]:
-    groups: dict[str, list[tuple[str, str, dict]]] = {}
+    read: list[tuple[int, str, str, dict, str | None]] = []
     for number, line, obj in iter_jsonl_lines(src):
         if isinstance(obj, Rejected):
             yield obj
@@ -65,10 +66,20 @@ def read_prodigy(src: Path, options: ProdigyOptions) -> Iterator[Document | Sour
                                                   location=location), raw=line)
             continue
         try:
-            doc_id = _doc_id(obj, options.id_key, f"{src.stem}-{number}", location)
+            read.append((number, location, line, obj, _doc_id(obj, options.id_key, location)))
         except RecordError as err:
             yield Rejected.from_error(err, raw=line)
-            continue
+    # A line without an id is '<file>-<line>', unless a line names that id itself: two unrelated
+    # inputs would otherwise be grouped as one document (or rejected as one with two texts).
+    taken = {doc_id for *_, doc_id in read if doc_id is not None}
+    groups: dict[str, list[tuple[str, str, dict]]] = {}
+    for number, location, line, obj, doc_id in read:
+        if doc_id is None:
+            doc_id = f"{src.stem}-{number}"
+            suffix = 1
+            while doc_id in taken:
+                doc_id, suffix = f"{src.stem}-{number}-{suffix}", suffix + 1
+            taken.add(doc_id)
         groups.setdefault(doc_id, []).append((location, line, obj))
     for doc_id, lines in groups.items():
         location = lines[0][0] if len(lines) == 1 else f"{lines[0][0]} (+{len(lines) - 1} more lines)"
@@ -99,19 +110,24 @@ def _document(doc_id: str, lines: list[tuple[str, str, dict]], options: ProdigyO
     if not versions:
         raise RecordError(f"no annotator accepted this input ({answers['reject']} reject, {answers['ignore']} ignore)",
                           record_id=doc_id, location=location)
+    versions, superseded = latest_per_annotator(versions)
     spans, label, labels, conflicts = resolve(versions, options.resolve)
     first = lines[0][2]
     meta = {k: v for k, v in (first.get("meta") or {}).items() if k != options.id_key}
-    meta["prodigy"] = {"answers": answers, **({"input_hash": first["_input_hash"]} if "_input_hash" in first else {})}
+    record = {"answers": answers, **({"input_hash": first["_input_hash"]} if "_input_hash" in first else {})}
     extra = {k: v for k, v in first.items() if k not in _PRODIGY_KEYS}
     if extra:
-        meta["prodigy"]["fields"] = extra
+        record["fields"] = extra
+    if superseded:
+        record["superseded_versions"] = superseded
+    meta[free_key(meta, "prodigy")] = record
     return annotated_document(doc_id, text, meta, versions, (spans, label, labels, conflicts), location)
 
 
-def _doc_id(obj: dict, id_key: str, fallback: str, location: str) -> str:
-    """The line's document id: ``meta.<id_key>``, else ``prodigy-<_input_hash>``, else ``fallback``;
-    a value of another type rejects the line rather than being replaced or turned into text."""
+def _doc_id(obj: dict, id_key: str, location: str) -> str | None:
+    """The line's document id: ``meta.<id_key>``, else ``prodigy-<_input_hash>``, else None (the
+    caller numbers it); a value of another type rejects the line rather than being replaced or
+    turned into text."""
     meta = obj.get("meta")
     if meta is not None and not isinstance(meta, dict):
         raise RecordError(f"'meta' must be an object, got {describe_type(meta)}", location=location)
@@ -124,7 +140,7 @@ def _doc_id(obj: dict, id_key: str, fallback: str, location: str) -> str:
             raise RecordError(f"'{field}' must be a non-empty string or an integer, got {describe_type(value)}",
                               location=location)
         return value if field != "_input_hash" else f"prodigy-{value}"
-    return fallback
+    return None
 
 
 def _annotation(obj: dict, index: int, where: str, doc_id: str, location: str) -> Annotation:
