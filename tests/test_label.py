@@ -7,6 +7,7 @@ tiny inputs only, so the file stays well under a minute.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 import random
@@ -433,6 +434,15 @@ def test_exports_match_the_documented_formats(seeds_and_pool, tmp_path):
     with pytest.raises(ConfigError, match="did you mean 'prodigy'"):
         write_export("prodigi", tmp_path / "x", result.docs, result.suggestions, classes=result.classes,
                      multilabel=False, model_version="v1")
+    # a pool text or id a spreadsheet would run as a formula is written as text
+    hostile = [dataclasses.replace(d, id="=1+2" if i == 0 else d.id, text=f"=cmd|' /C calc'!A0 {d.text}" if i == 0
+                                   else f"- {d.text}") for i, d in enumerate(result.docs)]
+    path = write_export("csv", tmp_path / "h.csv", hostile, result.suggestions, classes=result.classes,
+                        multilabel=False, model_version="v1")
+    with open(path, newline="", encoding="utf-8") as fh:
+        cells = [v for row in csv.DictReader(fh) for v in row.values()]
+    assert "'=1+2" in cells and not any(c.startswith(("=", "+", "-", "@")) for c in cells)
+    assert sum(c.startswith("'- ") for c in cells) == len(hostile) - 1
 
 
 # ------------------------------------------------------------- seed file: rejects and counts

@@ -19,7 +19,7 @@ import csv
 import json
 import os
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 from xml.sax.saxutils import quoteattr
 
 from domainfm.config import suggest
@@ -95,15 +95,27 @@ def to_prodigy(docs: Sequence[Document], suggestions: Sequence, classes: Sequenc
     return tasks
 
 
+# A cell a spreadsheet would read as a formula ('=HYPERLINK(...)', '+1+cmd|...'): OWASP's CSV
+# injection advice is to start it with an apostrophe, which spreadsheets show as text.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """``value`` with an apostrophe before it when a spreadsheet would run it as a formula."""
+    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
+
+
 def csv_rows(docs: Sequence[Document], suggestions: Sequence) -> list[dict]:
+    """The review spreadsheet's rows, best first; text cells never start a formula."""
     rows = []
     for doc, s in _ordered(docs, suggestions):
-        rows.append({
+        row = {
             "id": doc.id, "rank": s.rank, "label": s.label, "confidence": f"{s.confidence:.4f}",
             "labels": "|".join(s.labels) if s.labels is not None else "",
             "alternatives": "|".join(f"{a['label']}:{a['score']:.4f}" for a in s.alternatives),
             "text": doc.text,
-        })
+        }
+        rows.append({k: spreadsheet_safe(v) for k, v in row.items()})
     return rows
 
 
