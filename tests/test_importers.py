@@ -61,6 +61,7 @@ def test_csv_columns_meta_labels_and_bad_rows(tmp_path):
     reasons = {r["location"]: r["reason"] for r in rejects}
     assert "row has 6 fields, the header has 5" in reasons["notes.csv:5"]
     assert "not valid UTF-8" in reasons["notes.csv:6"]
+    assert next(r["id"] for r in rejects if r["location"] == "notes.csv:6") == "n4"  # its id cell reads fine
     duplicate = next(r for r in rejects if "duplicate id" in r["reason"])
     assert duplicate["id"] == "n1" and duplicate["location"] == "notes.csv:7" and duplicate["raw"] == "n1,dup,Neurology,,w"
 
@@ -104,6 +105,7 @@ def test_jsonl_meta_collisions_and_non_object_meta_are_rejected(tmp_path):
     assert "field(s) ['site'] are both top-level and in 'meta'" in reasons["m.jsonl:1"]
     assert reasons["m.jsonl:2"] == "field 'meta' must be an object, got a string"
     assert reasons["m.jsonl:3"] == "field 'meta' must be an object, got a list"
+    assert [r["id"] for r in rejects] == ["g1", "g2", "g3"]  # the reject file names each record
 
 
 @pytest.mark.parametrize("options, message", [

@@ -83,9 +83,11 @@ def read_csv(src: Path, options: CsvOptions) -> Iterator[Document | Rejected]:
                     raise RecordError(
                         f"row has {len(row)} fields, the header has {len(header)}", location=location
                     )
-                if any(_undecodable(cell) for cell in row):
-                    raise RecordError("row is not valid UTF-8", location=location)
                 cells = dict(zip(header, row))
+                if any(_undecodable(cell) for cell in row):
+                    readable_id = options.id_col and cells[options.id_col] and not _undecodable(cells[options.id_col])
+                    raise RecordError("row is not valid UTF-8", location=location,
+                                      record_id=cells[options.id_col] if readable_id else None)
                 doc_id = cells[options.id_col] if options.id_col else f"{src.stem}-{reader.line_num}"
                 label = cells[options.label_col] or None if options.label_col else None
                 labels = None

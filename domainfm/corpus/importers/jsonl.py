@@ -101,4 +101,9 @@ def read_jsonl(src: Path, options: JsonlOptions) -> Iterator[Document | Rejected
                 record["meta"] = {**extra, **(meta or {})}
             yield Sourced(Document.from_dict(record, location=location), location, line)
         except RecordError as err:
+            if err.record_id is None:  # the reject file names the record whenever its id is readable
+                candidate = obj.get(options.id_key) if isinstance(obj, dict) else None
+                if (isinstance(candidate, str) and candidate.strip()) or (
+                        isinstance(candidate, int) and not isinstance(candidate, bool)):
+                    err.record_id = str(candidate)
             yield Rejected.from_error(err, raw=line)
