@@ -90,6 +90,19 @@ def test_jsonl_text_key_never_falls_back_to_another_field(tmp_path):
     assert reasons["k.jsonl:2"] == "no 'nosuch' field for the text (set --text-key)"
 
 
+@pytest.mark.parametrize("fmt, content", [
+    ("jsonl", '{"id": "a", "text": "Seen today."}\n'),
+    ("csv", "id,text\na,Seen today.\n"),
+])
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32"])
+def test_a_utf16_file_is_refused_naming_its_encoding(tmp_path, fmt, content, encoding):
+    src = tmp_path / f"in.{fmt}"
+    data = content.encode(encoding)
+    src.write_bytes(data if data[:2] in (b"\xff\xfe", b"\xfe\xff") else b"\xfe\xff" + data)
+    with pytest.raises(CorpusError, match="UTF-16 or UTF-32 text .* convert it first"):
+        run(fmt, src, tmp_path, **({"id_col": "id"} if fmt == "csv" else {}))
+
+
 def test_jsonl_meta_collisions_and_non_object_meta_are_rejected(tmp_path):
     src = tmp_path / "m.jsonl"
     src.write_text("\n".join(json.dumps(r) for r in [

@@ -429,6 +429,7 @@ def iter_jsonl_lines(path: str | os.PathLike) -> Iterator[tuple[int, str, Any | 
     path = Path(path)
     if not path.is_file():
         raise CorpusError(f"{path}: {not_a_file(path)} (expected a JSONL file, one document per line)")
+    refuse_utf16(path)
     with open(path, "rb") as fh:
         for number, raw in enumerate(fh, start=1):
             location = f"{path.name}:{number}"
@@ -453,6 +454,17 @@ def iter_jsonl_lines(path: str | os.PathLike) -> Iterator[tuple[int, str, Any | 
             except (ValueError, RecursionError) as exc:
                 reason = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
                 yield number, line, Rejected(f"broken JSON ({reason})", location=location, raw=line)
+
+
+def refuse_utf16(path: Path) -> None:
+    """A file saved as UTF-16 or UTF-32 (Excel's "Unicode text", some Windows tools) is refused
+    as a whole, naming the encoding: read as UTF-8, every line would be rejected as broken.
+    (A UTF-8 file cannot start with these bytes.)"""
+    with open(path, "rb") as fh:
+        start = fh.read(2)
+    if start in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        raise CorpusError(f"{path}: UTF-16 or UTF-32 text (it starts with that byte-order mark); domainfm reads "
+                          f"UTF-8: convert it first (e.g. iconv -f UTF-16 -t UTF-8 IN > OUT)")
 
 
 def strip_bom(data: bytes) -> bytes:

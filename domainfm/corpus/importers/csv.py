@@ -11,7 +11,7 @@ from typing import Iterator
 
 from domainfm.corpus.document import Document
 from domainfm.corpus.importers.base import Sourced, register
-from domainfm.corpus.io import Rejected, not_a_file
+from domainfm.corpus.io import Rejected, not_a_file, refuse_utf16
 from domainfm.errors import ConfigError, CorpusError, RecordError
 
 # Clinical transcriptions and contracts exceed csv's 128 KiB default field limit.
@@ -52,6 +52,7 @@ class CsvOptions:
 def read_csv(src: Path, options: CsvOptions) -> Iterator[Document | Rejected]:
     if not src.is_file():
         raise CorpusError(f"{src}: {not_a_file(src)} (expected a CSV file with a header row)")
+    refuse_utf16(src)
     # surrogateescape keeps undecodable bytes visible per row instead of failing the file.
     with open(src, encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
         lines = _Lines(fh)
