@@ -174,10 +174,12 @@ def pipeline_from_dict(data: Mapping[str, Any]) -> PipelineConfig:
     documents = out("deid") if "deid" in raw else out("import")
     documents_source = "the deid output" if "deid" in raw else "the import output"
     inputs: dict[str, list[Path]] = {"import": [Path(str(raw["import"].get("src", "")))]}
-    if raw["import"].get("src") and run_dir.resolve() in inputs["import"][0].resolve().parents:
+    written = {(run_dir / stage).resolve() for stage in STAGE_ORDER}
+    if raw["import"].get("src") and written & set(inputs["import"][0].resolve().parents):
         # the run would write over what it reads (a stage's output re-imported), and never be cached
-        raise ConfigError(f"config field 'import.src' ({raw['import']['src']}) is inside the pipeline's run_dir "
-                          f"({run_dir}), which the run writes: copy it elsewhere or choose another run_dir")
+        raise ConfigError(f"config field 'import.src' ({raw['import']['src']}) is inside a stage folder of the "
+                          f"pipeline's run_dir ({run_dir}), which the run writes: copy it elsewhere or choose "
+                          f"another run_dir")
     if "deid" in raw:
         inputs["deid"] = [out("import")]
     if "chunk" in raw:

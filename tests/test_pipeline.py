@@ -246,8 +246,10 @@ def test_training_sections_are_wired():
 def test_an_import_source_inside_the_run_dir_is_refused(pipeline, tmp_path):
     pl.run_pipeline(pipeline)
     for src in ("run/deid/corpus.jsonl", "run/import/corpus.jsonl"):
-        with pytest.raises(ConfigError, match="'import.src' .* is inside the pipeline's run_dir"):
+        with pytest.raises(ConfigError, match="'import.src' .* is inside a stage folder of the pipeline's run_dir"):
             pl.run_pipeline(pipeline, {"import.src": str(tmp_path / src)})
+    (tmp_path / "run" / "notes.jsonl").write_bytes((tmp_path / "notes.jsonl").read_bytes())  # beside them is fine
+    assert pl.run_pipeline(pipeline, {"import.src": str(tmp_path / "run" / "notes.jsonl")}).ok
 
 
 def test_run_dir_must_be_a_path():
