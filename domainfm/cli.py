@@ -522,7 +522,7 @@ def predict_command(
     from domainfm.corpus.io import OutputLock, JsonlWriter, check_output_path
     from domainfm.inference import load_task_model, predict
 
-    check_output_path(out, inputs=[src])
+    check_output_path(out, inputs=[src, model])
     with OutputLock(out):
         records = predict(load_task_model(model, ner_decoding=ner_decoding), read_documents(src),
                           batch_size=batch_size)
@@ -551,7 +551,7 @@ def evaluate_command(
     from domainfm.corpus.io import check_output_path, write_text_atomic
 
     if out is not None:
-        check_output_path(out, inputs=[src])
+        check_output_path(out, inputs=[src, model])
     metrics = evaluate(load_task_model(model, ner_decoding=ner_decoding), read_documents(src), batch_size=batch_size)
     text = json.dumps(metrics, indent=2)
     if out is not None:

@@ -175,8 +175,18 @@ def quiet_hf_loading(what: str):
     with quiet_transformers():
         try:
             yield
-        except (OSError, ValueError) as exc:
-            raise ModelResolutionError(f"cannot load {what}: {str(exc).splitlines()[0][:200]}") from None
+        except (OSError, ValueError, *_weight_file_errors()) as exc:
+            first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+            raise ModelResolutionError(f"cannot load {what}: {first}") from None
+
+
+def _weight_file_errors() -> tuple[type[BaseException], ...]:
+    """safetensors' error for a cut or damaged weights file (not an OSError)."""
+    try:
+        from safetensors import SafetensorError
+    except ImportError:  # pragma: no cover - safetensors comes with transformers
+        return ()
+    return (SafetensorError,)
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -418,6 +419,16 @@ def test_resume_takes_the_same_steps(tmp_path, notes_file, tiny_model_dir):
         finetune(_cfg(notes_file, tiny_model_dir, **{"train.lr": 1e-3}), tmp_path / "cut", resume=True)
     with pytest.raises(ConfigError, match="already exists"):
         finetune(cfg, tmp_path / "cut")
+    # the same file, relabelled since: the checkpoint's output layer cannot take the new labels
+    data = tmp_path / "data.jsonl"
+    data.write_bytes(notes_file.read_bytes())
+    with pytest.raises(Stop):
+        finetune(_cfg(data, tiny_model_dir), tmp_path / "cut2", on_event=crash)
+    write_documents(data, [Document(d.id, d.text, d.meta, label=f"{d.label}-new" if i % 2 else d.label)
+                           for i, d in enumerate(read_documents(notes_file))])
+    with pytest.raises(ConfigError, match=r"cannot resume .*cut2: its checkpoint was trained on \d+ labels and the "
+                                          r"data now gives \d+ \(differing: .*-new"):
+        finetune(_cfg(data, tiny_model_dir), tmp_path / "cut2", resume=True)
 
 
 def test_multilabel_and_full_finetune(tmp_path, notes_file, tiny_model_dir, notes):
@@ -469,7 +480,12 @@ def test_ner_long_documents_through_chunks(tmp_path, notes, tiny_model_dir):
             assert not (span["start"] > 0 and doc.text[span["start"] - 1].isalnum() and doc.text[span["start"]].isalnum())
             assert not (span["end"] < len(doc.text) and doc.text[span["end"] - 1].isalnum() and doc.text[span["end"]].isalnum())
     by_tokens = load_task_model(tmp_path / "ner", ner_decoding="tokens")  # the per-token reading, same model
-    assert by_tokens.ner_decoding == "tokens" and evaluate(by_tokens, notes[:4])["definition"].startswith("exact")
+    scored = evaluate(by_tokens, notes[:4])
+    assert scored["definition"].startswith("exact")
+    # the notes' other span types are not scored (the model was not trained on them), and counted
+    others = Counter(s.label for d in notes[:4] for s in d.spans if s.label not in labels)
+    assert others and scored["gold_spans_not_scored"]["by_label"] == dict(sorted(others.items()))
+    assert scored["gold_entities"] == sum(1 for d in notes[:4] for s in d.spans if s.label in labels)
     with pytest.raises(ConfigError, match="ner_decoding must be one of words, tokens"):
         load_task_model(tmp_path / "ner", ner_decoding="crf")
     from transformers import AutoModelForTokenClassification

@@ -421,3 +421,45 @@ def test_reject_reasons_read_once_and_deid_eval_o_prints_one_line(cli, tmp_path)
     result = cli("deid-eval", tmp_path / "imp.jsonl", tmp_path / "deid.jsonl", "-o", tmp_path / "m.json")
     assert result.exit_code == 0 and len(result.output.strip().splitlines()) == 1, result.output
     assert "metrics: " in result.output and json.loads((tmp_path / "m.json").read_text())["docs"] == 1
+
+
+# --------------------------------------------------------------------- model folders as inputs and outputs
+
+def test_a_model_folder_is_never_written_into_and_never_holds_the_training_data(cli, tmp_path, tiny_classifier_dir):
+    from domainfm.config import from_dict
+    from domainfm.finetune import TaskConfig, finetune
+
+    src = _write(tmp_path / "in.jsonl", [{"id": "a", "text": "Chest pain.", "label": "cardio"}])
+    before = {p.name: p.read_bytes() for p in tiny_classifier_dir.iterdir() if p.is_file()}
+    for args in (["predict", tiny_classifier_dir, src, "-o", tiny_classifier_dir / "domainfm_task.json"],
+                 ["evaluate", tiny_classifier_dir, src, "-o", tiny_classifier_dir / "manifest.json"]):
+        result = cli(*args)
+        assert result.exit_code == 2 and "would be written inside the input folder" in result.output
+    assert {p.name: p.read_bytes() for p in tiny_classifier_dir.iterdir() if p.is_file()} == before
+    # --overwrite deletes the output folder: training data inside it would go with it
+    out = tmp_path / "model"
+    out.mkdir()
+    train = _write(out / "train.jsonl", [{"id": "a", "text": "Chest pain.", "label": "cardio"}])
+    for overwrite in (False, True):
+        with pytest.raises(CorpusError, match=r"the output folder holds an input \(train.jsonl\)"):
+            finetune(from_dict(TaskConfig, {"data": {"train": str(train)}}), out, overwrite=overwrite)
+    assert train.is_file()
+
+
+def test_a_damaged_model_folder_is_an_error_line_not_a_traceback_or_garbage(cli, tmp_path, tiny_classifier_dir):
+    import shutil
+
+    src = _write(tmp_path / "in.jsonl", [{"id": "a", "text": "Chest pain.", "label": "cardio"}])
+    cut = tmp_path / "cut"
+    shutil.copytree(tiny_classifier_dir, cut)
+    weights = cut / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    result = cli("predict", cut, src, "-o", tmp_path / "p.jsonl")
+    assert result.exit_code == 2 and result.output.startswith("error: cannot load the model in")
+    no_tokenizer = tmp_path / "no-tokenizer"
+    shutil.copytree(tiny_classifier_dir, no_tokenizer)
+    for name in ("tokenizer.json", "vocab.txt"):
+        (no_tokenizer / name).unlink(missing_ok=True)
+    result = cli("predict", no_tokenizer, src, "-o", tmp_path / "p.jsonl")
+    assert result.exit_code == 2 and "tokenizer.json or vocab.txt is missing or damaged" in result.output
+    assert not (tmp_path / "p.jsonl").exists()

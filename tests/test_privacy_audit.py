@@ -17,7 +17,7 @@ from conftest import byte_level_bpe, wordpiece_tokenizer
 
 from domainfm.config import from_dict
 from domainfm.corpus import Document, Span, write_documents
-from domainfm.errors import ConfigError
+from domainfm.errors import ConfigError, OutputError
 from domainfm.pretrain import PretrainConfig
 from domainfm.privacy_audit import CanaryConfig, PrivacyAuditConfig, PrivacyGateConfig
 from domainfm.privacy_audit.canaries import make_canaries
@@ -596,3 +596,31 @@ def test_regurgitation_of_training_originals_is_judged_against_held_out_original
     flagged = calibrate_with_holdout(regurgitation_scan(memorising, train, **kwargs),
                                      regurgitation_scan(memorising, held, **kwargs))
     assert flagged["held_out"]["regurgitated"] == 0 and flagged["beyond_chance"] >= 25
+
+
+def test_an_audit_with_nothing_to_measure_or_into_another_report_is_refused(tmp_path, cli):
+    from domainfm.corpus import Document, write_documents
+    from domainfm.privacy_audit import audit_privacy
+
+    model = tmp_path / "model"  # never loaded: every check comes first
+    model.mkdir()
+    train, holdout, empty = tmp_path / "train.jsonl", tmp_path / "holdout.jsonl", tmp_path / "empty.jsonl"
+    write_documents(train, [Document("t1", "Seen for chest pain."), Document("t2", "Knee pain, stable.")])
+    write_documents(empty, [Document("e1", "   ")])
+    with pytest.raises(ConfigError, match="--holdout: no held-out document with text"):
+        audit_privacy(model, train, empty)
+    with pytest.raises(ConfigError, match="--train: no training document with text"):
+        audit_privacy(model, empty, train)
+    write_documents(holdout, [Document("h1", "Seen for chest pain.")])  # a training text under a new id
+    with pytest.raises(ConfigError, match="every held-out text is also a training text"):
+        audit_privacy(model, train, holdout)
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "manifest.json").write_text(json.dumps({"stage": "audit"}))
+    (report / "index.html").write_text("<html></html>")
+    with pytest.raises(OutputError, match="holds a 'domainfm audit' report"):
+        audit_privacy(model, train, holdout, report)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("x")
+    result = cli("audit", model, train, "-o", tmp_path / "notes")
+    assert result.exit_code == 2 and "holds other files" in result.output

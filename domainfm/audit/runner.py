@@ -361,10 +361,11 @@ def audit(model: Any, docs: Iterable[Any], out_dir: str | os.PathLike, config: A
     """
     from domainfm.audit.report import write_report
 
-    from domainfm.corpus.io import OutputLock, check_output_path
+    from domainfm.corpus.io import OutputLock, check_output_path, check_report_folder
 
     cfg = config or AuditConfig()
     out = check_output_path(out_dir, folder=True)
+    check_report_folder(out, "audit")
     with OutputLock(out):
         report = run_audit(model, docs, cfg, model_dir=model_dir, timings=timings)
         if privacy_audit is not None:

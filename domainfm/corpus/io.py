@@ -128,8 +128,16 @@ def check_output_path(path: str | os.PathLike, *, inputs: Iterable[str | os.Path
 
     path = Path(path)
     sources = {Path(src).resolve() for src in inputs}
-    if path.resolve() in sources:
+    resolved = path.resolve()
+    if resolved in sources:
         raise CorpusError(f"{path}: the output would overwrite the input; choose another -o path")
+    for src in sorted(sources):
+        if src.is_dir() and src in resolved.parents:  # predict -o MODEL/domainfm_task.json
+            raise CorpusError(f"{path}: the output would be written inside the input folder {src.name}/; "
+                              "choose another -o path")
+        if folder and resolved in src.parents:  # finetune --overwrite would delete its own training data
+            raise CorpusError(f"{path}: the output folder holds an input ({src.name}), which the run would delete "
+                              "or mix with its own files; choose another -o folder or move the input out")
     if not folder:  # the files written beside the output must not be inputs either
         for companion, what in ((rejects_path_for(path), "reject file"), (manifest_path_for(path), "manifest")):
             if companion.resolve() in sources:
@@ -144,6 +152,29 @@ def check_output_path(path: str | os.PathLike, *, inputs: Iterable[str | os.Path
     except OSError as exc:
         raise _output_error(path.parent, exc, "cannot create the output folder") from None
     return path
+
+
+def check_report_folder(out: str | os.PathLike, stage: str) -> None:
+    """A report folder is new, empty, or an earlier report of the same stage: writing into another
+    stage's report (or a folder of other files) would leave a folder whose files disagree, with
+    one stage's manifest beside the other's pages.
+
+    Raises:
+        OutputError: ``out`` holds files and no ``manifest.json`` of ``stage``.
+    """
+    out = Path(out)
+    # a pipeline's own record of the stage (stage.json, error.log) and lock files are not a report
+    if not out.is_dir() or all(f.name in ("stage.json", "error.log") or f.suffix in (".lock", ".tmp")
+                               for f in out.iterdir()):
+        return
+    try:
+        earlier = json.loads((out / "manifest.json").read_text(encoding="utf-8")).get("stage")
+    except (OSError, ValueError, AttributeError):
+        earlier = None
+    if earlier != stage:
+        what = f"a 'domainfm {earlier}' report" if isinstance(earlier, str) else "other files"
+        raise OutputError(f"{out}: holds {what}; 'domainfm {stage}' writes into a new or empty folder, or over "
+                          "an earlier report of its own: choose another -o folder")
 
 
 class OutputLock:

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 
 from domainfm.config import save_config, to_dict
+from domainfm.corpus.io import check_output_path
 from domainfm.errors import ConfigError
 from domainfm.finetune.augment import augment_documents
 from domainfm.finetune.canaries import canary_documents
@@ -151,6 +152,7 @@ def _finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool, o
         raise ConfigError("--merge applies to LoRA adapters; a full fine-tune is saved as a full model already")
     if merge:
         check_mergeable(cfg.model.pooling, cfg.task)
+    check_output_path(out, inputs=[p for p in (cfg.data.train, cfg.data.eval, cfg.model.name) if p], folder=True)
     action = _output_action(out, resume, overwrite, cfg.task)
     processes = PartialState()  # accelerate's view of this process (DDP under accelerate launch)
     main = processes.is_main_process
@@ -257,13 +259,21 @@ def _finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool, o
         callbacks.append(EarlyStoppingCallback(cfg.train.early_stopping_patience))
     trainer = StageTrainer(model=model, args=args, make_batch=make_batch, micro_batches=total_steps * accum,
                            loss_fn=loss_fn, evaluator=during, on_event=on_event, callbacks=callbacks,
-                           checkpoint_state=lambda: {"config": to_dict(cfg), "history": history})
+                           checkpoint_state=lambda: {"config": to_dict(cfg), "history": history,
+                                                     "labels": list(label_map.labels)})
 
     resumed_from, checkpoint = None, None
     if action == "resume":
         found = latest_resumable(out, to_dict(cfg), _RESUME_MAY_CHANGE)
         if found:
             resumed_from, checkpoint, saved = found
+            before = saved.get("labels")  # (checkpoints written before it was recorded: not checked)
+            if before is not None and before != list(label_map.labels):
+                differ = ", ".join(sorted(set(before) ^ set(label_map.labels))[:5]) or "the same, in another order"
+                raise ConfigError(
+                    f"cannot resume {out}: its checkpoint was trained on {len(before)} labels and the data now gives "
+                    f"{len(label_map.labels)} (differing: {differ}); the model's output layer cannot take them: "
+                    "fine-tune again with --overwrite")
             history[:] = saved["history"]
             emit("info", message=f"resuming from {checkpoint.name} (step {resumed_from} of {total_steps})")
         else:

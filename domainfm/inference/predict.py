@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -155,6 +155,16 @@ def read_task_info(model_dir: str | os.PathLike, task: str | None = None) -> dic
     return info
 
 
+def _check_tokenizer(tokenizer, model, folder: Path) -> None:
+    """A model folder whose tokenizer files are gone still loads a tokenizer (from its config:
+    special tokens only), which reads every word as [UNK] and predicts the same for every
+    document. A tokenizer with far fewer entries than the model's vocabulary is refused."""
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+    if isinstance(vocab, int) and vocab > 0 and len(tokenizer) < vocab // 2:
+        raise _damaged(folder, f"its tokenizer has {len(tokenizer)} entries for a model of {vocab} "
+                               "(tokenizer.json or vocab.txt is missing or damaged)")
+
+
 def _damaged(path: Path, what: str) -> ConfigError:
     return ConfigError(f"{path}: {what}; this file is written by 'domainfm finetune' with the model: restore it "
                        "or fine-tune again")
@@ -235,8 +245,14 @@ def load_task_model(model_dir: str | os.PathLike, *, task: str | None = None, de
                     "model there or fine-tune with --merge to save a self-contained model")
             config = task_model_config(base, info["task"], label_map)
             base_model = apply_pooling(cls.from_pretrained(base, config=config), pooling)
+            adapter = folder / ADAPTER_DIR
+            if not (adapter / "adapter_config.json").is_file() or not any(
+                    (adapter / name).is_file() for name in ("adapter_model.safetensors", "adapter_model.bin")):
+                raise _damaged(adapter, "the LoRA adapter's adapter_config.json or adapter_model.safetensors is "
+                                        "missing")
             with quiet_peft_wrap():
-                model = PeftModel.from_pretrained(base_model, folder / ADAPTER_DIR)
+                model = PeftModel.from_pretrained(base_model, adapter)
+    _check_tokenizer(tokenizer, model, folder)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).eval()
     return TaskModel(model, tokenizer, info["task"], label_map, max_length, long_documents,
@@ -449,8 +465,15 @@ def compute_metrics(task: str, label_map: LabelMap, docs: Sequence[Document], ou
     """Score document outputs (from :func:`document_outputs`) against the documents' gold labels."""
     labels = label_map.labels
     if task == "ner":
-        gold = [[s for s in document_target(d, task, label_field) if s.label in labels] for d in docs]
-        return entity_metrics(gold, outputs, labels)
+        targets = [document_target(d, task, label_field) for d in docs]
+        metrics = entity_metrics([[s for s in t if s.label in labels] for t in targets], outputs, labels)
+        # spans of types the model was not trained on are not scored (by design: a site maps some
+        # types to the rules); they are counted, so a recall over fewer spans does not go unnoticed
+        unknown = Counter(s.label for t in targets for s in t if s.label not in labels)
+        if unknown:
+            metrics["gold_spans_not_scored"] = {"reason": "types the model was not trained on",
+                                                "by_label": dict(sorted(unknown.items()))}
+        return metrics
     if task == "multilabel":
         y_true = np.array([[1 if l in document_target(d, task, label_field) else 0 for l in labels] for d in docs])
         y_pred = np.array([[1 if p >= 0.5 else 0 for p in o] for o in outputs])

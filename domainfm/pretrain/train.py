@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 
+from domainfm.corpus.io import check_output_path
 from domainfm.config import save_config, to_dict
 from domainfm.errors import ConfigError
 from domainfm.manifest import write_json_atomic
@@ -143,6 +144,7 @@ def _pretrain(config: PretrainConfig, out_dir: str | os.PathLike, *, resume: boo
     cfg = dataclasses.replace(config, allow_identified_data=config.allow_identified_data or allow_identified_data)
     out = Path(out_dir)
     gate = privacy_gate(cfg.data.paths, cfg.allow_identified_data)
+    check_output_path(out, inputs=[*cfg.data.paths, cfg.model.name], folder=True)
     action = output_action(out, resume, overwrite, stage="pretrain", config_name=CONFIG_NAME,
                            earlier_run=_is_pretrain_output)
     precision = precision_flags(cfg.train.precision)

@@ -225,6 +225,32 @@ def _check_outputs(texts: dict[str, str], secrets: Iterable[str]) -> None:
                             "nothing was written")
 
 
+def _audit_documents(train, holdout) -> tuple[list, list, int]:
+    """The training and held-out documents with text; a held-out document whose text is also a
+    training text is left out (and counted): the model saw it, so it is no non-member.
+
+    Raises:
+        ConfigError: either side has no document with text (nothing could be measured, and a
+            release gate must not pass on that), or an id is on both sides.
+    """
+    train_docs = [d for d in _docs(train) if d.text.strip()]
+    holdout_docs = [d for d in _docs(holdout) if d.text.strip()]
+    for name, docs, flag in (("training", train_docs, "--train"), ("held-out", holdout_docs, "--holdout")):
+        if not docs:
+            raise ConfigError(f"{flag}: no {name} document with text; the audit compares the model on training "
+                              "documents against held-out ones, and nothing could be measured")
+    overlap = {d.id for d in train_docs} & {d.id for d in holdout_docs}
+    if overlap:
+        raise ConfigError(f"{len(overlap)} document id(s) are in both the training and the held-out documents "
+                          f"(e.g. {sorted(overlap)[0]!r}); the held-out set must be disjoint")
+    seen = {d.text for d in train_docs}
+    kept = [d for d in holdout_docs if d.text not in seen]
+    if not kept:
+        raise ConfigError("--holdout: every held-out text is also a training text; the held-out set must be "
+                          "documents the model was not trained on")
+    return train_docs, kept, len(holdout_docs) - len(kept)
+
+
 def audit_privacy(
     model_dir: str | Path,
     train,
@@ -280,6 +306,12 @@ def audit_privacy(
         raise ConfigError(f"{model_dir}: no such model folder")
     if vault is not None and planted is not None:
         raise ConfigError("give either a vault (its originals are probed) or planted identifiers, not both")
+    if out_dir is not None:
+        from domainfm.corpus.io import check_output_path, check_report_folder
+
+        inputs = [p for p in (train, holdout, vault, planted, model_dir) if isinstance(p, (str, Path))]
+        check_report_folder(check_output_path(out_dir, inputs=inputs, folder=True), "audit-privacy")
+    train_docs, holdout_docs, shared_texts = _audit_documents(train, holdout)
     t0 = time.perf_counter()
     timing: dict[str, float] = {}
     manifest = _read_manifest(model_dir)
@@ -322,12 +354,6 @@ def audit_privacy(
 
     t = time.perf_counter()
     rng = random.Random(cfg.seed)
-    train_docs = [d for d in _docs(train) if d.text.strip()]
-    holdout_docs = [d for d in _docs(holdout) if d.text.strip()]
-    overlap = {d.id for d in train_docs} & {d.id for d in holdout_docs}
-    if overlap:
-        raise ConfigError(f"{len(overlap)} document id(s) are in both the training and the held-out documents "
-                          f"(e.g. {sorted(overlap)[0]!r}); the held-out set must be disjoint")
     loaded: list = []
 
     def load_reference():
@@ -341,6 +367,7 @@ def audit_privacy(
     members = _sample(train_docs, cfg.max_documents, rng)
     nonmembers = _sample(holdout_docs, cfg.max_documents, rng)
     report["data"] = {"train_documents": len(train_docs), "holdout_documents": len(holdout_docs),
+                      "holdout_documents_left_out_as_training_texts": shared_texts,
                       "members_scored": len(members), "nonmembers_scored": len(nonmembers)}
     if members and nonmembers:
         say(f"membership inference on {len(members)} training and {len(nonmembers)} held-out documents")
@@ -424,10 +451,12 @@ def audit_privacy(
     if out_dir is not None:
         from domainfm.manifest import write_manifest
 
+        from domainfm.corpus.io import write_text_atomic
+
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "report.json").write_text(text_json + "\n", encoding="utf-8")
-        (out / "summary.md").write_text(summary, encoding="utf-8")
+        write_text_atomic(out / "report.json", text_json + "\n")
+        write_text_atomic(out / "summary.md", summary)
         inputs = [p for p in (train, holdout, vault, planted) if isinstance(p, (str, Path))]
         write_manifest(out, stage="audit-privacy", config=cfg, inputs=inputs,
                        outputs=[out / "report.json", out / "summary.md"],
