@@ -518,18 +518,9 @@ def predict_command(
     ner_decoding: Optional[str] = typer.Option(None, help=NER_DECODING_HELP),
 ):
     """Predict documents: 'pred' (label or labels, per-class scores) or 'pred_spans'."""
-    from domainfm.corpus import read_documents
-    from domainfm.corpus.io import OutputLock, JsonlWriter, check_output_path
-    from domainfm.inference import load_task_model, predict
+    from domainfm.inference.files import predict_file
 
-    check_output_path(out, inputs=[src, model])
-    with OutputLock(out):
-        records = predict(load_task_model(model, ner_decoding=ner_decoding), read_documents(src),
-                          batch_size=batch_size)
-        with JsonlWriter(out) as writer:
-            for record in records:
-                writer.write_obj(record)
-    _console().print(f"predicted {len(records)} documents -> {out}")
+    _print_result(_console(), predict_file(model, src, out, batch_size=batch_size, ner_decoding=ner_decoding))
 
 
 @app.command("evaluate")

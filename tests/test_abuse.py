@@ -147,6 +147,7 @@ def test_hostile_jsonl_through_every_command(parts, cli, tiny_model_dir, tiny_cl
             "deid": (["deid", src, "-o", tmp / "deid.jsonl", "--seed", "1", "--vault", tmp / "v.db"],
                      tmp / "deid.jsonl", True),
             "chunk": (["chunk", src, "-o", tmp / "ch.jsonl", *tok], tmp / "ch.jsonl", False),
+            "predict": (["predict", tiny_classifier, src, "-o", tmp / "pred.jsonl"], tmp / "pred.jsonl", True),
             "label": (["label", "--labeled", tmp / "seeds.jsonl", "--pool", src, "-o", tmp / "lab.jsonl",
                        "--model", tiny_model_dir, "--lsa-dims", "0"], tmp / "lab.jsonl", True),
         }
@@ -162,7 +163,6 @@ def test_hostile_jsonl_through_every_command(parts, cli, tiny_model_dir, tiny_cl
             assert back.exit_code == 0, back.output
         strict = {
             "summary": ["summary", src],
-            "predict": ["predict", tiny_classifier, src, "-o", tmp / "pred.jsonl"],
             "evaluate": ["evaluate", tiny_classifier, src, "-o", tmp / "eval.json"],
             "audit": ["audit", tiny_classifier, src, "-o", tmp / "audit", "--group-by", "meta.sex",
                       "--bootstrap", "10", "--counterfactuals", "", "--min-group-size", "1"],
@@ -171,8 +171,6 @@ def test_hostile_jsonl_through_every_command(parts, cli, tiny_model_dir, tiny_cl
         for name, args in strict.items():
             result = cli(*args)
             _check_clean(result, tmp, name)
-            if result.exit_code == 2:  # refused: nothing half-written
-                assert not (tmp / "pred.jsonl").exists() or name != "predict"
 
 
 csv_cells = st.one_of(st.sampled_from(NASTY_TEXTS[:9] + ["", "a,b", 'quote " inside', "multi\nline", "s1"]),
@@ -251,7 +249,7 @@ def test_an_internal_error_rejects_the_record_with_its_location_and_raw_record(t
 def test_predict_on_an_empty_file_writes_an_empty_output(cli, tmp_path, tiny_classifier):
     (tmp_path / "empty.jsonl").write_text("")
     result = cli("predict", tiny_classifier, tmp_path / "empty.jsonl", "-o", tmp_path / "pred.jsonl")
-    assert result.exit_code == 0 and "predicted 0 documents" in result.output, result.output
+    assert result.exit_code == 0 and "read 0 = written 0 + rejected 0" in result.output, result.output
     assert (tmp_path / "pred.jsonl").read_text() == ""
 
 

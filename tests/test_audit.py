@@ -381,3 +381,8 @@ def test_truncating_model_explains_only_what_it_sees(tiny_classifier):
     last = ex.tokens[-1][1]
     assert last < len(text) and not ex.char_values[last:].any()
     assert "".join(s["text"] for s in highlight_segments(ex, text, 0)) == text
+
+
+def test_age_bands_leave_impossible_ages_unknown():
+    assert [age_band(a) for a in (0, 17.9, "42", 80, 124)] == ["0-17", "0-17", "40-64", "80+", "80+"]
+    assert {age_band(a) for a in (-3, 125, 200, True, None, "n/a", float("nan"))} == {"unknown"}

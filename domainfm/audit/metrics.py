@@ -30,13 +30,20 @@ from domainfm.audit.config import AGE_BANDS, UNKNOWN
 # Groups
 
 
+# no one has lived to 125: an age beyond it is a data error, not the oldest band
+MAX_AGE = 125
+
+
 def age_band(age: Any) -> str:
-    """``meta.age`` -> one of :data:`AGE_BANDS` (``unknown`` if missing or not a number)."""
+    """``meta.age`` -> one of :data:`AGE_BANDS` (``unknown`` if missing, not a number, or not a
+    human age: a flag such as ``true``, an age of 125 or more)."""
+    if isinstance(age, bool):
+        return UNKNOWN
     try:
         value = float(age)
     except (TypeError, ValueError):
         return UNKNOWN
-    if value != value:  # NaN
+    if value != value or value >= MAX_AGE:  # NaN, or a typo that would fill the oldest band
         return UNKNOWN
     for name, lo, hi in AGE_BANDS:
         if lo <= value < hi:

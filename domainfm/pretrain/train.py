@@ -181,7 +181,9 @@ def _pretrain(config: PretrainConfig, out_dir: str | os.PathLike, *, resume: boo
     emit("info", message=(f"{corpus.stats['train_documents']} train / {corpus.stats['eval_documents']} held-out "
                           f"documents ({corpus.stats['split_key']} groups: {corpus.stats['train_groups']} / "
                           f"{corpus.stats['eval_groups']}); {len(corpus.train)} train sequences of "
-                          f"{cfg.masking.seq_len} tokens"))
+                          f"{cfg.masking.seq_len} tokens"
+                          + (f"; {corpus.stats['empty_documents']} documents without text left out"
+                             if corpus.stats.get("empty_documents") else "")))
     if corpus.canaries:  # how many only: the canaries themselves go to the manifest alone
         emit("info", message=f"{len(corpus.canaries)} canaries inserted {corpus.stats['canary_insertions']} times "
                              "(recorded in the output manifest)")
@@ -294,8 +296,9 @@ def _pretrain(config: PretrainConfig, out_dir: str | os.PathLike, *, resume: boo
         outputs = [p for p in sorted(out.iterdir()) if p.is_file() and p.name != "manifest.json"]
         manifest = write_manifest(
             out, stage="pretrain", config=cfg, inputs=cfg.data.paths, outputs=outputs,
+            # documents = train + eval + empty (left out): the manifest's counts reconcile
             counts={k: corpus.stats[k] for k in ("documents", "train_documents", "eval_documents",
-                                                  "train_sequences", "eval_sequences")},
+                                                  "empty_documents", "train_sequences", "eval_sequences")},
             extra={
                 "seed": cfg.train.seed,
                 "objective": loaded.objective,
