@@ -342,6 +342,11 @@ def test_an_os_error_while_reading_names_the_source_not_an_output(tmp_path, monk
         raise PermissionError(13, "Permission denied", str(src / "note.txt"))
 
     monkeypatch.setitem(IMPORTERS, "fake", Importer("fake", "test reader", _NoOptions, read))
+    src = tmp_path / "notes"
+    src.mkdir()
     with pytest.raises(CorpusError, match=r"note\.txt: cannot read \(Permission denied\)") as err:
-        import_corpus("fake", tmp_path, tmp_path / "out.jsonl")
+        import_corpus("fake", src, tmp_path / "out.jsonl")
     assert "rejects" not in str(err.value) and not (tmp_path / "out.jsonl").exists()
+    # an output inside the folder being read would be read back by the next import of it
+    with pytest.raises(CorpusError, match="would be written inside the input folder notes/"):
+        import_corpus("fake", src, src / "out.jsonl")
