@@ -180,6 +180,20 @@ def quiet_hf_loading(what: str):
             raise ModelResolutionError(f"cannot load {what}: {first}") from None
 
 
+def check_tokenizer_fits(tokenizer, model, what: str) -> None:
+    """A model folder whose tokenizer files are gone still loads a tokenizer (from its config:
+    special tokens only), which reads every word as [UNK]: the model then gives every text the
+    same answer. A tokenizer with far fewer entries than the model's vocabulary is refused.
+
+    Raises:
+        ModelResolutionError: naming ``what`` and both sizes.
+    """
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+    if isinstance(vocab, int) and vocab > 0 and len(tokenizer) < vocab // 2:
+        raise ModelResolutionError(f"cannot load {what}: its tokenizer has {len(tokenizer)} entries for a model of "
+                                   f"{vocab} (tokenizer.json or vocab.txt is missing or damaged)")
+
+
 def _weight_file_errors() -> tuple[type[BaseException], ...]:
     """safetensors' error for a cut or damaged weights file (not an OSError)."""
     try:

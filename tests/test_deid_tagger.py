@@ -191,6 +191,20 @@ def test_shipped_maps_and_tag_parsing():
         parse_label_map_option("STAFF=DOCTOR,MISC")
 
 
+def test_a_label_map_file_that_is_not_utf8_and_a_model_without_its_vocabulary_are_errors(tmp_path, scheme_models):
+    import shutil
+
+    (tmp_path / "map.yaml").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ConfigError, match=r"--ner-label-map: cannot read .*map.yaml: not UTF-8 text"):
+        parse_label_map_option(str(tmp_path / "map.yaml"))
+    bare = tmp_path / "bare"
+    shutil.copytree(scheme_models["io"], bare)
+    for name in ("tokenizer.json", "vocab.txt"):
+        (bare / name).unlink(missing_ok=True)
+    with pytest.raises(ModelResolutionError, match="tokenizer has \\d+ entries for a model of \\d+"):
+        LearnedPhiTagger(str(bare))
+
+
 def test_model_sources(tmp_path, scheme_models, monkeypatch):
     assert model_kind(scheme_models["io"]) == "hf-folder"
     assert model_kind("some-org/deid-tagger") == "hub"  # checked when loaded, not when configured

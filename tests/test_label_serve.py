@@ -108,11 +108,31 @@ def test_malformed_requests_get_a_clear_400_and_a_bug_a_500_that_quotes_nothing(
         ("/train", b'{"annotations": "x"}', "'annotations' must be a list"),
         ("/train", b'{"annotations": [{"task": "x"}]}', "'data' object"),
         ("/setup", b'{"schema": 5}', "'schema' must be the project's labeling config"),
+        ("/predict", b'{"tasks": {}}', "'tasks' must be a list"),  # an empty object once passed as no tasks
+        ("/predict", b'{"tasks": null}', "'tasks' must be a list"),
+        ("/predict", b'{"tasks": [{"data": {"text": "a \\ud800 b"}}]}', "unpaired UTF-16 surrogate"),  # was a 500
+        ("/webhook", b'{"action": "ANNOTATION_CREATED", "task": {"data": {}}}', "data.text must be a string"),
     ]
     try:
         for route, raw, says in cases:
             status, body = _post_raw(base + route, raw)
             assert status == 400 and says in body["error"], (route, raw, status, body)
+
+        # a Content-Length alone must not make the server allocate it
+        with socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=10) as sock:
+            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 99999999999\r\n\r\n{")
+            reply = b""
+            while b"at most" not in reply:  # headers and body may come in separate packets
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 413") and b"the backend takes at most" in reply
+        req = urllib.request.Request(base + "/predict", data=b"{}", method="PUT")
+        with pytest.raises(urllib.error.HTTPError) as put:
+            urllib.request.urlopen(req, timeout=10)
+        assert put.value.code == 405 and "not allowed" in json.loads(put.value.read())["error"]
 
         def broken():
             raise KeyError("Ann Lee, 12 Elm St")  # a bug whose message quotes a note
@@ -126,6 +146,35 @@ def test_malformed_requests_get_a_clear_400_and_a_bug_a_500_that_quotes_nothing(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_each_task_gets_its_own_spans_and_a_refused_batch_stores_nothing(tmp_path):
+    _pool(tmp_path, deid_manifest=True)
+    backend = Backend(tmp_path)
+    region = {"type": "labels", "from_name": "label", "to_name": "text",
+              "value": {"start": 17, "end": 25, "text": NOTES[0][17:25], "labels": ["DISEASE"]}}
+    backend.add_annotation({"task": {"id": 1, "data": {"text": NOTES[0]}}, "annotation": {"result": [region]}})
+    trained = backend.model_version
+    # two tasks under one id (or none): each result is its own task's, on its own text
+    results = backend.predict([{"id": 5, "data": {"text": NOTES[2]}}, {"id": 5, "data": {"text": NOTES[1]}},
+                               {"data": {"text": NOTES[0]}}])
+    for result, text in zip(results, (NOTES[2], NOTES[1], NOTES[0])):
+        assert all(r["value"]["text"] == text[r["value"]["start"]:r["value"]["end"]] for r in result["result"])
+    # one refused annotation in a batch: none of it is stored, the model is not retrained
+    before = (tmp_path / "annotations.jsonl").read_text()
+    with pytest.raises(PermissionError, match="annotation 2: annotated task's text is not in the de-identified pool"):
+        backend.add_annotations([{"task": {"id": 2, "data": {"text": NOTES[1]}}, "annotation": {"result": []}},
+                                 {"task": {"id": 9, "data": {"text": "Ann Lee, not in the pool"}},
+                                  "annotation": {"result": []}}])
+    assert (tmp_path / "annotations.jsonl").read_text() == before and backend.model_version == trained
+    assert json.loads((tmp_path / "backend.json").read_text())["refused_requests"] == 1  # saved at once
+
+
+def test_a_hand_written_deid_manifest_without_hashes_vouches_for_nothing(tmp_path):
+    _pool(tmp_path, deid_manifest=False)
+    (tmp_path / "pool.manifest.json").write_text(json.dumps({"stage": "deid"}))
+    with pytest.raises(ConfigError, match="records no output hash, so nothing ties it to this file"):
+        Backend(tmp_path)
 
 
 def test_parse_schema():

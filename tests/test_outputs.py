@@ -461,5 +461,5 @@ def test_a_damaged_model_folder_is_an_error_line_not_a_traceback_or_garbage(cli,
     for name in ("tokenizer.json", "vocab.txt"):
         (no_tokenizer / name).unlink(missing_ok=True)
     result = cli("predict", no_tokenizer, src, "-o", tmp_path / "p.jsonl")
-    assert result.exit_code == 2 and "tokenizer.json or vocab.txt is missing or damaged" in result.output
+    assert result.exit_code == 2 and "tokenizer.json or vocab.txt is missing or damaged" in result.output, result.output
     assert not (tmp_path / "p.jsonl").exists()

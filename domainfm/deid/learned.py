@@ -112,13 +112,14 @@ class _HFTagger:
     def __init__(self, source: str, device: str, hub: dict[str, Any] | None = None):
         from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-        from domainfm.models import quiet_hf_loading
+        from domainfm.models import check_tokenizer_fits, quiet_hf_loading
 
         with quiet_hf_loading(f"the token-classification model {source!r}"):
             self.tokenizer = AutoTokenizer.from_pretrained(source, **(hub or {}))
             self.model = AutoModelForTokenClassification.from_pretrained(source, **(hub or {}))
         if not getattr(self.tokenizer, "is_fast", False):
             raise ModelResolutionError(f"{source!r} has no fast tokenizer (tokenizer.json): word offsets need one")
+        check_tokenizer_fits(self.tokenizer, self.model, f"the token-classification model {source!r}")
         config = self.model.config
         self.tags = [str(config.id2label[i]) for i in range(len(config.id2label))]
         limits = [512, int(getattr(config, "max_position_embeddings", 512) or 512) - 2]

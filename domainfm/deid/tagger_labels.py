@@ -177,6 +177,9 @@ def parse_label_map_option(value: str) -> str | dict[str, str | None]:
 
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"--ner-label-map: cannot read {path}: not UTF-8 text (bad byte at position "
+                              f"{exc.start})") from None
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError(f"--ner-label-map: cannot read {path}: {str(exc).splitlines()[0][:160]}") from None
         if not isinstance(data, dict):

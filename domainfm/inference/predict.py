@@ -44,7 +44,7 @@ from domainfm.finetune.data import (
 )
 from domainfm.metrics import classification_metrics, entity_metrics, multilabel_metrics, sigmoid, softmax
 from domainfm.inference.pooling import apply_pooling
-from domainfm.models import quiet_hf_loading, quiet_peft_wrap
+from domainfm.models import check_tokenizer_fits, quiet_hf_loading, quiet_peft_wrap
 
 TASK_FILE = "domainfm_task.json"
 ADAPTER_DIR = "adapter"
@@ -155,16 +155,6 @@ def read_task_info(model_dir: str | os.PathLike, task: str | None = None) -> dic
     return info
 
 
-def _check_tokenizer(tokenizer, model, folder: Path) -> None:
-    """A model folder whose tokenizer files are gone still loads a tokenizer (from its config:
-    special tokens only), which reads every word as [UNK] and predicts the same for every
-    document. A tokenizer with far fewer entries than the model's vocabulary is refused."""
-    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
-    if isinstance(vocab, int) and vocab > 0 and len(tokenizer) < vocab // 2:
-        raise _damaged(folder, f"its tokenizer has {len(tokenizer)} entries for a model of {vocab} "
-                               "(tokenizer.json or vocab.txt is missing or damaged)")
-
-
 def _damaged(path: Path, what: str) -> ConfigError:
     return ConfigError(f"{path}: {what}; this file is written by 'domainfm finetune' with the model: restore it "
                        "or fine-tune again")
@@ -252,7 +242,7 @@ def load_task_model(model_dir: str | os.PathLike, *, task: str | None = None, de
                                         "missing")
             with quiet_peft_wrap():
                 model = PeftModel.from_pretrained(base_model, adapter)
-    _check_tokenizer(tokenizer, model, folder)
+    check_tokenizer_fits(tokenizer, model, f"the model in {folder}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).eval()
     return TaskModel(model, tokenizer, info["task"], label_map, max_length, long_documents,

@@ -168,19 +168,21 @@ class Backend:
                 text = data.get(self.text_key) if isinstance(data, dict) else None
                 if not isinstance(text, str):
                     raise RecordError(f"task {i + 1}: data.{self.text_key} must be a string")
+                Document(f"task-{i}", text).validate(location=f"task {i + 1}")  # e.g. an unpaired surrogate
                 if not self.check_text(text):
                     self.refused += 1
                     self._save_state()
                     raise PermissionError(f"task {i + 1}: its text is not in the de-identified pool of this project; "
                                           "refusing to serve it (run 'domainfm deid' and import that output)")
-                docs.append(Document(str(task.get("id", i)), text))
+                # numbered by position: two tasks with one id (or none) must not swap their spans
+                docs.append(Document(f"task-{i}", text))
                 slots.append(i)
             if self.model is None:
                 return [{"result": [], "score": 0.0, "model_version": self.model_version} for _ in tasks]
             out = predict_spans(self.model, docs, self.config, seeds=self.seeds)
-            by_id = {d.id: (spans, score) for d, spans, score in zip(out.docs, out.spans, out.scores)}
+            by_slot = {d.id: (spans, score) for d, spans, score in zip(out.docs, out.spans, out.scores)}
             for doc in docs:
-                spans, score = by_id.get(doc.id, ([], 0.0))
+                spans, score = by_slot.get(doc.id, ([], 0.0))
                 results.append({"result": span_regions(doc, spans, from_name=self.from_name, to_name=self.to_name),
                                 "score": round(float(score), 4), "model_version": self.model_version})
             return results
@@ -199,28 +201,46 @@ class Backend:
 
     def add_annotation(self, payload: dict) -> dict[str, Any]:
         """Import one webhook/``/train`` payload's annotation and retrain."""
-        from domainfm.corpus.importers.labelstudio import LabelStudioOptions, task_to_document
+        return self.add_annotations([payload])
 
-        task, annotation = payload.get("task"), payload.get("annotation")
-        if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
-            raise RecordError(f"the annotated task must be an object with a 'data' object holding data.{self.text_key}")
-        if annotation is not None and not isinstance(annotation, dict):
-            raise RecordError("'annotation' must be an object (Label Studio's annotation with its 'result' list)")
-        task = dict(task)
-        if annotation is not None:
-            task["annotations"] = [annotation]
-        if not self.check_text(str(task["data"].get(self.text_key, ""))):
-            self.refused += 1
-            raise PermissionError("annotated task's text is not in the de-identified pool of this project")
-        doc = task_to_document(task, LabelStudioOptions(text_key=self.text_key), location="webhook")
+    def add_annotations(self, payloads: list[dict]) -> dict[str, Any]:
+        """Import webhook/``/train`` annotations and retrain once. Every one is checked first: a
+        batch with one refused or malformed annotation stores none of them."""
+        docs = [self._annotated_document(p, i, len(payloads)) for i, p in enumerate(payloads)]
+        if not docs:
+            return self.retrain()
         with self.lock:
-            self.annotated[doc.id] = doc
+            for doc in docs:
+                self.annotated[doc.id] = doc
             tmp = self.annotations_path.with_suffix(".jsonl.tmp")
             with open(tmp, "w", encoding="utf-8") as fh:
                 for d in self.annotated.values():
                     fh.write(json.dumps(d.to_dict(), ensure_ascii=False) + "\n")
             tmp.replace(self.annotations_path)
         return self.retrain()
+
+    def _annotated_document(self, payload: dict, index: int, n: int) -> Document:
+        from domainfm.corpus.importers.labelstudio import LabelStudioOptions, task_to_document
+
+        which = f"annotation {index + 1}: " if n > 1 else ""
+        task, annotation = payload.get("task"), payload.get("annotation")
+        if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
+            raise RecordError(f"{which}the annotated task must be an object with a 'data' object holding "
+                              f"data.{self.text_key}")
+        if not isinstance(task["data"].get(self.text_key), str):
+            raise RecordError(f"{which}data.{self.text_key} must be a string (the annotated text)")
+        if annotation is not None and not isinstance(annotation, dict):
+            raise RecordError(f"{which}'annotation' must be an object (Label Studio's annotation with its 'result' "
+                              "list)")
+        task = dict(task)
+        if annotation is not None:
+            task["annotations"] = [annotation]
+        if not self.check_text(task["data"][self.text_key]):
+            with self.lock:
+                self.refused += 1
+                self._save_state()  # the count of refusals survives a restart
+            raise PermissionError(f"{which}annotated task's text is not in the de-identified pool of this project")
+        return task_to_document(task, LabelStudioOptions(text_key=self.text_key), location="webhook")
 
     def setup(self, payload: dict) -> dict[str, Any]:
         schema = payload.get("schema") or payload.get("label_config")
@@ -267,6 +287,9 @@ def make_handler(backend: Backend):
             n = int(self.headers.get("Content-Length") or 0)
             if n < 0:  # read(-1) would wait for the client to close the connection
                 raise RecordError("Content-Length must not be negative")
+            if n > MAX_BODY_BYTES:  # checked before reading: the header alone must not allocate gigabytes
+                raise BodyTooLarge(f"the request body is {n} bytes; the backend takes at most {MAX_BODY_BYTES} "
+                                   "(send fewer tasks per request)")
             raw = self.rfile.read(n) if n else b"{}"
             try:
                 body = json.loads(raw or b"{}")
@@ -300,7 +323,7 @@ def make_handler(backend: Backend):
                 if route == "/setup":
                     self._send(200, backend.setup(body))
                 elif route == "/predict":
-                    tasks = body.get("tasks") or []
+                    tasks = body.get("tasks", [])
                     if not isinstance(tasks, list):
                         raise RecordError("'tasks' must be a list of Label Studio tasks")
                     self._send(200, {"results": backend.predict(tasks), "model_version": backend.model_version})
@@ -313,15 +336,18 @@ def make_handler(backend: Backend):
                     else:
                         self._send(200, {"status": "ignored", "action": action})
                 elif route == "/train":
-                    annotations = body.get("annotations") or []
+                    annotations = body.get("annotations", [])
                     if not isinstance(annotations, list) or not all(isinstance(a, dict) for a in annotations):
                         raise RecordError("'annotations' must be a list of annotation objects, each with its 'task'")
-                    results = [backend.add_annotation({"task": a.get("task"), "annotation": a}) for a in annotations]
-                    self._send(201, results[-1] if results else backend.retrain())
+                    self._send(201, backend.add_annotations([{"task": a.get("task"), "annotation": a}
+                                                             for a in annotations]))
                 elif route == "/rank":
                     self._send(200, {"order": backend.rank()})
                 else:
                     self._send(404, {"error": "unknown route"})
+            except BodyTooLarge as exc:
+                self.close_connection = True  # the unread body must not be taken for the next request
+                self._send(413, {"error": str(exc)})
             except PermissionError as exc:
                 self._send(403, {"error": str(exc)})
             except (DomainFMError, ValueError) as exc:
@@ -329,7 +355,21 @@ def make_handler(backend: Backend):
             except Exception as exc:  # noqa: BLE001 - answer the request instead of dropping it
                 self._internal_error(route, exc)
 
+        def _not_allowed(self):
+            self.close_connection = True  # a body we do not read must not be taken for the next request
+            self._send(405, {"error": f"method {self.command} is not allowed; the backend's routes take GET and POST"})
+
+        do_PUT = do_DELETE = do_PATCH = _not_allowed
+
     return Handler
+
+
+# Label Studio sends tasks in pages; 64 MB holds thousands of long notes (a request beyond it is refused)
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+class BodyTooLarge(RecordError):
+    """A request whose Content-Length exceeds :data:`MAX_BODY_BYTES` (HTTP 413)."""
 
 
 def serve(backend: Backend, host: str = "127.0.0.1", port: int = 9090) -> ThreadingHTTPServer:

@@ -50,9 +50,9 @@ def check_deidentified(paths: Iterable[str | os.PathLike]) -> list[InputProvenan
 
     A file passes when the manifest beside it (``x.jsonl`` -> ``x.manifest.json``) has
     ``"stage": "deid"``, or ``"stage": "chunk"`` and every input listed in that manifest passes
-    in turn. When the manifest records hashes of its outputs, the file must match one of them
-    (an edited file, or another file the manifest was copied beside, is not what
-    de-identification wrote).
+    in turn. The file must match one of the output hashes the manifest records (an edited file,
+    another file the manifest was copied beside, or a hand-written manifest without hashes is not
+    what de-identification wrote).
     """
     return [_trace(Path(p), depth=0) for p in paths]
 
@@ -73,6 +73,11 @@ def _trace(path: Path, depth: int) -> InputProvenance:
         return InputProvenance(str(path), False, f"{manifest_file.name} is not a JSON object")
     stage = manifest.get("stage")
     hashed = [o for o in manifest.get("outputs") or [] if isinstance(o, dict) and o.get("sha256")]
+    if not hashed and path.is_file() and stage in ("deid", "chunk"):
+        # every manifest domainfm writes hashes its outputs: one without them ties nothing to this
+        # file, and anyone can write '{"stage": "deid"}' beside raw text
+        return InputProvenance(str(path), False, f"{manifest_file.name} records no output hash, so nothing ties it "
+                                                 "to this file")
     if hashed and path.is_file():
         # By content, not by name: a manifest copied beside another file (or beside an edited
         # one) vouches for nothing the stage did not write.
