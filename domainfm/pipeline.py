@@ -255,14 +255,14 @@ def pipeline_from_dict(data: Mapping[str, Any]) -> PipelineConfig:
 WRITTEN_PATHS = {"deid": ("vault",)}
 
 
-def _named_paths(config: Any, written: tuple[str, ...], key: str = "") -> list[Path]:
+def _named_paths(config: Any, written: tuple[str, ...]) -> list[Path]:
     """Existing files and folders a stage's resolved config names (a tokenizer folder, a model, an
-    evaluation file): hashed with its inputs, so an edited one re-runs the stage."""
+    evaluation file): hashed with its inputs, so an edited one re-runs the stage. ``written``:
+    top-level keys naming what the stage writes."""
     if isinstance(config, Mapping):
-        return [p for k, v in config.items() if k not in written
-                for p in _named_paths(v, written, f"{key}.{k}" if key else str(k))]
+        return [p for k, v in config.items() if k not in written for p in _named_paths(v, ())]
     if isinstance(config, (list, tuple)):
-        return [p for v in config for p in _named_paths(v, written, key)]
+        return [p for v in config for p in _named_paths(v, ())]
     if isinstance(config, str) and config.strip() not in ("", ".", "..") and "\n" not in config:
         try:
             path = Path(config)
