@@ -18,6 +18,7 @@ from typing import IO, Any, Iterable, Iterator
 
 from domainfm.corpus.document import Document
 from domainfm.errors import CorpusError, OutputError, RecordError
+from domainfm.manifest import manifest_path_for
 
 
 @dataclass(slots=True)
@@ -124,8 +125,6 @@ def check_output_path(path: str | os.PathLike, *, inputs: Iterable[str | os.Path
         OutputError: the output is an input, an existing folder (file outputs), an existing file
             (folder outputs), or its folder cannot be created.
     """
-    from domainfm.manifest import manifest_path_for
-
     path = Path(path)
     sources = {Path(src).resolve() for src in inputs}
     resolved = path.resolve()
@@ -270,8 +269,6 @@ def remove_stale_temps(path: str | os.PathLike) -> int:
     its manifest's; inside it too when it is a folder); returns how many were removed.
 
     A temporary file is ``<name>.<pid>.<random>.tmp``; one whose process still runs is kept."""
-    from domainfm.manifest import manifest_path_for
-
     path = Path(path)
     manifest = manifest_path_for(path)  # inside a folder output, found by the folder's glob below
     names = {path.name, rejects_path_for(path).name} | ({manifest.name} if manifest.parent == path.parent else set())

@@ -191,6 +191,13 @@ def detect_parallel(docs: Iterable[Document], config: DeidConfig) -> Iterator[tu
         yield from drain(0)
 
 
+def check_vault_path(vault: str | os.PathLike | None, in_path: Path, out_path: Path) -> None:
+    """A ``--vault`` is neither the input nor a file the run writes: one named like the output, its
+    manifest or its reject file would be overwritten (or deleted, a reject file with no rejects)."""
+    if vault is not None:
+        check_output_path(vault, inputs=[in_path, out_path, rejects_path_for(out_path), manifest_path_for(out_path)])
+
+
 def deidentify_file(
     in_path: str | os.PathLike,
     out_path: str | os.PathLike,
@@ -209,10 +216,7 @@ def deidentify_file(
     reject_file = rejects_path_for(out_path)
     check_output_path(out_path, inputs=[in_path])
     check_output_path(reject_file, inputs=[in_path])
-    if config.vault is not None:
-        # nor the files this run writes: a vault named like the output's manifest or reject file would be
-        # overwritten by it
-        check_output_path(config.vault, inputs=[in_path, out_path, reject_file, manifest_path_for(out_path)])
+    check_vault_path(config.vault, in_path, out_path)
     secret, key_source = surrogate_secret(config, seed)
     with ExitStack() as stack:
         stack.enter_context(OutputLock(out_path))

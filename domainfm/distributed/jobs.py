@@ -22,7 +22,7 @@ from domainfm.corpus.io import (Counts, CountingRejects, JsonlWriter, OutputLock
                                 check_output_path, rejects_path_for)
 from domainfm.distributed.core import DOCUMENT, RECORD, REJECT, DeidJob, input_rows, record_from_columns
 from domainfm.errors import ConfigError, RecordError
-from domainfm.manifest import manifest_path_for, write_manifest
+from domainfm.manifest import write_manifest
 
 _STAGE_ROWS = 20_000
 
@@ -204,16 +204,13 @@ def run_deid(in_path: str | os.PathLike, out_path: str | os.PathLike, config, en
              seed: int | None = None, on_stage: Callable[[str], None] | None = None):
     """``domainfm deid --engine spark|ray``: what :func:`~domainfm.deid.runner.deidentify_file`
     returns, computed by ``engine``."""
-    from domainfm.deid.runner import DeidResult, surrogate_secret
+    from domainfm.deid.runner import DeidResult, check_vault_path, surrogate_secret
 
     in_path, out_path = Path(in_path), Path(out_path)
     reject_file = rejects_path_for(out_path)
     check_output_path(out_path, inputs=[in_path], folder=out_path.suffix == ".parquet")
     check_output_path(reject_file, inputs=[in_path])
-    if config.vault is not None:
-        # nor the files this run writes: a vault named like the output's manifest or reject file would be
-        # overwritten by it
-        check_output_path(config.vault, inputs=[in_path, out_path, reject_file, manifest_path_for(out_path)])
+    check_vault_path(config.vault, in_path, out_path)
     secret, key_source = surrogate_secret(config, seed)
     stage = on_stage or (lambda message: None)
     counts, first = Counts(), []
