@@ -117,29 +117,58 @@ def test_partition_rejects_name_the_record_and_keep_it(tmp_path):
         "[NAME]" in json.loads(next(r for r in out if r["kind"] == RECORD)["payload"])["text"]
 
 
-def test_the_driver_rejects_an_id_the_vault_holds_for_another_text(tmp_path, vault_key):
-    """Workers write to staging vaults that cannot see the job's vault, so the driver checks it,
-    as one process would (test_deid_vault: the first document of an id stays restorable)."""
-    from domainfm.corpus.io import Counts, CountingRejects
-    from domainfm.deid.vault import Vault
-    from domainfm.distributed.jobs import stage_input
-
+def _later_batch(tmp_path) -> Path:
+    """A vault that holds ``n1`` for one text, and a later batch that sends ``n1`` with another."""
     first = tmp_path / "first.jsonl"
     first.write_text(json.dumps({"id": "n1", "text": "Seen by Dr. Quill on 3/4."}) + "\n")
     deidentify_file(first, tmp_path / "first.out.jsonl", DeidConfig(vault=str(tmp_path / "v.db")))
     later = tmp_path / "later.jsonl"
     later.write_text(json.dumps({"id": "n1", "text": "Another note, by Dr. Farrow."}) + "\n"
                      + json.dumps({"id": "n1x", "text": "A third."}) + "\n"
-                     + json.dumps({"id": "n1", "text": "Seen by Dr. Quill on 3/4."}).replace("n1", "n2") + "\n")
-    class Kept(list):
-        write = list.append
+                     + json.dumps({"id": "n2", "text": "Seen by Dr. Quill on 3/4."}) + "\n")
+    return later
 
-    counts, rejects, first_rejects = Counts(), Kept(), []
-    with Vault(tmp_path / "v.db", vault_key) as vault:
-        sent = stage_input(later, tmp_path / "staged", CountingRejects(rejects, counts, first_rejects), vault)
-    assert sent == 2 and counts.read == 1 and counts.rejected == 1
+
+class _Kept(list):
+    write = list.append
+
+
+def _check_the_held_id_was_rejected(counts, rejects) -> None:
+    assert counts.read == 1 and counts.rejected == 1
     assert rejects[0].record_id == "n1" and "already holds another document" in rejects[0].reason
     assert rejects[0].location == "later.jsonl:1" and "Farrow" not in rejects[0].reason
+
+
+def test_the_driver_rejects_an_id_the_vault_holds_for_another_text(tmp_path, vault_key):
+    """Workers write to staging vaults that cannot see the job's vault, so the driver checks it,
+    as one process would (test_deid_vault: the first document of an id stays restorable). The
+    engine-neutral check runs here; the slow tier runs it through ``stage_input`` (needs pyarrow)."""
+    from domainfm.corpus.io import Counts, CountingRejects, read_located_documents
+    from domainfm.deid.vault import Vault
+    from domainfm.distributed.jobs import _not_held_for_another_text
+
+    later = _later_batch(tmp_path)
+    counts, rejects = Counts(), _Kept()
+    sink = CountingRejects(rejects, counts, [])
+    with Vault(tmp_path / "v.db", vault_key) as vault:
+        kept = [doc.id for _, doc in _not_held_for_another_text(read_located_documents(later, rejects=sink), vault, sink)]
+    assert kept == ["n1x", "n2"]
+    _check_the_held_id_was_rejected(counts, rejects)
+
+
+@pytest.mark.slow
+def test_stage_input_applies_the_vault_check(tmp_path, vault_key):
+    pytest.importorskip("pyarrow", reason="pip install 'domainfm[spark]' (.ci/run installs it)")
+    from domainfm.corpus.io import Counts, CountingRejects
+    from domainfm.deid.vault import Vault
+    from domainfm.distributed.jobs import stage_input
+
+    later = _later_batch(tmp_path)
+    counts, rejects = Counts(), _Kept()
+    with Vault(tmp_path / "v.db", vault_key) as vault:
+        sent = stage_input(later, tmp_path / "staged", CountingRejects(rejects, counts, []), vault)
+    assert sent == 2
+    _check_the_held_id_was_rejected(counts, rejects)
 
 
 def test_chunk_partitions_give_the_chunk_file(tmp_path, notes):
