@@ -171,6 +171,18 @@ def test_multilabel_check_suggests_adding_or_removing_a_label():
     assert [(f.index, f.given, f.suggested) for f in flags] == [(0, "+y", "-y")]
 
 
+def test_a_given_label_that_is_the_models_first_choice_is_never_flagged():
+    """Per-class thresholds can count a 0.49 for B as confident (B's seeds average 0.3) while A
+    keeps 0.51: the given A is still the model's first choice, so it is no label error."""
+    probs = np.array([[0.95, 0.05]] * 6 + [[0.51, 0.49]] + [[0.7, 0.3]] * 6)
+    given = np.array([0] * 7 + [1] * 6)
+    _, _, confident = confident_joint(probs, given)
+    assert confident[6] == 1  # the confident joint alone counts it off the diagonal
+    flags = find_label_issues(probs, given, ["A", "B"])
+    assert 6 not in {f.index for f in flags}
+    assert all(f.margin > 0 for f in flags)
+
+
 # --------------------------------------------------------------------------------- ranking
 
 def test_rank_mixes_uncertainty_with_diversity():
@@ -328,6 +340,16 @@ def test_multilabel_seeds(seeds_and_pool):
     hits = np.mean([gold[s.doc_id] == s.label for s in result.suggestions])
     assert hits > 0.6
     assert "expected_micro_f1" in result.summary["cross_validation"]
+
+
+def test_a_blank_label_in_labels_is_no_class(seeds_and_pool):
+    """A blank 'label' is no label in single-label mode; a blank entry in 'labels' must not
+    become a class either (it reached the Label Studio config as <Choice value=""/>)."""
+    seeds, pool, _ = seeds_and_pool
+    multi = [Document(id=d.id, text=d.text, labels=[d.label] + ([""] if i < 3 else [])) for i, d in enumerate(seeds)]
+    result = suggest_labels(multi, pool, LabelConfig(**FAST), encoder=FakeEncoder())
+    assert result.multilabel and "" not in result.classes
+    assert result.summary["seeds_skipped"] == {"a blank label in 'labels'": 3}
 
 
 def test_check_labels_finds_planted_errors():
@@ -488,6 +510,40 @@ def test_bad_and_unlabelled_seeds_are_rejected_counted_and_reported(seeds_and_po
     _write_lines(tmp_path / "nolab.jsonl", [json.dumps({"id": "a", "text": "heart"}), "{broken"])
     with pytest.raises(DomainFMError, match="nolab.jsonl: 2 records, 1 invalid, 1 without a label"):
         label_file(tmp_path / "nolab.jsonl", tmp_path / "pool.jsonl", tmp_path / "o2.jsonl", LabelConfig(**FAST))
+
+
+def test_no_output_export_or_config_is_written_over_an_input(seeds_and_pool, tmp_path):
+    """`-o sugg.jsonl --export csv` writes sugg.csv, which may be the seed file; Label Studio's
+    config beside its export, and a --label-descriptions or --dictionary file, are inputs too.
+    Each is refused before any work, and nothing is written."""
+    from domainfm.label.span_config import SpanLabelConfig
+    from domainfm.label.span_runner import label_spans_file
+
+    seeds, pool, _ = seeds_and_pool
+    folder = tmp_path / "ex"
+    folder.mkdir()
+    _write_lines(folder / "sugg.csv", [json.dumps(d.to_dict()) for d in seeds])
+    _write_lines(folder / "sugg.prodigy.jsonl", [json.dumps(d.to_dict()) for d in pool[:5]])
+    _write_lines(folder / "pool.jsonl", [json.dumps(d.to_dict()) for d in pool[:5]])
+    (folder / "desc.json").write_text('{"cardio": "the heart"}')
+    (folder / "terms.txt").write_text("angina\n")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    cases = [
+        lambda: label_file(folder / "sugg.csv", folder / "pool.jsonl", folder / "sugg.jsonl", exports=["csv"]),
+        lambda: label_file(folder / "sugg.csv", folder / "sugg.prodigy.jsonl", folder / "sugg.jsonl", exports=["prodigy"]),
+        lambda: label_file(folder / "sugg.csv", folder / "pool.jsonl", folder / "desc.json",
+                           read_also=[folder / "desc.json"]),
+        lambda: label_file(folder / "sugg.csv", folder / "pool.jsonl", folder / "terms.jsonl", exports=["labelstudio"],
+                           read_also=[folder / "terms.labelstudio.json.config.xml"]),
+        lambda: label_spans_file(folder / "sugg.csv", folder / "pool.jsonl", folder / "terms.txt",
+                                 SpanLabelConfig(dictionaries=(str(folder / "terms.txt"),))),
+    ]
+    for case in cases:
+        with pytest.raises(DomainFMError, match="input"):
+            case()
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    with pytest.raises(ConfigError, match="--check .* none to export"):
+        label_file(folder / "sugg.csv", None, folder / "checked.jsonl", exports=["csv"], check=True)
 
 
 def test_span_seed_records_that_are_invalid_are_rejected_and_counted(tmp_path, monkeypatch):

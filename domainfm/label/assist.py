@@ -127,6 +127,9 @@ def prepare_seeds(labeled: Sequence[Document], cfg: LabelConfig) -> Seeds:
             left_out.append((d, "empty text"))
         elif multilabel and d.labels is None:
             left_out.append((d, "no 'labels' field"))
+        elif multilabel and not all(l.strip() for l in d.labels):
+            # a blank label is no label (as a blank 'label' is in single-label mode), not a class
+            left_out.append((d, "a blank label in 'labels'"))
         elif not multilabel and not d.label:
             left_out.append((d, "no 'label'"))
         else:

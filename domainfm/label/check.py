@@ -62,8 +62,11 @@ def find_label_issues(probs: np.ndarray, given: np.ndarray, classes: list[str]) 
     probs = np.asarray(probs, dtype=float)
     given = np.asarray(given, dtype=int)
     _, _, confident = confident_joint(probs, given)
+    # a confident off-diagonal count whose given label is still the model's first choice is no
+    # error (cleanlab drops these too): per-class thresholds can put a 0.49 above a 0.51
+    first_choice = probs.argmax(axis=1)
     flags = []
-    for i in np.flatnonzero((confident >= 0) & (confident != given)):
+    for i in np.flatnonzero((confident >= 0) & (confident != given) & (first_choice != given)):
         c, g = int(confident[i]), int(given[i])
         flags.append(Flag(int(i), classes[g], classes[c], float(probs[i, c]), float(probs[i, g]),
                           float(probs[i, c] - probs[i, g])))

@@ -6,12 +6,12 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 from domainfm.corpus.document import Document
 from domainfm.corpus.io import (Counts, OutputLock, Rejected, RejectWriter, JsonlWriter, check_output_path,
                                 read_located_documents, rejects_path_for)
-from domainfm.errors import CorpusError, DomainFMError
+from domainfm.errors import ConfigError, CorpusError, DomainFMError
 from domainfm.label.assist import check_labels, prepare_seeds, suggest_labels
 from domainfm.label.config import LabelConfig
 from domainfm.label.export import export_path_for, write_export
@@ -53,6 +53,20 @@ def _read(path: Path, counts: Counts | None, rejects: list[Rejected], locations:
     if counts is not None:
         counts.read += len(docs) + len(rejects)
     return docs
+
+
+def check_label_outputs(out: Path, exports: Sequence[str], inputs: Sequence[Path]) -> None:
+    """Refuse, before any work, an output that is one of the files the run reads: ``out``, its
+    reject file, and each export with Label Studio's config beside it (``-o sugg.jsonl --export
+    csv`` writes ``sugg.csv``, which may be the seed file)."""
+    paths = [out, rejects_path_for(out)]
+    for kind in exports:
+        export = export_path_for(out, kind)
+        paths.append(export)
+        if kind == "labelstudio":
+            paths.append(export.with_name(export.name + ".config.xml"))
+    for path in paths:
+        check_output_path(path, inputs=inputs)
 
 
 SEED_TAG = "seed: "  # reject reasons of seed records start with it (pool rejects do not)
@@ -111,7 +125,7 @@ def _unused_seeds(seeds: SeedFile, cfg: LabelConfig) -> dict[int, str]:
 
 def label_file(labeled: str | os.PathLike, pool: str | os.PathLike | None, out: str | os.PathLike,
                config: LabelConfig | None = None, *, exports: list[str] = (), check: bool = False,
-               on_stage: Callable[[str], None] | None = None) -> LabelRun:
+               on_stage: Callable[[str], None] | None = None, read_also: Sequence[str | os.PathLike] = ()) -> LabelRun:
     """Suggest labels for the pool file (or, with ``check``, flag label errors in the labeled
     file) and write ``out`` atomically with ``<out>.rejects.jsonl`` and a manifest beside it.
 
@@ -120,14 +134,20 @@ def label_file(labeled: str | os.PathLike, pool: str | os.PathLike | None, out: 
     of a label with fewer than 2 seeds) go to the same reject file with reasons starting
     ``seed:``, and ``LabelRun.seeds`` (``counts.seeds`` in the manifest) reconciles them:
     ``read == used + rejected``.
+
+    ``read_also``: other files the run read (``--label-descriptions``): never written over, and
+    hashed in the manifest.
     """
     cfg = config or LabelConfig()
     labeled, out = Path(labeled), Path(out)
     source = labeled if check else Path(pool) if pool is not None else None
     if source is None:
         raise CorpusError("give --pool POOL.jsonl (documents to label), or --check to check the labeled set")
-    check_output_path(out, inputs=[labeled, source])
-    check_output_path(rejects_path_for(out), inputs=[labeled, source])
+    if check and exports:
+        raise ConfigError("--export writes a pool's suggestions for annotation; --check flags the labeled set "
+                          "and has none to export: drop --export, or run the pool without --check")
+    read_also = [Path(p) for p in read_also]
+    check_label_outputs(out, exports, [labeled, source, *read_also])
     with OutputLock(out):
         counts = Counts()
         bad: list[Rejected] = []
@@ -164,14 +184,12 @@ def label_file(labeled: str | os.PathLike, pool: str | os.PathLike | None, out: 
             summary["seed_records_invalid"] = len(seeds.invalid)
         rejects_file, first = write_outputs(out, records, bad + reasons, counts, seed_rejects)
         any_rejects = bool(counts.rejected or seed_rejects)
-        written_exports = []
-        if not check:
-            for kind in exports:
-                written_exports.append(write_export(
-                    kind, export_path_for(out, kind), result.docs, result.suggestions, classes=result.classes,
-                    multilabel=result.multilabel, model_version=f"domainfm-{cfg.method}-{summary['model']}"))
+        written_exports = [write_export(kind, export_path_for(out, kind), result.docs, result.suggestions,
+                                        classes=result.classes, multilabel=result.multilabel,
+                                        model_version=f"domainfm-{cfg.method}-{summary['model']}")
+                           for kind in exports]
         run_cfg = _RunConfig(str(labeled), None if pool is None else str(pool), str(out), check, list(exports), cfg)
-        inputs = [labeled] + ([Path(pool)] if pool is not None and not check else [])
+        inputs = [labeled] + ([Path(pool)] if pool is not None and not check else []) + read_also
         manifest = write_manifest(
             out, stage="label", config=run_cfg, inputs=inputs,
             outputs=[out] + ([rejects_file] if any_rejects else []) + written_exports,

@@ -9,10 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from domainfm.corpus.io import (Counts, OutputLock, Rejected, check_output_path, read_located_documents,
-                                rejects_path_for)
+from domainfm.corpus.io import Counts, OutputLock, Rejected, read_located_documents
 from domainfm.label.export import export_path_for, write_span_export
-from domainfm.label.runner import LabelRun, SeedFile, with_seed_counts, write_outputs
+from domainfm.label.runner import LabelRun, SeedFile, check_label_outputs, with_seed_counts, write_outputs
 from domainfm.label.span_config import SpanLabelConfig
 from domainfm.manifest import write_manifest
 
@@ -41,8 +40,8 @@ def label_spans_file(labeled: str | os.PathLike, pool: str | os.PathLike, out: s
 
     cfg = config or SpanLabelConfig()
     labeled, pool, out = Path(labeled), Path(pool), Path(out)
-    check_output_path(out, inputs=[labeled, pool])
-    check_output_path(rejects_path_for(out), inputs=[labeled, pool])
+    # a dictionary given as a file is read too (`-o terms.txt --dictionary terms.txt`)
+    check_label_outputs(out, exports, [labeled, pool, *(Path(d) for d in cfg.dictionaries if Path(d).is_file())])
     with OutputLock(out):
         counts = Counts()
         bad: list[Rejected] = []
