@@ -404,7 +404,8 @@ def label_command(
     with _progress(console, "labeling") as update:
         stages = iter(range(1, 100))
         run = label_file(labeled, pool, out, config, exports=export, check=check,
-                         on_stage=lambda s: update(next(stages)))
+                         on_stage=lambda s: update(next(stages)),
+                         read_also=[label_descriptions] if label_descriptions is not None else [])
     from domainfm.label.stage import result_of
 
     _print_result(console, result_of(run, check=check))
@@ -754,26 +755,28 @@ def audit_command(
     """Audit a classifier: performance and fairness per group, calibration, explanations,
     counterfactual robustness and privacy -> a self-contained HTML report, JSON and model card
     (and, with --card, the CHAI / EU AI Act Annex IV / FDA-style cards)."""
-    import json
-
     from domainfm.audit import AuditConfig, audit
     from domainfm.audit.cards import load_deployer_fields, parse_cards
+    from domainfm.audit.cards.evidence import load_deid_eval, load_privacy_audit
     from domainfm.corpus import read_documents
+    from domainfm.errors import ConfigError
 
-    cards = parse_cards(card)  # a bad card name or cards.yaml fails before the audit runs
-    deployer = load_deployer_fields(cards_config) if cards or cards_config else None
+    # every input is checked before the audit runs: a bad one found after it wastes the run
+    cards = parse_cards(card)
+    card_only = [name for name, value in (("--cards-config", cards_config), ("--chai-schema", chai_schema),
+                                          ("--deid-eval", deid_eval)) if value is not None]
+    if card_only and not cards:
+        verb, them = ("feeds", "it") if len(card_only) == 1 else ("feed", "them")
+        raise ConfigError(f"{' and '.join(card_only)} {verb} only the reviewer's cards: add --card (e.g. --card all) "
+                          f"or leave {them} out")
+    deployer = load_deployer_fields(cards_config) if cards else None
     if cards and "chai" in cards:
         from domainfm.audit.cards.chai import load_schema
 
         load_schema(chai_schema)
-    privacy_report = None
-    if privacy_audit is not None:
-        try:
-            privacy_report = json.loads(privacy_audit.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            from domainfm.errors import ConfigError
-
-            raise ConfigError(f"--privacy-audit {privacy_audit}: not a readable JSON report") from None
+    if deid_eval is not None:
+        load_deid_eval(deid_eval)
+    privacy_report = load_privacy_audit(privacy_audit) if privacy_audit is not None else None
 
     cfg = AuditConfig(group_by=[g.strip() for g in group_by.split(",") if g.strip()], explain=explain,
                       explain_sample=explain_sample, max_evals=max_evals, positive_class=positive_class,
@@ -783,7 +786,7 @@ def audit_command(
     from domainfm.corpus.io import check_output_path
 
     check_output_path(out, inputs=[src, model], folder=True)
-    result = audit(model, read_documents(src), out, cfg, privacy_audit=privacy_report)
+    result = audit(model, read_documents(src), out, cfg, privacy_audit=privacy_report, data_files=[src])
     for warning in result.report.get("warnings", []):
         _console().print(f"warning: {warning}")
     console = _console(stderr=False)
@@ -799,6 +802,8 @@ def _write_cards(console, audit_dir: Path, cards, **kwargs) -> None:
     from domainfm.audit.cards import write_cards
 
     result = write_cards(audit_dir, cards, **kwargs)
+    for warning in result.warnings:
+        _console().print(f"warning: {warning}")
     for name, card in result.summary["cards"].items():
         c = card["completeness"]
         console.print(f"{name}: {', '.join(card['files'])}: {c['evidence']} fields from evidence, {c['config']} from "

@@ -234,6 +234,10 @@ def pipeline_from_dict(data: Mapping[str, Any]) -> PipelineConfig:
         inputs["privacy"] += [Path(str(p)) for p in extra if p is not None]
     if stages["import"].meta_join is not None:
         inputs["import"].append(stages["import"].meta_join.src)  # an edited table re-runs the import
+    from domainfm.corpus.importing import extra_inputs
+
+    # an edited gold file beside the source (PhysioNet's id-phi.phrase) re-runs the import too
+    inputs["import"] += extra_inputs(stages["import"].format, stages["import"].src, stages["import"].options)
     if "deid_eval" in stages and stages["finetune"].task != "ner":
         raise ConfigError(f"the 'deid_eval' section needs a NER model: set finetune.task to 'ner' "
                           f"(it is {stages['finetune'].task!r})")

@@ -268,8 +268,12 @@ def test_end_to_end_cli_on_tiny_model(tiny_classifier, clinical_corpus, tmp_path
     by_id = {d.id: d for d in docs}
     from domainfm.audit.privacy import mask_phi
 
-    for ex in examples:  # highlighted segments are the (masked) document, character for character
-        assert "".join(s["text"] for s in ex["segments"]) == mask_phi(by_id[ex["doc_id"]].text)
+    # data.jsonl has no deid manifest: the deid rules mask the quoted text, character for character
+    assert report["explanations"]["masking"]["deidentified_input"] is False
+    for ex in examples:
+        shown, text = "".join(s["text"] for s in ex["segments"]), mask_phi(by_id[ex["doc_id"]].text)
+        assert len(shown) == len(text) and all(a == b or a == "*" for a, b in zip(shown, text))
+        assert shown.count("*") > text.count("*")  # names, addresses... beyond the PHI patterns
     assert report["robustness"]["gender"]["n_changed"] > 0
     assert report["privacy"]["statement"].startswith("unknown")  # hand-made folder: no manifest
 
@@ -356,7 +360,7 @@ def test_attribute_missing_everywhere_bad_scores_and_data_note(tmp_path):
 
     with pytest.raises(ConfigError, match="shape"):
         run_audit(WrongShape(), docs, AuditConfig(group_by=["meta.sex"], **FAST))
-    with pytest.raises(ConfigError, match="no document has a gold"):
+    with pytest.raises(ConfigError, match="no documents to audit"):
         run_audit(FakeScorer(), [], AuditConfig(group_by=["meta.sex"], **FAST))
     with pytest.raises(ConfigError, match="batch_size"):
         AuditConfig(batch_size=0)
@@ -386,3 +390,149 @@ def test_truncating_model_explains_only_what_it_sees(tiny_classifier):
 def test_age_bands_leave_impossible_ages_unknown():
     assert [age_band(a) for a in (0, 17.9, "42", 80, 124)] == ["0-17", "0-17", "40-64", "80+", "80+"]
     assert {age_band(a) for a in (-3, 125, 200, True, None, "n/a", float("nan"))} == {"unknown"}
+
+
+# ------------------------------------------------------------------ tester's findings (audit)
+
+
+def test_unknown_gold_labels_are_counted_never_quoted():
+    """The gold field may hold a name or a whole text: the error gives counts and record ids."""
+    docs = make_docs(6)
+    for d in docs:
+        d.meta["patient_name"] = "Zorblax Quintavius"
+    with pytest.raises(DomainFMError) as err:
+        run_audit(FakeScorer(), docs, AuditConfig(label_field="meta.patient_name", **FAST))
+    message = str(err.value)
+    assert "Zorblax" not in message and "6 of 6 labelled documents" in message and "'d0'" in message
+    with pytest.raises(DomainFMError) as err:
+        run_audit(FakeScorer(), docs, AuditConfig(label_field="text", **FAST))
+    assert "reports" not in str(err.value) and "1 distinct value" not in str(err.value)
+
+
+def _named_docs(n=12):
+    docs = make_docs(n, seed=2)
+    for i, d in enumerate(docs):
+        d.text = f"Patient Zorblax Quintavius, seen for {('heart', 'seizure', 'cough')[i % 3]} pain. " + d.text
+    return docs
+
+
+def test_explanation_examples_are_masked_by_the_deid_rules_unless_the_data_was_deidentified(tmp_path):
+    from domainfm.corpus.io import write_documents
+    from domainfm.manifest import write_manifest
+
+    docs = _named_docs()
+    cfg = AuditConfig(group_by=["meta.sex"], explain=3, explain_sample=2, max_evals=20, **FAST)
+    result = audit(FakeScorer(), docs, tmp_path / "raw", cfg)  # documents without their file: not traced
+    masking = result.report["explanations"]["masking"]
+    assert masking["deidentified_input"] is False and "does not trace back to domainfm deid" in masking["reason"]
+    for name in ("index.html", "report.json"):
+        text = (tmp_path / "raw" / name).read_text(encoding="utf-8")
+        for part in ("Zorblax", "Quintavius", "Zorb", "tavius"):
+            assert part not in text, (name, part)
+    for ex in result.report["explanations"]["examples"]:  # no token of the name shown, not even in part
+        shown = [s["text"] for s in ex["segments"] if s["value"] is not None]
+        assert not [t for t in shown if "*" in t and t.strip("*")], shown
+    assert "because the audited data does not trace back" in result.html.read_text(encoding="utf-8")
+    # the same documents written by 'domainfm deid' (its manifest hashes the file): quoted as they are
+    data = tmp_path / "deid.jsonl"
+    write_documents(data, docs)
+    write_manifest(data, stage="deid", config={}, outputs=[data])
+    traced = audit(FakeScorer(), docs, tmp_path / "traced", cfg, data_files=[data])
+    assert traced.report["explanations"]["masking"]["deidentified_input"] is True
+    assert traced.report["privacy"]["audit_data_deidentified"] is True
+    assert "Quintavius" in (tmp_path / "traced" / "report.json").read_text(encoding="utf-8")
+    data.write_text(data.read_text() + "\n")  # edited since deid wrote it: the hash no longer vouches
+    again = audit(FakeScorer(), docs, tmp_path / "edited", cfg, data_files=[data])
+    assert again.report["explanations"]["masking"]["deidentified_input"] is False
+
+
+def test_report_records_the_model_folder_absolutely_with_a_fingerprint(tmp_path, monkeypatch):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "manifest.json").write_text('{"stage": "finetune"}')
+    monkeypatch.chdir(tmp_path)
+    report = run_audit(FakeScorer(), make_docs(20), AuditConfig(group_by=["meta.sex"], **FAST), model_dir="model")
+    model = report["model"]
+    assert model["path"] == str(folder.resolve())
+    from domainfm.manifest import sha256_file
+
+    assert model["fingerprint"] == {"file": "manifest.json", "sha256": sha256_file(folder / "manifest.json")}
+
+
+def test_rerunning_an_audit_removes_the_old_cards(tmp_path):
+    from domainfm.audit.cards import write_cards
+
+    out = tmp_path / "r"
+    audit(FakeScorer(), make_docs(30), out, AuditConfig(group_by=["meta.sex", "meta.age_band"], **FAST))
+    write_cards(out, "all")
+    assert (out / "chai_model_card.xml").is_file() and (out / "cards.manifest.json").is_file()
+    audit(FakeScorer(), make_docs(30), out, AuditConfig(group_by=["meta.race_ethnicity"], **FAST))
+    left = sorted(p.name for p in out.iterdir())
+    assert left == ["index.html", "manifest.json", "model_card.md", "report.json"], left
+
+
+def test_an_attribute_with_one_group_has_no_gap():
+    docs = make_docs(30)
+    for d in docs:
+        d.meta["site"] = "north"
+    report = run_audit(FakeScorer(), docs, AuditConfig(group_by=["meta.site", "meta.sex"], **FAST))
+    gaps = report["performance"]["by_attribute"]["meta.site"]["gaps"]
+    for scope in ("all_groups", "reliable_groups"):
+        assert gaps[scope]["comparable"] is False and gaps[scope]["accuracy_difference"] is None
+        assert gaps[scope]["positive_class"]["demographic_parity_difference"] is None
+        assert gaps[scope]["positive_class"]["demographic_parity_ratio"] is None
+        assert gaps[scope]["macro_over_classes"]["equalized_odds_difference"] is None
+    sex = report["performance"]["by_attribute"]["meta.sex"]["gaps"]["all_groups"]
+    assert sex["comparable"] is True and sex["accuracy_difference"] is not None
+
+
+def test_privacy_audit_is_checked_before_the_audit_runs(tmp_path, cli):
+    class MustNotRun(FakeScorer):
+        def predict_proba(self, texts):
+            raise AssertionError("the audit ran before its inputs were checked")
+
+    for bad in ([1, 2], {"gate": "passed"}, {"performance": {}, "model": {}}):
+        with pytest.raises(ConfigError, match="not a 'domainfm audit-privacy' report.json"):
+            audit(MustNotRun(), make_docs(10), tmp_path / "r", AuditConfig(**FAST), privacy_audit=bad)
+    pa = tmp_path / "pa.json"
+    pa.write_text('{"gate": "passed"}')
+    missing_model = tmp_path / "no-model"
+    result = cli("audit", missing_model, tmp_path / "none.jsonl", "-o", tmp_path / "out", "--privacy-audit", pa)
+    assert result.exit_code == 2 and "no 'gate'" in result.output and "Traceback" not in result.output
+    deid = tmp_path / "deid.json"
+    deid.write_text("{}")
+    result = cli("audit", missing_model, tmp_path / "none.jsonl", "-o", tmp_path / "out", "--deid-eval", deid)
+    assert result.exit_code == 2 and "--deid-eval feeds only the reviewer's cards: add --card" in result.output
+    deid.write_text("[1]")
+    result = cli("audit", missing_model, tmp_path / "none.jsonl", "-o", tmp_path / "out", "--deid-eval", deid,
+                 "--card", "fda")
+    assert result.exit_code == 2 and "--deid-eval" in result.output and "not a readable JSON object" in result.output
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(seed=-1), r"'seed' parameter must be an int >= 0. Got -1"),
+    (dict(n_bootstrap=10**12), r"'n_bootstrap' parameter must be an int in \[0, 10000\]"),
+    (dict(n_bootstrap=True), r"'n_bootstrap'"),
+    (dict(group_by=["meta.sex", "meta.age_band", "meta.sex"]), r"group_by names 'meta.sex' more than once"),
+])
+def test_bad_audit_settings_name_the_field(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        AuditConfig(**kwargs)
+
+
+def test_unlabelled_documents_are_warned_about(tmp_path):
+    docs = make_docs(12)
+    for d, missing in zip(docs, (None, "", None)):
+        d.label = missing
+    result = audit(FakeScorer(), docs, tmp_path / "r", AuditConfig(group_by=["meta.sex"], **FAST))
+    assert result.report["data"]["n_unlabelled"] == 3
+    assert "3 of 12 documents have no gold 'label'" in " ".join(result.report["warnings"])
+
+
+def test_empty_data_and_swapped_arguments_say_what_is_wrong(tmp_path, cli):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    result = cli("audit", empty, empty, "-o", tmp_path / "out")
+    assert result.exit_code == 2 and "is a file, not a model folder" in result.output
+    with pytest.raises(ConfigError, match="empty.jsonl holds no documents"):
+        run_audit(FakeScorer(), [], AuditConfig(**FAST), data_files=[empty])

@@ -34,6 +34,7 @@ def standard_schema() -> Path:
 
 
 def _pointer_keys(ptr: str) -> list[str]:
+    ptr = ptr.replace("\\|", "|")  # a table cell escapes the '|' of an intersection group (GFM)
     return [p.replace("~1", "/").replace("~0", "~") for p in ptr.split("/")[1:]]
 
 
@@ -268,6 +269,8 @@ def test_card_names():
     ("intended_uses: triage\n", r"unknown config key 'intended_uses'.*intended_use"),
     ("release_date: 15/01/2026\n", r"'release_date' must be an ISO date YYYY-MM-DD"),
     ("release_date: 2026-1-5\n", r"'release_date' must be an ISO date"),
+    ('release_date: "2025-13-45"\n', r"'release_date' must be an ISO date"),
+    ('developer_contact: "-"\n', r"'developer_contact' must be one e-mail address, phone number or web address"),
     ("developer: ''\n", r"'developer' must be non-empty text"),
     ("ehr_compatibility: Epic\n", r"ehr_compatibility"),
     ("intended_use: call 555-123-4567 for access\n", r"'intended_use' matches the PHI patterns \['phone'\]"),
@@ -292,6 +295,7 @@ def test_cards_yaml_fill_the_card(tmp_path):
     out = tmp_path / "cards"
     full = {f: "stated" for f in DeployerFields.__dataclass_fields__ if f not in ("ehr_compatibility", "release_date")}
     full["release_date"] = "2026-02-01"
+    full["developer_contact"] = "cards@example.org"
     full["ehr_compatibility"] = ["Epic"]
     result = write_cards(DEMO, "all", out_dir=out, deployer=DeployerFields(**full))
     chai.validate((out / "chai_model_card.xml").read_bytes())
@@ -440,3 +444,195 @@ def test_cli_audit_writes_cards_after_the_audit(tiny_run, tmp_path, cli):
     assert check_numbers(out, {"report.json": out / "report.json", "privacy.json": privacy}) > 10
     manifest = json.loads((out / "cards.manifest.json").read_text())
     assert manifest["stage"] == "audit-cards" and manifest["config"]["cards"] == ["chai", "fda"]
+
+
+# ------------------------------------------------------------------ tester's findings (cards)
+
+
+class KeywordScorer:
+    labels = ["cardio", "neuro"]
+
+    def predict_proba(self, texts):
+        return np.array([[0.8, 0.2] if "heart" in t else [0.3, 0.7] for t in texts])
+
+
+def _audit(out: Path, meta=lambda i: {}, n=24, group_by=("meta.sex", "meta.age_band"), **kwargs):
+    """A small audit of KeywordScorer, written to ``out`` (its report.json, no cards)."""
+    from domainfm.audit import AuditConfig, audit
+    from domainfm.corpus.document import Document
+
+    docs = [Document(id=f"d{i}", text=("heart pain" if i % 3 else "seizure") + f" in note {i}.",
+                     label="cardio" if i % 2 else "neuro",
+                     meta={"sex": "female" if i % 4 < 2 else "male", "age": 10 + 7 * i, **meta(i)}) for i in range(n)]
+    cfg = AuditConfig(group_by=list(group_by), n_bootstrap=20, counterfactuals=[], min_group_size=3)
+    return audit(KeywordScorer(), docs, out, cfg, **kwargs)
+
+
+def _model_folder(path: Path, text: str) -> Path:
+    path.mkdir(parents=True)
+    (path / "manifest.json").write_text(json.dumps({"stage": "finetune", "note": text}))
+    return path
+
+
+def test_cards_describe_the_audited_model_from_any_directory(tmp_path, monkeypatch):
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    model = _model_folder(here / "model", "the audited model")
+    _model_folder(elsewhere / "model", "another model at the same relative path")
+    monkeypatch.chdir(here)
+    _audit(here / "rep", model_dir="model")  # given relative, as on the command line
+    monkeypatch.chdir(elsewhere)
+    result = write_cards(here / "rep", "fda", out_dir=tmp_path / "cards")
+    assert {s["role"]: s["sha256"] for s in result.summary["sources"]}["model_manifest"] == _sha(model / "manifest.json")
+    assert result.warnings == []
+    (model / "manifest.json").write_text('{"stage": "finetune", "note": "retrained"}')
+    result = write_cards(here / "rep", "fda", out_dir=tmp_path / "cards")
+    assert "model_manifest" not in {s["role"] for s in result.summary["sources"]}
+    assert "has changed since the audit" in result.warnings[0] and result.summary["warnings"] == result.warnings
+    report = json.loads((here / "rep" / "report.json").read_text())
+    for key in ("path", "fingerprint"):  # a report from before the fingerprint: nothing to check it by
+        del report["model"][key]
+    report["model"]["source"] = "model"
+    (here / "rep" / "report.json").write_text(json.dumps(report))
+    result = write_cards(here / "rep", "fda", out_dir=tmp_path / "cards")
+    assert "model_manifest" not in {s["role"] for s in result.summary["sources"]}
+    assert "no fingerprint" in result.warnings[0]
+    assert "lineage is not verifiable" in (tmp_path / "cards" / "fda_model_card.md").read_text()
+
+
+def test_cards_out_folder_is_the_report_a_new_folder_or_its_own_earlier_cards(tmp_path, cli):
+    from domainfm.errors import OutputError
+
+    _audit(tmp_path / "rep1")
+    _audit(tmp_path / "repI", group_by=("meta.sex",))
+    write_cards(tmp_path / "repI", "all")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "repI").iterdir()}
+    with pytest.raises(OutputError, match="holds a 'domainfm audit' output"):
+        write_cards(tmp_path / "rep1", "all", out_dir=tmp_path / "repI")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "repI").iterdir()} == before
+    model = _model_folder(tmp_path / "model_copy", "a model")
+    (model / "domainfm_task.json").write_text("{}")
+    with pytest.raises(OutputError, match="holds a 'domainfm finetune' output"):
+        write_cards(tmp_path / "rep1", "all", out_dir=model)
+    result = cli("audit-cards", tmp_path / "rep1", "-o", model)
+    assert result.exit_code == 2 and "choose another -o folder" in result.output
+    write_cards(tmp_path / "rep1", "all", out_dir=tmp_path / "cards")  # new folder
+    write_cards(tmp_path / "rep1", "fda", out_dir=tmp_path / "cards")  # its own earlier cards
+    with pytest.raises(OutputError, match="holds the cards of another audit"):
+        write_cards(tmp_path / "repI", "all", out_dir=tmp_path / "cards")
+    write_cards(tmp_path / "rep1", "chai")  # beside the report
+
+
+def test_markdown_cards_escape_every_cell_and_raw_html(tmp_path):
+    from markdown_it import MarkdownIt
+
+    odd = {0: "<img src=x onerror=alert(1)>", 1: "two\nlines", 2: "a & b"}
+    _audit(tmp_path / "rep", meta=lambda i: {"ward": odd.get(i % 4, "plain")},
+           group_by=("meta.sex", "meta.age_band", "meta.ward"))
+    write_cards(tmp_path / "rep", "annex-iv,fda")
+    md = MarkdownIt().enable("table")
+    for name in ("annex_iv.md", "fda_model_card.md"):
+        text = (tmp_path / "rep" / name).read_text()
+        assert "&lt;img src=x onerror=alert(1)&gt;" in text  # as text; in a code span it is literal anyway
+        assert "<img" not in md.render(text)
+        tokens, rows, cells = md.parse(text), 0, []
+        for i, t in enumerate(tokens):
+            if t.type == "tr_open":
+                cells = []
+            elif t.type == "inline" and tokens[i - 1].type == "td_open":
+                cells.append(t)
+            elif t.type == "tr_close" and len(cells) == 6:
+                rows += 1
+                code = [c for c in cells[5].children if c.type == "code_inline"]
+                assert len(code) == 1 and code[0].content.count("#") == 1, cells[5].content
+        assert rows > 20
+        intersection = [line for line in text.splitlines() if "meta.sex x meta.age_band=" in line]
+        assert intersection and all(line.count(" | ") == 5 for line in intersection)  # 6 cells
+        assert "meta.ward=two lines |" in text  # a newline in a value does not end the row
+
+
+def test_control_characters_in_group_values_and_cards_yaml(tmp_path):
+    _audit(tmp_path / "rep", meta=lambda i: {"ward": "east\x01wing" if i % 2 else "west"},
+           group_by=("meta.sex", "meta.ward"))
+    write_cards(tmp_path / "rep", "all")  # the CHAI card validates before it is written
+    assert "east\ufffdwing" in (tmp_path / "rep" / "chai_model_card.xml").read_text()
+    assert "east\ufffdwing" in (tmp_path / "rep" / "fda_model_card.md").read_text()
+    path = tmp_path / "cards.yaml"
+    path.write_text('developer: "Acme\\x01Labs"\n')
+    with pytest.raises(ConfigError, match="'developer' contains a control character"):
+        load_deployer_fields(path)
+
+
+def test_one_group_attribute_is_not_comparable_in_the_cards(tmp_path):
+    _audit(tmp_path / "rep", meta=lambda i: {"site": "north"}, group_by=("meta.sex", "meta.site"))
+    write_cards(tmp_path / "rep", "all")
+    fda = (tmp_path / "rep" / "fda_model_card.md").read_text()
+    assert "gap across meta.site" not in fda and "meta.site: not comparable: one group" in fda
+    assert "gap across meta.sex" in fda
+    labels = dict(_value_jsons((tmp_path / "rep" / "chai_model_card.xml").read_bytes()))
+    assert not [label for label in labels if "across meta.site" in label]
+
+
+def test_card_says_how_many_documents_were_given_and_unlabelled(tmp_path):
+    from domainfm.audit import AuditConfig, audit
+    from domainfm.corpus.document import Document
+
+    docs = [Document(id=f"d{i}", text="heart" if i % 2 else "seizure", label=None if i < 3 else
+                     ("cardio" if i % 2 else "neuro"), meta={"sex": "female" if i % 2 else "male"}) for i in range(9)]
+    audit(KeywordScorer(), docs, tmp_path / "rep", AuditConfig(group_by=["meta.sex"], n_bootstrap=10,
+                                                               counterfactuals=[], min_group_size=2))
+    write_cards(tmp_path / "rep", "fda")
+    fda = (tmp_path / "rep" / "fda_model_card.md").read_text()
+    assert "The audit was given 9 documents" in fda and "3 had no gold label" in fda
+    assert "The audit used 6 labelled documents" in fda
+
+
+def test_a_partial_report_names_the_missing_key(tmp_path):
+    (tmp_path / "report.json").write_text('{"performance": {}, "model": {}}')
+    with pytest.raises(ConfigError, match=r"has no 'data': it is not an audit report.json, or one from another"):
+        write_cards(tmp_path, "all", out_dir=tmp_path / "cards")
+
+
+def test_developer_contact_is_an_address_and_exempts_only_itself(tmp_path):
+    from domainfm.audit.cards import _scan
+
+    for contact in ("-", "-/", "Zorblax Quintavius", "123-45-6789"):
+        with pytest.raises(ConfigError, match="'developer_contact' must be one e-mail address, phone number or web"):
+            DeployerFields(developer_contact=contact)
+    for contact in ("ai-governance@example.org", "+1 555-867-5309", "https://example.org/ai"):
+        DeployerFields(developer_contact=contact)
+    deployer = DeployerFields(developer_contact="+1 555-867-5309")
+    assert _scan({"x.md": "Contact: +1 555-867-5309."}, deployer) == {}
+    assert _scan({"x.md": "Contact: +1 555-867-5309; patient 555-123-4567, 123-45-6789"}, deployer) == {
+        "x.md:phone": 1, "x.md:ssn": 1}
+
+
+def test_phi_in_the_privacy_audit_is_named_in_the_refusal(tmp_path):
+    _audit(tmp_path / "rep")
+    pa = tmp_path / "pa.json"
+    pa.write_text(json.dumps({"gate": {"passed": True}, "statement": "checked on 03/14/2024 for Zorblax"}))
+    with pytest.raises(DomainFMError, match=r"nothing was written \(it comes from --privacy-audit .*pa.json"):
+        write_cards(tmp_path / "rep", "fda", privacy_audit=pa)
+
+
+def test_training_data_lineage_is_the_data_the_model_recorded(tmp_path, monkeypatch):
+    """A relative training-input path is read from the current folder: a manifest there that did
+    not write the recorded input (by hash) is not the model's training data."""
+    here = tmp_path / "here"
+    model = _model_folder(here / "model", "x")
+    (here / "train.jsonl").write_text('{"id": "t1", "text": "x"}\n')
+    from domainfm.manifest import sha256_file, write_manifest
+
+    write_manifest(here / "train.jsonl", stage="deid", config={"profile": "clinical"}, outputs=[here / "train.jsonl"])
+    (model / "manifest.json").write_text(json.dumps({"stage": "finetune", "inputs": [
+        {"path": "train.jsonl", "sha256": sha256_file(here / "train.jsonl")}]}))
+    monkeypatch.chdir(here)
+    _audit(here / "rep", model_dir=model)
+    roles = {s["role"] for s in write_cards(here / "rep", "fda", out_dir=tmp_path / "c1").summary["sources"]}
+    assert "training_data_0_manifest" in roles
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "train.jsonl").write_text('{"id": "o1", "text": "another corpus"}\n')
+    write_manifest(other / "train.jsonl", stage="import", config={}, outputs=[other / "train.jsonl"])
+    monkeypatch.chdir(other)
+    roles = {s["role"] for s in write_cards(here / "rep", "fda", out_dir=tmp_path / "c2").summary["sources"]}
+    assert "training_data_0_manifest" not in roles and "model_manifest" in roles

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domainfm.corpus import Document, Span, read_documents, write_documents
+from domainfm.corpus.document import merge_crossing_spans
 from domainfm.errors import RecordError
 
 GOOD = {"id": "d1", "text": "Seen by Dr. Lee on 7/22.", "meta": {"patient_id": "p1"}, "label": "x",
@@ -122,3 +123,40 @@ def test_any_valid_document_round_trips_through_jsonl(tmp_path_factory, doc):
     assert back.to_dict() == doc.to_dict()
     for span in back.spans:
         assert back.span_text(span) == doc.text[span.start:span.end]
+
+
+def _undo(spans):
+    """The spans merge_crossing_spans was given, rebuilt from what it kept (merged_from, merged_attrs)."""
+    out = []
+    for span in spans:
+        pairs = span.attrs.get("merged_from")
+        if pairs is None:
+            out.append(span)
+            continue
+        for (start, end), attrs in zip(pairs, span.attrs.get("merged_attrs") or [{} for _ in pairs]):
+            out.append(Span(start, end, span.label, attrs))
+    return sorted(out, key=lambda s: (s.start, s.end, s.label, sorted(s.attrs.items())))
+
+
+def test_merge_marks_a_span_listed_twice_so_the_repair_is_counted_and_undone():
+    given = [Span(2, 6, "DATE"), Span(2, 6, "DATE"), Span(0, 4, "NAME", {"id": "T1"}),
+             Span(3, 9, "NAME", {"id": "T2", "Negated": True})]
+    kept = merge_crossing_spans(given)
+    assert [(s.start, s.end, s.label, s.attrs) for s in kept] == [
+        (0, 9, "NAME", {"id": "T1", "merged_from": [[0, 4], [3, 9]],
+                        "merged_attrs": [{"id": "T1"}, {"id": "T2", "Negated": True}]}),
+        (2, 6, "DATE", {"merged_from": [[2, 6], [2, 6]]})]
+    assert _undo(kept) == _undo(given)
+    # a third copy and a span crossing an earlier merge unfold into one list of originals
+    kept = merge_crossing_spans(given + [Span(2, 6, "DATE"), Span(8, 12, "NAME")])
+    assert kept[0].attrs["merged_from"] == [[0, 4], [3, 9], [8, 12]] and kept[0].attrs["merged_attrs"][2] == {}
+    assert kept[1].attrs == {"merged_from": [[2, 6], [2, 6], [2, 6]]}
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 12), st.integers(1, 6), st.sampled_from("AB"), st.booleans()), max_size=8))
+def test_merge_leaves_valid_spans_and_loses_none(raw):
+    given = [Span(s, s + n, label, {"i": i} if tagged else {}) for i, (s, n, label, tagged) in enumerate(raw)]
+    kept = merge_crossing_spans(given)
+    Document("d", "x" * 20, spans=kept).validate()
+    assert _undo(kept) == _undo(given)

@@ -103,3 +103,41 @@ def test_a_byte_order_mark_is_read_past_in_every_layout(name, body, tmp_path):
     docs, rejects = _run(src, tmp_path)
     assert [(d.id, [(s.start, s.end) for s in d.spans]) for d in docs] == [("d", [(14, 21)])] and not rejects
     assert docs[0].text == TEXT
+
+
+def test_an_integer_id_is_its_decimal_string_and_a_boolean_is_refused(tmp_path):
+    # the rule of every stage; a boolean is not an integer
+    src = tmp_path / "tab.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in [
+        {"metadata": {"data_id": 17}, "text": TEXT, "entities": [PERSON]},
+        {"metadata": {"provenance": {"doc_id": 0}}, "text": TEXT, "entities": []},
+        _line(18),
+        _line(True),
+    ]) + "\n")
+    docs, rejects = _run(src, tmp_path)
+    assert [d.id for d in docs] == ["17", "0", "18"]
+    assert [(r["location"], r["reason"]) for r in rejects] == [
+        ("tab.jsonl:4", "no string or integer 'metadata.data_id', 'metadata.provenance.doc_id' or 'doc_id' to use as id")]
+    original = tmp_path / "echr.json"
+    original.write_text(json.dumps([_original(19, {"ann1": {"entity_mentions": [PERSON]}}),
+                                    _original(False, {"ann1": {"entity_mentions": []}})]))
+    docs, rejects = _run(original, tmp_path, annotator="all")
+    assert [(d.id, d.meta["doc_id"]) for d in docs] == [("19#ann1", "19")]
+    assert [(r["location"], r["reason"]) for r in rejects] == [
+        ("echr.json[1]", "expected an object with a string or integer 'doc_id'")]
+
+
+def test_a_mention_listed_twice_or_crossing_is_merged_and_counted(tmp_path):
+    twice = {**PERSON, "span_id": "m2", "identifier_type": "QUASI"}
+    crossing = {"entity_type": "PERSON", "start_offset": 18, "end_offset": 25, "span_text": "Lee was"}
+    src = tmp_path / "tab.jsonl"
+    src.write_text(json.dumps(_line("d", entities=[{**PERSON, "span_id": "m1", "identifier_type": "DIRECT"},
+                                                   twice, crossing])) + "\n")
+    result = import_corpus("tab", src, tmp_path / "out.jsonl")
+    assert result.counts.rejected == 0 and (result.repaired, result.repaired_spans) == (1, 1)
+    (doc,) = read_documents(result.out)
+    assert [(s.start, s.end, s.label, s.attrs) for s in doc.spans] == [
+        (14, 25, "PERSON", {"identifier_type": "DIRECT", "mention_id": "m1",
+                            "merged_from": [[14, 21], [14, 21], [18, 25]],
+                            "merged_attrs": [{"identifier_type": "DIRECT", "mention_id": "m1"},
+                                             {"identifier_type": "QUASI", "mention_id": "m2"}, {}]})]

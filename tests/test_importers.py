@@ -71,7 +71,8 @@ def test_jsonl_duplicate_id_reject_keeps_location_and_the_line_as_read(tmp_path)
     src.write_text('{"id": "a", "text": "one"}\n{"id":"a",  "text": "two"}\n')
     docs, rejects = run("jsonl", src, tmp_path)
     assert [d.id for d in docs] == ["a"]
-    assert rejects == [{"location": "d.jsonl:2", "id": "a", "reason": "duplicate id (already used by an earlier record)",
+    assert rejects == [{"location": "d.jsonl:2", "id": "a",
+                        "reason": "duplicate id (already used by an earlier record, at d.jsonl:1)",
                         "raw": '{"id":"a",  "text": "two"}'}]
 
 
@@ -177,6 +178,20 @@ def test_csv_unterminated_quote_is_rejected_not_merged_into_the_next_row(tmp_pat
         import_corpus("csv", src, tmp_path / "o.jsonl", {"id_col": "id"})
 
 
+def test_csv_row_of_empty_cells_is_counted_like_any_row(tmp_path):
+    # ",," was skipped and counted nowhere: read 5 = written 4 + rejected 1 for 6 rows
+    src = tmp_path / "e.csv"
+    src.write_text("id,text,label\nz1,Zorblax seen,a\nz2,,a\n,,\nz4,x,y,extra\nz5,Quintavius,b\nz6,ok,b\n\n")
+    result = import_corpus("csv", src, tmp_path / "o.jsonl", {"id_col": "id"})
+    assert (result.counts.read, result.counts.written, result.counts.rejected) == (6, 4, 2)
+    rejects = [json.loads(x) for x in result.rejects.read_text().splitlines()]
+    assert [(r["location"], r["reason"], r["raw"]) for r in rejects if r["location"] == "e.csv:4"] == [
+        ("e.csv:4", "field 'id' must be a non-empty string", ",,")]
+    # without an id column the row is a document with an empty text, as an empty text cell is
+    docs, _ = run("csv", src, tmp_path)
+    assert [(d.id, d.text, d.meta) for d in docs if d.id == "e-4"] == [("e-4", "", {"id": "", "label": ""})]
+
+
 @pytest.mark.parametrize("options, message", [
     ({"delimiter": ";;"}, "'delimiter' must be one character"),
     ({"delimiter": ""}, "'delimiter' must be one character"),
@@ -226,6 +241,28 @@ def test_textdir_and_brat_reject_broken_links_and_orphan_annotations_instead_of_
     reasons = {r["id"]: r["reason"] for r in rejects}
     assert reasons == {"gone": "gone.txt cannot be read (a broken symbolic link: the file it points to does not exist)",
                        "lost": "no .txt file beside the .ann: its annotations have no text"}
+
+
+def test_ids_equal_but_for_the_extension_reject_naming_both_files(tmp_path):
+    # ids stay the path without its extension (as before): the later file is rejected, and the
+    # reject names it and the file that took the id first, so the user can rename one
+    root = tmp_path / "docs"
+    (root / "cardio").mkdir(parents=True)
+    (root / "cardio" / "a.txt").write_text("Zorblax seen.")
+    (root / "cardio" / "a.md").write_text("Quintavius seen.")
+    result = import_corpus("textdir", root, tmp_path / "t.jsonl", {"pattern": "**/*"})
+    (reject,) = [json.loads(x) for x in result.rejects.read_text().splitlines()]
+    assert (reject["location"], reject["id"]) == ("cardio/a.txt", "cardio/a")
+    assert reject["reason"] == "duplicate id (already used by an earlier record, at cardio/a.md)"
+    assert result.first_rejects == [f"cardio/a.txt, id='cardio/a': {reject['reason']}"]
+    conll = tmp_path / "conll"
+    conll.mkdir()
+    (conll / "a.tsv").write_text("Zorblax\tB-PER\n")
+    (conll / "a.conll").write_text("Quintavius\tB-PER\n")
+    docs, rejects = run("conll", conll, tmp_path)
+    assert [d.id for d in docs] == ["a-00000"] and docs[0].text == "Quintavius"
+    assert [(r["location"], r["reason"]) for r in rejects] == [
+        ("a.tsv:1", "duplicate id (already used by an earlier record, at a.conll:1)")]
 
 
 @pytest.mark.parametrize("pattern, message", [
@@ -286,7 +323,50 @@ def test_physionet_crossing_gold_spans_are_merged_not_rejected(tmp_path):
     doc = next(read_documents(result.out))
     assert [(s.start, s.end, s.label) for s in doc.spans] == [(8, 23, "Location"), (24, 28, "Date")]
     assert doc.spans[0].attrs["merged_from"] == [[8, 20], [15, 23]]
-    assert json.loads(result.manifest.read_text())["counts"]["repaired_spans"] == 1
+    # the Date line listed twice is kept once and counted too (it was dropped without a trace)
+    assert doc.spans[1].attrs == {"merged_from": [[24, 28], [24, 28]]}
+    assert json.loads(result.manifest.read_text())["counts"]["repaired_spans"] == 2
+
+
+def test_physionet_output_may_not_overwrite_the_gold_file(tmp_path):
+    folder = write_physionet(tmp_path, "1 1 15 20 HCPName SMITH\n")
+    gold = tmp_path / "gold.phrase"
+    gold.write_text("1 1 24 28 Date 7/22\n")
+    for src, out, options in ((folder / "id.text", folder / "id-phi.phrase", {}),
+                              (folder / "id.text", gold, {"phi": str(gold)}),
+                              (folder, gold, {"phi": str(gold)})):
+        with pytest.raises(CorpusError, match="would overwrite the input"):
+            import_corpus("physionet", src, out, options)
+    assert (folder / "id-phi.phrase").read_text() == "1 1 15 20 HCPName SMITH\n"
+    assert gold.read_text() == "1 1 24 28 Date 7/22\n"
+    # the gold file is hashed with the text (a folder source holds the default one already)
+    result = import_corpus("physionet", folder / "id.text", tmp_path / "p.jsonl", {"phi": str(gold)})
+    inputs = json.loads(result.manifest.read_text())["inputs"]
+    assert [(i["path"], i["kind"]) for i in inputs] == [(str(folder / "id.text"), "file"), (str(gold), "file")]
+    assert span_texts(next(read_documents(result.out))) == [("7/22", "Date")]
+    result = import_corpus("physionet", folder / "id.text", tmp_path / "q.jsonl")
+    assert [i["path"] for i in json.loads(result.manifest.read_text())["inputs"]] == [
+        str(folder / "id.text"), str(folder / "id-phi.phrase")]
+    result = import_corpus("physionet", folder, tmp_path / "r.jsonl")
+    assert [i["path"] for i in json.loads(result.manifest.read_text())["inputs"]] == [str(folder)]
+
+
+def test_physionet_windows_line_ends_keep_gold_offsets_and_every_character(tmp_path):
+    # offsets count the body as written, \r included
+    text = ("START_OF_RECORD=1||||1||||\r\nSEEN BY DR. ZORBLAX.\r\nCALL 555-0100.\r\n||||END_OF_RECORD\r\n\r\n"
+            "START_OF_RECORD=1||||2||||\r\nNO PHI.\r\n||||END_OF_RECORD\r\n")
+    folder = write_physionet(tmp_path, "1 1 12 19 HCPName ZORBLAX\n1 1 27 35 Phone 555-0100\n", text=text)
+    docs, rejects = run("physionet", folder, tmp_path)
+    assert not rejects and [d.id for d in docs] == ["1-1", "1-2"]
+    assert span_texts(docs[0]) == [("ZORBLAX", "HCPName"), ("555-0100", "Phone")]
+    assert docs[0].text == "SEEN BY DR. ZORBLAX.\r\nCALL 555-0100.\r\n" and docs[1].text == "NO PHI.\r\n"
+
+
+def test_physionet_byte_order_mark_is_not_text(tmp_path):
+    folder = write_physionet(tmp_path, "\ufeff1 1 15 20 HCPName SMITH\n", text="\ufeff" + PHYSIONET_TEXT)
+    docs, rejects = run("physionet", folder, tmp_path)
+    assert not rejects and [d.id for d in docs] == ["1-1", "1-2", "2-1"]
+    assert span_texts(docs[0]) == [("SMITH", "HCPName")] and docs[0].text.startswith("PT SEEN")
 
 
 def test_physionet_offset_mismatch_and_orphans_are_rejected(tmp_path):
@@ -414,6 +494,82 @@ def test_brat_annotation_lines_that_would_lose_or_invent_data_reject_the_documen
     assert "John" not in rejects[0]["reason"] and "Smith" not in rejects[0]["reason"]
 
 
+@pytest.mark.parametrize("ann, reason", [
+    ("Zorblax Quintavius was here.\n", "line does not start with a brat annotation id"),
+    ("Zorblax\tQuintavius was here.\n", "line does not start with a brat annotation id"),
+    ("T1\tNAME 0 7\tZorblax\nA1\tNegated Zorblax_Quintavius\n",
+     "attribute has a target that is not an annotation id (expected e.g. 'A1<TAB>Negated T1')"),
+    ("T1\tNAME 0 7\tZorblax\nR1\tFamily Arg1:T1 Arg2:Zorblax\n", "R1 has an argument that is not a T or E id"),
+    ("T1\tNAME 0 7\tZorblax\nR1\tFamily Arg1:T1 Zorblax\n", "R1 has an argument that is not a T or E id"),
+    ("TZorblax\tQuintavius 0 99\tQuintavius\n", "this T line has offsets outside the text"),
+    ("TZorblax\tNAME 0 7\tZorblax\nTZorblax\tNAME 8 18\tQuintavius\n", "this T line is given twice"),
+], ids=["txt-copy", "txt-with-tab", "attribute-target", "relation-argument", "relation-argument-no-role",
+        "t-line-id", "t-line-id-twice"])
+def test_brat_messages_never_quote_what_is_not_shaped_like_an_id(ann, reason, tmp_path):
+    # a .txt saved over its .ann, or text in an id's place: reasons reach the console and the manifest
+    root = tmp_path / "brat"
+    root.mkdir()
+    (root / "d.txt").write_text("Zorblax Quintavius was here.")
+    (root / "d.ann").write_text(ann)
+    result = import_corpus("brat", root, tmp_path / "b.jsonl")
+    (reject,) = [json.loads(x) for x in result.rejects.read_text().splitlines()]
+    assert reason in reject["reason"] and reject["location"].startswith("d.ann:")
+    for shown in (reject["reason"], *result.first_rejects, result.manifest.read_text()):
+        assert "zorblax" not in shown.lower() and "quintavius" not in shown.lower()
+
+
+def test_brat_attributes_of_events_and_relations_are_kept_in_meta(tmp_path):
+    root = tmp_path / "brat"
+    root.mkdir()
+    (root / "d.txt").write_text("Zorblax fell at home.")
+    (root / "d.ann").write_text("T1\tPerson 0 7\tZorblax\nT2\tFall 8 12\tfell\nE1\tFall:T2 Agent:T1\n"
+                                "A1\tNegated E1\nR1\tAt Arg1:T1 Arg2:T2\nA2\tCertainty R1 Low\nA3\tNegated T1\n")
+    (root / "e.txt").write_text("Quintavius fell.")
+    (root / "e.ann").write_text("T1\tPerson 0 10\tQuintavius\nA1\tNegated E9\n")
+    docs, rejects = run("brat", root, tmp_path)
+    (doc,) = docs
+    assert doc.meta["brat"] == [{"id": "E1", "annotation": "Fall:T2 Agent:T1"},
+                                {"id": "R1", "annotation": "At Arg1:T1 Arg2:T2"},
+                                {"id": "A1", "annotation": "Negated E1"},
+                                {"id": "A2", "annotation": "Certainty R1 Low"}]
+    assert [s.attrs for s in doc.spans] == [{"brat_id": "T1", "Negated": True}, {"brat_id": "T2"}]
+    # a target no line defines is still a reject: the attribute would be lost
+    assert [(r["id"], r["location"], r["reason"]) for r in rejects] == [
+        ("e", "e.ann:2", "attribute refers to 'E9', which no T, E or R line of this file defines")]
+
+
+def test_brat_annotated_text_with_a_tab_form_feed_or_line_separator(tmp_path):
+    # only \n (and \r\n) end an .ann line; the text field is the rest of the line, TABs included
+    root = tmp_path / "brat"
+    root.mkdir()
+    text = "Zorblax\tQuintavius\x0cseen\u2028today\x85."
+    (root / "d.txt").write_text(text, newline="")
+    (root / "d.ann").write_text("T1\tNAME 0 18\tZorblax\tQuintavius\r\n"
+                                "T2\tWHEN 19 31\tseen\u2028today\x85.\r\n"
+                                "T3\tFEED 18 19\t\x0c\r\n"
+                                "#1\tAnnotatorNotes T1\tleft\tright\x1cend\r\n", newline="")
+    docs, rejects = run("brat", root, tmp_path)
+    assert not rejects
+    assert [(s.start, s.end, s.label) for s in docs[0].spans] == [(0, 18, "NAME"), (18, 19, "FEED"), (19, 31, "WHEN")]
+    assert docs[0].spans[0].attrs == {"brat_id": "T1", "note": "left\tright\x1cend"}
+
+
+def test_brat_annotation_listed_twice_or_crossing_is_merged_keeping_both_ids(tmp_path):
+    root = tmp_path / "brat"
+    root.mkdir()
+    (root / "d.txt").write_text("Zorblax Quintavius seen today.")
+    (root / "d.ann").write_text("T1\tNAME 0 18\tZorblax Quintavius\nT2\tNAME 8 23\tQuintavius seen\n"
+                                "A1\tNegated T2\nT3\tDATE 24 29\ttoday\nT4\tDATE 24 29\ttoday\n")
+    result = import_corpus("brat", root, tmp_path / "b.jsonl")
+    assert result.counts.rejected == 0 and (result.repaired, result.repaired_spans) == (1, 2)
+    (doc,) = read_documents(result.out)
+    assert [(s.start, s.end, s.label, s.attrs) for s in doc.spans] == [
+        (0, 23, "NAME", {"brat_id": "T1", "merged_from": [[0, 18], [8, 23]],
+                         "merged_attrs": [{"brat_id": "T1"}, {"brat_id": "T2", "Negated": True}]}),
+        (24, 29, "DATE", {"brat_id": "T3", "merged_from": [[24, 29], [24, 29]],
+                          "merged_attrs": [{"brat_id": "T3"}, {"brat_id": "T4"}]})]
+
+
 def test_jsonl_record_with_a_repeated_key_is_rejected_not_overwritten(tmp_path):
     src = tmp_path / "d.jsonl"
     src.write_text('{"id": "a", "text": "kept"}\n{"id": "b", "text": "first", "text": "Jane Roe"}\n')
@@ -434,6 +590,16 @@ def test_conll_byte_order_mark_is_not_text(tmp_path):
     (tmp_path / "plain.conll").write_bytes(b"\xef\xbb\xbfJohn\tB-PER\nsaw\tO\n")
     docs, _ = run("conll", tmp_path / "plain.conll", tmp_path)
     assert docs[0].text == "John saw" and span_texts(docs[0]) == [("John", "PER")]
+
+
+def test_conll_token_with_a_no_break_space_is_kept_whole(tmp_path):
+    # columns split at ASCII blanks only: str.split() also split at the no-break space, so the
+    # token lost its second half and the entity with it
+    src = tmp_path / "nb.conll"
+    src.write_bytes(b"Zorblax\xc2\xa0Quintavius B-PER\npaid O\n10\xc2\xa0000 B-MONEY\nmore\xe2\x80\xa8 I-MONEY\n")
+    docs, rejects = run("conll", src, tmp_path)
+    assert not rejects and docs[0].text == "Zorblax\xa0Quintavius paid 10\xa0000 more\u2028"
+    assert span_texts(docs[0]) == [("Zorblax\xa0Quintavius", "PER"), ("10\xa0000 more\u2028", "MONEY")]
 
 
 def test_conll_builds_exact_spans_and_groups_sentences(tmp_path):

@@ -130,6 +130,19 @@ def test_an_edited_folder_a_section_names_reruns_its_stage(pipeline, tmp_path):
     assert wired.inputs["deid"] == [tmp_path / "run" / "import" / "corpus.jsonl"]
 
 
+def test_the_gold_file_beside_a_physionet_source_is_an_input_of_the_import(pipeline, tmp_path):
+    """`import.src: id.text` reads id-phi.phrase beside it without naming it: an edited gold file
+    must re-run the import, as an edited source does."""
+    notes = tmp_path / "pn"
+    notes.mkdir()
+    (notes / "id.text").write_text("START_OF_RECORD=1||||1||||\nSeen by Dr. Zorblax.\n||||END_OF_RECORD\n")
+    (notes / "id-phi.phrase").write_text("1 1 12 19 HCPName Zorblax\n")
+    wired = pl.pipeline_from_dict({**pipeline, "import": {"format": "physionet", "src": str(notes / "id.text")}})
+    assert wired.inputs["import"] == [notes / "id.text", notes / "id-phi.phrase"]
+    folder = pl.pipeline_from_dict({**pipeline, "import": {"format": "physionet", "src": str(notes)}})
+    assert folder.inputs["import"] == [notes]  # hashed with its folder already
+
+
 def test_changing_the_input_reruns_everything_downstream(pipeline, corpus):
     pl.run_pipeline(pipeline)
     with corpus.open("a", encoding="utf-8") as fh:

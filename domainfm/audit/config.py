@@ -18,6 +18,10 @@ AGE_BANDS: tuple[tuple[str, float, float], ...] = (
 
 UNKNOWN = "unknown"
 
+#: The most bootstrap resamples: every resample holds an index per document (10,000 resamples of
+#: 10,000 documents are 800 MB), and the 95% interval's third digit is stable long before this.
+MAX_BOOTSTRAP = 10_000
+
 
 @dataclass
 class AuditConfig:
@@ -34,7 +38,8 @@ class AuditConfig:
         min_group_size: groups with fewer documents are flagged as small (their metrics and
             confidence intervals are unreliable); fairness gaps are reported over all groups
             (as fairlearn computes them) and over the groups of at least this size.
-        n_bootstrap: bootstrap resamples for the 95% percentile confidence intervals.
+        n_bootstrap: bootstrap resamples for the 95% percentile confidence intervals (at most
+            :data:`MAX_BOOTSTRAP`).
         n_bins: equal-width confidence bins for ECE / MCE and the reliability diagram.
         calibration_split: fraction of the documents held out (seeded, stratified by label when
             every label has 2+ documents) to fit the temperature; ECE before/after temperature
@@ -47,7 +52,7 @@ class AuditConfig:
         counterfactuals: which invariance tests to run: ``gender``, ``names``, ``race``.
         label_field: the gold field (``label`` or ``meta.<key>``); default: the model's own
             label field (from ``domainfm_task.json``), else ``label``.
-        seed: seed for bootstrap, the calibration split, example choice and name swaps.
+        seed: seed (an int >= 0) for bootstrap, the calibration split, example choice and name swaps.
         batch_size: texts scored per model call (also shap's masked samples per call).
         data_note: free text shown in the report's data section and the model card, e.g. where
             the group attributes come from ("gender and age band derived by regex from the note
@@ -76,8 +81,14 @@ class AuditConfig:
         for name in self.group_by:
             if not isinstance(name, str) or not name.strip():
                 raise ConfigError(f"group_by entries must be dotted field names, got {name!r}")
-        if not isinstance(self.n_bootstrap, int) or self.n_bootstrap < 0:
-            raise ConfigError(f"The 'n_bootstrap' parameter must be an int >= 0. Got {self.n_bootstrap!r} instead.")
+        repeated = sorted({n for n in self.group_by if self.group_by.count(n) > 1})
+        if repeated:  # 'meta.sex x meta.sex' would be an intersection of a field with itself
+            raise ConfigError(f"group_by names {repeated[0]!r} more than once: list each field once")
+        if not _is_int(self.n_bootstrap) or not 0 <= self.n_bootstrap <= MAX_BOOTSTRAP:
+            raise ConfigError(f"The 'n_bootstrap' parameter must be an int in [0, {MAX_BOOTSTRAP}]. "
+                              f"Got {self.n_bootstrap!r} instead.")
+        if not _is_int(self.seed) or self.seed < 0:
+            raise ConfigError(f"The 'seed' parameter must be an int >= 0. Got {self.seed!r} instead.")
         if not isinstance(self.n_bins, int) or self.n_bins < 2:
             raise ConfigError(f"The 'n_bins' parameter must be an int >= 2. Got {self.n_bins!r} instead.")
         if not 0.0 <= self.calibration_split < 1.0:
@@ -97,3 +108,7 @@ class AuditConfig:
         unknown = [c for c in self.counterfactuals if c not in PERTURBATIONS]
         if unknown:
             raise ConfigError(f"unknown counterfactual test(s) {unknown}; available: {sorted(PERTURBATIONS)}")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -10,7 +10,8 @@ predictions; ``tests/test_audit.py`` checks it):
   predicted ``c`` (0 when the group has no positives / negatives, as fairlearn).
 * Demographic parity difference / ratio: max - min and min / max of the selection rate over
   groups; equalized odds difference: the larger of the TPR and FPR differences. Reported for the
-  positive class and as the macro (mean) over classes.
+  positive class and as the macro (mean) over classes. A scope with fewer than two groups has
+  no gaps (``None``, ``comparable: false``), where fairlearn would report 0.
 * ECE: sum over equal-width confidence bins of ``|accuracy - confidence| * n_bin / n``; MCE: the
   largest such gap over non-empty bins; confidence is the top-class probability.
 """
@@ -155,7 +156,7 @@ def bootstrap_cis(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, positi
 
 
 def _gaps(values: dict[str, dict[str, float]]) -> dict[str, float | None]:
-    if not values:
+    if len(values) < 2:  # a gap needs two groups: one group's 0.000 would read as "no gap found"
         return {"demographic_parity_difference": None, "demographic_parity_ratio": None,
                 "equalized_odds_difference": None, "tpr_difference": None, "fpr_difference": None}
     sel = [v["selection_rate"] for v in values.values()]
@@ -188,13 +189,14 @@ def fairness_gaps(groups: dict[str, dict[str, Any]], labels: Sequence[str], posi
         worst = min(chosen, key=lambda name: chosen[name]["accuracy"]) if chosen else None
         out[scope] = {
             "groups": sorted(chosen),
+            "comparable": len(chosen) >= 2,
             "positive_class": per_class[positive],
             "macro_over_classes": macro,
             "per_class": per_class,
             "worst_group": worst,
             "worst_group_accuracy": min(accs) if accs else None,
             "worst_group_macro_f1": min(f1s) if f1s else None,
-            "accuracy_difference": (max(accs) - min(accs)) if accs else None,
+            "accuracy_difference": (max(accs) - min(accs)) if len(accs) >= 2 else None,
         }
     return out
 

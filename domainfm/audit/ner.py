@@ -71,7 +71,8 @@ def run_ner_audit(predict_spans: Callable[[list[Any]], list[list[Any]]], types: 
         for scope, keep in (("all_groups", lambda m: True), ("reliable_groups", lambda m: m["n"] >= cfg.min_group_size)):
             chosen = {g: m for g, m in groups.items() if keep(m)}
             f1s = [m["f1"] for m in chosen.values()]
-            gaps[scope] = {"groups": sorted(chosen), "f1_difference": (max(f1s) - min(f1s)) if f1s else None,
+            gaps[scope] = {"groups": sorted(chosen), "comparable": len(f1s) >= 2,
+                           "f1_difference": (max(f1s) - min(f1s)) if len(f1s) >= 2 else None,
                            "worst_group": min(chosen, key=lambda g: chosen[g]["f1"]) if chosen else None,
                            "worst_group_f1": min(f1s) if f1s else None}
         by_attr[attr] = {"groups": groups, "gaps": gaps}
@@ -83,7 +84,8 @@ def run_ner_audit(predict_spans: Callable[[list[Any]], list[list[Any]]], types: 
 
     return {
         "config": asdict(cfg),
-        "model": {"task": "ner", "labels": types, "has_scores": False, "source": source},
+        "model": {"task": "ner", "labels": types, "has_scores": False, "source": source, "path": None,
+                  "fingerprint": None},
         "data": data,
         "performance": {"overall": overall, "by_attribute": by_attr},
         "calibration": {"available": False, "reason": "calibration is audited for classification models only"},

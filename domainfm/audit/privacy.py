@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,60 @@ def mask_phi(text: str) -> str:
     for pattern in PHI_PATTERNS.values():
         text = pattern.sub(lambda m: "*" * len(m.group(0)), text)
     return text
+
+
+def data_trace(paths: list[str | Path] | None) -> dict[str, Any]:
+    """Whether every file the audited documents were read from traces back to ``domainfm deid``
+    by the pretraining privacy gate's rule (a ``deid`` manifest whose recorded output hash is the
+    file's, possibly through ``chunk``): ``{"deidentified": bool, "evidence": [...]}``. Documents
+    given without their files cannot be traced."""
+    if not paths:
+        return {"deidentified": False, "evidence": ["the documents were given without the files they came from"]}
+    from domainfm.pretrain.data import check_deidentified
+
+    checks = check_deidentified(paths)
+    return {"deidentified": all(c.deidentified for c in checks),
+            "evidence": [f"{Path(c.path).name}: {c.evidence}" for c in checks]}
+
+
+def mask_identifiers(texts: dict[str, str], tokens: dict[str, list[tuple[int, int]]] | None = None, *,
+                     profile: str = "clinical") -> tuple[dict[str, str], int]:
+    """``texts`` with what ``domainfm deid``'s rules detect and what the PHI patterns match
+    (:func:`mask_phi`) masked by ``*`` (same length, so offsets stay valid); returns the masked
+    texts and how many spans the rules found.
+
+    The detection is the deid stage's own: the recognizers of ``profile``, long texts in
+    windows, and a name found once masked wherever it recurs in the text. A token of
+    ``tokens[key]`` (character offsets) that overlaps a detected span is masked whole, so a
+    highlighted token never shows part of a name.
+    """
+    from domainfm.corpus.document import Document
+    from domainfm.deid.propagate import propagate_names
+    from domainfm.deid.windows import detect_windowed
+
+    detector = _detector(profile)
+    docs = [Document(id=f"t{i}", text=text) for i, text in enumerate(texts.values())]
+    # every document comes back once, in input order
+    found = [detections for _, detections in propagate_names(detect_windowed(detector.detect, docs))]
+    out, n_spans = {}, 0
+    for (key, text), detections in zip(texts.items(), found):
+        spans = [(d.start, d.end) for d in detections]
+        n_spans += len(spans)
+        spans += [(s, e) for s, e in (tokens or {}).get(key, []) if any(s < de and ds < e for ds, de in spans)]
+        chars = list(mask_phi(text))  # both masks, each found on the text as written
+        for s, e in spans:
+            chars[s:e] = "*" * (e - s)
+        out[key] = "".join(chars)
+    return out, n_spans
+
+
+@lru_cache(maxsize=2)
+def _detector(profile: str):
+    """One detector per profile and process: building it (spaCy and presidio) takes seconds."""
+    from domainfm.deid.config import DeidConfig
+    from domainfm.deid.engine import PhiDetector
+
+    return PhiDetector(DeidConfig(profile=profile))
 
 
 def scan_phi(text: str) -> dict[str, int]:
@@ -54,11 +109,15 @@ def _has_phi_spans(path: Path) -> bool | None:
     return isinstance(first, dict) and first.get("phi_spans") is not None
 
 
-def training_deid_status(model_dir: str | Path | None, docs: list[Any]) -> dict[str, Any]:
+def training_deid_status(model_dir: str | Path | None, docs: list[Any],
+                         trace: dict[str, Any] | None = None) -> dict[str, Any]:
     """Whether the model's training data manifest shows a ``deid`` stage (or records carrying
-    ``phi_spans``), and whether the audited documents were de-identified."""
+    ``phi_spans``), and whether the audited documents were de-identified: their files trace back
+    to ``domainfm deid`` (``trace``, from :func:`data_trace`)."""
+    trace = trace or data_trace(None)
     out: dict[str, Any] = {"training_data": [], "training_deidentified": None,
-                           "audit_data_deidentified": bool(docs) and all(d.phi_spans is not None for d in docs)}
+                           "audit_data_deidentified": bool(docs) and trace["deidentified"],
+                           "audit_data_evidence": trace["evidence"]}
     if model_dir is None:
         out["statement"] = "unknown: the model was not given as a folder with a manifest"
         return out

@@ -111,6 +111,13 @@ def _shade(value: float | None, scale: float) -> str:
     return f"background: rgba(214,39,40,{a:.2f})" if value > 0 else f"background: rgba(31,119,180,{a:.2f})"
 
 
+def incomparable(gaps: dict[str, Any]) -> str:
+    """" (not comparable: one group)" for a gap scope with fewer than two groups, else ""."""
+    if gaps.get("comparable", True):
+        return ""
+    return " (not comparable: one group)" if len(gaps.get("groups") or []) == 1 else " (not comparable: no group)"
+
+
 def _environment(template_dir: Path):
     from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
@@ -119,6 +126,7 @@ def _environment(template_dir: Path):
     env.filters["num"] = _num
     env.filters["pct"] = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"
     env.filters["shade"] = _shade
+    env.filters["incomparable"] = incomparable
     return env
 
 

@@ -159,9 +159,36 @@ def _pick_examples(y_true, y_pred, names: np.ndarray, n: int, seed: int) -> list
     return picked
 
 
-def _explanations(scorer, docs, probs, y_true, labels, group_names, cfg) -> dict[str, Any]:
+def _deid_profile(scorer) -> str:
+    """The de-identification profile that fits the model's documents (its chunking profile:
+    ``clinical`` or ``legal``), else ``clinical``."""
+    profile = getattr(getattr(getattr(scorer, "tm", None), "long_documents", None), "profile", None)
+    return profile if profile in ("clinical", "legal") else "clinical"
+
+
+def _quoted(scorer, docs, chosen: list[int], explained, trace: dict[str, Any]) -> tuple[dict, dict, dict]:
+    """What the report may quote of the explained documents: ``(masked text by id, shown id by
+    id, the masking record)``. Data that traces back to ``domainfm deid`` is quoted with the PHI
+    patterns masked; any other data is first masked by the deid stage's own detector, tokens
+    overlapping a detection whole, because names and places pass the patterns."""
+    from domainfm.audit.privacy import PHI_PATTERNS, mask_identifiers, mask_phi
+
+    ids = [docs[i].id for i in chosen]
+    if trace["deidentified"]:
+        return ({docs[i].id: mask_phi(docs[i].text) for i in chosen}, {d: mask_phi(d) for d in ids},
+                {"deidentified_input": True, "masked": f"PHI patterns ({', '.join(sorted(PHI_PATTERNS))})"})
+    profile = _deid_profile(scorer)
+    texts = {("text", docs[i].id): docs[i].text for i in chosen}
+    tokens = {("text", ex.doc_id): [(s, e) for s, e, _ in ex.tokens] for ex in explained}
+    masked, n_spans = mask_identifiers({**texts, **{("id", d): d for d in ids}}, tokens, profile=profile)
+    record = {"deidentified_input": False, "detected_spans": n_spans,
+              "masked": f"domainfm deid rules (profile {profile}) and PHI patterns ({', '.join(sorted(PHI_PATTERNS))})",
+              "reason": "the audited data does not trace back to domainfm deid: " + "; ".join(trace["evidence"])}
+    return ({d: masked[("text", d)] for d in ids}, {d: masked[("id", d)] for d in ids}, record)
+
+
+def _explanations(scorer, docs, probs, y_true, labels, group_names, cfg, trace: dict[str, Any]) -> dict[str, Any]:
     from domainfm.audit.explain import explain_texts, highlight_segments, top_tokens
-    from domainfm.audit.privacy import mask_phi
 
     y_pred = probs.argmax(1)
     first = next(iter(group_names))
@@ -170,14 +197,14 @@ def _explanations(scorer, docs, probs, y_true, labels, group_names, cfg) -> dict
     chosen = examples + rest[: cfg.explain_sample]
     explained = explain_texts(scorer, [(docs[i].id, docs[i].text) for i in chosen], max_evals=cfg.max_evals,
                               seed=cfg.seed, batch_size=cfg.batch_size)
-    masked = {docs[i].id: mask_phi(docs[i].text) for i in chosen}
+    masked, shown_id, masking = _quoted(scorer, docs, chosen, explained, trace)
     out_examples = []
     for i, ex in zip(chosen, explained):
         if i not in examples:
             continue
         k = int(y_pred[i])
         out_examples.append({
-            "doc_id": docs[i].id, "group": {a: str(n[i]) for a, n in group_names.items()},
+            "doc_id": shown_id[docs[i].id], "group": {a: str(n[i]) for a, n in group_names.items()},
             "gold": labels[int(y_true[i])], "pred": labels[k], "correct": bool(y_true[i] == k),
             "confidence": float(probs[i, k]), "explained_class": labels[k],
             "segments": highlight_segments(ex, masked[docs[i].id], k),
@@ -186,47 +213,66 @@ def _explanations(scorer, docs, probs, y_true, labels, group_names, cfg) -> dict
         out_examples[-1]["scale"] = max(values, default=0.0)
     return {"method": "shap Partition explainer, Text masker, per chunk, mapped to characters",
             "max_evals": cfg.max_evals, "batch_size": cfg.batch_size, "n_explained": len(chosen),
-            "top_tokens": top_tokens(explained, masked, labels), "examples": out_examples}
+            "masking": masking, "top_tokens": top_tokens(explained, masked, labels), "examples": out_examples}
 
 
-def _ner_report(tm: Any, docs: Iterable[Any], cfg: AuditConfig, model_dir) -> dict[str, Any]:
+def _ner_report(tm: Any, docs: Iterable[Any], cfg: AuditConfig, model_dir, data_files) -> dict[str, Any]:
+    from domainfm.audit.lineage import model_identity
     from domainfm.audit.ner import run_ner_audit
-    from domainfm.audit.privacy import training_deid_status
+    from domainfm.audit.privacy import data_trace, training_deid_status
     from domainfm.audit.summary import findings
     from domainfm.inference.predict import predict_outputs
 
     docs = list(docs)
     if not docs:
-        raise ConfigError("no documents to audit")
+        raise ConfigError(_no_documents(data_files))
     types = sorted({t[2:] for t in tm.label_map.tags if t[:2] in ("B-", "I-")})
     report = run_ner_audit(lambda ds: predict_outputs(tm, ds, batch_size=cfg.batch_size), types, docs, cfg,
                            str(model_dir) if model_dir else "TaskModel")
-    report["privacy"] = training_deid_status(model_dir, docs)
+    report["model"].update(model_identity(model_dir))
+    report["privacy"] = training_deid_status(model_dir, docs, data_trace(data_files))
     report["summary"] = findings(report)
     return report
 
 
+def _no_documents(data_files) -> str:
+    files = [str(f) for f in data_files or []]
+    if not files:
+        return "no documents to audit: the data holds none"
+    return f"no documents to audit: {' and '.join(files)} {'holds' if len(files) == 1 else 'hold'} no documents " \
+           "(an empty file?)"
+
+
 def run_audit(model: Any, docs: Iterable[Any], config: AuditConfig | None = None, *,
-              model_dir: str | os.PathLike | None = None, timings: dict[str, float] | None = None) -> dict[str, Any]:
+              model_dir: str | os.PathLike | None = None, timings: dict[str, float] | None = None,
+              data_files: Sequence[str | os.PathLike] | None = None) -> dict[str, Any]:
     """Compute the audit report (a JSON-able dict) without writing anything.
 
     Args:
         timings: when given, filled with the seconds each stage took (``load``, ``score``,
             ``performance``, ``calibration``, ``explanations``, ``robustness``, ``privacy``);
             they stay out of the report so that the same seed gives the same report.
+        data_files: the files ``docs`` were read from. When every one traces back to ``domainfm
+            deid`` (its manifest's output hash), explanation examples are quoted as they are (PHI
+            patterns masked); otherwise, or when not given, their text is first masked by the
+            deid stage's detector, and the report says so.
     """
     cfg = config or AuditConfig()
     with _timed(timings, "load"):
         scorer, model_dir = _load(model, model_dir, cfg)
     if getattr(scorer, "task", None) == "ner" and hasattr(scorer, "label_map"):
-        return _ner_report(scorer, docs, cfg, model_dir)
-    return _classification_report(scorer, docs, cfg, model_dir, timings)
+        return _ner_report(scorer, docs, cfg, model_dir, data_files)
+    return _classification_report(scorer, docs, cfg, model_dir, timings, data_files)
 
 
 def _load(model: Any, model_dir, cfg: AuditConfig):
     """``(scorer or NER TaskModel, model_dir)``."""
     if isinstance(model, (str, os.PathLike)):
         from domainfm.inference.predict import read_task_info
+
+        if Path(model).is_file():  # 'audit data.jsonl model/': the arguments swapped
+            raise ConfigError(f"{model} is a file, not a model folder: the first argument is the folder "
+                              "'domainfm finetune' wrote, the documents come second")
 
         model_dir = model_dir or model
         if read_task_info(model).get("task") == "ner":
@@ -238,25 +284,42 @@ def _load(model: Any, model_dir, cfg: AuditConfig):
     return as_scorer(model, batch_size=cfg.batch_size), model_dir
 
 
-def _classification_report(scorer, docs, cfg: AuditConfig, model_dir, timings) -> dict[str, Any]:
-    labels = list(scorer.labels)
-    has_scores = bool(getattr(scorer, "has_scores", True))
-    all_docs = list(docs)
-    label_field = cfg.label_field or getattr(getattr(scorer, "tm", None), "label_field", None) or "label"
+def _gold_labels(all_docs: list, label_field: str, labels: list[str], data_files) -> dict[str, str]:
+    """Document id -> gold label, for the documents that have one.
+
+    Raises:
+        ConfigError: no documents, or none labelled.
+        RecordError: gold values that are not the model's labels; the message gives counts and
+            record ids, never the values (the field may hold names or whole texts).
+    """
+    if not all_docs:
+        raise ConfigError(_no_documents(data_files))
     gold_of = {}
     for d in all_docs:
         value = d.meta.get(label_field[5:]) if label_field.startswith("meta.") else getattr(d, label_field, None)
         if value is not None and value != "":
             gold_of[d.id] = str(value)
-    labelled = [d for d in all_docs if d.id in gold_of]
-    if not labelled:
+    if not gold_of:
         raise ConfigError(f"no document has a gold {label_field!r}: the audit needs labelled documents "
                           "(set label_field to the field that holds the class)")
-    unknown_labels = sorted({gold_of[d.id] for d in labelled} - set(labels))
-    if unknown_labels:
-        bad = next(d for d in labelled if gold_of[d.id] in unknown_labels)
-        raise RecordError(f"gold {label_field!r} value(s) {unknown_labels[:5]} are not among the model's labels "
-                          f"{labels}", record_id=bad.id)
+    known = set(labels)
+    bad = [d.id for d in all_docs if d.id in gold_of and gold_of[d.id] not in known]
+    if bad:
+        n_values = len({gold_of[i] for i in bad})
+        shown = ", ".join(repr(i) for i in dict.fromkeys(bad[:3]))
+        raise RecordError(f"{len(bad)} of {len(gold_of)} labelled documents have a gold {label_field!r} not among "
+                          f"the model's labels {labels} ({n_values} distinct value(s); documents {shown}); set "
+                          "label_field (--label-field) to the field that holds the class", record_id=bad[0])
+    return gold_of
+
+
+def _classification_report(scorer, docs, cfg: AuditConfig, model_dir, timings, data_files=None) -> dict[str, Any]:
+    labels = list(scorer.labels)
+    has_scores = bool(getattr(scorer, "has_scores", True))
+    all_docs = list(docs)
+    label_field = cfg.label_field or getattr(getattr(scorer, "tm", None), "label_field", None) or "label"
+    gold_of = _gold_labels(all_docs, label_field, labels, data_files)
+    labelled = [d for d in all_docs if d.id in gold_of]
     index = {l: i for i, l in enumerate(labels)}
     y_true = np.array([index[gold_of[d.id]] for d in labelled])
     texts = [d.text for d in labelled]
@@ -295,16 +358,21 @@ def _classification_report(scorer, docs, cfg: AuditConfig, model_dir, timings) -
                                       rng=gap_rng)
             per_attr[attr] = {"groups": groups, "gaps": gaps}
 
+    from domainfm.audit.lineage import model_identity
+
+    n_unlabelled = len(all_docs) - len(labelled)
+    warnings = [f"group_by field {a!r} is absent from every document (one '{UNKNOWN}' group)" for a in absent]
+    if n_unlabelled:
+        warnings.append(f"{n_unlabelled} of {len(all_docs)} documents have no gold {label_field!r} (missing, empty or "
+                        f"null) and were left out; the audit used the {len(labelled)} labelled documents")
     report: dict[str, Any] = {
         "config": asdict(cfg),
         "model": {"task": "classification", "label_field": label_field, "labels": labels, "has_scores": has_scores,
-                  "source": str(model_dir) if model_dir else type(scorer).__name__},
+                  "source": str(model_dir) if model_dir else type(scorer).__name__, **model_identity(model_dir)},
         "data": _data_section(labelled, [gold_of[d.id] for d in labelled], labels,
-                              {a: n for a, n in group_names.items() if a in cfg.group_by}, cfg,
-                              len(all_docs) - len(labelled)),
+                              {a: n for a, n in group_names.items() if a in cfg.group_by}, cfg, n_unlabelled),
         "performance": {"positive_class": positive_name, "overall": overall, "by_attribute": per_attr},
-        "warnings": [f"group_by field {a!r} is absent from every document (one '{UNKNOWN}' group)"
-                     for a in absent],
+        "warnings": warnings,
         "definitions": {
             "multiclass_fairness": "one-vs-rest per class; gaps for the positive class and the mean over classes",
             "ci": f"95% percentile bootstrap over documents ({cfg.n_bootstrap} resamples, seed {cfg.seed})",
@@ -320,10 +388,14 @@ def _classification_report(scorer, docs, cfg: AuditConfig, model_dir, timings) -
             report["calibration"] = _calibration(probs, y_true, group_names, cfg, rng)
     else:
         report["calibration"] = {"available": False, "reason": "the model gives labels only, no scores"}
+    from domainfm.audit.privacy import data_trace
+
+    trace = data_trace(data_files)
     if cfg.explain > 0 or cfg.explain_sample > 0:
         if has_scores:
             with _timed(timings, "explanations"):
-                report["explanations"] = _explanations(scorer, labelled, probs, y_true, labels, group_names, cfg)
+                report["explanations"] = _explanations(scorer, labelled, probs, y_true, labels, group_names, cfg,
+                                                       trace)
         else:
             report["explanations"] = {"available": False, "reason": "the model gives labels only, no scores"}
     if cfg.counterfactuals:
@@ -332,7 +404,7 @@ def _classification_report(scorer, docs, cfg: AuditConfig, model_dir, timings) -
     from domainfm.audit.privacy import training_deid_status
 
     with _timed(timings, "privacy"):
-        report["privacy"] = training_deid_status(model_dir, labelled)
+        report["privacy"] = training_deid_status(model_dir, labelled, trace)
     from domainfm.audit.summary import findings
 
     report["summary"] = findings(report)
@@ -341,7 +413,8 @@ def _classification_report(scorer, docs, cfg: AuditConfig, model_dir, timings) -
 
 def audit(model: Any, docs: Iterable[Any], out_dir: str | os.PathLike, config: AuditConfig | None = None, *,
           model_dir: str | os.PathLike | None = None, template_dir: str | os.PathLike | None = None,
-          timings: dict[str, float] | None = None, privacy_audit: dict[str, Any] | None = None) -> AuditResult:
+          timings: dict[str, float] | None = None, privacy_audit: dict[str, Any] | None = None,
+          data_files: Sequence[str | os.PathLike] | None = None) -> AuditResult:
     """Audit a classification model on labelled documents and write ``index.html``,
     ``report.json``, ``model_card.md`` and ``manifest.json`` to ``out_dir``.
 
@@ -353,6 +426,11 @@ def audit(model: Any, docs: Iterable[Any], out_dir: str | os.PathLike, config: A
         timings: filled with the seconds per stage, as in :func:`run_audit`, plus ``render``.
         privacy_audit: a ``domainfm audit-privacy`` report (of this model or the model it was
             fine-tuned from); its statement goes to the report's privacy section and the model card.
+        data_files: the files ``docs`` were read from (see :func:`run_audit`: explanation examples
+            of data that does not trace back to ``domainfm deid`` are masked by its detector).
+
+    Card files an earlier run left in ``out_dir`` are removed when the report is rewritten: they
+    describe the old report (write them again with ``domainfm audit-cards``).
 
     Example:
         >>> from domainfm.corpus import read_documents
@@ -363,14 +441,30 @@ def audit(model: Any, docs: Iterable[Any], out_dir: str | os.PathLike, config: A
 
     from domainfm.corpus.io import OutputLock, check_output_path, check_report_folder
 
+    from domainfm.audit.cards.evidence import check_privacy_audit
+
     cfg = config or AuditConfig()
+    if privacy_audit is not None:  # before the audit runs, not after
+        check_privacy_audit(privacy_audit, "privacy_audit")
     out = check_output_path(out_dir, folder=True)
     check_report_folder(out, "audit")
     with OutputLock(out):
-        report = run_audit(model, docs, cfg, model_dir=model_dir, timings=timings)
+        report = run_audit(model, docs, cfg, model_dir=model_dir, timings=timings, data_files=data_files)
         if privacy_audit is not None:
             report.setdefault("privacy", {})["memorization"] = {
-                "statement": privacy_audit.get("statement"), "passed": (privacy_audit.get("gate") or {}).get("passed")}
+                "statement": privacy_audit.get("statement"), "passed": privacy_audit["gate"].get("passed")}
         with _timed(timings, "render"):
             write_report(report, out, template_dir=template_dir)
+        _remove_cards(out)
     return AuditResult(out, report)
+
+
+def _remove_cards(out: Path) -> None:
+    """Delete the card files (by the names :mod:`domainfm.audit.cards` writes) beside a rewritten
+    report: they cite the old report's numbers and groups."""
+    from domainfm.audit.cards.config import CARD_FILES, SUMMARY_FILE
+    from domainfm.manifest import manifest_path_for
+
+    names = [n for files in CARD_FILES.values() for n in files] + [SUMMARY_FILE]
+    for path in [out / n for n in names] + [manifest_path_for(out / SUMMARY_FILE)]:
+        path.unlink(missing_ok=True)

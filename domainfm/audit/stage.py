@@ -79,7 +79,8 @@ def run(config: AuditSection, inputs: list[Path], out: Path, context: StageConte
     if "privacy" in context.stages:  # the model card states the memorisation audit of the DAPT model
         with contextlib.suppress(OSError, ValueError):
             privacy_report = json.loads(context.outputs["privacy"].read_text(encoding="utf-8"))
-    result = audit(inputs[0], docs, out_dir, cfg, privacy_audit=privacy_report)
+    data_files = [f for f in (task.data.train, task.data.eval) if f]  # traced to deid for the examples' masking
+    result = audit(inputs[0], docs, out_dir, cfg, privacy_audit=privacy_report, data_files=data_files)
     report = result.report
     perf = report.get("performance", {})
     overall = perf.get("overall", {})

@@ -88,9 +88,7 @@ class Document:
             raise RecordError(
                 f"expected a JSON object per line, got {type(record).__name__}", location=location
             )
-        raw_id = record.get("id")
-        if isinstance(raw_id, int) and not isinstance(raw_id, bool):
-            raw_id = str(raw_id)  # one rule for every stage: an integer id is its decimal string
+        raw_id = id_string(record.get("id"))
         record_id = raw_id if isinstance(raw_id, str) else None
 
         def fail(reason: str) -> RecordError:
@@ -163,13 +161,18 @@ class Document:
 
 def merge_crossing_spans(spans: Iterable[Span]) -> list[Span]:
     """Repair what :func:`check_span_overlaps` would reject: same-label spans that cross are
-    merged into their union, and a span listed twice is kept once. A merged span keeps the
-    originals in ``attrs["merged_from"]`` (``[[start, end], ...]``) so the repair can be counted
-    and undone; nested spans and spans of different labels are left as they are.
+    merged into their union, and a span listed twice is kept once. The kept span lists the
+    originals in ``attrs["merged_from"]`` (``[[start, end], ...]``, a duplicate as the same pair
+    twice) so the repair can be counted and undone. It keeps the attrs of the original that
+    starts first; when any original had attrs, ``attrs["merged_attrs"]`` holds each one's, in
+    the order of ``merged_from``, so none is lost. Nested spans and spans of different labels
+    are left as they are.
 
     Example:
         >>> [(s.start, s.end, s.attrs) for s in merge_crossing_spans([Span(0, 5, "LOC"), Span(3, 9, "LOC")])]
         [(0, 9, {'merged_from': [[0, 5], [3, 9]]})]
+        >>> [(s.start, s.end, s.attrs) for s in merge_crossing_spans([Span(0, 5, "LOC"), Span(0, 5, "LOC")])]
+        [(0, 5, {'merged_from': [[0, 5], [0, 5]]})]
     """
     out: list[Span] = []
     by_label: dict[str, list[Span]] = {}
@@ -179,19 +182,35 @@ def merge_crossing_spans(spans: Iterable[Span]) -> list[Span]:
         group.sort(key=lambda s: (s.start, -s.end))
         kept: list[Span] = []
         for span in group:
-            crossing = [k for k in kept if k.start < span.start < k.end < span.end]
-            if any(k.key == span.key for k in kept):
-                continue
+            same = [k for k in kept if k.key == span.key]
+            crossing = same or [k for k in kept if k.start < span.start < k.end < span.end]
             if not crossing:
                 kept.append(span)
                 continue
-            first = min(crossing, key=lambda k: k.start)
-            merged_from = [list(pair) for k in crossing for pair in k.attrs.get("merged_from", [[k.start, k.end]])]
+            crossing.sort(key=lambda k: k.start)  # the merged span keeps the first original's attrs
             kept = [k for k in kept if k not in crossing]
-            attrs = {**first.attrs, **span.attrs, "merged_from": merged_from + [[span.start, span.end]]}
-            kept.append(Span(first.start, span.end, span.label, attrs))
+            kept.append(_merged(crossing[0].start, span.end, span.label, [*crossing, span]))
         out.extend(kept)
     return sorted(out, key=lambda s: (s.start, s.end, s.label))
+
+
+_MERGE_ATTRS = ("merged_from", "merged_attrs")
+
+
+def _merged(start: int, end: int, label: str, parts: list[Span]) -> Span:
+    """One span for ``parts`` (earlier merges among them unfolded into their originals)."""
+    originals: list[tuple[list[int], dict[str, Any]]] = []
+    for part in parts:
+        if "merged_from" in part.attrs:
+            pairs = part.attrs["merged_from"]
+            originals.extend(zip(pairs, part.attrs.get("merged_attrs") or [{} for _ in pairs]))
+        else:
+            own = {k: v for k, v in part.attrs.items() if k not in _MERGE_ATTRS}
+            originals.append(([part.start, part.end], own))
+    attrs = {**originals[0][1], "merged_from": [list(pair) for pair, _ in originals]}
+    if any(own for _, own in originals):
+        attrs["merged_attrs"] = [dict(own) for _, own in originals]
+    return Span(start, end, label, attrs)
 
 
 def check_span_overlaps(spans: Iterable[Span], fail) -> None:
@@ -244,6 +263,19 @@ def _span_from_dict(raw: Any, index: int, fail) -> Span:
     if not isinstance(attrs, dict):
         raise fail(f"span {index} field 'attrs' must be an object, got {describe_type(attrs)}")
     return Span(start, end, label, attrs)
+
+
+def id_string(value: Any) -> Any:
+    """One rule for every stage: an integer id is its decimal string. Any other value is
+    returned as it is for the caller to check (``True`` is not an integer here).
+
+    Example:
+        >>> id_string(7), id_string("n1"), id_string(True)
+        ('7', 'n1', True)
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
 
 
 def describe_type(value: Any) -> str:

@@ -9,15 +9,15 @@ from typing import Any, Callable, Mapping
 
 from domainfm.config import from_dict, to_dict
 from domainfm.corpus.agreement import AgreementTally, annotations_of
-from domainfm.corpus.importers import get_importer
+from domainfm.corpus.importers import IMPORTERS, get_importer
 from domainfm.corpus.importers.base import Sourced
 from domainfm.corpus.io import (Counts, DocumentWriter, OutputLock, Rejected, RejectWriter, check_output_path,
                                 rejects_path_for)
 from domainfm.errors import CorpusError, RecordError
 from domainfm.manifest import write_manifest
 
-# span attributes an importer sets where it repaired a record instead of rejecting it: crossing
-# same-label spans merged (physionet), a stray I- tag read as an entity start (conll)
+# span attributes an importer sets where it repaired a record instead of rejecting it: crossing or
+# repeated same-label spans merged (physionet, brat, tab), a stray I- tag read as an entity start (conll)
 REPAIR_ATTRS = frozenset({"merged_from", "repaired"})
 
 
@@ -76,17 +76,38 @@ def import_corpus(
         opts = options
     src, out = Path(src), Path(out)
     rejects_file = rejects_path_for(out)
-    check_output_path(out, inputs=[src])
-    check_output_path(rejects_file, inputs=[src])
+    inputs = _inputs(importer, src, opts)
+    check_output_path(out, inputs=inputs)
+    check_output_path(rejects_file, inputs=inputs)
     with OutputLock(out):
-        return _import_locked(importer, opts, format, src, out, on_progress)
+        return _import_locked(importer, opts, format, src, out, on_progress, inputs)
 
 
-def _import_locked(importer, opts, format: str, src: Path, out: Path, on_progress) -> ImportResult:
+def extra_inputs(format: str, src: str | os.PathLike, options: Mapping[str, Any] | None) -> list[Path]:
+    """The files an import of ``src`` reads besides it (PhysioNet's ``id-phi.phrase`` beside
+    ``id.text``): a pipeline hashes them into the import stage's key, so an edited gold file
+    re-runs the import. None for a format that is not an importer (a dataset preparer)."""
+    if format not in IMPORTERS:
+        return []
+    importer = IMPORTERS[format]
+    return _inputs(importer, Path(src), from_dict(importer.options_cls, dict(options or {})))[1:]
+
+
+def _inputs(importer, src: Path, opts) -> list[Path]:
+    """``src`` and the files the importer reads beside it (a gold annotation file), so an output
+    cannot overwrite one and the manifest hashes each. One inside a ``src`` folder is hashed
+    with the folder already."""
+    inside = src.resolve() if src.is_dir() else None
+    extra = [p for p in importer.inputs(src, opts) if inside is None or inside not in p.resolve().parents]
+    return [src, *extra]
+
+
+def _import_locked(importer, opts, format: str, src: Path, out: Path, on_progress,
+                   inputs: list[Path]) -> ImportResult:
     counts = Counts()
     agreement = AgreementTally()  # several annotators' versions in meta.annotations (labelstudio, prodigy)
     repaired = repaired_docs = 0  # spans an importer repaired instead of rejecting, and their documents
-    seen: set[str] = set()
+    seen: dict[str, str | None] = {}  # id -> where the record that took it came from
     first_rejects: list[str] = []
     rejects_file = rejects_path_for(out)
 
@@ -104,13 +125,16 @@ def _import_locked(importer, opts, format: str, src: Path, out: Path, on_progres
                 item, location, raw = item
             if not isinstance(item, Rejected):
                 if item.id in seen:
+                    # where the first one is: two files named alike but for their extension (a.txt,
+                    # a.md) give one id, and the user needs both names to fix it
+                    earlier = f", at {seen[item.id]}" if seen[item.id] else ""
                     item = Rejected.from_error(
-                        RecordError("duplicate id (already used by an earlier record)", record_id=item.id,
+                        RecordError(f"duplicate id (already used by an earlier record{earlier})", record_id=item.id,
                                     location=location),
                         raw=raw if raw is not None else _as_json(item),
                     )
                 else:
-                    seen.add(item.id)
+                    seen[item.id] = location
             if isinstance(item, Rejected):
                 reject(rejects_out, item)
             else:
@@ -128,7 +152,7 @@ def _import_locked(importer, opts, format: str, src: Path, out: Path, on_progres
     assert counts.reconciles, counts  # the loop above accounts for every item it reads
     config = ImportConfig(format=format, src=str(src), out=str(out), options=to_dict(opts))
     manifest = write_manifest(
-        out, stage="import", config=config, inputs=[src],
+        out, stage="import", config=config, inputs=inputs,
         outputs=[out] + ([rejects_file] if counts.rejected else []), counts={**counts.to_dict(), "repaired": repaired_docs, "repaired_spans": repaired},
         extra={"agreement": report} if (report := agreement.report()) is not None else None,
     )

@@ -21,13 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from domainfm.audit.cards.config import CARD_FILES, CARD_NAMES, DeployerFields, load_deployer_fields, parse_cards
+from domainfm.audit.cards.config import (CARD_FILES, CARD_NAMES, SUMMARY_FILE, DeployerFields, load_deployer_fields,
+                                         parse_cards)
 from domainfm.errors import DomainFMError
 
-__all__ = ["CARD_FILES", "CARD_NAMES", "CardsResult", "DeployerFields", "load_deployer_fields", "parse_cards",
-           "write_cards"]
-
-SUMMARY_FILE = "cards.json"
+__all__ = ["CARD_FILES", "CARD_NAMES", "SUMMARY_FILE", "CardsResult", "DeployerFields", "load_deployer_fields",
+           "parse_cards", "write_cards"]
 
 
 @dataclass
@@ -35,26 +34,96 @@ class CardsResult:
     out_dir: Path
     files: list[Path]
     summary: dict[str, Any]  # cards.json's content
+    warnings: list[str]  # what the cards could not verify (also in cards.json)
+
+
+def _card_files() -> set[str]:
+    from domainfm.manifest import manifest_path_for
+
+    return {n for files in CARD_FILES.values() for n in files} | {SUMMARY_FILE, manifest_path_for(SUMMARY_FILE).name}
+
+
+def check_cards_folder(out: Path, audit_dir: Path) -> None:
+    """Cards go beside their report (or a copy of it), into a new or empty folder, or over an
+    earlier cards-only output of the same audit, never into another audit's report folder (its
+    cards would cite groups its report.json lacks) or a folder of other files (a model folder).
+
+    Raises:
+        OutputError: naming the folder and what it holds.
+    """
+    from domainfm.errors import OutputError
+    from domainfm.manifest import manifest_path_for
+
+    if out.resolve() == audit_dir.resolve() or not out.is_dir() or _same_report(out, audit_dir):
+        return
+    present = [f.name for f in out.iterdir() if f.suffix not in (".lock", ".tmp")]
+    if not present:
+        return
+    others = [name for name in present if name not in _card_files()]
+    if not others:
+        earlier = _read_manifest(manifest_path_for(out / SUMMARY_FILE))
+        if earlier.get("stage") == "audit-cards" and _same_audit(earlier, audit_dir):
+            return
+        what = "the cards of another audit" if earlier.get("stage") == "audit-cards" else "card files of unknown origin"
+    else:
+        stage = _read_manifest(out / "manifest.json").get("stage")
+        what = f"a 'domainfm {stage}' output" if isinstance(stage, str) else "other files"
+    raise OutputError(f"{out}: holds {what}; the cards of {audit_dir} go beside its report (leave out -o), into a "
+                      "new or empty folder, or over an earlier cards-only output of the same audit: choose another "
+                      "-o folder")
+
+
+def _same_report(out: Path, audit_dir: Path) -> bool:
+    """``out`` holds a copy of the audit's report.json (the demo's ``reports/demo/``): the cards
+    go beside the report they describe."""
+    from domainfm.manifest import sha256_file
+
+    copy, report = out / "report.json", audit_dir / "report.json"
+    return copy.is_file() and report.is_file() and sha256_file(copy) == sha256_file(report)
+
+
+def _same_audit(manifest: dict[str, Any], audit_dir: Path) -> bool:
+    """Whether a cards manifest was written from ``audit_dir``: its recorded folder, or (cards
+    written before the folder was recorded) its input hashes hold this report.json's."""
+    if "audit_dir" in manifest:
+        return manifest["audit_dir"] == str(audit_dir.resolve())
+    from domainfm.manifest import sha256_file
+
+    report = audit_dir / "report.json"
+    digest = sha256_file(report) if report.is_file() else None
+    return digest is not None and any(isinstance(i, dict) and i.get("sha256") == digest
+                                      for i in manifest.get("inputs") or [])
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _scan(texts: dict[str, str], deployer: DeployerFields) -> dict[str, int]:
-    """PHI-pattern hits per file; the deployer's declared contact is the one exempt value."""
-    from domainfm.audit.privacy import scan_phi
-
-    contact = deployer.get(DeployerFields.CONTACT)
-    hits = {}
-    for name, text in texts.items():
-        if contact:
-            text = text.replace(contact, "").replace(_xml_escape(contact), "")
-        for pattern, n in scan_phi(text).items():
-            hits[f"{name}:{pattern}"] = n
-    return hits
-
-
-def _xml_escape(text: str) -> str:
+    """PHI-pattern hits per file. The one exemption: an e-mail or phone match that lies inside
+    an occurrence of the deployer's declared contact; the text around it is scanned as any other
+    (a contact of "-" once removed every hyphen the SSN and date patterns need)."""
+    import re
     from xml.sax.saxutils import escape
 
-    return escape(text)
+    from domainfm.audit.cards.config import CONTACT_PATTERNS
+    from domainfm.audit.privacy import PHI_PATTERNS
+
+    contact = deployer.get(DeployerFields.CONTACT)
+    forms = {contact, escape(contact)} if contact else set()  # as written in Markdown/JSON, and in the XML
+    hits = {}
+    for name, text in texts.items():
+        declared = [(m.start(), m.end()) for form in forms for m in re.finditer(re.escape(form), text)]
+        for pattern, regex in PHI_PATTERNS.items():
+            n = sum(1 for m in regex.finditer(text)
+                    if not (pattern in CONTACT_PATTERNS and any(s <= m.start() and m.end() <= e for s, e in declared)))
+            if n:
+                hits[f"{name}:{pattern}"] = n
+    return hits
 
 
 def write_cards(audit_dir: str | Path, cards: str | Iterable[str] = "all", *, out_dir: str | Path | None = None,
@@ -76,6 +145,8 @@ def write_cards(audit_dir: str | Path, cards: str | Iterable[str] = "all", *, ou
     Raises:
         CardValidationError: the CHAI card does not validate (nothing is written).
         DomainFMError: a card would contain PHI-like text (nothing is written).
+        OutputError: ``out_dir`` holds another audit's report or cards, or other files
+            (:func:`check_cards_folder`).
     """
     from contextlib import ExitStack
 
@@ -88,12 +159,16 @@ def write_cards(audit_dir: str | Path, cards: str | Iterable[str] = "all", *, ou
     names = parse_cards(cards)
     if not names:
         raise DomainFMError("no card chosen: pass chai, annex-iv, fda or all")
+    audit_dir = Path(audit_dir)
+    out = check_output_path(out_dir or audit_dir, folder=True)
+    check_cards_folder(out, audit_dir)
     if deployer is None:
         deployer = load_deployer_fields(cards_config)
     ev = Evidence(audit_dir, deid_eval=deid_eval, privacy_audit=privacy_audit, cards_config=cards_config,
                   audit_scope=audit_scope)
     texts: dict[str, str] = {}
-    summary: dict[str, Any] = {"cards": {}, "sources": [vars(s) for s in ev.sources.values()]}
+    summary: dict[str, Any] = {"cards": {}, "sources": [vars(s) for s in ev.sources.values()],
+                               "warnings": list(ev.warnings)}
     if "chai" in names:
         xml, filled = chai.build(ev, deployer)
         chai.validate(xml, chai_schema)
@@ -115,14 +190,16 @@ def write_cards(audit_dir: str | Path, cards: str | Iterable[str] = "all", *, ou
     summary_text = json.dumps(summary, indent=2, ensure_ascii=False) + "\n"
     hits = _scan({**texts, SUMMARY_FILE: summary_text}, deployer)
     if hits:
-        raise DomainFMError(f"the cards would contain PHI-like text {hits}; nothing was written (check cards.yaml "
-                            "and the audit's data note)")
-    out = check_output_path(out_dir or audit_dir, folder=True)
+        origins = ev.phi_origins()
+        where = f"it comes from {', '.join(origins)}" if origins else "check cards.yaml and the audit's data note"
+        raise DomainFMError(f"the cards would contain PHI-like text {hits}; nothing was written ({where})")
     paths = [out / name for name in (*texts, SUMMARY_FILE)]
     with ExitStack() as stack:  # all written in full before any is renamed into place
         for path, text in zip(paths, (*texts.values(), summary_text)):
             stack.enter_context(atomic_file(path)).write(text)
+    # the audit folder, resolved: a later '-o' into this folder is checked against it
     write_manifest(out / SUMMARY_FILE, stage="audit-cards", config={"cards": names, "chai_schema": str(chai_schema)
                    if chai_schema else "shipped v0.2"}, inputs=[s.path for s in ev.sources.values()],
-                   outputs=paths, counts={n: c["completeness"] for n, c in summary["cards"].items()})
-    return CardsResult(out, paths, summary)
+                   outputs=paths, counts={n: c["completeness"] for n, c in summary["cards"].items()},
+                   extra={"audit_dir": str(audit_dir.resolve())})
+    return CardsResult(out, paths, summary, list(ev.warnings))

@@ -12,6 +12,7 @@ for its optional signature, and a resolver maps that URL to a local stand-in.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from domainfm.audit.cards import facts
@@ -83,6 +84,16 @@ def validate(xml: bytes | str, schema_path: str | Path | None = None) -> None:
         raise CardValidationError(f"the CHAI card does not validate against the v0.2 schema: {errors}")
 
 
+# what XML 1.0 cannot hold at all (not even as a character reference)
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_text(text: str) -> str:
+    """``text`` with the characters XML 1.0 forbids (control characters a group value in the
+    data may hold) replaced by U+FFFD, as the Markdown cards show them."""
+    return _NOT_XML.sub("\ufffd", text)
+
+
 def build(ev: Evidence, deployer: DeployerFields) -> tuple[bytes, dict[str, Filled]]:
     """``(xml bytes, {element path: Filled})`` for the card."""
     from xml.etree import ElementTree as ET
@@ -93,10 +104,10 @@ def build(ev: Evidence, deployer: DeployerFields) -> tuple[bytes, dict[str, Fill
     def el(parent, name: str, value: Filled | str | None = None, key: str | None = None):
         node = ET.SubElement(parent, f"{{{NS}}}{name}")
         if isinstance(value, Filled):
-            node.text = value.text
+            node.text = xml_text(value.text)
             filled[key or name] = value
         elif value is not None:
-            node.text = value
+            node.text = xml_text(value)
         return node
 
     d = deployer

@@ -22,6 +22,8 @@ CARD_FILES: dict[str, tuple[str, ...]] = {
     "fda": ("fda_model_card.md",),
 }
 CARD_NAMES = tuple(CARD_FILES)
+#: Beside the cards: each card's completeness and every source file (its manifest beside it).
+SUMMARY_FILE = "cards.json"
 #: The deployer fields of the demo classifier (package data).
 DEMO_CARDS_CONFIG = Path(__file__).resolve().parent / "demo-cards.yaml"
 
@@ -51,6 +53,34 @@ def parse_cards(values: str | Iterable[str] | None) -> list[str]:
 
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# what a contact a reviewer may use looks like: an e-mail address, a phone number or a web address
+_CONTACT = {
+    "e-mail": re.compile(r"^[\w.+-]+@[\w-]+(\.[\w-]+)+$"),
+    "phone": re.compile(r"^\+?[\d().\- ]*\d[\d().\- ]*((ext\.?|x) ?\d+)?$", re.I),
+    "URL": re.compile(r"^https?://[\w.-]+\.[a-z]{2,}(:\d+)?([/?#]\S*)?$", re.I),
+}
+#: The PHI patterns the declared contact may match (and only where the whole contact stands).
+CONTACT_PATTERNS = ("email", "phone")
+# XML 1.0 forbids them and no card needs them: tab, newline and carriage return are the exceptions
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _is_contact(text: str) -> bool:
+    if _CONTACT["phone"].match(text):
+        return sum(ch.isdigit() for ch in text) >= 7
+    return bool(_CONTACT["e-mail"].match(text) or _CONTACT["URL"].match(text))
+
+
+def _is_date(text) -> bool:
+    import datetime
+
+    if not isinstance(text, str) or not _DATE.match(text):
+        return False
+    try:
+        datetime.date.fromisoformat(text)
+    except ValueError:  # 2025-13-45 has the shape of a date but is none
+        return False
+    return True
 
 
 @dataclass
@@ -58,8 +88,9 @@ class DeployerFields:
     """``cards.yaml``: what the deployer states (every key optional; text unless noted).
 
     Identity and release (CHAI BasicInfo / ReleaseInfo, Annex IV 1(a), FDA device information):
-        model_name, developer, developer_contact (an address or phone a reviewer may use; the only
-        field the PHI scan lets through), release_stage, release_date (``YYYY-MM-DD``),
+        model_name, developer, developer_contact (an e-mail address, phone number or web address a
+        reviewer may use; the PHI scan lets this exact address or number through, nothing else),
+        release_stage, release_date (a real date, ``YYYY-MM-DD``),
         release_version, global_availability, regulatory_approval, ehr_compatibility (list).
     Use (CHAI UsesAndDirections, Annex IV 1(a)/(h), FDA indications):
         intended_use, primary_users, how_to_use, target_population, out_of_scope, clinical_risk_level.
@@ -117,7 +148,7 @@ class DeployerFields:
     def __post_init__(self) -> None:
         from domainfm.audit.privacy import scan_phi
 
-        if self.release_date is not None and not (isinstance(self.release_date, str) and _DATE.match(self.release_date)):
+        if self.release_date is not None and not _is_date(self.release_date):
             raise ConfigError(f"cards.yaml: 'release_date' must be an ISO date YYYY-MM-DD (e.g. 2025-06-30); "
                               f"got {self.release_date!r}")
         for f in fields(self):
@@ -134,7 +165,15 @@ class DeployerFields:
                                   f"'To be completed by the deployer'); got {value!r}")
             else:
                 texts = [value]
+            for text in texts:
+                if _CONTROL.search(text):
+                    raise ConfigError(f"cards.yaml: {f.name!r} contains a control character (e.g. \\x01), which an "
+                                      f"XML card cannot hold: remove it")
             if f.name == self.CONTACT:
+                other = sorted(set(scan_phi(value)) - set(CONTACT_PATTERNS))
+                if not _is_contact(value.strip()) or other:
+                    raise ConfigError(f"cards.yaml: 'developer_contact' must be one e-mail address, phone number or "
+                                      f"web address (e.g. ai-governance@example.org); got {value!r}")
                 continue
             for text in texts:
                 hits = scan_phi(text)

@@ -3,6 +3,7 @@ and its Markdown rendering (``domainfm/audit/templates/card.md.j2``, package dat
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -70,6 +71,37 @@ def to_json(doc: CardDocument, ev: Evidence) -> dict[str, Any]:
     }
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_NEWLINE = re.compile(r"\r\n|[\r\n]")
+
+
+def _one_line(text: Any) -> str:
+    """Newlines as spaces (a newline ends a table row or list item) and control characters as
+    U+FFFD, as the XML card shows them."""
+    return _CONTROL.sub("\ufffd", _NEWLINE.sub(" ", str(text)))
+
+
+def md_text(text: Any) -> str:
+    """Text from the data or the deployer, safe in Markdown: one line, and ``&``, ``<``, ``>``
+    as entities, so a value such as ``<img onerror=...>`` is shown, never rendered as HTML."""
+    return _one_line(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def md_cell(text: Any) -> str:
+    """:func:`md_text` for a table cell: ``|`` escaped (GFM), so a group named ``female | 0-17``
+    stays in its cell."""
+    return md_text(text).replace("|", "\\|")
+
+
+def md_code(text: Any) -> str:
+    """A code span for a table cell: literal (no entities needed), ``|`` escaped (GFM removes the
+    backslash before the span is read), fenced by more backticks than the text holds."""
+    text = _one_line(text).replace("|", "\\|")
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def render_markdown(doc: CardDocument, ev: Evidence, template_dir=None) -> str:
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
@@ -78,7 +110,9 @@ def render_markdown(doc: CardDocument, ev: Evidence, template_dir=None) -> str:
     env = Environment(loader=FileSystemLoader(str(template_dir or stage_templates("audit"))),
                       undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
     env.filters["num"] = fmt
-    env.filters["cell"] = lambda text: str(text).replace("|", "\\|").replace("\n", " ")
+    env.filters["text"] = md_text
+    env.filters["cell"] = md_cell
+    env.filters["code"] = md_code
     sections = [{"title": s.title, "fields": s.fields,
                  "metrics": [metric_row(m, ev) for m in s.metrics]} for s in doc.sections]
     return env.get_template("card.md.j2").render(

@@ -123,6 +123,75 @@ def _read_json(path: Path) -> Any | None:
         return None
 
 
+def check_privacy_audit(report: Any, where: str) -> dict[str, Any]:
+    """``report`` when it is a ``domainfm audit-privacy`` report (an object with a ``gate``
+    object: the release decision the cards and the model card state).
+
+    Raises:
+        ConfigError: naming ``where`` (the option and file, or the argument).
+    """
+    if not isinstance(report, dict) or not isinstance(report.get("gate"), dict):
+        raise ConfigError(f"{where}: not a 'domainfm audit-privacy' report.json (it has no 'gate' object)")
+    return report
+
+
+def load_privacy_audit(path: str | Path) -> dict[str, Any]:
+    """Read and check ``--privacy-audit`` (:func:`check_privacy_audit`) before any work is done."""
+    report = _read_json(Path(path))
+    if report is None:
+        raise ConfigError(f"--privacy-audit {path}: not a readable JSON file (a 'domainfm audit-privacy' "
+                          "report.json)")
+    return check_privacy_audit(report, f"--privacy-audit {path}")
+
+
+def load_deid_eval(path: str | Path) -> dict[str, Any]:
+    """Read and check ``--deid-eval``: a JSON object (``domainfm deid-eval -o`` metrics or the
+    pipeline's ``deid_eval`` report)."""
+    data = _read_json(Path(path))
+    if not isinstance(data, dict):
+        raise ConfigError(f"--deid-eval {path}: not a readable JSON object (a 'domainfm deid-eval -o' metrics file "
+                          "or a pipeline deid_eval report.json)")
+    return data
+
+
+#: What every audit report.json holds; a file without one of them is not an audit report, or
+#: was written by a domainfm version whose report had another shape.
+REPORT_KEYS = (("model",), ("data",), ("performance",), ("model", "labels"), ("performance", "overall"),
+               ("performance", "by_attribute"))
+
+
+def check_report(report: Any, path: Path) -> dict[str, Any]:
+    """``report`` when it has the shape the cards read (:data:`REPORT_KEYS`).
+
+    Raises:
+        ConfigError: naming the first missing key.
+    """
+    if not isinstance(report, dict):
+        raise ConfigError(f"{path} is not an audit report.json (run 'domainfm audit' first; the cards are filled "
+                          "from its numbers)")
+    for key in REPORT_KEYS:
+        parent = lookup(report, key[:-1]) if len(key) > 1 else report
+        if not isinstance(parent, dict) or key[-1] not in parent:
+            raise ConfigError(f"{path} has no '{'.'.join(key)}': it is not an audit report.json, or one from another "
+                              "domainfm version (run 'domainfm audit' again to write the cards from it)")
+    return report
+
+
+def _wrote(manifest: dict[str, Any], sha256: Any) -> bool:
+    """Whether a stage manifest lists an output with this hash."""
+    outputs = manifest.get("outputs") or []
+    return bool(sha256) and any(isinstance(o, dict) and o.get("sha256") == sha256 for o in outputs)
+
+
+def _gap_scope(section: dict[str, Any]) -> tuple[str, str] | None:
+    """Where an attribute's gaps are read: the groups of adequate size when two or more, else
+    all groups when two or more, else ``None`` (one group: not comparable)."""
+    for scope in ("reliable_groups", "all_groups"):
+        if len(lookup(section, ("gaps", scope, "groups")) or []) >= 2:
+            return "gaps", scope
+    return None
+
+
 class Evidence:
     """The audit report and every lineage file found around it.
 
@@ -147,14 +216,12 @@ class Evidence:
         self.sources: dict[str, Source] = {}
         self.audit_dir = Path(audit_dir)
         report_path = self.audit_dir / "report.json"
-        report = _read_json(report_path)
-        if not isinstance(report, dict) or "performance" not in report or "model" not in report:
-            raise ConfigError(f"{report_path} is not an audit report.json (run 'domainfm audit' first; the cards "
-                              "are filled from its numbers)")
-        self.report: dict[str, Any] = report
+        self.report: dict[str, Any] = check_report(_read_json(report_path), report_path)
+        #: what the cards could not verify and say so (also printed as warnings)
+        self.warnings: list[str] = []
         self._add("audit_report", report_path, "audit results (report.json)")
         self._add("audit_manifest", self.audit_dir / "manifest.json", "audit manifest")
-        self.model_dir = Path(report["model"]["source"]) if report["model"].get("source") else None
+        self.model_dir, self.unverified_model = self._model_folder()
         self.task_info = self._json("task_info", self.model_dir / "domainfm_task.json" if self.model_dir else None,
                                     "model task info (domainfm_task.json)")
         self.model_manifest = self._json("model_manifest", self.model_dir / "manifest.json" if self.model_dir else None,
@@ -168,20 +235,32 @@ class Evidence:
             self.finetune_metrics = None
         self.training_data = self._training_data()
         self.pretrain_manifest = self._pretrain_manifest()
-        self.deid_eval = self._json("deid_eval", Path(deid_eval), "de-identification evaluation") \
-            if deid_eval is not None else None
-        if deid_eval is not None and self.deid_eval is None:
-            raise ConfigError(f"--deid-eval {deid_eval}: not a readable JSON file (a 'domainfm deid-eval -o' "
-                              "metrics file or a pipeline deid_eval report.json)")
-        self.privacy = self._json("privacy_audit", Path(privacy_audit), "privacy audit (domainfm audit-privacy)") \
-            if privacy_audit is not None else None
-        if privacy_audit is not None and (not isinstance(self.privacy, dict) or "gate" not in self.privacy):
-            raise ConfigError(f"--privacy-audit {privacy_audit}: not a 'domainfm audit-privacy' report.json "
-                              "(it has no 'gate')")
+        self.deid_eval = None
+        if deid_eval is not None:
+            self.deid_eval = load_deid_eval(deid_eval)
+            self._add("deid_eval", Path(deid_eval), "de-identification evaluation")
+        self.privacy = None
+        self.privacy_path = privacy_audit
+        if privacy_audit is not None:
+            self.privacy = load_privacy_audit(privacy_audit)
+            self._add("privacy_audit", Path(privacy_audit), "privacy audit (domainfm audit-privacy)")
         if cards_config is not None:
             self._add("cards_config", Path(cards_config), "deployer fields (cards.yaml)")
 
     # -- files ------------------------------------------------------------------------------
+
+    def _model_folder(self) -> tuple[Path | None, str | None]:
+        """The audited model's folder, when the report's fingerprint proves it still holds that
+        model; otherwise ``(None, why)``: the cards then read no lineage from it (and say so)
+        rather than describe whatever model sits at that path now."""
+        from domainfm.audit.lineage import verify_model
+
+        model = self.report["model"]
+        folder, why = verify_model(model)
+        if folder is not None or not model.get("path", model.get("source")):  # found, or audited as an object
+            return folder, None
+        self.warnings.append(f"model lineage not verifiable: {why}; the cards carry the audit's numbers only")
+        return None, why
 
     def _add(self, role: str, path: Path, what: str) -> bool:
         if not path.is_file():
@@ -203,9 +282,12 @@ class Evidence:
                      "counts": {}, "config": None}
             from domainfm.manifest import manifest_path_for
 
-            manifest = self._json(f"training_data_{i}_manifest", manifest_path_for(path),
-                                  f"manifest of training input {path.name}")
-            if isinstance(manifest, dict):
+            manifest_file = manifest_path_for(path)
+            manifest = _read_json(manifest_file) if manifest_file.is_file() else None
+            # a relative input path is read from here, not from where fine-tuning ran: only a
+            # manifest that records this input's hash among its outputs describes this data
+            if isinstance(manifest, dict) and _wrote(manifest, item.get("sha256")):
+                self._add(f"training_data_{i}_manifest", manifest_file, f"manifest of training input {path.name}")
                 entry.update(stage=manifest.get("stage"), counts=manifest.get("counts") or {},
                              config=manifest.get("config"), role=f"training_data_{i}_manifest")
             out.append(entry)
@@ -228,7 +310,20 @@ class Evidence:
 
     @property
     def model_name(self) -> str:
-        return self.model_dir.name if self.model_dir else str(self.report["model"].get("source"))
+        source = self.report["model"].get("path") or self.report["model"].get("source")
+        return Path(str(source)).name if source else "the audited model"
+
+    def phi_origins(self) -> list[str]:
+        """The given evidence files whose text the cards quote and that match the PHI patterns
+        (named in the refusal, so the user knows which file to fix)."""
+        from domainfm.audit.privacy import scan_phi
+
+        origins = []
+        if isinstance(self.privacy, dict):
+            quoted = [self.privacy.get("statement"), lookup(self.privacy, ("membership", "strongest"))]
+            if any(isinstance(q, str) and scan_phi(q) for q in quoted):
+                origins.append(f"--privacy-audit {self.privacy_path} (its 'statement')")
+        return origins
 
     def base_model(self) -> str | None:
         return ((self.task_info or {}).get("base_model") or {}).get("name")
@@ -276,8 +371,9 @@ class Evidence:
                 small = " (small group)" if group.get("small") else ""
                 yield self._m("fairness", f"{key} of group {attr}={name}{small}", (*base, "groups", name, key), key,
                               ci_path=(*base, "groups", name, "ci", key), n=group.get("n"))
-            gaps = ("gaps", "reliable_groups") if len(section["gaps"]["reliable_groups"]["groups"]) >= 2 \
-                else ("gaps", "all_groups")
+            gaps = _gap_scope(section)
+            if gaps is None:  # one group: nothing to compare (see not_comparable)
+                continue
             scope = "groups of adequate size" if gaps[1] == "reliable_groups" else "all groups (some small)"
             if self.task == "ner":
                 yield self._m("fairness", f"F1 gap across {attr}, {scope}", (*base, *gaps, "f1_difference"),
@@ -294,6 +390,12 @@ class Evidence:
                           (*base, *gaps, "positive_class", "equalized_odds_difference"),
                           "max of TPR and FPR differences",
                           ci_path=(*base, *gaps, "ci", "equalized_odds_difference"))
+
+    def not_comparable(self) -> dict[str, list[str]]:
+        """Attribute -> its groups, for the attributes with fewer than two groups (no gap)."""
+        return {attr: sorted(section.get("groups") or {})
+                for attr, section in (self.report["performance"].get("by_attribute") or {}).items()
+                if _gap_scope(section) is None}
 
     def safety(self) -> Iterable[Metric | None]:
         cal = ("calibration",)

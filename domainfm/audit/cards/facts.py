@@ -50,8 +50,10 @@ def task_phrase(ev: Evidence) -> str:
 def model_type(ev: Evidence) -> Filled:
     info, cfg = ev.task_info or {}, ev.finetune_config or {}
     if not info:
-        return Filled(f"{task_phrase(ev)}; the model folder's task info was not available, so the architecture "
-                      "is not recorded here.", "config", ["audit_report"])
+        why = f"the model's lineage is not verifiable ({ev.unverified_model})" if ev.unverified_model else \
+            "the model folder's task info was not available"
+        return Filled(f"{task_phrase(ev)}; {why}, so the architecture is not recorded here.", "config",
+                      ["audit_report"])
     method = info.get("method", "unknown")
     lora = cfg.get("lora") or {}
     detail = (f"LoRA adapters (r={lora.get('r')}, alpha={lora.get('lora_alpha')}, modules "
@@ -117,9 +119,14 @@ def testing_data(ev: Evidence) -> Filled:
     groups = "; ".join(f"{attr}: " + ", ".join(f"{g} {n}" for g, n in a.get("groups", {}).items())
                        for attr, a in (data.get("attributes") or {}).items())
     scope = {"eval": "the documents fine-tuning held out", "all": "every document fine-tuning read (in-sample)"}
-    where = scope.get(ev.audit_scope, "the documents given to the audit")
-    text = (f"The audit used {data.get('n_labelled')} labelled documents ({where}). "
-            f"{'Labels: ' + dist + '. ' if dist else ''}{'Groups: ' + groups + '.' if groups else ''}")
+    where = scope.get(ev.audit_scope)
+    if data.get("n_unlabelled"):  # the card must not read as if every document given was used
+        used = (f"The audit was given {data.get('n_documents')} documents{f' ({where})' if where else ''}; "
+                f"{data['n_unlabelled']} had no gold label and were left out. The audit used "
+                f"{data.get('n_labelled')} labelled documents. ")
+    else:
+        used = f"The audit used {data.get('n_labelled')} labelled documents ({where or 'the documents given to it'}). "
+    text = f"{used}{'Labels: ' + dist + '. ' if dist else ''}{'Groups: ' + groups + '.' if groups else ''}"
     if data.get("note"):
         text += f" Data note: {data['note']}"
     return Filled(text.strip(), "evidence", ["audit_report"])
@@ -169,6 +176,8 @@ def bias_examination(ev: Evidence) -> Filled:
     if gap is not None:
         ci = f" (95% CI {fmt(gap.ci[0])}-{fmt(gap.ci[1])})" if gap.ci else ""
         text += f"Largest gap: {gap.label} = {fmt(gap.value)}{ci}. "
+    for attr, groups in ev.not_comparable().items():
+        text += f"{attr}: not comparable: {'one group' if len(groups) == 1 else 'no group'} in the audited data. "
     flips = [m for m in ev.metrics() if m.label.startswith("prediction flip rate")]
     if flips:
         text += "Counterfactual swaps: " + "; ".join(f"{m.label.split('swapping ')[1]} {fmt(m.value)}" for m in flips) + "."

@@ -30,24 +30,37 @@ class Sourced(NamedTuple):
 
 
 Reader = Callable[[Path, Any], Iterator["Document | Sourced | Rejected"]]
+ExtraInputs = Callable[[Path, Any], list[Path]]
+
+
+def _no_extra_inputs(src: Path, options: Any) -> list[Path]:
+    return []
 
 
 @dataclass(frozen=True)
 class Importer:
+    """Args:
+    inputs: the files the reader reads besides ``src`` (the PhysioNet gold file), from the
+        source and the options. The runner refuses an output that would overwrite one and
+        hashes them into the manifest, as it does ``src``.
+    """
+
     name: str
     summary: str
     options_cls: type
     read: Reader
+    inputs: ExtraInputs = _no_extra_inputs
 
 
 IMPORTERS: dict[str, Importer] = {}
 
 
-def register(name: str, options_cls: type, summary: str) -> Callable[[Reader], Reader]:
+def register(name: str, options_cls: type, summary: str, *,
+             inputs: ExtraInputs | None = None) -> Callable[[Reader], Reader]:
     def decorate(read: Reader) -> Reader:
         if name in IMPORTERS:
             raise ValueError(f"importer {name!r} is registered twice")
-        IMPORTERS[name] = Importer(name, summary, options_cls, read)
+        IMPORTERS[name] = Importer(name, summary, options_cls, read, inputs or _no_extra_inputs)
         return read
 
     return decorate

@@ -2,18 +2,21 @@
 
 Text-bound annotations (``T``) become spans; a discontinuous annotation becomes one span per
 fragment sharing ``attrs.brat_id``. Attributes (``A``/``M``) and annotator notes (``#``) are
-attached to their span; relations, events and normalisations are kept in ``meta.brat`` so
-nothing in the file is dropped.
+attached to their span; relations, events, normalisations and the attributes of events and
+relations are kept in ``meta.brat`` so nothing in the file is dropped. Two annotations of one
+label listed twice or crossing are merged into their union (``attrs.merged_from``, both brat
+ids in ``attrs.merged_attrs``; counted as repaired), not the document rejected.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from domainfm.corpus.document import Document, Span
-from domainfm.corpus.importers.base import register
+from domainfm.corpus.document import Document, Span, merge_crossing_spans
+from domainfm.corpus.importers.base import Sourced, register
 from domainfm.corpus.io import Rejected
 from domainfm.errors import CorpusError, RecordError
 
@@ -49,7 +52,7 @@ def read_brat(src: Path, options: BratOptions) -> Iterator[Document | Rejected]:
                 meta["brat"] = other
             doc = Document(doc_id, text, meta, spans=spans)
             doc.validate(location=rel.as_posix())
-            yield doc
+            yield Sourced(doc, rel.as_posix())  # a duplicate-id reject names the file
         except RecordError as err:
             yield Rejected.from_error(err)
     # annotations whose text is missing are data too: they are counted as rejects, not skipped
@@ -81,83 +84,103 @@ def _os_reason(path: Path, exc: OSError) -> str:
 def _parse_ann(content: str, text: str, doc_id: str, where: str) -> tuple[list[Span], list[dict]]:
     fragments: dict[str, list[Span]] = {}
     other: list[dict] = []
-    attributes: list[tuple[int, str, str, str | bool]] = []
+    attributes: list[tuple[int, str, str, str | bool, dict]] = []
     notes: list[tuple[int, str, str]] = []
     relations: list[tuple[int, dict]] = []
-    for number, line in enumerate(content.splitlines(), start=1):
+    # "\n" only: str.splitlines() also splits at a form feed or U+2028, which annotated text
+    # may hold, and the line's text field would then no longer match the .txt
+    for number, line in enumerate(content.split("\n"), start=1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         location = f"{where}:{number}"
         fields = line.split("\t")
         ann_id = fields[0]
+        # the text field is the rest of the line: annotated text may hold a TAB
+        rest = "\t".join(fields[2:]) if len(fields) > 2 else None
         try:
             if ann_id.startswith("T"):
+                shown = _named(ann_id, "this T line")
                 if ann_id in fragments:
-                    raise RecordError(f"{ann_id} is given twice (each text-bound annotation needs its own id)",
+                    raise RecordError(f"{shown} is given twice (each text-bound annotation needs its own id)",
                                       record_id=doc_id, location=location)
                 kind, _, ranges = fields[1].partition(" ")
                 if not kind.strip():
-                    raise RecordError(f"{ann_id} has no label (expected e.g. 'T1<TAB>Label START END<TAB>text')",
+                    raise RecordError(f"{shown} has no label (expected e.g. 'T1<TAB>Label START END<TAB>text')",
                                       record_id=doc_id, location=location)
                 pieces = []
                 for part in ranges.split(";"):
                     start, end = (int(x) for x in part.split())
                     pieces.append((start, end))
-                expected = fields[2] if len(fields) > 2 else None
                 if any(not (0 <= s < e <= len(text)) for s, e in pieces):
-                    raise RecordError(f"{ann_id} offsets lie outside the text", record_id=doc_id, location=location)
-                if expected is not None and " ".join(text[s:e] for s, e in pieces) != expected:
-                    raise RecordError(
-                        f"{ann_id} ({kind}) text differs from the .txt at its offsets",
-                        record_id=doc_id, location=location,
-                    )
+                    raise RecordError(f"{shown} has offsets outside the text", record_id=doc_id, location=location)
+                if rest is not None and " ".join(text[s:e] for s, e in pieces) != rest:
+                    raise RecordError(f"{shown}: its text differs from the .txt at its offsets",
+                                      record_id=doc_id, location=location)
                 fragments[ann_id] = [
                     Span(s, e, kind, {"brat_id": ann_id, **({"fragment": i} if len(pieces) > 1 else {})})
                     for i, (s, e) in enumerate(pieces)
                 ]
             elif ann_id.startswith(("A", "M")):
                 if len(fields[1].split()) < 2:
-                    raise RecordError(f"{ann_id}: an attribute needs a name and a target "
+                    raise RecordError(f"{_named(ann_id, 'this A or M line')}: an attribute needs a name and a target "
                                       "(expected e.g. 'A1<TAB>Negated T1')", record_id=doc_id, location=location)
                 name, target, *value = fields[1].split()
-                attributes.append((number, target, name, value[0] if value else True))
+                line_as_read = {"id": ann_id, "annotation": fields[1]}
+                attributes.append((number, target, name, value[0] if value else True, line_as_read))
             elif ann_id.startswith("#"):
                 _, target = fields[1].split()[:2]
-                notes.append((number, target, fields[2] if len(fields) > 2 else ""))
+                notes.append((number, target, rest or ""))
             elif ann_id[:1] in ("R", "E", "N", "*"):
-                other.append({"id": ann_id, "annotation": fields[1], **({"text": fields[2]} if len(fields) > 2 else {})})
+                other.append({"id": ann_id, "annotation": fields[1], **({"text": rest} if rest is not None else {})})
                 if ann_id.startswith("R"):
                     relations.append((number, other[-1]))
             else:
-                raise RecordError(f"unknown annotation kind {ann_id!r}", record_id=doc_id, location=location)
+                raise RecordError("line does not start with a brat annotation id (T1, A1, M1, R1, E1, N1, #1 or *) "
+                                  "and a TAB", record_id=doc_id, location=location)
         except (IndexError, ValueError):
             raise RecordError(
                 "malformed line (expected e.g. 'T1<TAB>Label START END<TAB>text')",
                 record_id=doc_id, location=location,
             ) from None
-    known = set(fragments) | {o["id"] for o in other if o["id"].startswith("E")}
+    events = {o["id"] for o in other if o["id"].startswith("E")}
+    known = set(fragments) | events
     for number, relation in relations:
         for arg in relation["annotation"].split()[1:]:
             target = arg.partition(":")[2]
             if target not in known:
-                raise RecordError(f"{relation['id']} links {target or arg!r}, which no T or E line of this file "
-                                  "defines", record_id=doc_id, location=f"{where}:{number}")
-    for number, target, name, value in attributes:
-        _target(fragments, target, doc_id, f"{where}:{number}")
-        fragments[target] = [Span(s.start, s.end, s.label, {**s.attrs, name: value}) for s in fragments[target]]
+                what = (f"links {target!r}, which no T or E line of this file defines" if _ID.fullmatch(target)
+                        else "has an argument that is not a T or E id (expected e.g. 'R1<TAB>Rel Arg1:T1 Arg2:T2')")
+                raise RecordError(f"{_named(relation['id'], 'this R line')} {what}", record_id=doc_id,
+                                  location=f"{where}:{number}")
+    # an attribute of an event or a relation stays beside it in meta.brat, as the line was written
+    annotated = events | {o["id"] for o in other if o["id"].startswith("R")}
+    for number, target, name, value, line_as_read in attributes:
+        if target in fragments:
+            fragments[target] = [Span(s.start, s.end, s.label, {**s.attrs, name: value}) for s in fragments[target]]
+        elif target in annotated:
+            other.append(line_as_read)
+        else:
+            what = (f"refers to {target!r}, which no T, E or R line of this file defines" if _ID.fullmatch(target)
+                    else "has a target that is not an annotation id (expected e.g. 'A1<TAB>Negated T1')")
+            raise RecordError(f"attribute {what}", record_id=doc_id, location=f"{where}:{number}")
     for number, target, note in notes:
         if target in fragments:
             fragments[target] = [Span(s.start, s.end, s.label, {**s.attrs, "note": note}) for s in fragments[target]]
         else:
             other.append({"id": f"#{number}", "annotation": f"AnnotatorNotes {target}", "text": note})
-    spans = [span for group in fragments.values() for span in group]
-    spans.sort(key=lambda s: (s.start, s.end, s.label))
+    # a same-label annotation listed twice or crossing another (two annotators' versions
+    # concatenated) is merged into their union, counted as repaired; both brat ids stay in
+    # attrs (merged_attrs)
+    spans = merge_crossing_spans(span for group in fragments.values() for span in group)
     return spans, other
 
 
-def _target(fragments: dict, target: str, doc_id: str, location: str) -> None:
-    if target not in fragments:
-        raise RecordError(
-            f"attribute refers to {target!r}, which is not a text-bound annotation",
-            record_id=doc_id, location=location,
-        )
+# the shape of a brat annotation id; any other token of a line may be document text (a .txt
+# saved over its .ann) and is never quoted in a message, which reaches the console and manifest
+_ID = re.compile(r"[TAMREN#]\d+|\*")
+
+
+def _named(token: str, otherwise: str) -> str:
+    """``token`` when it is shaped like a brat id, else ``otherwise``."""
+    return token if _ID.fullmatch(token) else otherwise

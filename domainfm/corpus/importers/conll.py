@@ -13,6 +13,7 @@ has is more likely a swapped column (a token read as the tag) and rejects the do
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal
@@ -114,7 +115,7 @@ def _read_file(path: Path, options: ConllOptions, prefix: str) -> Iterator[Docum
                             yield item
                         first_line = number + 1
                 continue
-            fields = line.split("\t") if "\t" in line else line.split()
+            fields = _fields(line)
             if len(fields) < 2:
                 sentence.append((fields[0] if fields else "", "__NO_TAG__", number, 0))
             else:
@@ -137,10 +138,22 @@ def _scan(path: Path) -> tuple[bool, set[str]]:
             if line.startswith(b"-DOCSTART-"):
                 has_docstart = True
                 continue
-            fields = line.split()
-            if len(fields) >= 2 and fields[-1].startswith(b"B-"):
-                types.add(fields[-1][2:].decode("utf-8", "replace"))
+            fields = _fields(line.decode("utf-8", "replace").rstrip("\r\n"))
+            if len(fields) >= 2 and fields[-1].startswith("B-"):
+                types.add(fields[-1][2:])
     return has_docstart, types
+
+
+_ASCII_SPACE = re.compile(r"[ \t\x0b\x0c]+")
+
+
+def _fields(line: str) -> list[str]:
+    """A line's columns: split at TABs when it has one, else at runs of ASCII blanks. Never at
+    Unicode spaces, which str.split() also takes: a no-break space inside a token ("10 000")
+    would cut the token short and lose the rest of it."""
+    if "\t" in line:
+        return line.split("\t")
+    return [field for field in _ASCII_SPACE.split(line) if field]
 
 
 def _build(doc_id: str, sentences, options: ConllOptions, filename: str, entity_types: set[str]) -> Document:

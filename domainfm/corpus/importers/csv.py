@@ -77,7 +77,7 @@ def read_csv(src: Path, options: CsvOptions) -> Iterator[Document | Rejected]:
                 continue
             location = f"{src.name}:{reader.line_num}"
             raw = _as_read(options.delimiter.join(row))
-            if not row or all(not cell for cell in row):
+            if not row:  # a blank line holds no field; a row of empty cells (",,") is a record, counted
                 continue
             try:
                 if len(row) != len(header):

@@ -3,7 +3,10 @@
 ``id.text`` holds records ``START_OF_RECORD=<patient>||||<note>||||\\n<body>||||END_OF_RECORD``;
 ``id-phi.phrase`` lists gold PHI as ``<patient> <note> <start> <end> <type> <text>`` with
 0-based offsets into the body. Every gold span's text is checked against the body; same-type
-gold spans that cross are merged into their union (counted as ``repaired_spans`` in the manifest).
+gold spans that cross, or a gold line listed twice, are merged into their union (counted as
+``repaired_spans`` in the manifest). ``id.text`` is read as written: with ``\r\n`` line ends the
+body keeps its ``\r`` characters, which the offsets count; a byte order mark is dropped. The
+gold file is an input of the import (an output may not overwrite it; the manifest hashes it).
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ from typing import Iterator
 
 from domainfm.corpus.document import Document, Span, merge_crossing_spans
 from domainfm.corpus.importers.base import register
-from domainfm.corpus.io import Rejected
+from domainfm.corpus.io import Rejected, strip_bom
 from domainfm.errors import CorpusError, RecordError
 
-_HEADER = re.compile(r"START_OF_RECORD=([^|\n]+)\|\|\|\|([^|\n]+)\|\|\|\|\n")
+# \r?\n: a file saved with Windows line ends; its body starts after the \r\n
+_HEADER = re.compile(r"START_OF_RECORD=([^|\n]+)\|\|\|\|([^|\n]+)\|\|\|\|\r?\n")
 _END = "||||END_OF_RECORD"
 
 
@@ -31,17 +35,31 @@ class PhysionetOptions:
     phi: str | None = None
 
 
-@register("physionet", PhysionetOptions, "PhysioNet deid id.text (+ id-phi.phrase gold PHI)")
+def _phi_path(src: Path, options: PhysionetOptions) -> Path:
+    """The gold file: ``--phi``, else ``id-phi.phrase`` beside ``id.text``."""
+    text_path = src / "id.text" if src.is_dir() else src
+    return Path(options.phi) if options.phi else text_path.with_name("id-phi.phrase")
+
+
+def _gold_input(src: Path, options: PhysionetOptions) -> list[Path]:
+    """The gold file is an input: an output named like it would overwrite the gold PHI."""
+    phi_path = _phi_path(src, options)
+    return [phi_path] if options.phi or phi_path.is_file() else []
+
+
+@register("physionet", PhysionetOptions, "PhysioNet deid id.text (+ id-phi.phrase gold PHI)", inputs=_gold_input)
 def read_physionet(src: Path, options: PhysionetOptions) -> Iterator[Document | Rejected]:
     text_path = src / "id.text" if src.is_dir() else src
     if not text_path.is_file():
         raise CorpusError(f"{src}: no id.text found (give the file or the folder holding it)")
-    phi_path = Path(options.phi) if options.phi else text_path.with_name("id-phi.phrase")
+    phi_path = _phi_path(src, options)
     if options.phi and not phi_path.is_file():
         raise CorpusError(f"{phi_path}: no such PHI file (option 'phi')")
     gold = _read_phrases(phi_path) if phi_path.is_file() else {}
     try:
-        content = text_path.read_text(encoding="utf-8")
+        # bytes as written, \r\n kept: gold offsets count every character of the body. A byte
+        # order mark only precedes the first record, so no offset moves with it.
+        content = strip_bom(text_path.read_bytes()).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise CorpusError(f"{text_path.name}: not valid UTF-8 (byte offset {exc.start})") from None
 
@@ -72,7 +90,7 @@ def read_physionet(src: Path, options: PhysionetOptions) -> Iterator[Document | 
                 reason = ("text after the last record is not a START_OF_RECORD block" if last and end == stop
                           else "text between records is not a START_OF_RECORD block")
             yield Rejected(reason, location=f"{text_path.name}:{line_at(start)}",
-                           raw=content[start:end].strip("\n"))
+                           raw=content[start:end].strip("\r\n"))
             start = end
 
     while True:
@@ -99,7 +117,7 @@ def read_physionet(src: Path, options: PhysionetOptions) -> Iterator[Document | 
             for phrase_line, start, stop, kind, expected in phrases:
                 if not (0 <= start < stop <= len(body)) or body[start:stop] != expected:
                     raise RecordError(
-                        f"gold PHI at id-phi.phrase:{phrase_line} ({kind} [{start}:{stop}]) does not "
+                        f"gold PHI at {phi_path.name}:{phrase_line} ({kind} [{start}:{stop}]) does not "
                         "match the note text at those offsets",
                         record_id=doc_id, location=location,
                     )
@@ -124,7 +142,8 @@ def _read_phrases(path: Path) -> dict[tuple[str, str], list[tuple[int, int, int,
     with open(path, "rb") as fh:
         for number, data in enumerate(fh, start=1):
             try:
-                line = data.decode("utf-8").rstrip("\r\n")  # Windows line ends too
+                # Windows line ends and a byte order mark too
+                line = (strip_bom(data) if number == 1 else data).decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError as exc:
                 raise CorpusError(f"{path.name}:{number}: not valid UTF-8 (byte {exc.start} of the line)") from None
             if not line.strip():

@@ -9,6 +9,9 @@ A record with a field of the wrong type is rejected with the field named: offset
 integers (``true``, ``"32"`` or ``14.9`` are refused, not converted), ``entity_type`` a string,
 ``metadata``/``provenance`` and each annotator's entry objects, ``entity_mentions`` a list, and a
 NaN or infinite number (which Python's ``json`` reads in the original layout) rejects its record.
+An integer id is its decimal string, as in every stage. A mention listed twice, or two of one
+type that cross, are merged into their union (counted as repaired) rather than rejecting the
+judgment.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from domainfm.corpus.document import Document, Span, describe_type
+from domainfm.corpus.document import (Document, Span, check_span_overlaps, describe_type, id_string,
+                                      merge_crossing_spans)
 from domainfm.corpus.importers.base import non_finite_field, register
 from domainfm.corpus.io import Rejected, iter_jsonl_objects, not_a_file, strip_bom
 from domainfm.errors import CorpusError, RecordError
@@ -81,10 +85,11 @@ def _from_jsonl_record(obj: Any, location: str) -> Document:
         raise RecordError(f"expected a JSON object, got {type(obj).__name__}", location=location)
     metadata = _object(obj, "metadata", "metadata", location)
     provenance = _object(metadata, "provenance", "metadata.provenance", location)
-    doc_id = metadata.get("data_id") or provenance.get("doc_id") or obj.get("doc_id")
+    candidates = (metadata.get("data_id"), provenance.get("doc_id"), obj.get("doc_id"))
+    doc_id = next((value for value in map(id_string, candidates) if value), None)
     if not isinstance(doc_id, str) or not doc_id:
-        raise RecordError("no string 'metadata.data_id', 'metadata.provenance.doc_id' or 'doc_id' to use as id",
-                          location=location)
+        raise RecordError("no string or integer 'metadata.data_id', 'metadata.provenance.doc_id' or 'doc_id' to "
+                          "use as id", location=location)
     text = obj.get("text")
     if not isinstance(text, str):
         raise RecordError("field 'text' must be a string", record_id=doc_id, location=location)
@@ -118,10 +123,10 @@ def _read_original(src: Path, options: TabOptions) -> Iterator[Document | Reject
     for index, obj in enumerate(records):
         location = f"{src.name}[{index}]"
         raw = json.dumps(obj, ensure_ascii=False)
-        doc_id = obj.get("doc_id") if isinstance(obj, dict) else None
+        doc_id = id_string(obj.get("doc_id")) if isinstance(obj, dict) else None
         try:
             if not isinstance(obj, dict) or not isinstance(doc_id, str):
-                raise RecordError("expected an object with a string 'doc_id'", location=location)
+                raise RecordError("expected an object with a string or integer 'doc_id'", location=location)
             bad_number = non_finite_field(obj)
             if bad_number is not None:
                 raise RecordError(f"{bad_number} is NaN or infinite, which JSON cannot hold", record_id=doc_id,
@@ -185,6 +190,17 @@ def _document(doc_id: str, text: Any, mentions: list, meta: dict, location: str)
         if mention_id:
             attrs["mention_id"] = mention_id
         spans.append(Span(start, end, kind, attrs))
-    doc = Document(doc_id, text, meta, spans=spans)
+    doc = Document(doc_id, text, meta, spans=_merged_if_needed(spans))
     doc.validate(location=location)
     return doc
+
+
+def _merged_if_needed(spans: list[Span]) -> list[Span]:
+    """A mention listed twice, or two of one type that cross, merged into their union (counted
+    as repaired, each mention's attrs kept in ``merged_attrs``) instead of rejecting the
+    judgment. Spans that need no repair keep the file's order."""
+    try:
+        check_span_overlaps(spans, RecordError)
+    except RecordError:
+        return merge_crossing_spans(spans)
+    return spans

@@ -7,7 +7,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Iterator
 
 from domainfm.corpus.document import Document
-from domainfm.corpus.importers.base import register
+from domainfm.corpus.importers.base import Sourced, register
 from domainfm.corpus.io import Rejected
 from domainfm.errors import ConfigError, CorpusError, RecordError
 
@@ -68,6 +68,7 @@ def read_textdir(src: Path, options: TextdirOptions) -> Iterator[Document | Reje
             label = rel.parent.name if options.label_from_dir and rel.parent.name else None
             doc = Document(doc_id, text, {"source_path": rel.as_posix()}, label)
             doc.validate(location=rel.as_posix())
-            yield doc
+            # the location names the file in a duplicate-id reject: a.txt and a.md share the id "a"
+            yield Sourced(doc, rel.as_posix())
         except RecordError as err:
             yield Rejected.from_error(err)
