@@ -452,6 +452,15 @@ def test_tab_original_layout_with_annotators(tmp_path):
 
 # --- brat ---------------------------------------------------------------------------------
 
+def _brat(tmp_path, **files: str):
+    """A brat folder holding ``files`` (``d_txt="..."`` is ``d.txt``), written as given (no
+    newline translation)."""
+    root = tmp_path / "brat"
+    root.mkdir()
+    for name, content in files.items():
+        (root / name.replace("_", ".")).write_text(content, newline="")
+    return root
+
 def test_brat_spans_fragments_attributes_and_relations(tmp_path):
     root = tmp_path / "brat"
     root.mkdir()
@@ -507,10 +516,7 @@ def test_brat_annotation_lines_that_would_lose_or_invent_data_reject_the_documen
         "t-line-id", "t-line-id-twice"])
 def test_brat_messages_never_quote_what_is_not_shaped_like_an_id(ann, reason, tmp_path):
     # a .txt saved over its .ann, or text in an id's place: reasons reach the console and the manifest
-    root = tmp_path / "brat"
-    root.mkdir()
-    (root / "d.txt").write_text("Zorblax Quintavius was here.")
-    (root / "d.ann").write_text(ann)
+    root = _brat(tmp_path, d_txt="Zorblax Quintavius was here.", d_ann=ann)
     result = import_corpus("brat", root, tmp_path / "b.jsonl")
     (reject,) = [json.loads(x) for x in result.rejects.read_text().splitlines()]
     assert reason in reject["reason"] and reject["location"].startswith("d.ann:")
@@ -519,13 +525,10 @@ def test_brat_messages_never_quote_what_is_not_shaped_like_an_id(ann, reason, tm
 
 
 def test_brat_attributes_of_events_and_relations_are_kept_in_meta(tmp_path):
-    root = tmp_path / "brat"
-    root.mkdir()
-    (root / "d.txt").write_text("Zorblax fell at home.")
-    (root / "d.ann").write_text("T1\tPerson 0 7\tZorblax\nT2\tFall 8 12\tfell\nE1\tFall:T2 Agent:T1\n"
-                                "A1\tNegated E1\nR1\tAt Arg1:T1 Arg2:T2\nA2\tCertainty R1 Low\nA3\tNegated T1\n")
-    (root / "e.txt").write_text("Quintavius fell.")
-    (root / "e.ann").write_text("T1\tPerson 0 10\tQuintavius\nA1\tNegated E9\n")
+    root = _brat(tmp_path, d_txt="Zorblax fell at home.",
+                 d_ann="T1\tPerson 0 7\tZorblax\nT2\tFall 8 12\tfell\nE1\tFall:T2 Agent:T1\n"
+                       "A1\tNegated E1\nR1\tAt Arg1:T1 Arg2:T2\nA2\tCertainty R1 Low\nA3\tNegated T1\n",
+                 e_txt="Quintavius fell.", e_ann="T1\tPerson 0 10\tQuintavius\nA1\tNegated E9\n")
     docs, rejects = run("brat", root, tmp_path)
     (doc,) = docs
     assert doc.meta["brat"] == [{"id": "E1", "annotation": "Fall:T2 Agent:T1"},
@@ -540,14 +543,11 @@ def test_brat_attributes_of_events_and_relations_are_kept_in_meta(tmp_path):
 
 def test_brat_annotated_text_with_a_tab_form_feed_or_line_separator(tmp_path):
     # only \n (and \r\n) end an .ann line; the text field is the rest of the line, TABs included
-    root = tmp_path / "brat"
-    root.mkdir()
-    text = "Zorblax\tQuintavius\x0cseen\u2028today\x85."
-    (root / "d.txt").write_text(text, newline="")
-    (root / "d.ann").write_text("T1\tNAME 0 18\tZorblax\tQuintavius\r\n"
-                                "T2\tWHEN 19 31\tseen\u2028today\x85.\r\n"
-                                "T3\tFEED 18 19\t\x0c\r\n"
-                                "#1\tAnnotatorNotes T1\tleft\tright\x1cend\r\n", newline="")
+    root = _brat(tmp_path, d_txt="Zorblax\tQuintavius\x0cseen\u2028today\x85.",
+                 d_ann="T1\tNAME 0 18\tZorblax\tQuintavius\r\n"
+                       "T2\tWHEN 19 31\tseen\u2028today\x85.\r\n"
+                       "T3\tFEED 18 19\t\x0c\r\n"
+                       "#1\tAnnotatorNotes T1\tleft\tright\x1cend\r\n")
     docs, rejects = run("brat", root, tmp_path)
     assert not rejects
     assert [(s.start, s.end, s.label) for s in docs[0].spans] == [(0, 18, "NAME"), (18, 19, "FEED"), (19, 31, "WHEN")]
@@ -555,11 +555,9 @@ def test_brat_annotated_text_with_a_tab_form_feed_or_line_separator(tmp_path):
 
 
 def test_brat_annotation_listed_twice_or_crossing_is_merged_keeping_both_ids(tmp_path):
-    root = tmp_path / "brat"
-    root.mkdir()
-    (root / "d.txt").write_text("Zorblax Quintavius seen today.")
-    (root / "d.ann").write_text("T1\tNAME 0 18\tZorblax Quintavius\nT2\tNAME 8 23\tQuintavius seen\n"
-                                "A1\tNegated T2\nT3\tDATE 24 29\ttoday\nT4\tDATE 24 29\ttoday\n")
+    root = _brat(tmp_path, d_txt="Zorblax Quintavius seen today.",
+                 d_ann="T1\tNAME 0 18\tZorblax Quintavius\nT2\tNAME 8 23\tQuintavius seen\n"
+                       "A1\tNegated T2\nT3\tDATE 24 29\ttoday\nT4\tDATE 24 29\ttoday\n")
     result = import_corpus("brat", root, tmp_path / "b.jsonl")
     assert result.counts.rejected == 0 and (result.repaired, result.repaired_spans) == (1, 2)
     (doc,) = read_documents(result.out)
