@@ -262,7 +262,7 @@ def test_at_least_one_token_is_always_selected(tiny_tokenizer):
 
 
 def test_privacy_gate_follows_deid_and_chunk_manifests(tmp_path):
-    from domainfm.pretrain.data import check_deidentified
+    from domainfm.manifest import check_deidentified
 
     deid = write_corpus(tmp_path / "deid.jsonl", n=6)
     chunked = write_corpus(tmp_path / "chunks.jsonl", n=6, deid=False)

@@ -33,7 +33,7 @@ def data_trace(paths: list[str | Path] | None) -> dict[str, Any]:
     given without their files cannot be traced."""
     if not paths:
         return {"deidentified": False, "evidence": ["the documents were given without the files they came from"]}
-    from domainfm.pretrain.data import check_deidentified
+    from domainfm.manifest import check_deidentified
 
     checks = check_deidentified(paths)
     return {"deidentified": all(c.deidentified for c in checks),

@@ -110,7 +110,7 @@ class Backend:
     # ------------------------------------------------------------------ privacy
 
     def _privacy_gate(self, pool_path: Path) -> dict[str, Any]:
-        from domainfm.pretrain.data import check_deidentified
+        from domainfm.manifest import check_deidentified
 
         if not pool_path.is_file():
             if not self.allow_identified_data:

@@ -18,7 +18,8 @@ from domainfm.pretrain.config import (
     PretrainConfig,
     TrainConfig,
 )
-from domainfm.pretrain.data import check_deidentified, privacy_gate
+from domainfm.manifest import check_deidentified
+from domainfm.pretrain.data import privacy_gate
 
 _LAZY = {"pretrain", "pretrain_demo", "demo_config", "PretrainResult", "CheckpointError", "load_model",
          "console_reporter", "MLM_HEAD_NEW"}

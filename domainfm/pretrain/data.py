@@ -1,7 +1,7 @@
 """Pretraining input: the privacy gate, a patient-safe train/eval split, and sequence packing.
 
-- :func:`check_deidentified` follows the manifests that ``domainfm deid`` / ``domainfm chunk``
-  write beside their output and says, per input file, whether de-identification produced it.
+- :func:`privacy_gate` refuses input that :func:`domainfm.manifest.check_deidentified` cannot
+  trace back to ``domainfm deid`` (the label backend and the audit read the same trace).
 - :func:`build_corpus` streams the documents once, tokenizes them in batches, sends every
   document to the train or eval side by a stable hash of its split key (``meta.patient_id``
   when present), so all notes of one patient land on the same side on every run and machine,
@@ -15,7 +15,6 @@ is dropped; the held-out side keeps it (padded) so evaluation sees all held-out 
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,83 +24,13 @@ import numpy as np
 
 from domainfm.corpus.grouping import group_of, stable_fraction
 from domainfm.errors import ConfigError, CorpusError
+from domainfm.manifest import check_deidentified
 
 _TOKENIZE_BATCH = 256
 
 
 # --------------------------------------------------------------------------------------------
 # Privacy gate
-
-
-@dataclass
-class InputProvenance:
-    """Whether one input file is known to come out of ``domainfm deid``."""
-
-    path: str
-    deidentified: bool
-    evidence: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "deidentified": self.deidentified, "evidence": self.evidence}
-
-
-def check_deidentified(paths: Iterable[str | os.PathLike]) -> list[InputProvenance]:
-    """Trace every input back to a ``deid`` manifest.
-
-    A file passes when the manifest beside it (``x.jsonl`` -> ``x.manifest.json``) has
-    ``"stage": "deid"``, or ``"stage": "chunk"`` and every input listed in that manifest passes
-    in turn. The file must match one of the output hashes the manifest records (an edited file,
-    another file the manifest was copied beside, or a hand-written manifest without hashes is not
-    what de-identification wrote).
-    """
-    return [_trace(Path(p), depth=0) for p in paths]
-
-
-def _trace(path: Path, depth: int) -> InputProvenance:
-    from domainfm.manifest import manifest_path_for, sha256_file
-
-    if depth > 8:
-        return InputProvenance(str(path), False, "manifest chain deeper than 8 stages")
-    manifest_file = manifest_path_for(path)
-    if not manifest_file.is_file():
-        return InputProvenance(str(path), False, f"no manifest ({manifest_file.name}) beside it")
-    try:
-        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return InputProvenance(str(path), False, f"{manifest_file.name} is not valid JSON")
-    if not isinstance(manifest, dict):
-        return InputProvenance(str(path), False, f"{manifest_file.name} is not a JSON object")
-    stage = manifest.get("stage")
-    hashed = [o for o in manifest.get("outputs") or [] if isinstance(o, dict) and o.get("sha256")]
-    if not hashed and path.is_file() and stage in ("deid", "chunk"):
-        # every manifest domainfm writes hashes its outputs: one without them ties nothing to this
-        # file, and anyone can write '{"stage": "deid"}' beside raw text
-        return InputProvenance(str(path), False, f"{manifest_file.name} records no output hash, so nothing ties it "
-                                                 "to this file")
-    if hashed and path.is_file():
-        # By content, not by name: a manifest copied beside another file (or beside an edited
-        # one) vouches for nothing the stage did not write.
-        digest = sha256_file(path)
-        if not any(o["sha256"] == digest for o in hashed):
-            if any(Path(str(o.get("path", ""))).name == path.name for o in hashed):
-                return InputProvenance(str(path), False, f"changed since {stage or 'its'} stage wrote it (hash differs)")
-            return InputProvenance(str(path), False, f"{manifest_file.name} records other outputs (no recorded "
-                                                     "hash matches this file)")
-    if stage == "deid":
-        return InputProvenance(str(path), True, f"{manifest_file.name}: stage deid")
-    if stage == "chunk":
-        parents = [i for i in manifest.get("inputs") or [] if isinstance(i, dict) and i.get("path")]
-        if not parents:
-            return InputProvenance(str(path), False, f"{manifest_file.name}: chunk manifest lists no inputs")
-        for parent in parents:
-            candidate = Path(parent["path"])
-            if not candidate.is_absolute() and not candidate.exists():
-                candidate = manifest_file.parent / candidate.name
-            traced = _trace(candidate, depth + 1)
-            if not traced.deidentified:
-                return InputProvenance(str(path), False, f"chunked from {candidate}: {traced.evidence}")
-        return InputProvenance(str(path), True, f"{manifest_file.name}: chunk of de-identified input")
-    return InputProvenance(str(path), False, f"{manifest_file.name}: stage {stage!r}, not deid or chunk")
 
 
 def privacy_gate(paths: Iterable[str | os.PathLike], allow_identified_data: bool) -> dict[str, Any]:
