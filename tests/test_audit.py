@@ -446,6 +446,23 @@ def test_explanation_examples_are_masked_by_the_deid_rules_unless_the_data_was_d
     assert again.report["explanations"]["masking"]["deidentified_input"] is False
 
 
+def test_a_lower_case_name_the_rules_miss_is_masked_as_an_unexplained_word(tmp_path):
+    """Without a title or capitals the rules find nothing in "zorblax quintavius reports ...";
+    the words no dictionary explains are masked anyway, whole tokens, in data not de-identified."""
+    docs = make_docs(12, seed=2)
+    for i, d in enumerate(docs):
+        d.text = f"zorblax quintavius reports {('heart', 'seizure', 'cough')[i % 3]} pain since monday. " + d.text
+    cfg = AuditConfig(group_by=["meta.sex"], explain=3, explain_sample=2, max_evals=20, **FAST)
+    result = audit(FakeScorer(), docs, tmp_path / "raw", cfg)
+    assert "words no dictionary explains" in result.report["explanations"]["masking"]["masked"]
+    for name in ("index.html", "report.json"):
+        text = (tmp_path / "raw" / name).read_text(encoding="utf-8")
+        for part in ("zorb", "quint", "tavius", "blax"):
+            assert part not in text.lower(), (name, part)
+    shown = " ".join(s["text"] for ex in result.report["explanations"]["examples"] for s in ex["segments"])
+    assert "reports" in shown and "pain" in shown  # English is still quoted
+
+
 def test_report_records_the_model_folder_absolutely_with_a_fingerprint(tmp_path, monkeypatch):
     folder = tmp_path / "model"
     folder.mkdir()

@@ -39,11 +39,17 @@ def with_(**changes):
         (with_(spans=[{"start": "0", "end": 2, "label": "X"}]), "span 0 field 'start' must be an integer, got a string"),
         (with_(spans=[{"start": True, "end": 2, "label": "X"}]), "must be an integer, got a boolean"),
         (with_(spans=[{"start": 0, "end": 2, "label": ""}]), "span 0 field 'label' must be a non-empty string"),
-        (with_(spans=[{"start": 0, "end": 2, "label": "X", "kind": 1}]), "span 0 has unknown field(s) ['kind']"),
+        (with_(spans=[{"start": 0, "end": 2, "label": "X", "kind": 1}]), "span 0 has 1 unknown field(s), not quoted"),
+        (with_(spans=[{"start": 0, "end": 2, "label": "X", "lable": 1}]), "unknown field(s) ['lable'] (did you mean 'label'?)"),
         (with_(spans=[{"start": 0, "end": 4, "label": "X"}, {"start": 2, "end": 6, "label": "X"}]), "cross each other"),
         (with_(spans=[{"start": 0, "end": 4, "label": "X"}, {"start": 0, "end": 4, "label": "X"}]), "listed twice"),
         (with_(text="bad \ud800 surrogate", spans=[]), "unpaired UTF-16 surrogate"),
-        (with_(extra=1), "unknown field(s) ['extra']"),
+        (with_(id="n\ud800"), "field 'id' contains an unpaired UTF-16 surrogate"),
+        (with_(meta={"ward": ["A", "\udfff"]}), "field 'meta' contains an unpaired UTF-16 surrogate"),
+        (with_(labels=["a\ud800"]), "field 'labels' contains an unpaired UTF-16 surrogate"),
+        (with_(spans=[{"start": 0, "end": 2, "label": "X\ud800"}]), "field 'spans' contains an unpaired"),
+        (with_(extra=1), "1 unknown field(s), not quoted (a key may hold data)"),
+        (with_(txet="x"), "unknown field(s) ['txet'] (did you mean 'text'?)"),
         (with_(phi_spans={}), "field 'phi_spans' must be a list or null"),
         (with_(phi_spans=[{"start": "1", "end": 2, "label": "NAME"}]), "phi_spans 0 must be an object"),
     ],
@@ -57,6 +63,16 @@ def test_invalid_records_are_named_and_explained(record, message):
 
 def test_an_integer_id_is_its_decimal_string_in_every_stage():
     assert Document.from_dict(with_(id=7)).id == "7"
+
+
+def test_keys_that_may_be_data_are_never_quoted():
+    """A careless export can write data as keys: {"Zorblax Quintavius 617-555-0199": 1}. Only a
+    key a typo away from a field of the document model is named."""
+    canary = "Zorblax Quintavius 617-555-0199"
+    for record in (with_(**{canary: 1}), with_(spans=[{"start": 0, "end": 2, "label": "X", canary: 1}])):
+        with pytest.raises(RecordError) as info:
+            Document.from_dict(record)
+        assert "Zorblax" not in str(info.value) and "unknown field(s), not quoted" in str(info.value)
 
 
 def test_error_messages_never_quote_the_text():

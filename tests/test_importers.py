@@ -161,8 +161,29 @@ def test_csv_missing_column_error_never_quotes_the_first_row(tmp_path):
 def test_csv_duplicate_header_name_is_refused(tmp_path):
     src = tmp_path / "dup.csv"
     src.write_text("id,text,id\nd1,hello,d2\n")
-    with pytest.raises(CorpusError, match="names column 'id' twice \\(columns 1 and 3\\)"):
+    with pytest.raises(CorpusError, match="columns 1 and 3 have the same name"):
         import_corpus("csv", src, tmp_path / "o.jsonl")
+    # in a file without a header row the repeated "name" is a cell of the first record
+    src.write_text("Zorblax Quintavius,chest pain,Zorblax Quintavius\n")
+    with pytest.raises(CorpusError, match="columns 1 and 3 have the same name") as err:
+        import_corpus("csv", src, tmp_path / "o.jsonl", {"text_col": "chest pain"})
+    assert "Zorblax" not in str(err.value)
+
+
+def test_every_csv_reader_refuses_a_headerless_file_without_quoting_its_first_row(tmp_path):
+    """mtsamples and a pipeline's meta_join read CSVs too: their missing-column errors listed
+    the 'columns', which in a file without a header row are a patient's name, phone and note."""
+    from domainfm.corpus.stage import MetaJoin, _read_meta_table
+
+    src = tmp_path / "noheader.csv"
+    src.write_text('0,"Patient Zorblax Quintavius, 617-555-0199",Cardiology\n')
+    with pytest.raises(CorpusError, match="the first row has 3 column") as mts:
+        import_corpus("mtsamples", src, tmp_path / "o.jsonl", {"specialties": ["Cardiology"]})
+    with pytest.raises(CorpusError, match="no column 'note_id' for import.meta_join") as join:
+        _read_meta_table(MetaJoin(src=src, key_col="note_id", columns={"sex": "sex"}))
+    for err in (mts, join):
+        assert "Zorblax" not in str(err.value) and "555-0199" not in str(err.value)
+        assert "no header row" in str(err.value)
 
 
 def test_csv_unterminated_quote_is_rejected_not_merged_into_the_next_row(tmp_path):
@@ -575,6 +596,11 @@ def test_jsonl_record_with_a_repeated_key_is_rejected_not_overwritten(tmp_path):
     assert [d.id for d in docs] == ["a"] and len(rejects) == 1
     assert "key 'text' is given twice" in rejects[0]["reason"] and rejects[0]["location"] == "d.jsonl:2"
     assert "Jane" not in rejects[0]["reason"]
+    # a repeated key that is not a field of the document model may itself be data
+    src.write_text('{"id": "c", "text": "t", "meta": {"Zorblax Quintavius": 1, "Zorblax Quintavius": 2}}\n')
+    docs, rejects = run("jsonl", src, tmp_path)
+    assert "a key (not quoted: it may hold data) is given twice" in rejects[0]["reason"]
+    assert "Zorblax" not in rejects[0]["reason"]
 
 
 # --- conll --------------------------------------------------------------------------------

@@ -47,8 +47,10 @@ def mask_identifiers(texts: dict[str, str], tokens: dict[str, list[tuple[int, in
     texts and how many spans the rules found.
 
     The detection is the deid stage's own: the recognizers of ``profile``, long texts in
-    windows, and a name found once masked wherever it recurs in the text. A token of
-    ``tokens[key]`` (character offsets) that overlaps a detected span is masked whole, so a
+    windows, and a name found once masked wherever it recurs in the text. Any word no dictionary
+    explains (not English, clinical, a drug or a stop word: :func:`domainfm.deid.recognizers.vocab.explained`)
+    is masked too, since a lower-case name the rules miss is written in such words. A token of
+    ``tokens[key]`` (character offsets) that overlaps a masked span is masked whole, so a
     highlighted token never shows part of a name.
     """
     from domainfm.corpus.document import Document
@@ -63,12 +65,23 @@ def mask_identifiers(texts: dict[str, str], tokens: dict[str, list[tuple[int, in
     for (key, text), detections in zip(texts.items(), found):
         spans = [(d.start, d.end) for d in detections]
         n_spans += len(spans)
+        spans += _unexplained_words(text)
         spans += [(s, e) for s, e in (tokens or {}).get(key, []) if any(s < de and ds < e for ds, de in spans)]
         chars = list(mask_phi(text))  # both masks, each found on the text as written
         for s, e in spans:
             chars[s:e] = "*" * (e - s)
         out[key] = "".join(chars)
     return out, n_spans
+
+
+_WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
+
+
+def _unexplained_words(text: str) -> list[tuple[int, int]]:
+    """Offsets of the words of ``text`` that no dictionary explains ("zorblax", "quintavius")."""
+    from domainfm.deid.recognizers.vocab import explained
+
+    return [m.span() for m in _WORD.finditer(text) if not explained(m.group().lower())]
 
 
 @lru_cache(maxsize=2)

@@ -182,7 +182,8 @@ def _quoted(scorer, docs, chosen: list[int], explained, trace: dict[str, Any]) -
     tokens = {("text", ex.doc_id): [(s, e) for s, e, _ in ex.tokens] for ex in explained}
     masked, n_spans = mask_identifiers({**texts, **{("id", d): d for d in ids}}, tokens, profile=profile)
     record = {"deidentified_input": False, "detected_spans": n_spans,
-              "masked": f"domainfm deid rules (profile {profile}) and PHI patterns ({', '.join(sorted(PHI_PATTERNS))})",
+              "masked": f"domainfm deid rules (profile {profile}), words no dictionary explains and PHI patterns "
+                        f"({', '.join(sorted(PHI_PATTERNS))})",
               "reason": "the audited data does not trace back to domainfm deid: " + "; ".join(trace["evidence"])}
     return ({d: masked[("text", d)] for d in ids}, {d: masked[("id", d)] for d in ids}, record)
 

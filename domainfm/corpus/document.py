@@ -97,7 +97,7 @@ class Document:
         unknown = sorted(set(record) - set(DOCUMENT_KEYS))
         if unknown:
             raise fail(
-                f"unknown field(s) {unknown}; a document has {list(DOCUMENT_KEYS)} "
+                f"{unknown_keys(unknown, DOCUMENT_KEYS)}; a document has {list(DOCUMENT_KEYS)} "
                 "(put extra information under 'meta', or import with 'domainfm import jsonl')"
             )
         if not isinstance(raw_id, str) or not raw_id.strip():
@@ -149,6 +149,11 @@ class Document:
             raise fail(f"field 'text' must be a string, got {describe_type(self.text)}")
         if _has_lone_surrogate(self.text):
             raise fail("field 'text' contains an unpaired UTF-16 surrogate (not valid Unicode text)")
+        # the other fields too: one lone surrogate in an id or a meta value made every later
+        # reader that prints or encodes it fail (summary's console, a UTF-8 writer)
+        for name in ("id", "label", "labels", "meta", "spans", "phi_spans"):
+            if any(_has_lone_surrogate(x) for x in _strings(getattr(self, name))):
+                raise fail(f"field {name!r} contains an unpaired UTF-16 surrogate (not valid Unicode text)")
         n = len(self.text)
         for i, span in enumerate(self.spans):
             if not (0 <= span.start < span.end <= n):
@@ -251,7 +256,7 @@ def _span_from_dict(raw: Any, index: int, fail) -> Span:
         raise fail(f"span {index} must be an object, got {describe_type(raw)}")
     unknown = sorted(set(raw) - set(SPAN_KEYS))
     if unknown:
-        raise fail(f"span {index} has unknown field(s) {unknown}; a span has {list(SPAN_KEYS)}")
+        raise fail(f"span {index} has {unknown_keys(unknown, SPAN_KEYS)}; a span has {list(SPAN_KEYS)}")
     start, end, label = raw.get("start"), raw.get("end"), raw.get("label")
     for name, value in (("start", start), ("end", end)):
         if not isinstance(value, int) or isinstance(value, bool):
@@ -278,6 +283,32 @@ def id_string(value: Any) -> Any:
     return value
 
 
+def unknown_keys(unknown: Iterable[str], known: Iterable[str]) -> str:
+    """``"unknown field(s) [...]"`` for a message, quoting only the keys a typo away from a
+    known one (``'txet'``, did you mean ``'text'``): any other key may be data written as a key
+    (``{"Zorblax Quintavius": 1}``), and a message reaches the console and the manifest.
+
+    Example:
+        >>> unknown_keys(["txet", "Jane Roe 555-0199"], ["id", "text"])
+        "unknown field(s) ['txet'] (did you mean 'text'?) and 1 more, not quoted (a key may hold data)"
+    """
+    import difflib
+
+    known = list(known)
+    quoted, hints, others = [], [], 0
+    for key in unknown:
+        close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.75)
+        if close:
+            quoted.append(key)
+            hints.append(f"did you mean {close[0]!r}?")
+        else:
+            others += 1
+    if not quoted:
+        return f"{others} unknown field(s), not quoted (a key may hold data)"
+    more = f" and {others} more, not quoted (a key may hold data)" if others else ""
+    return f"unknown field(s) {quoted} ({'; '.join(hints)}){more}"
+
+
 def describe_type(value: Any) -> str:
     """A bad value's JSON type for a message, never its content (it may be PHI).
 
@@ -296,6 +327,23 @@ def describe_type(value: Any) -> str:
     if isinstance(value, str):
         return "an empty string" if not value.strip() else "a string"
     return "a list" if isinstance(value, list) else "an object" if isinstance(value, dict) else type(value).__name__
+
+
+def _strings(value: Any) -> Iterable[str]:
+    """Every string in a field's value: keys and values of objects, items of lists, span labels
+    and attrs."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(key)
+            yield from _strings(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, Span):
+        yield value.label
+        yield from _strings(value.attrs)
 
 
 def _has_lone_surrogate(text: str) -> bool:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
-from domainfm.corpus.document import Document
+from domainfm.corpus.document import DOCUMENT_KEYS, SPAN_KEYS, Document
 from domainfm.errors import CorpusError, OutputError, RecordError
 from domainfm.manifest import manifest_path_for
 
@@ -512,8 +512,13 @@ def _unique_keys(pairs: list) -> dict:
     if len(out) != len(pairs):
         seen: set = set()
         twice = next(k for k, _ in pairs if k in seen or seen.add(k))
-        raise ValueError(f"key {twice!r} is given twice in one object")
+        # only a field of the document model is named: any other key may be data written as a key
+        named = f"key {twice!r}" if twice in _SCHEMA_KEYS else "a key (not quoted: it may hold data)"
+        raise ValueError(f"{named} is given twice in one object")
     return out
+
+
+_SCHEMA_KEYS = frozenset(DOCUMENT_KEYS) | frozenset(SPAN_KEYS)
 
 
 def read_documents(

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from domainfm.config import from_dict, suggest
+from domainfm.config import from_dict
 from domainfm.errors import ConfigError
 from domainfm.stages import StageContext, StageResult, record_counts
 
@@ -105,6 +105,7 @@ def run(config: ImportSection, inputs: list[Path], out: Path, context: StageCont
 def _read_meta_table(join: MetaJoin) -> dict[str, dict[str, Any]]:
     import csv
 
+    from domainfm.corpus.importers.csv import missing_column
     from domainfm.errors import CorpusError
 
     if not join.src.is_file():
@@ -115,7 +116,8 @@ def _read_meta_table(join: MetaJoin) -> dict[str, dict[str, Any]]:
         header = reader.fieldnames or []
         for col in (join.key_col, *join.columns):
             if col not in header:
-                raise CorpusError(f"{join.src.name}: no column {col!r}{suggest(col, header)}; columns are {header}")
+                raise CorpusError(missing_column(join.src, col, header, "import.meta_join",
+                                                 "set import.meta_join.key_col and its columns"))
         for row in reader:
             meta = {}
             for col, key in join.columns.items():

@@ -131,19 +131,24 @@ def _check_header(src: Path, header: list[str], options: CsvOptions) -> None:
                       ("label", options.label_col), ("labels", options.labels_col)):
         if col is not None and col not in header:
             hint = " or --delimiter" if len(header) == 1 else ""
-            raise CorpusError(
-                f"{src.name}: no column {col!r} for the {role}{_near_miss(col, header)}; the first row has "
-                f"{len(header)} column(s) and none is named {col!r} (set --{role}-col{hint}; if the file "
-                "has no header row, add one)"
-            )
+            raise CorpusError(missing_column(src, col, header, f"the {role}", f"set --{role}-col{hint}"))
     seen: dict[str, int] = {}
     for number, name in enumerate(header, start=1):
         if name in seen:
             raise CorpusError(
-                f"{src.name}: the header names column {name!r} twice (columns {seen[name]} and {number}); "
-                "rename one so neither column's values are lost"
+                f"{src.name}: the header's columns {seen[name]} and {number} have the same name; rename one so "
+                "neither column's values are lost (if the file has no header row, add one)"
             )
         seen[name] = number
+
+
+def missing_column(src: Path, col: str, header: list[str], role: str, fix: str) -> str:
+    """The message for a CSV whose first row lacks column ``col`` (which holds ``role``), ending
+    in ``fix``. It never lists the row's cells: in a file without a header row they are the first
+    record, a patient's name or note. Every CSV reader (importers, a pipeline's ``meta_join``)
+    words it so."""
+    return (f"{src.name}: no column {col!r} for {role}{_near_miss(col, header)}; the first row has "
+            f"{len(header)} column(s) and none is named {col!r} ({fix}; if the file has no header row, add one)")
 
 
 def _near_miss(name: str, header: list[str]) -> str:

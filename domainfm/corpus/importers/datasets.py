@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from domainfm.config import suggest
 from domainfm.corpus.document import Document
 from domainfm.corpus.importers.base import register
+from domainfm.corpus.importers.csv import missing_column
 from domainfm.corpus.io import Rejected, not_a_file
 from domainfm.errors import ConfigError, CorpusError, RecordError
 
@@ -76,9 +76,9 @@ def read_mtsamples(src: Path, opts: MtsamplesOptions) -> Iterator[Document | Rej
     with open(src, encoding="utf-8", newline="") as fh:
         reader = csv.DictReader(fh)
         header = reader.fieldnames or []
-        for col in (opts.text_col, opts.specialty_col, opts.id_col):
+        for role, col in (("the text", opts.text_col), ("the specialty", opts.specialty_col), ("the id", opts.id_col)):
             if col not in header:
-                raise CorpusError(f"{src.name}: no column {col!r}{suggest(col, header)}; columns are {header}")
+                raise CorpusError(missing_column(src, col, header, role, "set the mtsamples options' column names"))
         notes: dict[str, dict] = {}
         for row in reader:
             text = (row[opts.text_col] or "").strip()
