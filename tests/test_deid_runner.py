@@ -122,6 +122,20 @@ def test_reidentify_rejects_records_it_cannot_restore_and_restores_the_rest(cli,
     assert manifest["counts"]["restored"] == 2 and manifest["counts"]["rejected"] == 3
 
 
+def test_a_run_that_pseudonymizes_ids_names_rejects_by_location_only(cli, tmp_path, monkeypatch):
+    """Ids a user asks to pseudonymise are identifiers (an MRN in the id): the console names a
+    rejected record by file:line, never by its raw id."""
+    monkeypatch.setenv("DOMAINFM_VAULT_KEY", "k" * 40)
+    src = tmp_path / "ids.jsonl"
+    src.write_text(json.dumps({"id": "MRN88413060-Zorblax", "text": 7}) + "\n"
+                   + json.dumps({"id": "MRN88413061-Quintavius", "text": "Seen today."}) + "\n")
+    result = cli("deid", src, "-o", tmp_path / "out.jsonl", "--vault", tmp_path / "v.db", "--pseudonymize-ids")
+    assert result.exit_code == 0, result.output
+    assert "ids.jsonl:1" in result.output and "MRN88413060" not in result.output
+    plain = cli("deid", src, "-o", tmp_path / "plain.jsonl")  # without pseudonyms the id helps find it
+    assert "MRN88413060" in plain.output
+
+
 def test_pseudonymized_ids_are_keyed_stable_and_restored_by_reidentify(cli, corpus, tmp_path, monkeypatch):
     monkeypatch.setenv("DOMAINFM_VAULT_KEY", "k" * 40)
     # record ids long enough that finding one in the encrypted vault is no chance match (a 2-byte

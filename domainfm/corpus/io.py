@@ -41,10 +41,11 @@ class Rejected:
     def to_dict(self) -> dict[str, Any]:
         return {"location": self.location, "id": self.record_id, "reason": self.reason, "raw": self.raw}
 
-    def describe(self) -> str:
-        """One PHI-free line for the console: where, which id, why."""
+    def describe(self, *, show_id: bool = True) -> str:
+        """One PHI-free line for the console: where, which id (unless ``show_id`` is off: a run
+        that pseudonymises ids treats them as identifying), why."""
         where = ", ".join(
-            p for p in (self.location, f"id={self.record_id!r}" if self.record_id else None) if p
+            p for p in (self.location, f"id={self.record_id!r}" if self.record_id and show_id else None) if p
         )
         return f"{where}: {self.reason}" if where else self.reason
 
@@ -425,16 +426,20 @@ class CountingRejects:
     Args:
         count_read: also count the record as read (input lines that never reached the stage);
             False for records a stage read and then rejected.
+        show_ids: name the record id in the console lines (off for ``deid --pseudonymize-ids``,
+            whose ids are identifiers: the location names the record instead).
     """
 
-    def __init__(self, writer: RejectWriter, counts: Counts, first: list[str], *, count_read: bool = True):
+    def __init__(self, writer: RejectWriter, counts: Counts, first: list[str], *, count_read: bool = True,
+                 show_ids: bool = True):
         self.writer, self.counts, self.first, self.count_read = writer, counts, first, count_read
+        self.show_ids = show_ids
 
     def write(self, item: Rejected) -> None:
         self.counts.read += self.count_read
         self.counts.add_reject(item.reason)
         if len(self.first) < 5:
-            self.first.append(item.describe())
+            self.first.append(item.describe(show_id=self.show_ids))
         self.writer.write(item)
 
 

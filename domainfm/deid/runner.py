@@ -250,7 +250,9 @@ def _deidentify_locked(in_path: Path, out_path: Path, reject_file: Path, config:
 
     try:
         with JsonlWriter(out_path) as out, RejectWriter(reject_file) as rejects:
-            sink = CountingRejects(rejects, input_counts, first_rejects)
+            # ids a run pseudonymises are identifiers: the console names a reject by file:line only
+            show_ids = not config.pseudonymize_ids
+            sink = CountingRejects(rejects, input_counts, first_rejects, show_ids=show_ids)
             for item in deidentify(docs(sink), config, secret=secret, vault=vault, counts=transform_counts):
                 record_id = item.id if isinstance(item, TransformedRecord) else item.record_id
                 while in_flight and in_flight[0][1].id != record_id:
@@ -266,7 +268,7 @@ def _deidentify_locked(in_path: Path, out_path: Path, reject_file: Path, config:
                     if item.raw is None and doc is not None:
                         item.raw = json.dumps(doc.to_dict(), ensure_ascii=False)
                     if len(first_rejects) < 5:
-                        first_rejects.append(item.describe())
+                        first_rejects.append(item.describe(show_id=show_ids))
                     rejects.write(item)
                 if on_progress is not None and transform_counts.read % 50 == 0:
                     on_progress(input_counts.merge(transform_counts))

@@ -226,7 +226,9 @@ def run_deid(in_path: str | os.PathLike, out_path: str | os.PathLike, config, en
             vault = stack.enter_context(Vault(config.vault, secret))
         with RejectWriter(reject_file) as rejects:
             stage("reading and checking the input")
-            sent = stage_input(in_path, work / "input", CountingRejects(rejects, counts, first), vault)
+            show_ids = not config.pseudonymize_ids  # as one process: pseudonymised ids are identifiers
+            sent = stage_input(in_path, work / "input", CountingRejects(rejects, counts, first, show_ids=show_ids),
+                               vault)
             counts.read += sent
             stage(f"de-identifying {sent} documents ({engine.name})")
             job = DeidJob(config=config, secret=secret, vault_header=vault.header() if vault is not None else None)
@@ -234,7 +236,7 @@ def run_deid(in_path: str | os.PathLike, out_path: str | os.PathLike, config, en
             stage("writing the output")
             found: dict[str, int] = {}
             counts.written = write_records(outputs, out_path, parquet=out_path.suffix == ".parquet", labels=found)
-            _worker_rejects(outputs, CountingRejects(rejects, counts, first, count_read=False))
+            _worker_rejects(outputs, CountingRejects(rejects, counts, first, count_read=False, show_ids=show_ids))
         if vault is not None:
             stage("merging the vault")
             vault.merge_rows(outputs.vault_rows())
