@@ -81,7 +81,16 @@ def test_report_renders_in_headless_chromium(tiny_task_model, tmp_path):
     cfg = AuditConfig(group_by=["meta.sex", "meta.age_band"], explain=2, max_evals=20, n_bootstrap=30,
                       min_group_size=5, counterfactuals=["gender", "race"],
                       data_note="sex and age are made up for this test (provenance: test fixture)")
-    result = audit(tiny_task_model, _documents(), tmp_path / "report", cfg)
+    # written by 'domainfm deid' (its manifest hashes the file), so the examples are quoted as they
+    # are: this test is about rendering any text safely, not about masking what is not de-identified
+    from domainfm.corpus.io import write_documents
+    from domainfm.manifest import write_manifest
+
+    docs = _documents()
+    data = tmp_path / "deid.jsonl"
+    write_documents(data, docs)
+    write_manifest(data, stage="deid", config={}, outputs=[data])
+    result = audit(tiny_task_model, docs, tmp_path / "report", cfg, data_files=[data])
     assert len(result.report["explanations"]["examples"]) == 2
 
     errors: list[str] = []

@@ -187,16 +187,20 @@ def merge_crossing_spans(spans: Iterable[Span]) -> list[Span]:
         group.sort(key=lambda s: (s.start, -s.end))
         kept: list[Span] = []
         for span in group:
-            same = [k for k in kept if k.key == span.key]
-            crossing = same or [k for k in kept if k.start < span.start < k.end < span.end]
-            if not crossing:
-                kept.append(span)
-                continue
-            crossing.sort(key=lambda k: k.start)  # the merged span keeps the first original's attrs
-            kept = [k for k in kept if k not in crossing]
-            kept.append(_merged(crossing[0].start, span.end, span.label, [*crossing, span]))
+            # a union can equal or cross a span kept before it (5-7 and 6-11 give 5-11, which a
+            # kept 5-11 repeats): fold those in too, until nothing kept repeats or crosses it
+            while touching := [k for k in kept if k.key == span.key or _cross(k, span)]:
+                kept = [k for k in kept if k not in touching]
+                parts = sorted([*touching, span], key=lambda k: k.start)  # the first original's attrs stay
+                span = _merged(parts[0].start, max(k.end for k in parts), span.label, parts)
+            kept.append(span)
         out.extend(kept)
     return sorted(out, key=lambda s: (s.start, s.end, s.label))
+
+
+def _cross(a: Span, b: Span) -> bool:
+    """Whether two spans overlap without one holding the other."""
+    return a.start < b.start < a.end < b.end or b.start < a.start < b.end < a.end
 
 
 _MERGE_ATTRS = ("merged_from", "merged_attrs")
