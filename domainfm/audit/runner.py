@@ -463,9 +463,7 @@ def audit(model: Any, docs: Iterable[Any], out_dir: str | os.PathLike, config: A
 def _remove_cards(out: Path) -> None:
     """Delete the card files (by the names :mod:`domainfm.audit.cards` writes) beside a rewritten
     report: they cite the old report's numbers and groups."""
-    from domainfm.audit.cards.config import CARD_FILES, SUMMARY_FILE
-    from domainfm.manifest import manifest_path_for
+    from domainfm.audit.cards.config import card_outputs
 
-    names = [n for files in CARD_FILES.values() for n in files] + [SUMMARY_FILE]
-    for path in [out / n for n in names] + [manifest_path_for(out / SUMMARY_FILE)]:
-        path.unlink(missing_ok=True)
+    for name in card_outputs():
+        (out / name).unlink(missing_ok=True)

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from domainfm.audit.cards.config import (CARD_FILES, CARD_NAMES, SUMMARY_FILE, DeployerFields, load_deployer_fields,
-                                         parse_cards)
+from domainfm.audit.cards.config import (CARD_FILES, CARD_NAMES, SUMMARY_FILE, DeployerFields, card_outputs,
+                                         load_deployer_fields, parse_cards)
 from domainfm.errors import DomainFMError
 
 __all__ = ["CARD_FILES", "CARD_NAMES", "SUMMARY_FILE", "CardsResult", "DeployerFields", "load_deployer_fields",
@@ -35,12 +35,6 @@ class CardsResult:
     files: list[Path]
     summary: dict[str, Any]  # cards.json's content
     warnings: list[str]  # what the cards could not verify (also in cards.json)
-
-
-def _card_files() -> set[str]:
-    from domainfm.manifest import manifest_path_for
-
-    return {n for files in CARD_FILES.values() for n in files} | {SUMMARY_FILE, manifest_path_for(SUMMARY_FILE).name}
 
 
 def check_cards_folder(out: Path, audit_dir: Path) -> None:
@@ -59,7 +53,7 @@ def check_cards_folder(out: Path, audit_dir: Path) -> None:
     present = [f.name for f in out.iterdir() if f.suffix not in (".lock", ".tmp")]
     if not present:
         return
-    others = [name for name in present if name not in _card_files()]
+    others = [name for name in present if name not in card_outputs()]
     if not others:
         earlier = _read_manifest(manifest_path_for(out / SUMMARY_FILE))
         if earlier.get("stage") == "audit-cards" and _same_audit(earlier, audit_dir):
@@ -96,10 +90,9 @@ def _same_audit(manifest: dict[str, Any], audit_dir: Path) -> bool:
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    from domainfm.audit.cards.evidence import _read_json
+
+    data = _read_json(path)
     return data if isinstance(data, dict) else {}
 
 

@@ -24,6 +24,15 @@ CARD_FILES: dict[str, tuple[str, ...]] = {
 CARD_NAMES = tuple(CARD_FILES)
 #: Beside the cards: each card's completeness and every source file (its manifest beside it).
 SUMMARY_FILE = "cards.json"
+
+
+def card_outputs() -> frozenset[str]:
+    """Every file name the cards write: the cards, ``cards.json`` and its manifest (what a
+    re-run audit removes, and what an earlier cards-only output may hold)."""
+    from domainfm.manifest import manifest_path_for
+
+    return frozenset(n for files in CARD_FILES.values() for n in files) | {SUMMARY_FILE,
+                                                                             manifest_path_for(SUMMARY_FILE).name}
 #: The deployer fields of the demo classifier (package data).
 DEMO_CARDS_CONFIG = Path(__file__).resolve().parent / "demo-cards.yaml"
 
