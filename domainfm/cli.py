@@ -741,6 +741,9 @@ def audit_command(
     batch_size: int = typer.Option(32, "--batch-size", help="Texts (and shap masked samples) scored per model call."),
     data_note: Optional[str] = typer.Option(None, "--data-note",
                                             help="Free text for the report's data section, e.g. how the groups were derived."),
+    allow_identifying_groups: str = typer.Option("", "--allow-identifying-groups",
+                                                 help="Comma-separated --group-by fields whose values may be shown "
+                                                      "although they look identifying (names, dates, tiny groups)."),
     card: Optional[List[str]] = typer.Option(None, "--card", help="Also write a reviewer's card: chai, annex-iv, fda or "
                                              "all (repeatable or comma-separated)."),
     cards_config: Optional[Path] = typer.Option(None, "--cards-config",
@@ -782,7 +785,8 @@ def audit_command(
                       explain_sample=explain_sample, max_evals=max_evals, positive_class=positive_class,
                       n_bootstrap=bootstrap, min_group_size=min_group_size, seed=seed, label_field=label_field,
                       counterfactuals=[c.strip() for c in counterfactuals.split(",") if c.strip()],
-                      batch_size=batch_size, data_note=data_note)
+                      batch_size=batch_size, data_note=data_note,
+                      allow_identifying_groups=[g.strip() for g in allow_identifying_groups.split(",") if g.strip()])
     from domainfm.corpus.io import check_output_path
 
     check_output_path(out, inputs=[src, model], folder=True)

@@ -553,3 +553,82 @@ def test_empty_data_and_swapped_arguments_say_what_is_wrong(tmp_path, cli):
     assert result.exit_code == 2 and "is a file, not a model folder" in result.output
     with pytest.raises(ConfigError, match="empty.jsonl holds no documents"):
         run_audit(FakeScorer(), [], AuditConfig(**FAST), data_files=[empty])
+
+
+def _with_meta(docs, key, values):
+    for d, v in zip(docs, values):
+        d.meta[key] = v
+    return docs
+
+
+def test_group_values_that_identify_people_stop_the_audit_before_scoring(tmp_path):
+    class MustNotRun(FakeScorer):
+        def predict_proba(self, texts):
+            raise AssertionError("the model ran before the groups were checked")
+
+    made_up = ["Zorblax Quintavius", "Sarah Fennimore", "Dr. Velorin", "John Okafor"]
+    docs = _with_meta(make_docs(40), "attending", [made_up[i % 4] for i in range(40)])
+    with pytest.raises(ConfigError) as refused:
+        audit(MustNotRun(), docs, tmp_path / "r", AuditConfig(group_by=["meta.sex", "meta.attending"], **FAST))
+    message = str(refused.value)
+    assert "'meta.attending'" in message and "of its 4 values" in message
+    assert "--allow-identifying-groups" in message
+    assert not any(part in message for name in made_up for part in name.split())
+    assert not (tmp_path / "r" / "report.json").exists()
+
+    # one record number per patient: no value looks like a name, but the groups single people out
+    docs = _with_meta(make_docs(60), "patient_key", [f"k{i // 2}" for i in range(60)])
+    with pytest.raises(ConfigError, match=r"30 values and 60 of the 60 documents are in groups of fewer than 5"):
+        run_audit(MustNotRun(), docs, AuditConfig(group_by=["meta.patient_key"], **FAST))
+
+    # the same columns, allowed by name: shown, with the reason in the warnings and the report
+    docs = _with_meta(make_docs(40), "attending", [made_up[i % 4] for i in range(40)])
+    cfg = AuditConfig(group_by=["meta.sex", "meta.attending"], allow_identifying_groups=["meta.attending"], **FAST)
+    report = audit(FakeScorer(), docs, tmp_path / "r", cfg).report
+    assert list(report["privacy"]["identifying_groups"]) == ["meta.attending"]
+    assert any("'meta.attending' is shown although" in w for w in report["warnings"])
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["config"]["allow_identifying_groups"] == \
+        ["meta.attending"]
+
+
+def test_ordinary_group_values_are_not_taken_for_identifiers():
+    from domainfm.audit.privacy import identifying_groups
+
+    columns = {
+        "race": ["White", "Black or African American", "Asian", "Guamanian or Chamorro", "Hispanic or Latino",
+                 "American Indian or Alaska Native", "Two or more races", "unknown"],
+        "state": ["Texas", "Washington", "Georgia", "Massachusetts"],
+        "payer": ["Medicare", "Medicaid", "Self-pay", "Commercial", "Kaiser Permanente", "Aetna"],
+        "band": ["18-39", "40-64", "65+", "2019", "2020"],
+        "unit": ["ICU", "Med-Surg", "Cardiology Clinic", "Emergency", "NICU"],
+    }
+    # each value on 6 documents: groups, not people
+    groups = {attr: np.array([v for v in values for _ in range(6)], dtype=object) for attr, values in columns.items()}
+    assert identifying_groups(groups) == {}
+    flagged = identifying_groups({"dob": np.array(["03/04/1950", "1961-07-02", "12/30/1948"] * 6, dtype=object),
+                                  "contact": np.array(["617-555-0134", "mary@example.org"] * 6, dtype=object)})
+    assert set(flagged) == {"dob", "contact"}
+
+
+def test_allow_identifying_groups_names_group_by_fields():
+    with pytest.raises(ConfigError, match="allow_identifying_groups names 'meta.name', which is not one of group_by"):
+        AuditConfig(group_by=["meta.sex"], allow_identifying_groups=["meta.name"])
+
+
+def test_the_command_refuses_a_name_column_without_quoting_it(tiny_classifier, tmp_path, cli):
+    from domainfm.corpus.io import write_documents
+
+    docs = _with_meta(make_docs(24), "patient_name", ["Zorblax Quintavius", "Sarah Fennimore", "Quill Anders"] * 8)
+    for d in docs:
+        d.label = "cardiology"
+    data = tmp_path / "d.jsonl"
+    write_documents(data, docs)
+    result = cli("audit", tiny_classifier, data, "-o", tmp_path / "out", "--group-by", "meta.sex,meta.patient_name",
+                 "--counterfactuals", "", "--bootstrap", "20")
+    assert result.exit_code == 2 and "'meta.patient_name' would put identifiers into the report" in result.output
+    assert "Traceback" not in result.output
+    assert not any(w in result.output for w in ("Zorblax", "Quintavius", "Sarah", "Fennimore", "Quill", "Anders"))
+    result = cli("audit", tiny_classifier, data, "-o", tmp_path / "out", "--group-by", "meta.sex,meta.patient_name",
+                 "--counterfactuals", "", "--bootstrap", "20", "--allow-identifying-groups", "meta.patient_name")
+    assert result.exit_code == 0, result.output
+    assert "'meta.patient_name' is shown although its values look identifying" in " ".join(result.output.split())

@@ -57,6 +57,11 @@ class AuditConfig:
         data_note: free text shown in the report's data section and the model card, e.g. where
             the group attributes come from ("gender and age band derived by regex from the note
             text; heuristic, not ground truth").
+        allow_identifying_groups: ``group_by`` fields whose values may appear in the report even
+            though they look identifying (names, dates, record numbers, or groups so small they
+            single people out: :func:`domainfm.audit.privacy.identifying_groups`). Without it
+            such a field stops the audit before anything is scored; with it the report records
+            the field and why it was flagged.
     """
 
     group_by: list[str] = field(default_factory=lambda: ["meta.sex", "meta.age_band", "meta.race_ethnicity"])
@@ -74,6 +79,7 @@ class AuditConfig:
     seed: int = 13
     batch_size: int = 32
     data_note: str | None = None
+    allow_identifying_groups: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         if not self.group_by:
@@ -84,6 +90,13 @@ class AuditConfig:
         repeated = sorted({n for n in self.group_by if self.group_by.count(n) > 1})
         if repeated:  # 'meta.sex x meta.sex' would be an intersection of a field with itself
             raise ConfigError(f"group_by names {repeated[0]!r} more than once: list each field once")
+        if not isinstance(self.allow_identifying_groups, list):
+            raise ConfigError("The 'allow_identifying_groups' parameter must be a list of group_by fields. "
+                              f"Got {type(self.allow_identifying_groups).__name__} instead.")
+        stray = [n for n in self.allow_identifying_groups if n not in self.group_by]
+        if stray:
+            raise ConfigError(f"allow_identifying_groups names {stray[0]!r}, which is not one of group_by "
+                              f"{self.group_by}: list only fields the audit groups by")
         if not _is_int(self.n_bootstrap) or not 0 <= self.n_bootstrap <= MAX_BOOTSTRAP:
             raise ConfigError(f"The 'n_bootstrap' parameter must be an int in [0, {MAX_BOOTSTRAP}]. "
                               f"Got {self.n_bootstrap!r} instead.")

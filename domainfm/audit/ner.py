@@ -38,19 +38,20 @@ def _ci(counts: np.ndarray, cfg: AuditConfig, rng: np.random.Generator) -> list[
 
 
 def run_ner_audit(predict_spans: Callable[[list[Any]], list[list[Any]]], types: Sequence[str], docs: list[Any],
-                  cfg: AuditConfig, source: str) -> dict[str, Any]:
+                  cfg: AuditConfig, source: str, profile: str = "clinical") -> dict[str, Any]:
     """Audit span predictions: ``predict_spans(docs)`` -> predicted spans per document; gold
     spans are ``doc.spans`` of the entity ``types``."""
-    from domainfm.audit.runner import _data_section
+    from domainfm.audit.runner import _data_section, checked_groups, identifying_warnings
     from domainfm.metrics import entity_metrics
 
     types = list(types)
     gold = [[s for s in (d.spans if not cfg.label_field or cfg.label_field == "spans" else getattr(d, cfg.label_field))
              if s.label in types] for d in docs]
-    pred = [[s for s in p if s.label in types] for p in predict_spans(docs)]
-    counts = np.array([_doc_counts(g, p) for g, p in zip(gold, pred)]).reshape(-1, 3)
     records = [d.to_dict() for d in docs]
     names = {a: np.array([group_value(r, a) for r in records], dtype=object) for a in cfg.group_by}
+    flagged = checked_groups(names, cfg, profile)  # before the model runs
+    pred = [[s for s in p if s.label in types] for p in predict_spans(docs)]
+    counts = np.array([_doc_counts(g, p) for g, p in zip(gold, pred)]).reshape(-1, 3)
     base = dict(names)
     if cfg.intersections:
         for a, b in itertools.combinations(cfg.group_by, 2):
@@ -89,6 +90,8 @@ def run_ner_audit(predict_spans: Callable[[list[Any]], list[list[Any]]], types: 
         "data": data,
         "performance": {"overall": overall, "by_attribute": by_attr},
         "calibration": {"available": False, "reason": "calibration is audited for classification models only"},
+        "warnings": identifying_warnings(flagged),
+        "privacy": {"identifying_groups": flagged},
         "definitions": {"ner": overall["definition"],
                         "ci": f"95% percentile bootstrap over documents ({cfg.n_bootstrap} resamples, seed {cfg.seed})",
                         "unknown_group": "documents without the attribute form the group 'unknown'"},

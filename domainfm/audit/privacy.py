@@ -84,6 +84,58 @@ def _unexplained_words(text: str) -> list[tuple[int, int]]:
     return [m.span() for m in _WORD.finditer(text) if not explained(m.group().lower())]
 
 
+#: An attribute singles people out, rather than grouping them, when it has at least
+#: ``SINGLING_OUT_VALUES`` values and half of the documents fall in groups of fewer than
+#: ``SINGLING_OUT_SIZE`` documents (a patient's name, an MRN, a date of birth).
+SINGLING_OUT_VALUES = 10
+SINGLING_OUT_SIZE = 5
+#: Coarse de-id types whose presence in group values makes the attribute identifying. States and
+#: countries are left out: Safe Harbor keeps them, and a state is an ordinary group.
+_IDENTIFYING_TYPES = frozenset({"NAME", "DATE", "PHONE", "EMAIL", "URL", "IP", "ID", "LOCATION"})
+_KEPT_PLACES = frozenset({"STATE", "COUNTRY"})
+
+
+def identifying_groups(group_names: dict[str, Any], *, unknown: str = "unknown",
+                       profile: str = "clinical") -> dict[str, str]:
+    """Of the audit's group attributes (attribute -> each document's group), those whose values
+    would put identifiers into the report and cards, each with why (counts only: no value is
+    quoted). An attribute is identifying when
+
+    - the de-id rules of ``profile`` find a name, date, place, contact or record number in at
+      least half of its values (the values read alone: "Sarah Lee", "MRN 1234567",
+      "03/04/1950"; a state, an age band or "Guamanian or Chamorro" are not), or
+    - its groups single out people (:data:`SINGLING_OUT_VALUES`, :data:`SINGLING_OUT_SIZE`),
+      whatever the values look like.
+
+    The report's own scan (:data:`PHI_PATTERNS`) runs on every written file as well; it does not
+    know names, which is why group values are read here, before anything is scored.
+    """
+    from collections import Counter
+
+    from domainfm.corpus.document import Document
+    from domainfm.deid.labels import coarse
+
+    out: dict[str, str] = {}
+    for attr, names in group_names.items():
+        sizes = Counter(str(v) for v in names if v != unknown)
+        if not sizes:
+            continue
+        grouped = sum(sizes.values())
+        in_small = sum(n for n in sizes.values() if n < SINGLING_OUT_SIZE)
+        if len(sizes) >= SINGLING_OUT_VALUES and 2 * in_small >= grouped:
+            out[attr] = (f"it has {len(sizes)} values and {in_small} of the {grouped} documents are in groups of fewer "
+                         f"than {SINGLING_OUT_SIZE}: it singles people out rather than grouping them")
+            continue
+        values = sorted(sizes)
+        found = _detector(profile).detect([Document(id=f"v{i}", text=v) for i, v in enumerate(values)])
+        hits = sum(1 for _, detections in found
+                   if any(coarse(d.label) in _IDENTIFYING_TYPES and d.label not in _KEPT_PLACES for d in detections))
+        if hits and 2 * hits >= len(values):
+            out[attr] = (f"the de-id rules find names, dates, places, contacts or record numbers in {hits} of its "
+                         f"{len(values)} values")
+    return out
+
+
 @lru_cache(maxsize=2)
 def _detector(profile: str):
     """One detector per profile and process: building it (spaCy and presidio) takes seconds."""

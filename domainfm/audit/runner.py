@@ -142,6 +142,27 @@ def _counterfactuals(scorer, texts, probs, group_names, cfg, has_scores) -> dict
     return out
 
 
+def checked_groups(group_names: dict[str, np.ndarray], cfg: AuditConfig, profile: str) -> dict[str, str]:
+    """The ``group_by`` attributes whose values would identify people in the report
+    (:func:`domainfm.audit.privacy.identifying_groups`), each with why; all of them must be in
+    ``cfg.allow_identifying_groups``, else the audit stops here, before anything is scored."""
+    from domainfm.audit.privacy import identifying_groups
+
+    flagged = identifying_groups({a: group_names[a] for a in cfg.group_by}, unknown=UNKNOWN, profile=profile)
+    refused = [a for a in flagged if a not in cfg.allow_identifying_groups]
+    if refused:
+        attr = refused[0]
+        raise ConfigError(f"group_by field {attr!r} would put identifiers into the report and cards: {flagged[attr]}. "
+                          "Group by a coded field instead (an age band, a site or clinician code), or name the field "
+                          "in --allow-identifying-groups (allow_identifying_groups) if its values may be shown")
+    return flagged
+
+
+def identifying_warnings(flagged: dict[str, str]) -> list[str]:
+    return [f"group_by field {a!r} is shown although its values look identifying ({why}); "
+            "allow_identifying_groups names it" for a, why in flagged.items()]
+
+
 def _pick_examples(y_true, y_pred, names: np.ndarray, n: int, seed: int) -> list[int]:
     """Round-robin over (group, correct / wrong) cells so examples cover both and every group."""
     rng = random.Random(seed)
@@ -162,7 +183,11 @@ def _pick_examples(y_true, y_pred, names: np.ndarray, n: int, seed: int) -> list
 def _deid_profile(scorer) -> str:
     """The de-identification profile that fits the model's documents (its chunking profile:
     ``clinical`` or ``legal``), else ``clinical``."""
-    profile = getattr(getattr(getattr(scorer, "tm", None), "long_documents", None), "profile", None)
+    return _task_profile(getattr(scorer, "tm", None))
+
+
+def _task_profile(tm) -> str:
+    profile = getattr(getattr(tm, "long_documents", None), "profile", None)
     return profile if profile in ("clinical", "legal") else "clinical"
 
 
@@ -229,9 +254,9 @@ def _ner_report(tm: Any, docs: Iterable[Any], cfg: AuditConfig, model_dir, data_
         raise ConfigError(_no_documents(data_files))
     types = sorted({t[2:] for t in tm.label_map.tags if t[:2] in ("B-", "I-")})
     report = run_ner_audit(lambda ds: predict_outputs(tm, ds, batch_size=cfg.batch_size), types, docs, cfg,
-                           str(model_dir) if model_dir else "TaskModel")
+                           str(model_dir) if model_dir else "TaskModel", profile=_task_profile(tm))
     report["model"].update(model_identity(model_dir))
-    report["privacy"] = training_deid_status(model_dir, docs, data_trace(data_files))
+    report["privacy"] = {**training_deid_status(model_dir, docs, data_trace(data_files)), **report["privacy"]}
     report["summary"] = findings(report)
     return report
 
@@ -324,9 +349,6 @@ def _classification_report(scorer, docs, cfg: AuditConfig, model_dir, timings, d
     index = {l: i for i, l in enumerate(labels)}
     y_true = np.array([index[gold_of[d.id]] for d in labelled])
     texts = [d.text for d in labelled]
-    with _timed(timings, "score"):
-        probs = _score(scorer, texts, cfg.batch_size)
-    y_pred = probs.argmax(1)
     positive_name = cfg.positive_class or labels[int(np.bincount(y_true, minlength=len(labels)).argmax())]
     if positive_name not in index:
         raise ConfigError(f"positive_class {positive_name!r} is not one of the model's labels {labels}")
@@ -339,6 +361,10 @@ def _classification_report(scorer, docs, cfg: AuditConfig, model_dir, timings, d
         keys = sorted({k for d in labelled for k in d.meta})[:20]
         raise ConfigError(f"no document has any of the group_by fields {absent}; the documents' meta fields "
                           f"are {keys} (set --group-by to some of them)")
+    flagged = checked_groups(group_names, cfg, _deid_profile(scorer))  # before the model runs
+    with _timed(timings, "score"):
+        probs = _score(scorer, texts, cfg.batch_size)
+    y_pred = probs.argmax(1)
     if cfg.intersections:
         for a, b in itertools.combinations(cfg.group_by, 2):
             group_names[f"{a} x {b}"] = np.array([f"{x} | {y}" for x, y in zip(group_names[a], group_names[b])],
@@ -363,6 +389,7 @@ def _classification_report(scorer, docs, cfg: AuditConfig, model_dir, timings, d
 
     n_unlabelled = len(all_docs) - len(labelled)
     warnings = [f"group_by field {a!r} is absent from every document (one '{UNKNOWN}' group)" for a in absent]
+    warnings += identifying_warnings(flagged)
     if n_unlabelled:
         warnings.append(f"{n_unlabelled} of {len(all_docs)} documents have no gold {label_field!r} (missing, empty or "
                         f"null) and were left out; the audit used the {len(labelled)} labelled documents")
@@ -406,6 +433,7 @@ def _classification_report(scorer, docs, cfg: AuditConfig, model_dir, timings, d
 
     with _timed(timings, "privacy"):
         report["privacy"] = training_deid_status(model_dir, labelled, trace)
+    report["privacy"]["identifying_groups"] = flagged
     from domainfm.audit.summary import findings
 
     report["summary"] = findings(report)
