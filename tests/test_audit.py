@@ -632,3 +632,32 @@ def test_the_command_refuses_a_name_column_without_quoting_it(tiny_classifier, t
                  "--counterfactuals", "", "--bootstrap", "20", "--allow-identifying-groups", "meta.patient_name")
     assert result.exit_code == 0, result.output
     assert "'meta.patient_name' is shown although its values look identifying" in " ".join(result.output.split())
+
+
+def test_training_deid_status_checks_the_training_file_is_the_one_recorded(tmp_path):
+    from domainfm.audit.privacy import training_deid_status
+    from domainfm.manifest import sha256_file, write_manifest
+
+    train = tmp_path / "train.jsonl"
+    train.write_text('{"id": "t1", "text": "Seen by [NAME] today."}\n')
+    write_manifest(train, stage="deid", config={"profile": "clinical"}, outputs=[train])
+    model = tmp_path / "model"
+    model.mkdir()
+
+    def status(recorded_hash):
+        (model / "manifest.json").write_text(json.dumps({"stage": "finetune", "inputs": [
+            {"path": str(train), "sha256": recorded_hash}]}))
+        return training_deid_status(model, make_docs(3))
+
+    assert status(sha256_file(train))["training_deidentified"] is True
+    # trained on the de-identified file; raw notes later written to the same path, manifest kept
+    recorded = sha256_file(train)
+    train.write_text('{"id": "t1", "text": "Seen by Zorblax Quintavius today."}\n')
+    changed = status(recorded)
+    assert changed["training_deidentified"] is None and changed["statement"].startswith("unknown: 1 of the 1")
+    assert "not the one the model was trained on" in changed["training_data"][0]["evidence"]
+    # trained on a file edited after deid wrote it: its deid manifest no longer vouches for it
+    edited = status(sha256_file(train))
+    assert edited["training_deidentified"] is False and "changed since deid" in edited["training_data"][0]["evidence"]
+    train.unlink()
+    assert "not found" in status(recorded)["training_data"][0]["evidence"]

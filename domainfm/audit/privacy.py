@@ -192,15 +192,41 @@ def training_deid_status(model_dir: str | Path | None, docs: list[Any],
         out["statement"] = "unknown: the model folder has no readable manifest.json"
         return out
     for item in manifest.get("inputs", []):
-        path = Path(item.get("path", ""))
-        stage = _stage_of(path)
-        deid = stage == "deid" or bool(_has_phi_spans(path))
-        out["training_data"].append({"path": path.name, "stage": stage, "deidentified": deid})
-    if not out["training_data"]:
+        if isinstance(item, dict):
+            out["training_data"].append(_training_input(item))
+    found = [t["deidentified"] for t in out["training_data"]]
+    if not found:
         out["statement"] = "unknown: the model manifest lists no training data"
+    elif False in found:
+        out["training_deidentified"] = False
+        out["statement"] = "NOT shown: the training data manifest does not show a de-identification stage"
+    elif None in found:
+        out["statement"] = (f"unknown: {found.count(None)} of the {len(found)} training files are no longer as the model's "
+                            "manifest recorded them (moved or changed since training)")
     else:
-        out["training_deidentified"] = all(t["deidentified"] for t in out["training_data"])
-        out["statement"] = ("the training data manifest shows de-identification (domainfm deid)"
-                            if out["training_deidentified"] else
-                            "NOT shown: the training data manifest does not show a de-identification stage")
+        out["training_deidentified"] = True
+        out["statement"] = "the training data manifest shows de-identification (domainfm deid)"
     return out
+
+
+def _training_input(item: dict[str, Any]) -> dict[str, Any]:
+    """One training input of a model manifest: is the file at its recorded path still the one the
+    model was trained on (its recorded hash), and does that file trace back to ``domainfm deid``
+    (:func:`domainfm.manifest.check_deidentified`, or records carrying ``phi_spans``)? A relative
+    path is read from the current folder, so the hash decides whether it is the same data;
+    ``deidentified`` is None when it cannot be told."""
+    from domainfm.manifest import check_deidentified, describe_input
+
+    path = Path(str(item.get("path", "")))
+    entry: dict[str, Any] = {"path": path.name, "stage": None, "deidentified": None}
+    now = describe_input(path)
+    if now["kind"] == "missing":
+        entry["evidence"] = "not found where the model's manifest recorded it"
+        return entry
+    if item.get("sha256") and now["sha256"] != item["sha256"]:
+        entry["evidence"] = "the file there is not the one the model was trained on (hash differs)"
+        return entry
+    traced = check_deidentified([path])[0]
+    entry.update(stage=_stage_of(path), deidentified=traced.deidentified or bool(_has_phi_spans(path)),
+                 evidence=traced.evidence)
+    return entry
