@@ -661,3 +661,18 @@ def test_training_deid_status_checks_the_training_file_is_the_one_recorded(tmp_p
     assert edited["training_deidentified"] is False and "changed since deid" in edited["training_data"][0]["evidence"]
     train.unlink()
     assert "not found" in status(recorded)["training_data"][0]["evidence"]
+
+
+def test_model_card_tables_hold_intersections_and_markup_in_group_names(tmp_path):
+    docs = make_docs(40)
+    for i, d in enumerate(docs):
+        d.meta["ward"] = ["east <b>wing</b>", "west | annex"][i % 2]
+    cfg = AuditConfig(group_by=["meta.sex", "meta.ward"], data_note="*as recorded*", **FAST)
+    audit(FakeScorer(), docs, tmp_path / "r", cfg)
+    card = (tmp_path / "r" / "model_card.md").read_text(encoding="utf-8")
+    rows = [line for line in card.splitlines() if line.startswith("| meta.")]
+    assert len(rows) == 3  # sex, ward and their intersection ("F | east ..." worst groups)
+    # every row has the header's five cells: a '|' inside a group name is escaped
+    assert all(len(re.split(r"(?<!\\)\|", row)) == 7 for row in rows), rows
+    assert "<b>" not in card and "&lt;b&gt;" in card
+    assert "*as recorded*" in card  # the user's own note stays Markdown

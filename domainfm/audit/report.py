@@ -138,6 +138,12 @@ def render(report: dict[str, Any], template_dir: str | Path | None = None) -> tu
     card_env = _environment(folder)
     card_env.autoescape = False
     card_env.filters["num"] = _plain
+    # values from the data (labels, group names) are escaped; the user's own --data-note is
+    # Markdown and stays as written
+    from domainfm.audit.cards.document import md_cell, md_text
+
+    card_env.filters["text"] = md_text
+    card_env.filters["cell"] = md_cell
     card = card_env.get_template(CARD_TEMPLATE).render(r=report)
     return html, card
 
