@@ -515,7 +515,7 @@ def predict_command(
     model: Path = typer.Argument(..., help="Model folder written by 'domainfm finetune'."),
     src: Path = typer.Argument(..., help="domainfm JSONL documents (as 'domainfm import' writes them)."),
     out: Path = typer.Option(..., "-o", "--out", help="Output JSONL: the documents with 'pred' or 'pred_spans'."),
-    batch_size: int = typer.Option(64, help="Sequences per batch."),
+    batch_size: int = typer.Option(64, min=1, help="Sequences per batch."),
     ner_decoding: Optional[str] = typer.Option(None, help=NER_DECODING_HELP),
 ):
     """Predict documents: 'pred' (label or labels, per-class scores) or 'pred_spans'."""
@@ -530,7 +530,7 @@ def evaluate_command(
     model: Path = typer.Argument(..., help="Model folder written by 'domainfm finetune'."),
     src: Path = typer.Argument(..., help="Labelled domainfm JSONL documents."),
     out: Optional[Path] = typer.Option(None, "-o", "--out", help="Write the metrics as JSON here."),
-    batch_size: int = typer.Option(64, help="Sequences per batch."),
+    batch_size: int = typer.Option(64, min=1, help="Sequences per batch."),
     ner_decoding: Optional[str] = typer.Option(None, help=NER_DECODING_HELP),
 ):
     """Score a model on labelled documents: accuracy, macro/micro F1, per-class scores and
@@ -573,7 +573,7 @@ def deid_command(
     operator: str = typer.Option("surrogate", help="surrogate (realistic fakes) | redact | tag ([NAME], [DATE]...)."),
     vault: Optional[Path] = typer.Option(None, help="Encrypted re-identification vault (key in $DOMAINFM_VAULT_KEY)."),
     workers: int = typer.Option(1, help="Detection processes (ray: actors)."),
-    batch_size: int = typer.Option(32, help="Documents per spaCy batch."),
+    batch_size: int = typer.Option(32, min=1, help="Documents per spaCy batch."),
     seed: Optional[int] = typer.Option(None, help="Reproducible surrogates without a key (demos/tests only)."),
     threshold: float = typer.Option(0.3, help="Minimum detection score in [0, 1]."),
     ner_model: Optional[Path] = typer.Option(
@@ -648,10 +648,14 @@ def deid_eval_command(
     from domainfm.deid.evaluate import evaluate_files
 
     from domainfm.corpus.io import check_output_path, write_text_atomic
+    from domainfm.errors import ConfigError
 
     for path in (out, misses):
         if path is not None:
             check_output_path(path, inputs=[gold, pred])
+    if out is not None and misses is not None and out.resolve() == misses.resolve():
+        raise ConfigError(f"{out}: -o and --misses name the same file (the metrics would replace the misses); "
+                          "give each its own path")
     types = [t.strip() for t in identifier_types.split(",")] if identifier_types else None
     if vault is not None:
         from domainfm.deid.vault import Vault

@@ -82,6 +82,23 @@ def test_summary_prints_counts_not_text(cli, tmp_path):
     assert "Vandersloot" not in table.output and "PATIENT" in table.output
 
 
+
+def test_summary_withholds_labels_and_meta_keys_that_look_like_identifiers(cli, tmp_path):
+    """A label field or meta keys holding one name or phone number per document were printed."""
+    names = ["Zorblax Quintavius", "Mirelda Vantrosk", "Quill Anders"]
+    path = tmp_path / "c.jsonl"
+    path.write_text("".join(json.dumps({"id": str(i), "text": "note", "label": f"{names[i % 3]} {i}",
+                                        "meta": {f"617-555-01{i:02d}": 1, "ward": "east"}}) + "\n" for i in range(20)))
+    summary = json.loads(cli("summary", path, "--json").stdout)
+    assert summary["labels"] is None and summary["meta_keys"] is None
+    assert summary["withheld"] == {"labels": {"distinct": 20, "on_one_document": 20},
+                                   "meta_keys": {"distinct": 21, "on_one_document": 20}}
+    for result in (cli("summary", path), cli("summary", path, "--json")):
+        assert not any(part in result.output for name in names for part in name.split())
+        assert "617-555" not in result.output
+    assert "20 distinct, 20 on one document only (not shown" in cli("summary", path).output
+
+
 def test_python_dash_m_entry_point():
     out = subprocess.run([sys.executable, "-m", "domainfm", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == f"domainfm {__version__}"
@@ -92,6 +109,8 @@ def test_python_dash_m_entry_point():
     (["synth", "--clinical", "-3"], "greater than or equal to 0"),
     (["synth", "--clinical", "100000000000"], "less than or equal to 1000000"),  # was a MemoryError traceback
     (["chunk", "--bogus"], "No such option: --bogus"),
+    (["predict", "m", "d.jsonl", "-o", "p.jsonl", "--batch-size", "0"], "greater than or equal to 1"),
+    (["evaluate", "m", "d.jsonl", "--batch-size", "-5"], "greater than or equal to 1"),
     (["deid"], "Missing argument 'src'"),
 ])
 def test_command_line_mistakes_are_one_error_line(args, message, tmp_path):

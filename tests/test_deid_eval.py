@@ -242,3 +242,15 @@ def test_evaluate_files_intervals_resample_patients_when_every_document_has_one(
     assert res.exit_code == 0, res.output
     assert "90% intervals over 2 patients: recall 0.200-1.000" in res.output
     assert json.loads((tmp_path / "m.json").read_text())["intervals"]["units"] == 2
+
+
+def test_metrics_and_misses_need_their_own_paths_and_a_folder_is_no_output(cli, tmp_path):
+    gold = tmp_path / "g.jsonl"
+    gold.write_text(json.dumps({"id": "a", "text": "Seen by Zorblax.", "spans": [
+        {"start": 8, "end": 15, "label": "NAME"}]}) + "\n")
+    pred = tmp_path / "p.jsonl"
+    pred.write_text(json.dumps({"id": "a", "text": "Seen by Zorblax.", "phi_spans": []}) + "\n")
+    result = cli("deid-eval", gold, pred, "-o", tmp_path / "m.json", "--misses", tmp_path / "." / "m.json")
+    assert result.exit_code == 2 and "-o and --misses name the same file" in result.output
+    result = cli("deid-eval", gold, pred, "-o", tmp_path / "m.json", "--misses", ".")
+    assert result.exit_code == 2 and "is a folder" in result.output and "Traceback" not in result.output

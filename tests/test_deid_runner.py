@@ -179,6 +179,13 @@ def test_pseudonymized_ids_are_keyed_stable_and_restored_by_reidentify(cli, corp
     result = cli("deid-eval", gold, tmp_path / "a.jsonl", "--vault", vault, "-o", tmp_path / "m.json")
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "m.json").read_text())["unmatched_prediction_ids"] == 0
+    # an error about a record read back through the vault locates it by line, never by the original id
+    edited = read(tmp_path / "a.jsonl")
+    edited[0]["text"] += " edited"
+    (tmp_path / "edited.jsonl").write_text("".join(json.dumps(r) + "\n" for r in edited))
+    result = cli("deid-eval", gold, tmp_path / "edited.jsonl", "--vault", vault)
+    assert result.exit_code == 2 and "edited.jsonl:1: the record's text is not" in result.stderr, result.output
+    assert not any(o["id"] in result.output for o in originals)
     for command in (("deid-eval", gold, tmp_path / "a.jsonl"), ("reidentify", tmp_path / "a.jsonl", "-o", tmp_path / "r.jsonl")):
         result = cli(*command, "--vault", tmp_path / "missing.vault")
         assert result.exit_code == 2 and "no such vault" in result.stderr
@@ -277,3 +284,34 @@ def test_meta_policy_errors_name_the_key(kwargs, match):
 
     with pytest.raises(ConfigError, match=match):
         DeidConfig(**kwargs)
+
+
+def test_outputs_never_replace_an_inputs_manifest_and_reidentify_rejects_repeated_ids(cli, corpus, tmp_path,
+                                                                                      monkeypatch):
+    """reidentify -o d.manifest.json put the restored notes (names, MRNs) where the de-identified
+    file's provenance was; a record given twice was restored twice under one id."""
+    monkeypatch.setenv("DOMAINFM_VAULT_KEY", "k" * 40)
+    out, vault = tmp_path / "d.jsonl", tmp_path / "d.vault"
+    assert cli("deid", corpus, "-o", out, "--vault", vault).exit_code == 0
+    manifest = tmp_path / "d.manifest.json"
+    before = manifest.read_bytes()
+    assert (tmp_path / "d.rejects.jsonl").is_file()  # the corpus's broken line
+    for args in (("reidentify", out, "-o", manifest, "--vault", vault),
+                 ("deid-eval", corpus, out, "-o", manifest),
+                 ("reidentify", out, "-o", tmp_path / "d.rejects.jsonl", "--vault", vault)):
+        result = cli(*args)
+        assert result.exit_code == 2 and "would overwrite the manifest or reject file of the input d.jsonl" \
+            in result.output, result.output
+    assert manifest.read_bytes() == before
+    result = cli("reidentify", out, "-o", ".", "--vault", vault)
+    assert result.exit_code == 2 and "is a folder; -o takes a file path" in result.output
+    assert "Traceback" not in result.output
+
+    twice = tmp_path / "twice.jsonl"
+    twice.write_text(out.read_text() + out.read_text().splitlines()[0] + "\n")
+    result = cli("reidentify", twice, "-o", tmp_path / "back.jsonl", "--vault", vault)
+    assert result.exit_code == 0 and "read 4 = written 3 + rejected 1" in result.output, result.output
+    (reject,) = read(tmp_path / "back.rejects.jsonl")
+    assert reject["location"] == "twice.jsonl:4" and "duplicate id (already used by the record on line 1)" \
+        in reject["reason"]
+    assert len({r["id"] for r in read(tmp_path / "back.jsonl")}) == 3

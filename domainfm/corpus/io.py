@@ -88,8 +88,14 @@ class Counts:
 
 
 def rejects_path_for(out: str | os.PathLike) -> Path:
-    """``corpus.jsonl`` -> ``corpus.rejects.jsonl`` beside it."""
+    """``corpus.jsonl`` -> ``corpus.rejects.jsonl`` beside it.
+
+    Raises:
+        OutputError: ``out`` has no file name (``-o .``), so nothing can be written beside it.
+    """
     out = Path(out)
+    if not out.name:
+        raise OutputError(f"{out}: is a folder; -o takes a file path here (e.g. {out / 'out.jsonl'})")
     stem = out.name[: -len(".jsonl")] if out.name.endswith(".jsonl") else out.name
     return out.with_name(f"{stem}.rejects.jsonl")
 
@@ -138,13 +144,20 @@ def check_output_path(path: str | os.PathLike, *, inputs: Iterable[str | os.Path
         if folder and resolved in src.parents:  # finetune --overwrite would delete its own training data
             raise CorpusError(f"{path}: the output folder holds an input ({src.name}), which the run would delete "
                               "or mix with its own files; choose another -o folder or move the input out")
+    if not folder and path.is_dir():  # before the companions: '.' has no name to put them beside
+        raise OutputError(f"{path}: is a folder; -o takes a file path here (e.g. {path / 'out.jsonl'})")
+    # an input's own manifest and reject file (when they exist) are its provenance and its
+    # rejected records: reidentify -o deid.manifest.json would put the restored notes there
+    companions_of_inputs = {c.resolve(): src for src in sorted(sources) if src.is_file()
+                            for c in (manifest_path_for(src), rejects_path_for(src)) if c.is_file()}
+    if resolved in companions_of_inputs:
+        raise CorpusError(f"{path}: the output would overwrite the manifest or reject file of the input "
+                          f"{companions_of_inputs[resolved].name}; choose another -o path")
     if not folder:  # the files written beside the output must not be inputs either
         for companion, what in ((rejects_path_for(path), "reject file"), (manifest_path_for(path), "manifest")):
             if companion.resolve() in sources:
                 raise CorpusError(f"{path}: the output's {what} ({companion.name}) would overwrite an input; "
                                   "choose another -o path")
-    if not folder and path.is_dir():
-        raise OutputError(f"{path}: is a folder; -o takes a file path here (e.g. {path / 'out.jsonl'})")
     if folder and path.exists() and not path.is_dir():
         raise OutputError(f"{path}: is a file; -o takes a folder here")
     try:

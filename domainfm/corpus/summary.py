@@ -10,14 +10,26 @@ from typing import Any, Iterable, Mapping
 from domainfm.corpus.document import Document
 
 
-def label_counts(counts: Mapping[str, int], most: int = 12) -> str:
-    """``a=3, b=4`` for a message, or only counts when the values look like identifiers rather
-    than classes (more than ``most`` values, at least half of them on one document: a label
-    field that points at an id or a name by mistake must not print those values)."""
+def looks_like_identifiers(counts: Mapping[str, int], most: int = 12) -> bool:
+    """Whether values counted per document look like identifiers rather than classes: more than
+    ``most`` values, at least half of them on one document only (a label field that points at
+    an id or a name by mistake, meta keys that are phone numbers)."""
     singletons = sum(1 for n in counts.values() if n == 1)
-    if len(counts) > most and 2 * singletons >= len(counts):
-        return (f"{len(counts)} distinct values, {singletons} of them on one document only (not shown: a field "
-                "this varied may hold identifiers; check the label field)")
+    return len(counts) > most and 2 * singletons >= len(counts)
+
+
+def withheld(counts: Mapping[str, int]) -> dict[str, int]:
+    """What is said instead of values that look like identifiers: how many, and how many once."""
+    return {"distinct": len(counts), "on_one_document": sum(1 for n in counts.values() if n == 1)}
+
+
+def label_counts(counts: Mapping[str, int], most: int = 12) -> str:
+    """``a=3, b=4`` for a message, or only counts when the values look like identifiers
+    (:func:`looks_like_identifiers`): they must not be printed."""
+    if looks_like_identifiers(counts, most):
+        w = withheld(counts)
+        return (f"{w['distinct']} distinct values, {w['on_one_document']} of them on one document only (not shown: "
+                "a field this varied may hold identifiers; check the label field)")
     return ", ".join(f"{label}={n}" for label, n in sorted(counts.items())) or "none"
 
 
@@ -44,7 +56,16 @@ class CorpusSummary:
         self.meta_keys.update(doc.meta.keys())
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """Counts and lengths; label values, span labels and meta keys that look like identifiers
+        (:func:`looks_like_identifiers`) are replaced by ``None`` and counted under ``withheld``."""
+        shown = {name: counter for name, counter in (("labels", self.labels), ("multi_labels", self.multi_labels),
+                                                     ("span_labels", self.span_labels), ("meta_keys", self.meta_keys))
+                 if not looks_like_identifiers(counter)}
+        hidden = {name: withheld(counter) for name, counter in (("labels", self.labels),
+                                                                ("multi_labels", self.multi_labels),
+                                                                ("span_labels", self.span_labels),
+                                                                ("meta_keys", self.meta_keys)) if name not in shown}
+        out = {
             "documents": self.documents,
             "characters": self.characters,
             "chars_per_doc": {
@@ -52,12 +73,15 @@ class CorpusSummary:
                 "median": median(self.lengths) if self.lengths else 0,
                 "max": max(self.lengths, default=0),
             },
-            "labels": dict(self.labels.most_common()),
-            "multi_labels": dict(self.multi_labels.most_common()),
+            "labels": dict(self.labels.most_common()) if "labels" in shown else None,
+            "multi_labels": dict(self.multi_labels.most_common()) if "multi_labels" in shown else None,
             "spans": sum(self.span_labels.values()),
-            "span_labels": dict(self.span_labels.most_common()),
-            "meta_keys": sorted(self.meta_keys),
+            "span_labels": dict(self.span_labels.most_common()) if "span_labels" in shown else None,
+            "meta_keys": sorted(self.meta_keys) if "meta_keys" in shown else None,
         }
+        if hidden:
+            out["withheld"] = hidden
+        return out
 
 
 def summarize(docs: Iterable[Document]) -> CorpusSummary:
@@ -79,15 +103,20 @@ def print_summary(console, title: str, s: dict) -> None:
     table.add_row("characters", f"{s['characters']:,} (per doc min {lengths['min']:,} / median "
                   f"{int(lengths['median']):,} / max {lengths['max']:,})")
 
-    def top(counter: dict, n: int = 8) -> str:
-        items = list(counter.items())
+    hidden = s.get("withheld", {})
+
+    def top(name: str, n: int = 8) -> str:
+        if name in hidden:
+            return (f"{hidden[name]['distinct']} distinct, {hidden[name]['on_one_document']} on one document only "
+                    "(not shown: they may be identifiers)")
+        items = list(s[name].items())
         shown = ", ".join(f"{k} {v}" for k, v in items[:n])
         return shown + (f", ... ({len(items)} in all)" if len(items) > n else "") if items else "-"
 
-    table.add_row("label", top(s["labels"]))
-    table.add_row("labels", top(s["multi_labels"]))
-    table.add_row("spans", f"{s['spans']:,}: " + top(s["span_labels"], 12))
-    table.add_row("meta keys", ", ".join(s["meta_keys"]) or "-")
+    table.add_row("label", top("labels"))
+    table.add_row("labels", top("multi_labels"))
+    table.add_row("spans", f"{s['spans']:,}: " + top("span_labels", 12))
+    table.add_row("meta keys", top("meta_keys") if "meta_keys" in hidden else ", ".join(s["meta_keys"]) or "-")
     if s.get("invalid_records"):
         table.add_row("invalid records", str(s["invalid_records"]))
     console.print(table)

@@ -449,7 +449,9 @@ def evaluate_files(
         predicted, output_texts, where = ({original[k]: v for k, v in table.items()}
                                           for table in (predicted, output_texts, where))
     gold_docs = list(read_documents(gold_jsonl))
-    _check_belongs(gold_docs, predicted, where, Path(gold_jsonl).name, Path(pred_jsonl).name, output_texts)
+    # read back through the vault, an id is the original the pseudonym hid: messages locate it by line only
+    _check_belongs(gold_docs, predicted, where, Path(gold_jsonl).name, Path(pred_jsonl).name, output_texts,
+                   show_ids=vault is None)
     if gold_filter is not None and not any("identifier_type" in s.attrs for d in gold_docs for s in d.spans):
         raise ConfigError(f"--identifier-types keeps gold spans by attrs.identifier_type (TAB), and no gold span "
                           f"of {Path(gold_jsonl).name} has one; leave it out for this dataset")
@@ -467,10 +469,15 @@ def evaluate_files(
 
 
 def _check_belongs(gold_docs: list[Document], predicted: Mapping[str, list[dict[str, Any]]], where: Mapping[str, str],
-                   gold_name: str, pred_name: str, output_texts: Mapping[str, str] | None = None) -> None:
+                   gold_name: str, pred_name: str, output_texts: Mapping[str, str] | None = None, *,
+                   show_ids: bool = True) -> None:
     """The predictions are of these gold documents: some ids match, every span is inside its gold
     text, and an output text is its gold text outside the spans (leakage is read from it; a gold
-    document without predictions is scored as having none)."""
+    document without predictions is scored as having none). ``show_ids``: name a record's id
+    beside its ``file:line`` in an error."""
+    def named(doc_id: str) -> str:
+        return f" id={doc_id!r}:" if show_ids else ""
+
     if gold_docs and not any(d.id in predicted for d in gold_docs):
         from domainfm.deid.vault import is_pseudonym
 
@@ -483,12 +490,12 @@ def _check_belongs(gold_docs: list[Document], predicted: Mapping[str, list[dict[
     for doc in gold_docs:
         for i, span in enumerate(predicted.get(doc.id, ())):
             if span["end"] > len(doc.text):
-                raise CorpusError(f"{where[doc.id]}: id={doc.id!r}: phi_spans[{i}] [{span['start']}:{span['end']}] "
+                raise CorpusError(f"{where[doc.id]}:{named(doc.id)} phi_spans[{i}] [{span['start']}:{span['end']}] "
                                   f"ends past the gold document's text ({len(doc.text)} characters): are these "
                                   f"predictions of {gold_name}?")
         out = (output_texts or {}).get(doc.id)
         if out is not None and not keeps_text_outside(doc.text, predicted.get(doc.id, ()), out):
-            raise CorpusError(f"{where[doc.id]}: id={doc.id!r}: the record's text is not the gold document's text "
+            raise CorpusError(f"{where[doc.id]}:{named(doc.id)} the record's text is not the gold document's text "
                               f"with its phi_spans replaced (another document under this id, or a text edited since "
                               f"de-identification): are these predictions of {gold_name}? Leakage would be read "
                               f"from the wrong text")

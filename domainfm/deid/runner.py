@@ -303,8 +303,8 @@ def reidentify_file(in_path: str | os.PathLike, out_path: str | os.PathLike, vau
     from domainfm.errors import RecordError
 
     vault_path, out_path = Path(vault_path), Path(out_path)
-    reject_file = rejects_path_for(out_path)
     check_output_path(out_path, inputs=[in_path, vault_path])
+    reject_file = rejects_path_for(out_path)
     check_output_path(reject_file, inputs=[in_path, vault_path])
     counts, first = Counts(), []
     with OutputLock(out_path):
@@ -312,11 +312,19 @@ def reidentify_file(in_path: str | os.PathLike, out_path: str | os.PathLike, vau
             with Vault.open_existing(vault_path, KEY_ENV) as vault, JsonlWriter(out_path) as out, \
                     RejectWriter(reject_file) as reject_writer:
                 rejects = CountingRejects(reject_writer, counts, first)
+                first_line_of: dict[str, int] = {}  # a record restored twice would give the output two documents of one id
                 for number, line, obj in iter_jsonl_lines(in_path):
                     location = f"{Path(in_path).name}:{number}"
                     if isinstance(obj, Rejected):
                         rejects.write(obj)
                         continue
+                    record_id = obj.get("id") if isinstance(obj, dict) else None
+                    if isinstance(record_id, (str, int)) and not isinstance(record_id, bool):
+                        earlier = first_line_of.setdefault(str(record_id), number)
+                        if earlier != number:
+                            rejects.write(Rejected(f"duplicate id (already used by the record on line {earlier})",
+                                                   location=location, record_id=str(record_id), raw=line))
+                            continue
                     try:
                         (record,) = reidentify([obj], vault)
                     except RecordError as err:

@@ -29,8 +29,8 @@ def predict_file(model_dir: str | os.PathLike, src: str | os.PathLike, out: str 
     from domainfm.inference.predict import load_task_model, predict
 
     model_dir, src, out = Path(model_dir), Path(src), Path(out)
-    reject_file = rejects_path_for(out)
     check_output_path(out, inputs=[src, model_dir])
+    reject_file = rejects_path_for(out)
     counts, first = Counts(), []
     with OutputLock(out):
         task_model = load_task_model(model_dir, ner_decoding=ner_decoding)
