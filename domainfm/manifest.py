@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from domainfm.config import to_dict
 
@@ -68,12 +68,28 @@ def _folder_digest(path: Path, keep=lambda rel: True) -> tuple[Any, int, int]:
     accepts (by relative path); returns the running digest, the file count and the bytes."""
     digest = hashlib.sha256()
     n_files = n_bytes = 0
-    for file in sorted(p for p in path.rglob("*") if p.is_file() and keep(p.relative_to(path))):
+    for file in sorted(p for p in _files_under(path) if p.is_file() and keep(p.relative_to(path))):
         digest.update(file.relative_to(path).as_posix().encode("utf-8") + b"\0")
         digest.update(sha256_file(file).encode("ascii") + b"\n")
         n_files += 1
         n_bytes += file.stat().st_size
     return digest, n_files, n_bytes
+
+
+def _files_under(root: Path) -> Iterator[Path]:
+    """Every file below ``root``, through symbolic links to folders as the importers' globs go
+    (``Path.rglob`` before Python 3.13 does not follow them, so an edit under a linked folder
+    left the folder's hash, and a pipeline's cached import, as they were); a folder reached
+    twice (a link loop) is read once."""
+    seen: set[str] = set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders[:] = []
+            continue
+        seen.add(real)
+        for name in files:
+            yield Path(folder) / name
 
 
 def describe_input(path: str | os.PathLike) -> dict[str, Any]:

@@ -315,3 +315,21 @@ def test_outputs_never_replace_an_inputs_manifest_and_reidentify_rejects_repeate
     assert reject["location"] == "twice.jsonl:4" and "duplicate id (already used by the record on line 1)" \
         in reject["reason"]
     assert len({r["id"] for r in read(tmp_path / "back.jsonl")}) == 3
+
+
+def test_a_patients_names_are_remembered_however_many_patients_come_between():
+    """The memory kept the 10,000 most recent patients: a second visit after more patients than
+    that left the bare surname in the note (and Ray's smaller groups replaced it)."""
+    from domainfm.corpus.document import Document
+    from domainfm.deid.detection import Detection
+    from domainfm.deid.propagate import NamePropagator
+
+    remember = NamePropagator()
+    first = Document("a0", "Patient Zorblax Quintavius seen today.", meta={"patient_id": "PZ"})
+    remember(first, [Detection(8, 26, "PATIENT", 0.85, "test")])
+    for i in range(10_001):  # other patients, each with a name of their own
+        other = Document(f"x{i}", "Seen by Dr. Velorin.", meta={"patient_id": f"Q{i}"})
+        remember(other, [Detection(12, 19, "DOCTOR", 0.85, "test")])
+    later = Document("a1", "Quintavius stable, Zorblax home.", meta={"patient_id": "PZ"})
+    found = remember(later, [])
+    assert sorted(later.text[d.start:d.end] for d in found) == ["Quintavius", "Zorblax"]

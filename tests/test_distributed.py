@@ -470,3 +470,23 @@ def test_the_dataframe_api_deidentifies_a_table_of_notes(tmp_path, spark, notes,
                                                  for g in got), encoding="utf-8")
     reidentify_file(tmp_path / "lake.jsonl", tmp_path / "back.jsonl", tmp_path / "lake.db")
     assert [d.text for d in read_documents(tmp_path / "back.jsonl")] == [d.text for d in docs]
+
+
+def test_a_spacy_model_that_is_not_there_is_refused_on_the_driver(tmp_path):
+    """With Ray, the workers found it: about 120 lines of the engine's traceback after the job
+    was staged, where one process gives one line."""
+    from domainfm.deid import DeidConfig
+    from domainfm.distributed.jobs import run_deid
+    from domainfm.errors import DomainFMError
+
+    class NeverStarted:
+        name = "ray"
+
+        def deidentify(self, *args, **kwargs):
+            raise AssertionError("the engine started before the settings were checked")
+
+    src = tmp_path / "n.jsonl"
+    src.write_text('{"id": "a", "text": "Seen by Dr. Velorin."}\n')
+    with pytest.raises(DomainFMError, match="spaCy pipeline 'en_core_web_zz' is neither an installed package"):
+        run_deid(src, tmp_path / "o.jsonl", DeidConfig(spacy_model="en_core_web_zz"), NeverStarted(), seed=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["n.jsonl"]

@@ -160,6 +160,22 @@ def test_temporaries_of_dead_processes_are_removed_and_live_ones_kept(tmp_path):
     assert not any(p.exists() for p in stale) and live.exists() and other.exists()
 
 
+
+def test_a_killed_engine_jobs_work_folder_is_removed_by_the_next_run_of_its_output(tmp_path):
+    """A Spark/Ray deid killed mid-job left its staged input (the raw notes) beside the
+    de-identified output under a fresh random name each time, and no later run removed it."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    out = tmp_path / "corpus.jsonl"
+    stale = [tmp_path / f".corpus.jsonl.{int(dead.stdout)}.0123abcd.work", tmp_path / ".corpus.jsonl.89abcdef.work"]
+    live = tmp_path / f".corpus.jsonl.{os.getpid()}.0123abcd.work"
+    other = tmp_path / f".notes.jsonl.{int(dead.stdout)}.0123abcd.work"
+    for folder in stale + [live, other]:
+        (folder / "input").mkdir(parents=True)
+        (folder / "input" / "part-00000.parquet").write_text("Patient Zorblax Quintavius")
+    with OutputLock(out):
+        assert not any(f.exists() for f in stale) and live.exists() and other.exists()
+
+
 def test_output_paths_that_cannot_work_are_refused_up_front(tmp_path):
     src = _write(tmp_path / "in.jsonl", NOTES)
     with pytest.raises(CorpusError, match="would overwrite the input"):
@@ -463,3 +479,21 @@ def test_a_damaged_model_folder_is_an_error_line_not_a_traceback_or_garbage(cli,
     result = cli("predict", no_tokenizer, src, "-o", tmp_path / "p.jsonl")
     assert result.exit_code == 2 and "tokenizer.json or vocab.txt is missing or damaged" in result.output, result.output
     assert not (tmp_path / "p.jsonl").exists()
+
+
+def test_a_folders_hash_follows_linked_subfolders_as_the_importers_do(tmp_path):
+    """An edit under a symbolically linked subfolder of a textdir source left the folder's hash,
+    and so a pipeline's cached import, unchanged."""
+    from domainfm.manifest import describe_input
+
+    src, elsewhere = tmp_path / "src", tmp_path / "elsewhere"
+    (src / "local").mkdir(parents=True)
+    elsewhere.mkdir()
+    (src / "local" / "a.txt").write_text("Patient Zorblax Quintavius seen.")
+    (elsewhere / "b.txt").write_text("Patient Quilvena Vexworth seen.")
+    (src / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (elsewhere / "loop").symlink_to(elsewhere, target_is_directory=True)  # read once, not forever
+    before = describe_input(src)
+    assert before["files"] == 2
+    (elsewhere / "b.txt").write_text("Patient Brannoc Crake seen.")
+    assert describe_input(src)["sha256"] != before["sha256"]

@@ -282,20 +282,29 @@ def remove_stale_temps(path: str | os.PathLike) -> int:
     """Remove temporary files that killed processes left for ``path`` (its own, its rejects' and
     its manifest's; inside it too when it is a folder); returns how many were removed.
 
-    A temporary file is ``<name>.<pid>.<random>.tmp``; one whose process still runs is kept."""
+    A temporary file is ``<name>.<pid>.<random>.tmp``; one whose process still runs is kept. The
+    work folder of a Spark/Ray job (``.<name>.<pid>.<random>.work``, see
+    :mod:`domainfm.distributed.jobs`) holds a copy of the job's input, raw notes for ``deid``:
+    a killed job's is removed too (one without a pid, as earlier versions named it, as well: the
+    caller holds the output's lock, so no live run of this output owns it)."""
     path = Path(path)
     manifest = manifest_path_for(path)  # inside a folder output, found by the folder's glob below
     names = {path.name, rejects_path_for(path).name} | ({manifest.name} if manifest.parent == path.parent else set())
     candidates: list[Path] = []
+    work: list[Path] = []
     if path.parent.is_dir():
         for name in names:
             candidates += path.parent.glob(f"{glob_escape(name)}.*.tmp")
+        work = [w for w in path.parent.glob(f".{glob_escape(path.name)}.*.work") if w.is_dir()]
     if path.is_dir():
         candidates += path.glob("*.tmp")
     removed = 0
-    for tmp in candidates:
+    for tmp in candidates + work:
         parts = tmp.name.split(".")
-        if len(parts) < 4 or not parts[-3].isdigit() or len(parts[-2]) != 8 or _process_alive(int(parts[-3])):
+        pid_named = len(parts) >= 4 and parts[-3].isdigit() and len(parts[-2]) == 8
+        if tmp in work and not pid_named:
+            pass
+        elif not pid_named or _process_alive(int(parts[-3])):
             continue
         try:
             if tmp.is_dir():

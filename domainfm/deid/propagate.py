@@ -23,9 +23,17 @@ _TOKEN = re.compile(r"[^\W\d_][^\W\d_'\-]+", re.UNICODE)
 
 
 class NamePropagator:
-    """Remembers detected name tokens per patient scope (bounded: ``max_scopes`` most recent)."""
+    """Remembers detected name tokens per patient scope, for the whole run by default.
 
-    def __init__(self, max_scopes: int = 10_000):
+    A bound (``max_scopes``: the most recently seen patients with a name) forgets a patient seen
+    longer ago: in a stream sorted by date, a patient's second visit can come after more other
+    patients than any bound, and the bare surname in it would leak; it would also make Spark and
+    Ray (whose groups hold fewer patients each) differ from one process. Unbounded, memory grows
+    with the patients that have a name detected, a few hundred bytes each (about 250 MB for a
+    million); patients without one are not kept.
+    """
+
+    def __init__(self, max_scopes: int | None = None):
         self.max_scopes = max_scopes
         self._memory: OrderedDict[str, dict[str, str]] = OrderedDict()
 
@@ -39,11 +47,11 @@ class NamePropagator:
                 for token in _TOKEN.findall(doc.text[det.start:det.end]):
                     if _propagatable(token):
                         known.setdefault(token.casefold(), det.label)
-        self._memory[scope] = known
-        while len(self._memory) > self.max_scopes:
-            self._memory.popitem(last=False)
         if not known:
             return detections
+        self._memory[scope] = known
+        while self.max_scopes is not None and len(self._memory) > self.max_scopes:
+            self._memory.popitem(last=False)
         covered = [(d.start, d.end) for d in detections]
         extra = []
         for match in _TOKEN.finditer(doc.text):

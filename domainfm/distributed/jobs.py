@@ -197,7 +197,10 @@ def write_records(outputs: Outputs, out_path: Path, *, parquet: bool, labels: di
 
 
 def _work_dir(out_path: Path) -> Path:
-    return out_path.with_name(f".{out_path.name}.{uuid.uuid4().hex[:8]}.work")
+    """Where a job stages its input and the engine's parts: beside the output, named by this
+    process, so that the next run of the output removes a killed job's folder (it holds the
+    input, raw notes for deid; :func:`domainfm.corpus.io.remove_stale_temps`)."""
+    return out_path.with_name(f".{out_path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.work")
 
 
 def run_deid(in_path: str | os.PathLike, out_path: str | os.PathLike, config, engine: Engine, *,
@@ -211,6 +214,11 @@ def run_deid(in_path: str | os.PathLike, out_path: str | os.PathLike, config, en
     check_output_path(out_path, inputs=[in_path], folder=out_path.suffix == ".parquet")
     check_output_path(reject_file, inputs=[in_path])
     check_vault_path(config.vault, in_path, out_path)
+    from domainfm.models import resolve_spacy_model
+
+    # on the driver, before the engine starts: a worker's error would arrive wrapped in the
+    # engine's traceback, after the job was staged
+    resolve_spacy_model(config.spacy_model)
     secret, key_source = surrogate_secret(config, seed)
     stage = on_stage or (lambda message: None)
     counts, first = Counts(), []
