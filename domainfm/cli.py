@@ -547,7 +547,13 @@ def evaluate_command(
     metrics = evaluate(load_task_model(model, ner_decoding=ner_decoding), read_documents(src), batch_size=batch_size)
     text = json.dumps(metrics, indent=2)
     if out is not None:
+        from domainfm.manifest import write_manifest
+
         write_text_atomic(out, text + "\n")
+        # provenance as every other output has it; also replaces whatever manifest described an
+        # earlier file of this name
+        write_manifest(out, stage="evaluate", config={"batch_size": batch_size, "ner_decoding": ner_decoding},
+                       inputs=[model, src], outputs=[out])
     typer.echo(text)
 
 
@@ -673,10 +679,18 @@ def deid_eval_command(
     if unmatched or without:
         typer.echo(f"warning: {without} gold document(s) have no record in {pred.name} (scored as finding "
                    f"nothing) and {unmatched} record(s) of it match no gold id", err=True)
+    from domainfm.manifest import write_manifest
+
+    settings = {"dataset": dataset, "identifier_types": types, "misses_text": misses_text,
+                "vault": str(vault) if vault is not None else None, "intervals": intervals}
     if out is None:
+        if misses is not None:
+            write_manifest(misses, stage="deid-eval", config=settings, inputs=[gold, pred], outputs=[misses])
         typer.echo(text)
         return
     write_text_atomic(out, text + "\n")
+    write_manifest(out, stage="deid-eval", config=settings, inputs=[gold, pred],
+                   outputs=[out] + ([misses] if misses is not None else []))
     overlap = summary.get("any_overlap") or {}
     scores = "  ".join(f"{k} {overlap[k]:.3f}" for k in ("precision", "recall", "f1", "f2")
                        if isinstance(overlap.get(k), (int, float)))

@@ -4,6 +4,7 @@ type-agnostic, gold filters, misses files and the deid output file reader."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -254,3 +255,20 @@ def test_metrics_and_misses_need_their_own_paths_and_a_folder_is_no_output(cli, 
     assert result.exit_code == 2 and "-o and --misses name the same file" in result.output
     result = cli("deid-eval", gold, pred, "-o", tmp_path / "m.json", "--misses", ".")
     assert result.exit_code == 2 and "is a folder" in result.output and "Traceback" not in result.output
+
+
+def test_metrics_and_misses_are_written_with_a_manifest(cli, tmp_path):
+    """deid-eval and evaluate wrote no manifest: one left beside an earlier file of the same name
+    went on describing that file."""
+    gold = tmp_path / "g.jsonl"
+    gold.write_text(json.dumps({"id": "a", "text": "Seen by Zorblax.", "spans": [
+        {"start": 8, "end": 15, "label": "NAME"}]}) + "\n")
+    pred = tmp_path / "p.jsonl"
+    pred.write_text(json.dumps({"id": "a", "text": "Seen by Zorblax.", "phi_spans": []}) + "\n")
+    (tmp_path / "m.manifest.json").write_text('{"stage": "predict", "outputs": []}')
+    result = cli("deid-eval", gold, pred, "-o", tmp_path / "m.json", "--misses", tmp_path / "miss.jsonl")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "m.manifest.json").read_text())
+    assert manifest["stage"] == "deid-eval"
+    assert [Path(o["path"]).name for o in manifest["outputs"]] == ["m.json", "miss.jsonl"]
+    assert [Path(i["path"]).name for i in manifest["inputs"]] == ["g.jsonl", "p.jsonl"]

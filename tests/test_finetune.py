@@ -647,6 +647,7 @@ def test_cli_finetune_predict_evaluate(tmp_path, cli, notes_file, notes, tiny_mo
     result = cli("evaluate", model, tmp_path / "in.jsonl", "-o", tmp_path / "m.json")
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "m.json").read_text())["n"] == 5
+    assert json.loads((tmp_path / "m.manifest.json").read_text())["stage"] == "evaluate"  # provenance, as predict's
     result = cli("evaluate", model, tmp_path / "in.jsonl", "--ner-decoding", "tokens")
     assert result.exit_code == 2 and "ner_decoding applies to ner models" in result.output
     result = cli("finetune", task, "-o", model)
