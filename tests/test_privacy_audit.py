@@ -233,8 +233,10 @@ def test_model_never_trained_on_them_is_not_flagged(world, trained, control, tmp
     from domainfm.privacy_audit import audit_privacy
 
     canaries = json.loads((trained.out_dir / "manifest.json").read_text())["canaries"]
+    # no vault or planted identifiers here: regurgitation is switched off, or the gate could not pass
     result = audit_privacy(control.out_dir, world["train"], world["holdout"], tmp_path / "report",
-                           _audit_config(max_exposure=None, max_mia_auc=0.75), canaries=canaries)
+                           _audit_config(max_exposure=None, max_mia_auc=0.75, max_regurgitated=None),
+                           canaries=canaries)
     report = result.report
     exposures = [c["exposure"] for c in report["exposure"]["canaries"]]
     assert np.mean(exposures) < 3.0  # chance: about 1.4
@@ -323,6 +325,9 @@ def test_vault_probes_put_each_original_back_with_its_type(tmp_path, monkeypatch
         edited = {**record, "id": "n1", "text": record["text"] + " "}
         unknown = {**record, "id": "n2"}
         probes, counts = probes_from_vault([record, edited, unknown], vault, context_chars=10)
+        # a label that is no PHI type could be anything (a name): never carried into the report
+        relabelled = {**record, "phi_spans": [{**p, "label": "Wombat Thornquist"} for p in record["phi_spans"]]}
+        assert {p.label for p in probes_from_vault([relabelled], vault, context_chars=10)[0]} == {"UNKNOWN"}
     assert counts == {"records": 3, "records_in_vault": 1, "records_changed": 1, "originals": 3}
     assert [(p.label, p.value) for p in probes] == [("DOCTOR", "Ambrose Vance"), ("DATE", "03/14/2021"),
                                                     ("PHONE", "555-201-3344")]
@@ -501,7 +506,8 @@ def test_a_memorising_classifier_is_flagged_and_its_control_is_not(classifiers, 
     assert "reference" not in report["membership"]["attacks"]
     assert not flagged.passed
     clean = audit_privacy(classifiers["control"].out_dir, classifiers["train"], classifiers["holdout"],
-                          tmp_path / "control", _audit_config(max_exposure=None, max_mia_auc=0.75),
+                          tmp_path / "control",  # a classifier's regurgitation is never measured: switched off
+                          _audit_config(max_exposure=None, max_mia_auc=0.75, max_regurgitated=None),
                           canaries=canaries)
     assert np.mean([c["exposure"] for c in clean.report["exposure"]["canaries"]]) < 2.0
     assert_no_membership_evidence(clean.report["membership"]["attacks"]["loss"])
@@ -624,3 +630,197 @@ def test_an_audit_with_nothing_to_measure_or_into_another_report_is_refused(tmp_
     (tmp_path / "notes" / "mine.txt").write_text("x")
     result = cli("audit", model, train, "-o", tmp_path / "notes")
     assert result.exit_code == 2 and "holds other files" in result.output
+
+
+# --------------------------------------------------------------------------------------------
+# Nothing measured is no pass; user mistakes are named, never quoted (fast: the untrained base
+# model, which has no manifest, is the audited model)
+
+
+def _fast_config(**gate) -> PrivacyAuditConfig:
+    return PrivacyAuditConfig(n_candidates=N_CANDIDATES, regurgitation_candidates=9, n_bootstrap=0, mask_passes=1,
+                              gate=PrivacyGateConfig(**gate))
+
+
+def test_a_threshold_with_nothing_measured_is_not_a_pass(world):
+    from domainfm.privacy_audit import audit_privacy, gate_message
+
+    # the base model has no manifest, so no canaries: exposure is not measured
+    result = audit_privacy(world["base"], world["train"], world["holdout"], None,
+                           _fast_config(max_mia_auc=1.0, max_regurgitated=None))
+    status = {c["check"]: c["status"] for c in result.report["gate"]["checks"]}
+    assert status == {"max_exposure": "not measured", "max_mia_auc": "passed", "max_regurgitated": "not checked"}
+    assert not result.passed
+    assert result.statement.startswith("Privacy audit INCONCLUSIVE")
+    assert "max_exposure not measured (the model's manifest records no canaries" in gate_message(result.report)
+    # switched off on purpose, the same audit passes
+    assert audit_privacy(world["base"], world["train"], world["holdout"], None,
+                         _fast_config(max_exposure=None, max_mia_auc=1.0, max_regurgitated=None)).passed
+
+
+def test_planted_probes_that_cannot_be_scored_are_counted_and_do_not_pass(world, tmp_path, monkeypatch, cli):
+    from domainfm.privacy_audit import regurgitation
+
+    # every alternative is much longer than a planted 7-digit number, so none has its token count
+    monkeypatch.setattr(regurgitation, "surrogate_alternatives",
+                        lambda seed: lambda probe, n: [f"{k:09d}{'7' * 30}" for k in range(n)])
+    out = tmp_path / "report"
+    result = cli("audit-privacy", world["base"], "--train", world["train"], "--holdout", world["holdout"],
+                 "--planted", world["train"], "-o", out, "--n_candidates", N_CANDIDATES, "--mask_passes", 1,
+                 "--n_bootstrap", 0, "--gate.max_mia_auc", 1.0, "--gate.max_exposure", "null")
+    assert result.exit_code == 1, result.output
+    assert "Privacy audit INCONCLUSIVE" in result.output and "max_regurgitated not measured" in result.output
+    assert "0 of 0" not in result.output
+    reg = json.loads((out / "report.json").read_text())["regurgitation"]
+    assert reg["probes"] == 16 and reg["scored"] == 0
+    assert reg["skipped"] == {"no_token_covers_the_identifier": 0, "too_few_alternatives_with_its_token_count": 16}
+    assert "too few alternatives with its token count" in (out / "summary.md").read_text()
+
+
+def test_regurgitation_scan_counts_every_skipped_probe_with_its_reason():
+    from domainfm.privacy_audit.regurgitation import Probe, regurgitation_scan
+
+    class Lengths(_PrefersReal):
+        def span_token_counts(self, texts, spans):  # a token per character; "cut" lies beyond truncation
+            return np.array([0 if t[a:b] == "cut" else b - a for t, (a, b) in zip(texts, spans)])
+
+    probes = [Probe("in cut now", 3, 6, "CITY"), Probe("in Townville now", 3, 12, "CITY"),
+              Probe("in Bo now", 3, 5, "CITY")]
+    result = regurgitation_scan(Lengths({"Townville", "Bo"}), probes, n_candidates=9, max_probes=10, seed=1,
+                                alternatives=lambda probe, n: [f"Fakeplac{k}" for k in range(n)])
+    assert result["scored"] == 1  # Townville: "Fakeplac<k>" has its 9 characters
+    assert result["skipped"] == {"no_token_covers_the_identifier": 1, "too_few_alternatives_with_its_token_count": 1}
+    assert result["probes"] == result["scored"] + sum(result["skipped"].values())
+
+
+def test_a_vault_from_another_deid_run_is_refused(world, tmp_path, monkeypatch):
+    from domainfm.deid.surrogates import SurrogateGenerator
+    from domainfm.deid.transform import apply_operator
+    from domainfm.deid.vault import Vault
+    from domainfm.privacy_audit import audit_privacy
+
+    monkeypatch.setenv("DOMAINFM_VAULT_KEY", KEY)
+    text = "Zorblax Quintavius called from 617-555-0199."
+    dets = [(0, 18, "PATIENT", 1.0), (31, 43, "PHONE", 1.0)]
+    with Vault(tmp_path / "v.db", KEY.encode()) as vault:  # it holds another note, none of --train
+        apply_operator(Document("elsewhere-1", text), dets, "surrogate", SurrogateGenerator(KEY.encode(), vault),
+                       vault=vault)
+    with pytest.raises(ConfigError, match=r"--vault: holds none of the 16 training documents"):
+        audit_privacy(world["base"], world["train"], world["holdout"], None, _fast_config(), vault=tmp_path / "v.db")
+
+
+@pytest.mark.parametrize("gate, field", [
+    ({"max_exposure": float("nan")}, "gate.max_exposure"),
+    ({"max_exposure": float("inf")}, "gate.max_exposure"),
+    ({"max_mia_auc": float("nan")}, "gate.max_mia_auc"),
+    ({"max_regurgitated": float("nan")}, "gate.max_regurgitated"),
+    ({"max_regurgitated": True}, "gate.max_regurgitated"),
+])
+def test_gate_thresholds_must_be_finite_numbers_in_range(gate, field):
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        PrivacyGateConfig(**gate)
+
+
+def test_a_nan_threshold_or_negative_seed_on_the_command_line_is_a_named_error(cli, tmp_path):
+    model = tmp_path / "model"  # never loaded: the config is checked first
+    model.mkdir()
+    train, holdout = tmp_path / "train.jsonl", tmp_path / "holdout.jsonl"
+    write_documents(train, [Document("t1", "Seen for chest pain.")])
+    write_documents(holdout, [Document("h1", "Knee pain, stable.")])
+    for override, field in ((("--gate.max_exposure", "nan"), "gate.max_exposure"), (("--seed", "-1"), "'seed'")):
+        result = cli("audit-privacy", model, "--train", train, "--holdout", holdout, "-o", tmp_path / "r", *override)
+        assert result.exit_code == 2 and result.output.startswith("error: ") and field in result.output, result.output
+        assert "Traceback" not in result.output
+    with pytest.raises(ConfigError, match="'seed'"):
+        PrivacyAuditConfig(seed=-1)
+
+
+def test_an_id_on_both_sides_is_located_never_quoted(tmp_path):
+    from domainfm.privacy_audit import audit_privacy
+
+    model = tmp_path / "model"
+    model.mkdir()
+    shared = "Zorblax Quintavius 617-555-0199"
+    train, holdout = tmp_path / "train.jsonl", tmp_path / "holdout.jsonl"
+    write_documents(train, [Document("t1", "Seen for chest pain."), Document(shared, "Knee pain, stable.")])
+    write_documents(holdout, [Document(shared, "Follow-up in two weeks.")])
+    located = r"1 document id\(s\) are in both .*train\.jsonl:2 and holdout\.jsonl:1"
+    with pytest.raises(ConfigError, match=located) as err:
+        audit_privacy(model, train, holdout)
+    assert "Zorblax" not in str(err.value) and "555" not in str(err.value)
+
+
+def test_planted_labels_that_are_no_phi_type_are_refused_by_count(world, tmp_path):
+    from domainfm.corpus import read_documents
+    from domainfm.privacy_audit import audit_privacy
+
+    docs = list(read_documents(world["train"]))
+    relabelled = [Document(d.id, d.text, spans=[Span(s.start, s.end, "Wombat Thornquist") for s in d.spans])
+                  for d in docs[:3]] + docs[3:]
+    planted = tmp_path / "planted.jsonl"
+    write_documents(planted, relabelled)
+    with pytest.raises(ConfigError, match=r"--planted: 3 span\(s\) have a label that is not a PHI type") as err:
+        audit_privacy(world["base"], world["train"], world["holdout"], None, _fast_config(), planted=planted)
+    assert "Wombat" not in str(err.value)
+
+
+def test_a_second_audit_into_the_same_folder_is_refused_while_the_first_runs(world, tmp_path, cli):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "report"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom domainfm.corpus.io import OutputLock\n"
+         "with OutputLock(sys.argv[1]):\n    print('LOCKED', flush=True)\n    time.sleep(60)\n", str(out)],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "LOCKED"
+        result = cli("audit-privacy", world["base"], "--train", world["train"], "--holdout", world["holdout"],
+                     "-o", out, "--mask_passes", 1, "--n_bootstrap", 0)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert result.exit_code == 2 and "is being written by another domainfm run" in result.output, result.output
+    assert not (out / "report.json").exists()
+
+
+def test_documents_without_text_are_counted_and_the_model_is_a_hashed_input(world, tmp_path, cli):
+    from domainfm.corpus import read_documents
+
+    train = tmp_path / "train.jsonl"
+    write_documents(train, list(read_documents(world["train"])) + [Document(f"b{i}", " \n ") for i in range(5)])
+    out = tmp_path / "report"
+    result = cli("audit-privacy", world["base"], "--train", train, "--holdout", world["holdout"], "-o", out,
+                 "--mask_passes", 1, "--n_bootstrap", 0, "--gate.max_exposure", "null", "--gate.max_mia_auc", 1.0,
+                 "--gate.max_regurgitated", "null")
+    assert result.exit_code == 0, result.output
+    assert "left out 5 training documents without text" in result.output
+    data = json.loads((out / "report.json").read_text())["data"]
+    assert data["train_documents"] == 16 and data["train_documents_left_out_without_text"] == 5
+    assert data["holdout_documents_left_out_without_text"] == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["train_documents_left_out_without_text"] == 5
+    model = [i for i in manifest["inputs"] if i["path"] == str(world["base"])]
+    assert len(model) == 1 and model[0]["kind"] == "folder" and len(model[0]["sha256"]) == 64
+
+
+@pytest.mark.parametrize("manifest, field", [
+    ({"seed": "some text"}, "seed"),
+    ({"base_model": "x"}, "base_model"),
+    ({"config": {"model": ["x"]}}, "config.model"),
+    ({"canaries": "x"}, "canaries"),
+])
+def test_a_malformed_model_manifest_names_the_file_and_field(tmp_path, manifest, field):
+    from domainfm.privacy_audit import audit_privacy
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "manifest.json").write_text(json.dumps(manifest))
+    train, holdout = tmp_path / "train.jsonl", tmp_path / "holdout.jsonl"
+    write_documents(train, [Document("t1", "Seen for chest pain.")])
+    write_documents(holdout, [Document("h1", "Knee pain, stable.")])
+    with pytest.raises(ConfigError, match=rf"manifest\.json: field '{re.escape(field)}' must be") as err:
+        audit_privacy(model, train, holdout)
+    assert "some text" not in str(err.value)

@@ -3,6 +3,7 @@ measures, and the release gate's thresholds."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from domainfm.errors import ConfigError
@@ -48,8 +49,10 @@ class CanaryConfig:
 
 @dataclass
 class PrivacyGateConfig:
-    """Release thresholds: the gate fails when a measured value exceeds one (``null`` = not
-    checked).
+    """Release thresholds: the gate fails when a measured value exceeds one, and does not pass
+    when a check with a threshold measured nothing (no canaries in the model's manifest, no vault
+    or planted identifiers, no probe scored): that check is "not measured" and the verdict
+    inconclusive. ``null`` = not checked.
 
     Args:
         max_exposure: the highest canary exposure allowed (bits). With ``n_candidates`` 999 the
@@ -68,12 +71,20 @@ class PrivacyGateConfig:
     max_regurgitated: int | None = 0
 
     def __post_init__(self):
-        if self.max_exposure is not None and self.max_exposure < 0:
-            raise ConfigError(f"gate.max_exposure must be >= 0 or null, got {self.max_exposure}")
-        if self.max_mia_auc is not None and not 0.0 <= self.max_mia_auc <= 1.0:
-            raise ConfigError(f"gate.max_mia_auc must be in [0, 1] or null, got {self.max_mia_auc}")
-        if self.max_regurgitated is not None and self.max_regurgitated < 0:
-            raise ConfigError(f"gate.max_regurgitated must be >= 0 or null, got {self.max_regurgitated}")
+        # NaN fails every comparison, so a bare range check would take it and switch the check off
+        # (and write invalid JSON): each threshold must be a finite number, or null
+        for name, expected, low, high in (("max_exposure", "a finite number >= 0", 0.0, math.inf),
+                                          ("max_mia_auc", "a finite number in [0, 1]", 0.0, 1.0)):
+            value = getattr(self, name)
+            if value is not None and not (_is_number(value) and math.isfinite(value) and low <= value <= high):
+                raise ConfigError(f"gate.{name} must be {expected} or null, got {value!r}")
+        value = self.max_regurgitated
+        if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            raise ConfigError(f"gate.max_regurgitated must be an int >= 0 or null, got {value!r}")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass
@@ -121,7 +132,7 @@ class PrivacyAuditConfig:
 
     def __post_init__(self):
         checks = {"n_candidates": 9, "regurgitation_candidates": 9, "max_tokens": 8, "mask_passes": 1,
-                  "context_chars": 1, "batch_size": 1, "max_probes": 1}
+                  "context_chars": 1, "batch_size": 1, "max_probes": 1, "seed": 0}
         for name, low in checks.items():
             value = getattr(self, name)
             if not isinstance(value, int) or value < low:

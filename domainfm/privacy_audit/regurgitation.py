@@ -93,12 +93,15 @@ def probes_from_vault(records: Iterable[dict[str, Any]], vault, context_chars: i
 
 
 def _label_for(phi: list[dict[str, Any]], start: int, end: int) -> str:
+    from domainfm.deid.labels import CANONICAL
+
     best, overlap = "UNKNOWN", 0
     for p in phi:
         o = min(end, int(p.get("end", 0))) - max(start, int(p.get("start", 0)))
         if o > overlap:
             best, overlap = str(p.get("label", "UNKNOWN")), o
-    return best
+    # the report names each probed type: a label that is no PHI type could be anything, a name included
+    return best if best in CANONICAL else "UNKNOWN"
 
 
 def chance_quantile(probabilities: Sequence[float], q: float = 0.99) -> int:
@@ -137,7 +140,9 @@ def regurgitation_scan(scorer, probes: Sequence[Probe], *, n_candidates: int, ma
 
     Alternatives: by default :func:`surrogate_alternatives` (up to ``3 * n_candidates`` drawn),
     those with the identifier's number of tokens in this context, at most ``n_candidates``. A
-    probe with fewer than ``min_candidates`` such alternatives is not scored.
+    probe with fewer than ``min_candidates`` such alternatives, or whose identifier no token
+    covers (cut off by truncation), is not scored; ``skipped`` counts both reasons, so
+    ``probes == scored + sum(skipped.values())``.
 
     A real identifier is often more probable than a made-up one for *any* language model (a real
     town, a date that agrees with the note's other dates), so "ranked first more often than 1 in
@@ -163,11 +168,13 @@ def regurgitation_scan(scorer, probes: Sequence[Probe], *, n_candidates: int, ma
     n_toks = scorer.span_token_counts([p.text for p in chosen], [(p.start, p.end) for p in chosen]) \
         if chosen else []
     drafts: list[tuple[Probe, list[str], list[tuple[int, int]], int]] = []
+    skipped = {"no_token_covers_the_identifier": 0, "too_few_alternatives_with_its_token_count": 0}
     all_texts: list[str] = []
     all_spans: list[tuple[int, int]] = []
     for probe, n_tok in zip(chosen, n_toks):
         per_label[probe.label]["probes"] += 1
         if not n_tok:
+            skipped["no_token_covers_the_identifier"] += 1
             continue
         others = alternatives(probe, 3 * n_candidates)
         texts = [probe.text[:probe.start] + v + probe.text[probe.end:] for v in others]
@@ -185,6 +192,7 @@ def regurgitation_scan(scorer, probes: Sequence[Probe], *, n_candidates: int, ma
         at += len(texts)
         keep = [i for i, k in enumerate(mine) if k == n_tok][:n_candidates]
         if len(keep) < min_candidates:
+            skipped["too_few_alternatives_with_its_token_count"] += 1
             continue
         start = len(score_texts)
         score_texts += [probe.text] + [texts[i] for i in keep]
@@ -220,6 +228,7 @@ def regurgitation_scan(scorer, probes: Sequence[Probe], *, n_candidates: int, ma
     out = {
         "probes": len(chosen), "available": len(probes),
         "scored": sum(s["scored"] for s in by_label.values()),
+        "skipped": skipped,
         "regurgitated": regurgitated,
         "expected_by_chance": round(sum(all_p), 2),
         "chance_99th_percentile": q99,

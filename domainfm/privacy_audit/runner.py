@@ -12,6 +12,7 @@ every canary secret and probed identifier, and nothing is written if one is foun
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ class PrivacyAuditResult:
 
     Attributes:
         report: ``report.json``'s content.
-        passed: every gate check passed.
+        passed: every check with a threshold was measured and passed.
     """
 
     out_dir: Path | None
@@ -52,15 +53,48 @@ class PrivacyAuditResult:
 
 
 def _read_manifest(model_dir: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((model_dir / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    """The model's ``manifest.json`` (``{}`` without one: a plain ``save_pretrained`` folder),
+    with the fields the audit reads checked.
+
+    Raises:
+        ConfigError: naming the file and the malformed field, never its value (a manifest
+            holds the canary secrets).
+    """
+    path = model_dir / "manifest.json"
+    if not path.is_file():
         return {}
-    return data if isinstance(data, dict) else {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise ConfigError(f"{path}: not a readable JSON file (the manifest domainfm pretrain or finetune "
+                          "writes)") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: not a JSON object (the manifest domainfm pretrain or finetune writes)")
+
+    def malformed(field: str, what: str) -> ConfigError:
+        return ConfigError(f"{path}: field '{field}' must be {what}")
+
+    seed, stage, base, config, canaries = (data.get(k) for k in ("seed", "stage", "base_model", "config", "canaries"))
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+        raise malformed("seed", "an int >= 0")
+    if stage is not None and not isinstance(stage, str):
+        raise malformed("stage", "a string")
+    if base is not None and not (isinstance(base, dict) and isinstance(base.get("name"), (str, type(None)))):
+        raise malformed("base_model", "an object whose 'name' is a string")
+    if config is not None and not isinstance(config, dict):
+        raise malformed("config", "an object")
+    model = (config or {}).get("model")
+    if model is not None and not (isinstance(model, dict) and isinstance(model.get("tokenizer"), (str, type(None)))):
+        raise malformed("config.model", "an object whose 'tokenizer' is a string or null")
+    if canaries is not None and not (isinstance(canaries, list) and all(isinstance(c, dict) for c in canaries)):
+        raise malformed("canaries", "a list of canary objects")
+    return data
 
 
-def _docs(source) -> list:
-    from domainfm.corpus.io import read_documents
+def _located(source, flag: str) -> list[tuple[str, Any]]:
+    """``(where, document)`` pairs: ``file:line`` for a JSONL path, else ``flag`` and the
+    position (an error can then say where a document is without quoting its id)."""
+    from domainfm.corpus.io import read_located_documents
 
     if source is None:
         return []
@@ -68,8 +102,23 @@ def _docs(source) -> list:
         path = Path(source)
         if not path.is_file():
             raise CorpusError(f"{path}: no such file")
-        return list(read_documents(path))
-    return list(source)
+        return list(read_located_documents(path))
+    return [(f"{flag} document {i}", doc) for i, doc in enumerate(source, 1)]
+
+
+def _docs(source) -> list:
+    return [doc for _, doc in _located(source, "")]
+
+
+def _check_planted_labels(docs) -> None:
+    """Planted spans must carry a canonical PHI label: the report names each probed type, and any
+    other label (which could be anything, a name included) is refused by count, never echoed."""
+    from domainfm.deid.labels import CANONICAL
+
+    unknown = sum(1 for doc in docs for span in doc.spans if span.label not in CANONICAL)
+    if unknown:
+        raise ConfigError(f"--planted: {unknown} span(s) have a label that is not a PHI type; use one of "
+                          f"{', '.join(sorted(CANONICAL))}")
 
 
 def _known(losses: np.ndarray) -> np.ndarray:
@@ -84,11 +133,29 @@ def _sample(items: list, n: int, rng: random.Random) -> list:
 
 
 def gate_checks(report: dict[str, Any], gate: PrivacyGateConfig) -> dict[str, Any]:
-    """Compare the measured values with the thresholds (a missing measurement is said so)."""
+    """Compare the measured values with the thresholds.
+
+    A check with a threshold that measured nothing is ``not measured``, with the reason, and the
+    gate does not pass (a release gate must never pass on nothing measured); a null threshold
+    is ``not checked``.
+    """
+    exposure = report.get("exposure") or {}
+    membership = report.get("membership") or {}
+    regurgitation = report.get("regurgitation") or {}
     measured = {
-        "max_exposure": (report.get("exposure") or {}).get("max_exposure"),
-        "max_mia_auc": (report.get("membership") or {}).get("auc"),
-        "max_regurgitated": (report.get("regurgitation") or {}).get("beyond_chance"),
+        "max_exposure": exposure.get("max_exposure"),
+        "max_mia_auc": membership.get("auc"),
+        # with no probe scored, "0 beyond chance" is 0 of 0: no evidence either way
+        "max_regurgitated": regurgitation.get("beyond_chance") if regurgitation.get("scored") else None,
+    }
+    skipped = ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in
+                        (regurgitation.get("skipped") or {}).items() if n)
+    unmeasured = {
+        "max_exposure": exposure.get("note"),
+        "max_mia_auc": membership.get("note"),
+        "max_regurgitated": regurgitation.get("note")
+        or f"none of the {regurgitation.get('probes', 0)} {regurgitation.get('source', 'probes')} could be scored"
+        + (f"; skipped: {skipped}" if skipped else ""),
     }
     what = {"max_exposure": "highest canary exposure (bits)", "max_mia_auc": "membership-inference AUC",
             "max_regurgitated": "identifiers ranked first beyond their baseline (held-out originals, else the base model, else chance)"}
@@ -96,18 +163,20 @@ def gate_checks(report: dict[str, Any], gate: PrivacyGateConfig) -> dict[str, An
     for name, value in measured.items():
         threshold = getattr(gate, name)
         top = (report.get("exposure") or {}).get("max_possible")
+        reason = None
         if threshold is None:
             status = "not checked"
         elif value is None:
-            status = "not measured"
+            status, reason = "not measured", unmeasured[name]
         elif value > threshold:
             status = "failed"
         elif name == "max_exposure" and top is not None and top <= threshold:
             status = "inconclusive"  # no canary could exceed it: too few reference secrets
         else:
             status = "passed"
-        checks.append({"check": name, "what": what[name], "value": value, "threshold": threshold, "status": status})
-    return {"passed": all(c["status"] not in ("failed", "inconclusive") for c in checks), "checks": checks}
+        checks.append({"check": name, "what": what[name], "value": value, "threshold": threshold, "status": status,
+                       **({"reason": reason} if reason else {})})
+    return {"passed": all(c["status"] in ("passed", "not checked") for c in checks), "checks": checks}
 
 
 def _fmt(value: Any) -> str:
@@ -124,6 +193,9 @@ def gate_message(report: dict[str, Any]) -> str:
             parts.append(f"{c['check']} {_fmt(c['threshold'])} cannot be exceeded with "
                          f"{report['config']['n_candidates']} reference secrets (at most "
                          f"{_fmt(report['exposure']['max_possible'])} bits): raise n_candidates")
+        elif c["status"] == "not measured":
+            parts.append(f"{c['check']} not measured ({c['reason']}): measure it, or set gate.{c['check']} "
+                         "to null to release without it")
     return "privacy gate failed: " + "; ".join(parts) if parts else "privacy gate passed"
 
 
@@ -141,6 +213,8 @@ def _statement(report: dict[str, Any]) -> str:
         parts.append(f"membership-inference AUC {attack['auc']:.2f}{ci_text}, {mia['strongest']} attack, "
                      f"{mia['members']} training vs {mia['nonmembers']} held-out documents")
     reg = report.get("regurgitation") or {}
+    if not reg.get("scored"):
+        reg = {}  # nothing scored is no "0 of 0 ranked first": the gate says it was not measured, and why
     if reg.get("regurgitated") is not None and reg.get("held_out") is not None:
         h = reg["held_out"]
         parts.append(f"{reg['regurgitated']} of {reg['scored']} {reg['source']} ranked first, against "
@@ -155,7 +229,13 @@ def _statement(report: dict[str, Any]) -> str:
         parts.append(f"{reg['regurgitated']} of {reg['scored']} {reg['source']} ranked first "
                      f"(uniform chance, no base model to compare: {reg['expected_by_chance']:.1f} expected, "
                      f"{reg['chance_99th_percentile']} at the 99th percentile)")
-    verdict = "PASSED" if report["gate"]["passed"] else "FAILED"
+    checks = report["gate"]["checks"]
+    unmeasured = [c["check"] for c in checks if c["status"] == "not measured"]
+    if unmeasured:
+        parts.append("not measured: " + ", ".join(unmeasured))
+    # nothing exceeded, but a threshold could not be judged (inconclusive or not measured): no pass
+    verdict = ("PASSED" if report["gate"]["passed"] else
+               "FAILED" if any(c["status"] == "failed" for c in checks) else "INCONCLUSIVE")
     return f"Privacy audit {verdict}: " + ("; ".join(parts) if parts else "nothing measured") + "."
 
 
@@ -188,6 +268,10 @@ def render_summary(report: dict[str, Any]) -> str:
         for label, s in reg["by_label"].items():
             lines.append(f"| {label} | {s['probes']} | {s['scored']} | {s['regurgitated']} | "
                          f"{s['expected_by_chance']:.1f} | {s['chance_99th_percentile']} |")
+        skipped = reg.get("skipped") or {}
+        if any(skipped.values()):
+            lines += ["", "Not scored: " + ", ".join(f"{n} ({reason.replace('_', ' ')})"
+                                                     for reason, n in skipped.items() if n) + "."]
         lines += ["", f"Calibration: {reg['calibration']}.", ""]
         if reg.get("held_out") is not None:
             h = reg["held_out"]
@@ -201,7 +285,8 @@ def render_summary(report: dict[str, Any]) -> str:
         lines.append("")
     lines += ["## Release gate", "", "| check | value | threshold | status |", "|---|---|---|---|"]
     for c in report["gate"]["checks"]:
-        lines.append(f"| {c['what']} | {_fmt(c['value'])} | {_fmt(c['threshold'])} | {c['status']} |")
+        status = f"{c['status']}: {c['reason']}" if c.get("reason") else c["status"]
+        lines.append(f"| {c['what']} | {_fmt(c['value'])} | {_fmt(c['threshold'])} | {status} |")
     t = report["timing"]
     lines += ["", f"Audit time {t['total_seconds']:.1f} s"
               + (f" ({100 * t['share_of_training']:.1f}% of the {t['audited_training_seconds']:.0f} s of training "
@@ -225,30 +310,38 @@ def _check_outputs(texts: dict[str, str], secrets: Iterable[str]) -> None:
                             "nothing was written")
 
 
-def _audit_documents(train, holdout) -> tuple[list, list, int]:
-    """The training and held-out documents with text; a held-out document whose text is also a
-    training text is left out (and counted): the model saw it, so it is no non-member.
+def _audit_documents(train, holdout) -> tuple[list, list, dict[str, int]]:
+    """The training and held-out documents with text, and what was left out: documents without
+    text, and held-out documents whose text is also a training text (the model saw it, so it is
+    no non-member).
 
     Raises:
         ConfigError: either side has no document with text (nothing could be measured, and a
-            release gate must not pass on that), or an id is on both sides.
+            release gate must not pass on that), or an id is on both sides (located by file and
+            line, never quoted: an id can hold PHI).
     """
-    train_docs = [d for d in _docs(train) if d.text.strip()]
-    holdout_docs = [d for d in _docs(holdout) if d.text.strip()]
+    read_train, read_holdout = _located(train, "--train"), _located(holdout, "--holdout")
+    located_train = [(where, d) for where, d in read_train if d.text.strip()]
+    located_holdout = [(where, d) for where, d in read_holdout if d.text.strip()]
+    train_docs, holdout_docs = [d for _, d in located_train], [d for _, d in located_holdout]
     for name, docs, flag in (("training", train_docs, "--train"), ("held-out", holdout_docs, "--holdout")):
         if not docs:
             raise ConfigError(f"{flag}: no {name} document with text; the audit compares the model on training "
                               "documents against held-out ones, and nothing could be measured")
-    overlap = {d.id for d in train_docs} & {d.id for d in holdout_docs}
+    train_at = {d.id: where for where, d in located_train}
+    overlap = [(train_at[d.id], where) for where, d in located_holdout if d.id in train_at]
     if overlap:
         raise ConfigError(f"{len(overlap)} document id(s) are in both the training and the held-out documents "
-                          f"(e.g. {sorted(overlap)[0]!r}); the held-out set must be disjoint")
+                          f"(the first at {overlap[0][0]} and {overlap[0][1]}); the held-out set must be disjoint")
     seen = {d.text for d in train_docs}
     kept = [d for d in holdout_docs if d.text not in seen]
     if not kept:
         raise ConfigError("--holdout: every held-out text is also a training text; the held-out set must be "
                           "documents the model was not trained on")
-    return train_docs, kept, len(holdout_docs) - len(kept)
+    left_out = {"train_documents_left_out_without_text": len(read_train) - len(train_docs),
+                "holdout_documents_left_out_without_text": len(read_holdout) - len(holdout_docs),
+                "holdout_documents_left_out_as_training_texts": len(holdout_docs) - len(kept)}
+    return train_docs, kept, left_out
 
 
 def audit_privacy(
@@ -285,6 +378,29 @@ def audit_privacy(
         >>> result = audit_privacy("runs/dapt", "train.jsonl", "holdout.jsonl", "reports/privacy")  # doctest: +SKIP
         >>> result.passed, result.statement  # doctest: +SKIP
     """
+    cfg = config or PrivacyAuditConfig()
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ConfigError(f"{model_dir}: no such model folder")
+    if vault is not None and planted is not None:
+        raise ConfigError("give either a vault (its originals are probed) or planted identifiers, not both")
+    run = dict(vault=vault, planted=planted, canaries=canaries, say=on_event or (lambda message: None))
+    if out_dir is None:
+        return _audit(model_dir, train, holdout, None, cfg, **run)
+    from domainfm.corpus.io import OutputLock, check_output_path, check_report_folder
+
+    inputs = [p for p in (train, holdout, vault, planted, model_dir) if isinstance(p, (str, Path))]
+    out = check_output_path(out_dir, inputs=inputs, folder=True)
+    check_report_folder(out, "audit-privacy")
+    # as in every stage: a second run into the same folder is refused while this one writes, or
+    # one run's report would end up beside the other's manifest
+    with OutputLock(out):
+        return _audit(model_dir, train, holdout, out, cfg, **run)
+
+
+def _audit(model_dir: Path, train, holdout, out: Path | None, cfg: PrivacyAuditConfig, *, vault, planted,
+           canaries, say: Event) -> PrivacyAuditResult:
+    """:func:`audit_privacy` once its arguments and output folder are checked (and locked)."""
     from domainfm.privacy_audit.canaries import Canary
     from domainfm.privacy_audit.exposure import exposures
     from domainfm.privacy_audit.lm import ScoringModel
@@ -299,23 +415,37 @@ def audit_privacy(
     )
     from domainfm.privacy_audit.task_scorer import TaskScorer
 
-    cfg = config or PrivacyAuditConfig()
-    say = on_event or (lambda message: None)
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise ConfigError(f"{model_dir}: no such model folder")
-    if vault is not None and planted is not None:
-        raise ConfigError("give either a vault (its originals are probed) or planted identifiers, not both")
-    if out_dir is not None:
-        from domainfm.corpus.io import check_output_path, check_report_folder
+    train_docs, holdout_docs, left_out = _audit_documents(train, holdout)
+    if left_out["train_documents_left_out_without_text"] or left_out["holdout_documents_left_out_without_text"]:
+        say(f"left out {left_out['train_documents_left_out_without_text']} training documents without text and "
+            f"{left_out['holdout_documents_left_out_without_text']} held-out ones")
+    manifest = _read_manifest(model_dir)
+    # the probes before the model loads: a vault or planted file with nothing to probe is said
+    # before minutes of scoring, not reported as "0 of 0 ranked first"
+    probes, holdout_probes, source, counts = [], [], None, {}
+    if vault is not None:
+        from domainfm.deid.vault import Vault
 
-        inputs = [p for p in (train, holdout, vault, planted, model_dir) if isinstance(p, (str, Path))]
-        check_report_folder(check_output_path(out_dir, inputs=inputs, folder=True), "audit-privacy")
-    train_docs, holdout_docs, shared_texts = _audit_documents(train, holdout)
+        with Vault.open_existing(vault) as v:
+            probes, counts = probes_from_vault((d.to_dict() for d in train_docs), v, cfg.context_chars)
+            # the same vault usually holds the held-out notes too: the model's rate on originals it
+            # never trained on is the baseline (see calibrate_with_holdout)
+            holdout_probes, _ = probes_from_vault((d.to_dict() for d in holdout_docs), v, cfg.context_chars)
+        if not counts["records_in_vault"]:
+            raise ConfigError(f"--vault: holds none of the {counts['records']} training documents "
+                              f"({counts['records_changed']} changed since de-identification, the others not in it); "
+                              "give the vault of the deid run that wrote --train")
+        source = "originals from the vault"
+    elif planted is not None:
+        planted_docs = _docs(planted)
+        _check_planted_labels(planted_docs)
+        probes = probes_from_spans(planted_docs, cfg.context_chars)
+        if not probes:
+            raise ConfigError("--planted: no document has a span marking an identifier to probe")
+        source = "planted identifiers"
     t0 = time.perf_counter()
     timing: dict[str, float] = {}
-    manifest = _read_manifest(model_dir)
-    seed = int(manifest.get("seed", cfg.seed))
+    seed = manifest["seed"] if manifest.get("seed") is not None else cfg.seed
     model_cfg = (manifest.get("config") or {}).get("model") or {}
     is_task_model = (model_dir / TASK_FILE).is_file()  # a domainfm finetune classifier, not an LM
     if is_task_model:
@@ -349,7 +479,7 @@ def audit_privacy(
         scorer_for = (lambda c: target.with_label(canary_labels[c.id])) if is_task_model else None
         report["exposure"] = exposures(target, canary_objs, cfg.n_candidates, cfg.seed, scorer_for=scorer_for)
     else:
-        report["exposure"] = {"note": "the model's manifest records no canaries (pretrain with canaries.enabled)"}
+        report["exposure"] = {"note": "the model's manifest records no canaries; pretrain with canaries.enabled"}
     timing["exposure_seconds"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -366,8 +496,7 @@ def audit_privacy(
 
     members = _sample(train_docs, cfg.max_documents, rng)
     nonmembers = _sample(holdout_docs, cfg.max_documents, rng)
-    report["data"] = {"train_documents": len(train_docs), "holdout_documents": len(holdout_docs),
-                      "holdout_documents_left_out_as_training_texts": shared_texts,
+    report["data"] = {"train_documents": len(train_docs), "holdout_documents": len(holdout_docs), **left_out,
                       "members_scored": len(members), "nonmembers_scored": len(nonmembers)}
     if members and nonmembers:
         say(f"membership inference on {len(members)} training and {len(nonmembers)} held-out documents")
@@ -389,29 +518,19 @@ def audit_privacy(
             reference_losses = (losses[:len(texts_m)], losses[len(texts_m):])
         report["membership"] = membership_inference(target_losses, reference_losses,
                                                     n_bootstrap=cfg.n_bootstrap, seed=cfg.seed)
+        # setdefault: "no attack measured" (too few scorable documents) is the note that matters
         if is_task_model:
-            report["membership"]["note"] = ("loss attack on the task loss under the gold labels; a classifier's base "
-                                            "model has no trained head, so the reference-calibrated attack was not run")
+            report["membership"].setdefault("note", "loss attack on the task loss under the gold labels; a "
+                                            "classifier's base model has no trained head, so the "
+                                            "reference-calibrated attack was not run")
         elif reference_losses is None:
-            report["membership"]["note"] = "no base model known: the reference-calibrated attack was not run"
+            report["membership"].setdefault("note", "no base model known: the reference-calibrated attack was "
+                                                    "not run")
     else:
         report["membership"] = {"note": "no training or no held-out documents with text: not measured"}
     timing["membership_seconds"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    probes, holdout_probes, source, counts = [], [], None, {}
-    if vault is not None:
-        from domainfm.deid.vault import Vault
-
-        with Vault.open_existing(vault) as v:
-            probes, counts = probes_from_vault((d.to_dict() for d in train_docs), v, cfg.context_chars)
-            # the same vault usually holds the held-out notes too: the model's rate on originals it
-            # never trained on is the baseline (see calibrate_with_holdout)
-            holdout_probes, _ = probes_from_vault((d.to_dict() for d in holdout_docs), v, cfg.context_chars)
-        source = "originals from the vault"
-    elif planted is not None:
-        probes = probes_from_spans(_docs(planted), cfg.context_chars)
-        source = "planted identifiers"
     if source is not None and is_task_model:
         secrets += [p.value for p in probes]
         report["regurgitation"] = {"source": source, "note": "not measured: fill-in probes need a language model; "
@@ -441,23 +560,25 @@ def audit_privacy(
         training = json.loads((model_dir / "metrics.json").read_text(encoding="utf-8"))["train"]["train_seconds"]
     except (OSError, ValueError, KeyError, TypeError):
         pass
+    if not (isinstance(training, (int, float)) and math.isfinite(training) and training > 0):
+        training = None  # json reads NaN; the share must stay a number or be unknown
     report["timing"] = {**{k: round(v, 2) for k, v in timing.items()}, "total_seconds": round(total, 2),
                         "audited_training_seconds": training,
-                        "share_of_training": round(total / training, 4) if training else None}
+                        "share_of_training": round(total / training, 4) if training is not None else None}
     summary = render_summary(report)
-    text_json = json.dumps(report, indent=2, ensure_ascii=False)
+    # no NaN or Infinity in report.json: JSON has neither, and readers would reject the file
+    text_json = json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False)
     _check_outputs({"report.json": text_json, "summary.md": summary}, secrets)
-    out = None
-    if out_dir is not None:
+    if out is not None:
         from domainfm.manifest import write_manifest
 
         from domainfm.corpus.io import write_text_atomic
 
-        out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out / "report.json", text_json + "\n")
         write_text_atomic(out / "summary.md", summary)
-        inputs = [p for p in (train, holdout, vault, planted) if isinstance(p, (str, Path))]
+        # the model folder is hashed like predict's: the report is about these exact weights
+        inputs = [p for p in (model_dir, train, holdout, vault, planted) if isinstance(p, (str, Path))]
         write_manifest(out, stage="audit-privacy", config=cfg, inputs=inputs,
                        outputs=[out / "report.json", out / "summary.md"],
                        counts={k: v for k, v in report["data"].items()},

@@ -15,7 +15,9 @@ class PrivacySection(PrivacyAuditConfig):
     """The ``privacy:`` section: every :class:`~domainfm.privacy_audit.PrivacyAuditConfig` key
     (``gate:`` thresholds included). It audits the pretrained model on pretraining's own split
     (the documents it trained on vs the patients it held out) and fails the run, with the
-    numbers, when the model exceeds a gate threshold; fine-tuning does not start.
+    numbers, when the model exceeds a gate threshold or a check with a threshold was not
+    measured (no vault or ``planted``: set ``gate.max_regurgitated`` to null); fine-tuning does
+    not start.
 
     Args:
         holdout: held-out documents to use instead of pretraining's held-out side.
