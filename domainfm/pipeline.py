@@ -11,10 +11,12 @@ the :class:`~domainfm.stages.StageResult`. The audit reads the fine-tuned model 
 default, the documents fine-tuning recorded as held out for evaluation.
 
 Every stage writes ``run_dir/<stage>/stage.json``: a cache key (sha256 of the stage name, its
-resolved config, the hashes of its input files and the domainfm version), the fingerprint of
-the code that ran it (:func:`~domainfm.manifest.code_fingerprint`: domainfm's files and the
-libraries' versions), its status, time, counts and key metrics. A stage whose key and code are
-unchanged and whose last run finished is skipped; a stage that failed or was killed runs again
+resolved config, the hashes of its input files, the stage's identity (deid: the source and a
+fingerprint of its surrogate key) and the domainfm version), the fingerprint of the code that ran
+it (:func:`~domainfm.manifest.code_fingerprint`: domainfm's files and the libraries' versions),
+its status, time, counts, key metrics and outputs (relative to the stage folder). A stage whose
+key and code are unchanged, whose last run finished and whose files are all still there is
+skipped; a stage that failed or was killed runs again
 (pretrain and finetune continue from their last checkpoint, also after a code change, since a
 checkpoint outlives the code that wrote it; a finished stage is never reused by other code).
 The run ends with a summary table and ``run_dir/run.json``.
@@ -174,12 +176,20 @@ def pipeline_from_dict(data: Mapping[str, Any]) -> PipelineConfig:
     documents = out("deid") if "deid" in raw else out("import")
     documents_source = "the deid output" if "deid" in raw else "the import output"
     inputs: dict[str, list[Path]] = {"import": [Path(str(raw["import"].get("src", "")))]}
-    written = {(run_dir / stage).resolve() for stage in STAGE_ORDER}
-    if raw["import"].get("src") and written & set(inputs["import"][0].resolve().parents):
-        # the run would write over what it reads (a stage's output re-imported), and never be cached
-        raise ConfigError(f"config field 'import.src' ({raw['import']['src']}) is inside a stage folder of the "
-                          f"pipeline's run_dir ({run_dir}), which the run writes: copy it elsewhere or choose "
-                          f"another run_dir")
+    if raw["import"].get("src"):
+        _refuse_written_input("import.src", raw["import"]["src"], run_dir)
+    for section in ("deid", "deid_eval"):
+        if "seed" in raw.get(section, {}):
+            # DeidConfig.seed feeds nothing: a second seed beside the run's would only look like it did
+            raise ConfigError(f"config field '{section}.seed' is not used by a pipeline: the run's top-level 'seed' "
+                              f"seeds the surrogates (null, with $DOMAINFM_VAULT_KEY set, for real runs); "
+                              f"remove '{section}.seed'")
+    vault = (raw.get("deid") or {}).get("vault")
+    if isinstance(vault, str) and vault.strip() and _is_within(Path(vault), run_dir):
+        # the run writes and replaces files there (a stage's output named like the vault would be
+        # written over it), and a run folder is what gets copied and shared as de-identified output
+        raise ConfigError(f"config field 'deid.vault' ({vault}) is inside the pipeline's run_dir ({run_dir}): keep "
+                          f"the vault, the way back to the original text, outside the run folder")
     if "deid" in raw:
         inputs["deid"] = [out("import")]
     if "chunk" in raw:
@@ -233,6 +243,7 @@ def pipeline_from_dict(data: Mapping[str, Any]) -> PipelineConfig:
         extra = [getattr(stages["privacy"], k) for k in ("holdout", "vault", "planted")]
         inputs["privacy"] += [Path(str(p)) for p in extra if p is not None]
     if stages["import"].meta_join is not None:
+        _refuse_written_input("import.meta_join.src", stages["import"].meta_join.src, run_dir)
         inputs["import"].append(stages["import"].meta_join.src)  # an edited table re-runs the import
     from domainfm.corpus.importing import extra_inputs
 
@@ -255,7 +266,32 @@ def pipeline_from_dict(data: Mapping[str, Any]) -> PipelineConfig:
     return PipelineConfig(run_dir=run_dir, seed=seed, stages=stages, inputs=inputs, launch=launch, engine=engine)
 
 
-# config keys naming files a stage writes: never hashed as its inputs (the key would change with every run)
+def _is_within(path: Path, folder: Path) -> bool:
+    """``path`` is ``folder`` or inside it (after resolving links and ``..``)."""
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
+
+
+def _refuse_written_input(key: str, value: Any, run_dir: Path) -> None:
+    """A file the pipeline reads may not be one the run writes: it would be overwritten (and the
+    stage that reads it never cached), nor a folder holding run_dir (the run would write into it).
+    Checked before anything is written."""
+    path = Path(str(value))
+    if path.resolve() in {(run_dir / name).resolve() for name in (RUN_FILE, LOCK_FILE)}:
+        raise ConfigError(f"config field '{key}' ({value}) is {path.name}, which the run writes in its run_dir "
+                          f"({run_dir}): copy it elsewhere or choose another run_dir")
+    if any(_is_within(path, run_dir / stage) for stage in STAGE_ORDER):
+        raise ConfigError(f"config field '{key}' ({value}) is inside a stage folder of the pipeline's run_dir "
+                          f"({run_dir}), which the run writes: copy it elsewhere or choose another run_dir")
+    if _is_within(run_dir, path):
+        what = "is the pipeline's run_dir" if path.resolve() == run_dir.resolve() else \
+            f"is a folder that holds the pipeline's run_dir ({run_dir})"
+        raise ConfigError(f"config field '{key}' ({value}) {what}, and the run would write into its input: "
+                          f"choose a run_dir outside it")
+
+
+# config keys naming files a stage writes: never hashed as its inputs (the key would change with
+# every run), but a finished stage whose file is gone runs again (a deleted vault is recreated)
 WRITTEN_PATHS = {"deid": ("vault",)}
 
 
@@ -324,10 +360,12 @@ class RunResult:
                 "stages": [dataclasses.asdict(s) for s in self.stages]}
 
 
-def stage_key(name: str, config: Any, inputs: list[Path], seed: int | None = None) -> str:
+def stage_key(name: str, config: Any, inputs: list[Path], seed: int | None = None,
+              identity: Mapping[str, Any] | None = None) -> str:
     """sha256 of the stage name, its resolved config, its input hashes, the run's seed (stages read
-    it through their context: de-identification's surrogates, import and label sampling) and the
-    domainfm version."""
+    it through their context: de-identification's surrogates, import and label sampling), the
+    stage's ``identity`` (:meth:`~domainfm.stages.StageSpec.identity`: the source and fingerprint of
+    the surrogate key) and the domainfm version."""
     from domainfm import __version__
     from domainfm.manifest import describe_input
 
@@ -338,7 +376,42 @@ def stage_key(name: str, config: Any, inputs: list[Path], seed: int | None = Non
         "inputs": [describe_input(p).get("sha256", "missing") for p in inputs],
         "domainfm": __version__,
     }
+    if identity is not None:  # absent for stages without one: their keys stay as they were
+        payload["identity"] = dict(identity)
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+
+def _recorded_path(path: str | Path, out_dir: Path) -> str:
+    """How ``stage.json`` records an output: relative to the stage folder when inside it, so a
+    copied or moved run folder checks and lists its own files; absolute otherwise."""
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(out_dir.resolve()).as_posix()
+    except ValueError:
+        return str(resolved)
+
+
+def _recorded_outputs(recorded: list[str], out_dir: Path) -> list[Path]:
+    """Outputs as ``stage.json`` records them, where this run_dir has them (an absolute path stays)."""
+    return [out_dir / p for p in recorded if isinstance(p, str)] if isinstance(recorded, list) else []
+
+
+def _written_files(name: str, config: Any) -> list[Path]:
+    """The files the stage's config names as written by it (:data:`WRITTEN_PATHS`: the vault)."""
+    resolved = to_dict(config)
+    return [Path(str(resolved[key])) for key in WRITTEN_PATHS.get(name, ()) if resolved.get(key)]
+
+
+def _remove_earlier_outputs(earlier: list[str], out_dir: Path, outputs: list[Path]) -> None:
+    """Remove the files the stage's last finished run recorded that this run did not write again
+    (the export an earlier config asked for), so its folder holds one configuration's outputs. Only
+    plain files inside the stage folder: a vault or anything kept elsewhere is never touched."""
+    kept = {Path(p).resolve() for p in outputs}
+    folder = out_dir.resolve()
+    for path in _recorded_outputs(earlier, out_dir):
+        resolved = path.resolve()
+        if folder in resolved.parents and resolved not in kept and path.is_file() and not path.is_symlink():
+            path.unlink()
 
 
 def _read_stage(path: Path) -> dict[str, Any] | None:
@@ -443,25 +516,35 @@ def _run_stage(pcfg: PipelineConfig, name: str, *, forced: bool, console) -> Sta
 
     out_dir = pcfg.out_dir(name)
     config, inputs = pcfg.stages[name], pcfg.inputs.get(name, [])
-    key, code = stage_key(name, config, inputs, pcfg.seed), code_fingerprint()
+    key = stage_key(name, config, inputs, pcfg.seed, identity=REGISTRY[name].identity(config, pcfg.seed))
+    code = code_fingerprint()
     stage_file = out_dir / STAGE_FILE
-    previous = _read_stage(stage_file)
-    finished_same_key = (not forced and previous is not None and previous.get("status") == "done"
-                         and previous.get("key") == key and all(Path(p).exists() for p in previous.get("outputs", [])))
-    if finished_same_key and previous.get("code") == code:
+    previous = _read_stage(stage_file) or {}
+    recorded = _recorded_outputs(previous.get("outputs", []), out_dir)
+    # a finished stage is reused only with every file it wrote still there: its outputs where this
+    # run_dir has them (not where a copied folder's original had them), and a vault it keeps elsewhere
+    missing = [p for p in recorded + _written_files(name, config) if not p.exists()]
+    finished_same_key = not forced and previous.get("status") == "done" and previous.get("key") == key
+    if finished_same_key and not missing and previous.get("code") == code:
         if console is not None:
             console.print(f"[bold]{name}[/]: cached (inputs, config and code unchanged)")
         return StageRecord(name, "cached", previous.get("seconds", 0.0), previous.get("counts", {}),
-                           previous.get("metrics", {}), previous.get("outputs", []), key)
-    if finished_same_key and console is not None:
+                           previous.get("metrics", {}), [str(p) for p in recorded], key)
+    if finished_same_key and missing and console is not None:
+        console.print(f"[bold]{name}[/]: {missing[0]}, written by its last run, is gone; running again")
+    elif finished_same_key and console is not None:
         console.print(f"[bold]{name}[/]: domainfm's code or its libraries changed since the cached run; running again")
 
     # An interrupted or failed run of the same stage, inputs and config continues from its checkpoints.
-    resume = previous is not None and previous.get("key") == key and previous.get("status") != "done" and not forced
+    resume = bool(previous) and previous.get("key") == key and previous.get("status") != "done" and not forced
     if console is not None:
         console.rule(f"[bold]{name}" + (" (resuming)" if resume else ""))
     base = {"stage": name, "key": key, "code": code, "domainfm_version": __version__, "config": to_dict(config),
             "inputs": [describe_input(p) for p in inputs]}
+    # what the last finished run wrote, kept through a failed or killed run, removed once one finishes
+    earlier = previous.get("outputs") or previous.get("earlier_outputs") or []
+    if earlier:
+        base["earlier_outputs"] = earlier
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "error.log").unlink(missing_ok=True)
     _write_json(stage_file, {**base, "status": "running", "started": _now()})
@@ -481,10 +564,11 @@ def _run_stage(pcfg: PipelineConfig, name: str, *, forced: bool, console) -> Sta
                                  "finished": _now()})
         return StageRecord(name, "failed", seconds, key=key, reason=reason)
     seconds = time.perf_counter() - t0
-    outputs = [str(p) for p in produced.outputs]
-    _write_json(stage_file, {**base, "status": "done", "seconds": round(seconds, 2), "outputs": outputs,
+    _remove_earlier_outputs(base.pop("earlier_outputs", []), out_dir, produced.outputs)
+    _write_json(stage_file, {**base, "status": "done", "seconds": round(seconds, 2),
+                             "outputs": [_recorded_path(p, out_dir) for p in produced.outputs],
                              "counts": produced.counts, "metrics": produced.metrics, "finished": _now()})
-    return StageRecord(name, "ran", seconds, produced.counts, produced.metrics, outputs, key)
+    return StageRecord(name, "ran", seconds, produced.counts, produced.metrics, [str(p) for p in produced.outputs], key)
 
 
 def _fmt(values: dict[str, Any]) -> str:

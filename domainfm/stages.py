@@ -115,18 +115,28 @@ StageRunner = Callable[..., StageResult]
 @dataclass
 class StageSpec:
     """One registered stage: its config class and run function (``"module:name"`` strings, or
-    the objects themselves) and its primary output's name under ``run_dir/<stage>/``."""
+    the objects themselves) and its primary output's name under ``run_dir/<stage>/``.
+
+    ``cache_identity`` (optional), called as ``(config, seed)``, returns what else the stage's
+    output depends on outside its config and inputs (the deid stage: where its surrogate key
+    comes from), JSON-able and never a secret itself; the runner hashes it into the cache key.
+    """
 
     name: str
     config: str | type
     run: str | StageRunner
     output: str
+    cache_identity: str | Callable[[Any, int | None], dict[str, Any]] | None = None
 
     def config_class(self) -> type:
         return _resolve(self.config)
 
     def runner(self) -> StageRunner:
         return _resolve(self.run)
+
+    def identity(self, config: Any, seed: int | None) -> dict[str, Any] | None:
+        """The stage's ``cache_identity`` for this config and seed (None: it has none)."""
+        return None if self.cache_identity is None else _resolve(self.cache_identity)(config, seed)
 
 
 def _resolve(target):
@@ -139,7 +149,8 @@ def _resolve(target):
 # The stages in the order they run. A pipeline section ``<name>:`` is read into the config class.
 REGISTRY: dict[str, StageSpec] = {spec.name: spec for spec in (
     StageSpec("import", "domainfm.corpus.stage:ImportSection", "domainfm.corpus.stage:run", "corpus.jsonl"),
-    StageSpec("deid", "domainfm.deid.config:DeidConfig", "domainfm.deid.stage:run", "corpus.jsonl"),
+    StageSpec("deid", "domainfm.deid.config:DeidConfig", "domainfm.deid.stage:run", "corpus.jsonl",
+              cache_identity="domainfm.deid.stage:surrogate_key_identity"),
     StageSpec("chunk", "domainfm.chunk.config:ChunkConfig", "domainfm.chunk.stage:run", "chunks.jsonl"),
     StageSpec("pretrain", "domainfm.pretrain.config:PretrainConfig", "domainfm.pretrain.stage:run", "model"),
     StageSpec("privacy", "domainfm.privacy_audit.stage:PrivacySection", "domainfm.privacy_audit.stage:run",

@@ -33,9 +33,25 @@ class MetaJoin:
     def __post_init__(self) -> None:
         if not self.columns:
             raise ConfigError("'import.meta_join.columns' must map at least one CSV column to a meta key")
-        if "{}" not in self.id_format:
-            raise ConfigError(f"'import.meta_join.id_format' must contain '{{}}' (the key value). "
+        if not _one_placeholder(self.id_format):
+            raise ConfigError(f"'import.meta_join.id_format' must contain exactly one '{{}}' (the key value; "
+                              f"'{{{{' and '}}}}' for literal braces), e.g. 'mtsamples-{{}}'. "
                               f"Got {self.id_format!r} instead.")
+
+
+def _one_placeholder(id_format: Any) -> bool:
+    """``id_format.format(key)`` works and uses the key once (``n{}{}``, ``{0}{1}``, ``{x}`` and a
+    stray brace would fail on the first row of the table, after the import ran)."""
+    import string
+
+    if not isinstance(id_format, str):
+        return False
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(id_format) if name is not None]
+        id_format.format("1")
+    except (ValueError, IndexError, KeyError, AttributeError, TypeError):
+        return False
+    return fields in ([""], ["0"])
 
 
 @dataclass

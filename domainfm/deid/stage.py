@@ -2,10 +2,34 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
 from domainfm.deid.config import DeidConfig
+from domainfm.errors import DomainFMError
 from domainfm.stages import StageContext, StageResult, record_counts
+
+# Prefixed so that this hash of the key is unrelated to every other use of it (the vault and the
+# surrogates derive their own keys from it), and cut short: the cache key only has to tell two
+# secrets apart.
+_KEY_FINGERPRINT_DOMAIN = b"domainfm/deid-stage/surrogate-key-fingerprint/v1\0"
+
+
+def surrogate_key_identity(config: DeidConfig, seed: int | None) -> dict[str, str]:
+    """Where this stage's surrogate key comes from and a fingerprint of it, for the pipeline's
+    cache key: surrogates made from a readable seed are never kept for a run keyed by
+    ``$DOMAINFM_VAULT_KEY``, nor one secret's surrogates for another secret. Never the key."""
+    from domainfm.deid.runner import KEY_ENV, surrogate_secret
+
+    if config.vault is None and not os.environ.get(KEY_ENV) and seed is None:
+        # a fresh random secret every run: no run can reproduce another's surrogates anyway
+        return {"source": "random"}
+    try:
+        secret, source = surrogate_secret(config, seed)
+    except DomainFMError:  # a missing or short key: the stage says so when it runs
+        return {"source": "unusable"}
+    return {"source": source, "fingerprint": hashlib.sha256(_KEY_FINGERPRINT_DOMAIN + secret).hexdigest()[:16]}
 
 
 def run(config: DeidConfig, inputs: list[Path], out: Path, context: StageContext | None = None) -> StageResult:
