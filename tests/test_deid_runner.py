@@ -333,3 +333,13 @@ def test_a_patients_names_are_remembered_however_many_patients_come_between():
     later = Document("a1", "Quintavius stable, Zorblax home.", meta={"patient_id": "PZ"})
     found = remember(later, [])
     assert sorted(later.text[d.start:d.end] for d in found) == ["Quintavius", "Zorblax"]
+
+
+def test_detections_by_label_are_ordered_by_count_then_name(tmp_path):
+    """One process listed tied labels in the order it met them, Spark and Ray by name."""
+    src = tmp_path / "n.jsonl"
+    src.write_text(json.dumps({"id": "a", "text": "Call 410-555-0199. Seen by Dr. Okonkwo."}) + "\n")
+    result = deidentify_file(src, tmp_path / "o.jsonl", DeidConfig(profile="clinical"), seed=1)
+    manifest = json.loads(result.manifest.read_text())
+    assert list(manifest["counts"]["detections_by_label"]) == ["DOCTOR", "PHONE"]
+    assert list(result.detections_by_label) == ["DOCTOR", "PHONE"]

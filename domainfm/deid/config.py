@@ -33,7 +33,10 @@ class DeidConfig:
     exclude_entities: canonical labels or coarse types never to report.
     batch_size: texts per ``nlp.pipe`` batch.
     workers: processes for ``nlp.pipe`` (1 keeps everything in this process).
-    seed: seed of the surrogate generator (transformation half).
+    seed: recorded in the manifest's config only: surrogates are keyed by
+        ``$DOMAINFM_VAULT_KEY``, else by the seed given to the run (``deid --seed``, a
+        pipeline's top-level ``seed``; :func:`domainfm.deid.runner.surrogate_secret`).
+        A pipeline refuses ``deid.seed`` for that reason.
     operator: ``surrogate`` (realistic fakes), ``redact`` (remove) or ``tag`` (``[PATIENT]``).
     vault: path of the encrypted re-identification vault, or ``None`` for no vault.
     ner_model: a token-classification model whose spans are added to the rule detections (see

@@ -277,6 +277,7 @@ def _deidentify_locked(in_path: Path, out_path: Path, reject_file: Path, config:
                           "nothing was written, re-run when the vault is free") from None
     counts = input_counts.merge(transform_counts)
     assert counts.reconciles, counts
+    by_label = by_count(by_label)
     manifest = write_manifest(
         out_path, stage="deid", config=config, inputs=[in_path],
         outputs=[out_path] + ([reject_file] if counts.rejected else []),
@@ -284,8 +285,13 @@ def _deidentify_locked(in_path: Path, out_path: Path, reject_file: Path, config:
         extra={"surrogate_key": key_source},
     )
     return DeidResult(out_path, reject_file if counts.rejected else None, manifest, counts,
-                      sum(by_label.values()), dict(sorted(by_label.items(), key=lambda kv: -kv[1])),
-                      key_source, first_rejects)
+                      sum(by_label.values()), by_label, key_source, first_rejects)
+
+
+def by_count(by_label: dict[str, int]) -> dict[str, int]:
+    """Detections per label, most first and ties by name: one order for the console and the
+    manifest, whichever engine counted them."""
+    return dict(sorted(by_label.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def reidentify_file(in_path: str | os.PathLike, out_path: str | os.PathLike, vault_path: str | os.PathLike) -> StageResult:

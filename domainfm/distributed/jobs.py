@@ -207,7 +207,7 @@ def run_deid(in_path: str | os.PathLike, out_path: str | os.PathLike, config, en
              seed: int | None = None, on_stage: Callable[[str], None] | None = None):
     """``domainfm deid --engine spark|ray``: what :func:`~domainfm.deid.runner.deidentify_file`
     returns, computed by ``engine``."""
-    from domainfm.deid.runner import DeidResult, check_vault_path, surrogate_secret
+    from domainfm.deid.runner import DeidResult, by_count, check_vault_path, surrogate_secret
 
     in_path, out_path = Path(in_path), Path(out_path)
     reject_file = rejects_path_for(out_path)
@@ -248,7 +248,7 @@ def run_deid(in_path: str | os.PathLike, out_path: str | os.PathLike, config, en
         if vault is not None:
             stage("merging the vault")
             vault.merge_rows(outputs.vault_rows())
-        by_label = dict(sorted(found.items(), key=lambda kv: (-kv[1], kv[0])))
+        by_label = by_count(found)
         _check_reconciles(counts)
         manifest = write_manifest(
             out_path, stage="deid", config=config, inputs=[in_path],
