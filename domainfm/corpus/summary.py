@@ -58,13 +58,9 @@ class CorpusSummary:
     def to_dict(self) -> dict[str, Any]:
         """Counts and lengths; label values, span labels and meta keys that look like identifiers
         (:func:`looks_like_identifiers`) are replaced by ``None`` and counted under ``withheld``."""
-        shown = {name: counter for name, counter in (("labels", self.labels), ("multi_labels", self.multi_labels),
-                                                     ("span_labels", self.span_labels), ("meta_keys", self.meta_keys))
-                 if not looks_like_identifiers(counter)}
-        hidden = {name: withheld(counter) for name, counter in (("labels", self.labels),
-                                                                ("multi_labels", self.multi_labels),
-                                                                ("span_labels", self.span_labels),
-                                                                ("meta_keys", self.meta_keys)) if name not in shown}
+        counters = {"labels": self.labels, "multi_labels": self.multi_labels, "span_labels": self.span_labels,
+                    "meta_keys": self.meta_keys}
+        hidden = {name: withheld(c) for name, c in counters.items() if looks_like_identifiers(c)}
         out = {
             "documents": self.documents,
             "characters": self.characters,
@@ -73,11 +69,11 @@ class CorpusSummary:
                 "median": median(self.lengths) if self.lengths else 0,
                 "max": max(self.lengths, default=0),
             },
-            "labels": dict(self.labels.most_common()) if "labels" in shown else None,
-            "multi_labels": dict(self.multi_labels.most_common()) if "multi_labels" in shown else None,
+            "labels": None if "labels" in hidden else dict(self.labels.most_common()),
+            "multi_labels": None if "multi_labels" in hidden else dict(self.multi_labels.most_common()),
             "spans": sum(self.span_labels.values()),
-            "span_labels": dict(self.span_labels.most_common()) if "span_labels" in shown else None,
-            "meta_keys": sorted(self.meta_keys) if "meta_keys" in shown else None,
+            "span_labels": None if "span_labels" in hidden else dict(self.span_labels.most_common()),
+            "meta_keys": None if "meta_keys" in hidden else sorted(self.meta_keys),
         }
         if hidden:
             out["withheld"] = hidden
