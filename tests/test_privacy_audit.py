@@ -824,3 +824,162 @@ def test_a_malformed_model_manifest_names_the_file_and_field(tmp_path, manifest,
     with pytest.raises(ConfigError, match=rf"manifest\.json: field '{re.escape(field)}' must be") as err:
         audit_privacy(model, train, holdout)
     assert "some text" not in str(err.value)
+
+
+# --------------------------------------------------------------------------------------------
+# Held-out documents of training patients, and classifier documents the model cannot score:
+# left out of the non-member side and counted (read = used + left out, by reason), never named
+
+
+def _with_patients(docs, patients) -> list[Document]:
+    return [Document(d.id, d.text, meta={**d.meta, "patient_id": p}, label=d.label, spans=d.spans)
+            for d, p in zip(docs, patients)]
+
+
+def _reconciles(data: dict) -> None:
+    for side in ("train", "holdout"):
+        left_out = sum(v for k, v in data.items() if k.startswith(f"{side}_documents_left_out_"))
+        assert data[f"{side}_documents_read"] == data[f"{side}_documents"] + left_out, (side, data)
+
+
+def test_held_out_documents_of_training_patients_are_left_out_counted_and_never_named(world, tmp_path, cli):
+    from domainfm.corpus import read_documents
+
+    # made-up patient ids, distinctive enough to be searched for in every output
+    patients = [f"Quintavius-Zorblax-{i:03d}" for i in range(16)]
+    train_docs = _with_patients(read_documents(world["train"]), patients)
+    held = list(read_documents(world["holdout"]))
+    # three held-out notes (new ids, new texts) of two patients who also have training notes
+    shared = _with_patients(held[:3], [patients[0], patients[0], patients[5]])
+    train, holdout = tmp_path / "train.jsonl", tmp_path / "holdout.jsonl"
+    write_documents(train, train_docs)
+    write_documents(holdout, shared + _with_patients(held[3:], [f"Ostrogoth-Vimble-{i}" for i in range(13)]))
+    args = ("audit-privacy", world["base"], "--train", train, "--holdout", holdout, "--mask_passes", 1,
+            "--n_bootstrap", 0, "--gate.max_exposure", "null", "--gate.max_mia_auc", 1.0,
+            "--gate.max_regurgitated", "null")
+    result = cli(*args, "-o", tmp_path / "report")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    data, check = report["data"], report["data"]["group_check"]
+    assert check["checked"] and check["split_key"] == "meta.patient_id" and check["source"] == "auto"
+    assert check["holdout_documents_sharing_a_training_group"] == 3 and check["shared_groups"] == 2
+    assert data["holdout_documents_read"] == 16 and data["holdout_documents_left_out_sharing_a_training_group"] == 3
+    assert data["holdout_documents"] == data["nonmembers_scored"] == 13
+    _reconciles(data)
+    warning = "3 held-out document(s) of 2 meta.patient_id value(s) that also have training documents"
+    summary = (tmp_path / "report" / "summary.md").read_text()
+    console = " ".join(result.output.split())  # the console wraps long lines
+    assert warning in console and any(warning in w for w in report["warnings"]) and warning in summary
+    assert "keep_shared_groups: true keeps them" in console
+    # kept on request: measured on all 16, with the warning and the statement saying what that means
+    kept = cli(*args, "--keep_shared_groups", "true", "-o", tmp_path / "kept")
+    assert kept.exit_code == 0, kept.output
+    report_kept = json.loads((tmp_path / "kept" / "report.json").read_text())
+    assert report_kept["data"]["nonmembers_scored"] == 16
+    assert report_kept["data"]["holdout_documents_left_out_sharing_a_training_group"] == 0
+    console = " ".join(kept.output.split())
+    assert "kept as non-members (keep_shared_groups)" in console
+    assert "3 held-out documents share a meta.patient_id with training documents and were kept" in console
+    texts = {"console": result.output + kept.output}
+    for out in (tmp_path / "report", tmp_path / "kept"):
+        texts.update({p.name + str(out): p.read_text() for p in out.iterdir() if p.suffix in (".json", ".md")})
+    for where, text in texts.items():
+        assert "Zorblax" not in text and "Vimble" not in text, where
+
+
+def _holdout_case(train_meta, holdout_meta, **cfg):
+    from domainfm.privacy_audit.runner import _audit_documents
+
+    train = [Document(f"t{i}", f"Seen for knee pain, visit {i}.", meta=m) for i, m in enumerate(train_meta)]
+    holdout = [Document(f"h{i}", f"Follow-up for cough, visit {i}.", meta=m) for i, m in enumerate(holdout_meta)]
+    recorded = cfg.pop("recorded", (None, None))
+    return _audit_documents(train, holdout, PrivacyAuditConfig(**cfg), recorded)
+
+
+@pytest.mark.parametrize("train_meta, holdout_meta, cfg, key, shared, note", [
+    # auto: the patient id where both sides carry one
+    ([{"patient_id": 1}, {"patient_id": 2}], [{"patient_id": "1"}, {"patient_id": 3}], {}, "meta.patient_id", 1, None),
+    # auto: the key the model's training split recorded comes first
+    ([{"subject": "a", "patient_id": 1}], [{"subject": "a", "patient_id": 2}, {"subject": "b"}],
+     {"recorded": ("meta.subject", "the model's split record")}, "meta.subject", 1, None),
+    ([{"case": "a"}], [{"case": "a"}, {"case": "b"}], {"split_key": "meta.case"}, "meta.case", 1, None),
+    # no key on both sides: recorded as not checked, with the counts
+    ([{}, {}], [{}, {}], {}, None, 0, "meta.patient_id is on 0 of 2 training and 0 of 2 held-out documents"),
+    ([{"patient_id": 1}], [{}], {}, None, 0, "meta.patient_id is on 1 of 1 training and 0 of 1 held-out"),
+    ([{"patient_id": 1}], [{"patient_id": 1}, {}], {"split_key": "id"}, None, 0, "split_key is 'id'"),
+])
+def test_the_held_out_group_check_picks_its_key_or_says_why_not(train_meta, holdout_meta, cfg, key, shared, note):
+    _, kept, data, warnings = _holdout_case(train_meta, holdout_meta, **cfg)
+    check = data["group_check"]
+    assert check["split_key"] == key and check["checked"] == (key is not None)
+    assert data["holdout_documents_left_out_sharing_a_training_group"] == shared == len(holdout_meta) - len(kept)
+    if note:
+        assert note in check["note"] and any(note in w and w.startswith("held-out documents not checked")
+                                             for w in warnings)
+
+
+def test_a_held_out_group_check_that_cannot_be_made_as_asked_is_a_named_error():
+    with pytest.raises(ConfigError, match=r"split_key is 'meta.patientid', but meta.patientid is on 0 of 1 training"
+                                          r".*did you mean 'meta.patient_id'"):
+        _holdout_case([{"patient_id": 1}], [{"patient_id": 2}], split_key="meta.patientid")
+    with pytest.raises(ConfigError, match=r"all 2 held-out documents belong to a meta.patient_id that also has "
+                                          r"training documents.*keep_shared_groups: true"):
+        _holdout_case([{"patient_id": 1}], [{"patient_id": 1}, {"patient_id": 1}])
+    assert len(_holdout_case([{"patient_id": 1}], [{"patient_id": 1}], keep_shared_groups=True)[1]) == 1
+    for bad, field in (({"split_key": "patient_id"}, "'split_key'"), ({"keep_shared_groups": "yes"},
+                                                                      "'keep_shared_groups'")):
+        with pytest.raises(ConfigError, match=field):
+            PrivacyAuditConfig(**bad)
+
+
+@pytest.fixture(scope="module")
+def quick_classifier(world):
+    """A classifier fine-tuned for one epoch: enough to be scored, not to memorise."""
+    from domainfm.finetune import TaskConfig, finetune
+
+    root = world["root"]
+    train = _labelled(world["train"], root / "quick-train.jsonl", 1)
+    cfg = from_dict(TaskConfig, {
+        "task": "classification", "model": {"name": str(world["base"]), "max_length": 64},
+        "data": {"train": str(train), "eval": str(train)}, "labels": {"names": CLASSES, "min_examples": 1},
+        "long_documents": {"strategy": "truncate"},
+        "train": {"full_finetune": True, "epochs": 1, "batch_size": 8, "seed": 5, "checkpoint": False,
+                  "eval_every": 0},
+        "allow_identified_data": True,
+    })
+    return finetune(cfg, root / "quick-classifier").out_dir, train
+
+
+def test_classifier_documents_it_cannot_score_are_counted_and_their_labels_never_shown(world, quick_classifier,
+                                                                                       tmp_path, cli):
+    from domainfm.corpus import read_documents
+
+    model, train = quick_classifier
+    held = list(read_documents(_labelled(world["holdout"], tmp_path / "labelled.jsonl", 2)))
+    # gold labels the model never had, shaped like identifiers (a label field pointing at names by
+    # mistake): 13 distinct ones, each once, are withheld by the label_counts policy
+    names = [f"Wombat Thornquist {i}" for i in range(13)]
+    held = [Document(d.id, d.text, meta=d.meta, label=names[i]) if i < 13 else d for i, d in enumerate(held)]
+    held[13] = Document(held[13].id, held[13].text, meta=held[13].meta)  # no gold label at all
+    holdout = tmp_path / "holdout.jsonl"
+    write_documents(holdout, held)
+    out = tmp_path / "report"
+    result = cli("audit-privacy", model, "--train", train, "--holdout", holdout, "-o", out, "--n_bootstrap", 0,
+                 "--gate.max_exposure", "null", "--gate.max_mia_auc", 1.0, "--gate.max_regurgitated", "null")
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    data = report["data"]
+    assert data["holdout_documents_left_out_label_unknown_to_model"] == 13
+    assert data["holdout_documents_left_out_without_label"] == 1
+    assert data["train_documents_left_out_label_unknown_to_model"] == 0
+    assert data["train_documents_left_out_without_label"] == 0
+    assert data["holdout_documents"] == data["nonmembers_scored"] == report["membership"]["nonmembers"] == 2
+    _reconciles(data)
+    warning = ("left out of membership inference: 0 training and 1 held-out document(s) with no gold label; "
+               "0 training and 13 held-out document(s) with a gold label the model does not know (13 distinct) "
+               "in field 'label'")
+    console = " ".join(result.output.split())  # the console wraps long lines
+    assert warning in console and warning in report["warnings"]
+    assert "not shown: a field this varied may hold identifiers" in console
+    text = result.output + (out / "report.json").read_text() + (out / "summary.md").read_text()
+    assert "Wombat" not in text and "Thornquist" not in text

@@ -110,6 +110,15 @@ class PrivacyAuditConfig:
         n_bootstrap: resamples for the 95% confidence intervals.
         batch_size: sequences per forward pass.
         seed: seeds sampling, masks, candidates and the bootstrap.
+        split_key: the field that names each document's patient (or other group whose notes
+            must all be on one side), checked across training and held-out documents: ``auto``
+            (the ``meta.<key>`` the model's training split recorded, else ``meta.patient_id``),
+            ``meta.<key>``, or ``id`` (no check beyond document ids and texts). A held-out
+            document whose group also has training documents is no clean non-member: the model
+            saw its patient's other notes, so membership inference and the held-out
+            regurgitation baseline would under-state leakage.
+        keep_shared_groups: keep such held-out documents on the non-member side (default: they
+            are left out and counted; either way the report warns).
         gate: the release thresholds.
 
     Example:
@@ -128,6 +137,8 @@ class PrivacyAuditConfig:
     n_bootstrap: int = 1000
     batch_size: int = 64
     seed: int = 13
+    split_key: str = "auto"
+    keep_shared_groups: bool = False
     gate: PrivacyGateConfig = field(default_factory=PrivacyGateConfig)
 
     def __post_init__(self):
@@ -142,3 +153,10 @@ class PrivacyAuditConfig:
                               f"Got {self.max_documents!r} instead.")
         if not isinstance(self.n_bootstrap, int) or self.n_bootstrap < 0:
             raise ConfigError(f"The 'n_bootstrap' parameter must be an int >= 0. Got {self.n_bootstrap!r} instead.")
+        key = self.split_key
+        if not (isinstance(key, str) and (key in ("auto", "id") or (key.startswith("meta.") and len(key) > 5))):
+            raise ConfigError(f"The 'split_key' parameter must be 'auto', 'id' or 'meta.<key>' (the field naming each "
+                              f"document's patient, e.g. meta.patient_id). Got {key!r} instead.")
+        if not isinstance(self.keep_shared_groups, bool):
+            raise ConfigError(f"The 'keep_shared_groups' parameter must be true or false. "
+                              f"Got {self.keep_shared_groups!r} instead.")

@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-import numpy as np
-
 from domainfm.errors import ConfigError, CorpusError, DomainFMError
 from domainfm.privacy_audit.config import PrivacyAuditConfig, PrivacyGateConfig
 
@@ -121,9 +119,41 @@ def _check_planted_labels(docs) -> None:
                           f"{', '.join(sorted(CANONICAL))}")
 
 
-def _known(losses: np.ndarray) -> np.ndarray:
-    """Losses of documents whose gold label the model knows (others are NaN)."""
-    return losses[~np.isnan(losses)]
+def _with_known_labels(target, train_docs: list, holdout_docs: list, data: dict[str, Any]
+                       ) -> tuple[list, list, tuple[str, str] | None]:
+    """A classifier's documents whose task loss can be computed, with the others counted in
+    ``data`` by reason (no gold label, or a class the model does not know), and the warning:
+    ``(for the report, for the console)``. The report gets counts only (it holds numbers); the
+    console names the unknown classes unless they look like identifiers
+    (:func:`~domainfm.corpus.summary.label_counts`)."""
+    from collections import Counter
+
+    from domainfm.corpus.summary import label_counts
+
+    unknown: Counter = Counter()
+    kept = {}
+    for side, docs in (("train", train_docs), ("holdout", holdout_docs)):
+        kept[side] = []
+        for doc in docs:
+            status, label = target.gold_status(doc)
+            if status == "known":
+                kept[side].append(doc)
+            elif status == "missing":
+                data[f"{side}_documents_left_out_without_label"] += 1
+            else:
+                data[f"{side}_documents_left_out_label_unknown_to_model"] += 1
+                unknown[label] += 1
+    parts = []
+    for reason, what in (("without_label", "no gold label"),
+                         ("label_unknown_to_model", f"a gold label the model does not know ({len(unknown)} distinct)")):
+        n_train, n_holdout = (data[f"{side}_documents_left_out_{reason}"] for side in ("train", "holdout"))
+        if n_train or n_holdout:
+            parts.append(f"{n_train} training and {n_holdout} held-out document(s) with {what}")
+    if not parts:
+        return kept["train"], kept["holdout"], None
+    warning = (f"left out of membership inference: {'; '.join(parts)} in field {target.label_field!r}")
+    console = warning + (f" (unknown: {label_counts(unknown)})" if unknown else "")
+    return kept["train"], kept["holdout"], (warning, console)
 
 
 def _sample(items: list, n: int, rng: random.Random) -> list:
@@ -212,6 +242,10 @@ def _statement(report: dict[str, Any]) -> str:
         ci_text = f" (95% CI {ci[0]:.2f}-{ci[1]:.2f})" if ci else ""
         parts.append(f"membership-inference AUC {attack['auc']:.2f}{ci_text}, {mia['strongest']} attack, "
                      f"{mia['members']} training vs {mia['nonmembers']} held-out documents")
+        check = (report.get("data") or {}).get("group_check") or {}
+        if report["config"].get("keep_shared_groups") and check.get("holdout_documents_sharing_a_training_group"):
+            parts[-1] += (f" ({check['holdout_documents_sharing_a_training_group']} held-out documents share a "
+                          f"{check['split_key']} with training documents and were kept: it may under-state leakage)")
     reg = report.get("regurgitation") or {}
     if not reg.get("scored"):
         reg = {}  # nothing scored is no "0 of 0 ranked first": the gate says it was not measured, and why
@@ -242,6 +276,8 @@ def _statement(report: dict[str, Any]) -> str:
 def render_summary(report: dict[str, Any]) -> str:
     """The markdown summary (the model card's privacy section)."""
     lines = ["# Privacy audit", "", report["statement"], ""]
+    if report.get("warnings"):
+        lines += ["## Warnings", "", *(f"- {w}" for w in report["warnings"]), ""]
     exp = report.get("exposure") or {}
     if exp.get("canaries"):
         lines += ["## Canary exposure", "", "| repeats | canaries | mean exposure | max exposure | ranked first |",
@@ -283,6 +319,8 @@ def render_summary(report: dict[str, Any]) -> str:
                       f"{reg['target_only']}; by the base model only: {reg['reference_only']}; beyond a fair coin "
                       f"(99th percentile {reg['sign_test_99th_percentile']}): {reg['beyond_chance']}.", ""]
         lines.append("")
+    if report.get("data"):
+        lines += _documents_section(report["data"])
     lines += ["## Release gate", "", "| check | value | threshold | status |", "|---|---|---|---|"]
     for c in report["gate"]["checks"]:
         status = f"{c['status']}: {c['reason']}" if c.get("reason") else c["status"]
@@ -292,6 +330,34 @@ def render_summary(report: dict[str, Any]) -> str:
               + (f" ({100 * t['share_of_training']:.1f}% of the {t['audited_training_seconds']:.0f} s of training "
                  "it audits)." if t.get("share_of_training") is not None else "."), ""]
     return "\n".join(lines)
+
+
+#: ``report["data"]`` keys of documents left out, and how the summary says why.
+_LEFT_OUT = {"without_text": "without text", "as_training_texts": "whose text is a training text",
+             "sharing_a_training_group": "whose {key} also has training documents",
+             "without_label": "without a gold label", "label_unknown_to_model": "with a label the model does not know"}
+
+
+def _documents_section(data: dict[str, Any]) -> list[str]:
+    """The summary's account of the documents: read = used + left out, by reason."""
+    check = data.get("group_check") or {}
+    lines = ["## Documents", "", "| | read | used | left out |", "|---|---|---|---|"]
+    for side, name in (("train", "training"), ("holdout", "held-out")):
+        reasons = [f"{data[k]} {what.format(key=check.get('split_key'))}" for reason, what in _LEFT_OUT.items()
+                   if data.get(k := f"{side}_documents_left_out_{reason}")]
+        lines.append(f"| {name} | {data[f'{side}_documents_read']} | {data[f'{side}_documents']} | "
+                     f"{', '.join(reasons) or 'none'} |")
+    lines.append("")
+    if check.get("checked"):
+        lines.append(f"Held-out patients checked against the training documents by {check['split_key']} "
+                     f"({check['source']}): {check['holdout_documents_sharing_a_training_group']} held-out "
+                     f"documents of {check['shared_groups']} values also have training documents; "
+                     f"{check['holdout_documents_without_key']} held-out documents have no value to check.")
+    elif check:
+        lines.append(f"Held-out patients not checked against the training documents: {check.get('note')}.")
+    lines += [f"Membership inference scored {data['members_scored']} training and {data['nonmembers_scored']} "
+              "held-out documents (a seeded sample of those used, at most max_documents each).", ""]
+    return lines
 
 
 def _check_outputs(texts: dict[str, str], secrets: Iterable[str]) -> None:
@@ -310,15 +376,18 @@ def _check_outputs(texts: dict[str, str], secrets: Iterable[str]) -> None:
                             "nothing was written")
 
 
-def _audit_documents(train, holdout) -> tuple[list, list, dict[str, int]]:
-    """The training and held-out documents with text, and what was left out: documents without
-    text, and held-out documents whose text is also a training text (the model saw it, so it is
-    no non-member).
+def _audit_documents(train, holdout, cfg: PrivacyAuditConfig, recorded_key: tuple[str | None, str | None]
+                     ) -> tuple[list, list, dict[str, Any], list[str]]:
+    """The training and held-out documents the audit uses, what was read and left out, and the
+    warnings: documents without text are left out, and so are held-out documents whose text is
+    also a training text (the model saw it, so it is no non-member) and, unless
+    ``cfg.keep_shared_groups``, held-out documents whose patient (``cfg.split_key``) also has
+    training documents (:func:`_check_groups`).
 
     Raises:
         ConfigError: either side has no document with text (nothing could be measured, and a
-            release gate must not pass on that), or an id is on both sides (located by file and
-            line, never quoted: an id can hold PHI).
+            release gate must not pass on that), an id is on both sides (located by file and
+            line, never quoted: an id can hold PHI), or no held-out document is left.
     """
     read_train, read_holdout = _located(train, "--train"), _located(holdout, "--holdout")
     located_train = [(where, d) for where, d in read_train if d.text.strip()]
@@ -334,14 +403,121 @@ def _audit_documents(train, holdout) -> tuple[list, list, dict[str, int]]:
         raise ConfigError(f"{len(overlap)} document id(s) are in both the training and the held-out documents "
                           f"(the first at {overlap[0][0]} and {overlap[0][1]}); the held-out set must be disjoint")
     seen = {d.text for d in train_docs}
-    kept = [d for d in holdout_docs if d.text not in seen]
-    if not kept:
+    unseen = [d for d in holdout_docs if d.text not in seen]
+    if not unseen:
         raise ConfigError("--holdout: every held-out text is also a training text; the held-out set must be "
                           "documents the model was not trained on")
-    left_out = {"train_documents_left_out_without_text": len(read_train) - len(train_docs),
-                "holdout_documents_left_out_without_text": len(read_holdout) - len(holdout_docs),
-                "holdout_documents_left_out_as_training_texts": len(holdout_docs) - len(kept)}
-    return train_docs, kept, left_out
+    kept, check = _check_groups(train_docs, unseen, cfg, recorded_key)
+    data = {"train_documents_read": len(read_train), "holdout_documents_read": len(read_holdout),
+            "train_documents_left_out_without_text": len(read_train) - len(train_docs),
+            "holdout_documents_left_out_without_text": len(read_holdout) - len(holdout_docs),
+            "holdout_documents_left_out_as_training_texts": len(holdout_docs) - len(unseen),
+            "holdout_documents_left_out_sharing_a_training_group": len(unseen) - len(kept),
+            # a classifier's documents it cannot score, counted once it is loaded (_with_known_labels)
+            **{f"{side}_documents_left_out_{reason}": 0 for side in ("train", "holdout")
+               for reason in ("without_label", "label_unknown_to_model")},
+            "group_check": check}
+    warnings = []
+    if data["train_documents_left_out_without_text"] or data["holdout_documents_left_out_without_text"]:
+        warnings.append(f"left out {data['train_documents_left_out_without_text']} training documents without "
+                        f"text and {data['holdout_documents_left_out_without_text']} held-out ones")
+    key, shared = check["split_key"], check["holdout_documents_sharing_a_training_group"]
+    if not check["checked"]:
+        warnings.append(f"held-out documents not checked for patients who also have training documents: "
+                        f"{check['note']}")
+    elif shared:
+        what = (f"{shared} held-out document(s) of {check['shared_groups']} {key} value(s) that also have "
+                "training documents")
+        warnings.append(f"{what}: kept as non-members (keep_shared_groups), so membership inference and the "
+                        "held-out regurgitation baseline may under-state leakage" if cfg.keep_shared_groups else
+                        f"{what}: left out of the non-member side (the model saw that patient's other notes); "
+                        "keep_shared_groups: true keeps them")
+    if check["checked"] and check["holdout_documents_without_key"]:
+        warnings.append(f"{check['holdout_documents_without_key']} held-out document(s) have no {key}: their "
+                        "patient could not be checked against the training documents")
+    return train_docs, kept, data, warnings
+
+
+def _meta_value(doc, key: str) -> str | None:
+    """``meta.<key>``'s value as a string (``123`` and ``"123"`` are one patient), None when empty."""
+    value = doc.meta.get(key[len("meta."):])
+    return None if value is None or value == "" else str(value)
+
+
+def _recorded_split_key(model_dir: Path, manifest: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The ``meta.<key>`` the model's training split grouped documents by, and where it is
+    recorded (``split.json`` of a finetune model, else the manifest's ``config.data.split_key``)."""
+    from domainfm.finetune.split import read_split
+
+    split = read_split(model_dir)
+    key = split.split_key if split is not None else None
+    if isinstance(key, str) and key.startswith("meta.") and len(key) > 5:
+        return key, "the model's split record"
+    data = (manifest.get("config") or {}).get("data")
+    key = data.get("split_key") if isinstance(data, dict) else None
+    if isinstance(key, str) and key.startswith("meta.") and len(key) > 5:
+        return key, "the model's training config"
+    return None, None
+
+
+def _check_groups(train_docs: list, holdout_docs: list, cfg: PrivacyAuditConfig,
+                  recorded_key: tuple[str | None, str | None]) -> tuple[list, dict[str, Any]]:
+    """The held-out documents to keep, and the check of their groups against the training ones.
+
+    The key is ``cfg.split_key``; ``auto`` tries the model's recorded ``meta.<key>``, then
+    ``meta.patient_id``, and takes the first that some training and some held-out documents
+    carry. The check reports counts only, never a group's value.
+
+    Raises:
+        ConfigError: an explicit ``meta.<key>`` that no training or no held-out document carries
+            (a misspelt field would silently switch the check off), or every held-out document
+            shares a group with training documents and ``keep_shared_groups`` is off.
+    """
+    from domainfm.config import suggest
+
+    check: dict[str, Any] = {"split_key": None, "source": None, "checked": False,
+                             "holdout_documents_sharing_a_training_group": 0, "shared_groups": 0,
+                             "train_documents_without_key": 0, "holdout_documents_without_key": 0}
+    if cfg.split_key == "id":
+        check["note"] = "split_key is 'id' (each document its own group; ids and texts were checked)"
+        return holdout_docs, check
+    if cfg.split_key == "auto":
+        candidates = [c for c in (recorded_key, ("meta.patient_id", "auto")) if c[0]]
+    else:
+        candidates = [(cfg.split_key, "config")]
+    carried = {}  # key -> how many documents on each side carry it, when not both
+    for key, source in candidates:
+        train_values = [_meta_value(d, key) for d in train_docs]
+        holdout_values = [_meta_value(d, key) for d in holdout_docs]
+        n_train, n_holdout = (len(v) - v.count(None) for v in (train_values, holdout_values))
+        if n_train and n_holdout:
+            break
+        carried[key] = (f"{key} is on {n_train} of {len(train_docs)} training and {n_holdout} of "
+                        f"{len(holdout_docs)} held-out documents")
+    else:
+        if cfg.split_key != "auto":
+            fields = sorted({f"meta.{k}" for d in train_docs + holdout_docs for k in d.meta})
+            raise ConfigError(f"split_key is {cfg.split_key!r}, but {carried[cfg.split_key]}"
+                              f"{suggest(cfg.split_key, fields)}; "
+                              "give the meta field that names each document's patient on both sides, or "
+                              "split_key: id to skip the check")
+        check["note"] = (f"no field names the patient on both sides ({'; '.join(carried.values())}); "
+                         "set split_key: meta.<key>")
+        return holdout_docs, check
+    train_groups = {v for v in train_values if v is not None}
+    shared = [v is not None and v in train_groups for v in holdout_values]
+    check.update(split_key=key, source=source, checked=True, holdout_documents_sharing_a_training_group=sum(shared),
+                 shared_groups=len({v for v, s in zip(holdout_values, shared) if s}),
+                 train_documents_without_key=len(train_docs) - n_train,
+                 holdout_documents_without_key=len(holdout_docs) - n_holdout)
+    if cfg.keep_shared_groups:
+        return holdout_docs, check
+    kept = [d for d, s in zip(holdout_docs, shared) if not s]
+    if not kept:
+        raise ConfigError(f"--holdout: all {len(holdout_docs)} held-out documents belong to a {key} that also has "
+                          "training documents; the held-out set must be other patients' documents (or set "
+                          "keep_shared_groups: true to measure anyway, under-stating leakage)")
+    return kept, check
 
 
 def audit_privacy(
@@ -362,7 +538,9 @@ def audit_privacy(
         model_dir: a ``domainfm pretrain`` output (or any ``save_pretrained`` LM folder; its
             ``manifest.json`` supplies the canaries, the base model and the seed).
         train: the documents the model was trained on (a JSONL path or Documents).
-        holdout: documents of the same distribution it was not trained on (patient-disjoint).
+        holdout: documents of the same distribution it was not trained on (patient-disjoint:
+            held-out documents whose ``config.split_key`` group also has training documents are
+            left out and counted unless ``config.keep_shared_groups``).
         out_dir: where ``report.json``, ``summary.md`` and ``manifest.json`` go (None: nothing
             is written).
         config: what to measure and the gate thresholds.
@@ -415,11 +593,11 @@ def _audit(model_dir: Path, train, holdout, out: Path | None, cfg: PrivacyAuditC
     )
     from domainfm.privacy_audit.task_scorer import TaskScorer
 
-    train_docs, holdout_docs, left_out = _audit_documents(train, holdout)
-    if left_out["train_documents_left_out_without_text"] or left_out["holdout_documents_left_out_without_text"]:
-        say(f"left out {left_out['train_documents_left_out_without_text']} training documents without text and "
-            f"{left_out['holdout_documents_left_out_without_text']} held-out ones")
     manifest = _read_manifest(model_dir)
+    train_docs, holdout_docs, data, warnings = _audit_documents(train, holdout, cfg,
+                                                                _recorded_split_key(model_dir, manifest))
+    for warning in warnings:
+        say(warning)
     # the probes before the model loads: a vault or planted file with nothing to probe is said
     # before minutes of scoring, not reported as "0 of 0 ranked first"
     probes, holdout_probes, source, counts = [], [], None, {}
@@ -453,6 +631,11 @@ def _audit(model_dir: Path, train, holdout, out: Path | None, cfg: PrivacyAuditC
     else:
         target = ScoringModel.load(str(model_dir), seed=seed, batch_size=cfg.batch_size)
     timing["load_seconds"] = time.perf_counter() - t0
+    if is_task_model:  # a task loss needs a gold label the model knows
+        train_docs, holdout_docs, warning = _with_known_labels(target, train_docs, holdout_docs, data)
+        if warning:
+            warnings.append(warning[0])
+            say(warning[1])
 
     if canaries is None:
         canaries = manifest.get("canaries") or []
@@ -496,8 +679,10 @@ def _audit(model_dir: Path, train, holdout, out: Path | None, cfg: PrivacyAuditC
 
     members = _sample(train_docs, cfg.max_documents, rng)
     nonmembers = _sample(holdout_docs, cfg.max_documents, rng)
-    report["data"] = {"train_documents": len(train_docs), "holdout_documents": len(holdout_docs), **left_out,
-                      "members_scored": len(members), "nonmembers_scored": len(nonmembers)}
+    check = data.pop("group_check")
+    report["data"] = {**data, "train_documents": len(train_docs), "holdout_documents": len(holdout_docs),
+                      "members_scored": len(members), "nonmembers_scored": len(nonmembers), "group_check": check}
+    report["warnings"] = warnings
     if members and nonmembers:
         say(f"membership inference on {len(members)} training and {len(nonmembers)} held-out documents")
         kwargs = {"max_tokens": cfg.max_tokens, "mask_passes": cfg.mask_passes, "seed": cfg.seed}
@@ -505,7 +690,7 @@ def _audit(model_dir: Path, train, holdout, out: Path | None, cfg: PrivacyAuditC
         reference_losses = None
         base = report["model"]["base_model"]
         if is_task_model:  # the task loss under the gold label; a base model has no trained head to compare
-            target_losses = tuple(_known(target.document_losses(docs)) for docs in (members, nonmembers))
+            target_losses = tuple(target.document_losses(docs) for docs in (members, nonmembers))
             base = None
         else:
             # members and non-members in one call: one tokenisation and full length-sorted batches
@@ -527,7 +712,8 @@ def _audit(model_dir: Path, train, holdout, out: Path | None, cfg: PrivacyAuditC
             report["membership"].setdefault("note", "no base model known: the reference-calibrated attack was "
                                                     "not run")
     else:
-        report["membership"] = {"note": "no training or no held-out documents with text: not measured"}
+        report["membership"] = {"note": "no training or no held-out documents left to score (see data): "
+                                        "not measured"}
     timing["membership_seconds"] = time.perf_counter() - t
 
     t = time.perf_counter()

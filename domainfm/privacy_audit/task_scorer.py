@@ -83,9 +83,32 @@ class TaskScorer:
         k = self.tm.label_map.labels.index(self.label)
         return self._log_scores(self._docs(texts))[:, k]
 
+    @property
+    def label_field(self) -> str:
+        """The document field holding the gold label(s)."""
+        return self.tm.label_field
+
+    def gold_status(self, doc: Document) -> tuple[str, str | None]:
+        """Whether ``doc``'s task loss can be computed: ``("known", None)``, ``("missing", None)``
+        (no gold label) or ``("unknown", label)`` (a class the model was not trained with). A
+        multi-label loss runs over the model's labels, so only a missing list cannot be scored.
+
+        Raises:
+            RecordError: the label field holds something that is no label (a number list, ...).
+        """
+        from domainfm.finetune.data import document_target
+
+        gold = document_target(doc, self.tm.task, self.tm.label_field, required=False)
+        if gold is None:
+            return "missing", None
+        if self.tm.task == "classification" and gold not in self.tm.label_map.labels:
+            return "unknown", gold
+        return "known", None
+
     def document_losses(self, docs: Sequence[Document], **_ignored) -> np.ndarray:
-        """The task loss of each document under its gold label(s): cross-entropy, or mean binary
-        cross-entropy over the labels for multi-label models."""
+        """The task loss of each document under its gold label(s): cross-entropy (NaN for a class
+        the model does not know; the audit leaves those out first, see :meth:`gold_status`), or
+        mean binary cross-entropy over the model's labels for multi-label models."""
         from domainfm.finetune.data import document_target
 
         labels = self.tm.label_map.labels
