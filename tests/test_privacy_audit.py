@@ -426,6 +426,29 @@ def test_pipeline_privacy_stage_fails_the_run_and_stops_finetuning(world, tmp_pa
     assert {s["name"]: s["status"] for s in run["stages"]}["finetune"] == "not run"
 
 
+@pytest.mark.parametrize("section, expected", [
+    ({}, {"vault": "notes.vault"}),
+    ({"planted": "planted.jsonl"}, {"planted": "planted.jsonl"}),
+    ({"holdout": "held.jsonl", "vault": "other.vault"}, {"holdout": "held.jsonl", "vault": "other.vault"}),
+])
+def test_the_privacy_section_takes_its_files_and_the_deid_vault(tmp_path, section, expected):
+    """``privacy.holdout``/``vault``/``planted`` are keys of the section (they were refused as
+    unknown, so a pipeline with a ``deid.vault`` and a ``privacy`` section did not load), the
+    deid vault is probed unless planted identifiers are given, and each file is a stage input."""
+    from domainfm import pipeline as pl
+
+    vault = tmp_path / "vault"
+    config = pl.pipeline_from_dict({
+        "run_dir": str(tmp_path / "run"), "import": {"format": "jsonl", "src": "notes.jsonl"},
+        "deid": {"vault": str(vault / "notes.vault")}, "pretrain": {"train": {"max_steps": 2}},
+        "privacy": {k: str(vault / v) for k, v in section.items()}})
+    privacy = config.stages["privacy"]
+    for key in ("holdout", "vault", "planted"):
+        want = vault / expected[key] if key in expected else None
+        assert getattr(privacy, key) == want, key
+    assert set(config.inputs["privacy"][2:]) == {vault / v for v in expected.values()}
+
+
 def to_pipeline(cfg) -> dict:
     from domainfm.config import to_dict
 

@@ -11,6 +11,7 @@ from domainfm.privacy_audit.config import PrivacyAuditConfig
 from domainfm.stages import StageContext, StageResult
 
 
+@dataclasses.dataclass
 class PrivacySection(PrivacyAuditConfig):
     """The ``privacy:`` section: every :class:`~domainfm.privacy_audit.PrivacyAuditConfig` key
     (``gate:`` thresholds included). It audits the pretrained model on pretraining's own split
@@ -29,7 +30,6 @@ class PrivacySection(PrivacyAuditConfig):
     holdout: Path | None = None
     vault: Path | None = None
     planted: Path | None = None
-
 
 
 def run(config: PrivacySection, inputs: list[Path], out: Path, context: StageContext) -> StageResult:
