@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -105,9 +106,16 @@ def _build_section(name: str, data: Any, prefix: str) -> Any:
     """A stage's section -> its registered config class (errors name ``<stage>.<field>``)."""
     cls = REGISTRY[name].config_class()
     check = getattr(cls, "check_section", None)  # a class may refuse retired keys with directions
-    if check is not None:
-        check(data, prefix)
-    return from_dict(cls, data, prefix=prefix)
+    try:
+        if check is not None:
+            check(data, prefix)
+        return from_dict(cls, data, prefix=prefix)
+    except ConfigError as exc:
+        fmt = data.get("format", "jsonl") if name == "import" and isinstance(data, Mapping) else None
+        message = pipeline_message(str(exc), name, fmt, config_error=True)
+        if message == str(exc):
+            raise
+        raise ConfigError(message) from None
 
 
 def _set_default(data: dict, dotted: str, value: Any) -> None:
@@ -236,7 +244,8 @@ def pipeline_from_dict(data: Mapping[str, Any]) -> PipelineConfig:
     if "label" in raw:
         inputs["label"] = [documents]
         for key in ("labeled", "pool"):
-            if isinstance(raw["label"], dict) and raw["label"].get(key):
+            if raw["label"].get(key):
+                _refuse_written_input(f"label.{key}", raw["label"][key], run_dir)
                 inputs["label"].append(Path(str(raw["label"][key])))
     stages = {name: _build_section(name, raw[name], f"{name}.") for name in STAGE_ORDER if name in raw}
     if "privacy" in stages:
@@ -288,6 +297,101 @@ def _refuse_written_input(key: str, value: Any, run_dir: Path) -> None:
             f"is a folder that holds the pipeline's run_dir ({run_dir})"
         raise ConfigError(f"config field '{key}' ({value}) {what}, and the run would write into its input: "
                           f"choose a run_dir outside it")
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors in the pipeline's words
+#
+# A stage shares its checks with its command, whose errors name command-line flags (``try
+# --overlap 8``, ``choose another -o path``). In a pipeline the same error names the section's key
+# (``chunk.overlap``): a flag ``--x-y`` is the setting ``x_y`` of the failing stage's section
+# (nested ones too, where the name is unique), the run's own flags are its ``engine`` keys, and
+# what ``-o`` and ``--resume`` do there the run does through ``run_dir`` and its own resuming.
+
+RUN_FLAGS = {"--engine": "engine:", "--master": "engine.master", "--ray-address": "engine.ray_address",
+             "--partitions": "engine.partitions"}
+_RUN_PHRASES = (
+    (re.compile(r"choose another -o path"), "choose another run_dir"),
+    (re.compile(r"-o takes a file path here(?: \(e\.g\. [^)]*\))?"),
+     "the run writes a file there: move it away or choose another run_dir"),
+    (re.compile(r"-o takes a folder here"), "the run writes a folder there: move it away or choose another run_dir"),
+    (re.compile(r"rerun with --resume"), "re-run the same command (the stage resumes from it)"),
+)
+_FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)(?: (-?\d+(?:\.\d+)?)(?!\w|\.\d))?")
+_QUOTED_NAME = re.compile(r"'([a-z_][a-z0-9_]*)'")
+# a command to run (``'domainfm deid --vault PATH'``) keeps its flags
+_COMMAND = re.compile(r"('domainfm [^']*'|`domainfm [^`]*`)")
+_SAME_KEY_TWICE = re.compile(r"\b([a-z_][\w.]*) / \1\b")
+
+
+def section_keys(name: str, format: str | None = None) -> dict[str, str]:
+    """Setting name -> its pipeline key for stage ``name``'s section (``overlap`` ->
+    ``chunk.overlap``, ``batch_size`` -> ``finetune.train.batch_size``), nested sections included;
+    a name found twice (``model.name``, ``data.name``) maps to neither. ``format``: the import's
+    importer, whose options are ``import.options.<name>``."""
+    from typing import get_args, get_type_hints
+
+    found: dict[str, list[str]] = {}
+
+    def walk(cls: type, prefix: str) -> None:
+        try:
+            hints = get_type_hints(cls)
+        except Exception:  # an annotation that does not resolve: its fields are still named
+            hints = {}
+        for f in dataclasses.fields(cls):
+            if not f.init or f.name.startswith("_"):
+                continue
+            found.setdefault(f.name, []).append(prefix + f.name)
+            hint = hints.get(f.name)
+            for option in (hint, *get_args(hint)):
+                if isinstance(option, type) and dataclasses.is_dataclass(option):
+                    walk(option, f"{prefix}{f.name}.")
+
+    walk(REGISTRY[name].config_class(), f"{name}.")
+    if format is not None:
+        from domainfm.corpus.importers import IMPORTERS
+
+        if isinstance(format, str) and format in IMPORTERS:
+            walk(IMPORTERS[format].options_cls, f"{name}.options.")
+    return {leaf: keys[0] for leaf, keys in found.items() if len(keys) == 1}
+
+
+def pipeline_message(message: str, name: str, format: str | None = None, *, config_error: bool = False) -> str:
+    """``message``, an error of stage ``name``, with the pipeline's keys for the command's flags.
+
+    A config error that names none of the section's keys also gets them for the settings it
+    quotes (``'max_tokens'`` -> ``'chunk.max_tokens'``). Commands quoted in the message keep their
+    flags.
+
+    Example:
+        >>> pipeline_message("'overlap' (70) must be smaller than 'max_tokens' (64); try --overlap 8",
+        ...                  "chunk", config_error=True)
+        "'chunk.overlap' (70) must be smaller than 'chunk.max_tokens' (64); try chunk.overlap: 8"
+    """
+    keys = section_keys(name, format)
+    flags = {"--" + leaf.replace("_", "-"): key for leaf, key in keys.items()}
+    flags.update(RUN_FLAGS)
+    quoted = config_error and not re.search(rf"(?<![\w/.-]){re.escape(name)}\.\w", message)
+
+    def flag(match: re.Match) -> str:
+        key = flags.get(match.group(1))
+        if key is None:
+            return match.group(0)
+        value = match.group(2)
+        if value is None:
+            return key
+        return f"{key} {value}" if key.endswith(":") else f"{key}: {value}"
+
+    def words(text: str) -> str:
+        for pattern, replacement in _RUN_PHRASES:
+            text = pattern.sub(replacement, text)
+        text = _FLAG.sub(flag, text)
+        if quoted:
+            text = _QUOTED_NAME.sub(lambda m: f"'{keys[m.group(1)]}'" if m.group(1) in keys else m.group(0), text)
+        return _SAME_KEY_TWICE.sub(r"\1", text)
+
+    parts = _COMMAND.split(message)
+    return "".join(part if i % 2 else words(part) for i, part in enumerate(parts))
 
 
 # config keys naming files a stage writes: never hashed as its inputs (the key would change with
@@ -552,23 +656,47 @@ def _run_stage(pcfg: PipelineConfig, name: str, *, forced: bool, console) -> Sta
                            stages=pcfg.stages,
                            outputs={stage: pcfg.output(stage) for stage in pcfg.stages})
     t0 = time.perf_counter()
+    fmt = getattr(config, "format", None) if name == "import" else None
     try:
         produced: StageResult = REGISTRY[name].runner()(config, list(inputs), pcfg.output(name), context)
     except Exception as exc:  # recorded, then reported as one line; the traceback goes to error.log
         seconds = time.perf_counter() - t0
         reason = " ".join(str(exc).split()) or type(exc).__name__
-        if not isinstance(exc, DomainFMError):
+        if isinstance(exc, DomainFMError):
+            reason = pipeline_message(reason, name, fmt, config_error=isinstance(exc, ConfigError))
+        else:
             (out_dir / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
             reason = f"{type(exc).__name__}: {reason} (traceback in {out_dir / 'error.log'})"
         _write_json(stage_file, {**base, "status": "failed", "error": reason, "seconds": round(seconds, 2),
                                  "finished": _now()})
         return StageRecord(name, "failed", seconds, key=key, reason=reason)
     seconds = time.perf_counter() - t0
+    empty = _wrote_nothing(produced)
+    if empty is not None:  # the next stages would run on nothing, or fail far from the cause
+        reason = pipeline_message(empty, name, fmt)
+        _write_json(stage_file, {**base, "status": "failed", "error": reason, "seconds": round(seconds, 2),
+                                 "counts": produced.counts, "finished": _now()})
+        return StageRecord(name, "failed", seconds, produced.counts, key=key, reason=reason)
     _remove_earlier_outputs(base.pop("earlier_outputs", []), out_dir, produced.outputs)
     _write_json(stage_file, {**base, "status": "done", "seconds": round(seconds, 2),
                              "outputs": [_recorded_path(p, out_dir) for p in produced.outputs],
                              "counts": produced.counts, "metrics": produced.metrics, "finished": _now()})
     return StageRecord(name, "ran", seconds, produced.counts, produced.metrics, [str(p) for p in produced.outputs], key)
+
+
+def _wrote_nothing(result: StageResult) -> str | None:
+    """Why a stage that reads records and wrote none stops the run (None: it wrote some, or it
+    counts none): its counts, reject reasons and reject file, never a record's text or id."""
+    if result.read is None or result.written:
+        return None
+    counts = f"read {result.read} = written {result.written or 0} + rejected {result.rejected or 0}"
+    if not result.read:
+        return (f"wrote no records: its input holds none ({counts}; an empty file, a header only, or a pattern "
+                f"that matches no file?), so the stages after it would have nothing to work on")
+    top = sorted(result.reject_reasons.items(), key=lambda kv: -kv[1])[:3]
+    reasons = "; reasons: " + ", ".join(f"{why}: {n}" for why, n in top) if top else ""
+    where = f"; each rejected record and its reason are in {result.rejects}" if result.rejects else ""
+    return f"wrote no records: every record it read was rejected ({counts}{reasons}){where}"
 
 
 def _fmt(values: dict[str, Any]) -> str:

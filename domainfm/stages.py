@@ -37,6 +37,8 @@ class StageResult:
         rejects: the reject file (None when nothing was rejected) and its first reasons (no text).
         notes: extra lines for the CLI (counts only, never document text).
         detail: text the CLI appends to the count line (e.g. ``" documents; 40 chunks"``).
+        reject_reasons: rejected records per reason (:attr:`~domainfm.corpus.io.Counts.reasons`:
+            no text, no ids); ``domainfm run`` names them when a stage rejects every record.
     """
 
     outputs: list[Path]
@@ -47,6 +49,7 @@ class StageResult:
     first_rejects: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     detail: str = ""
+    reject_reasons: dict[str, int] = field(default_factory=dict)
 
     @property
     def out(self) -> Path:

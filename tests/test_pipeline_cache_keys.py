@@ -173,3 +173,20 @@ def test_a_rerun_removes_the_outputs_of_its_earlier_configuration_only(pipeline,
                                                        "suggestions.labelstudio"]
     recorded = json.loads((label / "stage.json").read_text())["outputs"]
     assert recorded == ["suggestions.jsonl", "suggestions.labelstudio"]
+
+
+@pytest.mark.parametrize("key", ["labeled", "pool"])
+@pytest.mark.parametrize("path, message", [
+    ("run/run.json", "is run.json, which the run writes"),
+    ("run/.lock", "is .lock, which the run writes"),
+    ("run/label/suggestions.jsonl", "is inside a stage folder of the pipeline's run_dir"),
+    ("run/deid/corpus.jsonl", "is inside a stage folder of the pipeline's run_dir"),
+    (".", "is a folder that holds the pipeline's run_dir"),
+])
+def test_a_label_file_the_runner_writes_is_refused_before_anything_is_written(pipeline, tmp_path, key, path,
+                                                                                message):
+    with pytest.raises(ConfigError, match=f"'label.{key}' .* {message}"):
+        pl.run_pipeline({**pipeline, "label": {key: str(tmp_path / path)}})
+    assert not (tmp_path / "run").exists()
+    elsewhere = tmp_path / "seeds" / "pool.jsonl"  # beside the run folder is fine, and an input of the stage
+    assert elsewhere in pl.pipeline_from_dict({**pipeline, "label": {key: str(elsewhere)}}).inputs["label"]

@@ -111,11 +111,14 @@ def run(config: ImportSection, inputs: list[Path], out: Path, context: StageCont
         notes.append("agreement: " + ", ".join(parts))
     if result.repaired:
         counts.update(repaired=result.repaired, repaired_spans=result.repaired_spans)
+    if result.counts.read and not result.counts.written:  # ``domainfm run`` stops here; the command says so
+        notes.append("warning: no document was written: every record was rejected (reasons below: a wrong "
+                     "format or option, such as the field that holds the text?)")
     if reshaped:
         counts.update(_reshape(target, out, cfg, seed=13 if context.seed is None else context.seed))
     manifest = manifest_path_for(out)
     return StageResult([out, manifest], counts, manifest=manifest, rejects=result.rejects,
-                       first_rejects=result.first_rejects, notes=notes)
+                       first_rejects=result.first_rejects, notes=notes, reject_reasons=dict(result.counts.reasons))
 
 
 def _read_meta_table(join: MetaJoin) -> dict[str, dict[str, Any]]:
