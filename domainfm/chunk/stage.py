@@ -24,5 +24,6 @@ def run(config: ChunkConfig, inputs: list[Path], out: Path, context: StageContex
     return StageResult([result.out, result.manifest], record_counts(result.counts, chunks=result.chunks),
                        {"max_chunk_tokens": result.max_chunk_tokens}, manifest=result.manifest,
                        rejects=result.rejects, first_rejects=result.first_rejects,
+                       reject_reasons=dict(result.counts.reasons),
                        detail=f" documents; {result.chunks} chunks (max {result.max_chunk_tokens} of "
                               f"{config.max_tokens} positions, {result.empty_documents} empty documents)")

@@ -48,5 +48,6 @@ def run(config: DeidConfig, inputs: list[Path], out: Path, context: StageContext
     labels = ", ".join(f"{k} {v}" for k, v in list(result.detections_by_label.items())[:10])
     return StageResult([result.out, result.manifest], record_counts(result.counts), {"detections": result.detections},
                        manifest=result.manifest, rejects=result.rejects, first_rejects=result.first_rejects,
+                       reject_reasons=dict(result.counts.reasons),
                        notes=[f"{result.detections} detections ({labels or 'none'}); "
                               f"surrogate key {result.surrogate_key}"])
