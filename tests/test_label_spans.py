@@ -363,6 +363,11 @@ def test_label_task_ner_command_writes_suggestions_exports_and_manifest(tmp_path
             assert r["text"][s["start"]:s["end"]].strip() == r["text"][s["start"]:s["end"]]
     tasks = json.loads((tmp_path / "out.labelstudio.json").read_text())
     assert [t["meta"]["rank"] for t in tasks] == [1, 2]
+    # the prediction score is the document's certainty (as `label serve` gives it), so sorting by
+    # score in Label Studio shows the least certain first
+    uncertainty = {r["id"]: r["meta"]["suggestion"]["uncertainty"] for r in records}
+    for t in tasks:
+        assert t["predictions"][0]["score"] == pytest.approx(1 - uncertainty[t["data"]["doc_id"]], abs=1e-3)
     assert "<Label value=\"Disease\"/>" in (tmp_path / "out.labelstudio.json.config.xml").read_text()
     manifest = json.loads((tmp_path / "out.manifest.json").read_text())
     assert manifest["summary"]["labels"] == ["Disease"] and manifest["summary"]["calibration"]["folds"] == 4  # the probe's

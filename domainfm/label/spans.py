@@ -103,9 +103,16 @@ class SpanSuggestions:
 
     @property
     def scores(self) -> list[float]:
-        """Per document, the mean confidence of its suggestions (1 with none): Label Studio's
-        prediction score."""
-        return [float(np.mean([s.attrs["confidence"] for s in spans])) if spans else 1.0 for spans in self.spans]
+        """Per document, Label Studio's prediction score: its :func:`certainty`, so sorting by
+        score in ascending order shows the documents least certain first, as ``meta.rank`` does."""
+        return [certainty(u) for u in self.uncertainty]
+
+
+def certainty(uncertainty: float) -> float:
+    """A document's prediction score, ``1 - uncertainty`` (clipped to [0, 1]). Not the mean
+    confidence of its spans: a document with one sure span and many unsure tokens would sort
+    as certain, and one with no suggestion at all as fully certain."""
+    return 1.0 - min(max(float(uncertainty), 0.0), 1.0)
 
 
 # ---------------------------------------------------------------------- tags and decoding
