@@ -254,6 +254,9 @@ def test_a_stratified_split_too_small_for_its_classes_is_named():
     train, held, _ = split_documents(docs, eval_fraction=0.5, split_key="auto", seed=0, task="classification",
                                      label_field="label")
     assert sorted(d.label for d in held) == ["a", "b"] and len(train) == 2
+    # more than half cannot be one of k folds: refused, not quietly held out as half
+    with pytest.raises(ConfigError, match=r"data.eval_fraction 0.9: .*at most half.*<= 0.5.*data.eval"):
+        split_documents(docs, eval_fraction=0.9, split_key="auto", seed=0, task="classification", label_field="label")
 
 
 @pytest.mark.parametrize("content, message", [

@@ -192,6 +192,11 @@ def split_documents(docs: Sequence[Document], *, eval_fraction: float, split_key
 
         from domainfm.corpus.summary import label_counts
 
+        if eval_fraction > 0.5:
+            # one of k stratified folds is held out, so at most half: 0.9 would quietly become 0.5
+            raise ConfigError(f"data.eval_fraction {eval_fraction:g}: a classification hold-out is one of k folds "
+                              "stratified by label, at most half of the groups; use a value <= 0.5, or give "
+                              "data.eval (a separate evaluation file)")
         n_splits = max(2, min(int(round(1 / eval_fraction)), n_groups))
         y = [document_target(d, task, label_field) for d in docs]
         per_class = Counter(y)
