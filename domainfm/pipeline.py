@@ -5,7 +5,9 @@ A pipeline file has ``run_dir``, ``seed`` and one optional section per stage of 
 (``deid`` -> :class:`~domainfm.deid.DeidConfig`, ``audit`` ->
 :class:`~domainfm.audit.stage.AuditSection`, ...). A missing or null section skips the stage.
 Inputs are wired automatically: each stage reads the previous stage's output under
-``run_dir/<stage>/``, so pipeline files never name intermediate paths. The runner knows no
+``run_dir/<stage>/``, so pipeline files never name intermediate paths: a path a section does name
+(:data:`INPUT_KEYS`) inside a stage folder, on ``run.json`` or ``.lock``, or around ``run_dir`` is
+refused before anything is written. The runner knows no
 stage's internals: it calls each registered ``run(config, inputs, out, context)`` and records
 the :class:`~domainfm.stages.StageResult`. The audit reads the fine-tuned model and, by
 default, the documents fine-tuning recorded as held out for evaluation.
@@ -184,20 +186,13 @@ def pipeline_from_dict(data: Mapping[str, Any]) -> PipelineConfig:
     documents = out("deid") if "deid" in raw else out("import")
     documents_source = "the deid output" if "deid" in raw else "the import output"
     inputs: dict[str, list[Path]] = {"import": [Path(str(raw["import"].get("src", "")))]}
-    if raw["import"].get("src"):
-        _refuse_written_input("import.src", raw["import"]["src"], run_dir)
+    _refuse_written_inputs(raw, run_dir)  # as the pipeline file names them, before any is wired
     for section in ("deid", "deid_eval"):
         if "seed" in raw.get(section, {}):
             # DeidConfig.seed feeds nothing: a second seed beside the run's would only look like it did
             raise ConfigError(f"config field '{section}.seed' is not used by a pipeline: the run's top-level 'seed' "
                               f"seeds the surrogates (null, with $DOMAINFM_VAULT_KEY set, for real runs); "
                               f"remove '{section}.seed'")
-    vault = (raw.get("deid") or {}).get("vault")
-    if isinstance(vault, str) and vault.strip() and _is_within(Path(vault), run_dir):
-        # the run writes and replaces files there (a stage's output named like the vault would be
-        # written over it), and a run folder is what gets copied and shared as de-identified output
-        raise ConfigError(f"config field 'deid.vault' ({vault}) is inside the pipeline's run_dir ({run_dir}): keep "
-                          f"the vault, the way back to the original text, outside the run folder")
     if "deid" in raw:
         inputs["deid"] = [out("import")]
     if "chunk" in raw:
@@ -245,14 +240,12 @@ def pipeline_from_dict(data: Mapping[str, Any]) -> PipelineConfig:
         inputs["label"] = [documents]
         for key in ("labeled", "pool"):
             if raw["label"].get(key):
-                _refuse_written_input(f"label.{key}", raw["label"][key], run_dir)
                 inputs["label"].append(Path(str(raw["label"][key])))
     stages = {name: _build_section(name, raw[name], f"{name}.") for name in STAGE_ORDER if name in raw}
     if "privacy" in stages:
         extra = [getattr(stages["privacy"], k) for k in ("holdout", "vault", "planted")]
         inputs["privacy"] += [Path(str(p)) for p in extra if p is not None]
     if stages["import"].meta_join is not None:
-        _refuse_written_input("import.meta_join.src", stages["import"].meta_join.src, run_dir)
         inputs["import"].append(stages["import"].meta_join.src)  # an edited table re-runs the import
     from domainfm.corpus.importing import extra_inputs
 
@@ -279,6 +272,65 @@ def _is_within(path: Path, folder: Path) -> bool:
     """``path`` is ``folder`` or inside it (after resolving links and ``..``)."""
     path, folder = path.resolve(), folder.resolve()
     return path == folder or folder in path.parents
+
+
+# Config keys naming a file or folder a stage reads, dotted within its section (``[]``: each item
+# of a list), as a pipeline file may set them. None may be something the run writes
+# (:func:`_refuse_written_inputs`). Keys naming a model or tokenizer also take a shipped name
+# (``minilm``) or a Hub id, which never resolve into a run folder. The inputs the pipeline wires
+# (``pretrain.data.paths``, ``finetune.data.train``, ``deid_eval.ner_model``) are refused when set.
+INPUT_KEYS: dict[str, tuple[str, ...]] = {
+    "import": ("src", "meta_join.src", "options.phi"),
+    "deid": ("spacy_model", "ner_model"),
+    "chunk": ("tokenizer",),
+    "pretrain": ("model.name", "model.tokenizer"),
+    "privacy": ("holdout", "vault", "planted", "base_model"),
+    "finetune": ("model.name", "model.tokenizer", "data.eval", "data.prepare[].src", "data.prepare[].out",
+                 "distill.teacher"),
+    "deid_eval": ("spacy_model",),
+    "audit": ("cards_config", "chai_schema"),
+    "label": ("labeled", "pool", "model"),
+}
+# keys naming a re-identification vault: kept out of the whole run folder, not only its stage folders
+VAULT_KEYS = ("deid.vault", "privacy.vault")
+
+
+def _named_values(section: Any, dotted: str, prefix: str):
+    """``(pipeline key, value)`` for each value at ``dotted`` in a raw section (none where a part is
+    missing or not a mapping; ``a[].b`` yields ``a[0].b``, ``a[1].b``, ...)."""
+    head, _, rest = dotted.partition(".")
+    if not isinstance(section, Mapping) or head.removesuffix("[]") not in section:
+        return
+    value = section[head.removesuffix("[]")]
+    if head.endswith("[]"):
+        items = enumerate(value) if isinstance(value, (list, tuple)) else ()
+        for i, item in items:
+            key = f"{prefix}{head[:-2]}[{i}]"
+            yield from _named_values(item, rest, f"{key}.") if rest else [(key, item)]
+    elif rest:
+        yield from _named_values(value, rest, f"{prefix}{head}.")
+    else:
+        yield f"{prefix}{head}", value
+
+
+def _refuse_written_inputs(raw: Mapping[str, Any], run_dir: Path) -> None:
+    """Every path the sections name (:data:`INPUT_KEYS`, :data:`VAULT_KEYS`) checked against what
+    the run writes, before anything is written; the error names the pipeline key."""
+    keys = [(stage, key) for stage, names in INPUT_KEYS.items() for key in names]
+    keys += [(stage, key) for stage, _, key in (v.partition(".") for v in VAULT_KEYS) if (stage, key) not in keys]
+    for stage, key in keys:
+        for name, value in _named_values(raw.get(stage), key, f"{stage}."):
+            if not isinstance(value, (str, Path)) or not str(value).strip():
+                continue  # another type: from_dict names it
+            if "\x00" in str(value):
+                raise ConfigError(f"config field '{name}' must be a path, got a string holding a NUL character")
+            if f"{stage}.{key}" in VAULT_KEYS and _is_within(Path(value), run_dir):
+                # the run writes and replaces files there (a stage's output named like the vault would
+                # be written over it), and a run folder is what gets copied and shared as
+                # de-identified output
+                raise ConfigError(f"config field '{name}' ({value}) is inside the pipeline's run_dir ({run_dir}): "
+                                  f"keep the vault, the way back to the original text, outside the run folder")
+            _refuse_written_input(name, value, run_dir)
 
 
 def _refuse_written_input(key: str, value: Any, run_dir: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -190,3 +191,147 @@ def test_a_label_file_the_runner_writes_is_refused_before_anything_is_written(pi
     assert not (tmp_path / "run").exists()
     elsewhere = tmp_path / "seeds" / "pool.jsonl"  # beside the run folder is fine, and an input of the stage
     assert elsewhere in pl.pipeline_from_dict({**pipeline, "label": {key: str(elsewhere)}}).inputs["label"]
+
+
+# --------------------------------------------------------------------------------------------
+# Every path a section names, checked against what the run writes
+
+
+# the sections a stage needs beside its own for the pipeline to load
+NEEDS = {"privacy": {"pretrain": {}}, "audit": {"finetune": {}}, "deid_eval": {"finetune": {"task": "ner"}}}
+# every key of a section that names a file or folder the stage reads (a model or tokenizer key
+# takes a shipped name or a Hub id too); pipeline.INPUT_KEYS must cover them (tested below)
+NAMED_KEYS = [
+    ("import", "src"), ("import", "meta_join.src"), ("import", "options.phi"),
+    ("deid", "vault"), ("deid", "spacy_model"), ("deid", "ner_model"),
+    ("chunk", "tokenizer"),
+    ("pretrain", "model.name"), ("pretrain", "model.tokenizer"),
+    ("privacy", "holdout"), ("privacy", "vault"), ("privacy", "planted"), ("privacy", "base_model"),
+    ("finetune", "model.name"), ("finetune", "model.tokenizer"), ("finetune", "data.eval"),
+    ("finetune", "data.prepare[].src"), ("finetune", "data.prepare[].out"), ("finetune", "distill.teacher"),
+    ("deid_eval", "spacy_model"),
+    ("audit", "cards_config"), ("audit", "chai_schema"),
+    ("label", "labeled"), ("label", "pool"), ("label", "model"),
+]
+# where a named path collides with the run: the path under tmp_path, and what the error says
+COLLISIONS = [
+    ("run/deid/corpus.jsonl", "is inside a stage folder of the pipeline's run_dir"),
+    ("run/pretrain/model", "is inside a stage folder of the pipeline's run_dir"),
+    ("run/run.json", "is run.json, which the run writes"),
+    ("run/.lock", "is .lock, which the run writes"),
+    (".", "is a folder that holds the pipeline's run_dir"),
+]
+
+
+def _naming(tmp_path: Path, stage: str, key: str, value: str) -> dict:
+    """A pipeline whose ``stage`` section sets ``key`` (dotted; ``a[].b``: in one list item) to ``value``."""
+    pipeline = {"run_dir": str(tmp_path / "run"), "seed": None,
+                "import": {"format": "jsonl", "src": str(tmp_path / "notes.jsonl")}, **NEEDS.get(stage, {})}
+    section = pipeline.setdefault(stage, {})
+    filled = {"meta_join": {"key_col": "id", "columns": {"sex": "sex"}},
+              "data.prepare[]": {"format": "jsonl", "src": str(tmp_path / "raw.jsonl"),
+                                 "out": str(tmp_path / "prepared.jsonl")}}
+    *parents, leaf = key.split(".")
+    node = section
+    for i, part in enumerate(parents):
+        prefix = ".".join(parents[: i + 1])
+        if part.endswith("[]"):
+            node[part[:-2]] = [dict(filled[prefix])]
+            node = node[part[:-2]][0]
+        else:
+            node = node.setdefault(part, dict(filled.get(prefix, {})))
+    node[leaf] = value
+    if (stage, key) == ("import", "options.phi"):
+        section["format"] = "physionet"
+    return pipeline
+
+
+@pytest.fixture()
+def no_stage_runs(monkeypatch):
+    """Every registered stage replaced by one that fails the test: the refusal must come first."""
+    def ran(config, inputs, out, context):
+        raise AssertionError(f"a stage ran and wrote {out}")
+
+    for name in REGISTRY:
+        monkeypatch.setitem(REGISTRY, name, dataclasses.replace(REGISTRY[name], run=ran))
+
+
+@pytest.mark.parametrize("stage, key", NAMED_KEYS, ids=[f"{s}.{k}" for s, k in NAMED_KEYS])
+@pytest.mark.parametrize("path, message", COLLISIONS, ids=[p for p, _ in COLLISIONS])
+def test_every_path_a_section_names_is_refused_where_the_run_writes(tmp_path, no_stage_runs, stage, key, path,
+                                                                     message):
+    if key == "vault" and path != ".":  # a vault is kept out of the whole run folder
+        message = "is inside the pipeline's run_dir .*: keep the vault, .* outside the run folder"
+    name = f"{stage}.{key}".replace("[]", "[0]")
+    with pytest.raises(ConfigError, match=f"config field '{re.escape(name)}' .* {message}"):
+        pl.run_pipeline(_naming(tmp_path, stage, key, str(tmp_path / path)))
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_path_holding_a_nul_character_is_refused_by_its_key(tmp_path):
+    with pytest.raises(ConfigError, match="'privacy.holdout' must be a path"):
+        pl.pipeline_from_dict(_naming(tmp_path, "privacy", "holdout", "held\x00out.jsonl"))
+
+
+def test_paths_beside_the_run_folder_are_read_and_hashed_as_the_stage_inputs(tmp_path):
+    elsewhere = tmp_path / "inputs"
+    elsewhere.mkdir()
+    for name in ("holdout.jsonl", "eval.jsonl", "schema.json"):
+        (elsewhere / name).write_text("{}\n", encoding="utf-8")
+    cfg = pl.pipeline_from_dict({
+        "run_dir": str(tmp_path / "run"), "import": {"src": str(tmp_path / "notes.jsonl")}, "deid": {},
+        "pretrain": {}, "privacy": {"holdout": str(elsewhere / "holdout.jsonl")},
+        "finetune": {"data": {"eval": str(elsewhere / "eval.jsonl")}},
+        "audit": {"chai_schema": str(elsewhere / "schema.json")},
+    })
+    assert elsewhere / "holdout.jsonl" in cfg.inputs["privacy"]
+    assert {elsewhere / "eval.jsonl", elsewhere / "schema.json"} <= set(cfg.inputs["audit"])
+    # what the pipeline wires into a stage folder is not the pipeline file's naming
+    assert cfg.stages["finetune"].model.name == str(tmp_path / "run" / "pretrain" / "model")
+
+
+def _fields(cls: type, prefix: str = ""):
+    """(dotted key, type) of every field of a config class, nested sections (``a.b``) and lists
+    of sections (``a[].b``) included."""
+    from typing import get_args, get_origin, get_type_hints
+
+    hints = get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        yield prefix + f.name, hint
+        if get_origin(hint) is list:
+            if dataclasses.is_dataclass(get_args(hint)[0]):
+                yield from _fields(get_args(hint)[0], f"{prefix}{f.name}[].")
+            continue
+        for option in (hint, *get_args(hint)):
+            if isinstance(option, type) and dataclasses.is_dataclass(option):
+                yield from _fields(option, f"{prefix}{f.name}.")
+
+
+# inputs the pipeline wires (a section setting one is refused), and keys no pipeline stage reads
+WIRED = {"pretrain.data.paths", "finetune.data.train", "deid_eval.ner_model"}
+NOT_READ = {"deid_eval.vault"}  # the deid_eval stage scores detection and writes no vault
+PATH_LIKE = re.compile(r"(^|_)(src|out|paths?|file|dir|folder|model|tokenizer|teacher|vault|schema|config|"
+                       r"holdout|planted|labeled|pool|eval|train)$")
+
+
+def test_the_input_key_table_covers_every_path_field_of_the_registered_sections():
+    from pathlib import PurePath
+    from typing import get_args
+
+    from domainfm.corpus.importers import IMPORTERS
+
+    named = {f"{s}.{k}" for s, keys in pl.INPUT_KEYS.items() for k in keys} | set(pl.VAULT_KEYS)
+    assert named == {f"{s}.{k}" for s, k in NAMED_KEYS}
+    known = set()
+    for stage, spec in REGISTRY.items():
+        for dotted, hint in _fields(spec.config_class()):
+            key = f"{stage}.{dotted}"
+            known.add(key)
+            leaf = dotted.rpartition(".")[2]
+            is_path = any(isinstance(t, type) and issubclass(t, PurePath) for t in (hint, *get_args(hint))) or any(
+                isinstance(t, type) and issubclass(t, PurePath) for a in get_args(hint) for t in get_args(a))
+            if is_path or (PATH_LIKE.search(leaf) and str in (hint, *get_args(hint))):
+                assert key in named | WIRED | NOT_READ, f"{key} names a path: add it to pipeline.INPUT_KEYS"
+    known |= {f"import.options.{dotted}" for imp in IMPORTERS.values() for dotted, _ in _fields(imp.options_cls)}
+    assert named <= known, named - known  # the table names real keys
