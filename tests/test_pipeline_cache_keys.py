@@ -157,6 +157,16 @@ def test_a_seed_inside_the_deid_section_is_refused_with_directions(section):
         pl.pipeline_from_dict({**base, section: {"seed": 5}})
 
 
+@pytest.mark.parametrize("key, value", [("vault", "v.vault"), ("operator", "redact"), ("pseudonymize_ids", True),
+                                        ("meta", {"note": "deid"}), ("meta_default", "drop")])
+def test_deid_keys_the_scoring_stage_never_reads_are_refused(key, value):
+    """deid_eval inherits DeidConfig but only detects: a vault or an operator there did nothing."""
+    base = {"import": {"src": "x.jsonl"}, "finetune": {"task": "ner"}}
+    with pytest.raises(ConfigError, match=f"'deid_eval.{key}' is not used: .*writes no de-identified text"):
+        pl.pipeline_from_dict({**base, "deid_eval": {key: value}})
+    assert pl.pipeline_from_dict({**base, "deid_eval": {"ner_threshold": 0.7}})
+
+
 def test_a_rerun_removes_the_outputs_of_its_earlier_configuration_only(pipeline, tmp_path, monkeypatch):
     def fake_label(config, inputs, out, context):
         out.write_text("{}\n")
