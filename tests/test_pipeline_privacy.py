@@ -135,7 +135,7 @@ def test_privacy_stage_probes_the_deid_vault_and_writes_no_original(tmp_path, mo
     out = io.StringIO()
     default_gate = {**pipeline, "privacy": {k: v for k, v in pipeline["privacy"].items() if k != "gate"}}
     with pytest.raises(pl.PipelineError, match="stage 'privacy' failed: privacy gate failed: .*max_exposure not "
-                                               "measured") as failed:
+                                               r"measured .*set privacy\.gate\.max_exposure to null") as failed:
         pl.run_pipeline(default_gate, console=Console(file=out, width=200, color_system=None))
     summary = json.loads((run / "run.json").read_text())
     assert {s["name"]: s["status"] for s in summary["stages"]} == {

@@ -213,8 +213,9 @@ def _fmt(value: Any) -> str:
     return "n/a" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
 
 
-def gate_message(report: dict[str, Any]) -> str:
-    """One line: which thresholds the model exceeds, with the numbers."""
+def gate_message(report: dict[str, Any], section: str = "") -> str:
+    """One line: which thresholds the model exceeds, with the numbers. ``section`` prefixes the
+    settings it names (``privacy.`` in a pipeline: ``privacy.gate.max_exposure``)."""
     parts = []
     for c in report["gate"]["checks"]:
         if c["status"] == "failed":
@@ -222,9 +223,9 @@ def gate_message(report: dict[str, Any]) -> str:
         elif c["status"] == "inconclusive":
             parts.append(f"{c['check']} {_fmt(c['threshold'])} cannot be exceeded with "
                          f"{report['config']['n_candidates']} reference secrets (at most "
-                         f"{_fmt(report['exposure']['max_possible'])} bits): raise n_candidates")
+                         f"{_fmt(report['exposure']['max_possible'])} bits): raise {section}n_candidates")
         elif c["status"] == "not measured":
-            parts.append(f"{c['check']} not measured ({c['reason']}): measure it, or set gate.{c['check']} "
+            parts.append(f"{c['check']} not measured ({c['reason']}): measure it, or set {section}gate.{c['check']} "
                          "to null to release without it")
     return "privacy gate failed: " + "; ".join(parts) if parts else "privacy gate passed"
 

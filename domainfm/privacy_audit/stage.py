@@ -51,7 +51,7 @@ def run(config: PrivacySection, inputs: list[Path], out: Path, context: StageCon
                            planted=section.planted, on_event=on_event)
     report = result.report
     if not result.passed:
-        raise PrivacyGateError(f"{gate_message(report)} (report: {out_dir / 'summary.md'})")
+        raise PrivacyGateError(f"{gate_message(report, section='privacy.')} (report: {out_dir / 'summary.md'})")
     metrics = {"max_exposure": (report.get("exposure") or {}).get("max_exposure"),
                "mia_auc": round(report["membership"]["auc"], 4) if report["membership"].get("auc") is not None
                else None,
