@@ -30,14 +30,8 @@ N_CANDIDATES = 99  # max exposure log2(100) = 6.64
 REPEATS = [1, 4, 16]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# tiny models run fastest on one thread (conftest.one_torch_thread)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _words(rng: random.Random, n: int) -> list[str]:
