@@ -247,6 +247,10 @@ def _first_names():
     ("STREET", "12 Elm Street", r"^\d+ "),
     ("AGE", "93", r"^90\+$"),
     ("AGE", "93-year-old", r"^90-plus-year-old$"),
+    ("PHONE", "617-555-0142, ext. 3021", r"^\d{3}-\d{3}-\d{4}, ext\. \d{4}$"),  # the marker is no part of it
+    ("PHONE", "call x4432", r"^[a-z]{4} x\d{4}$"),
+    ("AGE", "ninety-two", r"^ninety-plus$"),  # Safe Harbor's aggregate in words, not scrambled letters
+    ("AGE", "Nonagenarian", r"^Ninety-plus$"),
     ("AGE", "a 45 yo", r"^a \d{2} yo$"),
     ("DATE", "07/22/2019", r"^\d{2}/\d{2}/\d{4}$"),
     ("DATE", "7/22", r"^\d{1,2}/\d{1,2}$"),

@@ -17,7 +17,8 @@ Per kind:
   becomes a first name of the same inferred gender (a title like ``Mrs.`` decides when the name
   does not); any other token becomes a surname.
 * Dates move by the per-patient offset of :mod:`domainfm.deid.dates` in their own format.
-* Ages above 89 become ``90+`` (``90-plus`` before a hyphen: ``90-plus-year-old``); younger
+* Ages above 89 become ``90+`` (``90-plus`` before a hyphen: ``90-plus-year-old``; in words,
+  ``ninety-two`` or ``nonagenarian``, ``ninety-plus``); younger
   ages move by a per-patient 1-2 years (never to 90 or above), which keeps them clinically
   plausible while breaking exact-match linkage.
 * Phone, fax, SSN, MRN, IDs, ZIP codes, codes and quantities keep their character pattern:
@@ -428,6 +429,10 @@ class SurrogateGenerator:
     def _age(self, text: str, scope: str, avoid: frozenset[str]) -> str:
         match = re.search(r"\d+", text)
         if match is None:
+            # the detectors find ages without digits only above 89 ("ninety-two", "nonagenarian"):
+            # Safe Harbor's aggregate, in words, in the original's case
+            if re.search(r"ninety|hundred|nonagenarian|centenarian", text, re.IGNORECASE):
+                return "NINETY-PLUS" if text.isupper() else "Ninety-plus" if text[:1].isupper() else "ninety-plus"
             return self._pattern(text, self._rng(scope, "AGE", text, 0), avoid)
         age = int(match.group(0))
         if age > 89:
@@ -445,7 +450,10 @@ class SurrogateGenerator:
 
     def _mapped(self, text: str, kind: str, scope: str, avoid: frozenset[str]) -> str:
         if kind in _PATTERN_LABELS:
-            make = lambda attempt: self._pattern(text, self._rng(scope, kind, text, attempt), frozenset())  # noqa: E731
+            # a phone's extension marker is no part of the number: "ext. 4432" stays "ext. ####"
+            keep = _extension_marks(text) if kind in ("PHONE", "FAX") else frozenset()
+            make = lambda attempt: self._pattern(text, self._rng(scope, kind, text, attempt), frozenset(),  # noqa: E731
+                                                 keep)
         else:
             def make(attempt: int) -> str:
                 fake = self._faker(scope, kind, text, attempt)
@@ -508,19 +516,30 @@ class SurrogateGenerator:
             return fake.city()
         return self._pattern(text, fake.random, frozenset())
 
-    def _pattern(self, text: str, rng: random.Random, avoid: frozenset[str]) -> str:
-        """Digits -> random digits, letters -> random letters of the same case, rest kept."""
+    def _pattern(self, text: str, rng: random.Random, avoid: frozenset[str], keep: frozenset[int] = frozenset()) -> str:
+        """Digits -> random digits, letters -> random letters of the same case, the rest (and the
+        characters at ``keep``) kept."""
         for _ in range(_ATTEMPTS):
-            out = _pattern_fake(text, rng)
+            out = _pattern_fake(text, rng, keep)
             if out != text and not any(t.casefold() in avoid for t in _ALNUM_TOKEN.findall(out)):
                 return out
         return out
 
 
-def _pattern_fake(text: str, rng: random.Random) -> str:
+_EXTENSION_MARK = re.compile(r"\b(?:ext|extension)\b|(?<![A-Za-z])x(?=\s?\d)", re.IGNORECASE)
+
+
+def _extension_marks(text: str) -> frozenset[int]:
+    """Indices of the letters of a phone number's extension marker ("ext.", "extension", "x")."""
+    return frozenset(i for m in _EXTENSION_MARK.finditer(text) for i in range(m.start(), m.end()))
+
+
+def _pattern_fake(text: str, rng: random.Random, keep: frozenset[int] = frozenset()) -> str:
     chars = []
-    for ch in text:
-        if ch.isnumeric():  # digits, and also '¼', '²', 'Ⅻ'...
+    for i, ch in enumerate(text):
+        if i in keep:
+            chars.append(ch)
+        elif ch.isnumeric():  # digits, and also '¼', '²', 'Ⅻ'...
             chars.append(str(rng.randrange(10)))
         elif ch.isalpha():
             letter = chr(ord("a") + rng.randrange(26))

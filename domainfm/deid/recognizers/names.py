@@ -21,6 +21,7 @@ from domainfm.deid.recognizers.base import DocShape, TokenRecognizer, result
 from domainfm.deid.recognizers.words import Words, function_words, namey
 
 _INITIAL = re.compile(r"[A-Z]\.?")
+_DOTTED_INITIALS = re.compile(r"(?:[A-Z]\.){2,3}")  # "Z.Q." signing a note
 _TITLE_CASE = re.compile(r"[A-Z][a-z]+(?:['-][A-Za-z][a-z]+)?")
 # an initial right before a name already found ("PER H. CARVER", "k. o'casey")
 _INITIAL_BEFORE = re.compile(r"(?:^|(?<=[\s(,;:/]))(?P<i>[A-Za-z])\.\s?$")
@@ -33,6 +34,13 @@ _PHONE_LABELS = frozenset("cell cell# home home# work work# ph phone tel # : - ,
 _NAME_VERBS_AFTER = vocab.NAME_FOLLOWERS - {"and", "or", "at"}
 _HOMES = frozenset("house home apartment apt place condo farm residence".split())
 _CLAUSE_START = {"(", ".", ",", ";", ":", "-", "--"}
+# what opens a signature line before initials ("-- Z.Q., RN", "/s/ Z.Q., RN")
+_SIGNATURE_OPENERS = frozenset("- -- --- — /s/ | *".split())
+# what may end the value of a person field: the end of the line or cell, a credential's comma,
+# an e-mail address or a role in brackets
+_FIELD_VALUE_ENDS = frozenset(", ; | ( < [ / -".split())
+_PATIENT_FIELDS = frozenset(("name", "full name", "legal name", "preferred name", "patient name", "pt name",
+                             "patient's name", "patient", "pt"))
 
 
 def _opens_clause(before: str) -> bool:
@@ -118,8 +126,9 @@ class NameRecognizer(TokenRecognizer):
         if j >= w.n:
             return None
         k = j
-        # an initial first: "Dr. J. Smith", "K. FENWICK"
-        if _INITIAL.fullmatch(w.text[k]) and w.text[k] != "I" and k + 1 < w.n:
+        # an initial first: "Dr. J. Smith", "K. FENWICK", "Attending: C.K. Herring"
+        initial = _INITIAL.fullmatch(w.text[k]) and w.text[k] != "I" or _DOTTED_INITIALS.fullmatch(w.text[k])
+        if initial and k + 1 < w.n:
             nxt = k + 1 + (w.text[k + 1] == ".")
             if nxt < w.n and self._ok_after_trigger(w, nxt, shape, strong):
                 k = nxt
@@ -200,8 +209,11 @@ class NameRecognizer(TokenRecognizer):
                         span = None
                 i += 1
                 continue
-            ends_phrase = i + 1 == w.n or "\n" in w.text[i + 1] or w.text[i + 1] in (".", ",", ";", "..", ")") \
-                or w.lower[i + 1] in vocab.AFTER_NAME_VERBS
+            after = i + 1
+            if i + 2 < w.n and w.text[i + 1] == "-" and f"{word}-{w.text[i + 2]}".upper() in vocab.CREDENTIALS_UPPER:
+                after = i + 3  # "PA-C", which the tokenizer splits in three
+            ends_phrase = after == w.n or "\n" in w.text[after] or w.text[after] in (".", ",", ";", "..", ")") \
+                or w.lower[after] in vocab.AFTER_NAME_VERBS
             if (word in vocab.CREDENTIALS or (word.upper() in vocab.CREDENTIALS and (word.isupper() or (
                     shape.lower and low in ("rrt", "crt", "rn", "np", "msw") and ends_phrase)))) \
                     and (ends_phrase or word.upper() not in vocab.AMBIGUOUS_CREDENTIALS or shape.upper):
@@ -264,6 +276,8 @@ class NameRecognizer(TokenRecognizer):
         found += self._experiencer(w, shape)
         found += self._from_service(w, shape)
         found += self._caps_line_opening(w, shape)
+        found += self._field_value(w, shape)
+        found += self._signed_off(w, shape)
         out = self._propagate(text, doc, w, found, shape)
         # titles glued to the name or to the previous word ("DR.GOLINI", "ok.dr vascuez")
         for m in _GLUED_TITLE.finditer(text):
@@ -511,6 +525,123 @@ class NameRecognizer(TokenRecognizer):
                 out.append((i, k - 1, "NAME", 0.7))
         return out
 
+    def _field_label(self, w: Words, end: int) -> tuple[str | None, int]:
+        """The person field (:data:`vocab.PERSON_FIELDS`) whose label ends at token ``end`` and its
+        first token, if the label opens a line or a table cell; one who signed or dictated the note
+        (:data:`vocab.SIGNING_FIELDS`) may stand anywhere."""
+        for first in range(max(0, end - 3), end + 1):
+            label = " ".join(w.lower[first:end + 1]).replace(" 's", "'s").replace(" - ", "-")
+            if label not in vocab.PERSON_FIELDS and not (first == end and (
+                    vocab.is_role_noun(label) or label in _DOCTOR or label in _OTHER)):
+                continue  # "Attending:", "Cardiologist |", "Nurse:" head a person too
+            if first == 0 or "\n" in w.text[first - 1] or w.text[first - 1] in ("|", "]") \
+                    or label in vocab.SIGNING_FIELDS:
+                return label, first
+        return None, end
+
+    @staticmethod
+    def _line_opens(w: Words, k: int) -> bool:
+        """Token k opens a line (or the text, or a table cell)."""
+        return k <= 0 or "\n" in w.text[k - 1] or w.text[k - 1] in ("|", "]")
+
+    def _field_value(self, w: Words, shape: DocShape) -> list[tuple[int, int, str, float]]:
+        """The person a form, table or message-header field names: "Name: Zorblax Quintavius",
+        "Name | ...", "From: ...", "cc: ...", "Pt: QUINTAVIUS, ZORBLAX", "Dictated by O. Paxwell".
+        The value is up to four words (initials, one comma for "LAST, FIRST") that each could be
+        part of a name, at least one a listed name or a word no list knows; after a label that
+        heads other values too (:data:`vocab.WEAK_PERSON_FIELDS`) every word must be one, and
+        the value must end the field."""
+        out = []
+        for i in range(1, w.n):
+            sep = w.text[i]
+            sep_less = False
+            if sep in (":", "|") or ("\t" in sep and not sep.strip()):
+                label, opens = self._field_label(w, i - 1)
+            elif w.lower[i - 1] == "by":
+                (label, opens), i, sep_less = self._field_label(w, i - 1), i - 1, True
+            else:
+                continue
+            if label is None:
+                continue
+            k = i + 1
+            while k < w.n and not w.text[k].strip() and "\n" not in w.text[k]:
+                k += 1  # "Name:\tZorblax"
+            words, first, last, comma = [], None, None, False
+            while k < w.n and len(words) < 4:
+                word = w.text[k]
+                if _INITIAL.fullmatch(word) and word not in ("I", "A") or _DOTTED_INITIALS.fullmatch(word):
+                    first = k if first is None else first
+                    last = k
+                    k += 1 + (k + 1 < w.n and w.text[k + 1] == ".")
+                    continue
+                if word == "," and words and not comma and k + 1 < w.n and self._could_follow(w, k + 1, shape):
+                    comma = True  # "QUINTAVIUS, ZORBLAX"
+                    k += 1
+                    continue
+                if not self._could_follow(w, k, shape) or w.text[k].upper() in vocab.CREDENTIALS_UPPER \
+                        or (w.lower[k] in vocab.CLINICAL_VOCAB and w.lower[k] not in self.names):
+                    break
+                words.append(k)
+                first = k if first is None else first
+                last = k
+                k += 1
+            if not words:
+                continue
+            if any(w.lower[t] in vocab.drug_names() for t in words):
+                continue  # "Name | Furosemide": a medication table
+            listed = [t for t in words if self._unknown_word(w, t)
+                      or (w.lower[t] in self.names and w.lower[t] not in self.stop)]
+            ends = k >= w.n or "\n" in w.text[k] or not w.text[k].strip() or w.text[k] in _FIELD_VALUE_ENDS \
+                or w.text[k] in (".", ")") or w.text[k].upper() in vocab.CREDENTIALS_UPPER \
+                or (shape.mixed and w.text[k][:1].islower())
+            if label in vocab.WEAK_PERSON_FIELDS or (sep_less and not self._line_opens(w, opens)):
+                # "CC: Presyncope" (the chief complaint): one word is a name only if a list has it
+                if len(words) == 1 and w.lower[words[0]] not in self.names:
+                    continue
+                # a word no list knows must not be in the lexicon at all: rare nouns count as unknown
+                # elsewhere ("dyspnea"), and "CC:" heads a chief complaint far more often than a copy
+                listed = [t for t in listed if w.lower[t] in self.names or not vocab.in_lexicon(w.lower[t])]
+                if comma and listed and ends and label in _PATIENT_FIELDS:
+                    listed = words  # "Patient: LEWIS, AMBER": the record's "LAST, FIRST" settles the rest
+                # "To: MICU CCU": short capitals in a mixed-case note are units and abbreviations
+                acronym = shape.mixed and any(w.text[t].isupper() and len(w.text[t]) <= 4 for t in words)
+                if len(listed) < len(words) or not ends or acronym:
+                    continue
+            elif not listed:
+                continue
+            role = "DOCTOR" if label.endswith((" by", "physician", "provider")) or label.startswith("sign") \
+                else "PATIENT" if label in _PATIENT_FIELDS else "NAME"
+            out.append((first, last, role, 0.8))
+        return out
+
+    def _signed_off(self, w: Words, shape: DocShape) -> list[tuple[int, int, str, float]]:
+        """The writer's name on the line after a letter's or an e-mail's closing ("Thanks," or
+        "Regards," and then "Velmira" or "Z. Quintavius" on the next line): up to three words alone
+        on their line, each a listed name, a word no list knows or an initial."""
+        out = []
+        for i in range(w.n - 3):
+            if w.lower[i] not in vocab.SIGN_OFFS:
+                continue
+            k = i + 1 + (w.lower[i] == "thank" and w.lower[i + 1] == "you")
+            k += k < w.n and w.text[k] in (",", "!", ".")
+            if k >= w.n or "\n" not in w.text[k]:
+                continue
+            k += 1
+            start, words = k, []
+            while k < w.n and k - start < 4:
+                word = w.text[k]
+                if (_INITIAL.fullmatch(word) and word not in ("I", "A")) or word == "." and words:
+                    k += 1
+                    continue
+                if not self._could_follow(w, k, shape) or not (
+                        self._unknown_word(w, k) or (w.lower[k] in self.names and w.lower[k] not in self.stop)):
+                    break
+                words.append(k)
+                k += 1
+            if words and (k >= w.n or "\n" in w.text[k] or w.text[k] in (",",)):
+                out.append((start, words[-1], "NAME", 0.7))
+        return out
+
     def _name_end(self, w: Words, start: int, shape: DocShape) -> int:
         """Last token of a name that starts at ``start``: up to two more words that continue it."""
         last = start
@@ -530,10 +661,10 @@ class NameRecognizer(TokenRecognizer):
 
     @staticmethod
     def _record_cue(w: Words, i: int) -> bool:
-        """Token i starts "date of birth", "DOB" or "medical record" (what a dictation says after
-        the name)."""
+        """Token i starts "date of birth", "DOB", "MRN" or "medical record" (what a dictation or a
+        note's header line says after the name)."""
         low = w.lower[i]
-        return low in ("dob", "d.o.b") or (low == "date" and w.lower[i + 1:i + 3] == ["of", "birth"]) \
+        return low in ("dob", "d.o.b", "mrn") or (low == "date" and w.lower[i + 1:i + 3] == ["of", "birth"]) \
             or (low == "medical" and i + 1 < w.n and w.lower[i + 1] == "record")
 
     def _could_lead(self, w: Words, k: int, shape: DocShape) -> bool:
@@ -649,6 +780,10 @@ class NameRecognizer(TokenRecognizer):
         first = None
         while k >= 0 and last - k < 3:
             word, low = w.text[k], w.lower[k]
+            if credential and first is None and _DOTTED_INITIALS.fullmatch(word) \
+                    and word.upper() not in vocab.CREDENTIALS_UPPER and low not in ("a.m", "p.m") \
+                    and (k == 0 or "\n" in w.text[k - 1] or w.text[k - 1] in _SIGNATURE_OPENERS):
+                return k, k  # "/s/ Z.Q., RN": a note signed with initials
             if _INITIAL.fullmatch(word) and word not in ("I", "A") and first is not None:
                 first = k
                 k -= 1

@@ -15,3 +15,10 @@ def offline_tld_extract():
     import tldextract
 
     return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+
+@lru_cache(maxsize=1)
+def generic_tlds() -> frozenset[str]:
+    """Top-level domains of three letters or more in the bundled public suffix list ("health",
+    "clinic", "app"): the generic ones, without the two-letter country codes."""
+    return frozenset(t for t in offline_tld_extract().tlds if "." not in t and len(t) >= 3 and t.isascii())

@@ -11,8 +11,8 @@ import re
 
 from domainfm.deid.recognizers.base import PatternSpec, validator, word_before
 from domainfm.deid.recognizers.vocab import (
-    COUNTRIES, NATIONALITIES, STATE_ABBRS, US_CITIES, US_STATES, WORLD_CITIES, gazetteer_pattern,
-    stop_words,
+    COUNTRIES, NATIONALITIES, RELATION_WORDS, STATE_ABBRS, US_CITIES, US_STATES, WORLD_CITIES, gazetteer_pattern,
+    is_english, stop_words,
 )
 
 MONTH = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
@@ -22,6 +22,10 @@ HOLIDAY = (r"(?:(?:christmas|x-?mas)(?: eve| day)?|thanksgiving|easter|new year'
            r"hanukkah|passover|ramadan|yom kippur|rosh hashanah)")
 _ORD = r"(?:st|nd|rd|th)"
 _YEAR = r"(?:1[89]\d\d|20\d\d)"
+# a day of the month as an ordinal word ("March the fourth", "the twenty-first of May")
+_ORD_WORD = (r"(?:(?:twenty|thirty)[- ]first|(?:twenty[- ])?(?:second|third|fourth|fifth|sixth|seventh|eighth|ninth)|"
+             r"first|tenth|eleventh|twelfth|thirteenth|fourteenth|fifteenth|sixteenth|seventeenth|eighteenth|"
+             r"nineteenth|twentieth|thirtieth)")
 
 # words right before "12/5" that make it a measurement, not a date
 NOT_DATE_BEFORE = frozenset(
@@ -31,8 +35,10 @@ NOT_DATE_BEFORE = frozenset(
     "ps/peep peep/ps bs rsbi mdi inr bili lytes pa ra pas grade gr score scores scale "
     "nc fm levels level k mg ca phos hct hgb ptt tid bid qid q".split()
 )
+# a unit or a measurement's word on the same line ("5/5 strength", "1/2 NS"); the next line's
+# first word ("...12/3/19\nCC: chest pain", "L arm") says nothing about the date before it
 _NOT_DATE_AFTER = re.compile(
-    r"\s*(?:%|mm|cm|ml|cc|mg|mcg|meq|units?\b|u\b|l\b|lpm|liters?|ns\b|strength|tabs?\b|amps?\b|"
+    r"[ \t]*(?:%|mm|cm|ml|cc|mg|mcg|meq|units?\b|u\b|l\b|lpm|liters?|ns\b|strength|tabs?\b|amps?\b|"
     r"normal|way\b|of\b|dose|hours?\b|hrs?\b|min\b|x\b|ratio|split|peep|ps\b|bpm|mmhg|psi|breaths?|"
     r"beats?|sec\b|kg|lb|times)", re.IGNORECASE)
 _NEAR_DATE = re.compile(r"\d{1,2}/\d{1,2}\s*(?:-|to|or|and|thru|through|,)\s*$", re.IGNORECASE)
@@ -88,6 +94,14 @@ def _month_alone(text, match, start, end, score):
     return score
 
 
+@validator("month_word_case")
+def _month_word_case(text, match, start, end, score):
+    # "may"/"march" in lower case are verbs far more often than months ("may the first dose ...")
+    if re.search(r"(?<![A-Za-z])(?:may|march)(?![A-Za-z])", text[start:end]):
+        return None
+    return score
+
+
 @validator("slash_year")
 def _slash_year(text, match, start, end, score):
     if _NOT_DATE_AFTER.match(text[end:end + 12]):
@@ -112,7 +126,7 @@ def _ordinal_day(text, match, start, end, score):
 def _year4(text, match, start, end, score):
     year = int(text[start:end])
     after = text[end:end + 8].lower()
-    if re.match(r"\s*(?:cc|ml|mg|kcal|cal|g\b|gm|units|kg|mcg|/|x\b|%|cm|mm|ms|ml/|-\s*\d{4}|:)", after):
+    if re.match(r"[ \t]*(?:cc|ml|mg|kcal|cal|g\b|gm|units|kg|mcg|/|x\b|%|cm|mm|ms|ml/|-\s*\d{4}|:)", after):
         return None
     before = word_before(text, start)
     context = before in ("in", "since", "of", "year", "yr", "born", "dob", "circa", "early", "late",
@@ -133,10 +147,12 @@ def _year4(text, match, start, end, score):
 
 @validator("phone_context")
 def _phone_context(text, match, start, end, score):
-    window = text[max(0, start - 30):start].lower()
+    window = text[max(0, match.start() - 30):match.start()].lower()
     if re.search(r"(?:tel|phone|ph|cell|mobile|home|work|office|call|contact|number|#|fax|pager|"
                  r"beeper|reached|at)\W*$", window):
         return score
+    if word_before(text, match.start()) in RELATION_WORDS:
+        return score  # "daughter 555-0142"
     return None
 
 
@@ -148,6 +164,26 @@ def _ssn(text, match, start, end, score):
     if len(set(digits)) == 1:
         return None
     return score
+
+
+@validator("dea")
+def _dea(text, match, start, end, score):
+    d = [int(c) for c in text[start + 2:end]]
+    return score if (d[0] + d[2] + d[4] + 2 * (d[1] + d[3] + d[5])) % 10 == d[6] else None
+
+
+_VIN_VALUES = {**{str(n): n for n in range(10)}, **dict(zip("ABCDEFGH", range(1, 9))),
+               **dict(zip("JKLMN", range(1, 6))), "P": 7, "R": 9, **dict(zip("STUVWXYZ", range(2, 10)))}
+_VIN_WEIGHTS = (8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2)
+
+
+@validator("vin")
+def _vin(text, match, start, end, score):
+    value = text[start:end]
+    if not any(c.isdigit() for c in value):
+        return None
+    check = sum(_VIN_VALUES[c] * w for c, w in zip(value, _VIN_WEIGHTS)) % 11
+    return score if value[8] == ("X" if check == 10 else str(check)) else None
 
 
 @validator("luhn")
@@ -213,6 +249,26 @@ def _email(text, match, start, end, score):
     return score if offline_tld_extract()(text[start:end]).fqdn else None
 
 
+_GENERIC_TLDS = None
+
+
+@validator("generic_tld")
+def _generic_tld(text, match, start, end, score):
+    # generic top-level domains of three letters or more from the bundled public-suffix list;
+    # two-letter country codes are left out: "mg.kg/d", "ns.ml/hr" are doses
+    global _GENERIC_TLDS
+    if _GENERIC_TLDS is None:
+        from domainfm.deid.recognizers.offline import generic_tlds
+
+        _GENERIC_TLDS = generic_tlds()
+    tld = match.group("tld").lower()
+    if tld not in _GENERIC_TLDS:
+        return None
+    if all(is_english(label) for label in text[start:match.end("tld")].lower().split(".")):
+        return None  # "home.day/night", "bedside.stable.family/...": words and missing spaces
+    return _bare_url(text, match, start, end, score)
+
+
 @validator("bare_url")
 def _bare_url(text, match, start, end, score):
     host = text[start:end].split("/")[0]
@@ -226,20 +282,36 @@ def _bare_url(text, match, start, end, score):
 
 DATES = [
     # not after "3-" (a range of numbers), but after a date ("12/3-12/9", "12/3/01-12/9/01")
-    PatternSpec("numeric", r"(?<![\w./:])(?:(?<!\d-)|(?<=/\d-)|(?<=/\d\d-)|(?<=/\d{4}-))"
+    PatternSpec("numeric", r"(?<![\w./])(?<!\d:)(?:(?<!\d-)|(?<=/\d-)|(?<=/\d\d-)|(?<=/\d{4}-))"
                 r"(?P<m>0?[1-9]|1[0-2])(?P<s>[/-])(?P<d>0?[1-9]|[12]\d|3[01])"
                 r"(?:(?P=s)(?P<y>\d{4}|\d{2})|\.(?P<y2>\d{2})(?!\d))?(?![\w/]|[.:]\d|-\d(?!\d?/))", "DATE", 0.6,
                 validate="slash_date", veto_before=NOT_DATE_BEFORE, keep_before=_SIDE_BEFORE_AC),
     PatternSpec("dotted", r"(?<![\w.])(?:0?[1-9]|[12]\d|3[01])\.(?:0?[1-9]|1[0-2])\.(?:\d{4}|\d{2})(?!\w|\.\w)"
                 r"|(?<![\w.])(?:0?[1-9]|1[0-2])\.(?:0?[1-9]|[12]\d|3[01])\.(?:\d{4})(?!\w|\.\w)",
                 "DATE", 0.6),
+    # with a time as ISO 8601 and logs write it: seconds, fractions, a zone ("T10:22:00.5Z", "+01:00")
     PatternSpec("iso", rf"\b{_YEAR}[-/.](?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12]\d|3[01])"
-                r"(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?\b", "DATE", 0.85),
-    PatternSpec("month_day", rf"\b{MONTH}\.?\s*(?:the\s+)?\d{{1,2}}{_ORD}?(?![\d:])(?:,?\s*(?:{_YEAR}|'\d\d))?\b",
+                r"(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z\b|[+-][01]\d:?[0-5]\d(?!\d))?)?(?![\w/])",
+                "DATE", 0.85),
+    PatternSpec("month_day", rf"\b{MONTH}\.?\s*(?:the\s+)?\d{{1,2}}{_ORD}?(?!\d|:\d)(?:,?\s*(?:{_YEAR}|'\d\d))?\b",
                 "DATE", 0.8),
-    PatternSpec("day_month", rf"\b\d{{1,2}}{_ORD}?(?:\s+of)?[\s-]*{MONTH}\b\.?(?:[\s,-]*(?:{_YEAR}|\d\d\b))?",
+    PatternSpec("day_month", rf"\b\d{{1,2}}{_ORD}?(?:\s+of)?(?:[\s-]*|/){MONTH}\b\.?(?:[\s,/-]*(?:{_YEAR}|\d\d\b))?",
                 "DATE", 0.8),
     PatternSpec("month_year", rf"\b{MONTH}\.?(?:\s+of)?[\s,-]*(?:{_YEAR}|'\d\d)\b", "DATE", 0.8),
+    # the last day of a range ("March 4-6, 2019"), a date of its own so a surrogate moves it too
+    PatternSpec("month_day_range_end", rf"\b{MONTH}\.?\s*\d{{1,2}}{_ORD}?\s?[-–]\s?"
+                rf"(?P<d>(?:0?[1-9]|[12]\d|3[01]){_ORD}?)(?![\d/:.]|\s*(?:%|mg|mcg|ml|cc|units?\b|l\b|days?|weeks?|"
+                r"months?|years?|hours?|hrs?|times|x\b))", "DATE", 0.75, group="d"),
+    # year first with the month's name ("2019-Mar-04", "2019 MAR 04")
+    PatternSpec("year_month_day", rf"\b{_YEAR}(?P<s>[-/. ]){MONTH}(?P=s)(?:0?[1-9]|[12]\d|3[01])(?![\w/-])",
+                "DATE", 0.85),
+    # month, day and year joined by hyphens or slashes ("Mar-04-2019", "MAR/4/19")
+    PatternSpec("month_day_year_joined", rf"\b{MONTH}\.?(?P<s>[-/])(?:0?[1-9]|[12]\d|3[01])(?P=s)"
+                rf"(?:{_YEAR}|\d\d)(?![\w/-])", "DATE", 0.8),
+    # the day as an ordinal word: "March the fourth", "the twenty-first of May, 2019"
+    PatternSpec("month_ordinal_word", rf"\b{MONTH}\.?\s+(?:the\s+)?{_ORD_WORD}\b(?:,?\s*{_YEAR}\b)?"
+                rf"|\b(?:the\s+)?{_ORD_WORD}\s+(?:of\s+)?{MONTH}\b\.?(?:,?\s*{_YEAR}\b)?", "DATE", 0.7,
+                validate="month_word_case"),
     PatternSpec("month", r"\b(?:january|february|march|april|may|june|july|august|september|october"
                 r"|november|december|jan|feb|mar|apr|jun|jul|aug|sept?|oct|nov|dec)\b\.?", "DATE", 0.6,
                 validate="month_alone"),
@@ -250,7 +322,7 @@ DATES = [
     PatternSpec("year", r"(?<![\w.:/-])(?:19|20)\d\d(?![\w:/]|\.\d|-\d)", "DATE", 0.6, validate="year4"),
     # decades ("the 1990s", "'80s"); a bare "80s" is left alone: "SBP 80s", "sats in the 90s"
     PatternSpec("decade", r"(?<![\w.:/-])(?:19|20)\d0'?s\b|(?<![\w'])'\d0s\b", "DATE", 0.6),
-    PatternSpec("month_slash_year", r"(?<![\w./:])(?:0?[1-9]|1[0-2])/(?P<y>3[2-9]|[4-9]\d|0\d|(?:19|20)\d\d)"
+    PatternSpec("month_slash_year", r"(?<![\w./])(?<!\d:)(?:0?[1-9]|1[0-2])/(?P<y>3[2-9]|[4-9]\d|0\d|(?:19|20)\d\d)"
                 r"(?![\w/]|[.:]\d)", "DATE", 0.6, veto_before=NOT_DATE_BEFORE, validate="slash_year"),
     # a month and a two-digit year joined by a hyphen ("Dec-89"; "may" is left out: a verb too)
     PatternSpec("month_hyphen_year", r"\b(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|june?|july?|aug(?:ust)?"
@@ -266,7 +338,7 @@ DATES = [
 ]
 
 _PHONE = (r"(?<![\w/.])(?:\+?1[\s.-]?)?(?:\(\s*\d\d\d\s*\)|\d\d\d)[\s.\-/]{0,2}\d{3}[\s.\-/]{1,2}"
-          r"\d{4,5}(?:\s*(?:x|ext\.?|extension)\s*\d{1,5})?(?![\w/-])")
+          r"\d{4,5}(?:\s*[,;]?\s*(?:x|ext\.?|extension)\s*[.:#]?\s*\d{1,5})?(?![\w/-])")
 PHONES = [
     PatternSpec("us", _PHONE, "PHONE", 0.7),
     PatternSpec("fax", r"\bfax\b[\s:#.-]*(?:number|no\.?|#)?[\s:#.-]*(?P<n>" + _PHONE[len(r"(?<![\w/.])"):] + ")",
@@ -274,6 +346,10 @@ PHONES = [
     PatternSpec("local", r"(?<![\w./-])\d{3}-\d{4}(?![\w/-])", "PHONE", 0.55, validate="phone_context"),
     PatternSpec("pager", r"\b(?:pager|beeper|pgr|pg|page|beep|p)\b\s*(?:number|no\.?|num|#)?[\s:#.]*(?P<n>\d{4,6})\b",
                 "PHONE", 0.7, group="n"),
+    # an extension said alone ("ext. 4432", "call x4432"); "x4" alone is "times 4"
+    PatternSpec("extension", r"\b(?:ext|extension)\b\.?\s*[:#]?\s*(?P<n>\d{4,5})\b(?!\s*(?:°|deg))", "PHONE", 0.7,
+                group="n"),
+    PatternSpec("extension_x", r"(?<![\w.])x\s?(?P<n>\d{4,5})\b", "PHONE", 0.6, group="n", validate="phone_context"),
     PatternSpec("intl", r"(?<![\w+])\+\d{1,3}[\s.-]?(?:\(\d{1,4}\)[\s.-]?)?\d{1,4}(?:[\s.-]?\d{2,4}){1,4}(?![\w-])",
                 "PHONE", 0.7, validate="intl_phone"),
 ]
@@ -307,6 +383,13 @@ CONTACT = [
     PatternSpec("bare_url", r"(?<![@\w.-])[a-z0-9][a-z0-9-]*(?:\.[a-z0-9-]+)*\.(?:com|org|net|edu|gov|mil|"
                 r"info|biz|io|co\.uk|org\.uk|ac\.uk)\b(?:/[^\s<>\"'()]*[^\s<>\"'().,;:!?])?", "URL", 0.6,
                 validate="bare_url"),
+    # an address written to dodge harvesters: "zq [at] example [dot] com", "zq(at)example.org"
+    PatternSpec("email_obfuscated", r"\b[\w.+%-]+\s*[\[(<{]\s*at\s*[\])>}]\s*[\w-]+"
+                r"(?:\s*(?:[\[(<{]\s*dot\s*[\])>}]|\.)\s*[\w-]+)+\b", "EMAIL", 0.85),
+    # a host under any other generic top-level domain (".health", ".clinic", ".app"), when a path
+    # follows: "stable.family" is a missing space, "quintavius.health/record" is a site
+    PatternSpec("bare_url_path", r"(?<![@\w.-])[a-z0-9][a-z0-9-]*(?:\.[a-z0-9-]+)*\.(?P<tld>[a-z]{2,24})"
+                r"/[^\s<>\"'()]*[^\s<>\"'().,;:!?]", "URL", 0.6, validate="generic_tld"),
     PatternSpec("ipv4", r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\w.]|\.\d)",
                 "IP", 0.8),
     PatternSpec("ipv6", r"\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b|\b(?:[0-9a-f]{1,4}:){1,6}:(?:[0-9a-f]{1,4}:?){1,6}\b",
@@ -315,17 +398,21 @@ CONTACT = [
 
 _ID_KEYWORDS = {
     "MRN": r"mrn|mr\s?#|m\.r\.n\.?|medical\s+record(?:\s+(?:number|no\.?|#))?|record\s+(?:number|no\.?|#)|"
-           r"unit\s+(?:number|no\.?)|hospital\s+(?:number|no\.?|#)|patient\s+id|pt\s+id|chart\s+(?:number|no\.?|#)",
+           r"med\.?\s+rec\.?(?:\s*(?:number|no\.?|#))?|"
+           r"unit\s+(?:number|no\.?)|hosp(?:ital|\.)?\s*(?:number|no\.?|#|id)|patient\s+id|pt\s+id|"
+           r"chart\s+(?:number|no\.?|#)|enc(?:ounter|\.)?\s*(?:id|number|no\.?|#)|csn|fin(?:\s*(?:number|no\.?|#))?|"
+           r"visit\s+(?:id|number|no\.?|#)|accession(?:\s+(?:id|number|no\.?|#))?",
     "ACCOUNT": r"acct\.?(?:\s+(?:number|no\.?|#))?|account(?:\s+(?:number|no\.?|#))?|billing\s+(?:number|no\.?|#)|"
                r"routing\s+(?:number|no\.?|#)|iban",
     "HEALTH_PLAN": r"member\s+(?:id|number|no\.?|#)|subscriber\s+(?:id|number|no\.?|#)|policy(?:\s+(?:number|no\.?|#))?|"
                    r"(?:health\s+)?plan\s+(?:id|number|no\.?|#)|insurance\s+(?:id|number|no\.?|#)|"
                    r"group\s+(?:number|no\.?|#)|medicaid(?:\s+(?:id|number|no\.?|#))?|"
-                   r"medicare(?:\s+(?:id|number|no\.?|#))?|beneficiary\s+(?:id|number|no\.?|#)",
+                   r"medicare(?:\s+(?:id|number|no\.?|#))?|beneficiary\s+(?:id|number|no\.?|#)|"
+                   r"hicn|hic\s*(?:number|no\.?|#)|mbi",
     "LICENSE": r"licen[cs]e(?:\s+(?:number|no\.?|#))?|lic\.?\s*(?:no\.?|#)|dea(?:\s+(?:number|no\.?|#))?|npi|"
-               r"driver'?s?\s+licen[cs]e(?:\s+(?:number|no\.?|#))?|certificate\s+(?:number|no\.?|#)|"
+               r"driver'?s?\s+licen[cs]e(?:\s+(?:number|no\.?|#))?|cert(?:ificate|\.)?\s*(?:number|no\.?|#)|"
                r"passport(?:\s+(?:number|no\.?|#))?|badge\s+(?:number|no\.?|#)",
-    "DEVICE": r"serial(?:\s+(?:number|no\.?|#))?|s/n|device\s+(?:id|number|no\.?|#)|model\s+(?:number|no\.?|#)|"
+    "DEVICE": r"serial(?:\s+(?:number|no\.?|#))?|s/n|sn|device\s+(?:id|number|no\.?|#)|model\s+(?:number|no\.?|#)|"
               r"implant\s+(?:id|number|#)|udi",
     "VEHICLE": r"vin|vehicle\s+(?:id|number|no\.?|#)|(?:license\s+)?plate(?:\s+(?:number|no\.?|#))?|tag\s+(?:number|#)",
     "ID": r"id(?:\s+(?:number|no\.?|#))?|identification\s+(?:number|no\.?|#)?|ref(?:erence)?\s+(?:number|no\.?|#)|"
@@ -333,13 +420,30 @@ _ID_KEYWORDS = {
 }
 _ID_VALUE = r"(?P<id>(?=[A-Z0-9-]*\d)[A-Z0-9](?:[A-Z0-9-]|\s(?=\d)){2,24}[A-Z0-9])\b"
 IDS = [
-    PatternSpec(f"labelled_{label.lower()}", rf"\b(?:{kw})\b\s*(?:is|was|of)?[\s:#.=-]*{_ID_VALUE}", label, 0.85,
-                group="id", validate="labelled_id")
+    # a label ending in "#" ("MR#:", "Group # 0044") has no word boundary after it; "mrn4471229"
+    PatternSpec(f"labelled_{label.lower()}", rf"\b(?:{kw})(?:(?<=#)|\b|(?<=mrn)(?=\d))\s*(?:is|was|of)?[\s:#.=-]*"
+                rf"{_ID_VALUE}", label, 0.85, group="id", validate="labelled_id")
     for label, kw in _ID_KEYWORDS.items()
 ] + [
+    # a vehicle's plate with a space inside ("vehicle plate HM 2978", "plate #: 7AZ T69"); "PLATE LETS
+    # 41,000" and "PLATE AU 18" in capitals are platelets and a plateau pressure split in two
+    PatternSpec("plate_spaced", r"(?:\b(?:licen[cs]e|vehicle|car|auto|registration|tag)\s+plates?"
+                r"(?:\s+(?:number|no\.?|#))?|\bplates?\s*(?:number|no\.?|#|:))(?:\s+(?:is|was))?[\s:#.]*"
+                r"(?P<p>(?-i:(?=[A-Z\d]*\d|[A-Z\d]+[\s-][A-Z]*\d)[A-Z\d]{1,4}[\s-][A-Z\d]{2,7}))\b(?![.,]\d)",
+                "VEHICLE", 0.8, group="p"),
     PatternSpec("ssn", r"(?<![\w-])\d{3}-\d{2}-\d{4}(?![\w-])", "SSN", 0.85, validate="ssn"),
-    PatternSpec("ssn_labelled", r"\b(?:ssn|ss#|social\s+security(?:\s+(?:number|no\.?|#))?)[\s:#.]*(?P<n>\d{3}[\s-]?\d{2}[\s-]?\d{4})\b",
-                "SSN", 0.9, group="n", validate="ssn"),
+    PatternSpec("ssn_labelled", r"\b(?:ssn|ss#|ss\s*(?:no\.?|number)|social\s+security(?:\s+(?:number|no\.?|#))?)"
+                r"[\s:#.]*(?P<n>\d{3}([\s.-]?)\d{2}\2\d{4})\b", "SSN", 0.9, group="n", validate="ssn"),
+    # the last four digits behind a mask ("xxx-xx-6789", "***-**-6789"): still part of the number
+    PatternSpec("ssn_masked", r"(?<![\w*#-])(?:x{3}|X{3}|\*{3}|#{3})([\s.-]?)(?:x{2}|X{2}|\*{2}|#{2})\1(?P<n>\d{4})\b",
+                "SSN", 0.85, group="n"),
+    # Medicare Beneficiary Identifier (CMS format: 11 characters, letters never S L O I B Z)
+    PatternSpec("mbi", r"\b[1-9][AC-HJKMNP-RT-Y][AC-HJKMNP-RT-Y\d]\d-?[AC-HJKMNP-RT-Y][AC-HJKMNP-RT-Y\d]\d-?"
+                r"[AC-HJKMNP-RT-Y]{2}\d\d\b", "HEALTH_PLAN", 0.8, flags=0),
+    # DEA registration numbers carry a check digit; VINs (North American) too
+    PatternSpec("dea", r"\b[ABCDEFGHJKLMPRSTUX][A-Z9]\d{7}\b", "LICENSE", 0.75, flags=0, validate="dea"),
+    PatternSpec("vin", r"\b(?=[A-HJ-NPR-Z\d]*[A-HJ-NPR-Z])[A-HJ-NPR-Z\d]{17}\b", "VEHICLE", 0.8, flags=0,
+                validate="vin"),
     PatternSpec("long_number", r"(?<![\w.,/-])\d{7,}(?![\w/-]|[.,]\d)", "ID", 0.4, validate="long_number"),
     PatternSpec("credit_card", r"(?<![\w-])\d{4}[ -]?\d{4}[ -]?\d{4}[ -]?\d{1,7}(?![\w-])|(?<![\w-])\d{13,19}(?![\w-])",
                 "CREDIT_CARD", 0.8, validate="luhn"),
@@ -347,13 +451,32 @@ IDS = [
                 validate="iban"),
 ]
 
-_AGE_UNIT = r"(?:\s*|-)(?:yo\b|y/o\b|y\.o\.?|yr?s?\.?(?:\s*|-)old\b|years?(?:\s*|-)old\b|years\s+of\s+age\b|yrs?\b|years?\b|y\b)"
+_AGE_WORDS_OVER_89 = (r"ninety(?:[- ](?:one|two|three|four|five|six|seven|eight|nine))?|(?:one|a)[- ]hundred"
+                      r"(?:[- ](?:and[- ])?(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
+                      r"thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen))?")
+_TEMPERATURE_WORDS = frozenset("t tm tmax temp temps temperature febrile afebrile fever fevers grade oral po "
+                               "axillary ax rectal core tc spike spiked spiking".split())
+# "yo"/"y/o" may carry the sex glued on ("92yoF")
+_AGE_UNIT = (r"(?:\s*|-)(?:yo(?:\b|(?=[mfMF]\b))|y/o(?:\b|(?=[mfMF]\b))|y\.o\.?|yr?s?\.?(?:\s*|-)old\b|"
+             r"years?(?:\s*|-)old\b|years\s+of\s+age\b|yrs?\b|years?\b|y\b)")
 AGES_OVER_89 = [
     PatternSpec("age_over_89", rf"\b(?P<a>9\d|1[01]\d)(?={_AGE_UNIT})", "AGE", 0.85, group="a"),
     PatternSpec("aged_over_89", r"\b(?:age|aged|age:)\s*(?P<a>9\d|1[01]\d)\b", "AGE", 0.85, group="a"),
     PatternSpec("age_first", r"(?:^|\n)\s*(?P<a>9\d|1[01]\d)\s+(?=s/p|w/|with|m\b|f\b|male|female|man|woman|gentleman|lady)",
                 "AGE", 0.7, group="a"),
     PatternSpec("nonagenarian", r"\b(?:nonagenarian|centenarian)\b", "AGE", 0.7),
+    # in words: "ninety-two year old", "aged ninety-four", "a one hundred and one-year-old"
+    PatternSpec("age_words_over_89", rf"\b(?P<a>{_AGE_WORDS_OVER_89})(?={_AGE_UNIT})", "AGE", 0.85, group="a"),
+    PatternSpec("aged_words_over_89", rf"\b(?:age|aged|age:)\s*(?P<a>{_AGE_WORDS_OVER_89})\b", "AGE", 0.85, group="a"),
+    # the sex glued on as case summaries write it: "92M with CHF", "a 94F s/p fall" (not "T 99F")
+    PatternSpec("age_sex", r"(?<![\w.,/:-])(?P<a>9\d|1[01]\d)\s?[MF](?=\s+(?i:with|w/|s/p|h/o|p/w|c/o|who|presents?|"
+                r"presenting|admitted|transferred|brought|here|pmh|hx|history|pt|patient)\b)", "AGE", 0.7, group="a",
+                flags=0, veto_before=_TEMPERATURE_WORDS),
+    # "she turned 93", "pt is 92." (a sat or a rate is written with its name, or with %)
+    PatternSpec("age_turned", r"\b(?:turned|turns|turning)\s+(?P<a>9\d|1[01]\d)\b"
+                r"(?!\s*(?:%|°|degrees?|mm|ml|cc|mg|kg|lbs?|pounds|x\b|times))", "AGE", 0.7, group="a"),
+    PatternSpec("age_is", r"\b(?:pt|patient|he|she)\s+(?:is|was)\s+(?P<a>9\d|1[01]\d)(?=\s*(?:[.;]\s|[.;]?$|\n)|"
+                r"\s+(?:and|today|now)\b)", "AGE", 0.6, group="a"),
 ]
 AGES_ANY = [
     PatternSpec("age", rf"\b(?P<a>\d{{1,3}})(?={_AGE_UNIT})", "AGE", 0.7, group="a"),
@@ -365,16 +488,42 @@ _STREET_SUFFIX = (r"(?i:street|st|avenue|ave|road|rd|boulevard|blvd|drive|dr|lan
                   r"terrace|ter|parkway|pkwy|highway|hwy|circle|cir|square|sq|trail|trl|alley|plaza|pike|"
                   r"loop|crossing|ridge|heights|route|rte|row|walk|close|crescent|gardens|mews|hill)")
 ADDRESSES = [
-    PatternSpec("street", r"\b\d{1,6}[A-Z]?(?:-\d{1,4})?\s+(?:[NSEW]\.?\s+|(?i:north|south|east|west)\s+)?"
-                r"(?:[A-Z][A-Za-z'\-]*\.?\s+){1,3}" + _STREET_SUFFIX + r"\b\.?"
+    PatternSpec("street", r"\b(?P<s>\d{1,6}[A-Z]?(?:-\d{1,4})?\s+(?:[NSEW]\.?\s+|(?i:north|south|east|west)\s+)?"
+                r"(?:[A-Z][A-Za-z'\-]*\.?\s+){1,3}" + _STREET_SUFFIX + r"\b\.?)"
                 r"(?:,?\s*(?i:apt|apartment|suite|ste|unit|fl|floor|#)\.?\s*#?\s*[A-Z0-9-]+)?", "STREET", 0.75,
                 flags=0, validate="street"),
+    # a labelled address or where someone lives, to its comma or the end of the line, whatever the
+    # street type ("Address: 02185 Quorvale Summit, ...", "lives at 88 Blenthorn Crossing with ...")
+    PatternSpec("street_labelled", r"\b(?i:(?:home\s+|mailing\s+|street\s+|current\s+)?address|addr\.?|lives\s+at|"
+                r"resides\s+at|living\s+at)\s*[:|]?[ \t]*(?P<s>\d{1,6}[A-Z]?(?:-\d{1,4})?[ \t]+(?:[NSEW]\.?[ \t]+)?"
+                r"[A-Z][A-Za-z'\-]*\.?(?:[ \t]+[A-Z0-9][A-Za-z0-9'\-]*\.?){0,5})"
+                r"(?=[ \t]*(?:,|;|\(|\n|$|[ \t](?i:with|and|in)\b))", "STREET", 0.7, group="s", flags=0,
+                validate="street_value"),
+    # the town after a street line or a post-office box and its comma ("77 Quorvale Street Apt. 5,
+    # Drennick.", "PO Box 4432, Drennick OH"), before the line, the sentence or a state ends
+    PatternSpec("city_after_street", r"(?:\b\d{1,6}[A-Z]?(?:-\d{1,4})?\s+(?:[NSEW]\.?\s+)?"
+                r"(?:[A-Z][A-Za-z'\-]*\.?\s+){1,3}" + _STREET_SUFFIX
+                + r"\b\.?(?:,?\s*(?i:apt|apartment|suite|ste|unit|fl|floor|#)\.?\s*#?\s*[A-Z0-9-]+)?"
+                r"|\b(?i:(?:home\s+|mailing\s+|street\s+)?address|lives\s+at|resides\s+at)\s*[:|]?[ \t]*"
+                r"\d{1,6}[A-Z]?[ \t]+(?:[A-Z0-9][A-Za-z0-9'\-]*\.?[ \t]+){0,5}?[A-Z0-9][A-Za-z0-9'\-]*\.?"
+                r"|\b(?i:p\.?\s?o\.?\s+box|post\s+office\s+box)\s+\d{2,6}),[ \t]*"
+                r"(?P<c>[A-Z][a-z][a-zA-Z'\-]*(?:[ \t-][A-Z][a-z][a-zA-Z'\-]*){0,2})"
+                r"(?=[ \t]*(?:[,.;)\n]|$)|[ \t]+(?:[A-Z]{2}\b|(?i:with|and|in|on)\b))", "CITY", 0.55, group="c",
+                flags=0, validate="city_state"),
     PatternSpec("unit", r"\b(?i:apt|apartment|suite|ste)\.?\s*#?\s*\d+[A-Z]?\b", "STREET", 0.6, flags=0),
     PatternSpec("po_box", r"\b(?:p\.?\s?o\.?\s+box|post\s+office\s+box|box|psc|apo|fpo|dpo)\s+(?:[A-Z]{2}\s+)?\d{2,6}\b",
                 "STREET", 0.6),
     PatternSpec("city_state", r"\b(?P<c>[A-Z][a-zA-Z.'-]+(?:[ -][A-Z][a-zA-Z.'-]+){0,2}),\s*(?:"
                 + "|".join(sorted(STATE_ABBRS)) + r")\b(?!-)", "CITY", 0.6, group="c", flags=0,
                 validate="city_state"),
+    # the city of an address line written without its comma: "Marsby MA 02139"
+    PatternSpec("city_state_zip", r"\b(?P<c>[A-Z][a-zA-Z.'-]+(?:[ -][A-Z][a-zA-Z.'-]+){0,2})\s+(?:"
+                + "|".join(sorted(STATE_ABBRS)) + r")\.?\s+\d{5}(?:-\d{4})?\b", "CITY", 0.6, group="c", flags=0,
+                validate="city_state"),
+    # "Paulamouth, New Hampshire 03301": a city before a state written out and a ZIP code
+    PatternSpec("city_state_name_zip", r"\b(?P<c>[A-Z][a-zA-Z.'-]+(?:[ -][A-Z][a-zA-Z.'-]+){0,2}),\s*(?:"
+                + "|".join(s.title() for s in sorted(US_STATES, key=len, reverse=True))
+                + r")\.?,?\s+\d{5}(?:-\d{4})?\b", "CITY", 0.6, group="c", flags=0, validate="city_state"),
     PatternSpec("state_abbr_zip", r"\b(?P<s>" + "|".join(sorted(STATE_ABBRS)) + r")\.?,?\s+\d{5}(?:-\d{4})?\b",
                 "STATE", 0.7, group="s", flags=0),
     PatternSpec("zip_after_state", r"\b(?:" + "|".join(sorted(STATE_ABBRS)) + "|"
@@ -410,16 +559,33 @@ ADDRESSES_INTL = [
 ]
 
 
+# a compass word opens many a town's and street's name ("North Adams", "East Orange")
+_COMPASS_WORDS = frozenset("north south east west".split())
+
+
+def _stop_word(word: str) -> bool:
+    return word in stop_words() and word not in _COMPASS_WORDS
+
+
 @validator("city_state")
 def _city_state(text, match, start, end, score):
     words = text[start:end].replace("-", " ").split()
-    if any(w.isupper() or w.lower().strip(".") in stop_words() for w in words):
+    if any(w.isupper() or _stop_word(w.lower().strip(".")) for w in words) or words[-1].lower() in _COMPASS_WORDS:
         return None
+    return score
+
+
+@validator("street_value")
+def _street_value(text, match, start, end, score):
+    words = [w.lower().strip(".,") for w in text[start:end].split()[1:]]
+    if not words or all(_stop_word(w) or w.isdigit() for w in words):
+        return None  # "lives at 2 Story house", "address: 3 West"
     return score
 
 
 @validator("street")
 def _street(text, match, start, end, score):
+    end = match.end("s")  # the number, name and suffix; a unit after them is checked by its shape
     value = text[start:end]
     if value.isupper() and re.search(r"\s(?:ST|CT|SQ|DR|PL)$", value) and text[end:end + 1] not in (".", ","):
         return None  # "3 EPISODES ST IN 130'S", "2 MEDIASTINAL CT": ST segment, chest tube, subcutaneous

@@ -34,9 +34,10 @@ class PlaceRecognizer(TokenRecognizer):
     # words that end a facility's name ("Holy Cross Hospital", "Baltimore Rehab")
     heads = frozenset("hospital hospitals hosp hosp. clinic memorial regional infirmary hospice manor "
                       "rehab rehabilitation va vamc sanatorium nh snf".split())
-    center_heads = frozenset("center ctr ctr. centre agency".split())  # "... Nursing Agency"
+    # "... Nursing Agency", "... Skilled Nursing Facility", "... Assisted Living"
+    center_heads = frozenset("center ctr ctr. centre agency facility living".split())
     center_modifiers = frozenset("medical med health cancer heart rehabilitation rehab nursing care "
-                                 "surgical surgery dialysis".split())
+                                 "surgical surgery dialysis assisted".split())
     # heads that are everyday words too ("went home", "the house"): a facility only when a word
     # before them is no English word ("Blaxzo House", "Glavera Nursing Home")
     weak_heads = frozenset("house home".split())

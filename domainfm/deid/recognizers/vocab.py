@@ -126,12 +126,38 @@ def is_service(low: str) -> bool:
     return low in SERVICE_WORDS or (len(low) > 6 and low.endswith(_SERVICE_ENDINGS))
 
 
+# form, table and message-header fields whose value is a person ("Name: ...", "Name | ...",
+# "Signed by: ...", "cc: ..."), as the words of the label, which open a line or a table cell and
+# end in ":", "|" or a tab; a label ending in "by" needs none ("Dictated by O. Paxwell"). The value
+# still has to look like a name (names.NameRecognizer._field_value).
+PERSON_FIELDS = frozenset(
+    "name|full name|legal name|preferred name|patient name|pt name|patient's name|resident name|member name|"
+    "subscriber name|insured name|guarantor|guarantor name|guardian name|contact name|contact person|"
+    "provider name|physician name|nurse name|signed|signature|signed by|electronically signed by|cosigned by|"
+    "co-signed by|countersigned by|dictated by|transcribed by|authored by|author|reviewed by|verified by|"
+    "entered by|written by|prepared by|completed by|performed by|ordered by|referred by|requested by|"
+    "attested by|cosigned|co-signed|countersigned|dictated|transcribed|attested|referring physician|"
+    "referring provider|ordering physician|ordering provider|primary care physician|primary care provider|"
+    "emergency contact|next of kin|nok|health care proxy|healthcare proxy|interpreter|witness|"
+    "patient|pt|from|to|cc|bcc|attn|sender|recipient".split("|")
+)
+# who signed, dictated or wrote the note: the label names a person wherever it stands in a line
+# ("this note was dictated by ..."); other labels count only where they open a line or a cell
+SIGNING_FIELDS = frozenset("signed by|electronically signed by|cosigned by|co-signed by|countersigned by|"
+                           "dictated by|transcribed by|authored by|attested by".split("|"))
+# fields that also head values that are no person ("Pt: tolerating diet", "To: MICU"): their value
+# is taken only when every word is a listed name or a word no list knows
+WEAK_PERSON_FIELDS = frozenset("patient pt from to cc bcc sender recipient interpreter".split())
+# what closes a letter or an e-mail before the writer's name on the next line
+SIGN_OFFS = frozenset("thanks thank regards sincerely best cheers respectfully cordially warmly".split())
+
 # "Jane Doe, RN" / "ROBERT V. SMITH RRT": credentials after a signature
 CREDENTIALS = frozenset(
     "RN R.N. RRT CRT NP PA PA-C MSW LICSW LCSW SW MD M.D. DO PhD LPN CNA RPh PharmD RD SLP "
     "CCRN BSN MSN APRN CNS SN NNP FNP ACNP ANP RT".split()
 )
 CREDENTIALS_LOWER = frozenset(c.lower() for c in CREDENTIALS)
+CREDENTIALS_UPPER = frozenset(c.upper() for c in CREDENTIALS)
 # "... Smith aware", "Jones notified"
 AFTER_NAME_VERBS = _words(
     "aware notified paged informed called updated called. aware. notified. paged. "
