@@ -309,8 +309,10 @@ DATES = [
     PatternSpec("month_day_year_joined", rf"\b{MONTH}\.?(?P<s>[-/])(?:0?[1-9]|[12]\d|3[01])(?P=s)"
                 rf"(?:{_YEAR}|\d\d)(?![\w/-])", "DATE", 0.8),
     # the day as an ordinal word: "March the fourth", "the twenty-first of May, 2019"
-    PatternSpec("month_ordinal_word", rf"\b{MONTH}\.?\s+(?:the\s+)?{_ORD_WORD}\b(?:,?\s*{_YEAR}\b)?"
-                rf"|\b(?:the\s+)?{_ORD_WORD}\s+(?:of\s+)?{MONTH}\b\.?(?:,?\s*{_YEAR}\b)?", "DATE", 0.7,
+    # (the lookaheads name the first letters the months and ordinals can have: without them every
+    # word start tries some 40 alternatives, 2.7x the time over the PhysioNet notes, same matches)
+    PatternSpec("month_ordinal_word", rf"\b(?=[adfjmnos]){MONTH}\.?\s+(?:the\s+)?{_ORD_WORD}\b(?:,?\s*{_YEAR}\b)?"
+                rf"|\b(?=[tfsen])(?:the\s+)?{_ORD_WORD}\s+(?:of\s+)?{MONTH}\b\.?(?:,?\s*{_YEAR}\b)?", "DATE", 0.7,
                 validate="month_word_case"),
     PatternSpec("month", r"\b(?:january|february|march|april|may|june|july|august|september|october"
                 r"|november|december|jan|feb|mar|apr|jun|jul|aug|sept?|oct|nov|dec)\b\.?", "DATE", 0.6,
