@@ -193,13 +193,6 @@ def pipeline_from_dict(data: Mapping[str, Any]) -> PipelineConfig:
             raise ConfigError(f"config field '{section}.seed' is not used by a pipeline: the run's top-level 'seed' "
                               f"seeds the surrogates (null, with $DOMAINFM_VAULT_KEY set, for real runs); "
                               f"remove '{section}.seed'")
-    unused = [key for key in DEID_EVAL_UNUSED if key in raw.get("deid_eval", {})]
-    if unused:
-        # deid_eval inherits every DeidConfig key but only detects: a vault or an operator set there
-        # would look as if the scored output had been written with it
-        raise ConfigError(f"config field 'deid_eval.{unused[0]}' is not used: deid_eval scores detection on the "
-                          f"held-out notes and writes no de-identified text; remove it (the 'deid' section "
-                          f"de-identifies)")
     if "deid" in raw:
         inputs["deid"] = [out("import")]
     if "chunk" in raw:
@@ -298,8 +291,6 @@ INPUT_KEYS: dict[str, tuple[str, ...]] = {
     "audit": ("cards_config", "chai_schema"),
     "label": ("labeled", "pool", "model"),
 }
-# DeidConfig keys the deid_eval section inherits but never reads (it detects; it replaces nothing)
-DEID_EVAL_UNUSED = ("vault", "operator", "pseudonymize_ids", "meta", "meta_default")
 # keys naming a re-identification vault: kept out of the whole run folder, not only its stage folders
 VAULT_KEYS = ("deid.vault", "privacy.vault")
 

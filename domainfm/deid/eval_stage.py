@@ -7,7 +7,7 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from domainfm.deid.config import DeidConfig
 from domainfm.errors import ConfigError
@@ -39,6 +39,19 @@ class DeidEvalSection(DeidConfig):
     dataset: str = "physionet"
     max_documents: int | None = None
     threshold_sweep: list[float] = field(default_factory=lambda: [0.5, 0.7, 0.8, 0.9])
+
+    # DeidConfig keys the section inherits but never reads: it detects and replaces nothing, so a
+    # vault or an operator set here would look as if the scored output had been written with it
+    UNUSED_KEYS: ClassVar[tuple[str, ...]] = ("vault", "operator", "pseudonymize_ids", "meta", "meta_default")
+
+    @classmethod
+    def check_section(cls, data: Any, prefix: str) -> None:
+        """Refuse the inherited keys the stage never reads, with directions."""
+        unused = [k for k in cls.UNUSED_KEYS if isinstance(data, dict) and k in data]
+        if unused:
+            raise ConfigError(f"config field '{prefix}{unused[0]}' is not used: deid_eval scores detection on the "
+                              "held-out notes and writes no de-identified text; remove it (the 'deid' section "
+                              "de-identifies)")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -15,6 +15,7 @@ import json
 import math
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -126,8 +127,6 @@ def _with_known_labels(target, train_docs: list, holdout_docs: list, data: dict[
     ``(for the report, for the console)``. The report gets counts only (it holds numbers); the
     console names the unknown classes unless they look like identifiers
     (:func:`~domainfm.corpus.summary.label_counts`)."""
-    from collections import Counter
-
     from domainfm.corpus.summary import label_counts
 
     unknown: Counter = Counter()

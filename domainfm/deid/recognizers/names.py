@@ -534,8 +534,7 @@ class NameRecognizer(TokenRecognizer):
             if label not in vocab.PERSON_FIELDS and not (first == end and (
                     vocab.is_role_noun(label) or label in _DOCTOR or label in _OTHER)):
                 continue  # "Attending:", "Cardiologist |", "Nurse:" head a person too
-            if first == 0 or "\n" in w.text[first - 1] or w.text[first - 1] in ("|", "]") \
-                    or label in vocab.SIGNING_FIELDS:
+            if self._line_opens(w, first) or label in vocab.SIGNING_FIELDS:
                 return label, first
         return None, end
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from domainfm.deid.recognizers.base import PatternSpec, validator, word_before
+from domainfm.deid.recognizers.offline import generic_tlds, offline_tld_extract
 from domainfm.deid.recognizers.vocab import (
     COUNTRIES, NATIONALITIES, RELATION_WORDS, STATE_ABBRS, US_CITIES, US_STATES, WORLD_CITIES, gazetteer_pattern,
     is_english, stop_words,
@@ -244,25 +245,14 @@ def _gazetteer(text, match, start, end, score):
 
 @validator("email")
 def _email(text, match, start, end, score):
-    from domainfm.deid.recognizers.offline import offline_tld_extract
-
     return score if offline_tld_extract()(text[start:end]).fqdn else None
-
-
-_GENERIC_TLDS = None
 
 
 @validator("generic_tld")
 def _generic_tld(text, match, start, end, score):
-    # generic top-level domains of three letters or more from the bundled public-suffix list;
-    # two-letter country codes are left out: "mg.kg/d", "ns.ml/hr" are doses
-    global _GENERIC_TLDS
-    if _GENERIC_TLDS is None:
-        from domainfm.deid.recognizers.offline import generic_tlds
-
-        _GENERIC_TLDS = generic_tlds()
-    tld = match.group("tld").lower()
-    if tld not in _GENERIC_TLDS:
+    # generic top-level domains of three letters or more from the bundled public-suffix list
+    # (read once, cached); two-letter country codes are left out: "mg.kg/d", "ns.ml/hr" are doses
+    if match.group("tld").lower() not in generic_tlds():
         return None
     if all(is_english(label) for label in text[start:match.end("tld")].lower().split(".")):
         return None  # "home.day/night", "bedside.stable.family/...": words and missing spaces
