@@ -1000,3 +1000,27 @@ def test_classifier_documents_it_cannot_score_are_counted_and_their_labels_never
     assert "not shown: a field this varied may hold identifiers" in console
     text = result.output + (out / "report.json").read_text() + (out / "summary.md").read_text()
     assert "Wombat" not in text and "Thornquist" not in text
+
+
+def test_summary_wording_for_no_shared_patients_and_a_training_run_of_seconds():
+    from domainfm.privacy_audit.runner import _audit_time, _documents_section
+
+    data = {"train_documents_read": 4, "train_documents": 4, "holdout_documents_read": 3, "holdout_documents": 3,
+            "members_scored": 4, "nonmembers_scored": 3,
+            "group_check": {"checked": True, "split_key": "meta.patient_id", "source": "meta",
+                            "holdout_documents_sharing_a_training_group": 0, "shared_groups": 0,
+                            "holdout_documents_without_key": 1}}
+    text = "\n".join(_documents_section(data))
+    assert "0 held-out documents of 0 values" not in text
+    assert "no held-out document shares a value with the training documents" in text
+    assert "1 held-out document has no value to check" in text
+    data["group_check"].update(holdout_documents_sharing_a_training_group=2, shared_groups=1,
+                               holdout_documents_without_key=0)
+    text = "\n".join(_documents_section(data))
+    assert "2 held-out documents belong to 1 value that also has training documents" in text
+    assert "every held-out document has a value to check" in text
+    # an audit longer than a training run of 0.4 s: a multiple, never "775.0% of the 0 s"
+    line = _audit_time({"total_seconds": 3.1, "share_of_training": 7.75, "audited_training_seconds": 0.4})
+    assert line == "Audit time 3.1 s (7.8 times the 0.4 s of training it audits)."
+    line = _audit_time({"total_seconds": 30.0, "share_of_training": 0.075, "audited_training_seconds": 400.0})
+    assert line == "Audit time 30.0 s (7.5% of the 400 s of training it audits)."

@@ -325,11 +325,22 @@ def render_summary(report: dict[str, Any]) -> str:
     for c in report["gate"]["checks"]:
         status = f"{c['status']}: {c['reason']}" if c.get("reason") else c["status"]
         lines.append(f"| {c['what']} | {_fmt(c['value'])} | {_fmt(c['threshold'])} | {status} |")
-    t = report["timing"]
-    lines += ["", f"Audit time {t['total_seconds']:.1f} s"
-              + (f" ({100 * t['share_of_training']:.1f}% of the {t['audited_training_seconds']:.0f} s of training "
-                 "it audits)." if t.get("share_of_training") is not None else "."), ""]
+    lines += ["", _audit_time(report["timing"]), ""]
     return "\n".join(lines)
+
+
+def _audit_time(timing: dict[str, Any]) -> str:
+    """The summary's timing line: the audit's time, and its share of the training it audits (a
+    multiple where the audit took longer, as it does for a run that trained for seconds)."""
+    line = f"Audit time {timing['total_seconds']:.1f} s"
+    share = timing.get("share_of_training")
+    if share is None:
+        return line + "."
+    trained = timing["audited_training_seconds"]
+    trained = f"{trained:.0f}" if trained >= 10 else f"{trained:.1f}"
+    if share > 1:
+        return line + f" ({share:.1f} times the {trained} s of training it audits)."
+    return line + f" ({100 * share:.1f}% of the {trained} s of training it audits)."
 
 
 #: ``report["data"]`` keys of documents left out, and how the summary says why.
@@ -349,15 +360,25 @@ def _documents_section(data: dict[str, Any]) -> list[str]:
                      f"{', '.join(reasons) or 'none'} |")
     lines.append("")
     if check.get("checked"):
+        shared, values = check["holdout_documents_sharing_a_training_group"], check["shared_groups"]
+        unkeyed = check["holdout_documents_without_key"]
+        found = (f"{_count(shared, 'held-out document')} {'belongs' if shared == 1 else 'belong'} to "
+                 f"{_count(values, 'value')} that also {'has' if values == 1 else 'have'} training documents" if shared
+                 else "no held-out document shares a value with the training documents")
         lines.append(f"Held-out patients checked against the training documents by {check['split_key']} "
-                     f"({check['source']}): {check['holdout_documents_sharing_a_training_group']} held-out "
-                     f"documents of {check['shared_groups']} values also have training documents; "
-                     f"{check['holdout_documents_without_key']} held-out documents have no value to check.")
+                     f"({check['source']}): {found}; "
+                     + (f"{_count(unkeyed, 'held-out document')} {'has' if unkeyed == 1 else 'have'} no value to "
+                        "check." if unkeyed else "every held-out document has a value to check."))
     elif check:
         lines.append(f"Held-out patients not checked against the training documents: {check.get('note')}.")
     lines += [f"Membership inference scored {data['members_scored']} training and {data['nonmembers_scored']} "
               "held-out documents (a seeded sample of those used, at most max_documents each).", ""]
     return lines
+
+
+def _count(n: int, noun: str) -> str:
+    """``"1 value"``, ``"3 values"``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _check_outputs(texts: dict[str, str], secrets: Iterable[str]) -> None:
