@@ -188,6 +188,19 @@ def test_legal_profile_finds_case_numbers_and_parties():
         assert phi in joined, phi
 
 
+@pytest.mark.parametrize("text,number", [
+    ("Case No. 2:19-cv-04471-ZQ was filed in the District Court.", "2:19-cv-04471-ZQ"),  # a US federal docket
+    ("Case no: 19-4471 was heard on appeal.", "19-4471"),
+    ("His National Insurance number, AB 12 34 56 C, was quoted.", "AB 12 34 56 C"),
+    ("NI number: AB123456C", "AB123456C"),
+])
+def test_legal_profile_finds_dockets_and_national_numbers(text, number):
+    detector = PhiDetector(DeidConfig(profile="legal"))
+    start = text.index(number)
+    covered = {i for d in detector.detect_text(text) for i in range(d.start, d.end)}
+    assert all(i in covered for i in range(start, start + len(number)) if text[i].isalnum())
+
+
 def test_legal_profile_leaves_generic_institutions_in_clear():
     detector = PhiDetector(DeidConfig(profile="legal"))
     text = ("The Court of Appeal and the Government disagreed. The Supreme Administrative Court dismissed "

@@ -73,11 +73,16 @@ SAFE_HARBOR_CASES = [
     ("Seen 2019-Mar-04 in clinic.", "2019-Mar-04", "DATE"),
     ("Admitted March 4-6, 2019.", "March 4-6", "DATE"),
     ("DOB:03/04/1931", "03/04/1931", "DATE"),
+    ("Labs 3/4: Hct 28, K 3.9", "3/4", "DATE"),
     # (D, E) telephone and fax numbers: extensions after a comma or alone, a relative's number
     ("Tel: 617-555-0142, ext 3021", "617-555-0142, ext 3021", "PHONE"),
     ("Call ext. 4432 for the unit.", "4432", "PHONE"),
     ("Call x4432 for the unit.", "4432", "PHONE"),
     ("Daughter 555-0142, prefers evenings.", "555-0142", "PHONE"),
+    # numbers of other countries' shapes, said to be numbers by the word before them
+    ("Mobile 07700 900123.", "07700 900123", "PHONE"),
+    ("Cell: 0412 345 678 (son)", "0412 345 678", "PHONE"),
+    ("tel. 0490 75 40 81", "0490 75 40 81", "PHONE"),
     # (F, N) e-mail addresses written to dodge harvesters; web addresses under newer domains
     ("reach at zq [at] example [dot] com", "zq [at] example [dot] com", "EMAIL"),
     ("Site: quintavius.health/record", "quintavius.health/record", "URL"),
@@ -95,6 +100,8 @@ SAFE_HARBOR_CASES = [
     ("Visit # 004512", "004512", "ID"),
     ("Group # 004471-01", "004471-01", "ID"),
     ("HICN 123456789A", "123456789A", "ID"),
+    ("NHS number 943 476 5919 checked", "943 476 5919", "ID"),
+    ("NI number: AB123456C", "AB123456C", "ID"),
     ("Medicare card 1EG4-TE5-MK73 on file", "1EG4-TE5-MK73", "ID"),
     ("Lic # MD-44712", "MD-44712", "ID"),
     ("Board cert. no. 44712", "44712", "ID"),
@@ -149,6 +156,11 @@ SAFE_HARBOR_CLEAN = [
     "pt may the first dose be given early",
     "the second of two doses given.",
     "SN 2 assisting with care today.",
+    "Gave 3/4 tab: tolerated.",
+    "Phone 2 L NC, sats 95.",
+    "phone call with 2 sons, 10 min.",
+    "pH 7.35 45 80 24 on ABG.",
+    "Hb 12 34 56 drawn.",
 ]
 
 

@@ -75,6 +75,9 @@ def _slash_date(text, match, start, end, score):
                 or text[max(0, start - 2):start] == ". " or _NEAR_DATE.search(text[max(0, start - 12):start]):
             return max(score, 0.7)
         m, d = int(match.group("m")), int(match.group("d"))
+        # a value before a colon heads what follows ("Labs 3/4: Hct 28"); a fraction never does
+        if m < d and d in (2, 3, 4, 8) and re.match(r":(?:\s|$)", after):
+            return score
         # fractions ("1/2 NS"), pain and strength scales ("4/10", "5/5"), PS/PEEP pairs ("10/5")
         if (m < d and d in (2, 3, 4, 8)) or d == 10 or (d == 5 and m in (5, 10, 12)) or (m == d and m in (5, 10)):
             return None
@@ -342,6 +345,11 @@ PHONES = [
     PatternSpec("extension", r"\b(?:ext|extension)\b\.?\s*[:#]?\s*(?P<n>\d{4,5})\b(?!\s*(?:°|deg))", "PHONE", 0.7,
                 group="n"),
     PatternSpec("extension_x", r"(?<![\w.])x\s?(?P<n>\d{4,5})\b", "PHONE", 0.6, group="n", validate="phone_context"),
+    # a number of any country's shape after the word that says it is one ("Mobile 07700 900123",
+    # "tel. 0490 75 40 81"); without the word such digit groups are doses, counts and codes
+    PatternSpec("after_phone_word", r"\b(?:tel|telephone|phone|cell|cellphone|mobile|mob|whatsapp)\b\.?"
+                r"\s*(?:number|no\.?|num|#)?[\s:#.-]*(?P<n>(?:\(\d{1,4}\)\s?|\d{2,5}[\s.-])\d{2,6}"
+                r"(?:[\s.-]\d{2,4}){0,3})(?![\w/:-]|[.,]\d)", "PHONE", 0.7, group="n", validate="loose_phone"),
     PatternSpec("intl", r"(?<![\w+])\+\d{1,3}[\s.-]?(?:\(\d{1,4}\)[\s.-]?)?\d{1,4}(?:[\s.-]?\d{2,4}){1,4}(?![\w-])",
                 "PHONE", 0.7, validate="intl_phone"),
 ]
@@ -400,7 +408,7 @@ _ID_KEYWORDS = {
                    r"(?:health\s+)?plan\s+(?:id|number|no\.?|#)|insurance\s+(?:id|number|no\.?|#)|"
                    r"group\s+(?:number|no\.?|#)|medicaid(?:\s+(?:id|number|no\.?|#))?|"
                    r"medicare(?:\s+(?:id|number|no\.?|#))?|beneficiary\s+(?:id|number|no\.?|#)|"
-                   r"hicn|hic\s*(?:number|no\.?|#)|mbi",
+                   r"hicn|hic\s*(?:number|no\.?|#)|mbi|nhs\s+(?:number|no\.?|#)|chi\s+(?:number|no\.?|#)",
     "LICENSE": r"licen[cs]e(?:\s+(?:number|no\.?|#))?|lic\.?\s*(?:no\.?|#)|dea(?:\s+(?:number|no\.?|#))?|npi|"
                r"driver'?s?\s+licen[cs]e(?:\s+(?:number|no\.?|#))?|cert(?:ificate|\.)?\s*(?:number|no\.?|#)|"
                r"passport(?:\s+(?:number|no\.?|#))?|badge\s+(?:number|no\.?|#)",
@@ -408,7 +416,8 @@ _ID_KEYWORDS = {
               r"implant\s+(?:id|number|#)|udi",
     "VEHICLE": r"vin|vehicle\s+(?:id|number|no\.?|#)|(?:license\s+)?plate(?:\s+(?:number|no\.?|#))?|tag\s+(?:number|#)",
     "ID": r"id(?:\s+(?:number|no\.?|#))?|identification\s+(?:number|no\.?|#)?|ref(?:erence)?\s+(?:number|no\.?|#)|"
-          r"case\s+(?:number|no\.?|#)|claim\s+(?:number|no\.?|#)|employee\s+(?:id|number|no\.?|#)",
+          r"case\s+(?:number|no\.?|#)|claim\s+(?:number|no\.?|#)|employee\s+(?:id|number|no\.?|#)|"
+          r"national\s+insurance(?:\s+(?:number|no\.?|#))?|ni\s+(?:number|no\.?)|nino",
 }
 _ID_VALUE = r"(?P<id>(?=[A-Z0-9-]*\d)[A-Z0-9](?:[A-Z0-9-]|\s(?=\d)){2,24}[A-Z0-9])\b"
 IDS = [
@@ -439,6 +448,11 @@ IDS = [
     PatternSpec("long_number", r"(?<![\w.,/-])\d{7,}(?![\w/-]|[.,]\d)", "ID", 0.4, validate="long_number"),
     PatternSpec("credit_card", r"(?<![\w-])\d{4}[ -]?\d{4}[ -]?\d{4}[ -]?\d{1,7}(?![\w-])|(?<![\w-])\d{13,19}(?![\w-])",
                 "CREDIT_CARD", 0.8, validate="luhn"),
+    # a UK National Insurance number by its shape (HMRC's letters: no D F I Q U V first, no O second,
+    # no BG GB NK KN NT TN ZZ; Presidio's UkNinoRecognizer reads the same shape), in capitals only:
+    # "ab 12 34 56 c" in lower case is not how anyone writes it
+    PatternSpec("uk_nino", r"\b(?!BG|GB|NK|KN|NT|TN|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b",
+                "ID", 0.75, flags=0),
     PatternSpec("iban", r"\b[A-Z]{2}\d{2}(?:\s?[A-Z0-9]{4}){2,7}(?:\s?[A-Z0-9]{1,4})?\b", "IBAN", 0.7,
                 validate="iban"),
 ]
@@ -621,7 +635,7 @@ LEGAL_CODES = [
                 r"(?P<n>\d{1,6}/\d{2,4}(?:\s*(?:,|and)\s*\d{1,6}/\d{2,4})*)", "CODE", 0.9, group="n"),
     PatternSpec("number_slash_year", r"(?<![\w/.-])\d{3,6}/(?:9\d|0\d|1\d|2\d|19\d\d|20\d\d)(?![\w/-])", "CODE", 0.6),
     PatternSpec("docket", r"\b(?:case|file|docket|register|reg|ref|judgment|decision|appeal|complaint|"
-                r"criminal\s+case|civil\s+case)\s*(?:no\.?|number|nr\.?|#)\s*(?P<n>[A-Z0-9][\w./-]*\d[\w./-]*)",
+                r"criminal\s+case|civil\s+case)\s*(?:no\.?|number|nr\.?|#)\s*:?\s*(?P<n>[A-Z0-9][\w./:-]*\d[\w./-]*)",
                 "CODE", 0.85, group="n"),
 ]
 
