@@ -144,7 +144,7 @@ def import_command(
     scheme: Optional[str] = typer.Option(None, help="conll: iob2 (default; a stray I- of a known type starts an entity, counted as repaired), iob1 or iob2-strict."),
     resolve: Optional[str] = typer.Option(None, help="labelstudio/prodigy: several annotators -> majority (default) | union | first."),
     choices: Optional[str] = typer.Option(None, help="labelstudio: auto (default) | single | multi."),
-    use_predictions: Optional[bool] = typer.Option(None, "--use-predictions", help="labelstudio: import unannotated tasks from their prediction."),
+    use_predictions: Optional[bool] = typer.Option(None, "--use-predictions", help="labelstudio/prodigy: import unannotated tasks from their prediction (prodigy: domainfm's unanswered suggestions)."),
 ):
     """Import a corpus into domainfm JSONL (validated; nothing is lost: bad records go to a
     reject file and the counts reconcile). Extra '--key value' pairs set importer options."""

@@ -65,9 +65,24 @@ def test_prodigy_round_trip_of_predictions_keeps_scores(tmp_path):
                              ranks=[2, 3, 1])
     lines = [json.loads(x) for x in path.read_text().splitlines()]
     assert [x["meta"]["id"] for x in lines] == ["a3", "a1", "a2"]  # active-learning order
-    docs, _, _ = _import("prodigy", path, tmp_path)
+    docs, _, _ = _import("prodigy", path, tmp_path, use_predictions=True)
     a1 = next(d for d in docs if d.id == "a1")
     assert _keys(a1) == [(8, 15, "PATIENT")] and a1.spans[0].attrs["score"] == 0.9
+    assert a1.meta["prodigy"]["from_prediction"] is True
+
+
+def test_prodigy_suggestions_nobody_answered_are_not_imported_as_gold(tmp_path):
+    predicted = [[Span(8, 15, "PATIENT", {"confidence": 0.9})], [], []]
+    path = write_span_export("prodigy", tmp_path / "p.jsonl", DOCS, labels=["PATIENT"], predicted=predicted)
+    docs, rejects, result = _import("prodigy", path, tmp_path)
+    assert not docs and len(rejects) == 3 and result.counts.reconciles
+    assert all("no annotator answered" in r["reason"] and "--use-predictions" in r["reason"] for r in rejects)
+    # once answered in Prodigy (db-out adds "answer"), the same lines are annotations
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    answered = tmp_path / "answered.jsonl"
+    answered.write_text("".join(json.dumps({**x, "answer": "accept", "_annotator_id": "ann1"}) + "\n" for x in lines))
+    docs, rejects, _ = _import("prodigy", answered, tmp_path)
+    assert not rejects and _keys(next(d for d in docs if d.id == "a1")) == [(8, 15, "PATIENT")]
 
 
 def _ls_task(task_id, text, versions, **data):

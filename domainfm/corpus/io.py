@@ -484,7 +484,7 @@ def iter_jsonl_lines(path: str | os.PathLike) -> Iterator[tuple[int, str, Any | 
     path = Path(path)
     if not path.is_file():
         raise CorpusError(f"{path}: {not_a_file(path)} (expected a JSONL file, one document per line)")
-    refuse_utf16(path)
+    refuse_unreadable_text(path)
     with open(path, "rb") as fh:
         for number, raw in enumerate(fh, start=1):
             location = f"{path.name}:{number}"
@@ -511,15 +511,28 @@ def iter_jsonl_lines(path: str | os.PathLike) -> Iterator[tuple[int, str, Any | 
                 yield number, line, Rejected(f"broken JSON ({reason})", location=location, raw=line)
 
 
-def refuse_utf16(path: Path) -> None:
+# what a compressed file starts with; no UTF-8 text can (0x8b, 0xfd and 0xb5 cannot follow what
+# comes before them in UTF-8; zip's and bzip2's signatures hold control characters)
+_COMPRESSED = ((b"\x1f\x8b", "gzip", "gunzip -k"), (b"BZh", "bzip2", "bunzip2 -k"),
+               (b"\xfd7zXZ\x00", "xz", "unxz -k"), (b"\x28\xb5\x2f\xfd", "zstd", "unzstd"),
+               (b"PK\x03\x04", "zip", "unzip"))
+
+
+def refuse_unreadable_text(path: Path) -> None:
     """A file saved as UTF-16 or UTF-32 (Excel's "Unicode text", some Windows tools) is refused
     as a whole, naming the encoding: read as UTF-8, every line would be rejected as broken.
-    (A UTF-8 file cannot start with these bytes.)"""
+    (A UTF-8 file cannot start with these bytes.) So is a compressed file (``notes.jsonl.gz``):
+    read as text it was one "not valid UTF-8" reject for a file of many records, or a CSV
+    "no column 'text'", and the counts no longer described the file."""
     with open(path, "rb") as fh:
-        start = fh.read(2)
-    if start in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        start = fh.read(10)
+    if start[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
         raise CorpusError(f"{path}: UTF-16 or UTF-32 text (it starts with that byte-order mark); domainfm reads "
                           f"UTF-8: convert it first (e.g. iconv -f UTF-16 -t UTF-8 IN > OUT)")
+    for magic, kind, command in _COMPRESSED:
+        if start.startswith(magic) and (kind != "bzip2" or start[4:10] in (b"1AY&SY", b"\x17rE8P\x90")):
+            raise CorpusError(f"{path}: a compressed file ({kind}); domainfm reads uncompressed UTF-8 text: "
+                              f"decompress it first (e.g. {command} {path.name})")
 
 
 def strip_bom(data: bytes) -> bytes:

@@ -27,6 +27,9 @@ from domainfm.corpus.document import Document
 from domainfm.errors import ConfigError
 
 EXPORT_FORMATS = ("labelstudio", "prodigy", "csv")
+#: the ``meta`` key marking a Prodigy task as a model's suggestion (``domainfm import prodigy``
+#: refuses such a task nobody has answered, unless ``use_predictions``)
+SUGGESTED_BY = "suggested_by"
 CSV_COLUMNS = ("id", "rank", "label", "confidence", "labels", "alternatives", "text")
 
 
@@ -79,7 +82,7 @@ def to_prodigy(docs: Sequence[Document], suggestions: Sequence, classes: Sequenc
         raise ConfigError(f"prodigy style must be 'choice' or 'binary', got {style!r}{suggest(style, ['choice', 'binary'])}")
     tasks = []
     for doc, s in _ordered(docs, suggestions):
-        meta = {"id": doc.id, "rank": s.rank, "score": round(float(s.confidence), 4)}
+        meta = {"id": doc.id, "rank": s.rank, "score": round(float(s.confidence), 4), SUGGESTED_BY: "domainfm"}
         if style == "binary":
             tasks.append({"text": doc.text, "label": s.label, "meta": meta})
             continue
@@ -211,14 +214,18 @@ def spans_to_labelstudio(docs: Sequence[Document], *, predicted: Sequence[Sequen
 
 def spans_to_prodigy(docs: Sequence[Document], *, predicted: Sequence[Sequence] | None = None,
                      ranks: Sequence[int] | None = None, scores: Sequence[float] | None = None) -> list[dict]:
-    """Prodigy ``ner.manual`` tasks: pre-highlighted ``spans`` (the predictions, else the
-    documents' own spans) and ``meta.id`` (read back by ``domainfm import prodigy``)."""
+    """Prodigy ``ner.manual`` tasks: pre-highlighted ``spans`` and ``meta.id`` (read back by
+    ``domainfm import prodigy``). Predictions are marked ``meta.suggested_by``, so importing the
+    file before anyone answered it does not turn them into gold; the documents' own spans (no
+    ``predicted``) are annotations and are written as accepted answers."""
     order = sorted(range(len(docs)), key=lambda i: ranks[i]) if ranks is not None else range(len(docs))
     tasks = []
     for i in order:
         doc = docs[i]
         spans = predicted[i] if predicted is not None else doc.spans
         meta: dict = {"id": doc.id}
+        if predicted is not None:
+            meta[SUGGESTED_BY] = "domainfm"
         if ranks is not None:
             meta["rank"] = int(ranks[i])
         if scores is not None:
@@ -229,6 +236,7 @@ def spans_to_prodigy(docs: Sequence[Document], *, predicted: Sequence[Sequence] 
                        **({"score": round(float(s.attrs["confidence"]), 4)} if "confidence" in s.attrs else {})}
                       for s in spans],
             "meta": meta,
+            **({} if predicted is not None else {"answer": "accept"}),
         })
     return tasks
 

@@ -5,11 +5,15 @@ fragment sharing ``attrs.brat_id``. Attributes (``A``/``M``) and annotator notes
 attached to their span; relations, events, normalisations and the attributes of events and
 relations are kept in ``meta.brat`` so nothing in the file is dropped. Two annotations of one
 label listed twice or crossing are merged into their union (``attrs.merged_from``, both brat
-ids in ``attrs.merged_attrs``; counted as repaired), not the document rejected.
+ids in ``attrs.merged_attrs``; counted as repaired), not the document rejected. A ``.txt`` given
+``\r\n`` line ends after it was annotated (the offsets count a line end as one character, so the
+annotation's text is found only there) has its offsets mapped onto the file as written
+(``attrs.repaired``). A second value of one attribute, or a second note, stays in ``meta.brat``.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +91,7 @@ def _parse_ann(content: str, text: str, doc_id: str, where: str) -> tuple[list[S
     attributes: list[tuple[int, str, str, str | bool, dict]] = []
     notes: list[tuple[int, str, str]] = []
     relations: list[tuple[int, dict]] = []
+    plain, line_ends = _without_cr(text) if "\r\n" in text else (None, [])
     # "\n" only: str.splitlines() also splits at a form feed or U+2028, which annotated text
     # may hold, and the line's text field would then no longer match the .txt
     for number, line in enumerate(content.split("\n"), start=1):
@@ -112,13 +117,19 @@ def _parse_ann(content: str, text: str, doc_id: str, where: str) -> tuple[list[S
                 for part in ranges.split(";"):
                     start, end = (int(x) for x in part.split())
                     pieces.append((start, end))
+                repaired = {}
+                if plain is not None and not _matches(text, pieces, rest) and _matches(plain, pieces, rest):
+                    # the .txt got \r\n line ends after it was annotated (git's autocrlf on
+                    # Windows, an editor): the offsets count each line end as one character
+                    pieces = [(_with_cr(s, line_ends), _with_cr(e, line_ends)) for s, e in pieces]
+                    repaired = {"repaired": "offsets counted \\r\\n line ends as one character"}
                 if any(not (0 <= s < e <= len(text)) for s, e in pieces):
                     raise RecordError(f"{shown} has offsets outside the text", record_id=doc_id, location=location)
                 if rest is not None and " ".join(text[s:e] for s, e in pieces) != rest:
                     raise RecordError(f"{shown}: its text differs from the .txt at its offsets",
                                       record_id=doc_id, location=location)
                 fragments[ann_id] = [
-                    Span(s, e, kind, {"brat_id": ann_id, **({"fragment": i} if len(pieces) > 1 else {})})
+                    Span(s, e, kind, {"brat_id": ann_id, **({"fragment": i} if len(pieces) > 1 else {}), **repaired})
                     for i, (s, e) in enumerate(pieces)
                 ]
             elif ann_id.startswith(("A", "M")):
@@ -156,24 +167,56 @@ def _parse_ann(content: str, text: str, doc_id: str, where: str) -> tuple[list[S
     # an attribute of an event or a relation stays beside it in meta.brat, as the line was written
     annotated = events | {o["id"] for o in other if o["id"].startswith("R")}
     for number, target, name, value, line_as_read in attributes:
-        if target in fragments:
+        if target in fragments and name not in fragments[target][0].attrs:
             fragments[target] = [Span(s.start, s.end, s.label, {**s.attrs, name: value}) for s in fragments[target]]
-        elif target in annotated:
+        elif target in fragments and fragments[target][0].attrs[name] == value:
+            continue  # the same attribute given twice: nothing to keep
+        elif target in fragments or target in annotated:
+            # a second value of one attribute (two annotators' files concatenated), or a name the
+            # importer uses itself (brat_id, fragment, note): setting it would replace a value
+            # without a trace, so the line stays in meta.brat as it was written
             other.append(line_as_read)
         else:
             what = (f"refers to {target!r}, which no T, E or R line of this file defines" if _ID.fullmatch(target)
                     else "has a target that is not an annotation id (expected e.g. 'A1<TAB>Negated T1')")
             raise RecordError(f"attribute {what}", record_id=doc_id, location=f"{where}:{number}")
     for number, target, note in notes:
-        if target in fragments:
+        if target in fragments and "note" not in fragments[target][0].attrs:
             fragments[target] = [Span(s.start, s.end, s.label, {**s.attrs, "note": note}) for s in fragments[target]]
-        else:
+        elif target in fragments and fragments[target][0].attrs["note"] == note:
+            continue
+        else:  # a note on another kind of annotation, or a second note on one: it would replace the first
             other.append({"id": f"#{number}", "annotation": f"AnnotatorNotes {target}", "text": note})
     # a same-label annotation listed twice or crossing another (two annotators' versions
     # concatenated) is merged into their union, counted as repaired; both brat ids stay in
     # attrs (merged_attrs)
     spans = merge_crossing_spans(span for group in fragments.values() for span in group)
     return spans, other
+
+
+def _matches(text: str, pieces: list[tuple[int, int]], written: str | None) -> bool:
+    """Whether the fragments lie in ``text`` and, when the line gives its text, hold it."""
+    if any(not (0 <= s < e <= len(text)) for s, e in pieces):
+        return False
+    return written is None or " ".join(text[s:e] for s, e in pieces) == written
+
+
+def _without_cr(text: str) -> tuple[str, list[int]]:
+    """``text`` with ``\r\n`` as ``\n``, and where in it each of those line ends is, to map
+    its offsets back."""
+    plain = text.replace("\r\n", "\n")
+    ends, at = [], 0
+    for piece in text.split("\r\n")[:-1]:
+        at += len(piece)
+        ends.append(at)
+        at += 1
+    return plain, ends
+
+
+def _with_cr(offset: int, ends: list[int]) -> int:
+    """An offset in the text without ``\r`` as an offset in the text as written: one more for
+    each ``\r\n`` line end before it."""
+    return offset + bisect.bisect_left(ends, offset)
 
 
 # the shape of a brat annotation id; any other token of a line may be document text (a .txt

@@ -20,7 +20,7 @@ from typing import Iterator, Literal
 
 from domainfm.corpus.document import Document, Span
 from domainfm.corpus.importers.base import Sourced, register
-from domainfm.corpus.io import Rejected, strip_bom
+from domainfm.corpus.io import Rejected, refuse_unreadable_text, strip_bom
 from domainfm.errors import ConfigError, CorpusError, RecordError
 
 
@@ -51,6 +51,7 @@ def read_conll(src: Path, options: ConllOptions) -> Iterator[Document | Rejected
         if not files:
             raise CorpusError(f"{src}: no .tsv/.conll/.iob/.bio/.txt files")
     elif src.is_file():
+        refuse_unreadable_text(src)
         files = [src]
     else:
         raise CorpusError(f"{src}: no such file or folder")
@@ -152,7 +153,12 @@ def _fields(line: str) -> list[str]:
     Unicode spaces, which str.split() also takes: a no-break space inside a token ("10 000")
     would cut the token short and lose the rest of it."""
     if "\t" in line:
-        return line.split("\t")
+        fields = line.split("\t")
+        # a TAB at the line's end (a spreadsheet or pandas export) adds an empty last column, which
+        # would be read as the tag; blanks after the tag are no column, as they are between spaces
+        while len(fields) > 1 and not _ASCII_SPACE.sub("", fields[-1]):
+            fields.pop()
+        return fields
     return [field for field in _ASCII_SPACE.split(line) if field]
 
 

@@ -11,7 +11,7 @@ from typing import Iterator
 
 from domainfm.corpus.document import Document
 from domainfm.corpus.importers.base import Sourced, register
-from domainfm.corpus.io import Rejected, not_a_file, refuse_utf16
+from domainfm.corpus.io import Rejected, not_a_file, refuse_unreadable_text
 from domainfm.errors import ConfigError, CorpusError, RecordError
 
 # Clinical transcriptions and contracts exceed csv's 128 KiB default field limit.
@@ -52,7 +52,7 @@ class CsvOptions:
 def read_csv(src: Path, options: CsvOptions) -> Iterator[Document | Rejected]:
     if not src.is_file():
         raise CorpusError(f"{src}: {not_a_file(src)} (expected a CSV file with a header row)")
-    refuse_utf16(src)
+    refuse_unreadable_text(src)
     # surrogateescape keeps undecodable bytes visible per row instead of failing the file.
     with open(src, encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
         lines = _Lines(fh)
@@ -90,7 +90,10 @@ def read_csv(src: Path, options: CsvOptions) -> Iterator[Document | Rejected]:
                     raise RecordError("row is not valid UTF-8", location=location,
                                       record_id=cells[options.id_col] if readable_id else None)
                 doc_id = cells[options.id_col] if options.id_col else f"{src.stem}-{reader.line_num}"
-                label = cells[options.label_col] or None if options.label_col else None
+                # a blank cell (a space typed into it) is no label, as an empty one is; as a label
+                # it became a class " " beside the real ones
+                label = cells[options.label_col] if options.label_col else None
+                label = label if label and label.strip() else None
                 labels = None
                 if options.labels_col:
                     labels = [x.strip() for x in cells[options.labels_col].split(options.labels_sep) if x.strip()]

@@ -14,7 +14,9 @@ own spans/label are resolved (``resolve``: majority, union or first; see
 Offsets: current Label Studio stores code points (Python string indices); versions before the
 2021 fix stored JavaScript (UTF-16) offsets, which differ after an emoji or other astral
 character. A region whose ``value.text`` does not match the text at its offsets is read as
-UTF-16 offsets; if that does not match either, the task is rejected with the region named.
+UTF-16 offsets; if that does not match either, the task is rejected with the region named. A
+``value.text`` whose runs of blanks and line breaks Label Studio collapsed matches when its words
+do. Result types other than labels, choices and relations are kept with their ``value``.
 
 Malformed tasks are rejected one by one with the field named, never guessed at: ``labels`` and
 ``choices`` must be lists of strings (a bare string is not read as a one-element list), a
@@ -34,7 +36,7 @@ from domainfm.corpus.agreement import (Annotation, annotated_document, check_res
                                        latest_per_annotator, resolve)
 from domainfm.corpus.document import Document, Span, describe_type
 from domainfm.corpus.importers.base import Sourced, non_finite_field, register
-from domainfm.corpus.io import Rejected, not_a_file, strip_bom
+from domainfm.corpus.io import Rejected, not_a_file, refuse_unreadable_text, strip_bom
 from domainfm.errors import ConfigError, CorpusError, RecordError
 
 CHOICES = ("auto", "single", "multi")
@@ -71,6 +73,7 @@ class LabelStudioOptions:
 def read_labelstudio(src: Path, options: LabelStudioOptions) -> Iterator[Document | Sourced | Rejected]:
     if not src.is_file():
         raise CorpusError(f"{src}: {not_a_file(src)} (expected a Label Studio JSON export file)")
+    refuse_unreadable_text(src)
     try:
         tasks = json.loads(strip_bom(src.read_bytes()).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -97,7 +100,11 @@ def task_to_document(task: Any, options: LabelStudioOptions | None = None, locat
     """
     options = options or LabelStudioOptions()
     if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
-        raise RecordError("expected a task object with a 'data' object", location=location)
+        # JSON-MIN, Label Studio's other JSON export, puts the task's fields at the top level
+        # and drops annotators and skips: every task of it was rejected with no word of why
+        hint = ("; this looks like a JSON-MIN export: export the project as JSON"
+                if isinstance(task, dict) and "data" not in task and options.text_key in task else "")
+        raise RecordError(f"expected a task object with a 'data' object{hint}", location=location)
     data = task["data"]
     task_id = task.get("id")
     doc_id = _doc_id(data.get(options.id_key), task_id, options.id_key, location)
@@ -211,7 +218,10 @@ def _annotation(ann: dict, index: int, text: str, options: LabelStudioOptions, d
                 if c not in choices:
                     choices.append(c)
         else:
-            other.append({"annotation": index + 1, "type": kind, "from_name": region.get("from_name")})
+            # the region's value too (a text area's words, a rating, a taxonomy path): the
+            # annotator's work, which type and control name alone did not keep
+            other.append({"annotation": index + 1, "type": kind, "from_name": region.get("from_name"),
+                          "value": value})
     label = labels = None
     if options.choices == "multi" or (options.choices == "auto" and len(choices) > 1):
         labels = choices if choices or options.choices == "multi" else None
@@ -245,6 +255,12 @@ def _offsets(value: dict, text: str, where: str, doc_id: str, location: str | No
     converted = utf16_to_codepoints(text, start, end)
     if converted is not None and text[converted[0]:converted[1]] == expected:
         return converted
+    # Label Studio may write a region's text with runs of blanks and line breaks collapsed
+    # (HumanSignal/label-studio#3078) while its offsets are right: the same words, in order
+    words = expected.split() if isinstance(expected, str) else None
+    for at in ((start, end), converted):
+        if words and at is not None and 0 <= at[0] < at[1] <= len(text) and text[at[0]:at[1]].split() == words:
+            return at
     raise RecordError(f"{where} [{start}:{end}]: the region's text differs from the task text at its offsets "
                       "(as code points and as UTF-16 units)", record_id=doc_id, location=location)
 

@@ -8,7 +8,10 @@ multiple``); a binary classification task's accepted ``label`` becomes ``label``
 
 Lines for the same input (same ``meta.id``, else the same ``_input_hash``) from several
 annotators are one document: each version is kept in ``meta.annotations``, the document's own
-spans/label are resolved (``resolve``), and the import manifest reports agreement. ``reject``
+spans/label are resolved (``resolve``), and the import manifest reports agreement. One
+annotator's accepted answers to different tasks of one input (``ner.teach`` and
+``textcat.teach`` ask one span or label per task: another ``_task_hash``) are one version with
+all of them; the same task answered again replaces the earlier answer. ``reject``
 and ``ignore`` answers carry no annotation: they are counted in ``meta.prodigy``, and an input
 that no annotator accepted is rejected with that reason.
 
@@ -24,8 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from domainfm.corpus.agreement import (Annotation, annotated_document, check_resolve, free_key,
-                                       latest_per_annotator, resolve)
+from domainfm.corpus.agreement import Annotation, annotated_document, check_resolve, free_key, resolve
 from domainfm.corpus.document import Document, Span, describe_type
 from domainfm.corpus.importers.base import Sourced, register
 from domainfm.corpus.io import Rejected, iter_jsonl_lines
@@ -44,10 +46,16 @@ class ProdigyOptions:
         a string; any other value rejects the line.
     resolve: how several annotators' versions become the document's spans and label:
         ``majority`` | ``union`` | ``first``.
+    use_predictions: import a line that ``domainfm label`` exported as a suggestion
+        (``meta.suggested_by``) and nobody answered (no ``answer``) as if accepted (marked
+        ``meta.prodigy.from_prediction``); without it such a line is rejected, so a model's
+        suggestions never become gold labels unseen. A line without ``answer`` from anywhere
+        else is read as accepted, as hand-made and converted Prodigy files are written.
     """
 
     id_key: str = "id"
     resolve: str = "majority"
+    use_predictions: bool = False
 
     def __post_init__(self) -> None:
         check_resolve(self.resolve)
@@ -92,13 +100,20 @@ def read_prodigy(src: Path, options: ProdigyOptions) -> Iterator[Document | Sour
 
 def _document(doc_id: str, lines: list[tuple[str, str, dict]], options: ProdigyOptions, location: str) -> Document:
     text = lines[0][2]["text"]
-    versions: list[Annotation] = []
+    versions: list[tuple[Annotation, Any]] = []  # with the line's _task_hash
     answers = {"accept": 0, "reject": 0, "ignore": 0}
+    unnamed: dict[str, int] = {}  # accepted answers to each task by annotators Prodigy did not name
+    unanswered, from_prediction = 0, False  # domainfm's suggestions that no one answered
     for i, (line_location, _, obj) in enumerate(lines):
         where = f"{line_location}: " if len(lines) > 1 else ""  # which line of the group, when several
         if obj["text"] != text:
             raise RecordError(f"{where}same id as {lines[0][0]} but a different text", record_id=doc_id,
                               location=location)
+        if "answer" not in obj and _suggested(obj):
+            if not options.use_predictions:
+                unanswered += 1
+                continue
+            from_prediction = True
         answer = obj.get("answer", "accept")
         if not isinstance(answer, str) or answer not in answers:
             raise RecordError(f"{where}'answer' must be accept, reject or ignore", record_id=doc_id,
@@ -106,11 +121,24 @@ def _document(doc_id: str, lines: list[tuple[str, str, dict]], options: ProdigyO
         answers[answer] += 1
         if answer != "accept":
             continue
-        versions.append(_annotation(obj, i, where, doc_id, location))
+        task_hash = obj.get("_task_hash")
+        # without an annotator id, the k-th answer to one task is the k-th annotator's; a binary
+        # recipe's answers to different tasks of the input are one annotator's (not several
+        # who each marked one span and so out-vote each other)
+        if task_hash is None:
+            unnamed_as = f"annotator-{i + 1}"
+        else:
+            unnamed[str(task_hash)] = unnamed.get(str(task_hash), 0) + 1
+            unnamed_as = f"annotator-{unnamed[str(task_hash)]}"
+        versions.append((_annotation(obj, unnamed_as, where, doc_id, location), task_hash))
+    if not versions and unanswered and not any(answers.values()):
+        raise RecordError("a domainfm suggestion that no annotator answered (no 'answer'): annotate it in Prodigy "
+                          "first, or use --use-predictions to import the suggestion itself", record_id=doc_id,
+                          location=location)
     if not versions:
         raise RecordError(f"no annotator accepted this input ({answers['reject']} reject, {answers['ignore']} ignore)",
                           record_id=doc_id, location=location)
-    versions, superseded = latest_per_annotator(versions)
+    versions, superseded = _per_annotator(versions)
     spans, label, labels, conflicts = resolve(versions, options.resolve)
     first = lines[0][2]
     meta = {k: v for k, v in (first.get("meta") or {}).items() if k != options.id_key}
@@ -120,8 +148,54 @@ def _document(doc_id: str, lines: list[tuple[str, str, dict]], options: ProdigyO
         record["fields"] = extra
     if superseded:
         record["superseded_versions"] = superseded
+    if from_prediction:
+        record["from_prediction"] = True
+    if unanswered:
+        record["unanswered_suggestions"] = unanswered
     meta[free_key(meta, "prodigy")] = record
     return annotated_document(doc_id, text, meta, versions, (spans, label, labels, conflicts), location)
+
+
+def _per_annotator(answers: list[tuple[Annotation, Any]]) -> tuple[list[Annotation], int]:
+    """One version per annotator, and how many earlier answers were replaced. Prodigy's binary
+    recipes (``ner.teach``, ``textcat.teach``) ask one span or label per task, so one annotator
+    accepts several tasks of one input (same ``_input_hash``, another ``_task_hash``): those are
+    answers to different questions and are combined, not read as a resubmission that keeps only
+    the last (which dropped every earlier accepted span). The same task answered again (same or
+    no ``_task_hash``) is a resubmission: the later answer counts."""
+    by_task: dict[tuple[str, str | None], Annotation] = {}
+    for ann, task_hash in answers:
+        key = (ann.annotator, None if task_hash is None else str(task_hash))
+        by_task.pop(key, None)  # the later answer, in the later answer's place
+        by_task[key] = ann
+    parts: dict[str, list[Annotation]] = {}
+    for (who, _), ann in by_task.items():
+        parts.setdefault(who, []).append(ann)
+    return [_combined(group) for group in parts.values()], len(answers) - len(by_task)
+
+
+def _combined(parts: list[Annotation]) -> Annotation:
+    """One annotator's accepted answers to several tasks of one input as one version: every
+    span, and the accepted labels (one label stays ``label``; several become ``labels``)."""
+    if len(parts) == 1:
+        return parts[0]
+    spans = [s for p in parts for s in p.spans]
+    chosen: list[str] = []
+    for p in parts:
+        for lab in ([p.label] if p.label is not None else []) + list(p.labels or []):
+            if lab not in chosen:
+                chosen.append(lab)
+    several = len(chosen) > 1 or any(p.labels is not None for p in parts)
+    return Annotation(parts[0].annotator, spans, None if several or not chosen else chosen[0],
+                      chosen if several else None)
+
+
+def _suggested(obj: dict) -> bool:
+    """Whether the line is a suggestion ``domainfm label`` exported (``meta.suggested_by``)."""
+    from domainfm.label.export import SUGGESTED_BY
+
+    meta = obj.get("meta")
+    return isinstance(meta, dict) and meta.get(SUGGESTED_BY) == "domainfm"
 
 
 def _doc_id(obj: dict, id_key: str, location: str) -> str | None:
@@ -143,9 +217,10 @@ def _doc_id(obj: dict, id_key: str, location: str) -> str | None:
     return None
 
 
-def _annotation(obj: dict, index: int, where: str, doc_id: str, location: str) -> Annotation:
-    """One accepted line as an annotator's version; ``where`` prefixes messages with the line."""
-    who = obj.get("_annotator_id") or obj.get("_session_id") or f"annotator-{index + 1}"
+def _annotation(obj: dict, unnamed_as: str, where: str, doc_id: str, location: str) -> Annotation:
+    """One accepted line as an annotator's version (``unnamed_as`` when the line names none);
+    ``where`` prefixes messages with the line."""
+    who = obj.get("_annotator_id") or obj.get("_session_id") or unnamed_as
     if isinstance(who, bool) or not isinstance(who, (str, int)):
         raise RecordError(f"{where}'_annotator_id'/'_session_id' must be a string or an integer, got "
                           f"{describe_type(who)}", record_id=doc_id, location=location)

@@ -24,7 +24,7 @@ from typing import Any, Iterator
 from domainfm.corpus.document import (Document, Span, check_span_overlaps, describe_type, id_string,
                                       merge_crossing_spans)
 from domainfm.corpus.importers.base import non_finite_field, register
-from domainfm.corpus.io import Rejected, iter_jsonl_objects, not_a_file, strip_bom
+from domainfm.corpus.io import Rejected, iter_jsonl_objects, not_a_file, refuse_unreadable_text, strip_bom
 from domainfm.errors import CorpusError, RecordError
 
 _SPAN_ATTRS = ("identifier_type", "entity_id", "confidential_status", "edit_type")
@@ -45,6 +45,7 @@ class TabOptions:
 def read_tab(src: Path, options: TabOptions) -> Iterator[Document | Rejected]:
     if not src.is_file():
         raise CorpusError(f"{src}: {not_a_file(src)} (expected TAB .json or .jsonl)")
+    refuse_unreadable_text(src)
     with open(src, "rb") as fh:
         first = strip_bom(fh.read(64)).lstrip()
     if first.startswith(b"["):
@@ -180,6 +181,11 @@ def _document(doc_id: str, text: Any, mentions: list, meta: dict, location: str)
                 f"entity {i} needs integer 'start_offset'/'end_offset' and a string 'entity_type'",
                 record_id=doc_id, location=location,
             )
+        if not 0 <= start < end <= len(text):
+            # before the text check: a slice past the end or from a negative offset is some
+            # other text, and "differs" sent the user looking for a wrong offset base
+            raise RecordError(f"entity {i} ({kind} [{start}:{end}]) lies outside the text (length {len(text)})",
+                              record_id=doc_id, location=location)
         if "span_text" in m and text[start:end] != m["span_text"]:
             raise RecordError(
                 f"entity {i} ({kind} [{start}:{end}]): 'span_text' differs from the text at those offsets",
