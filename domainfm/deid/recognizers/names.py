@@ -731,6 +731,8 @@ class NameRecognizer(TokenRecognizer):
         if not namey(word) or low in self.function_words or low in vocab.RELATION_WORDS or low in vocab.NEVER_NAMES:
             return False
         if shape.mixed:  # "spoke with Baker": a common surname, even when it is a word
+            if word.isupper() and len(word) <= 4:
+                return False  # "called PCP", "paged ICU", "spoke with GI": a service, in a note that has capitals
             return word[0].isupper() and (low in self.first or not vocab.is_english(low) or vocab.likely_surname(low)) \
                 and low not in self.stop
         if low in self.names and not vocab.is_english(low) and low not in self.stop:
