@@ -20,6 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import numbers
+import os
+import re
 import types
 import typing
 import warnings
@@ -115,7 +119,89 @@ def from_dict(cls: type, data: Mapping[str, Any] | None, *, prefix: str = "") ->
     ]
     if missing:
         raise ConfigError(f"missing required config key(s): {', '.join(prefix + m for m in missing)}")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        message = _in_section(str(exc), cls, prefix)
+        if message == str(exc):
+            raise
+        raise ConfigError(message) from None
+
+
+def _in_section(message: str, cls: type, prefix: str) -> str:
+    """``message`` with the section-relative keys a config's checks name (``train.lr``) written
+    as the full dotted key at ``prefix`` (``finetune.train.lr`` in a pipeline). Only a section
+    name followed by one of that section's own keys is rewritten, so a value such as
+    ``train.jsonl`` is left alone."""
+    if not prefix:
+        return message
+    sections = {prefix.rstrip(".").rsplit(".", 1)[-1]: (prefix, cls)}
+    for name, hint in get_type_hints(cls).items():
+        if dataclasses.is_dataclass(hint):
+            sections[name] = (f"{prefix}{name}.", hint)
+    for name, (full, section) in sections.items():
+        keys = "|".join(re.escape(f.name) for f in dataclasses.fields(section))
+        message = re.sub(rf"(?<![\w.]){re.escape(name)}\.(?=(?:{keys})\b)", full, message)
+    return message
+
+
+def check_fields(obj: Any, section: str = "", *, nested: bool = False, skip: Iterable[str] = ()) -> None:
+    """Check a config dataclass built in Python the way :func:`from_dict` checks YAML: every
+    field must hold its annotated type, converted where the meaning is plain (numpy numbers,
+    ``Path`` for a string, a tuple for a list, a mapping for a section) and refused otherwise,
+    so ``"false"`` never reads as true, a string never as a list of characters, NaN never passes
+    a range check by failing it. Call it first in ``__post_init__``.
+
+    Args:
+        obj: the config dataclass instance; fields are replaced by their converted values.
+        section: the section's dotted name for messages (``train`` -> ``'train.lr'``).
+        nested: also check the fields of section instances (classes whose ``__post_init__``
+            does not call this).
+        skip: fields the class checks itself (a registry wider than the annotation, a message
+            of its own).
+
+    Raises:
+        ConfigError: ``config field '<section>.<field>' must be ...``, naming what it got.
+    """
+    hints = get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        if not f.init or f.name in skip:
+            continue
+        value = getattr(obj, f.name)
+        dotted = f"{section}.{f.name}" if section else f.name
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint) and not isinstance(value, (hint, Mapping)):
+            got = f"a {type(value).__name__}" if dataclasses.is_dataclass(value) else _show_type(value)
+            raise ConfigError(f"config section {dotted!r} must be a {hint.__name__} or a mapping, got {got}")
+        checked = _coerce(value, hint, dotted, strict=True)
+        if checked is not value:
+            object.__setattr__(obj, f.name, checked)
+        if nested and dataclasses.is_dataclass(hint) and checked is value:
+            check_fields(value, dotted, nested=True)
+
+
+def _show_type(value: Any) -> str:
+    return "None" if value is None else type(value).__name__
+
+
+def as_config(value: Any, cls: type, name: str = "config") -> Any:
+    """A stage function's config argument as ``cls``: an instance as it is, a mapping (what the
+    task file's section holds) through :func:`from_dict`, ``None`` as the defaults. Anything
+    else is a ``ConfigError`` here rather than an ``AttributeError`` deep in the stage.
+
+    Example:
+        >>> from domainfm.chunk import ChunkConfig
+        >>> as_config({"max_tokens": 128, "overlap": 16}, ChunkConfig).max_tokens
+        128
+    """
+    if isinstance(value, cls):
+        return value
+    if value is None:
+        return cls()
+    if isinstance(value, Mapping):
+        return from_dict(cls, value)
+    got = f"a {type(value).__name__}" if dataclasses.is_dataclass(value) else _show_type(value)
+    raise ConfigError(f"{name} must be a {cls.__name__} (or a mapping of its fields), got {got}")
 
 
 def _renamed_keys(cls: type, data: Mapping[str, Any], prefix: str) -> Mapping[str, Any]:
@@ -136,7 +222,10 @@ def _renamed_keys(cls: type, data: Mapping[str, Any], prefix: str) -> Mapping[st
     return out
 
 
-def _coerce(value: Any, hint: Any, dotted: str) -> Any:
+def _coerce(value: Any, hint: Any, dotted: str, *, strict: bool = False) -> Any:
+    """``value`` as type ``hint``. YAML and command-line values arrive as text (``"3e-4"``,
+    ``"true"``) and are converted; ``strict`` (a config built in Python) takes no text for a
+    number or a bool, and no number for a string."""
     origin = get_origin(hint)
     args = get_args(hint)
     if hint is Any:
@@ -147,7 +236,7 @@ def _coerce(value: Any, hint: Any, dotted: str) -> Any:
         errors = []
         for option in (a for a in args if a is not type(None)):
             try:
-                return _coerce(value, option, dotted)
+                return _coerce(value, option, dotted, strict=strict)
             except ConfigError as exc:
                 errors.append(exc)
         raise errors[0]
@@ -166,45 +255,56 @@ def _coerce(value: Any, hint: Any, dotted: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"config field {dotted!r} must be a list, got {_show(value)}")
         inner = args[0] if args else Any
-        items = [_coerce(v, inner, f"{dotted}[{i}]") for i, v in enumerate(value)]
+        items = [_coerce(v, inner, f"{dotted}[{i}]", strict=strict) for i, v in enumerate(value)]
+        if strict and isinstance(value, origin) and all(a is b for a, b in zip(items, value)):
+            return value
         return items if origin is list else tuple(items)
     if origin is dict or hint is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"config field {dotted!r} must be a mapping, got {_show(value)}")
-        return dict(value)
+        return value if strict and isinstance(value, dict) else dict(value)
     if hint is bool:
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+        if not strict and isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
             return value.lower() in ("true", "yes", "1")
         raise ConfigError(f"config field {dotted!r} must be true or false, got {_show(value)}")
     if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str):
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return value if type(value) is int else int(value)  # numpy integers too
+        if not strict and isinstance(value, str):
             try:
                 return int(value)
             except ValueError:
                 pass
         raise ConfigError(f"config field {dotted!r} must be an integer, got {_show(value)}")
     if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+        number = None
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            number = float(value)
+        elif not strict and isinstance(value, str):
             # YAML 1.1 reads "3e-4" as a string; users write learning rates that way.
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"config field {dotted!r} must be a number, got {_show(value)}")
+        if number is None:
+            raise ConfigError(f"config field {dotted!r} must be a number, got {_show(value)}")
+        if not math.isfinite(number):  # NaN fails every range check, so it would pass them all
+            raise ConfigError(f"config field {dotted!r} must be a finite number, got {number}")
+        return value if type(value) is float else number
     if hint is str:
         if isinstance(value, str):
             return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        if not strict and isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
         raise ConfigError(f"config field {dotted!r} must be a string, got {_show(value)}")
     if hint is Path:
-        if isinstance(value, (str, Path)):
+        if isinstance(value, Path):
+            return value
+        if isinstance(value, (str, os.PathLike)):
             return Path(value)
         raise ConfigError(f"config field {dotted!r} must be a path, got {_show(value)}")
     return value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from domainfm.config import check_fields
 from domainfm.errors import ConfigError
 
 #: Age bands derived from ``meta.age`` for the group ``meta.age_band`` (lower bound inclusive,
@@ -82,6 +83,7 @@ class AuditConfig:
     allow_identifying_groups: list[str] = field(default_factory=list)
 
     def __post_init__(self):
+        check_fields(self)
         if not self.group_by:
             raise ConfigError("group_by must name at least one attribute, e.g. meta.sex")
         for name in self.group_by:

@@ -16,6 +16,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from domainfm.audit.config import AGE_BANDS, UNKNOWN, AuditConfig
+from domainfm.config import as_config
 from domainfm.audit.metrics import bootstrap_cis, fairness_gaps, gap_cis, group_metrics, group_value
 from domainfm.metrics import apply_temperature, fit_temperature_to_probs, top_class_reliability
 from domainfm.audit.scorer import as_scorer
@@ -283,7 +284,7 @@ def run_audit(model: Any, docs: Iterable[Any], config: AuditConfig | None = None
             patterns masked); otherwise, or when not given, their text is first masked by the
             deid stage's detector, and the report says so.
     """
-    cfg = config or AuditConfig()
+    cfg = as_config(config, AuditConfig)
     with _timed(timings, "load"):
         scorer, model_dir = _load(model, model_dir, cfg)
     if getattr(scorer, "task", None) == "ner" and hasattr(scorer, "label_map"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from domainfm.config import check_fields
 from domainfm.errors import ConfigError
 
 MAX_TOKENS_RANGE = (4, 1_048_576)
@@ -36,6 +37,7 @@ class ChunkConfig:
     profile: Literal["clinical", "legal", "generic"] = "generic"
 
     def __post_init__(self) -> None:
+        check_fields(self, skip=("profile",))  # any registered sectionizer, checked below
         lo, hi = MAX_TOKENS_RANGE
         if not _is_int(self.max_tokens) or not lo <= self.max_tokens <= hi:
             raise ConfigError(

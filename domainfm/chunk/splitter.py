@@ -38,6 +38,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from domainfm.chunk.config import ChunkConfig
+from domainfm.config import as_config
 from domainfm.chunk.sections import SectionIndex, build_sections, get_sectionizer
 from domainfm.corpus.document import Document, Span
 from domainfm.errors import ConfigError, DomainFMError, ModelResolutionError, RecordError
@@ -453,7 +454,7 @@ def chunk_documents(docs: Iterable[Document], config: ChunkConfig, tokenizer=Non
         >>> [(c.id, c.section) for c in chunk_documents([doc], cfg)]
         [('n1#0', 'HPI; PLAN')]
     """
-    chunker = Chunker(config, tokenizer)
+    chunker = Chunker(as_config(config, ChunkConfig), tokenizer)
     for result in chunker.iter_documents(docs):
         if result.error is not None:
             raise result.error

@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import json
 import os
+import re
 import secrets
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -396,11 +397,17 @@ class JsonlWriter:
         return self
 
     def write_obj(self, obj: Any) -> None:
+        record_id = obj.get("id") if isinstance(obj, dict) else None
         try:
             line = json.dumps(obj, ensure_ascii=False, allow_nan=False)
         except ValueError:  # NaN or infinity: not JSON, and no reader could take the line back
             raise RecordError("a value is NaN or infinite, which JSON cannot hold; nothing was written",
-                              record_id=obj.get("id") if isinstance(obj, dict) else None) from None
+                              record_id=record_id) from None
+        except TypeError as exc:  # a numpy number, a set, a datetime in meta: named by type only
+            kind = re.search(r"type (\w+) is not JSON serializable", str(exc))
+            raise RecordError(f"a value of type {kind.group(1) if kind else 'unknown'} cannot be written as JSON "
+                              "(convert it to a string, number, list or mapping first); nothing was written",
+                              record_id=record_id) from None
         try:
             self._fh.write(line + "\n")
         except UnicodeEncodeError:
@@ -418,6 +425,11 @@ class DocumentWriter(JsonlWriter):
         self.count = 0
 
     def write(self, doc: Document) -> None:
+        # what read_documents would refuse is refused here, before it is written: a span past
+        # the text's end, a text that is not a string, an id that is not one
+        if not isinstance(doc, Document):
+            raise RecordError(f"expected a Document to write, got {type(doc).__name__}")
+        doc.validate()
         self.write_obj(doc.to_dict())
         self.count += 1
 

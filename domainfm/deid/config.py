@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from domainfm.config import suggest
+from domainfm.config import check_fields, suggest
 from domainfm.deid.labels import validate_entities
 from domainfm.errors import ConfigError
 
@@ -86,6 +86,7 @@ class DeidConfig:
     ner_shape_checks: bool = True
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.profile not in ("clinical", "legal"):
             raise ConfigError(
                 f"config field 'profile' must be one of ['clinical', 'legal'], got {self.profile!r}"

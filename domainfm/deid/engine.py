@@ -26,6 +26,7 @@ from functools import lru_cache
 from typing import Iterable, Iterator
 
 from domainfm.corpus.document import Document
+from domainfm.config import as_config
 from domainfm.deid.config import DeidConfig
 from domainfm.deid.labels import entity_selected
 from domainfm.deid.detection import Detection, merge_detections  # noqa: F401 (re-exported)
@@ -66,7 +67,7 @@ class PhiDetector:
         from domainfm.models import resolve_spacy_model
 
         quiet_presidio_logs()
-        self.config = config or DeidConfig()
+        self.config = as_config(config, DeidConfig)
         self.recognizer_set = build_set(self.config.recognizer_set)
         model = resolve_spacy_model(self.config.spacy_model)
         self.nlp_engine = _nlp_engine(model, tuple(sorted(self.recognizer_set.spacy_components)))

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from domainfm.config import suggest
+from domainfm.config import check_fields, suggest
 from domainfm.errors import ConfigError
 
 ENGINES = ("local", "spark", "ray")
@@ -35,6 +35,7 @@ class EngineConfig:
     ray_address: str | None = None
 
     def __post_init__(self) -> None:
+        check_fields(self, "engine")
         if self.name not in ENGINES:
             raise ConfigError(f"engine.name must be one of {list(ENGINES)}, got {self.name!r}"
                               f"{suggest(str(self.name), ENGINES)}")

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from domainfm.config import check_document_fields, check_train_section, suggest
+from domainfm.config import check_document_fields, check_fields, check_train_section, suggest
 from domainfm.errors import ConfigError
 from domainfm.finetune.augment import AugmentConfig
 from domainfm.finetune.distill import DistillConfig
@@ -71,6 +71,7 @@ class ModelSection:
     num_layers: int = 0
 
     def __post_init__(self):
+        check_fields(self, "model")
         if not 8 <= self.max_length <= 65536:
             raise ConfigError(f"model.max_length must be an int in [8, 65536], got {self.max_length}")
         if self.pooling not in ("cls", "mean"):
@@ -98,6 +99,9 @@ class PrepareStep:
     src: str
     out: str
     options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        check_fields(self, "data.prepare")
 
 
 @dataclass
@@ -130,6 +134,7 @@ class DataSection:
     max_eval_documents: int = 0
 
     def __post_init__(self):
+        check_fields(self, "data")
         if self.train is None:
             raise ConfigError("data.train is required: a JSONL file of training documents")
         check_document_fields(self, limits=("max_train_documents", "max_eval_documents"), zero_means="all")
@@ -155,6 +160,7 @@ class LabelsSection:
     map: dict[str, str | None] | None = None
 
     def __post_init__(self):
+        check_fields(self, "labels")
         if self.names is not None:
             if not self.names:
                 raise ConfigError("labels.names must list at least one label, or be null to infer them")
@@ -189,6 +195,7 @@ class LongDocumentsSection:
     profile: Literal["clinical", "legal", "generic"] = "generic"
 
     def __post_init__(self):
+        check_fields(self, "long_documents")
         if self.overlap < 0:
             raise ConfigError(f"long_documents.overlap must be >= 0, got {self.overlap}")
 
@@ -240,6 +247,7 @@ class TrainSection:
     precision: Literal["auto", "fp32", "bf16"] = "auto"
 
     def __post_init__(self):
+        check_fields(self, "train")
         check_train_section(self, at_least_one=("batch_size", "grad_accum", "eval_batch_size"),
                             zero_means_off=("eval_every", "early_stopping_patience"))
 
@@ -275,6 +283,7 @@ class TaskConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
 
     def __post_init__(self):
+        check_fields(self, nested=True)  # lora, augment and distill are shared classes that do not check types
         if self.canaries.enabled and self.task == "ner":
             raise ConfigError("canaries.enabled applies to classification and multilabel tasks; the privacy audit "
                               "has no exposure measure for ner models yet (audit the DAPT model instead)")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-from domainfm.config import save_config, to_dict
+from domainfm.config import as_config, save_config, to_dict
 from domainfm.corpus.io import check_output_path
 from domainfm.errors import ConfigError
 from domainfm.finetune.augment import augment_documents
@@ -132,6 +132,7 @@ def finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool = F
     """
     from domainfm.corpus.io import main_process_lock
 
+    config = as_config(config, TaskConfig)
     with main_process_lock(out_dir):  # a second run into the same folder is refused
         return _finetune(config, out_dir, resume=resume, overwrite=overwrite, merge=merge,
                          allow_identified_data=allow_identified_data, on_event=on_event)

@@ -9,6 +9,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from domainfm.config import as_config
 from domainfm.corpus.document import Document
 from domainfm.errors import DomainFMError
 from domainfm.label.active import rank_pool
@@ -216,7 +217,7 @@ def suggest_labels(labeled_docs: Sequence[Document], pool_docs: Sequence[Documen
         >>> result.suggestions[0].to_dict()  # doctest: +SKIP
         {'label': 'cardiology', 'confidence': 0.81, 'alternatives': [{'label': 'pulmonology', 'score': 0.1}, ...]}
     """
-    cfg = config or LabelConfig()
+    cfg = as_config(config, LabelConfig)
     started = time.perf_counter()
     seeds = prepare_seeds(labeled_docs, cfg)
     pool, rejected = _split_pool(pool_docs)
@@ -266,7 +267,7 @@ def check_labels(labeled_docs: Sequence[Document], config: LabelConfig | None = 
         :class:`CheckResult`; ``flags`` are dicts ``{id, given, suggested, confidence,
         given_probability, margin}`` sorted with the most likely error first.
     """
-    cfg = config or LabelConfig()
+    cfg = as_config(config, LabelConfig)
     seeds = prepare_seeds(labeled_docs, cfg)
     enc = encoder if encoder is not None else get_encoder(cfg)
     texts = [d.text for d in seeds.docs]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from domainfm.config import suggest
+from domainfm.config import check_fields, suggest
 from domainfm.errors import ConfigError
 
 METHODS = ("embed", "setfit")
@@ -92,6 +92,7 @@ class LabelConfig:
     lsa_weight: float = 0.5
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.method not in METHODS:
             raise ConfigError(
                 f"The 'method' parameter must be one of {list(METHODS)}. Got {self.method!r} instead"

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from domainfm.config import as_config
 from domainfm.corpus.document import Document
 from domainfm.corpus.io import (Counts, OutputLock, Rejected, RejectWriter, JsonlWriter, check_output_path,
                                 read_located_documents, rejects_path_for)
@@ -138,7 +139,7 @@ def label_file(labeled: str | os.PathLike, pool: str | os.PathLike | None, out: 
     ``read_also``: other files the run read (``--label-descriptions``): never written over, and
     hashed in the manifest.
     """
-    cfg = config or LabelConfig()
+    cfg = as_config(config, LabelConfig)
     labeled, out = Path(labeled), Path(out)
     source = labeled if check else Path(pool) if pool is not None else None
     if source is None:

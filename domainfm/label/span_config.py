@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from domainfm.config import suggest
+from domainfm.config import check_fields, suggest
 from domainfm.errors import ConfigError
 
 PRIORS = ("auto", "on", "off")
@@ -137,6 +137,7 @@ class SpanLabelConfig:
     decision_shift: Optional[float] = None
 
     def __post_init__(self) -> None:
+        check_fields(self, skip=("probe_layers", "dictionaries", "seed_lexicon", "abbreviations", "span_heads"))
         if self.method not in METHODS:
             raise ConfigError(f"The 'method' parameter must be one of {list(METHODS)}. Got {self.method!r}"
                               f"{suggest(str(self.method), METHODS)}.")

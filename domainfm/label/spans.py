@@ -60,6 +60,7 @@ from typing import Any, Callable, Collection, Sequence
 
 import numpy as np
 
+from domainfm.config import as_config
 from domainfm.corpus.document import Document, Span
 from domainfm.errors import DomainFMError
 from domainfm.label.abbreviations import carry
@@ -292,7 +293,7 @@ def train_span_model(seeds: Sequence[Document], cfg: SpanLabelConfig | None = No
     """Fit the calibrated span tagger on seed documents (see the module docstring)."""
     from domainfm.metrics import fit_temperature
 
-    cfg = cfg or SpanLabelConfig()
+    cfg = as_config(cfg, SpanLabelConfig)
     seeds = [d for d in seeds if d.text.strip()]
     labels = seed_labels(seeds)
     if not labels:
@@ -480,7 +481,7 @@ def suggest_spans(seeds: Sequence[Document], pool: Sequence[Document], cfg: Span
         >>> result.records()[0]["meta"]["suggestion"]["spans"][0]["confidence"]  # doctest: +SKIP
         0.83
     """
-    cfg = cfg or SpanLabelConfig()
+    cfg = as_config(cfg, SpanLabelConfig)
     model = train_span_model(seeds, cfg, on_stage=on_stage)
     return predict_spans(model, pool, cfg, seeds=seeds, on_stage=on_stage)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from domainfm.config import check_document_fields, check_train_section
+from domainfm.config import check_document_fields, check_fields, check_train_section
 from domainfm.errors import ConfigError
 from domainfm.lora import LoraSection as SharedLoraSection
 from domainfm.privacy_audit.config import CanaryConfig
@@ -37,6 +37,9 @@ class ModelConfig:
     name: str = "minilm"
     tokenizer: str | None = None
     objective: Literal["auto", "mlm", "causal"] = "auto"
+
+    def __post_init__(self):
+        check_fields(self, "model")
 
 
 @dataclass
@@ -61,6 +64,7 @@ class DataConfig:
     max_eval_blocks: int = 0
 
     def __post_init__(self):
+        check_fields(self, "data")
         check_document_fields(self, limits=("max_documents", "max_eval_blocks"))
 
 
@@ -87,6 +91,7 @@ class MaskingConfig:
     random_replace_prob: float = 0.1
 
     def __post_init__(self):
+        check_fields(self, "masking")
         if not 8 <= self.seq_len <= 65536:
             raise ConfigError(f"masking.seq_len must be an int in [8, 65536], got {self.seq_len}")
         if not 0.0 < self.mlm_probability < 1.0:
@@ -143,6 +148,7 @@ class TrainConfig:
     report_to: Literal["none", "tensorboard"] = "none"
 
     def __post_init__(self):
+        check_fields(self, "train")
         check_train_section(self, at_least_one=("batch_size", "grad_accum", "keep_checkpoints", "log_every"),
                             zero_means_off=("batch_tokens", "checkpoint_every", "eval_every"))
 
@@ -167,6 +173,10 @@ class LoraSection(SharedLoraSection):
     enabled: bool = False
     lora_dropout: float = 0.05
 
+    def __post_init__(self):
+        check_fields(self, "lora")
+        super().__post_init__()
+
 
 @dataclass
 class PretrainConfig:
@@ -188,6 +198,7 @@ class PretrainConfig:
     allow_identified_data: bool = False
 
     def __post_init__(self):
+        check_fields(self, nested=True)
         if self.train.batch_tokens and self.train.batch_tokens < self.masking.seq_len:
             raise ConfigError(
                 f"train.batch_tokens ({self.train.batch_tokens}) must be >= masking.seq_len "

@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 
 from domainfm.corpus.io import check_output_path
-from domainfm.config import save_config, to_dict
+from domainfm.config import as_config, save_config, to_dict
 from domainfm.errors import ConfigError
 from domainfm.manifest import write_json_atomic
 from domainfm.models import keep_sentence_encoder_files
@@ -131,6 +131,7 @@ def pretrain(
     """
     from domainfm.corpus.io import main_process_lock
 
+    config = as_config(config, PretrainConfig)
     with main_process_lock(out_dir):  # a second run into the same folder is refused
         return _pretrain(config, out_dir, resume=resume, overwrite=overwrite,
                          allow_identified_data=allow_identified_data, on_event=on_event)

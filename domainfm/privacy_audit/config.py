@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from domainfm.config import check_fields
 from domainfm.errors import ConfigError
 
 #: Canary formats (see :mod:`domainfm.privacy_audit.canaries`).
@@ -38,6 +39,7 @@ class CanaryConfig:
     seed: int | None = None
 
     def __post_init__(self):
+        check_fields(self, "canaries")
         if not self.repeats or any(not isinstance(r, int) or r < 1 for r in self.repeats):
             raise ConfigError(f"canaries.repeats must be a list of ints >= 1, got {self.repeats!r}")
         if self.per_repeat < 1:
@@ -71,6 +73,7 @@ class PrivacyGateConfig:
     max_regurgitated: int | None = 0
 
     def __post_init__(self):
+        check_fields(self, "gate")
         # NaN fails every comparison, so a bare range check would take it and switch the check off
         # (and write invalid JSON): each threshold must be a finite number, or null
         for name, expected, low, high in (("max_exposure", "a finite number >= 0", 0.0, math.inf),
@@ -142,6 +145,7 @@ class PrivacyAuditConfig:
     gate: PrivacyGateConfig = field(default_factory=PrivacyGateConfig)
 
     def __post_init__(self):
+        check_fields(self)
         checks = {"n_candidates": 9, "regurgitation_candidates": 9, "max_tokens": 8, "mask_passes": 1,
                   "context_chars": 1, "batch_size": 1, "max_probes": 1, "seed": 0}
         for name, low in checks.items():
