@@ -198,3 +198,43 @@ def test_prodigy_binary_answers_without_annotator_ids_are_one_annotators(tmp_pat
     assert not rejects
     assert _keys(docs[0]) == [(3, 9, "PERSON"), (17, 21, "PERSON")] and "annotations" not in docs[0].meta
     assert docs[1].label is None and len(docs[1].meta["annotations"]) == 2
+
+
+def test_hidden_files_and_folders_are_skipped_and_counted(tmp_path):
+    notes = tmp_path / "notes"
+    (notes / ".ipynb_checkpoints").mkdir(parents=True)
+    (notes / ".git").mkdir()
+    (notes / "a.txt").write_text("Seen today.", encoding="utf-8")
+    (notes / ".ipynb_checkpoints" / "a-checkpoint.txt").write_text("Seen today.", encoding="utf-8")
+    (notes / ".git" / "x.txt").write_text("ref", encoding="utf-8")
+    (notes / ".hidden.txt").write_text("scratch", encoding="utf-8")
+    docs, rejects, result = _import("textdir", notes, tmp_path)
+    assert [d.id for d in docs] == ["a"] and not rejects
+    assert result.skipped == {"hidden": 3} and result.counts.read == 1
+    manifest = json.loads(result.manifest.read_text())
+    assert manifest["counts"]["skipped_files"] == {"hidden": 3}
+    # a pattern that names a hidden folder reads it
+    docs, _, result = _import("textdir", notes, tmp_path, pattern=".ipynb_checkpoints/*.txt")
+    assert [d.id for d in docs] == [".ipynb_checkpoints/a-checkpoint"] and not result.skipped
+    # brat: the checkpoint copy of a .txt and its .ann are left out, not read as a second document
+    brat = tmp_path / "brat"
+    (brat / ".ipynb_checkpoints").mkdir(parents=True)
+    for folder in (brat, brat / ".ipynb_checkpoints"):
+        (folder / "n1.txt").write_text("Dr Qwerty saw her.", encoding="utf-8")
+        (folder / "n1.ann").write_text("T1\tDOCTOR 3 9\tQwerty\n", encoding="utf-8")
+    docs, rejects, result = _import("brat", brat, tmp_path)
+    assert [d.id for d in docs] == ["n1"] and not rejects and result.skipped == {"hidden": 1}
+
+
+def test_the_import_command_says_how_many_hidden_files_it_skipped(tmp_path):
+    from typer.testing import CliRunner
+
+    from domainfm.cli import app
+
+    notes = tmp_path / "notes"
+    (notes / ".ipynb_checkpoints").mkdir(parents=True)
+    (notes / "a.txt").write_text("Seen today.", encoding="utf-8")
+    (notes / ".ipynb_checkpoints" / "a-checkpoint.txt").write_text("Seen today.", encoding="utf-8")
+    result = CliRunner().invoke(app, ["import", "textdir", str(notes), "-o", str(tmp_path / "out.jsonl")])
+    assert result.exit_code == 0, result.output
+    assert "skipped 1 hidden file" in " ".join(result.output.split())

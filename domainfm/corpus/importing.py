@@ -10,7 +10,7 @@ from typing import Any, Callable, Mapping
 from domainfm.config import from_dict, to_dict
 from domainfm.corpus.agreement import AgreementTally, annotations_of
 from domainfm.corpus.importers import IMPORTERS, get_importer
-from domainfm.corpus.importers.base import Sourced
+from domainfm.corpus.importers.base import Skipped, Sourced
 from domainfm.corpus.io import (Counts, DocumentWriter, OutputLock, Rejected, RejectWriter, check_output_path,
                                 rejects_path_for)
 from domainfm.errors import CorpusError, RecordError
@@ -49,6 +49,7 @@ class ImportResult:
     agreement: dict | None = None
     repaired: int = 0  # documents written with a repair (StageResult.repaired)
     repaired_spans: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)  # files a folder reader left out, by reason
 
 
 def import_corpus(
@@ -117,8 +118,12 @@ def _import_locked(importer, opts, format: str, src: Path, out: Path, on_progres
             first_rejects.append(item.describe())
         writer.write(item)
 
+    skipped: dict[str, int] = {}
     with DocumentWriter(out) as docs_out, RejectWriter(rejects_file) as rejects_out:
         for item in _reading(importer.read(src, opts), src):
+            if isinstance(item, Skipped):  # not a record: counted apart from read = written + rejected
+                skipped[item.reason] = skipped.get(item.reason, 0) + 1
+                continue
             counts.read += 1
             location = raw = None
             if isinstance(item, Sourced):
@@ -153,11 +158,13 @@ def _import_locked(importer, opts, format: str, src: Path, out: Path, on_progres
     config = ImportConfig(format=format, src=str(src), out=str(out), options=to_dict(opts))
     manifest = write_manifest(
         out, stage="import", config=config, inputs=inputs,
-        outputs=[out] + ([rejects_file] if counts.rejected else []), counts={**counts.to_dict(), "repaired": repaired_docs, "repaired_spans": repaired},
+        outputs=[out] + ([rejects_file] if counts.rejected else []),
+        counts={**counts.to_dict(), "repaired": repaired_docs, "repaired_spans": repaired,
+                **({"skipped_files": skipped} if skipped else {})},
         extra={"agreement": report} if (report := agreement.report()) is not None else None,
     )
     return ImportResult(out, rejects_file if counts.rejected else None, manifest, counts, first_rejects,
-                        agreement.report(), repaired_docs, repaired)
+                        agreement.report(), repaired_docs, repaired, skipped)
 
 
 

@@ -111,6 +111,12 @@ def run(config: ImportSection, inputs: list[Path], out: Path, context: StageCont
         notes.append("agreement: " + ", ".join(parts))
     if result.repaired:
         counts.update(repaired=result.repaired, repaired_spans=result.repaired_spans)
+    if result.skipped:
+        counts["skipped_files"] = dict(result.skipped)
+        notes.append("skipped " + ", ".join(f"{n} {reason} file{'s' if n != 1 else ''}" for reason, n in
+                                             result.skipped.items())
+                     + " (in hidden folders such as .git/ or .ipynb_checkpoints/, or named with a leading dot; "
+                       "a pattern naming the folder reads them)")
     if result.counts.read and not result.counts.written:  # ``domainfm run`` stops here; the command says so
         notes.append("warning: no document was written: every record was rejected (reasons below: a wrong "
                      "format or option, such as the field that holds the text?)")

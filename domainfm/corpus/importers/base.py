@@ -29,7 +29,35 @@ class Sourced(NamedTuple):
     raw: str | None = None
 
 
-Reader = Callable[[Path, Any], Iterator["Document | Sourced | Rejected"]]
+class Skipped(NamedTuple):
+    """A file a folder reader left out on purpose, counted by reason in the import manifest and
+    on the console (never a record: ``read = written + rejected`` counts records)."""
+
+    location: str
+    reason: str
+
+
+def hidden(rel: Path) -> bool:
+    """Whether a path below the source folder lies in or is a hidden one (``.git/``,
+    ``.ipynb_checkpoints/``, ``.DS_Store``, macOS's ``._`` copies): tools' copies and metadata,
+    not the corpus. Jupyter's checkpoint copy of a note, read as a second document under another
+    id, could put one note on both sides of a train/test split."""
+    return any(part.startswith(".") for part in rel.parts)
+
+
+def visible(paths, src: Path) -> tuple[list[Path], list[Skipped]]:
+    """``paths`` (found below ``src``) split into those to read and the hidden ones, skipped."""
+    keep, skipped = [], []
+    for path in paths:
+        rel = path.relative_to(src)
+        if hidden(rel):
+            skipped.append(Skipped(rel.as_posix(), "hidden"))
+        else:
+            keep.append(path)
+    return keep, skipped
+
+
+Reader = Callable[[Path, Any], Iterator["Document | Sourced | Rejected | Skipped"]]
 ExtraInputs = Callable[[Path, Any], list[Path]]
 
 

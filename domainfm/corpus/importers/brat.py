@@ -3,7 +3,8 @@
 Text-bound annotations (``T``) become spans; a discontinuous annotation becomes one span per
 fragment sharing ``attrs.brat_id``. Attributes (``A``/``M``) and annotator notes (``#``) are
 attached to their span; relations, events, normalisations and the attributes of events and
-relations are kept in ``meta.brat`` so nothing in the file is dropped. Two annotations of one
+relations are kept in ``meta.brat`` so nothing in the file is dropped. Hidden files and
+folders are skipped and counted. Two annotations of one
 label listed twice or crossing are merged into their union (``attrs.merged_from``, both brat
 ids in ``attrs.merged_attrs``; counted as repaired), not the document rejected. A ``.txt`` given
 ``\r\n`` line ends after it was annotated (the offsets count a line end as one character, so the
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 from domainfm.corpus.document import Document, Span, merge_crossing_spans
-from domainfm.corpus.importers.base import Sourced, register
+from domainfm.corpus.importers.base import Sourced, register, visible
 from domainfm.corpus.io import Rejected
 from domainfm.errors import CorpusError, RecordError
 
@@ -38,7 +39,8 @@ class BratOptions:
 def read_brat(src: Path, options: BratOptions) -> Iterator[Document | Rejected]:
     if not src.is_dir():
         raise CorpusError(f"{src}: not a folder (brat reads a folder of .txt/.ann pairs)")
-    texts = sorted(src.rglob("*.txt"))
+    texts, skipped = visible(sorted(src.rglob("*.txt")), src)
+    yield from skipped
     for txt in texts:
         rel = txt.relative_to(src)
         doc_id = rel.with_suffix("").as_posix()
@@ -61,7 +63,7 @@ def read_brat(src: Path, options: BratOptions) -> Iterator[Document | Rejected]:
             yield Rejected.from_error(err)
     # annotations whose text is missing are data too: they are counted as rejects, not skipped
     with_text = {t.with_suffix(".ann") for t in texts}
-    for ann in sorted(src.rglob("*.ann")):
+    for ann in visible(sorted(src.rglob("*.ann")), src)[0]:  # a hidden one was counted with its .txt
         if ann not in with_text:
             rel = ann.relative_to(src)
             yield Rejected.from_error(RecordError("no .txt file beside the .ann: its annotations have no text",

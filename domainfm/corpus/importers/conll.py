@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterator, Literal
 
 from domainfm.corpus.document import Document, Span
-from domainfm.corpus.importers.base import Sourced, register
+from domainfm.corpus.importers.base import Sourced, register, visible
 from domainfm.corpus.io import Rejected, refuse_unreadable_text, strip_bom
 from domainfm.errors import ConfigError, CorpusError, RecordError
 
@@ -47,7 +47,9 @@ class ConllOptions:
 @register("conll", ConllOptions, "CoNLL / IOB2 token-per-line files (a file or a folder of them)")
 def read_conll(src: Path, options: ConllOptions) -> Iterator[Document | Rejected]:
     if src.is_dir():
-        files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix in (".tsv", ".conll", ".iob", ".txt", ".bio"))
+        files, skipped = visible(sorted(p for p in src.rglob("*") if p.is_file()
+                                        and p.suffix in (".tsv", ".conll", ".iob", ".txt", ".bio")), src)
+        yield from skipped
         if not files:
             raise CorpusError(f"{src}: no .tsv/.conll/.iob/.bio/.txt files")
     elif src.is_file():

@@ -1,4 +1,5 @@
-"""``textdir``: one document per ``.txt`` file; id is the relative path without extension."""
+"""``textdir``: one document per ``.txt`` file; id is the relative path without extension.
+Hidden files and folders (``.ipynb_checkpoints/``, ``.git/``) are skipped and counted."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Iterator
 
 from domainfm.corpus.document import Document
-from domainfm.corpus.importers.base import Sourced, register
+from domainfm.corpus.importers.base import Sourced, register, visible
 from domainfm.corpus.io import Rejected
 from domainfm.errors import ConfigError, CorpusError, RecordError
 
@@ -46,6 +47,9 @@ def read_textdir(src: Path, options: TextdirOptions) -> Iterator[Document | Reje
         paths = sorted(p for p in src.glob(options.pattern) if p.is_file() or (p.is_symlink() and not p.exists()))
     except ValueError as exc:  # pathlib's "'**' can only be an entire path component"
         raise ConfigError(f"'pattern' {options.pattern!r} is not a valid glob ({exc})") from None
+    if not any(part.startswith(".") for part in PurePosixPath(options.pattern).parts):
+        paths, skipped = visible(paths, src)  # a pattern that names a hidden folder reads it
+        yield from skipped
     for path in paths:
         rel = path.relative_to(src)
         doc_id = rel.with_suffix("").as_posix()
