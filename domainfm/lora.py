@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from domainfm.config import check_fields
 from domainfm.errors import ConfigError
 
 
@@ -36,6 +37,7 @@ class LoraSection:
     layers_to_transform: list[int] | None = None
 
     def __post_init__(self):
+        check_fields(self, "lora")
         if self.r < 1:
             raise ConfigError(f"lora.r must be an int >= 1, got {self.r}")
         if self.lora_alpha < 1:

@@ -202,6 +202,35 @@ def test_a_document_that_could_not_be_read_back_is_never_written(tmp_path):
             with DocumentWriter(tmp_path / "out.jsonl") as out:
                 out.write(doc)
         assert not (tmp_path / "out.jsonl").exists()  # the atomic writer left nothing behind
-    with pytest.raises(RecordError, match="expected a Document to write, got dict"):
+    with pytest.raises(ConfigError, match="documents to write must be Document objects, got an object"):
         with DocumentWriter(tmp_path / "out.jsonl") as out:
             out.write({"id": "d4", "text": "x"})
+
+
+def test_one_document_or_a_string_where_a_stream_is_expected_is_named():
+    from domainfm.chunk import chunk_documents
+    from domainfm.corpus import Document
+    from domainfm.deid import deidentify
+    from domainfm.deid.engine import detect
+
+    doc = Document(id="n1", text="Seen today.")
+    with pytest.raises(ConfigError, match=r"docs must be an iterable of Document; for one document pass \[doc\]"):
+        list(chunk_documents(doc, ChunkConfig()))
+    with pytest.raises(ConfigError, match="docs must be an iterable of Document .* got a string"):
+        list(deidentify("Seen today.", DeidConfig(operator="tag")))
+    with pytest.raises(ConfigError, match="docs must be Document objects, got an object; Document.from_dict"):
+        list(chunk_documents([{"id": "n1", "text": "x"}], ChunkConfig()))
+    with pytest.raises(ConfigError, match="docs must be an iterable of Document"):
+        list(detect({"id": "n1"}, DeidConfig()))
+
+
+def test_the_chunker_rejects_a_span_past_the_text_instead_of_cutting_it():
+    from domainfm.chunk.splitter import Chunker
+    from domainfm.corpus import Document, Span
+
+    docs = [Document(id="a", text="First note."), Document(id="b", text="short", spans=[Span(1, 40, "X")]),
+            Document(id="c", text="Third note.")]
+    results = list(Chunker(ChunkConfig()).iter_documents(docs))
+    assert [r.doc.id for r in results] == ["a", "b", "c"]  # input order kept around the reject
+    assert results[0].error is None and results[2].error is None
+    assert "span 0 [1:40]" in str(results[1].error) and not results[1].chunks

@@ -40,7 +40,7 @@ import numpy as np
 from domainfm.chunk.config import ChunkConfig
 from domainfm.config import as_config
 from domainfm.chunk.sections import SectionIndex, build_sections, get_sectionizer
-from domainfm.corpus.document import Document, Span
+from domainfm.corpus.document import Document, Span, checked_document, document_stream
 from domainfm.errors import ConfigError, DomainFMError, ModelResolutionError, RecordError
 
 logger = logging.getLogger(__name__)
@@ -216,7 +216,15 @@ class Chunker:
         """Chunk each document; one :class:`DocumentChunks` per document, in order."""
         batch: list[Document] = []
         size = 0
-        for doc in docs:
+        for doc in document_stream(docs):
+            try:
+                checked_document(doc)
+            except RecordError as err:  # a span past the text's end would come out cut, silently
+                if batch:  # the results stay in input order
+                    yield from self._chunk_batch(batch)
+                    batch, size = [], 0
+                yield DocumentChunks(doc, [], err)
+                continue
             batch.append(doc)
             size += len(doc.text)
             if len(batch) >= _BATCH_DOCS or size >= _BATCH_CHARS:

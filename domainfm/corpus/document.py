@@ -164,6 +164,41 @@ class Document:
         check_span_overlaps(self.spans, fail)
 
 
+def document_stream(docs: Any, name: str = "docs") -> Iterable[Document]:
+    """``docs`` checked to be a stream of documents, not one document, a string or a mapping
+    (each of which a stage would otherwise take apart item by item: a string into characters).
+
+    Raises:
+        ConfigError: naming the argument and what to pass instead.
+    """
+    from collections.abc import Mapping
+
+    from domainfm.errors import ConfigError
+
+    if isinstance(docs, Document):
+        raise ConfigError(f"{name} must be an iterable of Document; for one document pass [doc]")
+    if isinstance(docs, (str, bytes, Mapping)) or not isinstance(docs, Iterable):
+        raise ConfigError(f"{name} must be an iterable of Document (e.g. read_documents(path)), got "
+                          f"{describe_type(docs)}")
+    return docs
+
+
+def checked_document(doc: Any, name: str = "docs") -> Document:
+    """One item of a document stream: a :class:`Document` satisfying :meth:`Document.validate`.
+
+    Raises:
+        ConfigError: the item is not a Document (a dict: ``Document.from_dict`` builds one).
+        RecordError: the document breaks an invariant (a span past the text's end, no text).
+    """
+    from domainfm.errors import ConfigError
+
+    if not isinstance(doc, Document):
+        hint = "; Document.from_dict(record) builds one" if isinstance(doc, dict) else ""
+        raise ConfigError(f"{name} must be Document objects, got {describe_type(doc)}{hint}")
+    doc.validate()
+    return doc
+
+
 def merge_crossing_spans(spans: Iterable[Span]) -> list[Span]:
     """Repair what :func:`check_span_overlaps` would reject: same-label spans that cross are
     merged into their union, and a span listed twice is kept once. The kept span lists the

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
-from domainfm.corpus.document import DOCUMENT_KEYS, SPAN_KEYS, Document
+from domainfm.corpus.document import DOCUMENT_KEYS, SPAN_KEYS, Document, checked_document
 from domainfm.errors import CorpusError, OutputError, RecordError
 from domainfm.manifest import manifest_path_for
 
@@ -427,10 +427,7 @@ class DocumentWriter(JsonlWriter):
     def write(self, doc: Document) -> None:
         # what read_documents would refuse is refused here, before it is written: a span past
         # the text's end, a text that is not a string, an id that is not one
-        if not isinstance(doc, Document):
-            raise RecordError(f"expected a Document to write, got {type(doc).__name__}")
-        doc.validate()
-        self.write_obj(doc.to_dict())
+        self.write_obj(checked_document(doc, "documents to write").to_dict())
         self.count += 1
 
 

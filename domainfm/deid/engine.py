@@ -25,8 +25,8 @@ import re
 from functools import lru_cache
 from typing import Iterable, Iterator
 
-from domainfm.corpus.document import Document
 from domainfm.config import as_config
+from domainfm.corpus.document import Document, document_stream
 from domainfm.deid.config import DeidConfig
 from domainfm.deid.labels import entity_selected
 from domainfm.deid.detection import Detection, merge_detections  # noqa: F401 (re-exported)
@@ -267,7 +267,7 @@ def detect(docs: Iterable[Document], config: DeidConfig | None = None) -> Iterat
         ...     print(doc.id, len(found))
     """
     detector = PhiDetector(config)
-    yield from detector.detect(docs)
+    yield from detector.detect(document_stream(docs))
 
 
 def batched(items: Iterable, size: int) -> Iterator[list]:

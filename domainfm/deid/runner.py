@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
-from domainfm.corpus.document import Document
+from domainfm.config import as_config
+from domainfm.corpus.document import Document, document_stream
 from domainfm.corpus.io import (Counts, CountingRejects, OutputLock, Rejected, RejectWriter, JsonlWriter, check_output_path,
                                 read_located_documents, rejects_path_for)
 from domainfm.deid.config import DeidConfig
@@ -83,6 +84,8 @@ def deidentify(
     from domainfm.deid.surrogates import SurrogateGenerator
     from domainfm.deid.transform import TransformedRecord, transform_documents
 
+    config = as_config(config, DeidConfig)
+    docs = document_stream(docs)
     surrogates = None
     if config.operator == "surrogate":
         surrogates = SurrogateGenerator(secret or secrets.token_bytes(32), vault)

@@ -10,7 +10,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from domainfm.config import as_config
-from domainfm.corpus.document import Document
+from domainfm.corpus.document import Document, document_stream
 from domainfm.errors import DomainFMError
 from domainfm.label.active import rank_pool
 from domainfm.label.check import confident_joint, find_label_issues, find_multilabel_issues
@@ -219,8 +219,8 @@ def suggest_labels(labeled_docs: Sequence[Document], pool_docs: Sequence[Documen
     """
     cfg = as_config(config, LabelConfig)
     started = time.perf_counter()
-    seeds = prepare_seeds(labeled_docs, cfg)
-    pool, rejected = _split_pool(pool_docs)
+    seeds = prepare_seeds(document_stream(labeled_docs, "labeled_docs"), cfg)
+    pool, rejected = _split_pool(document_stream(pool_docs, "pool_docs"))
     enc = encoder if encoder is not None else get_encoder(cfg)
     fitted = methods.fit_and_predict(enc, [d.text for d in seeds.docs], seeds.Y, [d.text for d in pool],
                                      seeds.classes, multilabel=seeds.multilabel, cfg=cfg, on_stage=on_stage)

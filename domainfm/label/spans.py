@@ -61,7 +61,7 @@ from typing import Any, Callable, Collection, Sequence
 import numpy as np
 
 from domainfm.config import as_config
-from domainfm.corpus.document import Document, Span
+from domainfm.corpus.document import Document, Span, document_stream
 from domainfm.errors import DomainFMError
 from domainfm.label.abbreviations import carry
 from domainfm.label.dictionary_edges import DictionaryEdges
@@ -482,6 +482,7 @@ def suggest_spans(seeds: Sequence[Document], pool: Sequence[Document], cfg: Span
         0.83
     """
     cfg = as_config(cfg, SpanLabelConfig)
+    seeds, pool = list(document_stream(seeds, "seeds")), list(document_stream(pool, "pool"))
     model = train_span_model(seeds, cfg, on_stage=on_stage)
     return predict_spans(model, pool, cfg, seeds=seeds, on_stage=on_stage)
 

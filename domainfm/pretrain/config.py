@@ -173,10 +173,6 @@ class LoraSection(SharedLoraSection):
     enabled: bool = False
     lora_dropout: float = 0.05
 
-    def __post_init__(self):
-        check_fields(self, "lora")
-        super().__post_init__()
-
 
 @dataclass
 class PretrainConfig:
