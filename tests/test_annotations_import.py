@@ -121,7 +121,7 @@ def test_labelstudio_annotators_resolved_by_majority_and_agreement_in_manifest(t
     assert d1.spans[0].attrs["annotators"] == ["ls-user-1", "ls-user-2", "ls-user-3"]
     assert d1.meta["annotation_conflicts"] == ["1 span(s) marked by half of the annotators or fewer"]
     reasons = [r["reason"] for r in rejects]
-    assert reasons[0] == "task was skipped by every annotator"
+    assert reasons[0] == "task was skipped by every annotator (its prediction is not imported)"
     assert reasons[1].startswith("task has no annotation")
     assert "data.text must be a string" in reasons[2]
     manifest = json.loads(result.manifest.read_text())
@@ -164,6 +164,12 @@ def test_labelstudio_predictions_only_when_asked(tmp_path):
     assert not docs and len(rejects) == 1
     docs, _, _ = _import("labelstudio", src, tmp_path, use_predictions=True)
     assert _keys(docs[0]) == [(0, 7, "NAME")] and docs[0].meta["labelstudio"]["from_prediction"] is True
+    # a task a person skipped keeps its skip: the model's guess does not stand in for it
+    tasks = json.loads(src.read_text())
+    tasks[0]["annotations"] = [{"id": 1, "completed_by": 1, "was_cancelled": True, "result": []}]
+    src.write_text(json.dumps(tasks))
+    docs, rejects, _ = _import("labelstudio", src, tmp_path, use_predictions=True)
+    assert not docs and rejects[0]["reason"].startswith("task was skipped by every annotator")
 
 
 def test_prodigy_groups_annotators_choices_and_rejects(tmp_path):

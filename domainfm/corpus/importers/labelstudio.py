@@ -52,8 +52,9 @@ class LabelStudioOptions:
     resolve: how several annotators' versions become the document's spans and label:
         ``majority`` | ``union`` | ``first``.
     choices: ``auto`` (one choice -> ``label``, several -> ``labels``), ``single`` or ``multi``.
-    use_predictions: import a task that has no (non-skipped) annotation from its latest
-        prediction instead of rejecting it (marked ``meta.labelstudio.from_prediction``).
+    use_predictions: import a task that has no annotation from its latest prediction instead
+        of rejecting it (marked ``meta.labelstudio.from_prediction``); a task every annotator
+        skipped stays rejected.
     """
 
     text_key: str = "text"
@@ -120,12 +121,14 @@ def task_to_document(task: Any, options: LabelStudioOptions | None = None, locat
     done = [a for a in annotations if not a.get("was_cancelled")]
     source = "annotations"
     if not done:
-        predictions = _objects(task, "predictions", doc_id, location) if options.use_predictions else []
+        # a task a person skipped (an unsuitable text, one they could not judge) stays out even
+        # with use_predictions: the model's guess must not stand in for a human's decision
+        skipped = any(a.get("was_cancelled") for a in annotations)
+        predictions = _objects(task, "predictions", doc_id, location) if options.use_predictions and not skipped else []
         if predictions:
             done, source = predictions[-1:], "prediction"
         else:
-            skipped = any(a.get("was_cancelled") for a in annotations)
-            raise RecordError("task was skipped by every annotator" if skipped else
+            raise RecordError("task was skipped by every annotator (its prediction is not imported)" if skipped else
                               "task has no annotation (use --use-predictions to import its prediction instead)",
                               record_id=doc_id, location=location)
     versions, other = [], []
