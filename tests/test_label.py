@@ -125,6 +125,26 @@ def test_fit_temperature_recovers_the_true_temperature():
         assert fit_temperature(true_logits * t, y) == pytest.approx(t, rel=0.15)
 
 
+def test_a_few_seeds_all_right_do_not_make_every_suggestion_certain():
+    from domainfm.label.config import LabelConfig
+    from domainfm.label.methods import cross_validate
+
+    # four seeds in two tight, far-apart clusters: the folds get every one right
+    X = np.array([[1.0, 0.0], [0.98, 0.05], [0.0, 1.0], [0.05, 0.97]]) * 10
+    Y = np.array([0, 0, 1, 1])
+    logits = np.array([[9.0, -9.0], [8.0, -8.0], [-9.0, 9.0], [-8.0, 8.0]])
+    assert softmax(logits / fit_temperature(logits, Y)).max() > 0.999  # unsmoothed: certain
+    smoothed = softmax(logits / fit_temperature(logits, Y, smoothing=0.2)).max(1)
+    assert 0.8 < smoothed.min() and smoothed.max() < 0.95
+    cv = cross_validate(X, Y, None, multilabel=False, n_classes=2, cfg=LabelConfig(self_training=0, lsa_dims=0))
+    assert (cv.probs.argmax(1) == Y).all() and cv.probs.max() < 0.95
+    # many rows: the smoothing fades and the fit is the plain one
+    rng = np.random.default_rng(0)
+    many = rng.standard_normal((2000, 3)) * 2.0
+    y = np.array([rng.choice(3, p=p) for p in softmax(many)])
+    assert fit_temperature(many, y, smoothing=1 / 2001) == pytest.approx(fit_temperature(many, y), rel=0.02)
+
+
 def test_expected_calibration_error():
     assert expected_calibration_error(np.array([0.9] * 10), np.array([1] * 9 + [0])) == pytest.approx(0.0)
     assert expected_calibration_error(np.array([1.0, 1.0]), np.array([0, 0])) == pytest.approx(1.0)

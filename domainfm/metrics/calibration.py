@@ -26,24 +26,34 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -50, 50)))
 
 
-def fit_temperature(logits: np.ndarray, y: np.ndarray, *, multilabel: bool = False) -> float:
+def fit_temperature(logits: np.ndarray, y: np.ndarray, *, multilabel: bool = False,
+                    smoothing: float = 0.0) -> float:
     """The temperature T > 0 minimising the NLL of ``logits / T`` (golden-section search on
     log T over [0.02, 50]).
 
     ``y`` holds class indices (single-label) or a 0/1 matrix (multi-label, binary NLL per cell).
-    With no rows the identity temperature 1 is returned.
+    With no rows the identity temperature 1 is returned. ``smoothing`` (ε) fits the targets
+    ``(1 - ε) * y + ε / classes``: a handful of rows that the model happens to get all right
+    would otherwise drive T to its floor and every confidence to 1.0.
     """
     logits = np.asarray(logits, dtype=np.float64)
     if len(logits) == 0:
         return 1.0
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+    if multilabel:
+        target = np.asarray(y, dtype=np.float64) * (1 - smoothing) + smoothing / 2
+    else:
+        target = np.full(logits.shape, smoothing / logits.shape[1])
+        target[np.arange(len(y)), y] += 1 - smoothing
 
     def nll(log_t: float) -> float:
         z = logits / math.exp(log_t)
         if multilabel:
             p = np.clip(sigmoid(z), 1e-12, 1 - 1e-12)
-            return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
-        p = softmax(z)
-        return float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)).mean())
+            return float(-(target * np.log(p) + (1 - target) * np.log(1 - p)).mean())
+        log_p = np.log(np.clip(softmax(z), 1e-12, None))
+        return float(-(target * log_p).sum(axis=1).mean())
 
     lo, hi = math.log(0.02), math.log(50.0)
     ratio = (math.sqrt(5) - 1) / 2
