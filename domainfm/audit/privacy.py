@@ -74,6 +74,33 @@ def mask_identifiers(texts: dict[str, str], tokens: dict[str, list[tuple[int, in
     return out, n_spans
 
 
+def mask_ids(ids: list[str], *, profile: str = "clinical") -> dict[str, str]:
+    """How a report shows record ids: a ``deid --pseudonymize-ids`` pseudonym as it is; any other
+    id masked as :func:`mask_identifiers` masks text, and every run of 5 or more digits too.
+
+    ``deid`` keeps record ids unless asked to pseudonymise them, and an id is often a record
+    number, an accession number or a file name with a patient's name in it
+    ("Okonkwo-8830412-2"), so an id is not de-identified because the text is.
+    """
+    from domainfm.deid.vault import is_pseudonym
+
+    # read with its separators as spaces ("Zorblax_Quintavius/MRN_4417293": a file name), same length
+    other = {i: _ID_SEPARATORS.sub(" ", i) for i in ids if not is_pseudonym(i)}
+    masked, _ = mask_identifiers(other, profile=profile) if other else ({}, 0)
+    out = {}
+    for i in ids:
+        if i not in masked:
+            out[i] = i
+            continue
+        shown = "".join("*" if m == "*" else c for c, m in zip(i, masked[i]))
+        out[i] = _ID_NUMBER.sub(lambda m: "*" * len(m.group(0)), shown)
+    return out
+
+
+#: A run of digits as long as a ZIP code or longer, in a record id: the shape of a record,
+#: accession or phone number.
+_ID_NUMBER = re.compile(r"\d{5,}")
+_ID_SEPARATORS = re.compile(r"[_/\\.:#]")
 _WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
 
 
@@ -105,7 +132,10 @@ def identifying_groups(group_names: dict[str, Any], *, unknown: str = "unknown",
       least half of its values (the values read alone: "Sarah Lee", "MRN 1234567",
       "03/04/1950"; a state, an age band or "Guamanian or Chamorro" are not), or
     - its groups single out people (:data:`SINGLING_OUT_VALUES`, :data:`SINGLING_OUT_SIZE`),
-      whatever the values look like.
+      whatever the values look like, or
+    - its key is one de-identification treats as PHI (``meta.patient_name``, ``meta.mrn``:
+      :func:`domainfm.deid.meta.identifier_field`): a few patients' fresh names pass both tests
+      above, and their names would head the report's tables.
 
     The report's own scan (:data:`PHI_PATTERNS`) runs on every written file as well; it does not
     know names, which is why group values are read here, before anything is scored.
@@ -114,6 +144,7 @@ def identifying_groups(group_names: dict[str, Any], *, unknown: str = "unknown",
 
     from domainfm.corpus.document import Document
     from domainfm.deid.labels import coarse
+    from domainfm.deid.meta import identifier_field
 
     out: dict[str, str] = {}
     for attr, names in group_names.items():
@@ -133,6 +164,9 @@ def identifying_groups(group_names: dict[str, Any], *, unknown: str = "unknown",
         if hits and 2 * hits >= len(values):
             out[attr] = (f"the de-id rules find names, dates, places, contacts or record numbers in {hits} of its "
                          f"{len(values)} values")
+        elif kind := identifier_field(attr):
+            out[attr] = (f"its key is one de-identification treats as PHI ({kind}), whatever its {len(values)} "
+                         "values look like")
     return out
 
 

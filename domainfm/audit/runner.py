@@ -197,21 +197,24 @@ def _quoted(scorer, docs, chosen: list[int], explained, trace: dict[str, Any]) -
     id, the masking record)``. Data that traces back to ``domainfm deid`` is quoted with the PHI
     patterns masked; any other data is first masked by the deid stage's own detector, tokens
     overlapping a detection whole, because names and places pass the patterns."""
-    from domainfm.audit.privacy import PHI_PATTERNS, mask_identifiers, mask_phi
+    from domainfm.audit.privacy import PHI_PATTERNS, mask_identifiers, mask_ids, mask_phi
 
     ids = [docs[i].id for i in chosen]
-    if trace["deidentified"]:
-        return ({docs[i].id: mask_phi(docs[i].text) for i in chosen}, {d: mask_phi(d) for d in ids},
-                {"deidentified_input": True, "masked": f"PHI patterns ({', '.join(sorted(PHI_PATTERNS))})"})
     profile = _deid_profile(scorer)
+    # ids are masked in both cases: deid keeps them as they were unless told to pseudonymise them
+    shown_ids = mask_ids(ids, profile=profile)
+    if trace["deidentified"]:
+        return ({docs[i].id: mask_phi(docs[i].text) for i in chosen}, shown_ids,
+                {"deidentified_input": True, "masked": f"PHI patterns ({', '.join(sorted(PHI_PATTERNS))}); "
+                                                       "record ids as in data that is not de-identified"})
     texts = {("text", docs[i].id): docs[i].text for i in chosen}
     tokens = {("text", ex.doc_id): [(s, e) for s, e, _ in ex.tokens] for ex in explained}
-    masked, n_spans = mask_identifiers({**texts, **{("id", d): d for d in ids}}, tokens, profile=profile)
+    masked, n_spans = mask_identifiers(texts, tokens, profile=profile)
     record = {"deidentified_input": False, "detected_spans": n_spans,
               "masked": f"domainfm deid rules (profile {profile}), words no dictionary explains and PHI patterns "
                         f"({', '.join(sorted(PHI_PATTERNS))})",
               "reason": "the audited data does not trace back to domainfm deid: " + "; ".join(trace["evidence"])}
-    return ({d: masked[("text", d)] for d in ids}, {d: masked[("id", d)] for d in ids}, record)
+    return ({d: masked[("text", d)] for d in ids}, shown_ids, record)
 
 
 def _explanations(scorer, docs, probs, y_true, labels, group_names, cfg, trace: dict[str, Any]) -> dict[str, Any]:

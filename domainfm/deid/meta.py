@@ -72,6 +72,24 @@ def _normal(key: str) -> str:
     return re.sub(r"[\s\-.]+", "_", str(key).strip().lower())
 
 
+def identifier_field(field: str) -> str | None:
+    """The PHI label of a dotted document field whose values are identifiers by their key: a
+    known PHI key anywhere under ``meta`` (free-text keys such as ``comment`` aside), else None.
+
+    A label field or audit group named like this puts names, dates or record numbers into
+    messages, models and reports, whatever the values look like (a fresh name no rule knows).
+
+    Example:
+        >>> identifier_field("meta.patient_name"), identifier_field("meta.contact.Phone"), identifier_field("meta.sex")
+        ('NAME', 'PHONE', None)
+    """
+    parts = str(field).split(".")
+    if len(parts) < 2 or parts[0] != "meta":
+        return None
+    labels = [KNOWN_PHI_KEYS.get(_normal(key)) for key in parts[1:]]
+    return next((label for label in labels if label not in (None, "deid")), None)
+
+
 class MetaPolicy:
     """Per-key actions for ``meta`` (see the module docstring).
 

@@ -122,6 +122,7 @@ def build_label_map(task: str, docs: Sequence[Document], label_field: str, names
     """
     counts: Counter[str] = Counter()
     first_seen: dict[str, str] = {}
+    show = _label_quoter(label_field)
     for doc in docs:
         target = document_target(doc, task, label_field)
         found = [s.label for s in target] if task == "ner" else ([target] if task == "classification" else target)
@@ -134,19 +135,19 @@ def build_label_map(task: str, docs: Sequence[Document], label_field: str, names
         labels = list(names)
         if task != "ner":
             for label in sorted(set(counts) - set(labels)):
-                raise RecordError(f"label {label!r} (field {label_field!r}) is not in labels.names {labels}",
+                raise RecordError(f"label {show(label)} (field {label_field!r}) is not in labels.names {labels}",
                                   record_id=first_seen[label])
     if task == "classification" and len(labels) < 2:
-        raise ConfigError(f"a classification task needs at least 2 classes; the training part has {labels} (after "
-                          "the evaluation hold-out, if data.eval is not given: a class with very few documents may "
-                          "have gone to the hold-out; add documents or give data.eval)")
+        raise ConfigError(f"a classification task needs at least 2 classes; the training part has {show(labels)} "
+                          "(after the evaluation hold-out, if data.eval is not given: a class with very few "
+                          "documents may have gone to the hold-out; add documents or give data.eval)")
     if not labels:
         raise ConfigError(f"no labels found in field {label_field!r} of the training documents")
     for label in labels:
         if counts[label] < min_examples:
             where = f" (only in record {first_seen[label]!r})" if label in first_seen else ""
             raise ConfigError(
-                f"label {label!r} has {counts[label]} training example(s){where}; at least "
+                f"label {show(label)} has {counts[label]} training example(s){where}; at least "
                 f"{min_examples} are needed (labels.min_examples): add examples, merge the class, or "
                 "list labels.names without it")
     return LabelMap(task, labels), {label: counts[label] for label in labels}
@@ -158,14 +159,33 @@ def check_known_labels(docs: Iterable[Document], label_map: LabelMap, label_fiel
     if label_map.task == "ner":
         return
     known = set(label_map.labels)
+    show = _label_quoter(label_field)
     for doc in docs:
         target = document_target(doc, label_map.task, label_field, required=False)
         found = [] if target is None else ([target] if isinstance(target, str) else target)
         for label in found:
             if label not in known:
+                hint = suggest(label, known) if show(label) == repr(label) else ""
                 raise RecordError(
-                    f"{what} label {label!r} (field {label_field!r}) was never seen in training; the model "
-                    f"knows {sorted(known)}{suggest(label, known)}", record_id=doc.id)
+                    f"{what} label {show(label)} (field {label_field!r}) was never seen in training; the model "
+                    f"knows {show(sorted(known))}{hint}", record_id=doc.id)
+
+
+def _label_quoter(label_field: str):
+    """How a message shows label values: quoted, unless the label field's key is one
+    de-identification treats as PHI (``meta.patient_name``: a field picked by mistake, whose
+    values are then names; :func:`domainfm.deid.meta.identifier_field`)."""
+    from domainfm.deid.meta import identifier_field
+
+    kind = identifier_field(label_field)
+    if kind is None:
+        return repr
+
+    def show(value: Any) -> str:
+        if isinstance(value, list):
+            return f"{len(value)} {kind} value(s), not quoted"
+        return f"<a {kind} value, not quoted>"
+    return show
 
 
 def split_documents(docs: Sequence[Document], *, eval_fraction: float, split_key: str, seed: int,
