@@ -98,3 +98,13 @@ def test_audit_masks_record_ids_of_deidentified_data():
     assert shown[file_name].count("/") == 1 and len(shown[file_name]) == len(file_name)
     assert shown["n15"] == "n15" and shown[pseudonym] == pseudonym
     assert texts["n15"] == "Chest pain."  # de-identified text: PHI patterns only, as before
+
+
+def test_a_label_field_that_holds_identifiers_is_refused_unless_allowed():
+    from domainfm.errors import ConfigError
+    from domainfm.finetune import DataSection
+
+    with pytest.raises(ConfigError, match=r"data.label_field 'meta.mrn' is a field de-identification treats as PHI"):
+        DataSection(train="notes.jsonl", label_field="meta.mrn")
+    assert DataSection(train="notes.jsonl", label_field="meta.mrn", allow_identifier_labels=True).label_field == "meta.mrn"
+    assert DataSection(train="notes.jsonl", label_field="meta.specialty").label_field == "meta.specialty"

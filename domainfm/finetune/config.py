@@ -121,6 +121,10 @@ class DataSection:
             ``id`` or ``meta.<key>``: documents sharing a key stay on the same side.
         max_train_documents: read at most this many training documents (0 = all).
         max_eval_documents: evaluate on at most this many documents (0 = all).
+        allow_identifier_labels: train on a ``label_field`` whose key de-identification treats
+            as PHI (``meta.patient_name``, ``meta.mrn``); refused by default, because its
+            values become the model's classes and are written into the model folder, its
+            metrics and every later report.
     """
 
     train: str | None = None
@@ -132,11 +136,19 @@ class DataSection:
     split_key: str = "auto"
     max_train_documents: int = 0
     max_eval_documents: int = 0
+    allow_identifier_labels: bool = False
 
     def __post_init__(self):
         check_fields(self, "data")
         if self.train is None:
             raise ConfigError("data.train is required: a JSONL file of training documents")
+        from domainfm.deid.meta import identifier_field
+
+        if self.label_field and (kind := identifier_field(self.label_field)) and not self.allow_identifier_labels:
+            raise ConfigError(f"data.label_field {self.label_field!r} is a field de-identification treats as PHI "
+                              f"({kind}): its values would become the model's classes, written into the model "
+                              "folder and every report; pick the label field, or set "
+                              "data.allow_identifier_labels: true if these values are not identifiers")
         check_document_fields(self, limits=("max_train_documents", "max_eval_documents"), zero_means="all")
 
 
