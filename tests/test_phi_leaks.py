@@ -108,3 +108,15 @@ def test_a_label_field_that_holds_identifiers_is_refused_unless_allowed():
         DataSection(train="notes.jsonl", label_field="meta.mrn")
     assert DataSection(train="notes.jsonl", label_field="meta.mrn", allow_identifier_labels=True).label_field == "meta.mrn"
     assert DataSection(train="notes.jsonl", label_field="meta.specialty").label_field == "meta.specialty"
+
+
+def test_deid_of_a_missing_input_leaves_no_vault_behind(tmp_path, monkeypatch):
+    from domainfm.deid import DeidConfig
+    from domainfm.deid.runner import deidentify_file
+    from domainfm.errors import CorpusError
+
+    monkeypatch.setenv("DOMAINFM_VAULT_KEY", "k" * 32)
+    vault = tmp_path / "v.vault"
+    with pytest.raises(CorpusError, match="no such file"):
+        deidentify_file(tmp_path / "typo.jsonl", tmp_path / "out.jsonl", DeidConfig(vault=str(vault)))
+    assert not vault.exists() and not (tmp_path / "out.jsonl").exists()

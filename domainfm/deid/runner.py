@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 from domainfm.config import as_config
 from domainfm.corpus.document import Document, document_stream
 from domainfm.corpus.io import (Counts, CountingRejects, OutputLock, Rejected, RejectWriter, JsonlWriter, check_output_path,
-                                read_located_documents, rejects_path_for)
+                                not_a_file, read_located_documents, rejects_path_for)
 from domainfm.deid.config import DeidConfig
-from domainfm.errors import ConfigError, OutputError
+from domainfm.errors import ConfigError, CorpusError, OutputError
 from domainfm.manifest import manifest_path_for, write_manifest
 
 if TYPE_CHECKING:
@@ -216,6 +216,8 @@ def deidentify_file(
     no PHI text). ``read == written + rejected`` always holds.
     """
     in_path, out_path = Path(in_path), Path(out_path)
+    if not in_path.is_file():  # before the vault is created: a typo left an empty vault behind
+        raise CorpusError(f"{in_path}: {not_a_file(in_path)}")
     reject_file = rejects_path_for(out_path)
     check_output_path(out_path, inputs=[in_path])
     check_output_path(reject_file, inputs=[in_path])
