@@ -396,6 +396,7 @@ def test_physionet_offset_mismatch_and_orphans_are_rejected(tmp_path):
     assert [d.id for d in docs] == ["1-2", "2-1"]
     reasons = {r["id"]: r["reason"] for r in rejects}
     assert "does not match the note text" in reasons["1-1"]
+    assert next(r["raw"] for r in rejects if r["id"] == "1-1").startswith("START_OF_RECORD=1||||1||||")
     assert "name a record that id.text does not contain" in reasons["9-9"]
 
 
@@ -406,6 +407,8 @@ def test_physionet_record_without_end_marker_is_rejected_not_merged(tmp_path):
     assert [d.id for d in docs] == ["1-2"] and docs[0].text == "SECOND.\n"
     assert rejects[0]["id"] == "1-1" and "no ||||END_OF_RECORD" in rejects[0]["reason"]
     assert rejects[0]["location"] == "id.text:1"
+    # the record as read, so it can be mended from the reject file
+    assert rejects[0]["raw"] == "START_OF_RECORD=1||||1||||\nFIRST NOTE, NO END MARKER\n\n"
 
 
 def test_physionet_malformed_header_and_stray_text_are_rejected_with_their_line(tmp_path):

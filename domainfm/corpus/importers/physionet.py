@@ -106,8 +106,11 @@ def read_physionet(src: Path, options: PhysionetOptions) -> Iterator[Document | 
         end = content.find(_END, body_start)
         next_start = content.find("START_OF_RECORD=", body_start)
         if end < 0 or (0 <= next_start < end):
-            yield Rejected("record has no ||||END_OF_RECORD marker", location=location, record_id=doc_id)
-            pos = next_start if next_start >= 0 else len(content)
+            stop = next_start if next_start >= 0 else len(content)
+            # the record as read goes to the reject file, where it can be mended and imported again
+            yield Rejected("record has no ||||END_OF_RECORD marker", location=location, record_id=doc_id,
+                           raw=content[match.start():stop])
+            pos = stop
             continue
         pos = end + len(_END)
         body = content[body_start:end]
@@ -129,7 +132,7 @@ def read_physionet(src: Path, options: PhysionetOptions) -> Iterator[Document | 
             doc.validate(location=location)
             yield doc
         except RecordError as err:
-            yield Rejected.from_error(err)
+            yield Rejected.from_error(err, raw=content[match.start():pos])
     for (patient, note), phrases in sorted(gold.items()):
         yield Rejected(
             f"{len(phrases)} gold PHI line(s) name a record that id.text does not contain",
