@@ -221,3 +221,22 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def import_into(fmt, src, tmp_path, **options):
+    """``domainfm import`` of ``src`` into ``tmp_path``: the documents, the reject records and
+    the result; the counts must reconcile."""
+    import json
+
+    from domainfm.corpus import read_documents
+    from domainfm.corpus.importing import import_corpus
+
+    result = import_corpus(fmt, src, tmp_path / f"{fmt}.jsonl", options)
+    assert result.counts.reconciles
+    rejects = [json.loads(x) for x in result.rejects.read_text().splitlines()] if result.rejects else []
+    return list(read_documents(result.out)), rejects, result
+
+
+def span_keys(doc):
+    """A document's spans as sorted ``(start, end, label)``."""
+    return sorted((s.start, s.end, s.label) for s in doc.spans)

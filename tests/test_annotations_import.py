@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from domainfm.corpus import read_documents
+from conftest import import_into, span_keys
 from domainfm.corpus.agreement import Annotation, cohen_kappa, resolve
 from domainfm.corpus.document import Document, Span
 from domainfm.corpus.importers import IMPORTERS, Importer
@@ -26,15 +26,7 @@ DOCS = [
 ]
 
 
-def _import(fmt, src, tmp_path, **options):
-    result = import_corpus(fmt, src, tmp_path / f"{fmt}.jsonl", options)
-    assert result.counts.reconciles
-    rejects = [json.loads(x) for x in result.rejects.read_text().splitlines()] if result.rejects else []
-    return list(read_documents(result.out)), rejects, result
-
-
-def _keys(doc):
-    return sorted((s.start, s.end, s.label) for s in doc.spans)
+_import, _keys = import_into, span_keys
 
 
 @pytest.mark.parametrize("kind", ["labelstudio", "prodigy"])

@@ -10,20 +10,12 @@ import json
 
 import pytest
 
-from domainfm.corpus import read_documents
+from conftest import import_into, span_keys
 from domainfm.corpus.importing import import_corpus
 from domainfm.errors import CorpusError
 
 
-def _import(fmt, src, tmp_path, **options):
-    result = import_corpus(fmt, src, tmp_path / f"{fmt}.out.jsonl", options)
-    assert result.counts.reconciles
-    rejects = [json.loads(x) for x in result.rejects.read_text().splitlines()] if result.rejects else []
-    return list(read_documents(result.out)), rejects, result
-
-
-def _keys(doc):
-    return sorted((s.start, s.end, s.label) for s in doc.spans)
+_import, _keys = import_into, span_keys
 
 
 def _jsonl(path, records):

@@ -6,18 +6,14 @@ import json
 
 import pytest
 
+from conftest import import_into
 from domainfm.corpus import read_documents
 from domainfm.corpus.importing import import_corpus
 from domainfm.errors import ConfigError, CorpusError
 
 
 def run(fmt, src, tmp_path, **options):
-    result = import_corpus(fmt, src, tmp_path / f"{fmt}.jsonl", options)
-    assert result.counts.reconciles
-    docs = list(read_documents(result.out))
-    rejects = []
-    if result.rejects:
-        rejects = [json.loads(x) for x in result.rejects.read_text().splitlines()]
+    docs, rejects, _ = import_into(fmt, src, tmp_path, **options)
     return docs, rejects
 
 
