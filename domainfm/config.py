@@ -171,8 +171,7 @@ def check_fields(obj: Any, section: str = "", *, nested: bool = False, skip: Ite
         dotted = f"{section}.{f.name}" if section else f.name
         hint = hints[f.name]
         if dataclasses.is_dataclass(hint) and not isinstance(value, (hint, Mapping)):
-            got = f"a {type(value).__name__}" if dataclasses.is_dataclass(value) else _show_type(value)
-            raise ConfigError(f"config section {dotted!r} must be a {hint.__name__} or a mapping, got {got}")
+            raise ConfigError(f"config section {dotted!r} must be a {hint.__name__} or a mapping, got {_show_type(value)}")
         checked = _coerce(value, hint, dotted, strict=True)
         if checked is not value:
             object.__setattr__(obj, f.name, checked)
@@ -181,7 +180,11 @@ def check_fields(obj: Any, section: str = "", *, nested: bool = False, skip: Ite
 
 
 def _show_type(value: Any) -> str:
-    return "None" if value is None else type(value).__name__
+    """What a wrong value is, for a message: ``None``, ``a ChunkConfig`` (a config of another
+    class), else its type's name."""
+    if value is None:
+        return "None"
+    return f"a {type(value).__name__}" if dataclasses.is_dataclass(value) else type(value).__name__
 
 
 def as_config(value: Any, cls: type, name: str = "config") -> Any:
@@ -200,8 +203,7 @@ def as_config(value: Any, cls: type, name: str = "config") -> Any:
         return cls()
     if isinstance(value, Mapping):
         return from_dict(cls, value)
-    got = f"a {type(value).__name__}" if dataclasses.is_dataclass(value) else _show_type(value)
-    raise ConfigError(f"{name} must be a {cls.__name__} (or a mapping of its fields), got {got}")
+    raise ConfigError(f"{name} must be a {cls.__name__} (or a mapping of its fields), got {_show_type(value)}")
 
 
 def _renamed_keys(cls: type, data: Mapping[str, Any], prefix: str) -> Mapping[str, Any]:
