@@ -68,6 +68,7 @@ def _user_errors(command):
             typer.echo(f"error: {where}{exc.strerror or exc}", err=True)
             raise typer.Exit(2) from None
         finally:
+            _STOP_REQUESTED.clear()
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
 
@@ -85,8 +86,22 @@ def _quiet_progress_bars() -> None:
         hf_logging.disable_progress_bar()
 
 
+# the signal a termination asked for, until the command ends: Python drops an exception raised
+# inside a __del__ or a garbage-collector callback ("Exception ignored in ..."), and a run whose
+# SystemExit was dropped so went on to write its whole output; the next progress update stops it
+_STOP_REQUESTED: list[int] = []
+
+
 def _terminated(signum, frame):
+    if not _STOP_REQUESTED:
+        _STOP_REQUESTED.append(signum)
     raise SystemExit(128 + signum)
+
+
+def _stop_if_requested() -> None:
+    """Raise the SystemExit of a termination whose first one was swallowed."""
+    if _STOP_REQUESTED:
+        raise SystemExit(128 + _STOP_REQUESTED[0])
 
 
 def _on_sigterm():
@@ -222,7 +237,11 @@ class _progress:
         )
         self._progress.__enter__()
         task = self._progress.add_task(self.description, total=None)
-        return lambda n: self._progress.update(task, completed=n)
+
+        def update(n: int) -> None:
+            _stop_if_requested()
+            self._progress.update(task, completed=n)
+        return update
 
     def __exit__(self, *exc):
         return self._progress.__exit__(*exc)

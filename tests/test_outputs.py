@@ -497,3 +497,26 @@ def test_a_folders_hash_follows_linked_subfolders_as_the_importers_do(tmp_path):
     assert before["files"] == 2
     (elsewhere / "b.txt").write_text("Patient Brannoc Crake seen.")
     assert describe_input(src)["sha256"] != before["sha256"]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the dropped SystemExit itself
+def test_a_termination_swallowed_by_a_finaliser_stops_the_run_at_the_next_progress_update():
+    import gc
+
+    from rich.console import Console
+
+    from domainfm import cli as cli_module
+
+    class Finalised:
+        def __del__(self):  # SIGTERM arriving here: Python prints "Exception ignored" and goes on
+            cli_module._terminated(signal.SIGTERM, None)
+
+    try:
+        Finalised()
+        gc.collect()  # the SystemExit raised in __del__ was dropped
+        with cli_module._progress(Console(file=open(os.devnull, "w")), "de-identifying") as update:
+            with pytest.raises(SystemExit) as stopped:
+                update(50)
+        assert stopped.value.code == 128 + signal.SIGTERM
+    finally:
+        cli_module._STOP_REQUESTED.clear()
