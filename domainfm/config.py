@@ -155,8 +155,9 @@ def check_fields(obj: Any, section: str = "", *, nested: bool = False, skip: Ite
     Args:
         obj: the config dataclass instance; fields are replaced by their converted values.
         section: the section's dotted name for messages (``train`` -> ``'train.lr'``).
-        nested: also check the fields of section instances (classes whose ``__post_init__``
-            does not call this).
+        nested: also check again the fields of the sections it holds: each section checks
+            itself when built, but an instance changed after that (``task.lora.r = "8"``) is
+            caught only here.
         skip: fields the class checks itself (a registry wider than the annotation, a message
             of its own).
 

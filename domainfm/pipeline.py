@@ -107,8 +107,14 @@ class PipelineConfig:
 def _build_section(name: str, data: Any, prefix: str) -> Any:
     """A stage's section -> its registered config class (errors name ``<stage>.<field>``)."""
     cls = REGISTRY[name].config_class()
-    check = getattr(cls, "check_section", None)  # a class may refuse retired keys with directions
+    check = getattr(cls, "check_section", None)  # a class may check more before its fields are read
     try:
+        # keys a section refuses with directions (retired, or inherited and never read), before
+        # the unknown-key check would only say they are unknown
+        refused = [k for k in getattr(cls, "REFUSED_KEYS", {}) if isinstance(data, Mapping) and k in data]
+        if refused:
+            also = f" (and {', '.join(prefix + k for k in refused[1:])})" if refused[1:] else ""
+            raise ConfigError(f"config field '{prefix}{refused[0]}'{also} {cls.REFUSED_KEYS[refused[0]]}")
         if check is not None:
             check(data, prefix)
         return from_dict(cls, data, prefix=prefix)

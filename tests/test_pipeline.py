@@ -233,7 +233,7 @@ def test_label_stage_suggests_labels_for_the_documents_without_one(tmp_path):
     suggested = {d.id: d.meta["suggestion"]["label"] for d in read_documents(tmp_path / "run" / "label" / "suggestions.jsonl")}
     assert set(suggested) == {f"d{i}" for i in range(10, 16)}
     assert (tmp_path / "run" / "label" / "suggestions.labelstudio.json").is_file()
-    with pytest.raises(ConfigError, match="label.seeds_per_class: the label stage now suggests labels for a real pool"):
+    with pytest.raises(ConfigError, match="'label.seeds_per_class' is retired: the label stage now suggests labels for a real pool"):
         pl.pipeline_from_dict({"import": {"src": "x"}, "label": {"seeds_per_class": 8}})
     labelled_only = tmp_path / "labelled.jsonl"
     labelled_only.write_text("".join(json.dumps(r) + "\n" for r in rows[:10]), encoding="utf-8")

@@ -42,16 +42,10 @@ class DeidEvalSection(DeidConfig):
 
     # DeidConfig keys the section inherits but never reads: it detects and replaces nothing, so a
     # vault or an operator set here would look as if the scored output had been written with it
-    UNUSED_KEYS: ClassVar[tuple[str, ...]] = ("vault", "operator", "pseudonymize_ids", "meta", "meta_default")
-
-    @classmethod
-    def check_section(cls, data: Any, prefix: str) -> None:
-        """Refuse the inherited keys the stage never reads, with directions."""
-        unused = [k for k in cls.UNUSED_KEYS if isinstance(data, dict) and k in data]
-        if unused:
-            raise ConfigError(f"config field '{prefix}{unused[0]}' is not used: deid_eval scores detection on the "
-                              "held-out notes and writes no de-identified text; remove it (the 'deid' section "
-                              "de-identifies)")
+    REFUSED_KEYS: ClassVar[dict[str, str]] = dict.fromkeys(
+        ("vault", "operator", "pseudonymize_ids", "meta", "meta_default"),
+        "is not used: deid_eval scores detection on the held-out notes and writes no de-identified text; remove "
+        "it (the 'deid' section de-identifies)")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from domainfm.config import check_fields
 from domainfm.corpus.document import Document, Span
 from domainfm.errors import ConfigError
 
@@ -53,7 +54,8 @@ class AugmentConfig:
     place_locales: list[str] = field(default_factory=lambda: ["en_US"])
 
     def __post_init__(self):
-        if not isinstance(self.copies, int) or isinstance(self.copies, bool) or self.copies < 0:
+        check_fields(self, "augment")
+        if self.copies < 0:
             raise ConfigError(f"augment.copies must be an int >= 0 (0 = off), got {self.copies!r}")
         if not self.labels or not all(isinstance(x, str) and x.strip() for x in self.labels):
             raise ConfigError(f"augment.labels must list span labels to replace, e.g. [NAME, LOCATION]; "

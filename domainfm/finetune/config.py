@@ -295,7 +295,7 @@ class TaskConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
 
     def __post_init__(self):
-        check_fields(self, nested=True)  # lora, augment and distill are shared classes that do not check types
+        check_fields(self, nested=True)  # sections changed after they were built, too
         if self.canaries.enabled and self.task == "ner":
             raise ConfigError("canaries.enabled applies to classification and multilabel tasks; the privacy audit "
                               "has no exposure measure for ner models yet (audit the DAPT model instead)")

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from domainfm.config import check_fields
 from domainfm.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -48,12 +49,12 @@ class DistillConfig:
     temperature: float = 2.0
 
     def __post_init__(self):
-        if self.teacher is not None and (not isinstance(self.teacher, str) or not self.teacher.strip()):
+        check_fields(self, "distill")
+        if self.teacher is not None and not self.teacher.strip():
             raise ConfigError(f"distill.teacher must be a domainfm finetune output folder, got {self.teacher!r}")
-        if isinstance(self.weight, bool) or not isinstance(self.weight, (int, float)) or not 0 < self.weight <= 1:
+        if not 0 < self.weight <= 1:
             raise ConfigError(f"distill.weight must be in (0, 1] (the teacher's share of the loss), got {self.weight!r}")
-        if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) \
-                or self.temperature <= 0:
+        if self.temperature <= 0:
             raise ConfigError(f"distill.temperature must be > 0 (e.g. 2.0), got {self.temperature!r}")
 
     @property

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from domainfm.config import suggest
 from domainfm.errors import ConfigError
@@ -37,8 +37,13 @@ class LabelSection:
     model: str = "minilm"
     exports: list[str] = field(default_factory=lambda: ["labelstudio"])
 
-    #: keys of the evaluation harness the label section used to run
-    HARNESS_KEYS: ClassVar[tuple[str, ...]] = ("seeds_per_class", "pool_size")
+    #: keys of the evaluation harness the label section used to run, refused with directions
+    #: (``domainfm.pipeline`` reads ``REFUSED_KEYS`` before the unknown-key check)
+    REFUSED_KEYS: ClassVar[dict[str, str]] = dict.fromkeys(
+        ("seeds_per_class", "pool_size"),
+        "is retired: the label stage now suggests labels for a real pool (the documents without a label, or label.pool) "
+        "seeded by label.labeled (default: the documents with one); the evaluation draw it used to make is "
+        "domainfm.label.run_label_demo, run by 'domainfm demo'; remove it")
 
     def __post_init__(self) -> None:
         from domainfm.label.export import EXPORT_FORMATS
@@ -48,15 +53,6 @@ class LabelSection:
                 raise ConfigError(f"label.exports: unknown format {kind!r}{suggest(kind, EXPORT_FORMATS)}; "
                                   f"choose from {list(EXPORT_FORMATS)}")
 
-    @classmethod
-    def check_section(cls, data: Any, prefix: str) -> None:
-        """Refuse the evaluation harness's keys with directions (before unknown-key errors)."""
-        old = [k for k in cls.HARNESS_KEYS if isinstance(data, dict) and k in data]
-        if old:
-            raise ConfigError(f"{prefix}{old[0]}: the label stage now suggests labels for a real pool (the documents "
-                              "without a label, or label.pool) seeded by label.labeled (default: the documents with "
-                              "one); the evaluation draw it used to make is domainfm.label.run_label_demo, run by "
-                              f"'domainfm demo'. Remove {', '.join(prefix + k for k in old)}")
 
 
 def run(config: LabelSection, inputs: list[Path], out: Path, context: StageContext | None = None) -> StageResult:

@@ -43,6 +43,12 @@ _PATIENT_FIELDS = frozenset(("name", "full name", "legal name", "preferred name"
                              "patient's name", "patient", "pt"))
 
 
+def _short_capitals(word: str, shape: DocShape) -> bool:
+    """Up to four capitals in a note that has lower case too: a unit, a service or an
+    abbreviation ("MICU", "PCP", "GI"), not a name written in capitals."""
+    return shape.mixed and word.isupper() and len(word) <= 4
+
+
 def _opens_clause(before: str) -> bool:
     """Whether a clause starts after this token: punctuation, a line break, or none at all."""
     return before in _CLAUSE_START or "\n" in before or not before.strip()
@@ -602,9 +608,8 @@ class NameRecognizer(TokenRecognizer):
                 listed = [t for t in listed if w.lower[t] in self.names or not vocab.in_lexicon(w.lower[t])]
                 if comma and listed and ends and label in _PATIENT_FIELDS:
                     listed = words  # "Patient: LEWIS, AMBER": the record's "LAST, FIRST" settles the rest
-                # "To: MICU CCU": short capitals in a mixed-case note are units and abbreviations
-                acronym = shape.mixed and any(w.text[t].isupper() and len(w.text[t]) <= 4 for t in words)
-                if len(listed) < len(words) or not ends or acronym:
+                # "To: MICU CCU"
+                if len(listed) < len(words) or not ends or any(_short_capitals(w.text[t], shape) for t in words):
                     continue
             elif not listed:
                 continue
@@ -730,9 +735,9 @@ class NameRecognizer(TokenRecognizer):
         word, low = w.text[j], w.lower[j]
         if not namey(word) or low in self.function_words or low in vocab.RELATION_WORDS or low in vocab.NEVER_NAMES:
             return False
+        if _short_capitals(word, shape):
+            return False  # "called PCP", "paged ICU", "per DKA protocol"
         if shape.mixed:  # "spoke with Baker": a common surname, even when it is a word
-            if word.isupper() and len(word) <= 4:
-                return False  # "called PCP", "paged ICU", "spoke with GI": a service, in a note that has capitals
             return word[0].isupper() and (low in self.first or not vocab.is_english(low) or vocab.likely_surname(low)) \
                 and low not in self.stop
         if low in self.names and not vocab.is_english(low) and low not in self.stop:
