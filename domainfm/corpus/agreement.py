@@ -59,11 +59,15 @@ class Annotation:
         return None if self.label is None else (self.label,)
 
 
-def latest_per_annotator(annotations: Sequence[Annotation]) -> tuple[list[Annotation], int]:
+def latest_per_annotator(annotations: Sequence[Annotation],
+                         tasks: Sequence[Any] | None = None) -> tuple[list[Annotation], int]:
     """Each annotator's last version (in export order), and how many earlier ones it replaced: an
-    annotator who submitted a task twice is one annotator, not two who agree with each other."""
-    last = {a.annotator: i for i, a in enumerate(annotations)}
-    kept = [a for i, a in enumerate(annotations) if last[a.annotator] == i]
+    annotator who submitted a task twice is one annotator, not two who agree with each other.
+    With ``tasks`` (one question's key per version, e.g. Prodigy's ``_task_hash``), the last
+    version per annotator and question: one annotator's answers to different questions all stay."""
+    keys = [(a.annotator, None if tasks is None else tasks[i]) for i, a in enumerate(annotations)]
+    last = {key: i for i, key in enumerate(keys)}
+    kept = [a for i, a in enumerate(annotations) if last[keys[i]] == i]
     return kept, len(annotations) - len(kept)
 
 

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from domainfm.corpus.agreement import Annotation, annotated_document, check_resolve, free_key, resolve
+from domainfm.corpus.agreement import (Annotation, annotated_document, check_resolve, free_key,
+                                       latest_per_annotator, resolve)
 from domainfm.corpus.document import Document, Span, describe_type
 from domainfm.corpus.importers.base import Sourced, register
 from domainfm.corpus.io import Rejected, iter_jsonl_lines
@@ -163,15 +164,12 @@ def _per_annotator(answers: list[tuple[Annotation, Any]]) -> tuple[list[Annotati
     answers to different questions and are combined, not read as a resubmission that keeps only
     the last (which dropped every earlier accepted span). The same task answered again (same or
     no ``_task_hash``) is a resubmission: the later answer counts."""
-    by_task: dict[tuple[str, str | None], Annotation] = {}
-    for ann, task_hash in answers:
-        key = (ann.annotator, None if task_hash is None else str(task_hash))
-        by_task.pop(key, None)  # the later answer, in the later answer's place
-        by_task[key] = ann
+    latest, superseded = latest_per_annotator([ann for ann, _ in answers],
+                                              [None if task is None else str(task) for _, task in answers])
     parts: dict[str, list[Annotation]] = {}
-    for (who, _), ann in by_task.items():
-        parts.setdefault(who, []).append(ann)
-    return [_combined(group) for group in parts.values()], len(answers) - len(by_task)
+    for ann in latest:
+        parts.setdefault(ann.annotator, []).append(ann)
+    return [_combined(group) for group in parts.values()], superseded
 
 
 def _combined(parts: list[Annotation]) -> Annotation:
