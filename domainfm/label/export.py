@@ -24,12 +24,10 @@ from xml.sax.saxutils import quoteattr
 
 from domainfm.config import suggest
 from domainfm.corpus.document import Document
+from domainfm.corpus.importers.prodigy import SUGGESTED_BY
 from domainfm.errors import ConfigError
 
 EXPORT_FORMATS = ("labelstudio", "prodigy", "csv")
-#: the ``meta`` key marking a Prodigy task as a model's suggestion (``domainfm import prodigy``
-#: refuses such a task nobody has answered, unless ``use_predictions``)
-SUGGESTED_BY = "suggested_by"
 CSV_COLUMNS = ("id", "rank", "label", "confidence", "labels", "alternatives", "text")
 
 

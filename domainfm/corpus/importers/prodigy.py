@@ -34,6 +34,10 @@ from domainfm.corpus.importers.base import Sourced, register
 from domainfm.corpus.io import Rejected, iter_jsonl_lines
 from domainfm.errors import RecordError
 
+#: the ``meta`` key marking a task as a model's suggestion (``domainfm label --export prodigy``
+#: writes it; a line with it that nobody answered is refused unless ``use_predictions``)
+SUGGESTED_BY = "suggested_by"
+
 _PRODIGY_KEYS = ("text", "spans", "tokens", "answer", "accept", "options", "label", "meta", "config",
                  "_input_hash", "_task_hash", "_annotator_id", "_session_id", "_view_id", "_timestamp",
                  "_is_binary", "html")
@@ -190,8 +194,6 @@ def _combined(parts: list[Annotation]) -> Annotation:
 
 def _suggested(obj: dict) -> bool:
     """Whether the line is a suggestion ``domainfm label`` exported (``meta.suggested_by``)."""
-    from domainfm.label.export import SUGGESTED_BY
-
     meta = obj.get("meta")
     return isinstance(meta, dict) and meta.get(SUGGESTED_BY) == "domainfm"
 
