@@ -733,8 +733,22 @@ def test_the_split_is_recorded_as_digests_and_read_back(tmp_path, notes_file, ti
     train_docs, eval_docs, _, _ = load_task_data(cfg)
     assert not any(f'"{d.id}"' in record for d in train_docs + eval_docs)
     split = read_split(result.out_dir)
-    assert {split.side(d.id) for d in eval_docs} == {"eval"} and {split.side(d.id) for d in train_docs} == {"train"}
-    assert split.side("never-seen") is None
+    assert {split.side(d) for d in eval_docs} == {"eval"} and {split.side(d) for d in train_docs} == {"train"}
+    assert split.side(Document("never-seen", "x")) is None
+    # an id guessed without its text tests nothing (ids such as MRNs can be enumerated)
+    assert split.side(Document(eval_docs[0].id, eval_docs[0].text + " ")) is None
     got_train, got_eval, stats = recorded_documents(result.out_dir, cfg)
     assert [d.id for d in got_eval] == [d.id for d in eval_docs] and stats["recorded"]
     assert [d.id for d in got_train] == [d.id for d in train_docs]
+
+
+def test_a_version_1_split_record_of_ids_alone_is_still_read(tmp_path):
+    import hashlib
+
+    from domainfm.finetune.split import SPLIT_FILE, read_split
+
+    salt = "s1"
+    digest = hashlib.sha256(f"{salt}\x00note-7".encode()).hexdigest()[:32]
+    (tmp_path / SPLIT_FILE).write_text(json.dumps({"version": 1, "salt": salt, "train": [digest], "eval": []}))
+    split = read_split(tmp_path)
+    assert split.side(Document("note-7", "any text")) == "train" and split.side(Document("note-8", "t")) is None

@@ -147,7 +147,7 @@ def test_finetune_trains_on_the_copies_and_records_them(tmp_path, clinical_corpu
     result = finetune(load_config(TaskConfig, overrides=overrides), tmp_path / "m")
     data = result.metrics["data"]
     split = read_split(tmp_path / "m")
-    copied = [d for d in docs if split.side(d.id) == "train" and any(s.label == "PATIENT" for s in d.spans)]
+    copied = [d for d in docs if split.side(d) == "train" and any(s.label == "PATIENT" for s in d.spans)]
     assert split.eval and copied
     assert data["augment"]["documents"] == 2 * len(copied)  # training documents only, never the held-out ones
     assert data["train"]["documents"] == data["train_documents"] + data["augment"]["documents"]

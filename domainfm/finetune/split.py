@@ -2,10 +2,14 @@
 the model so that later stages (the audit, the de-id site evaluation) use exactly that split
 instead of recomputing it.
 
-``split.json`` holds salted SHA-256 digests of the document ids, not the ids: the model folder
-is what leaves the building, and document ids can carry identifiers (an MRN, a case number).
-A reader with the training data recomputes the digests of its ids and matches them. (Someone who
-can enumerate candidate ids can test them too; the digests keep ids from being read, not guessed.)
+``split.json`` holds SHA-256 digests of each document's id *and text*, not the ids: the model
+folder is what leaves the building, and document ids can carry identifiers (an MRN, a case
+number). A reader with the training data recomputes the digests and matches them. The text is
+in the digest because ids alone can be enumerated: seven-digit MRNs are ten million guesses, so
+a digest of the id (salted or not, with the salt beside it) tells anyone which MRNs were
+trained on. Nobody without the document's text can test a guess.
+
+Version 1 files (digests of ids alone, written before) are still read.
 """
 
 from __future__ import annotations
@@ -22,26 +26,29 @@ from domainfm.manifest import write_json_atomic
 SPLIT_FILE = "split.json"
 
 
-def _digest(salt: str, doc_id: str) -> str:
-    return hashlib.sha256(f"{salt}\x00{doc_id}".encode("utf-8")).hexdigest()[:32]
+def _digest(salt: str, doc_id: str, text: str | None) -> str:
+    """``text`` None: a version 1 record's digest of the id alone."""
+    material = f"{salt}\x00{doc_id}" if text is None else f"{salt}\x00{doc_id}\x00{text}"
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()[:32]
 
 
 def record_split(out: str | os.PathLike, train_docs: Sequence[Any], eval_docs: Sequence[Any],
                  stats: dict[str, Any] | None = None, *, seed: int = 0) -> Path:
-    """Write ``out/split.json``: digests of the training and evaluation documents' ids.
+    """Write ``out/split.json``: digests of the training and evaluation documents (id and text).
 
     The salt is stored in the file (a reader needs it), so it protects nothing by being random;
-    it is derived from the run's seed so that the same run writes the same file."""
+    it is derived from the run's seed so that the same run writes the same file. The secret
+    that keeps the digests from being tested is the text."""
     salt = hashlib.sha256(f"domainfm-split:{seed}".encode()).hexdigest()[:32]
     stats = stats or {}
     payload = {
-        "version": 1,
-        "ids": "sha256(salt NUL id), first 32 hex digits",
+        "version": 2,
+        "ids": "sha256(salt NUL id NUL text), first 32 hex digits",
         "salt": salt,
         "split_key": stats.get("split_key"),
         "eval_source": stats.get("eval_source"),
-        "train": sorted(_digest(salt, d.id) for d in train_docs),
-        "eval": sorted(_digest(salt, d.id) for d in eval_docs),
+        "train": sorted(_digest(salt, d.id, d.text) for d in train_docs),
+        "eval": sorted(_digest(salt, d.id, d.text) for d in eval_docs),
     }
     path = Path(out) / SPLIT_FILE
     write_json_atomic(path, payload)
@@ -55,10 +62,11 @@ class RecordedSplit:
     eval: frozenset[str]
     split_key: str | None
     eval_source: str | None
+    version: int = 2
 
-    def side(self, doc_id: str) -> str | None:
-        """``"train"``, ``"eval"`` or None for a document the model never saw."""
-        digest = _digest(self.salt, doc_id)
+    def side(self, doc) -> str | None:
+        """``"train"``, ``"eval"`` or None for a document (id and text) the model never saw."""
+        digest = _digest(self.salt, doc.id, doc.text if self.version >= 2 else None)
         return "train" if digest in self.train else "eval" if digest in self.eval else None
 
 
@@ -72,7 +80,7 @@ def read_split(model_dir: str | os.PathLike) -> RecordedSplit | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         return RecordedSplit(str(data["salt"]), frozenset(data["train"]), frozenset(data["eval"]),
-                             data.get("split_key"), data.get("eval_source"))
+                             data.get("split_key"), data.get("eval_source"), int(data.get("version", 1)))
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path}: not a split record written by domainfm finetune ({exc})") from None
 
@@ -98,10 +106,10 @@ def recorded_documents(model_dir: str | os.PathLike, cfg) -> tuple[list, list, d
         docs += rename_spans(load_documents(d.eval), cfg.labels.map)
     sides: dict[str | None, list] = {"train": [], "eval": [], None: []}
     for doc in docs:
-        sides[split.side(doc.id)].append(doc)
+        sides[split.side(doc)].append(doc)
     if len(sides["train"]) != len(split.train) or len(sides["eval"]) != len(split.eval):
         raise ConfigError(
-            f"{model_dir}: the task's data files no longer hold the documents the model recorded "
+            f"{model_dir}: the task's data files no longer hold the documents (ids and texts) the model recorded "
             f"({len(sides['train'])} of {len(split.train)} training and {len(sides['eval'])} of {len(split.eval)} "
             "evaluation documents found); re-run finetune on the current data")
     stats = {"split_key": split.split_key, "eval_source": split.eval_source, "recorded": True,
