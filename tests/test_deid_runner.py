@@ -343,3 +343,32 @@ def test_detections_by_label_are_ordered_by_count_then_name(tmp_path):
     manifest = json.loads(result.manifest.read_text())
     assert list(manifest["counts"]["detections_by_label"]) == ["DOCTOR", "PHONE"]
     assert list(result.detections_by_label) == ["DOCTOR", "PHONE"]
+
+
+def test_identifiers_left_outside_the_text_are_counted_by_field_and_named_with_their_fix(cli, tmp_path, monkeypatch):
+    """The id, kept meta keys and labels are written as they came (documented), so a record id
+    that is the note's MRN or a kept meta value with the doctor's name leaves that identifier in
+    the output. The run says so by field name and option, never by value."""
+    src = tmp_path / "notes.jsonl"
+    rows = [{"id": "MRN-88123456", "text": NOTE, "meta": {"seen_by": "Okonkwo", "site": "north"}, "label": "cardiology"},
+            {"id": "n2", "text": "Seen by Dr. Okonkwo today.", "meta": {"site": "north"}, "labels": ["Okonkwo"]},
+            # a detected string glued to other digits, or shorter than four characters, is not looked for
+            {"id": "MRN-881234567", "text": "MRN 88123456. Seen by Dr. Lee.", "meta": {"ward": "Lee"}}]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = deidentify_file(src, tmp_path / "out.jsonl", DeidConfig(operator="tag"))
+    assert result.outside_text == {"id": 1, "labels": 1, "meta.seen_by": 1}
+    manifest = (tmp_path / "out.manifest.json").read_text()
+    assert json.loads(manifest)["counts"]["identifiers_outside_text"] == result.outside_text
+    assert "Okonkwo" not in manifest and "88123456" not in manifest
+
+    shown = cli("deid", src, "-o", tmp_path / "cli.jsonl", "--operator", "tag")
+    assert shown.exit_code == 0, shown.output
+    text = " ".join(shown.output.split())
+    assert "--pseudonymize-ids" in text and "--meta seen_by=deid" in text and "labels are not de-identified" in text
+    assert "Okonkwo" not in shown.output and "88123456" not in shown.output
+
+    # the fixes the message names make it go away
+    monkeypatch.setenv("DOMAINFM_VAULT_KEY", "k" * 40)
+    fixed = deidentify_file(src, tmp_path / "fixed.jsonl", DeidConfig(
+        vault=str(tmp_path / "v.db"), pseudonymize_ids=True, meta={"seen_by": "deid"}))
+    assert fixed.outside_text == {"labels": 1}

@@ -117,6 +117,34 @@ def test_partition_rejects_name_the_record_and_keep_it(tmp_path):
         "[NAME]" in json.loads(next(r for r in out if r["kind"] == RECORD)["payload"])["text"]
 
 
+@pytest.mark.parametrize("pseudonymize_ids", [False, True])
+def test_identifiers_outside_the_text_reach_the_driver_counts_and_not_the_output(tmp_path, vault_key,
+                                                                                  pseudonymize_ids):
+    """The worker names the fields (never values) in the row it sends; the driver counts them and
+    writes the record without them, as one process does."""
+    from domainfm.deid.vault import Vault
+    from domainfm.distributed.core import OUTSIDE_TEXT
+    from domainfm.distributed.jobs import write_records
+
+    rows = [{"order": 0, "location": "x.jsonl:1", "doc": json.dumps(
+        {"id": "MRN-88123456", "text": "MRN 88123456. Seen by Dr. Quillfeather.", "meta": {"seen_by": "Quillfeather"}})}]
+    with Vault(tmp_path / "v.db", vault_key) as vault:
+        job = DeidJob(DeidConfig(vault=str(tmp_path / "v.db"), pseudonymize_ids=pseudonymize_ids), vault_key,
+                      vault.header())
+        out = [r for r in deidentify_partition(iter(rows), job) if r["kind"] == RECORD]
+    expected = ["meta.seen_by"] if pseudonymize_ids else ["id", "meta.seen_by"]
+    assert json.loads(out[0]["payload"])[OUTSIDE_TEXT] == expected
+
+    class Rows:
+        def ordered(self, kind):
+            return iter(out if kind == RECORD else [])
+
+    counted: dict[str, int] = {}
+    write_records(Rows(), tmp_path / "out.jsonl", parquet=False, outside_text=counted)
+    assert counted == dict.fromkeys(expected, 1)
+    assert OUTSIDE_TEXT not in (tmp_path / "out.jsonl").read_text()
+
+
 def _later_batch(tmp_path) -> Path:
     """A vault that holds ``n1`` for one text, and a later batch that sends ``n1`` with another."""
     first = tmp_path / "first.jsonl"

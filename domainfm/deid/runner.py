@@ -14,7 +14,7 @@ import secrets
 import sqlite3
 from collections import deque
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
@@ -42,6 +42,9 @@ class DeidResult:
     detections_by_label: dict[str, int]
     surrogate_key: str
     first_rejects: list[str]
+    # output field -> records whose field still holds an identifier found in their text
+    # (domainfm.deid.outside_text; field names, never values)
+    outside_text: dict[str, int] = field(default_factory=dict)
 
 
 def surrogate_secret(config: DeidConfig, seed: int | None = None) -> tuple[bytes, str]:
@@ -80,6 +83,7 @@ def deidentify(
     Example:
         >>> records = deidentify(read_documents("notes.jsonl"), DeidConfig(operator="tag"))  # doctest: +SKIP
     """
+    from domainfm.deid.outside_text import fields_holding
     from domainfm.deid.propagate import NamePropagator
     from domainfm.deid.surrogates import SurrogateGenerator
     from domainfm.deid.transform import TransformedRecord, transform_documents
@@ -103,8 +107,11 @@ def deidentify(
     pairs = ((doc, propagator(doc, list(found))) for doc, found in pairs)
     policy = config.meta_policy
     for record in transform_documents(pairs, config.operator, surrogates, vault=vault, counts=counts):
-        if isinstance(record, TransformedRecord) and record.meta:
-            record.meta = _deidentify_meta(record, policy, config, surrogates, propagator, detectors)
+        if isinstance(record, TransformedRecord):
+            if record.meta:
+                record.meta = _deidentify_meta(record, policy, config, surrogates, propagator, detectors)
+            record.outside_text = fields_holding(record, record.identifiers, ids_replaced=config.pseudonymize_ids)
+            record.identifiers = frozenset()
         yield record
 
 
@@ -244,6 +251,7 @@ def _deidentify_locked(in_path: Path, out_path: Path, reject_file: Path, config:
     input_counts, transform_counts = Counts(), Counts()
     first_rejects: list[str] = []
     by_label: dict[str, int] = {}
+    outside: dict[str, int] = {}
     # Documents handed to detection, in order, until their result comes back: a record rejected
     # while transforming keeps its file:line and the record as read (the reject file promises both).
     in_flight: deque = deque()
@@ -265,6 +273,8 @@ def _deidentify_locked(in_path: Path, out_path: Path, reject_file: Path, config:
                 location, doc = in_flight.popleft() if in_flight else (None, None)
                 if isinstance(item, TransformedRecord):
                     out.write_obj(output_record(item, vault, config.pseudonymize_ids))
+                    for name in item.outside_text:
+                        outside[name] = outside.get(name, 0) + 1
                     for span in item.phi_spans:
                         label = span["label"] if isinstance(span, dict) else span.label
                         by_label[label] = by_label.get(label, 0) + 1
@@ -286,11 +296,12 @@ def _deidentify_locked(in_path: Path, out_path: Path, reject_file: Path, config:
     manifest = write_manifest(
         out_path, stage="deid", config=config, inputs=[in_path],
         outputs=[out_path] + ([reject_file] if counts.rejected else []),
-        counts={**counts.to_dict(), "detections": sum(by_label.values()), "detections_by_label": by_label},
+        counts={**counts.to_dict(), "detections": sum(by_label.values()), "detections_by_label": by_label,
+                "identifiers_outside_text": by_count(outside)},
         extra={"surrogate_key": key_source},
     )
     return DeidResult(out_path, reject_file if counts.rejected else None, manifest, counts,
-                      sum(by_label.values()), by_label, key_source, first_rejects)
+                      sum(by_label.values()), by_label, key_source, first_rejects, by_count(outside))
 
 
 def by_count(by_label: dict[str, int]) -> dict[str, int]:

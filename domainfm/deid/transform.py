@@ -39,6 +39,7 @@ from domainfm.corpus.io import Counts, Rejected
 from domainfm.deid.operators import (
     MASK_CHAR, OPERATORS, Operator, coerce_detections, redact_text, resolve_overlaps, tag_for,
 )
+from domainfm.deid.outside_text import identifier_strings
 from domainfm.deid.surrogates import avoid_tokens, scope_for
 from domainfm.errors import ConfigError, RecordError
 
@@ -144,6 +145,11 @@ class TransformedRecord:
     spans: list[Span]
     phi_spans: list[dict[str, Any]]
     offset_map: OffsetMap = field(repr=False, default_factory=OffsetMap)
+    # the detected strings (PHI: never printed or written), kept only until deidentify() has
+    # looked for them outside the text (domainfm.deid.outside_text), then emptied
+    identifiers: frozenset[str] = field(repr=False, default=frozenset())
+    # the output fields that still hold one of them (names only): carried to the run's counts
+    outside_text: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return self.to_document().to_dict()
@@ -243,6 +249,7 @@ def apply_operator(
     return TransformedRecord(
         id=doc.id, text=new_text, meta=doc.meta, label=doc.label, labels=doc.labels, spans=spans,
         phi_spans=[d.to_dict() for d in dets], offset_map=offset_map,
+        identifiers=identifier_strings(text, regions),
     )
 
 

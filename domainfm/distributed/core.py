@@ -38,6 +38,7 @@ from domainfm.errors import RecordError
 # Payloads are JSON with non-ASCII escaped: a lone surrogate ("\\ud800") is valid there and
 # survives Arrow, which takes only valid UTF-8.
 RECORD, REJECT, VAULT, DOCUMENT = "record", "reject", "vault", "document"
+OUTSIDE_TEXT = "_identifiers_outside_text"  # a deid record payload's key for the driver, never written
 # The row every partition function returns; engines turn it into their own schema.
 ROW_FIELDS = ("kind", "order", "seq", "location", "record_id", "payload", "vault_table", "c1", "c2", "c3", "c4", "c5")
 
@@ -152,9 +153,13 @@ def deidentify_partition(rows: Iterable[dict[str, Any]], job: DeidJob) -> Iterat
                 pending_rejects.clear()
                 if isinstance(item, TransformedRecord):
                     order, location, _ = where.pop(item.id)
-                    yield _row(RECORD, order, record_id=item.id,
-                               payload=json.dumps(output_record(item, vault, job.config.pseudonymize_ids),
-                                                  ensure_ascii=True))
+                    payload = output_record(item, vault, job.config.pseudonymize_ids)
+                    # field names for the driver's counts (write_records takes them out); the worker's
+                    # config leaves ids alone, the job's may pseudonymise them
+                    outside = [f for f in item.outside_text if f != "id" or not job.config.pseudonymize_ids]
+                    if outside:
+                        payload[OUTSIDE_TEXT] = outside
+                    yield _row(RECORD, order, record_id=item.id, payload=json.dumps(payload, ensure_ascii=True))
                 else:
                     order, location, raw = where.pop(item.record_id, (-1, item.location, item.raw))
                     yield _reject_row(order, item.location or location, item.record_id, item.reason,

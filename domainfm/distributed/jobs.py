@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, Protocol
 
 from domainfm.corpus.io import (Counts, CountingRejects, JsonlWriter, OutputLock, Rejected, RejectWriter,
                                 check_output_path, rejects_path_for)
-from domainfm.distributed.core import DOCUMENT, RECORD, REJECT, DeidJob, input_rows, record_from_columns
+from domainfm.distributed.core import DOCUMENT, OUTSIDE_TEXT, RECORD, REJECT, DeidJob, input_rows, record_from_columns
 from domainfm.errors import ConfigError, RecordError
 from domainfm.manifest import write_manifest
 
@@ -145,14 +145,19 @@ def _replace_dir(tmp: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def write_records(outputs: Outputs, out_path: Path, *, parquet: bool, labels: dict[str, int] | None = None) -> int:
+def write_records(outputs: Outputs, out_path: Path, *, parquet: bool, labels: dict[str, int] | None = None,
+                  outside_text: dict[str, int] | None = None) -> int:
     """The ``record`` rows in input order: JSONL re-serialised exactly as one process writes it,
     or a Parquet folder of the document model's columns (JSON objects as JSON text). ``labels``
-    (when given) counts the records' ``phi_spans`` by label in the same pass."""
+    (when given) counts the records' ``phi_spans`` by label in the same pass, ``outside_text``
+    the fields that still hold an identifier of their text (:mod:`domainfm.deid.outside_text`)."""
 
     def records():
         for row in outputs.ordered(RECORD):
             record = json.loads(row["payload"])
+            for name in record.pop(OUTSIDE_TEXT, None) or []:
+                if outside_text is not None:
+                    outside_text[name] = outside_text.get(name, 0) + 1
             if labels is not None:
                 for span in record.get("phi_spans") or []:
                     labels[span["label"]] = labels.get(span["label"], 0) + 1
@@ -243,7 +248,9 @@ def run_deid(in_path: str | os.PathLike, out_path: str | os.PathLike, config, en
             outputs = engine.deidentify(work / "input", job, work)
             stage("writing the output")
             found: dict[str, int] = {}
-            counts.written = write_records(outputs, out_path, parquet=out_path.suffix == ".parquet", labels=found)
+            outside: dict[str, int] = {}
+            counts.written = write_records(outputs, out_path, parquet=out_path.suffix == ".parquet", labels=found,
+                                           outside_text=outside)
             _worker_rejects(outputs, CountingRejects(rejects, counts, first, count_read=False, show_ids=show_ids))
         if vault is not None:
             stage("merging the vault")
@@ -253,11 +260,12 @@ def run_deid(in_path: str | os.PathLike, out_path: str | os.PathLike, config, en
         manifest = write_manifest(
             out_path, stage="deid", config=config, inputs=[in_path],
             outputs=[out_path] + ([reject_file] if counts.rejected else []),
-            counts={**counts.to_dict(), "detections": sum(by_label.values()), "detections_by_label": by_label},
+            counts={**counts.to_dict(), "detections": sum(by_label.values()), "detections_by_label": by_label,
+                    "identifiers_outside_text": by_count(outside)},
             extra={"surrogate_key": key_source, "engine": engine.describe()},
         )
     return DeidResult(out_path, reject_file if counts.rejected else None, manifest, counts,
-                      sum(by_label.values()), by_label, key_source, first)
+                      sum(by_label.values()), by_label, key_source, first, by_count(outside))
 
 
 def _check_reconciles(counts: Counts) -> None:
