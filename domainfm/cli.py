@@ -752,7 +752,7 @@ def run_command(
     from domainfm.pipeline import run_pipeline
 
     run_pipeline(pipeline, parse_overrides(ctx.args), from_stage=from_stage, until_stage=until_stage,
-                 console=_console(stderr=False))
+                 console=_console(stderr=False), check_stop=_stop_if_requested)
 
 
 @app.command("audit")

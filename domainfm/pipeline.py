@@ -40,7 +40,7 @@ import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from domainfm.config import apply_overrides, from_dict, read_yaml, suggest, to_dict
 from domainfm.corpus.document import describe_type
@@ -605,6 +605,7 @@ def run_pipeline(
     from_stage: str | None = None,
     until_stage: str | None = None,
     console=None,
+    check_stop: Callable[[], None] | None = None,
 ) -> RunResult:
     """Run a pipeline's stages in order, skipping those whose cache key is unchanged.
 
@@ -614,6 +615,9 @@ def run_pipeline(
         from_stage: re-run this stage and every later one even when cached.
         until_stage: stop after this stage (later stages are ``skipped``).
         console: a rich console for progress and the summary table (default: silent).
+        check_stop: called before each stage and at the progress updates of the stages that
+            stream records; it raises to stop the run (the CLI's re-raise of a termination a
+            finaliser swallowed).
 
     Returns:
         :class:`RunResult`; ``run_dir/run.json`` holds the same summary.
@@ -639,10 +643,11 @@ def run_pipeline(
     # One run per run directory: a second concurrent run would overwrite the first's outputs. A
     # lock left by a killed run is free again (the kernel drops it with the process).
     with OutputLock(pcfg.run_dir, lock_file=pcfg.run_dir / LOCK_FILE, what="another 'domainfm run'"):
-        return _run_locked(pcfg, from_stage, until_stage, console)
+        return _run_locked(pcfg, from_stage, until_stage, console, check_stop or (lambda: None))
 
 
-def _run_locked(pcfg: PipelineConfig, from_stage: str | None, until_stage: str | None, console) -> RunResult:
+def _run_locked(pcfg: PipelineConfig, from_stage: str | None, until_stage: str | None, console,
+                check_stop: Callable[[], None]) -> RunResult:
     started = time.perf_counter()
     records: list[StageRecord] = []
     failure: tuple[str, str] | None = None
@@ -657,7 +662,8 @@ def _run_locked(pcfg: PipelineConfig, from_stage: str | None, until_stage: str |
             records.append(StageRecord(name, "not run", reason=f"{failure[0]} failed"))
             continue
         forced = from_stage is not None and STAGE_ORDER.index(name) >= STAGE_ORDER.index(from_stage)
-        record = _run_stage(pcfg, name, forced=forced, console=console)
+        check_stop()
+        record = _run_stage(pcfg, name, forced=forced, console=console, check_stop=check_stop)
         records.append(record)
         if record.status == "failed":
             failure = (name, record.reason or "failed")
@@ -672,7 +678,8 @@ def _run_locked(pcfg: PipelineConfig, from_stage: str | None, until_stage: str |
     return result
 
 
-def _run_stage(pcfg: PipelineConfig, name: str, *, forced: bool, console) -> StageRecord:
+def _run_stage(pcfg: PipelineConfig, name: str, *, forced: bool, console,
+               check_stop: Callable[[], None] = lambda: None) -> StageRecord:
     from domainfm import __version__
     from domainfm.manifest import code_fingerprint, describe_input
 
@@ -711,7 +718,7 @@ def _run_stage(pcfg: PipelineConfig, name: str, *, forced: bool, console) -> Sta
     (out_dir / "error.log").unlink(missing_ok=True)
     _write_json(stage_file, {**base, "status": "running", "started": _now()})
     context = StageContext(seed=pcfg.seed, resume=resume, console=console, launch=pcfg.launch, engine=pcfg.engine,
-                           stages=pcfg.stages,
+                           stages=pcfg.stages, on_progress=lambda counts: check_stop(),
                            outputs={stage: pcfg.output(stage) for stage in pcfg.stages})
     t0 = time.perf_counter()
     fmt = getattr(config, "format", None) if name == "import" else None

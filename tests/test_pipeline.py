@@ -161,6 +161,28 @@ def test_from_and_until(pipeline):
         pl.run_pipeline(pipeline, from_stage="chunck")
 
 
+def test_a_stop_request_ends_the_run_before_the_next_stage_and_the_rerun_resumes(pipeline, monkeypatch):
+    """``domainfm run`` passes the CLI's check for a termination a finaliser swallowed: the run
+    stops at the next stage boundary or progress update instead of writing every stage."""
+    real_import = REGISTRY["import"].runner()
+    stop = []
+    _swap(monkeypatch, "import", lambda config, inputs, out, context: (
+        real_import(config, inputs, out, context), stop.append(True))[0])
+
+    def check_stop():
+        if stop:
+            raise SystemExit(143)
+
+    with pytest.raises(SystemExit):
+        pl.run_pipeline(pipeline, check_stop=check_stop)
+    run_dir = Path(pipeline["run_dir"])
+    assert json.loads((run_dir / "import" / "stage.json").read_text())["status"] == "done"
+    assert not (run_dir / "deid" / "stage.json").exists()
+    stop.clear()
+    rerun = statuses(pl.run_pipeline(pipeline))
+    assert [rerun[s] for s in ("import", "deid", "chunk")] == ["cached", "ran", "ran"]
+
+
 def test_failing_stage_is_recorded_and_the_rerun_resumes_from_it(pipeline, monkeypatch, tmp_path):
     real_chunk = REGISTRY["chunk"].runner()
     calls = []
