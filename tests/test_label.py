@@ -477,14 +477,18 @@ def test_exports_match_the_documented_formats(seeds_and_pool, tmp_path):
         write_export("prodigi", tmp_path / "x", result.docs, result.suggestions, classes=result.classes,
                      multilabel=False, model_version="v1")
     # a pool text or id a spreadsheet would run as a formula is written as text
-    hostile = [dataclasses.replace(d, id="=1+2" if i == 0 else d.id, text=f"=cmd|' /C calc'!A0 {d.text}" if i == 0
-                                   else f"- {d.text}") for i, d in enumerate(result.docs)]
+    hostile = [dataclasses.replace(d, id="=1+2" if i == 0 else "-17" if i == 1 else d.id,
+                                   text=f"=cmd|' /C calc'!A0 {d.text}" if i == 0 else f"- {d.text}")
+               for i, d in enumerate(result.docs)]
     path = write_export("csv", tmp_path / "h.csv", hostile, result.suggestions, classes=result.classes,
                         multilabel=False, model_version="v1")
     with open(path, newline="", encoding="utf-8") as fh:
-        cells = [v for row in csv.DictReader(fh) for v in row.values()]
-    assert "'=1+2" in cells and not any(c.startswith(("=", "+", "-", "@")) for c in cells)
+        rows = list(csv.DictReader(fh))
+    cells = [v for row in rows for v in row.values()]
+    assert "'=1+2" in cells and not any(c.startswith(("=", "+", "-", "@")) and c != "-17" for c in cells)
     assert sum(c.startswith("'- ") for c in cells) == len(hostile) - 1
+    # a signed number runs nothing: an id such as "-17" still matches the JSONL's
+    assert "-17" in [row["id"] for row in rows]
 
 
 # ------------------------------------------------------------- seed file: rejects and counts

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 from xml.sax.saxutils import quoteattr
@@ -101,9 +102,16 @@ def to_prodigy(docs: Sequence[Document], suggestions: Sequence, classes: Sequenc
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
+_PLAIN_NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?")
+
+
 def spreadsheet_safe(value: Any) -> Any:
-    """``value`` with an apostrophe before it when a spreadsheet would run it as a formula."""
-    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
+    """``value`` with an apostrophe before it when a spreadsheet would run it as a formula. A
+    signed number ("-5", an id) runs nothing and is left as it is, so it still matches the
+    JSONL's."""
+    if not isinstance(value, str) or not value.startswith(_FORMULA_START) or _PLAIN_NUMBER.fullmatch(value):
+        return value
+    return "'" + value
 
 
 def csv_rows(docs: Sequence[Document], suggestions: Sequence) -> list[dict]:
