@@ -38,7 +38,8 @@ _IMPORT_FLAGS = {
     "generate_ids": "--generate-ids", "pattern": "--pattern", "label_from_dir": "--label-from-dir",
     "phi": "--phi", "annotator": "--annotator", "require_ann": "--require-ann",
     "sentences_per_doc": "--sentences-per-doc", "scheme": "--scheme",
-    "resolve": "--resolve", "choices": "--choices", "use_predictions": "--use-predictions",
+    "resolve": "--resolve", "choices": "--choices", "choices_from": "--choices-from",
+    "use_predictions": "--use-predictions",
 }
 
 
@@ -159,6 +160,8 @@ def import_command(
     scheme: Optional[str] = typer.Option(None, help="conll: iob2 (default; a stray I- of a known type starts an entity, counted as repaired), iob1 or iob2-strict."),
     resolve: Optional[str] = typer.Option(None, help="labelstudio/prodigy: several annotators -> majority (default) | union | first."),
     choices: Optional[str] = typer.Option(None, help="labelstudio: auto (default) | single | multi."),
+    choices_from: Optional[str] = typer.Option(
+        None, help="labelstudio: the <Choices> control (from_name) whose choices are the label, when a project has several."),
     use_predictions: Optional[bool] = typer.Option(None, "--use-predictions", help="labelstudio/prodigy: import unannotated tasks from their prediction (prodigy: domainfm's unanswered suggestions)."),
 ):
     """Import a corpus into domainfm JSONL (validated; nothing is lost: bad records go to a

@@ -286,6 +286,26 @@ def test_labelstudio_relations_are_kept_beside_the_spans_they_link(tmp_path):
                                                      "to_id": "b", "direction": "right", "labels": []}]
 
 
+def test_labelstudio_choices_of_several_controls_are_not_pooled_into_one_label_list(tmp_path):
+    """A project asking two questions ("document type" and "note quality") gave one list mixing
+    the answers of both; the label now comes from the control named by choices_from."""
+    kind = {**_choice("discharge"), "from_name": "doc_type"}
+    quality = {**_choice("poor"), "from_name": "quality"}
+    src = tmp_path / "e.json"
+    src.write_text(json.dumps([_ls_task(1, LS_TEXT, [(1, [kind, quality], False)], doc_id="q"),
+                               _ls_task(2, LS_TEXT, [(1, [kind], False)], doc_id="one")]))
+    docs, rejects, _ = _import("labelstudio", src, tmp_path)
+    assert [d.id for d in docs] == ["one"] and docs[0].label == "discharge"
+    assert "choices from 2 controls (doc_type, quality)" in rejects[0]["reason"]
+    assert "--choices-from" in rejects[0]["reason"]
+    docs, rejects, _ = _import("labelstudio", src, tmp_path, choices_from="doc_type")
+    assert not rejects and [(d.label, d.labels) for d in docs] == [("discharge", None)] * 2
+    assert docs[0].meta["labelstudio"]["other"] == [{"annotation": 1, "type": "choices", "from_name": "quality",
+                                                     "value": {"choices": ["poor"]}}]
+    with pytest.raises(ConfigError, match="choices_from"):
+        _import("labelstudio", src, tmp_path, choices_from=" ")
+
+
 @pytest.mark.parametrize("doc_id, want", [
     (["Ann Lee"], "data.doc_id must be a non-empty string or an integer, got a list"),
     ({"name": "Ann"}, "got an object"),

@@ -5,7 +5,11 @@ A task is ``{"id", "data": {"text": ..., "doc_id": ...}, "annotations": [{"compl
 (``value: {start, end, text, labels}``) become spans (one per label of the region) and
 ``choices`` (``value: {choices}``) become ``label`` (one choice) or ``labels`` (several, or
 ``choices="multi"``). Other result types (text areas, ratings...) are kept in
-``meta.labelstudio.other``.
+``meta.labelstudio.other``. A project with several ``<Choices>`` controls ("document type" and
+"note quality") needs ``choices_from``, the control whose choices are the label: pooled, the two
+would become one list of labels of different questions. The other controls' choices are kept in
+``meta.labelstudio.other``; without ``choices_from`` such a task is rejected with the controls
+named.
 
 Several annotators of one task: each version is kept in ``meta.annotations`` and the document's
 own spans/label are resolved (``resolve``: majority, union or first; see
@@ -52,6 +56,8 @@ class LabelStudioOptions:
     resolve: how several annotators' versions become the document's spans and label:
         ``majority`` | ``union`` | ``first``.
     choices: ``auto`` (one choice -> ``label``, several -> ``labels``), ``single`` or ``multi``.
+    choices_from: the ``from_name`` of the ``<Choices>`` control that gives the label, when a
+        project has several (the others go to ``meta.labelstudio.other``).
     use_predictions: import a task that has no annotation from its latest prediction instead
         of rejecting it (marked ``meta.labelstudio.from_prediction``); a task every annotator
         skipped stays rejected.
@@ -61,6 +67,7 @@ class LabelStudioOptions:
     id_key: str = "doc_id"
     resolve: str = "majority"
     choices: str = "auto"
+    choices_from: str | None = None
     use_predictions: bool = False
 
     def __post_init__(self) -> None:
@@ -68,6 +75,9 @@ class LabelStudioOptions:
         if self.choices not in CHOICES:
             raise ConfigError(f"The 'choices' parameter must be one of {list(CHOICES)}. Got {self.choices!r} "
                               f"instead{suggest(self.choices, CHOICES)}.")
+        if self.choices_from is not None and not (isinstance(self.choices_from, str) and self.choices_from.strip()):
+            raise ConfigError(f"The 'choices_from' parameter must be the name of a <Choices> control (its "
+                              f"from_name). Got {self.choices_from!r} instead.")
 
 
 @register("labelstudio", LabelStudioOptions, "Label Studio JSON export (span and choice annotations)")
@@ -197,6 +207,7 @@ def _annotation(ann: dict, index: int, text: str, options: LabelStudioOptions, d
         raise RecordError(f"annotation {index + 1}: 'result' must be a list", record_id=doc_id, location=location)
     spans: list[Span] = []
     choices: list[str] = []
+    controls: list[str] = []  # the from_names the choices came from
     for j, region in enumerate(result):
         where = f"annotation {index + 1} region {j + 1}"
         if isinstance(region, dict) and region.get("type") == "relation":
@@ -216,15 +227,22 @@ def _annotation(ann: dict, index: int, text: str, options: LabelStudioOptions, d
                 if isinstance(score, (int, float)) and not isinstance(score, bool):
                     attrs["score"] = float(score)
                 spans.append(Span(start, end, lab, attrs))
-        elif kind == "choices" or (kind is None and "choices" in value):
+        elif (kind == "choices" or (kind is None and "choices" in value)) and (
+                options.choices_from is None or region.get("from_name") == options.choices_from):
             for c in _strings(value, "choices", where, doc_id, location):
                 if c not in choices:
                     choices.append(c)
+            if str(region.get("from_name")) not in controls:
+                controls.append(str(region.get("from_name")))
         else:
             # the region's value too (a text area's words, a rating, a taxonomy path): the
             # annotator's work, which type and control name alone did not keep
             other.append({"annotation": index + 1, "type": kind, "from_name": region.get("from_name"),
                           "value": value})
+    if len(controls) > 1:
+        raise RecordError(f"annotation {index + 1}: choices from {len(controls)} controls ({', '.join(controls)}); "
+                          "pass --choices-from CONTROL to say which one is the document label (the others are "
+                          "kept in meta.labelstudio.other)", record_id=doc_id, location=location)
     label = labels = None
     if options.choices == "multi" or (options.choices == "auto" and len(choices) > 1):
         labels = choices if choices or options.choices == "multi" else None
