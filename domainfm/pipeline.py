@@ -743,9 +743,16 @@ def _run_stage(pcfg: PipelineConfig, name: str, *, forced: bool, console,
                                  "counts": produced.counts, "finished": _now()})
         return StageRecord(name, "failed", seconds, produced.counts, key=key, reason=reason)
     _remove_earlier_outputs(base.pop("earlier_outputs", []), out_dir, produced.outputs)
+    # a stage's warnings (counts and field names, never record text) would otherwise reach only
+    # the command's console: deid's identifiers left outside the text, say
+    warnings = [note[len("warning: "):] for note in produced.notes if note.startswith("warning: ")]
+    if console is not None:
+        for warning in warnings:
+            console.print(f"[bold]{name}[/]: warning: {warning}")
     _write_json(stage_file, {**base, "status": "done", "seconds": round(seconds, 2),
                              "outputs": [_recorded_path(p, out_dir) for p in produced.outputs],
-                             "counts": produced.counts, "metrics": produced.metrics, "finished": _now()})
+                             "counts": produced.counts, "metrics": produced.metrics,
+                             **({"warnings": warnings} if warnings else {}), "finished": _now()})
     return StageRecord(name, "ran", seconds, produced.counts, produced.metrics, [str(p) for p in produced.outputs], key)
 
 

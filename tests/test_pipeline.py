@@ -183,6 +183,25 @@ def test_a_stop_request_ends_the_run_before_the_next_stage_and_the_rerun_resumes
     assert [rerun[s] for s in ("import", "deid", "chunk")] == ["cached", "ran", "ran"]
 
 
+def test_a_stage_warning_reaches_the_run_console_and_stage_json(pipeline, corpus):
+    """deid's warning that ids still hold an identifier of their text was printed by ``domainfm
+    deid`` only; ``domainfm run`` showed nothing."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    rows = [json.loads(line) for line in corpus.read_text().splitlines()]
+    rows[0].update(id="MRN-88123456", text=rows[0]["text"] + " MRN 88123456.")
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    shown = StringIO()
+    pl.run_pipeline(pipeline, until_stage="deid", console=Console(file=shown, width=200))
+    record = json.loads((Path(pipeline["run_dir"]) / "deid" / "stage.json").read_text())
+    assert record["warnings"] == ["identifiers found in the text are still outside it: id in 1 record "
+                                  "(--pseudonymize-ids)"]
+    assert "deid: warning: identifiers found in the text are still outside it" in shown.getvalue()
+    assert "88123456" not in shown.getvalue() and "88123456" not in json.dumps(record)
+
+
 def test_failing_stage_is_recorded_and_the_rerun_resumes_from_it(pipeline, monkeypatch, tmp_path):
     real_chunk = REGISTRY["chunk"].runner()
     calls = []
