@@ -396,14 +396,17 @@ def test_age_bands_leave_impossible_ages_unknown():
 
 
 def test_unknown_gold_labels_are_counted_never_quoted():
-    """The gold field may hold a name or a whole text: the error gives counts and record ids."""
+    """The gold field may hold a name or a whole text, and an id a record number: the error gives
+    counts and the documents' positions, never a value or an id."""
     docs = make_docs(6)
-    for d in docs:
+    for i, d in enumerate(docs):
         d.meta["patient_name"] = "Zorblax Quintavius"
+        d.id = f"MRN88123456-{i}"
     with pytest.raises(DomainFMError) as err:
         run_audit(FakeScorer(), docs, AuditConfig(label_field="meta.patient_name", **FAST))
     message = str(err.value)
-    assert "Zorblax" not in message and "6 of 6 labelled documents" in message and "'d0'" in message
+    assert "Zorblax" not in message and "6 of 6 labelled documents" in message
+    assert "88123456" not in message and "document(s) 1, 2, 3 of the data" in message
     with pytest.raises(DomainFMError) as err:
         run_audit(FakeScorer(), docs, AuditConfig(label_field="text", **FAST))
     assert "reports" not in str(err.value) and "1 distinct value" not in str(err.value)

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from domainfm.errors import ConfigError
 from domainfm.metrics import macro_f1
 
 from domainfm.audit.config import AGE_BANDS, UNKNOWN
@@ -66,8 +67,14 @@ def group_value(record: dict[str, Any], attribute: str) -> str:
     if attribute.endswith(".age_band") and _lookup(record, attribute) is None:
         return age_band(_lookup(record, attribute[: -len("_band")]))
     value = _lookup(record, attribute)
-    if value is None or (isinstance(value, str) and not value.strip()):
+    # NaN is how pandas writes a missing value: 'nan' would be a group of its own
+    if value is None or (isinstance(value, str) and not value.strip()) or (isinstance(value, float) and value != value):
         return UNKNOWN
+    if isinstance(value, (dict, list)):  # its repr would be the group's name, and may hold anything
+        kind = "list" if isinstance(value, list) else "nested object"
+        raise ConfigError(f"group_by field {attribute!r} holds a {kind} on some documents, not one value per "
+                          f"document: group by a field with a single code or category (or a key inside it, e.g. "
+                          f"{attribute}.<key>)")
     return str(value)
 
 

@@ -81,7 +81,9 @@ def plots(report: dict[str, Any]) -> dict[str, Any]:
         hi = [max(0.0, (groups[g]["ci"][metric] or [a, a])[1] - a) for g, a in zip(names, acc)]
         fig, ax = plt.subplots(figsize=(6, 0.35 * len(names) + 1.2))
         ax.barh(range(len(names)), acc, xerr=[lo, hi], color=["#d9822b" if groups[g]["small"] else "#3b6ea5" for g in names])
-        ax.set_yticks(range(len(names)), [f"{g} (n={groups[g]['n']})" for g in names], fontsize=8)
+        # group names are data: "$...$" in one would be parsed as mathtext ("$5-$10" in italics, and
+        # "$\\x$" an error after the whole audit ran)
+        ax.set_yticks(range(len(names)), [f"{g} (n={groups[g]['n']})" for g in names], fontsize=8, parse_math=False)
         ax.set_xlim(0, 1)
         ax.set_xlabel(f"{metric} (95% bootstrap CI; orange: small group)")
         out["groups"][attr] = _png(fig)

@@ -56,6 +56,17 @@ def _score(scorer: Any, texts: Sequence[str], batch_size: int) -> np.ndarray:
     if probs.shape != (len(texts), len(scorer.labels)):
         raise ConfigError(f"the scorer returned scores of shape {probs.shape}; expected "
                           f"({len(texts)}, {len(scorer.labels)}) (texts x labels)")
+    # NaN would be every argmax's "prediction" and blank out ECE; logits would make confidences
+    # of 3.2 or -1: every number after this would be wrong without a word
+    bad = ~np.isfinite(probs).all(1)
+    if bad.any():
+        raise ConfigError(f"the scorer returned NaN or infinite scores for {int(bad.sum())} of {len(texts)} texts; "
+                          "predict_proba must give finite probabilities")
+    bad = ((probs < -1e-6) | (probs > 1 + 1e-6)).any(1) | (np.abs(probs.sum(1) - 1) > 1e-3)
+    if bad.any():
+        raise ConfigError(f"the scorer's rows are not probabilities for {int(bad.sum())} of {len(texts)} texts (each "
+                          "row must be in [0, 1] and sum to 1); apply a softmax to logits before returning them "
+                          "from predict_proba")
     return probs
 
 
@@ -96,19 +107,36 @@ def _calibration(probs, y_true, group_names, cfg, rng: np.random.Generator) -> d
            "per_group": {attr: {g: top_class_reliability(probs[names == g], y_true[names == g], cfg.n_bins)
                                 for g in sorted(set(names.tolist()))} for attr, names in group_names.items()}}
     n = len(y_true)
-    n_val = int(round(n * cfg.calibration_split))
-    if n_val < 2 or n - n_val < 2:
+    val, test = _validation_split(y_true, cfg.calibration_split, rng)
+    if len(val) < 2 or len(test) < 2:
         out["temperature"] = {"fitted": False, "reason": f"too few documents ({n}) for a validation split"}
         return out
-    order = rng.permutation(n)
-    val, test = order[:n_val], order[n_val:]
     t = fit_temperature_to_probs(probs[val], y_true[val])
     out["temperature"] = {
-        "fitted": True, "temperature": t, "n_validation": int(n_val), "n_test": int(len(test)),
+        "fitted": True, "temperature": t, "n_validation": int(len(val)), "n_test": int(len(test)),
         "before": top_class_reliability(probs[test], y_true[test], cfg.n_bins),
         "after": top_class_reliability(apply_temperature(probs[test], t), y_true[test], cfg.n_bins),
     }
     return out
+
+
+def _validation_split(y_true: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``(validation, test)`` positions for the temperature: seeded, stratified by label when every
+    label present has 2 or more documents (each then has at least one on both sides: a rare class
+    left out of the validation part would go unfitted), else a plain seeded split."""
+    n = len(y_true)
+    classes, counts = np.unique(y_true, return_counts=True)
+    if n == 0 or counts.min() < 2 or round(n * fraction) < 1:
+        order = rng.permutation(n)
+        n_val = int(round(n * fraction))
+        return order[:n_val], order[n_val:]
+    val, test = [], []
+    for c, n_c in zip(classes, counts):
+        members = rng.permutation(np.flatnonzero(y_true == c))
+        k = min(max(1, int(round(n_c * fraction))), int(n_c) - 1)
+        val.append(members[:k])
+        test.append(members[k:])
+    return np.sort(np.concatenate(val)), np.sort(np.concatenate(test))
 
 
 def _counterfactuals(scorer, texts, probs, group_names, cfg, has_scores) -> dict[str, Any]:
@@ -193,28 +221,29 @@ def _task_profile(tm) -> str:
 
 
 def _quoted(scorer, docs, chosen: list[int], explained, trace: dict[str, Any]) -> tuple[dict, dict, dict]:
-    """What the report may quote of the explained documents: ``(masked text by id, shown id by
-    id, the masking record)``. Data that traces back to ``domainfm deid`` is quoted with the PHI
-    patterns masked; any other data is first masked by the deid stage's own detector, tokens
-    overlapping a detection whole, because names and places pass the patterns."""
+    """What the report may quote of the explained documents: ``(masked text by position, shown
+    id by position, the masking record)``. Data that traces back to ``domainfm deid`` is quoted
+    with the PHI patterns masked; any other data is first masked by the deid stage's own
+    detector, tokens overlapping a detection whole, because names and places pass the patterns.
+    Keys are positions in ``docs``, not ids: two documents may share an id."""
     from domainfm.audit.privacy import PHI_PATTERNS, mask_identifiers, mask_ids, mask_phi
 
-    ids = [docs[i].id for i in chosen]
     profile = _deid_profile(scorer)
     # ids are masked in both cases: deid keeps them as they were unless told to pseudonymise them
-    shown_ids = mask_ids(ids, profile=profile)
+    by_id = mask_ids(list(dict.fromkeys(docs[i].id for i in chosen)), profile=profile)
+    shown_ids = {i: by_id[docs[i].id] for i in chosen}
     if trace["deidentified"]:
-        return ({docs[i].id: mask_phi(docs[i].text) for i in chosen}, shown_ids,
+        return ({i: mask_phi(docs[i].text) for i in chosen}, shown_ids,
                 {"deidentified_input": True, "masked": f"PHI patterns ({', '.join(sorted(PHI_PATTERNS))}); "
                                                        "record ids as in data that is not de-identified"})
-    texts = {("text", docs[i].id): docs[i].text for i in chosen}
-    tokens = {("text", ex.doc_id): [(s, e) for s, e, _ in ex.tokens] for ex in explained}
+    texts = {("text", i): docs[i].text for i in chosen}
+    tokens = {("text", int(ex.doc_id)): [(s, e) for s, e, _ in ex.tokens] for ex in explained}
     masked, n_spans = mask_identifiers(texts, tokens, profile=profile)
     record = {"deidentified_input": False, "detected_spans": n_spans,
               "masked": f"domainfm deid rules (profile {profile}), words no dictionary explains and PHI patterns "
                         f"({', '.join(sorted(PHI_PATTERNS))})",
               "reason": "the audited data does not trace back to domainfm deid: " + "; ".join(trace["evidence"])}
-    return ({d: masked[("text", d)] for d in ids}, shown_ids, record)
+    return ({i: masked[("text", i)] for i in chosen}, shown_ids, record)
 
 
 def _explanations(scorer, docs, probs, y_true, labels, group_names, cfg, trace: dict[str, Any]) -> dict[str, Any]:
@@ -225,7 +254,8 @@ def _explanations(scorer, docs, probs, y_true, labels, group_names, cfg, trace: 
     examples = _pick_examples(y_true, y_pred, group_names[first], cfg.explain, cfg.seed)
     rest = [i for i in random.Random(cfg.seed + 1).sample(range(len(docs)), len(docs)) if i not in examples]
     chosen = examples + rest[: cfg.explain_sample]
-    explained = explain_texts(scorer, [(docs[i].id, docs[i].text) for i in chosen], max_evals=cfg.max_evals,
+    # explained under their positions: an id may be shared, and the ids never reach shap
+    explained = explain_texts(scorer, [(str(i), docs[i].text) for i in chosen], max_evals=cfg.max_evals,
                               seed=cfg.seed, batch_size=cfg.batch_size)
     masked, shown_id, masking = _quoted(scorer, docs, chosen, explained, trace)
     out_examples = []
@@ -234,16 +264,17 @@ def _explanations(scorer, docs, probs, y_true, labels, group_names, cfg, trace: 
             continue
         k = int(y_pred[i])
         out_examples.append({
-            "doc_id": shown_id[docs[i].id], "group": {a: str(n[i]) for a, n in group_names.items()},
+            "doc_id": shown_id[i], "group": {a: str(n[i]) for a, n in group_names.items()},
             "gold": labels[int(y_true[i])], "pred": labels[k], "correct": bool(y_true[i] == k),
             "confidence": float(probs[i, k]), "explained_class": labels[k],
-            "segments": highlight_segments(ex, masked[docs[i].id], k),
+            "segments": highlight_segments(ex, masked[i], k),
         })
         values = [abs(s["value"]) for s in out_examples[-1]["segments"] if s["value"] is not None]
         out_examples[-1]["scale"] = max(values, default=0.0)
     return {"method": "shap Partition explainer, Text masker, per chunk, mapped to characters",
             "max_evals": cfg.max_evals, "batch_size": cfg.batch_size, "n_explained": len(chosen),
-            "masking": masking, "top_tokens": top_tokens(explained, masked, labels), "examples": out_examples}
+            "masking": masking, "top_tokens": top_tokens(explained, {str(i): t for i, t in masked.items()}, labels),
+            "examples": out_examples}
 
 
 def _ner_report(tm: Any, docs: Iterable[Any], cfg: AuditConfig, model_dir, data_files) -> dict[str, Any]:
@@ -314,44 +345,55 @@ def _load(model: Any, model_dir, cfg: AuditConfig):
     return as_scorer(model, batch_size=cfg.batch_size), model_dir
 
 
-def _gold_labels(all_docs: list, label_field: str, labels: list[str], data_files) -> dict[str, str]:
-    """Document id -> gold label, for the documents that have one.
+def _gold_labels(all_docs: list, label_field: str, labels: list[str], data_files) -> list[str | None]:
+    """Each document's gold label (None for a document without one), by position: ids need not
+    be unique, and a label looked up by id would be another document's.
 
     Raises:
         ConfigError: no documents, or none labelled.
         RecordError: gold values that are not the model's labels; the message gives counts and
-            record ids, never the values (the field may hold names or whole texts).
+            the documents' positions, never the values (the field may hold names or whole texts)
+            nor the ids (``deid`` keeps ids, and an id is often a record number).
     """
     if not all_docs:
         raise ConfigError(_no_documents(data_files))
-    gold_of = {}
+    gold: list[str | None] = []
     for d in all_docs:
         value = d.meta.get(label_field[5:]) if label_field.startswith("meta.") else getattr(d, label_field, None)
-        if value is not None and value != "":
-            gold_of[d.id] = str(value)
-    if not gold_of:
+        # NaN is how pandas writes a missing value; str() of it would be the class 'nan'
+        missing = value is None or value == "" or (isinstance(value, float) and value != value)
+        gold.append(None if missing else str(value))
+    n_labelled = sum(g is not None for g in gold)
+    if not n_labelled:
         raise ConfigError(f"no document has a gold {label_field!r}: the audit needs labelled documents "
                           "(set label_field to the field that holds the class)")
     known = set(labels)
-    bad = [d.id for d in all_docs if d.id in gold_of and gold_of[d.id] not in known]
+    bad = [i for i, g in enumerate(gold) if g is not None and g not in known]
     if bad:
-        n_values = len({gold_of[i] for i in bad})
-        shown = ", ".join(repr(i) for i in dict.fromkeys(bad[:3]))
-        raise RecordError(f"{len(bad)} of {len(gold_of)} labelled documents have a gold {label_field!r} not among "
-                          f"the model's labels {labels} ({n_values} distinct value(s); documents {shown}); set "
-                          "label_field (--label-field) to the field that holds the class", record_id=bad[0])
-    return gold_of
+        n_values = len({gold[i] for i in bad})
+        where = ", ".join(str(i + 1) for i in bad[:3])
+        raise RecordError(f"{len(bad)} of {n_labelled} labelled documents have a gold {label_field!r} not among "
+                          f"the model's labels {labels} ({n_values} distinct value(s); document(s) {where} of the "
+                          "data, counting from 1); set label_field (--label-field) to the field that holds the class")
+    return gold
+
+
+def _shared_ids(docs: list) -> int:
+    """How many documents share their id with an earlier one."""
+    return len(docs) - len({d.id for d in docs})
 
 
 def _classification_report(scorer, docs, cfg: AuditConfig, model_dir, timings, data_files=None) -> dict[str, Any]:
-    labels = list(scorer.labels)
+    # a scorer's labels may be numbers; gold values are read as text, and the report keys are text
+    labels = [str(label) for label in scorer.labels]
     has_scores = bool(getattr(scorer, "has_scores", True))
     all_docs = list(docs)
     label_field = cfg.label_field or getattr(getattr(scorer, "tm", None), "label_field", None) or "label"
-    gold_of = _gold_labels(all_docs, label_field, labels, data_files)
-    labelled = [d for d in all_docs if d.id in gold_of]
+    gold = _gold_labels(all_docs, label_field, labels, data_files)
+    labelled = [d for d, g in zip(all_docs, gold) if g is not None]
+    gold_names = [g for g in gold if g is not None]
     index = {l: i for i, l in enumerate(labels)}
-    y_true = np.array([index[gold_of[d.id]] for d in labelled])
+    y_true = np.array([index[g] for g in gold_names])
     texts = [d.text for d in labelled]
     positive_name = cfg.positive_class or labels[int(np.bincount(y_true, minlength=len(labels)).argmax())]
     if positive_name not in index:
@@ -397,11 +439,14 @@ def _classification_report(scorer, docs, cfg: AuditConfig, model_dir, timings, d
     if n_unlabelled:
         warnings.append(f"{n_unlabelled} of {len(all_docs)} documents have no gold {label_field!r} (missing, empty or "
                         f"null) and were left out; the audit used the {len(labelled)} labelled documents")
+    if n_shared := _shared_ids(all_docs):
+        warnings.append(f"{n_shared} of {len(all_docs)} documents share their id with another document; each was "
+                        "audited as a document of its own (check the data for duplicates)")
     report: dict[str, Any] = {
         "config": asdict(cfg),
         "model": {"task": "classification", "label_field": label_field, "labels": labels, "has_scores": has_scores,
                   "source": str(model_dir) if model_dir else type(scorer).__name__, **model_identity(model_dir)},
-        "data": _data_section(labelled, [gold_of[d.id] for d in labelled], labels,
+        "data": _data_section(labelled, gold_names, labels,
                               {a: n for a, n in group_names.items() if a in cfg.group_by}, cfg, n_unlabelled),
         "performance": {"positive_class": positive_name, "overall": overall, "by_attribute": per_attr},
         "warnings": warnings,

@@ -125,10 +125,7 @@ def _with_known_labels(target, train_docs: list, holdout_docs: list, data: dict[
     """A classifier's documents whose task loss can be computed, with the others counted in
     ``data`` by reason (no gold label, or a class the model does not know), and the warning:
     ``(for the report, for the console)``. The report gets counts only (it holds numbers); the
-    console names the unknown classes unless they look like identifiers
-    (:func:`~domainfm.corpus.summary.label_counts`)."""
-    from domainfm.corpus.summary import label_counts
-
+    console names the unknown classes unless they look like identifiers (:func:`_unknown_labels`)."""
     unknown: Counter = Counter()
     kept = {}
     for side, docs in (("train", train_docs), ("holdout", holdout_docs)):
@@ -151,8 +148,29 @@ def _with_known_labels(target, train_docs: list, holdout_docs: list, data: dict[
     if not parts:
         return kept["train"], kept["holdout"], None
     warning = (f"left out of membership inference: {'; '.join(parts)} in field {target.label_field!r}")
-    console = warning + (f" (unknown: {label_counts(unknown)})" if unknown else "")
+    console = warning + (f" (unknown: {_unknown_labels(unknown)})" if unknown else "")
     return kept["train"], kept["holdout"], (warning, console)
+
+
+def _unknown_labels(unknown: Counter) -> str:
+    """The console's list of gold labels a classifier does not know, or only their counts when a
+    value could identify someone: a label field pointing at the wrong column holds names or record
+    numbers ("MRN 88123456"), and a few of them pass the many-distinct-values test of
+    :func:`~domainfm.corpus.summary.label_counts`. A value is shown only when the deid rules, the
+    PHI patterns and the dictionary test (:func:`domainfm.audit.privacy.mask_identifiers`) find
+    nothing in it."""
+    from domainfm.audit.privacy import mask_identifiers
+    from domainfm.corpus.summary import label_counts, looks_like_identifiers
+
+    if looks_like_identifiers(unknown):
+        return label_counts(unknown)
+    values = {str(label): str(label) for label in unknown}
+    masked, _ = mask_identifiers(values)
+    flagged = sum(1 for label in values if masked[label] != label)
+    if flagged:
+        return (f"{len(values)} distinct values (not shown: {flagged} of them read as names, record numbers or "
+                "words no dictionary explains; check the label field)")
+    return label_counts(unknown)
 
 
 def _sample(items: list, n: int, rng: random.Random) -> list:
@@ -395,6 +413,20 @@ def _check_outputs(texts: dict[str, str], secrets: Iterable[str]) -> None:
     if quoted:
         raise DomainFMError(f"the privacy report would quote {quoted} canary secret(s) or identifier(s); "
                             "nothing was written")
+
+
+def _write_report_files(out: Path, texts: dict[str, str]) -> None:
+    """Write the report files into ``out`` together: each in full under a temporary name before
+    any is renamed into place, so a run that fails or is killed while writing leaves the previous
+    report whole (never a new report.json beside an old summary.md)."""
+    from contextlib import ExitStack
+
+    from domainfm.corpus.io import atomic_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        for name, text in texts.items():
+            stack.enter_context(atomic_file(out / name)).write(text)
 
 
 def _audit_documents(train, holdout, cfg: PrivacyAuditConfig, recorded_key: tuple[str | None, str | None]
@@ -779,11 +811,7 @@ def _audit(model_dir: Path, train, holdout, out: Path | None, cfg: PrivacyAuditC
     if out is not None:
         from domainfm.manifest import write_manifest
 
-        from domainfm.corpus.io import write_text_atomic
-
-        out.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out / "report.json", text_json + "\n")
-        write_text_atomic(out / "summary.md", summary)
+        _write_report_files(out, {"report.json": text_json + "\n", "summary.md": summary})
         # the model folder is hashed like predict's: the report is about these exact weights
         inputs = [p for p in (model_dir, train, holdout, vault, planted) if isinstance(p, (str, Path))]
         write_manifest(out, stage="audit-privacy", config=cfg, inputs=inputs,
