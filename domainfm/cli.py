@@ -318,7 +318,7 @@ def chunk_command(
     console = _console()
     engine_config = _engine_option(engine, master, partitions, workers, ray_address)
     if engine_config is not None:
-        result = run(config, [src], out, StageContext(engine=engine_config, on_stage=lambda m: console.print(f"{engine}: {m}")))
+        result = run(config, [src], out, StageContext(engine=engine_config, on_stage=lambda m: console.print(f"{engine}: {m}", markup=False)))
     else:
         with _progress(console, "chunking") as update:
             result = run(config, [src], out, StageContext(on_progress=lambda c: update(c.read)))
@@ -647,7 +647,7 @@ def deid_command(
     engine_config = _engine_option(engine, master, partitions, workers, ray_address)
     if engine_config is not None:
         result = run(config, [src], out, StageContext(seed=seed, engine=engine_config,
-                                                      on_stage=lambda m: console.print(f"{engine}: {m}")))
+                                                      on_stage=lambda m: console.print(f"{engine}: {m}", markup=False)))
     else:
         with _progress(console, f"de-identifying ({profile}, {operator})") as update:
             result = run(config, [src], out, StageContext(seed=seed, on_progress=lambda c: update(c.read)))
@@ -832,11 +832,11 @@ def audit_command(
     check_output_path(out, inputs=[src, model], folder=True)
     result = audit(model, read_documents(src), out, cfg, privacy_audit=privacy_report, data_files=[src])
     for warning in result.report.get("warnings", []):
-        _console().print(f"warning: {warning}")
+        _console().print(f"warning: {warning}", markup=False)  # group values and labels are data: "[/red]" is no markup
     console = _console(stderr=False)
     for finding in result.report["summary"]:
-        console.print(f"- {finding['text']}")
-    console.print(f"report: {result.html} (report.json, model_card.md beside it)")
+        console.print(f"- {finding['text']}", markup=False)
+    console.print(f"report: {result.html} (report.json, model_card.md beside it)", markup=False)
     if cards:
         _write_cards(console, out, cards, deployer=deployer, cards_config=cards_config, deid_eval=deid_eval,
                      privacy_audit=privacy_audit, chai_schema=chai_schema)
@@ -847,12 +847,13 @@ def _write_cards(console, audit_dir: Path, cards, **kwargs) -> None:
 
     result = write_cards(audit_dir, cards, **kwargs)
     for warning in result.warnings:
-        _console().print(f"warning: {warning}")
+        _console().print(f"warning: {warning}", markup=False)
     for name, card in result.summary["cards"].items():
         c = card["completeness"]
         console.print(f"{name}: {', '.join(card['files'])}: {c['evidence']} fields from evidence, {c['config']} from "
-                      f"configs, {c['deployer']} from the deployer, {c['missing']} to be completed by the deployer")
-    console.print(f"sources and completeness: {result.out_dir / 'cards.json'}")
+                      f"configs, {c['deployer']} from the deployer, {c['missing']} to be completed by the deployer",
+                      markup=False)
+    console.print(f"sources and completeness: {result.out_dir / 'cards.json'}", markup=False)
 
 
 @app.command("audit-cards")
@@ -898,7 +899,7 @@ def audit_privacy_command(
     cfg = load_config(PrivacyAuditConfig, config, parse_overrides(ctx.args))
     console = _console()
     result = audit_privacy(model, train, holdout, out, cfg, vault=vault, planted=planted,
-                           on_event=lambda message: console.print(message))
+                           on_event=lambda message: console.print(message, markup=False))
     typer.echo(result.statement)
     typer.echo(f"report: {out / 'summary.md'} (report.json, manifest.json beside it)")
     if not result.passed:

@@ -680,6 +680,8 @@ def _run_locked(pcfg: PipelineConfig, from_stage: str | None, until_stage: str |
 
 def _run_stage(pcfg: PipelineConfig, name: str, *, forced: bool, console,
                check_stop: Callable[[], None] = lambda: None) -> StageRecord:
+    from rich.markup import escape
+
     from domainfm import __version__
     from domainfm.manifest import code_fingerprint, describe_input
 
@@ -700,7 +702,7 @@ def _run_stage(pcfg: PipelineConfig, name: str, *, forced: bool, console,
         return StageRecord(name, "cached", previous.get("seconds", 0.0), previous.get("counts", {}),
                            previous.get("metrics", {}), [str(p) for p in recorded], key)
     if finished_same_key and missing and console is not None:
-        console.print(f"[bold]{name}[/]: {missing[0]}, written by its last run, is gone; running again")
+        console.print(f"[bold]{name}[/]: {escape(str(missing[0]))}, written by its last run, is gone; running again")
     elif finished_same_key and console is not None:
         console.print(f"[bold]{name}[/]: domainfm's code or its libraries changed since the cached run; running again")
 
@@ -748,7 +750,7 @@ def _run_stage(pcfg: PipelineConfig, name: str, *, forced: bool, console,
     warnings = [note[len("warning: "):] for note in produced.notes if note.startswith("warning: ")]
     if console is not None:
         for warning in warnings:
-            console.print(f"[bold]{name}[/]: warning: {warning}")
+            console.print(f"[bold]{name}[/]: warning: {escape(warning)}")  # meta keys are data
     _write_json(stage_file, {**base, "status": "done", "seconds": round(seconds, 2),
                              "outputs": [_recorded_path(p, out_dir) for p in produced.outputs],
                              "counts": produced.counts, "metrics": produced.metrics,
@@ -777,16 +779,17 @@ def _fmt(values: dict[str, Any]) -> str:
 
 def print_summary(console, result: RunResult) -> None:
     """The run's summary as a rich table: stage, status, seconds, counts, key metrics."""
+    from rich.markup import escape
     from rich.table import Table
 
     styles = {"ran": "green", "cached": "cyan", "failed": "bold red", "skipped": "dim", "not run": "dim"}
-    table = Table(title=f"domainfm run: {result.run_dir}")
+    table = Table(title=f"domainfm run: {escape(str(result.run_dir))}")
     for column in ("stage", "status", "seconds", "counts", "key metrics"):
         table.add_column(column, justify="right" if column == "seconds" else "left")
     for s in result.stages:
         detail = _fmt(s.metrics) if s.status != "failed" else (s.reason or "")
         table.add_row(s.name, f"[{styles.get(s.status, '')}]{s.status}[/]",
                       f"{s.seconds:.1f}" if s.status in ("ran", "cached", "failed") else "",
-                      _fmt(s.counts), detail)
+                      _fmt(s.counts), escape(detail))  # a failure's reason may quote labels: "[/red]" is data
     console.print(table)
-    console.print(f"total {result.seconds:.1f} s; summary: {result.summary_path}")
+    console.print(f"total {result.seconds:.1f} s; summary: {result.summary_path}", markup=False)

@@ -679,3 +679,19 @@ def test_model_card_tables_hold_intersections_and_markup_in_group_names(tmp_path
     assert all(len(re.split(r"(?<!\\)\|", row)) == 7 for row in rows), rows
     assert "<b>" not in card and "&lt;b&gt;" in card
     assert "*as recorded*" in card  # the user's own note stays Markdown
+
+
+def test_group_values_that_look_like_console_markup_are_printed_as_written(tiny_classifier, tmp_path, cli):
+    """A ward called "[/red]" made the console's markup parser raise after the report was written
+    (a traceback and exit 1); "[bold]east" would print as "east"."""
+    from domainfm.corpus.io import write_documents
+
+    docs = _with_meta(make_docs(30), "ward", ["[/red]", "[bold]east"] * 15)
+    for d in docs:
+        d.label = "cardiology"
+    data = tmp_path / "d.jsonl"
+    write_documents(data, docs)
+    result = cli("audit", tiny_classifier, data, "-o", tmp_path / "out", "--group-by", "meta.ward",
+                 "--counterfactuals", "", "--bootstrap", "20", "--min-group-size", "20")
+    assert result.exit_code == 0, result.output
+    assert "the worst group is '[/red]'" in " ".join(result.output.split())

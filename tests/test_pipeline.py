@@ -202,6 +202,20 @@ def test_a_stage_warning_reaches_the_run_console_and_stage_json(pipeline, corpus
     assert "88123456" not in shown.getvalue() and "88123456" not in json.dumps(record)
 
 
+def test_a_failure_reason_that_looks_like_console_markup_is_printed_as_written(pipeline, tmp_path):
+    """The summary table read a failed stage's reason as rich markup: an input named "[/red]"
+    raised MarkupError instead of the run's error."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    pipeline["import"]["src"] = str(tmp_path / "[/red]" / "notes.jsonl")
+    shown = StringIO()
+    with pytest.raises(DomainFMError, match="failed"):
+        pl.run_pipeline(pipeline, console=Console(file=shown, width=300))
+    assert "[/red]" in shown.getvalue()
+
+
 def test_failing_stage_is_recorded_and_the_rerun_resumes_from_it(pipeline, monkeypatch, tmp_path):
     real_chunk = REGISTRY["chunk"].runner()
     calls = []
