@@ -695,3 +695,21 @@ def test_group_values_that_look_like_console_markup_are_printed_as_written(tiny_
                  "--counterfactuals", "", "--bootstrap", "20", "--min-group-size", "20")
     assert result.exit_code == 0, result.output
     assert "the worst group is '[/red]'" in " ".join(result.output.split())
+
+
+def test_a_temperature_at_the_top_of_its_range_is_called_so():
+    """An untrained model's temperature came out as T=50.00, the end of the search interval,
+    reported like a fit."""
+    from domainfm.metrics import at_temperature_bound
+
+    class AlwaysWrong(FakeScorer):  # sure of a class no document has
+        def predict_proba(self, texts):
+            return np.tile([0.01, 0.01, 0.98], (len(texts), 1))
+
+    docs = make_docs(60)
+    for i, d in enumerate(docs):
+        d.label = LABELS[i % 2]
+    report = run_audit(AlwaysWrong(), docs, AuditConfig(group_by=["meta.sex"], **FAST))
+    temperature = report["calibration"]["temperature"]
+    assert temperature["at_search_bound"] == "upper" and at_temperature_bound(1.3) is None
+    assert "says nothing about whether it is right" in " ".join(f["text"] for f in report["summary"])

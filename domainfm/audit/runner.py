@@ -18,7 +18,7 @@ import numpy as np
 from domainfm.audit.config import AGE_BANDS, UNKNOWN, AuditConfig
 from domainfm.config import as_config
 from domainfm.audit.metrics import bootstrap_cis, fairness_gaps, gap_cis, group_metrics, group_value
-from domainfm.metrics import apply_temperature, fit_temperature_to_probs, top_class_reliability
+from domainfm.metrics import apply_temperature, at_temperature_bound, fit_temperature_to_probs, top_class_reliability
 from domainfm.audit.scorer import as_scorer
 from domainfm.errors import ConfigError, RecordError
 
@@ -113,7 +113,8 @@ def _calibration(probs, y_true, group_names, cfg, rng: np.random.Generator) -> d
         return out
     t = fit_temperature_to_probs(probs[val], y_true[val])
     out["temperature"] = {
-        "fitted": True, "temperature": t, "n_validation": int(len(val)), "n_test": int(len(test)),
+        "fitted": True, "temperature": t, "at_search_bound": at_temperature_bound(t),
+        "n_validation": int(len(val)), "n_test": int(len(test)),
         "before": top_class_reliability(probs[test], y_true[test], cfg.n_bins),
         "after": top_class_reliability(apply_temperature(probs[test], t), y_true[test], cfg.n_bins),
     }

@@ -48,6 +48,10 @@ def findings(report: dict[str, Any]) -> list[dict[str, Any]]:
         temp = cal.get("temperature", {})
         after = f"; temperature scaling (T={temp['temperature']:.2f}) changes it to " \
                 f"{temp['after']['ece']:.3f} on held-out documents" if temp.get("fitted") else ""
+        if temp.get("at_search_bound") == "upper":
+            # the flattest confidences fitted best: no temperature repairs scores like these
+            after += " (T is at the top of its search range: the model's confidence says nothing about whether " \
+                     "it is right)"
         candidates.append((cal["overall"]["ece"], {"key": "calibration.overall.ece", "value": cal["overall"]["ece"],
                            "text": f"Expected calibration error is {cal['overall']['ece']:.3f}{after}."}))
     for name, res in (report.get("robustness") or {}).items():

@@ -3,6 +3,7 @@ calibration (softmax, temperature, ECE). One implementation each; the stages imp
 
 from domainfm.metrics.calibration import (
     apply_temperature,
+    at_temperature_bound,
     expected_calibration_error,
     fit_temperature,
     fit_temperature_to_probs,
@@ -14,7 +15,7 @@ from domainfm.metrics.calibration import (
 from domainfm.metrics.tasks import classification_metrics, entity_metrics, macro_f1, multilabel_metrics
 
 __all__ = [
-    "apply_temperature", "classification_metrics", "entity_metrics", "expected_calibration_error",
+    "apply_temperature", "at_temperature_bound", "classification_metrics", "entity_metrics", "expected_calibration_error",
     "fit_temperature", "fit_temperature_to_probs", "macro_f1", "multilabel_metrics", "reliability", "sigmoid",
     "softmax", "top_class_reliability",
 ]

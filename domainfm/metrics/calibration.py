@@ -26,6 +26,18 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -50, 50)))
 
 
+# the search interval of fit_temperature: a fit at the top means the flattest confidences fit
+# best, i.e. the scores say nothing about being right; at the bottom, that every row was right
+TEMPERATURE_RANGE = (0.02, 50.0)
+
+
+def at_temperature_bound(temperature: float) -> str | None:
+    """``"upper"`` or ``"lower"`` when a fitted temperature sits at its search bound (not a fit
+    of the model's confidences but the end of the interval), else None."""
+    lo, hi = TEMPERATURE_RANGE
+    return "upper" if temperature >= hi * 0.98 else "lower" if temperature <= lo * 1.02 else None
+
+
 def fit_temperature(logits: np.ndarray, y: np.ndarray, *, multilabel: bool = False,
                     smoothing: float = 0.0) -> float:
     """The temperature T > 0 minimising the NLL of ``logits / T`` (golden-section search on
@@ -55,7 +67,7 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray, *, multilabel: bool = Fal
         log_p = np.log(np.clip(softmax(z), 1e-12, None))
         return float(-(target * log_p).sum(axis=1).mean())
 
-    lo, hi = math.log(0.02), math.log(50.0)
+    lo, hi = (math.log(x) for x in TEMPERATURE_RANGE)
     ratio = (math.sqrt(5) - 1) / 2
     a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
     fa, fb = nll(a), nll(b)
