@@ -494,9 +494,10 @@ def classifiers(world):
     train = _labelled(world["train"], root / "train-labelled.jsonl", 1)
     holdout = _labelled(world["holdout"], root / "holdout-labelled.jsonl", 2)
     other = _labelled(world["other"], root / "other-labelled.jsonl", 3)
-    # evaluated on their own training notes, so that model selection keeps the most memorised weights
-    trained = _finetune_classifier(world, train, train, root / "classifier", True)
-    control = _finetune_classifier(world, other, other, root / "classifier-control", False)
+    # eval_every 0: the last (most memorised) weights are kept whatever the evaluation file says;
+    # finetune refuses an evaluation file that is the training one
+    trained = _finetune_classifier(world, train, holdout, root / "classifier", True)
+    control = _finetune_classifier(world, other, holdout, root / "classifier-control", False)
     return {"train": train, "holdout": holdout, "trained": trained, "control": control}
 
 
@@ -956,9 +957,10 @@ def quick_classifier(world):
 
     root = world["root"]
     train = _labelled(world["train"], root / "quick-train.jsonl", 1)
+    holdout = _labelled(world["holdout"], root / "quick-holdout.jsonl", 2)
     cfg = from_dict(TaskConfig, {
         "task": "classification", "model": {"name": str(world["base"]), "max_length": 64},
-        "data": {"train": str(train), "eval": str(train)}, "labels": {"names": CLASSES, "min_examples": 1},
+        "data": {"train": str(train), "eval": str(holdout)}, "labels": {"names": CLASSES, "min_examples": 1},
         "long_documents": {"strategy": "truncate"},
         "train": {"full_finetune": True, "epochs": 1, "batch_size": 8, "seed": 5, "checkpoint": False,
                   "eval_every": 0},

@@ -455,6 +455,15 @@ def encode_documents(docs: Sequence[Document], *, task: str, tokenizer, max_leng
                 raise RecordError(f"field {text_field!r} holds no tokens", record_id=docs[i].id)
             for chunk in result.chunks:
                 pieces.append((i, chunk.start, chunk.end, chunk))
+            if task == "ner":
+                # a span that no chunk holds whole is learned as a partial entity in each chunk it
+                # touches; one between chunks (only whitespace) is not learned: both are counted
+                cut = {(x.attrs["doc_start"], x.attrs["doc_end"], x.label) for c in result.chunks for x in c.spans
+                       if "cut" in x.attrs}
+                whole = {(c.start + x.start, c.start + x.end, x.label) for c in result.chunks for x in c.spans
+                         if "cut" not in x.attrs}
+                stats["spans_cut_by_chunks"] += len(cut - whole)
+                stats["spans_between_chunks"] += result.spans_outside
             stats["chunks"] += len(result.chunks)
             stats["long_documents"] += len(result.chunks) > 1
     else:

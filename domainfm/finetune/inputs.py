@@ -4,9 +4,10 @@ train and evaluation sides, with the label map and data statistics."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any, Callable
 
-from domainfm.errors import ConfigError
+from domainfm.errors import ConfigError, RecordError
 from domainfm.finetune.config import TaskConfig
 from domainfm.finetune.data import build_label_map, check_known_labels, document_text, load_documents, split_documents
 
@@ -37,6 +38,17 @@ def rename_spans(docs: list, mapping: dict[str, str | None] | None) -> list:
     return docs
 
 
+def _check_disjoint(train_docs: list, eval_docs: list, d) -> None:
+    """An evaluation document that is also a training document (same id and text: a file
+    concatenated into both) inflates every score, and the recorded split (``split.json``) cannot
+    put one document on both sides, so the audit would later refuse the model."""
+    seen = {(doc.id, doc.text) for doc in train_docs}
+    for doc in eval_docs:
+        if (doc.id, doc.text) in seen:
+            raise RecordError(f"this evaluation document (field 'id' and 'text') is also in the training data "
+                              f"{d.train}; remove it from one of the two files", record_id=doc.id)
+
+
 def load_task_data(cfg: TaskConfig):
     """Training and evaluation documents, the label map and data statistics."""
     d = cfg.data
@@ -46,8 +58,13 @@ def load_task_data(cfg: TaskConfig):
     for doc in docs:
         document_text(doc, d.text_field)
     if d.eval:
+        if Path(d.eval).resolve() == Path(d.train).resolve():
+            raise ConfigError(f"data.eval is the training file {d.train}: scores on documents the model trained on "
+                              "say nothing about new ones; give a separate evaluation file, or leave data.eval "
+                              "out to hold out data.eval_fraction of the training documents")
         train_docs = docs
         eval_docs = rename_spans(load_documents(d.eval, d.max_eval_documents), cfg.labels.map)
+        _check_disjoint(train_docs, eval_docs, d)
         split = {"split_key": None, "eval_source": d.eval}
     else:
         train_docs, eval_docs, split = split_documents(

@@ -218,8 +218,19 @@ def _finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool, o
             batch_size=cfg.train.eval_batch_size)
     eval_texts = [document_text(d, cfg.data.text_field) for d in eval_docs] if cfg.task == "ner" else None
 
+    # A checkpoint to continue is found (and its config and labels checked) before the folder is
+    # touched; without one the run starts over under this config, and the saved config must say so.
+    found = latest_resumable(out, to_dict(cfg), _RESUME_MAY_CHANGE) if action == "resume" else None
+    if found:
+        before = found[2].get("labels")  # (checkpoints written before it was recorded: not checked)
+        if before is not None and before != list(label_map.labels):
+            differ = ", ".join(sorted(set(before) ^ set(label_map.labels))[:5]) or "the same, in another order"
+            raise ConfigError(
+                f"cannot resume {out}: its checkpoint was trained on {len(before)} labels and the data now gives "
+                f"{len(label_map.labels)} (differing: {differ}); the model's output layer cannot take them: "
+                "fine-tune again with --overwrite")
     prepare_output(out, action, main)  # every check passed: only now touch the output folder
-    if main and (action != "resume" or not (out / CONFIG_NAME).is_file()):
+    if main and not found:
         save_config(cfg, out / CONFIG_NAME)
 
     def make_batch(k: int) -> dict:
@@ -264,21 +275,12 @@ def _finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool, o
                                                      "labels": list(label_map.labels)})
 
     resumed_from, checkpoint = None, None
-    if action == "resume":
-        found = latest_resumable(out, to_dict(cfg), _RESUME_MAY_CHANGE)
-        if found:
-            resumed_from, checkpoint, saved = found
-            before = saved.get("labels")  # (checkpoints written before it was recorded: not checked)
-            if before is not None and before != list(label_map.labels):
-                differ = ", ".join(sorted(set(before) ^ set(label_map.labels))[:5]) or "the same, in another order"
-                raise ConfigError(
-                    f"cannot resume {out}: its checkpoint was trained on {len(before)} labels and the data now gives "
-                    f"{len(label_map.labels)} (differing: {differ}); the model's output layer cannot take them: "
-                    "fine-tune again with --overwrite")
-            history[:] = saved["history"]
-            emit("info", message=f"resuming from {checkpoint.name} (step {resumed_from} of {total_steps})")
-        else:
-            emit("info", message=f"no checkpoint in {out}: starting from the beginning")
+    if found:
+        resumed_from, checkpoint, saved = found
+        history[:] = saved["history"]
+        emit("info", message=f"resuming from {checkpoint.name} (step {resumed_from} of {total_steps})")
+    elif action == "resume":
+        emit("info", message=f"no checkpoint in {out}: starting from the beginning")
 
     t_loop = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)

@@ -63,6 +63,8 @@ class TaskModel:
     text_field: str = "text"
     label_field: str = "label"
     info: dict[str, Any] = field(default_factory=dict)
+    folder: Path | None = None  # where it was loaded from (None: built in memory)
+    full_model: bool = False  # loaded from the folder's config.json (full or merged), not base + adapter
 
     @property
     def ner_decoding(self) -> str:
@@ -155,6 +157,41 @@ def read_task_info(model_dir: str | os.PathLike, task: str | None = None) -> dic
     return info
 
 
+def _check_outputs(model, label_map: LabelMap, folder: Path) -> None:
+    """The loaded head must have one output per label of the task file."""
+    n_out = getattr(getattr(model, "config", None), "num_labels", None)
+    if isinstance(n_out, int) and n_out != len(label_map.tags):
+        raise _damaged(folder / TASK_FILE, f"it lists {len(label_map.tags)} outputs but the model in "
+                                           f"{folder} has {n_out}: the two come from runs with other label sets")
+
+
+def check_output_names(tm: TaskModel) -> None:
+    """Predictions are named through the task file's ``labels``; its ``id2label`` / ``label2id``
+    and a saved model's own ``config.json`` names must agree with it, or every class would be
+    renamed silently (a hand-edited or mixed-up task file).
+
+    Checked before predicting rather than at load time, so that tools which only read a folder's
+    label set (the de-identifier's PHI label mapping) can still explain what is wrong with it.
+
+    Raises:
+        ConfigError: naming the file that disagrees.
+    """
+    if tm.folder is None:  # built in memory: no task file to disagree with
+        return
+    path = tm.folder / TASK_FILE
+    expected = {str(k): v for k, v in tm.label_map.id2label.items()}
+    if "id2label" in tm.info and tm.info["id2label"] != expected:
+        raise _damaged(path, "'labels' and 'id2label' disagree (the output each label names differs)")
+    if "label2id" in tm.info and tm.info["label2id"] != tm.label_map.label2id:
+        raise _damaged(path, "'labels' and 'label2id' disagree (the output each label names differs)")
+    names = getattr(getattr(tm.model, "config", None), "id2label", None)
+    if tm.full_model and isinstance(names, dict) and names:
+        names = {int(k): v for k, v in names.items()}
+        if names != {i: f"LABEL_{i}" for i in names} and names != tm.label_map.id2label:  # LABEL_i: unnamed
+            raise _damaged(path, f"its labels differ from those in {tm.folder / 'config.json'} (id2label): the two "
+                                 "come from runs with other label sets")
+
+
 def _damaged(path: Path, what: str) -> ConfigError:
     return ConfigError(f"{path}: {what}; this file is written by 'domainfm finetune' with the model: restore it "
                        "or fine-tune again")
@@ -240,13 +277,22 @@ def load_task_model(model_dir: str | os.PathLike, *, task: str | None = None, de
                     (adapter / name).is_file() for name in ("adapter_model.safetensors", "adapter_model.bin")):
                 raise _damaged(adapter, "the LoRA adapter's adapter_config.json or adapter_model.safetensors is "
                                         "missing")
-            with quiet_peft_wrap():
-                model = PeftModel.from_pretrained(base_model, adapter)
+            try:
+                with quiet_peft_wrap():
+                    model = PeftModel.from_pretrained(base_model, adapter)
+            except RuntimeError as exc:  # torch's load_state_dict: a head of another size
+                if "size mismatch" not in str(exc):
+                    raise
+                raise _damaged(folder / TASK_FILE, f"its {len(label_map.tags)} outputs "
+                                                   f"({'tags' if info['task'] == 'ner' else 'labels'}) do not fit "
+                                                   "the adapter's head, which was trained on another label set") from None
     check_tokenizer_fits(tokenizer, model, f"the model in {folder}")
+    _check_outputs(model, label_map, folder)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).eval()
     return TaskModel(model, tokenizer, info["task"], label_map, max_length, long_documents,
-                     info.get("text_field", "text"), info.get("label_field", "label"), info)
+                     info.get("text_field", "text"), info.get("label_field", "label"), info, folder,
+                     (folder / "config.json").is_file())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -379,11 +425,11 @@ def document_outputs(task: str, label_map: LabelMap, docs: Sequence[Document], f
         if features and features[0].chunk is not None:
             from domainfm.chunk import project_spans
 
-            chunks = [f.chunk for f in features]
-            merged = project_spans(chunks, per_feature, merge="union")
-            index = {d.id: i for i, d in enumerate(docs)}
-            for doc_id, found in merged.items():
-                spans[index[doc_id]] = found
+            # per document position, not id: two documents given with one id (the Python API
+            # does not refuse them) must not pool their chunks
+            for i, items in _by_document(features, per_feature).items():
+                merged = project_spans([f.chunk for f, _ in items], [x for _, x in items], merge="union")
+                spans[i] = next(iter(merged.values()), [])
         else:
             for f, found in zip(features, per_feature):
                 spans[f.doc_index].extend(Span(s.start + f.offset, s.end + f.offset, s.label, s.attrs) for s in found)
@@ -393,8 +439,11 @@ def document_outputs(task: str, label_map: LabelMap, docs: Sequence[Document], f
     if features and features[0].chunk is not None:
         from domainfm.chunk import aggregate_predictions
 
-        agg = aggregate_predictions([f.chunk for f in features], list(logits), how=aggregate, weight="chars")
-        doc_logits = [np.asarray(agg[d.id]) for d in docs]
+        doc_logits = [None] * len(docs)
+        for i, items in _by_document(features, logits).items():  # by position, as for ner above
+            agg = aggregate_predictions([f.chunk for f, _ in items], [x for _, x in items], how=aggregate,
+                                        weight="chars")
+            doc_logits[i] = np.asarray(next(iter(agg.values())))
     else:
         doc_logits = [None] * len(docs)
         for f, lg in zip(features, logits):
@@ -402,8 +451,16 @@ def document_outputs(task: str, label_map: LabelMap, docs: Sequence[Document], f
     return [(sigmoid(lg) if task == "multilabel" else softmax(lg)) for lg in doc_logits]
 
 
+def _by_document(features: Sequence[Feature], values: Sequence[Any]) -> dict[int, list[tuple[Feature, Any]]]:
+    grouped: dict[int, list[tuple[Feature, Any]]] = defaultdict(list)
+    for f, value in zip(features, values):
+        grouped[f.doc_index].append((f, value))
+    return grouped
+
+
 def predict_outputs(tm: TaskModel, docs: Sequence[Document], *, batch_size: int = 64,
                     with_labels: bool = False) -> list[Any]:
+    check_output_names(tm)
     encoded = encode_documents(docs, task=tm.task, tokenizer=tm.tokenizer, max_length=tm.max_length,
                                long_documents=tm.long_documents, label_map=tm.label_map,
                                label_field=tm.label_field, text_field=tm.text_field, with_labels=with_labels)

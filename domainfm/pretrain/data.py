@@ -140,6 +140,9 @@ def _read(cfg_data, tokenizer, want_word_starts: bool) -> tuple[list[_Doc], dict
             text = _text_of(doc, cfg_data.text_field)
             if not text.strip():
                 counts["empty_documents"] += 1
+                if cfg_data.text_field != "text" and not isinstance(doc.meta.get(cfg_data.text_field[5:]), str):
+                    # counted apart: a misspelt meta key reads as a corpus of empty documents
+                    counts["without_text_field"] = counts.get("without_text_field", 0) + 1
                 continue
             kind, value = group_of(doc, cfg_data.split_key)
             key_kinds.add(kind)
@@ -286,6 +289,10 @@ def build_corpus(cfg, tokenizer, objective: str) -> PackedCorpus:
     docs, counts = _read(cfg.data, tokenizer, with_starts)
     where = ", ".join(str(p) for p in cfg.data.paths)
     if not docs:
+        missing = counts.get("without_text_field", 0)
+        if missing:
+            raise CorpusError(f"no document with text in {where}: {missing} of {counts['documents']} documents have "
+                              f"no string in data.text_field {cfg.data.text_field!r}; check the field's name")
         raise CorpusError(f"no document with text in {where} (empty corpus)")
 
     groups = {d.group: d.fraction for d in docs}

@@ -151,6 +151,7 @@ def _pretrain(config: PretrainConfig, out_dir: str | os.PathLike, *, resume: boo
     precision = precision_flags(cfg.train.precision)
     t_start = time.perf_counter()
     loaded = load_model(cfg.model, cfg.train.seed)
+    _check_seq_len(cfg, loaded)
     corpus = build_corpus(cfg, loaded.tokenizer, loaded.objective)
     if corpus.stats["max_token_id"] >= loaded.model.config.vocab_size:
         raise ConfigError(f"the tokenizer produced id {corpus.stats['max_token_id']} but the model has only "
@@ -190,10 +191,16 @@ def _pretrain(config: PretrainConfig, out_dir: str | os.PathLike, *, resume: boo
                              "(recorded in the output manifest)")
     batcher = _Batcher(cfg, corpus, loaded, rank, world)
 
+    # The checkpoint to continue is found (and its config checked) before the folder is touched;
+    # without one the run starts over under this config, and the saved config must say so.
+    found = latest_resumable(out, to_dict(cfg), _RESUME_MAY_CHANGE) if action == "resume" else None
+
     # Every check passed: only now touch the output folder.
     prepare_output(out, action, main)
-    if main and (action != "resume" or not (out / CONFIG_NAME).is_file()):
+    if main and not found:
         save_config(cfg, out / CONFIG_NAME)
+    if main:
+        _trim_log(out / "train_log.jsonl", found[0] if found else 0)
 
     model = wrap_lora(loaded, cfg) if cfg.lora.enabled else loaded.model
     if loaded.objective == "mlm":
@@ -228,15 +235,13 @@ def _pretrain(config: PretrainConfig, out_dir: str | os.PathLike, *, resume: boo
     progress = trainer.progress
 
     resumed_from, checkpoint = None, None
-    if action == "resume":
-        found = latest_resumable(out, to_dict(cfg), _RESUME_MAY_CHANGE)
-        if found:
-            resumed_from, checkpoint, saved = found
-            state.update(eval_before=saved["eval_before"], eval_history=saved["eval_history"])
-            progress.tokens_before = saved["tokens_seen"]
-            emit("info", message=f"resuming from {checkpoint.name} (step {resumed_from} of {total_steps})")
-        else:
-            emit("info", message=f"no complete checkpoint in {out}: starting from the beginning")
+    if found:
+        resumed_from, checkpoint, saved = found
+        state.update(eval_before=saved["eval_before"], eval_history=saved["eval_history"])
+        progress.tokens_before = saved["tokens_seen"]
+        emit("info", message=f"resuming from {checkpoint.name} (step {resumed_from} of {total_steps})")
+    elif action == "resume":
+        emit("info", message=f"no complete checkpoint in {out}: starting from the beginning")
     if state["eval_before"] is None:
         state["eval_before"] = evaluate(trainer.model, objective, batcher, trainer.accelerator, eval_bs)
         if state["eval_before"]:
@@ -318,6 +323,46 @@ def _pretrain(config: PretrainConfig, out_dir: str | os.PathLike, *, resume: boo
     trainer.accelerator.wait_for_everyone()
     return PretrainResult(out_dir=out, metrics=metrics, manifest=manifest, steps=total_steps,
                           resumed_from=resumed_from, main_process=main)
+
+
+def _check_seq_len(cfg: PretrainConfig, loaded: LoadedModel) -> None:
+    """A block longer than the model's position table fails deep inside the forward pass.
+
+    The tokenizer's ``model_max_length`` is not the limit: a sentence encoder saves its
+    (shorter) pooling window there, and the model itself takes more.
+    """
+    config = loaded.model.config
+    positions = getattr(config, "max_position_embeddings", None)
+    if not isinstance(positions, int) or positions <= 0:
+        return
+    if getattr(config, "model_type", None) in _POSITIONS_AFTER_PADDING:
+        positions -= (getattr(config, "pad_token_id", None) or 0) + 1  # RoBERTa's 514 positions hold 512 tokens
+    if cfg.masking.seq_len > positions:
+        raise ConfigError(f"masking.seq_len ({cfg.masking.seq_len}) exceeds the {positions} positions of model "
+                          f"{cfg.model.name!r}; use --masking.seq_len {positions} or less")
+
+
+# Models whose position ids start after the padding index.
+_POSITIONS_AFTER_PADDING = frozenset({"roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text",
+                                      "xmod", "roberta-prelayernorm"})
+
+
+def _trim_log(path: Path, step: int) -> None:
+    """Keep the log lines of steps up to ``step``: a killed run logged steps after its last
+    checkpoint, which the resumed run takes (and logs) again; a run that starts over keeps none."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line).get("step", step + 1) <= step:
+                kept.append(line + "\n")
+        except (ValueError, AttributeError):  # a line cut by the kill
+            continue
+    if step == 0 or not kept:
+        path.unlink()
+    else:
+        path.write_text("".join(kept), encoding="utf-8")
 
 
 def _save_final(model, loaded: LoadedModel, cfg: PretrainConfig, out: Path) -> None:
