@@ -261,7 +261,7 @@ def _first_names():
     ("DATE", "the 3rd", r"^the \d{1,2}(st|nd|rd|th)$"),
     ("DATE", "2019-07-22", r"^\d{4}-\d{2}-\d{2}$"),
     ("DATE", "MARCH", r"^[A-Z]+$"),
-    ("DATE", "Christmas", r"^[A-Z][a-z]{8}$"),
+    ("DATE", "Solstice", r"^[A-Z][a-z]{7}$"),  # no date in it: a fake of its shape (a holiday is a day)
     ("WEIRD_LABEL", "Ab-12", r"^[A-Z][a-z]-\d{2}$"),
 ])
 def test_format_preservation(gen, label, original, pattern):

@@ -12,11 +12,15 @@ that no partial date stays as it was:
 * A year named alone moves by the offset rounded to whole years (at least one year).
 * A day named alone ("the 3rd", "20th") has no month to shift within; it moves by
   ``offset % 27 + 1`` days modulo 31, which keeps it a valid day and never the same day.
+* A day range inside one month (``4-6 March 2019``, ``March 4 to 6, '19``) moves both days.
+* A decade (``the 1990s``, ``'90s``) moves by a decade with the offset's sign; a holiday
+  (``Christmas Day``, ``Thanksgiving``) names a month and day, so it becomes the shifted day
+  written as ``August 7``.
 * Times (``10:30``) are kept. Text that holds no recognisable date returns ``None`` and the caller
   replaces it with a format-preserving fake instead of keeping it.
 
 Written forms kept: separators and zero padding (``07/02/19``, ``7-2-2019``, ``2019-07-02``,
-``11/21.93``), two- or four-digit years, month names full or abbreviated with their case and
+``11/21.93``), two- or four-digit years (``'19`` too), month names full or abbreviated with their case and
 trailing dot (``JULY``, ``Jul.``, ``nov``), ordinal suffixes (``22nd``), weekday names.
 """
 
@@ -37,19 +41,35 @@ _WEEKDAY_INDEX = {name[:3]: i for i, name in enumerate(_WEEKDAYS)}
 _M = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
       r"|sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)")
 _ORD = r"(?:st|nd|rd|th)"
+# the days of a range inside one month ("4-6 March", "March 4 to 6, 2019"): both days move
+_RANGE = r"\s*[-–—]\s*|\s+(?:to|through|thru|until|till|and)\s+"
+_APOS = "['’]"  # a two-digit year written '19 or ’19
+# holidays on a fixed day (Thanksgiving as in the reference year 2000): a DATE span that names one
+# reveals the month and day the shift hides
+_HOLIDAYS = {"christmas eve": (12, 24), "christmas": (12, 25), "xmas": (12, 25), "new year's eve": (12, 31),
+             "new years eve": (12, 31), "new year's": (1, 1), "new years": (1, 1), "new year": (1, 1),
+             "halloween": (10, 31), "valentine's": (2, 14), "valentines": (2, 14), "independence day": (7, 4),
+             "fourth of july": (7, 4), "veterans day": (11, 11), "thanksgiving": (11, 23),
+             "st. patrick's": (3, 17), "st patrick's": (3, 17), "saint patrick's": (3, 17)}
+_HOLIDAY = ("(?:" + "|".join(re.escape(h).replace("'", "['’]?") for h in sorted(_HOLIDAYS, key=len, reverse=True))
+            + r")(?:\s+day)?")
 _PATTERN = re.compile(
     r"(?<![\w])(?:"
     r"(?P<time>\d{1,2}:\d{2}(?::\d{2})?)"
     r"|(?P<iso>(?P<iso_y>\d{4})(?P<iso_s>[-/.])(?P<iso_m>\d{1,2})(?P=iso_s)(?P<iso_d>\d{1,2}))(?!\d)"
     r"|(?P<n3>(?P<n3_a>\d{1,2})(?P<n3_s1>[-/.])(?P<n3_b>\d{1,2})(?P<n3_s2>[-/.])(?P<n3_y>\d{4}|\d{2}))(?!\d)"
-    rf"|(?P<dmy>(?P<dmy_d>\d{{1,2}})(?P<dmy_o>{_ORD})?(?P<dmy_s1>[ -]|\s+of\s+)(?P<dmy_m>{_M})(?P<dmy_dot>\.)?(?![a-z])"
-    r"(?:(?P<dmy_s2>,?[ -]*)(?P<dmy_y>\d{4}))?)(?!\d)"
+    rf"|(?P<dmy>(?:(?P<dmy_d0>\d{{1,2}})(?P<dmy_o0>{_ORD})?(?P<dmy_r>{_RANGE}))?"
+    rf"(?P<dmy_d>\d{{1,2}})(?P<dmy_o>{_ORD})?(?P<dmy_s1>[ -]|\s+of\s+)(?P<dmy_m>{_M})(?P<dmy_dot>\.)?(?![a-z])"
+    rf"(?:(?P<dmy_s2>,?[ -]*)(?P<dmy_y>\d{{4}}|{_APOS}\d{{2}}))?)(?!\d)"
     rf"|(?P<mdy>(?P<mdy_m>{_M})(?P<mdy_dot>\.)?(?P<mdy_s1>[ ]+|-)(?P<mdy_d>\d{{1,2}})(?P<mdy_o>{_ORD})?(?![a-z\d])"
-    r"(?:(?P<mdy_s2>,?[ ]*|-)(?P<mdy_y>\d{4}))?)(?!\d)"
-    rf"|(?P<my>(?P<my_m>{_M})(?P<my_dot>\.)?(?P<my_s>,?[ ]*|-)(?P<my_y>\d{{4}}|'\d{{2}}))(?!\d)"
+    rf"(?:(?P<mdy_r>{_RANGE})(?P<mdy_d2>\d{{1,2}})(?P<mdy_o2>{_ORD})?(?![a-z\d]))?"
+    rf"(?:(?P<mdy_s2>,?[ ]*|-)(?P<mdy_y>\d{{4}}|{_APOS}\d{{2}}))?)(?!\d)"
+    rf"|(?P<my>(?P<my_m>{_M})(?P<my_dot>\.)?(?P<my_s>,?[ ]*|-|\s+of\s+)(?P<my_y>\d{{4}}|{_APOS}\d{{2}}))(?!\d)"
     r"|(?P<n2>(?P<n2_a>\d{1,2})(?P<n2_s>[-/.])(?P<n2_b>\d{4}|\d{1,2}))(?!\d)"
     rf"|(?P<mon>(?P<mon_m>{_M})(?P<mon_dot>\.)?)(?![a-z])"
     rf"|(?P<ord>(?P<ord_d>\d{{1,2}})(?P<ord_o>{_ORD}))(?![a-z])"
+    r"|(?P<decade>(?P<decade_y>(?:1[89]|20)\d0|['’]?\d0)s)(?![a-z])"
+    rf"|(?P<hol>{_HOLIDAY})(?![a-z])"
     r"|(?P<year>(?:1[89]|20)\d\d)(?!\d)"
     r"|(?P<wd>(?:mon|tue|wed|thu|fri|sat|sun)(?:day|sday|nesday|rsday|urday|s|r|rs)?)(?![a-z])"
     r")",
@@ -98,7 +118,7 @@ def shift_date_text(text: str, offset: int, rng: random.Random | None = None) ->
     if bare:
         lead, digits, trail = bare.groups()
         value = int(digits)
-        if 1 <= value <= 31 and len(digits) <= 2:
+        if 1 <= value <= 31 and len(digits) <= 2 and not lead.endswith(("'", "’")):  # '19 is a year
             return lead + _pad(_shift_day(value, offset), digits) + trail
         return lead + _fmt_year((_pivot(value) + year_delta(offset)), digits) + trail
     out: list[str] = []
@@ -143,26 +163,42 @@ def _shift_match(m: re.Match, offset: int) -> str:
                 f"{_fmt_year(d.year, y)}")
     if g("dmy") is not None:
         year = g("dmy_y")
-        d = _shift(int(year) if year else _REF_YEAR, _month(g("dmy_m")), int(g("dmy_d")), offset)
-        out = f"{_pad(d.day, g('dmy_d'))}{_ordinal(d.day, g('dmy_o'))}{g('dmy_s1')}"
+        ref = _year_value(year) if year else _REF_YEAR
+        d = _shift(ref, _month(g("dmy_m")), int(g("dmy_d")), offset)
+        out = ""
+        if g("dmy_d0") is not None:
+            # the first day of "4-6 March 2019" is a date of the same month, and moves with it
+            d0 = _shift(ref, _month(g("dmy_m")), int(g("dmy_d0")), offset)
+            out = f"{_pad(d0.day, g('dmy_d0'))}{_ordinal(d0.day, g('dmy_o0'))}{g('dmy_r')}"
+            if (d0.year, d0.month) != (d.year, d.month):  # the range now spans two months
+                out = f"{_pad(d0.day, g('dmy_d0'))}{_ordinal(d0.day, g('dmy_o0'))} {_month_name(d0.month, g('dmy_m'))}"
+                out += (g("dmy_dot") or "") + g("dmy_r")
+        out += f"{_pad(d.day, g('dmy_d'))}{_ordinal(d.day, g('dmy_o'))}{g('dmy_s1')}"
         out += _month_name(d.month, g("dmy_m")) + (g("dmy_dot") or "")
         if year:
-            out += g("dmy_s2") + _fmt_year(d.year, year)
+            out += g("dmy_s2") + _show_year(d.year, year)
         return out
     if g("mdy") is not None:
         year = g("mdy_y")
-        d = _shift(int(year) if year else _REF_YEAR, _month(g("mdy_m")), int(g("mdy_d")), offset)
+        ref = _year_value(year) if year else _REF_YEAR
+        d = _shift(ref, _month(g("mdy_m")), int(g("mdy_d")), offset)
         out = _month_name(d.month, g("mdy_m")) + (g("mdy_dot") or "") + g("mdy_s1")
         out += f"{_pad(d.day, g('mdy_d'))}{_ordinal(d.day, g('mdy_o'))}"
+        if g("mdy_d2") is not None:
+            # the last day of "March 4-6, 2019" moves with the first, never kept as written
+            d2 = _shift(ref, _month(g("mdy_m")), int(g("mdy_d2")), offset)
+            out += g("mdy_r")
+            if (d2.year, d2.month) != (d.year, d.month):
+                out += _month_name(d2.month, g("mdy_m")) + (g("mdy_dot") or "") + g("mdy_s1")
+            out += f"{_pad(d2.day, g('mdy_d2'))}{_ordinal(d2.day, g('mdy_o2'))}"
+            d = d2  # the year written after the range is the last day's
         if year:
-            out += g("mdy_s2") + _fmt_year(d.year, year)
+            out += g("mdy_s2") + _show_year(d.year, year)
         return out
     if g("my") is not None:
         raw_year = g("my_y")
-        year = _pivot(int(raw_year[1:])) if raw_year.startswith("'") else int(raw_year)
-        d = _shift(year, _month(g("my_m")), 15, offset)
-        shown = "'" + f"{d.year % 100:02d}" if raw_year.startswith("'") else _fmt_year(d.year, raw_year)
-        return _month_name(d.month, g("my_m")) + (g("my_dot") or "") + g("my_s") + shown
+        d = _shift(_year_value(raw_year), _month(g("my_m")), 15, offset)
+        return _month_name(d.month, g("my_m")) + (g("my_dot") or "") + g("my_s") + _show_year(d.year, raw_year)
     if g("n2") is not None:
         a_s, b_s = g("n2_a"), g("n2_b")
         a, b, sep = int(a_s), int(b_s), g("n2_s")
@@ -182,6 +218,18 @@ def _shift_match(m: re.Match, offset: int) -> str:
     if g("ord") is not None:
         day = _shift_day(int(g("ord_d")), offset)
         return f"{_pad(day, g('ord_d'))}{_ordinal(day, g('ord_o'))}"
+    if g("decade") is not None:
+        # "the 1990s": a decade on, or back, with the shift's sign (a few years would give "1993s")
+        raw = g("decade_y")
+        step = 10 if offset >= 0 else -10
+        if len(raw.lstrip("'’")) == 2:
+            return raw[:-2] + f"{(int(raw[-2:]) + step) % 100:02d}s"
+        return f"{int(raw) + step}s"
+    if g("hol") is not None:
+        # a holiday names its day: it becomes the shifted day, written as a month and a day
+        month, day = _holiday_date(g("hol"))
+        d = _shift(_REF_YEAR, month, day, offset)
+        return _case_like(_MONTHS_FULL[d.month - 1], g("hol")) + f" {d.day}"
     if g("year") is not None:
         return str(int(g("year")) + year_delta(offset))
     if g("wd") is not None:
@@ -212,6 +260,18 @@ def _pivot(two_digit: int) -> int:
     return 2000 + two_digit if two_digit <= 30 else 1900 + two_digit
 
 
+def _year_value(raw: str) -> int:
+    """The year a written year stands for: ``2019``, ``'19`` -> 2019."""
+    return _pivot(int(raw[1:])) if raw[:1] in "'’" else int(raw)
+
+
+def _show_year(year: int, original: str) -> str:
+    """``year`` written as ``original`` was: four digits, or an apostrophe and two."""
+    if original[:1] in "'’":
+        return original[0] + f"{year % 100:02d}"
+    return _fmt_year(year, original)
+
+
 def _fmt_year(year: int, original: str) -> str:
     if len(original) <= 2:
         return f"{year % 100:02d}"
@@ -227,6 +287,16 @@ def _pad_like(value: int, original: str, zero_padded: bool) -> str:
     if len(original) == 2 and (original.startswith("0") or zero_padded):
         return f"{value:02d}"
     return str(value)
+
+
+def _holiday_date(name: str) -> tuple[int, int]:
+    """(month, day) of a holiday as :data:`_HOLIDAY` matched it ("Christmas Day", "new years")."""
+    written = " ".join(name.lower().replace("’", "'").split()).replace("'", "")
+    for key in (written, re.sub(r"\s+day$", "", written)):
+        for holiday, when in _HOLIDAYS.items():
+            if holiday.replace("'", "") == key:
+                return when
+    raise ValueError("not a holiday")
 
 
 def _month(name: str) -> int:

@@ -13,23 +13,28 @@ Per kind:
 * Names are mapped token by token (first, middle and last names separately), so ``John Smith``
   and later ``Mr. Smith`` share the surrogate surname. Format is kept: titles and suffixes
   (``Dr.``, ``Mrs``, ``Jr.``, ``MD``), initials (``J.`` -> another letter), ``Last, First``,
-  hyphens and per-token case (``SMITH``, ``smith``). A token found in Faker's first-name lists
-  becomes a first name of the same inferred gender (a title like ``Mrs.`` decides when the name
-  does not); any other token becomes a surname.
+  hyphens, per-token case (``SMITH``, ``smith``) and a possessive (``Smith's`` -> ``Miller's``).
+  A token found in Faker's first-name lists becomes a first name of the same inferred gender (a
+  title like ``Mrs.`` decides when the name does not); any other token becomes a surname.
 * Dates move by the per-patient offset of :mod:`domainfm.deid.dates` in their own format.
 * Ages above 89 become ``90+`` (``90-plus`` before a hyphen: ``90-plus-year-old``; in words,
-  ``ninety-two`` or ``nonagenarian``, ``ninety-plus``); younger
-  ages move by a per-patient 1-2 years (never to 90 or above), which keeps them clinically
-  plausible while breaking exact-match linkage.
+  ``ninety-two`` or ``nonagenarian``, ``ninety-plus``), every one in the span (``92 and 93``,
+  ``91-93`` -> ``90+``); an age already written as the aggregate (``90+``, ``in her 90s``)
+  stays. Younger ages move by a per-patient 1-2 years (never to 90 or above), which keeps them
+  clinically plausible while breaking exact-match linkage.
 * Phone, fax, SSN, MRN, IDs, ZIP codes, codes and quantities keep their character pattern:
   each digit becomes a digit, each letter a letter of the same case, punctuation stays.
+  An SSN never comes out in a range the SSA does not issue (``000``, ``666``, ``9xx``, group
+  ``00``, serial ``0000``), nor a ZIP in one of the 3-digit areas Safe Harbor blanks.
 * E-mails, URLs, IPs, addresses, cities, states, facilities and organisations get Faker
   equivalents; a facility that names a hospital becomes ``<City> General Hospital``-like.
 * Unknown labels get the pattern-preserving replacement.
 
 A surrogate is never equal to its original and never contains it (case-insensitively), nor
-any word of at least 3 characters of the other PHI of the same document (``avoid``), so a
-replacement cannot re-introduce PHI that was removed elsewhere.
+any word of at least 3 characters of the other PHI of the same document (``avoid``), nor an
+original this generator (or its vault) has already met in the same patient scope (a relative's
+real surname from an earlier note), so a replacement cannot re-introduce PHI that was removed
+elsewhere. (An original met only in a later note cannot be foreseen.)
 """
 
 from __future__ import annotations
@@ -265,7 +270,9 @@ class SurrogateGenerator:
         # A zero-width space or an ANSI escape inside a name or an MRN is not part of the value:
         # "Okon<ZWSP>kwo" takes the surrogate "Okonkwo" takes, and no escape sequence survives with
         # its parameters rewritten as if they were letters and digits.
-        visible = visible_text(text)[0]
+        # Composed (NFC) so "Jose" + a combining accent is the token "José", with José's surrogate,
+        # not "Jose"'s surrogate with the original's accent left on its last letter.
+        visible = unicodedata.normalize("NFC", visible_text(text)[0])
         if not any(c.isalnum() for c in visible):
             return text  # only spaces/punctuation: nothing identifying to replace
         text = visible
@@ -277,7 +284,7 @@ class SurrogateGenerator:
             out = self._age(text, scope, avoid)
         else:
             out = self._mapped(text, kind, scope, avoid)
-        if normalize_value(out) == normalize_value(text):
+        if normalize_value(out) == normalize_value(text) and not (kind == "AGE" and _is_age_aggregate(text)):
             out = self._pattern(text, self._rng(scope, kind, text, 99), avoid)
         return out
 
@@ -332,7 +339,7 @@ class SurrogateGenerator:
                 cand_norm = normalize_value(candidate)
                 if self._acceptable(candidate, norm, avoid) and cand_norm not in used and not (
                     self.vault is not None and self.vault.surrogate_in_use(scope, kind, cand_norm)
-                ):
+                ) and not self._is_original(scope, kind, cand_norm):
                     break
             else:
                 candidate = self._pattern(text, self._rng(scope, kind, text, _ATTEMPTS), avoid)
@@ -342,6 +349,13 @@ class SurrogateGenerator:
                 self.vault.put_surrogate(scope, kind, norm, text, hit, normalize_value(hit))
         self._remember(key, hit)
         return hit
+
+    def _is_original(self, scope: str, kind: str, norm: str) -> bool:
+        """Whether ``norm`` is itself an original of this patient (a relative's real surname from
+        an earlier note): as another name's surrogate it would put that PHI back in the output."""
+        if (scope, kind, norm) in self._cache:
+            return True
+        return self.vault is not None and self.vault.get_surrogate(scope, kind, norm) is not None
 
     def _remember(self, key: tuple[str, str, str], value: str) -> None:
         self._cache[key] = value
@@ -387,7 +401,9 @@ class SurrogateGenerator:
             elif roles[i] == "initial":
                 out.append(self._initial(token, scope))
             else:
-                out.append(_case_like(self._name_part(token, scope, avoid, title_gender), token))
+                # "Smith's" is "Smith" with a possessive: the same surrogate, the 's kept
+                base, possessive = _split_possessive(token)
+                out.append(_case_like(self._name_part(base, scope, avoid, title_gender), base) + possessive)
             pos = w.end()
         out.append(_scramble_non_letters(text[pos:], self._rng(scope, "NAME", text, len(words))))
         return "".join(out)
@@ -427,24 +443,43 @@ class SurrogateGenerator:
         return shifted
 
     def _age(self, text: str, scope: str, avoid: frozenset[str]) -> str:
-        match = re.search(r"\d+", text)
-        if match is None:
+        numbers = list(_AGE_NUMBER.finditer(text))
+        if not numbers:
             # the detectors find ages without digits only above 89 ("ninety-two", "nonagenarian"):
             # Safe Harbor's aggregate, in words, in the original's case
-            if re.search(r"ninety|hundred|nonagenarian|centenarian", text, re.IGNORECASE):
+            if re.search(r"ninet(?:y|ies)|hundred|nonagenarian|centenarian", text, re.IGNORECASE):
                 return "NINETY-PLUS" if text.isupper() else "Ninety-plus" if text[:1].isupper() else "ninety-plus"
             return self._pattern(text, self._rng(scope, "AGE", text, 0), avoid)
-        age = int(match.group(0))
-        if age > 89:
-            new = "90-plus" if text[match.end():match.end() + 1] == "-" else "90+"
-        else:
-            delta = 1 + self._digest("age-shift", scope)[0] % 2
-            sign = 1 if self._digest("age-shift", scope)[1] & 1 else -1
-            value = age + sign * delta
-            if value > 89 or value < 0:
-                value = age - sign * delta
-            new = str(value)
-        return text[:match.start()] + new + text[match.end():]
+        if any(_whole_years(m) > 89 for m in numbers):
+            # Every age over 89 in the span is aggregated ("92 and 93", "91.5"), not only the
+            # first; one already written as an aggregate ("90+", "90-plus", "90s", "90 or
+            # older") keeps its marker instead of gaining a second one ("90++").
+            out = text
+            for i in reversed(range(len(numbers))):
+                m = numbers[i]
+                if _whole_years(m) <= 89:
+                    continue
+                tail, head = text[m.end():], text[:m.start()]
+                if i + 1 < len(numbers) and _whole_years(numbers[i + 1]) > 89 and _AGE_RANGE.fullmatch(
+                        text[m.end():numbers[i + 1].start()]):
+                    # "91-93" -> "90+": one aggregate for the range (the upper end is already one)
+                    out = out[:m.start()] + out[numbers[i + 1].start():]
+                    continue
+                if _AGE_AGGREGATE_TAIL.match(tail) or _AGE_AGGREGATE_HEAD.search(head):
+                    new = "90"
+                else:
+                    new = "90-plus" if tail[:1] == "-" and not tail[1:2].isdigit() else "90+"
+                out = out[:m.start()] + new + out[m.end():]
+            return out
+        match = numbers[0]
+        age = _whole_years(match)
+        delta = 1 + self._digest("age-shift", scope)[0] % 2
+        sign = 1 if self._digest("age-shift", scope)[1] & 1 else -1
+        value = age + sign * delta
+        if value > 89 or value < 0:
+            value = age - sign * delta
+        # only the whole years move ("45.5" -> "47.5" as before)
+        return text[:match.start()] + str(value) + text[match.start() + len(match.group("whole")):]
 
     # -- everything else ------------------------------------------------------------------------
 
@@ -452,8 +487,18 @@ class SurrogateGenerator:
         if kind in _PATTERN_LABELS:
             # a phone's extension marker is no part of the number: "ext. 4432" stays "ext. ####"
             keep = _extension_marks(text) if kind in ("PHONE", "FAX") else frozenset()
-            make = lambda attempt: self._pattern(text, self._rng(scope, kind, text, attempt), frozenset(),  # noqa: E731
-                                                 keep)
+
+            def make(attempt: int) -> str:
+                rng = self._rng(scope, kind, text, attempt)
+                out = self._pattern(text, rng, frozenset(), keep)
+                # an SSN no one can hold (000-, 666-, 9xx-, -00-, -0000) or a ZIP in an area
+                # Safe Harbor would have blanked is drawn again from the same digits' source, so
+                # a surrogate that was plausible before stays what it was
+                for _ in range(_ATTEMPTS):
+                    if not _implausible(kind, out):
+                        break
+                    out = self._pattern(text, rng, frozenset(), keep)
+                return out
         else:
             def make(attempt: int) -> str:
                 fake = self._faker(scope, kind, text, attempt)
@@ -526,6 +571,47 @@ class SurrogateGenerator:
         return out
 
 
+_AGE_NUMBER = re.compile(r"(?P<whole>\d+)(?:[.,]\d+)?")
+# what follows an age that is already Safe Harbor's aggregate: "90+", "90-plus", "90s", "90 or older"
+_AGE_AGGREGATE_TAIL = re.compile(r"\s*\+|-?plus\b|s\b|\s+or\s+(?:older|over|above|more)\b", re.IGNORECASE)
+_AGE_AGGREGATE_HEAD = re.compile(r"(?:\b(?:over|above|older\s+than)\s+|>\s*|≥\s*)$", re.IGNORECASE)
+_AGE_RANGE = re.compile(r"\s*(?:-|–|to)\s*", re.IGNORECASE)
+
+
+def _whole_years(match: re.Match) -> int:
+    return int(match.group("whole"))
+
+
+def _is_age_aggregate(text: str) -> bool:
+    """Whether an AGE span is already written as Safe Harbor's "90 or older" aggregate ("90+",
+    "90-plus-year-old", "ninety-plus", "in her 90s"): it identifies nobody and stays as it is
+    (a fake age in its place would only make the record wrong)."""
+    numbers = list(_AGE_NUMBER.finditer(text))
+    if not numbers:
+        return re.fullmatch(r"(?i)\W*ninety[- ]?plus\W*", text) is not None
+    return all(m.group(0) == "90" and (_AGE_AGGREGATE_TAIL.match(text[m.end():])
+                                       or _AGE_AGGREGATE_HEAD.search(text[:m.start()])) for m in numbers)
+
+
+# 3-digit ZIP prefixes whose area holds 20,000 people or fewer (HHS Safe Harbor guidance, 2000
+# census): Safe Harbor writes them as 000, so a surrogate must not look like a ZIP from there.
+_RESTRICTED_ZIP3 = frozenset({"000", "036", "059", "063", "102", "203", "556", "692", "790", "821", "823",
+                              "830", "831", "878", "879", "884", "890", "893"})
+_DIGIT_RUN = re.compile(r"\d{3,}")
+
+
+def _implausible(kind: str, value: str) -> bool:
+    """An SSN surrogate the SSA never issues, or a ZIP surrogate in a restricted 3-digit area."""
+    if kind == "SSN":
+        digits = "".join(c for c in value if c.isdigit())
+        return len(digits) == 9 and (digits[:3] in ("000", "666") or digits[0] == "9"
+                                     or digits[3:5] == "00" or digits[5:] == "0000")
+    if kind == "ZIP":
+        run = _DIGIT_RUN.search(value)
+        return run is not None and len(run.group(0)) in (3, 5, 9) and run.group(0)[:3] in _RESTRICTED_ZIP3
+    return False
+
+
 _EXTENSION_MARK = re.compile(r"\b(?:ext|extension)\b|(?<![A-Za-z])x(?=\s?\d)", re.IGNORECASE)
 
 
@@ -550,8 +636,19 @@ def _pattern_fake(text: str, rng: random.Random, keep: frozenset[int] = frozense
 
 
 def _scramble_non_letters(text: str, rng: random.Random) -> str:
-    """Keep separators of a name, but never digits that were inside the name span."""
-    return "".join(str(rng.randrange(10)) if ch.isnumeric() else ch for ch in text)
+    """Keep separators of a name, but never digits that were inside the name span, nor a
+    combining mark that no letter composes with (it would sit on the surrogate's letter)."""
+    return "".join(str(rng.randrange(10)) if ch.isnumeric() else ch for ch in text
+                   if not unicodedata.category(ch).startswith("M"))
+
+
+_POSSESSIVE = re.compile(r"(?P<base>.{2,}?)(?P<mark>['’][sS])")
+
+
+def _split_possessive(token: str) -> tuple[str, str]:
+    """``"Smith's"`` -> ``("Smith", "'s")``; a token without a possessive ending -> ``(token, "")``."""
+    m = _POSSESSIVE.fullmatch(token)
+    return (m.group("base"), m.group("mark")) if m else (token, "")
 
 
 def _case_like(word: str, original: str) -> str:

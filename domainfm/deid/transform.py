@@ -34,7 +34,7 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Sequence
 
-from domainfm.corpus.document import Document, Span
+from domainfm.corpus.document import Document, Span, id_string
 from domainfm.corpus.io import Counts, Rejected
 from domainfm.deid.operators import (
     MASK_CHAR, OPERATORS, Operator, coerce_detections, redact_text, resolve_overlaps, tag_for,
@@ -376,16 +376,23 @@ def reidentify(records: Iterable[dict[str, Any] | TransformedRecord], vault: Vau
         document dicts (``id, text, meta, label, labels, spans``; ``phi_spans`` dropped).
 
     Raises:
-        RecordError: no vault entry for the record, or its text changed since de-identification.
+        RecordError: no vault entry for the record, its text changed since de-identification, or
+            a span or ``meta`` that is not a valid one (named by index, never quoted).
         VaultKeyError: the vault key is wrong.
     """
     from domainfm.deid.vault import is_pseudonym
 
     for record in records:
         rec = record.to_dict() if isinstance(record, TransformedRecord) else record
-        record_id = _safe_id(rec)
+        raw_id = id_string(rec.get("id")) if isinstance(rec, dict) else None  # 7 -> "7", as every stage reads it
+        record_id = raw_id if isinstance(raw_id, str) else None
         if not isinstance(rec, dict) or not isinstance(rec.get("text"), str) or record_id is None:
             raise RecordError("expected a de-identified record with 'id' and 'text'", record_id=record_id)
+        # checked before the vault is read: a broken span must be this record's reject, not a
+        # traceback that stops the run, nor a restored span outside the restored text
+        out_spans = _checked_spans(rec.get("spans"), len(rec["text"]), record_id)
+        if rec.get("meta") is not None and not isinstance(rec["meta"], dict):
+            raise RecordError("field 'meta' must be an object", record_id=record_id)
         original_id = vault.original_id(record_id) if is_pseudonym(record_id) else None
         payload = vault.get_document(original_id if original_id is not None else record_id)
         if payload is None:
@@ -405,7 +412,6 @@ def reidentify(records: Iterable[dict[str, Any] | TransformedRecord], vault: Vau
             cursor = out_end
             edits.append(Edit(in_start, in_end, out_start, out_end))
         pieces.append(text[cursor:])
-        out_spans = [_span_of(s) for s in rec.get("spans") or []]
         if _spans_digest(out_spans) == payload["spans_h"]:
             spans = [dict(s) for s in payload["spans"]]
         else:
@@ -430,10 +436,33 @@ def output_record(record: TransformedRecord, vault: Vault | None, pseudonymize_i
     return out
 
 
-def _span_of(raw: Any) -> Span:
-    if isinstance(raw, Span):
-        return raw
-    return Span(raw["start"], raw["end"], raw["label"], dict(raw.get("attrs") or {}))
+def _checked_spans(raw_spans: Any, text_length: int, record_id: str) -> list[Span]:
+    """The spans of a de-identified record, each checked against its text (a ``RecordError``
+    naming the record and the span's index otherwise, never its text)."""
+    if raw_spans is None:
+        return []
+    if not isinstance(raw_spans, list):
+        raise RecordError(f"field 'spans' must be a list, got {type(raw_spans).__name__}", record_id=record_id)
+    spans = []
+    for i, raw in enumerate(raw_spans):
+        if isinstance(raw, Span):
+            span = raw
+        elif isinstance(raw, dict):
+            start, end, label, attrs = raw.get("start"), raw.get("end"), raw.get("label"), raw.get("attrs")
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)):
+                raise RecordError(f"span {i} needs integer 'start' and 'end'", record_id=record_id)
+            if not isinstance(label, str) or not label:
+                raise RecordError(f"span {i} field 'label' must be a non-empty string", record_id=record_id)
+            if attrs is not None and not isinstance(attrs, dict):
+                raise RecordError(f"span {i} field 'attrs' must be an object", record_id=record_id)
+            span = Span(start, end, label, dict(attrs or {}))
+        else:
+            raise RecordError(f"span {i} must be an object, got {type(raw).__name__}", record_id=record_id)
+        if not 0 <= span.start < span.end <= text_length:
+            raise RecordError(f"span {i} [{span.start}:{span.end}] must satisfy 0 <= start < end <= "
+                              f"len(text)={text_length}", record_id=record_id)
+        spans.append(span)
+    return spans
 
 
 def _safe_id(record: Any) -> str | None:

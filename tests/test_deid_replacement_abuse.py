@@ -1,0 +1,197 @@
+"""Adversarial cases for the replacement layer: what a surrogate, a date shift or a restore from
+the vault must never do (made-up identifiers only)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from domainfm.corpus import Document, Span
+from domainfm.deid.dates import shift_date_text
+from domainfm.deid.surrogates import SurrogateGenerator
+from domainfm.deid.transform import apply_operator, reidentify
+from domainfm.deid.vault import Vault
+from domainfm.errors import RecordError
+
+SECRET = b"abuse-secret-0123456789-abcdefghij"
+KEY = b"abuse-vault-key-0123456789abcdefghijklmn"
+
+
+@pytest.fixture()
+def gen():
+    return SurrogateGenerator(SECRET)
+
+
+# -- ages: Safe Harbor's "90 or older" ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("original, expected", [
+    ("92 and 93", "90+ and 90+"),        # every age over 89 in the span, not only the first
+    ("88-92", None),                     # the 92 must go whatever happens to the 88
+    ("age 91.5", "age 90+"),             # no ".5" left behind an aggregate
+    ("91-93", "90+"),                    # a range of ages over 89 is one aggregate
+    ("91 to 93 years", "90+ years"),
+])
+def test_every_age_over_89_in_a_span_is_aggregated(gen, original, expected):
+    out = gen.surrogate(original, "AGE", "patient:z1")
+    assert not re.search(r"9[1-9]|1\d\d", out), out
+    if expected is not None:
+        assert out == expected
+
+
+@pytest.mark.parametrize("original", ["90+", "age 90+", "90-plus-year-old", "in her 90s", "90 or older",
+                                      "ninety-plus", "over 90"])
+def test_an_age_already_aggregated_stays_as_written(gen, original):
+    # "90+" became "90++" and "ninety-plus" random letters: a wrong age for no privacy gain
+    assert gen.surrogate(original, "AGE", "patient:z1") == original
+
+
+def test_ages_under_90_still_move(gen):
+    assert gen.surrogate("age 45", "AGE", "patient:z1") != "age 45"
+
+
+# -- dates: no original day or year left, format kept ------------------------------------------
+
+
+@pytest.mark.parametrize("original, expected", [
+    ("4 March '19", "14 October '21"),       # the '19 was kept as written
+    ("March 4, '19", "October 14, '21"),
+    ("March 4, ’19", "October 14, ’21"),
+    ("March 4-6, 2019", "October 14-16, 2021"),   # the 6 was kept, the year moved as a year alone
+    ("4 - 6 March 2019", "14 - 16 October 2021"),  # the 4 was kept
+    ("4 to 6 March 2019", "14 to 16 October 2021"),
+    ("4-6 March 2019", "14-16 October 2021"),      # was read as April 6 ("11-17 October")
+    ("March 4 to 6, 2019", "October 14 to 16, 2021"),
+    ("March of 2019", "October of 2021"),          # month and year moved apart (October of 2022)
+    ("'19", "'22"),                                # a two-digit year, not the 19th
+])
+def test_date_forms_with_two_digit_years_and_day_ranges(original, expected):
+    # 955 days: 2019-03-04 -> 2021-10-14, the same shift as 3/4/2019 -> 10/14/2021
+    assert shift_date_text("3/4/2019", 955) == "10/14/2021"
+    assert shift_date_text(original, 955) == expected
+
+
+def test_a_day_range_that_crosses_a_month_names_both_months():
+    assert shift_date_text("Jan 27-31, 2019", 396) == "Feb 27-Mar 2, 2020"
+    assert shift_date_text("27-31 Jan 2019", 396) == "27 Feb-2 Mar 2020"
+
+
+def test_each_day_of_a_range_moves_with_the_patient_shift(gen):
+    for patient in range(40):
+        scope = f"patient:{patient}"
+        out = gen.surrogate("March 4-6, 2019", "DATE", scope)
+        first = gen.surrogate("March 4, 2019", "DATE", scope)
+        last = gen.surrogate("March 6, 2019", "DATE", scope)
+        # "October 14-16, 2021" is "October 14, 2021" to "October 16, 2021" (or names both months)
+        month, day, year = re.fullmatch(r"(\w+) (\d+), (\d+)", last).groups()
+        assert out.startswith(first.split(",")[0]) and out.endswith(f"{day}, {year}"), (out, first, last)
+        assert not re.search(r"'19\b", gen.surrogate("4 March '19", "DATE", scope))
+
+
+@pytest.mark.parametrize("original, expected", [
+    ("Christmas", "August 7"), ("Christmas Day", "August 7"), ("December 25", "August 7"),
+    ("CHRISTMAS EVE", "AUGUST 6"), ("Thanksgiving", "July 6"), ("New Year’s Day", "August 13"),
+    ("the 1990s", "the 2000s"), ("'90s", "'00s"), ("90s", "00s"),
+])
+def test_holidays_and_decades_move_like_the_dates_they_name(original, expected):
+    # a holiday was replaced by random letters ("Christmas" -> "Qzkpwmtra") and a decade by
+    # a few years ("1990s" -> "1993s"); a holiday is the day it names, moved by the same shift
+    assert shift_date_text(original, 955) == expected
+
+
+# -- names ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("possessive", ["Quintavius's", "QUINTAVIUS'S", "Quintavius’s", "Mr. Quintavius's"])
+def test_a_possessive_keeps_the_name_surrogate_and_the_apostrophe_s(gen, possessive):
+    surname = gen.surrogate("Zorblax Quintavius", "PATIENT", "patient:z1").split()[-1]
+    out = gen.surrogate(possessive, "PATIENT", "patient:z1")
+    assert out.casefold().endswith((surname.casefold() + "'s", surname.casefold() + "’s")), out
+
+
+def test_a_decomposed_accent_takes_the_composed_names_surrogate(gen):
+    decomposed = gen.surrogate("Jose\u0301 Quintavius", "NAME", "patient:z1")
+    assert decomposed == gen.surrogate("Jos\u00e9 Quintavius", "NAME", "patient:z1")
+    assert "\u0301" not in decomposed
+
+
+def test_a_surrogate_is_never_another_original_of_the_same_patient():
+    first = SurrogateGenerator(SECRET).surrogate("Quintavius", "NAME", "patient:z1")
+    # the patient's earlier note names a relative whose real surname is that surrogate
+    gen = SurrogateGenerator(SECRET)
+    gen.surrogate(first, "RELATIVE", "patient:z1")
+    assert gen.surrogate("Quintavius", "NAME", "patient:z1") != first
+
+
+def test_the_same_holds_across_runs_through_the_vault(tmp_path):
+    first = SurrogateGenerator(SECRET).surrogate("Quintavius", "NAME", "patient:z1")
+    with Vault(tmp_path / "v.db", KEY) as vault:
+        SurrogateGenerator(SECRET, vault).surrogate(first, "RELATIVE", "patient:z1")
+    with Vault(tmp_path / "v.db", KEY) as vault:
+        assert SurrogateGenerator(SECRET, vault).surrogate("Quintavius", "NAME", "patient:z1") != first
+
+
+# -- identifiers -----------------------------------------------------------------------------------
+
+
+def _ssn_issuable(ssn: str) -> bool:
+    digits = re.sub(r"\D", "", ssn)
+    return not (digits[:3] in ("000", "666") or digits[0] == "9" or digits[3:5] == "00" or digits[5:] == "0000")
+
+
+def test_ssn_surrogates_are_never_from_ranges_the_ssa_does_not_issue(gen):
+    for i in range(600):
+        original = f"{101 + i % 600:03d}-{11 + i % 80:02d}-{1001 + i:04d}"
+        out = gen.surrogate(original, "SSN", f"patient:{i}")
+        assert re.fullmatch(r"\d{3}-\d{2}-\d{4}", out) and out != original
+        assert _ssn_issuable(out), out
+
+
+def test_zip_surrogates_avoid_the_restricted_three_digit_areas(gen):
+    restricted = {"000", "036", "059", "063", "102", "203", "556", "692", "790", "821", "823", "830",
+                  "831", "878", "879", "884", "890", "893"}
+    for i in range(2500):
+        out = gen.surrogate(f"{(i * 7) % 1000:03d}{i % 100:02d}", "ZIP", f"patient:{i}")
+        assert re.fullmatch(r"\d{5}", out) and out[:3] not in restricted, out
+
+
+# -- re-identification of records that were changed -----------------------------------------------
+
+
+@pytest.fixture()
+def restored_setup(tmp_path):
+    text = "Zorblax Quintavius MRN 88123456 seen 3/4/2019."
+    doc = Document("z-1", text, {"patient_id": "zp"}, spans=[Span(0, 18, "WHO")])
+    dets = [(0, 18, "PATIENT", 0.9), (23, 31, "MRN", 0.9), (37, 45, "DATE", 0.9)]
+    vault = Vault(tmp_path / "v.db", KEY)
+    record = apply_operator(doc, dets, "surrogate", SurrogateGenerator(SECRET, vault)).to_dict()
+    yield vault, record, doc
+    vault.close()
+
+
+@pytest.mark.parametrize("spans", [
+    [{"start": "0", "end": 3, "label": "X"}], [{"start": 0}], ["WHO"], "WHO", 7,
+    [{"start": 0, "end": 999, "label": "X"}], [{"start": 5, "end": 2, "label": "X"}],
+    [{"start": 0, "end": 3, "label": 5}], [{"start": 0, "end": 3, "label": "X", "attrs": []}],
+])
+def test_a_record_with_broken_spans_is_a_record_error_not_a_traceback(restored_setup, spans):
+    vault, record, doc = restored_setup
+    with pytest.raises(RecordError) as info:
+        list(reidentify([{**record, "spans": spans}], vault))
+    assert info.value.record_id == "z-1"
+    assert "Zorblax" not in str(info.value) and "88123456" not in str(info.value)
+
+
+def test_a_record_whose_meta_is_not_an_object_is_refused(restored_setup):
+    vault, record, _ = restored_setup
+    with pytest.raises(RecordError, match="meta"):
+        list(reidentify([{**record, "meta": "x"}], vault))
+
+
+def test_an_integer_id_is_its_decimal_string(tmp_path):
+    with Vault(tmp_path / "v.db", KEY) as vault:
+        doc = Document("7", "Seen by Zorblax.")
+        record = apply_operator(doc, [(8, 15, "DOCTOR", 0.9)], "tag", vault=vault).to_dict()
+        (back,) = reidentify([{**record, "id": 7}], vault)
+    assert back["id"] == "7" and back["text"] == doc.text
