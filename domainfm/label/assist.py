@@ -10,7 +10,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from domainfm.config import as_config
-from domainfm.corpus.document import Document, document_stream
+from domainfm.corpus.document import Document, checked_document, document_stream
 from domainfm.errors import DomainFMError
 from domainfm.label.active import rank_pool
 from domainfm.label.check import confident_joint, find_label_issues, find_multilabel_issues
@@ -131,7 +131,8 @@ def prepare_seeds(labeled: Sequence[Document], cfg: LabelConfig) -> Seeds:
         elif multilabel and not all(l.strip() for l in d.labels):
             # a blank label is no label (as a blank 'label' is in single-label mode), not a class
             left_out.append((d, "a blank label in 'labels'"))
-        elif not multilabel and not d.label:
+        elif not multilabel and not (d.label and d.label.strip()):
+            # a blank label is no label, as a blank one in 'labels' is not a class (not "  " as a class)
             left_out.append((d, "no 'label'"))
         else:
             docs.append(d)
@@ -146,10 +147,10 @@ def prepare_seeds(labeled: Sequence[Document], cfg: LabelConfig) -> Seeds:
         from domainfm.corpus.summary import label_counts
 
         usable = label_counts(counts)
-        raise DomainFMError(
-            f"need at least {'1 label' if multilabel else '2 labels'} with 2 or more seeds each "
-            f"(seeds per label: {usable}); add seeds to the labeled file"
-        )
+        # multi-label: a label on every seed has no negative example, so it cannot be learned either
+        rule = "1 label with 2 or more seeds each and not on every seed" if multilabel else \
+            "2 labels with 2 or more seeds each"
+        raise DomainFMError(f"need at least {rule} (seeds per label: {usable}); add seeds to the labeled file")
     index = {c: i for i, c in enumerate(classes)}
     if multilabel:
         Y = np.zeros((len(docs), len(classes)), dtype=int)
@@ -162,6 +163,13 @@ def prepare_seeds(labeled: Sequence[Document], cfg: LabelConfig) -> Seeds:
         docs = [d for d in docs if d.label in index]
         Y = np.array([index[d.label] for d in docs], dtype=int)
     return Seeds(docs, classes, Y, multilabel, dict(counts), too_few, left_out)
+
+
+def _documents(docs, name: str) -> list[Document]:
+    """``docs`` as a list of valid documents: a generator is read once (the summary counts it
+    after the work), and a dict or a document whose span lies past its text is refused up front
+    naming the record, not met later as an AttributeError or a silently wrong tag."""
+    return [checked_document(d, name) for d in document_stream(docs, name)]
 
 
 def _split_pool(pool: Sequence[Document]):
@@ -219,8 +227,9 @@ def suggest_labels(labeled_docs: Sequence[Document], pool_docs: Sequence[Documen
     """
     cfg = as_config(config, LabelConfig)
     started = time.perf_counter()
-    seeds = prepare_seeds(document_stream(labeled_docs, "labeled_docs"), cfg)
-    pool, rejected = _split_pool(document_stream(pool_docs, "pool_docs"))
+    labeled_docs, pool_docs = _documents(labeled_docs, "labeled_docs"), _documents(pool_docs, "pool_docs")
+    seeds = prepare_seeds(labeled_docs, cfg)
+    pool, rejected = _split_pool(pool_docs)
     enc = encoder if encoder is not None else get_encoder(cfg)
     fitted = methods.fit_and_predict(enc, [d.text for d in seeds.docs], seeds.Y, [d.text for d in pool],
                                      seeds.classes, multilabel=seeds.multilabel, cfg=cfg, on_stage=on_stage)
@@ -268,6 +277,7 @@ def check_labels(labeled_docs: Sequence[Document], config: LabelConfig | None = 
         given_probability, margin}`` sorted with the most likely error first.
     """
     cfg = as_config(config, LabelConfig)
+    labeled_docs = _documents(labeled_docs, "labeled_docs")
     seeds = prepare_seeds(labeled_docs, cfg)
     enc = encoder if encoder is not None else get_encoder(cfg)
     texts = [d.text for d in seeds.docs]

@@ -117,8 +117,12 @@ def _entries(terms) -> tuple[frozenset[tuple[str, ...]], int]:
 
 def _file_terms(path: Path) -> tuple[list[str], str]:
     if not path.is_file():
-        raise DomainFMError(f"dictionary {str(path)!r} {not_a_file(path)}; give {' or '.join(map(repr, VOCABULARIES))} "
-                            "or a text file with one term per line")
+        from domainfm.config import suggest
+
+        # "diseasess" is a misspelt shipped dictionary far more often than a missing file
+        raise DomainFMError(f"dictionary {str(path)!r} {not_a_file(path)}"
+                            f"{suggest(str(path), VOCABULARIES) if str(path) == path.name else ''}; give "
+                            f"{' or '.join(map(repr, VOCABULARIES))} or a text file with one term per line")
     import hashlib
 
     raw = path.read_bytes()

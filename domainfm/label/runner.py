@@ -70,6 +70,20 @@ def check_label_outputs(out: Path, exports: Sequence[str], inputs: Sequence[Path
         check_output_path(path, inputs=inputs)
 
 
+def check_pool_is_not_seeds(labeled: Path, pool: Path, *, spans: bool = False) -> None:
+    """Refuse a pool that is the seed file itself: every seed would come back suggested its own
+    label (or spans), a run that looks fine and labels nothing new."""
+    try:
+        same = labeled.resolve() == pool.resolve() or (labeled.is_file() and pool.is_file()
+                                                       and os.path.samefile(labeled, pool))
+    except OSError:  # a missing file is the reader's error to give, with its own message
+        return
+    if same:
+        hint = "" if spans else " (or --check to check the labeled set)"
+        raise CorpusError(f"--pool {pool.name} is the --labeled file: the seeds would be suggested their own "
+                          f"{'spans' if spans else 'labels'}; give the documents to label as --pool{hint}")
+
+
 SEED_TAG = "seed: "  # reject reasons of seed records start with it (pool rejects do not)
 
 
@@ -106,6 +120,12 @@ class SeedFile:
             rejects.append(Rejected(f"{SEED_TAG}{why} (not used to train)", location, doc.id,
                                     json.dumps(doc.to_dict(), ensure_ascii=False)))
         return counts, rejects
+
+    def describe_spans(self) -> str:
+        """Counts only, for an error about span seeds: records, invalid, blank, with spans."""
+        docs = self.docs
+        return (f"{self.path.name}: {len(self.located) + len(self.invalid)} records, {len(self.invalid)} invalid, "
+                f"{sum(1 for d in docs if not d.text.strip())} blank, {sum(1 for d in docs if d.spans)} with spans")
 
     def describe(self) -> str:
         """Counts only, for an error about the seeds: how many records, invalid, unlabelled."""
@@ -148,6 +168,8 @@ def label_file(labeled: str | os.PathLike, pool: str | os.PathLike | None, out: 
         raise ConfigError("--export writes a pool's suggestions for annotation; --check flags the labeled set "
                           "and has none to export: drop --export, or run the pool without --check")
     read_also = [Path(p) for p in read_also]
+    if not check:
+        check_pool_is_not_seeds(labeled, source)
     check_label_outputs(out, exports, [labeled, source, *read_also])
     with OutputLock(out):
         counts = Counts()

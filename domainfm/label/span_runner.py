@@ -11,7 +11,9 @@ from typing import Callable
 
 from domainfm.corpus.io import Counts, OutputLock, Rejected, read_located_documents
 from domainfm.label.export import export_path_for, write_span_export
-from domainfm.label.runner import LabelRun, SeedFile, check_label_outputs, with_seed_counts, write_outputs
+from domainfm.errors import DomainFMError
+from domainfm.label.runner import (LabelRun, SeedFile, check_label_outputs, check_pool_is_not_seeds, with_seed_counts,
+                                   write_outputs)
 from domainfm.label.span_config import SpanLabelConfig
 from domainfm.manifest import write_manifest
 
@@ -40,14 +42,20 @@ def label_spans_file(labeled: str | os.PathLike, pool: str | os.PathLike, out: s
 
     cfg = config or SpanLabelConfig()
     labeled, pool, out = Path(labeled), Path(pool), Path(out)
+    check_pool_is_not_seeds(labeled, pool, spans=True)
     # a dictionary given as a file is read too (`-o terms.txt --dictionary terms.txt`)
     check_label_outputs(out, exports, [labeled, pool, *(Path(d) for d in cfg.dictionaries if Path(d).is_file())])
     with OutputLock(out):
         counts = Counts()
         bad: list[Rejected] = []
         seed_file = SeedFile.read(labeled)
-        seeds = seed_file.docs
-        seed_counts, seed_rejects = seed_file.account()
+        # the tagger trains on no blank seed: each is counted as rejected, so used = what trained
+        blank = {id(d): "empty text" for d in seed_file.docs if not d.text.strip()}
+        seeds = [d for d in seed_file.docs if id(d) not in blank]
+        if not any(d.spans for d in seeds):
+            raise DomainFMError(f"no seed document has spans ({seed_file.describe_spans()}); give --labeled "
+                                "documents annotated with spans (e.g. from 'domainfm import labelstudio')")
+        seed_counts, seed_rejects = seed_file.account(blank)
         where: dict[str, str] = {}
         docs = []
         for location, d in read_located_documents(pool, rejects=bad):

@@ -61,7 +61,7 @@ from typing import Any, Callable, Collection, Sequence
 import numpy as np
 
 from domainfm.config import as_config
-from domainfm.corpus.document import Document, Span, document_stream
+from domainfm.corpus.document import Document, Span, checked_document, document_stream
 from domainfm.errors import DomainFMError
 from domainfm.label.abbreviations import carry
 from domainfm.label.dictionary_edges import DictionaryEdges
@@ -329,18 +329,22 @@ def train_span_model(seeds: Sequence[Document], cfg: SpanLabelConfig | None = No
         splits = [rng.permutation(len(seeds)) % folds for _ in range(repeats)]
         oof: list[tuple[int, list[int], list[np.ndarray]]] = []  # (repeat, chunk indices, logits)
         fold_books: dict[tuple[int, int], tuple] = {}  # each fold head's dictionaries (less what its seeds contradict)
+        scored: set[tuple[int, int]] = set()  # the (split, fold) pairs whose held-out seeds were tagged
         for r, fold_of in enumerate(splits):
             for f in range(folds):
                 stage(f"calibration fold {f + 1}/{folds}" + (f" of split {r + 1}/{repeats}" if repeats > 1 else ""))
                 train_idx = [i for i, c in enumerate(chunks) if fold_of[c.doc] != f]
                 test_idx = [i for i, c in enumerate(chunks) if fold_of[c.doc] == f]
-                if not train_idx or not test_idx:
+                # a fold whose training seeds hold no span (the one annotated seed is held out)
+                # cannot fit a tagger; it is left out of the calibration, not fatal to the run
+                if not train_idx or not test_idx or len(np.unique(np.concatenate([tags[i] for i in train_idx]))) < 2:
                     continue
                 head, _ = tagger.fit([chunks[i] for i in train_idx], [tags[i] for i in train_idx], n_tags,
                                      cfg.seed + 1 + f + r * folds)
                 logits, _ = tagger.score(head, [chunks[i] for i in test_idx])
                 oof.append((r, test_idx, logits))
                 fold_books[r, f] = getattr(head, "dictionaries", ())
+                scored.add((r, f))
         if oof:
             temperature = fit_temperature(np.concatenate([lg for _, _, logits in oof for lg in logits]),
                                           np.concatenate([tags[i] for _, idx, _ in oof for i in idx]))
@@ -350,7 +354,8 @@ def train_span_model(seeds: Sequence[Document], cfg: SpanLabelConfig | None = No
             for r, fold_of in enumerate(splits):
                 for f in range(folds):
                     kept = [seeds[i] for i in range(len(seeds)) if fold_of[i] != f]
-                    fold_parts.append(([i for i in range(len(seeds)) if fold_of[i] == f],
+                    # a fold left out above tags none of its held-out seeds: none of them is a row
+                    fold_parts.append(([i for i in range(len(seeds)) if fold_of[i] == f and (r, f) in scored],
                                        seed_lexicon(kept, labels, cfg),
                                        HeadRule.fit(kept, labels, pos) if pos is not None else None,
                                        DictionaryEdges.fit(kept, labels, fold_books.get((r, f), ()))))
@@ -369,7 +374,7 @@ def train_span_model(seeds: Sequence[Document], cfg: SpanLabelConfig | None = No
                                          cfg.abbreviations, heads, edges)
                 return rows
 
-            gold = len(splits) * sum(len(d.spans) for d in seeds)
+            gold = sum(len(seeds[i].spans) for held, *_ in fold_parts for i in held)
             by_shift = {x: rows_at(x) for x in ((cfg.decision_shift,) if cfg.decision_shift is not None
                                                 else DECISION_SHIFTS)}
             f1 = {x: 2 * sum(row[2] for row in rows) / max(1, len(rows) + gold) for x, rows in by_shift.items()}
@@ -379,6 +384,8 @@ def train_span_model(seeds: Sequence[Document], cfg: SpanLabelConfig | None = No
             calibration = {"folds": folds, "repeats": repeats, "temperature": round(temperature, 4),
                            "decision_shift": shift, "oof_f1_by_shift": {str(x): round(v, 4) for x, v in f1.items()},
                            **fit_summary}
+            if len(scored) < folds * repeats:  # folds whose training seeds held no span
+                calibration["folds_left_out"] = folds * repeats - len(scored)
     stage("training on all seeds")
     head, steps = tagger.fit(chunks, tags, n_tags, cfg.seed)
     lexicon = seed_lexicon(seeds, labels, cfg)
@@ -482,7 +489,10 @@ def suggest_spans(seeds: Sequence[Document], pool: Sequence[Document], cfg: Span
         0.83
     """
     cfg = as_config(cfg, SpanLabelConfig)
-    seeds, pool = list(document_stream(seeds, "seeds")), list(document_stream(pool, "pool"))
+    # a span past its text or two crossing spans of one label would train wrong tags in silence,
+    # and a dict fails deep inside: each is refused here, naming the record
+    seeds = [checked_document(d, "seeds") for d in document_stream(seeds, "seeds")]
+    pool = [checked_document(d, "pool") for d in document_stream(pool, "pool")]
     model = train_span_model(seeds, cfg, on_stage=on_stage)
     return predict_spans(model, pool, cfg, seeds=seeds, on_stage=on_stage)
 
