@@ -393,6 +393,18 @@ def label_command(
         return
     if labeled is None or out is None:
         raise DomainFMError("give --labeled SEEDS.jsonl and -o OUT.jsonl (or 'domainfm label serve --project DIR')")
+    # an option of the other kind of task was read by nothing: say so instead of running without it
+    other = (("method", "model", "label_descriptions", "lsa_dims") if task == "ner"
+             else ("encoder", "deid_prior", "span_method", "dictionary"))
+    ignored = [name for name in other if ctx.get_parameter_source(name).name == "COMMANDLINE"]
+    if ignored:
+        flags = ", ".join("--" + name.replace("_", "-") for name in ignored)
+        raise DomainFMError(f"{flags} {'applies' if len(ignored) == 1 else 'apply'} to "
+                            f"{'document labels (--task single|multi|auto)' if task == 'ner' else 'span suggestions (--task ner)'}"
+                            f", not to --task {task}; "
+                            + ("span suggestions take --span-method, --encoder, --dictionary and --deid-prior"
+                               if task == "ner" else "document labels take --method, --model, --label-descriptions "
+                                                     "and --lsa-dims"))
     if task == "ner":
         _label_spans(labeled, pool, out, export, seed, encoder, deid_prior, check, span_method, dictionary)
         return

@@ -135,3 +135,16 @@ def test_a_misspelt_shipped_dictionary_is_named_with_the_likely_one(tmp_path):
         load_dictionary("diseasess")
     with pytest.raises(DomainFMError, match=r"no such file; give 'diseases'"):  # a path: no guess
         load_dictionary(str(tmp_path / "diseasess"))
+
+
+@pytest.mark.parametrize("args, flags", [
+    (("--task", "ner", "--lsa-dims", "0", "--method", "setfit"), "--method, --lsa-dims apply to document labels"),
+    (("--dictionary", "diseases"), "--dictionary applies to span suggestions (--task ner)"),
+])
+def test_an_option_of_the_other_task_is_named_not_ignored(tmp_path, cli, args, flags):
+    """`--task ner --method setfit` ran the span probe as if the option had not been given."""
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text('{"id": "a", "text": "Seen today.", "label": "x"}\n')
+    result = cli("label", "--labeled", seeds, "--pool", seeds, "-o", tmp_path / "o.jsonl", *args)
+    assert result.exit_code == 2 and flags in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "o.jsonl").exists()
