@@ -39,6 +39,7 @@ def with_(**changes):
         (with_(spans=[{"start": "0", "end": 2, "label": "X"}]), "span 0 field 'start' must be an integer, got a string"),
         (with_(spans=[{"start": True, "end": 2, "label": "X"}]), "must be an integer, got a boolean"),
         (with_(spans=[{"start": 0, "end": 2, "label": ""}]), "span 0 field 'label' must be a non-empty string"),
+        (with_(spans=[{"start": 0, "end": 2, "label": "  "}]), "span 0 field 'label' must be a non-empty string"),
         (with_(spans=[{"start": 0, "end": 2, "label": "X", "kind": 1}]), "span 0 has 1 unknown field(s), not quoted"),
         (with_(spans=[{"start": 0, "end": 2, "label": "X", "lable": 1}]), "unknown field(s) ['lable'] (did you mean 'label'?)"),
         (with_(spans=[{"start": 0, "end": 4, "label": "X"}, {"start": 2, "end": 6, "label": "X"}]), "cross each other"),

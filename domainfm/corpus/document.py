@@ -300,7 +300,7 @@ def _span_from_dict(raw: Any, index: int, fail) -> Span:
     for name, value in (("start", start), ("end", end)):
         if not isinstance(value, int) or isinstance(value, bool):
             raise fail(f"span {index} field '{name}' must be an integer, got {describe_type(value)}")
-    if not isinstance(label, str) or not label:
+    if not isinstance(label, str) or not label.strip():  # "  " would become a class of its own
         raise fail(f"span {index} field 'label' must be a non-empty string, got {describe_type(label)}")
     attrs = raw.get("attrs")
     attrs = {} if attrs is None else attrs
