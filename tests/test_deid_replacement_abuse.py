@@ -195,3 +195,20 @@ def test_an_integer_id_is_its_decimal_string(tmp_path):
         record = apply_operator(doc, [(8, 15, "DOCTOR", 0.9)], "tag", vault=vault).to_dict()
         (back,) = reidentify([{**record, "id": 7}], vault)
     assert back["id"] == "7" and back["text"] == doc.text
+
+
+def test_detected_ranges_apostrophe_years_and_half_years_are_replaced_as_one_value():
+    """The detectors cut "March 4-6, 2019" into "March 4" and a lone "6" (moved by another rule:
+    a wrong interval), trimmed "'18" to "18" (shifted as a day of the month) and missed
+    "91.5 year old" (an age over 89 left in clear)."""
+    from domainfm.corpus import Document
+    from domainfm.deid import DeidConfig
+    from domainfm.deid.runner import deidentify
+
+    texts = ["Admitted March 4-6, 2019.", "Worse since summer '18.", "A 91.5 year old woman."]
+    docs = [Document(f"n{i}", t, meta={"patient_id": "p1"}) for i, t in enumerate(texts)]
+    out = [r.text for r in deidentify(docs, DeidConfig(), secret=b"k" * 32)]
+    first, last = re.fullmatch(r"Admitted [A-Z][a-z]+ (\d+)-(\d+), \d{4}\.", out[0]).groups()
+    assert int(last) - int(first) == 2  # the interval stays
+    assert re.fullmatch(r"Worse since summer '\d\d\.", out[1]) and "'18" not in out[1]
+    assert out[2] == "A 90+ year old woman."

@@ -119,6 +119,9 @@ SAFE_HARBOR_CASES = [
     ("92yoF presents with falls", "92", "AGE"),
     ("She turned 93 last week.", "93", "AGE"),
     ("Pt is 92.", "92", "AGE"),
+    # a half year, and a relative's age (Safe Harbor counts relatives' ages too)
+    ("A 91.5 year old woman with falls.", "91.5", "AGE"),
+    ("She is 92 and her husband is 93.", "93", "AGE"),
 ]
 
 

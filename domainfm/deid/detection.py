@@ -20,6 +20,7 @@ not overlapping detections stay separate replacements.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -29,6 +30,7 @@ LEARNED = "learned_ner"
 # what trimming strips from both ends of a span: a recognizer's match may include them, a
 # replacement should not swallow punctuation and whitespace around the identifier
 _TRIM = " \t\r\n,;:()[]{}\"'"
+_APOSTROPHE_YEAR = re.compile(r"'\d\d(?:s\b|\b)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,8 @@ def merge_detections(text: str, detections: Iterable[Detection]) -> list[Detecti
     for d in detections:
         start, end = d.start, d.end
         while start < end and text[start] in _TRIM:
+            if text[start] == "'" and _APOSTROPHE_YEAR.match(text, start, end):
+                break  # "'19" is a year: without its apostrophe the surrogate reads "19" as a day
             start += 1
         while end > start and text[end - 1] in _TRIM:
             end -= 1

@@ -291,10 +291,11 @@ DATES = [
     PatternSpec("day_month", rf"\b\d{{1,2}}{_ORD}?(?:\s+of)?(?:[\s-]*|/){MONTH}\b\.?(?:[\s,/-]*(?:{_YEAR}|\d\d\b))?",
                 "DATE", 0.8),
     PatternSpec("month_year", rf"\b{MONTH}\.?(?:\s+of)?[\s,-]*(?:{_YEAR}|'\d\d)\b", "DATE", 0.8),
-    # the last day of a range ("March 4-6, 2019"), a date of its own so a surrogate moves it too
-    PatternSpec("month_day_range_end", rf"\b{MONTH}\.?\s*\d{{1,2}}{_ORD}?\s?[-–]\s?"
-                rf"(?P<d>(?:0?[1-9]|[12]\d|3[01]){_ORD}?)(?![\d/:.]|\s*(?:%|mg|mcg|ml|cc|units?\b|l\b|days?|weeks?|"
-                r"months?|years?|hours?|hrs?|times|x\b))", "DATE", 0.75, group="d"),
+    # a day range ("March 4-6, 2019") as one date, so the surrogate moves both days by the patient's
+    # offset (the last day found alone moved by the lone-day rule: a wrong interval)
+    PatternSpec("month_day_range", rf"\b{MONTH}\.?\s*\d{{1,2}}{_ORD}?\s?[-–]\s?"
+                rf"(?:0?[1-9]|[12]\d|3[01]){_ORD}?(?![\d/:.]|\s*(?:%|mg|mcg|ml|cc|units?\b|l\b|days?|weeks?|"
+                rf"months?|years?|hours?|hrs?|times|x\b))(?:,?\s*(?:{_YEAR}|'\d\d)\b)?", "DATE", 0.75),
     # year first with the month's name ("2019-Mar-04", "2019 MAR 04")
     PatternSpec("year_month_day", rf"\b{_YEAR}(?P<s>[-/. ]){MONTH}(?P=s)(?:0?[1-9]|[12]\d|3[01])(?![\w/-])",
                 "DATE", 0.85),
@@ -466,7 +467,8 @@ _TEMPERATURE_WORDS = frozenset("t tm tmax temp temps temperature febrile afebril
 _AGE_UNIT = (r"(?:\s*|-)(?:yo(?:\b|(?=[mfMF]\b))|y/o(?:\b|(?=[mfMF]\b))|y\.o\.?|yr?s?\.?(?:\s*|-)old\b|"
              r"years?(?:\s*|-)old\b|years\s+of\s+age\b|yrs?\b|years?\b|y\b)")
 AGES_OVER_89 = [
-    PatternSpec("age_over_89", rf"\b(?P<a>9\d|1[01]\d)(?={_AGE_UNIT})", "AGE", 0.85, group="a"),
+    # a half year is an age too ("91.5 year old"): the number alone was no match and stayed
+    PatternSpec("age_over_89", rf"\b(?P<a>(?:9\d|1[01]\d)(?:\.\d)?)(?={_AGE_UNIT})", "AGE", 0.85, group="a"),
     PatternSpec("aged_over_89", r"\b(?:age|aged|age:)\s*(?P<a>9\d|1[01]\d)\b", "AGE", 0.85, group="a"),
     PatternSpec("age_first", r"(?:^|\n)\s*(?P<a>9\d|1[01]\d)\s+(?=s/p|w/|with|m\b|f\b|male|female|man|woman|gentleman|lady)",
                 "AGE", 0.7, group="a"),
@@ -481,7 +483,9 @@ AGES_OVER_89 = [
     # "she turned 93", "pt is 92." (a sat or a rate is written with its name, or with %)
     PatternSpec("age_turned", r"\b(?:turned|turns|turning)\s+(?P<a>9\d|1[01]\d)\b"
                 r"(?!\s*(?:%|°|degrees?|mm|ml|cc|mg|kg|lbs?|pounds|x\b|times))", "AGE", 0.7, group="a"),
-    PatternSpec("age_is", r"\b(?:pt|patient|he|she)\s+(?:is|was)\s+(?P<a>9\d|1[01]\d)(?=\s*(?:[.;]\s|[.;]?$|\n)|"
+    # a relative's age over 89 is an identifier too (Safe Harbor counts relatives): "her husband is 93"
+    PatternSpec("age_is", r"\b(?:pt|patient|he|she|husband|wife|spouse|partner|mother|father|mom|dad|son|daughter|"
+                r"brother|sister)\s+(?:is|was)\s+(?P<a>9\d|1[01]\d)(?=\s*(?:[.;]\s|[.;]?$|\n)|"
                 r"\s+(?:and|today|now)\b)", "AGE", 0.6, group="a"),
 ]
 AGES_ANY = [
