@@ -372,3 +372,24 @@ def test_identifiers_left_outside_the_text_are_counted_by_field_and_named_with_t
     fixed = deidentify_file(src, tmp_path / "fixed.jsonl", DeidConfig(
         vault=str(tmp_path / "v.db"), pseudonymize_ids=True, meta={"seen_by": "deid"}))
     assert fixed.outside_text == {"labels": 1}
+
+
+def test_reidentify_of_a_vault_another_run_holds_says_it_is_locked(corpus, tmp_path, monkeypatch):
+    import sqlite3
+
+    import domainfm.deid.vault as vault_module
+    from domainfm.deid.runner import reidentify_file
+    from domainfm.errors import ConfigError
+
+    monkeypatch.setenv("DOMAINFM_VAULT_KEY", "k" * 40)
+    deidentify_file(corpus, tmp_path / "out.jsonl", DeidConfig(vault=str(tmp_path / "v.db")))
+    connect = sqlite3.connect
+    monkeypatch.setattr(vault_module.sqlite3, "connect", lambda path, timeout=5.0, **kw: connect(path, timeout=0.1, **kw))
+    holder = connect(tmp_path / "v.db")
+    holder.execute("BEGIN EXCLUSIVE")  # a deid run in the middle of writing it
+    try:
+        with pytest.raises(ConfigError, match="the vault is locked by another run"):
+            reidentify_file(tmp_path / "out.jsonl", tmp_path / "back.jsonl", tmp_path / "v.db")
+    finally:
+        holder.rollback()
+        holder.close()

@@ -356,7 +356,10 @@ def reidentify_file(in_path: str | os.PathLike, out_path: str | os.PathLike, vau
                     counts.read += 1
                     out.write_obj(record)
                     counts.written += 1
-        except sqlite3.Error as exc:  # a damaged file: nothing is written
+        except sqlite3.Error as exc:  # a damaged file, or one another run holds: nothing is written
+            if "locked" in str(exc):  # sqlite's own words for a writer that held it past the timeout
+                raise ConfigError(f"{vault_path}: the vault is locked by another run (a 'domainfm deid' writing "
+                                  "it?); nothing was written, re-run when that run has finished") from None
             raise ConfigError(f"{vault_path}: the vault could not be read ({type(exc).__name__}); "
                               "nothing was written") from None
         manifest = write_manifest(out_path, stage="reidentify", config={"vault": str(vault_path)},

@@ -112,7 +112,10 @@ class Vault:
                     raise
             self._db.executescript(_SCHEMA)  # (tables a vault of an earlier version lacks)
             row = self._db.execute("SELECT value FROM meta WHERE name = 'salt'").fetchone()
-        except sqlite3.DatabaseError:
+        except sqlite3.DatabaseError as exc:
+            if "locked" in str(exc):  # sqlite's words for a writer that held it past the timeout
+                raise ConfigError(f"{self.path}: the vault is locked by another run (a 'domainfm deid' writing "
+                                  "it?); re-run when that run has finished") from None
             raise ConfigError(f"{self.path}: not a domainfm vault (not an SQLite database)") from None
         if row is None:
             salt = secrets.token_bytes(16)
