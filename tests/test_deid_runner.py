@@ -393,3 +393,15 @@ def test_reidentify_of_a_vault_another_run_holds_says_it_is_locked(corpus, tmp_p
     finally:
         holder.rollback()
         holder.close()
+
+
+def test_years_places_and_words_inside_labels_are_not_identifiers_left_outside(tmp_path):
+    """The warning fired on every demo note: a year in the text ("asthma since 2019") inside a
+    kept date, a town named in the text and in meta.site, an eponym ("Parkinson") inside the
+    label "parkinson_disease"."""
+    src = tmp_path / "notes.jsonl"
+    text = "Asthma since 2019. Seen by Dr. Parkinson in Marsby. Follow up with Dr. Okonkwo."
+    src.write_text(json.dumps({"id": "n1", "text": text, "labels": ["parkinson_disease", "okonkwo"],
+                               "meta": {"visit": "2019-03-04", "site": "Marsby"}}) + "\n")
+    result = deidentify_file(src, tmp_path / "out.jsonl", DeidConfig(operator="tag"))
+    assert result.outside_text == {"labels": 1}  # "okonkwo" is a label that is a name, whole

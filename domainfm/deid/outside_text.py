@@ -8,21 +8,39 @@ when one of them holds a string the detectors found in the note (an id that is t
 still has that identifier. The run counts such records per field, by the field's name and never
 its value, writes the counts to the manifest and says which option fixes each field.
 
-Only strings of at least :data:`MIN_LENGTH` characters are looked for, as whole words: "Lee"
-or "3/4" turn up inside unrelated ids and codes, and a warning that always fires is not read.
+Only direct identifiers are looked for (names, record and account numbers, contacts, street
+addresses, dates finer than a year: :data:`DIRECT`), of at least :data:`MIN_LENGTH` characters,
+as whole words: "Lee" or "3/4" turn up inside unrelated ids and codes, a year ("2020") inside
+every date, a city or a specialty in ordinary metadata (a site, a department), and a warning
+that always fires is not read. A label is a class name, so it counts only when it is one of them
+whole (a label "smith" for a patient Smith, not "parkinson_disease" for an eponym).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, Iterable, Mapping
 
+from domainfm.deid.labels import coarse
+
 MIN_LENGTH = 4
+#: coarse types (and canonical labels) whose strings single a person out on their own
+DIRECT = frozenset({"NAME", "ID", "PHONE", "EMAIL", "URL", "IP", "STREET", "DATE"})
+_YEAR_ONLY = re.compile(r"(?:(?:19|20)\d\d|['’]\d\d)s?")  # Safe Harbor leaves years in clear
 
 
 def identifier_strings(text: str, regions: Iterable[Any]) -> frozenset[str]:
-    """The detected strings of ``text`` (regions with ``start``/``end``) worth looking for."""
-    found = (" ".join(text[r.start:r.end].split()).casefold() for r in regions)
-    return frozenset(s for s in found if len(s) >= MIN_LENGTH)
+    """The detected strings of ``text`` (regions with ``start``/``end``/``label``) worth looking
+    for: direct identifiers of :data:`MIN_LENGTH` characters or more, not a year alone."""
+    found = set()
+    for r in regions:
+        label = getattr(r, "label", None)
+        if label is not None and label not in DIRECT and coarse(label) not in DIRECT:
+            continue
+        value = " ".join(text[r.start:r.end].split()).casefold()
+        if len(value) >= MIN_LENGTH and not _YEAR_ONLY.fullmatch(value):
+            found.add(value)
+    return frozenset(found)
 
 
 def fields_holding(record, identifiers: frozenset[str], *, ids_replaced: bool) -> list[str]:
@@ -33,8 +51,15 @@ def fields_holding(record, identifiers: frozenset[str], *, ids_replaced: bool) -
         return []
     fields = [] if ids_replaced or not _holds(record.id, identifiers) else ["id"]
     fields += [f"meta.{key}" for key, value in (record.meta or {}).items() if _holds(value, identifiers)]
-    fields += [name for name in ("label", "labels") if _holds(getattr(record, name), identifiers)]
+    fields += [name for name in ("label", "labels") if _is_one(getattr(record, name), identifiers)]
     return fields
+
+
+def _is_one(value: Any, identifiers: frozenset[str]) -> bool:
+    """A label (or one of a list) that is an identifier whole ("smith_john" reads "smith john")."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return any(isinstance(v, str) and " ".join(v.replace("_", " ").split()).casefold() in identifiers
+               for v in values)
 
 
 def _holds(value: Any, identifiers: frozenset[str]) -> bool:
