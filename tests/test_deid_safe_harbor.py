@@ -122,6 +122,7 @@ SAFE_HARBOR_CASES = [
     # a half year, and a relative's age (Safe Harbor counts relatives' ages too)
     ("A 91.5 year old woman with falls.", "91.5", "AGE"),
     ("She is 92 and her husband is 93.", "93", "AGE"),
+    ("Her daughter (Velmira Drosk) called.", "Velmira Drosk", "NAME"),  # a relation's bracket still holds a name
 ]
 
 
@@ -138,6 +139,8 @@ def test_safe_harbor_identifier_is_replaced_whole(clinical, text, needle, kind):
 # what the rules above must leave alone: headers of other values, units, scores, vital signs,
 # a missing space, everyday words after a label
 SAFE_HARBOR_CLEAN = [
+    # a bracket after a title ("lady" is one) opens an aside, not a name
+    "HPI:\nThis is a 65-year-old lady (generalized anxiety disorder, prior migraine) who presents.",
     "Name | Dose | Route\nFurosemide | 20 mg | IV",
     "To: MICU when bed available",
     "Pt: tolerating diet, OOB to chair.",

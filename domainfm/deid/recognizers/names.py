@@ -127,7 +127,10 @@ class NameRecognizer(TokenRecognizer):
 
     def _take(self, w: Words, j: int, shape: DocShape, strong: bool) -> tuple[int, int] | None:
         """Name tokens starting at j: returns (first, last) token index or None."""
-        while j < w.n and w.text[j] in _SKIP_AFTER_TRIGGER and (strong or w.text[j] != "."):
+        # a title's name follows it; a bracket after a title opens an aside ("a 65-year-old lady
+        # (generalized anxiety disorder, ...)"), where a relation's name may stand ("wife (Orla)")
+        while j < w.n and w.text[j] in _SKIP_AFTER_TRIGGER and (strong or w.text[j] != ".") and not (
+                strong and w.text[j] == "("):
             j += 1
         if j >= w.n:
             return None
