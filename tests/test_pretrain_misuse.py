@@ -11,21 +11,9 @@ import yaml
 from domainfm.config import ConfigError
 from domainfm.errors import CorpusError
 
-from test_pretrain import make_config, write_corpus
+from test_pretrain import make_config, tiny_mlm_dir, write_corpus  # noqa: F401 (tiny_mlm_dir: a fixture)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def mlm_dir(tmp_path_factory, tiny_tokenizer, tiny_bert_config):
-    import torch
-    from transformers import BertForMaskedLM
-
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny-mlm")
-    BertForMaskedLM(tiny_bert_config).save_pretrained(folder)
-    tiny_tokenizer.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture()
@@ -48,13 +36,13 @@ def _logged_steps(out):
     return [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()]
 
 
-def test_a_resume_that_finds_no_checkpoint_saves_the_config_it_trains_with(tmp_path, mlm_dir, corpus):
+def test_a_resume_that_finds_no_checkpoint_saves_the_config_it_trains_with(tmp_path, tiny_mlm_dir, corpus):
     from domainfm.pretrain import pretrain
 
     base = {"train.max_steps": 3, "train.checkpoint_every": 10, "train.log_every": 1}
     with pytest.raises(Stop):  # killed before its first checkpoint
-        pretrain(make_config(mlm_dir, corpus, **base), tmp_path / "out", on_event=_stop_at(2))
-    changed = make_config(mlm_dir, corpus, **base, **{"train.lr": 3e-3})
+        pretrain(make_config(tiny_mlm_dir, corpus, **base), tmp_path / "out", on_event=_stop_at(2))
+    changed = make_config(tiny_mlm_dir, corpus, **base, **{"train.lr": 3e-3})
     result = pretrain(changed, tmp_path / "out", resume=True)
     assert result.resumed_from is None
     # the run started over with lr 3e-3: the saved config must not still say the first run's 1e-3
@@ -62,10 +50,10 @@ def test_a_resume_that_finds_no_checkpoint_saves_the_config_it_trains_with(tmp_p
     assert _logged_steps(tmp_path / "out") == [1, 2, 3]  # not the killed run's lines, then these
 
 
-def test_a_resumed_run_logs_each_step_once(tmp_path, mlm_dir, corpus):
+def test_a_resumed_run_logs_each_step_once(tmp_path, tiny_mlm_dir, corpus):
     from domainfm.pretrain import pretrain
 
-    cfg = make_config(mlm_dir, corpus, **{"train.max_steps": 5, "train.checkpoint_every": 2, "train.log_every": 1})
+    cfg = make_config(tiny_mlm_dir, corpus, **{"train.max_steps": 5, "train.checkpoint_every": 2, "train.log_every": 1})
     with pytest.raises(Stop):  # steps 1-3 logged, checkpoint-2 written
         pretrain(cfg, tmp_path / "out", on_event=_stop_at(4))
     result = pretrain(cfg, tmp_path / "out", resume=True)
@@ -73,19 +61,19 @@ def test_a_resumed_run_logs_each_step_once(tmp_path, mlm_dir, corpus):
     assert _logged_steps(tmp_path / "out") == [1, 2, 3, 4, 5]
 
 
-def test_blocks_longer_than_the_model_are_refused_before_training(tmp_path, mlm_dir, corpus):
+def test_blocks_longer_than_the_model_are_refused_before_training(tmp_path, tiny_mlm_dir, corpus):
     from domainfm.pretrain import pretrain
 
-    cfg = make_config(mlm_dir, corpus, **{"masking.seq_len": 200})  # the tiny BERT has 128 positions
+    cfg = make_config(tiny_mlm_dir, corpus, **{"masking.seq_len": 200})  # the tiny BERT has 128 positions
     with pytest.raises(ConfigError, match=r"masking.seq_len \(200\) exceeds the 128 positions of model .*"
                                           r"--masking.seq_len 128"):
         pretrain(cfg, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
-def test_a_text_field_no_document_has_is_named(tmp_path, mlm_dir, corpus):
+def test_a_text_field_no_document_has_is_named(tmp_path, tiny_mlm_dir, corpus):
     from domainfm.pretrain import pretrain
 
-    cfg = make_config(mlm_dir, corpus, **{"data.text_field": "meta.body"})
+    cfg = make_config(tiny_mlm_dir, corpus, **{"data.text_field": "meta.body"})
     with pytest.raises(CorpusError, match=r"30 of 30 documents have no string in data.text_field 'meta.body'"):
         pretrain(cfg, tmp_path / "out")
