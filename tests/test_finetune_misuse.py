@@ -145,6 +145,10 @@ def test_the_training_file_as_evaluation_file_is_refused(tmp_path, train_file, t
     with pytest.raises(RecordError, match=r"doc-3.*also in the training data"):
         finetune(_cfg(train_file, tiny_model_dir, **{"data.eval": str(overlap)}), tmp_path / "m")
     assert not (tmp_path / "m").exists()
+    # on purpose (the labeler's span model, trained on every seed, reports its fit): said, and recorded
+    fit = finetune(_cfg(train_file, tiny_model_dir, **{"data.eval": str(train_file), "data.eval_is_training": True,
+                                                       "train.max_steps": 1}), tmp_path / "fit")
+    assert fit.metrics["data"]["eval_source"].endswith("(training documents: a fit measure)")
 
 
 # ----------------------------------------------------------------------------- ner chunking

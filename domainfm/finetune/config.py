@@ -125,6 +125,10 @@ class DataSection:
             as PHI (``meta.patient_name``, ``meta.mrn``); refused by default, because its
             values become the model's classes and are written into the model folder, its
             metrics and every later report.
+        eval_is_training: the evaluation documents are training documents on purpose (a fit
+            measure, such as the labeler's span model trained on all its seeds); refused by
+            default, since scores on training data say nothing about new documents. The metrics
+            record it (``eval_source``).
     """
 
     train: str | None = None
@@ -137,6 +141,7 @@ class DataSection:
     max_train_documents: int = 0
     max_eval_documents: int = 0
     allow_identifier_labels: bool = False
+    eval_is_training: bool = False
 
     def __post_init__(self):
         check_fields(self, "data")

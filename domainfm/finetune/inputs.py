@@ -58,14 +58,16 @@ def load_task_data(cfg: TaskConfig):
     for doc in docs:
         document_text(doc, d.text_field)
     if d.eval:
-        if Path(d.eval).resolve() == Path(d.train).resolve():
+        if Path(d.eval).resolve() == Path(d.train).resolve() and not d.eval_is_training:
             raise ConfigError(f"data.eval is the training file {d.train}: scores on documents the model trained on "
                               "say nothing about new ones; give a separate evaluation file, or leave data.eval "
                               "out to hold out data.eval_fraction of the training documents")
         train_docs = docs
         eval_docs = rename_spans(load_documents(d.eval, d.max_eval_documents), cfg.labels.map)
-        _check_disjoint(train_docs, eval_docs, d)
-        split = {"split_key": None, "eval_source": d.eval}
+        if not d.eval_is_training:
+            _check_disjoint(train_docs, eval_docs, d)
+        split = {"split_key": None, "eval_source": d.eval + (" (training documents: a fit measure)"
+                                                               if d.eval_is_training else "")}
     else:
         train_docs, eval_docs, split = split_documents(
             docs, eval_fraction=d.eval_fraction, split_key=d.split_key, seed=cfg.train.seed, task=cfg.task,

@@ -49,7 +49,8 @@ class FinetunedSpans:
     tagger: None = None  # the probe's cached encoder; the live backend passes it back on refresh
 
 
-def _task_config(cfg: SpanLabelConfig, train: Path, eval_: Path, labels: list[str], n_docs: int, seed: int):
+def _task_config(cfg: SpanLabelConfig, train: Path, eval_: Path, labels: list[str], n_docs: int, seed: int,
+                 fit: bool = False):
     from domainfm.finetune.config import (DataSection, LabelsSection, LongDocumentsSection, ModelSection,
                                           TaskConfig, TrainSection)
     from domainfm.lora import LoraSection
@@ -60,7 +61,8 @@ def _task_config(cfg: SpanLabelConfig, train: Path, eval_: Path, labels: list[st
     return TaskConfig(
         task="ner",
         model=ModelSection(name=cfg.encoder, max_length=cfg.max_tokens, ner_decoding="words"),
-        data=DataSection(train=str(train), eval=str(eval_), max_eval_documents=8),
+        # the final model trains on every seed: its evaluation is a fit measure (seed_fit_f1)
+        data=DataSection(train=str(train), eval=str(eval_), max_eval_documents=8, eval_is_training=fit),
         labels=LabelsSection(names=list(labels), min_examples=1),
         lora=LoraSection(r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, lora_dropout=cfg.dropout,
                          target_modules=["query", "key", "value", "dense"]),
@@ -91,7 +93,8 @@ def _train(cfg: SpanLabelConfig, train: Sequence[Document], eval_: Sequence[Docu
     # one annotation layer, as the probe learns: finetune would reject a seed whose spans overlap
     write_documents(folder / "train.jsonl", [_one_layer(d, labels) for d in train])
     write_documents(folder / "eval.jsonl", [_one_layer(d, labels) for d in eval_])
-    tcfg = _task_config(cfg, folder / "train.jsonl", folder / "eval.jsonl", labels, len(train), seed)
+    tcfg = _task_config(cfg, folder / "train.jsonl", folder / "eval.jsonl", labels, len(train), seed,
+                        fit=train is eval_)
     result = finetune(tcfg, folder / "model")
     tm = load_task_model(folder / "model", task="ner", device="cpu")
     shutil.rmtree(folder, ignore_errors=True)
