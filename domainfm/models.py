@@ -180,6 +180,23 @@ def quiet_hf_loading(what: str):
             raise ModelResolutionError(f"cannot load {what}: {first}") from None
 
 
+# Models whose position ids start after the padding index: RoBERTa's 514 positions hold 512 tokens.
+_POSITIONS_AFTER_PADDING = frozenset({"roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text",
+                                      "xmod", "roberta-prelayernorm"})
+
+
+def usable_positions(config) -> int | None:
+    """How many tokens one sequence of a model can hold, from its config (None when it does not
+    say). Not the tokenizer's ``model_max_length``: a sentence encoder saves its shorter pooling
+    window there, and the model itself takes more."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if not isinstance(positions, int) or isinstance(positions, bool) or positions <= 0:
+        return None
+    if getattr(config, "model_type", None) in _POSITIONS_AFTER_PADDING:
+        positions -= (getattr(config, "pad_token_id", None) or 0) + 1
+    return positions
+
+
 def check_tokenizer_fits(tokenizer, model, what: str) -> None:
     """A model folder whose tokenizer files are gone still loads a tokenizer (from its config:
     special tokens only), which reads every word as [UNK]: the model then gives every text the

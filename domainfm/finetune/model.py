@@ -7,7 +7,7 @@ from domainfm.finetune.config import TaskConfig
 from domainfm.finetune.data import LabelMap
 from domainfm.inference.pooling import apply_pooling
 from domainfm.inference.predict import auto_model_class, keep_first_layers, task_model_config
-from domainfm.models import quiet_hf_loading, quiet_peft_wrap
+from domainfm.models import quiet_hf_loading, quiet_peft_wrap, usable_positions
 
 
 def load_model(cfg: TaskConfig, label_map: LabelMap):
@@ -39,8 +39,8 @@ def load_model(cfg: TaskConfig, label_map: LabelMap):
     if not getattr(tokenizer, "is_fast", False):
         raise ConfigError(f"tokenizer of {cfg.model.tokenizer or cfg.model.name!r} is not a fast tokenizer; "
                           "character offsets are needed")
-    limit = getattr(model.config, "max_position_embeddings", None)
-    if isinstance(limit, int) and cfg.model.max_length > limit:
+    limit = usable_positions(model.config)
+    if limit is not None and cfg.model.max_length > limit:
         raise ConfigError(f"model.max_length ({cfg.model.max_length}) exceeds the model's {limit} positions")
     if len(tokenizer) > model.config.vocab_size:
         raise ConfigError(f"tokenizer ({len(tokenizer)} tokens) does not match the model (vocabulary "

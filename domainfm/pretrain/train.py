@@ -326,25 +326,13 @@ def _pretrain(config: PretrainConfig, out_dir: str | os.PathLike, *, resume: boo
 
 
 def _check_seq_len(cfg: PretrainConfig, loaded: LoadedModel) -> None:
-    """A block longer than the model's position table fails deep inside the forward pass.
+    """A block longer than the model's position table fails deep inside the forward pass."""
+    from domainfm.models import usable_positions
 
-    The tokenizer's ``model_max_length`` is not the limit: a sentence encoder saves its
-    (shorter) pooling window there, and the model itself takes more.
-    """
-    config = loaded.model.config
-    positions = getattr(config, "max_position_embeddings", None)
-    if not isinstance(positions, int) or positions <= 0:
-        return
-    if getattr(config, "model_type", None) in _POSITIONS_AFTER_PADDING:
-        positions -= (getattr(config, "pad_token_id", None) or 0) + 1  # RoBERTa's 514 positions hold 512 tokens
-    if cfg.masking.seq_len > positions:
+    positions = usable_positions(loaded.model.config)
+    if positions is not None and cfg.masking.seq_len > positions:
         raise ConfigError(f"masking.seq_len ({cfg.masking.seq_len}) exceeds the {positions} positions of model "
                           f"{cfg.model.name!r}; use --masking.seq_len {positions} or less")
-
-
-# Models whose position ids start after the padding index.
-_POSITIONS_AFTER_PADDING = frozenset({"roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text",
-                                      "xmod", "roberta-prelayernorm"})
 
 
 def _trim_log(path: Path, step: int) -> None:
