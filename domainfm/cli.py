@@ -211,6 +211,8 @@ def _print_result(console, result) -> None:
                 "no file?)")
     for line in result.notes:
         say(line)
+    for warning in result.warnings:
+        say(f"warning: {warning}")
     if result.rejects:
         first = result.first_rejects
         say(f"rejected records (with reasons): {result.rejects}")

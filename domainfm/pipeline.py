@@ -747,7 +747,7 @@ def _run_stage(pcfg: PipelineConfig, name: str, *, forced: bool, console,
     _remove_earlier_outputs(base.pop("earlier_outputs", []), out_dir, produced.outputs)
     # a stage's warnings (counts and field names, never record text) would otherwise reach only
     # the command's console: deid's identifiers left outside the text, say
-    warnings = [note[len("warning: "):] for note in produced.notes if note.startswith("warning: ")]
+    warnings = produced.warnings
     if console is not None:
         for warning in warnings:
             console.print(f"[bold]{name}[/]: warning: {escape(warning)}")  # meta keys are data

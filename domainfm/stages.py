@@ -36,6 +36,9 @@ class StageResult:
             holding its own ``manifest.json``).
         rejects: the reject file (None when nothing was rejected) and its first reasons (no text).
         notes: extra lines for the CLI (counts only, never document text).
+        warnings: what the user should act on (counts and field names, never document text):
+            printed as ``warning:`` lines by the CLI, and by ``domainfm run``, which also keeps
+            them in the stage's ``stage.json``.
         detail: text the CLI appends to the count line (e.g. ``" documents; 40 chunks"``).
         reject_reasons: rejected records per reason (:attr:`~domainfm.corpus.io.Counts.reasons`:
             no text, no ids); ``domainfm run`` names them when a stage rejects every record.
@@ -48,6 +51,7 @@ class StageResult:
     rejects: Path | None = None
     first_rejects: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     detail: str = ""
     reject_reasons: dict[str, int] = field(default_factory=dict)
 

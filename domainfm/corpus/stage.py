@@ -117,14 +117,16 @@ def run(config: ImportSection, inputs: list[Path], out: Path, context: StageCont
                                              result.skipped.items())
                      + " (in hidden folders such as .git/ or .ipynb_checkpoints/, or named with a leading dot; "
                        "a pattern naming the folder reads them)")
+    warnings = []
     if result.counts.read and not result.counts.written:  # ``domainfm run`` stops here; the command says so
-        notes.append("warning: no document was written: every record was rejected (reasons below: a wrong "
-                     "format or option, such as the field that holds the text?)")
+        warnings.append("no document was written: every record was rejected (reasons below: a wrong "
+                        "format or option, such as the field that holds the text?)")
     if reshaped:
         counts.update(_reshape(target, out, cfg, seed=13 if context.seed is None else context.seed))
     manifest = manifest_path_for(out)
     return StageResult([out, manifest], counts, manifest=manifest, rejects=result.rejects,
-                       first_rejects=result.first_rejects, notes=notes, reject_reasons=dict(result.counts.reasons))
+                       first_rejects=result.first_rejects, notes=notes, warnings=warnings,
+                       reject_reasons=dict(result.counts.reasons))
 
 
 def _read_meta_table(join: MetaJoin) -> dict[str, dict[str, Any]]:

@@ -48,9 +48,9 @@ def run(config: DeidConfig, inputs: list[Path], out: Path, context: StageContext
     from domainfm.deid.outside_text import summary
 
     labels = ", ".join(f"{k} {v}" for k, v in list(result.detections_by_label.items())[:10])
-    notes = [f"{result.detections} detections ({labels or 'none'}); surrogate key {result.surrogate_key}"]
-    if result.outside_text:
-        notes.append(f"warning: {summary(result.outside_text)}")
     return StageResult([result.out, result.manifest], record_counts(result.counts), {"detections": result.detections},
                        manifest=result.manifest, rejects=result.rejects, first_rejects=result.first_rejects,
-                       reject_reasons=dict(result.counts.reasons), notes=notes)
+                       reject_reasons=dict(result.counts.reasons),
+                       notes=[f"{result.detections} detections ({labels or 'none'}); "
+                              f"surrogate key {result.surrogate_key}"],
+                       warnings=[summary(result.outside_text)] if result.outside_text else [])
