@@ -808,3 +808,96 @@ def test_invisible_characters_are_cut_for_detection_and_mapped_back(clinical):
     assert visible_text("no invisible characters\x07") == ("no invisible characters ", None)
     spans = {text[d.start:d.end] for d in clinical.detect_text(text)}
     assert "Okon\u200bkwo" in spans and "4471\x1b[0m2290" in spans
+
+
+@pytest.mark.parametrize("text,age", [
+    ("Pt is a 93 1/2 yo man.", "93 1/2"),
+    ("She is 91 and 1/2 years old.", "91 and 1/2"),
+    ("Age: 92 1/2", "92 1/2"),
+    ("Her husband is 90 1/2.", "90 1/2"),
+    ("A 92½ year old with falls.", "92½"),
+    ("Aged 94 and a half, lives alone.", "94 and a half"),
+])
+def test_a_half_year_belongs_to_an_age_over_89(clinical, text, age):
+    # the half was left outside the span: "93 1/2 yo" was no age at all (the bare number needs
+    # its unit next to it) and "1/2" was read as a date
+    start = text.index(age)
+    found = [(d.start, d.end, coarse(d.label)) for d in clinical.detect_text(text)]
+    assert found == [(start, start + len(age), "AGE")]
+
+
+def test_a_date_after_an_age_over_89_stays_a_date(clinical):
+    text = "Age 93 1/2/2019 visit."
+    found = {(text[d.start:d.end], coarse(d.label)) for d in clinical.detect_text(text)}
+    assert found == {("93", "AGE"), ("1/2/2019", "DATE")}
+
+
+@pytest.mark.parametrize("text,date", [
+    ("Seen in Spring 2019 for falls.", "Spring 2019"),
+    ("Last admitted winter of 2018.", "winter of 2018"),
+    ("Worse since fall of '18.", "fall of '18"),
+])
+def test_a_season_joins_its_year(clinical, text, date):
+    # the season narrows the year to three months: left outside the span it kept the real season
+    # beside a shifted year
+    start = text.index(date)
+    found = [(d.start, d.end, coarse(d.label)) for d in clinical.detect_text(text)]
+    assert found == [(start, start + len(date), "DATE")]
+
+
+@pytest.mark.parametrize("text", ["Fall risk high. Spring loaded.", "s/p fall 20 feet, fall x2 in 2 weeks"])
+def test_a_season_word_without_a_year_is_no_date(clinical, text):
+    assert clinical.detect_text(text) == []
+
+
+@pytest.mark.parametrize("text,name", [
+    ("Mrs. Tamsey Dallow-Venn seen today.", "Tamsey Dallow-Venn"),
+    ("Pt Zemrika O'Dallow-Venn-Price seen.", "Zemrika O'Dallow-Venn-Price"),
+    ("MRS. DALLOW-VENN AWARE OF PLAN.", "DALLOW-VENN"),
+])
+def test_a_double_barrelled_surname_is_one_name(clinical, text, name):
+    # the part after the hyphen was left in clear beside the surrogate of the first part
+    start = text.index(name)
+    assert [(d.start, d.end) for d in clinical.detect_text(text) if coarse(d.label) == "NAME"] == \
+        [(start, start + len(name))]
+
+
+@pytest.mark.parametrize("text,name", [("Dr. Quorvane-ordered labs given.", "Quorvane"),
+                                       ("DR. QUORVANE-AWARE OF K.", "QUORVANE")])
+def test_a_word_after_a_hyphen_joins_a_name_only_in_a_name_s_case(clinical, text, name):
+    start = text.index(name)
+    assert [(d.start, d.end) for d in clinical.detect_text(text) if coarse(d.label) == "NAME"] == \
+        [(start, start + len(name))]
+
+
+@pytest.mark.parametrize("text,name", [
+    ("Vorrin, Tamsey A., DOB 03-04-1931", "Vorrin, Tamsey A."),
+    ("Quillby, Jorn, DOB 03-04-1931", "Quillby, Jorn"),
+    ("Admission note\nBraskett, Olmo R. MRN 4471882", "Braskett, Olmo R."),
+])
+def test_a_record_header_names_its_patient_surname_first(clinical, text, name):
+    # "Last, First M." before the date of birth or the record number: only the first name (or
+    # nothing) was found, and the surname stayed in clear
+    start = text.index(name)
+    assert (start, start + len(name)) in {(d.start, d.end) for d in clinical.detect_text(text) if coarse(d.label) == "NAME"}
+
+
+@pytest.mark.parametrize("text", ["Pain, chest, DOB unknown.", "Labs: Hgb, Plt, DOB 1/2/1930"])
+def test_words_before_a_record_cue_need_a_name_to_lead(clinical, text):
+    assert [d for d in clinical.detect_text(text) if coarse(d.label) == "NAME"] == []
+
+
+def test_a_record_cue_after_a_name_is_no_part_of_it(clinical):
+    text = "Orlen A. DOB: 1/2/1930"  # "A. DOB" read as an initial and a surname
+    assert {text[d.start:d.end] for d in clinical.detect_text(text) if coarse(d.label) == "NAME"} == {"Orlen A."}
+
+
+@pytest.mark.parametrize("text,name", [("Discussed with RN Jessa Pell.", "Jessa Pell"), ("Given by RN Sam.", "Sam")])
+def test_rn_before_a_name_is_a_title(clinical, text, name):
+    start = text.index(name)
+    assert (start, start + len(name)) in {(d.start, d.end) for d in clinical.detect_text(text)}
+
+
+@pytest.mark.parametrize("text", ["RN Note: pt stable.", "RN Pain Assessment done.", "RN aware."])
+def test_rn_before_a_word_is_no_title(clinical, text):
+    assert clinical.detect_text(text) == []

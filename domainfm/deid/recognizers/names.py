@@ -25,6 +25,9 @@ _DOTTED_INITIALS = re.compile(r"(?:[A-Z]\.){2,3}")  # "Z.Q." signing a note
 _TITLE_CASE = re.compile(r"[A-Z][a-z]+(?:['-][A-Za-z][a-z]+)?")
 # an initial right before a name already found ("PER H. CARVER", "k. o'casey")
 _INITIAL_BEFORE = re.compile(r"(?:^|(?<=[\s(,;:/]))(?P<i>[A-Za-z])\.\s?$")
+# the second part of a double-barrelled surname glued on by a hyphen ("Dallow-Venn"), which the
+# tokenizer splits off: it was left in clear beside the surrogate of the first part
+_HYPHEN_PART = re.compile(r"-(?P<w>[A-Za-z][A-Za-z']*[A-Za-z])\b")
 _GLUED_TITLE = re.compile(
     r"(?:(?<![A-Za-z.])(?P<t>(?i:drs?|mrs?|ms))\.(?=[A-Za-z])"      # "DR.GOLINI"
     r"|(?<=[a-z]\.)(?P<t2>(?i:drs?))\.?\s+)"                        # "ok.dr vascuez"
@@ -113,6 +116,8 @@ class NameRecognizer(TokenRecognizer):
 
     def _continues(self, w: Words, k: int, shape: DocShape, first_word: str) -> bool:
         word, low = w.text[k], w.lower[k]
+        if self._record_cue(w, k):
+            return False  # "John A. DOB: ...", "Pt John A. MRN ...": the field after the name
         if _INITIAL.fullmatch(word) and word != "I":
             return k + 1 < w.n and self._continues(w, k + 1 + (w.text[k + 1] == "."), shape, first_word) \
                 if k + 1 < w.n else False
@@ -161,7 +166,7 @@ class NameRecognizer(TokenRecognizer):
             nxt_low = w.lower[i + 1] if i + 1 < w.n else ""
             if (low in _DOCTOR or low in _PATIENT) and nxt_low == ":" and low not in ("dr", "drs"):
                 pass  # "MS:" / "MR:" section headers (mental status, mitral regurgitation)
-            elif low in _DOCTOR or (low in ("md", "pa", "np") and i + 1 < w.n and (
+            elif low in _DOCTOR or (low in ("md", "pa", "np", "rn") and i + 1 < w.n and (
                     (w.text[i + 1][:1].isupper() and shape.mixed and (nxt_low in self.names or not vocab.is_english(nxt_low)))
                     or (not shape.mixed and i + 2 < w.n and w.lower[i + 2] in vocab.AFTER_NAME_VERBS
                         and not vocab.is_english(nxt_low) and nxt_low not in self.stop))):
@@ -294,7 +299,7 @@ class NameRecognizer(TokenRecognizer):
             if name.lower() not in self.function_words and name.lower() not in _SPACY_STOP:
                 role = "DOCTOR" if (m.group("t") or m.group("t2")).lower().startswith("d") else "PATIENT"
                 out.append(result(role, m.start("n"), m.end("n"), 0.8, f"{self.name}:glued_title"))
-        return [self._with_initial(text, r, shape) for r in out]
+        return [self._with_hyphen_part(text, self._with_initial(text, r, shape), shape) for r in out]
 
     @staticmethod
     def _with_initial(text: str, found, shape: DocShape):
@@ -304,6 +309,23 @@ class NameRecognizer(TokenRecognizer):
         if m is None or m.group("i") in "IA" or (m.group("i").islower() and not shape.lower):
             return found
         return result(found.entity_type, found.start - len(window) + m.start("i"), found.end, found.score,
+                      found.recognition_metadata[RecognizerResult.RECOGNIZER_NAME_KEY])
+
+    def _with_hyphen_part(self, text: str, found, shape: DocShape):
+        """The name widened to a surname part glued on by a hyphen ("Tamsey Dallow-Venn"), written in
+        the name's case where the note's case says something; a lower-case part ("Smith-ordered")
+        or an English word in an all-capitals note ("SMITH-AWARE") is no part of it."""
+        end = found.end
+        while (m := _HYPHEN_PART.match(text, end)) is not None:
+            part = m.group("w")
+            if shape.mixed and not _TITLE_CASE.fullmatch(part) or shape.lower and part[0].islower() or (
+                    shape.upper and (not part.isupper() or vocab.is_english(part.lower()))) or (
+                    part.lower() in self.stop and part.lower() not in self.names):
+                break
+            end = m.end()
+        if end == found.end:
+            return found
+        return result(found.entity_type, found.start, end, found.score,
                       found.recognition_metadata[RecognizerResult.RECOGNIZER_NAME_KEY])
 
     def _coordinated(self, w: Words, found, shape: DocShape) -> list[tuple[int, int, str, float]]:
@@ -425,12 +447,24 @@ class NameRecognizer(TokenRecognizer):
                               or _CUT_OFF.fullmatch(w.text[k])
                               or (w.text[k + 1] == "-" and _CUT_OFF.fullmatch(w.text[k] + "-"))):
                 k -= 1
+            last = k
+            if k > 0 and _INITIAL.fullmatch(w.text[k]) and w.text[k] not in ("I", "I."):
+                k -= 1  # a middle initial closes the name ("Vorrin, Tamsey A., DOB ...")
             run = self._run_before(w, k, shape)
+            if not run:
+                continue
             k -= len(run)
-            opens = k < 0 or w.text[k] in ("]", ":") or "\n" in w.text[k] or not w.text[k].strip()
-            if run and opens and self._could_lead(w, run[-1], shape):
-                out.append((run[-1], run[0], "NAME", 0.7))
+            first = run[-1]
+            if k >= 1 and w.text[k] == "," and self._could_follow(w, k - 1, shape) and self._opens_line(w, k - 2):
+                first, k = k - 1, k - 2  # the surname first, as record headers write it ("Smith, John, DOB")
+            if self._opens_line(w, k) and self._could_lead(w, run[-1], shape):
+                out.append((first, last if last > run[0] else run[0], "NAME", 0.7))
         return out
+
+    @staticmethod
+    def _opens_line(w: Words, k: int) -> bool:
+        """Token k is what comes before a line's first word: nothing, a break, a bracket or a colon."""
+        return k < 0 or w.text[k] in ("]", ":") or "\n" in w.text[k] or not w.text[k].strip()
 
     def _described(self, w: Words, shape: DocShape) -> list[tuple[int, int, str, float]]:
         """Who is described by age at the start of a clause ("Hunter Lane is a pleasant 72-year-old

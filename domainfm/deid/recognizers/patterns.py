@@ -291,6 +291,10 @@ DATES = [
     PatternSpec("day_month", rf"\b\d{{1,2}}{_ORD}?(?:\s+of)?(?:[\s-]*|/){MONTH}\b\.?(?:[\s,/-]*(?:{_YEAR}|\d\d\b))?",
                 "DATE", 0.8),
     PatternSpec("month_year", rf"\b{MONTH}\.?(?:\s+of)?[\s,-]*(?:{_YEAR}|'\d\d)\b", "DATE", 0.8),
+    # a season before its year narrows the date to three months, finer than Safe Harbor's year: the
+    # season joins the span so the date shift moves it with the year ("Spring 2019", "winter of '18")
+    PatternSpec("season_year", rf"\b(?:spring|summer|fall|autumn|winter)(?:\s+of)?[\s,-]*(?:{_YEAR}|'\d\d)\b",
+                "DATE", 0.8),
     # a day range ("March 4-6, 2019") as one date, so the surrogate moves both days by the patient's
     # offset (the last day found alone moved by the lone-day rule: a wrong interval)
     PatternSpec("month_day_range", rf"\b{MONTH}\.?\s*\d{{1,2}}{_ORD}?\s?[-–]\s?"
@@ -466,10 +470,13 @@ _TEMPERATURE_WORDS = frozenset("t tm tmax temp temps temperature febrile afebril
 # "yo"/"y/o" may carry the sex glued on ("92yoF")
 _AGE_UNIT = (r"(?:\s*|-)(?:yo(?:\b|(?=[mfMF]\b))|y/o(?:\b|(?=[mfMF]\b))|y\.o\.?|yr?s?\.?(?:\s*|-)old\b|"
              r"years?(?:\s*|-)old\b|years\s+of\s+age\b|yrs?\b|years?\b|y\b)")
+# a half year written out ("93 1/2", "91 and a half", "92½") belongs to the age: left outside its
+# span, "1/2" read as a date and the bare number was no match before a unit
+_HALF_YEAR = r"(?:\.\d|\s+(?:and\s+)?(?:a\s+half\b|1/2(?![\d/]))|\s?½)"
 AGES_OVER_89 = [
-    # a half year is an age too ("91.5 year old"): the number alone was no match and stayed
-    PatternSpec("age_over_89", rf"\b(?P<a>(?:9\d|1[01]\d)(?:\.\d)?)(?={_AGE_UNIT})", "AGE", 0.85, group="a"),
-    PatternSpec("aged_over_89", r"\b(?:age|aged|age:)\s*(?P<a>9\d|1[01]\d)\b", "AGE", 0.85, group="a"),
+    PatternSpec("age_over_89", rf"\b(?P<a>(?:9\d|1[01]\d){_HALF_YEAR}?)(?={_AGE_UNIT})", "AGE", 0.85, group="a"),
+    PatternSpec("aged_over_89", rf"\b(?:age|aged|age:)\s*(?P<a>(?:9\d|1[01]\d){_HALF_YEAR}?)\b",
+                "AGE", 0.85, group="a"),
     PatternSpec("age_first", r"(?:^|\n)\s*(?P<a>9\d|1[01]\d)\s+(?=s/p|w/|with|m\b|f\b|male|female|man|woman|gentleman|lady)",
                 "AGE", 0.7, group="a"),
     PatternSpec("nonagenarian", r"\b(?:nonagenarian|centenarian)\b", "AGE", 0.7),
@@ -485,7 +492,7 @@ AGES_OVER_89 = [
                 r"(?!\s*(?:%|°|degrees?|mm|ml|cc|mg|kg|lbs?|pounds|x\b|times))", "AGE", 0.7, group="a"),
     # a relative's age over 89 is an identifier too (Safe Harbor counts relatives): "her husband is 93"
     PatternSpec("age_is", r"\b(?:pt|patient|he|she|husband|wife|spouse|partner|mother|father|mom|dad|son|daughter|"
-                r"brother|sister)\s+(?:is|was)\s+(?P<a>9\d|1[01]\d)(?=\s*(?:[.;]\s|[.;]?$|\n)|"
+                rf"brother|sister)\s+(?:is|was)\s+(?P<a>(?:9\d|1[01]\d){_HALF_YEAR}?)(?=\s*(?:[.;]\s|[.;]?$|\n)|"
                 r"\s+(?:and|today|now)\b)", "AGE", 0.6, group="a"),
 ]
 AGES_ANY = [
