@@ -78,8 +78,9 @@ FAST = dict(c_grid=(1.0, 8.0), cv_folds=4)
 def seeds_and_pool():
     seeds = _corpus(8, seed=1)
     pool = _corpus(30, seed=2)
-    gold = {d.id: d.label for d in pool}
-    pool = [Document(id=d.id, text=d.text) for d in pool]
+    # ids of their own: a pool document under a seed's id is rejected as an id collision
+    gold = {f"pool-{d.id}": d.label for d in pool}
+    pool = [Document(id=f"pool-{d.id}", text=d.text) for d in pool]
     return seeds, pool, gold
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from domainfm.config import as_config
 from domainfm.corpus.document import Document, checked_document, document_stream
-from domainfm.errors import DomainFMError
+from domainfm.errors import ConfigError, DomainFMError
 from domainfm.label.active import rank_pool
 from domainfm.label.check import confident_joint, find_label_issues, find_multilabel_issues
 from domainfm.label.config import LabelConfig
@@ -74,7 +74,8 @@ class LabelResult:
 
     Attributes:
         suggestions: one per pool document that could be processed, in pool order.
-        rejected: ``(document, reason)`` for pool documents that could not be processed.
+        rejected: ``(document, reason)`` for pool documents given no suggestion (empty, no
+            letter or digit, already labelled, an id collision: see :func:`suggest_labels`).
         summary: classes, seeds per class, labels left out, cross-validated expected accuracy
             and macro-F1, calibration, timing.
     """
@@ -101,7 +102,14 @@ class LabelResult:
 
 @dataclass
 class CheckResult:
-    """What :func:`check_labels` returns: flagged likely label errors, most likely first."""
+    """What :func:`check_labels` returns: flagged likely label errors, most likely first.
+
+    Attributes:
+        docs: the documents checked.
+        skipped: ``(document, reason)`` for each document not checked (``empty text``, ``no
+            'label'``, ``label with fewer than 2 seeds``...: the reasons of
+            :func:`prepare_seeds`); ``summary["not_checked"]`` counts them per reason.
+    """
 
     classes: list[str]
     multilabel: bool
@@ -110,17 +118,41 @@ class CheckResult:
     summary: dict[str, Any]
     config: LabelConfig
     probabilities: np.ndarray = field(repr=False, default=None)
+    skipped: list[tuple[Document, str]] = field(default_factory=list)
+
+
+def multilabel_task(docs: Sequence[Document], task: str) -> bool:
+    """Whether ``task`` (``auto``, ``single`` or ``multi``) reads ``docs`` as multi-label.
+
+    ``auto`` follows the field most documents use: one document with a ``labels`` list among
+    single-label ones is left out (reported), it does not turn the whole run multi-label.
+    """
+    if task != "auto":
+        return task == "multi"
+    return sum(d.labels is not None for d in docs) > sum(is_labelled(d, multilabel=False) for d in docs)
+
+
+def is_labelled(doc: Document, multilabel: bool) -> bool:
+    """Whether ``doc`` carries the label field of the task.
+
+    Multi-label: a ``labels`` list, empty included. ``labels: []`` says that none of the labels
+    applies (a labelled negative): Label Studio's multi-choice task answered with no choice, and
+    Prodigy's ``choice_style: multiple`` task accepted with none, are imported so, and so is an
+    empty cell of ``import csv --labels-col``. Only a missing or null ``labels`` is unlabelled.
+    Single-label: a ``label`` that is not blank (``"  "`` is no label).
+    """
+    if multilabel:
+        return doc.labels is not None
+    return bool(doc.label and doc.label.strip())
 
 
 def prepare_seeds(labeled: Sequence[Document], cfg: LabelConfig) -> Seeds:
-    """Pick single/multi-label mode, drop unusable seeds and labels (reported, not fatal)."""
+    """Pick single/multi-label mode, drop unusable seeds and labels (reported, not fatal).
+
+    A multi-label seed with ``labels: []`` is used: a negative for every label (see
+    :func:`is_labelled`)."""
     labeled = list(labeled)
-    if cfg.task == "auto":
-        # the field most seeds use: one seed with a 'labels' list among single-label seeds is
-        # left out (reported), it does not turn the whole run multi-label
-        multilabel = sum(d.labels is not None for d in labeled) > sum(bool(d.label) for d in labeled)
-    else:
-        multilabel = cfg.task == "multi"
+    multilabel = multilabel_task(labeled, cfg.task)
     left_out: list[tuple[Document, str]] = []
     docs: list[Document] = []
     for d in labeled:
@@ -172,14 +204,37 @@ def _documents(docs, name: str) -> list[Document]:
     return [checked_document(d, name) for d in document_stream(docs, name)]
 
 
-def _split_pool(pool: Sequence[Document]):
-    ok, rejected = [], []
+def _split_pool(pool: Sequence[Document], labeled: Sequence[Document], multilabel: bool,
+                seed_locations: Sequence[str]) -> tuple[list[Document], list[tuple[Document, str]], Counter]:
+    """The pool documents to suggest for, the rejected ones with their reasons, and how many
+    were rejected per reason group (``already_labelled``, ``id_collisions``). Reasons name the
+    seed's position, never an id or text: ids can be record numbers."""
+    seeds: dict[str, int] = {}
+    for i, d in enumerate(labeled):
+        seeds.setdefault(d.id, i)
+    ok, rejected, tally = [], [], Counter()
     for d in pool:
-        if not d.text.strip():
+        i = seeds.get(d.id)
+        if i is not None and labeled[i].text != d.text:
+            # two documents under one id: the suggestion, its export and a later import would
+            # merge them
+            tally["id_collisions"] += 1
+            rejected.append((d, f"id collision with a seed (the seed at {seed_locations[i]} has this id and "
+                                "another text; give each document an id of its own)"))
+        elif i is not None and is_labelled(labeled[i], multilabel):
+            # a labelled document needs no suggestion, and must not head the "annotate next" queue
+            tally["already_labelled"] += 1
+            rejected.append((d, f"already labelled (the same id and text as the seed at {seed_locations[i]}; "
+                                "left out of the pool)"))
+        elif not d.text.strip():
             rejected.append((d, "empty text (nothing to classify)"))
+        elif not any(ch.isalnum() for ch in d.text):
+            # emoji or punctuation alone: the encoder still returns a vector, and the head a
+            # confident label that means nothing
+            rejected.append((d, "no letters or digits (nothing to classify; label it by hand)"))
         else:
             ok.append(d)
-    return ok, rejected
+    return ok, rejected, tally
 
 
 def _cv_summary(seeds: Seeds, cv: methods.CVResult) -> dict[str, Any]:
@@ -206,15 +261,25 @@ def _cv_summary(seeds: Seeds, cv: methods.CVResult) -> dict[str, Any]:
 
 def suggest_labels(labeled_docs: Sequence[Document], pool_docs: Sequence[Document],
                    config: LabelConfig | None = None, *, encoder: Encoder | None = None,
-                   on_stage: Callable[[str], None] | None = None) -> LabelResult:
+                   on_stage: Callable[[str], None] | None = None,
+                   seed_locations: Sequence[str] | None = None) -> LabelResult:
     """Suggest labels for ``pool_docs`` from a few labeled seeds.
 
     Args:
-        labeled_docs: seeds with ``label`` (or ``labels`` for multi-label tasks).
-        pool_docs: documents to label; empty ones are returned in ``rejected``.
+        labeled_docs: seeds with ``label`` (or ``labels`` for multi-label tasks; ``labels: []``
+            is a seed none of the labels applies to).
+        pool_docs: documents to label. These get no suggestion and are returned in
+            ``rejected`` with the reason: empty text; no letter or digit at all (emoji or
+            punctuation alone, where any label would be a confident guess at nothing: label it
+            by hand); the same id and text as a labelled seed (``already labelled``: it is not
+            ranked for annotation either); a seed's id with another text (``id collision with a
+            seed``). ``summary["pool"]`` counts the last two (``already_labelled``,
+            ``id_collisions``).
         config: :class:`LabelConfig` (defaults: ``embed`` on the embedded MiniLM).
         encoder: an :class:`~domainfm.label.encoders.Encoder` to use instead of ``config.model``.
         on_stage: called with a short stage name (progress display; never document text).
+        seed_locations: where each of ``labeled_docs`` was read (``file:line``), named in the
+            reasons above instead of its id; default ``labeled_docs[i]``.
 
     Returns:
         :class:`LabelResult` with one calibrated :class:`Suggestion` per pool document, its
@@ -229,7 +294,12 @@ def suggest_labels(labeled_docs: Sequence[Document], pool_docs: Sequence[Documen
     started = time.perf_counter()
     labeled_docs, pool_docs = _documents(labeled_docs, "labeled_docs"), _documents(pool_docs, "pool_docs")
     seeds = prepare_seeds(labeled_docs, cfg)
-    pool, rejected = _split_pool(pool_docs)
+    if seed_locations is None:
+        seed_locations = [f"labeled_docs[{i}]" for i in range(len(labeled_docs))]
+    elif len(seed_locations) != len(labeled_docs):
+        raise ConfigError(f"seed_locations must give one location per labeled document: got {len(seed_locations)} "
+                          f"for {len(labeled_docs)}")
+    pool, rejected, overlap = _split_pool(pool_docs, labeled_docs, seeds.multilabel, seed_locations)
     enc = encoder if encoder is not None else get_encoder(cfg)
     fitted = methods.fit_and_predict(enc, [d.text for d in seeds.docs], seeds.Y, [d.text for d in pool],
                                      seeds.classes, multilabel=seeds.multilabel, cfg=cfg, on_stage=on_stage)
@@ -250,6 +320,7 @@ def suggest_labels(labeled_docs: Sequence[Document], pool_docs: Sequence[Documen
         "descriptions_unused": sorted(set(cfg.label_descriptions or ()) - set(seeds.classes)),
         "cross_validation": _cv_summary(seeds, fitted.cv),
         "pool": {"read": len(pool_docs), "suggested": len(suggestions), "rejected": len(rejected),
+                 "already_labelled": overlap["already_labelled"], "id_collisions": overlap["id_collisions"],
                  "predicted_labels": dict(predicted.most_common()),
                  "mean_confidence": round(float(probs.max(1).mean()), 4) if len(probs) else None},
         "chunked_documents": getattr(enc, "chunked_documents", None),
@@ -274,7 +345,9 @@ def check_labels(labeled_docs: Sequence[Document], config: LabelConfig | None = 
 
     Returns:
         :class:`CheckResult`; ``flags`` are dicts ``{id, given, suggested, confidence,
-        given_probability, margin}`` sorted with the most likely error first.
+        given_probability, margin}`` sorted with the most likely error first; ``skipped`` the
+        documents not checked, each with its reason, counted per reason in
+        ``summary["not_checked"]``.
     """
     cfg = as_config(config, LabelConfig)
     labeled_docs = _documents(labeled_docs, "labeled_docs")
@@ -311,11 +384,12 @@ def check_labels(labeled_docs: Sequence[Document], config: LabelConfig | None = 
         "method": cfg.method, "task": "multi" if seeds.multilabel else "single", "classes": seeds.classes,
         "labeled": len(labeled_docs), "checked": len(seeds.docs), "flagged": len(flag_dicts),
         "seeds_per_class": {c: seeds.counts[c] for c in seeds.classes},
-        "labels_left_out": seeds.too_few, "seeds_skipped": seeds.skipped,
+        "labels_left_out": seeds.too_few, "not_checked": seeds.skipped,
         "cross_validation": _cv_summary(seeds, cv), "confident_joint": joint,
     }
-    return CheckResult(seeds.classes, seeds.multilabel, flag_dicts, seeds.docs, summary, cfg, cv.probs)
+    return CheckResult(seeds.classes, seeds.multilabel, flag_dicts, seeds.docs, summary, cfg, cv.probs,
+                       seeds.left_out)
 
 
-__all__ = ["CheckResult", "LabelResult", "Suggestion", "check_labels", "get_encoder", "prepare_seeds",
-           "suggest_labels"]
+__all__ = ["CheckResult", "LabelResult", "Suggestion", "check_labels", "get_encoder", "is_labelled",
+           "multilabel_task", "prepare_seeds", "suggest_labels"]

@@ -8,7 +8,12 @@
   ``{"text", "options": [{"id", "text"}], "accept": [...], "meta": {...}}`` (pre-selected
   options); ``style="binary"`` writes the ``classification`` format ``{"text", "label", "meta"}``
   instead (accept / reject one suggested label per task).
-- **CSV**: one row per document for a spreadsheet review.
+- **CSV**: one row per document for a spreadsheet review. The ``labels`` (multi-label) and
+  ``alternatives`` (``label:score``) cells join their items with ``|``, which a spreadsheet shows
+  as it is and ``domainfm import csv --labels-col labels`` splits on; a label that itself holds
+  ``|`` would read as two, so such a label is refused (:func:`check_csv_labels`) naming it, and
+  ``labelstudio`` and ``prodigy``, which keep labels as lists, still take it. No cell starts a
+  formula (:func:`spreadsheet_safe`).
 
 Exports list the pool in active-learning order (``rank`` 1 first).
 """
@@ -30,6 +35,7 @@ from domainfm.errors import ConfigError
 
 EXPORT_FORMATS = ("labelstudio", "prodigy", "csv")
 CSV_COLUMNS = ("id", "rank", "label", "confidence", "labels", "alternatives", "text")
+CSV_LABEL_SEPARATOR = "|"
 
 
 def _ordered(docs: Sequence[Document], suggestions: Sequence) -> list[tuple[Document, object]]:
@@ -114,14 +120,36 @@ def spreadsheet_safe(value: Any) -> Any:
     return "'" + value
 
 
+def check_csv_labels(labels: Iterable[str], what: str = "the CSV export") -> None:
+    """Refuse a label holding the CSV's separator ``|``: in the ``labels`` and ``alternatives``
+    cells it would read as two labels.
+
+    Raises:
+        ConfigError: naming the first such label and the fixes.
+    """
+    for label in labels:
+        if CSV_LABEL_SEPARATOR in label:
+            raise ConfigError(
+                f"{what}: the label {label!r} holds {CSV_LABEL_SEPARATOR!r}, which separates the labels in the "
+                "CSV's labels and alternatives cells, so it would read as several labels; rename the label in the "
+                "seeds (e.g. with '/'), or export labelstudio or prodigy, which keep labels as lists")
+
+
 def csv_rows(docs: Sequence[Document], suggestions: Sequence) -> list[dict]:
-    """The review spreadsheet's rows, best first; text cells never start a formula."""
+    """The review spreadsheet's rows, best first; text cells never start a formula.
+
+    Raises:
+        ConfigError: a suggested or alternative label holds ``|`` (:func:`check_csv_labels`).
+    """
+    ordered = _ordered(docs, suggestions)
+    check_csv_labels(sorted({label for _, s in ordered
+                             for label in [s.label, *(s.labels or ()), *(a["label"] for a in s.alternatives)]}))
     rows = []
-    for doc, s in _ordered(docs, suggestions):
+    for doc, s in ordered:
         row = {
             "id": doc.id, "rank": s.rank, "label": s.label, "confidence": f"{s.confidence:.4f}",
-            "labels": "|".join(s.labels) if s.labels is not None else "",
-            "alternatives": "|".join(f"{a['label']}:{a['score']:.4f}" for a in s.alternatives),
+            "labels": CSV_LABEL_SEPARATOR.join(s.labels) if s.labels is not None else "",
+            "alternatives": CSV_LABEL_SEPARATOR.join(f"{a['label']}:{a['score']:.4f}" for a in s.alternatives),
             "text": doc.text,
         }
         rows.append({k: spreadsheet_safe(v) for k, v in row.items()})
@@ -148,6 +176,7 @@ def write_export(kind: str, path: str | os.PathLike, docs: Sequence[Document], s
     from domainfm.corpus.io import atomic_file, write_text_atomic
 
     path = Path(path)
+    rows = csv_rows(docs, suggestions) if kind == "csv" else None  # a refused label writes no file
     with atomic_file(path, newline="" if kind == "csv" else "\n") as fh:
         if kind == "labelstudio":
             json.dump(to_labelstudio(docs, suggestions, model_version=model_version), fh, ensure_ascii=False, indent=1)
@@ -158,7 +187,7 @@ def write_export(kind: str, path: str | os.PathLike, docs: Sequence[Document], s
         else:
             writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
             writer.writeheader()
-            writer.writerows(csv_rows(docs, suggestions))
+            writer.writerows(rows)
     if kind == "labelstudio":
         write_text_atomic(path.with_name(path.name + ".config.xml"), labelstudio_config(classes, multilabel=multilabel))
     return path

@@ -13,9 +13,9 @@ from domainfm.corpus.document import Document
 from domainfm.corpus.io import (Counts, OutputLock, Rejected, RejectWriter, JsonlWriter, check_output_path,
                                 read_located_documents, rejects_path_for)
 from domainfm.errors import ConfigError, CorpusError, DomainFMError
-from domainfm.label.assist import check_labels, prepare_seeds, suggest_labels
+from domainfm.label.assist import Seeds, check_labels, is_labelled, prepare_seeds, suggest_labels
 from domainfm.label.config import LabelConfig
-from domainfm.label.export import export_path_for, write_export
+from domainfm.label.export import check_csv_labels, export_path_for, write_export
 from domainfm.manifest import write_manifest
 
 
@@ -128,20 +128,21 @@ class SeedFile:
                 f"{sum(1 for d in docs if not d.text.strip())} blank, {sum(1 for d in docs if d.spans)} with spans")
 
     def describe(self) -> str:
-        """Counts only, for an error about the seeds: how many records, invalid, unlabelled."""
-        unlabelled = sum(1 for d in self.docs if not (d.label or d.labels))
+        """Counts only, for an error about the seeds: how many records, invalid, unlabelled
+        (neither a ``label`` nor a ``labels`` list: ``labels: []`` is a label, see
+        :func:`~domainfm.label.assist.is_labelled`)."""
+        unlabelled = sum(1 for d in self.docs if not (is_labelled(d, False) or is_labelled(d, True)))
         return (f"{self.path.name}: {len(self.located) + len(self.invalid)} records, {len(self.invalid)} invalid, "
                 f"{unlabelled} without a label")
 
 
-def _unused_seeds(seeds: SeedFile, cfg: LabelConfig) -> dict[int, str]:
-    """``id(document) -> why`` for the valid seed documents :func:`prepare_seeds` leaves out; a
-    seed set that cannot train raises, naming the counts."""
+def _prepared_seeds(seeds: SeedFile, cfg: LabelConfig) -> Seeds:
+    """:func:`prepare_seeds` of the seed file; a seed set that cannot train raises, naming the
+    counts."""
     try:
-        prepared = prepare_seeds(seeds.docs, cfg)
+        return prepare_seeds(seeds.docs, cfg)
     except DomainFMError as err:
         raise DomainFMError(f"{err} ({seeds.describe()})") from None
-    return {id(d): why for d, why in prepared.left_out}
 
 
 def label_file(labeled: str | os.PathLike, pool: str | os.PathLike | None, out: str | os.PathLike,
@@ -154,7 +155,10 @@ def label_file(labeled: str | os.PathLike, pool: str | os.PathLike | None, out: 
     ``read == written + rejected``. Seed records that cannot be used (invalid, without a label,
     of a label with fewer than 2 seeds) go to the same reject file with reasons starting
     ``seed:``, and ``LabelRun.seeds`` (``counts.seeds`` in the manifest) reconciles them:
-    ``read == used + rejected``.
+    ``read == used + rejected``. Pool records :func:`~domainfm.label.suggest_labels` rejects
+    (empty, no letter or digit, ``already labelled``, ``id collision with a seed``) are pool
+    rejects; their reasons name the seed's ``file:line``, never an id. With ``check``, each
+    labeled record not checked is rejected with its own reason (``not checked: empty text``...).
 
     ``read_also``: other files the run read (``--label-descriptions``): never written over, and
     hashed in the manifest.
@@ -180,12 +184,11 @@ def label_file(labeled: str | os.PathLike, pool: str | os.PathLike | None, out: 
             docs = _read(labeled, counts, bad, where)
             result = check_labels(docs, cfg, on_stage=on_stage)
             by_id = {f["id"]: f for f in result.flags}
-            checked = {d.id for d in result.docs}
+            skipped = {d.id: why for d, why in result.skipped}  # the reader refused duplicate ids
             records, reasons = [], []
             for d in docs:
-                if d.id not in checked:
-                    reasons.append(Rejected("not checked (empty text, no label, or a label with fewer than 2 seeds)",
-                                            location=where.get(d.id), record_id=d.id,
+                if d.id in skipped:
+                    reasons.append(Rejected(f"not checked: {skipped[d.id]}", location=where.get(d.id), record_id=d.id,
                                             raw=json.dumps(d.to_dict(), ensure_ascii=False)))
                     continue
                 flag = by_id.get(d.id)
@@ -196,9 +199,13 @@ def label_file(labeled: str | os.PathLike, pool: str | os.PathLike | None, out: 
             summary = result.summary
         else:
             seeds = SeedFile.read(labeled)
-            seed_counts, seed_rejects = seeds.account(_unused_seeds(seeds, cfg))
+            prepared = _prepared_seeds(seeds, cfg)
+            if "csv" in exports:  # before the work, not after it
+                check_csv_labels(prepared.classes, "--export csv")
+            seed_counts, seed_rejects = seeds.account({id(d): why for d, why in prepared.left_out})
             docs = _read(source, counts, bad, where)
-            result = suggest_labels(seeds.docs, docs, cfg, on_stage=on_stage)
+            result = suggest_labels(seeds.docs, docs, cfg, on_stage=on_stage,
+                                    seed_locations=[location for location, _ in seeds.located])
             records = result.records()
             reasons = [Rejected(reason, location=where.get(d.id), record_id=d.id,
                                 raw=json.dumps(d.to_dict(), ensure_ascii=False))
@@ -249,6 +256,7 @@ def write_outputs(out: Path, records: Iterable[dict], rejected: list[Rejected], 
             rejects_out.write(item)
             counts.add_reject(item.reason)
             if len(first) < 5:
-                first.append(item.describe())
+                # the file:line names the record; an id can be a medical record number
+                first.append(item.describe(show_id=False))
     assert counts.reconciles, counts
     return rejects_file, first

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -26,6 +27,13 @@ class LabelSection:
             output).
         exports: annotation-tool files written beside the suggestions (``labelstudio``,
             ``prodigy``, ``csv``).
+
+    Which documents carry a label follows the task the documents' fields give (``auto``: the
+    field most of them use; :func:`~domainfm.label.assist.multilabel_task`). Multi-label:
+    ``labels: []`` is a label, "none of the labels applies" (a Label Studio multi-choice task
+    answered with no choice and a Prodigy ``choice_style: multiple`` task accepted with none are
+    imported so), and that document is a seed, a negative for every label; a missing or null
+    ``labels`` is unlabelled. Single-label: a blank ``label`` is none.
 
     The evaluation harness that hides the labels of labeled documents and scores the
     suggestions against them is ``domainfm.label.run_label_demo`` (run by ``domainfm demo``).
@@ -57,17 +65,21 @@ class LabelSection:
 
 def run(config: LabelSection, inputs: list[Path], out: Path, context: StageContext | None = None) -> StageResult:
     """Suggest labels into ``out``: the seeds are ``config.labeled`` (default: the documents of
-    ``inputs[0]`` with a label), the pool ``config.pool`` (default: those without one)."""
+    ``inputs[0]`` with a label, ``labels: []`` included), the pool ``config.pool`` (default:
+    those without one)."""
     from domainfm.corpus import read_documents, write_documents
     from domainfm.label import LabelConfig, label_file
+    from domainfm.label.assist import is_labelled, multilabel_task
 
     context = context or StageContext()
     cfg, out_dir = config, out.parent
     labeled, pool = cfg.labeled, cfg.pool
+    label_cfg = LabelConfig(method=cfg.method, model=cfg.model, seed=13 if context.seed is None else context.seed)
     if labeled is None or pool is None:
         # one pass over the stage's documents: those with a label seed, the others are the pool
         docs = list(read_documents(inputs[0]))
-        has_label = [bool(d.label or d.labels) for d in docs]
+        multilabel = multilabel_task(docs, label_cfg.task)
+        has_label = [is_labelled(d, multilabel) for d in docs]
         if labeled is None:
             labeled = out_dir / "seeds.jsonl"
             write_documents(labeled, [d for d, y in zip(docs, has_label) if y])
@@ -75,12 +87,14 @@ def run(config: LabelSection, inputs: list[Path], out: Path, context: StageConte
             pool = out_dir / "pool.jsonl"
             unlabeled = [d for d, y in zip(docs, has_label) if not y]
             if not unlabeled:
+                negatives = sum(1 for d in docs if multilabel and d.labels == [])
+                said = (f", {negatives} of them with 'labels': [] (none of the labels applies)" if negatives
+                        else "")
                 raise ConfigError(f"label: every one of the {len(docs)} documents of {inputs[0].name} carries a "
-                                  "label, so there is nothing to suggest for; give label.pool (documents to label)")
+                                  f"label{said}, so there is nothing to suggest for; give label.pool (documents "
+                                  "to label)")
             write_documents(pool, unlabeled)
-    run = label_file(labeled, pool, out, LabelConfig(method=cfg.method, model=cfg.model,
-                                                     seed=13 if context.seed is None else context.seed),
-                     exports=list(cfg.exports))
+    run = label_file(labeled, pool, out, label_cfg, exports=list(cfg.exports))
     return result_of(run)
 
 
@@ -107,9 +121,28 @@ def result_of(run, *, check: bool = False) -> StageResult:
     if check:
         notes.append(f"flagged {s['flagged']} of {s['checked']} labeled documents as likely label errors "
                      f"(meta.label_check in {run.out})")
+        if s["not_checked"]:
+            why = ", ".join(f"{reason}: {n}" for reason, n in Counter(s["not_checked"]).most_common())
+            notes.append(f"not checked: {why} (in {run.rejects})")
     notes += [f"export: {path}" for path in run.exports]
     return StageResult([run.out, run.manifest, *run.exports], record_counts(run.counts), metrics,
-                       manifest=run.manifest, rejects=run.rejects, first_rejects=run.first_rejects, notes=notes)
+                       manifest=run.manifest, rejects=run.rejects, first_rejects=run.first_rejects, notes=notes,
+                       warnings=[] if check else pool_warnings(s["pool"], run.rejects))
+
+
+def pool_warnings(pool: dict, rejects: Path | None) -> list[str]:
+    """Counts of the pool documents that repeat a seed (never their ids: ids can be record numbers)."""
+    out = []
+    if pool["already_labelled"]:
+        n = pool["already_labelled"]
+        out.append(f"{n} pool document{' is a seed' if n == 1 else 's are seeds'} already (same id and text): left "
+                   f"out of the pool, neither suggested nor ranked; rejected as 'already labelled' in {rejects}")
+    if pool["id_collisions"]:
+        n = pool["id_collisions"]
+        out.append(f"{n} pool document{' has the id of a seed' if n == 1 else 's have the ids of seeds'} but another "
+                   f"text: rejected as 'id collision with a seed' in {rejects} (each names the seed's line); give "
+                   "each document an id of its own")
+    return out
 
 
 def seed_notes(run) -> list[str]:
