@@ -32,11 +32,18 @@ def embedded_models() -> dict[str, str | None]:
     return {"minilm": _minilm_path(), "spacy:default": _SPACY_PACKAGE if _has(_SPACY_PACKAGE) else None}
 
 
-def resolve_model(name_or_path: str) -> str:
+def resolve_model(name_or_path: str, *, field: str | None = None, weights: bool = True) -> str:
     """Return a path or hub id for ``from_pretrained``.
 
+    Args:
+        name_or_path: an embedded name, a local folder or a hub id.
+        field: the config field that named it (``model.name``), for the error messages.
+        weights: the model's weights are loaded from it (False: its tokenizer only, which a LoRA
+            fine-tune's folder holds too).
+
     Raises:
-        ModelResolutionError: for a name that is neither embedded, a local folder, nor a hub id.
+        ModelResolutionError: for a name that is neither embedded, a local folder, nor a hub id,
+            and for a LoRA adapter folder where the weights of a whole model are needed.
     """
     if name_or_path in _MINILM_ALIASES:
         path = _minilm_path()
@@ -50,6 +57,9 @@ def resolve_model(name_or_path: str) -> str:
         return name_or_path
     local = Path(name_or_path).expanduser()
     if local.exists():
+        adapter = _adapter_config(local)
+        if adapter is not None and (weights or not (local / "tokenizer_config.json").is_file()):
+            raise ModelResolutionError(_adapter_message(local, adapter, field))
         if not (local / "config.json").is_file() and not (local / "tokenizer_config.json").is_file():
             raise ModelResolutionError(
                 f"{local} exists but holds no config.json/tokenizer_config.json "
@@ -68,6 +78,42 @@ def resolve_model(name_or_path: str) -> str:
         f"unknown model {name_or_path!r}{suggest(name_or_path, ['minilm'])}: give a local folder, "
         "a hub id such as 'org/name', or an embedded name (minilm)"
     )
+
+
+# Where 'domainfm finetune' and 'domainfm pretrain' save a LoRA adapter inside their output folder
+# (domainfm.inference.predict.ADAPTER_DIR, not imported: it would import this module).
+_ADAPTER_DIR = "adapter"
+
+
+def _adapter_config(folder: Path) -> Path | None:
+    """The ``adapter_config.json`` of a folder that holds a LoRA adapter and no whole model: the
+    adapter folder itself, or a LoRA fine-tune's output (``adapter/`` beside its tokenizer)."""
+    if (folder / "config.json").is_file():
+        return None  # a whole model (a merged export keeps its adapter beside it)
+    for candidate in (folder / "adapter_config.json", folder / _ADAPTER_DIR / "adapter_config.json"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _adapter_message(folder: Path, adapter_config: Path, field: str | None) -> str:
+    """What a LoRA adapter given as a model is, which base it needs, and what to give instead."""
+    import json
+
+    try:
+        base = json.loads(adapter_config.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        base = None
+    named = f"{field} ({folder})" if field else str(folder)
+    what = f"{named} is a LoRA adapter (its {adapter_config.relative_to(folder)}), not a whole model: " \
+           "it holds only the weights trained on top of its base model"
+    if (folder.parent / "config.json").is_file() and folder.name == _ADAPTER_DIR:
+        # pretrain saves the adapter merged into its base in the folder above it
+        return f"{what}; give {folder.parent}, which holds the adapter merged into its base, instead"
+    base_part = f"its base model {base!r}" if isinstance(base, str) and base else \
+        "its base model (adapter_config.json does not name it)"
+    return (f"{what}; give {base_part} instead, or a merged model: 'domainfm finetune ... --merge' saves the adapter "
+            "merged into its base as a whole model in the output folder")
 
 
 def _hub_id_shaped(name: str) -> bool:
@@ -106,7 +152,7 @@ def load_spacy(name: str = DEFAULT_SPACY, **kwargs):
 def load_tokenizer(name_or_path: str = DEFAULT_ENCODER, **kwargs):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(resolve_model(name_or_path), **kwargs)
+    return AutoTokenizer.from_pretrained(resolve_model(name_or_path, weights=False), **kwargs)
 
 
 def keep_sentence_encoder_files(source: str, out: Path) -> list[str]:

@@ -13,14 +13,16 @@ the :class:`~domainfm.stages.StageResult`. The audit reads the fine-tuned model 
 default, the documents fine-tuning recorded as held out for evaluation.
 
 Every stage writes ``run_dir/<stage>/stage.json``: a cache key (sha256 of the stage name, its
-resolved config, the hashes of its input files, the stage's identity (deid: the source and a
-fingerprint of its surrogate key) and the domainfm version), the fingerprint of the code that ran
-it (:func:`~domainfm.manifest.code_fingerprint`: domainfm's files and the libraries' versions),
-its status, time, counts, key metrics and outputs (relative to the stage folder). A stage whose
-key and code are unchanged, whose last run finished and whose files are all still there is
-skipped; a stage that failed or was killed runs again
-(pretrain and finetune continue from their last checkpoint, also after a code change, since a
-checkpoint outlives the code that wrote it; a finished stage is never reused by other code).
+resolved config with the paths inside ``run_dir`` relative to it, the hashes of its input files,
+the stage's identity (deid: the source and a fingerprint of its surrogate key) and the domainfm
+version), the fingerprint of the code that ran it (:func:`~domainfm.manifest.code_fingerprint`:
+domainfm's files and the libraries' versions), its status, time, counts, key metrics, inputs
+(hashes; paths inside ``run_dir`` relative to it) and outputs (relative to the stage folder), so a
+copied or moved run folder keeps its cache and names its own files. A stage whose key and code are
+unchanged, whose last run finished and whose files are all still there is skipped; a stage that
+failed or was killed runs again (pretrain and finetune continue from their last checkpoint, also
+after a code change, since a checkpoint outlives the code that wrote it; a finished stage is never
+reused by other code).
 The run ends with a summary table and ``run_dir/run.json``.
 
 Example:
@@ -522,9 +524,10 @@ class RunResult:
                 "stages": [dataclasses.asdict(s) for s in self.stages]}
 
 
-def stage_key(name: str, config: Any, inputs: list[Path], seed: int | None = None,
+def stage_key(name: str, config: Any, inputs: list[Path], seed: int | None = None, *, run_dir: Path,
               identity: Mapping[str, Any] | None = None) -> str:
-    """sha256 of the stage name, its resolved config, its input hashes, the run's seed (stages read
+    """sha256 of the stage name, its resolved config (the paths inside ``run_dir`` relative to it,
+    so a copied or moved run folder keeps its keys), its input hashes, the run's seed (stages read
     it through their context: de-identification's surrogates, import and label sampling), the
     stage's ``identity`` (:meth:`~domainfm.stages.StageSpec.identity`: the source and fingerprint of
     the surrogate key) and the domainfm version."""
@@ -533,7 +536,7 @@ def stage_key(name: str, config: Any, inputs: list[Path], seed: int | None = Non
 
     payload = {
         "stage": name,
-        "config": to_dict(config),
+        "config": _portable(to_dict(config), run_dir),
         "seed": seed,
         "inputs": [describe_input(p).get("sha256", "missing") for p in inputs],
         "domainfm": __version__,
@@ -541,6 +544,44 @@ def stage_key(name: str, config: Any, inputs: list[Path], seed: int | None = Non
     if identity is not None:  # absent for stages without one: their keys stay as they were
         payload["identity"] = dict(identity)
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+
+def _inside_run(value: str, run_dir: Path) -> str | None:
+    """``value``, a path inside ``run_dir``, relative to it (``deid/corpus.jsonl``); None for a
+    path outside it, or a string that is no path."""
+    try:
+        resolved, folder = Path(value).resolve(), run_dir.resolve()
+    except (OSError, ValueError):  # not a path at all (a NUL, too long)
+        return None
+    if resolved == folder:
+        return "."
+    return resolved.relative_to(folder).as_posix() if folder in resolved.parents else None
+
+
+def _portable(config: Any, run_dir: Path) -> Any:
+    """A resolved config with the paths the pipeline wired into ``run_dir`` (``pretrain.data.paths``,
+    ``finetune.model.name``...) written relative to it: the cache key of a stage in a copied run
+    folder is the key it had where it ran. Only strings with a path separator are read as paths: a
+    wired one always has one (``<stage>/<file>``)."""
+    if isinstance(config, Mapping):
+        return {k: _portable(v, run_dir) for k, v in config.items()}
+    if isinstance(config, list):
+        return [_portable(v, run_dir) for v in config]
+    if isinstance(config, str) and ("/" in config or "\\" in config):
+        inside = _inside_run(config, run_dir)
+        return config if inside is None else f"$run_dir/{inside}"
+    return config
+
+
+def _recorded_input(path: Path, run_dir: Path) -> dict[str, Any]:
+    """How ``stage.json`` records an input (its hash, size, kind): its path relative to the run
+    folder when inside it (the previous stage's output), so a copied run folder names its own
+    files, never the original's; absolute otherwise (the corpus, a tokenizer folder)."""
+    from domainfm.manifest import describe_input
+
+    described = describe_input(path)
+    described["path"] = _inside_run(str(path), run_dir) or str(Path(path).absolute())
+    return described
 
 
 def _recorded_path(path: str | Path, out_dir: Path) -> str:
@@ -683,11 +724,12 @@ def _run_stage(pcfg: PipelineConfig, name: str, *, forced: bool, console,
     from rich.markup import escape
 
     from domainfm import __version__
-    from domainfm.manifest import code_fingerprint, describe_input
+    from domainfm.manifest import code_fingerprint
 
     out_dir = pcfg.out_dir(name)
     config, inputs = pcfg.stages[name], pcfg.inputs.get(name, [])
-    key = stage_key(name, config, inputs, pcfg.seed, identity=REGISTRY[name].identity(config, pcfg.seed))
+    key = stage_key(name, config, inputs, pcfg.seed, run_dir=pcfg.run_dir,
+                    identity=REGISTRY[name].identity(config, pcfg.seed))
     code = code_fingerprint()
     stage_file = out_dir / STAGE_FILE
     previous = _read_stage(stage_file) or {}
@@ -711,7 +753,7 @@ def _run_stage(pcfg: PipelineConfig, name: str, *, forced: bool, console,
     if console is not None:
         console.rule(f"[bold]{name}" + (" (resuming)" if resume else ""))
     base = {"stage": name, "key": key, "code": code, "domainfm_version": __version__, "config": to_dict(config),
-            "inputs": [describe_input(p) for p in inputs]}
+            "inputs": [_recorded_input(p, pcfg.run_dir) for p in inputs]}
     # what the last finished run wrote, kept through a failed or killed run, removed once one finishes
     earlier = previous.get("outputs") or previous.get("earlier_outputs") or []
     if earlier:

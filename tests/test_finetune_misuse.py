@@ -180,3 +180,52 @@ def test_a_resume_that_finds_no_checkpoint_saves_the_config_it_trains_with(tmp_p
     assert result.resumed_from is None
     saved = yaml.safe_load((tmp_path / "m" / "finetune.yaml").read_text())
     assert saved["train"]["lr"] == 1e-2  # the config the model was trained with, not the killed run's
+
+
+def test_resuming_a_run_that_finished_without_checkpoints_hands_it_back_untrained(tmp_path, train_file,
+                                                                                   tiny_model_dir, monkeypatch):
+    from domainfm.training import StageTrainer
+
+    out = tmp_path / "m"
+    finetune(_cfg(train_file, tiny_model_dir, **{"train.checkpoint": False}), out)
+    assert not (out / "checkpoints").exists()
+    saved = {name: (out / name).read_bytes() for name in ("metrics.json", "manifest.json",
+                                                          "adapter/adapter_model.safetensors")}
+    monkeypatch.setattr(StageTrainer, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    events = []
+    # checkpoint and eval_batch_size may change on a resume: they change no trained number
+    again = finetune(_cfg(train_file, tiny_model_dir, **{"train.eval_batch_size": 4}), out, resume=True,
+                     on_event=events.append)
+    assert again.metrics == json.loads(saved["metrics.json"]) and again.steps == 2 and again.resumed_from is None
+    assert any("holds a finished run of this config" in e.get("message", "") for e in events)
+    assert {name: (out / name).read_bytes() for name in saved} == saved
+
+    with pytest.raises(ConfigError, match=r"cannot resume .*m: it holds a finished run of another config "
+                                          r"\(train\.lr: 0\.005 -> 0\.01\); pass --overwrite"):
+        finetune(_cfg(train_file, tiny_model_dir, **{"train.lr": 1e-2}), out, resume=True)
+    with pytest.raises(ConfigError, match="saved without a merged model; pass --overwrite to train again with --merge"):
+        finetune(_cfg(train_file, tiny_model_dir), out, resume=True, merge=True)
+    write_documents(train_file, _made_up(seed=1))
+    with pytest.raises(ConfigError, match=r"its input .*train\.jsonl changed since; pass --overwrite"):
+        finetune(_cfg(train_file, tiny_model_dir), out, resume=True)
+    assert {name: (out / name).read_bytes() for name in saved} == saved
+
+
+def test_a_resume_of_a_run_killed_while_saving_trains_again(tmp_path, train_file, tiny_model_dir):
+    out = tmp_path / "m"
+    finetune(_cfg(train_file, tiny_model_dir, **{"train.checkpoint": False}), out)
+    weights = out / "adapter" / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # cut: the manifest's size no longer matches
+    result = finetune(_cfg(train_file, tiny_model_dir), out, resume=True)
+    assert result.resumed_from is None and weights.stat().st_size > 100
+
+
+def test_a_lora_finetune_output_as_the_base_model_is_named_with_its_base(tmp_path, train_file, tiny_model_dir):
+    from domainfm.errors import ModelResolutionError
+
+    first = tmp_path / "first"
+    finetune(_cfg(train_file, tiny_model_dir), first)
+    with pytest.raises(ModelResolutionError, match=rf"model.name \({first}\) is a LoRA adapter .*give its base model "
+                                                   rf"'{tiny_model_dir}' instead, or a merged model: .*--merge"):
+        finetune(_cfg(train_file, first), tmp_path / "second")
+    assert not (tmp_path / "second").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -46,6 +47,51 @@ def test_a_mistyped_output_folder_is_not_sent_to_the_hub(tmp_path, monkeypatch):
 def test_folder_without_config_is_rejected(tmp_path):
     with pytest.raises(ModelResolutionError, match="holds no config.json"):
         resolve_model(str(tmp_path))
+
+
+def _adapter(folder: Path, base: str | None = "org/base-bert") -> Path:
+    """An adapter folder as peft writes it (its weights left out: nothing loads them here)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": base}))
+    return folder
+
+
+@pytest.mark.parametrize("field", ["model.name", None])
+def test_a_lora_finetune_output_given_as_a_model_names_its_base_and_the_fix(tmp_path, field):
+    out = tmp_path / "ft"
+    _adapter(out / "adapter")
+    (out / "tokenizer_config.json").write_text("{}")
+    named = re.escape(f"{field} ({out})" if field else str(out))
+    with pytest.raises(ModelResolutionError, match=rf"^{named} is a LoRA adapter \(its adapter/adapter_config.json\), "
+                                                   r"not a whole model: .*give its base model 'org/base-bert' instead, "
+                                                   r"or a merged model: 'domainfm finetune \.\.\. --merge'"):
+        resolve_model(str(out), field=field)
+    assert resolve_model(str(out), weights=False) == str(out)  # its tokenizer is whole
+
+
+def test_a_bare_adapter_folder_is_named_as_one_even_for_a_tokenizer(tmp_path):
+    adapter = _adapter(tmp_path / "lora", base=None)
+    for weights in (True, False):
+        with pytest.raises(ModelResolutionError, match=r"is a LoRA adapter \(its adapter_config.json\).*give its base "
+                                                       r"model \(adapter_config.json does not name it\) instead"):
+            resolve_model(str(adapter), weights=weights)
+
+
+def test_a_pretrain_adapter_points_at_the_merged_model_beside_it(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    adapter = _adapter(tmp_path / "adapter")
+    with pytest.raises(ModelResolutionError, match=rf"give {re.escape(str(tmp_path))}, which holds the adapter merged "
+                                                   r"into its base, instead"):
+        resolve_model(str(adapter), field="model.name")
+    assert resolve_model(str(tmp_path)) == str(tmp_path)  # the merged model, with its adapter kept beside it
+
+
+def test_a_sentence_encoder_named_by_an_adapter_folder_gets_the_same_error(tmp_path):
+    from domainfm.label.encoders import load_sentence_model
+
+    out = _adapter(tmp_path / "ft" / "adapter").parent
+    with pytest.raises(ModelResolutionError, match="is a LoRA adapter .*'org/base-bert'"):
+        load_sentence_model(str(out))
 
 
 def test_unknown_spacy_pipeline():

@@ -137,6 +137,34 @@ def test_a_copied_run_folder_checks_and_lists_its_own_outputs(pipeline, tmp_path
     assert listed and all(Path(o).is_relative_to(copy) for o in listed), listed
 
 
+def test_a_copied_run_folder_reuses_its_stages_without_the_original(pipeline, tmp_path, monkeypatch):
+    import domainfm.manifest
+
+    def fake_pretrain(config, inputs, out, context):  # its config names the deid output: a wired path
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text("{}\n")
+        return StageResult([out], {"steps": 1})
+
+    monkeypatch.setitem(REGISTRY, "pretrain", dataclasses.replace(REGISTRY["pretrain"], run=fake_pretrain))
+    wired = {**pipeline, "pretrain": {}}
+    pl.run_pipeline(wired)
+    original, copy = tmp_path / "run", tmp_path / "elsewhere" / "run"
+    shutil.copytree(original, copy)
+    original.rename(tmp_path / "gone")  # whatever still reads the original path now misses it
+    described = []
+    describe = domainfm.manifest.describe_input
+    monkeypatch.setattr(domainfm.manifest, "describe_input", lambda p: described.append(Path(p)) or describe(p))
+
+    result = pl.run_pipeline(wired, {"run_dir": str(copy)})
+    assert statuses(result, "import", "deid", "chunk", "pretrain") == ["cached"] * 4
+    assert described and not [p for p in described if p.resolve().is_relative_to(original)], described
+    recorded = {name: json.loads((copy / name / "stage.json").read_text()) for name in ("import", "deid", "chunk")}
+    assert [i["path"] for i in recorded["deid"]["inputs"]] == ["import/corpus.jsonl"]  # the run folder's own
+    assert [i["path"] for i in recorded["chunk"]["inputs"]] == ["deid/corpus.jsonl"]
+    assert recorded["import"]["inputs"][0]["path"] == str(tmp_path / "notes.jsonl")  # outside it: absolute
+    assert all(str(original) not in json.dumps(r["inputs"]) for r in recorded.values())
+
+
 @pytest.mark.parametrize("id_format", ["n{}{}", "n{0}{1}", "n{x}", "n{", "n}{}", "n{!z}"])
 def test_a_meta_join_id_format_without_exactly_one_placeholder_is_refused(pipeline, tmp_path, id_format):
     table = tmp_path / "attrs.csv"

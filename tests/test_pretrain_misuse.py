@@ -77,3 +77,38 @@ def test_a_text_field_no_document_has_is_named(tmp_path, tiny_mlm_dir, corpus):
     cfg = make_config(tiny_mlm_dir, corpus, **{"data.text_field": "meta.body"})
     with pytest.raises(CorpusError, match=r"30 of 30 documents have no string in data.text_field 'meta.body'"):
         pretrain(cfg, tmp_path / "out")
+
+
+def test_resuming_a_run_that_finished_without_checkpoints_hands_it_back_untrained(tmp_path, tiny_mlm_dir, corpus,
+                                                                                   monkeypatch):
+    from domainfm.pretrain import pretrain
+    from domainfm.training import StageTrainer, list_checkpoints
+
+    out = tmp_path / "out"
+    cfg = make_config(tiny_mlm_dir, corpus, **{"train.max_steps": 2, "train.checkpoint_every": 0})
+    pretrain(cfg, out)
+    assert not list_checkpoints(out)
+    saved = {name: (out / name).read_bytes() for name in ("metrics.json", "manifest.json", "model.safetensors")}
+    monkeypatch.setattr(StageTrainer, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    events = []
+    again = pretrain(make_config(tiny_mlm_dir, corpus, **{"train.max_steps": 2, "train.log_every": 1}), out,
+                     resume=True, on_event=events.append)
+    assert again.metrics == json.loads(saved["metrics.json"]) and again.steps == 2 and again.resumed_from is None
+    assert any("holds a finished run of this config" in e.get("message", "") for e in events)
+    with pytest.raises(ConfigError, match=r"finished run of another config \(train\.max_steps: 2 -> 3\); "
+                                          r"pass --overwrite"):
+        pretrain(make_config(tiny_mlm_dir, corpus, **{"train.max_steps": 3}), out, resume=True)
+    assert {name: (out / name).read_bytes() for name in saved} == saved
+
+
+def test_a_lora_adapter_as_the_model_is_named_with_its_base(tmp_path, tiny_mlm_dir, corpus):
+    from domainfm.errors import ModelResolutionError
+    from domainfm.pretrain import pretrain
+
+    adapter = tmp_path / "lora"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tiny_mlm_dir)}))
+    with pytest.raises(ModelResolutionError, match=rf"model.name \({adapter}\) is a LoRA adapter .*give its base "
+                                                   rf"model '{tiny_mlm_dir}' instead"):
+        pretrain(make_config(adapter, corpus), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -17,8 +17,9 @@ def load_model(cfg: TaskConfig, label_map: LabelMap):
 
     from domainfm.models import resolve_model
 
-    source = resolve_model(cfg.model.name)
-    tok_source = resolve_model(cfg.model.tokenizer) if cfg.model.tokenizer else source
+    source = resolve_model(cfg.model.name, field="model.name")
+    tok_source = resolve_model(cfg.model.tokenizer, field="model.tokenizer", weights=False) if cfg.model.tokenizer \
+        else source
     # quiet: the load report lists the new head as newly initialised
     with quiet_hf_loading(f"model {cfg.model.name!r} ({source})"):
         tokenizer = AutoTokenizer.from_pretrained(tok_source)

@@ -37,6 +37,7 @@ from domainfm.inference.predict import ADAPTER_DIR, TASK_FILE, collate, compute_
 from domainfm.manifest import write_json_atomic
 from domainfm.training.checkpoints import (
     CHECKPOINTS,
+    finished_run,
     latest_resumable,
     list_checkpoints,
     output_action,
@@ -157,6 +158,10 @@ def _finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool, o
     action = _output_action(out, resume, overwrite, cfg.task)
     processes = PartialState()  # accelerate's view of this process (DDP under accelerate launch)
     main = processes.is_main_process
+    if action == "resume":
+        finished = _finished_run(out, cfg, merge, on_event if main else None)
+        if finished is not None:
+            return finished
 
     def emit(kind: str, **payload):
         if main and on_event is not None:
@@ -343,6 +348,26 @@ def _finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool, o
         )
     trainer.accelerator.wait_for_everyone()
     return FinetuneResult(out, metrics, manifest, step, resumed_from)
+
+
+def _finished_run(out: Path, cfg: TaskConfig, merge: bool, on_event: Event | None) -> FinetuneResult | None:
+    """The run in ``out`` when it finished under this config and data and left no checkpoint to
+    continue (a finished run that kept one resumes from it): handed back as it is, not trained again."""
+    if list_checkpoints(out):
+        return None
+    found = finished_run(out, to_dict(cfg), _RESUME_MAY_CHANGE, stage="finetune",
+                         inputs=[p for p in (cfg.data.train, cfg.data.eval) if p])
+    if found is None:
+        return None
+    metrics, manifest = found
+    if merge and not manifest.get("merged"):
+        raise ConfigError(f"cannot resume {out} with --merge: it holds a finished run saved without a merged model; "
+                          "pass --overwrite to train again with --merge")
+    steps = (metrics.get("train") or {}).get("steps", 0)
+    if on_event is not None:
+        on_event({"kind": "info", "message": f"{out} holds a finished run of this config and data ({steps} steps): "
+                                             "nothing to resume, nothing trained; pass --overwrite to train again"})
+    return FinetuneResult(out, metrics, out / "manifest.json", steps)
 
 
 def _pooling(cfg: TaskConfig) -> str | None:

@@ -46,7 +46,7 @@ def load_model(model_cfg, seed: int = 13) -> LoadedModel:
 
     from domainfm.models import resolve_model
 
-    source = resolve_model(model_cfg.name)
+    source = resolve_model(model_cfg.name, field="model.name")
     # A hub id with no reachable hub: use the local cache only instead of retrying for minutes.
     hub = {} if Path(source).expanduser().exists() or _hub_reachable() else {"local_files_only": True}
     try:
@@ -66,7 +66,8 @@ def load_model(model_cfg, seed: int = 13) -> LoadedModel:
     if model_type not in mapping:
         raise ConfigError(f"model.objective {objective!r} does not fit model type {model_type!r}")
 
-    tok_source = resolve_model(model_cfg.tokenizer) if model_cfg.tokenizer else source
+    tok_source = resolve_model(model_cfg.tokenizer, field="model.tokenizer", weights=False) if model_cfg.tokenizer \
+        else source
     try:
         tokenizer = AutoTokenizer.from_pretrained(tok_source, **hub)
     except (OSError, ValueError, TypeError) as exc:

@@ -41,6 +41,7 @@ from domainfm.pretrain.objective import MaskedPositionsLoss, _Batcher, causal_lo
 from domainfm.training.checkpoints import (
     CHECKPOINTS,
     CheckpointError,
+    finished_run,
     latest_resumable,
     list_checkpoints,
     output_action,
@@ -148,6 +149,10 @@ def _pretrain(config: PretrainConfig, out_dir: str | os.PathLike, *, resume: boo
     check_output_path(out, inputs=[*cfg.data.paths, cfg.model.name], folder=True)
     action = output_action(out, resume, overwrite, stage="pretrain", config_name=CONFIG_NAME,
                            earlier_run=_is_pretrain_output)
+    if action == "resume":
+        finished = _finished_run(out, cfg, on_event)
+        if finished is not None:
+            return finished
     precision = precision_flags(cfg.train.precision)
     t_start = time.perf_counter()
     loaded = load_model(cfg.model, cfg.train.seed)
@@ -323,6 +328,26 @@ def _pretrain(config: PretrainConfig, out_dir: str | os.PathLike, *, resume: boo
     trainer.accelerator.wait_for_everyone()
     return PretrainResult(out_dir=out, metrics=metrics, manifest=manifest, steps=total_steps,
                           resumed_from=resumed_from, main_process=main)
+
+
+def _finished_run(out: Path, cfg: PretrainConfig, on_event: Event | None) -> PretrainResult | None:
+    """The run in ``out`` when it finished under this config and data and left no checkpoint to
+    continue (a finished run that kept one resumes from it): handed back as it is, not trained again."""
+    from accelerate import PartialState
+
+    if list_checkpoints(out):
+        return None
+    found = finished_run(out, to_dict(cfg), _RESUME_MAY_CHANGE, stage="pretrain", inputs=list(cfg.data.paths))
+    if found is None:
+        return None
+    metrics, _ = found
+    steps = (metrics.get("train") or {}).get("steps", 0)
+    main = PartialState().is_main_process
+    if main and on_event is not None:
+        on_event({"kind": "info", "message": f"{out} holds a finished run of this config and data ({steps} steps): "
+                                             "nothing to resume, nothing trained; pass --overwrite to train again"})
+    return PretrainResult(out_dir=out, metrics=metrics, manifest=out / "manifest.json", steps=steps,
+                          main_process=main)
 
 
 def _check_seq_len(cfg: PretrainConfig, loaded: LoadedModel) -> None:

@@ -61,6 +61,63 @@ def latest_resumable(out: Path, config: dict[str, Any], may_change: Any) -> tupl
     return step, checkpoint, saved
 
 
+def finished_run(out: Path, config: dict[str, Any], may_change: Any, *, stage: str,
+                 inputs: list[Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The ``(metrics, manifest)`` of a run of ``stage`` that finished in ``out`` under this config
+    and these inputs, or None when ``out`` holds no finished run (no manifest of the stage, or a
+    file it lists is gone or cut: a run killed while saving).
+
+    A run finished without checkpoints (pruned, or never kept) has nothing to continue from;
+    resuming it must not start it over silently, nor hand back a model of another config.
+
+    Raises:
+        ConfigError: the finished run's config differs outside ``may_change`` (the keys named), or
+            an input file changed since it ran.
+    """
+    from domainfm.config import config_differences
+    from domainfm.manifest import describe_input
+
+    try:
+        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+        metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("stage") != stage or not isinstance(metrics, dict):
+        return None
+    if not _outputs_present(out, manifest.get("outputs")):
+        return None
+    diffs = config_differences(manifest.get("config") or {}, config, may_change=may_change)
+    if diffs:
+        raise ConfigError(f"cannot resume {out}: it holds a finished run of another config ({'; '.join(diffs[:5])}); "
+                          "pass --overwrite to train again with this config, or choose another output folder")
+    for recorded, current in zip(manifest.get("inputs") or [], inputs):
+        if isinstance(recorded, dict) and recorded.get("sha256") != describe_input(current).get("sha256"):
+            raise ConfigError(f"cannot resume {out}: it holds a finished run, and its input {current} changed since; "
+                              "pass --overwrite to train again on it")
+    return metrics, manifest
+
+
+def _outputs_present(out: Path, outputs: Any) -> bool:
+    """Every file a manifest lists is in ``out`` at its recorded size. The paths are recorded as
+    the run named its folder (``runs/m/...``, maybe since moved), so they are read relative to the
+    folder of ``metrics.json``, which every training run writes at its top level."""
+    if not isinstance(outputs, list):
+        return False
+    recorded = [o for o in outputs if isinstance(o, dict) and isinstance(o.get("path"), str)]
+    tops = [Path(o["path"]).parent for o in recorded if Path(o["path"]).name == "metrics.json"]
+    if not tops:
+        return False
+    top = min(tops, key=lambda folder: len(folder.parts))
+    for entry in recorded:
+        try:
+            path = out / Path(entry["path"]).relative_to(top)
+        except ValueError:
+            return False
+        if not path.is_file() or path.stat().st_size != entry.get("bytes"):
+            return False
+    return True
+
+
 def _fsync(path: Path, directory: bool = False) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
