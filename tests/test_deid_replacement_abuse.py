@@ -4,6 +4,7 @@ the vault must never do (made-up identifiers only)."""
 from __future__ import annotations
 
 import re
+from datetime import date, timedelta
 
 import pytest
 
@@ -210,5 +211,146 @@ def test_detected_ranges_apostrophe_years_and_half_years_are_replaced_as_one_val
     out = [r.text for r in deidentify(docs, DeidConfig(), secret=b"k" * 32)]
     first, last = re.fullmatch(r"Admitted [A-Z][a-z]+ (\d+)-(\d+), \d{4}\.", out[0]).groups()
     assert int(last) - int(first) == 2  # the interval stays
-    assert re.fullmatch(r"Worse since summer '\d\d\.", out[1]) and "'18" not in out[1]
+    # the season moves with the year (a season kept as written would be a date element left in clear)
+    assert re.fullmatch(r"Worse since (?:spring|summer|fall|winter) '\d\d\.", out[1]) and "'18" not in out[1]
     assert out[2] == "A 90+ year old woman."
+
+
+# -- dates without a year, seasons -------------------------------------------------------------
+
+
+@pytest.fixture()
+def shift_vault(tmp_path):
+    with Vault(tmp_path / "shift.db", KEY) as vault:
+        yield vault
+
+
+def _generator_with_shift(vault: Vault, scope: str, offset: int) -> SurrogateGenerator:
+    vault.put_shift(scope, offset)  # a stored shift wins over the derived one
+    return SurrogateGenerator(SECRET, vault)
+
+
+def _month_day(year: int, month: int, day: int, offset: int) -> str:
+    shifted = date(year, month, day) + timedelta(days=offset)
+    return f"{shifted.month}/{shifted.day}"
+
+
+@pytest.mark.parametrize("offset", [-772, 400])
+def test_a_date_without_a_year_is_shifted_in_the_year_of_the_note(shift_vault, offset):
+    # read in 2000, 3/5 crossed 29 February 2000 where 5 March 2019 crosses none (or the
+    # other way round): one day off the full date beside it
+    gen = _generator_with_shift(shift_vault, "patient:zy", offset)
+    text = "Seen 01/15/2019, recheck 3/5. Leap day 2/29."
+    doc = Document("y-1", text, {"patient_id": "zy"})
+    out = apply_operator(doc, [(5, 15, "DATE", 0.9), (25, 28, "DATE", 0.9), (39, 43, "DATE", 0.9)],
+                         "surrogate", gen).text
+    full, yearless, leap = re.fullmatch(r"Seen (\S+), recheck (\S+)\. Leap day (\S+)\.", out).groups()
+    assert full == f"{date(2019, 1, 15) + timedelta(days=offset):%m/%d/%Y}"
+    assert yearless == _month_day(2019, 3, 5, offset)
+    assert leap == _month_day(2016, 2, 29, offset)  # 2019 has no 29 February: the leap year before
+
+
+def test_the_nearest_full_date_before_gives_the_year_else_the_first_one(shift_vault):
+    assert shift_date_text("01/15/2019 to 3/5", 400) == "02/19/2020 to " + _month_day(2019, 3, 5, 400)
+    assert shift_date_text("3/5", 400, note_year=2020) == _month_day(2020, 3, 5, 400)
+    gen = _generator_with_shift(shift_vault, "patient:zn", 400)
+    text = "On 3/5 ill. Seen 01/15/2019. Seen 06/02/2020, recheck 3/5."
+    dets = [(3, 6, "DATE"), (17, 27, "DATE"), (34, 44, "DATE"), (54, 57, "DATE")]
+    out = apply_operator(Document("y-2", text, {"patient_id": "zn"}), dets, "surrogate", gen).text
+    before, after = re.fullmatch(r"On (\S+) ill\. .* recheck (\S+)\.", out).groups()
+    assert (before, after) == (_month_day(2019, 3, 5, 400), _month_day(2020, 3, 5, 400))  # 4/8, 4/9
+
+
+@pytest.mark.parametrize("original, offset, expected", [
+    ("Spring 2019", 91, "Summer 2019"),        # 15 April + 91 days is 15 July
+    ("Spring 2019", 457, "Summer 2020"),
+    ("winter of 2018", 457, "spring of 2019"),  # 15 January 2018 + 457 days: 17 April 2019
+    ("summer '18", 457, "fall '19"),
+    ("FALL 2020", 457, "WINTER 2022"),         # 15 January 2022: the winter named 2022
+    ("Autumn, 2019", 731, "Autumn, 2021"),     # the word the original used for the fall
+    ("spring", -200, "fall"),                  # no year: read in the note's year
+    ("Autumn", 400, "Winter"),                 # 15 October + 400 days is still in the fall
+])
+def test_a_season_moves_with_the_shift_not_only_its_year(original, offset, expected):
+    # "Spring 2019" kept its season while its year moved a whole year: a date element finer
+    # than the year left in clear, and not where the patient's shift puts it
+    assert shift_date_text(original, offset) == expected
+
+
+def test_a_season_of_every_patient_is_the_season_of_its_shifted_middle_day(gen):
+    for patient in range(20):
+        scope = f"patient:s{patient}"
+        middle = date(2019, 4, 15) + timedelta(days=gen.date_offset(scope))
+        season = ("winter", "spring", "summer", "fall")[middle.month % 12 // 3]
+        expected = f"{season.title()} {middle.year + (middle.month == 12)}"
+        assert gen.surrogate("Spring 2019", "DATE", scope) == expected
+
+
+# -- phone numbers with a country code -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("original, shape", [
+    ("+1 617-555-0134", r"\+1 \d{3}-\d{3}-\d{4}"),
+    ("+1 (617) 555 0134", r"\+1 \(\d{3}\) \d{3} \d{4}"),
+    ("+1-617-555-0134", r"\+1-\d{3}-\d{3}-\d{4}"),
+    ("+16175550134", r"\+1\d{10}"),
+    ("1-800-555-0134", r"1-\d{3}-\d{3}-\d{4}"),
+    ("1 (617) 555-0134", r"1 \(\d{3}\) \d{3}-\d{4}"),
+    ("+44 20 7946 0958", r"\+44 \d{2} \d{4} \d{4}"),
+])
+@pytest.mark.parametrize("label", ["PHONE", "FAX"])
+def test_a_country_code_is_kept_and_the_number_after_it_replaced(gen, original, shape, label):
+    # "+1 617-555-0134" came out as "+7 ...": a scrambled country code moves the number abroad
+    for patient in range(10):
+        out = gen.surrogate(original, label, f"patient:c{patient}")
+        assert re.fullmatch(shape, out), out
+        assert out != original and out[-7:] != original[-7:]
+
+
+def test_a_number_with_a_country_code_takes_the_surrogate_of_the_number_without_it(gen):
+    bare = gen.surrogate("617-555-0134", "PHONE", "patient:c1")
+    assert gen.surrogate("+1 617-555-0134", "PHONE", "patient:c1") == "+1 " + bare
+    assert gen.surrogate("1-617-555-0134", "PHONE", "patient:c1") == "1-" + bare
+
+
+# -- initials ------------------------------------------------------------------------------------
+
+
+def _given_and_surname(name: str) -> tuple[str, str]:
+    """("Carl", "Moore") of "Dr. Carl Moore" or "Moore, Carl"; ("C.", "Moore") of "C. Moore"."""
+    name = name.removeprefix("Dr. ")
+    if ", " in name:
+        surname, given = name.split(", ")
+        return given, surname
+    given, surname = name.split()
+    return given, surname
+
+
+@pytest.mark.parametrize("full, short", [
+    ("John Quintavius", "J. Quintavius"),
+    ("Zorblax Quintavius", "Z. Quintavius"),        # a given name not in the first-name lists
+    ("Quintavius, Mary", "Quintavius, M."),
+    ("Dr. Mary Quintavius", "M Quintavius"),
+])
+@pytest.mark.parametrize("initial_first", [False, True])
+def test_an_initial_is_the_initial_of_the_given_names_surrogate(full, short, initial_first):
+    # "J. Smith" and "John Smith" became "K. Miller" and "Robert Miller": two people
+    gen = SurrogateGenerator(SECRET)
+    for patient in range(10):  # one generator: each patient is a scope of its own
+        scope = f"patient:i{patient}"
+        if initial_first:
+            short_out = gen.surrogate(short, "PATIENT", scope)
+            full_out = gen.surrogate(full, "PATIENT", scope)
+        else:
+            full_out = gen.surrogate(full, "PATIENT", scope)
+            short_out = gen.surrogate(short, "PATIENT", scope)
+        (given, surname), (initial, short_surname) = _given_and_surname(full_out), _given_and_surname(short_out)
+        assert initial[0] == given[0] and surname == short_surname, (full_out, short_out)
+        assert initial[1:] == _given_and_surname(short)[0][1:]  # "J." stays a letter and a dot
+
+
+def test_an_initial_beside_another_surname_is_not_tied_to_the_given_name(gen):
+    full = gen.surrogate("John Quintavius", "PATIENT", "patient:i1")
+    others = {gen.surrogate(f"J. {surname}", "PATIENT", "patient:i1")[0]
+              for surname in ("Drosk", "Paxwell", "Vellick", "Marsby", "Tarnfield", "Orrin")}
+    assert others != {full[0]}

@@ -300,7 +300,8 @@ def test_offsets_change_every_date_part(seed):
 
     offset = derive_offset(hashlib.sha256(str(seed).encode()).digest())
     assert 365 < abs(offset) < 4 * 365 and offset % 7 != 0 and abs(year_delta(offset)) >= 1
-    for original in ["7/22", "July", "the 3rd", "2019", "79", "Monday", "Feb 29", "12/31/99"]:
+    for original in ["7/22", "July", "the 3rd", "2019", "79", "Monday", "Feb 29", "12/31/99", "spring",
+                     "Spring 2019"]:
         assert shift_date_text(original, offset) != original
 
 

@@ -231,3 +231,35 @@ def test_generator_from_env(monkeypatch):
     monkeypatch.delenv("DOMAINFM_VAULT_KEY")
     with pytest.raises(VaultKeyError, match="not set"):
         SurrogateGenerator.from_env()
+
+
+@pytest.mark.parametrize("offset", [-772, 400])
+def test_a_date_without_a_year_takes_each_notes_year_and_restores_exactly(tmp_path, offset):
+    # "3/5" in a note of 2019 and in one of 2020: one patient, one shift, two different days
+    from datetime import date, timedelta
+
+    notes = [Document(f"y-{year}", f"Seen 01/15/{year}; recheck 3/5.", {"patient_id": "py"}) for year in (2019, 2020)]
+    dets = [(5, 15, "DATE", 0.9), (25, 28, "DATE", 0.9)]
+    expected = []
+    for year in (2019, 2020):
+        full, yearless = (date(year, 1, 15) + timedelta(days=offset)), (date(year, 3, 5) + timedelta(days=offset))
+        expected.append(f"{full:%m/%d/%Y}; recheck {yearless.month}/{yearless.day}.")
+    for run in range(2):  # a second run reads the stored shift and writes the same text
+        with Vault(tmp_path / "v.db", KEY) as vault:
+            if run == 0:
+                vault.put_shift("patient:py", offset)
+            gen = SurrogateGenerator(SECRET, vault)
+            out = [r.to_dict() for r in transform_documents([(n, dets) for n in notes], "surrogate", gen)]
+            assert [r["text"] for r in out] == ["Seen " + e for e in expected]
+            assert list(reidentify(out, vault)) == [n.to_dict() for n in notes]
+
+
+def test_an_initial_keeps_the_letter_of_its_given_name_across_runs(tmp_path):
+    with Vault(tmp_path / "v.db", KEY) as vault:
+        full = SurrogateGenerator(SECRET, vault).surrogate("Zebulon Quartermaine", "PATIENT", "patient:1")
+        initial = SurrogateGenerator(SECRET, vault).surrogate("Q. Zebulon", "PATIENT", "patient:2")
+    with Vault(tmp_path / "v.db", KEY) as vault:
+        gen = SurrogateGenerator(SECRET, vault)
+        assert gen.surrogate("Z. Quartermaine", "PATIENT", "patient:1") == f"{full[0]}. {full.split()[1]}"
+        given, surname = gen.surrogate("Quincy Zebulon", "PATIENT", "patient:2").split()
+        assert given[0] == initial[0] and surname == initial.split()[1]

@@ -7,8 +7,19 @@ that no partial date stays as it was:
 * ``|offset| = 365 * k + d`` days with ``k`` in 1..3 and ``d`` in 32..321 (and ``offset % 7 != 0``):
   the year always changes, the month-and-day always changes (``d >= 32``), a month named alone
   always changes (``d`` stays far from a whole year) and so does a weekday named alone.
-* Partial dates use the same offset on a reference date: ``7/22`` is shifted as 22 July of the
-  leap year 2000 (so 2/29 stays valid), ``July 2019`` as 15 July 2019, ``July`` as 15 July 2000.
+* Partial dates use the same offset on a reference date: ``July 2019`` is shifted as 15 July
+  2019, and a date without a year is read in the note's year: ``7/22`` as 22 July and ``July``
+  as 15 July of it. In another year the same shift can cross one 29 February more or less, so
+  ``3/5`` beside ``01/15/2019`` is shifted as 5 March 2019 to stay as many days after it.
+* The note's year is the year of the nearest full date (day, month and year) before the date in
+  its DATE span, else the caller's ``note_year`` (:func:`~domainfm.deid.transform.apply_operator`
+  gives the year of the nearest full date in an earlier DATE span of the record, else of the
+  record's first one, found by :func:`full_date_years`), else the leap year 2000. ``2/29`` in a
+  year without one is read in the leap year before it.
+* A season (``Spring 2019``, ``winter of 2018``) is its middle day (15 January, April, July,
+  October: the winter of 2018 is December 2017 to February 2018), shifted, then named again as the
+  season of the shifted day and that season's year (``fall``/``autumn`` as the original wrote it).
+  A season named alone that would come out the same moves one season on in the shift's direction.
 * A year named alone moves by the offset rounded to whole years (at least one year).
 * A day named alone ("the 3rd", "20th") has no month to shift within; it moves by
   ``offset % 27 + 1`` days modulo 31, which keeps it a valid day and never the same day.
@@ -21,16 +32,18 @@ that no partial date stays as it was:
 
 Written forms kept: separators and zero padding (``07/02/19``, ``7-2-2019``, ``2019-07-02``,
 ``11/21.93``), two- or four-digit years (``'19`` too), month names full or abbreviated with their case and
-trailing dot (``JULY``, ``Jul.``, ``nov``), ordinal suffixes (``22nd``), weekday names.
+trailing dot (``JULY``, ``Jul.``, ``nov``), ordinal suffixes (``22nd``), weekday names, season
+words in their case (``Spring``, ``autumn``).
 """
 
 from __future__ import annotations
 
+import calendar
 import random
 import re
 from datetime import date, timedelta
 
-__all__ = ["derive_offset", "shift_date_text", "year_delta"]
+__all__ = ["derive_offset", "full_date_years", "shift_date_text", "year_delta"]
 
 _MONTHS_FULL = ("january", "february", "march", "april", "may", "june", "july", "august",
                 "september", "october", "november", "december")
@@ -51,6 +64,9 @@ _HOLIDAYS = {"christmas eve": (12, 24), "christmas": (12, 25), "xmas": (12, 25),
              "halloween": (10, 31), "valentine's": (2, 14), "valentines": (2, 14), "independence day": (7, 4),
              "fourth of july": (7, 4), "veterans day": (11, 11), "thanksgiving": (11, 23),
              "st. patrick's": (3, 17), "st patrick's": (3, 17), "saint patrick's": (3, 17)}
+# a season is named by the year of its middle day: winter 2018 is December 2017 to February 2018
+_SEASONS = ("winter", "spring", "summer", "fall")
+_SEASON_MIDDLE_MONTH = {"winter": 1, "spring": 4, "summer": 7, "fall": 10}
 _HOLIDAY = ("(?:" + "|".join(re.escape(h).replace("'", "['’]?") for h in sorted(_HOLIDAYS, key=len, reverse=True))
             + r")(?:\s+day)?")
 _PATTERN = re.compile(
@@ -68,6 +84,8 @@ _PATTERN = re.compile(
     r"|(?P<n2>(?P<n2_a>\d{1,2})(?P<n2_s>[-/.])(?P<n2_b>\d{4}|\d{1,2}))(?!\d)"
     rf"|(?P<mon>(?P<mon_m>{_M})(?P<mon_dot>\.)?)(?![a-z])"
     rf"|(?P<ord>(?P<ord_d>\d{{1,2}})(?P<ord_o>{_ORD}))(?![a-z])"
+    rf"|(?P<season>(?P<season_w>spring|summer|fall|autumn|winter)"
+    rf"(?:(?P<season_s>,?[ ]+(?:of[ ]+)?)(?P<season_y>\d{{4}}|{_APOS}\d{{2}}))?)(?![a-z\d])"
     r"|(?P<decade>(?P<decade_y>(?:1[89]|20)\d0|['’]?\d0)s)(?![a-z])"
     rf"|(?P<hol>{_HOLIDAY})(?![a-z])"
     r"|(?P<year>(?:1[89]|20)\d\d)(?!\d)"
@@ -77,7 +95,7 @@ _PATTERN = re.compile(
 )
 _BARE = re.compile(r"^(\W*)(\d{1,2})(\W*)$")
 _ZERO_PADDED = re.compile(r"(?<!\d)0\d")
-_REF_YEAR = 2000  # leap year: 2/29 without a year stays valid
+_REF_YEAR = 2000  # a leap year: 2/29 of a note without a full date stays valid
 
 
 def derive_offset(digest: bytes) -> int:
@@ -98,13 +116,16 @@ def year_delta(offset: int) -> int:
     return years if years else (1 if offset >= 0 else -1)
 
 
-def shift_date_text(text: str, offset: int, rng: random.Random | None = None) -> str | None:
+def shift_date_text(text: str, offset: int, rng: random.Random | None = None, *,
+                    note_year: int | None = None) -> str | None:
     """Shift every date inside ``text`` by ``offset`` days, keeping its format.
 
     Args:
         text: the text of one detected DATE span, e.g. ``"07/22/2019"`` or ``"July 22nd"``.
         offset: days to add (negative moves back), from :func:`derive_offset`.
         rng: source of digits for pieces that look like dates but are not valid ones.
+        note_year: the year a date written without one is read in, until a full date in ``text``
+            names another (``None``: the leap year 2000; see the module docstring).
 
     Returns:
         The shifted text, or ``None`` when no date could be recognised in ``text``.
@@ -112,6 +133,8 @@ def shift_date_text(text: str, offset: int, rng: random.Random | None = None) ->
     Example:
         >>> shift_date_text("seen 7/22/2019 and 7/29/2019", 400)
         'seen 8/25/2020 and 9/1/2020'
+        >>> shift_date_text("3/5", 400, note_year=2019), shift_date_text("3/5", 400)
+        ('4/8', '4/9')
     """
     rng = rng or random.Random(0)
     bare = _BARE.match(text)
@@ -124,11 +147,13 @@ def shift_date_text(text: str, offset: int, rng: random.Random | None = None) ->
     out: list[str] = []
     pos = 0
     found = False
+    year = _REF_YEAR if note_year is None else note_year
     for match in _PATTERN.finditer(text):
         try:
-            replacement = _shift_match(match, offset)
+            replacement = _shift_match(match, offset, year)
         except (ValueError, OverflowError):
             replacement = _scramble_digits(match.group(0), rng)
+        year = _full_date_year(match) or year  # "7/22/2019 to 7/29": the 7/29 of 2019
         if match.group("time") is None:
             found = True
         out.append(text[pos:match.start()])
@@ -140,7 +165,39 @@ def shift_date_text(text: str, offset: int, rng: random.Random | None = None) ->
     return "".join(out)
 
 
-def _shift_match(m: re.Match, offset: int) -> str:
+def full_date_years(text: str) -> list[int]:
+    """The years of the dates in ``text`` that name a day, a month and a year, in order.
+
+    Example:
+        >>> full_date_years("seen 7/22/19, again 3 Aug 2020; next 9/1")
+        [2019, 2020]
+    """
+    return [year for match in _PATTERN.finditer(text) if (year := _full_date_year(match)) is not None]
+
+
+def _full_date_year(m: re.Match) -> int | None:
+    """The year of a match that is a valid full date (day, month and year), else ``None``."""
+    g = m.group
+    if g("iso") is not None:
+        year, month, day = int(g("iso_y")), int(g("iso_m")), int(g("iso_d"))
+    elif g("n3") is not None:
+        a, b, raw = int(g("n3_a")), int(g("n3_b")), g("n3_y")
+        month, day = (b, a) if a > 12 and b <= 12 else (a, b)
+        year = _pivot(int(raw)) if len(raw) == 2 else int(raw)
+    elif g("dmy") is not None and g("dmy_y") is not None:
+        year, month, day = _year_value(g("dmy_y")), _month(g("dmy_m")), int(g("dmy_d"))
+    elif g("mdy") is not None and g("mdy_y") is not None:
+        year, month, day = _year_value(g("mdy_y")), _month(g("mdy_m")), int(g("mdy_d"))
+    else:
+        return None
+    try:
+        date(year, month, day)
+    except ValueError:
+        return None
+    return year
+
+
+def _shift_match(m: re.Match, offset: int, note_year: int) -> str:
     g = m.group
     global_pad = _ZERO_PADDED.search(m.group(0)) is not None
 
@@ -163,12 +220,13 @@ def _shift_match(m: re.Match, offset: int) -> str:
                 f"{_fmt_year(d.year, y)}")
     if g("dmy") is not None:
         year = g("dmy_y")
-        ref = _year_value(year) if year else _REF_YEAR
-        d = _shift(ref, _month(g("dmy_m")), int(g("dmy_d")), offset)
+        month = _month(g("dmy_m"))
+        ref = _year_value(year) if year else _leap_if_needed(note_year, month, g("dmy_d"), g("dmy_d0"))
+        d = _shift(ref, month, int(g("dmy_d")), offset)
         out = ""
         if g("dmy_d0") is not None:
             # the first day of "4-6 March 2019" is a date of the same month, and moves with it
-            d0 = _shift(ref, _month(g("dmy_m")), int(g("dmy_d0")), offset)
+            d0 = _shift(ref, month, int(g("dmy_d0")), offset)
             out = f"{_pad(d0.day, g('dmy_d0'))}{_ordinal(d0.day, g('dmy_o0'))}{g('dmy_r')}"
             if (d0.year, d0.month) != (d.year, d.month):  # the range now spans two months
                 out = f"{_pad(d0.day, g('dmy_d0'))}{_ordinal(d0.day, g('dmy_o0'))} {_month_name(d0.month, g('dmy_m'))}"
@@ -180,13 +238,14 @@ def _shift_match(m: re.Match, offset: int) -> str:
         return out
     if g("mdy") is not None:
         year = g("mdy_y")
-        ref = _year_value(year) if year else _REF_YEAR
-        d = _shift(ref, _month(g("mdy_m")), int(g("mdy_d")), offset)
+        month = _month(g("mdy_m"))
+        ref = _year_value(year) if year else _leap_if_needed(note_year, month, g("mdy_d"), g("mdy_d2"))
+        d = _shift(ref, month, int(g("mdy_d")), offset)
         out = _month_name(d.month, g("mdy_m")) + (g("mdy_dot") or "") + g("mdy_s1")
         out += f"{_pad(d.day, g('mdy_d'))}{_ordinal(d.day, g('mdy_o'))}"
         if g("mdy_d2") is not None:
             # the last day of "March 4-6, 2019" moves with the first, never kept as written
-            d2 = _shift(ref, _month(g("mdy_m")), int(g("mdy_d2")), offset)
+            d2 = _shift(ref, month, int(g("mdy_d2")), offset)
             out += g("mdy_r")
             if (d2.year, d2.month) != (d.year, d.month):
                 out += _month_name(d2.month, g("mdy_m")) + (g("mdy_dot") or "") + g("mdy_s1")
@@ -206,14 +265,14 @@ def _shift_match(m: re.Match, offset: int) -> str:
             d = _shift(int(b_s) if len(b_s) == 4 else _pivot(b), a, 15, offset)
             return f"{_pad(d.month, a_s)}{sep}{_fmt_year(d.year, b_s)}"
         if a <= 12:  # month/day
-            d = _shift(_REF_YEAR, a, b, offset)
+            d = _shift(_leap_if_needed(note_year, a, b_s), a, b, offset)
             return f"{_pad(d.month, a_s)}{sep}{_pad(d.day, b_s)}"
         if b <= 12:  # day/month
-            d = _shift(_REF_YEAR, b, a, offset)
+            d = _shift(_leap_if_needed(note_year, b, a_s), b, a, offset)
             return f"{_pad(d.day, a_s)}{sep}{_pad(d.month, b_s)}"
         raise ValueError("not a date")
     if g("mon") is not None:
-        d = _shift(_REF_YEAR, _month(g("mon_m")), 15, offset)
+        d = _shift(note_year, _month(g("mon_m")), 15, offset)
         return _month_name(d.month, g("mon_m")) + (g("mon_dot") or "")
     if g("ord") is not None:
         day = _shift_day(int(g("ord_d")), offset)
@@ -228,8 +287,19 @@ def _shift_match(m: re.Match, offset: int) -> str:
     if g("hol") is not None:
         # a holiday names its day: it becomes the shifted day, written as a month and a day
         month, day = _holiday_date(g("hol"))
-        d = _shift(_REF_YEAR, month, day, offset)
+        d = _shift(note_year, month, day, offset)
         return _case_like(_MONTHS_FULL[d.month - 1], g("hol")) + f" {d.day}"
+    if g("season") is not None:
+        word, raw_year = g("season_w"), g("season_y")
+        named = "fall" if word.lower() == "autumn" else word.lower()
+        middle = _shift(_year_value(raw_year) if raw_year else note_year, _SEASON_MIDDLE_MONTH[named], 15, offset)
+        season, season_year = _season_of(middle)
+        if season == named and not raw_year:  # the year moved, so only a season alone can stay
+            season = _SEASONS[(_SEASONS.index(season) + (1 if offset > 0 else -1)) % 4]
+        out = _case_like("autumn" if season == "fall" and named != word.lower() else season, word)
+        if raw_year:
+            out += g("season_s") + _show_year(season_year, raw_year)
+        return out
     if g("year") is not None:
         return str(int(g("year")) + year_delta(offset))
     if g("wd") is not None:
@@ -248,6 +318,19 @@ def _shift(year: int, month: int, day: int, offset: int) -> date:
         raise ValueError("day out of range")
     last = (date(year + (month == 12), month % 12 + 1, 1) - timedelta(days=1)).day
     return date(year, month, min(day, last)) + timedelta(days=offset)
+
+
+def _leap_if_needed(year: int, month: int, *days: str | None) -> int:
+    """``year``, or the leap year before it for a 29 February that ``year`` does not have."""
+    if month == 2 and any(day is not None and int(day) == 29 for day in days):
+        while not calendar.isleap(year):
+            year -= 1
+    return year
+
+
+def _season_of(day: date) -> tuple[str, int]:
+    """The season ``day`` falls in and the year naming it (a December is in the next year's winter)."""
+    return _SEASONS[day.month % 12 // 3], day.year + (day.month == 12)
 
 
 def _shift_day(day: int, offset: int) -> int:

@@ -1,12 +1,13 @@
 """Realistic, consistent replacements for detected PHI.
 
-Every surrogate is a pure function of (secret, patient scope, PHI kind, normalised original):
-a keyed HMAC of those seeds a private :class:`faker.Faker` instance (never the global random
-state), so the same original becomes the same surrogate within a document, across the
-documents of one patient and across runs. Scope is ``meta.patient_id`` when present, else the
-document id. With a :class:`~domainfm.deid.vault.Vault` the mapping is also stored, so it
-survives a change of this module, and collisions (two originals, one surrogate) are avoided
-across runs as well as within one.
+Every surrogate is a pure function of (secret, patient scope, PHI kind, normalised original,
+and for a date without a year the note's year): a keyed HMAC of those seeds a private
+:class:`faker.Faker` instance (never the global random state), so the same original becomes
+the same surrogate within a document, across the documents of one patient and across runs.
+Scope is ``meta.patient_id`` when present, else the document id. With a
+:class:`~domainfm.deid.vault.Vault` the mapping is also stored, so it survives a change of this
+module, and collisions (two originals, one surrogate) are avoided across runs as well as within
+one.
 
 Per kind:
 
@@ -16,14 +17,23 @@ Per kind:
   hyphens, per-token case (``SMITH``, ``smith``) and a possessive (``Smith's`` -> ``Miller's``).
   A token found in Faker's first-name lists becomes a first name of the same inferred gender (a
   title like ``Mrs.`` decides when the name does not); any other token becomes a surname.
-* Dates move by the per-patient offset of :mod:`domainfm.deid.dates` in their own format.
+* An initial beside a surname stands for a given name of that surname in the same scope:
+  after ``John Smith`` -> ``Carl Moore``, ``J. Smith`` is ``C. Moore`` (even when the given
+  name's surrogate keeps its letter). When the initial comes first, its letter is remembered and
+  the given name met later draws a surrogate with that letter, unless it already has one (then
+  the two stay apart). So a given name's surrogate can depend on an initial met before it; the
+  vault keeps both across runs.
+* Dates move by the per-patient offset of :mod:`domainfm.deid.dates` in their own format; a date
+  without a year is read in the note's year (``note_year``), seasons move with the shift.
 * Ages above 89 become ``90+`` (``90-plus`` before a hyphen: ``90-plus-year-old``; in words,
   ``ninety-two`` or ``nonagenarian``, ``ninety-plus``), every one in the span (``92 and 93``,
   ``91-93`` -> ``90+``); an age already written as the aggregate (``90+``, ``in her 90s``)
   stays. Younger ages move by a per-patient 1-2 years (never to 90 or above), which keeps them
   clinically plausible while breaking exact-match linkage.
 * Phone, fax, SSN, MRN, IDs, ZIP codes, codes and quantities keep their character pattern:
-  each digit becomes a digit, each letter a letter of the same case, punctuation stays.
+  each digit becomes a digit, each letter a letter of the same case, punctuation stays. A phone
+  number's leading country code (``+1 617-...``, ``+44 20 ...``, the ``1`` of ``1-800-...``) and
+  its extension marker stay, and the number after the code takes the digits it takes alone.
   An SSN never comes out in a range the SSA does not issue (``000``, ``666``, ``9xx``, group
   ``00``, serial ``0000``), nor a ZIP in one of the 3-digit areas Safe Harbor blanks.
 * E-mails, URLs, IPs, addresses, cities, states, facilities and organisations get Faker
@@ -111,6 +121,7 @@ _GENERIC_WORDS = frozenset({
     "university", "the", "and", "street", "avenue", "road", "suite", "apt", "drive", "lane",
     "court", "boulevard", "saint", "family", "county", "city", "north", "south", "east", "west",
 })
+_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _MAX_CACHE = 200_000
 _ATTEMPTS = 12
 
@@ -242,6 +253,11 @@ class SurrogateGenerator:
         self._place_fakers = place_fakers(tuple(place_locales)) if place_locales else ()
         self._male = frozenset(n.casefold() for n in self._first_male)
         self._female = frozenset(n.casefold() for n in self._first_female)
+        # what an initial beside a surname may become: the given name met later draws a
+        # surrogate starting with it, from whichever list (male, female, last names) it uses
+        self._paired_letters = sorted({n[:1].upper() for n in self._first_male}
+                                      & {n[:1].upper() for n in self._first_female}
+                                      & {n[:1].upper() for n in self._last}) or list(_LETTERS)
         self._cache: OrderedDict[tuple[str, str, str], str] = OrderedDict()
         self._used: dict[tuple[str, str], set[str]] = {}
         self._shifts: dict[str, int] = {}
@@ -255,7 +271,8 @@ class SurrogateGenerator:
 
     # -- public ---------------------------------------------------------------------------------
 
-    def surrogate(self, text: str, label: str, scope: str, *, avoid: Collection[str] = ()) -> str:
+    def surrogate(self, text: str, label: str, scope: str, *, avoid: Collection[str] = (),
+                  note_year: int | None = None) -> str:
         """The replacement for ``text`` detected as ``label`` in patient ``scope``.
 
         Args:
@@ -264,6 +281,8 @@ class SurrogateGenerator:
             scope: ``scope_for(doc.id, doc.meta)``.
             avoid: case-folded words that must not appear in a newly generated surrogate
                 (see :func:`avoid_tokens`).
+            note_year: for a DATE, the year its dates written without one are read in (the
+                note's year; ``None``: the leap year 2000). See :mod:`domainfm.deid.dates`.
         """
         kind = canonical_label(label)
         avoid = frozenset(avoid)
@@ -279,7 +298,7 @@ class SurrogateGenerator:
         if kind in _NAME_LABELS:
             out = self._name(text, scope, avoid)
         elif kind == "DATE":
-            out = self._date(text, scope, avoid)
+            out = self._date(text, scope, avoid, note_year)
         elif kind == "AGE":
             out = self._age(text, scope, avoid)
         else:
@@ -391,24 +410,34 @@ class SurrogateGenerator:
                 roles.append("initial")
             else:
                 roles.append("word")
+        surname = _surname_index(text, words, roles)
+        family = None if surname is None else normalize_value(_split_possessive(words[surname].group(0))[0])
         out: list[str] = []
         pos = 0
         for i, w in enumerate(words):
             out.append(_scramble_non_letters(text[pos:w.start()], self._rng(scope, "NAME", text, i)))
             token = w.group(0)
+            given = family is not None and i != surname
             if roles[i] in ("title", "suffix"):
                 out.append(token)
             elif roles[i] == "initial":
-                out.append(self._initial(token, scope))
+                out.append(self._initial(token, scope, family if given else None))
             else:
                 # "Smith's" is "Smith" with a possessive: the same surrogate, the 's kept
                 base, possessive = _split_possessive(token)
-                out.append(_case_like(self._name_part(base, scope, avoid, title_gender), base) + possessive)
+                letter = self._given_initial(scope, family, base[:1]) if given else None
+                part = self._name_part(base, scope, avoid, title_gender, letter)
+                if given:
+                    self._pair_initial(scope, family, base[:1], part[:1])
+                out.append(_case_like(part, base) + possessive)
             pos = w.end()
         out.append(_scramble_non_letters(text[pos:], self._rng(scope, "NAME", text, len(words))))
         return "".join(out)
 
-    def _name_part(self, token: str, scope: str, avoid: frozenset[str], title_gender: str | None) -> str:
+    def _name_part(self, token: str, scope: str, avoid: frozenset[str], title_gender: str | None,
+                   initial: str | None = None) -> str:
+        """The surrogate of one name token; a new one starts with ``initial`` when a name of the
+        list it draws from does (the letter an initial of this person already became)."""
         low = token.casefold()
         is_first = low in self._male or low in self._female
         # One mapping per token whatever its role, so "Smith" is the same in every mention;
@@ -422,22 +451,61 @@ class SurrogateGenerator:
             rng = self._rng(scope, "NAME_PART", token, attempt)
             if is_first:
                 g = gender or ("M" if rng.random() < 0.5 else "F")
-                return rng.choice(self._first_male if g == "M" else self._first_female)
-            return rng.choice(self._last)
+                names = self._first_male if g == "M" else self._first_female
+            else:
+                names = self._last
+            if initial is not None and attempt < _ATTEMPTS // 2:
+                # later attempts draw from the whole list: a rare letter must not end in scrambled letters
+                names = [n for n in names if n[:1].casefold() == initial] or names
+            return rng.choice(names)
 
         return self._lookup_or_make("NAME_PART", token, scope, avoid, make)
 
-    def _initial(self, token: str, scope: str) -> str:
-        rng = self._rng(scope, "INITIAL", token, 0)
-        letters = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if c != token[:1].upper()]
-        out = "".join(rng.choice(letters) for _ in token)
-        return out if token.isupper() else out.lower() if token.islower() else out
+    def _initial(self, token: str, scope: str, family: str | None = None) -> str:
+        """Another letter for each letter of an initial. Beside a surname (``family``, normalised),
+        a one-letter initial becomes the first letter of the surrogate of the given name with
+        that initial and surname met before ("John Smith" -> "Carl Moore", so "J. Smith" -> "C.
+        Moore"), even when that is its own letter. An initial met first draws a letter that
+        starts names of every list and is remembered for the given name met later (see
+        :meth:`_name_part`)."""
+        pairs = family is not None and len(token) == 1
+        out = self._given_initial(scope, family, token) if pairs else None
+        if out is None:
+            rng = self._rng(scope, "INITIAL", token, 0)
+            letters = [c for c in (self._paired_letters if pairs else _LETTERS) if c != token[:1].upper()]
+            out = "".join(rng.choice(letters) for _ in token)
+            if pairs:
+                self._pair_initial(scope, family, token, out)
+        return out.upper() if token.isupper() else out.lower() if token.islower() else out
+
+    def _given_initial(self, scope: str, family: str, letter: str) -> str | None:
+        """The (case-folded) letter the given names with initial ``letter`` and surname ``family``
+        start with in their surrogates, once one was met (this run, or the vault)."""
+        key = (scope, "GIVEN_INITIAL", f"{family} {letter.casefold()}")
+        hit = self._cache.get(key)
+        if hit is None and self.vault is not None:
+            hit = self.vault.get_surrogate(*key)
+            if hit is not None:
+                self._remember(key, hit)
+        return hit
+
+    def _pair_initial(self, scope: str, family: str, letter: str, surrogate_letter: str) -> None:
+        """Remember that initial ``letter`` beside surname ``family`` became ``surrogate_letter``
+        (the first pairing wins: two given names of one letter and surname share it)."""
+        if self._given_initial(scope, family, letter) is not None:
+            return
+        key = (scope, "GIVEN_INITIAL", f"{family} {letter.casefold()}")
+        folded = surrogate_letter.casefold()
+        self._remember(key, folded)
+        if self.vault is not None:
+            self.vault.put_surrogate(*key, letter, folded, folded)
 
     # -- dates and ages -------------------------------------------------------------------------
 
-    def _date(self, text: str, scope: str, avoid: frozenset[str]) -> str:
+    def _date(self, text: str, scope: str, avoid: frozenset[str], note_year: int | None) -> str:
+        # not cached by its text: "3/5" moves to another month-and-day in a note of another year
         rng = self._rng(scope, "DATE", text, 0)
-        shifted = shift_date_text(text, self.date_offset(scope), rng)
+        shifted = shift_date_text(text, self.date_offset(scope), rng, note_year=note_year)
         if shifted is None or normalize_value(shifted) == normalize_value(text):
             return self._pattern(text, rng, avoid)
         return shifted
@@ -485,11 +553,18 @@ class SurrogateGenerator:
 
     def _mapped(self, text: str, kind: str, scope: str, avoid: frozenset[str]) -> str:
         if kind in _PATTERN_LABELS:
-            # a phone's extension marker is no part of the number: "ext. 4432" stays "ext. ####"
-            keep = _extension_marks(text) if kind in ("PHONE", "FAX") else frozenset()
+            keep: frozenset[int] = frozenset()
+            seed_text = text
+            if kind in ("PHONE", "FAX"):
+                # a phone's extension marker is no part of the number: "ext. 4432" stays "ext. ####";
+                # a country code names a country, not a person: "+1 617-..." stays "+1 ...", and
+                # the rest takes the digits the number written without it takes
+                code_end = _country_code_end(text)
+                keep = _extension_marks(text) | frozenset(range(code_end))
+                seed_text = text[code_end:].lstrip(" .-") if code_end else text
 
             def make(attempt: int) -> str:
-                rng = self._rng(scope, kind, text, attempt)
+                rng = self._rng(scope, kind, seed_text, attempt)
                 out = self._pattern(text, rng, frozenset(), keep)
                 # an SSN no one can hold (000-, 666-, 9xx-, -00-, -0000) or a ZIP in an area
                 # Safe Harbor would have blanked is drawn again from the same digits' source, so
@@ -620,6 +695,17 @@ def _extension_marks(text: str) -> frozenset[int]:
     return frozenset(i for m in _EXTENSION_MARK.finditer(text) for i in range(m.start(), m.end()))
 
 
+# a leading country code followed by a separator ("+1 617-...", "+44 20 ..."), or the North
+# American "1" before a ten-digit number ("+16175550134", "1-800-...", "1 (617) ...")
+_COUNTRY_CODE = re.compile(r"[^\w+]*(?:\+\d{1,2}(?=[ .(-])|\+?1(?=[ .-]?\(?\d{3}\)?[ .-]?\d{3}[ .-]?\d{4}(?!\d)))")
+
+
+def _country_code_end(text: str) -> int:
+    """The end of a phone number's leading country code (0 when it has none)."""
+    m = _COUNTRY_CODE.match(text)
+    return m.end() if m else 0
+
+
 def _pattern_fake(text: str, rng: random.Random, keep: frozenset[int] = frozenset()) -> str:
     chars = []
     for i, ch in enumerate(text):
@@ -640,6 +726,19 @@ def _scramble_non_letters(text: str, rng: random.Random) -> str:
     combining mark that no letter composes with (it would sit on the surrogate's letter)."""
     return "".join(str(rng.randrange(10)) if ch.isnumeric() else ch for ch in text
                    if not unicodedata.category(ch).startswith("M"))
+
+
+def _surname_index(text: str, words: Sequence[re.Match], roles: Sequence[str]) -> int | None:
+    """The index of the surname among a name's ``words``: the first word when a comma follows it
+    ("Smith, J."), else the last whole word; ``None`` unless a given name or an initial goes with it."""
+    parts = [i for i, role in enumerate(roles) if role in ("word", "initial")]
+    full_words = [i for i in parts if roles[i] == "word"]
+    if len(parts) < 2 or not full_words:
+        return None
+    first = parts[0]
+    if roles[first] == "word" and text[words[first].end():].lstrip().startswith(","):
+        return first
+    return full_words[-1]
 
 
 _POSSESSIVE = re.compile(r"(?P<base>.{2,}?)(?P<mark>['’][sS])")

@@ -36,11 +36,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Se
 
 from domainfm.corpus.document import Document, Span, id_string
 from domainfm.corpus.io import Counts, Rejected
+from domainfm.deid.dates import full_date_years
 from domainfm.deid.operators import (
-    MASK_CHAR, OPERATORS, Operator, coerce_detections, redact_text, resolve_overlaps, tag_for,
+    MASK_CHAR, OPERATORS, Operator, Region, coerce_detections, redact_text, resolve_overlaps, tag_for,
 )
 from domainfm.deid.outside_text import identifier_strings
-from domainfm.deid.surrogates import avoid_tokens, scope_for
+from domainfm.deid.surrogates import avoid_tokens, canonical_label, scope_for
 from domainfm.errors import ConfigError, RecordError
 
 if TYPE_CHECKING:
@@ -211,14 +212,15 @@ def apply_operator(
         raise conflict
     scope = scope_for(doc.id, doc.meta)
     avoid = avoid_tokens([text[r.start:r.end] for r in regions]) if operator == "surrogate" else frozenset()
+    note_years = _note_years(text, regions) if operator == "surrogate" else [None] * len(regions)
 
     pieces: list[str] = []
     edits: list[Edit] = []
     cursor = out_len = 0
-    for region in regions:
+    for region, note_year in zip(regions, note_years):
         original = text[region.start:region.end]
         if operator == "surrogate":
-            replacement = surrogates.surrogate(original, region.label, scope, avoid=avoid)
+            replacement = surrogates.surrogate(original, region.label, scope, avoid=avoid, note_year=note_year)
         elif operator == "tag":
             replacement = tag_for(region.label)
         else:
@@ -251,6 +253,23 @@ def apply_operator(
         phi_spans=[d.to_dict() for d in dets], offset_map=offset_map,
         identifiers=identifier_strings(text, regions),
     )
+
+
+def _note_years(text: str, regions: Sequence[Region]) -> list[int | None]:
+    """Per region, the year its dates without a year are read in: the year of the nearest full
+    date (day, month and year) in an earlier DATE region, else of the record's first full date,
+    else ``None`` (the shifter's leap year). Shifted in another year, "3/5" next to "01/15/2019"
+    could move by another month-and-day than the full date (a 29 February crossed in one year
+    and not in the other)."""
+    years = [full_date_years(text[r.start:r.end]) if canonical_label(r.label) == "DATE" else [] for r in regions]
+    first = next((found[0] for found in years if found), None)
+    out: list[int | None] = []
+    latest = None
+    for found in years:
+        out.append(first if latest is None else latest)
+        if found:
+            latest = found[-1]
+    return out
 
 
 def vault_conflict(vault: Vault, doc: Document) -> RecordError | None:
