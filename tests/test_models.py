@@ -90,7 +90,7 @@ def test_a_sentence_encoder_named_by_an_adapter_folder_gets_the_same_error(tmp_p
     from domainfm.label.encoders import load_sentence_model
 
     out = _adapter(tmp_path / "ft" / "adapter").parent
-    with pytest.raises(ModelResolutionError, match="is a LoRA adapter .*'org/base-bert'"):
+    with pytest.raises(ModelResolutionError, match="^model .*is a LoRA adapter .*'org/base-bert'"):
         load_sentence_model(str(out))
 
 

@@ -60,3 +60,17 @@ def test_report_files_are_renamed_into_place_only_when_all_are_written(tmp_path)
     assert (tmp_path / "report.json").read_text() == "old report\n"
     assert (tmp_path / "summary.md").read_text() == "old summary"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json", "summary.md"]  # no temporary left
+
+
+def test_a_lora_adapter_given_as_the_base_model_is_named_as_base_model(tmp_path):
+    import json
+
+    from domainfm.errors import ModelResolutionError
+    from domainfm.privacy_audit.lm import ScoringModel
+
+    adapter = tmp_path / "ft" / "adapter"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "org/base-bert"}))
+    # the message called it 'model.name', a field the audit's user never wrote
+    with pytest.raises(ModelResolutionError, match=r"^base_model \(.*is a LoRA adapter.*'org/base-bert'"):
+        ScoringModel.load(str(adapter.parent), field="base_model")

@@ -42,7 +42,7 @@ def load_sentence_model(name_or_path: str):
     """A ``SentenceTransformer`` on CPU (or the available GPU), offline for embedded names."""
     from domainfm.models import quiet_transformers, resolve_model
 
-    path = resolve_model(name_or_path)
+    path = resolve_model(name_or_path, field="model")
     try:
         from sentence_transformers import SentenceTransformer
 

@@ -47,7 +47,7 @@ class SpanTagger:
         from domainfm.models import quiet_hf_loading, resolve_model
 
         self.cfg = cfg
-        path = resolve_model(cfg.encoder)
+        path = resolve_model(cfg.encoder, field="encoder")
         try:
             with quiet_hf_loading(f"encoder {cfg.encoder!r}"):
                 self.tokenizer = AutoTokenizer.from_pretrained(path)

@@ -27,11 +27,12 @@ class LoadedModel:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def load_model(model_cfg, seed: int = 13) -> LoadedModel:
+def load_model(model_cfg, seed: int = 13, *, field: str = "model.name") -> LoadedModel:
     """Load tokenizer and masked-LM / causal-LM model, offline-friendly, and check they match.
 
     A masked-LM head missing from the checkpoint (the embedded MiniLM is a bare encoder) is
-    created seeded, with its decoder tied to the input embeddings and a zero bias.
+    created seeded, with its decoder tied to the input embeddings and a zero bias. ``field`` is
+    the setting that named the model, as errors call it (the privacy audit's ``base_model``).
 
     Raises:
         ModelResolutionError: the model or tokenizer cannot be found/loaded (no network here).
@@ -46,7 +47,7 @@ def load_model(model_cfg, seed: int = 13) -> LoadedModel:
 
     from domainfm.models import resolve_model
 
-    source = resolve_model(model_cfg.name, field="model.name")
+    source = resolve_model(model_cfg.name, field=field)
     # A hub id with no reachable hub: use the local cache only instead of retrying for minutes.
     hub = {} if Path(source).expanduser().exists() or _hub_reachable() else {"local_files_only": True}
     try:

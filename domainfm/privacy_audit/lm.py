@@ -37,9 +37,10 @@ class ScoringModel:
 
     @classmethod
     def load(cls, name: str, *, tokenizer: str | None = None, objective: str = "auto", seed: int = 13,
-             batch_size: int = 64) -> ScoringModel:
+             batch_size: int = 64, field: str = "model") -> ScoringModel:
         """Load like ``domainfm pretrain`` does (same offline resolution and checks; a missing
-        MLM head is created seeded with ``seed``, as the training run created it).
+        MLM head is created seeded with ``seed``, as the training run created it). ``field``
+        names the setting the model came from in errors (``base_model``).
 
         Raises:
             ModelResolutionError, ConfigError: as :func:`domainfm.pretrain.load_model`.
@@ -51,7 +52,7 @@ class ScoringModel:
         # (transformers.Trainer and friends, ~5 s on one core) which scoring never uses
         from domainfm.pretrain.model import load_model
 
-        loaded = load_model(ModelConfig(name=name, tokenizer=tokenizer, objective=objective), seed)
+        loaded = load_model(ModelConfig(name=name, tokenizer=tokenizer, objective=objective), seed, field=field)
         model = loaded.model.eval()
         if torch.cuda.is_available():
             model = model.to("cuda")

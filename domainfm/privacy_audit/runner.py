@@ -727,7 +727,8 @@ def _audit(model_dir: Path, train, holdout, out: Path | None, cfg: PrivacyAuditC
         if not loaded:
             loaded.append(ScoringModel.load(str(report["model"]["base_model"]),
                                             tokenizer=None if cfg.base_model else model_cfg.get("tokenizer"),
-                                            seed=seed, batch_size=cfg.batch_size))
+                                            seed=seed, batch_size=cfg.batch_size,
+                                            field="base_model" if cfg.base_model else "the audited model's base_model"))
         return loaded[0]
 
     members = _sample(train_docs, cfg.max_documents, rng)
