@@ -33,6 +33,9 @@ def gen():
     ("age 91.5", "age 90+"),             # no ".5" left behind an aggregate
     ("91-93", "90+"),                    # a range of ages over 89 is one aggregate
     ("91 to 93 years", "90+ years"),
+    ("93 1/2", "90+"),                   # the detector's half year: "90+ 1/2" read as a half year over 90
+    ("91 and a half", "90+"),
+    ("92½", "90+"),
 ])
 def test_every_age_over_89_in_a_span_is_aggregated(gen, original, expected):
     out = gen.surrogate(original, "AGE", "patient:z1")

@@ -335,6 +335,25 @@ def test_a_patients_names_are_remembered_however_many_patients_come_between():
     assert sorted(later.text[d.start:d.end] for d in found) == ["Quintavius", "Zorblax"]
 
 
+@pytest.mark.parametrize("later, expected", [
+    ("Signed, J. Quintavius.", ["J. Quintavius"]),
+    ("(J.Quintavius) aware", ["J.Quintavius"]),
+    ("Plan: Quintavius home.", ["Quintavius"]),     # a colon before is no initial
+    ("QJ. Quintavius", ["Quintavius"]),             # nor a word's last letters
+])
+def test_an_initial_before_a_recurring_name_goes_with_it(later, expected):
+    """The propagated surname left its initial in clear: "John Quintavius ... J. Quintavius"
+    came out as "Henry Li ... J. Li"."""
+    from domainfm.corpus.document import Document
+    from domainfm.deid.detection import Detection
+    from domainfm.deid.propagate import NamePropagator
+
+    remember = NamePropagator()
+    remember(Document("a0", "John Quintavius seen.", meta={"patient_id": "PZ"}), [Detection(0, 15, "NAME", 0.5, "t")])
+    doc = Document("a1", later, meta={"patient_id": "PZ"})
+    assert [later[d.start:d.end] for d in remember(doc, [])] == expected
+
+
 def test_detections_by_label_are_ordered_by_count_then_name(tmp_path):
     """One process listed tied labels in the order it met them, Spark and Ray by name."""
     src = tmp_path / "n.jsonl"

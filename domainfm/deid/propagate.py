@@ -20,6 +20,9 @@ from domainfm.deid.detection import Detection, merge_detections
 NAME_LABELS = frozenset({"NAME", "PATIENT", "RELATIVE", "DOCTOR", "PERSON"})
 PROPAGATED_SCORE = 0.6
 _TOKEN = re.compile(r"[^\W\d_][^\W\d_'\-]+", re.UNICODE)
+# an initial right before a recurring name ("J. Quintavius" after "John Quintavius"): it goes with
+# the name, or the surrogate "Henry Li" reads "J. Li" with the real initial beside it
+_INITIAL_BEFORE = re.compile(r"(?:^|(?<=[\s(,;:/]))[A-Z]\.\s?$")
 
 
 class NamePropagator:
@@ -58,7 +61,9 @@ class NamePropagator:
             label = known.get(match.group().casefold())
             if label is None or any(s <= match.start() and match.end() <= e for s, e in covered):
                 continue
-            extra.append(Detection(match.start(), match.end(), label, PROPAGATED_SCORE, "NamePropagation"))
+            initial = _INITIAL_BEFORE.search(doc.text, max(0, match.start() - 3), match.start())
+            start = initial.start() if initial else match.start()
+            extra.append(Detection(start, match.end(), label, PROPAGATED_SCORE, "NamePropagation"))
         return merge_detections(doc.text, detections + extra) if extra else detections
 
 

@@ -533,11 +533,14 @@ class SurrogateGenerator:
                     # "91-93" -> "90+": one aggregate for the range (the upper end is already one)
                     out = out[:m.start()] + out[numbers[i + 1].start():]
                     continue
+                half = _AGE_HALF.match(tail)
+                if half:
+                    tail = tail[half.end():]
                 if _AGE_AGGREGATE_TAIL.match(tail) or _AGE_AGGREGATE_HEAD.search(head):
                     new = "90"
                 else:
                     new = "90-plus" if tail[:1] == "-" and not tail[1:2].isdigit() else "90+"
-                out = out[:m.start()] + new + out[m.end():]
+                out = out[:m.start()] + new + out[m.end() + (half.end() if half else 0):]
             return out
         match = numbers[0]
         age = _whole_years(match)
@@ -651,6 +654,8 @@ _AGE_NUMBER = re.compile(r"(?P<whole>\d+)(?:[.,]\d+)?")
 _AGE_AGGREGATE_TAIL = re.compile(r"\s*\+|-?plus\b|s\b|\s+or\s+(?:older|over|above|more)\b", re.IGNORECASE)
 _AGE_AGGREGATE_HEAD = re.compile(r"(?:\b(?:over|above|older\s+than)\s+|>\s*|≥\s*)$", re.IGNORECASE)
 _AGE_RANGE = re.compile(r"\s*(?:-|–|to)\s*", re.IGNORECASE)
+# the half year after an age ("93 1/2", "91 and a half", "92½"): the aggregate has no halves
+_AGE_HALF = re.compile(r"\s*(?:and\s+)?(?:a\s+half\b|1/2(?![\d/])|½)", re.IGNORECASE)
 
 
 def _whole_years(match: re.Match) -> int:
