@@ -333,7 +333,8 @@ def pretrain_command(
     ctx: typer.Context,
     config: Path = typer.Argument(..., help="Task file (YAML), e.g. tasks/pretrain-demo.yaml."),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder: model + tokenizer, metrics.json, manifest.json."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the last complete checkpoint in --out."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last complete checkpoint in --out "
+                                "(a finished run of the same config there is handed back untrained)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier pretrain output in --out."),
     allow_identified_data: bool = typer.Option(
         False, "--allow-identified-data",
@@ -515,7 +516,8 @@ def finetune_command(
     out: Path = typer.Option(..., "-o", "--out", help="Model folder: adapter/model, tokenizer, metrics.json, manifest.json."),
     merge: bool = typer.Option(False, "--merge", help="LoRA: also save the adapter merged into the base model "
                                "(ner, or model.pooling cls: plain transformers has no mean-pooling classifier)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --out "
+                                "(a finished run of the same config there is handed back untrained)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier finetune output in --out."),
     allow_identified_data: bool = typer.Option(
         False, "--allow-identified-data",
