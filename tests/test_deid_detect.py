@@ -901,3 +901,14 @@ def test_rn_before_a_name_is_a_title(clinical, text, name):
 @pytest.mark.parametrize("text", ["RN Note: pt stable.", "RN Pain Assessment done.", "RN aware."])
 def test_rn_before_a_word_is_no_title(clinical, text):
     assert clinical.detect_text(text) == []
+
+
+def test_a_role_before_a_name_is_no_part_of_it(clinical):
+    text = "case mgr jolene aware of dispo."  # the surrogate replaced "mgr" with a given name
+    assert [text[d.start:d.end] for d in clinical.detect_text(text)] == ["jolene"]
+
+
+def test_a_double_barrelled_surname_in_a_lower_case_note(clinical):
+    text = "pt seen by dr. quorvane-tillet, wife aware. dr. blenko-aware of plan."
+    assert [text[d.start:d.end] for d in clinical.detect_text(text) if coarse(d.label) == "NAME"] == \
+        ["quorvane-tillet", "blenko"]

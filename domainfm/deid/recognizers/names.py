@@ -314,13 +314,13 @@ class NameRecognizer(TokenRecognizer):
     def _with_hyphen_part(self, text: str, found, shape: DocShape):
         """The name widened to a surname part glued on by a hyphen ("Tamsey Dallow-Venn"), written in
         the name's case where the note's case says something; a lower-case part ("Smith-ordered")
-        or an English word in an all-capitals note ("SMITH-AWARE") is no part of it."""
+        or an English word in a note of one case ("SMITH-AWARE", "smith-aware") is no part of it."""
         end = found.end
         while (m := _HYPHEN_PART.match(text, end)) is not None:
             part = m.group("w")
-            if shape.mixed and not _TITLE_CASE.fullmatch(part) or shape.lower and part[0].islower() or (
-                    shape.upper and (not part.isupper() or vocab.is_english(part.lower()))) or (
-                    part.lower() in self.stop and part.lower() not in self.names):
+            # in a note of one case, capitals say nothing: an English word is no part of a name
+            if shape.mixed and not _TITLE_CASE.fullmatch(part) or not shape.mixed and vocab.is_english(part.lower()) \
+                    or shape.upper and not part.isupper() or (part.lower() in self.stop and part.lower() not in self.names):
                 break
             end = m.end()
         if end == found.end:
@@ -835,6 +835,7 @@ class NameRecognizer(TokenRecognizer):
                 k -= 1
                 continue
             if namey(word) and low not in _SPACY_STOP and low not in vocab.CREDENTIALS_LOWER \
+                    and low not in vocab.ROLE_NOUNS \
                     and (low not in vocab.CLINICAL_VOCAB or credential and shape.mixed and word[0].isupper()
                          and low in self.names and first is not None) and low not in vocab.NEVER_NAMES and (
                     (low not in self.stop or low in self.names or (credential and shape.mixed))

@@ -79,7 +79,7 @@ ROLE_NOUNS = _words(
     "attending attendings resident residents intern interns fellow fellows ho hos pcp pcps hospitalist surgeon "
     "surgeons anesthesia housestaff house-officer practitioner practitioners provider providers "
     "covering moonlighter nocturnist consultant consultants midwife dietician nutritionist chaplain "
-    "clergy reverend rev deacon"
+    "clergy reverend rev deacon manager managers mgr coordinator coordinators coord"
 )
 _ROLE_ENDINGS = ("ologist", "ologists", "iatrist", "iatrists", "ician", "icians", "ist", "ists")
 _NOT_ROLES = _words("against persist insist consist assist resist exist twist wrist list checklist "
