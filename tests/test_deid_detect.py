@@ -912,3 +912,24 @@ def test_a_double_barrelled_surname_in_a_lower_case_note(clinical):
     text = "pt seen by dr. quorvane-tillet, wife aware. dr. blenko-aware of plan."
     assert [text[d.start:d.end] for d in clinical.detect_text(text) if coarse(d.label) == "NAME"] == \
         ["quorvane-tillet", "blenko"]
+
+
+@pytest.mark.parametrize("text,name", [
+    ("Seen with Dr. Van der Holt today.", "Van der Holt"),
+    ("Lives with his niece Orla de la Vexa.", "Orla de la Vexa"),
+    ("Patient name: de Souza-Prell, Amalia", "de Souza-Prell"),
+    ("Attending: Quorvane/Tillet", "Quorvane/Tillet"),
+])
+def test_surname_particles_and_slashed_names_stay_in_the_name(clinical, text, name):
+    # "der", "la Vexa" and "de" were left in clear between or before the surrogates
+    start = text.index(name)
+    assert (start, start + len(name)) in {(d.start, d.end) for d in clinical.detect_text(text) if coarse(d.label) == "NAME"}
+
+
+@pytest.mark.parametrize("text,name", [("Dr. Quorvane/Cardiology aware.", "Quorvane"),
+                                       ("Seen by Dr. Quorvane/team.", "Quorvane"),
+                                       ("Dr. Quorvane de garde today.", "Quorvane")])
+def test_a_word_after_a_slash_or_a_particle_is_no_name(clinical, text, name):
+    start = text.index(name)
+    assert [(d.start, d.end) for d in clinical.detect_text(text) if coarse(d.label) == "NAME"] == \
+        [(start, start + len(name))]

@@ -357,3 +357,12 @@ def test_an_initial_beside_another_surname_is_not_tied_to_the_given_name(gen):
     others = {gen.surrogate(f"J. {surname}", "PATIENT", "patient:i1")[0]
               for surname in ("Drosk", "Paxwell", "Vellick", "Marsby", "Tarnfield", "Orrin")}
     assert others != {full[0]}
+
+
+@pytest.mark.parametrize("original, kept", [("Van der Holt", " der "), ("Orla de la Vexa", " de la "),
+                                            ("de Souza-Prell, Amalia", "de ")])
+def test_a_surname_particle_stays_as_written(gen, original, kept):
+    # "Van der Holt" became "Reed mcdaniel Obrien": a lower-case surname where "der" stood
+    out = gen.surrogate(original, "NAME", "patient:z1")
+    assert kept in out
+    assert not set(re.findall(r"[A-Za-z]{3,}", out)) & {"Holt", "Vexa", "Orla", "Souza", "Prell", "Amalia"}

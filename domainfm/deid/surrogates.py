@@ -60,6 +60,7 @@ from typing import TYPE_CHECKING, Collection, Sequence
 
 from domainfm.deid.dates import derive_offset, shift_date_text
 from domainfm.deid.engine import visible_text
+from domainfm.deid.recognizers.vocab import SURNAME_PARTICLES
 from domainfm.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -122,6 +123,7 @@ _GENERIC_WORDS = frozenset({
     "court", "boulevard", "saint", "family", "county", "city", "north", "south", "east", "west",
 })
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
 _MAX_CACHE = 200_000
 _ATTEMPTS = 12
 
@@ -408,6 +410,10 @@ class SurrogateGenerator:
                 roles.append("suffix")
             elif len(w.group(0)) == 1 or (w.group(0).isupper() and len(w.group(0)) <= 2 and after == "."):
                 roles.append("initial")
+            elif w.group(0).islower() and low in SURNAME_PARTICLES and i < len(words) - 1:
+                # "Van der Holt", "de Souza": a particle names no one and stays as written; a
+                # surname in its place ("Reed mcdaniel Obrien") reads as two names
+                roles.append("title")
             else:
                 roles.append("word")
         surname = _surname_index(text, words, roles)

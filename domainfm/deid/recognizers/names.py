@@ -25,9 +25,10 @@ _DOTTED_INITIALS = re.compile(r"(?:[A-Z]\.){2,3}")  # "Z.Q." signing a note
 _TITLE_CASE = re.compile(r"[A-Z][a-z]+(?:['-][A-Za-z][a-z]+)?")
 # an initial right before a name already found ("PER H. CARVER", "k. o'casey")
 _INITIAL_BEFORE = re.compile(r"(?:^|(?<=[\s(,;:/]))(?P<i>[A-Za-z])\.\s?$")
-# the second part of a double-barrelled surname glued on by a hyphen ("Dallow-Venn"), which the
-# tokenizer splits off: it was left in clear beside the surrogate of the first part
-_HYPHEN_PART = re.compile(r"-(?P<w>[A-Za-z][A-Za-z']*[A-Za-z])\b")
+# the second part of a double-barrelled surname glued on by a hyphen ("Dallow-Venn"), or a second
+# name after a slash ("Attending: Quorvane/Tillet"), which the tokenizer splits off: it was left in
+# clear beside the surrogate of the first
+_HYPHEN_PART = re.compile(r"(?P<sep>[-/])(?P<w>[A-Za-z][A-Za-z']*[A-Za-z])\b")
 _GLUED_TITLE = re.compile(
     r"(?:(?<![A-Za-z.])(?P<t>(?i:drs?|mrs?|ms))\.(?=[A-Za-z])"      # "DR.GOLINI"
     r"|(?<=[a-z]\.)(?P<t2>(?i:drs?))\.?\s+)"                        # "ok.dr vascuez"
@@ -114,10 +115,24 @@ class NameRecognizer(TokenRecognizer):
             return word[0].isupper() and not vocab.is_english(low)
         return not vocab.is_english(low)
 
+    def _particle_before_name(self, w: Words, k: int, shape: DocShape) -> int | None:
+        """The token after the surname particles starting at k ("der" of "Van der Holt", up to
+        two), when it could be part of a name in the note's case; None when k is no particle."""
+        j = k
+        while j < w.n and j - k < 2 and w.lower[j] in vocab.SURNAME_PARTICLES:
+            j += 1
+        if j == k or j >= w.n or not namey(w.text[j]) or w.lower[j] in _SPACY_STOP:
+            return None
+        if shape.mixed:
+            return j if w.text[j][:1].isupper() else None
+        return j if w.lower[j] in self.names or not vocab.is_english(w.lower[j]) else None
+
     def _continues(self, w: Words, k: int, shape: DocShape, first_word: str) -> bool:
         word, low = w.text[k], w.lower[k]
         if self._record_cue(w, k):
             return False  # "John A. DOB: ...", "Pt John A. MRN ...": the field after the name
+        if low in vocab.SURNAME_PARTICLES:
+            return self._particle_before_name(w, k, shape) is not None
         if _INITIAL.fullmatch(word) and word != "I":
             return k + 1 < w.n and self._continues(w, k + 1 + (w.text[k + 1] == "."), shape, first_word) \
                 if k + 1 < w.n else False
@@ -139,7 +154,7 @@ class NameRecognizer(TokenRecognizer):
             j += 1
         if j >= w.n:
             return None
-        k = j
+        k = self._particle_before_name(w, j, shape) or j  # "Dr. de Vexa": the particle opens the name
         # an initial first: "Dr. J. Smith", "K. FENWICK", "Attending: C.K. Herring"
         initial = _INITIAL.fullmatch(w.text[k]) and w.text[k] != "I" or _DOTTED_INITIALS.fullmatch(w.text[k])
         if initial and k + 1 < w.n:
@@ -312,15 +327,21 @@ class NameRecognizer(TokenRecognizer):
                       found.recognition_metadata[RecognizerResult.RECOGNIZER_NAME_KEY])
 
     def _with_hyphen_part(self, text: str, found, shape: DocShape):
-        """The name widened to a surname part glued on by a hyphen ("Tamsey Dallow-Venn"), written in
+        """The name widened to a surname part glued on by a hyphen ("Tamsey Dallow-Venn") or a name
+        after a slash ("Quorvane/Tillet"), written in
         the name's case where the note's case says something; a lower-case part ("Smith-ordered")
         or an English word in a note of one case ("SMITH-AWARE", "smith-aware") is no part of it."""
         end = found.end
         while (m := _HYPHEN_PART.match(text, end)) is not None:
             part = m.group("w")
             # in a note of one case, capitals say nothing: an English word is no part of a name
-            if shape.mixed and not _TITLE_CASE.fullmatch(part) or not shape.mixed and vocab.is_english(part.lower()) \
-                    or shape.upper and not part.isupper() or (part.lower() in self.stop and part.lower() not in self.names):
+            low = part.lower()
+            if shape.mixed and not _TITLE_CASE.fullmatch(part) or not shape.mixed and vocab.is_english(low) \
+                    or shape.upper and not part.isupper() or (low in self.stop and low not in self.names):
+                break
+            # after a slash stands a word as often as a name ("Dr. Smith/Cardiology"): a listed name or
+            # a word no lexicon knows
+            if m.group("sep") == "/" and (vocab.is_english(low) and low not in self.names or low in vocab.CLINICAL_VOCAB):
                 break
             end = m.end()
         if end == found.end:
@@ -615,6 +636,10 @@ class NameRecognizer(TokenRecognizer):
                     first = k if first is None else first
                     last = k
                     k += 1 + (k + 1 < w.n and w.text[k + 1] == ".")
+                    continue
+                if (after := self._particle_before_name(w, k, shape)) is not None and self._could_follow(w, after, shape):
+                    first = k if first is None else first  # "Name: de Souza-Prell, Amalia"
+                    k = after
                     continue
                 if word == "," and words and not comma and k + 1 < w.n and self._could_follow(w, k + 1, shape):
                     comma = True  # "QUINTAVIUS, ZORBLAX"

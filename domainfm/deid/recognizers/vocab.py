@@ -75,6 +75,11 @@ tim timmy tina toby tom tommy tony trish val vic vicki vinny walt wally wil will
 # clinicians named by their role ("attending Okafor", "PCP Lindqvist", "covering intern Abara"); words
 # ending like a specialist ("cardiologist", "physician", "psychiatrist", "therapist") count too
 # (:func:`is_role_noun`)
+# surname particles ("Van der Holt", "de la Vexa", "de Souza"): closed-class words of naming
+# conventions; the detector joins them to the name after them, the surrogate keeps them
+SURNAME_PARTICLES = frozenset("van von der den de del della dei di da das do dos du la le les ter ten bin ibn al el"
+                              .split())
+
 ROLE_NOUNS = _words(
     "attending attendings resident residents intern interns fellow fellows ho hos pcp pcps hospitalist surgeon "
     "surgeons anesthesia housestaff house-officer practitioner practitioners provider providers "
