@@ -933,3 +933,22 @@ def test_a_word_after_a_slash_or_a_particle_is_no_name(clinical, text, name):
     start = text.index(name)
     assert [(d.start, d.end) for d in clinical.detect_text(text) if coarse(d.label) == "NAME"] == \
         [(start, start + len(name))]
+
+
+@pytest.mark.parametrize("text,place", [
+    ("Pt was transferred from OSH (Brackmoor) for cath.", "Brackmoor"),
+    ("to SNF (Quorby Manor) on arrival.", "Quorby Manor"),
+    ("Works at Tovrin Paper Mill as a foreman.", "Tovrin Paper Mill"),
+    ("Her son attends the Pellston High School.", "Pellston High School"),
+    ("Was at the Quorvane Street shelter.", "Quorvane Street"),
+])
+def test_facility_asides_institutions_and_bare_streets_are_places(clinical, text, place):
+    start = text.index(place)
+    assert (start, start + len(place)) in {(d.start, d.end) for d in clinical.detect_text(text)
+                                           if coarse(d.label) == "LOCATION"}
+
+
+@pytest.mark.parametrize("text", ["OSH (MRI done) report.", "OSH (Lasix given).", "Graduated from high school.",
+                                  "Works at a paper mill. Power Plant worker. Plant based diet."])
+def test_words_in_brackets_or_before_an_institution_word_are_no_place(clinical, text):
+    assert clinical.detect_text(text) == []

@@ -41,6 +41,9 @@ class PlaceRecognizer(TokenRecognizer):
     # heads that are everyday words too ("went home", "the house"): a facility only when a word
     # before them is no English word ("Blaxzo House", "Glavera Nursing Home")
     weak_heads = frozenset("house home".split())
+    # places of work and study, named like facilities ("Pellston High School", "Tovrin Paper Mill"):
+    # as weak as "home" (an unknown word must be among them), and a place, not a hospital
+    institution_heads = frozenset("school college academy university mill factory plant shipyard".split())
     # street types after a street's name with no house number ("on Zorvale St.")
     street_types = frozenset("st street ave avenue rd road blvd boulevard lane ln".split())
 
@@ -78,7 +81,7 @@ class PlaceRecognizer(TokenRecognizer):
             low = w.lower[i]
             is_head = low in self.heads or (low in self.center_heads and i > 0
                                             and w.lower[i - 1] in self.center_modifiers)
-            weak = low in self.weak_heads and (w.text[i][0].isupper() or not shape.mixed)
+            weak = (low in self.weak_heads or low in self.institution_heads) and (w.text[i][0].isupper() or not shape.mixed)
             if (is_head or weak) and i > 0:
                 k = i - 1 - (low in self.center_heads)
                 first = None
@@ -91,8 +94,11 @@ class PlaceRecognizer(TokenRecognizer):
                         and w.lower[t] not in self.modifiers for t in range(first, i)):
                     first = None
                 if first is not None and not all(w.lower[t] in ("st", "saint", "mt") for t in range(first, i)):
-                    out.append(result("HOSPITAL", doc[first].idx, doc[i].idx + len(doc[i].text), 0.75 if is_head else 0.6,
-                                      f"{self.name}:facility"))
+                    out.append(result("LOCATION" if low in self.institution_heads else "HOSPITAL", doc[first].idx,
+                                      doc[i].idx + len(doc[i].text), 0.75 if is_head else 0.6, f"{self.name}:facility"))
+            elif (aside := self._facility_aside(w, i, shape)) is not None:
+                out.append(result("HOSPITAL", doc[aside[0]].idx, doc[aside[1]].idx + len(doc[aside[1]].text), 0.6,
+                                  f"{self.name}:facility_aside"))
             elif (street := self._street_name(w, i, shape)) is not None:
                 out.append(result("LOCATION", doc[street].idx, doc[i].idx + len(doc[i].text), 0.6,
                                   f"{self.name}:street_name"))
@@ -222,6 +228,23 @@ class PlaceRecognizer(TokenRecognizer):
         return len(word) >= 4 and word[0].isupper() and word[1:].islower() and namey(word) \
             and low not in self.stop and low not in self.function_words and not vocab.explained(low)
 
+    # kinds of facility written for the facility's name ("from OSH (Brackmoor)", "to SNF (Quorby Manor)")
+    facility_kinds = frozenset("osh snf ltac ltach ltc rehab nh facility hospital".split())
+
+    def _facility_aside(self, w: Words, i: int, shape: DocShape) -> tuple[int, int] | None:
+        """The name in brackets after a kind of facility ("OSH (Brackmoor)"): up to three words, the
+        first one no list knows; returns its first and last token, or None."""
+        if w.lower[i] not in self.facility_kinds or i + 3 >= w.n or w.text[i + 1] != "(":
+            return None
+        k = i + 2
+        if not (self._unknown_capitalised(w, k) if shape.mixed else
+                namey(w.text[k]) and w.lower[k] not in self.stop and not vocab.is_english(w.lower[k])):
+            return None
+        last = k
+        while last + 1 < w.n and last - k < 2 and w.text[last + 1] != ")" and self._placey(w, last + 1, shape, True):
+            last += 1
+        return (k, last) if last + 1 < w.n and w.text[last + 1] == ")" else None
+
     def _street_name(self, w: Words, i: int, shape: DocShape) -> int | None:
         """"on Zorvale St.", "off Main Street": up to two capitalised words and a street type after
         on/off/at/near, with no house number (numbered streets are a pattern); returns the first
@@ -236,6 +259,8 @@ class PlaceRecognizer(TokenRecognizer):
                 and (w.text[k][0].isupper() if shape.mixed else not vocab.is_english(w.lower[k])):
             first = k
             k -= 1
+        if k > 0 and w.lower[k] == "the":
+            k -= 1  # "at the Quorvane Street shelter"
         if first is None or k < 0 or w.lower[k] not in ("on", "off", "at", "near"):
             return None
         return first
