@@ -84,7 +84,9 @@ def check_numbers(out: Path, sources: dict[str, Path]) -> int:
             m = MD_ROW.match(line)
             if not m:
                 continue
-            value = lookup(docs[m["file"]], _pointer_keys(m["ptr"]))
+            name = Path(m["file"]).name  # the file as the appendix names it (a path when not in the cwd's tree)
+            assert Path(m["file"]).resolve() == sources[name].resolve() or "/" not in m["file"], line
+            value = lookup(docs[name], _pointer_keys(m["ptr"]))
             shown = "yes" if value is True else "no" if value is False else (
                 str(value) if isinstance(value, int) else f"{value:.3f}")
             assert m["value"].strip() == shown, line
@@ -325,8 +327,12 @@ def test_written_cards_pass_the_phi_scan_and_phi_in_evidence_stops_them(tmp_path
 
 
 def test_not_an_audit_folder_and_bad_evidence_files(tmp_path):
-    with pytest.raises(ConfigError, match="not an audit report.json"):
+    with pytest.raises(ConfigError, match="report.json does not exist.* is not an audit folder; run 'domainfm audit'"):
         write_cards(tmp_path, "all")
+    (tmp_path / "report.json").write_text('{"model": {"labels": ["a"]')  # a report cut short
+    with pytest.raises(ConfigError, match="report.json is not readable JSON"):
+        write_cards(tmp_path, "all")
+    (tmp_path / "report.json").unlink()
     bad = tmp_path / "x.json"
     bad.write_text("{}")
     with pytest.raises(ConfigError, match="not a 'domainfm audit-privacy' report"):
@@ -413,7 +419,7 @@ def test_ner_audit_cards(tmp_path):
 
     report = run_ner_audit(predict, ["DOCTOR", "PATIENT"], docs,
                            AuditConfig(group_by=["meta.sex"], n_bootstrap=30, min_group_size=5), "fake")
-    report["privacy"] = {"statement": "unknown", "audit_data_deidentified": False}
+    report["privacy"].update(statement="unknown", audit_data_deidentified=False)
     report["summary"] = findings(report)
     write_report(report, tmp_path / "ner")
     write_cards(tmp_path / "ner", "all")
@@ -493,6 +499,9 @@ def test_cards_describe_the_audited_model_from_any_directory(tmp_path, monkeypat
         del report["model"][key]
     report["model"]["source"] = "model"
     (here / "rep" / "report.json").write_text(json.dumps(report))
+    from domainfm.manifest import write_manifest
+
+    write_manifest(here / "rep", stage="audit", config={}, outputs=[here / "rep" / "report.json"])  # as it wrote it
     result = write_cards(here / "rep", "fda", out_dir=tmp_path / "cards")
     assert "model_manifest" not in {s["role"] for s in result.summary["sources"]}
     assert "no fingerprint" in result.warnings[0]

@@ -176,11 +176,11 @@ def write_cards(audit_dir: str | Path, cards: str | Iterable[str] = "all", *, ou
         texts[f"{stem}.md"] = render_markdown(doc, ev)
         files = [f"{stem}.md"]
         if name == "annex-iv":
-            texts[f"{stem}.json"] = json.dumps(to_json(doc, ev), indent=2, ensure_ascii=False) + "\n"
+            texts[f"{stem}.json"] = json.dumps(to_json(doc, ev), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
             files.append(f"{stem}.json")
         summary["cards"][name] = {"files": files, "completeness": completeness(fields_of(doc)),
                                   "fields": {f"{s.title} / {n}": f.origin for s in doc.sections for n, f in s.fields}}
-    summary_text = json.dumps(summary, indent=2, ensure_ascii=False) + "\n"
+    summary_text = json.dumps(summary, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     hits = _scan({**texts, SUMMARY_FILE: summary_text}, deployer)
     if hits:
         origins = ev.phi_origins()

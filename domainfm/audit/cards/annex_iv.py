@@ -13,7 +13,7 @@ from __future__ import annotations
 from domainfm.audit.cards import facts
 from domainfm.audit.cards.config import DeployerFields
 from domainfm.audit.cards.document import CardDocument, Section
-from domainfm.audit.cards.evidence import Evidence, Filled
+from domainfm.audit.cards.evidence import Evidence, Filled, Metric
 
 TITLE = "EU AI Act technical documentation (Annex IV)"
 
@@ -60,10 +60,7 @@ def build(ev: Evidence, d: DeployerFields) -> CardDocument:
     monitoring.add("Accuracy for the groups the system is used on", facts.bias_examination(ev))
     monitoring.add("Foreseeable unintended outcomes and risks", pick(d, "known_risks", "foreseeable risks to health, "
                                                                       "safety and fundamental rights"))
-    monitoring.add("Choice of metrics", Filled(
-        "Accuracy and macro-F1 for usefulness; per-group accuracy, demographic parity and equalized odds "
-        "differences for discriminatory impact; calibration error and counterfactual flip rates for "
-        "robustness; de-identification recall and memorisation tests for privacy.", "config", ["audit_report"]))
+    monitoring.add("Choice of metrics", _metric_choice(ev, metrics))
     monitoring.metrics = [m for m in metrics if m.source != "deid_eval"]
 
     rest = Section("5", "5.-9. Risk management, changes, standards, conformity, post-market monitoring")
@@ -77,6 +74,32 @@ def build(ev: Evidence, d: DeployerFields) -> CardDocument:
              "from the audit report and the model's lineage. It documents the model component; the provider "
              "completes the points that concern the whole system and its placing on the market.")
     return CardDocument("annex-iv", TITLE, intro, [general, development, data, monitoring, rest])
+
+
+def _metric_choice(ev: Evidence, metrics: list[Metric]) -> Filled:
+    """Point 4: the metrics chosen for each purpose, as far as the cards show results of them;
+    a purpose with none says "not measured" rather than naming a metric nobody computed."""
+    ner = ev.task == "ner"
+
+    def has(text: str) -> bool:
+        return any(text in m.label for m in metrics)
+
+    purposes = {
+        "Usefulness": [("entity precision, recall and F1" if ner else "accuracy, macro-F1 and per-class F1",
+                        any(m.group == "usefulness" for m in metrics))],
+        "Discriminatory impact": [(f"per-group {'F1' if ner else 'accuracy'}",
+                                   any(m.group == "fairness" for m in metrics)),
+                                  ("the gaps between groups", has(" gap across ")),
+                                  ("demographic parity and equalized odds differences",
+                                   has("demographic parity difference"))],
+        "Robustness": [("calibration error", has("calibration error")),
+                       ("counterfactual flip rates", has("prediction flip rate"))],
+        "Privacy": [("de-identification recall", any(m.source == "deid_eval" for m in metrics)),
+                    ("memorisation tests", any(m.source == "privacy_audit" for m in metrics))],
+    }
+    text = " ".join(f"{purpose}: {', '.join(what for what, done in choices if done) or 'not measured'}."
+                    for purpose, choices in purposes.items())
+    return Filled(text, "config", sorted({m.source for m in metrics} | {"audit_report"}))
 
 
 def _design(ev: Evidence) -> Filled:

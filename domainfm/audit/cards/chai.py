@@ -211,11 +211,17 @@ def _bias_mitigation(ev: Evidence, d: DeployerFields) -> Filled:
     weights = (cfg.get("train") or {}).get("class_weights")
     if weights is not None:
         parts.append(f"class weights during fine-tuning: {weights}")
-    parts.append("subgroup performance, fairness gaps and counterfactual swaps measured before release "
-                 "(KeyMetrics)")
+    measured = ev.metrics()
+    checks = [what for what, done in (
+        ("subgroup performance", any(m.group == "fairness" for m in measured)),
+        ("fairness gaps", any(" gap across " in m.label for m in measured)),
+        ("counterfactual swaps", any(m.label.startswith("prediction flip rate") for m in measured))) if done]
+    if checks:
+        parts.append(f"{', '.join(checks)} measured before release (KeyMetrics)")
     base = Filled("Recorded measures: " + "; ".join(parts) + ".", "evidence",
-                  [s for s in ("model_manifest", "audit_report") if s in ev.sources])
-    return facts.joined(base, deployer_addition=d.get("bias_mitigation"))
+                  [s for s in ("model_manifest", "audit_report") if s in ev.sources]) if parts else None
+    return facts.joined(base, deployer_addition=d.get("bias_mitigation")) or Filled.missing(
+        "bias mitigation approaches", "none recorded or measured; cards.yaml: bias_mitigation")
 
 
 def _interpretation(group: str, chosen: list[Metric]) -> str:
@@ -236,6 +242,21 @@ def _interpretation(group: str, chosen: list[Metric]) -> str:
     return f"{head.label}: {fmt(head.value)}{ci}. Each result's ValueJson names its source file and path."
 
 
+#: The test behind each kind of result that is not the audit's own evaluation of its documents.
+_TESTS = {"flip": "counterfactual invariance tests", "deid_eval": "de-identification scored against gold PHI",
+          "privacy_audit": "memorisation audit (domainfm audit-privacy)"}
+
+
+def _test_type(ev: Evidence, chosen: list[Metric]) -> str:
+    """The tests the results came from: only those that were run (no counterfactual test is
+    claimed without a flip rate, nor a held-out test when the documents were not held out)."""
+    if not chosen:
+        return "Not measured."
+    kinds = ["flip" if m.label.startswith("prediction flip rate") else m.source for m in chosen]
+    tests = [facts.evaluation_kind(ev)] if "audit_report" in kinds else []
+    return "; ".join(tests + [_TESTS[k] for k in _TESTS if k in kinds])
+
+
 def _key_metric(el, parent, name: str, group: str, chosen: list[Metric], ev: Evidence, filled: dict) -> None:
     node = el(parent, name)
     el(node, "MetricGoal", GOALS[group])
@@ -248,11 +269,10 @@ def _key_metric(el, parent, name: str, group: str, chosen: list[Metric], ev: Evi
     for m in chosen:
         result = el(results, "MetricResult")
         el(result, "Label", m.label)
-        el(result, "ValueJson", json.dumps(m.value_json(ev.sources), ensure_ascii=False))
+        el(result, "ValueJson", json.dumps(m.value_json(ev.sources), ensure_ascii=False, allow_nan=False))
     if chosen:
         filled[f"KeyMetrics/{name}"] = Filled(f"{len(chosen)} results", "evidence", sorted({m.source for m in chosen}))
     el(node, "Interpretation", _interpretation(group, chosen))
-    el(node, "TestType", "Retrospective held-out evaluation (internal validation); counterfactual invariance tests"
-       if group != "usefulness" else "Retrospective held-out evaluation (internal validation)")
+    el(node, "TestType", _test_type(ev, chosen))
     el(node, "TestingDataDescription", facts.testing_data(ev).text)
     el(node, "ValidationProcessAndJustification", facts.validation_process(ev).text)

@@ -53,8 +53,10 @@ def fields_of(doc: CardDocument) -> list[Filled]:
 
 def metric_row(m: Metric, ev: Evidence) -> dict[str, Any]:
     src = ev.sources.get(m.source)
+    # the file as the appendix names it: a pipeline's audit, privacy audit and de-id evaluation
+    # are all called report.json, so the bare name would send a reviewer to the wrong file
     return {"label": m.label, "value": m.value, "ci": m.ci, "unit": m.unit, "n": m.n,
-            "file": src.path.rsplit("/", 1)[-1] if src else m.source, "pointer": pointer(m.path),
+            "file": src.path if src else m.source, "pointer": pointer(m.path),
             "value_json": m.value_json(ev.sources)}
 
 

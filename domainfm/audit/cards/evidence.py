@@ -91,6 +91,12 @@ def lookup(obj: Any, path: Sequence[str]) -> Any:
     return obj
 
 
+def _finite(value: Any) -> bool:
+    import math
+
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def fmt(value: Any) -> str:
     """How a card writes a number (the JSON ``ValueJson`` keeps full precision)."""
     if value is None:
@@ -155,17 +161,55 @@ def load_deid_eval(path: str | Path) -> dict[str, Any]:
 
 
 #: What every audit report.json holds; a file without one of them is not an audit report, or
-#: was written by a domainfm version whose report had another shape.
+#: was written by a domainfm version whose report had another shape (one from before the audit
+#: vetted its group values for identifiers, which the cards print, lacks the last).
 REPORT_KEYS = (("model",), ("data",), ("performance",), ("model", "labels"), ("performance", "overall"),
-               ("performance", "by_attribute"))
+               ("performance", "by_attribute"), ("privacy",), ("privacy", "identifying_groups"))
+#: The type the cards read each key as, checked where the key is present ('*': every entry of
+#: the mapping or list above it), so a hand-edited or truncated report is refused naming the key
+#: instead of failing half-way through a card.
+REPORT_SHAPE: dict[tuple[str, ...], type] = {
+    ("model",): dict, ("model", "labels"): list, ("model", "labels", "*"): str,
+    ("data",): dict, ("data", "attributes"): dict, ("data", "attributes", "*"): dict,
+    ("data", "attributes", "*", "groups"): dict, ("data", "attributes", "*", "small_groups"): list,
+    ("data", "label_distribution"): dict,
+    ("performance",): dict, ("performance", "overall"): dict, ("performance", "by_attribute"): dict,
+    ("performance", "by_attribute", "*"): dict, ("performance", "by_attribute", "*", "groups"): dict,
+    ("performance", "by_attribute", "*", "groups", "*"): dict, ("performance", "by_attribute", "*", "gaps"): dict,
+    ("privacy",): dict, ("privacy", "identifying_groups"): dict,
+    ("calibration",): dict, ("robustness",): dict, ("robustness", "*"): dict, ("explanations",): dict,
+    ("definitions",): dict, ("config",): dict, ("summary",): list, ("summary", "*"): dict,
+    ("warnings",): list, ("warnings", "*"): str,
+}
+_TYPE_NAMES = {dict: "an object", list: "a list", str: "text"}
+
+
+def _entries(report: Any, path: tuple[str, ...]) -> Iterable[tuple[list[str], Any]]:
+    """``(keys, value)`` of every present key matching ``path`` (``*`` expanded)."""
+    found: list[tuple[list[str], Any]] = [([], report)]
+    for key in path:
+        step = []
+        for keys, obj in found:
+            if key == "*":
+                items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+                step += [([*keys, str(k)], v) for k, v in items]
+            elif isinstance(obj, dict) and key in obj:
+                step.append(([*keys, key], obj[key]))
+        found = step
+    return found
 
 
 def check_report(report: Any, path: Path) -> dict[str, Any]:
-    """``report`` when it has the shape the cards read (:data:`REPORT_KEYS`).
+    """``report`` when it has the shape the cards read (:data:`REPORT_KEYS`, :data:`REPORT_SHAPE`).
 
     Raises:
-        ConfigError: naming the first missing key.
+        ConfigError: naming the file and the first missing or mistyped key.
     """
+    if report is None:
+        what = "does not exist" if not path.is_file() else "is not readable JSON (truncated, or not a report)"
+        raise ConfigError(f"{path} {what}: the cards are filled from the report.json 'domainfm audit' writes, so "
+                          f"{path.parent} is not an audit folder; run 'domainfm audit' first, or give the folder it "
+                          "wrote")
     if not isinstance(report, dict):
         raise ConfigError(f"{path} is not an audit report.json (run 'domainfm audit' first; the cards are filled "
                           "from its numbers)")
@@ -174,7 +218,36 @@ def check_report(report: Any, path: Path) -> dict[str, Any]:
         if not isinstance(parent, dict) or key[-1] not in parent:
             raise ConfigError(f"{path} has no '{'.'.join(key)}': it is not an audit report.json, or one from another "
                               "domainfm version (run 'domainfm audit' again to write the cards from it)")
+    try:  # JSON may escape half a UTF-16 pair ("\ud800"); no card file can encode it
+        json.dumps(report, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"{path} holds a lone UTF-16 surrogate escape (e.g. \\ud800), which 'domainfm audit' never "
+                          "writes and no card can encode: the file was edited; run 'domainfm audit' again") from None
+    for shape, kind in REPORT_SHAPE.items():
+        for keys, value in _entries(report, shape):
+            if not isinstance(value, kind):
+                raise ConfigError(f"{path}: '{'.'.join(keys)}' must be {_TYPE_NAMES[kind]}, got "
+                                  f"{type(value).__name__}: the file is not the report 'domainfm audit' wrote (edited "
+                                  "or from another version); run 'domainfm audit' again to write the cards from it")
     return report
+
+
+def check_manifest(report_path: Path, manifest_path: Path) -> None:
+    """Refuse a report.json that its audit folder's manifest does not list among the audit's
+    outputs (by sha256): edited after the audit, or copied in from another run, its numbers are
+    not the audit's. A folder without an audit manifest (a copied report) has nothing to check.
+
+    Raises:
+        ConfigError: naming both files and the fix.
+    """
+    from domainfm.manifest import sha256_file
+
+    manifest = _read_json(manifest_path)
+    audit_manifest = isinstance(manifest, dict) and manifest.get("stage") == "audit"
+    if audit_manifest and not _wrote(manifest, sha256_file(report_path)):
+        raise ConfigError(f"{report_path} is not the report the audit wrote ({manifest_path} records another sha256 "
+                          "for it: it was edited, or copied in from another run); a card must carry the audit's own "
+                          "numbers: run 'domainfm audit' again, or restore the report.json it wrote")
 
 
 def _wrote(manifest: dict[str, Any], sha256: Any) -> bool:
@@ -217,6 +290,7 @@ class Evidence:
         self.audit_dir = Path(audit_dir)
         report_path = self.audit_dir / "report.json"
         self.report: dict[str, Any] = check_report(_read_json(report_path), report_path)
+        check_manifest(report_path, self.audit_dir / "manifest.json")
         #: what the cards could not verify and say so (also printed as warnings)
         self.warnings: list[str] = []
         self._add("audit_report", report_path, "audit results (report.json)")
@@ -244,6 +318,10 @@ class Evidence:
         if privacy_audit is not None:
             self.privacy = load_privacy_audit(privacy_audit)
             self._add("privacy_audit", Path(privacy_audit), "privacy audit (domainfm audit-privacy)")
+            subject, kind = self.privacy_subject()
+            if kind == "another model":
+                self.warnings.append(f"--privacy-audit {privacy_audit} audited {subject}; the cards say so beside its "
+                                     "results")
         if cards_config is not None:
             self._add("cards_config", Path(cards_config), "deployer fields (cards.yaml)")
 
@@ -325,6 +403,24 @@ class Evidence:
                 origins.append(f"--privacy-audit {self.privacy_path} (its 'statement')")
         return origins
 
+    def privacy_subject(self) -> tuple[str, str | None]:
+        """Which model the ``--privacy-audit`` report audited: ``(as the cards name it, kind)``,
+        kind ``this model``, ``base model`` (the pipeline's privacy stage audits the pretrained
+        model the classifier was fine-tuned from), ``another model`` or None (not named)."""
+        audited = lookup(self.privacy, ("model", "path"))
+        if not isinstance(audited, str) or not audited:
+            return "a model its report does not name", None
+
+        def same(other: Any) -> bool:
+            return isinstance(other, str) and Path(audited).resolve() == Path(other).resolve()
+
+        name = Path(audited).name
+        if same(self.report["model"].get("path")):
+            return "this model", "this model"
+        if same(self.base_model()):
+            return f"the base model it was fine-tuned from ({name})", "base model"
+        return f"another model ({name}), neither this model nor its recorded base model", "another model"
+
     def base_model(self) -> str | None:
         return ((self.task_info or {}).get("base_model") or {}).get("name")
 
@@ -336,10 +432,11 @@ class Evidence:
     def _m(self, group, label, path, unit, *, ci_path=None, n=None, note=None, source="audit_report") -> Metric | None:
         doc = {"audit_report": self.report, "deid_eval": self.deid_eval, "privacy_audit": self.privacy}[source]
         value = lookup(doc, path)
-        if not isinstance(value, (int, float)):
+        if not _finite(value):  # NaN or inf is no measurement (the audit writes null), and not JSON
             return None
         ci = lookup(doc, ci_path) if ci_path else None
-        ci = ci if isinstance(ci, list) and len(ci) == 2 and all(isinstance(c, (int, float)) for c in ci) else None
+        ci = ci if isinstance(ci, list) and len(ci) == 2 and all(_finite(c) for c in ci) else None
+        n = n if isinstance(n, int) and not isinstance(n, bool) and n >= 0 else None
         return Metric(group, label, value, unit, source, tuple(path), ci, tuple(ci_path) if ci_path else None, n, note)
 
     def metrics(self) -> list[Metric]:
@@ -433,12 +530,14 @@ class Evidence:
         if not isinstance(self.privacy, dict):
             return
         p = self.privacy
-        yield self._m("safety", "highest canary exposure (bits)", ("exposure", "max_exposure"), "bits",
+        kind = self.privacy_subject()[1]
+        of = f", {kind}" if kind in ("base model", "another model") else ""  # not this model's own result
+        yield self._m("safety", f"highest canary exposure (bits){of}", ("exposure", "max_exposure"), "bits",
                       source="privacy_audit")
         strongest = lookup(p, ("membership", "strongest"))
         if strongest:
             att = ("membership", "attacks", strongest)
-            yield self._m("safety", f"membership-inference AUC ({strongest} attack)", (*att, "auc"), "AUC",
+            yield self._m("safety", f"membership-inference AUC ({strongest} attack){of}", (*att, "auc"), "AUC",
                           ci_path=(*att, "auc_ci"), source="privacy_audit")
-        yield self._m("safety", "identifiers regurgitated beyond chance", ("regurgitation", "beyond_chance"), "count",
-                      source="privacy_audit")
+        yield self._m("safety", f"identifiers regurgitated beyond chance{of}", ("regurgitation", "beyond_chance"),
+                      "count", source="privacy_audit")

@@ -166,12 +166,27 @@ def largest_gap(ev: Evidence) -> Metric | None:
     return max(gaps, key=lambda m: m.value or 0, default=None)
 
 
+def _intervals(ev: Evidence) -> str:
+    """Which of the fairness results carry a 95% interval: none without bootstrap resamples, and
+    an NER audit's F1 gaps never do."""
+    fairness = [m for m in ev.metrics() if m.group == "fairness" and m.ci]
+    per_group = any(" gap across " not in m.label for m in fairness)
+    gaps = any(" gap across " in m.label for m in fairness)
+    if per_group and gaps:
+        return ", with 95% bootstrap intervals per group and for each gap"
+    if per_group or gaps:
+        return f", with 95% bootstrap intervals {'per group (the gaps have none)' if per_group else 'for each gap'}"
+    return "; confidence intervals: not measured"
+
+
 def bias_examination(ev: Evidence) -> Filled:
     """Article 10(2)(f)/(g): what was examined for bias and what it found."""
     attrs = list((ev.report["data"].get("attributes") or {}))
+    if not attrs:
+        return Filled("Performance across groups: not measured (the audit grouped the documents by no attribute).",
+                      "evidence", ["audit_report"])
     both = " (and their pairwise intersections)" if lookup(ev.report, ("config", "intersections")) and len(attrs) > 1 else ""
-    text = (f"Performance was compared across {', '.join(attrs) or 'no attributes'}{both}, with 95% bootstrap "
-            f"intervals per group and for each gap. ")
+    text = f"Performance was compared across {', '.join(attrs)}{both}{_intervals(ev)}. "
     gap = largest_gap(ev)
     if gap is not None:
         ci = f" (95% CI {fmt(gap.ci[0])}-{fmt(gap.ci[1])})" if gap.ci else ""
@@ -226,7 +241,8 @@ def privacy(ev: Evidence) -> Filled:
     mem = (ev.report.get("privacy") or {}).get("memorization") or {}
     if ev.privacy is not None:
         gate = "passed" if lookup(ev.privacy, ("gate", "passed")) else "did not pass"
-        parts.append(f"Memorisation audit (domainfm audit-privacy): {ev.privacy.get('statement')}; release gate {gate}.")
+        parts.append(f"Memorisation audit (domainfm audit-privacy) of {ev.privacy_subject()[0]}: "
+                     f"{ev.privacy.get('statement')}; release gate {gate}.")
         sources.append("privacy_audit")
     elif mem.get("statement"):
         parts.append(f"Memorisation audit of the pretrained model: {mem['statement']}")
@@ -244,10 +260,26 @@ def summary(ev: Evidence) -> Filled:
     return Filled(text, "evidence", ["audit_report"])
 
 
+def evaluation_kind(ev: Evidence) -> str:
+    """What kind of test the audit was, by which documents it read: only the pipeline knows
+    whether they were held out from fine-tuning (``audit_scope``)."""
+    return {"eval": "Retrospective held-out evaluation (internal validation)",
+            "all": "Retrospective in-sample evaluation: the documents include the training data (not an independent "
+                   "test)"}.get(ev.audit_scope, "Retrospective evaluation on the documents given to the audit (whether "
+                                                "they were held out from training is not recorded)")
+
+
 def validation_process(ev: Evidence) -> Filled:
+    """How the numbers were obtained, naming only the methods whose results the cards show."""
     d = ev.report.get("definitions") or {}
-    parts = [d.get("ci"), d.get("gap_ci"), d.get("ece"), d.get("multiclass_fairness")]
-    text = ("Held-out evaluation by domainfm audit. " + "; ".join(p for p in parts if p) + ".")
+    measured = ev.metrics()
+    with_ci = [m for m in measured if m.ci]
+    parts = [d.get("ci") if with_ci else "confidence intervals: not measured",
+             d.get("gap_ci") if any(" gap across " in m.label for m in with_ci) else None,
+             d.get("ece") if any(m.label == "expected calibration error" for m in measured) else None,
+             d.get("multiclass_fairness") if any(" gap across " in m.label for m in measured) else None]
+    kind = evaluation_kind(ev)
+    text = f"By domainfm audit: {kind[0].lower()}{kind[1:]}. " + "; ".join(str(p) for p in parts if p) + "."
     return Filled(text, "config", ["audit_report"])
 
 
