@@ -136,16 +136,29 @@ def write_manifest(
     counts: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write the manifest for ``output`` and return its path."""
+    """Write the manifest for ``output`` and return its path.
+
+    Every input and output is recorded with its path as given and, when it lies inside the run
+    folder around ``output`` (:func:`run_folder_of`), its path relative to the manifest's folder
+    (``"relative": "../deid/corpus.jsonl"``): a copied or moved run folder then traces its own
+    files back to ``domainfm deid`` (:func:`check_deidentified`), not the original's.
+    """
     from domainfm import __version__
+
+    path = manifest_path_for(output)
+
+    def recorded(p: str | os.PathLike) -> dict[str, Any]:
+        described = describe_input(p)
+        relative = _relative_within(p, path.parent, run_folder_of(output))
+        return described if relative is None else {**described, "relative": relative}
 
     manifest = {
         "stage": stage,
         "domainfm_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": to_dict(config),
-        "inputs": [describe_input(p) for p in inputs],
-        "outputs": [describe_input(p) for p in outputs if Path(p).exists()],
+        "inputs": [recorded(p) for p in inputs],
+        "outputs": [recorded(p) for p in outputs if Path(p).exists()],
         "counts": counts or {},
         "environment": {
             "python": sys.version.split()[0],
@@ -155,7 +168,6 @@ def write_manifest(
         },
         **(extra or {}),
     }
-    path = manifest_path_for(output)
     write_json_atomic(path, manifest)
     return path
 
@@ -166,6 +178,69 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, **dumps: Any) -> None:
     from domainfm.corpus.io import write_text_atomic
 
     write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False, **dumps) + "\n")
+
+
+# --------------------------------------------------------------------------------------------
+# Paths in a folder that is copied or moved: a run folder holds one folder per stage
+# (``run_dir/<stage>/<output>``), and a stage's manifest records the previous stage's output, a
+# LoRA fine-tune its base model, a checkpoint its config. Recorded inside the run folder, such a
+# path is read at the same place relative to where the record lies now; outside it (the corpus,
+# a hub model) it stays as recorded.
+
+
+def run_folder_of(output: str | os.PathLike) -> Path:
+    """The folder that holds ``output``'s stage folder (``run/chunk/chunks.jsonl`` and
+    ``run/finetune/model`` -> ``run``): the paths inside it move with a copied run folder."""
+    return Path(os.path.abspath(output)).parent.parent
+
+
+def _relative_within(path: str | os.PathLike, folder: Path, root: Path) -> str | None:
+    """``path`` relative to ``folder`` (``../deid/corpus.jsonl``) when it lies inside ``root``;
+    None outside it, or when ``root`` is a drive's root (everything would lie inside it)."""
+    target, root = Path(os.path.abspath(path)), Path(os.path.abspath(root))
+    if root == Path(root.anchor) or not target.is_relative_to(root):
+        return None
+    return Path(os.path.relpath(target, os.path.abspath(folder))).as_posix()
+
+
+def relocate(recorded: str | os.PathLike, was: str | os.PathLike, now: str | os.PathLike) -> Path | None:
+    """Where ``recorded``, a path written down by the stage whose output was at ``was``, lies now
+    that the output is at ``now``: the same place relative to the output, when it lay inside the
+    output's run folder (:func:`run_folder_of`); None when it lay outside it.
+
+    Both recorded paths are read as the stage named them (relative ones to the same working
+    folder, so their relation holds).
+
+    Example:
+        >>> relocate("/old/run/pretrain/model", "/old/run/finetune/model", "/new/run/finetune/model")
+        PosixPath('/new/run/pretrain/model')
+    """
+    relative = _relative_within(recorded, Path(was), run_folder_of(was))
+    return None if relative is None else Path(os.path.normpath(Path(now) / relative))
+
+
+def _locate(entry: dict[str, Any], folder: Path) -> tuple[Path, str | None] | None:
+    """The file an input or output entry of the manifest in ``folder`` names, where it is now, and
+    the content hash it was checked against: at its ``relative`` path from ``folder`` first (a
+    copied run folder's own file), else at its recorded ``path``. When the entry records a
+    sha256, only a file with that content counts; None when no candidate has it (or, for an entry
+    without a hash, none exists)."""
+    recorded = Path(str(entry.get("path", "")))
+    candidates = [folder / str(entry["relative"])] if isinstance(entry.get("relative"), str) else []
+    candidates.append(recorded)
+    if not recorded.is_absolute():  # recorded relative to where the stage ran: beside its manifest here
+        candidates.append(folder / recorded.name)
+    expected = entry.get("sha256")
+    tried = set()
+    for candidate in candidates:
+        if os.path.abspath(candidate) in tried or not candidate.exists():
+            continue
+        tried.add(os.path.abspath(candidate))
+        if not expected:
+            return candidate, None
+        if describe_input(candidate).get("sha256") == expected:
+            return candidate, expected
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -197,7 +272,8 @@ def check_deidentified(paths: Iterable[str | os.PathLike]) -> list[InputProvenan
     return [_trace(Path(p), depth=0) for p in paths]
 
 
-def _trace(path: Path, depth: int) -> InputProvenance:
+def _trace(path: Path, depth: int, digest: str | None = None) -> InputProvenance:
+    """:func:`check_deidentified` for one file; ``digest``: its sha256 when the caller has it."""
     if depth > 8:
         return InputProvenance(str(path), False, "manifest chain deeper than 8 stages")
     manifest_file = manifest_path_for(path)
@@ -219,7 +295,7 @@ def _trace(path: Path, depth: int) -> InputProvenance:
     if hashed and path.is_file():
         # By content, not by name: a manifest copied beside another file (or beside an edited
         # one) vouches for nothing the stage did not write.
-        digest = sha256_file(path)
+        digest = digest or sha256_file(path)
         if not any(o["sha256"] == digest for o in hashed):
             if any(Path(str(o.get("path", ""))).name == path.name for o in hashed):
                 return InputProvenance(str(path), False, f"changed since {stage or 'its'} stage wrote it (hash differs)")
@@ -232,11 +308,18 @@ def _trace(path: Path, depth: int) -> InputProvenance:
         if not parents:
             return InputProvenance(str(path), False, f"{manifest_file.name}: chunk manifest lists no inputs")
         for parent in parents:
-            candidate = Path(parent["path"])
-            if not candidate.is_absolute() and not candidate.exists():
-                candidate = manifest_file.parent / candidate.name
-            traced = _trace(candidate, depth + 1)
+            # the chunked file by its content: a copied run folder's own first, never another file
+            # left at the recorded path
+            found = _locate(parent, manifest_file.parent)
+            if found is None:
+                relative = parent.get("relative")
+                where = [os.path.normpath(manifest_file.parent / relative)] if isinstance(relative, str) else []
+                return InputProvenance(str(path), False, f"{manifest_file.name}: the file it was chunked from is not "
+                                                         f"at {' or '.join(where + [str(parent['path'])])} (or has "
+                                                         "changed since: hash differs); re-run 'domainfm chunk' on "
+                                                         "the de-identified file")
+            traced = _trace(found[0], depth + 1, found[1])
             if not traced.deidentified:
-                return InputProvenance(str(path), False, f"chunked from {candidate}: {traced.evidence}")
+                return InputProvenance(str(path), False, f"chunked from {found[0]}: {traced.evidence}")
         return InputProvenance(str(path), True, f"{manifest_file.name}: chunk of de-identified input")
     return InputProvenance(str(path), False, f"{manifest_file.name}: stage {stage!r}, not deid or chunk")

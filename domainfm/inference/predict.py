@@ -225,6 +225,26 @@ def _sequence_settings(info: dict[str, Any], path: Path) -> tuple[int, LongDocum
         raise _damaged(path, str(exc)) from None
 
 
+def adapter_base(folder: Path, recorded: str) -> str:
+    """The base model a LoRA adapter folder needs, where it is now: a base that lay in the same
+    run folder as the adapter (``run/pretrain/model`` beside ``run/finetune/model``) is read from
+    the run folder the adapter lies in now, so a copied or moved run never loads the original's;
+    anything else (a hub id, a model kept elsewhere) as ``domainfm_task.json`` recorded it.
+
+    Where the folder was written is read off its ``manifest.json`` (the recorded path of its
+    ``domainfm_task.json``); without one, the recorded base is kept.
+    """
+    from domainfm.manifest import relocate
+
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        written = [Path(o["path"]) for o in manifest["outputs"] if Path(o["path"]).name == TASK_FILE]
+    except (OSError, ValueError, TypeError, KeyError):  # no manifest or not ours: nothing says where it was
+        return recorded
+    moved = relocate(recorded, written[0].parent, folder) if written else None
+    return str(moved) if moved is not None and moved.exists() else recorded
+
+
 def load_task_model(model_dir: str | os.PathLike, *, task: str | None = None, device: str | None = None,
                     ner_decoding: str | None = None) -> TaskModel:
     """Load a model folder written by :func:`domainfm.finetune.finetune`.
@@ -266,6 +286,7 @@ def load_task_model(model_dir: str | os.PathLike, *, task: str | None = None, de
             if not isinstance(base, str) or not base:
                 raise _damaged(folder / TASK_FILE, "'base_model.resolved' (the base model the adapter needs) is "
                                                    "missing")
+            base = adapter_base(folder, base)
             if not Path(base).exists() and not ("/" in base and not base.startswith((".", "/"))):
                 raise ModelResolutionError(
                     f"the adapter in {folder} needs its base model {base!r}, which is not here; copy the base "

@@ -43,7 +43,10 @@ def read_state(checkpoint: Path) -> dict[str, Any]:
 
 def latest_resumable(out: Path, config: dict[str, Any], may_change: Any) -> tuple[int, Path, dict[str, Any]] | None:
     """The newest complete checkpoint under ``out`` as ``(step, folder, saved state)``, or None
-    when there is none. A checkpoint written under another config cannot be continued.
+    when there is none. A checkpoint written under another config cannot be continued; one
+    written in a folder since copied or moved to ``out`` is compared with its paths inside the
+    run folder read from there (:func:`relocated_config`), and its trainer state is pointed at
+    ``out``'s own best checkpoint.
 
     Raises:
         ConfigError: the saved config differs from ``config`` in a field outside ``may_change``.
@@ -55,10 +58,52 @@ def latest_resumable(out: Path, config: dict[str, Any], may_change: Any) -> tupl
         return None
     step, checkpoint = found[-1]
     saved = read_state(checkpoint)
-    diffs = config_differences(saved["config"], config, may_change=may_change)
+    was = saved.get("output")  # where it was written; a checkpoint without it is compared as it is
+    recorded = relocated_config(saved["config"], config, was, out) if isinstance(was, str) else saved["config"]
+    diffs = config_differences(recorded, config, may_change=may_change)
     if diffs:
         raise ConfigError(f"cannot resume {out} with a different config ({'; '.join(diffs[:5])})")
+    if isinstance(was, str):
+        _relocate_best_checkpoint(checkpoint, was, out)
     return step, checkpoint, saved
+
+
+def relocated_config(saved: Any, current: Any, was: str | os.PathLike, now: str | os.PathLike) -> Any:
+    """``saved``, a config recorded by a run whose output folder was at ``was``, with each path
+    that lies at the same place relative to the output as ``current``'s does relative to ``now``
+    replaced by ``current``'s: a run folder copied or moved with its inputs is the same run
+    (:func:`domainfm.manifest.relocate`). Paths outside the run folder must match as they are."""
+    from domainfm.manifest import relocate
+
+    if isinstance(saved, dict) and isinstance(current, dict):
+        return {k: relocated_config(v, current[k], was, now) if k in current else v for k, v in saved.items()}
+    if isinstance(saved, list) and isinstance(current, list) and len(saved) == len(current):
+        return [relocated_config(a, b, was, now) for a, b in zip(saved, current)]
+    if isinstance(saved, str) and isinstance(current, str) and saved != current:
+        moved = relocate(saved, was, now)
+        if moved is not None and os.path.abspath(moved) == os.path.abspath(current):
+            return current
+    return saved
+
+
+def _relocate_best_checkpoint(checkpoint: Path, was: str, out: Path) -> None:
+    """Point the best-model path that ``transformers`` keeps in the checkpoint's trainer state at
+    ``out``'s own checkpoint: left pointing into the folder it was written in (``was``), a resumed
+    run that saves no further checkpoint would load the original's best model at its end, or,
+    once that is gone, none (and keep its last one instead)."""
+    path = checkpoint / "trainer_state.json"
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        best = state["best_model_checkpoint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if not isinstance(best, str) or not Path(os.path.abspath(best)).is_relative_to(was):
+        return
+    moved = Path(out) / Path(os.path.abspath(best)).relative_to(was)
+    if moved.is_dir() and os.path.abspath(moved) != os.path.abspath(best):
+        from domainfm.manifest import write_json_atomic
+
+        write_json_atomic(path, {**state, "best_model_checkpoint": str(moved)})
 
 
 def finished_run(out: Path, config: dict[str, Any], may_change: Any, *, stage: str,
@@ -84,9 +129,11 @@ def finished_run(out: Path, config: dict[str, Any], may_change: Any, *, stage: s
         return None
     if not isinstance(manifest, dict) or manifest.get("stage") != stage or not isinstance(metrics, dict):
         return None
-    if not _outputs_present(out, manifest.get("outputs")):
+    was = _written_in(manifest.get("outputs"))
+    if was is None or not _outputs_present(out, was, manifest["outputs"]):
         return None
-    diffs = config_differences(manifest.get("config") or {}, config, may_change=may_change)
+    diffs = config_differences(relocated_config(manifest.get("config") or {}, config, was, out), config,
+                               may_change=may_change)
     if diffs:
         raise ConfigError(f"cannot resume {out}: it holds a finished run of another config ({'; '.join(diffs[:5])}); "
                           "pass --overwrite to train again with this config, or choose another output folder")
@@ -97,20 +144,25 @@ def finished_run(out: Path, config: dict[str, Any], may_change: Any, *, stage: s
     return metrics, manifest
 
 
-def _outputs_present(out: Path, outputs: Any) -> bool:
-    """Every file a manifest lists is in ``out`` at its recorded size. The paths are recorded as
-    the run named its folder (``runs/m/...``, maybe since moved), so they are read relative to the
-    folder of ``metrics.json``, which every training run writes at its top level."""
+def _written_in(outputs: Any) -> Path | None:
+    """The output folder as the run named it when it wrote the manifest's ``outputs`` (``runs/m``,
+    maybe since moved): the folder of ``metrics.json``, which every training run writes at its
+    top level; None when the manifest lists none."""
     if not isinstance(outputs, list):
-        return False
-    recorded = [o for o in outputs if isinstance(o, dict) and isinstance(o.get("path"), str)]
-    tops = [Path(o["path"]).parent for o in recorded if Path(o["path"]).name == "metrics.json"]
-    if not tops:
-        return False
-    top = min(tops, key=lambda folder: len(folder.parts))
-    for entry in recorded:
+        return None
+    tops = [Path(o["path"]).parent for o in outputs
+            if isinstance(o, dict) and isinstance(o.get("path"), str) and Path(o["path"]).name == "metrics.json"]
+    return min(tops, key=lambda folder: len(folder.parts)) if tops else None
+
+
+def _outputs_present(out: Path, was: Path, outputs: list[Any]) -> bool:
+    """Every file a manifest lists is in ``out`` at its recorded size, read relative to the
+    folder ``was`` the run wrote them in (:func:`_written_in`)."""
+    for entry in outputs:
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+            continue
         try:
-            path = out / Path(entry["path"]).relative_to(top)
+            path = out / Path(entry["path"]).relative_to(was)
         except ValueError:
             return False
         if not path.is_file() or path.stat().st_size != entry.get("bytes"):
@@ -129,7 +181,12 @@ def _fsync(path: Path, directory: bool = False) -> None:
 
 def commit_checkpoint(folder: Path, state: dict[str, Any]) -> None:
     """Make ``folder`` durable, then mark it complete: fsync every file and the folder, write
-    ``domainfm_state.json`` through a temporary file, rename it into place, fsync again."""
+    ``domainfm_state.json`` through a temporary file, rename it into place, fsync again.
+
+    The state records the output folder the checkpoint was written in (``output``, absolute), so
+    a run folder copied or moved since can still be resumed (:func:`latest_resumable`).
+    """
+    state = {**state, "output": os.path.abspath(folder.parent.parent)}  # <out>/checkpoints/checkpoint-N
     for path in sorted(folder.rglob("*")):
         if path.is_file():
             with open(path, "rb+") as fh:
