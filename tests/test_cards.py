@@ -480,6 +480,28 @@ def _model_folder(path: Path, text: str) -> Path:
     return path
 
 
+def test_the_pretraining_lineage_is_the_base_model_fine_tuning_read_from_any_directory(tmp_path, monkeypatch):
+    from domainfm.manifest import model_identity
+
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    base = here / "pre"
+    base.mkdir(parents=True)
+    (base / "manifest.json").write_text(json.dumps({"stage": "pretrain", "steps": 7, "config": {}}))
+    decoy = elsewhere / "pre"  # another pretrain output at the same relative path
+    decoy.mkdir(parents=True)
+    (decoy / "manifest.json").write_text(json.dumps({"stage": "pretrain", "steps": 99, "config": {}}))
+    model = _model_folder(here / "ft", "the audited model")
+    # fine-tuning recorded the base as given on its command line (relative) and by its identity
+    (model / "domainfm_task.json").write_text(json.dumps(
+        {"task": "classification", "base_model": {"name": "pre", "resolved": "pre", "identity": model_identity(base)}}))
+    monkeypatch.chdir(here)
+    _audit(here / "rep", model_dir="ft")
+    monkeypatch.chdir(elsewhere)
+    result = write_cards(here / "rep", "fda", out_dir=tmp_path / "cards")
+    sources = {s["role"]: s["sha256"] for s in result.summary["sources"]}
+    assert sources["pretrain_manifest"] == _sha(base / "manifest.json")
+
+
 def test_cards_describe_the_audited_model_from_any_directory(tmp_path, monkeypatch):
     here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
     model = _model_folder(here / "model", "the audited model")
@@ -493,7 +515,7 @@ def test_cards_describe_the_audited_model_from_any_directory(tmp_path, monkeypat
     (model / "manifest.json").write_text('{"stage": "finetune", "note": "retrained"}')
     result = write_cards(here / "rep", "fda", out_dir=tmp_path / "cards")
     assert "model_manifest" not in {s["role"] for s in result.summary["sources"]}
-    assert "has changed since the audit" in result.warnings[0] and result.summary["warnings"] == result.warnings
+    assert "has changed since it was recorded" in result.warnings[0] and result.summary["warnings"] == result.warnings
     report = json.loads((here / "rep" / "report.json").read_text())
     for key in ("path", "fingerprint"):  # a report from before the fingerprint: nothing to check it by
         del report["model"][key]

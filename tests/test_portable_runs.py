@@ -206,3 +206,21 @@ def test_a_moved_checkpoint_is_compared_and_pointed_at_where_it_lies_now(tmp_pat
         latest_resumable(out, {**config, "data": {"train": str(copy / "notes.jsonl")}}, set())
     with pytest.raises(ConfigError, match="different config .*model.name"):
         latest_resumable(out, {**config, "model": {"name": str(copy / "pretrain" / "other")}}, set())
+
+
+def test_an_adapter_is_never_loaded_onto_a_base_retrained_since(tmp_path, labelled, tiny_model_dir):
+    from domainfm.errors import ModelResolutionError
+
+    base = tmp_path / "run" / "pretrain" / "model"
+    shutil.copytree(tiny_model_dir, base)
+    (base / "manifest.json").write_text(json.dumps({"stage": "pretrain", "steps": 10}))  # what pretrain writes
+    out = tmp_path / "run" / "finetune" / "model"
+    finetune(_task(labelled, base, **{"train.checkpoint": False}), out)
+    info = json.loads((out / "domainfm_task.json").read_text())
+    assert info["base_model"]["identity"]["path"] == str(base.resolve())
+    docs = [Document("q1", "Chest pain and troponin.")]
+    predict(out, docs)
+    # pretrain ran again into the same folder: the adapter's weights belong to the old base
+    (base / "manifest.json").write_text(json.dumps({"stage": "pretrain", "steps": 20}))
+    with pytest.raises(ModelResolutionError, match="trained on another base model .*changed since it was recorded"):
+        predict(out, docs)

@@ -279,7 +279,7 @@ def _explanations(scorer, docs, probs, y_true, labels, group_names, cfg, trace: 
 
 
 def _ner_report(tm: Any, docs: Iterable[Any], cfg: AuditConfig, model_dir, data_files) -> dict[str, Any]:
-    from domainfm.audit.lineage import model_identity
+    from domainfm.manifest import model_identity
     from domainfm.audit.ner import run_ner_audit
     from domainfm.audit.privacy import data_trace, training_deid_status
     from domainfm.audit.summary import findings
@@ -432,7 +432,7 @@ def _classification_report(scorer, docs, cfg: AuditConfig, model_dir, timings, d
                                       rng=gap_rng)
             per_attr[attr] = {"groups": groups, "gaps": gaps}
 
-    from domainfm.audit.lineage import model_identity
+    from domainfm.manifest import model_identity
 
     n_unlabelled = len(all_docs) - len(labelled)
     warnings = [f"group_by field {a!r} is absent from every document (one '{UNKNOWN}' group)" for a in absent]

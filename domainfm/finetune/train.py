@@ -338,7 +338,7 @@ def _finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool, o
             counts={"train_documents": len(train_docs), "eval_documents": len(eval_docs),
                     "train_sequences": len(features), "eval_sequences": len(eval_enc.features)},
             extra={"seed": cfg.train.seed, "task": cfg.task, "method": metrics["method"],
-                   "base_model": {"name": cfg.model.name, "resolved": source}, "merged": merge,
+                   "base_model": _base_model_record(cfg.model.name, source), "merged": merge,
                    "prepared": prepared, "resumed_from_step": resumed_from, "steps": step,
                    "allow_identified_data": cfg.allow_identified_data, "privacy_gate": gate,
                    "accelerate_version": metadata.version("accelerate"), "peft_version": metadata.version("peft"),
@@ -370,6 +370,18 @@ def _finished_run(out: Path, cfg: TaskConfig, merge: bool, on_event: Event | Non
     return FinetuneResult(out, metrics, out / "manifest.json", steps)
 
 
+def _base_model_record(name: str, source: str) -> dict[str, Any]:
+    """The base model as given, as resolved and, for a folder, its identity (absolute path and the
+    fingerprint of its manifest): a LoRA adapter is loaded onto that model and no other, and the
+    cards find its lineage from any working folder (:func:`domainfm.manifest.model_identity`)."""
+    from domainfm.manifest import model_identity
+
+    record: dict[str, Any] = {"name": name, "resolved": source}
+    if Path(source).is_dir():
+        record["identity"] = model_identity(source)
+    return record
+
+
 def _pooling(cfg: TaskConfig) -> str | None:
     return None if cfg.task == "ner" else cfg.model.pooling
 
@@ -392,7 +404,7 @@ def _save_model(model, tokenizer, cfg: TaskConfig, label_map: LabelMap, source: 
     info = {
         "task": cfg.task, "labels": label_map.labels, "id2label": {str(k): v for k, v in label_map.id2label.items()},
         "label2id": label_map.label2id, "method": "full" if cfg.train.full_finetune else "lora",
-        "merged": merge, "base_model": {"name": cfg.model.name, "resolved": source},
+        "merged": merge, "base_model": _base_model_record(cfg.model.name, source),
         "max_length": cfg.model.max_length, "pooling": _pooling(cfg),
         "ner_decoding": cfg.model.ner_decoding if cfg.task == "ner" else None, "long_documents": dataclasses.asdict(cfg.long_documents),
         "text_field": cfg.data.text_field, "label_field": cfg.label_field, "domainfm_version": __version__,

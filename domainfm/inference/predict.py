@@ -225,24 +225,52 @@ def _sequence_settings(info: dict[str, Any], path: Path) -> tuple[int, LongDocum
         raise _damaged(path, str(exc)) from None
 
 
-def adapter_base(folder: Path, recorded: str) -> str:
+def adapter_base(folder: Path, recorded: str, identity: Any = None) -> str:
     """The base model a LoRA adapter folder needs, where it is now: a base that lay in the same
     run folder as the adapter (``run/pretrain/model`` beside ``run/finetune/model``) is read from
     the run folder the adapter lies in now, so a copied or moved run never loads the original's;
     anything else (a hub id, a model kept elsewhere) as ``domainfm_task.json`` recorded it.
 
     Where the folder was written is read off its ``manifest.json`` (the recorded path of its
-    ``domainfm_task.json``); without one, the recorded base is kept.
-    """
-    from domainfm.manifest import relocate
+    ``domainfm_task.json``); without one, the recorded base is kept. ``identity`` (the task file's
+    ``base_model.identity``: the base folder's absolute path and fingerprint, recorded since
+    fine-tuning records it) settles which candidate holds the base the adapter was trained on.
 
+    Raises:
+        ModelResolutionError: every candidate folder that exists holds another model than the
+            recorded fingerprint (the base was retrained or replaced since: the adapter's weights
+            would be applied to weights they were not trained with).
+    """
+    from domainfm.manifest import relocate, verify_model
+
+    candidates = []
     try:
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
         written = [Path(o["path"]) for o in manifest["outputs"] if Path(o["path"]).name == TASK_FILE]
     except (OSError, ValueError, TypeError, KeyError):  # no manifest or not ours: nothing says where it was
-        return recorded
+        written = []
     moved = relocate(recorded, written[0].parent, folder) if written else None
-    return str(moved) if moved is not None and moved.exists() else recorded
+    if moved is not None and moved.exists():
+        candidates.append(str(moved))
+    candidates.append(recorded)
+    fingerprint = identity.get("fingerprint") if isinstance(identity, dict) else None
+    if not isinstance(fingerprint, dict):  # a hub model, or recorded before fingerprints
+        return candidates[0]
+    if isinstance(identity.get("path"), str):
+        candidates.append(identity["path"])
+    reasons = []
+    for candidate in dict.fromkeys(candidates):
+        if not Path(candidate).exists():
+            continue
+        found, why = verify_model({"path": str(Path(candidate).resolve()), "fingerprint": fingerprint})
+        if found is not None:
+            return candidate
+        reasons.append(why)
+    if reasons:
+        raise ModelResolutionError(
+            f"the adapter in {folder} was trained on another base model than the one now at {candidates[0]} "
+            f"({reasons[0]}); give it back its base model (the folder fine-tuning read), or fine-tune again")
+    return candidates[0]
 
 
 def load_task_model(model_dir: str | os.PathLike, *, task: str | None = None, device: str | None = None,
@@ -286,7 +314,7 @@ def load_task_model(model_dir: str | os.PathLike, *, task: str | None = None, de
             if not isinstance(base, str) or not base:
                 raise _damaged(folder / TASK_FILE, "'base_model.resolved' (the base model the adapter needs) is "
                                                    "missing")
-            base = adapter_base(folder, base)
+            base = adapter_base(folder, base, info["base_model"].get("identity"))
             if not Path(base).exists() and not ("/" in base and not base.startswith((".", "/"))):
                 raise ModelResolutionError(
                     f"the adapter in {folder} needs its base model {base!r}, which is not here; copy the base "

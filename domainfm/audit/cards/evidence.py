@@ -331,7 +331,7 @@ class Evidence:
         """The audited model's folder, when the report's fingerprint proves it still holds that
         model; otherwise ``(None, why)``: the cards then read no lineage from it (and say so)
         rather than describe whatever model sits at that path now."""
-        from domainfm.audit.lineage import verify_model
+        from domainfm.manifest import verify_model
 
         model = self.report["model"]
         folder, why = verify_model(model)
@@ -374,10 +374,10 @@ class Evidence:
     def _pretrain_manifest(self) -> dict[str, Any] | None:
         """The domain-adapted base model's manifest when fine-tuning started from a ``domainfm
         pretrain`` output."""
-        base = ((self.task_info or {}).get("base_model") or {}).get("name")
+        base = self.base_model_folder()
         if not base:
             return None
-        manifest = self._json("pretrain_manifest", Path(str(base)) / "manifest.json", "base model manifest (pretraining)")
+        manifest = self._json("pretrain_manifest", Path(base) / "manifest.json", "base model manifest (pretraining)")
         return manifest if isinstance(manifest, dict) and manifest.get("stage") == "pretrain" else None
 
     # -- facts ------------------------------------------------------------------------------
@@ -417,12 +417,25 @@ class Evidence:
         name = Path(audited).name
         if same(self.report["model"].get("path")):
             return "this model", "this model"
-        if same(self.base_model()):
+        if same(self.base_model_folder()):
             return f"the base model it was fine-tuned from ({name})", "base model"
         return f"another model ({name}), neither this model nor its recorded base model", "another model"
 
     def base_model(self) -> str | None:
         return ((self.task_info or {}).get("base_model") or {}).get("name")
+
+    def base_model_folder(self) -> str | None:
+        """Where the base model is: the absolute folder fine-tuning recorded, when its fingerprint
+        still matches (the same from any working folder); else the name as given (older models,
+        a hub id), read from where the cards run."""
+        from domainfm.manifest import verify_model
+
+        identity = ((self.task_info or {}).get("base_model") or {}).get("identity")
+        if isinstance(identity, dict):
+            folder, _ = verify_model(identity)
+            if folder is not None:
+                return str(folder)
+        return self.base_model()
 
     def deidentified(self) -> bool | None:
         return (self.report.get("privacy") or {}).get("training_deidentified")
