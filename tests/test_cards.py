@@ -190,6 +190,33 @@ def tiny_run(tmp_path_factory, tiny_model_dir):
     return tmp, result
 
 
+def test_an_audit_of_training_documents_is_called_in_sample_by_the_models_recorded_split(tiny_run, tmp_path):
+    """Only the pipeline told the cards whether the audited documents were held out; a
+    'domainfm audit' of the documents fine-tuning trained on read as held-out evidence."""
+    from domainfm.audit import AuditConfig, audit
+    from domainfm.corpus import read_documents, write_documents
+    from domainfm.finetune.split import read_split
+
+    tmp, _ = tiny_run
+    model = tmp / "run" / "finetune" / "model"
+    docs = list(read_documents(next((tmp / "run" / "deid").glob("*.jsonl"))))
+    split = read_split(model)
+    sides = {side: [d for d in docs if split.side(d) == side] for side in ("train", "eval")}
+    cfg = AuditConfig(group_by=["meta.sex"], n_bootstrap=0, counterfactuals=[], min_group_size=2)
+    for name, chosen, overlap, independence in (
+            ("all", docs, {"in_training": len(sides["train"]), "in_evaluation": len(sides["eval"]), "unseen": 0},
+             "not an independent test"),
+            ("held_out", sides["eval"], {"in_training": 0, "in_evaluation": len(sides["eval"]), "unseen": 0},
+             "the ones fine-tuning held out")):
+        data = tmp_path / f"{name}.jsonl"
+        write_documents(data, chosen)
+        result = audit(model, read_documents(data), tmp_path / name, cfg, data_files=[data])
+        assert {k: result.report["data"]["training_overlap"][k] for k in overlap} == overlap
+        assert any("in the model's training data" in w for w in result.report["warnings"]) == (name == "all")
+        write_cards(tmp_path / name, "fda", out_dir=tmp_path / f"{name}_cards")
+        assert independence in (tmp_path / f"{name}_cards" / "fda_model_card.md").read_text()
+
+
 def test_tiny_model_cards_from_the_pipeline(tiny_run, standard_schema):
     tmp, result = tiny_run
     out = tmp / "run" / "audit"

@@ -279,11 +279,11 @@ def _explanations(scorer, docs, probs, y_true, labels, group_names, cfg, trace: 
 
 
 def _ner_report(tm: Any, docs: Iterable[Any], cfg: AuditConfig, model_dir, data_files) -> dict[str, Any]:
-    from domainfm.manifest import model_identity
     from domainfm.audit.ner import run_ner_audit
     from domainfm.audit.privacy import data_trace, training_deid_status
     from domainfm.audit.summary import findings
     from domainfm.inference.predict import predict_outputs
+    from domainfm.manifest import model_identity
 
     docs = list(docs)
     if not docs:
@@ -292,9 +292,36 @@ def _ner_report(tm: Any, docs: Iterable[Any], cfg: AuditConfig, model_dir, data_
     report = run_ner_audit(lambda ds: predict_outputs(tm, ds, batch_size=cfg.batch_size), types, docs, cfg,
                            str(model_dir) if model_dir else "TaskModel", profile=_task_profile(tm))
     report["model"].update(model_identity(model_dir))
+    overlap, warning = training_overlap(model_dir, docs)
+    report["data"]["training_overlap"] = overlap
+    report["warnings"] = [*report.get("warnings", []), *([warning] if warning else [])]
     report["privacy"] = {**training_deid_status(model_dir, docs, data_trace(data_files)), **report["privacy"]}
     report["summary"] = findings(report)
     return report
+
+
+def training_overlap(model_dir, docs: Sequence[Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """How many audited documents the model trained on, by the split it recorded (``split.json``:
+    digests of each document's id and text), and the warning when any did; ``(None, None)`` for a
+    model without a recorded split. Scores on training documents are optimistic: the cards call
+    such an audit in-sample, and one of unseen or evaluation documents held-out."""
+    if model_dir is None:
+        return None, None
+    from collections import Counter
+
+    from domainfm.finetune.split import SPLIT_FILE, read_split
+
+    split = read_split(model_dir)
+    if split is None:
+        return None, None
+    sides = Counter(split.side(d) for d in docs)
+    overlap = {"recorded_split": SPLIT_FILE, "in_training": sides["train"], "in_evaluation": sides["eval"],
+               "unseen": sides[None]}
+    if not sides["train"]:
+        return overlap, None
+    return overlap, (f"{sides['train']} of {len(docs)} audited documents are in the model's training data (by its "
+                     f"{SPLIT_FILE}): their scores are optimistic; audit its evaluation documents or unseen ones for "
+                     "an independent estimate")
 
 
 def _no_documents(data_files) -> str:
@@ -440,6 +467,9 @@ def _classification_report(scorer, docs, cfg: AuditConfig, model_dir, timings, d
     if n_unlabelled:
         warnings.append(f"{n_unlabelled} of {len(all_docs)} documents have no gold {label_field!r} (missing, empty or "
                         f"null) and were left out; the audit used the {len(labelled)} labelled documents")
+    overlap, overlap_warning = training_overlap(model_dir, labelled)
+    if overlap_warning:
+        warnings.append(overlap_warning)
     if n_shared := _shared_ids(all_docs):
         warnings.append(f"{n_shared} of {len(all_docs)} documents share their id with another document; each was "
                         "audited as a document of its own (check the data for duplicates)")
@@ -447,8 +477,9 @@ def _classification_report(scorer, docs, cfg: AuditConfig, model_dir, timings, d
         "config": asdict(cfg),
         "model": {"task": "classification", "label_field": label_field, "labels": labels, "has_scores": has_scores,
                   "source": str(model_dir) if model_dir else type(scorer).__name__, **model_identity(model_dir)},
-        "data": _data_section(labelled, gold_names, labels,
-                              {a: n for a, n in group_names.items() if a in cfg.group_by}, cfg, n_unlabelled),
+        "data": {**_data_section(labelled, gold_names, labels,
+                                 {a: n for a, n in group_names.items() if a in cfg.group_by}, cfg, n_unlabelled),
+                 "training_overlap": overlap},
         "performance": {"positive_class": positive_name, "overall": overall, "by_attribute": per_attr},
         "warnings": warnings,
         "definitions": {

@@ -232,6 +232,18 @@ def check_report(report: Any, path: Path) -> dict[str, Any]:
     return report
 
 
+def _recorded_scope(report: dict[str, Any]) -> str | None:
+    """``all``, ``eval`` or ``unseen`` by the audited documents' sides of the model's recorded
+    split (``data.training_overlap``); None when the report has none."""
+    overlap = (report.get("data") or {}).get("training_overlap")
+    if not isinstance(overlap, dict) or not all(isinstance(overlap.get(k), int)
+                                                for k in ("in_training", "in_evaluation", "unseen")):
+        return None
+    if overlap["in_training"]:
+        return "all"
+    return "unseen" if overlap["unseen"] else "eval"
+
+
 def check_manifest(report_path: Path, manifest_path: Path) -> None:
     """Refuse a report.json that its audit folder's manifest does not list among the audit's
     outputs (by sha256): edited after the audit, or copied in from another run, its numbers are
@@ -275,7 +287,9 @@ class Evidence:
         privacy_audit: a ``domainfm audit-privacy`` ``report.json``.
         cards_config: the deployer's ``cards.yaml`` (hashed into the appendix).
         audit_scope: which documents the audit read, when known (the pipeline's ``audit.data``):
-            ``eval`` (held out by fine-tuning) or ``all`` (training documents included).
+            ``eval`` (held out by fine-tuning) or ``all`` (training documents included); by
+            default what the report's ``data.training_overlap`` says (the model's recorded split:
+            ``unseen`` when no audited document was on either side of it).
     """
 
     def __init__(self, audit_dir: str | Path, *, deid_eval: str | Path | None = None,
@@ -290,6 +304,7 @@ class Evidence:
         self.audit_dir = Path(audit_dir)
         report_path = self.audit_dir / "report.json"
         self.report: dict[str, Any] = check_report(_read_json(report_path), report_path)
+        self.audit_scope = audit_scope or _recorded_scope(self.report)
         check_manifest(report_path, self.audit_dir / "manifest.json")
         #: what the cards could not verify and say so (also printed as warnings)
         self.warnings: list[str] = []

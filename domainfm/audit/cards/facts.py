@@ -118,7 +118,8 @@ def testing_data(ev: Evidence) -> Filled:
     dist = ", ".join(f"{k} {v}" for k, v in (data.get("label_distribution") or {}).items())
     groups = "; ".join(f"{attr}: " + ", ".join(f"{g} {n}" for g, n in a.get("groups", {}).items())
                        for attr, a in (data.get("attributes") or {}).items())
-    scope = {"eval": "the documents fine-tuning held out", "all": "every document fine-tuning read (in-sample)"}
+    scope = {"eval": "the documents fine-tuning held out", "all": "training documents among them (in-sample)",
+             "unseen": "documents the model did not train on, by its recorded split"}
     where = scope.get(ev.audit_scope)
     if data.get("n_unlabelled"):  # the card must not read as if every document given was used
         used = (f"The audit was given {data.get('n_documents')} documents{f' ({where})' if where else ''}; "
@@ -264,6 +265,7 @@ def evaluation_kind(ev: Evidence) -> str:
     """What kind of test the audit was, by which documents it read: only the pipeline knows
     whether they were held out from fine-tuning (``audit_scope``)."""
     return {"eval": "Retrospective held-out evaluation (internal validation)",
+            "unseen": "Retrospective evaluation on documents the model did not train on (by its recorded split)",
             "all": "Retrospective in-sample evaluation: the documents include the training data (not an independent "
                    "test)"}.get(ev.audit_scope, "Retrospective evaluation on the documents given to the audit (whether "
                                                 "they were held out from training is not recorded)")

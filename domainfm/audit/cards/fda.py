@@ -50,7 +50,8 @@ def build(ev: Evidence, d: DeployerFields) -> CardDocument:
         f"in the data; how they were assigned is stated by the data owner.", "config", ["audit_report"]))
     data.add("Test data independence", Filled(
         {"eval": "The test documents are the ones fine-tuning held out (patient-disjoint when the split key is a "
-                 "patient id).", "all": "The audit included training documents: not an independent test."}.get(
+                 "patient id).", "all": "The audit included training documents: not an independent test.",
+         "unseen": "The test documents are none the model trained on (by the split it recorded)."}.get(
             ev.audit_scope,
             "The documents given to the audit; their independence from the training data is not recorded."),
         "config", ["audit_report"]))
