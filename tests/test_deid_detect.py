@@ -952,3 +952,25 @@ def test_facility_asides_institutions_and_bare_streets_are_places(clinical, text
                                   "Works at a paper mill. Power Plant worker. Plant based diet."])
 def test_words_in_brackets_or_before_an_institution_word_are_no_place(clinical, text):
     assert clinical.detect_text(text) == []
+
+
+@pytest.mark.parametrize("text,age", [("She was 91 at the time.", "91"), ("Her mother was 93 when she died.", "93")])
+def test_an_age_over_89_before_a_time_phrase(clinical, text, age):
+    start = text.index(age)
+    assert [(d.start, d.end, coarse(d.label)) for d in clinical.detect_text(text)] == [(start, start + len(age), "AGE")]
+
+
+@pytest.mark.parametrize("text", ["Pt was 92 on RA.", "Pt was 92 at rest."])  # a saturation, a heart rate
+def test_a_number_over_89_after_was_is_no_age_before_a_measurement_phrase(clinical, text):
+    assert clinical.detect_text(text) == []
+
+
+@pytest.mark.parametrize("text,name", [("per np tillet, hold lasix.", "tillet"), ("PER NP TILLET, HOLD LASIX.", "TILLET")])
+def test_a_credential_before_a_name_ending_its_phrase_in_a_note_of_one_case(clinical, text, name):
+    start = text.index(name)
+    assert [(d.start, d.end) for d in clinical.detect_text(text)] == [(start, start + len(name))]
+
+
+@pytest.mark.parametrize("text", ["np aware, will f/u.", "md notified, no new orders.", "rn bx, neg."])
+def test_a_credential_before_a_word_or_an_abbreviation_is_no_title(clinical, text):
+    assert clinical.detect_text(text) == []

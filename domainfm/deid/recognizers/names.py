@@ -183,7 +183,9 @@ class NameRecognizer(TokenRecognizer):
                 pass  # "MS:" / "MR:" section headers (mental status, mitral regurgitation)
             elif low in _DOCTOR or (low in ("md", "pa", "np", "rn") and i + 1 < w.n and (
                     (w.text[i + 1][:1].isupper() and shape.mixed and (nxt_low in self.names or not vocab.is_english(nxt_low)))
-                    or (not shape.mixed and i + 2 < w.n and w.lower[i + 2] in vocab.AFTER_NAME_VERBS
+                    or (not shape.mixed and i + 2 < w.n and (w.lower[i + 2] in vocab.AFTER_NAME_VERBS or (
+                        # "per np tillet, hold lasix": a word, not an abbreviation ("rn bx, neg")
+                        w.text[i + 2] in (",", ";", ")") and len(nxt_low) >= 4 and re.search(r"[aeiouy]", nxt_low)))
                         and not vocab.is_english(nxt_low) and nxt_low not in self.stop))):
                 role, strong = "DOCTOR", True
             elif low in _PATIENT:

@@ -493,7 +493,7 @@ AGES_OVER_89 = [
     # a relative's age over 89 is an identifier too (Safe Harbor counts relatives): "her husband is 93"
     PatternSpec("age_is", r"\b(?:pt|patient|he|she|husband|wife|spouse|partner|mother|father|mom|dad|son|daughter|"
                 rf"brother|sister)\s+(?:is|was)\s+(?P<a>(?:9\d|1[01]\d){_HALF_YEAR}?)(?=\s*(?:[.;]\s|[.;]?$|\n)|"
-                r"\s+(?:and|today|now)\b)", "AGE", 0.6, group="a"),
+                r"\s+(?:and|today|now|when|then|at\s+the\s+time)\b)", "AGE", 0.6, group="a"),
 ]
 AGES_ANY = [
     PatternSpec("age", rf"\b(?P<a>\d{{1,3}})(?={_AGE_UNIT})", "AGE", 0.7, group="a"),
