@@ -974,3 +974,16 @@ def test_a_credential_before_a_name_ending_its_phrase_in_a_note_of_one_case(clin
 @pytest.mark.parametrize("text", ["np aware, will f/u.", "md notified, no new orders.", "rn bx, neg."])
 def test_a_credential_before_a_word_or_an_abbreviation_is_no_title(clinical, text):
     assert clinical.detect_text(text) == []
+
+
+@pytest.mark.parametrize("text,number", [("Please page me at 4-4412 with questions.", "4-4412"),
+                                         ("reach her at 55012 after 5.", "55012")])
+def test_an_extension_to_page_or_call_at(clinical, text, number):
+    start = text.index(number)
+    assert [(d.start, d.end, coarse(d.label)) for d in clinical.detect_text(text)] == \
+        [(start, start + len(number), "PHONE")]
+
+
+@pytest.mark.parametrize("text", ["Call at 1400 for labs.", "K at 4.5, Mg at 2."])
+def test_a_time_or_a_value_after_at_is_no_extension(clinical, text):
+    assert clinical.detect_text(text) == []

@@ -346,6 +346,10 @@ PHONES = [
     PatternSpec("local", r"(?<![\w./-])\d{3}-\d{4}(?![\w/-])", "PHONE", 0.55, validate="phone_context"),
     PatternSpec("pager", r"\b(?:pager|beeper|pgr|pg|page|beep|p)\b\s*(?:number|no\.?|num|#)?[\s:#.]*(?P<n>\d{4,6})\b",
                 "PHONE", 0.7, group="n"),
+    # a hospital extension to page or call at ("page me at 4-4412", "reach her at 55012"); four
+    # digits alone after "at" are a time ("call at 1400"), so only the hyphenated or 5-digit forms
+    PatternSpec("page_at", r"\b(?:page|paged|paging|pager|beeper|beep|call|reach|reached)\b(?:\s+[A-Za-z]+){0,2}?"
+                r"\s+(?:at|@)\s*(?P<n>\d-\d{4}|\d{5})\b(?![:.]\d)", "PHONE", 0.65, group="n"),
     # an extension said alone ("ext. 4432", "call x4432"); "x4" alone is "times 4"
     PatternSpec("extension", r"\b(?:ext|extension)\b\.?\s*[:#]?\s*(?P<n>\d{4,5})\b(?!\s*(?:°|deg))", "PHONE", 0.7,
                 group="n"),
