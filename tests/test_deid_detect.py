@@ -987,3 +987,11 @@ def test_an_extension_to_page_or_call_at(clinical, text, number):
 @pytest.mark.parametrize("text", ["Call at 1400 for labs.", "K at 4.5, Mg at 2."])
 def test_a_time_or_a_value_after_at_is_no_extension(clinical, text):
     assert clinical.detect_text(text) == []
+
+
+def test_a_double_barrelled_surname_with_a_possessive_and_in_capitals_in_a_mixed_note(clinical):
+    # "Dallow-Venn's" kept "Venn" (the possessive broke the case test), and so did the capitals
+    # line of a mixed-case note: one surrogate came out as "Cook-Venn", the next note's "Cook-Gates"
+    text = "Mrs. Tamsey Dallow-Venn's daughter called. MRS. DALLOW-VENN AWARE."
+    names = {text[d.start:d.end] for d in clinical.detect_text(text) if coarse(d.label) == "NAME"}
+    assert names == {"Tamsey Dallow-Venn", "DALLOW-VENN"}

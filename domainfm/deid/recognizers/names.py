@@ -329,23 +329,29 @@ class NameRecognizer(TokenRecognizer):
                       found.recognition_metadata[RecognizerResult.RECOGNIZER_NAME_KEY])
 
     def _with_hyphen_part(self, text: str, found, shape: DocShape):
-        """The name widened to a surname part glued on by a hyphen ("Tamsey Dallow-Venn") or a name
-        after a slash ("Quorvane/Tillet"), written in
-        the name's case where the note's case says something; a lower-case part ("Smith-ordered")
-        or an English word in a note of one case ("SMITH-AWARE", "smith-aware") is no part of it."""
+        """The name widened to a surname part glued on by a hyphen ("Tamsey Dallow-Venn's") or a name
+        after a slash ("Quorvane/Tillet"), written in the name's case; a lower-case part after a
+        capitalised name ("Smith-ordered") or an English word in a note or a name of one case
+        ("SMITH-AWARE", "smith-aware") is no part of it."""
         end = found.end
+        capitals = text[found.start:found.end].isupper()  # "MRS. DALLOW-VENN" in a mixed-case note
         while (m := _HYPHEN_PART.match(text, end)) is not None:
             part = m.group("w")
-            # in a note of one case, capitals say nothing: an English word is no part of a name
+            part = part[:-2] if part[-2:] in ("'s", "'S") else part  # "Dallow-Venn's": the possessive is no part
             low = part.lower()
-            if shape.mixed and not _TITLE_CASE.fullmatch(part) or not shape.mixed and vocab.is_english(low) \
-                    or shape.upper and not part.isupper() or (low in self.stop and low not in self.names):
+            if capitals or shape.upper:
+                in_case = part.isupper()
+            else:
+                in_case = shape.lower or bool(_TITLE_CASE.fullmatch(part))
+            # in a note or a name of one case, capitals say nothing: an English word is no part of a name
+            if not in_case or (not shape.mixed or capitals) and vocab.is_english(low) \
+                    or (low in self.stop and low not in self.names):
                 break
             # after a slash stands a word as often as a name ("Dr. Smith/Cardiology"): a listed name or
             # a word no lexicon knows
             if m.group("sep") == "/" and (vocab.is_english(low) and low not in self.names or low in vocab.CLINICAL_VOCAB):
                 break
-            end = m.end()
+            end = m.start("w") + len(part)
         if end == found.end:
             return found
         return result(found.entity_type, found.start, end, found.score,
