@@ -995,3 +995,15 @@ def test_a_double_barrelled_surname_with_a_possessive_and_in_capitals_in_a_mixed
     text = "Mrs. Tamsey Dallow-Venn's daughter called. MRS. DALLOW-VENN AWARE."
     names = {text[d.start:d.end] for d in clinical.detect_text(text) if coarse(d.label) == "NAME"}
     assert names == {"Tamsey Dallow-Venn", "DALLOW-VENN"}
+
+
+@pytest.mark.parametrize("text,name", [("Re: ZEMRIKA QUORVANE (MRN 4412388)", "ZEMRIKA QUORVANE"),
+                                       ("Regarding: Tamsey Vorrin, DOB 1/2/1950", "Tamsey Vorrin")])
+def test_a_letter_s_subject_line_names_its_patient(clinical, text, name):
+    start = text.index(name)
+    assert (start, start + len(name)) in {(d.start, d.end) for d in clinical.detect_text(text) if coarse(d.label) == "NAME"}
+
+
+@pytest.mark.parametrize("text", ["Re: Chest pain", "RE: FOLLOW UP VISIT", "Re: your patient"])
+def test_a_subject_line_of_words_names_no_one(clinical, text):
+    assert clinical.detect_text(text) == []

@@ -144,7 +144,7 @@ PERSON_FIELDS = frozenset(
     "attested by|cosigned|co-signed|countersigned|dictated|transcribed|attested|referring physician|"
     "referring provider|ordering physician|ordering provider|primary care physician|primary care provider|"
     "emergency contact|next of kin|nok|health care proxy|healthcare proxy|interpreter|witness|"
-    "patient|pt|from|to|cc|bcc|attn|sender|recipient".split("|")
+    "patient|pt|from|to|cc|bcc|attn|sender|recipient|re|regarding".split("|")
 )
 # who signed, dictated or wrote the note: the label names a person wherever it stands in a line
 # ("this note was dictated by ..."); other labels count only where they open a line or a cell
@@ -152,7 +152,7 @@ SIGNING_FIELDS = frozenset("signed by|electronically signed by|cosigned by|co-si
                            "dictated by|transcribed by|authored by|attested by".split("|"))
 # fields that also head values that are no person ("Pt: tolerating diet", "To: MICU"): their value
 # is taken only when every word is a listed name or a word no list knows
-WEAK_PERSON_FIELDS = frozenset("patient pt from to cc bcc sender recipient interpreter".split())
+WEAK_PERSON_FIELDS = frozenset("patient pt from to cc bcc sender recipient interpreter re regarding".split())
 # what closes a letter or an e-mail before the writer's name on the next line
 SIGN_OFFS = frozenset("thanks thank regards sincerely best cheers respectfully cordially warmly".split())
 
