@@ -1007,3 +1007,17 @@ def test_a_letter_s_subject_line_names_its_patient(clinical, text, name):
 @pytest.mark.parametrize("text", ["Re: Chest pain", "RE: FOLLOW UP VISIT", "Re: your patient"])
 def test_a_subject_line_of_words_names_no_one(clinical, text):
     assert clinical.detect_text(text) == []
+
+
+@pytest.mark.parametrize("profile", ["legal", "clinical"])
+@pytest.mark.parametrize("text,name", [("Plaintiff Tamsey Vorrin (SSN 078-05-1120) v. Orvane Steel, LLC.", "Tamsey Vorrin"),
+                                       ("Defendant Quorvane denied the claim.", "Quorvane")])
+def test_a_party_s_role_names_the_party_after_it(detectors, profile, text, name):
+    start = text.index(name)
+    assert (start, start + len(name)) in {(d.start, d.end) for d in detectors[profile].detect_text(text)
+                                          if coarse(d.label) == "NAME"}
+
+
+@pytest.mark.parametrize("text", ["Plaintiff filed a motion.", "The Respondent State argued.", "The applicant complained."])
+def test_a_party_s_role_before_a_word_names_no_one(detectors, text):
+    assert not [d for d in detectors["legal"].detect_text(text) if coarse(d.label) == "NAME"]

@@ -24,13 +24,17 @@ def _words(block: str) -> frozenset[str]:
 
 DOCTOR_TITLES = _words("dr dr. drs drs. dr's doctor doctors dres docter doctr dr.s")
 PATIENT_TITLES = _words("mr mr. mrs mrs. ms ms. miss mister mx mx.")
+# a party's role in a case names the party after it ("Plaintiff Tamsey Vorrin"), weakly: the word
+# after must be a listed name or one no lexicon knows ("Plaintiff filed", "Respondent State")
+PARTY_ROLES = ("plaintiff plaintiffs defendant defendants petitioner respondent appellant appellee claimant "
+               "applicant complainant accused debtor")
 OTHER_TITLES = _words(
     "prof prof. professor judge justice sir madam lady lord rev rev. reverend father sister "
     "nurse attending resident fellow intern counsel mme mme. mlle m. herr frau dame "
-    "lawyer attorney atty pastor priest rabbi chaplain minister imam"
+    "lawyer attorney atty pastor priest rabbi chaplain minister imam " + PARTY_ROLES
 )
 WEAK_TITLES = _words("father sister nurse resident fellow intern attending pastor priest rabbi chaplain "
-                     "minister imam lawyer attorney atty")
+                     "minister imam lawyer attorney atty " + PARTY_ROLES)
 # words that look like names in notes but are not ("son-in-law", "psych", "Jesus!")
 NEVER_NAMES = _words("law inlaw in-law psych priest diff cdiff ems rncm cvvhf cvvh cvvhd norm meg cal "
                      "rounds legal said says")
