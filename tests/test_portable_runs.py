@@ -23,16 +23,10 @@ from domainfm.finetune import TaskConfig, finetune, predict
 from domainfm.inference.predict import adapter_base
 from domainfm.manifest import check_deidentified
 from domainfm.training.checkpoints import commit_checkpoint, latest_resumable
+from test_pipeline_cache_keys import NOTES  # the same five made-up notes
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-NOTES = [
-    "Patient Zorblax Quintavius seen on 03/14/2021 at Boston General. Phone 617-555-0199.",
-    "Mr. Quintavius reports chest pain for two days. Follow up with Dr. Hesperus Wobblethorne.",
-    "Quilvena Marblecoat, 71, discharged home on 12/01/2020 in stable condition.",
-    "MEDICATIONS: metformin 500 mg twice daily. Call 617-555-0142 with questions.",
-    "ASSESSMENT: stable. Brannoc Thrandle to return in two weeks.",
-]
 
 
 def _moved_away(original: Path, copy: Path) -> None:
