@@ -76,3 +76,16 @@ def test_the_drug_dictionary_leaves_out_every_name_a_locale_lists():
     names_too = {"corwin", "laurine", "mareen"}
     assert names_too <= vocab.drug_dictionary_words() and not names_too & drugs
 
+
+
+@pytest.mark.parametrize("word, kept", [
+    # names with letters outside ASCII: cut at the accents, "ukasz", "rgen", "garc"... were taken
+    # for typos of English words and the names dropped
+    ("łukasz", True), ("jürgen", True), ("garcía", True), ("rodríguez", True), ("élodie", True), ("ramón", True),
+    # words whose plain spelling is English stay explained, as their plain spelling is
+    ("café", False), ("naïve", False), ("fiancé", False),
+])
+def test_words_with_accents_are_judged_whole(word, kept):
+    line = f"visit from {word} today"
+    at = line.index(word)
+    assert plausible(line, at, at + len(word), "NAME", all_caps=False) is kept

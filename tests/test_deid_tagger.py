@@ -26,6 +26,19 @@ SENTENCE = "the patient court agreement seen in state york on article convention
 
 
 def _tagger_folder(folder, tokenizer, tags: list[str], word_tags: dict[str, str], max_positions: int = 128):
+    """A tagger giving each word of ``word_tags`` its tag (read off the word's first sub-token)
+    and every other word O."""
+    token_tags = {}
+    for word, tag in word_tags.items():
+        first = tokenizer(word, add_special_tokens=False)["input_ids"][0]
+        assert first not in token_tags, f"{word} shares its first sub-token with another test word"
+        token_tags[first] = tag
+    return _wired_tagger(folder, tokenizer, tags, token_tags, max_positions)
+
+
+def _wired_tagger(folder, tokenizer, tags: list[str], token_tags: dict[int, str], max_positions: int = 128):
+    """A saved ``BertForTokenClassification`` that tags each token id of ``token_tags`` with its
+    tag and every other token O: tag i's tokens embed as a one-hot on dimension i + 1."""
     import torch
     from transformers import BertConfig, BertForTokenClassification
 
@@ -34,28 +47,22 @@ def _tagger_folder(folder, tokenizer, tags: list[str], word_tags: dict[str, str]
                         id2label=dict(enumerate(tags)), label2id={t: i for i, t in enumerate(tags)})
     torch.manual_seed(0)
     model = BertForTokenClassification(config)
-    dims = {}
-    for d, word in enumerate(word_tags, start=1):
-        first = tokenizer(word, add_special_tokens=False)["input_ids"][0]
-        assert first not in dims, f"{word} shares its first sub-token with another test word"
-        dims[first] = d
     with torch.no_grad():
         emb = model.bert.embeddings
         emb.position_embeddings.weight.zero_()
         emb.token_type_embeddings.weight.zero_()
         emb.word_embeddings.weight.zero_()
         emb.word_embeddings.weight[:, 0] = 1.0
-        for token, d in dims.items():
+        for token, tag in token_tags.items():
             emb.word_embeddings.weight[token].zero_()
-            emb.word_embeddings.weight[token, d] = 1.0
+            emb.word_embeddings.weight[token, 1 + tags.index(tag)] = 1.0
         for layer in model.bert.encoder.layer:
             for dense in (layer.attention.output.dense, layer.output.dense):
                 dense.weight.zero_()
                 dense.bias.zero_()
         weight = torch.zeros(len(tags), 32)
-        owner = {d: tags.index(tag) for d, tag in enumerate(word_tags.values(), start=1)}
         for d in range(32):
-            weight[owner.get(d, tags.index("O")), d] = 10.0
+            weight[d - 1 if 1 <= d <= len(tags) else tags.index("O"), d] = 10.0
         model.classifier.weight.copy_(weight - weight.mean(dim=1, keepdim=True))
         model.classifier.bias.zero_()
     model.save_pretrained(folder)
@@ -259,3 +266,76 @@ def test_detection_workers_split_the_cores_between_their_torch_thread_pools(sche
     finally:
         torch.set_num_threads(before)
         runner._WORKER_DETECTOR = None
+
+
+def test_words_cut_by_a_window_edge_are_tagged_whole(tmp_path):
+    """A window edge can fall inside a word, each window then holding some of its sub-tokens.
+    The span ended where the first window did ("agree" of "agreement"), so the rest of the word
+    stayed in the output. Here every word is spelled in single-letter sub-tokens and tagged B-:
+    each learned span must be one whole word, once, whatever the windows, batches, int8 or order."""
+    from string import ascii_lowercase
+
+    from conftest import TINY_TEXTS, wordpiece_tokenizer
+
+    spelled = wordpiece_tokenizer(TINY_TEXTS, alphabet=ascii_lowercase, whole_words=False)
+    tags = ["O", "B-PATIENT", "I-PATIENT"]
+    token_tags = {i: "B-PATIENT" if token.isalpha() else "I-PATIENT" for token, i in spelled.get_vocab().items()
+                  if token.lstrip("#").isalpha() and token not in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")}
+    folder = _wired_tagger(tmp_path / "spelled", spelled, tags, token_tags, max_positions=24)
+    texts = [" ".join([SENTENCE] * 3), "", "zoë and naïve çava " * 6, "agreement", " ".join([SENTENCE] * 5)]
+    full = LearnedPhiTagger(folder, device="cpu", batch_size=3)
+    found = full.detect(texts)
+    for text, spans in zip(texts, found):
+        words = [(m.start(), m.end()) for m in re.finditer(r"[^\W\d_]+", text)]
+        assert [(d.start, d.end) for d in spans] == words, [text[d.start:d.end] for d in spans]
+    assert len(texts[0]) > 3 * 22  # several windows of 22 tokens
+    backwards = full.detect(texts[::-1])[::-1]
+    small = LearnedPhiTagger(folder, device="cpu", quantize="int8").detect(texts)
+    assert backwards == found
+    assert [[(d.start, d.end, d.label) for d in x] for x in small] == [[(d.start, d.end, d.label) for d in x]
+                                                                        for x in found]
+
+
+def test_a_folder_without_a_trained_tagging_head_is_refused(tmp_path, tiny_tokenizer):
+    """A bare encoder saved under a config that names tags (no architectures) loaded with a
+    randomly initialised head, silently (the load report is quiet), and tagged noise as PHI."""
+    import json
+
+    from transformers import BertConfig, BertModel
+
+    tags = ["O", "B-PATIENT", "I-PATIENT"]
+    config = BertConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=37, max_position_embeddings=64, id2label=dict(enumerate(tags)),
+                        label2id={t: i for i, t in enumerate(tags)})
+    BertModel(config).save_pretrained(tmp_path / "encoder")
+    tiny_tokenizer.save_pretrained(tmp_path / "encoder")
+    saved = json.loads((tmp_path / "encoder" / "config.json").read_text())
+    saved.pop("architectures", None)
+    (tmp_path / "encoder" / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ConfigError, match=r"is not a trained token-classification model: its weights have no "
+                                          r"classifier\.bias, classifier\.weight \(the tagging head\)"):
+        PhiDetector(DeidConfig(ner_model=str(tmp_path / "encoder")))
+
+
+def test_an_id2label_that_skips_an_id_is_a_config_error(tmp_path, scheme_models):
+    """An id2label of {0, 2} raised a bare KeyError: 1 when the tags were read."""
+    import json
+    import shutil
+
+    gap = tmp_path / "gap"
+    shutil.copytree(scheme_models["io"], gap)
+    config = json.loads((gap / "config.json").read_text())
+    config["id2label"] = {"0": "O", "2": "PATIENT"}
+    config["label2id"] = {"O": 0, "PATIENT": 2}
+    (gap / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match=r"gap/config\.json: id2label must number the model's 2 tags 0 to 1, "
+                                          r"got ids 0, 2"):
+        DeidConfig(ner_model=str(gap))
+
+
+def test_lower_case_tags_decode_like_upper_case_ones():
+    """"b-per"/"i-per" were read as two bare types named "b-per" and "i-per": each word its own
+    span, and no label map knew them."""
+    assert parse_tag("b-per") == ("B", "per") and parse_tag("u_loc") == ("U", "loc") and parse_tag("o") == ("O", None)
+    assert decode_tags(["b-per", "i-per", "o", "l-loc"]) == [(0, 2, "per", 1.0), (3, 4, "loc", 1.0)]
+    assert resolve_label_map(["per", "loc"]) == {"per": "NAME", "loc": "LOCATION"}

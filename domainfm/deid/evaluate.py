@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from numbers import Integral
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from domainfm.config import suggest
-from domainfm.corpus.document import Document, Span
+from domainfm.corpus.document import Document, Span, describe_type
 from domainfm.deid.labels import coarse, to_canonical
 from domainfm.errors import ConfigError, CorpusError
 
@@ -127,14 +128,33 @@ def _scores(pred_ok: int, pred: int, gold_found: int, gold: int) -> dict[str, fl
     return {"precision": p, "recall": r, "f1": _fbeta(p, r, 1.0), "f2": _fbeta(p, r, 2.0)}
 
 
-def _as_item(span: Any, dataset: str) -> _Item | None:
+def _as_item(span: Any, dataset: str, length: int, where: Callable[[], str], role: str) -> _Item | None:
+    """``span`` (of a text of ``length`` characters) as an item of its coarse type, ``None`` when
+    its label is not PHI. ``where()`` names the span in errors; ``role`` is ``gold`` or
+    ``prediction`` (each has its own label table).
+
+    Raises:
+        CorpusError: no integer ``start``/``end``, or not ``0 <= start < end <= length``.
+        ConfigError: a label that ``dataset``'s table does not know.
+    """
     if isinstance(span, Mapping):
-        start, end, label = span["start"], span["end"], span.get("label", "ID")
-    elif isinstance(span, (tuple, list)):
+        start, end, label = span.get("start"), span.get("end"), span.get("label", "ID")
+    elif isinstance(span, (tuple, list)) and len(span) >= 2:
         start, end, label = span[0], span[1], span[2] if len(span) > 2 else "ID"
     else:  # Span, Detection
-        start, end, label = span.start, span.end, span.label
-    canonical = to_canonical(label, dataset)
+        start, end, label = getattr(span, "start", None), getattr(span, "end", None), getattr(span, "label", "ID")
+    if not all(isinstance(x, Integral) and not isinstance(x, bool) for x in (start, end)):
+        raise CorpusError(f"{where()}: a span needs integer start and end (a Span, a Detection, a "
+                          f"{{start, end, label}} dict or a (start, end, label) tuple), got {describe_type(span)}")
+    if not 0 <= start < end <= length:
+        raise CorpusError(f"{where()}: [{start}:{end}] is not a span of the document's {length} characters "
+                          "(0 <= start < end <= len(text)): are these spans of this document's text?")
+    try:
+        canonical = to_canonical(label, dataset)
+    except ConfigError as exc:
+        fix = ("name the gold spans' label table as dataset (--dataset)" if role == "gold" else
+               "a prediction's label must be a canonical one, as 'domainfm deid' writes them")
+        raise ConfigError(f"{where()}: {exc}; {fix}") from None
     if canonical is None:
         return None
     return _Item(int(start), int(end), coarse(canonical))
@@ -168,21 +188,38 @@ def evaluate(
             text only with ``include_text``).
         include_text: add the missed/false-positive text to the ``misses_path`` records. Never
             printed; the file is as sensitive as the gold data.
+
+    Raises:
+        CorpusError: a gold span or prediction that is not a span of its document's text, naming
+            the document's id and the span's index.
+        ConfigError: a label its label table does not know (``dataset``, ``pred_dataset``).
     """
     _check_misses_options(misses_path, include_text)
     report = EvalReport()
     texts: dict[str, str] = {}
     for doc in gold_docs:
         report.n_docs += 1
-        gold = [g for g in (_as_item(s, dataset) for s in doc.spans if gold_filter is None or gold_filter(s))
-                if g is not None]
-        pred = [p for p in (_as_item(s, pred_dataset) for s in predicted.get(doc.id, ())) if p is not None]
+        gold = _items(doc, doc.spans, dataset, "gold", gold_filter)
+        pred = _items(doc, predicted.get(doc.id, ()), pred_dataset, "prediction")
         if include_text:
             texts[doc.id] = doc.text
         _score_doc(report, doc.id, gold, pred, keep_lists or misses_path is not None)
     if misses_path is not None:
         _write_misses(report, Path(misses_path), texts if include_text else None)
     return report
+
+
+def _items(doc: Document, spans: Iterable[Any], dataset: str, role: str,
+           keep: GoldFilter | None = None) -> list[_Item]:
+    """The PHI items of ``spans`` of ``doc`` that ``keep`` accepts, each checked (:func:`_as_item`)."""
+    field_name = "spans" if role == "gold" else "predictions"
+    items = []
+    for i, span in enumerate(spans):
+        if keep is None or keep(span):
+            item = _as_item(span, dataset, len(doc.text), lambda: f"id={doc.id!r}: {field_name}[{i}]", role)
+            if item is not None:
+                items.append(item)
+    return items
 
 
 def _check_misses_options(misses_path, include_text: bool) -> None:
@@ -258,9 +295,13 @@ def leakage(gold_docs: Iterable[Document], output_texts: Mapping[str, str], *, d
 
     Recall counts spans a detector touched; leakage counts what a reader of the output can still
     see: a gold string (at least ``min_chars`` characters after stripping) that occurs anywhere in
-    its document's output text, case-sensitive, counts as leaked. A partly replaced name, an
-    unannotated repeat of a found name and a surrogate that equals the original all leak.
-    Documents with no output text are skipped (and counted). Only counts are returned, never text.
+    its document's output text, case-sensitive, counts as leaked. Each gold span is one string (a
+    name annotated in three places counts three times, all leaked while any copy is left), and
+    only its own document's output is searched. A name replaced in one place and not in another,
+    an unannotated repeat of a found name, and a surrogate that equals or contains the original
+    ("Lee" -> "Leeson") all leak; a span only partly replaced ("Ridgeview Hospital" ->
+    "Ridgeview Medical") does not, as the string is no longer there whole. Documents with no
+    output text are skipped (and counted). Only counts are returned, never text.
 
     Example:
         >>> gold = [Document("d", "Seen by Dr Okafor.", spans=[Span(11, 17, "HCPName")])]
@@ -275,10 +316,10 @@ def leakage(gold_docs: Iterable[Document], output_texts: Mapping[str, str], *, d
         if out is None:
             missing_output += 1
             continue
-        for span in doc.spans:
+        for i, span in enumerate(doc.spans):
             if gold_filter is not None and not gold_filter(span):
                 continue
-            item = _as_item(span, dataset)
+            item = _as_item(span, dataset, len(doc.text), lambda: f"id={doc.id!r}: spans[{i}]", "gold")
             original = doc.text[span.start:span.end].strip()
             if item is None or len(original) < min_chars:
                 continue
@@ -435,9 +476,11 @@ def evaluate_files(
     Raises:
         CorpusError: a prediction record or span is invalid, a span ends past its gold text, or no
             prediction id is a gold id (the files are not of the same documents).
-        ConfigError: an unknown identifier type, or ``include_text`` without ``misses_path``.
+        ConfigError: an unknown identifier type, ``include_text`` without ``misses_path``, or a
+            gold label outside ``dataset``'s table or a prediction label that is not canonical
+            (naming ``file:line`` and the span).
     """
-    from domainfm.corpus.io import read_documents
+    from domainfm.corpus.io import read_located_documents
 
     _check_misses_options(misses_path, include_text)
     gold_filter = identifier_filter(identifier_types) if identifier_types is not None else None
@@ -448,13 +491,15 @@ def evaluate_files(
         original = {k: (vault.original_id(k) if is_pseudonym(k) else None) or k for k in predicted}
         predicted, output_texts, where = ({original[k]: v for k, v in table.items()}
                                           for table in (predicted, output_texts, where))
-    gold_docs = list(read_documents(gold_jsonl))
+    located = list(read_located_documents(gold_jsonl))
+    gold_docs = [doc for _, doc in located]
     # read back through the vault, an id is the original the pseudonym hid: messages locate it by line only
     _check_belongs(gold_docs, predicted, where, Path(gold_jsonl).name, Path(pred_jsonl).name, output_texts,
                    show_ids=vault is None)
     if gold_filter is not None and not any("identifier_type" in s.attrs for d in gold_docs for s in d.spans):
         raise ConfigError(f"--identifier-types keeps gold spans by attrs.identifier_type (TAB), and no gold span "
                           f"of {Path(gold_jsonl).name} has one; leave it out for this dataset")
+    _check_labels(located, predicted, where, dataset, gold_filter, show_ids=vault is None)
     report = evaluate(gold_docs, predicted, dataset=dataset, gold_filter=gold_filter,
                       misses_path=misses_path, include_text=include_text)
     summary = report.summary()
@@ -499,6 +544,20 @@ def _check_belongs(gold_docs: list[Document], predicted: Mapping[str, list[dict[
                               f"with its phi_spans replaced (another document under this id, or a text edited since "
                               f"de-identification): are these predictions of {gold_name}? Leakage would be read "
                               f"from the wrong text")
+
+
+def _check_labels(located: list[tuple[str, Document]], predicted: Mapping[str, list[dict[str, Any]]],
+                  where: Mapping[str, str], dataset: str, gold_filter: GoldFilter | None, *,
+                  show_ids: bool = True) -> None:
+    """Every scored gold span's label is in ``dataset``'s table and every prediction's is
+    canonical, or the error names the record by ``file:line`` (and its id with ``show_ids``)."""
+    for location, doc in located:
+        named = f" id={doc.id!r}:" if show_ids else ""
+        for i, span in enumerate(doc.spans):
+            if gold_filter is None or gold_filter(span):
+                _as_item(span, dataset, len(doc.text), lambda: f"{location}:{named} spans[{i}]", "gold")
+        for i, span in enumerate(predicted.get(doc.id, ())):
+            _as_item(span, "canonical", len(doc.text), lambda: f"{where[doc.id]}:{named} phi_spans[{i}]", "prediction")
 
 
 def keeps_text_outside(text: str, spans: Iterable[Mapping[str, Any]], out: str) -> bool:

@@ -69,8 +69,13 @@ def model_kind(source: str | os.PathLike) -> Literal["domainfm", "hf-folder", "h
         architectures = data.get("architectures") or []
         if architectures and not any(a.endswith("ForTokenClassification") for a in architectures):
             raise ConfigError(f"{path} holds a {architectures[0]}, not a token-classification model")
-        if len(data.get("id2label") or {}) < 2:
+        id2label = data.get("id2label") or {}
+        if len(id2label) < 2:
             raise ConfigError(f"{path}/config.json has no id2label with the model's tags")
+        # the tagger reads tag i as the model's output i: every output needs its one tag
+        if sorted(str(k) for k in id2label) != sorted(str(i) for i in range(len(id2label))):
+            raise ConfigError(f"{path}/config.json: id2label must number the model's {len(id2label)} tags 0 to "
+                              f"{len(id2label) - 1}, got ids {', '.join(sorted(map(str, id2label)))}")
         return "hf-folder"
     # "runs/deid-ner" with a "runs" folder here is a local path with a typo, not a Hub id
     if _HUB_ID.match(str(source)) and not str(source).startswith((".", "/", "~")) and not path.parent.is_dir():
@@ -116,7 +121,16 @@ class _HFTagger:
 
         with quiet_hf_loading(f"the token-classification model {source!r}"):
             self.tokenizer = AutoTokenizer.from_pretrained(source, **(hub or {}))
-            self.model = AutoModelForTokenClassification.from_pretrained(source, **(hub or {}))
+            self.model, loading = AutoModelForTokenClassification.from_pretrained(
+                source, output_loading_info=True, **(hub or {}))
+        # a bare encoder's weights under a config that names tags load without complaint (the
+        # load report is silenced), and the randomly initialised head then tags noise as PHI
+        prefix = f"{self.model.base_model_prefix}."
+        untrained = sorted(k for k in loading.get("missing_keys", ()) if not k.startswith(prefix))
+        if untrained:
+            raise ConfigError(f"{source} is not a trained token-classification model: its weights have no "
+                              f"{', '.join(untrained[:3])} (the tagging head); give the folder of a fine-tuned "
+                              "tagger ('domainfm finetune' with task: ner, or a save_pretrained token classifier)")
         if not getattr(self.tokenizer, "is_fast", False):
             raise ModelResolutionError(f"{source!r} has no fast tokenizer (tokenizer.json): word offsets need one")
         check_tokenizer_fits(self.tokenizer, self.model, f"the token-classification model {source!r}")
@@ -167,8 +181,8 @@ class _HFTagger:
                 for row, k in enumerate(idx):
                     tag_ids[k] = p[row, : len(ids[k])].argmax(-1)
                     probs[k] = p[row, : len(ids[k])].max(-1)
-        # per text: word -> (margin from a window edge, tag, score, start, end)
-        words: list[dict[int, tuple[int, int, float, int, int]]] = [{} for _ in texts]
+        # per text: word -> [margin from a window edge, tag, score, start, end]
+        words: list[dict[int, list]] = [{} for _ in texts]
         for k in range(len(ids)):
             word_ids, offsets, n = enc.word_ids(k), enc["offset_mapping"][k], len(ids[k])
             seen: dict[int, list] = {}
@@ -182,8 +196,17 @@ class _HFTagger:
                     seen[w][4] = offsets[pos][1]
             best = words[owner[k]]
             for w, item in seen.items():
-                if w not in best or item[0] > best[w][0]:
-                    best[w] = tuple(item)
+                known = best.get(w)
+                if known is None:
+                    best[w] = item
+                    continue
+                # A window edge can fall inside a word, leaving each window only some of its
+                # sub-tokens: the word's tag is its first sub-token's (the window holding the
+                # earliest one, then the one furthest from an edge), its extent every window's
+                # part of it together, so no cut word ends early and leaves its tail unreplaced.
+                if item[3] < known[3] or (item[3] == known[3] and item[0] > known[0]):
+                    known[:3] = item[:3]
+                known[3], known[4] = min(known[3], item[3]), max(known[4], item[4])
         out: list[list[tuple[int, int, str, float]]] = []
         for best in words:
             keys = sorted(best)

@@ -27,6 +27,7 @@ what some notes contained.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from domainfm.deid.labels import coarse
 from domainfm.deid.recognizers import vocab
@@ -65,11 +66,26 @@ def _cuts_a_word(text: str, start: int, end: int) -> bool:
         (end < len(text) and text[end].isalnum() and text[end - 1].isalnum())
 
 
+_WORD = re.compile(r"[^\W\d_]+")
+
+
+def _explained_word(word: str) -> bool:
+    """Whether a dictionary explains a lower-case word (:func:`vocab.explained`, or a drug).
+
+    A word with a letter outside ASCII is explained only when its plain spelling is a dictionary
+    word as it stands ("café", "naïve"). Cut at its accents, "łukasz" and "jürgen" left "ukasz"
+    and "rgen", which the typo tolerance took for English words, and the names were dropped;
+    whole, the tolerance still reads most accented names as a typo of some English word."""
+    if word.isascii():
+        return vocab.explained(word) or word in vocab.drug_names()
+    plain = "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c))
+    return plain in vocab.stop_words() or vocab.in_lexicon(plain) or plain in vocab.CLINICAL_VOCAB
+
+
 def _explained_lower_case(span: str) -> bool:
-    """A lower-case span every word of which a dictionary explains (:func:`vocab.explained`)."""
-    words = re.findall(r"[a-z]+", span)
-    return bool(words) and span == span.lower() \
-        and all(vocab.explained(w) or w in vocab.drug_names() for w in words)
+    """A lower-case span every word of which a dictionary explains (:func:`_explained_word`)."""
+    words = _WORD.findall(span)
+    return bool(words) and span == span.lower() and all(_explained_word(w) for w in words)
 
 
 def plausible(text: str, start: int, end: int, label: str, *, all_caps: bool) -> bool:

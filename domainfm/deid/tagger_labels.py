@@ -67,17 +67,19 @@ TAGGER_LABELS: dict[str, dict[str, str | None]] = {
 }
 
 PREFIXES = "BIESUL"
-_PREFIXED = re.compile(rf"^([{PREFIXES}])[-_](.+)$")
+# some taggers write their tags in lower case ("b-per", "i-per", "o")
+_PREFIXED = re.compile(rf"^([{PREFIXES}])[-_](.+)$", re.IGNORECASE)
 
 
 def parse_tag(tag: str) -> tuple[str, str | None]:
-    """``(prefix, entity type)`` of a tag; ``("O", None)`` outside; a bare type is ``("I", type)``."""
+    """``(prefix, entity type)`` of a tag; ``("O", None)`` outside; a bare type is ``("I", type)``.
+    The prefix is read in either case and returned in upper case."""
     tag = tag.strip()
     if tag in ("O", "", "_") or tag.upper() == "O":
         return "O", None
     match = _PREFIXED.match(tag)
     if match:
-        return match.group(1), match.group(2)
+        return match.group(1).upper(), match.group(2)
     return "I", tag
 
 
