@@ -37,12 +37,14 @@ def project_spans(
     Args:
         chunks: the chunks (of one or several documents).
         spans: one list of spans per chunk (e.g. a NER model's predictions), in chunk
-            coordinates; ``None`` uses each chunk's own ``spans``.
+            coordinates; ``None`` uses each chunk's own ``spans``: the document's spans, given
+            back exactly as the document had them (``merge`` does not apply to them).
         merge: how copies from overlapping chunks are combined. Identical spans are always
             kept once, and a span cut by a boundary (attrs ``cut``/``doc_start``/``doc_end``,
-            as the chunker writes them) is restored to its full extent. ``"union"`` also joins
-            same-label spans from *different* chunks that overlap or touch at a chunk edge (a
-            model's two views of one entity); ``"exact"`` keeps them apart.
+            as the chunker writes them) is restored to its full extent, which is then final.
+            ``"union"`` also joins same-label spans from *different* chunks that overlap or
+            touch at a chunk edge (a model's two views of one entity); ``"exact"`` keeps them
+            apart.
 
     Returns:
         ``{doc_id: [Span, ...]}`` sorted by position; the chunk-only attrs are removed.
@@ -55,19 +57,30 @@ def project_spans(
     if merge not in ("exact", "union"):
         raise ConfigError(f"'merge' must be 'exact' or 'union', got {merge!r}")
     chunks = list(chunks)
+    if spans is None:
+        # Two of the document's own same-label spans that meet at a chunk boundary ("aspirin"
+        # ending one chunk, "81 mg" starting the next) are two spans, not two views of one.
+        merge = "exact"
     per_chunk = [c.spans for c in chunks] if spans is None else list(spans)
     if len(per_chunk) != len(chunks):
         raise ConfigError(f"got spans for {len(per_chunk)} chunks but {len(chunks)} chunks")
     pieces: dict[str, list[tuple[Span, int, bool, bool]]] = defaultdict(list)  # span, chunk no., at edges
     for number, (chunk, chunk_spans) in enumerate(zip(chunks, per_chunk)):
         length = chunk.end - chunk.start
-        for span in chunk_spans:
+        for i, span in enumerate(chunk_spans):
+            if not 0 <= span.start < span.end <= length:
+                # a span past the chunk would land on the next chunk's text without a word said
+                raise ConfigError(
+                    f"chunk {chunk.id!r}: span {i} [{span.start}:{span.end}] must lie inside the chunk "
+                    f"(0 <= start < end <= {length}); spans are given in chunk coordinates"
+                )
             attrs = {k: v for k, v in span.attrs.items() if k not in _CHUNK_ATTRS}
             if "doc_start" in span.attrs and "doc_end" in span.attrs:
                 start, end = int(span.attrs["doc_start"]), int(span.attrs["doc_end"])
+                at_edge = (False, False)  # its whole extent is known: no other view completes it
             else:
                 start, end = chunk.start + span.start, chunk.start + span.end
-            at_edge = (span.start <= 0, span.end >= length)
+                at_edge = (span.start <= 0, span.end >= length)
             pieces[chunk.doc_id].append((Span(start, end, span.label, attrs), number, *at_edge))
     result = {}
     for doc_id, items in pieces.items():
@@ -133,20 +146,30 @@ def aggregate_predictions(
     chunks, predictions = list(chunks), list(predictions)
     if len(chunks) != len(predictions):
         raise ConfigError(f"got {len(predictions)} predictions for {len(chunks)} chunks")
-    groups: dict[str, list[tuple[float, Any]]] = defaultdict(list)
+    groups: dict[str, list[tuple[float, Any, str]]] = defaultdict(list)
     for chunk, prediction in zip(chunks, predictions):
         w = {"chars": max(1, chunk.end - chunk.start), "tokens": max(1, chunk.n_tokens), "none": 1}[weight]
-        groups[chunk.doc_id].append((float(w), prediction))
+        groups[chunk.doc_id].append((float(w), prediction, chunk.id))
     result: dict[str, Any] = {}
     for doc_id, items in groups.items():
-        weights = np.array([w for w, _ in items])
-        first = items[0][1]
+        weights = np.array([w for w, _, _ in items])
+        first, first_id = items[0][1], items[0][2]
+        for _, p, cid in items:
+            if isinstance(p, Mapping) != isinstance(first, Mapping):
+                raise ConfigError(f"chunk {cid!r}: prediction is a {type(p).__name__} but chunk {first_id!r} gave a "
+                                  f"{type(first).__name__}; give every chunk a {{label: probability}} mapping, or "
+                                  "every chunk a probability vector")
         if isinstance(first, Mapping):
-            labels = list(dict.fromkeys(k for _, p in items for k in p))
-            matrix = np.array([[float(p.get(k, 0.0)) for k in labels] for _, p in items])
+            labels = list(dict.fromkeys(k for _, p, _ in items for k in p))
+            matrix = np.array([[float(p.get(k, 0.0)) for k in labels] for _, p, _ in items])
         else:
             labels = None
-            matrix = np.array([np.asarray(p, dtype=float) for _, p in items])
+            rows = [np.asarray(p, dtype=float) for _, p, _ in items]
+            for row, (_, _, cid) in zip(rows, items):
+                if row.shape != rows[0].shape:
+                    raise ConfigError(f"chunk {cid!r}: prediction has shape {row.shape} but chunk {first_id!r} "
+                                      f"{rows[0].shape}; give one probability per class for every chunk")
+            matrix = np.array(rows)
         values = matrix.max(axis=0) if how == "max" else (weights[:, None] * matrix).sum(0) / weights.sum()
         result[doc_id] = dict(zip(labels, values.tolist())) if labels is not None else values
     return result
@@ -172,6 +195,10 @@ def merge_char_attributions(
     for chunk in chunks:
         ends[chunk.doc_id] = max(ends[chunk.doc_id], chunk.end)
     totals = {d: np.zeros((doc_lengths or {}).get(d, e)) for d, e in ends.items()}
+    for chunk in chunks:
+        if chunk.end > len(totals[chunk.doc_id]):
+            raise ConfigError(f"chunk {chunk.id!r} ends at character {chunk.end}, past doc_lengths"
+                              f"[{chunk.doc_id!r}]={len(totals[chunk.doc_id])}; give len(doc.text) of its document")
     counts = {d: np.zeros_like(t) for d, t in totals.items()}
     for chunk, scores in zip(chunks, attributions):
         scores = np.asarray(scores, dtype=float)
@@ -200,6 +227,9 @@ def merge_token_attributions(
     for chunk, tokens in zip(chunks, attributions):
         table = sums[chunk.doc_id]
         for start, end, score in tokens:
+            if not 0 <= int(start) <= int(end) <= chunk.end - chunk.start:
+                raise ConfigError(f"chunk {chunk.id!r}: token [{start}:{end}] must lie inside the chunk "
+                                  f"(0 <= start <= end <= {chunk.end - chunk.start}); give chunk coordinates")
             key = (chunk.start + int(start), chunk.start + int(end))
             total = table.setdefault(key, [0.0, 0])
             total[0] += float(score)

@@ -7,7 +7,9 @@ heading starts, its title as written and its *rank*: lower ranks are outer level
 chunk cross (except to pack several small whole sections together).
 
 Sectionizers are looked up by name (:func:`get_sectionizer`); :func:`register_sectionizer`
-adds one, e.g. for a hospital's own note template.
+adds one, e.g. for a hospital's own note template. They are given the text as
+:func:`layout_text` writes it (every line break a ``\\n``, no-break spaces as spaces, same
+length), so one pattern serves Windows, old Mac and web-copied text alike.
 
 Example:
     >>> [s.title for s in sectionize("HPI: cough.\\nPLAN: rest.", "clinical")]
@@ -64,11 +66,29 @@ class Section:
 
 Sectionizer = Callable[[str], list[Heading]]
 
+# Same-length replacements: a heading pattern anchored at "^"/"$" with [ \t] gaps then matches
+# "HPI\r\n", a page break before "ARTICLE 7", "Section\xa07.2" and a BOM before the first heading,
+# and every offset found in the copy is the offset in the original.
+_LAYOUT = str.maketrans({
+    "\r": "\n", "\x0b": "\n", "\x0c": "\n", "\x85": "\n", "\u2028": "\n", "\u2029": "\n",
+    "\xa0": " ", "\u2007": " ", "\u202f": " ", "\ufeff": " ", "\u200b": " ",
+})
+
+
+def layout_text(text: str) -> str:
+    r"""``text`` with every line break as ``\n`` (``\r\n`` as ``" \n"``) and no-break/zero-width
+    spaces and a BOM as spaces: the same length, so offsets found in it hold in ``text``."""
+    return text.replace("\r\n", " \n").translate(_LAYOUT)
+
+
 SECTIONIZERS: dict[str, Sectionizer] = {}
 
 
 def register_sectionizer(name: str) -> Callable[[Sectionizer], Sectionizer]:
-    """Register ``fn(text) -> list[Heading]`` under ``name`` (usable as ``--profile name``)."""
+    """Register ``fn(text) -> list[Heading]`` under ``name`` (usable as ``--profile name``).
+
+    The chunker and :func:`sectionize` call ``fn`` with :func:`layout_text`'s copy of the text.
+    """
 
     def decorate(fn: Sectionizer) -> Sectionizer:
         if name in SECTIONIZERS:
@@ -91,7 +111,7 @@ def get_sectionizer(name: str) -> Sectionizer:
 
 def sectionize(text: str, profile: str = "generic") -> list[Section]:
     """The sections of ``text`` according to sectionizer ``profile``, in text order."""
-    return build_sections(get_sectionizer(profile)(text))
+    return build_sections(get_sectionizer(profile)(layout_text(text)))
 
 
 def build_sections(headings: Sequence[Heading]) -> list[Section]:

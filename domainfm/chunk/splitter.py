@@ -8,7 +8,11 @@ How a document is chunked:
    tokenizer spreads over several tokens).
 2. Every gap between two tokens gets a boundary level from the text around it:
    top-level section > nested heading > paragraph > line end after punctuation > sentence end >
-   line break > clause punctuation > whitespace > inside a word.
+   line break > clause punctuation > whitespace > inside a word. Patterns run on
+   :func:`~domainfm.chunk.sections.layout_text`'s copy (CRLF, NBSP... written as newlines and
+   spaces, same offsets); a boundary found at a character is the gap before the token starting
+   there, or before the token that carries the whitespace leading up to it (byte-level BPE's
+   ``" The"``), so it does not land one word late.
 3. The sectionizer's top-level sections are hard boundaries: a chunk never crosses one, except
    that consecutive *whole* sections that together fit the budget are packed into one chunk
    (its ``section`` is then ``"A; B"``). Inside a section, a chunk ends at the best boundary that
@@ -39,7 +43,7 @@ import numpy as np
 
 from domainfm.chunk.config import ChunkConfig
 from domainfm.config import as_config
-from domainfm.chunk.sections import SectionIndex, build_sections, get_sectionizer
+from domainfm.chunk.sections import SectionIndex, build_sections, get_sectionizer, layout_text
 from domainfm.corpus.document import Document, Span, checked_document, document_stream
 from domainfm.errors import ConfigError, DomainFMError, ModelResolutionError, RecordError
 
@@ -234,8 +238,9 @@ class Chunker:
             yield from self._chunk_batch(batch)
 
     def chunk(self, doc: Document) -> list[Chunk]:
-        """The chunks of one document (raises :class:`RecordError` if it cannot be chunked)."""
-        (result,) = self._chunk_batch([doc])
+        """The chunks of one document (raises :class:`RecordError` if it cannot be chunked or
+        breaks a document invariant, e.g. a span past the end of its text)."""
+        (result,) = self.iter_documents([doc])
         if result.error is not None:
             raise result.error
         return result.chunks
@@ -267,7 +272,8 @@ class Chunker:
         text = doc.text
         if not text.strip():
             return DocumentChunks(doc, [])
-        sections = build_sections(self.sectionizer(text))
+        layout = layout_text(text)  # CRLF, NBSP...: found by the same patterns, at the same offsets
+        sections = build_sections(self.sectionizer(layout))
         n = len(offsets)
         if n == 0:  # only characters the tokenizer drops (control characters...): one chunk
             cs, ce = _strip(text, 0, len(text))
@@ -277,7 +283,7 @@ class Chunker:
         else:
             arr = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
             starts, ends = arr[:, 0], arr[:, 1]
-            levels, hard = self._levels(text, starts, ends, sections)
+            levels, hard = self._levels(layout, starts, ends, sections)
             ranges = self._ranges(doc, starts, levels, hard)
         index = SectionIndex(sections)
         ordered = sorted(doc.spans, key=lambda s: (s.start, s.end))
@@ -309,18 +315,34 @@ class Chunker:
         """Boundary level of the gap before each token (index ``n`` = end of text)."""
         n = len(starts)
         levels = np.full(n + 1, WORD, dtype=np.int8)
+        space = _whitespace_mask(text)
+        # non-whitespace characters before each position: text[a:b] is blank iff the counts agree
+        solid = np.zeros(len(text) + 1, dtype=np.int64)
+        np.cumsum(~space, out=solid[1:])
         if n > 1:
             reach = np.maximum.accumulate(ends)[:-1]  # furthest character covered before token i
             gap = starts[1:]
-            levels[1:n][gap > reach] = SPACE
+            # Byte-level BPE (GPT-2, RoBERTa, Llama 3) puts the space inside the next token
+            # (" The"): no gap in the offsets, yet a word boundary all the same.
+            leads_with_space = space[np.minimum(gap, len(text) - 1)] & (gap < len(text))
+            levels[1:n][(gap > reach) | (leads_with_space & (gap == reach))] = SPACE
             invalid = gap < reach
             invalid |= gap < starts[:-1]  # offsets going backwards: never cut there
         else:
             invalid = np.zeros(0, dtype=bool)
 
+        def gaps(positions) -> np.ndarray:
+            """Token gap of each character position: before the first token starting there, or
+            before the token that covers it when only whitespace of that token lies before it."""
+            pos = np.asarray(positions, dtype=np.int64)
+            idx = np.searchsorted(starts, pos, side="left")
+            prev = np.maximum(idx - 1, 0)
+            covering = (idx > 0) & (ends[prev] > pos) & (solid[pos] == solid[np.minimum(starts[prev], pos)])
+            return idx - covering
+
         def mark(positions: list[int], level: int) -> None:
             if positions:
-                idx = np.searchsorted(starts, np.asarray(positions, dtype=np.int64), side="left")
+                idx = gaps(positions)
                 idx = idx[(idx > 0) & (idx < n)]
                 np.maximum.at(levels, idx, level)
 
@@ -332,7 +354,7 @@ class Chunker:
         mark([m.end() for m in _PARAGRAPH.finditer(text)], PARAGRAPH)
         mark([s.start for s in sections if not s.top], HEADING)
         levels[1:n][invalid] = INVALID
-        hard_idx = np.searchsorted(starts, np.asarray([s.start for s in sections if s.top], dtype=np.int64))
+        hard_idx = gaps([s.start for s in sections if s.top])
         hard = sorted({int(i) for i in hard_idx if 0 < i < n})
         levels[hard] = TOP
         levels[0] = levels[n] = TOP
@@ -357,7 +379,13 @@ class Chunker:
                 shrunk = count > self.max_tokens
                 if shrunk:
                     b, cs, ce, count = self._shrink(doc, starts, levels, a, b, count)
-                if cs < ce:
+                # Chunks that differ only by whitespace tokens (byte-level "Ġ", "Ċ" runs) trim to
+                # nested ranges: keep the larger one, never a chunk twice or inside another.
+                if cs >= ce or (out and out[-1][0] <= cs and ce <= out[-1][1]):
+                    pass
+                elif out and cs == out[-1][0]:
+                    out[-1] = (cs, ce, count)
+                else:
                     out.append((cs, ce, count))
                 if shrunk:  # the chunks planned after this one are stale: re-plan from here
                     s = self._next_start(levels, hard_set, a, b, n)
@@ -467,6 +495,15 @@ def chunk_documents(docs: Iterable[Document], config: ChunkConfig, tokenizer=Non
         if result.error is not None:
             raise result.error
         yield from result.chunks
+
+
+_WHITESPACE = np.array([c for c in range(0x3001) if chr(c).isspace()], dtype=np.uint32)
+
+
+def _whitespace_mask(text: str) -> np.ndarray:
+    """``str.isspace`` of every character, without a Python loop over the text."""
+    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    return np.isin(codes, _WHITESPACE)
 
 
 def _strip(text: str, cs: int, ce: int) -> tuple[int, int]:
