@@ -11,6 +11,7 @@ from domainfm.config import check_fields, suggest
 from domainfm.errors import ConfigError
 
 ENGINES = ("local", "spark", "ray")
+DEFAULT_MASTER = "local[2]"
 
 
 @dataclass
@@ -29,7 +30,7 @@ class EngineConfig:
     """
 
     name: Literal["local", "spark", "ray"] = "local"
-    master: str = "local[2]"
+    master: str = DEFAULT_MASTER
     partitions: int | None = None
     workers: int = 1
     ray_address: str | None = None
@@ -46,6 +47,17 @@ class EngineConfig:
             raise ConfigError(f"engine.workers must be an int >= 1, got {self.workers!r}")
         if not isinstance(self.master, str) or not self.master.strip():
             raise ConfigError("engine.master must be a Spark master URL such as 'local[2]'")
+        # an option of the other engine would be ignored without a word: '--engine spark --workers 8'
+        # ran on Spark's default two cores
+        if self.name == "spark" and self.workers != 1:
+            raise ConfigError(f"engine.workers (--workers) sets Ray's actors; Spark's cores come from engine.master "
+                              f"(--master 'local[{self.workers}]' on this machine), got workers={self.workers}")
+        if self.name == "spark" and self.ray_address is not None:
+            raise ConfigError("engine.ray_address (--ray-address) is Ray's; Spark connects with engine.master "
+                              "(--master spark://HOST:7077)")
+        if self.name == "ray" and self.master != DEFAULT_MASTER:
+            raise ConfigError(f"engine.master (--master) is Spark's; Ray takes engine.workers (--workers) and "
+                              f"engine.ray_address (--ray-address), got master={self.master!r}")
 
     @property
     def distributed(self) -> bool:

@@ -23,6 +23,8 @@ from the driver, so engines that cannot broadcast (Spark Connect) work the same.
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import json
 import os
 import tempfile
@@ -34,6 +36,8 @@ from domainfm.corpus.document import Document
 from domainfm.corpus.io import Counts
 from domainfm.deid.config import DeidConfig
 from domainfm.errors import RecordError
+
+DUPLICATE_ID = "duplicate id (already used by an earlier record)"  # the reason one process gives
 
 # Payloads are JSON with non-ASCII escaped: a lone surrogate ("\\ud800") is valid there and
 # survives Arrow, which takes only valid UTF-8.
@@ -99,6 +103,9 @@ def parse_input(rows: Iterable[dict[str, Any]]) -> Iterator[tuple[int, str | Non
     ``doc`` (the document as JSON) is valid, else ``(order, location, reject row)``."""
     for row in rows:
         order, location, raw = int(row["order"]), row.get("location"), row["doc"]
+        # pandas reads a missing location (the DataFrame API has none) as NaN: a reject row
+        # carrying it made Arrow fail the whole task ("Cannot convert ChunkedArray")
+        location = location if isinstance(location, str) else None
         try:
             obj = json.loads(raw)
             yield order, location, Document.from_dict(obj, location=location)
@@ -111,19 +118,32 @@ def parse_input(rows: Iterable[dict[str, Any]]) -> Iterator[tuple[int, str | Non
 class _Intake:
     """A partition's input rows as a stream of valid documents for a stage; invalid rows wait in
     ``rejects`` (reject rows) and ``where`` maps a document id to its (order, location, record
-    as read) until the stage's result for it comes back."""
+    as read) until the stage's result for it comes back.
+
+    A repeated id is rejected as one process rejects it. The file jobs catch duplicates on the
+    driver; the DataFrame API has no driver read, and two rows of one id and patient (a table
+    loaded twice) land in one partition, where the second would overwrite the first's entry in
+    ``where`` and the stage would fail on a missing key."""
 
     def __init__(self, rows: Iterable[dict[str, Any]]):
         self.rows = rows
         self.where: dict[str, tuple[int, str | None, str]] = {}
         self.rejects: list[dict] = []
+        self.seen: set[str] = set()
 
     def documents(self) -> Iterator[Document]:
         for order, location, item in parse_input(self.rows):
             if isinstance(item, dict):
                 self.rejects.append(item)
                 continue
-            self.where[item.id] = (order, location, json.dumps(item.to_dict(), ensure_ascii=True))
+            # the record as one process writes it to the reject file (non-ASCII as is): the reject
+            # row's payload escapes it for Arrow
+            raw = json.dumps(item.to_dict(), ensure_ascii=False)
+            if item.id in self.seen:
+                self.rejects.append(_reject_row(order, location, item.id, DUPLICATE_ID, raw))
+                continue
+            self.seen.add(item.id)
+            self.where[item.id] = (order, location, raw)
             yield item
 
 
@@ -183,10 +203,9 @@ def chunk_partition(rows: Iterable[dict[str, Any]], config) -> Iterator[dict[str
     for result in _chunker_for(config).iter_documents(intake.documents()):
         yield from intake.rejects
         intake.rejects.clear()
-        order, location, _ = intake.where.pop(result.doc.id)
+        order, location, raw = intake.where.pop(result.doc.id)
         if result.error is not None:
-            yield _reject_row(order, result.error.location or location, result.doc.id, result.error.reason,
-                              json.dumps(result.doc.to_dict(), ensure_ascii=True))
+            yield _reject_row(order, result.error.location or location, result.doc.id, result.error.reason, raw)
             continue
         for seq, chunk in enumerate(result.chunks):  # (order, seq): the chunks of a document in their order
             yield _row(RECORD, order, seq=seq, record_id=result.doc.id,
@@ -230,7 +249,9 @@ def record_from_columns(columns: dict[str, Any], patient_col: str | None = None)
     """A document record from a table row: ``meta``, ``labels``, ``spans`` and ``phi_spans`` may
     be JSON text (as domainfm writes Parquet) or already objects; any other column goes to
     ``meta`` (as ``domainfm import csv`` does), ``patient_col`` as ``meta.patient_id``. Values
-    that do not parse are left for :meth:`Document.from_dict` to reject with the field named."""
+    that do not parse are left for :meth:`Document.from_dict` to reject with the field named.
+    Dates, times and decimals (a data lake's ``note_date`` timestamp) become their ISO or
+    decimal text, as a CSV export writes them: JSON has no such types."""
     record: dict[str, Any] = {"id": columns.get("id"), "text": columns.get("text")}
     for key in ("meta", "label", "labels", "spans", "phi_spans"):
         value = columns.get(key)
@@ -244,14 +265,27 @@ def record_from_columns(columns: dict[str, Any], patient_col: str | None = None)
         if value is not None or key in ("label", "labels"):
             record[key] = value
     meta = record.get("meta")
-    record["meta"] = meta = {} if meta is None else meta
+    record["meta"] = meta = {} if meta is None else _as_json_value(meta)
     if isinstance(meta, dict):
         for key, value in columns.items():
             if key not in DOCUMENT_COLUMNS and key not in ("order", "location", "scope"):
-                meta["patient_id" if key == patient_col else key] = value.item() if hasattr(value, "item") else value
+                value = value.item() if hasattr(value, "item") else value
+                meta["patient_id" if key == patient_col else key] = _as_json_value(value)
     if isinstance(record["id"], int) and not isinstance(record["id"], bool):
         record["id"] = str(record["id"])
     return record
+
+
+def _as_json_value(value: Any) -> Any:
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _as_json_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_as_json_value(item) for item in value]
+    return value
 
 
 def bucket_of(scope: str, buckets: int) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import uuid
 from contextlib import ExitStack
 from pathlib import Path
@@ -20,8 +21,9 @@ from typing import Any, Callable, Iterator, Protocol
 
 from domainfm.corpus.io import (Counts, CountingRejects, JsonlWriter, OutputLock, Rejected, RejectWriter,
                                 check_output_path, rejects_path_for)
-from domainfm.distributed.core import DOCUMENT, OUTSIDE_TEXT, RECORD, REJECT, DeidJob, input_rows, record_from_columns
-from domainfm.errors import ConfigError, RecordError
+from domainfm.distributed.core import (DOCUMENT, DUPLICATE_ID, OUTSIDE_TEXT, RECORD, REJECT, DeidJob, input_rows,
+                                       record_from_columns)
+from domainfm.errors import ConfigError, CorpusError, OutputError, RecordError
 from domainfm.manifest import write_manifest
 
 _STAGE_ROWS = 20_000
@@ -51,19 +53,80 @@ def is_parquet(path: Path) -> bool:
     return path.suffix == ".parquet" or (path.is_dir() and any(path.glob("*.parquet")))
 
 
+def check_input(path: Path) -> None:
+    """The input is a JSONL file or a Parquet file or folder, checked before the output is locked
+    or a vault created (a typo left an empty vault behind, and a missing ``notes.parquet`` was
+    reported as the reject file that could not be written).
+
+    Raises:
+        CorpusError: naming the path and what it should be.
+    """
+    if path.is_file():
+        return
+    if not path.is_dir():
+        raise CorpusError(f"{path}: no such file (expected a JSONL file, or a Parquet file or folder)")
+    nested = next((p for p in sorted(path.rglob("*.parquet")) if p.parent != path), None)
+    if nested is not None:
+        # a partitioned dataset (year=2020/...): its files below the top are not read, and the
+        # folder names' values are not columns of the rows
+        raise CorpusError(f"{path}: holds Parquet files in subfolders ({nested.parent.relative_to(path)}/); "
+                          "the engines read the .parquet files directly inside the folder: read a partitioned "
+                          "dataset with Spark and use domainfm.distributed.spark.deidentify_dataframe")
+    if not is_parquet(path):
+        raise CorpusError(f"{path}: is a folder without .parquet files (expected a JSONL file, or a Parquet "
+                          "file or folder)")
+
+
+def _parquet_file(file: Path):
+    """The opened Parquet file, with the columns a document table needs."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        opened = pq.ParquetFile(file)
+    except (pa.ArrowException, OSError) as exc:
+        raise CorpusError(f"{file}: not a readable Parquet file ({type(exc).__name__}); give a JSONL file or "
+                          "a Parquet file or folder") from None
+    names = opened.schema_arrow.names
+    for column in ("id", "text"):
+        if column not in names:
+            # every row would be rejected for it, each with its whole record in the reject file
+            raise CorpusError(f"{file}: no column {column!r} (columns: {', '.join(names)}); a table of notes needs "
+                              "'id' and 'text': rename its columns, or use domainfm.distributed.spark."
+                              "deidentify_dataframe(df, id_col=..., text_col=...)")
+    return opened
+
+
+def _not_json(meta: dict, columns: dict) -> str | None:
+    """Why ``meta`` cannot be written as JSON (binary data, NaN), naming the column (a column
+    name is schema; a key of the ``meta`` column may be data, so it is not quoted), else None."""
+    for key, value in meta.items():
+        try:
+            json.dumps(value, allow_nan=False)
+        except ValueError:
+            what = "NaN or infinity"
+        except TypeError:  # a list or struct column: its own type would not say what is wrong
+            what = "a value JSON cannot hold" if isinstance(value, (dict, list)) else \
+                f"a value of type {type(value).__name__}"
+        else:
+            continue
+        where = f"column {key!r}" if key in columns and key not in ("meta", "id", "text") else "field 'meta'"
+        return f"{where} holds {what}, which a document's meta cannot hold as JSON; convert or drop it"
+    return None
+
+
 def parquet_documents(path: Path, rejects) -> Iterator[tuple[str, Any]]:
     """``(location, Document)`` for each row of a Parquet file or folder (the document model's
     columns; other columns go to ``meta``); invalid rows and duplicate ids go to ``rejects``
     with ``file:row N``, as JSONL lines do."""
-    import pyarrow.parquet as pq
-
     from domainfm.corpus.document import Document
 
     files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+    opened = [_parquet_file(file) for file in files]  # every file's columns before any row is staged
     seen: set[str] = set()
-    for file in files:
+    for file, parquet in zip(files, opened):
         number = 0
-        for batch in pq.ParquetFile(file).iter_batches(batch_size=4096):
+        for batch in parquet.iter_batches(batch_size=4096):
             for columns in batch.to_pylist():
                 number += 1
                 location = f"{file.name}:row {number}"
@@ -71,8 +134,10 @@ def parquet_documents(path: Path, rejects) -> Iterator[tuple[str, Any]]:
                 try:
                     doc = Document.from_dict(record, location=location)
                     if doc.id in seen:
-                        raise RecordError("duplicate id (already used by an earlier record)",
-                                          record_id=doc.id, location=location)
+                        raise RecordError(DUPLICATE_ID, record_id=doc.id, location=location)
+                    unwritable = _not_json(doc.meta, columns)
+                    if unwritable is not None:
+                        raise RecordError(unwritable, record_id=doc.id, location=location)
                 except RecordError as err:
                     rejects.write(Rejected.from_error(err, raw=json.dumps(record, ensure_ascii=False, default=str)))
                     continue
@@ -134,23 +199,23 @@ def _worker_rejects(outputs: Outputs, sink: CountingRejects) -> None:
                             raw=payload["raw"]))
 
 
-def _replace_dir(tmp: Path, final: Path) -> None:
-    """Put a finished output folder in place of ``final``: a re-run never leaves a mix."""
-    old = None
+def _replace_dir(tmp: Path, final: Path, work: Path) -> None:
+    """Put a finished output folder in place of ``final``: a re-run never leaves a mix. The
+    replaced folder goes into the job's ``work`` folder, so a job killed between the two renames
+    leaves nothing beside the output that the next run does not remove."""
     if final.exists():
-        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(final, old)
+        os.replace(final, work / "replaced")
     os.replace(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
-def write_records(outputs: Outputs, out_path: Path, *, parquet: bool, labels: dict[str, int] | None = None,
-                  outside_text: dict[str, int] | None = None) -> int:
+def write_records(outputs: Outputs, out_path: Path, *, parquet: bool, work: Path | None = None,
+                  labels: dict[str, int] | None = None, outside_text: dict[str, int] | None = None) -> int:
     """The ``record`` rows in input order: JSONL re-serialised exactly as one process writes it,
-    or a Parquet folder of the document model's columns (JSON objects as JSON text). ``labels``
-    (when given) counts the records' ``phi_spans`` by label in the same pass, ``outside_text``
-    the fields that still hold an identifier of their text (:mod:`domainfm.deid.outside_text`)."""
+    or a Parquet folder of the document model's columns (JSON objects as JSON text), assembled
+    in the job's ``work`` folder (needed with ``parquet``: the next run of the output removes
+    what a killed job left there). ``labels`` (when given) counts the records' ``phi_spans`` by
+    label in the same pass, ``outside_text`` the fields that still hold an identifier of their
+    text (:mod:`domainfm.deid.outside_text`)."""
 
     def records():
         for row in outputs.ordered(RECORD):
@@ -175,7 +240,7 @@ def write_records(outputs: Outputs, out_path: Path, *, parquet: bool, labels: di
 
     schema = pa.schema([("id", pa.string()), ("text", pa.string()), ("meta", pa.string()), ("label", pa.string()),
                         ("labels", pa.list_(pa.string())), ("spans", pa.string()), ("phi_spans", pa.string())])
-    tmp = out_path.with_name(f".{out_path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp = work / "output.parquet"
     tmp.mkdir()
     n, part, batch = 0, 0, []
 
@@ -184,20 +249,17 @@ def write_records(outputs: Outputs, out_path: Path, *, parquet: bool, labels: di
         pq.write_table(pa.Table.from_pylist(batch, schema=schema), tmp / f"part-{part:05d}.parquet")
         part, batch = part + 1, []
 
-    try:
-        for record in records():
-            batch.append({"id": record["id"], "text": record["text"], "label": record.get("label"),
-                          "labels": record.get("labels"),
-                          **{k: json.dumps(record.get(k) or ({} if k == "meta" else []), ensure_ascii=False)
-                             for k in ("meta", "spans", "phi_spans")}})
-            n += 1
-            if len(batch) >= _STAGE_ROWS:
-                flush()
-        if batch or not part:
+    for record in records():
+        batch.append({"id": record["id"], "text": record["text"], "label": record.get("label"),
+                      "labels": record.get("labels"),
+                      **{k: json.dumps(record.get(k) or ({} if k == "meta" else []), ensure_ascii=False)
+                         for k in ("meta", "spans", "phi_spans")}})
+        n += 1
+        if len(batch) >= _STAGE_ROWS:
             flush()
-        _replace_dir(tmp, out_path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    if batch or not part:
+        flush()
+    _replace_dir(tmp, out_path, work)
     return n
 
 
@@ -215,6 +277,7 @@ def run_deid(in_path: str | os.PathLike, out_path: str | os.PathLike, config, en
     from domainfm.deid.runner import DeidResult, by_count, check_vault_path, surrogate_secret
 
     in_path, out_path = Path(in_path), Path(out_path)
+    check_input(in_path)
     reject_file = rejects_path_for(out_path)
     check_output_path(out_path, inputs=[in_path], folder=out_path.suffix == ".parquet")
     check_output_path(reject_file, inputs=[in_path])
@@ -246,15 +309,21 @@ def run_deid(in_path: str | os.PathLike, out_path: str | os.PathLike, config, en
             stage(f"de-identifying {sent} documents ({engine.name})")
             job = DeidJob(config=config, secret=secret, vault_header=vault.header() if vault is not None else None)
             outputs = engine.deidentify(work / "input", job, work)
+            if vault is not None:
+                # before the output appears, as one process commits its vault before its output is
+                # renamed into place: an output whose records the vault cannot restore never exists
+                stage("merging the vault")
+                try:
+                    vault.merge_rows(outputs.vault_rows())
+                except sqlite3.Error as exc:  # as one process words it (a full disk, a locked file)
+                    raise OutputError(f"{config.vault}: the vault could not be written ({type(exc).__name__}); "
+                                      "nothing was written, re-run when the vault is free") from None
             stage("writing the output")
             found: dict[str, int] = {}
             outside: dict[str, int] = {}
-            counts.written = write_records(outputs, out_path, parquet=out_path.suffix == ".parquet", labels=found,
-                                           outside_text=outside)
+            counts.written = write_records(outputs, out_path, parquet=out_path.suffix == ".parquet", work=work,
+                                           labels=found, outside_text=outside)
             _worker_rejects(outputs, CountingRejects(rejects, counts, first, count_read=False, show_ids=show_ids))
-        if vault is not None:
-            stage("merging the vault")
-            vault.merge_rows(outputs.vault_rows())
         by_label = by_count(found)
         _check_reconciles(counts)
         manifest = write_manifest(
@@ -282,6 +351,7 @@ def run_chunk(in_path: str | os.PathLike, out_path: str | os.PathLike, config, e
     from domainfm.chunk.splitter import Chunker
 
     in_path, out_path = Path(in_path), Path(out_path)
+    check_input(in_path)
     reject_file = rejects_path_for(out_path)
     check_output_path(out_path, inputs=[in_path])
     check_output_path(reject_file, inputs=[in_path])

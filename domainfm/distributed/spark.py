@@ -76,6 +76,9 @@ def spark_session(master: str = "local[2]", *, app_name: str = "domainfm", conf:
 
 # --- DataFrame API ------------------------------------------------------------------------------
 
+INPUT_SCHEMA = "order long, location string, scope string, doc string"
+
+
 def document_rows(df, *, text_col: str = "text", id_col: str = "id", patient_col: str | None = None,
                   order_col: str | None = None):
     """``df`` as engine input rows (``order``, ``location``, ``scope``, ``doc`` as JSON).
@@ -84,6 +87,13 @@ def document_rows(df, *, text_col: str = "text", id_col: str = "id", patient_col
     ``spans`` (JSON text) are read as the document model's; every other column goes to
     ``meta`` (as ``domainfm import csv`` does); ``patient_col`` becomes ``meta.patient_id``.
     Without ``order_col`` the DataFrame's own row order is the input order.
+
+    The rows are built in Python by the workers' own code (:func:`_document_rows`): the patient
+    scope that partitions them is then the scope the workers de-identify with, wherever the
+    patient id is (``patient_col``, a ``patient_id`` column, a ``meta`` struct, map or JSON
+    text). Computed with Spark's functions, it missed all but the first and the JSON text, and a
+    patient's notes were spread over partitions: a surname found in one note was left bare in
+    the next.
     """
     from pyspark.sql import functions as F
 
@@ -94,41 +104,46 @@ def document_rows(df, *, text_col: str = "text", id_col: str = "id", patient_col
     fields = {"id": id_col, "text": text_col}
     known = {"meta", "label", "labels", "spans", "phi_spans"}
     extra = [c for c in df.columns if c not in (text_col, id_col, order_col) and c not in known]
-    patient = F.trim(F.col(patient_col).cast("string")) if patient_col else None
-    if patient is None and "meta" in df.columns and dict(df.dtypes)["meta"] == "string":
-        patient = F.trim(F.get_json_object("meta", "$.patient_id"))
-    scope = F.concat(F.lit("doc:"), F.col(id_col).cast("string"))
-    if patient is not None:
-        scope = F.when(patient.isNotNull() & (patient != ""), F.concat(F.lit("patient:"), patient)).otherwise(scope)
     columns = [F.col(c).alias(f"_{name}") for name, c in fields.items()]
     columns += [F.col(c).alias(f"_{c}") for c in known if c in df.columns]
     columns += [F.col(c).alias(f"_x_{c}") for c in extra]
-    packed = df.select(order.alias("order"), scope.alias("scope"), F.struct(*columns).alias("fields"))
-    return packed.select("order", F.lit(None).cast("string").alias("location"), "scope",
-                         F.to_json("fields", {"ignoreNullFields": "false"}).alias("doc"))
+    packed = df.select(order.alias("order"), F.to_json(F.struct(*columns), {"ignoreNullFields": "false"}).alias("doc"))
+    return packed.mapInPandas(_document_rows(patient_col), INPUT_SCHEMA)
 
 
-def _unpack(doc: str, patient_col: str | None) -> str:
+def _document_rows(patient_col: str | None):
+    """A ``mapInPandas`` function: :func:`document_rows`' packed columns -> engine input rows."""
+
+    def run(batches):
+        import pandas as pd
+
+        from domainfm.deid.surrogates import scope_for
+
+        for frame in batches:
+            records = [_unpack(doc, patient_col) for doc in frame["doc"]]
+            scopes = [scope_for(str(r["id"]), r["meta"] if isinstance(r["meta"], dict) else None) for r in records]
+            yield pd.DataFrame({"order": frame["order"], "location": None, "scope": scopes,
+                                "doc": [json.dumps(r, ensure_ascii=True) for r in records]})
+
+    return run
+
+
+def _unpack(doc: str, patient_col: str | None) -> dict:
     """The ``doc`` JSON that :func:`document_rows` packed, as a domainfm document record."""
     packed = json.loads(doc)
     columns = {(key[3:] if key.startswith("_x_") else key[1:]): value for key, value in packed.items()}
-    return json.dumps(record_from_columns(columns, patient_col), ensure_ascii=True)
+    return record_from_columns(columns, patient_col)
 
 
-def _partition_fn(process: Callable[[Iterator[dict]], Iterator[dict]], unpack: str | None):
-    """A ``mapInPandas`` function over one partition's Arrow batches (state lives across them).
-    ``unpack``: None when ``doc`` is a document record already, else the patient column ("" for
-    none) of :func:`document_rows`' packing."""
+def _partition_fn(process: Callable[[Iterator[dict]], Iterator[dict]]):
+    """A ``mapInPandas`` function over one partition's Arrow batches (state lives across them)."""
 
     def run(batches):
         import pandas as pd
 
         def rows():
             for frame in batches:
-                for row in frame.to_dict("records"):
-                    if unpack is not None:
-                        row["doc"] = _unpack(row["doc"], unpack or None)
-                    yield row
+                yield from frame.to_dict("records")
 
         out: list[dict] = []
         for row in process(rows()):
@@ -162,17 +177,22 @@ def deidentify_dataframe(df, *, config, secret: bytes | None = None, vault_heade
     """
     from domainfm.deid.vault import secret_from_env
 
+    if config.vault is not None and vault_header is None:
+        # the workers fill no vault without its header: the run would end with nothing to
+        # re-identify from, and with pseudonymize_ids each worker would fail with a traceback
+        raise ConfigError(f"config.vault ({config.vault}) is written on the driver here: open it "
+                          "(vault = Vault(path, secret)), pass vault_header=vault.header(), then "
+                          "merge_vault_rows(rows, vault); or leave config.vault unset")
     job = DeidJob(config=config, secret=secret if secret is not None else secret_from_env(), vault_header=vault_header)
     rows = document_rows(df, text_col=text_col, id_col=id_col, patient_col=patient_col, order_col=order_col)
-    return _deidentify_rows(rows, job, partitions, unpack=patient_col or "")
+    return _deidentify_rows(rows, job, partitions)
 
 
-def _deidentify_rows(rows, job: DeidJob, partitions: int | None, *, unpack: str | None):
-    """Engine rows -> result rows, partitioned by patient scope, input order within a partition.
-    ``unpack`` (the patient column, or "") when the rows' ``doc`` is :func:`document_rows`' packing."""
+def _deidentify_rows(rows, job: DeidJob, partitions: int | None):
+    """Engine rows -> result rows, partitioned by patient scope, input order within a partition."""
     n = partitions or rows.sparkSession.sparkContext.defaultParallelism
     by_patient = rows.repartition(n, "scope").sortWithinPartitions("order")
-    return by_patient.mapInPandas(_partition_fn(lambda it: deidentify_partition(it, job), unpack), RESULT_SCHEMA)
+    return by_patient.mapInPandas(_partition_fn(lambda it: deidentify_partition(it, job)), RESULT_SCHEMA)
 
 
 def chunk_dataframe(df, *, config, text_col: str = "text", id_col: str = "id", order_col: str | None = None,
@@ -180,13 +200,13 @@ def chunk_dataframe(df, *, config, text_col: str = "text", id_col: str = "id", o
     """Chunk the documents of ``df``; returns the result rows (one ``record`` row per chunk, one
     ``document`` row per chunked document, rejects). Any partitioning gives the same chunks."""
     rows = document_rows(df, text_col=text_col, id_col=id_col, order_col=order_col)
-    return _chunk_rows(rows, config, partitions, unpack="")
+    return _chunk_rows(rows, config, partitions)
 
 
-def _chunk_rows(rows, config, partitions: int | None, *, unpack: str | None):
+def _chunk_rows(rows, config, partitions: int | None):
     if partitions:
         rows = rows.repartition(partitions)
-    return rows.mapInPandas(_partition_fn(lambda it: chunk_partition(it, config), unpack), RESULT_SCHEMA)
+    return rows.mapInPandas(_partition_fn(lambda it: chunk_partition(it, config)), RESULT_SCHEMA)
 
 
 def records_frame(result):
@@ -222,13 +242,20 @@ def _vault_tuples(result) -> Iterator[tuple[str, tuple[bytes, ...]]]:
 
 # --- the engine for files (``domainfm deid|chunk --engine spark``) -------------------------------
 
+def spark_path(path: Path) -> str:
+    """``path`` for Spark's readers, which expand glob patterns: an output named ``notes[1].jsonl``
+    or kept under ``runs/{a,b}/`` staged its work there, and Spark found no such path. Hadoop's
+    glob syntax escapes a character with a backslash."""
+    return re.sub(r"([\\\[\]{}*?])", r"\\\1", str(path))
+
+
 class SparkOutputs:
     """Result rows staged as Parquet by Spark (its commit protocol: a task's files appear only
     when it succeeds, and a retried task's replace them), read back in input order."""
 
     def __init__(self, session, staged: Path):
         self.staged = staged
-        self.frame = session.read.parquet(str(staged))
+        self.frame = session.read.parquet(spark_path(staged))
 
     def ordered(self, kind: str) -> Iterator[dict[str, Any]]:
         """Read on the driver straight from the committed files, without the JVM: each file is
@@ -264,7 +291,7 @@ class SparkEngine:
         self.session = session or spark_session(master)
 
     def _rows(self, staged: Path):
-        return self.session.read.parquet(str(staged))
+        return self.session.read.parquet(spark_path(staged))
 
     def _run(self, result, work: Path) -> SparkOutputs:
         staged = work / "results"
@@ -273,10 +300,10 @@ class SparkEngine:
         return SparkOutputs(self.session, staged)
 
     def deidentify(self, staged: Path, job: DeidJob, work: Path) -> SparkOutputs:
-        return self._run(_deidentify_rows(self._rows(staged), job, self.partitions, unpack=None), work)
+        return self._run(_deidentify_rows(self._rows(staged), job, self.partitions), work)
 
     def chunk(self, staged: Path, config, work: Path) -> SparkOutputs:
-        return self._run(_chunk_rows(self._rows(staged), config, self.partitions, unpack=None), work)
+        return self._run(_chunk_rows(self._rows(staged), config, self.partitions), work)
 
     def describe(self) -> dict[str, Any]:
         import pyspark
