@@ -484,15 +484,17 @@ class NameRecognizer(TokenRecognizer):
                 continue
             k -= len(run)
             first = run[-1]
-            if k >= 1 and w.text[k] == "," and self._could_follow(w, k - 1, shape) and self._opens_line(w, k - 2):
+            if k >= 1 and w.text[k] == "," and self._could_follow(w, k - 1, shape) and self._before_header(w, k - 2):
                 first, k = k - 1, k - 2  # the surname first, as record headers write it ("Smith, John, DOB")
-            if self._opens_line(w, k) and self._could_lead(w, run[-1], shape):
-                out.append((first, last if last > run[0] else run[0], "NAME", 0.7))
+            if self._before_header(w, k) and self._could_lead(w, run[-1], shape):
+                out.append((first, max(last, run[0]), "NAME", 0.7))
         return out
 
     @staticmethod
-    def _opens_line(w: Words, k: int) -> bool:
-        """Token k is what comes before a line's first word: nothing, a break, a bracket or a colon."""
+    def _before_header(w: Words, k: int) -> bool:
+        """Token k is what may stand before a dictation's or a header's first word: nothing, a
+        line break, a blank, a closing bracket or a colon (:meth:`_line_opens` asks of a line or
+        a table cell, without the colon)."""
         return k < 0 or w.text[k] in ("]", ":") or "\n" in w.text[k] or not w.text[k].strip()
 
     def _described(self, w: Words, shape: DocShape) -> list[tuple[int, int, str, float]]:
