@@ -30,7 +30,7 @@ SAMPLE_CORPORA = {
 GOLD = {"clinical": ("synthetic-clinical", None), "legal": ("synthetic-legal", ["DIRECT", "QUASI"])}
 DEMO_SEED = 13
 PIPELINE_FILES = {"clinical": "demo-clinical.yaml", "legal": "demo-legal.yaml"}
-REPORT_FILES = ("index.html", "report.json", "model_card.md")
+REPORT_FILES = ("index.html", "report.json", "model_card.md", "manifest.json")  # the manifest vouches for the copy
 # The label-suggestion evaluation after each pipeline: (seeds per class, pool size)
 LABEL_DRAWS = {"clinical": (8, 120), "legal": (4, 40)}
 
@@ -135,7 +135,9 @@ def run_demo(out: Path = Path("demo-output"), corpora: Path = Path("corpora"), c
                 record["report_copy"] = str(report_dir)
                 console.print(f"audit report copied to {report_dir / 'index.html'}")
                 if (audit_dir / "cards.json").is_file():
-                    record["cards"] = _write_demo_cards(audit_dir, report_dir, deid_scores, console)
+                    # from the copy: the cards name the report.json committed beside them, not a
+                    # demo-output/ file a fresh clone does not have
+                    record["cards"] = _write_demo_cards(report_dir, report_dir, deid_scores, console)
         summary["pipelines"][name] = record
     summary["seconds"] = round(time.perf_counter() - started, 1)
     out.mkdir(parents=True, exist_ok=True)
@@ -148,9 +150,9 @@ def run_demo(out: Path = Path("demo-output"), corpora: Path = Path("corpora"), c
 
 
 def _write_demo_cards(audit_dir: Path, report_dir: Path, deid_scores: Path, console) -> dict:
-    """The pipeline wrote the cards beside the audit; the copies in ``report_dir`` also carry
-    the de-identification recall of the training data against the corpus's gold PHI, which the
-    demo measures after the pipeline."""
+    """The pipeline wrote the cards beside the audit; the copies in ``report_dir`` (written from
+    the report copied there, ``audit_dir``) also carry the de-identification recall of the
+    training data against the corpus's gold PHI, which the demo measures after the pipeline."""
     from domainfm.audit.cards import write_cards
     from domainfm.audit.cards.config import DEMO_CARDS_CONFIG
 
