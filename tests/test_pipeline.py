@@ -580,6 +580,7 @@ def test_demo_runs_the_shipped_pipelines_and_copies_the_audit_report(tmp_path, m
             (target / "report.json").write_text(json.dumps(report))
             for name in ("index.html", "model_card.md"):
                 (target / name).write_text(name)
+            (target / "manifest.json").write_text(json.dumps({"stage": "audit"}))  # as every audit writes one
             return StageResult([target / "index.html"], {"documents": 4}, {"accuracy": 0.5})
         target.write_text("{}\n")
         return StageResult([target], {"written": 1})
