@@ -38,6 +38,7 @@ from domainfm.manifest import write_json_atomic
 from domainfm.training.checkpoints import (
     CHECKPOINTS,
     finished_run,
+    handed_back,
     latest_resumable,
     list_checkpoints,
     output_action,
@@ -352,21 +353,17 @@ def _finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool, o
 
 def _finished_run(out: Path, cfg: TaskConfig, merge: bool, on_event: Event | None) -> FinetuneResult | None:
     """The run in ``out`` when it finished under this config and data and left no checkpoint to
-    continue (a finished run that kept one resumes from it): handed back as it is, not trained again."""
-    if list_checkpoints(out):
-        return None
+    continue (:func:`~domainfm.training.checkpoints.finished_run`): handed back, not trained again."""
     found = finished_run(out, to_dict(cfg), _RESUME_MAY_CHANGE, stage="finetune",
                          inputs=[p for p in (cfg.data.train, cfg.data.eval) if p])
     if found is None:
         return None
-    metrics, manifest = found
+    metrics, manifest, steps = found
     if merge and not manifest.get("merged"):
         raise ConfigError(f"cannot resume {out} with --merge: it holds a finished run saved without a merged model; "
                           "pass --overwrite to train again with --merge")
-    steps = (metrics.get("train") or {}).get("steps", 0)
     if on_event is not None:
-        on_event({"kind": "info", "message": f"{out} holds a finished run of this config and data ({steps} steps): "
-                                             "nothing to resume, nothing trained; pass --overwrite to train again"})
+        on_event({"kind": "info", "message": handed_back(out, steps)})
     return FinetuneResult(out, metrics, out / "manifest.json", steps)
 
 

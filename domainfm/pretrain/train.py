@@ -42,6 +42,7 @@ from domainfm.training.checkpoints import (
     CHECKPOINTS,
     CheckpointError,
     finished_run,
+    handed_back,
     latest_resumable,
     list_checkpoints,
     output_action,
@@ -332,20 +333,16 @@ def _pretrain(config: PretrainConfig, out_dir: str | os.PathLike, *, resume: boo
 
 def _finished_run(out: Path, cfg: PretrainConfig, on_event: Event | None) -> PretrainResult | None:
     """The run in ``out`` when it finished under this config and data and left no checkpoint to
-    continue (a finished run that kept one resumes from it): handed back as it is, not trained again."""
+    continue (:func:`~domainfm.training.checkpoints.finished_run`): handed back, not trained again."""
     from accelerate import PartialState
 
-    if list_checkpoints(out):
-        return None
     found = finished_run(out, to_dict(cfg), _RESUME_MAY_CHANGE, stage="pretrain", inputs=list(cfg.data.paths))
     if found is None:
         return None
-    metrics, _ = found
-    steps = (metrics.get("train") or {}).get("steps", 0)
+    metrics, _, steps = found
     main = PartialState().is_main_process
     if main and on_event is not None:
-        on_event({"kind": "info", "message": f"{out} holds a finished run of this config and data ({steps} steps): "
-                                             "nothing to resume, nothing trained; pass --overwrite to train again"})
+        on_event({"kind": "info", "message": handed_back(out, steps)})
     return PretrainResult(out_dir=out, metrics=metrics, manifest=out / "manifest.json", steps=steps,
                           main_process=main)
 

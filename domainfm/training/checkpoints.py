@@ -107,10 +107,11 @@ def _relocate_best_checkpoint(checkpoint: Path, was: str, out: Path) -> None:
 
 
 def finished_run(out: Path, config: dict[str, Any], may_change: Any, *, stage: str,
-                 inputs: list[Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """The ``(metrics, manifest)`` of a run of ``stage`` that finished in ``out`` under this config
-    and these inputs, or None when ``out`` holds no finished run (no manifest of the stage, or a
-    file it lists is gone or cut: a run killed while saving).
+                 inputs: list[Any]) -> tuple[dict[str, Any], dict[str, Any], int] | None:
+    """The ``(metrics, manifest, steps)`` of a run of ``stage`` that finished in ``out`` under this
+    config and these inputs and left no checkpoint, or None when ``out`` holds a checkpoint to
+    continue from or no finished run (no manifest of the stage, or a file it lists is gone or
+    cut: a run killed while saving). :func:`handed_back` says so to the user.
 
     A run finished without checkpoints (pruned, or never kept) has nothing to continue from;
     resuming it must not start it over silently, nor hand back a model of another config.
@@ -122,6 +123,8 @@ def finished_run(out: Path, config: dict[str, Any], may_change: Any, *, stage: s
     from domainfm.config import config_differences
     from domainfm.manifest import describe_input
 
+    if list_checkpoints(out):
+        return None
     try:
         manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
         metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
@@ -141,7 +144,13 @@ def finished_run(out: Path, config: dict[str, Any], may_change: Any, *, stage: s
         if isinstance(recorded, dict) and recorded.get("sha256") != describe_input(current).get("sha256"):
             raise ConfigError(f"cannot resume {out}: it holds a finished run, and its input {current} changed since; "
                               "pass --overwrite to train again on it")
-    return metrics, manifest
+    return metrics, manifest, (metrics.get("train") or {}).get("steps", 0)
+
+
+def handed_back(out: Path, steps: int) -> str:
+    """What a resume that found a :func:`finished_run` tells the user."""
+    return (f"{out} holds a finished run of this config and data ({steps} steps): nothing to resume, nothing "
+            "trained; pass --overwrite to train again")
 
 
 def _written_in(outputs: Any) -> Path | None:
