@@ -1021,3 +1021,42 @@ def test_a_party_s_role_names_the_party_after_it(detectors, profile, text, name)
 @pytest.mark.parametrize("text", ["Plaintiff filed a motion.", "The Respondent State argued.", "The applicant complained."])
 def test_a_party_s_role_before_a_word_names_no_one(detectors, text):
     assert not [d for d in detectors["legal"].detect_text(text) if coarse(d.label) == "NAME"]
+
+
+@pytest.mark.parametrize("text,phi,kind", [
+    ("He was intubated and tranfered to Quorvex for further care.", "Quorvex", "LOCATION"),  # a verb misspelled
+    ("he was transferred to kab cath lab for pci.", "kab", "LOCATION"),  # an unknown word before a unit
+    ("TO QUI ICU AFTER CATH.", "QUI", "LOCATION"),
+    ("neuro: alert, knows she is in quorvale, oriented x3.", "quorvale", "LOCATION"),  # orientation
+    ("pt oriented to place (brackmoor) and time.", "brackmoor", "LOCATION"),
+    ("PT ORIENTED TO PLACE-BRACKMOOR, NOT TIME.", "BRACKMOOR", "LOCATION"),
+    ("PER ZORVANEK WILL HOLD LASIX TONIGHT.", "ZORVANEK", "NAME"),  # "per" before what a person does
+    ("per bexlomir aware of the plan.", "bexlomir", "NAME"),
+    ("Discussed plan w/ Zorvek, pt's nephew, who agrees.", "Zorvek", "NAME"),  # an appositive relation
+    ("discussed plan w/ zorvek, her son, who agrees.", "zorvek", "NAME"),
+    ("Pt seen by PT (Ravlin) who recommends rehab.", "Ravlin", "NAME"),  # a name after a role
+    ("DOB:01/02/1930MRN 12345678", "01/02/1930", "DATE"),  # a full date glued to letters
+    ("seen on3/4/2005 in clinic.", "3/4/2005", "DATE"),
+    ("colonoscopy 2003,2005 normal.", "2005", "DATE"),  # a year listed after a year
+    ("smoked from 1980-2005, quit.", "1980", "DATE"),  # year ranges, both ends
+    ("smoked from 1980-2005, quit.", "2005", "DATE"),
+    ("CABG 2003/2005 redo.", "2003", "DATE"),
+])
+def test_twenty_eighth_session_shapes(clinical, text, phi, kind):
+    start = text.index(phi)
+    assert (start, start + len(phi), kind) in {(d.start, d.end, coarse(d.label)) for d in clinical.detect_text(text)}
+
+
+@pytest.mark.parametrize("text", [
+    "Family in from 1900-2000, then left.",  # visiting hours, not years
+    "IVF 1900-2000 cc over shift.",
+    "decision deferred to family meeting tomorrow.",  # "deferred" is one letter from "referred"
+    "per protocol will check lytes q6h.",
+    "pt returned from cath lab at 1400.",
+    "pt to rll cath site check.",
+    "pt knows he is in the hospital, not sure of date.",
+    "pt oriented to place (hospital) and time.",
+    "Called Cardiology, pt's son's doctor aware.",
+])
+def test_twenty_eighth_session_shapes_stay_silent(clinical, text):
+    assert clinical.detect_text(text) == []

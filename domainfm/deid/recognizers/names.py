@@ -267,6 +267,21 @@ class NameRecognizer(TokenRecognizer):
                     span = None  # "Vanc (PA)", "Cardiology (attending)": a drug or a service
                 if span is not None:
                     found.append((span[0], span[1], "RELATIVE" if relative else "DOCTOR", 0.7))
+            elif low == "," and (relation := self._appositive_relation(w, i)) is not None:
+                # "Discussed with Zorvek, pt's nephew", "called zorvek, her son": the relation after
+                # the name says who it is
+                span = self._back(w, i, shape)
+                if span is not None and all(
+                        self._unknown_word(w, t) or (w.lower[t] in self.names and w.lower[t] not in self.stop)
+                        for t in range(span[0], span[1] + 1) if not _INITIAL.fullmatch(w.text[t])):
+                    found.append((span[0], span[1], "RELATIVE" if relation else "DOCTOR", 0.7))
+            elif low == "(" and i > 0 and i + 2 < w.n and w.text[i + 2] == ")" \
+                    and (w.text[i - 1].upper() in vocab.CREDENTIALS_UPPER | {"PT", "OT"}
+                         or vocab.is_role_noun(w.lower[i - 1])) and self._unknown_word(w, i + 1) \
+                    and (w.text[i + 1][0].isupper() if shape.mixed
+                         else len(w.text[i + 1]) >= 4 and not vocab.near_english(w.lower[i + 1])):
+                # "seen by PT (Ravlin)", "SW (TORVAK) FOLLOWING": a clinician's name after the role
+                found.append((i + 1, i + 1, "DOCTOR", 0.65))
             elif (span := self._initial_name(w, i, shape)) is not None:
                 # "Z. MILLER", "J. Chang", "E. DARBY AWARE", "k. fenwick rrt"
                 found.append((i, span, "NAME", 0.65))
@@ -791,6 +806,22 @@ class NameRecognizer(TokenRecognizer):
             return j
         return None
 
+    @staticmethod
+    def _appositive_relation(w: Words, i: int) -> bool | None:
+        """What follows the comma at token i: ", pt's nephew" / ", her son" (True: a relative),
+        ", his attending" (False: a clinician), or None when no possessive relation follows."""
+        j = i + 1 + (i + 1 < w.n and w.lower[i + 1] == "the")
+        if j + 1 >= w.n or w.lower[j] not in ("pt", "pts", "patient", "patients", "his", "her", "their"):
+            return None
+        j += 1
+        if j < w.n and w.lower[j] in ("'s", "’s", "'"):
+            j += 1
+        if j >= w.n:
+            return None
+        if w.lower[j] in vocab.RELATION_WORDS:
+            return True
+        return False if vocab.is_role_noun(w.lower[j]) else None
+
     def _before_phone(self, w: Words, i: int) -> int | None:
         """Where the words before a phone number starting at token i end (past labels such as
         "cell#", "home:"), or None when token i starts no phone number."""
@@ -816,8 +847,12 @@ class NameRecognizer(TokenRecognizer):
             return True
         # in a note without capitals an unknown word after "spoke with" is a name unless it is
         # short (an abbreviation) or a typo of a word ("wtih", "protocall"); "per" reads as
-        # "according to" far more often than it introduces a person
-        return w.lower[j - 1] != "per" and len(word) >= 5 and self._unknown_word(w, j) and not vocab.near_english(low)
+        # "according to" far more often than it introduces a person ("per protocol"), unless what
+        # follows is what a person does ("PER QUINTAR WILL HOLD", "per zorvane aware")
+        after = w.lower[j + 1] if j + 1 < w.n else ""
+        person_follows = after in vocab.AUXILIARIES or after in vocab.AFTER_NAME_VERBS
+        return (w.lower[j - 1] != "per" or person_follows) and len(word) >= 5 and self._unknown_word(w, j) \
+            and not vocab.near_english(low)
 
     def _verb_after_relation(self, w: Words, k: int, shape: DocShape) -> bool:
         """The word after "wife" is a verb, not a name ("WIFE AGRESS THAT", "son met w/ team")."""

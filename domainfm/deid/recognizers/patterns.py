@@ -138,7 +138,9 @@ def _year4(text, match, start, end, score):
                          "from", "s/p", "sp", "dx", "dx'd", "diagnosed", "through", "by", "before",
                          "after", "in/", "and", "mi", "cabg", "cva", "tia", "ptca", "pci", "avr", "mvr",
                          "stent", "redo", "surgery", "repair", "transplant", "fx", "its", "it's",
-                         "year", "summer") or bool(re.search(MONTH + r"\.?,?\s*$", text[max(0, start - 12):start], re.I))
+                         "year", "summer") or bool(re.search(MONTH + r"\.?,?\s*$", text[max(0, start - 12):start], re.I)) \
+        or bool(re.search(r"(?<![\w.])(?:19|20)\d\d\s*(?:,|/|&|and|or)\s*$", text[max(0, start - 12):start], re.I))
+    # (the last: a year listed after another, "2003,2005", shifts with it, or the pair shows the offset)
     if not context and 2000 <= year <= 2039 and re.match(r"[.,;)]", text[end:end + 1]) \
             and word_before(text, start) not in ("at", "until", "till", "from", "to", "by", "@"):
         context = True
@@ -147,6 +149,29 @@ def _year4(text, match, start, end, score):
             return None
         return score if context else score - 0.15
     return None
+
+
+# words that take years but not clock times ("from 1900-2000" is as often visiting hours)
+_YEAR_RANGE_CONTEXT = frozenset("smoked smoking worked lived quit years yrs year employed married served born dob "
+                                "dx dx'd diagnosed s/p sp mi cabg cva tia ptca pci avr mvr stent stents redo surgery "
+                                "surgeries repair transplant fx circa".split())
+
+
+@validator("year_range")
+def _year_range(text, match, start, end, score):
+    """"1980-2005", "2003/2005": two years, rising, each reported alone (the date shift moves each).
+    Military times look the same ("1900-2000", "2000-2030"), so a pair whose numbers could both
+    be clock times needs a word before it that years take ("from 2001-2004")."""
+    first, last = int(match.group("a")), int(match.group("b"))
+    if not first < last <= 2039:
+        return None
+    if re.match(r"[ \t]*(?:cc|ml|mg|kcal|cal|g\b|gm|units|kg|mcg|x\b|%|cm|mm|hrs?\b|h\b)", text[match.end():match.end() + 8],
+                re.I):
+        return None
+    clock = first % 100 < 60 and last % 100 < 60
+    if clock and word_before(text, match.start()) not in _YEAR_RANGE_CONTEXT:
+        return None
+    return score
 
 
 @validator("phone_context")
@@ -273,12 +298,18 @@ def _bare_url(text, match, start, end, score):
 
 # --- families -----------------------------------------------------------------------------
 
+_YEAR_RANGE = r"(?<![\w.:/-])(?P<a>(?:19|20)\d\d)\s?[-–/]\s?(?P<b>(?:19|20)\d\d)(?![\w:/-]|\.\d)"
+
 DATES = [
     # not after "3-" (a range of numbers), but after a date ("12/3-12/9", "12/3/01-12/9/01")
     PatternSpec("numeric", r"(?<![\w./])(?<!\d:)(?:(?<!\d-)|(?<=/\d-)|(?<=/\d\d-)|(?<=/\d{4}-))"
                 r"(?P<m>0?[1-9]|1[0-2])(?P<s>[/-])(?P<d>0?[1-9]|[12]\d|3[01])"
                 r"(?:(?P=s)(?P<y>\d{4}|\d{2})|\.(?P<y2>\d{2})(?!\d))?(?![\w/]|[.:]\d|-\d(?!\d?/))", "DATE", 0.6,
                 validate="slash_date", veto_before=NOT_DATE_BEFORE, keep_before=_SIDE_BEFORE_AC),
+    # a full date with a four-digit year is a date whatever letters are glued to it: a missing
+    # space ("DOB:01/02/1930MRN", "on3/4/2005") must not leave a birth date in clear
+    PatternSpec("numeric_glued", r"(?<=[A-Za-z])(?:0?[1-9]|1[0-2])/(?:0?[1-9]|[12]\d|3[01])/(?:19|20)\d\d(?![\d/])"
+                r"|(?<![\d./])(?:0?[1-9]|1[0-2])/(?:0?[1-9]|[12]\d|3[01])/(?:19|20)\d\d(?=[A-Za-z])", "DATE", 0.6),
     PatternSpec("dotted", r"(?<![\w.])(?:0?[1-9]|[12]\d|3[01])\.(?:0?[1-9]|1[0-2])\.(?:\d{4}|\d{2})(?!\w|\.\w)"
                 r"|(?<![\w.])(?:0?[1-9]|1[0-2])\.(?:0?[1-9]|[12]\d|3[01])\.(?:\d{4})(?!\w|\.\w)",
                 "DATE", 0.6),
@@ -320,6 +351,8 @@ DATES = [
     PatternSpec("year_apostrophe", r"(?<![\w'])'(?P<y>\d\d)\b(?!')|(?<![\w'])(?P<y2>\d\d)'(?![\w'])",
                 "DATE", 0.6),
     PatternSpec("year", r"(?<![\w.:/-])(?:19|20)\d\d(?![\w:/]|\.\d|-\d)", "DATE", 0.6, validate="year4"),
+    PatternSpec("year_range_from", _YEAR_RANGE, "DATE", 0.6, group="a", validate="year_range"),
+    PatternSpec("year_range_to", _YEAR_RANGE, "DATE", 0.6, group="b", validate="year_range"),
     # decades ("the 1990s", "'80s"); a bare "80s" is left alone: "SBP 80s", "sats in the 90s"
     PatternSpec("decade", r"(?<![\w.:/-])(?:19|20)\d0'?s\b|(?<![\w'])'\d0s\b", "DATE", 0.6),
     PatternSpec("month_slash_year", r"(?<![\w./])(?<!\d:)(?:0?[1-9]|1[0-2])/(?P<y>3[2-9]|[4-9]\d|0\d|(?:19|20)\d\d)"

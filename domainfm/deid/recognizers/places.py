@@ -114,10 +114,18 @@ class PlaceRecognizer(TokenRecognizer):
             elif _HOSPITAL_ACRONYM.fullmatch(w.text[i]) and (shape.lower or w.text[i].isupper()) \
                     and low not in self.function_words and low not in vocab.NOT_HOSPITAL_ACRONYMS \
                     and not vocab.is_english(low) and low not in self.stop and (
-                        (i > 0 and (w.lower[i - 1] in vocab.PLACE_PREPS or w.lower[i - 1] in vocab.PLACE_VERBS))
+                        (i > 0 and (w.lower[i - 1] in vocab.PLACE_PREPS or vocab.place_verb(w.lower[i - 1])))
                         or (i + 1 < w.n and w.lower[i + 1] in vocab.AFTER_HOSPITAL)):
                 # "tranfered to GH", "GH EW", "seen by GBMC nurse"
                 out.append(result("HOSPITAL", doc[i].idx, doc[i].idx + len(doc[i].text), 0.6, f"{self.name}:acronym"))
+            elif i > 0 and i + 1 < w.n and w.lower[i + 1] in vocab.AFTER_HOSPITAL and w.text[i].isalpha() \
+                    and (w.lower[i - 1] in vocab.PLACE_PREPS or vocab.place_verb(w.lower[i - 1])) \
+                    and (w.text[i].isupper() or not shape.mixed) and not vocab.explained(low) \
+                    and low not in vocab.NOT_HOSPITAL_ACRONYMS and low not in self.function_words:
+                # "to kab cath lab", "TO QUI ICU": a word no list explains between a movement word and
+                # a hospital's unit is that hospital, whatever its shape
+                out.append(result("HOSPITAL", doc[i].idx, doc[i].idx + len(doc[i].text), 0.6,
+                                  f"{self.name}:before_unit"))
             elif (ward := self._bare_ward(w, i, shape)) is not None:
                 out.append(result("LOCATION", doc[i].idx, doc[ward].idx + len(doc[ward].text), 0.55,
                                   f"{self.name}:ward"))
@@ -138,6 +146,9 @@ class PlaceRecognizer(TokenRecognizer):
                 if first is not None and k >= 0 and w.lower[k] in vocab.PLACE_PREPS | {"the"}:
                     out.append(result("HOSPITAL", doc[first].idx, doc[i - 1].idx + len(doc[i - 1].text), 0.6,
                                       f"{self.name}:before_er"))
+            elif low == "place" and (named := self._oriented_to_place(w, i, shape)) is not None:
+                out.append(result("LOCATION", doc[named[0]].idx, doc[named[1]].idx + len(doc[named[1]].text), 0.55,
+                                  f"{self.name}:oriented_place"))
             elif low in vocab.PLACE_PREPS and i + 1 < w.n and (glued := _GLUED_WARD.fullmatch(w.text[i + 1])) \
                     and not vocab.is_english(glued.group(1).lower()) and glued.group(1).lower() not in self.stop \
                     and glued.group(1).lower() not in self.function_words \
@@ -168,7 +179,8 @@ class PlaceRecognizer(TokenRecognizer):
                     continue
                 # "c/o to X": call out to a ward (spaCy splits "c/o" into three tokens)
                 call_out = low == "to" and "".join(w.lower[max(0, i - 3):i]).endswith("c/o")
-                verb = any(w.lower[k] in vocab.PLACE_VERBS for k in range(max(0, i - window), i))
+                verb = any(vocab.place_verb(w.lower[k]) for k in range(max(0, i - window), i)) \
+                    or self._orientation(w, i)
                 # "CABG at Quintara", "moved here from Kavelstan": no verb of movement, but in a
                 # mixed-case note an unknown capitalised word right after at/in/from
                 bare = not (suffix_town or call_out or verb) and shape.mixed and low in ("at", "in", "from") \
@@ -180,7 +192,7 @@ class PlaceRecognizer(TokenRecognizer):
                     j += 1
                 last = None
                 k = j
-                moved = i > 0 and w.lower[i - 1] in vocab.PLACE_VERBS and low in ("to", "at", "from")
+                moved = i > 0 and vocab.place_verb(w.lower[i - 1]) and low in ("to", "at", "from")
                 while k < w.n and k - j < 3 and self._placey(w, k, shape, False, moved and k == j):
                     last = k
                     k += 1
@@ -195,6 +207,35 @@ class PlaceRecognizer(TokenRecognizer):
         for m in _NAMED_FACILITY.finditer(text):
             out.append(result("HOSPITAL", m.start(), m.end(), 0.7, f"{self.name}:named_facility"))
         return out + self._propagate(text, doc, w, out)
+
+    _ORIENTATION_VERBS = frozenset("knows know knew thinks thought believes believed realizes realized "
+                                   "understands understood aware states stated says said".split())
+
+    def _orientation(self, w: Words, i: int) -> bool:
+        """Token i ("in"/"at") ends an orientation statement, which names where the patient is:
+        "knows she is in X", "thinks that pt is at X", "aware he's in X"."""
+        if w.lower[i] not in ("in", "at") or i < 3:
+            return False
+        k = i - 1
+        if w.lower[k] in ("is", "was", "'s", "’s"):
+            k -= 1
+        if k < 1 or w.lower[k] not in ("he", "she", "pt", "patient", "they", "pt.", "i"):
+            return False
+        k -= 1 + (w.lower[k - 1] == "that")
+        return k >= 0 and w.lower[k] in self._ORIENTATION_VERBS
+
+    def _oriented_to_place(self, w: Words, i: int, shape: DocShape) -> tuple[int, int] | None:
+        """"oriented to place (X)", "ORIENTED TO PLACE-X": the place the patient named, token i
+        being "place"; the first and last token of its name, or None."""
+        if i < 2 or w.lower[i - 1] != "to" or not w.lower[i - 2].startswith("orient"):
+            return None
+        j = i + 1
+        if j >= w.n or w.text[j] not in ("(", "-", ":", "=", "/", "["):
+            return None
+        first = last = j + 1
+        while last < w.n and last - first < 3 and self._placey(w, last, shape, False, last == first):
+            last += 1
+        return (first, last - 1) if last > first else None
 
     # what may follow a place's name in a note without capitals ("... in quorby gravel by daughter")
     _AFTER_PLACE = frozenset("by and with for on at to in from of where who when until".split())

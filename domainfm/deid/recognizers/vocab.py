@@ -282,6 +282,7 @@ check checked repeat repleted replete given held hold tol tolerated tolerating w
 weaned increase increased decrease decreased titrate titrated plan planned awaiting pending
 need needs assist encourage encouraged support supportive update updated visit visited
 call called spoke discussed aware notified paged informed tx rx dx sx s/p w/ w/o c/o d/t r/o
+rec recs recd rec'd reccs recomm recommend recommends
 yo y/o yr yrs old male female man woman gentleman lady pleasant year years month months week
 weeks hours hrs hr min mins minutes daily bid tid qid qd qod qhs prn q1h q2h q4h q6h q8h q12h
 mg mcg gm gms kg lb lbs cc ml l ml/hr cc/hr mcg/kg/min units u meq mmol mmhg cm mm
@@ -444,7 +445,22 @@ def near_english(low: str) -> bool:
     """Whether one typo away (a letter dropped, added, changed or two swapped) there is an English
     word: "protocall", "descision", "wtih". Nursing notes misspell as often as they name; an
     unknown word that is a near miss of a word is no evidence of a name."""
-    words = english_words()
+    return _one_typo_from(low, english_words())
+
+
+@lru_cache(maxsize=16384)
+def place_verb(low: str) -> bool:
+    """A verb of movement or residence (``PLACE_VERBS``), also misspelled by one letter ("tranfered
+    to X", "trasnferred"): only long words, and no English word ("deferred", "besides" are one
+    letter from "referred", "resides")."""
+    return low in PLACE_VERBS or (len(low) >= 7 and _one_typo_from(low, _LONG_PLACE_VERBS)
+                                  and not in_lexicon(low))
+
+
+_LONG_PLACE_VERBS = frozenset(v for v in PLACE_VERBS if len(v) >= 6)
+
+
+def _one_typo_from(low: str, words) -> bool:
     splits = [(low[:i], low[i:]) for i in range(len(low) + 1)]
     for a, b in splits:
         if b and a + b[1:] in words:
