@@ -7,7 +7,9 @@ keeps every annotator's version in ``meta.annotations`` (``[{"annotator", "spans
 
 - ``majority`` (default): a span (exact start, end, label) or choice is kept when more than half
   of the annotators marked it; a tie on a single label keeps none (``label`` stays null and the
-  document says so in ``meta.annotation_conflict``). Kept spans list their ``annotators``.
+  document says so in ``meta.annotation_conflicts``). Kept spans list their ``annotators``. When
+  some annotators chose several options (``labels``), one annotator's single choice counts as a
+  list of one.
 - ``union``: every span any annotator marked (same-label spans that cross are merged).
 - ``first``: the first annotator's version alone (in export order).
 
@@ -91,6 +93,12 @@ def resolve(annotations: Sequence[Annotation], how: str = "majority") -> tuple[l
     if how == "first" or len(annotations) == 1:
         a = annotations[0]
         return merge_crossing_spans(a.spans), a.label, a.labels, []
+    if any(a.labels is not None for a in annotations):
+        # one annotator ticked one option of a multiple-choice question, another several
+        # (``auto`` reads the first as a label): all are votes on one list of labels, or each
+        # part's majority would be taken alone and a choice of one annotator in three kept
+        annotations = [Annotation(a.annotator, a.spans, None, [a.label])
+                       if a.labels is None and a.label is not None else a for a in annotations]
     n = len(annotations)
     conflicts: list[str] = []
     votes: dict[tuple[int, int, str], list[str]] = {}
@@ -198,15 +206,6 @@ class AgreementTally:
             valid = [v["kappa"] for v in kappas.values() if v["kappa"] is not None]
             out["choice_mean_pairwise_kappa"] = round(sum(valid) / len(valid), 4) if valid else None
         return out
-
-
-def annotations_of(doc) -> list[Annotation]:
-    """The per-annotator versions an importer kept in ``doc.meta["annotations"]``."""
-    out = []
-    for a in doc.meta.get("annotations") or []:
-        spans = [Span(s["start"], s["end"], s["label"], dict(s.get("attrs") or {})) for s in a.get("spans") or []]
-        out.append(Annotation(str(a.get("annotator")), spans, a.get("label"), a.get("labels")))
-    return out
 
 
 def annotated_document(doc_id: str, text: str, meta: dict[str, Any], versions: Sequence[Annotation],

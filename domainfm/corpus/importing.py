@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from domainfm.config import from_dict, to_dict
-from domainfm.corpus.agreement import AgreementTally, annotations_of
+from domainfm.corpus.agreement import AgreementTally
 from domainfm.corpus.importers import IMPORTERS, get_importer
 from domainfm.corpus.importers.base import Skipped, Sourced
 from domainfm.corpus.io import (Counts, DocumentWriter, OutputLock, Rejected, RejectWriter, check_output_path,
@@ -106,7 +106,7 @@ def _inputs(importer, src: Path, opts) -> list[Path]:
 def _import_locked(importer, opts, format: str, src: Path, out: Path, on_progress,
                    inputs: list[Path]) -> ImportResult:
     counts = Counts()
-    agreement = AgreementTally()  # several annotators' versions in meta.annotations (labelstudio, prodigy)
+    agreement = AgreementTally()  # several annotators' versions, as the reader hands them over (labelstudio, prodigy)
     repaired = repaired_docs = 0  # spans an importer repaired instead of rejecting, and their documents
     seen: dict[str, str | None] = {}  # id -> where the record that took it came from
     first_rejects: list[str] = []
@@ -125,9 +125,9 @@ def _import_locked(importer, opts, format: str, src: Path, out: Path, on_progres
                 skipped[item.reason] = skipped.get(item.reason, 0) + 1
                 continue
             counts.read += 1
-            location = raw = None
+            location = raw = annotators = None
             if isinstance(item, Sourced):
-                item, location, raw = item
+                item, location, raw, annotators = item
             if not isinstance(item, Rejected):
                 if item.id in seen:
                     # where the first one is: two files named alike but for their extension (a.txt,
@@ -148,8 +148,8 @@ def _import_locked(importer, opts, format: str, src: Path, out: Path, on_progres
                 fixed = sum(1 for span in item.spans if REPAIR_ATTRS & span.attrs.keys())
                 repaired += fixed
                 repaired_docs += fixed > 0
-                if isinstance(item.meta.get("annotations"), list):
-                    agreement.add(annotations_of(item), item.meta.get("annotation_conflicts") or ())
+                if annotators is not None:
+                    agreement.add(*annotators)
             if on_progress is not None and counts.read % 200 == 0:
                 on_progress(counts)
     if on_progress is not None:

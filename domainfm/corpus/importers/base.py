@@ -27,6 +27,10 @@ class Sourced(NamedTuple):
     doc: Document
     location: str | None = None
     raw: str | None = None
+    # several annotators' versions and the conflicts left unresolved (labelstudio, prodigy), for
+    # the agreement report: handed over here, since the document's meta may hold a field of the
+    # user's own data named 'annotations' (the versions then go to 'annotations_import')
+    annotators: tuple[list, list[str]] | None = None
 
 
 class Skipped(NamedTuple):

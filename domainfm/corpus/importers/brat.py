@@ -6,10 +6,11 @@ attached to their span; relations, events, normalisations and the attributes of 
 relations are kept in ``meta.brat`` so nothing in the file is dropped. Hidden files and
 folders are skipped and counted. Two annotations of one
 label listed twice or crossing are merged into their union (``attrs.merged_from``, both brat
-ids in ``attrs.merged_attrs``; counted as repaired), not the document rejected. A ``.txt`` given
-``\r\n`` line ends after it was annotated (the offsets count a line end as one character, so the
-annotation's text is found only there) has its offsets mapped onto the file as written
-(``attrs.repaired``). A second value of one attribute, or a second note, stays in ``meta.brat``.
+ids in ``attrs.merged_attrs``; counted as repaired), not the document rejected. Offsets that
+count a ``\r\n`` line end as one character (brat itself counts so; so does a ``.txt`` given
+``\r\n`` line ends after it was annotated), recognised by annotation texts found only there and
+then applied to the whole ``.ann``, are mapped onto the file as written (``attrs.repaired``). A
+second value of one attribute, or a second note, stays in ``meta.brat``.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ def _parse_ann(content: str, text: str, doc_id: str, where: str) -> tuple[list[S
     notes: list[tuple[int, str, str]] = []
     relations: list[tuple[int, dict]] = []
     plain, line_ends = _without_cr(text) if "\r\n" in text else (None, [])
+    counted_without_cr = plain is not None and _counts_without_cr(content, text, plain)
     # "\n" only: str.splitlines() also splits at a form feed or U+2028, which annotated text
     # may hold, and the line's text field would then no longer match the .txt
     for number, line in enumerate(content.split("\n"), start=1):
@@ -120,11 +122,15 @@ def _parse_ann(content: str, text: str, doc_id: str, where: str) -> tuple[list[S
                     start, end = (int(x) for x in part.split())
                     pieces.append((start, end))
                 repaired = {}
-                if plain is not None and not _matches(text, pieces, rest) and _matches(plain, pieces, rest):
-                    # the .txt got \r\n line ends after it was annotated (git's autocrlf on
-                    # Windows, an editor): the offsets count each line end as one character
-                    pieces = [(_with_cr(s, line_ends), _with_cr(e, line_ends)) for s, e in pieces]
-                    repaired = {"repaired": "offsets counted \\r\\n line ends as one character"}
+                if plain is not None and _matches(plain, pieces, rest) and (
+                        counted_without_cr or not _matches(text, pieces, rest)):
+                    # the offsets count each \r\n line end as one character: brat itself does
+                    # (nlplab/brat#853), as does a .txt that got \r\n line ends after it was
+                    # annotated (git's autocrlf on Windows, an editor)
+                    mapped = [(_with_cr(s, line_ends), _with_cr(e, line_ends)) for s, e in pieces]
+                    if mapped != pieces:
+                        pieces = mapped
+                        repaired = {"repaired": "offsets counted \\r\\n line ends as one character"}
                 if any(not (0 <= s < e <= len(text)) for s, e in pieces):
                     raise RecordError(f"{shown} has offsets outside the text", record_id=doc_id, location=location)
                 if rest is not None and " ".join(text[s:e] for s, e in pieces) != rest:
@@ -201,6 +207,28 @@ def _matches(text: str, pieces: list[tuple[int, int]], written: str | None) -> b
     if any(not (0 <= s < e <= len(text)) for s, e in pieces):
         return False
     return written is None or " ".join(text[s:e] for s, e in pieces) == written
+
+
+def _counts_without_cr(content: str, text: str, plain: str) -> bool:
+    """Whether the .ann counts each ``\r\n`` of the .txt as one character: some T line's text
+    is found only that way and none only as the file is written. Decided once for the file,
+    since a line whose text is found both ways (a word repeated as many characters on as there
+    are line ends before it) would otherwise stay on the wrong occurrence, and a line without
+    its text could not tell at all."""
+    found_only = set()
+    for line in content.split("\n"):
+        fields = line.removesuffix("\r").split("\t")
+        if not fields[0].startswith("T") or len(fields) < 3:
+            continue
+        try:
+            pieces = [(int(a), int(b)) for a, b in (p.split() for p in fields[1].partition(" ")[2].split(";"))]
+        except ValueError:
+            continue  # the line is rejected with its reason below
+        written = "\t".join(fields[2:])
+        as_written, without_cr = _matches(text, pieces, written), _matches(plain, pieces, written)
+        if as_written != without_cr:
+            found_only.add("without_cr" if without_cr else "as_written")
+    return found_only == {"without_cr"}
 
 
 def _without_cr(text: str) -> tuple[str, list[int]]:

@@ -18,7 +18,9 @@ own spans/label are resolved (``resolve``: majority, union or first; see
 Offsets: current Label Studio stores code points (Python string indices); versions before the
 2021 fix stored JavaScript (UTF-16) offsets, which differ after an emoji or other astral
 character. A region whose ``value.text`` does not match the text at its offsets is read as
-UTF-16 offsets; if that does not match either, the task is rejected with the region named. A
+UTF-16 offsets; if that does not match either, the task is rejected with the region named. When
+an annotation's regions are found only as UTF-16 offsets (and none only as code points), all of
+its regions are read so, those without a ``value.text`` too. A
 ``value.text`` whose runs of blanks and line breaks Label Studio collapsed matches when its words
 do. Result types other than labels, choices and relations are kept with their ``value``.
 
@@ -98,7 +100,8 @@ def read_labelstudio(src: Path, options: LabelStudioOptions) -> Iterator[Documen
         location = f"{src.name}:task {number}"
         raw = json.dumps(task, ensure_ascii=False)
         try:
-            yield Sourced(task_to_document(task, options, location), location, raw)
+            doc, annotators = _task_document(task, options, location)
+            yield Sourced(doc, location, raw, annotators)
         except RecordError as err:
             yield Rejected.from_error(err, raw=raw)
 
@@ -109,6 +112,13 @@ def task_to_document(task: Any, options: LabelStudioOptions | None = None, locat
     Raises:
         RecordError: naming the task and the region; never quoting the text.
     """
+    return _task_document(task, options, location)[0]
+
+
+def _task_document(task: Any, options: LabelStudioOptions | None,
+                   location: str | None) -> tuple[Document, tuple | None]:
+    """:func:`task_to_document`, and the annotators' versions and conflicts when there are
+    several (for the import's agreement report)."""
     options = options or LabelStudioOptions()
     if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
         # JSON-MIN, Label Studio's other JSON export, puts the task's fields at the top level
@@ -155,7 +165,8 @@ def task_to_document(task: Any, options: LabelStudioOptions | None = None, locat
     if superseded:
         ls_meta["superseded_versions"] = superseded
     meta[free_key(meta, "labelstudio")] = ls_meta
-    return annotated_document(doc_id, text, meta, versions, (spans, label, labels, conflicts), location)
+    doc = annotated_document(doc_id, text, meta, versions, (spans, label, labels, conflicts), location)
+    return doc, ((versions, conflicts) if len(versions) > 1 else None)
 
 
 def _doc_id(value: Any, task_id: Any, id_key: str, location: str | None) -> str:
@@ -208,6 +219,7 @@ def _annotation(ann: dict, index: int, text: str, options: LabelStudioOptions, d
     spans: list[Span] = []
     choices: list[str] = []
     controls: list[str] = []  # the from_names the choices came from
+    utf16 = _counts_utf16(result, text)
     for j, region in enumerate(result):
         where = f"annotation {index + 1} region {j + 1}"
         if isinstance(region, dict) and region.get("type") == "relation":
@@ -220,7 +232,7 @@ def _annotation(ann: dict, index: int, text: str, options: LabelStudioOptions, d
             raise RecordError(f"{where}: expected an object with a 'value' object", record_id=doc_id, location=location)
         kind, value = region.get("type"), region["value"]
         if kind == "labels" or (kind is None and "labels" in value):
-            start, end = _offsets(value, text, where, doc_id, location)
+            start, end = _offsets(value, text, where, doc_id, location, utf16)
             for lab in _strings(value, "labels", where, doc_id, location):
                 attrs = {"ls_id": region["id"]} if isinstance(region.get("id"), str) else {}
                 score = region.get("score")
@@ -265,21 +277,54 @@ def _strings(value: dict, key: str, where: str, doc_id: str, location: str | Non
     return items
 
 
-def _offsets(value: dict, text: str, where: str, doc_id: str, location: str | None) -> tuple[int, int]:
+def _counts_utf16(result: Any, text: str) -> bool:
+    """Whether one annotation's regions count UTF-16 units: some region's text is found only so,
+    none only at its code points. Decided once for the annotation (one Label Studio version made
+    it), since a region whose text is found both ways (a word repeated as many characters on as
+    there are astral characters before it) would otherwise stay on the wrong occurrence, and a
+    region without its text could not tell at all."""
+    found_only = set()
+    for region in result if isinstance(result, list) else ():
+        value = region.get("value") if isinstance(region, dict) else None
+        if not isinstance(value, dict) or not isinstance(value.get("text"), str):
+            continue
+        start, end = value.get("start"), value.get("end")
+        if not all(isinstance(x, int) and not isinstance(x, bool) for x in (start, end)):
+            continue  # rejected with its reason by _offsets
+        at_codepoints = _found(text, (start, end), value["text"])
+        as_utf16 = _found(text, utf16_to_codepoints(text, start, end), value["text"])
+        if at_codepoints != as_utf16:
+            found_only.add("utf16" if as_utf16 else "codepoints")
+    return found_only == {"utf16"}
+
+
+def _found(text: str, at: tuple[int, int] | None, expected: str) -> bool:
+    """Whether ``expected`` is the text at ``at``, or its words are (see :func:`_offsets`)."""
+    if at is None:
+        return False
+    return text[at[0]:at[1]] == expected or (
+        0 <= at[0] < at[1] <= len(text) and bool(expected.split()) and text[at[0]:at[1]].split() == expected.split())
+
+
+def _offsets(value: dict, text: str, where: str, doc_id: str, location: str | None,
+             utf16: bool = False) -> tuple[int, int]:
     start, end = value.get("start"), value.get("end")
     if not all(isinstance(x, int) and not isinstance(x, bool) for x in (start, end)):
         raise RecordError(f"{where}: 'start'/'end' must be integers (a Text region; HyperText regions "
                           "with XPath offsets are not supported)", record_id=doc_id, location=location)
     expected = value.get("text")
-    if expected is None or text[start:end] == expected:
-        return start, end
     converted = utf16_to_codepoints(text, start, end)
-    if converted is not None and text[converted[0]:converted[1]] == expected:
-        return converted
+    # the annotation's other regions said how it counts (_counts_utf16); that way is tried first
+    order = (converted, (start, end)) if utf16 else ((start, end), converted)
+    if expected is None:
+        return order[0] if order[0] is not None else (start, end)
+    for at in order:
+        if at is not None and text[at[0]:at[1]] == expected:
+            return at
     # Label Studio may write a region's text with runs of blanks and line breaks collapsed
     # (HumanSignal/label-studio#3078) while its offsets are right: the same words, in order
     words = expected.split() if isinstance(expected, str) else None
-    for at in ((start, end), converted):
+    for at in order:
         if words and at is not None and 0 <= at[0] < at[1] <= len(text) and text[at[0]:at[1]].split() == words:
             return at
     raise RecordError(f"{where} [{start}:{end}]: the region's text differs from the task text at its offsets "

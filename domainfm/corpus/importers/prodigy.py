@@ -13,7 +13,10 @@ annotator's accepted answers to different tasks of one input (``ner.teach`` and
 ``textcat.teach`` ask one span or label per task: another ``_task_hash``) are one version with
 all of them; the same task answered again replaces the earlier answer. ``reject``
 and ``ignore`` answers carry no annotation: they are counted in ``meta.prodigy``, and an input
-that no annotator accepted is rejected with that reason.
+that no annotator accepted is rejected with that reason. Fields Prodigy does not define (a
+``rel.manual`` answer's ``relations``, a custom field) are kept in ``meta.prodigy.fields`` when
+every line of the input has them alike, else with each line in ``meta.prodigy.fields_by_line``
+(``line``, ``answer``, ``annotator``).
 
 A line whose fields have the wrong type (``answer`` not one of the three words, ``meta`` or
 ``config`` not an object, an ``accept`` option id that is not a string or integer, a ``meta.id``
@@ -98,12 +101,16 @@ def read_prodigy(src: Path, options: ProdigyOptions) -> Iterator[Document | Sour
         location = lines[0][0] if len(lines) == 1 else f"{lines[0][0]} (+{len(lines) - 1} more lines)"
         raw = "\n".join(line for _, line, _ in lines)
         try:
-            yield Sourced(_document(doc_id, lines, options, location), location, raw)
+            doc, annotators = _document(doc_id, lines, options, location)
+            yield Sourced(doc, location, raw, annotators)
         except RecordError as err:
             yield Rejected.from_error(err, raw=raw)
 
 
-def _document(doc_id: str, lines: list[tuple[str, str, dict]], options: ProdigyOptions, location: str) -> Document:
+def _document(doc_id: str, lines: list[tuple[str, str, dict]], options: ProdigyOptions,
+              location: str) -> tuple[Document, tuple | None]:
+    """The input's document, and its annotators' versions and conflicts when there are several
+    (for the import's agreement report)."""
     text = lines[0][2]["text"]
     versions: list[tuple[Annotation, Any]] = []  # with the line's _task_hash
     answers = {"accept": 0, "reject": 0, "ignore": 0}
@@ -148,9 +155,7 @@ def _document(doc_id: str, lines: list[tuple[str, str, dict]], options: ProdigyO
     first = lines[0][2]
     meta = {k: v for k, v in (first.get("meta") or {}).items() if k != options.id_key}
     record = {"answers": answers, **({"input_hash": first["_input_hash"]} if "_input_hash" in first else {})}
-    extra = {k: v for k, v in first.items() if k not in _PRODIGY_KEYS}
-    if extra:
-        record["fields"] = extra
+    record.update(_fields(lines))
     if superseded:
         record["superseded_versions"] = superseded
     if from_prediction:
@@ -158,7 +163,26 @@ def _document(doc_id: str, lines: list[tuple[str, str, dict]], options: ProdigyO
     if unanswered:
         record["unanswered_suggestions"] = unanswered
     meta[free_key(meta, "prodigy")] = record
-    return annotated_document(doc_id, text, meta, versions, (spans, label, labels, conflicts), location)
+    doc = annotated_document(doc_id, text, meta, versions, (spans, label, labels, conflicts), location)
+    return doc, ((versions, conflicts) if len(versions) > 1 else None)
+
+
+def _fields(lines: list[tuple[str, str, dict]]) -> dict[str, Any]:
+    """The fields of the input's lines that Prodigy does not define (a ``rel.manual`` answer's
+    ``relations``, a custom field): ``fields`` holds those every line has alike; one that
+    differs between lines stays with each line (``fields_by_line``), since it is an answer's
+    (one annotator's relations), and taken from the first line alone it was put on the whole
+    input while every other annotator's, and a resubmitted answer's, was lost."""
+    extras = [{k: v for k, v in obj.items() if k not in _PRODIGY_KEYS} for _, _, obj in lines]
+    shared = {k: v for k, v in extras[0].items() if all(k in e and e[k] == v for e in extras[1:])}
+    by_line = []
+    for (location, _, obj), extra in zip(lines, extras):
+        own = {k: v for k, v in extra.items() if k not in shared}
+        if own:
+            who = obj.get("_annotator_id") or obj.get("_session_id")
+            by_line.append({"line": location, **({"answer": obj["answer"]} if "answer" in obj else {}),
+                            **({"annotator": who} if who is not None else {}), "fields": own})
+    return {**({"fields": shared} if shared else {}), **({"fields_by_line": by_line} if by_line else {})}
 
 
 def _per_annotator(answers: list[tuple[Annotation, Any]]) -> tuple[list[Annotation], int]:
