@@ -133,6 +133,19 @@ def test_conll_iob1_and_iob2_read_the_same_entities(tmp_path):
                                               ("Berlin Paris", "LOC")]
 
 
+@pytest.mark.parametrize("scheme", ["bioes", "bilou"])
+def test_conll_bioes_and_bilou_read_the_same_entities_as_iob2(tmp_path, scheme):
+    # an S-/E- (U-/L-) tag was rejected as "not O, B-TYPE or I-TYPE ... is the tag the last column?"
+    words = ["U.N.", "official", "Ekeus", "met", "Bonn", "Berlin", "Paris"]
+    single, last = ("S", "E") if scheme == "bioes" else ("U", "L")
+    tags = [f"{single}-ORG", "O", f"{single}-PER", "O", f"{single}-LOC", "B-LOC", f"{last}-LOC"]
+    (tmp_path / "in.conll").write_text("".join(f"{w}\t{t}\n" for w, t in zip(words, tags)))
+    docs, rejects, _ = _import("conll", tmp_path / "in.conll", tmp_path)
+    assert not rejects
+    assert _texts(docs[0]) == [("U.N.", "ORG"), ("Ekeus", "PER"), ("Bonn", "LOC"), ("Berlin Paris", "LOC")]
+    assert not any(span.attrs for span in docs[0].spans)  # read as written, nothing repaired
+
+
 def test_conll_crlf_bom_and_several_blank_lines(tmp_path):
     src = tmp_path / "w.conll"
     src.write_bytes(b"\xef\xbb\xbfAnn\tB-P\r\nLee\tI-P\r\n\r\n\r\nsaw\tO\r\nBob\tB-P\r\n")

@@ -652,9 +652,9 @@ def test_conll_docstart_and_malformed_tags(tmp_path):
     assert [d.id for d in docs] == ["c-00000"] and span_texts(docs[0]) == [("EU", "ORG")]
     reasons = sorted(r["reason"] for r in rejects)
     assert any("I- tag does not continue an entity of its type (column 4" in r for r in reasons)
-    assert any("tag is not O, B-TYPE or I-TYPE (column 2" in r for r in reasons)
+    assert any("tag is not O or B-/I-TYPE (IOB), S-/E-TYPE (BIOES), U-/L-TYPE (BILOU) (column 2" in r for r in reasons)
     assert any("expected 'token<TAB>tag'" in r for r in reasons)
-    bad = next(r for r in rejects if "is not O, B-TYPE" in r["reason"])
+    bad = next(r for r in rejects if "tag is not O or B-/I-TYPE" in r["reason"])
     assert bad["raw"] == "Bad X-FOO" and bad["location"] == "c.conll:12"  # the lines as read, not rebuilt
     docs, _ = run("conll", src, tmp_path, scheme="iob1")
     assert ("Peter", "PER") in span_texts(next(d for d in docs if d.id == "c-00001"))
@@ -667,9 +667,9 @@ def test_conll_reject_reasons_never_quote_an_invalid_tag(tmp_path):
     result = import_corpus("conll", src, tmp_path / "c.jsonl", {"sentences_per_doc": 1})
     rejects = [json.loads(x) for x in result.rejects.read_text().splitlines()]
     reasons = {r["location"]: r["reason"] for r in rejects}
-    assert reasons["swapped.conll:2"].startswith("tag is not O, B-TYPE or I-TYPE (column 2")
+    assert reasons["swapped.conll:2"].startswith("tag is not O or B-/I-TYPE (IOB), S-/E-TYPE (BIOES), U-/L-TYPE (BILOU) (column 2")
     # an I- of a type no B- tag has may be a token in the tag column: rejected, never a label
-    assert reasons["swapped.conll:5"] == ("I- tag does not continue an entity of its type (column 3; no B- tag of "
+    assert reasons["swapped.conll:5"] == ("I- tag does not continue an entity of its type (column 3; no B-, S- or U- tag of "
                                           "the file has its type: a swapped column?)")
     assert "swapped.conll:9" not in reasons  # a stray I- of a known type is repaired (next test)
     manifest = result.manifest.read_text()

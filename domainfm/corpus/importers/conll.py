@@ -9,6 +9,10 @@ conversions make; it is repaired, not the whole document dropped: it starts an `
 conlleval reads it, and the span says so in ``attrs["repaired"]`` (counted as ``repaired_spans``
 in the manifest). Only for a type the file's ``B-`` tags use: an ``I-`` of a type no ``B-`` tag
 has is more likely a swapped column (a token read as the tag) and rejects the document.
+
+BIOES (``S-`` single, ``E-`` end) and BILOU (``U-`` unit, ``L-`` last) files read as they are
+written, in every scheme: their tags say where each entity starts and ends, so an ``E-``/``L-``
+continues an entity like ``I-`` and then closes it.
 """
 
 from __future__ import annotations
@@ -142,7 +146,7 @@ def _scan(path: Path) -> tuple[bool, set[str]]:
                 has_docstart = True
                 continue
             fields = _fields(line.decode("utf-8", "replace").rstrip("\r\n"))
-            if len(fields) >= 2 and fields[-1].startswith("B-"):
+            if len(fields) >= 2 and fields[-1][:2] in ("B-", "S-", "U-"):
                 types.add(fields[-1][2:])
     return has_docstart, types
 
@@ -190,10 +194,12 @@ def _build(doc_id: str, sentences, options: ConllOptions, filename: str, entity_
             prefix, _, kind = tag.partition("-")
             if tag == "O":
                 current = _close(current, spans)
-            elif prefix == "B" and kind:
+            elif prefix in ("B", "S", "U") and kind:
                 current = _close(current, spans)
                 current = [kind, start, end]
-            elif prefix == "I" and kind:
+                if prefix != "B":  # a one-token entity (BIOES S-, BILOU U-)
+                    current = _close(current, spans)
+            elif prefix in ("I", "E", "L") and kind:
                 if current and current[0] == kind:
                     current[2] = end
                 elif options.scheme == "iob1":
@@ -201,17 +207,19 @@ def _build(doc_id: str, sentences, options: ConllOptions, filename: str, entity_
                     current = [kind, start, end]
                 elif options.scheme == "iob2" and kind in entity_types:
                     current = _close(current, spans)
-                    current = [kind, start, end, {"repaired": f"started by an I- tag at {where} (IOB2 expects B-)"}]
+                    current = [kind, start, end, {"repaired": f"started by an {prefix}- tag at {where} (IOB2 expects B-)"}]
                 else:
                     kind_named = f"a {kind!r} entity" if kind in entity_types else "an entity of its type"
-                    why = ("no B- tag of the file has its type: a swapped column?" if options.scheme == "iob2"
+                    why = ("no B-, S- or U- tag of the file has its type: a swapped column?" if options.scheme == "iob2"
                            else "IOB2: use --scheme iob2 to repair it or iob1 to read it as an entity start")
-                    raise RecordError(f"I- tag does not continue {kind_named} (column {column}; {why})",
+                    raise RecordError(f"{prefix}- tag does not continue {kind_named} (column {column}; {why})",
                                       record_id=doc_id, location=where)
+                if prefix in ("E", "L"):  # the entity's last token (BIOES E-, BILOU L-)
+                    current = _close(current, spans)
             else:
                 raise RecordError(
-                    f"tag is not O, B-TYPE or I-TYPE (column {column}, the last; is the tag the last "
-                    "column?)",
+                    f"tag is not O or B-/I-TYPE (IOB), S-/E-TYPE (BIOES), U-/L-TYPE (BILOU) (column {column}, "
+                    "the last; is the tag the last column?)",
                     record_id=doc_id, location=where,
                 )
         _close(current, spans)
