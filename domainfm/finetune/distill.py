@@ -10,8 +10,9 @@ step (augmented copies included, the same token ids the student reads), and each
     weight * T^2 * KL(softmax(teacher / T) || softmax(student / T))
 
 to ``(1 - weight) *`` the gold labels' loss (Hinton et al., 2015); multi-label heads compare
-sigmoids instead. ``ner`` compares the tags of the labelled sub-tokens only (the first of each
-word), the positions the gold loss reads too.
+sigmoids instead. ``ner`` compares the tags of the labelled sub-tokens only (every sub-token of
+the text: :func:`~domainfm.finetune.data.bio_labels` leaves out special tokens and padding alone),
+the positions the gold loss reads too.
 
 The teacher is a ``domainfm finetune`` output of the same task: same labels in the same order and
 the same tokenizer vocabulary, or the run stops before training with an error that says which.

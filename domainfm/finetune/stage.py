@@ -39,4 +39,6 @@ def summarize(out: Path, raw: dict[str, Any], steps: int | None, resumed_from: i
     metrics = {k: round(ev[k], 4) for k in keys if isinstance(ev.get(k), (int, float))}
     if resumed_from is not None:
         metrics["resumed_from_step"] = resumed_from
-    return StageResult([Path(out)], {"steps": steps, "eval_documents": ev.get("n")}, metrics)
+    # the documents scored, from the data section: ner scores have no "n" (they count entities)
+    held_out = (raw.get("data") or {}).get("eval_documents", ev.get("n"))
+    return StageResult([Path(out)], {"steps": steps, "eval_documents": held_out}, metrics)

@@ -402,7 +402,8 @@ def _save_model(model, tokenizer, cfg: TaskConfig, label_map: LabelMap, source: 
         "task": cfg.task, "labels": label_map.labels, "id2label": {str(k): v for k, v in label_map.id2label.items()},
         "label2id": label_map.label2id, "method": "full" if cfg.train.full_finetune else "lora",
         "merged": merge, "base_model": _base_model_record(cfg.model.name, source),
-        "max_length": cfg.model.max_length, "pooling": _pooling(cfg),
+        # a LoRA adapter of a shallow model must be loaded onto a base cut to the same depth
+        "max_length": cfg.model.max_length, "pooling": _pooling(cfg), "num_layers": cfg.model.num_layers,
         "ner_decoding": cfg.model.ner_decoding if cfg.task == "ner" else None, "long_documents": dataclasses.asdict(cfg.long_documents),
         "text_field": cfg.data.text_field, "label_field": cfg.label_field, "domainfm_version": __version__,
     }

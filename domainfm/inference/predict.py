@@ -10,7 +10,9 @@ A model folder written by :func:`domainfm.finetune.finetune` holds::
 Without domainfm, ``AutoModelForSequenceClassification.from_pretrained(folder)`` (or
 ``...ForTokenClassification``) loads a full or merged model; an adapter loads with
 ``PeftModel.from_pretrained(AutoModelFor...from_pretrained(base, num_labels=..., id2label=...,
-label2id=...), folder + "/adapter")`` using the labels and base from ``domainfm_task.json``.
+label2id=...), folder + "/adapter")`` using the labels and base from ``domainfm_task.json`` (and,
+when its ``num_layers`` is not 0, ``num_hidden_layers=num_layers``: the adapter was trained on
+that many of the base's layers).
 A classifier trained with ``model.pooling: mean`` (``"pooling"`` in ``domainfm_task.json``) also
 needs :func:`domainfm.inference.pooling.apply_pooling` on that base model, before the adapter is
 attached; :func:`load_task_model` does it.
@@ -320,6 +322,11 @@ def load_task_model(model_dir: str | os.PathLike, *, task: str | None = None, de
                     f"the adapter in {folder} needs its base model {base!r}, which is not here; copy the base "
                     "model there or fine-tune with --merge to save a self-contained model")
             config = task_model_config(base, info["task"], label_map)
+            num_layers = info.get("num_layers") or 0  # folders from before model.num_layers was recorded: all
+            if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers < 0:
+                raise _damaged(folder / TASK_FILE, f"'num_layers' must be an integer >= 0, {_got(info, 'num_layers')}")
+            if num_layers:  # the adapter was trained on the base's first num_layers layers only
+                keep_first_layers(config, num_layers, base)
             base_model = apply_pooling(cls.from_pretrained(base, config=config), pooling)
             adapter = folder / ADAPTER_DIR
             if not (adapter / "adapter_config.json").is_file() or not any(
@@ -429,18 +436,23 @@ def score_features(model, features: Sequence[Feature], *, pad_id: int, batch_siz
     return out  # type: ignore[return-value]
 
 
-def _whole_words(text: str, spans: list[Span]) -> list[Span]:
+def _whole_words(text: str, spans: list[Span], edges: set[int] | None = None) -> list[Span]:
     """Spans widened to the letters and digits around their edges, overlapping ones of a label merged.
 
     Word-level decoding already gives whole words inside one sequence; a chunk that starts or
     ends inside a word (token-exact chunking can cut between sub-tokens) sees only part of it.
+    With ``edges`` (the sequences' start and end offsets), only a span edge that lies on one is
+    widened: elsewhere the span already ends where the tokenizer's word does, and a tokenizer
+    whose words split letters from digits (byte-level BPE: ``COVID`` + ``19``) means it.
     """
     widened = []
     for s in spans:
         start, end = s.start, s.end
-        while 0 < start < len(text) and text[start - 1].isalnum() and text[start].isalnum():
+        while (edges is None or s.start in edges) and 0 < start < len(text) and text[start - 1].isalnum() \
+                and text[start].isalnum():
             start -= 1
-        while 0 < end < len(text) and text[end - 1].isalnum() and text[end].isalnum():
+        while (edges is None or s.end in edges) and 0 < end < len(text) and text[end - 1].isalnum() \
+                and text[end].isalnum():
             end += 1
         widened.append(Span(start, end, s.label, s.attrs))
     merged: list[Span] = []
@@ -460,7 +472,7 @@ def document_outputs(task: str, label_map: LabelMap, docs: Sequence[Document], f
     """Per document: class probabilities (classification / multilabel, from chunk logits
     aggregated with ``aggregate``) or predicted spans in document coordinates (ner, decoded as
     ``ner_decoding`` says: ``words`` or ``tokens``, see ``ModelSection``; with ``words`` and the
-    documents' ``texts``, spans cut by a chunk edge are widened to whole words)."""
+    documents' ``texts``, spans cut by a sequence edge are widened to whole words)."""
     if task == "ner":
         id2label = label_map.id2label
         per_feature = []
@@ -483,7 +495,10 @@ def document_outputs(task: str, label_map: LabelMap, docs: Sequence[Document], f
             for f, found in zip(features, per_feature):
                 spans[f.doc_index].extend(Span(s.start + f.offset, s.end + f.offset, s.label, s.attrs) for s in found)
         if ner_decoding == "words" and texts is not None:
-            spans = {i: _whole_words(texts[i], found) for i, found in spans.items()}
+            edges: dict[int, set[int]] = defaultdict(set)  # where a sequence may have cut a word
+            for f in features:
+                edges[f.doc_index] |= {f.offset, f.offset + f.length}
+            spans = {i: _whole_words(texts[i], found, edges[i]) for i, found in spans.items()}
         return [sorted(spans.get(i, []), key=lambda s: (s.start, s.end, s.label)) for i in range(len(docs))]
     if features and features[0].chunk is not None:
         from domainfm.chunk import aggregate_predictions
