@@ -208,12 +208,14 @@ def _document_explanation(doc_id: str, text: str, explained: list[tuple[Any, Any
     merged = {k: merge_char_attributions(chunks, [c[:, k] for c in per_chunk], {doc_id: len(text)})[doc_id]
               for k in range(n_classes)}
     char_values = np.stack([merged[k] for k in range(n_classes)], axis=1) if text else np.zeros((0, n_classes))
-    # one entry per document token: overlapping chunks repeat tokens; keep the merged value
-    seen, doc_tokens = set(), []
+    # one entry per document token: overlapping chunks repeat tokens, or cut a word differently
+    # where one starts inside it; keep the first of overlapping ones, with the merged value. In
+    # start order, a token overlaps one already kept exactly when it starts before the last end
+    doc_tokens, last_end = [], -1
     for s, e, _ in sorted(tokens, key=lambda t: (t[0], t[1])):
-        if (s, e) in seen or any(s < pe and e > ps for ps, pe in list(seen)[-3:]):
+        if s < last_end:
             continue
-        seen.add((s, e))
+        last_end = e
         doc_tokens.append((s, e, char_values[s:e].mean(0) if e > s else np.zeros(n_classes)))
     return Explanation(doc_id, doc_tokens, char_values)
 

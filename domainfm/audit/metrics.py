@@ -9,9 +9,11 @@ predictions; ``tests/test_audit.py`` checks it):
   documents predicted ``c``; TPR is recall of ``c``; FPR is the share of non-``c`` documents
   predicted ``c`` (0 when the group has no positives / negatives, as fairlearn).
 * Demographic parity difference / ratio: max - min and min / max of the selection rate over
-  groups; equalized odds difference: the larger of the TPR and FPR differences. Reported for the
-  positive class and as the macro (mean) over classes. A scope with fewer than two groups has
-  no gaps (``None``, ``comparable: false``), where fairlearn would report 0.
+  groups (the ratio ``None`` when no group has a document predicted the class: 0/0, NaN in
+  fairlearn); equalized odds difference: the larger of the TPR and FPR differences. Reported for
+  the positive class and as the macro (mean) over the classes where it is defined. A scope with
+  fewer than two groups has no gaps (``None``, ``comparable: false``), where fairlearn would
+  report 0.
 * ECE: sum over equal-width confidence bins of ``|accuracy - confidence| * n_bin / n``; MCE: the
   largest such gap over non-empty bins; confidence is the top-class probability.
 """
@@ -172,7 +174,9 @@ def _gaps(values: dict[str, dict[str, float]]) -> dict[str, float | None]:
     tpr_d, fpr_d = max(tpr) - min(tpr), max(fpr) - min(fpr)
     return {
         "demographic_parity_difference": max(sel) - min(sel),
-        "demographic_parity_ratio": (min(sel) / max(sel)) if max(sel) > 0 else 0.0,
+        # 0/0 when no group has a document predicted the class: undefined (fairlearn: NaN), not the
+        # worst disparity that 0.0 would read as
+        "demographic_parity_ratio": (min(sel) / max(sel)) if max(sel) > 0 else None,
         "equalized_odds_difference": max(tpr_d, fpr_d),
         "tpr_difference": tpr_d,
         "fpr_difference": fpr_d,

@@ -46,8 +46,10 @@ def findings(report: dict[str, Any]) -> list[dict[str, Any]]:
     cal = report.get("calibration", {})
     if cal.get("overall", {}).get("ece") is not None:
         temp = cal.get("temperature", {})
-        after = f"; temperature scaling (T={temp['temperature']:.2f}) changes it to " \
-                f"{temp['after']['ece']:.3f} on held-out documents" if temp.get("fitted") else ""
+        # before and after on the same held-out documents: the ECE above is over all of them, and
+        # "changes it to" after that number would credit the split with part of the change
+        after = f"; on the held-out documents temperature scaling (T={temp['temperature']:.2f}) changes it from " \
+                f"{temp['before']['ece']:.3f} to {temp['after']['ece']:.3f}" if temp.get("fitted") else ""
         if temp.get("at_search_bound") == "upper":
             # the flattest confidences fitted best: no temperature repairs scores like these
             after += " (T is at the top of its search range: the model's confidence says nothing about whether " \
@@ -79,7 +81,10 @@ def _ner_findings(perf: dict[str, Any]) -> list[dict[str, Any]]:
                     "value": g["f1_difference"],
                     "text": f"The largest entity-F1 gap between groups is {g['f1_difference']:.3f} across {attr}; "
                             f"the worst group is '{g['worst_group']}' at {g['worst_group_f1']:.3f}."})
-    worst = min(ov["per_type"].items(), key=lambda kv: kv[1]["f1"], default=None)
+    # a type of the model's tag set that neither the data nor the predictions hold scores 0 by
+    # convention: it was not measured, so it cannot be the weakest
+    measured = [(t, m) for t, m in ov["per_type"].items() if m["support"] or m["predicted"]]
+    worst = min(measured, key=lambda kv: kv[1]["f1"], default=None)
     if worst:
         out.append({"key": f"performance.overall.per_type.{worst[0]}.f1", "value": worst[1]["f1"],
                     "text": f"The weakest entity type is {worst[0]} with F1 {worst[1]['f1']:.3f}."})

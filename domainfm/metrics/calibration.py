@@ -100,7 +100,9 @@ def reliability(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 10) -
     correct = np.asarray(correct, dtype=np.float64)
     if len(confidence) == 0:
         return {"n": 0, "ece": None, "mce": None, "bins": []}
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    # m / M exactly: np.linspace's edges fall one ulp short of it for some M (5/6, 5/7, ...), and
+    # a confidence of exactly m / M then went one bin up, against the right-closed rule
+    edges = np.arange(n_bins + 1) / n_bins
     which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)
     ece, mce, bins = 0.0, 0.0, []
     for b in range(n_bins):
