@@ -691,7 +691,8 @@ def test_planted_probes_that_cannot_be_scored_are_counted_and_do_not_pass(world,
     assert "0 of 0" not in result.output
     reg = json.loads((out / "report.json").read_text())["regurgitation"]
     assert reg["probes"] == 16 and reg["scored"] == 0
-    assert reg["skipped"] == {"no_token_covers_the_identifier": 0, "too_few_alternatives_with_its_token_count": 16}
+    assert reg["skipped"] == {"no_token_covers_the_identifier": 0, "too_few_alternatives_with_its_token_count": 16,
+                              "identifier_also_in_its_context": 0}
     assert "too few alternatives with its token count" in (out / "summary.md").read_text()
 
 
@@ -707,7 +708,8 @@ def test_regurgitation_scan_counts_every_skipped_probe_with_its_reason():
     result = regurgitation_scan(Lengths({"Townville", "Bo"}), probes, n_candidates=9, max_probes=10, seed=1,
                                 alternatives=lambda probe, n: [f"Fakeplac{k}" for k in range(n)])
     assert result["scored"] == 1  # Townville: "Fakeplac<k>" has its 9 characters
-    assert result["skipped"] == {"no_token_covers_the_identifier": 1, "too_few_alternatives_with_its_token_count": 1}
+    assert result["skipped"] == {"no_token_covers_the_identifier": 1, "too_few_alternatives_with_its_token_count": 1,
+                                 "identifier_also_in_its_context": 0}
     assert result["probes"] == result["scored"] + sum(result["skipped"].values())
 
 

@@ -2,9 +2,10 @@
 
 With the de-identification vault and its key, every original that ``domainfm deid`` replaced in
 the training data is put back into its (otherwise de-identified) context and ranked, by the
-model's fill-in (MLM) or continuation (causal LM) log-likelihood, against other originals of
-the same PHI type with the same number of tokens. Without a vault, identifiers the user planted
-or annotated (document ``spans``) are ranked the same way.
+model's fill-in (MLM) or continuation (causal LM) log-likelihood, against format-preserving fakes
+of the same PHI type with the same number of tokens. Without a vault, identifiers the user planted
+or annotated (document ``spans``) are ranked the same way. An identifier that also stands
+elsewhere in its own context is not scored: a model can copy it from there.
 
 An identifier is *regurgitated* when it ranks first. A model that learned nothing ranks it first
 with probability ``1 / (candidates + 1)``, so the report gives the count expected by chance and
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
@@ -140,8 +142,9 @@ def regurgitation_scan(scorer, probes: Sequence[Probe], *, n_candidates: int, ma
 
     Alternatives: by default :func:`surrogate_alternatives` (up to ``3 * n_candidates`` drawn),
     those with the identifier's number of tokens in this context, at most ``n_candidates``. A
-    probe with fewer than ``min_candidates`` such alternatives, or whose identifier no token
-    covers (cut off by truncation), is not scored; ``skipped`` counts both reasons, so
+    probe with fewer than ``min_candidates`` such alternatives, whose identifier no token covers
+    (cut off by truncation), or whose identifier also stands elsewhere in its context
+    (:func:`repeated_in_context`) is not scored; ``skipped`` counts each reason, so
     ``probes == scored + sum(skipped.values())``.
 
     A real identifier is often more probable than a made-up one for *any* language model (a real
@@ -168,13 +171,17 @@ def regurgitation_scan(scorer, probes: Sequence[Probe], *, n_candidates: int, ma
     n_toks = scorer.span_token_counts([p.text for p in chosen], [(p.start, p.end) for p in chosen]) \
         if chosen else []
     drafts: list[tuple[Probe, list[str], list[tuple[int, int]], int]] = []
-    skipped = {"no_token_covers_the_identifier": 0, "too_few_alternatives_with_its_token_count": 0}
+    skipped = {"no_token_covers_the_identifier": 0, "too_few_alternatives_with_its_token_count": 0,
+               "identifier_also_in_its_context": 0}
     all_texts: list[str] = []
     all_spans: list[tuple[int, int]] = []
     for probe, n_tok in zip(chosen, n_toks):
         per_label[probe.label]["probes"] += 1
         if not n_tok:
             skipped["no_token_covers_the_identifier"] += 1
+            continue
+        if repeated_in_context(probe):
+            skipped["identifier_also_in_its_context"] += 1
             continue
         others = alternatives(probe, 3 * n_candidates)
         texts = [probe.text[:probe.start] + v + probe.text[probe.end:] for v in others]
@@ -249,6 +256,23 @@ def regurgitation_scan(scorer, probes: Sequence[Probe], *, n_candidates: int, ma
     return out
 
 
+def repeated_in_context(probe: Probe) -> bool:
+    """Whether the identifier also stands elsewhere in the probe's text, in any case and with any
+    white space between its words (as an uncased tokenizer sees it), not inside a longer word.
+
+    A model fills such a gap by copying what it reads next to it, with no memory of its training
+    data, so ranking the original first there is no evidence of memorisation (a planted note
+    that names its patient twice, or a second mention de-identification missed)."""
+    words = probe.value.split()
+    if not words:
+        return False
+    pattern = r"(?<!\w)" + r"\s+".join(map(re.escape, words)) + r"(?!\w)"
+    # the probed occurrence itself is cut out (with a separator that is neither a word
+    # character nor white space, so the text on either side cannot join into a match)
+    context = probe.text[:probe.start] + "\x00" + probe.text[probe.end:]
+    return re.search(pattern, context, flags=re.IGNORECASE) is not None
+
+
 def _ranked_first(scores: np.ndarray) -> bool:
     """The first score beats every other one (a tie is not a win)."""
     return bool(len(scores) > 1 and np.all(scores[1:] < scores[0]))
@@ -265,15 +289,21 @@ def calibrate_with_holdout(trained: dict[str, Any], held_out: dict[str, Any]) ->
     A model that learned the language, the hospital's towns and its doctors' names ranks such
     identifiers first in notes it never saw, too; only what it does more often for the notes it
     trained on is memorisation. The baseline is the held-out rate; the count beyond the 99th
-    percentile of a binomial at that rate over the training probes is what the gate reads.
+    percentile of the training count it predicts is what the gate reads.
     """
+    from scipy.stats import betabinom
+
     n_h, r_h = held_out["scored"], held_out["regurgitated"]
-    rate = (r_h + 0.5) / (n_h + 1)  # never exactly 0: one more held-out original would move it
-    q99 = chance_quantile([rate] * trained["scored"])
+    # The held-out rate is itself measured on n_h originals, so chance includes its sampling error:
+    # the training count's predictive distribution given the held-out count (beta-binomial, Jeffreys
+    # prior: never a rate of exactly 0) exceeds its 99th percentile in about 1% of audits of a model
+    # that memorised nothing. A binomial at the point rate did so in 4% (80 held-out) to 14% (20).
+    q99 = int(betabinom.ppf(0.99, trained["scored"], r_h + 0.5, n_h - r_h + 0.5))
     out = dict(trained)
     out.update(
         held_out={"probes": held_out["probes"], "scored": n_h, "regurgitated": r_h, "rate": round(r_h / n_h, 4)},
         held_out_99th_percentile=q99, beyond_chance=max(0, trained["regurgitated"] - q99),
         calibration=f"against held-out originals ({n_h} scored, ranked first {r_h} times): training originals "
-                    "ranked first beyond the 99th percentile of a binomial at the held-out rate")
+                    "ranked first beyond the 99th percentile of the count the held-out rate predicts "
+                    "(beta-binomial: the held-out rate's own sampling error included)")
     return out

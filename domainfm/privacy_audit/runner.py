@@ -363,6 +363,8 @@ def _audit_time(timing: dict[str, Any]) -> str:
 
 #: ``report["data"]`` keys of documents left out, and how the summary says why.
 _LEFT_OUT = {"without_text": "without text", "as_training_texts": "whose text is a training text",
+             "not_trained_on": "the model did not train on (by its split.json)",
+             "trained_on": "the model trained on (by its split.json)",
              "sharing_a_training_group": "whose {key} also has training documents",
              "without_label": "without a gold label", "label_unknown_to_model": "with a label the model does not know"}
 
@@ -429,13 +431,14 @@ def _write_report_files(out: Path, texts: dict[str, str]) -> None:
             stack.enter_context(atomic_file(out / name)).write(text)
 
 
-def _audit_documents(train, holdout, cfg: PrivacyAuditConfig, recorded_key: tuple[str | None, str | None]
-                     ) -> tuple[list, list, dict[str, Any], list[str]]:
+def _audit_documents(train, holdout, cfg: PrivacyAuditConfig, recorded_key: tuple[str | None, str | None],
+                     split=None) -> tuple[list, list, dict[str, Any], list[str]]:
     """The training and held-out documents the audit uses, what was read and left out, and the
     warnings: documents without text are left out, and so are held-out documents whose text is
-    also a training text (the model saw it, so it is no non-member) and, unless
-    ``cfg.keep_shared_groups``, held-out documents whose patient (``cfg.split_key``) also has
-    training documents (:func:`_check_groups`).
+    also a training text, white space aside (the model saw it, so it is no non-member), with a
+    recorded ``split`` (a finetune model's ``split.json``) training documents it did not train
+    on and held-out documents it did, and, unless ``cfg.keep_shared_groups``, held-out documents
+    whose patient (``cfg.split_key``) also has training documents (:func:`_check_groups`).
 
     Raises:
         ConfigError: either side has no document with text (nothing could be measured, and a
@@ -455,17 +458,22 @@ def _audit_documents(train, holdout, cfg: PrivacyAuditConfig, recorded_key: tupl
     if overlap:
         raise ConfigError(f"{len(overlap)} document id(s) are in both the training and the held-out documents "
                           f"(the first at {overlap[0][0]} and {overlap[0][1]}); the held-out set must be disjoint")
-    seen = {d.text for d in train_docs}
-    unseen = [d for d in holdout_docs if d.text not in seen]
+    # white space aside: a training note exported again with other line endings or spacing holds
+    # the same words in the same order, so the model saw it and it is no non-member
+    seen = {" ".join(d.text.split()) for d in train_docs}
+    unseen = [d for d in holdout_docs if " ".join(d.text.split()) not in seen]
     if not unseen:
         raise ConfigError("--holdout: every held-out text is also a training text; the held-out set must be "
                           "documents the model was not trained on")
-    kept, check = _check_groups(train_docs, unseen, cfg, recorded_key)
+    members, nonmembers, control = _within_recorded_split(split, train_docs, unseen)
+    kept, check = _check_groups(members, nonmembers, cfg, recorded_key)
     data = {"train_documents_read": len(read_train), "holdout_documents_read": len(read_holdout),
             "train_documents_left_out_without_text": len(read_train) - len(train_docs),
+            "train_documents_left_out_not_trained_on": len(train_docs) - len(members),
             "holdout_documents_left_out_without_text": len(read_holdout) - len(holdout_docs),
             "holdout_documents_left_out_as_training_texts": len(holdout_docs) - len(unseen),
-            "holdout_documents_left_out_sharing_a_training_group": len(unseen) - len(kept),
+            "holdout_documents_left_out_trained_on": len(unseen) - len(nonmembers),
+            "holdout_documents_left_out_sharing_a_training_group": len(nonmembers) - len(kept),
             # a classifier's documents it cannot score, counted once it is loaded (_with_known_labels)
             **{f"{side}_documents_left_out_{reason}": 0 for side in ("train", "holdout")
                for reason in ("without_label", "label_unknown_to_model")},
@@ -474,6 +482,13 @@ def _audit_documents(train, holdout, cfg: PrivacyAuditConfig, recorded_key: tupl
     if data["train_documents_left_out_without_text"] or data["holdout_documents_left_out_without_text"]:
         warnings.append(f"left out {data['train_documents_left_out_without_text']} training documents without "
                         f"text and {data['holdout_documents_left_out_without_text']} held-out ones")
+    if control:
+        warnings.append(f"the model's split.json records none of the {len(members)} training documents as trained "
+                        "on: membership inference compares documents it never trained on (as for a control model)")
+    if data["train_documents_left_out_not_trained_on"] or data["holdout_documents_left_out_trained_on"]:
+        warnings.append(f"by the model's split.json: left out {data['train_documents_left_out_not_trained_on']} "
+                        "training documents it did not train on (its evaluation documents, or never seen) and "
+                        f"{data['holdout_documents_left_out_trained_on']} held-out documents it trained on")
     key, shared = check["split_key"], check["holdout_documents_sharing_a_training_group"]
     if not check["checked"]:
         warnings.append(f"held-out documents not checked for patients who also have training documents: "
@@ -488,7 +503,31 @@ def _audit_documents(train, holdout, cfg: PrivacyAuditConfig, recorded_key: tupl
     if check["checked"] and check["holdout_documents_without_key"]:
         warnings.append(f"{check['holdout_documents_without_key']} held-out document(s) have no {key}: their "
                         "patient could not be checked against the training documents")
-    return train_docs, kept, data, warnings
+    return members, kept, data, warnings
+
+
+def _within_recorded_split(split, train_docs: list, holdout_docs: list) -> tuple[list, list, bool]:
+    """The training documents the model trained on and the held-out documents it did not, by its
+    recorded ``split`` (digests of id and text), and whether the split knows none of the training
+    documents (then they are taken as given: a control model audited on another model's data).
+
+    finetune holds out ``eval_fraction`` of its training file: given that whole file as --train,
+    the documents it only evaluated on would count as members, and a held-out document it trained
+    on as a non-member; both pull the AUC towards 0.5, so a memorising model could pass the gate.
+
+    Raises:
+        ConfigError: every held-out document is one the model trained on (counts only).
+    """
+    if split is None:
+        return train_docs, holdout_docs, False
+    members = [d for d in train_docs if split.side(d) == "train"]
+    nonmembers = [d for d in holdout_docs if split.side(d) != "train"]
+    if not nonmembers:
+        raise ConfigError(f"--holdout: all {len(holdout_docs)} held-out documents are ones the model trained on by "
+                          "its split.json; give documents it never trained on")
+    if not members:
+        return train_docs, nonmembers, True
+    return members, nonmembers, False
 
 
 def _meta_value(doc, key: str) -> str | None:
@@ -632,6 +671,7 @@ def audit_privacy(
 def _audit(model_dir: Path, train, holdout, out: Path | None, cfg: PrivacyAuditConfig, *, vault, planted,
            canaries, say: Event) -> PrivacyAuditResult:
     """:func:`audit_privacy` once its arguments and output folder are checked (and locked)."""
+    from domainfm.finetune.split import read_split
     from domainfm.privacy_audit.canaries import Canary
     from domainfm.privacy_audit.exposure import exposures
     from domainfm.privacy_audit.lm import ScoringModel
@@ -648,7 +688,8 @@ def _audit(model_dir: Path, train, holdout, out: Path | None, cfg: PrivacyAuditC
 
     manifest = _read_manifest(model_dir)
     train_docs, holdout_docs, data, warnings = _audit_documents(train, holdout, cfg,
-                                                                _recorded_split_key(model_dir, manifest))
+                                                                _recorded_split_key(model_dir, manifest),
+                                                                read_split(model_dir))
     for warning in warnings:
         say(warning)
     # the probes before the model loads: a vault or planted file with nothing to probe is said
