@@ -31,6 +31,7 @@ def project_spans(
     spans: Iterable[Sequence[Span]] | None = None,
     *,
     merge: Literal["exact", "union"] = "union",
+    texts: Mapping[str, str] | None = None,
 ) -> dict[str, list[Span]]:
     """Spans in chunk coordinates -> spans in document coordinates, per document id.
 
@@ -43,8 +44,19 @@ def project_spans(
             kept once, and a span cut by a boundary (attrs ``cut``/``doc_start``/``doc_end``,
             as the chunker writes them) is restored to its full extent, which is then final.
             ``"union"`` also joins same-label spans from *different* chunks that overlap or
-            touch at a chunk edge (a model's two views of one entity); ``"exact"`` keeps them
-            apart.
+            touch at a chunk edge (a model's two views of one entity), and the two pieces of an
+            entity that a cut between chunks splits: one ends at its chunk's end, the other
+            starts at the next chunk's start, and only the whitespace the chunker trimmed at the
+            cut (no chunk holds it) lies between them. That rule takes the chunks as the chunker
+            made them, all of a document's chunks (a chunk left out makes its neighbours look
+            like neighbours). Two of a model's same-label entities that meet exactly at a cut
+            are told from one cut entity by nothing in the spans: they come back as one; with
+            chunks that overlap, one chunk sees them both and they stay apart. ``"exact"``
+            keeps every view apart.
+        texts: the documents' texts by id, when known: a cut at a line break that ends a short
+            line (under :data:`WRAPPED_LINE` characters) joins nothing: a list of entities, one
+            per line ("aspirin" / "heparin"), is cut exactly there, while an entity runs across
+            a line break where the text is hard-wrapped, after a long line.
 
     Returns:
         ``{doc_id: [Span, ...]}`` sorted by position; the chunk-only attrs are removed.
@@ -65,8 +77,10 @@ def project_spans(
     if len(per_chunk) != len(chunks):
         raise ConfigError(f"got spans for {len(per_chunk)} chunks but {len(chunks)} chunks")
     pieces: dict[str, list[tuple[Span, int, bool, bool]]] = defaultdict(list)  # span, chunk no., at edges
+    ranges: dict[str, list[tuple[int, int]]] = defaultdict(list)
     for number, (chunk, chunk_spans) in enumerate(zip(chunks, per_chunk)):
         length = chunk.end - chunk.start
+        ranges[chunk.doc_id].append((chunk.start, chunk.end))
         for i, span in enumerate(chunk_spans):
             if not 0 <= span.start < span.end <= length:
                 # a span past the chunk would land on the next chunk's text without a word said
@@ -84,11 +98,42 @@ def project_spans(
             pieces[chunk.doc_id].append((Span(start, end, span.label, attrs), number, *at_edge))
     result = {}
     for doc_id, items in pieces.items():
-        result[doc_id] = _merge(items, union=merge == "union")
+        cuts = _cuts(ranges[doc_id])
+        text = (texts or {}).get(doc_id)
+        if text is not None:
+            cuts = {start: end for start, end in cuts.items() if not _ends_short_line(text, end, start)}
+        result[doc_id] = _merge(items, union=merge == "union", cuts=cuts)
     return result
 
 
-def _merge(items: list[tuple[Span, int, bool, bool]], *, union: bool) -> list[Span]:
+#: a line at least this long ends in a line break the writer's editor put there (hard-wrapped text)
+WRAPPED_LINE = 40
+
+
+def _ends_short_line(text: str, end: int, start: int) -> bool:
+    """Whether the cut ``text[end:start]`` holds a line break that ends a line shorter than
+    :data:`WRAPPED_LINE` (a list item, a heading), not a hard-wrapped one."""
+    gap = text[end:start]
+    if "\n" not in gap:
+        return False
+    line_start = text.rfind("\n", 0, end) + 1
+    return end + gap.index("\n") - line_start < WRAPPED_LINE
+
+
+def _cuts(ranges: list[tuple[int, int]]) -> dict[int, int]:
+    """``{start: end}`` of every cut between one document's chunks: ``end`` is where the chunks
+    before it leave off and ``start`` where the next one begins, and no chunk holds any character
+    of ``[end, start)``: the whitespace the chunker trimmed there, or nothing."""
+    cuts: dict[int, int] = {}
+    covered = None  # the furthest any chunk so far reaches
+    for start, end in sorted(r for r in ranges if r[1] > r[0]):  # an empty chunk holds no span nor cut
+        if covered is not None and start >= covered:
+            cuts[start] = covered
+        covered = end if covered is None else max(covered, end)
+    return cuts
+
+
+def _merge(items: list[tuple[Span, int, bool, bool]], *, union: bool, cuts: Mapping[int, int]) -> list[Span]:
     # Identical spans from several chunks are one span: remember which chunks saw it and
     # whether it touched a chunk's left/right edge in any of them.
     unique: dict[tuple[int, int, str], list] = {}
@@ -103,16 +148,51 @@ def _merge(items: list[tuple[Span, int, bool, bool]], *, union: bool) -> list[Sp
     ordered = sorted(unique.values(), key=lambda e: (e[0].label, e[0].start, -e[0].end))
     for span, numbers, left_edge, right_edge in ordered:
         if merged:
-            last, last_numbers, _, last_right = merged[-1]
+            last, last_numbers, last_left, last_right = merged[-1]
             overlaps = span.start < last.end or (span.start == last.end and last_right and left_edge)
             # Only views from different chunks are joined: nested same-label spans that one
             # chunk reports side by side stay separate.
             if last.label == span.label and overlaps and numbers.isdisjoint(last_numbers):
                 joined = Span(last.start, max(last.end, span.end), last.label, {**span.attrs, **last.attrs})
-                merged[-1] = [joined, last_numbers | numbers, False, right_edge if span.end >= last.end else last_right]
+                # the joined span starts where ``last`` does, so it keeps ``last``'s left edge (a cut's
+                # far side, see _join_at_cuts)
+                merged[-1] = [joined, last_numbers | numbers, last_left,
+                              right_edge if span.end >= last.end else last_right]
                 continue
         merged.append([span, set(numbers), left_edge, right_edge])
-    return sorted((m[0] for m in merged), key=lambda s: (s.start, s.end, s.label))
+    return sorted((m[0] for m in _join_at_cuts(merged, cuts)), key=lambda s: (s.start, s.end, s.label))
+
+
+def _join_at_cuts(merged: list[list], cuts: Mapping[int, int]) -> list[list]:
+    """Join the pieces of entities that a cut between chunks split (see :func:`project_spans`).
+
+    The cut's whitespace is in neither chunk, so the two pieces neither overlap nor touch and the
+    sweep in :func:`_merge` leaves them apart. ``merged`` holds ``[span, chunk numbers, at left
+    edge, at right edge]`` sorted by label, then start.
+    """
+    # (label, end) -> the earliest-starting span that ends there at its chunk's right edge: a
+    # piece that a cut's far side may continue. Only the edge flags make a span a piece: a
+    # document's own spans restored to their full extent never carry them.
+    ending: dict[tuple[str, int], list] = {}
+    kept: list[list] = []
+    for entry in merged:
+        span, numbers, left_edge, right_edge = entry
+        before = ending.get((span.label, cuts.get(span.start, -1))) if left_edge else None
+        if before is not None and before[0].end == cuts[span.start] and before[3] \
+                and numbers.isdisjoint(before[1]):
+            # the piece before the cut grows in place, so an entity over three chunks chains on
+            last = before[0]
+            before[0] = Span(last.start, span.end, last.label, {**span.attrs, **last.attrs})
+            before[1] = before[1] | numbers
+            before[3] = right_edge
+            entry = before
+        else:
+            kept.append(entry)
+        key = (entry[0].label, entry[0].end)
+        held = ending.get(key)
+        if entry[3] and (held is None or held[0].end != key[1] or not held[3]):  # none, or one that grew on
+            ending[key] = entry
+    return kept
 
 
 def aggregate_predictions(

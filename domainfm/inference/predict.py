@@ -489,7 +489,9 @@ def document_outputs(task: str, label_map: LabelMap, docs: Sequence[Document], f
             # per document position, not id: two documents given with one id (the Python API
             # does not refuse them) must not pool their chunks
             for i, items in _by_document(features, per_feature).items():
-                merged = project_spans([f.chunk for f, _ in items], [x for _, x in items], merge="union")
+                doc_text = {items[0][0].chunk.doc_id: texts[i]} if texts is not None else None
+                merged = project_spans([f.chunk for f, _ in items], [x for _, x in items], merge="union",
+                                       texts=doc_text)
                 spans[i] = next(iter(merged.values()), [])
         else:
             for f, found in zip(features, per_feature):
