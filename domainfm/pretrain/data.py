@@ -5,7 +5,8 @@
 - :func:`build_corpus` streams the documents once, tokenizes them in batches, sends every
   document to the train or eval side by a stable hash of its split key (``meta.patient_id``
   when present), so all notes of one patient land on the same side on every run and machine,
-  and packs each side into blocks.
+  and packs each side into blocks. The chunks of a ``domainfm chunk`` file are grouped by the
+  document they come from.
 
 Packing (``masking.packing: true``) concatenates documents with the tokenizer's separator
 (``[SEP]`` for BERT-style encoders, the end-of-text token for decoders) and cuts the stream into
@@ -18,12 +19,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
 from domainfm.corpus.grouping import group_of, stable_fraction
-from domainfm.errors import ConfigError, CorpusError
+from domainfm.errors import ConfigError, CorpusError, RecordError
 from domainfm.manifest import check_deidentified
 
 _TOKENIZE_BATCH = 256
@@ -105,6 +106,44 @@ class _Doc:
     fraction: float
 
 
+def _documents(path) -> Iterator[tuple[Any, str | None]]:
+    """``(document, id of the document it comes from)`` of one input: ``domainfm deid`` output
+    as it is (``None``: itself), ``domainfm chunk`` output chunk by chunk, each read as a
+    document (its chunk-only fields set aside) whose source is the chunked document, so that
+    the split keeps all chunks of a document, which overlap, on one side."""
+    from domainfm.corpus.document import DOCUMENT_KEYS, Document
+    from domainfm.corpus.io import Rejected, iter_jsonl_lines, read_documents
+
+    first = next((obj for _, _, obj in iter_jsonl_lines(path)), None)
+    if not (isinstance(first, dict) and "doc_id" in first):
+        for doc in read_documents(path):
+            yield doc, None
+        return
+    from domainfm.chunk.splitter import CHUNK_KEYS
+
+    seen: set[str] = set()
+    for number, _, obj in iter_jsonl_lines(path):
+        location = f"{Path(path).name}:{number}"
+        if isinstance(obj, Rejected):
+            raise RecordError(obj.reason, location=location)
+        missing = [k for k in CHUNK_KEYS if not isinstance(obj, dict) or k not in obj]
+        if missing or not isinstance(obj["doc_id"], str) or not obj["doc_id"]:
+            raise RecordError(f"not a 'domainfm chunk' record like the file's first (missing or empty: "
+                              f"{missing or ['doc_id']})", record_id=obj.get("id") if isinstance(obj, dict) else None,
+                              location=location)
+        doc = Document.from_dict({k: obj[k] for k in DOCUMENT_KEYS if k in obj}, location=location)
+        if doc.id in seen:
+            raise RecordError("duplicate id (already used by an earlier record)", record_id=doc.id, location=location)
+        seen.add(doc.id)
+        yield doc, obj["doc_id"]
+
+
+def _group(doc, source: str | None, split_key: str) -> tuple[str, str]:
+    """The split group of a document: a chunk's document id is that of the chunked document."""
+    kind, value = group_of(doc, split_key)
+    return kind, source if kind == "id" and source is not None else value
+
+
 def _text_of(doc, text_field: str) -> str:
     if text_field == "text":
         return doc.text
@@ -113,8 +152,6 @@ def _text_of(doc, text_field: str) -> str:
 
 
 def _read(cfg_data, tokenizer, want_word_starts: bool) -> tuple[list[_Doc], dict[str, Any]]:
-    from domainfm.corpus.io import read_documents
-
     docs: list[_Doc] = []
     counts = {"documents": 0, "empty_documents": 0}
     key_kinds: set[str] = set()
@@ -133,7 +170,7 @@ def _read(cfg_data, tokenizer, want_word_starts: bool) -> tuple[list[_Doc], dict
 
     limit = cfg_data.max_documents or None
     for path in cfg_data.paths:
-        for doc in read_documents(path):
+        for doc, source in _documents(path):
             if limit is not None and counts["documents"] >= limit:
                 break
             counts["documents"] += 1
@@ -144,7 +181,7 @@ def _read(cfg_data, tokenizer, want_word_starts: bool) -> tuple[list[_Doc], dict
                     # counted apart: a misspelt meta key reads as a corpus of empty documents
                     counts["without_text_field"] = counts.get("without_text_field", 0) + 1
                 continue
-            kind, value = group_of(doc, cfg_data.split_key)
+            kind, value = _group(doc, source, cfg_data.split_key)
             key_kinds.add(kind)
             group = f"{kind}:{value}"
             pending.append((text, group, stable_fraction(group)))
@@ -183,47 +220,86 @@ def special_token_ids(tokenizer, objective: str) -> tuple[int | None, int]:
 
 def _pack(docs: list[_Doc], seq_len: int, start: int | None, sep: int, keep_tail: bool,
           with_starts: bool) -> Blocks:
-    """Concatenate ``doc + [sep]`` and cut into ``[start] + (seq_len - 1)`` token blocks."""
+    """Concatenate ``doc + [sep]`` and cut into ``[start] + (seq_len - 1)`` token blocks.
+
+    A canary copy that would straddle a cut starts the next block instead (the block before it
+    ends short), and a last, short block that holds one is kept: a copy cut in two, or dropped
+    with the stream's tail, is not in the training data whole, and its exposure would measure
+    nothing (13-20% of copies were so, a canary meant to appear once sometimes never whole)."""
     blocks = Blocks(word_starts=[] if with_starts else None)
     if not docs:
         return blocks
     body = seq_len - (1 if start is not None else 0)
-    stream = np.concatenate([np.append(d.ids, np.int32(sep)) for d in docs]).astype(np.int32)
-    starts = None
-    if with_starts:
-        starts = np.concatenate([np.append(d.starts, True) for d in docs])
-        # the token after a separator always begins a word
-    n_full = len(stream) // body
-    n = n_full + (1 if keep_tail and len(stream) % body else 0)
-    for b in range(n):
-        piece = stream[b * body:(b + 1) * body]
+    pieces: list[np.ndarray] = []
+    piece_starts: list[np.ndarray] = []
+    filled, holds_canary = 0, False
+
+    def close() -> None:
+        piece = np.concatenate(pieces).astype(np.int32)
         if start is not None:
             piece = np.concatenate([np.asarray([start], dtype=np.int32), piece])
         blocks.ids.append(piece)
         if with_starts:
-            s = starts[b * body:(b + 1) * body]
+            # the token after a separator always begins a word
+            s = np.concatenate(piece_starts)
             if start is not None:
                 s = np.concatenate([[True], s])
             blocks.word_starts.append(s.astype(bool))
+        pieces.clear()
+        piece_starts.clear()
+
+    for d in docs:
+        ids = np.append(d.ids, np.int32(sep))
+        starts = np.append(d.starts, True) if with_starts else None
+        canary = d.group == _CANARY_GROUP
+        if canary and filled and filled + len(ids) > body and len(ids) <= body:
+            close()
+            filled, holds_canary = 0, False
+        at = 0
+        while at < len(ids):
+            take = min(body - filled, len(ids) - at)
+            pieces.append(ids[at:at + take])
+            if with_starts:
+                piece_starts.append(starts[at:at + take])
+            filled += take
+            at += take
+            holds_canary = holds_canary or canary
+            if filled == body:
+                close()
+                filled, holds_canary = 0, False
+    if filled and (keep_tail or holds_canary):
+        close()
     return blocks
 
 
-def _per_document(docs: list[_Doc], seq_len: int, start: int | None, sep: int, with_starts: bool) -> Blocks:
-    """One or more sequences per document, each ``[start] + window + [sep]`` (unpacked mode)."""
+def _per_document(docs: list[_Doc], seq_len: int, start: int | None, sep: int, with_starts: bool,
+                  sep_every_window: bool = True) -> Blocks:
+    """One or more sequences per document, each ``[start] + window + [sep]`` (unpacked mode).
+
+    A causal LM learns to predict its separator, end-of-text: there (``sep_every_window``
+    false) only a document's last window ends with it, or every cut inside a long document
+    would be taught, and scored, as the end of the text."""
     blocks = Blocks(word_starts=[] if with_starts else None)
-    body = seq_len - 1 - (1 if start is not None else 0)
+    head = 1 if start is not None else 0
     for d in docs:
-        for a in range(0, len(d.ids), body):
-            piece = [d.ids[a:a + body]]
-            s = [d.starts[a:a + body]] if with_starts else None
+        ids, starts = d.ids, d.starts
+        if not sep_every_window:
+            ids = np.append(ids, np.int32(sep))
+            starts = np.append(starts, True) if with_starts else None
+        body = seq_len - head - (1 if sep_every_window else 0)
+        for a in range(0, len(ids), body):
+            piece = [ids[a:a + body]]
+            s = [starts[a:a + body]] if with_starts else None
             if start is not None:
                 piece.insert(0, np.asarray([start], dtype=np.int32))
                 if with_starts:
                     s.insert(0, np.asarray([True]))
-            piece.append(np.asarray([sep], dtype=np.int32))
+            if sep_every_window:
+                piece.append(np.asarray([sep], dtype=np.int32))
+                if with_starts:
+                    s.append(np.asarray([True]))
             blocks.ids.append(np.concatenate(piece).astype(np.int32))
             if with_starts:
-                s.append(np.asarray([True]))
                 blocks.word_starts.append(np.concatenate(s).astype(bool))
     return blocks
 
@@ -250,19 +326,17 @@ def held_out_groups(groups: dict[str, float], eval_fraction: float, where: str, 
 def split_documents(cfg_data) -> tuple[list, list]:
     """The documents (not the packed blocks) pretraining trains on and holds out, by the same
     rules as :func:`build_corpus`: the membership-inference sets of the privacy audit."""
-    from domainfm.corpus.io import read_documents
-
     docs, kinds = [], set()
     limit = cfg_data.max_documents or None
     read = 0
     for path in cfg_data.paths:
-        for doc in read_documents(path):
+        for doc, source in _documents(path):
             if limit is not None and read >= limit:
                 break
             read += 1
             if not _text_of(doc, cfg_data.text_field).strip():
                 continue
-            kind, value = group_of(doc, cfg_data.split_key)
+            kind, value = _group(doc, source, cfg_data.split_key)
             kinds.add(kind)
             docs.append((doc, f"{kind}:{value}"))
     groups = {g: stable_fraction(g) for _, g in docs}
@@ -309,8 +383,9 @@ def build_corpus(cfg, tokenizer, objective: str) -> PackedCorpus:
         train = _pack(train_docs, seq_len, start, sep, keep_tail=False, with_starts=with_starts)
         held = _pack(eval_docs, seq_len, start, sep, keep_tail=True, with_starts=with_starts)
     else:
-        train = _per_document(train_docs, seq_len, start, sep, with_starts)
-        held = _per_document(eval_docs, seq_len, start, sep, with_starts)
+        every = objective != "causal"
+        train = _per_document(train_docs, seq_len, start, sep, with_starts, sep_every_window=every)
+        held = _per_document(eval_docs, seq_len, start, sep, with_starts, sep_every_window=every)
     if cfg.data.max_eval_blocks and len(held) > cfg.data.max_eval_blocks:
         held.ids = held.ids[: cfg.data.max_eval_blocks]
         if held.word_starts is not None:
@@ -345,7 +420,7 @@ _CANARY_GROUP = "canary"
 
 def _with_canaries(cfg, train_docs: list[_Doc], tokenizer, with_starts: bool) -> tuple[list, list[_Doc]]:
     """Make the run's canaries and insert every copy at a seeded random place among the
-    training documents (packing then cuts the stream into blocks as usual)."""
+    training documents (packing then cuts the stream into blocks, each copy whole: :func:`_pack`)."""
     from domainfm.privacy_audit.canaries import insertion_texts, make_canaries
 
     canaries = make_canaries(cfg.canaries, cfg.train.seed)

@@ -115,10 +115,20 @@ class _Batcher:
     def train_batch(self, k: int) -> dict[str, Any]:
         return self.make(self.corpus.train, self.indices(k), (self.cfg.train.seed, k, self.rank))
 
+    def eval_batch(self, idx) -> dict[str, Any]:
+        """Held-out blocks ``idx``, each masked from ``(seed, block index)`` alone. Masks drawn
+        per batch would change with the batch size and the number of processes, and so would
+        the held-out loss of the same model on the same text."""
+        rows = [self.make(self.corpus.eval, [i], (self.cfg.train.seed, _EVAL_KEY, int(i))) for i in idx]
+        width = max(row["input_ids"].shape[1] for row in rows)
+        fill = {"input_ids": self.pad_id, "attention_mask": 0, "labels": IGNORE_INDEX}
+        return {key: torch.cat([torch.nn.functional.pad(row[key], (0, width - row[key].shape[1]), value=value)
+                                for row in rows]) for key, value in fill.items()}
+
 
 def evaluate(model, objective, batcher: _Batcher, accelerator, batch_size: int) -> dict[str, Any] | None:
     """Mean loss over the held-out blocks (masked tokens for MLM, next tokens for causal LM),
-    with the same masks every time it is called."""
+    with the same masks every time it is called, whatever the batch size or number of processes."""
     blocks = batcher.corpus.eval
     if not len(blocks):
         return None
@@ -129,7 +139,7 @@ def evaluate(model, objective, batcher: _Batcher, accelerator, batch_size: int) 
     with torch.no_grad(), accelerator.autocast():
         for a in range(0, len(mine), batch_size):
             idx = mine[a:a + batch_size]
-            batch = batcher.make(blocks, idx, (batcher.cfg.train.seed, _EVAL_KEY, idx[0]))
+            batch = batcher.eval_batch(idx)
             loss, count = objective(model, {k: v.to(accelerator.device) for k, v in batch.items()})
             total += torch.stack([loss.detach().double(), count.double()])
     model.train(was_training)
