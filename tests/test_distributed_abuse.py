@@ -105,6 +105,24 @@ def test_a_missing_input_is_named_before_a_vault_is_created(tmp_path, vault_key,
     assert sorted(p.name for p in tmp_path.iterdir()) == ([name] if name == "folder" else [])
 
 
+@pytest.mark.parametrize("command", ["deid", "chunk"])
+@pytest.mark.parametrize("engine", ["spark", "ray"])
+def test_a_missing_input_is_named_before_the_engine_starts(tmp_path, monkeypatch, command, engine):
+    """The path was checked only once Spark (seconds of Java start-up) or Ray was running."""
+    import domainfm.distributed.jobs as jobs
+    from domainfm.cli import app
+    from typer.testing import CliRunner
+
+    def never(config):
+        raise AssertionError(f"{config.name} was started before the input was checked")
+
+    monkeypatch.setattr(jobs, "make_engine", never)
+    result = CliRunner().invoke(app, [command, str(tmp_path / "missing.jsonl"), "-o", str(tmp_path / "out.jsonl"),
+                                      "--engine", engine])
+    assert result.exit_code != 0 and "missing.jsonl: no such file" in result.output, result.output
+    assert not result.exception or isinstance(result.exception, SystemExit)
+
+
 # --- the driver's half with Parquet (pyarrow: the spark/ray extras, so in the slow tier) ---------
 
 def _stage(src: Path, tmp_path: Path):

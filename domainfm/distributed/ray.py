@@ -145,8 +145,9 @@ def deidentify_with_ray(in_path: str | os.PathLike, out_path: str | os.PathLike,
                         actors: int | None = None, num_gpus: float = 0, address: str | None = None,
                         on_stage: Callable[[str], None] | None = None):
     """``domainfm deid --engine ray``: see :func:`domainfm.distributed.jobs.run_deid`."""
-    from domainfm.distributed.jobs import run_deid
+    from domainfm.distributed.jobs import check_input, run_deid
 
+    check_input(Path(in_path))  # a typo in the path is said before Ray takes seconds to start
     engine = RayEngine(actors, num_gpus=num_gpus, address=address)
     return run_deid(in_path, out_path, config, engine, seed=seed, on_stage=on_stage)
 
@@ -154,6 +155,7 @@ def deidentify_with_ray(in_path: str | os.PathLike, out_path: str | os.PathLike,
 def chunk_with_ray(in_path: str | os.PathLike, out_path: str | os.PathLike, config, *, actors: int | None = None,
                    address: str | None = None, on_stage: Callable[[str], None] | None = None):
     """``domainfm chunk --engine ray``: see :func:`domainfm.distributed.jobs.run_chunk`."""
-    from domainfm.distributed.jobs import run_chunk
+    from domainfm.distributed.jobs import check_input, run_chunk
 
+    check_input(Path(in_path))  # before Ray starts, as for deid
     return run_chunk(in_path, out_path, config, RayEngine(actors, address=address), on_stage=on_stage)
