@@ -1041,6 +1041,9 @@ def test_a_party_s_role_before_a_word_names_no_one(detectors, text):
     ("smoked from 1980-2005, quit.", "1980", "DATE"),  # year ranges, both ends
     ("smoked from 1980-2005, quit.", "2005", "DATE"),
     ("CABG 2003/2005 redo.", "2003", "DATE"),
+    ("The plan was discussed and Quorvane agreed with it.", "Quorvane", "NAME"),  # a person's verb after
+    ("Quorvane at bedside this am, very supportive.", "Quorvane", "NAME"),
+    ("Case reviewed w Orvelle, who agrees with plan.", "Orvelle", "NAME"),
 ])
 def test_twenty_eighth_session_shapes(clinical, text, phi, kind):
     start = text.index(phi)
@@ -1057,6 +1060,8 @@ def test_twenty_eighth_session_shapes(clinical, text, phi, kind):
     "pt knows he is in the hospital, not sure of date.",
     "pt oriented to place (hospital) and time.",
     "Called Cardiology, pt's son's doctor aware.",
+    "Levophed at bedside, titrating to MAP > 65.",  # a drug, not a person
+    "Restarted Nepro, who knows why it was held.",
 ])
 def test_twenty_eighth_session_shapes_stay_silent(clinical, text):
     assert clinical.detect_text(text) == []

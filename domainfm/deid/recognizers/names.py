@@ -277,10 +277,12 @@ class NameRecognizer(TokenRecognizer):
                     found.append((span[0], span[1], "RELATIVE" if relation else "DOCTOR", 0.7))
             elif low == "(" and i > 0 and i + 2 < w.n and w.text[i + 2] == ")" \
                     and (w.text[i - 1].upper() in vocab.CREDENTIALS_UPPER | {"PT", "OT"}
-                         or vocab.is_role_noun(w.lower[i - 1])) and self._unknown_word(w, i + 1) \
+                         or vocab.is_role_noun(w.lower[i - 1]) or w.lower[i - 1] in vocab.SERVICE_WORDS) \
+                    and self._unknown_word(w, i + 1) \
                     and (w.text[i + 1][0].isupper() if shape.mixed
                          else len(w.text[i + 1]) >= 4 and not vocab.near_english(w.lower[i + 1])):
-                # "seen by PT (Ravlin)", "SW (TORVAK) FOLLOWING": a clinician's name after the role
+                # "seen by PT (Ravlin)", "SW (TORVAK) FOLLOWING", "Ortho (Velloran) saw pt": a
+                # clinician's name after the role or service
                 found.append((i + 1, i + 1, "DOCTOR", 0.65))
             elif (span := self._initial_name(w, i, shape)) is not None:
                 # "Z. MILLER", "J. Chang", "E. DARBY AWARE", "k. fenwick rrt"
@@ -320,6 +322,7 @@ class NameRecognizer(TokenRecognizer):
         found += self._described(w, shape)
         found += self._patient_named(w, shape)
         found += self._experiencer(w, shape)
+        found += self._person_in_sentence(w, shape)
         found += self._from_service(w, shape)
         found += self._caps_line_opening(w, shape)
         found += self._field_value(w, shape)
@@ -574,6 +577,39 @@ class NameRecognizer(TokenRecognizer):
             if (_opens_clause(before) or before in ('"', "'")) and self._unknown_word(w, i):
                 out.append((i, i, "NAME", 0.65))
         return out
+
+    # what a person does or is, right after a name: "and Quorvane agreed", "Quorvane at bedside"
+    _PERSON_AFTER = frozenset("who agreed agrees saw visited visiting came arrived aware updated".split())
+
+    def _person_in_sentence(self, w: Words, shape: DocShape) -> list[tuple[int, int, str, float]]:
+        """In a mixed-case note, a capitalised word no list knows inside a sentence (not where
+        any word is capitalised) with a person's verb or place after it ("... and Quorvane
+        agreed", "Quorvane at bedside", "w Orvelle, who agrees") or with the patient before it
+        ("Pt and Cassiel discussed"). Capitals mid-sentence are the note's own mark of a name."""
+        out = []
+        if not shape.mixed:
+            return out
+        for i in range(w.n - 1):
+            if not self._unknown_capitalised(w, i):
+                continue
+            nxt = w.lower[i + 1]
+            after = w.lower[i + 2] if i + 2 < w.n else ""
+            person = nxt in self._PERSON_AFTER or nxt in vocab.EXPERIENCER_VERBS
+            # where only a person fits, a clause may start with the name too
+            surely = (nxt == "at" and after in ("bedside", "bs")) or (nxt == "," and after == "who")
+            with_patient = i > 1 and w.lower[i - 1] == "and" and w.lower[i - 2] in ("pt", "patient", "pt.")
+            if (person and i > 0 and not _opens_clause(w.text[i - 1])) or surely or with_patient:
+                out.append((i, i, "NAME", 0.6))
+        return out
+
+    def _unknown_capitalised(self, w: Words, k: int) -> bool:
+        """Token k is a capitalised word no list knows: 4+ letters, not English nor one typo
+        from it, no clinical word, no drug of the drug dictionary ("Quorvane", not "Foley"'s
+        kin "Levophed")."""
+        word, low = w.text[k], w.lower[k]
+        return len(word) >= 4 and word[0].isupper() and word[1:].islower() and namey(word) \
+            and low not in self.stop and low not in self.function_words and not vocab.explained(low) \
+            and low not in vocab.drug_names() and not vocab.is_role_noun(low)
 
     def _from_service(self, w: Words, shape: DocShape) -> list[tuple[int, int, str, float]]:
         """Staff introduced by their service: "vorlanda quispet from speech therapy in to eval",
