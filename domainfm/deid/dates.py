@@ -15,7 +15,13 @@ that no partial date stays as it was:
   its DATE span, else the caller's ``note_year`` (:func:`~domainfm.deid.transform.apply_operator`
   gives the year of the nearest full date in an earlier DATE span of the record, else of the
   record's first one, found by :func:`full_date_years`), else the leap year 2000. ``2/29`` in a
-  year without one is read in the leap year before it.
+  year without one is read in the leap year before it. The dates of one span (a range) are in
+  order: ``Dec 30 - Jan 2`` ends in the next year, and ``July 31`` in ``July 31-August 2, 2019``
+  is of 2019 whatever year an earlier date of the note had.
+* A numeric date that reads both ways (``03/05/2019``) is month first, unless the note's other
+  numeric dates show it writes the day first (``25/04/2019`` and none such as ``04/25/2019``;
+  :func:`reads_day_first`, over the record's DATE spans in
+  :func:`~domainfm.deid.transform.apply_operator`); it is written back the same way.
 * A season (``Spring 2019``, ``winter of 2018``) is its middle day (15 January, April, July,
   October: the winter of 2018 is December 2017 to February 2018), shifted, then named again as the
   season of the shifted day and that season's year (``fall``/``autumn`` as the original wrote it).
@@ -31,9 +37,10 @@ that no partial date stays as it was:
   replaces it with a format-preserving fake instead of keeping it.
 
 Written forms kept: separators and zero padding (``07/02/19``, ``7-2-2019``, ``2019-07-02``,
-``11/21.93``), two- or four-digit years (``'19`` too), month names full or abbreviated with their case and
-trailing dot (``JULY``, ``Jul.``, ``nov``), ordinal suffixes (``22nd``), weekday names, season
-words in their case (``Spring``, ``autumn``).
+``11/21.93``, ``04/Mar/2019``), two- or four-digit years (``'19`` too, and ``04-Mar-19``,
+``Dec-89`` after a hyphen or slash), month names full or abbreviated with their case and
+trailing dot (``JULY``, ``Jul.``, ``nov``), ordinal suffixes (``22nd``), weekday names full or
+abbreviated (``Tue``; ``Tues``, ``Thurs``), season words in their case (``Spring``, ``autumn``).
 """
 
 from __future__ import annotations
@@ -43,13 +50,14 @@ import random
 import re
 from datetime import date, timedelta
 
-__all__ = ["derive_offset", "full_date_years", "shift_date_text", "year_delta"]
+__all__ = ["derive_offset", "full_date_years", "reads_day_first", "shift_date_text", "year_delta"]
 
 _MONTHS_FULL = ("january", "february", "march", "april", "may", "june", "july", "august",
                 "september", "october", "november", "december")
 _MONTH_INDEX = {name[:3]: i + 1 for i, name in enumerate(_MONTHS_FULL)}
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _WEEKDAY_INDEX = {name[:3]: i for i, name in enumerate(_WEEKDAYS)}
+_WEEKDAY_LONG_ABBR = ("mon", "tues", "weds", "thurs", "fri", "sat", "sun")  # "Tues", "Thurs"
 
 _M = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
       r"|sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)")
@@ -57,6 +65,10 @@ _ORD = r"(?:st|nd|rd|th)"
 # the days of a range inside one month ("4-6 March", "March 4 to 6, 2019"): both days move
 _RANGE = r"\s*[-–—]\s*|\s+(?:to|through|thru|until|till|and)\s+"
 _APOS = "['’]"  # a two-digit year written '19 or ’19
+# a year beside a month name: four digits, '19, or two digits after a hyphen or slash ("04-Mar-19", "Dec-89")
+_YEAR = rf"\d{{4}}|{_APOS}\d{{2}}|(?<=[-/])\d{{2}}"
+# a day of a month (1-31): "Dec-89" is December 1989, not its 89th day
+_DAY = r"(?:3[01]|[12]\d|0?[1-9])"
 # holidays on a fixed day (Thanksgiving as in the reference year 2000): a DATE span that names one
 # reveals the month and day the shift hides
 _HOLIDAYS = {"christmas eve": (12, 24), "christmas": (12, 25), "xmas": (12, 25), "new year's eve": (12, 31),
@@ -73,14 +85,16 @@ _PATTERN = re.compile(
     r"(?<![\w])(?:"
     r"(?P<time>\d{1,2}:\d{2}(?::\d{2})?)"
     r"|(?P<iso>(?P<iso_y>\d{4})(?P<iso_s>[-/.])(?P<iso_m>\d{1,2})(?P=iso_s)(?P<iso_d>\d{1,2}))(?!\d)"
-    r"|(?P<n3>(?P<n3_a>\d{1,2})(?P<n3_s1>[-/.])(?P<n3_b>\d{1,2})(?P<n3_s2>[-/.])(?P<n3_y>\d{4}|\d{2}))(?!\d)"
+    # "12/3-12/9" is two month/day dates, not 3 December 2012 and "/9": no year before the first separator again
+    r"|(?P<n3>(?P<n3_a>\d{1,2})(?P<n3_s1>[-/.])(?P<n3_b>\d{1,2})(?P<n3_s2>[-/.])(?P<n3_y>\d{4}|\d{2}))"
+    r"(?!\d)(?!(?P=n3_s1)\d)"
     rf"|(?P<dmy>(?:(?P<dmy_d0>\d{{1,2}})(?P<dmy_o0>{_ORD})?(?P<dmy_r>{_RANGE}))?"
-    rf"(?P<dmy_d>\d{{1,2}})(?P<dmy_o>{_ORD})?(?P<dmy_s1>[ -]|\s+of\s+)(?P<dmy_m>{_M})(?P<dmy_dot>\.)?(?![a-z])"
-    rf"(?:(?P<dmy_s2>,?[ -]*)(?P<dmy_y>\d{{4}}|{_APOS}\d{{2}}))?)(?!\d)"
-    rf"|(?P<mdy>(?P<mdy_m>{_M})(?P<mdy_dot>\.)?(?P<mdy_s1>[ ]+|-)(?P<mdy_d>\d{{1,2}})(?P<mdy_o>{_ORD})?(?![a-z\d])"
+    rf"(?P<dmy_d>\d{{1,2}})(?P<dmy_o>{_ORD})?(?P<dmy_s1>[ /-]|\s+of\s+)(?P<dmy_m>{_M})(?P<dmy_dot>\.)?(?![a-z])"
+    rf"(?:(?P<dmy_s2>,?[ -]*|/)(?P<dmy_y>{_YEAR}))?)(?!\d)"
+    rf"|(?P<mdy>(?P<mdy_m>{_M})(?P<mdy_dot>\.)?(?P<mdy_s1>[ ]+|-)(?P<mdy_d>{_DAY})(?P<mdy_o>{_ORD})?(?![a-z\d])"
     rf"(?:(?P<mdy_r>{_RANGE})(?P<mdy_d2>\d{{1,2}})(?P<mdy_o2>{_ORD})?(?![a-z\d]))?"
-    rf"(?:(?P<mdy_s2>,?[ ]*|-)(?P<mdy_y>\d{{4}}|{_APOS}\d{{2}}))?)(?!\d)"
-    rf"|(?P<my>(?P<my_m>{_M})(?P<my_dot>\.)?(?P<my_s>,?[ ]*|-|\s+of\s+)(?P<my_y>\d{{4}}|{_APOS}\d{{2}}))(?!\d)"
+    rf"(?:(?P<mdy_s2>,?[ ]*|-)(?P<mdy_y>{_YEAR}))?)(?!\d)"
+    rf"|(?P<my>(?P<my_m>{_M})(?P<my_dot>\.)?(?P<my_s>,?[ ]*|[-/]|\s+of\s+)(?P<my_y>{_YEAR}))(?!\d)"
     r"|(?P<n2>(?P<n2_a>\d{1,2})(?P<n2_s>[-/.])(?P<n2_b>\d{4}|\d{1,2}))(?!\d)"
     rf"|(?P<mon>(?P<mon_m>{_M})(?P<mon_dot>\.)?)(?![a-z])"
     rf"|(?P<ord>(?P<ord_d>\d{{1,2}})(?P<ord_o>{_ORD}))(?![a-z])"
@@ -117,7 +131,7 @@ def year_delta(offset: int) -> int:
 
 
 def shift_date_text(text: str, offset: int, rng: random.Random | None = None, *,
-                    note_year: int | None = None) -> str | None:
+                    note_year: int | None = None, day_first: bool | None = None) -> str | None:
     """Shift every date inside ``text`` by ``offset`` days, keeping its format.
 
     Args:
@@ -126,6 +140,9 @@ def shift_date_text(text: str, offset: int, rng: random.Random | None = None, *,
         rng: source of digits for pieces that look like dates but are not valid ones.
         note_year: the year a date written without one is read in, until a full date in ``text``
             names another (``None``: the leap year 2000; see the module docstring).
+        day_first: read a numeric date that could be either way ("03/05/2019") day first (the
+            note's convention, :func:`reads_day_first`); ``None``: as ``text`` itself shows it,
+            else month first.
 
     Returns:
         The shifted text, or ``None`` when no date could be recognised in ``text``.
@@ -147,13 +164,14 @@ def shift_date_text(text: str, offset: int, rng: random.Random | None = None, *,
     out: list[str] = []
     pos = 0
     found = False
-    year = _REF_YEAR if note_year is None else note_year
-    for match in _PATTERN.finditer(text):
+    day_first = bool(reads_day_first(text) if day_first is None else day_first)
+    matches = list(_PATTERN.finditer(text))
+    years = _span_years(matches, _REF_YEAR if note_year is None else note_year, day_first)
+    for match, year in zip(matches, years):
         try:
-            replacement = _shift_match(match, offset, year)
+            replacement = _shift_match(match, offset, year, day_first)
         except (ValueError, OverflowError):
             replacement = _scramble_digits(match.group(0), rng)
-        year = _full_date_year(match) or year  # "7/22/2019 to 7/29": the 7/29 of 2019
         if match.group("time") is None:
             found = True
         out.append(text[pos:match.start()])
@@ -175,14 +193,43 @@ def full_date_years(text: str) -> list[int]:
     return [year for match in _PATTERN.finditer(text) if (year := _full_date_year(match)) is not None]
 
 
+def reads_day_first(text: str) -> bool | None:
+    """Whether the numeric dates of ``text`` are written day first: ``True`` when some can only be
+    read day first ("25/04/2019") and none only month first ("04/25/2019"), ``False`` for the
+    reverse, ``None`` when none tells (or they disagree).
+
+    Example:
+        >>> reads_day_first("25/04/2019 to 03/05/2019"), reads_day_first("03/05/2019")
+        (True, None)
+    """
+    day = month = False
+    for m in _PATTERN.finditer(text):
+        g = m.group
+        if g("n3") is not None:
+            a, b = int(g("n3_a")), int(g("n3_b"))
+        elif g("n2") is not None and len(g("n2_b")) <= 2:
+            a, b = int(g("n2_a")), int(g("n2_b"))
+        else:
+            continue
+        day = day or (12 < a <= 31 and 1 <= b <= 12)
+        month = month or (1 <= a <= 12 and 12 < b <= 31)
+    return None if day == month else day
+
+
 def _full_date_year(m: re.Match) -> int | None:
     """The year of a match that is a valid full date (day, month and year), else ``None``."""
+    full = _full_date(m)
+    return None if full is None else full[0]
+
+
+def _full_date(m: re.Match, day_first: bool = False) -> tuple[int, int, int] | None:
+    """``(year, month, day)`` of a match that is a valid full date, else ``None``."""
     g = m.group
     if g("iso") is not None:
         year, month, day = int(g("iso_y")), int(g("iso_m")), int(g("iso_d"))
     elif g("n3") is not None:
         a, b, raw = int(g("n3_a")), int(g("n3_b")), g("n3_y")
-        month, day = (b, a) if a > 12 and b <= 12 else (a, b)
+        month, day = (b, a) if _swapped(a, b, day_first) else (a, b)
         year = _pivot(int(raw)) if len(raw) == 2 else int(raw)
     elif g("dmy") is not None and g("dmy_y") is not None:
         year, month, day = _year_value(g("dmy_y")), _month(g("dmy_m")), int(g("dmy_d"))
@@ -194,10 +241,69 @@ def _full_date_year(m: re.Match) -> int | None:
         date(year, month, day)
     except ValueError:
         return None
-    return year
+    return year, month, day
 
 
-def _shift_match(m: re.Match, offset: int, note_year: int) -> str:
+def _swapped(a: int, b: int, day_first: bool) -> bool:
+    """Whether numeric date parts ``a``/``b`` are day/month: when only that reading is a date,
+    or when both are and the note writes day first."""
+    return b <= 12 and (a > 12 or day_first)
+
+
+def _month_day(m: re.Match, day_first: bool) -> tuple[int, int] | None:
+    """``(month, day)`` of a match that names a month (and day) but no year, else ``None``; a
+    month alone stands for its 15th."""
+    g = m.group
+    if g("dmy") is not None and g("dmy_y") is None:
+        return _month(g("dmy_m")), int(g("dmy_d0") or g("dmy_d"))
+    if g("mdy") is not None and g("mdy_y") is None:
+        return _month(g("mdy_m")), int(g("mdy_d"))
+    if g("n2") is not None and len(g("n2_b")) <= 2:
+        a, b = int(g("n2_a")), int(g("n2_b"))
+        if a <= 12 and b > 31:  # month/year
+            return None
+        return (b, a) if _swapped(a, b, day_first) else (a, b)
+    if g("mon") is not None:
+        return _month(g("mon_m")), 15
+    if g("hol") is not None:
+        try:
+            return _holiday_date(g("hol"))
+        except ValueError:
+            return None
+    return None
+
+
+def _span_years(matches: list[re.Match], note_year: int, day_first: bool) -> list[int]:
+    """Per match, the year its date is read in when it names none. The dates of one span (a
+    range, "Dec 30 - Jan 2") are in order: one before the span's first full date is the latest
+    such day on or before it ("July 31-August 2, 2019": July 31, 2019), one after a full date
+    or another partial date the earliest on or after it ("7/22/2019 to 7/29": 2019; "12/30-1/2":
+    the 1/2 of the next year); before any full date, ``note_year``. Read in another year, a
+    shift that crosses one 29 February more or less would change the range's length."""
+    fulls = [_full_date(m, day_first) for m in matches]
+    days = [_month_day(m, day_first) for m in matches]
+    first = next((i for i, full in enumerate(fulls) if full is not None), len(matches))
+    years: list[int] = []
+    if first < len(matches):
+        year, cursor = fulls[first][0], fulls[first][1:]
+        for i in range(first - 1, -1, -1):
+            if days[i] is not None:
+                year -= days[i] > cursor
+                cursor = days[i]
+            years.append(year)
+        years.reverse()
+    year, cursor = note_year, None
+    for i in range(len(years), len(matches)):
+        if fulls[i] is not None:
+            year, cursor = fulls[i][0], fulls[i][1:]
+        elif days[i] is not None:
+            year += cursor is not None and days[i] < cursor
+            cursor = days[i]
+        years.append(year)
+    return years
+
+
+def _shift_match(m: re.Match, offset: int, note_year: int, day_first: bool = False) -> str:
     g = m.group
     global_pad = _ZERO_PADDED.search(m.group(0)) is not None
 
@@ -212,10 +318,10 @@ def _shift_match(m: re.Match, offset: int, note_year: int) -> str:
         return f"{_fmt_year(d.year, g('iso_y'))}{s}{_pad(d.month, g('iso_m'))}{s}{_pad(d.day, g('iso_d'))}"
     if g("n3") is not None:
         a, b, y = int(g("n3_a")), int(g("n3_b")), g("n3_y")
-        day_first = a > 12 and b <= 12
-        month, day = (b, a) if day_first else (a, b)
+        swapped = _swapped(a, b, day_first)
+        month, day = (b, a) if swapped else (a, b)
         d = _shift(_pivot(int(y)) if len(y) == 2 else int(y), month, day, offset)
-        first, second = (d.day, d.month) if day_first else (d.month, d.day)
+        first, second = (d.day, d.month) if swapped else (d.month, d.day)
         return (f"{_pad(first, g('n3_a'))}{g('n3_s1')}{_pad(second, g('n3_b'))}{g('n3_s2')}"
                 f"{_fmt_year(d.year, y)}")
     if g("dmy") is not None:
@@ -264,7 +370,7 @@ def _shift_match(m: re.Match, offset: int, note_year: int) -> str:
         if len(b_s) == 4 or (a <= 12 and b > 31):  # month/year: 7/2019, 11/92
             d = _shift(int(b_s) if len(b_s) == 4 else _pivot(b), a, 15, offset)
             return f"{_pad(d.month, a_s)}{sep}{_fmt_year(d.year, b_s)}"
-        if a <= 12:  # month/day
+        if a <= 12 and not _swapped(a, b, day_first):  # month/day
             d = _shift(_leap_if_needed(note_year, a, b_s), a, b, offset)
             return f"{_pad(d.month, a_s)}{sep}{_pad(d.day, b_s)}"
         if b <= 12:  # day/month
@@ -306,7 +412,9 @@ def _shift_match(m: re.Match, offset: int, note_year: int) -> str:
         word = g("wd")
         index = (_WEEKDAY_INDEX[word[:3].lower()] + offset) % 7
         full = _WEEKDAYS[index]
-        shown = full if len(word) > 4 or word.lower() in _WEEKDAYS else full[:len(word)]
+        # an abbreviation becomes the other day's usual one: the first four letters of a day
+        # ("Tues" -> "Wedn") are no weekday a reader (or this grammar) knows
+        shown = full if word.lower() in _WEEKDAYS else full[:3] if len(word) == 3 else _WEEKDAY_LONG_ABBR[index]
         return _case_like(shown, word)
     raise ValueError("unhandled date form")
 
@@ -344,8 +452,8 @@ def _pivot(two_digit: int) -> int:
 
 
 def _year_value(raw: str) -> int:
-    """The year a written year stands for: ``2019``, ``'19`` -> 2019."""
-    return _pivot(int(raw[1:])) if raw[:1] in "'’" else int(raw)
+    """The year a written year stands for: ``2019``, ``'19``, ``19`` -> 2019."""
+    return _pivot(int(raw.lstrip("'’")))
 
 
 def _show_year(year: int, original: str) -> str:

@@ -274,7 +274,7 @@ class SurrogateGenerator:
     # -- public ---------------------------------------------------------------------------------
 
     def surrogate(self, text: str, label: str, scope: str, *, avoid: Collection[str] = (),
-                  note_year: int | None = None) -> str:
+                  note_year: int | None = None, day_first: bool | None = None) -> str:
         """The replacement for ``text`` detected as ``label`` in patient ``scope``.
 
         Args:
@@ -285,6 +285,8 @@ class SurrogateGenerator:
                 (see :func:`avoid_tokens`).
             note_year: for a DATE, the year its dates written without one are read in (the
                 note's year; ``None``: the leap year 2000). See :mod:`domainfm.deid.dates`.
+            day_first: for a DATE, whether the note writes numeric dates day first
+                (``None``: as the date itself shows, else month first).
         """
         kind = canonical_label(label)
         avoid = frozenset(avoid)
@@ -300,7 +302,7 @@ class SurrogateGenerator:
         if kind in _NAME_LABELS:
             out = self._name(text, scope, avoid)
         elif kind == "DATE":
-            out = self._date(text, scope, avoid, note_year)
+            out = self._date(text, scope, avoid, note_year, day_first)
         elif kind == "AGE":
             out = self._age(text, scope, avoid)
         else:
@@ -508,10 +510,12 @@ class SurrogateGenerator:
 
     # -- dates and ages -------------------------------------------------------------------------
 
-    def _date(self, text: str, scope: str, avoid: frozenset[str], note_year: int | None) -> str:
+    def _date(self, text: str, scope: str, avoid: frozenset[str], note_year: int | None,
+              day_first: bool | None = None) -> str:
         # not cached by its text: "3/5" moves to another month-and-day in a note of another year
+        # (or of another convention: "03/05" is 3 May in a note that writes "25/04/2019")
         rng = self._rng(scope, "DATE", text, 0)
-        shifted = shift_date_text(text, self.date_offset(scope), rng, note_year=note_year)
+        shifted = shift_date_text(text, self.date_offset(scope), rng, note_year=note_year, day_first=day_first)
         if shifted is None or normalize_value(shifted) == normalize_value(text):
             return self._pattern(text, rng, avoid)
         return shifted

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Se
 
 from domainfm.corpus.document import Document, Span, id_string
 from domainfm.corpus.io import Counts, Rejected
-from domainfm.deid.dates import full_date_years
+from domainfm.deid.dates import full_date_years, reads_day_first
 from domainfm.deid.operators import (
     MASK_CHAR, OPERATORS, Operator, Region, coerce_detections, redact_text, resolve_overlaps, tag_for,
 )
@@ -213,6 +213,9 @@ def apply_operator(
     scope = scope_for(doc.id, doc.meta)
     avoid = avoid_tokens([text[r.start:r.end] for r in regions]) if operator == "surrogate" else frozenset()
     note_years = _note_years(text, regions) if operator == "surrogate" else [None] * len(regions)
+    # "03/05/2019" is 3 May in a note whose other dates show it writes the day first ("25/04/2019")
+    day_first = reads_day_first("\n".join(text[r.start:r.end] for r in regions
+                                           if canonical_label(r.label) == "DATE")) if operator == "surrogate" else None
 
     pieces: list[str] = []
     edits: list[Edit] = []
@@ -220,7 +223,8 @@ def apply_operator(
     for region, note_year in zip(regions, note_years):
         original = text[region.start:region.end]
         if operator == "surrogate":
-            replacement = surrogates.surrogate(original, region.label, scope, avoid=avoid, note_year=note_year)
+            replacement = surrogates.surrogate(original, region.label, scope, avoid=avoid, note_year=note_year,
+                                               day_first=day_first)
         elif operator == "tag":
             replacement = tag_for(region.label)
         else:
