@@ -342,8 +342,11 @@ def _nll(z, Y, multilabel):
 
 
 def fit_head(X, Y, X_pool, classes, *, multilabel, cv: CVResult, cfg: LabelConfig, anchors=None) -> Head:
+    # Self-training ranks pseudo-labels by the softmax at temperature 1, as in the calibration
+    # folds (they run before any temperature exists): with the fitted one the head picked other
+    # pseudo-labels and was not the model its temperature and expected accuracy were fitted on.
     models = fit_self_trained(X, Y, X_pool, C=cv.C, multilabel=multilabel, n_classes=len(classes),
-                              cfg=cfg, temperature=cv.temperature, anchors=anchors)
+                              cfg=cfg, anchors=anchors)
     return Head(list(classes), multilabel, cv.temperature, cv.C, models)
 
 

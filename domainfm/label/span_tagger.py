@@ -135,6 +135,13 @@ class SpanTagger:
                 if not firsts:
                     continue
                 text = docs[doc_index].text
+                # the chunker cuts inside a word when its window offers no better place (a long
+                # name spelled out in sub-words): the piece at the edge is read as that whole
+                # word, so tags, and spans, stay on the document's word boundaries
+                while starts[0] > 0 and text[starts[0] - 1].isalnum() and text[starts[0]].isalnum():
+                    starts[0] -= 1
+                while ends[-1] < len(text) and text[ends[-1]].isalnum() and text[ends[-1] - 1].isalnum():
+                    ends[-1] += 1
                 chunks.append(WordChunk(doc_index, np.array(starts), np.array(ends), np.array(firsts),
                                      hidden[b, :n].clone(), n, np.array(lasts),
                                      [text[a:z] for a, z in zip(starts, ends)]))

@@ -5,7 +5,9 @@ How it works (and why):
 
 - **Chunks.** Documents are cut by :class:`domainfm.chunk.Chunker` (sentence boundaries first,
   ``overlap`` tokens repeated), so a long note or contract is tagged whole; spans from the
-  overlapping parts of two chunks are merged, the more confident one winning a conflict.
+  overlapping parts of two chunks are merged, the more confident one winning a conflict, except
+  that a span touching a chunk's cut edge (maybe part of its entity) gives way to one that does
+  not and joins the other chunk's view of its label. A word the chunker cut is read whole.
 - **Model** (:mod:`domainfm.label.span_tagger`). A word-level BIO tagger on the encoder (the
   embedded MiniLM, or a ``domainfm pretrain`` output). With eight documents, fine-tuning all
   layers overfits and costs minutes of CPU; the bottom layers stay frozen, their output is
@@ -172,15 +174,28 @@ def decode(chunk: WordChunk, probs: np.ndarray, labels: Sequence[str]) -> list[t
     return [(int(x.start), int(x.end), x.label, float(x.attrs["score"])) for x in found]
 
 
-def _merge_chunk_spans(found: list[tuple[int, int, str, float]]) -> list[tuple[int, int, str, float]]:
+def _merge_chunk_spans(found: list[tuple[int, int, str, float]],
+                       cut: Sequence[bool] | None = None) -> list[tuple[int, int, str, float]]:
     """Spans of one document from its chunks: duplicates (overlap regions) keep the higher
-    confidence; of two overlapping different spans the more confident one stays."""
-    kept: list[tuple[int, int, str, float]] = []
-    for s in sorted(found, key=lambda x: -x[3]):
-        if any(k[0] < s[1] and s[0] < k[1] for k in kept):
-            continue
-        kept.append(s)
-    return sorted(kept)
+    confidence; of two overlapping different spans the more confident one stays.
+
+    ``cut[i]`` marks a view that touches an edge where its chunk cuts the document: the chunk
+    may hold only part of that entity, however sure it is of the part. Such a view gives way to
+    a view that touches no cut, and is joined to the one view of its label it overlaps (the
+    other chunk's view of the same entity: the union is kept, with that view's confidence when
+    the union is that view, else the mean of the two)."""
+    cut = [False] * len(found) if cut is None else list(cut)
+    kept: list[list] = []
+    for (s, e, label, conf), at_cut in sorted(zip(found, cut), key=lambda x: (x[1], -x[0][3])):
+        hits = [k for k in kept if k[0] < e and s < k[1]]
+        if not hits:
+            kept.append([s, e, label, conf])
+        elif at_cut and len(hits) == 1 and hits[0][2] == label:
+            k = hits[0]
+            union = (min(k[0], s), max(k[1], e))
+            if union != (k[0], k[1]):
+                k[0], k[1], k[3] = union[0], union[1], (k[3] + conf) / 2
+    return sorted(tuple(k) for k in kept)
 
 
 def oof_rows(docs: Sequence[Document], found: Sequence[Sequence[tuple[int, int, str, float]]],
@@ -270,8 +285,15 @@ def _spans_from_logits(chunks, logits, labels, temperature, calibrate, n_docs, s
     from domainfm.metrics import softmax
 
     per_doc: list[list] = [[] for _ in range(n_docs)]
+    at_cut: list[list[bool]] = [[] for _ in range(n_docs)]
     word_u: list[list[float]] = [[] for _ in range(n_docs)]
     chunk_items: list[list[float]] = []
+    # where each document's words begin and end: a chunk edge inside that range is a cut
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for c in chunks:
+        first[c.doc] = min(int(c.word_start[0]), first.get(c.doc, int(c.word_start[0])))
+        last[c.doc] = max(int(c.word_end[-1]), last.get(c.doc, int(c.word_end[-1])))
     for c, lg in zip(chunks, logits):
         p = softmax(lg / temperature)
         if shift:
@@ -280,12 +302,14 @@ def _spans_from_logits(chunks, logits, labels, temperature, calibrate, n_docs, s
             p /= p.sum(1, keepdims=True)
         found = decode(c, p, labels)
         per_doc[c.doc].extend(found)
+        lo, hi = int(c.word_start[0]), int(c.word_end[-1])
+        at_cut[c.doc].extend((lo > first[c.doc] and s <= lo) or (hi < last[c.doc] and e >= hi) for s, e, *_ in found)
         e_inside = 1.0 - p[:, 0]
         items = sorted([1 - abs(2 * calibrate(x[3]) - 1) for x in found] + list(1 - np.abs(2 * e_inside - 1)),
                        reverse=True)
         chunk_items.append(float(np.mean(items[:3])) if items else 0.0)
         word_u[c.doc].append(chunk_items[-1])
-    return [_merge_chunk_spans(x) for x in per_doc], [max(u) if u else 0.0 for u in word_u]
+    return [_merge_chunk_spans(x, cut) for x, cut in zip(per_doc, at_cut)], [max(u) if u else 0.0 for u in word_u]
 
 
 def train_span_model(seeds: Sequence[Document], cfg: SpanLabelConfig | None = None, *,
@@ -436,7 +460,7 @@ def predict_spans(model: _Fitted, docs: Sequence[Document], cfg: SpanLabelConfig
         spans = suggested(pool[i].text, found[i], model.lexicon, model.calibration, cfg.min_confidence,
                           cfg.abbreviations, model.heads, model.edges)
         if prior is not None:
-            spans = prior.combine(i, spans)
+            spans = prior.combine(i, spans, cfg.min_confidence)
         out_spans.append(sorted(spans, key=lambda s: (s.start, s.end, s.label)))
     emb = np.zeros((len(pool), len(vectors[0]) if vectors else 1))
     weight = np.zeros(len(pool))
@@ -468,7 +492,7 @@ def _predict_tuned(model, pool, rejected, cfg, seeds, n_docs, stage, t0) -> Span
         spans = suggested(pool[i].text, found[i], model.lexicon, model.calibration, cfg.min_confidence,
                           cfg.abbreviations)  # span heads are the probe's
         if prior is not None:
-            spans = prior.combine(i, spans)
+            spans = prior.combine(i, spans, cfg.min_confidence)
         out_spans.append(sorted(spans, key=lambda s: (s.start, s.end, s.label)))
     u = np.array(uncertainty, dtype=float)
     ranks = rank_scores(u, emb, diversity=cfg.diversity) if len(u) else np.zeros(0, dtype=int)
@@ -493,8 +517,17 @@ def suggest_spans(seeds: Sequence[Document], pool: Sequence[Document], cfg: Span
     # and a dict fails deep inside: each is refused here, naming the record
     seeds = [checked_document(d, "seeds") for d in document_stream(seeds, "seeds")]
     pool = [checked_document(d, "pool") for d in document_stream(pool, "pool")]
+    # a seed in the pool is annotated already: suggesting it spans and a place in the annotation
+    # queue would send the annotator back to it (document labels and `label serve` leave it out too)
+    labelled = {(d.id, d.text) for d in seeds}
+    done = [(d, "already labelled (the same id and text as a seed; left out of the pool)")
+            for d in pool if (d.id, d.text) in labelled]
     model = train_span_model(seeds, cfg, on_stage=on_stage)
-    return predict_spans(model, pool, cfg, seeds=seeds, on_stage=on_stage)
+    result = predict_spans(model, [d for d in pool if (d.id, d.text) not in labelled], cfg, seeds=seeds,
+                           on_stage=on_stage)
+    result.rejected = done + result.rejected
+    result.summary.update(pool_documents=len(pool), already_labelled=len(done))
+    return result
 
 
 # ---------------------------------------------------------------------- PHI prior
@@ -505,14 +538,16 @@ class _DeidPrior:
     def __init__(self, labels: list[str], detected: list[list], precision: dict[str, float], summary: dict):
         self.labels, self.detected, self.precision, self.summary = labels, detected, precision, summary
 
-    def combine(self, i: int, spans: list[Span]) -> list[Span]:
+    def combine(self, i: int, spans: list[Span], min_confidence: float = 0.0) -> list[Span]:
+        """Document ``i``'s suggestions with the detector spans no suggestion overlaps; those of a
+        label whose precision is under ``min_confidence`` are left out, as any suggestion is."""
         out = list(spans)
         dets = [d for d in self.detected[i] if d.label in self.precision]
         for k, s in enumerate(out):
             if any(d.start == s.start and d.end == s.end and d.label == s.label for d in dets):
                 out[k] = Span(s.start, s.end, s.label, {**s.attrs, "deid_agrees": True})
         for d in dets:
-            if any(s.start < d.end and d.start < s.end for s in out):
+            if self.precision[d.label] < min_confidence or any(s.start < d.end and d.start < s.end for s in out):
                 continue
             out.append(Span(d.start, d.end, d.label, {"confidence": round(self.precision[d.label], 4),
                                                       "source": "deid"}))
