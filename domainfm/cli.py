@@ -138,17 +138,21 @@ def _root(
 @_user_errors
 def import_command(
     ctx: typer.Context,
-    format: str = typer.Argument(..., help="jsonl | csv | textdir | physionet | tab | brat | conll | labelstudio | prodigy"),
+    format: str = typer.Argument(..., help="jsonl | csv | textdir | physionet | tab | brat | conll | labelstudio | prodigy "
+                                "| mtsamples | cuad-types | unfair-tos"),
     src: Path = typer.Argument(..., help="Source file or folder."),
     out: Path = typer.Option(..., "-o", "--out", help="Output JSONL (rejects go to <out>.rejects.jsonl)."),
-    text_col: Optional[str] = typer.Option(None, help="csv: column with the text (default 'text')."),
-    id_col: Optional[str] = typer.Option(None, help="csv: column with the id (default: <file>-<row>)."),
+    text_col: Optional[str] = typer.Option(None, help="csv/mtsamples: column with the text (default 'text'; "
+                                                       "mtsamples: 'transcription')."),
+    id_col: Optional[str] = typer.Option(None, help="csv/mtsamples: column with the id (default: <file stem>-<line "
+                                                     "its row ends on>; mtsamples: 'note_id')."),
     label_col: Optional[str] = typer.Option(None, help="csv: column with a single label."),
     labels_col: Optional[str] = typer.Option(None, help="csv: column with several labels."),
     labels_sep: Optional[str] = typer.Option(None, help="csv: separator inside --labels-col (default '|')."),
     delimiter: Optional[str] = typer.Option(None, help="csv: field separator (default ','; 'tab' for TSV)."),
-    text_key: Optional[str] = typer.Option(None, help="jsonl: field with the text (default 'text')."),
-    id_key: Optional[str] = typer.Option(None, help="jsonl: field with the id (default 'id')."),
+    text_key: Optional[str] = typer.Option(None, help="jsonl/labelstudio: field with the text (default 'text')."),
+    id_key: Optional[str] = typer.Option(None, help="jsonl/labelstudio/prodigy: field with the id (default 'id'; "
+                                                     "labelstudio: 'doc_id' in data; prodigy: in meta)."),
     label_key: Optional[str] = typer.Option(None, help="jsonl: field with the label (default 'label')."),
     generate_ids: Optional[bool] = typer.Option(None, "--generate-ids", help="jsonl: number records without an id."),
     pattern: Optional[str] = typer.Option(None, help="textdir: glob of files (default '**/*.txt')."),
@@ -295,9 +299,23 @@ def _engine_option(name: str, master: str, partitions: int | None, workers: int,
     return None if name == "local" else config
 
 
+def _refuse_unused_engine_options(ctx: typer.Context, engine: str, names: Sequence[str]) -> None:
+    """EngineConfig refuses the other engine's options; with ``--engine local`` nothing reads these
+    either, and 'chunk --workers 8' ran in one process without a word."""
+    if engine != "local":
+        return
+    given = [name for name in names if ctx.get_parameter_source(name).name == "COMMANDLINE"]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        them = "it" if len(given) == 1 else "them"
+        raise DomainFMError(f"{flags} {'applies' if len(given) == 1 else 'apply'} to --engine spark or ray; "
+                            f"this run is --engine local, which reads {them} nowhere: add --engine or leave {them} out")
+
+
 @app.command("chunk")
 @_user_errors
 def chunk_command(
+    ctx: typer.Context,
     src: Path = typer.Argument(..., help="domainfm JSONL file of documents."),
     out: Path = typer.Option(..., "-o", "--out", help="Output JSONL of chunks (rejects go to <out>.rejects.jsonl)."),
     tokenizer: str = typer.Option("minilm", help="Model tokenizer: embedded name, save_pretrained folder or hub id."),
@@ -308,7 +326,7 @@ def chunk_command(
     master: str = ENGINE_OPTIONS["master"],
     partitions: Optional[int] = ENGINE_OPTIONS["partitions"],
     ray_address: Optional[str] = ENGINE_OPTIONS["ray_address"],
-    workers: int = typer.Option(1, help="ray: actors (default: one per core)."),
+    workers: int = typer.Option(1, help="ray: actors (1: one per core of the Ray cluster)."),
 ):
     """Split documents into chunks that fit the model, follow the document's sections and map
     back to the source character for character (spans projected, labels inherited)."""
@@ -316,6 +334,7 @@ def chunk_command(
     from domainfm.chunk.stage import run
     from domainfm.stages import StageContext
 
+    _refuse_unused_engine_options(ctx, engine, ("master", "partitions", "ray_address", "workers"))
     config = ChunkConfig(tokenizer=tokenizer, max_tokens=max_tokens, overlap=overlap, profile=profile)
     console = _console()
     engine_config = _engine_option(engine, master, partitions, workers, ray_address)
@@ -385,7 +404,7 @@ def label_command(
     label_descriptions: Optional[Path] = typer.Option(
         None, "--label-descriptions",
         help='JSON object {label: short description}, e.g. {"ltd": "limitation of liability"}: '
-             "each description is one extra training example of its label."),
+             "each description is one extra training example of its label, weighted as 3 seeds."),
     lsa_dims: int = typer.Option(200, "--lsa-dims", help="embed: append this many TF-IDF/SVD word dimensions fitted on "
                                                          "seeds + pool, without labels (0 = sentence embeddings only)."),
 ):
@@ -411,6 +430,10 @@ def label_command(
     if task == "ner":
         _label_spans(labeled, pool, out, export, seed, encoder, deid_prior, check, span_method, dictionary)
         return
+    # setfit fine-tunes the encoder and never builds the LSA features: the same silent no-op
+    if method == "setfit" and ctx.get_parameter_source("lsa_dims").name == "COMMANDLINE":
+        raise DomainFMError("--lsa-dims applies to --method embed; --method setfit fine-tunes the encoder and adds "
+                            "no word features: leave --lsa-dims out or use --method embed")
     from domainfm.config import suggest
     from domainfm.label.config import TASKS
 
@@ -452,7 +475,8 @@ def label_command(
 @_user_errors
 def label_serve_command(
     project: Path = typer.Option(..., "--project", help="Folder with pool.jsonl (from 'domainfm deid'), seeds.jsonl (optional)."),
-    port: int = typer.Option(9090, "--port", help="Port on 127.0.0.1 (Label Studio's ML backend URL)."),
+    port: int = typer.Option(9090, "--port", min=0, max=65535,
+                             help="Port to listen on (Label Studio's ML backend URL; 0: any free port)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (loopback by default)."),
     encoder: str = typer.Option("minilm", "--encoder", help="Token encoder: minilm, or a 'domainfm pretrain' output folder."),
     deid_prior: str = typer.Option("auto", "--deid-prior", help="De-id detector spans as a prior for PHI labels: auto | on | off."),
@@ -611,12 +635,13 @@ def _key_values(items: list[str], option: str) -> dict[str, str]:
 @app.command("deid")
 @_user_errors
 def deid_command(
+    ctx: typer.Context,
     src: Path = typer.Argument(..., help="domainfm JSONL to de-identify (spark/ray: also a .parquet dataset)."),
     out: Path = typer.Option(..., "-o", "--out", help="Output JSONL, or a .parquet folder with spark/ray (rejects go to <out>.rejects.jsonl)."),
     profile: str = typer.Option("clinical", help="clinical (HIPAA Safe Harbor) or legal (TAB direct + quasi identifiers)."),
     operator: str = typer.Option("surrogate", help="surrogate (realistic fakes) | redact | tag ([NAME], [DATE]...)."),
     vault: Optional[Path] = typer.Option(None, help="Encrypted re-identification vault (key in $DOMAINFM_VAULT_KEY)."),
-    workers: int = typer.Option(1, help="Detection processes (ray: actors)."),
+    workers: int = typer.Option(1, help="Detection processes (ray: actors; 1: one per core of the Ray cluster)."),
     batch_size: int = typer.Option(32, min=1, help="Documents per spaCy batch."),
     seed: Optional[int] = typer.Option(None, help="Reproducible surrogates without a key (demos/tests only)."),
     threshold: float = typer.Option(0.3, help="Minimum detection score in [0, 1]."),
@@ -653,6 +678,8 @@ def deid_command(
     from domainfm.deid.tagger_labels import parse_label_map_option
     from domainfm.stages import StageContext
 
+    # --workers is read locally too: the detection processes
+    _refuse_unused_engine_options(ctx, engine, ("master", "partitions", "ray_address"))
     config = DeidConfig(profile=profile, operator=operator, vault=str(vault) if vault else None,
                         workers=workers, batch_size=batch_size, score_threshold=threshold,
                         seed=seed if seed is not None else 0, ner_model=str(ner_model) if ner_model else None,
@@ -883,8 +910,8 @@ def audit_cards_command(
     deid_eval: Optional[Path] = typer.Option(None, "--deid-eval", help="'domainfm deid-eval -o' JSON of the training data."),
     privacy_audit: Optional[Path] = typer.Option(None, "--privacy-audit", help="'domainfm audit-privacy' report.json."),
 ):
-    """Write (or rewrite, e.g. after filling cards.yaml) the reviewer's cards of an existing audit,
-    without re-running it."""
+    """Write the reviewer's cards of an existing audit without re-running it (or rewrite them,
+    after filling cards.yaml for instance)."""
     _write_cards(_console(stderr=False), report, card, out_dir=out, cards_config=cards_config, deid_eval=deid_eval,
                  privacy_audit=privacy_audit, chai_schema=chai_schema)
 
