@@ -17,12 +17,12 @@ resolved config with the paths inside ``run_dir`` relative to it, the hashes of 
 the stage's identity (deid: the source and a fingerprint of its surrogate key) and the domainfm
 version), the fingerprint of the code that ran it (:func:`~domainfm.manifest.code_fingerprint`:
 domainfm's files and the libraries' versions), its status, time, counts, key metrics, inputs
-(hashes; paths inside ``run_dir`` relative to it) and outputs (relative to the stage folder), so a
-copied or moved run folder keeps its cache and names its own files. A stage whose key and code are
-unchanged, whose last run finished and whose files are all still there is skipped; a stage that
-failed or was killed runs again (pretrain and finetune continue from their last checkpoint, also
-after a code change, since a checkpoint outlives the code that wrote it; a finished stage is never
-reused by other code).
+(hashes; paths inside ``run_dir`` relative to it) and outputs (relative to the stage folder, with
+their sha256), so a copied or moved run folder keeps its cache and names its own files. A stage whose
+key and code are unchanged, whose last run finished and whose files are all still there as it wrote
+them is skipped; a stage that failed or was killed runs again (pretrain and finetune continue from
+their last checkpoint under the same key, also after a code change, since a checkpoint outlives the
+code that wrote it; a finished stage is never reused by other code).
 The run ends with a summary table and ``run_dir/run.json``.
 
 Example:
@@ -37,6 +37,7 @@ import dataclasses
 import hashlib
 import json
 import re
+import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -242,8 +243,9 @@ def pipeline_from_dict(data: Mapping[str, Any]) -> PipelineConfig:
             raise ConfigError("the 'audit' section audits the fine-tuned model: add a 'finetune' section "
                               "(or run 'domainfm audit MODEL DATA' on a model trained elsewhere)")
         # The documents come from fine-tuning's own data (its held-out split by default), so
-        # they are the finetune section's data files.
-        inputs["audit"] = [out("finetune")]
+        # they are the finetune section's data files. The model card and the cards also quote the
+        # privacy audit and the de-identification scores: a re-run of either changes the audit's output.
+        inputs["audit"] = [out("finetune")] + [out(stage) for stage in ("privacy", "deid_eval") if stage in raw]
     if "label" in raw:
         inputs["label"] = [documents]
         for key in ("labeled", "pool"):
@@ -268,8 +270,10 @@ def pipeline_from_dict(data: Mapping[str, Any]) -> PipelineConfig:
         # an edited cards.yaml or schema re-runs the audit stage (it writes the cards)
         inputs["audit"] += [Path(p) for p in (stages["audit"].cards_config, stages["audit"].chai_schema) if p]
     for name, stage in stages.items():  # a tokenizer, model or data folder a section names is an input too
-        known = {p.resolve() for p in inputs.get(name, [])}
-        for path in _named_paths(to_dict(stage), WRITTEN_PATHS.get(name, ())):
+        # what the stage writes itself is no input, under whichever key the section names it again
+        # (a prepared file that is also finetune.data.eval)
+        known = {p.resolve() for p in inputs.get(name, []) + _written_files(name, stage)}
+        for path in _named_paths(to_dict(stage)):
             if path.resolve() not in known:
                 known.add(path.resolve())
                 inputs.setdefault(name, []).append(path)
@@ -454,19 +458,20 @@ def pipeline_message(message: str, name: str, format: str | None = None, *, conf
     return "".join(part if i % 2 else words(part) for i, part in enumerate(parts))
 
 
-# config keys naming files a stage writes: never hashed as its inputs (the key would change with
-# every run), but a finished stage whose file is gone runs again (a deleted vault is recreated)
-WRITTEN_PATHS = {"deid": ("vault",)}
+# config keys (dotted, as in :data:`INPUT_KEYS`) naming files a stage writes outside its folder:
+# never hashed as its inputs (the key would change once the stage has written them: fine-tuning
+# ran twice for a file its data.prepare wrote), but a finished stage whose file is gone runs again
+# (a deleted vault is recreated, a deleted prepared file prepared again)
+WRITTEN_PATHS = {"deid": ("vault",), "finetune": ("data.prepare[].out",)}
 
 
-def _named_paths(config: Any, written: tuple[str, ...]) -> list[Path]:
+def _named_paths(config: Any) -> list[Path]:
     """Existing files and folders a stage's resolved config names (a tokenizer folder, a model, an
-    evaluation file): hashed with its inputs, so an edited one re-runs the stage. ``written``:
-    top-level keys naming what the stage writes."""
+    evaluation file): hashed with its inputs, so an edited one re-runs the stage."""
     if isinstance(config, Mapping):
-        return [p for k, v in config.items() if k not in written for p in _named_paths(v, ())]
+        return [p for v in config.values() for p in _named_paths(v)]
     if isinstance(config, (list, tuple)):
-        return [p for v in config for p in _named_paths(v, ())]
+        return [p for v in config for p in _named_paths(v)]
     if isinstance(config, str) and config.strip() not in ("", ".", "..") and "\n" not in config:
         try:
             path = Path(config)
@@ -599,10 +604,27 @@ def _recorded_outputs(recorded: list[str], out_dir: Path) -> list[Path]:
     return [out_dir / p for p in recorded if isinstance(p, str)] if isinstance(recorded, list) else []
 
 
-def _written_files(name: str, config: Any) -> list[Path]:
-    """The files the stage's config names as written by it (:data:`WRITTEN_PATHS`: the vault)."""
+def _written_files(name: str, config: Any, *, read_back: bool = False) -> list[Path]:
+    """The files the stage's config names as written by it (:data:`WRITTEN_PATHS`). ``read_back``:
+    only those it then reads as its data (a prepared file), whose content a cached run must still
+    have; a vault is a store that other runs may add to, so only its presence is checked."""
     resolved = to_dict(config)
-    return [Path(str(resolved[key])) for key in WRITTEN_PATHS.get(name, ()) if resolved.get(key)]
+    return [Path(str(value)) for key in WRITTEN_PATHS.get(name, ())
+            if not (read_back and f"{name}.{key}" in VAULT_KEYS)
+            for _, value in _named_values(resolved, key, "") if value]
+
+
+def _changed_files(previous: Mapping[str, Any], out_dir: Path, read_back: list[Path]) -> list[Path]:
+    """The files a finished run recorded (its outputs where this run_dir has them, and ``read_back``:
+    data files it wrote elsewhere) whose content is not the sha256 it recorded, or that it recorded
+    no sha256 for (a ``stage.json`` written before outputs were hashed)."""
+    from domainfm.manifest import describe_input
+
+    hashes = previous.get("sha256") if isinstance(previous.get("sha256"), dict) else {}
+    outputs = previous.get("outputs") if isinstance(previous.get("outputs"), list) else []
+    recorded = [p for p in outputs if isinstance(p, str)] + [_recorded_path(p, out_dir) for p in read_back]
+    return [out_dir / p for p in recorded
+            if not hashes.get(p) or describe_input(out_dir / p).get("sha256") != hashes[p]]
 
 
 def _remove_earlier_outputs(earlier: list[str], out_dir: Path, outputs: list[Path]) -> None:
@@ -724,7 +746,7 @@ def _run_stage(pcfg: PipelineConfig, name: str, *, forced: bool, console,
     from rich.markup import escape
 
     from domainfm import __version__
-    from domainfm.manifest import code_fingerprint
+    from domainfm.manifest import code_fingerprint, describe_input
 
     out_dir = pcfg.out_dir(name)
     config, inputs = pcfg.stages[name], pcfg.inputs.get(name, [])
@@ -738,24 +760,41 @@ def _run_stage(pcfg: PipelineConfig, name: str, *, forced: bool, console,
     # run_dir has them (not where a copied folder's original had them), and a vault it keeps elsewhere
     missing = [p for p in recorded + _written_files(name, config) if not p.exists()]
     finished_same_key = not forced and previous.get("status") == "done" and previous.get("key") == key
+    changed: list[Path] = []
     if finished_same_key and not missing and previous.get("code") == code:
-        if console is not None:
-            console.print(f"[bold]{name}[/]: cached (inputs, config and code unchanged)")
-        return StageRecord(name, "cached", previous.get("seconds", 0.0), previous.get("counts", {}),
-                           previous.get("metrics", {}), [str(p) for p in recorded], key)
+        # ... and holding what it wrote: an edited or cut output would be passed on as this stage's
+        changed = _changed_files(previous, out_dir, _written_files(name, config, read_back=True))
+        if not changed:
+            if console is not None:
+                console.print(f"[bold]{name}[/]: cached (inputs, config and code unchanged)")
+            return StageRecord(name, "cached", previous.get("seconds", 0.0), previous.get("counts", {}),
+                               previous.get("metrics", {}), [str(p) for p in recorded], key)
     if finished_same_key and missing and console is not None:
         console.print(f"[bold]{name}[/]: {escape(str(missing[0]))}, written by its last run, is gone; running again")
+    elif changed and console is not None:
+        console.print(f"[bold]{name}[/]: {escape(str(changed[0]))} has changed since its last run wrote it "
+                      f"(sha256 differs); running again")
     elif finished_same_key and console is not None:
         console.print(f"[bold]{name}[/]: domainfm's code or its libraries changed since the cached run; running again")
 
     # An interrupted or failed run of the same stage, inputs and config continues from its checkpoints.
     resume = bool(previous) and previous.get("key") == key and previous.get("status") != "done" and not forced
+    # what the last finished run wrote, kept through a failed or killed run, removed once one finishes
+    earlier = previous.get("outputs") or previous.get("earlier_outputs") or []
+    primary = pcfg.output(name)
+    if (previous.get("key") != key or changed) and _recorded_path(primary, out_dir) in earlier \
+            and primary.is_dir() and not primary.is_symlink():
+        # The output folder a finished run wrote under another key (or one changed since) holds
+        # its checkpoints: a training stage that fails before it replaces the folder would leave
+        # them for the next run to resume as this key's (a model of the old data recorded as the
+        # new data's). Removed before this attempt is recorded, so a kill midway leaves the old key
+        # to remove the rest. A file output holds nothing to resume, and anything else there is
+        # not the stage's: the stage names it.
+        shutil.rmtree(primary)
     if console is not None:
         console.rule(f"[bold]{name}" + (" (resuming)" if resume else ""))
     base = {"stage": name, "key": key, "code": code, "domainfm_version": __version__, "config": to_dict(config),
             "inputs": [_recorded_input(p, pcfg.run_dir) for p in inputs]}
-    # what the last finished run wrote, kept through a failed or killed run, removed once one finishes
-    earlier = previous.get("outputs") or previous.get("earlier_outputs") or []
     if earlier:
         base["earlier_outputs"] = earlier
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -793,8 +832,11 @@ def _run_stage(pcfg: PipelineConfig, name: str, *, forced: bool, console,
     if console is not None:
         for warning in warnings:
             console.print(f"[bold]{name}[/]: warning: {escape(warning)}")  # meta keys are data
-    _write_json(stage_file, {**base, "status": "done", "seconds": round(seconds, 2),
-                             "outputs": [_recorded_path(p, out_dir) for p in produced.outputs],
+    written = [_recorded_path(p, out_dir) for p in produced.outputs]
+    # what a cached run must still hold: its outputs, and the data files it wrote elsewhere and read
+    hashed = written + [_recorded_path(p, out_dir) for p in _written_files(name, config, read_back=True)]
+    _write_json(stage_file, {**base, "status": "done", "seconds": round(seconds, 2), "outputs": written,
+                             "sha256": {p: describe_input(out_dir / p).get("sha256") for p in hashed},
                              "counts": produced.counts, "metrics": produced.metrics,
                              **({"warnings": warnings} if warnings else {}), "finished": _now()})
     return StageRecord(name, "ran", seconds, produced.counts, produced.metrics, [str(p) for p in produced.outputs], key)
