@@ -252,6 +252,11 @@ def pipeline_from_dict(data: Mapping[str, Any]) -> PipelineConfig:
             if raw["label"].get(key):
                 inputs["label"].append(Path(str(raw["label"][key])))
     stages = {name: _build_section(name, raw[name], f"{name}.") for name in STAGE_ORDER if name in raw}
+    if engine is not None and engine.distributed and "deid" in stages and stages["deid"].workers != 1:
+        # the engine computes deid on its own cores: the local detection processes would be ignored
+        raise ConfigError(f"deid.workers ({stages['deid'].workers}) sets this process's detection processes; with "
+                          f"engine {engine.name} the work runs on the engine's cores (engine.master for spark, "
+                          "engine.workers for ray): leave deid.workers out")
     if "privacy" in stages:
         extra = [getattr(stages["privacy"], k) for k in ("holdout", "vault", "planted")]
         inputs["privacy"] += [Path(str(p)) for p in extra if p is not None]

@@ -78,6 +78,20 @@ def test_an_option_of_the_other_engine_is_refused_not_ignored(options, message):
     EngineConfig("ray", workers=8, ray_address="head:6379")
 
 
+@pytest.mark.parametrize("engine", ["spark", "ray"])
+def test_deid_workers_with_a_distributed_engine_in_a_pipeline_is_refused_not_ignored(tmp_path, engine):
+    """A pipeline's ``deid.workers: 4`` with ``engine: spark`` ran on the engine's cores without a word."""
+    from domainfm.pipeline import pipeline_from_dict
+
+    src = tmp_path / "notes.jsonl"
+    src.write_text('{"id": "a", "text": "x"}\n')
+    base = {"run_dir": str(tmp_path / "run"), "import": {"format": "jsonl", "src": str(src)}, "engine": engine}
+    with pytest.raises(ConfigError, match=rf"deid.workers \(4\) .*with engine {engine}.*leave deid.workers out"):
+        pipeline_from_dict({**base, "deid": {"workers": 4}})
+    pipeline_from_dict({**base, "deid": {}})  # the default is fine
+    pipeline_from_dict({**base, "engine": "local", "deid": {"workers": 4}})  # one process: its own processes
+
+
 class NeverStarted:
     name = "spark"
 
