@@ -197,3 +197,24 @@ def test_one_patient_one_shift_and_one_fake_across_runs_and_the_vault_gives_back
     assert shifted[1] - shifted[0] == timedelta(days=7)
     with pytest.raises(VaultKeyError):
         Vault(tmp_path / "v.vault", b"w" * 32)
+
+
+def test_the_surrogate_memory_forgets_whole_patients_least_recent_first_never_the_current_one():
+    # at its bound the memory was cleared whole, the current patient too: a collision re-drawn
+    # before the clear was drawn otherwise after it, and a patient's earlier original could come
+    # back as another of its names' surrogate
+    gen = SurrogateGenerator(SECRET)
+    gen._memory.limit = 4
+    first = {name: gen.surrogate(name, "PATIENT", "p-current") for name in ("Quorvane", "Tillet", "Brisca")}
+    for k in range(6):  # other patients come and go while the current one is still being written
+        gen.surrogate(f"Vexil{k}", "PATIENT", f"p-other-{k}")
+        gen.surrogate("Quorvane", "PATIENT", "p-current")  # the current patient is met again
+    assert all(("p-current", "NAME_PART", name.casefold()) in gen._memory for name in first)
+    assert ("p-other-0", "NAME_PART", "vexil0") not in gen._memory  # met longest ago: forgotten whole
+    assert {name: gen.surrogate(name, "PATIENT", "p-current") for name in first} == first
+    # one patient larger than the bound is kept whole rather than cut
+    big = SurrogateGenerator(SECRET)
+    big._memory.limit = 2
+    names = [big.surrogate(n, "PATIENT", "p-big") for n in ("Quorvane", "Tillet", "Brisca", "Ostrava")]
+    assert all(("p-big", "NAME_PART", n) in big._memory for n in ("quorvane", "tillet", "brisca", "ostrava"))
+    assert len(set(names)) == 4

@@ -128,6 +128,53 @@ _MAX_CACHE = 200_000
 _ATTEMPTS = 12
 
 
+class _PatientMemory:
+    """What this run gave each patient: surrogates by ``(scope, kind, value)`` and the surrogates
+    in use per ``(scope, kind)``. Past ``limit`` surrogates it forgets whole patients, the least
+    recently met first, never the one being replaced and never part of one.
+
+    Clearing everything at the limit (as before) forgot the patient of the note being written too:
+    a collision re-drawn before the clear was drawn differently after it (one original, two
+    surrogates within a patient), and an earlier original of the patient could come back as another
+    name's surrogate. A patient met again after being forgotten is read from the vault when there
+    is one; without one, determinism gives the same surrogates except where a collision was re-drawn.
+    """
+
+    def __init__(self, limit: int = _MAX_CACHE):
+        self.limit = limit
+        self._scopes: OrderedDict[str, tuple[dict[tuple[str, str], str], dict[str, set[str]]]] = OrderedDict()
+        self._size = 0
+
+    def get(self, key: tuple[str, str, str]) -> str | None:
+        entry = self._scopes.get(key[0])
+        if entry is None:
+            return None
+        self._scopes.move_to_end(key[0])
+        return entry[0].get(key[1:])
+
+    def __contains__(self, key: tuple[str, str, str]) -> bool:
+        entry = self._scopes.get(key[0])
+        return entry is not None and key[1:] in entry[0]
+
+    def put(self, key: tuple[str, str, str], value: str) -> None:
+        values = self._entry(key[0])[0]
+        self._size += key[1:] not in values
+        values[key[1:]] = value
+        while self._size > self.limit and len(self._scopes) > 1:
+            _, (forgotten, _) = self._scopes.popitem(last=False)  # the patient met longest ago
+            self._size -= len(forgotten)
+
+    def used(self, scope: str, kind: str) -> set[str]:
+        return self._entry(scope)[1].setdefault(kind, set())
+
+    def _entry(self, scope: str):
+        entry = self._scopes.get(scope)
+        if entry is None:
+            entry = self._scopes[scope] = ({}, {})
+        self._scopes.move_to_end(scope)
+        return entry
+
+
 def canonical_label(label: str) -> str:
     """Map a detector's label to the canonical set (``PERSON`` -> ``NAME``); unknown -> ``MISC``."""
     key = re.sub(r"[\s-]+", "_", str(label).strip().upper())
@@ -260,8 +307,7 @@ class SurrogateGenerator:
         self._paired_letters = sorted({n[:1].upper() for n in self._first_male}
                                       & {n[:1].upper() for n in self._first_female}
                                       & {n[:1].upper() for n in self._last}) or list(_LETTERS)
-        self._cache: OrderedDict[tuple[str, str, str], str] = OrderedDict()
-        self._used: dict[tuple[str, str], set[str]] = {}
+        self._memory = _PatientMemory()
         self._shifts: dict[str, int] = {}
 
     @classmethod
@@ -348,14 +394,13 @@ class SurrogateGenerator:
     def _lookup_or_make(self, kind: str, text: str, scope: str, avoid: frozenset[str], make) -> str:
         norm = normalize_value(text)
         key = (scope, kind, norm)
-        hit = self._cache.get(key)
+        hit = self._memory.get(key)
         if hit is not None:
-            self._cache.move_to_end(key)
             return hit
         if self.vault is not None:
             hit = self.vault.get_surrogate(scope, kind, norm)
         if hit is None:
-            used = self._used.setdefault((scope, kind), set())
+            used = self._memory.used(scope, kind)
             candidate = None
             for attempt in range(_ATTEMPTS):
                 candidate = make(attempt)
@@ -376,16 +421,12 @@ class SurrogateGenerator:
     def _is_original(self, scope: str, kind: str, norm: str) -> bool:
         """Whether ``norm`` is itself an original of this patient (a relative's real surname from
         an earlier note): as another name's surrogate it would put that PHI back in the output."""
-        if (scope, kind, norm) in self._cache:
+        if (scope, kind, norm) in self._memory:
             return True
         return self.vault is not None and self.vault.get_surrogate(scope, kind, norm) is not None
 
     def _remember(self, key: tuple[str, str, str], value: str) -> None:
-        self._cache[key] = value
-        if len(self._cache) > _MAX_CACHE:
-            # Bounded memory on huge corpora; determinism (and the vault) keep consistency.
-            self._cache.clear()
-            self._used.clear()
+        self._memory.put(key, value)  # bounded: whole patients forgotten, least recent first
 
     @staticmethod
     def _acceptable(candidate: str, norm_original: str, avoid: frozenset[str]) -> bool:
@@ -490,7 +531,7 @@ class SurrogateGenerator:
         """The (case-folded) letter the given names with initial ``letter`` and surname ``family``
         start with in their surrogates, once one was met (this run, or the vault)."""
         key = (scope, "GIVEN_INITIAL", f"{family} {letter.casefold()}")
-        hit = self._cache.get(key)
+        hit = self._memory.get(key)
         if hit is None and self.vault is not None:
             hit = self.vault.get_surrogate(*key)
             if hit is not None:
