@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import wordpiece_tokenizer
+from conftest import perfect_tagger_logits, wordpiece_tokenizer
 
 from domainfm.chunk import Chunk, ChunkConfig, Chunker, project_spans
 from domainfm.chunk.reassemble import WRAPPED_LINE
 from domainfm.corpus import Document, Span
 from domainfm.finetune.config import LongDocumentsSection
-from domainfm.finetune.data import IGNORE_INDEX, LabelMap, encode_documents
+from domainfm.finetune.data import LabelMap, encode_documents
 from domainfm.inference.predict import document_outputs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -186,17 +186,6 @@ def test_the_documents_own_spans_meeting_at_a_whitespace_cut_stay_apart():
         assert _keys(project_spans(chunks, merge=merge)["d"]) == _keys(spans)
 
 
-def _one_hot_logits(features, labels: LabelMap) -> list[np.ndarray]:
-    """A perfect tagger: the gold tag of every token far above the others."""
-    out = []
-    for f in features:
-        tags = np.array([t if t != IGNORE_INDEX else 0 for t in f.label])
-        scores = np.full((len(tags), len(labels.tags)), -6.0)
-        scores[np.arange(len(tags)), tags] = 6.0
-        out.append(scores)
-    return out
-
-
 @pytest.mark.parametrize("decoding", ["words", "tokens"])
 @pytest.mark.parametrize("max_length", [12, 20])
 def test_ner_predictions_over_chunks_without_overlap_give_back_the_gold_spans(decoding, max_length):
@@ -208,7 +197,7 @@ def test_ner_predictions_over_chunks_without_overlap_give_back_the_gold_spans(de
                            max_length=max_length, long_documents=LongDocumentsSection(strategy="chunk", overlap=0),
                            label_map=labels, label_field="spans")
     assert enc.stats["spans_cut_by_chunks"] >= 3
-    found = document_outputs("ner", labels, docs, enc.features, _one_hot_logits(enc.features, labels),
+    found = document_outputs("ner", labels, docs, enc.features, perfect_tagger_logits(enc.features, labels),
                              ner_decoding=decoding, texts=[d.text for d in docs])
     for doc, spans in zip(docs, found):
         assert _keys(spans) == _keys(doc.spans), doc.id  # before: each cut entity came back as two spans

@@ -22,7 +22,7 @@ from domainfm.finetune.data import IGNORE_INDEX, LabelMap, encode_documents
 from domainfm.finetune.train import load_task_data
 from domainfm.inference.predict import document_outputs
 
-from conftest import byte_level_bpe, wordpiece_tokenizer
+from conftest import byte_level_bpe, perfect_tagger_logits, wordpiece_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -71,17 +71,6 @@ def _ner_documents(n: int = 24, seed: int = 0) -> list[Document]:
     return docs
 
 
-def _one_hot_logits(features, labels: LabelMap) -> list[np.ndarray]:
-    """What a perfect tagger would output: the gold tag of every token far above the others."""
-    out = []
-    for f in features:
-        tags = np.array([t if t != IGNORE_INDEX else 0 for t in f.label])
-        scores = np.full((len(tags), len(labels.tags)), -6.0)
-        scores[np.arange(len(tags)), tags] = 6.0
-        out.append(scores)
-    return out
-
-
 def _keys(spans) -> list[tuple[int, int, str]]:
     return sorted((s.start, s.end, s.label) for s in spans)
 
@@ -125,7 +114,7 @@ def test_gold_spans_come_back_exactly_from_their_own_tags(decoding, strategy, ma
         assert enc.stats["spans_cut_by_chunks"] > 0  # ... through entities too
     else:
         assert enc.stats.get("truncated_documents", 0) == 0
-    found = document_outputs("ner", labels, docs, enc.features, _one_hot_logits(enc.features, labels),
+    found = document_outputs("ner", labels, docs, enc.features, perfect_tagger_logits(enc.features, labels),
                              ner_decoding=decoding, texts=[d.text for d in docs])
     for doc, spans in zip(docs, found):
         assert _keys(spans) == _keys(doc.spans), doc.id
@@ -148,7 +137,7 @@ def test_word_spans_keep_the_words_of_a_byte_level_tokenizer():
     for strategy in ("truncate", "chunk"):
         enc = encode_documents([doc], task="ner", tokenizer=tok, max_length=64, label_map=labels,
                                long_documents=LongDocumentsSection(strategy=strategy, overlap=4), label_field="spans")
-        found = document_outputs("ner", labels, [doc], enc.features, _one_hot_logits(enc.features, labels),
+        found = document_outputs("ner", labels, [doc], enc.features, perfect_tagger_logits(enc.features, labels),
                                  ner_decoding="words", texts=[text])[0]
         assert _keys(found) == _keys(doc.spans), strategy
 
