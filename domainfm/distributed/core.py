@@ -245,13 +245,18 @@ def cpu_count() -> int:
 DOCUMENT_COLUMNS = ("id", "text", "meta", "label", "labels", "spans", "phi_spans")
 
 
-def record_from_columns(columns: dict[str, Any], patient_col: str | None = None) -> dict[str, Any]:
+def record_from_columns(columns: dict[str, Any], patient_col: str | None = None,
+                        extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """A document record from a table row: ``meta``, ``labels``, ``spans`` and ``phi_spans`` may
     be JSON text (as domainfm writes Parquet) or already objects; any other column goes to
     ``meta`` (as ``domainfm import csv`` does), ``patient_col`` as ``meta.patient_id``. Values
     that do not parse are left for :meth:`Document.from_dict` to reject with the field named.
     Dates, times and decimals (a data lake's ``note_date`` timestamp) become their ISO or
-    decimal text, as a CSV export writes them: JSON has no such types."""
+    decimal text, as a CSV export writes them: JSON has no such types.
+
+    ``extra``: columns that go to ``meta`` whatever their name. The DataFrame API's ``id_col``
+    and ``text_col`` may name other columns than ``id`` and ``text``; a table's own ``id`` or
+    ``text`` column is then data like any other, not the note's id or text."""
     record: dict[str, Any] = {"id": columns.get("id"), "text": columns.get("text")}
     for key in ("meta", "label", "labels", "spans", "phi_spans"):
         value = columns.get(key)
@@ -267,10 +272,12 @@ def record_from_columns(columns: dict[str, Any], patient_col: str | None = None)
     meta = record.get("meta")
     record["meta"] = meta = {} if meta is None else _as_json_value(meta)
     if isinstance(meta, dict):
-        for key, value in columns.items():
-            if key not in DOCUMENT_COLUMNS and key not in ("order", "location", "scope"):
-                value = value.item() if hasattr(value, "item") else value
-                meta["patient_id" if key == patient_col else key] = _as_json_value(value)
+        # a table's "location" (the ward), "order" or "scope" column is data: only the engine's
+        # own rows carry fields of those names, and they never come through here
+        others = [(key, value) for key, value in columns.items() if key not in DOCUMENT_COLUMNS]
+        for key, value in others + list((extra or {}).items()):
+            value = value.item() if hasattr(value, "item") else value
+            meta["patient_id" if key == patient_col else key] = _as_json_value(value)
     if isinstance(record["id"], int) and not isinstance(record["id"], bool):
         record["id"] = str(record["id"])
     return record

@@ -115,6 +115,19 @@ def _not_json(meta: dict, columns: dict) -> str | None:
     return None
 
 
+def _rows_of(batch) -> list[dict[str, Any]]:
+    """A Parquet batch's rows as Python values, map columns as objects. ``to_pylist`` gives a map
+    as a list of pairs: a ``meta`` map column (as Spark writes one) rejected every row, and another
+    map column reached ``meta`` as pairs where the DataFrame API gives an object. A repeated key
+    keeps its last value, as the DataFrame API's JSON does; pyarrow's warning about it would print
+    the key, which may be data."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return batch.to_pylist(maps_as_pydicts="lossy")
+
+
 def parquet_documents(path: Path, rejects) -> Iterator[tuple[str, Any]]:
     """``(location, Document)`` for each row of a Parquet file or folder (the document model's
     columns; other columns go to ``meta``); invalid rows and duplicate ids go to ``rejects``
@@ -127,7 +140,7 @@ def parquet_documents(path: Path, rejects) -> Iterator[tuple[str, Any]]:
     for file, parquet in zip(files, opened):
         number = 0
         for batch in parquet.iter_batches(batch_size=4096):
-            for columns in batch.to_pylist():
+            for columns in _rows_of(batch):
                 number += 1
                 location = f"{file.name}:row {number}"
                 record = record_from_columns(columns)

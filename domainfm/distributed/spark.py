@@ -104,9 +104,10 @@ def document_rows(df, *, text_col: str = "text", id_col: str = "id", patient_col
     fields = {"id": id_col, "text": text_col}
     known = {"meta", "label", "labels", "spans", "phi_spans"}
     extra = [c for c in df.columns if c not in (text_col, id_col, order_col) and c not in known]
+    types = {field.name: field.dataType for field in df.schema.fields}
     columns = [F.col(c).alias(f"_{name}") for name, c in fields.items()]
     columns += [F.col(c).alias(f"_{c}") for c in known if c in df.columns]
-    columns += [F.col(c).alias(f"_x_{c}") for c in extra]
+    columns += [_packed_column(c, types[c]) for c in extra]
     packed = df.select(order.alias("order"), F.to_json(F.struct(*columns), {"ignoreNullFields": "false"}).alias("doc"))
     return packed.mapInPandas(_document_rows(patient_col), INPUT_SCHEMA)
 
@@ -128,11 +129,50 @@ def _document_rows(patient_col: str | None):
     return run
 
 
+def _packed_column(column: str, dtype):
+    """A column that is not the document model's, as :func:`document_rows` packs it; the prefix
+    tells :func:`_unpack` how to read it back.
+
+    ``to_json`` writes a timestamp in the session's time zone to the millisecond and a decimal as
+    a JSON number (a float once parsed), where the file API reads the same Parquet column as
+    Python's ISO text and the decimal's exact text: the same rows gave other ``meta`` values, and
+    a cluster's time zone changed them. Sent as exact values, they come out as the file API's."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    if isinstance(dtype, T.TimestampType):  # an instant: written in UTC, as pyarrow reads one
+        return F.unix_micros(F.col(column)).alias(f"_t_{column}")
+    if isinstance(dtype, T.TimestampNTZType):
+        return F.col(column).cast("string").alias(f"_n_{column}")
+    if isinstance(dtype, T.DecimalType):
+        return F.col(column).cast("string").alias(f"_d_{column}")
+    return F.col(column).alias(f"_x_{column}")
+
+
+def _unpacked_value(kind: str, value: Any) -> Any:
+    import datetime
+    import decimal
+
+    if value is None or kind == "x":
+        return value
+    if kind == "t":
+        return datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc) + datetime.timedelta(microseconds=value)
+    if kind == "n":
+        return datetime.datetime.fromisoformat(value)
+    return decimal.Decimal(value)
+
+
 def _unpack(doc: str, patient_col: str | None) -> dict:
-    """The ``doc`` JSON that :func:`document_rows` packed, as a domainfm document record."""
-    packed = json.loads(doc)
-    columns = {(key[3:] if key.startswith("_x_") else key[1:]): value for key, value in packed.items()}
-    return record_from_columns(columns, patient_col)
+    """The ``doc`` JSON that :func:`document_rows` packed, as a domainfm document record. The
+    table's other columns go to ``meta`` by their own names, even one named ``id`` or ``text``
+    beside ``id_col`` and ``text_col`` (it replaced the note's id or text)."""
+    fields, extra = {}, {}
+    for key, value in json.loads(doc).items():
+        if key[1] in "xtnd" and key[2:3] == "_":  # _x_NAME ...: no document field starts so
+            extra[key[3:]] = _unpacked_value(key[1], value)
+        else:
+            fields[key[1:]] = value
+    return record_from_columns(fields, patient_col, extra)
 
 
 def _partition_fn(process: Callable[[Iterator[dict]], Iterator[dict]]):
