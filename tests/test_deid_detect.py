@@ -1065,3 +1065,11 @@ def test_twenty_eighth_session_shapes(clinical, text, phi, kind):
 ])
 def test_twenty_eighth_session_shapes_stay_silent(clinical, text):
     assert clinical.detect_text(text) == []
+
+
+def test_a_name_that_is_a_word_is_found_again_only_where_capitalised_in_a_mixed_note(clinical):
+    # "Frank aware" made a name of "frank blood", and "Rose called" of "BP rose"
+    text = "frank blood per rectum. BP rose to 150s. Frank aware. Rose called."
+    assert sorted(text[d.start:d.end] for d in clinical.detect_text(text)) == ["Frank", "Rose"]
+    caps = "FRANK AWARE. FRANK TO CALL BACK."  # one case: every mention is the name
+    assert [caps[d.start:d.end] for d in clinical.detect_text(caps)] == ["FRANK", "FRANK"]

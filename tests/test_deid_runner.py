@@ -354,6 +354,25 @@ def test_an_initial_before_a_recurring_name_goes_with_it(later, expected):
     assert [later[d.start:d.end] for d in remember(doc, [])] == expected
 
 
+@pytest.mark.parametrize("later, expected", [
+    ("Plan: Amelia to return.", ["Amelia"]),  # a listed name that is also a word (a medical term)
+    ("AMELIA CALLED.", ["AMELIA"]),
+    ("Amelia of the hands noted; amelia excluded.", ["Amelia"]),  # the word, in lower case, stays
+])
+def test_a_listed_name_that_is_also_a_word_propagates_where_it_is_capitalised(later, expected):
+    """"Amelia Quillfeather" found in a patient's first note left "Amelia" in clear in the next:
+    an English word was never propagated (so "Will" would not make every "will" PHI)."""
+    from domainfm.corpus.document import Document
+    from domainfm.deid.detection import Detection
+    from domainfm.deid.propagate import NamePropagator
+
+    remember = NamePropagator()
+    first = Document("a0", "Pt Amelia Quillfeather seen.", meta={"patient_id": "PZ"})
+    remember(first, [Detection(3, 22, "PATIENT", 0.85, "t")])
+    doc = Document("a1", later, meta={"patient_id": "PZ"})
+    assert [later[d.start:d.end] for d in remember(doc, [])] == expected
+
+
 def test_detections_by_label_are_ordered_by_count_then_name(tmp_path):
     """One process listed tied labels in the order it met them, Spark and Ray by name."""
     src = tmp_path / "n.jsonl"

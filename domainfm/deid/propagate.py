@@ -4,8 +4,10 @@ Recognizers need context ("Dr.", "daughter", a capitalised first name) to call a
 so the same surname written bare later in the note ("Vandersloot stable.") or in the patient's
 next note slips through. Once a name token has been detected, every other whole-word
 occurrence in the same document and in later documents of the same patient is flagged too.
-Tokens that are English words, clinical vocabulary or too short are not propagated: "Will" or
-"May" found as a name once must not turn every "will" into PHI.
+Tokens that are stop words, clinical vocabulary or too short are not propagated: "Will" or
+"May" found as a name once must not turn every "will" into PHI. A listed first name or surname
+that is also an English word ("Amelia", a medical term; "Frank", "Rose") propagates only where it
+is capitalised: "Plan: Amelia to return." in the next note, never "frank blood" or "BP rose".
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ class NamePropagator:
 
     def __init__(self, max_scopes: int | None = None):
         self.max_scopes = max_scopes
-        self._memory: OrderedDict[str, dict[str, str]] = OrderedDict()
+        self._memory: OrderedDict[str, dict[str, tuple[str, bool]]] = OrderedDict()  # label, capitalised only
 
     def __call__(self, doc: Document, detections: list[Detection]) -> list[Detection]:
         from domainfm.deid.surrogates import scope_for
@@ -48,8 +50,8 @@ class NamePropagator:
         for det in detections:
             if det.label in NAME_LABELS:
                 for token in _TOKEN.findall(doc.text[det.start:det.end]):
-                    if _propagatable(token):
-                        known.setdefault(token.casefold(), det.label)
+                    if (how := _propagatable(token)) is not None:
+                        known.setdefault(token.casefold(), (det.label, how == "capitalised"))
         if not known:
             return detections
         self._memory[scope] = known
@@ -58,8 +60,9 @@ class NamePropagator:
         covered = [(d.start, d.end) for d in detections]
         extra = []
         for match in _TOKEN.finditer(doc.text):
-            label = known.get(match.group().casefold())
-            if label is None or any(s <= match.start() and match.end() <= e for s, e in covered):
+            label, capitalised_only = known.get(match.group().casefold(), (None, False))
+            if label is None or (capitalised_only and not match.group()[:1].isupper()) \
+                    or any(s <= match.start() and match.end() <= e for s, e in covered):
                 continue
             initial = _INITIAL_BEFORE.search(doc.text, max(0, match.start() - 3), match.start())
             start = initial.start() if initial else match.start()
@@ -74,8 +77,15 @@ def propagate_names(pairs: Iterable[tuple[Document, list[Detection]]]) -> Iterat
         yield doc, propagator(doc, list(detections))
 
 
-def _propagatable(token: str) -> bool:
-    from domainfm.deid.recognizers.vocab import is_english, stop_words
+def _propagatable(token: str) -> str | None:
+    """How a detected name token propagates: ``"any"`` case, ``"capitalised"`` occurrences only (a
+    listed name that is also an English word), or ``None`` (too short, a stop word or clinical
+    vocabulary, or an English word no name list holds)."""
+    from domainfm.deid.recognizers.vocab import all_names, is_english, stop_words
 
     low = token.casefold()
-    return len(low) >= 3 and low not in stop_words() and not is_english(low)
+    if len(low) < 3 or low in stop_words():
+        return None
+    if not is_english(low):
+        return "any"
+    return "capitalised" if low in all_names() else None

@@ -978,7 +978,10 @@ class NameRecognizer(TokenRecognizer):
                         strong_words.add(low)
         if strong_words:
             for t in range(w.n):
-                if w.lower[t] in strong_words:
+                low = w.lower[t]
+                # in a mixed-case note an English word is a name only where it is capitalised, as
+                # the name was: "Frank aware" makes no name of "frank blood", nor "Rose" of "BP rose"
+                if low in strong_words and (not shape.mixed or w.text[t][:1].isupper() or not vocab.is_english(low)):
                     out.append(result("NAME", doc[t].idx, doc[t].idx + len(doc[t].text), 0.6,
                                       f"{self.name}:same_note"))
         return out
