@@ -127,6 +127,11 @@ def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
+def _is_id(value: Any) -> bool:
+    """Is ``value`` a Label Studio id (an integer, or a string)?"""
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
+
+
 def _annotation_ids(doc: Document) -> set:
     return set(_ls_meta(doc).get("annotation_ids") or ())
 
@@ -160,6 +165,10 @@ class Backend:
         self.lock = threading.RLock()  # the state below; never held while a model trains or predicts
         self._idle = threading.Condition(self.lock)
         self._train_lock = threading.Lock()  # one training at a time
+        # one prediction at a time: a model's tagger flips its tokenizer between the chunker's
+        # settings and the encoder's (truncation, padding) on every call, so two requests using it
+        # at once failed or read each other's settings
+        self._predict_lock = threading.Lock()
         self._train_wanted = False
         self._trainer: threading.Thread | None = None
         self.model = None
@@ -247,11 +256,12 @@ class Backend:
         with self._train_lock:
             with self.lock:
                 docs = self.training_docs()
-                tagger = getattr(self.model, "tagger", None)  # the encoder, loaded once
             if not docs:
                 return {"trained": False, "reason": "no annotated document with spans yet"}
             t0 = time.perf_counter()
-            model = train_span_model(docs, self.config, tagger=tagger)
+            # a tagger of its own (the encoder loaded again): the served model's tagger answers
+            # /predict meanwhile, and its tokenizer cannot serve two threads at once
+            model = train_span_model(docs, self.config)
             with self.lock:
                 self.model = model
                 self.version += 1
@@ -339,7 +349,8 @@ class Backend:
             model, version, seeds = self.model, self.model_version, list(self.seeds)
         if model is None:
             return [{"result": [], "score": 0.0, "model_version": version} for _ in tasks]
-        out = predict_spans(model, docs, self.config, seeds=seeds)
+        with self._predict_lock:
+            out = predict_spans(model, docs, self.config, seeds=seeds)
         by_slot = {d.id: (spans, u) for d, spans, u in zip(out.docs, out.spans, out.uncertainty)}
         allowed = set(where.labels)
         results, outside = [], 0
@@ -368,10 +379,14 @@ class Backend:
         with self.lock:
             model, seeds = self.model, list(self.seeds)
             done = set(self.annotated) | {d.id for d in seeds}
-            todo = [d for d in self.pool if d.id not in done]
+            # a task without data.doc_id is stored as ls-<project>-<task>: its text says which
+            # pool document it was
+            annotated_texts = {_digest(d.text) for d in self.annotated.values()}
+            todo = [d for d in self.pool if d.id not in done and _digest(d.text) not in annotated_texts]
         if model is None or not todo:
             return [{"doc_id": d.id, "rank": i + 1} for i, d in enumerate(todo)]
-        out = predict_spans(model, todo, self.config, seeds=seeds)
+        with self._predict_lock:
+            out = predict_spans(model, todo, self.config, seeds=seeds)
         order = sorted(zip(out.docs, out.ranks, out.uncertainty), key=lambda x: x[1])
         return [{"doc_id": d.id, "rank": r, "uncertainty": round(u, 4)} for d, r, u in order]
 
@@ -462,9 +477,11 @@ class Backend:
             raise RecordError(f"{which}the task's 'annotations' must be a list of annotation objects")
         if not self.check_text(task["data"][key]):
             raise self._refuse(f"{which}annotated task's text is not in the de-identified pool of this project")
-        ids = {a["id"] for a in annotations if isinstance(a.get("id"), (int, str)) and not isinstance(a["id"], bool)}
         if annotations and all(a.get("was_cancelled") for a in annotations):
-            return ids
+            return {a["id"] for a in annotations if _is_id(a.get("id"))}
+        # the document is made of the submitted annotations only (the importer leaves skips out),
+        # so only theirs name it: deleting or re-skipping a skip must not withdraw the task
+        ids = {a["id"] for a in annotations if _is_id(a.get("id")) and not a.get("was_cancelled")}
         try:
             doc = task_to_document({**task, "annotations": annotations}, LabelStudioOptions(text_key=key))
         except RecordError as exc:  # the importer names the record id, which may be an identifier
@@ -553,7 +570,10 @@ def make_handler(backend: Backend):
             self.wfile.write(data)
 
         def _body(self) -> dict:
-            n = int(self.headers.get("Content-Length") or 0)
+            try:
+                n = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                raise RecordError("Content-Length must be a whole number of bytes") from None
             if n < 0:  # read(-1) would wait for the client to close the connection
                 raise RecordError("Content-Length must not be negative")
             if n > MAX_BODY_BYTES:  # checked before reading: the header alone must not allocate gigabytes
@@ -634,7 +654,7 @@ def make_handler(backend: Backend):
                 self._send(413, {"error": str(exc)})
             except PermissionError as exc:
                 self._send(403, {"error": str(exc)})
-            except (DomainFMError, ValueError) as exc:
+            except DomainFMError as exc:  # the caller's mistake; any other ValueError is a bug (500)
                 self._send(400, {"error": str(exc)})
             except Exception as exc:  # noqa: BLE001 - answer the request instead of dropping it
                 self._internal_error(route, exc)
