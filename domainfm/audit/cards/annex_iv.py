@@ -107,7 +107,24 @@ def _design(ev: Evidence) -> Filled:
     train = cfg.get("train") or {}
     if not train:
         return Filled.missing("design choices", "the fine-tuning config was not found beside the model")
-    text = (f"Fine-tuning minimises cross-entropy on the labelled documents ({train.get('epochs')} epochs, "
+    # what the run did (metrics.json), not only what was asked: max_steps overrides epochs, and
+    # the checkpoint kept is the best by train.metric (the task's default when unset) whenever
+    # fine-tuning evaluated during training
+    done = ev.finetune_metrics if isinstance(ev.finetune_metrics, dict) else {}
+    run = done.get("train") if isinstance(done.get("train"), dict) else {}
+    if run.get("steps") is not None:
+        length = f"{run['steps']} steps ({run.get('epochs')} epochs)"
+    else:
+        cap = f", at most {train['max_steps']} steps" if train.get("max_steps") else ""
+        length = f"{train.get('epochs')} epochs{cap}"
+    metric = done.get("metric") or train.get("metric") or "the task's default metric"
+    if "best_step" in done and done["best_step"] is None:
+        choice = "the last step (no evaluation during training chose another)"
+    else:
+        step = f" (step {done['best_step']})" if done.get("best_step") is not None else ""
+        choice = f"the best {metric} on fine-tuning's evaluation documents{step}"
+    text = (f"Fine-tuning minimises cross-entropy on the labelled documents ({length}, "
             f"learning rate {train.get('lr')}, batch size {train.get('batch_size')}, seed {train.get('seed')}, "
-            f"class weights {train.get('class_weights')}); checkpoint chosen by {train.get('metric') or 'the last step'}.")
-    return Filled(text, "config", ["model_manifest", "finetune_config"])
+            f"class weights {train.get('class_weights')}); checkpoint chosen by {choice}.")
+    return Filled(text, "config", [r for r in ("model_manifest", "finetune_config", "finetune_metrics")
+                                   if r in ev.sources])

@@ -527,8 +527,12 @@ class Evidence:
         yield self._m("safety", "expected calibration error", (*cal, "overall", "ece"), "ECE (top-class, equal-width bins)",
                       n=lookup(self.report, (*cal, "overall", "n")))
         yield self._m("safety", "maximum calibration error", (*cal, "overall", "mce"), "MCE")
-        yield self._m("safety", "ECE after temperature scaling (held-out part)", (*cal, "temperature", "after", "ece"),
-                      "ECE", n=lookup(self.report, (*cal, "temperature", "n_test")))
+        # before and after on the same documents (those not used to fit the temperature): the
+        # overall ECE above covers every document and is not what scaling changed
+        n_test = lookup(self.report, (*cal, "temperature", "n_test"))
+        for when in ("before", "after"):
+            yield self._m("safety", f"ECE {when} temperature scaling (held-out part)",
+                          (*cal, "temperature", when, "ece"), "ECE", n=n_test)
         for name in (self.report.get("robustness") or {}):
             rob = ("robustness", name)
             what = {"gender": "gendered words", "names": "first names", "race": "race descriptors"}.get(name, name)
@@ -567,5 +571,8 @@ class Evidence:
             att = ("membership", "attacks", strongest)
             yield self._m("safety", f"membership-inference AUC ({strongest} attack){of}", (*att, "auc"), "AUC",
                           ci_path=(*att, "auc_ci"), source="privacy_audit")
-        yield self._m("safety", f"identifiers regurgitated beyond chance{of}", ("regurgitation", "beyond_chance"),
-                      "count", source="privacy_audit")
+        scored = lookup(p, ("regurgitation", "scored"))
+        if isinstance(scored, int) and not isinstance(scored, bool) and scored > 0:
+            # with no probe scored, beyond_chance is 0 of 0: the audit's gate calls it not measured
+            yield self._m("safety", f"identifiers regurgitated beyond chance{of}", ("regurgitation", "beyond_chance"),
+                          "count", n=scored, source="privacy_audit")

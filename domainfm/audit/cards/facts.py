@@ -5,6 +5,7 @@ only arrange these."""
 
 from __future__ import annotations
 
+from pathlib import Path
 
 from domainfm.audit.cards.config import DeployerFields
 from domainfm.audit.cards.evidence import Evidence, Filled, Metric, fmt, lookup
@@ -60,7 +61,8 @@ def model_type(ev: Evidence) -> Filled:
               f"{', '.join(lora.get('target_modules') or [])})" if method == "lora" and lora else f"{method} fine-tuning")
     return Filled(f"Transformer text model for {task_phrase(ev)}, fine-tuned from {info.get('base_model', {}).get('name')} "
                   f"with {detail}; inputs truncated or split at {info.get('max_length')} tokens.",
-                  "config", [s for s in ("task_info", "finetune_config") if s in ev.sources])
+                  # the LoRA settings are read from the model manifest's config (finetune.yaml is its copy)
+                  "config", [s for s in ("task_info", "model_manifest", "finetune_config") if s in ev.sources])
 
 
 def foundation_models(ev: Evidence) -> Filled | None:
@@ -74,9 +76,22 @@ def foundation_models(ev: Evidence) -> Filled | None:
         cfg = pre.get("config") or {}
         steps = pre.get("steps") or lookup(cfg, ("train", "max_steps"))
         text += (f" That model is a domain-adaptive pretraining (domainfm pretrain) of {lookup(cfg, ('model', 'name'))}"
-                 f" for {steps} steps on {len(pre.get('inputs') or [])} de-identified input file(s).")
+                 f" for {steps} steps on {_pretrain_inputs(pre)}.")
         sources.append("pretrain_manifest")
     return Filled(text, "evidence" if pre else "config", sources)
+
+
+def _pretrain_inputs(pre: dict) -> str:
+    """The pretraining inputs as its privacy gate recorded them: de-identified only where the gate
+    traced every one to domainfm deid (allow_identified_data lets others through)."""
+    n = len(pre.get("inputs") or [])
+    checked = lookup(pre, ("privacy_gate", "inputs"))
+    if not isinstance(checked, list) or len(checked) != n:  # no gate recorded: claim nothing
+        return f"{n} input file(s)"
+    unverified = sum(1 for c in checked if not (isinstance(c, dict) and c.get("deidentified") is True))
+    if not unverified:
+        return f"{n} de-identified input file(s)"
+    return f"{n} input file(s), {unverified} of them not traced to domainfm deid (allow_identified_data)"
 
 
 def io_types(ev: Evidence) -> Filled:
@@ -152,8 +167,17 @@ def preparation(ev: Evidence) -> Filled:
     cfg = ev.finetune_config or {}
     if cfg:
         label_field = lookup(cfg, ("data", "label_field")) or ev.report["model"].get("label_field")
-        parts.append(f"Labels from '{label_field}'; held-out split: eval_fraction "
-                     f"{lookup(cfg, ('data', 'eval_fraction'))}, split key {lookup(cfg, ('data', 'split_key'))}.")
+        recorded = lookup(ev.finetune_metrics or {}, ("data",)) or {}
+        if isinstance(recorded, dict) and isinstance(recorded.get("eval_source"), str):
+            # what fine-tuning did: the key 'auto' resolved to, or a separate evaluation file (then
+            # eval_fraction was never used, and the file may be the training data: "a fit measure")
+            key = recorded.get("split_key")
+            split = f"fine-tuning's evaluation documents: {recorded['eval_source']}{f', split key {key}' if key else ''}"
+            sources.append("finetune_metrics")
+        else:
+            split = (f"held-out split: eval_fraction {lookup(cfg, ('data', 'eval_fraction'))}, split key "
+                     f"{lookup(cfg, ('data', 'split_key'))}")
+        parts.append(f"Labels from '{label_field}'; {split}.")
         sources.append("model_manifest")
     deid = [m for m in ev.metrics() if m.source == "deid_eval"]
     if deid:
@@ -299,8 +323,9 @@ def versions(ev: Evidence) -> Filled:
 def release_version(ev: Evidence, deployer: DeployerFields) -> Filled:
     fallback = None
     sha = (ev.sources.get("model_manifest") or ev.sources.get("task_info"))
-    if sha is not None:
-        fallback = Filled(f"model manifest sha256 {sha.sha256[:16]}", "evidence", [sha.role])
+    if sha is not None:  # a folder without manifest.json is fingerprinted by its domainfm_task.json
+        what = "model manifest" if sha.role == "model_manifest" else Path(sha.path).name
+        fallback = Filled(f"{what} sha256 {sha.sha256[:16]}", "evidence", [sha.role])
     return pick(deployer, "release_version", "release version", fallback)
 
 
