@@ -590,15 +590,15 @@ class NameRecognizer(TokenRecognizer):
         if not shape.mixed:
             return out
         for i in range(w.n - 1):
-            if not self._unknown_capitalised(w, i):
-                continue
             nxt = w.lower[i + 1]
             after = w.lower[i + 2] if i + 2 < w.n else ""
             person = nxt in self._PERSON_AFTER or nxt in vocab.EXPERIENCER_VERBS
             # where only a person fits, a clause may start with the name too
             surely = (nxt == "at" and after in ("bedside", "bs")) or (nxt == "," and after == "who")
             with_patient = i > 1 and w.lower[i - 1] == "and" and w.lower[i - 2] in ("pt", "patient", "pt.")
-            if (person and i > 0 and not _opens_clause(w.text[i - 1])) or surely or with_patient:
+            # the cue first: the word test (a spelling check) is the costly part
+            if ((person and i > 0 and not _opens_clause(w.text[i - 1])) or surely or with_patient) \
+                    and self._unknown_capitalised(w, i):
                 out.append((i, i, "NAME", 0.6))
         return out
 
