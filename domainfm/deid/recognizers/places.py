@@ -179,8 +179,8 @@ class PlaceRecognizer(TokenRecognizer):
                     continue
                 # "c/o to X": call out to a ward (spaCy splits "c/o" into three tokens)
                 call_out = low == "to" and "".join(w.lower[max(0, i - 3):i]).endswith("c/o")
-                verb = any(vocab.place_verb(w.lower[k]) for k in range(max(0, i - window), i)) \
-                    or self._orientation(w, i)
+                oriented = self._orientation(w, i)
+                verb = any(vocab.place_verb(w.lower[k]) for k in range(max(0, i - window), i)) or oriented
                 # "CABG at Quintara", "moved here from Kavelstan": no verb of movement, but in a
                 # mixed-case note an unknown capitalised word right after at/in/from
                 bare = not (suffix_town or call_out or verb) and shape.mixed and low in ("at", "in", "from") \
@@ -201,6 +201,8 @@ class PlaceRecognizer(TokenRecognizer):
                                                for t in range(max(0, i - 6), i))
                 if home and (worded := self._place_with_words(w, j, shape)) is not None:
                     last = max(worded, last if last is not None else worded)
+                if oriented and last is not None and last + 1 < w.n and w.lower[last + 1] in ("'s", "’s"):
+                    continue  # "believes he is at mabry quellwood's house": a person's, not a place's name
                 if last is not None:
                     out.append(result("LOCATION", doc[j].idx, doc[last].idx + len(doc[last].text),
                                       0.45 if bare else 0.55, f"{self.name}:after_{low}" + ("_bare" if bare else "")))
