@@ -3,7 +3,6 @@ retraining, which annotations name a stored task, the annotation order, and what
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 import time
@@ -15,9 +14,11 @@ import pytest
 
 from domainfm.corpus.document import Document, Span
 from domainfm.corpus.io import write_documents
-from domainfm.label.serve import Backend, serve
+from domainfm.label.serve import Backend
 from domainfm.label.span_config import SpanLabelConfig
 from domainfm.manifest import write_manifest
+
+from test_label_serve import _served
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -42,17 +43,6 @@ def _marked(text: str, *words: str) -> list[dict]:
     return [{"id": f"r{k}", "type": "labels", "from_name": "label", "to_name": "text",
              "value": {"start": text.index(w), "end": text.index(w) + len(w), "text": w, "labels": ["DISEASE"]}}
             for k, w in enumerate(words)]
-
-
-@contextlib.contextmanager
-def _served(backend: Backend):
-    server = serve(backend, port=0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _post(url: str, body: dict) -> tuple[int, dict]:
