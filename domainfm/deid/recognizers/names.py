@@ -18,7 +18,7 @@ from spacy.lang.en.stop_words import STOP_WORDS as _SPACY_STOP
 
 from domainfm.deid.recognizers import vocab
 from domainfm.deid.recognizers.base import DocShape, TokenRecognizer, result
-from domainfm.deid.recognizers.words import Words, function_words, namey
+from domainfm.deid.recognizers.words import Words, function_words, namey, unknown_capitalised
 
 _INITIAL = re.compile(r"[A-Z]\.?")
 _DOTTED_INITIALS = re.compile(r"(?:[A-Z]\.){2,3}")  # "Z.Q." signing a note
@@ -603,13 +603,10 @@ class NameRecognizer(TokenRecognizer):
         return out
 
     def _unknown_capitalised(self, w: Words, k: int) -> bool:
-        """Token k is a capitalised word no list knows: 4+ letters, not English nor one typo
-        from it, no clinical word, no drug of the drug dictionary ("Quorvane", not "Foley"'s
-        kin "Levophed")."""
-        word, low = w.text[k], w.lower[k]
-        return len(word) >= 4 and word[0].isupper() and word[1:].islower() and namey(word) \
-            and low not in self.stop and low not in self.function_words and not vocab.explained(low) \
-            and low not in vocab.drug_names() and not vocab.is_role_noun(low)
+        """:func:`unknown_capitalised`, and no drug of the drug dictionary nor a role ("Quorvane",
+        not "Levophed" or "Cardiologist")."""
+        return unknown_capitalised(w, k, self.stop, self.function_words) \
+            and w.lower[k] not in vocab.drug_names() and not vocab.is_role_noun(w.lower[k])
 
     def _from_service(self, w: Words, shape: DocShape) -> list[tuple[int, int, str, float]]:
         """Staff introduced by their service: "vorlanda quispet from speech therapy in to eval",

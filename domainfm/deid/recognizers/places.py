@@ -14,7 +14,7 @@ from spacy.lang.en.stop_words import STOP_WORDS as _SPACY_STOP
 
 from domainfm.deid.recognizers import vocab
 from domainfm.deid.recognizers.base import DocShape, TokenRecognizer, result
-from domainfm.deid.recognizers.words import Words, function_words, namey
+from domainfm.deid.recognizers.words import Words, function_words, namey, unknown_capitalised
 
 _GLUED_WARD = re.compile(r"([A-Za-z]{4,})\d{1,2}")
 _HOSPITAL_ACRONYM = re.compile(r"(?i:[A-Z]{1,4}(?:H|MC|HC))")
@@ -263,13 +263,7 @@ class PlaceRecognizer(TokenRecognizer):
         return last if last is not None and unknown and ends else None
 
     def _unknown_capitalised(self, w: Words, k: int) -> bool:
-        """Token k is a capitalised word no list knows: not English, not one typo from it, no
-        clinical word or drug ("Quintara", not "Lasix", "Afib" or "Mornig")."""
-        if k >= w.n:
-            return False
-        word, low = w.text[k], w.lower[k]
-        return len(word) >= 4 and word[0].isupper() and word[1:].islower() and namey(word) \
-            and low not in self.stop and low not in self.function_words and not vocab.explained(low)
+        return unknown_capitalised(w, k, self.stop, self.function_words)
 
     # kinds of facility written for the facility's name ("from OSH (Brackmoor)", "to SNF (Quorby Manor)")
     facility_kinds = frozenset("osh snf ltac ltach ltc rehab nh facility hospital".split())

@@ -46,3 +46,13 @@ def function_words() -> frozenset[str]:
 
     return frozenset(STOP_WORDS) | vocab.CLINICAL_VOCAB | vocab.MONTH_WORDS
 
+
+def unknown_capitalised(w: Words, k: int, stop: frozenset[str], function: frozenset[str]) -> bool:
+    """Token k is a capitalised word no list knows: 4+ letters in title case, no stop or function
+    word, not English nor one typo from it, no clinical word ("Quintara", not "Lasix", "Afib" or
+    "Mornig"). Shared by the name and place rules, which add their own vetoes."""
+    if k >= w.n:
+        return False
+    word, low = w.text[k], w.lower[k]
+    return len(word) >= 4 and word[0].isupper() and word[1:].islower() and namey(word) \
+        and low not in stop and low not in function and not vocab.explained(low)
