@@ -376,3 +376,28 @@ def test_document_exports_carry_label_confidence_and_rank_exactly(tmp_path):
         s = by_id[r["id"]]
         assert (r["label"], float(r["confidence"])) == (s.label, round(s.confidence, 4))
         assert r["alternatives"] == "|".join(f"{a['label']}:{a['score']:.4f}" for a in s.alternatives)
+
+
+def test_seed_features_are_not_reused_for_other_texts_of_the_same_ids_and_lengths(tiny_model_dir, monkeypatch):
+    """The seeds' features were cached by their ids and text lengths: a served project's task
+    edited in place (same id, same length, other words) trained on the old words' features."""
+    from domainfm.label import spans
+    from domainfm.label.span_tagger import SpanTagger
+    from test_label_spans import _pattern_docs
+
+    featurized = []
+    original = SpanTagger.featurize
+
+    def spy(self, docs, *args, **kwargs):
+        featurized.append([d.text for d in docs])
+        return original(self, docs, *args, **kwargs)
+
+    monkeypatch.setattr(SpanTagger, "featurize", spy)
+    spans._FEATURE_CACHE.clear()
+    cfg = SpanLabelConfig(encoder=str(tiny_model_dir), max_tokens=32, overlap=4, calibration_folds=0,
+                          span_heads=False, deid_prior="off")
+    seeds = _pattern_docs(4)
+    spans.train_span_model(seeds, cfg)
+    edited = [Document(d.id, d.text.upper(), spans=list(d.spans)) for d in seeds]  # same ids and lengths
+    spans.train_span_model(edited, cfg)
+    assert featurized[-1] == [d.text for d in edited]

@@ -56,6 +56,7 @@ How it works (and why):
 from __future__ import annotations
 
 import bisect
+import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Collection, Sequence
@@ -332,8 +333,10 @@ def train_span_model(seeds: Sequence[Document], cfg: SpanLabelConfig | None = No
     label_index = {lab: i for i, lab in enumerate(labels)}
     stage = on_stage or (lambda s: None)
     stage("encoding seeds")
+    # the texts themselves, hashed: two trainings whose seeds share ids and lengths but not words
+    # (a served project's task edited in place) must not reuse the other's features
     key = (cfg.encoder, tagger.frozen, tagger.probe_layers, cfg.max_tokens, tuple(d.id for d in seeds),
-           tuple(len(d.text) for d in seeds))
+           hashlib.sha256("\x00".join(d.text for d in seeds).encode("utf-8", "surrogatepass")).hexdigest())
     if key not in _FEATURE_CACHE:
         _FEATURE_CACHE.clear()
         _FEATURE_CACHE[key] = tagger.featurize(seeds)
