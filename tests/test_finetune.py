@@ -690,6 +690,24 @@ def test_prepare_steps_reconcile(tmp_path):
         run_prepare(PrepareStep(format="cvs", src=str(src), out=str(tmp_path / "x.jsonl")))
 
 
+def test_a_prepared_file_is_made_again_when_its_source_changed(tmp_path):
+    """The step was skipped whenever its output existed: an edited source (a corrected label) was
+    never read again, and fine-tuning trained on the old file."""
+    from domainfm.finetune import PrepareStep, run_prepare
+
+    src = tmp_path / "notes.csv"
+    src.write_text("text,label\nHeadache for two days.,neuro\nStone in the ureter.,uro\n", encoding="utf-8")
+    step = PrepareStep(format="csv", src=str(src), out=str(tmp_path / "out.jsonl"), options={"label_col": "label"})
+    assert run_prepare(step)["written"] == 2
+    assert run_prepare(step) is None  # the same source: kept
+    src.write_text("text,label\nHeadache for two days.,neuro\nStone in the ureter.,neuro\n", encoding="utf-8")
+    assert run_prepare(step)["written"] == 2
+    assert [d.label for d in read_documents(tmp_path / "out.jsonl")] == ["neuro", "neuro"]
+    own = tmp_path / "own.jsonl"  # a file the user made (no import manifest) is theirs: kept
+    own.write_text('{"id": "a", "text": "x", "label": "neuro"}\n', encoding="utf-8")
+    assert run_prepare(PrepareStep(format="csv", src=str(src), out=str(own))) is None
+
+
 def test_new_modules_of_a_base_without_them_are_saved_with_the_adapter():
     """A DAPT masked-LM output has no pooler: it is initialised fresh, so under LoRA it must be
     trained and saved with the adapter, or a reloaded model predicts differently."""
