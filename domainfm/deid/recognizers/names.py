@@ -585,7 +585,7 @@ class NameRecognizer(TokenRecognizer):
         """In a mixed-case note, a capitalised word no list knows inside a sentence (not where
         any word is capitalised) with a person's verb or place after it ("... and Quorvane
         agreed", "Quorvane at bedside", "w Orvelle, who agrees") or with the patient before it
-        ("Pt and Cassiel discussed"). Capitals mid-sentence are the note's own mark of a name."""
+        ("Pt and Quorvane discussed"). Capitals mid-sentence are the note's own mark of a name."""
         out = []
         if not shape.mixed:
             return out
