@@ -304,6 +304,24 @@ def test_a_seed_in_the_span_pool_is_neither_suggested_nor_ranked(tiny_model_dir)
     assert [(d.id, reason.split(" (")[0]) for d, reason in result.rejected] == [("d0", "already labelled")]
 
 
+def test_a_pool_document_with_a_seeds_id_and_another_text_is_an_id_collision(tiny_model_dir):
+    """The document path refused it; the span path suggested for it, and its export and a later
+    import would have merged two documents under one id."""
+    from domainfm.label.spans import suggest_spans
+    from test_label_spans import _pattern_docs
+
+    seeds = _pattern_docs(6)
+    other = Document(seeds[1].id, seeds[1].text + " More text.")
+    pool = [Document(d.id, d.text) for d in _pattern_docs(2, offset=20)] + [other]
+    cfg = SpanLabelConfig(encoder=str(tiny_model_dir), max_tokens=32, overlap=4, calibration_folds=0,
+                          span_heads=False, deid_prior="off")
+    result = suggest_spans(seeds, pool, cfg)
+    assert [d.id for d in result.docs] == ["d20", "d21"]
+    assert [reason.split(" (")[0] for _, reason in result.rejected] == ["id collision with a seed"]
+    assert "seed 2 has this id" in result.rejected[0][1] and seeds[1].id not in result.rejected[0][1]
+    assert result.summary["id_collisions"] == 1
+
+
 # ------------------------------------------------------------------ exports and round trips
 
 SPAN_DOCS = [

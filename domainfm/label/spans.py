@@ -522,14 +522,26 @@ def suggest_spans(seeds: Sequence[Document], pool: Sequence[Document], cfg: Span
     pool = [checked_document(d, "pool") for d in document_stream(pool, "pool")]
     # a seed in the pool is annotated already: suggesting it spans and a place in the annotation
     # queue would send the annotator back to it (document labels and `label serve` leave it out too)
+    # a seed's id with another text is two documents under one id: the suggestion, its export and
+    # a later import would merge them (the document path refuses it the same way). Reasons name
+    # the seed's position, never an id: ids can be record numbers.
+    position = {}
+    for k, d in enumerate(seeds, start=1):
+        position.setdefault(d.id, k)
     labelled = {(d.id, d.text) for d in seeds}
-    done = [(d, "already labelled (the same id and text as a seed; left out of the pool)")
-            for d in pool if (d.id, d.text) in labelled]
+    done, collisions, kept = [], [], []
+    for d in pool:
+        if (d.id, d.text) in labelled:
+            done.append((d, "already labelled (the same id and text as a seed; left out of the pool)"))
+        elif d.id in position:
+            collisions.append((d, f"id collision with a seed (seed {position[d.id]} has this id and another "
+                                  "text; give each document an id of its own)"))
+        else:
+            kept.append(d)
     model = train_span_model(seeds, cfg, on_stage=on_stage)
-    result = predict_spans(model, [d for d in pool if (d.id, d.text) not in labelled], cfg, seeds=seeds,
-                           on_stage=on_stage)
-    result.rejected = done + result.rejected
-    result.summary.update(pool_documents=len(pool), already_labelled=len(done))
+    result = predict_spans(model, kept, cfg, seeds=seeds, on_stage=on_stage)
+    result.rejected = done + collisions + result.rejected
+    result.summary.update(pool_documents=len(pool), already_labelled=len(done), id_collisions=len(collisions))
     return result
 
 
