@@ -30,7 +30,8 @@ class PatternSpec:
         regex: the pattern; ``group`` selects the reported part (e.g. the number after "MRN").
         label: canonical label.
         score: confidence when it matches.
-        group: regex group reported as the span.
+        group: regex group reported as the span; a tuple reports each group as a span of its own
+            (the two years of "1980-2005", each shifted alone), from one pass of the regex.
         validate: name of a hook in :data:`VALIDATORS` that may drop or rescore a match.
         veto_before: lower-case words that, as the word just before the match, drop it
             ("BP 120/80" is not a date).
@@ -43,7 +44,7 @@ class PatternSpec:
     regex: str
     label: str
     score: float
-    group: int | str = 0
+    group: int | str | tuple[int | str, ...] = 0
     validate: str | None = None
     veto_before: frozenset[str] = frozenset()
     keep_before: str | None = None
@@ -109,20 +110,22 @@ class RegexRecognizer(EntityRecognizer):
         out = []
         for spec, pattern in self._compiled:
             hook = VALIDATORS[spec.validate] if spec.validate else None
+            groups = spec.group if isinstance(spec.group, tuple) else (spec.group,)
             for match in pattern.finditer(text):
-                start, end = match.span(spec.group)
-                if start < 0 or start == end:
-                    continue
                 if spec.veto_before and word_before(text, match.start()) in spec.veto_before and not (
                         spec.name in self._keep
                         and self._keep[spec.name].search(text[max(0, match.start() - 24):match.start()])):
                     continue
-                score = spec.score
-                if hook is not None:
-                    score = hook(text, match, start, end, score)
-                    if score is None:
+                for group in groups:
+                    start, end = match.span(group)
+                    if start < 0 or start == end:
                         continue
-                out.append(result(spec.label, start, end, score, f"{self.name}:{spec.name}"))
+                    score = spec.score
+                    if hook is not None:
+                        score = hook(text, match, start, end, score)
+                        if score is None:
+                            continue
+                    out.append(result(spec.label, start, end, score, f"{self.name}:{spec.name}"))
         return out
 
 

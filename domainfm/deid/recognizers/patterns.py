@@ -351,8 +351,7 @@ DATES = [
     PatternSpec("year_apostrophe", r"(?<![\w'])'(?P<y>\d\d)\b(?!')|(?<![\w'])(?P<y2>\d\d)'(?![\w'])",
                 "DATE", 0.6),
     PatternSpec("year", r"(?<![\w.:/-])(?:19|20)\d\d(?![\w:/]|\.\d|-\d)", "DATE", 0.6, validate="year4"),
-    PatternSpec("year_range_from", _YEAR_RANGE, "DATE", 0.6, group="a", validate="year_range"),
-    PatternSpec("year_range_to", _YEAR_RANGE, "DATE", 0.6, group="b", validate="year_range"),
+    PatternSpec("year_range", _YEAR_RANGE, "DATE", 0.6, group=("a", "b"), validate="year_range"),
     # decades ("the 1990s", "'80s"); a bare "80s" is left alone: "SBP 80s", "sats in the 90s"
     PatternSpec("decade", r"(?<![\w.:/-])(?:19|20)\d0'?s\b|(?<![\w'])'\d0s\b", "DATE", 0.6),
     PatternSpec("month_slash_year", r"(?<![\w./])(?<!\d:)(?:0?[1-9]|1[0-2])/(?P<y>3[2-9]|[4-9]\d|0\d|(?:19|20)\d\d)"
