@@ -107,15 +107,13 @@ class StageContext:
     engine: Any = None
     on_stage: Callable[[str], None] | None = None
 
-    def distributed_engine(self, input_path: Path | None = None):
-        """The engine to hand a distributed job, or None to run in this process. ``input_path``
-        is checked first: a typo in it is said before Spark or Ray takes seconds to start."""
+    def distributed_engine(self):
+        """The engine to hand a distributed job, or None to run in this process (it starts on
+        first use, after the job has checked its input)."""
         if self.engine is None or not self.engine.distributed:
             return None
-        from domainfm.distributed.jobs import check_input, make_engine
+        from domainfm.distributed.jobs import make_engine
 
-        if input_path is not None:
-            check_input(Path(input_path))
         return make_engine(self.engine)
 
 

@@ -122,15 +122,18 @@ def test_a_missing_input_is_named_before_a_vault_is_created(tmp_path, vault_key,
 @pytest.mark.parametrize("command", ["deid", "chunk"])
 @pytest.mark.parametrize("engine", ["spark", "ray"])
 def test_a_missing_input_is_named_before_the_engine_starts(tmp_path, monkeypatch, command, engine):
-    """The path was checked only once Spark (seconds of Java start-up) or Ray was running."""
-    import domainfm.distributed.jobs as jobs
+    """The path was checked only once Spark (seconds of Java start-up) or Ray was running: the
+    engines now start on first use, after the job has checked its input."""
     from domainfm.cli import app
     from typer.testing import CliRunner
 
-    def never(config):
-        raise AssertionError(f"{config.name} was started before the input was checked")
+    def never(*args, **kwargs):
+        raise AssertionError(f"{engine} was started before the input was checked")
 
-    monkeypatch.setattr(jobs, "make_engine", never)
+    if engine == "spark":
+        monkeypatch.setattr("domainfm.distributed.spark.spark_session", never)
+    else:
+        monkeypatch.setattr("domainfm.distributed.ray._ray", never)
     result = CliRunner().invoke(app, [command, str(tmp_path / "missing.jsonl"), "-o", str(tmp_path / "out.jsonl"),
                                       "--engine", engine])
     assert result.exit_code != 0 and "missing.jsonl: no such file" in result.output, result.output

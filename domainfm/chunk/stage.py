@@ -12,7 +12,7 @@ def run(config: ChunkConfig, inputs: list[Path], out: Path, context: StageContex
     """Chunk the documents of ``inputs[0]`` into ``out`` (counts are documents; ``chunks`` the
     chunks written)."""
     context = context or StageContext()
-    engine = context.distributed_engine(inputs[0])
+    engine = context.distributed_engine()
     if engine is not None:
         from domainfm.distributed.jobs import run_chunk
 

@@ -36,7 +36,7 @@ def run(config: DeidConfig, inputs: list[Path], out: Path, context: StageContext
     """De-identify ``inputs[0]`` into ``out``; ``context.seed`` seeds the surrogates (demos and
     tests only; None uses the vault key or a random secret)."""
     context = context or StageContext()
-    engine = context.distributed_engine(inputs[0])
+    engine = context.distributed_engine()
     if engine is not None:
         from domainfm.distributed.jobs import run_deid
 

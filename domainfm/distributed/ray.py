@@ -86,32 +86,42 @@ class RayEngine:
 
     def __init__(self, actors: int | None = None, *, num_gpus: float = 0, buckets: int | None = None,
                  address: str | None = None):
+        # Ray starts on first use (:meth:`_start`), once the job has checked its input: a typo in
+        # a path is said before seconds of start-up
+        self._requested, self._address, self._buckets = actors, address, buckets
+        self.num_gpus = num_gpus
+        self.actors: int | None = None
+        self.buckets: int | None = None
+
+    def _start(self):
         ray = _ray()
+        if self.actors is not None:
+            return ray
         if not ray.is_initialized():
-            if address:
-                _check_reachable(address)
+            if self._address:
+                _check_reachable(self._address)
                 try:
-                    ray.init(address=address, log_to_driver=False)
+                    ray.init(address=self._address, log_to_driver=False)
                 except ConnectionError as exc:
-                    raise ConfigError(f"cannot connect to the Ray cluster at {address} ({exc.__class__.__name__}); "
-                                      "check --ray-address / engine.ray_address") from None
+                    raise ConfigError(f"cannot connect to the Ray cluster at {self._address} "
+                                      f"({exc.__class__.__name__}); check --ray-address / engine.ray_address") from None
             else:
-                ray.init(num_cpus=actors or cpu_count(), include_dashboard=False, log_to_driver=False,
+                ray.init(num_cpus=self._requested or cpu_count(), include_dashboard=False, log_to_driver=False,
                          logging_level="WARNING")
         import logging
 
         # progress lines and per-operator INFO logs would flood the console (they carry no text)
         ray.data.DataContext.get_current().enable_progress_bars = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)
-        self.actors = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        self.num_gpus = num_gpus
-        self.buckets = buckets or 4 * self.actors
+        self.actors = self._requested or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self.buckets = self._buckets or 4 * self.actors
+        return ray
 
     def _run(self, staged: Path, kind: str, payload: Any) -> RayOutputs:
         import pandas as pd
         import pyarrow.parquet as pq
 
-        ray = _ray()
+        ray = self._start()
         table = pq.read_table(str(staged)).to_pandas()
         if kind == "deid":  # whole patients to one group
             table["group"] = [bucket_of(scope, self.buckets) for scope in table["scope"]]
@@ -136,7 +146,7 @@ class RayEngine:
         return self._run(staged, "chunk", config)
 
     def describe(self) -> dict[str, Any]:
-        ray = _ray()
+        ray = self._start()
         return {"name": "ray", "ray": ray.__version__, "actors": self.actors, "groups": self.buckets,
                 "num_gpus_per_actor": self.num_gpus}
 
@@ -145,9 +155,8 @@ def deidentify_with_ray(in_path: str | os.PathLike, out_path: str | os.PathLike,
                         actors: int | None = None, num_gpus: float = 0, address: str | None = None,
                         on_stage: Callable[[str], None] | None = None):
     """``domainfm deid --engine ray``: see :func:`domainfm.distributed.jobs.run_deid`."""
-    from domainfm.distributed.jobs import check_input, run_deid
+    from domainfm.distributed.jobs import run_deid
 
-    check_input(Path(in_path))  # a typo in the path is said before Ray takes seconds to start
     engine = RayEngine(actors, num_gpus=num_gpus, address=address)
     return run_deid(in_path, out_path, config, engine, seed=seed, on_stage=on_stage)
 
@@ -155,7 +164,6 @@ def deidentify_with_ray(in_path: str | os.PathLike, out_path: str | os.PathLike,
 def chunk_with_ray(in_path: str | os.PathLike, out_path: str | os.PathLike, config, *, actors: int | None = None,
                    address: str | None = None, on_stage: Callable[[str], None] | None = None):
     """``domainfm chunk --engine ray``: see :func:`domainfm.distributed.jobs.run_chunk`."""
-    from domainfm.distributed.jobs import check_input, run_chunk
+    from domainfm.distributed.jobs import run_chunk
 
-    check_input(Path(in_path))  # before Ray starts, as for deid
     return run_chunk(in_path, out_path, config, RayEngine(actors, address=address), on_stage=on_stage)

@@ -328,7 +328,15 @@ class SparkEngine:
 
     def __init__(self, master: str = "local[2]", partitions: int | None = None, session=None):
         self.master, self.partitions = master, partitions
-        self.session = session or spark_session(master)
+        self._session = session
+
+    @property
+    def session(self):
+        """The Spark session, started on first use: once the job has checked its input, so a typo
+        in a path is said before seconds of Java start-up."""
+        if self._session is None:
+            self._session = spark_session(self.master)
+        return self._session
 
     def _rows(self, staged: Path):
         return self.session.read.parquet(spark_path(staged))
@@ -357,16 +365,14 @@ def deidentify_with_spark(in_path: str | os.PathLike, out_path: str | os.PathLik
                           master: str = "local[2]", partitions: int | None = None, spark=None,
                           on_stage: Callable[[str], None] | None = None):
     """``domainfm deid --engine spark``: see :func:`domainfm.distributed.jobs.run_deid`."""
-    from domainfm.distributed.jobs import check_input, run_deid
+    from domainfm.distributed.jobs import run_deid
 
-    check_input(Path(in_path))  # a typo in the path is said before Spark takes seconds to start
     return run_deid(in_path, out_path, config, SparkEngine(master, partitions, spark), seed=seed, on_stage=on_stage)
 
 
 def chunk_with_spark(in_path: str | os.PathLike, out_path: str | os.PathLike, config, *, master: str = "local[2]",
                      partitions: int | None = None, spark=None, on_stage: Callable[[str], None] | None = None):
     """``domainfm chunk --engine spark``: see :func:`domainfm.distributed.jobs.run_chunk`."""
-    from domainfm.distributed.jobs import check_input, run_chunk
+    from domainfm.distributed.jobs import run_chunk
 
-    check_input(Path(in_path))  # before Spark starts, as for deid
     return run_chunk(in_path, out_path, config, SparkEngine(master, partitions, spark), on_stage=on_stage)
