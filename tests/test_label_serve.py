@@ -493,7 +493,12 @@ def label_studio(tmp_path_factory):
     deadline = time.time() + 900  # first start migrates a fresh SQLite database
     while time.time() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"Label Studio exited with {proc.returncode}; log: {data / 'ls.log'}")
+            log.close()
+            # the log's tail names the cause (CI keeps only the test output); it holds no note text
+            lines = [ln for ln in (data / "ls.log").read_text(errors="replace").splitlines()
+                     if not ln.startswith("WARNING: Location")]
+            pytest.fail(f"Label Studio exited with {proc.returncode}; log {data / 'ls.log'} ends:\n"
+                        + "\n".join(lines[-6:]))
         try:
             with urllib.request.urlopen(url + "/health", timeout=5) as r:
                 if r.status == 200:
