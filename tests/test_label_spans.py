@@ -227,16 +227,36 @@ def test_span_calibration_reads_each_source_from_out_of_fold_spans():
     rows += [("model+lexicon", 0.5, bool(i % 10 != 0)) for i in range(60)]  # confirmed: right 90%
     rows += [("lexicon", 1.0, i < 6) for i in range(8)]
     cal, summary = SpanCalibration.fit(rows)
-    assert cal.confidence(0.5, "model+lexicon") > cal.confidence(0.5, "model") + 0.2
+    assert cal.confidence(0.5, "model+lexicon") > cal.confidence(0.5, "model") + 0.1
     assert cal.confidence(0.9, "model") > cal.confidence(0.1, "model")
-    assert cal.confidence(1.0, "lexicon") == pytest.approx(7 / 10)  # (hits + 1) / (found + 2)
+    # (hits + 2 p) / (found + 2), p the pooled precision of the string-matched spans (60 of 68 right)
+    matched = (54 + 6) / 68
+    assert cal.confidence(1.0, "lexicon") == pytest.approx((6 + 2 * matched) / 10)
     assert summary["sources"]["lexicon"] == {"oof_spans": 8, "oof_documents": 8, "oof_precision": 0.75}
-    # no out-of-fold lexicon spans: the entry's share on the seeds stands
-    assert SpanCalibration.fit(rows[:200])[0].confidence(0.8, "lexicon") == 0.8
+    # no out-of-fold lexicon spans: the pooled precision (here of all spans, none string-matched)
+    only_model = SpanCalibration.fit(rows[:200])[0]
+    assert only_model.confidence(0.8, "lexicon") == pytest.approx(np.mean([ok for *_, ok in rows[:200]]))
+    # no out-of-fold spans at all: the entry's share on the seeds stands
+    assert SpanCalibration.fit([])[0].confidence(0.8, "lexicon") == 0.8
     # carried short forms: their own out-of-fold precision, or without any, the long form's map
     with_short = SpanCalibration.fit(rows + [("abbreviation", 0.9, i < 2) for i in range(8)])[0]
-    assert with_short.confidence(0.9, "abbreviation") == pytest.approx(3 / 10)
+    assert with_short.confidence(0.9, "abbreviation") == pytest.approx((2 + 2 * (62 / 76)) / 10)
     assert cal.confidence(0.9, "abbreviation") == cal.confidence(0.9, "model")
+
+
+def test_span_calibration_map_leans_on_the_temperature_when_out_of_fold_spans_are_few():
+    from domainfm.label.span_calibration import SpanCalibration
+
+    # six spans, all right: a free fit would call every span certain; the prior keeps the map
+    # near the temperature-scaled score, moved up a little
+    few, _ = SpanCalibration.fit([("model", r, True) for r in (0.3, 0.5, 0.6, 0.7, 0.8, 0.9)])
+    assert 0.3 < few.confidence(0.3, "model") < 0.6
+    assert few.confidence(0.9, "model") > few.confidence(0.3, "model")
+    # many spans whose raw score says nothing: the map goes flat at their precision
+    rng = np.random.default_rng(3)
+    flat, _ = SpanCalibration.fit([("model", float(r), bool(rng.random() < 0.6)) for r in rng.uniform(0.05, 0.95, 4000)])
+    assert flat.confidence(0.1, "model") == pytest.approx(flat.confidence(0.9, "model"), abs=0.06)
+    assert flat.confidence(0.5, "model") == pytest.approx(0.6, abs=0.03)
 
 
 def test_span_calibration_counts_repeated_short_forms_by_document():
@@ -244,14 +264,16 @@ def test_span_calibration_counts_repeated_short_forms_by_document():
 
     rng = np.random.default_rng(1)
     rows = [("model", float(r), bool(rng.random() < r), f"d{i % 8}") for i, r in enumerate(rng.uniform(0.05, 0.95, 100))]
+    rows += [("model+lexicon", 0.8, i % 2 == 0, f"d{i % 8}") for i in range(19)]  # right 10 of 19
     # 21 carried short forms, all right, but from 3 seed documents: 3 pieces of evidence, not 21
     short = [("abbreviation", 0.9, True, f"d{i % 3}") for i in range(21)]
     cal, summary = SpanCalibration.fit(rows + short)
-    assert cal.confidence(0.9, "abbreviation") == pytest.approx((3 * 1.0 + 1) / (3 + 2))
+    matched = (10 + 21) / 40  # the string-matched spans' pooled precision
+    assert cal.confidence(0.9, "abbreviation") == pytest.approx((3 * 1.0 + 2 * matched) / (3 + 2))
     assert summary["sources"]["abbreviation"] == {"oof_spans": 21, "oof_documents": 3, "oof_precision": 1.0}
-    # one row a document: the plain (hits + 1) / (found + 2)
+    # one row a document: (hits + 2 p) / (found + 2)
     spread = [("abbreviation", 0.9, True, f"e{i}") for i in range(21)]
-    assert SpanCalibration.fit(rows + spread)[0].confidence(0.9, "abbreviation") == pytest.approx(22 / 23)
+    assert SpanCalibration.fit(rows + spread)[0].confidence(0.9, "abbreviation") == pytest.approx((21 + 2 * matched) / 23)
 
 
 def test_span_config_errors_name_the_field():
