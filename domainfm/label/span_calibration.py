@@ -40,6 +40,7 @@ def _platt(raw: np.ndarray, correct: np.ndarray, confirmed: np.ndarray | None = 
     if len(raw) == 0:
         return None
     from scipy.optimize import minimize
+    from scipy.special import expit
 
     x = _logit(raw)
     c = np.zeros_like(x) if confirmed is None else np.asarray(confirmed, dtype=float)
@@ -48,7 +49,7 @@ def _platt(raw: np.ndarray, correct: np.ndarray, confirmed: np.ndarray | None = 
 
     def loss(p: np.ndarray) -> tuple[float, np.ndarray]:
         z = p[0] * x + p[1] + p[2] * c
-        prob = 1.0 / (1.0 + np.exp(-z))
+        prob = expit(z)  # no overflow where the optimiser tries a steep map
         nll = float(np.sum(np.logaddexp(0.0, z) - y * z))
         g = prob - y
         grad = np.array([g @ x, g.sum(), g @ c]) + _PLATT_PRIOR_SPANS * (p - centre)
