@@ -145,7 +145,7 @@ def import_command(
     text_col: Optional[str] = typer.Option(None, help="csv/mtsamples: column with the text (default 'text'; "
                                                        "mtsamples: 'transcription')."),
     id_col: Optional[str] = typer.Option(None, help="csv/mtsamples: column with the id (default: <file stem>-<line "
-                                                     "its row ends on>; mtsamples: 'note_id')."),
+                                                     "its row starts on>; mtsamples: 'note_id')."),
     label_col: Optional[str] = typer.Option(None, help="csv: column with a single label."),
     labels_col: Optional[str] = typer.Option(None, help="csv: column with several labels."),
     labels_sep: Optional[str] = typer.Option(None, help="csv: separator inside --labels-col (default '|')."),

@@ -10,7 +10,11 @@ ids in ``attrs.merged_attrs``; counted as repaired), not the document rejected. 
 count a ``\r\n`` line end as one character (brat itself counts so; so does a ``.txt`` given
 ``\r\n`` line ends after it was annotated), recognised by annotation texts found only there and
 then applied to the whole ``.ann``, are mapped onto the file as written (``attrs.repaired``). A
-second value of one attribute, or a second note, stays in ``meta.brat``.
+second value of one attribute, or a second note, stays in ``meta.brat``. A byte-order mark is
+no part of a document: one before a ``.ann``'s first line is ignored, and one before a
+``.txt`` is dropped from the text. brat reads the ``.txt`` as UTF-8 with the mark as its first
+character, so offsets that count it move back by one; offsets that do not (a mark an editor
+added after annotating), recognised by annotation texts as above, are kept (``attrs.repaired``).
 """
 
 from __future__ import annotations
@@ -48,12 +52,16 @@ def read_brat(src: Path, options: BratOptions) -> Iterator[Document | Rejected]:
         ann = txt.with_suffix(".ann")
         try:
             text = _read(txt, doc_id)
+            # a byte-order mark (Windows editors write one) is no part of the document
+            bom = text.startswith(_BOM)
+            text = text.removeprefix(_BOM)
             if not ann.is_file():
                 if options.require_ann:
                     raise RecordError("no .ann file beside the .txt", record_id=doc_id, location=rel.as_posix())
                 spans, other = [], []
             else:
-                spans, other = _parse_ann(_read(ann, doc_id), text, doc_id, ann.relative_to(src).as_posix())
+                spans, other = _parse_ann(_read(ann, doc_id).removeprefix(_BOM), text, doc_id,
+                                          ann.relative_to(src).as_posix(), bom)
             meta = {"source_path": rel.as_posix()}
             if other:
                 meta["brat"] = other
@@ -88,14 +96,20 @@ def _os_reason(path: Path, exc: OSError) -> str:
     return type(exc).__name__
 
 
-def _parse_ann(content: str, text: str, doc_id: str, where: str) -> tuple[list[Span], list[dict]]:
+def _parse_ann(content: str, text: str, doc_id: str, where: str,
+               bom: bool) -> tuple[list[Span], list[dict]]:
+    """The spans and the other annotations of a ``.ann`` on ``text`` (its ``.txt`` without the
+    byte-order mark, which ``bom`` says it began with)."""
     fragments: dict[str, list[Span]] = {}
     other: list[dict] = []
     attributes: list[tuple[int, str, str, str | bool, dict]] = []
     notes: list[tuple[int, str, str]] = []
     relations: list[tuple[int, dict]] = []
     plain, line_ends = _without_cr(text) if "\r\n" in text else (None, [])
-    counted_without_cr = plain is not None and _counts_without_cr(content, text, plain)
+    # brat reads the .txt as utf-8, not utf-8-sig: its offsets count a byte-order mark as the first
+    # character. One added after annotating (an editor's save) is not counted by the offsets.
+    shift = 1 if bom and _counts_bom(content, text, plain) else 0
+    counted_without_cr = plain is not None and _counts_without_cr(content, text, plain, shift)
     # "\n" only: str.splitlines() also splits at a form feed or U+2028, which annotated text
     # may hold, and the line's text field would then no longer match the .txt
     for number, line in enumerate(content.split("\n"), start=1):
@@ -120,8 +134,10 @@ def _parse_ann(content: str, text: str, doc_id: str, where: str) -> tuple[list[S
                 pieces = []
                 for part in ranges.split(";"):
                     start, end = (int(x) for x in part.split())
-                    pieces.append((start, end))
+                    pieces.append((start - shift, end - shift))
                 repaired = {}
+                if bom and not shift:
+                    repaired = {"repaired": "offsets did not count the .txt's byte-order mark"}
                 if plain is not None and _matches(plain, pieces, rest) and (
                         counted_without_cr or not _matches(text, pieces, rest)):
                     # the offsets count each \r\n line end as one character: brat itself does
@@ -130,7 +146,8 @@ def _parse_ann(content: str, text: str, doc_id: str, where: str) -> tuple[list[S
                     mapped = [(_with_cr(s, line_ends), _with_cr(e, line_ends)) for s, e in pieces]
                     if mapped != pieces:
                         pieces = mapped
-                        repaired = {"repaired": "offsets counted \\r\\n line ends as one character"}
+                        why = "offsets counted \\r\\n line ends as one character"
+                        repaired = {"repaired": "; ".join([*repaired.values(), why])}
                 if any(not (0 <= s < e <= len(text)) for s, e in pieces):
                     raise RecordError(f"{shown} has offsets outside the text", record_id=doc_id, location=location)
                 if rest is not None and " ".join(text[s:e] for s, e in pieces) != rest:
@@ -209,13 +226,9 @@ def _matches(text: str, pieces: list[tuple[int, int]], written: str | None) -> b
     return written is None or " ".join(text[s:e] for s, e in pieces) == written
 
 
-def _counts_without_cr(content: str, text: str, plain: str) -> bool:
-    """Whether the .ann counts each ``\r\n`` of the .txt as one character: some T line's text
-    is found only that way and none only as the file is written. Decided once for the file,
-    since a line whose text is found both ways (a word repeated as many characters on as there
-    are line ends before it) would otherwise stay on the wrong occurrence, and a line without
-    its text could not tell at all."""
-    found_only = set()
+def _t_lines(content: str) -> Iterator[tuple[list[tuple[int, int]], str]]:
+    """The fragments and the text of each T line of a ``.ann`` that gives its text, as written;
+    a malformed line is left to the parser, which rejects it with its reason."""
     for line in content.split("\n"):
         fields = line.removesuffix("\r").split("\t")
         if not fields[0].startswith("T") or len(fields) < 3:
@@ -223,8 +236,35 @@ def _counts_without_cr(content: str, text: str, plain: str) -> bool:
         try:
             pieces = [(int(a), int(b)) for a, b in (p.split() for p in fields[1].partition(" ")[2].split(";"))]
         except ValueError:
-            continue  # the line is rejected with its reason below
-        written = "\t".join(fields[2:])
+            continue
+        yield pieces, "\t".join(fields[2:])
+
+
+def _counts_bom(content: str, text: str, plain: str | None) -> bool:
+    """Whether the offsets of a .ann count the byte-order mark its .txt began with (``text`` is
+    without it), as brat's own do: yes unless some T line's text is found only without counting
+    it and none only by counting it. Decided once for the file, as :func:`_counts_without_cr`."""
+    found_only = set()
+    for pieces, written in _t_lines(content):
+        shifted = [(s - 1, e - 1) for s, e in pieces]
+        counted, not_counted = (
+            _matches(text, p, written) or (plain is not None and _matches(plain, p, written))
+            for p in (shifted, pieces)
+        )
+        if counted != not_counted:
+            found_only.add("counted" if counted else "not_counted")
+    return found_only != {"not_counted"}
+
+
+def _counts_without_cr(content: str, text: str, plain: str, shift: int = 0) -> bool:
+    """Whether the .ann counts each ``\r\n`` of the .txt as one character: some T line's text
+    is found only that way and none only as the file is written. Decided once for the file,
+    since a line whose text is found both ways (a word repeated as many characters on as there
+    are line ends before it) would otherwise stay on the wrong occurrence, and a line without
+    its text could not tell at all."""
+    found_only = set()
+    for pieces, written in _t_lines(content):
+        pieces = [(s - shift, e - shift) for s, e in pieces]  # a byte-order mark the offsets count
         as_written, without_cr = _matches(text, pieces, written), _matches(plain, pieces, written)
         if as_written != without_cr:
             found_only.add("without_cr" if without_cr else "as_written")
@@ -248,6 +288,8 @@ def _with_cr(offset: int, ends: list[int]) -> int:
     each ``\r\n`` line end before it."""
     return offset + bisect.bisect_left(ends, offset)
 
+
+_BOM = "\ufeff"
 
 # the shape of a brat annotation id; any other token of a line may be document text (a .txt
 # saved over its .ann) and is never quoted in a message, which reaches the console and manifest

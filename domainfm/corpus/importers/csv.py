@@ -22,7 +22,7 @@ csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 class CsvOptions:
     """Args:
     text_col: column holding the document text.
-    id_col: column holding the id; without it the id is ``<file stem>-<row number>``.
+    id_col: column holding the id; without it the id is ``<file stem>-<line the row starts on>``.
     label_col: column holding a single label.
     labels_col: column holding several labels separated by ``labels_sep``.
     labels_sep: separator of the labels in ``labels_col`` (non-empty; ``|``).
@@ -75,10 +75,14 @@ def read_csv(src: Path, options: CsvOptions) -> Iterator[Document | Rejected]:
             except csv.Error as exc:
                 yield _unreadable_row(src, lines, first_line, reader.line_num, exc)
                 continue
-            location = f"{src.name}:{reader.line_num}"
-            raw = _as_read(options.delimiter.join(row))
-            if not row:  # a blank line holds no field; a row of empty cells (",,") is a record, counted
+            # a blank line holds no field, nor does one of spaces an editor left (unquoted, no
+            # delimiter); a row of empty cells (",,") is a record, counted
+            if not row or (len(row) == 1 and not "".join(lines.taken).strip()):
                 continue
+            # the line the row starts on, where a user looks for it: a quoted field may hold line
+            # breaks, and reader.line_num is the line the row ends on
+            location = f"{src.name}:{first_line}"
+            raw = _as_read(options.delimiter.join(row))
             try:
                 if len(row) != len(header):
                     raise RecordError(
@@ -89,7 +93,7 @@ def read_csv(src: Path, options: CsvOptions) -> Iterator[Document | Rejected]:
                     readable_id = options.id_col and cells[options.id_col] and not _undecodable(cells[options.id_col])
                     raise RecordError("row is not valid UTF-8", location=location,
                                       record_id=cells[options.id_col] if readable_id else None)
-                doc_id = cells[options.id_col] if options.id_col else f"{src.stem}-{reader.line_num}"
+                doc_id = cells[options.id_col] if options.id_col else f"{src.stem}-{first_line}"
                 # a blank cell (a space typed into it) is no label, as an empty one is; as a label
                 # it became a class " " beside the real ones
                 label = cells[options.label_col] if options.label_col else None

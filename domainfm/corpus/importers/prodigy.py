@@ -3,8 +3,10 @@
 Each line is one annotator's answer to one task: ``{"text", "spans": [{start, end, label}],
 "answer": "accept" | "reject" | "ignore", "_input_hash", "_annotator_id", "meta": {...}}``.
 Spans become spans (Prodigy offsets are Python string indices, as in domainfm); a choice task's
-``accept`` list becomes ``label`` (one option) or ``labels`` (several, or ``choice_style:
-multiple``); a binary classification task's accepted ``label`` becomes ``label``.
+``accept`` list of option ids becomes ``label`` (one option) or ``labels`` (several, or
+``choice_style: multiple``): the id is the label, as Prodigy's recipes make it, and an option's
+``text`` only what the annotator saw; a binary classification task's accepted ``label``
+becomes ``label``.
 
 Lines for the same input (same ``meta.id``, else the same ``_input_hash``) from several
 annotators are one document: each version is kept in ``meta.annotations``, the document's own
