@@ -1,6 +1,13 @@
 """The audit for NER models: data, entity-level performance per group (with bootstrap CIs)
 and the F1 gaps between groups. Calibration, explanations and counterfactuals are
-classification-only for now."""
+classification-only for now.
+
+F1 is ``2 tp / (2 tp + fp + fn)``: a group with neither gold nor predicted entities has nothing
+to find and nothing wrongly found, so its precision, recall and F1 are ``None`` (not measured) and
+it stays out of the gaps and the worst group. A group with predictions but no gold entities has
+precision 0, recall ``None`` (no entity to recall) and F1 0 (every prediction is a false
+positive); one with gold but no predictions has precision ``None``, recall 0 and F1 0.
+"""
 
 from __future__ import annotations
 
@@ -21,20 +28,36 @@ def _doc_counts(gold, pred) -> tuple[int, int, int]:
 
 
 def _f1(tp, ng, npred):
-    precision = np.divide(tp, npred, out=np.zeros_like(tp, dtype=float), where=npred > 0)
-    recall = np.divide(tp, ng, out=np.zeros_like(tp, dtype=float), where=ng > 0)
-    s = precision + recall
-    return np.divide(2 * precision * recall, s, out=np.zeros_like(s), where=s > 0)
+    """Entity F1 from counts, NaN where there is no gold and no predicted entity (0/0)."""
+    den = np.asarray(ng + npred, dtype=float)
+    return np.divide(2 * np.asarray(tp, dtype=float), den, out=np.full(den.shape, np.nan), where=den > 0)
 
 
 def _ci(counts: np.ndarray, cfg: AuditConfig, rng: np.random.Generator) -> list[float] | None:
+    """95% percentile interval of F1 over resamples of documents; resamples without any gold or
+    predicted entity have no F1 and are left out (``None`` when none is left)."""
     n = len(counts)
     if n < 2 or cfg.n_bootstrap == 0:
         return None
     idx = rng.integers(0, n, size=(cfg.n_bootstrap, n))
     sums = counts[idx].sum(1)
-    f1 = _f1(sums[:, 0].astype(float), sums[:, 1].astype(float), sums[:, 2].astype(float))
+    f1 = _f1(sums[:, 0], sums[:, 1], sums[:, 2])
+    f1 = f1[~np.isnan(f1)]
+    if len(f1) == 0:
+        return None
     return [float(np.percentile(f1, 2.5)), float(np.percentile(f1, 97.5))]
+
+
+def _undefined_as_none(m: dict[str, Any]) -> dict[str, Any]:
+    """``entity_metrics`` scores 0/0 as 0; the audit reports it as not measured (``None``), so a
+    group with nothing to find is never the worst group."""
+    if not m["predicted_entities"]:
+        m["precision"] = None
+    if not m["gold_entities"]:
+        m["recall"] = None
+        if not m["predicted_entities"]:
+            m["f1"] = None
+    return m
 
 
 def run_ner_audit(predict_spans: Callable[[list[Any]], list[list[Any]]], types: Sequence[str], docs: list[Any],
@@ -57,22 +80,25 @@ def run_ner_audit(predict_spans: Callable[[list[Any]], list[list[Any]]], types: 
         for a, b in itertools.combinations(cfg.group_by, 2):
             names[f"{a} x {b}"] = np.array([f"{x} | {y}" for x, y in zip(names[a], names[b])], dtype=object)
     rng = np.random.default_rng(cfg.seed)
-    overall = entity_metrics(gold, pred, types)
+    overall = _undefined_as_none(entity_metrics(gold, pred, types))
     overall.update({"n": len(docs), "ci": {"f1": _ci(counts, cfg, rng)}})
     by_attr = {}
     for attr, groups_of in names.items():
         groups = {}
         for g in sorted(set(groups_of.tolist())):
             idx = np.flatnonzero(groups_of == g)
-            m = entity_metrics([gold[i] for i in idx], [pred[i] for i in idx], types)
+            m = _undefined_as_none(entity_metrics([gold[i] for i in idx], [pred[i] for i in idx], types))
             m.update({"n": int(len(idx)), "small": bool(len(idx) < cfg.min_group_size),
                       "ci": {"f1": _ci(counts[idx], cfg, rng)}})
             groups[g] = m
         gaps = {}
         for scope, keep in (("all_groups", lambda m: True), ("reliable_groups", lambda m: m["n"] >= cfg.min_group_size)):
-            chosen = {g: m for g, m in groups.items() if keep(m)}
+            # a group without gold or predicted entities has no F1: it is listed, never compared
+            kept = {g: m for g, m in groups.items() if keep(m)}
+            chosen = {g: m for g, m in kept.items() if m["f1"] is not None}
             f1s = [m["f1"] for m in chosen.values()]
-            gaps[scope] = {"groups": sorted(chosen), "comparable": len(f1s) >= 2,
+            gaps[scope] = {"groups": sorted(chosen), "not_measured": sorted(set(kept) - set(chosen)),
+                           "comparable": len(f1s) >= 2,
                            "f1_difference": (max(f1s) - min(f1s)) if len(f1s) >= 2 else None,
                            "worst_group": min(chosen, key=lambda g: chosen[g]["f1"]) if chosen else None,
                            "worst_group_f1": min(f1s) if f1s else None}
@@ -94,5 +120,9 @@ def run_ner_audit(predict_spans: Callable[[list[Any]], list[list[Any]]], types: 
         "privacy": {"identifying_groups": flagged},
         "definitions": {"ner": overall["definition"],
                         "ci": f"95% percentile bootstrap over documents ({cfg.n_bootstrap} resamples, seed {cfg.seed})",
+                        "ner_not_measured": "a group with no gold and no predicted entity has no precision, recall "
+                                            "or F1 (null, 'n/a'): it is listed under the gaps' not_measured and "
+                                            "left out of the F1 difference and the worst group; with no gold "
+                                            "entity recall is null and F1 0, with no prediction precision is null",
                         "unknown_group": "documents without the attribute form the group 'unknown'"},
     }

@@ -75,15 +75,20 @@ def plots(report: dict[str, Any]) -> dict[str, Any]:
     for attr, section in report["performance"]["by_attribute"].items():
         groups = section["groups"]
         names = list(groups)
-        acc = [groups[g][metric] for g in names]
+        # a group not measured (an NER group with no gold and no predicted entity: F1 None) gets no
+        # bar, and says so in its label, rather than a bar at 0 that reads as the worst group
+        acc = [groups[g][metric] if groups[g][metric] is not None else 0.0 for g in names]
+        ci = [(groups[g]["ci"][metric] or [a, a]) if groups[g][metric] is not None else [a, a]
+              for g, a in zip(names, acc)]
         # a percentile interval need not contain the point estimate: clip the bars at 0
-        lo = [max(0.0, a - (groups[g]["ci"][metric] or [a, a])[0]) for g, a in zip(names, acc)]
-        hi = [max(0.0, (groups[g]["ci"][metric] or [a, a])[1] - a) for g, a in zip(names, acc)]
+        lo = [max(0.0, a - c[0]) for c, a in zip(ci, acc)]
+        hi = [max(0.0, c[1] - a) for c, a in zip(ci, acc)]
         fig, ax = plt.subplots(figsize=(6, 0.35 * len(names) + 1.2))
         ax.barh(range(len(names)), acc, xerr=[lo, hi], color=["#d9822b" if groups[g]["small"] else "#3b6ea5" for g in names])
         # group names are data: "$...$" in one would be parsed as mathtext ("$5-$10" in italics, and
         # "$\\x$" an error after the whole audit ran)
-        ax.set_yticks(range(len(names)), [f"{g} (n={groups[g]['n']})" for g in names], fontsize=8, parse_math=False)
+        shown = [f"{g} (n={groups[g]['n']}{'' if groups[g][metric] is not None else ', n/a'})" for g in names]
+        ax.set_yticks(range(len(names)), shown, fontsize=8, parse_math=False)
         ax.set_xlim(0, 1)
         ax.set_xlabel(f"{metric} (95% bootstrap CI; orange: small group)")
         out["groups"][attr] = _png(fig)

@@ -494,7 +494,10 @@ def _classification_report(scorer, docs, cfg: AuditConfig, model_dir, timings, d
     }
     if has_scores:
         with _timed(timings, "calibration"):
-            report["calibration"] = _calibration(probs, y_true, group_names, cfg, rng)
+            # the temperature's split draws from its own stream: drawn from the bootstrap's, it moved
+            # (and the calibrated numbers with it) whenever --bootstrap changed
+            split_rng = np.random.default_rng([cfg.seed, 2])
+            report["calibration"] = _calibration(probs, y_true, group_names, cfg, split_rng)
     else:
         report["calibration"] = {"available": False, "reason": "the model gives labels only, no scores"}
     from domainfm.audit.privacy import data_trace

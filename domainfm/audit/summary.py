@@ -70,9 +70,14 @@ def _ner_findings(perf: dict[str, Any]) -> list[dict[str, Any]]:
     ov = perf["overall"]
     ci = ov["ci"]["f1"]
     ci_text = f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci else ""
-    out = [{"key": "performance.overall.f1", "value": ov["f1"],
-            "text": f"Entity-level micro-F1 is {ov['f1']:.3f}{ci_text} on {ov['n']} documents "
-                    f"({ov['gold_entities']} gold entities)."}]
+    if ov["f1"] is None:  # no gold and no predicted entity anywhere: nothing was measured
+        out = [{"key": "performance.overall.f1", "value": None,
+                "text": f"Entity-level micro-F1 is not measured: the {ov['n']} documents hold no gold and no "
+                        f"predicted entity."}]
+    else:
+        out = [{"key": "performance.overall.f1", "value": ov["f1"],
+                "text": f"Entity-level micro-F1 is {ov['f1']:.3f}{ci_text} on {ov['n']} documents "
+                        f"({ov['gold_entities']} gold entities)."}]
     gaps = [(attr, s["gaps"]["reliable_groups"]) for attr, s in perf["by_attribute"].items()
             if len(s["gaps"]["reliable_groups"]["groups"]) >= 2]
     if gaps:

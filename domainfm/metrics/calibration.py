@@ -95,16 +95,18 @@ def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
 
 def reliability(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 10) -> dict[str, Any]:
     """ECE, MCE and the reliability-diagram bins (only the non-empty ones) of confidences and
-    0/1 correctness. ECE is the sum over bins of ``|accuracy - confidence| * share``."""
+    0/1 correctness. ECE is the sum over bins of ``|accuracy - confidence| * share``; MCE the
+    largest ``|accuracy - confidence|`` of a bin, and ``mce_n`` how many of the ``n`` predictions
+    that bin holds (the first such bin on a tie): an MCE from a bin of 2 is mostly noise."""
     confidence = np.asarray(confidence, dtype=np.float64)
     correct = np.asarray(correct, dtype=np.float64)
     if len(confidence) == 0:
-        return {"n": 0, "ece": None, "mce": None, "bins": []}
+        return {"n": 0, "ece": None, "mce": None, "mce_n": None, "bins": []}
     # m / M exactly: np.linspace's edges fall one ulp short of it for some M (5/6, 5/7, ...), and
     # a confidence of exactly m / M then went one bin up, against the right-closed rule
     edges = np.arange(n_bins + 1) / n_bins
     which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)
-    ece, mce, bins = 0.0, 0.0, []
+    ece, mce, mce_n, bins = 0.0, 0.0, 0, []
     for b in range(n_bins):
         mask = which == b
         if not mask.any():
@@ -112,9 +114,10 @@ def reliability(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 10) -
         acc, conf, m = float(correct[mask].mean()), float(confidence[mask].mean()), int(mask.sum())
         gap = abs(acc - conf)
         ece += gap * m / len(confidence)
-        mce = max(mce, gap)
+        if not bins or gap > mce:
+            mce, mce_n = gap, m
         bins.append({"lo": float(edges[b]), "hi": float(edges[b + 1]), "n": m, "accuracy": acc, "confidence": conf})
-    return {"n": int(len(confidence)), "ece": float(ece), "mce": float(mce), "bins": bins}
+    return {"n": int(len(confidence)), "ece": float(ece), "mce": float(mce), "mce_n": mce_n, "bins": bins}
 
 
 def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 10) -> float:

@@ -522,11 +522,27 @@ class Evidence:
                 for attr, section in (self.report["performance"].get("by_attribute") or {}).items()
                 if _gap_scope(section) is None}
 
+    def not_measured(self) -> dict[str, dict[str, int | None]]:
+        """Attribute -> {group: documents} for the groups whose metric the audit could not measure
+        (an NER group with no gold and no predicted entity has F1 ``null``): the cards list them
+        as "n/a" with their count rather than leave them out without a word."""
+        key = "f1" if self.task == "ner" else "accuracy"
+        out = {}
+        for attr, section in (self.report["performance"].get("by_attribute") or {}).items():
+            groups = {g: m.get("n") for g, m in (section.get("groups") or {}).items()
+                      if isinstance(m, dict) and key in m and m[key] is None}
+            if groups:
+                out[attr] = groups
+        return out
+
     def safety(self) -> Iterable[Metric | None]:
         cal = ("calibration",)
         yield self._m("safety", "expected calibration error", (*cal, "overall", "ece"), "ECE (top-class, equal-width bins)",
                       n=lookup(self.report, (*cal, "overall", "n")))
-        yield self._m("safety", "maximum calibration error", (*cal, "overall", "mce"), "MCE")
+        # MCE is one bin's gap: its n is that bin's predictions, which says how much noise it holds
+        yield self._m("safety", "maximum calibration error", (*cal, "overall", "mce"),
+                      "MCE (largest bin gap; n: predictions in that bin)",
+                      n=lookup(self.report, (*cal, "overall", "mce_n")))
         # before and after on the same documents (those not used to fit the temperature): the
         # overall ECE above covers every document and is not what scaling changed
         n_test = lookup(self.report, (*cal, "temperature", "n_test"))

@@ -218,6 +218,10 @@ def bias_examination(ev: Evidence) -> Filled:
         text += f"Largest gap: {gap.label} = {fmt(gap.value)}{ci}. "
     for attr, groups in ev.not_comparable().items():
         text += f"{attr}: not comparable: {'one group' if len(groups) == 1 else 'no group'} in the audited data. "
+    for attr, groups in ev.not_measured().items():
+        shown = ", ".join(f"{g} (n={fmt(n)})" for g, n in groups.items())
+        text += (f"{attr}: F1 n/a, not measured (no gold and no predicted entity) and left out of the gaps for "
+                 f"{shown}. ")
     flips = [m for m in ev.metrics() if m.label.startswith("prediction flip rate")]
     if flips:
         text += "Counterfactual swaps: " + "; ".join(f"{m.label.split('swapping ')[1]} {fmt(m.value)}" for m in flips) + "."
