@@ -429,6 +429,15 @@ def test_resume_takes_the_same_steps(tmp_path, notes_file, tiny_model_dir):
         finetune(_cfg(data, tiny_model_dir), tmp_path / "cut2", on_event=crash)
     write_documents(data, [Document(d.id, d.text, d.meta, label=f"{d.label}-new" if i % 2 else d.label)
                            for i, d in enumerate(read_documents(notes_file))])
+    with pytest.raises(ConfigError, match=r"cannot resume .*cut2: checkpoint-\d+ was trained on other data"):
+        finetune(_cfg(data, tiny_model_dir), tmp_path / "cut2", resume=True)
+    # a checkpoint of an older version records no data digests: its labels are still checked
+    from domainfm.training.checkpoints import INPUTS_KEY, STATE_FILE, list_checkpoints
+
+    for _, folder in list_checkpoints(tmp_path / "cut2"):
+        state = json.loads((folder / STATE_FILE).read_text())
+        del state[INPUTS_KEY]
+        (folder / STATE_FILE).write_text(json.dumps(state))
     with pytest.raises(ConfigError, match=r"cannot resume .*cut2: its checkpoint was trained on \d+ labels and the "
                                           r"data now gives \d+ \(differing: .*-new"):
         finetune(_cfg(data, tiny_model_dir), tmp_path / "cut2", resume=True)

@@ -37,8 +37,10 @@ from domainfm.inference.predict import ADAPTER_DIR, TASK_FILE, collate, compute_
 from domainfm.manifest import write_json_atomic
 from domainfm.training.checkpoints import (
     CHECKPOINTS,
+    INPUTS_KEY,
     finished_run,
     handed_back,
+    input_digests,
     latest_resumable,
     list_checkpoints,
     output_action,
@@ -171,6 +173,7 @@ def _finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool, o
     t_start = time.perf_counter()
     with processes.main_process_first():  # the others then find the outputs (a step whose output exists is skipped)
         prepared = prepare_data(cfg, lambda e: emit(e["kind"], message=e["message"]))
+    digests = input_digests([p for p in (cfg.data.train, cfg.data.eval) if p])  # recorded in every checkpoint
     gate = privacy_gate([p for p in (cfg.data.train, cfg.data.eval) if p], cfg.allow_identified_data)
     train_docs, eval_docs, label_map, data_stats = load_task_data(cfg)
     if not eval_docs:
@@ -226,7 +229,7 @@ def _finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool, o
 
     # A checkpoint to continue is found (and its config and labels checked) before the folder is
     # touched; without one the run starts over under this config, and the saved config must say so.
-    found = latest_resumable(out, to_dict(cfg), _RESUME_MAY_CHANGE) if action == "resume" else None
+    found = latest_resumable(out, to_dict(cfg), _RESUME_MAY_CHANGE, digests) if action == "resume" else None
     if found:
         before = found[2].get("labels")  # (checkpoints written before it was recorded: not checked)
         if before is not None and before != list(label_map.labels):
@@ -277,8 +280,8 @@ def _finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool, o
         callbacks.append(EarlyStoppingCallback(cfg.train.early_stopping_patience))
     trainer = StageTrainer(model=model, args=args, make_batch=make_batch, micro_batches=total_steps * accum,
                            loss_fn=loss_fn, evaluator=during, on_event=on_event, callbacks=callbacks,
-                           checkpoint_state=lambda: {"config": to_dict(cfg), "history": history,
-                                                     "labels": list(label_map.labels)})
+                           checkpoint_state=lambda: {"config": to_dict(cfg), INPUTS_KEY: list(digests.values()),
+                                                     "history": history, "labels": list(label_map.labels)})
 
     resumed_from, checkpoint = None, None
     if found:

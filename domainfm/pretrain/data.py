@@ -7,6 +7,8 @@
   when present), so all notes of one patient land on the same side on every run and machine,
   and packs each side into blocks. The chunks of a ``domainfm chunk`` file are grouped by the
   document they come from.
+- :func:`record_documents` writes the two sides to ``split.json`` (fine-tuning's form), where
+  the privacy audit takes its members and non-members from.
 
 Packing (``masking.packing: true``) concatenates documents with the tokenizer's separator
 (``[SEP]`` for BERT-style encoders, the end-of-text token for decoders) and cuts the stream into
@@ -96,6 +98,7 @@ class PackedCorpus:
     eval: Blocks
     stats: dict[str, Any]
     canaries: list = field(default_factory=list)
+    eval_groups: set[str] = field(default_factory=set)  # the split groups held out (record_documents)
 
 
 @dataclass
@@ -144,16 +147,43 @@ def _group(doc, source: str | None, split_key: str) -> tuple[str, str]:
     return kind, source if kind == "id" and source is not None else value
 
 
-def _text_of(doc, text_field: str) -> str:
+def text_of(doc, text_field: str) -> str:
+    """The text pretraining reads from a document: ``text`` or the string in ``meta.<key>``
+    (``""`` when there is none). The privacy audit scores the same field."""
     if text_field == "text":
         return doc.text
     value = doc.meta.get(text_field[len("meta."):])
     return value if isinstance(value, str) else ""
 
 
+def _with_text(cfg_data, counts: dict[str, Any]) -> Iterator[tuple[Any, str, str, str]]:
+    """``(document, text, group kind, group)`` of every document with text that pretraining
+    reads (at most ``data.max_documents`` read), in file order; ``counts`` gets the documents
+    read and those left out without text. Training (:func:`build_corpus`), the split record
+    (:func:`record_documents`) and :func:`split_documents` all read through it, so they agree
+    on which documents there are."""
+    counts.setdefault("documents", 0)
+    counts.setdefault("empty_documents", 0)
+    limit = cfg_data.max_documents or None
+    for path in cfg_data.paths:
+        for doc, source in _documents(path):
+            if limit is not None and counts["documents"] >= limit:
+                return
+            counts["documents"] += 1
+            text = text_of(doc, cfg_data.text_field)
+            if not text.strip():
+                counts["empty_documents"] += 1
+                if cfg_data.text_field != "text" and not isinstance(doc.meta.get(cfg_data.text_field[5:]), str):
+                    # counted apart: a misspelt meta key reads as a corpus of empty documents
+                    counts["without_text_field"] = counts.get("without_text_field", 0) + 1
+                continue
+            kind, value = _group(doc, source, cfg_data.split_key)
+            yield doc, text, kind, f"{kind}:{value}"
+
+
 def _read(cfg_data, tokenizer, want_word_starts: bool) -> tuple[list[_Doc], dict[str, Any]]:
     docs: list[_Doc] = []
-    counts = {"documents": 0, "empty_documents": 0}
+    counts: dict[str, Any] = {"documents": 0, "empty_documents": 0}
     key_kinds: set[str] = set()
     pending: list[tuple[str, str, float]] = []  # (text, group, fraction)
 
@@ -168,25 +198,11 @@ def _read(cfg_data, tokenizer, want_word_starts: bool) -> tuple[list[_Doc], dict
             docs.append(_Doc(ids, starts, group, fraction))
         pending.clear()
 
-    limit = cfg_data.max_documents or None
-    for path in cfg_data.paths:
-        for doc, source in _documents(path):
-            if limit is not None and counts["documents"] >= limit:
-                break
-            counts["documents"] += 1
-            text = _text_of(doc, cfg_data.text_field)
-            if not text.strip():
-                counts["empty_documents"] += 1
-                if cfg_data.text_field != "text" and not isinstance(doc.meta.get(cfg_data.text_field[5:]), str):
-                    # counted apart: a misspelt meta key reads as a corpus of empty documents
-                    counts["without_text_field"] = counts.get("without_text_field", 0) + 1
-                continue
-            kind, value = _group(doc, source, cfg_data.split_key)
-            key_kinds.add(kind)
-            group = f"{kind}:{value}"
-            pending.append((text, group, stable_fraction(group)))
-            if len(pending) >= _TOKENIZE_BATCH:
-                flush()
+    for _, text, kind, group in _with_text(cfg_data, counts):
+        key_kinds.add(kind)
+        pending.append((text, group, stable_fraction(group)))
+        if len(pending) >= _TOKENIZE_BATCH:
+            flush()
     flush()
     counts["split_key"] = "+".join(sorted(key_kinds)) or cfg_data.split_key
     return docs, counts
@@ -327,22 +343,44 @@ def split_documents(cfg_data) -> tuple[list, list]:
     """The documents (not the packed blocks) pretraining trains on and holds out, by the same
     rules as :func:`build_corpus`: the membership-inference sets of the privacy audit."""
     docs, kinds = [], set()
-    limit = cfg_data.max_documents or None
-    read = 0
-    for path in cfg_data.paths:
-        for doc, source in _documents(path):
-            if limit is not None and read >= limit:
-                break
-            read += 1
-            if not _text_of(doc, cfg_data.text_field).strip():
-                continue
-            kind, value = _group(doc, source, cfg_data.split_key)
-            kinds.add(kind)
-            docs.append((doc, f"{kind}:{value}"))
+    for doc, _, kind, group in _with_text(cfg_data, {}):
+        kinds.add(kind)
+        docs.append((doc, group))
     groups = {g: stable_fraction(g) for _, g in docs}
     where = ", ".join(str(p) for p in cfg_data.paths)
     held = held_out_groups(groups, cfg_data.eval_fraction, where, "+".join(sorted(kinds)) or cfg_data.split_key)
     return [d for d, g in docs if g not in held], [d for d, g in docs if g in held]
+
+
+def record_documents(out: str | os.PathLike, cfg, corpus: PackedCorpus) -> Path:
+    """Write ``out/split.json`` in fine-tuning's form (:func:`domainfm.finetune.split.record_split`):
+    digests of the documents the run trained on and of those it held out.
+
+    The privacy audit takes its members and non-members from this record: given the whole data
+    file as its training documents, it would otherwise count the held-out patients as members
+    and pull the membership-inference AUC towards 0.5. The files are read again, one side at a
+    time, instead of keeping every text in memory through training; the sides are the held-out
+    groups of ``corpus``, the corpus the run trains on. Canaries are not documents of the files
+    and are not recorded (the manifest holds them).
+    """
+    from domainfm.finetune.split import record_split
+
+    def side(held_out: bool) -> Iterator[Any]:
+        return (doc for doc, _, _, group in _with_text(cfg.data, {}) if (group in corpus.eval_groups) == held_out)
+
+    where = ", ".join(str(p) for p in cfg.data.paths)
+    stats = {"split_key": _recorded_split_key(cfg.data.split_key, corpus.stats["split_key"]),
+             "eval_source": f"{cfg.data.eval_fraction:g} of {where}"}
+    return record_split(out, side(False), side(True), stats, seed=cfg.train.seed)
+
+
+def _recorded_split_key(split_key: str, kinds: str) -> str:
+    """The split key in fine-tuning's spelling (``meta.patient_id``, ``id``, ``meta.<key>``), which
+    the audit reads to check held-out patients: ``auto`` groups by ``meta.patient_id`` wherever a
+    document has one."""
+    if split_key != "auto":
+        return split_key
+    return "meta.patient_id" if "patient_id" in kinds.split("+") else "id"
 
 
 def build_corpus(cfg, tokenizer, objective: str) -> PackedCorpus:
@@ -412,7 +450,7 @@ def build_corpus(cfg, tokenizer, objective: str) -> PackedCorpus:
         "packing": cfg.masking.packing,
         "max_token_id": max_id,
     }
-    return PackedCorpus(train=train, eval=held, stats=stats, canaries=canaries)
+    return PackedCorpus(train=train, eval=held, stats=stats, canaries=canaries, eval_groups=eval_groups)
 
 
 _CANARY_GROUP = "canary"

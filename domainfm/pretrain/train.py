@@ -35,14 +35,16 @@ from domainfm.errors import ConfigError
 from domainfm.manifest import write_json_atomic
 from domainfm.models import keep_sentence_encoder_files
 from domainfm.pretrain.config import PretrainConfig
-from domainfm.pretrain.data import build_corpus, privacy_gate
+from domainfm.pretrain.data import build_corpus, privacy_gate, record_documents
 from domainfm.pretrain.model import MLM_HEAD_NEW, LoadedModel, load_model, wrap_lora
 from domainfm.pretrain.objective import MaskedPositionsLoss, _Batcher, causal_loss, evaluate
 from domainfm.training.checkpoints import (
     CHECKPOINTS,
+    INPUTS_KEY,
     CheckpointError,
     finished_run,
     handed_back,
+    input_digests,
     latest_resumable,
     list_checkpoints,
     output_action,
@@ -158,6 +160,7 @@ def _pretrain(config: PretrainConfig, out_dir: str | os.PathLike, *, resume: boo
     t_start = time.perf_counter()
     loaded = load_model(cfg.model, cfg.train.seed)
     _check_seq_len(cfg, loaded)
+    digests = input_digests(cfg.data.paths)  # the data as read now: recorded in every checkpoint
     corpus = build_corpus(cfg, loaded.tokenizer, loaded.objective)
     if corpus.stats["max_token_id"] >= loaded.model.config.vocab_size:
         raise ConfigError(f"the tokenizer produced id {corpus.stats['max_token_id']} but the model has only "
@@ -199,12 +202,15 @@ def _pretrain(config: PretrainConfig, out_dir: str | os.PathLike, *, resume: boo
 
     # The checkpoint to continue is found (and its config checked) before the folder is touched;
     # without one the run starts over under this config, and the saved config must say so.
-    found = latest_resumable(out, to_dict(cfg), _RESUME_MAY_CHANGE) if action == "resume" else None
+    found = latest_resumable(out, to_dict(cfg), _RESUME_MAY_CHANGE, digests) if action == "resume" else None
 
     # Every check passed: only now touch the output folder.
     prepare_output(out, action, main)
     if main and not found:
         save_config(cfg, out / CONFIG_NAME)
+    if main:
+        # now, not after training: the record must be of the files as they were read
+        record_documents(out, cfg, corpus)
     if main:
         _trim_log(out / "train_log.jsonl", found[0] if found else 0)
 
@@ -213,7 +219,8 @@ def _pretrain(config: PretrainConfig, out_dir: str | os.PathLike, *, resume: boo
         objective = MaskedPositionsLoss(loaded.model, loaded.head)  # loaded.model: the base under LoRA too
     else:
         objective = causal_loss
-    state: dict[str, Any] = {"config": to_dict(cfg), "tokens_seen": 0, "eval_before": None, "eval_history": []}
+    state: dict[str, Any] = {"config": to_dict(cfg), INPUTS_KEY: list(digests.values()), "tokens_seen": 0,
+                             "eval_before": None, "eval_history": []}
     eval_bs = max(1, cfg.sequences_per_batch)
 
     def mean_loss(m, batch):

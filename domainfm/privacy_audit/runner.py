@@ -87,7 +87,21 @@ def _read_manifest(model_dir: Path) -> dict[str, Any]:
         raise malformed("config.model", "an object whose 'tokenizer' is a string or null")
     if canaries is not None and not (isinstance(canaries, list) and all(isinstance(c, dict) for c in canaries)):
         raise malformed("canaries", "a list of canary objects")
+    section = (config or {}).get("data")
+    field = section.get("text_field") if isinstance(section, dict) else None
+    if field is not None and not (isinstance(field, str) and (field == "text" or
+                                                            (field.startswith("meta.") and len(field) > 5))):
+        raise malformed("config.data.text_field", "'text' or 'meta.<key>' (the field the model was trained on)")
     return data
+
+
+def _trained_text_field(manifest: dict[str, Any]) -> str:
+    """The field the model was trained on (``data.text_field`` of the config in its manifest;
+    ``text`` when none is recorded). A pretrain or finetune run can train on a ``meta.<key>``:
+    scoring ``text`` then measures text the model never saw, and says nothing of what it learned."""
+    data = (manifest.get("config") or {}).get("data")
+    field = data.get("text_field") if isinstance(data, dict) else None
+    return field or "text"
 
 
 def _located(source, flag: str) -> list[tuple[str, Any]]:
@@ -372,7 +386,8 @@ _LEFT_OUT = {"without_text": "without text", "as_training_texts": "whose text is
 def _documents_section(data: dict[str, Any]) -> list[str]:
     """The summary's account of the documents: read = used + left out, by reason."""
     check = data.get("group_check") or {}
-    lines = ["## Documents", "", "| | read | used | left out |", "|---|---|---|---|"]
+    lines = ["## Documents", "", f"Scored field: {data.get('text_field', 'text')} (the field the model was trained "
+             "on, by its manifest).", "", "| | read | used | left out |", "|---|---|---|---|"]
     for side, name in (("train", "training"), ("holdout", "held-out")):
         reasons = [f"{data[k]} {what.format(key=check.get('split_key'))}" for reason, what in _LEFT_OUT.items()
                    if data.get(k := f"{side}_documents_left_out_{reason}")]
@@ -432,27 +447,31 @@ def _write_report_files(out: Path, texts: dict[str, str]) -> None:
 
 
 def _audit_documents(train, holdout, cfg: PrivacyAuditConfig, recorded_key: tuple[str | None, str | None],
-                     split=None) -> tuple[list, list, dict[str, Any], list[str]]:
+                     split=None, text_field: str = "text") -> tuple[list, list, dict[str, Any], list[str]]:
     """The training and held-out documents the audit uses, what was read and left out, and the
-    warnings: documents without text are left out, and so are held-out documents whose text is
-    also a training text, white space aside (the model saw it, so it is no non-member), with a
-    recorded ``split`` (a finetune model's ``split.json``) training documents it did not train
-    on and held-out documents it did, and, unless ``cfg.keep_shared_groups``, held-out documents
-    whose patient (``cfg.split_key``) also has training documents (:func:`_check_groups`).
+    warnings: documents without text in ``text_field`` (the field the model was trained on) are
+    left out, and so are held-out documents whose text is also a training text, white space
+    aside (the model saw it, so it is no non-member), with a recorded ``split`` (the
+    ``split.json`` of a finetune or pretrain model) training documents it did not train on and
+    held-out documents it did, and, unless ``cfg.keep_shared_groups``, held-out documents whose
+    patient (``cfg.split_key``) also has training documents (:func:`_check_groups`).
 
     Raises:
         ConfigError: either side has no document with text (nothing could be measured, and a
             release gate must not pass on that), an id is on both sides (located by file and
             line, never quoted: an id can hold PHI), or no held-out document is left.
     """
+    from domainfm.pretrain.data import text_of
+
     read_train, read_holdout = _located(train, "--train"), _located(holdout, "--holdout")
-    located_train = [(where, d) for where, d in read_train if d.text.strip()]
-    located_holdout = [(where, d) for where, d in read_holdout if d.text.strip()]
+    located_train = [(where, d) for where, d in read_train if text_of(d, text_field).strip()]
+    located_holdout = [(where, d) for where, d in read_holdout if text_of(d, text_field).strip()]
     train_docs, holdout_docs = [d for _, d in located_train], [d for _, d in located_holdout]
     for name, docs, flag in (("training", train_docs, "--train"), ("held-out", holdout_docs, "--holdout")):
         if not docs:
-            raise ConfigError(f"{flag}: no {name} document with text; the audit compares the model on training "
-                              "documents against held-out ones, and nothing could be measured")
+            raise ConfigError(f"{flag}: no {name} document with text in {text_field!r} (the field the model was "
+                              "trained on); the audit compares the model on training documents against held-out "
+                              "ones, and nothing could be measured")
     train_at = {d.id: where for where, d in located_train}
     overlap = [(train_at[d.id], where) for where, d in located_holdout if d.id in train_at]
     if overlap:
@@ -460,14 +479,15 @@ def _audit_documents(train, holdout, cfg: PrivacyAuditConfig, recorded_key: tupl
                           f"(the first at {overlap[0][0]} and {overlap[0][1]}); the held-out set must be disjoint")
     # white space aside: a training note exported again with other line endings or spacing holds
     # the same words in the same order, so the model saw it and it is no non-member
-    seen = {" ".join(d.text.split()) for d in train_docs}
-    unseen = [d for d in holdout_docs if " ".join(d.text.split()) not in seen]
+    seen = {" ".join(text_of(d, text_field).split()) for d in train_docs}
+    unseen = [d for d in holdout_docs if " ".join(text_of(d, text_field).split()) not in seen]
     if not unseen:
         raise ConfigError("--holdout: every held-out text is also a training text; the held-out set must be "
                           "documents the model was not trained on")
     members, nonmembers, control = _within_recorded_split(split, train_docs, unseen)
     kept, check = _check_groups(members, nonmembers, cfg, recorded_key)
-    data = {"train_documents_read": len(read_train), "holdout_documents_read": len(read_holdout),
+    data = {"text_field": text_field,
+            "train_documents_read": len(read_train), "holdout_documents_read": len(read_holdout),
             "train_documents_left_out_without_text": len(read_train) - len(train_docs),
             "train_documents_left_out_not_trained_on": len(train_docs) - len(members),
             "holdout_documents_left_out_without_text": len(read_holdout) - len(holdout_docs),
@@ -481,7 +501,7 @@ def _audit_documents(train, holdout, cfg: PrivacyAuditConfig, recorded_key: tupl
     warnings = []
     if data["train_documents_left_out_without_text"] or data["holdout_documents_left_out_without_text"]:
         warnings.append(f"left out {data['train_documents_left_out_without_text']} training documents without "
-                        f"text and {data['holdout_documents_left_out_without_text']} held-out ones")
+                        f"text in {text_field!r} and {data['holdout_documents_left_out_without_text']} held-out ones")
     if control:
         warnings.append(f"the model's split.json records none of the {len(members)} training documents as trained "
                         "on: membership inference compares documents it never trained on (as for a control model)")
@@ -511,9 +531,10 @@ def _within_recorded_split(split, train_docs: list, holdout_docs: list) -> tuple
     recorded ``split`` (digests of id and text), and whether the split knows none of the training
     documents (then they are taken as given: a control model audited on another model's data).
 
-    finetune holds out ``eval_fraction`` of its training file: given that whole file as --train,
-    the documents it only evaluated on would count as members, and a held-out document it trained
-    on as a non-member; both pull the AUC towards 0.5, so a memorising model could pass the gate.
+    finetune and pretrain hold out ``eval_fraction`` of their data: given that whole file as
+    --train, the documents the model only evaluated on would count as members, and a held-out
+    document it trained on as a non-member; both pull the AUC towards 0.5, so a memorising model
+    could pass the gate.
 
     Raises:
         ConfigError: every held-out document is one the model trained on (counts only).
@@ -538,7 +559,8 @@ def _meta_value(doc, key: str) -> str | None:
 
 def _recorded_split_key(model_dir: Path, manifest: dict[str, Any]) -> tuple[str | None, str | None]:
     """The ``meta.<key>`` the model's training split grouped documents by, and where it is
-    recorded (``split.json`` of a finetune model, else the manifest's ``config.data.split_key``)."""
+    recorded (``split.json`` of a finetune or pretrain model, else the manifest's
+    ``config.data.split_key``)."""
     from domainfm.finetune.split import read_split
 
     split = read_split(model_dir)
@@ -628,8 +650,11 @@ def audit_privacy(
 
     Args:
         model_dir: a ``domainfm pretrain`` output (or any ``save_pretrained`` LM folder; its
-            ``manifest.json`` supplies the canaries, the base model and the seed).
-        train: the documents the model was trained on (a JSONL path or Documents).
+            ``manifest.json`` supplies the canaries, the base model, the seed and the field the
+            model was trained on, ``data.text_field``, which is the field scored).
+        train: the documents the model was trained on (a JSONL path or Documents); with the
+            model's ``split.json`` (pretrain and finetune write one), only those it records as
+            trained on are members, so the whole data file may be given.
         holdout: documents of the same distribution it was not trained on (patient-disjoint:
             held-out documents whose ``config.split_key`` group also has training documents are
             left out and counted unless ``config.keep_shared_groups``).
@@ -686,10 +711,17 @@ def _audit(model_dir: Path, train, holdout, out: Path | None, cfg: PrivacyAuditC
     )
     from domainfm.privacy_audit.task_scorer import TaskScorer
 
+    from domainfm.pretrain.data import text_of
+
     manifest = _read_manifest(model_dir)
+    text_field = _trained_text_field(manifest)
+    if vault is not None and text_field != "text":
+        # the vault's originals sit in each document's text, which this model never read
+        raise ConfigError(f"--vault: the model was trained on {text_field!r}, but the vault's originals are in the "
+                          "documents' text field; give --planted identifiers in that field's text instead")
     train_docs, holdout_docs, data, warnings = _audit_documents(train, holdout, cfg,
                                                                 _recorded_split_key(model_dir, manifest),
-                                                                read_split(model_dir))
+                                                                read_split(model_dir), text_field)
     for warning in warnings:
         say(warning)
     # the probes before the model loads: a vault or planted file with nothing to probe is said
@@ -781,7 +813,7 @@ def _audit(model_dir: Path, train, holdout, out: Path | None, cfg: PrivacyAuditC
     if members and nonmembers:
         say(f"membership inference on {len(members)} training and {len(nonmembers)} held-out documents")
         kwargs = {"max_tokens": cfg.max_tokens, "mask_passes": cfg.mask_passes, "seed": cfg.seed}
-        texts_m, texts_n = [d.text for d in members], [d.text for d in nonmembers]
+        texts_m, texts_n = ([text_of(d, text_field) for d in docs] for docs in (members, nonmembers))
         reference_losses = None
         base = report["model"]["base_model"]
         if is_task_model:  # the task loss under the gold label; a base model has no trained head to compare

@@ -2,7 +2,9 @@
 
 A checkpoint is ``transformers.Trainer``'s own folder (weights, optimizer, scheduler, RNG state,
 ``trainer_state.json``) plus ``domainfm_state.json``, written last, after every file has been
-fsync'd: a folder without it (a process killed mid-write, a full disk) is not a checkpoint.
+fsync'd: a folder without it (a process killed mid-write, a full disk) is not a checkpoint. The
+state records the digests of the data the run trains on (:func:`input_digests`): a checkpoint
+trained on other data is never continued, nor deleted (``--resume`` is refused, naming it).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from domainfm.errors import ConfigError, DomainFMError
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "domainfm_state.json"
+INPUTS_KEY = "inputs_sha256"  # the state's digests of the training data, in the order of the inputs
 
 
 class CheckpointError(DomainFMError):
@@ -41,15 +44,43 @@ def read_state(checkpoint: Path) -> dict[str, Any]:
     return json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
 
 
-def latest_resumable(out: Path, config: dict[str, Any], may_change: Any) -> tuple[int, Path, dict[str, Any]] | None:
+def input_digests(inputs: list[str | os.PathLike]) -> dict[str, str]:
+    """``{input: sha256}`` of the files or folders a run trains on, in their order
+    (:func:`domainfm.manifest.describe_input`; ``missing`` for one that is not there), to record
+    in its checkpoints (``INPUTS_KEY``) and compare with theirs (:func:`latest_resumable`).
+
+    Only the main process hashes; the others receive its digests, so every process compares the
+    same digests with the same checkpoint and all continue it, or all start over.
+    """
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+
+    from domainfm.manifest import describe_input
+
+    digests = ({str(p): describe_input(p).get("sha256", "missing") for p in inputs}
+               if PartialState().is_main_process else None)
+    return broadcast_object_list([digests])[0]
+
+
+def latest_resumable(out: Path, config: dict[str, Any], may_change: Any,
+                     inputs: dict[str, str] | None = None) -> tuple[int, Path, dict[str, Any]] | None:
     """The newest complete checkpoint under ``out`` as ``(step, folder, saved state)``, or None
     when there is none. A checkpoint written under another config cannot be continued; one
     written in a folder since copied or moved to ``out`` is compared with its paths inside the
     run folder read from there (:func:`relocated_config`), and its trainer state is pointed at
     ``out``'s own best checkpoint.
 
+    Nor is one trained on other data: ``inputs`` (:func:`input_digests` of the run's data) must
+    match the digests the checkpoint recorded. That is refused, not answered by starting over:
+    starting over would delete checkpoints that a data path pointed at the wrong file by mistake
+    could cost hours to rebuild. A checkpoint written before digests were recorded is continued
+    as before, its data unchecked: refusing it would throw away every interrupted run of an older
+    version, and its config (and, for a fine-tune, its labels) is still checked.
+
     Raises:
-        ConfigError: the saved config differs from ``config`` in a field outside ``may_change``.
+        ConfigError: the saved config differs from ``config`` in a field outside ``may_change``,
+            or the data differs from the checkpoint's (the message names the checkpoint and the
+            inputs that changed, never their content).
     """
     from domainfm.config import config_differences
 
@@ -63,6 +94,12 @@ def latest_resumable(out: Path, config: dict[str, Any], may_change: Any) -> tupl
     diffs = config_differences(recorded, config, may_change=may_change)
     if diffs:
         raise ConfigError(f"cannot resume {out} with a different config ({'; '.join(diffs[:5])})")
+    recorded_inputs = saved.get(INPUTS_KEY)
+    if inputs is not None and isinstance(recorded_inputs, list) and recorded_inputs != list(inputs.values()):
+        changed = [path for (path, now), then in zip(inputs.items(), recorded_inputs) if now != then]
+        raise ConfigError(f"cannot resume {out}: {checkpoint.name} was trained on other data "
+                          f"({', '.join(changed) or 'the inputs'} changed since), and continuing it would mix "
+                          "the two; restore that data to continue, or use --overwrite to train from the beginning")
     if isinstance(was, str):
         _relocate_best_checkpoint(checkpoint, was, out)
     return step, checkpoint, saved
