@@ -120,13 +120,14 @@ def test_import_option_help_names_every_format_that_takes_it(option):
 
 
 def test_csv_id_without_id_col_is_what_the_help_says(cli, tmp_path):
-    """The help said <file>-<row>; the id is the file stem and the line the row ends on."""
+    """The help said <file>-<row>; the id is the file stem and the line the row starts on (where a
+    user looks for it, also when a quoted cell holds a line break)."""
     src = tmp_path / "notes.csv"
     src.write_text('text\n"first\nnote"\nsecond\n')
     out = tmp_path / "o.jsonl"
     assert cli("import", "csv", src, "-o", out).exit_code == 0
-    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["notes-3", "notes-4"]
-    assert "<file stem>-<line its row ends on>" in _option_help(("import",), "id_col")
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["notes-2", "notes-4"]
+    assert "<file stem>-<line its row starts on>" in _option_help(("import",), "id_col")
 
 
 # --- options that nothing reads are refused by name -------------------------------------------
