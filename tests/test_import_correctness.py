@@ -189,8 +189,11 @@ def test_labelstudio_agreement_is_cohens_kappa_and_pairwise_f1_by_hand(tmp_path)
     assert agreement["choice_cohen_kappa"] == {"ls-user-7 | ls-user-8": {"kappa": 0.5, "documents": 4}}
     assert agreement["span_pairwise_f1"] == 0.5 and agreement["span_pairs_compared"] == {"matched": 2, "spans": 8}
     assert agreement["annotators"] == 2 and agreement["documents_with_several_annotators"] == 4
-    assert [(d.label, _keys(d)) for d in docs] == [("x", [(0, 3, "N")]), (None, []), ("y", [(0, 3, "N")]),
-                                                   ("y", [])]
+    # annotator 7's annotations are marked ground truth: each task's version is theirs, where a
+    # majority of two would leave the disagreements unresolved
+    assert [(d.label, _keys(d)) for d in docs] == [("x", [(0, 3, "N")]), ("x", [(0, 3, "N")]), ("y", [(0, 3, "N")]),
+                                                   ("y", [(0, 3, "N")])]
+    assert {d.meta["labelstudio"]["resolved_by"] for d in docs} == {"ground_truth"}
 
 
 def test_prodigy_agreement_is_cohens_kappa_and_pairwise_f1_by_hand(tmp_path):

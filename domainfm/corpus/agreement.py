@@ -13,6 +13,9 @@ keeps every annotator's version in ``meta.annotations`` (``[{"annotator", "spans
 - ``union``: every span any annotator marked (same-label spans that cross are merged).
 - ``first``: the first annotator's version alone (in export order).
 
+A version a reviewer marked as the reference (Label Studio's ground truth) is taken as it is
+instead, by the importer; the agreement is still over every annotator's version.
+
 Agreement is reported over the documents with two or more annotators:
 
 - spans: pairwise F1 between annotators (exact match of start, end and label), micro-averaged
@@ -61,14 +64,18 @@ class Annotation:
         return None if self.label is None else (self.label,)
 
 
-def latest_per_annotator(annotations: Sequence[Annotation],
-                         tasks: Sequence[Any] | None = None) -> tuple[list[Annotation], int]:
+def latest_per_annotator(annotations: Sequence[Annotation], tasks: Sequence[Any] | None = None,
+                         keep: int | None = None) -> tuple[list[Annotation], int]:
     """Each annotator's last version (in export order), and how many earlier ones it replaced: an
     annotator who submitted a task twice is one annotator, not two who agree with each other.
     With ``tasks`` (one question's key per version, e.g. Prodigy's ``_task_hash``), the last
-    version per annotator and question: one annotator's answers to different questions all stay."""
+    version per annotator and question: one annotator's answers to different questions all stay.
+    With ``keep`` (an index), that version is its annotator's one even when a later one follows:
+    a reviewer's ground truth is what the document holds, so it is what the agreement compares."""
     keys = [(a.annotator, None if tasks is None else tasks[i]) for i, a in enumerate(annotations)]
     last = {key: i for i, key in enumerate(keys)}
+    if keep is not None:
+        last[keys[keep]] = keep
     kept = [a for i, a in enumerate(annotations) if last[keys[i]] == i]
     return kept, len(annotations) - len(kept)
 

@@ -13,7 +13,15 @@ named.
 
 Several annotators of one task: each version is kept in ``meta.annotations`` and the document's
 own spans/label are resolved (``resolve``: majority, union or first; see
-:mod:`domainfm.corpus.agreement`); the import manifest reports their agreement.
+:mod:`domainfm.corpus.agreement`); the import manifest reports their agreement. An annotation a
+reviewer marked as the task's ground truth (``"ground_truth": true``) is the document's version
+instead, whatever the rule: ``meta.labelstudio.resolved_by`` says ``ground_truth`` (with
+``meta.labelstudio.ground_truth`` naming the annotation) or the rule used. Label Studio keeps one
+per task; an export that holds several (merged projects, tasks written through the API) takes the
+one updated last (``updated_at``, then the highest ``id``, then the last in the export) and counts
+them in ``meta.labelstudio.ground_truth_annotations``. Skipped (``was_cancelled``) annotations and
+predictions are never a version, ground truth or not; a prediction becomes the labels only with
+``use_predictions`` and only for a task with no annotation at all.
 
 Offsets: current Label Studio stores code points (Python string indices); versions before the
 2021 fix stored JavaScript (UTF-16) offsets, which differ after an emoji or other astral
@@ -34,6 +42,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -55,8 +64,8 @@ class LabelStudioOptions:
     id_key: key of the document id in ``data`` (``domainfm label`` exports write ``doc_id``);
         tasks without it get ``ls-<task id>``; an integer is written as a string, any other
         value rejects the task.
-    resolve: how several annotators' versions become the document's spans and label:
-        ``majority`` | ``union`` | ``first``.
+    resolve: how several annotators' versions become the document's spans and label when none
+        is marked as ground truth: ``majority`` | ``union`` | ``first``.
     choices: ``auto`` (one choice -> ``label``, several -> ``labels``), ``single`` or ``multi``.
     choices_from: the ``from_name`` of the ``<Choices>`` control that gives the label, when a
         project has several (the others go to ``meta.labelstudio.other``).
@@ -154,8 +163,14 @@ def _task_document(task: Any, options: LabelStudioOptions | None,
     versions, other = [], []
     for i, ann in enumerate(done):
         versions.append(_annotation(ann, i, text, options, doc_id, location, other, source))
-    versions, superseded = latest_per_annotator(versions)
-    spans, label, labels, conflicts = resolve(versions, options.resolve)
+    truth, marked = _ground_truth(done) if source == "annotations" else (None, 0)
+    kept, superseded = latest_per_annotator(versions, keep=truth)
+    if truth is None:
+        spans, label, labels, conflicts = resolve(kept, options.resolve)
+    else:
+        # the reviewer settled the task: nothing is left unresolved, and the other versions stay
+        # in meta.annotations and in the agreement
+        spans, label, labels, conflicts = resolve([versions[truth]], "first")
     meta: dict[str, Any] = {k: v for k, v in data.items() if k not in (options.text_key, options.id_key)}
     ls_meta: dict[str, Any] = {"task_id": task_id}
     if source == "prediction":
@@ -164,9 +179,55 @@ def _task_document(task: Any, options: LabelStudioOptions | None,
         ls_meta["other"] = other
     if superseded:
         ls_meta["superseded_versions"] = superseded
+    if truth is not None:
+        ls_meta["resolved_by"] = "ground_truth"
+        ann_id = done[truth].get("id")
+        ls_meta["ground_truth"] = {"annotator": versions[truth].annotator,
+                                   **({"annotation": ann_id} if isinstance(ann_id, (int, str))
+                                      and not isinstance(ann_id, bool) else {})}
+        if marked > 1:
+            ls_meta["ground_truth_annotations"] = marked
+    elif len(kept) > 1:
+        ls_meta["resolved_by"] = options.resolve
     meta[free_key(meta, "labelstudio")] = ls_meta
-    doc = annotated_document(doc_id, text, meta, versions, (spans, label, labels, conflicts), location)
-    return doc, ((versions, conflicts) if len(versions) > 1 else None)
+    doc = annotated_document(doc_id, text, meta, kept, (spans, label, labels, conflicts), location)
+    return doc, ((kept, conflicts) if len(kept) > 1 else None)
+
+
+def _ground_truth(annotations: list[dict]) -> tuple[int | None, int]:
+    """The index of the annotation marked as ground truth, and how many are marked. Of several,
+    the one updated last: Label Studio moves the mark, so the latest is the reviewer's last word.
+    Only ``true`` marks (a string is no reviewer's decision)."""
+    marked = [i for i, a in enumerate(annotations) if a.get("ground_truth") is True]
+    if not marked:
+        return None, 0
+    return max(marked, key=lambda i: (_timestamp(annotations[i].get("updated_at")),
+                                      _number(annotations[i].get("id")), i)), len(marked)
+
+
+_NO_TIME = datetime.min.replace(tzinfo=timezone.utc)
+
+
+def _timestamp(value: Any) -> datetime:
+    """An ISO 8601 time (one without a zone is read as UTC, the zone Label Studio writes); the
+    earliest time when absent or unreadable, so a dated mark wins over an undated one."""
+    if not isinstance(value, str):
+        return _NO_TIME
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return _NO_TIME
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def _number(value: Any) -> int:
+    """An annotation id as a number (Label Studio writes integers; its docs show strings); -1
+    when it is neither."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    return -1
 
 
 def _doc_id(value: Any, task_id: Any, id_key: str, location: str | None) -> str:
