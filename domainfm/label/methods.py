@@ -70,8 +70,42 @@ class Head:
         return np.stack([m.decision_function(X) for m in self.models], axis=1)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        z = self.logits(X) / self.temperature
-        return sigmoid(z) if self.multilabel else softmax(z)
+        if not self.multilabel:
+            return softmax(self.logits(X) / self.temperature)
+        return sigmoid(self.logits(X) / _temperatures(self.models, self.temperature))
+
+
+@dataclass
+class _Prior:
+    """The model of a label column that every training seed has, or none has: with no contrast
+    to learn from, the model is the label's base rate in those seeds, smoothed by the rule of
+    succession ``(k + 1) / (n + 2)`` (none of 8 seeds: 0.1, not 0 - a document that has the
+    label stays possible). It stands in for the binary LR (same ``decision_function``)."""
+
+    logit: float
+
+    @classmethod
+    def of(cls, y: np.ndarray) -> "_Prior":
+        rate = (float(np.sum(y)) + 1.0) / (len(y) + 2.0)
+        return cls(math.log(rate / (1.0 - rate)))
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        return np.full(len(X), self.logit)
+
+
+def _temperatures(models, temperature: float) -> np.ndarray:
+    """Per label column: the fitted temperature, or 1 for a :class:`_Prior` column. The
+    temperature rescales LR margins; a base rate is no margin and was left out of its fit."""
+    return np.array([1.0 if isinstance(m, _Prior) else temperature for m in models])
+
+
+def _label_models(Xt, Yt, wt, Y_seeds, C: float, seed: int) -> list:
+    """One binary LR per label column of the training set ``Xt, Yt`` (seeds then anchors); a
+    column that is constant there has nothing to separate (sklearn refuses it) and gets the
+    :class:`_Prior` of its seeds ``Y_seeds`` (anchors are descriptions, not documents). The
+    calibration folds and the final head both go through here, so they treat such a column alike."""
+    return [_fit_lr(Xt, Yt[:, j], C, wt, seed) if Yt[:, j].min() != Yt[:, j].max() else _Prior.of(Y_seeds[:, j])
+            for j in range(Yt.shape[1])]
 
 
 def _decision(model, X) -> np.ndarray:
@@ -94,13 +128,11 @@ def _fit_lr(X, y, C: float, weights=None, seed: int = 0):
     return model
 
 
-def _raw_logits(X_train, Y_train, X_eval, *, C, multilabel, seed, weights=None):
-    """Fit LR(s) and return (models, logits on X_eval) - uncalibrated."""
-    if not multilabel:
-        model = _fit_lr(X_train, Y_train, C, weights, seed)
-        return [model], _decision(model, X_eval)
-    models = [_fit_lr(X_train, Y_train[:, j], C, weights, seed) for j in range(Y_train.shape[1])]
-    return models, np.stack([m.decision_function(X_eval) for m in models], axis=1)
+def _raw_logits(X_train, Y_train, X_eval, *, C, seed, weights=None):
+    """Fit the single-label LR and return (models, logits on X_eval) - uncalibrated (multi-label
+    heads are one LR per label column: :func:`_label_models`)."""
+    model = _fit_lr(X_train, Y_train, C, weights, seed)
+    return [model], _decision(model, X_eval)
 
 
 def _stack(X, Y, anchors, weights=None):
@@ -129,8 +161,10 @@ def fit_self_trained(X, Y, X_pool, *, C, multilabel, n_classes, cfg: LabelConfig
     row per described label (see :func:`label_anchors`). Returns the fitted models (list).
     """
     Xt, Yt, wt = _stack(X, Y, anchors)
-    models, _ = _raw_logits(Xt, Yt, X[:1], C=C, multilabel=multilabel, seed=cfg.seed, weights=wt)
-    if multilabel or cfg.self_training == 0 or X_pool is None or len(X_pool) == 0:
+    if multilabel:
+        return _label_models(Xt, Yt, wt, Y, C, cfg.seed)
+    models, _ = _raw_logits(Xt, Yt, X[:1], C=C, seed=cfg.seed, weights=wt)
+    if cfg.self_training == 0 or X_pool is None or len(X_pool) == 0:
         return models
     first, previous = None, models
     for r in range(1, cfg.self_training + 1):
@@ -155,7 +189,7 @@ def fit_self_trained(X, Y, X_pool, *, C, multilabel, n_classes, cfg: LabelConfig
         y_aug = np.concatenate([Yt, np.asarray(labels, dtype=int)])
         w = np.concatenate([wt, np.full(len(chosen), cfg.pseudo_weight)])
         previous = models
-        models, _ = _raw_logits(X_aug, y_aug, X[:1], C=C, multilabel=False, seed=cfg.seed, weights=w)
+        models, _ = _raw_logits(X_aug, y_aug, X[:1], C=C, seed=cfg.seed, weights=w)
     return models
 
 
@@ -259,6 +293,9 @@ class CVResult:
     C: float
     folds: int
     scores: dict = field(default_factory=dict)  # per C: calibrated NLL
+    # multi-label cells whose label was constant in their fold's training seeds: base-rate
+    # logits (see _Prior), not in the temperature fit and not rescaled by it
+    prior: np.ndarray | None = None
 
 
 def cross_validate(X, Y, X_pool, *, multilabel, n_classes, cfg: LabelConfig,
@@ -283,23 +320,40 @@ def cross_validate(X, Y, X_pool, *, multilabel, n_classes, cfg: LabelConfig,
     # happen to get all right do not make every suggestion certain (confidence 1.0 for a note
     # of neither class, as it was), and with 40 seeds the smoothing is down to 0.024
     smoothing = 1.0 / (len(Y) + 1)
-    for C, logits in oof.items():
-        temps[C] = fit_temperature(logits, Y, multilabel=multilabel, smoothing=smoothing)
-        scores[C] = _nll(logits / temps[C], Y, multilabel)
+    for C, (logits, prior) in oof.items():
+        temps[C] = _fit_temperature(logits, Y, prior, multilabel, smoothing)
+        scores[C] = _nll(_tempered(logits, prior, temps[C]), Y, multilabel)
     best = min(cfg.c_grid, key=lambda c: (round(scores[c], 6), c))
-    logits = oof[best]
+    logits, prior = oof[best]
     if cfg.self_training and not multilabel and any(f[3] is not None and len(f[3]) for f in folds):
         # The calibrated model is the self-trained one: rerun it in every fold.
-        logits = _oof_logits(folds, Y, best, multilabel=False, n_classes=n_classes, cfg=cfg)
+        logits, prior = _oof_logits(folds, Y, best, multilabel=False, n_classes=n_classes, cfg=cfg)
         temps[best] = fit_temperature(logits, Y, multilabel=False, smoothing=smoothing)
     T = temps[best]
-    probs = sigmoid(logits / T) if multilabel else softmax(logits / T)
-    return CVResult(logits, probs, T, best, len(splits), scores)
+    probs = sigmoid(_tempered(logits, prior, T)) if multilabel else softmax(logits / T)
+    return CVResult(logits, probs, T, best, len(splits), scores, prior if multilabel else None)
 
 
-def _oof_logits(folds, Y, C, *, multilabel, n_classes, cfg: LabelConfig) -> np.ndarray:
+def _fit_temperature(logits, Y, prior, multilabel: bool, smoothing: float) -> float:
+    """``fit_temperature`` on the cells that hold LR margins. A base-rate cell (``prior``) is
+    no margin: at the +-30 it once was, the one held-out seed that carries a label no training
+    seed of its fold had cost 30 / T nats, and T went up to shrink it, flattening every label."""
+    if not multilabel:
+        return fit_temperature(logits, Y, multilabel=False, smoothing=smoothing)
+    # the multi-label NLL is a mean over cells, so the kept cells can go in as one column
+    keep = ~prior
+    return fit_temperature(logits[keep][:, None], Y[keep][:, None], multilabel=True, smoothing=smoothing)
+
+
+def _tempered(logits, prior, T: float) -> np.ndarray:
+    return logits / T if prior is None else np.where(prior, logits, logits / T)
+
+
+def _oof_logits(folds, Y, C, *, multilabel, n_classes, cfg: LabelConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold logits of the seeds, and which cells are base rates (:class:`_Prior`)."""
     width = n_classes
     oof = np.zeros((len(Y), width))
+    prior = np.zeros((len(Y), width), dtype=bool)
     for train, test, Xf, Pf, Af in folds:
         if Pf is not None and len(Pf) and cfg.self_training:
             # The held-out seeds are unlabeled pool documents for this fold, as the pool is for
@@ -319,18 +373,14 @@ def _oof_logits(folds, Y, C, *, multilabel, n_classes, cfg: LabelConfig) -> np.n
             continue
         if multilabel:
             Xt, Yt, wt = _stack(Xf[train], Y[train], Af)
-            cols = Yt.min(0) != Yt.max(0)
-            part = np.zeros((len(test), width))
-            part[:, ~cols] = np.where(Yt[0, ~cols] > 0, 30.0, -30.0)
-            if cols.any():
-                models = [_fit_lr(Xt, Yt[:, j], C, wt, cfg.seed) for j in np.flatnonzero(cols)]
-                part[:, cols] = _logits_of(models, Xf[test], True)
-            oof[test] = part
+            models = _label_models(Xt, Yt, wt, Y[train], C, cfg.seed)
+            oof[test] = _logits_of(models, Xf[test], True)
+            prior[test] = [isinstance(m, _Prior) for m in models]
         else:
             models = fit_self_trained(Xf[train], Y[train], Pf, C=C, multilabel=False,
                                       n_classes=n_classes, cfg=cfg, anchors=Af)
             oof[test] = _logits_of(models, Xf[test], False)
-    return oof
+    return oof, prior
 
 
 def _nll(z, Y, multilabel):

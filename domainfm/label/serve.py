@@ -17,8 +17,14 @@ what Label Studio 1.23's ``ml/api_connector.py`` sends):
   skipped annotation (``was_cancelled``) and ``ANNOTATIONS_DELETED`` take theirs out of it;
   ``START_TRAINING`` asks for a retraining;
 - ``POST /train``: Label Studio's export of every annotated task (``{"annotations": [task with
-  its "annotations"], "label_config"}``), or annotations each with their ``task``: stored like
-  webhook annotations.
+  its "annotations"], "project": "<id>.<created>", "label_config"}``), or annotations each with
+  their ``task``: stored like webhook annotations. The export is the project's truth: a stored
+  annotation of that project that it no longer holds (deleted in Label Studio) is withdrawn as
+  ``ANNOTATIONS_DELETED`` withdraws it. Label Studio's ``ml/api_connector.py`` sends every task
+  of the project that has an annotation, in one request; the body cannot say so itself, so only
+  that shape (tasks with ``data`` and a ``project`` id) is taken as complete, and only for
+  annotations stored with that project id. Annotation objects each with their ``task`` (a partial
+  list) withdraw nothing.
 
 Retraining never holds up a request: a stored annotation answers at once (Label Studio waits 1 s
 for a webhook) and asks for a retraining in the background; annotations that arrive while a
@@ -396,14 +402,20 @@ class Backend:
         """Store one webhook payload's annotation (``{"task", "annotation", "project"}``)."""
         return self.add_annotations([payload])
 
-    def add_annotations(self, payloads: list[dict], *, label_config: Any = None) -> dict[str, Any]:
+    def add_annotations(self, payloads: list[dict], *, label_config: Any = None,
+                        export_of: int | None = None) -> dict[str, Any]:
         """Store webhook/``/train`` annotations and ask for one retraining in the background.
 
         Each payload is ``{"task", "annotation"}`` (one annotation of the task), or ``{"task"}``
         whose task carries its ``annotations`` (Label Studio's export). Every one is checked
         first: a batch with one refused or malformed annotation stores none of them. A skipped
         annotation (``was_cancelled``) is not learnt from, and takes the task out of the training
-        set if it replaces the annotation stored for it."""
+        set if it replaces the annotation stored for it.
+
+        ``export_of``: the payloads are the complete export of this Label Studio project (every
+        task of it with an annotation). A stored annotation of that project that the export no
+        longer holds was deleted there, and is withdrawn as :meth:`delete_annotations` withdraws
+        it; annotations stored without a project id are kept (nothing says they belong to it)."""
         default = self._labeling(label_config)
         checked = [self._annotated_document(p, i, len(payloads), default) for i, p in enumerate(payloads)]
         stored = [x for x in checked if isinstance(x, Document)]
@@ -411,9 +423,14 @@ class Backend:
         with self.lock:
             for doc in stored:
                 self.annotated[doc.id] = doc
-            withdrawn = [k for k, d in self.annotated.items() if _annotation_ids(d) & skipped]
-            for k in withdrawn:
-                del self.annotated[k]
+            withdrawn = self._withdraw(skipped)
+            if export_of is not None:
+                # every annotation id the export holds, skips included (a skip is still there)
+                present = {a["id"] for p in payloads for a in p["task"].get("annotations") or []
+                           if _is_id(a.get("id"))}
+                gone = {i for d in self.annotated.values() if _ls_meta(d).get("project") == export_of
+                        for i in _annotation_ids(d)} - present
+                withdrawn += self._withdraw(gone)
             self.skipped += len(checked) - len(stored)
             if stored or withdrawn:
                 self._write_annotations()
@@ -430,9 +447,7 @@ class Backend:
         training set (until one of them is annotated again) and ask for a retraining."""
         wanted = {x for x in ids if isinstance(x, (int, str)) and not isinstance(x, bool)}
         with self.lock:
-            removed = [k for k, d in self.annotated.items() if _annotation_ids(d) & wanted]
-            for k in removed:
-                del self.annotated[k]
+            removed = self._withdraw(wanted)
             if removed:
                 self._write_annotations()
                 self._save_state()
@@ -441,6 +456,15 @@ class Backend:
             self.request_training()
         return {"status": "ok", "removed": len(removed), "model_version": version,
                 "training": "scheduled" if removed else "not needed"}
+
+    def _withdraw(self, ids: set) -> list[str]:
+        """Take out of the training set the tasks stored under any of these annotation ids (the
+        caller writes the file and asks for the retraining); their keys."""
+        with self.lock:
+            removed = [k for k, d in self.annotated.items() if _annotation_ids(d) & ids]
+            for k in removed:
+                del self.annotated[k]
+            return removed
 
     def _write_annotations(self) -> None:
         with self.lock:
@@ -489,8 +513,11 @@ class Backend:
         ls = _ls_meta(doc)
         ls["annotation_ids"] = sorted(ids, key=str)
         task_project = task.get("project")
-        if doc.id == f"ls-{ls.get('task_id')}" and isinstance(task_project, int) and not isinstance(task_project, bool):
-            doc = replace(doc, id=f"ls-{task_project}-{ls.get('task_id')}")  # task ids repeat across projects
+        if isinstance(task_project, int) and not isinstance(task_project, bool):
+            # a later /train export of this project withdraws the annotation once it is gone there
+            ls["project"] = task_project
+            if doc.id == f"ls-{ls.get('task_id')}":
+                doc = replace(doc, id=f"ls-{task_project}-{ls.get('task_id')}")  # task ids repeat across projects
         return doc
 
     # ------------------------------------------------------------------ protocol
@@ -644,7 +671,10 @@ def make_handler(backend: Backend):
                     # Label Studio sends its export (tasks with their "annotations"); older callers, annotations
                     payloads = [{"task": a} if "data" in a else {"task": a.get("task"), "annotation": a}
                                 for a in items]
-                    self._send(201, backend.add_annotations(payloads, label_config=body.get("label_config")))
+                    # a body without the list is no export (it would withdraw the whole project)
+                    export = "annotations" in body and all("data" in a for a in items)
+                    self._send(201, backend.add_annotations(payloads, label_config=body.get("label_config"),
+                                                            export_of=_project_id(body) if export else None))
                 elif route == "/rank":
                     self._send(200, {"order": backend.rank()})
                 else:
@@ -666,6 +696,16 @@ def make_handler(backend: Backend):
         do_PUT = do_DELETE = do_PATCH = _not_allowed
 
     return Handler
+
+
+def _project_id(body: dict) -> int | None:
+    """The project id of a ``/train`` body's ``project`` (Label Studio sends ``"<id>.<created>"``),
+    or None: without it the request is not taken for a project's complete export."""
+    project = body.get("project")
+    if isinstance(project, int) and not isinstance(project, bool):
+        return project
+    head = project.split(".")[0] if isinstance(project, str) else ""
+    return int(head) if head.isascii() and head.isdigit() else None
 
 
 def _bulk_payloads(body: dict) -> list[dict]:
