@@ -469,17 +469,17 @@ def test_chunk_file_writes_chunks_rejects_and_manifest(minilm, tmp_path, bytelev
                       {"id": "c1", "text": CONTRACT, "labels": ["msa"]}, {"id": "bad", "text": 3}])
     result = chunk_file(src, out, ChunkConfig(max_tokens=64, overlap=8, profile="clinical"), tokenizer=minilm)
     assert result.counts.to_dict()["reconciles"]
-    assert (result.counts.read, result.counts.written, result.counts.rejected) == (5, 3, 2)
-    assert result.empty_documents == 1 and result.chunks > 4
+    assert (result.counts.read, result.counts.written, result.counts.rejected) == (5, 2, 3)
+    assert result.empty_documents == 0 and result.chunks > 4
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert all(list(r) == SCHEMA for r in records)
     assert {r["doc_id"] for r in records} == {"n1", "c1"}
     assert all(r["labels"] == ["msa"] for r in records if r["doc_id"] == "c1")
     rejects = [json.loads(line) for line in result.rejects.read_text().splitlines()]
-    assert {r["id"] for r in rejects} == {None, "bad"}
+    assert {r["id"] for r in rejects} == {None, "bad", "empty"}
     manifest = json.loads(result.manifest.read_text())
     assert manifest["stage"] == "chunk" and manifest["config"]["max_tokens"] == 64
-    assert manifest["counts"]["empty_documents"] == 1 and manifest["counts"]["chunks"] == result.chunks
+    assert manifest["counts"]["empty_documents"] == 0 and manifest["counts"]["chunks"] == result.chunks
     assert manifest["counts"]["max_chunk_tokens"] <= 64
     round_trip = [Chunk.from_dict(r) for r in records]
     assert project_spans(round_trip)["n1"] == sorted(note_with_spans().spans, key=lambda s: (s.start, s.end, s.label))

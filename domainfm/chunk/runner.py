@@ -30,7 +30,11 @@ class ChunkWriter(JsonlWriter):
 
 @dataclass
 class ChunkResult:
-    """What :func:`chunk_file` did. ``counts`` are per *document*: read == written + rejected."""
+    """What :func:`chunk_file` did. ``counts`` are per *document*: read == written + rejected.
+
+    ``empty_documents`` stays 0 (a blank document is rejected, not written) and is kept so that
+    manifests keep their keys.
+    """
 
     out: Path
     rejects: Path | None
@@ -53,9 +57,10 @@ def chunk_file(
 ) -> ChunkResult:
     """Chunk the documents of a domainfm JSONL file into a JSONL file of chunks.
 
-    Invalid input records and documents that cannot be chunked go to ``<out>.rejects.jsonl``;
-    empty documents are written as zero chunks (counted as ``empty_documents``). A manifest
-    (``<out>.manifest.json``) records the config, input hash and counts.
+    Invalid input records, documents whose text is empty or only whitespace (``empty text:
+    nothing to chunk``) and documents that cannot be chunked go to ``<out>.rejects.jsonl``, so
+    every document written has at least one chunk. A manifest (``<out>.manifest.json``) records
+    the config, input hash and counts.
 
     Example:
         >>> result = chunk_file("notes.jsonl", "chunks.jsonl", ChunkConfig(profile="clinical"))  # doctest: +SKIP
@@ -83,7 +88,7 @@ def chunk_file(
                     located.append((doc.id, location))
                     yield doc
 
-            for doc_result in chunker.iter_documents(docs()):
+            for doc_result in chunker.iter_documents(docs(), reject_empty=True):
                 while located and located[0][0] != doc_result.doc.id:
                     located.popleft()
                 location = located.popleft()[1] if located else None
@@ -95,8 +100,6 @@ def chunk_file(
                     continue
                 counts.read += 1
                 counts.written += 1
-                if not doc_result.chunks:
-                    result.empty_documents += 1
                 for chunk in doc_result.chunks:
                     chunks_out.write(chunk)
                     result.max_chunk_tokens = max(result.max_chunk_tokens, chunk.n_tokens)

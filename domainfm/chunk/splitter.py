@@ -21,8 +21,10 @@ How a document is chunked:
    the far part offers nothing better than a clause or word break.
 4. The next chunk starts ``overlap`` tokens before the end, at the earliest sentence (or better)
    boundary inside that window; with none there it starts at the previous end when that end is a
-   sentence/paragraph boundary, else at the best word boundary in the window. It never starts
-   at or before the previous start, and never overlaps across a top-level section or heading.
+   sentence/paragraph boundary, else at the best word boundary in the window (inside a word when
+   the window has no break at all, e.g. a URL or CJK text), or, when the whole window lies inside
+   one character, at the last cut before it. It never starts at or before the previous start,
+   and never overlaps across a top-level section or heading.
 5. A chunk's characters are ``[start of its first token, start of the next chunk's first
    token)`` with surrounding whitespace trimmed, so ``text == doc.text[start:end]`` and every
    non-whitespace character is in some chunk. Each chunk text is re-encoded *with* special
@@ -77,6 +79,7 @@ ABBREVIATIONS = frozenset(
 _BATCH_DOCS = 32
 _BATCH_CHARS = 2_000_000
 _PLAN_AHEAD = 64  # chunks planned before their token counts are verified in one batch
+EMPTY_TEXT = "empty text: nothing to chunk"  # the reject reason of a blank document (chunk_file, engines)
 
 
 @dataclass(slots=True)
@@ -216,13 +219,22 @@ class Chunker:
 
     # ------------------------------------------------------------------ public entry points
 
-    def iter_documents(self, docs: Iterable[Document]) -> Iterator[DocumentChunks]:
-        """Chunk each document; one :class:`DocumentChunks` per document, in order."""
+    def iter_documents(self, docs: Iterable[Document], *, reject_empty: bool = False) -> Iterator[DocumentChunks]:
+        """Chunk each document; one :class:`DocumentChunks` per document, in order.
+
+        Args:
+            docs: the documents.
+            reject_empty: give a document whose text is empty or only whitespace an error
+                (``"empty text: nothing to chunk"``) instead of zero chunks, so that a file stage
+                rejects it rather than counting it written with nothing in the output.
+        """
         batch: list[Document] = []
         size = 0
         for doc in document_stream(docs):
             try:
                 checked_document(doc)
+                if reject_empty and not doc.text.strip():
+                    raise RecordError(EMPTY_TEXT, record_id=doc.id)
             except RecordError as err:  # a span past the text's end would come out cut, silently
                 if batch:  # the results stay in input order
                     yield from self._chunk_batch(batch)
@@ -440,7 +452,15 @@ class Chunker:
             return e
         best = int(window.max())
         if best < 0:
-            return e
+            # The whole window lies inside one character (a CJK character or an emoji that a
+            # byte-level tokenizer spreads over more than ``overlap`` tokens): starting at ``e``
+            # would drop the overlap, so start at the last cut before the window, a little more.
+            before = np.flatnonzero(levels[s + 1:lo] >= 0)
+            return s + 1 + int(before[-1]) if before.size else e
+        # With no break at all in the window (a URL, a base64 blob, CJK text) best is WORD and the
+        # chunk starts inside a word, at the first cuttable gap of the window (``overlap`` tokens
+        # back unless that gap is inside a character): a cut between two tokens is still
+        # token-exact, and overlap cut mid-word beats none.
         return lo + int(np.argmax(window == best))
 
     def _shrink(self, doc: Document, starts, levels, s: int, e: int, count: int):

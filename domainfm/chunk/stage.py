@@ -26,4 +26,4 @@ def run(config: ChunkConfig, inputs: list[Path], out: Path, context: StageContex
                        rejects=result.rejects, first_rejects=result.first_rejects,
                        reject_reasons=dict(result.counts.reasons),
                        detail=f" documents; {result.chunks} chunks (max {result.max_chunk_tokens} of "
-                              f"{config.max_tokens} positions, {result.empty_documents} empty documents)")
+                              f"{config.max_tokens} positions)")

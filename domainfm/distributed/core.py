@@ -200,7 +200,7 @@ def chunk_partition(rows: Iterable[dict[str, Any]], config) -> Iterator[dict[str
     largest chunk and spans outside chunks: documents, not chunks, are what counts reconcile),
     and reject rows."""
     intake = _Intake(rows)
-    for result in _chunker_for(config).iter_documents(intake.documents()):
+    for result in _chunker_for(config).iter_documents(intake.documents(), reject_empty=True):
         yield from intake.rejects
         intake.rejects.clear()
         order, location, raw = intake.where.pop(result.doc.id)
