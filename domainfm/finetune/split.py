@@ -18,7 +18,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from domainfm.errors import ConfigError
 from domainfm.manifest import write_json_atomic
@@ -26,20 +26,31 @@ from domainfm.manifest import write_json_atomic
 SPLIT_FILE = "split.json"
 
 
-def _digest(salt: str, doc_id: str, text: str | None) -> str:
-    """``text`` None: a version 1 record's digest of the id alone."""
+def split_digest(salt: str, doc_id: str, text: str | None) -> str:
+    """A document's digest in ``split.json``; ``text`` None: a version 1 record's digest of the id alone."""
     material = f"{salt}\x00{doc_id}" if text is None else f"{salt}\x00{doc_id}\x00{text}"
     return hashlib.sha256(material.encode("utf-8")).hexdigest()[:32]
 
 
+def split_salt(seed: int) -> str:
+    """The salt of a run's ``split.json``. It is stored in the file (a reader needs it), so it
+    protects nothing by being random; it is derived from the run's seed so that the same run
+    writes the same file. The secret that keeps the digests from being tested is the text."""
+    return hashlib.sha256(f"domainfm-split:{seed}".encode()).hexdigest()[:32]
+
+
 def record_split(out: str | os.PathLike, train_docs: Sequence[Any], eval_docs: Sequence[Any],
                  stats: dict[str, Any] | None = None, *, seed: int = 0) -> Path:
-    """Write ``out/split.json``: digests of the training and evaluation documents (id and text).
+    """Write ``out/split.json``: digests of the training and evaluation documents (id and text)."""
+    salt = split_salt(seed)
+    return write_split(out, salt, (split_digest(salt, d.id, d.text) for d in train_docs),
+                       (split_digest(salt, d.id, d.text) for d in eval_docs), stats)
 
-    The salt is stored in the file (a reader needs it), so it protects nothing by being random;
-    it is derived from the run's seed so that the same run writes the same file. The secret
-    that keeps the digests from being tested is the text."""
-    salt = hashlib.sha256(f"domainfm-split:{seed}".encode()).hexdigest()[:32]
+
+def write_split(out: str | os.PathLike, salt: str, train: Iterable[str], eval: Iterable[str],
+                stats: dict[str, Any] | None = None) -> Path:
+    """Write ``out/split.json`` from digests already taken (:func:`split_digest` with ``salt``):
+    a caller that streams its documents once sorts them into both sides in that one pass."""
     stats = stats or {}
     payload = {
         "version": 2,
@@ -47,8 +58,8 @@ def record_split(out: str | os.PathLike, train_docs: Sequence[Any], eval_docs: S
         "salt": salt,
         "split_key": stats.get("split_key"),
         "eval_source": stats.get("eval_source"),
-        "train": sorted(_digest(salt, d.id, d.text) for d in train_docs),
-        "eval": sorted(_digest(salt, d.id, d.text) for d in eval_docs),
+        "train": sorted(train),
+        "eval": sorted(eval),
     }
     path = Path(out) / SPLIT_FILE
     write_json_atomic(path, payload)
@@ -66,7 +77,7 @@ class RecordedSplit:
 
     def side(self, doc) -> str | None:
         """``"train"``, ``"eval"`` or None for a document (id and text) the model never saw."""
-        digest = _digest(self.salt, doc.id, doc.text if self.version >= 2 else None)
+        digest = split_digest(self.salt, doc.id, doc.text if self.version >= 2 else None)
         return "train" if digest in self.train else "eval" if digest in self.eval else None
 
 

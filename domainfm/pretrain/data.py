@@ -353,25 +353,26 @@ def split_documents(cfg_data) -> tuple[list, list]:
 
 
 def record_documents(out: str | os.PathLike, cfg, corpus: PackedCorpus) -> Path:
-    """Write ``out/split.json`` in fine-tuning's form (:func:`domainfm.finetune.split.record_split`):
+    """Write ``out/split.json`` in fine-tuning's form (:func:`domainfm.finetune.split.write_split`):
     digests of the documents the run trained on and of those it held out.
 
     The privacy audit takes its members and non-members from this record: given the whole data
     file as its training documents, it would otherwise count the held-out patients as members
-    and pull the membership-inference AUC towards 0.5. The files are read again, one side at a
-    time, instead of keeping every text in memory through training; the sides are the held-out
-    groups of ``corpus``, the corpus the run trains on. Canaries are not documents of the files
-    and are not recorded (the manifest holds them).
+    and pull the membership-inference AUC towards 0.5. The files are read again once, keeping
+    only each document's digest on its side, instead of keeping every text in memory through
+    training; the sides are the held-out groups of ``corpus``, the corpus the run trains on.
+    Canaries are not documents of the files and are not recorded (the manifest holds them).
     """
-    from domainfm.finetune.split import record_split
+    from domainfm.finetune.split import split_digest, split_salt, write_split
 
-    def side(held_out: bool) -> Iterator[Any]:
-        return (doc for doc, _, _, group in _with_text(cfg.data, {}) if (group in corpus.eval_groups) == held_out)
-
+    salt = split_salt(cfg.train.seed)
+    sides: dict[bool, list[str]] = {False: [], True: []}  # held out?
+    for doc, _, _, group in _with_text(cfg.data, {}):
+        sides[group in corpus.eval_groups].append(split_digest(salt, doc.id, doc.text))
     where = ", ".join(str(p) for p in cfg.data.paths)
     stats = {"split_key": _recorded_split_key(cfg.data.split_key, corpus.stats["split_key"]),
              "eval_source": f"{cfg.data.eval_fraction:g} of {where}"}
-    return record_split(out, side(False), side(True), stats, seed=cfg.train.seed)
+    return write_split(out, salt, sides[False], sides[True], stats)
 
 
 def _recorded_split_key(split_key: str, kinds: str) -> str:
