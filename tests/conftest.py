@@ -256,3 +256,12 @@ def import_into(fmt, src, tmp_path, **options):
 def span_keys(doc):
     """A document's spans as sorted ``(start, end, label)``."""
     return sorted((s.start, s.end, s.label) for s in doc.spans)
+
+
+def swap_stage(monkeypatch, name: str, run) -> None:
+    """Replace a registered pipeline stage's run function for one test (``domainfm run`` tests)."""
+    import dataclasses
+
+    from domainfm.stages import REGISTRY
+
+    monkeypatch.setitem(REGISTRY, name, dataclasses.replace(REGISTRY[name], run=run))

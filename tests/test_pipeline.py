@@ -7,7 +7,6 @@ file runs in seconds.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 from pathlib import Path
@@ -18,6 +17,7 @@ from domainfm import pipeline as pl
 from domainfm.errors import ConfigError, DomainFMError
 from domainfm.corpus import stage as _import_stage
 from domainfm.stages import REGISTRY, StageResult
+from conftest import swap_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTES = [
@@ -29,15 +29,10 @@ NOTES = [
 ]
 
 
-def _swap(monkeypatch, name: str, run) -> None:
-    """Replace a registered stage's run function for one test."""
-    monkeypatch.setitem(REGISTRY, name, dataclasses.replace(REGISTRY[name], run=run))
-
-
 def _chunk_recording_resume(monkeypatch, real_chunk) -> list[bool]:
     """Run the real chunk stage from now on, recording whether each call was told to resume."""
     seen: list[bool] = []
-    _swap(monkeypatch, "chunk", lambda config, inputs, out, context: seen.append(context.resume)
+    swap_stage(monkeypatch, "chunk", lambda config, inputs, out, context: seen.append(context.resume)
           or real_chunk(config, inputs, out, context))
     return seen
 
@@ -166,7 +161,7 @@ def test_a_stop_request_ends_the_run_before_the_next_stage_and_the_rerun_resumes
     stops at the next stage boundary or progress update instead of writing every stage."""
     real_import = REGISTRY["import"].runner()
     stop = []
-    _swap(monkeypatch, "import", lambda config, inputs, out, context: (
+    swap_stage(monkeypatch, "import", lambda config, inputs, out, context: (
         real_import(config, inputs, out, context), stop.append(True))[0])
 
     def check_stop():
@@ -224,7 +219,7 @@ def test_failing_stage_is_recorded_and_the_rerun_resumes_from_it(pipeline, monke
         calls.append(context.resume)
         raise ConfigError("tokenizer exploded")
 
-    _swap(monkeypatch, "chunk", broken)
+    swap_stage(monkeypatch, "chunk", broken)
     with pytest.raises(DomainFMError, match="stage 'chunk' failed: tokenizer exploded"):
         pl.run_pipeline(pipeline)
     record = json.loads((tmp_path / "run" / "chunk" / "stage.json").read_text())
@@ -247,7 +242,7 @@ def test_unexpected_error_is_one_line_with_a_traceback_file(pipeline, monkeypatc
     def bug(config, inputs, out, context):
         raise ZeroDivisionError("division by zero")
 
-    _swap(monkeypatch, "deid", bug)
+    swap_stage(monkeypatch, "deid", bug)
     with pytest.raises(DomainFMError, match="ZeroDivisionError"):
         pl.run_pipeline(pipeline)
     assert "Traceback" in (tmp_path / "run" / "deid" / "error.log").read_text()
@@ -261,7 +256,7 @@ def test_downstream_stage_consumes_upstream_output_through_the_registry(pipeline
         out.write_text("{}\n")
         return StageResult([out], {"written": 1}, {"expected_accuracy": 1.0})
 
-    _swap(monkeypatch, "label", fake_label)
+    swap_stage(monkeypatch, "label", fake_label)
     result = pl.run_pipeline({**pipeline, "label": {"exports": ["labelstudio"]}})
     assert statuses(result)["label"] == "ran"
     assert seen["inputs"][0].as_posix().endswith("run/deid/corpus.jsonl")
@@ -398,7 +393,7 @@ def test_a_killed_stage_resumes_and_training_stages_resume_only_from_checkpoints
     record = json.loads(record_file.read_text())
     record_file.write_text(json.dumps({**record, "status": "running"}))  # what a kill leaves behind
     seen = []
-    _swap(monkeypatch, "chunk", lambda config, inputs, out, context: seen.append(context.resume) or StageResult([out]))
+    swap_stage(monkeypatch, "chunk", lambda config, inputs, out, context: seen.append(context.resume) or StageResult([out]))
     result = pl.run_pipeline(pipeline)
     assert statuses(result)["chunk"] == "ran" and seen == [True]
 
@@ -586,7 +581,7 @@ def test_demo_runs_the_shipped_pipelines_and_copies_the_audit_report(tmp_path, m
         return StageResult([target], {"written": 1})
 
     for stage in ("deid", "chunk", "pretrain", "finetune", "audit"):
-        _swap(monkeypatch, stage, functools.partial(fake, stage))
+        swap_stage(monkeypatch, stage, functools.partial(fake, stage))
     drawn = []
 
     def fake_label_demo(corpus, out, *, seeds_per_class, pool_size, seed, console):
@@ -726,7 +721,7 @@ def test_a_failed_stage_still_resumes_after_a_code_change(pipeline, monkeypatch)
     import domainfm.manifest as manifest
 
     real_chunk = REGISTRY["chunk"].runner()
-    _swap(monkeypatch, "chunk", lambda config, inputs, out, context: (_ for _ in ()).throw(ConfigError("crash")))
+    swap_stage(monkeypatch, "chunk", lambda config, inputs, out, context: (_ for _ in ()).throw(ConfigError("crash")))
     with pytest.raises(DomainFMError):
         pl.run_pipeline(pipeline)
     monkeypatch.setattr(manifest, "code_fingerprint", lambda: "1" * 64)

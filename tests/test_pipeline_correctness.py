@@ -8,7 +8,6 @@ audit and fine-tuning stages are fakes through the registry, so the file runs in
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -20,6 +19,7 @@ import pytest
 from domainfm import pipeline as pl
 from domainfm.errors import DomainFMError
 from domainfm.stages import REGISTRY, StageResult
+from conftest import swap_stage
 
 NOTES = [
     "Patient Zorblax Quintavius seen for chest pain on exertion.",
@@ -28,11 +28,6 @@ NOTES = [
     "MEDICATIONS: metformin 500 mg twice daily.",
     "ASSESSMENT: stable angina, continue aspirin.",
 ]
-
-
-def _swap(monkeypatch, name: str, run) -> None:
-    """Replace a registered stage's run function for one test."""
-    monkeypatch.setitem(REGISTRY, name, dataclasses.replace(REGISTRY[name], run=run))
 
 
 def _write_notes(path: Path, texts=NOTES) -> None:
@@ -100,10 +95,10 @@ def test_a_stage_that_fails_midway_is_run_again_and_the_stages_before_it_are_kep
         out.write_text('{"id": "z0#0", "text": "Patient"}\n')  # a killed writer's first line
         raise RuntimeError("killed")
 
-    _swap(monkeypatch, "chunk", half_written)
+    swap_stage(monkeypatch, "chunk", half_written)
     with pytest.raises(DomainFMError, match="stage 'chunk' failed"):
         pl.run_pipeline(pipeline)
-    _swap(monkeypatch, "chunk", real_chunk)
+    swap_stage(monkeypatch, "chunk", real_chunk)
     result = pl.run_pipeline(pipeline)
     assert statuses(result, "import", "chunk") == ["cached", "ran"]
     assert len(chunks.read_text().splitlines()) >= len(NOTES)
@@ -137,7 +132,7 @@ def test_a_cached_output_edited_or_cut_since_is_made_again(pipeline, tmp_path, s
 
 
 def test_a_cached_model_folder_with_an_edited_file_is_trained_again(pipeline, monkeypatch, tmp_path):
-    _swap(monkeypatch, "pretrain", _folder_stage)
+    swap_stage(monkeypatch, "pretrain", _folder_stage)
     config = {**pipeline, "pretrain": {"train": {"max_steps": 1}}}
     pl.run_pipeline(config)
     weights = tmp_path / "run" / "pretrain" / "model" / "weights.bin"
@@ -177,7 +172,7 @@ def audited(pipeline, monkeypatch):
 
     for name, run in (("pretrain", _folder_stage), ("finetune", _folder_stage), ("privacy", privacy),
                       ("audit", audit)):
-        _swap(monkeypatch, name, run)
+        swap_stage(monkeypatch, name, run)
     return {**pipeline, "pretrain": {"train": {"max_steps": 1}}, "privacy": {},
             "finetune": {"data": {"label_field": "label"}}, "audit": {}}
 
@@ -213,7 +208,7 @@ def prepared(pipeline, monkeypatch, tmp_path):
         prepare_data(config)
         return _folder_stage(config, [config.data.eval], out, context)
 
-    _swap(monkeypatch, "finetune", finetune)
+    swap_stage(monkeypatch, "finetune", finetune)
     source = tmp_path / "eval_source.jsonl"
     _write_notes(source, ["Eval note one.", "Eval note two."])
     out = tmp_path / "prepared" / "eval.jsonl"
@@ -265,7 +260,7 @@ def test_a_stage_that_failed_under_a_new_key_never_resumes_the_old_keys_output(p
         (out / "trained_on.txt").write_text(trained_on)
         return StageResult([out])
 
-    _swap(monkeypatch, "pretrain", training)
+    swap_stage(monkeypatch, "pretrain", training)
     config = {**pipeline, "pretrain": {"train": {"max_steps": 1}}}
     pl.run_pipeline(config)
     _write_notes(notes, NOTES + ["A sixth note."])
@@ -291,7 +286,7 @@ def test_a_stage_killed_under_its_own_key_still_resumes_its_checkpoints(pipeline
             raise RuntimeError("killed after its first checkpoint")
         return StageResult([out])
 
-    _swap(monkeypatch, "pretrain", training)
+    swap_stage(monkeypatch, "pretrain", training)
     config = {**pipeline, "pretrain": {"train": {"max_steps": 1}}}
     pl.run_pipeline(config)
     _write_notes(notes, NOTES + ["A sixth note."])
