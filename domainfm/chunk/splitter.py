@@ -22,9 +22,9 @@ How a document is chunked:
 4. The next chunk starts ``overlap`` tokens before the end, at the earliest sentence (or better)
    boundary inside that window; with none there it starts at the previous end when that end is a
    sentence/paragraph boundary, else at the best word boundary in the window (inside a word when
-   the window has no break at all, e.g. a URL or CJK text), or, when the whole window lies inside
-   one character, at the last cut before it. It never starts at or before the previous start,
-   and never overlaps across a top-level section or heading.
+   the window has no break at all, e.g. a URL or CJK text), or at the previous end when the whole
+   window lies inside one character (``overlap`` is an upper bound). It never starts at or before
+   the previous start, and never overlaps across a top-level section or heading.
 5. A chunk's characters are ``[start of its first token, start of the next chunk's first
    token)`` with surrounding whitespace trimmed, so ``text == doc.text[start:end]`` and every
    non-whitespace character is in some chunk. Each chunk text is re-encoded *with* special
@@ -453,10 +453,9 @@ class Chunker:
         best = int(window.max())
         if best < 0:
             # The whole window lies inside one character (a CJK character or an emoji that a
-            # byte-level tokenizer spreads over more than ``overlap`` tokens): starting at ``e``
-            # would drop the overlap, so start at the last cut before the window, a little more.
-            before = np.flatnonzero(levels[s + 1:lo] >= 0)
-            return s + 1 + int(before[-1]) if before.size else e
+            # byte-level tokenizer spreads over more than ``overlap`` tokens): ``overlap`` is an
+            # upper bound (tests/test_chunk_abuse.py), so the next chunk starts at the end.
+            return e
         # With no break at all in the window (a URL, a base64 blob, CJK text) best is WORD and the
         # chunk starts inside a word, at the first cuttable gap of the window (``overlap`` tokens
         # back unless that gap is inside a character): a cut between two tokens is still
