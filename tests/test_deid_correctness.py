@@ -53,15 +53,52 @@ def test_a_day_month_year_written_with_slashes_or_two_digits_moves_whole(text, o
     assert shift_date_text(text, offset) == expected
 
 
-@pytest.mark.parametrize("text, year", [("Dec-89", 1989), ("Mar-97", 1997), ("dec-2019", 2019)])
+@pytest.mark.parametrize("text, year", [("Dec-89", 1989), ("Mar-97", 1997), ("dec-2019", 2019),
+                                        ("Mar-07", 2007), ("Mar-17", 2017), ("jan-12", 2012),
+                                        ("Oct-31", 1931)])  # any two digits; 31-99 are 19xx
 def test_a_hyphenated_month_and_two_digit_year_moves_as_a_month(text, year):
     # "Dec-89" was read as the 89th of December: the month stayed and the year became random digits
-    month = {"dec": 12, "mar": 3}[text[:3].lower()]
+    month = {"dec": 12, "mar": 3, "jan": 1, "oct": 10}[text[:3].lower()]
     shifted = date(year, month, 15) + timedelta(days=400)
     out = shift_date_text(text, 400)
     name = shifted.strftime("%b")
     written_year = str(shifted.year) if len(text.split("-")[1]) == 4 else f"{shifted.year % 100:02d}"
     assert out == f"{name.lower() if text.islower() else name}-{written_year}"
+
+
+@pytest.mark.parametrize("text, offset, expected", [
+    ("Mar-7", 400, "Apr-11"),          # one digit: a day (7 March 2000, the reference year)
+    ("Mar 07", 400, "Apr 11"),         # a space: a day
+    ("Mar-07th", 400, "Apr-11th"),     # an ordinal: a day
+    ("Mar-07-2019", 400, "Apr-10-2020"),   # a year after it: a day of that year
+    ("Mar-07, 2019", 400, "Apr-10, 2020"),
+    ("MAR-07", 400, "APR-08"),         # March 2007 -> April 2008, case kept
+    ("CABG Mar-07, redo 2/1998", 400, "CABG Apr-08, redo 3/1999"),
+])
+def test_a_month_hyphen_and_two_digits_is_a_month_and_year_unless_a_day_is_plain(text, offset, expected):
+    # "Mar-07" was read as 7 March: a month-year of a problem list became a day of the note's year
+    assert shift_date_text(text, offset) == expected
+
+
+@pytest.mark.parametrize("text", ["23OCT89", "23Oct1989", "3oct89", "07MAR19", "23october1989", "1JAN2000"])
+@pytest.mark.parametrize("offset", [400, -926, 1101])
+def test_a_glued_day_month_and_year_moves_whole_in_its_own_form(text, offset):
+    # "23OCT89" got a fake of its shape ("33LJO55"), neither a date nor the patient's shift
+    day, month, year = re.fullmatch(r"(\d+)([a-z]+)(\d+)", text, re.I).groups()
+    full_year = int(year) + (1900 if len(year) == 2 and int(year) > 30 else 2000 if len(year) == 2 else 0)
+    shifted = date(full_year, {"oct": 10, "mar": 3, "jan": 1}[month[:3].lower()], int(day)) + timedelta(days=offset)
+    name = shifted.strftime("%B" if len(month) > 3 else "%b")
+    name = name.upper() if month.isupper() else name.lower() if month.islower() else name
+    written_year = str(shifted.year) if len(year) == 4 else f"{shifted.year % 100:02d}"
+    assert shift_date_text(text, offset) == f"{shifted.day:0{len(day)}d}{name}{written_year}"
+    assert shift_date_text(f"ADMITTED {text} FROM ER", offset) == f"ADMITTED {shift_date_text(text, offset)} FROM ER"
+
+
+def test_a_year_month_name_and_day_is_one_date():
+    # "2019-Mar-04" moved its year alone and its day in the reference year: one day off
+    assert shift_date_text("2019-Mar-04", 400) == "2020-Apr-07"
+    shifted = date(2019, 3, 4) - timedelta(days=926)
+    assert shift_date_text("2019/mar/4", -926) == f"{shifted.year}/{shifted:%b}/{shifted.day}".lower()
 
 
 @pytest.mark.parametrize("offset", [400, -926])

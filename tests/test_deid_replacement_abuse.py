@@ -55,6 +55,36 @@ def test_ages_under_90_still_move(gen):
     assert gen.surrogate("age 45", "AGE", "patient:z1") != "age 45"
 
 
+@pytest.mark.parametrize("patient", range(12))
+def test_ages_near_the_cut_off_keep_their_order_and_their_side_of_it(gen, patient):
+    # a patient whose ages moved up had to turn back below 90: 88 and 89 came out as 89 and 88
+    scope = f"patient:n{patient}"
+    ages = [0, 1, 2, 3, 45, 85, 86, 87, 88, 89]
+    text, dets = "", []
+    for age in ages + [91, 93]:  # one note: "0 y/o; 1 y/o; ...; 93 y/o; "
+        dets.append((len(text), len(text) + len(str(age)), "AGE"))
+        text += f"{age} y/o; "
+    out = apply_operator(Document(f"age-{patient}", text, {"patient_id": f"n{patient}"}), dets, "surrogate", gen).text
+    values = re.findall(r"(\S+) y/o", out)
+    assert values[-2:] == ["90+", "90+"]                       # over 89: Safe Harbor's aggregate
+    moved = [int(v) for v in values[:-2]]
+    assert all(0 <= v <= 89 for v in moved)                  # 89 and under never cross the cut-off
+    assert all(v != age for v, age in zip(moved, ages))
+    assert moved[3:] == sorted(moved[3:]) and len(set(moved[3:])) == len(moved) - 3, moved  # in order
+    assert moved[4:] == [age - (45 - moved[4]) for age in ages[4:]]  # one shift for the patient
+    # every age of one span moves by the same rule: the 88 of "88 and 91" was kept as written
+    assert gen.surrogate("88 and 91", "AGE", scope) == f"{moved[8]} and 90+"
+    assert gen.surrogate("88-92", "AGE", scope) == f"{moved[8]}-90+"
+    assert gen.surrogate("85-87", "AGE", scope) == f"{moved[5]}-{moved[7]}"  # was "87-87" or "83-87"
+    assert gen.surrogate("45 1/2", "AGE", scope) == f"{moved[4]} 1/2"
+
+
+@pytest.mark.parametrize("original", ["in her 40s", "late 80s", "in his 60's"])
+def test_an_age_written_as_its_decade_stays(gen, original):
+    # "in her 40s" became "in her 38s"
+    assert gen.surrogate(original, "AGE", "patient:z1") == original
+
+
 # -- dates: no original day or year left, format kept ------------------------------------------
 
 
@@ -314,6 +344,65 @@ def test_a_number_with_a_country_code_takes_the_surrogate_of_the_number_without_
     bare = gen.surrogate("617-555-0134", "PHONE", "patient:c1")
     assert gen.surrogate("+1 617-555-0134", "PHONE", "patient:c1") == "+1 " + bare
     assert gen.surrogate("1-617-555-0134", "PHONE", "patient:c1") == "1-" + bare
+
+
+# one made-up number in the forms notes write it, and the shape each must keep (number digits grouped)
+_FORMATS = [
+    ("(617) 555-0143", r"\((\d{3})\) (\d{3})-(\d{4})"), ("617.555.0143", r"(\d{3})\.(\d{3})\.(\d{4})"),
+    ("617-555-0143", r"(\d{3})-(\d{3})-(\d{4})"), ("6175550143", r"(\d{3})(\d{3})(\d{4})"),
+    ("+1 617 555 0143", r"\+1 (\d{3}) (\d{3}) (\d{4})"), ("+16175550143", r"\+1(\d{3})(\d{3})(\d{4})"),
+    ("1-617-555-0143", r"1-(\d{3})-(\d{3})-(\d{4})"),
+    ("617-555-0143 ext. 12", r"(\d{3})-(\d{3})-(\d{4}) ext\. \d\d"),
+]
+
+
+def _number_digits(out: str, shape: str) -> str:
+    match = re.fullmatch(shape, out)
+    assert match, (out, shape)
+    return "".join(match.groups())
+
+
+@pytest.mark.parametrize("patient", range(8))
+def test_one_number_in_every_format_takes_the_same_fake_digits(gen, patient):
+    # "(617) 555-0143" and "617.555.0143" in one patient's notes came out as two unrelated numbers
+    scope = f"patient:f{patient}"
+    fakes = {_number_digits(gen.surrogate(text, label, scope), shape)
+             for text, shape in _FORMATS for label in ("PHONE", "FAX")}
+    assert len(fakes) == 1 and fakes != {"6175550143"}, fakes
+    other = _number_digits(gen.surrogate("(617) 555-0144", "PHONE", scope), _FORMATS[0][1])
+    assert other not in fakes  # another number, even one digit apart, stays another number
+    # two extensions of one number: one fake number, two extensions
+    ext_12, ext_13 = (gen.surrogate(f"617-555-0143 ext. {ext}", "PHONE", scope) for ext in (12, 13))
+    assert ext_12 != ext_13 and ext_12[:12] == ext_13[:12]
+
+
+def test_the_shared_number_survives_the_vault_and_restores_exactly(tmp_path):
+    text = "Call (617) 555-0143 or 617.555.0143; fax 617-555-0199."
+    dets = [(5, 19, "PHONE"), (23, 35, "PHONE"), (41, 53, "FAX")]
+    doc = Document("ph-1", text, {"patient_id": "ph"})
+    with Vault(tmp_path / "v.db", KEY) as vault:
+        out = apply_operator(doc, dets, "surrogate", SurrogateGenerator(SECRET, vault), vault=vault)
+        assert next(reidentify([out], vault))["text"] == text
+    first, second, fax = re.fullmatch(r"Call (.+) or (.+); fax (.+)\.", out.text).groups()
+    assert _number_digits(first, _FORMATS[0][1]) == _number_digits(second, _FORMATS[1][1])
+    assert _number_digits(fax, _FORMATS[2][1]) != _number_digits(first, _FORMATS[0][1])
+    # a later run under another secret reads the number's digits back, for a form it never met too
+    with Vault(tmp_path / "v.db", KEY) as vault:
+        later = SurrogateGenerator(b"another-secret-for-run-two-000000", vault)
+        assert later.surrogate("617.555.0143", "PHONE", "patient:ph") == second
+        digits = _number_digits(first, _FORMATS[0][1])
+        expected = f"+1 {digits[:3]} {digits[3:6]} {digits[6:]}"
+        assert later.surrogate("+1 617 555 0143", "PHONE", "patient:ph") == expected
+        assert vault.lookup_original("patient:ph", "PHONE", second.casefold()) == "617.555.0143"
+
+
+def test_a_form_stored_before_numbers_shared_digits_keeps_its_fake_and_lends_it(tmp_path):
+    # a vault written by an earlier version holds the written form alone: it still wins
+    with Vault(tmp_path / "v.db", KEY) as vault:
+        vault.put_surrogate("patient:old", "PHONE", "(617) 555-0143", "(617) 555-0143", "(212) 444-0987")
+        gen = SurrogateGenerator(SECRET, vault)
+        assert gen.surrogate("(617) 555-0143", "PHONE", "patient:old") == "(212) 444-0987"
+        assert gen.surrogate("617.555.0143", "PHONE", "patient:old") == "212.444.0987"
 
 
 # -- initials ------------------------------------------------------------------------------------

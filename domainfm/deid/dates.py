@@ -33,14 +33,19 @@ that no partial date stays as it was:
 * A decade (``the 1990s``, ``'90s``) moves by a decade with the offset's sign; a holiday
   (``Christmas Day``, ``Thanksgiving``) names a month and day, so it becomes the shifted day
   written as ``August 7``.
+* A month, a hyphen and two digits with no year after them is a month and a two-digit year
+  (``Mar-07`` is March 2007, ``Dec-89`` December 1989), as spreadsheets and problem lists write
+  ``Mmm-yy``; a day needs one digit (``Mar-7``), a space (``Mar 07``), an ordinal or a year after
+  it (``Mar-07-2019``). It is shifted as a month-year and written back as ``Mmm-yy``.
 * Times (``10:30``) are kept. Text that holds no recognisable date returns ``None`` and the caller
   replaces it with a format-preserving fake instead of keeping it.
 
 Written forms kept: separators and zero padding (``07/02/19``, ``7-2-2019``, ``2019-07-02``,
-``11/21.93``, ``04/Mar/2019``), two- or four-digit years (``'19`` too, and ``04-Mar-19``,
-``Dec-89`` after a hyphen or slash), month names full or abbreviated with their case and
-trailing dot (``JULY``, ``Jul.``, ``nov``), ordinal suffixes (``22nd``), weekday names full or
-abbreviated (``Tue``; ``Tues``, ``Thurs``), season words in their case (``Spring``, ``autumn``).
+``11/21.93``, ``04/Mar/2019``, ``23OCT89`` and ``3oct1989`` glued, ``2019-Mar-04``), two- or
+four-digit years (``'19`` too, and ``04-Mar-19``, ``Dec-89`` after a hyphen or slash), month names
+full or abbreviated with their case and trailing dot (``JULY``, ``Jul.``, ``nov``), ordinal suffixes
+(``22nd``), weekday names full or abbreviated (``Tue``; ``Tues``, ``Thurs``), season words in their
+case (``Spring``, ``autumn``).
 """
 
 from __future__ import annotations
@@ -69,6 +74,11 @@ _APOS = "['’]"  # a two-digit year written '19 or ’19
 _YEAR = rf"\d{{4}}|{_APOS}\d{{2}}|(?<=[-/])\d{{2}}"
 # a day of a month (1-31): "Dec-89" is December 1989, not its 89th day
 _DAY = r"(?:3[01]|[12]\d|0?[1-9])"
+# A month, a hyphen and two digits with no year after them ("Mar-07", "Dec-89", "mar-17") is a
+# month and a two-digit year, as spreadsheets and problem lists write it ("Mmm-yy"), whatever the
+# number: "Mar-07" is March 2007, never 7 March. One digit ("Mar-7"), a space ("Mar 07"), an ordinal
+# ("Mar-07th") or a year after the number ("Mar-07-2019", "Mar-07, 2019") keeps it a day of the month.
+_NOT_MONTH_YEAR = rf"(?!\d{{2}}(?!\d|{_ORD}|(?:,?[ ]*|-)(?:\d{{4}}|{_APOS}\d{{2}})|-\d{{2}}(?!\d)))"
 # holidays on a fixed day (Thanksgiving as in the reference year 2000): a DATE span that names one
 # reveals the month and day the shift hides
 _HOLIDAYS = {"christmas eve": (12, 24), "christmas": (12, 25), "xmas": (12, 25), "new year's eve": (12, 31),
@@ -88,10 +98,15 @@ _PATTERN = re.compile(
     # "12/3-12/9" is two month/day dates, not 3 December 2012 and "/9": no year before the first separator again
     r"|(?P<n3>(?P<n3_a>\d{1,2})(?P<n3_s1>[-/.])(?P<n3_b>\d{1,2})(?P<n3_s2>[-/.])(?P<n3_y>\d{4}|\d{2}))"
     r"(?!\d)(?!(?P=n3_s1)\d)"
+    # "23OCT89", "3oct1989": day, month and year glued together (a common form of older notes)
+    rf"|(?P<dmg>(?P<dmg_d>{_DAY})(?P<dmg_m>{_M})(?P<dmg_y>\d{{4}}|\d{{2}}))(?!\d)"
+    # "2019-Mar-04", "2019/mar/4": a year, a month name and a day (a date, not a year and a month-year)
+    rf"|(?P<ymd>(?P<ymd_y>\d{{4}})(?P<ymd_s>[-/ ])(?P<ymd_m>{_M})(?P<ymd_dot>\.)?(?P=ymd_s)(?P<ymd_d>{_DAY}))(?!\d)"
     rf"|(?P<dmy>(?:(?P<dmy_d0>\d{{1,2}})(?P<dmy_o0>{_ORD})?(?P<dmy_r>{_RANGE}))?"
     rf"(?P<dmy_d>\d{{1,2}})(?P<dmy_o>{_ORD})?(?P<dmy_s1>[ /-]|\s+of\s+)(?P<dmy_m>{_M})(?P<dmy_dot>\.)?(?![a-z])"
     rf"(?:(?P<dmy_s2>,?[ -]*|/)(?P<dmy_y>{_YEAR}))?)(?!\d)"
-    rf"|(?P<mdy>(?P<mdy_m>{_M})(?P<mdy_dot>\.)?(?P<mdy_s1>[ ]+|-)(?P<mdy_d>{_DAY})(?P<mdy_o>{_ORD})?(?![a-z\d])"
+    rf"|(?P<mdy>(?P<mdy_m>{_M})(?P<mdy_dot>\.)?(?P<mdy_s1>[ ]+|-{_NOT_MONTH_YEAR})"
+    rf"(?P<mdy_d>{_DAY})(?P<mdy_o>{_ORD})?(?![a-z\d])"
     rf"(?:(?P<mdy_r>{_RANGE})(?P<mdy_d2>\d{{1,2}})(?P<mdy_o2>{_ORD})?(?![a-z\d]))?"
     rf"(?:(?P<mdy_s2>,?[ ]*|-)(?P<mdy_y>{_YEAR}))?)(?!\d)"
     rf"|(?P<my>(?P<my_m>{_M})(?P<my_dot>\.)?(?P<my_s>,?[ ]*|[-/]|\s+of\s+)(?P<my_y>{_YEAR}))(?!\d)"
@@ -231,6 +246,10 @@ def _full_date(m: re.Match, day_first: bool = False) -> tuple[int, int, int] | N
         a, b, raw = int(g("n3_a")), int(g("n3_b")), g("n3_y")
         month, day = (b, a) if _swapped(a, b, day_first) else (a, b)
         year = _pivot(int(raw)) if len(raw) == 2 else int(raw)
+    elif g("dmg") is not None:
+        year, month, day = _year_value(g("dmg_y")), _month(g("dmg_m")), int(g("dmg_d"))
+    elif g("ymd") is not None:
+        year, month, day = int(g("ymd_y")), _month(g("ymd_m")), int(g("ymd_d"))
     elif g("dmy") is not None and g("dmy_y") is not None:
         year, month, day = _year_value(g("dmy_y")), _month(g("dmy_m")), int(g("dmy_d"))
     elif g("mdy") is not None and g("mdy_y") is not None:
@@ -324,6 +343,15 @@ def _shift_match(m: re.Match, offset: int, note_year: int, day_first: bool = Fal
         first, second = (d.day, d.month) if swapped else (d.month, d.day)
         return (f"{_pad(first, g('n3_a'))}{g('n3_s1')}{_pad(second, g('n3_b'))}{g('n3_s2')}"
                 f"{_fmt_year(d.year, y)}")
+    if g("dmg") is not None:
+        # "23OCT89" -> "05JUN92": glued as written, the month in its case, the year in its digits;
+        # a two-digit day stays two digits (the form is read by its width)
+        d = _shift(_year_value(g("dmg_y")), _month(g("dmg_m")), int(g("dmg_d")), offset)
+        return f"{d.day:0{len(g('dmg_d'))}d}{_month_name(d.month, g('dmg_m'))}{_fmt_year(d.year, g('dmg_y'))}"
+    if g("ymd") is not None:
+        d = _shift(int(g("ymd_y")), _month(g("ymd_m")), int(g("ymd_d")), offset)
+        s = g("ymd_s")
+        return f"{d.year}{s}{_month_name(d.month, g('ymd_m'))}{g('ymd_dot') or ''}{s}{_pad(d.day, g('ymd_d'))}"
     if g("dmy") is not None:
         year = g("dmy_y")
         month = _month(g("dmy_m"))

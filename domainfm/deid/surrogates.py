@@ -28,12 +28,17 @@ Per kind:
 * Ages above 89 become ``90+`` (``90-plus`` before a hyphen: ``90-plus-year-old``; in words,
   ``ninety-two`` or ``nonagenarian``, ``ninety-plus``), every one in the span (``92 and 93``,
   ``91-93`` -> ``90+``); an age already written as the aggregate (``90+``, ``in her 90s``)
-  stays. Younger ages move by a per-patient 1-2 years (never to 90 or above), which keeps them
-  clinically plausible while breaking exact-match linkage.
+  stays. Younger ages, every one in the span, move down by a per-patient 1-2 years, which keeps
+  them clinically plausible while breaking exact-match linkage: one direction keeps a patient's
+  ages in order and never carries one across the 89 cut-off (0, which has no younger age,
+  becomes 1). A decade below 90 (``in her 40s``) is already coarse and stays.
 * Phone, fax, SSN, MRN, IDs, ZIP codes, codes and quantities keep their character pattern:
   each digit becomes a digit, each letter a letter of the same case, punctuation stays. A phone
   number's leading country code (``+1 617-...``, ``+44 20 ...``, the ``1`` of ``1-800-...``) and
-  its extension marker stay, and the number after the code takes the digits it takes alone.
+  its extension marker stay. A phone or fax number's fake digits are chosen once per patient for
+  its digits (without the country code and the extension), so ``(617) 555-0143``,
+  ``617.555.0143`` and ``+1 617 555 0143`` become one fake number, each in its own shape, and
+  two different numbers never share one.
   An SSN never comes out in a range the SSA does not issue (``000``, ``666``, ``9xx``, group
   ``00``, serial ``0000``), nor a ZIP in one of the 3-digit areas Safe Harbor blanks.
 * E-mails, URLs, IPs, addresses, cities, states, facilities and organisations get Faker
@@ -569,64 +574,59 @@ class SurrogateGenerator:
             if re.search(r"ninet(?:y|ies)|hundred|nonagenarian|centenarian", text, re.IGNORECASE):
                 return "NINETY-PLUS" if text.isupper() else "Ninety-plus" if text[:1].isupper() else "ninety-plus"
             return self._pattern(text, self._rng(scope, "AGE", text, 0), avoid)
-        if any(_whole_years(m) > 89 for m in numbers):
+        # One per-patient rule for every number of the span (not only its first: "45-47" moved
+        # to "47-47", and the 88 of "88 and 91" was kept as written). Ages 90 and over become
+        # Safe Harbor's aggregate; younger ones move *down* by the patient's 1-2 years. One
+        # direction keeps ages in order (a shift up had to turn back below 90, so 88 and 89 came
+        # out as 89 and 88) and never carries an age across the 89 cut-off either way.
+        years = 1 + self._digest("age-shift", scope)[0] % 2
+        halves = _half_year_numbers(text, numbers)
+        out = text
+        for i in reversed(range(len(numbers))):
+            m = numbers[i]
+            if i in halves:
+                continue
+            if _whole_years(m) <= 89:
+                if not _is_decade(text, m):  # "in her 40s" is already ten years wide: it stays
+                    out = out[:m.start()] + str(_younger(_whole_years(m), years)) + out[m.end("whole"):]
+                continue
             # Every age over 89 in the span is aggregated ("92 and 93", "91.5"), not only the
             # first; one already written as an aggregate ("90+", "90-plus", "90s", "90 or
             # older") keeps its marker instead of gaining a second one ("90++").
-            out = text
-            for i in reversed(range(len(numbers))):
-                m = numbers[i]
-                if _whole_years(m) <= 89:
-                    continue
-                tail, head = text[m.end():], text[:m.start()]
-                if i + 1 < len(numbers) and _whole_years(numbers[i + 1]) > 89 and _AGE_RANGE.fullmatch(
-                        text[m.end():numbers[i + 1].start()]):
-                    # "91-93" -> "90+": one aggregate for the range (the upper end is already one)
-                    out = out[:m.start()] + out[numbers[i + 1].start():]
-                    continue
-                half = _AGE_HALF.match(tail)
-                if half:
-                    tail = tail[half.end():]
-                if _AGE_AGGREGATE_TAIL.match(tail) or _AGE_AGGREGATE_HEAD.search(head):
-                    new = "90"
-                else:
-                    new = "90-plus" if tail[:1] == "-" and not tail[1:2].isdigit() else "90+"
-                out = out[:m.start()] + new + out[m.end() + (half.end() if half else 0):]
-            return out
-        match = numbers[0]
-        age = _whole_years(match)
-        delta = 1 + self._digest("age-shift", scope)[0] % 2
-        sign = 1 if self._digest("age-shift", scope)[1] & 1 else -1
-        value = age + sign * delta
-        if value > 89 or value < 0:
-            value = age - sign * delta
-        # only the whole years move ("45.5" -> "47.5" as before)
-        return text[:match.start()] + str(value) + text[match.start() + len(match.group("whole")):]
+            tail, head = text[m.end():], text[:m.start()]
+            if i + 1 < len(numbers) and _whole_years(numbers[i + 1]) > 89 and _AGE_RANGE.fullmatch(
+                    text[m.end():numbers[i + 1].start()]):
+                # "91-93" -> "90+": one aggregate for the range (the upper end is already one)
+                out = out[:m.start()] + out[numbers[i + 1].start():]
+                continue
+            half = _AGE_HALF.match(tail)
+            if half:
+                tail = tail[half.end():]
+            if _AGE_AGGREGATE_TAIL.match(tail) or _AGE_AGGREGATE_HEAD.search(head):
+                new = "90"
+            else:
+                new = "90-plus" if tail[:1] == "-" and not tail[1:2].isdigit() else "90+"
+            out = out[:m.start()] + new + out[m.end() + (half.end() if half else 0):]
+        return out
 
     # -- everything else ------------------------------------------------------------------------
 
     def _mapped(self, text: str, kind: str, scope: str, avoid: frozenset[str]) -> str:
+        if kind in ("PHONE", "FAX"):
+            parts = _phone_parts(text)
+            if parts[0]:
+                return self._phone(text, kind, scope, avoid, parts)
         if kind in _PATTERN_LABELS:
-            keep: frozenset[int] = frozenset()
-            seed_text = text
-            if kind in ("PHONE", "FAX"):
-                # a phone's extension marker is no part of the number: "ext. 4432" stays "ext. ####";
-                # a country code names a country, not a person: "+1 617-..." stays "+1 ...", and
-                # the rest takes the digits the number written without it takes
-                code_end = _country_code_end(text)
-                keep = _extension_marks(text) | frozenset(range(code_end))
-                seed_text = text[code_end:].lstrip(" .-") if code_end else text
-
             def make(attempt: int) -> str:
-                rng = self._rng(scope, kind, seed_text, attempt)
-                out = self._pattern(text, rng, frozenset(), keep)
+                rng = self._rng(scope, kind, text, attempt)
+                out = self._pattern(text, rng, frozenset())
                 # an SSN no one can hold (000-, 666-, 9xx-, -00-, -0000) or a ZIP in an area
                 # Safe Harbor would have blanked is drawn again from the same digits' source, so
                 # a surrogate that was plausible before stays what it was
                 for _ in range(_ATTEMPTS):
                     if not _implausible(kind, out):
                         break
-                    out = self._pattern(text, rng, frozenset(), keep)
+                    out = self._pattern(text, rng, frozenset())
                 return out
         else:
             def make(attempt: int) -> str:
@@ -641,6 +641,85 @@ class SurrogateGenerator:
                     out = out.replace("\n", " ")
                 return _case_like_text(out, text)
         return self._lookup_or_make(kind, text, scope, avoid, make)
+
+    def _phone(self, text: str, kind: str, scope: str, avoid: frozenset[str],
+               parts: tuple[list[int], list[int], frozenset[int]]) -> str:
+        """A phone or fax number with the fake digits of its number in every format.
+
+        The number's digits (after a country code, before an extension) are mapped once per
+        scope (kind ``PHONE_DIGITS``, shared by phones and faxes), so "(617) 555-0143",
+        "617.555.0143" and "+1 617 555 0143" take the same fake digits, each in its own shape; an
+        extension takes digits of its own. Each written form is also stored as itself (as every
+        other value is), so reverse lookups and vaults written before the digits were shared
+        keep working: a form found there keeps its surrogate, and lends its digits to the
+        number's other forms when the number has none yet.
+        """
+        norm = normalize_value(text)
+        key = (scope, kind, norm)
+        hit = self._memory.get(key)
+        if hit is not None:
+            return hit
+        number, extension, keep = parts
+        digits = "".join(_digit_of(text[i]) for i in number)
+        digits_key = (scope, _PHONE_DIGITS, digits)
+        fake = self._memory.get(digits_key)
+        if fake is None and self.vault is not None:
+            fake = self.vault.get_surrogate(*digits_key)
+        stored = self.vault.get_surrogate(scope, kind, norm) if self.vault is not None else None
+        if stored is not None:
+            if fake is None:  # a form stored before its digits were: they become the number's
+                lent = "".join(_digit_of(stored[i]) for i in number if i < len(stored))
+                if (len(lent) == len(digits) and lent.isascii() and lent.isdigit() and lent != digits
+                        and not self._digits_taken(scope, lent)):
+                    self._keep_digits(scope, digits, lent)
+            self._remember(key, stored)
+            self._memory.used(scope, kind).add(normalize_value(stored))
+            return stored
+        ext_digits = "".join(_digit_of(text[i]) for i in extension)
+
+        def render(number_fake: str, attempt: int) -> str:
+            # letters beside the number ("call x4432") as any pattern; an extension of its own
+            return _render_phone(text, number, number_fake, extension,
+                                 self._rng(scope, _PHONE_DIGITS, f"{digits} x{ext_digits}", attempt), keep,
+                                 self._rng(scope, kind, text, attempt))
+
+        if fake is None:
+            for attempt in range(_ATTEMPTS + 1):
+                rng = self._rng(scope, _PHONE_DIGITS, digits, attempt)
+                fake = "".join(str(rng.randrange(10)) for _ in digits)
+                if attempt == _ATTEMPTS or fake != digits and not self._digits_taken(scope, fake) and self._acceptable(
+                        render(fake, 0), norm, avoid):
+                    break
+            self._keep_digits(scope, digits, fake)
+        else:
+            self._memory.used(scope, _PHONE_DIGITS).add(fake)
+            self._remember(digits_key, fake)
+        used = self._memory.used(scope, kind)
+        for attempt in range(_ATTEMPTS):
+            # drawn again only where two extensions of one number would come out the same
+            out = render(fake, attempt)
+            taken = normalize_value(out) in used or (
+                self.vault is not None and self.vault.surrogate_in_use(scope, kind, normalize_value(out)))
+            if not taken or not extension:
+                break
+        used.add(normalize_value(out))
+        if self.vault is not None:
+            self.vault.put_surrogate(scope, kind, norm, text, out, normalize_value(out))
+        self._remember(key, out)
+        return out
+
+    def _digits_taken(self, scope: str, fake: str) -> bool:
+        """Whether fake number digits are another number's of ``scope``, or a real number of it."""
+        return (fake in self._memory.used(scope, _PHONE_DIGITS)
+                or self._is_original(scope, _PHONE_DIGITS, fake)
+                or (self.vault is not None and self.vault.surrogate_in_use(scope, _PHONE_DIGITS, fake)))
+
+    def _keep_digits(self, scope: str, digits: str, fake: str) -> None:
+        """Remember (and store) that a number's ``digits`` take the fake ``fake`` in ``scope``."""
+        self._memory.used(scope, _PHONE_DIGITS).add(fake)
+        self._remember((scope, _PHONE_DIGITS, digits), fake)
+        if self.vault is not None:
+            self.vault.put_surrogate(scope, _PHONE_DIGITS, digits, digits, fake, fake)
 
     def _fake_for(self, kind: str, text: str, fake, attempt: int) -> str:
         if kind == "EMAIL":
@@ -690,11 +769,10 @@ class SurrogateGenerator:
             return fake.city()
         return self._pattern(text, fake.random, frozenset())
 
-    def _pattern(self, text: str, rng: random.Random, avoid: frozenset[str], keep: frozenset[int] = frozenset()) -> str:
-        """Digits -> random digits, letters -> random letters of the same case, the rest (and the
-        characters at ``keep``) kept."""
+    def _pattern(self, text: str, rng: random.Random, avoid: frozenset[str]) -> str:
+        """Digits -> random digits, letters -> random letters of the same case, the rest kept."""
         for _ in range(_ATTEMPTS):
-            out = _pattern_fake(text, rng, keep)
+            out = _pattern_fake(text, rng)
             if out != text and not any(t.casefold() in avoid for t in _ALNUM_TOKEN.findall(out)):
                 return out
         return out
@@ -704,6 +782,7 @@ _AGE_NUMBER = re.compile(r"(?P<whole>\d+)(?:[.,]\d+)?")
 # what follows an age that is already Safe Harbor's aggregate: "90+", "90-plus", "90s", "90 or older"
 _AGE_AGGREGATE_TAIL = re.compile(r"\s*\+|-?plus\b|s\b|\s+or\s+(?:older|over|above|more)\b", re.IGNORECASE)
 _AGE_AGGREGATE_HEAD = re.compile(r"(?:\b(?:over|above|older\s+than)\s+|>\s*|≥\s*)$", re.IGNORECASE)
+_AGE_DECADE_TAIL = re.compile(r"['’]?s\b")
 _AGE_RANGE = re.compile(r"\s*(?:-|–|to)\s*", re.IGNORECASE)
 # the half year after an age ("93 1/2", "91 and a half", "92½"): the aggregate has no halves
 _AGE_HALF = re.compile(r"\s*(?:and\s+)?(?:a\s+half\b|1/2(?![\d/])|½)", re.IGNORECASE)
@@ -713,15 +792,41 @@ def _whole_years(match: re.Match) -> int:
     return int(match.group("whole"))
 
 
+def _younger(age: int, years: int) -> int:
+    """``age`` moved down by ``years``; an age below that becomes 0, and 0 itself 1 (it has no
+    younger age: the one place where two ages, 0 and 1 or 2, can change order)."""
+    return age - years if age >= years else 0 if age else 1
+
+
+def _half_year_numbers(text: str, numbers: Sequence[re.Match]) -> set[int]:
+    """Indices of the numbers that are the half year after an age ("45 1/2"), not ages."""
+    skip: set[int] = set()
+    for i, m in enumerate(numbers):
+        half = _AGE_HALF.match(text, m.end())
+        if half:
+            skip.update(j for j in range(i + 1, len(numbers)) if numbers[j].start() < half.end())
+    return skip
+
+
+def _is_decade(text: str, match: re.Match) -> bool:
+    """Whether an age below 90 is written as its decade ("40s", "in her 80's")."""
+    whole = _whole_years(match)
+    return (match.group(0) == match.group("whole") and whole % 10 == 0 and 10 <= whole <= 80
+            and _AGE_DECADE_TAIL.match(text, match.end()) is not None)
+
+
 def _is_age_aggregate(text: str) -> bool:
     """Whether an AGE span is already written as Safe Harbor's "90 or older" aggregate ("90+",
-    "90-plus-year-old", "ninety-plus", "in her 90s"): it identifies nobody and stays as it is
-    (a fake age in its place would only make the record wrong)."""
+    "90-plus-year-old", "ninety-plus", "in her 90s") or as a decade below it ("in her 40s"): it
+    identifies nobody and stays as it is (a fake age in its place would only make the record
+    wrong)."""
     numbers = list(_AGE_NUMBER.finditer(text))
     if not numbers:
         return re.fullmatch(r"(?i)\W*ninety[- ]?plus\W*", text) is not None
-    return all(m.group(0) == "90" and (_AGE_AGGREGATE_TAIL.match(text[m.end():])
-                                       or _AGE_AGGREGATE_HEAD.search(text[:m.start()])) for m in numbers)
+    halves = _half_year_numbers(text, numbers)
+    return all(i in halves or _is_decade(text, m) or m.group(0) == "90" and (
+        _AGE_AGGREGATE_TAIL.match(text[m.end():]) or _AGE_AGGREGATE_HEAD.search(text[:m.start()]))
+        for i, m in enumerate(numbers))
 
 
 # 3-digit ZIP prefixes whose area holds 20,000 people or fewer (HHS Safe Harbor guidance, 2000
@@ -762,12 +867,51 @@ def _country_code_end(text: str) -> int:
     return m.end() if m else 0
 
 
-def _pattern_fake(text: str, rng: random.Random, keep: frozenset[int] = frozenset()) -> str:
-    chars = []
+# the memo and vault kind of a phone or fax number's digits (see SurrogateGenerator._phone)
+_PHONE_DIGITS = "PHONE_DIGITS"
+
+
+def _phone_parts(text: str) -> tuple[list[int], list[int], frozenset[int]]:
+    """Indices of a phone number's digits (after a country code, before an extension marker),
+    of its extension's digits, and of what stays as written (the code, the marker's letters).
+    A text holding only an extension ("x4432") has those digits as its number."""
+    code_end = _country_code_end(text)
+    marks = _extension_marks(text)
+    ext_start = min(marks, default=len(text))
+    numeric = [i for i, ch in enumerate(text) if i >= code_end and ch.isnumeric()]
+    number = [i for i in numeric if i < ext_start]
+    extension = [i for i in numeric if i >= ext_start]
+    if not number:
+        number, extension = extension, []
+    return number, extension, marks | frozenset(range(code_end))
+
+
+def _digit_of(ch: str) -> str:
+    """``ch`` as an ASCII digit where it is one in another script ("٣" -> "3"), else itself."""
+    value = unicodedata.digit(ch, None)
+    return ch if value is None else str(value)
+
+
+def _render_phone(text: str, number: Sequence[int], fake: str, extension: Sequence[int],
+                  ext_rng: random.Random, keep: frozenset[int], letter_rng: random.Random) -> str:
+    """``text`` with the digits at ``number`` replaced by ``fake``, the extension's by digits of
+    ``ext_rng`` and other letters by letters of ``letter_rng`` (same case); the rest kept."""
+    chars = list(text)
+    for i, digit in zip(number, fake):
+        chars[i] = digit
+    for i in extension:
+        chars[i] = str(ext_rng.randrange(10))
     for i, ch in enumerate(text):
-        if i in keep:
-            chars.append(ch)
-        elif ch.isnumeric():  # digits, and also '¼', '²', 'Ⅻ'...
+        if ch.isalpha() and i not in keep:
+            letter = chr(ord("a") + letter_rng.randrange(26))
+            chars[i] = letter.upper() if ch.isupper() else letter
+    return "".join(chars)
+
+
+def _pattern_fake(text: str, rng: random.Random) -> str:
+    chars = []
+    for ch in text:
+        if ch.isnumeric():  # digits, and also '¼', '²', 'Ⅻ'...
             chars.append(str(rng.randrange(10)))
         elif ch.isalpha():
             letter = chr(ord("a") + rng.randrange(26))
