@@ -23,14 +23,39 @@ def _loss_fn(cfg: TaskConfig, features, n_out: int):
             counts = np.bincount(ids[ids != IGNORE_INDEX], minlength=n_out).astype(float)
             weights = torch.tensor(counts.sum() / (n_out * np.maximum(counts, 1)), dtype=torch.float)
 
-    def loss(logits, labels):
+    def loss_sum(logits, labels, reduction: str = "sum"):
         w = weights.to(logits.device) if weights is not None else None
         if cfg.task == "multilabel":
-            return torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), labels, pos_weight=w)
+            return torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), labels, pos_weight=w,
+                                                                        reduction=reduction)
         return torch.nn.functional.cross_entropy(logits.float().reshape(-1, n_out), labels.reshape(-1), weight=w,
-                                                 ignore_index=IGNORE_INDEX)
+                                                 ignore_index=IGNORE_INDEX, reduction=reduction)
 
-    return loss, (weights.tolist() if weights is not None else None)
+    def items(labels) -> float:
+        """What the mean loss divides the sum by: every cell (multi-label), else the targets,
+        each counted by its class weight (torch's weighted mean)."""
+        if cfg.task == "multilabel":
+            return float(labels.numel())
+        y = labels.reshape(-1)
+        y = y[y != IGNORE_INDEX]
+        return float(weights[y.cpu()].sum()) if weights is not None else float(len(y))
+
+    return WeightedLoss(loss_sum, items), (weights.tolist() if weights is not None else None)
+
+
+class WeightedLoss:
+    """The fine-tuning loss of a batch as a mean (``loss(logits, labels)``) or as ``total`` and
+    ``items``: a sum and what it is divided by, so that the training engine can weigh every
+    target once across accumulated micro-batches."""
+
+    def __init__(self, loss_sum, items):
+        self._sum, self.items = loss_sum, items
+
+    def __call__(self, logits, labels):
+        return self._sum(logits, labels, reduction="mean")
+
+    def total(self, logits, labels):
+        return self._sum(logits, labels), self.items(labels)
 
 
 class _Batches:

@@ -252,9 +252,10 @@ def _finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool, o
     def loss_fn(m, batch) -> Any:
         inputs = {k: v for k, v in batch.items() if k not in ("labels", "teacher_logits")}
         logits = m(**inputs).logits
-        gold = loss(logits, batch["labels"])
         if teacher_logits is None:
-            return gold
+            return loss.total(logits, batch["labels"])
+        # distillation mixes two means of different items (targets, positions): kept per micro-batch
+        gold = loss(logits, batch["labels"])
         return mixed_loss(gold, logits, batch["teacher_logits"], batch["labels"], cfg.task, cfg.distill)
 
     def run_eval() -> dict[str, Any]:
@@ -280,6 +281,7 @@ def _finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool, o
         callbacks.append(EarlyStoppingCallback(cfg.train.early_stopping_patience))
     trainer = StageTrainer(model=model, args=args, make_batch=make_batch, micro_batches=total_steps * accum,
                            loss_fn=loss_fn, evaluator=during, on_event=on_event, callbacks=callbacks,
+                           count_items=(lambda b: loss.items(b["labels"])) if teacher_logits is None else None,
                            checkpoint_state=lambda: {"config": to_dict(cfg), INPUTS_KEY: list(digests.values()),
                                                      "history": history, "labels": list(label_map.labels)})
 

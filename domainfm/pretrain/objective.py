@@ -112,6 +112,12 @@ class _Batcher:
         )
         return batch
 
+    def loss_items(self, batch: dict[str, Any]) -> int:
+        """The positions a batch's loss sums over (masked tokens; next tokens for causal LM),
+        counted as :class:`MaskedPositionsLoss` and :func:`causal_loss` count them."""
+        labels = batch["labels"][:, 1:] if self.objective == "causal" else batch["labels"]
+        return int((labels != IGNORE_INDEX).sum())
+
     def train_batch(self, k: int) -> dict[str, Any]:
         return self.make(self.corpus.train, self.indices(k), (self.cfg.train.seed, k, self.rank))
 

@@ -223,9 +223,6 @@ def _pretrain(config: PretrainConfig, out_dir: str | os.PathLike, *, resume: boo
                              "eval_before": None, "eval_history": []}
     eval_bs = max(1, cfg.sequences_per_batch)
 
-    def mean_loss(m, batch):
-        loss_sum, count = objective(m, batch)
-        return loss_sum / count.clamp(min=1)
 
     def during() -> dict[str, Any] | None:
         result = evaluate(trainer.model, objective, batcher, trainer.accelerator, eval_bs)
@@ -242,7 +239,8 @@ def _pretrain(config: PretrainConfig, out_dir: str | os.PathLike, *, resume: boo
 
         callbacks.append(StepTriggers(evaluate=lambda s, last: s % cfg.train.eval_every == 0 and s != last))
     trainer = StageTrainer(model=model, args=args, make_batch=batcher.train_batch,
-                           micro_batches=total_steps * grad_accum, loss_fn=mean_loss, evaluator=during,
+                           micro_batches=total_steps * grad_accum, loss_fn=objective, evaluator=during,
+                           count_items=batcher.loss_items,
                            checkpoint_state=checkpoint_state, on_event=on_event,
                            log_file=out / "train_log.jsonl", callbacks=callbacks)
     progress = trainer.progress

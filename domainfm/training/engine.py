@@ -8,8 +8,11 @@ best-model selection, early stopping and ``save_total_limit``. :class:`StageTrai
   seeds its order and masks from ``(seed, k, rank)``), and dropout is reseeded from
   ``(seed, step, rank)`` before every step; so a run resumed from a checkpoint takes exactly the
   steps an uninterrupted run takes, and resuming skips batches without building them;
-- **the stage's loss** (``loss_fn(model, batch)``: masked positions only, class weights...) and
-  **the stage's evaluation** (``evaluator()``: fixed-mask perplexity, document-level scores);
+- **the stage's loss** (``loss_fn(model, batch)``: masked positions only, class weights...),
+  weighted by item across the micro-batches of a step when the stage can count its items
+  (``count_items``: a step's loss is then the mean over all its masked or next tokens, on every
+  process, not a mean of micro-batch means), and **the stage's evaluation** (``evaluator()``:
+  fixed-mask perplexity, document-level scores);
 - **durable checkpoints**: Trainer's folder, fsync'd, then marked complete by
   ``domainfm_state.json`` (the stage's own state); older ones are rotated only after that, and a
   failed write raises :class:`~domainfm.training.checkpoints.CheckpointError` on every rank;
@@ -35,6 +38,8 @@ from domainfm.training.checkpoints import CheckpointError, checkpoint_failed, co
 
 Event = Callable[[dict[str, Any]], None]
 _EXTRA_TRAINABLE = "domainfm_trainable.pt"
+# a step with no items has a loss sum of 0 too; class weights can sum to less than 1, so no clamp at 1
+_NO_ITEMS = 1e-12
 
 
 class BatchDataset(Dataset):
@@ -56,21 +61,28 @@ class StageTrainer(Trainer):
     Args:
         make_batch: micro-batch ``k`` (0-based over the whole run) on this process.
         micro_batches: micro-batches in the run (``max_steps * gradient_accumulation_steps``).
-        loss_fn: ``(model, batch) -> mean loss`` of one micro-batch.
+        loss_fn: ``(model, batch) -> mean loss`` of one micro-batch; with ``count_items``,
+            ``(model, batch) -> (loss sum, item count)``.
+        count_items: ``batch -> the items its loss sums over`` (masked tokens, next tokens; the
+            targets' class weights summed), from the batch alone. Given, the loss of an
+            optimizer step is the sum over its micro-batches on every process divided by their
+            items together: without it a
+            micro-batch with 12 masked tokens weighs as much as one with 200 (the gradient
+            accumulation loss bias that transformers fixed for its own models' losses).
         evaluator: ``() -> metrics`` (numbers are logged with an ``eval_`` prefix).
         checkpoint_state: ``() -> dict`` saved as ``domainfm_state.json`` in every checkpoint.
         on_event: progress events on the main process (``step``, ``log``, ``eval``).
         log_file: ``train_log.jsonl`` to append every logged window to (main process).
     """
 
-    # the stage's loss is a per-micro-batch mean: Trainer divides it by the accumulation steps
-    loss_is_scaled_for_ga = False
-
     def __init__(self, *, model, args, make_batch, micro_batches: int, loss_fn, evaluator=None,
                  checkpoint_state=None, on_event: Event | None = None, log_file: Path | None = None,
-                 callbacks=()):
+                 callbacks=(), count_items: Callable[[dict], Any] | None = None):
         self.make_batch, self.micro_batches = make_batch, micro_batches
-        self.loss_fn, self.evaluator = loss_fn, evaluator
+        self.loss_fn, self.evaluator, self.count_items = loss_fn, evaluator, count_items
+        # a per-micro-batch mean: Trainer divides it by the accumulation steps; a sum over the
+        # step's items (count_items) is already the step's share
+        self.loss_is_scaled_for_ga = count_items is not None
         self.checkpoint_state = checkpoint_state or dict
         self.progress = _Progress(self, on_event, log_file)
         self.last_eval: dict[str, Any] | None = None
@@ -89,10 +101,28 @@ class StageTrainer(Trainer):
         return DataLoader(BatchDataset(self.make_batch, self.micro_batches, num_batches), batch_size=None)
 
     # ---- loss
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        samples, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
+        if self.count_items is None:
+            return samples, num_items
+        items = torch.tensor(float(sum(float(self.count_items(b)) for b in samples)), device=device)
+        if self.args.world_size > 1:  # every process's items of this step: DDP averages the gradients
+            items = self.accelerator.gather(items.reshape(1)).sum()
+        return samples, items
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        loss = self.loss_fn(model, inputs)
+        if self.count_items is None:
+            loss = self.loss_fn(model, inputs)
+        else:
+            loss_sum, count = self.loss_fn(model, inputs)
+            if model.training and num_items_in_batch is not None:
+                # this micro-batch's share of the step's mean; DDP then averages over processes,
+                # so each one's share is scaled up by their number
+                loss = loss_sum / num_items_in_batch.clamp(min=_NO_ITEMS) * self.args.world_size
+            else:
+                loss = loss_sum / torch.as_tensor(count, dtype=torch.float32).clamp(min=_NO_ITEMS)
         if model.training:
-            self.progress.count(inputs, loss)
+            self.progress.count(inputs, loss, scaled=self.loss_is_scaled_for_ga)
         return (loss, None) if return_outputs else loss
 
     # ---- evaluation: the stage's own, logged and seen by callbacks (early stopping)
@@ -198,10 +228,13 @@ class _Progress(TrainerCallback):
         self.compute_s = self.cpu_s = 0.0
         self.start_step = 0
 
-    def count(self, inputs, loss) -> None:
+    def count(self, inputs, loss, scaled: bool = False) -> None:
         self.tokens += int(inputs["attention_mask"].sum())
         self.sequences += int(inputs["attention_mask"].shape[0])
-        self.step_loss += float(loss.detach()) / self.trainer.args.gradient_accumulation_steps
+        # the step's loss: shares of the step's mean add up (scaled; on several processes each
+        # reports its own part as if it were all: about its own mean), micro-batch means are averaged
+        share = float(loss.detach())
+        self.step_loss += share if scaled else share / self.trainer.args.gradient_accumulation_steps
 
     def emit(self, kind: str, **payload) -> None:
         if self.on_event is not None and self.trainer.is_world_process_zero():
