@@ -290,9 +290,10 @@ ENGINE_OPTIONS = {
 }
 
 
-def _engine_option(name: str, master: str, partitions: int | None, workers: int, ray_address: str | None):
+def _engine_option(name: str, master: str, partitions: int | None, workers: int | None, ray_address: str | None):
     """``--engine`` and its options as an EngineConfig, or None for this process. The options
-    are checked with any engine, so a typo is an error even where it would be unused."""
+    are checked with any engine, so a typo is an error even where it would be unused.
+    ``workers``: None unless given (one Ray actor per core; refused with Spark when given)."""
     from domainfm.distributed.config import EngineConfig
 
     config = EngineConfig(name, master, partitions, workers, ray_address)
@@ -326,7 +327,7 @@ def chunk_command(
     master: str = ENGINE_OPTIONS["master"],
     partitions: Optional[int] = ENGINE_OPTIONS["partitions"],
     ray_address: Optional[str] = ENGINE_OPTIONS["ray_address"],
-    workers: int = typer.Option(1, help="ray: actors (1: one per core of the Ray cluster)."),
+    workers: Optional[int] = typer.Option(None, help="ray: actors (default: one per core of the Ray cluster)."),
 ):
     """Split documents into chunks that fit the model, follow the document's sections and map
     back to the source character for character (spans projected, labels inherited)."""
@@ -641,7 +642,8 @@ def deid_command(
     profile: str = typer.Option("clinical", help="clinical (HIPAA Safe Harbor) or legal (TAB direct + quasi identifiers)."),
     operator: str = typer.Option("surrogate", help="surrogate (realistic fakes) | redact | tag ([NAME], [DATE]...)."),
     vault: Optional[Path] = typer.Option(None, help="Encrypted re-identification vault (key in $DOMAINFM_VAULT_KEY)."),
-    workers: int = typer.Option(1, help="Detection processes (ray: actors; 1: one per core of the Ray cluster)."),
+    workers: int = typer.Option(
+        1, help="Detection processes (ray: actors, default one per core of the Ray cluster; spark: refused)."),
     batch_size: int = typer.Option(32, min=1, help="Documents per spaCy batch."),
     seed: Optional[int] = typer.Option(None, help="Reproducible surrogates without a key (demos/tests only)."),
     threshold: float = typer.Option(0.3, help="Minimum detection score in [0, 1]."),
@@ -678,16 +680,19 @@ def deid_command(
     from domainfm.deid.tagger_labels import parse_label_map_option
     from domainfm.stages import StageContext
 
-    # --workers is read locally too: the detection processes
+    # --workers is read locally too: the detection processes. With an engine it is the engine's
+    # (Ray's actors) when given, and unset otherwise: its default 1 is this process's, and read as
+    # Ray's it would ask for one actor (or be refused with Spark)
     _refuse_unused_engine_options(ctx, engine, ("master", "partitions", "ray_address"))
+    engine_workers = workers if ctx.get_parameter_source("workers").name == "COMMANDLINE" else None
     config = DeidConfig(profile=profile, operator=operator, vault=str(vault) if vault else None,
-                        workers=workers, batch_size=batch_size, score_threshold=threshold,
+                        workers=workers if engine == "local" else 1, batch_size=batch_size, score_threshold=threshold,
                         seed=seed if seed is not None else 0, ner_model=str(ner_model) if ner_model else None,
                         ner_threshold=ner_threshold, meta=_key_values(meta or [], "--meta"), meta_default=meta_default,
                         ner_quantize=ner_quantize, pseudonymize_ids=pseudonymize_ids, ner_shape_checks=ner_shape_checks,
                         ner_label_map=parse_label_map_option(ner_label_map) if ner_label_map else None)
     console = _console()
-    engine_config = _engine_option(engine, master, partitions, workers, ray_address)
+    engine_config = _engine_option(engine, master, partitions, engine_workers, ray_address)
     if engine_config is not None:
         result = run(config, [src], out, StageContext(seed=seed, engine=engine_config,
                                                       on_stage=lambda m: console.print(f"{engine}: {m}", markup=False)))

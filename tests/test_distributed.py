@@ -450,6 +450,25 @@ def test_ray_gives_one_process_output(tmp_path, ray_local, clinical_corpus, vaul
 
 
 @pytest.mark.slow
+def test_ray_workers_1_runs_one_actor_and_the_default_one_per_core(tmp_path, ray_local, cli):
+    """``--engine ray --workers 1`` ran one actor per core (2 here): 1 was read as "unset". The
+    manifest records what was asked and what ran."""
+    src = tmp_path / "n.jsonl"
+    src.write_text("".join(json.dumps({"id": f"n{i}", "text": f"Seen by Dr. Farrow on 3/{i + 1}/2021."}) + "\n"
+                           for i in range(3)))
+    ran = {}
+    for name, args in (("one", ["--workers", "1"]), ("default", [])):
+        out = tmp_path / f"{name}.jsonl"
+        result = cli("deid", src, "-o", out, "--operator", "tag", "--engine", "ray", *args)
+        assert result.exit_code == 0, result.output
+        manifest = json.loads(out.with_name(f"{name}.manifest.json").read_text())
+        ran[name] = manifest["engine"].get("workers"), manifest["engine"]["actors"], manifest["config"]["workers"]
+        assert manifest["counts"]["read"] == manifest["counts"]["written"] == 3
+    assert ran == {"one": (1, 1, 1), "default": (None, 2, 1)}  # ray_local: 2 CPUs
+    assert (tmp_path / "one.jsonl").read_text() == (tmp_path / "default.jsonl").read_text()
+
+
+@pytest.mark.slow
 def test_a_pipeline_with_engine_spark_writes_what_a_local_pipeline_writes(tmp_path, spark, notes):
     from domainfm.pipeline import pipeline_from_dict, run_pipeline
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import json
+import math
 import os
 import sqlite3
 import subprocess
@@ -63,8 +64,43 @@ def test_a_row_without_a_location_gives_a_reject_row_arrow_can_carry():
     assert "field 'text' must be a string" in json.loads(reject["payload"])["reason"]
 
 
+def test_the_dataframe_api_reads_back_the_bytes_and_nan_that_to_json_wrote_as_text():
+    """``to_json`` writes a binary column as base64 and NaN or infinity as text: read as text,
+    they reached ``meta`` as strings where the file engines reject the row."""
+    from domainfm.distributed.spark import _unpack
+
+    packed = json.dumps({"_id": "a", "_text": "Seen.", "_x_scan": "iVBORw==", "_x_score": "NaN", "_x_note": "NaN",
+                         "_x_m": {"k": "-Infinity"}, "_x_s": {"b": "AA==", "t": "NaN"}})
+    lossy = {"_x_scan": "binary", "_x_score": "double",
+             "_x_m": {"type": "map", "keyType": "string", "valueType": "double", "valueContainsNull": True},
+             "_x_s": {"type": "struct", "fields": [{"name": "b", "type": "binary"}, {"name": "t", "type": "string"}]}}
+    meta = _unpack(packed, None, lossy)["meta"]
+    assert meta["scan"] == b"\x89PNG" and math.isnan(meta["score"]) and meta["m"] == {"k": -math.inf}
+    assert meta["s"] == {"b": b"\x00", "t": "NaN"} and meta["note"] == "NaN"  # a string column's "NaN" is text
+
+
+def test_a_reject_reason_rejects_a_valid_new_row_after_the_checks_one_process_makes_first():
+    """The DataFrame API's rows with binary data or NaN carry the file engines' reason; the
+    worker gives it after the document's own checks and the duplicate check, as the file jobs'
+    driver does, and a rejected row's id stays free for a later row."""
+    reason = "column 'scan' holds a value of type bytes, which a document's meta cannot hold as JSON; convert or drop it"
+    rows = [_row(0, {"id": "a", "text": "Seen."}), {**_row(1, {"id": "a", "text": "Seen."}), "reject_reason": reason},
+            {**_row(2, {"id": "b", "text": 7}), "reject_reason": reason},
+            {**_row(3, {"id": "c", "text": "Seen."}), "reject_reason": reason},
+            {**_row(4, {"id": "c", "text": "Seen again."}), "reject_reason": float("nan")}]  # pandas' missing value
+    for out in (list(deidentify_partition(iter(rows), DeidJob(DeidConfig(operator="tag"), b"k" * 32))),
+                list(chunk_partition(iter(rows), ChunkConfig(max_tokens=64, overlap=8)))):
+        rejects = {r["order"]: (r["record_id"], json.loads(r["payload"])["reason"]) for r in out if r["kind"] == REJECT}
+        assert rejects[1] == ("a", "duplicate id (already used by an earlier record)")
+        assert rejects[2][0] == "b" and rejects[2][1].startswith("field 'text' must be a string")
+        assert rejects[3] == ("c", reason) and sorted(rejects) == [1, 2, 3]
+        assert sorted({r["order"] for r in out if r["kind"] == RECORD}) == [0, 4]
+
+
 @pytest.mark.parametrize("options, message", [
     ({"name": "spark", "workers": 8}, r"engine.workers \(--workers\) sets Ray's actors.*--master 'local\[8\]'"),
+    # 1 was the default, so it passed unnoticed with Spark
+    ({"name": "spark", "workers": 1}, r"engine.workers \(--workers\) sets Ray's actors.*--master 'local\[1\]'"),
     ({"name": "spark", "ray_address": "head:6379"}, r"engine.ray_address \(--ray-address\) is Ray's"),
     ({"name": "ray", "master": "local[8]"}, r"engine.master \(--master\) is Spark's"),
 ])
@@ -76,6 +112,49 @@ def test_an_option_of_the_other_engine_is_refused_not_ignored(options, message):
         EngineConfig(**options)
     EngineConfig("local", workers=8)  # detection processes of one process: still fine
     EngineConfig("ray", workers=8, ray_address="head:6379")
+
+
+def test_ray_workers_1_is_one_actor_and_unset_is_one_per_core():
+    """``--engine ray --workers 1`` started one actor per core: 1 was both the default and the
+    value read as "unset", so exactly one actor could not be asked for."""
+    from domainfm.distributed.config import EngineConfig
+    from domainfm.distributed.jobs import make_engine
+    from domainfm.distributed.ray import RayEngine
+
+    assert EngineConfig().workers is None and EngineConfig("ray").workers is None
+    # the engine is built without starting Ray; what it was asked for is what it will start
+    assert make_engine(EngineConfig("ray", workers=1))._requested == 1
+    assert make_engine(EngineConfig("ray", workers=3))._requested == 3
+    assert make_engine(EngineConfig("ray"))._requested is None
+    for bad in (0, -2, True, 1.5, "4"):
+        with pytest.raises(ConfigError, match=r"engine.workers must be an int >= 1, or null for one Ray actor per "
+                                              r"core|config field 'engine.workers'"):
+            EngineConfig("ray", workers=bad)
+    with pytest.raises(ConfigError, match=r"RayEngine\(actors=...\) must be an int >= 1, or None for one actor per"):
+        RayEngine(0)  # read as "unset", it started one actor per core
+
+
+def test_pipeline_engine_workers_is_unset_unless_given(tmp_path):
+    from domainfm.pipeline import pipeline_from_dict
+
+    base = {"run_dir": str(tmp_path / "run"), "import": {"format": "jsonl", "src": "notes.jsonl"}, "deid": {}}
+    assert pipeline_from_dict({**base, "engine": "ray"}).engine.workers is None
+    assert pipeline_from_dict({**base, "engine": {"name": "ray", "workers": None}}).engine.workers is None
+    assert pipeline_from_dict({**base, "engine": {"name": "ray", "workers": 1}}).engine.workers == 1
+    assert pipeline_from_dict({**base, "engine": {"name": "ray", "workers": 1}}).to_dict()["engine"]["workers"] == 1
+    with pytest.raises(ConfigError, match=r"engine.workers \(--workers\) sets Ray's actors"):
+        pipeline_from_dict({**base, "engine": {"name": "spark", "workers": 1}})
+
+
+@pytest.mark.parametrize("command", ["deid", "chunk"])
+def test_workers_given_with_spark_is_refused_and_its_default_is_not(cli, tmp_path, command):
+    """``--workers 1`` with Spark was taken for the default and ignored; ``deid``'s default
+    (one detection process) is still no Spark option."""
+    args = (command, tmp_path / "missing.jsonl", "-o", tmp_path / "o.jsonl", "--engine", "spark")
+    result = cli(*args, "--workers", "1")
+    assert result.exit_code == 2 and "engine.workers (--workers) sets Ray's actors" in result.stderr
+    result = cli(*args)
+    assert result.exit_code == 2 and "missing.jsonl: no such file" in result.stderr
 
 
 @pytest.mark.parametrize("engine", ["spark", "ray"])
@@ -352,3 +431,78 @@ def test_the_dataframe_api_keeps_a_patient_whole_wherever_the_table_holds_the_pa
 
     with pytest.raises(ConfigError, match=r"config.vault \(v.db\) is written on the driver.*vault_header="):
         deidentify_dataframe(flat, config=DeidConfig(vault="v.db", pseudonymize_ids=True))
+
+
+def _dataframe_and_file_rejects(spark, table, tmp_path: Path, name: str):
+    """The rejects and records of one Parquet table through the DataFrame API (de-identify and
+    chunk) and through the file engine's driver, with the row count."""
+    import pyarrow.parquet as pq
+
+    from domainfm.chunk import ChunkConfig
+    from domainfm.deid.runner import surrogate_secret
+    from domainfm.distributed.core import DOCUMENT
+    from domainfm.distributed.jobs import run_deid
+    from domainfm.distributed.spark import SparkEngine, chunk_dataframe, deidentify_dataframe
+
+    src = tmp_path / f"{name}.parquet"
+    pq.write_table(table, src)
+    _, driver = _stage(src, tmp_path / f"{name}-staged")
+    file_result = run_deid(src, tmp_path / f"{name}.jsonl", DeidConfig(operator="tag"), SparkEngine(session=spark),
+                           seed=5)
+    assert file_result.counts.read == table.num_rows
+    assert file_result.counts.read == file_result.counts.written + file_result.counts.rejected
+    secret, _ = surrogate_secret(DeidConfig(operator="tag"), 5)
+    frame = spark.read.parquet(str(src))
+    deid = sorted(deidentify_dataframe(frame, config=DeidConfig(operator="tag"), secret=secret, partitions=2).collect(),
+                  key=lambda r: (r["order"], r["seq"]))
+    chunks = chunk_dataframe(frame, config=ChunkConfig(max_tokens=64, overlap=8), partitions=2).collect()
+    out = {"file": [(r.record_id, r.reason) for r in driver],
+           "deid": [(r["record_id"], json.loads(r["payload"])["reason"]) for r in deid if r["kind"] == REJECT],
+           "chunk": sorted(((r["order"], r["record_id"], json.loads(r["payload"])["reason"]) for r in chunks
+                            if r["kind"] == REJECT))}
+    out["chunk"] = [(i, reason) for _, i, reason in out["chunk"]]
+    # read = written + rejected: every row is one record (one chunked document) or one reject
+    assert sum(r["kind"] in (RECORD, REJECT) for r in deid) == table.num_rows
+    assert sum(r["kind"] in (DOCUMENT, REJECT) for r in chunks) == table.num_rows
+    records = [json.loads(r["payload"]) for r in deid if r["kind"] == RECORD]
+    assert records == [json.loads(line) for line in (tmp_path / f"{name}.jsonl").open(encoding="utf-8")]
+    return out
+
+
+@pytest.mark.slow
+def test_the_dataframe_api_rejects_binary_data_and_nan_as_the_file_engines_do(tmp_path, spark):
+    """``to_json`` wrote a binary column as base64 text and NaN as the text "NaN", and the
+    DataFrame API de-identified such rows where the file engines reject them, naming the column
+    (a NaN note text went through as the text "NaN"). The same table now gives the same rejects
+    both ways, the counts reconcile, and the first row of an id rejected this way leaves the id
+    free for a later row, as one process does."""
+    pa = pytest.importorskip("pyarrow", reason="pip install 'domainfm[spark]' (.ci/run installs it)")
+
+    nan, inf = float("nan"), float("inf")
+    device = pa.struct([("serial", pa.string()), ("blob", pa.binary())])
+    notes = pa.table({
+        "id": ["a", "b", "c", "d", "e", "f", "b"],
+        "text": [f"Seen by Dr. Farrow on 3/{i + 1}/2021." for i in range(7)],
+        "patient_id": ["P1", "P1", "P2", "P2", "P3", "P3", "P1"],
+        "scan": pa.array([None, b"\x89PNG", None, None, None, None, None], pa.binary()),
+        "score": [0.5, 0.7, nan, 0.1, -inf, 0.2, 0.4],
+        "readings": pa.array([[1.0], [], None, [2.0, nan], None, None, [3.0]], pa.list_(pa.float64())),
+        "device": pa.array([None, None, None, None, None, {"serial": "S1", "blob": b"\x00"}, None], device),
+    })
+    got = _dataframe_and_file_rejects(spark, notes, tmp_path, "notes")
+    expected = [("b", "column 'scan' holds a value of type bytes, which a document's meta cannot hold as JSON; "
+                      "convert or drop it"),
+                ("c", "column 'score' holds NaN or infinity, which a document's meta cannot hold as JSON; "
+                      "convert or drop it"),
+                ("d", "column 'readings' holds NaN or infinity, which a document's meta cannot hold as JSON; "
+                      "convert or drop it"),
+                ("e", "column 'score' holds NaN or infinity, which a document's meta cannot hold as JSON; "
+                      "convert or drop it"),
+                ("f", "column 'device' holds a value JSON cannot hold, which a document's meta cannot hold as "
+                      "JSON; convert or drop it")]
+    assert got == {"file": expected, "deid": expected, "chunk": expected}
+
+    numbers = pa.table({"id": ["x", "y"], "text": [nan, 1.5]})  # a note column of numbers
+    got = _dataframe_and_file_rejects(spark, numbers, tmp_path, "numbers")
+    assert got["deid"] == got["chunk"] == got["file"] and [i for i, _ in got["file"]] == ["x", "y"]
+    assert all(reason.startswith("field 'text' must be a string") for _, reason in got["file"])

@@ -21,7 +21,8 @@ class EngineConfig:
     master: Spark's master URL: ``local[N]``, ``local[N,F]`` (F-1 retries of a failed task),
         ``spark://host:7077``, ``yarn``... (Databricks: use the DataFrame API on the cluster's session).
     partitions: Spark partitions / Ray groups (default: from the cores).
-    workers: Ray actors (default: one per core of the Ray cluster).
+    workers: Ray actors: exactly this many, 1 included (default, None: one per core of the Ray
+        cluster).
     ray_address: a running Ray cluster (default: start a local Ray).
 
     Example:
@@ -32,7 +33,7 @@ class EngineConfig:
     name: Literal["local", "spark", "ray"] = "local"
     master: str = DEFAULT_MASTER
     partitions: int | None = None
-    workers: int = 1
+    workers: int | None = None
     ray_address: str | None = None
 
     def __post_init__(self) -> None:
@@ -43,13 +44,15 @@ class EngineConfig:
         if self.partitions is not None and (isinstance(self.partitions, bool) or not isinstance(self.partitions, int)
                                             or self.partitions < 1):
             raise ConfigError(f"engine.partitions must be an int >= 1 or null, got {self.partitions!r}")
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
-            raise ConfigError(f"engine.workers must be an int >= 1, got {self.workers!r}")
+        if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
+                                         or self.workers < 1):
+            raise ConfigError(f"engine.workers must be an int >= 1, or null for one Ray actor per core, "
+                              f"got {self.workers!r}")
         if not isinstance(self.master, str) or not self.master.strip():
             raise ConfigError("engine.master must be a Spark master URL such as 'local[2]'")
         # an option of the other engine would be ignored without a word: '--engine spark --workers 8'
-        # ran on Spark's default two cores
-        if self.name == "spark" and self.workers != 1:
+        # ran on Spark's default two cores (and '--workers 1', once the default, passed unnoticed)
+        if self.name == "spark" and self.workers is not None:
             raise ConfigError(f"engine.workers (--workers) sets Ray's actors; Spark's cores come from engine.master "
                               f"(--master 'local[{self.workers}]' on this machine), got workers={self.workers}")
         if self.name == "spark" and self.ray_address is not None:

@@ -30,7 +30,7 @@ import os
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Collection, Iterable, Iterator
 
 from domainfm.corpus.document import Document
 from domainfm.corpus.io import Counts
@@ -102,17 +102,21 @@ def parse_input(rows: Iterable[dict[str, Any]]) -> Iterator[tuple[int, str | Non
     """``(order, location, Document)`` for each input row ``{"order", "location", "doc"}`` whose
     ``doc`` (the document as JSON) is valid, else ``(order, location, reject row)``."""
     for row in rows:
-        order, location, raw = int(row["order"]), row.get("location"), row["doc"]
-        # pandas reads a missing location (the DataFrame API has none) as NaN: a reject row
-        # carrying it made Arrow fail the whole task ("Cannot convert ChunkedArray")
-        location = location if isinstance(location, str) else None
-        try:
-            obj = json.loads(raw)
-            yield order, location, Document.from_dict(obj, location=location)
-        except RecordError as err:
-            yield order, location, _reject_row(order, location, err.record_id, err.reason, raw)
-        except (TypeError, ValueError):
-            yield order, location, _reject_row(order, location, None, "not a JSON document record", raw)
+        yield _parsed(row)
+
+
+def _parsed(row: dict[str, Any]) -> tuple[int, str | None, Document | dict]:
+    order, location, raw = int(row["order"]), row.get("location"), row["doc"]
+    # pandas reads a missing location (the DataFrame API has none) as NaN: a reject row
+    # carrying it made Arrow fail the whole task ("Cannot convert ChunkedArray")
+    location = location if isinstance(location, str) else None
+    try:
+        obj = json.loads(raw)
+        return order, location, Document.from_dict(obj, location=location)
+    except RecordError as err:
+        return order, location, _reject_row(order, location, err.record_id, err.reason, raw)
+    except (TypeError, ValueError):
+        return order, location, _reject_row(order, location, None, "not a JSON document record", raw)
 
 
 class _Intake:
@@ -123,7 +127,11 @@ class _Intake:
     A repeated id is rejected as one process rejects it. The file jobs catch duplicates on the
     driver; the DataFrame API has no driver read, and two rows of one id and patient (a table
     loaded twice) land in one partition, where the second would overwrite the first's entry in
-    ``where`` and the stage would fail on a missing key."""
+    ``where`` and the stage would fail on a missing key.
+
+    A row's ``reject_reason`` (the DataFrame API's rows with binary data or NaN in ``meta``, see
+    :func:`meta_not_json`) rejects a valid document whose id is new, as the file jobs' driver
+    rejects it after the same checks."""
 
     def __init__(self, rows: Iterable[dict[str, Any]]):
         self.rows = rows
@@ -132,7 +140,8 @@ class _Intake:
         self.seen: set[str] = set()
 
     def documents(self) -> Iterator[Document]:
-        for order, location, item in parse_input(self.rows):
+        for row in self.rows:
+            order, location, item = _parsed(row)
             if isinstance(item, dict):
                 self.rejects.append(item)
                 continue
@@ -141,6 +150,10 @@ class _Intake:
             raw = json.dumps(item.to_dict(), ensure_ascii=False)
             if item.id in self.seen:
                 self.rejects.append(_reject_row(order, location, item.id, DUPLICATE_ID, raw))
+                continue
+            reason = row.get("reject_reason")
+            if isinstance(reason, str):  # pandas reads a missing one as None or NaN
+                self.rejects.append(_reject_row(order, location, item.id, reason, raw))
                 continue
             self.seen.add(item.id)
             self.where[item.id] = (order, location, raw)
@@ -281,6 +294,30 @@ def record_from_columns(columns: dict[str, Any], patient_col: str | None = None,
     if isinstance(record["id"], int) and not isinstance(record["id"], bool):
         record["id"] = str(record["id"])
     return record
+
+
+def meta_not_json(meta: dict[str, Any], columns: Collection[str] = ()) -> str | None:
+    """Why ``meta`` cannot be written as JSON (binary data, NaN), else None: the reason a row
+    is rejected with, by the file jobs on the driver and by the DataFrame API in the workers.
+
+    Args:
+        meta: the document's ``meta``.
+        columns: the ``meta`` keys that are table columns, named as ``column 'scan'`` (a column
+            name is schema); another key of ``meta`` may be data, so it is not quoted.
+    """
+    for key, value in meta.items():
+        try:
+            json.dumps(value, allow_nan=False)
+        except ValueError:
+            what = "NaN or infinity"
+        except TypeError:  # a list or struct column: its own type would not say what is wrong
+            what = "a value JSON cannot hold" if isinstance(value, (dict, list)) else \
+                f"a value of type {type(value).__name__}"
+        else:
+            continue
+        where = f"column {key!r}" if key in columns else "field 'meta'"
+        return f"{where} holds {what}, which a document's meta cannot hold as JSON; convert or drop it"
+    return None
 
 
 def _as_json_value(value: Any) -> Any:

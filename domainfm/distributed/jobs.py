@@ -21,8 +21,8 @@ from typing import Any, Callable, Iterator, Protocol
 
 from domainfm.corpus.io import (Counts, CountingRejects, JsonlWriter, OutputLock, Rejected, RejectWriter,
                                 check_output_path, rejects_path_for)
-from domainfm.distributed.core import (DOCUMENT, DUPLICATE_ID, OUTSIDE_TEXT, RECORD, REJECT, DeidJob, input_rows,
-                                       record_from_columns)
+from domainfm.distributed.core import (DOCUMENT, DOCUMENT_COLUMNS, DUPLICATE_ID, OUTSIDE_TEXT, RECORD, REJECT, DeidJob,
+                                       input_rows, meta_not_json, record_from_columns)
 from domainfm.errors import ConfigError, CorpusError, OutputError, RecordError
 from domainfm.manifest import write_manifest
 
@@ -97,24 +97,6 @@ def _parquet_file(file: Path):
     return opened
 
 
-def _not_json(meta: dict, columns: dict) -> str | None:
-    """Why ``meta`` cannot be written as JSON (binary data, NaN), naming the column (a column
-    name is schema; a key of the ``meta`` column may be data, so it is not quoted), else None."""
-    for key, value in meta.items():
-        try:
-            json.dumps(value, allow_nan=False)
-        except ValueError:
-            what = "NaN or infinity"
-        except TypeError:  # a list or struct column: its own type would not say what is wrong
-            what = "a value JSON cannot hold" if isinstance(value, (dict, list)) else \
-                f"a value of type {type(value).__name__}"
-        else:
-            continue
-        where = f"column {key!r}" if key in columns and key not in ("meta", "id", "text") else "field 'meta'"
-        return f"{where} holds {what}, which a document's meta cannot hold as JSON; convert or drop it"
-    return None
-
-
 def _rows_of(batch) -> list[dict[str, Any]]:
     """A Parquet batch's rows as Python values, map columns as objects. ``to_pylist`` gives a map
     as a list of pairs: a ``meta`` map column (as Spark writes one) rejected every row, and another
@@ -148,7 +130,7 @@ def parquet_documents(path: Path, rejects) -> Iterator[tuple[str, Any]]:
                     doc = Document.from_dict(record, location=location)
                     if doc.id in seen:
                         raise RecordError(DUPLICATE_ID, record_id=doc.id, location=location)
-                    unwritable = _not_json(doc.meta, columns)
+                    unwritable = meta_not_json(doc.meta, [c for c in columns if c not in DOCUMENT_COLUMNS])
                     if unwritable is not None:
                         raise RecordError(unwritable, record_id=doc.id, location=location)
                 except RecordError as err:
@@ -414,6 +396,5 @@ def make_engine(config) -> Engine:
     if config.name == "ray":
         from domainfm.distributed.ray import RayEngine
 
-        return RayEngine(config.workers if config.workers > 1 else None, buckets=config.partitions,
-                         address=config.ray_address)
+        return RayEngine(config.workers, buckets=config.partitions, address=config.ray_address)
     raise ConfigError(f"engine {config.name!r} runs in this process; use deidentify_file / chunk_file")

@@ -80,12 +80,17 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
 
 
 class RayEngine:
-    """Runs the partition functions in a Ray actor pool of ``actors`` actors."""
+    """Runs the partition functions in a Ray actor pool of ``actors`` actors: exactly that many,
+    1 included, or one per core of the Ray cluster with None."""
 
     name = "ray"
 
     def __init__(self, actors: int | None = None, *, num_gpus: float = 0, buckets: int | None = None,
                  address: str | None = None):
+        if actors is not None and (isinstance(actors, bool) or not isinstance(actors, int) or actors < 1):
+            # 0 read as "unset" would start one actor per core where the caller asked for none
+            raise ConfigError(f"RayEngine(actors=...) must be an int >= 1, or None for one actor per core of "
+                              f"the Ray cluster. Got {actors!r}.")
         # Ray starts on first use (:meth:`_start`), once the job has checked its input: a typo in
         # a path is said before seconds of start-up
         self._requested, self._address, self._buckets = actors, address, buckets
@@ -106,14 +111,15 @@ class RayEngine:
                     raise ConfigError(f"cannot connect to the Ray cluster at {self._address} "
                                       f"({exc.__class__.__name__}); check --ray-address / engine.ray_address") from None
             else:
-                ray.init(num_cpus=self._requested or cpu_count(), include_dashboard=False, log_to_driver=False,
-                         logging_level="WARNING")
+                ray.init(num_cpus=cpu_count() if self._requested is None else self._requested,
+                         include_dashboard=False, log_to_driver=False, logging_level="WARNING")
         import logging
 
         # progress lines and per-operator INFO logs would flood the console (they carry no text)
         ray.data.DataContext.get_current().enable_progress_bars = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)
-        self.actors = self._requested or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self.actors = self._requested if self._requested is not None else \
+            max(1, int(ray.cluster_resources().get("CPU", 1)))
         self.buckets = self._buckets or 4 * self.actors
         return ray
 
@@ -147,8 +153,9 @@ class RayEngine:
 
     def describe(self) -> dict[str, Any]:
         ray = self._start()
-        return {"name": "ray", "ray": ray.__version__, "actors": self.actors, "groups": self.buckets,
-                "num_gpus_per_actor": self.num_gpus}
+        # "workers": what was asked (None: one actor per core), "actors": what ran
+        return {"name": "ray", "ray": ray.__version__, "workers": self._requested, "actors": self.actors,
+                "groups": self.buckets, "num_gpus_per_actor": self.num_gpus}
 
 
 def deidentify_with_ray(in_path: str | os.PathLike, out_path: str | os.PathLike, config, *, seed: int | None = None,

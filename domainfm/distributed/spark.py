@@ -25,10 +25,10 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Collection, Iterator
 
 from domainfm.distributed.core import (RECORD, ROW_FIELDS, VAULT, DeidJob, chunk_partition, deidentify_partition,
-                                       record_from_columns)
+                                       meta_not_json, record_from_columns)
 from domainfm.errors import ConfigError
 
 RESULT_SCHEMA = ("kind string, order long, seq long, location string, record_id string, payload string, vault_table string, "
@@ -76,17 +76,23 @@ def spark_session(master: str = "local[2]", *, app_name: str = "domainfm", conf:
 
 # --- DataFrame API ------------------------------------------------------------------------------
 
-INPUT_SCHEMA = "order long, location string, scope string, doc string"
+# reject_reason: a row that a worker rejects once its document is valid and its id new (binary
+# data or NaN in meta, which the file jobs reject on the driver)
+INPUT_SCHEMA = "order long, location string, scope string, doc string, reject_reason string"
 
 
 def document_rows(df, *, text_col: str = "text", id_col: str = "id", patient_col: str | None = None,
                   order_col: str | None = None):
-    """``df`` as engine input rows (``order``, ``location``, ``scope``, ``doc`` as JSON).
+    """``df`` as engine input rows (``order``, ``location``, ``scope``, ``doc`` as JSON,
+    ``reject_reason``).
 
     Columns ``meta`` (a JSON object as text or a map/struct), ``label``, ``labels`` and
     ``spans`` (JSON text) are read as the document model's; every other column goes to
     ``meta`` (as ``domainfm import csv`` does); ``patient_col`` becomes ``meta.patient_id``.
-    Without ``order_col`` the DataFrame's own row order is the input order.
+    Without ``order_col`` the DataFrame's own row order is the input order. A row whose ``meta``
+    holds binary data or NaN is rejected, naming the column, as the file engines reject it
+    (:func:`~domainfm.distributed.core.meta_not_json`): ``to_json`` wrote bytes as base64 text
+    and NaN as the text ``"NaN"``, and such rows went through as text.
 
     The rows are built in Python by the workers' own code (:func:`_document_rows`): the patient
     scope that partitions them is then the scope the workers de-identify with, wherever the
@@ -109,11 +115,19 @@ def document_rows(df, *, text_col: str = "text", id_col: str = "id", patient_col
     columns += [F.col(c).alias(f"_{c}") for c in known if c in df.columns]
     columns += [_packed_column(c, types[c]) for c in extra]
     packed = df.select(order.alias("order"), F.to_json(F.struct(*columns), {"ignoreNullFields": "false"}).alias("doc"))
-    return packed.mapInPandas(_document_rows(patient_col), INPUT_SCHEMA)
+    # the packed columns whose JSON is not their value (bytes as base64, NaN as "NaN"), by type
+    packed_types = {f"_{name}": types[c].jsonValue() for name, c in fields.items()}
+    packed_types.update({f"_{c}": types[c].jsonValue() for c in known if c in df.columns})
+    packed_types.update({f"_x_{c}": types[c].jsonValue() for c in extra})
+    lossy = {key: dtype for key, dtype in packed_types.items() if _json_loses(dtype)}
+    meta_columns = [c for c in extra if c != patient_col]
+    return packed.mapInPandas(_document_rows(patient_col, lossy, meta_columns), INPUT_SCHEMA)
 
 
-def _document_rows(patient_col: str | None):
-    """A ``mapInPandas`` function: :func:`document_rows`' packed columns -> engine input rows."""
+def _document_rows(patient_col: str | None, lossy: dict[str, Any] | None = None, meta_columns: Collection[str] = ()):
+    """A ``mapInPandas`` function: :func:`document_rows`' packed columns -> engine input rows.
+    ``lossy``: see :func:`_unpack`; ``meta_columns``: the columns that go to ``meta`` by their
+    own names, named in a reject's reason."""
 
     def run(batches):
         import pandas as pd
@@ -121,12 +135,56 @@ def _document_rows(patient_col: str | None):
         from domainfm.deid.surrogates import scope_for
 
         for frame in batches:
-            records = [_unpack(doc, patient_col) for doc in frame["doc"]]
+            records = [_unpack(doc, patient_col, lossy) for doc in frame["doc"]]
             scopes = [scope_for(str(r["id"]), r["meta"] if isinstance(r["meta"], dict) else None) for r in records]
+            reasons = [meta_not_json(r["meta"], meta_columns) if isinstance(r["meta"], dict) else None
+                       for r in records]
+            # default=str: a rejected row's bytes, for the raw record of the reject row (as the
+            # file jobs write it)
             yield pd.DataFrame({"order": frame["order"], "location": None, "scope": scopes,
-                                "doc": [json.dumps(r, ensure_ascii=True) for r in records]})
+                                "doc": [json.dumps(r, ensure_ascii=True, default=str) for r in records],
+                                "reject_reason": reasons})
 
     return run
+
+
+def _json_loses(dtype: Any) -> bool:
+    """Whether ``to_json`` writes a value of Spark type ``dtype`` (``DataType.jsonValue()``) as
+    something else: binary as base64 text, a float's NaN or infinity as text."""
+    if isinstance(dtype, str):
+        return dtype in ("binary", "float", "double")
+    kind = dtype.get("type")
+    if kind == "array":
+        return _json_loses(dtype["elementType"])
+    if kind == "map":
+        return _json_loses(dtype["keyType"]) or _json_loses(dtype["valueType"])
+    if kind == "struct":
+        return any(_json_loses(field["type"]) for field in dtype["fields"])
+    return False
+
+
+def _exact(value: Any, dtype: Any) -> Any:
+    """``value`` as ``to_json`` wrote it, back as the value itself: the bytes of a binary, the
+    float of ``"NaN"``, ``"Infinity"`` or ``"-Infinity"`` (``dtype`` as in :func:`_json_loses`)."""
+    import base64
+
+    if value is None:
+        return None
+    if isinstance(dtype, str):
+        if dtype == "binary" and isinstance(value, str):
+            return base64.b64decode(value)
+        if dtype in ("float", "double") and isinstance(value, str):
+            return float(value)
+        return value
+    kind = dtype.get("type")
+    if kind == "array" and isinstance(value, list):
+        return [_exact(item, dtype["elementType"]) for item in value]
+    if kind == "map" and isinstance(value, dict):
+        return {_exact(key, dtype["keyType"]): _exact(item, dtype["valueType"]) for key, item in value.items()}
+    if kind == "struct" and isinstance(value, dict):
+        types = {field["name"]: field["type"] for field in dtype["fields"]}
+        return {key: _exact(item, types.get(key, "string")) for key, item in value.items()}
+    return value
 
 
 def _packed_column(column: str, dtype):
@@ -162,12 +220,15 @@ def _unpacked_value(kind: str, value: Any) -> Any:
     return decimal.Decimal(value)
 
 
-def _unpack(doc: str, patient_col: str | None) -> dict:
+def _unpack(doc: str, patient_col: str | None, lossy: dict[str, Any] | None = None) -> dict:
     """The ``doc`` JSON that :func:`document_rows` packed, as a domainfm document record. The
     table's other columns go to ``meta`` by their own names, even one named ``id`` or ``text``
-    beside ``id_col`` and ``text_col`` (it replaced the note's id or text)."""
+    beside ``id_col`` and ``text_col`` (it replaced the note's id or text). ``lossy``: the
+    packed keys whose values come back by their Spark type (:func:`_exact`)."""
     fields, extra = {}, {}
     for key, value in json.loads(doc).items():
+        if lossy and key in lossy:
+            value = _exact(value, lossy[key])
         if key[1] in "xtnd" and key[2:3] == "_":  # _x_NAME ...: no document field starts so
             extra[key[3:]] = _unpacked_value(key[1], value)
         else:
