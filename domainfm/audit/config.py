@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from domainfm.config import check_fields
+from domainfm.config import check_fields, suggest
 from domainfm.errors import ConfigError
 
 #: Age bands derived from ``meta.age`` for the group ``meta.age_band`` (lower bound inclusive,
@@ -41,6 +41,11 @@ class AuditConfig:
             (as fairlearn computes them) and over the groups of at least this size.
         n_bootstrap: bootstrap resamples for the 95% percentile confidence intervals (at most
             :data:`MAX_BOOTSTRAP`).
+        bootstrap_unit: what a bootstrap resample draws with replacement: ``auto``: patients
+            (``meta.patient_id``), each with all its documents, when every audited document names
+            its patient, else documents; ``document``; or ``meta.<key>``, a field every document
+            has. A patient's notes are not independent draws: resampled one by one they give
+            intervals that are too narrow. The report names the unit (``performance.bootstrap``).
         n_bins: equal-width confidence bins for ECE / MCE and the reliability diagram.
         calibration_split: fraction of the documents held out (seeded, stratified by label when
             every label has 2+ documents) to fit the temperature; ECE before/after temperature
@@ -70,6 +75,7 @@ class AuditConfig:
     positive_class: str | None = None
     min_group_size: int = 30
     n_bootstrap: int = 1000
+    bootstrap_unit: str = "auto"
     n_bins: int = 10
     calibration_split: float = 0.3
     explain: int = 0
@@ -102,6 +108,11 @@ class AuditConfig:
         if not _is_int(self.n_bootstrap) or not 0 <= self.n_bootstrap <= MAX_BOOTSTRAP:
             raise ConfigError(f"The 'n_bootstrap' parameter must be an int in [0, {MAX_BOOTSTRAP}]. "
                               f"Got {self.n_bootstrap!r} instead.")
+        if self.bootstrap_unit not in ("auto", "document") and not (
+                self.bootstrap_unit.startswith("meta.") and self.bootstrap_unit[len("meta."):].strip()):
+            raise ConfigError("The 'bootstrap_unit' parameter must be 'auto', 'document' or 'meta.<key>' (e.g. "
+                              f"meta.patient_id). Got {self.bootstrap_unit!r} instead"
+                              f"{suggest(self.bootstrap_unit, ['auto', 'document', 'meta.patient_id'])}.")
         if not _is_int(self.seed) or self.seed < 0:
             raise ConfigError(f"The 'seed' parameter must be an int >= 0. Got {self.seed!r} instead.")
         if not isinstance(self.n_bins, int) or self.n_bins < 2:

@@ -18,7 +18,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from domainfm.audit.config import AuditConfig
-from domainfm.audit.metrics import group_value
+from domainfm.audit.metrics import (ci_definition, count_units, group_value, percentile_interval, resample_weights,
+                                     resampling_units, unit_warning)
 
 
 def _doc_counts(gold, pred) -> tuple[int, int, int]:
@@ -33,19 +34,21 @@ def _f1(tp, ng, npred):
     return np.divide(2 * np.asarray(tp, dtype=float), den, out=np.full(den.shape, np.nan), where=den > 0)
 
 
-def _ci(counts: np.ndarray, cfg: AuditConfig, rng: np.random.Generator) -> list[float] | None:
-    """95% percentile interval of F1 over resamples of documents; resamples without any gold or
-    predicted entity have no F1 and are left out (``None`` when none is left)."""
+def _ci(counts: np.ndarray, cfg: AuditConfig, rng: np.random.Generator,
+        units: np.ndarray | None = None) -> list[float] | None:
+    """95% percentile interval of F1 over resamples of units (``units``: each document's, see
+    :func:`~domainfm.audit.metrics.resampling_units`; ``None``: documents); resamples without any
+    gold or predicted entity have no F1 and are left out (``None`` when none is left, or when the
+    documents come from fewer than 2 units)."""
     n = len(counts)
-    if n < 2 or cfg.n_bootstrap == 0:
+    if count_units(units, n) < 2 or cfg.n_bootstrap == 0:
         return None
-    idx = rng.integers(0, n, size=(cfg.n_bootstrap, n))
-    sums = counts[idx].sum(1)
+    sums = resample_weights(units, n, cfg.n_bootstrap, rng) @ counts
     f1 = _f1(sums[:, 0], sums[:, 1], sums[:, 2])
     f1 = f1[~np.isnan(f1)]
     if len(f1) == 0:
         return None
-    return [float(np.percentile(f1, 2.5)), float(np.percentile(f1, 97.5))]
+    return percentile_interval(f1)
 
 
 def _undefined_as_none(m: dict[str, Any]) -> dict[str, Any]:
@@ -79,9 +82,10 @@ def run_ner_audit(predict_spans: Callable[[list[Any]], list[list[Any]]], types: 
     if cfg.intersections:
         for a, b in itertools.combinations(cfg.group_by, 2):
             names[f"{a} x {b}"] = np.array([f"{x} | {y}" for x, y in zip(names[a], names[b])], dtype=object)
+    units, resampled = resampling_units(docs, cfg.bootstrap_unit)
     rng = np.random.default_rng(cfg.seed)
     overall = _undefined_as_none(entity_metrics(gold, pred, types))
-    overall.update({"n": len(docs), "ci": {"f1": _ci(counts, cfg, rng)}})
+    overall.update({"n": len(docs), "ci": {"f1": _ci(counts, cfg, rng, units)}})
     by_attr = {}
     for attr, groups_of in names.items():
         groups = {}
@@ -89,7 +93,7 @@ def run_ner_audit(predict_spans: Callable[[list[Any]], list[list[Any]]], types: 
             idx = np.flatnonzero(groups_of == g)
             m = _undefined_as_none(entity_metrics([gold[i] for i in idx], [pred[i] for i in idx], types))
             m.update({"n": int(len(idx)), "small": bool(len(idx) < cfg.min_group_size),
-                      "ci": {"f1": _ci(counts[idx], cfg, rng)}})
+                      "ci": {"f1": _ci(counts[idx], cfg, rng, None if units is None else units[idx])}})
             groups[g] = m
         gaps = {}
         for scope, keep in (("all_groups", lambda m: True), ("reliable_groups", lambda m: m["n"] >= cfg.min_group_size)):
@@ -114,12 +118,13 @@ def run_ner_audit(predict_spans: Callable[[list[Any]], list[list[Any]]], types: 
         "model": {"task": "ner", "labels": types, "has_scores": False, "source": source, "path": None,
                   "fingerprint": None},
         "data": data,
-        "performance": {"overall": overall, "by_attribute": by_attr},
+        "performance": {"overall": overall, "by_attribute": by_attr,
+                        "bootstrap": {**resampled, "resamples": cfg.n_bootstrap, "seed": cfg.seed}},
         "calibration": {"available": False, "reason": "calibration is audited for classification models only"},
-        "warnings": identifying_warnings(flagged),
+        "warnings": identifying_warnings(flagged) + [w for w in [unit_warning(resampled)] if w],
         "privacy": {"identifying_groups": flagged},
         "definitions": {"ner": overall["definition"],
-                        "ci": f"95% percentile bootstrap over documents ({cfg.n_bootstrap} resamples, seed {cfg.seed})",
+                        "ci": ci_definition(resampled, cfg.n_bootstrap, cfg.seed),
                         "ner_not_measured": "a group with no gold and no predicted entity has no precision, recall "
                                             "or F1 (null, 'n/a'): it is listed under the gaps' not_measured and "
                                             "left out of the F1 difference and the worst group; with no gold "

@@ -17,7 +17,8 @@ import numpy as np
 
 from domainfm.audit.config import AGE_BANDS, UNKNOWN, AuditConfig
 from domainfm.config import as_config
-from domainfm.audit.metrics import bootstrap_cis, fairness_gaps, gap_cis, group_metrics, group_value
+from domainfm.audit.metrics import (bootstrap_cis, ci_definition, fairness_gaps, gap_cis, group_metrics, group_value,
+                                    resampling_units, unit_warning)
 from domainfm.metrics import apply_temperature, at_temperature_bound, fit_temperature_to_probs, top_class_reliability
 from domainfm.audit.scorer import as_scorer
 from domainfm.errors import ConfigError, RecordError
@@ -71,12 +72,14 @@ def _score(scorer: Any, texts: Sequence[str], batch_size: int) -> np.ndarray:
 
 
 def _group_table(y_true, y_pred, labels, names: np.ndarray, positive: int, cfg: AuditConfig,
-                 rng: np.random.Generator) -> dict[str, Any]:
+                 rng: np.random.Generator, units: np.ndarray | None = None) -> dict[str, Any]:
     groups = {}
     for g in sorted(set(names.tolist())):
         mask = names == g
         m = group_metrics(y_true[mask], y_pred[mask], labels)
-        m["ci"] = bootstrap_cis(y_true[mask], y_pred[mask], len(labels), positive, n_boot=cfg.n_bootstrap, rng=rng)
+        # the group's own units (its patients), each with its documents in the group
+        m["ci"] = bootstrap_cis(y_true[mask], y_pred[mask], len(labels), positive, n_boot=cfg.n_bootstrap, rng=rng,
+                                units=None if units is None else units[mask])
         m["small"] = bool(m["n"] < cfg.min_group_size)
         groups[g] = m
     return groups
@@ -443,20 +446,23 @@ def _classification_report(scorer, docs, cfg: AuditConfig, model_dir, timings, d
         for a, b in itertools.combinations(cfg.group_by, 2):
             group_names[f"{a} x {b}"] = np.array([f"{x} | {y}" for x, y in zip(group_names[a], group_names[b])],
                                                  dtype=object)
+    units, resampled = resampling_units(labelled, cfg.bootstrap_unit)
     rng = np.random.default_rng(cfg.seed)
 
     with _timed(timings, "performance"):
         overall = group_metrics(y_true, y_pred, labels)
-        overall["ci"] = bootstrap_cis(y_true, y_pred, len(labels), positive, n_boot=cfg.n_bootstrap, rng=rng)
+        overall["ci"] = bootstrap_cis(y_true, y_pred, len(labels), positive, n_boot=cfg.n_bootstrap, rng=rng,
+                                      units=units)
         per_attr = {}
         # the gaps' intervals draw from their own stream, so adding them left every other number as it was
         gap_rng = np.random.default_rng([cfg.seed, 1])
         for attr, names in group_names.items():
-            groups = _group_table(y_true, y_pred, labels, names, positive, cfg, rng)
+            groups = _group_table(y_true, y_pred, labels, names, positive, cfg, rng, units)
             gaps = fairness_gaps(groups, labels, positive_name, cfg.min_group_size)
             for scope in gaps.values():
-                scope["ci"] = gap_cis(y_true, y_pred, names, scope["groups"], positive, n_boot=cfg.n_bootstrap,
-                                      rng=gap_rng)
+                scope["ci"], scope["ci_resamples"] = gap_cis(y_true, y_pred, names, scope["groups"], positive,
+                                                             n_boot=cfg.n_bootstrap, rng=gap_rng, units=units,
+                                                             return_resamples=True)
             per_attr[attr] = {"groups": groups, "gaps": gaps}
 
     from domainfm.manifest import model_identity
@@ -464,6 +470,8 @@ def _classification_report(scorer, docs, cfg: AuditConfig, model_dir, timings, d
     n_unlabelled = len(all_docs) - len(labelled)
     warnings = [f"group_by field {a!r} is absent from every document (one '{UNKNOWN}' group)" for a in absent]
     warnings += identifying_warnings(flagged)
+    if unit_note := unit_warning(resampled):
+        warnings.append(unit_note)
     if n_unlabelled:
         warnings.append(f"{n_unlabelled} of {len(all_docs)} documents have no gold {label_field!r} (missing, empty or "
                         f"null) and were left out; the audit used the {len(labelled)} labelled documents")
@@ -480,14 +488,18 @@ def _classification_report(scorer, docs, cfg: AuditConfig, model_dir, timings, d
         "data": {**_data_section(labelled, gold_names, labels,
                                  {a: n for a, n in group_names.items() if a in cfg.group_by}, cfg, n_unlabelled),
                  "training_overlap": overlap},
-        "performance": {"positive_class": positive_name, "overall": overall, "by_attribute": per_attr},
+        "performance": {"positive_class": positive_name, "overall": overall, "by_attribute": per_attr,
+                        "bootstrap": {**resampled, "resamples": cfg.n_bootstrap, "seed": cfg.seed}},
         "warnings": warnings,
         "definitions": {
             "multiclass_fairness": "one-vs-rest per class; gaps for the positive class and the mean over classes",
-            "ci": f"95% percentile bootstrap over documents ({cfg.n_bootstrap} resamples, seed {cfg.seed})",
-            "gap_ci": "95% percentile bootstrap of the gap (max - min over the scope's groups; resamples where "
-                      "fewer than two of them occur left out); demographic parity and equalized odds for the "
-                      "positive class",
+            "ci": ci_definition(resampled, cfg.n_bootstrap, cfg.seed),
+            "gap_ci": "95% percentile bootstrap of the gap (max - min over the scope's groups), resampled as the "
+                      "other intervals; a resample with fewer than two of the groups is left out, one missing some "
+                      "measures the gap among the rest (ci_resamples: kept, all_groups, of); demographic parity and "
+                      "equalized odds for the positive class. A range of noisy estimates is wider than the exact "
+                      "range, so with small groups the interval can lie wholly above the measured gap: it shows how "
+                      "far the gap moves under resampling, not a bias-corrected interval",
             "ece": f"{cfg.n_bins} equal-width bins of top-class confidence",
             "unknown_group": f"documents without the attribute form the group '{UNKNOWN}'",
         },
