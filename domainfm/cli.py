@@ -820,6 +820,9 @@ def audit_command(
     positive_class: Optional[str] = typer.Option(None, "--positive-class",
                                                  help="Class for the one-vs-rest fairness gaps (default: most frequent)."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the confidence intervals."),
+    bootstrap_unit: str = typer.Option("auto", "--bootstrap-unit",
+                                       help="What a resample draws: auto (patients when every document has "
+                                            "meta.patient_id, else documents), document, or meta.<key>."),
     min_group_size: int = typer.Option(30, "--min-group-size", help="Groups smaller than this are flagged."),
     counterfactuals: str = typer.Option("gender,names,race", "--counterfactuals",
                                         help="Invariance tests to run (comma-separated; '' for none)."),
@@ -871,8 +874,8 @@ def audit_command(
 
     cfg = AuditConfig(group_by=[g.strip() for g in group_by.split(",") if g.strip()], explain=explain,
                       explain_sample=explain_sample, max_evals=max_evals, positive_class=positive_class,
-                      n_bootstrap=bootstrap, min_group_size=min_group_size, seed=seed, label_field=label_field,
-                      counterfactuals=[c.strip() for c in counterfactuals.split(",") if c.strip()],
+                      n_bootstrap=bootstrap, bootstrap_unit=bootstrap_unit, min_group_size=min_group_size, seed=seed,
+                      label_field=label_field, counterfactuals=[c.strip() for c in counterfactuals.split(",") if c.strip()],
                       batch_size=batch_size, data_note=data_note,
                       allow_identifying_groups=[g.strip() for g in allow_identifying_groups.split(",") if g.strip()])
     from domainfm.corpus.io import check_output_path

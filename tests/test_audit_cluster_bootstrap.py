@@ -316,3 +316,10 @@ def test_ner_without_patient_ids_keeps_the_document_bootstrap():
     assert report["performance"]["overall"]["ci"]["f1"] == [float(np.percentile(f1, 2.5)),
                                                             float(np.percentile(f1, 97.5))]
     assert _ci(counts, cfg, np.random.default_rng(cfg.seed)) == report["performance"]["overall"]["ci"]["f1"]
+
+
+def test_the_cli_takes_the_unit_and_names_a_bad_one_before_loading_anything(cli, tmp_path):
+    result = cli("audit", tmp_path / "no-model", tmp_path / "no-data.jsonl", "-o", tmp_path / "out",
+                 "--bootstrap-unit", "patient")
+    assert result.exit_code == 2 and "'bootstrap_unit'" in result.output and "meta.patient_id" in result.output
+    assert not (tmp_path / "out").exists()
