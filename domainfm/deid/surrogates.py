@@ -755,7 +755,14 @@ class SurrogateGenerator:
         if kind in ("FACILITY", "LOCATION") and attempt < _ATTEMPTS // 2:
             for pattern, suffixes in _FACILITY_KINDS:
                 if pattern.search(text):
-                    return f"{fake.city()} {fake.random_element(suffixes)}"
+                    # the kind of place stays, the original's own wording as far as it can:
+                    # "Mercy Memorial Hospital" becomes "<city> General Hospital", not "<city>
+                    # Memorial Hospital", whose "Memorial" a reader would still see (and a
+                    # leakage check still finds)
+                    own = {w.casefold() for w in _ALNUM_TOKEN.findall(text)}
+                    shared = [len(own & {w.casefold() for w in _ALNUM_TOKEN.findall(x)}) for x in suffixes]
+                    fresh = tuple(x for x, n in zip(suffixes, shared) if n == min(shared))
+                    return f"{fake.city()} {fake.random_element(fresh)}"
         if kind == "FACILITY":
             return f"{fake.last_name()} {fake.random_element(('Medical Center', 'Clinic', 'Health Center'))}"
         if kind == "ORG":
