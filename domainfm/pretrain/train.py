@@ -11,7 +11,8 @@ Output folder::
     <out>/config.json, model.safetensors, tokenizer files   the adapted model (save_pretrained)
     <out>/pretrain.yaml      the resolved config
     <out>/metrics.json       eval loss/perplexity before and after, throughput, data counts
-    <out>/manifest.json      input hashes, versions, seed, privacy-gate decision, canaries
+    <out>/manifest.json      input hashes, versions, seed, privacy-gate decision, canaries; its
+                             ``run`` section: what two identical runs do not share (times)
     <out>/train_log.jsonl    loss, learning rate and tokens/s every ``train.log_every`` steps
     <out>/checkpoints/checkpoint-<step>/   resumable state (the last ``keep_checkpoints``)
     <out>/adapter/           the LoRA adapter alone (``lora.enabled``)
@@ -309,10 +310,17 @@ def _pretrain(config: PretrainConfig, out_dir: str | os.PathLike, *, resume: boo
         from importlib import metadata
 
         from domainfm.manifest import write_manifest
+        from domainfm.training.artifacts import compute_record, split_outputs
 
-        outputs = [p for p in sorted(out.iterdir()) if p.is_file() and p.name != "manifest.json"]
+        # every file of the model folder (the adapter's and a sentence encoder's folders too;
+        # checkpoints and TensorBoard logs aside), the run's measurements (times, tokens/s) apart:
+        # the manifests of two runs of this config on this data then differ in their run section alone
+        outputs, measured = split_outputs(
+            p for p in sorted(out.rglob("*")) if p.is_file() and p.name != "manifest.json"
+            and not {CHECKPOINTS, "runs"} & set(p.relative_to(out).parts[:1]))
         manifest = write_manifest(
             out, stage="pretrain", config=cfg, inputs=cfg.data.paths, outputs=outputs,
+            run={"seconds": metrics["total_seconds"], "outputs": measured},
             # documents = train + eval + empty (left out): the manifest's counts reconcile
             counts={k: corpus.stats[k] for k in ("documents", "train_documents", "eval_documents",
                                                   "empty_documents", "train_sequences", "eval_sequences")},
@@ -326,6 +334,7 @@ def _pretrain(config: PretrainConfig, out_dir: str | os.PathLike, *, resume: boo
                 "resumed_from_step": resumed_from,
                 "steps": total_steps,
                 "processes": world,
+                "compute": compute_record(),
                 "accelerate_version": metadata.version("accelerate"),
                 "transformers_version": metadata.version("transformers"),
                 **({"canaries": [c.to_dict() for c in corpus.canaries]} if corpus.canaries else {}),
@@ -381,8 +390,10 @@ def _trim_log(path: Path, step: int) -> None:
 
 
 def _save_final(model, loaded: LoadedModel, cfg: PretrainConfig, out: Path) -> None:
+    from domainfm.training.artifacts import save_adapter
+
     if cfg.lora.enabled:
-        model.save_pretrained(out / "adapter")
+        save_adapter(model, out / "adapter")
         model = model.merge_and_unload()
     model.save_pretrained(out)
     loaded.tokenizer.save_pretrained(out)

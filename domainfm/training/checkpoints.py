@@ -158,7 +158,7 @@ def finished_run(out: Path, config: dict[str, Any], may_change: Any, *, stage: s
             an input file changed since it ran.
     """
     from domainfm.config import config_differences
-    from domainfm.manifest import describe_input
+    from domainfm.manifest import describe_input, recorded_outputs
 
     if list_checkpoints(out):
         return None
@@ -169,8 +169,9 @@ def finished_run(out: Path, config: dict[str, Any], may_change: Any, *, stage: s
         return None
     if not isinstance(manifest, dict) or manifest.get("stage") != stage or not isinstance(metrics, dict):
         return None
-    was = _written_in(manifest.get("outputs"))
-    if was is None or not _outputs_present(out, was, manifest["outputs"]):
+    outputs = recorded_outputs(manifest)  # metrics.json among the run's measurements
+    was = _written_in(outputs)
+    if was is None or not _outputs_present(out, was, outputs):
         return None
     diffs = config_differences(relocated_config(manifest.get("config") or {}, config, was, out), config,
                                may_change=may_change)

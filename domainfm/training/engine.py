@@ -34,6 +34,7 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
 from domainfm.seeding import mix_seed
+from domainfm.training.artifacts import sorted_adapter_config
 from domainfm.training.checkpoints import CheckpointError, checkpoint_failed, commit_checkpoint
 
 Event = Callable[[dict[str, Any]], None]
@@ -151,7 +152,8 @@ class StageTrainer(Trainer):
         try:
             if self.args.should_save:
                 shutil.rmtree(folder, ignore_errors=True)  # an incomplete folder of a killed run
-            super()._save_checkpoint(model, trial)
+            with sorted_adapter_config(self.model):  # adapter_config.json: the same bytes in every process
+                super()._save_checkpoint(model, trial)
             if self.args.should_save:
                 if _has_untracked_trainables(self.model):
                     torch.save(_trainable(self.model), folder / _EXTRA_TRAINABLE)
