@@ -169,6 +169,17 @@ def test_same_label_spans_inside_one_replacement_are_merged_not_lost():
     rec.to_document().validate()
 
 
+def test_a_span_widened_until_it_equals_the_one_that_held_it_merges_with_it():
+    # hypothesis found it: [0:2] and [2:4] inside [0:4], a name across the middle; the first
+    # two widen to the replacement's edges, and one of them ended equal to [0:4], listed twice
+    doc = Document("w", "0000", meta={"patient_id": "p1"},
+                   spans=[Span(0, 4, "A"), Span(2, 4, "A"), Span(0, 2, "A")])
+    rec = apply_operator(doc, [(1, 3, "NAME")], "tag")
+    rec.to_document().validate()
+    assert [(s.start, s.end) for s in rec.spans] == [(0, len(rec.text))]
+    assert rec.spans[0].attrs["deid_merged"] == 2
+
+
 # -- surrogates -------------------------------------------------------------------------------
 
 

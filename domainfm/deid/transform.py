@@ -315,8 +315,10 @@ def _repair_same_label(mapped: list[list[Any]]) -> list[list[Any]]:
             if stack and (m[1] > stack[-1][1] or (m[0], m[1]) == (stack[-1][0], stack[-1][1])):
                 top = stack[-1]
                 _absorb(top, m)
-                # The widened span may now cross the spans that contained it.
-                while len(stack) > 1 and stack[-1][1] > stack[-2][1]:
+                # The widened span may now cross the spans that contained it, or equal one of
+                # them ([0:3] widened to [0:4] inside [0:4]).
+                while len(stack) > 1 and (stack[-1][1] > stack[-2][1]
+                                          or (stack[-1][0], stack[-1][1]) == (stack[-2][0], stack[-2][1])):
                     inner = stack.pop()
                     _absorb(stack[-1], inner)
                     kept.remove(inner)
