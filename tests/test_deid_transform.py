@@ -329,7 +329,11 @@ def test_surrogate_never_equals_or_contains_original(gen):
        st.sampled_from(sorted(["NAME", "DATE", "AGE", "PHONE", "EMAIL", "URL", "IP", "CITY", "FACILITY",
                                "ZIP", "MISC", "STATE", "ADDRESS", "NATIONALITY", "OCCUPATION", "unknown"])))
 def test_property_surrogate_differs(text, label):
+    from domainfm.deid.surrogates import _is_age_aggregate
+
     assume(any(c.isalnum() for c in text))
+    # an age already as coarse as Safe Harbor asks ("90+", "in her 40s") stays as written, by design
+    assume(not (label == "AGE" and _is_age_aggregate(text)))
     gen = SurrogateGenerator(SECRET)
     out = gen.surrogate(text, label, "doc:p")
     assert out and out.casefold() != text.casefold()
