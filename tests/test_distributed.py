@@ -450,6 +450,72 @@ def test_ray_gives_one_process_output(tmp_path, ray_local, clinical_corpus, vaul
 
 
 @pytest.mark.slow
+def test_ray_holds_one_group_per_actor_and_writes_each_result_as_it_arrives(tmp_path, ray_local, notes, vault_key):
+    """The Ray driver read the whole input into memory and collected every group's results before
+    it wrote one, so its memory grew with the corpus. A group is read only when an actor is free
+    for it, and its result is written before another group is read in its place: never more
+    groups read and not yet written than actors, and the first results are written before the
+    last group is read. The output, rejects and vault stay one process's."""
+    from domainfm.distributed.jobs import run_deid
+    from domainfm.distributed.ray import RayEngine
+
+    events: list[tuple[str, int]] = []
+
+    class Watched(RayEngine):
+        def _group_input(self, inputs, group):
+            events.append(("read", group))
+            return super()._group_input(inputs, group)
+
+        def _write_result(self, results, group, table):
+            events.append(("written", group))
+            return super()._write_result(results, group, table)
+
+    deidentify_file(notes, tmp_path / "one.jsonl", DeidConfig(vault=str(tmp_path / "one.db")))
+    engine = Watched(2, buckets=8)
+    run_deid(notes, tmp_path / "ray.jsonl", DeidConfig(vault=str(tmp_path / "ray.db")), engine)
+    for suffix in (".jsonl", ".rejects.jsonl"):
+        assert _same_files(tmp_path / f"one{suffix}", tmp_path / f"ray{suffix}"), suffix
+    reidentify_file(tmp_path / "ray.jsonl", tmp_path / "back.jsonl", tmp_path / "ray.db")
+    assert [d.text for d in read_documents(tmp_path / "back.jsonl")] == \
+        [d.text for d in read_documents(notes, rejects=[])]
+
+    read = [group for what, group in events if what == "read"]
+    written = [group for what, group in events if what == "written"]
+    assert len(read) > engine.actors, events  # enough groups for the bound to matter
+    assert sorted(read) == sorted(written) == sorted(set(read))
+    in_flight = [sum(1 if what == "read" else -1 for what, _ in events[:i + 1]) for i in range(len(events))]
+    assert max(in_flight) == engine.actors, events
+    assert events.index(("written", written[0])) < events.index(("read", read[-1])), events
+
+
+@pytest.mark.slow
+def test_ray_with_more_groups_than_open_files_writes_one_process_bytes(tmp_path, ray_local, notes, vault_key,
+                                                                       monkeypatch):
+    """A large corpus gets more groups (``group_rows`` documents each) than the driver opens files
+    at once: the input is split in several passes and the results merged in levels, and the
+    output, rejects, vault and chunks are still one process's, in the same order."""
+    import domainfm.distributed.ray as ray_engine
+    from domainfm.distributed.jobs import run_chunk, run_deid
+
+    monkeypatch.setattr(ray_engine, "_OPEN_FILES", 5)
+    engine = ray_engine.RayEngine(2, group_rows=3)
+    deidentify_file(notes, tmp_path / "one.jsonl", DeidConfig(vault=str(tmp_path / "one.db")))
+    dist = run_deid(notes, tmp_path / "ray.jsonl", DeidConfig(vault=str(tmp_path / "ray.db")), engine)
+    staged = len({d.id for d in read_documents(notes, rejects=[])})
+    groups = json.loads(dist.manifest.read_text())["engine"]["groups"]
+    assert groups == -(-staged // 3) > 2 * ray_engine._OPEN_FILES  # 3 passes of the split, a merge level
+    for suffix in (".jsonl", ".rejects.jsonl"):
+        assert _same_files(tmp_path / f"one{suffix}", tmp_path / f"ray{suffix}"), suffix
+    reidentify_file(tmp_path / "ray.jsonl", tmp_path / "back.jsonl", tmp_path / "ray.db")
+    assert [d.text for d in read_documents(tmp_path / "back.jsonl")] == \
+        [d.text for d in read_documents(notes, rejects=[])]
+    config = ChunkConfig(max_tokens=64, overlap=8, profile="clinical")
+    chunk_file(tmp_path / "one.jsonl", tmp_path / "one.chunks.jsonl", config)
+    run_chunk(tmp_path / "one.jsonl", tmp_path / "ray.chunks.jsonl", config, engine)
+    assert _same_files(tmp_path / "one.chunks.jsonl", tmp_path / "ray.chunks.jsonl")
+
+
+@pytest.mark.slow
 def test_ray_workers_1_runs_one_actor_and_the_default_one_per_core(tmp_path, ray_local, cli):
     """``--engine ray --workers 1`` ran one actor per core (2 here): 1 was read as "unset". The
     manifest records what was asked and what ran."""

@@ -132,6 +132,9 @@ def test_ray_workers_1_is_one_actor_and_unset_is_one_per_core():
             EngineConfig("ray", workers=bad)
     with pytest.raises(ConfigError, match=r"RayEngine\(actors=...\) must be an int >= 1, or None for one actor per"):
         RayEngine(0)  # read as "unset", it started one actor per core
+    for bad in (0, -1, True, 2.5):
+        with pytest.raises(ConfigError, match=r"RayEngine\(group_rows=...\) must be an int >= 1 \(documents per group\)"):
+            RayEngine(2, group_rows=bad)
 
 
 def test_pipeline_engine_workers_is_unset_unless_given(tmp_path):

@@ -26,7 +26,10 @@ from domainfm.distributed.core import (DOCUMENT, DOCUMENT_COLUMNS, DUPLICATE_ID,
 from domainfm.errors import ConfigError, CorpusError, OutputError, RecordError
 from domainfm.manifest import write_manifest
 
-_STAGE_ROWS = 20_000
+_STAGE_ROWS = 20_000  # rows per staged Parquet part
+# rows per row group of a part: what the driver holds while staging, and what the Ray driver
+# reads at a time when it splits the parts into groups
+_STAGE_GROUP = 1_000
 
 
 class Outputs(Protocol):
@@ -158,20 +161,29 @@ def stage_input(in_path: Path, staging: Path, rejects, vault=None) -> int:
         read_located_documents(in_path, rejects=rejects)
     if vault is not None:
         located = _not_held_for_another_text(located, vault, rejects)
-    sent, batch, part = 0, [], 0
+    sent, batch, part, writer = 0, [], 0, None
 
     def flush():
-        nonlocal batch, part
-        pq.write_table(pa.Table.from_pylist(batch, schema=schema), staging / f"part-{part:05d}.parquet")
-        part, batch = part + 1, []
+        nonlocal batch, part, writer
+        if writer is None:
+            writer = pq.ParquetWriter(staging / f"part-{part:05d}.parquet", schema)
+        writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+        batch = []
+        if sent % _STAGE_ROWS == 0:
+            writer.close()
+            part, writer = part + 1, None
 
-    for row in input_rows(located):
-        batch.append(row)
-        sent += 1
-        if len(batch) >= _STAGE_ROWS:
+    try:
+        for row in input_rows(located):
+            batch.append(row)
+            sent += 1
+            if len(batch) >= _STAGE_GROUP:
+                flush()
+        if batch or (not part and writer is None):
             flush()
-    if batch or not part:
-        flush()
+    finally:
+        if writer is not None:
+            writer.close()
     return sent
 
 
