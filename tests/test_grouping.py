@@ -3,7 +3,7 @@
 import pytest
 
 from domainfm.corpus import Document
-from domainfm.corpus.grouping import group_of
+from domainfm.corpus.grouping import group_of, has_patient
 from domainfm.errors import RecordError
 
 
@@ -32,3 +32,19 @@ def test_pretrain_and_finetune_keep_each_patient_on_one_side():
     mixed = docs + [Document("lone", "note", label="a")]
     assert finetune_split(mixed, eval_fraction=0.2, split_key="auto", seed=3, task="classification",
                           label_field="label")[2]["split_key"] == "id"
+
+
+@pytest.mark.parametrize("value", [None, "", "   ", float("nan")])
+def test_a_blank_or_nan_patient_id_names_no_patient_anywhere(value):
+    # one rule for every stage that groups by patient (splits, deid-eval and audit intervals):
+    # a pandas NaN or a blank cell as a key would pool every such note into one "patient"
+    from domainfm.audit.metrics import resampling_units
+    from domainfm.deid.evaluate import resampling_unit
+
+    doc = Document("n1", "text", meta={"patient_id": value})
+    other = Document("n2", "text", meta={"patient_id": "p7"})
+    assert not has_patient(doc) and group_of(doc, "auto") == ("id", "n1")
+    assert resampling_unit([doc, other]) == "document"
+    assert resampling_units([doc, other])[1]["with_patient_id"] == 1
+    with pytest.raises(RecordError, match="meta.patient_id has no value"):
+        group_of(doc, "meta.patient_id")

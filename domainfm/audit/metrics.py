@@ -27,6 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from domainfm.corpus.grouping import missing
 from domainfm.errors import ConfigError
 from domainfm.metrics import macro_f1
 
@@ -137,12 +138,6 @@ def group_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str])
 PATIENT_KEY = "meta.patient_id"
 
 
-def _missing(value: Any) -> bool:
-    # NaN is how pandas writes a missing value: as a key it would pool every such note in one unit
-    return (value is None or (isinstance(value, str) and not value.strip())
-            or (isinstance(value, float) and value != value))
-
-
 def resampling_units(docs: Sequence[Any], unit: str = "auto") -> tuple[np.ndarray | None, dict[str, Any]]:
     """Which unit the audit's bootstrap resamples, per document.
 
@@ -169,7 +164,7 @@ def resampling_units(docs: Sequence[Any], unit: str = "auto") -> tuple[np.ndarra
     named = 0
     if key != "document":
         raw = [doc.meta.get(key[len("meta."):]) for doc in docs]
-        absent = [i for i, v in enumerate(raw) if _missing(v)]
+        absent = [i for i, v in enumerate(raw) if missing(v)]
         if absent and unit != "auto":
             where = ", ".join(str(i + 1) for i in absent[:3])
             raise ConfigError(f"bootstrap_unit is {unit!r} but {len(absent)} of {n} documents have no value there "

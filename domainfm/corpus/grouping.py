@@ -18,9 +18,16 @@ from domainfm.corpus.document import Document
 from domainfm.errors import RecordError
 
 
+def missing(value: object) -> bool:
+    """No value for a grouping key: None, an empty or blank string, or NaN (how pandas writes a
+    missing cell: as a key it would pool every such note into one patient)."""
+    return (value is None or (isinstance(value, str) and not value.strip())
+            or (isinstance(value, float) and value != value))
+
+
 def has_patient(doc: Document) -> bool:
-    """The document names its patient (``meta.patient_id`` with a value)."""
-    return doc.meta.get("patient_id") not in (None, "")
+    """The document names its patient (``meta.patient_id`` with a value, see :func:`missing`)."""
+    return not missing(doc.meta.get("patient_id"))
 
 
 def group_of(doc: Document, split_key: str) -> tuple[str, str]:
@@ -35,7 +42,7 @@ def group_of(doc: Document, split_key: str) -> tuple[str, str]:
         return "id", doc.id
     key = split_key[len("meta."):]
     value = doc.meta.get(key)
-    if value in (None, ""):
+    if missing(value):
         raise RecordError(f"data.split_key is {split_key!r} but meta.{key} has no value here"
                           f"{suggest(key, doc.meta)}; this record's meta fields: {sorted(doc.meta)}",
                           record_id=doc.id)

@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from domainfm.config import suggest
 from domainfm.corpus.document import Document, Span, describe_type
+from domainfm.corpus.grouping import has_patient
 from domainfm.deid.labels import coarse, to_canonical
 from domainfm.errors import ConfigError, CorpusError
 
@@ -398,7 +399,7 @@ def resampling_unit(docs: Iterable[Document]) -> str:
     """``"patient"`` when every document has ``meta.patient_id`` (a patient's notes share names,
     so they are not independent draws), else ``"document"``."""
     docs = list(docs)
-    return "patient" if docs and all(d.meta.get("patient_id") not in (None, "") for d in docs) else "document"
+    return "patient" if docs and all(has_patient(d) for d in docs) else "document"
 
 
 def unit_counts(gold_docs: Iterable[Document], predicted: Mapping[str, Iterable[Any]], *,
@@ -413,8 +414,8 @@ def unit_counts(gold_docs: Iterable[Document], predicted: Mapping[str, Iterable[
     groups: dict[str, list[Document]] = {}
     for doc in docs:
         # a document without a patient is its own unit, never pooled with others under "None"
-        key = doc.meta.get("patient_id") if unit == "patient" else None
-        groups.setdefault(str(key) if key not in (None, "") else f"document:{doc.id}", []).append(doc)
+        key = str(doc.meta["patient_id"]) if unit == "patient" and has_patient(doc) else f"document:{doc.id}"
+        groups.setdefault(key, []).append(doc)
     out = {}
     for key, mine in groups.items():
         report = evaluate(mine, predicted, dataset=dataset, pred_dataset=pred_dataset, gold_filter=gold_filter,
