@@ -341,8 +341,18 @@ def test_skipped_updated_and_deleted_annotations_reach_the_training_set(tmp_path
         status, body = _post(base + "/webhook", {"action": "ANNOTATIONS_DELETED", "project": {"id": 1},
                                                  "annotations": [{"id": 23}, {"id": 999}]})
         assert status == 201 and body["removed"] == 1 and stored() == {}
-        assert len(fake_spans.trained) == trainings  # nothing left to learn from: the old model stays
-        assert json.loads((tmp_path / "backend.json").read_text())["annotated_documents"] == 0
+        assert len(fake_spans.trained) == trainings  # nothing left to learn from
+        # and nothing learnt from the withdrawn annotations goes on pre-annotating: no model, v0
+        state = json.loads((tmp_path / "backend.json").read_text())
+        assert state["annotated_documents"] == 0 and state["model_version"] == "domainfm-spans-v0"
+        status, body = _post(base + "/predict", {"tasks": [{"id": 1, "data": {"text": NOTES[2]}}],
+                                                 "label_config": CONFIG})
+        assert status == 200 and body["results"][0]["result"] == [], body
+        assert body["model_version"] == "domainfm-spans-v0"
+        # the next annotation trains a model with a number never used before
+        _post(base + "/webhook", _webhook("ANNOTATION_CREATED", 3, 24, _marked(NOTES[3], "migraine")))
+        backend.wait_for_training(timeout=30)
+        assert backend.model_version == f"domainfm-spans-v{state['last_model_version'] + 1}"
 
 
 def test_train_and_bulk_webhooks_take_label_studios_payloads(tmp_path, fake_spans):

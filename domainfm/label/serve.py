@@ -15,7 +15,8 @@ what Label Studio 1.23's ``ml/api_connector.py`` sends):
 - ``POST /webhook``: ``ANNOTATION_CREATED``/``ANNOTATION_UPDATED``/``ANNOTATIONS_CREATED`` store the
   annotation (imported with the ``labelstudio`` importer) in ``<project>/annotations.jsonl``; a
   skipped annotation (``was_cancelled``) and ``ANNOTATIONS_DELETED`` take theirs out of it;
-  ``START_TRAINING`` asks for a retraining;
+  ``START_TRAINING`` asks for a retraining. A withdrawal that leaves nothing to learn from (no
+  seeds, no annotated task) stops serving the model trained on the withdrawn annotations;
 - ``POST /train``: Label Studio's export of every annotated task (``{"annotations": [task with
   its "annotations"], "project": "<id>.<created>", "label_config"}``), or annotations each with
   their ``task``: stored like webhook annotations. The export is the project's truth: a stored
@@ -263,7 +264,18 @@ class Backend:
             with self.lock:
                 docs = self.training_docs()
             if not docs:
-                return {"trained": False, "reason": "no annotated document with spans yet"}
+                # every annotation it learnt from was withdrawn (deleted or turned into a skip in
+                # Label Studio): a model trained on them must not go on pre-annotating from them
+                with self.lock:
+                    dropped = self.model is not None
+                    if dropped:
+                        self.model = None
+                        self._save_state()
+                if dropped:
+                    _log("no annotated document with spans is left: the model trained on withdrawn "
+                         "annotations is no longer served (v0: empty predictions)")
+                return {"trained": False, "reason": "no annotated document with spans yet",
+                        **({"dropped_model": True} if dropped else {})}
             t0 = time.perf_counter()
             # a tagger of its own (the encoder loaded again): the served model's tagger answers
             # /predict meanwhile, and its tokenizer cannot serve two threads at once
