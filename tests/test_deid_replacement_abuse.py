@@ -79,6 +79,23 @@ def test_ages_near_the_cut_off_keep_their_order_and_their_side_of_it(gen, patien
     assert gen.surrogate("45 1/2", "AGE", scope) == f"{moved[4]} 1/2"
 
 
+@pytest.mark.parametrize("original, over_89", [
+    ("120 months", False),        # ten years old: "90+ months" said seven and a half
+    ("100-120 months", False),    # the unit after a range is the whole range's
+    ("1100 days", False),
+    ("91 mos", False),
+    ("1200 months old", True),    # a hundred years: the aggregate, in years
+    ("5000 weeks", True),
+])
+def test_an_age_in_months_weeks_or_days_is_read_in_its_unit(gen, original, over_89):
+    out = gen.surrogate(original, "AGE", "patient:z1")
+    if over_89:
+        assert out.startswith("90+ years") and not re.search(r"\d{3}", out), out
+    else:
+        assert "90" not in out and out.split()[-1] == original.split()[-1], out  # moved, unit kept
+        assert out != original
+
+
 @pytest.mark.parametrize("original", ["in her 40s", "late 80s", "in his 60's"])
 def test_an_age_written_as_its_decade_stays(gen, original):
     # "in her 40s" became "in her 38s"

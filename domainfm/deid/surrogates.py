@@ -31,7 +31,9 @@ Per kind:
   stays. Younger ages, every one in the span, move down by a per-patient 1-2 years, which keeps
   them clinically plausible while breaking exact-match linkage: one direction keeps a patient's
   ages in order and never carries one across the 89 cut-off (0, which has no younger age,
-  becomes 1). A decade below 90 (``in her 40s``) is already coarse and stays.
+  becomes 1). A decade below 90 (``in her 40s``) is already coarse and stays. An age in months,
+  weeks or days is read in its unit: ``120 months`` moves like any age under 90, ``1200 months``
+  becomes ``90+ years``.
 * Phone, fax, SSN, MRN, IDs, ZIP codes, codes and quantities keep their character pattern:
   each digit becomes a digit, each letter a letter of the same case, punctuation stays. A phone
   number's leading country code (``+1 617-...``, ``+44 20 ...``, the ``1`` of ``1-800-...``) and
@@ -586,7 +588,7 @@ class SurrogateGenerator:
             m = numbers[i]
             if i in halves:
                 continue
-            if _whole_years(m) <= 89:
+            if _age_in_years(text, numbers, i) <= 89:  # months, weeks and days move by the same count
                 if not _is_decade(text, m):  # "in her 40s" is already ten years wide: it stays
                     out = out[:m.start()] + str(_younger(_whole_years(m), years)) + out[m.end("whole"):]
                 continue
@@ -594,7 +596,7 @@ class SurrogateGenerator:
             # first; one already written as an aggregate ("90+", "90-plus", "90s", "90 or
             # older") keeps its marker instead of gaining a second one ("90++").
             tail, head = text[m.end():], text[:m.start()]
-            if i + 1 < len(numbers) and _whole_years(numbers[i + 1]) > 89 and _AGE_RANGE.fullmatch(
+            if i + 1 < len(numbers) and _age_in_years(text, numbers, i + 1) > 89 and _AGE_RANGE.fullmatch(
                     text[m.end():numbers[i + 1].start()]):
                 # "91-93" -> "90+": one aggregate for the range (the upper end is already one)
                 out = out[:m.start()] + out[numbers[i + 1].start():]
@@ -602,6 +604,11 @@ class SurrogateGenerator:
             half = _AGE_HALF.match(tail)
             if half:
                 tail = tail[half.end():]
+            unit = _AGE_UNIT.match(tail)
+            if unit:
+                # "1200 months": the aggregate is in years ("90+ months" would be seven and a half)
+                out = out[:m.start()] + "90+ years" + out[m.end() + (half.end() if half else 0) + unit.end():]
+                continue
             if _AGE_AGGREGATE_TAIL.match(tail) or _AGE_AGGREGATE_HEAD.search(head):
                 new = "90"
             else:
@@ -795,8 +802,35 @@ _AGE_RANGE = re.compile(r"\s*(?:-|–|to)\s*", re.IGNORECASE)
 _AGE_HALF = re.compile(r"\s*(?:and\s+)?(?:a\s+half\b|1/2(?![\d/])|½)", re.IGNORECASE)
 
 
+# a unit after an age's number that is not years: "120 months" is ten years old, not over 89
+_AGE_UNIT = re.compile(r"\s*-?\s*(?:(?P<months>months?|mos?|mths?)|(?P<weeks>weeks?|wks?)|(?P<days>days?|dys?))\b",
+                       re.IGNORECASE)
+_PER_YEAR = {"months": 12, "weeks": 52, "days": 365}
+
+
 def _whole_years(match: re.Match) -> int:
     return int(match.group("whole"))
+
+
+def _per_year(text: str, numbers: Sequence[re.Match], i: int) -> int:
+    """How many of the unit of age number ``i`` make a year: 1 for years (or no unit), 12 for
+    months, 52 for weeks, 365 for days. The unit after a range's last number is the whole
+    range's ("100-120 months")."""
+    while True:
+        m = numbers[i]
+        half = _AGE_HALF.match(text, m.end())
+        unit = _AGE_UNIT.match(text, half.end() if half else m.end())
+        if unit:
+            return next(_PER_YEAR[k] for k, v in unit.groupdict().items() if v)
+        if i + 1 < len(numbers) and _AGE_RANGE.fullmatch(text[m.end():numbers[i + 1].start()]):
+            i += 1
+            continue
+        return 1
+
+
+def _age_in_years(text: str, numbers: Sequence[re.Match], i: int) -> int:
+    """Age number ``i`` of the span in whole years (its unit read: "120 months" is 10)."""
+    return _whole_years(numbers[i]) // _per_year(text, numbers, i)
 
 
 def _younger(age: int, years: int) -> int:
