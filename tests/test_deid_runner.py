@@ -443,3 +443,25 @@ def test_years_places_and_words_inside_labels_are_not_identifiers_left_outside(t
                                "meta": {"visit": "2019-03-04", "site": "Marsby"}}) + "\n")
     result = deidentify_file(src, tmp_path / "out.jsonl", DeidConfig(operator="tag"))
     assert result.outside_text == {"labels": 1}  # "okonkwo" is a label that is a name, whole
+
+
+def test_a_date_in_meta_is_read_like_the_notes_dates(tmp_path):
+    # "3/5" in meta was shifted in the reference leap year 2000 while the same "3/5" in a 2019 note
+    # was shifted in 2019: across a 29 February the two came out a day apart
+    from domainfm.corpus import Document, read_documents, write_documents
+
+    src, out = tmp_path / "notes.jsonl", tmp_path / "out.jsonl"
+    write_documents(src, [Document(f"n{i}", "Admitted 01/15/2019. Seen again 3/5 in clinic.",
+                                   meta={"patient_id": f"p{i}", "visit": "3/5"}) for i in range(40)])
+    deidentify_file(src, out, DeidConfig(operator="surrogate", meta={"visit": "DATE"}), seed=3)
+    records = list(read_documents(out))
+    assert len(records) == 40
+    for record in records:
+        in_text = re.search(r"again (\S+) in clinic", record.text).group(1)
+        assert record.meta["visit"] == in_text, record.id
+    # day-first notes: "03/05" in meta is 3 May there too
+    write_documents(src, [Document(f"d{i}", "Admitted 25/04/2019. Seen again 03/05 in clinic.",
+                                   meta={"patient_id": f"q{i}", "visit": "03/05"}) for i in range(10)])
+    deidentify_file(src, out, DeidConfig(operator="surrogate", meta={"visit": "DATE"}), seed=3)
+    for record in read_documents(out):
+        assert record.meta["visit"] == re.search(r"again (\S+) in clinic", record.text).group(1), record.id

@@ -133,7 +133,8 @@ def _deidentify_meta(record, policy, config: DeidConfig, surrogates, propagator,
     def replace(value: str, action: str) -> str:
         if action != "deid":
             if config.operator == "surrogate":
-                return surrogates.surrogate(value, action, scope)
+                return surrogates.surrogate(value, action, scope, note_year=record.note_year,
+                                            day_first=record.day_first)
             return tag_for(action) if config.operator == "tag" else redact_text(value)
         if not detectors:
             detectors.append(_detector(_one_worker(config)))

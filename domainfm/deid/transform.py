@@ -151,6 +151,10 @@ class TransformedRecord:
     identifiers: frozenset[str] = field(repr=False, default=frozenset())
     # the output fields that still hold one of them (names only): carried to the run's counts
     outside_text: list[str] = field(default_factory=list)
+    # how the note writes dates (its first full date's year, day first or not): a date in its
+    # ``meta`` ("3/5", "03/05") is read the same way, not in the shifter's reference year
+    note_year: int | None = None
+    day_first: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return self.to_document().to_dict()
@@ -256,6 +260,7 @@ def apply_operator(
         id=doc.id, text=new_text, meta=doc.meta, label=doc.label, labels=doc.labels, spans=spans,
         phi_spans=[d.to_dict() for d in dets], offset_map=offset_map,
         identifiers=identifier_strings(text, regions),
+        note_year=note_years[0] if note_years else None, day_first=day_first,
     )
 
 
