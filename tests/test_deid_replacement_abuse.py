@@ -465,6 +465,23 @@ def test_an_initial_beside_another_surname_is_not_tied_to_the_given_name(gen):
     assert others != {full[0]}
 
 
+@pytest.mark.parametrize("original", ["ZQ", "JVK", "ZQ,", "(XK)"])
+@pytest.mark.parametrize("patient", range(20))
+def test_undotted_initials_become_other_initials(gen, original, patient):
+    # "JS" signing a line became a surname ("Holloway"); no letter may stay in its place either
+    out = gen.surrogate(original, "DOCTOR", f"patient:u{patient}")
+    letters = original.strip("(),")
+    fake = out.strip("(),")
+    assert out.replace(fake, "") == original.replace(letters, "") and re.fullmatch(r"[A-Z]{%d}" % len(letters), fake), out
+    assert all(a != b for a, b in zip(fake, letters)), out
+    assert gen.surrogate(original, "DOCTOR", f"patient:u{patient}") == out  # the same in every note of the patient
+
+
+def test_a_short_capitalised_listed_name_is_still_a_name(gen):
+    out = gen.surrogate("LEE", "NAME", "patient:z1")  # a listed surname draws from the name lists
+    assert out.isupper() and out.casefold() in gen._surnames | gen._male | gen._female, out
+
+
 @pytest.mark.parametrize("original, kept", [("Van der Holt", " der "), ("Orla de la Vexa", " de la "),
                                             ("de Souza-Prell, Amalia", "de ")])
 def test_a_surname_particle_stays_as_written(gen, original, kept):

@@ -130,6 +130,8 @@ _GENERIC_WORDS = frozenset({
     "court", "boulevard", "saint", "family", "county", "city", "north", "south", "east", "west",
 })
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+# a NAME span that is one word of two or three capitals and no listed name: initials ("JS", "MKT")
+_UNDOTTED_INITIALS = re.compile(r"[A-Z]{2,3}")
 
 _MAX_CACHE = 200_000
 _ATTEMPTS = 12
@@ -309,6 +311,7 @@ class SurrogateGenerator:
         self._place_fakers = place_fakers(tuple(place_locales)) if place_locales else ()
         self._male = frozenset(n.casefold() for n in self._first_male)
         self._female = frozenset(n.casefold() for n in self._first_female)
+        self._surnames = frozenset(n.casefold() for n in self._last)
         # what an initial beside a surname may become: the given name met later draws a
         # surrogate starting with it, from whichever list (male, female, last names) it uses
         self._paired_letters = sorted({n[:1].upper() for n in self._first_male}
@@ -448,6 +451,12 @@ class SurrogateGenerator:
 
     def _name(self, text: str, scope: str, avoid: frozenset[str]) -> str:
         words = list(_WORD.finditer(text))
+        if len(words) == 1 and _UNDOTTED_INITIALS.fullmatch(words[0].group(0)):
+            low = words[0].group(0).casefold()
+            if low not in self._male and low not in self._female and low not in self._surnames:
+                # "JS" signing a line is a person's initials: other initials, not a surname ("Holloway")
+                w = words[0]
+                return text[:w.start()] + self._initial(w.group(0), scope) + text[w.end():]
         lowered = [w.group(0).casefold().rstrip(".") for w in words]
         title_gender = None
         roles: list[str] = []
@@ -528,8 +537,9 @@ class SurrogateGenerator:
         out = self._given_initial(scope, family, token) if pairs else None
         if out is None:
             rng = self._rng(scope, "INITIAL", token, 0)
-            letters = [c for c in (self._paired_letters if pairs else _LETTERS) if c != token[:1].upper()]
-            out = "".join(rng.choice(letters) for _ in token)
+            pool = self._paired_letters if pairs else _LETTERS
+            # no letter stays in its place ("JS" -> "KS" would keep half of the initials)
+            out = "".join(rng.choice([c for c in pool if c != letter.upper()]) for letter in token)
             if pairs:
                 self._pair_initial(scope, family, token, out)
         return out.upper() if token.isupper() else out.lower() if token.islower() else out
