@@ -323,3 +323,35 @@ def test_the_cli_takes_the_unit_and_names_a_bad_one_before_loading_anything(cli,
                  "--bootstrap-unit", "patient")
     assert result.exit_code == 2 and "'bootstrap_unit'" in result.output and "meta.patient_id" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_group_of_many_notes_from_few_patients_is_small():
+    # 96 notes of 12 patients per sex: enough documents for min_group_size 20, too few patients.
+    # The intervals draw patients, so the flag counts them too; documents alone called it reliable.
+    docs = patient_notes()
+    cfg = dict(group_by=["meta.sex"], n_bootstrap=50, counterfactuals=[], min_group_size=20)
+    patients = run_audit(ReadsItsLabel(), docs, AuditConfig(**cfg))
+    documents = run_audit(ReadsItsLabel(), docs, AuditConfig(bootstrap_unit="document", **cfg))
+    by_p = patients["performance"]["by_attribute"]["meta.sex"]
+    assert {g: (m["n"], m["units"], m["small"]) for g, m in by_p["groups"].items()} == {
+        "F": (96, 12, True), "M": (96, 12, True)}
+    assert by_p["gaps"]["reliable_groups"]["groups"] == []
+    assert patients["data"]["attributes"]["meta.sex"]["small_groups"] == ["F", "M"]
+    assert patients["data"]["attributes"]["meta.sex"]["group_units"] == {"F": 12, "M": 12}
+    assert patients["data"]["small_group_rule"] == "fewer than 20 documents or 20 patients"
+    # resampling documents, 96 of them are enough
+    by_d = documents["performance"]["by_attribute"]["meta.sex"]
+    assert not any(m["small"] for m in by_d["groups"].values()) and "units" not in by_d["groups"]["F"]
+    assert by_d["gaps"]["reliable_groups"]["groups"] == ["F", "M"]
+    assert documents["data"]["small_group_rule"] == "fewer than 20 documents"
+
+
+def test_ner_groups_count_their_patients():
+    from domainfm.audit.ner import run_ner_audit
+
+    docs, predict = _ner_notes()
+    report = run_ner_audit(predict, ["DOCTOR"], docs, AuditConfig(group_by=["meta.site"], n_bootstrap=20,
+                                                                  counterfactuals=[], min_group_size=15), "fake")
+    groups = report["performance"]["by_attribute"]["meta.site"]["groups"]
+    assert all(m["n"] >= 15 and m["units"] < 15 and m["small"] for m in groups.values()), groups
+    assert report["performance"]["by_attribute"]["meta.site"]["gaps"]["reliable_groups"]["groups"] == []

@@ -36,9 +36,10 @@ class AuditConfig:
         positive_class: the class whose one-vs-rest selection rate / TPR / FPR the fairness gaps
             headline; default: the most frequent gold label. Gaps are also given as the macro
             (mean) over all classes.
-        min_group_size: groups with fewer documents are flagged as small (their metrics and
-            confidence intervals are unreliable); fairness gaps are reported over all groups
-            (as fairlearn computes them) and over the groups of at least this size.
+        min_group_size: groups with fewer documents, or (when the intervals resample patients,
+            ``bootstrap_unit``) fewer patients, are flagged as small (their metrics and confidence
+            intervals are unreliable); fairness gaps are reported over all groups (as fairlearn
+            computes them) and over the groups that are not small.
         n_bootstrap: bootstrap resamples for the 95% percentile confidence intervals (at most
             :data:`MAX_BOOTSTRAP`).
         bootstrap_unit: what a bootstrap resample draws with replacement: ``auto``: patients

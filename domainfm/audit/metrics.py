@@ -311,12 +311,30 @@ def _gaps(values: dict[str, dict[str, float]]) -> dict[str, float | None]:
     }
 
 
+def is_small_group(n_documents: int, n_units: int | None, min_group_size: int) -> bool:
+    """Whether a group is too small to trust: fewer than ``min_group_size`` documents or, when the
+    intervals resample patients (``n_units``: the group's patients), fewer patients. Forty notes
+    of three patients are three observations to a patient bootstrap, not forty."""
+    return n_documents < min_group_size or (n_units is not None and n_units < min_group_size)
+
+
+def small_group_rule(min_group_size: int, described: dict[str, Any]) -> str:
+    """The rule :func:`is_small_group` applied, in words, for reports and cards."""
+    unit = described.get("unit", "document")
+    if unit == "document":
+        return f"fewer than {min_group_size} documents"
+    name = "patients" if unit == PATIENT_KEY else f"{unit} units"
+    return f"fewer than {min_group_size} documents or {min_group_size} {name}"
+
+
 def fairness_gaps(groups: dict[str, dict[str, Any]], labels: Sequence[str], positive: str,
                   min_group_size: int) -> dict[str, Any]:
     """Gaps between the groups of one attribute, for the positive class and macro over classes,
-    over all groups and over the groups with at least ``min_group_size`` documents."""
+    over all groups and over the groups that are not small (``small``, set by
+    :func:`is_small_group`; a group without the flag: at least ``min_group_size`` documents)."""
     out: dict[str, Any] = {}
-    for scope, keep in (("all_groups", lambda g: True), ("reliable_groups", lambda g: g["n"] >= min_group_size)):
+    for scope, keep in (("all_groups", lambda g: True),
+                        ("reliable_groups", lambda g: not g.get("small", g["n"] < min_group_size))):
         chosen = {name: g for name, g in groups.items() if keep(g)}
         per_class = {c: _gaps({name: g["per_class"][c] for name, g in chosen.items()}) for c in labels}
         macro = {}

@@ -18,8 +18,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from domainfm.audit.config import AuditConfig
-from domainfm.audit.metrics import (ci_definition, count_units, group_value, percentile_interval, resample_weights,
-                                     resampling_units, unit_warning)
+from domainfm.audit.metrics import (ci_definition, count_units, group_value, is_small_group, percentile_interval,
+                                     resample_weights, resampling_units, unit_warning)
 
 
 def _doc_counts(gold, pred) -> tuple[int, int, int]:
@@ -92,11 +92,13 @@ def run_ner_audit(predict_spans: Callable[[list[Any]], list[list[Any]]], types: 
         for g in sorted(set(groups_of.tolist())):
             idx = np.flatnonzero(groups_of == g)
             m = _undefined_as_none(entity_metrics([gold[i] for i in idx], [pred[i] for i in idx], types))
-            m.update({"n": int(len(idx)), "small": bool(len(idx) < cfg.min_group_size),
+            n_units = None if units is None else count_units(units[idx], len(idx))
+            m.update({"n": int(len(idx)), **({"units": n_units} if units is not None else {}),
+                      "small": is_small_group(len(idx), n_units, cfg.min_group_size),
                       "ci": {"f1": _ci(counts[idx], cfg, rng, None if units is None else units[idx])}})
             groups[g] = m
         gaps = {}
-        for scope, keep in (("all_groups", lambda m: True), ("reliable_groups", lambda m: m["n"] >= cfg.min_group_size)):
+        for scope, keep in (("all_groups", lambda m: True), ("reliable_groups", lambda m: not m["small"])):
             # a group without gold or predicted entities has no F1: it is listed, never compared
             kept = {g: m for g, m in groups.items() if keep(m)}
             chosen = {g: m for g, m in kept.items() if m["f1"] is not None}
@@ -108,7 +110,7 @@ def run_ner_audit(predict_spans: Callable[[list[Any]], list[list[Any]]], types: 
                            "worst_group_f1": min(f1s) if f1s else None}
         by_attr[attr] = {"groups": groups, "gaps": gaps}
     entity_counts = Counter(s.label for g in gold for s in g)
-    data = _data_section(docs, [], types, base, cfg, 0)
+    data = _data_section(docs, [], types, base, cfg, 0, units, resampled)
     data["label_distribution"] = {t: int(entity_counts.get(t, 0)) for t in types}
     data["n_classes_in_data"] = len(entity_counts)
     from dataclasses import asdict

@@ -17,8 +17,8 @@ import numpy as np
 
 from domainfm.audit.config import AGE_BANDS, UNKNOWN, AuditConfig
 from domainfm.config import as_config
-from domainfm.audit.metrics import (bootstrap_cis, ci_definition, fairness_gaps, gap_cis, group_metrics, group_value,
-                                    resampling_units, unit_warning)
+from domainfm.audit.metrics import (bootstrap_cis, ci_definition, count_units, fairness_gaps, gap_cis, group_metrics,
+                                    group_value, is_small_group, resampling_units, small_group_rule, unit_warning)
 from domainfm.metrics import apply_temperature, at_temperature_bound, fit_temperature_to_probs, top_class_reliability
 from domainfm.audit.scorer import as_scorer
 from domainfm.errors import ConfigError, RecordError
@@ -80,28 +80,34 @@ def _group_table(y_true, y_pred, labels, names: np.ndarray, positive: int, cfg: 
         # the group's own units (its patients), each with its documents in the group
         m["ci"] = bootstrap_cis(y_true[mask], y_pred[mask], len(labels), positive, n_boot=cfg.n_bootstrap, rng=rng,
                                 units=None if units is None else units[mask])
-        m["small"] = bool(m["n"] < cfg.min_group_size)
+        if units is not None:
+            m["units"] = count_units(units[mask], m["n"])
+        m["small"] = is_small_group(m["n"], m.get("units"), cfg.min_group_size)
         groups[g] = m
     return groups
 
 
-def _data_section(docs, y_true_names, labels, group_names: dict[str, np.ndarray], cfg, n_unlabelled) -> dict:
+def _data_section(docs, y_true_names, labels, group_names: dict[str, np.ndarray], cfg, n_unlabelled,
+                  units: np.ndarray | None, resampled: dict[str, Any]) -> dict:
     from collections import Counter
 
     attrs = {}
     for attr, names in group_names.items():
         counts = Counter(names.tolist())
+        n_units = {g: count_units(units[names == g], n) for g, n in counts.items()} if units is not None else {}
         attrs[attr] = {
             "groups": {g: int(n) for g, n in sorted(counts.items())},
+            **({"group_units": dict(sorted(n_units.items()))} if units is not None else {}),
             "missing": int(counts.get(UNKNOWN, 0)),
-            "small_groups": sorted(g for g, n in counts.items() if n < cfg.min_group_size),
+            "small_groups": sorted(g for g, n in counts.items() if is_small_group(n, n_units.get(g), cfg.min_group_size)),
         }
     dist = Counter(y_true_names)
     return {"n_documents": len(docs) + n_unlabelled, "n_labelled": len(docs), "n_unlabelled": n_unlabelled,
             "n_classes_in_data": len(dist), "labels": list(labels),
             "label_distribution": {l: int(dist.get(l, 0)) for l in labels},
             "mean_chars": float(np.mean([len(d.text) for d in docs])) if docs else 0.0,
-            "attributes": attrs, "min_group_size": cfg.min_group_size, "note": cfg.data_note or None,
+            "attributes": attrs, "min_group_size": cfg.min_group_size,
+            "small_group_rule": small_group_rule(cfg.min_group_size, resampled), "note": cfg.data_note or None,
             "age_bands": [{"band": b, "from": lo, "to": None if hi == float("inf") else hi} for b, lo, hi in AGE_BANDS]}
 
 
@@ -486,7 +492,8 @@ def _classification_report(scorer, docs, cfg: AuditConfig, model_dir, timings, d
         "model": {"task": "classification", "label_field": label_field, "labels": labels, "has_scores": has_scores,
                   "source": str(model_dir) if model_dir else type(scorer).__name__, **model_identity(model_dir)},
         "data": {**_data_section(labelled, gold_names, labels,
-                                 {a: n for a, n in group_names.items() if a in cfg.group_by}, cfg, n_unlabelled),
+                                 {a: n for a, n in group_names.items() if a in cfg.group_by}, cfg, n_unlabelled,
+                                 units, resampled),
                  "training_overlap": overlap},
         "performance": {"positive_class": positive_name, "overall": overall, "by_attribute": per_attr,
                         "bootstrap": {**resampled, "resamples": cfg.n_bootstrap, "seed": cfg.seed}},

@@ -231,18 +231,18 @@ def bias_examination(ev: Evidence) -> Filled:
 def data_gaps(ev: Evidence) -> Filled:
     """Article 10(2)(h) and the card's known limitations: small or missing groups, warnings."""
     data = ev.report["data"]
+    # reports written before patients were counted say only the documents
+    rule = data.get("small_group_rule") or f"fewer than {data.get('min_group_size')} documents"
     parts = []
     for attr, a in (data.get("attributes") or {}).items():
         if a.get("small_groups"):
-            parts.append(f"{attr}: groups under {data.get('min_group_size')} documents ({', '.join(a['small_groups'])}) "
-                         f"have wide intervals")
+            parts.append(f"{attr}: groups with {rule} ({', '.join(a['small_groups'])}) have wide intervals")
         if a.get("missing"):
             parts.append(f"{attr}: {a['missing']} documents without the attribute")
     for attr, section in (ev.report["performance"].get("by_attribute") or {}).items():
         small = [g for g, m in (section.get("groups") or {}).items() if m.get("small")]
         if " x " in attr and small:  # the attributes' own groups are listed above from the data section
-            parts.append(f"{attr}: {len(small)} of {len(section['groups'])} intersection groups under "
-                         f"{data.get('min_group_size')} documents")
+            parts.append(f"{attr}: {len(small)} of {len(section['groups'])} intersection groups with {rule}")
     parts += list(ev.report.get("warnings") or [])
     if ev.audit_scope == "all":
         parts.append("the audit includes training documents (in-sample): numbers are optimistic")
