@@ -116,8 +116,10 @@ def test_ner_bootstrap_leaves_out_resamples_without_any_entity():
 
     # one document of two has an entity (found): a resample of the other twice has no F1, not F1 0
     counts = np.array([[1, 1, 1], [0, 0, 0]])
-    ci = _ci(counts, AuditConfig(n_bootstrap=200, seed=0), np.random.default_rng(0))
+    ci, kept = _ci(counts, AuditConfig(n_bootstrap=200, seed=0), np.random.default_rng(0))
     assert ci == [1.0, 1.0]
+    # about a quarter of the resamples draw the empty document twice: left out, and counted
+    assert 120 < kept < 180, kept
 
 
 def test_the_temperature_split_does_not_depend_on_the_bootstrap_count(monkeypatch):

@@ -35,20 +35,29 @@ def _f1(tp, ng, npred):
 
 
 def _ci(counts: np.ndarray, cfg: AuditConfig, rng: np.random.Generator,
-        units: np.ndarray | None = None) -> list[float] | None:
+        units: np.ndarray | None = None) -> tuple[list[float] | None, int]:
     """95% percentile interval of F1 over resamples of units (``units``: each document's, see
-    :func:`~domainfm.audit.metrics.resampling_units`; ``None``: documents); resamples without any
-    gold or predicted entity have no F1 and are left out (``None`` when none is left, or when the
-    documents come from fewer than 2 units)."""
+    :func:`~domainfm.audit.metrics.resampling_units`; ``None``: documents), and how many resamples
+    it kept: those without any gold or predicted entity have no F1 and are left out (``None`` when
+    none is left, or when the documents come from fewer than 2 units)."""
     n = len(counts)
     if count_units(units, n) < 2 or cfg.n_bootstrap == 0:
-        return None
+        return None, 0
     sums = resample_weights(units, n, cfg.n_bootstrap, rng) @ counts
     f1 = _f1(sums[:, 0], sums[:, 1], sums[:, 2])
     f1 = f1[~np.isnan(f1)]
     if len(f1) == 0:
-        return None
-    return percentile_interval(f1)
+        return None, 0
+    return percentile_interval(f1), int(len(f1))
+
+
+def _with_ci(m: dict[str, Any], interval_and_kept: tuple[list[float] | None, int], n_boot: int) -> dict[str, Any]:
+    """``m`` with its F1 interval and the resamples that interval kept (a group that few resamples
+    give any entity has an interval from those few: the count says so)."""
+    interval, kept = interval_and_kept
+    m["ci"] = {"f1": interval}
+    m["ci_resamples"] = {"f1": {"kept": kept, "of": n_boot}}
+    return m
 
 
 def _undefined_as_none(m: dict[str, Any]) -> dict[str, Any]:
@@ -85,7 +94,8 @@ def run_ner_audit(predict_spans: Callable[[list[Any]], list[list[Any]]], types: 
     units, resampled = resampling_units(docs, cfg.bootstrap_unit)
     rng = np.random.default_rng(cfg.seed)
     overall = _undefined_as_none(entity_metrics(gold, pred, types))
-    overall.update({"n": len(docs), "ci": {"f1": _ci(counts, cfg, rng, units)}})
+    overall["n"] = len(docs)
+    _with_ci(overall, _ci(counts, cfg, rng, units), cfg.n_bootstrap)
     by_attr = {}
     for attr, groups_of in names.items():
         groups = {}
@@ -94,8 +104,8 @@ def run_ner_audit(predict_spans: Callable[[list[Any]], list[list[Any]]], types: 
             m = _undefined_as_none(entity_metrics([gold[i] for i in idx], [pred[i] for i in idx], types))
             n_units = None if units is None else count_units(units[idx], len(idx))
             m.update({"n": int(len(idx)), **({"units": n_units} if units is not None else {}),
-                      "small": is_small_group(len(idx), n_units, cfg.min_group_size),
-                      "ci": {"f1": _ci(counts[idx], cfg, rng, None if units is None else units[idx])}})
+                      "small": is_small_group(len(idx), n_units, cfg.min_group_size)})
+            _with_ci(m, _ci(counts[idx], cfg, rng, None if units is None else units[idx]), cfg.n_bootstrap)
             groups[g] = m
         gaps = {}
         for scope, keep in (("all_groups", lambda m: True), ("reliable_groups", lambda m: not m["small"])):
@@ -131,5 +141,7 @@ def run_ner_audit(predict_spans: Callable[[list[Any]], list[list[Any]]], types: 
                                             "or F1 (null, 'n/a'): it is listed under the gaps' not_measured and "
                                             "left out of the F1 difference and the worst group; with no gold "
                                             "entity recall is null and F1 0, with no prediction precision is null",
+                        "ner_ci_resamples": "a resample without any gold or predicted entity has no F1 and is left "
+                                            "out of the F1 interval; ci_resamples.f1 counts the kept ones (kept, of)",
                         "unknown_group": "documents without the attribute form the group 'unknown'"},
     }
