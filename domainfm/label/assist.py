@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -92,12 +92,14 @@ class LabelResult:
 
     def records(self) -> list[dict]:
         """Pool documents with ``meta.suggestion`` and ``meta.rank`` (valid domainfm documents)."""
-        out = []
+        return list(self.iter_records())
+
+    def iter_records(self) -> Iterator[dict]:
+        """:meth:`records` one at a time, for writing: the pool is held once, not again as records."""
         for doc, s in zip(self.docs, self.suggestions):
             record = doc.to_dict()
             record["meta"] = {**doc.meta, "suggestion": s.to_dict(), "rank": s.rank}
-            out.append(record)
-        return out
+            yield record
 
 
 @dataclass

@@ -25,7 +25,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 from xml.sax.saxutils import quoteattr
 
 from domainfm.config import suggest
@@ -59,10 +59,15 @@ def labelstudio_config(classes: Iterable[str], *, multilabel: bool = False, from
 def to_labelstudio(docs: Sequence[Document], suggestions: Sequence, *, model_version: str,
                    from_name: str = "label", to_name: str = "text") -> list[dict]:
     """Label Studio import tasks with the suggestions as ``predictions``."""
-    tasks = []
+    return list(_labelstudio_tasks(docs, suggestions, model_version=model_version, from_name=from_name,
+                                   to_name=to_name))
+
+
+def _labelstudio_tasks(docs: Sequence[Document], suggestions: Sequence, *, model_version: str,
+                       from_name: str = "label", to_name: str = "text") -> Iterator[dict]:
     for doc, s in _ordered(docs, suggestions):
         chosen = list(s.labels) if s.labels is not None else [s.label]
-        tasks.append({
+        yield {
             "data": {to_name: doc.text, "doc_id": doc.id},
             "meta": {"rank": s.rank},
             "predictions": [{
@@ -76,8 +81,7 @@ def to_labelstudio(docs: Sequence[Document], suggestions: Sequence, *, model_ver
                     "value": {"choices": chosen},
                 }],
             }],
-        })
-    return tasks
+        }
 
 
 def to_prodigy(docs: Sequence[Document], suggestions: Sequence, classes: Sequence[str], *,
@@ -85,11 +89,15 @@ def to_prodigy(docs: Sequence[Document], suggestions: Sequence, classes: Sequenc
     """Prodigy tasks (``choice`` with pre-selected options, or ``binary`` accept/reject)."""
     if style not in ("choice", "binary"):
         raise ConfigError(f"prodigy style must be 'choice' or 'binary', got {style!r}{suggest(style, ['choice', 'binary'])}")
-    tasks = []
+    return list(_prodigy_tasks(docs, suggestions, classes, multilabel=multilabel, style=style))
+
+
+def _prodigy_tasks(docs: Sequence[Document], suggestions: Sequence, classes: Sequence[str], *,
+                   multilabel: bool, style: str) -> Iterator[dict]:
     for doc, s in _ordered(docs, suggestions):
         meta = {"id": doc.id, "rank": s.rank, "score": round(float(s.confidence), 4), SUGGESTED_BY: "domainfm"}
         if style == "binary":
-            tasks.append({"text": doc.text, "label": s.label, "meta": meta})
+            yield {"text": doc.text, "label": s.label, "meta": meta}
             continue
         task = {
             "text": doc.text,
@@ -99,8 +107,7 @@ def to_prodigy(docs: Sequence[Document], suggestions: Sequence, classes: Sequenc
         }
         if multilabel:
             task["config"] = {"choice_style": "multiple"}
-        tasks.append(task)
-    return tasks
+        yield task
 
 
 # A cell a spreadsheet would read as a formula ('=HYPERLINK(...)', '+1+cmd|...'): OWASP's CSV
@@ -142,9 +149,17 @@ def csv_rows(docs: Sequence[Document], suggestions: Sequence) -> list[dict]:
         ConfigError: a suggested or alternative label holds ``|`` (:func:`check_csv_labels`).
     """
     ordered = _ordered(docs, suggestions)
+    _check_row_labels(ordered)
+    return list(_csv_rows(ordered))
+
+
+def _check_row_labels(ordered: list[tuple[Document, object]]) -> None:
     check_csv_labels(sorted({label for _, s in ordered
                              for label in [s.label, *(s.labels or ()), *(a["label"] for a in s.alternatives)]}))
-    rows = []
+
+
+def _csv_rows(ordered: list[tuple[Document, object]]) -> Iterator[dict]:
+    """:func:`csv_rows` of the labels checked, one at a time."""
     for doc, s in ordered:
         row = {
             "id": doc.id, "rank": s.rank, "label": s.label, "confidence": f"{s.confidence:.4f}",
@@ -152,8 +167,7 @@ def csv_rows(docs: Sequence[Document], suggestions: Sequence) -> list[dict]:
             "alternatives": CSV_LABEL_SEPARATOR.join(f"{a['label']}:{a['score']:.4f}" for a in s.alternatives),
             "text": doc.text,
         }
-        rows.append({k: spreadsheet_safe(v) for k, v in row.items()})
-    return rows
+        yield {k: spreadsheet_safe(v) for k, v in row.items()}
 
 
 def export_path_for(out: str | os.PathLike, kind: str) -> Path:
@@ -176,13 +190,18 @@ def write_export(kind: str, path: str | os.PathLike, docs: Sequence[Document], s
     from domainfm.corpus.io import atomic_file, write_text_atomic
 
     path = Path(path)
-    rows = csv_rows(docs, suggestions) if kind == "csv" else None  # a refused label writes no file
+    # one task or row at a time: the pool is in memory already, a second copy of it as tasks is not
+    rows = None
+    if kind == "csv":
+        ordered = _ordered(docs, suggestions)
+        _check_row_labels(ordered)  # a refused label writes no file
+        rows = _csv_rows(ordered)
     with atomic_file(path, newline="" if kind == "csv" else "\n") as fh:
         if kind == "labelstudio":
-            json.dump(to_labelstudio(docs, suggestions, model_version=model_version), fh, ensure_ascii=False, indent=1)
+            _dump_list(_labelstudio_tasks(docs, suggestions, model_version=model_version), fh)
             fh.write("\n")
         elif kind == "prodigy":
-            for task in to_prodigy(docs, suggestions, classes, multilabel=multilabel):
+            for task in _prodigy_tasks(docs, suggestions, classes, multilabel=multilabel, style="choice"):
                 fh.write(json.dumps(task, ensure_ascii=False) + "\n")
         else:
             writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
@@ -191,6 +210,17 @@ def write_export(kind: str, path: str | os.PathLike, docs: Sequence[Document], s
     if kind == "labelstudio":
         write_text_atomic(path.with_name(path.name + ".config.xml"), labelstudio_config(classes, multilabel=multilabel))
     return path
+
+
+def _dump_list(items: Iterable[Any], fh) -> None:
+    """``json.dump(list(items), fh, ensure_ascii=False, indent=1)``, written one item at a time
+    (a line break inside a string is written escaped, so every line break is the layout's)."""
+    fh.write("[")
+    first = True
+    for item in items:
+        fh.write(("\n " if first else ",\n ") + json.dumps(item, ensure_ascii=False, indent=1).replace("\n", "\n "))
+        first = False
+    fh.write("]" if first else "\n]")
 
 
 # ---------------------------------------------------------------------------------------- spans

@@ -206,7 +206,7 @@ def label_file(labeled: str | os.PathLike, pool: str | os.PathLike | None, out: 
             docs = _read(source, counts, bad, where)
             result = suggest_labels(seeds.docs, docs, cfg, on_stage=on_stage,
                                     seed_locations=[location for location, _ in seeds.located])
-            records = result.records()
+            records = result.iter_records()
             reasons = [Rejected(reason, location=where.get(d.id), record_id=d.id,
                                 raw=json.dumps(d.to_dict(), ensure_ascii=False))
                        for d, reason in result.rejected]

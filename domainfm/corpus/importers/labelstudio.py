@@ -40,7 +40,9 @@ in a task (Python's ``json`` reads them, JSON has none) rejects that task.
 
 from __future__ import annotations
 
+import codecs
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -96,16 +98,7 @@ def read_labelstudio(src: Path, options: LabelStudioOptions) -> Iterator[Documen
     if not src.is_file():
         raise CorpusError(f"{src}: {not_a_file(src)} (expected a Label Studio JSON export file)")
     refuse_unreadable_text(src)
-    try:
-        tasks = json.loads(strip_bom(src.read_bytes()).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorpusError(f"{src}: not a Label Studio JSON export ({type(exc).__name__}: "
-                          f"{getattr(exc, 'msg', exc)}); export the project as JSON (not JSON-MIN or CSV)") from None
-    if isinstance(tasks, dict):
-        tasks = [tasks]  # one task exported on its own
-    if not isinstance(tasks, list):
-        raise CorpusError(f"{src}: expected a JSON list of tasks, got {type(tasks).__name__}")
-    for number, task in enumerate(tasks, start=1):
+    for number, task in enumerate(_tasks(src), start=1):
         location = f"{src.name}:task {number}"
         raw = json.dumps(task, ensure_ascii=False)
         try:
@@ -113,6 +106,115 @@ def read_labelstudio(src: Path, options: LabelStudioOptions) -> Iterator[Documen
             yield Sourced(doc, location, raw, annotators)
         except RecordError as err:
             yield Rejected.from_error(err, raw=raw)
+
+
+def _tasks(src: Path) -> Iterator[Any]:
+    """The tasks of an export, one at a time (:class:`_TaskReader`); a file that is not JSON, or
+    not UTF-8, stops the import naming the error (the output is not written)."""
+    reader = _TaskReader(src)
+    try:
+        yield from reader
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorpusError(f"{src}: not a Label Studio JSON export ({type(exc).__name__}: "
+                          f"{reader.describe(exc)}); export the project as JSON (not JSON-MIN or CSV)") from None
+
+
+class _TaskReader:
+    """The items of a JSON list read from a file a piece at a time, each parsed as soon as it is
+    whole: an export is one list, and parsed at once a project of 100,000 notes was held in
+    memory several times over before its first document was written. A file that is not a list
+    (one task exported on its own, or another value) is parsed whole, as it holds one value.
+
+    Parse errors carry the messages ``json.loads`` gives for the whole file."""
+
+    _READ = 1 << 20  # bytes per read
+    _SPACE = re.compile(r"[ \t\n\r]*")  # JSON's whitespace
+    _AFTER_ITEM = frozenset(", \t\n\r]")
+
+    def __init__(self, src: Path):
+        self.src = src
+        self.buf, self.pos, self.eof = "", 0, False
+        self.read_bytes = 0  # bytes of the file decoded so far (after its byte-order mark)
+        self._offset = 0  # where the bytes of the last decode started in the file
+
+    def __iter__(self) -> Iterator[Any]:
+        decoder = json.JSONDecoder()
+        with open(self.src, "rb") as self._fh:
+            self._utf8 = codecs.getincrementaldecoder("utf-8")()
+            self._skip_space()
+            if not self.buf.startswith("[", self.pos):
+                whole = json.loads(self.buf[self.pos:] + self._rest())
+                if not isinstance(whole, dict):
+                    raise CorpusError(f"{self.src}: expected a JSON list of tasks, got {type(whole).__name__}")
+                yield whole  # one task exported on its own
+                return
+            self.pos += 1
+            first = True
+            while True:
+                self._skip_space()
+                if self.buf.startswith("]", self.pos):
+                    self.pos += 1
+                    break
+                if not first:
+                    if not self.buf.startswith(",", self.pos):
+                        raise json.JSONDecodeError("Expecting ',' delimiter", self.buf, self.pos)
+                    self.pos += 1
+                    self._skip_space()
+                while True:
+                    try:
+                        task, end = decoder.raw_decode(self.buf, self.pos)
+                    except json.JSONDecodeError:
+                        if self._fill():  # the item goes on past what was read
+                            continue
+                        raise
+                    # an item not followed by a delimiter may go on in the next read (a number
+                    # read as "3.25" of "3.25e10"): parsed again with more of the file
+                    if self.buf[end:end + 1] in self._AFTER_ITEM or not self._fill():
+                        break
+                self.pos, first = end, False
+                yield task
+            self._skip_space()
+            if self.pos < len(self.buf):
+                raise json.JSONDecodeError("Extra data", self.buf, self.pos)
+
+    def describe(self, exc: Exception) -> str:
+        """The error as decoding and parsing the whole file at once words it: a decoding error's
+        position counts from the file's start (after a byte-order mark), not from the read."""
+        if not isinstance(exc, UnicodeDecodeError):
+            return exc.msg
+        start, end = self._offset + exc.start, self._offset + exc.end
+        if end - start == 1:
+            return f"'utf-8' codec can't decode byte 0x{exc.object[exc.start]:02x} in position {start}: {exc.reason}"
+        return f"'utf-8' codec can't decode bytes in position {start}-{end - 1}: {exc.reason}"
+
+    def _decode(self, data: bytes, final: bool = False) -> str:
+        if not self.read_bytes and not self.buf:
+            data = strip_bom(data)
+        # bytes of an unfinished character kept from the previous read come first in the error's object
+        self._offset = self.read_bytes - len(self._utf8.getstate()[0])
+        text = self._utf8.decode(data, final)
+        self.read_bytes += len(data)
+        return text
+
+    def _rest(self) -> str:
+        return self._decode(self._fh.read(), final=True)
+
+    def _fill(self) -> bool:
+        """Read more after the unread part of the buffer (at least as much as it holds, so an item
+        longer than one read takes few re-parses); False at the end of the file."""
+        if self.eof:
+            return False
+        # the first read holds the whole byte-order mark, if any (stripped as the file's own)
+        data = self._fh.read(max(self._READ, len(self.buf) - self.pos, len(codecs.BOM_UTF8)))
+        self.eof = not data
+        self.buf, self.pos = self.buf[self.pos:] + self._decode(data, final=self.eof), 0
+        return not self.eof
+
+    def _skip_space(self) -> None:
+        while True:
+            self.pos = self._SPACE.match(self.buf, self.pos).end()
+            if self.pos < len(self.buf) or not self._fill():
+                return
 
 
 def task_to_document(task: Any, options: LabelStudioOptions | None = None, location: str | None = None) -> Document:
