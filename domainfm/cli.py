@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 import typer
 
@@ -51,14 +51,18 @@ _USER_OS_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.E
 
 def _user_errors(command):
     """Turn a :class:`DomainFMError` (or a file-system refusal) into one line on stderr and exit
-    code 2. SIGTERM unwinds like Ctrl-C, so temporary files are removed on the way out."""
+    code 2. SIGTERM unwinds like Ctrl-C, so temporary files are removed on the way out; Ctrl-C
+    ends with one line, not typer's silent exit 130."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         _quiet_progress_bars()
-        previous = _on_sigterm()
+        previous = _on_stop_signals()
         try:
             return command(*args, **kwargs)
+        except KeyboardInterrupt:
+            typer.echo("interrupted: re-run the same command to start again (or to resume)", err=True)
+            raise
         except DomainFMError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
@@ -70,8 +74,8 @@ def _user_errors(command):
             raise typer.Exit(2) from None
         finally:
             _STOP_REQUESTED.clear()
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     return wrapper
 
@@ -87,29 +91,42 @@ def _quiet_progress_bars() -> None:
         hf_logging.disable_progress_bar()
 
 
-# the signal a termination asked for, until the command ends: Python drops an exception raised
-# inside a __del__ or a garbage-collector callback ("Exception ignored in ..."), and a run whose
-# SystemExit was dropped so went on to write its whole output; the next progress update stops it
+# the signal a termination or a Ctrl-C asked for, until the command ends: Python drops an
+# exception raised inside a __del__ or a garbage-collector callback ("Exception ignored in ..."),
+# and a run whose SystemExit or KeyboardInterrupt was dropped so went on to write its whole output
+# (a Ctrl-C landing in a regex finaliser while deid loads its recognizers); the next progress
+# update stops it
 _STOP_REQUESTED: list[int] = []
 
 
 def _terminated(signum, frame):
     if not _STOP_REQUESTED:
         _STOP_REQUESTED.append(signum)
+    _raise_stop(signum)
+
+
+def _raise_stop(signum: int):
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
     raise SystemExit(128 + signum)
 
 
 def _stop_if_requested() -> None:
-    """Raise the SystemExit of a termination whose first one was swallowed."""
+    """Raise again the SystemExit or KeyboardInterrupt of a signal whose first one was swallowed."""
     if _STOP_REQUESTED:
-        raise SystemExit(128 + _STOP_REQUESTED[0])
+        _raise_stop(_STOP_REQUESTED[0])
 
 
-def _on_sigterm():
-    """Raise SystemExit on SIGTERM (main thread only); returns the previous handler."""
+def _on_stop_signals() -> dict[int, Any]:
+    """Record and raise on SIGTERM (SystemExit) and Ctrl-C (KeyboardInterrupt), main thread only;
+    returns the handlers replaced. A SIGINT that is not Python's default is left as it is: ignored
+    in a background job (``nohup``, ``&`` in a script), or a caller's own."""
     if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, _terminated)
+        return {}
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _terminated)}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, _terminated)
+    return previous
 
 
 def _console(stderr: bool = True):
@@ -723,12 +740,13 @@ def deid_eval_command(
 
     from domainfm.deid.evaluate import evaluate_files
 
-    from domainfm.corpus.io import check_output_path, write_text_atomic
+    from domainfm.corpus.io import check_output_path, remove_stale_temps, write_text_atomic
     from domainfm.errors import ConfigError
 
     for path in (out, misses):
         if path is not None:
             check_output_path(path, inputs=[gold, pred])
+            remove_stale_temps(path)  # what a killed run left (--misses-text files hold note text)
     if out is not None and misses is not None and out.resolve() == misses.resolve():
         raise ConfigError(f"{out}: -o and --misses name the same file (the metrics would replace the misses); "
                           "give each its own path")

@@ -507,8 +507,7 @@ def evaluate_files(
         raise ConfigError(f"--identifier-types keeps gold spans by attrs.identifier_type (TAB), and no gold span "
                           f"of {Path(gold_jsonl).name} has one; leave it out for this dataset")
     _check_labels(located, predicted, where, dataset, gold_filter, show_ids=vault is None)
-    report = evaluate(gold_docs, predicted, dataset=dataset, gold_filter=gold_filter,
-                      misses_path=misses_path, include_text=include_text)
+    report = evaluate(gold_docs, predicted, dataset=dataset, gold_filter=gold_filter)
     summary = report.summary()
     summary["leakage"] = leakage(gold_docs, output_texts, dataset=dataset, gold_filter=gold_filter)
     summary["unmatched_prediction_ids"] = len(set(predicted) - {doc.id for doc in gold_docs})
@@ -517,6 +516,8 @@ def evaluate_files(
         counts = unit_counts(gold_docs, predicted, output_texts=output_texts, dataset=dataset,
                              gold_filter=gold_filter, unit=unit)
         summary["intervals"] = {"unit": unit, **bootstrap_intervals(counts)}
+    if misses_path is not None:  # last: a run stopped while scoring leaves no misses without their metrics
+        _write_misses(report, Path(misses_path), {doc.id: doc.text for doc in gold_docs} if include_text else None)
     return summary
 
 

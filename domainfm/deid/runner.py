@@ -239,7 +239,9 @@ def deidentify_file(
 
             # One writer per vault: a second run would interleave its mappings with this one's.
             stack.enter_context(OutputLock(config.vault, what="another 'domainfm deid' run (the vault)"))
-            vault = stack.enter_context(Vault(config.vault, secret))
+            # one transaction, committed when the last record is through and before the output is
+            # renamed into place: a killed run leaves no entries for records that no output holds
+            vault = stack.enter_context(Vault(config.vault, secret, commit_every=0))
         return _deidentify_locked(in_path, out_path, reject_file, config, secret, key_source, vault, on_progress)
 
 

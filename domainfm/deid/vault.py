@@ -77,6 +77,9 @@ class Vault:
         path: the SQLite file; created (mode 0600) when absent.
         key: the secret, at least 32 bytes. Use :meth:`from_env` to read it from the
             environment.
+        commit_every: commit after this many writes; 0 keeps every write in one transaction until
+            :meth:`commit` (a run whose output appears only complete, so that a killed or failed
+            run leaves no entries for records no output holds).
         must_exist: refuse an empty file instead of making it a new vault (readers).
 
     Raises:
@@ -321,7 +324,7 @@ class Vault:
 
     def _wrote(self) -> None:
         self._pending += 1
-        if self._pending >= self._commit_every:
+        if self._commit_every and self._pending >= self._commit_every:
             self.commit()
 
     def commit(self) -> None:
@@ -337,7 +340,10 @@ class Vault:
     def __enter__(self) -> Vault:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type, *exc: Any) -> None:
+        # leaving on an error or an interrupt: what was not committed belongs to an unfinished run
+        if exc_type is not None and self._db is not None:
+            self._db.rollback()
         self.close()
 
     def __repr__(self) -> str:

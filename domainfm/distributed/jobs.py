@@ -306,7 +306,8 @@ def run_deid(in_path: str | os.PathLike, out_path: str | os.PathLike, config, en
             from domainfm.deid.vault import Vault
 
             stack.enter_context(OutputLock(config.vault, what="another 'domainfm deid' run (the vault)"))
-            vault = stack.enter_context(Vault(config.vault, secret))
+            # one transaction, as one process keeps it (domainfm.deid.runner): committed by the merge
+            vault = stack.enter_context(Vault(config.vault, secret, commit_every=0))
         with RejectWriter(reject_file) as rejects:
             stage("reading and checking the input")
             show_ids = not config.pseudonymize_ids  # as one process: pseudonymised ids are identifiers
