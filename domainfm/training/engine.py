@@ -56,6 +56,21 @@ class BatchDataset(Dataset):
         return self.make_batch(self.start + i)
 
 
+def _check_trainer_counts_items() -> None:
+    """A step's loss over all its items needs a Trainer that reads ``loss_is_scaled_for_ga`` and
+    hands ``get_batch_samples`` the device: an older one would divide the step's share by the
+    accumulation steps again (a loss, and gradients, too small) without a word."""
+    import inspect
+
+    import transformers
+
+    if "loss_is_scaled_for_ga" not in vars(Trainer) or "device" not in inspect.signature(Trainer.get_batch_samples).parameters:
+        from domainfm.errors import ConfigError
+
+        raise ConfigError(f"transformers {transformers.__version__} is too old for domainfm's training engine (its "
+                          "Trainer has no loss_is_scaled_for_ga); upgrade transformers (tested with 5.25)")
+
+
 class StageTrainer(Trainer):
     """``Trainer`` over seeded micro-batches with a stage's loss, evaluation and checkpoint state.
 
@@ -79,6 +94,8 @@ class StageTrainer(Trainer):
     def __init__(self, *, model, args, make_batch, micro_batches: int, loss_fn, evaluator=None,
                  checkpoint_state=None, on_event: Event | None = None, log_file: Path | None = None,
                  callbacks=(), count_items: Callable[[dict], Any] | None = None):
+        if count_items is not None:
+            _check_trainer_counts_items()
         self.make_batch, self.micro_batches = make_batch, micro_batches
         self.loss_fn, self.evaluator, self.count_items = loss_fn, evaluator, count_items
         # a per-micro-batch mean: Trainer divides it by the accumulation steps; a sum over the
@@ -233,8 +250,8 @@ class _Progress(TrainerCallback):
     def count(self, inputs, loss, scaled: bool = False) -> None:
         self.tokens += int(inputs["attention_mask"].sum())
         self.sequences += int(inputs["attention_mask"].shape[0])
-        # the step's loss: shares of the step's mean add up (scaled; on several processes each
-        # reports its own part as if it were all: about its own mean), micro-batch means are averaged
+        # this process's part of the step's loss: shares of the step's mean add up (scaled), micro-batch
+        # means are averaged; on_step_end averages the parts over the processes
         share = float(loss.detach())
         self.step_loss += share if scaled else share / self.trainer.args.gradient_accumulation_steps
 
@@ -262,9 +279,16 @@ class _Progress(TrainerCallback):
         self.compute_s = time.perf_counter() - self.t0 - self.excluded
         self.cpu_s = time.process_time() - self.c0
         self.last_loss = self.step_loss
+        if self.world > 1:
+            # a process's part is its items' loss sum over every process's items, times the number
+            # of processes: alone no mean (the main process, with 6 of 9 items, said 1.33 for a step
+            # whose every item's loss was 1). The mean of the parts is the step's mean, as Trainer's
+            # logged loss is; every process ends every step here, so each meets the collective.
+            part = torch.tensor([self.step_loss], dtype=torch.float32, device=args.device)
+            self.last_loss = float(self.trainer.accelerator.reduce(part, reduction="mean"))
         done = state.global_step - self.start_step
         eta = (state.max_steps - state.global_step) * self.compute_s / max(done, 1)
-        self.emit("step", step=state.global_step, total_steps=state.max_steps, loss=self.step_loss,
+        self.emit("step", step=state.global_step, total_steps=state.max_steps, loss=self.last_loss,
                   tokens_per_s=self.tokens_per_s(), eta_s=eta)
         if state.global_step >= state.max_steps:
             control.should_log = True  # the last window, even when shorter than logging_steps
