@@ -23,7 +23,7 @@ import itertools
 import logging
 import re
 from functools import lru_cache
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from domainfm.config import as_config
 from domainfm.corpus.document import Document, document_stream
@@ -46,6 +46,11 @@ def quiet_presidio_logs() -> None:
         logger.setLevel(logging.WARNING)
         if not any(isinstance(f, _BelowWarning) for f in logger.filters):
             logger.addFilter(_BelowWarning())
+
+
+# texts per spaCy memory zone (PhiDetector._batches): the strings of this many notes at most are
+# held at once (about 1 MB), and the tokenizer re-learns its vocabulary's new words once per zone
+ZONE_TEXTS = 1000
 
 
 class PhiDetector:
@@ -98,12 +103,35 @@ class PhiDetector:
 
     def detect_texts(self, texts: Iterable[str]) -> Iterator[list[Detection]]:
         """Detections per text, in order; spaCy runs over ``batch_size`` texts at a time."""
-        for batch in batched(self._pipe(((t, None) for t in texts)), self.config.batch_size):
-            yield from self._analyze_batch(batch)
+        for results in self._batches((t, None) for t in texts):
+            yield from (found for _, found in results)
 
     def detect(self, docs: Iterable[Document]) -> Iterator[tuple[Document, list[Detection]]]:
-        for batch in batched(self._pipe(((d.text, d) for d in docs)), self.config.batch_size):
-            yield from zip((document for _, _, document, _ in batch), self._analyze_batch(batch))
+        for results in self._batches((d.text, d) for d in docs):
+            yield from results
+
+    def _batches(self, pairs) -> Iterator[list[tuple[Any, list[Detection]]]]:
+        """``(context, detections)`` for the ``(text, context)`` pairs, a list at a time.
+
+        Every :data:`ZONE_TEXTS` texts are tokenized and read inside a spaCy memory zone: spaCy's
+        vocabulary keeps every new string it tokenizes (each name, phone number and date of a
+        note), so a long run grew by about 1 MB per 1,000 notes
+        (``tests/benchmarks/bench_stage_memory.py``); the zone frees them. Not one zone per batch:
+        the words first met inside a zone leave with it, and tokenizing them again in every
+        batch cost 5-15% of the speed. A zone is closed before its results are handed out: the
+        caller may detect something else meanwhile (a meta field), and zones do not nest. With
+        spaCy's own worker processes (``workers`` > 1 on this detector) the pipe runs over the
+        whole stream as before: a zone per list would start them again for each."""
+        if self.config.workers > 1 or not hasattr(self.nlp, "memory_zone"):
+            for batch in batched(self._pipe(pairs), self.config.batch_size):
+                yield list(zip((context for _, _, context, _ in batch), self._analyze_batch(batch)))
+            return
+        for chunk in batched(pairs, max(ZONE_TEXTS, self.config.batch_size)):
+            with self.nlp.memory_zone():
+                results = []
+                for batch in batched(self._pipe(chunk), self.config.batch_size):
+                    results += zip((context for _, _, context, _ in batch), self._analyze_batch(batch))
+            yield results
 
     def _analyze_batch(self, batch) -> Iterator[list[Detection]]:
         """Rules (+ the learned model) over a batch from :meth:`_pipe`, mapped back onto the input."""
