@@ -745,3 +745,20 @@ def test_setfit_tunes_the_encoder_for_a_few_steps(tiny_bert_config, tiny_tokeniz
     assert np.allclose(fresh.encode([d.text for d in pool]), before)
     with pytest.raises(DomainFMError, match="embeddings of encoder"):
         SentenceEncoder(model, name="other").load_cache(tmp_path / "vectors.npz")
+
+
+def test_two_runs_of_one_config_write_manifests_equal_outside_their_run_section(seeds_and_pool, tmp_path, monkeypatch):
+    # the summary's seconds sat at the top of the manifest: two identical runs always differed there
+    from domainfm.label import assist
+
+    monkeypatch.setattr(assist, "get_encoder", lambda cfg: FakeEncoder())
+    seeds, pool, _ = seeds_and_pool
+    _write_lines(tmp_path / "seeds.jsonl", [json.dumps(d.to_dict()) for d in seeds])
+    _write_lines(tmp_path / "pool.jsonl", [json.dumps(d.to_dict()) for d in pool[:10]])
+    manifests = []
+    for _ in range(2):
+        run = label_file(tmp_path / "seeds.jsonl", tmp_path / "pool.jsonl", tmp_path / "out.jsonl", LabelConfig(**FAST))
+        manifests.append(json.loads(run.manifest.read_text()))
+    assert "seconds" in manifests[0]["run"] and "seconds" not in manifests[0]["summary"]
+    assert "created" not in manifests[0]
+    assert {k: v for k, v in manifests[0].items() if k != "run"} == {k: v for k, v in manifests[1].items() if k != "run"}

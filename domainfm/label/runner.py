@@ -223,10 +223,17 @@ def label_file(labeled: str | os.PathLike, pool: str | os.PathLike | None, out: 
         manifest = write_manifest(
             out, stage="label", config=run_cfg, inputs=inputs,
             outputs=[out] + ([rejects_file] if any_rejects else []) + written_exports,
-            counts=with_seed_counts(counts, seed_counts), extra={"summary": summary},
+            counts=with_seed_counts(counts, seed_counts),
+            extra={"summary": {k: v for k, v in summary.items() if k not in _TIMINGS}},
+            # durations differ between two runs of one config: in the run section, so the rest is equal
+            run={k: summary[k] for k in _TIMINGS if k in summary},
         )
         return LabelRun(out, rejects_file if any_rejects else None, manifest, counts, summary,
                         written_exports, first, seed_counts)
+
+
+# the summary's durations (documents: seconds; spans: train and predict seconds)
+_TIMINGS = ("seconds", "train_seconds", "predict_seconds")
 
 
 def with_seed_counts(counts: Counts, seeds: Counts | None) -> dict:
