@@ -135,3 +135,40 @@ def test_label_exports_are_written_one_task_at_a_time(tmp_path):
             tracemalloc.stop()
         # all 3,000 tasks (or rows) built first took several MB beside the pool they copy
         assert peak < 600_000, (kind, peak)
+
+
+@pytest.mark.parametrize("n", [0, 1, 3])
+@pytest.mark.parametrize("as_annotations", [False, True])
+def test_span_exports_are_the_json_dump_of_their_tasks_written_one_at_a_time(tmp_path, n, as_annotations):
+    from domainfm.corpus.document import Document, Span
+    from domainfm.label.export import spans_to_labelstudio, spans_to_prodigy, write_span_export
+
+    docs = [Document(f"p{i}", f"Seen for asthma {i}.\nPlan:\u2028none.", spans=[Span(9, 15, "DISEASE")]) for i in range(n)]
+    predicted = [[Span(9, 15, "DISEASE", {"confidence": 0.7})] for _ in docs]
+    ranks, scores = list(range(n))[::-1], [0.5] * n
+    path = write_span_export("labelstudio", tmp_path / "s.labelstudio.json", docs, labels=["DISEASE"],
+                             predicted=predicted, ranks=ranks, scores=scores, as_annotations=as_annotations)
+    expected = spans_to_labelstudio(docs, predicted=predicted, ranks=ranks, scores=scores,
+                                    as_annotations=as_annotations)
+    assert path.read_text(encoding="utf-8") == json.dumps(expected, ensure_ascii=False, indent=1) + "\n"
+    path = write_span_export("prodigy", tmp_path / "s.prodigy.jsonl", docs, labels=["DISEASE"], predicted=predicted,
+                             ranks=ranks, scores=scores)
+    tasks = spans_to_prodigy(docs, predicted=predicted, ranks=ranks, scores=scores)
+    assert path.read_text(encoding="utf-8") == "".join(json.dumps(t, ensure_ascii=False) + "\n" for t in tasks)
+
+
+def test_span_exports_hold_one_task_at_a_time(tmp_path):
+    from domainfm.corpus.document import Document, Span
+    from domainfm.label.export import write_span_export
+
+    docs = [Document(f"p{i}", f"Seen for asthma {i}, stable on follow-up in clinic.", spans=[Span(9, 15, "DISEASE")])
+            for i in range(3000)]
+    predicted = [d.spans for d in docs]
+    for kind in ("labelstudio", "prodigy"):
+        tracemalloc.start()
+        try:
+            write_span_export(kind, tmp_path / f"s.{kind}.json", docs, labels=["DISEASE"], predicted=predicted)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 600_000, (kind, peak)  # the task list built first took several MB

@@ -258,8 +258,12 @@ def spans_to_labelstudio(docs: Sequence[Document], *, predicted: Sequence[Sequen
     ``predicted`` (spans per document) become ``predictions`` (pre-annotations); with
     ``as_annotations`` the documents' own spans are written as a finished annotation instead
     (moving gold data between projects, and the export -> import round trip)."""
+    return list(_span_labelstudio_tasks(docs, predicted=predicted, ranks=ranks, scores=scores,
+                                        model_version=model_version, as_annotations=as_annotations))
+
+
+def _span_labelstudio_tasks(docs, *, predicted, ranks, scores, model_version, as_annotations) -> Iterator[dict]:
     order = sorted(range(len(docs)), key=lambda i: ranks[i]) if ranks is not None else range(len(docs))
-    tasks = []
     for i in order:
         doc = docs[i]
         task: dict = {"data": {"text": doc.text, "doc_id": doc.id}}
@@ -273,8 +277,7 @@ def spans_to_labelstudio(docs: Sequence[Document], *, predicted: Sequence[Sequen
                 "score": round(float(scores[i]), 4) if scores is not None else None,
                 "result": span_regions(doc, predicted[i]),
             }]
-        tasks.append(task)
-    return tasks
+        yield task
 
 
 def spans_to_prodigy(docs: Sequence[Document], *, predicted: Sequence[Sequence] | None = None,
@@ -283,8 +286,11 @@ def spans_to_prodigy(docs: Sequence[Document], *, predicted: Sequence[Sequence] 
     ``domainfm import prodigy``). Predictions are marked ``meta.suggested_by``, so importing the
     file before anyone answered it does not turn them into gold; the documents' own spans (no
     ``predicted``) are annotations and are written as accepted answers."""
+    return list(_span_prodigy_tasks(docs, predicted=predicted, ranks=ranks, scores=scores))
+
+
+def _span_prodigy_tasks(docs, *, predicted, ranks, scores) -> Iterator[dict]:
     order = sorted(range(len(docs)), key=lambda i: ranks[i]) if ranks is not None else range(len(docs))
-    tasks = []
     for i in order:
         doc = docs[i]
         spans = predicted[i] if predicted is not None else doc.spans
@@ -295,15 +301,14 @@ def spans_to_prodigy(docs: Sequence[Document], *, predicted: Sequence[Sequence] 
             meta["rank"] = int(ranks[i])
         if scores is not None:
             meta["score"] = round(float(scores[i]), 4)
-        tasks.append({
+        yield {
             "text": doc.text,
             "spans": [{"start": s.start, "end": s.end, "label": s.label,
                        **({"score": round(float(s.attrs["confidence"]), 4)} if "confidence" in s.attrs else {})}
                       for s in spans],
             "meta": meta,
             **({} if predicted is not None else {"answer": "accept"}),
-        })
-    return tasks
+        }
 
 
 def write_span_export(kind: str, path: str | os.PathLike, docs: Sequence[Document], *, labels: Sequence[str],
@@ -317,14 +322,13 @@ def write_span_export(kind: str, path: str | os.PathLike, docs: Sequence[Documen
     from domainfm.corpus.io import atomic_file, write_text_atomic
 
     path = Path(path)
-    with atomic_file(path) as fh:
+    with atomic_file(path) as fh:  # a task at a time, as the document exports are written
         if kind == "labelstudio":
-            json.dump(spans_to_labelstudio(docs, predicted=predicted, ranks=ranks, scores=scores,
-                                           model_version=model_version, as_annotations=as_annotations),
-                      fh, ensure_ascii=False, indent=1)
+            _dump_list(_span_labelstudio_tasks(docs, predicted=predicted, ranks=ranks, scores=scores,
+                                               model_version=model_version, as_annotations=as_annotations), fh)
             fh.write("\n")
         else:
-            for task in spans_to_prodigy(docs, predicted=predicted, ranks=ranks, scores=scores):
+            for task in _span_prodigy_tasks(docs, predicted=predicted, ranks=ranks, scores=scores):
                 fh.write(json.dumps(task, ensure_ascii=False) + "\n")
     if kind == "labelstudio":
         write_text_atomic(path.with_name(path.name + ".config.xml"), labelstudio_span_config(labels))
