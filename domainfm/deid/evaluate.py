@@ -22,17 +22,21 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+from array import array
+from contextlib import closing
 from dataclasses import dataclass, field
 from numbers import Integral
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping
 
 from domainfm.config import suggest
 from domainfm.corpus.document import Document, Span, describe_type
 from domainfm.corpus.grouping import has_patient
 from domainfm.deid.labels import coarse, to_canonical
-from domainfm.errors import ConfigError, CorpusError
+from domainfm.errors import ConfigError, CorpusError, DomainFMError
 
 MATCHING_NOTE = ("headline scores are type-agnostic: a gold PHI span found under another label "
                  "still counts as found; per_type holds typed scores")
@@ -205,7 +209,7 @@ def evaluate(
         pred = _items(doc, predicted.get(doc.id, ()), pred_dataset, "prediction")
         if include_text:
             texts[doc.id] = doc.text
-        _score_doc(report, doc.id, gold, pred, keep_lists or misses_path is not None)
+        _score_doc(report, doc.id, gold, pred, _keep_in(report) if keep_lists or misses_path is not None else None)
     if misses_path is not None:
         _write_misses(report, Path(misses_path), texts if include_text else None)
     return report
@@ -230,7 +234,16 @@ def _check_misses_options(misses_path, include_text: bool) -> None:
                           "only ever written to that file, never printed")
 
 
-def _score_doc(report: EvalReport, doc_id: str, gold: list[_Item], pred: list[_Item], keep: bool) -> None:
+def _keep_in(report: EvalReport) -> Callable[[str, dict[str, Any]], None]:
+    """A :func:`_score_doc` ``note`` that lists each miss and false positive in ``report``."""
+    return lambda kind, row: (report.misses if kind == "miss" else report.false_positives).append(row)
+
+
+def _score_doc(report: EvalReport, doc_id: str, gold: list[_Item], pred: list[_Item],
+               note: Callable[[str, dict[str, Any]], None] | None) -> None:
+    """Add one document's counts to ``report``; ``note(kind, row)`` (when given) gets each miss
+    (``kind`` ``"miss"``, in the order of the gold spans' starts) and then each false positive
+    (``"false_positive"``, in the predictions' order)."""
     report.gold += len(gold)
     report.pred += len(pred)
     gold_sorted = sorted(gold, key=lambda g: g.start)
@@ -243,8 +256,8 @@ def _score_doc(report: EvalReport, doc_id: str, gold: list[_Item], pred: list[_I
             counts["found_any_label"] += 1
             if any(p.type == g.type for p in hits):
                 counts["found_same_type"] += 1
-        elif keep:
-            report.misses.append({"id": doc_id, "start": g.start, "end": g.end, "type": g.type})
+        elif note is not None:
+            note("miss", {"id": doc_id, "start": g.start, "end": g.end, "type": g.type})
         if any(p.start == g.start and p.end == g.end for p in pred):
             report.exact_gold_found += 1
     gold_keys = {(g.start, g.end) for g in gold}
@@ -256,8 +269,8 @@ def _score_doc(report: EvalReport, doc_id: str, gold: list[_Item], pred: list[_I
             report.overlap_pred_correct += 1
             if any(g.type == p.type for g in hits):
                 counts["pred_correct_same_type"] += 1
-        elif keep:
-            report.false_positives.append({"id": doc_id, "start": p.start, "end": p.end, "type": p.type})
+        elif note is not None:
+            note("false_positive", {"id": doc_id, "start": p.start, "end": p.end, "type": p.type})
         if (p.start, p.end) in gold_keys:
             report.exact_pred_correct += 1
     gold_chars = _chars(gold)
@@ -280,12 +293,17 @@ def _write_misses(report: EvalReport, path: Path, texts: dict[str, str] | None) 
     with JsonlWriter(path) as out:
         for kind, rows in (("miss", report.misses), ("false_positive", report.false_positives)):
             for row in rows:
-                record = {"kind": kind, **row}
-                if texts is not None:
-                    text = texts[row["id"]]
-                    record["text"] = text[row["start"]:row["end"]]
-                    record["context"] = text[max(0, row["start"] - 40):row["end"] + 40]
-                out.write_obj(record)
+                out.write_obj(_miss_record(kind, row, texts[row["id"]] if texts is not None else None))
+
+
+def _miss_record(kind: str, row: dict[str, Any], text: str | None) -> dict[str, Any]:
+    """The misses-file line of a miss or false positive; with its document's ``text``, the span's
+    text and 40 characters of context either side."""
+    record = {"kind": kind, **row}
+    if text is not None:
+        record["text"] = text[row["start"]:row["end"]]
+        record["context"] = text[max(0, row["start"] - 40):row["end"] + 40]
+    return record
 
 
 LEAK_MIN_CHARS = 3
@@ -310,33 +328,51 @@ def leakage(gold_docs: Iterable[Document], output_texts: Mapping[str, str], *, d
         >>> leakage(gold, {"d": "Seen by Dr Okafor."}, dataset="physionet")["rate"]
         1.0
     """
-    total = leaked = 0
-    per_type: dict[str, list[int]] = {}
-    missing_output = 0
+    tally = _LeakTally(dataset, gold_filter, min_chars)
     for doc in gold_docs:
-        out = output_texts.get(doc.id)
+        tally.add(doc, output_texts.get(doc.id))
+    return tally.summary()
+
+
+class _LeakTally:
+    """The running counts of :func:`leakage`, one document at a time."""
+
+    def __init__(self, dataset: str, gold_filter: GoldFilter | None, min_chars: int):
+        self.dataset, self.gold_filter, self.min_chars = dataset, gold_filter, min_chars
+        self.total = self.leaked = self.missing_output = 0
+        self.per_type: dict[str, list[int]] = {}
+
+    def add(self, doc: Document, out: str | None) -> tuple[int, int]:
+        """Count ``doc``'s gold strings against its output text ``out`` (``None``: it has none);
+        returns the document's ``(leaked, gold strings)``."""
         if out is None:
-            missing_output += 1
-            continue
+            self.missing_output += 1
+            return 0, 0
+        total = leaked = 0
         for i, span in enumerate(doc.spans):
-            if gold_filter is not None and not gold_filter(span):
+            if self.gold_filter is not None and not self.gold_filter(span):
                 continue
-            item = _as_item(span, dataset, len(doc.text), lambda: f"id={doc.id!r}: spans[{i}]", "gold")
+            item = _as_item(span, self.dataset, len(doc.text), lambda: f"id={doc.id!r}: spans[{i}]", "gold")
             original = doc.text[span.start:span.end].strip()
-            if item is None or len(original) < min_chars:
+            if item is None or len(original) < self.min_chars:
                 continue
             total += 1
-            counts = per_type.setdefault(item.type, [0, 0])
+            counts = self.per_type.setdefault(item.type, [0, 0])
             counts[0] += 1
             if original in out:
                 leaked += 1
                 counts[1] += 1
-    return {"definition": f"gold PHI strings of >= {min_chars} characters found verbatim (case-sensitive) "
-                          "in the document's output text",
-            "gold_strings": total, "leaked": leaked, "rate": _ratio(leaked, total),
-            "per_type": {k: {"gold_strings": v[0], "leaked": v[1], "rate": _ratio(v[1], v[0])}
-                         for k, v in sorted(per_type.items())},
-            "documents_without_output": missing_output}
+        self.total += total
+        self.leaked += leaked
+        return leaked, total
+
+    def summary(self) -> dict[str, Any]:
+        return {"definition": f"gold PHI strings of >= {self.min_chars} characters found verbatim (case-sensitive) "
+                              "in the document's output text",
+                "gold_strings": self.total, "leaked": self.leaked, "rate": _ratio(self.leaked, self.total),
+                "per_type": {k: {"gold_strings": v[0], "leaked": v[1], "rate": _ratio(v[1], v[0])}
+                             for k, v in sorted(self.per_type.items())},
+                "documents_without_output": self.missing_output}
 
 
 def read_predictions(path: str | os.PathLike) -> dict[str, list[dict[str, Any]]]:
@@ -354,12 +390,24 @@ def read_deid_output(path: str | os.PathLike
         CorpusError: naming ``file:line`` and the field, for a record that is not a deid output
             record, a repeated id, or a span that is not ``0 <= start < end``.
     """
-    from domainfm.corpus.document import describe_type
-    from domainfm.corpus.io import Rejected, iter_jsonl_objects
-
     out: dict[str, list[dict[str, Any]]] = {}
     texts: dict[str, str] = {}
     where_of: dict[str, str] = {}
+    for number, doc_id, spans, obj in _deid_records(path, where_of.get):
+        out[doc_id] = spans
+        where_of[doc_id] = f"{Path(path).name}:{number}"
+        if isinstance(obj.get("text"), str):
+            texts[doc_id] = obj["text"]
+    return out, texts, where_of
+
+
+def _deid_records(path: str | os.PathLike, earlier: Callable[[str], str | None]
+                  ) -> Iterator[tuple[int, str, list[dict[str, Any]], dict[str, Any]]]:
+    """The records of a ``deid`` output JSONL as ``(line number, id, phi_spans, record)``, each
+    checked as :func:`read_deid_output` describes; ``earlier(id)`` is the ``file:line`` of an
+    earlier record with that id, if any (the caller notes each record before reading the next)."""
+    from domainfm.corpus.io import Rejected, iter_jsonl_objects
+
     for number, obj in iter_jsonl_objects(path):
         where = f"{Path(path).name}:{number}"
         if isinstance(obj, Rejected):
@@ -367,11 +415,9 @@ def read_deid_output(path: str | os.PathLike
         if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
             raise CorpusError(f"{where}: expected an object with a string 'id'")
         doc_id = obj["id"]
-        if doc_id in where_of:
-            raise CorpusError(f"{where}: id={doc_id!r}: duplicate id (already on {where_of[doc_id]})")
-        spans = obj.get("phi_spans")
-        if spans is None and isinstance(obj.get("meta"), dict):
-            spans = obj["meta"].get("phi_spans")
+        if (before := earlier(doc_id)) is not None:
+            raise CorpusError(f"{where}: id={doc_id!r}: duplicate id (already on {before})")
+        spans = _phi_spans(obj)
         if not isinstance(spans, list):
             raise CorpusError(f"{where}: id={doc_id!r}: no 'phi_spans' list (is this a deid output file?)")
         for i, span in enumerate(spans):
@@ -383,11 +429,71 @@ def read_deid_output(path: str | os.PathLike
             if "label" in span and (not isinstance(span["label"], str) or not span["label"].strip()):
                 raise CorpusError(f"{where}: id={doc_id!r}: phi_spans[{i}] 'label' must be a label name such as "
                                   f"'PATIENT', got {describe_type(span['label'])}")
-        out[doc_id] = spans
-        where_of[doc_id] = where
-        if isinstance(obj.get("text"), str):
-            texts[doc_id] = obj["text"]
-    return out, texts, where_of
+        yield number, doc_id, spans, obj
+
+
+def _phi_spans(record: dict[str, Any]) -> Any:
+    """A deid output record's ``phi_spans``: at its top level, or under ``meta``."""
+    spans = record.get("phi_spans")
+    if spans is None and isinstance(record.get("meta"), dict):
+        spans = record["meta"].get("phi_spans")
+    return spans
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """Where a deid output record is: its line's byte offset and number, and the offset of the
+    record whose ``text`` is its output text (-1: none; another record only when the vault reads
+    two ids back as one)."""
+
+    offset: int
+    line: int
+    text_offset: int
+
+
+def _index_deid_output(path: str | os.PathLike) -> dict[str, _Entry]:
+    """``{doc_id: _Entry}`` of a ``deid`` output JSONL, every record checked as
+    :func:`read_deid_output` checks it (same errors, same order) without keeping its spans or text."""
+    name = Path(path).name
+    index: dict[str, _Entry] = {}
+    with closing(_line_offsets(path)) as offsets:
+        for number, doc_id, _, obj in _deid_records(path, lambda k: f"{name}:{index[k].line}" if k in index else None):
+            offset = next(at for line, at in offsets if line == number)
+            index[doc_id] = _Entry(offset, number, offset if isinstance(obj.get("text"), str) else -1)
+    return index
+
+
+def _line_offsets(path: str | os.PathLike) -> Iterator[tuple[int, int]]:
+    """``(line number, byte offset)`` of each line, split as :func:`~domainfm.corpus.io.iter_jsonl_lines` splits."""
+    with open(path, "rb") as fh:
+        offset = 0
+        for number, raw in enumerate(fh, start=1):
+            yield number, offset
+            offset += len(raw)
+
+
+def _read_record(fh: BinaryIO, offset: int) -> dict[str, Any]:
+    """The (already checked) deid output record on the line at ``offset`` of ``fh``."""
+    from domainfm.corpus.io import strip_bom
+
+    fh.seek(offset)
+    raw = fh.readline()
+    return json.loads((strip_bom(raw) if offset == 0 else raw).decode("utf-8"))
+
+
+def _read_back_ids(index: dict[str, _Entry], vault) -> dict[str, _Entry]:
+    """``index`` under the ids ``vault`` reads its pseudonyms back as. When two records come to one
+    id, the later record's spans and line count, and the later of their output texts, as separate
+    dicts of spans, texts and lines keep them."""
+    from domainfm.deid.vault import is_pseudonym
+
+    out: dict[str, _Entry] = {}
+    for key, entry in index.items():
+        original = (vault.original_id(key) if is_pseudonym(key) else None) or key
+        if entry.text_offset < 0 and original in out:
+            entry = _Entry(entry.offset, entry.line, out[original].text_offset)
+        out[original] = entry
+    return out
 
 
 # ---------------------------------------------------------------------- intervals
@@ -486,86 +592,260 @@ def evaluate_files(
         ConfigError: an unknown identifier type, ``include_text`` without ``misses_path``, or a
             gold label outside ``dataset``'s table or a prediction label that is not canonical
             (naming ``file:line`` and the span).
+
+    Memory: the prediction file is indexed (id -> line) and the gold file read once, each
+    document's prediction read back from its line; what is kept is the ids, the running totals
+    and, with ``intervals``, a row of counts per document. Misses go to temporary files as found.
+    Every check still covers the whole of both files before the next one's error is raised.
     """
     from domainfm.corpus.io import read_located_documents
 
     _check_misses_options(misses_path, include_text)
     gold_filter = identifier_filter(identifier_types) if identifier_types is not None else None
-    predicted, output_texts, where = read_deid_output(pred_jsonl)
+    index = _index_deid_output(pred_jsonl)
     if vault is not None:
-        from domainfm.deid.vault import is_pseudonym
-
-        original = {k: (vault.original_id(k) if is_pseudonym(k) else None) or k for k in predicted}
-        predicted, output_texts, where = ({original[k]: v for k, v in table.items()}
-                                          for table in (predicted, output_texts, where))
-    located = list(read_located_documents(gold_jsonl))
-    gold_docs = [doc for _, doc in located]
+        index = _read_back_ids(index, vault)
     # read back through the vault, an id is the original the pseudonym hid: messages locate it by line only
-    _check_belongs(gold_docs, predicted, where, Path(gold_jsonl).name, Path(pred_jsonl).name, output_texts,
-                   show_ids=vault is None)
-    if gold_filter is not None and not any("identifier_type" in s.attrs for d in gold_docs for s in d.spans):
-        raise ConfigError(f"--identifier-types keeps gold spans by attrs.identifier_type (TAB), and no gold span "
-                          f"of {Path(gold_jsonl).name} has one; leave it out for this dataset")
-    _check_labels(located, predicted, where, dataset, gold_filter, show_ids=vault is None)
-    report = evaluate(gold_docs, predicted, dataset=dataset, gold_filter=gold_filter)
-    summary = report.summary()
-    summary["leakage"] = leakage(gold_docs, output_texts, dataset=dataset, gold_filter=gold_filter)
-    summary["unmatched_prediction_ids"] = len(set(predicted) - {doc.id for doc in gold_docs})
-    if intervals:
-        unit = resampling_unit(gold_docs)
-        counts = unit_counts(gold_docs, predicted, output_texts=output_texts, dataset=dataset,
-                             gold_filter=gold_filter, unit=unit)
-        summary["intervals"] = {"unit": unit, **bootstrap_intervals(counts)}
-    if misses_path is not None:  # last: a run stopped while scoring leaves no misses without their metrics
-        _write_misses(report, Path(misses_path), {doc.id: doc.text for doc in gold_docs} if include_text else None)
+    scores = _FileScores(index, dataset, gold_filter, Path(gold_jsonl).name, Path(pred_jsonl).name,
+                         show_ids=vault is None, intervals=intervals)
+    with open(pred_jsonl, "rb") as records, _MissParts(misses_path, include_text) as misses:
+        for location, doc in read_located_documents(gold_jsonl):
+            scores.add(location, doc, records, misses)
+        scores.raise_first_error()
+        summary = scores.summary(misses.counts)
+        if intervals:
+            unit, counts = scores.units()
+            summary["intervals"] = {"unit": unit, **bootstrap_intervals(counts)}
+        misses.commit()  # last: a run stopped while scoring leaves no misses without their metrics
     return summary
 
 
-def _check_belongs(gold_docs: list[Document], predicted: Mapping[str, list[dict[str, Any]]], where: Mapping[str, str],
-                   gold_name: str, pred_name: str, output_texts: Mapping[str, str] | None = None, *,
-                   show_ids: bool = True) -> None:
-    """The predictions are of these gold documents: some ids match, every span is inside its gold
-    text, and an output text is its gold text outside the spans (leakage is read from it; a gold
-    document without predictions is scored as having none). ``show_ids``: name a record's id
-    beside its ``file:line`` in an error."""
-    def named(doc_id: str) -> str:
-        return f" id={doc_id!r}:" if show_ids else ""
+class _FileScores:
+    """The one pass of :func:`evaluate_files` over the gold file.
 
-    if gold_docs and not any(d.id in predicted for d in gold_docs):
-        from domainfm.deid.vault import is_pseudonym
+    It keeps the running totals, a row of :func:`unit_counts` per document (with ``intervals``)
+    and the first error each check finds. Scoring stops at the first error, reading goes on: a
+    bad gold record later in the file is still raised first (as when the whole file was read
+    before any check), and :meth:`raise_first_error` raises the rest in the order the checks
+    always ran, each over all documents: no id matches, a prediction that is not of its gold
+    document, ``identifier_types`` without typed gold, an unknown label.
+    """
 
-        pseudonyms = predicted and all(is_pseudonym(k) for k in predicted)
-        raise CorpusError(f"none of the {len(predicted)} records of {pred_name} has the id of one of the "
-                          f"{len(gold_docs)} documents of {gold_name}: the predictions are not of these documents "
-                          + ("(their ids are 'deid --pseudonymize-ids' pseudonyms: give its --vault, with "
-                             "$DOMAINFM_VAULT_KEY, to read them back)" if pseudonyms else
-                             f"(give the 'domainfm deid' output of {gold_name})"))
-    for doc in gold_docs:
-        for i, span in enumerate(predicted.get(doc.id, ())):
-            if span["end"] > len(doc.text):
-                raise CorpusError(f"{where[doc.id]}:{named(doc.id)} phi_spans[{i}] [{span['start']}:{span['end']}] "
-                                  f"ends past the gold document's text ({len(doc.text)} characters): are these "
-                                  f"predictions of {gold_name}?")
-        out = (output_texts or {}).get(doc.id)
-        if out is not None and not keeps_text_outside(doc.text, predicted.get(doc.id, ()), out):
-            raise CorpusError(f"{where[doc.id]}:{named(doc.id)} the record's text is not the gold document's text "
-                              f"with its phi_spans replaced (another document under this id, or a text edited since "
-                              f"de-identification): are these predictions of {gold_name}? Leakage would be read "
-                              f"from the wrong text")
+    def __init__(self, index: dict[str, _Entry], dataset: str, gold_filter: GoldFilter | None, gold_name: str,
+                 pred_name: str, *, show_ids: bool, intervals: bool):
+        self.index, self.dataset, self.gold_filter = index, dataset, gold_filter
+        self.gold_name, self.pred_name, self.show_ids = gold_name, pred_name, show_ids
+        self.report = EvalReport()
+        self.leaks = _LeakTally(dataset, gold_filter, LEAK_MIN_CHARS)
+        self.matched = 0
+        self.typed = False  # a gold span has attrs.identifier_type
+        self.belongs_error: str | None = None
+        self.label_error: Exception | None = None
+        # 6 counts per document; summed per patient while every document has one
+        self.rows = array("q") if intervals else None
+        self.patients: dict[str, list[int]] | None = {} if intervals else None
+
+    def add(self, location: str, doc: Document, records: BinaryIO, misses: _MissParts) -> None:
+        """Check and score ``doc`` (read at ``location``), its prediction read from ``records``."""
+        self.report.n_docs += 1
+        entry = self.index.get(doc.id)
+        self.matched += entry is not None
+        self.typed = self.typed or any("identifier_type" in s.attrs for s in doc.spans)
+        if self.belongs_error is not None:
+            return
+        spans, out = _prediction(entry, records)
+        where = f"{self.pred_name}:{entry.line}" if entry is not None else ""
+        named = f" id={doc.id!r}:" if self.show_ids else ""
+        self.belongs_error = _belonging_error(doc, spans, out, where, named, self.gold_name)
+        if self.belongs_error is None and self.label_error is None:
+            try:
+                _check_doc_labels(location, doc, spans, where, named, self.dataset, self.gold_filter)
+            except (ConfigError, CorpusError) as exc:
+                self.label_error = exc
+        if self.belongs_error is None and self.label_error is None:
+            self._score(doc, spans, out, misses)
+
+    def _score(self, doc: Document, spans: list[dict[str, Any]], out: str | None, misses: _MissParts) -> None:
+        r = self.report
+        before = (r.overlap_gold_found, r.gold, r.overlap_pred_correct, r.pred)
+        gold = _items(doc, doc.spans, self.dataset, "gold", self.gold_filter)
+        pred = _items(doc, spans, "canonical", "prediction")
+        _score_doc(r, doc.id, gold, pred, lambda kind, row: misses.add(kind, row, doc.text))
+        leaked, strings = self.leaks.add(doc, out)
+        if self.rows is None:
+            return
+        row = (r.overlap_gold_found - before[0], r.gold - before[1], r.overlap_pred_correct - before[2],
+               r.pred - before[3], leaked, strings)
+        self.rows.extend(row)
+        if self.patients is not None and has_patient(doc):
+            total = self.patients.setdefault(str(doc.meta["patient_id"]), [0] * len(row))
+            total[:] = [a + b for a, b in zip(total, row)]
+        else:
+            self.patients = None
+
+    def raise_first_error(self) -> None:
+        if self.report.n_docs and not self.matched:
+            from domainfm.deid.vault import is_pseudonym
+
+            pseudonyms = self.index and all(is_pseudonym(k) for k in self.index)
+            raise CorpusError(f"none of the {len(self.index)} records of {self.pred_name} has the id of one of the "
+                              f"{self.report.n_docs} documents of {self.gold_name}: the predictions are not of these "
+                              "documents "
+                              + ("(their ids are 'deid --pseudonymize-ids' pseudonyms: give its --vault, with "
+                                 "$DOMAINFM_VAULT_KEY, to read them back)" if pseudonyms else
+                                 f"(give the 'domainfm deid' output of {self.gold_name})"))
+        if self.belongs_error is not None:
+            raise CorpusError(self.belongs_error)
+        if self.gold_filter is not None and not self.typed:
+            raise ConfigError(f"--identifier-types keeps gold spans by attrs.identifier_type (TAB), and no gold span "
+                              f"of {self.gold_name} has one; leave it out for this dataset")
+        if self.label_error is not None:
+            raise self.label_error
+
+    def summary(self, misses: Mapping[str, int]) -> dict[str, Any]:
+        summary = self.report.summary()
+        summary["misses"], summary["false_positives"] = misses["miss"], misses["false_positive"]
+        summary["leakage"] = self.leaks.summary()
+        summary["unmatched_prediction_ids"] = len(self.index) - self.matched  # gold ids are unique
+        return summary
+
+    def units(self) -> tuple[str, dict[str, Any]]:
+        """:func:`resampling_unit` and :func:`unit_counts` of the documents read (the keys of the
+        document rows are their positions: only the rows' order and values are drawn from)."""
+        if self.report.n_docs and self.patients is not None:
+            return "patient", self.patients
+        rows = self.rows
+        return "document", {f"document:{i}": rows[6 * i:6 * i + 6] for i in range(len(rows) // 6)}
 
 
-def _check_labels(located: list[tuple[str, Document]], predicted: Mapping[str, list[dict[str, Any]]],
-                  where: Mapping[str, str], dataset: str, gold_filter: GoldFilter | None, *,
-                  show_ids: bool = True) -> None:
+def _prediction(entry: _Entry | None, records: BinaryIO) -> tuple[list[dict[str, Any]], str | None]:
+    """The ``phi_spans`` and output text of ``entry``'s record (none for a document without one)."""
+    if entry is None:
+        return [], None
+    record = _read_record(records, entry.offset)
+    if entry.text_offset < 0:
+        return _phi_spans(record), None
+    text_record = record if entry.text_offset == entry.offset else _read_record(records, entry.text_offset)
+    return _phi_spans(record), text_record["text"]
+
+
+def _belonging_error(doc: Document, spans: list[dict[str, Any]], out: str | None, where: str, named: str,
+                     gold_name: str) -> str | None:
+    """Why the prediction (read at ``where``) is not of gold document ``doc``, or ``None``: a span
+    ends past its text, or the output text is not its text outside the spans (leakage is read from
+    it). ``named``: the id to name beside ``where`` (empty when ids are not shown)."""
+    for i, span in enumerate(spans):
+        if span["end"] > len(doc.text):
+            return (f"{where}:{named} phi_spans[{i}] [{span['start']}:{span['end']}] ends past the gold document's "
+                    f"text ({len(doc.text)} characters): are these predictions of {gold_name}?")
+    if out is not None and not keeps_text_outside(doc.text, spans, out):
+        return (f"{where}:{named} the record's text is not the gold document's text with its phi_spans replaced "
+                f"(another document under this id, or a text edited since de-identification): are these "
+                f"predictions of {gold_name}? Leakage would be read from the wrong text")
+    return None
+
+
+def _check_doc_labels(location: str, doc: Document, spans: list[dict[str, Any]], where: str, named: str,
+                      dataset: str, gold_filter: GoldFilter | None) -> None:
     """Every scored gold span's label is in ``dataset``'s table and every prediction's is
-    canonical, or the error names the record by ``file:line`` (and its id with ``show_ids``)."""
-    for location, doc in located:
-        named = f" id={doc.id!r}:" if show_ids else ""
-        for i, span in enumerate(doc.spans):
-            if gold_filter is None or gold_filter(span):
-                _as_item(span, dataset, len(doc.text), lambda: f"{location}:{named} spans[{i}]", "gold")
-        for i, span in enumerate(predicted.get(doc.id, ())):
-            _as_item(span, "canonical", len(doc.text), lambda: f"{where[doc.id]}:{named} phi_spans[{i}]", "prediction")
+    canonical, or the error names the record by ``file:line`` (and ``named``, its id)."""
+    for i, span in enumerate(doc.spans):
+        if gold_filter is None or gold_filter(span):
+            _as_item(span, dataset, len(doc.text), lambda: f"{location}:{named} spans[{i}]", "gold")
+    for i, span in enumerate(spans):
+        _as_item(span, "canonical", len(doc.text), lambda: f"{where}:{named} phi_spans[{i}]", "prediction")
+
+
+class _MissParts:
+    """The misses and false positives of :func:`evaluate_files`, counted, and with a ``path``
+    written as they are found to two temporary parts beside it.
+
+    The parts have temporary names, which ``remove_stale_temps`` clears after a killed run (they
+    may hold note text). :meth:`commit` joins them into ``path``, misses first, as
+    :func:`evaluate` writes them; leaving the ``with`` block removes them. A part that cannot be
+    written is given up and its error raised by :meth:`commit`, where the file has always been
+    written, so that a data error found after it is still the one raised.
+    """
+
+    KINDS = ("miss", "false_positive")
+
+    def __init__(self, path: str | os.PathLike | None, include_text: bool):
+        self.path = None if path is None else Path(path)
+        self.include_text = include_text
+        self.counts = dict.fromkeys(self.KINDS, 0)
+        self._parts: dict[str, Path] = {}
+        self._writers: dict[str, Any] = {}
+        self._closed: list[Path] = []  # parts written whole, to remove once joined
+        self._error: BaseException | None = None
+
+    def __enter__(self) -> _MissParts:
+        from domainfm.corpus.io import JsonlWriter, temp_path_for
+
+        if self.path is not None:
+            try:
+                for kind in self.KINDS:
+                    self._parts[kind] = temp_path_for(self.path)
+                    self._writers[kind] = JsonlWriter(self._parts[kind]).__enter__()
+            except (OSError, DomainFMError) as exc:
+                self._give_up(exc)
+        return self
+
+    def add(self, kind: str, row: dict[str, Any], text: str) -> None:
+        """Count a miss or false positive (``kind``) and write it; ``text``: its document's text."""
+        self.counts[kind] += 1
+        if self._writers:
+            try:
+                self._writers[kind].write_obj(_miss_record(kind, row, text if self.include_text else None))
+            except OSError as exc:
+                self._give_up(exc)
+
+    def commit(self) -> None:
+        """Write ``path``: the misses part, then the false positives part."""
+        from domainfm.corpus.io import atomic_file
+
+        if self.path is None:
+            return
+        self._close(None)
+        with atomic_file(self.path, "wb") as out:  # a folder or an unwritable path fails here, as it always did
+            if self._error is not None:
+                raise self._error
+            for kind in self.KINDS:
+                with open(self._parts[kind], "rb") as part:
+                    shutil.copyfileobj(part, out)
+
+    def _give_up(self, exc: BaseException) -> None:
+        self._error = exc
+        self._close(exc)
+
+    def _close(self, exc: BaseException | None) -> None:
+        """Close the open parts: each written whole (``exc`` None), or removed after ``exc`` (and
+        after a part that failed to close, whose error is raised once the others are removed)."""
+        writers, self._writers = list(self._writers.values()), {}
+        failed: BaseException | None = None
+        for writer in writers:
+            stop = exc if exc is not None else failed
+            if stop is None:
+                try:
+                    writer.__exit__(None, None, None)
+                except BaseException as error:
+                    failed = error
+                else:
+                    self._closed.append(writer.path)
+                continue
+            try:
+                writer.__exit__(type(stop), stop, stop.__traceback__)  # removes its temporary file
+            except Exception:  # the error that stopped the run is the one to report
+                pass
+        if failed is not None:
+            raise failed
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        try:
+            self._close(exc)
+        finally:
+            for part in self._closed:
+                part.unlink(missing_ok=True)
+        return False
 
 
 def keeps_text_outside(text: str, spans: Iterable[Mapping[str, Any]], out: str) -> bool:
