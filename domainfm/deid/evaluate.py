@@ -533,6 +533,10 @@ def unit_counts(gold_docs: Iterable[Document], predicted: Mapping[str, Iterable[
     return out
 
 
+# unit draws per block of resamples in bootstrap_intervals (about 50 MB of counts at a time)
+_RESAMPLE_CELLS = 1_000_000
+
+
 def bootstrap_intervals(counts: Mapping[str, Iterable[float]], *, level: float = INTERVAL_LEVEL,
                         resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
     """Percentile intervals of recall, precision and leakage with the units of
@@ -548,7 +552,12 @@ def bootstrap_intervals(counts: Mapping[str, Iterable[float]], *, level: float =
     if not counts:
         return {**out, "recall": None, "precision": None, "leakage": None}
     table = np.array([list(row) for row in counts.values()], dtype=float)
-    sums = table[np.random.default_rng(seed).integers(0, len(table), size=(resamples, len(table)))].sum(axis=1)
+    rng, n = np.random.default_rng(seed), len(table)
+    # a few resamples at a time: all at once is resamples x units x 6 numbers (2 GB for 20,000
+    # units). Drawn in order from one generator, the draws are the ones one call would give.
+    step = max(1, _RESAMPLE_CELLS // n)
+    sums = np.vstack([table[rng.integers(0, n, size=(min(step, resamples - lo), n))].sum(axis=1)
+                      for lo in range(0, resamples, step)])
     tail = 100 * (1 - level) / 2
     for name, (hit, total) in {"recall": (0, 1), "precision": (2, 3), "leakage": (4, 5)}.items():
         # a draw of units without a gold span (or a prediction, or a gold string) has no ratio:
