@@ -779,3 +779,18 @@ def test_a_version_1_split_record_of_ids_alone_is_still_read(tmp_path):
     (tmp_path / SPLIT_FILE).write_text(json.dumps({"version": 1, "salt": salt, "train": [digest], "eval": []}))
     split = read_split(tmp_path)
     assert split.side(Document("note-7", "any text")) == "train" and split.side(Document("note-8", "t")) is None
+
+
+def test_epochs_count_passes_over_the_data_with_gradient_accumulation(tmp_path, notes_file, tiny_model_dir):
+    # each pass's steps were rounded up on their own: 6 batches a pass, accumulation 4, epochs 3
+    # gave 2 steps (8 batches) a pass, 24 batches, 4 passes
+    cfg = _cfg(notes_file, tiny_model_dir, **{"train.max_steps": 0, "train.eval_every": 0, "train.epochs": 3,
+                                               "train.grad_accum": 4, "train.batch_size": 8})
+    result = finetune(cfg, tmp_path / "m")
+    train = result.metrics["train"]
+    per_pass = train["steps_per_epoch"] * 4  # batches in one pass over the 45 training notes
+    assert per_pass == 6
+    assert train["steps"] == 5 and train["epochs"] == round(5 * 4 / 6, 3)  # ceil(3 * 6 / 4) steps, 3.33 passes
+    # evaluated where a pass ends: batch 6 in step 2, 12 in step 3, 18 in step 5
+    assert [h["step"] for h in result.metrics["history"]] == [2, 3, 5]
+    assert [h["epoch"] for h in result.metrics["history"]] == [1.333, 2.0, 3.333]

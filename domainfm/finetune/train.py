@@ -204,8 +204,18 @@ def _finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool, o
     loss, weights = _loss_fn(cfg, features, n_out)
     accum, metric = cfg.train.grad_accum, cfg.metric
     probe = _Batches([len(f.input_ids) for f in features], cfg.train.batch_size, cfg.train.seed, 0, 1)
-    steps_per_epoch = max(1, math.ceil(probe.per_epoch / accum))
-    total_steps = cfg.train.max_steps or max(1, math.ceil(cfg.train.epochs * steps_per_epoch))
+    # `epochs` counts passes over the data: micro-batch k is of pass k // per_epoch. Rounding the
+    # steps of each pass up (5 batches, accumulation 4: 2 steps, 8 batches) trained 4.8 passes for
+    # `epochs: 3`; the steps of all passes are rounded up once, and a pass ends inside a step.
+    per_epoch = probe.per_epoch
+    steps_per_epoch = per_epoch // accum if per_epoch % accum == 0 else round(per_epoch / accum, 3)
+    total_steps = cfg.train.max_steps or max(1, math.ceil(cfg.train.epochs * per_epoch / accum))
+
+    def passes(step: int) -> float:
+        return round(step * accum / per_epoch, 3)
+
+    def ends_a_pass(step: int) -> bool:
+        return (step * accum) // per_epoch > ((step - 1) * accum) // per_epoch
     every = cfg.train.eval_every or total_steps
     args = training_arguments(
         out / CHECKPOINTS, max_steps=total_steps, grad_accum=accum, batch_size=cfg.train.batch_size,
@@ -269,14 +279,13 @@ def _finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool, o
     def during() -> dict[str, Any]:
         scores, step = run_eval(), trainer.state.global_step
         value = float(scores[metric])
-        history.append({"step": step, "epoch": round(step / steps_per_epoch, 3),
+        history.append({"step": step, "epoch": passes(step),
                         "train_loss": trainer.progress.last_loss, metric: value})
         emit("eval", step=step, metric=metric, value=value, best=max(h[metric] for h in history))
         return scores
 
     callbacks = [SeedDropout(cfg.train.seed),
-                 StepTriggers(evaluate=lambda s, last: s % steps_per_epoch == 0,
-                              save=lambda s, last: s % steps_per_epoch == 0)]
+                 StepTriggers(evaluate=lambda s, last: ends_a_pass(s), save=lambda s, last: ends_a_pass(s))]
     if cfg.train.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(cfg.train.early_stopping_patience))
     trainer = StageTrainer(model=model, args=args, make_batch=make_batch, micro_batches=total_steps * accum,
@@ -315,7 +324,7 @@ def _finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool, o
                    "trainable_pct": round(100.0 * n_trainable / max(n_params, 1), 3)},
         "train": {"steps": step, "planned_steps": total_steps, "resumed_from_step": resumed_from,
                   "stopped_early": stopped_early, "steps_per_epoch": steps_per_epoch,
-                  "epochs": round(step / steps_per_epoch, 3), "sequences_this_run": progress.sequences * world,
+                  "epochs": passes(step), "sequences_this_run": progress.sequences * world,
                   "train_seconds": round(train_seconds, 2),
                   "sequences_per_s": round(progress.sequences * world / max(train_seconds, 1e-9), 2),
                   "last_step_loss": progress.last_loss, "class_weights": weights, "processes": world,
