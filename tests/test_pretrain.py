@@ -664,3 +664,22 @@ def test_lora_section_uses_peft_names_and_reads_the_old_keys_with_a_message():
         from_dict(LoraSection, {"alpha": 32, "lora_alpha": 16}, prefix="lora.")
     with pytest.raises(ConfigError, match="lora.lora_dropout must be in"):
         from_dict(LoraSection, {"lora_dropout": 1.5}, prefix="lora.")
+
+
+@pytest.mark.slow
+def test_ddp_epochs_are_passes_over_the_data(tmp_path, tiny_mlm_dir, corpus):
+    """Two processes share each pass over the data: ``epochs: 1`` is one pass in half the steps
+    (the step count was planned for one process, so two trained two passes)."""
+    cfg = make_config(tiny_mlm_dir, corpus, **{"train.max_steps": 0, "train.epochs": 1, "train.checkpoint_every": 0})
+    task = save_config(cfg, tmp_path / "task.yaml")
+    out = tmp_path / "out"
+    launcher = Path(sys.executable).with_name("accelerate")
+    command = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "domainfm", "pretrain", str(task),
+               "-o", str(out)]
+    env = {**os.environ, **THREADS_ENV, "ACCELERATE_CONFIG_FILE": str(tmp_path / "none.yaml")}
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["processes"] == 2
+    assert 1.0 <= metrics["train"]["epochs"] < 1.5, metrics["train"]  # was 2.0: a pass per process

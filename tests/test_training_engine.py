@@ -167,3 +167,14 @@ def test_a_trainer_too_old_to_count_items_is_refused(monkeypatch):
     monkeypatch.delattr(transformers.Trainer, "loss_is_scaled_for_ga")
     with pytest.raises(ConfigError, match="too old for domainfm's training engine"):
         engine._check_trainer_counts_items()
+
+
+def test_the_process_count_is_read_from_the_launchers_world_size(monkeypatch):
+    from domainfm.training.engine import process_count
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert process_count() == 1
+    monkeypatch.setenv("WORLD_SIZE", "4")  # accelerate launch --num_processes 4, torchrun --nproc-per-node 4
+    assert process_count() == 4
+    monkeypatch.setenv("WORLD_SIZE", "")
+    assert process_count() == 1

@@ -149,7 +149,7 @@ def _finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool, o
 
     from domainfm.pretrain.data import privacy_gate
     from domainfm.training import SeedDropout, StageTrainer, peak_memory, precision_flags, training_arguments
-    from domainfm.training.engine import StepTriggers
+    from domainfm.training.engine import StepTriggers, process_count
 
     cfg = dataclasses.replace(config, allow_identified_data=config.allow_identified_data or allow_identified_data)
     out = Path(out_dir)
@@ -203,7 +203,8 @@ def _finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool, o
     n_out = len(label_map.tags)
     loss, weights = _loss_fn(cfg, features, n_out)
     accum, metric = cfg.train.grad_accum, cfg.metric
-    probe = _Batches([len(f.input_ids) for f in features], cfg.train.batch_size, cfg.train.seed, 0, 1)
+    # the processes' batches together make a pass: N processes, N times fewer steps a pass
+    probe = _Batches([len(f.input_ids) for f in features], cfg.train.batch_size, cfg.train.seed, 0, process_count())
     # `epochs` counts passes over the data: micro-batch k is of pass k // per_epoch. Rounding the
     # steps of each pass up (5 batches, accumulation 4: 2 steps, 8 batches) trained 4.8 passes for
     # `epochs: 3`; the steps of all passes are rounded up once, and a pass ends inside a step.

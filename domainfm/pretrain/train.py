@@ -146,6 +146,7 @@ def _pretrain(config: PretrainConfig, out_dir: str | os.PathLike, *, resume: boo
               allow_identified_data: bool, on_event: Event | None) -> PretrainResult:
     from domainfm.training import (SeedDropout, StageTrainer, peak_memory, precision_flags, tensorboard_callback,
                                    training_arguments)
+    from domainfm.training.engine import process_count
 
     cfg = dataclasses.replace(config, allow_identified_data=config.allow_identified_data or allow_identified_data)
     out = Path(out_dir)
@@ -171,7 +172,8 @@ def _pretrain(config: PretrainConfig, out_dir: str | os.PathLike, *, resume: boo
         callbacks.append(tensorboard_callback(out / "runs"))
 
     grad_accum = cfg.train.grad_accum
-    probe = _Batcher(cfg, corpus, loaded, 0, 1)  # epoch length, before the rank is known
+    # a pass's length in steps: the processes share each pass (N processes, N times fewer steps)
+    probe = _Batcher(cfg, corpus, loaded, 0, process_count())
     total_steps = cfg.train.max_steps or max(1, math.ceil(cfg.train.epochs * probe.batches_per_epoch / grad_accum))
     args = training_arguments(
         out / CHECKPOINTS, max_steps=total_steps, grad_accum=grad_accum, batch_size=cfg.sequences_per_batch,

@@ -333,6 +333,20 @@ def precision_flags(precision: str, *, fp16_ok: bool = True) -> dict[str, bool]:
     return {"bf16": True} if precision == "bf16" else {}
 
 
+def process_count() -> int:
+    """How many training processes this run has (``accelerate launch --num_processes N``, torchrun;
+    1 in a plain process), known before the Trainer's arguments are made: ``epochs`` are passes
+    over the data, and N processes take N batches a micro-batch step, so a pass has N times fewer
+    steps. Read from ``WORLD_SIZE``, which both launchers set: accelerate's ``PartialState()``
+    built here says 1 for DDP on CPUs, and would be the state the Trainer then reuses."""
+    import os
+
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
 def training_arguments(out: Path, *, max_steps: int, grad_accum: int, batch_size: int, lr: float,
                        weight_decay: float, warmup_steps: int, max_grad_norm: float, seed: int,
                        precision: dict[str, bool], log_every: int, **extra):
