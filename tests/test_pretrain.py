@@ -619,21 +619,27 @@ def test_demo_config_matches_the_task_file(tmp_path):
     assert demo == task
 
 
-@pytest.mark.slow
-def test_ddp_two_cpu_processes(tmp_path, tiny_mlm_dir, corpus):
-    """``accelerate launch --multi_gpu --num_processes 2 -m domainfm pretrain ...`` on a machine
-    without GPUs: two processes, DDP over gloo (``--cpu`` alone would start one process)."""
-    cfg = make_config(tiny_mlm_dir, corpus, **{"train.max_steps": 4, "train.checkpoint_every": 2})
+def _pretrain_on_two_processes(cfg, tmp_path: Path, out: Path) -> subprocess.CompletedProcess:
+    """``domainfm pretrain`` under ``accelerate launch --multi_gpu --num_processes 2`` on CPUs."""
     task = save_config(cfg, tmp_path / "task.yaml")
-    out = tmp_path / "out"
     launcher = Path(sys.executable).with_name("accelerate")
     command = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "domainfm", "pretrain", str(task),
                "-o", str(out)]
     env = {**os.environ, **THREADS_ENV, "ACCELERATE_CONFIG_FILE": str(tmp_path / "none.yaml")}
-    start = time.perf_counter()
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
+    return run
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(tmp_path, tiny_mlm_dir, corpus):
+    """``accelerate launch --multi_gpu --num_processes 2 -m domainfm pretrain ...`` on a machine
+    without GPUs: two processes, DDP over gloo (``--cpu`` alone would start one process)."""
+    cfg = make_config(tiny_mlm_dir, corpus, **{"train.max_steps": 4, "train.checkpoint_every": 2})
+    out = tmp_path / "out"
+    start = time.perf_counter()
+    run = _pretrain_on_two_processes(cfg, tmp_path, out)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["processes"] == 2 and metrics["train"]["steps"] == 4
     # both processes contribute their tokens: twice the single-process count per step
@@ -671,15 +677,8 @@ def test_ddp_epochs_are_passes_over_the_data(tmp_path, tiny_mlm_dir, corpus):
     """Two processes share each pass over the data: ``epochs: 1`` is one pass in half the steps
     (the step count was planned for one process, so two trained two passes)."""
     cfg = make_config(tiny_mlm_dir, corpus, **{"train.max_steps": 0, "train.epochs": 1, "train.checkpoint_every": 0})
-    task = save_config(cfg, tmp_path / "task.yaml")
     out = tmp_path / "out"
-    launcher = Path(sys.executable).with_name("accelerate")
-    command = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "domainfm", "pretrain", str(task),
-               "-o", str(out)]
-    env = {**os.environ, **THREADS_ENV, "ACCELERATE_CONFIG_FILE": str(tmp_path / "none.yaml")}
-    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240, env=env)
-    assert run.returncode == 0, run.stderr[-3000:]
+    _pretrain_on_two_processes(cfg, tmp_path, out)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["processes"] == 2
     assert 1.0 <= metrics["train"]["epochs"] < 1.5, metrics["train"]  # was 2.1: a pass per process
