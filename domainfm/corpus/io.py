@@ -379,6 +379,27 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
         fh.write(text)
 
 
+def write_json_line(fh, obj: Any) -> None:
+    """Write ``obj`` as one JSON line to the UTF-8 text file ``fh`` (what :class:`JsonlWriter`
+    writes): a value JSON cannot hold is a :class:`RecordError` naming its type, and a string
+    that is not valid Unicode (a lone UTF-16 surrogate) is written escaped."""
+    record_id = obj.get("id") if isinstance(obj, dict) else None
+    try:
+        line = json.dumps(obj, ensure_ascii=False, allow_nan=False)
+    except ValueError:  # NaN or infinity: not JSON, and no reader could take the line back
+        raise RecordError("a value is NaN or infinite, which JSON cannot hold; nothing was written",
+                          record_id=record_id) from None
+    except TypeError as exc:  # a numpy number, a set, a datetime in meta: named by type only
+        kind = re.search(r"type (\w+) is not JSON serializable", str(exc))
+        raise RecordError(f"a value of type {kind.group(1) if kind else 'unknown'} cannot be written as JSON "
+                          "(convert it to a string, number, list or mapping first); nothing was written",
+                          record_id=record_id) from None
+    try:
+        fh.write(line + "\n")
+    except UnicodeEncodeError:
+        fh.write(json.dumps(obj, ensure_ascii=True, allow_nan=False) + "\n")
+
+
 class JsonlWriter:
     """The one JSONL writer: objects written as lines through :func:`atomic_file`, so the file
     appears only complete (``with JsonlWriter(path) as out: out.write_obj({...})``).
@@ -397,21 +418,7 @@ class JsonlWriter:
         return self
 
     def write_obj(self, obj: Any) -> None:
-        record_id = obj.get("id") if isinstance(obj, dict) else None
-        try:
-            line = json.dumps(obj, ensure_ascii=False, allow_nan=False)
-        except ValueError:  # NaN or infinity: not JSON, and no reader could take the line back
-            raise RecordError("a value is NaN or infinite, which JSON cannot hold; nothing was written",
-                              record_id=record_id) from None
-        except TypeError as exc:  # a numpy number, a set, a datetime in meta: named by type only
-            kind = re.search(r"type (\w+) is not JSON serializable", str(exc))
-            raise RecordError(f"a value of type {kind.group(1) if kind else 'unknown'} cannot be written as JSON "
-                              "(convert it to a string, number, list or mapping first); nothing was written",
-                              record_id=record_id) from None
-        try:
-            self._fh.write(line + "\n")
-        except UnicodeEncodeError:
-            self._fh.write(json.dumps(obj, ensure_ascii=True, allow_nan=False) + "\n")
+        write_json_line(self._fh, obj)
 
     def __exit__(self, exc_type, exc, tb):
         return self._cm.__exit__(exc_type, exc, tb)

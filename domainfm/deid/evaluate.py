@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from array import array
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from domainfm.config import suggest
 from domainfm.corpus.document import Document, Span, describe_type
 from domainfm.corpus.grouping import has_patient
 from domainfm.deid.labels import coarse, to_canonical
-from domainfm.errors import ConfigError, CorpusError, DomainFMError
+from domainfm.errors import ConfigError, CorpusError
 
 MATCHING_NOTE = ("headline scores are type-agnostic: a gold PHI span found under another label "
                  "still counts as found; per_type holds typed scores")
@@ -766,15 +767,10 @@ def _check_doc_labels(location: str, doc: Document, spans: list[dict[str, Any]],
 
 
 class _MissParts:
-    """The misses and false positives of :func:`evaluate_files`, counted, and with a ``path``
-    written as they are found to two temporary parts beside it.
-
-    The parts have temporary names, which ``remove_stale_temps`` clears after a killed run (they
-    may hold note text). :meth:`commit` joins them into ``path``, misses first, as
-    :func:`evaluate` writes them; leaving the ``with`` block removes them. A part that cannot be
-    written is given up and its error raised by :meth:`commit`, where the file has always been
-    written, so that a data error found after it is still the one raised.
-    """
+    """The misses and false positives of :func:`evaluate_files`, counted and, with a ``path``,
+    written as they are found to two anonymous temporary files: they may hold note text, and
+    such a file has no name and is gone with the process, even a killed one. :meth:`commit`
+    joins them into ``path``, misses first, as :func:`evaluate` writes them."""
 
     KINDS = ("miss", "false_positive")
 
@@ -782,78 +778,35 @@ class _MissParts:
         self.path = None if path is None else Path(path)
         self.include_text = include_text
         self.counts = dict.fromkeys(self.KINDS, 0)
-        self._parts: dict[str, Path] = {}
-        self._writers: dict[str, Any] = {}
-        self._closed: list[Path] = []  # parts written whole, to remove once joined
-        self._error: BaseException | None = None
+        self._parts: dict[str, Any] = {}
 
     def __enter__(self) -> _MissParts:
-        from domainfm.corpus.io import JsonlWriter, temp_path_for
-
         if self.path is not None:
-            try:
-                for kind in self.KINDS:
-                    self._parts[kind] = temp_path_for(self.path)
-                    self._writers[kind] = JsonlWriter(self._parts[kind]).__enter__()
-            except (OSError, DomainFMError) as exc:
-                self._give_up(exc)
+            self._parts = {kind: tempfile.TemporaryFile("w+", encoding="utf-8", newline="\n") for kind in self.KINDS}
         return self
 
     def add(self, kind: str, row: dict[str, Any], text: str) -> None:
         """Count a miss or false positive (``kind``) and write it; ``text``: its document's text."""
+        from domainfm.corpus.io import write_json_line
+
         self.counts[kind] += 1
-        if self._writers:
-            try:
-                self._writers[kind].write_obj(_miss_record(kind, row, text if self.include_text else None))
-            except OSError as exc:
-                self._give_up(exc)
+        if self._parts:
+            write_json_line(self._parts[kind], _miss_record(kind, row, text if self.include_text else None))
 
     def commit(self) -> None:
-        """Write ``path``: the misses part, then the false positives part."""
+        """Write ``path`` (a folder or an unwritable path fails here, after every data check)."""
         from domainfm.corpus.io import atomic_file
 
         if self.path is None:
             return
-        self._close(None)
-        with atomic_file(self.path, "wb") as out:  # a folder or an unwritable path fails here, as it always did
-            if self._error is not None:
-                raise self._error
+        with atomic_file(self.path) as out:
             for kind in self.KINDS:
-                with open(self._parts[kind], "rb") as part:
-                    shutil.copyfileobj(part, out)
+                self._parts[kind].seek(0)
+                shutil.copyfileobj(self._parts[kind], out)
 
-    def _give_up(self, exc: BaseException) -> None:
-        self._error = exc
-        self._close(exc)
-
-    def _close(self, exc: BaseException | None) -> None:
-        """Close the open parts: each written whole (``exc`` None), or removed after ``exc`` (and
-        after a part that failed to close, whose error is raised once the others are removed)."""
-        writers, self._writers = list(self._writers.values()), {}
-        failed: BaseException | None = None
-        for writer in writers:
-            stop = exc if exc is not None else failed
-            if stop is None:
-                try:
-                    writer.__exit__(None, None, None)
-                except BaseException as error:
-                    failed = error
-                else:
-                    self._closed.append(writer.path)
-                continue
-            try:
-                writer.__exit__(type(stop), stop, stop.__traceback__)  # removes its temporary file
-            except Exception:  # the error that stopped the run is the one to report
-                pass
-        if failed is not None:
-            raise failed
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        try:
-            self._close(exc)
-        finally:
-            for part in self._closed:
-                part.unlink(missing_ok=True)
+    def __exit__(self, *exc: Any) -> bool:
+        for part in self._parts.values():
+            part.close()
         return False
 
 

@@ -202,6 +202,21 @@ def detect_parallel(docs: Iterable[Document], config: DeidConfig) -> Iterator[tu
         yield from drain(0)
 
 
+def run_vault(stack: ExitStack, path: str | os.PathLike | None, secret: bytes):
+    """The vault a ``deid`` run writes (one process or an engine), held by ``stack``; None without one.
+
+    One writer per vault: a second run would interleave its mappings with this one's. One
+    transaction for the run, committed when the last record is through and before the output is
+    renamed into place (an engine's: by its merge): a killed run leaves no entries for records
+    that no output holds."""
+    if path is None:
+        return None
+    from domainfm.deid.vault import Vault
+
+    stack.enter_context(OutputLock(path, what="another 'domainfm deid' run (the vault)"))
+    return stack.enter_context(Vault(path, secret, commit_every=0))
+
+
 def check_vault_path(vault: str | os.PathLike | None, in_path: Path, out_path: Path) -> None:
     """A ``--vault`` is neither the input nor a file the run writes: one named like the output, its
     manifest or its reject file would be overwritten (or deleted, a reject file with no rejects)."""
@@ -233,15 +248,7 @@ def deidentify_file(
     secret, key_source = surrogate_secret(config, seed)
     with ExitStack() as stack:
         stack.enter_context(OutputLock(out_path))
-        vault = None
-        if config.vault is not None:
-            from domainfm.deid.vault import Vault
-
-            # One writer per vault: a second run would interleave its mappings with this one's.
-            stack.enter_context(OutputLock(config.vault, what="another 'domainfm deid' run (the vault)"))
-            # one transaction, committed when the last record is through and before the output is
-            # renamed into place: a killed run leaves no entries for records that no output holds
-            vault = stack.enter_context(Vault(config.vault, secret, commit_every=0))
+        vault = run_vault(stack, config.vault, secret)
         return _deidentify_locked(in_path, out_path, reject_file, config, secret, key_source, vault, on_progress)
 
 

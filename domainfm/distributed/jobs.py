@@ -281,7 +281,7 @@ def run_deid(in_path: str | os.PathLike, out_path: str | os.PathLike, config, en
              seed: int | None = None, on_stage: Callable[[str], None] | None = None):
     """``domainfm deid --engine spark|ray``: what :func:`~domainfm.deid.runner.deidentify_file`
     returns, computed by ``engine``."""
-    from domainfm.deid.runner import DeidResult, by_count, check_vault_path, surrogate_secret
+    from domainfm.deid.runner import DeidResult, by_count, check_vault_path, run_vault, surrogate_secret
 
     in_path, out_path = Path(in_path), Path(out_path)
     check_input(in_path)
@@ -301,13 +301,7 @@ def run_deid(in_path: str | os.PathLike, out_path: str | os.PathLike, config, en
     with ExitStack() as stack:
         stack.enter_context(OutputLock(out_path))
         stack.callback(shutil.rmtree, work, ignore_errors=True)
-        vault = None
-        if config.vault is not None:
-            from domainfm.deid.vault import Vault
-
-            stack.enter_context(OutputLock(config.vault, what="another 'domainfm deid' run (the vault)"))
-            # one transaction, as one process keeps it (domainfm.deid.runner): committed by the merge
-            vault = stack.enter_context(Vault(config.vault, secret, commit_every=0))
+        vault = run_vault(stack, config.vault, secret)
         with RejectWriter(reject_file) as rejects:
             stage("reading and checking the input")
             show_ids = not config.pseudonymize_ids  # as one process: pseudonymised ids are identifiers
