@@ -738,47 +738,20 @@ def deid_eval_command(
     """Precision/recall/F1/F2 of de-identification against gold spans (overall and per type)."""
     import json
 
-    from domainfm.deid.evaluate import evaluate_files
+    from domainfm.deid.evaluate import evaluate_to_files
 
-    from domainfm.corpus.io import check_output_path, remove_stale_temps, write_text_atomic
-    from domainfm.errors import ConfigError
-
-    for path in (out, misses):
-        if path is not None:
-            check_output_path(path, inputs=[gold, pred])
-            remove_stale_temps(path)  # what a killed run left (--misses-text files hold note text)
-    if out is not None and misses is not None and out.resolve() == misses.resolve():
-        raise ConfigError(f"{out}: -o and --misses name the same file (the metrics would replace the misses); "
-                          "give each its own path")
     types = [t.strip() for t in identifier_types.split(",")] if identifier_types else None
-    if vault is not None:
-        from domainfm.deid.vault import Vault
-
-        with Vault.open_existing(vault) as opened:
-            summary = evaluate_files(gold, pred, dataset=dataset, identifier_types=types, misses_path=misses,
-                                     include_text=misses_text, vault=opened, intervals=intervals)
-    else:
-        summary = evaluate_files(gold, pred, dataset=dataset, identifier_types=types, misses_path=misses,
-                                 include_text=misses_text, intervals=intervals)
-    text = json.dumps(summary, indent=2)
+    summary = evaluate_to_files(gold, pred, out=out, misses_path=misses, include_text=misses_text, dataset=dataset,
+                                identifier_types=types, vault_path=vault, intervals=intervals)
     # ids that do not match score as documents with nothing found: say so where it is seen
     unmatched = summary.get("unmatched_prediction_ids") or 0
     without = (summary.get("leakage") or {}).get("documents_without_output") or 0
     if unmatched or without:
         typer.echo(f"warning: {without} gold document(s) have no record in {pred.name} (scored as finding "
                    f"nothing) and {unmatched} record(s) of it match no gold id", err=True)
-    from domainfm.manifest import write_manifest
-
-    settings = {"dataset": dataset, "identifier_types": types, "misses_text": misses_text,
-                "vault": str(vault) if vault is not None else None, "intervals": intervals}
     if out is None:
-        if misses is not None:
-            write_manifest(misses, stage="deid-eval", config=settings, inputs=[gold, pred], outputs=[misses])
-        typer.echo(text)
+        typer.echo(json.dumps(summary, indent=2))
         return
-    write_text_atomic(out, text + "\n")
-    write_manifest(out, stage="deid-eval", config=settings, inputs=[gold, pred],
-                   outputs=[out] + ([misses] if misses is not None else []))
     overlap = summary.get("any_overlap") or {}
     scores = "  ".join(f"{k} {overlap[k]:.3f}" for k in ("precision", "recall", "f1", "f2")
                        if isinstance(overlap.get(k), (int, float)))

@@ -272,3 +272,39 @@ def test_metrics_and_misses_are_written_with_a_manifest(cli, tmp_path):
     assert manifest["stage"] == "deid-eval"
     assert [Path(o["path"]).name for o in manifest["outputs"]] == ["m.json", "miss.jsonl"]
     assert [Path(i["path"]).name for i in manifest["inputs"]] == ["g.jsonl", "p.jsonl"]
+
+
+def test_an_output_another_run_is_writing_is_refused_and_left_alone(cli, tmp_path):
+    """deid-eval took no lock: two runs given one -o or --misses file interleaved their writes.
+    Each output is now locked while it is written, as every other command's is."""
+    import subprocess
+    import sys
+
+    from domainfm.deid.evaluate import evaluate_to_files
+    from domainfm.errors import OutputError
+
+    gold = tmp_path / "g.jsonl"
+    gold.write_text(json.dumps({"id": "a", "text": "Seen by Zorblax.", "spans": [
+        {"start": 8, "end": 15, "label": "NAME"}]}) + "\n")
+    pred = _pred_file(tmp_path / "p.jsonl", {"id": "a", "text": "Seen by Zorblax.", "phi_spans": []})
+    for locked in (tmp_path / "m.json", tmp_path / "miss.jsonl"):
+        holder = subprocess.Popen(
+            [sys.executable, "-c", "import sys, time\nfrom domainfm.corpus.io import OutputLock\n"
+             "with OutputLock(sys.argv[1]):\n    print('LOCKED', flush=True)\n    time.sleep(60)\n", str(locked)],
+            stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout.readline().strip() == "LOCKED"
+            result = cli("deid-eval", gold, pred, "-o", tmp_path / "m.json", "--misses", tmp_path / "miss.jsonl")
+            assert result.exit_code == 2 and f"{locked.name} is being written by another" in result.output, result.output
+            with pytest.raises(OutputError, match="is being written by another domainfm run"):
+                evaluate_to_files(gold, pred, out=tmp_path / "m.json", misses_path=tmp_path / "miss.jsonl")
+        finally:
+            holder.kill()
+            holder.wait()
+        assert not (tmp_path / "m.json").exists() and not (tmp_path / "miss.jsonl").exists()
+    summary = evaluate_to_files(gold, pred, out=tmp_path / "m.json", misses_path=tmp_path / "miss.jsonl")
+    assert json.loads((tmp_path / "m.json").read_text()) == summary and summary["any_overlap"]["recall"] == 0.0
+    assert [json.loads(x)["kind"] for x in (tmp_path / "miss.jsonl").read_text().splitlines()] == ["miss"]
+    manifest = json.loads((tmp_path / "m.manifest.json").read_text())
+    assert [Path(o["path"]).name for o in manifest["outputs"]] == ["m.json", "miss.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.jsonl", "m.json", "m.manifest.json", "miss.jsonl", "p.jsonl"]

@@ -630,6 +630,65 @@ def evaluate_files(
     return summary
 
 
+def evaluate_to_files(
+    gold_jsonl: str | os.PathLike,
+    pred_jsonl: str | os.PathLike,
+    *,
+    out: str | os.PathLike | None = None,
+    misses_path: str | os.PathLike | None = None,
+    include_text: bool = False,
+    dataset: str = "canonical",
+    identifier_types: Iterable[str] | None = None,
+    vault_path: str | os.PathLike | None = None,
+    intervals: bool = False,
+) -> dict[str, Any]:
+    """``domainfm deid-eval``: :func:`evaluate_files`, with the metrics JSON written to ``out``
+    and a manifest beside the outputs; returns the summary.
+
+    Each output is checked first (not an input, not a folder), then held under an
+    :class:`~domainfm.corpus.io.OutputLock` until it is written, so a second run on the same
+    file is refused instead of interleaving with this one, and what a killed run left for it is
+    removed (with ``include_text`` such files hold note text). ``vault_path``: the vault of a
+    ``deid --pseudonymize-ids`` run (key in ``$DOMAINFM_VAULT_KEY``), whose pseudonyms are
+    read back as the gold ids. The other arguments are :func:`evaluate_files`'.
+
+    Raises:
+        ConfigError: ``out`` and ``misses_path`` are one file, or as :func:`evaluate_files`.
+        OutputError: an output is an input, a folder, or being written by another run.
+    """
+    from contextlib import ExitStack
+
+    from domainfm.corpus.io import OutputLock, check_output_path, write_text_atomic
+    from domainfm.manifest import write_manifest
+
+    outputs = [Path(p) for p in (out, misses_path) if p is not None]
+    for path in outputs:
+        check_output_path(path, inputs=[gold_jsonl, pred_jsonl])
+    if len(outputs) == 2 and outputs[0].resolve() == outputs[1].resolve():
+        raise ConfigError(f"{out}: -o and --misses name the same file (the metrics would replace the misses); "
+                          "give each its own path")
+    types = list(identifier_types) if identifier_types is not None else None
+    with ExitStack() as stack:
+        for path in outputs:
+            stack.enter_context(OutputLock(path))
+        vault = None
+        if vault_path is not None:
+            from domainfm.deid.vault import Vault
+
+            vault = stack.enter_context(Vault.open_existing(vault_path))
+        summary = evaluate_files(gold_jsonl, pred_jsonl, dataset=dataset, identifier_types=types,
+                                 misses_path=misses_path, include_text=include_text, vault=vault,
+                                 intervals=intervals)
+        if out is not None:
+            write_text_atomic(out, json.dumps(summary, indent=2) + "\n")
+        if outputs:
+            settings = {"dataset": dataset, "identifier_types": types, "misses_text": include_text,
+                        "vault": str(vault_path) if vault_path is not None else None, "intervals": intervals}
+            write_manifest(outputs[0], stage="deid-eval", config=settings, inputs=[gold_jsonl, pred_jsonl],
+                           outputs=outputs)
+    return summary
+
+
 class _FileScores:
     """The one pass of :func:`evaluate_files` over the gold file.
 
