@@ -46,16 +46,6 @@ def test_brat_txt_byte_order_mark_counted_by_brat_offsets_is_dropped_from_the_te
     assert "repaired" not in docs[0].spans[0].attrs and result.repaired == 0  # brat's own reading
 
 
-def test_brat_txt_byte_order_mark_added_after_annotation_is_repaired(tmp_path):
-    # an editor saved the .txt with a mark after it was annotated: the offsets do not count it
-    folder = _brat(tmp_path, f"{BOM}Seen Zorblax today.", "T1\tPER 5 12\tZorblax\nT2\tDATE 13 18\ttoday\n")
-    docs, rejects, result = import_into("brat", folder, tmp_path)
-    assert rejects == [] and docs[0].text == "Seen Zorblax today."
-    assert _spans(docs[0]) == [(5, 12, "Zorblax", "PER"), (13, 18, "today", "DATE")]
-    assert all(s.attrs["repaired"] == "offsets did not count the .txt's byte-order mark" for s in docs[0].spans)
-    assert (result.repaired, result.repaired_spans) == (1, 2)
-
-
 def test_brat_windows_file_with_mark_and_crlf_as_brat_counts_them(tmp_path):
     # a Windows editor's file as brat sees it: the mark counted, each \r\n one character
     text = f"{BOM}Name: Zorblax\r\nSeen: today\r\n"

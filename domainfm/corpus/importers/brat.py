@@ -14,7 +14,8 @@ second value of one attribute, or a second note, stays in ``meta.brat``. A byte-
 no part of a document: one before a ``.ann``'s first line is ignored, and one before a
 ``.txt`` is dropped from the text. brat reads the ``.txt`` as UTF-8 with the mark as its first
 character, so offsets that count it move back by one; offsets that do not (a mark an editor
-added after annotating), recognised by annotation texts as above, are kept (``attrs.repaired``).
+added after annotating), recognised by annotation texts as above, already fit the text and are
+kept as they are (no span changed, so none is marked repaired).
 """
 
 from __future__ import annotations
@@ -107,7 +108,8 @@ def _parse_ann(content: str, text: str, doc_id: str, where: str,
     relations: list[tuple[int, dict]] = []
     plain, line_ends = _without_cr(text) if "\r\n" in text else (None, [])
     # brat reads the .txt as utf-8, not utf-8-sig: its offsets count a byte-order mark as the first
-    # character. One added after annotating (an editor's save) is not counted by the offsets.
+    # character. One added after annotating (an editor's save) is not counted by the offsets, which
+    # then fit the text as they are: an encoding artefact was dropped, no span was repaired.
     shift = 1 if bom and _counts_bom(content, text, plain) else 0
     counted_without_cr = plain is not None and _counts_without_cr(content, text, plain, shift)
     # "\n" only: str.splitlines() also splits at a form feed or U+2028, which annotated text
@@ -136,8 +138,6 @@ def _parse_ann(content: str, text: str, doc_id: str, where: str,
                     start, end = (int(x) for x in part.split())
                     pieces.append((start - shift, end - shift))
                 repaired = {}
-                if bom and not shift:
-                    repaired = {"repaired": "offsets did not count the .txt's byte-order mark"}
                 if plain is not None and _matches(plain, pieces, rest) and (
                         counted_without_cr or not _matches(text, pieces, rest)):
                     # the offsets count each \r\n line end as one character: brat itself does
@@ -146,8 +146,7 @@ def _parse_ann(content: str, text: str, doc_id: str, where: str,
                     mapped = [(_with_cr(s, line_ends), _with_cr(e, line_ends)) for s, e in pieces]
                     if mapped != pieces:
                         pieces = mapped
-                        why = "offsets counted \\r\\n line ends as one character"
-                        repaired = {"repaired": "; ".join([*repaired.values(), why])}
+                        repaired = {"repaired": "offsets counted \\r\\n line ends as one character"}
                 if any(not (0 <= s < e <= len(text)) for s, e in pieces):
                     raise RecordError(f"{shown} has offsets outside the text", record_id=doc_id, location=location)
                 if rest is not None and " ".join(text[s:e] for s, e in pieces) != rest:

@@ -7,7 +7,7 @@ import difflib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 from domainfm.corpus.document import Document
 from domainfm.corpus.importers.base import Sourced, register
@@ -52,20 +52,68 @@ class CsvOptions:
 def read_csv(src: Path, options: CsvOptions) -> Iterator[Document | Rejected]:
     if not src.is_file():
         raise CorpusError(f"{src}: {not_a_file(src)} (expected a CSV file with a header row)")
+    rows = csv_rows(src, options.delimiter)
+    header = next(rows, None)
+    if header is None:
+        return
+    _check_header(src, header.cells, options)
+    for row in rows:
+        if isinstance(row, Rejected):
+            yield row
+            continue
+        location = f"{src.name}:{row.line}"
+        try:
+            cells = row_cells(row, header.cells, location, options.id_col)
+            doc_id = cells[options.id_col] if options.id_col else f"{src.stem}-{row.line}"
+            # a blank cell (a space typed into it) is no label, as an empty one is; as a label
+            # it became a class " " beside the real ones
+            label = cells[options.label_col] if options.label_col else None
+            label = label if label and label.strip() else None
+            labels = None
+            if options.labels_col:
+                labels = [x.strip() for x in cells[options.labels_col].split(options.labels_sep) if x.strip()]
+            used = {options.text_col, options.id_col, options.label_col, options.labels_col}
+            meta = {k: v for k, v in cells.items() if k not in used}
+            doc = Document(doc_id, cells[options.text_col], meta, label, labels)
+            doc.validate(location=location)
+            yield Sourced(doc, location, row.raw)
+        except RecordError as err:
+            yield Rejected.from_error(err, raw=row.raw)
+
+
+class CsvRow(NamedTuple):
+    """A row as the csv reader parsed it, with the line it starts on and its fields as read
+    (joined by the delimiter, undecodable bytes as ``\\xNN``) for the reject file."""
+
+    line: int
+    cells: list[str]
+    raw: str
+
+
+def csv_rows(src: Path, delimiter: str = ",") -> Iterator[CsvRow | Rejected]:
+    """The rows of a UTF-8 CSV file: the header row first, then every record row, or a
+    :class:`Rejected` for a row the csv reader cannot parse (a misplaced quote). Every CSV
+    importer reads through it, so each cites a row by the line it starts on and rejects the same
+    rows for the same reasons. Blank lines (empty, or spaces without a delimiter) are no row.
+    Bytes that are not UTF-8 stay in the cells as surrogates, so one costs its row alone
+    (:func:`row_cells` rejects it). A UTF-16 or compressed file, a header the reader cannot
+    parse, or a quote never closed is a :class:`CorpusError`."""
     refuse_unreadable_text(src)
     # surrogateescape keeps undecodable bytes visible per row instead of failing the file.
     with open(src, encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
         lines = _Lines(fh)
         # strict: a quote left open ends in an error instead of silently swallowing later rows
-        reader = csv.reader(lines, delimiter=options.delimiter, strict=True)
+        reader = csv.reader(lines, delimiter=delimiter, strict=True)
         try:
             header = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
             raise CorpusError(f"{src.name}:{reader.line_num}: the header row cannot be read ({exc})") from None
-        _check_header(src, header, options)
+        yield CsvRow(1, header, _as_read(delimiter.join(header)))
         while True:
+            # the line the row starts on, where a user looks for it: a quoted field may hold line
+            # breaks, and reader.line_num is the line the row ends on
             first_line = reader.line_num + 1
             lines.taken.clear()
             try:
@@ -79,35 +127,21 @@ def read_csv(src: Path, options: CsvOptions) -> Iterator[Document | Rejected]:
             # delimiter); a row of empty cells (",,") is a record, counted
             if not row or (len(row) == 1 and not "".join(lines.taken).strip()):
                 continue
-            # the line the row starts on, where a user looks for it: a quoted field may hold line
-            # breaks, and reader.line_num is the line the row ends on
-            location = f"{src.name}:{first_line}"
-            raw = _as_read(options.delimiter.join(row))
-            try:
-                if len(row) != len(header):
-                    raise RecordError(
-                        f"row has {len(row)} fields, the header has {len(header)}", location=location
-                    )
-                cells = dict(zip(header, row))
-                if any(_undecodable(cell) for cell in row):
-                    readable_id = options.id_col and cells[options.id_col] and not _undecodable(cells[options.id_col])
-                    raise RecordError("row is not valid UTF-8", location=location,
-                                      record_id=cells[options.id_col] if readable_id else None)
-                doc_id = cells[options.id_col] if options.id_col else f"{src.stem}-{first_line}"
-                # a blank cell (a space typed into it) is no label, as an empty one is; as a label
-                # it became a class " " beside the real ones
-                label = cells[options.label_col] if options.label_col else None
-                label = label if label and label.strip() else None
-                labels = None
-                if options.labels_col:
-                    labels = [x.strip() for x in cells[options.labels_col].split(options.labels_sep) if x.strip()]
-                used = {options.text_col, options.id_col, options.label_col, options.labels_col}
-                meta = {k: v for k, v in cells.items() if k not in used}
-                doc = Document(doc_id, cells[options.text_col], meta, label, labels)
-                doc.validate(location=location)
-                yield Sourced(doc, location, raw)
-            except RecordError as err:
-                yield Rejected.from_error(err, raw=raw)
+            yield CsvRow(first_line, row, _as_read(delimiter.join(row)))
+
+
+def row_cells(row: CsvRow, header: list[str], location: str, id_col: str | None = None) -> dict[str, str]:
+    """The row's cells by column name. A row with another number of fields than the header, or
+    with bytes that are not UTF-8, is a :class:`RecordError` at ``location``, named by its
+    ``id_col`` cell when that one is readable."""
+    if len(row.cells) != len(header):
+        raise RecordError(f"row has {len(row.cells)} fields, the header has {len(header)}", location=location)
+    cells = dict(zip(header, row.cells))
+    if any(_undecodable(cell) for cell in row.cells):
+        readable_id = id_col and cells[id_col] and not _undecodable(cells[id_col])
+        raise RecordError("row is not valid UTF-8", location=location,
+                          record_id=cells[id_col] if readable_id else None)
+    return cells
 
 
 class _Lines:

@@ -22,7 +22,7 @@ from typing import Iterator
 
 from domainfm.corpus.document import Document
 from domainfm.corpus.importers.base import register
-from domainfm.corpus.importers.csv import missing_column
+from domainfm.corpus.importers.csv import csv_rows, missing_column, row_cells
 from domainfm.corpus.io import Rejected, not_a_file
 from domainfm.errors import ConfigError, CorpusError, RecordError
 
@@ -73,18 +73,28 @@ def read_mtsamples(src: Path, opts: MtsamplesOptions) -> Iterator[Document | Rej
         raise ConfigError("mtsamples: options.specialties must list the specialties to classify")
     if not src.is_file():
         raise CorpusError(f"{src}: {not_a_file(src)} (expected mtsamples.csv)")
-    with open(src, encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        header = reader.fieldnames or []
-        for role, col in (("the text", opts.text_col), ("the specialty", opts.specialty_col), ("the id", opts.id_col)):
-            if col not in header:
-                raise CorpusError(missing_column(src, col, header, role, "set the mtsamples options' column names"))
-        notes: dict[str, dict] = {}
-        for row in reader:
-            text = (row[opts.text_col] or "").strip()
-            entry = notes.setdefault(text, {"ids": [], "specialties": [], "line": reader.line_num})
-            entry["ids"].append(row[opts.id_col])
-            entry["specialties"].append((row[opts.specialty_col] or "").strip())
+    rows = csv_rows(src)
+    first = next(rows, None)
+    header = first.cells if first is not None else []
+    for role, col in (("the text", opts.text_col), ("the specialty", opts.specialty_col), ("the id", opts.id_col)):
+        if col not in header:
+            raise CorpusError(missing_column(src, col, header, role, "set the mtsamples options' column names"))
+    notes: dict[str, dict] = {}
+    for row in rows:
+        if isinstance(row, Rejected):
+            yield row
+            continue
+        try:
+            cells = row_cells(row, header, f"{src.name}:{row.line}", opts.id_col)
+        except RecordError as err:
+            if err.record_id is not None:  # named as its document would have been
+                err.record_id = f"mtsamples-{err.record_id}"
+            yield Rejected.from_error(err, raw=row.raw)
+            continue
+        text = cells[opts.text_col].strip()
+        entry = notes.setdefault(text, {"ids": [], "specialties": [], "line": row.line})
+        entry["ids"].append(cells[opts.id_col])
+        entry["specialties"].append(cells[opts.specialty_col].strip())
     wanted = set(opts.specialties)
     for text, entry in notes.items():
         doc_id = f"mtsamples-{entry['ids'][0]}"

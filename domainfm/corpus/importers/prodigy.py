@@ -5,8 +5,8 @@ Each line is one annotator's answer to one task: ``{"text", "spans": [{start, en
 Spans become spans (Prodigy offsets are Python string indices, as in domainfm); a choice task's
 ``accept`` list of option ids becomes ``label`` (one option) or ``labels`` (several, or
 ``choice_style: multiple``): the id is the label, as Prodigy's recipes make it, and an option's
-``text`` only what the annotator saw; a binary classification task's accepted ``label``
-becomes ``label``.
+``text`` what the annotator saw, kept in ``meta.prodigy.option_texts`` (id -> text); a binary
+classification task's accepted ``label`` becomes ``label``.
 
 Lines for the same input (same ``meta.id``, else the same ``_input_hash``) from several
 annotators are one document: each version is kept in ``meta.annotations``, the document's own
@@ -157,6 +157,7 @@ def _document(doc_id: str, lines: list[tuple[str, str, dict]], options: ProdigyO
     first = lines[0][2]
     meta = {k: v for k, v in (first.get("meta") or {}).items() if k != options.id_key}
     record = {"answers": answers, **({"input_hash": first["_input_hash"]} if "_input_hash" in first else {})}
+    record.update(_option_texts(lines))
     record.update(_fields(lines))
     if superseded:
         record["superseded_versions"] = superseded
@@ -185,6 +186,30 @@ def _fields(lines: list[tuple[str, str, dict]]) -> dict[str, Any]:
             by_line.append({"line": location, **({"answer": obj["answer"]} if "answer" in obj else {}),
                             **({"annotator": who} if who is not None else {}), "fields": own})
     return {**({"fields": shared} if shared else {}), **({"fields_by_line": by_line} if by_line else {})}
+
+
+def _option_texts(lines: list[tuple[str, str, dict]]) -> dict[str, Any]:
+    """What each choice option looked like to the annotators: ``option_texts`` maps an option's
+    id, written as a label is, to its ``text`` (the label stays the id, which round trips
+    compare). When the input's lines show different options or texts (an option reworded
+    between sessions), each line keeps its own in ``option_texts_by_line``."""
+    shown = []
+    for location, _, obj in lines:
+        options = obj.get("options")
+        texts = {str(o["id"]): o["text"] for o in (options if isinstance(options, list) else [])
+                 if isinstance(o, dict) and _option_id(o.get("id")) and isinstance(o.get("text"), str)}
+        if texts:
+            shown.append({"line": location, "option_texts": texts})
+    if not shown:
+        return {}
+    if all(s["option_texts"] == shown[0]["option_texts"] for s in shown[1:]):
+        return {"option_texts": shown[0]["option_texts"]}
+    return {"option_texts_by_line": shown}
+
+
+def _option_id(value: Any) -> bool:
+    """Whether ``value`` is a Prodigy option id: a non-blank string or an integer."""
+    return isinstance(value, (str, int)) and not isinstance(value, bool) and bool(str(value).strip())
 
 
 def _per_annotator(answers: list[tuple[Annotation, Any]]) -> tuple[list[Annotation], int]:
@@ -280,8 +305,7 @@ def _annotation(obj: dict, unnamed_as: str, where: str, doc_id: str, location: s
                           location=location)
     if "options" in obj and obj.get("accept") is not None:
         accepted = obj["accept"]
-        if not isinstance(accepted, list) or not all(
-                isinstance(c, (str, int)) and not isinstance(c, bool) and str(c).strip() for c in accepted):
+        if not isinstance(accepted, list) or not all(_option_id(c) for c in accepted):
             got = describe_type(accepted) if not isinstance(accepted, list) else "a list with other values"
             raise RecordError(f"{where}'accept' must be a list of option ids (strings or integers), got {got}",
                               record_id=doc_id, location=location)
