@@ -22,9 +22,6 @@ from domainfm.deid.detection import Detection, merge_detections
 NAME_LABELS = frozenset({"NAME", "PATIENT", "RELATIVE", "DOCTOR", "PERSON"})
 PROPAGATED_SCORE = 0.6
 _TOKEN = re.compile(r"[^\W\d_][^\W\d_'\-]+", re.UNICODE)
-# an initial right before a recurring name ("J. Quintavius" after "John Quintavius"): it goes with
-# the name, or the surrogate "Henry Li" reads "J. Li" with the real initial beside it
-_INITIAL_BEFORE = re.compile(r"(?:^|(?<=[\s(,;:/]))[A-Z]\.\s?$")
 
 
 class NamePropagator:
@@ -43,6 +40,7 @@ class NamePropagator:
         self._memory: OrderedDict[str, dict[str, tuple[str, bool]]] = OrderedDict()  # label, capitalised only
 
     def __call__(self, doc: Document, detections: list[Detection]) -> list[Detection]:
+        from domainfm.deid.recognizers.names import initials_before
         from domainfm.deid.surrogates import scope_for
 
         scope = scope_for(doc.id, doc.meta)
@@ -64,8 +62,9 @@ class NamePropagator:
             if label is None or (capitalised_only and not match.group()[:1].isupper()) \
                     or any(s <= match.start() and match.end() <= e for s, e in covered):
                 continue
-            initial = _INITIAL_BEFORE.search(doc.text, max(0, match.start() - 3), match.start())
-            start = initial.start() if initial else match.start()
+            # initials right before a recurring name ("J.S. Quintavius" after "John Quintavius") go
+            # with it, by the recognizers' rule: lower-case ones before a name written in lower case
+            start = initials_before(doc.text, match.start(), match.group().islower())
             extra.append(Detection(start, match.end(), label, PROPAGATED_SCORE, "NamePropagation"))
         return merge_detections(doc.text, detections + extra) if extra else detections
 

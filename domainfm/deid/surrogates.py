@@ -36,11 +36,13 @@ Per kind:
   becomes ``90+ years``.
 * Phone, fax, SSN, MRN, IDs, ZIP codes, codes and quantities keep their character pattern:
   each digit becomes a digit, each letter a letter of the same case, punctuation stays. A phone
-  number's leading country code (``+1 617-...``, ``+44 20 ...``, the ``1`` of ``1-800-...``) and
-  its extension marker stay. A phone or fax number's fake digits are chosen once per patient for
-  its digits (without the country code and the extension), so ``(617) 555-0143``,
-  ``617.555.0143`` and ``+1 617 555 0143`` become one fake number, each in its own shape, and
-  two different numbers never share one.
+  number's leading country code (``+1 617-...``, ``+44 20 ...``, the ``1`` of ``1-800-...``), the
+  trunk ``0`` of a national number (``020 7946 0018``) and its extension marker stay. A phone or
+  fax number's fake digits are chosen once per patient for its digits (without the country code,
+  the trunk ``0`` and the extension), so ``(617) 555-0143``, ``617.555.0143`` and ``+1 617 555
+  0143`` become one fake number, each in its own shape, as do ``020 7946 0018`` and ``+44 20 7946
+  0018``; two different numbers never share one, and a fake number opens with ``0`` only where
+  the original does.
   An SSN never comes out in a range the SSA does not issue (``000``, ``666``, ``9xx``, group
   ``00``, serial ``0000``), nor a ZIP in one of the 3-digit areas Safe Harbor blanks.
 * E-mails, URLs, IPs, addresses, cities, states, facilities and organisations get Faker
@@ -344,6 +346,14 @@ class SurrogateGenerator:
             day_first: for a DATE, whether the note writes numeric dates day first
                 (``None``: as the date itself shows, else month first).
         """
+        # whitespace around a value is the note's, not the value's (a span or a meta value read with
+        # its leading space): " 6175550143" and "6175550143" are one number with one fake, each
+        # keeping its own spacing, where the memo would hand the second the first's
+        core = text.strip()
+        if core and core != text:
+            lead = len(text) - len(text.lstrip())
+            return text[:lead] + self.surrogate(core, label, scope, avoid=avoid, note_year=note_year,
+                                                day_first=day_first) + text[lead + len(core):]
         kind = canonical_label(label)
         avoid = frozenset(avoid)
         # A zero-width space or an ANSI escape inside a name or an MRN is not part of the value:
@@ -704,8 +714,10 @@ class SurrogateGenerator:
             for attempt in range(_ATTEMPTS + 1):
                 rng = self._rng(scope, _PHONE_DIGITS, digits, attempt)
                 fake = "".join(str(rng.randrange(10)) for _ in digits)
-                if attempt == _ATTEMPTS or fake != digits and not self._digits_taken(scope, fake) and self._acceptable(
-                        render(fake, 0), norm, avoid):
+                # a number opens with "0" only where it did: no area code or number after a trunk
+                # "0" does, and "0" + "0..." reads as the international prefix
+                if attempt == _ATTEMPTS or fake != digits and (fake[0] != "0" or digits[0] == "0") \
+                        and not self._digits_taken(scope, fake) and self._acceptable(render(fake, 0), norm, avoid):
                     break
             self._keep_digits(scope, digits, fake)
         else:
@@ -907,9 +919,9 @@ def _extension_marks(text: str) -> frozenset[int]:
     return frozenset(i for m in _EXTENSION_MARK.finditer(text) for i in range(m.start(), m.end()))
 
 
-# a leading country code followed by a separator ("+1 617-...", "+44 20 ..."), or the North
+# a leading country code followed by a separator ("+1 617-...", "+44 20 ...", "+353 1 ..."), or the North
 # American "1" before a ten-digit number ("+16175550134", "1-800-...", "1 (617) ...")
-_COUNTRY_CODE = re.compile(r"[^\w+]*(?:\+\d{1,2}(?=[ .(-])|\+?1(?=[ .-]?\(?\d{3}\)?[ .-]?\d{3}[ .-]?\d{4}(?!\d)))")
+_COUNTRY_CODE = re.compile(r"[^\w+]*(?:\+\d{1,3}(?=[ .(-])|\+?1(?=[ .-]?\(?\d{3}\)?[ .-]?\d{3}[ .-]?\d{4}(?!\d)))")
 
 
 def _country_code_end(text: str) -> int:
@@ -920,12 +932,21 @@ def _country_code_end(text: str) -> int:
 
 # the memo and vault kind of a phone or fax number's digits (see SurrogateGenerator._phone)
 _PHONE_DIGITS = "PHONE_DIGITS"
+# the fewest digits of a number whose leading "0" is a trunk prefix ("020 7946 0018", "01 234 5678")
+# rather than a digit of a short local number or an extension
+_TRUNK_MIN_DIGITS = 9
 
 
 def _phone_parts(text: str) -> tuple[list[int], list[int], frozenset[int]]:
-    """Indices of a phone number's digits (after a country code, before an extension marker),
-    of its extension's digits, and of what stays as written (the code, the marker's letters).
-    A text holding only an extension ("x4432") has those digits as its number."""
+    """Indices of a phone number's digits (after a country code and a trunk prefix, before an
+    extension marker), of its extension's digits, and of what stays as written (the code, the
+    trunk "0", the marker's letters). A text holding only an extension ("x4432") has those digits
+    as its number.
+
+    The trunk "0" that opens a national number ("020 7946 0018", "+44 (0)20 ...") is its
+    country's format, not a digit of the number: kept, it leaves "0" + the fake of the digits
+    "+44 20 7946 0018" holds, where replaced it gave "460 0763 2666", no UK number and not the
+    international form's fake."""
     code_end = _country_code_end(text)
     marks = _extension_marks(text)
     ext_start = min(marks, default=len(text))
@@ -934,7 +955,8 @@ def _phone_parts(text: str) -> tuple[list[int], list[int], frozenset[int]]:
     extension = [i for i in numeric if i >= ext_start]
     if not number:
         number, extension = extension, []
-    return number, extension, marks | frozenset(range(code_end))
+    trunk = number[:1] if len(number) >= _TRUNK_MIN_DIGITS and _digit_of(text[number[0]]) == "0" else []
+    return number[len(trunk):], extension, marks | frozenset(range(code_end)) | frozenset(trunk)
 
 
 def _digit_of(ch: str) -> str:

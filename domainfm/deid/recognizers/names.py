@@ -23,8 +23,10 @@ from domainfm.deid.recognizers.words import Words, function_words, namey, unknow
 _INITIAL = re.compile(r"[A-Z]\.?")
 _DOTTED_INITIALS = re.compile(r"(?:[A-Z]\.){2,3}")  # "Z.Q." signing a note
 _TITLE_CASE = re.compile(r"[A-Z][a-z]+(?:['-][A-Za-z][a-z]+)?")
-# an initial right before a name already found ("PER H. CARVER", "k. o'casey")
-_INITIAL_BEFORE = re.compile(r"(?:^|(?<=[\s(,;:/]))(?P<i>[A-Za-z])\.\s?$")
+# dotted initials right before a name already found ("PER H. CARVER", "J.S. Quintavius", "k. o'casey"),
+# up to three, after the start of the text, a space or punctuation that parts words
+_INITIALS_BEFORE = re.compile(r"(?:^|(?<=[\s(,;:/]))(?:[A-Za-z]\.\s?){1,3}$")
+_INITIALS_REACH = len("J. S. T. ")
 # the second part of a double-barrelled surname glued on by a hyphen ("Dallow-Venn"), or a second
 # name after a slash ("Attending: Quorvane/Tillet"), which the tokenizer splits off: it was left in
 # clear beside the surrogate of the first
@@ -45,6 +47,23 @@ _SIGNATURE_OPENERS = frozenset("- -- --- — /s/ | *".split())
 _FIELD_VALUE_ENDS = frozenset(", ; | ( < [ / -".split())
 _PATIENT_FIELDS = frozenset(("name", "full name", "legal name", "preferred name", "patient name", "pt name",
                              "patient's name", "patient", "pt"))
+
+
+def initials_before(text: str, start: int, lower: bool) -> int:
+    """Where the dotted initials right before the name at ``start`` begin ("J. ", "J.S. ", "J. S. "),
+    or ``start`` when none stand there. Lower-case initials ("k. o'casey") count only where
+    ``lower`` (the name is read in lower case); a mix of cases ("j.S.") is no initials.
+
+    The one definition for the recognizers and name propagation (:mod:`domainfm.deid.propagate`):
+    an initial left beside a name's surrogate is the real person's ("J. Quintavius" must not come
+    out as "J. Li"). A lone "A." or "I." counts too: a list's letter right before a name already
+    found is rarer than a real initial, and the name's span only grows by it.
+    """
+    m = _INITIALS_BEFORE.search(text, max(0, start - _INITIALS_REACH), start)
+    if m is None:
+        return start
+    letters = "".join(c for c in m.group() if c.isalpha())
+    return m.start() if letters.isupper() or lower and letters.islower() else start
 
 
 def _short_capitals(word: str, shape: DocShape) -> bool:
@@ -86,6 +105,7 @@ class NameRecognizer(TokenRecognizer):
         self.us_first = vocab.us_first_names()
         self.core = vocab.core_names()
         self.names = vocab.all_names() | vocab.NICKNAMES
+        self.surnames = vocab.last_names() & self.core  # listed surnames the English-speaking locales know
         self.dictionary = self.options.get("dictionary", True)
         self.noun_first = vocab.noun_first_names()
 
@@ -338,12 +358,11 @@ class NameRecognizer(TokenRecognizer):
 
     @staticmethod
     def _with_initial(text: str, found, shape: DocShape):
-        """The name widened to an initial right before it ("H. CARVER" where "CARVER" is known)."""
-        window = text[max(0, found.start - 4):found.start]
-        m = _INITIAL_BEFORE.search(window)
-        if m is None or m.group("i") in "IA" or (m.group("i").islower() and not shape.lower):
+        """The name widened to the initials right before it ("H. CARVER" where "CARVER" is known)."""
+        start = initials_before(text, found.start, shape.lower)
+        if start == found.start:
             return found
-        return result(found.entity_type, found.start - len(window) + m.start("i"), found.end, found.score,
+        return result(found.entity_type, start, found.end, found.score,
                       found.recognition_metadata[RecognizerResult.RECOGNIZER_NAME_KEY])
 
     def _with_hyphen_part(self, text: str, found, shape: DocShape):
@@ -361,8 +380,10 @@ class NameRecognizer(TokenRecognizer):
                 in_case = part.isupper()
             else:
                 in_case = shape.lower or bool(_TITLE_CASE.fullmatch(part))
-            # in a note or a name of one case, capitals say nothing: an English word is no part of a name
-            if not in_case or (not shape.mixed or capitals) and vocab.is_english(low) \
+            # in a note or a name of one case, capitals say nothing: an English word is no part of a
+            # name unless it is a surname too ("smith-jones", "SMITH-JONES"; never "smith-aware")
+            english = vocab.is_english(low) and not (low in self.surnames and low not in self.stop)
+            if not in_case or (not shape.mixed or capitals) and english \
                     or (low in self.stop and low not in self.names):
                 break
             # after a slash stands a word as often as a name ("Dr. Smith/Cardiology"): a listed name or
