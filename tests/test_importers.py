@@ -182,6 +182,30 @@ def test_every_csv_reader_refuses_a_headerless_file_without_quoting_its_first_ro
         assert "no header row" in str(err.value)
 
 
+def test_a_meta_join_table_is_read_as_the_csv_importer_reads_and_a_bad_row_stops_the_run(tmp_path):
+    """The join table had its own csv.DictReader: a header byte-order mark hid the key column, a
+    byte that is not UTF-8 ended in a traceback, a short row's missing cells read as empty and a
+    long row's extra cells were dropped, and a key given twice kept its first row silently."""
+    from domainfm.corpus.stage import MetaJoin, _read_meta_table
+
+    src = tmp_path / "groups.csv"
+    join = MetaJoin(src=src, key_col="note", columns={"sex": "sex", "age": "age"}, id_format="d{}")
+    src.write_bytes("\ufeffnote,sex,age\n1,F,40\n2,M,\n1,F,40\n".encode("utf-8"))
+    assert _read_meta_table(join) == {"d1": {"sex": "F", "age": 40}, "d2": {"sex": "M"}}
+    bad_rows = [(b"note,sex,age\n1,F,40\n2,Zorblax Quintavius\n", "groups.csv:3: row has 2 fields, the header has 3"),
+                (b"note,sex,age\n1,F,40,Zorblax\n", "groups.csv:2: row has 4 fields, the header has 3"),
+                (b"note,sex,age\n1,F,40\n2,Zorbl\xe4x,41\n", "groups.csv:3: row is not valid UTF-8"),
+                (b"note,sex,age\n1,F,40\n2,\"Zorblax\n,41\n3,M,50\n",
+                 "groups.csv:3: a quoted field opened on this line is never closed"),
+                (b"note,sex,age\n1,F,40\n2,M,41\n1,M,40\n",
+                 "groups.csv:4: note gives the document id 'd1' again \\(first on line 2\\) with other values")]
+    for content, message in bad_rows:
+        src.write_bytes(content)
+        with pytest.raises(CorpusError, match=f"import.meta_join.src: {message}") as err:
+            _read_meta_table(join)
+        assert "Zorbl" not in str(err.value)
+
+
 def test_csv_unterminated_quote_is_rejected_not_merged_into_the_next_row(tmp_path):
     src = tmp_path / "q.csv"
     src.write_text('id,text,label\nd1,"fine",pos\nd4,"never closed\nd5,"x",pos\nd6,y,neg\n')

@@ -130,25 +130,36 @@ def run(config: ImportSection, inputs: list[Path], out: Path, context: StageCont
 
 
 def _read_meta_table(join: MetaJoin) -> dict[str, dict[str, Any]]:
-    import csv
-
-    from domainfm.corpus.importers.csv import missing_column
-    from domainfm.errors import CorpusError
+    """The join table by document id. It is read as the CSV importer reads (``csv_rows``): a
+    header byte-order mark is no part of the first column's name, and a row the reader cannot
+    parse, with another number of fields than the header or with bytes that are not UTF-8 stops
+    the run naming its first line, where the table is to be fixed (a row left out would leave its
+    document without the attributes the audit groups by, unnoticed). A key given twice with other
+    values is refused too: which row is meant cannot be told."""
+    from domainfm.corpus.importers.csv import csv_rows, missing_column, row_cells
+    from domainfm.corpus.io import Rejected
+    from domainfm.errors import CorpusError, RecordError
 
     if not join.src.is_file():
         raise CorpusError(f"import.meta_join.src: {join.src}: no such file")
+    rows = csv_rows(join.src)
+    first = next(rows, None)
+    header = first.cells if first is not None else []
+    for col in (join.key_col, *join.columns):
+        if col not in header:
+            raise CorpusError(missing_column(join.src, col, header, "import.meta_join",
+                                             "set import.meta_join.key_col and its columns"))
     table: dict[str, dict[str, Any]] = {}
-    with open(join.src, encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        header = reader.fieldnames or []
-        for col in (join.key_col, *join.columns):
-            if col not in header:
-                raise CorpusError(missing_column(join.src, col, header, "import.meta_join",
-                                                 "set import.meta_join.key_col and its columns"))
-        for row in reader:
+    first_line: dict[str, int] = {}
+    try:
+        for row in rows:
+            if isinstance(row, Rejected):
+                raise RecordError(row.reason, location=row.location)
+            location = f"{join.src.name}:{row.line}"
+            cells = row_cells(row, header, location)
             meta = {}
             for col, key in join.columns.items():
-                value = (row[col] or "").strip()
+                value = cells[col].strip()
                 if not value:
                     continue
                 try:
@@ -159,7 +170,17 @@ def _read_meta_table(join: MetaJoin) -> dict[str, dict[str, Any]]:
                     meta[key] = value  # text, or "nan"/"inf" kept as written (not JSON numbers)
                 else:
                     meta[key] = int(number) if number.is_integer() else number
-            table.setdefault(join.id_format.format(row[join.key_col]), meta)
+            doc_id = join.id_format.format(cells[join.key_col])
+            if doc_id in table and table[doc_id] != meta:
+                raise RecordError(f"{join.key_col} gives the document id {doc_id!r} again (first on line "
+                                  f"{first_line[doc_id]}) with other values; keep one row per document",
+                                  location=location)
+            table.setdefault(doc_id, meta)
+            first_line.setdefault(doc_id, row.line)
+    except RecordError as err:
+        raise CorpusError(f"import.meta_join.src: {err.location}: {err.reason}") from None
+    except CorpusError as err:  # a quote never closed: the rest of the table would read as one row
+        raise CorpusError(f"import.meta_join.src: {err}") from None
     return table
 
 
