@@ -10,6 +10,7 @@ the engine and its version. Counts must reconcile across partitions or nothing i
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
 import shutil
@@ -86,7 +87,9 @@ def _parquet_file(file: Path):
     import pyarrow.parquet as pq
 
     try:
-        opened = pq.ParquetFile(file)
+        # INT96 read in nanoseconds wrapped a date outside 1677-2262 into another (0001-01-01 came
+        # out as 1754-08-30); Spark reads it to the microsecond, as every other timestamp
+        opened = pq.ParquetFile(file, coerce_int96_timestamp_unit="us")
     except (pa.ArrowException, OSError) as exc:
         raise CorpusError(f"{file}: not a readable Parquet file ({type(exc).__name__}); give a JSONL file or "
                           "a Parquet file or folder") from None
@@ -98,6 +101,26 @@ def _parquet_file(file: Path):
                               "'id' and 'text': rename its columns, or use domainfm.distributed.spark."
                               "deidentify_dataframe(df, id_col=..., text_col=...)")
     return opened
+
+
+def _int96_as_instants(parquet):
+    """The file's Arrow schema with its INT96 timestamp columns as instants in UTC, or None
+    without one. INT96 (Spark's, Hive's and Impala's legacy timestamp) has no flag for its time
+    zone; Spark reads it as an instant in UTC, so the DataFrame API wrote ``+00:00``, and so did
+    these engines for the same column stored as INT64, but pyarrow reads INT96 as a naive
+    timestamp: the text in ``meta`` depended on the engine and on how the table was written."""
+    import pyarrow as pa
+
+    def leaves(dtype) -> int:  # Parquet columns of a field, as pyarrow lays nested types out
+        return sum(leaves(dtype.field(i).type) for i in range(dtype.num_fields)) or 1
+
+    fields, first, changed = [], 0, False
+    for field in parquet.schema_arrow:
+        if pa.types.is_timestamp(field.type) and parquet.schema.column(first).physical_type == "INT96":
+            field, changed = field.with_type(pa.timestamp("us", tz="UTC")), True
+        fields.append(field)
+        first += leaves(field.type)
+    return pa.schema(fields, parquet.schema_arrow.metadata) if changed else None
 
 
 def _rows_of(batch) -> list[dict[str, Any]]:
@@ -117,14 +140,18 @@ def parquet_documents(path: Path, rejects) -> Iterator[tuple[str, Any]]:
     """``(location, Document)`` for each row of a Parquet file or folder (the document model's
     columns; other columns go to ``meta``); invalid rows and duplicate ids go to ``rejects``
     with ``file:row N``, as JSONL lines do."""
+    import pyarrow as pa
+
     from domainfm.corpus.document import Document
 
     files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
     opened = [_parquet_file(file) for file in files]  # every file's columns before any row is staged
     seen: set[str] = set()
     for file, parquet in zip(files, opened):
-        number = 0
+        number, instants = 0, _int96_as_instants(parquet)
         for batch in parquet.iter_batches(batch_size=4096):
+            if instants is not None:
+                batch = pa.Table.from_batches([batch]).cast(instants)
             for columns in _rows_of(batch):
                 number += 1
                 location = f"{file.name}:row {number}"
@@ -143,9 +170,44 @@ def parquet_documents(path: Path, rejects) -> Iterator[tuple[str, Any]]:
                 yield location, doc
 
 
+class InputRejects:
+    """The rejects the driver finds while staging, held with their input position (the documents
+    staged before each) in the job's work folder, as sensitive as the staged input beside it,
+    until :func:`write_rejects` merges them with the workers' rejects in input order.
+
+    One process writes a reject when it reaches the record, so its reject file is in input
+    order; the driver wrote its rejects at once and the workers' after them, so an empty note's
+    reject (found by a chunking worker) came after a broken line below it."""
+
+    def __init__(self, path: Path):
+        self.path, self.staged = path, 0
+        self._out = None
+
+    def write(self, item: Rejected) -> None:
+        if self._out is None:
+            self._out = self.path.open("w", encoding="utf-8")
+        # ASCII JSON: a lone surrogate in a raw record survives the round trip
+        self._out.write(json.dumps([self.staged, item.reason, item.location, item.record_id, item.raw]) + "\n")
+
+    def close(self) -> None:
+        if self._out is not None:
+            self._out.close()
+
+    def __iter__(self) -> Iterator[tuple[int, Rejected]]:
+        """``(documents staged before it, reject)`` in the order they were found."""
+        if self._out is None:
+            return
+        self.close()
+        with self.path.open(encoding="utf-8") as lines:
+            for line in lines:
+                staged, reason, location, record_id, raw = json.loads(line)
+                yield staged, Rejected(reason, location=location, record_id=record_id, raw=raw)
+
+
 def stage_input(in_path: Path, staging: Path, rejects, vault=None) -> int:
     """Validate the input on the driver and stage it as engine rows (Parquet parts under
     ``staging``): ``order``, ``location``, ``scope``, ``doc``. Returns the documents staged.
+    Invalid records go to ``rejects``; an :class:`InputRejects` also keeps where each one was.
 
     With the job's ``vault``, a document whose id the vault already holds for another text is
     rejected here, as one process rejects it: workers write to staging vaults that cannot see it."""
@@ -177,6 +239,8 @@ def stage_input(in_path: Path, staging: Path, rejects, vault=None) -> int:
         for row in input_rows(located):
             batch.append(row)
             sent += 1
+            if isinstance(rejects, InputRejects):  # the rejects read from here on come after this document
+                rejects.staged = sent
             if len(batch) >= _STAGE_GROUP:
                 flush()
         if batch or (not part and writer is None):
@@ -199,11 +263,23 @@ def _not_held_for_another_text(located, vault, rejects):
             rejects.write(Rejected.from_error(conflict, raw=json.dumps(doc.to_dict(), ensure_ascii=False)))
 
 
-def _worker_rejects(outputs: Outputs, sink: CountingRejects) -> None:
-    for row in outputs.ordered(REJECT):
-        payload = json.loads(row["payload"])
-        sink.write(Rejected(payload["reason"], location=row["location"], record_id=row["record_id"],
-                            raw=payload["raw"]))
+def write_rejects(input_rejects: InputRejects, outputs: Outputs, writer: RejectWriter, counts: Counts,
+                  first: list[str], *, show_ids: bool = True) -> None:
+    """The driver's and the workers' rejects in input order, as one process writes them: a reject
+    the driver found before the ``n``-th staged document comes before that document's reject from
+    a worker (the driver's count as read, the workers' were counted when staged)."""
+
+    def workers():
+        for row in outputs.ordered(REJECT):
+            payload = json.loads(row["payload"])
+            yield row["order"], 1, Rejected(payload["reason"], location=row["location"], record_id=row["record_id"],
+                                            raw=payload["raw"])
+
+    read = CountingRejects(writer, counts, first, show_ids=show_ids)
+    staged = CountingRejects(writer, counts, first, count_read=False, show_ids=show_ids)
+    driver = ((position, 0, item) for position, item in input_rejects)
+    for _, from_worker, item in heapq.merge(driver, workers(), key=lambda entry: entry[:2]):
+        (staged if from_worker else read).write(item)
 
 
 def _replace_dir(tmp: Path, final: Path, work: Path) -> None:
@@ -302,11 +378,12 @@ def run_deid(in_path: str | os.PathLike, out_path: str | os.PathLike, config, en
         stack.enter_context(OutputLock(out_path))
         stack.callback(shutil.rmtree, work, ignore_errors=True)
         vault = run_vault(stack, config.vault, secret)
+        input_rejects = InputRejects(work / "rejects.jsonl")
+        stack.callback(input_rejects.close)
         with RejectWriter(reject_file) as rejects:
             stage("reading and checking the input")
             show_ids = not config.pseudonymize_ids  # as one process: pseudonymised ids are identifiers
-            sent = stage_input(in_path, work / "input", CountingRejects(rejects, counts, first, show_ids=show_ids),
-                               vault)
+            sent = stage_input(in_path, work / "input", input_rejects, vault)
             counts.read += sent
             stage(f"de-identifying {sent} documents ({engine.name})")
             job = DeidJob(config=config, secret=secret, vault_header=vault.header() if vault is not None else None)
@@ -325,7 +402,7 @@ def run_deid(in_path: str | os.PathLike, out_path: str | os.PathLike, config, en
             outside: dict[str, int] = {}
             counts.written = write_records(outputs, out_path, parquet=out_path.suffix == ".parquet", work=work,
                                            labels=found, outside_text=outside)
-            _worker_rejects(outputs, CountingRejects(rejects, counts, first, count_read=False, show_ids=show_ids))
+            write_rejects(input_rejects, outputs, rejects, counts, first, show_ids=show_ids)
         by_label = by_count(found)
         _check_reconciles(counts)
         manifest = write_manifest(
@@ -362,18 +439,18 @@ def run_chunk(in_path: str | os.PathLike, out_path: str | os.PathLike, config, e
     counts = Counts()
     result = ChunkResult(out_path, None, out_path, counts)
     work = _work_dir(out_path)
+    input_rejects = InputRejects(work / "rejects.jsonl")
     with OutputLock(out_path):
         try:
             with RejectWriter(reject_file) as rejects:
                 stage("reading and checking the input")
-                sent = stage_input(in_path, work / "input",
-                                   CountingRejects(rejects, counts, result.first_rejects))
+                sent = stage_input(in_path, work / "input", input_rejects)
                 counts.read += sent
                 stage(f"chunking {sent} documents ({engine.name})")
                 outputs = engine.chunk(work / "input", config, work)
                 stage("writing the output")
                 result.chunks = write_records(outputs, out_path, parquet=False)
-                _worker_rejects(outputs, CountingRejects(rejects, counts, result.first_rejects, count_read=False))
+                write_rejects(input_rejects, outputs, rejects, counts, result.first_rejects)
             for row in outputs.ordered(DOCUMENT):
                 info = json.loads(row["payload"])
                 counts.written += 1
@@ -381,6 +458,7 @@ def run_chunk(in_path: str | os.PathLike, out_path: str | os.PathLike, config, e
                 result.max_chunk_tokens = max(result.max_chunk_tokens, info["max_chunk_tokens"])
                 result.spans_outside_chunks += info["spans_outside_chunks"]
         finally:
+            input_rejects.close()
             shutil.rmtree(work, ignore_errors=True)
         _check_reconciles(counts)
         result.rejects = reject_file if counts.rejected else None

@@ -27,9 +27,9 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Collection, Iterator
 
-from domainfm.distributed.core import (RECORD, ROW_FIELDS, VAULT, DeidJob, chunk_partition, deidentify_partition,
-                                       meta_not_json, record_from_columns)
-from domainfm.errors import ConfigError
+from domainfm.distributed.core import (DUPLICATE_ID, RECORD, ROW_FIELDS, VAULT, DeidJob, chunk_partition,
+                                       deidentify_partition, meta_not_json, record_from_columns)
+from domainfm.errors import ConfigError, RecordError
 
 RESULT_SCHEMA = ("kind string, order long, seq long, location string, record_id string, payload string, vault_table string, "
                  "c1 binary, c2 binary, c3 binary, c4 binary, c5 binary")
@@ -79,6 +79,8 @@ def spark_session(master: str = "local[2]", *, app_name: str = "domainfm", conf:
 # reject_reason: a row that a worker rejects once its document is valid and its id new (binary
 # data or NaN in meta, which the file jobs reject on the driver)
 INPUT_SCHEMA = "order long, location string, scope string, doc string, reject_reason string"
+# with the id of a valid document (null for an invalid one), for the check of repeated ids
+_ID_SCHEMA = INPUT_SCHEMA + ", doc_id string"
 
 
 def document_rows(df, *, text_col: str = "text", id_col: str = "id", patient_col: str | None = None,
@@ -92,7 +94,8 @@ def document_rows(df, *, text_col: str = "text", id_col: str = "id", patient_col
     Without ``order_col`` the DataFrame's own row order is the input order. A row whose ``meta``
     holds binary data or NaN is rejected, naming the column, as the file engines reject it
     (:func:`~domainfm.distributed.core.meta_not_json`): ``to_json`` wrote bytes as base64 text
-    and NaN as the text ``"NaN"``, and such rows went through as text.
+    and NaN as the text ``"NaN"``, and such rows went through as text. A repeated id is rejected
+    as the file engines reject it (:func:`_repeated_ids_rejected`).
 
     The rows are built in Python by the workers' own code (:func:`_document_rows`): the patient
     scope that partitions them is then the scope the workers de-identify with, wherever the
@@ -121,7 +124,30 @@ def document_rows(df, *, text_col: str = "text", id_col: str = "id", patient_col
     packed_types.update({f"_x_{c}": types[c].jsonValue() for c in extra})
     lossy = {key: dtype for key, dtype in packed_types.items() if _json_loses(dtype)}
     meta_columns = [c for c in extra if c != patient_col]
-    return packed.mapInPandas(_document_rows(patient_col, lossy, meta_columns), INPUT_SCHEMA)
+    return _repeated_ids_rejected(packed.mapInPandas(_document_rows(patient_col, lossy, meta_columns), _ID_SCHEMA))
+
+
+def _repeated_ids_rejected(rows):
+    """``rows`` (:data:`_ID_SCHEMA`) as engine input rows, every valid row of an id after its first
+    (in input order) rejected as a duplicate, as the file engines' driver rejects it: the first is
+    the first valid row of the id that has no reject reason (one with binary data in ``meta`` is
+    rejected for that and does not use its id up).
+
+    The workers catch a repeat only inside their partition: two rows of one id and two patients
+    were in two partitions, and both were written. Grouping the rows by id costs one more
+    shuffle, and nothing is collected on the driver."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    clean = F.col("doc_id").isNotNull() & F.col("reject_reason").isNull()
+    # invalid rows (no id) spread by their position: one group of them all would be one task
+    by_id = Window.partitionBy("doc_id", F.when(F.col("doc_id").isNull(), F.col("order"))) \
+        .orderBy(F.when(clean, 0).otherwise(1), "order")
+    first = F.first(F.when(clean, F.col("order")), ignorenulls=True).over(by_id)
+    # a tie in a caller's order_col keeps one row of the id, not both
+    repeated = F.when(clean, F.row_number().over(by_id) > 1).otherwise(F.col("order") > first)
+    reason = F.when(repeated, F.lit(DUPLICATE_ID)).otherwise(F.col("reject_reason"))
+    return rows.select("order", "location", "scope", "doc", reason.alias("reject_reason"))
 
 
 def _document_rows(patient_col: str | None, lossy: dict[str, Any] | None = None, meta_columns: Collection[str] = ()):
@@ -141,11 +167,21 @@ def _document_rows(patient_col: str | None, lossy: dict[str, Any] | None = None,
                        for r in records]
             # default=str: a rejected row's bytes, for the raw record of the reject row (as the
             # file jobs write it)
-            yield pd.DataFrame({"order": frame["order"], "location": None, "scope": scopes,
-                                "doc": [json.dumps(r, ensure_ascii=True, default=str) for r in records],
-                                "reject_reason": reasons})
+            docs = [json.dumps(r, ensure_ascii=True, default=str) for r in records]
+            yield pd.DataFrame({"order": frame["order"], "location": None, "scope": scopes, "doc": docs,
+                                "reject_reason": reasons, "doc_id": [_valid_id(doc) for doc in docs]})
 
     return run
+
+
+def _valid_id(doc: str) -> str | None:
+    """The id of ``doc`` (a document as JSON) if the workers will read it as a valid document."""
+    from domainfm.corpus.document import Document
+
+    try:
+        return Document.from_dict(json.loads(doc)).id
+    except (RecordError, TypeError, ValueError):
+        return None
 
 
 def _json_loses(dtype: Any) -> bool:
