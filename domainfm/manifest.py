@@ -6,12 +6,15 @@ settings?" months later, and lets the pipeline skip a stage whose inputs did not
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import hashlib
 import json
 import os
 import platform
 import sys
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -53,6 +56,93 @@ def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+# --------------------------------------------------------------------------------------------
+# One run hashes each file once: a stage's output is hashed by its manifest, by the pipeline's
+# record, and by the next stage's key, record and manifest; a training run's data by its privacy
+# gate, its resume check and its manifest. Within :func:`hashing_once` they share one reading.
+
+# How long after a file's last change any later write is sure to move its mtime and ctime: the
+# kernel stamps files from a clock that steps by its tick (up to 10 ms); FAT, HFS+ and ext3 keep
+# whole seconds (FAT in 2 s steps).
+SETTLE_NS = 50_000_000
+SETTLE_WHOLE_SECONDS_NS = 3_000_000_000
+# About what sha256 reads per second on one core: whether waiting for a file to settle costs less
+# than hashing it again.
+HASH_BYTES_PER_S = 1_000_000_000
+
+
+class FileDigests:
+    """The sha256 of the files hashed during one run, each kept with the stat it was read under
+    (device, inode, size, mtime and ctime in ns) and handed back while the file's stat is still
+    that.
+
+    A digest is kept only when no write can hide behind an unchanged stat: the file did not change
+    while it was read, and its last change lies further back than its filesystem's timestamp step
+    (a second write within the step of the first leaves mtime and ctime as they were; ctime cannot
+    be set back by anyone, so every later write moves it). A file read sooner after its last write
+    is waited for when hashing it again would take longer than the wait, else it is not kept."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, tuple[tuple[int, ...], str]] = {}
+
+    def sha256(self, path: str | os.PathLike) -> str:
+        real = os.path.realpath(path)
+        checked_at, seen = time.time_ns(), _stat_identity(real)
+        known = self._known.get(real)
+        if known is not None and known[0] == seen:
+            return known[1]
+        unsettled_ns = _unsettled_ns(seen, checked_at)
+        if 0 < unsettled_ns < seen[2] / HASH_BYTES_PER_S * 1e9:
+            time.sleep(unsettled_ns / 1e9)
+            checked_at, seen = time.time_ns(), _stat_identity(real)
+            unsettled_ns = _unsettled_ns(seen, checked_at)
+        digest = sha256_file(real)
+        if unsettled_ns <= 0 and _stat_identity(real) == seen:
+            self._known[real] = (seen, digest)
+        return digest
+
+
+def _stat_identity(path: str) -> tuple[int, ...]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _unsettled_ns(identity: tuple[int, ...], checked_at_ns: int) -> int:
+    """How long after ``checked_at_ns`` a write to a file of this stat identity is sure to change
+    it (<= 0: already then)."""
+    mtime_ns, ctime_ns = identity[3], identity[4]
+    whole_seconds = mtime_ns % 1_000_000_000 == 0 and ctime_ns % 1_000_000_000 == 0
+    return max(mtime_ns, ctime_ns) + (SETTLE_WHOLE_SECONDS_NS if whole_seconds else SETTLE_NS) - checked_at_ns
+
+
+_run_digests: contextvars.ContextVar[FileDigests | None] = contextvars.ContextVar("run_digests", default=None)
+
+
+@contextlib.contextmanager
+def hashing_once() -> Iterator[FileDigests]:
+    """Within it, :func:`describe_input` and :func:`check_deidentified` hash each unchanged file
+    once (:class:`FileDigests`). ``domainfm run`` and each training run open it; a run inside
+    another (a pipeline's pretrain stage) shares the outer one's, and nothing outlives the outer
+    run. Outside it every call reads the file again."""
+    active = _run_digests.get()
+    if active is not None:
+        yield active
+        return
+    token = _run_digests.set(FileDigests())
+    try:
+        yield _run_digests.get()
+    finally:
+        _run_digests.reset(token)
+
+
+def _sha256(path: str | os.PathLike) -> str:
+    """:func:`sha256_file`, through the open run's :class:`FileDigests` (:func:`hashing_once`)
+    where files have a change time (Windows' ``st_ctime`` is when the file was created: a write
+    whose mtime is set back would go unseen there)."""
+    digests = _run_digests.get()
+    return sha256_file(path) if digests is None or os.name == "nt" else digests.sha256(path)
+
+
 @functools.cache
 def code_fingerprint() -> str:
     """sha256 of domainfm's own files (code, templates, word lists) and the tracked libraries'
@@ -77,7 +167,7 @@ def _folder_digest(path: Path, keep=lambda rel: True) -> tuple[Any, int, int]:
     n_files = n_bytes = 0
     for file in sorted(p for p in _files_under(path) if p.is_file() and keep(p.relative_to(path))):
         digest.update(file.relative_to(path).as_posix().encode("utf-8") + b"\0")
-        digest.update(sha256_file(file).encode("ascii") + b"\n")
+        digest.update(_sha256(file).encode("ascii") + b"\n")
         n_files += 1
         n_bytes += file.stat().st_size
     return digest, n_files, n_bytes
@@ -103,7 +193,7 @@ def describe_input(path: str | os.PathLike) -> dict[str, Any]:
     """Hash a file, or a folder as the sorted list of (relative path, file hash)."""
     path = Path(path)
     if path.is_file():
-        return {"path": str(path), "kind": "file", "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+        return {"path": str(path), "kind": "file", "bytes": path.stat().st_size, "sha256": _sha256(path)}
     if path.is_dir():
         digest, n_files, n_bytes = _folder_digest(path)
         return {"path": str(path), "kind": "folder", "files": n_files, "bytes": n_bytes, "sha256": digest.hexdigest()}
@@ -373,7 +463,7 @@ def _trace(path: Path, depth: int, digest: str | None = None) -> InputProvenance
     if hashed and path.is_file():
         # By content, not by name: a manifest copied beside another file (or beside an edited
         # one) vouches for nothing the stage did not write.
-        digest = digest or sha256_file(path)
+        digest = digest or _sha256(path)
         if not any(o["sha256"] == digest for o in hashed):
             if any(Path(str(o.get("path", ""))).name == path.name for o in hashed):
                 return InputProvenance(str(path), False, f"changed since {stage or 'its'} stage wrote it (hash differs)")

@@ -49,7 +49,7 @@ from domainfm.config import apply_overrides, from_dict, read_yaml, suggest, to_d
 from domainfm.corpus.document import describe_type
 from domainfm.corpus.io import OutputLock
 from domainfm.errors import ConfigError, DomainFMError
-from domainfm.manifest import write_json_atomic
+from domainfm.manifest import hashing_once, write_json_atomic
 from domainfm.stages import REGISTRY, StageContext, StageResult
 
 # Stages in the order they run (the registry's order).
@@ -535,20 +535,23 @@ class RunResult:
 
 
 def stage_key(name: str, config: Any, inputs: list[Path], seed: int | None = None, *, run_dir: Path,
-              identity: Mapping[str, Any] | None = None) -> str:
+              identity: Mapping[str, Any] | None = None, described: list[dict[str, Any]] | None = None) -> str:
     """sha256 of the stage name, its resolved config (the paths inside ``run_dir`` relative to it,
     so a copied or moved run folder keeps its keys), its input hashes, the run's seed (stages read
     it through their context: de-identification's surrogates, import and label sampling), the
     stage's ``identity`` (:meth:`~domainfm.stages.StageSpec.identity`: the source and fingerprint of
-    the surrogate key) and the domainfm version."""
+    the surrogate key) and the domainfm version. ``described``: the inputs'
+    :func:`~domainfm.manifest.describe_input`, when the caller has them."""
     from domainfm import __version__
     from domainfm.manifest import describe_input
 
+    if described is None:
+        described = [describe_input(p) for p in inputs]
     payload = {
         "stage": name,
         "config": _portable(to_dict(config), run_dir),
         "seed": seed,
-        "inputs": [describe_input(p).get("sha256", "missing") for p in inputs],
+        "inputs": [d.get("sha256", "missing") for d in described],
         "domainfm": __version__,
     }
     if identity is not None:  # absent for stages without one: their keys stay as they were
@@ -583,15 +586,12 @@ def _portable(config: Any, run_dir: Path) -> Any:
     return config
 
 
-def _recorded_input(path: Path, run_dir: Path) -> dict[str, Any]:
-    """How ``stage.json`` records an input (its hash, size, kind): its path relative to the run
-    folder when inside it (the previous stage's output), so a copied run folder names its own
-    files, never the original's; absolute otherwise (the corpus, a tokenizer folder)."""
-    from domainfm.manifest import describe_input
-
-    described = describe_input(path)
-    described["path"] = _inside_run(str(path), run_dir) or str(Path(path).absolute())
-    return described
+def _recorded_input(path: Path, described: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """How ``stage.json`` records an input described by :func:`~domainfm.manifest.describe_input`
+    (its hash, size, kind): its path relative to the run folder when inside it (the previous
+    stage's output), so a copied run folder names its own files, never the original's; absolute
+    otherwise (the corpus, a tokenizer folder)."""
+    return {**described, "path": _inside_run(str(path), run_dir) or str(Path(path).absolute())}
 
 
 def _recorded_path(path: str | Path, out_dir: Path) -> str:
@@ -709,8 +709,10 @@ def run_pipeline(
 
     pcfg.run_dir.mkdir(parents=True, exist_ok=True)
     # One run per run directory: a second concurrent run would overwrite the first's outputs. A
-    # lock left by a killed run is free again (the kernel drops it with the process).
-    with OutputLock(pcfg.run_dir, lock_file=pcfg.run_dir / LOCK_FILE, what="another 'domainfm run'"):
+    # lock left by a killed run is free again (the kernel drops it with the process). Each file is
+    # hashed once in the run, by whichever of the stage, its manifest and the runner comes first.
+    with OutputLock(pcfg.run_dir, lock_file=pcfg.run_dir / LOCK_FILE, what="another 'domainfm run'"), \
+            hashing_once():
         return _run_locked(pcfg, from_stage, until_stage, console, check_stop or (lambda: None))
 
 
@@ -755,8 +757,9 @@ def _run_stage(pcfg: PipelineConfig, name: str, *, forced: bool, console,
 
     out_dir = pcfg.out_dir(name)
     config, inputs = pcfg.stages[name], pcfg.inputs.get(name, [])
+    described = [describe_input(p) for p in inputs]  # one reading for the key and the record: they agree
     key = stage_key(name, config, inputs, pcfg.seed, run_dir=pcfg.run_dir,
-                    identity=REGISTRY[name].identity(config, pcfg.seed))
+                    identity=REGISTRY[name].identity(config, pcfg.seed), described=described)
     code = code_fingerprint()
     stage_file = out_dir / STAGE_FILE
     previous = _read_stage(stage_file) or {}
@@ -799,7 +802,7 @@ def _run_stage(pcfg: PipelineConfig, name: str, *, forced: bool, console,
     if console is not None:
         console.rule(f"[bold]{name}" + (" (resuming)" if resume else ""))
     base = {"stage": name, "key": key, "code": code, "domainfm_version": __version__, "config": to_dict(config),
-            "inputs": [_recorded_input(p, pcfg.run_dir) for p in inputs]}
+            "inputs": [_recorded_input(p, d, pcfg.run_dir) for p, d in zip(inputs, described)]}
     if earlier:
         base["earlier_outputs"] = earlier
     out_dir.mkdir(parents=True, exist_ok=True)

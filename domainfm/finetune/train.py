@@ -135,9 +135,12 @@ def finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool = F
         >>> finetune(cfg, "runs/demo").metrics["eval"]["macro_f1"]             # doctest: +SKIP
     """
     from domainfm.corpus.io import main_process_lock
+    from domainfm.manifest import hashing_once
 
     config = as_config(config, TaskConfig)
-    with main_process_lock(out_dir):  # a second run into the same folder is refused
+    # a second run into the same folder is refused; the run hashes each input file once (its
+    # privacy gate, resume check and manifest share the reading)
+    with main_process_lock(out_dir), hashing_once():
         return _finetune(config, out_dir, resume=resume, overwrite=overwrite, merge=merge,
                          allow_identified_data=allow_identified_data, on_event=on_event)
 

@@ -135,9 +135,12 @@ def pretrain(
         >>> result.metrics["eval_after"]["perplexity"]                      # doctest: +SKIP
     """
     from domainfm.corpus.io import main_process_lock
+    from domainfm.manifest import hashing_once
 
     config = as_config(config, PretrainConfig)
-    with main_process_lock(out_dir):  # a second run into the same folder is refused
+    # a second run into the same folder is refused; the run hashes each input file once (its
+    # privacy gate, resume check and manifest share the reading)
+    with main_process_lock(out_dir), hashing_once():
         return _pretrain(config, out_dir, resume=resume, overwrite=overwrite,
                          allow_identified_data=allow_identified_data, on_event=on_event)
 
