@@ -122,6 +122,21 @@ def test_a_compressed_input_is_refused_as_a_whole_naming_it(tmp_path, fmt, name,
     assert not (tmp_path / "out.jsonl").exists()
 
 
+def test_a_parquet_file_where_jsonl_is_read_is_refused_naming_the_engines(cli, tmp_path):
+    """Without an engine, `deid notes.parquet` read the file as lines: every piece of it was a
+    "not valid UTF-8" reject, raw Parquet bytes in the reject file, and the run exited 0."""
+    src = tmp_path / "notes.parquet"
+    src.write_bytes(b"PAR1" + bytes(range(256)) * 4 + b"\n" + bytes(range(256)) + b"PAR1")
+    for command in (["deid", src, "-o", tmp_path / "out.jsonl", "--seed", "1"], ["chunk", src, "-o", tmp_path / "out.jsonl"]):
+        result = cli(*command)
+        assert result.exit_code == 2, result.output
+        assert "notes.parquet: a Parquet file" in result.output and "--engine spark" in result.output
+        assert "Traceback" not in result.output
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.parquet"]
+    with pytest.raises(CorpusError, match="a Parquet file, where UTF-8 text is read"):
+        import_corpus("jsonl", src, tmp_path / "out.jsonl", {})
+
+
 def test_a_csv_whose_header_starts_like_a_bzip2_signature_is_still_text(tmp_path):
     src = tmp_path / "h.csv"
     src.write_text("BZh1,text\nx,abc\n", encoding="utf-8")

@@ -532,6 +532,7 @@ def iter_jsonl_lines(path: str | os.PathLike) -> Iterator[tuple[int, str, Any | 
 _COMPRESSED = ((b"\x1f\x8b", "gzip", "gunzip -k"), (b"BZh", "bzip2", "bunzip2 -k"),
                (b"\xfd7zXZ\x00", "xz", "unxz -k"), (b"\x28\xb5\x2f\xfd", "zstd", "unzstd"),
                (b"PK\x03\x04", "zip", "unzip"))
+_PARQUET_MAGIC = b"PAR1"
 
 
 def refuse_unreadable_text(path: Path) -> None:
@@ -539,7 +540,7 @@ def refuse_unreadable_text(path: Path) -> None:
     as a whole, naming the encoding: read as UTF-8, every line would be rejected as broken.
     (A UTF-8 file cannot start with these bytes.) So is a compressed file (``notes.jsonl.gz``):
     read as text it was one "not valid UTF-8" reject for a file of many records, or a CSV
-    "no column 'text'", and the counts no longer described the file."""
+    "no column 'text'", and the counts no longer described the file. A Parquet file too."""
     with open(path, "rb") as fh:
         start = fh.read(10)
     if start[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
@@ -549,6 +550,11 @@ def refuse_unreadable_text(path: Path) -> None:
         if start.startswith(magic) and (kind != "bzip2" or start[4:10] in (b"1AY&SY", b"\x17rE8P\x90")):
             raise CorpusError(f"{path}: a compressed file ({kind}); domainfm reads uncompressed UTF-8 text: "
                               f"decompress it first (e.g. {command} {path.name})")
+    if start.startswith(_PARQUET_MAGIC):
+        # read as lines, each piece of it was a "not valid UTF-8" reject with raw Parquet bytes
+        raise CorpusError(f"{path}: a Parquet file, where UTF-8 text is read: 'domainfm deid' and 'domainfm chunk' "
+                          "read a .parquet file or folder with --engine spark or --engine ray; otherwise convert "
+                          "it to JSONL first")
 
 
 def strip_bom(data: bytes) -> bytes:
