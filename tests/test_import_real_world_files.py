@@ -137,6 +137,18 @@ def test_a_parquet_file_where_jsonl_is_read_is_refused_naming_the_engines(cli, t
         import_corpus("jsonl", src, tmp_path / "out.jsonl", {})
 
 
+def test_a_parquet_output_name_for_a_jsonl_writer_is_refused(cli, tmp_path):
+    """Without an engine, `deid -o out.parquet` wrote JSONL under that name, which every Parquet
+    reader then failed on."""
+    src = tmp_path / "n.jsonl"
+    src.write_text('{"id": "a", "text": "Seen on 3/4/2019."}\n', encoding="utf-8")
+    for command in (["deid", src, "-o", tmp_path / "out.parquet", "--seed", "1"],
+                    ["chunk", src, "-o", tmp_path / "out.parquet"]):
+        result = cli(*command)
+        assert result.exit_code == 2 and "out.parquet: this writes JSONL, not Parquet" in result.output, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["n.jsonl"]
+
+
 def test_a_csv_whose_header_starts_like_a_bzip2_signature_is_still_text(tmp_path):
     src = tmp_path / "h.csv"
     src.write_text("BZh1,text\nx,abc\n", encoding="utf-8")

@@ -131,7 +131,8 @@ def check_output_path(path: str | os.PathLike, *, inputs: Iterable[str | os.Path
 
     Raises:
         OutputError: the output is an input, an existing folder (file outputs), an existing file
-            (folder outputs), or its folder cannot be created.
+            (folder outputs), a ``.parquet`` file (file outputs are JSONL), or its folder cannot
+            be created.
     """
     path = Path(path)
     sources = {Path(src).resolve() for src in inputs}
@@ -145,6 +146,9 @@ def check_output_path(path: str | os.PathLike, *, inputs: Iterable[str | os.Path
         if folder and resolved in src.parents:  # finetune --overwrite would delete its own training data
             raise CorpusError(f"{path}: the output folder holds an input ({src.name}), which the run would delete "
                               "or mix with its own files; choose another -o folder or move the input out")
+    if not folder and path.suffix == ".parquet":  # JSONL under that name fails every Parquet reader
+        raise OutputError(f"{path}: this writes JSONL, not Parquet: name the output .jsonl ('domainfm deid' "
+                          "writes a .parquet folder with --engine spark or --engine ray)")
     if not folder and path.is_dir():  # before the companions: '.' has no name to put them beside
         raise OutputError(f"{path}: is a folder; -o takes a file path here (e.g. {path / 'out.jsonl'})")
     # an input's own manifest and reject file (when they exist) are its provenance and its
