@@ -31,6 +31,8 @@ LEARNED = "learned_ner"
 # replacement should not swallow punctuation and whitespace around the identifier
 _TRIM = " \t\r\n,;:()[]{}\"'"
 _APOSTROPHE_YEAR = re.compile(r"'\d\d(?:s\b|\b)")
+# a ")" that comes before any "(": it closes a bracket opened before the span's start
+_CLOSES_FIRST = re.compile(r"[^()]*\)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,9 @@ def merge_detections(text: str, detections: Iterable[Detection]) -> list[Detecti
             start += 1
         while end > start and text[end - 1] in _TRIM:
             end -= 1
+        opener = text.rfind("(", d.start, start)
+        if opener >= 0 and _CLOSES_FIRST.match(text, start, end):
+            start = opener  # the span closes this bracket, so it is part of the value: "(555) 010-0199"
         if end > start:
             trimmed.append(Detection(start, end, d.label, d.score, d.recognizer))
     return [merged for merged, _ in _fold(trimmed)]

@@ -371,10 +371,18 @@ DATES = [
 
 _PHONE = (r"(?<![\w/.])(?:\+?1[\s.-]?)?(?:\(\s*\d\d\d\s*\)|\d\d\d)[\s.\-/]{0,2}\d{3}[\s.\-/]{1,2}"
           r"\d{4,5}(?:\s*[,;]?\s*(?:x|ext\.?|extension)\s*[.:#]?\s*\d{1,5})?(?![\w/-])")
+# a number dialled from abroad: "+" or the "00" international prefix, the country code, then the
+# national number in groups ("+44 (0)20 7946 0018", "0044 20 7946 0018", "00 353 1 234 5678")
+_INTL = r"(?:\+|00\s?(?=[1-9]))\d{1,3}[\s.-]?(?:\(\d{1,4}\)[\s.-]?)?\d{1,4}(?:[\s.-]?\d{2,4}){1,4}"
+# ten digits written without a break ("Phone: 6175550143"); a phone only after a word that says so
+_BARE_TEN = r"[2-9]\d{9}(?![\w/-]|[.,]\d)"
+_FAX_CUE = r"\bfax\b[\s:#.-]*(?:number|no\.?|#)?[\s:#.-]*"
 PHONES = [
     PatternSpec("us", _PHONE, "PHONE", 0.7),
-    PatternSpec("fax", r"\bfax\b[\s:#.-]*(?:number|no\.?|#)?[\s:#.-]*(?P<n>" + _PHONE[len(r"(?<![\w/.])"):] + ")",
+    PatternSpec("fax", _FAX_CUE + r"(?P<n>" + _PHONE[len(r"(?<![\w/.])"):] + "|" + _BARE_TEN + ")",
                 "FAX", 0.85, group="n"),
+    PatternSpec("fax_intl", _FAX_CUE + rf"(?P<n>{_INTL})(?![\w-]|[.,:]\d)", "FAX", 0.85, group="n",
+                validate="intl_phone"),
     PatternSpec("local", r"(?<![\w./-])\d{3}-\d{4}(?![\w/-])", "PHONE", 0.55, validate="phone_context"),
     PatternSpec("pager", r"\b(?:pager|beeper|pgr|pg|page|beep|p)\b\s*(?:number|no\.?|num|#)?[\s:#.]*(?P<n>\d{4,6})\b",
                 "PHONE", 0.7, group="n"),
@@ -390,9 +398,10 @@ PHONES = [
     # "tel. 0490 75 40 81"); without the word such digit groups are doses, counts and codes
     PatternSpec("after_phone_word", r"\b(?:tel|telephone|phone|cell|cellphone|mobile|mob|whatsapp)\b\.?"
                 r"\s*(?:number|no\.?|num|#)?[\s:#.-]*(?P<n>(?:\(\d{1,4}\)\s?|\d{2,5}[\s.-])\d{2,6}"
-                r"(?:[\s.-]\d{2,4}){0,3})(?![\w/:-]|[.,]\d)", "PHONE", 0.7, group="n", validate="loose_phone"),
-    PatternSpec("intl", r"(?<![\w+])\+\d{1,3}[\s.-]?(?:\(\d{1,4}\)[\s.-]?)?\d{1,4}(?:[\s.-]?\d{2,4}){1,4}(?![\w-])",
-                "PHONE", 0.7, validate="intl_phone"),
+                r"(?:[\s.-]\d{2,4}){0,3}(?![\w/:-]|[.,]\d)|" + _BARE_TEN + ")", "PHONE", 0.7, group="n",
+                validate="loose_phone"),
+    PatternSpec("intl", rf"(?<![\w+])(?=\+){_INTL}(?![\w-])", "PHONE", 0.7, validate="intl_phone"),
+    PatternSpec("intl_00", rf"(?<![\w+.,:/-])(?=00){_INTL}(?![\w-]|[.,:]\d)", "PHONE", 0.7, validate="intl_phone"),
 ]
 # looser phone shapes of non-US numbers ("0490 75 40 81", "(37) 788-063"), for the generic set
 PHONES_LOOSE = [
@@ -401,12 +410,29 @@ PHONES_LOOSE = [
 ]
 
 
+_HHMM = re.compile(r"(?:[01]\d|2[0-3])[0-5]\d")
+
+
 @validator("intl_phone")
 def _intl_phone(text, match, start, end, score):
     value = text[start:end]
-    digits = sum(c.isdigit() for c in value)
+    dialled = value.startswith("00")
+    # the country code, then the national number with a written trunk "(0)" left out
+    code, national = re.fullmatch(r"(?:\+|00\s?)(\d+)(.*)", value.replace("(0)", "", 1), re.S).groups()
+    digits = len(code) + sum(c.isdigit() for c in national)
     if digits < 9 or (digits < 11 and not re.search(r"[\s.()-]", value)):
         return None
+    if code[0] == "1" and digits != 11:
+        return None  # a North American number is ten digits after its 1 ("+1200 500 300" is a fluid balance)
+    if len(code) <= 3:
+        if not 6 <= digits - len(code) <= 12:
+            return None
+    elif dialled or digits > 15:
+        return None  # after "00" only a code set apart says where the number starts
+    if dialled:
+        groups = re.findall(r"\d+", value)
+        if national.lstrip(" .-(").startswith("00") or all(_HHMM.fullmatch(g) for g in groups):
+            return None  # "0015 0030 0045": 24-hour times, not a country code
     return score
 
 
