@@ -52,6 +52,8 @@ class WeightedLoss:
         self._sum, self.items = loss_sum, items
 
     def __call__(self, logits, labels):
+        if not self.items(labels):  # every label ignored (-100): no mean (0/0), the sum over no targets, 0
+            return self._sum(logits, labels)
         return self._sum(logits, labels, reduction="mean")
 
     def total(self, logits, labels):

@@ -38,11 +38,15 @@ from domainfm.manifest import write_json_atomic
 from domainfm.training.checkpoints import (
     CHECKPOINTS,
     INPUTS_KEY,
+    ITEM_MEAN,
+    MICRO_BATCH_MEAN,
+    OBJECTIVE_KEY,
     finished_run,
     handed_back,
     input_digests,
     latest_resumable,
     list_checkpoints,
+    objective_record,
     output_action,
     prepare_output,
 )
@@ -241,9 +245,15 @@ def _finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool, o
             batch_size=cfg.train.eval_batch_size)
     eval_texts = [document_text(d, cfg.data.text_field) for d in eval_docs] if cfg.task == "ner" else None
 
-    # A checkpoint to continue is found (and its config and labels checked) before the folder is
-    # touched; without one the run starts over under this config, and the saved config must say so.
-    found = latest_resumable(out, to_dict(cfg), _RESUME_MAY_CHANGE, digests) if action == "resume" else None
+    # A checkpoint to continue is found (and its config, data, objective and labels checked) before the
+    # folder is touched; without one the run starts over under this config, and the saved config must say so.
+    if teacher_logits is None:
+        trained_under = objective_record(ITEM_MEAN, class_weights=weights)
+    else:  # the teacher's outputs are half the loss: a teacher retrained in the same folder is another objective
+        trained_under = objective_record(MICRO_BATCH_MEAN, class_weights=weights,
+                                         teacher_manifest_sha256=data_stats["distill"]["teacher_manifest_sha256"])
+    found = (latest_resumable(out, to_dict(cfg), _RESUME_MAY_CHANGE, digests, trained_under)
+             if action == "resume" else None)
     if found:
         before = found[2].get("labels")  # (checkpoints written before it was recorded: not checked)
         if before is not None and before != list(label_map.labels):
@@ -296,7 +306,8 @@ def _finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool, o
                            loss_fn=loss_fn, evaluator=during, on_event=on_event, callbacks=callbacks,
                            count_items=(lambda b: loss.items(b["labels"])) if teacher_logits is None else None,
                            checkpoint_state=lambda: {"config": to_dict(cfg), INPUTS_KEY: list(digests.values()),
-                                                     "history": history, "labels": list(label_map.labels)})
+                                                     OBJECTIVE_KEY: trained_under, "history": history,
+                                                     "labels": list(label_map.labels)})
 
     resumed_from, checkpoint = None, None
     if found:

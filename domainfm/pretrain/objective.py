@@ -28,8 +28,8 @@ class MaskedPositionsLoss:
 
     A forward pre-hook on the head gathers the selected hidden states before the vocabulary
     projection, so the call still goes through the whole (possibly DDP-wrapped) model and DDP
-    synchronises every gradient. A model whose head layout is unknown gets transformers' own
-    full-vocabulary loss.
+    synchronises every gradient. A model whose head layout is unknown gets the full-vocabulary
+    logits, and the loss of the masked positions among them.
     """
 
     def __init__(self, inner, head: str | None):
@@ -46,8 +46,12 @@ class MaskedPositionsLoss:
         labels = batch["labels"]
         selected = labels != IGNORE_INDEX
         if self.head is None:
-            out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels)
-            return out.loss * selected.sum(), selected.sum()
+            # the sum over every position's logits: transformers' own loss is a mean, 0/0 (NaN) for a
+            # batch without masked tokens, which must add nothing instead
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            loss = torch.nn.functional.cross_entropy(logits.flatten(0, -2).float(), labels.flatten(),
+                                                     ignore_index=IGNORE_INDEX, reduction="sum")
+            return loss, selected.sum()
         self.selected = selected
         try:
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits

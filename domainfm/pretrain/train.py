@@ -42,12 +42,15 @@ from domainfm.pretrain.objective import MaskedPositionsLoss, _Batcher, causal_lo
 from domainfm.training.checkpoints import (
     CHECKPOINTS,
     INPUTS_KEY,
+    ITEM_MEAN,
+    OBJECTIVE_KEY,
     CheckpointError,
     finished_run,
     handed_back,
     input_digests,
     latest_resumable,
     list_checkpoints,
+    objective_record,
     output_action,
     prepare_output,
 )
@@ -206,9 +209,11 @@ def _pretrain(config: PretrainConfig, out_dir: str | os.PathLike, *, resume: boo
                              "(recorded in the output manifest)")
     batcher = _Batcher(cfg, corpus, loaded, rank, world)
 
-    # The checkpoint to continue is found (and its config checked) before the folder is touched;
-    # without one the run starts over under this config, and the saved config must say so.
-    found = latest_resumable(out, to_dict(cfg), _RESUME_MAY_CHANGE, digests) if action == "resume" else None
+    # The checkpoint to continue is found (and its config, data and objective checked) before the
+    # folder is touched; without one the run starts over under this config, and the saved config must say so.
+    trained_under = objective_record(ITEM_MEAN, objective=loaded.objective)  # "auto" as resolved
+    found = (latest_resumable(out, to_dict(cfg), _RESUME_MAY_CHANGE, digests, trained_under)
+             if action == "resume" else None)
 
     # Every check passed: only now touch the output folder.
     prepare_output(out, action, main)
@@ -225,8 +230,8 @@ def _pretrain(config: PretrainConfig, out_dir: str | os.PathLike, *, resume: boo
         objective = MaskedPositionsLoss(loaded.model, loaded.head)  # loaded.model: the base under LoRA too
     else:
         objective = causal_loss
-    state: dict[str, Any] = {"config": to_dict(cfg), INPUTS_KEY: list(digests.values()), "tokens_seen": 0,
-                             "eval_before": None, "eval_history": []}
+    state: dict[str, Any] = {"config": to_dict(cfg), INPUTS_KEY: list(digests.values()), OBJECTIVE_KEY: trained_under,
+                             "tokens_seen": 0, "eval_before": None, "eval_history": []}
     eval_bs = max(1, cfg.sequences_per_batch)
 
 

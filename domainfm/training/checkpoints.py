@@ -4,7 +4,9 @@ A checkpoint is ``transformers.Trainer``'s own folder (weights, optimizer, sched
 ``trainer_state.json``) plus ``domainfm_state.json``, written last, after every file has been
 fsync'd: a folder without it (a process killed mid-write, a full disk) is not a checkpoint. The
 state records the digests of the data the run trains on (:func:`input_digests`): a checkpoint
-trained on other data is never continued, nor deleted (``--resume`` is refused, naming it).
+trained on other data is never continued, nor deleted (``--resume`` is refused, naming it). So is
+one trained under another objective (:func:`objective_record`): continuing it would optimise a
+mixture of the two losses.
 """
 
 from __future__ import annotations
@@ -22,6 +24,17 @@ from domainfm.errors import ConfigError, DomainFMError
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "domainfm_state.json"
 INPUTS_KEY = "inputs_sha256"  # the state's digests of the training data, in the order of the inputs
+OBJECTIVE_KEY = "objective"  # the state's record of the loss it was trained under (objective_record)
+
+# The definition of a training step's loss, bumped whenever it changes: a checkpoint records the
+# one it was trained under, and --resume under another is refused.
+LOSS_VERSION = 2
+LOSS_DEFINITIONS = {
+    1: "a step's loss the mean of its micro-batches' means",
+    2: "a step's loss the mean over every item of its micro-batches and processes; distillation's the mean of "
+       "micro-batch means",
+}
+ITEM_MEAN, MICRO_BATCH_MEAN = "item mean", "micro-batch mean"  # how a step's loss is reduced
 
 
 class CheckpointError(DomainFMError):
@@ -62,8 +75,49 @@ def input_digests(inputs: list[str | os.PathLike]) -> dict[str, str]:
     return broadcast_object_list([digests])[0]
 
 
-def latest_resumable(out: Path, config: dict[str, Any], may_change: Any,
-                     inputs: dict[str, str] | None = None) -> tuple[int, Path, dict[str, Any]] | None:
+def objective_record(reduction: str, **defines: Any) -> dict[str, Any]:
+    """What a checkpoint records of the objective it was trained under: :data:`LOSS_VERSION`,
+    how a step's loss is reduced (:data:`ITEM_MEAN`, or :data:`MICRO_BATCH_MEAN` for
+    distillation) and what else defines the loss outside the config (the objective a model type
+    resolved to, class weights computed from the data, the teacher), as JSON values."""
+    return {"loss_version": LOSS_VERSION, "reduction": reduction, **defines}
+
+
+def _objective_mismatch(out: Path, checkpoint: Path, saved: dict[str, Any], objective: dict[str, Any]) -> str | None:
+    """Why ``checkpoint`` cannot be continued under ``objective``, or None when it can.
+
+    A checkpoint without a record was written before records were kept: by the current
+    definition (2), or, before the item-weighted loss, by definition 1. Nothing in it tells the
+    two apart, so it is continued only where they give the same loss: one micro-batch a step on
+    one process (Trainer writes ``rng_state.pth`` for one process, ``rng_state_<rank>.pth`` for
+    several), or distillation, whose loss stayed the mean of micro-batch means.
+    """
+    recorded = saved.get(OBJECTIVE_KEY)
+    if recorded == objective:
+        return None
+    how = "use --overwrite to train from the beginning, or resume it with the domainfm version that wrote it"
+    now = f"{LOSS_VERSION} ({LOSS_DEFINITIONS[LOSS_VERSION]})"
+    if not isinstance(recorded, dict):
+        accum = ((saved.get("config") or {}).get("train") or {}).get("grad_accum", 1)
+        if objective.get("reduction") == MICRO_BATCH_MEAN or (accum == 1 and (checkpoint / "rng_state.pth").is_file()):
+            return None
+        why = f"with grad_accum {accum}" if accum != 1 else "on several processes (it has no rng_state.pth)"
+        return (f"cannot resume {out}: {checkpoint.name} records no loss definition, and {why} an older "
+                f"domainfm may have trained it under definition 1 ({LOSS_DEFINITIONS[1]}), where this one trains "
+                f"under {now}; {how}")
+    then = recorded.get("loss_version")
+    if then != LOSS_VERSION:
+        return (f"cannot resume {out}: {checkpoint.name} was trained under loss definition {then} "
+                f"({LOSS_DEFINITIONS.get(then, 'unknown to this domainfm')}) and this domainfm trains under {now}; "
+                f"continuing would mix the two objectives: {how} (one that trains under definition {then})")
+    differ = sorted(k for k in recorded.keys() | objective.keys() if recorded.get(k) != objective.get(k))
+    return (f"cannot resume {out}: {checkpoint.name} was trained under another objective ({', '.join(differ)} "
+            "differ); continuing would mix the two: restore what it was trained with (the data, the teacher), "
+            "or use --overwrite to train from the beginning")
+
+
+def latest_resumable(out: Path, config: dict[str, Any], may_change: Any, inputs: dict[str, str] | None = None,
+                     objective: dict[str, Any] | None = None) -> tuple[int, Path, dict[str, Any]] | None:
     """The newest complete checkpoint under ``out`` as ``(step, folder, saved state)``, or None
     when there is none. A checkpoint written under another config cannot be continued; one
     written in a folder since copied or moved to ``out`` is compared with its paths inside the
@@ -77,10 +131,13 @@ def latest_resumable(out: Path, config: dict[str, Any], may_change: Any,
     as before, its data unchecked: refusing it would throw away every interrupted run of an older
     version, and its config (and, for a fine-tune, its labels) is still checked.
 
+    Nor one trained under another ``objective`` (:func:`objective_record`): another loss
+    definition, reduction, class weights or teacher. Refused the same way, nothing deleted.
+
     Raises:
         ConfigError: the saved config differs from ``config`` in a field outside ``may_change``,
-            or the data differs from the checkpoint's (the message names the checkpoint and the
-            inputs that changed, never their content).
+            the data differs from the checkpoint's (the message names the checkpoint and the
+            inputs that changed, never their content), or the objective does.
     """
     from domainfm.config import config_differences
 
@@ -100,6 +157,9 @@ def latest_resumable(out: Path, config: dict[str, Any], may_change: Any,
         raise ConfigError(f"cannot resume {out}: {checkpoint.name} was trained on other data "
                           f"({', '.join(changed) or 'the inputs'} changed since), and continuing it would mix "
                           "the two; restore that data to continue, or use --overwrite to train from the beginning")
+    mismatch = _objective_mismatch(out, checkpoint, saved, objective) if objective is not None else None
+    if mismatch:
+        raise ConfigError(mismatch)
     if isinstance(was, str):
         _relocate_best_checkpoint(checkpoint, was, out)
     return step, checkpoint, saved
