@@ -36,7 +36,7 @@ Per kind:
   becomes ``90+ years``.
 * Phone, fax, SSN, MRN, IDs, ZIP codes, codes and quantities keep their character pattern:
   each digit becomes a digit, each letter a letter of the same case, punctuation stays. A phone
-  number's leading country code (``+1 617-...``, ``+44 20 ...``, the ``1`` of ``1-800-...``), the
+  number's leading country code (``+1 617-...``, ``+44 20 ...``, ``0044 20 ...``, the ``1`` of ``1-800-...``), the
   trunk ``0`` of a national number (``020 7946 0018``) and its extension marker stay. A phone or
   fax number's fake digits are chosen once per patient for its digits (without the country code,
   the trunk ``0`` and the extension), so ``(617) 555-0143``, ``617.555.0143`` and ``+1 617 555
@@ -919,9 +919,10 @@ def _extension_marks(text: str) -> frozenset[int]:
     return frozenset(i for m in _EXTENSION_MARK.finditer(text) for i in range(m.start(), m.end()))
 
 
-# a leading country code followed by a separator ("+1 617-...", "+44 20 ...", "+353 1 ..."), or the North
-# American "1" before a ten-digit number ("+16175550134", "1-800-...", "1 (617) ...")
-_COUNTRY_CODE = re.compile(r"[^\w+]*(?:\+\d{1,3}(?=[ .(-])|\+?1(?=[ .-]?\(?\d{3}\)?[ .-]?\d{3}[ .-]?\d{4}(?!\d)))")
+# a leading country code followed by a separator ("+1 617-...", "+44 20 ...", "+353 1 ..."), also
+# after the "00" international prefix ("0044 20 ...", "00 44 20 ..."), or the North American "1"
+# before a ten-digit number ("+16175550134", "1-800-...", "1 (617) ...")
+_COUNTRY_CODE = re.compile(r"[^\w+]*(?:(?:\+|00 ?)[1-9]\d{0,2}(?=[ .(-])|\+?1(?=[ .-]?\(?\d{3}\)?[ .-]?\d{3}[ .-]?\d{4}(?!\d)))")
 
 
 def _country_code_end(text: str) -> int:
