@@ -85,6 +85,12 @@ SAFE_HARBOR_CASES = [
     ("tel. 0490 75 40 81", "0490 75 40 81", "PHONE"),
     # (F, N) e-mail addresses written to dodge harvesters; web addresses under newer domains
     ("reach at zq [at] example [dot] com", "zq [at] example [dot] com", "EMAIL"),
+    ("contact zorblax dot quint at example dot org", "zorblax dot quint at example dot org", "EMAIL"),
+    ("email him at zq dot quint at example dot com", "zq dot quint at example dot com", "EMAIL"),
+    # (R) a user name on a social network: "any other unique identifying ... code"
+    ("Son posts updates as @zquintavius on twitter.", "@zquintavius", "ID"),
+    ("insta @quorra.v, whatsapp group", "@quorra.v", "ID"),
+    ("handle @zq_1970", "@zq_1970", "ID"),
     ("Site: quintavius.health/record", "quintavius.health/record", "URL"),
     # (G) social security numbers: dotted, spaced after "SS no.", behind a mask
     ("SSN: 123.45.6789", "123.45.6789", "ID"),
@@ -167,6 +173,10 @@ SAFE_HARBOR_CLEAN = [
     "phone call with 2 sons, 10 min.",
     "pH 7.35 45 80 24 on ABG.",
     "Hb 12 34 56 drawn.",
+    # "@" written for "at": before a word, a unit's abbreviation or a time
+    "Pt @home with family, resting @bedside, @baseline mental status.",
+    "Transferred @CVICU overnight, meds @2100, family @ bedside.",
+    "TPN @83CC/HR, NPO @12AM, antibiotics @Q8H.",
 ]
 
 

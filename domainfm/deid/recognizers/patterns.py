@@ -296,6 +296,19 @@ def _bare_url(text, match, start, end, score):
     return score
 
 
+@validator("handle")
+def _handle(text, match, start, end, score):
+    # "@home", "@baseline", "@St", "@CVICU", "@Q4H", "@12AM", "@83CC/HR": notes write "@" for "at"
+    # before a word, an abbreviation, a time or a rate; a user name starts with a letter, is not
+    # written in capitals, and is no word unless it holds a digit, "_" or "."
+    name = text[start + 1:end]
+    if not 3 <= len(name) <= 30 or not (name[0].isalpha() or name[0] == "_") or name.isupper():
+        return None
+    if name.isalpha() and (is_english(name.lower()) or name.lower() in stop_words() or len(name) < 4):
+        return None
+    return score
+
+
 # --- families -----------------------------------------------------------------------------
 
 _YEAR_RANGE = r"(?<![\w.:/-])(?P<a>(?:19|20)\d\d)\s?[-–/]\s?(?P<b>(?:19|20)\d\d)(?![\w:/-]|\.\d)"
@@ -453,6 +466,16 @@ CONTACT = [
     # an address written to dodge harvesters: "zq [at] example [dot] com", "zq(at)example.org"
     PatternSpec("email_obfuscated", r"\b[\w.+%-]+\s*[\[(<{]\s*at\s*[\])>}]\s*[\w-]+"
                 r"(?:\s*(?:[\[(<{]\s*dot\s*[\])>}]|\.)\s*[\w-]+)+\b", "EMAIL", 0.85),
+    # the same spelled out in words: "zq dot quint at example dot org" (a pronoun or a verb before
+    # "at" is no user name: "reach him at ...")
+    PatternSpec("email_spelled", r"\b(?!(?:him|her|them|me|us|you|it|is|was|are|be|mail|email|e-mail|reached|"
+                r"contact|contacted|written)\s)[\w+%-]+(?:\s+dot\s+[\w+%-]+)*\s+at\s+[\w-]+(?:\s+dot\s+[\w-]+)*"
+                r"\s+dot\s+(?:com|org|net|edu|gov|mil|io|info|biz|co|us|uk|ca|de|fr)\b", "EMAIL", 0.85),
+    # a user name on a social network or messaging service ("@zquintavius", "@zq_1970"): letters,
+    # digits and underscores after an "@" that stands alone; "@home", "@bedside" (notes write "@"
+    # for "at") are words, and "@1500" a time
+    PatternSpec("handle", r"(?<![\w.@/+-])@(?=[a-z0-9_.]*[a-z])[a-z0-9_]+(?:\.[a-z0-9_]+)*\b(?!@|-)", "ID", 0.7,
+                validate="handle"),
     # a host under any other generic top-level domain (".health", ".clinic", ".app"), when a path
     # follows: "stable.family" is a missing space, "quintavius.health/record" is a site
     PatternSpec("bare_url_path", r"(?<![@\w.-])[a-z0-9][a-z0-9-]*(?:\.[a-z0-9-]+)*\.(?P<tld>[a-z]{2,24})"
