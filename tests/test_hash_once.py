@@ -21,6 +21,7 @@ import domainfm.manifest as manifest
 from domainfm import pipeline as pl
 from domainfm.manifest import describe_input, hashing_once, sha256_file, write_manifest
 
+import test_pretrain
 from conftest import TINY_TEXTS, swap_stage
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -125,16 +126,7 @@ def test_a_cached_rerun_reads_each_output_once(pipeline, tmp_path, readings, wai
 # ----------------------------------------------------------------------------------- training
 
 
-@pytest.fixture(scope="module")
-def tiny_mlm_dir(tmp_path_factory, tiny_tokenizer, tiny_bert_config):
-    import torch
-    from transformers import BertForMaskedLM
-
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    BertForMaskedLM(tiny_bert_config).save_pretrained(folder)
-    tiny_tokenizer.save_pretrained(folder)
-    return folder
+tiny_mlm_dir = test_pretrain.tiny_mlm_dir  # the fixture, shared
 
 
 def _deidentified_corpus(path: Path, n: int = 60) -> Path:

@@ -28,20 +28,10 @@ from domainfm.training.checkpoints import (
 import test_pretrain
 from conftest import TINY_TEXTS
 from test_pretrain import make_config, write_corpus
+from test_resume_data_changed import Stop, _stop_at
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 tiny_mlm_dir = test_pretrain.tiny_mlm_dir  # the fixture, shared
-
-
-class Stop(Exception):
-    pass
-
-
-def _stop_at(step: int):
-    def on_event(event):
-        if event["kind"] == "step" and event["step"] == step:
-            raise Stop
-    return on_event
 
 
 # ------------------------------------------------------------------ resume: the loss definition
