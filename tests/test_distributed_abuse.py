@@ -225,15 +225,11 @@ def test_a_missing_input_is_named_before_the_engine_starts(tmp_path, monkeypatch
 # --- the driver's half with Parquet (pyarrow: the spark/ray extras, so in the slow tier) ---------
 
 def _stage(src: Path, tmp_path: Path):
-    from domainfm.corpus.io import Counts, CountingRejects
-    from domainfm.distributed.jobs import stage_input
+    from domainfm.distributed.jobs import InputRejects, stage_input
 
-    class Kept(list):
-        write = list.append
-
-    counts, rejects = Counts(), Kept()
-    sent = stage_input(src, tmp_path / "staged", CountingRejects(rejects, counts, []))
-    return sent, rejects
+    rejects = InputRejects(tmp_path / "rejects.jsonl")
+    sent = stage_input(src, tmp_path / "staged", rejects)
+    return sent, [item for _, item in rejects]
 
 
 @pytest.mark.slow

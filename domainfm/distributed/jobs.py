@@ -204,10 +204,10 @@ class InputRejects:
                 yield staged, Rejected(reason, location=location, record_id=record_id, raw=raw)
 
 
-def stage_input(in_path: Path, staging: Path, rejects, vault=None) -> int:
+def stage_input(in_path: Path, staging: Path, rejects: InputRejects, vault=None) -> int:
     """Validate the input on the driver and stage it as engine rows (Parquet parts under
     ``staging``): ``order``, ``location``, ``scope``, ``doc``. Returns the documents staged.
-    Invalid records go to ``rejects``; an :class:`InputRejects` also keeps where each one was.
+    Invalid records go to ``rejects``, which keeps where each one was among the staged documents.
 
     With the job's ``vault``, a document whose id the vault already holds for another text is
     rejected here, as one process rejects it: workers write to staging vaults that cannot see it."""
@@ -239,8 +239,7 @@ def stage_input(in_path: Path, staging: Path, rejects, vault=None) -> int:
         for row in input_rows(located):
             batch.append(row)
             sent += 1
-            if isinstance(rejects, InputRejects):  # the rejects read from here on come after this document
-                rejects.staged = sent
+            rejects.staged = sent  # the rejects read from here on come after this document
             if len(batch) >= _STAGE_GROUP:
                 flush()
         if batch or (not part and writer is None):
