@@ -121,6 +121,10 @@ NO_PHI = [
     "ST elevation resolved. PT HAD 3 EPISODES ST IN 130'S. 2 MEDIASTINAL CT DRAINING.",
     "Send stool for c. diff. Placed to lcs. Refer to CareVue for details.",
     "social: son-in-law called and was updated.",
+    # "w/", "d/w" and handoffs followed by no one
+    "Spoke w/ team re plan. d/w MD, agrees. Discussed pt with renal.",
+    "left message for family. report given to oncoming rn. Report to MICU team.",
+    "SPOKE W/ WIFE. REPORT FROM OR: STABLE. DISCUSSED CASE W/ ATTENDING.",
 ]
 
 
@@ -506,6 +510,18 @@ SHAPE_CASES = [
     ("Vital signs stable.\nZorblax reports feeling better.", "Zorblax", "NAME"),
     ("Afebrile overnight. Quintavia states her pain is 3/10.", "Quintavia", "NAME"),
     ("ZORBLAX QUINTAVIUS, seen today for follow up.\nBP stable.", "ZORBLAX QUINTAVIUS", "NAME"),
+    # "with" written "w/" (one token or two), "d/w" for "discussed with", what was discussed before
+    # with whom, and who a message or a shift report went to or came from
+    ("Spoke w/ Zorblax, will f/u in am.", "Zorblax", "NAME"),
+    ("Spoke w/Zorblax about the plan.", "Zorblax", "NAME"),
+    ("SPOKE W/ ZORBLAX RE PLAN.", "ZORBLAX", "NAME"),
+    ("Case d/w Zorblax, agrees.", "Zorblax", "NAME"),
+    ("discussed pt with quorvanex, will increase lasix", "quorvanex", "NAME"),
+    ("DISCUSSED PLAN W/ QUORVANEX, AGREES.", "QUORVANEX", "NAME"),
+    ("Left message for Zorblax at home.", "Zorblax", "NAME"),
+    ("left msg for quorvanex re: plan.", "quorvanex", "NAME"),
+    ("Report given to Zorblax, RN.", "Zorblax", "NAME"),
+    ("RECEIVED REPORT FROM QUORVANEX AT 0700.", "QUORVANEX", "NAME"),
     # dates: decades, a range of partial dates
     ("Smoked in the 1990s, quit in the '80s?", "1990s", "DATE"),
     ("Vanco 12/3-12/9, then po.", "12/9", "DATE"),

@@ -93,6 +93,39 @@ _PATIENT = frozenset(t.rstrip(".") for t in vocab.PATIENT_TITLES)
 _OTHER = frozenset(t.rstrip(".") for t in vocab.OTHER_TITLES)
 
 
+# what is discussed before with whom ("discussed pt with", "discussed plan w/")
+_DISCUSSED_OBJECTS = frozenset("pt patient case plan plans care results findings situation this above same".split())
+
+
+def _after_with(w: Words, j: int) -> int:
+    """The token after "with"/"to" at token j, also written "w/" (nurses' "with", which spaCy
+    may cut in two: "spoke w/ wife"); j itself when no such word is there."""
+    if j < w.n and w.lower[j] in ("with", "to", "w/"):
+        return j + 1
+    if j + 1 < w.n and w.lower[j] == "w" and w.text[j + 1] == "/":
+        return j + 2
+    return j
+
+
+# who a message or a shift report went to or came from ("left message for", "report given to")
+_HANDOFF_NOUNS = frozenset("message msg voicemail vm report".split())
+
+
+def _handoff_to(w: Words, j: int) -> int:
+    """After a handoff noun, the token after "for"/"to"/"from" (with "given"/"received"/"left"
+    between: "report given to", "message left for"); j itself when none follows."""
+    if j < w.n and w.lower[j] in ("given", "received", "left", "gvn"):
+        j += 1
+    return j + 1 if j < w.n and w.lower[j] in ("for", "to", "from") else j
+
+
+def _discussed_with(w: Words, i: int) -> bool:
+    """Token i is the "w" of "d/w" (nurses' "discussed with"), which spaCy cuts into "d", "/",
+    "w"; not the end of a longer word ("hd/w")."""
+    return w.lower[i] == "w" and i >= 2 and w.text[i - 1] == "/" and w.lower[i - 2] == "d" \
+        and (i < 3 or not w.text[i - 3].isalnum() or " " in w.doc[i - 3].whitespace_)
+
+
 class NameRecognizer(TokenRecognizer):
     """Person names with their role where the context shows it (PATIENT, RELATIVE, DOCTOR)."""
 
@@ -226,11 +259,17 @@ class NameRecognizer(TokenRecognizer):
                 role, strong = "RELATIVE", False
             elif vocab.is_role_noun(low) and i + 1 < w.n and w.text[i + 1] not in (":", "-"):
                 role, strong = "DOCTOR", False  # "cardiologist Pemberton", "attending Okafor aware"
-            elif low in vocab.CONTACT_TRIGGERS and i + 1 < w.n:
-                # "spoke with Marisol", "ask to page Hank", "spoken extensively with Bre Murtaka":
-                # a listed or unknown word (capitalised where the note uses capitals)
-                j = i + 1 + (nxt_low.endswith("ly") and i + 2 < w.n and w.lower[i + 2] in ("with", "to"))
-                j += j < w.n and w.lower[j] in ("with", "to")
+            elif (low in vocab.CONTACT_TRIGGERS or _discussed_with(w, i)
+                  or (low in _HANDOFF_NOUNS and _handoff_to(w, i + 1) > i + 1)) and i + 1 < w.n:
+                # "spoke with Marisol", "ask to page Hank", "spoken extensively with Bre Murtaka",
+                # "spoke w/ Marisol", "d/w Marisol", "discussed plan w/ Marisol": a listed or
+                # unknown word (capitalised where the note uses capitals)
+                if low in _HANDOFF_NOUNS:
+                    j = _handoff_to(w, i + 1)
+                elif low == "discussed" and nxt_low in _DISCUSSED_OBJECTS and _after_with(w, i + 2) > i + 2:
+                    j = _after_with(w, i + 2)  # "discussed pt with", "discussed plan w/": what, then with whom
+                else:  # "spoken extensively with"
+                    j = _after_with(w, i + 1 + (nxt_low.endswith("ly") and _after_with(w, i + 2) > i + 2))
                 if j < w.n and self._contact_name(w, j, shape):
                     last = self._name_end(w, j, shape)
                     found.append((j, last, "NAME", 0.6))
