@@ -6,7 +6,8 @@ F1 is ``2 tp / (2 tp + fp + fn)``: a group with neither gold nor predicted entit
 to find and nothing wrongly found, so its precision, recall and F1 are ``None`` (not measured) and
 it stays out of the gaps and the worst group. A group with predictions but no gold entities has
 precision 0, recall ``None`` (no entity to recall) and F1 0 (every prediction is a false
-positive); one with gold but no predictions has precision ``None``, recall 0 and F1 0.
+positive); one with gold but no predictions has precision ``None``, recall 0 and F1 0. The rule
+is :func:`domainfm.metrics.entity_metrics`'s, which applies it to each entity type as well.
 """
 
 from __future__ import annotations
@@ -60,18 +61,6 @@ def _with_ci(m: dict[str, Any], interval_and_kept: tuple[list[float] | None, int
     return m
 
 
-def _undefined_as_none(m: dict[str, Any]) -> dict[str, Any]:
-    """``entity_metrics`` scores 0/0 as 0; the audit reports it as not measured (``None``), so a
-    group with nothing to find is never the worst group."""
-    if not m["predicted_entities"]:
-        m["precision"] = None
-    if not m["gold_entities"]:
-        m["recall"] = None
-        if not m["predicted_entities"]:
-            m["f1"] = None
-    return m
-
-
 def run_ner_audit(predict_spans: Callable[[list[Any]], list[list[Any]]], types: Sequence[str], docs: list[Any],
                   cfg: AuditConfig, source: str, profile: str = "clinical") -> dict[str, Any]:
     """Audit span predictions: ``predict_spans(docs)`` -> predicted spans per document; gold
@@ -93,7 +82,7 @@ def run_ner_audit(predict_spans: Callable[[list[Any]], list[list[Any]]], types: 
             names[f"{a} x {b}"] = np.array([f"{x} | {y}" for x, y in zip(names[a], names[b])], dtype=object)
     units, resampled = resampling_units(docs, cfg.bootstrap_unit)
     rng = np.random.default_rng(cfg.seed)
-    overall = _undefined_as_none(entity_metrics(gold, pred, types))
+    overall = entity_metrics(gold, pred, types)
     overall["n"] = len(docs)
     _with_ci(overall, _ci(counts, cfg, rng, units), cfg.n_bootstrap)
     by_attr = {}
@@ -101,7 +90,7 @@ def run_ner_audit(predict_spans: Callable[[list[Any]], list[list[Any]]], types: 
         groups = {}
         for g in sorted(set(groups_of.tolist())):
             idx = np.flatnonzero(groups_of == g)
-            m = _undefined_as_none(entity_metrics([gold[i] for i in idx], [pred[i] for i in idx], types))
+            m = entity_metrics([gold[i] for i in idx], [pred[i] for i in idx], types)
             n_units = None if units is None else count_units(units[idx], len(idx))
             m.update({"n": int(len(idx)), **({"units": n_units} if units is not None else {}),
                       "small": is_small_group(len(idx), n_units, cfg.min_group_size)})

@@ -86,9 +86,9 @@ def _ner_findings(perf: dict[str, Any]) -> list[dict[str, Any]]:
                     "value": g["f1_difference"],
                     "text": f"The largest entity-F1 gap between groups is {g['f1_difference']:.3f} across {attr}; "
                             f"the worst group is '{g['worst_group']}' at {g['worst_group_f1']:.3f}."})
-    # a type of the model's tag set that neither the data nor the predictions hold scores 0 by
-    # convention: it was not measured, so it cannot be the weakest
-    measured = [(t, m) for t, m in ov["per_type"].items() if m["support"] or m["predicted"]]
+    # a type of the model's tag set that neither the data nor the predictions hold has no F1 (None):
+    # it was not measured, so it cannot be the weakest
+    measured = [(t, m) for t, m in ov["per_type"].items() if m["f1"] is not None]
     worst = min(measured, key=lambda kv: kv[1]["f1"], default=None)
     if worst:
         out.append({"key": f"performance.overall.per_type.{worst[0]}.f1", "value": worst[1]["f1"],

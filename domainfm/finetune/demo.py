@@ -10,6 +10,11 @@ from domainfm.finetune.config import TaskConfig
 from domainfm.finetune.train import FinetuneResult, finetune
 
 
+def _score(value: float | None) -> str:
+    """An eval score as a progress line shows it; None is a score with nothing to measure."""
+    return "n/a (not measured)" if value is None else f"{value:.4f}"
+
+
 def console_reporter(console):
     """An ``on_event`` callback printing progress lines (steps every 10%, evaluations, info)."""
     state = {"last": -1}
@@ -19,8 +24,8 @@ def console_reporter(console):
         if kind == "info":
             console.print(event["message"])
         elif kind == "eval":
-            console.print(f"eval at step {event['step']}: {event['metric']} {event['value']:.4f} "
-                          f"(best {event['best']:.4f})")
+            console.print(f"eval at step {event['step']}: {event['metric']} {_score(event['value'])} "
+                          f"(best {_score(event['best'])})")
         elif kind == "step" and event.get("loss") is not None:
             tenth = int(10 * event["step"] / max(event["total_steps"], 1))
             if tenth != state["last"]:

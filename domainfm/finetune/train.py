@@ -56,6 +56,9 @@ __all__ = ["FinetuneResult", "finetune", "list_checkpoints", "load_task_data", "
 
 CONFIG_NAME = "finetune.yaml"
 _RESUME_MAY_CHANGE = {"train.checkpoint", "train.eval_batch_size"}
+# the rank of an eval score that is None (not measured) in checkpoint selection: the lowest a score
+# can take, so a checkpoint measured at 0 is no worse and any measured gain beats it
+_UNMEASURED_RANK = 0.0
 
 Event = Callable[[dict[str, Any]], None]
 
@@ -292,11 +295,14 @@ def _finetune(config: TaskConfig, out_dir: str | os.PathLike, *, resume: bool, o
 
     def during() -> dict[str, Any]:
         scores, step = run_eval(), trainer.state.global_step
-        value = float(scores[metric])
+        value = None if scores[metric] is None else float(scores[metric])
         history.append({"step": step, "epoch": passes(step),
                         "train_loss": trainer.progress.last_loss, metric: value})
-        emit("eval", step=step, metric=metric, value=value, best=max(h[metric] for h in history))
-        return scores
+        measured = [h[metric] for h in history if h[metric] is not None]
+        emit("eval", step=step, metric=metric, value=value, best=max(measured, default=None))
+        # an unmeasured score (entity precision while the model predicts no entity yet) is None in
+        # the history; checkpoint selection and early stopping need a number, and it ranks last
+        return {**scores, metric: _UNMEASURED_RANK if value is None else value}
 
     callbacks = [SeedDropout(cfg.train.seed),
                  StepTriggers(evaluate=lambda s, last: ends_a_pass(s), save=lambda s, last: ends_a_pass(s))]

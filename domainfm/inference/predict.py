@@ -575,7 +575,11 @@ def predict(model: TaskModel | str | os.PathLike, docs: Iterable[Document], *, b
 
 def compute_metrics(task: str, label_map: LabelMap, docs: Sequence[Document], outputs: Sequence[Any],
                     label_field: str) -> dict[str, Any]:
-    """Score document outputs (from :func:`document_outputs`) against the documents' gold labels."""
+    """Score document outputs (from :func:`document_outputs`) against the documents' gold labels.
+
+    NER scores with nothing to measure are ``None`` (see :func:`~domainfm.metrics.entity_metrics`):
+    an entity type of the model that the documents and predictions both lack stays out of macro-F1.
+    """
     labels = label_map.labels
     if task == "ner":
         targets = [document_target(d, task, label_field) for d in docs]

@@ -87,11 +87,17 @@ def run_span_demo(corpus: str | Path, out: str | Path, *, n_seeds: int = 8, pool
     if console is not None:
         console.print(
             f"[bold]span suggestions[/]: {len(seeds)} annotated notes -> {run.counts.written} notes pre-annotated "
-            f"({', '.join(labels)}); entity F1 vs held-back spans {scores['f1']:.2f} (P {scores['precision']:.2f}"
-            f" / R {scores['recall']:.2f}) -> {run.exports[0] if run.exports else run.out}"
+            f"({', '.join(labels)}); entity F1 vs held-back spans {_score(scores['f1'])} (P "
+            f"{_score(scores['precision'])} / R {_score(scores['recall'])}) -> "
+            f"{run.exports[0] if run.exports else run.out}"
         )
     return {**_outputs(run), "entity_f1_vs_held_back": scores["f1"], "precision": scores["precision"],
             "recall": scores["recall"]}
+
+
+def _score(value: float | None) -> str:
+    """A score as the demo prints it; None (e.g. precision when nothing was suggested) was not measured."""
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 def _only(doc: Document, labels: set[str]) -> Document:

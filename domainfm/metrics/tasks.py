@@ -15,6 +15,10 @@ def _r(x: float) -> float:
     return round(float(x), 4)
 
 
+def _r_or_none(x: float | None) -> float | None:
+    return None if x is None else _r(x)
+
+
 def macro_f1(y_true: Sequence, y_pred: Sequence, labels: Sequence | None = None) -> float:
     """Macro-averaged F1 over ``labels`` (a label never gold nor predicted scores 0), or, with
     ``labels=None``, over the labels that occur in either sequence (0.0 when both are empty).
@@ -90,6 +94,14 @@ def entity_metrics(gold: Iterable[Iterable[Span]], pred: Iterable[Iterable[Span]
     """Entity-level scores: a prediction is correct when start, end and label all match a gold
     span exactly (seqeval's default, conlleval-compatible definition, over character spans).
 
+    A score whose denominator is 0 is undefined and reported as ``None`` (not measured), never
+    as 0: precision when nothing of the type was predicted, recall when the type has no gold span.
+    F1 is ``2 tp / (gold + predicted)``, so it is 0 when only one side is empty (every gold span
+    missed, or every prediction a false positive) and ``None`` only when both are (a type listed
+    in ``labels`` that neither the documents nor the predictions hold). ``macro_f1`` averages the
+    types whose F1 is measured (``None`` when none is); the micro scores follow the same rule over
+    all types together (``None`` F1 when there is no gold and no predicted entity at all).
+
     Args:
         gold, pred: one list of spans per document, in the same order.
         labels: entity types to score (default: all seen).
@@ -98,6 +110,9 @@ def entity_metrics(gold: Iterable[Iterable[Span]], pred: Iterable[Iterable[Span]
         >>> g = [[Span(0, 3, "D"), Span(5, 9, "D")]]
         >>> entity_metrics(g, [[Span(0, 3, "D"), Span(5, 8, "D")]])["f1"]
         0.5
+        >>> m = entity_metrics(g, [[Span(0, 3, "D")]], labels=["D", "FAX"])
+        >>> m["per_type"]["FAX"]["f1"], m["macro_f1"]
+        (None, 0.6667)
     """
     tp: Counter[str] = Counter()
     n_gold: Counter[str] = Counter()
@@ -113,22 +128,26 @@ def entity_metrics(gold: Iterable[Iterable[Span]], pred: Iterable[Iterable[Span]
             tp[key[2]] += 1
     types = list(labels) if labels is not None else sorted(set(n_gold) | set(n_pred))
 
-    def prf(t: int, ng: int, npred: int) -> tuple[float, float, float]:
-        precision = t / npred if npred else 0.0
-        recall = t / ng if ng else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    def prf(t: int, ng: int, npred: int) -> tuple[float | None, float | None, float | None]:
+        precision = t / npred if npred else None
+        recall = t / ng if ng else None
+        if not ng + npred:
+            return precision, recall, None
+        # tp is 0 whenever one side is empty; 2PR/(P+R), not 2tp/(gold+predicted), rounds as seqeval
+        f1 = 2 * precision * recall / (precision + recall) if t else 0.0
         return precision, recall, f1
 
     per_type, f1s = {}, []
     for label in types:
         pr, rc, f1 = prf(tp[label], n_gold[label], n_pred[label])
-        f1s.append(f1)  # unrounded: the mean of rounded values can miss seqeval's by 1e-4
-        per_type[label] = {"precision": _r(pr), "recall": _r(rc), "f1": _r(f1), "support": n_gold[label],
-                           "predicted": n_pred[label]}
+        if f1 is not None:
+            f1s.append(f1)  # unrounded: the mean of rounded values can miss seqeval's by 1e-4
+        per_type[label] = {"precision": _r_or_none(pr), "recall": _r_or_none(rc), "f1": _r_or_none(f1),
+                           "support": n_gold[label], "predicted": n_pred[label]}
     pr, rc, f1 = prf(sum(tp.values()), sum(n_gold.values()), sum(n_pred.values()))
     return {
-        "precision": _r(pr), "recall": _r(rc), "f1": _r(f1),
-        "macro_f1": _r(np.mean(f1s) if f1s else 0.0),
+        "precision": _r_or_none(pr), "recall": _r_or_none(rc), "f1": _r_or_none(f1),
+        "macro_f1": _r(np.mean(f1s)) if f1s else None,
         "gold_entities": sum(n_gold.values()), "predicted_entities": sum(n_pred.values()),
         "per_type": per_type,
         "definition": "exact match of (start, end, label), micro-averaged (seqeval default)",
