@@ -125,6 +125,9 @@ NO_PHI = [
     "Spoke w/ team re plan. d/w MD, agrees. Discussed pt with renal.",
     "left message for family. report given to oncoming rn. Report to MICU team.",
     "SPOKE W/ WIFE. REPORT FROM OR: STABLE. DISCUSSED CASE W/ ATTENDING.",
+    # which facility, not named; a kind of facility as a field with no name after it
+    "Transferred from Outside Hospital for cath. Presented to ED with CP. Transported to CT.",
+    "Hospital: day 3 of stay. Rehab: Pending. d/c to home when stable.",
 ]
 
 
@@ -522,6 +525,15 @@ SHAPE_CASES = [
     ("left msg for quorvanex re: plan.", "quorvanex", "NAME"),
     ("Report given to Zorblax, RN.", "Zorblax", "NAME"),
     ("RECEIVED REPORT FROM QUORVANEX AT 0700.", "QUORVANEX", "NAME"),
+    # places after "d/c" (which spaCy cuts in three), "transported"/"presented to", "a resident
+    # of", and as the value of a field named by a kind of facility
+    ("Plan to d/c to Zorblax when bed available.", "Zorblax", "LOCATION"),
+    ("plan to d/c to zorblax when bed available.", "zorblax", "LOCATION"),
+    ("Transported to Zorblax for PET scan.", "Zorblax", "LOCATION"),
+    ("PT PRESENTED TO ZORBLAX WITH CP.", "ZORBLAX", "LOCATION"),
+    ("Pt is a resident of Zorblax, lives alone.", "Zorblax", "LOCATION"),
+    ("Outside hospital: Zorblax Quorby\nCourse: stable.", "Zorblax Quorby", "LOCATION"),
+    ("REHAB: QUORBANEX\nPLAN: D/C IN AM.", "QUORBANEX", "LOCATION"),
     # dates: decades, a range of partial dates
     ("Smoked in the 1990s, quit in the '80s?", "1990s", "DATE"),
     ("Vanco 12/3-12/9, then po.", "12/9", "DATE"),

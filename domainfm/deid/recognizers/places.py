@@ -26,6 +26,20 @@ _NAMED_FACILITY = re.compile(r"(?i)\b(?:holy\s+(?:cross|family|name|spirit|redee
                              r"(?:\s+(?:memorial|hospital|medical\s+center|rehab|hospice|nursing\s+home)\b)?")
 
 
+# words before a facility's kind that say which one it is without naming it ("Outside hospital")
+_NO_FACILITY_NAME = frozenset("outside local previous prior referring nearest nearby receiving sending "
+                              "current different".split())
+# who someone is, then the place they are "of" ("a resident of X", "a native of X")
+_OF_PLACE = frozenset("resident residents native natives".split())
+
+
+def _place_verb_at(w: Words, k: int) -> bool:
+    """Token k is a verb of movement or residence (:func:`vocab.place_verb`), also the last part
+    of one written with a slash, which spaCy cuts in three ("d/c to X": "d", "/", "c")."""
+    return vocab.place_verb(w.lower[k]) or (k >= 2 and w.text[k - 1] == "/"
+                                            and vocab.place_verb(f"{w.lower[k - 2]}/{w.lower[k]}"))
+
+
 class PlaceRecognizer(TokenRecognizer):
     """Facilities ("Holy Cross Hospital", "St. Agnes") and places after movement verbs
     ("transferred to X", "lives in X")."""
@@ -58,6 +72,8 @@ class PlaceRecognizer(TokenRecognizer):
         word, low = w.text[k], w.lower[k]
         if not namey(word):
             return in_facility and low in ("st", "mt")
+        if in_facility and low in _NO_FACILITY_NAME:
+            return False  # "Outside hospital", "the local hospital": which one is not said
         if in_facility and low in self.modifiers and (not shape.mixed or word[0].isupper()):
             return True
         if low in self.function_words:
@@ -82,6 +98,11 @@ class PlaceRecognizer(TokenRecognizer):
             is_head = low in self.heads or (low in self.center_heads and i > 0
                                             and w.lower[i - 1] in self.center_modifiers)
             weak = (low in self.weak_heads or low in self.institution_heads) and (w.text[i][0].isupper() or not shape.mixed)
+            if (aside := self._facility_aside(w, i, shape)) is not None:
+                # a kind of facility is often a head too ("Outside hospital: X"): the name after it,
+                # and the words before it still looked at below
+                out.append(result("HOSPITAL", doc[aside[0]].idx, doc[aside[1]].idx + len(doc[aside[1]].text), 0.6,
+                                  f"{self.name}:facility_aside"))
             if (is_head or weak) and i > 0:
                 k = i - 1 - (low in self.center_heads)
                 first = None
@@ -96,9 +117,8 @@ class PlaceRecognizer(TokenRecognizer):
                 if first is not None and not all(w.lower[t] in ("st", "saint", "mt") for t in range(first, i)):
                     out.append(result("LOCATION" if low in self.institution_heads else "HOSPITAL", doc[first].idx,
                                       doc[i].idx + len(doc[i].text), 0.75 if is_head else 0.6, f"{self.name}:facility"))
-            elif (aside := self._facility_aside(w, i, shape)) is not None:
-                out.append(result("HOSPITAL", doc[aside[0]].idx, doc[aside[1]].idx + len(doc[aside[1]].text), 0.6,
-                                  f"{self.name}:facility_aside"))
+            elif aside is not None:
+                pass  # the name after a kind of facility ("OSH (Brackmoor)"), taken above
             elif (street := self._street_name(w, i, shape)) is not None:
                 out.append(result("LOCATION", doc[street].idx, doc[i].idx + len(doc[i].text), 0.6,
                                   f"{self.name}:street_name"))
@@ -156,7 +176,7 @@ class PlaceRecognizer(TokenRecognizer):
                 # "admitted to QUARTERMAIN7", "transfer to wentmore2": a ward glued to its floor
                 out.append(result("LOCATION", doc[i + 1].idx, doc[i + 1].idx + len(doc[i + 1].text), 0.55,
                                   f"{self.name}:ward"))
-            elif low in vocab.PLACE_PREPS and i + 1 < w.n:
+            elif (low in vocab.PLACE_PREPS or (low == "of" and i > 0 and w.lower[i - 1] in _OF_PLACE)) and i + 1 < w.n:
                 window = 8 if any(w.lower[k] in vocab.HOME_VERBS for k in range(max(0, i - 8), i)) else 4
                 suffix_town = i + 1 < w.n and _TOWN.search(w.lower[i + 1]) and namey(w.text[i + 1]) \
                     and (w.text[i + 1][0].isupper() or not shape.mixed) and not vocab.is_english(w.lower[i + 1]) \
@@ -180,7 +200,7 @@ class PlaceRecognizer(TokenRecognizer):
                 # "c/o to X": call out to a ward (spaCy splits "c/o" into three tokens)
                 call_out = low == "to" and "".join(w.lower[max(0, i - 3):i]).endswith("c/o")
                 oriented = self._orientation(w, i)
-                verb = any(vocab.place_verb(w.lower[k]) for k in range(max(0, i - window), i)) or oriented
+                verb = any(_place_verb_at(w, k) for k in range(max(0, i - window), i)) or oriented
                 # "CABG at Quintara", "moved here from Kavelstan": no verb of movement, but in a
                 # mixed-case note an unknown capitalised word right after at/in/from
                 bare = not (suffix_town or call_out or verb) and shape.mixed and low in ("at", "in", "from") \
@@ -192,7 +212,7 @@ class PlaceRecognizer(TokenRecognizer):
                     j += 1
                 last = None
                 k = j
-                moved = i > 0 and vocab.place_verb(w.lower[i - 1]) and low in ("to", "at", "from")
+                moved = i > 0 and _place_verb_at(w, i - 1) and low in ("to", "at", "from")
                 while k < w.n and k - j < 3 and self._placey(w, k, shape, False, moved and k == j):
                     last = k
                     k += 1
@@ -269,18 +289,23 @@ class PlaceRecognizer(TokenRecognizer):
     facility_kinds = frozenset("osh snf ltac ltach ltc rehab nh facility hospital".split())
 
     def _facility_aside(self, w: Words, i: int, shape: DocShape) -> tuple[int, int] | None:
-        """The name in brackets after a kind of facility ("OSH (Brackmoor)"): up to three words, the
-        first one no list knows; returns its first and last token, or None."""
-        if w.lower[i] not in self.facility_kinds or i + 3 >= w.n or w.text[i + 1] != "(":
+        """The name in brackets after a kind of facility ("OSH (Brackmoor)"), or as the value of a
+        field named by one ("Outside hospital: Brackmoor", "SNF: Quorby Manor"): up to three words,
+        the first one no list knows; returns its first and last token, or None."""
+        if w.lower[i] not in self.facility_kinds or i + 2 >= w.n or w.text[i + 1] not in ("(", ":"):
             return None
         k = i + 2
         if not (self._unknown_capitalised(w, k) if shape.mixed else
                 namey(w.text[k]) and w.lower[k] not in self.stop and not vocab.is_english(w.lower[k])):
             return None
+        close = ")" if w.text[i + 1] == "(" else None
         last = k
-        while last + 1 < w.n and last - k < 2 and w.text[last + 1] != ")" and self._placey(w, last + 1, shape, True):
+        while last + 1 < w.n and last - k < 2 and w.text[last + 1] != close and self._placey(w, last + 1, shape, True):
             last += 1
-        return (k, last) if last + 1 < w.n and w.text[last + 1] == ")" else None
+        if close is None:  # a field's value: the words up to the end of the field
+            ends = last + 1 >= w.n or "\n" in w.text[last + 1] or w.text[last + 1] in (",", ".", ";", ")")
+            return (k, last) if ends or "\n" in w.doc[last].whitespace_ else None
+        return (k, last) if last + 1 < w.n and w.text[last + 1] == close else None
 
     def _street_name(self, w: Words, i: int, shape: DocShape) -> int | None:
         """"on Zorvale St.", "off Main Street": up to two capitalised words and a street type after
