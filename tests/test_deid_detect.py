@@ -125,6 +125,8 @@ NO_PHI = [
     "Spoke w/ team re plan. d/w MD, agrees. Discussed pt with renal.",
     "left message for family. report given to oncoming rn. Report to MICU team.",
     "SPOKE W/ WIFE. REPORT FROM OR: STABLE. DISCUSSED CASE W/ ATTENDING.",
+    # services, roles, misspelled words before a verb of being told
+    "BP 80s. Renal made aware. MD notified. HO paged. PT RECIEVING ORDERED DOSE. Team aware.",
     # which facility, not named; a kind of facility as a field with no name after it
     "Transferred from Outside Hospital for cath. Presented to ED with CP. Transported to CT.",
     "Hospital: day 3 of stay. Rehab: Pending. d/c to home when stable.",
@@ -525,6 +527,10 @@ SHAPE_CASES = [
     ("left msg for quorvanex re: plan.", "quorvanex", "NAME"),
     ("Report given to Zorblax, RN.", "Zorblax", "NAME"),
     ("RECEIVED REPORT FROM QUORVANEX AT 0700.", "QUORVANEX", "NAME"),
+    # one word no list knows before a verb of being told, "made"/"was" between
+    ("BP 80s. Quorvanex made aware, bolus given.", "Quorvanex", "NAME"),
+    ("K 6.1, QUORVANEX NOTIFIED.", "QUORVANEX", "NAME"),
+    ("k 6.1, quorvanex was paged.", "quorvanex", "NAME"),
     # places after "d/c" (which spaCy cuts in three), "transported"/"presented to", "a resident
     # of", and as the value of a field named by a kind of facility
     ("Plan to d/c to Zorblax when bed available.", "Zorblax", "LOCATION"),

@@ -356,6 +356,8 @@ class NameRecognizer(TokenRecognizer):
                 span = self._back(w, i, shape, need_evidence=True)
                 if span is not None:
                     found.append((span[0], span[1], "DOCTOR", 0.65))
+                elif (k := self._told_one(w, i, shape)) is not None:
+                    found.append((k, k, "NAME", 0.6))
             elif self.dictionary and low in self.names and low not in self.stop and namey(word) \
                     and len(word) >= 3 and (not shape.mixed or word[0].isupper()) \
                     and (low in self.us_first or not vocab.is_english(low)) \
@@ -594,6 +596,27 @@ class NameRecognizer(TokenRecognizer):
                     out.append((first, i - 1, "NAME", 0.7))
                     break
         return out
+
+    # between a name and what it was told ("Quorvane made aware", "QUORVANE WAS NOTIFIED")
+    _TOLD_BETWEEN = frozenset("made was is been has".split())
+
+    def _told_one(self, w: Words, i: int, shape: DocShape) -> int | None:
+        """The one word before a verb of being told (token i: "aware", "notified", "paged"), with
+        "made"/"was"/"has been" between, when it can only be a name: in a mixed-case note a
+        capitalised word no list knows ("Quorvane made aware"), else a word of five letters or
+        more that no list knows and that is no typo of a word or of its stem ("QUORVANE NOTIFIED",
+        not "PT RECIEVING ORDERED DOSE"); services,
+        roles and abbreviations ("Renal aware", "MD notified", "HO paged") are known words."""
+        k = i - 1
+        while k >= 0 and i - k <= 3 and w.lower[k] in self._TOLD_BETWEEN:
+            k -= 1
+        if k < 0 or i - k > 3:
+            return None
+        if shape.mixed:
+            return k if self._unknown_capitalised(w, k) else None
+        low = w.lower[k]
+        return k if len(low) >= 5 and self._unknown_word(w, k) and low not in vocab.drug_names() \
+            and not any(vocab.near_english(form) for form in vocab.word_forms(low)) else None
 
     def _unknown_word(self, w: Words, k: int) -> bool:
         """Token k is a word no list knows: not English, not a stop word, not clinical vocabulary,

@@ -473,7 +473,7 @@ def _one_typo_from(low: str, words) -> bool:
     return False
 
 
-def _forms(low: str):
+def word_forms(low: str):
     """The word itself, then each base its English inflection could come from ("staying" -> "stay")."""
     yield low
     for suffix, repl in _ENGLISH_SUFFIXES:
@@ -489,7 +489,7 @@ def in_lexicon(low: str) -> bool:
     if _APOSTROPHE_SURNAME.fullmatch(low) and low != "o'clock":
         return False
     words = english_words()
-    return any(form in words for form in _forms(low))
+    return any(form in words for form in word_forms(low))
 
 
 # Zipf 3: once per million words of running English (wordfreq's scale)
@@ -517,7 +517,7 @@ def is_english(low: str) -> bool:
     if _APOSTROPHE_SURNAME.fullmatch(low) and low != "o'clock":
         return False
     words, rare = english_words(), rare_nouns()
-    return any(form in words and form not in rare for form in _forms(low))
+    return any(form in words and form not in rare for form in word_forms(low))
 
 
 def explained(low: str) -> bool:
