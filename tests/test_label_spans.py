@@ -15,6 +15,7 @@ from domainfm.label.active import rank_scores, uncertainty
 from domainfm.label.span_config import SpanLabelConfig
 from domainfm.label.span_tagger import WordChunk
 from domainfm.label.spans import _merge_chunk_spans, decode, one_layer, overlapped_spans, tag_names, word_tags
+from test_label_correctness import _tags, _words
 
 
 def _chunk(text: str) -> WordChunk:
@@ -157,6 +158,35 @@ def test_word_features_append_the_spelling_columns():
 def test_merge_of_overlapping_chunk_spans_keeps_the_more_confident():
     merged = _merge_chunk_spans([(0, 5, "A", 0.6), (0, 5, "A", 0.9), (3, 8, "B", 0.7), (10, 12, "A", 0.5)])
     assert merged == [(0, 5, "A", 0.9), (10, 12, "A", 0.5)]
+
+
+# the same views of one document "d" from two chunks, as ((start, end, label, score) per chunk,
+# at_cut flags): the labeler chooses one layer, project_spans unions (see both docstrings)
+_VIEWS = {
+    "duplicate": ([[(12, 15, "A", .6)], [(12, 15, "A", .9)]], (False, False)),
+    "other label": ([[(12, 16, "A", .9)], [(14, 18, "B", .7)]], (False, False)),
+    "whole views disagree": ([[(12, 16, "A", .9)], [(13, 18, "A", .7)]], (False, False)),
+    "cut pieces overlap": ([[(15, 20, "A", .8)], [(10, 17, "A", .6)]], (True, True)),
+}
+
+
+@pytest.mark.parametrize("case, labeler, union", [
+    ("duplicate", [(12, 15, "A", .9)], [(12, 15, "A", .6)]),  # project_spans keeps a view's score, not the best
+    ("other label", [(12, 16, "A", .9)], [(12, 16, "A", .9), (14, 18, "B", .7)]),
+    ("whole views disagree", [(12, 16, "A", .9)], [(12, 18, "A", .9)]),
+    ("cut pieces overlap", [(10, 20, "A", .7)], [(10, 20, "A", .6)]),  # same extent; mean score vs one view's
+])
+def test_labeler_join_chooses_where_project_spans_unions(case, labeler, union):
+    """Guards the documented difference: the two joins must not be swapped for one another."""
+    from domainfm.chunk import Chunk, project_spans
+
+    per_chunk, cut = _VIEWS[case]
+    chunks = [Chunk(f"d#{i}", "d", s, e, "x" * (e - s), 0, "") for i, (s, e) in enumerate([(0, 20), (10, 30)])]
+    flags = [f for views, flag in zip(per_chunk, cut) for f in [flag] * len(views)]
+    assert _merge_chunk_spans([v for views in per_chunk for v in views], flags) == labeler
+    local = [[Span(s - c.start, e - c.start, lab, {"score": p}) for s, e, lab, p in views]
+             for c, views in zip(chunks, per_chunk)]
+    assert [(x.start, x.end, x.label, x.attrs["score"]) for x in project_spans(chunks, local)["d"]] == union
 
 
 def test_rank_scores_puts_uncertain_first_and_skips_near_duplicates():
@@ -435,3 +465,66 @@ def test_finetune_method_learns_a_trivial_span_pattern(tiny_model_dir):
     assert result.summary["method"] == "finetune" and result.summary["steps"] == 60
     assert sorted(result.ranks) == list(range(1, len(pool) + 1))
     assert all(0 <= s.attrs["confidence"] <= 1 for spans in result.spans for s in spans)
+
+
+# ------------------------------------------------------------------ entities cut where chunks do not overlap
+
+# probabilities of O, B-D, I-D per word; a chunk's first word cannot be I, so a word of the
+# entity starting one is read as B
+_DISEASE_WORDS = {"cancer": (.05, .9, .05), "of": (.1, .1, .8), "the": (.1, .1, .8), "breast": (.1, .3, .6),
+                  "fever": (.1, .8, .1), "cough": (.15, .7, .15)}
+
+
+def _word_rule_model(cfg: SpanLabelConfig):
+    """The labeler's model with the real tiny encoder and chunker, its learned head swapped for a
+    fixed rule per word, so whether a span comes back whole depends on the chunks and their
+    merge alone."""
+    from domainfm.label.span_calibration import SpanCalibration
+    from domainfm.label.span_tagger import SpanTagger
+    from domainfm.label.spans import _Fitted
+
+    class WordRuleTagger(SpanTagger):
+        def score(self, head, chunks):
+            return ([np.log(np.array([_DISEASE_WORDS.get(w, (.9, .05, .05)) for w in c.words])) for c in chunks],
+                    [np.zeros(4) for _ in chunks])
+
+    return _Fitted(WordRuleTagger(cfg), None, ["D"], 1.0, SpanCalibration(), {})
+
+
+def test_an_entity_cut_where_chunks_do_not_overlap_comes_back_whole(tiny_model_dir):
+    """With ``overlap: 0`` the chunker cuts this note inside "cancer of the | breast" (16 tokens
+    a chunk): no word is in both chunks, so the two views never overlap. Each piece alone loses
+    its function words at the edge ("cancer", "breast"), and what then lies between them is not
+    whitespace, so nothing later joined them: two wrong suggestions instead of one."""
+    from domainfm.label.spans import predict_spans
+
+    cfg = SpanLabelConfig(encoder=str(tiny_model_dir), max_tokens=16, overlap=0, deid_prior="off",
+                          abbreviations=False, seed_lexicon=False, span_heads=False)
+    model = _word_rule_model(cfg)
+    doc = Document("n1", "the patient has cancer of the breast and fever today in clinic with cough")
+    chunks, _ = model.tagger.featurize([doc])
+    assert chunks[0].words[-1] == "the" and chunks[1].words[0] == "breast"  # the cut this test is about
+    (spans,) = predict_spans(model, [doc], cfg).spans
+    assert [doc.text[s.start:s.end] for s in spans] == ["cancer of the breast", "fever", "cough"]
+    assert spans[0].attrs["source"] == "model"
+
+
+@pytest.mark.parametrize("text, texts, merged", [
+    # the two pieces, each at the cut: joined, with the mean of their confidences
+    ("history of acute renal failure noted", True, [("acute renal failure", 0.7)]),
+    # without the texts (chunks that overlap: see _texts_to_join) they stay pieces, as before
+    ("history of acute renal failure noted", False, [("acute renal", 0.8), ("failure", 0.6)]),
+    # one entity per short line, cut at its line break: two entities
+    ("history of acute renal\nfailure noted", True, [("acute renal", 0.8), ("failure", 0.6)]),
+    # a hard-wrapped line (40 characters or more) runs on, as project_spans reads it
+    ("the history of this patient: acute renal\nfailure noted", True, [("acute renal\nfailure", 0.7)]),
+])
+def test_pieces_at_a_cut_between_chunks_that_do_not_overlap(text, texts, merged):
+    from domainfm.label.spans import _spans_from_logits
+
+    n = len(text.split())
+    a = _tags(*[("O", .9)] * (n - 4), ("B", .8), ("I", .8))  # ... "acute renal" ends the first chunk
+    b = _tags(("B", .6), ("O", .9))                          # "failure" starts the second
+    found, _ = _spans_from_logits([_words(text, 0, n - 3), _words(text, n - 2, n - 1)], [a, b], ["D"], 1.0,
+                                  lambda raw: raw, 1, texts=[text] if texts else None)
+    assert [(text[s:e], round(c, 3)) for s, e, _, c in found[0]] == merged

@@ -58,6 +58,13 @@ def project_spans(
             per line ("aspirin" / "heparin"), is cut exactly there, while an entity runs across
             a line break where the text is hard-wrapped, after a long line.
 
+    Views are unioned, never chosen between: overlapping spans of different labels both stay,
+    and scores in ``attrs`` are neither compared nor combined. The span labeler, which must pick
+    one confident layer, joins its chunks' views with its own rule instead
+    (``domainfm.label.spans._merge_chunk_spans``: the more confident view wins, a view at a cut
+    gives way to a whole one; pieces on both sides of a cut are joined by :func:`joinable_cuts`,
+    as here).
+
     Returns:
         ``{doc_id: [Span, ...]}`` sorted by position; the chunk-only attrs are removed.
 
@@ -98,12 +105,27 @@ def project_spans(
             pieces[chunk.doc_id].append((Span(start, end, span.label, attrs), number, *at_edge))
     result = {}
     for doc_id, items in pieces.items():
-        cuts = _cuts(ranges[doc_id])
-        text = (texts or {}).get(doc_id)
-        if text is not None:
-            cuts = {start: end for start, end in cuts.items() if not _ends_short_line(text, end, start)}
+        cuts = joinable_cuts(ranges[doc_id], (texts or {}).get(doc_id))
         result[doc_id] = _merge(items, union=merge == "union", cuts=cuts)
     return result
+
+
+def joinable_cuts(ranges: Sequence[tuple[int, int]], text: str | None = None) -> dict[int, int]:
+    """``{start: end}`` of the cuts between one document's chunks across which a same-label piece
+    ending at ``end`` and one starting at ``start`` are taken for one entity that the cut split
+    (:func:`project_spans`' ``"union"`` rule, which the span labeler shares).
+
+    Args:
+        ranges: ``(start, end)`` of each of the document's chunks, all of them, in document
+            characters; where chunks overlap there is no cut.
+        text: the document's text, when known: a cut whose gap holds a line break ending a line
+            shorter than :data:`WRAPPED_LINE` characters (one entity per line) joins nothing;
+            after a longer line the text is hard-wrapped and an entity may run on.
+    """
+    cuts = _cuts(list(ranges))
+    if text is None:
+        return cuts
+    return {start: end for start, end in cuts.items() if not _ends_short_line(text, end, start)}
 
 
 #: a line at least this long ends in a line break the writer's editor put there (hard-wrapped text)

@@ -7,7 +7,9 @@ How it works (and why):
   ``overlap`` tokens repeated), so a long note or contract is tagged whole; spans from the
   overlapping parts of two chunks are merged, the more confident one winning a conflict, except
   that a span touching a chunk's cut edge (maybe part of its entity) gives way to one that does
-  not and joins the other chunk's view of its label. A word the chunker cut is read whole.
+  not and joins the other chunk's view of its label. Where chunks do not overlap (``overlap:
+  0``), the two pieces of an entity on both sides of the cut are joined as
+  :func:`domainfm.chunk.project_spans` joins them. A word the chunker cut is read whole.
 - **Model** (:mod:`domainfm.label.span_tagger`). A word-level BIO tagger on the encoder (the
   embedded MiniLM, or a ``domainfm pretrain`` output). With eight documents, fine-tuning all
   layers overfits and costs minutes of CPU; the bottom layers stay frozen, their output is
@@ -61,7 +63,7 @@ import bisect
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Collection, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -177,8 +179,8 @@ def decode(chunk: WordChunk, probs: np.ndarray, labels: Sequence[str]) -> list[t
     return [(int(x.start), int(x.end), x.label, float(x.attrs["score"])) for x in found]
 
 
-def _merge_chunk_spans(found: list[tuple[int, int, str, float]],
-                       cut: Sequence[bool] | None = None) -> list[tuple[int, int, str, float]]:
+def _merge_chunk_spans(found: list[tuple[int, int, str, float]], cut: Sequence[bool] | None = None,
+                       joins: Mapping[int, int] | None = None) -> list[tuple[int, int, str, float]]:
     """Spans of one document from its chunks: duplicates (overlap regions) keep the higher
     confidence; of two overlapping different spans the more confident one stays.
 
@@ -186,7 +188,25 @@ def _merge_chunk_spans(found: list[tuple[int, int, str, float]],
     may hold only part of that entity, however sure it is of the part. Such a view gives way to
     a view that touches no cut, and is joined to the one view of its label it overlaps (the
     other chunk's view of the same entity: the union is kept, with that view's confidence when
-    the union is that view, else the mean of the two)."""
+    the union is that view, else the mean of the two).
+
+    ``joins`` (``{start: end}``, :func:`domainfm.chunk.reassemble.joinable_cuts`) are the cuts
+    between chunks that do not overlap (``overlap: 0``, see :func:`_texts_to_join`): there the
+    two views of one entity share no word, so a view ending at a cut's ``end`` (its
+    chunk's last word) and a same-label view starting at its ``start`` (the next chunk's first
+    word) are joined, with the mean of their confidences, by the rule ``project_spans`` joins
+    such pieces with: one entity per short line, cut at its line break, stays apart.
+
+    This is not :func:`domainfm.chunk.project_spans`, and must not become it: here one tagger's
+    views of one document are *chosen between* for a one-layer suggestion, there the views are
+    *unioned*. Here a duplicate keeps the higher confidence, of overlapping spans of different
+    labels (or two same-label views that touch no cut) only the more confident stays, and pieces
+    are joined where they overlap or across a cut in ``joins``; ``project_spans(merge="union")`` keeps
+    overlapping spans of every label, joins every overlapping or edge-touching same-label view
+    from different chunks and the pieces on both sides of a cut, and knows no confidence (a
+    joined span keeps one view's attrs). Use this for the labeler's decoded views, which carry
+    a confidence and feed calibration; use ``project_spans`` for a model's or a document's
+    spans per :class:`domainfm.chunk.Chunk`."""
     cut = [False] * len(found) if cut is None else list(cut)
     kept: list[list] = []
     for (s, e, label, conf), at_cut in sorted(zip(found, cut), key=lambda x: (x[1], -x[0][3])):
@@ -198,7 +218,26 @@ def _merge_chunk_spans(found: list[tuple[int, int, str, float]],
             union = (min(k[0], s), max(k[1], e))
             if union != (k[0], k[1]):
                 k[0], k[1], k[3] = union[0], union[1], (k[3] + conf) / 2
+    if joins:
+        kept = _join_at_cuts(kept, joins)
     return sorted(tuple(k) for k in kept)
+
+
+def _join_at_cuts(kept: list[list], joins: Mapping[int, int]) -> list[list]:
+    """``kept`` (``[start, end, label, confidence]``) with the two pieces at each cut of ``joins``
+    made one; the piece before a cut grows in place, so an entity over three chunks chains on."""
+    ending: dict[tuple[str, int], list] = {}  # (label, end) -> the span that ends there
+    out: list[list] = []
+    for k in sorted(kept, key=lambda k: (k[0], k[1])):
+        before = ending.get((k[2], joins[k[0]])) if k[0] in joins else None
+        if before is not None:
+            del ending[(before[2], before[1])]
+            before[1], before[3] = k[1], (before[3] + k[3]) / 2
+        else:
+            out.append(k)
+            before = k
+        ending[(before[2], before[1])] = before
+    return out
 
 
 def oof_rows(docs: Sequence[Document], found: Sequence[Sequence[tuple[int, int, str, float]]],
@@ -281,10 +320,14 @@ def _tags_for(chunks, docs, label_index):
     return [word_tags(c, docs[c.doc].spans, label_index) for c in chunks]
 
 
-def _spans_from_logits(chunks, logits, labels, temperature, calibrate, n_docs, shift: float = 0.0):
+def _spans_from_logits(chunks, logits, labels, temperature, calibrate, n_docs, shift: float = 0.0,
+                       texts: Sequence[str] | None = None):
     """Per document, the merged spans of its chunks with raw confidence, and its uncertainty for
     the annotation order (read from ``calibrate(raw)``). ``shift`` is added to the log-odds of
-    the no-span tag before decoding (positive: fewer, surer spans)."""
+    the no-span tag before decoding (positive: fewer, surer spans). With the documents'
+    ``texts``, the pieces of an entity on both sides of a cut between chunks that do not overlap
+    are joined (:func:`_merge_chunk_spans`); without, they stay pieces."""
+    from domainfm.chunk.reassemble import joinable_cuts
     from domainfm.metrics import softmax
 
     per_doc: list[list] = [[] for _ in range(n_docs)]
@@ -294,9 +337,11 @@ def _spans_from_logits(chunks, logits, labels, temperature, calibrate, n_docs, s
     # where each document's words begin and end: a chunk edge inside that range is a cut
     first: dict[int, int] = {}
     last: dict[int, int] = {}
+    ranges: list[list[tuple[int, int]]] = [[] for _ in range(n_docs)]
     for c in chunks:
         first[c.doc] = min(int(c.word_start[0]), first.get(c.doc, int(c.word_start[0])))
         last[c.doc] = max(int(c.word_end[-1]), last.get(c.doc, int(c.word_end[-1])))
+        ranges[c.doc].append((int(c.word_start[0]), int(c.word_end[-1])))
     for c, lg in zip(chunks, logits):
         p = softmax(lg / temperature)
         if shift:
@@ -312,7 +357,23 @@ def _spans_from_logits(chunks, logits, labels, temperature, calibrate, n_docs, s
                        reverse=True)
         chunk_items.append(float(np.mean(items[:3])) if items else 0.0)
         word_u[c.doc].append(chunk_items[-1])
-    return [_merge_chunk_spans(x, cut) for x, cut in zip(per_doc, at_cut)], [max(u) if u else 0.0 for u in word_u]
+    joins: list[dict[int, int] | None] = [None] * n_docs
+    for d in range(n_docs if texts is not None else 0):
+        # the gap is what the chunker trimmed; text there that no chunk's words hold (a chunk the
+        # tokenizer truncated) was never tagged, and an entity is not joined over it
+        joins[d] = {s: e for s, e in joinable_cuts(ranges[d], texts[d]).items() if not texts[d][e:s].strip()}
+    return ([_merge_chunk_spans(x, cut, j) for x, cut, j in zip(per_doc, at_cut, joins)],
+            [max(u) if u else 0.0 for u in word_u])
+
+
+def _texts_to_join(tagger: SpanTagger, docs: Sequence[Document]) -> list[str] | None:
+    """The texts :func:`_spans_from_logits` needs to join an entity's pieces across the cuts
+    between chunks, when the chunker repeats no token (``overlap: 0``); else None. With overlap,
+    every cut the chunker makes inside a sentence overlaps the next chunk, where the overlap
+    join sees both views; a cut left without overlap is a sentence, paragraph or section
+    boundary, which an entity does not cross, though the cut rule would join pieces there after
+    a long line: suggestions with overlap stay as they were."""
+    return [d.text for d in docs] if tagger.cfg.overlap == 0 else None  # the chunker's overlap follows it
 
 
 def train_span_model(seeds: Sequence[Document], cfg: SpanLabelConfig | None = None, *,
@@ -397,7 +458,7 @@ def train_span_model(seeds: Sequence[Document], cfg: SpanLabelConfig | None = No
                 rows = []
                 for r, (held_chunks, logits) in enumerate(by_split):
                     found, _ = _spans_from_logits(held_chunks, logits, labels, temperature,
-                                                  lambda raw: raw, len(seeds), shift)
+                                                  lambda raw: raw, len(seeds), shift, _texts_to_join(tagger, seeds))
                     for held, lexicon, heads, edges in fold_parts[r * folds:(r + 1) * folds]:
                         rows += oof_rows([seeds[i] for i in held], [found[i] for i in held], lexicon,
                                          cfg.abbreviations, heads, edges)
@@ -457,7 +518,7 @@ def predict_spans(model: _Fitted, docs: Sequence[Document], cfg: SpanLabelConfig
     logits, vectors = model.tagger.score(model.head, chunks)
     found, uncertainty = _spans_from_logits(chunks, logits, model.labels, model.temperature,
                                             lambda raw: model.calibration.confidence(raw, "model"), len(pool),
-                                            model.shift)
+                                            model.shift, _texts_to_join(model.tagger, pool))
     prior = _deid_prior(model.labels, pool, seeds, cfg)
     kept_idx = [i for i in range(len(pool)) if i not in bad_idx]
     out_spans: list[list[Span]] = []
