@@ -131,6 +131,30 @@ def test_compound_edges_join_spans_of_one_label_that_meet():
         (0, 1, "A", 0.5), (4, 10, "B", 0.7)]
 
 
+_LONG_LINE = "x" * 40 + " "  # at least WRAPPED_LINE characters before the line break: hard-wrapped
+
+
+@pytest.mark.parametrize("text, words, joined", [
+    ("heart failure", ("heart", "failure"), True),                         # whitespace: one entity
+    ("fever\ncough", ("fever", "cough"), False),                            # a list, one per line
+    ("Meds:\naspirin\r\nheparin\n", ("aspirin", "heparin"), False),       # a short line ending in \r\n
+    (_LONG_LINE + "heart\nfailure", ("heart", "failure"), True),            # hard-wrapped text runs on
+    (_LONG_LINE + "heart  \n  failure", ("heart", "failure"), True),
+    (_LONG_LINE + "fever\n\ncough", ("fever", "cough"), False),             # never across a blank line
+    (_LONG_LINE + "fever\n \r\ncough", ("fever", "cough"), False),
+])
+def test_compound_edges_join_across_a_line_break_only_where_text_is_hard_wrapped(text, words, joined):
+    from domainfm.chunk.reassemble import WRAPPED_LINE
+    from domainfm.label.span_edges import compound_edges
+
+    assert len(_LONG_LINE) > WRAPPED_LINE  # the long-line cases must stay long if the threshold moves
+    first = text.index(words[0])
+    second = text.index(words[1], first + len(words[0]))
+    spans = [(first, first + len(words[0]), "D", 0.4), (second, second + len(words[1]), "D", 0.8)]
+    got = [text[s:e] for s, e, _, _ in compound_edges(text, spans)]
+    assert got == ([text[spans[0][0]:spans[1][1]]] if joined else list(words))
+
+
 def test_spelling_features_share_columns_across_words_with_a_suffix():
     from domainfm.label.span_tagger import spelling_features
 

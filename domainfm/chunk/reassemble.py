@@ -125,16 +125,18 @@ def joinable_cuts(ranges: Sequence[tuple[int, int]], text: str | None = None) ->
     cuts = _cuts(list(ranges))
     if text is None:
         return cuts
-    return {start: end for start, end in cuts.items() if not _ends_short_line(text, end, start)}
+    return {start: end for start, end in cuts.items() if not ends_short_line(text, end, start)}
 
 
 #: a line at least this long ends in a line break the writer's editor put there (hard-wrapped text)
 WRAPPED_LINE = 40
 
 
-def _ends_short_line(text: str, end: int, start: int) -> bool:
-    """Whether the cut ``text[end:start]`` holds a line break that ends a line shorter than
-    :data:`WRAPPED_LINE` (a list item, a heading), not a hard-wrapped one."""
+def ends_short_line(text: str, end: int, start: int) -> bool:
+    """Whether the gap ``text[end:start]`` holds a line break that ends a line shorter than
+    :data:`WRAPPED_LINE` (a list item, a heading), not a hard-wrapped one: the pieces on either
+    side are two entities. Shared by :func:`joinable_cuts` (a cut between chunks) and the span
+    labeler's ``domainfm.label.span_edges.compound_edges`` (whitespace between two spans)."""
     gap = text[end:start]
     if "\n" not in gap:
         return False

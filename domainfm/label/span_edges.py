@@ -10,7 +10,10 @@ The other edge error is the opposite one: a hyphenated compound is one word to a
 three to the tagger (the tokenizer splits "X-linked" into "X", "-", "linked"), and the hyphen,
 read alone, looks like punctuation, so the tagger cuts "X | linked disorder" or stops at
 "Tay - Sachs" before "disease"'s compound partner. :func:`compound_edges` widens a span over
-any compound it cuts and joins spans of one label that then overlap or touch.
+any compound it cuts and joins spans of one label that then overlap or touch, but never across
+a blank line or the line break of a short line: a list written one entity per line ("fever" /
+"cough") is two entities, while hard-wrapped text may run one on (the chunk stage's rule,
+:func:`domainfm.chunk.reassemble.ends_short_line`).
 Measured on NCBI-disease: README, span suggestions.
 """
 
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+
+from domainfm.chunk.reassemble import ends_short_line
 
 _OPENERS, _CLOSERS = "([{", ")]}"
 # a hyphen (ASCII, Unicode hyphen, non-breaking hyphen; never a dash) joining two word pieces,
@@ -101,12 +106,21 @@ def snap_compound(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
+def _parts_entities(text: str, end: int, start: int) -> bool:
+    """Whether the gap ``text[end:start]`` between two spans keeps them two entities: it holds
+    more than whitespace, a blank line, or a line break that ends a short line (a list, one entity
+    per line); a line break after a long line is the writer's editor wrapping one entity."""
+    gap = text[end:start]
+    return bool(gap.strip()) or gap.count("\n") > 1 or ends_short_line(text, end, start)
+
+
 def compound_edges(text: str, spans):
     """``(start, end, label, score)`` spans widened over the compounds they cut
     (:func:`snap_compound`); spans of one label that then overlap, or that only whitespace
-    separates, become one with the mean of their scores. A span is not widened into another
-    label's span. NCBI-disease tuning split, 3 draws: entity F1 0.545 -> 0.562 at 8 seed
-    abstracts, 0.638 -> 0.650 at 32, better on every draw."""
+    separates, become one with the mean of their scores; whitespace holding a blank line or the
+    line break of a short line (:func:`_parts_entities`) joins nothing. A span is not widened
+    into another label's span. NCBI-disease tuning split, 3 draws: entity F1 0.545 -> 0.562 at 8
+    seed abstracts, 0.638 -> 0.650 at 32, better on every draw."""
     spans = list(spans)
     widened = []
     for s, e, label, score in spans:
@@ -116,7 +130,7 @@ def compound_edges(text: str, spans):
         widened.append((ws, we, label, score))
     out: list[tuple[int, int, str, float]] = []
     for s, e, label, score in sorted(widened):
-        if out and out[-1][2] == label and (s <= out[-1][1] or not text[out[-1][1]:s].strip()):
+        if out and out[-1][2] == label and (s <= out[-1][1] or not _parts_entities(text, out[-1][1], s)):
             ps, pe, _, pscore = out[-1]
             out[-1] = (ps, max(pe, e), label, (pscore + score) / 2)
             continue
