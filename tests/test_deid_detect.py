@@ -543,6 +543,7 @@ SHAPE_CASES = [
     # dates: decades, a range of partial dates
     ("Smoked in the 1990s, quit in the '80s?", "1990s", "DATE"),
     ("Vanco 12/3-12/9, then po.", "12/9", "DATE"),
+    ("vanco 3/4-3/9/19, then po.", "3/4", "DATE"),  # a range's first day, the year written at its end
     # dates in forms no development note had: month and four-digit year, a hyphenated month and
     # year, a date printed as one word, a holiday's short name
     ("Last colonoscopy 10/2017, normal.", "10/2017", "DATE"),

@@ -50,6 +50,18 @@ FOUND = [
     ("phone (555) 010-0199", "(555) 010-0199", "PHONE"),
     ("Fax: (555) 010-0198 to the clinic", "(555) 010-0198", "FAX"),
     ("tel +1 (555) 010-0199", "+1 (555) 010-0199", "PHONE"),
+    # written without a break: the North American "1" or the "00" prefix before the number, and
+    # ten digits after a word of calling or paging (all were IDs: a fake ID where a phone was)
+    ("Phone: 16175550143", "16175550143", "PHONE"),
+    ("Cell 16175550143.", "16175550143", "PHONE"),
+    ("Phone: 00442079460018", "00442079460018", "PHONE"),
+    ("wife's cell: 0033123456789", "0033123456789", "PHONE"),
+    ("Fax: 16175550143", "16175550143", "FAX"),
+    ("Fax 00442079460018 for results", "00442079460018", "FAX"),
+    ("call 6175550143", "6175550143", "PHONE"),
+    ("pager 6175550143", "6175550143", "PHONE"),
+    ("Called her back on 16175550143.", "16175550143", "PHONE"),
+    ("6175550143 is her number", "6175550143", "PHONE"),
 ]
 
 
@@ -75,6 +87,13 @@ NOT_PHONES = [
     "Tel 10:30 appointment",
     "phone 0000000000",
     "+2 edema, 1+ pulses",
+    "call at 1400",
+    "Lab called 1200 5 mg",
+    "Plt 245000 called to RN",
+    "Called 20190304 results",
+    "Order 16175550143 was the number",
+    "phone 00000000000",
+    "text 0012345",
 ]
 
 
@@ -86,9 +105,45 @@ def test_numbers_that_are_not_phones_stay_out(clinical, text):
 @pytest.mark.parametrize("text, number", [
     ("MRN: 6175550143", "6175550143"),
     ("MRN 0044 2079 4600 18", "0044 2079 4600 18"),
+    ("MRN: 16175550143", "16175550143"),
+    ("MRN 00442079460018", "00442079460018"),
 ])
 def test_a_number_after_a_record_label_stays_a_record_number(clinical, text, number):
     assert _spans(clinical, text) == [(number, "MRN")]
+
+
+def test_a_number_after_an_id_word_stays_an_id_after_a_contact_word(clinical):
+    assert _spans(clinical, "contact ID 6175550143") == [("6175550143", "ID")]
+
+
+@pytest.mark.parametrize("text, number", [
+    ("Phone: 16175550143", "16175550143"),
+    ("Cell 00442079460018.", "00442079460018"),
+    ("call 6175550143", "6175550143"),
+])
+def test_the_generic_set_finds_a_run_together_number_as_a_phone(text, number):
+    # there the model's DATE or the long-number ID took these
+    generic = PhiDetector(DeidConfig(profile="clinical", recognizers="generic"))
+    assert _spans(generic, text) == [(number, "PHONE")]
+
+
+def _surrogate(clinical, text):
+    doc = Document("ph-3", text, {"patient_id": "ph"})
+    return apply_operator(doc, clinical.detect_text(text), "surrogate", SurrogateGenerator(SECRET)).text
+
+
+def test_eleven_digits_with_a_leading_one_keep_it_and_take_the_fake_of_the_ten(clinical):
+    out = _surrogate(clinical, "Phone: 16175550143\nCall back on 617-555-0143.")
+    match = re.fullmatch(r"Phone: 1(\d{10})\nCall back on (\d{3})-(\d{3})-(\d{4})\.", out)
+    assert match, out
+    assert match.group(1) == "".join(match.group(2, 3, 4)) != "6175550143"
+
+
+def test_a_run_together_number_after_00_keeps_its_country_code_and_the_fake_of_the_spaced_form(clinical):
+    out = _surrogate(clinical, "Phone: 00442079460018 or +44 20 7946 0018")
+    match = re.fullmatch(r"Phone: 0044(\d{10}) or \+44 (\d\d) (\d{4}) (\d{4})", out)
+    assert match, out
+    assert match.group(1) == "".join(match.group(2, 3, 4)) != "2079460018"
 
 
 def test_ten_digits_after_a_phone_word_take_the_fake_of_the_same_number_written_with_hyphens(clinical):

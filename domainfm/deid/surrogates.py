@@ -921,8 +921,12 @@ def _extension_marks(text: str) -> frozenset[int]:
 
 # a leading country code followed by a separator ("+1 617-...", "+44 20 ...", "+353 1 ..."), also
 # after the "00" international prefix ("0044 20 ...", "00 44 20 ..."), or the North American "1"
-# before a ten-digit number ("+16175550134", "1-800-...", "1 (617) ...")
-_COUNTRY_CODE = re.compile(r"[^\w+]*(?:(?:\+|00 ?)[1-9]\d{0,2}(?=[ .(-])|\+?1(?=[ .-]?\(?\d{3}\)?[ .-]?\d{3}[ .-]?\d{4}(?!\d)))")
+# before a ten-digit number ("+16175550134", "1-800-...", "1 (617) ..."). Run together after "00"
+# ("00442079460018") the code ends where ITU's prefix-free code plan says: "1" and "7" alone,
+# each zone's two-digit codes, else three digits; so the number takes the fake of "+44 20 ..."
+_ITU_CODE = r"(?:[17]|2[07]|3[0-469]|4[013-9]|5[1-8]|6[0-6]|8[1246]|9[0-58]|[2-9]\d\d)"
+_COUNTRY_CODE = re.compile(r"[^\w+]*(?:(?:\+|00 ?)[1-9]\d{0,2}(?=[ .(-])|\+?1(?=[ .-]?\(?\d{3}\)?[ .-]?\d{3}[ .-]?\d{4}(?!\d))"
+                           rf"|00{_ITU_CODE}(?=\d{{6,}}(?!\d)))")
 
 
 def _country_code_end(text: str) -> int:

@@ -59,6 +59,10 @@ _DATE_CONTEXT = frozenset(
 _SIDE_BEFORE_AC = r"(?:^|[^\w/])(?:r|l|rt|lt|right|left)\.?\s+a\.?c\.?\s*$"
 
 
+# what follows a range's first day when the range's last day carries the year ("3/4-3/9/19")
+_RANGE_TO_FULL_DATE = re.compile(r"\s?[-–]\s?(?:0?[1-9]|1[0-2])/(?:0?[1-9]|[12]\d|3[01])/(?:\d{4}|\d{2})(?![\w/])")
+
+
 @validator("slash_date")
 def _slash_date(text, match, start, end, score):
     after = text[end:end + 12]
@@ -74,6 +78,8 @@ def _slash_date(text, match, start, end, score):
         if word_before(text, start) in _DATE_CONTEXT or start == 0 or text[start - 1] == "\n" \
                 or text[max(0, start - 2):start] == ". " or _NEAR_DATE.search(text[max(0, start - 12):start]):
             return max(score, 0.7)
+        if _RANGE_TO_FULL_DATE.match(after):
+            return score  # "vanco 3/4-3/9/19": a range's first day, its year written once at its end
         m, d = int(match.group("m")), int(match.group("d"))
         # a value before a colon heads what follows ("Labs 3/4: Hct 28"); a fraction never does
         if m < d and d in (2, 3, 4, 8) and re.match(r":(?:\s|$)", after):
@@ -387,12 +393,21 @@ _PHONE = (r"(?<![\w/.])(?:\+?1[\s.-]?)?(?:\(\s*\d\d\d\s*\)|\d\d\d)[\s.\-/]{0,2}\
 # a number dialled from abroad: "+" or the "00" international prefix, the country code, then the
 # national number in groups ("+44 (0)20 7946 0018", "0044 20 7946 0018", "00 353 1 234 5678")
 _INTL = r"(?:\+|00\s?(?=[1-9]))\d{1,3}[\s.-]?(?:\(\d{1,4}\)[\s.-]?)?\d{1,4}(?:[\s.-]?\d{2,4}){1,4}"
-# ten digits written without a break ("Phone: 6175550143"); a phone only after a word that says so
-_BARE_TEN = r"[2-9]\d{9}(?![\w/-]|[.,]\d)"
+# a number written without a break, a phone only beside a word that says so: ten digits
+# ("6175550143"), the North American "1" before them ("16175550143"), or the "00" international
+# prefix, a country code and the national number ("00442079460018"; at most 15 digits, E.164)
+_BARE_NUMBER = r"(?:1?[2-9]\d{9}|00[1-9]\d{7,14})(?![\w/-]|[.,]\d)"
+# the words that say so before it: a phone word, or calling, texting, paging ("call back on ...")
+_BARE_CUE = (r"\b(?:tel|telephone|phone|cell|cellphone|mobile|mob|whatsapp|pager|beeper|contact|"
+             r"call(?:ed|ing)?|text(?:ed)?|reach(?:ed)?)\b(?:(?:\s+[a-z']+){0,2}?\s+(?:at|on|@))?\.?"
+             r"\s*(?:number|no\.?|num|#)?[\s:#.-]*")
+# ... or after it ("6175550143 is her number", "... was his cell")
+_BARE_NUMBER_WORD = (r"\s+(?:is|was)\s+(?:(?:his|her|their|my|your|our)\s+)?"
+                     r"(?:(?:home|work|cell|mobile|contact|best|new|phone)\s+)?(?:number|phone|cell|mobile)\b")
 _FAX_CUE = r"\bfax\b[\s:#.-]*(?:number|no\.?|#)?[\s:#.-]*"
 PHONES = [
     PatternSpec("us", _PHONE, "PHONE", 0.7),
-    PatternSpec("fax", _FAX_CUE + r"(?P<n>" + _PHONE[len(r"(?<![\w/.])"):] + "|" + _BARE_TEN + ")",
+    PatternSpec("fax", _FAX_CUE + r"(?P<n>" + _PHONE[len(r"(?<![\w/.])"):] + "|" + _BARE_NUMBER + ")",
                 "FAX", 0.85, group="n"),
     PatternSpec("fax_intl", _FAX_CUE + rf"(?P<n>{_INTL})(?![\w-]|[.,:]\d)", "FAX", 0.85, group="n",
                 validate="intl_phone"),
@@ -411,8 +426,12 @@ PHONES = [
     # "tel. 0490 75 40 81"); without the word such digit groups are doses, counts and codes
     PatternSpec("after_phone_word", r"\b(?:tel|telephone|phone|cell|cellphone|mobile|mob|whatsapp)\b\.?"
                 r"\s*(?:number|no\.?|num|#)?[\s:#.-]*(?P<n>(?:\(\d{1,4}\)\s?|\d{2,5}[\s.-])\d{2,6}"
-                r"(?:[\s.-]\d{2,4}){0,3}(?![\w/:-]|[.,]\d)|" + _BARE_TEN + ")", "PHONE", 0.7, group="n",
+                r"(?:[\s.-]\d{2,4}){0,3}(?![\w/:-]|[.,]\d))", "PHONE", 0.7, group="n",
                 validate="loose_phone"),
+    # without a break the digits alone would be an ID ("Phone: 16175550143"), so the word decides
+    PatternSpec("run_together", _BARE_CUE + rf"(?P<n>{_BARE_NUMBER})", "PHONE", 0.7, group="n"),
+    PatternSpec("run_together_before_word", rf"(?<![\w.,/+-])(?P<n>{_BARE_NUMBER}){_BARE_NUMBER_WORD}", "PHONE",
+                0.7, group="n"),
     PatternSpec("intl", rf"(?<![\w+])(?=\+){_INTL}(?![\w-])", "PHONE", 0.7, validate="intl_phone"),
     PatternSpec("intl_00", rf"(?<![\w+.,:/-])(?=00){_INTL}(?![\w-]|[.,:]\d)", "PHONE", 0.7, validate="intl_phone"),
 ]
