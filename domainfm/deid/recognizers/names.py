@@ -268,7 +268,7 @@ class NameRecognizer(TokenRecognizer):
                     j = _handoff_to(w, i + 1)
                 elif low == "discussed" and nxt_low in _DISCUSSED_OBJECTS and _after_with(w, i + 2) > i + 2:
                     j = _after_with(w, i + 2)  # "discussed pt with", "discussed plan w/": what, then with whom
-                else:  # "spoken extensively with"
+                else:  # "spoke with", "spoken extensively with", "d/w"
                     j = _after_with(w, i + 1 + (nxt_low.endswith("ly") and _after_with(w, i + 2) > i + 2))
                 if j < w.n and self._contact_name(w, j, shape):
                     last = self._name_end(w, j, shape)
@@ -605,8 +605,8 @@ class NameRecognizer(TokenRecognizer):
         "made"/"was"/"has been" between, when it can only be a name: in a mixed-case note a
         capitalised word no list knows ("Quorvane made aware"), else a word of five letters or
         more that no list knows and that is no typo of a word or of its stem ("QUORVANE NOTIFIED",
-        not "PT RECIEVING ORDERED DOSE"); services,
-        roles and abbreviations ("Renal aware", "MD notified", "HO paged") are known words."""
+        not "PT RECIEVING ORDERED DOSE"); services, roles and abbreviations ("Renal aware", "MD
+        notified", "HO paged") are known words."""
         k = i - 1
         while k >= 0 and i - k <= 3 and w.lower[k] in self._TOLD_BETWEEN:
             k -= 1
