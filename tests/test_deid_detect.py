@@ -127,6 +127,8 @@ NO_PHI = [
     "SPOKE W/ WIFE. REPORT FROM OR: STABLE. DISCUSSED CASE W/ ATTENDING.",
     # services, roles, misspelled words before a verb of being told
     "BP 80s. Renal made aware. MD notified. HO paged. PT RECIEVING ORDERED DOSE. Team aware.",
+    # a range of scale values, not of dates
+    "Pain 4/10-6/10 after morphine, 4/10 to 6/10 overnight.",
     # which facility, not named; a kind of facility as a field with no name after it
     "Transferred from Outside Hospital for cath. Presented to ED with CP. Transported to CT.",
     "Hospital: day 3 of stay. Rehab: Pending. d/c to home when stable.",
@@ -544,6 +546,7 @@ SHAPE_CASES = [
     ("Smoked in the 1990s, quit in the '80s?", "1990s", "DATE"),
     ("Vanco 12/3-12/9, then po.", "12/9", "DATE"),
     ("vanco 3/4-3/9/19, then po.", "3/4", "DATE"),  # a range's first day, the year written at its end
+    ("Seen 3/4, 3/9 by ortho.", "3/9", "DATE"),  # a second date after a first that reads as a fraction
     # dates in forms no development note had: month and four-digit year, a hyphenated month and
     # year, a date printed as one word, a holiday's short name
     ("Last colonoscopy 10/2017, normal.", "10/2017", "DATE"),

@@ -42,7 +42,7 @@ _NOT_DATE_AFTER = re.compile(
     r"[ \t]*(?:%|mm|cm|ml|cc|mg|mcg|meq|units?\b|u\b|l\b|lpm|liters?|ns\b|strength|tabs?\b|amps?\b|"
     r"normal|way\b|of\b|dose|hours?\b|hrs?\b|min\b|x\b|ratio|split|peep|ps\b|bpm|mmhg|psi|breaths?|"
     r"beats?|sec\b|kg|lb|times)", re.IGNORECASE)
-_NEAR_DATE = re.compile(r"\d{1,2}/\d{1,2}\s*(?:-|to|or|and|thru|through|,)\s*$", re.IGNORECASE)
+_NEAR_DATE = re.compile(r"(?P<m>\d{1,2})/(?P<d>\d{1,2})\s*(?:-|to|or|and|thru|through|,)\s*$", re.IGNORECASE)
 _DATE_CONTEXT = frozenset(
     "on since from until till thru through before after dated date dob born admitted adm "
     "admission discharged started start started stopped placed done d/c'd dc'd changed removed "
@@ -63,6 +63,12 @@ _SIDE_BEFORE_AC = r"(?:^|[^\w/])(?:r|l|rt|lt|right|left)\.?\s+a\.?c\.?\s*$"
 _RANGE_TO_FULL_DATE = re.compile(r"\s?[-–]\s?(?:0?[1-9]|1[0-2])/(?:0?[1-9]|[12]\d|3[01])/(?:\d{4}|\d{2})(?![\w/])")
 
 
+def _scale_value(m: int, d: int) -> bool:
+    """Whether "m/d" reads as a value: a fraction ("1/2 NS"), a pain or strength scale ("4/10",
+    "5/5") or a PS/PEEP pair ("10/5")."""
+    return (m < d and d in (2, 3, 4, 8)) or d == 10 or (d == 5 and m in (5, 10, 12)) or (m == d and m in (5, 10))
+
+
 @validator("slash_date")
 def _slash_date(text, match, start, end, score):
     after = text[end:end + 12]
@@ -75,17 +81,19 @@ def _slash_date(text, match, start, end, score):
         if match.group("s") == "-":
             # "7-8" is far more often a range than a date: only with a date word before it
             return score if word_before(text, start) in _DATE_CONTEXT else None
+        m, d = int(match.group("m")), int(match.group("d"))
+        near = _NEAR_DATE.search(text[max(0, start - 12):start])
+        if near and _scale_value(m, d) and _scale_value(int(near.group("m")), int(near.group("d"))):
+            return None  # a range of values, not of dates ("pain 4/10-6/10", "4/10 to 6/10")
         if word_before(text, start) in _DATE_CONTEXT or start == 0 or text[start - 1] == "\n" \
-                or text[max(0, start - 2):start] == ". " or _NEAR_DATE.search(text[max(0, start - 12):start]):
+                or text[max(0, start - 2):start] == ". " or near:
             return max(score, 0.7)
         if _RANGE_TO_FULL_DATE.match(after):
             return score  # "vanco 3/4-3/9/19": a range's first day, its year written once at its end
-        m, d = int(match.group("m")), int(match.group("d"))
         # a value before a colon heads what follows ("Labs 3/4: Hct 28"); a fraction never does
         if m < d and d in (2, 3, 4, 8) and re.match(r":(?:\s|$)", after):
             return score
-        # fractions ("1/2 NS"), pain and strength scales ("4/10", "5/5"), PS/PEEP pairs ("10/5")
-        if (m < d and d in (2, 3, 4, 8)) or d == 10 or (d == 5 and m in (5, 10, 12)) or (m == d and m in (5, 10)):
+        if _scale_value(m, d):
             return None
     return score
 
