@@ -538,6 +538,7 @@ SHAPE_CASES = [
     ("Plan to d/c to Zorblax when bed available.", "Zorblax", "LOCATION"),
     ("plan to d/c to zorblax when bed available.", "zorblax", "LOCATION"),
     ("Transported to Zorblax for PET scan.", "Zorblax", "LOCATION"),
+    ("Pt will be d/c GBMC in am.", "GBMC", "LOCATION"),  # a hospital's acronym after "d/c" alone
     ("PT PRESENTED TO ZORBLAX WITH CP.", "ZORBLAX", "LOCATION"),
     ("Pt is a resident of Zorblax, lives alone.", "Zorblax", "LOCATION"),
     ("Outside hospital: Zorblax Quorby\nCourse: stable.", "Zorblax Quorby", "LOCATION"),

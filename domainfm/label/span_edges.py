@@ -22,8 +22,6 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from domainfm.chunk.reassemble import ends_short_line
-
 _OPENERS, _CLOSERS = "([{", ")]}"
 # a hyphen (ASCII, Unicode hyphen, non-breaking hyphen; never a dash) joining two word pieces,
 # with at most one space on each side: pre-tokenised corpora write "X - linked"
@@ -110,6 +108,8 @@ def _parts_entities(text: str, end: int, start: int) -> bool:
     """Whether the gap ``text[end:start]`` between two spans keeps them two entities: it holds
     more than whitespace, a blank line, or a line break that ends a short line (a list, one entity
     per line); a line break after a long line is the writer's editor wrapping one entity."""
+    from domainfm.chunk.reassemble import ends_short_line  # the chunk stage's rule; loaded on first use
+
     gap = text[end:start]
     return bool(gap.strip()) or gap.count("\n") > 1 or ends_short_line(text, end, start)
 

@@ -134,12 +134,12 @@ class PlaceRecognizer(TokenRecognizer):
             elif _HOSPITAL_ACRONYM.fullmatch(w.text[i]) and (shape.lower or w.text[i].isupper()) \
                     and low not in self.function_words and low not in vocab.NOT_HOSPITAL_ACRONYMS \
                     and not vocab.is_english(low) and low not in self.stop and (
-                        (i > 0 and (w.lower[i - 1] in vocab.PLACE_PREPS or vocab.place_verb(w.lower[i - 1])))
+                        (i > 0 and (w.lower[i - 1] in vocab.PLACE_PREPS or _place_verb_at(w, i - 1)))
                         or (i + 1 < w.n and w.lower[i + 1] in vocab.AFTER_HOSPITAL)):
                 # "tranfered to GH", "GH EW", "seen by GBMC nurse"
                 out.append(result("HOSPITAL", doc[i].idx, doc[i].idx + len(doc[i].text), 0.6, f"{self.name}:acronym"))
             elif i > 0 and i + 1 < w.n and w.lower[i + 1] in vocab.AFTER_HOSPITAL and w.text[i].isalpha() \
-                    and (w.lower[i - 1] in vocab.PLACE_PREPS or vocab.place_verb(w.lower[i - 1])) \
+                    and (w.lower[i - 1] in vocab.PLACE_PREPS or _place_verb_at(w, i - 1)) \
                     and (w.text[i].isupper() or not shape.mixed) and not vocab.explained(low) \
                     and low not in vocab.NOT_HOSPITAL_ACRONYMS and low not in self.function_words:
                 # "to kab cath lab", "TO QUI ICU": a word no list explains between a movement word and
