@@ -571,6 +571,14 @@ SHAPE_CASES = [
     ("Seen today. Brelwyn from the Geriatrics team stopped by.", "Brelwyn", "NAME"),
     ("social: retired, lives with wife in north fennimark, sons nearby.", "north fennimark", "LOCATION"),
     ("FOUND ON FLOOR AT HIS HOME IN QUORBY GRAVEL BY DAUGHTER.", "QUORBY GRAVEL", "LOCATION"),
+    # a town named by its public services or by the institutions that serve it, where papers go
+    ("Zelbrook EMS found pt down at home.", "Zelbrook", "LOCATION"),
+    ("PT FOUND BY QUORVATH POLICE.", "QUORVATH", "LOCATION"),
+    ("per quorvath pd pt was driving erratically.", "quorvath", "LOCATION"),
+    ("Pt was found by Quorby Falls police.", "Quorby Falls", "LOCATION"),
+    ("VNA of Quorvath to follow at home.", "Quorvath", "LOCATION"),
+    ("referral sent to hospice of quorvath.", "quorvath", "LOCATION"),
+    ("Records faxed to Zelbrook.", "Zelbrook", "LOCATION"),
 ]
 # the same rules must stay silent here: capitalised clinical words before "IS"/"WAS", measurements
 # after a ventilator mode or "of", anatomy with a compass word, "c/o" meaning "complains of"
@@ -603,6 +611,10 @@ SHAPE_CLEAN = [
     # services after "from" with no name before; everyday places where someone lives
     "labs from pharmacy pending. consult from cardiology in am. Meds from Pharmacy. Zorvexin from antibiotics?",
     "lives alone in senior housing, has vna. lives in assisted living with wife. found at home in bed by wife.",
+    # public services and institutions that name no town; papers faxed to a role or an office
+    "Local EMS called. State Police notified. Police at bedside. Hx of PD and HTN. Fire alarm tested.",
+    "LOCAL EMS CALLED. STATE POLICE NOTIFIED. HX OF PD. VNA OF CHOICE TO FOLLOW. SON IS POLICE OFFICER.",
+    "Records faxed to pharmacy. Faxed to PCP office. report faxed to rehab. vna of choice to follow.",
 ]
 
 

@@ -31,6 +31,10 @@ _NO_FACILITY_NAME = frozenset("outside local previous prior referring nearest ne
                               "current different".split())
 # who someone is, then the place they are "of" ("a resident of X", "a native of X")
 _OF_PLACE = frozenset("resident residents native natives".split())
+# institutions named after the town they serve ("VNA of X", "Hospice of X", "University of X")
+_OF_INSTITUTION = frozenset("vna hospice university univ college hospital association".split())
+# a town's public services, named by the town ("X EMS", "X Police Department", "per X PD")
+_TOWN_SERVICES = frozenset("ems police pd fd fire sheriff".split())
 
 
 def _place_verb_at(w: Words, k: int) -> bool:
@@ -103,6 +107,9 @@ class PlaceRecognizer(TokenRecognizer):
                 # and the words before it still looked at below
                 out.append(result("HOSPITAL", doc[aside[0]].idx, doc[aside[1]].idx + len(doc[aside[1]].text), 0.6,
                                   f"{self.name}:facility_aside"))
+            if low in _TOWN_SERVICES and (town := self._town_before_service(w, i, shape)) is not None:
+                out.append(result("LOCATION", doc[town].idx, doc[i - 1].idx + len(doc[i - 1].text), 0.55,
+                                  f"{self.name}:town_service"))
             if (is_head or weak) and i > 0:
                 k = i - 1 - (low in self.center_heads)
                 first = None
@@ -176,7 +183,8 @@ class PlaceRecognizer(TokenRecognizer):
                 # "admitted to QUARTERMAIN7", "transfer to wentmore2": a ward glued to its floor
                 out.append(result("LOCATION", doc[i + 1].idx, doc[i + 1].idx + len(doc[i + 1].text), 0.55,
                                   f"{self.name}:ward"))
-            elif (low in vocab.PLACE_PREPS or (low == "of" and i > 0 and w.lower[i - 1] in _OF_PLACE)) and i + 1 < w.n:
+            elif (low in vocab.PLACE_PREPS or (low == "of" and i > 0 and w.lower[i - 1] in _OF_PLACE | _OF_INSTITUTION)) \
+                    and i + 1 < w.n:
                 window = 8 if any(w.lower[k] in vocab.HOME_VERBS for k in range(max(0, i - 8), i)) else 4
                 suffix_town = i + 1 < w.n and _TOWN.search(w.lower[i + 1]) and namey(w.text[i + 1]) \
                     and (w.text[i + 1][0].isupper() or not shape.mixed) and not vocab.is_english(w.lower[i + 1]) \
@@ -205,7 +213,8 @@ class PlaceRecognizer(TokenRecognizer):
                 # mixed-case note an unknown capitalised word right after at/in/from
                 bare = not (suffix_town or call_out or verb) and shape.mixed and low in ("at", "in", "from") \
                     and self._unknown_capitalised(w, i + 1)
-                if not suffix_town and not call_out and not verb and not bare:
+                named_for = low == "of" and w.lower[i - 1] in _OF_INSTITUTION
+                if not suffix_town and not call_out and not verb and not bare and not named_for:
                     continue
                 j = i + 1
                 if j < w.n and w.lower[j] == "the":
@@ -306,6 +315,19 @@ class PlaceRecognizer(TokenRecognizer):
             ends = last + 1 >= w.n or "\n" in w.text[last + 1] or w.text[last + 1] in (",", ".", ";", ")")
             return (k, last) if ends or "\n" in w.doc[last].whitespace_ else None
         return (k, last) if last + 1 < w.n and w.text[last + 1] == close else None
+
+    def _town_before_service(self, w: Words, i: int, shape: DocShape) -> int | None:
+        """The town that names a public service, token i ("Quorvath EMS", "found by Zel Brook
+        police", "PER QUORVATH PD"): up to two words right before it, one of them no list knows
+        (or a listed place); returns the first token, or None. "Local EMS", "State Police" and "by
+        EMS" name no town."""
+        first, k, evidence = None, i - 1, False
+        while k >= 0 and i - k <= 2 and "\n" not in w.text[k] and self._placey(w, k, shape, False) \
+                and w.lower[k] not in _TOWN_SERVICES:
+            evidence = evidence or vocab.is_place(w.lower[k]) or (
+                self._unknown_capitalised(w, k) if shape.mixed else not vocab.explained(w.lower[k]))
+            first, k = k, k - 1
+        return first if evidence else None
 
     def _street_name(self, w: Words, i: int, shape: DocShape) -> int | None:
         """"on Zorvale St.", "off Main Street": up to two capitalised words and a street type after

@@ -180,6 +180,8 @@ PLACE_VERBS = _words(
     "lives lived living resides resided live stays staying visiting vacationing vacation "
     "accepted followed seen screened evaluated rehab placement placed moved moving referred refer "
     "come comes coming came bring flown transport transported transporting presented presenting"
+    # where papers go ("records faxed to X")
+    " faxed fax'd"
     # where someone was found or lives ("found in his home in X")
     " home house apartment"
     # who someone is, then where from ("67 yo woman from X", "a native of X")
@@ -223,7 +225,7 @@ FACILITY_MODIFIERS = _words(
 # Clinical abbreviations, section words, units and drugs seen in notes (open medical vocabulary).
 CLINICAL_VOCAB = _words("""
 pt pts pt's patient patients pat family fam md mds dr nurse rn rrt np pa ho hos intern resident
-overnoc noc snf ltac ltach alf vna tele stepdown
+overnoc noc snf ltac ltach alf vna tele stepdown pcp ems psych
 team attending fellow staff house social work worker sw cm case management ot pt/ot rx
 icu micu sicu ccu csru nsicu tsicu ctic cvicu picu nicu msicu vicu ew ed er or pacu cath lab
 cathlab floor unit ward bed room rm service svc team neuro resp cv gi gu id skin heme endo renal
