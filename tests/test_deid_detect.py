@@ -579,6 +579,8 @@ SHAPE_CASES = [
     ("VNA of Quorvath to follow at home.", "Quorvath", "LOCATION"),
     ("referral sent to hospice of quorvath.", "quorvath", "LOCATION"),
     ("Records faxed to Zelbrook.", "Zelbrook", "LOCATION"),
+    ("PT KNOWS SHE IS IN THE HOSPITAL (QUORVATH BUILDING).", "QUORVATH", "LOCATION"),
+    ("Moved to the Zelbrook Pavilion for the procedure.", "Zelbrook", "LOCATION"),
 ]
 # the same rules must stay silent here: capitalised clinical words before "IS"/"WAS", measurements
 # after a ventilator mode or "of", anatomy with a compass word, "c/o" meaning "complains of"
@@ -615,6 +617,7 @@ SHAPE_CLEAN = [
     "Local EMS called. State Police notified. Police at bedside. Hx of PD and HTN. Fire alarm tested.",
     "LOCAL EMS CALLED. STATE POLICE NOTIFIED. HX OF PD. VNA OF CHOICE TO FOLLOW. SON IS POLICE OFFICER.",
     "Records faxed to pharmacy. Faxed to PCP office. report faxed to rehab. vna of choice to follow.",
+    "Fire alarm in the building. Lives in an apartment building. Main Building elevator out of service.",
 ]
 
 

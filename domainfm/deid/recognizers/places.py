@@ -61,7 +61,8 @@ class PlaceRecognizer(TokenRecognizer):
     weak_heads = frozenset("house home".split())
     # places of work and study, named like facilities ("Pellston High School", "Tovrin Paper Mill"):
     # as weak as "home" (an unknown word must be among them), and a place, not a hospital
-    institution_heads = frozenset("school college academy university mill factory plant shipyard".split())
+    institution_heads = frozenset("school college academy university mill factory plant shipyard "
+                                  "building bldg pavilion".split())
     # street types after a street's name with no house number ("on Zorvale St.")
     street_types = frozenset("st street ave avenue rd road blvd boulevard lane ln".split())
 
