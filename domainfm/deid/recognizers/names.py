@@ -39,6 +39,12 @@ _PHONE_START = re.compile(r"\d{3}\)?[-. ]?\d{3}[-. ]?\d{4}")
 _PHONE_LABELS = frozenset("cell cell# home home# work work# ph phone tel # : - , ( = # pager beeper mobile c h w".split())
 _NAME_VERBS_AFTER = vocab.NAME_FOLLOWERS - {"and", "or", "at"}
 _HOMES = frozenset("house home apartment apt place condo farm residence".split())
+# whose phone a number is ("Quorvath's number is ...", "Zelbrook Quorvath's cell"); an agency or a
+# pharmacy has a number too, so the owner must be a word only a name explains
+_PHONES = frozenset("number cell phone mobile pager #".split())
+# who a name in brackets speaks for ("MICU team (Quorvath) aware")
+_TEAMS = frozenset("team teams service".split())
+_CLOSING_BRACKET = frozenset(")")
 _CLAUSE_START = {"(", ".", ",", ";", ":", "-", "--"}
 # what opens a signature line before initials ("-- Z.Q., RN", "/s/ Z.Q., RN")
 _SIGNATURE_OPENERS = frozenset("- -- --- — /s/ | *".split())
@@ -117,6 +123,40 @@ def _handoff_to(w: Words, j: int) -> int:
     if j < w.n and w.lower[j] in ("given", "received", "left", "gvn"):
         j += 1
     return j + 1 if j < w.n and w.lower[j] in ("for", "to", "from") else j
+
+
+# cue phrases a person's name follows that "spoke with" (vocab.CONTACT_TRIGGERS) does not read: who
+# is asked for, paged out to, rounded with or awaited a call from; "with" is also "w/". A thing or
+# a service follows them as often ("asking for water", "call back from pharmacy"), so the word
+# after must be one only a name explains (NameRecognizer._only_a_name)
+def _by_first_word(phrases: str) -> dict[str, list[tuple[str, ...]]]:
+    """Phrases ("|" between them) by their first word, each with the words that follow it."""
+    out: dict[str, list[tuple[str, ...]]] = {}
+    for phrase in phrases.split("|"):
+        first, *rest = phrase.split()
+        out.setdefault(first, []).append(tuple(rest))
+    return out
+
+
+_NAME_CUES = _by_first_word("asking for|asked for|asks for|ask for|page out to|paged out to|paging out to|"
+                            "round with|rounds with|rounded with|rounding with|call back from|called back from|"
+                            "callback from|call - back from|return call from")
+
+
+def _after_cue(w: Words, i: int) -> int:
+    """The token after a cue phrase of :data:`_NAME_CUES` that starts at token i, or i."""
+    for rest in _NAME_CUES.get(w.lower[i], ()):
+        j = i + 1
+        for word in rest:
+            if word == "with" and _after_with(w, j) > j:
+                j = _after_with(w, j)
+            elif j < w.n and w.lower[j] == word:
+                j += 1
+            else:
+                break
+        else:
+            return j
+    return i
 
 
 def _discussed_with(w: Words, i: int) -> bool:
@@ -343,6 +383,11 @@ class NameRecognizer(TokenRecognizer):
                 # "seen by PT (Ravlin)", "SW (TORVAK) FOLLOWING", "Ortho (Velloran) saw pt": a
                 # clinician's name after the role or service
                 found.append((i + 1, i + 1, "DOCTOR", 0.65))
+            elif low == "(" and i > 0 and w.lower[i - 1] in _TEAMS \
+                    and (last := self._short_name(w, i + 1, shape, _CLOSING_BRACKET)) is not None:
+                # "team (Quorvath) aware", "MICU team (Zelbrook Quorvath) aware": who speaks for the
+                # team; a unit, a service or a colour stands there too ("Team (ICU)", "team (Gold)")
+                found.append((i + 1, last, "DOCTOR", 0.65))
             elif (span := self._initial_name(w, i, shape)) is not None:
                 # "Z. MILLER", "J. Chang", "E. DARBY AWARE", "k. fenwick rrt"
                 found.append((i, span, "NAME", 0.65))
@@ -352,7 +397,9 @@ class NameRecognizer(TokenRecognizer):
                 span = self._back(w, k, shape, need_evidence=True)
                 if span is not None and not any(w.lower[t] in vocab.RELATION_WORDS for t in range(span[0], span[1] + 1)):
                     found.append((span[0], span[1], "NAME", 0.6))
-            elif low in vocab.AFTER_NAME_VERBS and not (i > 0 and w.lower[i - 1] in vocab.RELATION_WORDS):
+            elif (low in vocab.AFTER_NAME_VERBS or w.lower[i:i + 2] == ["to", "call"]) \
+                    and not (i > 0 and w.lower[i - 1] in vocab.RELATION_WORDS):
+                # "Smith aware", "Quorvath to call back": a name before what it was told or is to do
                 span = self._back(w, i, shape, need_evidence=True)
                 if span is not None:
                     found.append((span[0], span[1], "DOCTOR", 0.65))
@@ -376,7 +423,7 @@ class NameRecognizer(TokenRecognizer):
                 found.append((i, i, "NAME", 0.45))
             i += 1
         found += self._coordinated(w, found, shape)
-        found += self._home_owner(w, shape)
+        found += self._owner(w, shape)
         found += self._addressed(w, shape)
         found += self._introduced(w, shape)
         found += self._dictation_opening(w, shape)
@@ -384,6 +431,8 @@ class NameRecognizer(TokenRecognizer):
         found += self._patient_named(w, shape)
         found += self._experiencer(w, shape)
         found += self._person_in_sentence(w, shape)
+        found += self._named_after_cue(w, shape)
+        found += self._staff_by_role(w, shape)
         found += self._from_service(w, shape)
         found += self._caps_line_opening(w, shape)
         found += self._field_value(w, shape)
@@ -472,13 +521,15 @@ class NameRecognizer(TokenRecognizer):
                             min(score, 0.6)))
         return out
 
-    def _home_owner(self, w: Words, shape: DocShape) -> list[tuple[int, int, str, float]]:
-        """Whose home a place is ("stays at Nell Varga's house"): up to two words before "'s
-        house" when one of them is a listed name or an unknown word, and none is a relation
-        ("her daughter's house") or a function word."""
+    def _owner(self, w: Words, shape: DocShape) -> list[tuple[int, int, str, float]]:
+        """Whose home or phone it is ("stays at Nell Varga's house", "Quorvath's cell"): up to two
+        words before "'s house" or "'s number", none a relation ("her daughter's house") or a
+        function word ("pt's number"). Before a home one of them must be a listed name or an
+        unknown word; before a phone, a listed name no dictionary knows or a word only a name
+        explains (:meth:`_only_a_name`), as a service or an agency has a number too."""
         out = []
-        for i in range(2, w.n - 1):
-            if w.lower[i] not in ("'s", "’s") or w.lower[i + 1] not in _HOMES:
+        for i in range(1, w.n - 1):
+            if w.lower[i] not in ("'s", "’s") or (w.lower[i + 1] not in _HOMES and w.lower[i + 1] not in _PHONES):
                 continue
             first = None
             k = i - 1
@@ -489,10 +540,17 @@ class NameRecognizer(TokenRecognizer):
                     break
                 first = k
                 k -= 1
-            if first is None or not any(w.lower[t] in self.names or not vocab.is_english(w.lower[t])
-                                        for t in range(first, i)):
+            if first is None:
                 continue
-            out.append((first, i - 1, "NAME", 0.55))
+            owner = range(first, i)
+            listed = [t for t in owner if w.lower[t] in self.names]
+            if w.lower[i + 1] in _HOMES:
+                named = listed or any(not vocab.is_english(w.lower[t]) for t in owner)
+            else:
+                named = any(not vocab.is_english(w.lower[t]) for t in listed) \
+                    or any(self._only_a_name(w, t, shape) for t in owner)
+            if named:
+                out.append((first, i - 1, "NAME", 0.55))
         return out
 
     def _addressed(self, w: Words, shape: DocShape) -> list[tuple[int, int, str, float]]:
@@ -602,21 +660,26 @@ class NameRecognizer(TokenRecognizer):
 
     def _told_one(self, w: Words, i: int, shape: DocShape) -> int | None:
         """The one word before a verb of being told (token i: "aware", "notified", "paged"), with
-        "made"/"was"/"has been" between, when it can only be a name: in a mixed-case note a
-        capitalised word no list knows ("Quorvane made aware"), else a word of five letters or
-        more that no list knows and that is no typo of a word or of its stem ("QUORVANE NOTIFIED",
-        not "PT RECIEVING ORDERED DOSE"); services, roles and abbreviations ("Renal aware", "MD
-        notified", "HO paged") are known words."""
+        "made"/"was"/"has been" between, when it can only be a name (:meth:`_only_a_name`:
+        "Quorvane made aware", "QUORVANE NOTIFIED", not "PT RECIEVING ORDERED DOSE"); services,
+        roles and abbreviations ("Renal aware", "MD notified", "HO paged") are known words."""
         k = i - 1
         while k >= 0 and i - k <= 3 and w.lower[k] in self._TOLD_BETWEEN:
             k -= 1
         if k < 0 or i - k > 3:
             return None
+        return k if self._only_a_name(w, k, shape) else None
+
+    def _only_a_name(self, w: Words, k: int, shape: DocShape) -> bool:
+        """Token k can only be a name, where the cue before or after it could as well point at a
+        thing or a service: in a mixed-case note a capitalised word no list knows
+        (:meth:`_unknown_capitalised`), else a word of five letters or more that no list knows and
+        that is no typo of a word or of its stem ("QUORVANE", not "RECIEVING")."""
         if shape.mixed:
-            return k if self._unknown_capitalised(w, k) else None
+            return self._unknown_capitalised(w, k)
         low = w.lower[k]
-        return k if len(low) >= 5 and self._unknown_word(w, k) and low not in vocab.drug_names() \
-            and not any(vocab.near_english(form) for form in vocab.word_forms(low)) else None
+        return len(low) >= 5 and self._unknown_word(w, k) and low not in vocab.drug_names() \
+            and not any(vocab.near_english(form) for form in vocab.word_forms(low))
 
     def _unknown_word(self, w: Words, k: int) -> bool:
         """Token k is a word no list knows: not English, not a stop word, not clinical vocabulary,
@@ -684,6 +747,50 @@ class NameRecognizer(TokenRecognizer):
                     and self._unknown_capitalised(w, i):
                 out.append((i, i, "NAME", 0.6))
         return out
+
+    def _named_after_cue(self, w: Words, shape: DocShape) -> list[tuple[int, int, str, float]]:
+        """Who is asked for, paged out to, rounded with or awaited a call from ("asking for
+        Quorvath", "paged out to Zelbrook Quorvath", "AWAITING CALL BACK FROM QUORVATH"): a word
+        only a name explains right after a cue phrase (:data:`_NAME_CUES`), with the surname that
+        continues it."""
+        out = []
+        for i in range(w.n - 1):
+            j = _after_cue(w, i)
+            if i < j < w.n and self._only_a_name(w, j, shape):
+                out.append((j, self._name_end(w, j, shape), "NAME", 0.6))
+        return out
+
+    # role abbreviations that head a staff member's name before what they do ("SW Quorvath following");
+    # not "RT", which is "right" far more often
+    _STAFF_ABBREVIATIONS = frozenset("sw msw cm rn np pa md ot slp".split())
+    _STAFF_DOINGS = _PERSON_AFTER | vocab.AFTER_NAME_VERBS | frozenset("following follows followed to".split())
+
+    def _staff_by_role(self, w: Words, shape: DocShape) -> list[tuple[int, int, str, float]]:
+        """A staff member named between the abbreviation of their role and what they do ("SW
+        Quorvath following", "CM ZELBROOK QUORVATH AWARE", "sw quorvath to see pt"). After a
+        number the abbreviation is a unit ("2 CM TEGADERM TO SACRUM"), and in a mixed-case note
+        it is written in capitals ("cm" is a length there)."""
+        out = []
+        for i in range(w.n - 2):
+            if w.lower[i] not in self._STAFF_ABBREVIATIONS or (shape.mixed and not w.text[i].isupper()) \
+                    or (i > 0 and w.text[i - 1][-1:].isdigit()):
+                continue
+            if (last := self._short_name(w, i + 1, shape, self._STAFF_DOINGS)) is not None:
+                out.append((i + 1, last, "DOCTOR", 0.65))
+        return out
+
+    def _short_name(self, w: Words, j: int, shape: DocShape, closing: frozenset[str]) -> int | None:
+        """Last token of a name of one or two words that starts at token j and is followed by a
+        word of ``closing``: each word a listed name or one no list knows (capitalised in a
+        mixed-case note), one of them a word only a name explains (:meth:`_only_a_name`)."""
+        for last in (j, j + 1):
+            if last + 1 >= w.n or not (self._unknown_word(w, last) or w.lower[last] in self.names
+                                       and w.lower[last] not in self.stop) \
+                    or shape.mixed and not w.text[last][0].isupper():
+                return None
+            if w.lower[last + 1] in closing:
+                return last if any(self._only_a_name(w, t, shape) for t in range(j, last + 1)) else None
+        return None
 
     def _unknown_capitalised(self, w: Words, k: int) -> bool:
         """:func:`unknown_capitalised`, and no drug of the drug dictionary nor a role ("Quorvane",
