@@ -126,7 +126,7 @@ NO_PHI = [
     "left message for family. report given to oncoming rn. Report to MICU team.",
     "SPOKE W/ WIFE. REPORT FROM OR: STABLE. DISCUSSED CASE W/ ATTENDING.",
     # services, roles, misspelled words before a verb of being told
-    "BP 80s. Renal made aware. MD notified. HO paged. PT RECIEVING ORDERED DOSE. Team aware.",
+    "BP 80s. Renal made aware. MD notified. HO paged. PT RECIEVING ORDERED FLUIDS. Team aware.",
     # a range of scale values, not of dates
     "Pain 4/10-6/10 after morphine, 4/10 to 6/10 overnight.",
     # which facility, not named; a kind of facility as a field with no name after it

@@ -23,8 +23,8 @@ def clinical():
 
 def _note(sentence: str, case: str) -> tuple[str, int]:
     """The sentence inside a short nursing note written in ``case``, and where the sentence starts."""
-    before = "Pt resting comfortably. "
-    text = f"{before}{sentence}. Will continue to monitor."
+    before = "Afebrile, vitals stable. "
+    text = f"{before}{sentence}. Plan unchanged for now."
     return {"mixed": text, "upper": text.upper(), "lower": text.lower()}[case], len(before)
 
 

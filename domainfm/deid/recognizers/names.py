@@ -661,7 +661,7 @@ class NameRecognizer(TokenRecognizer):
     def _told_one(self, w: Words, i: int, shape: DocShape) -> int | None:
         """The one word before a verb of being told (token i: "aware", "notified", "paged"), with
         "made"/"was"/"has been" between, when it can only be a name (:meth:`_only_a_name`:
-        "Quorvane made aware", "QUORVANE NOTIFIED", not "PT RECIEVING ORDERED DOSE"); services,
+        "Quorvane made aware", "QUORVANE NOTIFIED", not "PT RECIEVING ORDERED FLUIDS"); services,
         roles and abbreviations ("Renal aware", "MD notified", "HO paged") are known words."""
         k = i - 1
         while k >= 0 and i - k <= 3 and w.lower[k] in self._TOLD_BETWEEN:
