@@ -36,7 +36,8 @@ Per kind:
   becomes ``90+ years``.
 * Phone, fax, SSN, MRN, IDs, ZIP codes, codes and quantities keep their character pattern:
   each digit becomes a digit, each letter a letter of the same case, punctuation stays. A phone
-  number's leading country code (``+1 617-...``, ``+44 20 ...``, ``0044 20 ...``, the ``1`` of ``1-800-...``), the
+  number's leading country code (``+1 617-...``, ``+44 20 ...``, ``0044 20 ...``, ``011 44 20 ...``, the ``1``
+  of ``1-800-...``), the
   trunk ``0`` of a national number (``020 7946 0018``) and its extension marker stay. A phone or
   fax number's fake digits are chosen once per patient for its digits (without the country code,
   the trunk ``0`` and the extension), so ``(617) 555-0143``, ``617.555.0143`` and ``+1 617 555
@@ -920,13 +921,18 @@ def _extension_marks(text: str) -> frozenset[int]:
 
 
 # a leading country code followed by a separator ("+1 617-...", "+44 20 ...", "+353 1 ..."), also
-# after the "00" international prefix ("0044 20 ...", "00 44 20 ..."), or the North American "1"
-# before a ten-digit number ("+16175550134", "1-800-...", "1 (617) ..."). Run together after "00"
-# ("00442079460018") the code ends where ITU's prefix-free code plan says: "1" and "7" alone,
-# each zone's two-digit codes, else three digits; so the number takes the fake of "+44 20 ..."
+# after the "00" international prefix ("0044 20 ...", "00 44 20 ...") or North America's "011"
+# ("011 44 20 ...", "011-33-1-..."), or the North American "1" before a ten-digit number
+# ("+16175550134", "1-800-...", "1 (617) ..."). Run together after "00" or "011" ("00442079460018",
+# "01144 20 ...") the code ends where ITU's prefix-free code plan says: "1" and "7" alone, each
+# zone's two-digit codes, else three digits; so the number takes the fake of "+44 20 ...". A
+# British "0117 496 0000" or "01174960000" is a national number, not "011" and Russia's "7": a
+# code glued to "011" and set apart is never "1" or "7" alone, and run together at least nine
+# digits follow "011" (a British "011x" number has eight)
 _ITU_CODE = r"(?:[17]|2[07]|3[0-469]|4[013-9]|5[1-8]|6[0-6]|8[1246]|9[0-58]|[2-9]\d\d)"
-_COUNTRY_CODE = re.compile(r"[^\w+]*(?:(?:\+|00 ?)[1-9]\d{0,2}(?=[ .(-])|\+?1(?=[ .-]?\(?\d{3}\)?[ .-]?\d{3}[ .-]?\d{4}(?!\d))"
-                           rf"|00{_ITU_CODE}(?=\d{{6,}}(?!\d)))")
+_COUNTRY_CODE = re.compile(r"[^\w+]*(?:(?:\+|00 ?|011[ .-])[1-9]\d{0,2}(?=[ .(-])|011(?![17])" + _ITU_CODE
+                           + r"(?=[ .(-])|\+?1(?=[ .-]?\(?\d{3}\)?[ .-]?\d{3}[ .-]?\d{4}(?!\d))"
+                           rf"|00{_ITU_CODE}(?=\d{{6,}}(?!\d))|011(?=\d{{9,}}(?!\d)){_ITU_CODE})")
 
 
 def _country_code_end(text: str) -> int:

@@ -69,6 +69,55 @@ def _scale_value(m: int, d: int) -> bool:
     return (m < d and d in (2, 3, 4, 8)) or d == 10 or (d == 5 and m in (5, 10, 12)) or (m == d and m in (5, 10))
 
 
+# a word that heads muscle strength grades, as a label ("Motor: RUE 5/5, LUE 4/5"), right before
+# the grade ("power 4/5") or before another grade in the sentence ("strength 5/5 except hip 4/5");
+# "motor vehicle accident 4/5" is none of these
+_SAME_SENTENCE = r"(?:(?!\.\s)[^\n])"
+_STRENGTH_BEFORE = re.compile(rf"\b(?:strength|motor|power|grip)\b(?:\s*:{_SAME_SENTENCE}{{0,40}}|\s*"
+                              rf"|{_SAME_SENTENCE}{{0,40}}?(?<![\d/])[0-5][+-]?/5\b{_SAME_SENTENCE}{{0,40}})$",
+                              re.IGNORECASE)
+# a higher grade before a range sign: as dates "5/5-4/5" would run backwards (May 5 to April 5);
+# a list ("CXR 5/5, 4/5") is no range and may well name dates, latest first
+_HIGHER_GRADE_BEFORE = re.compile(r"(?<![\d/])(?P<m>[0-5])/5\s*(?:-|–|to|thru|through)\s*$", re.IGNORECASE)
+
+
+def _strength_grade(text: str, start: int, m: int, d: int) -> bool:
+    """Whether the "m/5" at ``start`` reads as a muscle strength grade (1/5 to 5/5): after a word
+    that heads grades on its line, or as the lower end of a range from a higher grade."""
+    if d != 5 or m > 5:
+        return False
+    if _STRENGTH_BEFORE.search(text[max(0, start - 90):start]):
+        return True
+    higher = _HIGHER_GRADE_BEFORE.search(text[max(0, start - 12):start])
+    return higher is not None and int(higher.group("m")) > m
+
+
+def _value_at(text: str, start: int, m: int, d: int) -> bool:
+    """Whether the "m/d" at ``start`` reads as a value (:func:`_scale_value`, or a strength grade
+    where its line says so) rather than a month and a day."""
+    return _scale_value(m, d) or _strength_grade(text, start, m, d)
+
+
+# the second value of a range ("1/2 to 3/4", "5/5-4/5")
+_RANGE_TO_VALUE = re.compile(r"\s*(?:-|–|to|thru|through)\s*(?P<m>\d{1,2})/(?P<d>\d{1,2})(?![\w/])", re.IGNORECASE)
+
+
+def _opens_range_of_values(text: str, start: int, end: int, m: int, d: int) -> bool:
+    """Whether the "m/d" at ``start:end`` opens a range of two values that no dates could make:
+    one running down to a lower strength grade ("5/5-4/5"), or one whose last value carries a
+    unit, which is the whole range's ("from 1/2 to 3/4 strength"). "x" is no such unit: it follows
+    a course of days too ("vanco 5/5-5/10 x 5d")."""
+    to = _RANGE_TO_VALUE.match(text, end)
+    if to is None or not _value_at(text, start, m, d):
+        return False
+    last_m, last_d = int(to.group("m")), int(to.group("d"))
+    if d == last_d == 5 and m <= 5 and last_m < m:
+        return True
+    unit = text[to.end():to.end() + 12]
+    return (_value_at(text, to.start("m"), last_m, last_d)
+            and _NOT_DATE_AFTER.match(unit) is not None and not re.match(r"[ \t]*x\b", unit, re.IGNORECASE))
+
+
 @validator("slash_date")
 def _slash_date(text, match, start, end, score):
     after = text[end:end + 12]
@@ -83,8 +132,11 @@ def _slash_date(text, match, start, end, score):
             return score if word_before(text, start) in _DATE_CONTEXT else None
         m, d = int(match.group("m")), int(match.group("d"))
         near = _NEAR_DATE.search(text[max(0, start - 12):start])
-        if near and _scale_value(m, d) and _scale_value(int(near.group("m")), int(near.group("d"))):
+        if near and _value_at(text, start, m, d) and _value_at(
+                text, max(0, start - 12) + near.start(), int(near.group("m")), int(near.group("d"))):
             return None  # a range of values, not of dates ("pain 4/10-6/10", "4/10 to 6/10")
+        if _opens_range_of_values(text, start, end, m, d):
+            return None  # "from 1/2 to 3/4 strength", "5/5-4/5": the range's first value
         if word_before(text, start) in _DATE_CONTEXT or start == 0 or text[start - 1] == "\n" \
                 or text[max(0, start - 2):start] == ". " or near:
             return max(score, 0.7)
@@ -93,7 +145,7 @@ def _slash_date(text, match, start, end, score):
         # a value before a colon heads what follows ("Labs 3/4: Hct 28"); a fraction never does
         if m < d and d in (2, 3, 4, 8) and re.match(r":(?:\s|$)", after):
             return score
-        if _scale_value(m, d):
+        if _value_at(text, start, m, d):
             return None
     return score
 
@@ -140,6 +192,24 @@ def _ordinal_day(text, match, start, end, score):
     return score
 
 
+# words after which a number of 1900-2039 is a year: time words and the events notes date
+_YEAR_WORDS_BEFORE = frozenset(
+    "in since of year yr born dob circa early late mid summer winter spring fall autumn during until from "
+    "s/p sp dx dx'd diagnosed through by before after in/ and mi cabg cva tia ptca pci avr mvr stent redo "
+    "surgery repair transplant fx its it's".split()
+)
+# a word alone on its side of a hyphen, glued to the year after it ("colonoscopy-2015"; not "A1-2015")
+_HYPHENED_WORD = re.compile(r"(?<![\w./-])(?P<w>[A-Za-z]{2,})-$")
+
+
+def _year_after_hyphened_word(text: str, start: int, before: str) -> bool:
+    """Whether a year glued by a hyphen to the word before it ("colonoscopy-2015", "s/p MI-1998")
+    is that word's date, read as if a space stood there, rather than the number of a code: a word
+    in capitals is a code's prefix ("ABC-2015", "XR-2000") unless years follow it ("CABG-2009")."""
+    word = _HYPHENED_WORD.search(text[max(0, start - 30):start])
+    return word is not None and (not word.group("w").isupper() or before in _YEAR_WORDS_BEFORE)
+
+
 @validator("year4")
 def _year4(text, match, start, end, score):
     year = int(text[start:end])
@@ -147,19 +217,18 @@ def _year4(text, match, start, end, score):
     if re.match(r"[ \t]*(?:cc|ml|mg|kcal|cal|g\b|gm|units|kg|mcg|/|x\b|%|cm|mm|ms|ml/|-\s*\d{4}|:)", after):
         return None
     before = word_before(text, start)
-    context = before in ("in", "since", "of", "year", "yr", "born", "dob", "circa", "early", "late",
-                         "mid", "summer", "winter", "spring", "fall", "autumn", "during", "until",
-                         "from", "s/p", "sp", "dx", "dx'd", "diagnosed", "through", "by", "before",
-                         "after", "in/", "and", "mi", "cabg", "cva", "tia", "ptca", "pci", "avr", "mvr",
-                         "stent", "redo", "surgery", "repair", "transplant", "fx", "its", "it's",
-                         "year", "summer") or bool(re.search(MONTH + r"\.?,?\s*$", text[max(0, start - 12):start], re.I)) \
+    hyphened = text[start - 1:start] == "-"  # the pattern lets one in only after a letter
+    if hyphened and not _year_after_hyphened_word(text, start, before):
+        return None
+    context = before in _YEAR_WORDS_BEFORE \
+        or bool(re.search(MONTH + r"\.?,?\s*$", text[max(0, start - 12):start], re.I)) \
         or bool(re.search(r"(?<![\w.])(?:19|20)\d\d\s*(?:,|/|&|and|or)\s*$", text[max(0, start - 12):start], re.I))
     # (the last: a year listed after another, "2003,2005", shifts with it, or the pair shows the offset)
     if not context and 2000 <= year <= 2039 and re.match(r"[.,;)]", text[end:end + 1]) \
             and word_before(text, start) not in ("at", "until", "till", "from", "to", "by", "@"):
         context = True
     if 1960 <= year <= 1999 or (year <= 2039 and context):
-        if not context and text[max(0, start - 3):start].strip()[-1:] in ("@", "-"):
+        if not context and not hyphened and text[max(0, start - 3):start].strip()[-1:] in ("@", "-"):
             return None
         return score if context else score - 0.15
     return None
@@ -331,7 +400,10 @@ DATES = [
     # not after "3-" (a range of numbers), but after a date ("12/3-12/9", "12/3/01-12/9/01")
     PatternSpec("numeric", r"(?<![\w./])(?<!\d:)(?:(?<!\d-)|(?<=/\d-)|(?<=/\d\d-)|(?<=/\d{4}-))"
                 r"(?P<m>0?[1-9]|1[0-2])(?P<s>[/-])(?P<d>0?[1-9]|[12]\d|3[01])"
-                r"(?:(?P=s)(?P<y>\d{4}|\d{2})|\.(?P<y2>\d{2})(?!\d))?(?![\w/]|[.:]\d|-\d(?!\d?/))", "DATE", 0.6,
+                r"(?:(?P=s)(?P<y>\d{4}|\d{2})|\.(?P<y2>\d{2})(?!\d))?(?![\w/]|\.\d|-\d(?!\d?/))"
+                # a colon and a digit after it ("3:1") make a ratio or a time of "5/5", but a date
+                # with its year may be glued to the text it heads ("3/4/19:3VD"): not to a number
+                r"(?(y)(?!:\d+(?![A-Za-z\d]))|(?!:\d))", "DATE", 0.6,
                 validate="slash_date", veto_before=NOT_DATE_BEFORE, keep_before=_SIDE_BEFORE_AC),
     # a full date with a four-digit year is a date whatever letters are glued to it: a missing
     # space ("DOB:01/02/1930MRN", "on3/4/2005") must not leave a birth date in clear
@@ -377,10 +449,14 @@ DATES = [
                 validate="ordinal_day"),
     PatternSpec("year_apostrophe", r"(?<![\w'])'(?P<y>\d\d)\b(?!')|(?<![\w'])(?P<y2>\d\d)'(?![\w'])",
                 "DATE", 0.6),
-    PatternSpec("year", r"(?<![\w.:/-])(?:19|20)\d\d(?![\w:/]|\.\d|-\d)", "DATE", 0.6, validate="year4"),
+    # a hyphen may glue a word to the year ("colonoscopy-2015"): the validator tells a code ("ABC-2015")
+    PatternSpec("year", r"(?:(?<![\w.:/-])|(?<=[A-Za-z]-))(?:19|20)\d\d(?![\w:/]|\.\d|-\d)", "DATE", 0.6,
+                validate="year4"),
     PatternSpec("year_range", _YEAR_RANGE, "DATE", 0.6, group=("a", "b"), validate="year_range"),
-    # decades ("the 1990s", "'80s"); a bare "80s" is left alone: "SBP 80s", "sats in the 90s"
-    PatternSpec("decade", r"(?<![\w.:/-])(?:19|20)\d0'?s\b|(?<![\w'])'\d0s\b", "DATE", 0.6),
+    # decades ("the 1990s", "'80s", "mid-1990s", "pre-2000s", "1990s-2000s"); a bare "80s" is left
+    # alone: "SBP 80s", "sats in the 90s", and so is "the mid 90s": "sats mid 90s" reads the same
+    PatternSpec("decade", r"(?:(?<![\w.:/-])|(?<=\bmid-)|(?<=\bearly-)|(?<=\blate-)|(?<=\bpre-)|(?<=\bpost-)|(?<=0s-))"
+                r"(?:19|20)\d0'?s\b|(?<![\w'])'\d0s\b", "DATE", 0.6),
     PatternSpec("month_slash_year", r"(?<![\w./])(?<!\d:)(?:0?[1-9]|1[0-2])/(?P<y>3[2-9]|[4-9]\d|0\d|(?:19|20)\d\d)"
                 r"(?![\w/]|[.:]\d)", "DATE", 0.6, veto_before=NOT_DATE_BEFORE, validate="slash_year"),
     # a month and a two-digit year joined by a hyphen ("Dec-89"; "may" is left out: a verb too)
@@ -398,13 +474,16 @@ DATES = [
 
 _PHONE = (r"(?<![\w/.])(?:\+?1[\s.-]?)?(?:\(\s*\d\d\d\s*\)|\d\d\d)[\s.\-/]{0,2}\d{3}[\s.\-/]{1,2}"
           r"\d{4,5}(?:\s*[,;]?\s*(?:x|ext\.?|extension)\s*[.:#]?\s*\d{1,5})?(?![\w/-])")
-# a number dialled from abroad: "+" or the "00" international prefix, the country code, then the
-# national number in groups ("+44 (0)20 7946 0018", "0044 20 7946 0018", "00 353 1 234 5678")
-_INTL = r"(?:\+|00\s?(?=[1-9]))\d{1,3}[\s.-]?(?:\(\d{1,4}\)[\s.-]?)?\d{1,4}(?:[\s.-]?\d{2,4}){1,4}"
+# a number dialled from abroad: "+", the "00" international prefix or North America's "011", the
+# country code, then the national number in groups ("+44 (0)20 7946 0018", "0044 20 7946 0018",
+# "00 353 1 234 5678", "011 44 20 7946 0018"); after "011" no code starts with "1" (that is dialled alone)
+_INTL = (r"(?:\+|00\s?(?=[1-9])|011[\s.-]?(?=[2-9]))\d{1,3}[\s.-]?(?:\(\d{1,4}\)[\s.-]?)?\d{1,4}"
+         r"(?:[\s.-]?\d{2,4}){1,4}")
 # a number written without a break, a phone only beside a word that says so: ten digits
-# ("6175550143"), the North American "1" before them ("16175550143"), or the "00" international
-# prefix, a country code and the national number ("00442079460018"; at most 15 digits, E.164)
-_BARE_NUMBER = r"(?:1?[2-9]\d{9}|00[1-9]\d{7,14})(?![\w/-]|[.,]\d)"
+# ("6175550143"), the North American "1" before them ("16175550143"), or the "00" or "011"
+# international prefix, a country code and the national number ("00442079460018"; at most 15
+# digits, E.164). After "011" at least nine: a British number of an "011x" area has eight there
+_BARE_NUMBER = r"(?:1?[2-9]\d{9}|00[1-9]\d{7,14}|011[2-9]\d{8,14})(?![\w/-]|[.,]\d)"
 # the words that say so before it: a phone word, or calling, texting, paging ("call back on ...")
 _BARE_CUE = (r"\b(?:tel|telephone|phone|cell|cellphone|mobile|mob|whatsapp|pager|beeper|contact|"
              r"call(?:ed|ing)?|text(?:ed)?|reach(?:ed)?)\b(?:(?:\s+[a-z']+){0,2}?\s+(?:at|on|@))?\.?"
@@ -441,7 +520,7 @@ PHONES = [
     PatternSpec("run_together_before_word", rf"(?<![\w.,/+-])(?P<n>{_BARE_NUMBER}){_BARE_NUMBER_WORD}", "PHONE",
                 0.7, group="n"),
     PatternSpec("intl", rf"(?<![\w+])(?=\+){_INTL}(?![\w-])", "PHONE", 0.7, validate="intl_phone"),
-    PatternSpec("intl_00", rf"(?<![\w+.,:/-])(?=00){_INTL}(?![\w-]|[.,:]\d)", "PHONE", 0.7, validate="intl_phone"),
+    PatternSpec("intl_00", rf"(?<![\w+.,:/-])(?=00|011){_INTL}(?![\w-]|[.,:]\d)", "PHONE", 0.7, validate="intl_phone"),
 ]
 # looser phone shapes of non-US numbers ("0490 75 40 81", "(37) 788-063"), for the generic set
 PHONES_LOOSE = [
@@ -456,9 +535,9 @@ _HHMM = re.compile(r"(?:[01]\d|2[0-3])[0-5]\d")
 @validator("intl_phone")
 def _intl_phone(text, match, start, end, score):
     value = text[start:end]
-    dialled = value.startswith("00")
+    dialled = value.startswith(("00", "011"))
     # the country code, then the national number with a written trunk "(0)" left out
-    code, national = re.fullmatch(r"(?:\+|00\s?)(\d+)(.*)", value.replace("(0)", "", 1), re.S).groups()
+    code, national = re.fullmatch(r"(?:\+|011[\s.-]?|00\s?)(\d+)(.*)", value.replace("(0)", "", 1), re.S).groups()
     digits = len(code) + sum(c.isdigit() for c in national)
     if digits < 9 or (digits < 11 and not re.search(r"[\s.()-]", value)):
         return None
@@ -468,7 +547,7 @@ def _intl_phone(text, match, start, end, score):
         if not 6 <= digits - len(code) <= 12:
             return None
     elif dialled or digits > 15:
-        return None  # after "00" only a code set apart says where the number starts
+        return None  # after "00" or "011" only a code set apart says where the number starts
     if dialled:
         groups = re.findall(r"\d+", value)
         if national.lstrip(" .-(").startswith("00") or all(_HHMM.fullmatch(g) for g in groups):
