@@ -33,17 +33,17 @@ CLINICAL_CASES = [
     ("Seen by Dr. Lee this morning.", "Lee", "NAME"),
     ("PT'S DAUGHTER MARY CALLED FOR UPDATE.", "MARY", "NAME"),
     ("pt's daughter Mary visited, updated on plan.", "Mary", "NAME"),
-    ("K 5.9, DR SWACKHAMER AWARE.", "SWACKHAMER", "NAME"),
-    ("dr vasquez spoke with husband.", "vasquez", "NAME"),
-    ("Mr. Nicholson is unchanged from prior.", "Nicholson", "NAME"),
+    ("K 5.9, DR QUILLSBECK AWARE.", "QUILLSBECK", "NAME"),
+    ("dr pellham spoke with husband.", "pellham", "NAME"),
+    ("Mr. Pennington is stable this shift.", "Pennington", "NAME"),
     ("SMITH, JOHN was admitted overnight.", "SMITH, JOHN", "NAME"),
     ("Will follow labs.   Nancy Jones, RN", "Jones", "NAME"),
     ("ABG DRAWN. Z. MILLER AWARE.", "MILLER", "NAME"),
     ("Hank Wojtasik (son) cell# 450-928-6612", "Wojtasik", "NAME"),
-    ("Drs Ferullo and Saeed in to see pt.", "Saeed", "NAME"),
+    ("Drs Quorvane and Tillet in to see pt.", "Tillet", "NAME"),
     # initials and signatures in any case, glued punctuation, names before phone numbers
     ("BP STABLE. K. FARNSWORTH AWARE OF LABS.", "FARNSWORTH", "NAME"),
-    ("all is well at this time. r. dunmore rrt", "dunmore", "NAME"),
+    ("resting quietly, no distress. r. dunmore rrt", "dunmore", "NAME"),
     ("SOCIAL: SON-TOBIAS---617 555-0142 CALLED.", "TOBIAS", "NAME"),
     ("RUN OF VT.DR. OKAFOR TO BEDSIDE.", "OKAFOR", "NAME"),
     ("bp stable. dr vaszary.talked with family", "vaszary", "NAME"),
@@ -53,7 +53,7 @@ CLINICAL_CASES = [
     ("social: son rob lives nearby, will call.", "rob", "NAME"),
     ("Case manager spoke with Dorotea about rehab.", "Dorotea", "NAME"),
     ("bronched by dr. noone today, tolerated well.", "noone", "NAME"),
-    ("Plan explained by Dr Will Cole (attending).", "Cole", "NAME"),
+    ("Plan explained by Dr Will Pemberton (attending).", "Pemberton", "NAME"),
     # dates
     ("Admitted 7/22 with chest pain.", "7/22", "DATE"),
     ("CABG on 2/3/04, redo since.", "2/3/04", "DATE"),
@@ -64,7 +64,7 @@ CLINICAL_CASES = [
     ("PMH: MI 1992, CABG '95.", "95", "DATE"),
     ("s/p mastectomy 11/92, now stable", "11/92", "DATE"),
     # ages over 89
-    ("98 yo gentleman admitted with CHF.", "98", "AGE"),
+    ("98 yo gentleman in with CHF exacerbation.", "98", "AGE"),
     ("Patient aged 91 lives alone.", "91", "AGE"),
     # contact details
     ("Wife can be reached at 410-555-1234.", "410-555-1234", "PHONE"),
@@ -81,15 +81,15 @@ CLINICAL_CASES = [
     ("Nursing license no. RN123456 verified", "RN123456", "ID"),
     ("Pacemaker serial number 88AB1234 checked", "88AB1234", "ID"),
     # places
-    ("Lives at 19 Clover St. with son.", "19 Clover St.", "LOCATION"),
+    ("Lives at 19 Greystone St. with son.", "19 Greystone St.", "LOCATION"),
     ("Daughter lives in Baltimore.", "Baltimore", "LOCATION"),
-    ("Home address Towson, MD 21204.", "21204", "LOCATION"),
-    ("Transferred from Holy Cross Hospital for cath.", "Holy Cross Hospital", "LOCATION"),
+    ("Home address Fennimark, MD 21090.", "21090", "LOCATION"),
+    ("Holy Cross Hospital sent films yesterday.", "Holy Cross Hospital", "LOCATION"),
     ("TRANSFERRED TO WENTMORE 2 IN AM.", "WENTMORE", "LOCATION"),
-    ("Has a bed at St. Agnes for rehab.", "St. Agnes", "LOCATION"),
+    ("Has a bed at St. Brendan for rehab.", "St. Brendan", "LOCATION"),
     # hospital acronyms, saint/virtue hospital names, wards with a number, town-shaped words
-    ("He was intubated and transferred to GH for care.", "GH", "LOCATION"),
-    ("Mr. Doe was accepted at Holy Cross, awaiting consent.", "Holy Cross", "LOCATION"),
+    ("Pt moved on to GH overnight.", "GH", "LOCATION"),
+    ("Mr. Doe was accepted at Holy Cross, bed pending.", "Holy Cross", "LOCATION"),
     ("Plan: pt to bramwell 2 in am if stable.", "bramwell", "LOCATION"),
     ("Daughter drove in from Fallowtown yesterday.", "Fallowtown", "LOCATION"),
 ]
@@ -114,8 +114,8 @@ NO_PHI = [
     "Team aware. Family meeting tomorrow with social work and case management.",
     "Tan secretions, amber urine, tmax 101.2, hickman placed, vanco and zosyn.",
     # mental status "MS", "PA line", verbs after relation words, ST segment, chest tubes
-    "MS changes noted. ms: remains lethargic. Monitor MS. Aspiration precautions.",
-    "WIFE SAID PT HAD NO OTHER BELONGINGS. SON BROUGHT HIM IN.",
+    "MS changes noted. ms: remains lethargic. Monitor MS, HOB up.",
+    "WIFE SAID PT HAD NO VALUABLES WITH HIM. SON BROUGHT HIM IN.",
     "CV: PA line in place, PAS 40. STRONG NP COUGH. L IJ PA line removed.",
     "Feet warm to touch, breathing in synch with vent, sats in high 90's.",
     "ST elevation resolved. PT HAD 3 EPISODES ST IN 130'S. 2 MEDIASTINAL CT DRAINING.",
@@ -142,20 +142,20 @@ def test_clinical_vocabulary_is_not_phi(clinical, text):
 
 
 ALL_CAPS_NOTE = """NURSING MICU NOTE 7P-7A
-NEURO: PT AOX3, MAE, FOLLOWS COMMANDS. PT DENIES PAIN.
-CV: HR 70-80'S NSR. SBP 120-150'S. PER DR.GOLINI START TO WEAN NEO. DR KLEIN AWARE.
-RESP: PT ON 4L NC. O2 SATS 94-98%.
-SOCIAL: PT'S WIFE HELEN AND SON WILLIAM IN TO VISIT. WIFE CAN BE REACHED AT 410-555-9876.
-PLAN: TRANSFER TO HOLY CROSS HOSPITAL 7/24.
+NEURO: A+OX3, MAE, OBEYS, DENIES PAIN.
+CV: HR 70S NSR, SBP 120S-150S, PER DR.QUORVANE START TO WEAN NEO. DR BRANDT AWARE.
+RESP: ON 4L NC, SATS 94-98%.
+SOCIAL: PT'S WIFE INGRID AND SON OSWIN IN TO VISIT. WIFE CAN BE REACHED AT 410-555-9876.
+PLAN: TRANSFER TO GOOD SAMARITAN HOSPITAL 7/24.
 """
 
 
 def test_all_caps_nursing_note(clinical):
     found = clinical.detect_text(ALL_CAPS_NOTE)
     texts = {ALL_CAPS_NOTE[d.start:d.end] for d in found}
-    for phi in ("GOLINI", "KLEIN", "HELEN", "WILLIAM", "410-555-9876", "7/24"):
+    for phi in ("QUORVANE", "BRANDT", "INGRID", "OSWIN", "410-555-9876", "7/24"):
         assert any(phi in t for t in texts), f"missed a planted {phi[:1]}... identifier"
-    assert any("HOLY CROSS" in t for t in texts)
+    assert any("GOOD SAMARITAN" in t for t in texts)
     for clean in ("NEURO", "MAE", "NSR", "SBP", "NEO", "NC", "PT", "MICU", "RESP", "CV"):
         assert clean not in texts
 
@@ -365,13 +365,13 @@ def test_geonames_towns_load_offline():
 # wards and units, emergency departments after a hospital's name, listed cities inside a sentence,
 # and identifiers said in a sentence ("my name is ...", "I work for ...") for the generic set.
 CUE_CASES = [
-    ("clinical", "PT IS 80 YO WOMAN ADMITTED TO WENTMORE7 W/ CHF.", "WENTMORE7", "LOCATION"),
+    ("clinical", "80 YO F, ADMITTED TO WENTMORE7 W/ CHF.", "WENTMORE7", "LOCATION"),
     ("clinical", "ASSESS: STABLE DAY.    PLAN: WENTMORE 2 WHEN BED AVAIL.", "WENTMORE", "LOCATION"),
     ("clinical", "Was sent to Harlan Pryce EW where EKG showed no change.", "Harlan Pryce", "LOCATION"),
-    ("clinical", "no seizure activity noted, Baltimore reconsult for transfer.", "Baltimore", "LOCATION"),
+    ("clinical", "afebrile, Baltimore to reconsult re transfer.", "Baltimore", "LOCATION"),
     ("clinical", "updated son, who drove from Silver Spring, MD today.", "Silver Spring", "LOCATION"),
     ("clinical", "Plan to go to rehab (good samaritan Memorial) tomorrow.", "Memorial", "LOCATION"),
-    ("clinical", "Husband just started a new job in Bel Air and visits daily.", "Bel Air", "LOCATION"),
+    ("clinical", "Husband works in Bel Air now and visits daily.", "Bel Air", "LOCATION"),
     ("clinical", "CASE MGR TO MEET WITH KORVALD NURSING AGENCY IN AM.", "KORVALD", "LOCATION"),
     ("generic", "Hi, my name is Oksana Wirth and I need help.", "Oksana Wirth", "NAME"),
     ("generic", "Sometimes people call me Vesna.", "Vesna", "NAME"),
@@ -538,7 +538,7 @@ SHAPE_CASES = [
     ("Plan to d/c to Zorblax when bed available.", "Zorblax", "LOCATION"),
     ("plan to d/c to zorblax when bed available.", "zorblax", "LOCATION"),
     ("Transported to Zorblax for PET scan.", "Zorblax", "LOCATION"),
-    ("Pt will be d/c GBMC in am.", "GBMC", "LOCATION"),  # a hospital's acronym after "d/c" alone
+    ("Pt will be d/c BVMC in am.", "BVMC", "LOCATION"),  # a hospital's acronym after "d/c" alone
     ("PT PRESENTED TO ZORBLAX WITH CP.", "ZORBLAX", "LOCATION"),
     ("Pt is a resident of Zorblax, lives alone.", "Zorblax", "LOCATION"),
     ("Outside hospital: Zorblax Quorby\nCourse: stable.", "Zorblax Quorby", "LOCATION"),

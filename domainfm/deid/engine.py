@@ -262,8 +262,8 @@ def _nlp_engine(model: str, components: tuple[str, ...]):
     return engine
 
 
-# Notes glue words with punctuation that spaCy's news-trained rules keep whole: "vasquez.talked",
-# "TRIGEMINY.DR.", "DAUGHTER-MARLA---301", "(DAUGHTER)-", "Kowalczuk- 204". Splitting them lets the
+# Notes glue words with punctuation that spaCy's news-trained rules keep whole: "pellham.talked",
+# "BIGEMINY.DR.", "DAUGHTER-MARLA---301", "(DAUGHTER)-", "Kowalczuk- 204". Splitting them lets the
 # token recognizers see the name; regex recognizers read the raw text and are not affected.
 _EXTRA_INFIXES = (
     r"(?<=[A-Za-z]{2})\.(?=[A-Za-z]{2})",   # word.word

@@ -17,7 +17,7 @@ can be what its label says; the model's own errors on notes it never saw are mos
   "[[stoool]]", "beta [[blokers]]", "she [[called]] Ann"), unless a title, relation or role
   stands right before a name ("dr. [[hope]]", "daughter [[may]]"), a place's preposition or verb
   right before a place ("sent to [[heartwood]]"), or a word no dictionary explains stands beside
-  it ("zyqvo [[maris]]", the other half of a name): a lower-case word the model calls a name,
+  it ("zyqvo [[perpetua]]", the other half of a name): a lower-case word the model calls a name,
   with no rule and no cue seeing a name there, is a name only if no dictionary explains it.
 
 These checks read only the span, the characters beside it and the note's casing: no list of
@@ -105,7 +105,7 @@ def plausible(text: str, start: int, end: int, label: str, *, all_caps: bool) ->
 
 
 def _beside_an_unknown_word(text: str, start: int, end: int) -> bool:
-    """"zyqvo [[maris]]": the word right before or after is one no dictionary explains, so the
+    """"zyqvo [[perpetua]]": the word right before or after is one no dictionary explains, so the
     span may be the other half of a two-word name."""
     before = re.search(r"(?<![A-Za-z])([a-z]{3,}) $", text[max(0, start - 30):start])
     after = re.match(r" ([a-z]{3,})\b", text[end:end + 30])

@@ -32,8 +32,8 @@ _INITIALS_REACH = len("J. S. T. ")
 # clear beside the surrogate of the first
 _HYPHEN_PART = re.compile(r"(?P<sep>[-/])(?P<w>[A-Za-z][A-Za-z']*[A-Za-z])\b")
 _GLUED_TITLE = re.compile(
-    r"(?:(?<![A-Za-z.])(?P<t>(?i:drs?|mrs?|ms))\.(?=[A-Za-z])"      # "DR.GOLINI"
-    r"|(?<=[a-z]\.)(?P<t2>(?i:drs?))\.?\s+)"                        # "ok.dr vascuez"
+    r"(?:(?<![A-Za-z.])(?P<t>(?i:drs?|mrs?|ms))\.(?=[A-Za-z])"      # "DR.QUORVANE"
+    r"|(?<=[a-z]\.)(?P<t2>(?i:drs?))\.?\s+)"                        # "ok.dr wexley"
     r"(?P<n>[A-Za-z][A-Za-z'\-]+)")
 _PHONE_START = re.compile(r"\d{3}\)?[-. ]?\d{3}[-. ]?\d{4}")
 _PHONE_LABELS = frozenset("cell cell# home home# work work# ph phone tel # : - , ( = # pager beeper mobile c h w".split())
@@ -301,8 +301,8 @@ class NameRecognizer(TokenRecognizer):
                 role, strong = "DOCTOR", False  # "cardiologist Pemberton", "attending Okafor aware"
             elif (low in vocab.CONTACT_TRIGGERS or _discussed_with(w, i)
                   or (low in _HANDOFF_NOUNS and _handoff_to(w, i + 1) > i + 1)) and i + 1 < w.n:
-                # "spoke with Marisol", "ask to page Hank", "spoken extensively with Bre Murtaka",
-                # "spoke w/ Marisol", "d/w Marisol", "discussed plan w/ Marisol": a listed or
+                # "spoke with Ingrid", "ask to page Oswin", "spoke at length with Bre Halvorsen",
+                # "spoke w/ Ingrid", "d/w Ingrid", "discussed plan w/ Ingrid": a listed or
                 # unknown word (capitalised where the note uses capitals)
                 if low in _HANDOFF_NOUNS:
                     j = _handoff_to(w, i + 1)
@@ -327,7 +327,7 @@ class NameRecognizer(TokenRecognizer):
                     span = None
                 while span is not None:
                     found.append((span[0], span[1], role, 0.85 if role != "RELATIVE" else 0.8))
-                    # "Drs Rakusin and Toolis", "sons Smokey, Morris and Roger"
+                    # "Drs Quorvane and Tillet", "sons Oswin, Arden and Brendan"
                     nxt = span[1] + 1
                     if nxt + 1 < w.n and w.lower[nxt] in ("and", "&", ",", "or"):
                         j = nxt + 1 + (w.lower[nxt + 1] == "and" and w.lower[nxt] == ",")
@@ -438,7 +438,7 @@ class NameRecognizer(TokenRecognizer):
         found += self._field_value(w, shape)
         found += self._signed_off(w, shape)
         out = self._propagate(text, doc, w, found, shape)
-        # titles glued to the name or to the previous word ("DR.GOLINI", "ok.dr vascuez")
+        # titles glued to the name or to the previous word ("DR.QUORVANE", "ok.dr wexley")
         for m in _GLUED_TITLE.finditer(text):
             name = m.group("n")
             if name.lower() not in self.function_words and name.lower() not in _SPACY_STOP:

@@ -49,7 +49,7 @@ class PlaceRecognizer(TokenRecognizer):
     ("transferred to X", "lives in X")."""
 
     labels = ("HOSPITAL", "LOCATION")
-    # words that end a facility's name ("Holy Cross Hospital", "Baltimore Rehab")
+    # words that end a facility's name ("Holy Cross Hospital", "Fennimark Rehab")
     heads = frozenset("hospital hospitals hosp hosp. clinic memorial regional infirmary hospice manor "
                       "rehab rehabilitation va vamc sanatorium nh snf".split())
     # "... Nursing Agency", "... Skilled Nursing Facility", "... Assisted Living"
@@ -144,7 +144,7 @@ class PlaceRecognizer(TokenRecognizer):
                     and not vocab.is_english(low) and low not in self.stop and (
                         (i > 0 and (w.lower[i - 1] in vocab.PLACE_PREPS or _place_verb_at(w, i - 1)))
                         or (i + 1 < w.n and w.lower[i + 1] in vocab.AFTER_HOSPITAL)):
-                # "tranfered to GH", "GH EW", "seen by GBMC nurse"
+                # "tranfered to GH", "GH EW", "seen by BVMC nurse"
                 out.append(result("HOSPITAL", doc[i].idx, doc[i].idx + len(doc[i].text), 0.6, f"{self.name}:acronym"))
             elif i > 0 and i + 1 < w.n and w.lower[i + 1] in vocab.AFTER_HOSPITAL and w.text[i].isalpha() \
                     and (w.lower[i - 1] in vocab.PLACE_PREPS or _place_verb_at(w, i - 1)) \

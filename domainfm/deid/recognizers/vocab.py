@@ -191,7 +191,7 @@ PLACE_PREPS = _words("to from at @ in by into")
 # verbs of residence, whose place can come several words later ("lives alone in elderly housing in X")
 HOME_VERBS = _words("lives lived living resides resided live stays staying")
 HOME_WORDS = _words("home house apartment apt condo residence")  # "found in his home in X"
-# words after a hospital's acronym ("GH EW", "GBMC nurse")
+# words after a hospital's acronym ("GH EW", "BVMC nurse")
 AFTER_HOSPITAL = _words("ew er ed ew. er. ed. cath icu micu ccu nurse nurses attorneys hospital staff team "
                         "clinic lab")
 # an emergency department after a hospital's name ("sent to Ashby Reed EW")
