@@ -571,14 +571,13 @@ SHAPE_CASES = [
     ("Seen today. Brelwyn from the Geriatrics team stopped by.", "Brelwyn", "NAME"),
     ("social: retired, lives with wife in north fennimark, sons nearby.", "north fennimark", "LOCATION"),
     ("FOUND ON FLOOR AT HIS HOME IN QUORBY GRAVEL BY DAUGHTER.", "QUORBY GRAVEL", "LOCATION"),
-    # a town named by its public services or by the institutions that serve it, where papers go
+    # a town named by its public services or by the institutions that serve it
     ("Zelbrook EMS found pt down at home.", "Zelbrook", "LOCATION"),
     ("PT FOUND BY QUORVATH POLICE.", "QUORVATH", "LOCATION"),
-    ("per quorvath pd pt was driving erratically.", "quorvath", "LOCATION"),
+    ("quorvath fire dept on scene.", "quorvath", "LOCATION"),
     ("Pt was found by Quorby Falls police.", "Quorby Falls", "LOCATION"),
     ("VNA of Quorvath to follow at home.", "Quorvath", "LOCATION"),
     ("referral sent to hospice of quorvath.", "quorvath", "LOCATION"),
-    ("Records faxed to Zelbrook.", "Zelbrook", "LOCATION"),
     ("PT KNOWS SHE IS IN THE HOSPITAL (QUORVATH BUILDING).", "QUORVATH", "LOCATION"),
     ("Moved to the Zelbrook Pavilion for the procedure.", "Zelbrook", "LOCATION"),
 ]

@@ -69,11 +69,15 @@ def _scale_value(m: int, d: int) -> bool:
     return (m < d and d in (2, 3, 4, 8)) or d == 10 or (d == 5 and m in (5, 10, 12)) or (m == d and m in (5, 10))
 
 
-# a word that heads muscle strength grades, as a label ("Motor: RUE 5/5, LUE 4/5"), right before
+# a word that heads muscle strength grades, as a label ("Motor: RUE 4/5"), right before
 # the grade ("power 4/5") or before another grade in the sentence ("strength 5/5 except hip 4/5");
 # "motor vehicle accident 4/5" is none of these
 _SAME_SENTENCE = r"(?:(?!\.\s)[^\n])"
-_STRENGTH_BEFORE = re.compile(rf"\b(?:strength|motor|power|grip)\b(?:\s*:{_SAME_SENTENCE}{{0,40}}|\s*"
+# the limbs and sides a grade is given for ("Motor: RUE 4/5", "Strength: left arm 4/5"); anything else
+# after the label may carry a date ("Motor: intact, f/u 4/5")
+_LIMB = r"(?:[RL]?[UL]E|[RL]|right|left|bilat(?:eral)?|upper|lower|extremit(?:y|ies)|arms?|legs?|hips?|knees?|" \
+        r"ankles?|shoulders?|elbows?|wrists?|hands?|feet|foot)"
+_STRENGTH_BEFORE = re.compile(rf"\b(?:strength|motor|power|grip)\b(?:\s*:(?:\s*{_LIMB}\b[\s:,]*){{0,3}}|\s*"
                               rf"|{_SAME_SENTENCE}{{0,40}}?(?<![\d/])[0-5][+-]?/5\b{_SAME_SENTENCE}{{0,40}})$",
                               re.IGNORECASE)
 # a higher grade before a range sign: as dates "5/5-4/5" would run backwards (May 5 to April 5);
@@ -205,9 +209,14 @@ _HYPHENED_WORD = re.compile(r"(?<![\w./-])(?P<w>[A-Za-z]{2,})-$")
 def _year_after_hyphened_word(text: str, start: int, before: str) -> bool:
     """Whether a year glued by a hyphen to the word before it ("colonoscopy-2015", "s/p MI-1998")
     is that word's date, read as if a space stood there, rather than the number of a code: a word
-    in capitals is a code's prefix ("ABC-2015", "XR-2000") unless years follow it ("CABG-2009")."""
+    in capitals is a code's prefix ("ABC-2015", "XR-2000") unless years follow it ("CABG-2009").
+    A function word glued to a number labels a quantity ("IN-2000 OUT-1500": fluid in and out),
+    even one that years follow when a space stands there ("in 2000")."""
+    from spacy.lang.en.stop_words import STOP_WORDS  # spaCy loads on first use, not at import
+
     word = _HYPHENED_WORD.search(text[max(0, start - 30):start])
-    return word is not None and (not word.group("w").isupper() or before in _YEAR_WORDS_BEFORE)
+    return word is not None and word.group("w").lower() not in STOP_WORDS \
+        and (not word.group("w").isupper() or before in _YEAR_WORDS_BEFORE)
 
 
 @validator("year4")

@@ -33,8 +33,9 @@ _NO_FACILITY_NAME = frozenset("outside local previous prior referring nearest ne
 _OF_PLACE = frozenset("resident residents native natives".split())
 # institutions named after the town they serve ("VNA of X", "Hospice of X", "University of X")
 _OF_INSTITUTION = frozenset("vna hospice university univ college hospital association".split())
-# a town's public services, named by the town ("X EMS", "X Police Department", "per X PD")
-_TOWN_SERVICES = frozenset("ems police pd fd fire sheriff".split())
+# a town's public services, named by the town ("X EMS", "X Police Department"); not "PD", which is
+# peritoneal dialysis as often ("Tenckhoff PD catheter")
+_TOWN_SERVICES = frozenset("ems police fire sheriff".split())
 
 
 def _place_verb_at(w: Words, k: int) -> bool:
@@ -319,7 +320,7 @@ class PlaceRecognizer(TokenRecognizer):
 
     def _town_before_service(self, w: Words, i: int, shape: DocShape) -> int | None:
         """The town that names a public service, token i ("Quorvath EMS", "found by Zel Brook
-        police", "PER QUORVATH PD"): up to two words right before it, one of them no list knows
+        police", "QUORVATH FIRE DEPT"): up to two words right before it, one of them no list knows
         (or a listed place); returns the first token, or None. "Local EMS", "State Police" and "by
         EMS" name no town."""
         first, k, evidence = None, i - 1, False

@@ -180,8 +180,6 @@ PLACE_VERBS = _words(
     "lives lived living resides resided live stays staying visiting vacationing vacation "
     "accepted followed seen screened evaluated rehab placement placed moved moving referred refer "
     "come comes coming came bring flown transport transported transporting presented presenting"
-    # where papers go ("records faxed to X")
-    " faxed fax'd"
     # where someone was found or lives ("found in his home in X")
     " home house apartment"
     # who someone is, then where from ("67 yo woman from X", "a native of X")
