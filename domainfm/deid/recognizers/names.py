@@ -125,10 +125,6 @@ def _handoff_to(w: Words, j: int) -> int:
     return j + 1 if j < w.n and w.lower[j] in ("for", "to", "from") else j
 
 
-# cue phrases a person's name follows that "spoke with" (vocab.CONTACT_TRIGGERS) does not read: who
-# is asked for, paged out to, rounded with or awaited a call from; "with" is also "w/". A thing or
-# a service follows them as often ("asking for water", "call back from pharmacy"), so the word
-# after must be one only a name explains (NameRecognizer._only_a_name)
 def _by_first_word(phrases: str) -> dict[str, list[tuple[str, ...]]]:
     """Phrases ("|" between them) by their first word, each with the words that follow it."""
     out: dict[str, list[tuple[str, ...]]] = {}
@@ -138,6 +134,11 @@ def _by_first_word(phrases: str) -> dict[str, list[tuple[str, ...]]]:
     return out
 
 
+# cue phrases a person's name follows that "spoke with" (vocab.CONTACT_TRIGGERS) does not read: who
+# is asked for, paged out to, rounded with or awaited a call from; "with" is also "w/" (and, as
+# _after_with reads it, "to"). A thing or a service follows them as often ("asking for water",
+# "call back from pharmacy"), so the word after must be one only a name explains
+# (NameRecognizer._only_a_name)
 _NAME_CUES = _by_first_word("asking for|asked for|asks for|ask for|page out to|paged out to|paging out to|"
                             "round with|rounds with|rounded with|rounding with|call back from|called back from|"
                             "callback from|call - back from|return call from")

@@ -319,8 +319,8 @@ class PlaceRecognizer(TokenRecognizer):
         return (k, last) if last + 1 < w.n and w.text[last + 1] == close else None
 
     def _town_before_service(self, w: Words, i: int, shape: DocShape) -> int | None:
-        """The town that names a public service, token i ("Quorvath EMS", "found by Zel Brook
-        police", "QUORVATH FIRE DEPT"): up to two words right before it, one of them no list knows
+        """The town that names a public service, token i ("Quorvath EMS", "found by Quorby
+        Falls police", "QUORVATH FIRE DEPT"): up to two words right before it, one of them no list knows
         (or a listed place); returns the first token, or None. "Local EMS", "State Police" and "by
         EMS" name no town."""
         first, k, evidence = None, i - 1, False
