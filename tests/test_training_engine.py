@@ -148,7 +148,13 @@ def test_two_processes_take_the_mean_over_every_item_of_the_step_and_report_it(t
     run = subprocess.run([str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                           "--mixed_precision", "no", "--dynamo_backend", "no", str(script), str(tmp_path)],
                          cwd=ROOT, capture_output=True, text=True, timeout=240, env=env)
-    assert run.returncode == 0, run.stderr[-3000:]
+    # gloo's threads can abort the interpreter at exit on a loaded machine ("terminate called
+    # without an active exception", SIGABRT) after both ranks wrote their results: seen once in a
+    # CI emulation, then 3 passes of 3 alone. That teardown is torch's, not what is tested here;
+    # any other failure, or one before both results are written, still fails
+    written = all((tmp_path / f"rank{r}.json").is_file() for r in (0, 1))
+    aborted_at_exit = written and "terminate called without an active exception" in run.stderr
+    assert run.returncode == 0 or aborted_at_exit, run.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     # d/dw of the mean over all 9 items of (w x - 1)^2 at w = 0: -2 * (3 + 5 + 2 + 2 + 1) / 9
     for rank in ranks:
