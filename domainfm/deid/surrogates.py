@@ -36,9 +36,9 @@ Per kind:
   becomes ``90+ years``.
 * Phone, fax, SSN, MRN, IDs, ZIP codes, codes and quantities keep their character pattern:
   each digit becomes a digit, each letter a letter of the same case, punctuation stays. A phone
-  number's leading country code (``+1 617-...``, ``+44 20 ...``, ``0044 20 ...``, ``011 44 20 ...``, the ``1``
-  of ``1-800-...``), the
-  trunk ``0`` of a national number (``020 7946 0018``) and its extension marker stay. A phone or
+  number's leading country code (``+1 617-...``, ``+44 20 ...``, ``0044 20 ...``, ``011 44 20 ...``,
+  the ``1`` of ``1-800-...``), the trunk ``0`` of a national number (``020 7946 0018``) and its
+  extension marker stay. A phone or
   fax number's fake digits are chosen once per patient for its digits (without the country code,
   the trunk ``0`` and the extension), so ``(617) 555-0143``, ``617.555.0143`` and ``+1 617 555
   0143`` become one fake number, each in its own shape, as do ``020 7946 0018`` and ``+44 20 7946

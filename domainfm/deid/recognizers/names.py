@@ -44,7 +44,7 @@ _HOMES = frozenset("house home apartment apt place condo farm residence".split()
 _PHONES = frozenset("number cell phone mobile pager #".split())
 # who a name in brackets speaks for ("MICU team (Quorvath) aware")
 _TEAMS = frozenset("team teams service".split())
-_CLOSING_BRACKET = frozenset(")")
+_CLOSING_BRACKET = frozenset({")"})
 _CLAUSE_START = {"(", ".", ",", ";", ":", "-", "--"}
 # what opens a signature line before initials ("-- Z.Q., RN", "/s/ Z.Q., RN")
 _SIGNATURE_OPENERS = frozenset("- -- --- — /s/ | *".split())
