@@ -572,19 +572,26 @@ def _loose_phone(text, match, start, end, score):
     return score
 
 
+# An address's parts are bounded as RFC 5321 bounds them: a user name of at most 64 characters, a
+# domain label of at most 63. Unbounded, every word start in a long hyphenated run ("1990s-1990s-")
+# was scanned to the run's end, and 20,000 such characters took seconds.
+_LOCAL = 64
+_LABEL = r"[\w-]{1,63}"
+
 CONTACT = [
-    PatternSpec("email", r"\b[\w.+%-]+@[\w-]+(?:\.[\w-]+)+\b", "EMAIL", 0.9, validate="email"),
+    PatternSpec("email", rf"\b[\w.+%-]{{1,{_LOCAL}}}@{_LABEL}(?:\.{_LABEL})+\b", "EMAIL", 0.9, validate="email"),
     PatternSpec("url", r"\b(?:https?://|ftp://|www\d{0,3}\.)[^\s<>\"'()]+[^\s<>\"'().,;:!?]", "URL", 0.85),
     PatternSpec("bare_url", r"(?<![@\w.-])[a-z0-9][a-z0-9-]*(?:\.[a-z0-9-]+)*\.(?:com|org|net|edu|gov|mil|"
                 r"info|biz|io|co\.uk|org\.uk|ac\.uk)\b(?:/[^\s<>\"'()]*[^\s<>\"'().,;:!?])?", "URL", 0.6,
                 validate="bare_url"),
     # an address written to dodge harvesters: "zq [at] example [dot] com", "zq(at)example.org"
-    PatternSpec("email_obfuscated", r"\b[\w.+%-]+\s*[\[(<{]\s*at\s*[\])>}]\s*[\w-]+"
-                r"(?:\s*(?:[\[(<{]\s*dot\s*[\])>}]|\.)\s*[\w-]+)+\b", "EMAIL", 0.85),
+    PatternSpec("email_obfuscated", rf"\b[\w.+%-]{{1,{_LOCAL}}}\s*[\[(<{{]\s*at\s*[\])>}}]\s*{_LABEL}"
+                rf"(?:\s*(?:[\[(<{{]\s*dot\s*[\])>}}]|\.)\s*{_LABEL})+\b", "EMAIL", 0.85),
     # the same spelled out in words: "zq dot quint at example dot org" (a pronoun or a verb before
     # "at" is no user name: "reach him at ...")
-    PatternSpec("email_spelled", r"\b(?!(?:him|her|them|me|us|you|it|is|was|are|be|mail|email|e-mail|reached|"
-                r"contact|contacted|written)\s)[\w+%-]+(?:\s+dot\s+[\w+%-]+)*\s+at\s+[\w-]+(?:\s+dot\s+[\w-]+)*"
+    PatternSpec("email_spelled", rf"\b(?!(?:him|her|them|me|us|you|it|is|was|are|be|mail|email|e-mail|reached|"
+                rf"contact|contacted|written)\s)[\w+%-]{{1,{_LOCAL}}}(?:\s+dot\s+[\w+%-]{{1,{_LOCAL}}}){{0,8}}"
+                rf"\s+at\s+{_LABEL}(?:\s+dot\s+{_LABEL}){{0,8}}"
                 r"\s+dot\s+(?:com|org|net|edu|gov|mil|io|info|biz|co|us|uk|ca|de|fr)\b", "EMAIL", 0.85),
     # a user name on a social network or messaging service ("@zquintavius", "@zq_1970"): letters,
     # digits and underscores after an "@" that stands alone; "@home", "@bedside" (notes write "@"
@@ -677,7 +684,7 @@ AGES_OVER_89 = [
     PatternSpec("age_over_89", rf"\b(?P<a>(?:9\d|1[01]\d){_HALF_YEAR}?)(?={_AGE_UNIT})", "AGE", 0.85, group="a"),
     PatternSpec("aged_over_89", rf"\b(?:age|aged|age:)\s*(?P<a>(?:9\d|1[01]\d){_HALF_YEAR}?)\b",
                 "AGE", 0.85, group="a"),
-    PatternSpec("age_first", r"(?:^|\n)\s*(?P<a>9\d|1[01]\d)\s+(?=s/p|w/|with|m\b|f\b|male|female|man|woman|gentleman|lady)",
+    PatternSpec("age_first", r"(?:^|\n)[ \t]*(?P<a>9\d|1[01]\d)\s+(?=s/p|w/|with|m\b|f\b|male|female|man|woman|gentleman|lady)",
                 "AGE", 0.7, group="a"),
     PatternSpec("nonagenarian", r"\b(?:nonagenarian|centenarian)\b", "AGE", 0.7),
     # in words: "ninety-two year old", "aged ninety-four", "a one hundred and one-year-old"
@@ -704,6 +711,11 @@ AGES_ANY = [
 _STREET_SUFFIX = (r"(?i:street|st|avenue|ave|road|rd|boulevard|blvd|drive|dr|lane|ln|way|court|ct|place|pl|"
                   r"terrace|ter|parkway|pkwy|highway|hwy|circle|cir|square|sq|trail|trl|alley|plaza|pike|"
                   r"loop|crossing|ridge|heights|route|rte|row|walk|close|crescent|gardens|mews|hill)")
+# one to three capitalised words of a town ("Winston-Salem", "St. Louis"), each taken whole and at
+# most 40 characters long: a word's hyphen is also a separator, and unbounded, a run like
+# "Ab-Ab-Ab-..." could be split in so many ways that 1,000 characters took over a minute
+_CITY_WORDS = r"[A-Z][a-zA-Z.'-]{1,40}+(?:[ -][A-Z][a-zA-Z.'-]{1,40}+){0,2}"
+
 ADDRESSES = [
     PatternSpec("street", r"\b(?P<s>\d{1,6}[A-Z]?(?:-\d{1,4})?\s+(?:[NSEW]\.?\s+|(?i:north|south|east|west)\s+)?"
                 r"(?:[A-Z][A-Za-z'\-]*\.?\s+){1,3}" + _STREET_SUFFIX + r"\b\.?)"
@@ -730,15 +742,15 @@ ADDRESSES = [
     PatternSpec("unit", r"\b(?i:apt|apartment|suite|ste)\.?\s*#?\s*\d+[A-Z]?\b", "STREET", 0.6, flags=0),
     PatternSpec("po_box", r"\b(?:p\.?\s?o\.?\s+box|post\s+office\s+box|box|psc|apo|fpo|dpo)\s+(?:[A-Z]{2}\s+)?\d{2,6}\b",
                 "STREET", 0.6),
-    PatternSpec("city_state", r"\b(?P<c>[A-Z][a-zA-Z.'-]+(?:[ -][A-Z][a-zA-Z.'-]+){0,2}),\s*(?:"
+    PatternSpec("city_state", rf"\b(?P<c>{_CITY_WORDS}),\s*(?:"
                 + "|".join(sorted(STATE_ABBRS)) + r")\b(?!-)", "CITY", 0.6, group="c", flags=0,
                 validate="city_state"),
     # the city of an address line written without its comma: "Marsby MA 02139"
-    PatternSpec("city_state_zip", r"\b(?P<c>[A-Z][a-zA-Z.'-]+(?:[ -][A-Z][a-zA-Z.'-]+){0,2})\s+(?:"
+    PatternSpec("city_state_zip", rf"\b(?P<c>{_CITY_WORDS})\s+(?:"
                 + "|".join(sorted(STATE_ABBRS)) + r")\.?\s+\d{5}(?:-\d{4})?\b", "CITY", 0.6, group="c", flags=0,
                 validate="city_state"),
     # "Paulamouth, New Hampshire 03301": a city before a state written out and a ZIP code
-    PatternSpec("city_state_name_zip", r"\b(?P<c>[A-Z][a-zA-Z.'-]+(?:[ -][A-Z][a-zA-Z.'-]+){0,2}),\s*(?:"
+    PatternSpec("city_state_name_zip", rf"\b(?P<c>{_CITY_WORDS}),\s*(?:"
                 + "|".join(s.title() for s in sorted(US_STATES, key=len, reverse=True))
                 + r")\.?,?\s+\d{5}(?:-\d{4})?\b", "CITY", 0.6, group="c", flags=0, validate="city_state"),
     PatternSpec("state_abbr_zip", r"\b(?P<s>" + "|".join(sorted(STATE_ABBRS)) + r")\.?,?\s+\d{5}(?:-\d{4})?\b",
@@ -770,7 +782,7 @@ def _region(text, match, start, end, score):
 
 # non-US postcodes and streets, for the generic set (Presidio-style synthetic addresses)
 ADDRESSES_INTL = [
-    PatternSpec("street_number_after", r"\b(?:[A-Z][\w'.-]+\s+){1,3}\d{1,5}[A-Za-z]?\b(?=\s*(?:,|\n|$|Apt|Suite))",
+    PatternSpec("street_number_after", r"\b(?:[A-Z][\w'.-]{1,40}+\s+){1,3}\d{1,5}[A-Za-z]?\b(?=\s*(?:,|\n|$|Apt|Suite))",
                 "STREET", 0.35, flags=0, validate="street_after"),
     PatternSpec("postcode_uk", r"\b[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}\b", "ZIP", 0.5, flags=0),
 ]
@@ -892,7 +904,7 @@ LEGAL_QUASI = [
                 r"HUF|SEK|NOK|DKK|DEM|FRF|ITL|ATS|BEF|NLG|ESP|PTE|GRD|FIM|IEP|LTL|LVL|EEK|SIT|MKD|RSD|BAM|GEL|AMD|"
                 r"AZN|MDL|ISK|CYP|MTL|LUF|SUR)|[€£$])\s?\d[\d,.]*(?:\d|\s+(?:million|billion|thousand)\b)",
                 "QUANTITY", 0.6),
-    PatternSpec("money_word", r"\b\d[\d,.]*(?:\s+(?:million|billion|thousand))?\s+(?:euros?|dollars?|US\s+dollars?|"
+    PatternSpec("money_word", r"\b\d[\d,.]{0,30}+(?:\s+(?:million|billion|thousand))?\s+(?:euros?|dollars?|US\s+dollars?|"
                 r"pounds(?:\s+sterling)?|(?:swiss\s+|french\s+|belgian\s+)?francs?|(?:deutsche\s+)?marks|lire|"
                 r"(?:new\s+)?(?:turkish\s+)?liras?|zlotys?|zloty|roubles?|rubles?|kunas?|hryvnias?|korun[ay]?|forints?|"
                 r"kroner|kronor|drachmas?|escudos?|pesetas?|schillings?|lei|leva|dinars?|lats|lit(?:ai|as))\b",
@@ -912,7 +924,9 @@ _COMPANY_SUFFIX = (r"Inc|Incorporated|LLC|L\.L\.C|LLP|Ltd|Limited|GmbH|AG|S\.A|S
                    r"Associates|Technologies|Technology|Systems|Solutions|Markets|Capital|Global|Labs|Ventures|"
                    r"Industries|Enterprises|Consulting|International|Networks|Software|Analytics|Logistics|"
                    r"Foundation|Bank|Insurance|Pharmaceuticals|Motors|Airlines|Media")
-_CAP_WORD = r"[A-Z][\w'&.-]*"
+# a word taken whole (possessive) and bounded, like the town words above: unbounded, each capital in
+# a run like "-A-A-A-A" started a scan to the run's end
+_CAP_WORD = r"[A-Z][\w'&.-]{0,40}+"
 ORGS = [
     # "Shepherd Ltd.", "Asc Partners", "Enervee Corporation", "Miller and Sons", "Smith & Sons"
     PatternSpec("company_suffix", rf"\b{_CAP_WORD}(?:\s+(?:&\s+)?{_CAP_WORD}){{0,3}}\s+"
@@ -923,7 +937,7 @@ ORGS = [
 ]
 # a capitalised place right before a country on an address line ("Wrocław  Poland", "TRONDHEIM > Norway")
 CITY_BEFORE_COUNTRY = [
-    PatternSpec("city_before_country", r"(?<![\w'])(?P<c>[A-ZÀ-ÖØ-Þ][\wÀ-ÿ'-]+(?: [A-ZÀ-ÖØ-Þ][\wÀ-ÿ'-]+){0,2})"
+    PatternSpec("city_before_country", r"(?<![\w'])(?P<c>[A-ZÀ-ÖØ-Þ][\wÀ-ÿ'-]{1,40}+(?: [A-ZÀ-ÖØ-Þ][\wÀ-ÿ'-]{1,40}+){0,2})"
                 r"\s*(?:,|>|\s)\s*(?:" + gazetteer_pattern(COUNTRIES) + r")\b", "CITY", 0.5, group="c", flags=0,
                 validate="no_stop_start"),  # not "In United States", "Take Me Home To Ohio"
 ]
@@ -949,7 +963,7 @@ NAME_CUES = [
                 rf"my\s+(?:kid|son|daughter|wife|husband|child|brother|sister|friend|boss|mother|father|mom|dad|"
                 rf"partner|colleague|neighbou?r))\s+(?P<n>{_WORD}{_NEXT_WORD}{{0,2}})", "NAME", 0.6, group="n",
                 validate="said_name"),
-    PatternSpec("greeting", r"(?:^|(?<=\n))\s*(?i:hi|hello|dear|hey)\s+(?P<n>[^\W\d_a-z][\w'-]+(?:\s+[^\W\d_a-z][\w'-]+)?)"
+    PatternSpec("greeting", r"(?:^|(?<=\n))[ \t]*(?i:hi|hello|dear|hey)\s+(?P<n>[^\W\d_a-z][\w'-]+(?:\s+[^\W\d_a-z][\w'-]+)?)"
                 r"\s*[,!:]", "NAME", 0.6, group="n", flags=0, validate="said_name"),
     # a dialogue speaker: "Marta: Where were you?", "Olli: \"Not now.\""
     PatternSpec("speaker", r"(?:^|(?<=[\n.!?\"”]\s)|(?<=[\n.!?\"”]))(?P<n>[^\W\d_a-z][\w'-]+):\s*(?=[\"“]|[^\W\d_a-z])",
