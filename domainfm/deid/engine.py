@@ -222,11 +222,25 @@ _CONTROLS.update({c: " " for c in range(0x7F, 0xA0)})
 _INVISIBLE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]|[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 
 
+# spaCy's tokenizer strips a suffix at a time from a token and searches the rest again, so a long
+# run of punctuation ("=====", "*****", ",,,,,", "____") costs the square of its length: 20,000
+# characters took over a minute. Detection reads such runs with a space every 32 characters
+# (same length, so offsets are unchanged); they hold no letter or digit to identify anyone.
+_PUNCT_RUN = re.compile(r"(?:[^\w\s]|_){64,}")
+_RUN_PIECE = 32
+
+
+def _spaced_run(match: re.Match) -> str:
+    run = match.group()
+    return "".join(" " if i % _RUN_PIECE == _RUN_PIECE - 1 else c for i, c in enumerate(run))
+
+
 def visible_text(text: str) -> tuple[str, list[int] | None]:
     """The text detection reads and, when characters were cut, each of its characters' offset in
-    ``text`` (plus ``len(text)`` at the end); ``None`` when offsets are unchanged."""
+    ``text`` (plus ``len(text)`` at the end); ``None`` when offsets are unchanged. Long runs of
+    punctuation are read with spaces in them (see ``_PUNCT_RUN``)."""
     if _INVISIBLE.search(text) is None:
-        return text.translate(_CONTROLS), None
+        return _PUNCT_RUN.sub(_spaced_run, text.translate(_CONTROLS)), None
     kept, positions, cursor = [], [], 0
     for match in _INVISIBLE.finditer(text):
         kept.append(text[cursor:match.start()])
@@ -235,7 +249,7 @@ def visible_text(text: str) -> tuple[str, list[int] | None]:
     kept.append(text[cursor:])
     positions.extend(range(cursor, len(text)))
     positions.append(len(text))
-    return "".join(kept).translate(_CONTROLS), positions
+    return _PUNCT_RUN.sub(_spaced_run, "".join(kept).translate(_CONTROLS)), positions
 
 
 def map_back(found: list[Detection], positions: list[int]) -> list[Detection]:
