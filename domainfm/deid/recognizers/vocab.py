@@ -461,6 +461,11 @@ _LONG_PLACE_VERBS = frozenset(v for v in PLACE_VERBS if len(v) >= 6)
 
 
 def _one_typo_from(low: str, words) -> bool:
+    # one typo adds at most one letter, so a word longer than every listed word plus one is no near
+    # miss: without this check a 125,000-letter token built millions of strings of its own length
+    # (45 s in one note)
+    if len(low) > _longest(words) + 1:
+        return False
     splits = [(low[:i], low[i:]) for i in range(len(low) + 1)]
     for a, b in splits:
         if b and a + b[1:] in words:
@@ -471,6 +476,18 @@ def _one_typo_from(low: str, words) -> bool:
             if (b and a + c + b[1:] in words) or a + c + b in words:
                 return True
     return False
+
+
+_LONGEST: dict[tuple[int, int], int] = {}
+
+
+def _longest(words) -> int:
+    """The length of the longest word in ``words``, remembered per set and size (the English word
+    set grows once, when :func:`load_english` first fills it)."""
+    key = (id(words), len(words))
+    if key not in _LONGEST:
+        _LONGEST[key] = max(map(len, words), default=0)
+    return _LONGEST[key]
 
 
 def word_forms(low: str):
