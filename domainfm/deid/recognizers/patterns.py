@@ -712,7 +712,7 @@ _STREET_SUFFIX = (r"(?i:street|st|avenue|ave|road|rd|boulevard|blvd|drive|dr|lan
                   r"terrace|ter|parkway|pkwy|highway|hwy|circle|cir|square|sq|trail|trl|alley|plaza|pike|"
                   r"loop|crossing|ridge|heights|route|rte|row|walk|close|crescent|gardens|mews|hill)")
 # one to three capitalised words of a town ("Winston-Salem", "St. Louis"), each taken whole and at
-# most 40 characters long: a word's hyphen is also a separator, and unbounded, a run like
+# most 41 characters long: a word's hyphen is also a separator, and unbounded, a run like
 # "Ab-Ab-Ab-..." could be split in so many ways that 1,000 characters took over a minute
 _CITY_WORDS = r"[A-Z][a-zA-Z.'-]{1,40}+(?:[ -][A-Z][a-zA-Z.'-]{1,40}+){0,2}"
 

@@ -482,8 +482,9 @@ _LONGEST: dict[tuple[int, int], int] = {}
 
 
 def _longest(words) -> int:
-    """The length of the longest word in ``words``, remembered per set and size (the English word
-    set grows once, when :func:`load_english` first fills it)."""
+    """The length of the longest word in ``words``, remembered per set and size. Both sets passed
+    here live as long as this module (so an id is never reused for another set), and the English
+    word set grows once, when :func:`load_english` first fills it."""
     key = (id(words), len(words))
     if key not in _LONGEST:
         _LONGEST[key] = max(map(len, words), default=0)
