@@ -234,6 +234,9 @@ class PlaceRecognizer(TokenRecognizer):
                     last = max(worded, last if last is not None else worded)
                 if oriented and last is not None and last + 1 < w.n and w.lower[last + 1] in ("'s", "’s"):
                     continue  # "believes he is at mabry quellwood's house": a person's, not a place's name
+                if named_for and not (verb or bare or suffix_town) and last is not None and all(
+                        vocab.is_english(w.lower[t]) and not vocab.is_place(w.lower[t]) for t in range(j, last + 1)):
+                    continue  # "College of Physicians", "Association of Critical Care": a field, not a town
                 if last is not None:
                     out.append(result("LOCATION", doc[j].idx, doc[last].idx + len(doc[last].text),
                                       0.45 if bare else 0.55, f"{self.name}:after_{low}" + ("_bare" if bare else "")))
