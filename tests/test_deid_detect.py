@@ -617,6 +617,8 @@ SHAPE_CLEAN = [
     "LOCAL EMS CALLED. STATE POLICE NOTIFIED. HX OF PD. VNA OF CHOICE TO FOLLOW. SON IS POLICE OFFICER.",
     "Records faxed to pharmacy. Faxed to PCP office. report faxed to rehab. vna of choice to follow.",
     "Fire alarm in the building. Lives in an apartment building. Main Building elevator out of service.",
+    # a hospital service after a verb of movement is where a patient or a sample goes
+    "Order sent to Pharmacy. Slides sent to Pathology.",
     # an institution named for its field, not a town
     "Guideline of the College of Physicians. Member of the Association of Critical Care Nurses.",
 ]

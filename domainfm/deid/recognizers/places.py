@@ -88,7 +88,8 @@ class PlaceRecognizer(TokenRecognizer):
                 and (word.isupper() or not shape.mixed or (len(low) >= 6 and not vocab.near_english(low))):
             return True  # "to BMC", "to NEH"; "transfer to bellmoor." written in lower case too
         if shape.mixed:
-            return word[0].isupper() and (in_facility or low not in self.stop)
+            # a hospital service is where a patient or a sample goes, not a town ("sent to Pathology")
+            return word[0].isupper() and (in_facility or (low not in self.stop and not vocab.is_service(low)))
         if not in_facility and (len(low) < 4 or not re.search(r"[aeiouy]", low)):
             return False  # "TO BB", "to lcs": short or vowel-less abbreviations
         if in_facility:
