@@ -167,6 +167,34 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.shared_data)
 
 
+# nursing notes come mixed case, all capitals or all lower case; de-id shape tests run each case
+NOTE_CASES = ("mixed", "upper", "lower")
+
+
+def in_case(text: str, case: str) -> str:
+    """``text`` as a note written in ``case`` (one of :data:`NOTE_CASES`)."""
+    return {"mixed": text, "upper": text.upper(), "lower": text.lower()}[case]
+
+
+def detected(detector, text: str, labels=None) -> list[tuple[str, str]]:
+    """``(value, label)`` of each detection in ``text``, in order; only ``labels`` when given."""
+    return [(text[d.start:d.end], d.label) for d in detector.detect_text(text) if labels is None or d.label in labels]
+
+
+def detected_dates(detector, text: str) -> list[str]:
+    return [value for value, _ in detected(detector, text, ("DATE",))]
+
+
+@pytest.fixture(scope="session")
+def clinical_detector():
+    """The default clinical PHI detector, built once for the de-id shape tests that only read it."""
+    from domainfm.deid import DeidConfig, PhiDetector
+
+    detector = PhiDetector(DeidConfig(profile="clinical"))
+    detector.detect_text("warm up")
+    return detector
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data``; tests using it are skipped cleanly when it is absent."""

@@ -12,7 +12,6 @@ import sys
 
 import pytest
 
-from domainfm.deid import DeidConfig, PhiDetector
 from domainfm.deid.engine import visible_text
 
 # shapes that once took seconds to hours: punctuation runs (spaCy's suffix search), hyphenated
@@ -38,12 +37,11 @@ def test_long_punctuation_runs_are_read_with_spaces_at_the_same_offsets():
     assert visible_text("MRN4471" + ",," * 40)[0].startswith("MRN4471,,")
 
 
-def test_names_beside_a_long_run_are_found():
-    detector = PhiDetector(DeidConfig(profile="clinical"))
+def test_names_beside_a_long_run_are_found(clinical_detector):
     for unit in SHAPES:
         text = _note(unit, 3000)
         start = text.index(NAME)
-        assert any(d.start <= start < d.end for d in detector.detect_text(text)), unit
+        assert any(d.start <= start < d.end for d in clinical_detector.detect_text(text)), unit
 
 
 _HANG_GUARD = """

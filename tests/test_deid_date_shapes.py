@@ -11,25 +11,14 @@ from __future__ import annotations
 import re
 
 import pytest
+from conftest import detected as _spans
+from conftest import detected_dates as _dates
 
 from domainfm.corpus import Document
-from domainfm.deid import DeidConfig, PhiDetector, apply_operator
+from domainfm.deid import apply_operator
 from domainfm.deid.surrogates import SurrogateGenerator
 
 SECRET = b"test-secret-0123456789-abcdefghij"
-
-
-@pytest.fixture(scope="module")
-def clinical():
-    return PhiDetector(DeidConfig(profile="clinical"))
-
-
-def _spans(detector, text, labels=None):
-    return [(text[d.start:d.end], d.label) for d in detector.detect_text(text) if labels is None or d.label in labels]
-
-
-def _dates(detector, text):
-    return [value for value, _ in _spans(detector, text, ("DATE",))]
 
 
 # (text, the DATE spans it must give, in order)
@@ -61,8 +50,8 @@ DATES_FOUND = [
 
 
 @pytest.mark.parametrize("text, dates", DATES_FOUND, ids=[f"date-{i}" for i in range(len(DATES_FOUND))])
-def test_a_date_is_found_with_its_own_span(clinical, text, dates):
-    assert _dates(clinical, text) == dates
+def test_a_date_is_found_with_its_own_span(clinical_detector, text, dates):
+    assert _dates(clinical_detector, text) == dates
 
 
 # looks like a date and is not one: no DATE, whatever else is found
@@ -109,21 +98,21 @@ NOT_DATES = [
 
 
 @pytest.mark.parametrize("text", NOT_DATES, ids=[f"not-date-{i}" for i in range(len(NOT_DATES))])
-def test_values_that_look_like_dates_stay_out(clinical, text):
-    assert _dates(clinical, text) == []
+def test_values_that_look_like_dates_stay_out(clinical_detector, text):
+    assert _dates(clinical_detector, text) == []
 
 
-def test_a_code_word_before_a_year_keeps_its_own_label(clinical):
-    assert _spans(clinical, "ID-2015 on file.") == [("2015", "ID")]
+def test_a_code_word_before_a_year_keeps_its_own_label(clinical_detector):
+    assert _spans(clinical_detector, "ID-2015 on file.") == [("2015", "ID")]
 
 
-def _surrogate(clinical, text):
+def _surrogate(clinical_detector, text):
     doc = Document("note-1", text, {"patient_id": "p1"})
-    return apply_operator(doc, clinical.detect_text(text), "surrogate", SurrogateGenerator(SECRET)).text
+    return apply_operator(doc, clinical_detector.detect_text(text), "surrogate", SurrogateGenerator(SECRET)).text
 
 
-def test_a_glued_year_and_a_decade_shift_and_keep_the_words_around_them(clinical):
-    out = _surrogate(clinical, "Pt had colonoscopy-2015, normal; symptoms since mid-1990s.")
+def test_a_glued_year_and_a_decade_shift_and_keep_the_words_around_them(clinical_detector):
+    out = _surrogate(clinical_detector, "Pt had colonoscopy-2015, normal; symptoms since mid-1990s.")
     match = re.fullmatch(r"Pt had colonoscopy-(\d{4}), normal; symptoms since mid-(\d{4})s\.", out)
     assert match, out
     assert match.group(1) != "2015" and match.group(2) != "1990"
@@ -144,8 +133,8 @@ PHONES_FOUND = [
 
 
 @pytest.mark.parametrize("text, number, label", PHONES_FOUND, ids=[f"phone-{i}" for i in range(len(PHONES_FOUND))])
-def test_a_number_dialled_with_011_is_found_whole_with_its_label(clinical, text, number, label):
-    assert _spans(clinical, text) == [(number, label)]
+def test_a_number_dialled_with_011_is_found_whole_with_its_label(clinical_detector, text, number, label):
+    assert _spans(clinical_detector, text) == [(number, label)]
 
 
 NOT_PHONES = [
@@ -156,8 +145,8 @@ NOT_PHONES = [
 
 
 @pytest.mark.parametrize("text", NOT_PHONES, ids=[f"not-phone-{i}" for i in range(len(NOT_PHONES))])
-def test_numbers_after_011_that_are_not_phones_stay_out(clinical, text):
-    assert _spans(clinical, text, ("PHONE", "FAX")) == []
+def test_numbers_after_011_that_are_not_phones_stay_out(clinical_detector, text):
+    assert _spans(clinical_detector, text, ("PHONE", "FAX")) == []
 
 
 def test_a_number_dialled_with_011_keeps_its_prefix_and_code_and_takes_the_fake_of_the_plus_form():

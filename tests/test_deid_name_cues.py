@@ -8,24 +8,16 @@ from __future__ import annotations
 
 import pytest
 
-from domainfm.deid import DeidConfig, PhiDetector
+from conftest import NOTE_CASES, in_case
 
-CASES = ("mixed", "upper", "lower")
 NAMES = ("Quorvath", "Zelbrook Quorvath")
-
-
-@pytest.fixture(scope="module")
-def clinical():
-    detector = PhiDetector(DeidConfig(profile="clinical"))
-    detector.detect_text("warm up")
-    return detector
 
 
 def _note(sentence: str, case: str) -> tuple[str, int]:
     """The sentence inside a short nursing note written in ``case``, and where the sentence starts."""
     before = "Afebrile, vitals stable. "
     text = f"{before}{sentence}. Plan unchanged for now."
-    return {"mixed": text, "upper": text.upper(), "lower": text.lower()}[case], len(before)
+    return in_case(text, case), len(before)
 
 
 def _masked(detector, text: str, start: int, end: int) -> bool:
@@ -53,22 +45,22 @@ SHAPES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", NOTE_CASES)
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("shape", SHAPES)
-def test_the_name_in_each_shape_is_masked_in_every_case(clinical, shape, name, case):
+def test_the_name_in_each_shape_is_masked_in_every_case(clinical_detector, shape, name, case):
     text, at = _note(shape.format(name), case)
     start = at + shape.index("{}")
-    assert _masked(clinical, text, start, start + len(name)), (text, clinical.detect_text(text))
+    assert _masked(clinical_detector, text, start, start + len(name)), (text, clinical_detector.detect_text(text))
 
 
 # shapes an earlier rule already read (a relation word, a title, a verb of being told): kept as they are
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", NOTE_CASES)
 @pytest.mark.parametrize("shape", ["Pt asking for her son {}", "Paged out to Dr {}", "SW {} aware"])
-def test_shapes_read_before_still_lead_to_the_name(clinical, shape, case):
+def test_shapes_read_before_still_lead_to_the_name(clinical_detector, shape, case):
     text, at = _note(shape.format("Zelbrook Quorvath"), case)
     start = at + shape.index("{}")
-    assert _masked(clinical, text, start, start + len("Zelbrook Quorvath")), text
+    assert _masked(clinical_detector, text, start, start + len("Zelbrook Quorvath")), text
 
 
 # what else the same cues point at: a thing, a drug, a service, a unit, a role, a relative
@@ -115,10 +107,10 @@ CLEAN = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", NOTE_CASES)
 @pytest.mark.parametrize("sentence", CLEAN)
-def test_ordinary_text_in_the_same_shapes_stays_unmasked(clinical, sentence, case):
+def test_ordinary_text_in_the_same_shapes_stays_unmasked(clinical_detector, sentence, case):
     text, at = _note(sentence, case)
-    found = [text[d.start:d.end] for d in clinical.detect_text(text)
+    found = [text[d.start:d.end] for d in clinical_detector.detect_text(text)
              if d.start < at + len(sentence) and at < d.end and d.label != "PHONE"]
     assert found == [], (text, found)

@@ -4,23 +4,8 @@ mixed-case note and in notes written all in capitals or all in lower case. Every
 from __future__ import annotations
 
 import pytest
-
-from domainfm.deid import DeidConfig, PhiDetector
-
-CASES = ("mixed", "upper", "lower")
-
-
-@pytest.fixture(scope="module")
-def clinical():
-    return PhiDetector(DeidConfig(profile="clinical"))
-
-
-def _in_case(text: str, case: str) -> str:
-    return {"mixed": text, "upper": text.upper(), "lower": text.lower()}[case]
-
-
-def _dates(detector, text):
-    return [text[d.start:d.end] for d in detector.detect_text(text) if d.label == "DATE"]
+from conftest import NOTE_CASES, in_case
+from conftest import detected_dates as _dates
 
 
 # a function word glued to a number labels a quantity (fluid in and out over a shift); it dates nothing
@@ -31,11 +16,11 @@ QUANTITIES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", NOTE_CASES)
 @pytest.mark.parametrize("text", QUANTITIES)
-def test_a_number_glued_to_a_function_word_is_no_year(clinical, text, case):
-    text = _in_case(text, case)
-    assert _dates(clinical, text) == [], text
+def test_a_number_glued_to_a_function_word_is_no_year(clinical_detector, text, case):
+    text = in_case(text, case)
+    assert _dates(clinical_detector, text) == [], text
 
 
 # the year glued to the event it dates stays a date
@@ -48,33 +33,33 @@ GLUED_YEARS = [
 
 @pytest.mark.parametrize("case", ("mixed", "lower"))
 @pytest.mark.parametrize("text, year", GLUED_YEARS)
-def test_a_year_glued_to_an_event_stays_a_date(clinical, text, year, case):
-    text = _in_case(text, case)
-    assert year in _dates(clinical, text), text
+def test_a_year_glued_to_an_event_stays_a_date(clinical_detector, text, year, case):
+    text = in_case(text, case)
+    assert year in _dates(clinical_detector, text), text
 
 
 # a date after a strength label but not given for a limb is still a date; a grade for a limb is not
-@pytest.mark.parametrize("case", CASES)
-def test_a_date_after_a_strength_label_is_still_a_date(clinical, case):
-    text = _in_case("Motor: intact, f/u 4/5 in clinic.", case)
-    assert any("4/5" in d for d in _dates(clinical, text)), text
+@pytest.mark.parametrize("case", NOTE_CASES)
+def test_a_date_after_a_strength_label_is_still_a_date(clinical_detector, case):
+    text = in_case("Motor: intact, f/u 4/5 in clinic.", case)
+    assert any("4/5" in d for d in _dates(clinical_detector, text)), text
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", NOTE_CASES)
 @pytest.mark.parametrize("text", ["Motor: RUE 4/5, otherwise intact.", "Strength: left arm 4/5."])
-def test_a_grade_given_for_a_limb_is_no_date(clinical, text, case):
-    text = _in_case(text, case)
-    assert _dates(clinical, text) == [], text
+def test_a_grade_given_for_a_limb_is_no_date(clinical_detector, text, case):
+    text = in_case(text, case)
+    assert _dates(clinical_detector, text) == [], text
 
 
 # "PD" is peritoneal dialysis as often as a police department: the word before it names no town
-@pytest.mark.parametrize("case", CASES)
-def test_peritoneal_dialysis_is_no_place(clinical, case):
-    text = _in_case("Tenckhoff PD catheter site clean. Fresenius PD cycler set up.", case)
-    assert clinical.detect_text(text) == [], text
+@pytest.mark.parametrize("case", NOTE_CASES)
+def test_peritoneal_dialysis_is_no_place(clinical_detector, case):
+    text = in_case("Tenckhoff PD catheter site clean. Fresenius PD cycler set up.", case)
+    assert clinical_detector.detect_text(text) == [], text
 
 
 @pytest.mark.parametrize("case", ("mixed",))
-def test_records_faxed_to_a_department_name_no_place(clinical, case):
-    text = _in_case("Records faxed to Pharmacy and Admitting.", case)
-    assert clinical.detect_text(text) == [], text
+def test_records_faxed_to_a_department_name_no_place(clinical_detector, case):
+    text = in_case("Records faxed to Pharmacy and Admitting.", case)
+    assert clinical_detector.detect_text(text) == [], text
